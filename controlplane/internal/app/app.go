@@ -1,0 +1,203 @@
+// Package app wires the control plane together: database, CA, domain
+// services, the agent gRPC listener and the HTTP listener.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/agentsync"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/pki"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/policy"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
+	"github.com/portcullis-mcp/portcullis/ent"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// Config configures the control plane.
+type Config struct {
+	// DataDir holds the SQLite database and the CA when not set otherwise.
+	DataDir string
+	// DatabaseURL is sqlite://PATH or postgres://...; default sqlite in DataDir.
+	DatabaseURL string
+	// GRPCListen is the agent listener address.
+	GRPCListen string
+	// GRPCHostnames are the names and IPs agents use to reach GRPCListen (server certificate SANs).
+	GRPCHostnames []string
+	// HTTPListen is the console/health listener address.
+	HTTPListen string
+	// CACert and CAKey are PEM files of the agent CA; generated in DataDir when unset.
+	CACert, CAKey string
+	Logger        *slog.Logger
+}
+
+// App is a running control plane.
+type App struct {
+	DB        *ent.Client
+	CA        *pki.CA
+	Tenants   *tenant.Service
+	Inventory *inventory.Service
+	Policy    *policy.Service
+	Telemetry *telemetry.Service
+
+	cfg      Config
+	log      *slog.Logger
+	grpcLn   net.Listener
+	httpLn   net.Listener
+	grpcSrv  *grpc.Server
+	httpSrv  *http.Server
+	stopOnce chan struct{}
+}
+
+// New opens the database and binds the listeners.
+func New(ctx context.Context, cfg Config) (*App, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("a data directory is required (--data-dir)")
+	}
+	if cfg.DatabaseURL == "" {
+		cfg.DatabaseURL = "sqlite://" + filepath.Join(cfg.DataDir, "portcullis.db")
+	}
+	if cfg.CACert == "" && cfg.CAKey == "" {
+		cfg.CACert, cfg.CAKey = filepath.Join(cfg.DataDir, "ca.crt"), filepath.Join(cfg.DataDir, "ca.key")
+	} else if cfg.CACert == "" || cfg.CAKey == "" {
+		return nil, errors.New("--ca-cert and --ca-key must be given together")
+	}
+	if len(cfg.GRPCHostnames) == 0 {
+		cfg.GRPCHostnames = []string{"localhost", "127.0.0.1", "::1"}
+	}
+	a := &App{cfg: cfg, log: cfg.Logger.With("component", "app"), stopOnce: make(chan struct{})}
+	var err error
+	if a.CA, err = pki.LoadOrCreate(cfg.CACert, cfg.CAKey); err != nil {
+		return nil, err
+	}
+	if a.DB, err = store.Open(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	broker := policy.NewLocalBroker()
+	if a.Policy, err = policy.New(a.DB, broker, cfg.Logger); err != nil {
+		return nil, a.closeWith(err)
+	}
+	if a.Tenants, err = tenant.New(a.DB, a.Policy, cfg.Logger); err != nil {
+		return nil, a.closeWith(err)
+	}
+	if a.Inventory, err = inventory.New(a.DB, a.Policy, cfg.Logger); err != nil {
+		return nil, a.closeWith(err)
+	}
+	if a.Telemetry, err = telemetry.New(a.DB, cfg.Logger); err != nil {
+		return nil, a.closeWith(err)
+	}
+	sync, err := agentsync.New(agentsync.Config{
+		DB: a.DB, CA: a.CA, Policy: a.Policy, Broker: broker, Inventory: a.Inventory, Telemetry: a.Telemetry, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, a.closeWith(err)
+	}
+	tlsCfg, err := a.CA.ServerTLS(cfg.GRPCHostnames)
+	if err != nil {
+		return nil, a.closeWith(err)
+	}
+	a.grpcSrv = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.MaxRecvMsgSize(16<<20),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	agentv1.RegisterAgentServiceServer(a.grpcSrv, sync)
+	if a.grpcLn, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
+		return nil, a.closeWith(fmt.Errorf("listening for agents on %s: %w", cfg.GRPCListen, err))
+	}
+	if a.httpLn, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+		return nil, a.closeWith(fmt.Errorf("listening for HTTP on %s: %w", cfg.HTTPListen, err))
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return a, nil
+}
+
+func (a *App) closeWith(err error) error {
+	a.Close()
+	return err
+}
+
+// GRPCAddr is the bound agent listener address.
+func (a *App) GRPCAddr() string { return a.grpcLn.Addr().String() }
+
+// HTTPAddr is the bound HTTP listener address.
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// AgentEndpoint is the address agents dial, using the first configured hostname.
+func (a *App) AgentEndpoint() string {
+	_, port, _ := net.SplitHostPort(a.GRPCAddr())
+	host := a.cfg.GRPCHostnames[0]
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return host + ":" + port
+}
+
+// EnrollmentToken creates a token for a gateway in the form agents accept.
+func (a *App) EnrollmentToken(ctx context.Context, tenantID, gatewayID [16]byte, ttl time.Duration) (string, error) {
+	secret, err := a.Tenants.CreateEnrollmentToken(ctx, tenantID, gatewayID, ttl)
+	if err != nil {
+		return "", err
+	}
+	return agentsync.FormatToken(secret, a.CA.Cert.Raw), nil
+}
+
+// Handle adds an HTTP handler (the console, in dev) to the HTTP listener.
+func (a *App) Handle(pattern string, h http.Handler) {
+	a.httpSrv.Handler.(*http.ServeMux).Handle(pattern, h)
+}
+
+// Serve runs the listeners until ctx ends, then stops them.
+func (a *App) Serve(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- a.grpcSrv.Serve(a.grpcLn) }()
+	go func() {
+		if err := a.httpSrv.Serve(a.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	a.log.Info("control plane serving", "agents", a.GRPCAddr(), "http", a.HTTPAddr())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = a.httpSrv.Shutdown(sctx)
+	a.grpcSrv.Stop() // streams are long-lived: stop, do not wait for them
+	return err
+}
+
+// Close releases the database. Call after Serve returned.
+func (a *App) Close() {
+	if a.grpcLn != nil {
+		_ = a.grpcLn.Close()
+	}
+	if a.httpLn != nil {
+		_ = a.httpLn.Close()
+	}
+	if a.DB != nil {
+		_ = a.DB.Close()
+	}
+}

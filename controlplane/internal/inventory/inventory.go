@@ -1,0 +1,221 @@
+// Package inventory records the tools gateways discover on their upstreams,
+// their version history, and which definition of each tool is pinned.
+package inventory
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gowebpki/jcs"
+
+	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/tool"
+	"github.com/portcullis-mcp/portcullis/ent/toolversion"
+	"github.com/portcullis-mcp/portcullis/ent/upstream"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// Limits on what one inventory report may carry.
+const (
+	MaxUpstreamsPerReport = 256
+	MaxToolsPerUpstream   = 2048
+	MaxDefinitionBytes    = 256 << 10
+	MaxToolNameLen        = 128
+)
+
+// ErrNotFound is returned for a tool or version that does not exist in the tenant.
+var ErrNotFound = errors.New("not found")
+
+// Notifier is told when a gateway's pins changed.
+type Notifier interface {
+	GatewayChanged(ctx context.Context, gatewayID uuid.UUID) error
+}
+
+// Service records inventory and pins.
+type Service struct {
+	db     *ent.Client
+	notify Notifier
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New returns a Service.
+func New(db *ent.Client, notify Notifier, log *slog.Logger) (*Service, error) {
+	if db == nil || notify == nil {
+		return nil, errors.New("inventory.New: db and notifier are required")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{db: db, notify: notify, log: log.With("component", "inventory"), now: time.Now}, nil
+}
+
+// ValidateTool checks a discovered tool reported by an agent: bounded, canonical, hash matching.
+func ValidateTool(t *agentv1.DiscoveredTool) error {
+	if t.GetName() == "" || len(t.GetName()) > MaxToolNameLen {
+		return fmt.Errorf("tool name %q is empty or longer than %d", t.GetName(), MaxToolNameLen)
+	}
+	def := t.GetDefinition()
+	if len(def) == 0 || len(def) > MaxDefinitionBytes {
+		return fmt.Errorf("tool %q: definition is empty or larger than %d bytes", t.GetName(), MaxDefinitionBytes)
+	}
+	canon, err := jcs.Transform(def)
+	if err != nil {
+		return fmt.Errorf("tool %q: definition is not valid JSON: %w", t.GetName(), err)
+	}
+	if !bytes.Equal(canon, def) {
+		return fmt.Errorf("tool %q: definition is not in RFC 8785 canonical form", t.GetName())
+	}
+	sum := sha256.Sum256(def)
+	if hex.EncodeToString(sum[:]) != t.GetSha256() {
+		return fmt.Errorf("tool %q: sha256 does not match its definition", t.GetName())
+	}
+	return nil
+}
+
+// ApplyReport records an agent's inventory report. Unknown upstreams and
+// invalid tools are skipped and logged; the rest is stored.
+func (s *Service) ApplyReport(ctx context.Context, agent *ent.Agent, rep *agentv1.InventoryReport) error {
+	if len(rep.GetUpstreams()) > MaxUpstreamsPerReport {
+		return fmt.Errorf("inventory report has %d upstreams, at most %d allowed", len(rep.GetUpstreams()), MaxUpstreamsPerReport)
+	}
+	now := s.now()
+	for _, ui := range rep.GetUpstreams() {
+		if len(ui.GetTools()) > MaxToolsPerUpstream {
+			return fmt.Errorf("upstream %q: %d tools reported, at most %d allowed", ui.GetUpstream(), len(ui.GetTools()), MaxToolsPerUpstream)
+		}
+		up, err := s.db.Upstream.Query().Where(upstream.TenantID(agent.TenantID), upstream.GatewayID(agent.GatewayID), upstream.Name(ui.GetUpstream())).Only(ctx)
+		if ent.IsNotFound(err) {
+			s.log.Warn("inventory for unknown upstream ignored", "agent", agent.ID, "upstream", ui.GetUpstream())
+			continue
+		} else if err != nil {
+			return err
+		}
+		errText := ui.GetError()
+		if len(errText) > 4096 {
+			errText = errText[:4096]
+		}
+		if err := up.Update().SetReachable(ui.GetReachable()).SetLastError(errText).Exec(ctx); err != nil {
+			return err
+		}
+		if !ui.GetReachable() {
+			continue // keep the last known tools of an unreachable upstream
+		}
+		if err := s.applyUpstream(ctx, up, ui.GetTools(), now); err != nil {
+			return fmt.Errorf("upstream %q: %w", up.Name, err)
+		}
+	}
+	return nil
+}
+
+func (s *Service) applyUpstream(ctx context.Context, up *ent.Upstream, tools []*agentv1.DiscoveredTool, now time.Time) error {
+	tx, err := s.db.Tx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	seen := make(map[string]bool, len(tools))
+	for _, dt := range tools {
+		if err := ValidateTool(dt); err != nil {
+			s.log.Warn("invalid tool in inventory ignored", "upstream", up.Name, "err", err)
+			continue
+		}
+		if seen[dt.GetName()] {
+			continue
+		}
+		seen[dt.GetName()] = true
+		t, err := tx.Tool.Query().Where(tool.UpstreamID(up.ID), tool.Name(dt.GetName())).Only(ctx)
+		switch {
+		case ent.IsNotFound(err):
+			t, err = tx.Tool.Create().SetTenantID(up.TenantID).SetUpstreamID(up.ID).SetName(dt.GetName()).
+				SetLiveSha256(dt.GetSha256()).SetFirstSeen(now).SetLastSeen(now).Save(ctx)
+		case err == nil:
+			t, err = t.Update().SetLiveSha256(dt.GetSha256()).SetLastSeen(now).Save(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		n, err := tx.ToolVersion.Update().Where(toolversion.ToolID(t.ID), toolversion.Sha256(dt.GetSha256())).SetLastSeen(now).Save(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			if err := tx.ToolVersion.Create().SetTenantID(up.TenantID).SetToolID(t.ID).SetSha256(dt.GetSha256()).
+				SetDefinition(dt.GetDefinition()).SetFirstSeen(now).SetLastSeen(now).Exec(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	// Tools no longer listed are marked removed (history stays).
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	if err := tx.Tool.Update().Where(tool.UpstreamID(up.ID), tool.NameNotIn(names...), tool.LiveSha256NEQ("")).
+		SetLiveSha256("").Exec(ctx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Tools lists the tools of an upstream.
+func (s *Service) Tools(ctx context.Context, tenantID, upstreamID uuid.UUID) ([]*ent.Tool, error) {
+	return s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.UpstreamID(upstreamID)).Order(tool.ByName()).All(ctx)
+}
+
+// Pin approves one definition (by hash) of a tool; the gateway will expose
+// the tool only while its live definition has that hash.
+func (s *Service) Pin(ctx context.Context, tenantID, toolID uuid.UUID, sha string) error {
+	t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.ID(toolID)).WithUpstream().Only(ctx)
+	if ent.IsNotFound(err) {
+		return fmt.Errorf("tool %s: %w", toolID, ErrNotFound)
+	} else if err != nil {
+		return err
+	}
+	ok, err := s.db.ToolVersion.Query().Where(toolversion.ToolID(t.ID), toolversion.Sha256(sha)).Exist(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("tool %q has no discovered version with sha256 %q: %w", t.Name, sha, ErrNotFound)
+	}
+	if err := t.Update().SetPinnedSha256(sha).Exec(ctx); err != nil {
+		return err
+	}
+	return s.notify.GatewayChanged(ctx, t.Edges.Upstream.GatewayID)
+}
+
+// PinLive pins the definition the tool currently has.
+func (s *Service) PinLive(ctx context.Context, tenantID, toolID uuid.UUID) error {
+	t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.ID(toolID)).Only(ctx)
+	if ent.IsNotFound(err) {
+		return fmt.Errorf("tool %s: %w", toolID, ErrNotFound)
+	} else if err != nil {
+		return err
+	}
+	if t.LiveSha256 == "" {
+		return fmt.Errorf("tool %q is not currently offered by its upstream; pin a version by hash instead", t.Name)
+	}
+	return s.Pin(ctx, tenantID, toolID, t.LiveSha256)
+}
+
+// Unpin withdraws approval: the gateway hides the tool and refuses calls.
+func (s *Service) Unpin(ctx context.Context, tenantID, toolID uuid.UUID) error {
+	t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.ID(toolID)).WithUpstream().Only(ctx)
+	if ent.IsNotFound(err) {
+		return fmt.Errorf("tool %s: %w", toolID, ErrNotFound)
+	} else if err != nil {
+		return err
+	}
+	if err := t.Update().SetPinnedSha256("").Exec(ctx); err != nil {
+		return err
+	}
+	return s.notify.GatewayChanged(ctx, t.Edges.Upstream.GatewayID)
+}

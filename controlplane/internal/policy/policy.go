@@ -1,0 +1,187 @@
+// Package policy compiles a gateway's configuration and pins into a signed
+// PolicyBundle, keeps the version history, and signals the agent streams.
+package policy
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/gateway"
+	"github.com/portcullis-mcp/portcullis/ent/policyversion"
+	"github.com/portcullis-mcp/portcullis/ent/tool"
+	"github.com/portcullis-mcp/portcullis/ent/toolversion"
+	"github.com/portcullis-mcp/portcullis/ent/upstream"
+	"github.com/portcullis-mcp/portcullis/ent/virtualserver"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// Service compiles and serves policy bundles.
+type Service struct {
+	db     *ent.Client
+	broker Broker
+	log    *slog.Logger
+	now    func() time.Time
+	mu     sync.Mutex // serialises compiles within this replica
+}
+
+// New returns a Service.
+func New(db *ent.Client, broker Broker, log *slog.Logger) (*Service, error) {
+	if db == nil || broker == nil {
+		return nil, errors.New("policy.New: db and broker are required")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{db: db, broker: broker, log: log.With("component", "policy"), now: time.Now}, nil
+}
+
+// KeyID names a signing key by its public half.
+func KeyID(pub []byte) string {
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:8])
+}
+
+// GatewayChanged recompiles the gateway's bundle and, when its content
+// changed, stores a new version and signals the gateway's agents.
+func (s *Service) GatewayChanged(ctx context.Context, gatewayID uuid.UUID) error {
+	changed, err := s.Compile(ctx, gatewayID)
+	if err != nil {
+		return fmt.Errorf("compiling policy for gateway %s: %w", gatewayID, err)
+	}
+	if changed != nil {
+		s.broker.Publish(gatewayID)
+	}
+	return nil
+}
+
+// Compile builds the gateway's bundle; it returns the new version, or nil
+// when the content is the same as the latest version's.
+func (s *Service) Compile(ctx context.Context, gatewayID uuid.UUID) (*ent.PolicyVersion, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gw, err := s.db.Gateway.Query().Where(gateway.ID(gatewayID)).WithTenant().Only(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.content(ctx, gw)
+	if err != nil {
+		return nil, err
+	}
+	content, err := proto.MarshalOptions{Deterministic: true}.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(content)
+	contentHash := hex.EncodeToString(sum[:])
+	latest, err := s.latest(ctx, gatewayID)
+	if err != nil && !ent.IsNotFound(err) {
+		return nil, err
+	}
+	var version uint64 = 1
+	if latest != nil {
+		if latest.ContentSha256 == contentHash {
+			return nil, nil
+		}
+		version = latest.Version + 1
+	}
+	b.Version = version
+	b.IssuedAt = timestamppb.New(s.now())
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	priv := ed25519.NewKeyFromSeed(gw.Edges.Tenant.SigningPrivateKey)
+	pv, err := s.db.PolicyVersion.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetVersion(version).
+		SetContentSha256(contentHash).SetPayload(payload).SetSignature(ed25519.Sign(priv, payload)).
+		SetKeyID(KeyID(gw.Edges.Tenant.SigningPublicKey)).Save(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("storing policy version %d: %w", version, err)
+	}
+	s.log.Info("policy compiled", "gateway", gw.ID, "version", version, "pins", len(b.ToolPins))
+	return pv, nil
+}
+
+func (s *Service) latest(ctx context.Context, gatewayID uuid.UUID) (*ent.PolicyVersion, error) {
+	return s.db.PolicyVersion.Query().Where(policyversion.GatewayID(gatewayID)).
+		Order(policyversion.ByVersion(sql.OrderDesc())).First(ctx)
+}
+
+// Latest returns the newest signed bundle of a gateway, compiling the first one if needed.
+func (s *Service) Latest(ctx context.Context, gatewayID uuid.UUID) (*agentv1.SignedBundle, uint64, error) {
+	pv, err := s.latest(ctx, gatewayID)
+	if ent.IsNotFound(err) {
+		if pv, err = s.Compile(ctx, gatewayID); err == nil && pv == nil {
+			pv, err = s.latest(ctx, gatewayID)
+		}
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return &agentv1.SignedBundle{Payload: pv.Payload, Signature: pv.Signature, KeyId: pv.KeyID}, pv.Version, nil
+}
+
+// content gathers everything but version and issue time, in a stable order.
+func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.PolicyBundle, error) {
+	b := &agentv1.PolicyBundle{TenantId: gw.TenantID.String(), GatewayId: gw.ID.String()}
+	ups, err := s.db.Upstream.Query().Where(upstream.GatewayID(gw.ID)).Order(upstream.ByName()).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := map[uuid.UUID]string{}
+	for _, u := range ups {
+		names[u.ID] = u.Name
+		pu := &agentv1.Upstream{Id: u.ID.String(), Name: u.Name, Url: u.URL, Command: u.Command, Args: u.Args, Labels: u.Labels}
+		switch u.Transport {
+		case upstream.TransportStreamableHTTP:
+			pu.Transport = agentv1.Transport_TRANSPORT_STREAMABLE_HTTP
+		case upstream.TransportStdio:
+			pu.Transport = agentv1.Transport_TRANSPORT_STDIO
+		}
+		b.Upstreams = append(b.Upstreams, pu)
+	}
+	vss, err := s.db.VirtualServer.Query().Where(virtualserver.GatewayID(gw.ID)).Order(virtualserver.ByName()).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, vs := range vss {
+		b.VirtualServers = append(b.VirtualServers, &agentv1.VirtualServer{Name: vs.Name, Upstreams: vs.Upstreams})
+	}
+	if len(ups) > 0 {
+		ids := make([]uuid.UUID, 0, len(ups))
+		for _, u := range ups {
+			ids = append(ids, u.ID)
+		}
+		tools, err := s.db.Tool.Query().Where(tool.UpstreamIDIn(ids...), tool.PinnedSha256NEQ("")).All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range tools {
+			v, err := s.db.ToolVersion.Query().Where(toolversion.ToolID(t.ID), toolversion.Sha256(t.PinnedSha256)).Only(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("pinned version of tool %q: %w", t.Name, err)
+			}
+			b.ToolPins = append(b.ToolPins, &agentv1.ToolPin{Upstream: names[t.UpstreamID], Tool: t.Name, Sha256: t.PinnedSha256, Definition: v.Definition})
+		}
+		sort.Slice(b.ToolPins, func(i, j int) bool {
+			if b.ToolPins[i].Upstream != b.ToolPins[j].Upstream {
+				return b.ToolPins[i].Upstream < b.ToolPins[j].Upstream
+			}
+			return b.ToolPins[i].Tool < b.ToolPins[j].Tool
+		})
+	}
+	return b, nil
+}

@@ -1,0 +1,68 @@
+// Package store opens the control plane's database: SQLite (embedded default)
+// or PostgreSQL, chosen by the URL scheme.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	entsql "entgo.io/ent/dialect/sql"
+	"entgo.io/ent/dialect"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	_ "modernc.org/sqlite"             // registers "sqlite"
+
+	"github.com/portcullis-mcp/portcullis/ent"
+)
+
+// Open connects to databaseURL, which is "sqlite://PATH" (or a bare path) or
+// "postgres://...", and brings the schema up to date.
+func Open(ctx context.Context, databaseURL string) (*ent.Client, error) {
+	drv, err := openDriver(databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	client := ent.NewClient(ent.Driver(drv))
+	if err := client.Schema.Create(ctx); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("migrating database schema: %w", err)
+	}
+	return client, nil
+}
+
+func openDriver(databaseURL string) (*entsql.Driver, error) {
+	switch {
+	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
+		db, err := sql.Open("pgx", databaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("opening PostgreSQL: %w", err)
+		}
+		db.SetMaxOpenConns(20)
+		return entsql.OpenDB(dialect.Postgres, db), nil
+	case strings.HasPrefix(databaseURL, "sqlite://"), !strings.Contains(databaseURL, "://"):
+		path := strings.TrimPrefix(databaseURL, "sqlite://")
+		if path == "" {
+			return nil, fmt.Errorf("database URL %q has no file path", databaseURL)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("creating database directory: %w", err)
+		}
+		q := url.Values{}
+		for _, p := range []string{"foreign_keys(1)", "busy_timeout(10000)", "journal_mode(WAL)", "synchronous(NORMAL)"} {
+			q.Add("_pragma", p)
+		}
+		q.Set("_txlock", "immediate")
+		db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+		if err != nil {
+			return nil, fmt.Errorf("opening SQLite %s: %w", path, err)
+		}
+		db.SetMaxOpenConns(1) // one writer; avoids SQLITE_BUSY under load
+		return entsql.OpenDB(dialect.SQLite, db), nil
+	default:
+		return nil, fmt.Errorf("unsupported database URL %q: use sqlite://PATH or postgres://...", databaseURL)
+	}
+}

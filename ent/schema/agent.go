@@ -1,0 +1,37 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
+)
+
+// Agent is one running gateway instance.
+type Agent struct{ ent.Schema }
+
+// Mixin of the Agent.
+func (Agent) Mixin() []ent.Mixin { return []ent.Mixin{IDMixin{}, TimeMixin{}, TenantMixin{}} }
+
+// Fields of the Agent.
+func (Agent) Fields() []ent.Field {
+	return []ent.Field{
+		field.UUID("gateway_id", uuid.UUID{}).Immutable(),
+		field.String("hostname").Default("").MaxLen(255),
+		field.String("version").Default("").MaxLen(64),
+		// SHA-256 of the client certificate issued at enrollment.
+		field.String("cert_fingerprint").Unique(),
+		field.Bool("connected").Default(false),
+		field.Time("last_seen").Optional().Nillable(),
+		field.Uint64("applied_version").Default(0),
+		field.String("last_nack").Default("").MaxLen(4096),
+		field.Bool("revoked").Default(false),
+	}
+}
+
+// Edges of the Agent.
+func (Agent) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("gateway", Gateway.Type).Ref("agents").Field("gateway_id").Unique().Required().Immutable(),
+	}
+}

@@ -1,0 +1,23 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/schema/field"
+)
+
+// Tenant is an isolated customer organisation.
+type Tenant struct{ ent.Schema }
+
+// Mixin of the Tenant.
+func (Tenant) Mixin() []ent.Mixin { return []ent.Mixin{IDMixin{}, TimeMixin{}} }
+
+// Fields of the Tenant.
+func (Tenant) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("name").NotEmpty().MaxLen(200),
+		field.String("slug").NotEmpty().MaxLen(63).Unique(),
+		// ed25519 key that signs this tenant's policy bundles.
+		field.Bytes("signing_private_key").Sensitive(),
+		field.Bytes("signing_public_key"),
+	}
+}

@@ -1,0 +1,74 @@
+package schema
+
+import (
+	"time"
+
+	"entgo.io/ent"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+	"github.com/google/uuid"
+)
+
+// Tool is a tool of an upstream, as discovered by the gateways.
+type Tool struct{ ent.Schema }
+
+// Mixin of the Tool.
+func (Tool) Mixin() []ent.Mixin { return []ent.Mixin{IDMixin{}, TimeMixin{}, TenantMixin{}} }
+
+// Fields of the Tool.
+func (Tool) Fields() []ent.Field {
+	return []ent.Field{
+		field.UUID("upstream_id", uuid.UUID{}).Immutable(),
+		field.String("name").NotEmpty().MaxLen(128),
+		// Hash of the definition last reported live ("" once removed).
+		field.String("live_sha256").Default(""),
+		// Hash of the approved definition ("" when not pinned).
+		field.String("pinned_sha256").Default(""),
+		field.Time("first_seen").Default(time.Now).Immutable(),
+		field.Time("last_seen").Default(time.Now),
+	}
+}
+
+// Edges of the Tool.
+func (Tool) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("upstream", Upstream.Type).Ref("tools").Field("upstream_id").Unique().Required().Immutable(),
+		edge.To("versions", ToolVersion.Type),
+	}
+}
+
+// Indexes of the Tool.
+func (Tool) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("upstream_id", "name").Unique()}
+}
+
+// ToolVersion is one distinct definition of a tool, by canonical hash.
+type ToolVersion struct{ ent.Schema }
+
+// Mixin of the ToolVersion.
+func (ToolVersion) Mixin() []ent.Mixin { return []ent.Mixin{IDMixin{}, TenantMixin{}} }
+
+// Fields of the ToolVersion.
+func (ToolVersion) Fields() []ent.Field {
+	return []ent.Field{
+		field.UUID("tool_id", uuid.UUID{}).Immutable(),
+		field.String("sha256").NotEmpty().Immutable(),
+		// RFC 8785 canonical JSON.
+		field.Bytes("definition").Immutable().MaxLen(1 << 20),
+		field.Time("first_seen").Default(time.Now).Immutable(),
+		field.Time("last_seen").Default(time.Now),
+	}
+}
+
+// Edges of the ToolVersion.
+func (ToolVersion) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("tool", Tool.Type).Ref("versions").Field("tool_id").Unique().Required().Immutable(),
+	}
+}
+
+// Indexes of the ToolVersion.
+func (ToolVersion) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("tool_id", "sha256").Unique()}
+}

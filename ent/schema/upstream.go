@@ -1,0 +1,45 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+	"github.com/google/uuid"
+)
+
+// Upstream is an MCP server reachable from a gateway. Credentials are never
+// stored here: they are resolved inside the VPC by the gateway.
+type Upstream struct{ ent.Schema }
+
+// Mixin of the Upstream.
+func (Upstream) Mixin() []ent.Mixin { return []ent.Mixin{IDMixin{}, TimeMixin{}, TenantMixin{}} }
+
+// Fields of the Upstream.
+func (Upstream) Fields() []ent.Field {
+	return []ent.Field{
+		field.UUID("gateway_id", uuid.UUID{}).Immutable(),
+		field.String("name").NotEmpty().MaxLen(48).Match(nameRE),
+		field.Enum("transport").Values("streamable_http", "stdio"),
+		field.String("url").Default("").MaxLen(2048),
+		field.String("command").Default("").MaxLen(1024),
+		field.Strings("args").Optional(),
+		field.JSON("labels", map[string]string{}).Optional(),
+		// Reachability as last reported by an agent.
+		field.Bool("reachable").Default(false),
+		field.String("last_error").Default("").MaxLen(4096),
+	}
+}
+
+// Edges of the Upstream.
+func (Upstream) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("gateway", Gateway.Type).Ref("upstreams").Field("gateway_id").Unique().Required().Immutable(),
+		edge.To("tools", Tool.Type),
+	}
+}
+
+// Indexes of the Upstream.
+func (Upstream) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("gateway_id", "name").Unique()}
+}
