@@ -1,0 +1,171 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/bundle"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// Identity is what enrollment gave this agent, kept in the data directory.
+type Identity struct {
+	AgentID         string `json:"agent_id"`
+	GatewayID       string `json:"gateway_id"`
+	TenantID        string `json:"tenant_id"`
+	PolicyPublicKey []byte `json:"policy_public_key"`
+	cert            tls.Certificate
+	caPool          *x509.CertPool
+}
+
+const (
+	identityFile = "identity.json"
+	keyFile      = "agent.key"
+	certFile     = "agent.crt"
+	caFile       = "ca.crt"
+)
+
+// loadIdentity reads the identity; it returns (nil, nil) when the agent has not enrolled.
+func loadIdentity(dir string) (*Identity, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, identityFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var id Identity
+	if err := json.Unmarshal(raw, &id); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", identityFile, err)
+	}
+	id.cert, err = tls.LoadX509KeyPair(filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
+	if err != nil {
+		return nil, fmt.Errorf("loading agent certificate: %w", err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, caFile))
+	if err != nil {
+		return nil, fmt.Errorf("loading control-plane CA: %w", err)
+	}
+	id.caPool = x509.NewCertPool()
+	if !id.caPool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s holds no certificate", caFile)
+	}
+	return &id, nil
+}
+
+// parseToken splits "pcgw1.<secret>.<sha256 of CA, base64url>".
+func parseToken(token string) (caHash []byte, err error) {
+	parts := strings.Split(strings.TrimSpace(token), ".")
+	if len(parts) != 3 || parts[0] != "pcgw1" {
+		return nil, errors.New("enrollment token is malformed: expected pcgw1.<secret>.<ca-hash>, as shown in the console")
+	}
+	caHash, err = base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || len(caHash) != sha256.Size {
+		return nil, errors.New("enrollment token is malformed: bad CA hash")
+	}
+	return caHash, nil
+}
+
+// enroll redeems the token and writes the identity into dir.
+func enroll(ctx context.Context, dir, target, token, hostname, version string) (*Identity, error) {
+	caHash, err := parseToken(token)
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		return nil, fmt.Errorf("control plane address %q must be host:port: %w", target, err)
+	}
+	// Trust on first use, pinned by the token: the server chain must contain a
+	// CA whose SHA-256 is in the token, and the leaf must verify against it.
+	tlsCfg := &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		InsecureSkipVerify: true, // replaced by VerifyConnection below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			for _, c := range cs.PeerCertificates {
+				sum := sha256.Sum256(c.Raw)
+				if !bytes.Equal(sum[:], caHash) {
+					continue
+				}
+				pool := x509.NewCertPool()
+				pool.AddCert(c)
+				_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, DNSName: host})
+				return err
+			}
+			return errors.New("control plane CA does not match the enrollment token")
+		},
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := agentv1.NewAgentServiceClient(conn).Enroll(ctx, &agentv1.EnrollRequest{
+		Token: strings.TrimSpace(token), CsrDer: csr, Hostname: hostname, AgentVersion: version,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("enrolling with %s: %w", target, err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	id := &Identity{AgentID: resp.GetAgentId(), GatewayID: resp.GetGatewayId(), TenantID: resp.GetTenantId(), PolicyPublicKey: resp.GetPolicyPublicKey()}
+	idJSON, _ := json.MarshalIndent(id, "", "  ")
+	files := []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600},
+		{certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: resp.GetCertificateDer()}), 0o644},
+		{caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: resp.GetCaCertificateDer()}), 0o644},
+		{identityFile, idJSON, 0o600}, // last: its presence means enrolled
+	}
+	for _, f := range files {
+		if err := bundle.WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			return nil, fmt.Errorf("saving %s: %w", f.name, err)
+		}
+	}
+	return loadIdentity(dir)
+}
+
+// transportCredentials are the mTLS credentials for Sync and ReportTelemetry.
+func (id *Identity) transportCredentials(host string) credentials.TransportCredentials {
+	return credentials.NewTLS(&tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{id.cert},
+		RootCAs:      id.caPool,
+		ServerName:   host,
+	})
+}

@@ -1,0 +1,121 @@
+// Package app runs a data-plane gateway: the agent (control-plane client)
+// and the MCP proxy behind one HTTP listener.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/agent"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/proxy"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
+)
+
+// Version of the gateway binary.
+var Version = "0.1.0-dev"
+
+// Config configures a gateway.
+type Config struct {
+	ControlPlane      string
+	EnrollToken       string
+	DataDir           string
+	Listen            string
+	TLSCert, TLSKey   string
+	DiscoveryInterval time.Duration
+	UpstreamTimeout   time.Duration
+	TelemetryBuffer   int
+	LogLevel          string
+}
+
+// RegisterFlags binds cfg to fs; every flag can also be set as PORTCULLIS_<NAME>.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ControlPlane, "control-plane", "", "control plane agent endpoint, host:port (required)")
+	fs.StringVar(&c.EnrollToken, "enroll-token", "", "one-time enrollment token from the console; needed only on first start")
+	fs.StringVar(&c.DataDir, "data-dir", "./portcullis-gateway-data", "directory for the agent identity and the cached policy bundle")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8081", "address serving MCP at /mcp/{virtual-server}, /healthz and /readyz")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for serving MCP over HTTPS (with --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
+	fs.DurationVar(&c.DiscoveryInterval, "discovery-interval", time.Minute, "how often each upstream's tools are listed again (list_changed also triggers it)")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", time.Minute, "timeout for connecting to, listing and calling an upstream")
+	fs.IntVar(&c.TelemetryBuffer, "telemetry-buffer", 100_000, "call events kept while the control plane is unreachable; beyond it they are dropped and counted")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// Logger builds the process logger from --log-level.
+func (c *Config) Logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", c.LogLevel)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+// Run runs the gateway until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.ControlPlane == "" {
+		return errors.New("--control-plane is required (host:port of the control plane's agent listener)")
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key must be given together")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+	q := telemetry.NewQueue(cfg.TelemetryBuffer)
+	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout, Version: Version})
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	ag, err := agent.New(agent.Config{DataDir: cfg.DataDir, ControlPlane: cfg.ControlPlane, EnrollToken: cfg.EnrollToken,
+		Hostname: host, Version: Version, Applier: px, Telemetry: q, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := ag.Start(ctx); err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/mcp/", px.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		v := ag.AppliedVersion()
+		if v == 0 {
+			http.Error(w, "no policy bundle yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("X-Portcullis-Policy-Version", strconv.FormatUint(v, 10))
+		fmt.Fprintf(w, "policy_version=%d control_plane_connected=%t\n", v, ag.Connected())
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go ag.Run(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	log.Info("gateway serving", "listen", ln.Addr().String(), "control_plane", cfg.ControlPlane, "policy_version", ag.AppliedVersion())
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

@@ -1,0 +1,569 @@
+// Package proxy is the gateway's MCP front: one MCP server per virtual
+// server at /mcp/{name}, aggregating the upstreams' tools (namespaced
+// "upstream__tool"), prompts and resources. A tool is exposed only while it is
+// pinned in the enforced bundle and its live definition hashes to the pin;
+// anything else is quarantined: hidden from tools/list and refused on call.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// Separator joins an upstream name and a tool or prompt name.
+const Separator = "__"
+
+// MaxRequestBytes bounds one HTTP request body from a client.
+const MaxRequestBytes = 4 << 20
+
+// Config configures a Proxy.
+type Config struct {
+	Logger    *slog.Logger
+	Telemetry *telemetry.Queue
+	// DiscoveryInterval between periodic re-listings of each upstream (default 60s).
+	DiscoveryInterval time.Duration
+	// UpstreamTimeout bounds connecting, listing and each call (default 60s).
+	UpstreamTimeout time.Duration
+	Version         string
+}
+
+type pinKey struct{ upstream, tool string }
+
+// policy is the enforced part of a bundle, indexed for lookups.
+type policy struct {
+	version uint64
+	pins    map[pinKey]string // → sha256
+	vs      map[string][]string
+}
+
+// Proxy serves MCP to clients and enforces the bundle.
+type Proxy struct {
+	cfg   Config
+	log   *slog.Logger
+	ctx   context.Context
+	pol   atomic.Pointer[policy]
+	relay *progressRelay
+
+	mu        sync.Mutex // guards upstreams, servers and registrations
+	upstreams map[string]*upstream
+	servers   map[string]*vserver
+	warned    map[pinKey]string // quarantine already logged for this live hash
+
+	invChanged chan struct{}
+}
+
+// vserver is one /mcp/{name} endpoint.
+type vserver struct {
+	name      string
+	server    *mcp.Server
+	upstreams []string
+	tools     map[string]string // exposed name → sha256
+	prompts   map[string]string // exposed name → fingerprint
+	resources map[string]string // uri → fingerprint
+	templates map[string]string // uri template → fingerprint
+}
+
+// New returns a Proxy; upstream sessions live until ctx ends.
+func New(ctx context.Context, cfg Config) (*Proxy, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Telemetry == nil {
+		return nil, errors.New("proxy.New: a telemetry queue is required")
+	}
+	if cfg.DiscoveryInterval <= 0 {
+		cfg.DiscoveryInterval = time.Minute
+	}
+	if cfg.UpstreamTimeout <= 0 {
+		cfg.UpstreamTimeout = time.Minute
+	}
+	p := &Proxy{
+		cfg: cfg, log: cfg.Logger.With("component", "proxy"), ctx: ctx, relay: newProgressRelay(),
+		upstreams: map[string]*upstream{}, servers: map[string]*vserver{}, warned: map[pinKey]string{},
+		invChanged: make(chan struct{}, 1),
+	}
+	go func() {
+		<-ctx.Done()
+		p.mu.Lock()
+		ups := p.upstreams
+		p.upstreams = map[string]*upstream{}
+		p.mu.Unlock()
+		for _, u := range ups {
+			u.stop()
+		}
+	}()
+	return p, nil
+}
+
+// AppliedVersion is the enforced bundle version (0: none yet).
+func (p *Proxy) AppliedVersion() uint64 {
+	if pol := p.pol.Load(); pol != nil {
+		return pol.version
+	}
+	return 0
+}
+
+func validate(b *agentv1.PolicyBundle) error {
+	ups := map[string]bool{}
+	for _, u := range b.GetUpstreams() {
+		if u.GetName() == "" || strings.Contains(u.GetName(), Separator) || ups[u.GetName()] {
+			return fmt.Errorf("upstream name %q is empty, contains %q or is repeated", u.GetName(), Separator)
+		}
+		ups[u.GetName()] = true
+		switch u.GetTransport() {
+		case agentv1.Transport_TRANSPORT_STREAMABLE_HTTP:
+			pu, err := url.Parse(u.GetUrl())
+			if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+				return fmt.Errorf("upstream %q: bad URL %q", u.GetName(), u.GetUrl())
+			}
+		case agentv1.Transport_TRANSPORT_STDIO:
+			if u.GetCommand() == "" {
+				return fmt.Errorf("upstream %q: stdio without a command", u.GetName())
+			}
+		default:
+			return fmt.Errorf("upstream %q: unsupported transport %v", u.GetName(), u.GetTransport())
+		}
+	}
+	seen := map[string]bool{}
+	for _, vs := range b.GetVirtualServers() {
+		if vs.GetName() == "" || seen[vs.GetName()] || strings.ContainsAny(vs.GetName(), "/?#") {
+			return fmt.Errorf("virtual server name %q is empty, repeated or not a path segment", vs.GetName())
+		}
+		seen[vs.GetName()] = true
+		for _, u := range vs.GetUpstreams() {
+			if !ups[u] {
+				return fmt.Errorf("virtual server %q refers to unknown upstream %q", vs.GetName(), u)
+			}
+		}
+	}
+	return nil
+}
+
+// Apply switches enforcement to b. It is called by the agent with verified bundles.
+func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
+	if err := validate(b); err != nil {
+		return err
+	}
+	pol := &policy{version: b.GetVersion(), pins: map[pinKey]string{}, vs: map[string][]string{}}
+	for _, pin := range b.GetToolPins() {
+		pol.pins[pinKey{pin.GetUpstream(), pin.GetTool()}] = pin.GetSha256()
+	}
+	for _, vs := range b.GetVirtualServers() {
+		pol.vs[vs.GetName()] = vs.GetUpstreams()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pol.Store(pol)
+
+	// Upstreams: start new or changed ones, stop removed ones.
+	want := map[string]*agentv1.Upstream{}
+	for _, u := range b.GetUpstreams() {
+		want[u.GetName()] = u
+	}
+	for name, u := range p.upstreams {
+		if spec, ok := want[name]; !ok || !sameSpec(spec, u.spec) {
+			delete(p.upstreams, name)
+			go u.stop()
+		}
+	}
+	for name, spec := range want {
+		if _, ok := p.upstreams[name]; !ok {
+			u := newUpstream(spec, p.log, p.relay, p.cfg.DiscoveryInterval, p.cfg.UpstreamTimeout, p.upstreamChanged)
+			p.upstreams[name] = u
+			u.start(p.ctx)
+		}
+	}
+	// Virtual servers.
+	for name, vs := range p.servers {
+		if _, ok := pol.vs[name]; !ok {
+			delete(p.servers, name)
+			for ss := range vs.server.Sessions() {
+				_ = ss.Close()
+			}
+		}
+	}
+	for name, ups := range pol.vs {
+		vs, ok := p.servers[name]
+		if !ok {
+			vs = p.newVServer(name)
+			p.servers[name] = vs
+		}
+		vs.upstreams = ups
+	}
+	p.refreshLocked()
+	return nil
+}
+
+func (p *Proxy) newVServer(name string) *vserver {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "portcullis/" + name, Version: p.cfg.Version}, &mcp.ServerOptions{
+		Logger: p.log,
+		Capabilities: &mcp.ServerCapabilities{
+			Tools:     &mcp.ToolCapabilities{ListChanged: true},
+			Prompts:   &mcp.PromptCapabilities{ListChanged: true},
+			Resources: &mcp.ResourceCapabilities{ListChanged: true},
+		},
+	})
+	return &vserver{name: name, server: srv, tools: map[string]string{}, prompts: map[string]string{}, resources: map[string]string{}, templates: map[string]string{}}
+}
+
+// upstreamChanged is called by an upstream after discovery or loss.
+func (p *Proxy) upstreamChanged(string) {
+	p.mu.Lock()
+	p.refreshLocked()
+	p.mu.Unlock()
+	select {
+	case p.invChanged <- struct{}{}:
+	default:
+	}
+}
+
+// refreshLocked makes every virtual server expose exactly what the policy
+// and the live upstreams allow.
+func (p *Proxy) refreshLocked() {
+	pol := p.pol.Load()
+	if pol == nil {
+		return
+	}
+	for _, vs := range p.servers {
+		p.refreshTools(pol, vs)
+		p.refreshPrompts(vs)
+		p.refreshResources(vs)
+	}
+}
+
+func (p *Proxy) refreshTools(pol *policy, vs *vserver) {
+	want := map[string]string{}
+	defs := map[string]*mcp.Tool{}
+	for _, upName := range vs.upstreams {
+		u := p.upstreams[upName]
+		if u == nil {
+			continue
+		}
+		u.mu.RLock()
+		for name, lt := range u.tools {
+			key := pinKey{upName, name}
+			pin, pinned := pol.pins[key]
+			if !pinned {
+				continue // not approved: hidden
+			}
+			if pin != lt.sha {
+				if p.warned[key] != lt.sha {
+					p.warned[key] = lt.sha
+					p.log.Warn("tool quarantined: live definition differs from its pin", "upstream", upName, "tool", name, "pinned", pin, "live", lt.sha)
+				}
+				continue
+			}
+			exposed := upName + Separator + name
+			want[exposed] = lt.sha
+			t := *lt.tool
+			t.Name = exposed
+			defs[exposed] = &t
+		}
+		u.mu.RUnlock()
+	}
+	var remove []string
+	for name, sha := range vs.tools {
+		if want[name] != sha {
+			remove = append(remove, name)
+			delete(vs.tools, name)
+		}
+	}
+	if len(remove) > 0 {
+		vs.server.RemoveTools(remove...)
+	}
+	for name, sha := range want {
+		if _, ok := vs.tools[name]; ok {
+			continue
+		}
+		upName, toolName, _ := strings.Cut(name, Separator)
+		if err := addTool(vs.server, defs[name], p.callHandler(vs.name, upName, toolName)); err != nil {
+			p.log.Warn("tool not exposed", "tool", name, "err", err)
+			continue
+		}
+		vs.tools[name] = sha
+	}
+}
+
+// addTool registers t, refusing schemas the SDK would panic on.
+func addTool(s *mcp.Server, t *mcp.Tool, h mcp.ToolHandler) (err error) {
+	raw, err := json.Marshal(t.InputSchema)
+	if err != nil {
+		return fmt.Errorf("input schema: %w", err)
+	}
+	var schema struct {
+		Type any `json:"type"`
+	}
+	if err := json.Unmarshal(raw, &schema); err != nil || schema.Type != "object" {
+		return errors.New(`input schema must be a JSON object with "type": "object"`)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("refused by the MCP SDK: %v", r)
+		}
+	}()
+	s.AddTool(t, h)
+	return nil
+}
+
+func fingerprint(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func (p *Proxy) refreshPrompts(vs *vserver) {
+	want := map[string]*mcp.Prompt{}
+	for _, upName := range vs.upstreams {
+		if u := p.upstreams[upName]; u != nil {
+			u.mu.RLock()
+			for name, pr := range u.prompts {
+				c := *pr
+				c.Name = upName + Separator + name
+				want[c.Name] = &c
+			}
+			u.mu.RUnlock()
+		}
+	}
+	var remove []string
+	for name, fp := range vs.prompts {
+		if w, ok := want[name]; !ok || fingerprint(w) != fp {
+			remove = append(remove, name)
+			delete(vs.prompts, name)
+		}
+	}
+	if len(remove) > 0 {
+		vs.server.RemovePrompts(remove...)
+	}
+	for name, pr := range want {
+		if _, ok := vs.prompts[name]; ok {
+			continue
+		}
+		upName, promptName, _ := strings.Cut(name, Separator)
+		vs.server.AddPrompt(pr, p.promptHandler(upName, promptName))
+		vs.prompts[name] = fingerprint(pr)
+	}
+}
+
+// refreshResources exposes the upstreams' resources by their own URIs; on a
+// URI collision the first upstream of the virtual server wins.
+func (p *Proxy) refreshResources(vs *vserver) {
+	want := map[string]*mcp.Resource{}
+	owner := map[string]string{}
+	wantT := map[string]*mcp.ResourceTemplate{}
+	ownerT := map[string]string{}
+	for _, upName := range vs.upstreams {
+		if u := p.upstreams[upName]; u != nil {
+			u.mu.RLock()
+			for uri, r := range u.resources {
+				if _, dup := want[uri]; !dup {
+					want[uri], owner[uri] = r, upName
+				}
+			}
+			for _, t := range u.templates {
+				if _, dup := wantT[t.URITemplate]; !dup {
+					wantT[t.URITemplate], ownerT[t.URITemplate] = t, upName
+				}
+			}
+			u.mu.RUnlock()
+		}
+	}
+	var remove []string
+	for uri, fp := range vs.resources {
+		if w, ok := want[uri]; !ok || fingerprint(w)+owner[uri] != fp {
+			remove = append(remove, uri)
+			delete(vs.resources, uri)
+		}
+	}
+	if len(remove) > 0 {
+		vs.server.RemoveResources(remove...)
+	}
+	for uri, r := range want {
+		if _, ok := vs.resources[uri]; !ok {
+			vs.server.AddResource(r, p.resourceHandler(owner[uri]))
+			vs.resources[uri] = fingerprint(r) + owner[uri]
+		}
+	}
+	remove = remove[:0]
+	for tmpl, fp := range vs.templates {
+		if w, ok := wantT[tmpl]; !ok || fingerprint(w)+ownerT[tmpl] != fp {
+			remove = append(remove, tmpl)
+			delete(vs.templates, tmpl)
+		}
+	}
+	if len(remove) > 0 {
+		vs.server.RemoveResourceTemplates(remove...)
+	}
+	for tmpl, t := range wantT {
+		if _, ok := vs.templates[tmpl]; !ok {
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						p.log.Warn("resource template not exposed", "template", tmpl, "err", r)
+					}
+				}()
+				vs.server.AddResourceTemplate(t, p.resourceHandler(ownerT[tmpl]))
+				vs.templates[tmpl] = fingerprint(t) + ownerT[tmpl]
+			}()
+		}
+	}
+}
+
+func (p *Proxy) upstream(name string) *upstream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.upstreams[name]
+}
+
+func newEventID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func refusal(format string, args ...any) *mcp.CallToolResult {
+	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "Portcullis refused this call: " + fmt.Sprintf(format, args...)}}}
+}
+
+// callHandler forwards tools/call to the upstream after checking, at call
+// time, that the live definition still matches the pin.
+func (p *Proxy) callHandler(vsName, upName, toolName string) mcp.ToolHandler {
+	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		start := time.Now()
+		ev := &agentv1.CallEvent{
+			Id: newEventID(), Time: timestamppb.New(start), VirtualServer: vsName, Upstream: upName,
+			Method: "tools/call", Tool: toolName, RequestBytes: int64(len(req.Params.Arguments)),
+			Decision: agentv1.Decision_DECISION_ALLOW,
+		}
+		res, err := p.forwardCall(ctx, req, upName, toolName, ev)
+		ev.LatencyMicros = time.Since(start).Microseconds()
+		if err != nil {
+			ev.Error = err.Error()
+		}
+		p.cfg.Telemetry.Add(ev)
+		return res, err
+	}
+}
+
+func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upName, toolName string, ev *agentv1.CallEvent) (*mcp.CallToolResult, error) {
+	deny := func(reason string) (*mcp.CallToolResult, error) {
+		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, reason
+		return refusal("%s", reason), nil
+	}
+	pol := p.pol.Load()
+	u := p.upstream(upName)
+	if pol == nil || u == nil || !slices.Contains(pol.vs[ev.VirtualServer], upName) {
+		return deny("the upstream is not part of this virtual server")
+	}
+	lt, sess, live := u.liveTool(toolName)
+	pin, pinned := pol.pins[pinKey{upName, toolName}]
+	switch {
+	case !pinned:
+		return deny(fmt.Sprintf("tool %q is not approved", toolName))
+	case !live:
+		return deny(fmt.Sprintf("tool %q is no longer offered by upstream %q", toolName, upName))
+	case pin != lt.sha:
+		return deny(fmt.Sprintf("tool %q is quarantined: its definition changed since it was approved", toolName))
+	case sess == nil:
+		ev.Error = "upstream unavailable"
+		return refusal("upstream %q is unavailable", upName), nil
+	}
+	params := &mcp.CallToolParams{Name: toolName}
+	if len(req.Params.Arguments) > 0 {
+		params.Arguments = req.Params.Arguments
+	}
+	if tok := req.Params.GetProgressToken(); tok != nil {
+		gtok, done := p.relay.register(tok, req.Session)
+		defer done()
+		params.SetProgressToken(gtok)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
+	defer cancel()
+	return sess.CallTool(ctx, params)
+}
+
+func (p *Proxy) promptHandler(upName, promptName string) mcp.PromptHandler {
+	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		u := p.upstream(upName)
+		if u == nil || u.currentSession() == nil {
+			return nil, fmt.Errorf("upstream %q is unavailable", upName)
+		}
+		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
+		defer cancel()
+		return u.currentSession().GetPrompt(ctx, &mcp.GetPromptParams{Name: promptName, Arguments: req.Params.Arguments})
+	}
+}
+
+func (p *Proxy) resourceHandler(upName string) mcp.ResourceHandler {
+	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		u := p.upstream(upName)
+		if u == nil || u.currentSession() == nil {
+			return nil, fmt.Errorf("upstream %q is unavailable", upName)
+		}
+		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
+		defer cancel()
+		return u.currentSession().ReadResource(ctx, &mcp.ReadResourceParams{URI: req.Params.URI})
+	}
+}
+
+// Inventory reports every upstream's discovered tools.
+func (p *Proxy) Inventory() *agentv1.InventoryReport {
+	p.mu.Lock()
+	ups := make([]*upstream, 0, len(p.upstreams))
+	for _, u := range p.upstreams {
+		ups = append(ups, u)
+	}
+	p.mu.Unlock()
+	rep := &agentv1.InventoryReport{}
+	for _, u := range ups {
+		inv := u.inventory()
+		sort.Slice(inv.Tools, func(i, j int) bool { return inv.Tools[i].Name < inv.Tools[j].Name })
+		rep.Upstreams = append(rep.Upstreams, inv)
+	}
+	sort.Slice(rep.Upstreams, func(i, j int) bool { return rep.Upstreams[i].Upstream < rep.Upstreams[j].Upstream })
+	return rep
+}
+
+// InventoryChanged is signalled after discovery.
+func (p *Proxy) InventoryChanged() <-chan struct{} { return p.invChanged }
+
+func (p *Proxy) server(name string) *mcp.Server {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if vs, ok := p.servers[name]; ok {
+		return vs.server
+	}
+	return nil
+}
+
+// Handler serves /mcp/{virtual-server}.
+func (p *Proxy) Handler() http.Handler {
+	h := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server { return p.server(r.PathValue("vs")) }, nil)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/mcp/{vs}", func(w http.ResponseWriter, r *http.Request) {
+		if p.server(r.PathValue("vs")) == nil {
+			http.Error(w, fmt.Sprintf("no virtual server %q on this gateway", r.PathValue("vs")), http.StatusNotFound)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
+		h.ServeHTTP(w, r)
+	})
+	return mux
+}

@@ -1,0 +1,266 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/canonical"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// Bounds on what an upstream may offer.
+const (
+	maxTools     = 2048
+	maxPrompts   = 2048
+	maxResources = 4096
+)
+
+// liveTool is a tool as the upstream currently lists it.
+type liveTool struct {
+	tool *mcp.Tool
+	def  []byte
+	sha  string
+}
+
+// upstream is the gateway's session with one upstream MCP server, shared by
+// all client sessions. It reconnects with backoff and rediscovers on
+// list_changed notifications and periodically.
+type upstream struct {
+	spec     *agentv1.Upstream
+	log      *slog.Logger
+	onChange func(name string)
+	relay    *progressRelay
+	interval time.Duration
+	timeout  time.Duration
+
+	mu        sync.RWMutex
+	session   *mcp.ClientSession
+	tools     map[string]liveTool
+	prompts   map[string]*mcp.Prompt
+	resources map[string]*mcp.Resource
+	templates []*mcp.ResourceTemplate
+	reachable bool
+	lastErr   string
+
+	rediscover chan struct{}
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+func newUpstream(spec *agentv1.Upstream, log *slog.Logger, relay *progressRelay, interval, timeout time.Duration, onChange func(string)) *upstream {
+	return &upstream{
+		spec: spec, log: log.With("upstream", spec.GetName()), relay: relay, interval: interval, timeout: timeout,
+		onChange: onChange, rediscover: make(chan struct{}, 1), done: make(chan struct{}),
+		tools: map[string]liveTool{}, prompts: map[string]*mcp.Prompt{}, resources: map[string]*mcp.Resource{},
+	}
+}
+
+func sameSpec(a, b *agentv1.Upstream) bool { return proto.Equal(a, b) }
+
+func (u *upstream) start(ctx context.Context) {
+	ctx, u.cancel = context.WithCancel(ctx)
+	go u.run(ctx)
+}
+
+func (u *upstream) stop() {
+	u.cancel()
+	<-u.done
+}
+
+func (u *upstream) kick() {
+	select {
+	case u.rediscover <- struct{}{}:
+	default:
+	}
+}
+
+func (u *upstream) transport() (mcp.Transport, error) {
+	switch u.spec.GetTransport() {
+	case agentv1.Transport_TRANSPORT_STREAMABLE_HTTP:
+		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: &http.Client{}}, nil
+	case agentv1.Transport_TRANSPORT_STDIO:
+		// Upstream credentials come from the gateway's own environment.
+		return &mcp.CommandTransport{Command: exec.Command(u.spec.GetCommand(), u.spec.GetArgs()...)}, nil
+	default:
+		return nil, fmt.Errorf("unsupported transport %v", u.spec.GetTransport())
+	}
+}
+
+// run connects, discovers, and waits for the session to end, then reconnects.
+func (u *upstream) run(ctx context.Context) {
+	defer close(u.done)
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		err := u.connectAndServe(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		u.setDown(err)
+		d := min(500*time.Millisecond<<min(attempt, 6), 30*time.Second)
+		select {
+		case <-ctx.Done():
+		case <-time.After(d/2 + rand.N(d/2+1)):
+		}
+	}
+	u.mu.Lock()
+	if u.session != nil {
+		_ = u.session.Close()
+		u.session = nil
+	}
+	u.mu.Unlock()
+}
+
+func (u *upstream) setDown(err error) {
+	u.mu.Lock()
+	u.session = nil
+	u.reachable = false
+	if err != nil {
+		u.lastErr = err.Error()
+	}
+	u.mu.Unlock()
+	u.log.Warn("upstream unavailable", "err", err)
+	u.onChange(u.spec.GetName())
+}
+
+func (u *upstream) connectAndServe(ctx context.Context) error {
+	t, err := u.transport()
+	if err != nil {
+		return err
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "portcullis-gateway", Version: "0.1.0"}, &mcp.ClientOptions{
+		Capabilities:               &mcp.ClientCapabilities{},
+		ToolListChangedHandler:     func(context.Context, *mcp.ToolListChangedRequest) { u.kick() },
+		PromptListChangedHandler:   func(context.Context, *mcp.PromptListChangedRequest) { u.kick() },
+		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) { u.kick() },
+		ProgressNotificationHandler: func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
+			u.relay.forward(ctx, req.Params)
+		},
+	})
+	cctx, cancel := context.WithTimeout(ctx, u.timeout)
+	sess, err := client.Connect(cctx, t, nil)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connecting: %w", err)
+	}
+	defer sess.Close()
+	if err := u.discover(ctx, sess); err != nil {
+		return err
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- sess.Wait() }()
+	ticker := time.NewTicker(u.interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-ended:
+			if err == nil {
+				err = errors.New("session closed by upstream")
+			}
+			return err
+		case <-u.rediscover:
+		case <-ticker.C:
+		}
+		if err := u.discover(ctx, sess); err != nil {
+			return err
+		}
+	}
+}
+
+// discover lists tools, prompts and resources and publishes the result.
+func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error {
+	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	defer cancel()
+	caps := sess.InitializeResult().Capabilities
+	tools := map[string]liveTool{}
+	if caps == nil || caps.Tools != nil {
+		for t, err := range sess.Tools(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("listing tools: %w", err)
+			}
+			if len(tools) >= maxTools {
+				return fmt.Errorf("upstream lists more than %d tools", maxTools)
+			}
+			def, sha, err := canonical.Tool(t)
+			if err != nil {
+				u.log.Warn("tool skipped", "tool", t.Name, "err", err)
+				continue
+			}
+			tools[t.Name] = liveTool{tool: t, def: def, sha: sha}
+		}
+	}
+	prompts := map[string]*mcp.Prompt{}
+	if caps != nil && caps.Prompts != nil {
+		for p, err := range sess.Prompts(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("listing prompts: %w", err)
+			}
+			if len(prompts) >= maxPrompts {
+				break
+			}
+			prompts[p.Name] = p
+		}
+	}
+	resources := map[string]*mcp.Resource{}
+	var templates []*mcp.ResourceTemplate
+	if caps != nil && caps.Resources != nil {
+		for r, err := range sess.Resources(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("listing resources: %w", err)
+			}
+			if len(resources) >= maxResources {
+				break
+			}
+			resources[r.URI] = r
+		}
+		for rt, err := range sess.ResourceTemplates(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("listing resource templates: %w", err)
+			}
+			if len(templates) >= maxResources {
+				break
+			}
+			templates = append(templates, rt)
+		}
+	}
+	u.mu.Lock()
+	u.session, u.tools, u.prompts, u.resources, u.templates = sess, tools, prompts, resources, templates
+	u.reachable, u.lastErr = true, ""
+	u.mu.Unlock()
+	u.log.Debug("discovered", "tools", len(tools), "prompts", len(prompts), "resources", len(resources))
+	u.onChange(u.spec.GetName())
+	return nil
+}
+
+func (u *upstream) liveTool(name string) (liveTool, *mcp.ClientSession, bool) {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	t, ok := u.tools[name]
+	return t, u.session, ok
+}
+
+func (u *upstream) currentSession() *mcp.ClientSession {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	return u.session
+}
+
+func (u *upstream) inventory() *agentv1.UpstreamInventory {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	inv := &agentv1.UpstreamInventory{Upstream: u.spec.GetName(), Reachable: u.reachable, Error: u.lastErr}
+	for name, t := range u.tools {
+		inv.Tools = append(inv.Tools, &agentv1.DiscoveredTool{Name: name, Sha256: t.sha, Definition: t.def})
+	}
+	return inv
+}
