@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -154,7 +155,7 @@ func (a *App) AgentEndpoint() string {
 }
 
 // EnrollmentToken creates a token for a gateway in the form agents accept.
-func (a *App) EnrollmentToken(ctx context.Context, tenantID, gatewayID [16]byte, ttl time.Duration) (string, error) {
+func (a *App) EnrollmentToken(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error) {
 	secret, err := a.Tenants.CreateEnrollmentToken(ctx, tenantID, gatewayID, ttl)
 	if err != nil {
 		return "", err

@@ -38,7 +38,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := app.Run(ctx, cfg, log.With("component", "gateway")); err != nil {
+	if err := app.Run(ctx, cfg, log); err != nil {
 		log.Error("gateway stopped", "err", err)
 		os.Exit(1)
 	}

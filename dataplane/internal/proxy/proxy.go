@@ -215,7 +215,6 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 
 func (p *Proxy) newVServer(name string) *vserver {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "portcullis/" + name, Version: p.cfg.Version}, &mcp.ServerOptions{
-		Logger: p.log,
 		Capabilities: &mcp.ServerCapabilities{
 			Tools:     &mcp.ToolCapabilities{ListChanged: true},
 			Prompts:   &mcp.PromptCapabilities{ListChanged: true},

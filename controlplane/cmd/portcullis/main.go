@@ -1,0 +1,120 @@
+// Command portcullis is the control plane: `portcullis serve` runs it,
+// `portcullis dev` runs the whole system locally with embedded defaults.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/peterbourgon/ff/v3"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/devmode"
+)
+
+const usage = `Usage: portcullis <command> [flags]
+
+Commands:
+  serve   run the control plane
+  dev     run control plane, a demo upstream and one gateway on this machine
+
+Run "portcullis <command> -h" for the command's flags. Every flag can also be
+set as an environment variable PORTCULLIS_<FLAG>, e.g. PORTCULLIS_DATABASE_URL.
+`
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(ctx, os.Args[2:])
+	case "dev":
+		err = dev(ctx, os.Args[2:])
+	default:
+		fmt.Fprintf(os.Stderr, "portcullis: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err == flag.ErrHelp {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "portcullis:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	return ff.Parse(fs, args, ff.WithEnvVarPrefix("PORTCULLIS"))
+}
+
+func serve(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("portcullis serve", flag.ContinueOnError)
+	var cfg app.Config
+	var hosts, level string
+	fs.StringVar(&cfg.DataDir, "data-dir", "./portcullis-data", "directory for the SQLite database and the generated CA")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "sqlite://PATH or postgres://USER:PASS@HOST/DB (default: SQLite in --data-dir)")
+	fs.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7443", "address for gateway agents (gRPC over mTLS)")
+	fs.StringVar(&hosts, "grpc-hostnames", "localhost,127.0.0.1,::1", "comma-separated names and IPs agents use to reach --grpc-listen (server certificate SANs)")
+	fs.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:8080", "address for HTTP (health; the console comes here)")
+	fs.StringVar(&cfg.CACert, "ca-cert", "", "PEM CA certificate for agent mTLS (default: generated in --data-dir)")
+	fs.StringVar(&cfg.CAKey, "ca-key", "", "PEM PKCS#8 key of --ca-cert")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(level)
+	if err != nil {
+		return err
+	}
+	cfg.GRPCHostnames = strings.Split(hosts, ",")
+	cfg.Logger = log
+	a, err := app.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return a.Serve(ctx)
+}
+
+func dev(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("portcullis dev", flag.ContinueOnError)
+	exe, _ := os.Executable()
+	var cfg devmode.Config
+	var level string
+	fs.StringVar(&cfg.DataDir, "data-dir", ".data/dev", "directory for all dev state (delete it to start over)")
+	fs.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:8080", "control plane HTTP address")
+	fs.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7443", "control plane agent address")
+	fs.StringVar(&cfg.DemoListen, "demo-listen", "127.0.0.1:8090", "demo upstream MCP server address")
+	fs.StringVar(&cfg.GatewayAddr, "gateway-listen", "127.0.0.1:8081", "gateway MCP address")
+	fs.StringVar(&cfg.GatewayBin, "gateway-bin", filepath.Join(filepath.Dir(exe), "portcullis-gateway"), "path of the portcullis-gateway binary")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(level)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	return devmode.Run(ctx, cfg)
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// A small MCP client on the official TypeScript SDK, used by the end-to-end
+// tests to drive the gateway as a real AI client would.
+//
+//   node mcp-client.mjs URL list                 → {"tools":[names...]}
+//   node mcp-client.mjs URL call TOOL JSON-ARGS  → the CallToolResult
+//   node mcp-client.mjs URL prompts              → {"prompts":[names...]}
+//   node mcp-client.mjs URL resources            → {"resources":[uris...]}
+//
+// Prints one JSON document on stdout; exits 1 with the error on stderr.
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+const [url, op, ...rest] = process.argv.slice(2);
+if (!url || !op) {
+  console.error("usage: mcp-client.mjs URL list|call TOOL JSON|prompts|resources");
+  process.exit(2);
+}
+const client = new Client({ name: "portcullis-e2e", version: "1.0.0" });
+try {
+  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+  let out;
+  switch (op) {
+    case "list":
+      out = { tools: (await client.listTools()).tools.map((t) => t.name).sort() };
+      break;
+    case "call":
+      out = await client.callTool({ name: rest[0], arguments: JSON.parse(rest[1] ?? "{}") });
+      break;
+    case "prompts":
+      out = { prompts: (await client.listPrompts()).prompts.map((p) => p.name).sort() };
+      break;
+    case "resources":
+      out = { resources: (await client.listResources()).resources.map((r) => r.uri).sort() };
+      break;
+    default:
+      throw new Error(`unknown operation ${op}`);
+  }
+  process.stdout.write(JSON.stringify(out) + "\n");
+  await client.close();
+} catch (err) {
+  console.error(String(err?.stack ?? err));
+  process.exit(1);
+}
