@@ -1,0 +1,493 @@
+// Package e2e runs the whole system with real peers: the control plane
+// in-process, the gateway binary, @modelcontextprotocol/server-everything over
+// stdio and Streamable HTTP, and the TypeScript SDK client.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
+	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/tool"
+	"github.com/portcullis-mcp/portcullis/ent/upstream"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+var gatewayBin string
+
+// repoRoot is the repository root, relative to this package.
+const repoRoot = "../../.."
+
+// e2eDir holds the Node peers (npm ci) and the TypeScript SDK client script.
+var e2eDir = filepath.Join(repoRoot, "e2e")
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "portcullis-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	gatewayBin = filepath.Join(dir, "portcullis-gateway")
+	build := exec.Command("go", "build", "-o", gatewayBin, "./cmd/portcullis-gateway")
+	build.Dir = filepath.Join(repoRoot, "dataplane")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the gateway:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// everythingJS is the server-everything entry point installed by `npm ci` in e2e/.
+func everythingJS(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join(e2eDir, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("server-everything is not installed; run `make test` (npm ci in e2e/): %v", err)
+	}
+	return p
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// syncBuffer collects a process's output for assertions.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// controlPlane is an in-process control plane that can be stopped and restarted.
+type controlPlane struct {
+	*app.App
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startControlPlane(t *testing.T, dataDir, grpcAddr string) *controlPlane {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, app.Config{DataDir: dataDir, GRPCListen: grpcAddr, HTTPListen: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	cp := &controlPlane{App: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { cp.done <- a.Serve(ctx) }()
+	return cp
+}
+
+func (cp *controlPlane) stop() {
+	cp.cancel()
+	<-cp.done
+	cp.Close()
+}
+
+type gatewayProc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	addr string
+}
+
+func startGateway(t *testing.T, cpAddr, dataDir, listen string, env ...string) *gatewayProc {
+	t.Helper()
+	g := &gatewayProc{out: &syncBuffer{}, addr: listen}
+	g.cmd = exec.Command(gatewayBin, "--control-plane", cpAddr, "--data-dir", dataDir, "--listen", listen, "--discovery-interval", "2s", "--log-level", "debug")
+	g.cmd.Env = append(os.Environ(), env...)
+	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.stop() })
+	return g
+}
+
+func (g *gatewayProc) stop() {
+	if g.cmd.ProcessState == nil {
+		_ = g.cmd.Process.Kill()
+		_ = g.cmd.Wait()
+	}
+}
+
+// eventually polls f until it returns nil or the deadline passes.
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s: %v", what, err)
+}
+
+// readyVersion returns the gateway's enforced policy version (0 when not ready).
+func readyVersion(addr string) uint64 {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var v uint64
+	fmt.Sscanf(resp.Header.Get("X-Portcullis-Policy-Version"), "%d", &v)
+	return v
+}
+
+// mcpClient runs the TypeScript SDK client and decodes its JSON output.
+func mcpClient(t *testing.T, url string, args ...string) (map[string]any, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(e2eDir, "client/mcp-client.mjs"), url}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("mcp-client %v: %v: %s", args, err, stderr.String())
+	}
+	var out map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		return nil, fmt.Errorf("mcp-client output %q: %v", stdout.String(), err)
+	}
+	return out, nil
+}
+
+func listTools(t *testing.T, url string) ([]string, error) {
+	out, err := mcpClient(t, url, "list")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, n := range out["tools"].([]any) {
+		names = append(names, n.(string))
+	}
+	return names, nil
+}
+
+func callText(t *testing.T, url, tool, args string) (text string, isError bool, err error) {
+	out, err := mcpClient(t, url, "call", tool, args)
+	if err != nil {
+		return "", false, err
+	}
+	for _, c := range out["content"].([]any) {
+		if m := c.(map[string]any); m["type"] == "text" {
+			text += m["text"].(string)
+		}
+	}
+	isErr, _ := out["isError"].(bool)
+	return text, isErr, nil
+}
+
+func toolOf(t *testing.T, db *ent.Client, upstreamName, name string) *ent.Tool {
+	t.Helper()
+	tl, err := db.Tool.Query().Where(tool.Name(name), tool.HasUpstreamWith(upstream.Name(upstreamName))).Only(context.Background())
+	if err != nil {
+		t.Fatalf("tool %s/%s: %v", upstreamName, name, err)
+	}
+	return tl
+}
+
+func TestEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	everything := everythingJS(t)
+	work := t.TempDir()
+
+	// server-everything over Streamable HTTP.
+	webPort := strings.Split(freeAddr(t), ":")[1]
+	web := exec.Command("node", everything, "streamableHttp")
+	web.Env = append(os.Environ(), "PORT="+webPort)
+	webOut := &syncBuffer{}
+	web.Stdout, web.Stderr = webOut, webOut
+	if err := web.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = web.Process.Kill(); _ = web.Wait() })
+
+	grpcAddr := freeAddr(t)
+	cpDir := filepath.Join(work, "cp")
+	cp := startControlPlane(t, cpDir, grpcAddr)
+	defer func() { cp.stop() }()
+
+	ten, err := cp.Tenants.CreateTenant(ctx, "Acme", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("everything", "stdio", "", "node", everything, "stdio")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("web", "streamable_http", "http://127.0.0.1:"+webPort+"/mcp", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"everything", "web"}); err != nil {
+		t.Fatal(err)
+	}
+	token, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	gwDir := filepath.Join(work, "gw")
+	gwAddr := freeAddr(t)
+	g := startGateway(t, cp.AgentEndpoint(), gwDir, gwAddr, "PORTCULLIS_ENROLL_TOKEN="+token)
+	url := "http://" + gwAddr + "/mcp/main"
+
+	// Discovery reaches the control plane's inventory for both transports.
+	eventually(t, "inventory of both upstreams", func() error {
+		for _, up := range []string{"everything", "web"} {
+			n, err := cp.DB.Tool.Query().Where(tool.HasUpstreamWith(upstream.Name(up)), tool.LiveSha256NEQ("")).Count(ctx)
+			if err != nil || n < 5 {
+				return fmt.Errorf("upstream %s: %d tools, err %v\n%s", up, n, err, g.out.String())
+			}
+		}
+		return nil
+	})
+
+	t.Run("nothing pinned, nothing listed", func(t *testing.T) {
+		names, err := listTools(t, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(names) != 0 {
+			t.Fatalf("unpinned tools are visible: %v", names)
+		}
+	})
+
+	// Pin echo on both upstreams and get-sum on the stdio one.
+	for _, p := range [][2]string{{"everything", "echo"}, {"web", "echo"}, {"everything", "get-sum"}} {
+		if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, p[0], p[1]).ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"everything__echo", "everything__get-sum", "web__echo"}
+	eventually(t, "pinned tools listed", func() error {
+		names, err := listTools(t, url)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(names, want) {
+			return fmt.Errorf("tools = %v, want %v", names, want)
+		}
+		return nil
+	})
+
+	t.Run("tools/call round-trips over stdio and Streamable HTTP", func(t *testing.T) {
+		for _, name := range []string{"everything__echo", "web__echo"} {
+			text, isErr, err := callText(t, url, name, `{"message":"through the portcullis"}`)
+			if err != nil || isErr || !strings.Contains(text, "through the portcullis") {
+				t.Fatalf("%s: text %q isError %v err %v", name, text, isErr, err)
+			}
+		}
+		text, _, err := callText(t, url, "everything__get-sum", `{"a":2,"b":40}`)
+		if err != nil || !strings.Contains(text, "42") {
+			t.Fatalf("get-sum: %q %v", text, err)
+		}
+	})
+
+	t.Run("an unpinned tool cannot be called", func(t *testing.T) {
+		if _, err := mcpClient(t, url, "call", "everything__get-env", `{}`); err == nil {
+			t.Fatal("calling an unpinned tool succeeded")
+		}
+	})
+
+	t.Run("a pin change is enforced without restart", func(t *testing.T) {
+		before := readyVersion(gwAddr)
+		if err := cp.Inventory.Unpin(ctx, ten.ID, toolOf(t, cp.DB, "web", "echo").ID); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "web__echo withdrawn", func() error {
+			names, err := listTools(t, url)
+			if err != nil {
+				return err
+			}
+			if slices.Contains(names, "web__echo") {
+				return fmt.Errorf("still listed: %v", names)
+			}
+			return nil
+		})
+		if after := readyVersion(gwAddr); after <= before {
+			t.Fatalf("policy version %d did not advance past %d", after, before)
+		}
+		if _, err := mcpClient(t, url, "call", "web__echo", `{"message":"x"}`); err == nil {
+			t.Fatal("calling an unpinned tool succeeded")
+		}
+		webEcho := toolOf(t, cp.DB, "web", "echo")
+		if err := cp.Inventory.Pin(ctx, ten.ID, webEcho.ID, webEcho.LiveSha256); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "web__echo back", func() error {
+			names, err := listTools(t, url)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(names, want) {
+				return fmt.Errorf("tools = %v", names)
+			}
+			return nil
+		})
+	})
+
+	t.Run("the agent reports ACKed versions", func(t *testing.T) {
+		eventually(t, "applied version recorded", func() error {
+			a, err := cp.DB.Agent.Query().Only(ctx)
+			if err != nil {
+				return err
+			}
+			if !a.Connected || a.AppliedVersion != readyVersion(gwAddr) {
+				return fmt.Errorf("agent connected=%v applied=%d, gateway enforces %d", a.Connected, a.AppliedVersion, readyVersion(gwAddr))
+			}
+			return nil
+		})
+	})
+
+	t.Run("telemetry reaches the control plane", func(t *testing.T) {
+		eventually(t, "call events", func() error {
+			n, err := cp.DB.CallEvent.Query().Count(ctx)
+			if err != nil || n < 3 {
+				return fmt.Errorf("%d call events, err %v", n, err)
+			}
+			return nil
+		})
+	})
+
+	getEnvSha := toolOf(t, cp.DB, "everything", "get-env").LiveSha256
+
+	// The control plane goes away: the gateway keeps serving.
+	cp.stop()
+	t.Run("control plane down: gateway keeps serving", func(t *testing.T) {
+		text, isErr, err := callText(t, url, "everything__echo", `{"message":"still here"}`)
+		if err != nil || isErr || !strings.Contains(text, "still here") {
+			t.Fatalf("echo with control plane down: %q %v %v", text, isErr, err)
+		}
+	})
+
+	enforced := readyVersion(gwAddr)
+	g.stop()
+	t.Run("gateway restart with control plane down serves the cached bundle", func(t *testing.T) {
+		g2 := startGateway(t, cp.AgentEndpoint(), gwDir, gwAddr)
+		eventually(t, "gateway ready from cache", func() error {
+			if v := readyVersion(gwAddr); v != enforced {
+				return fmt.Errorf("version %d, want %d", v, enforced)
+			}
+			return nil
+		})
+		eventually(t, "tools served from cache", func() error {
+			names, err := listTools(t, url)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(names, want) {
+				return fmt.Errorf("tools = %v", names)
+			}
+			return nil
+		})
+		text, _, err := callText(t, url, "web__echo", `{"message":"from cache"}`)
+		if err != nil || !strings.Contains(text, "from cache") {
+			t.Fatalf("echo from cache: %q %v", text, err)
+		}
+		g2.stop()
+	})
+
+	t.Run("a bundle with a bad signature is refused", func(t *testing.T) {
+		path := filepath.Join(gwDir, "bundle.pb")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sb agentv1.SignedBundle
+		if err := proto.Unmarshal(raw, &sb); err != nil {
+			t.Fatal(err)
+		}
+		// Grant a tool that was never approved, as an attacker with disk access would.
+		var b agentv1.PolicyBundle
+		if err := proto.Unmarshal(sb.Payload, &b); err != nil {
+			t.Fatal(err)
+		}
+		b.ToolPins = append(b.ToolPins, &agentv1.ToolPin{Upstream: "everything", Tool: "get-env", Sha256: getEnvSha})
+		if sb.Payload, err = proto.Marshal(&b); err != nil {
+			t.Fatal(err)
+		}
+		if raw, err = proto.Marshal(&sb); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g3 := startGateway(t, cp.AgentEndpoint(), gwDir, gwAddr)
+		eventually(t, "refusal logged", func() error {
+			if !strings.Contains(g3.out.String(), "cached bundle refused") {
+				return fmt.Errorf("gateway log:\n%s", g3.out.String())
+			}
+			return nil
+		})
+		if v := readyVersion(gwAddr); v != 0 {
+			t.Fatalf("gateway enforces version %d from a forged bundle", v)
+		}
+		if _, err := listTools(t, url); err == nil {
+			t.Fatal("the forged bundle's virtual server is being served")
+		}
+
+		// The control plane comes back: the gateway reconnects and gets a good bundle.
+		cp = startControlPlane(t, cpDir, grpcAddr)
+		eventually(t, "gateway resynced", func() error {
+			if v := readyVersion(gwAddr); v != enforced {
+				return fmt.Errorf("version %d, want %d", v, enforced)
+			}
+			return nil
+		})
+		names, err := listTools(t, url)
+		if err != nil || !slices.Equal(names, want) {
+			t.Fatalf("after resync: %v %v", names, err)
+		}
+	})
+}
+
+func tenantSpec(name, transport, url, command string, args ...string) tenant.UpstreamSpec {
+	return tenant.UpstreamSpec{Name: name, Transport: transport, URL: url, Command: command, Args: args}
+}
