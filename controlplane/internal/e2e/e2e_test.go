@@ -70,7 +70,7 @@ func everythingJS(t *testing.T) string {
 	return p
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -105,7 +105,7 @@ type controlPlane struct {
 	done   chan error
 }
 
-func startControlPlane(t *testing.T, dataDir, grpcAddr string) *controlPlane {
+func startControlPlane(t testing.TB, dataDir, grpcAddr string) *controlPlane {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, app.Config{DataDir: dataDir, GRPCListen: grpcAddr, HTTPListen: "127.0.0.1:0",
@@ -131,10 +131,10 @@ type gatewayProc struct {
 	addr string
 }
 
-func startGateway(t *testing.T, cpAddr, dataDir, listen string, env ...string) *gatewayProc {
+func startGateway(t testing.TB, cpAddr, dataDir, listen string, env ...string) *gatewayProc {
 	t.Helper()
 	g := &gatewayProc{out: &syncBuffer{}, addr: listen}
-	g.cmd = exec.Command(gatewayBin, "--control-plane", cpAddr, "--data-dir", dataDir, "--listen", listen, "--discovery-interval", "2s", "--log-level", "debug")
+	g.cmd = exec.Command(gatewayBin, "--control-plane", cpAddr, "--data-dir", dataDir, "--listen", listen, "--discovery-interval", "2s")
 	g.cmd.Env = append(os.Environ(), env...)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
@@ -152,7 +152,7 @@ func (g *gatewayProc) stop() {
 }
 
 // eventually polls f until it returns nil or the deadline passes.
-func eventually(t *testing.T, what string, f func() error) {
+func eventually(t testing.TB, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(45 * time.Second)
 	var err error
@@ -221,7 +221,7 @@ func callText(t *testing.T, url, tool, args string) (text string, isError bool, 
 	return text, isErr, nil
 }
 
-func toolOf(t *testing.T, db *ent.Client, upstreamName, name string) *ent.Tool {
+func toolOf(t testing.TB, db *ent.Client, upstreamName, name string) *ent.Tool {
 	t.Helper()
 	tl, err := db.Tool.Query().Where(tool.Name(name), tool.HasUpstreamWith(upstream.Name(upstreamName))).Only(context.Background())
 	if err != nil {

@@ -25,6 +25,16 @@ const (
 	maxResources = 4096
 )
 
+// upstreamHTTPClient is shared by all Streamable HTTP upstreams; the default
+// transport keeps only 2 idle connections per host, which churns TCP
+// connections under concurrent calls.
+var upstreamHTTPClient = &http.Client{Transport: func() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	return t
+}()}
+
 // liveTool is a tool as the upstream currently lists it.
 type liveTool struct {
 	tool *mcp.Tool
@@ -87,7 +97,7 @@ func (u *upstream) kick() {
 func (u *upstream) transport() (mcp.Transport, error) {
 	switch u.spec.GetTransport() {
 	case agentv1.Transport_TRANSPORT_STREAMABLE_HTTP:
-		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: &http.Client{}}, nil
+		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: upstreamHTTPClient}, nil
 	case agentv1.Transport_TRANSPORT_STDIO:
 		// Upstream credentials come from the gateway's own environment.
 		return &mcp.CommandTransport{Command: exec.Command(u.spec.GetCommand(), u.spec.GetArgs()...)}, nil

@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
+	"github.com/portcullis-mcp/portcullis/ent/tool"
+)
+
+// benchClients is the number of concurrent MCP client sessions.
+const benchClients = 16
+
+// BenchmarkToolsCall measures tools/call on the same upstream, in the same
+// run: directly, through a plain httputil.ReverseProxy, and through the
+// gateway (pin check, telemetry on). It reports calls/s, p50 and p99.
+func BenchmarkToolsCall(b *testing.B) {
+	ctx := context.Background()
+	up := httptest.NewServer(demoupstream.Handler())
+	defer up.Close()
+	target, _ := url.Parse(up.URL)
+	rp := httptest.NewServer(httputil.NewSingleHostReverseProxy(target))
+	defer rp.Close()
+
+	work := b.TempDir()
+	cp := startControlPlane(b, filepath.Join(work, "cp"), freeAddr(b))
+	defer cp.stop()
+	ten, err := cp.Tenants.CreateTenant(ctx, "Bench", "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "bench", []string{"demo"}); err != nil {
+		b.Fatal(err)
+	}
+	token, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gwAddr := freeAddr(b)
+	g := startGateway(b, cp.AgentEndpoint(), filepath.Join(work, "gw"), gwAddr, "PORTCULLIS_ENROLL_TOKEN="+token)
+	defer g.stop()
+	eventually(b, "echo discovered", func() error {
+		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
+		return err
+	})
+	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(b, cp.DB, "demo", "echo").ID); err != nil {
+		b.Fatal(err)
+	}
+	gwURL := "http://" + gwAddr + "/mcp/bench"
+	eventually(b, "echo exposed", func() error {
+		s, err := connect(ctx, gwURL)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		res, err := s.ListTools(ctx, nil)
+		if err != nil || len(res.Tools) != 1 {
+			return fmt.Errorf("tools %v err %v", res, err)
+		}
+		return nil
+	})
+
+	for _, tc := range []struct{ name, url, tool string }{
+		{"direct", up.URL + "/mcp", "echo"},
+		{"reverse-proxy", rp.URL + "/mcp", "echo"},
+		{"gateway", gwURL, "demo__echo"},
+	} {
+		b.Run(tc.name, func(b *testing.B) { load(b, tc.url, tc.tool) })
+	}
+}
+
+func connect(ctx context.Context, endpoint string) (*mcp.ClientSession, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: 4, DialContext: (&net.Dialer{}).DialContext}
+	c := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
+	return c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: tr}, DisableStandaloneSSE: true}, nil)
+}
+
+func load(b *testing.B, endpoint, toolName string) {
+	ctx := context.Background()
+	sessions := make([]*mcp.ClientSession, benchClients)
+	for i := range sessions {
+		s, err := connect(ctx, endpoint)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		sessions[i] = s
+	}
+	var next atomic.Int64
+	var failed atomic.Int64
+	lat := make([][]time.Duration, benchClients)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for i, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			params := &mcp.CallToolParams{Name: toolName, Arguments: map[string]any{"message": "benchmark payload"}}
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				res, err := s.CallTool(ctx, params)
+				lat[i] = append(lat[i], time.Since(t0))
+				if err != nil || res.IsError {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d calls failed", n, b.N)
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	pct := func(p float64) float64 { return float64(all[int(float64(len(all)-1)*p)].Microseconds()) }
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
+}
