@@ -12,11 +12,14 @@ import (
 	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -112,6 +115,9 @@ func (a *Agent) Start(ctx context.Context) error {
 			if err == nil {
 				break
 			}
+			if permanent(err) {
+				return fmt.Errorf("enrolling: %w", err)
+			}
 			a.log.Warn("enrollment failed; retrying", "err", err)
 			if !a.sleep(ctx, attempt) {
 				return fmt.Errorf("enrolling: %w", err)
@@ -141,6 +147,16 @@ func (a *Agent) Start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// permanent tells enrollment errors that retrying cannot fix: a malformed,
+// used or expired token, or a server whose CA is not the token's.
+func permanent(err error) bool {
+	switch status.Code(err) {
+	case codes.Unauthenticated, codes.InvalidArgument, codes.PermissionDenied:
+		return true
+	}
+	return strings.Contains(err.Error(), errCAMismatch.Error()) || errors.Is(err, errBadToken)
 }
 
 // apply verifies, enforces and caches a bundle.

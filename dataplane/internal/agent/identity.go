@@ -71,15 +71,20 @@ func loadIdentity(dir string) (*Identity, error) {
 	return &id, nil
 }
 
+var (
+	errCAMismatch = errors.New("control plane CA does not match the enrollment token")
+	errBadToken   = errors.New("enrollment token is malformed: expected pcgw1.<secret>.<ca-hash>, as shown in the console")
+)
+
 // parseToken splits "pcgw1.<secret>.<sha256 of CA, base64url>".
 func parseToken(token string) (caHash []byte, err error) {
 	parts := strings.Split(strings.TrimSpace(token), ".")
 	if len(parts) != 3 || parts[0] != "pcgw1" {
-		return nil, errors.New("enrollment token is malformed: expected pcgw1.<secret>.<ca-hash>, as shown in the console")
+		return nil, errBadToken
 	}
 	caHash, err = base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil || len(caHash) != sha256.Size {
-		return nil, errors.New("enrollment token is malformed: bad CA hash")
+		return nil, fmt.Errorf("%w (bad CA hash)", errBadToken)
 	}
 	return caHash, nil
 }
@@ -110,7 +115,7 @@ func enroll(ctx context.Context, dir, target, token, hostname, version string) (
 				_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, DNSName: host})
 				return err
 			}
-			return errors.New("control plane CA does not match the enrollment token")
+			return errCAMismatch
 		},
 	}
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
