@@ -57,6 +57,7 @@ test-deps: ## Install what the tests need (Node.js if missing; npm ci of the MCP
 
 .PHONY: test
 test: test-deps ## Install test dependencies and run every test
+	@test -z "$$(gofmt -l controlplane dataplane ent/schema proto/gen)" || { gofmt -l controlplane dataplane ent/schema proto/gen; echo "run gofmt -w on the files above"; exit 1; }
 	@for m in $(MODULES); do (cd $$m && echo "== vet $$m" && $(GO) vet ./...) || exit 1; done
 	cd dataplane && GOWORK=off $(GO) build ./...
 	$(GO) test -count=1 ./...

@@ -15,10 +15,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
-	"github.com/google/uuid"
 
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"

@@ -27,7 +27,7 @@ func (f *fakeApplier) Apply(b *agentv1.PolicyBundle) error {
 	return nil
 }
 func (f *fakeApplier) Inventory() *agentv1.InventoryReport { return &agentv1.InventoryReport{} }
-func (f *fakeApplier) InventoryChanged() <-chan struct{}  { return f.changed }
+func (f *fakeApplier) InventoryChanged() <-chan struct{}   { return f.changed }
 
 func TestEnrollRefusesATokenForAnotherCA(t *testing.T) {
 	cp, err := testcontrol.Start()

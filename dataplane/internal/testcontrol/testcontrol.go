@@ -42,10 +42,10 @@ type Server struct {
 	Replies chan *agentv1.SyncRequest
 	// Hellos receive every Hello.
 	Hellos chan *agentv1.Hello
-	caCert  *x509.Certificate
-	caKey   *ecdsa.PrivateKey
-	srv     *grpc.Server
-	nonce   atomic.Int64
+	caCert *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	srv    *grpc.Server
+	nonce  atomic.Int64
 }
 
 // Start listens on a loopback port; stop it with Close.
