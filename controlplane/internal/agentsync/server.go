@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/bound"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/pki"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/policy"
@@ -214,7 +215,7 @@ func (s *Server) Sync(stream agentv1.AgentService_SyncServer) error {
 		return status.Error(codes.FailedPrecondition, "capability version 1 or later required")
 	}
 	if err := a.Update().SetConnected(true).SetLastSeen(time.Now()).SetAppliedVersion(hello.GetLastAppliedVersion()).
-		SetHostname(clip(hello.GetHostname(), 255)).SetVersion(clip(hello.GetAgentVersion(), 64)).Exec(ctx); err != nil {
+		SetHostname(bound.String(hello.GetHostname(), 255)).SetVersion(bound.String(hello.GetAgentVersion(), 64)).Exec(ctx); err != nil {
 		return status.Error(codes.Internal, "recording agent")
 	}
 	log.Info("agent connected", "applied_version", hello.GetLastAppliedVersion())
@@ -298,7 +299,7 @@ func (s *Server) handle(ctx context.Context, log *slog.Logger, a *ent.Agent, m *
 		delete(pending, msg.Nack.GetNonce())
 		log.Warn("policy refused by agent", "version", v, "error", msg.Nack.GetError())
 		return s.cfg.DB.Agent.UpdateOneID(a.ID).SetAppliedVersion(msg.Nack.GetAppliedVersion()).
-			SetLastNack(clip(fmt.Sprintf("version %d: %s", v, msg.Nack.GetError()), 4096)).SetLastSeen(time.Now()).Exec(ctx)
+			SetLastNack(bound.String(fmt.Sprintf("version %d: %s", v, msg.Nack.GetError()), 4096)).SetLastSeen(time.Now()).Exec(ctx)
 	case *agentv1.SyncRequest_Inventory:
 		if err := s.cfg.Inventory.ApplyReport(ctx, a, msg.Inventory); err != nil {
 			log.Warn("inventory report refused", "err", err)
@@ -334,11 +335,4 @@ func (s *Server) ReportTelemetry(stream agentv1.AgentService_ReportTelemetryServ
 			return status.Error(codes.ResourceExhausted, err.Error())
 		}
 	}
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

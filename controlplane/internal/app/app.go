@@ -55,13 +55,12 @@ type App struct {
 	Policy    *policy.Service
 	Telemetry *telemetry.Service
 
-	cfg      Config
-	log      *slog.Logger
-	grpcLn   net.Listener
-	httpLn   net.Listener
-	grpcSrv  *grpc.Server
-	httpSrv  *http.Server
-	stopOnce chan struct{}
+	cfg     Config
+	log     *slog.Logger
+	grpcLn  net.Listener
+	httpLn  net.Listener
+	grpcSrv *grpc.Server
+	httpSrv *http.Server
 }
 
 // New opens the database and binds the listeners.
@@ -83,7 +82,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if len(cfg.GRPCHostnames) == 0 {
 		cfg.GRPCHostnames = []string{"localhost", "127.0.0.1", "::1"}
 	}
-	a := &App{cfg: cfg, log: cfg.Logger.With("component", "app"), stopOnce: make(chan struct{})}
+	a := &App{cfg: cfg, log: cfg.Logger.With("component", "app")}
 	var err error
 	if a.CA, err = pki.LoadOrCreate(cfg.CACert, cfg.CAKey); err != nil {
 		return nil, err

@@ -207,6 +207,21 @@ func listTools(t *testing.T, url string) ([]string, error) {
 	return names, nil
 }
 
+// waitForTools waits until tools/list through url is exactly want.
+func waitForTools(t *testing.T, what, url string, want []string) {
+	t.Helper()
+	eventually(t, what, func() error {
+		names, err := listTools(t, url)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(names, want) {
+			return fmt.Errorf("tools = %v, want %v", names, want)
+		}
+		return nil
+	})
+}
+
 func callText(t *testing.T, url, tool, args string) (text string, isError bool, err error) {
 	out, err := mcpClient(t, url, "call", tool, args)
 	if err != nil {
@@ -306,16 +321,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	want := []string{"everything__echo", "everything__get-sum", "web__echo"}
-	eventually(t, "pinned tools listed", func() error {
-		names, err := listTools(t, url)
-		if err != nil {
-			return err
-		}
-		if !slices.Equal(names, want) {
-			return fmt.Errorf("tools = %v, want %v", names, want)
-		}
-		return nil
-	})
+	waitForTools(t, "pinned tools listed", url, want)
 
 	t.Run("tools/call round-trips over stdio and Streamable HTTP", func(t *testing.T) {
 		for _, name := range []string{"everything__echo", "web__echo"} {
@@ -361,16 +367,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := cp.Inventory.Pin(ctx, ten.ID, webEcho.ID, webEcho.LiveSha256); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "web__echo back", func() error {
-			names, err := listTools(t, url)
-			if err != nil {
-				return err
-			}
-			if !slices.Equal(names, want) {
-				return fmt.Errorf("tools = %v", names)
-			}
-			return nil
-		})
+		waitForTools(t, "web__echo back", url, want)
 	})
 
 	t.Run("the agent reports ACKed versions", func(t *testing.T) {
@@ -417,16 +414,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, "tools served from cache", func() error {
-			names, err := listTools(t, url)
-			if err != nil {
-				return err
-			}
-			if !slices.Equal(names, want) {
-				return fmt.Errorf("tools = %v", names)
-			}
-			return nil
-		})
+		waitForTools(t, "tools served from cache", url, want)
 		text, _, err := callText(t, url, "web__echo", `{"message":"from cache"}`)
 		if err != nil || !strings.Contains(text, "from cache") {
 			t.Fatalf("echo from cache: %q %v", text, err)

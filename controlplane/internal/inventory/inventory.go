@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gowebpki/jcs"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/bound"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/toolversion"
@@ -98,11 +99,7 @@ func (s *Service) ApplyReport(ctx context.Context, agent *ent.Agent, rep *agentv
 		} else if err != nil {
 			return err
 		}
-		errText := ui.GetError()
-		if len(errText) > 4096 {
-			errText = errText[:4096]
-		}
-		if err := up.Update().SetReachable(ui.GetReachable()).SetLastError(errText).Exec(ctx); err != nil {
+		if err := up.Update().SetReachable(ui.GetReachable()).SetLastError(bound.String(ui.GetError(), 4096)).Exec(ctx); err != nil {
 			return err
 		}
 		if !ui.GetReachable() {
@@ -163,11 +160,6 @@ func (s *Service) applyUpstream(ctx context.Context, up *ent.Upstream, tools []*
 		return err
 	}
 	return tx.Commit()
-}
-
-// Tools lists the tools of an upstream.
-func (s *Service) Tools(ctx context.Context, tenantID, upstreamID uuid.UUID) ([]*ent.Tool, error) {
-	return s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.UpstreamID(upstreamID)).Order(tool.ByName()).All(ctx)
 }
 
 // Pin approves one definition (by hash) of a tool; the gateway will expose

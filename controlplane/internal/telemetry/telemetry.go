@@ -10,6 +10,7 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/bound"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -33,13 +34,6 @@ func New(db *ent.Client, log *slog.Logger) (*Service, error) {
 		log = slog.Default()
 	}
 	return &Service{db: db, log: log.With("component", "telemetry")}, nil
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // Ingest stores a batch from an agent. Events already stored (same id) are
@@ -66,10 +60,10 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 		}
 		builders = append(builders, s.db.CallEvent.Create().SetID(e.GetId()).SetTenantID(agent.TenantID).
 			SetGatewayID(agent.GatewayID).SetAgentID(agent.ID).SetTime(t).
-			SetPrincipal(clip(e.GetPrincipal(), 256)).SetVirtualServer(clip(e.GetVirtualServer(), 63)).
-			SetUpstream(clip(e.GetUpstream(), 48)).SetMethod(clip(e.GetMethod(), 64)).SetTool(clip(e.GetTool(), 128)).
-			SetDecision(decision).SetReason(clip(e.GetReason(), 512)).SetLatencyMicros(e.GetLatencyMicros()).
-			SetRequestBytes(e.GetRequestBytes()).SetResponseBytes(e.GetResponseBytes()).SetError(clip(e.GetError(), 1024)))
+			SetPrincipal(bound.String(e.GetPrincipal(), 256)).SetVirtualServer(bound.String(e.GetVirtualServer(), 63)).
+			SetUpstream(bound.String(e.GetUpstream(), 48)).SetMethod(bound.String(e.GetMethod(), 64)).SetTool(bound.String(e.GetTool(), 128)).
+			SetDecision(decision).SetReason(bound.String(e.GetReason(), 512)).SetLatencyMicros(e.GetLatencyMicros()).
+			SetRequestBytes(e.GetRequestBytes()).SetResponseBytes(e.GetResponseBytes()).SetError(bound.String(e.GetError(), 1024)))
 	}
 	for start := 0; start < len(builders); start += 500 {
 		end := min(start+500, len(builders))

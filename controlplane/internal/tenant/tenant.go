@@ -20,7 +20,6 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	enttenant "github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
-	"github.com/portcullis-mcp/portcullis/ent/virtualserver"
 )
 
 // ErrNotFound is returned when an object does not exist in the tenant.
@@ -186,10 +185,4 @@ func (s *Service) CreateVirtualServer(ctx context.Context, tenantID, gatewayID u
 		return nil, fmt.Errorf("creating virtual server %q: %w", name, err)
 	}
 	return vs, s.notify.GatewayChanged(ctx, gatewayID)
-}
-
-// VirtualServers lists a gateway's virtual servers.
-func (s *Service) VirtualServers(ctx context.Context, tenantID, gatewayID uuid.UUID) ([]*ent.VirtualServer, error) {
-	return s.db.VirtualServer.Query().Where(virtualserver.TenantID(tenantID), virtualserver.GatewayID(gatewayID)).
-		Order(virtualserver.ByName()).All(ctx)
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/backoff"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/bundle"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -182,15 +182,10 @@ func (a *Agent) apply(sb *agentv1.SignedBundle) error {
 
 // sleep waits a jittered exponential backoff; false when ctx ended.
 func (a *Agent) sleep(ctx context.Context, attempt int) bool {
-	d := a.cfg.MinBackoff << min(attempt, 16)
-	if d <= 0 || d > a.cfg.MaxBackoff {
-		d = a.cfg.MaxBackoff
-	}
-	d = d/2 + rand.N(d/2+1) // "equal jitter"
 	select {
 	case <-ctx.Done():
 		return false
-	case <-time.After(d):
+	case <-time.After(backoff.Delay(attempt, a.cfg.MinBackoff, a.cfg.MaxBackoff)):
 		return true
 	}
 }

@@ -50,9 +50,8 @@ type pinKey struct{ upstream, tool string }
 
 // policy is the enforced part of a bundle, indexed for lookups.
 type policy struct {
-	version uint64
-	pins    map[pinKey]string // → sha256
-	vs      map[string][]string
+	pins map[pinKey]string // → sha256
+	vs   map[string][]string
 }
 
 // Proxy serves MCP to clients and enforces the bundle.
@@ -114,14 +113,6 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// AppliedVersion is the enforced bundle version (0: none yet).
-func (p *Proxy) AppliedVersion() uint64 {
-	if pol := p.pol.Load(); pol != nil {
-		return pol.version
-	}
-	return 0
-}
-
 func validate(b *agentv1.PolicyBundle) error {
 	ups := map[string]bool{}
 	for _, u := range b.GetUpstreams() {
@@ -163,7 +154,7 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 	if err := validate(b); err != nil {
 		return err
 	}
-	pol := &policy{version: b.GetVersion(), pins: map[pinKey]string{}, vs: map[string][]string{}}
+	pol := &policy{pins: map[pinKey]string{}, vs: map[string][]string{}}
 	for _, pin := range b.GetToolPins() {
 		pol.pins[pinKey{pin.GetUpstream(), pin.GetTool()}] = pin.GetSha256()
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"os/exec"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/backoff"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/canonical"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
@@ -115,10 +115,9 @@ func (u *upstream) run(ctx context.Context) {
 			break
 		}
 		u.setDown(err)
-		d := min(500*time.Millisecond<<min(attempt, 6), 30*time.Second)
 		select {
 		case <-ctx.Done():
-		case <-time.After(d/2 + rand.N(d/2+1)):
+		case <-time.After(backoff.Delay(attempt, 500*time.Millisecond, 30*time.Second)):
 		}
 	}
 	u.mu.Lock()
