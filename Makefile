@@ -51,16 +51,22 @@ dev: build ## Run control plane, demo upstream and a gateway locally (SQLite, no
 	bin/portcullis dev
 
 .PHONY: test-deps
-test-deps: ## Install what the tests need (Node.js if missing; npm ci of the MCP peers)
+test-deps: ## Install what the tests need (Node.js, PostgreSQL, Chromium from Debian if missing; npm ci of the MCP peers)
 	@command -v node >/dev/null && command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
 	cd e2e && npm ci --no-audit --no-fund
+	.ci/services >/dev/null
+
+.PHONY: migration
+migration: ## Write a new versioned migration from ent/schema changes: make migration NAME=add_widgets
+	@test -n "$(NAME)" || { echo "usage: make migration NAME=short_description"; exit 2; }
+	eval "$$(.ci/services)" && $(GO) run ./controlplane/internal/store/migrategen -name $(NAME)
 
 .PHONY: test
 test: test-deps ## Install test dependencies and run every test
 	@test -z "$$(gofmt -l controlplane dataplane ent/schema proto/gen)" || { gofmt -l controlplane dataplane ent/schema proto/gen; echo "run gofmt -w on the files above"; exit 1; }
 	@for m in $(MODULES); do (cd $$m && echo "== vet $$m" && $(GO) vet ./...) || exit 1; done
 	cd dataplane && GOWORK=off $(GO) build ./...
-	$(GO) test -count=1 ./...
+	eval "$$(.ci/services)" && $(GO) test -count=1 ./...
 	cd dataplane && $(GO) test -count=1 ./...
 
 .PHONY: bench

@@ -181,7 +181,9 @@ func (_c *CallEventCreate) Mutation() *CallEventMutation {
 
 // Save creates the CallEvent in the database.
 func (_c *CallEventCreate) Save(ctx context.Context) (*CallEvent, error) {
-	_c.defaults()
+	if err := _c.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _c.sqlSave, _c.mutation, _c.hooks)
 }
 
@@ -208,7 +210,7 @@ func (_c *CallEventCreate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_c *CallEventCreate) defaults() {
+func (_c *CallEventCreate) defaults() error {
 	if _, ok := _c.mutation.Principal(); !ok {
 		v := callevent.DefaultPrincipal
 		_c.mutation.SetPrincipal(v)
@@ -233,6 +235,7 @@ func (_c *CallEventCreate) defaults() {
 		v := callevent.DefaultError
 		_c.mutation.SetError(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

@@ -123,7 +123,9 @@ func (_c *EnrollmentTokenCreate) Mutation() *EnrollmentTokenMutation {
 
 // Save creates the EnrollmentToken in the database.
 func (_c *EnrollmentTokenCreate) Save(ctx context.Context) (*EnrollmentToken, error) {
-	_c.defaults()
+	if err := _c.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _c.sqlSave, _c.mutation, _c.hooks)
 }
 
@@ -150,19 +152,29 @@ func (_c *EnrollmentTokenCreate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_c *EnrollmentTokenCreate) defaults() {
+func (_c *EnrollmentTokenCreate) defaults() error {
 	if _, ok := _c.mutation.CreatedAt(); !ok {
+		if enrollmenttoken.DefaultCreatedAt == nil {
+			return fmt.Errorf("ent: uninitialized enrollmenttoken.DefaultCreatedAt (forgotten import ent/runtime?)")
+		}
 		v := enrollmenttoken.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
 	}
 	if _, ok := _c.mutation.UpdatedAt(); !ok {
+		if enrollmenttoken.DefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized enrollmenttoken.DefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := enrollmenttoken.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
+		if enrollmenttoken.DefaultID == nil {
+			return fmt.Errorf("ent: uninitialized enrollmenttoken.DefaultID (forgotten import ent/runtime?)")
+		}
 		v := enrollmenttoken.DefaultID()
 		_c.mutation.SetID(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

@@ -81,7 +81,9 @@ func (_u *EnrollmentTokenUpdate) Mutation() *EnrollmentTokenMutation {
 
 // Save executes the query and returns the number of nodes affected by the update operation.
 func (_u *EnrollmentTokenUpdate) Save(ctx context.Context) (int, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return 0, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -108,11 +110,15 @@ func (_u *EnrollmentTokenUpdate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *EnrollmentTokenUpdate) defaults() {
+func (_u *EnrollmentTokenUpdate) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if enrollmenttoken.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized enrollmenttoken.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := enrollmenttoken.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -239,7 +245,9 @@ func (_u *EnrollmentTokenUpdateOne) Select(field string, fields ...string) *Enro
 
 // Save executes the query and returns the updated EnrollmentToken entity.
 func (_u *EnrollmentTokenUpdateOne) Save(ctx context.Context) (*EnrollmentToken, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -266,11 +274,15 @@ func (_u *EnrollmentTokenUpdateOne) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *EnrollmentTokenUpdateOne) defaults() {
+func (_u *EnrollmentTokenUpdateOne) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if enrollmenttoken.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized enrollmenttoken.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := enrollmenttoken.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

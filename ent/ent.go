@@ -13,14 +13,20 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
+	"github.com/portcullis-mcp/portcullis/ent/apikey"
+	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
+	"github.com/portcullis-mcp/portcullis/ent/invitation"
+	"github.com/portcullis-mcp/portcullis/ent/membership"
 	"github.com/portcullis-mcp/portcullis/ent/policyversion"
+	"github.com/portcullis-mcp/portcullis/ent/session"
 	"github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/toolversion"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
+	"github.com/portcullis-mcp/portcullis/ent/user"
 	"github.com/portcullis-mcp/portcullis/ent/virtualserver"
 )
 
@@ -82,15 +88,21 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
+			apikey.Table:          apikey.ValidColumn,
 			agent.Table:           agent.ValidColumn,
+			auditevent.Table:      auditevent.ValidColumn,
 			callevent.Table:       callevent.ValidColumn,
 			enrollmenttoken.Table: enrollmenttoken.ValidColumn,
 			gateway.Table:         gateway.ValidColumn,
+			invitation.Table:      invitation.ValidColumn,
+			membership.Table:      membership.ValidColumn,
 			policyversion.Table:   policyversion.ValidColumn,
+			session.Table:         session.ValidColumn,
 			tenant.Table:          tenant.ValidColumn,
 			tool.Table:            tool.ValidColumn,
 			toolversion.Table:     toolversion.ValidColumn,
 			upstream.Table:        upstream.ValidColumn,
+			user.Table:            user.ValidColumn,
 			virtualserver.Table:   virtualserver.ValidColumn,
 		})
 	})

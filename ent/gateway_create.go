@@ -171,7 +171,9 @@ func (_c *GatewayCreate) Mutation() *GatewayMutation {
 
 // Save creates the Gateway in the database.
 func (_c *GatewayCreate) Save(ctx context.Context) (*Gateway, error) {
-	_c.defaults()
+	if err := _c.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _c.sqlSave, _c.mutation, _c.hooks)
 }
 
@@ -198,19 +200,29 @@ func (_c *GatewayCreate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_c *GatewayCreate) defaults() {
+func (_c *GatewayCreate) defaults() error {
 	if _, ok := _c.mutation.CreatedAt(); !ok {
+		if gateway.DefaultCreatedAt == nil {
+			return fmt.Errorf("ent: uninitialized gateway.DefaultCreatedAt (forgotten import ent/runtime?)")
+		}
 		v := gateway.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
 	}
 	if _, ok := _c.mutation.UpdatedAt(); !ok {
+		if gateway.DefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized gateway.DefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := gateway.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
+		if gateway.DefaultID == nil {
+			return fmt.Errorf("ent: uninitialized gateway.DefaultID (forgotten import ent/runtime?)")
+		}
 		v := gateway.DefaultID()
 		_c.mutation.SetID(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

@@ -5,6 +5,7 @@ package ent
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"math"
 
@@ -544,6 +545,12 @@ func (_q *GatewayQuery) prepareQuery(ctx context.Context) error {
 			return err
 		}
 		_q.sql = prev
+	}
+	if gateway.Policy == nil {
+		return errors.New("ent: uninitialized gateway.Policy (forgotten import ent/runtime?)")
+	}
+	if err := gateway.Policy.EvalQuery(ctx, _q); err != nil {
+		return err
 	}
 	return nil
 }

@@ -241,7 +241,9 @@ func (_u *GatewayUpdate) RemovePolicyVersions(v ...*PolicyVersion) *GatewayUpdat
 
 // Save executes the query and returns the number of nodes affected by the update operation.
 func (_u *GatewayUpdate) Save(ctx context.Context) (int, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return 0, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -268,11 +270,15 @@ func (_u *GatewayUpdate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *GatewayUpdate) defaults() {
+func (_u *GatewayUpdate) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if gateway.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized gateway.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := gateway.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -771,7 +777,9 @@ func (_u *GatewayUpdateOne) Select(field string, fields ...string) *GatewayUpdat
 
 // Save executes the query and returns the updated Gateway entity.
 func (_u *GatewayUpdateOne) Save(ctx context.Context) (*Gateway, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -798,11 +806,15 @@ func (_u *GatewayUpdateOne) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *GatewayUpdateOne) defaults() {
+func (_u *GatewayUpdateOne) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if gateway.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized gateway.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := gateway.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

@@ -127,7 +127,9 @@ func (_c *PolicyVersionCreate) Mutation() *PolicyVersionMutation {
 
 // Save creates the PolicyVersion in the database.
 func (_c *PolicyVersionCreate) Save(ctx context.Context) (*PolicyVersion, error) {
-	_c.defaults()
+	if err := _c.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _c.sqlSave, _c.mutation, _c.hooks)
 }
 
@@ -154,19 +156,29 @@ func (_c *PolicyVersionCreate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_c *PolicyVersionCreate) defaults() {
+func (_c *PolicyVersionCreate) defaults() error {
 	if _, ok := _c.mutation.CreatedAt(); !ok {
+		if policyversion.DefaultCreatedAt == nil {
+			return fmt.Errorf("ent: uninitialized policyversion.DefaultCreatedAt (forgotten import ent/runtime?)")
+		}
 		v := policyversion.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
 	}
 	if _, ok := _c.mutation.UpdatedAt(); !ok {
+		if policyversion.DefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized policyversion.DefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := policyversion.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
+		if policyversion.DefaultID == nil {
+			return fmt.Errorf("ent: uninitialized policyversion.DefaultID (forgotten import ent/runtime?)")
+		}
 		v := policyversion.DefaultID()
 		_c.mutation.SetID(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

@@ -41,7 +41,9 @@ func (_u *PolicyVersionUpdate) Mutation() *PolicyVersionMutation {
 
 // Save executes the query and returns the number of nodes affected by the update operation.
 func (_u *PolicyVersionUpdate) Save(ctx context.Context) (int, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return 0, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -68,11 +70,15 @@ func (_u *PolicyVersionUpdate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *PolicyVersionUpdate) defaults() {
+func (_u *PolicyVersionUpdate) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if policyversion.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized policyversion.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := policyversion.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -147,7 +153,9 @@ func (_u *PolicyVersionUpdateOne) Select(field string, fields ...string) *Policy
 
 // Save executes the query and returns the updated PolicyVersion entity.
 func (_u *PolicyVersionUpdateOne) Save(ctx context.Context) (*PolicyVersion, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -174,11 +182,15 @@ func (_u *PolicyVersionUpdateOne) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *PolicyVersionUpdateOne) defaults() {
+func (_u *PolicyVersionUpdateOne) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if policyversion.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized policyversion.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := policyversion.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

@@ -4,6 +4,7 @@ package ent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -327,6 +328,12 @@ func (_q *TenantQuery) prepareQuery(ctx context.Context) error {
 			return err
 		}
 		_q.sql = prev
+	}
+	if tenant.Policy == nil {
+		return errors.New("ent: uninitialized tenant.Policy (forgotten import ent/runtime?)")
+	}
+	if err := tenant.Policy.EvalQuery(ctx, _q); err != nil {
+		return err
 	}
 	return nil
 }

@@ -175,7 +175,9 @@ func (_c *ToolCreate) Mutation() *ToolMutation {
 
 // Save creates the Tool in the database.
 func (_c *ToolCreate) Save(ctx context.Context) (*Tool, error) {
-	_c.defaults()
+	if err := _c.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _c.sqlSave, _c.mutation, _c.hooks)
 }
 
@@ -202,12 +204,18 @@ func (_c *ToolCreate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_c *ToolCreate) defaults() {
+func (_c *ToolCreate) defaults() error {
 	if _, ok := _c.mutation.CreatedAt(); !ok {
+		if tool.DefaultCreatedAt == nil {
+			return fmt.Errorf("ent: uninitialized tool.DefaultCreatedAt (forgotten import ent/runtime?)")
+		}
 		v := tool.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
 	}
 	if _, ok := _c.mutation.UpdatedAt(); !ok {
+		if tool.DefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized tool.DefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := tool.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
@@ -220,17 +228,27 @@ func (_c *ToolCreate) defaults() {
 		_c.mutation.SetPinnedSha256(v)
 	}
 	if _, ok := _c.mutation.FirstSeen(); !ok {
+		if tool.DefaultFirstSeen == nil {
+			return fmt.Errorf("ent: uninitialized tool.DefaultFirstSeen (forgotten import ent/runtime?)")
+		}
 		v := tool.DefaultFirstSeen()
 		_c.mutation.SetFirstSeen(v)
 	}
 	if _, ok := _c.mutation.LastSeen(); !ok {
+		if tool.DefaultLastSeen == nil {
+			return fmt.Errorf("ent: uninitialized tool.DefaultLastSeen (forgotten import ent/runtime?)")
+		}
 		v := tool.DefaultLastSeen()
 		_c.mutation.SetLastSeen(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
+		if tool.DefaultID == nil {
+			return fmt.Errorf("ent: uninitialized tool.DefaultID (forgotten import ent/runtime?)")
+		}
 		v := tool.DefaultID()
 		_c.mutation.SetID(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

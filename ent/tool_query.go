@@ -5,6 +5,7 @@ package ent
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"math"
 
@@ -436,6 +437,12 @@ func (_q *ToolQuery) prepareQuery(ctx context.Context) error {
 			return err
 		}
 		_q.sql = prev
+	}
+	if tool.Policy == nil {
+		return errors.New("ent: uninitialized tool.Policy (forgotten import ent/runtime?)")
+	}
+	if err := tool.Policy.EvalQuery(ctx, _q); err != nil {
+		return err
 	}
 	return nil
 }

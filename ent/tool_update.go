@@ -135,7 +135,9 @@ func (_u *ToolUpdate) RemoveVersions(v ...*ToolVersion) *ToolUpdate {
 
 // Save executes the query and returns the number of nodes affected by the update operation.
 func (_u *ToolUpdate) Save(ctx context.Context) (int, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return 0, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -162,11 +164,15 @@ func (_u *ToolUpdate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *ToolUpdate) defaults() {
+func (_u *ToolUpdate) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if tool.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized tool.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := tool.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -395,7 +401,9 @@ func (_u *ToolUpdateOne) Select(field string, fields ...string) *ToolUpdateOne {
 
 // Save executes the query and returns the updated Tool entity.
 func (_u *ToolUpdateOne) Save(ctx context.Context) (*Tool, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -422,11 +430,15 @@ func (_u *ToolUpdateOne) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *ToolUpdateOne) defaults() {
+func (_u *ToolUpdateOne) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if tool.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized tool.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := tool.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

@@ -109,7 +109,9 @@ func (_c *ToolVersionCreate) Mutation() *ToolVersionMutation {
 
 // Save creates the ToolVersion in the database.
 func (_c *ToolVersionCreate) Save(ctx context.Context) (*ToolVersion, error) {
-	_c.defaults()
+	if err := _c.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _c.sqlSave, _c.mutation, _c.hooks)
 }
 
@@ -136,19 +138,29 @@ func (_c *ToolVersionCreate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_c *ToolVersionCreate) defaults() {
+func (_c *ToolVersionCreate) defaults() error {
 	if _, ok := _c.mutation.FirstSeen(); !ok {
+		if toolversion.DefaultFirstSeen == nil {
+			return fmt.Errorf("ent: uninitialized toolversion.DefaultFirstSeen (forgotten import ent/runtime?)")
+		}
 		v := toolversion.DefaultFirstSeen()
 		_c.mutation.SetFirstSeen(v)
 	}
 	if _, ok := _c.mutation.LastSeen(); !ok {
+		if toolversion.DefaultLastSeen == nil {
+			return fmt.Errorf("ent: uninitialized toolversion.DefaultLastSeen (forgotten import ent/runtime?)")
+		}
 		v := toolversion.DefaultLastSeen()
 		_c.mutation.SetLastSeen(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
+		if toolversion.DefaultID == nil {
+			return fmt.Errorf("ent: uninitialized toolversion.DefaultID (forgotten import ent/runtime?)")
+		}
 		v := toolversion.DefaultID()
 		_c.mutation.SetID(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

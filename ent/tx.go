@@ -12,16 +12,26 @@ import (
 // Tx is a transactional client that is created by calling Client.Tx().
 type Tx struct {
 	config
+	// APIKey is the client for interacting with the APIKey builders.
+	APIKey *APIKeyClient
 	// Agent is the client for interacting with the Agent builders.
 	Agent *AgentClient
+	// AuditEvent is the client for interacting with the AuditEvent builders.
+	AuditEvent *AuditEventClient
 	// CallEvent is the client for interacting with the CallEvent builders.
 	CallEvent *CallEventClient
 	// EnrollmentToken is the client for interacting with the EnrollmentToken builders.
 	EnrollmentToken *EnrollmentTokenClient
 	// Gateway is the client for interacting with the Gateway builders.
 	Gateway *GatewayClient
+	// Invitation is the client for interacting with the Invitation builders.
+	Invitation *InvitationClient
+	// Membership is the client for interacting with the Membership builders.
+	Membership *MembershipClient
 	// PolicyVersion is the client for interacting with the PolicyVersion builders.
 	PolicyVersion *PolicyVersionClient
+	// Session is the client for interacting with the Session builders.
+	Session *SessionClient
 	// Tenant is the client for interacting with the Tenant builders.
 	Tenant *TenantClient
 	// Tool is the client for interacting with the Tool builders.
@@ -30,6 +40,8 @@ type Tx struct {
 	ToolVersion *ToolVersionClient
 	// Upstream is the client for interacting with the Upstream builders.
 	Upstream *UpstreamClient
+	// User is the client for interacting with the User builders.
+	User *UserClient
 	// VirtualServer is the client for interacting with the VirtualServer builders.
 	VirtualServer *VirtualServerClient
 
@@ -163,15 +175,21 @@ func (tx *Tx) Client() *Client {
 }
 
 func (tx *Tx) init() {
+	tx.APIKey = NewAPIKeyClient(tx.config)
 	tx.Agent = NewAgentClient(tx.config)
+	tx.AuditEvent = NewAuditEventClient(tx.config)
 	tx.CallEvent = NewCallEventClient(tx.config)
 	tx.EnrollmentToken = NewEnrollmentTokenClient(tx.config)
 	tx.Gateway = NewGatewayClient(tx.config)
+	tx.Invitation = NewInvitationClient(tx.config)
+	tx.Membership = NewMembershipClient(tx.config)
 	tx.PolicyVersion = NewPolicyVersionClient(tx.config)
+	tx.Session = NewSessionClient(tx.config)
 	tx.Tenant = NewTenantClient(tx.config)
 	tx.Tool = NewToolClient(tx.config)
 	tx.ToolVersion = NewToolVersionClient(tx.config)
 	tx.Upstream = NewUpstreamClient(tx.config)
+	tx.User = NewUserClient(tx.config)
 	tx.VirtualServer = NewVirtualServerClient(tx.config)
 }
 
@@ -182,7 +200,7 @@ func (tx *Tx) init() {
 // of them in order to commit or rollback the transaction.
 //
 // If a closed transaction is embedded in one of the generated entities, and the entity
-// applies a query, for example: Agent.QueryXXX(), the query will be executed
+// applies a query, for example: APIKey.QueryXXX(), the query will be executed
 // through the driver which created this transaction.
 //
 // Note that txDriver is not goroutine safe.

@@ -193,7 +193,9 @@ func (_c *UpstreamCreate) Mutation() *UpstreamMutation {
 
 // Save creates the Upstream in the database.
 func (_c *UpstreamCreate) Save(ctx context.Context) (*Upstream, error) {
-	_c.defaults()
+	if err := _c.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _c.sqlSave, _c.mutation, _c.hooks)
 }
 
@@ -220,12 +222,18 @@ func (_c *UpstreamCreate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_c *UpstreamCreate) defaults() {
+func (_c *UpstreamCreate) defaults() error {
 	if _, ok := _c.mutation.CreatedAt(); !ok {
+		if upstream.DefaultCreatedAt == nil {
+			return fmt.Errorf("ent: uninitialized upstream.DefaultCreatedAt (forgotten import ent/runtime?)")
+		}
 		v := upstream.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
 	}
 	if _, ok := _c.mutation.UpdatedAt(); !ok {
+		if upstream.DefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized upstream.DefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := upstream.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
@@ -246,9 +254,13 @@ func (_c *UpstreamCreate) defaults() {
 		_c.mutation.SetLastError(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
+		if upstream.DefaultID == nil {
+			return fmt.Errorf("ent: uninitialized upstream.DefaultID (forgotten import ent/runtime?)")
+		}
 		v := upstream.DefaultID()
 		_c.mutation.SetID(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

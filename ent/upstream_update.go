@@ -194,7 +194,9 @@ func (_u *UpstreamUpdate) RemoveTools(v ...*Tool) *UpstreamUpdate {
 
 // Save executes the query and returns the number of nodes affected by the update operation.
 func (_u *UpstreamUpdate) Save(ctx context.Context) (int, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return 0, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -221,11 +223,15 @@ func (_u *UpstreamUpdate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *UpstreamUpdate) defaults() {
+func (_u *UpstreamUpdate) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if upstream.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized upstream.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := upstream.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -555,7 +561,9 @@ func (_u *UpstreamUpdateOne) Select(field string, fields ...string) *UpstreamUpd
 
 // Save executes the query and returns the updated Upstream entity.
 func (_u *UpstreamUpdateOne) Save(ctx context.Context) (*Upstream, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -582,11 +590,15 @@ func (_u *UpstreamUpdateOne) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *UpstreamUpdateOne) defaults() {
+func (_u *UpstreamUpdateOne) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if upstream.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized upstream.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := upstream.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

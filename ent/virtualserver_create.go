@@ -109,7 +109,9 @@ func (_c *VirtualServerCreate) Mutation() *VirtualServerMutation {
 
 // Save creates the VirtualServer in the database.
 func (_c *VirtualServerCreate) Save(ctx context.Context) (*VirtualServer, error) {
-	_c.defaults()
+	if err := _c.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _c.sqlSave, _c.mutation, _c.hooks)
 }
 
@@ -136,19 +138,29 @@ func (_c *VirtualServerCreate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_c *VirtualServerCreate) defaults() {
+func (_c *VirtualServerCreate) defaults() error {
 	if _, ok := _c.mutation.CreatedAt(); !ok {
+		if virtualserver.DefaultCreatedAt == nil {
+			return fmt.Errorf("ent: uninitialized virtualserver.DefaultCreatedAt (forgotten import ent/runtime?)")
+		}
 		v := virtualserver.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
 	}
 	if _, ok := _c.mutation.UpdatedAt(); !ok {
+		if virtualserver.DefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized virtualserver.DefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := virtualserver.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
+		if virtualserver.DefaultID == nil {
+			return fmt.Errorf("ent: uninitialized virtualserver.DefaultID (forgotten import ent/runtime?)")
+		}
 		v := virtualserver.DefaultID()
 		_c.mutation.SetID(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

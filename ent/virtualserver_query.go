@@ -4,6 +4,7 @@ package ent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -399,6 +400,12 @@ func (_q *VirtualServerQuery) prepareQuery(ctx context.Context) error {
 			return err
 		}
 		_q.sql = prev
+	}
+	if virtualserver.Policy == nil {
+		return errors.New("ent: uninitialized virtualserver.Policy (forgotten import ent/runtime?)")
+	}
+	if err := virtualserver.Policy.EvalQuery(ctx, _q); err != nil {
+		return err
 	}
 	return nil
 }

@@ -68,7 +68,9 @@ func (_u *VirtualServerUpdate) Mutation() *VirtualServerMutation {
 
 // Save executes the query and returns the number of nodes affected by the update operation.
 func (_u *VirtualServerUpdate) Save(ctx context.Context) (int, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return 0, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -95,11 +97,15 @@ func (_u *VirtualServerUpdate) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *VirtualServerUpdate) defaults() {
+func (_u *VirtualServerUpdate) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if virtualserver.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized virtualserver.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := virtualserver.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -216,7 +222,9 @@ func (_u *VirtualServerUpdateOne) Select(field string, fields ...string) *Virtua
 
 // Save executes the query and returns the updated VirtualServer entity.
 func (_u *VirtualServerUpdateOne) Save(ctx context.Context) (*VirtualServer, error) {
-	_u.defaults()
+	if err := _u.defaults(); err != nil {
+		return nil, err
+	}
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -243,11 +251,15 @@ func (_u *VirtualServerUpdateOne) ExecX(ctx context.Context) {
 }
 
 // defaults sets the default values of the builder before save.
-func (_u *VirtualServerUpdateOne) defaults() {
+func (_u *VirtualServerUpdateOne) defaults() error {
 	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		if virtualserver.UpdateDefaultUpdatedAt == nil {
+			return fmt.Errorf("ent: uninitialized virtualserver.UpdateDefaultUpdatedAt (forgotten import ent/runtime?)")
+		}
 		v := virtualserver.UpdateDefaultUpdatedAt()
 		_u.mutation.SetUpdatedAt(v)
 	}
+	return nil
 }
 
 // check runs all checks and user-defined validators on the builder.

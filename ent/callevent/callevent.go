@@ -5,6 +5,7 @@ package callevent
 import (
 	"fmt"
 
+	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 )
@@ -87,7 +88,14 @@ func ValidColumn(column string) bool {
 	return false
 }
 
+// Note that the variables below are initialized by the runtime
+// package on the initialization of the application. Therefore,
+// it should be imported in the main as follows:
+//
+//	import _ "github.com/portcullis-mcp/portcullis/ent/runtime"
 var (
+	Hooks  [1]ent.Hook
+	Policy ent.Policy
 	// DefaultPrincipal holds the default value on creation for the "principal" field.
 	DefaultPrincipal string
 	// PrincipalValidator is a validator for the "principal" field. It is called by the builders before save.

@@ -8,6 +8,40 @@ import (
 )
 
 var (
+	// APIKeysColumns holds the columns for the "api_keys" table.
+	APIKeysColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "name", Type: field.TypeString, Size: 63},
+		{Name: "role", Type: field.TypeEnum, Enums: []string{"owner", "admin", "approver", "viewer"}},
+		{Name: "secret_hash", Type: field.TypeBytes, Unique: true},
+		{Name: "created_by", Type: field.TypeUUID},
+		{Name: "last_used_at", Type: field.TypeTime, Nullable: true},
+		{Name: "revoked_at", Type: field.TypeTime, Nullable: true},
+		{Name: "tenant_id", Type: field.TypeUUID},
+	}
+	// APIKeysTable holds the schema information for the "api_keys" table.
+	APIKeysTable = &schema.Table{
+		Name:       "api_keys",
+		Columns:    APIKeysColumns,
+		PrimaryKey: []*schema.Column{APIKeysColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "api_keys_tenants_tenant",
+				Columns:    []*schema.Column{APIKeysColumns[9]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "apikey_tenant_id",
+				Unique:  false,
+				Columns: []*schema.Column{APIKeysColumns[9]},
+			},
+		},
+	}
 	// AgentsColumns holds the columns for the "agents" table.
 	AgentsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -48,6 +82,45 @@ var (
 				Name:    "agent_tenant_id",
 				Unique:  false,
 				Columns: []*schema.Column{AgentsColumns[11]},
+			},
+		},
+	}
+	// AuditEventsColumns holds the columns for the "audit_events" table.
+	AuditEventsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "actor", Type: field.TypeString, Size: 400},
+		{Name: "action", Type: field.TypeString, Size: 100},
+		{Name: "target_type", Type: field.TypeString, Size: 50},
+		{Name: "target_id", Type: field.TypeString, Size: 100},
+		{Name: "target_name", Type: field.TypeString, Size: 200, Default: ""},
+		{Name: "before", Type: field.TypeJSON, Nullable: true},
+		{Name: "after", Type: field.TypeJSON, Nullable: true},
+		{Name: "tenant_id", Type: field.TypeUUID},
+	}
+	// AuditEventsTable holds the schema information for the "audit_events" table.
+	AuditEventsTable = &schema.Table{
+		Name:       "audit_events",
+		Columns:    AuditEventsColumns,
+		PrimaryKey: []*schema.Column{AuditEventsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "audit_events_tenants_tenant",
+				Columns:    []*schema.Column{AuditEventsColumns[9]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "auditevent_tenant_id",
+				Unique:  false,
+				Columns: []*schema.Column{AuditEventsColumns[9]},
+			},
+			{
+				Name:    "auditevent_tenant_id_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{AuditEventsColumns[9], AuditEventsColumns[1]},
 			},
 		},
 	}
@@ -173,6 +246,85 @@ var (
 			},
 		},
 	}
+	// InvitationsColumns holds the columns for the "invitations" table.
+	InvitationsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "email", Type: field.TypeString, Size: 320},
+		{Name: "role", Type: field.TypeEnum, Enums: []string{"owner", "admin", "approver", "viewer"}},
+		{Name: "invited_by", Type: field.TypeString, Size: 400},
+		{Name: "expires_at", Type: field.TypeTime},
+		{Name: "accepted_at", Type: field.TypeTime, Nullable: true},
+		{Name: "tenant_id", Type: field.TypeUUID},
+	}
+	// InvitationsTable holds the schema information for the "invitations" table.
+	InvitationsTable = &schema.Table{
+		Name:       "invitations",
+		Columns:    InvitationsColumns,
+		PrimaryKey: []*schema.Column{InvitationsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "invitations_tenants_tenant",
+				Columns:    []*schema.Column{InvitationsColumns[8]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "invitation_tenant_id",
+				Unique:  false,
+				Columns: []*schema.Column{InvitationsColumns[8]},
+			},
+			{
+				Name:    "invitation_email",
+				Unique:  false,
+				Columns: []*schema.Column{InvitationsColumns[3]},
+			},
+		},
+	}
+	// MembershipsColumns holds the columns for the "memberships" table.
+	MembershipsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "role", Type: field.TypeEnum, Enums: []string{"owner", "admin", "approver", "viewer"}},
+		{Name: "tenant_id", Type: field.TypeUUID},
+		{Name: "user_id", Type: field.TypeUUID},
+	}
+	// MembershipsTable holds the schema information for the "memberships" table.
+	MembershipsTable = &schema.Table{
+		Name:       "memberships",
+		Columns:    MembershipsColumns,
+		PrimaryKey: []*schema.Column{MembershipsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "memberships_tenants_tenant",
+				Columns:    []*schema.Column{MembershipsColumns[4]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+			{
+				Symbol:     "memberships_users_memberships",
+				Columns:    []*schema.Column{MembershipsColumns[5]},
+				RefColumns: []*schema.Column{UsersColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "membership_tenant_id",
+				Unique:  false,
+				Columns: []*schema.Column{MembershipsColumns[4]},
+			},
+			{
+				Name:    "membership_tenant_id_user_id",
+				Unique:  true,
+				Columns: []*schema.Column{MembershipsColumns[4], MembershipsColumns[5]},
+			},
+		},
+	}
 	// PolicyVersionsColumns holds the columns for the "policy_versions" table.
 	PolicyVersionsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -217,6 +369,22 @@ var (
 				Columns: []*schema.Column{PolicyVersionsColumns[8], PolicyVersionsColumns[3]},
 			},
 		},
+	}
+	// SessionsColumns holds the columns for the "sessions" table.
+	SessionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "token_hash", Type: field.TypeBytes, Unique: true},
+		{Name: "user_id", Type: field.TypeUUID},
+		{Name: "tenant_id", Type: field.TypeUUID, Nullable: true},
+		{Name: "csrf_token", Type: field.TypeString, Size: 64},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "expires_at", Type: field.TypeTime},
+	}
+	// SessionsTable holds the schema information for the "sessions" table.
+	SessionsTable = &schema.Table{
+		Name:       "sessions",
+		Columns:    SessionsColumns,
+		PrimaryKey: []*schema.Column{SessionsColumns[0]},
 	}
 	// TenantsColumns holds the columns for the "tenants" table.
 	TenantsColumns = []*schema.Column{
@@ -369,6 +537,35 @@ var (
 			},
 		},
 	}
+	// UsersColumns holds the columns for the "users" table.
+	UsersColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "issuer", Type: field.TypeString, Size: 512},
+		{Name: "subject", Type: field.TypeString, Size: 255},
+		{Name: "email", Type: field.TypeString, Size: 320, Default: ""},
+		{Name: "name", Type: field.TypeString, Size: 200, Default: ""},
+		{Name: "last_login_at", Type: field.TypeTime, Nullable: true},
+	}
+	// UsersTable holds the schema information for the "users" table.
+	UsersTable = &schema.Table{
+		Name:       "users",
+		Columns:    UsersColumns,
+		PrimaryKey: []*schema.Column{UsersColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "user_issuer_subject",
+				Unique:  true,
+				Columns: []*schema.Column{UsersColumns[3], UsersColumns[4]},
+			},
+			{
+				Name:    "user_email",
+				Unique:  false,
+				Columns: []*schema.Column{UsersColumns[5]},
+			},
+		},
+	}
 	// VirtualServersColumns holds the columns for the "virtual_servers" table.
 	VirtualServersColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -413,26 +610,37 @@ var (
 	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
+		APIKeysTable,
 		AgentsTable,
+		AuditEventsTable,
 		CallEventsTable,
 		EnrollmentTokensTable,
 		GatewaysTable,
+		InvitationsTable,
+		MembershipsTable,
 		PolicyVersionsTable,
+		SessionsTable,
 		TenantsTable,
 		ToolsTable,
 		ToolVersionsTable,
 		UpstreamsTable,
+		UsersTable,
 		VirtualServersTable,
 	}
 )
 
 func init() {
+	APIKeysTable.ForeignKeys[0].RefTable = TenantsTable
 	AgentsTable.ForeignKeys[0].RefTable = TenantsTable
 	AgentsTable.ForeignKeys[1].RefTable = GatewaysTable
+	AuditEventsTable.ForeignKeys[0].RefTable = TenantsTable
 	CallEventsTable.ForeignKeys[0].RefTable = TenantsTable
 	EnrollmentTokensTable.ForeignKeys[0].RefTable = TenantsTable
 	EnrollmentTokensTable.ForeignKeys[1].RefTable = GatewaysTable
 	GatewaysTable.ForeignKeys[0].RefTable = TenantsTable
+	InvitationsTable.ForeignKeys[0].RefTable = TenantsTable
+	MembershipsTable.ForeignKeys[0].RefTable = TenantsTable
+	MembershipsTable.ForeignKeys[1].RefTable = UsersTable
 	PolicyVersionsTable.ForeignKeys[0].RefTable = GatewaysTable
 	PolicyVersionsTable.ForeignKeys[1].RefTable = TenantsTable
 	ToolsTable.ForeignKeys[0].RefTable = TenantsTable

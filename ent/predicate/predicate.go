@@ -6,8 +6,14 @@ import (
 	"entgo.io/ent/dialect/sql"
 )
 
+// APIKey is the predicate function for apikey builders.
+type APIKey func(*sql.Selector)
+
 // Agent is the predicate function for agent builders.
 type Agent func(*sql.Selector)
+
+// AuditEvent is the predicate function for auditevent builders.
+type AuditEvent func(*sql.Selector)
 
 // CallEvent is the predicate function for callevent builders.
 type CallEvent func(*sql.Selector)
@@ -18,8 +24,17 @@ type EnrollmentToken func(*sql.Selector)
 // Gateway is the predicate function for gateway builders.
 type Gateway func(*sql.Selector)
 
+// Invitation is the predicate function for invitation builders.
+type Invitation func(*sql.Selector)
+
+// Membership is the predicate function for membership builders.
+type Membership func(*sql.Selector)
+
 // PolicyVersion is the predicate function for policyversion builders.
 type PolicyVersion func(*sql.Selector)
+
+// Session is the predicate function for session builders.
+type Session func(*sql.Selector)
 
 // Tenant is the predicate function for tenant builders.
 type Tenant func(*sql.Selector)
@@ -32,6 +47,9 @@ type ToolVersion func(*sql.Selector)
 
 // Upstream is the predicate function for upstream builders.
 type Upstream func(*sql.Selector)
+
+// User is the predicate function for user builders.
+type User func(*sql.Selector)
 
 // VirtualServer is the predicate function for virtualserver builders.
 type VirtualServer func(*sql.Selector)

@@ -2,7 +2,838 @@
 
 package runtime
 
-// The schema-stitching logic is generated in github.com/portcullis-mcp/portcullis/ent/runtime.go
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/portcullis-mcp/portcullis/ent/agent"
+	"github.com/portcullis-mcp/portcullis/ent/apikey"
+	"github.com/portcullis-mcp/portcullis/ent/auditevent"
+	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
+	"github.com/portcullis-mcp/portcullis/ent/gateway"
+	"github.com/portcullis-mcp/portcullis/ent/invitation"
+	"github.com/portcullis-mcp/portcullis/ent/membership"
+	"github.com/portcullis-mcp/portcullis/ent/policyversion"
+	"github.com/portcullis-mcp/portcullis/ent/schema"
+	"github.com/portcullis-mcp/portcullis/ent/session"
+	"github.com/portcullis-mcp/portcullis/ent/tenant"
+	"github.com/portcullis-mcp/portcullis/ent/tool"
+	"github.com/portcullis-mcp/portcullis/ent/toolversion"
+	"github.com/portcullis-mcp/portcullis/ent/upstream"
+	"github.com/portcullis-mcp/portcullis/ent/user"
+	"github.com/portcullis-mcp/portcullis/ent/virtualserver"
+
+	"entgo.io/ent"
+	"entgo.io/ent/privacy"
+)
+
+// The init function reads all schema descriptors with runtime code
+// (default values, validators, hooks and policies) and stitches it
+// to their package variables.
+func init() {
+	apikeyMixin := schema.APIKey{}.Mixin()
+	apikey.Policy = privacy.NewPolicies(apikeyMixin[2], schema.APIKey{})
+	apikey.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := apikey.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	apikeyMixinFields0 := apikeyMixin[0].Fields()
+	_ = apikeyMixinFields0
+	apikeyMixinFields1 := apikeyMixin[1].Fields()
+	_ = apikeyMixinFields1
+	apikeyFields := schema.APIKey{}.Fields()
+	_ = apikeyFields
+	// apikeyDescCreatedAt is the schema descriptor for created_at field.
+	apikeyDescCreatedAt := apikeyMixinFields1[0].Descriptor()
+	// apikey.DefaultCreatedAt holds the default value on creation for the created_at field.
+	apikey.DefaultCreatedAt = apikeyDescCreatedAt.Default.(func() time.Time)
+	// apikeyDescUpdatedAt is the schema descriptor for updated_at field.
+	apikeyDescUpdatedAt := apikeyMixinFields1[1].Descriptor()
+	// apikey.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	apikey.DefaultUpdatedAt = apikeyDescUpdatedAt.Default.(func() time.Time)
+	// apikey.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	apikey.UpdateDefaultUpdatedAt = apikeyDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// apikeyDescName is the schema descriptor for name field.
+	apikeyDescName := apikeyFields[0].Descriptor()
+	// apikey.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	apikey.NameValidator = func() func(string) error {
+		validators := apikeyDescName.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(name string) error {
+			for _, fn := range fns {
+				if err := fn(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// apikeyDescID is the schema descriptor for id field.
+	apikeyDescID := apikeyMixinFields0[0].Descriptor()
+	// apikey.DefaultID holds the default value on creation for the id field.
+	apikey.DefaultID = apikeyDescID.Default.(func() uuid.UUID)
+	agentMixin := schema.Agent{}.Mixin()
+	agent.Policy = privacy.NewPolicies(agentMixin[2], schema.Agent{})
+	agent.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := agent.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	agentMixinFields0 := agentMixin[0].Fields()
+	_ = agentMixinFields0
+	agentMixinFields1 := agentMixin[1].Fields()
+	_ = agentMixinFields1
+	agentFields := schema.Agent{}.Fields()
+	_ = agentFields
+	// agentDescCreatedAt is the schema descriptor for created_at field.
+	agentDescCreatedAt := agentMixinFields1[0].Descriptor()
+	// agent.DefaultCreatedAt holds the default value on creation for the created_at field.
+	agent.DefaultCreatedAt = agentDescCreatedAt.Default.(func() time.Time)
+	// agentDescUpdatedAt is the schema descriptor for updated_at field.
+	agentDescUpdatedAt := agentMixinFields1[1].Descriptor()
+	// agent.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	agent.DefaultUpdatedAt = agentDescUpdatedAt.Default.(func() time.Time)
+	// agent.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	agent.UpdateDefaultUpdatedAt = agentDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// agentDescHostname is the schema descriptor for hostname field.
+	agentDescHostname := agentFields[1].Descriptor()
+	// agent.DefaultHostname holds the default value on creation for the hostname field.
+	agent.DefaultHostname = agentDescHostname.Default.(string)
+	// agent.HostnameValidator is a validator for the "hostname" field. It is called by the builders before save.
+	agent.HostnameValidator = agentDescHostname.Validators[0].(func(string) error)
+	// agentDescVersion is the schema descriptor for version field.
+	agentDescVersion := agentFields[2].Descriptor()
+	// agent.DefaultVersion holds the default value on creation for the version field.
+	agent.DefaultVersion = agentDescVersion.Default.(string)
+	// agent.VersionValidator is a validator for the "version" field. It is called by the builders before save.
+	agent.VersionValidator = agentDescVersion.Validators[0].(func(string) error)
+	// agentDescConnected is the schema descriptor for connected field.
+	agentDescConnected := agentFields[4].Descriptor()
+	// agent.DefaultConnected holds the default value on creation for the connected field.
+	agent.DefaultConnected = agentDescConnected.Default.(bool)
+	// agentDescAppliedVersion is the schema descriptor for applied_version field.
+	agentDescAppliedVersion := agentFields[6].Descriptor()
+	// agent.DefaultAppliedVersion holds the default value on creation for the applied_version field.
+	agent.DefaultAppliedVersion = agentDescAppliedVersion.Default.(uint64)
+	// agentDescLastNack is the schema descriptor for last_nack field.
+	agentDescLastNack := agentFields[7].Descriptor()
+	// agent.DefaultLastNack holds the default value on creation for the last_nack field.
+	agent.DefaultLastNack = agentDescLastNack.Default.(string)
+	// agent.LastNackValidator is a validator for the "last_nack" field. It is called by the builders before save.
+	agent.LastNackValidator = agentDescLastNack.Validators[0].(func(string) error)
+	// agentDescRevoked is the schema descriptor for revoked field.
+	agentDescRevoked := agentFields[8].Descriptor()
+	// agent.DefaultRevoked holds the default value on creation for the revoked field.
+	agent.DefaultRevoked = agentDescRevoked.Default.(bool)
+	// agentDescID is the schema descriptor for id field.
+	agentDescID := agentMixinFields0[0].Descriptor()
+	// agent.DefaultID holds the default value on creation for the id field.
+	agent.DefaultID = agentDescID.Default.(func() uuid.UUID)
+	auditeventMixin := schema.AuditEvent{}.Mixin()
+	auditevent.Policy = privacy.NewPolicies(auditeventMixin[1], schema.AuditEvent{})
+	auditevent.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := auditevent.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	auditeventMixinFields0 := auditeventMixin[0].Fields()
+	_ = auditeventMixinFields0
+	auditeventFields := schema.AuditEvent{}.Fields()
+	_ = auditeventFields
+	// auditeventDescCreatedAt is the schema descriptor for created_at field.
+	auditeventDescCreatedAt := auditeventFields[0].Descriptor()
+	// auditevent.DefaultCreatedAt holds the default value on creation for the created_at field.
+	auditevent.DefaultCreatedAt = auditeventDescCreatedAt.Default.(func() time.Time)
+	// auditeventDescActor is the schema descriptor for actor field.
+	auditeventDescActor := auditeventFields[1].Descriptor()
+	// auditevent.ActorValidator is a validator for the "actor" field. It is called by the builders before save.
+	auditevent.ActorValidator = auditeventDescActor.Validators[0].(func(string) error)
+	// auditeventDescAction is the schema descriptor for action field.
+	auditeventDescAction := auditeventFields[2].Descriptor()
+	// auditevent.ActionValidator is a validator for the "action" field. It is called by the builders before save.
+	auditevent.ActionValidator = auditeventDescAction.Validators[0].(func(string) error)
+	// auditeventDescTargetType is the schema descriptor for target_type field.
+	auditeventDescTargetType := auditeventFields[3].Descriptor()
+	// auditevent.TargetTypeValidator is a validator for the "target_type" field. It is called by the builders before save.
+	auditevent.TargetTypeValidator = auditeventDescTargetType.Validators[0].(func(string) error)
+	// auditeventDescTargetID is the schema descriptor for target_id field.
+	auditeventDescTargetID := auditeventFields[4].Descriptor()
+	// auditevent.TargetIDValidator is a validator for the "target_id" field. It is called by the builders before save.
+	auditevent.TargetIDValidator = auditeventDescTargetID.Validators[0].(func(string) error)
+	// auditeventDescTargetName is the schema descriptor for target_name field.
+	auditeventDescTargetName := auditeventFields[5].Descriptor()
+	// auditevent.DefaultTargetName holds the default value on creation for the target_name field.
+	auditevent.DefaultTargetName = auditeventDescTargetName.Default.(string)
+	// auditevent.TargetNameValidator is a validator for the "target_name" field. It is called by the builders before save.
+	auditevent.TargetNameValidator = auditeventDescTargetName.Validators[0].(func(string) error)
+	// auditeventDescID is the schema descriptor for id field.
+	auditeventDescID := auditeventMixinFields0[0].Descriptor()
+	// auditevent.DefaultID holds the default value on creation for the id field.
+	auditevent.DefaultID = auditeventDescID.Default.(func() uuid.UUID)
+	calleventMixin := schema.CallEvent{}.Mixin()
+	callevent.Policy = privacy.NewPolicies(calleventMixin[0], schema.CallEvent{})
+	callevent.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := callevent.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	calleventFields := schema.CallEvent{}.Fields()
+	_ = calleventFields
+	// calleventDescPrincipal is the schema descriptor for principal field.
+	calleventDescPrincipal := calleventFields[4].Descriptor()
+	// callevent.DefaultPrincipal holds the default value on creation for the principal field.
+	callevent.DefaultPrincipal = calleventDescPrincipal.Default.(string)
+	// callevent.PrincipalValidator is a validator for the "principal" field. It is called by the builders before save.
+	callevent.PrincipalValidator = calleventDescPrincipal.Validators[0].(func(string) error)
+	// calleventDescVirtualServer is the schema descriptor for virtual_server field.
+	calleventDescVirtualServer := calleventFields[5].Descriptor()
+	// callevent.DefaultVirtualServer holds the default value on creation for the virtual_server field.
+	callevent.DefaultVirtualServer = calleventDescVirtualServer.Default.(string)
+	// callevent.VirtualServerValidator is a validator for the "virtual_server" field. It is called by the builders before save.
+	callevent.VirtualServerValidator = calleventDescVirtualServer.Validators[0].(func(string) error)
+	// calleventDescUpstream is the schema descriptor for upstream field.
+	calleventDescUpstream := calleventFields[6].Descriptor()
+	// callevent.DefaultUpstream holds the default value on creation for the upstream field.
+	callevent.DefaultUpstream = calleventDescUpstream.Default.(string)
+	// callevent.UpstreamValidator is a validator for the "upstream" field. It is called by the builders before save.
+	callevent.UpstreamValidator = calleventDescUpstream.Validators[0].(func(string) error)
+	// calleventDescMethod is the schema descriptor for method field.
+	calleventDescMethod := calleventFields[7].Descriptor()
+	// callevent.MethodValidator is a validator for the "method" field. It is called by the builders before save.
+	callevent.MethodValidator = calleventDescMethod.Validators[0].(func(string) error)
+	// calleventDescTool is the schema descriptor for tool field.
+	calleventDescTool := calleventFields[8].Descriptor()
+	// callevent.DefaultTool holds the default value on creation for the tool field.
+	callevent.DefaultTool = calleventDescTool.Default.(string)
+	// callevent.ToolValidator is a validator for the "tool" field. It is called by the builders before save.
+	callevent.ToolValidator = calleventDescTool.Validators[0].(func(string) error)
+	// calleventDescReason is the schema descriptor for reason field.
+	calleventDescReason := calleventFields[10].Descriptor()
+	// callevent.DefaultReason holds the default value on creation for the reason field.
+	callevent.DefaultReason = calleventDescReason.Default.(string)
+	// callevent.ReasonValidator is a validator for the "reason" field. It is called by the builders before save.
+	callevent.ReasonValidator = calleventDescReason.Validators[0].(func(string) error)
+	// calleventDescError is the schema descriptor for error field.
+	calleventDescError := calleventFields[14].Descriptor()
+	// callevent.DefaultError holds the default value on creation for the error field.
+	callevent.DefaultError = calleventDescError.Default.(string)
+	// callevent.ErrorValidator is a validator for the "error" field. It is called by the builders before save.
+	callevent.ErrorValidator = calleventDescError.Validators[0].(func(string) error)
+	// calleventDescID is the schema descriptor for id field.
+	calleventDescID := calleventFields[0].Descriptor()
+	// callevent.IDValidator is a validator for the "id" field. It is called by the builders before save.
+	callevent.IDValidator = func() func(string) error {
+		validators := calleventDescID.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(id string) error {
+			for _, fn := range fns {
+				if err := fn(id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	enrollmenttokenMixin := schema.EnrollmentToken{}.Mixin()
+	enrollmenttoken.Policy = privacy.NewPolicies(enrollmenttokenMixin[2], schema.EnrollmentToken{})
+	enrollmenttoken.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := enrollmenttoken.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	enrollmenttokenMixinFields0 := enrollmenttokenMixin[0].Fields()
+	_ = enrollmenttokenMixinFields0
+	enrollmenttokenMixinFields1 := enrollmenttokenMixin[1].Fields()
+	_ = enrollmenttokenMixinFields1
+	enrollmenttokenFields := schema.EnrollmentToken{}.Fields()
+	_ = enrollmenttokenFields
+	// enrollmenttokenDescCreatedAt is the schema descriptor for created_at field.
+	enrollmenttokenDescCreatedAt := enrollmenttokenMixinFields1[0].Descriptor()
+	// enrollmenttoken.DefaultCreatedAt holds the default value on creation for the created_at field.
+	enrollmenttoken.DefaultCreatedAt = enrollmenttokenDescCreatedAt.Default.(func() time.Time)
+	// enrollmenttokenDescUpdatedAt is the schema descriptor for updated_at field.
+	enrollmenttokenDescUpdatedAt := enrollmenttokenMixinFields1[1].Descriptor()
+	// enrollmenttoken.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	enrollmenttoken.DefaultUpdatedAt = enrollmenttokenDescUpdatedAt.Default.(func() time.Time)
+	// enrollmenttoken.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	enrollmenttoken.UpdateDefaultUpdatedAt = enrollmenttokenDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// enrollmenttokenDescID is the schema descriptor for id field.
+	enrollmenttokenDescID := enrollmenttokenMixinFields0[0].Descriptor()
+	// enrollmenttoken.DefaultID holds the default value on creation for the id field.
+	enrollmenttoken.DefaultID = enrollmenttokenDescID.Default.(func() uuid.UUID)
+	gatewayMixin := schema.Gateway{}.Mixin()
+	gateway.Policy = privacy.NewPolicies(gatewayMixin[2], schema.Gateway{})
+	gateway.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := gateway.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	gatewayMixinFields0 := gatewayMixin[0].Fields()
+	_ = gatewayMixinFields0
+	gatewayMixinFields1 := gatewayMixin[1].Fields()
+	_ = gatewayMixinFields1
+	gatewayFields := schema.Gateway{}.Fields()
+	_ = gatewayFields
+	// gatewayDescCreatedAt is the schema descriptor for created_at field.
+	gatewayDescCreatedAt := gatewayMixinFields1[0].Descriptor()
+	// gateway.DefaultCreatedAt holds the default value on creation for the created_at field.
+	gateway.DefaultCreatedAt = gatewayDescCreatedAt.Default.(func() time.Time)
+	// gatewayDescUpdatedAt is the schema descriptor for updated_at field.
+	gatewayDescUpdatedAt := gatewayMixinFields1[1].Descriptor()
+	// gateway.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	gateway.DefaultUpdatedAt = gatewayDescUpdatedAt.Default.(func() time.Time)
+	// gateway.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	gateway.UpdateDefaultUpdatedAt = gatewayDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// gatewayDescName is the schema descriptor for name field.
+	gatewayDescName := gatewayFields[0].Descriptor()
+	// gateway.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	gateway.NameValidator = func() func(string) error {
+		validators := gatewayDescName.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(name string) error {
+			for _, fn := range fns {
+				if err := fn(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// gatewayDescID is the schema descriptor for id field.
+	gatewayDescID := gatewayMixinFields0[0].Descriptor()
+	// gateway.DefaultID holds the default value on creation for the id field.
+	gateway.DefaultID = gatewayDescID.Default.(func() uuid.UUID)
+	invitationMixin := schema.Invitation{}.Mixin()
+	invitation.Policy = privacy.NewPolicies(invitationMixin[2], schema.Invitation{})
+	invitation.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := invitation.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	invitationMixinFields0 := invitationMixin[0].Fields()
+	_ = invitationMixinFields0
+	invitationMixinFields1 := invitationMixin[1].Fields()
+	_ = invitationMixinFields1
+	invitationFields := schema.Invitation{}.Fields()
+	_ = invitationFields
+	// invitationDescCreatedAt is the schema descriptor for created_at field.
+	invitationDescCreatedAt := invitationMixinFields1[0].Descriptor()
+	// invitation.DefaultCreatedAt holds the default value on creation for the created_at field.
+	invitation.DefaultCreatedAt = invitationDescCreatedAt.Default.(func() time.Time)
+	// invitationDescUpdatedAt is the schema descriptor for updated_at field.
+	invitationDescUpdatedAt := invitationMixinFields1[1].Descriptor()
+	// invitation.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	invitation.DefaultUpdatedAt = invitationDescUpdatedAt.Default.(func() time.Time)
+	// invitation.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	invitation.UpdateDefaultUpdatedAt = invitationDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// invitationDescEmail is the schema descriptor for email field.
+	invitationDescEmail := invitationFields[0].Descriptor()
+	// invitation.EmailValidator is a validator for the "email" field. It is called by the builders before save.
+	invitation.EmailValidator = func() func(string) error {
+		validators := invitationDescEmail.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(email string) error {
+			for _, fn := range fns {
+				if err := fn(email); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// invitationDescInvitedBy is the schema descriptor for invited_by field.
+	invitationDescInvitedBy := invitationFields[2].Descriptor()
+	// invitation.InvitedByValidator is a validator for the "invited_by" field. It is called by the builders before save.
+	invitation.InvitedByValidator = invitationDescInvitedBy.Validators[0].(func(string) error)
+	// invitationDescID is the schema descriptor for id field.
+	invitationDescID := invitationMixinFields0[0].Descriptor()
+	// invitation.DefaultID holds the default value on creation for the id field.
+	invitation.DefaultID = invitationDescID.Default.(func() uuid.UUID)
+	membershipMixin := schema.Membership{}.Mixin()
+	membership.Policy = privacy.NewPolicies(membershipMixin[2], schema.Membership{})
+	membership.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := membership.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	membershipMixinFields0 := membershipMixin[0].Fields()
+	_ = membershipMixinFields0
+	membershipMixinFields1 := membershipMixin[1].Fields()
+	_ = membershipMixinFields1
+	membershipFields := schema.Membership{}.Fields()
+	_ = membershipFields
+	// membershipDescCreatedAt is the schema descriptor for created_at field.
+	membershipDescCreatedAt := membershipMixinFields1[0].Descriptor()
+	// membership.DefaultCreatedAt holds the default value on creation for the created_at field.
+	membership.DefaultCreatedAt = membershipDescCreatedAt.Default.(func() time.Time)
+	// membershipDescUpdatedAt is the schema descriptor for updated_at field.
+	membershipDescUpdatedAt := membershipMixinFields1[1].Descriptor()
+	// membership.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	membership.DefaultUpdatedAt = membershipDescUpdatedAt.Default.(func() time.Time)
+	// membership.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	membership.UpdateDefaultUpdatedAt = membershipDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// membershipDescID is the schema descriptor for id field.
+	membershipDescID := membershipMixinFields0[0].Descriptor()
+	// membership.DefaultID holds the default value on creation for the id field.
+	membership.DefaultID = membershipDescID.Default.(func() uuid.UUID)
+	policyversionMixin := schema.PolicyVersion{}.Mixin()
+	policyversion.Policy = privacy.NewPolicies(policyversionMixin[2], schema.PolicyVersion{})
+	policyversion.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := policyversion.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	policyversionMixinFields0 := policyversionMixin[0].Fields()
+	_ = policyversionMixinFields0
+	policyversionMixinFields1 := policyversionMixin[1].Fields()
+	_ = policyversionMixinFields1
+	policyversionFields := schema.PolicyVersion{}.Fields()
+	_ = policyversionFields
+	// policyversionDescCreatedAt is the schema descriptor for created_at field.
+	policyversionDescCreatedAt := policyversionMixinFields1[0].Descriptor()
+	// policyversion.DefaultCreatedAt holds the default value on creation for the created_at field.
+	policyversion.DefaultCreatedAt = policyversionDescCreatedAt.Default.(func() time.Time)
+	// policyversionDescUpdatedAt is the schema descriptor for updated_at field.
+	policyversionDescUpdatedAt := policyversionMixinFields1[1].Descriptor()
+	// policyversion.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	policyversion.DefaultUpdatedAt = policyversionDescUpdatedAt.Default.(func() time.Time)
+	// policyversion.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	policyversion.UpdateDefaultUpdatedAt = policyversionDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// policyversionDescID is the schema descriptor for id field.
+	policyversionDescID := policyversionMixinFields0[0].Descriptor()
+	// policyversion.DefaultID holds the default value on creation for the id field.
+	policyversion.DefaultID = policyversionDescID.Default.(func() uuid.UUID)
+	sessionMixin := schema.Session{}.Mixin()
+	session.Policy = privacy.NewPolicies(schema.Session{})
+	session.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := session.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	sessionMixinFields0 := sessionMixin[0].Fields()
+	_ = sessionMixinFields0
+	sessionFields := schema.Session{}.Fields()
+	_ = sessionFields
+	// sessionDescCsrfToken is the schema descriptor for csrf_token field.
+	sessionDescCsrfToken := sessionFields[3].Descriptor()
+	// session.CsrfTokenValidator is a validator for the "csrf_token" field. It is called by the builders before save.
+	session.CsrfTokenValidator = sessionDescCsrfToken.Validators[0].(func(string) error)
+	// sessionDescCreatedAt is the schema descriptor for created_at field.
+	sessionDescCreatedAt := sessionFields[4].Descriptor()
+	// session.DefaultCreatedAt holds the default value on creation for the created_at field.
+	session.DefaultCreatedAt = sessionDescCreatedAt.Default.(func() time.Time)
+	// sessionDescID is the schema descriptor for id field.
+	sessionDescID := sessionMixinFields0[0].Descriptor()
+	// session.DefaultID holds the default value on creation for the id field.
+	session.DefaultID = sessionDescID.Default.(func() uuid.UUID)
+	tenantMixin := schema.Tenant{}.Mixin()
+	tenant.Policy = privacy.NewPolicies(schema.Tenant{})
+	tenant.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := tenant.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	tenantMixinFields0 := tenantMixin[0].Fields()
+	_ = tenantMixinFields0
+	tenantMixinFields1 := tenantMixin[1].Fields()
+	_ = tenantMixinFields1
+	tenantFields := schema.Tenant{}.Fields()
+	_ = tenantFields
+	// tenantDescCreatedAt is the schema descriptor for created_at field.
+	tenantDescCreatedAt := tenantMixinFields1[0].Descriptor()
+	// tenant.DefaultCreatedAt holds the default value on creation for the created_at field.
+	tenant.DefaultCreatedAt = tenantDescCreatedAt.Default.(func() time.Time)
+	// tenantDescUpdatedAt is the schema descriptor for updated_at field.
+	tenantDescUpdatedAt := tenantMixinFields1[1].Descriptor()
+	// tenant.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	tenant.DefaultUpdatedAt = tenantDescUpdatedAt.Default.(func() time.Time)
+	// tenant.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	tenant.UpdateDefaultUpdatedAt = tenantDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// tenantDescName is the schema descriptor for name field.
+	tenantDescName := tenantFields[0].Descriptor()
+	// tenant.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	tenant.NameValidator = func() func(string) error {
+		validators := tenantDescName.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(name string) error {
+			for _, fn := range fns {
+				if err := fn(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// tenantDescSlug is the schema descriptor for slug field.
+	tenantDescSlug := tenantFields[1].Descriptor()
+	// tenant.SlugValidator is a validator for the "slug" field. It is called by the builders before save.
+	tenant.SlugValidator = func() func(string) error {
+		validators := tenantDescSlug.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(slug string) error {
+			for _, fn := range fns {
+				if err := fn(slug); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// tenantDescID is the schema descriptor for id field.
+	tenantDescID := tenantMixinFields0[0].Descriptor()
+	// tenant.DefaultID holds the default value on creation for the id field.
+	tenant.DefaultID = tenantDescID.Default.(func() uuid.UUID)
+	toolMixin := schema.Tool{}.Mixin()
+	tool.Policy = privacy.NewPolicies(toolMixin[2], schema.Tool{})
+	tool.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := tool.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	toolMixinFields0 := toolMixin[0].Fields()
+	_ = toolMixinFields0
+	toolMixinFields1 := toolMixin[1].Fields()
+	_ = toolMixinFields1
+	toolFields := schema.Tool{}.Fields()
+	_ = toolFields
+	// toolDescCreatedAt is the schema descriptor for created_at field.
+	toolDescCreatedAt := toolMixinFields1[0].Descriptor()
+	// tool.DefaultCreatedAt holds the default value on creation for the created_at field.
+	tool.DefaultCreatedAt = toolDescCreatedAt.Default.(func() time.Time)
+	// toolDescUpdatedAt is the schema descriptor for updated_at field.
+	toolDescUpdatedAt := toolMixinFields1[1].Descriptor()
+	// tool.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	tool.DefaultUpdatedAt = toolDescUpdatedAt.Default.(func() time.Time)
+	// tool.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	tool.UpdateDefaultUpdatedAt = toolDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// toolDescName is the schema descriptor for name field.
+	toolDescName := toolFields[1].Descriptor()
+	// tool.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	tool.NameValidator = func() func(string) error {
+		validators := toolDescName.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(name string) error {
+			for _, fn := range fns {
+				if err := fn(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// toolDescLiveSha256 is the schema descriptor for live_sha256 field.
+	toolDescLiveSha256 := toolFields[2].Descriptor()
+	// tool.DefaultLiveSha256 holds the default value on creation for the live_sha256 field.
+	tool.DefaultLiveSha256 = toolDescLiveSha256.Default.(string)
+	// toolDescPinnedSha256 is the schema descriptor for pinned_sha256 field.
+	toolDescPinnedSha256 := toolFields[3].Descriptor()
+	// tool.DefaultPinnedSha256 holds the default value on creation for the pinned_sha256 field.
+	tool.DefaultPinnedSha256 = toolDescPinnedSha256.Default.(string)
+	// toolDescFirstSeen is the schema descriptor for first_seen field.
+	toolDescFirstSeen := toolFields[4].Descriptor()
+	// tool.DefaultFirstSeen holds the default value on creation for the first_seen field.
+	tool.DefaultFirstSeen = toolDescFirstSeen.Default.(func() time.Time)
+	// toolDescLastSeen is the schema descriptor for last_seen field.
+	toolDescLastSeen := toolFields[5].Descriptor()
+	// tool.DefaultLastSeen holds the default value on creation for the last_seen field.
+	tool.DefaultLastSeen = toolDescLastSeen.Default.(func() time.Time)
+	// toolDescID is the schema descriptor for id field.
+	toolDescID := toolMixinFields0[0].Descriptor()
+	// tool.DefaultID holds the default value on creation for the id field.
+	tool.DefaultID = toolDescID.Default.(func() uuid.UUID)
+	toolversionMixin := schema.ToolVersion{}.Mixin()
+	toolversion.Policy = privacy.NewPolicies(toolversionMixin[1], schema.ToolVersion{})
+	toolversion.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := toolversion.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	toolversionMixinFields0 := toolversionMixin[0].Fields()
+	_ = toolversionMixinFields0
+	toolversionFields := schema.ToolVersion{}.Fields()
+	_ = toolversionFields
+	// toolversionDescSha256 is the schema descriptor for sha256 field.
+	toolversionDescSha256 := toolversionFields[1].Descriptor()
+	// toolversion.Sha256Validator is a validator for the "sha256" field. It is called by the builders before save.
+	toolversion.Sha256Validator = toolversionDescSha256.Validators[0].(func(string) error)
+	// toolversionDescDefinition is the schema descriptor for definition field.
+	toolversionDescDefinition := toolversionFields[2].Descriptor()
+	// toolversion.DefinitionValidator is a validator for the "definition" field. It is called by the builders before save.
+	toolversion.DefinitionValidator = toolversionDescDefinition.Validators[0].(func([]byte) error)
+	// toolversionDescFirstSeen is the schema descriptor for first_seen field.
+	toolversionDescFirstSeen := toolversionFields[3].Descriptor()
+	// toolversion.DefaultFirstSeen holds the default value on creation for the first_seen field.
+	toolversion.DefaultFirstSeen = toolversionDescFirstSeen.Default.(func() time.Time)
+	// toolversionDescLastSeen is the schema descriptor for last_seen field.
+	toolversionDescLastSeen := toolversionFields[4].Descriptor()
+	// toolversion.DefaultLastSeen holds the default value on creation for the last_seen field.
+	toolversion.DefaultLastSeen = toolversionDescLastSeen.Default.(func() time.Time)
+	// toolversionDescID is the schema descriptor for id field.
+	toolversionDescID := toolversionMixinFields0[0].Descriptor()
+	// toolversion.DefaultID holds the default value on creation for the id field.
+	toolversion.DefaultID = toolversionDescID.Default.(func() uuid.UUID)
+	upstreamMixin := schema.Upstream{}.Mixin()
+	upstream.Policy = privacy.NewPolicies(upstreamMixin[2], schema.Upstream{})
+	upstream.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := upstream.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	upstreamMixinFields0 := upstreamMixin[0].Fields()
+	_ = upstreamMixinFields0
+	upstreamMixinFields1 := upstreamMixin[1].Fields()
+	_ = upstreamMixinFields1
+	upstreamFields := schema.Upstream{}.Fields()
+	_ = upstreamFields
+	// upstreamDescCreatedAt is the schema descriptor for created_at field.
+	upstreamDescCreatedAt := upstreamMixinFields1[0].Descriptor()
+	// upstream.DefaultCreatedAt holds the default value on creation for the created_at field.
+	upstream.DefaultCreatedAt = upstreamDescCreatedAt.Default.(func() time.Time)
+	// upstreamDescUpdatedAt is the schema descriptor for updated_at field.
+	upstreamDescUpdatedAt := upstreamMixinFields1[1].Descriptor()
+	// upstream.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	upstream.DefaultUpdatedAt = upstreamDescUpdatedAt.Default.(func() time.Time)
+	// upstream.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	upstream.UpdateDefaultUpdatedAt = upstreamDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// upstreamDescName is the schema descriptor for name field.
+	upstreamDescName := upstreamFields[1].Descriptor()
+	// upstream.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	upstream.NameValidator = func() func(string) error {
+		validators := upstreamDescName.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+			validators[2].(func(string) error),
+		}
+		return func(name string) error {
+			for _, fn := range fns {
+				if err := fn(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// upstreamDescURL is the schema descriptor for url field.
+	upstreamDescURL := upstreamFields[3].Descriptor()
+	// upstream.DefaultURL holds the default value on creation for the url field.
+	upstream.DefaultURL = upstreamDescURL.Default.(string)
+	// upstream.URLValidator is a validator for the "url" field. It is called by the builders before save.
+	upstream.URLValidator = upstreamDescURL.Validators[0].(func(string) error)
+	// upstreamDescCommand is the schema descriptor for command field.
+	upstreamDescCommand := upstreamFields[4].Descriptor()
+	// upstream.DefaultCommand holds the default value on creation for the command field.
+	upstream.DefaultCommand = upstreamDescCommand.Default.(string)
+	// upstream.CommandValidator is a validator for the "command" field. It is called by the builders before save.
+	upstream.CommandValidator = upstreamDescCommand.Validators[0].(func(string) error)
+	// upstreamDescReachable is the schema descriptor for reachable field.
+	upstreamDescReachable := upstreamFields[7].Descriptor()
+	// upstream.DefaultReachable holds the default value on creation for the reachable field.
+	upstream.DefaultReachable = upstreamDescReachable.Default.(bool)
+	// upstreamDescLastError is the schema descriptor for last_error field.
+	upstreamDescLastError := upstreamFields[8].Descriptor()
+	// upstream.DefaultLastError holds the default value on creation for the last_error field.
+	upstream.DefaultLastError = upstreamDescLastError.Default.(string)
+	// upstream.LastErrorValidator is a validator for the "last_error" field. It is called by the builders before save.
+	upstream.LastErrorValidator = upstreamDescLastError.Validators[0].(func(string) error)
+	// upstreamDescID is the schema descriptor for id field.
+	upstreamDescID := upstreamMixinFields0[0].Descriptor()
+	// upstream.DefaultID holds the default value on creation for the id field.
+	upstream.DefaultID = upstreamDescID.Default.(func() uuid.UUID)
+	userMixin := schema.User{}.Mixin()
+	user.Policy = privacy.NewPolicies(schema.User{})
+	user.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := user.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	userMixinFields0 := userMixin[0].Fields()
+	_ = userMixinFields0
+	userMixinFields1 := userMixin[1].Fields()
+	_ = userMixinFields1
+	userFields := schema.User{}.Fields()
+	_ = userFields
+	// userDescCreatedAt is the schema descriptor for created_at field.
+	userDescCreatedAt := userMixinFields1[0].Descriptor()
+	// user.DefaultCreatedAt holds the default value on creation for the created_at field.
+	user.DefaultCreatedAt = userDescCreatedAt.Default.(func() time.Time)
+	// userDescUpdatedAt is the schema descriptor for updated_at field.
+	userDescUpdatedAt := userMixinFields1[1].Descriptor()
+	// user.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	user.DefaultUpdatedAt = userDescUpdatedAt.Default.(func() time.Time)
+	// user.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	user.UpdateDefaultUpdatedAt = userDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// userDescIssuer is the schema descriptor for issuer field.
+	userDescIssuer := userFields[0].Descriptor()
+	// user.IssuerValidator is a validator for the "issuer" field. It is called by the builders before save.
+	user.IssuerValidator = func() func(string) error {
+		validators := userDescIssuer.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(issuer string) error {
+			for _, fn := range fns {
+				if err := fn(issuer); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// userDescSubject is the schema descriptor for subject field.
+	userDescSubject := userFields[1].Descriptor()
+	// user.SubjectValidator is a validator for the "subject" field. It is called by the builders before save.
+	user.SubjectValidator = func() func(string) error {
+		validators := userDescSubject.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(subject string) error {
+			for _, fn := range fns {
+				if err := fn(subject); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// userDescEmail is the schema descriptor for email field.
+	userDescEmail := userFields[2].Descriptor()
+	// user.DefaultEmail holds the default value on creation for the email field.
+	user.DefaultEmail = userDescEmail.Default.(string)
+	// user.EmailValidator is a validator for the "email" field. It is called by the builders before save.
+	user.EmailValidator = userDescEmail.Validators[0].(func(string) error)
+	// userDescName is the schema descriptor for name field.
+	userDescName := userFields[3].Descriptor()
+	// user.DefaultName holds the default value on creation for the name field.
+	user.DefaultName = userDescName.Default.(string)
+	// user.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	user.NameValidator = userDescName.Validators[0].(func(string) error)
+	// userDescID is the schema descriptor for id field.
+	userDescID := userMixinFields0[0].Descriptor()
+	// user.DefaultID holds the default value on creation for the id field.
+	user.DefaultID = userDescID.Default.(func() uuid.UUID)
+	virtualserverMixin := schema.VirtualServer{}.Mixin()
+	virtualserver.Policy = privacy.NewPolicies(virtualserverMixin[2], schema.VirtualServer{})
+	virtualserver.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := virtualserver.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	virtualserverMixinFields0 := virtualserverMixin[0].Fields()
+	_ = virtualserverMixinFields0
+	virtualserverMixinFields1 := virtualserverMixin[1].Fields()
+	_ = virtualserverMixinFields1
+	virtualserverFields := schema.VirtualServer{}.Fields()
+	_ = virtualserverFields
+	// virtualserverDescCreatedAt is the schema descriptor for created_at field.
+	virtualserverDescCreatedAt := virtualserverMixinFields1[0].Descriptor()
+	// virtualserver.DefaultCreatedAt holds the default value on creation for the created_at field.
+	virtualserver.DefaultCreatedAt = virtualserverDescCreatedAt.Default.(func() time.Time)
+	// virtualserverDescUpdatedAt is the schema descriptor for updated_at field.
+	virtualserverDescUpdatedAt := virtualserverMixinFields1[1].Descriptor()
+	// virtualserver.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	virtualserver.DefaultUpdatedAt = virtualserverDescUpdatedAt.Default.(func() time.Time)
+	// virtualserver.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	virtualserver.UpdateDefaultUpdatedAt = virtualserverDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// virtualserverDescName is the schema descriptor for name field.
+	virtualserverDescName := virtualserverFields[1].Descriptor()
+	// virtualserver.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	virtualserver.NameValidator = func() func(string) error {
+		validators := virtualserverDescName.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+			validators[2].(func(string) error),
+		}
+		return func(name string) error {
+			for _, fn := range fns {
+				if err := fn(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// virtualserverDescID is the schema descriptor for id field.
+	virtualserverDescID := virtualserverMixinFields0[0].Descriptor()
+	// virtualserver.DefaultID holds the default value on creation for the id field.
+	virtualserver.DefaultID = virtualserverDescID.Default.(func() uuid.UUID)
+}
 
 const (
 	Version = "v0.14.5"                                         // Version of ent codegen.

@@ -10,6 +10,9 @@ import (
 	"entgo.io/ent/schema/index"
 	"entgo.io/ent/schema/mixin"
 	"github.com/google/uuid"
+
+	"github.com/portcullis-mcp/portcullis/ent/privacy"
+	"github.com/portcullis-mcp/portcullis/ent/schema/rule"
 )
 
 // IDMixin gives an entity a random UUID primary key.
@@ -47,4 +50,18 @@ func (TenantMixin) Edges() []ent.Edge {
 // Indexes of the TenantMixin.
 func (TenantMixin) Indexes() []ent.Index {
 	return []ent.Index{index.Fields("tenant_id")}
+}
+
+// Policy of the TenantMixin: every query and mutation is narrowed to the
+// viewer's tenant; without a viewer it is denied. System jobs bypass it
+// explicitly with viewer.System.
+func (TenantMixin) Policy() ent.Policy {
+	return privacy.Policy{
+		Mutation: privacy.MutationPolicy{
+			rule.DenyViewerMutations(),
+			rule.DenyMismatchedTenant(),
+			rule.FilterTenantRule(),
+		},
+		Query: privacy.QueryPolicy{rule.FilterTenantRule()},
+	}
 }

@@ -3,6 +3,9 @@ package schema
 import (
 	"entgo.io/ent"
 	"entgo.io/ent/schema/field"
+
+	"github.com/portcullis-mcp/portcullis/ent/privacy"
+	"github.com/portcullis-mcp/portcullis/ent/schema/rule"
 )
 
 // Tenant is an isolated customer organisation.
@@ -19,5 +22,14 @@ func (Tenant) Fields() []ent.Field {
 		// ed25519 key that signs this tenant's policy bundles.
 		field.Bytes("signing_private_key").Sensitive(),
 		field.Bytes("signing_public_key"),
+	}
+}
+
+// Policy of the Tenant: a viewer sees only its own tenant. Tenants are
+// created by the identity service under viewer.System.
+func (Tenant) Policy() ent.Policy {
+	return privacy.Policy{
+		Mutation: privacy.MutationPolicy{rule.DenyViewerMutations(), rule.FilterTenantIDRule()},
+		Query:    privacy.QueryPolicy{rule.FilterTenantIDRule()},
 	}
 }

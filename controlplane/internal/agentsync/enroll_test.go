@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -19,17 +21,18 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/policy"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
 func TestEnrollTokenIsOneTime(t *testing.T) {
-	ctx := context.Background()
+	ctx := viewer.System(context.Background())
 	a, err := app.New(ctx, app.Config{DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	ten, err := a.Tenants.CreateTenant(ctx, "A", "a")
+	ten, err := a.Tenants.CreateTenant(ctx, "A", "ten-a", uuid.Nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -83,6 +84,7 @@ var errBadToken = status.Error(codes.Unauthenticated, "enrollment token is inval
 
 // Enroll redeems a one-time token for a client certificate.
 func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, error) {
+	ctx = viewer.System(ctx) // agents are authenticated by token and certificate, not by a viewer
 	secret, ok := tokenSecret(req.GetToken())
 	if !ok {
 		return nil, errBadToken
@@ -172,7 +174,7 @@ func nonce() string {
 
 // Sync runs one agent's policy stream.
 func (s *Server) Sync(stream agentv1.AgentService_SyncServer) error {
-	ctx := stream.Context()
+	ctx := viewer.System(stream.Context())
 	a, err := s.authenticate(ctx)
 	if err != nil {
 		return err
@@ -316,7 +318,8 @@ func (s *Server) handle(ctx context.Context, log *slog.Logger, a *ent.Agent, m *
 
 // ReportTelemetry stores batches of call events.
 func (s *Server) ReportTelemetry(stream agentv1.AgentService_ReportTelemetryServer) error {
-	a, err := s.authenticate(stream.Context())
+	ctx := viewer.System(stream.Context())
+	a, err := s.authenticate(ctx)
 	if err != nil {
 		return err
 	}
@@ -329,7 +332,7 @@ func (s *Server) ReportTelemetry(stream agentv1.AgentService_ReportTelemetryServ
 		if err != nil {
 			return err
 		}
-		n, err := s.cfg.Telemetry.Ingest(stream.Context(), a, req.GetEvents(), req.GetDropped())
+		n, err := s.cfg.Telemetry.Ingest(ctx, a, req.GetEvents(), req.GetDropped())
 		accepted += uint64(n)
 		if err != nil {
 			return status.Error(codes.ResourceExhausted, err.Error())

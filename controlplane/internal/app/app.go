@@ -87,7 +87,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if a.CA, err = pki.LoadOrCreate(cfg.CACert, cfg.CAKey); err != nil {
 		return nil, err
 	}
-	if a.DB, err = store.Open(ctx, cfg.DatabaseURL); err != nil {
+	if a.DB, err = store.Open(ctx, cfg.DatabaseURL, cfg.Logger); err != nil {
 		return nil, err
 	}
 	broker := policy.NewLocalBroker()

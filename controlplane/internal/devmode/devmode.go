@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 
 	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
@@ -111,6 +112,7 @@ Press Ctrl-C to stop.
 
 // seed creates the demo tenant, gateway, upstream and virtual server once.
 func seed(ctx context.Context, cp *app.App, demoURL string) (*ent.Tenant, uuid.UUID, error) {
+	ctx = viewer.System(ctx) // seeding is a system job
 	t, err := cp.Tenants.TenantBySlug(ctx, "demo")
 	if err == nil {
 		gw, err := cp.DB.Gateway.Query().Where(gateway.TenantID(t.ID), gateway.Name("dev")).Only(ctx)
@@ -122,7 +124,7 @@ func seed(ctx context.Context, cp *app.App, demoURL string) (*ent.Tenant, uuid.U
 	if !errors.Is(err, tenant.ErrNotFound) {
 		return nil, uuid.Nil, err
 	}
-	if t, err = cp.Tenants.CreateTenant(ctx, "Demo", "demo"); err != nil {
+	if t, err = cp.Tenants.CreateTenant(ctx, "Demo", "demo", uuid.Nil); err != nil {
 		return nil, uuid.Nil, err
 	}
 	gw, err := cp.Tenants.CreateGateway(ctx, t.ID, "dev")
@@ -141,6 +143,7 @@ func seed(ctx context.Context, cp *app.App, demoURL string) (*ent.Tenant, uuid.U
 // autoPinDemo pins each demo tool the first time it is discovered (trust on
 // first use, for the demo only). A later change stays quarantined, as in production.
 func autoPinDemo(ctx context.Context, cp *app.App, tenantID uuid.UUID, log *slog.Logger) {
+	ctx = viewer.System(ctx) // trust on first use is a system job in the demo
 	done := map[uuid.UUID]bool{}
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()

@@ -15,10 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
 
 // benchClients is the number of concurrent MCP client sessions.
@@ -28,7 +31,7 @@ const benchClients = 16
 // run: directly, through a plain httputil.ReverseProxy, and through the
 // gateway (pin check, telemetry on). It reports calls/s, p50 and p99.
 func BenchmarkToolsCall(b *testing.B) {
-	ctx := context.Background()
+	ctx := viewer.System(context.Background())
 	up := httptest.NewServer(demoupstream.Handler())
 	defer up.Close()
 	target, _ := url.Parse(up.URL)
@@ -38,7 +41,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	work := b.TempDir()
 	cp := startControlPlane(b, filepath.Join(work, "cp"), freeAddr(b))
 	defer cp.stop()
-	ten, err := cp.Tenants.CreateTenant(ctx, "Bench", "bench")
+	ten, err := cp.Tenants.CreateTenant(ctx, "Bench", "bench", uuid.Nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -96,7 +99,7 @@ func connect(ctx context.Context, endpoint string) (*mcp.ClientSession, error) {
 }
 
 func load(b *testing.B, endpoint, toolName string) {
-	ctx := context.Background()
+	ctx := viewer.System(context.Background())
 	sessions := make([]*mcp.ClientSession, benchClients)
 	for i := range sessions {
 		s, err := connect(ctx, endpoint)

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"google.golang.org/protobuf/proto"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
@@ -28,6 +30,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
@@ -107,7 +110,7 @@ type controlPlane struct {
 
 func startControlPlane(t testing.TB, dataDir, grpcAddr string) *controlPlane {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(viewer.System(context.Background()))
 	a, err := app.New(ctx, app.Config{DataDir: dataDir, GRPCListen: grpcAddr, HTTPListen: "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -180,7 +183,7 @@ func readyVersion(addr string) uint64 {
 // mcpClient runs the TypeScript SDK client and decodes its JSON output.
 func mcpClient(t *testing.T, url string, args ...string) (map[string]any, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(viewer.System(context.Background()), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(e2eDir, "client/mcp-client.mjs"), url}, args...)...)
 	var stdout, stderr bytes.Buffer
@@ -238,7 +241,7 @@ func callText(t *testing.T, url, tool, args string) (text string, isError bool, 
 
 func toolOf(t testing.TB, db *ent.Client, upstreamName, name string) *ent.Tool {
 	t.Helper()
-	tl, err := db.Tool.Query().Where(tool.Name(name), tool.HasUpstreamWith(upstream.Name(upstreamName))).Only(context.Background())
+	tl, err := db.Tool.Query().Where(tool.Name(name), tool.HasUpstreamWith(upstream.Name(upstreamName))).Only(viewer.System(context.Background()))
 	if err != nil {
 		t.Fatalf("tool %s/%s: %v", upstreamName, name, err)
 	}
@@ -246,7 +249,7 @@ func toolOf(t testing.TB, db *ent.Client, upstreamName, name string) *ent.Tool {
 }
 
 func TestEndToEnd(t *testing.T) {
-	ctx := context.Background()
+	ctx := viewer.System(context.Background())
 	everything := everythingJS(t)
 	work := t.TempDir()
 
@@ -266,7 +269,7 @@ func TestEndToEnd(t *testing.T) {
 	cp := startControlPlane(t, cpDir, grpcAddr)
 	defer func() { cp.stop() }()
 
-	ten, err := cp.Tenants.CreateTenant(ctx, "Acme", "acme")
+	ten, err := cp.Tenants.CreateTenant(ctx, "Acme", "acme", uuid.Nil)
 	if err != nil {
 		t.Fatal(err)
 	}

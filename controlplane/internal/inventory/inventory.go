@@ -16,7 +16,10 @@ import (
 	"github.com/gowebpki/jcs"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/bound"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/toolversion"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
@@ -32,7 +35,7 @@ const (
 )
 
 // ErrNotFound is returned for a tool or version that does not exist in the tenant.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = authz.ErrNotFound
 
 // Notifier is told when a gateway's pins changed.
 type Notifier interface {
@@ -165,6 +168,9 @@ func (s *Service) applyUpstream(ctx context.Context, up *ent.Upstream, tools []*
 // Pin approves one definition (by hash) of a tool; the gateway will expose
 // the tool only while its live definition has that hash.
 func (s *Service) Pin(ctx context.Context, tenantID, toolID uuid.UUID, sha string) error {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return err
+	}
 	t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.ID(toolID)).WithUpstream().Only(ctx)
 	if ent.IsNotFound(err) {
 		return fmt.Errorf("tool %s: %w", toolID, ErrNotFound)
@@ -178,7 +184,15 @@ func (s *Service) Pin(ctx context.Context, tenantID, toolID uuid.UUID, sha strin
 	if !ok {
 		return fmt.Errorf("tool %q has no discovered version with sha256 %q: %w", t.Name, sha, ErrNotFound)
 	}
-	if err := t.Update().SetPinnedSha256(sha).Exec(ctx); err != nil {
+	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		after, err := tx.Tool.UpdateOneID(t.ID).SetPinnedSha256(sha).Save(ctx)
+		if err != nil {
+			return authz.DBError("pinning tool", err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "tool.pin", TargetType: "tool",
+			TargetID: t.ID.String(), TargetName: t.Name, Before: t, After: after})
+	})
+	if err != nil {
 		return err
 	}
 	return s.notify.GatewayChanged(ctx, t.Edges.Upstream.GatewayID)
@@ -186,6 +200,9 @@ func (s *Service) Pin(ctx context.Context, tenantID, toolID uuid.UUID, sha strin
 
 // PinLive pins the definition the tool currently has.
 func (s *Service) PinLive(ctx context.Context, tenantID, toolID uuid.UUID) error {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return err
+	}
 	t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.ID(toolID)).Only(ctx)
 	if ent.IsNotFound(err) {
 		return fmt.Errorf("tool %s: %w", toolID, ErrNotFound)
@@ -200,13 +217,24 @@ func (s *Service) PinLive(ctx context.Context, tenantID, toolID uuid.UUID) error
 
 // Unpin withdraws approval: the gateway hides the tool and refuses calls.
 func (s *Service) Unpin(ctx context.Context, tenantID, toolID uuid.UUID) error {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return err
+	}
 	t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.ID(toolID)).WithUpstream().Only(ctx)
 	if ent.IsNotFound(err) {
 		return fmt.Errorf("tool %s: %w", toolID, ErrNotFound)
 	} else if err != nil {
 		return err
 	}
-	if err := t.Update().SetPinnedSha256("").Exec(ctx); err != nil {
+	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		after, err := tx.Tool.UpdateOneID(t.ID).SetPinnedSha256("").Save(ctx)
+		if err != nil {
+			return authz.DBError("unpinning tool", err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "tool.unpin", TargetType: "tool",
+			TargetID: t.ID.String(), TargetName: t.Name, Before: t, After: after})
+	})
+	if err != nil {
 		return err
 	}
 	return s.notify.GatewayChanged(ctx, t.Edges.Upstream.GatewayID)

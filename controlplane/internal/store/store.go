@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,21 +18,31 @@ import (
 	_ "modernc.org/sqlite"             // registers "sqlite"
 
 	"github.com/portcullis-mcp/portcullis/ent"
+	_ "github.com/portcullis-mcp/portcullis/ent/runtime" // privacy policies and defaults
 )
 
 // Open connects to databaseURL, which is "sqlite://PATH" (or a bare path) or
-// "postgres://...", and brings the schema up to date.
-func Open(ctx context.Context, databaseURL string) (*ent.Client, error) {
+// "postgres://...", and applies pending versioned migrations.
+func Open(ctx context.Context, databaseURL string, log *slog.Logger) (*ent.Client, error) {
 	drv, err := openDriver(databaseURL)
 	if err != nil {
 		return nil, err
 	}
-	client := ent.NewClient(ent.Driver(drv))
-	if err := client.Schema.Create(ctx); err != nil {
-		client.Close()
-		return nil, fmt.Errorf("migrating database schema: %w", err)
+	if err := Migrate(ctx, drv.DB(), drv.Dialect(), log); err != nil {
+		drv.Close()
+		return nil, err
 	}
-	return client, nil
+	return ent.NewClient(ent.Driver(drv)), nil
+}
+
+// WithDatabase returns the PostgreSQL URL u pointing at database name.
+func WithDatabase(u, name string) (string, error) {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return "", fmt.Errorf("parsing database URL: %w", err)
+	}
+	parsed.Path = "/" + name
+	return parsed.String(), nil
 }
 
 func openDriver(databaseURL string) (*entsql.Driver, error) {

@@ -12,18 +12,27 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
+	"github.com/portcullis-mcp/portcullis/ent/membership"
 	enttenant "github.com/portcullis-mcp/portcullis/ent/tenant"
+	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
+	"github.com/portcullis-mcp/portcullis/ent/virtualserver"
 )
 
 // ErrNotFound is returned when an object does not exist in the tenant.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = authz.ErrNotFound
 
 // Notifier is told when a gateway's policy inputs changed.
 type Notifier interface {
@@ -48,23 +57,57 @@ func New(db *ent.Client, notify Notifier, log *slog.Logger) (*Service, error) {
 	return &Service{db: db, notify: notify, log: log.With("component", "tenant")}, nil
 }
 
-// CreateTenant creates a tenant with a fresh bundle-signing key.
-func (s *Service) CreateTenant(ctx context.Context, name, slug string) (*ent.Tenant, error) {
+// CreateTenant creates a tenant with a fresh bundle-signing key and, when
+// owner is set, makes that user its owner. Anyone logged in may create a
+// tenant, so it runs as a system job; the audit event names the caller.
+func (s *Service) CreateTenant(ctx context.Context, name, slug string, owner uuid.UUID) (*ent.Tenant, error) {
+	if !slugRE.MatchString(slug) {
+		return nil, authz.Invalid("tenant slug %q must be 2 to 63 lower-case letters, digits or hyphens, starting with a letter", slug)
+	}
+	if name = strings.TrimSpace(name); name == "" || len(name) > 200 {
+		return nil, authz.Invalid("tenant name must be 1 to 200 characters")
+	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating signing key: %w", err)
 	}
-	t, err := s.db.Tenant.Create().SetName(name).SetSlug(slug).
-		SetSigningPrivateKey(priv.Seed()).SetSigningPublicKey(pub).Save(ctx)
+	sys := viewer.System(ctx)
+	var t *ent.Tenant
+	err = audit.WithTx(sys, s.db, func(tx *ent.Client) error {
+		var err error
+		t, err = tx.Tenant.Create().SetName(name).SetSlug(slug).
+			SetSigningPrivateKey(priv.Seed()).SetSigningPublicKey(pub).Save(sys)
+		if err != nil {
+			return authz.DBError(fmt.Sprintf("creating tenant %q", slug), err)
+		}
+		if owner != uuid.Nil {
+			if err := tx.Membership.Create().SetTenantID(t.ID).SetUserID(owner).SetRole(membership.RoleOwner).Exec(sys); err != nil {
+				return authz.DBError("adding the owner", err)
+			}
+		}
+		return audit.Record(sys, tx, audit.Event{TenantID: t.ID, Action: "tenant.create", TargetType: "tenant",
+			TargetID: t.ID.String(), TargetName: slug, After: t})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("creating tenant %q: %w", slug, err)
+		return nil, err
 	}
 	return t, nil
 }
 
-// TenantBySlug finds a tenant.
+var slugRE = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
+
+// Tenant returns the tenant itself.
+func (s *Service) Tenant(ctx context.Context, tenantID uuid.UUID) (*ent.Tenant, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return nil, err
+	}
+	t, err := s.db.Tenant.Get(ctx, tenantID)
+	return t, authz.DBError("tenant", err)
+}
+
+// TenantBySlug finds a tenant; it is for system jobs such as seeding.
 func (s *Service) TenantBySlug(ctx context.Context, slug string) (*ent.Tenant, error) {
-	t, err := s.db.Tenant.Query().Where(enttenant.Slug(slug)).Only(ctx)
+	t, err := s.db.Tenant.Query().Where(enttenant.Slug(slug)).Only(viewer.System(ctx))
 	if ent.IsNotFound(err) {
 		return nil, fmt.Errorf("tenant %q: %w", slug, ErrNotFound)
 	}
@@ -73,40 +116,81 @@ func (s *Service) TenantBySlug(ctx context.Context, slug string) (*ent.Tenant, e
 
 // CreateGateway creates a gateway (deployment group) in a tenant.
 func (s *Service) CreateGateway(ctx context.Context, tenantID uuid.UUID, name string) (*ent.Gateway, error) {
-	g, err := s.db.Gateway.Create().SetTenantID(tenantID).SetName(name).Save(ctx)
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return nil, err
+	}
+	if !nameRE.MatchString(name) {
+		return nil, authz.Invalid("gateway name %q must be 1 to 63 letters, digits, '-' or '_', starting with a letter or digit", name)
+	}
+	var g *ent.Gateway
+	err := audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		var err error
+		if g, err = tx.Gateway.Create().SetTenantID(tenantID).SetName(name).Save(ctx); err != nil {
+			return authz.DBError(fmt.Sprintf("creating gateway %q", name), err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "gateway.create", TargetType: "gateway",
+			TargetID: g.ID.String(), TargetName: name, After: g})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("creating gateway %q: %w", name, err)
+		return nil, err
 	}
 	return g, s.notify.GatewayChanged(ctx, g.ID)
 }
 
-// Gateway returns a gateway of the tenant.
-func (s *Service) Gateway(ctx context.Context, tenantID, gatewayID uuid.UUID) (*ent.Gateway, error) {
-	g, err := s.db.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).Only(ctx)
-	if ent.IsNotFound(err) {
-		return nil, fmt.Errorf("gateway %s: %w", gatewayID, ErrNotFound)
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
+// Gateways lists the tenant's gateways with their agents.
+func (s *Service) Gateways(ctx context.Context, tenantID uuid.UUID) ([]*ent.Gateway, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return nil, err
 	}
-	return g, err
+	return s.db.Gateway.Query().Where(gateway.TenantID(tenantID)).
+		WithAgents(func(q *ent.AgentQuery) { q.Order(ent.Desc(agent.FieldLastSeen)) }).
+		Order(ent.Asc(gateway.FieldName)).All(ctx)
+}
+
+// Gateway returns a gateway of the tenant.
+// The gateway comes with its agents, upstreams and virtual servers.
+func (s *Service) Gateway(ctx context.Context, tenantID, gatewayID uuid.UUID) (*ent.Gateway, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return nil, err
+	}
+	g, err := s.db.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).
+		WithAgents(func(q *ent.AgentQuery) { q.Order(ent.Desc(agent.FieldLastSeen)) }).
+		WithUpstreams(func(q *ent.UpstreamQuery) { q.Order(ent.Asc(upstream.FieldName)) }).
+		WithVirtualServers().Only(ctx)
+	return g, authz.DBError(fmt.Sprintf("gateway %s", gatewayID), err)
 }
 
 // CreateEnrollmentToken issues a one-time secret for enrolling an agent into
 // the gateway. Only its hash is stored; the secret is returned once.
 func (s *Service) CreateEnrollmentToken(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error) {
-	if _, err := s.Gateway(ctx, tenantID, gatewayID); err != nil {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return "", err
+	}
+	g, err := s.Gateway(ctx, tenantID, gatewayID)
+	if err != nil {
 		return "", err
 	}
 	if ttl <= 0 || ttl > 30*24*time.Hour {
-		return "", fmt.Errorf("enrollment token lifetime %s must be between 0 and 30 days", ttl)
+		return "", authz.Invalid("enrollment token lifetime %s must be between 0 and 30 days", ttl)
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return "", err
 	}
 	secret := base64.RawURLEncoding.EncodeToString(raw)
-	_, err := s.db.EnrollmentToken.Create().SetTenantID(tenantID).SetGatewayID(gatewayID).
-		SetSecretHash(HashSecret(secret)).SetExpiresAt(time.Now().Add(ttl)).Save(ctx)
+	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		tok, err := tx.EnrollmentToken.Create().SetTenantID(tenantID).SetGatewayID(gatewayID).
+			SetSecretHash(HashSecret(secret)).SetExpiresAt(time.Now().Add(ttl)).Save(ctx)
+		if err != nil {
+			return fmt.Errorf("storing enrollment token: %w", err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "enrollment_token.create", TargetType: "gateway",
+			TargetID: gatewayID.String(), TargetName: g.Name, After: map[string]any{"token_id": tok.ID, "expires_at": tok.ExpiresAt}})
+	})
 	if err != nil {
-		return "", fmt.Errorf("storing enrollment token: %w", err)
+		return "", err
 	}
 	return secret, nil
 }
@@ -155,34 +239,91 @@ func (u UpstreamSpec) validate() error {
 
 // CreateUpstream registers an upstream MCP server on a gateway.
 func (s *Service) CreateUpstream(ctx context.Context, tenantID, gatewayID uuid.UUID, spec UpstreamSpec) (*ent.Upstream, error) {
-	if err := spec.validate(); err != nil {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
 		return nil, err
+	}
+	if err := spec.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", authz.ErrInvalid, err)
 	}
 	if _, err := s.Gateway(ctx, tenantID, gatewayID); err != nil {
 		return nil, err
 	}
-	u, err := s.db.Upstream.Create().SetTenantID(tenantID).SetGatewayID(gatewayID).
-		SetName(spec.Name).SetTransport(upstream.Transport(spec.Transport)).SetURL(spec.URL).
-		SetCommand(spec.Command).SetArgs(spec.Args).SetLabels(spec.Labels).Save(ctx)
+	var u *ent.Upstream
+	err := audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		var err error
+		u, err = tx.Upstream.Create().SetTenantID(tenantID).SetGatewayID(gatewayID).
+			SetName(spec.Name).SetTransport(upstream.Transport(spec.Transport)).SetURL(spec.URL).
+			SetCommand(spec.Command).SetArgs(spec.Args).SetLabels(spec.Labels).Save(ctx)
+		if err != nil {
+			return authz.DBError(fmt.Sprintf("creating upstream %q", spec.Name), err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "upstream.create", TargetType: "upstream",
+			TargetID: u.ID.String(), TargetName: u.Name, After: u})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("creating upstream %q: %w", spec.Name, err)
+		return nil, err
 	}
 	return u, s.notify.GatewayChanged(ctx, gatewayID)
 }
 
 // CreateVirtualServer creates an endpoint aggregating upstreams of the gateway.
 func (s *Service) CreateVirtualServer(ctx context.Context, tenantID, gatewayID uuid.UUID, name string, upstreams []string) (*ent.VirtualServer, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return nil, err
+	}
+	if _, err := s.Gateway(ctx, tenantID, gatewayID); err != nil {
+		return nil, err
+	}
+	if len(upstreams) == 0 || len(upstreams) > 100 {
+		return nil, authz.Invalid("virtual server %q needs 1 to 100 upstreams", name)
+	}
 	n, err := s.db.Upstream.Query().Where(upstream.GatewayID(gatewayID), upstream.TenantID(tenantID), upstream.NameIn(upstreams...)).Count(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if n != len(upstreams) {
-		return nil, fmt.Errorf("virtual server %q: some of the upstreams %v do not exist on this gateway", name, upstreams)
+		return nil, authz.Invalid("virtual server %q: some of the upstreams %v do not exist on this gateway", name, upstreams)
 	}
-	vs, err := s.db.VirtualServer.Create().SetTenantID(tenantID).SetGatewayID(gatewayID).
-		SetName(name).SetUpstreams(upstreams).Save(ctx)
+	var vs *ent.VirtualServer
+	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		var err error
+		vs, err = tx.VirtualServer.Create().SetTenantID(tenantID).SetGatewayID(gatewayID).
+			SetName(name).SetUpstreams(upstreams).Save(ctx)
+		if err != nil {
+			return authz.DBError(fmt.Sprintf("creating virtual server %q", name), err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "virtual_server.create", TargetType: "virtual_server",
+			TargetID: vs.ID.String(), TargetName: name, After: vs})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("creating virtual server %q: %w", name, err)
+		return nil, err
 	}
 	return vs, s.notify.GatewayChanged(ctx, gatewayID)
+}
+
+// Upstreams lists the tenant's upstreams with their gateway.
+func (s *Service) Upstreams(ctx context.Context, tenantID uuid.UUID) ([]*ent.Upstream, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return nil, err
+	}
+	return s.db.Upstream.Query().Where(upstream.TenantID(tenantID)).WithGateway().
+		Order(ent.Asc(upstream.FieldName)).All(ctx)
+}
+
+// VirtualServers lists the tenant's virtual servers with their gateway.
+func (s *Service) VirtualServers(ctx context.Context, tenantID uuid.UUID) ([]*ent.VirtualServer, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return nil, err
+	}
+	return s.db.VirtualServer.Query().Where(virtualserver.TenantID(tenantID)).WithGateway().
+		Order(ent.Asc(virtualserver.FieldName)).All(ctx)
+}
+
+// Tools lists the tenant's discovered tools with their upstream.
+func (s *Service) Tools(ctx context.Context, tenantID uuid.UUID) ([]*ent.Tool, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return nil, err
+	}
+	return s.db.Tool.Query().Where(tool.TenantID(tenantID)).WithUpstream().
+		Order(ent.Asc(tool.FieldName)).All(ctx)
 }
