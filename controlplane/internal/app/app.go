@@ -18,7 +18,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/agentsync"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/web"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/pki"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/policy"
@@ -43,7 +46,12 @@ type Config struct {
 	HTTPListen string
 	// CACert and CAKey are PEM files of the agent CA; generated in DataDir when unset.
 	CACert, CAKey string
-	Logger        *slog.Logger
+	// PublicURL is where browsers reach the console; default http://HTTPListen.
+	PublicURL string
+	// OIDC is the identity provider for console logins; the console is off
+	// without an issuer (the admin API still takes API keys).
+	OIDC   web.OIDCConfig
+	Logger *slog.Logger
 }
 
 // App is a running control plane.
@@ -54,6 +62,7 @@ type App struct {
 	Inventory *inventory.Service
 	Policy    *policy.Service
 	Telemetry *telemetry.Service
+	IDs       *identity.Service
 
 	cfg     Config
 	log     *slog.Logger
@@ -61,6 +70,7 @@ type App struct {
 	httpLn  net.Listener
 	grpcSrv *grpc.Server
 	httpSrv *http.Server
+	mux     *http.ServeMux
 }
 
 // New opens the database and binds the listeners.
@@ -103,6 +113,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if a.Telemetry, err = telemetry.New(a.DB, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
+	if a.IDs, err = identity.New(a.DB, cfg.Logger); err != nil {
+		return nil, a.closeWith(err)
+	}
 	sync, err := agentsync.New(agentsync.Config{
 		DB: a.DB, CA: a.CA, Policy: a.Policy, Broker: broker, Inventory: a.Inventory, Telemetry: a.Telemetry, Logger: cfg.Logger,
 	})
@@ -126,9 +139,28 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 		return nil, a.closeWith(fmt.Errorf("listening for HTTP on %s: %w", cfg.HTTPListen, err))
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	a.mux = http.NewServeMux()
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	api, err := adminapi.New(adminapi.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory,
+		EnrollmentToken: a.EnrollmentToken, AgentEndpoint: a.AgentEndpoint(), Logger: cfg.Logger})
+	if err != nil {
+		return nil, a.closeWith(err)
+	}
+	api.Mount(a.mux)
+	if cfg.PublicURL == "" {
+		a.cfg.PublicURL = "http://" + a.HTTPAddr()
+	}
+	if cfg.OIDC.Issuer != "" {
+		console, err := web.New(web.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory,
+			EnrollmentToken: a.EnrollmentToken, AgentEndpoint: a.AgentEndpoint(), PublicURL: a.cfg.PublicURL, OIDC: cfg.OIDC, Logger: cfg.Logger})
+		if err != nil {
+			return nil, a.closeWith(err)
+		}
+		console.Mount(a.mux)
+	} else {
+		a.log.Warn("no --oidc-issuer: the console is off; the admin API accepts API keys only")
+	}
+	a.httpSrv = &http.Server{Handler: web.SecurityHeaders(a.mux), ReadHeaderTimeout: 10 * time.Second}
 	return a, nil
 }
 
@@ -139,6 +171,9 @@ func (a *App) closeWith(err error) error {
 
 // GRPCAddr is the bound agent listener address.
 func (a *App) GRPCAddr() string { return a.grpcLn.Addr().String() }
+
+// PublicURL is where browsers reach the console.
+func (a *App) PublicURL() string { return a.cfg.PublicURL }
 
 // HTTPAddr is the bound HTTP listener address.
 func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
@@ -164,7 +199,7 @@ func (a *App) EnrollmentToken(ctx context.Context, tenantID, gatewayID uuid.UUID
 
 // Handle adds an HTTP handler (the console, in dev) to the HTTP listener.
 func (a *App) Handle(pattern string, h http.Handler) {
-	a.httpSrv.Handler.(*http.ServeMux).Handle(pattern, h)
+	a.mux.Handle(pattern, h)
 }
 
 // Serve runs the listeners until ctx ends, then stops them.

@@ -5,6 +5,7 @@ package devmode
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,13 +20,15 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/devidp"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/web"
 
 	"github.com/portcullis-mcp/portcullis/ent"
-	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
 
 // Config configures dev mode.
@@ -36,8 +39,15 @@ type Config struct {
 	DemoListen  string // demo upstream
 	GatewayBin  string // path of portcullis-gateway
 	GatewayAddr string // gateway MCP listener
+	IdPListen   string // embedded OpenID Provider
 	Logger      *slog.Logger
 }
+
+// The seeded console login.
+const (
+	DevUserEmail    = "dev@portcullis.local"
+	DevUserPassword = "portcullis"
+)
 
 // Run starts everything and blocks until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
@@ -53,7 +63,17 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() { _ = demoSrv.Serve(demoLn) }()
 	defer demoSrv.Close()
 
-	cp, err := app.New(ctx, app.Config{DataDir: filepath.Join(cfg.DataDir, "control-plane"), GRPCListen: cfg.GRPCListen, HTTPListen: cfg.HTTPListen, Logger: log})
+	publicURL := "http://" + cfg.HTTPListen
+	clientSecret := rand.Text()
+	idp, err := devidp.Start(ctx, devidp.Config{Listen: cfg.IdPListen, ClientID: "portcullis-console", ClientSecret: clientSecret,
+		RedirectURIs: []string{publicURL + "/auth/callback"}, Users: []devidp.User{{Email: DevUserEmail, Password: DevUserPassword, Name: "Dev User"}},
+		Logger: log})
+	if err != nil {
+		return err
+	}
+	defer idp.Close()
+	cp, err := app.New(ctx, app.Config{DataDir: filepath.Join(cfg.DataDir, "control-plane"), GRPCListen: cfg.GRPCListen, HTTPListen: cfg.HTTPListen,
+		PublicURL: publicURL, OIDC: web.OIDCConfig{Issuer: idp.Issuer(), ClientID: "portcullis-console", ClientSecret: clientSecret}, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -71,7 +91,7 @@ func Run(ctx context.Context, cfg Config) error {
 	cmd := exec.CommandContext(ctx, cfg.GatewayBin, "--control-plane", cp.AgentEndpoint(), "--data-dir", gwData, "--listen", cfg.GatewayAddr)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if _, err := os.Stat(filepath.Join(gwData, "identity.json")); errors.Is(err, os.ErrNotExist) {
-		token, err := cp.EnrollmentToken(ctx, t.ID, gwID, time.Hour)
+		token, err := cp.EnrollmentToken(viewer.System(ctx), t.ID, gwID, time.Hour)
 		if err != nil {
 			return err
 		}
@@ -86,8 +106,10 @@ func Run(ctx context.Context, cfg Config) error {
 	fmt.Printf(`
 Portcullis is running (dev mode, data in %s).
 
-  Control plane      http://%s/healthz   (agents connect to %s)
+  Console            %s
+                     sign in as %s, password %q
   Gateway MCP URL    %s
+  Agents connect to  %s
 
 The demo upstream's tools (echo, add, time) are pinned on first discovery.
 Point an MCP client at the gateway, e.g. in its mcpServers config:
@@ -95,7 +117,7 @@ Point an MCP client at the gateway, e.g. in its mcpServers config:
   {"mcpServers": {"portcullis-demo": {"type": "http", "url": "%s"}}}
 
 Press Ctrl-C to stop.
-`, cfg.DataDir, cp.HTTPAddr(), cp.AgentEndpoint(), mcpURL, mcpURL)
+`, cfg.DataDir, publicURL, DevUserEmail, DevUserPassword, mcpURL, cp.AgentEndpoint(), mcpURL)
 
 	gwDone := make(chan error, 1)
 	go func() { gwDone <- cmd.Wait() }()
@@ -135,6 +157,9 @@ func seed(ctx context.Context, cp *app.App, demoURL string) (*ent.Tenant, uuid.U
 		return nil, uuid.Nil, err
 	}
 	if _, err := cp.Tenants.CreateVirtualServer(ctx, t.ID, gw.ID, "demo", []string{"demo"}); err != nil {
+		return nil, uuid.Nil, err
+	}
+	if _, err := cp.IDs.Invite(ctx, t.ID, DevUserEmail, viewer.RoleOwner); err != nil {
 		return nil, uuid.Nil, err
 	}
 	return t, gw.ID, nil

@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/membership"
+	"github.com/portcullis-mcp/portcullis/ent/policyversion"
 	enttenant "github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
@@ -326,4 +327,19 @@ func (s *Service) Tools(ctx context.Context, tenantID uuid.UUID) ([]*ent.Tool, e
 	}
 	return s.db.Tool.Query().Where(tool.TenantID(tenantID)).WithUpstream().
 		Order(ent.Asc(tool.FieldName)).All(ctx)
+}
+
+// PolicyVersion returns the newest compiled policy version of the gateway (0 if none).
+func (s *Service) PolicyVersion(ctx context.Context, tenantID, gatewayID uuid.UUID) (uint64, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return 0, err
+	}
+	pv, err := s.db.PolicyVersion.Query().Where(policyversion.TenantID(tenantID), policyversion.GatewayID(gatewayID)).
+		Order(ent.Desc(policyversion.FieldVersion)).First(ctx)
+	if ent.IsNotFound(err) {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	return pv.Version, nil
 }

@@ -1,0 +1,211 @@
+// Package ui holds the console's templ components, their view models and the
+// static assets (htmx, vendored; the stylesheet). Components take view-model
+// structs and hold no business logic; handlers in controlplane/internal/web
+// fill the models.
+package ui
+
+import (
+	"embed"
+	"encoding/json"
+	"time"
+)
+
+// Static is served at /static/.
+//
+//go:embed static
+var Static embed.FS
+
+// HTMX is the vendored htmx file name under /static/.
+const HTMX = "htmx-2.0.11.min.js"
+
+// Page is what every page's layout needs.
+type Page struct {
+	Title     string
+	Active    string // nav item
+	UserEmail string
+	CSRF      string
+	Tenant    TenantRef
+	Tenants   []TenantRef
+	Role      string
+	CanAdmin  bool
+	Error     string
+	Notice    string
+}
+
+// TenantRef names a tenant the user belongs to.
+type TenantRef struct {
+	ID, Slug, Name, Role string
+}
+
+// HXHeaders is the hx-headers attribute carrying the CSRF token on every
+// htmx request.
+func (p Page) HXHeaders() string {
+	b, _ := json.Marshal(map[string]string{"X-CSRF-Token": p.CSRF})
+	return string(b)
+}
+
+// Ago renders a time as a short relative duration.
+func Ago(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "never"
+	}
+	d := time.Since(*t).Round(time.Second)
+	switch {
+	case d < 5*time.Second:
+		return "just now"
+	case d < time.Minute:
+		return d.String() + " ago"
+	case d < time.Hour:
+		return (d / time.Minute * time.Minute).String() + " ago"
+	case d < 48*time.Hour:
+		return (d / time.Hour * time.Hour).String() + " ago"
+	}
+	return t.Format("2006-01-02")
+}
+
+// Short shortens a hash for display.
+func Short(s string) string {
+	if len(s) > 12 {
+		return s[:12] + "…"
+	}
+	return s
+}
+
+// Dashboard is the home page.
+type Dashboard struct {
+	Page
+	Gateways, AgentsOnline, AgentsTotal, Upstreams, Tools, ToolsPinned, ToolsDrifted, ToolsUnapproved int
+	Recent                                                                                            []AuditRow
+}
+
+// Tenants is the tenant picker and creation form.
+type Tenants struct {
+	Page
+}
+
+// Member is one row of the members page.
+type Member struct {
+	ID, Email, Name, Role string
+	Pending               bool
+	Since                 time.Time
+}
+
+// Members is the members page.
+type Members struct {
+	Page
+	Members []Member
+	Roles   []string
+}
+
+// Agent is one running gateway instance.
+type Agent struct {
+	ID, Hostname, Version string
+	Connected             bool
+	LastSeen              *time.Time
+	AppliedVersion        uint64
+	LastNack              string
+}
+
+// Gateway is one row of the gateways page, or the gateway detail page.
+type Gateway struct {
+	ID, Name      string
+	Created       time.Time
+	Agents        []Agent
+	Online        int
+	PolicyVersion uint64
+}
+
+// Gateways is the gateways page.
+type Gateways struct {
+	Page
+	Gateways []Gateway
+}
+
+// GatewayDetail is one gateway with enrollment, agents and its servers.
+type GatewayDetail struct {
+	Page
+	Gateway        Gateway
+	Upstreams      []Upstream
+	VirtualServers []VirtualServer
+}
+
+// Enrollment is the once-shown enrollment token.
+type Enrollment struct {
+	Token, ControlPlane string
+	Expires             time.Time
+}
+
+// Upstream is one row of the upstreams page.
+type Upstream struct {
+	ID, Gateway, GatewayID, Name, Transport, Target, Labels string
+	Reachable                                               bool
+	LastError                                               string
+}
+
+// Upstreams is the upstreams page.
+type Upstreams struct {
+	Page
+	Upstreams []Upstream
+	Gateways  []Gateway
+}
+
+// VirtualServer is one row of the virtual servers page.
+type VirtualServer struct {
+	ID, Gateway, Name string
+	Upstreams         []string
+}
+
+// VirtualServers is the virtual servers page.
+type VirtualServers struct {
+	Page
+	VirtualServers []VirtualServer
+	Gateways       []Gateway
+}
+
+// Tool is one row of the tools page.
+type Tool struct {
+	ID, Upstream, Name, Live, Pinned, Status string
+	LastSeen                                 time.Time
+}
+
+// Tools is the tools page.
+type Tools struct {
+	Page
+	Tools []Tool
+}
+
+// APIKey is one row of the API keys page.
+type APIKey struct {
+	ID, Name, Role string
+	Created        time.Time
+	LastUsed       *time.Time
+	Revoked        bool
+}
+
+// APIKeys is the API keys page.
+type APIKeys struct {
+	Page
+	Keys   []APIKey
+	Secret string // shown once after creation
+	Roles  []string
+}
+
+// AuditRow is one audit event.
+type AuditRow struct {
+	Time                              time.Time
+	Actor, Action, Target, TargetName string
+	Before, After                     string
+}
+
+// Audit is the audit log page.
+type Audit struct {
+	Page
+	Events []AuditRow
+}
+
+// Error is an error page.
+type Error struct {
+	Page
+	Status  int
+	Message string
+}
