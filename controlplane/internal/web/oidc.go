@@ -148,6 +148,26 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, "The ID token's claims are malformed.", err)
 		return
 	}
+	if claims.Email == "" {
+		// Some providers put profile claims only in the UserInfo response.
+		ui, err := p.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+		if err != nil {
+			fail(http.StatusUnauthorized, "The identity provider's UserInfo endpoint failed.", err)
+			return
+		}
+		if ui.Subject != idt.Subject {
+			fail(http.StatusUnauthorized, "The UserInfo subject does not match the ID token.", nil)
+			return
+		}
+		claims.Email, claims.EmailVerified = ui.Email, ui.EmailVerified
+		if claims.Name == "" {
+			var extra struct {
+				Name string `json:"name"`
+			}
+			_ = ui.Claims(&extra)
+			claims.Name = extra.Name
+		}
+	}
 	email := claims.Email
 	if !claims.EmailVerified {
 		email = "" // an unverified email must not match invitations
