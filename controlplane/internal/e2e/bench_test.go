@@ -71,7 +71,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	}
 	gwURL := "http://" + gwAddr + "/mcp/bench"
 	eventually(b, "echo exposed", func() error {
-		s, err := connect(ctx, gwURL)
+		s, err := mcpConnect(ctx, gwURL)
 		if err != nil {
 			return err
 		}
@@ -92,7 +92,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	}
 }
 
-func connect(ctx context.Context, endpoint string) (*mcp.ClientSession, error) {
+func mcpConnect(ctx context.Context, endpoint string) (*mcp.ClientSession, error) {
 	tr := &http.Transport{MaxIdleConnsPerHost: 4, DialContext: (&net.Dialer{}).DialContext}
 	c := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
 	return c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: tr}, DisableStandaloneSSE: true}, nil)
@@ -102,7 +102,7 @@ func load(b *testing.B, endpoint, toolName string) {
 	ctx := viewer.System(context.Background())
 	sessions := make([]*mcp.ClientSession, benchClients)
 	for i := range sessions {
-		s, err := connect(ctx, endpoint)
+		s, err := mcpConnect(ctx, endpoint)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,0 +1,516 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
+	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
+	adminv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1"
+	"github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1/adminv1connect"
+)
+
+// world is two tenants with objects of every kind, and credentials for
+// members of tenant A.
+type world struct {
+	cp                               *controlPlane
+	a, b                             *ent.Tenant
+	aliceSession, carolSession       string // A's owner; A's viewer
+	aliceCSRF, carolCSRF             string
+	adminKeyA, viewerKeyA, ownerKeyB string
+	bGateway, bUpstream, bTool, bKey uuid.UUID
+	bMember                          uuid.UUID
+	aGateway                         uuid.UUID
+	bGatewayName                     string
+}
+
+func buildWorld(t *testing.T) *world {
+	t.Helper()
+	cp := startConsole(t)
+	w := &world{cp: cp, bGatewayName: "b-secret-gateway"}
+	sys := viewer.System(context.Background())
+	login := func(email string) *ent.User {
+		u, err := cp.IDs.Login(sys, identity.Claims{Issuer: "https://idp.test", Subject: email, Email: email})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	aliceU, carolU, bobU := login("alice@a.test"), login("carol@a.test"), login("bob@b.test")
+	var err error
+	if w.a, err = cp.Tenants.CreateTenant(sys, "Tenant A", "tenant-a", aliceU.ID); err != nil {
+		t.Fatal(err)
+	}
+	if w.b, err = cp.Tenants.CreateTenant(sys, "Tenant B", "tenant-b", bobU.ID); err != nil {
+		t.Fatal(err)
+	}
+	as := func(u *ent.User, ten *ent.Tenant) context.Context {
+		v, err := cp.IDs.UserViewer(sys, u.ID, ten.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return viewer.NewContext(context.Background(), v)
+	}
+	actx, bctx := as(aliceU, w.a), as(bobU, w.b)
+	if _, err := cp.IDs.Invite(actx, w.a.ID, "carol@a.test", viewer.RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	login("carol@a.test") // accepts the invitation
+	ga, err := cp.Tenants.CreateGateway(actx, w.a.ID, "a-gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.aGateway = ga.ID
+	gb, err := cp.Tenants.CreateGateway(bctx, w.b.ID, w.bGatewayName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.bGateway = gb.ID
+	ub, err := cp.Tenants.CreateUpstream(bctx, w.b.ID, gb.ID, tenant.UpstreamSpec{Name: "b-upstream", Transport: "streamable_http", URL: "http://10.0.0.1/mcp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.bUpstream = ub.ID
+	tb, err := cp.DB.Tool.Create().SetTenantID(w.b.ID).SetUpstreamID(ub.ID).SetName("b-tool").SetLiveSha256("abc").Save(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.bTool = tb.ID
+	if _, err := cp.IDs.Invite(bctx, w.b.ID, "dave@b.test", viewer.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := cp.IDs.Members(bctx, w.b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Email == "bob@b.test" {
+			w.bMember = m.ID
+		}
+	}
+	var k *ent.APIKey
+	if w.ownerKeyB, k, err = cp.IDs.CreateAPIKey(bctx, w.b.ID, "b-key", viewer.RoleOwner); err != nil {
+		t.Fatal(err)
+	}
+	w.bKey = k.ID
+	if w.adminKeyA, _, err = cp.IDs.CreateAPIKey(actx, w.a.ID, "a-admin", viewer.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if w.viewerKeyA, _, err = cp.IDs.CreateAPIKey(actx, w.a.ID, "a-viewer", viewer.RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	session := func(u *ent.User, ten *ent.Tenant) (string, string) {
+		tok, err := cp.IDs.CreateSession(sys, u.ID, ten.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		se, err := cp.IDs.Session(sys, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok, se.CSRFToken
+	}
+	w.aliceSession, w.aliceCSRF = session(aliceU, w.a)
+	w.carolSession, w.carolCSRF = session(carolU, w.a)
+	return w
+}
+
+// creds adds a credential to every request a client sends.
+type creds struct{ header, value, tenant string }
+
+func (c creds) interceptor() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set(c.header, c.value)
+			if c.tenant != "" {
+				req.Header().Set(adminapi.TenantHeader, c.tenant)
+			}
+			return next(ctx, req)
+		}
+	}
+}
+
+type clients struct {
+	tenants  adminv1connect.TenantServiceClient
+	members  adminv1connect.MemberServiceClient
+	gateways adminv1connect.GatewayServiceClient
+	ups      adminv1connect.UpstreamServiceClient
+	vss      adminv1connect.VirtualServerServiceClient
+	tools    adminv1connect.ToolServiceClient
+	keys     adminv1connect.APIKeyServiceClient
+	audit    adminv1connect.AuditServiceClient
+}
+
+func newClients(base string, c creds) clients {
+	o := connect.WithInterceptors(c.interceptor())
+	h := http.DefaultClient
+	return clients{
+		tenants: adminv1connect.NewTenantServiceClient(h, base, o), members: adminv1connect.NewMemberServiceClient(h, base, o),
+		gateways: adminv1connect.NewGatewayServiceClient(h, base, o), ups: adminv1connect.NewUpstreamServiceClient(h, base, o),
+		vss: adminv1connect.NewVirtualServerServiceClient(h, base, o), tools: adminv1connect.NewToolServiceClient(h, base, o),
+		keys: adminv1connect.NewAPIKeyServiceClient(h, base, o), audit: adminv1connect.NewAuditServiceClient(h, base, o),
+	}
+}
+
+type apiCall struct {
+	name     string
+	mutating bool
+	call     func(ctx context.Context, c clients, w *world) error
+}
+
+func req[T any](m *T) *connect.Request[T] { return connect.NewRequest(m) }
+
+// apiMatrix names every admin API method, aimed at tenant B's objects where
+// it takes an id.
+var apiMatrix = []apiCall{
+	{"ListTenants", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.tenants.ListTenants(ctx, req(&adminv1.ListTenantsRequest{}))
+		return err
+	}},
+	{"CreateTenant", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.tenants.CreateTenant(ctx, req(&adminv1.CreateTenantRequest{Name: "X", Slug: "x-" + uuid.NewString()[:8]}))
+		return err
+	}},
+	{"ListMembers", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.members.ListMembers(ctx, req(&adminv1.ListMembersRequest{}))
+		return err
+	}},
+	{"InviteMember", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.members.InviteMember(ctx, req(&adminv1.InviteMemberRequest{Email: "z@a.test", Role: adminv1.Role_ROLE_VIEWER}))
+		return err
+	}},
+	{"SetMemberRole", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.members.SetMemberRole(ctx, req(&adminv1.SetMemberRoleRequest{MemberId: w.bMember.String(), Role: adminv1.Role_ROLE_VIEWER}))
+		return err
+	}},
+	{"RemoveMember", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.members.RemoveMember(ctx, req(&adminv1.RemoveMemberRequest{MemberId: w.bMember.String()}))
+		return err
+	}},
+	{"ListGateways", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.gateways.ListGateways(ctx, req(&adminv1.ListGatewaysRequest{}))
+		return err
+	}},
+	{"GetGateway", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.gateways.GetGateway(ctx, req(&adminv1.GetGatewayRequest{GatewayId: w.bGateway.String()}))
+		return err
+	}},
+	{"CreateGateway", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.gateways.CreateGateway(ctx, req(&adminv1.CreateGatewayRequest{Name: "gw-" + uuid.NewString()[:8]}))
+		return err
+	}},
+	{"CreateEnrollmentToken", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.gateways.CreateEnrollmentToken(ctx, req(&adminv1.CreateEnrollmentTokenRequest{GatewayId: w.bGateway.String()}))
+		return err
+	}},
+	{"ListUpstreams", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.ups.ListUpstreams(ctx, req(&adminv1.ListUpstreamsRequest{}))
+		return err
+	}},
+	{"CreateUpstream", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.ups.CreateUpstream(ctx, req(&adminv1.CreateUpstreamRequest{Upstream: &adminv1.Upstream{GatewayId: w.bGateway.String(), Name: "sneaky", Transport: adminv1.Transport_TRANSPORT_STREAMABLE_HTTP, Url: "http://evil.test/mcp"}}))
+		return err
+	}},
+	{"ListVirtualServers", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.vss.ListVirtualServers(ctx, req(&adminv1.ListVirtualServersRequest{}))
+		return err
+	}},
+	{"CreateVirtualServer", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.vss.CreateVirtualServer(ctx, req(&adminv1.CreateVirtualServerRequest{GatewayId: w.bGateway.String(), Name: "sneaky", Upstreams: []string{"b-upstream"}}))
+		return err
+	}},
+	{"ListTools", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.tools.ListTools(ctx, req(&adminv1.ListToolsRequest{}))
+		return err
+	}},
+	{"PinTool", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.tools.PinTool(ctx, req(&adminv1.PinToolRequest{ToolId: w.bTool.String()}))
+		return err
+	}},
+	{"UnpinTool", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.tools.UnpinTool(ctx, req(&adminv1.UnpinToolRequest{ToolId: w.bTool.String()}))
+		return err
+	}},
+	{"ListAPIKeys", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.keys.ListAPIKeys(ctx, req(&adminv1.ListAPIKeysRequest{}))
+		return err
+	}},
+	{"CreateAPIKey", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.keys.CreateAPIKey(ctx, req(&adminv1.CreateAPIKeyRequest{Name: "k", Role: adminv1.Role_ROLE_VIEWER}))
+		return err
+	}},
+	{"RevokeAPIKey", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.keys.RevokeAPIKey(ctx, req(&adminv1.RevokeAPIKeyRequest{ApiKeyId: w.bKey.String()}))
+		return err
+	}},
+	{"ListAuditEvents", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.audit.ListAuditEvents(ctx, req(&adminv1.ListAuditEventsRequest{}))
+		return err
+	}},
+}
+
+// targetsB is whether the call names one of tenant B's objects.
+func targetsB(name string) bool {
+	switch name {
+	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "PinTool", "UnpinTool", "RevokeAPIKey":
+		return true
+	}
+	return false
+}
+
+func TestAPITenantIsolationMatrix(t *testing.T) {
+	w := buildWorld(t)
+	base := w.cp.PublicURL()
+	ctx := context.Background()
+	if len(apiMatrix) != 21 {
+		t.Fatalf("the matrix has %d methods; add new admin API methods to it", len(apiMatrix))
+	}
+
+	principals := []struct {
+		name  string
+		creds creds
+	}{
+		{"admin API key of A", creds{"Authorization", "Bearer " + w.adminKeyA, ""}},
+		{"owner session of A", creds{"Cookie", adminapi.DevSessionCookie + "=" + w.aliceSession, w.a.ID.String()}},
+	}
+	for _, p := range principals {
+		c := newClients(base, p.creds)
+		for _, m := range apiMatrix {
+			if !targetsB(m.name) {
+				continue
+			}
+			t.Run(p.name+"/"+m.name+" on B's object", func(t *testing.T) {
+				err := m.call(ctx, c, w)
+				if code := connect.CodeOf(err); code != connect.CodeNotFound && code != connect.CodePermissionDenied && code != connect.CodeInvalidArgument {
+					t.Fatalf("got %v (code %v), want NotFound or PermissionDenied", err, code)
+				}
+			})
+		}
+		// Lists return A's objects only.
+		gs, err := c.gateways.ListGateways(ctx, req(&adminv1.ListGatewaysRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range gs.Msg.GetGateways() {
+			if g.GetName() == w.bGatewayName {
+				t.Fatalf("%s listed tenant B's gateway", p.name)
+			}
+		}
+		ts, err := c.tools.ListTools(ctx, req(&adminv1.ListToolsRequest{}))
+		if err != nil || len(ts.Msg.GetTools()) != 0 {
+			t.Fatalf("%s listed tools %v (%v); tenant A has none", p.name, ts, err)
+		}
+	}
+
+	// A's session naming tenant B in the header: not a member, so not found.
+	intoB := newClients(base, creds{"Cookie", adminapi.DevSessionCookie + "=" + w.aliceSession, w.b.ID.String()})
+	for _, m := range apiMatrix {
+		if m.name == "ListTenants" || m.name == "CreateTenant" {
+			continue // not tenant-scoped
+		}
+		t.Run("session of A acting in B/"+m.name, func(t *testing.T) {
+			if code := connect.CodeOf(m.call(ctx, intoB, w)); code != connect.CodeNotFound {
+				t.Fatalf("code %v, want NotFound", code)
+			}
+		})
+	}
+
+	// A viewer (key or session) cannot mutate anything, not even in A.
+	for _, p := range []creds{
+		{"Authorization", "Bearer " + w.viewerKeyA, ""},
+		{"Cookie", adminapi.DevSessionCookie + "=" + w.carolSession, w.a.ID.String()},
+	} {
+		c := newClients(base, p)
+		for _, m := range apiMatrix {
+			if m.name == "CreateTenant" && p.header == "Cookie" {
+				continue // any signed-in person may start a tenant of their own
+			}
+			t.Run("viewer "+p.header+"/"+m.name, func(t *testing.T) {
+				err := m.call(ctx, c, w)
+				code := connect.CodeOf(err)
+				switch {
+				case m.mutating && code != connect.CodePermissionDenied && code != connect.CodeNotFound:
+					t.Fatalf("viewer mutation: %v, want PermissionDenied", err)
+				case !m.mutating && targetsB(m.name) && code != connect.CodeNotFound:
+					t.Fatalf("viewer read of B's object: %v, want NotFound", err)
+				case !m.mutating && !targetsB(m.name) && m.name != "ListAPIKeys" && err != nil:
+					t.Fatalf("viewer read failed: %v", err)
+				case m.name == "ListAPIKeys" && code != connect.CodePermissionDenied:
+					t.Fatalf("viewer listed API keys: %v, want PermissionDenied (keys are admin-only)", err)
+				}
+			})
+		}
+	}
+
+	// No credential, a bad one, a revoked one.
+	for name, cr := range map[string]creds{
+		"none":          {"X-Nothing", "1", ""},
+		"unknown key":   {"Authorization", "Bearer pcak_nope", ""},
+		"basic auth":    {"Authorization", "Basic YTpi", ""},
+		"bogus session": {"Cookie", adminapi.DevSessionCookie + "=nope", ""},
+	} {
+		c := newClients(base, cr)
+		if code := connect.CodeOf(apiMatrix[0].call(ctx, c, w)); code != connect.CodeUnauthenticated {
+			t.Errorf("%s: code %v, want Unauthenticated", name, code)
+		}
+	}
+
+	// Tenant B is untouched.
+	bKeyStillWorks := newClients(base, creds{"Authorization", "Bearer " + w.ownerKeyB, ""})
+	tools, err := bKeyStillWorks.tools.ListTools(ctx, req(&adminv1.ListToolsRequest{}))
+	if err != nil || len(tools.Msg.GetTools()) != 1 || tools.Msg.GetTools()[0].GetPinnedSha256() != "" {
+		t.Fatalf("tenant B's key or tool was changed: %v, %v", tools, err)
+	}
+	ups, err := bKeyStillWorks.ups.ListUpstreams(ctx, req(&adminv1.ListUpstreamsRequest{}))
+	if err != nil || len(ups.Msg.GetUpstreams()) != 1 {
+		t.Fatalf("tenant B's upstreams changed: %v, %v", ups, err)
+	}
+	members, err := bKeyStillWorks.members.ListMembers(ctx, req(&adminv1.ListMembersRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members.Msg.GetMembers() {
+		if m.GetEmail() == "bob@b.test" && m.GetRole() != adminv1.Role_ROLE_OWNER {
+			t.Fatalf("bob's role changed to %v", m.GetRole())
+		}
+	}
+}
+
+// consoleDo sends a console request with a session cookie.
+func consoleDo(t *testing.T, base, method, path, session string, form url.Values) (int, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	r, err := http.NewRequest(method, base+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	r.AddCookie(&http.Cookie{Name: adminapi.DevSessionCookie, Value: session})
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestConsoleTenantIsolationMatrix(t *testing.T) {
+	w := buildWorld(t)
+	base := w.cp.PublicURL()
+	form := func(csrf string, kv ...string) url.Values {
+		v := url.Values{"csrf": {csrf}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+	bID := func(id uuid.UUID) string { return id.String() }
+
+	// Alice (owner of A) aimed at B's objects.
+	for _, tc := range []struct{ method, path string }{
+		{"GET", "/gateways/" + bID(w.bGateway)},
+		{"GET", "/gateways/" + bID(w.bGateway) + "/agents"},
+		{"POST", "/gateways/" + bID(w.bGateway) + "/tokens"},
+		{"POST", "/members/" + bID(w.bMember) + "/role"},
+		{"POST", "/members/" + bID(w.bMember) + "/remove"},
+		{"POST", "/tools/" + bID(w.bTool) + "/pin"},
+		{"POST", "/tools/" + bID(w.bTool) + "/unpin"},
+		{"POST", "/api-keys/" + bID(w.bKey) + "/revoke"},
+		{"POST", "/tenants/switch"},
+		{"POST", "/upstreams"},
+		{"POST", "/virtual-servers"},
+	} {
+		t.Run("owner of A "+tc.method+" "+tc.path, func(t *testing.T) {
+			var f url.Values
+			if tc.method == "POST" {
+				f = form(w.aliceCSRF, "role", "viewer", "tenant", w.b.ID.String(), "gateway", w.bGateway.String(),
+					"name", "sneaky", "transport", "streamable_http", "url", "http://evil.test/mcp", "upstreams", "b-upstream")
+			}
+			status, body := consoleDo(t, base, tc.method, tc.path, w.aliceSession, f)
+			if status != http.StatusNotFound && status != http.StatusForbidden {
+				t.Fatalf("status %d, want 404 or 403; body:\n%s", status, body)
+			}
+			if strings.Contains(body, w.bGatewayName) {
+				t.Fatal("response disclosed tenant B's gateway name")
+			}
+		})
+	}
+	// Every list page of A leaves B out.
+	for _, path := range []string{"/", "/gateways", "/upstreams", "/virtual-servers", "/tools", "/members", "/api-keys", "/audit"} {
+		status, body := consoleDo(t, base, "GET", path, w.aliceSession, nil)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, status)
+		}
+		for _, secret := range []string{w.bGatewayName, "b-upstream", "b-tool", "bob@b.test", "b-key", "Tenant B"} {
+			if strings.Contains(body, secret) {
+				t.Fatalf("GET %s shows %q of tenant B", path, secret)
+			}
+		}
+	}
+
+	// Carol is a viewer of A: every form is refused.
+	for _, tc := range []struct {
+		path string
+		f    url.Values
+	}{
+		{"/gateways", form(w.carolCSRF, "name", "nope")},
+		{"/gateways/" + w.aGateway.String() + "/tokens", form(w.carolCSRF)},
+		{"/upstreams", form(w.carolCSRF, "gateway", w.aGateway.String(), "name", "nope", "transport", "streamable_http", "url", "http://x.test/mcp")},
+		{"/virtual-servers", form(w.carolCSRF, "gateway", w.aGateway.String(), "name", "nope", "upstreams", "x")},
+		{"/members/invite", form(w.carolCSRF, "email", "x@a.test", "role", "viewer")},
+		{"/api-keys", form(w.carolCSRF, "name", "nope", "role", "viewer")},
+	} {
+		t.Run("viewer POST "+tc.path, func(t *testing.T) {
+			status, body := consoleDo(t, base, "POST", tc.path, w.carolSession, tc.f)
+			if status != http.StatusForbidden && status != http.StatusNotFound {
+				t.Fatalf("status %d, want 403; body:\n%s", status, body)
+			}
+		})
+	}
+
+	// A form without the CSRF token is refused even for the owner.
+	if status, _ := consoleDo(t, base, "POST", "/gateways", w.aliceSession, url.Values{"name": {"no-csrf"}}); status != http.StatusForbidden {
+		t.Fatalf("POST without CSRF token: %d, want 403", status)
+	}
+	// And a cross-origin form post is refused by origin checks.
+	r, _ := http.NewRequest("POST", base+"/gateways", strings.NewReader(form(w.aliceCSRF, "name", "cross-site").Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Sec-Fetch-Site", "cross-site")
+	r.AddCookie(&http.Cookie{Name: adminapi.DevSessionCookie, Value: w.aliceSession})
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site POST: %d, want 403", resp.StatusCode)
+	}
+	// Security headers on a page.
+	resp, err = http.Get(base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for h, want := range map[string]string{"Content-Security-Policy": "default-src 'self'", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"} {
+		if !strings.Contains(resp.Header.Get(h), want) {
+			t.Errorf("%s = %q, want it to contain %q", h, resp.Header.Get(h), want)
+		}
+	}
+}
