@@ -16,14 +16,22 @@ import (
 	"github.com/peterbourgon/ff/v3"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/cli"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/devmode"
 )
 
 const usage = `Usage: portcullis <command> [flags]
 
 Commands:
-  serve   run the control plane
-  dev     run control plane, a demo upstream and one gateway on this machine
+  serve       run the control plane
+  dev         run control plane, a demo upstream and one gateway on this machine
+
+Admin commands (need an API key: PORTCULLIS_API_KEY, from the console):
+  tenants     list | create
+  gateways    list | create
+  tokens      create (gateway enrollment tokens)
+  upstreams   list | create
+  tools       list | pin | unpin
 
 Run "portcullis <command> -h" for the command's flags. Every flag can also be
 set as an environment variable PORTCULLIS_<FLAG>, e.g. PORTCULLIS_DATABASE_URL.
@@ -42,6 +50,8 @@ func main() {
 		err = serve(ctx, os.Args[2:])
 	case "dev":
 		err = dev(ctx, os.Args[2:])
+	case "tenants", "gateways", "tokens", "upstreams", "tools":
+		err = cli.Run(ctx, os.Args[1:], os.Stdout)
 	default:
 		fmt.Fprintf(os.Stderr, "portcullis: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)

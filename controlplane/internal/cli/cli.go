@@ -1,0 +1,262 @@
+// Package cli is the `portcullis` admin command line: tenants, gateways,
+// enrollment tokens, upstreams and tools, on top of the admin API. It
+// authenticates with an API key (PORTCULLIS_API_KEY) created in the console.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffcli"
+
+	adminv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1"
+)
+
+type globals struct {
+	server, apiKey, output string
+	timeout                time.Duration
+	out                    io.Writer
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.server, "server", "http://127.0.0.1:8080", "control plane URL (env PORTCULLIS_SERVER)")
+	fs.StringVar(&g.apiKey, "api-key", "", "API key, created in the console under API keys (env PORTCULLIS_API_KEY)")
+	fs.StringVar(&g.output, "output", "table", "output format: table or json")
+	fs.DurationVar(&g.timeout, "timeout", 30*time.Second, "time limit for the request")
+}
+
+func (g *globals) auth() connect.Option {
+	return connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+g.apiKey)
+			return next(ctx, req)
+		}
+	}))
+}
+
+func (g *globals) check() error {
+	if g.apiKey == "" {
+		return errors.New("no API key: set PORTCULLIS_API_KEY or --api-key (create one in the console under API keys)")
+	}
+	if g.output != "table" && g.output != "json" {
+		return fmt.Errorf("--output %q: use table or json", g.output)
+	}
+	return nil
+}
+
+// Run runs one admin command; args start with the command name.
+func Run(ctx context.Context, args []string, out io.Writer) error {
+	g := &globals{out: out}
+	newFS := func(name string) *flag.FlagSet {
+		fs := flag.NewFlagSet("portcullis "+name, flag.ContinueOnError)
+		g.register(fs)
+		return fs
+	}
+	opts := []ff.Option{ff.WithEnvVarPrefix("PORTCULLIS")}
+	leaf := func(parent, name, usage, help string, fs *flag.FlagSet, nargs int, exec func(ctx context.Context, args []string) error) *ffcli.Command {
+		if fs == nil {
+			fs = newFS(parent + " " + name)
+		}
+		return &ffcli.Command{Name: name, ShortUsage: "portcullis " + parent + " " + name + " " + usage, ShortHelp: help, FlagSet: fs, Options: opts,
+			Exec: func(ctx context.Context, args []string) error {
+				// nargs < 0 means at least -nargs arguments.
+				if (nargs >= 0 && len(args) != nargs) || (nargs < 0 && len(args) < -nargs) {
+					return fmt.Errorf("usage: portcullis %s %s %s", parent, name, usage)
+				}
+				if err := g.check(); err != nil {
+					return err
+				}
+				ctx, cancel := context.WithTimeout(ctx, g.timeout)
+				defer cancel()
+				return explain(exec(ctx, args), g.server)
+			}}
+	}
+	c := newClients(g)
+
+	tenantCreate := newFS("tenants create")
+	tenantName := tenantCreate.String("name", "", "display name (default: the slug)")
+	upCreate := newFS("upstreams create")
+	upGateway := upCreate.String("gateway", "", "gateway name or id (required)")
+	upURL := upCreate.String("url", "", "Streamable HTTP URL of the MCP server")
+	upCommand := upCreate.String("command", "", "stdio command to run on the gateway host (arguments after --)")
+	upLabels := upCreate.String("labels", "", "labels, key=value,key2=value2")
+	tokCreate := newFS("tokens create")
+	tokTTL := tokCreate.Duration("ttl", time.Hour, "how long the token stays valid (at most 720h)")
+
+	root := &ffcli.Command{
+		Name: "portcullis", ShortUsage: "portcullis <tenants|gateways|tokens|upstreams|tools> <subcommand> [flags]",
+		Subcommands: []*ffcli.Command{
+			{Name: "tenants", ShortUsage: "portcullis tenants <list|create>", ShortHelp: "tenants you belong to", Subcommands: []*ffcli.Command{
+				leaf("tenants", "list", "", "list tenants", nil, 0, func(ctx context.Context, _ []string) error {
+					r, err := c.tenants.ListTenants(ctx, connect.NewRequest(&adminv1.ListTenantsRequest{}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "SLUG", "NAME", "ROLE"}, func(row func(...any)) {
+						for _, t := range r.Msg.GetTenants() {
+							row(t.GetId(), t.GetSlug(), t.GetName(), roleName(t.GetRole()))
+						}
+					})
+				}),
+				leaf("tenants", "create", "[--name NAME] SLUG", "create a tenant owned by you (needs an owner key)", tenantCreate, 1, func(ctx context.Context, args []string) error {
+					name := *tenantName
+					if name == "" {
+						name = args[0]
+					}
+					r, err := c.tenants.CreateTenant(ctx, connect.NewRequest(&adminv1.CreateTenantRequest{Name: name, Slug: args[0]}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "SLUG", "NAME"}, func(row func(...any)) {
+						row(r.Msg.GetTenant().GetId(), r.Msg.GetTenant().GetSlug(), r.Msg.GetTenant().GetName())
+					})
+				}),
+			}},
+			{Name: "gateways", ShortUsage: "portcullis gateways <list|create>", ShortHelp: "gateways and their agents", Subcommands: []*ffcli.Command{
+				leaf("gateways", "list", "", "list gateways with agents online and policy versions", nil, 0, func(ctx context.Context, _ []string) error {
+					r, err := c.gateways.ListGateways(ctx, connect.NewRequest(&adminv1.ListGatewaysRequest{}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "NAME", "AGENTS ONLINE", "POLICY"}, func(row func(...any)) {
+						for _, gw := range r.Msg.GetGateways() {
+							online := 0
+							for _, a := range gw.GetAgents() {
+								if a.GetConnected() {
+									online++
+								}
+							}
+							row(gw.GetId(), gw.GetName(), fmt.Sprintf("%d/%d", online, len(gw.GetAgents())), fmt.Sprintf("v%d", gw.GetPolicyVersion()))
+						}
+					})
+				}),
+				leaf("gateways", "create", "NAME", "create a gateway", nil, 1, func(ctx context.Context, args []string) error {
+					r, err := c.gateways.CreateGateway(ctx, connect.NewRequest(&adminv1.CreateGatewayRequest{Name: args[0]}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "NAME"}, func(row func(...any)) { row(r.Msg.GetGateway().GetId(), r.Msg.GetGateway().GetName()) })
+				}),
+			}},
+			{Name: "tokens", ShortUsage: "portcullis tokens create [--ttl 1h] GATEWAY", ShortHelp: "enrollment tokens for gateways", Subcommands: []*ffcli.Command{
+				leaf("tokens", "create", "[--ttl 1h] GATEWAY", "create a one-time enrollment token for a gateway (name or id)", tokCreate, 1, func(ctx context.Context, args []string) error {
+					id, err := c.gatewayID(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					r, err := c.gateways.CreateEnrollmentToken(ctx, connect.NewRequest(&adminv1.CreateEnrollmentTokenRequest{GatewayId: id, TtlSeconds: int64(tokTTL.Seconds())}))
+					if err != nil {
+						return err
+					}
+					if g.output == "json" {
+						return g.print(r.Msg, nil, nil)
+					}
+					fmt.Fprintf(g.out, "Enrollment token (one use, expires %s):\n\n  %s\n\nOn the gateway host:\n\n  portcullis-gateway --control-plane %s --enroll-token %s\n",
+						r.Msg.GetExpiresAt().AsTime().Local().Format(time.RFC1123), r.Msg.GetToken(), r.Msg.GetControlPlane(), r.Msg.GetToken())
+					return nil
+				}),
+			}},
+			{Name: "upstreams", ShortUsage: "portcullis upstreams <list|create>", ShortHelp: "upstream MCP servers", Subcommands: []*ffcli.Command{
+				leaf("upstreams", "list", "", "list upstreams", nil, 0, func(ctx context.Context, _ []string) error {
+					r, err := c.ups.ListUpstreams(ctx, connect.NewRequest(&adminv1.ListUpstreamsRequest{}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "NAME", "TRANSPORT", "TARGET", "REACHABLE"}, func(row func(...any)) {
+						for _, u := range r.Msg.GetUpstreams() {
+							target := u.GetUrl()
+							if u.GetCommand() != "" {
+								target = strings.Join(append([]string{u.GetCommand()}, u.GetArgs()...), " ")
+							}
+							row(u.GetId(), u.GetName(), strings.ToLower(strings.TrimPrefix(u.GetTransport().String(), "TRANSPORT_")), target, u.GetReachable())
+						}
+					})
+				}),
+				leaf("upstreams", "create", "--gateway GW (--url URL | --command CMD [-- ARGS...]) NAME", "register an upstream MCP server on a gateway", upCreate, -1, func(ctx context.Context, args []string) error {
+					if *upGateway == "" {
+						return errors.New("--gateway is required")
+					}
+					if (*upURL == "") == (*upCommand == "") {
+						return errors.New("give exactly one of --url (Streamable HTTP) or --command (stdio)")
+					}
+					id, err := c.gatewayID(ctx, *upGateway)
+					if err != nil {
+						return err
+					}
+					cmdArgs := args[1:]
+					if len(cmdArgs) > 0 && cmdArgs[0] == "--" {
+						cmdArgs = cmdArgs[1:]
+					}
+					up := &adminv1.Upstream{GatewayId: id, Name: args[0], Url: *upURL, Command: *upCommand, Args: cmdArgs, Labels: map[string]string{}}
+					up.Transport = adminv1.Transport_TRANSPORT_STREAMABLE_HTTP
+					if *upCommand != "" {
+						up.Transport = adminv1.Transport_TRANSPORT_STDIO
+					} else if len(cmdArgs) > 0 {
+						return errors.New("arguments after the name are for --command only")
+					}
+					for _, kv := range strings.Split(*upLabels, ",") {
+						if kv = strings.TrimSpace(kv); kv == "" {
+							continue
+						}
+						k, v, ok := strings.Cut(kv, "=")
+						if !ok {
+							return fmt.Errorf("--labels: %q is not key=value", kv)
+						}
+						up.Labels[k] = v
+					}
+					r, err := c.ups.CreateUpstream(ctx, connect.NewRequest(&adminv1.CreateUpstreamRequest{Upstream: up}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "NAME"}, func(row func(...any)) { row(r.Msg.GetUpstream().GetId(), r.Msg.GetUpstream().GetName()) })
+				}),
+			}},
+			{Name: "tools", ShortUsage: "portcullis tools <list|pin|unpin>", ShortHelp: "discovered tools and their approval", Subcommands: []*ffcli.Command{
+				leaf("tools", "list", "", "list discovered tools", nil, 0, func(ctx context.Context, _ []string) error {
+					r, err := c.tools.ListTools(ctx, connect.NewRequest(&adminv1.ListToolsRequest{}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "UPSTREAM", "NAME", "STATUS"}, func(row func(...any)) {
+						for _, t := range r.Msg.GetTools() {
+							status := "awaiting approval"
+							switch {
+							case t.GetPinnedSha256() != "" && t.GetPinnedSha256() == t.GetLiveSha256():
+								status = "approved"
+							case t.GetPinnedSha256() != "":
+								status = "drifted (quarantined)"
+							}
+							row(t.GetId(), t.GetUpstream(), t.GetName(), status)
+						}
+					})
+				}),
+				leaf("tools", "pin", "TOOL_ID", "approve the tool's current definition", nil, 1, func(ctx context.Context, args []string) error {
+					_, err := c.tools.PinTool(ctx, connect.NewRequest(&adminv1.PinToolRequest{ToolId: args[0]}))
+					if err == nil {
+						fmt.Fprintln(g.out, "pinned")
+					}
+					return err
+				}),
+				leaf("tools", "unpin", "TOOL_ID", "withdraw approval; gateways hide the tool", nil, 1, func(ctx context.Context, args []string) error {
+					_, err := c.tools.UnpinTool(ctx, connect.NewRequest(&adminv1.UnpinToolRequest{ToolId: args[0]}))
+					if err == nil {
+						fmt.Fprintln(g.out, "unpinned")
+					}
+					return err
+				}),
+			}},
+		},
+		Exec: func(context.Context, []string) error { return flag.ErrHelp },
+	}
+	for _, sc := range root.Subcommands {
+		sc.Exec = func(context.Context, []string) error { return flag.ErrHelp }
+	}
+	return root.ParseAndRun(ctx, args)
+}
