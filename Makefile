@@ -31,15 +31,16 @@ $(BIN)/.tools-$(BUF_VERSION)-$(PROTOC_GEN_GO_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSI
 tools: $(BIN)/.tools-$(BUF_VERSION)-$(PROTOC_GEN_GO_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)-$(PROTOC_GEN_CONNECT_VERSION) ## Install pinned code generators into .bin
 
 .PHONY: generate
-generate: tools ## Regenerate protobuf/gRPC/Connect and ent code from scratch
+generate: tools ## Regenerate protobuf/gRPC/Connect, ent and templ code from scratch
 	buf lint
 	buf generate
 	$(GO) generate ./ent/...
+	$(GO) run github.com/a-h/templ/cmd/templ generate -path ui
 
 .PHONY: check-generate
 check-generate: generate ## Fail if generated code is not up to date
-	@git diff --exit-code -- proto ent || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain --untracked-files=all -- proto ent)" || { git status --porcelain -- proto ent; echo "generated files are not committed"; exit 1; }
+	@git diff --exit-code -- proto ent ui || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- proto ent ui)" || { git status --porcelain -- proto ent ui; echo "generated files are not committed"; exit 1; }
 
 .PHONY: build
 build: ## Build bin/portcullis and bin/portcullis-gateway
@@ -63,7 +64,7 @@ migration: ## Write a new versioned migration from ent/schema changes: make migr
 
 .PHONY: test
 test: test-deps ## Install test dependencies and run every test
-	@test -z "$$(gofmt -l controlplane dataplane ent/schema proto/gen)" || { gofmt -l controlplane dataplane ent/schema proto/gen; echo "run gofmt -w on the files above"; exit 1; }
+	@test -z "$$(gofmt -l controlplane dataplane ent/schema ent/viewer proto/gen ui)" || { gofmt -l controlplane dataplane ent/schema ent/viewer proto/gen ui; echo "run gofmt -w on the files above"; exit 1; }
 	@for m in $(MODULES); do (cd $$m && echo "== vet $$m" && $(GO) vet ./...) || exit 1; done
 	cd dataplane && GOWORK=off $(GO) build ./...
 	eval "$$(.ci/services)" && $(GO) test -count=1 ./...

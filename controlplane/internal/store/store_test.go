@@ -21,7 +21,9 @@ func TestMigrationsAreCurrent(t *testing.T) {
 		dialect, driver string
 		url             func(t *testing.T) string
 	}{
-		{dialect.SQLite, "sqlite", func(t *testing.T) string { return "file:" + filepath.Join(t.TempDir(), "d.db") + "?_pragma=foreign_keys(1)" }},
+		{dialect.SQLite, "sqlite", func(t *testing.T) string {
+			return "file:" + filepath.Join(t.TempDir(), "d.db") + "?_pragma=foreign_keys(1)"
+		}},
 		{dialect.Postgres, "pgx", func(t *testing.T) string { return testutil.StartPostgres(t) }},
 	} {
 		t.Run(tc.dialect, func(t *testing.T) {
