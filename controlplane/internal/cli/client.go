@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -89,11 +91,17 @@ func roleName(r adminv1.Role) string {
 // print writes msg as JSON, or as a table of the rows fill adds.
 func (g *globals) print(msg proto.Message, header []string, fill func(row func(...any))) error {
 	if g.output == "json" {
-		b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: false}.Marshal(msg)
+		b, err := protojson.Marshal(msg)
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintln(g.out, string(b))
+		// protojson's own spacing is deliberately unstable; indent it the
+		// same way every time so scripts can rely on it.
+		var out bytes.Buffer
+		if err := json.Indent(&out, b, "", "  "); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(g.out, out.String())
 		return err
 	}
 	tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
