@@ -333,8 +333,13 @@ func (s *Service) CreateSession(ctx context.Context, userID, tenantID uuid.UUID)
 	if tenantID != uuid.Nil {
 		c.SetTenantID(tenantID)
 	}
-	if err := c.Exec(viewer.System(ctx)); err != nil {
+	sys := viewer.System(ctx)
+	if err := c.Exec(sys); err != nil {
 		return "", fmt.Errorf("creating session: %w", err)
+	}
+	// Expired sessions are useless; drop them as new ones start.
+	if _, err := s.db.Session.Delete().Where(session.ExpiresAtLT(s.now())).Exec(sys); err != nil {
+		s.log.Warn("deleting expired sessions", "err", err)
 	}
 	return token, nil
 }
