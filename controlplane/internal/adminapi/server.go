@@ -150,6 +150,13 @@ func (s *Server) CreateTenant(ctx context.Context, req *connect.Request[adminv1.
 	if owner == uuid.Nil {
 		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("this credential does not belong to a person who could own the tenant"))
 	}
+	if _, ok := viewer.FromContext(ctx); !ok { // a session with no tenant chosen: still name the actor
+		u, err := s.cfg.IDs.User(ctx, owner)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		ctx = viewer.NewContext(ctx, viewer.Viewer{UserID: owner, Actor: "user:" + u.Email})
+	}
 	t, err := s.cfg.Tenants.CreateTenant(ctx, req.Msg.GetName(), req.Msg.GetSlug(), owner)
 	if err != nil {
 		return nil, s.fail(ctx, err)

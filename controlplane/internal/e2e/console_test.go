@@ -280,6 +280,28 @@ func TestConsoleEnrollsGateway(t *testing.T) {
 	}
 	screenshot(t, b, "07-audit")
 
+	// A second tenant of her own; the switcher moves between them.
+	run(t, b, "create a second tenant",
+		chromedp.Navigate(base+"/tenants"),
+		chromedp.WaitVisible(tid("tenant-name")),
+		chromedp.SendKeys(tid("tenant-name"), "Second Co"),
+		chromedp.SendKeys(tid("tenant-slug"), "second"),
+		chromedp.Click(tid("tenant-create")),
+		chromedp.WaitVisible(tid("card-gateways")),
+	)
+	if h := textOf(t, b, chromedp.CSS("main h1")); h != "Second Co" {
+		t.Fatalf("after creating a tenant the dashboard shows %q", h)
+	}
+	run(t, b, "switch back to Acme",
+		chromedp.Navigate(base+"/tenants"),
+		chromedp.WaitVisible(tid("open-tenant-acme")),
+		chromedp.Click(tid("open-tenant-acme")),
+		chromedp.WaitVisible(tid("card-gateways")),
+	)
+	if h := textOf(t, b, chromedp.CSS("main h1")); h != "Acme" {
+		t.Fatalf("after switching the dashboard shows %q", h)
+	}
+
 	run(t, b, "sign out", chromedp.Click(tid("logout")), chromedp.WaitVisible(tid("sign-in")))
 	run(t, b, "signed out stays out", chromedp.Navigate(base+"/gateways"), chromedp.WaitVisible(tid("sign-in")))
 }

@@ -30,7 +30,8 @@ func (s *Server) tenantsPage(w http.ResponseWriter, r *http.Request, rq *request
 }
 
 func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, rq *request) {
-	t, err := s.cfg.Tenants.CreateTenant(r.Context(), r.PostFormValue("name"), strings.TrimSpace(r.PostFormValue("slug")), rq.user.ID)
+	ctx := viewer.NewContext(r.Context(), viewer.Viewer{UserID: rq.user.ID, Actor: "user:" + rq.user.Email}) // no tenant yet; names the actor
+	t, err := s.cfg.Tenants.CreateTenant(ctx, r.PostFormValue("name"), strings.TrimSpace(r.PostFormValue("slug")), rq.user.ID)
 	if err != nil {
 		s.formError(w, r, rq, err, func(msg string, status int) {
 			p := s.page(rq, "Tenants", "")

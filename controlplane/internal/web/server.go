@@ -170,7 +170,9 @@ func (s *Server) user(h handler) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		se, err := s.cfg.IDs.Session(r.Context(), adminapi.SessionToken(r.Header))
 		if err != nil {
-			if r.Method == http.MethodGet && r.Header.Get("HX-Request") == "" {
+			if r.Header.Get("HX-Request") != "" {
+				w.Header().Set("HX-Redirect", "/login") // htmx follows this with a full page load
+			} else if r.Method == http.MethodGet {
 				http.Redirect(w, r, "/login", http.StatusFound)
 				return
 			}
