@@ -40,6 +40,8 @@ type Agent struct {
 	LastSeen *time.Time `json:"last_seen,omitempty"`
 	// AppliedVersion holds the value of the "applied_version" field.
 	AppliedVersion uint64 `json:"applied_version,omitempty"`
+	// AppliedAt holds the value of the "applied_at" field.
+	AppliedAt *time.Time `json:"applied_at,omitempty"`
 	// LastNack holds the value of the "last_nack" field.
 	LastNack string `json:"last_nack,omitempty"`
 	// Revoked holds the value of the "revoked" field.
@@ -94,7 +96,7 @@ func (*Agent) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case agent.FieldHostname, agent.FieldVersion, agent.FieldCertFingerprint, agent.FieldLastNack:
 			values[i] = new(sql.NullString)
-		case agent.FieldCreatedAt, agent.FieldUpdatedAt, agent.FieldLastSeen:
+		case agent.FieldCreatedAt, agent.FieldUpdatedAt, agent.FieldLastSeen, agent.FieldAppliedAt:
 			values[i] = new(sql.NullTime)
 		case agent.FieldID, agent.FieldTenantID, agent.FieldGatewayID:
 			values[i] = new(uuid.UUID)
@@ -179,6 +181,13 @@ func (_m *Agent) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field applied_version", values[i])
 			} else if value.Valid {
 				_m.AppliedVersion = uint64(value.Int64)
+			}
+		case agent.FieldAppliedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field applied_at", values[i])
+			} else if value.Valid {
+				_m.AppliedAt = new(time.Time)
+				*_m.AppliedAt = value.Time
 			}
 		case agent.FieldLastNack:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -269,6 +278,11 @@ func (_m *Agent) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("applied_version=")
 	builder.WriteString(fmt.Sprintf("%v", _m.AppliedVersion))
+	builder.WriteString(", ")
+	if v := _m.AppliedAt; v != nil {
+		builder.WriteString("applied_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteString(", ")
 	builder.WriteString("last_nack=")
 	builder.WriteString(_m.LastNack)

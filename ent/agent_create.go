@@ -142,6 +142,20 @@ func (_c *AgentCreate) SetNillableAppliedVersion(v *uint64) *AgentCreate {
 	return _c
 }
 
+// SetAppliedAt sets the "applied_at" field.
+func (_c *AgentCreate) SetAppliedAt(v time.Time) *AgentCreate {
+	_c.mutation.SetAppliedAt(v)
+	return _c
+}
+
+// SetNillableAppliedAt sets the "applied_at" field if the given value is not nil.
+func (_c *AgentCreate) SetNillableAppliedAt(v *time.Time) *AgentCreate {
+	if v != nil {
+		_c.SetAppliedAt(*v)
+	}
+	return _c
+}
+
 // SetLastNack sets the "last_nack" field.
 func (_c *AgentCreate) SetLastNack(v string) *AgentCreate {
 	_c.mutation.SetLastNack(v)
@@ -403,6 +417,10 @@ func (_c *AgentCreate) createSpec() (*Agent, *sqlgraph.CreateSpec) {
 		_spec.SetField(agent.FieldAppliedVersion, field.TypeUint64, value)
 		_node.AppliedVersion = value
 	}
+	if value, ok := _c.mutation.AppliedAt(); ok {
+		_spec.SetField(agent.FieldAppliedAt, field.TypeTime, value)
+		_node.AppliedAt = &value
+	}
 	if value, ok := _c.mutation.LastNack(); ok {
 		_spec.SetField(agent.FieldLastNack, field.TypeString, value)
 		_node.LastNack = value
@@ -590,6 +608,24 @@ func (u *AgentUpsert) UpdateAppliedVersion() *AgentUpsert {
 // AddAppliedVersion adds v to the "applied_version" field.
 func (u *AgentUpsert) AddAppliedVersion(v uint64) *AgentUpsert {
 	u.Add(agent.FieldAppliedVersion, v)
+	return u
+}
+
+// SetAppliedAt sets the "applied_at" field.
+func (u *AgentUpsert) SetAppliedAt(v time.Time) *AgentUpsert {
+	u.Set(agent.FieldAppliedAt, v)
+	return u
+}
+
+// UpdateAppliedAt sets the "applied_at" field to the value that was provided on create.
+func (u *AgentUpsert) UpdateAppliedAt() *AgentUpsert {
+	u.SetExcluded(agent.FieldAppliedAt)
+	return u
+}
+
+// ClearAppliedAt clears the value of the "applied_at" field.
+func (u *AgentUpsert) ClearAppliedAt() *AgentUpsert {
+	u.SetNull(agent.FieldAppliedAt)
 	return u
 }
 
@@ -783,6 +819,27 @@ func (u *AgentUpsertOne) AddAppliedVersion(v uint64) *AgentUpsertOne {
 func (u *AgentUpsertOne) UpdateAppliedVersion() *AgentUpsertOne {
 	return u.Update(func(s *AgentUpsert) {
 		s.UpdateAppliedVersion()
+	})
+}
+
+// SetAppliedAt sets the "applied_at" field.
+func (u *AgentUpsertOne) SetAppliedAt(v time.Time) *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.SetAppliedAt(v)
+	})
+}
+
+// UpdateAppliedAt sets the "applied_at" field to the value that was provided on create.
+func (u *AgentUpsertOne) UpdateAppliedAt() *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.UpdateAppliedAt()
+	})
+}
+
+// ClearAppliedAt clears the value of the "applied_at" field.
+func (u *AgentUpsertOne) ClearAppliedAt() *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.ClearAppliedAt()
 	})
 }
 
@@ -1147,6 +1204,27 @@ func (u *AgentUpsertBulk) AddAppliedVersion(v uint64) *AgentUpsertBulk {
 func (u *AgentUpsertBulk) UpdateAppliedVersion() *AgentUpsertBulk {
 	return u.Update(func(s *AgentUpsert) {
 		s.UpdateAppliedVersion()
+	})
+}
+
+// SetAppliedAt sets the "applied_at" field.
+func (u *AgentUpsertBulk) SetAppliedAt(v time.Time) *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.SetAppliedAt(v)
+	})
+}
+
+// UpdateAppliedAt sets the "applied_at" field to the value that was provided on create.
+func (u *AgentUpsertBulk) UpdateAppliedAt() *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.UpdateAppliedAt()
+	})
+}
+
+// ClearAppliedAt clears the value of the "applied_at" field.
+func (u *AgentUpsertBulk) ClearAppliedAt() *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.ClearAppliedAt()
 	})
 }
 

@@ -131,6 +131,26 @@ func (_u *AgentUpdate) AddAppliedVersion(v int64) *AgentUpdate {
 	return _u
 }
 
+// SetAppliedAt sets the "applied_at" field.
+func (_u *AgentUpdate) SetAppliedAt(v time.Time) *AgentUpdate {
+	_u.mutation.SetAppliedAt(v)
+	return _u
+}
+
+// SetNillableAppliedAt sets the "applied_at" field if the given value is not nil.
+func (_u *AgentUpdate) SetNillableAppliedAt(v *time.Time) *AgentUpdate {
+	if v != nil {
+		_u.SetAppliedAt(*v)
+	}
+	return _u
+}
+
+// ClearAppliedAt clears the value of the "applied_at" field.
+func (_u *AgentUpdate) ClearAppliedAt() *AgentUpdate {
+	_u.mutation.ClearAppliedAt()
+	return _u
+}
+
 // SetLastNack sets the "last_nack" field.
 func (_u *AgentUpdate) SetLastNack(v string) *AgentUpdate {
 	_u.mutation.SetLastNack(v)
@@ -271,6 +291,12 @@ func (_u *AgentUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.AddedAppliedVersion(); ok {
 		_spec.AddField(agent.FieldAppliedVersion, field.TypeUint64, value)
 	}
+	if value, ok := _u.mutation.AppliedAt(); ok {
+		_spec.SetField(agent.FieldAppliedAt, field.TypeTime, value)
+	}
+	if _u.mutation.AppliedAtCleared() {
+		_spec.ClearField(agent.FieldAppliedAt, field.TypeTime)
+	}
 	if value, ok := _u.mutation.LastNack(); ok {
 		_spec.SetField(agent.FieldLastNack, field.TypeString, value)
 	}
@@ -397,6 +423,26 @@ func (_u *AgentUpdateOne) SetNillableAppliedVersion(v *uint64) *AgentUpdateOne {
 // AddAppliedVersion adds value to the "applied_version" field.
 func (_u *AgentUpdateOne) AddAppliedVersion(v int64) *AgentUpdateOne {
 	_u.mutation.AddAppliedVersion(v)
+	return _u
+}
+
+// SetAppliedAt sets the "applied_at" field.
+func (_u *AgentUpdateOne) SetAppliedAt(v time.Time) *AgentUpdateOne {
+	_u.mutation.SetAppliedAt(v)
+	return _u
+}
+
+// SetNillableAppliedAt sets the "applied_at" field if the given value is not nil.
+func (_u *AgentUpdateOne) SetNillableAppliedAt(v *time.Time) *AgentUpdateOne {
+	if v != nil {
+		_u.SetAppliedAt(*v)
+	}
+	return _u
+}
+
+// ClearAppliedAt clears the value of the "applied_at" field.
+func (_u *AgentUpdateOne) ClearAppliedAt() *AgentUpdateOne {
+	_u.mutation.ClearAppliedAt()
 	return _u
 }
 
@@ -569,6 +615,12 @@ func (_u *AgentUpdateOne) sqlSave(ctx context.Context) (_node *Agent, err error)
 	}
 	if value, ok := _u.mutation.AddedAppliedVersion(); ok {
 		_spec.AddField(agent.FieldAppliedVersion, field.TypeUint64, value)
+	}
+	if value, ok := _u.mutation.AppliedAt(); ok {
+		_spec.SetField(agent.FieldAppliedAt, field.TypeTime, value)
+	}
+	if _u.mutation.AppliedAtCleared() {
+		_spec.ClearField(agent.FieldAppliedAt, field.TypeTime)
 	}
 	if value, ok := _u.mutation.LastNack(); ok {
 		_spec.SetField(agent.FieldLastNack, field.TypeString, value)

@@ -5,8 +5,10 @@ package ent
 import (
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/apikey"
+	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
@@ -29,7 +31,7 @@ import (
 
 // schemaGraph holds a representation of ent/schema at runtime.
 var schemaGraph = func() *sqlgraph.Schema {
-	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 16)}
+	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 18)}
 	graph.Nodes[0] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   apikey.Table,
@@ -73,11 +75,33 @@ var schemaGraph = func() *sqlgraph.Schema {
 			agent.FieldConnected:       {Type: field.TypeBool, Column: agent.FieldConnected},
 			agent.FieldLastSeen:        {Type: field.TypeTime, Column: agent.FieldLastSeen},
 			agent.FieldAppliedVersion:  {Type: field.TypeUint64, Column: agent.FieldAppliedVersion},
+			agent.FieldAppliedAt:       {Type: field.TypeTime, Column: agent.FieldAppliedAt},
 			agent.FieldLastNack:        {Type: field.TypeString, Column: agent.FieldLastNack},
 			agent.FieldRevoked:         {Type: field.TypeBool, Column: agent.FieldRevoked},
 		},
 	}
 	graph.Nodes[2] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
+			Table:   approval.Table,
+			Columns: approval.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: approval.FieldID,
+			},
+		},
+		Type: "Approval",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			approval.FieldCreatedAt:       {Type: field.TypeTime, Column: approval.FieldCreatedAt},
+			approval.FieldUpdatedAt:       {Type: field.TypeTime, Column: approval.FieldUpdatedAt},
+			approval.FieldTenantID:        {Type: field.TypeUUID, Column: approval.FieldTenantID},
+			approval.FieldChangeRequestID: {Type: field.TypeUUID, Column: approval.FieldChangeRequestID},
+			approval.FieldDecision:        {Type: field.TypeEnum, Column: approval.FieldDecision},
+			approval.FieldActorKey:        {Type: field.TypeString, Column: approval.FieldActorKey},
+			approval.FieldActor:           {Type: field.TypeString, Column: approval.FieldActor},
+			approval.FieldComment:         {Type: field.TypeString, Column: approval.FieldComment},
+		},
+	}
+	graph.Nodes[3] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   auditevent.Table,
 			Columns: auditevent.Columns,
@@ -99,7 +123,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			auditevent.FieldAfter:      {Type: field.TypeJSON, Column: auditevent.FieldAfter},
 		},
 	}
-	graph.Nodes[3] = &sqlgraph.Node{
+	graph.Nodes[4] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   callevent.Table,
 			Columns: callevent.Columns,
@@ -127,7 +151,37 @@ var schemaGraph = func() *sqlgraph.Schema {
 			callevent.FieldError:         {Type: field.TypeString, Column: callevent.FieldError},
 		},
 	}
-	graph.Nodes[4] = &sqlgraph.Node{
+	graph.Nodes[5] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
+			Table:   changerequest.Table,
+			Columns: changerequest.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: changerequest.FieldID,
+			},
+		},
+		Type: "ChangeRequest",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			changerequest.FieldCreatedAt:         {Type: field.TypeTime, Column: changerequest.FieldCreatedAt},
+			changerequest.FieldUpdatedAt:         {Type: field.TypeTime, Column: changerequest.FieldUpdatedAt},
+			changerequest.FieldTenantID:          {Type: field.TypeUUID, Column: changerequest.FieldTenantID},
+			changerequest.FieldToolID:            {Type: field.TypeUUID, Column: changerequest.FieldToolID},
+			changerequest.FieldGatewayID:         {Type: field.TypeUUID, Column: changerequest.FieldGatewayID},
+			changerequest.FieldKind:              {Type: field.TypeEnum, Column: changerequest.FieldKind},
+			changerequest.FieldStatus:            {Type: field.TypeEnum, Column: changerequest.FieldStatus},
+			changerequest.FieldFromSha256:        {Type: field.TypeString, Column: changerequest.FieldFromSha256},
+			changerequest.FieldToSha256:          {Type: field.TypeString, Column: changerequest.FieldToSha256},
+			changerequest.FieldRequestedBy:       {Type: field.TypeString, Column: changerequest.FieldRequestedBy},
+			changerequest.FieldRequesterKey:      {Type: field.TypeString, Column: changerequest.FieldRequesterKey},
+			changerequest.FieldComment:           {Type: field.TypeString, Column: changerequest.FieldComment},
+			changerequest.FieldApprovalsRequired: {Type: field.TypeInt, Column: changerequest.FieldApprovalsRequired},
+			changerequest.FieldDecidedAt:         {Type: field.TypeTime, Column: changerequest.FieldDecidedAt},
+			changerequest.FieldDecidedBy:         {Type: field.TypeString, Column: changerequest.FieldDecidedBy},
+			changerequest.FieldPolicyVersion:     {Type: field.TypeUint64, Column: changerequest.FieldPolicyVersion},
+			changerequest.FieldSupersededBy:      {Type: field.TypeUUID, Column: changerequest.FieldSupersededBy},
+		},
+	}
+	graph.Nodes[6] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   enrollmenttoken.Table,
 			Columns: enrollmenttoken.Columns,
@@ -147,7 +201,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			enrollmenttoken.FieldUsedAt:     {Type: field.TypeTime, Column: enrollmenttoken.FieldUsedAt},
 		},
 	}
-	graph.Nodes[5] = &sqlgraph.Node{
+	graph.Nodes[7] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   gateway.Table,
 			Columns: gateway.Columns,
@@ -164,7 +218,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			gateway.FieldName:      {Type: field.TypeString, Column: gateway.FieldName},
 		},
 	}
-	graph.Nodes[6] = &sqlgraph.Node{
+	graph.Nodes[8] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   invitation.Table,
 			Columns: invitation.Columns,
@@ -185,7 +239,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			invitation.FieldAcceptedAt: {Type: field.TypeTime, Column: invitation.FieldAcceptedAt},
 		},
 	}
-	graph.Nodes[7] = &sqlgraph.Node{
+	graph.Nodes[9] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   membership.Table,
 			Columns: membership.Columns,
@@ -203,7 +257,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			membership.FieldRole:      {Type: field.TypeEnum, Column: membership.FieldRole},
 		},
 	}
-	graph.Nodes[8] = &sqlgraph.Node{
+	graph.Nodes[10] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   policyversion.Table,
 			Columns: policyversion.Columns,
@@ -225,7 +279,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			policyversion.FieldKeyID:         {Type: field.TypeString, Column: policyversion.FieldKeyID},
 		},
 	}
-	graph.Nodes[9] = &sqlgraph.Node{
+	graph.Nodes[11] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   session.Table,
 			Columns: session.Columns,
@@ -244,7 +298,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			session.FieldExpiresAt: {Type: field.TypeTime, Column: session.FieldExpiresAt},
 		},
 	}
-	graph.Nodes[10] = &sqlgraph.Node{
+	graph.Nodes[12] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   tenant.Table,
 			Columns: tenant.Columns,
@@ -261,9 +315,10 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tenant.FieldSlug:              {Type: field.TypeString, Column: tenant.FieldSlug},
 			tenant.FieldSigningPrivateKey: {Type: field.TypeBytes, Column: tenant.FieldSigningPrivateKey},
 			tenant.FieldSigningPublicKey:  {Type: field.TypeBytes, Column: tenant.FieldSigningPublicKey},
+			tenant.FieldApprovalsRequired: {Type: field.TypeInt, Column: tenant.FieldApprovalsRequired},
 		},
 	}
-	graph.Nodes[11] = &sqlgraph.Node{
+	graph.Nodes[13] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   tool.Table,
 			Columns: tool.Columns,
@@ -285,7 +340,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tool.FieldLastSeen:     {Type: field.TypeTime, Column: tool.FieldLastSeen},
 		},
 	}
-	graph.Nodes[12] = &sqlgraph.Node{
+	graph.Nodes[14] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   toolversion.Table,
 			Columns: toolversion.Columns,
@@ -300,11 +355,12 @@ var schemaGraph = func() *sqlgraph.Schema {
 			toolversion.FieldToolID:     {Type: field.TypeUUID, Column: toolversion.FieldToolID},
 			toolversion.FieldSha256:     {Type: field.TypeString, Column: toolversion.FieldSha256},
 			toolversion.FieldDefinition: {Type: field.TypeBytes, Column: toolversion.FieldDefinition},
+			toolversion.FieldFindings:   {Type: field.TypeJSON, Column: toolversion.FieldFindings},
 			toolversion.FieldFirstSeen:  {Type: field.TypeTime, Column: toolversion.FieldFirstSeen},
 			toolversion.FieldLastSeen:   {Type: field.TypeTime, Column: toolversion.FieldLastSeen},
 		},
 	}
-	graph.Nodes[13] = &sqlgraph.Node{
+	graph.Nodes[15] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   upstream.Table,
 			Columns: upstream.Columns,
@@ -329,7 +385,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			upstream.FieldLastError: {Type: field.TypeString, Column: upstream.FieldLastError},
 		},
 	}
-	graph.Nodes[14] = &sqlgraph.Node{
+	graph.Nodes[16] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   user.Table,
 			Columns: user.Columns,
@@ -349,7 +405,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			user.FieldLastLoginAt: {Type: field.TypeTime, Column: user.FieldLastLoginAt},
 		},
 	}
-	graph.Nodes[15] = &sqlgraph.Node{
+	graph.Nodes[17] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   virtualserver.Table,
 			Columns: virtualserver.Columns,
@@ -409,6 +465,30 @@ var schemaGraph = func() *sqlgraph.Schema {
 		&sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
 			Inverse: false,
+			Table:   approval.TenantTable,
+			Columns: []string{approval.TenantColumn},
+			Bidi:    false,
+		},
+		"Approval",
+		"Tenant",
+	)
+	graph.MustAddE(
+		"change_request",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   approval.ChangeRequestTable,
+			Columns: []string{approval.ChangeRequestColumn},
+			Bidi:    false,
+		},
+		"Approval",
+		"ChangeRequest",
+	)
+	graph.MustAddE(
+		"tenant",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: false,
 			Table:   auditevent.TenantTable,
 			Columns: []string{auditevent.TenantColumn},
 			Bidi:    false,
@@ -427,6 +507,42 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		"CallEvent",
 		"Tenant",
+	)
+	graph.MustAddE(
+		"tenant",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: false,
+			Table:   changerequest.TenantTable,
+			Columns: []string{changerequest.TenantColumn},
+			Bidi:    false,
+		},
+		"ChangeRequest",
+		"Tenant",
+	)
+	graph.MustAddE(
+		"tool",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   changerequest.ToolTable,
+			Columns: []string{changerequest.ToolColumn},
+			Bidi:    false,
+		},
+		"ChangeRequest",
+		"Tool",
+	)
+	graph.MustAddE(
+		"approvals",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   changerequest.ApprovalsTable,
+			Columns: []string{changerequest.ApprovalsColumn},
+			Bidi:    false,
+		},
+		"ChangeRequest",
+		"Approval",
 	)
 	graph.MustAddE(
 		"tenant",
@@ -619,6 +735,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		"Tool",
 		"ToolVersion",
+	)
+	graph.MustAddE(
+		"change_requests",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tool.ChangeRequestsTable,
+			Columns: []string{tool.ChangeRequestsColumn},
+			Bidi:    false,
+		},
+		"Tool",
+		"ChangeRequest",
 	)
 	graph.MustAddE(
 		"tenant",
@@ -914,6 +1042,11 @@ func (f *AgentFilter) WhereAppliedVersion(p entql.Uint64P) {
 	f.Where(p.Field(agent.FieldAppliedVersion))
 }
 
+// WhereAppliedAt applies the entql time.Time predicate on the applied_at field.
+func (f *AgentFilter) WhereAppliedAt(p entql.TimeP) {
+	f.Where(p.Field(agent.FieldAppliedAt))
+}
+
 // WhereLastNack applies the entql string predicate on the last_nack field.
 func (f *AgentFilter) WhereLastNack(p entql.StringP) {
 	f.Where(p.Field(agent.FieldLastNack))
@@ -953,6 +1086,114 @@ func (f *AgentFilter) WhereHasGatewayWith(preds ...predicate.Gateway) {
 }
 
 // addPredicate implements the predicateAdder interface.
+func (_q *ApprovalQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the ApprovalQuery builder.
+func (_q *ApprovalQuery) Filter() *ApprovalFilter {
+	return &ApprovalFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *ApprovalMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the ApprovalMutation builder.
+func (m *ApprovalMutation) Filter() *ApprovalFilter {
+	return &ApprovalFilter{config: m.config, predicateAdder: m}
+}
+
+// ApprovalFilter provides a generic filtering capability at runtime for ApprovalQuery.
+type ApprovalFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *ApprovalFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[2].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *ApprovalFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(approval.FieldID))
+}
+
+// WhereCreatedAt applies the entql time.Time predicate on the created_at field.
+func (f *ApprovalFilter) WhereCreatedAt(p entql.TimeP) {
+	f.Where(p.Field(approval.FieldCreatedAt))
+}
+
+// WhereUpdatedAt applies the entql time.Time predicate on the updated_at field.
+func (f *ApprovalFilter) WhereUpdatedAt(p entql.TimeP) {
+	f.Where(p.Field(approval.FieldUpdatedAt))
+}
+
+// WhereTenantID applies the entql [16]byte predicate on the tenant_id field.
+func (f *ApprovalFilter) WhereTenantID(p entql.ValueP) {
+	f.Where(p.Field(approval.FieldTenantID))
+}
+
+// WhereChangeRequestID applies the entql [16]byte predicate on the change_request_id field.
+func (f *ApprovalFilter) WhereChangeRequestID(p entql.ValueP) {
+	f.Where(p.Field(approval.FieldChangeRequestID))
+}
+
+// WhereDecision applies the entql string predicate on the decision field.
+func (f *ApprovalFilter) WhereDecision(p entql.StringP) {
+	f.Where(p.Field(approval.FieldDecision))
+}
+
+// WhereActorKey applies the entql string predicate on the actor_key field.
+func (f *ApprovalFilter) WhereActorKey(p entql.StringP) {
+	f.Where(p.Field(approval.FieldActorKey))
+}
+
+// WhereActor applies the entql string predicate on the actor field.
+func (f *ApprovalFilter) WhereActor(p entql.StringP) {
+	f.Where(p.Field(approval.FieldActor))
+}
+
+// WhereComment applies the entql string predicate on the comment field.
+func (f *ApprovalFilter) WhereComment(p entql.StringP) {
+	f.Where(p.Field(approval.FieldComment))
+}
+
+// WhereHasTenant applies a predicate to check if query has an edge tenant.
+func (f *ApprovalFilter) WhereHasTenant() {
+	f.Where(entql.HasEdge("tenant"))
+}
+
+// WhereHasTenantWith applies a predicate to check if query has an edge tenant with a given conditions (other predicates).
+func (f *ApprovalFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
+	f.Where(entql.HasEdgeWith("tenant", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// WhereHasChangeRequest applies a predicate to check if query has an edge change_request.
+func (f *ApprovalFilter) WhereHasChangeRequest() {
+	f.Where(entql.HasEdge("change_request"))
+}
+
+// WhereHasChangeRequestWith applies a predicate to check if query has an edge change_request with a given conditions (other predicates).
+func (f *ApprovalFilter) WhereHasChangeRequestWith(preds ...predicate.ChangeRequest) {
+	f.Where(entql.HasEdgeWith("change_request", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// addPredicate implements the predicateAdder interface.
 func (_q *AuditEventQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
 }
@@ -981,7 +1222,7 @@ type AuditEventFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *AuditEventFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[2].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[3].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1080,7 +1321,7 @@ type CallEventFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *CallEventFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[3].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[4].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1181,6 +1422,173 @@ func (f *CallEventFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
 }
 
 // addPredicate implements the predicateAdder interface.
+func (_q *ChangeRequestQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the ChangeRequestQuery builder.
+func (_q *ChangeRequestQuery) Filter() *ChangeRequestFilter {
+	return &ChangeRequestFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *ChangeRequestMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the ChangeRequestMutation builder.
+func (m *ChangeRequestMutation) Filter() *ChangeRequestFilter {
+	return &ChangeRequestFilter{config: m.config, predicateAdder: m}
+}
+
+// ChangeRequestFilter provides a generic filtering capability at runtime for ChangeRequestQuery.
+type ChangeRequestFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *ChangeRequestFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[5].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *ChangeRequestFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(changerequest.FieldID))
+}
+
+// WhereCreatedAt applies the entql time.Time predicate on the created_at field.
+func (f *ChangeRequestFilter) WhereCreatedAt(p entql.TimeP) {
+	f.Where(p.Field(changerequest.FieldCreatedAt))
+}
+
+// WhereUpdatedAt applies the entql time.Time predicate on the updated_at field.
+func (f *ChangeRequestFilter) WhereUpdatedAt(p entql.TimeP) {
+	f.Where(p.Field(changerequest.FieldUpdatedAt))
+}
+
+// WhereTenantID applies the entql [16]byte predicate on the tenant_id field.
+func (f *ChangeRequestFilter) WhereTenantID(p entql.ValueP) {
+	f.Where(p.Field(changerequest.FieldTenantID))
+}
+
+// WhereToolID applies the entql [16]byte predicate on the tool_id field.
+func (f *ChangeRequestFilter) WhereToolID(p entql.ValueP) {
+	f.Where(p.Field(changerequest.FieldToolID))
+}
+
+// WhereGatewayID applies the entql [16]byte predicate on the gateway_id field.
+func (f *ChangeRequestFilter) WhereGatewayID(p entql.ValueP) {
+	f.Where(p.Field(changerequest.FieldGatewayID))
+}
+
+// WhereKind applies the entql string predicate on the kind field.
+func (f *ChangeRequestFilter) WhereKind(p entql.StringP) {
+	f.Where(p.Field(changerequest.FieldKind))
+}
+
+// WhereStatus applies the entql string predicate on the status field.
+func (f *ChangeRequestFilter) WhereStatus(p entql.StringP) {
+	f.Where(p.Field(changerequest.FieldStatus))
+}
+
+// WhereFromSha256 applies the entql string predicate on the from_sha256 field.
+func (f *ChangeRequestFilter) WhereFromSha256(p entql.StringP) {
+	f.Where(p.Field(changerequest.FieldFromSha256))
+}
+
+// WhereToSha256 applies the entql string predicate on the to_sha256 field.
+func (f *ChangeRequestFilter) WhereToSha256(p entql.StringP) {
+	f.Where(p.Field(changerequest.FieldToSha256))
+}
+
+// WhereRequestedBy applies the entql string predicate on the requested_by field.
+func (f *ChangeRequestFilter) WhereRequestedBy(p entql.StringP) {
+	f.Where(p.Field(changerequest.FieldRequestedBy))
+}
+
+// WhereRequesterKey applies the entql string predicate on the requester_key field.
+func (f *ChangeRequestFilter) WhereRequesterKey(p entql.StringP) {
+	f.Where(p.Field(changerequest.FieldRequesterKey))
+}
+
+// WhereComment applies the entql string predicate on the comment field.
+func (f *ChangeRequestFilter) WhereComment(p entql.StringP) {
+	f.Where(p.Field(changerequest.FieldComment))
+}
+
+// WhereApprovalsRequired applies the entql int predicate on the approvals_required field.
+func (f *ChangeRequestFilter) WhereApprovalsRequired(p entql.IntP) {
+	f.Where(p.Field(changerequest.FieldApprovalsRequired))
+}
+
+// WhereDecidedAt applies the entql time.Time predicate on the decided_at field.
+func (f *ChangeRequestFilter) WhereDecidedAt(p entql.TimeP) {
+	f.Where(p.Field(changerequest.FieldDecidedAt))
+}
+
+// WhereDecidedBy applies the entql string predicate on the decided_by field.
+func (f *ChangeRequestFilter) WhereDecidedBy(p entql.StringP) {
+	f.Where(p.Field(changerequest.FieldDecidedBy))
+}
+
+// WherePolicyVersion applies the entql uint64 predicate on the policy_version field.
+func (f *ChangeRequestFilter) WherePolicyVersion(p entql.Uint64P) {
+	f.Where(p.Field(changerequest.FieldPolicyVersion))
+}
+
+// WhereSupersededBy applies the entql [16]byte predicate on the superseded_by field.
+func (f *ChangeRequestFilter) WhereSupersededBy(p entql.ValueP) {
+	f.Where(p.Field(changerequest.FieldSupersededBy))
+}
+
+// WhereHasTenant applies a predicate to check if query has an edge tenant.
+func (f *ChangeRequestFilter) WhereHasTenant() {
+	f.Where(entql.HasEdge("tenant"))
+}
+
+// WhereHasTenantWith applies a predicate to check if query has an edge tenant with a given conditions (other predicates).
+func (f *ChangeRequestFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
+	f.Where(entql.HasEdgeWith("tenant", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// WhereHasTool applies a predicate to check if query has an edge tool.
+func (f *ChangeRequestFilter) WhereHasTool() {
+	f.Where(entql.HasEdge("tool"))
+}
+
+// WhereHasToolWith applies a predicate to check if query has an edge tool with a given conditions (other predicates).
+func (f *ChangeRequestFilter) WhereHasToolWith(preds ...predicate.Tool) {
+	f.Where(entql.HasEdgeWith("tool", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// WhereHasApprovals applies a predicate to check if query has an edge approvals.
+func (f *ChangeRequestFilter) WhereHasApprovals() {
+	f.Where(entql.HasEdge("approvals"))
+}
+
+// WhereHasApprovalsWith applies a predicate to check if query has an edge approvals with a given conditions (other predicates).
+func (f *ChangeRequestFilter) WhereHasApprovalsWith(preds ...predicate.Approval) {
+	f.Where(entql.HasEdgeWith("approvals", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// addPredicate implements the predicateAdder interface.
 func (_q *EnrollmentTokenQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
 }
@@ -1209,7 +1617,7 @@ type EnrollmentTokenFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *EnrollmentTokenFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[4].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[6].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1312,7 +1720,7 @@ type GatewayFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *GatewayFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[5].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[7].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1456,7 +1864,7 @@ type InvitationFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *InvitationFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[6].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[8].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1550,7 +1958,7 @@ type MembershipFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *MembershipFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[7].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[9].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1643,7 +2051,7 @@ type PolicyVersionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *PolicyVersionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[8].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[10].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1756,7 +2164,7 @@ type SessionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *SessionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[9].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[11].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1826,7 +2234,7 @@ type TenantFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *TenantFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[10].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[12].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1867,6 +2275,11 @@ func (f *TenantFilter) WhereSigningPublicKey(p entql.BytesP) {
 	f.Where(p.Field(tenant.FieldSigningPublicKey))
 }
 
+// WhereApprovalsRequired applies the entql int predicate on the approvals_required field.
+func (f *TenantFilter) WhereApprovalsRequired(p entql.IntP) {
+	f.Where(p.Field(tenant.FieldApprovalsRequired))
+}
+
 // addPredicate implements the predicateAdder interface.
 func (_q *ToolQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
@@ -1896,7 +2309,7 @@ type ToolFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ToolFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[11].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[13].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1994,6 +2407,20 @@ func (f *ToolFilter) WhereHasVersionsWith(preds ...predicate.ToolVersion) {
 	})))
 }
 
+// WhereHasChangeRequests applies a predicate to check if query has an edge change_requests.
+func (f *ToolFilter) WhereHasChangeRequests() {
+	f.Where(entql.HasEdge("change_requests"))
+}
+
+// WhereHasChangeRequestsWith applies a predicate to check if query has an edge change_requests with a given conditions (other predicates).
+func (f *ToolFilter) WhereHasChangeRequestsWith(preds ...predicate.ChangeRequest) {
+	f.Where(entql.HasEdgeWith("change_requests", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
 // addPredicate implements the predicateAdder interface.
 func (_q *ToolVersionQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
@@ -2023,7 +2450,7 @@ type ToolVersionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ToolVersionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[12].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[14].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2052,6 +2479,11 @@ func (f *ToolVersionFilter) WhereSha256(p entql.StringP) {
 // WhereDefinition applies the entql []byte predicate on the definition field.
 func (f *ToolVersionFilter) WhereDefinition(p entql.BytesP) {
 	f.Where(p.Field(toolversion.FieldDefinition))
+}
+
+// WhereFindings applies the entql json.RawMessage predicate on the findings field.
+func (f *ToolVersionFilter) WhereFindings(p entql.BytesP) {
+	f.Where(p.Field(toolversion.FieldFindings))
 }
 
 // WhereFirstSeen applies the entql time.Time predicate on the first_seen field.
@@ -2121,7 +2553,7 @@ type UpstreamFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UpstreamFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[13].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[15].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2263,7 +2695,7 @@ type UserFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UserFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[14].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[16].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2352,7 +2784,7 @@ type VirtualServerFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *VirtualServerFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[15].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[17].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})

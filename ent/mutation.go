@@ -14,14 +14,17 @@ import (
 	"github.com/google/uuid"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/apikey"
+	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
 	"github.com/portcullis-mcp/portcullis/ent/membership"
 	"github.com/portcullis-mcp/portcullis/ent/policyversion"
 	"github.com/portcullis-mcp/portcullis/ent/predicate"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/session"
 	"github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
@@ -42,8 +45,10 @@ const (
 	// Node types.
 	TypeAPIKey          = "APIKey"
 	TypeAgent           = "Agent"
+	TypeApproval        = "Approval"
 	TypeAuditEvent      = "AuditEvent"
 	TypeCallEvent       = "CallEvent"
+	TypeChangeRequest   = "ChangeRequest"
 	TypeEnrollmentToken = "EnrollmentToken"
 	TypeGateway         = "Gateway"
 	TypeInvitation      = "Invitation"
@@ -932,6 +937,7 @@ type AgentMutation struct {
 	last_seen          *time.Time
 	applied_version    *uint64
 	addapplied_version *int64
+	applied_at         *time.Time
 	last_nack          *string
 	revoked            *bool
 	clearedFields      map[string]struct{}
@@ -1441,6 +1447,55 @@ func (m *AgentMutation) ResetAppliedVersion() {
 	m.addapplied_version = nil
 }
 
+// SetAppliedAt sets the "applied_at" field.
+func (m *AgentMutation) SetAppliedAt(t time.Time) {
+	m.applied_at = &t
+}
+
+// AppliedAt returns the value of the "applied_at" field in the mutation.
+func (m *AgentMutation) AppliedAt() (r time.Time, exists bool) {
+	v := m.applied_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAppliedAt returns the old "applied_at" field's value of the Agent entity.
+// If the Agent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentMutation) OldAppliedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAppliedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAppliedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAppliedAt: %w", err)
+	}
+	return oldValue.AppliedAt, nil
+}
+
+// ClearAppliedAt clears the value of the "applied_at" field.
+func (m *AgentMutation) ClearAppliedAt() {
+	m.applied_at = nil
+	m.clearedFields[agent.FieldAppliedAt] = struct{}{}
+}
+
+// AppliedAtCleared returns if the "applied_at" field was cleared in this mutation.
+func (m *AgentMutation) AppliedAtCleared() bool {
+	_, ok := m.clearedFields[agent.FieldAppliedAt]
+	return ok
+}
+
+// ResetAppliedAt resets all changes to the "applied_at" field.
+func (m *AgentMutation) ResetAppliedAt() {
+	m.applied_at = nil
+	delete(m.clearedFields, agent.FieldAppliedAt)
+}
+
 // SetLastNack sets the "last_nack" field.
 func (m *AgentMutation) SetLastNack(s string) {
 	m.last_nack = &s
@@ -1601,7 +1656,7 @@ func (m *AgentMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *AgentMutation) Fields() []string {
-	fields := make([]string, 0, 12)
+	fields := make([]string, 0, 13)
 	if m.created_at != nil {
 		fields = append(fields, agent.FieldCreatedAt)
 	}
@@ -1631,6 +1686,9 @@ func (m *AgentMutation) Fields() []string {
 	}
 	if m.applied_version != nil {
 		fields = append(fields, agent.FieldAppliedVersion)
+	}
+	if m.applied_at != nil {
+		fields = append(fields, agent.FieldAppliedAt)
 	}
 	if m.last_nack != nil {
 		fields = append(fields, agent.FieldLastNack)
@@ -1666,6 +1724,8 @@ func (m *AgentMutation) Field(name string) (ent.Value, bool) {
 		return m.LastSeen()
 	case agent.FieldAppliedVersion:
 		return m.AppliedVersion()
+	case agent.FieldAppliedAt:
+		return m.AppliedAt()
 	case agent.FieldLastNack:
 		return m.LastNack()
 	case agent.FieldRevoked:
@@ -1699,6 +1759,8 @@ func (m *AgentMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldLastSeen(ctx)
 	case agent.FieldAppliedVersion:
 		return m.OldAppliedVersion(ctx)
+	case agent.FieldAppliedAt:
+		return m.OldAppliedAt(ctx)
 	case agent.FieldLastNack:
 		return m.OldLastNack(ctx)
 	case agent.FieldRevoked:
@@ -1782,6 +1844,13 @@ func (m *AgentMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetAppliedVersion(v)
 		return nil
+	case agent.FieldAppliedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAppliedAt(v)
+		return nil
 	case agent.FieldLastNack:
 		v, ok := value.(string)
 		if !ok {
@@ -1844,6 +1913,9 @@ func (m *AgentMutation) ClearedFields() []string {
 	if m.FieldCleared(agent.FieldLastSeen) {
 		fields = append(fields, agent.FieldLastSeen)
 	}
+	if m.FieldCleared(agent.FieldAppliedAt) {
+		fields = append(fields, agent.FieldAppliedAt)
+	}
 	return fields
 }
 
@@ -1860,6 +1932,9 @@ func (m *AgentMutation) ClearField(name string) error {
 	switch name {
 	case agent.FieldLastSeen:
 		m.ClearLastSeen()
+		return nil
+	case agent.FieldAppliedAt:
+		m.ClearAppliedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown Agent nullable field %s", name)
@@ -1898,6 +1973,9 @@ func (m *AgentMutation) ResetField(name string) error {
 		return nil
 	case agent.FieldAppliedVersion:
 		m.ResetAppliedVersion()
+		return nil
+	case agent.FieldAppliedAt:
+		m.ResetAppliedAt()
 		return nil
 	case agent.FieldLastNack:
 		m.ResetLastNack()
@@ -1999,6 +2077,816 @@ func (m *AgentMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown Agent edge %s", name)
+}
+
+// ApprovalMutation represents an operation that mutates the Approval nodes in the graph.
+type ApprovalMutation struct {
+	config
+	op                    Op
+	typ                   string
+	id                    *uuid.UUID
+	created_at            *time.Time
+	updated_at            *time.Time
+	decision              *approval.Decision
+	actor_key             *string
+	actor                 *string
+	comment               *string
+	clearedFields         map[string]struct{}
+	tenant                *uuid.UUID
+	clearedtenant         bool
+	change_request        *uuid.UUID
+	clearedchange_request bool
+	done                  bool
+	oldValue              func(context.Context) (*Approval, error)
+	predicates            []predicate.Approval
+}
+
+var _ ent.Mutation = (*ApprovalMutation)(nil)
+
+// approvalOption allows management of the mutation configuration using functional options.
+type approvalOption func(*ApprovalMutation)
+
+// newApprovalMutation creates new mutation for the Approval entity.
+func newApprovalMutation(c config, op Op, opts ...approvalOption) *ApprovalMutation {
+	m := &ApprovalMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeApproval,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withApprovalID sets the ID field of the mutation.
+func withApprovalID(id uuid.UUID) approvalOption {
+	return func(m *ApprovalMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Approval
+		)
+		m.oldValue = func(ctx context.Context) (*Approval, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Approval.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withApproval sets the old Approval of the mutation.
+func withApproval(node *Approval) approvalOption {
+	return func(m *ApprovalMutation) {
+		m.oldValue = func(context.Context) (*Approval, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m ApprovalMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m ApprovalMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of Approval entities.
+func (m *ApprovalMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *ApprovalMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *ApprovalMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Approval.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *ApprovalMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *ApprovalMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *ApprovalMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *ApprovalMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *ApprovalMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *ApprovalMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetTenantID sets the "tenant_id" field.
+func (m *ApprovalMutation) SetTenantID(u uuid.UUID) {
+	m.tenant = &u
+}
+
+// TenantID returns the value of the "tenant_id" field in the mutation.
+func (m *ApprovalMutation) TenantID() (r uuid.UUID, exists bool) {
+	v := m.tenant
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTenantID returns the old "tenant_id" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldTenantID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTenantID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTenantID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTenantID: %w", err)
+	}
+	return oldValue.TenantID, nil
+}
+
+// ResetTenantID resets all changes to the "tenant_id" field.
+func (m *ApprovalMutation) ResetTenantID() {
+	m.tenant = nil
+}
+
+// SetChangeRequestID sets the "change_request_id" field.
+func (m *ApprovalMutation) SetChangeRequestID(u uuid.UUID) {
+	m.change_request = &u
+}
+
+// ChangeRequestID returns the value of the "change_request_id" field in the mutation.
+func (m *ApprovalMutation) ChangeRequestID() (r uuid.UUID, exists bool) {
+	v := m.change_request
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldChangeRequestID returns the old "change_request_id" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldChangeRequestID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldChangeRequestID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldChangeRequestID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldChangeRequestID: %w", err)
+	}
+	return oldValue.ChangeRequestID, nil
+}
+
+// ResetChangeRequestID resets all changes to the "change_request_id" field.
+func (m *ApprovalMutation) ResetChangeRequestID() {
+	m.change_request = nil
+}
+
+// SetDecision sets the "decision" field.
+func (m *ApprovalMutation) SetDecision(a approval.Decision) {
+	m.decision = &a
+}
+
+// Decision returns the value of the "decision" field in the mutation.
+func (m *ApprovalMutation) Decision() (r approval.Decision, exists bool) {
+	v := m.decision
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDecision returns the old "decision" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldDecision(ctx context.Context) (v approval.Decision, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDecision is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDecision requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDecision: %w", err)
+	}
+	return oldValue.Decision, nil
+}
+
+// ResetDecision resets all changes to the "decision" field.
+func (m *ApprovalMutation) ResetDecision() {
+	m.decision = nil
+}
+
+// SetActorKey sets the "actor_key" field.
+func (m *ApprovalMutation) SetActorKey(s string) {
+	m.actor_key = &s
+}
+
+// ActorKey returns the value of the "actor_key" field in the mutation.
+func (m *ApprovalMutation) ActorKey() (r string, exists bool) {
+	v := m.actor_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldActorKey returns the old "actor_key" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldActorKey(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldActorKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldActorKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldActorKey: %w", err)
+	}
+	return oldValue.ActorKey, nil
+}
+
+// ResetActorKey resets all changes to the "actor_key" field.
+func (m *ApprovalMutation) ResetActorKey() {
+	m.actor_key = nil
+}
+
+// SetActor sets the "actor" field.
+func (m *ApprovalMutation) SetActor(s string) {
+	m.actor = &s
+}
+
+// Actor returns the value of the "actor" field in the mutation.
+func (m *ApprovalMutation) Actor() (r string, exists bool) {
+	v := m.actor
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldActor returns the old "actor" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldActor(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldActor is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldActor requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldActor: %w", err)
+	}
+	return oldValue.Actor, nil
+}
+
+// ResetActor resets all changes to the "actor" field.
+func (m *ApprovalMutation) ResetActor() {
+	m.actor = nil
+}
+
+// SetComment sets the "comment" field.
+func (m *ApprovalMutation) SetComment(s string) {
+	m.comment = &s
+}
+
+// Comment returns the value of the "comment" field in the mutation.
+func (m *ApprovalMutation) Comment() (r string, exists bool) {
+	v := m.comment
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldComment returns the old "comment" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldComment(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldComment is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldComment requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldComment: %w", err)
+	}
+	return oldValue.Comment, nil
+}
+
+// ResetComment resets all changes to the "comment" field.
+func (m *ApprovalMutation) ResetComment() {
+	m.comment = nil
+}
+
+// ClearTenant clears the "tenant" edge to the Tenant entity.
+func (m *ApprovalMutation) ClearTenant() {
+	m.clearedtenant = true
+	m.clearedFields[approval.FieldTenantID] = struct{}{}
+}
+
+// TenantCleared reports if the "tenant" edge to the Tenant entity was cleared.
+func (m *ApprovalMutation) TenantCleared() bool {
+	return m.clearedtenant
+}
+
+// TenantIDs returns the "tenant" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// TenantID instead. It exists only for internal usage by the builders.
+func (m *ApprovalMutation) TenantIDs() (ids []uuid.UUID) {
+	if id := m.tenant; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetTenant resets all changes to the "tenant" edge.
+func (m *ApprovalMutation) ResetTenant() {
+	m.tenant = nil
+	m.clearedtenant = false
+}
+
+// ClearChangeRequest clears the "change_request" edge to the ChangeRequest entity.
+func (m *ApprovalMutation) ClearChangeRequest() {
+	m.clearedchange_request = true
+	m.clearedFields[approval.FieldChangeRequestID] = struct{}{}
+}
+
+// ChangeRequestCleared reports if the "change_request" edge to the ChangeRequest entity was cleared.
+func (m *ApprovalMutation) ChangeRequestCleared() bool {
+	return m.clearedchange_request
+}
+
+// ChangeRequestIDs returns the "change_request" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// ChangeRequestID instead. It exists only for internal usage by the builders.
+func (m *ApprovalMutation) ChangeRequestIDs() (ids []uuid.UUID) {
+	if id := m.change_request; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetChangeRequest resets all changes to the "change_request" edge.
+func (m *ApprovalMutation) ResetChangeRequest() {
+	m.change_request = nil
+	m.clearedchange_request = false
+}
+
+// Where appends a list predicates to the ApprovalMutation builder.
+func (m *ApprovalMutation) Where(ps ...predicate.Approval) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the ApprovalMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *ApprovalMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Approval, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *ApprovalMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *ApprovalMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Approval).
+func (m *ApprovalMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *ApprovalMutation) Fields() []string {
+	fields := make([]string, 0, 8)
+	if m.created_at != nil {
+		fields = append(fields, approval.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, approval.FieldUpdatedAt)
+	}
+	if m.tenant != nil {
+		fields = append(fields, approval.FieldTenantID)
+	}
+	if m.change_request != nil {
+		fields = append(fields, approval.FieldChangeRequestID)
+	}
+	if m.decision != nil {
+		fields = append(fields, approval.FieldDecision)
+	}
+	if m.actor_key != nil {
+		fields = append(fields, approval.FieldActorKey)
+	}
+	if m.actor != nil {
+		fields = append(fields, approval.FieldActor)
+	}
+	if m.comment != nil {
+		fields = append(fields, approval.FieldComment)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *ApprovalMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case approval.FieldCreatedAt:
+		return m.CreatedAt()
+	case approval.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case approval.FieldTenantID:
+		return m.TenantID()
+	case approval.FieldChangeRequestID:
+		return m.ChangeRequestID()
+	case approval.FieldDecision:
+		return m.Decision()
+	case approval.FieldActorKey:
+		return m.ActorKey()
+	case approval.FieldActor:
+		return m.Actor()
+	case approval.FieldComment:
+		return m.Comment()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *ApprovalMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case approval.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case approval.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case approval.FieldTenantID:
+		return m.OldTenantID(ctx)
+	case approval.FieldChangeRequestID:
+		return m.OldChangeRequestID(ctx)
+	case approval.FieldDecision:
+		return m.OldDecision(ctx)
+	case approval.FieldActorKey:
+		return m.OldActorKey(ctx)
+	case approval.FieldActor:
+		return m.OldActor(ctx)
+	case approval.FieldComment:
+		return m.OldComment(ctx)
+	}
+	return nil, fmt.Errorf("unknown Approval field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ApprovalMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case approval.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case approval.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case approval.FieldTenantID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTenantID(v)
+		return nil
+	case approval.FieldChangeRequestID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetChangeRequestID(v)
+		return nil
+	case approval.FieldDecision:
+		v, ok := value.(approval.Decision)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDecision(v)
+		return nil
+	case approval.FieldActorKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetActorKey(v)
+		return nil
+	case approval.FieldActor:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetActor(v)
+		return nil
+	case approval.FieldComment:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetComment(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Approval field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *ApprovalMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *ApprovalMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ApprovalMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown Approval numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *ApprovalMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *ApprovalMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *ApprovalMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown Approval nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *ApprovalMutation) ResetField(name string) error {
+	switch name {
+	case approval.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case approval.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case approval.FieldTenantID:
+		m.ResetTenantID()
+		return nil
+	case approval.FieldChangeRequestID:
+		m.ResetChangeRequestID()
+		return nil
+	case approval.FieldDecision:
+		m.ResetDecision()
+		return nil
+	case approval.FieldActorKey:
+		m.ResetActorKey()
+		return nil
+	case approval.FieldActor:
+		m.ResetActor()
+		return nil
+	case approval.FieldComment:
+		m.ResetComment()
+		return nil
+	}
+	return fmt.Errorf("unknown Approval field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *ApprovalMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.tenant != nil {
+		edges = append(edges, approval.EdgeTenant)
+	}
+	if m.change_request != nil {
+		edges = append(edges, approval.EdgeChangeRequest)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *ApprovalMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case approval.EdgeTenant:
+		if id := m.tenant; id != nil {
+			return []ent.Value{*id}
+		}
+	case approval.EdgeChangeRequest:
+		if id := m.change_request; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *ApprovalMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *ApprovalMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *ApprovalMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.clearedtenant {
+		edges = append(edges, approval.EdgeTenant)
+	}
+	if m.clearedchange_request {
+		edges = append(edges, approval.EdgeChangeRequest)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *ApprovalMutation) EdgeCleared(name string) bool {
+	switch name {
+	case approval.EdgeTenant:
+		return m.clearedtenant
+	case approval.EdgeChangeRequest:
+		return m.clearedchange_request
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *ApprovalMutation) ClearEdge(name string) error {
+	switch name {
+	case approval.EdgeTenant:
+		m.ClearTenant()
+		return nil
+	case approval.EdgeChangeRequest:
+		m.ClearChangeRequest()
+		return nil
+	}
+	return fmt.Errorf("unknown Approval unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *ApprovalMutation) ResetEdge(name string) error {
+	switch name {
+	case approval.EdgeTenant:
+		m.ResetTenant()
+		return nil
+	case approval.EdgeChangeRequest:
+		m.ResetChangeRequest()
+		return nil
+	}
+	return fmt.Errorf("unknown Approval edge %s", name)
 }
 
 // AuditEventMutation represents an operation that mutates the AuditEvent nodes in the graph.
@@ -4102,6 +4990,1497 @@ func (m *CallEventMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown CallEvent edge %s", name)
+}
+
+// ChangeRequestMutation represents an operation that mutates the ChangeRequest nodes in the graph.
+type ChangeRequestMutation struct {
+	config
+	op                    Op
+	typ                   string
+	id                    *uuid.UUID
+	created_at            *time.Time
+	updated_at            *time.Time
+	gateway_id            *uuid.UUID
+	kind                  *changerequest.Kind
+	status                *changerequest.Status
+	from_sha256           *string
+	to_sha256             *string
+	requested_by          *string
+	requester_key         *string
+	comment               *string
+	approvals_required    *int
+	addapprovals_required *int
+	decided_at            *time.Time
+	decided_by            *string
+	policy_version        *uint64
+	addpolicy_version     *int64
+	superseded_by         *uuid.UUID
+	clearedFields         map[string]struct{}
+	tenant                *uuid.UUID
+	clearedtenant         bool
+	tool                  *uuid.UUID
+	clearedtool           bool
+	approvals             map[uuid.UUID]struct{}
+	removedapprovals      map[uuid.UUID]struct{}
+	clearedapprovals      bool
+	done                  bool
+	oldValue              func(context.Context) (*ChangeRequest, error)
+	predicates            []predicate.ChangeRequest
+}
+
+var _ ent.Mutation = (*ChangeRequestMutation)(nil)
+
+// changerequestOption allows management of the mutation configuration using functional options.
+type changerequestOption func(*ChangeRequestMutation)
+
+// newChangeRequestMutation creates new mutation for the ChangeRequest entity.
+func newChangeRequestMutation(c config, op Op, opts ...changerequestOption) *ChangeRequestMutation {
+	m := &ChangeRequestMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeChangeRequest,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withChangeRequestID sets the ID field of the mutation.
+func withChangeRequestID(id uuid.UUID) changerequestOption {
+	return func(m *ChangeRequestMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *ChangeRequest
+		)
+		m.oldValue = func(ctx context.Context) (*ChangeRequest, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().ChangeRequest.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withChangeRequest sets the old ChangeRequest of the mutation.
+func withChangeRequest(node *ChangeRequest) changerequestOption {
+	return func(m *ChangeRequestMutation) {
+		m.oldValue = func(context.Context) (*ChangeRequest, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m ChangeRequestMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m ChangeRequestMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of ChangeRequest entities.
+func (m *ChangeRequestMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *ChangeRequestMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *ChangeRequestMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().ChangeRequest.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *ChangeRequestMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *ChangeRequestMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *ChangeRequestMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *ChangeRequestMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *ChangeRequestMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *ChangeRequestMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetTenantID sets the "tenant_id" field.
+func (m *ChangeRequestMutation) SetTenantID(u uuid.UUID) {
+	m.tenant = &u
+}
+
+// TenantID returns the value of the "tenant_id" field in the mutation.
+func (m *ChangeRequestMutation) TenantID() (r uuid.UUID, exists bool) {
+	v := m.tenant
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTenantID returns the old "tenant_id" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldTenantID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTenantID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTenantID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTenantID: %w", err)
+	}
+	return oldValue.TenantID, nil
+}
+
+// ResetTenantID resets all changes to the "tenant_id" field.
+func (m *ChangeRequestMutation) ResetTenantID() {
+	m.tenant = nil
+}
+
+// SetToolID sets the "tool_id" field.
+func (m *ChangeRequestMutation) SetToolID(u uuid.UUID) {
+	m.tool = &u
+}
+
+// ToolID returns the value of the "tool_id" field in the mutation.
+func (m *ChangeRequestMutation) ToolID() (r uuid.UUID, exists bool) {
+	v := m.tool
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldToolID returns the old "tool_id" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldToolID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldToolID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldToolID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldToolID: %w", err)
+	}
+	return oldValue.ToolID, nil
+}
+
+// ResetToolID resets all changes to the "tool_id" field.
+func (m *ChangeRequestMutation) ResetToolID() {
+	m.tool = nil
+}
+
+// SetGatewayID sets the "gateway_id" field.
+func (m *ChangeRequestMutation) SetGatewayID(u uuid.UUID) {
+	m.gateway_id = &u
+}
+
+// GatewayID returns the value of the "gateway_id" field in the mutation.
+func (m *ChangeRequestMutation) GatewayID() (r uuid.UUID, exists bool) {
+	v := m.gateway_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGatewayID returns the old "gateway_id" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldGatewayID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGatewayID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGatewayID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGatewayID: %w", err)
+	}
+	return oldValue.GatewayID, nil
+}
+
+// ResetGatewayID resets all changes to the "gateway_id" field.
+func (m *ChangeRequestMutation) ResetGatewayID() {
+	m.gateway_id = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *ChangeRequestMutation) SetKind(c changerequest.Kind) {
+	m.kind = &c
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *ChangeRequestMutation) Kind() (r changerequest.Kind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldKind(ctx context.Context) (v changerequest.Kind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *ChangeRequestMutation) ResetKind() {
+	m.kind = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *ChangeRequestMutation) SetStatus(c changerequest.Status) {
+	m.status = &c
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *ChangeRequestMutation) Status() (r changerequest.Status, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldStatus(ctx context.Context) (v changerequest.Status, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *ChangeRequestMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetFromSha256 sets the "from_sha256" field.
+func (m *ChangeRequestMutation) SetFromSha256(s string) {
+	m.from_sha256 = &s
+}
+
+// FromSha256 returns the value of the "from_sha256" field in the mutation.
+func (m *ChangeRequestMutation) FromSha256() (r string, exists bool) {
+	v := m.from_sha256
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFromSha256 returns the old "from_sha256" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldFromSha256(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFromSha256 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFromSha256 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFromSha256: %w", err)
+	}
+	return oldValue.FromSha256, nil
+}
+
+// ResetFromSha256 resets all changes to the "from_sha256" field.
+func (m *ChangeRequestMutation) ResetFromSha256() {
+	m.from_sha256 = nil
+}
+
+// SetToSha256 sets the "to_sha256" field.
+func (m *ChangeRequestMutation) SetToSha256(s string) {
+	m.to_sha256 = &s
+}
+
+// ToSha256 returns the value of the "to_sha256" field in the mutation.
+func (m *ChangeRequestMutation) ToSha256() (r string, exists bool) {
+	v := m.to_sha256
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldToSha256 returns the old "to_sha256" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldToSha256(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldToSha256 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldToSha256 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldToSha256: %w", err)
+	}
+	return oldValue.ToSha256, nil
+}
+
+// ResetToSha256 resets all changes to the "to_sha256" field.
+func (m *ChangeRequestMutation) ResetToSha256() {
+	m.to_sha256 = nil
+}
+
+// SetRequestedBy sets the "requested_by" field.
+func (m *ChangeRequestMutation) SetRequestedBy(s string) {
+	m.requested_by = &s
+}
+
+// RequestedBy returns the value of the "requested_by" field in the mutation.
+func (m *ChangeRequestMutation) RequestedBy() (r string, exists bool) {
+	v := m.requested_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequestedBy returns the old "requested_by" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldRequestedBy(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequestedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequestedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequestedBy: %w", err)
+	}
+	return oldValue.RequestedBy, nil
+}
+
+// ResetRequestedBy resets all changes to the "requested_by" field.
+func (m *ChangeRequestMutation) ResetRequestedBy() {
+	m.requested_by = nil
+}
+
+// SetRequesterKey sets the "requester_key" field.
+func (m *ChangeRequestMutation) SetRequesterKey(s string) {
+	m.requester_key = &s
+}
+
+// RequesterKey returns the value of the "requester_key" field in the mutation.
+func (m *ChangeRequestMutation) RequesterKey() (r string, exists bool) {
+	v := m.requester_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequesterKey returns the old "requester_key" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldRequesterKey(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequesterKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequesterKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequesterKey: %w", err)
+	}
+	return oldValue.RequesterKey, nil
+}
+
+// ResetRequesterKey resets all changes to the "requester_key" field.
+func (m *ChangeRequestMutation) ResetRequesterKey() {
+	m.requester_key = nil
+}
+
+// SetComment sets the "comment" field.
+func (m *ChangeRequestMutation) SetComment(s string) {
+	m.comment = &s
+}
+
+// Comment returns the value of the "comment" field in the mutation.
+func (m *ChangeRequestMutation) Comment() (r string, exists bool) {
+	v := m.comment
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldComment returns the old "comment" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldComment(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldComment is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldComment requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldComment: %w", err)
+	}
+	return oldValue.Comment, nil
+}
+
+// ResetComment resets all changes to the "comment" field.
+func (m *ChangeRequestMutation) ResetComment() {
+	m.comment = nil
+}
+
+// SetApprovalsRequired sets the "approvals_required" field.
+func (m *ChangeRequestMutation) SetApprovalsRequired(i int) {
+	m.approvals_required = &i
+	m.addapprovals_required = nil
+}
+
+// ApprovalsRequired returns the value of the "approvals_required" field in the mutation.
+func (m *ChangeRequestMutation) ApprovalsRequired() (r int, exists bool) {
+	v := m.approvals_required
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldApprovalsRequired returns the old "approvals_required" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldApprovalsRequired(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldApprovalsRequired is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldApprovalsRequired requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldApprovalsRequired: %w", err)
+	}
+	return oldValue.ApprovalsRequired, nil
+}
+
+// AddApprovalsRequired adds i to the "approvals_required" field.
+func (m *ChangeRequestMutation) AddApprovalsRequired(i int) {
+	if m.addapprovals_required != nil {
+		*m.addapprovals_required += i
+	} else {
+		m.addapprovals_required = &i
+	}
+}
+
+// AddedApprovalsRequired returns the value that was added to the "approvals_required" field in this mutation.
+func (m *ChangeRequestMutation) AddedApprovalsRequired() (r int, exists bool) {
+	v := m.addapprovals_required
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetApprovalsRequired resets all changes to the "approvals_required" field.
+func (m *ChangeRequestMutation) ResetApprovalsRequired() {
+	m.approvals_required = nil
+	m.addapprovals_required = nil
+}
+
+// SetDecidedAt sets the "decided_at" field.
+func (m *ChangeRequestMutation) SetDecidedAt(t time.Time) {
+	m.decided_at = &t
+}
+
+// DecidedAt returns the value of the "decided_at" field in the mutation.
+func (m *ChangeRequestMutation) DecidedAt() (r time.Time, exists bool) {
+	v := m.decided_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDecidedAt returns the old "decided_at" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldDecidedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDecidedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDecidedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDecidedAt: %w", err)
+	}
+	return oldValue.DecidedAt, nil
+}
+
+// ClearDecidedAt clears the value of the "decided_at" field.
+func (m *ChangeRequestMutation) ClearDecidedAt() {
+	m.decided_at = nil
+	m.clearedFields[changerequest.FieldDecidedAt] = struct{}{}
+}
+
+// DecidedAtCleared returns if the "decided_at" field was cleared in this mutation.
+func (m *ChangeRequestMutation) DecidedAtCleared() bool {
+	_, ok := m.clearedFields[changerequest.FieldDecidedAt]
+	return ok
+}
+
+// ResetDecidedAt resets all changes to the "decided_at" field.
+func (m *ChangeRequestMutation) ResetDecidedAt() {
+	m.decided_at = nil
+	delete(m.clearedFields, changerequest.FieldDecidedAt)
+}
+
+// SetDecidedBy sets the "decided_by" field.
+func (m *ChangeRequestMutation) SetDecidedBy(s string) {
+	m.decided_by = &s
+}
+
+// DecidedBy returns the value of the "decided_by" field in the mutation.
+func (m *ChangeRequestMutation) DecidedBy() (r string, exists bool) {
+	v := m.decided_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDecidedBy returns the old "decided_by" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldDecidedBy(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDecidedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDecidedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDecidedBy: %w", err)
+	}
+	return oldValue.DecidedBy, nil
+}
+
+// ResetDecidedBy resets all changes to the "decided_by" field.
+func (m *ChangeRequestMutation) ResetDecidedBy() {
+	m.decided_by = nil
+}
+
+// SetPolicyVersion sets the "policy_version" field.
+func (m *ChangeRequestMutation) SetPolicyVersion(u uint64) {
+	m.policy_version = &u
+	m.addpolicy_version = nil
+}
+
+// PolicyVersion returns the value of the "policy_version" field in the mutation.
+func (m *ChangeRequestMutation) PolicyVersion() (r uint64, exists bool) {
+	v := m.policy_version
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPolicyVersion returns the old "policy_version" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldPolicyVersion(ctx context.Context) (v uint64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPolicyVersion is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPolicyVersion requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPolicyVersion: %w", err)
+	}
+	return oldValue.PolicyVersion, nil
+}
+
+// AddPolicyVersion adds u to the "policy_version" field.
+func (m *ChangeRequestMutation) AddPolicyVersion(u int64) {
+	if m.addpolicy_version != nil {
+		*m.addpolicy_version += u
+	} else {
+		m.addpolicy_version = &u
+	}
+}
+
+// AddedPolicyVersion returns the value that was added to the "policy_version" field in this mutation.
+func (m *ChangeRequestMutation) AddedPolicyVersion() (r int64, exists bool) {
+	v := m.addpolicy_version
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPolicyVersion resets all changes to the "policy_version" field.
+func (m *ChangeRequestMutation) ResetPolicyVersion() {
+	m.policy_version = nil
+	m.addpolicy_version = nil
+}
+
+// SetSupersededBy sets the "superseded_by" field.
+func (m *ChangeRequestMutation) SetSupersededBy(u uuid.UUID) {
+	m.superseded_by = &u
+}
+
+// SupersededBy returns the value of the "superseded_by" field in the mutation.
+func (m *ChangeRequestMutation) SupersededBy() (r uuid.UUID, exists bool) {
+	v := m.superseded_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSupersededBy returns the old "superseded_by" field's value of the ChangeRequest entity.
+// If the ChangeRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ChangeRequestMutation) OldSupersededBy(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSupersededBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSupersededBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSupersededBy: %w", err)
+	}
+	return oldValue.SupersededBy, nil
+}
+
+// ClearSupersededBy clears the value of the "superseded_by" field.
+func (m *ChangeRequestMutation) ClearSupersededBy() {
+	m.superseded_by = nil
+	m.clearedFields[changerequest.FieldSupersededBy] = struct{}{}
+}
+
+// SupersededByCleared returns if the "superseded_by" field was cleared in this mutation.
+func (m *ChangeRequestMutation) SupersededByCleared() bool {
+	_, ok := m.clearedFields[changerequest.FieldSupersededBy]
+	return ok
+}
+
+// ResetSupersededBy resets all changes to the "superseded_by" field.
+func (m *ChangeRequestMutation) ResetSupersededBy() {
+	m.superseded_by = nil
+	delete(m.clearedFields, changerequest.FieldSupersededBy)
+}
+
+// ClearTenant clears the "tenant" edge to the Tenant entity.
+func (m *ChangeRequestMutation) ClearTenant() {
+	m.clearedtenant = true
+	m.clearedFields[changerequest.FieldTenantID] = struct{}{}
+}
+
+// TenantCleared reports if the "tenant" edge to the Tenant entity was cleared.
+func (m *ChangeRequestMutation) TenantCleared() bool {
+	return m.clearedtenant
+}
+
+// TenantIDs returns the "tenant" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// TenantID instead. It exists only for internal usage by the builders.
+func (m *ChangeRequestMutation) TenantIDs() (ids []uuid.UUID) {
+	if id := m.tenant; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetTenant resets all changes to the "tenant" edge.
+func (m *ChangeRequestMutation) ResetTenant() {
+	m.tenant = nil
+	m.clearedtenant = false
+}
+
+// ClearTool clears the "tool" edge to the Tool entity.
+func (m *ChangeRequestMutation) ClearTool() {
+	m.clearedtool = true
+	m.clearedFields[changerequest.FieldToolID] = struct{}{}
+}
+
+// ToolCleared reports if the "tool" edge to the Tool entity was cleared.
+func (m *ChangeRequestMutation) ToolCleared() bool {
+	return m.clearedtool
+}
+
+// ToolIDs returns the "tool" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// ToolID instead. It exists only for internal usage by the builders.
+func (m *ChangeRequestMutation) ToolIDs() (ids []uuid.UUID) {
+	if id := m.tool; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetTool resets all changes to the "tool" edge.
+func (m *ChangeRequestMutation) ResetTool() {
+	m.tool = nil
+	m.clearedtool = false
+}
+
+// AddApprovalIDs adds the "approvals" edge to the Approval entity by ids.
+func (m *ChangeRequestMutation) AddApprovalIDs(ids ...uuid.UUID) {
+	if m.approvals == nil {
+		m.approvals = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		m.approvals[ids[i]] = struct{}{}
+	}
+}
+
+// ClearApprovals clears the "approvals" edge to the Approval entity.
+func (m *ChangeRequestMutation) ClearApprovals() {
+	m.clearedapprovals = true
+}
+
+// ApprovalsCleared reports if the "approvals" edge to the Approval entity was cleared.
+func (m *ChangeRequestMutation) ApprovalsCleared() bool {
+	return m.clearedapprovals
+}
+
+// RemoveApprovalIDs removes the "approvals" edge to the Approval entity by IDs.
+func (m *ChangeRequestMutation) RemoveApprovalIDs(ids ...uuid.UUID) {
+	if m.removedapprovals == nil {
+		m.removedapprovals = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		delete(m.approvals, ids[i])
+		m.removedapprovals[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedApprovals returns the removed IDs of the "approvals" edge to the Approval entity.
+func (m *ChangeRequestMutation) RemovedApprovalsIDs() (ids []uuid.UUID) {
+	for id := range m.removedapprovals {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ApprovalsIDs returns the "approvals" edge IDs in the mutation.
+func (m *ChangeRequestMutation) ApprovalsIDs() (ids []uuid.UUID) {
+	for id := range m.approvals {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetApprovals resets all changes to the "approvals" edge.
+func (m *ChangeRequestMutation) ResetApprovals() {
+	m.approvals = nil
+	m.clearedapprovals = false
+	m.removedapprovals = nil
+}
+
+// Where appends a list predicates to the ChangeRequestMutation builder.
+func (m *ChangeRequestMutation) Where(ps ...predicate.ChangeRequest) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the ChangeRequestMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *ChangeRequestMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.ChangeRequest, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *ChangeRequestMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *ChangeRequestMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (ChangeRequest).
+func (m *ChangeRequestMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *ChangeRequestMutation) Fields() []string {
+	fields := make([]string, 0, 17)
+	if m.created_at != nil {
+		fields = append(fields, changerequest.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, changerequest.FieldUpdatedAt)
+	}
+	if m.tenant != nil {
+		fields = append(fields, changerequest.FieldTenantID)
+	}
+	if m.tool != nil {
+		fields = append(fields, changerequest.FieldToolID)
+	}
+	if m.gateway_id != nil {
+		fields = append(fields, changerequest.FieldGatewayID)
+	}
+	if m.kind != nil {
+		fields = append(fields, changerequest.FieldKind)
+	}
+	if m.status != nil {
+		fields = append(fields, changerequest.FieldStatus)
+	}
+	if m.from_sha256 != nil {
+		fields = append(fields, changerequest.FieldFromSha256)
+	}
+	if m.to_sha256 != nil {
+		fields = append(fields, changerequest.FieldToSha256)
+	}
+	if m.requested_by != nil {
+		fields = append(fields, changerequest.FieldRequestedBy)
+	}
+	if m.requester_key != nil {
+		fields = append(fields, changerequest.FieldRequesterKey)
+	}
+	if m.comment != nil {
+		fields = append(fields, changerequest.FieldComment)
+	}
+	if m.approvals_required != nil {
+		fields = append(fields, changerequest.FieldApprovalsRequired)
+	}
+	if m.decided_at != nil {
+		fields = append(fields, changerequest.FieldDecidedAt)
+	}
+	if m.decided_by != nil {
+		fields = append(fields, changerequest.FieldDecidedBy)
+	}
+	if m.policy_version != nil {
+		fields = append(fields, changerequest.FieldPolicyVersion)
+	}
+	if m.superseded_by != nil {
+		fields = append(fields, changerequest.FieldSupersededBy)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *ChangeRequestMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case changerequest.FieldCreatedAt:
+		return m.CreatedAt()
+	case changerequest.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case changerequest.FieldTenantID:
+		return m.TenantID()
+	case changerequest.FieldToolID:
+		return m.ToolID()
+	case changerequest.FieldGatewayID:
+		return m.GatewayID()
+	case changerequest.FieldKind:
+		return m.Kind()
+	case changerequest.FieldStatus:
+		return m.Status()
+	case changerequest.FieldFromSha256:
+		return m.FromSha256()
+	case changerequest.FieldToSha256:
+		return m.ToSha256()
+	case changerequest.FieldRequestedBy:
+		return m.RequestedBy()
+	case changerequest.FieldRequesterKey:
+		return m.RequesterKey()
+	case changerequest.FieldComment:
+		return m.Comment()
+	case changerequest.FieldApprovalsRequired:
+		return m.ApprovalsRequired()
+	case changerequest.FieldDecidedAt:
+		return m.DecidedAt()
+	case changerequest.FieldDecidedBy:
+		return m.DecidedBy()
+	case changerequest.FieldPolicyVersion:
+		return m.PolicyVersion()
+	case changerequest.FieldSupersededBy:
+		return m.SupersededBy()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *ChangeRequestMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case changerequest.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case changerequest.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case changerequest.FieldTenantID:
+		return m.OldTenantID(ctx)
+	case changerequest.FieldToolID:
+		return m.OldToolID(ctx)
+	case changerequest.FieldGatewayID:
+		return m.OldGatewayID(ctx)
+	case changerequest.FieldKind:
+		return m.OldKind(ctx)
+	case changerequest.FieldStatus:
+		return m.OldStatus(ctx)
+	case changerequest.FieldFromSha256:
+		return m.OldFromSha256(ctx)
+	case changerequest.FieldToSha256:
+		return m.OldToSha256(ctx)
+	case changerequest.FieldRequestedBy:
+		return m.OldRequestedBy(ctx)
+	case changerequest.FieldRequesterKey:
+		return m.OldRequesterKey(ctx)
+	case changerequest.FieldComment:
+		return m.OldComment(ctx)
+	case changerequest.FieldApprovalsRequired:
+		return m.OldApprovalsRequired(ctx)
+	case changerequest.FieldDecidedAt:
+		return m.OldDecidedAt(ctx)
+	case changerequest.FieldDecidedBy:
+		return m.OldDecidedBy(ctx)
+	case changerequest.FieldPolicyVersion:
+		return m.OldPolicyVersion(ctx)
+	case changerequest.FieldSupersededBy:
+		return m.OldSupersededBy(ctx)
+	}
+	return nil, fmt.Errorf("unknown ChangeRequest field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ChangeRequestMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case changerequest.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case changerequest.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case changerequest.FieldTenantID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTenantID(v)
+		return nil
+	case changerequest.FieldToolID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetToolID(v)
+		return nil
+	case changerequest.FieldGatewayID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGatewayID(v)
+		return nil
+	case changerequest.FieldKind:
+		v, ok := value.(changerequest.Kind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	case changerequest.FieldStatus:
+		v, ok := value.(changerequest.Status)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case changerequest.FieldFromSha256:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFromSha256(v)
+		return nil
+	case changerequest.FieldToSha256:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetToSha256(v)
+		return nil
+	case changerequest.FieldRequestedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequestedBy(v)
+		return nil
+	case changerequest.FieldRequesterKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequesterKey(v)
+		return nil
+	case changerequest.FieldComment:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetComment(v)
+		return nil
+	case changerequest.FieldApprovalsRequired:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetApprovalsRequired(v)
+		return nil
+	case changerequest.FieldDecidedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDecidedAt(v)
+		return nil
+	case changerequest.FieldDecidedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDecidedBy(v)
+		return nil
+	case changerequest.FieldPolicyVersion:
+		v, ok := value.(uint64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPolicyVersion(v)
+		return nil
+	case changerequest.FieldSupersededBy:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSupersededBy(v)
+		return nil
+	}
+	return fmt.Errorf("unknown ChangeRequest field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *ChangeRequestMutation) AddedFields() []string {
+	var fields []string
+	if m.addapprovals_required != nil {
+		fields = append(fields, changerequest.FieldApprovalsRequired)
+	}
+	if m.addpolicy_version != nil {
+		fields = append(fields, changerequest.FieldPolicyVersion)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *ChangeRequestMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case changerequest.FieldApprovalsRequired:
+		return m.AddedApprovalsRequired()
+	case changerequest.FieldPolicyVersion:
+		return m.AddedPolicyVersion()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ChangeRequestMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case changerequest.FieldApprovalsRequired:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddApprovalsRequired(v)
+		return nil
+	case changerequest.FieldPolicyVersion:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPolicyVersion(v)
+		return nil
+	}
+	return fmt.Errorf("unknown ChangeRequest numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *ChangeRequestMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(changerequest.FieldDecidedAt) {
+		fields = append(fields, changerequest.FieldDecidedAt)
+	}
+	if m.FieldCleared(changerequest.FieldSupersededBy) {
+		fields = append(fields, changerequest.FieldSupersededBy)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *ChangeRequestMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *ChangeRequestMutation) ClearField(name string) error {
+	switch name {
+	case changerequest.FieldDecidedAt:
+		m.ClearDecidedAt()
+		return nil
+	case changerequest.FieldSupersededBy:
+		m.ClearSupersededBy()
+		return nil
+	}
+	return fmt.Errorf("unknown ChangeRequest nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *ChangeRequestMutation) ResetField(name string) error {
+	switch name {
+	case changerequest.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case changerequest.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case changerequest.FieldTenantID:
+		m.ResetTenantID()
+		return nil
+	case changerequest.FieldToolID:
+		m.ResetToolID()
+		return nil
+	case changerequest.FieldGatewayID:
+		m.ResetGatewayID()
+		return nil
+	case changerequest.FieldKind:
+		m.ResetKind()
+		return nil
+	case changerequest.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case changerequest.FieldFromSha256:
+		m.ResetFromSha256()
+		return nil
+	case changerequest.FieldToSha256:
+		m.ResetToSha256()
+		return nil
+	case changerequest.FieldRequestedBy:
+		m.ResetRequestedBy()
+		return nil
+	case changerequest.FieldRequesterKey:
+		m.ResetRequesterKey()
+		return nil
+	case changerequest.FieldComment:
+		m.ResetComment()
+		return nil
+	case changerequest.FieldApprovalsRequired:
+		m.ResetApprovalsRequired()
+		return nil
+	case changerequest.FieldDecidedAt:
+		m.ResetDecidedAt()
+		return nil
+	case changerequest.FieldDecidedBy:
+		m.ResetDecidedBy()
+		return nil
+	case changerequest.FieldPolicyVersion:
+		m.ResetPolicyVersion()
+		return nil
+	case changerequest.FieldSupersededBy:
+		m.ResetSupersededBy()
+		return nil
+	}
+	return fmt.Errorf("unknown ChangeRequest field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *ChangeRequestMutation) AddedEdges() []string {
+	edges := make([]string, 0, 3)
+	if m.tenant != nil {
+		edges = append(edges, changerequest.EdgeTenant)
+	}
+	if m.tool != nil {
+		edges = append(edges, changerequest.EdgeTool)
+	}
+	if m.approvals != nil {
+		edges = append(edges, changerequest.EdgeApprovals)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *ChangeRequestMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case changerequest.EdgeTenant:
+		if id := m.tenant; id != nil {
+			return []ent.Value{*id}
+		}
+	case changerequest.EdgeTool:
+		if id := m.tool; id != nil {
+			return []ent.Value{*id}
+		}
+	case changerequest.EdgeApprovals:
+		ids := make([]ent.Value, 0, len(m.approvals))
+		for id := range m.approvals {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *ChangeRequestMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 3)
+	if m.removedapprovals != nil {
+		edges = append(edges, changerequest.EdgeApprovals)
+	}
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *ChangeRequestMutation) RemovedIDs(name string) []ent.Value {
+	switch name {
+	case changerequest.EdgeApprovals:
+		ids := make([]ent.Value, 0, len(m.removedapprovals))
+		for id := range m.removedapprovals {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *ChangeRequestMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 3)
+	if m.clearedtenant {
+		edges = append(edges, changerequest.EdgeTenant)
+	}
+	if m.clearedtool {
+		edges = append(edges, changerequest.EdgeTool)
+	}
+	if m.clearedapprovals {
+		edges = append(edges, changerequest.EdgeApprovals)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *ChangeRequestMutation) EdgeCleared(name string) bool {
+	switch name {
+	case changerequest.EdgeTenant:
+		return m.clearedtenant
+	case changerequest.EdgeTool:
+		return m.clearedtool
+	case changerequest.EdgeApprovals:
+		return m.clearedapprovals
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *ChangeRequestMutation) ClearEdge(name string) error {
+	switch name {
+	case changerequest.EdgeTenant:
+		m.ClearTenant()
+		return nil
+	case changerequest.EdgeTool:
+		m.ClearTool()
+		return nil
+	}
+	return fmt.Errorf("unknown ChangeRequest unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *ChangeRequestMutation) ResetEdge(name string) error {
+	switch name {
+	case changerequest.EdgeTenant:
+		m.ResetTenant()
+		return nil
+	case changerequest.EdgeTool:
+		m.ResetTool()
+		return nil
+	case changerequest.EdgeApprovals:
+		m.ResetApprovals()
+		return nil
+	}
+	return fmt.Errorf("unknown ChangeRequest edge %s", name)
 }
 
 // EnrollmentTokenMutation represents an operation that mutates the EnrollmentToken nodes in the graph.
@@ -8808,19 +11187,21 @@ func (m *SessionMutation) ResetEdge(name string) error {
 // TenantMutation represents an operation that mutates the Tenant nodes in the graph.
 type TenantMutation struct {
 	config
-	op                  Op
-	typ                 string
-	id                  *uuid.UUID
-	created_at          *time.Time
-	updated_at          *time.Time
-	name                *string
-	slug                *string
-	signing_private_key *[]byte
-	signing_public_key  *[]byte
-	clearedFields       map[string]struct{}
-	done                bool
-	oldValue            func(context.Context) (*Tenant, error)
-	predicates          []predicate.Tenant
+	op                    Op
+	typ                   string
+	id                    *uuid.UUID
+	created_at            *time.Time
+	updated_at            *time.Time
+	name                  *string
+	slug                  *string
+	signing_private_key   *[]byte
+	signing_public_key    *[]byte
+	approvals_required    *int
+	addapprovals_required *int
+	clearedFields         map[string]struct{}
+	done                  bool
+	oldValue              func(context.Context) (*Tenant, error)
+	predicates            []predicate.Tenant
 }
 
 var _ ent.Mutation = (*TenantMutation)(nil)
@@ -9143,6 +11524,62 @@ func (m *TenantMutation) ResetSigningPublicKey() {
 	m.signing_public_key = nil
 }
 
+// SetApprovalsRequired sets the "approvals_required" field.
+func (m *TenantMutation) SetApprovalsRequired(i int) {
+	m.approvals_required = &i
+	m.addapprovals_required = nil
+}
+
+// ApprovalsRequired returns the value of the "approvals_required" field in the mutation.
+func (m *TenantMutation) ApprovalsRequired() (r int, exists bool) {
+	v := m.approvals_required
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldApprovalsRequired returns the old "approvals_required" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldApprovalsRequired(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldApprovalsRequired is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldApprovalsRequired requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldApprovalsRequired: %w", err)
+	}
+	return oldValue.ApprovalsRequired, nil
+}
+
+// AddApprovalsRequired adds i to the "approvals_required" field.
+func (m *TenantMutation) AddApprovalsRequired(i int) {
+	if m.addapprovals_required != nil {
+		*m.addapprovals_required += i
+	} else {
+		m.addapprovals_required = &i
+	}
+}
+
+// AddedApprovalsRequired returns the value that was added to the "approvals_required" field in this mutation.
+func (m *TenantMutation) AddedApprovalsRequired() (r int, exists bool) {
+	v := m.addapprovals_required
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetApprovalsRequired resets all changes to the "approvals_required" field.
+func (m *TenantMutation) ResetApprovalsRequired() {
+	m.approvals_required = nil
+	m.addapprovals_required = nil
+}
+
 // Where appends a list predicates to the TenantMutation builder.
 func (m *TenantMutation) Where(ps ...predicate.Tenant) {
 	m.predicates = append(m.predicates, ps...)
@@ -9177,7 +11614,7 @@ func (m *TenantMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TenantMutation) Fields() []string {
-	fields := make([]string, 0, 6)
+	fields := make([]string, 0, 7)
 	if m.created_at != nil {
 		fields = append(fields, tenant.FieldCreatedAt)
 	}
@@ -9195,6 +11632,9 @@ func (m *TenantMutation) Fields() []string {
 	}
 	if m.signing_public_key != nil {
 		fields = append(fields, tenant.FieldSigningPublicKey)
+	}
+	if m.approvals_required != nil {
+		fields = append(fields, tenant.FieldApprovalsRequired)
 	}
 	return fields
 }
@@ -9216,6 +11656,8 @@ func (m *TenantMutation) Field(name string) (ent.Value, bool) {
 		return m.SigningPrivateKey()
 	case tenant.FieldSigningPublicKey:
 		return m.SigningPublicKey()
+	case tenant.FieldApprovalsRequired:
+		return m.ApprovalsRequired()
 	}
 	return nil, false
 }
@@ -9237,6 +11679,8 @@ func (m *TenantMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldSigningPrivateKey(ctx)
 	case tenant.FieldSigningPublicKey:
 		return m.OldSigningPublicKey(ctx)
+	case tenant.FieldApprovalsRequired:
+		return m.OldApprovalsRequired(ctx)
 	}
 	return nil, fmt.Errorf("unknown Tenant field %s", name)
 }
@@ -9288,6 +11732,13 @@ func (m *TenantMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetSigningPublicKey(v)
 		return nil
+	case tenant.FieldApprovalsRequired:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetApprovalsRequired(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Tenant field %s", name)
 }
@@ -9295,13 +11746,21 @@ func (m *TenantMutation) SetField(name string, value ent.Value) error {
 // AddedFields returns all numeric fields that were incremented/decremented during
 // this mutation.
 func (m *TenantMutation) AddedFields() []string {
-	return nil
+	var fields []string
+	if m.addapprovals_required != nil {
+		fields = append(fields, tenant.FieldApprovalsRequired)
+	}
+	return fields
 }
 
 // AddedField returns the numeric value that was incremented/decremented on a field
 // with the given name. The second boolean return value indicates that this field
 // was not set, or was not defined in the schema.
 func (m *TenantMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case tenant.FieldApprovalsRequired:
+		return m.AddedApprovalsRequired()
+	}
 	return nil, false
 }
 
@@ -9310,6 +11769,13 @@ func (m *TenantMutation) AddedField(name string) (ent.Value, bool) {
 // type.
 func (m *TenantMutation) AddField(name string, value ent.Value) error {
 	switch name {
+	case tenant.FieldApprovalsRequired:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddApprovalsRequired(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Tenant numeric field %s", name)
 }
@@ -9354,6 +11820,9 @@ func (m *TenantMutation) ResetField(name string) error {
 		return nil
 	case tenant.FieldSigningPublicKey:
 		m.ResetSigningPublicKey()
+		return nil
+	case tenant.FieldApprovalsRequired:
+		m.ResetApprovalsRequired()
 		return nil
 	}
 	return fmt.Errorf("unknown Tenant field %s", name)
@@ -9410,27 +11879,30 @@ func (m *TenantMutation) ResetEdge(name string) error {
 // ToolMutation represents an operation that mutates the Tool nodes in the graph.
 type ToolMutation struct {
 	config
-	op              Op
-	typ             string
-	id              *uuid.UUID
-	created_at      *time.Time
-	updated_at      *time.Time
-	name            *string
-	live_sha256     *string
-	pinned_sha256   *string
-	first_seen      *time.Time
-	last_seen       *time.Time
-	clearedFields   map[string]struct{}
-	tenant          *uuid.UUID
-	clearedtenant   bool
-	upstream        *uuid.UUID
-	clearedupstream bool
-	versions        map[uuid.UUID]struct{}
-	removedversions map[uuid.UUID]struct{}
-	clearedversions bool
-	done            bool
-	oldValue        func(context.Context) (*Tool, error)
-	predicates      []predicate.Tool
+	op                     Op
+	typ                    string
+	id                     *uuid.UUID
+	created_at             *time.Time
+	updated_at             *time.Time
+	name                   *string
+	live_sha256            *string
+	pinned_sha256          *string
+	first_seen             *time.Time
+	last_seen              *time.Time
+	clearedFields          map[string]struct{}
+	tenant                 *uuid.UUID
+	clearedtenant          bool
+	upstream               *uuid.UUID
+	clearedupstream        bool
+	versions               map[uuid.UUID]struct{}
+	removedversions        map[uuid.UUID]struct{}
+	clearedversions        bool
+	change_requests        map[uuid.UUID]struct{}
+	removedchange_requests map[uuid.UUID]struct{}
+	clearedchange_requests bool
+	done                   bool
+	oldValue               func(context.Context) (*Tool, error)
+	predicates             []predicate.Tool
 }
 
 var _ ent.Mutation = (*ToolMutation)(nil)
@@ -9969,6 +12441,60 @@ func (m *ToolMutation) ResetVersions() {
 	m.removedversions = nil
 }
 
+// AddChangeRequestIDs adds the "change_requests" edge to the ChangeRequest entity by ids.
+func (m *ToolMutation) AddChangeRequestIDs(ids ...uuid.UUID) {
+	if m.change_requests == nil {
+		m.change_requests = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		m.change_requests[ids[i]] = struct{}{}
+	}
+}
+
+// ClearChangeRequests clears the "change_requests" edge to the ChangeRequest entity.
+func (m *ToolMutation) ClearChangeRequests() {
+	m.clearedchange_requests = true
+}
+
+// ChangeRequestsCleared reports if the "change_requests" edge to the ChangeRequest entity was cleared.
+func (m *ToolMutation) ChangeRequestsCleared() bool {
+	return m.clearedchange_requests
+}
+
+// RemoveChangeRequestIDs removes the "change_requests" edge to the ChangeRequest entity by IDs.
+func (m *ToolMutation) RemoveChangeRequestIDs(ids ...uuid.UUID) {
+	if m.removedchange_requests == nil {
+		m.removedchange_requests = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		delete(m.change_requests, ids[i])
+		m.removedchange_requests[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedChangeRequests returns the removed IDs of the "change_requests" edge to the ChangeRequest entity.
+func (m *ToolMutation) RemovedChangeRequestsIDs() (ids []uuid.UUID) {
+	for id := range m.removedchange_requests {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ChangeRequestsIDs returns the "change_requests" edge IDs in the mutation.
+func (m *ToolMutation) ChangeRequestsIDs() (ids []uuid.UUID) {
+	for id := range m.change_requests {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetChangeRequests resets all changes to the "change_requests" edge.
+func (m *ToolMutation) ResetChangeRequests() {
+	m.change_requests = nil
+	m.clearedchange_requests = false
+	m.removedchange_requests = nil
+}
+
 // Where appends a list predicates to the ToolMutation builder.
 func (m *ToolMutation) Where(ps ...predicate.Tool) {
 	m.predicates = append(m.predicates, ps...)
@@ -10238,7 +12764,7 @@ func (m *ToolMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *ToolMutation) AddedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.tenant != nil {
 		edges = append(edges, tool.EdgeTenant)
 	}
@@ -10247,6 +12773,9 @@ func (m *ToolMutation) AddedEdges() []string {
 	}
 	if m.versions != nil {
 		edges = append(edges, tool.EdgeVersions)
+	}
+	if m.change_requests != nil {
+		edges = append(edges, tool.EdgeChangeRequests)
 	}
 	return edges
 }
@@ -10269,15 +12798,24 @@ func (m *ToolMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case tool.EdgeChangeRequests:
+		ids := make([]ent.Value, 0, len(m.change_requests))
+		for id := range m.change_requests {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *ToolMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.removedversions != nil {
 		edges = append(edges, tool.EdgeVersions)
+	}
+	if m.removedchange_requests != nil {
+		edges = append(edges, tool.EdgeChangeRequests)
 	}
 	return edges
 }
@@ -10292,13 +12830,19 @@ func (m *ToolMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case tool.EdgeChangeRequests:
+		ids := make([]ent.Value, 0, len(m.removedchange_requests))
+		for id := range m.removedchange_requests {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *ToolMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.clearedtenant {
 		edges = append(edges, tool.EdgeTenant)
 	}
@@ -10307,6 +12851,9 @@ func (m *ToolMutation) ClearedEdges() []string {
 	}
 	if m.clearedversions {
 		edges = append(edges, tool.EdgeVersions)
+	}
+	if m.clearedchange_requests {
+		edges = append(edges, tool.EdgeChangeRequests)
 	}
 	return edges
 }
@@ -10321,6 +12868,8 @@ func (m *ToolMutation) EdgeCleared(name string) bool {
 		return m.clearedupstream
 	case tool.EdgeVersions:
 		return m.clearedversions
+	case tool.EdgeChangeRequests:
+		return m.clearedchange_requests
 	}
 	return false
 }
@@ -10352,6 +12901,9 @@ func (m *ToolMutation) ResetEdge(name string) error {
 	case tool.EdgeVersions:
 		m.ResetVersions()
 		return nil
+	case tool.EdgeChangeRequests:
+		m.ResetChangeRequests()
+		return nil
 	}
 	return fmt.Errorf("unknown Tool edge %s", name)
 }
@@ -10359,21 +12911,23 @@ func (m *ToolMutation) ResetEdge(name string) error {
 // ToolVersionMutation represents an operation that mutates the ToolVersion nodes in the graph.
 type ToolVersionMutation struct {
 	config
-	op            Op
-	typ           string
-	id            *uuid.UUID
-	sha256        *string
-	definition    *[]byte
-	first_seen    *time.Time
-	last_seen     *time.Time
-	clearedFields map[string]struct{}
-	tenant        *uuid.UUID
-	clearedtenant bool
-	tool          *uuid.UUID
-	clearedtool   bool
-	done          bool
-	oldValue      func(context.Context) (*ToolVersion, error)
-	predicates    []predicate.ToolVersion
+	op             Op
+	typ            string
+	id             *uuid.UUID
+	sha256         *string
+	definition     *[]byte
+	findings       *[]schematype.Finding
+	appendfindings []schematype.Finding
+	first_seen     *time.Time
+	last_seen      *time.Time
+	clearedFields  map[string]struct{}
+	tenant         *uuid.UUID
+	clearedtenant  bool
+	tool           *uuid.UUID
+	clearedtool    bool
+	done           bool
+	oldValue       func(context.Context) (*ToolVersion, error)
+	predicates     []predicate.ToolVersion
 }
 
 var _ ent.Mutation = (*ToolVersionMutation)(nil)
@@ -10624,6 +13178,71 @@ func (m *ToolVersionMutation) ResetDefinition() {
 	m.definition = nil
 }
 
+// SetFindings sets the "findings" field.
+func (m *ToolVersionMutation) SetFindings(s []schematype.Finding) {
+	m.findings = &s
+	m.appendfindings = nil
+}
+
+// Findings returns the value of the "findings" field in the mutation.
+func (m *ToolVersionMutation) Findings() (r []schematype.Finding, exists bool) {
+	v := m.findings
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFindings returns the old "findings" field's value of the ToolVersion entity.
+// If the ToolVersion object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ToolVersionMutation) OldFindings(ctx context.Context) (v []schematype.Finding, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFindings is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFindings requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFindings: %w", err)
+	}
+	return oldValue.Findings, nil
+}
+
+// AppendFindings adds s to the "findings" field.
+func (m *ToolVersionMutation) AppendFindings(s []schematype.Finding) {
+	m.appendfindings = append(m.appendfindings, s...)
+}
+
+// AppendedFindings returns the list of values that were appended to the "findings" field in this mutation.
+func (m *ToolVersionMutation) AppendedFindings() ([]schematype.Finding, bool) {
+	if len(m.appendfindings) == 0 {
+		return nil, false
+	}
+	return m.appendfindings, true
+}
+
+// ClearFindings clears the value of the "findings" field.
+func (m *ToolVersionMutation) ClearFindings() {
+	m.findings = nil
+	m.appendfindings = nil
+	m.clearedFields[toolversion.FieldFindings] = struct{}{}
+}
+
+// FindingsCleared returns if the "findings" field was cleared in this mutation.
+func (m *ToolVersionMutation) FindingsCleared() bool {
+	_, ok := m.clearedFields[toolversion.FieldFindings]
+	return ok
+}
+
+// ResetFindings resets all changes to the "findings" field.
+func (m *ToolVersionMutation) ResetFindings() {
+	m.findings = nil
+	m.appendfindings = nil
+	delete(m.clearedFields, toolversion.FieldFindings)
+}
+
 // SetFirstSeen sets the "first_seen" field.
 func (m *ToolVersionMutation) SetFirstSeen(t time.Time) {
 	m.first_seen = &t
@@ -10784,7 +13403,7 @@ func (m *ToolVersionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ToolVersionMutation) Fields() []string {
-	fields := make([]string, 0, 6)
+	fields := make([]string, 0, 7)
 	if m.tenant != nil {
 		fields = append(fields, toolversion.FieldTenantID)
 	}
@@ -10796,6 +13415,9 @@ func (m *ToolVersionMutation) Fields() []string {
 	}
 	if m.definition != nil {
 		fields = append(fields, toolversion.FieldDefinition)
+	}
+	if m.findings != nil {
+		fields = append(fields, toolversion.FieldFindings)
 	}
 	if m.first_seen != nil {
 		fields = append(fields, toolversion.FieldFirstSeen)
@@ -10819,6 +13441,8 @@ func (m *ToolVersionMutation) Field(name string) (ent.Value, bool) {
 		return m.Sha256()
 	case toolversion.FieldDefinition:
 		return m.Definition()
+	case toolversion.FieldFindings:
+		return m.Findings()
 	case toolversion.FieldFirstSeen:
 		return m.FirstSeen()
 	case toolversion.FieldLastSeen:
@@ -10840,6 +13464,8 @@ func (m *ToolVersionMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldSha256(ctx)
 	case toolversion.FieldDefinition:
 		return m.OldDefinition(ctx)
+	case toolversion.FieldFindings:
+		return m.OldFindings(ctx)
 	case toolversion.FieldFirstSeen:
 		return m.OldFirstSeen(ctx)
 	case toolversion.FieldLastSeen:
@@ -10880,6 +13506,13 @@ func (m *ToolVersionMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetDefinition(v)
+		return nil
+	case toolversion.FieldFindings:
+		v, ok := value.([]schematype.Finding)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFindings(v)
 		return nil
 	case toolversion.FieldFirstSeen:
 		v, ok := value.(time.Time)
@@ -10924,7 +13557,11 @@ func (m *ToolVersionMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *ToolVersionMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(toolversion.FieldFindings) {
+		fields = append(fields, toolversion.FieldFindings)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -10937,6 +13574,11 @@ func (m *ToolVersionMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *ToolVersionMutation) ClearField(name string) error {
+	switch name {
+	case toolversion.FieldFindings:
+		m.ClearFindings()
+		return nil
+	}
 	return fmt.Errorf("unknown ToolVersion nullable field %s", name)
 }
 
@@ -10955,6 +13597,9 @@ func (m *ToolVersionMutation) ResetField(name string) error {
 		return nil
 	case toolversion.FieldDefinition:
 		m.ResetDefinition()
+		return nil
+	case toolversion.FieldFindings:
+		m.ResetFindings()
 		return nil
 	case toolversion.FieldFirstSeen:
 		m.ResetFirstSeen()

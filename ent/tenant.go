@@ -30,7 +30,9 @@ type Tenant struct {
 	SigningPrivateKey []byte `json:"-"`
 	// SigningPublicKey holds the value of the "signing_public_key" field.
 	SigningPublicKey []byte `json:"signing_public_key,omitempty"`
-	selectValues     sql.SelectValues
+	// ApprovalsRequired holds the value of the "approvals_required" field.
+	ApprovalsRequired int `json:"approvals_required,omitempty"`
+	selectValues      sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -40,6 +42,8 @@ func (*Tenant) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case tenant.FieldSigningPrivateKey, tenant.FieldSigningPublicKey:
 			values[i] = new([]byte)
+		case tenant.FieldApprovalsRequired:
+			values[i] = new(sql.NullInt64)
 		case tenant.FieldName, tenant.FieldSlug:
 			values[i] = new(sql.NullString)
 		case tenant.FieldCreatedAt, tenant.FieldUpdatedAt:
@@ -103,6 +107,12 @@ func (_m *Tenant) assignValues(columns []string, values []any) error {
 			} else if value != nil {
 				_m.SigningPublicKey = *value
 			}
+		case tenant.FieldApprovalsRequired:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field approvals_required", values[i])
+			} else if value.Valid {
+				_m.ApprovalsRequired = int(value.Int64)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -155,6 +165,9 @@ func (_m *Tenant) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("signing_public_key=")
 	builder.WriteString(fmt.Sprintf("%v", _m.SigningPublicKey))
+	builder.WriteString(", ")
+	builder.WriteString("approvals_required=")
+	builder.WriteString(fmt.Sprintf("%v", _m.ApprovalsRequired))
 	builder.WriteByte(')')
 	return builder.String()
 }

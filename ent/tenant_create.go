@@ -76,6 +76,20 @@ func (_c *TenantCreate) SetSigningPublicKey(v []byte) *TenantCreate {
 	return _c
 }
 
+// SetApprovalsRequired sets the "approvals_required" field.
+func (_c *TenantCreate) SetApprovalsRequired(v int) *TenantCreate {
+	_c.mutation.SetApprovalsRequired(v)
+	return _c
+}
+
+// SetNillableApprovalsRequired sets the "approvals_required" field if the given value is not nil.
+func (_c *TenantCreate) SetNillableApprovalsRequired(v *int) *TenantCreate {
+	if v != nil {
+		_c.SetApprovalsRequired(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *TenantCreate) SetID(v uuid.UUID) *TenantCreate {
 	_c.mutation.SetID(v)
@@ -141,6 +155,10 @@ func (_c *TenantCreate) defaults() error {
 		v := tenant.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
+	if _, ok := _c.mutation.ApprovalsRequired(); !ok {
+		v := tenant.DefaultApprovalsRequired
+		_c.mutation.SetApprovalsRequired(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		if tenant.DefaultID == nil {
 			return fmt.Errorf("ent: uninitialized tenant.DefaultID (forgotten import ent/runtime?)")
@@ -180,6 +198,14 @@ func (_c *TenantCreate) check() error {
 	}
 	if _, ok := _c.mutation.SigningPublicKey(); !ok {
 		return &ValidationError{Name: "signing_public_key", err: errors.New(`ent: missing required field "Tenant.signing_public_key"`)}
+	}
+	if _, ok := _c.mutation.ApprovalsRequired(); !ok {
+		return &ValidationError{Name: "approvals_required", err: errors.New(`ent: missing required field "Tenant.approvals_required"`)}
+	}
+	if v, ok := _c.mutation.ApprovalsRequired(); ok {
+		if err := tenant.ApprovalsRequiredValidator(v); err != nil {
+			return &ValidationError{Name: "approvals_required", err: fmt.Errorf(`ent: validator failed for field "Tenant.approvals_required": %w`, err)}
+		}
 	}
 	return nil
 }
@@ -240,6 +266,10 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.SigningPublicKey(); ok {
 		_spec.SetField(tenant.FieldSigningPublicKey, field.TypeBytes, value)
 		_node.SigningPublicKey = value
+	}
+	if value, ok := _c.mutation.ApprovalsRequired(); ok {
+		_spec.SetField(tenant.FieldApprovalsRequired, field.TypeInt, value)
+		_node.ApprovalsRequired = value
 	}
 	return _node, _spec
 }
@@ -350,6 +380,24 @@ func (u *TenantUpsert) SetSigningPublicKey(v []byte) *TenantUpsert {
 // UpdateSigningPublicKey sets the "signing_public_key" field to the value that was provided on create.
 func (u *TenantUpsert) UpdateSigningPublicKey() *TenantUpsert {
 	u.SetExcluded(tenant.FieldSigningPublicKey)
+	return u
+}
+
+// SetApprovalsRequired sets the "approvals_required" field.
+func (u *TenantUpsert) SetApprovalsRequired(v int) *TenantUpsert {
+	u.Set(tenant.FieldApprovalsRequired, v)
+	return u
+}
+
+// UpdateApprovalsRequired sets the "approvals_required" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateApprovalsRequired() *TenantUpsert {
+	u.SetExcluded(tenant.FieldApprovalsRequired)
+	return u
+}
+
+// AddApprovalsRequired adds v to the "approvals_required" field.
+func (u *TenantUpsert) AddApprovalsRequired(v int) *TenantUpsert {
+	u.Add(tenant.FieldApprovalsRequired, v)
 	return u
 }
 
@@ -471,6 +519,27 @@ func (u *TenantUpsertOne) SetSigningPublicKey(v []byte) *TenantUpsertOne {
 func (u *TenantUpsertOne) UpdateSigningPublicKey() *TenantUpsertOne {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateSigningPublicKey()
+	})
+}
+
+// SetApprovalsRequired sets the "approvals_required" field.
+func (u *TenantUpsertOne) SetApprovalsRequired(v int) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetApprovalsRequired(v)
+	})
+}
+
+// AddApprovalsRequired adds v to the "approvals_required" field.
+func (u *TenantUpsertOne) AddApprovalsRequired(v int) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.AddApprovalsRequired(v)
+	})
+}
+
+// UpdateApprovalsRequired sets the "approvals_required" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateApprovalsRequired() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateApprovalsRequired()
 	})
 }
 
@@ -759,6 +828,27 @@ func (u *TenantUpsertBulk) SetSigningPublicKey(v []byte) *TenantUpsertBulk {
 func (u *TenantUpsertBulk) UpdateSigningPublicKey() *TenantUpsertBulk {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateSigningPublicKey()
+	})
+}
+
+// SetApprovalsRequired sets the "approvals_required" field.
+func (u *TenantUpsertBulk) SetApprovalsRequired(v int) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetApprovalsRequired(v)
+	})
+}
+
+// AddApprovalsRequired adds v to the "approvals_required" field.
+func (u *TenantUpsertBulk) AddApprovalsRequired(v int) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.AddApprovalsRequired(v)
+	})
+}
+
+// UpdateApprovalsRequired sets the "approvals_required" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateApprovalsRequired() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateApprovalsRequired()
 	})
 }
 

@@ -74,6 +74,27 @@ func (_u *TenantUpdate) SetSigningPublicKey(v []byte) *TenantUpdate {
 	return _u
 }
 
+// SetApprovalsRequired sets the "approvals_required" field.
+func (_u *TenantUpdate) SetApprovalsRequired(v int) *TenantUpdate {
+	_u.mutation.ResetApprovalsRequired()
+	_u.mutation.SetApprovalsRequired(v)
+	return _u
+}
+
+// SetNillableApprovalsRequired sets the "approvals_required" field if the given value is not nil.
+func (_u *TenantUpdate) SetNillableApprovalsRequired(v *int) *TenantUpdate {
+	if v != nil {
+		_u.SetApprovalsRequired(*v)
+	}
+	return _u
+}
+
+// AddApprovalsRequired adds value to the "approvals_required" field.
+func (_u *TenantUpdate) AddApprovalsRequired(v int) *TenantUpdate {
+	_u.mutation.AddApprovalsRequired(v)
+	return _u
+}
+
 // Mutation returns the TenantMutation object of the builder.
 func (_u *TenantUpdate) Mutation() *TenantMutation {
 	return _u.mutation
@@ -133,6 +154,11 @@ func (_u *TenantUpdate) check() error {
 			return &ValidationError{Name: "slug", err: fmt.Errorf(`ent: validator failed for field "Tenant.slug": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.ApprovalsRequired(); ok {
+		if err := tenant.ApprovalsRequiredValidator(v); err != nil {
+			return &ValidationError{Name: "approvals_required", err: fmt.Errorf(`ent: validator failed for field "Tenant.approvals_required": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -162,6 +188,12 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.SigningPublicKey(); ok {
 		_spec.SetField(tenant.FieldSigningPublicKey, field.TypeBytes, value)
+	}
+	if value, ok := _u.mutation.ApprovalsRequired(); ok {
+		_spec.SetField(tenant.FieldApprovalsRequired, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedApprovalsRequired(); ok {
+		_spec.AddField(tenant.FieldApprovalsRequired, field.TypeInt, value)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -226,6 +258,27 @@ func (_u *TenantUpdateOne) SetSigningPrivateKey(v []byte) *TenantUpdateOne {
 // SetSigningPublicKey sets the "signing_public_key" field.
 func (_u *TenantUpdateOne) SetSigningPublicKey(v []byte) *TenantUpdateOne {
 	_u.mutation.SetSigningPublicKey(v)
+	return _u
+}
+
+// SetApprovalsRequired sets the "approvals_required" field.
+func (_u *TenantUpdateOne) SetApprovalsRequired(v int) *TenantUpdateOne {
+	_u.mutation.ResetApprovalsRequired()
+	_u.mutation.SetApprovalsRequired(v)
+	return _u
+}
+
+// SetNillableApprovalsRequired sets the "approvals_required" field if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableApprovalsRequired(v *int) *TenantUpdateOne {
+	if v != nil {
+		_u.SetApprovalsRequired(*v)
+	}
+	return _u
+}
+
+// AddApprovalsRequired adds value to the "approvals_required" field.
+func (_u *TenantUpdateOne) AddApprovalsRequired(v int) *TenantUpdateOne {
+	_u.mutation.AddApprovalsRequired(v)
 	return _u
 }
 
@@ -301,6 +354,11 @@ func (_u *TenantUpdateOne) check() error {
 			return &ValidationError{Name: "slug", err: fmt.Errorf(`ent: validator failed for field "Tenant.slug": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.ApprovalsRequired(); ok {
+		if err := tenant.ApprovalsRequiredValidator(v); err != nil {
+			return &ValidationError{Name: "approvals_required", err: fmt.Errorf(`ent: validator failed for field "Tenant.approvals_required": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -347,6 +405,12 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 	}
 	if value, ok := _u.mutation.SigningPublicKey(); ok {
 		_spec.SetField(tenant.FieldSigningPublicKey, field.TypeBytes, value)
+	}
+	if value, ok := _u.mutation.ApprovalsRequired(); ok {
+		_spec.SetField(tenant.FieldApprovalsRequired, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedApprovalsRequired(); ok {
+		_spec.AddField(tenant.FieldApprovalsRequired, field.TypeInt, value)
 	}
 	_node = &Tenant{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -52,9 +52,11 @@ type ToolEdges struct {
 	Upstream *Upstream `json:"upstream,omitempty"`
 	// Versions holds the value of the versions edge.
 	Versions []*ToolVersion `json:"versions,omitempty"`
+	// ChangeRequests holds the value of the change_requests edge.
+	ChangeRequests []*ChangeRequest `json:"change_requests,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [3]bool
+	loadedTypes [4]bool
 }
 
 // TenantOrErr returns the Tenant value or an error if the edge
@@ -86,6 +88,15 @@ func (e ToolEdges) VersionsOrErr() ([]*ToolVersion, error) {
 		return e.Versions, nil
 	}
 	return nil, &NotLoadedError{edge: "versions"}
+}
+
+// ChangeRequestsOrErr returns the ChangeRequests value or an error if the edge
+// was not loaded in eager-loading.
+func (e ToolEdges) ChangeRequestsOrErr() ([]*ChangeRequest, error) {
+	if e.loadedTypes[3] {
+		return e.ChangeRequests, nil
+	}
+	return nil, &NotLoadedError{edge: "change_requests"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -200,6 +211,11 @@ func (_m *Tool) QueryUpstream() *UpstreamQuery {
 // QueryVersions queries the "versions" edge of the Tool entity.
 func (_m *Tool) QueryVersions() *ToolVersionQuery {
 	return NewToolClient(_m.config).QueryVersions(_m)
+}
+
+// QueryChangeRequests queries the "change_requests" edge of the Tool entity.
+func (_m *Tool) QueryChangeRequests() *ChangeRequestQuery {
+	return NewToolClient(_m.config).QueryChangeRequests(_m)
 }
 
 // Update returns a builder for updating this Tool.

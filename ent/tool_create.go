@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
+	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/toolversion"
@@ -166,6 +167,21 @@ func (_c *ToolCreate) AddVersions(v ...*ToolVersion) *ToolCreate {
 		ids[i] = v[i].ID
 	}
 	return _c.AddVersionIDs(ids...)
+}
+
+// AddChangeRequestIDs adds the "change_requests" edge to the ChangeRequest entity by IDs.
+func (_c *ToolCreate) AddChangeRequestIDs(ids ...uuid.UUID) *ToolCreate {
+	_c.mutation.AddChangeRequestIDs(ids...)
+	return _c
+}
+
+// AddChangeRequests adds the "change_requests" edges to the ChangeRequest entity.
+func (_c *ToolCreate) AddChangeRequests(v ...*ChangeRequest) *ToolCreate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddChangeRequestIDs(ids...)
 }
 
 // Mutation returns the ToolMutation object of the builder.
@@ -398,6 +414,22 @@ func (_c *ToolCreate) createSpec() (*Tool, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(toolversion.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.ChangeRequestsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tool.ChangeRequestsTable,
+			Columns: []string{tool.ChangeRequestsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(changerequest.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

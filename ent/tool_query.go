@@ -14,6 +14,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
+	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/predicate"
 	"github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
@@ -24,13 +25,14 @@ import (
 // ToolQuery is the builder for querying Tool entities.
 type ToolQuery struct {
 	config
-	ctx          *QueryContext
-	order        []tool.OrderOption
-	inters       []Interceptor
-	predicates   []predicate.Tool
-	withTenant   *TenantQuery
-	withUpstream *UpstreamQuery
-	withVersions *ToolVersionQuery
+	ctx                *QueryContext
+	order              []tool.OrderOption
+	inters             []Interceptor
+	predicates         []predicate.Tool
+	withTenant         *TenantQuery
+	withUpstream       *UpstreamQuery
+	withVersions       *ToolVersionQuery
+	withChangeRequests *ChangeRequestQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -126,6 +128,28 @@ func (_q *ToolQuery) QueryVersions() *ToolVersionQuery {
 			sqlgraph.From(tool.Table, tool.FieldID, selector),
 			sqlgraph.To(toolversion.Table, toolversion.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, tool.VersionsTable, tool.VersionsColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryChangeRequests chains the current query on the "change_requests" edge.
+func (_q *ToolQuery) QueryChangeRequests() *ChangeRequestQuery {
+	query := (&ChangeRequestClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(tool.Table, tool.FieldID, selector),
+			sqlgraph.To(changerequest.Table, changerequest.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, tool.ChangeRequestsTable, tool.ChangeRequestsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -320,14 +344,15 @@ func (_q *ToolQuery) Clone() *ToolQuery {
 		return nil
 	}
 	return &ToolQuery{
-		config:       _q.config,
-		ctx:          _q.ctx.Clone(),
-		order:        append([]tool.OrderOption{}, _q.order...),
-		inters:       append([]Interceptor{}, _q.inters...),
-		predicates:   append([]predicate.Tool{}, _q.predicates...),
-		withTenant:   _q.withTenant.Clone(),
-		withUpstream: _q.withUpstream.Clone(),
-		withVersions: _q.withVersions.Clone(),
+		config:             _q.config,
+		ctx:                _q.ctx.Clone(),
+		order:              append([]tool.OrderOption{}, _q.order...),
+		inters:             append([]Interceptor{}, _q.inters...),
+		predicates:         append([]predicate.Tool{}, _q.predicates...),
+		withTenant:         _q.withTenant.Clone(),
+		withUpstream:       _q.withUpstream.Clone(),
+		withVersions:       _q.withVersions.Clone(),
+		withChangeRequests: _q.withChangeRequests.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -364,6 +389,17 @@ func (_q *ToolQuery) WithVersions(opts ...func(*ToolVersionQuery)) *ToolQuery {
 		opt(query)
 	}
 	_q.withVersions = query
+	return _q
+}
+
+// WithChangeRequests tells the query-builder to eager-load the nodes that are connected to
+// the "change_requests" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *ToolQuery) WithChangeRequests(opts ...func(*ChangeRequestQuery)) *ToolQuery {
+	query := (&ChangeRequestClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withChangeRequests = query
 	return _q
 }
 
@@ -451,10 +487,11 @@ func (_q *ToolQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Tool, e
 	var (
 		nodes       = []*Tool{}
 		_spec       = _q.querySpec()
-		loadedTypes = [3]bool{
+		loadedTypes = [4]bool{
 			_q.withTenant != nil,
 			_q.withUpstream != nil,
 			_q.withVersions != nil,
+			_q.withChangeRequests != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -491,6 +528,13 @@ func (_q *ToolQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Tool, e
 		if err := _q.loadVersions(ctx, query, nodes,
 			func(n *Tool) { n.Edges.Versions = []*ToolVersion{} },
 			func(n *Tool, e *ToolVersion) { n.Edges.Versions = append(n.Edges.Versions, e) }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withChangeRequests; query != nil {
+		if err := _q.loadChangeRequests(ctx, query, nodes,
+			func(n *Tool) { n.Edges.ChangeRequests = []*ChangeRequest{} },
+			func(n *Tool, e *ChangeRequest) { n.Edges.ChangeRequests = append(n.Edges.ChangeRequests, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -570,6 +614,36 @@ func (_q *ToolQuery) loadVersions(ctx context.Context, query *ToolVersionQuery, 
 	}
 	query.Where(predicate.ToolVersion(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(tool.VersionsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.ToolID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "tool_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *ToolQuery) loadChangeRequests(ctx context.Context, query *ChangeRequestQuery, nodes []*Tool, init func(*Tool), assign func(*Tool, *ChangeRequest)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Tool)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(changerequest.FieldToolID)
+	}
+	query.Where(predicate.ChangeRequest(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(tool.ChangeRequestsColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {

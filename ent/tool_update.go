@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
+	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/predicate"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/toolversion"
@@ -107,6 +108,21 @@ func (_u *ToolUpdate) AddVersions(v ...*ToolVersion) *ToolUpdate {
 	return _u.AddVersionIDs(ids...)
 }
 
+// AddChangeRequestIDs adds the "change_requests" edge to the ChangeRequest entity by IDs.
+func (_u *ToolUpdate) AddChangeRequestIDs(ids ...uuid.UUID) *ToolUpdate {
+	_u.mutation.AddChangeRequestIDs(ids...)
+	return _u
+}
+
+// AddChangeRequests adds the "change_requests" edges to the ChangeRequest entity.
+func (_u *ToolUpdate) AddChangeRequests(v ...*ChangeRequest) *ToolUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddChangeRequestIDs(ids...)
+}
+
 // Mutation returns the ToolMutation object of the builder.
 func (_u *ToolUpdate) Mutation() *ToolMutation {
 	return _u.mutation
@@ -131,6 +147,27 @@ func (_u *ToolUpdate) RemoveVersions(v ...*ToolVersion) *ToolUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveVersionIDs(ids...)
+}
+
+// ClearChangeRequests clears all "change_requests" edges to the ChangeRequest entity.
+func (_u *ToolUpdate) ClearChangeRequests() *ToolUpdate {
+	_u.mutation.ClearChangeRequests()
+	return _u
+}
+
+// RemoveChangeRequestIDs removes the "change_requests" edge to ChangeRequest entities by IDs.
+func (_u *ToolUpdate) RemoveChangeRequestIDs(ids ...uuid.UUID) *ToolUpdate {
+	_u.mutation.RemoveChangeRequestIDs(ids...)
+	return _u
+}
+
+// RemoveChangeRequests removes "change_requests" edges to ChangeRequest entities.
+func (_u *ToolUpdate) RemoveChangeRequests(v ...*ChangeRequest) *ToolUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveChangeRequestIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -263,6 +300,51 @@ func (_u *ToolUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.ChangeRequestsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tool.ChangeRequestsTable,
+			Columns: []string{tool.ChangeRequestsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(changerequest.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedChangeRequestsIDs(); len(nodes) > 0 && !_u.mutation.ChangeRequestsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tool.ChangeRequestsTable,
+			Columns: []string{tool.ChangeRequestsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(changerequest.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.ChangeRequestsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tool.ChangeRequestsTable,
+			Columns: []string{tool.ChangeRequestsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(changerequest.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{tool.Label}
@@ -360,6 +442,21 @@ func (_u *ToolUpdateOne) AddVersions(v ...*ToolVersion) *ToolUpdateOne {
 	return _u.AddVersionIDs(ids...)
 }
 
+// AddChangeRequestIDs adds the "change_requests" edge to the ChangeRequest entity by IDs.
+func (_u *ToolUpdateOne) AddChangeRequestIDs(ids ...uuid.UUID) *ToolUpdateOne {
+	_u.mutation.AddChangeRequestIDs(ids...)
+	return _u
+}
+
+// AddChangeRequests adds the "change_requests" edges to the ChangeRequest entity.
+func (_u *ToolUpdateOne) AddChangeRequests(v ...*ChangeRequest) *ToolUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddChangeRequestIDs(ids...)
+}
+
 // Mutation returns the ToolMutation object of the builder.
 func (_u *ToolUpdateOne) Mutation() *ToolMutation {
 	return _u.mutation
@@ -384,6 +481,27 @@ func (_u *ToolUpdateOne) RemoveVersions(v ...*ToolVersion) *ToolUpdateOne {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveVersionIDs(ids...)
+}
+
+// ClearChangeRequests clears all "change_requests" edges to the ChangeRequest entity.
+func (_u *ToolUpdateOne) ClearChangeRequests() *ToolUpdateOne {
+	_u.mutation.ClearChangeRequests()
+	return _u
+}
+
+// RemoveChangeRequestIDs removes the "change_requests" edge to ChangeRequest entities by IDs.
+func (_u *ToolUpdateOne) RemoveChangeRequestIDs(ids ...uuid.UUID) *ToolUpdateOne {
+	_u.mutation.RemoveChangeRequestIDs(ids...)
+	return _u
+}
+
+// RemoveChangeRequests removes "change_requests" edges to ChangeRequest entities.
+func (_u *ToolUpdateOne) RemoveChangeRequests(v ...*ChangeRequest) *ToolUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveChangeRequestIDs(ids...)
 }
 
 // Where appends a list predicates to the ToolUpdate builder.
@@ -539,6 +657,51 @@ func (_u *ToolUpdateOne) sqlSave(ctx context.Context) (_node *Tool, err error) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(toolversion.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.ChangeRequestsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tool.ChangeRequestsTable,
+			Columns: []string{tool.ChangeRequestsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(changerequest.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedChangeRequestsIDs(); len(nodes) > 0 && !_u.mutation.ChangeRequestsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tool.ChangeRequestsTable,
+			Columns: []string{tool.ChangeRequestsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(changerequest.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.ChangeRequestsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   tool.ChangeRequestsTable,
+			Columns: []string{tool.ChangeRequestsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(changerequest.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

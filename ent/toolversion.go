@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/toolversion"
@@ -28,6 +30,8 @@ type ToolVersion struct {
 	Sha256 string `json:"sha256,omitempty"`
 	// Definition holds the value of the "definition" field.
 	Definition []byte `json:"definition,omitempty"`
+	// Findings holds the value of the "findings" field.
+	Findings []schematype.Finding `json:"findings,omitempty"`
 	// FirstSeen holds the value of the "first_seen" field.
 	FirstSeen time.Time `json:"first_seen,omitempty"`
 	// LastSeen holds the value of the "last_seen" field.
@@ -76,7 +80,7 @@ func (*ToolVersion) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case toolversion.FieldDefinition:
+		case toolversion.FieldDefinition, toolversion.FieldFindings:
 			values[i] = new([]byte)
 		case toolversion.FieldSha256:
 			values[i] = new(sql.NullString)
@@ -128,6 +132,14 @@ func (_m *ToolVersion) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field definition", values[i])
 			} else if value != nil {
 				_m.Definition = *value
+			}
+		case toolversion.FieldFindings:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field findings", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Findings); err != nil {
+					return fmt.Errorf("unmarshal field findings: %w", err)
+				}
 			}
 		case toolversion.FieldFirstSeen:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -198,6 +210,9 @@ func (_m *ToolVersion) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("definition=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Definition))
+	builder.WriteString(", ")
+	builder.WriteString("findings=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Findings))
 	builder.WriteString(", ")
 	builder.WriteString("first_seen=")
 	builder.WriteString(_m.FirstSeen.Format(time.ANSIC))

@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/toolversion"
@@ -47,6 +48,12 @@ func (_c *ToolVersionCreate) SetSha256(v string) *ToolVersionCreate {
 // SetDefinition sets the "definition" field.
 func (_c *ToolVersionCreate) SetDefinition(v []byte) *ToolVersionCreate {
 	_c.mutation.SetDefinition(v)
+	return _c
+}
+
+// SetFindings sets the "findings" field.
+func (_c *ToolVersionCreate) SetFindings(v []schematype.Finding) *ToolVersionCreate {
+	_c.mutation.SetFindings(v)
 	return _c
 }
 
@@ -243,6 +250,10 @@ func (_c *ToolVersionCreate) createSpec() (*ToolVersion, *sqlgraph.CreateSpec) {
 		_spec.SetField(toolversion.FieldDefinition, field.TypeBytes, value)
 		_node.Definition = value
 	}
+	if value, ok := _c.mutation.Findings(); ok {
+		_spec.SetField(toolversion.FieldFindings, field.TypeJSON, value)
+		_node.Findings = value
+	}
 	if value, ok := _c.mutation.FirstSeen(); ok {
 		_spec.SetField(toolversion.FieldFirstSeen, field.TypeTime, value)
 		_node.FirstSeen = value
@@ -337,6 +348,24 @@ type (
 	}
 )
 
+// SetFindings sets the "findings" field.
+func (u *ToolVersionUpsert) SetFindings(v []schematype.Finding) *ToolVersionUpsert {
+	u.Set(toolversion.FieldFindings, v)
+	return u
+}
+
+// UpdateFindings sets the "findings" field to the value that was provided on create.
+func (u *ToolVersionUpsert) UpdateFindings() *ToolVersionUpsert {
+	u.SetExcluded(toolversion.FieldFindings)
+	return u
+}
+
+// ClearFindings clears the value of the "findings" field.
+func (u *ToolVersionUpsert) ClearFindings() *ToolVersionUpsert {
+	u.SetNull(toolversion.FieldFindings)
+	return u
+}
+
 // SetLastSeen sets the "last_seen" field.
 func (u *ToolVersionUpsert) SetLastSeen(v time.Time) *ToolVersionUpsert {
 	u.Set(toolversion.FieldLastSeen, v)
@@ -410,6 +439,27 @@ func (u *ToolVersionUpsertOne) Update(set func(*ToolVersionUpsert)) *ToolVersion
 		set(&ToolVersionUpsert{UpdateSet: update})
 	}))
 	return u
+}
+
+// SetFindings sets the "findings" field.
+func (u *ToolVersionUpsertOne) SetFindings(v []schematype.Finding) *ToolVersionUpsertOne {
+	return u.Update(func(s *ToolVersionUpsert) {
+		s.SetFindings(v)
+	})
+}
+
+// UpdateFindings sets the "findings" field to the value that was provided on create.
+func (u *ToolVersionUpsertOne) UpdateFindings() *ToolVersionUpsertOne {
+	return u.Update(func(s *ToolVersionUpsert) {
+		s.UpdateFindings()
+	})
+}
+
+// ClearFindings clears the value of the "findings" field.
+func (u *ToolVersionUpsertOne) ClearFindings() *ToolVersionUpsertOne {
+	return u.Update(func(s *ToolVersionUpsert) {
+		s.ClearFindings()
+	})
 }
 
 // SetLastSeen sets the "last_seen" field.
@@ -654,6 +704,27 @@ func (u *ToolVersionUpsertBulk) Update(set func(*ToolVersionUpsert)) *ToolVersio
 		set(&ToolVersionUpsert{UpdateSet: update})
 	}))
 	return u
+}
+
+// SetFindings sets the "findings" field.
+func (u *ToolVersionUpsertBulk) SetFindings(v []schematype.Finding) *ToolVersionUpsertBulk {
+	return u.Update(func(s *ToolVersionUpsert) {
+		s.SetFindings(v)
+	})
+}
+
+// UpdateFindings sets the "findings" field to the value that was provided on create.
+func (u *ToolVersionUpsertBulk) UpdateFindings() *ToolVersionUpsertBulk {
+	return u.Update(func(s *ToolVersionUpsert) {
+		s.UpdateFindings()
+	})
+}
+
+// ClearFindings clears the value of the "findings" field.
+func (u *ToolVersionUpsertBulk) ClearFindings() *ToolVersionUpsertBulk {
+	return u.Update(func(s *ToolVersionUpsert) {
+		s.ClearFindings()
+	})
 }
 
 // SetLastSeen sets the "last_seen" field.

@@ -10,8 +10,10 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"entgo.io/ent/dialect/sql/sqljson"
 	"entgo.io/ent/schema/field"
 	"github.com/portcullis-mcp/portcullis/ent/predicate"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/toolversion"
 )
 
@@ -25,6 +27,24 @@ type ToolVersionUpdate struct {
 // Where appends a list predicates to the ToolVersionUpdate builder.
 func (_u *ToolVersionUpdate) Where(ps ...predicate.ToolVersion) *ToolVersionUpdate {
 	_u.mutation.Where(ps...)
+	return _u
+}
+
+// SetFindings sets the "findings" field.
+func (_u *ToolVersionUpdate) SetFindings(v []schematype.Finding) *ToolVersionUpdate {
+	_u.mutation.SetFindings(v)
+	return _u
+}
+
+// AppendFindings appends value to the "findings" field.
+func (_u *ToolVersionUpdate) AppendFindings(v []schematype.Finding) *ToolVersionUpdate {
+	_u.mutation.AppendFindings(v)
+	return _u
+}
+
+// ClearFindings clears the value of the "findings" field.
+func (_u *ToolVersionUpdate) ClearFindings() *ToolVersionUpdate {
+	_u.mutation.ClearFindings()
 	return _u
 }
 
@@ -97,6 +117,17 @@ func (_u *ToolVersionUpdate) sqlSave(ctx context.Context) (_node int, err error)
 			}
 		}
 	}
+	if value, ok := _u.mutation.Findings(); ok {
+		_spec.SetField(toolversion.FieldFindings, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedFindings(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, toolversion.FieldFindings, value)
+		})
+	}
+	if _u.mutation.FindingsCleared() {
+		_spec.ClearField(toolversion.FieldFindings, field.TypeJSON)
+	}
 	if value, ok := _u.mutation.LastSeen(); ok {
 		_spec.SetField(toolversion.FieldLastSeen, field.TypeTime, value)
 	}
@@ -118,6 +149,24 @@ type ToolVersionUpdateOne struct {
 	fields   []string
 	hooks    []Hook
 	mutation *ToolVersionMutation
+}
+
+// SetFindings sets the "findings" field.
+func (_u *ToolVersionUpdateOne) SetFindings(v []schematype.Finding) *ToolVersionUpdateOne {
+	_u.mutation.SetFindings(v)
+	return _u
+}
+
+// AppendFindings appends value to the "findings" field.
+func (_u *ToolVersionUpdateOne) AppendFindings(v []schematype.Finding) *ToolVersionUpdateOne {
+	_u.mutation.AppendFindings(v)
+	return _u
+}
+
+// ClearFindings clears the value of the "findings" field.
+func (_u *ToolVersionUpdateOne) ClearFindings() *ToolVersionUpdateOne {
+	_u.mutation.ClearFindings()
+	return _u
 }
 
 // SetLastSeen sets the "last_seen" field.
@@ -218,6 +267,17 @@ func (_u *ToolVersionUpdateOne) sqlSave(ctx context.Context) (_node *ToolVersion
 				ps[i](selector)
 			}
 		}
+	}
+	if value, ok := _u.mutation.Findings(); ok {
+		_spec.SetField(toolversion.FieldFindings, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedFindings(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, toolversion.FieldFindings, value)
+		})
+	}
+	if _u.mutation.FindingsCleared() {
+		_spec.ClearField(toolversion.FieldFindings, field.TypeJSON)
 	}
 	if value, ok := _u.mutation.LastSeen(); ok {
 		_spec.SetField(toolversion.FieldLastSeen, field.TypeTime, value)

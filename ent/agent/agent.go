@@ -36,6 +36,8 @@ const (
 	FieldLastSeen = "last_seen"
 	// FieldAppliedVersion holds the string denoting the applied_version field in the database.
 	FieldAppliedVersion = "applied_version"
+	// FieldAppliedAt holds the string denoting the applied_at field in the database.
+	FieldAppliedAt = "applied_at"
 	// FieldLastNack holds the string denoting the last_nack field in the database.
 	FieldLastNack = "last_nack"
 	// FieldRevoked holds the string denoting the revoked field in the database.
@@ -75,6 +77,7 @@ var Columns = []string{
 	FieldConnected,
 	FieldLastSeen,
 	FieldAppliedVersion,
+	FieldAppliedAt,
 	FieldLastNack,
 	FieldRevoked,
 }
@@ -181,6 +184,11 @@ func ByLastSeen(opts ...sql.OrderTermOption) OrderOption {
 // ByAppliedVersion orders the results by the applied_version field.
 func ByAppliedVersion(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldAppliedVersion, opts...).ToFunc()
+}
+
+// ByAppliedAt orders the results by the applied_at field.
+func ByAppliedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldAppliedAt, opts...).ToFunc()
 }
 
 // ByLastNack orders the results by the last_nack field.

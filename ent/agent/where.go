@@ -106,6 +106,11 @@ func AppliedVersion(v uint64) predicate.Agent {
 	return predicate.Agent(sql.FieldEQ(FieldAppliedVersion, v))
 }
 
+// AppliedAt applies equality check predicate on the "applied_at" field. It's identical to AppliedAtEQ.
+func AppliedAt(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldAppliedAt, v))
+}
+
 // LastNack applies equality check predicate on the "last_nack" field. It's identical to LastNackEQ.
 func LastNack(v string) predicate.Agent {
 	return predicate.Agent(sql.FieldEQ(FieldLastNack, v))
@@ -529,6 +534,56 @@ func AppliedVersionLT(v uint64) predicate.Agent {
 // AppliedVersionLTE applies the LTE predicate on the "applied_version" field.
 func AppliedVersionLTE(v uint64) predicate.Agent {
 	return predicate.Agent(sql.FieldLTE(FieldAppliedVersion, v))
+}
+
+// AppliedAtEQ applies the EQ predicate on the "applied_at" field.
+func AppliedAtEQ(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldAppliedAt, v))
+}
+
+// AppliedAtNEQ applies the NEQ predicate on the "applied_at" field.
+func AppliedAtNEQ(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldNEQ(FieldAppliedAt, v))
+}
+
+// AppliedAtIn applies the In predicate on the "applied_at" field.
+func AppliedAtIn(vs ...time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldIn(FieldAppliedAt, vs...))
+}
+
+// AppliedAtNotIn applies the NotIn predicate on the "applied_at" field.
+func AppliedAtNotIn(vs ...time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldNotIn(FieldAppliedAt, vs...))
+}
+
+// AppliedAtGT applies the GT predicate on the "applied_at" field.
+func AppliedAtGT(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldGT(FieldAppliedAt, v))
+}
+
+// AppliedAtGTE applies the GTE predicate on the "applied_at" field.
+func AppliedAtGTE(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldGTE(FieldAppliedAt, v))
+}
+
+// AppliedAtLT applies the LT predicate on the "applied_at" field.
+func AppliedAtLT(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldLT(FieldAppliedAt, v))
+}
+
+// AppliedAtLTE applies the LTE predicate on the "applied_at" field.
+func AppliedAtLTE(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldLTE(FieldAppliedAt, v))
+}
+
+// AppliedAtIsNil applies the IsNil predicate on the "applied_at" field.
+func AppliedAtIsNil() predicate.Agent {
+	return predicate.Agent(sql.FieldIsNull(FieldAppliedAt))
+}
+
+// AppliedAtNotNil applies the NotNil predicate on the "applied_at" field.
+func AppliedAtNotNil() predicate.Agent {
+	return predicate.Agent(sql.FieldNotNull(FieldAppliedAt))
 }
 
 // LastNackEQ applies the EQ predicate on the "last_nack" field.

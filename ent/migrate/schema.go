@@ -53,6 +53,7 @@ var (
 		{Name: "connected", Type: field.TypeBool, Default: false},
 		{Name: "last_seen", Type: field.TypeTime, Nullable: true},
 		{Name: "applied_version", Type: field.TypeUint64, Default: 0},
+		{Name: "applied_at", Type: field.TypeTime, Nullable: true},
 		{Name: "last_nack", Type: field.TypeString, Size: 4096, Default: ""},
 		{Name: "revoked", Type: field.TypeBool, Default: false},
 		{Name: "tenant_id", Type: field.TypeUUID},
@@ -66,13 +67,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "agents_tenants_tenant",
-				Columns:    []*schema.Column{AgentsColumns[11]},
+				Columns:    []*schema.Column{AgentsColumns[12]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "agents_gateways_agents",
-				Columns:    []*schema.Column{AgentsColumns[12]},
+				Columns:    []*schema.Column{AgentsColumns[13]},
 				RefColumns: []*schema.Column{GatewaysColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -81,7 +82,51 @@ var (
 			{
 				Name:    "agent_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{AgentsColumns[11]},
+				Columns: []*schema.Column{AgentsColumns[12]},
+			},
+		},
+	}
+	// ApprovalsColumns holds the columns for the "approvals" table.
+	ApprovalsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "decision", Type: field.TypeEnum, Enums: []string{"approve", "reject"}},
+		{Name: "actor_key", Type: field.TypeString, Size: 80},
+		{Name: "actor", Type: field.TypeString, Size: 320},
+		{Name: "comment", Type: field.TypeString, Size: 2000, Default: ""},
+		{Name: "tenant_id", Type: field.TypeUUID},
+		{Name: "change_request_id", Type: field.TypeUUID},
+	}
+	// ApprovalsTable holds the schema information for the "approvals" table.
+	ApprovalsTable = &schema.Table{
+		Name:       "approvals",
+		Columns:    ApprovalsColumns,
+		PrimaryKey: []*schema.Column{ApprovalsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "approvals_tenants_tenant",
+				Columns:    []*schema.Column{ApprovalsColumns[7]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+			{
+				Symbol:     "approvals_change_requests_approvals",
+				Columns:    []*schema.Column{ApprovalsColumns[8]},
+				RefColumns: []*schema.Column{ChangeRequestsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "approval_tenant_id",
+				Unique:  false,
+				Columns: []*schema.Column{ApprovalsColumns[7]},
+			},
+			{
+				Name:    "approval_change_request_id_actor_key",
+				Unique:  true,
+				Columns: []*schema.Column{ApprovalsColumns[8], ApprovalsColumns[4]},
 			},
 		},
 	}
@@ -171,6 +216,64 @@ var (
 				Name:    "callevent_gateway_id_time",
 				Unique:  false,
 				Columns: []*schema.Column{CallEventsColumns[1], CallEventsColumns[3]},
+			},
+		},
+	}
+	// ChangeRequestsColumns holds the columns for the "change_requests" table.
+	ChangeRequestsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "gateway_id", Type: field.TypeUUID},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"tool_added", "tool_changed", "tool_removed"}},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"pending", "approved", "rejected", "superseded"}, Default: "pending"},
+		{Name: "from_sha256", Type: field.TypeString, Default: ""},
+		{Name: "to_sha256", Type: field.TypeString, Default: ""},
+		{Name: "requested_by", Type: field.TypeString, Size: 320},
+		{Name: "requester_key", Type: field.TypeString, Size: 80, Default: ""},
+		{Name: "comment", Type: field.TypeString, Size: 2000, Default: ""},
+		{Name: "approvals_required", Type: field.TypeInt},
+		{Name: "decided_at", Type: field.TypeTime, Nullable: true},
+		{Name: "decided_by", Type: field.TypeString, Size: 320, Default: ""},
+		{Name: "policy_version", Type: field.TypeUint64, Default: 0},
+		{Name: "superseded_by", Type: field.TypeUUID, Nullable: true},
+		{Name: "tenant_id", Type: field.TypeUUID},
+		{Name: "tool_id", Type: field.TypeUUID},
+	}
+	// ChangeRequestsTable holds the schema information for the "change_requests" table.
+	ChangeRequestsTable = &schema.Table{
+		Name:       "change_requests",
+		Columns:    ChangeRequestsColumns,
+		PrimaryKey: []*schema.Column{ChangeRequestsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "change_requests_tenants_tenant",
+				Columns:    []*schema.Column{ChangeRequestsColumns[16]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+			{
+				Symbol:     "change_requests_tools_change_requests",
+				Columns:    []*schema.Column{ChangeRequestsColumns[17]},
+				RefColumns: []*schema.Column{ToolsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "changerequest_tenant_id",
+				Unique:  false,
+				Columns: []*schema.Column{ChangeRequestsColumns[16]},
+			},
+			{
+				Name:    "changerequest_tenant_id_status",
+				Unique:  false,
+				Columns: []*schema.Column{ChangeRequestsColumns[16], ChangeRequestsColumns[5]},
+			},
+			{
+				Name:    "changerequest_tool_id_status",
+				Unique:  false,
+				Columns: []*schema.Column{ChangeRequestsColumns[17], ChangeRequestsColumns[5]},
 			},
 		},
 	}
@@ -395,6 +498,7 @@ var (
 		{Name: "slug", Type: field.TypeString, Unique: true, Size: 63},
 		{Name: "signing_private_key", Type: field.TypeBytes},
 		{Name: "signing_public_key", Type: field.TypeBytes},
+		{Name: "approvals_required", Type: field.TypeInt, Default: 1},
 	}
 	// TenantsTable holds the schema information for the "tenants" table.
 	TenantsTable = &schema.Table{
@@ -452,6 +556,7 @@ var (
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "sha256", Type: field.TypeString},
 		{Name: "definition", Type: field.TypeBytes, Size: 1048576},
+		{Name: "findings", Type: field.TypeJSON, Nullable: true},
 		{Name: "first_seen", Type: field.TypeTime},
 		{Name: "last_seen", Type: field.TypeTime},
 		{Name: "tool_id", Type: field.TypeUUID},
@@ -465,13 +570,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "tool_versions_tools_versions",
-				Columns:    []*schema.Column{ToolVersionsColumns[5]},
+				Columns:    []*schema.Column{ToolVersionsColumns[6]},
 				RefColumns: []*schema.Column{ToolsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "tool_versions_tenants_tenant",
-				Columns:    []*schema.Column{ToolVersionsColumns[6]},
+				Columns:    []*schema.Column{ToolVersionsColumns[7]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -480,12 +585,12 @@ var (
 			{
 				Name:    "toolversion_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{ToolVersionsColumns[6]},
+				Columns: []*schema.Column{ToolVersionsColumns[7]},
 			},
 			{
 				Name:    "toolversion_tool_id_sha256",
 				Unique:  true,
-				Columns: []*schema.Column{ToolVersionsColumns[5], ToolVersionsColumns[1]},
+				Columns: []*schema.Column{ToolVersionsColumns[6], ToolVersionsColumns[1]},
 			},
 		},
 	}
@@ -612,8 +717,10 @@ var (
 	Tables = []*schema.Table{
 		APIKeysTable,
 		AgentsTable,
+		ApprovalsTable,
 		AuditEventsTable,
 		CallEventsTable,
+		ChangeRequestsTable,
 		EnrollmentTokensTable,
 		GatewaysTable,
 		InvitationsTable,
@@ -633,8 +740,12 @@ func init() {
 	APIKeysTable.ForeignKeys[0].RefTable = TenantsTable
 	AgentsTable.ForeignKeys[0].RefTable = TenantsTable
 	AgentsTable.ForeignKeys[1].RefTable = GatewaysTable
+	ApprovalsTable.ForeignKeys[0].RefTable = TenantsTable
+	ApprovalsTable.ForeignKeys[1].RefTable = ChangeRequestsTable
 	AuditEventsTable.ForeignKeys[0].RefTable = TenantsTable
 	CallEventsTable.ForeignKeys[0].RefTable = TenantsTable
+	ChangeRequestsTable.ForeignKeys[0].RefTable = TenantsTable
+	ChangeRequestsTable.ForeignKeys[1].RefTable = ToolsTable
 	EnrollmentTokensTable.ForeignKeys[0].RefTable = TenantsTable
 	EnrollmentTokensTable.ForeignKeys[1].RefTable = GatewaysTable
 	GatewaysTable.ForeignKeys[0].RefTable = TenantsTable

@@ -9,8 +9,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/apikey"
+	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
@@ -128,19 +130,91 @@ func init() {
 	// agent.DefaultAppliedVersion holds the default value on creation for the applied_version field.
 	agent.DefaultAppliedVersion = agentDescAppliedVersion.Default.(uint64)
 	// agentDescLastNack is the schema descriptor for last_nack field.
-	agentDescLastNack := agentFields[7].Descriptor()
+	agentDescLastNack := agentFields[8].Descriptor()
 	// agent.DefaultLastNack holds the default value on creation for the last_nack field.
 	agent.DefaultLastNack = agentDescLastNack.Default.(string)
 	// agent.LastNackValidator is a validator for the "last_nack" field. It is called by the builders before save.
 	agent.LastNackValidator = agentDescLastNack.Validators[0].(func(string) error)
 	// agentDescRevoked is the schema descriptor for revoked field.
-	agentDescRevoked := agentFields[8].Descriptor()
+	agentDescRevoked := agentFields[9].Descriptor()
 	// agent.DefaultRevoked holds the default value on creation for the revoked field.
 	agent.DefaultRevoked = agentDescRevoked.Default.(bool)
 	// agentDescID is the schema descriptor for id field.
 	agentDescID := agentMixinFields0[0].Descriptor()
 	// agent.DefaultID holds the default value on creation for the id field.
 	agent.DefaultID = agentDescID.Default.(func() uuid.UUID)
+	approvalMixin := schema.Approval{}.Mixin()
+	approval.Policy = privacy.NewPolicies(approvalMixin[2], schema.Approval{})
+	approval.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := approval.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	approvalMixinFields0 := approvalMixin[0].Fields()
+	_ = approvalMixinFields0
+	approvalMixinFields1 := approvalMixin[1].Fields()
+	_ = approvalMixinFields1
+	approvalFields := schema.Approval{}.Fields()
+	_ = approvalFields
+	// approvalDescCreatedAt is the schema descriptor for created_at field.
+	approvalDescCreatedAt := approvalMixinFields1[0].Descriptor()
+	// approval.DefaultCreatedAt holds the default value on creation for the created_at field.
+	approval.DefaultCreatedAt = approvalDescCreatedAt.Default.(func() time.Time)
+	// approvalDescUpdatedAt is the schema descriptor for updated_at field.
+	approvalDescUpdatedAt := approvalMixinFields1[1].Descriptor()
+	// approval.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	approval.DefaultUpdatedAt = approvalDescUpdatedAt.Default.(func() time.Time)
+	// approval.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	approval.UpdateDefaultUpdatedAt = approvalDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// approvalDescActorKey is the schema descriptor for actor_key field.
+	approvalDescActorKey := approvalFields[2].Descriptor()
+	// approval.ActorKeyValidator is a validator for the "actor_key" field. It is called by the builders before save.
+	approval.ActorKeyValidator = func() func(string) error {
+		validators := approvalDescActorKey.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(actor_key string) error {
+			for _, fn := range fns {
+				if err := fn(actor_key); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// approvalDescActor is the schema descriptor for actor field.
+	approvalDescActor := approvalFields[3].Descriptor()
+	// approval.ActorValidator is a validator for the "actor" field. It is called by the builders before save.
+	approval.ActorValidator = func() func(string) error {
+		validators := approvalDescActor.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(actor string) error {
+			for _, fn := range fns {
+				if err := fn(actor); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// approvalDescComment is the schema descriptor for comment field.
+	approvalDescComment := approvalFields[4].Descriptor()
+	// approval.DefaultComment holds the default value on creation for the comment field.
+	approval.DefaultComment = approvalDescComment.Default.(string)
+	// approval.CommentValidator is a validator for the "comment" field. It is called by the builders before save.
+	approval.CommentValidator = approvalDescComment.Validators[0].(func(string) error)
+	// approvalDescID is the schema descriptor for id field.
+	approvalDescID := approvalMixinFields0[0].Descriptor()
+	// approval.DefaultID holds the default value on creation for the id field.
+	approval.DefaultID = approvalDescID.Default.(func() uuid.UUID)
 	auditeventMixin := schema.AuditEvent{}.Mixin()
 	auditevent.Policy = privacy.NewPolicies(auditeventMixin[1], schema.AuditEvent{})
 	auditevent.Hooks[0] = func(next ent.Mutator) ent.Mutator {
@@ -255,6 +329,102 @@ func init() {
 			return nil
 		}
 	}()
+	changerequestMixin := schema.ChangeRequest{}.Mixin()
+	changerequest.Policy = privacy.NewPolicies(changerequestMixin[2], schema.ChangeRequest{})
+	changerequest.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := changerequest.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	changerequestMixinFields0 := changerequestMixin[0].Fields()
+	_ = changerequestMixinFields0
+	changerequestMixinFields1 := changerequestMixin[1].Fields()
+	_ = changerequestMixinFields1
+	changerequestFields := schema.ChangeRequest{}.Fields()
+	_ = changerequestFields
+	// changerequestDescCreatedAt is the schema descriptor for created_at field.
+	changerequestDescCreatedAt := changerequestMixinFields1[0].Descriptor()
+	// changerequest.DefaultCreatedAt holds the default value on creation for the created_at field.
+	changerequest.DefaultCreatedAt = changerequestDescCreatedAt.Default.(func() time.Time)
+	// changerequestDescUpdatedAt is the schema descriptor for updated_at field.
+	changerequestDescUpdatedAt := changerequestMixinFields1[1].Descriptor()
+	// changerequest.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	changerequest.DefaultUpdatedAt = changerequestDescUpdatedAt.Default.(func() time.Time)
+	// changerequest.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	changerequest.UpdateDefaultUpdatedAt = changerequestDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// changerequestDescFromSha256 is the schema descriptor for from_sha256 field.
+	changerequestDescFromSha256 := changerequestFields[4].Descriptor()
+	// changerequest.DefaultFromSha256 holds the default value on creation for the from_sha256 field.
+	changerequest.DefaultFromSha256 = changerequestDescFromSha256.Default.(string)
+	// changerequestDescToSha256 is the schema descriptor for to_sha256 field.
+	changerequestDescToSha256 := changerequestFields[5].Descriptor()
+	// changerequest.DefaultToSha256 holds the default value on creation for the to_sha256 field.
+	changerequest.DefaultToSha256 = changerequestDescToSha256.Default.(string)
+	// changerequestDescRequestedBy is the schema descriptor for requested_by field.
+	changerequestDescRequestedBy := changerequestFields[6].Descriptor()
+	// changerequest.RequestedByValidator is a validator for the "requested_by" field. It is called by the builders before save.
+	changerequest.RequestedByValidator = func() func(string) error {
+		validators := changerequestDescRequestedBy.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(requested_by string) error {
+			for _, fn := range fns {
+				if err := fn(requested_by); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// changerequestDescRequesterKey is the schema descriptor for requester_key field.
+	changerequestDescRequesterKey := changerequestFields[7].Descriptor()
+	// changerequest.DefaultRequesterKey holds the default value on creation for the requester_key field.
+	changerequest.DefaultRequesterKey = changerequestDescRequesterKey.Default.(string)
+	// changerequest.RequesterKeyValidator is a validator for the "requester_key" field. It is called by the builders before save.
+	changerequest.RequesterKeyValidator = changerequestDescRequesterKey.Validators[0].(func(string) error)
+	// changerequestDescComment is the schema descriptor for comment field.
+	changerequestDescComment := changerequestFields[8].Descriptor()
+	// changerequest.DefaultComment holds the default value on creation for the comment field.
+	changerequest.DefaultComment = changerequestDescComment.Default.(string)
+	// changerequest.CommentValidator is a validator for the "comment" field. It is called by the builders before save.
+	changerequest.CommentValidator = changerequestDescComment.Validators[0].(func(string) error)
+	// changerequestDescApprovalsRequired is the schema descriptor for approvals_required field.
+	changerequestDescApprovalsRequired := changerequestFields[9].Descriptor()
+	// changerequest.ApprovalsRequiredValidator is a validator for the "approvals_required" field. It is called by the builders before save.
+	changerequest.ApprovalsRequiredValidator = func() func(int) error {
+		validators := changerequestDescApprovalsRequired.Validators
+		fns := [...]func(int) error{
+			validators[0].(func(int) error),
+			validators[1].(func(int) error),
+		}
+		return func(approvals_required int) error {
+			for _, fn := range fns {
+				if err := fn(approvals_required); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// changerequestDescDecidedBy is the schema descriptor for decided_by field.
+	changerequestDescDecidedBy := changerequestFields[11].Descriptor()
+	// changerequest.DefaultDecidedBy holds the default value on creation for the decided_by field.
+	changerequest.DefaultDecidedBy = changerequestDescDecidedBy.Default.(string)
+	// changerequest.DecidedByValidator is a validator for the "decided_by" field. It is called by the builders before save.
+	changerequest.DecidedByValidator = changerequestDescDecidedBy.Validators[0].(func(string) error)
+	// changerequestDescPolicyVersion is the schema descriptor for policy_version field.
+	changerequestDescPolicyVersion := changerequestFields[12].Descriptor()
+	// changerequest.DefaultPolicyVersion holds the default value on creation for the policy_version field.
+	changerequest.DefaultPolicyVersion = changerequestDescPolicyVersion.Default.(uint64)
+	// changerequestDescID is the schema descriptor for id field.
+	changerequestDescID := changerequestMixinFields0[0].Descriptor()
+	// changerequest.DefaultID holds the default value on creation for the id field.
+	changerequest.DefaultID = changerequestDescID.Default.(func() uuid.UUID)
 	enrollmenttokenMixin := schema.EnrollmentToken{}.Mixin()
 	enrollmenttoken.Policy = privacy.NewPolicies(enrollmenttokenMixin[2], schema.EnrollmentToken{})
 	enrollmenttoken.Hooks[0] = func(next ent.Mutator) ent.Mutator {
@@ -533,6 +703,26 @@ func init() {
 			return nil
 		}
 	}()
+	// tenantDescApprovalsRequired is the schema descriptor for approvals_required field.
+	tenantDescApprovalsRequired := tenantFields[4].Descriptor()
+	// tenant.DefaultApprovalsRequired holds the default value on creation for the approvals_required field.
+	tenant.DefaultApprovalsRequired = tenantDescApprovalsRequired.Default.(int)
+	// tenant.ApprovalsRequiredValidator is a validator for the "approvals_required" field. It is called by the builders before save.
+	tenant.ApprovalsRequiredValidator = func() func(int) error {
+		validators := tenantDescApprovalsRequired.Validators
+		fns := [...]func(int) error{
+			validators[0].(func(int) error),
+			validators[1].(func(int) error),
+		}
+		return func(approvals_required int) error {
+			for _, fn := range fns {
+				if err := fn(approvals_required); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
 	// tenantDescID is the schema descriptor for id field.
 	tenantDescID := tenantMixinFields0[0].Descriptor()
 	// tenant.DefaultID holds the default value on creation for the id field.
@@ -624,11 +814,11 @@ func init() {
 	// toolversion.DefinitionValidator is a validator for the "definition" field. It is called by the builders before save.
 	toolversion.DefinitionValidator = toolversionDescDefinition.Validators[0].(func([]byte) error)
 	// toolversionDescFirstSeen is the schema descriptor for first_seen field.
-	toolversionDescFirstSeen := toolversionFields[3].Descriptor()
+	toolversionDescFirstSeen := toolversionFields[4].Descriptor()
 	// toolversion.DefaultFirstSeen holds the default value on creation for the first_seen field.
 	toolversion.DefaultFirstSeen = toolversionDescFirstSeen.Default.(func() time.Time)
 	// toolversionDescLastSeen is the schema descriptor for last_seen field.
-	toolversionDescLastSeen := toolversionFields[4].Descriptor()
+	toolversionDescLastSeen := toolversionFields[5].Descriptor()
 	// toolversion.DefaultLastSeen holds the default value on creation for the last_seen field.
 	toolversion.DefaultLastSeen = toolversionDescLastSeen.Default.(func() time.Time)
 	// toolversionDescID is the schema descriptor for id field.

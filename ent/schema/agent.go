@@ -24,6 +24,8 @@ func (Agent) Fields() []ent.Field {
 		field.Bool("connected").Default(false),
 		field.Time("last_seen").Optional().Nillable(),
 		field.Uint64("applied_version").Default(0),
+		// When the agent ACKed applied_version.
+		field.Time("applied_at").Optional().Nillable(),
 		field.String("last_nack").Default("").MaxLen(4096),
 		field.Bool("revoked").Default(false),
 	}

@@ -22,6 +22,8 @@ func (Tenant) Fields() []ent.Field {
 		// ed25519 key that signs this tenant's policy bundles.
 		field.Bytes("signing_private_key").Sensitive(),
 		field.Bytes("signing_public_key"),
+		// Approvals a change request needs before it takes effect.
+		field.Int("approvals_required").Default(1).Min(1).Max(10),
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
 	"github.com/google/uuid"
+
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 )
 
 // Tool is a tool of an upstream, as discovered by the gateways.
@@ -35,6 +37,7 @@ func (Tool) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("upstream", Upstream.Type).Ref("tools").Field("upstream_id").Unique().Required().Immutable(),
 		edge.To("versions", ToolVersion.Type),
+		edge.To("change_requests", ChangeRequest.Type),
 	}
 }
 
@@ -56,6 +59,8 @@ func (ToolVersion) Fields() []ent.Field {
 		field.String("sha256").NotEmpty().Immutable(),
 		// RFC 8785 canonical JSON.
 		field.Bytes("definition").Immutable().MaxLen(1 << 20),
+		// What the description scanner found in this definition.
+		field.JSON("findings", []schematype.Finding{}).Optional(),
 		field.Time("first_seen").Default(time.Now).Immutable(),
 		field.Time("last_seen").Default(time.Now),
 	}

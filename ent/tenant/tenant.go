@@ -27,6 +27,8 @@ const (
 	FieldSigningPrivateKey = "signing_private_key"
 	// FieldSigningPublicKey holds the string denoting the signing_public_key field in the database.
 	FieldSigningPublicKey = "signing_public_key"
+	// FieldApprovalsRequired holds the string denoting the approvals_required field in the database.
+	FieldApprovalsRequired = "approvals_required"
 	// Table holds the table name of the tenant in the database.
 	Table = "tenants"
 )
@@ -40,6 +42,7 @@ var Columns = []string{
 	FieldSlug,
 	FieldSigningPrivateKey,
 	FieldSigningPublicKey,
+	FieldApprovalsRequired,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -70,6 +73,10 @@ var (
 	NameValidator func(string) error
 	// SlugValidator is a validator for the "slug" field. It is called by the builders before save.
 	SlugValidator func(string) error
+	// DefaultApprovalsRequired holds the default value on creation for the "approvals_required" field.
+	DefaultApprovalsRequired int
+	// ApprovalsRequiredValidator is a validator for the "approvals_required" field. It is called by the builders before save.
+	ApprovalsRequiredValidator func(int) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -100,4 +107,9 @@ func ByName(opts ...sql.OrderTermOption) OrderOption {
 // BySlug orders the results by the slug field.
 func BySlug(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldSlug, opts...).ToFunc()
+}
+
+// ByApprovalsRequired orders the results by the approvals_required field.
+func ByApprovalsRequired(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldApprovalsRequired, opts...).ToFunc()
 }

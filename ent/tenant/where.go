@@ -85,6 +85,11 @@ func SigningPublicKey(v []byte) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldSigningPublicKey, v))
 }
 
+// ApprovalsRequired applies equality check predicate on the "approvals_required" field. It's identical to ApprovalsRequiredEQ.
+func ApprovalsRequired(v int) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldApprovalsRequired, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldCreatedAt, v))
@@ -373,6 +378,46 @@ func SigningPublicKeyLT(v []byte) predicate.Tenant {
 // SigningPublicKeyLTE applies the LTE predicate on the "signing_public_key" field.
 func SigningPublicKeyLTE(v []byte) predicate.Tenant {
 	return predicate.Tenant(sql.FieldLTE(FieldSigningPublicKey, v))
+}
+
+// ApprovalsRequiredEQ applies the EQ predicate on the "approvals_required" field.
+func ApprovalsRequiredEQ(v int) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldApprovalsRequired, v))
+}
+
+// ApprovalsRequiredNEQ applies the NEQ predicate on the "approvals_required" field.
+func ApprovalsRequiredNEQ(v int) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldApprovalsRequired, v))
+}
+
+// ApprovalsRequiredIn applies the In predicate on the "approvals_required" field.
+func ApprovalsRequiredIn(vs ...int) predicate.Tenant {
+	return predicate.Tenant(sql.FieldIn(FieldApprovalsRequired, vs...))
+}
+
+// ApprovalsRequiredNotIn applies the NotIn predicate on the "approvals_required" field.
+func ApprovalsRequiredNotIn(vs ...int) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotIn(FieldApprovalsRequired, vs...))
+}
+
+// ApprovalsRequiredGT applies the GT predicate on the "approvals_required" field.
+func ApprovalsRequiredGT(v int) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGT(FieldApprovalsRequired, v))
+}
+
+// ApprovalsRequiredGTE applies the GTE predicate on the "approvals_required" field.
+func ApprovalsRequiredGTE(v int) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGTE(FieldApprovalsRequired, v))
+}
+
+// ApprovalsRequiredLT applies the LT predicate on the "approvals_required" field.
+func ApprovalsRequiredLT(v int) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLT(FieldApprovalsRequired, v))
+}
+
+// ApprovalsRequiredLTE applies the LTE predicate on the "approvals_required" field.
+func ApprovalsRequiredLTE(v int) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLTE(FieldApprovalsRequired, v))
 }
 
 // And groups predicates with the AND operator between them.

@@ -40,6 +40,8 @@ const (
 	EdgeUpstream = "upstream"
 	// EdgeVersions holds the string denoting the versions edge name in mutations.
 	EdgeVersions = "versions"
+	// EdgeChangeRequests holds the string denoting the change_requests edge name in mutations.
+	EdgeChangeRequests = "change_requests"
 	// Table holds the table name of the tool in the database.
 	Table = "tools"
 	// TenantTable is the table that holds the tenant relation/edge.
@@ -63,6 +65,13 @@ const (
 	VersionsInverseTable = "tool_versions"
 	// VersionsColumn is the table column denoting the versions relation/edge.
 	VersionsColumn = "tool_id"
+	// ChangeRequestsTable is the table that holds the change_requests relation/edge.
+	ChangeRequestsTable = "change_requests"
+	// ChangeRequestsInverseTable is the table name for the ChangeRequest entity.
+	// It exists in this package in order to avoid circular dependency with the "changerequest" package.
+	ChangeRequestsInverseTable = "change_requests"
+	// ChangeRequestsColumn is the table column denoting the change_requests relation/edge.
+	ChangeRequestsColumn = "tool_id"
 )
 
 // Columns holds all SQL columns for tool fields.
@@ -197,6 +206,20 @@ func ByVersions(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newVersionsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByChangeRequestsCount orders the results by change_requests count.
+func ByChangeRequestsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newChangeRequestsStep(), opts...)
+	}
+}
+
+// ByChangeRequests orders the results by change_requests terms.
+func ByChangeRequests(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newChangeRequestsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newTenantStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -216,5 +239,12 @@ func newVersionsStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(VersionsInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, VersionsTable, VersionsColumn),
+	)
+}
+func newChangeRequestsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(ChangeRequestsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, ChangeRequestsTable, ChangeRequestsColumn),
 	)
 }

@@ -565,6 +565,29 @@ func HasVersionsWith(preds ...predicate.ToolVersion) predicate.Tool {
 	})
 }
 
+// HasChangeRequests applies the HasEdge predicate on the "change_requests" edge.
+func HasChangeRequests() predicate.Tool {
+	return predicate.Tool(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, ChangeRequestsTable, ChangeRequestsColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasChangeRequestsWith applies the HasEdge predicate on the "change_requests" edge with a given conditions (other predicates).
+func HasChangeRequestsWith(preds ...predicate.ChangeRequest) predicate.Tool {
+	return predicate.Tool(func(s *sql.Selector) {
+		step := newChangeRequestsStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.Tool) predicate.Tool {
 	return predicate.Tool(sql.AndPredicates(predicates...))

@@ -24,6 +24,8 @@ const (
 	FieldSha256 = "sha256"
 	// FieldDefinition holds the string denoting the definition field in the database.
 	FieldDefinition = "definition"
+	// FieldFindings holds the string denoting the findings field in the database.
+	FieldFindings = "findings"
 	// FieldFirstSeen holds the string denoting the first_seen field in the database.
 	FieldFirstSeen = "first_seen"
 	// FieldLastSeen holds the string denoting the last_seen field in the database.
@@ -57,6 +59,7 @@ var Columns = []string{
 	FieldToolID,
 	FieldSha256,
 	FieldDefinition,
+	FieldFindings,
 	FieldFirstSeen,
 	FieldLastSeen,
 }

@@ -231,6 +231,16 @@ func DefinitionLTE(v []byte) predicate.ToolVersion {
 	return predicate.ToolVersion(sql.FieldLTE(FieldDefinition, v))
 }
 
+// FindingsIsNil applies the IsNil predicate on the "findings" field.
+func FindingsIsNil() predicate.ToolVersion {
+	return predicate.ToolVersion(sql.FieldIsNull(FieldFindings))
+}
+
+// FindingsNotNil applies the NotNil predicate on the "findings" field.
+func FindingsNotNil() predicate.ToolVersion {
+	return predicate.ToolVersion(sql.FieldNotNull(FieldFindings))
+}
+
 // FirstSeenEQ applies the EQ predicate on the "first_seen" field.
 func FirstSeenEQ(v time.Time) predicate.ToolVersion {
 	return predicate.ToolVersion(sql.FieldEQ(FieldFirstSeen, v))
