@@ -74,3 +74,18 @@ func DBError(what string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// PrincipalKey names the caller stably ("user:<id>" or "apikey:<id>"), for
+// rules such as "the requester may not approve"; "" for system jobs.
+func PrincipalKey(ctx context.Context) string {
+	v, ok := viewer.FromContext(ctx)
+	switch {
+	case !ok:
+		return ""
+	case v.UserID != uuid.Nil:
+		return "user:" + v.UserID.String()
+	case v.APIKeyID != uuid.Nil:
+		return "apikey:" + v.APIKeyID.String()
+	}
+	return ""
+}

@@ -18,7 +18,10 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/bound"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/scan"
 	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/toolversion"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
@@ -108,19 +111,26 @@ func (s *Service) ApplyReport(ctx context.Context, agent *ent.Agent, rep *agentv
 		if !ui.GetReachable() {
 			continue // keep the last known tools of an unreachable upstream
 		}
-		if err := s.applyUpstream(ctx, up, ui.GetTools(), now); err != nil {
+		if err := s.applyUpstream(ctx, agent, up, ui.GetTools(), now); err != nil {
 			return fmt.Errorf("upstream %q: %w", up.Name, err)
 		}
 	}
 	return nil
 }
 
-func (s *Service) applyUpstream(ctx context.Context, up *ent.Upstream, tools []*agentv1.DiscoveredTool, now time.Time) error {
+func (s *Service) applyUpstream(ctx context.Context, agent *ent.Agent, up *ent.Upstream, tools []*agentv1.DiscoveredTool, now time.Time) error {
 	tx, err := s.db.Tx(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	db := tx.Client()
+	tn, err := db.Tenant.Get(ctx, up.TenantID)
+	if err != nil {
+		return err
+	}
+	requestedBy := fmt.Sprintf("gateway agent %s", bound.String(agent.Hostname, 200))
+	var others []string // the tenant's tool names, loaded when a new definition needs scanning
 	seen := make(map[string]bool, len(tools))
 	for _, dt := range tools {
 		if err := ValidateTool(dt); err != nil {
@@ -131,10 +141,10 @@ func (s *Service) applyUpstream(ctx context.Context, up *ent.Upstream, tools []*
 			continue
 		}
 		seen[dt.GetName()] = true
-		t, err := tx.Tool.Query().Where(tool.UpstreamID(up.ID), tool.Name(dt.GetName())).Only(ctx)
+		t, err := db.Tool.Query().Where(tool.UpstreamID(up.ID), tool.Name(dt.GetName())).Only(ctx)
 		switch {
 		case ent.IsNotFound(err):
-			t, err = tx.Tool.Create().SetTenantID(up.TenantID).SetUpstreamID(up.ID).SetName(dt.GetName()).
+			t, err = db.Tool.Create().SetTenantID(up.TenantID).SetUpstreamID(up.ID).SetName(dt.GetName()).
 				SetLiveSha256(dt.GetSha256()).SetFirstSeen(now).SetLastSeen(now).Save(ctx)
 		case err == nil:
 			t, err = t.Update().SetLiveSha256(dt.GetSha256()).SetLastSeen(now).Save(ctx)
@@ -142,27 +152,67 @@ func (s *Service) applyUpstream(ctx context.Context, up *ent.Upstream, tools []*
 		if err != nil {
 			return err
 		}
-		n, err := tx.ToolVersion.Update().Where(toolversion.ToolID(t.ID), toolversion.Sha256(dt.GetSha256())).SetLastSeen(now).Save(ctx)
+		n, err := db.ToolVersion.Update().Where(toolversion.ToolID(t.ID), toolversion.Sha256(dt.GetSha256())).SetLastSeen(now).Save(ctx)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
-			if err := tx.ToolVersion.Create().SetTenantID(up.TenantID).SetToolID(t.ID).SetSha256(dt.GetSha256()).
-				SetDefinition(dt.GetDefinition()).SetFirstSeen(now).SetLastSeen(now).Exec(ctx); err != nil {
+			if others == nil {
+				if others, err = db.Tool.Query().Where(tool.TenantID(up.TenantID)).Limit(5000).Unique(true).Select(tool.FieldName).Strings(ctx); err != nil {
+					return err
+				}
+			}
+			findings, err := Findings(dt.GetDefinition(), dt.GetName(), others)
+			if err != nil {
+				return err
+			}
+			if err := db.ToolVersion.Create().SetTenantID(up.TenantID).SetToolID(t.ID).SetSha256(dt.GetSha256()).
+				SetDefinition(dt.GetDefinition()).SetFindings(findings).SetFirstSeen(now).SetLastSeen(now).Exec(ctx); err != nil {
 				return err
 			}
 		}
+		if _, err := change.Observe(ctx, db, t, up.GatewayID, requestedBy, tn.ApprovalsRequired); err != nil {
+			return fmt.Errorf("tool %q: change request: %w", t.Name, err)
+		}
 	}
-	// Tools no longer listed are marked removed (history stays).
+	// Tools no longer listed are marked removed (history stays); a pinned one opens a removal request.
 	names := make([]string, 0, len(seen))
 	for n := range seen {
 		names = append(names, n)
 	}
-	if err := tx.Tool.Update().Where(tool.UpstreamID(up.ID), tool.NameNotIn(names...), tool.LiveSha256NEQ("")).
-		SetLiveSha256("").Exec(ctx); err != nil {
+	gone, err := db.Tool.Query().Where(tool.UpstreamID(up.ID), tool.NameNotIn(names...), tool.LiveSha256NEQ("")).All(ctx)
+	if err != nil {
 		return err
 	}
+	for _, t := range gone {
+		if t, err = t.Update().SetLiveSha256("").Save(ctx); err != nil {
+			return err
+		}
+		if _, err := change.Observe(ctx, db, t, up.GatewayID, requestedBy, tn.ApprovalsRequired); err != nil {
+			return fmt.Errorf("tool %q: change request: %w", t.Name, err)
+		}
+	}
 	return tx.Commit()
+}
+
+// Findings scans a tool definition; names of the tenant's other tools are
+// looked for in its text.
+func Findings(def []byte, self string, tenantTools []string) ([]schematype.Finding, error) {
+	others := make([]string, 0, len(tenantTools))
+	for _, n := range tenantTools {
+		if n != self {
+			others = append(others, n)
+		}
+	}
+	fs, err := scan.Definition(def, others)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]schematype.Finding, len(fs))
+	for i, f := range fs {
+		out[i] = schematype.Finding{Kind: f.Kind, Severity: string(f.Severity), Path: f.Path, Excerpt: f.Excerpt}
+	}
+	return out, nil
 }
 
 // Pin approves one definition (by hash) of a tool; the gateway will expose
@@ -188,6 +238,9 @@ func (s *Service) Pin(ctx context.Context, tenantID, toolID uuid.UUID, sha strin
 		after, err := tx.Tool.UpdateOneID(t.ID).SetPinnedSha256(sha).Save(ctx)
 		if err != nil {
 			return authz.DBError("pinning tool", err)
+		}
+		if err := change.Supersede(ctx, tx, t.ID); err != nil { // a manual pin answers any open request
+			return err
 		}
 		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "tool.pin", TargetType: "tool",
 			TargetID: t.ID.String(), TargetName: t.Name, Before: t, After: after})
@@ -230,6 +283,9 @@ func (s *Service) Unpin(ctx context.Context, tenantID, toolID uuid.UUID) error {
 		after, err := tx.Tool.UpdateOneID(t.ID).SetPinnedSha256("").Save(ctx)
 		if err != nil {
 			return authz.DBError("unpinning tool", err)
+		}
+		if err := change.Supersede(ctx, tx, t.ID); err != nil {
+			return err
 		}
 		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "tool.unpin", TargetType: "tool",
 			TargetID: t.ID.String(), TargetName: t.Name, Before: t, After: after})
