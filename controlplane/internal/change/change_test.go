@@ -1,6 +1,7 @@
 package change_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -96,7 +97,7 @@ func (w *world) tool(t *testing.T, name string) *ent.Tool {
 	return tl
 }
 
-func newWorld(t *testing.T, url string) *world {
+func newWorld(t *testing.T, url, prefix string) *world {
 	ctx := context.Background()
 	db, err := store.Open(ctx, url, testutil.Logger())
 	if err != nil {
@@ -137,7 +138,7 @@ func newWorld(t *testing.T, url string) *world {
 		return viewer.NewContext(ctx, v)
 	}
 	owner := login("owner@a.test")
-	tn, err := tens.CreateTenant(ctx, "A", "change-a", owner.ID)
+	tn, err := tens.CreateTenant(ctx, "A", prefix+"-a", owner.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func newWorld(t *testing.T, url string) *world {
 	}
 	w.approver, w.approver2, w.viewer = as(login("ann@a.test"), tn.ID), as(login("abe@a.test"), tn.ID), as(login("val@a.test"), tn.ID)
 	other := login("eve@b.test")
-	tb, err := tens.CreateTenant(ctx, "B", "change-b", other.ID)
+	tb, err := tens.CreateTenant(ctx, "B", prefix+"-b", other.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,8 +172,8 @@ func newWorld(t *testing.T, url string) *world {
 func TestWorkflow(t *testing.T) {
 	for name, url := range testutil.Databases(t) {
 		t.Run(name, func(t *testing.T) {
-			w := newWorld(t, url)
-			t.Run("lifecycle", func(t *testing.T) { testLifecycle(t, w) })
+			t.Run("lifecycle", func(t *testing.T) { testLifecycle(t, newWorld(t, url, "a")) })
+			t.Run("manifest", func(t *testing.T) { testManifest(t, newWorld(t, url, "m")) })
 		})
 	}
 }
@@ -347,5 +348,56 @@ func testLifecycle(t *testing.T, w *world) {
 	crs = w.pending(t)
 	if len(crs) != 1 || crs[0].Kind != changerequest.KindToolRemoved || crs[0].ApprovalsRequired != 2 {
 		t.Fatalf("after removal: %+v", crs)
+	}
+}
+
+func testManifest(t *testing.T, w *world) {
+	read := discovered(t, "read_file", "Reads a file.")
+	send := discovered(t, "send_email", "Sends an email.")
+	w.report(t, read, send)
+	readTool, sendTool := w.tool(t, "read_file"), w.tool(t, "send_email")
+	if err := w.inv.Pin(w.owner, w.tenantID, readTool.ID, read.Sha256); err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := w.changes.ExportPins(w.viewer, w.tenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(manifest, []byte(read.Sha256)) || bytes.Contains(manifest, []byte(send.Sha256)) {
+		t.Fatalf("manifest does not hold exactly the pins:\n%s", manifest)
+	}
+	// Drift the live state: pin send, unpin read. The import restores the manifest's pins.
+	if err := w.inv.Pin(w.owner, w.tenantID, sendTool.ID, send.Sha256); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.inv.Unpin(w.owner, w.tenantID, readTool.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.changes.ImportPins(w.approver, w.tenantID, manifest); !errors.Is(err, authz.ErrPermissionDenied) {
+		t.Fatalf("approver import: %v, want permission denied", err)
+	}
+	if _, err := w.changes.ImportPins(w.stranger, w.tenantID, manifest); !errors.Is(err, authz.ErrNotFound) {
+		t.Fatalf("other tenant import: %v, want not found", err)
+	}
+	tampered := bytes.Replace(manifest, []byte(read.Sha256), []byte(send.Sha256), 1)
+	for name, bad := range map[string][]byte{
+		"tampered": tampered,
+		"not json": []byte("{"),
+		"unknown":  bytes.Replace(manifest, []byte(`"pins"`), []byte(`"pinz"`), 1),
+		"unsigned": bytes.Replace(manifest, []byte(`"signature"`), []byte(`"signature_"`), 1),
+	} {
+		if _, err := w.changes.ImportPins(w.owner, w.tenantID, bad); !errors.Is(err, authz.ErrInvalid) {
+			t.Errorf("%s manifest: %v, want invalid", name, err)
+		}
+	}
+	res, err := w.changes.ImportPins(w.owner, w.tenantID, manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Pinned != 1 || res.Unpinned != 1 {
+		t.Fatalf("import result %+v, want 1 pinned, 1 unpinned", res)
+	}
+	if w.tool(t, "read_file").PinnedSha256 != read.Sha256 || w.tool(t, "send_email").PinnedSha256 != "" {
+		t.Fatal("import did not restore the manifest's pins")
 	}
 }

@@ -212,7 +212,34 @@ func (p *Proxy) newVServer(name string) *vserver {
 			Resources: &mcp.ResourceCapabilities{ListChanged: true},
 		},
 	})
+	srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			if method == "tools/list" {
+				p.rediscover(ctx, name)
+			}
+			return next(ctx, method, req)
+		}
+	})
 	return &vserver{name: name, server: srv, tools: map[string]string{}, prompts: map[string]string{}, resources: map[string]string{}, templates: map[string]string{}}
+}
+
+// rediscover re-lists a virtual server's upstreams in parallel and waits.
+func (p *Proxy) rediscover(ctx context.Context, vsName string) {
+	p.mu.Lock()
+	var ups []*upstream
+	if vs := p.servers[vsName]; vs != nil {
+		for _, name := range vs.upstreams {
+			if u := p.upstreams[name]; u != nil {
+				ups = append(ups, u)
+			}
+		}
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, u := range ups {
+		wg.Go(func() { u.refreshNow(ctx) })
+	}
+	wg.Wait()
 }
 
 // upstreamChanged is called by an upstream after discovery or loss.

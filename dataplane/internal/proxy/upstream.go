@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/backoff"
@@ -61,6 +62,9 @@ type upstream struct {
 	templates []*mcp.ResourceTemplate
 	reachable bool
 	lastErr   string
+
+	discoverMu sync.Mutex // one discovery at a time, so results land in order
+	refreshing singleflight.Group
 
 	rediscover chan struct{}
 	cancel     context.CancelFunc
@@ -186,8 +190,37 @@ func (u *upstream) connectAndServe(ctx context.Context) error {
 	}
 }
 
+// refreshNow re-lists the upstream before a client's tools/list is answered,
+// so a definition changed upstream is quarantined in that very answer, not
+// at the next periodic discovery. Concurrent callers share one listing; a
+// failure leaves the last known state (the session loop handles reconnects).
+func (u *upstream) refreshNow(ctx context.Context) {
+	sess := u.currentSession()
+	if sess == nil {
+		return
+	}
+	ch := u.refreshing.DoChan("", func() (any, error) {
+		// Detached from the first caller, so its cancellation does not fail the others.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(u.timeout, syncRefreshTimeout))
+		defer cancel()
+		return nil, u.discover(dctx, sess)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			u.log.Warn("rediscovery before tools/list failed; answering from the last listing", "err", r.Err)
+		}
+	case <-ctx.Done():
+	}
+}
+
+// syncRefreshTimeout bounds how long a client's tools/list waits for an upstream.
+const syncRefreshTimeout = 10 * time.Second
+
 // discover lists tools, prompts and resources and publishes the result.
 func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error {
+	u.discoverMu.Lock()
+	defer u.discoverMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	caps := sess.InitializeResult().Capabilities
@@ -243,6 +276,10 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 		}
 	}
 	u.mu.Lock()
+	if u.session != nil && u.session != sess {
+		u.mu.Unlock()
+		return nil // the session was replaced while listing; its own discovery wins
+	}
 	u.session, u.tools, u.prompts, u.resources, u.templates = sess, tools, prompts, resources, templates
 	u.reachable, u.lastErr = true, ""
 	u.mu.Unlock()
