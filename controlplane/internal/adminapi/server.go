@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
@@ -29,6 +30,7 @@ type Config struct {
 	IDs       *identity.Service
 	Tenants   *tenant.Service
 	Inventory *inventory.Service
+	Changes   *change.Service
 	// EnrollmentToken formats a gateway enrollment token; AgentEndpoint is
 	// the address agents dial.
 	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error)
@@ -44,8 +46,8 @@ type Server struct {
 
 // New checks cfg and returns a Server.
 func New(cfg Config) (*Server, error) {
-	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.EnrollmentToken == nil {
-		return nil, errors.New("adminapi.New: DB, IDs, Tenants, Inventory and EnrollmentToken are required")
+	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.EnrollmentToken == nil {
+		return nil, errors.New("adminapi.New: DB, IDs, Tenants, Inventory, Changes and EnrollmentToken are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -56,7 +58,7 @@ func New(cfg Config) (*Server, error) {
 // Mount registers every service on mux.
 func (s *Server) Mount(mux *http.ServeMux) {
 	auth := &Authenticator{IDs: s.cfg.IDs}
-	opts := []connect.HandlerOption{connect.WithInterceptors(auth.Interceptor()), connect.WithReadMaxBytes(1 << 20)}
+	opts := []connect.HandlerOption{connect.WithInterceptors(auth.Interceptor()), connect.WithReadMaxBytes(change.MaxManifestBytes + 1<<16)}
 	for _, h := range []func() (string, http.Handler){
 		func() (string, http.Handler) { return adminv1connect.NewTenantServiceHandler(s, opts...) },
 		func() (string, http.Handler) { return adminv1connect.NewMemberServiceHandler(s, opts...) },
@@ -66,6 +68,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 		func() (string, http.Handler) { return adminv1connect.NewToolServiceHandler(s, opts...) },
 		func() (string, http.Handler) { return adminv1connect.NewAPIKeyServiceHandler(s, opts...) },
 		func() (string, http.Handler) { return adminv1connect.NewAuditServiceHandler(s, opts...) },
+		func() (string, http.Handler) { return adminv1connect.NewChangeServiceHandler(s, opts...) },
 	} {
 		path, handler := h()
 		mux.Handle(path, handler)

@@ -292,7 +292,8 @@ func (s *Server) handle(ctx context.Context, log *slog.Logger, a *ent.Agent, m *
 		}
 		delete(pending, msg.Ack.GetNonce())
 		log.Info("policy acknowledged", "version", v)
-		return s.cfg.DB.Agent.UpdateOneID(a.ID).SetAppliedVersion(v).SetLastNack("").SetLastSeen(time.Now()).Exec(ctx)
+		now := time.Now()
+		return s.cfg.DB.Agent.UpdateOneID(a.ID).SetAppliedVersion(v).SetAppliedAt(now).SetLastNack("").SetLastSeen(now).Exec(ctx)
 	case *agentv1.SyncRequest_Nack:
 		v, ok := pending[msg.Nack.GetNonce()]
 		if !ok {

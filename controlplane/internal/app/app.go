@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/agentsync"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
@@ -63,6 +64,7 @@ type App struct {
 	Policy    *policy.Service
 	Telemetry *telemetry.Service
 	IDs       *identity.Service
+	Changes   *change.Service
 
 	cfg     Config
 	log     *slog.Logger
@@ -110,6 +112,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if a.Inventory, err = inventory.New(a.DB, a.Policy, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
+	if a.Changes, err = change.New(a.DB, a.Policy, cfg.Logger); err != nil {
+		return nil, a.closeWith(err)
+	}
 	if a.Telemetry, err = telemetry.New(a.DB, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
@@ -141,7 +146,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.mux = http.NewServeMux()
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	api, err := adminapi.New(adminapi.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory,
+	api, err := adminapi.New(adminapi.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes,
 		EnrollmentToken: a.EnrollmentToken, AgentEndpoint: a.AgentEndpoint(), Logger: cfg.Logger})
 	if err != nil {
 		return nil, a.closeWith(err)

@@ -2814,6 +2814,1406 @@ func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
 	return nil
 }
 
+// ChangeRequest asks for a tool definition to be approved (or a removal acknowledged).
+type ChangeRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ToolId    string                 `protobuf:"bytes,2,opt,name=tool_id,json=toolId,proto3" json:"tool_id,omitempty"`
+	Tool      string                 `protobuf:"bytes,3,opt,name=tool,proto3" json:"tool,omitempty"`
+	Upstream  string                 `protobuf:"bytes,4,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	GatewayId string                 `protobuf:"bytes,5,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	Gateway   string                 `protobuf:"bytes,6,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// tool_added, tool_changed or tool_removed.
+	Kind string `protobuf:"bytes,7,opt,name=kind,proto3" json:"kind,omitempty"`
+	// pending, approved, rejected or superseded.
+	Status string `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	// The pinned definition when opened ("" if none) and the one to approve ("" for a removal).
+	FromSha256        string                 `protobuf:"bytes,9,opt,name=from_sha256,json=fromSha256,proto3" json:"from_sha256,omitempty"`
+	ToSha256          string                 `protobuf:"bytes,10,opt,name=to_sha256,json=toSha256,proto3" json:"to_sha256,omitempty"`
+	RequestedBy       string                 `protobuf:"bytes,11,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	Comment           string                 `protobuf:"bytes,12,opt,name=comment,proto3" json:"comment,omitempty"`
+	ApprovalsRequired int32                  `protobuf:"varint,13,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	Approvals         int32                  `protobuf:"varint,14,opt,name=approvals,proto3" json:"approvals,omitempty"`
+	Findings          int32                  `protobuf:"varint,15,opt,name=findings,proto3" json:"findings,omitempty"`
+	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	DecidedAt         *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	DecidedBy         string                 `protobuf:"bytes,18,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	// The policy version that carries the decision (0 until applied).
+	PolicyVersion uint64 `protobuf:"varint,19,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	SupersededBy  string `protobuf:"bytes,20,opt,name=superseded_by,json=supersededBy,proto3" json:"superseded_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeRequest) Reset() {
+	*x = ChangeRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeRequest) ProtoMessage() {}
+
+func (x *ChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeRequest.ProtoReflect.Descriptor instead.
+func (*ChangeRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ChangeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetToolId() string {
+	if x != nil {
+		return x.ToolId
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetGatewayId() string {
+	if x != nil {
+		return x.GatewayId
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetFromSha256() string {
+	if x != nil {
+		return x.FromSha256
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetToSha256() string {
+	if x != nil {
+		return x.ToSha256
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetApprovalsRequired() int32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
+}
+
+func (x *ChangeRequest) GetApprovals() int32 {
+	if x != nil {
+		return x.Approvals
+	}
+	return 0
+}
+
+func (x *ChangeRequest) GetFindings() int32 {
+	if x != nil {
+		return x.Findings
+	}
+	return 0
+}
+
+func (x *ChangeRequest) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ChangeRequest) GetDecidedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecidedAt
+	}
+	return nil
+}
+
+func (x *ChangeRequest) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetPolicyVersion() uint64 {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *ChangeRequest) GetSupersededBy() string {
+	if x != nil {
+		return x.SupersededBy
+	}
+	return ""
+}
+
+// Finding is something the description scanner flagged in a definition.
+type Finding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// e.g. unicode_tags, bidi_control, zero_width, ansi_escape, instruction,
+	// secret_reference, url, encoded_blob, mentions_other_tool.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// high, medium or low.
+	Severity string `protobuf:"bytes,2,opt,name=severity,proto3" json:"severity,omitempty"`
+	// Where in the definition, e.g. "description".
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// The match, with invisible characters shown as <U+XXXX>.
+	Excerpt       string `protobuf:"bytes,4,opt,name=excerpt,proto3" json:"excerpt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Finding) Reset() {
+	*x = Finding{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Finding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Finding) ProtoMessage() {}
+
+func (x *Finding) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Finding.ProtoReflect.Descriptor instead.
+func (*Finding) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *Finding) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Finding) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *Finding) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Finding) GetExcerpt() string {
+	if x != nil {
+		return x.Excerpt
+	}
+	return ""
+}
+
+// DiffLine is one row of a side-by-side diff.
+type DiffLine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// equal, change, delete or insert.
+	Op            string `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	Left          string `protobuf:"bytes,2,opt,name=left,proto3" json:"left,omitempty"`
+	Right         string `protobuf:"bytes,3,opt,name=right,proto3" json:"right,omitempty"`
+	LeftNo        int32  `protobuf:"varint,4,opt,name=left_no,json=leftNo,proto3" json:"left_no,omitempty"`
+	RightNo       int32  `protobuf:"varint,5,opt,name=right_no,json=rightNo,proto3" json:"right_no,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiffLine) Reset() {
+	*x = DiffLine{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiffLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiffLine) ProtoMessage() {}
+
+func (x *DiffLine) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiffLine.ProtoReflect.Descriptor instead.
+func (*DiffLine) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *DiffLine) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *DiffLine) GetLeft() string {
+	if x != nil {
+		return x.Left
+	}
+	return ""
+}
+
+func (x *DiffLine) GetRight() string {
+	if x != nil {
+		return x.Right
+	}
+	return ""
+}
+
+func (x *DiffLine) GetLeftNo() int32 {
+	if x != nil {
+		return x.LeftNo
+	}
+	return 0
+}
+
+func (x *DiffLine) GetRightNo() int32 {
+	if x != nil {
+		return x.RightNo
+	}
+	return 0
+}
+
+// Decision is one approver's approve or reject.
+type Decision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// approve or reject.
+	Decision      string                 `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"`
+	Actor         string                 `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	Comment       string                 `protobuf:"bytes,3,opt,name=comment,proto3" json:"comment,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Decision) Reset() {
+	*x = Decision{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Decision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Decision) ProtoMessage() {}
+
+func (x *Decision) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Decision.ProtoReflect.Descriptor instead.
+func (*Decision) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *Decision) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *Decision) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Decision) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *Decision) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// AgentProgress tells whether an agent applied the decision's policy version.
+type AgentProgress struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	AgentId        string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Hostname       string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Connected      bool                   `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
+	AppliedVersion uint64                 `protobuf:"varint,4,opt,name=applied_version,json=appliedVersion,proto3" json:"applied_version,omitempty"`
+	AppliedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=applied_at,json=appliedAt,proto3" json:"applied_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AgentProgress) Reset() {
+	*x = AgentProgress{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentProgress) ProtoMessage() {}
+
+func (x *AgentProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentProgress.ProtoReflect.Descriptor instead.
+func (*AgentProgress) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *AgentProgress) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *AgentProgress) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *AgentProgress) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *AgentProgress) GetAppliedVersion() uint64 {
+	if x != nil {
+		return x.AppliedVersion
+	}
+	return 0
+}
+
+func (x *AgentProgress) GetAppliedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AppliedAt
+	}
+	return nil
+}
+
+// ListChangeRequestsRequest filters by status ("" for all).
+type ListChangeRequestsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChangeRequestsRequest) Reset() {
+	*x = ListChangeRequestsRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChangeRequestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChangeRequestsRequest) ProtoMessage() {}
+
+func (x *ListChangeRequestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChangeRequestsRequest.ProtoReflect.Descriptor instead.
+func (*ListChangeRequestsRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ListChangeRequestsRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+// ListChangeRequestsResponse lists change requests.
+type ListChangeRequestsResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ChangeRequests []*ChangeRequest       `protobuf:"bytes,1,rep,name=change_requests,json=changeRequests,proto3" json:"change_requests,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListChangeRequestsResponse) Reset() {
+	*x = ListChangeRequestsResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChangeRequestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChangeRequestsResponse) ProtoMessage() {}
+
+func (x *ListChangeRequestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChangeRequestsResponse.ProtoReflect.Descriptor instead.
+func (*ListChangeRequestsResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ListChangeRequestsResponse) GetChangeRequests() []*ChangeRequest {
+	if x != nil {
+		return x.ChangeRequests
+	}
+	return nil
+}
+
+// GetChangeRequestRequest names the request.
+type GetChangeRequestRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetChangeRequestRequest) Reset() {
+	*x = GetChangeRequestRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetChangeRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetChangeRequestRequest) ProtoMessage() {}
+
+func (x *GetChangeRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetChangeRequestRequest.ProtoReflect.Descriptor instead.
+func (*GetChangeRequestRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *GetChangeRequestRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetChangeRequestResponse has everything a reviewer needs.
+type GetChangeRequestResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChangeRequest *ChangeRequest         `protobuf:"bytes,1,opt,name=change_request,json=changeRequest,proto3" json:"change_request,omitempty"`
+	// Indented canonical JSON of both definitions.
+	FromDefinition string           `protobuf:"bytes,2,opt,name=from_definition,json=fromDefinition,proto3" json:"from_definition,omitempty"`
+	ToDefinition   string           `protobuf:"bytes,3,opt,name=to_definition,json=toDefinition,proto3" json:"to_definition,omitempty"`
+	Diff           []*DiffLine      `protobuf:"bytes,4,rep,name=diff,proto3" json:"diff,omitempty"`
+	Findings       []*Finding       `protobuf:"bytes,5,rep,name=findings,proto3" json:"findings,omitempty"`
+	FromFindings   []*Finding       `protobuf:"bytes,6,rep,name=from_findings,json=fromFindings,proto3" json:"from_findings,omitempty"`
+	Decisions      []*Decision      `protobuf:"bytes,7,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	Agents         []*AgentProgress `protobuf:"bytes,8,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetChangeRequestResponse) Reset() {
+	*x = GetChangeRequestResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetChangeRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetChangeRequestResponse) ProtoMessage() {}
+
+func (x *GetChangeRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetChangeRequestResponse.ProtoReflect.Descriptor instead.
+func (*GetChangeRequestResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *GetChangeRequestResponse) GetChangeRequest() *ChangeRequest {
+	if x != nil {
+		return x.ChangeRequest
+	}
+	return nil
+}
+
+func (x *GetChangeRequestResponse) GetFromDefinition() string {
+	if x != nil {
+		return x.FromDefinition
+	}
+	return ""
+}
+
+func (x *GetChangeRequestResponse) GetToDefinition() string {
+	if x != nil {
+		return x.ToDefinition
+	}
+	return ""
+}
+
+func (x *GetChangeRequestResponse) GetDiff() []*DiffLine {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+func (x *GetChangeRequestResponse) GetFindings() []*Finding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
+func (x *GetChangeRequestResponse) GetFromFindings() []*Finding {
+	if x != nil {
+		return x.FromFindings
+	}
+	return nil
+}
+
+func (x *GetChangeRequestResponse) GetDecisions() []*Decision {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+func (x *GetChangeRequestResponse) GetAgents() []*AgentProgress {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// ProposeChangeRequest names a tool and one of its discovered definitions.
+type ProposeChangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ToolId        string                 `protobuf:"bytes,1,opt,name=tool_id,json=toolId,proto3" json:"tool_id,omitempty"`
+	Sha256        string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Comment       string                 `protobuf:"bytes,3,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeChangeRequest) Reset() {
+	*x = ProposeChangeRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeChangeRequest) ProtoMessage() {}
+
+func (x *ProposeChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeChangeRequest.ProtoReflect.Descriptor instead.
+func (*ProposeChangeRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ProposeChangeRequest) GetToolId() string {
+	if x != nil {
+		return x.ToolId
+	}
+	return ""
+}
+
+func (x *ProposeChangeRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ProposeChangeRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// ProposeChangeResponse returns the new request.
+type ProposeChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChangeRequest *ChangeRequest         `protobuf:"bytes,1,opt,name=change_request,json=changeRequest,proto3" json:"change_request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeChangeResponse) Reset() {
+	*x = ProposeChangeResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeChangeResponse) ProtoMessage() {}
+
+func (x *ProposeChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeChangeResponse.ProtoReflect.Descriptor instead.
+func (*ProposeChangeResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ProposeChangeResponse) GetChangeRequest() *ChangeRequest {
+	if x != nil {
+		return x.ChangeRequest
+	}
+	return nil
+}
+
+// ApproveChangeRequest names the request.
+type ApproveChangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Comment       string                 `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveChangeRequest) Reset() {
+	*x = ApproveChangeRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveChangeRequest) ProtoMessage() {}
+
+func (x *ApproveChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveChangeRequest.ProtoReflect.Descriptor instead.
+func (*ApproveChangeRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ApproveChangeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ApproveChangeRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// ApproveChangeResponse tells whether the approval applied the change.
+type ApproveChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChangeRequest *ChangeRequest         `protobuf:"bytes,1,opt,name=change_request,json=changeRequest,proto3" json:"change_request,omitempty"`
+	Applied       bool                   `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveChangeResponse) Reset() {
+	*x = ApproveChangeResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveChangeResponse) ProtoMessage() {}
+
+func (x *ApproveChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveChangeResponse.ProtoReflect.Descriptor instead.
+func (*ApproveChangeResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ApproveChangeResponse) GetChangeRequest() *ChangeRequest {
+	if x != nil {
+		return x.ChangeRequest
+	}
+	return nil
+}
+
+func (x *ApproveChangeResponse) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+// RejectChangeRequest names the request.
+type RejectChangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Comment       string                 `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectChangeRequest) Reset() {
+	*x = RejectChangeRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectChangeRequest) ProtoMessage() {}
+
+func (x *RejectChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectChangeRequest.ProtoReflect.Descriptor instead.
+func (*RejectChangeRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *RejectChangeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RejectChangeRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// RejectChangeResponse returns the closed request.
+type RejectChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChangeRequest *ChangeRequest         `protobuf:"bytes,1,opt,name=change_request,json=changeRequest,proto3" json:"change_request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectChangeResponse) Reset() {
+	*x = RejectChangeResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectChangeResponse) ProtoMessage() {}
+
+func (x *RejectChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectChangeResponse.ProtoReflect.Descriptor instead.
+func (*RejectChangeResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *RejectChangeResponse) GetChangeRequest() *ChangeRequest {
+	if x != nil {
+		return x.ChangeRequest
+	}
+	return nil
+}
+
+// GetApprovalPolicyRequest is empty.
+type GetApprovalPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetApprovalPolicyRequest) Reset() {
+	*x = GetApprovalPolicyRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetApprovalPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetApprovalPolicyRequest) ProtoMessage() {}
+
+func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{66}
+}
+
+// GetApprovalPolicyResponse has the policy.
+type GetApprovalPolicyResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	ApprovalsRequired int32                  `protobuf:"varint,1,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *GetApprovalPolicyResponse) Reset() {
+	*x = GetApprovalPolicyResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetApprovalPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetApprovalPolicyResponse) ProtoMessage() {}
+
+func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *GetApprovalPolicyResponse) GetApprovalsRequired() int32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
+}
+
+// SetApprovalPolicyRequest sets the policy.
+type SetApprovalPolicyRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	ApprovalsRequired int32                  `protobuf:"varint,1,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *SetApprovalPolicyRequest) Reset() {
+	*x = SetApprovalPolicyRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetApprovalPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetApprovalPolicyRequest) ProtoMessage() {}
+
+func (x *SetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *SetApprovalPolicyRequest) GetApprovalsRequired() int32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
+}
+
+// SetApprovalPolicyResponse is empty.
+type SetApprovalPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetApprovalPolicyResponse) Reset() {
+	*x = SetApprovalPolicyResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetApprovalPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetApprovalPolicyResponse) ProtoMessage() {}
+
+func (x *SetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
+func (*SetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{69}
+}
+
+// ExportPinsRequest is empty: the manifest covers every gateway of the tenant.
+type ExportPinsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportPinsRequest) Reset() {
+	*x = ExportPinsRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportPinsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportPinsRequest) ProtoMessage() {}
+
+func (x *ExportPinsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportPinsRequest.ProtoReflect.Descriptor instead.
+func (*ExportPinsRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{70}
+}
+
+// ExportPinsResponse carries the manifest.
+type ExportPinsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// JSON, signed with the tenant's policy key.
+	Manifest      []byte `protobuf:"bytes,1,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportPinsResponse) Reset() {
+	*x = ExportPinsResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportPinsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportPinsResponse) ProtoMessage() {}
+
+func (x *ExportPinsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportPinsResponse.ProtoReflect.Descriptor instead.
+func (*ExportPinsResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *ExportPinsResponse) GetManifest() []byte {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+// ImportPinsRequest carries a manifest.
+type ImportPinsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Manifest      []byte                 `protobuf:"bytes,1,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportPinsRequest) Reset() {
+	*x = ImportPinsRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportPinsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportPinsRequest) ProtoMessage() {}
+
+func (x *ImportPinsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportPinsRequest.ProtoReflect.Descriptor instead.
+func (*ImportPinsRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *ImportPinsRequest) GetManifest() []byte {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+// ImportPinsResponse counts what changed.
+type ImportPinsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pinned        int32                  `protobuf:"varint,1,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	Unpinned      int32                  `protobuf:"varint,2,opt,name=unpinned,proto3" json:"unpinned,omitempty"`
+	Unchanged     int32                  `protobuf:"varint,3,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportPinsResponse) Reset() {
+	*x = ImportPinsResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportPinsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportPinsResponse) ProtoMessage() {}
+
+func (x *ImportPinsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportPinsResponse.ProtoReflect.Descriptor instead.
+func (*ImportPinsResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *ImportPinsResponse) GetPinned() int32 {
+	if x != nil {
+		return x.Pinned
+	}
+	return 0
+}
+
+func (x *ImportPinsResponse) GetUnpinned() int32 {
+	if x != nil {
+		return x.Unpinned
+	}
+	return 0
+}
+
+func (x *ImportPinsResponse) GetUnchanged() int32 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
 var File_portcullis_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
@@ -2990,7 +4390,104 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x16ListAuditEventsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"R\n" +
 	"\x17ListAuditEventsResponse\x127\n" +
-	"\x06events\x18\x01 \x03(\v2\x1f.portcullis.admin.v1.AuditEventR\x06events*`\n" +
+	"\x06events\x18\x01 \x03(\v2\x1f.portcullis.admin.v1.AuditEventR\x06events\"\x92\x05\n" +
+	"\rChangeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\atool_id\x18\x02 \x01(\tR\x06toolId\x12\x12\n" +
+	"\x04tool\x18\x03 \x01(\tR\x04tool\x12\x1a\n" +
+	"\bupstream\x18\x04 \x01(\tR\bupstream\x12\x1d\n" +
+	"\n" +
+	"gateway_id\x18\x05 \x01(\tR\tgatewayId\x12\x18\n" +
+	"\agateway\x18\x06 \x01(\tR\agateway\x12\x12\n" +
+	"\x04kind\x18\a \x01(\tR\x04kind\x12\x16\n" +
+	"\x06status\x18\b \x01(\tR\x06status\x12\x1f\n" +
+	"\vfrom_sha256\x18\t \x01(\tR\n" +
+	"fromSha256\x12\x1b\n" +
+	"\tto_sha256\x18\n" +
+	" \x01(\tR\btoSha256\x12!\n" +
+	"\frequested_by\x18\v \x01(\tR\vrequestedBy\x12\x18\n" +
+	"\acomment\x18\f \x01(\tR\acomment\x12-\n" +
+	"\x12approvals_required\x18\r \x01(\x05R\x11approvalsRequired\x12\x1c\n" +
+	"\tapprovals\x18\x0e \x01(\x05R\tapprovals\x12\x1a\n" +
+	"\bfindings\x18\x0f \x01(\x05R\bfindings\x129\n" +
+	"\n" +
+	"created_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"decided_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\x12 \x01(\tR\tdecidedBy\x12%\n" +
+	"\x0epolicy_version\x18\x13 \x01(\x04R\rpolicyVersion\x12#\n" +
+	"\rsuperseded_by\x18\x14 \x01(\tR\fsupersededBy\"g\n" +
+	"\aFinding\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
+	"\bseverity\x18\x02 \x01(\tR\bseverity\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x18\n" +
+	"\aexcerpt\x18\x04 \x01(\tR\aexcerpt\"x\n" +
+	"\bDiffLine\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x12\n" +
+	"\x04left\x18\x02 \x01(\tR\x04left\x12\x14\n" +
+	"\x05right\x18\x03 \x01(\tR\x05right\x12\x17\n" +
+	"\aleft_no\x18\x04 \x01(\x05R\x06leftNo\x12\x19\n" +
+	"\bright_no\x18\x05 \x01(\x05R\arightNo\"\x82\x01\n" +
+	"\bDecision\x12\x1a\n" +
+	"\bdecision\x18\x01 \x01(\tR\bdecision\x12\x14\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x18\n" +
+	"\acomment\x18\x03 \x01(\tR\acomment\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xc8\x01\n" +
+	"\rAgentProgress\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x1c\n" +
+	"\tconnected\x18\x03 \x01(\bR\tconnected\x12'\n" +
+	"\x0fapplied_version\x18\x04 \x01(\x04R\x0eappliedVersion\x129\n" +
+	"\n" +
+	"applied_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tappliedAt\"3\n" +
+	"\x19ListChangeRequestsRequest\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\"i\n" +
+	"\x1aListChangeRequestsResponse\x12K\n" +
+	"\x0fchange_requests\x18\x01 \x03(\v2\".portcullis.admin.v1.ChangeRequestR\x0echangeRequests\")\n" +
+	"\x17GetChangeRequestRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xdc\x03\n" +
+	"\x18GetChangeRequestResponse\x12I\n" +
+	"\x0echange_request\x18\x01 \x01(\v2\".portcullis.admin.v1.ChangeRequestR\rchangeRequest\x12'\n" +
+	"\x0ffrom_definition\x18\x02 \x01(\tR\x0efromDefinition\x12#\n" +
+	"\rto_definition\x18\x03 \x01(\tR\ftoDefinition\x121\n" +
+	"\x04diff\x18\x04 \x03(\v2\x1d.portcullis.admin.v1.DiffLineR\x04diff\x128\n" +
+	"\bfindings\x18\x05 \x03(\v2\x1c.portcullis.admin.v1.FindingR\bfindings\x12A\n" +
+	"\rfrom_findings\x18\x06 \x03(\v2\x1c.portcullis.admin.v1.FindingR\ffromFindings\x12;\n" +
+	"\tdecisions\x18\a \x03(\v2\x1d.portcullis.admin.v1.DecisionR\tdecisions\x12:\n" +
+	"\x06agents\x18\b \x03(\v2\".portcullis.admin.v1.AgentProgressR\x06agents\"a\n" +
+	"\x14ProposeChangeRequest\x12\x17\n" +
+	"\atool_id\x18\x01 \x01(\tR\x06toolId\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x18\n" +
+	"\acomment\x18\x03 \x01(\tR\acomment\"b\n" +
+	"\x15ProposeChangeResponse\x12I\n" +
+	"\x0echange_request\x18\x01 \x01(\v2\".portcullis.admin.v1.ChangeRequestR\rchangeRequest\"@\n" +
+	"\x14ApproveChangeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\acomment\x18\x02 \x01(\tR\acomment\"|\n" +
+	"\x15ApproveChangeResponse\x12I\n" +
+	"\x0echange_request\x18\x01 \x01(\v2\".portcullis.admin.v1.ChangeRequestR\rchangeRequest\x12\x18\n" +
+	"\aapplied\x18\x02 \x01(\bR\aapplied\"?\n" +
+	"\x13RejectChangeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\acomment\x18\x02 \x01(\tR\acomment\"a\n" +
+	"\x14RejectChangeResponse\x12I\n" +
+	"\x0echange_request\x18\x01 \x01(\v2\".portcullis.admin.v1.ChangeRequestR\rchangeRequest\"\x1a\n" +
+	"\x18GetApprovalPolicyRequest\"J\n" +
+	"\x19GetApprovalPolicyResponse\x12-\n" +
+	"\x12approvals_required\x18\x01 \x01(\x05R\x11approvalsRequired\"I\n" +
+	"\x18SetApprovalPolicyRequest\x12-\n" +
+	"\x12approvals_required\x18\x01 \x01(\x05R\x11approvalsRequired\"\x1b\n" +
+	"\x19SetApprovalPolicyResponse\"\x13\n" +
+	"\x11ExportPinsRequest\"0\n" +
+	"\x12ExportPinsResponse\x12\x1a\n" +
+	"\bmanifest\x18\x01 \x01(\fR\bmanifest\"/\n" +
+	"\x11ImportPinsRequest\x12\x1a\n" +
+	"\bmanifest\x18\x01 \x01(\fR\bmanifest\"f\n" +
+	"\x12ImportPinsResponse\x12\x16\n" +
+	"\x06pinned\x18\x01 \x01(\x05R\x06pinned\x12\x1a\n" +
+	"\bunpinned\x18\x02 \x01(\x05R\bunpinned\x12\x1c\n" +
+	"\tunchanged\x18\x03 \x01(\x05R\tunchanged*`\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_VIEWER\x10\x01\x12\x11\n" +
@@ -3032,7 +4529,19 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\fCreateAPIKey\x12(.portcullis.admin.v1.CreateAPIKeyRequest\x1a).portcullis.admin.v1.CreateAPIKeyResponse\x12c\n" +
 	"\fRevokeAPIKey\x12(.portcullis.admin.v1.RevokeAPIKeyRequest\x1a).portcullis.admin.v1.RevokeAPIKeyResponse2|\n" +
 	"\fAuditService\x12l\n" +
-	"\x0fListAuditEvents\x12+.portcullis.admin.v1.ListAuditEventsRequest\x1a,.portcullis.admin.v1.ListAuditEventsResponseB\xdf\x01\n" +
+	"\x0fListAuditEvents\x12+.portcullis.admin.v1.ListAuditEventsRequest\x1a,.portcullis.admin.v1.ListAuditEventsResponse2\xd2\a\n" +
+	"\rChangeService\x12u\n" +
+	"\x12ListChangeRequests\x12..portcullis.admin.v1.ListChangeRequestsRequest\x1a/.portcullis.admin.v1.ListChangeRequestsResponse\x12o\n" +
+	"\x10GetChangeRequest\x12,.portcullis.admin.v1.GetChangeRequestRequest\x1a-.portcullis.admin.v1.GetChangeRequestResponse\x12f\n" +
+	"\rProposeChange\x12).portcullis.admin.v1.ProposeChangeRequest\x1a*.portcullis.admin.v1.ProposeChangeResponse\x12f\n" +
+	"\rApproveChange\x12).portcullis.admin.v1.ApproveChangeRequest\x1a*.portcullis.admin.v1.ApproveChangeResponse\x12c\n" +
+	"\fRejectChange\x12(.portcullis.admin.v1.RejectChangeRequest\x1a).portcullis.admin.v1.RejectChangeResponse\x12r\n" +
+	"\x11GetApprovalPolicy\x12-.portcullis.admin.v1.GetApprovalPolicyRequest\x1a..portcullis.admin.v1.GetApprovalPolicyResponse\x12r\n" +
+	"\x11SetApprovalPolicy\x12-.portcullis.admin.v1.SetApprovalPolicyRequest\x1a..portcullis.admin.v1.SetApprovalPolicyResponse\x12]\n" +
+	"\n" +
+	"ExportPins\x12&.portcullis.admin.v1.ExportPinsRequest\x1a'.portcullis.admin.v1.ExportPinsResponse\x12]\n" +
+	"\n" +
+	"ImportPins\x12&.portcullis.admin.v1.ImportPinsRequest\x1a'.portcullis.admin.v1.ImportPinsResponseB\xdf\x01\n" +
 	"\x17com.portcullis.admin.v1B\n" +
 	"AdminProtoP\x01ZJgithub.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1;adminv1\xa2\x02\x03PAX\xaa\x02\x13Portcullis.Admin.V1\xca\x02\x13Portcullis\\Admin\\V1\xe2\x02\x1fPortcullis\\Admin\\V1\\GPBMetadata\xea\x02\x15Portcullis::Admin::V1b\x06proto3"
 
@@ -3049,7 +4558,7 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                             // 0: portcullis.admin.v1.Role
 	(Transport)(0),                        // 1: portcullis.admin.v1.Transport
@@ -3104,90 +4613,145 @@ var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(*AuditEvent)(nil),                    // 50: portcullis.admin.v1.AuditEvent
 	(*ListAuditEventsRequest)(nil),        // 51: portcullis.admin.v1.ListAuditEventsRequest
 	(*ListAuditEventsResponse)(nil),       // 52: portcullis.admin.v1.ListAuditEventsResponse
-	nil,                                   // 53: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),         // 54: google.protobuf.Timestamp
+	(*ChangeRequest)(nil),                 // 53: portcullis.admin.v1.ChangeRequest
+	(*Finding)(nil),                       // 54: portcullis.admin.v1.Finding
+	(*DiffLine)(nil),                      // 55: portcullis.admin.v1.DiffLine
+	(*Decision)(nil),                      // 56: portcullis.admin.v1.Decision
+	(*AgentProgress)(nil),                 // 57: portcullis.admin.v1.AgentProgress
+	(*ListChangeRequestsRequest)(nil),     // 58: portcullis.admin.v1.ListChangeRequestsRequest
+	(*ListChangeRequestsResponse)(nil),    // 59: portcullis.admin.v1.ListChangeRequestsResponse
+	(*GetChangeRequestRequest)(nil),       // 60: portcullis.admin.v1.GetChangeRequestRequest
+	(*GetChangeRequestResponse)(nil),      // 61: portcullis.admin.v1.GetChangeRequestResponse
+	(*ProposeChangeRequest)(nil),          // 62: portcullis.admin.v1.ProposeChangeRequest
+	(*ProposeChangeResponse)(nil),         // 63: portcullis.admin.v1.ProposeChangeResponse
+	(*ApproveChangeRequest)(nil),          // 64: portcullis.admin.v1.ApproveChangeRequest
+	(*ApproveChangeResponse)(nil),         // 65: portcullis.admin.v1.ApproveChangeResponse
+	(*RejectChangeRequest)(nil),           // 66: portcullis.admin.v1.RejectChangeRequest
+	(*RejectChangeResponse)(nil),          // 67: portcullis.admin.v1.RejectChangeResponse
+	(*GetApprovalPolicyRequest)(nil),      // 68: portcullis.admin.v1.GetApprovalPolicyRequest
+	(*GetApprovalPolicyResponse)(nil),     // 69: portcullis.admin.v1.GetApprovalPolicyResponse
+	(*SetApprovalPolicyRequest)(nil),      // 70: portcullis.admin.v1.SetApprovalPolicyRequest
+	(*SetApprovalPolicyResponse)(nil),     // 71: portcullis.admin.v1.SetApprovalPolicyResponse
+	(*ExportPinsRequest)(nil),             // 72: portcullis.admin.v1.ExportPinsRequest
+	(*ExportPinsResponse)(nil),            // 73: portcullis.admin.v1.ExportPinsResponse
+	(*ImportPinsRequest)(nil),             // 74: portcullis.admin.v1.ImportPinsRequest
+	(*ImportPinsResponse)(nil),            // 75: portcullis.admin.v1.ImportPinsResponse
+	nil,                                   // 76: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),         // 77: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
 	2,  // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
 	2,  // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,  // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	54, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	77, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
 	7,  // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,  // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
 	7,  // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,  // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	54, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	54, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	77, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	77, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
 	16, // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
 	17, // 12: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
 	17, // 13: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	17, // 14: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	54, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	77, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 16: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	53, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	76, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
 	26, // 18: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
 	26, // 19: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
 	26, // 20: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
 	31, // 21: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
 	31, // 22: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	54, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	77, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
 	36, // 24: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
 	0,  // 25: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	54, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	54, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	77, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	77, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
 	43, // 28: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
 	0,  // 29: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
 	43, // 30: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	54, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	77, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	50, // 32: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	3,  // 33: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
-	5,  // 34: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
-	8,  // 35: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
-	10, // 36: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
-	12, // 37: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
-	14, // 38: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
-	18, // 39: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
-	20, // 40: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
-	22, // 41: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
-	24, // 42: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
-	27, // 43: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
-	29, // 44: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
-	32, // 45: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
-	34, // 46: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
-	37, // 47: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
-	39, // 48: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
-	41, // 49: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
-	44, // 50: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
-	46, // 51: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
-	48, // 52: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
-	51, // 53: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
-	4,  // 54: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	6,  // 55: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	9,  // 56: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	11, // 57: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	13, // 58: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	15, // 59: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	19, // 60: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	21, // 61: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	23, // 62: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	25, // 63: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	28, // 64: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	30, // 65: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	33, // 66: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	35, // 67: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	38, // 68: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	40, // 69: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	42, // 70: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	45, // 71: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	47, // 72: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	49, // 73: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	52, // 74: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	54, // [54:75] is the sub-list for method output_type
-	33, // [33:54] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	77, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	77, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	77, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	77, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	53, // 37: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
+	53, // 38: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	55, // 39: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
+	54, // 40: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
+	54, // 41: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
+	56, // 42: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
+	57, // 43: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
+	53, // 44: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	53, // 45: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	53, // 46: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	3,  // 47: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
+	5,  // 48: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
+	8,  // 49: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
+	10, // 50: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
+	12, // 51: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
+	14, // 52: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
+	18, // 53: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
+	20, // 54: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
+	22, // 55: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
+	24, // 56: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
+	27, // 57: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
+	29, // 58: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
+	32, // 59: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
+	34, // 60: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
+	37, // 61: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
+	39, // 62: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
+	41, // 63: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
+	44, // 64: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
+	46, // 65: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
+	48, // 66: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
+	51, // 67: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
+	58, // 68: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
+	60, // 69: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
+	62, // 70: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
+	64, // 71: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
+	66, // 72: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
+	68, // 73: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
+	70, // 74: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
+	72, // 75: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
+	74, // 76: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
+	4,  // 77: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	6,  // 78: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	9,  // 79: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	11, // 80: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	13, // 81: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	15, // 82: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	19, // 83: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	21, // 84: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	23, // 85: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	25, // 86: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	28, // 87: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	30, // 88: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	33, // 89: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	35, // 90: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	38, // 91: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	40, // 92: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	42, // 93: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	45, // 94: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	47, // 95: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	49, // 96: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	52, // 97: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	59, // 98: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	61, // 99: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	63, // 100: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	65, // 101: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	67, // 102: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	69, // 103: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	71, // 104: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	73, // 105: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	75, // 106: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	77, // [77:107] is the sub-list for method output_type
+	47, // [47:77] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_admin_v1_admin_proto_init() }
@@ -3201,9 +4765,9 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   52,
+			NumMessages:   75,
 			NumExtensions: 0,
-			NumServices:   8,
+			NumServices:   9,
 		},
 		GoTypes:           file_portcullis_admin_v1_admin_proto_goTypes,
 		DependencyIndexes: file_portcullis_admin_v1_admin_proto_depIdxs,

@@ -1410,3 +1410,431 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "portcullis/admin/v1/admin.proto",
 }
+
+const (
+	ChangeService_ListChangeRequests_FullMethodName = "/portcullis.admin.v1.ChangeService/ListChangeRequests"
+	ChangeService_GetChangeRequest_FullMethodName   = "/portcullis.admin.v1.ChangeService/GetChangeRequest"
+	ChangeService_ProposeChange_FullMethodName      = "/portcullis.admin.v1.ChangeService/ProposeChange"
+	ChangeService_ApproveChange_FullMethodName      = "/portcullis.admin.v1.ChangeService/ApproveChange"
+	ChangeService_RejectChange_FullMethodName       = "/portcullis.admin.v1.ChangeService/RejectChange"
+	ChangeService_GetApprovalPolicy_FullMethodName  = "/portcullis.admin.v1.ChangeService/GetApprovalPolicy"
+	ChangeService_SetApprovalPolicy_FullMethodName  = "/portcullis.admin.v1.ChangeService/SetApprovalPolicy"
+	ChangeService_ExportPins_FullMethodName         = "/portcullis.admin.v1.ChangeService/ExportPins"
+	ChangeService_ImportPins_FullMethodName         = "/portcullis.admin.v1.ChangeService/ImportPins"
+)
+
+// ChangeServiceClient is the client API for ChangeService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// ChangeService reviews change requests and holds the approval policy and pins manifests.
+type ChangeServiceClient interface {
+	// ListChangeRequests lists change requests, newest first.
+	ListChangeRequests(ctx context.Context, in *ListChangeRequestsRequest, opts ...grpc.CallOption) (*ListChangeRequestsResponse, error)
+	// GetChangeRequest returns one with its definitions, diff, findings, decisions and agents.
+	GetChangeRequest(ctx context.Context, in *GetChangeRequestRequest, opts ...grpc.CallOption) (*GetChangeRequestResponse, error)
+	// ProposeChange opens a request to pin a known definition (or unpin, with an empty sha256).
+	ProposeChange(ctx context.Context, in *ProposeChangeRequest, opts ...grpc.CallOption) (*ProposeChangeResponse, error)
+	// ApproveChange records an approval; with enough of them the pin moves and gateways get a new bundle.
+	ApproveChange(ctx context.Context, in *ApproveChangeRequest, opts ...grpc.CallOption) (*ApproveChangeResponse, error)
+	// RejectChange closes the request; the tool stays as pinned.
+	RejectChange(ctx context.Context, in *RejectChangeRequest, opts ...grpc.CallOption) (*RejectChangeResponse, error)
+	// GetApprovalPolicy returns how many approvals a request needs.
+	GetApprovalPolicy(ctx context.Context, in *GetApprovalPolicyRequest, opts ...grpc.CallOption) (*GetApprovalPolicyResponse, error)
+	// SetApprovalPolicy sets how many approvals new requests need (admin).
+	SetApprovalPolicy(ctx context.Context, in *SetApprovalPolicyRequest, opts ...grpc.CallOption) (*SetApprovalPolicyResponse, error)
+	// ExportPins returns the tenant's pins as a signed JSON manifest.
+	ExportPins(ctx context.Context, in *ExportPinsRequest, opts ...grpc.CallOption) (*ExportPinsResponse, error)
+	// ImportPins applies a signed manifest: the gateways it names get exactly its pins (admin).
+	ImportPins(ctx context.Context, in *ImportPinsRequest, opts ...grpc.CallOption) (*ImportPinsResponse, error)
+}
+
+type changeServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewChangeServiceClient(cc grpc.ClientConnInterface) ChangeServiceClient {
+	return &changeServiceClient{cc}
+}
+
+func (c *changeServiceClient) ListChangeRequests(ctx context.Context, in *ListChangeRequestsRequest, opts ...grpc.CallOption) (*ListChangeRequestsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListChangeRequestsResponse)
+	err := c.cc.Invoke(ctx, ChangeService_ListChangeRequests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *changeServiceClient) GetChangeRequest(ctx context.Context, in *GetChangeRequestRequest, opts ...grpc.CallOption) (*GetChangeRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetChangeRequestResponse)
+	err := c.cc.Invoke(ctx, ChangeService_GetChangeRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *changeServiceClient) ProposeChange(ctx context.Context, in *ProposeChangeRequest, opts ...grpc.CallOption) (*ProposeChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProposeChangeResponse)
+	err := c.cc.Invoke(ctx, ChangeService_ProposeChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *changeServiceClient) ApproveChange(ctx context.Context, in *ApproveChangeRequest, opts ...grpc.CallOption) (*ApproveChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveChangeResponse)
+	err := c.cc.Invoke(ctx, ChangeService_ApproveChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *changeServiceClient) RejectChange(ctx context.Context, in *RejectChangeRequest, opts ...grpc.CallOption) (*RejectChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectChangeResponse)
+	err := c.cc.Invoke(ctx, ChangeService_RejectChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *changeServiceClient) GetApprovalPolicy(ctx context.Context, in *GetApprovalPolicyRequest, opts ...grpc.CallOption) (*GetApprovalPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetApprovalPolicyResponse)
+	err := c.cc.Invoke(ctx, ChangeService_GetApprovalPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *changeServiceClient) SetApprovalPolicy(ctx context.Context, in *SetApprovalPolicyRequest, opts ...grpc.CallOption) (*SetApprovalPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetApprovalPolicyResponse)
+	err := c.cc.Invoke(ctx, ChangeService_SetApprovalPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *changeServiceClient) ExportPins(ctx context.Context, in *ExportPinsRequest, opts ...grpc.CallOption) (*ExportPinsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportPinsResponse)
+	err := c.cc.Invoke(ctx, ChangeService_ExportPins_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *changeServiceClient) ImportPins(ctx context.Context, in *ImportPinsRequest, opts ...grpc.CallOption) (*ImportPinsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportPinsResponse)
+	err := c.cc.Invoke(ctx, ChangeService_ImportPins_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ChangeServiceServer is the server API for ChangeService service.
+// All implementations must embed UnimplementedChangeServiceServer
+// for forward compatibility.
+//
+// ChangeService reviews change requests and holds the approval policy and pins manifests.
+type ChangeServiceServer interface {
+	// ListChangeRequests lists change requests, newest first.
+	ListChangeRequests(context.Context, *ListChangeRequestsRequest) (*ListChangeRequestsResponse, error)
+	// GetChangeRequest returns one with its definitions, diff, findings, decisions and agents.
+	GetChangeRequest(context.Context, *GetChangeRequestRequest) (*GetChangeRequestResponse, error)
+	// ProposeChange opens a request to pin a known definition (or unpin, with an empty sha256).
+	ProposeChange(context.Context, *ProposeChangeRequest) (*ProposeChangeResponse, error)
+	// ApproveChange records an approval; with enough of them the pin moves and gateways get a new bundle.
+	ApproveChange(context.Context, *ApproveChangeRequest) (*ApproveChangeResponse, error)
+	// RejectChange closes the request; the tool stays as pinned.
+	RejectChange(context.Context, *RejectChangeRequest) (*RejectChangeResponse, error)
+	// GetApprovalPolicy returns how many approvals a request needs.
+	GetApprovalPolicy(context.Context, *GetApprovalPolicyRequest) (*GetApprovalPolicyResponse, error)
+	// SetApprovalPolicy sets how many approvals new requests need (admin).
+	SetApprovalPolicy(context.Context, *SetApprovalPolicyRequest) (*SetApprovalPolicyResponse, error)
+	// ExportPins returns the tenant's pins as a signed JSON manifest.
+	ExportPins(context.Context, *ExportPinsRequest) (*ExportPinsResponse, error)
+	// ImportPins applies a signed manifest: the gateways it names get exactly its pins (admin).
+	ImportPins(context.Context, *ImportPinsRequest) (*ImportPinsResponse, error)
+	mustEmbedUnimplementedChangeServiceServer()
+}
+
+// UnimplementedChangeServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedChangeServiceServer struct{}
+
+func (UnimplementedChangeServiceServer) ListChangeRequests(context.Context, *ListChangeRequestsRequest) (*ListChangeRequestsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListChangeRequests not implemented")
+}
+func (UnimplementedChangeServiceServer) GetChangeRequest(context.Context, *GetChangeRequestRequest) (*GetChangeRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetChangeRequest not implemented")
+}
+func (UnimplementedChangeServiceServer) ProposeChange(context.Context, *ProposeChangeRequest) (*ProposeChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProposeChange not implemented")
+}
+func (UnimplementedChangeServiceServer) ApproveChange(context.Context, *ApproveChangeRequest) (*ApproveChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveChange not implemented")
+}
+func (UnimplementedChangeServiceServer) RejectChange(context.Context, *RejectChangeRequest) (*RejectChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectChange not implemented")
+}
+func (UnimplementedChangeServiceServer) GetApprovalPolicy(context.Context, *GetApprovalPolicyRequest) (*GetApprovalPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetApprovalPolicy not implemented")
+}
+func (UnimplementedChangeServiceServer) SetApprovalPolicy(context.Context, *SetApprovalPolicyRequest) (*SetApprovalPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetApprovalPolicy not implemented")
+}
+func (UnimplementedChangeServiceServer) ExportPins(context.Context, *ExportPinsRequest) (*ExportPinsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportPins not implemented")
+}
+func (UnimplementedChangeServiceServer) ImportPins(context.Context, *ImportPinsRequest) (*ImportPinsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportPins not implemented")
+}
+func (UnimplementedChangeServiceServer) mustEmbedUnimplementedChangeServiceServer() {}
+func (UnimplementedChangeServiceServer) testEmbeddedByValue()                       {}
+
+// UnsafeChangeServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ChangeServiceServer will
+// result in compilation errors.
+type UnsafeChangeServiceServer interface {
+	mustEmbedUnimplementedChangeServiceServer()
+}
+
+func RegisterChangeServiceServer(s grpc.ServiceRegistrar, srv ChangeServiceServer) {
+	// If the following call panics, it indicates UnimplementedChangeServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ChangeService_ServiceDesc, srv)
+}
+
+func _ChangeService_ListChangeRequests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListChangeRequestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChangeServiceServer).ListChangeRequests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChangeService_ListChangeRequests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChangeServiceServer).ListChangeRequests(ctx, req.(*ListChangeRequestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChangeService_GetChangeRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetChangeRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChangeServiceServer).GetChangeRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChangeService_GetChangeRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChangeServiceServer).GetChangeRequest(ctx, req.(*GetChangeRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChangeService_ProposeChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProposeChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChangeServiceServer).ProposeChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChangeService_ProposeChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChangeServiceServer).ProposeChange(ctx, req.(*ProposeChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChangeService_ApproveChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChangeServiceServer).ApproveChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChangeService_ApproveChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChangeServiceServer).ApproveChange(ctx, req.(*ApproveChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChangeService_RejectChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChangeServiceServer).RejectChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChangeService_RejectChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChangeServiceServer).RejectChange(ctx, req.(*RejectChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChangeService_GetApprovalPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetApprovalPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChangeServiceServer).GetApprovalPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChangeService_GetApprovalPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChangeServiceServer).GetApprovalPolicy(ctx, req.(*GetApprovalPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChangeService_SetApprovalPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetApprovalPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChangeServiceServer).SetApprovalPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChangeService_SetApprovalPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChangeServiceServer).SetApprovalPolicy(ctx, req.(*SetApprovalPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChangeService_ExportPins_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportPinsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChangeServiceServer).ExportPins(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChangeService_ExportPins_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChangeServiceServer).ExportPins(ctx, req.(*ExportPinsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChangeService_ImportPins_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportPinsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChangeServiceServer).ImportPins(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChangeService_ImportPins_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChangeServiceServer).ImportPins(ctx, req.(*ImportPinsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// ChangeService_ServiceDesc is the grpc.ServiceDesc for ChangeService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ChangeService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "portcullis.admin.v1.ChangeService",
+	HandlerType: (*ChangeServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListChangeRequests",
+			Handler:    _ChangeService_ListChangeRequests_Handler,
+		},
+		{
+			MethodName: "GetChangeRequest",
+			Handler:    _ChangeService_GetChangeRequest_Handler,
+		},
+		{
+			MethodName: "ProposeChange",
+			Handler:    _ChangeService_ProposeChange_Handler,
+		},
+		{
+			MethodName: "ApproveChange",
+			Handler:    _ChangeService_ApproveChange_Handler,
+		},
+		{
+			MethodName: "RejectChange",
+			Handler:    _ChangeService_RejectChange_Handler,
+		},
+		{
+			MethodName: "GetApprovalPolicy",
+			Handler:    _ChangeService_GetApprovalPolicy_Handler,
+		},
+		{
+			MethodName: "SetApprovalPolicy",
+			Handler:    _ChangeService_SetApprovalPolicy_Handler,
+		},
+		{
+			MethodName: "ExportPins",
+			Handler:    _ChangeService_ExportPins_Handler,
+		},
+		{
+			MethodName: "ImportPins",
+			Handler:    _ChangeService_ImportPins_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "portcullis/admin/v1/admin.proto",
+}

@@ -41,6 +41,8 @@ const (
 	APIKeyServiceName = "portcullis.admin.v1.APIKeyService"
 	// AuditServiceName is the fully-qualified name of the AuditService service.
 	AuditServiceName = "portcullis.admin.v1.AuditService"
+	// ChangeServiceName is the fully-qualified name of the ChangeService service.
+	ChangeServiceName = "portcullis.admin.v1.ChangeService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -111,6 +113,33 @@ const (
 	// AuditServiceListAuditEventsProcedure is the fully-qualified name of the AuditService's
 	// ListAuditEvents RPC.
 	AuditServiceListAuditEventsProcedure = "/portcullis.admin.v1.AuditService/ListAuditEvents"
+	// ChangeServiceListChangeRequestsProcedure is the fully-qualified name of the ChangeService's
+	// ListChangeRequests RPC.
+	ChangeServiceListChangeRequestsProcedure = "/portcullis.admin.v1.ChangeService/ListChangeRequests"
+	// ChangeServiceGetChangeRequestProcedure is the fully-qualified name of the ChangeService's
+	// GetChangeRequest RPC.
+	ChangeServiceGetChangeRequestProcedure = "/portcullis.admin.v1.ChangeService/GetChangeRequest"
+	// ChangeServiceProposeChangeProcedure is the fully-qualified name of the ChangeService's
+	// ProposeChange RPC.
+	ChangeServiceProposeChangeProcedure = "/portcullis.admin.v1.ChangeService/ProposeChange"
+	// ChangeServiceApproveChangeProcedure is the fully-qualified name of the ChangeService's
+	// ApproveChange RPC.
+	ChangeServiceApproveChangeProcedure = "/portcullis.admin.v1.ChangeService/ApproveChange"
+	// ChangeServiceRejectChangeProcedure is the fully-qualified name of the ChangeService's
+	// RejectChange RPC.
+	ChangeServiceRejectChangeProcedure = "/portcullis.admin.v1.ChangeService/RejectChange"
+	// ChangeServiceGetApprovalPolicyProcedure is the fully-qualified name of the ChangeService's
+	// GetApprovalPolicy RPC.
+	ChangeServiceGetApprovalPolicyProcedure = "/portcullis.admin.v1.ChangeService/GetApprovalPolicy"
+	// ChangeServiceSetApprovalPolicyProcedure is the fully-qualified name of the ChangeService's
+	// SetApprovalPolicy RPC.
+	ChangeServiceSetApprovalPolicyProcedure = "/portcullis.admin.v1.ChangeService/SetApprovalPolicy"
+	// ChangeServiceExportPinsProcedure is the fully-qualified name of the ChangeService's ExportPins
+	// RPC.
+	ChangeServiceExportPinsProcedure = "/portcullis.admin.v1.ChangeService/ExportPins"
+	// ChangeServiceImportPinsProcedure is the fully-qualified name of the ChangeService's ImportPins
+	// RPC.
+	ChangeServiceImportPinsProcedure = "/portcullis.admin.v1.ChangeService/ImportPins"
 )
 
 // TenantServiceClient is a client for the portcullis.admin.v1.TenantService service.
@@ -1056,4 +1085,300 @@ type UnimplementedAuditServiceHandler struct{}
 
 func (UnimplementedAuditServiceHandler) ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.AuditService.ListAuditEvents is not implemented"))
+}
+
+// ChangeServiceClient is a client for the portcullis.admin.v1.ChangeService service.
+type ChangeServiceClient interface {
+	// ListChangeRequests lists change requests, newest first.
+	ListChangeRequests(context.Context, *connect.Request[v1.ListChangeRequestsRequest]) (*connect.Response[v1.ListChangeRequestsResponse], error)
+	// GetChangeRequest returns one with its definitions, diff, findings, decisions and agents.
+	GetChangeRequest(context.Context, *connect.Request[v1.GetChangeRequestRequest]) (*connect.Response[v1.GetChangeRequestResponse], error)
+	// ProposeChange opens a request to pin a known definition (or unpin, with an empty sha256).
+	ProposeChange(context.Context, *connect.Request[v1.ProposeChangeRequest]) (*connect.Response[v1.ProposeChangeResponse], error)
+	// ApproveChange records an approval; with enough of them the pin moves and gateways get a new bundle.
+	ApproveChange(context.Context, *connect.Request[v1.ApproveChangeRequest]) (*connect.Response[v1.ApproveChangeResponse], error)
+	// RejectChange closes the request; the tool stays as pinned.
+	RejectChange(context.Context, *connect.Request[v1.RejectChangeRequest]) (*connect.Response[v1.RejectChangeResponse], error)
+	// GetApprovalPolicy returns how many approvals a request needs.
+	GetApprovalPolicy(context.Context, *connect.Request[v1.GetApprovalPolicyRequest]) (*connect.Response[v1.GetApprovalPolicyResponse], error)
+	// SetApprovalPolicy sets how many approvals new requests need (admin).
+	SetApprovalPolicy(context.Context, *connect.Request[v1.SetApprovalPolicyRequest]) (*connect.Response[v1.SetApprovalPolicyResponse], error)
+	// ExportPins returns the tenant's pins as a signed JSON manifest.
+	ExportPins(context.Context, *connect.Request[v1.ExportPinsRequest]) (*connect.Response[v1.ExportPinsResponse], error)
+	// ImportPins applies a signed manifest: the gateways it names get exactly its pins (admin).
+	ImportPins(context.Context, *connect.Request[v1.ImportPinsRequest]) (*connect.Response[v1.ImportPinsResponse], error)
+}
+
+// NewChangeServiceClient constructs a client for the portcullis.admin.v1.ChangeService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewChangeServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) ChangeServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	changeServiceMethods := v1.File_portcullis_admin_v1_admin_proto.Services().ByName("ChangeService").Methods()
+	return &changeServiceClient{
+		listChangeRequests: connect.NewClient[v1.ListChangeRequestsRequest, v1.ListChangeRequestsResponse](
+			httpClient,
+			baseURL+ChangeServiceListChangeRequestsProcedure,
+			connect.WithSchema(changeServiceMethods.ByName("ListChangeRequests")),
+			connect.WithClientOptions(opts...),
+		),
+		getChangeRequest: connect.NewClient[v1.GetChangeRequestRequest, v1.GetChangeRequestResponse](
+			httpClient,
+			baseURL+ChangeServiceGetChangeRequestProcedure,
+			connect.WithSchema(changeServiceMethods.ByName("GetChangeRequest")),
+			connect.WithClientOptions(opts...),
+		),
+		proposeChange: connect.NewClient[v1.ProposeChangeRequest, v1.ProposeChangeResponse](
+			httpClient,
+			baseURL+ChangeServiceProposeChangeProcedure,
+			connect.WithSchema(changeServiceMethods.ByName("ProposeChange")),
+			connect.WithClientOptions(opts...),
+		),
+		approveChange: connect.NewClient[v1.ApproveChangeRequest, v1.ApproveChangeResponse](
+			httpClient,
+			baseURL+ChangeServiceApproveChangeProcedure,
+			connect.WithSchema(changeServiceMethods.ByName("ApproveChange")),
+			connect.WithClientOptions(opts...),
+		),
+		rejectChange: connect.NewClient[v1.RejectChangeRequest, v1.RejectChangeResponse](
+			httpClient,
+			baseURL+ChangeServiceRejectChangeProcedure,
+			connect.WithSchema(changeServiceMethods.ByName("RejectChange")),
+			connect.WithClientOptions(opts...),
+		),
+		getApprovalPolicy: connect.NewClient[v1.GetApprovalPolicyRequest, v1.GetApprovalPolicyResponse](
+			httpClient,
+			baseURL+ChangeServiceGetApprovalPolicyProcedure,
+			connect.WithSchema(changeServiceMethods.ByName("GetApprovalPolicy")),
+			connect.WithClientOptions(opts...),
+		),
+		setApprovalPolicy: connect.NewClient[v1.SetApprovalPolicyRequest, v1.SetApprovalPolicyResponse](
+			httpClient,
+			baseURL+ChangeServiceSetApprovalPolicyProcedure,
+			connect.WithSchema(changeServiceMethods.ByName("SetApprovalPolicy")),
+			connect.WithClientOptions(opts...),
+		),
+		exportPins: connect.NewClient[v1.ExportPinsRequest, v1.ExportPinsResponse](
+			httpClient,
+			baseURL+ChangeServiceExportPinsProcedure,
+			connect.WithSchema(changeServiceMethods.ByName("ExportPins")),
+			connect.WithClientOptions(opts...),
+		),
+		importPins: connect.NewClient[v1.ImportPinsRequest, v1.ImportPinsResponse](
+			httpClient,
+			baseURL+ChangeServiceImportPinsProcedure,
+			connect.WithSchema(changeServiceMethods.ByName("ImportPins")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// changeServiceClient implements ChangeServiceClient.
+type changeServiceClient struct {
+	listChangeRequests *connect.Client[v1.ListChangeRequestsRequest, v1.ListChangeRequestsResponse]
+	getChangeRequest   *connect.Client[v1.GetChangeRequestRequest, v1.GetChangeRequestResponse]
+	proposeChange      *connect.Client[v1.ProposeChangeRequest, v1.ProposeChangeResponse]
+	approveChange      *connect.Client[v1.ApproveChangeRequest, v1.ApproveChangeResponse]
+	rejectChange       *connect.Client[v1.RejectChangeRequest, v1.RejectChangeResponse]
+	getApprovalPolicy  *connect.Client[v1.GetApprovalPolicyRequest, v1.GetApprovalPolicyResponse]
+	setApprovalPolicy  *connect.Client[v1.SetApprovalPolicyRequest, v1.SetApprovalPolicyResponse]
+	exportPins         *connect.Client[v1.ExportPinsRequest, v1.ExportPinsResponse]
+	importPins         *connect.Client[v1.ImportPinsRequest, v1.ImportPinsResponse]
+}
+
+// ListChangeRequests calls portcullis.admin.v1.ChangeService.ListChangeRequests.
+func (c *changeServiceClient) ListChangeRequests(ctx context.Context, req *connect.Request[v1.ListChangeRequestsRequest]) (*connect.Response[v1.ListChangeRequestsResponse], error) {
+	return c.listChangeRequests.CallUnary(ctx, req)
+}
+
+// GetChangeRequest calls portcullis.admin.v1.ChangeService.GetChangeRequest.
+func (c *changeServiceClient) GetChangeRequest(ctx context.Context, req *connect.Request[v1.GetChangeRequestRequest]) (*connect.Response[v1.GetChangeRequestResponse], error) {
+	return c.getChangeRequest.CallUnary(ctx, req)
+}
+
+// ProposeChange calls portcullis.admin.v1.ChangeService.ProposeChange.
+func (c *changeServiceClient) ProposeChange(ctx context.Context, req *connect.Request[v1.ProposeChangeRequest]) (*connect.Response[v1.ProposeChangeResponse], error) {
+	return c.proposeChange.CallUnary(ctx, req)
+}
+
+// ApproveChange calls portcullis.admin.v1.ChangeService.ApproveChange.
+func (c *changeServiceClient) ApproveChange(ctx context.Context, req *connect.Request[v1.ApproveChangeRequest]) (*connect.Response[v1.ApproveChangeResponse], error) {
+	return c.approveChange.CallUnary(ctx, req)
+}
+
+// RejectChange calls portcullis.admin.v1.ChangeService.RejectChange.
+func (c *changeServiceClient) RejectChange(ctx context.Context, req *connect.Request[v1.RejectChangeRequest]) (*connect.Response[v1.RejectChangeResponse], error) {
+	return c.rejectChange.CallUnary(ctx, req)
+}
+
+// GetApprovalPolicy calls portcullis.admin.v1.ChangeService.GetApprovalPolicy.
+func (c *changeServiceClient) GetApprovalPolicy(ctx context.Context, req *connect.Request[v1.GetApprovalPolicyRequest]) (*connect.Response[v1.GetApprovalPolicyResponse], error) {
+	return c.getApprovalPolicy.CallUnary(ctx, req)
+}
+
+// SetApprovalPolicy calls portcullis.admin.v1.ChangeService.SetApprovalPolicy.
+func (c *changeServiceClient) SetApprovalPolicy(ctx context.Context, req *connect.Request[v1.SetApprovalPolicyRequest]) (*connect.Response[v1.SetApprovalPolicyResponse], error) {
+	return c.setApprovalPolicy.CallUnary(ctx, req)
+}
+
+// ExportPins calls portcullis.admin.v1.ChangeService.ExportPins.
+func (c *changeServiceClient) ExportPins(ctx context.Context, req *connect.Request[v1.ExportPinsRequest]) (*connect.Response[v1.ExportPinsResponse], error) {
+	return c.exportPins.CallUnary(ctx, req)
+}
+
+// ImportPins calls portcullis.admin.v1.ChangeService.ImportPins.
+func (c *changeServiceClient) ImportPins(ctx context.Context, req *connect.Request[v1.ImportPinsRequest]) (*connect.Response[v1.ImportPinsResponse], error) {
+	return c.importPins.CallUnary(ctx, req)
+}
+
+// ChangeServiceHandler is an implementation of the portcullis.admin.v1.ChangeService service.
+type ChangeServiceHandler interface {
+	// ListChangeRequests lists change requests, newest first.
+	ListChangeRequests(context.Context, *connect.Request[v1.ListChangeRequestsRequest]) (*connect.Response[v1.ListChangeRequestsResponse], error)
+	// GetChangeRequest returns one with its definitions, diff, findings, decisions and agents.
+	GetChangeRequest(context.Context, *connect.Request[v1.GetChangeRequestRequest]) (*connect.Response[v1.GetChangeRequestResponse], error)
+	// ProposeChange opens a request to pin a known definition (or unpin, with an empty sha256).
+	ProposeChange(context.Context, *connect.Request[v1.ProposeChangeRequest]) (*connect.Response[v1.ProposeChangeResponse], error)
+	// ApproveChange records an approval; with enough of them the pin moves and gateways get a new bundle.
+	ApproveChange(context.Context, *connect.Request[v1.ApproveChangeRequest]) (*connect.Response[v1.ApproveChangeResponse], error)
+	// RejectChange closes the request; the tool stays as pinned.
+	RejectChange(context.Context, *connect.Request[v1.RejectChangeRequest]) (*connect.Response[v1.RejectChangeResponse], error)
+	// GetApprovalPolicy returns how many approvals a request needs.
+	GetApprovalPolicy(context.Context, *connect.Request[v1.GetApprovalPolicyRequest]) (*connect.Response[v1.GetApprovalPolicyResponse], error)
+	// SetApprovalPolicy sets how many approvals new requests need (admin).
+	SetApprovalPolicy(context.Context, *connect.Request[v1.SetApprovalPolicyRequest]) (*connect.Response[v1.SetApprovalPolicyResponse], error)
+	// ExportPins returns the tenant's pins as a signed JSON manifest.
+	ExportPins(context.Context, *connect.Request[v1.ExportPinsRequest]) (*connect.Response[v1.ExportPinsResponse], error)
+	// ImportPins applies a signed manifest: the gateways it names get exactly its pins (admin).
+	ImportPins(context.Context, *connect.Request[v1.ImportPinsRequest]) (*connect.Response[v1.ImportPinsResponse], error)
+}
+
+// NewChangeServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewChangeServiceHandler(svc ChangeServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	changeServiceMethods := v1.File_portcullis_admin_v1_admin_proto.Services().ByName("ChangeService").Methods()
+	changeServiceListChangeRequestsHandler := connect.NewUnaryHandler(
+		ChangeServiceListChangeRequestsProcedure,
+		svc.ListChangeRequests,
+		connect.WithSchema(changeServiceMethods.ByName("ListChangeRequests")),
+		connect.WithHandlerOptions(opts...),
+	)
+	changeServiceGetChangeRequestHandler := connect.NewUnaryHandler(
+		ChangeServiceGetChangeRequestProcedure,
+		svc.GetChangeRequest,
+		connect.WithSchema(changeServiceMethods.ByName("GetChangeRequest")),
+		connect.WithHandlerOptions(opts...),
+	)
+	changeServiceProposeChangeHandler := connect.NewUnaryHandler(
+		ChangeServiceProposeChangeProcedure,
+		svc.ProposeChange,
+		connect.WithSchema(changeServiceMethods.ByName("ProposeChange")),
+		connect.WithHandlerOptions(opts...),
+	)
+	changeServiceApproveChangeHandler := connect.NewUnaryHandler(
+		ChangeServiceApproveChangeProcedure,
+		svc.ApproveChange,
+		connect.WithSchema(changeServiceMethods.ByName("ApproveChange")),
+		connect.WithHandlerOptions(opts...),
+	)
+	changeServiceRejectChangeHandler := connect.NewUnaryHandler(
+		ChangeServiceRejectChangeProcedure,
+		svc.RejectChange,
+		connect.WithSchema(changeServiceMethods.ByName("RejectChange")),
+		connect.WithHandlerOptions(opts...),
+	)
+	changeServiceGetApprovalPolicyHandler := connect.NewUnaryHandler(
+		ChangeServiceGetApprovalPolicyProcedure,
+		svc.GetApprovalPolicy,
+		connect.WithSchema(changeServiceMethods.ByName("GetApprovalPolicy")),
+		connect.WithHandlerOptions(opts...),
+	)
+	changeServiceSetApprovalPolicyHandler := connect.NewUnaryHandler(
+		ChangeServiceSetApprovalPolicyProcedure,
+		svc.SetApprovalPolicy,
+		connect.WithSchema(changeServiceMethods.ByName("SetApprovalPolicy")),
+		connect.WithHandlerOptions(opts...),
+	)
+	changeServiceExportPinsHandler := connect.NewUnaryHandler(
+		ChangeServiceExportPinsProcedure,
+		svc.ExportPins,
+		connect.WithSchema(changeServiceMethods.ByName("ExportPins")),
+		connect.WithHandlerOptions(opts...),
+	)
+	changeServiceImportPinsHandler := connect.NewUnaryHandler(
+		ChangeServiceImportPinsProcedure,
+		svc.ImportPins,
+		connect.WithSchema(changeServiceMethods.ByName("ImportPins")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/portcullis.admin.v1.ChangeService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case ChangeServiceListChangeRequestsProcedure:
+			changeServiceListChangeRequestsHandler.ServeHTTP(w, r)
+		case ChangeServiceGetChangeRequestProcedure:
+			changeServiceGetChangeRequestHandler.ServeHTTP(w, r)
+		case ChangeServiceProposeChangeProcedure:
+			changeServiceProposeChangeHandler.ServeHTTP(w, r)
+		case ChangeServiceApproveChangeProcedure:
+			changeServiceApproveChangeHandler.ServeHTTP(w, r)
+		case ChangeServiceRejectChangeProcedure:
+			changeServiceRejectChangeHandler.ServeHTTP(w, r)
+		case ChangeServiceGetApprovalPolicyProcedure:
+			changeServiceGetApprovalPolicyHandler.ServeHTTP(w, r)
+		case ChangeServiceSetApprovalPolicyProcedure:
+			changeServiceSetApprovalPolicyHandler.ServeHTTP(w, r)
+		case ChangeServiceExportPinsProcedure:
+			changeServiceExportPinsHandler.ServeHTTP(w, r)
+		case ChangeServiceImportPinsProcedure:
+			changeServiceImportPinsHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedChangeServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedChangeServiceHandler struct{}
+
+func (UnimplementedChangeServiceHandler) ListChangeRequests(context.Context, *connect.Request[v1.ListChangeRequestsRequest]) (*connect.Response[v1.ListChangeRequestsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ChangeService.ListChangeRequests is not implemented"))
+}
+
+func (UnimplementedChangeServiceHandler) GetChangeRequest(context.Context, *connect.Request[v1.GetChangeRequestRequest]) (*connect.Response[v1.GetChangeRequestResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ChangeService.GetChangeRequest is not implemented"))
+}
+
+func (UnimplementedChangeServiceHandler) ProposeChange(context.Context, *connect.Request[v1.ProposeChangeRequest]) (*connect.Response[v1.ProposeChangeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ChangeService.ProposeChange is not implemented"))
+}
+
+func (UnimplementedChangeServiceHandler) ApproveChange(context.Context, *connect.Request[v1.ApproveChangeRequest]) (*connect.Response[v1.ApproveChangeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ChangeService.ApproveChange is not implemented"))
+}
+
+func (UnimplementedChangeServiceHandler) RejectChange(context.Context, *connect.Request[v1.RejectChangeRequest]) (*connect.Response[v1.RejectChangeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ChangeService.RejectChange is not implemented"))
+}
+
+func (UnimplementedChangeServiceHandler) GetApprovalPolicy(context.Context, *connect.Request[v1.GetApprovalPolicyRequest]) (*connect.Response[v1.GetApprovalPolicyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ChangeService.GetApprovalPolicy is not implemented"))
+}
+
+func (UnimplementedChangeServiceHandler) SetApprovalPolicy(context.Context, *connect.Request[v1.SetApprovalPolicyRequest]) (*connect.Response[v1.SetApprovalPolicyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ChangeService.SetApprovalPolicy is not implemented"))
+}
+
+func (UnimplementedChangeServiceHandler) ExportPins(context.Context, *connect.Request[v1.ExportPinsRequest]) (*connect.Response[v1.ExportPinsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ChangeService.ExportPins is not implemented"))
+}
+
+func (UnimplementedChangeServiceHandler) ImportPins(context.Context, *connect.Request[v1.ImportPinsRequest]) (*connect.Response[v1.ImportPinsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ChangeService.ImportPins is not implemented"))
 }
