@@ -28,7 +28,11 @@ type Page struct {
 	Tenants   []TenantRef
 	Role      string
 	CanAdmin  bool
-	Error     string
+	// CanApprove is true for approvers and above.
+	CanApprove bool
+	// PendingChanges counts change requests awaiting a decision (nav badge).
+	PendingChanges int
+	Error          string
 	Notice    string
 }
 
@@ -74,7 +78,7 @@ func Short(s string) string {
 // Dashboard is the home page.
 type Dashboard struct {
 	Page
-	Gateways, AgentsOnline, AgentsTotal, Upstreams, Tools, ToolsPinned, ToolsDrifted, ToolsUnapproved int
+	Gateways, AgentsOnline, AgentsTotal, Upstreams, Tools, ToolsPinned, ToolsDrifted, ToolsUnapproved, PendingChanges int
 	Recent                                                                                            []AuditRow
 }
 
@@ -208,4 +212,95 @@ type Error struct {
 	Page
 	Status  int
 	Message string
+}
+
+// ChangeRow is one change request in a list.
+type ChangeRow struct {
+	ID, Tool, Upstream, Gateway, Kind, Status, From, To, RequestedBy string
+	Created                                                          time.Time
+	Approvals, Required, Findings                                    int
+}
+
+// KindLabel names a change kind for people.
+func (c ChangeRow) KindLabel() string {
+	switch c.Kind {
+	case "tool_added":
+		return "new tool"
+	case "tool_changed":
+		return "definition changed"
+	case "tool_removed":
+		return "tool removed"
+	}
+	return c.Kind
+}
+
+// Changes is the change requests page.
+type Changes struct {
+	Page
+	Status   string // filter; "" for all
+	Statuses []string
+	Rows     []ChangeRow
+}
+
+// FindingRow is one scanner finding.
+type FindingRow struct{ Kind, Severity, Path, Excerpt string }
+
+// DiffRow is one row of a side-by-side diff.
+type DiffRow struct {
+	Op, Left, Right string
+	LeftNo, RightNo int
+}
+
+// DecisionRow is one approval or rejection.
+type DecisionRow struct {
+	Decision, Actor, Comment string
+	At                       time.Time
+}
+
+// AgentAck tells whether an agent applied a change's policy version.
+type AgentAck struct {
+	Hostname  string
+	Connected bool
+	Applied   uint64
+	AppliedAt *time.Time
+}
+
+// ChangeAgents is the polled partial showing each agent's ACK.
+type ChangeAgents struct {
+	ID            string
+	PolicyVersion uint64
+	Agents        []AgentAck
+}
+
+// AllApplied reports whether every agent runs the change's policy version.
+func (c ChangeAgents) AllApplied() bool {
+	for _, a := range c.Agents {
+		if a.Applied < c.PolicyVersion {
+			return false
+		}
+	}
+	return c.PolicyVersion > 0
+}
+
+// ChangeDetail is one change request's review page.
+type ChangeDetail struct {
+	Page
+	Row                    ChangeRow
+	Comment                string
+	DecidedBy              string
+	DecidedAt              *time.Time
+	FromDef, ToDef         string
+	Diff                   []DiffRow
+	Findings, FromFindings []FindingRow
+	Decisions              []DecisionRow
+	Progress               ChangeAgents
+	// CanDecide is false for the requester, for someone who already decided, and for closed requests.
+	CanDecide bool
+	WhyNot    string
+}
+
+// Settings is the change-management settings page.
+type Settings struct {
+	Page
+	ApprovalsRequired int
 }

@@ -64,7 +64,7 @@ func (s *Server) switchTenant(w http.ResponseWriter, r *http.Request, rq *reques
 
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request, rq *request) {
 	ctx, tid := r.Context(), rq.viewer.TenantID
-	vm := ui.Dashboard{Page: s.page(rq, "Dashboard", "dashboard")}
+	vm := ui.Dashboard{Page: s.page(rq, "Dashboard", "dashboard"), PendingChanges: rq.pending}
 	gws, err := s.cfg.Tenants.Gateways(ctx, tid)
 	if err != nil {
 		s.fail(w, r, rq, err)

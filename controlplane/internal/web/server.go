@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
@@ -35,6 +36,7 @@ type Config struct {
 	IDs       *identity.Service
 	Tenants   *tenant.Service
 	Inventory *inventory.Service
+	Changes   *change.Service
 	// EnrollmentToken formats an enrollment token; AgentEndpoint is what
 	// agents dial (shown in the enrollment command).
 	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error)
@@ -57,8 +59,8 @@ type Server struct {
 
 // New checks cfg and returns the console.
 func New(cfg Config) (*Server, error) {
-	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.EnrollmentToken == nil {
-		return nil, errors.New("web.New: DB, IDs, Tenants, Inventory and EnrollmentToken are required")
+	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.EnrollmentToken == nil {
+		return nil, errors.New("web.New: DB, IDs, Tenants, Inventory, Changes and EnrollmentToken are required")
 	}
 	if cfg.OIDC.Issuer == "" || cfg.OIDC.ClientID == "" {
 		return nil, errors.New("the console needs an OIDC issuer and client id (--oidc-issuer, --oidc-client-id)")
@@ -115,6 +117,14 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("POST /api-keys", s.tenant(s.createAPIKey))
 	mux.Handle("POST /api-keys/{id}/revoke", s.tenant(s.revokeAPIKey))
 	mux.Handle("GET /audit", s.tenant(s.auditPage))
+	mux.Handle("GET /changes", s.tenant(s.changesPage))
+	mux.Handle("GET /changes/{id}", s.tenant(s.changePage))
+	mux.Handle("GET /changes/{id}/agents", s.tenant(s.changeAgentsPartial))
+	mux.Handle("POST /changes/{id}/decide", s.tenant(s.decideChange))
+	mux.Handle("GET /settings", s.tenant(s.settingsPage))
+	mux.Handle("POST /settings/approvals", s.tenant(s.setApprovals))
+	mux.Handle("GET /settings/pins.json", s.tenant(s.exportPins))
+	mux.Handle("POST /settings/pins", s.tenantLimit(change.MaxManifestBytes+64<<10, s.importPins))
 }
 
 func cacheForever(h http.Handler) http.Handler {
@@ -160,14 +170,18 @@ type request struct {
 	user    *ent.User
 	tenants []ui.TenantRef
 	viewer  viewer.Viewer // zero outside a tenant
+	pending int           // pending change requests in the tenant
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, rq *request)
 
 // user authenticates the session and, for unsafe methods, the CSRF token.
-func (s *Server) user(h handler) http.Handler {
+func (s *Server) user(h handler) http.Handler { return s.userLimit(64<<10, h) }
+
+// userLimit is user with a request body limit other than 64 KiB.
+func (s *Server) userLimit(limit int64, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		se, err := s.cfg.IDs.Session(r.Context(), adminapi.SessionToken(r.Header))
 		if err != nil {
 			if r.Header.Get("HX-Request") != "" {
@@ -209,8 +223,11 @@ func (s *Server) user(h handler) http.Handler {
 
 // tenant additionally resolves the session's tenant and puts the viewer in
 // the request context; without one it sends the user to pick one.
-func (s *Server) tenant(h handler) http.Handler {
-	return s.user(func(w http.ResponseWriter, r *http.Request, rq *request) {
+func (s *Server) tenant(h handler) http.Handler { return s.tenantLimit(64<<10, h) }
+
+// tenantLimit is tenant with a request body limit other than 64 KiB.
+func (s *Server) tenantLimit(limit int64, h handler) http.Handler {
+	return s.userLimit(limit, func(w http.ResponseWriter, r *http.Request, rq *request) {
 		if rq.session.TenantID == uuid.Nil {
 			http.Redirect(w, r, "/tenants", http.StatusSeeOther)
 			return
@@ -221,7 +238,12 @@ func (s *Server) tenant(h handler) http.Handler {
 			return
 		}
 		rq.viewer = v
-		h(w, r.WithContext(viewer.NewContext(r.Context(), v)), rq)
+		ctx := viewer.NewContext(r.Context(), v)
+		if rq.pending, err = s.cfg.Changes.Pending(ctx, v.TenantID); err != nil {
+			s.fail(w, r, rq, err)
+			return
+		}
+		h(w, r.WithContext(ctx), rq)
 	})
 }
 
@@ -241,6 +263,8 @@ func (s *Server) page(rq *request, title, active string) ui.Page {
 		}
 		p.Role = rq.viewer.Role.String()
 		p.CanAdmin = rq.viewer.Can(viewer.RoleAdmin)
+		p.CanApprove = rq.viewer.Can(viewer.RoleApprover)
+		p.PendingChanges = rq.pending
 	}
 	return p
 }
