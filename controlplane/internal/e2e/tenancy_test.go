@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	adminv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1"
 	"github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1/adminv1connect"
@@ -29,7 +32,8 @@ type world struct {
 	aliceCSRF, carolCSRF             string
 	adminKeyA, viewerKeyA, ownerKeyB string
 	bGateway, bUpstream, bTool, bKey uuid.UUID
-	bMember                          uuid.UUID
+	bMember, bChange                 uuid.UUID
+	bManifest                        []byte
 	aGateway                         uuid.UUID
 	bGatewayName                     string
 }
@@ -86,6 +90,19 @@ func buildWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.bTool = tb.ID
+	def := []byte(`{"description":"B's tool","inputSchema":{"type":"object"},"name":"b-tool"}`)
+	if err := cp.DB.ToolVersion.Create().SetTenantID(w.b.ID).SetToolID(tb.ID).SetSha256("abc").SetDefinition(def).Exec(sys); err != nil {
+		t.Fatal(err)
+	}
+	crb, err := cp.DB.ChangeRequest.Create().SetTenantID(w.b.ID).SetToolID(tb.ID).SetGatewayID(gb.ID).SetKind(changerequest.KindToolAdded).
+		SetToSha256("abc").SetRequestedBy("gateway agent b-host").SetApprovalsRequired(1).Save(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.bChange = crb.ID
+	if w.bManifest, err = cp.Changes.ExportPins(bctx, w.b.ID); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cp.IDs.Invite(bctx, w.b.ID, "dave@b.test", viewer.RoleAdmin); err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +166,7 @@ type clients struct {
 	tools    adminv1connect.ToolServiceClient
 	keys     adminv1connect.APIKeyServiceClient
 	audit    adminv1connect.AuditServiceClient
+	changes  adminv1connect.ChangeServiceClient
 }
 
 func newClients(base string, c creds) clients {
@@ -159,6 +177,7 @@ func newClients(base string, c creds) clients {
 		gateways: adminv1connect.NewGatewayServiceClient(h, base, o), ups: adminv1connect.NewUpstreamServiceClient(h, base, o),
 		vss: adminv1connect.NewVirtualServerServiceClient(h, base, o), tools: adminv1connect.NewToolServiceClient(h, base, o),
 		keys: adminv1connect.NewAPIKeyServiceClient(h, base, o), audit: adminv1connect.NewAuditServiceClient(h, base, o),
+		changes: adminv1connect.NewChangeServiceClient(h, base, o),
 	}
 }
 
@@ -257,12 +276,63 @@ var apiMatrix = []apiCall{
 		_, err := c.audit.ListAuditEvents(ctx, req(&adminv1.ListAuditEventsRequest{}))
 		return err
 	}},
+	{"ListChangeRequests", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.changes.ListChangeRequests(ctx, req(&adminv1.ListChangeRequestsRequest{}))
+		return err
+	}},
+	{"GetChangeRequest", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.changes.GetChangeRequest(ctx, req(&adminv1.GetChangeRequestRequest{Id: w.bChange.String()}))
+		return err
+	}},
+	{"ProposeChange", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.changes.ProposeChange(ctx, req(&adminv1.ProposeChangeRequest{ToolId: w.bTool.String(), Sha256: "abc"}))
+		return err
+	}},
+	{"ApproveChange", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.changes.ApproveChange(ctx, req(&adminv1.ApproveChangeRequest{Id: w.bChange.String()}))
+		return err
+	}},
+	{"RejectChange", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.changes.RejectChange(ctx, req(&adminv1.RejectChangeRequest{Id: w.bChange.String()}))
+		return err
+	}},
+	{"GetApprovalPolicy", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.changes.GetApprovalPolicy(ctx, req(&adminv1.GetApprovalPolicyRequest{}))
+		return err
+	}},
+	{"SetApprovalPolicy", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.changes.SetApprovalPolicy(ctx, req(&adminv1.SetApprovalPolicyRequest{ApprovalsRequired: 1}))
+		return err
+	}},
+	{"ExportPins", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.changes.ExportPins(ctx, req(&adminv1.ExportPinsRequest{}))
+		return err
+	}},
+	{"ImportPins", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.changes.ImportPins(ctx, req(&adminv1.ImportPinsRequest{Manifest: w.bManifest}))
+		return err
+	}},
+}
+
+// adminMethods lists every method the admin API defines.
+func adminMethods() []string {
+	var out []string
+	svcs := adminv1.File_portcullis_admin_v1_admin_proto.Services()
+	for i := range svcs.Len() {
+		ms := svcs.Get(i).Methods()
+		for j := range ms.Len() {
+			out = append(out, string(ms.Get(j).Name()))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // targetsB is whether the call names one of tenant B's objects.
 func targetsB(name string) bool {
 	switch name {
-	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "PinTool", "UnpinTool", "RevokeAPIKey":
+	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "PinTool", "UnpinTool", "RevokeAPIKey",
+		"GetChangeRequest", "ProposeChange", "ApproveChange", "RejectChange", "ImportPins":
 		return true
 	}
 	return false
@@ -272,8 +342,13 @@ func TestAPITenantIsolationMatrix(t *testing.T) {
 	w := buildWorld(t)
 	base := w.cp.PublicURL()
 	ctx := context.Background()
-	if len(apiMatrix) != 21 {
-		t.Fatalf("the matrix has %d methods; add new admin API methods to it", len(apiMatrix))
+	var inMatrix []string
+	for _, m := range apiMatrix {
+		inMatrix = append(inMatrix, m.name)
+	}
+	sort.Strings(inMatrix)
+	if all := adminMethods(); !slices.Equal(inMatrix, all) {
+		t.Fatalf("the matrix covers %v,\nthe API defines %v: add new admin API methods to the matrix", inMatrix, all)
 	}
 
 	principals := []struct {
@@ -375,6 +450,10 @@ func TestAPITenantIsolationMatrix(t *testing.T) {
 	if err != nil || len(ups.Msg.GetUpstreams()) != 1 {
 		t.Fatalf("tenant B's upstreams changed: %v, %v", ups, err)
 	}
+	crs, err := bKeyStillWorks.changes.ListChangeRequests(ctx, req(&adminv1.ListChangeRequestsRequest{}))
+	if err != nil || len(crs.Msg.GetChangeRequests()) != 1 || crs.Msg.GetChangeRequests()[0].GetStatus() != "pending" {
+		t.Fatalf("tenant B's change request was decided: %v, %v", crs, err)
+	}
 	members, err := bKeyStillWorks.members.ListMembers(ctx, req(&adminv1.ListMembersRequest{}))
 	if err != nil {
 		t.Fatal(err)
@@ -433,6 +512,9 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"POST", "/tools/" + bID(w.bTool) + "/pin"},
 		{"POST", "/tools/" + bID(w.bTool) + "/unpin"},
 		{"POST", "/api-keys/" + bID(w.bKey) + "/revoke"},
+		{"GET", "/changes/" + bID(w.bChange)},
+		{"GET", "/changes/" + bID(w.bChange) + "/agents"},
+		{"POST", "/changes/" + bID(w.bChange) + "/decide"},
 		{"POST", "/tenants/switch"},
 		{"POST", "/upstreams"},
 		{"POST", "/virtual-servers"},
@@ -440,7 +522,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		t.Run("owner of A "+tc.method+" "+tc.path, func(t *testing.T) {
 			var f url.Values
 			if tc.method == "POST" {
-				f = form(w.aliceCSRF, "role", "viewer", "tenant", w.b.ID.String(), "gateway", w.bGateway.String(),
+				f = form(w.aliceCSRF, "decision", "approve", "role", "viewer", "tenant", w.b.ID.String(), "gateway", w.bGateway.String(),
 					"name", "sneaky", "transport", "streamable_http", "url", "http://evil.test/mcp", "upstreams", "b-upstream")
 			}
 			status, body := consoleDo(t, base, tc.method, tc.path, w.aliceSession, f)
@@ -453,7 +535,8 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		})
 	}
 	// Every list page of A leaves B out.
-	for _, path := range []string{"/", "/gateways", "/upstreams", "/virtual-servers", "/tools", "/members", "/api-keys", "/audit"} {
+	for _, path := range []string{"/", "/gateways", "/upstreams", "/virtual-servers", "/tools", "/members", "/api-keys", "/audit",
+		"/changes?status=all", "/settings", "/settings/pins.json"} {
 		status, body := consoleDo(t, base, "GET", path, w.aliceSession, nil)
 		if status != http.StatusOK {
 			t.Fatalf("GET %s: %d", path, status)
@@ -476,6 +559,8 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/virtual-servers", form(w.carolCSRF, "gateway", w.aGateway.String(), "name", "nope", "upstreams", "x")},
 		{"/members/invite", form(w.carolCSRF, "email", "x@a.test", "role", "viewer")},
 		{"/api-keys", form(w.carolCSRF, "name", "nope", "role", "viewer")},
+		{"/settings/approvals", form(w.carolCSRF, "approvals_required", "2")},
+		{"/changes/" + w.bChange.String() + "/decide", form(w.carolCSRF, "decision", "approve")},
 	} {
 		t.Run("viewer POST "+tc.path, func(t *testing.T) {
 			status, body := consoleDo(t, base, "POST", tc.path, w.carolSession, tc.f)
