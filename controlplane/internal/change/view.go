@@ -11,6 +11,7 @@ import (
 	"github.com/sergi/go-diff/diffmatchpatch"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/scan"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/approval"
@@ -158,7 +159,8 @@ func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (*Detail, err
 		d.To, d.Findings = pretty(to.Definition), to.Findings
 		d.Summary.Findings = len(to.Findings)
 	}
-	d.Diff = SideBySide(string(d.From), string(d.To))
+	// Show hidden characters in the diff: they are what a reviewer must not miss.
+	d.Diff = SideBySide(scan.Visible(string(d.From)), scan.Visible(string(d.To)))
 	d.Agents, err = s.db.Agent.Query().Where(agent.TenantID(tenantID), agent.GatewayID(cr.GatewayID), agent.Revoked(false)).
 		Order(agent.ByHostname()).All(ctx)
 	if err != nil {

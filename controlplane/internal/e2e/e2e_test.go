@@ -137,7 +137,11 @@ type gatewayProc struct {
 func startGateway(t testing.TB, cpAddr, dataDir, listen string, env ...string) *gatewayProc {
 	t.Helper()
 	g := &gatewayProc{out: &syncBuffer{}, addr: listen}
-	g.cmd = exec.Command(gatewayBin, "--control-plane", cpAddr, "--data-dir", dataDir, "--listen", listen, "--discovery-interval", "2s")
+	args := []string{"--control-plane", cpAddr, "--data-dir", dataDir, "--listen", listen}
+	if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "PORTCULLIS_DISCOVERY_INTERVAL=") }) {
+		args = append(args, "--discovery-interval", "2s")
+	}
+	g.cmd = exec.Command(gatewayBin, args...)
 	g.cmd.Env = append(os.Environ(), env...)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
