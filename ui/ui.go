@@ -33,7 +33,7 @@ type Page struct {
 	// PendingChanges counts change requests awaiting a decision (nav badge).
 	PendingChanges int
 	Error          string
-	Notice    string
+	Notice         string
 }
 
 // TenantRef names a tenant the user belongs to.
@@ -79,7 +79,7 @@ func Short(s string) string {
 type Dashboard struct {
 	Page
 	Gateways, AgentsOnline, AgentsTotal, Upstreams, Tools, ToolsPinned, ToolsDrifted, ToolsUnapproved, PendingChanges int
-	Recent                                                                                            []AuditRow
+	Recent                                                                                                            []AuditRow
 }
 
 // Tenants is the tenant picker and creation form.

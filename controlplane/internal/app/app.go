@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/agentsync"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/pki"

@@ -19,8 +19,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
