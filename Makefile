@@ -71,8 +71,9 @@ test: test-deps ## Install test dependencies and run every test
 	cd dataplane && $(GO) test -count=1 ./...
 
 .PHONY: bench
-bench: test-deps ## Benchmarks: tools/call direct vs reverse proxy vs gateway; dataplane hot paths
-	$(GO) test -run '^$$' -bench . -benchtime 10000x -count 1 ./controlplane/internal/e2e/
+bench: test-deps ## Benchmarks: tools/call direct vs reverse proxy vs gateway; approval to enforcement on 1,000 agents; dataplane hot paths
+	eval "$$(.ci/services)" && $(GO) test -run '^$$' -bench ToolsCall -benchtime 10000x -count 1 ./controlplane/internal/e2e/
+	eval "$$(.ci/services)" && $(GO) test -run '^$$' -bench ApprovalToEnforcement -benchtime 20x -count 1 ./controlplane/internal/e2e/
 	cd dataplane && $(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: lint
