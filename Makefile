@@ -64,7 +64,7 @@ migration: ## Write a new versioned migration from ent/schema changes: make migr
 
 .PHONY: test
 test: test-deps ## Install test dependencies and run every test
-	@test -z "$$(gofmt -l controlplane dataplane ent/schema ent/viewer proto/gen ui)" || { gofmt -l controlplane dataplane ent/schema ent/viewer proto/gen ui; echo "run gofmt -w on the files above"; exit 1; }
+	@test -z "$$(gofmt -l controlplane dataplane ent/schema ent/schematype ent/viewer proto/gen ui)" || { gofmt -l controlplane dataplane ent/schema ent/schematype ent/viewer proto/gen ui; echo "run gofmt -w on the files above"; exit 1; }
 	@for m in $(MODULES); do (cd $$m && echo "== vet $$m" && $(GO) vet ./...) || exit 1; done
 	cd dataplane && GOWORK=off $(GO) build ./...
 	eval "$$(.ci/services)" && $(GO) test -count=1 ./...

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -52,6 +53,9 @@ func (g *globals) check() error {
 }
 
 // Run runs one admin command; args start with the command name.
+// maxManifest bounds a pins manifest read from a file (the API enforces its own limit too).
+const maxManifest = 4 << 20
+
 func Run(ctx context.Context, args []string, out io.Writer) error {
 	g := &globals{out: out}
 	newFS := func(name string) *flag.FlagSet {
@@ -87,11 +91,18 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	upURL := upCreate.String("url", "", "Streamable HTTP URL of the MCP server")
 	upCommand := upCreate.String("command", "", "stdio command to run on the gateway host (arguments after --)")
 	upLabels := upCreate.String("labels", "", "labels, key=value,key2=value2")
+	chList := newFS("changes list")
+	chStatus := chList.String("status", "pending", "pending, approved, rejected, superseded or all")
+	chApprove := newFS("changes approve")
+	chApproveComment := chApprove.String("comment", "", "why you approve (kept in the audit log)")
+	chReject := newFS("changes reject")
+	chRejectComment := chReject.String("comment", "", "why you reject (kept in the audit log)")
+	pinsImport := newFS("pins import")
 	tokCreate := newFS("tokens create")
 	tokTTL := tokCreate.Duration("ttl", time.Hour, "how long the token stays valid (at most 720h)")
 
 	root := &ffcli.Command{
-		Name: "portcullis", ShortUsage: "portcullis <tenants|gateways|tokens|upstreams|tools> <subcommand> [flags]",
+		Name: "portcullis", ShortUsage: "portcullis <tenants|gateways|tokens|upstreams|tools|changes|pins> <subcommand> [flags]",
 		Subcommands: []*ffcli.Command{
 			{Name: "tenants", ShortUsage: "portcullis tenants <list|create>", ShortHelp: "tenants you belong to", Subcommands: []*ffcli.Command{
 				leaf("tenants", "list", "", "list tenants", nil, 0, func(ctx context.Context, _ []string) error {
@@ -250,6 +261,101 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 						fmt.Fprintln(g.out, "unpinned")
 					}
 					return err
+				}),
+			}},
+			{Name: "changes", ShortUsage: "portcullis changes <list|show|approve|reject>", ShortHelp: "change requests: new, changed and removed tools awaiting review", Subcommands: []*ffcli.Command{
+				leaf("changes", "list", "[--status pending]", "list change requests", chList, 0, func(ctx context.Context, _ []string) error {
+					st := *chStatus
+					if st == "all" {
+						st = ""
+					}
+					r, err := c.changes.ListChangeRequests(ctx, connect.NewRequest(&adminv1.ListChangeRequestsRequest{Status: st}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "TOOL", "CHANGE", "STATUS", "FINDINGS", "APPROVALS"}, func(row func(...any)) {
+						for _, cr := range r.Msg.GetChangeRequests() {
+							row(cr.GetId(), cr.GetGateway()+"/"+cr.GetUpstream()+"/"+cr.GetTool(), cr.GetKind(), cr.GetStatus(), cr.GetFindings(),
+								fmt.Sprintf("%d/%d", cr.GetApprovals(), cr.GetApprovalsRequired()))
+						}
+					})
+				}),
+				leaf("changes", "show", "ID", "show a change request: findings and diff", nil, 1, func(ctx context.Context, args []string) error {
+					r, err := c.changes.GetChangeRequest(ctx, connect.NewRequest(&adminv1.GetChangeRequestRequest{Id: args[0]}))
+					if err != nil {
+						return err
+					}
+					if g.output == "json" {
+						return g.print(r.Msg, nil, nil)
+					}
+					cr := r.Msg.GetChangeRequest()
+					fmt.Fprintf(g.out, "%s/%s/%s: %s, %s (%d/%d approvals)\n", cr.GetGateway(), cr.GetUpstream(), cr.GetTool(), cr.GetKind(), cr.GetStatus(), cr.GetApprovals(), cr.GetApprovalsRequired())
+					for _, f := range r.Msg.GetFindings() {
+						fmt.Fprintf(g.out, "  %-6s %-20s %s: %s\n", f.GetSeverity(), f.GetKind(), f.GetPath(), f.GetExcerpt())
+					}
+					for _, l := range r.Msg.GetDiff() {
+						switch l.GetOp() {
+						case "equal":
+							fmt.Fprintf(g.out, "  %s\n", l.GetLeft())
+						case "delete":
+							fmt.Fprintf(g.out, "- %s\n", l.GetLeft())
+						case "insert":
+							fmt.Fprintf(g.out, "+ %s\n", l.GetRight())
+						default:
+							fmt.Fprintf(g.out, "- %s\n+ %s\n", l.GetLeft(), l.GetRight())
+						}
+					}
+					return nil
+				}),
+				leaf("changes", "approve", "[--comment TEXT] ID", "approve a change request", chApprove, 1, func(ctx context.Context, args []string) error {
+					r, err := c.changes.ApproveChange(ctx, connect.NewRequest(&adminv1.ApproveChangeRequest{Id: args[0], Comment: *chApproveComment}))
+					if err != nil {
+						return err
+					}
+					if cr := r.Msg.GetChangeRequest(); r.Msg.GetApplied() {
+						fmt.Fprintf(g.out, "approved; policy v%d carries it\n", cr.GetPolicyVersion())
+					} else {
+						fmt.Fprintf(g.out, "approval recorded: %d of %d\n", cr.GetApprovals(), cr.GetApprovalsRequired())
+					}
+					return nil
+				}),
+				leaf("changes", "reject", "[--comment TEXT] ID", "reject a change request; the tool stays as approved", chReject, 1, func(ctx context.Context, args []string) error {
+					_, err := c.changes.RejectChange(ctx, connect.NewRequest(&adminv1.RejectChangeRequest{Id: args[0], Comment: *chRejectComment}))
+					if err == nil {
+						fmt.Fprintln(g.out, "rejected")
+					}
+					return err
+				}),
+			}},
+			{Name: "pins", ShortUsage: "portcullis pins <export|import>", ShortHelp: "approved tool definitions as a signed manifest, for GitOps", Subcommands: []*ffcli.Command{
+				leaf("pins", "export", "", "print the signed pins manifest (JSON)", nil, 0, func(ctx context.Context, _ []string) error {
+					r, err := c.changes.ExportPins(ctx, connect.NewRequest(&adminv1.ExportPinsRequest{}))
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(g.out, "%s\n", r.Msg.GetManifest())
+					return err
+				}),
+				leaf("pins", "import", "FILE|-", "make the manifest's gateways hold exactly its pins", pinsImport, 1, func(ctx context.Context, args []string) error {
+					var raw []byte
+					var err error
+					if args[0] == "-" {
+						raw, err = io.ReadAll(io.LimitReader(os.Stdin, maxManifest+1))
+					} else {
+						raw, err = os.ReadFile(args[0])
+					}
+					if err != nil {
+						return fmt.Errorf("reading the manifest: %w", err)
+					}
+					if len(raw) > maxManifest {
+						return fmt.Errorf("the manifest is larger than %d bytes", maxManifest)
+					}
+					r, err := c.changes.ImportPins(ctx, connect.NewRequest(&adminv1.ImportPinsRequest{Manifest: raw}))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(g.out, "imported: %d pinned, %d unpinned, %d unchanged\n", r.Msg.GetPinned(), r.Msg.GetUnpinned(), r.Msg.GetUnchanged())
+					return nil
 				}),
 			}},
 		},

@@ -25,6 +25,7 @@ type clients struct {
 	gateways adminv1connect.GatewayServiceClient
 	ups      adminv1connect.UpstreamServiceClient
 	tools    adminv1connect.ToolServiceClient
+	changes  adminv1connect.ChangeServiceClient
 }
 
 // newClients builds clients lazily bound to g's flags (read at call time).
@@ -34,6 +35,7 @@ func newClients(g *globals) *clients {
 		gateways: lazy(g, adminv1connect.NewGatewayServiceClient),
 		ups:      lazy(g, adminv1connect.NewUpstreamServiceClient),
 		tools:    lazy(g, adminv1connect.NewToolServiceClient),
+		changes:  lazy(g, adminv1connect.NewChangeServiceClient),
 	}
 }
 
