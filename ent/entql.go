@@ -333,6 +333,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tool.FieldUpdatedAt:    {Type: field.TypeTime, Column: tool.FieldUpdatedAt},
 			tool.FieldTenantID:     {Type: field.TypeUUID, Column: tool.FieldTenantID},
 			tool.FieldUpstreamID:   {Type: field.TypeUUID, Column: tool.FieldUpstreamID},
+			tool.FieldKind:         {Type: field.TypeEnum, Column: tool.FieldKind},
 			tool.FieldName:         {Type: field.TypeString, Column: tool.FieldName},
 			tool.FieldLiveSha256:   {Type: field.TypeString, Column: tool.FieldLiveSha256},
 			tool.FieldPinnedSha256: {Type: field.TypeString, Column: tool.FieldPinnedSha256},
@@ -2338,6 +2339,11 @@ func (f *ToolFilter) WhereTenantID(p entql.ValueP) {
 // WhereUpstreamID applies the entql [16]byte predicate on the upstream_id field.
 func (f *ToolFilter) WhereUpstreamID(p entql.ValueP) {
 	f.Where(p.Field(tool.FieldUpstreamID))
+}
+
+// WhereKind applies the entql string predicate on the kind field.
+func (f *ToolFilter) WhereKind(p entql.StringP) {
+	f.Where(p.Field(tool.FieldKind))
 }
 
 // WhereName applies the entql string predicate on the name field.

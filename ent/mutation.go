@@ -11884,6 +11884,7 @@ type ToolMutation struct {
 	id                     *uuid.UUID
 	created_at             *time.Time
 	updated_at             *time.Time
+	kind                   *tool.Kind
 	name                   *string
 	live_sha256            *string
 	pinned_sha256          *string
@@ -12151,6 +12152,42 @@ func (m *ToolMutation) OldUpstreamID(ctx context.Context) (v uuid.UUID, err erro
 // ResetUpstreamID resets all changes to the "upstream_id" field.
 func (m *ToolMutation) ResetUpstreamID() {
 	m.upstream = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *ToolMutation) SetKind(t tool.Kind) {
+	m.kind = &t
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *ToolMutation) Kind() (r tool.Kind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the Tool entity.
+// If the Tool object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ToolMutation) OldKind(ctx context.Context) (v tool.Kind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *ToolMutation) ResetKind() {
+	m.kind = nil
 }
 
 // SetName sets the "name" field.
@@ -12529,7 +12566,7 @@ func (m *ToolMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ToolMutation) Fields() []string {
-	fields := make([]string, 0, 9)
+	fields := make([]string, 0, 10)
 	if m.created_at != nil {
 		fields = append(fields, tool.FieldCreatedAt)
 	}
@@ -12541,6 +12578,9 @@ func (m *ToolMutation) Fields() []string {
 	}
 	if m.upstream != nil {
 		fields = append(fields, tool.FieldUpstreamID)
+	}
+	if m.kind != nil {
+		fields = append(fields, tool.FieldKind)
 	}
 	if m.name != nil {
 		fields = append(fields, tool.FieldName)
@@ -12573,6 +12613,8 @@ func (m *ToolMutation) Field(name string) (ent.Value, bool) {
 		return m.TenantID()
 	case tool.FieldUpstreamID:
 		return m.UpstreamID()
+	case tool.FieldKind:
+		return m.Kind()
 	case tool.FieldName:
 		return m.Name()
 	case tool.FieldLiveSha256:
@@ -12600,6 +12642,8 @@ func (m *ToolMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldTenantID(ctx)
 	case tool.FieldUpstreamID:
 		return m.OldUpstreamID(ctx)
+	case tool.FieldKind:
+		return m.OldKind(ctx)
 	case tool.FieldName:
 		return m.OldName(ctx)
 	case tool.FieldLiveSha256:
@@ -12646,6 +12690,13 @@ func (m *ToolMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetUpstreamID(v)
+		return nil
+	case tool.FieldKind:
+		v, ok := value.(tool.Kind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
 		return nil
 	case tool.FieldName:
 		v, ok := value.(string)
@@ -12742,6 +12793,9 @@ func (m *ToolMutation) ResetField(name string) error {
 		return nil
 	case tool.FieldUpstreamID:
 		m.ResetUpstreamID()
+		return nil
+	case tool.FieldKind:
+		m.ResetKind()
 		return nil
 	case tool.FieldName:
 		m.ResetName()

@@ -28,6 +28,8 @@ type Tool struct {
 	TenantID uuid.UUID `json:"tenant_id,omitempty"`
 	// UpstreamID holds the value of the "upstream_id" field.
 	UpstreamID uuid.UUID `json:"upstream_id,omitempty"`
+	// Kind holds the value of the "kind" field.
+	Kind tool.Kind `json:"kind,omitempty"`
 	// Name holds the value of the "name" field.
 	Name string `json:"name,omitempty"`
 	// LiveSha256 holds the value of the "live_sha256" field.
@@ -104,7 +106,7 @@ func (*Tool) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case tool.FieldName, tool.FieldLiveSha256, tool.FieldPinnedSha256:
+		case tool.FieldKind, tool.FieldName, tool.FieldLiveSha256, tool.FieldPinnedSha256:
 			values[i] = new(sql.NullString)
 		case tool.FieldCreatedAt, tool.FieldUpdatedAt, tool.FieldFirstSeen, tool.FieldLastSeen:
 			values[i] = new(sql.NullTime)
@@ -154,6 +156,12 @@ func (_m *Tool) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field upstream_id", values[i])
 			} else if value != nil {
 				_m.UpstreamID = *value
+			}
+		case tool.FieldKind:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field kind", values[i])
+			} else if value.Valid {
+				_m.Kind = tool.Kind(value.String)
 			}
 		case tool.FieldName:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -252,6 +260,9 @@ func (_m *Tool) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("upstream_id=")
 	builder.WriteString(fmt.Sprintf("%v", _m.UpstreamID))
+	builder.WriteString(", ")
+	builder.WriteString("kind=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Kind))
 	builder.WriteString(", ")
 	builder.WriteString("name=")
 	builder.WriteString(_m.Name)

@@ -68,6 +68,20 @@ func (_c *ToolCreate) SetUpstreamID(v uuid.UUID) *ToolCreate {
 	return _c
 }
 
+// SetKind sets the "kind" field.
+func (_c *ToolCreate) SetKind(v tool.Kind) *ToolCreate {
+	_c.mutation.SetKind(v)
+	return _c
+}
+
+// SetNillableKind sets the "kind" field if the given value is not nil.
+func (_c *ToolCreate) SetNillableKind(v *tool.Kind) *ToolCreate {
+	if v != nil {
+		_c.SetKind(*v)
+	}
+	return _c
+}
+
 // SetName sets the "name" field.
 func (_c *ToolCreate) SetName(v string) *ToolCreate {
 	_c.mutation.SetName(v)
@@ -235,6 +249,10 @@ func (_c *ToolCreate) defaults() error {
 		v := tool.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
+	if _, ok := _c.mutation.Kind(); !ok {
+		v := tool.DefaultKind
+		_c.mutation.SetKind(v)
+	}
 	if _, ok := _c.mutation.LiveSha256(); !ok {
 		v := tool.DefaultLiveSha256
 		_c.mutation.SetLiveSha256(v)
@@ -280,6 +298,14 @@ func (_c *ToolCreate) check() error {
 	}
 	if _, ok := _c.mutation.UpstreamID(); !ok {
 		return &ValidationError{Name: "upstream_id", err: errors.New(`ent: missing required field "Tool.upstream_id"`)}
+	}
+	if _, ok := _c.mutation.Kind(); !ok {
+		return &ValidationError{Name: "kind", err: errors.New(`ent: missing required field "Tool.kind"`)}
+	}
+	if v, ok := _c.mutation.Kind(); ok {
+		if err := tool.KindValidator(v); err != nil {
+			return &ValidationError{Name: "kind", err: fmt.Errorf(`ent: validator failed for field "Tool.kind": %w`, err)}
+		}
 	}
 	if _, ok := _c.mutation.Name(); !ok {
 		return &ValidationError{Name: "name", err: errors.New(`ent: missing required field "Tool.name"`)}
@@ -350,6 +376,10 @@ func (_c *ToolCreate) createSpec() (*Tool, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.UpdatedAt(); ok {
 		_spec.SetField(tool.FieldUpdatedAt, field.TypeTime, value)
 		_node.UpdatedAt = value
+	}
+	if value, ok := _c.mutation.Kind(); ok {
+		_spec.SetField(tool.FieldKind, field.TypeEnum, value)
+		_node.Kind = value
 	}
 	if value, ok := _c.mutation.Name(); ok {
 		_spec.SetField(tool.FieldName, field.TypeString, value)
@@ -574,6 +604,9 @@ func (u *ToolUpsertOne) UpdateNewValues() *ToolUpsertOne {
 		}
 		if _, exists := u.create.mutation.UpstreamID(); exists {
 			s.SetIgnore(tool.FieldUpstreamID)
+		}
+		if _, exists := u.create.mutation.Kind(); exists {
+			s.SetIgnore(tool.FieldKind)
 		}
 		if _, exists := u.create.mutation.FirstSeen(); exists {
 			s.SetIgnore(tool.FieldFirstSeen)
@@ -870,6 +903,9 @@ func (u *ToolUpsertBulk) UpdateNewValues() *ToolUpsertBulk {
 			}
 			if _, exists := b.mutation.UpstreamID(); exists {
 				s.SetIgnore(tool.FieldUpstreamID)
+			}
+			if _, exists := b.mutation.Kind(); exists {
+				s.SetIgnore(tool.FieldKind)
 			}
 			if _, exists := b.mutation.FirstSeen(); exists {
 				s.SetIgnore(tool.FieldFirstSeen)

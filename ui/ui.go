@@ -169,6 +169,7 @@ type VirtualServers struct {
 // Tool is one row of the tools page.
 type Tool struct {
 	ID, Upstream, Name, Live, Pinned, Status string
+	Kind                                     string
 	LastSeen                                 time.Time
 }
 
@@ -217,19 +218,34 @@ type Error struct {
 // ChangeRow is one change request in a list.
 type ChangeRow struct {
 	ID, Tool, Upstream, Gateway, Kind, Status, From, To, RequestedBy string
+	ItemKind                                                         string // tool, prompt, resource, resource_template
 	Created                                                          time.Time
 	Approvals, Required, Findings                                    int
+}
+
+// ItemLabel names what the request is about for people.
+func (c ChangeRow) ItemLabel() string { return ItemLabel(c.ItemKind) }
+
+// ItemLabel names an item kind for people.
+func ItemLabel(kind string) string {
+	switch kind {
+	case "", "tool":
+		return "tool"
+	case "resource_template":
+		return "resource template"
+	}
+	return kind
 }
 
 // KindLabel names a change kind for people.
 func (c ChangeRow) KindLabel() string {
 	switch c.Kind {
 	case "tool_added":
-		return "new tool"
+		return "new " + c.ItemLabel()
 	case "tool_changed":
-		return "definition changed"
+		return c.ItemLabel() + " definition changed"
 	case "tool_removed":
-		return "tool removed"
+		return c.ItemLabel() + " removed"
 	}
 	return c.Kind
 }

@@ -511,7 +511,8 @@ var (
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
-		{Name: "name", Type: field.TypeString, Size: 128},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"tool", "prompt", "resource", "resource_template"}, Default: "tool"},
+		{Name: "name", Type: field.TypeString, Size: 1024},
 		{Name: "live_sha256", Type: field.TypeString, Default: ""},
 		{Name: "pinned_sha256", Type: field.TypeString, Default: ""},
 		{Name: "first_seen", Type: field.TypeTime},
@@ -527,13 +528,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "tools_tenants_tenant",
-				Columns:    []*schema.Column{ToolsColumns[8]},
+				Columns:    []*schema.Column{ToolsColumns[9]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "tools_upstreams_tools",
-				Columns:    []*schema.Column{ToolsColumns[9]},
+				Columns:    []*schema.Column{ToolsColumns[10]},
 				RefColumns: []*schema.Column{UpstreamsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -542,12 +543,12 @@ var (
 			{
 				Name:    "tool_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{ToolsColumns[8]},
+				Columns: []*schema.Column{ToolsColumns[9]},
 			},
 			{
-				Name:    "tool_upstream_id_name",
+				Name:    "tool_upstream_id_kind_name",
 				Unique:  true,
-				Columns: []*schema.Column{ToolsColumns[9], ToolsColumns[3]},
+				Columns: []*schema.Column{ToolsColumns[10], ToolsColumns[3], ToolsColumns[4]},
 			},
 		},
 	}

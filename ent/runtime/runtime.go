@@ -754,7 +754,7 @@ func init() {
 	// tool.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
 	tool.UpdateDefaultUpdatedAt = toolDescUpdatedAt.UpdateDefault.(func() time.Time)
 	// toolDescName is the schema descriptor for name field.
-	toolDescName := toolFields[1].Descriptor()
+	toolDescName := toolFields[2].Descriptor()
 	// tool.NameValidator is a validator for the "name" field. It is called by the builders before save.
 	tool.NameValidator = func() func(string) error {
 		validators := toolDescName.Validators
@@ -772,19 +772,19 @@ func init() {
 		}
 	}()
 	// toolDescLiveSha256 is the schema descriptor for live_sha256 field.
-	toolDescLiveSha256 := toolFields[2].Descriptor()
+	toolDescLiveSha256 := toolFields[3].Descriptor()
 	// tool.DefaultLiveSha256 holds the default value on creation for the live_sha256 field.
 	tool.DefaultLiveSha256 = toolDescLiveSha256.Default.(string)
 	// toolDescPinnedSha256 is the schema descriptor for pinned_sha256 field.
-	toolDescPinnedSha256 := toolFields[3].Descriptor()
+	toolDescPinnedSha256 := toolFields[4].Descriptor()
 	// tool.DefaultPinnedSha256 holds the default value on creation for the pinned_sha256 field.
 	tool.DefaultPinnedSha256 = toolDescPinnedSha256.Default.(string)
 	// toolDescFirstSeen is the schema descriptor for first_seen field.
-	toolDescFirstSeen := toolFields[4].Descriptor()
+	toolDescFirstSeen := toolFields[5].Descriptor()
 	// tool.DefaultFirstSeen holds the default value on creation for the first_seen field.
 	tool.DefaultFirstSeen = toolDescFirstSeen.Default.(func() time.Time)
 	// toolDescLastSeen is the schema descriptor for last_seen field.
-	toolDescLastSeen := toolFields[5].Descriptor()
+	toolDescLastSeen := toolFields[6].Descriptor()
 	// tool.DefaultLastSeen holds the default value on creation for the last_seen field.
 	tool.DefaultLastSeen = toolDescLastSeen.Default.(func() time.Time)
 	// toolDescID is the schema descriptor for id field.

@@ -12,7 +12,9 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/schematype"
 )
 
-// Tool is a tool of an upstream, as discovered by the gateways.
+// Tool is something an upstream offers that a model reads — a tool, a prompt,
+// a resource or a resource template — as discovered by the gateways. Each is
+// pinned by the hash of its canonical definition.
 type Tool struct{ ent.Schema }
 
 // Mixin of the Tool.
@@ -22,7 +24,9 @@ func (Tool) Mixin() []ent.Mixin { return []ent.Mixin{IDMixin{}, TimeMixin{}, Ten
 func (Tool) Fields() []ent.Field {
 	return []ent.Field{
 		field.UUID("upstream_id", uuid.UUID{}).Immutable(),
-		field.String("name").NotEmpty().MaxLen(128),
+		field.Enum("kind").Values("tool", "prompt", "resource", "resource_template").Default("tool").Immutable(),
+		// Tool or prompt name, resource URI or URI template.
+		field.String("name").NotEmpty().MaxLen(1024),
 		// Hash of the definition last reported live ("" once removed).
 		field.String("live_sha256").Default(""),
 		// Hash of the approved definition ("" when not pinned).
@@ -43,7 +47,7 @@ func (Tool) Edges() []ent.Edge {
 
 // Indexes of the Tool.
 func (Tool) Indexes() []ent.Index {
-	return []ent.Index{index.Fields("upstream_id", "name").Unique()}
+	return []ent.Index{index.Fields("upstream_id", "kind", "name").Unique()}
 }
 
 // ToolVersion is one distinct definition of a tool, by canonical hash.

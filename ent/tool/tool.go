@@ -3,6 +3,7 @@
 package tool
 
 import (
+	"fmt"
 	"time"
 
 	"entgo.io/ent"
@@ -24,6 +25,8 @@ const (
 	FieldTenantID = "tenant_id"
 	// FieldUpstreamID holds the string denoting the upstream_id field in the database.
 	FieldUpstreamID = "upstream_id"
+	// FieldKind holds the string denoting the kind field in the database.
+	FieldKind = "kind"
 	// FieldName holds the string denoting the name field in the database.
 	FieldName = "name"
 	// FieldLiveSha256 holds the string denoting the live_sha256 field in the database.
@@ -81,6 +84,7 @@ var Columns = []string{
 	FieldUpdatedAt,
 	FieldTenantID,
 	FieldUpstreamID,
+	FieldKind,
 	FieldName,
 	FieldLiveSha256,
 	FieldPinnedSha256,
@@ -126,6 +130,34 @@ var (
 	DefaultID func() uuid.UUID
 )
 
+// Kind defines the type for the "kind" enum field.
+type Kind string
+
+// KindTool is the default value of the Kind enum.
+const DefaultKind = KindTool
+
+// Kind values.
+const (
+	KindTool             Kind = "tool"
+	KindPrompt           Kind = "prompt"
+	KindResource         Kind = "resource"
+	KindResourceTemplate Kind = "resource_template"
+)
+
+func (k Kind) String() string {
+	return string(k)
+}
+
+// KindValidator is a validator for the "kind" field enum values. It is called by the builders before save.
+func KindValidator(k Kind) error {
+	switch k {
+	case KindTool, KindPrompt, KindResource, KindResourceTemplate:
+		return nil
+	default:
+		return fmt.Errorf("tool: invalid enum value for kind field: %q", k)
+	}
+}
+
 // OrderOption defines the ordering options for the Tool queries.
 type OrderOption func(*sql.Selector)
 
@@ -152,6 +184,11 @@ func ByTenantID(opts ...sql.OrderTermOption) OrderOption {
 // ByUpstreamID orders the results by the upstream_id field.
 func ByUpstreamID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldUpstreamID, opts...).ToFunc()
+}
+
+// ByKind orders the results by the kind field.
+func ByKind(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldKind, opts...).ToFunc()
 }
 
 // ByName orders the results by the name field.

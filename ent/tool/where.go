@@ -221,6 +221,26 @@ func UpstreamIDNotIn(vs ...uuid.UUID) predicate.Tool {
 	return predicate.Tool(sql.FieldNotIn(FieldUpstreamID, vs...))
 }
 
+// KindEQ applies the EQ predicate on the "kind" field.
+func KindEQ(v Kind) predicate.Tool {
+	return predicate.Tool(sql.FieldEQ(FieldKind, v))
+}
+
+// KindNEQ applies the NEQ predicate on the "kind" field.
+func KindNEQ(v Kind) predicate.Tool {
+	return predicate.Tool(sql.FieldNEQ(FieldKind, v))
+}
+
+// KindIn applies the In predicate on the "kind" field.
+func KindIn(vs ...Kind) predicate.Tool {
+	return predicate.Tool(sql.FieldIn(FieldKind, vs...))
+}
+
+// KindNotIn applies the NotIn predicate on the "kind" field.
+func KindNotIn(vs ...Kind) predicate.Tool {
+	return predicate.Tool(sql.FieldNotIn(FieldKind, vs...))
+}
+
 // NameEQ applies the EQ predicate on the "name" field.
 func NameEQ(v string) predicate.Tool {
 	return predicate.Tool(sql.FieldEQ(FieldName, v))

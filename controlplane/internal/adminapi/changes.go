@@ -20,6 +20,7 @@ func ChangeRequestToProto(sm change.Summary) *adminv1.ChangeRequest {
 		FromSha256: cr.FromSha256, ToSha256: cr.ToSha256, RequestedBy: cr.RequestedBy, Comment: cr.Comment,
 		ApprovalsRequired: int32(cr.ApprovalsRequired), Approvals: int32(sm.Approvals), Findings: int32(sm.Findings),
 		CreatedAt: ts(cr.CreatedAt), DecidedAt: tsp(cr.DecidedAt), DecidedBy: cr.DecidedBy, PolicyVersion: cr.PolicyVersion,
+		ItemKind: sm.ToolKind,
 	}
 	if cr.SupersededBy != nil {
 		out.SupersededBy = cr.SupersededBy.String()

@@ -439,7 +439,7 @@ func (s *Server) ListTools(ctx context.Context, _ *connect.Request[adminv1.ListT
 			up = t.Edges.Upstream.Name
 		}
 		out.Tools = append(out.Tools, &adminv1.Tool{Id: t.ID.String(), UpstreamId: t.UpstreamID.String(), Upstream: up, Name: t.Name,
-			LiveSha256: t.LiveSha256, PinnedSha256: t.PinnedSha256, LastSeen: ts(t.LastSeen)})
+			LiveSha256: t.LiveSha256, PinnedSha256: t.PinnedSha256, LastSeen: ts(t.LastSeen), Kind: t.Kind.String()})
 	}
 	return connect.NewResponse(out), nil
 }

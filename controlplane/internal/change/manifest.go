@@ -45,12 +45,21 @@ type Manifest struct {
 	Signature  string        `json:"signature,omitempty"`
 }
 
-// ManifestPin approves one definition of one tool.
+// ManifestPin approves one definition of one tool (or prompt, resource or
+// resource template, as Kind says; empty means tool).
 type ManifestPin struct {
 	Gateway  string `json:"gateway"`
 	Upstream string `json:"upstream"`
+	Kind     string `json:"kind,omitempty"`
 	Tool     string `json:"tool"`
 	Sha256   string `json:"sha256"`
+}
+
+func (p ManifestPin) kind() tool.Kind {
+	if p.Kind == "" {
+		return tool.KindTool
+	}
+	return tool.Kind(p.Kind)
 }
 
 func (m Manifest) signedBytes() ([]byte, error) {
@@ -75,7 +84,7 @@ func (s *Service) ExportPins(ctx context.Context, tenantID uuid.UUID) ([]byte, e
 	}
 	gws, err := s.db.Gateway.Query().Where(gateway.TenantID(tenantID)).Order(gateway.ByName()).
 		WithUpstreams(func(q *ent.UpstreamQuery) {
-			q.Order(upstream.ByName()).WithTools(func(q *ent.ToolQuery) { q.Where(tool.PinnedSha256NEQ("")).Order(tool.ByName()) })
+			q.Order(upstream.ByName()).WithTools(func(q *ent.ToolQuery) { q.Where(tool.PinnedSha256NEQ("")).Order(tool.ByKind(), tool.ByName()) })
 		}).All(ctx)
 	if err != nil {
 		return nil, err
@@ -86,7 +95,11 @@ func (s *Service) ExportPins(ctx context.Context, tenantID uuid.UUID) ([]byte, e
 		m.Gateways = append(m.Gateways, g.Name)
 		for _, u := range g.Edges.Upstreams {
 			for _, t := range u.Edges.Tools {
-				m.Pins = append(m.Pins, ManifestPin{Gateway: g.Name, Upstream: u.Name, Tool: t.Name, Sha256: t.PinnedSha256})
+				p := ManifestPin{Gateway: g.Name, Upstream: u.Name, Tool: t.Name, Sha256: t.PinnedSha256}
+				if t.Kind != tool.KindTool {
+					p.Kind = t.Kind.String()
+				}
+				m.Pins = append(m.Pins, p)
 			}
 		}
 	}
@@ -158,7 +171,10 @@ func (s *Service) ImportPins(ctx context.Context, tenantID uuid.UUID, raw []byte
 	}
 	tools := map[uuid.UUID]*ent.Tool{}
 	for _, p := range m.Pins {
-		t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.Name(p.Tool),
+		if err := tool.KindValidator(p.kind()); err != nil {
+			return res, authz.Invalid("pin for %s/%s/%s has unknown kind %q", p.Gateway, p.Upstream, p.Tool, p.Kind)
+		}
+		t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.KindEQ(p.kind()), tool.Name(p.Tool),
 			tool.HasUpstreamWith(upstream.Name(p.Upstream), upstream.HasGatewayWith(gateway.Name(p.Gateway)))).Only(ctx)
 		if err != nil {
 			return res, authz.DBError(fmt.Sprintf("tool %s/%s/%s", p.Gateway, p.Upstream, p.Tool), err)

@@ -26,6 +26,7 @@ import (
 type Summary struct {
 	*ent.ChangeRequest
 	ToolName     string
+	ToolKind     string // tool, prompt, resource or resource_template
 	UpstreamName string
 	GatewayName  string
 	Approvals    int
@@ -56,7 +57,7 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, status string, l
 	}
 	out := make([]Summary, 0, len(crs))
 	for _, cr := range crs {
-		sm := Summary{ChangeRequest: cr, ToolName: cr.Edges.Tool.Name}
+		sm := Summary{ChangeRequest: cr, ToolName: cr.Edges.Tool.Name, ToolKind: cr.Edges.Tool.Kind.String()}
 		if up := cr.Edges.Tool.Edges.Upstream; up != nil {
 			sm.UpstreamName = up.Name
 			if up.Edges.Gateway != nil {
@@ -122,7 +123,7 @@ func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (*Detail, err
 	if err != nil {
 		return nil, authz.DBError("change request "+id.String(), err)
 	}
-	d := &Detail{Summary: Summary{ChangeRequest: cr, ToolName: cr.Edges.Tool.Name}, Decisions: cr.Edges.Approvals}
+	d := &Detail{Summary: Summary{ChangeRequest: cr, ToolName: cr.Edges.Tool.Name, ToolKind: cr.Edges.Tool.Kind.String()}, Decisions: cr.Edges.Approvals}
 	if up := cr.Edges.Tool.Edges.Upstream; up != nil {
 		d.UpstreamName = up.Name
 		if up.Edges.Gateway != nil {

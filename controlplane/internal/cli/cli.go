@@ -235,7 +235,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					if err != nil {
 						return err
 					}
-					return g.print(r.Msg, []string{"ID", "UPSTREAM", "NAME", "STATUS"}, func(row func(...any)) {
+					return g.print(r.Msg, []string{"ID", "UPSTREAM", "KIND", "NAME", "STATUS"}, func(row func(...any)) {
 						for _, t := range r.Msg.GetTools() {
 							status := "awaiting approval"
 							switch {
@@ -244,7 +244,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 							case t.GetPinnedSha256() != "":
 								status = "drifted (quarantined)"
 							}
-							row(t.GetId(), t.GetUpstream(), t.GetName(), status)
+							row(t.GetId(), t.GetUpstream(), t.GetKind(), t.GetName(), status)
 						}
 					})
 				}),

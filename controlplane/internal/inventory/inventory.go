@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/gowebpki/jcs"
@@ -32,9 +33,11 @@ import (
 // Limits on what one inventory report may carry.
 const (
 	MaxUpstreamsPerReport = 256
-	MaxToolsPerUpstream   = 2048
+	MaxToolsPerUpstream   = 4096 // per kind
 	MaxDefinitionBytes    = 256 << 10
 	MaxToolNameLen        = 128
+	// MaxURILen bounds resource URIs and URI templates.
+	MaxURILen = 1024
 )
 
 // ErrNotFound is returned for a tool or version that does not exist in the tenant.
@@ -65,9 +68,16 @@ func New(db *ent.Client, notify Notifier, log *slog.Logger) (*Service, error) {
 }
 
 // ValidateTool checks a discovered tool reported by an agent: bounded, canonical, hash matching.
-func ValidateTool(t *agentv1.DiscoveredTool) error {
-	if t.GetName() == "" || len(t.GetName()) > MaxToolNameLen {
-		return fmt.Errorf("tool name %q is empty or longer than %d", t.GetName(), MaxToolNameLen)
+func ValidateTool(t *agentv1.DiscoveredTool) error { return Validate(tool.KindTool, t) }
+
+// Validate checks a discovered item of kind k: bounded, canonical, hash matching.
+func Validate(k tool.Kind, t *agentv1.DiscoveredTool) error {
+	limit := MaxToolNameLen
+	if k == tool.KindResource || k == tool.KindResourceTemplate {
+		limit = MaxURILen
+	}
+	if t.GetName() == "" || len(t.GetName()) > limit || !utf8.ValidString(t.GetName()) {
+		return fmt.Errorf("%s name %q is empty, not UTF-8 or longer than %d", k, bound.String(t.GetName(), 200), limit)
 	}
 	def := t.GetDefinition()
 	if len(def) == 0 || len(def) > MaxDefinitionBytes {
@@ -95,8 +105,12 @@ func (s *Service) ApplyReport(ctx context.Context, agent *ent.Agent, rep *agentv
 	}
 	now := s.now()
 	for _, ui := range rep.GetUpstreams() {
-		if len(ui.GetTools()) > MaxToolsPerUpstream {
-			return fmt.Errorf("upstream %q: %d tools reported, at most %d allowed", ui.GetUpstream(), len(ui.GetTools()), MaxToolsPerUpstream)
+		items := map[tool.Kind][]*agentv1.DiscoveredTool{tool.KindTool: ui.GetTools(), tool.KindPrompt: ui.GetPrompts(),
+			tool.KindResource: ui.GetResources(), tool.KindResourceTemplate: ui.GetResourceTemplates()}
+		for k, l := range items {
+			if len(l) > MaxToolsPerUpstream {
+				return fmt.Errorf("upstream %q: %d %ss reported, at most %d allowed", ui.GetUpstream(), len(l), k, MaxToolsPerUpstream)
+			}
 		}
 		up, err := s.db.Upstream.Query().Where(upstream.TenantID(agent.TenantID), upstream.GatewayID(agent.GatewayID), upstream.Name(ui.GetUpstream())).Only(ctx)
 		if ent.IsNotFound(err) {
@@ -111,14 +125,17 @@ func (s *Service) ApplyReport(ctx context.Context, agent *ent.Agent, rep *agentv
 		if !ui.GetReachable() {
 			continue // keep the last known tools of an unreachable upstream
 		}
-		if err := s.applyUpstream(ctx, agent, up, ui.GetTools(), now); err != nil {
+		if err := s.applyUpstream(ctx, agent, up, items, now); err != nil {
 			return fmt.Errorf("upstream %q: %w", up.Name, err)
 		}
 	}
 	return nil
 }
 
-func (s *Service) applyUpstream(ctx context.Context, agent *ent.Agent, up *ent.Upstream, tools []*agentv1.DiscoveredTool, now time.Time) error {
+// kinds in the order an upstream's items are applied.
+var kinds = []tool.Kind{tool.KindTool, tool.KindPrompt, tool.KindResource, tool.KindResourceTemplate}
+
+func (s *Service) applyUpstream(ctx context.Context, agent *ent.Agent, up *ent.Upstream, items map[tool.Kind][]*agentv1.DiscoveredTool, now time.Time) error {
 	tx, err := s.db.Tx(ctx)
 	if err != nil {
 		return err
@@ -131,65 +148,67 @@ func (s *Service) applyUpstream(ctx context.Context, agent *ent.Agent, up *ent.U
 	}
 	requestedBy := fmt.Sprintf("gateway agent %s", bound.String(agent.Hostname, 200))
 	var others []string // the tenant's tool names, loaded when a new definition needs scanning
-	seen := make(map[string]bool, len(tools))
-	for _, dt := range tools {
-		if err := ValidateTool(dt); err != nil {
-			s.log.Warn("invalid tool in inventory ignored", "upstream", up.Name, "err", err)
-			continue
-		}
-		if seen[dt.GetName()] {
-			continue
-		}
-		seen[dt.GetName()] = true
-		t, err := db.Tool.Query().Where(tool.UpstreamID(up.ID), tool.Name(dt.GetName())).Only(ctx)
-		switch {
-		case ent.IsNotFound(err):
-			t, err = db.Tool.Create().SetTenantID(up.TenantID).SetUpstreamID(up.ID).SetName(dt.GetName()).
-				SetLiveSha256(dt.GetSha256()).SetFirstSeen(now).SetLastSeen(now).Save(ctx)
-		case err == nil:
-			t, err = t.Update().SetLiveSha256(dt.GetSha256()).SetLastSeen(now).Save(ctx)
-		}
-		if err != nil {
-			return err
-		}
-		n, err := db.ToolVersion.Update().Where(toolversion.ToolID(t.ID), toolversion.Sha256(dt.GetSha256())).SetLastSeen(now).Save(ctx)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			if others == nil {
-				if others, err = db.Tool.Query().Where(tool.TenantID(up.TenantID)).Limit(5000).Unique(true).Select(tool.FieldName).Strings(ctx); err != nil {
-					return err
-				}
+	for _, k := range kinds {
+		seen := make(map[string]bool, len(items[k]))
+		for _, dt := range items[k] {
+			if err := Validate(k, dt); err != nil {
+				s.log.Warn("invalid item in inventory ignored", "upstream", up.Name, "kind", k, "err", err)
+				continue
 			}
-			findings, err := Findings(dt.GetDefinition(), dt.GetName(), others)
+			if seen[dt.GetName()] {
+				continue
+			}
+			seen[dt.GetName()] = true
+			t, err := db.Tool.Query().Where(tool.UpstreamID(up.ID), tool.KindEQ(k), tool.Name(dt.GetName())).Only(ctx)
+			switch {
+			case ent.IsNotFound(err):
+				t, err = db.Tool.Create().SetTenantID(up.TenantID).SetUpstreamID(up.ID).SetKind(k).SetName(dt.GetName()).
+					SetLiveSha256(dt.GetSha256()).SetFirstSeen(now).SetLastSeen(now).Save(ctx)
+			case err == nil:
+				t, err = t.Update().SetLiveSha256(dt.GetSha256()).SetLastSeen(now).Save(ctx)
+			}
 			if err != nil {
 				return err
 			}
-			if err := db.ToolVersion.Create().SetTenantID(up.TenantID).SetToolID(t.ID).SetSha256(dt.GetSha256()).
-				SetDefinition(dt.GetDefinition()).SetFindings(findings).SetFirstSeen(now).SetLastSeen(now).Exec(ctx); err != nil {
+			n, err := db.ToolVersion.Update().Where(toolversion.ToolID(t.ID), toolversion.Sha256(dt.GetSha256())).SetLastSeen(now).Save(ctx)
+			if err != nil {
 				return err
 			}
+			if n == 0 {
+				if others == nil {
+					if others, err = db.Tool.Query().Where(tool.TenantID(up.TenantID), tool.KindEQ(tool.KindTool)).Limit(5000).Unique(true).Select(tool.FieldName).Strings(ctx); err != nil {
+						return err
+					}
+				}
+				findings, err := Findings(dt.GetDefinition(), dt.GetName(), others)
+				if err != nil {
+					return err
+				}
+				if err := db.ToolVersion.Create().SetTenantID(up.TenantID).SetToolID(t.ID).SetSha256(dt.GetSha256()).
+					SetDefinition(dt.GetDefinition()).SetFindings(findings).SetFirstSeen(now).SetLastSeen(now).Exec(ctx); err != nil {
+					return err
+				}
+			}
+			if _, err := change.Observe(ctx, db, t, up.GatewayID, requestedBy, tn.ApprovalsRequired); err != nil {
+				return fmt.Errorf("%s %q: change request: %w", k, t.Name, err)
+			}
 		}
-		if _, err := change.Observe(ctx, db, t, up.GatewayID, requestedBy, tn.ApprovalsRequired); err != nil {
-			return fmt.Errorf("tool %q: change request: %w", t.Name, err)
+		// Items no longer listed are marked removed (history stays); a pinned one opens a removal request.
+		names := make([]string, 0, len(seen))
+		for n := range seen {
+			names = append(names, n)
 		}
-	}
-	// Tools no longer listed are marked removed (history stays); a pinned one opens a removal request.
-	names := make([]string, 0, len(seen))
-	for n := range seen {
-		names = append(names, n)
-	}
-	gone, err := db.Tool.Query().Where(tool.UpstreamID(up.ID), tool.NameNotIn(names...), tool.LiveSha256NEQ("")).All(ctx)
-	if err != nil {
-		return err
-	}
-	for _, t := range gone {
-		if t, err = t.Update().SetLiveSha256("").Save(ctx); err != nil {
+		gone, err := db.Tool.Query().Where(tool.UpstreamID(up.ID), tool.KindEQ(k), tool.NameNotIn(names...), tool.LiveSha256NEQ("")).All(ctx)
+		if err != nil {
 			return err
 		}
-		if _, err := change.Observe(ctx, db, t, up.GatewayID, requestedBy, tn.ApprovalsRequired); err != nil {
-			return fmt.Errorf("tool %q: change request: %w", t.Name, err)
+		for _, t := range gone {
+			if t, err = t.Update().SetLiveSha256("").Save(ctx); err != nil {
+				return err
+			}
+			if _, err := change.Observe(ctx, db, t, up.GatewayID, requestedBy, tn.ApprovalsRequired); err != nil {
+				return fmt.Errorf("%s %q: change request: %w", k, t.Name, err)
+			}
 		}
 	}
 	return tx.Commit()

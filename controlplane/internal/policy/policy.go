@@ -178,14 +178,26 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 			if err != nil {
 				return nil, fmt.Errorf("pinned version of tool %q: %w", t.Name, err)
 			}
-			b.ToolPins = append(b.ToolPins, &agentv1.ToolPin{Upstream: names[t.UpstreamID], Tool: t.Name, Sha256: t.PinnedSha256, Definition: v.Definition})
-		}
-		sort.Slice(b.ToolPins, func(i, j int) bool {
-			if b.ToolPins[i].Upstream != b.ToolPins[j].Upstream {
-				return b.ToolPins[i].Upstream < b.ToolPins[j].Upstream
+			pin := &agentv1.ToolPin{Upstream: names[t.UpstreamID], Tool: t.Name, Sha256: t.PinnedSha256, Definition: v.Definition}
+			switch t.Kind {
+			case tool.KindPrompt:
+				b.PromptPins = append(b.PromptPins, pin)
+			case tool.KindResource:
+				b.ResourcePins = append(b.ResourcePins, pin)
+			case tool.KindResourceTemplate:
+				b.ResourceTemplatePins = append(b.ResourceTemplatePins, pin)
+			default:
+				b.ToolPins = append(b.ToolPins, pin)
 			}
-			return b.ToolPins[i].Tool < b.ToolPins[j].Tool
-		})
+		}
+		for _, pins := range [][]*agentv1.ToolPin{b.ToolPins, b.PromptPins, b.ResourcePins, b.ResourceTemplatePins} {
+			sort.Slice(pins, func(i, j int) bool {
+				if pins[i].Upstream != pins[j].Upstream {
+					return pins[i].Upstream < pins[j].Upstream
+				}
+				return pins[i].Tool < pins[j].Tool
+			})
+		}
 	}
 	return b, nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"embed"
@@ -8,7 +9,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 
+	"ariga.io/atlas/sql/migrate"
 	"ariga.io/atlas/sql/sqltool"
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql/schema"
@@ -95,5 +98,47 @@ func Diff(ctx context.Context, drv dialect.Driver, dir, name string) (bool, erro
 	if err != nil {
 		return false, err
 	}
+	if drv.Dialect() == dialect.SQLite {
+		if err := sqliteNoTransaction(gd, dir, before, after); err != nil {
+			return false, err
+		}
+	}
 	return len(after) != len(before), nil
+}
+
+// sqliteNoTransaction marks new SQLite migrations that rebuild a table as
+// goose NO TRANSACTION: their "PRAGMA foreign_keys = off" is ignored inside
+// a transaction, and dropping the old table would then fail on the rows that
+// reference it. The directory's checksum is rewritten to match.
+func sqliteNoTransaction(gd *sqltool.GooseDir, dir string, before, after []os.DirEntry) error {
+	old := map[string]bool{}
+	for _, e := range before {
+		old[e.Name()] = true
+	}
+	changed := false
+	for _, e := range after {
+		if old[e.Name()] || filepath.Ext(e.Name()) != ".sql" {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(b, []byte("PRAGMA foreign_keys = off")) {
+			continue
+		}
+		if err := os.WriteFile(path, append([]byte("-- +goose NO TRANSACTION\n"), b...), 0o644); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	sum, err := gd.Checksum()
+	if err != nil {
+		return err
+	}
+	return migrate.WriteSumFile(gd, sum)
 }

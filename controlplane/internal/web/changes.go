@@ -20,7 +20,7 @@ var changeStatuses = []string{"pending", "approved", "rejected", "superseded"}
 
 func changeRow(sm change.Summary) ui.ChangeRow {
 	cr := sm.ChangeRequest
-	return ui.ChangeRow{ID: cr.ID.String(), Tool: sm.ToolName, Upstream: sm.UpstreamName, Gateway: sm.GatewayName,
+	return ui.ChangeRow{ID: cr.ID.String(), Tool: sm.ToolName, ItemKind: sm.ToolKind, Upstream: sm.UpstreamName, Gateway: sm.GatewayName,
 		Kind: cr.Kind.String(), Status: cr.Status.String(), From: cr.FromSha256, To: cr.ToSha256, RequestedBy: cr.RequestedBy,
 		Created: cr.CreatedAt, Approvals: sm.Approvals, Required: cr.ApprovalsRequired, Findings: sm.Findings}
 }

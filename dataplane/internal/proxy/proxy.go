@@ -46,7 +46,20 @@ type Config struct {
 	Version         string
 }
 
-type pinKey struct{ upstream, tool string }
+// kind is what a pin approves.
+type kind uint8
+
+const (
+	kindTool kind = iota
+	kindPrompt
+	kindResource
+	kindTemplate
+)
+
+type pinKey struct {
+	kind           kind
+	upstream, name string // name: tool or prompt name, resource URI or URI template
+}
 
 // policy is the enforced part of a bundle, indexed for lookups.
 type policy struct {
@@ -155,8 +168,11 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 		return err
 	}
 	pol := &policy{pins: map[pinKey]string{}, vs: map[string][]string{}}
-	for _, pin := range b.GetToolPins() {
-		pol.pins[pinKey{pin.GetUpstream(), pin.GetTool()}] = pin.GetSha256()
+	for k, pins := range map[kind][]*agentv1.ToolPin{kindTool: b.GetToolPins(), kindPrompt: b.GetPromptPins(),
+		kindResource: b.GetResourcePins(), kindTemplate: b.GetResourceTemplatePins()} {
+		for _, pin := range pins {
+			pol.pins[pinKey{k, pin.GetUpstream(), pin.GetTool()}] = pin.GetSha256()
+		}
 	}
 	for _, vs := range b.GetVirtualServers() {
 		pol.vs[vs.GetName()] = vs.GetUpstreams()
@@ -262,8 +278,8 @@ func (p *Proxy) refreshLocked() {
 	}
 	for _, vs := range p.servers {
 		p.refreshTools(pol, vs)
-		p.refreshPrompts(vs)
-		p.refreshResources(vs)
+		p.refreshPrompts(pol, vs)
+		p.refreshResources(pol, vs)
 	}
 }
 
@@ -277,17 +293,8 @@ func (p *Proxy) refreshTools(pol *policy, vs *vserver) {
 		}
 		u.mu.RLock()
 		for name, lt := range u.tools {
-			key := pinKey{upName, name}
-			pin, pinned := pol.pins[key]
-			if !pinned {
-				continue // not approved: hidden
-			}
-			if pin != lt.sha {
-				if p.warned[key] != lt.sha {
-					p.warned[key] = lt.sha
-					p.log.Warn("tool quarantined: live definition differs from its pin", "upstream", upName, "tool", name, "pinned", pin, "live", lt.sha)
-				}
-				continue
+			if !p.approved(pol, pinKey{kindTool, upName, name}, lt.sha) {
+				continue // not approved, or drifted: hidden
 			}
 			exposed := upName + Separator + name
 			want[exposed] = lt.sha
@@ -346,13 +353,34 @@ func fingerprint(v any) string {
 	return string(b)
 }
 
-func (p *Proxy) refreshPrompts(vs *vserver) {
+// approved reports whether an item's live hash is the pinned one; a drift
+// is logged once per live hash.
+func (p *Proxy) approved(pol *policy, key pinKey, sha string) bool {
+	pin, pinned := pol.pins[key]
+	if !pinned {
+		return false
+	}
+	if pin != sha {
+		if p.warned[key] != sha {
+			p.warned[key] = sha
+			p.log.Warn("quarantined: live definition differs from its pin", "upstream", key.upstream, "name", key.name, "kind", key.kind, "pinned", pin, "live", sha)
+		}
+		return false
+	}
+	return true
+}
+
+// refreshPrompts exposes the approved prompts, namespaced like tools.
+func (p *Proxy) refreshPrompts(pol *policy, vs *vserver) {
 	want := map[string]*mcp.Prompt{}
 	for _, upName := range vs.upstreams {
 		if u := p.upstreams[upName]; u != nil {
 			u.mu.RLock()
 			for name, pr := range u.prompts {
-				c := *pr
+				if !p.approved(pol, pinKey{kindPrompt, upName, name}, pr.sha) {
+					continue
+				}
+				c := *pr.item
 				c.Name = upName + Separator + name
 				want[c.Name] = &c
 			}
@@ -381,7 +409,7 @@ func (p *Proxy) refreshPrompts(vs *vserver) {
 
 // refreshResources exposes the upstreams' resources by their own URIs; on a
 // URI collision the first upstream of the virtual server wins.
-func (p *Proxy) refreshResources(vs *vserver) {
+func (p *Proxy) refreshResources(pol *policy, vs *vserver) {
 	want := map[string]*mcp.Resource{}
 	owner := map[string]string{}
 	wantT := map[string]*mcp.ResourceTemplate{}
@@ -390,13 +418,13 @@ func (p *Proxy) refreshResources(vs *vserver) {
 		if u := p.upstreams[upName]; u != nil {
 			u.mu.RLock()
 			for uri, r := range u.resources {
-				if _, dup := want[uri]; !dup {
-					want[uri], owner[uri] = r, upName
+				if _, dup := want[uri]; !dup && p.approved(pol, pinKey{kindResource, upName, uri}, r.sha) {
+					want[uri], owner[uri] = r.item, upName
 				}
 			}
-			for _, t := range u.templates {
-				if _, dup := wantT[t.URITemplate]; !dup {
-					wantT[t.URITemplate], ownerT[t.URITemplate] = t, upName
+			for tmpl, t := range u.templates {
+				if _, dup := wantT[tmpl]; !dup && p.approved(pol, pinKey{kindTemplate, upName, tmpl}, t.sha) {
+					wantT[tmpl], ownerT[tmpl] = t.item, upName
 				}
 			}
 			u.mu.RUnlock()
@@ -414,7 +442,7 @@ func (p *Proxy) refreshResources(vs *vserver) {
 	}
 	for uri, r := range want {
 		if _, ok := vs.resources[uri]; !ok {
-			vs.server.AddResource(r, p.resourceHandler(owner[uri]))
+			vs.server.AddResource(r, p.resourceHandler(pinKey{kindResource, owner[uri], uri}))
 			vs.resources[uri] = fingerprint(r) + owner[uri]
 		}
 	}
@@ -436,7 +464,7 @@ func (p *Proxy) refreshResources(vs *vserver) {
 						p.log.Warn("resource template not exposed", "template", tmpl, "err", r)
 					}
 				}()
-				vs.server.AddResourceTemplate(t, p.resourceHandler(ownerT[tmpl]))
+				vs.server.AddResourceTemplate(t, p.resourceHandler(pinKey{kindTemplate, ownerT[tmpl], tmpl}))
 				vs.templates[tmpl] = fingerprint(t) + ownerT[tmpl]
 			}()
 		}
@@ -490,7 +518,7 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		return deny("the upstream is not part of this virtual server")
 	}
 	lt, sess, live := u.liveTool(toolName)
-	pin, pinned := pol.pins[pinKey{upName, toolName}]
+	pin, pinned := pol.pins[pinKey{kindTool, upName, toolName}]
 	switch {
 	case !pinned:
 		return deny(fmt.Sprintf("tool %q is not approved", toolName))
@@ -516,31 +544,69 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	return sess.CallTool(ctx, params)
 }
 
+// stillApproved repeats the pin check when a prompt or resource is used, as
+// tools/call does: a definition that drifted since the list is refused.
+func (p *Proxy) stillApproved(key pinKey) (*mcp.ClientSession, error) {
+	pol := p.pol.Load()
+	u := p.upstream(key.upstream)
+	if pol == nil || u == nil {
+		return nil, fmt.Errorf("upstream %q is not available on this gateway", key.upstream)
+	}
+	u.mu.RLock()
+	var sha string
+	var offered bool
+	switch key.kind {
+	case kindPrompt:
+		it, ok := u.prompts[key.name]
+		sha, offered = it.sha, ok
+	case kindResource:
+		it, ok := u.resources[key.name]
+		sha, offered = it.sha, ok
+	case kindTemplate:
+		it, ok := u.templates[key.name]
+		sha, offered = it.sha, ok
+	}
+	sess := u.session
+	u.mu.RUnlock()
+	pin, pinned := pol.pins[key]
+	switch {
+	case !pinned:
+		return nil, fmt.Errorf("portcullis refused: %q is not approved", key.name)
+	case !offered:
+		return nil, fmt.Errorf("portcullis refused: %q is no longer offered by upstream %q", key.name, key.upstream)
+	case pin != sha:
+		return nil, fmt.Errorf("portcullis refused: %q is quarantined: its definition changed since it was approved", key.name)
+	case sess == nil:
+		return nil, fmt.Errorf("upstream %q is unavailable", key.upstream)
+	}
+	return sess, nil
+}
+
 func (p *Proxy) promptHandler(upName, promptName string) mcp.PromptHandler {
 	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-		u := p.upstream(upName)
-		if u == nil || u.currentSession() == nil {
-			return nil, fmt.Errorf("upstream %q is unavailable", upName)
+		sess, err := p.stillApproved(pinKey{kindPrompt, upName, promptName})
+		if err != nil {
+			return nil, err
 		}
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
-		return u.currentSession().GetPrompt(ctx, &mcp.GetPromptParams{Name: promptName, Arguments: req.Params.Arguments})
+		return sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: promptName, Arguments: req.Params.Arguments})
 	}
 }
 
-func (p *Proxy) resourceHandler(upName string) mcp.ResourceHandler {
+func (p *Proxy) resourceHandler(key pinKey) mcp.ResourceHandler {
 	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		u := p.upstream(upName)
-		if u == nil || u.currentSession() == nil {
-			return nil, fmt.Errorf("upstream %q is unavailable", upName)
+		sess, err := p.stillApproved(key)
+		if err != nil {
+			return nil, err
 		}
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
-		return u.currentSession().ReadResource(ctx, &mcp.ReadResourceParams{URI: req.Params.URI})
+		return sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: req.Params.URI})
 	}
 }
 
-// Inventory reports every upstream's discovered tools.
+// Inventory reports every upstream's discovered tools, prompts and resources.
 func (p *Proxy) Inventory() *agentv1.InventoryReport {
 	p.mu.Lock()
 	ups := make([]*upstream, 0, len(p.upstreams))
@@ -550,9 +616,7 @@ func (p *Proxy) Inventory() *agentv1.InventoryReport {
 	p.mu.Unlock()
 	rep := &agentv1.InventoryReport{}
 	for _, u := range ups {
-		inv := u.inventory()
-		sort.Slice(inv.Tools, func(i, j int) bool { return inv.Tools[i].Name < inv.Tools[j].Name })
-		rep.Upstreams = append(rep.Upstreams, inv)
+		rep.Upstreams = append(rep.Upstreams, u.inventory())
 	}
 	sort.Slice(rep.Upstreams, func(i, j int) bool { return rep.Upstreams[i].Upstream < rep.Upstreams[j].Upstream })
 	return rep

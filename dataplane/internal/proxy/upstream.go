@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os/exec"
+	"sort"
 	"sync"
 	"time"
 
@@ -43,6 +44,14 @@ type liveTool struct {
 	sha  string
 }
 
+// live is a prompt, resource or resource template as the upstream currently
+// lists it, with its canonical definition and hash.
+type live[T any] struct {
+	item T
+	def  []byte
+	sha  string
+}
+
 // upstream is the gateway's session with one upstream MCP server, shared by
 // all client sessions. It reconnects with backoff and rediscovers on
 // list_changed notifications and periodically.
@@ -57,9 +66,9 @@ type upstream struct {
 	mu        sync.RWMutex
 	session   *mcp.ClientSession
 	tools     map[string]liveTool
-	prompts   map[string]*mcp.Prompt
-	resources map[string]*mcp.Resource
-	templates []*mcp.ResourceTemplate
+	prompts   map[string]live[*mcp.Prompt]           // by name
+	resources map[string]live[*mcp.Resource]         // by URI
+	templates map[string]live[*mcp.ResourceTemplate] // by URI template
 	reachable bool
 	lastErr   string
 
@@ -75,7 +84,8 @@ func newUpstream(spec *agentv1.Upstream, log *slog.Logger, relay *progressRelay,
 	return &upstream{
 		spec: spec, log: log.With("upstream", spec.GetName()), relay: relay, interval: interval, timeout: timeout,
 		onChange: onChange, rediscover: make(chan struct{}, 1), done: make(chan struct{}),
-		tools: map[string]liveTool{}, prompts: map[string]*mcp.Prompt{}, resources: map[string]*mcp.Resource{},
+		tools: map[string]liveTool{}, prompts: map[string]live[*mcp.Prompt]{}, resources: map[string]live[*mcp.Resource]{},
+		templates: map[string]live[*mcp.ResourceTemplate]{},
 	}
 }
 
@@ -241,7 +251,7 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 			tools[t.Name] = liveTool{tool: t, def: def, sha: sha}
 		}
 	}
-	prompts := map[string]*mcp.Prompt{}
+	prompts := map[string]live[*mcp.Prompt]{}
 	if caps != nil && caps.Prompts != nil {
 		for p, err := range sess.Prompts(ctx, nil) {
 			if err != nil {
@@ -250,11 +260,16 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 			if len(prompts) >= maxPrompts {
 				break
 			}
-			prompts[p.Name] = p
+			def, sha, err := canonical.Prompt(p)
+			if err != nil {
+				u.log.Warn("prompt skipped", "prompt", p.Name, "err", err)
+				continue
+			}
+			prompts[p.Name] = live[*mcp.Prompt]{p, def, sha}
 		}
 	}
-	resources := map[string]*mcp.Resource{}
-	var templates []*mcp.ResourceTemplate
+	resources := map[string]live[*mcp.Resource]{}
+	templates := map[string]live[*mcp.ResourceTemplate]{}
 	if caps != nil && caps.Resources != nil {
 		for r, err := range sess.Resources(ctx, nil) {
 			if err != nil {
@@ -263,7 +278,12 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 			if len(resources) >= maxResources {
 				break
 			}
-			resources[r.URI] = r
+			def, sha, err := canonical.Resource(r)
+			if err != nil {
+				u.log.Warn("resource skipped", "uri", r.URI, "err", err)
+				continue
+			}
+			resources[r.URI] = live[*mcp.Resource]{r, def, sha}
 		}
 		for rt, err := range sess.ResourceTemplates(ctx, nil) {
 			if err != nil {
@@ -272,7 +292,12 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 			if len(templates) >= maxResources {
 				break
 			}
-			templates = append(templates, rt)
+			def, sha, err := canonical.ResourceTemplate(rt)
+			if err != nil {
+				u.log.Warn("resource template skipped", "template", rt.URITemplate, "err", err)
+				continue
+			}
+			templates[rt.URITemplate] = live[*mcp.ResourceTemplate]{rt, def, sha}
 		}
 	}
 	u.mu.Lock()
@@ -307,6 +332,18 @@ func (u *upstream) inventory() *agentv1.UpstreamInventory {
 	inv := &agentv1.UpstreamInventory{Upstream: u.spec.GetName(), Reachable: u.reachable, Error: u.lastErr}
 	for name, t := range u.tools {
 		inv.Tools = append(inv.Tools, &agentv1.DiscoveredTool{Name: name, Sha256: t.sha, Definition: t.def})
+	}
+	for name, p := range u.prompts {
+		inv.Prompts = append(inv.Prompts, &agentv1.DiscoveredTool{Name: name, Sha256: p.sha, Definition: p.def})
+	}
+	for uri, r := range u.resources {
+		inv.Resources = append(inv.Resources, &agentv1.DiscoveredTool{Name: uri, Sha256: r.sha, Definition: r.def})
+	}
+	for tmpl, t := range u.templates {
+		inv.ResourceTemplates = append(inv.ResourceTemplates, &agentv1.DiscoveredTool{Name: tmpl, Sha256: t.sha, Definition: t.def})
+	}
+	for _, l := range [][]*agentv1.DiscoveredTool{inv.Tools, inv.Prompts, inv.Resources, inv.ResourceTemplates} {
+		sort.Slice(l, func(i, j int) bool { return l[i].Name < l[j].Name })
 	}
 	return inv
 }

@@ -1927,8 +1927,10 @@ type Tool struct {
 	// SHA-256 of the canonical definition the upstream offers now ("" when gone).
 	LiveSha256 string `protobuf:"bytes,5,opt,name=live_sha256,json=liveSha256,proto3" json:"live_sha256,omitempty"`
 	// The approved definition's hash ("" when not approved).
-	PinnedSha256  string                 `protobuf:"bytes,6,opt,name=pinned_sha256,json=pinnedSha256,proto3" json:"pinned_sha256,omitempty"`
-	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	PinnedSha256 string                 `protobuf:"bytes,6,opt,name=pinned_sha256,json=pinnedSha256,proto3" json:"pinned_sha256,omitempty"`
+	LastSeen     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// tool, prompt, resource or resource_template (name is then the URI or URI template).
+	Kind          string `protobuf:"bytes,8,opt,name=kind,proto3" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2010,6 +2012,13 @@ func (x *Tool) GetLastSeen() *timestamppb.Timestamp {
 		return x.LastSeen
 	}
 	return nil
+}
+
+func (x *Tool) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
 }
 
 // ListToolsRequest is empty.
@@ -2841,6 +2850,8 @@ type ChangeRequest struct {
 	// The policy version that carries the decision (0 until applied).
 	PolicyVersion uint64 `protobuf:"varint,19,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	SupersededBy  string `protobuf:"bytes,20,opt,name=superseded_by,json=supersededBy,proto3" json:"superseded_by,omitempty"`
+	// What the request is about: tool, prompt, resource or resource_template.
+	ItemKind      string `protobuf:"bytes,21,opt,name=item_kind,json=itemKind,proto3" json:"item_kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3011,6 +3022,13 @@ func (x *ChangeRequest) GetPolicyVersion() uint64 {
 func (x *ChangeRequest) GetSupersededBy() string {
 	if x != nil {
 		return x.SupersededBy
+	}
+	return ""
+}
+
+func (x *ChangeRequest) GetItemKind() string {
+	if x != nil {
+		return x.ItemKind
 	}
 	return ""
 }
@@ -4330,7 +4348,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
 	"\tupstreams\x18\x03 \x03(\tR\tupstreams\"h\n" +
 	"\x1bCreateVirtualServerResponse\x12I\n" +
-	"\x0evirtual_server\x18\x01 \x01(\v2\".portcullis.admin.v1.VirtualServerR\rvirtualServer\"\xe6\x01\n" +
+	"\x0evirtual_server\x18\x01 \x01(\v2\".portcullis.admin.v1.VirtualServerR\rvirtualServer\"\xfa\x01\n" +
 	"\x04Tool\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vupstream_id\x18\x02 \x01(\tR\n" +
@@ -4340,7 +4358,8 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\vlive_sha256\x18\x05 \x01(\tR\n" +
 	"liveSha256\x12#\n" +
 	"\rpinned_sha256\x18\x06 \x01(\tR\fpinnedSha256\x127\n" +
-	"\tlast_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"\x12\n" +
+	"\tlast_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x12\n" +
+	"\x04kind\x18\b \x01(\tR\x04kind\"\x12\n" +
 	"\x10ListToolsRequest\"D\n" +
 	"\x11ListToolsResponse\x12/\n" +
 	"\x05tools\x18\x01 \x03(\v2\x19.portcullis.admin.v1.ToolR\x05tools\")\n" +
@@ -4390,7 +4409,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x16ListAuditEventsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"R\n" +
 	"\x17ListAuditEventsResponse\x127\n" +
-	"\x06events\x18\x01 \x03(\v2\x1f.portcullis.admin.v1.AuditEventR\x06events\"\x92\x05\n" +
+	"\x06events\x18\x01 \x03(\v2\x1f.portcullis.admin.v1.AuditEventR\x06events\"\xaf\x05\n" +
 	"\rChangeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\atool_id\x18\x02 \x01(\tR\x06toolId\x12\x12\n" +
@@ -4417,7 +4436,8 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"decided_by\x18\x12 \x01(\tR\tdecidedBy\x12%\n" +
 	"\x0epolicy_version\x18\x13 \x01(\x04R\rpolicyVersion\x12#\n" +
-	"\rsuperseded_by\x18\x14 \x01(\tR\fsupersededBy\"g\n" +
+	"\rsuperseded_by\x18\x14 \x01(\tR\fsupersededBy\x12\x1b\n" +
+	"\titem_kind\x18\x15 \x01(\tR\bitemKind\"g\n" +
 	"\aFinding\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
 	"\bseverity\x18\x02 \x01(\tR\bseverity\x12\x12\n" +

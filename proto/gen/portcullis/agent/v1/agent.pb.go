@@ -790,9 +790,15 @@ type PolicyBundle struct {
 	// Approved tool definitions.
 	ToolPins []*ToolPin `protobuf:"bytes,7,rep,name=tool_pins,json=toolPins,proto3" json:"tool_pins,omitempty"`
 	// Access rules; evaluated in order, first match wins, default deny when any rule exists.
-	AccessRules   []*AccessRule `protobuf:"bytes,8,rep,name=access_rules,json=accessRules,proto3" json:"access_rules,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AccessRules []*AccessRule `protobuf:"bytes,8,rep,name=access_rules,json=accessRules,proto3" json:"access_rules,omitempty"`
+	// Approved prompt definitions (ToolPin.tool is the prompt name).
+	PromptPins []*ToolPin `protobuf:"bytes,9,rep,name=prompt_pins,json=promptPins,proto3" json:"prompt_pins,omitempty"`
+	// Approved resource definitions (ToolPin.tool is the resource URI).
+	ResourcePins []*ToolPin `protobuf:"bytes,10,rep,name=resource_pins,json=resourcePins,proto3" json:"resource_pins,omitempty"`
+	// Approved resource templates (ToolPin.tool is the URI template).
+	ResourceTemplatePins []*ToolPin `protobuf:"bytes,11,rep,name=resource_template_pins,json=resourceTemplatePins,proto3" json:"resource_template_pins,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *PolicyBundle) Reset() {
@@ -877,6 +883,27 @@ func (x *PolicyBundle) GetToolPins() []*ToolPin {
 func (x *PolicyBundle) GetAccessRules() []*AccessRule {
 	if x != nil {
 		return x.AccessRules
+	}
+	return nil
+}
+
+func (x *PolicyBundle) GetPromptPins() []*ToolPin {
+	if x != nil {
+		return x.PromptPins
+	}
+	return nil
+}
+
+func (x *PolicyBundle) GetResourcePins() []*ToolPin {
+	if x != nil {
+		return x.ResourcePins
+	}
+	return nil
+}
+
+func (x *PolicyBundle) GetResourceTemplatePins() []*ToolPin {
+	if x != nil {
+		return x.ResourceTemplatePins
 	}
 	return nil
 }
@@ -1384,9 +1411,15 @@ type UpstreamInventory struct {
 	// Discovery error, if any.
 	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	// Tools as listed by the upstream.
-	Tools         []*DiscoveredTool `protobuf:"bytes,4,rep,name=tools,proto3" json:"tools,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Tools []*DiscoveredTool `protobuf:"bytes,4,rep,name=tools,proto3" json:"tools,omitempty"`
+	// Prompts (name: the prompt name; definition: name, title, description, arguments).
+	Prompts []*DiscoveredTool `protobuf:"bytes,5,rep,name=prompts,proto3" json:"prompts,omitempty"`
+	// Resources (name: the URI; definition: uri, name, title, description, mimeType, annotations).
+	Resources []*DiscoveredTool `protobuf:"bytes,6,rep,name=resources,proto3" json:"resources,omitempty"`
+	// Resource templates (name: the URI template; definition: uriTemplate, name, title, description, mimeType, annotations).
+	ResourceTemplates []*DiscoveredTool `protobuf:"bytes,7,rep,name=resource_templates,json=resourceTemplates,proto3" json:"resource_templates,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *UpstreamInventory) Reset() {
@@ -1443,6 +1476,27 @@ func (x *UpstreamInventory) GetError() string {
 func (x *UpstreamInventory) GetTools() []*DiscoveredTool {
 	if x != nil {
 		return x.Tools
+	}
+	return nil
+}
+
+func (x *UpstreamInventory) GetPrompts() []*DiscoveredTool {
+	if x != nil {
+		return x.Prompts
+	}
+	return nil
+}
+
+func (x *UpstreamInventory) GetResources() []*DiscoveredTool {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *UpstreamInventory) GetResourceTemplates() []*DiscoveredTool {
+	if x != nil {
+		return x.ResourceTemplates
 	}
 	return nil
 }
@@ -1854,7 +1908,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\fSignedBundle\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xa6\x03\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xfc\x04\n" +
 	"\fPolicyBundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1d\n" +
@@ -1864,7 +1918,12 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\tupstreams\x18\x05 \x03(\v2\x1d.portcullis.agent.v1.UpstreamR\tupstreams\x12K\n" +
 	"\x0fvirtual_servers\x18\x06 \x03(\v2\".portcullis.agent.v1.VirtualServerR\x0evirtualServers\x129\n" +
 	"\ttool_pins\x18\a \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\btoolPins\x12B\n" +
-	"\faccess_rules\x18\b \x03(\v2\x1f.portcullis.agent.v1.AccessRuleR\vaccessRules\"\xaa\x02\n" +
+	"\faccess_rules\x18\b \x03(\v2\x1f.portcullis.agent.v1.AccessRuleR\vaccessRules\x12=\n" +
+	"\vprompt_pins\x18\t \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\n" +
+	"promptPins\x12A\n" +
+	"\rresource_pins\x18\n" +
+	" \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\fresourcePins\x12R\n" +
+	"\x16resource_template_pins\x18\v \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\x14resourceTemplatePins\"\xaa\x02\n" +
 	"\bUpstream\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12<\n" +
@@ -1903,12 +1962,15 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x0fapplied_version\x18\x03 \x01(\x04R\x0eappliedVersion\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"W\n" +
 	"\x0fInventoryReport\x12D\n" +
-	"\tupstreams\x18\x01 \x03(\v2&.portcullis.agent.v1.UpstreamInventoryR\tupstreams\"\x9e\x01\n" +
+	"\tupstreams\x18\x01 \x03(\v2&.portcullis.agent.v1.UpstreamInventoryR\tupstreams\"\xf4\x02\n" +
 	"\x11UpstreamInventory\x12\x1a\n" +
 	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x1c\n" +
 	"\treachable\x18\x02 \x01(\bR\treachable\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x129\n" +
-	"\x05tools\x18\x04 \x03(\v2#.portcullis.agent.v1.DiscoveredToolR\x05tools\"\\\n" +
+	"\x05tools\x18\x04 \x03(\v2#.portcullis.agent.v1.DiscoveredToolR\x05tools\x12=\n" +
+	"\aprompts\x18\x05 \x03(\v2#.portcullis.agent.v1.DiscoveredToolR\aprompts\x12A\n" +
+	"\tresources\x18\x06 \x03(\v2#.portcullis.agent.v1.DiscoveredToolR\tresources\x12R\n" +
+	"\x12resource_templates\x18\a \x03(\v2#.portcullis.agent.v1.DiscoveredToolR\x11resourceTemplates\"\\\n" +
 	"\x0eDiscoveredTool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x1e\n" +
@@ -2012,26 +2074,32 @@ var file_portcullis_agent_v1_agent_proto_depIdxs = []int32{
 	12, // 10: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
 	13, // 11: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
 	14, // 12: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
-	0,  // 13: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
-	24, // 14: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
-	1,  // 15: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
-	18, // 16: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
-	19, // 17: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
-	25, // 18: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
-	23, // 19: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
-	25, // 20: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	2,  // 21: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
-	3,  // 22: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
-	5,  // 23: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
-	21, // 24: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
-	4,  // 25: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
-	6,  // 26: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
-	22, // 27: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
-	25, // [25:28] is the sub-list for method output_type
-	22, // [22:25] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	13, // 13: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
+	13, // 14: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
+	13, // 15: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
+	0,  // 16: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
+	24, // 17: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
+	1,  // 18: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
+	18, // 19: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
+	19, // 20: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
+	19, // 21: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
+	19, // 22: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
+	19, // 23: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
+	25, // 24: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
+	23, // 25: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
+	25, // 26: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	2,  // 27: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
+	3,  // 28: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
+	5,  // 29: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
+	21, // 30: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
+	4,  // 31: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
+	6,  // 32: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
+	22, // 33: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
+	31, // [31:34] is the sub-list for method output_type
+	28, // [28:31] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_agent_v1_agent_proto_init() }
