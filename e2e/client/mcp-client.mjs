@@ -6,6 +6,7 @@
 //   node mcp-client.mjs URL call TOOL JSON-ARGS  → the CallToolResult
 //   node mcp-client.mjs URL prompts              → {"prompts":[names...]}
 //   node mcp-client.mjs URL resources            → {"resources":[uris...]}
+//   node mcp-client.mjs URL read URI             → the ReadResourceResult
 //
 // Prints one JSON document on stdout; exits 1 with the error on stderr.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -13,7 +14,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 
 const [url, op, ...rest] = process.argv.slice(2);
 if (!url || !op) {
-  console.error("usage: mcp-client.mjs URL list|call TOOL JSON|prompts|resources");
+  console.error("usage: mcp-client.mjs URL list|call TOOL JSON|prompts|resources|read URI");
   process.exit(2);
 }
 const client = new Client({ name: "portcullis-e2e", version: "1.0.0" });
@@ -32,6 +33,9 @@ try {
       break;
     case "resources":
       out = { resources: (await client.listResources()).resources.map((r) => r.uri).sort() };
+      break;
+    case "read":
+      out = await client.readResource({ uri: rest[0] });
       break;
     default:
       throw new Error(`unknown operation ${op}`);

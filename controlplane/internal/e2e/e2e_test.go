@@ -377,6 +377,57 @@ func TestEndToEnd(t *testing.T) {
 		waitForTools(t, "web__echo back", url, want)
 	})
 
+	t.Run("prompts and resources are pinned like tools", func(t *testing.T) {
+		var prompt, resource *ent.Tool
+		eventually(t, "server-everything's prompts and resources in the inventory", func() error {
+			ps, err := cp.DB.Tool.Query().Where(tool.HasUpstreamWith(upstream.Name("everything")), tool.KindEQ(tool.KindPrompt), tool.LiveSha256NEQ("")).Order(tool.ByName()).All(ctx)
+			if err != nil || len(ps) == 0 {
+				return fmt.Errorf("no prompts (%v)", err)
+			}
+			rs, err := cp.DB.Tool.Query().Where(tool.HasUpstreamWith(upstream.Name("everything")), tool.KindEQ(tool.KindResource), tool.LiveSha256NEQ("")).Order(tool.ByName()).All(ctx)
+			if err != nil || len(rs) == 0 {
+				return fmt.Errorf("no resources (%v)", err)
+			}
+			prompt, resource = ps[0], rs[0]
+			return nil
+		})
+		list := func(op, key string) []string {
+			out, err := mcpClient(t, url, op)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, n := range out[key].([]any) {
+				names = append(names, n.(string))
+			}
+			return names
+		}
+		if ps, rs := list("prompts", "prompts"), list("resources", "resources"); len(ps) != 0 || len(rs) != 0 {
+			t.Fatalf("unapproved prompts %v or resources %v are visible", ps, rs)
+		}
+		if _, err := mcpClient(t, url, "read", resource.Name); err == nil {
+			t.Fatalf("reading unapproved resource %s succeeded", resource.Name)
+		}
+		for _, it := range []*ent.Tool{prompt, resource} {
+			if err := cp.Inventory.PinLive(ctx, ten.ID, it.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, "the approved prompt and resource listed", func() error {
+			if ps := list("prompts", "prompts"); !slices.Equal(ps, []string{"everything__" + prompt.Name}) {
+				return fmt.Errorf("prompts = %v", ps)
+			}
+			if rs := list("resources", "resources"); !slices.Equal(rs, []string{resource.Name}) {
+				return fmt.Errorf("resources = %v", rs)
+			}
+			return nil
+		})
+		out, err := mcpClient(t, url, "read", resource.Name)
+		if err != nil || len(out["contents"].([]any)) == 0 {
+			t.Fatalf("reading approved resource %s: %v %v", resource.Name, out, err)
+		}
+	})
+
 	t.Run("the agent reports ACKed versions", func(t *testing.T) {
 		eventually(t, "applied version recorded", func() error {
 			a, err := cp.DB.Agent.Query().Only(ctx)
