@@ -320,3 +320,20 @@ type Settings struct {
 	Page
 	ApprovalsRequired int
 }
+
+// ToolVersion is one distinct definition of a tool.
+type ToolVersion struct {
+	Sha256              string
+	FirstSeen, LastSeen time.Time
+	Live, Pinned        bool
+	Findings            []FindingRow
+	Definition          string
+}
+
+// ToolDetail is a tool's page: its versions and change requests.
+type ToolDetail struct {
+	Page
+	Tool     Tool
+	Versions []ToolVersion
+	Requests []ChangeRow
+}

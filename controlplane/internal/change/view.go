@@ -154,10 +154,10 @@ func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (*Detail, err
 		return nil, err
 	}
 	if from != nil {
-		d.From, d.FromFindings = pretty(from.Definition), from.Findings
+		d.From, d.FromFindings = Pretty(from.Definition), from.Findings
 	}
 	if to != nil {
-		d.To, d.Findings = pretty(to.Definition), to.Findings
+		d.To, d.Findings = Pretty(to.Definition), to.Findings
 		d.Summary.Findings = len(to.Findings)
 	}
 	// Show hidden characters in the diff: they are what a reviewer must not miss.
@@ -170,17 +170,42 @@ func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (*Detail, err
 	return d, nil
 }
 
-// ToolHistory returns a tool's change requests, newest first.
-func (s *Service) ToolHistory(ctx context.Context, tenantID, toolID uuid.UUID) ([]*ent.ChangeRequest, error) {
+// ToolDetail is a tool (or prompt, resource, template) with its history.
+type ToolDetail struct {
+	Tool     *ent.Tool
+	Upstream string
+	// Versions are the distinct definitions seen, newest first.
+	Versions []*ent.ToolVersion
+	// Requests are its change requests, newest first.
+	Requests []*ent.ChangeRequest
+}
+
+// Tool returns a tool with its version history and change requests.
+func (s *Service) Tool(ctx context.Context, tenantID, toolID uuid.UUID) (*ToolDetail, error) {
 	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
 		return nil, err
 	}
-	return s.db.ChangeRequest.Query().Where(changerequest.TenantID(tenantID), changerequest.HasToolWith(tool.ID(toolID))).
-		Order(changerequest.ByCreatedAt(sql.OrderDesc())).Limit(100).All(ctx)
+	t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.ID(toolID)).WithUpstream().Only(ctx)
+	if err != nil {
+		return nil, authz.DBError("tool "+toolID.String(), err)
+	}
+	d := &ToolDetail{Tool: t}
+	if t.Edges.Upstream != nil {
+		d.Upstream = t.Edges.Upstream.Name
+	}
+	if d.Versions, err = s.db.ToolVersion.Query().Where(toolversion.ToolID(t.ID)).
+		Order(toolversion.ByFirstSeen(sql.OrderDesc())).Limit(100).All(ctx); err != nil {
+		return nil, err
+	}
+	if d.Requests, err = s.db.ChangeRequest.Query().Where(changerequest.TenantID(tenantID), changerequest.ToolID(t.ID)).
+		Order(changerequest.ByCreatedAt(sql.OrderDesc())).Limit(100).All(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
-// pretty indents canonical JSON so a diff works line by line.
-func pretty(def []byte) []byte {
+// Pretty indents canonical JSON so a diff works line by line.
+func Pretty(def []byte) []byte {
 	var b bytes.Buffer
 	if err := json.Indent(&b, def, "", "  "); err != nil {
 		return def

@@ -308,4 +308,3 @@ func openChange(b *testing.B, cp *controlPlane, reporter *ent.Agent, tenantID uu
 	}
 	return cr
 }
-

@@ -218,6 +218,16 @@ func TestRugPull(t *testing.T) {
 	if text, isErr, err := callText(t, mcpURL, "files__read_file", `{"path":"notes.txt"}`); err != nil || isErr || text != "contents of notes.txt" {
 		t.Fatalf("call after approval: %q %v %v", text, isErr, err)
 	}
+	run(t, b, "the tool's history",
+		chromedp.Click(tid("nav-tools")),
+		chromedp.WaitVisible(tid("tool-read_file")),
+		chromedp.Click(tid("tool-read_file")),
+		chromedp.WaitVisible(tid("tool-version")),
+	)
+	if n, err := chromedp.Run(b, chromedp.Evaluate[int](`document.querySelectorAll('[data-testid="tool-version"]').length`)); err != nil || n != 2 {
+		t.Fatalf("tool page lists %d versions (%v), want 2", n, err)
+	}
+	screenshot(t, b, "09-tool-history")
 	approved, err := cp.Changes.Get(sys, ten.ID, changed.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -509,6 +509,8 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"POST", "/gateways/" + bID(w.bGateway) + "/tokens"},
 		{"POST", "/members/" + bID(w.bMember) + "/role"},
 		{"POST", "/members/" + bID(w.bMember) + "/remove"},
+		{"GET", "/tools/" + bID(w.bTool)},
+		{"POST", "/tools/" + bID(w.bTool) + "/propose"},
 		{"POST", "/tools/" + bID(w.bTool) + "/pin"},
 		{"POST", "/tools/" + bID(w.bTool) + "/unpin"},
 		{"POST", "/api-keys/" + bID(w.bKey) + "/revoke"},
@@ -560,6 +562,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/members/invite", form(w.carolCSRF, "email", "x@a.test", "role", "viewer")},
 		{"/api-keys", form(w.carolCSRF, "name", "nope", "role", "viewer")},
 		{"/settings/approvals", form(w.carolCSRF, "approvals_required", "2")},
+		{"/tools/" + w.bTool.String() + "/propose", form(w.carolCSRF, "sha256", "abc")},
 		{"/changes/" + w.bChange.String() + "/decide", form(w.carolCSRF, "decision", "approve")},
 	} {
 		t.Run("viewer POST "+tc.path, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/scan"
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/schematype"
@@ -219,4 +220,50 @@ func (s *Server) importPins(w http.ResponseWriter, r *http.Request, rq *request)
 		return
 	}
 	s.renderSettings(w, r, rq, http.StatusOK, "", fmt.Sprintf("Manifest imported: %d pinned, %d unpinned, %d unchanged.", res.Pinned, res.Unpinned, res.Unchanged))
+}
+
+// --- tool detail
+
+func (s *Server) toolPage(w http.ResponseWriter, r *http.Request, rq *request) {
+	s.renderTool(w, r, rq, http.StatusOK, "")
+}
+
+func (s *Server) renderTool(w http.ResponseWriter, r *http.Request, rq *request, status int, errMsg string) {
+	id, err := pathID(r)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
+	d, err := s.cfg.Changes.Tool(r.Context(), rq.viewer.TenantID, id)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
+	t := d.Tool
+	vm := ui.ToolDetail{Page: s.page(rq, t.Name, "tools"), Tool: ui.Tool{ID: t.ID.String(), Upstream: d.Upstream, Name: t.Name,
+		Kind: t.Kind.String(), Live: t.LiveSha256, Pinned: t.PinnedSha256, Status: toolStatus(t), LastSeen: t.LastSeen}}
+	vm.Error = errMsg
+	for _, v := range d.Versions {
+		vm.Versions = append(vm.Versions, ui.ToolVersion{Sha256: v.Sha256, FirstSeen: v.FirstSeen, LastSeen: v.LastSeen,
+			Live: v.Sha256 == t.LiveSha256, Pinned: v.Sha256 == t.PinnedSha256, Findings: findingRows(v.Findings),
+			Definition: scan.Visible(string(change.Pretty(v.Definition)))})
+	}
+	for _, cr := range d.Requests {
+		vm.Requests = append(vm.Requests, changeRow(change.Summary{ChangeRequest: cr, ToolName: t.Name, ToolKind: t.Kind.String()}))
+	}
+	s.render(w, r, status, ui.ToolPage(vm))
+}
+
+func (s *Server) proposeChange(w http.ResponseWriter, r *http.Request, rq *request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
+	cr, err := s.cfg.Changes.Propose(r.Context(), rq.viewer.TenantID, id, r.PostFormValue("sha256"), r.PostFormValue("comment"))
+	if err != nil {
+		s.formError(w, r, rq, err, func(msg string, status int) { s.renderTool(w, r, rq, status, msg) })
+		return
+	}
+	http.Redirect(w, r, "/changes/"+cr.ID.String(), http.StatusSeeOther)
 }
