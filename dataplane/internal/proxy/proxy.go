@@ -8,6 +8,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
@@ -81,6 +83,9 @@ type Proxy struct {
 	warned    map[pinKey]string // quarantine already logged for this live hash
 
 	invChanged chan struct{}
+	invMu      sync.Mutex
+	invDigest  [32]byte // of the inventory last signalled
+	invAt      time.Time
 }
 
 // vserver is one /mcp/{name} endpoint.
@@ -258,11 +263,32 @@ func (p *Proxy) rediscover(ctx context.Context, vsName string) {
 	wg.Wait()
 }
 
-// upstreamChanged is called by an upstream after discovery or loss.
+// inventoryRefresh is how often an unchanged inventory is reported anyway,
+// so the control plane's "last seen" stays current.
+const inventoryRefresh = 5 * time.Minute
+
+// upstreamChanged is called by an upstream after discovery or loss. The
+// inventory is signalled only when it differs from the last one signalled
+// (or that one is old): discovery runs on every client tools/list, and the
+// control plane need not hear the same report each time.
 func (p *Proxy) upstreamChanged(string) {
 	p.mu.Lock()
 	p.refreshLocked()
 	p.mu.Unlock()
+	digest, err := proto.MarshalOptions{Deterministic: true}.Marshal(p.Inventory())
+	if err != nil {
+		return
+	}
+	sum := sha256.Sum256(digest)
+	p.invMu.Lock()
+	same := sum == p.invDigest && time.Since(p.invAt) < inventoryRefresh
+	if !same {
+		p.invDigest, p.invAt = sum, time.Now()
+	}
+	p.invMu.Unlock()
+	if same {
+		return
+	}
 	select {
 	case p.invChanged <- struct{}{}:
 	default:
