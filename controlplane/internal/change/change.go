@@ -6,6 +6,7 @@ package change
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -130,6 +131,9 @@ func (s *Service) Propose(ctx context.Context, tenantID, toolID uuid.UUID, sha, 
 	}
 	if len(comment) > MaxCommentLen {
 		return nil, authz.Invalid("comment is longer than %d bytes", MaxCommentLen)
+	}
+	if _, err := hex.DecodeString(sha); err != nil || (sha != "" && len(sha) != 64) {
+		return nil, authz.Invalid("sha256 must be 64 hex characters (or empty to propose unpinning)")
 	}
 	t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.ID(toolID)).WithUpstream().Only(ctx)
 	if err != nil {

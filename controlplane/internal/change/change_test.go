@@ -312,6 +312,9 @@ func testLifecycle(t *testing.T, w *world) {
 	if err := w.changes.SetApprovalsRequired(w.owner, w.tenantID, 2); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := w.changes.Propose(w.approver, w.tenantID, w.tool(t, "read_file").ID, "not-a-hash", ""); !errors.Is(err, authz.ErrInvalid) {
+		t.Fatalf("proposing a malformed hash: %v, want invalid", err)
+	}
 	prop, err := w.changes.Propose(w.approver, w.tenantID, w.tool(t, "read_file").ID, pulled2.Sha256, "accept the quiet wording")
 	if err != nil {
 		t.Fatal(err)

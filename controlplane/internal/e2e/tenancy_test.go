@@ -23,6 +23,9 @@ import (
 	"github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1/adminv1connect"
 )
 
+// bSha is the hash of tenant B's tool definition.
+var bSha = strings.Repeat("ab", 32)
+
 // world is two tenants with objects of every kind, and credentials for
 // members of tenant A.
 type world struct {
@@ -85,17 +88,17 @@ func buildWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.bUpstream = ub.ID
-	tb, err := cp.DB.Tool.Create().SetTenantID(w.b.ID).SetUpstreamID(ub.ID).SetName("b-tool").SetLiveSha256("abc").Save(sys)
+	tb, err := cp.DB.Tool.Create().SetTenantID(w.b.ID).SetUpstreamID(ub.ID).SetName("b-tool").SetLiveSha256(bSha).Save(sys)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.bTool = tb.ID
 	def := []byte(`{"description":"B's tool","inputSchema":{"type":"object"},"name":"b-tool"}`)
-	if err := cp.DB.ToolVersion.Create().SetTenantID(w.b.ID).SetToolID(tb.ID).SetSha256("abc").SetDefinition(def).Exec(sys); err != nil {
+	if err := cp.DB.ToolVersion.Create().SetTenantID(w.b.ID).SetToolID(tb.ID).SetSha256(bSha).SetDefinition(def).Exec(sys); err != nil {
 		t.Fatal(err)
 	}
 	crb, err := cp.DB.ChangeRequest.Create().SetTenantID(w.b.ID).SetToolID(tb.ID).SetGatewayID(gb.ID).SetKind(changerequest.KindToolAdded).
-		SetToSha256("abc").SetRequestedBy("gateway agent b-host").SetApprovalsRequired(1).Save(sys)
+		SetToSha256(bSha).SetRequestedBy("gateway agent b-host").SetApprovalsRequired(1).Save(sys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +288,7 @@ var apiMatrix = []apiCall{
 		return err
 	}},
 	{"ProposeChange", true, func(ctx context.Context, c clients, w *world) error {
-		_, err := c.changes.ProposeChange(ctx, req(&adminv1.ProposeChangeRequest{ToolId: w.bTool.String(), Sha256: "abc"}))
+		_, err := c.changes.ProposeChange(ctx, req(&adminv1.ProposeChangeRequest{ToolId: w.bTool.String(), Sha256: bSha}))
 		return err
 	}},
 	{"ApproveChange", true, func(ctx context.Context, c clients, w *world) error {
@@ -525,7 +528,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 			var f url.Values
 			if tc.method == "POST" {
 				f = form(w.aliceCSRF, "decision", "approve", "role", "viewer", "tenant", w.b.ID.String(), "gateway", w.bGateway.String(),
-					"name", "sneaky", "transport", "streamable_http", "url", "http://evil.test/mcp", "upstreams", "b-upstream")
+					"name", "sneaky", "transport", "streamable_http", "url", "http://evil.test/mcp", "upstreams", "b-upstream", "sha256", bSha)
 			}
 			status, body := consoleDo(t, base, tc.method, tc.path, w.aliceSession, f)
 			if status != http.StatusNotFound && status != http.StatusForbidden {
@@ -562,7 +565,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/members/invite", form(w.carolCSRF, "email", "x@a.test", "role", "viewer")},
 		{"/api-keys", form(w.carolCSRF, "name", "nope", "role", "viewer")},
 		{"/settings/approvals", form(w.carolCSRF, "approvals_required", "2")},
-		{"/tools/" + w.bTool.String() + "/propose", form(w.carolCSRF, "sha256", "abc")},
+		{"/tools/" + w.bTool.String() + "/propose", form(w.carolCSRF, "sha256", bSha)},
 		{"/changes/" + w.bChange.String() + "/decide", form(w.carolCSRF, "decision", "approve")},
 	} {
 		t.Run("viewer POST "+tc.path, func(t *testing.T) {
