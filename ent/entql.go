@@ -316,6 +316,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tenant.FieldSigningPrivateKey: {Type: field.TypeBytes, Column: tenant.FieldSigningPrivateKey},
 			tenant.FieldSigningPublicKey:  {Type: field.TypeBytes, Column: tenant.FieldSigningPublicKey},
 			tenant.FieldApprovalsRequired: {Type: field.TypeInt, Column: tenant.FieldApprovalsRequired},
+			tenant.FieldResultAction:      {Type: field.TypeEnum, Column: tenant.FieldResultAction},
 		},
 	}
 	graph.Nodes[13] = &sqlgraph.Node{
@@ -2279,6 +2280,11 @@ func (f *TenantFilter) WhereSigningPublicKey(p entql.BytesP) {
 // WhereApprovalsRequired applies the entql int predicate on the approvals_required field.
 func (f *TenantFilter) WhereApprovalsRequired(p entql.IntP) {
 	f.Where(p.Field(tenant.FieldApprovalsRequired))
+}
+
+// WhereResultAction applies the entql string predicate on the result_action field.
+func (f *TenantFilter) WhereResultAction(p entql.StringP) {
+	f.Where(p.Field(tenant.FieldResultAction))
 }
 
 // addPredicate implements the predicateAdder interface.

@@ -11198,6 +11198,7 @@ type TenantMutation struct {
 	signing_public_key    *[]byte
 	approvals_required    *int
 	addapprovals_required *int
+	result_action         *tenant.ResultAction
 	clearedFields         map[string]struct{}
 	done                  bool
 	oldValue              func(context.Context) (*Tenant, error)
@@ -11580,6 +11581,42 @@ func (m *TenantMutation) ResetApprovalsRequired() {
 	m.addapprovals_required = nil
 }
 
+// SetResultAction sets the "result_action" field.
+func (m *TenantMutation) SetResultAction(ta tenant.ResultAction) {
+	m.result_action = &ta
+}
+
+// ResultAction returns the value of the "result_action" field in the mutation.
+func (m *TenantMutation) ResultAction() (r tenant.ResultAction, exists bool) {
+	v := m.result_action
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldResultAction returns the old "result_action" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldResultAction(ctx context.Context) (v tenant.ResultAction, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldResultAction is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldResultAction requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldResultAction: %w", err)
+	}
+	return oldValue.ResultAction, nil
+}
+
+// ResetResultAction resets all changes to the "result_action" field.
+func (m *TenantMutation) ResetResultAction() {
+	m.result_action = nil
+}
+
 // Where appends a list predicates to the TenantMutation builder.
 func (m *TenantMutation) Where(ps ...predicate.Tenant) {
 	m.predicates = append(m.predicates, ps...)
@@ -11614,7 +11651,7 @@ func (m *TenantMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TenantMutation) Fields() []string {
-	fields := make([]string, 0, 7)
+	fields := make([]string, 0, 8)
 	if m.created_at != nil {
 		fields = append(fields, tenant.FieldCreatedAt)
 	}
@@ -11635,6 +11672,9 @@ func (m *TenantMutation) Fields() []string {
 	}
 	if m.approvals_required != nil {
 		fields = append(fields, tenant.FieldApprovalsRequired)
+	}
+	if m.result_action != nil {
+		fields = append(fields, tenant.FieldResultAction)
 	}
 	return fields
 }
@@ -11658,6 +11698,8 @@ func (m *TenantMutation) Field(name string) (ent.Value, bool) {
 		return m.SigningPublicKey()
 	case tenant.FieldApprovalsRequired:
 		return m.ApprovalsRequired()
+	case tenant.FieldResultAction:
+		return m.ResultAction()
 	}
 	return nil, false
 }
@@ -11681,6 +11723,8 @@ func (m *TenantMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldSigningPublicKey(ctx)
 	case tenant.FieldApprovalsRequired:
 		return m.OldApprovalsRequired(ctx)
+	case tenant.FieldResultAction:
+		return m.OldResultAction(ctx)
 	}
 	return nil, fmt.Errorf("unknown Tenant field %s", name)
 }
@@ -11738,6 +11782,13 @@ func (m *TenantMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetApprovalsRequired(v)
+		return nil
+	case tenant.FieldResultAction:
+		v, ok := value.(tenant.ResultAction)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetResultAction(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Tenant field %s", name)
@@ -11823,6 +11874,9 @@ func (m *TenantMutation) ResetField(name string) error {
 		return nil
 	case tenant.FieldApprovalsRequired:
 		m.ResetApprovalsRequired()
+		return nil
+	case tenant.FieldResultAction:
+		m.ResetResultAction()
 		return nil
 	}
 	return fmt.Errorf("unknown Tenant field %s", name)

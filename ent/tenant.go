@@ -32,7 +32,9 @@ type Tenant struct {
 	SigningPublicKey []byte `json:"signing_public_key,omitempty"`
 	// ApprovalsRequired holds the value of the "approvals_required" field.
 	ApprovalsRequired int `json:"approvals_required,omitempty"`
-	selectValues      sql.SelectValues
+	// ResultAction holds the value of the "result_action" field.
+	ResultAction tenant.ResultAction `json:"result_action,omitempty"`
+	selectValues sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -44,7 +46,7 @@ func (*Tenant) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case tenant.FieldApprovalsRequired:
 			values[i] = new(sql.NullInt64)
-		case tenant.FieldName, tenant.FieldSlug:
+		case tenant.FieldName, tenant.FieldSlug, tenant.FieldResultAction:
 			values[i] = new(sql.NullString)
 		case tenant.FieldCreatedAt, tenant.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -113,6 +115,12 @@ func (_m *Tenant) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.ApprovalsRequired = int(value.Int64)
 			}
+		case tenant.FieldResultAction:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field result_action", values[i])
+			} else if value.Valid {
+				_m.ResultAction = tenant.ResultAction(value.String)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -168,6 +176,9 @@ func (_m *Tenant) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("approvals_required=")
 	builder.WriteString(fmt.Sprintf("%v", _m.ApprovalsRequired))
+	builder.WriteString(", ")
+	builder.WriteString("result_action=")
+	builder.WriteString(fmt.Sprintf("%v", _m.ResultAction))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -90,6 +90,20 @@ func (_c *TenantCreate) SetNillableApprovalsRequired(v *int) *TenantCreate {
 	return _c
 }
 
+// SetResultAction sets the "result_action" field.
+func (_c *TenantCreate) SetResultAction(v tenant.ResultAction) *TenantCreate {
+	_c.mutation.SetResultAction(v)
+	return _c
+}
+
+// SetNillableResultAction sets the "result_action" field if the given value is not nil.
+func (_c *TenantCreate) SetNillableResultAction(v *tenant.ResultAction) *TenantCreate {
+	if v != nil {
+		_c.SetResultAction(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *TenantCreate) SetID(v uuid.UUID) *TenantCreate {
 	_c.mutation.SetID(v)
@@ -159,6 +173,10 @@ func (_c *TenantCreate) defaults() error {
 		v := tenant.DefaultApprovalsRequired
 		_c.mutation.SetApprovalsRequired(v)
 	}
+	if _, ok := _c.mutation.ResultAction(); !ok {
+		v := tenant.DefaultResultAction
+		_c.mutation.SetResultAction(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		if tenant.DefaultID == nil {
 			return fmt.Errorf("ent: uninitialized tenant.DefaultID (forgotten import ent/runtime?)")
@@ -205,6 +223,14 @@ func (_c *TenantCreate) check() error {
 	if v, ok := _c.mutation.ApprovalsRequired(); ok {
 		if err := tenant.ApprovalsRequiredValidator(v); err != nil {
 			return &ValidationError{Name: "approvals_required", err: fmt.Errorf(`ent: validator failed for field "Tenant.approvals_required": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.ResultAction(); !ok {
+		return &ValidationError{Name: "result_action", err: errors.New(`ent: missing required field "Tenant.result_action"`)}
+	}
+	if v, ok := _c.mutation.ResultAction(); ok {
+		if err := tenant.ResultActionValidator(v); err != nil {
+			return &ValidationError{Name: "result_action", err: fmt.Errorf(`ent: validator failed for field "Tenant.result_action": %w`, err)}
 		}
 	}
 	return nil
@@ -270,6 +296,10 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.ApprovalsRequired(); ok {
 		_spec.SetField(tenant.FieldApprovalsRequired, field.TypeInt, value)
 		_node.ApprovalsRequired = value
+	}
+	if value, ok := _c.mutation.ResultAction(); ok {
+		_spec.SetField(tenant.FieldResultAction, field.TypeEnum, value)
+		_node.ResultAction = value
 	}
 	return _node, _spec
 }
@@ -398,6 +428,18 @@ func (u *TenantUpsert) UpdateApprovalsRequired() *TenantUpsert {
 // AddApprovalsRequired adds v to the "approvals_required" field.
 func (u *TenantUpsert) AddApprovalsRequired(v int) *TenantUpsert {
 	u.Add(tenant.FieldApprovalsRequired, v)
+	return u
+}
+
+// SetResultAction sets the "result_action" field.
+func (u *TenantUpsert) SetResultAction(v tenant.ResultAction) *TenantUpsert {
+	u.Set(tenant.FieldResultAction, v)
+	return u
+}
+
+// UpdateResultAction sets the "result_action" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateResultAction() *TenantUpsert {
+	u.SetExcluded(tenant.FieldResultAction)
 	return u
 }
 
@@ -540,6 +582,20 @@ func (u *TenantUpsertOne) AddApprovalsRequired(v int) *TenantUpsertOne {
 func (u *TenantUpsertOne) UpdateApprovalsRequired() *TenantUpsertOne {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateApprovalsRequired()
+	})
+}
+
+// SetResultAction sets the "result_action" field.
+func (u *TenantUpsertOne) SetResultAction(v tenant.ResultAction) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetResultAction(v)
+	})
+}
+
+// UpdateResultAction sets the "result_action" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateResultAction() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateResultAction()
 	})
 }
 
@@ -849,6 +905,20 @@ func (u *TenantUpsertBulk) AddApprovalsRequired(v int) *TenantUpsertBulk {
 func (u *TenantUpsertBulk) UpdateApprovalsRequired() *TenantUpsertBulk {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateApprovalsRequired()
+	})
+}
+
+// SetResultAction sets the "result_action" field.
+func (u *TenantUpsertBulk) SetResultAction(v tenant.ResultAction) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetResultAction(v)
+	})
+}
+
+// UpdateResultAction sets the "result_action" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateResultAction() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateResultAction()
 	})
 }
 

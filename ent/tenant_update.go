@@ -95,6 +95,20 @@ func (_u *TenantUpdate) AddApprovalsRequired(v int) *TenantUpdate {
 	return _u
 }
 
+// SetResultAction sets the "result_action" field.
+func (_u *TenantUpdate) SetResultAction(v tenant.ResultAction) *TenantUpdate {
+	_u.mutation.SetResultAction(v)
+	return _u
+}
+
+// SetNillableResultAction sets the "result_action" field if the given value is not nil.
+func (_u *TenantUpdate) SetNillableResultAction(v *tenant.ResultAction) *TenantUpdate {
+	if v != nil {
+		_u.SetResultAction(*v)
+	}
+	return _u
+}
+
 // Mutation returns the TenantMutation object of the builder.
 func (_u *TenantUpdate) Mutation() *TenantMutation {
 	return _u.mutation
@@ -159,6 +173,11 @@ func (_u *TenantUpdate) check() error {
 			return &ValidationError{Name: "approvals_required", err: fmt.Errorf(`ent: validator failed for field "Tenant.approvals_required": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.ResultAction(); ok {
+		if err := tenant.ResultActionValidator(v); err != nil {
+			return &ValidationError{Name: "result_action", err: fmt.Errorf(`ent: validator failed for field "Tenant.result_action": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -194,6 +213,9 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedApprovalsRequired(); ok {
 		_spec.AddField(tenant.FieldApprovalsRequired, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.ResultAction(); ok {
+		_spec.SetField(tenant.FieldResultAction, field.TypeEnum, value)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -282,6 +304,20 @@ func (_u *TenantUpdateOne) AddApprovalsRequired(v int) *TenantUpdateOne {
 	return _u
 }
 
+// SetResultAction sets the "result_action" field.
+func (_u *TenantUpdateOne) SetResultAction(v tenant.ResultAction) *TenantUpdateOne {
+	_u.mutation.SetResultAction(v)
+	return _u
+}
+
+// SetNillableResultAction sets the "result_action" field if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableResultAction(v *tenant.ResultAction) *TenantUpdateOne {
+	if v != nil {
+		_u.SetResultAction(*v)
+	}
+	return _u
+}
+
 // Mutation returns the TenantMutation object of the builder.
 func (_u *TenantUpdateOne) Mutation() *TenantMutation {
 	return _u.mutation
@@ -359,6 +395,11 @@ func (_u *TenantUpdateOne) check() error {
 			return &ValidationError{Name: "approvals_required", err: fmt.Errorf(`ent: validator failed for field "Tenant.approvals_required": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.ResultAction(); ok {
+		if err := tenant.ResultActionValidator(v); err != nil {
+			return &ValidationError{Name: "result_action", err: fmt.Errorf(`ent: validator failed for field "Tenant.result_action": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -411,6 +452,9 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 	}
 	if value, ok := _u.mutation.AddedApprovalsRequired(); ok {
 		_spec.AddField(tenant.FieldApprovalsRequired, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.ResultAction(); ok {
+		_spec.SetField(tenant.FieldResultAction, field.TypeEnum, value)
 	}
 	_node = &Tenant{config: _u.config}
 	_spec.Assign = _node.assignValues

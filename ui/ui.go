@@ -319,6 +319,7 @@ type ChangeDetail struct {
 type Settings struct {
 	Page
 	ApprovalsRequired int
+	ResultAction      string // annotate, redact or block
 }
 
 // ToolVersion is one distinct definition of a tool.

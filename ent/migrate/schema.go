@@ -499,6 +499,7 @@ var (
 		{Name: "signing_private_key", Type: field.TypeBytes},
 		{Name: "signing_public_key", Type: field.TypeBytes},
 		{Name: "approvals_required", Type: field.TypeInt, Default: 1},
+		{Name: "result_action", Type: field.TypeEnum, Enums: []string{"annotate", "redact", "block"}, Default: "redact"},
 	}
 	// TenantsTable holds the schema information for the "tenants" table.
 	TenantsTable = &schema.Table{

@@ -24,6 +24,9 @@ func (Tenant) Fields() []ent.Field {
 		field.Bytes("signing_public_key"),
 		// Approvals a change request needs before it takes effect.
 		field.Int("approvals_required").Default(1).Min(1).Max(10),
+		// What gateways do with tool results and resource contents that hold
+		// secrets or text aimed at the model.
+		field.Enum("result_action").Values("annotate", "redact", "block").Default("redact"),
 	}
 }
 

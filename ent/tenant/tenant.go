@@ -3,6 +3,7 @@
 package tenant
 
 import (
+	"fmt"
 	"time"
 
 	"entgo.io/ent"
@@ -29,6 +30,8 @@ const (
 	FieldSigningPublicKey = "signing_public_key"
 	// FieldApprovalsRequired holds the string denoting the approvals_required field in the database.
 	FieldApprovalsRequired = "approvals_required"
+	// FieldResultAction holds the string denoting the result_action field in the database.
+	FieldResultAction = "result_action"
 	// Table holds the table name of the tenant in the database.
 	Table = "tenants"
 )
@@ -43,6 +46,7 @@ var Columns = []string{
 	FieldSigningPrivateKey,
 	FieldSigningPublicKey,
 	FieldApprovalsRequired,
+	FieldResultAction,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -81,6 +85,33 @@ var (
 	DefaultID func() uuid.UUID
 )
 
+// ResultAction defines the type for the "result_action" enum field.
+type ResultAction string
+
+// ResultActionRedact is the default value of the ResultAction enum.
+const DefaultResultAction = ResultActionRedact
+
+// ResultAction values.
+const (
+	ResultActionAnnotate ResultAction = "annotate"
+	ResultActionRedact   ResultAction = "redact"
+	ResultActionBlock    ResultAction = "block"
+)
+
+func (ra ResultAction) String() string {
+	return string(ra)
+}
+
+// ResultActionValidator is a validator for the "result_action" field enum values. It is called by the builders before save.
+func ResultActionValidator(ra ResultAction) error {
+	switch ra {
+	case ResultActionAnnotate, ResultActionRedact, ResultActionBlock:
+		return nil
+	default:
+		return fmt.Errorf("tenant: invalid enum value for result_action field: %q", ra)
+	}
+}
+
 // OrderOption defines the ordering options for the Tenant queries.
 type OrderOption func(*sql.Selector)
 
@@ -112,4 +143,9 @@ func BySlug(opts ...sql.OrderTermOption) OrderOption {
 // ByApprovalsRequired orders the results by the approvals_required field.
 func ByApprovalsRequired(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldApprovalsRequired, opts...).ToFunc()
+}
+
+// ByResultAction orders the results by the result_action field.
+func ByResultAction(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldResultAction, opts...).ToFunc()
 }

@@ -420,6 +420,26 @@ func ApprovalsRequiredLTE(v int) predicate.Tenant {
 	return predicate.Tenant(sql.FieldLTE(FieldApprovalsRequired, v))
 }
 
+// ResultActionEQ applies the EQ predicate on the "result_action" field.
+func ResultActionEQ(v ResultAction) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldResultAction, v))
+}
+
+// ResultActionNEQ applies the NEQ predicate on the "result_action" field.
+func ResultActionNEQ(v ResultAction) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldResultAction, v))
+}
+
+// ResultActionIn applies the In predicate on the "result_action" field.
+func ResultActionIn(vs ...ResultAction) predicate.Tenant {
+	return predicate.Tenant(sql.FieldIn(FieldResultAction, vs...))
+}
+
+// ResultActionNotIn applies the NotIn predicate on the "result_action" field.
+func ResultActionNotIn(vs ...ResultAction) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotIn(FieldResultAction, vs...))
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.Tenant) predicate.Tenant {
 	return predicate.Tenant(sql.AndPredicates(predicates...))

@@ -193,3 +193,46 @@ func (s *Server) ImportPins(ctx context.Context, req *connect.Request[adminv1.Im
 	}
 	return connect.NewResponse(&adminv1.ImportPinsResponse{Pinned: int32(res.Pinned), Unpinned: int32(res.Unpinned), Unchanged: int32(res.Unchanged)}), nil
 }
+
+// --- PolicyService
+
+var resultActionNames = map[adminv1.ResultAction]string{
+	adminv1.ResultAction_RESULT_ACTION_ANNOTATE: "annotate",
+	adminv1.ResultAction_RESULT_ACTION_REDACT:   "redact",
+	adminv1.ResultAction_RESULT_ACTION_BLOCK:    "block",
+}
+
+// GetResultScanning implements adminv1connect.PolicyServiceHandler.
+func (s *Server) GetResultScanning(ctx context.Context, _ *connect.Request[adminv1.GetResultScanningRequest]) (*connect.Response[adminv1.GetResultScanningResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.cfg.Tenants.ResultAction(ctx, tid)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := &adminv1.GetResultScanningResponse{}
+	for k, v := range resultActionNames {
+		if v == a.String() {
+			out.Action = k
+		}
+	}
+	return connect.NewResponse(out), nil
+}
+
+// SetResultScanning implements adminv1connect.PolicyServiceHandler.
+func (s *Server) SetResultScanning(ctx context.Context, req *connect.Request[adminv1.SetResultScanningRequest]) (*connect.Response[adminv1.SetResultScanningResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	name, ok := resultActionNames[req.Msg.GetAction()]
+	if !ok {
+		name = req.Msg.GetAction().String() // refused below with a clear message
+	}
+	if err := s.cfg.Tenants.SetResultAction(ctx, tid, name); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.SetResultScanningResponse{}), nil
+}

@@ -69,6 +69,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 		func() (string, http.Handler) { return adminv1connect.NewAPIKeyServiceHandler(s, opts...) },
 		func() (string, http.Handler) { return adminv1connect.NewAuditServiceHandler(s, opts...) },
 		func() (string, http.Handler) { return adminv1connect.NewChangeServiceHandler(s, opts...) },
+		func() (string, http.Handler) { return adminv1connect.NewPolicyServiceHandler(s, opts...) },
 	} {
 		path, handler := h()
 		mux.Handle(path, handler)

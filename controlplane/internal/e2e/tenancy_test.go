@@ -170,6 +170,7 @@ type clients struct {
 	keys     adminv1connect.APIKeyServiceClient
 	audit    adminv1connect.AuditServiceClient
 	changes  adminv1connect.ChangeServiceClient
+	policy   adminv1connect.PolicyServiceClient
 }
 
 func newClients(base string, c creds) clients {
@@ -180,7 +181,7 @@ func newClients(base string, c creds) clients {
 		gateways: adminv1connect.NewGatewayServiceClient(h, base, o), ups: adminv1connect.NewUpstreamServiceClient(h, base, o),
 		vss: adminv1connect.NewVirtualServerServiceClient(h, base, o), tools: adminv1connect.NewToolServiceClient(h, base, o),
 		keys: adminv1connect.NewAPIKeyServiceClient(h, base, o), audit: adminv1connect.NewAuditServiceClient(h, base, o),
-		changes: adminv1connect.NewChangeServiceClient(h, base, o),
+		changes: adminv1connect.NewChangeServiceClient(h, base, o), policy: adminv1connect.NewPolicyServiceClient(h, base, o),
 	}
 }
 
@@ -309,6 +310,14 @@ var apiMatrix = []apiCall{
 	}},
 	{"ExportPins", false, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.changes.ExportPins(ctx, req(&adminv1.ExportPinsRequest{}))
+		return err
+	}},
+	{"GetResultScanning", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.GetResultScanning(ctx, req(&adminv1.GetResultScanningRequest{}))
+		return err
+	}},
+	{"SetResultScanning", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.SetResultScanning(ctx, req(&adminv1.SetResultScanningRequest{Action: adminv1.ResultAction_RESULT_ACTION_REDACT}))
 		return err
 	}},
 	{"ImportPins", true, func(ctx context.Context, c clients, w *world) error {
@@ -443,6 +452,12 @@ func TestAPITenantIsolationMatrix(t *testing.T) {
 		}
 	}
 
+	// An unset enum is refused, not taken as a default.
+	adminA := newClients(base, creds{"Authorization", "Bearer " + w.adminKeyA, ""})
+	if _, err := adminA.policy.SetResultScanning(ctx, req(&adminv1.SetResultScanningRequest{})); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("SetResultScanning without an action: %v, want InvalidArgument", err)
+	}
+
 	// Tenant B is untouched.
 	bKeyStillWorks := newClients(base, creds{"Authorization", "Bearer " + w.ownerKeyB, ""})
 	tools, err := bKeyStillWorks.tools.ListTools(ctx, req(&adminv1.ListToolsRequest{}))
@@ -565,6 +580,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/members/invite", form(w.carolCSRF, "email", "x@a.test", "role", "viewer")},
 		{"/api-keys", form(w.carolCSRF, "name", "nope", "role", "viewer")},
 		{"/settings/approvals", form(w.carolCSRF, "approvals_required", "2")},
+		{"/settings/results", form(w.carolCSRF, "result_action", "annotate")},
 		{"/tools/" + w.bTool.String() + "/propose", form(w.carolCSRF, "sha256", bSha)},
 		{"/changes/" + w.bChange.String() + "/decide", form(w.carolCSRF, "decision", "approve")},
 	} {

@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/policyversion"
+	"github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/toolversion"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
@@ -138,9 +139,18 @@ func (s *Service) Latest(ctx context.Context, gatewayID uuid.UUID) (*agentv1.Sig
 	return &agentv1.SignedBundle{Payload: pv.Payload, Signature: pv.Signature, KeyId: pv.KeyID}, pv.Version, nil
 }
 
+var resultActions = map[tenant.ResultAction]agentv1.ResultAction{
+	tenant.ResultActionAnnotate: agentv1.ResultAction_RESULT_ACTION_ANNOTATE,
+	tenant.ResultActionRedact:   agentv1.ResultAction_RESULT_ACTION_REDACT,
+	tenant.ResultActionBlock:    agentv1.ResultAction_RESULT_ACTION_BLOCK,
+}
+
 // content gathers everything but version and issue time, in a stable order.
 func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.PolicyBundle, error) {
 	b := &agentv1.PolicyBundle{TenantId: gw.TenantID.String(), GatewayId: gw.ID.String()}
+	if gw.Edges.Tenant != nil {
+		b.ResultScanning = &agentv1.ResultScanning{Action: resultActions[gw.Edges.Tenant.ResultAction]}
+	}
 	ups, err := s.db.Upstream.Query().Where(upstream.GatewayID(gw.ID)).Order(upstream.ByName()).All(ctx)
 	if err != nil {
 		return nil, err

@@ -343,3 +343,51 @@ func (s *Service) PolicyVersion(ctx context.Context, tenantID, gatewayID uuid.UU
 	}
 	return pv.Version, nil
 }
+
+// ResultAction returns what the tenant's gateways do with suspicious results.
+func (s *Service) ResultAction(ctx context.Context, tenantID uuid.UUID) (enttenant.ResultAction, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return "", err
+	}
+	t, err := s.db.Tenant.Get(ctx, tenantID)
+	if err != nil {
+		return "", authz.DBError("tenant", err)
+	}
+	return t.ResultAction, nil
+}
+
+// SetResultAction changes it and recompiles every gateway's bundle.
+func (s *Service) SetResultAction(ctx context.Context, tenantID uuid.UUID, action string) error {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return err
+	}
+	a := enttenant.ResultAction(action)
+	if err := enttenant.ResultActionValidator(a); err != nil {
+		return authz.Invalid("result action must be annotate, redact or block, not %q", action)
+	}
+	err := audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		before, err := tx.Tenant.Get(ctx, tenantID)
+		if err != nil {
+			return authz.DBError("tenant", err)
+		}
+		if err := tx.Tenant.UpdateOneID(tenantID).SetResultAction(a).Exec(ctx); err != nil {
+			return authz.DBError("updating tenant", err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "tenant.result_scanning", TargetType: "tenant",
+			TargetID: tenantID.String(), TargetName: before.Name, Before: map[string]any{"result_action": before.ResultAction},
+			After: map[string]any{"result_action": a}})
+	})
+	if err != nil {
+		return err
+	}
+	ids, err := s.db.Gateway.Query().Where(gateway.TenantID(tenantID)).IDs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := s.notify.GatewayChanged(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -165,7 +165,12 @@ func (s *Server) renderSettings(w http.ResponseWriter, r *http.Request, rq *requ
 		s.fail(w, r, rq, err)
 		return
 	}
-	vm := ui.Settings{Page: s.page(rq, "Settings", "settings"), ApprovalsRequired: n}
+	ra, err := s.cfg.Tenants.ResultAction(r.Context(), rq.viewer.TenantID)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
+	vm := ui.Settings{Page: s.page(rq, "Settings", "settings"), ApprovalsRequired: n, ResultAction: ra.String()}
 	vm.Error, vm.Notice = errMsg, notice
 	s.render(w, r, status, ui.SettingsPage(vm))
 }
@@ -182,6 +187,15 @@ func (s *Server) setApprovals(w http.ResponseWriter, r *http.Request, rq *reques
 		return
 	}
 	s.renderSettings(w, r, rq, http.StatusOK, "", fmt.Sprintf("New change requests need %d approvals.", n))
+}
+
+func (s *Server) setResultAction(w http.ResponseWriter, r *http.Request, rq *request) {
+	a := r.PostFormValue("result_action")
+	if err := s.cfg.Tenants.SetResultAction(r.Context(), rq.viewer.TenantID, a); err != nil {
+		s.formError(w, r, rq, err, func(msg string, status int) { s.renderSettings(w, r, rq, status, msg, "") })
+		return
+	}
+	s.renderSettings(w, r, rq, http.StatusOK, "", "Gateways now "+a+" suspicious results; new bundles are on their way.")
 }
 
 func (s *Server) exportPins(w http.ResponseWriter, r *http.Request, rq *request) {

@@ -125,6 +125,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("POST /changes/{id}/decide", s.tenant(s.decideChange))
 	mux.Handle("GET /settings", s.tenant(s.settingsPage))
 	mux.Handle("POST /settings/approvals", s.tenant(s.setApprovals))
+	mux.Handle("POST /settings/results", s.tenant(s.setResultAction))
 	mux.Handle("GET /settings/pins.json", s.tenant(s.exportPins))
 	mux.Handle("POST /settings/pins", s.tenantLimit(change.MaxManifestBytes+64<<10, s.importPins))
 }

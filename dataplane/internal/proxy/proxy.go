@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/resultscan"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
@@ -65,7 +66,8 @@ type pinKey struct {
 
 // policy is the enforced part of a bundle, indexed for lookups.
 type policy struct {
-	pins map[pinKey]string // → sha256
+	pins    map[pinKey]string // → sha256
+	results resultscan.Action
 	vs   map[string][]string
 }
 
@@ -172,7 +174,7 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 	if err := validate(b); err != nil {
 		return err
 	}
-	pol := &policy{pins: map[pinKey]string{}, vs: map[string][]string{}}
+	pol := &policy{pins: map[pinKey]string{}, vs: map[string][]string{}, results: resultAction(b.GetResultScanning())}
 	for k, pins := range map[kind][]*agentv1.ToolPin{kindTool: b.GetToolPins(), kindPrompt: b.GetPromptPins(),
 		kindResource: b.GetResourcePins(), kindTemplate: b.GetResourceTemplatePins()} {
 		for _, pin := range pins {
@@ -567,7 +569,11 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 	defer cancel()
-	return sess.CallTool(ctx, params)
+	res, err := sess.CallTool(ctx, params)
+	if err != nil || res == nil {
+		return res, err
+	}
+	return scanToolResult(res, pol.results, ev), nil
 }
 
 // stillApproved repeats the pin check when a prompt or resource is used, as
@@ -616,7 +622,11 @@ func (p *Proxy) promptHandler(upName, promptName string) mcp.PromptHandler {
 		}
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
-		return sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: promptName, Arguments: req.Params.Arguments})
+		res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: promptName, Arguments: req.Params.Arguments})
+		if err != nil || res == nil {
+			return res, err
+		}
+		return scanPrompt(res, p.pol.Load().results)
 	}
 }
 
@@ -628,7 +638,11 @@ func (p *Proxy) resourceHandler(key pinKey) mcp.ResourceHandler {
 		}
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
-		return sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: req.Params.URI})
+		res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: req.Params.URI})
+		if err != nil || res == nil {
+			return res, err
+		}
+		return scanResource(res, p.pol.Load().results)
 	}
 }
 

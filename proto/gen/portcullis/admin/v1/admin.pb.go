@@ -133,6 +133,65 @@ func (Transport) EnumDescriptor() ([]byte, []int) {
 	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{1}
 }
 
+// ResultAction is what gateways do with a tool result or resource that holds
+// a secret or text aimed at the model. Hidden Unicode and terminal escapes
+// are always stripped.
+type ResultAction int32
+
+const (
+	// Not set; invalid in requests.
+	ResultAction_RESULT_ACTION_UNSPECIFIED ResultAction = 0
+	// Pass it on with a notice to the model naming what was found.
+	ResultAction_RESULT_ACTION_ANNOTATE ResultAction = 1
+	// Replace secrets with a placeholder and add the notice (the default).
+	ResultAction_RESULT_ACTION_REDACT ResultAction = 2
+	// Withhold the whole result.
+	ResultAction_RESULT_ACTION_BLOCK ResultAction = 3
+)
+
+// Enum value maps for ResultAction.
+var (
+	ResultAction_name = map[int32]string{
+		0: "RESULT_ACTION_UNSPECIFIED",
+		1: "RESULT_ACTION_ANNOTATE",
+		2: "RESULT_ACTION_REDACT",
+		3: "RESULT_ACTION_BLOCK",
+	}
+	ResultAction_value = map[string]int32{
+		"RESULT_ACTION_UNSPECIFIED": 0,
+		"RESULT_ACTION_ANNOTATE":    1,
+		"RESULT_ACTION_REDACT":      2,
+		"RESULT_ACTION_BLOCK":       3,
+	}
+)
+
+func (x ResultAction) Enum() *ResultAction {
+	p := new(ResultAction)
+	*p = x
+	return p
+}
+
+func (x ResultAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResultAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_portcullis_admin_v1_admin_proto_enumTypes[2].Descriptor()
+}
+
+func (ResultAction) Type() protoreflect.EnumType {
+	return &file_portcullis_admin_v1_admin_proto_enumTypes[2]
+}
+
+func (x ResultAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResultAction.Descriptor instead.
+func (ResultAction) EnumDescriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
 // Tenant is an isolated organisation, with the caller's role in it.
 type Tenant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -4232,6 +4291,170 @@ func (x *ImportPinsResponse) GetUnchanged() int32 {
 	return 0
 }
 
+// GetResultScanningRequest is empty.
+type GetResultScanningRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetResultScanningRequest) Reset() {
+	*x = GetResultScanningRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetResultScanningRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetResultScanningRequest) ProtoMessage() {}
+
+func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetResultScanningRequest.ProtoReflect.Descriptor instead.
+func (*GetResultScanningRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{74}
+}
+
+// GetResultScanningResponse has the setting.
+type GetResultScanningResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Action        ResultAction           `protobuf:"varint,1,opt,name=action,proto3,enum=portcullis.admin.v1.ResultAction" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetResultScanningResponse) Reset() {
+	*x = GetResultScanningResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetResultScanningResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetResultScanningResponse) ProtoMessage() {}
+
+func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetResultScanningResponse.ProtoReflect.Descriptor instead.
+func (*GetResultScanningResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *GetResultScanningResponse) GetAction() ResultAction {
+	if x != nil {
+		return x.Action
+	}
+	return ResultAction_RESULT_ACTION_UNSPECIFIED
+}
+
+// SetResultScanningRequest sets it.
+type SetResultScanningRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Action        ResultAction           `protobuf:"varint,1,opt,name=action,proto3,enum=portcullis.admin.v1.ResultAction" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetResultScanningRequest) Reset() {
+	*x = SetResultScanningRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetResultScanningRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetResultScanningRequest) ProtoMessage() {}
+
+func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetResultScanningRequest.ProtoReflect.Descriptor instead.
+func (*SetResultScanningRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *SetResultScanningRequest) GetAction() ResultAction {
+	if x != nil {
+		return x.Action
+	}
+	return ResultAction_RESULT_ACTION_UNSPECIFIED
+}
+
+// SetResultScanningResponse is empty.
+type SetResultScanningResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetResultScanningResponse) Reset() {
+	*x = SetResultScanningResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetResultScanningResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetResultScanningResponse) ProtoMessage() {}
+
+func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetResultScanningResponse.ProtoReflect.Descriptor instead.
+func (*SetResultScanningResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+}
+
 var File_portcullis_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
@@ -4507,7 +4730,13 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x12ImportPinsResponse\x12\x16\n" +
 	"\x06pinned\x18\x01 \x01(\x05R\x06pinned\x12\x1a\n" +
 	"\bunpinned\x18\x02 \x01(\x05R\bunpinned\x12\x1c\n" +
-	"\tunchanged\x18\x03 \x01(\x05R\tunchanged*`\n" +
+	"\tunchanged\x18\x03 \x01(\x05R\tunchanged\"\x1a\n" +
+	"\x18GetResultScanningRequest\"V\n" +
+	"\x19GetResultScanningResponse\x129\n" +
+	"\x06action\x18\x01 \x01(\x0e2!.portcullis.admin.v1.ResultActionR\x06action\"U\n" +
+	"\x18SetResultScanningRequest\x129\n" +
+	"\x06action\x18\x01 \x01(\x0e2!.portcullis.admin.v1.ResultActionR\x06action\"\x1b\n" +
+	"\x19SetResultScanningResponse*`\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_VIEWER\x10\x01\x12\x11\n" +
@@ -4519,7 +4748,12 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TRANSPORT_STREAMABLE_HTTP\x10\x01\x12\x13\n" +
-	"\x0fTRANSPORT_STDIO\x10\x022\xd6\x01\n" +
+	"\x0fTRANSPORT_STDIO\x10\x02*|\n" +
+	"\fResultAction\x12\x1d\n" +
+	"\x19RESULT_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16RESULT_ACTION_ANNOTATE\x10\x01\x12\x18\n" +
+	"\x14RESULT_ACTION_REDACT\x10\x02\x12\x17\n" +
+	"\x13RESULT_ACTION_BLOCK\x10\x032\xd6\x01\n" +
 	"\rTenantService\x12`\n" +
 	"\vListTenants\x12'.portcullis.admin.v1.ListTenantsRequest\x1a(.portcullis.admin.v1.ListTenantsResponse\x12c\n" +
 	"\fCreateTenant\x12(.portcullis.admin.v1.CreateTenantRequest\x1a).portcullis.admin.v1.CreateTenantResponse2\xa3\x03\n" +
@@ -4561,7 +4795,10 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"ExportPins\x12&.portcullis.admin.v1.ExportPinsRequest\x1a'.portcullis.admin.v1.ExportPinsResponse\x12]\n" +
 	"\n" +
-	"ImportPins\x12&.portcullis.admin.v1.ImportPinsRequest\x1a'.portcullis.admin.v1.ImportPinsResponseB\xdf\x01\n" +
+	"ImportPins\x12&.portcullis.admin.v1.ImportPinsRequest\x1a'.portcullis.admin.v1.ImportPinsResponse2\xf7\x01\n" +
+	"\rPolicyService\x12r\n" +
+	"\x11GetResultScanning\x12-.portcullis.admin.v1.GetResultScanningRequest\x1a..portcullis.admin.v1.GetResultScanningResponse\x12r\n" +
+	"\x11SetResultScanning\x12-.portcullis.admin.v1.SetResultScanningRequest\x1a..portcullis.admin.v1.SetResultScanningResponseB\xdf\x01\n" +
 	"\x17com.portcullis.admin.v1B\n" +
 	"AdminProtoP\x01ZJgithub.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1;adminv1\xa2\x02\x03PAX\xaa\x02\x13Portcullis.Admin.V1\xca\x02\x13Portcullis\\Admin\\V1\xe2\x02\x1fPortcullis\\Admin\\V1\\GPBMetadata\xea\x02\x15Portcullis::Admin::V1b\x06proto3"
 
@@ -4577,201 +4814,212 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_portcullis_admin_v1_admin_proto_rawDescData
 }
 
-var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                             // 0: portcullis.admin.v1.Role
 	(Transport)(0),                        // 1: portcullis.admin.v1.Transport
-	(*Tenant)(nil),                        // 2: portcullis.admin.v1.Tenant
-	(*ListTenantsRequest)(nil),            // 3: portcullis.admin.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),           // 4: portcullis.admin.v1.ListTenantsResponse
-	(*CreateTenantRequest)(nil),           // 5: portcullis.admin.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),          // 6: portcullis.admin.v1.CreateTenantResponse
-	(*Member)(nil),                        // 7: portcullis.admin.v1.Member
-	(*ListMembersRequest)(nil),            // 8: portcullis.admin.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),           // 9: portcullis.admin.v1.ListMembersResponse
-	(*InviteMemberRequest)(nil),           // 10: portcullis.admin.v1.InviteMemberRequest
-	(*InviteMemberResponse)(nil),          // 11: portcullis.admin.v1.InviteMemberResponse
-	(*SetMemberRoleRequest)(nil),          // 12: portcullis.admin.v1.SetMemberRoleRequest
-	(*SetMemberRoleResponse)(nil),         // 13: portcullis.admin.v1.SetMemberRoleResponse
-	(*RemoveMemberRequest)(nil),           // 14: portcullis.admin.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),          // 15: portcullis.admin.v1.RemoveMemberResponse
-	(*Agent)(nil),                         // 16: portcullis.admin.v1.Agent
-	(*Gateway)(nil),                       // 17: portcullis.admin.v1.Gateway
-	(*ListGatewaysRequest)(nil),           // 18: portcullis.admin.v1.ListGatewaysRequest
-	(*ListGatewaysResponse)(nil),          // 19: portcullis.admin.v1.ListGatewaysResponse
-	(*GetGatewayRequest)(nil),             // 20: portcullis.admin.v1.GetGatewayRequest
-	(*GetGatewayResponse)(nil),            // 21: portcullis.admin.v1.GetGatewayResponse
-	(*CreateGatewayRequest)(nil),          // 22: portcullis.admin.v1.CreateGatewayRequest
-	(*CreateGatewayResponse)(nil),         // 23: portcullis.admin.v1.CreateGatewayResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 24: portcullis.admin.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 25: portcullis.admin.v1.CreateEnrollmentTokenResponse
-	(*Upstream)(nil),                      // 26: portcullis.admin.v1.Upstream
-	(*ListUpstreamsRequest)(nil),          // 27: portcullis.admin.v1.ListUpstreamsRequest
-	(*ListUpstreamsResponse)(nil),         // 28: portcullis.admin.v1.ListUpstreamsResponse
-	(*CreateUpstreamRequest)(nil),         // 29: portcullis.admin.v1.CreateUpstreamRequest
-	(*CreateUpstreamResponse)(nil),        // 30: portcullis.admin.v1.CreateUpstreamResponse
-	(*VirtualServer)(nil),                 // 31: portcullis.admin.v1.VirtualServer
-	(*ListVirtualServersRequest)(nil),     // 32: portcullis.admin.v1.ListVirtualServersRequest
-	(*ListVirtualServersResponse)(nil),    // 33: portcullis.admin.v1.ListVirtualServersResponse
-	(*CreateVirtualServerRequest)(nil),    // 34: portcullis.admin.v1.CreateVirtualServerRequest
-	(*CreateVirtualServerResponse)(nil),   // 35: portcullis.admin.v1.CreateVirtualServerResponse
-	(*Tool)(nil),                          // 36: portcullis.admin.v1.Tool
-	(*ListToolsRequest)(nil),              // 37: portcullis.admin.v1.ListToolsRequest
-	(*ListToolsResponse)(nil),             // 38: portcullis.admin.v1.ListToolsResponse
-	(*PinToolRequest)(nil),                // 39: portcullis.admin.v1.PinToolRequest
-	(*PinToolResponse)(nil),               // 40: portcullis.admin.v1.PinToolResponse
-	(*UnpinToolRequest)(nil),              // 41: portcullis.admin.v1.UnpinToolRequest
-	(*UnpinToolResponse)(nil),             // 42: portcullis.admin.v1.UnpinToolResponse
-	(*APIKey)(nil),                        // 43: portcullis.admin.v1.APIKey
-	(*ListAPIKeysRequest)(nil),            // 44: portcullis.admin.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),           // 45: portcullis.admin.v1.ListAPIKeysResponse
-	(*CreateAPIKeyRequest)(nil),           // 46: portcullis.admin.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),          // 47: portcullis.admin.v1.CreateAPIKeyResponse
-	(*RevokeAPIKeyRequest)(nil),           // 48: portcullis.admin.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),          // 49: portcullis.admin.v1.RevokeAPIKeyResponse
-	(*AuditEvent)(nil),                    // 50: portcullis.admin.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 51: portcullis.admin.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 52: portcullis.admin.v1.ListAuditEventsResponse
-	(*ChangeRequest)(nil),                 // 53: portcullis.admin.v1.ChangeRequest
-	(*Finding)(nil),                       // 54: portcullis.admin.v1.Finding
-	(*DiffLine)(nil),                      // 55: portcullis.admin.v1.DiffLine
-	(*Decision)(nil),                      // 56: portcullis.admin.v1.Decision
-	(*AgentProgress)(nil),                 // 57: portcullis.admin.v1.AgentProgress
-	(*ListChangeRequestsRequest)(nil),     // 58: portcullis.admin.v1.ListChangeRequestsRequest
-	(*ListChangeRequestsResponse)(nil),    // 59: portcullis.admin.v1.ListChangeRequestsResponse
-	(*GetChangeRequestRequest)(nil),       // 60: portcullis.admin.v1.GetChangeRequestRequest
-	(*GetChangeRequestResponse)(nil),      // 61: portcullis.admin.v1.GetChangeRequestResponse
-	(*ProposeChangeRequest)(nil),          // 62: portcullis.admin.v1.ProposeChangeRequest
-	(*ProposeChangeResponse)(nil),         // 63: portcullis.admin.v1.ProposeChangeResponse
-	(*ApproveChangeRequest)(nil),          // 64: portcullis.admin.v1.ApproveChangeRequest
-	(*ApproveChangeResponse)(nil),         // 65: portcullis.admin.v1.ApproveChangeResponse
-	(*RejectChangeRequest)(nil),           // 66: portcullis.admin.v1.RejectChangeRequest
-	(*RejectChangeResponse)(nil),          // 67: portcullis.admin.v1.RejectChangeResponse
-	(*GetApprovalPolicyRequest)(nil),      // 68: portcullis.admin.v1.GetApprovalPolicyRequest
-	(*GetApprovalPolicyResponse)(nil),     // 69: portcullis.admin.v1.GetApprovalPolicyResponse
-	(*SetApprovalPolicyRequest)(nil),      // 70: portcullis.admin.v1.SetApprovalPolicyRequest
-	(*SetApprovalPolicyResponse)(nil),     // 71: portcullis.admin.v1.SetApprovalPolicyResponse
-	(*ExportPinsRequest)(nil),             // 72: portcullis.admin.v1.ExportPinsRequest
-	(*ExportPinsResponse)(nil),            // 73: portcullis.admin.v1.ExportPinsResponse
-	(*ImportPinsRequest)(nil),             // 74: portcullis.admin.v1.ImportPinsRequest
-	(*ImportPinsResponse)(nil),            // 75: portcullis.admin.v1.ImportPinsResponse
-	nil,                                   // 76: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),         // 77: google.protobuf.Timestamp
+	(ResultAction)(0),                     // 2: portcullis.admin.v1.ResultAction
+	(*Tenant)(nil),                        // 3: portcullis.admin.v1.Tenant
+	(*ListTenantsRequest)(nil),            // 4: portcullis.admin.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),           // 5: portcullis.admin.v1.ListTenantsResponse
+	(*CreateTenantRequest)(nil),           // 6: portcullis.admin.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),          // 7: portcullis.admin.v1.CreateTenantResponse
+	(*Member)(nil),                        // 8: portcullis.admin.v1.Member
+	(*ListMembersRequest)(nil),            // 9: portcullis.admin.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),           // 10: portcullis.admin.v1.ListMembersResponse
+	(*InviteMemberRequest)(nil),           // 11: portcullis.admin.v1.InviteMemberRequest
+	(*InviteMemberResponse)(nil),          // 12: portcullis.admin.v1.InviteMemberResponse
+	(*SetMemberRoleRequest)(nil),          // 13: portcullis.admin.v1.SetMemberRoleRequest
+	(*SetMemberRoleResponse)(nil),         // 14: portcullis.admin.v1.SetMemberRoleResponse
+	(*RemoveMemberRequest)(nil),           // 15: portcullis.admin.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),          // 16: portcullis.admin.v1.RemoveMemberResponse
+	(*Agent)(nil),                         // 17: portcullis.admin.v1.Agent
+	(*Gateway)(nil),                       // 18: portcullis.admin.v1.Gateway
+	(*ListGatewaysRequest)(nil),           // 19: portcullis.admin.v1.ListGatewaysRequest
+	(*ListGatewaysResponse)(nil),          // 20: portcullis.admin.v1.ListGatewaysResponse
+	(*GetGatewayRequest)(nil),             // 21: portcullis.admin.v1.GetGatewayRequest
+	(*GetGatewayResponse)(nil),            // 22: portcullis.admin.v1.GetGatewayResponse
+	(*CreateGatewayRequest)(nil),          // 23: portcullis.admin.v1.CreateGatewayRequest
+	(*CreateGatewayResponse)(nil),         // 24: portcullis.admin.v1.CreateGatewayResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 25: portcullis.admin.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 26: portcullis.admin.v1.CreateEnrollmentTokenResponse
+	(*Upstream)(nil),                      // 27: portcullis.admin.v1.Upstream
+	(*ListUpstreamsRequest)(nil),          // 28: portcullis.admin.v1.ListUpstreamsRequest
+	(*ListUpstreamsResponse)(nil),         // 29: portcullis.admin.v1.ListUpstreamsResponse
+	(*CreateUpstreamRequest)(nil),         // 30: portcullis.admin.v1.CreateUpstreamRequest
+	(*CreateUpstreamResponse)(nil),        // 31: portcullis.admin.v1.CreateUpstreamResponse
+	(*VirtualServer)(nil),                 // 32: portcullis.admin.v1.VirtualServer
+	(*ListVirtualServersRequest)(nil),     // 33: portcullis.admin.v1.ListVirtualServersRequest
+	(*ListVirtualServersResponse)(nil),    // 34: portcullis.admin.v1.ListVirtualServersResponse
+	(*CreateVirtualServerRequest)(nil),    // 35: portcullis.admin.v1.CreateVirtualServerRequest
+	(*CreateVirtualServerResponse)(nil),   // 36: portcullis.admin.v1.CreateVirtualServerResponse
+	(*Tool)(nil),                          // 37: portcullis.admin.v1.Tool
+	(*ListToolsRequest)(nil),              // 38: portcullis.admin.v1.ListToolsRequest
+	(*ListToolsResponse)(nil),             // 39: portcullis.admin.v1.ListToolsResponse
+	(*PinToolRequest)(nil),                // 40: portcullis.admin.v1.PinToolRequest
+	(*PinToolResponse)(nil),               // 41: portcullis.admin.v1.PinToolResponse
+	(*UnpinToolRequest)(nil),              // 42: portcullis.admin.v1.UnpinToolRequest
+	(*UnpinToolResponse)(nil),             // 43: portcullis.admin.v1.UnpinToolResponse
+	(*APIKey)(nil),                        // 44: portcullis.admin.v1.APIKey
+	(*ListAPIKeysRequest)(nil),            // 45: portcullis.admin.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),           // 46: portcullis.admin.v1.ListAPIKeysResponse
+	(*CreateAPIKeyRequest)(nil),           // 47: portcullis.admin.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),          // 48: portcullis.admin.v1.CreateAPIKeyResponse
+	(*RevokeAPIKeyRequest)(nil),           // 49: portcullis.admin.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),          // 50: portcullis.admin.v1.RevokeAPIKeyResponse
+	(*AuditEvent)(nil),                    // 51: portcullis.admin.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 52: portcullis.admin.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 53: portcullis.admin.v1.ListAuditEventsResponse
+	(*ChangeRequest)(nil),                 // 54: portcullis.admin.v1.ChangeRequest
+	(*Finding)(nil),                       // 55: portcullis.admin.v1.Finding
+	(*DiffLine)(nil),                      // 56: portcullis.admin.v1.DiffLine
+	(*Decision)(nil),                      // 57: portcullis.admin.v1.Decision
+	(*AgentProgress)(nil),                 // 58: portcullis.admin.v1.AgentProgress
+	(*ListChangeRequestsRequest)(nil),     // 59: portcullis.admin.v1.ListChangeRequestsRequest
+	(*ListChangeRequestsResponse)(nil),    // 60: portcullis.admin.v1.ListChangeRequestsResponse
+	(*GetChangeRequestRequest)(nil),       // 61: portcullis.admin.v1.GetChangeRequestRequest
+	(*GetChangeRequestResponse)(nil),      // 62: portcullis.admin.v1.GetChangeRequestResponse
+	(*ProposeChangeRequest)(nil),          // 63: portcullis.admin.v1.ProposeChangeRequest
+	(*ProposeChangeResponse)(nil),         // 64: portcullis.admin.v1.ProposeChangeResponse
+	(*ApproveChangeRequest)(nil),          // 65: portcullis.admin.v1.ApproveChangeRequest
+	(*ApproveChangeResponse)(nil),         // 66: portcullis.admin.v1.ApproveChangeResponse
+	(*RejectChangeRequest)(nil),           // 67: portcullis.admin.v1.RejectChangeRequest
+	(*RejectChangeResponse)(nil),          // 68: portcullis.admin.v1.RejectChangeResponse
+	(*GetApprovalPolicyRequest)(nil),      // 69: portcullis.admin.v1.GetApprovalPolicyRequest
+	(*GetApprovalPolicyResponse)(nil),     // 70: portcullis.admin.v1.GetApprovalPolicyResponse
+	(*SetApprovalPolicyRequest)(nil),      // 71: portcullis.admin.v1.SetApprovalPolicyRequest
+	(*SetApprovalPolicyResponse)(nil),     // 72: portcullis.admin.v1.SetApprovalPolicyResponse
+	(*ExportPinsRequest)(nil),             // 73: portcullis.admin.v1.ExportPinsRequest
+	(*ExportPinsResponse)(nil),            // 74: portcullis.admin.v1.ExportPinsResponse
+	(*ImportPinsRequest)(nil),             // 75: portcullis.admin.v1.ImportPinsRequest
+	(*ImportPinsResponse)(nil),            // 76: portcullis.admin.v1.ImportPinsResponse
+	(*GetResultScanningRequest)(nil),      // 77: portcullis.admin.v1.GetResultScanningRequest
+	(*GetResultScanningResponse)(nil),     // 78: portcullis.admin.v1.GetResultScanningResponse
+	(*SetResultScanningRequest)(nil),      // 79: portcullis.admin.v1.SetResultScanningRequest
+	(*SetResultScanningResponse)(nil),     // 80: portcullis.admin.v1.SetResultScanningResponse
+	nil,                                   // 81: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),         // 82: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
-	2,  // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
-	2,  // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
+	3,  // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
+	3,  // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,  // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	77, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
-	7,  // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
+	82, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	8,  // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,  // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
-	7,  // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
+	8,  // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,  // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	77, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	77, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
-	16, // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
-	17, // 12: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
-	17, // 13: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	17, // 14: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	77, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	82, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	82, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	17, // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
+	18, // 12: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
+	18, // 13: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
+	18, // 14: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
+	82, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 16: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	76, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
-	26, // 18: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
-	26, // 19: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
-	26, // 20: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
-	31, // 21: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
-	31, // 22: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	77, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
-	36, // 24: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
+	81, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	27, // 18: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
+	27, // 19: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
+	27, // 20: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
+	32, // 21: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
+	32, // 22: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
+	82, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	37, // 24: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
 	0,  // 25: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	77, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	77, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
-	43, // 28: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
+	82, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	82, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	44, // 28: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
 	0,  // 29: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
-	43, // 30: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	77, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	50, // 32: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	77, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	77, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	77, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	77, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
-	53, // 37: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
-	53, // 38: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	55, // 39: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
-	54, // 40: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
-	54, // 41: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
-	56, // 42: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
-	57, // 43: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
-	53, // 44: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	53, // 45: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	53, // 46: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	3,  // 47: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
-	5,  // 48: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
-	8,  // 49: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
-	10, // 50: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
-	12, // 51: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
-	14, // 52: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
-	18, // 53: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
-	20, // 54: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
-	22, // 55: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
-	24, // 56: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
-	27, // 57: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
-	29, // 58: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
-	32, // 59: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
-	34, // 60: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
-	37, // 61: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
-	39, // 62: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
-	41, // 63: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
-	44, // 64: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
-	46, // 65: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
-	48, // 66: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
-	51, // 67: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
-	58, // 68: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
-	60, // 69: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
-	62, // 70: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
-	64, // 71: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
-	66, // 72: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
-	68, // 73: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
-	70, // 74: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
-	72, // 75: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
-	74, // 76: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	4,  // 77: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	6,  // 78: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	9,  // 79: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	11, // 80: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	13, // 81: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	15, // 82: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	19, // 83: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	21, // 84: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	23, // 85: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	25, // 86: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	28, // 87: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	30, // 88: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	33, // 89: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	35, // 90: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	38, // 91: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	40, // 92: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	42, // 93: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	45, // 94: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	47, // 95: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	49, // 96: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	52, // 97: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	59, // 98: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	61, // 99: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	63, // 100: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	65, // 101: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	67, // 102: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	69, // 103: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	71, // 104: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	73, // 105: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	75, // 106: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	77, // [77:107] is the sub-list for method output_type
-	47, // [47:77] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	44, // 30: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
+	82, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	51, // 32: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
+	82, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	82, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	82, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	82, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	54, // 37: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
+	54, // 38: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	56, // 39: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
+	55, // 40: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
+	55, // 41: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
+	57, // 42: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
+	58, // 43: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
+	54, // 44: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	54, // 45: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	54, // 46: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	2,  // 47: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
+	2,  // 48: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
+	4,  // 49: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
+	6,  // 50: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
+	9,  // 51: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
+	11, // 52: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
+	13, // 53: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
+	15, // 54: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
+	19, // 55: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
+	21, // 56: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
+	23, // 57: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
+	25, // 58: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
+	28, // 59: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
+	30, // 60: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
+	33, // 61: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
+	35, // 62: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
+	38, // 63: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
+	40, // 64: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
+	42, // 65: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
+	45, // 66: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
+	47, // 67: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
+	49, // 68: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
+	52, // 69: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
+	59, // 70: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
+	61, // 71: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
+	63, // 72: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
+	65, // 73: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
+	67, // 74: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
+	69, // 75: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
+	71, // 76: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
+	73, // 77: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
+	75, // 78: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
+	77, // 79: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	79, // 80: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	5,  // 81: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	7,  // 82: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	10, // 83: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	12, // 84: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	14, // 85: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	16, // 86: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	20, // 87: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	22, // 88: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	24, // 89: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	26, // 90: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	29, // 91: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	31, // 92: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	34, // 93: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	36, // 94: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	39, // 95: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	41, // 96: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	43, // 97: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	46, // 98: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	48, // 99: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	50, // 100: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	53, // 101: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	60, // 102: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	62, // 103: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	64, // 104: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	66, // 105: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	68, // 106: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	70, // 107: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	72, // 108: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	74, // 109: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	76, // 110: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	78, // 111: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	80, // 112: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	81, // [81:113] is the sub-list for method output_type
+	49, // [49:81] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_admin_v1_admin_proto_init() }
@@ -4784,10 +5032,10 @@ func file_portcullis_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   75,
+			NumEnums:      3,
+			NumMessages:   79,
 			NumExtensions: 0,
-			NumServices:   9,
+			NumServices:   10,
 		},
 		GoTypes:           file_portcullis_admin_v1_admin_proto_goTypes,
 		DependencyIndexes: file_portcullis_admin_v1_admin_proto_depIdxs,

@@ -1838,3 +1838,151 @@ var ChangeService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "portcullis/admin/v1/admin.proto",
 }
+
+const (
+	PolicyService_GetResultScanning_FullMethodName = "/portcullis.admin.v1.PolicyService/GetResultScanning"
+	PolicyService_SetResultScanning_FullMethodName = "/portcullis.admin.v1.PolicyService/SetResultScanning"
+)
+
+// PolicyServiceClient is the client API for PolicyService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// PolicyService holds the tenant's enforcement settings that gateways apply.
+type PolicyServiceClient interface {
+	// GetResultScanning returns what gateways do with suspicious results.
+	GetResultScanning(ctx context.Context, in *GetResultScanningRequest, opts ...grpc.CallOption) (*GetResultScanningResponse, error)
+	// SetResultScanning changes it (admin); every gateway gets a new bundle.
+	SetResultScanning(ctx context.Context, in *SetResultScanningRequest, opts ...grpc.CallOption) (*SetResultScanningResponse, error)
+}
+
+type policyServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewPolicyServiceClient(cc grpc.ClientConnInterface) PolicyServiceClient {
+	return &policyServiceClient{cc}
+}
+
+func (c *policyServiceClient) GetResultScanning(ctx context.Context, in *GetResultScanningRequest, opts ...grpc.CallOption) (*GetResultScanningResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetResultScanningResponse)
+	err := c.cc.Invoke(ctx, PolicyService_GetResultScanning_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) SetResultScanning(ctx context.Context, in *SetResultScanningRequest, opts ...grpc.CallOption) (*SetResultScanningResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetResultScanningResponse)
+	err := c.cc.Invoke(ctx, PolicyService_SetResultScanning_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PolicyServiceServer is the server API for PolicyService service.
+// All implementations must embed UnimplementedPolicyServiceServer
+// for forward compatibility.
+//
+// PolicyService holds the tenant's enforcement settings that gateways apply.
+type PolicyServiceServer interface {
+	// GetResultScanning returns what gateways do with suspicious results.
+	GetResultScanning(context.Context, *GetResultScanningRequest) (*GetResultScanningResponse, error)
+	// SetResultScanning changes it (admin); every gateway gets a new bundle.
+	SetResultScanning(context.Context, *SetResultScanningRequest) (*SetResultScanningResponse, error)
+	mustEmbedUnimplementedPolicyServiceServer()
+}
+
+// UnimplementedPolicyServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedPolicyServiceServer struct{}
+
+func (UnimplementedPolicyServiceServer) GetResultScanning(context.Context, *GetResultScanningRequest) (*GetResultScanningResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetResultScanning not implemented")
+}
+func (UnimplementedPolicyServiceServer) SetResultScanning(context.Context, *SetResultScanningRequest) (*SetResultScanningResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetResultScanning not implemented")
+}
+func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
+func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
+
+// UnsafePolicyServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to PolicyServiceServer will
+// result in compilation errors.
+type UnsafePolicyServiceServer interface {
+	mustEmbedUnimplementedPolicyServiceServer()
+}
+
+func RegisterPolicyServiceServer(s grpc.ServiceRegistrar, srv PolicyServiceServer) {
+	// If the following call panics, it indicates UnimplementedPolicyServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&PolicyService_ServiceDesc, srv)
+}
+
+func _PolicyService_GetResultScanning_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetResultScanningRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).GetResultScanning(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_GetResultScanning_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).GetResultScanning(ctx, req.(*GetResultScanningRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_SetResultScanning_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetResultScanningRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).SetResultScanning(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_SetResultScanning_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).SetResultScanning(ctx, req.(*SetResultScanningRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var PolicyService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "portcullis.admin.v1.PolicyService",
+	HandlerType: (*PolicyServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "GetResultScanning",
+			Handler:    _PolicyService_GetResultScanning_Handler,
+		},
+		{
+			MethodName: "SetResultScanning",
+			Handler:    _PolicyService_SetResultScanning_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "portcullis/admin/v1/admin.proto",
+}

@@ -22,6 +22,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ResultAction is what the gateway does with a suspicious result.
+type ResultAction int32
+
+const (
+	// Not set: the gateway redacts.
+	ResultAction_RESULT_ACTION_UNSPECIFIED ResultAction = 0
+	// Pass the result on with a notice to the model naming what was found.
+	ResultAction_RESULT_ACTION_ANNOTATE ResultAction = 1
+	// Replace secrets with a placeholder and add the notice.
+	ResultAction_RESULT_ACTION_REDACT ResultAction = 2
+	// Refuse the whole result.
+	ResultAction_RESULT_ACTION_BLOCK ResultAction = 3
+)
+
+// Enum value maps for ResultAction.
+var (
+	ResultAction_name = map[int32]string{
+		0: "RESULT_ACTION_UNSPECIFIED",
+		1: "RESULT_ACTION_ANNOTATE",
+		2: "RESULT_ACTION_REDACT",
+		3: "RESULT_ACTION_BLOCK",
+	}
+	ResultAction_value = map[string]int32{
+		"RESULT_ACTION_UNSPECIFIED": 0,
+		"RESULT_ACTION_ANNOTATE":    1,
+		"RESULT_ACTION_REDACT":      2,
+		"RESULT_ACTION_BLOCK":       3,
+	}
+)
+
+func (x ResultAction) Enum() *ResultAction {
+	p := new(ResultAction)
+	*p = x
+	return p
+}
+
+func (x ResultAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResultAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_portcullis_agent_v1_agent_proto_enumTypes[0].Descriptor()
+}
+
+func (ResultAction) Type() protoreflect.EnumType {
+	return &file_portcullis_agent_v1_agent_proto_enumTypes[0]
+}
+
+func (x ResultAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResultAction.Descriptor instead.
+func (ResultAction) EnumDescriptor() ([]byte, []int) {
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
 // Transport says how the gateway talks to an upstream.
 type Transport int32
 
@@ -59,11 +116,11 @@ func (x Transport) String() string {
 }
 
 func (Transport) Descriptor() protoreflect.EnumDescriptor {
-	return file_portcullis_agent_v1_agent_proto_enumTypes[0].Descriptor()
+	return file_portcullis_agent_v1_agent_proto_enumTypes[1].Descriptor()
 }
 
 func (Transport) Type() protoreflect.EnumType {
-	return &file_portcullis_agent_v1_agent_proto_enumTypes[0]
+	return &file_portcullis_agent_v1_agent_proto_enumTypes[1]
 }
 
 func (x Transport) Number() protoreflect.EnumNumber {
@@ -72,7 +129,7 @@ func (x Transport) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Transport.Descriptor instead.
 func (Transport) EnumDescriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{1}
 }
 
 // Effect of an access rule.
@@ -112,11 +169,11 @@ func (x Effect) String() string {
 }
 
 func (Effect) Descriptor() protoreflect.EnumDescriptor {
-	return file_portcullis_agent_v1_agent_proto_enumTypes[1].Descriptor()
+	return file_portcullis_agent_v1_agent_proto_enumTypes[2].Descriptor()
 }
 
 func (Effect) Type() protoreflect.EnumType {
-	return &file_portcullis_agent_v1_agent_proto_enumTypes[1]
+	return &file_portcullis_agent_v1_agent_proto_enumTypes[2]
 }
 
 func (x Effect) Number() protoreflect.EnumNumber {
@@ -125,7 +182,7 @@ func (x Effect) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Effect.Descriptor instead.
 func (Effect) EnumDescriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{2}
 }
 
 // Decision taken by the gateway.
@@ -165,11 +222,11 @@ func (x Decision) String() string {
 }
 
 func (Decision) Descriptor() protoreflect.EnumDescriptor {
-	return file_portcullis_agent_v1_agent_proto_enumTypes[2].Descriptor()
+	return file_portcullis_agent_v1_agent_proto_enumTypes[3].Descriptor()
 }
 
 func (Decision) Type() protoreflect.EnumType {
-	return &file_portcullis_agent_v1_agent_proto_enumTypes[2]
+	return &file_portcullis_agent_v1_agent_proto_enumTypes[3]
 }
 
 func (x Decision) Number() protoreflect.EnumNumber {
@@ -178,7 +235,7 @@ func (x Decision) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Decision.Descriptor instead.
 func (Decision) EnumDescriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 // EnrollRequest redeems an enrollment token.
@@ -797,8 +854,10 @@ type PolicyBundle struct {
 	ResourcePins []*ToolPin `protobuf:"bytes,10,rep,name=resource_pins,json=resourcePins,proto3" json:"resource_pins,omitempty"`
 	// Approved resource templates (ToolPin.tool is the URI template).
 	ResourceTemplatePins []*ToolPin `protobuf:"bytes,11,rep,name=resource_template_pins,json=resourceTemplatePins,proto3" json:"resource_template_pins,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// What the gateway does with tool results and resource contents.
+	ResultScanning *ResultScanning `protobuf:"bytes,12,opt,name=result_scanning,json=resultScanning,proto3" json:"result_scanning,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PolicyBundle) Reset() {
@@ -908,6 +967,61 @@ func (x *PolicyBundle) GetResourceTemplatePins() []*ToolPin {
 	return nil
 }
 
+func (x *PolicyBundle) GetResultScanning() *ResultScanning {
+	if x != nil {
+		return x.ResultScanning
+	}
+	return nil
+}
+
+// ResultScanning configures the scan of every tool result and resource read.
+// Hidden Unicode (tag characters, bidi and zero-width controls) and ANSI
+// escapes are always stripped.
+type ResultScanning struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What to do when a result holds a secret or text aimed at the model.
+	Action        ResultAction `protobuf:"varint,1,opt,name=action,proto3,enum=portcullis.agent.v1.ResultAction" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResultScanning) Reset() {
+	*x = ResultScanning{}
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResultScanning) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResultScanning) ProtoMessage() {}
+
+func (x *ResultScanning) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResultScanning.ProtoReflect.Descriptor instead.
+func (*ResultScanning) Descriptor() ([]byte, []int) {
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ResultScanning) GetAction() ResultAction {
+	if x != nil {
+		return x.Action
+	}
+	return ResultAction_RESULT_ACTION_UNSPECIFIED
+}
+
 // Upstream is an MCP server reachable from the gateway.
 type Upstream struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -931,7 +1045,7 @@ type Upstream struct {
 
 func (x *Upstream) Reset() {
 	*x = Upstream{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1057,7 @@ func (x *Upstream) String() string {
 func (*Upstream) ProtoMessage() {}
 
 func (x *Upstream) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1070,7 @@ func (x *Upstream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upstream.ProtoReflect.Descriptor instead.
 func (*Upstream) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Upstream) GetId() string {
@@ -1021,7 +1135,7 @@ type VirtualServer struct {
 
 func (x *VirtualServer) Reset() {
 	*x = VirtualServer{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1147,7 @@ func (x *VirtualServer) String() string {
 func (*VirtualServer) ProtoMessage() {}
 
 func (x *VirtualServer) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1160,7 @@ func (x *VirtualServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
 func (*VirtualServer) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VirtualServer) GetName() string {
@@ -1080,7 +1194,7 @@ type ToolPin struct {
 
 func (x *ToolPin) Reset() {
 	*x = ToolPin{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1206,7 @@ func (x *ToolPin) String() string {
 func (*ToolPin) ProtoMessage() {}
 
 func (x *ToolPin) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1219,7 @@ func (x *ToolPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolPin.ProtoReflect.Descriptor instead.
 func (*ToolPin) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ToolPin) GetUpstream() string {
@@ -1157,7 +1271,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1283,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1296,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AccessRule) GetId() string {
@@ -1240,7 +1354,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1366,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1379,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Ack) GetNonce() string {
@@ -1299,7 +1413,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1425,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1438,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Nack) GetNonce() string {
@@ -1366,7 +1480,7 @@ type InventoryReport struct {
 
 func (x *InventoryReport) Reset() {
 	*x = InventoryReport{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1492,7 @@ func (x *InventoryReport) String() string {
 func (*InventoryReport) ProtoMessage() {}
 
 func (x *InventoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1505,7 @@ func (x *InventoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryReport.ProtoReflect.Descriptor instead.
 func (*InventoryReport) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InventoryReport) GetUpstreams() []*UpstreamInventory {
@@ -1424,7 +1538,7 @@ type UpstreamInventory struct {
 
 func (x *UpstreamInventory) Reset() {
 	*x = UpstreamInventory{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1550,7 @@ func (x *UpstreamInventory) String() string {
 func (*UpstreamInventory) ProtoMessage() {}
 
 func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1563,7 @@ func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamInventory.ProtoReflect.Descriptor instead.
 func (*UpstreamInventory) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpstreamInventory) GetUpstream() string {
@@ -1517,7 +1631,7 @@ type DiscoveredTool struct {
 
 func (x *DiscoveredTool) Reset() {
 	*x = DiscoveredTool{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1643,7 @@ func (x *DiscoveredTool) String() string {
 func (*DiscoveredTool) ProtoMessage() {}
 
 func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1656,7 @@ func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveredTool.ProtoReflect.Descriptor instead.
 func (*DiscoveredTool) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DiscoveredTool) GetName() string {
@@ -1577,7 +1691,7 @@ type Keepalive struct {
 
 func (x *Keepalive) Reset() {
 	*x = Keepalive{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1703,7 @@ func (x *Keepalive) String() string {
 func (*Keepalive) ProtoMessage() {}
 
 func (x *Keepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1716,7 @@ func (x *Keepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
 func (*Keepalive) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Keepalive) GetSentAt() *timestamppb.Timestamp {
@@ -1625,7 +1739,7 @@ type ReportTelemetryRequest struct {
 
 func (x *ReportTelemetryRequest) Reset() {
 	*x = ReportTelemetryRequest{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1751,7 @@ func (x *ReportTelemetryRequest) String() string {
 func (*ReportTelemetryRequest) ProtoMessage() {}
 
 func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1764,7 @@ func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryRequest.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReportTelemetryRequest) GetEvents() []*CallEvent {
@@ -1678,7 +1792,7 @@ type ReportTelemetryResponse struct {
 
 func (x *ReportTelemetryResponse) Reset() {
 	*x = ReportTelemetryResponse{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +1804,7 @@ func (x *ReportTelemetryResponse) String() string {
 func (*ReportTelemetryResponse) ProtoMessage() {}
 
 func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +1817,7 @@ func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryResponse.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReportTelemetryResponse) GetAccepted() uint64 {
@@ -1748,7 +1862,7 @@ type CallEvent struct {
 
 func (x *CallEvent) Reset() {
 	*x = CallEvent{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1874,7 @@ func (x *CallEvent) String() string {
 func (*CallEvent) ProtoMessage() {}
 
 func (x *CallEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1887,7 @@ func (x *CallEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
 func (*CallEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CallEvent) GetId() string {
@@ -1908,7 +2022,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\fSignedBundle\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xfc\x04\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xca\x05\n" +
 	"\fPolicyBundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1d\n" +
@@ -1923,7 +2037,10 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"promptPins\x12A\n" +
 	"\rresource_pins\x18\n" +
 	" \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\fresourcePins\x12R\n" +
-	"\x16resource_template_pins\x18\v \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\x14resourceTemplatePins\"\xaa\x02\n" +
+	"\x16resource_template_pins\x18\v \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\x14resourceTemplatePins\x12L\n" +
+	"\x0fresult_scanning\x18\f \x01(\v2#.portcullis.agent.v1.ResultScanningR\x0eresultScanning\"K\n" +
+	"\x0eResultScanning\x129\n" +
+	"\x06action\x18\x01 \x01(\x0e2!.portcullis.agent.v1.ResultActionR\x06action\"\xaa\x02\n" +
 	"\bUpstream\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12<\n" +
@@ -1998,7 +2115,12 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	" \x01(\x03R\rlatencyMicros\x12#\n" +
 	"\rrequest_bytes\x18\v \x01(\x03R\frequestBytes\x12%\n" +
 	"\x0eresponse_bytes\x18\f \x01(\x03R\rresponseBytes\x12\x14\n" +
-	"\x05error\x18\r \x01(\tR\x05error*Z\n" +
+	"\x05error\x18\r \x01(\tR\x05error*|\n" +
+	"\fResultAction\x12\x1d\n" +
+	"\x19RESULT_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16RESULT_ACTION_ANNOTATE\x10\x01\x12\x18\n" +
+	"\x14RESULT_ACTION_REDACT\x10\x02\x12\x17\n" +
+	"\x13RESULT_ACTION_BLOCK\x10\x03*Z\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TRANSPORT_STREAMABLE_HTTP\x10\x01\x12\x13\n" +
@@ -2030,76 +2152,80 @@ func file_portcullis_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_portcullis_agent_v1_agent_proto_rawDescData
 }
 
-var file_portcullis_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_portcullis_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_portcullis_agent_v1_agent_proto_goTypes = []any{
-	(Transport)(0),                  // 0: portcullis.agent.v1.Transport
-	(Effect)(0),                     // 1: portcullis.agent.v1.Effect
-	(Decision)(0),                   // 2: portcullis.agent.v1.Decision
-	(*EnrollRequest)(nil),           // 3: portcullis.agent.v1.EnrollRequest
-	(*EnrollResponse)(nil),          // 4: portcullis.agent.v1.EnrollResponse
-	(*SyncRequest)(nil),             // 5: portcullis.agent.v1.SyncRequest
-	(*SyncResponse)(nil),            // 6: portcullis.agent.v1.SyncResponse
-	(*Hello)(nil),                   // 7: portcullis.agent.v1.Hello
-	(*BundleUpdate)(nil),            // 8: portcullis.agent.v1.BundleUpdate
-	(*SignedBundle)(nil),            // 9: portcullis.agent.v1.SignedBundle
-	(*PolicyBundle)(nil),            // 10: portcullis.agent.v1.PolicyBundle
-	(*Upstream)(nil),                // 11: portcullis.agent.v1.Upstream
-	(*VirtualServer)(nil),           // 12: portcullis.agent.v1.VirtualServer
-	(*ToolPin)(nil),                 // 13: portcullis.agent.v1.ToolPin
-	(*AccessRule)(nil),              // 14: portcullis.agent.v1.AccessRule
-	(*Ack)(nil),                     // 15: portcullis.agent.v1.Ack
-	(*Nack)(nil),                    // 16: portcullis.agent.v1.Nack
-	(*InventoryReport)(nil),         // 17: portcullis.agent.v1.InventoryReport
-	(*UpstreamInventory)(nil),       // 18: portcullis.agent.v1.UpstreamInventory
-	(*DiscoveredTool)(nil),          // 19: portcullis.agent.v1.DiscoveredTool
-	(*Keepalive)(nil),               // 20: portcullis.agent.v1.Keepalive
-	(*ReportTelemetryRequest)(nil),  // 21: portcullis.agent.v1.ReportTelemetryRequest
-	(*ReportTelemetryResponse)(nil), // 22: portcullis.agent.v1.ReportTelemetryResponse
-	(*CallEvent)(nil),               // 23: portcullis.agent.v1.CallEvent
-	nil,                             // 24: portcullis.agent.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
+	(ResultAction)(0),               // 0: portcullis.agent.v1.ResultAction
+	(Transport)(0),                  // 1: portcullis.agent.v1.Transport
+	(Effect)(0),                     // 2: portcullis.agent.v1.Effect
+	(Decision)(0),                   // 3: portcullis.agent.v1.Decision
+	(*EnrollRequest)(nil),           // 4: portcullis.agent.v1.EnrollRequest
+	(*EnrollResponse)(nil),          // 5: portcullis.agent.v1.EnrollResponse
+	(*SyncRequest)(nil),             // 6: portcullis.agent.v1.SyncRequest
+	(*SyncResponse)(nil),            // 7: portcullis.agent.v1.SyncResponse
+	(*Hello)(nil),                   // 8: portcullis.agent.v1.Hello
+	(*BundleUpdate)(nil),            // 9: portcullis.agent.v1.BundleUpdate
+	(*SignedBundle)(nil),            // 10: portcullis.agent.v1.SignedBundle
+	(*PolicyBundle)(nil),            // 11: portcullis.agent.v1.PolicyBundle
+	(*ResultScanning)(nil),          // 12: portcullis.agent.v1.ResultScanning
+	(*Upstream)(nil),                // 13: portcullis.agent.v1.Upstream
+	(*VirtualServer)(nil),           // 14: portcullis.agent.v1.VirtualServer
+	(*ToolPin)(nil),                 // 15: portcullis.agent.v1.ToolPin
+	(*AccessRule)(nil),              // 16: portcullis.agent.v1.AccessRule
+	(*Ack)(nil),                     // 17: portcullis.agent.v1.Ack
+	(*Nack)(nil),                    // 18: portcullis.agent.v1.Nack
+	(*InventoryReport)(nil),         // 19: portcullis.agent.v1.InventoryReport
+	(*UpstreamInventory)(nil),       // 20: portcullis.agent.v1.UpstreamInventory
+	(*DiscoveredTool)(nil),          // 21: portcullis.agent.v1.DiscoveredTool
+	(*Keepalive)(nil),               // 22: portcullis.agent.v1.Keepalive
+	(*ReportTelemetryRequest)(nil),  // 23: portcullis.agent.v1.ReportTelemetryRequest
+	(*ReportTelemetryResponse)(nil), // 24: portcullis.agent.v1.ReportTelemetryResponse
+	(*CallEvent)(nil),               // 25: portcullis.agent.v1.CallEvent
+	nil,                             // 26: portcullis.agent.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
 }
 var file_portcullis_agent_v1_agent_proto_depIdxs = []int32{
-	7,  // 0: portcullis.agent.v1.SyncRequest.hello:type_name -> portcullis.agent.v1.Hello
-	15, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
-	16, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
-	17, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
-	20, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
-	8,  // 5: portcullis.agent.v1.SyncResponse.bundle:type_name -> portcullis.agent.v1.BundleUpdate
-	20, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
-	9,  // 7: portcullis.agent.v1.BundleUpdate.bundle:type_name -> portcullis.agent.v1.SignedBundle
-	25, // 8: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
-	11, // 9: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
-	12, // 10: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
-	13, // 11: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
-	14, // 12: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
-	13, // 13: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
-	13, // 14: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
-	13, // 15: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
-	0,  // 16: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
-	24, // 17: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
-	1,  // 18: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
-	18, // 19: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
-	19, // 20: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
-	19, // 21: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
-	19, // 22: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
-	19, // 23: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
-	25, // 24: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
-	23, // 25: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
-	25, // 26: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	2,  // 27: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
-	3,  // 28: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
-	5,  // 29: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
-	21, // 30: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
-	4,  // 31: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
-	6,  // 32: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
-	22, // 33: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
-	31, // [31:34] is the sub-list for method output_type
-	28, // [28:31] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	8,  // 0: portcullis.agent.v1.SyncRequest.hello:type_name -> portcullis.agent.v1.Hello
+	17, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
+	18, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
+	19, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
+	22, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	9,  // 5: portcullis.agent.v1.SyncResponse.bundle:type_name -> portcullis.agent.v1.BundleUpdate
+	22, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	10, // 7: portcullis.agent.v1.BundleUpdate.bundle:type_name -> portcullis.agent.v1.SignedBundle
+	27, // 8: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
+	13, // 9: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
+	14, // 10: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
+	15, // 11: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
+	16, // 12: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
+	15, // 13: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
+	15, // 14: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
+	15, // 15: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
+	12, // 16: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
+	0,  // 17: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
+	1,  // 18: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
+	26, // 19: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
+	2,  // 20: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
+	20, // 21: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
+	21, // 22: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
+	21, // 23: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
+	21, // 24: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
+	21, // 25: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
+	27, // 26: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
+	25, // 27: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
+	27, // 28: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	3,  // 29: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
+	4,  // 30: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
+	6,  // 31: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
+	23, // 32: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
+	5,  // 33: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
+	7,  // 34: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
+	24, // 35: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
+	33, // [33:36] is the sub-list for method output_type
+	30, // [30:33] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_agent_v1_agent_proto_init() }
@@ -2123,8 +2249,8 @@ func file_portcullis_agent_v1_agent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_agent_v1_agent_proto_rawDesc), len(file_portcullis_agent_v1_agent_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   22,
+			NumEnums:      4,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,8 @@ const (
 	AuditServiceName = "portcullis.admin.v1.AuditService"
 	// ChangeServiceName is the fully-qualified name of the ChangeService service.
 	ChangeServiceName = "portcullis.admin.v1.ChangeService"
+	// PolicyServiceName is the fully-qualified name of the PolicyService service.
+	PolicyServiceName = "portcullis.admin.v1.PolicyService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -140,6 +142,12 @@ const (
 	// ChangeServiceImportPinsProcedure is the fully-qualified name of the ChangeService's ImportPins
 	// RPC.
 	ChangeServiceImportPinsProcedure = "/portcullis.admin.v1.ChangeService/ImportPins"
+	// PolicyServiceGetResultScanningProcedure is the fully-qualified name of the PolicyService's
+	// GetResultScanning RPC.
+	PolicyServiceGetResultScanningProcedure = "/portcullis.admin.v1.PolicyService/GetResultScanning"
+	// PolicyServiceSetResultScanningProcedure is the fully-qualified name of the PolicyService's
+	// SetResultScanning RPC.
+	PolicyServiceSetResultScanningProcedure = "/portcullis.admin.v1.PolicyService/SetResultScanning"
 )
 
 // TenantServiceClient is a client for the portcullis.admin.v1.TenantService service.
@@ -1381,4 +1389,104 @@ func (UnimplementedChangeServiceHandler) ExportPins(context.Context, *connect.Re
 
 func (UnimplementedChangeServiceHandler) ImportPins(context.Context, *connect.Request[v1.ImportPinsRequest]) (*connect.Response[v1.ImportPinsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ChangeService.ImportPins is not implemented"))
+}
+
+// PolicyServiceClient is a client for the portcullis.admin.v1.PolicyService service.
+type PolicyServiceClient interface {
+	// GetResultScanning returns what gateways do with suspicious results.
+	GetResultScanning(context.Context, *connect.Request[v1.GetResultScanningRequest]) (*connect.Response[v1.GetResultScanningResponse], error)
+	// SetResultScanning changes it (admin); every gateway gets a new bundle.
+	SetResultScanning(context.Context, *connect.Request[v1.SetResultScanningRequest]) (*connect.Response[v1.SetResultScanningResponse], error)
+}
+
+// NewPolicyServiceClient constructs a client for the portcullis.admin.v1.PolicyService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewPolicyServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) PolicyServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	policyServiceMethods := v1.File_portcullis_admin_v1_admin_proto.Services().ByName("PolicyService").Methods()
+	return &policyServiceClient{
+		getResultScanning: connect.NewClient[v1.GetResultScanningRequest, v1.GetResultScanningResponse](
+			httpClient,
+			baseURL+PolicyServiceGetResultScanningProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("GetResultScanning")),
+			connect.WithClientOptions(opts...),
+		),
+		setResultScanning: connect.NewClient[v1.SetResultScanningRequest, v1.SetResultScanningResponse](
+			httpClient,
+			baseURL+PolicyServiceSetResultScanningProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("SetResultScanning")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// policyServiceClient implements PolicyServiceClient.
+type policyServiceClient struct {
+	getResultScanning *connect.Client[v1.GetResultScanningRequest, v1.GetResultScanningResponse]
+	setResultScanning *connect.Client[v1.SetResultScanningRequest, v1.SetResultScanningResponse]
+}
+
+// GetResultScanning calls portcullis.admin.v1.PolicyService.GetResultScanning.
+func (c *policyServiceClient) GetResultScanning(ctx context.Context, req *connect.Request[v1.GetResultScanningRequest]) (*connect.Response[v1.GetResultScanningResponse], error) {
+	return c.getResultScanning.CallUnary(ctx, req)
+}
+
+// SetResultScanning calls portcullis.admin.v1.PolicyService.SetResultScanning.
+func (c *policyServiceClient) SetResultScanning(ctx context.Context, req *connect.Request[v1.SetResultScanningRequest]) (*connect.Response[v1.SetResultScanningResponse], error) {
+	return c.setResultScanning.CallUnary(ctx, req)
+}
+
+// PolicyServiceHandler is an implementation of the portcullis.admin.v1.PolicyService service.
+type PolicyServiceHandler interface {
+	// GetResultScanning returns what gateways do with suspicious results.
+	GetResultScanning(context.Context, *connect.Request[v1.GetResultScanningRequest]) (*connect.Response[v1.GetResultScanningResponse], error)
+	// SetResultScanning changes it (admin); every gateway gets a new bundle.
+	SetResultScanning(context.Context, *connect.Request[v1.SetResultScanningRequest]) (*connect.Response[v1.SetResultScanningResponse], error)
+}
+
+// NewPolicyServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewPolicyServiceHandler(svc PolicyServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	policyServiceMethods := v1.File_portcullis_admin_v1_admin_proto.Services().ByName("PolicyService").Methods()
+	policyServiceGetResultScanningHandler := connect.NewUnaryHandler(
+		PolicyServiceGetResultScanningProcedure,
+		svc.GetResultScanning,
+		connect.WithSchema(policyServiceMethods.ByName("GetResultScanning")),
+		connect.WithHandlerOptions(opts...),
+	)
+	policyServiceSetResultScanningHandler := connect.NewUnaryHandler(
+		PolicyServiceSetResultScanningProcedure,
+		svc.SetResultScanning,
+		connect.WithSchema(policyServiceMethods.ByName("SetResultScanning")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/portcullis.admin.v1.PolicyService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case PolicyServiceGetResultScanningProcedure:
+			policyServiceGetResultScanningHandler.ServeHTTP(w, r)
+		case PolicyServiceSetResultScanningProcedure:
+			policyServiceSetResultScanningHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedPolicyServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedPolicyServiceHandler struct{}
+
+func (UnimplementedPolicyServiceHandler) GetResultScanning(context.Context, *connect.Request[v1.GetResultScanningRequest]) (*connect.Response[v1.GetResultScanningResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.GetResultScanning is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) SetResultScanning(context.Context, *connect.Request[v1.SetResultScanningRequest]) (*connect.Response[v1.SetResultScanningResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.SetResultScanning is not implemented"))
 }
