@@ -338,6 +338,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tool.FieldName:         {Type: field.TypeString, Column: tool.FieldName},
 			tool.FieldLiveSha256:   {Type: field.TypeString, Column: tool.FieldLiveSha256},
 			tool.FieldPinnedSha256: {Type: field.TypeString, Column: tool.FieldPinnedSha256},
+			tool.FieldFlowLabels:   {Type: field.TypeJSON, Column: tool.FieldFlowLabels},
 			tool.FieldFirstSeen:    {Type: field.TypeTime, Column: tool.FieldFirstSeen},
 			tool.FieldLastSeen:     {Type: field.TypeTime, Column: tool.FieldLastSeen},
 		},
@@ -2365,6 +2366,11 @@ func (f *ToolFilter) WhereLiveSha256(p entql.StringP) {
 // WherePinnedSha256 applies the entql string predicate on the pinned_sha256 field.
 func (f *ToolFilter) WherePinnedSha256(p entql.StringP) {
 	f.Where(p.Field(tool.FieldPinnedSha256))
+}
+
+// WhereFlowLabels applies the entql json.RawMessage predicate on the flow_labels field.
+func (f *ToolFilter) WhereFlowLabels(p entql.BytesP) {
+	f.Where(p.Field(tool.FieldFlowLabels))
 }
 
 // WhereFirstSeen applies the entql time.Time predicate on the first_seen field.

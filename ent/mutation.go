@@ -11942,6 +11942,8 @@ type ToolMutation struct {
 	name                   *string
 	live_sha256            *string
 	pinned_sha256          *string
+	flow_labels            *[]string
+	appendflow_labels      []string
 	first_seen             *time.Time
 	last_seen              *time.Time
 	clearedFields          map[string]struct{}
@@ -12352,6 +12354,71 @@ func (m *ToolMutation) ResetPinnedSha256() {
 	m.pinned_sha256 = nil
 }
 
+// SetFlowLabels sets the "flow_labels" field.
+func (m *ToolMutation) SetFlowLabels(s []string) {
+	m.flow_labels = &s
+	m.appendflow_labels = nil
+}
+
+// FlowLabels returns the value of the "flow_labels" field in the mutation.
+func (m *ToolMutation) FlowLabels() (r []string, exists bool) {
+	v := m.flow_labels
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFlowLabels returns the old "flow_labels" field's value of the Tool entity.
+// If the Tool object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ToolMutation) OldFlowLabels(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFlowLabels is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFlowLabels requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFlowLabels: %w", err)
+	}
+	return oldValue.FlowLabels, nil
+}
+
+// AppendFlowLabels adds s to the "flow_labels" field.
+func (m *ToolMutation) AppendFlowLabels(s []string) {
+	m.appendflow_labels = append(m.appendflow_labels, s...)
+}
+
+// AppendedFlowLabels returns the list of values that were appended to the "flow_labels" field in this mutation.
+func (m *ToolMutation) AppendedFlowLabels() ([]string, bool) {
+	if len(m.appendflow_labels) == 0 {
+		return nil, false
+	}
+	return m.appendflow_labels, true
+}
+
+// ClearFlowLabels clears the value of the "flow_labels" field.
+func (m *ToolMutation) ClearFlowLabels() {
+	m.flow_labels = nil
+	m.appendflow_labels = nil
+	m.clearedFields[tool.FieldFlowLabels] = struct{}{}
+}
+
+// FlowLabelsCleared returns if the "flow_labels" field was cleared in this mutation.
+func (m *ToolMutation) FlowLabelsCleared() bool {
+	_, ok := m.clearedFields[tool.FieldFlowLabels]
+	return ok
+}
+
+// ResetFlowLabels resets all changes to the "flow_labels" field.
+func (m *ToolMutation) ResetFlowLabels() {
+	m.flow_labels = nil
+	m.appendflow_labels = nil
+	delete(m.clearedFields, tool.FieldFlowLabels)
+}
+
 // SetFirstSeen sets the "first_seen" field.
 func (m *ToolMutation) SetFirstSeen(t time.Time) {
 	m.first_seen = &t
@@ -12620,7 +12687,7 @@ func (m *ToolMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ToolMutation) Fields() []string {
-	fields := make([]string, 0, 10)
+	fields := make([]string, 0, 11)
 	if m.created_at != nil {
 		fields = append(fields, tool.FieldCreatedAt)
 	}
@@ -12644,6 +12711,9 @@ func (m *ToolMutation) Fields() []string {
 	}
 	if m.pinned_sha256 != nil {
 		fields = append(fields, tool.FieldPinnedSha256)
+	}
+	if m.flow_labels != nil {
+		fields = append(fields, tool.FieldFlowLabels)
 	}
 	if m.first_seen != nil {
 		fields = append(fields, tool.FieldFirstSeen)
@@ -12675,6 +12745,8 @@ func (m *ToolMutation) Field(name string) (ent.Value, bool) {
 		return m.LiveSha256()
 	case tool.FieldPinnedSha256:
 		return m.PinnedSha256()
+	case tool.FieldFlowLabels:
+		return m.FlowLabels()
 	case tool.FieldFirstSeen:
 		return m.FirstSeen()
 	case tool.FieldLastSeen:
@@ -12704,6 +12776,8 @@ func (m *ToolMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldLiveSha256(ctx)
 	case tool.FieldPinnedSha256:
 		return m.OldPinnedSha256(ctx)
+	case tool.FieldFlowLabels:
+		return m.OldFlowLabels(ctx)
 	case tool.FieldFirstSeen:
 		return m.OldFirstSeen(ctx)
 	case tool.FieldLastSeen:
@@ -12773,6 +12847,13 @@ func (m *ToolMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetPinnedSha256(v)
 		return nil
+	case tool.FieldFlowLabels:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFlowLabels(v)
+		return nil
 	case tool.FieldFirstSeen:
 		v, ok := value.(time.Time)
 		if !ok {
@@ -12816,7 +12897,11 @@ func (m *ToolMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *ToolMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(tool.FieldFlowLabels) {
+		fields = append(fields, tool.FieldFlowLabels)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -12829,6 +12914,11 @@ func (m *ToolMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *ToolMutation) ClearField(name string) error {
+	switch name {
+	case tool.FieldFlowLabels:
+		m.ClearFlowLabels()
+		return nil
+	}
 	return fmt.Errorf("unknown Tool nullable field %s", name)
 }
 
@@ -12859,6 +12949,9 @@ func (m *ToolMutation) ResetField(name string) error {
 		return nil
 	case tool.FieldPinnedSha256:
 		m.ResetPinnedSha256()
+		return nil
+	case tool.FieldFlowLabels:
+		m.ResetFlowLabels()
 		return nil
 	case tool.FieldFirstSeen:
 		m.ResetFirstSeen()

@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -36,6 +37,8 @@ type Tool struct {
 	LiveSha256 string `json:"live_sha256,omitempty"`
 	// PinnedSha256 holds the value of the "pinned_sha256" field.
 	PinnedSha256 string `json:"pinned_sha256,omitempty"`
+	// FlowLabels holds the value of the "flow_labels" field.
+	FlowLabels []string `json:"flow_labels,omitempty"`
 	// FirstSeen holds the value of the "first_seen" field.
 	FirstSeen time.Time `json:"first_seen,omitempty"`
 	// LastSeen holds the value of the "last_seen" field.
@@ -106,6 +109,8 @@ func (*Tool) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case tool.FieldFlowLabels:
+			values[i] = new([]byte)
 		case tool.FieldKind, tool.FieldName, tool.FieldLiveSha256, tool.FieldPinnedSha256:
 			values[i] = new(sql.NullString)
 		case tool.FieldCreatedAt, tool.FieldUpdatedAt, tool.FieldFirstSeen, tool.FieldLastSeen:
@@ -180,6 +185,14 @@ func (_m *Tool) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field pinned_sha256", values[i])
 			} else if value.Valid {
 				_m.PinnedSha256 = value.String
+			}
+		case tool.FieldFlowLabels:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field flow_labels", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.FlowLabels); err != nil {
+					return fmt.Errorf("unmarshal field flow_labels: %w", err)
+				}
 			}
 		case tool.FieldFirstSeen:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -272,6 +285,9 @@ func (_m *Tool) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("pinned_sha256=")
 	builder.WriteString(_m.PinnedSha256)
+	builder.WriteString(", ")
+	builder.WriteString("flow_labels=")
+	builder.WriteString(fmt.Sprintf("%v", _m.FlowLabels))
 	builder.WriteString(", ")
 	builder.WriteString("first_seen=")
 	builder.WriteString(_m.FirstSeen.Format(time.ANSIC))

@@ -116,6 +116,12 @@ func (_c *ToolCreate) SetNillablePinnedSha256(v *string) *ToolCreate {
 	return _c
 }
 
+// SetFlowLabels sets the "flow_labels" field.
+func (_c *ToolCreate) SetFlowLabels(v []string) *ToolCreate {
+	_c.mutation.SetFlowLabels(v)
+	return _c
+}
+
 // SetFirstSeen sets the "first_seen" field.
 func (_c *ToolCreate) SetFirstSeen(v time.Time) *ToolCreate {
 	_c.mutation.SetFirstSeen(v)
@@ -393,6 +399,10 @@ func (_c *ToolCreate) createSpec() (*Tool, *sqlgraph.CreateSpec) {
 		_spec.SetField(tool.FieldPinnedSha256, field.TypeString, value)
 		_node.PinnedSha256 = value
 	}
+	if value, ok := _c.mutation.FlowLabels(); ok {
+		_spec.SetField(tool.FieldFlowLabels, field.TypeJSON, value)
+		_node.FlowLabels = value
+	}
 	if value, ok := _c.mutation.FirstSeen(); ok {
 		_spec.SetField(tool.FieldFirstSeen, field.TypeTime, value)
 		_node.FirstSeen = value
@@ -567,6 +577,24 @@ func (u *ToolUpsert) UpdatePinnedSha256() *ToolUpsert {
 	return u
 }
 
+// SetFlowLabels sets the "flow_labels" field.
+func (u *ToolUpsert) SetFlowLabels(v []string) *ToolUpsert {
+	u.Set(tool.FieldFlowLabels, v)
+	return u
+}
+
+// UpdateFlowLabels sets the "flow_labels" field to the value that was provided on create.
+func (u *ToolUpsert) UpdateFlowLabels() *ToolUpsert {
+	u.SetExcluded(tool.FieldFlowLabels)
+	return u
+}
+
+// ClearFlowLabels clears the value of the "flow_labels" field.
+func (u *ToolUpsert) ClearFlowLabels() *ToolUpsert {
+	u.SetNull(tool.FieldFlowLabels)
+	return u
+}
+
 // SetLastSeen sets the "last_seen" field.
 func (u *ToolUpsert) SetLastSeen(v time.Time) *ToolUpsert {
 	u.Set(tool.FieldLastSeen, v)
@@ -695,6 +723,27 @@ func (u *ToolUpsertOne) SetPinnedSha256(v string) *ToolUpsertOne {
 func (u *ToolUpsertOne) UpdatePinnedSha256() *ToolUpsertOne {
 	return u.Update(func(s *ToolUpsert) {
 		s.UpdatePinnedSha256()
+	})
+}
+
+// SetFlowLabels sets the "flow_labels" field.
+func (u *ToolUpsertOne) SetFlowLabels(v []string) *ToolUpsertOne {
+	return u.Update(func(s *ToolUpsert) {
+		s.SetFlowLabels(v)
+	})
+}
+
+// UpdateFlowLabels sets the "flow_labels" field to the value that was provided on create.
+func (u *ToolUpsertOne) UpdateFlowLabels() *ToolUpsertOne {
+	return u.Update(func(s *ToolUpsert) {
+		s.UpdateFlowLabels()
+	})
+}
+
+// ClearFlowLabels clears the value of the "flow_labels" field.
+func (u *ToolUpsertOne) ClearFlowLabels() *ToolUpsertOne {
+	return u.Update(func(s *ToolUpsert) {
+		s.ClearFlowLabels()
 	})
 }
 
@@ -995,6 +1044,27 @@ func (u *ToolUpsertBulk) SetPinnedSha256(v string) *ToolUpsertBulk {
 func (u *ToolUpsertBulk) UpdatePinnedSha256() *ToolUpsertBulk {
 	return u.Update(func(s *ToolUpsert) {
 		s.UpdatePinnedSha256()
+	})
+}
+
+// SetFlowLabels sets the "flow_labels" field.
+func (u *ToolUpsertBulk) SetFlowLabels(v []string) *ToolUpsertBulk {
+	return u.Update(func(s *ToolUpsert) {
+		s.SetFlowLabels(v)
+	})
+}
+
+// UpdateFlowLabels sets the "flow_labels" field to the value that was provided on create.
+func (u *ToolUpsertBulk) UpdateFlowLabels() *ToolUpsertBulk {
+	return u.Update(func(s *ToolUpsert) {
+		s.UpdateFlowLabels()
+	})
+}
+
+// ClearFlowLabels clears the value of the "flow_labels" field.
+func (u *ToolUpsertBulk) ClearFlowLabels() *ToolUpsertBulk {
+	return u.Update(func(s *ToolUpsert) {
+		s.ClearFlowLabels()
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"entgo.io/ent/dialect/sql/sqljson"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
@@ -76,6 +77,24 @@ func (_u *ToolUpdate) SetNillablePinnedSha256(v *string) *ToolUpdate {
 	if v != nil {
 		_u.SetPinnedSha256(*v)
 	}
+	return _u
+}
+
+// SetFlowLabels sets the "flow_labels" field.
+func (_u *ToolUpdate) SetFlowLabels(v []string) *ToolUpdate {
+	_u.mutation.SetFlowLabels(v)
+	return _u
+}
+
+// AppendFlowLabels appends value to the "flow_labels" field.
+func (_u *ToolUpdate) AppendFlowLabels(v []string) *ToolUpdate {
+	_u.mutation.AppendFlowLabels(v)
+	return _u
+}
+
+// ClearFlowLabels clears the value of the "flow_labels" field.
+func (_u *ToolUpdate) ClearFlowLabels() *ToolUpdate {
+	_u.mutation.ClearFlowLabels()
 	return _u
 }
 
@@ -252,6 +271,17 @@ func (_u *ToolUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.PinnedSha256(); ok {
 		_spec.SetField(tool.FieldPinnedSha256, field.TypeString, value)
 	}
+	if value, ok := _u.mutation.FlowLabels(); ok {
+		_spec.SetField(tool.FieldFlowLabels, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedFlowLabels(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, tool.FieldFlowLabels, value)
+		})
+	}
+	if _u.mutation.FlowLabelsCleared() {
+		_spec.ClearField(tool.FieldFlowLabels, field.TypeJSON)
+	}
 	if value, ok := _u.mutation.LastSeen(); ok {
 		_spec.SetField(tool.FieldLastSeen, field.TypeTime, value)
 	}
@@ -410,6 +440,24 @@ func (_u *ToolUpdateOne) SetNillablePinnedSha256(v *string) *ToolUpdateOne {
 	if v != nil {
 		_u.SetPinnedSha256(*v)
 	}
+	return _u
+}
+
+// SetFlowLabels sets the "flow_labels" field.
+func (_u *ToolUpdateOne) SetFlowLabels(v []string) *ToolUpdateOne {
+	_u.mutation.SetFlowLabels(v)
+	return _u
+}
+
+// AppendFlowLabels appends value to the "flow_labels" field.
+func (_u *ToolUpdateOne) AppendFlowLabels(v []string) *ToolUpdateOne {
+	_u.mutation.AppendFlowLabels(v)
+	return _u
+}
+
+// ClearFlowLabels clears the value of the "flow_labels" field.
+func (_u *ToolUpdateOne) ClearFlowLabels() *ToolUpdateOne {
+	_u.mutation.ClearFlowLabels()
 	return _u
 }
 
@@ -615,6 +663,17 @@ func (_u *ToolUpdateOne) sqlSave(ctx context.Context) (_node *Tool, err error) {
 	}
 	if value, ok := _u.mutation.PinnedSha256(); ok {
 		_spec.SetField(tool.FieldPinnedSha256, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.FlowLabels(); ok {
+		_spec.SetField(tool.FieldFlowLabels, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedFlowLabels(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, tool.FieldFlowLabels, value)
+		})
+	}
+	if _u.mutation.FlowLabelsCleared() {
+		_spec.ClearField(tool.FieldFlowLabels, field.TypeJSON)
 	}
 	if value, ok := _u.mutation.LastSeen(); ok {
 		_spec.SetField(tool.FieldLastSeen, field.TypeTime, value)

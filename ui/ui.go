@@ -170,6 +170,7 @@ type VirtualServers struct {
 type Tool struct {
 	ID, Upstream, Name, Live, Pinned, Status string
 	Kind                                     string
+	Labels                                   []string
 	LastSeen                                 time.Time
 }
 
@@ -334,7 +335,18 @@ type ToolVersion struct {
 // ToolDetail is a tool's page: its versions and change requests.
 type ToolDetail struct {
 	Page
-	Tool     Tool
+	Tool      Tool
+	AllLabels []string
 	Versions []ToolVersion
 	Requests []ChangeRow
+}
+
+// HasLabel reports whether t carries label l.
+func (t Tool) HasLabel(l string) bool {
+	for _, x := range t.Labels {
+		if x == l {
+			return true
+		}
+	}
+	return false
 }

@@ -7,6 +7,8 @@
 //   node mcp-client.mjs URL prompts              → {"prompts":[names...]}
 //   node mcp-client.mjs URL resources            → {"resources":[uris...]}
 //   node mcp-client.mjs URL read URI             → the ReadResourceResult
+//   node mcp-client.mjs URL session JSON         → {"results":[CallToolResult...]} for
+//                                                  [["tool", {args}], ...] called in order in one session
 //
 // Prints one JSON document on stdout; exits 1 with the error on stderr.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -14,7 +16,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 
 const [url, op, ...rest] = process.argv.slice(2);
 if (!url || !op) {
-  console.error("usage: mcp-client.mjs URL list|call TOOL JSON|prompts|resources|read URI");
+  console.error("usage: mcp-client.mjs URL list|call TOOL JSON|prompts|resources|read URI|session JSON");
   process.exit(2);
 }
 const client = new Client({ name: "portcullis-e2e", version: "1.0.0" });
@@ -37,6 +39,14 @@ try {
     case "read":
       out = await client.readResource({ uri: rest[0] });
       break;
+    case "session": {
+      const results = [];
+      for (const [name, args] of JSON.parse(rest[0])) {
+        results.push(await client.callTool({ name, arguments: args ?? {} }));
+      }
+      out = { results };
+      break;
+    }
     default:
       throw new Error(`unknown operation ${op}`);
   }

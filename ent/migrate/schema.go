@@ -516,6 +516,7 @@ var (
 		{Name: "name", Type: field.TypeString, Size: 1024},
 		{Name: "live_sha256", Type: field.TypeString, Default: ""},
 		{Name: "pinned_sha256", Type: field.TypeString, Default: ""},
+		{Name: "flow_labels", Type: field.TypeJSON, Nullable: true},
 		{Name: "first_seen", Type: field.TypeTime},
 		{Name: "last_seen", Type: field.TypeTime},
 		{Name: "tenant_id", Type: field.TypeUUID},
@@ -529,13 +530,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "tools_tenants_tenant",
-				Columns:    []*schema.Column{ToolsColumns[9]},
+				Columns:    []*schema.Column{ToolsColumns[10]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "tools_upstreams_tools",
-				Columns:    []*schema.Column{ToolsColumns[10]},
+				Columns:    []*schema.Column{ToolsColumns[11]},
 				RefColumns: []*schema.Column{UpstreamsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -544,12 +545,12 @@ var (
 			{
 				Name:    "tool_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{ToolsColumns[9]},
+				Columns: []*schema.Column{ToolsColumns[10]},
 			},
 			{
 				Name:    "tool_upstream_id_kind_name",
 				Unique:  true,
-				Columns: []*schema.Column{ToolsColumns[10], ToolsColumns[3], ToolsColumns[4]},
+				Columns: []*schema.Column{ToolsColumns[11], ToolsColumns[3], ToolsColumns[4]},
 			},
 		},
 	}

@@ -780,11 +780,11 @@ func init() {
 	// tool.DefaultPinnedSha256 holds the default value on creation for the pinned_sha256 field.
 	tool.DefaultPinnedSha256 = toolDescPinnedSha256.Default.(string)
 	// toolDescFirstSeen is the schema descriptor for first_seen field.
-	toolDescFirstSeen := toolFields[5].Descriptor()
+	toolDescFirstSeen := toolFields[6].Descriptor()
 	// tool.DefaultFirstSeen holds the default value on creation for the first_seen field.
 	tool.DefaultFirstSeen = toolDescFirstSeen.Default.(func() time.Time)
 	// toolDescLastSeen is the schema descriptor for last_seen field.
-	toolDescLastSeen := toolFields[6].Descriptor()
+	toolDescLastSeen := toolFields[7].Descriptor()
 	// tool.DefaultLastSeen holds the default value on creation for the last_seen field.
 	tool.DefaultLastSeen = toolDescLastSeen.Default.(func() time.Time)
 	// toolDescID is the schema descriptor for id field.

@@ -31,6 +31,8 @@ func (Tool) Fields() []ent.Field {
 		field.String("live_sha256").Default(""),
 		// Hash of the approved definition ("" when not pinned).
 		field.String("pinned_sha256").Default(""),
+		// Data-flow labels: private_data, untrusted_content, external_sink.
+		field.Strings("flow_labels").Optional(),
 		field.Time("first_seen").Default(time.Now).Immutable(),
 		field.Time("last_seen").Default(time.Now),
 	}

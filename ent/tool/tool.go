@@ -33,6 +33,8 @@ const (
 	FieldLiveSha256 = "live_sha256"
 	// FieldPinnedSha256 holds the string denoting the pinned_sha256 field in the database.
 	FieldPinnedSha256 = "pinned_sha256"
+	// FieldFlowLabels holds the string denoting the flow_labels field in the database.
+	FieldFlowLabels = "flow_labels"
 	// FieldFirstSeen holds the string denoting the first_seen field in the database.
 	FieldFirstSeen = "first_seen"
 	// FieldLastSeen holds the string denoting the last_seen field in the database.
@@ -88,6 +90,7 @@ var Columns = []string{
 	FieldName,
 	FieldLiveSha256,
 	FieldPinnedSha256,
+	FieldFlowLabels,
 	FieldFirstSeen,
 	FieldLastSeen,
 }

@@ -436,6 +436,16 @@ func PinnedSha256ContainsFold(v string) predicate.Tool {
 	return predicate.Tool(sql.FieldContainsFold(FieldPinnedSha256, v))
 }
 
+// FlowLabelsIsNil applies the IsNil predicate on the "flow_labels" field.
+func FlowLabelsIsNil() predicate.Tool {
+	return predicate.Tool(sql.FieldIsNull(FieldFlowLabels))
+}
+
+// FlowLabelsNotNil applies the NotNil predicate on the "flow_labels" field.
+func FlowLabelsNotNil() predicate.Tool {
+	return predicate.Tool(sql.FieldNotNull(FieldFlowLabels))
+}
+
 // FirstSeenEQ applies the EQ predicate on the "first_seen" field.
 func FirstSeenEQ(v time.Time) predicate.Tool {
 	return predicate.Tool(sql.FieldEQ(FieldFirstSeen, v))

@@ -440,7 +440,7 @@ func (s *Server) ListTools(ctx context.Context, _ *connect.Request[adminv1.ListT
 			up = t.Edges.Upstream.Name
 		}
 		out.Tools = append(out.Tools, &adminv1.Tool{Id: t.ID.String(), UpstreamId: t.UpstreamID.String(), Upstream: up, Name: t.Name,
-			LiveSha256: t.LiveSha256, PinnedSha256: t.PinnedSha256, LastSeen: ts(t.LastSeen), Kind: t.Kind.String()})
+			LiveSha256: t.LiveSha256, PinnedSha256: t.PinnedSha256, LastSeen: ts(t.LastSeen), Kind: t.Kind.String(), FlowLabels: t.FlowLabels})
 	}
 	return connect.NewResponse(out), nil
 }
@@ -475,6 +475,22 @@ func (s *Server) UnpinTool(ctx context.Context, req *connect.Request[adminv1.Unp
 		return nil, s.fail(ctx, err)
 	}
 	return connect.NewResponse(&adminv1.UnpinToolResponse{}), nil
+}
+
+// SetToolLabels implements adminv1connect.ToolServiceHandler.
+func (s *Server) SetToolLabels(ctx context.Context, req *connect.Request[adminv1.SetToolLabelsRequest]) (*connect.Response[adminv1.SetToolLabelsResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.Msg.GetToolId(), "tool_id")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Inventory.SetLabels(ctx, tid, id, req.Msg.GetFlowLabels()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.SetToolLabelsResponse{}), nil
 }
 
 // --- APIKeyService

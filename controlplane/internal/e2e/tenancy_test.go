@@ -264,6 +264,10 @@ var apiMatrix = []apiCall{
 		_, err := c.tools.UnpinTool(ctx, req(&adminv1.UnpinToolRequest{ToolId: w.bTool.String()}))
 		return err
 	}},
+	{"SetToolLabels", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.tools.SetToolLabels(ctx, req(&adminv1.SetToolLabelsRequest{ToolId: w.bTool.String(), FlowLabels: []string{"external_sink"}}))
+		return err
+	}},
 	{"ListAPIKeys", false, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.keys.ListAPIKeys(ctx, req(&adminv1.ListAPIKeysRequest{}))
 		return err
@@ -344,7 +348,7 @@ func adminMethods() []string {
 func targetsB(name string) bool {
 	switch name {
 	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "PinTool", "UnpinTool", "RevokeAPIKey",
-		"GetChangeRequest", "ProposeChange", "ApproveChange", "RejectChange", "ImportPins":
+		"GetChangeRequest", "ProposeChange", "SetToolLabels", "ApproveChange", "RejectChange", "ImportPins":
 		return true
 	}
 	return false
@@ -529,6 +533,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"POST", "/members/" + bID(w.bMember) + "/remove"},
 		{"GET", "/tools/" + bID(w.bTool)},
 		{"POST", "/tools/" + bID(w.bTool) + "/propose"},
+		{"POST", "/tools/" + bID(w.bTool) + "/labels"},
 		{"POST", "/tools/" + bID(w.bTool) + "/pin"},
 		{"POST", "/tools/" + bID(w.bTool) + "/unpin"},
 		{"POST", "/api-keys/" + bID(w.bKey) + "/revoke"},
@@ -581,6 +586,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/api-keys", form(w.carolCSRF, "name", "nope", "role", "viewer")},
 		{"/settings/approvals", form(w.carolCSRF, "approvals_required", "2")},
 		{"/settings/results", form(w.carolCSRF, "result_action", "annotate")},
+		{"/tools/" + w.bTool.String() + "/labels", form(w.carolCSRF, "label", "external_sink")},
 		{"/tools/" + w.bTool.String() + "/propose", form(w.carolCSRF, "sha256", bSha)},
 		{"/changes/" + w.bChange.String() + "/decide", form(w.carolCSRF, "decision", "approve")},
 	} {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -307,6 +308,47 @@ func (s *Service) Unpin(ctx context.Context, tenantID, toolID uuid.UUID) error {
 			return err
 		}
 		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "tool.unpin", TargetType: "tool",
+			TargetID: t.ID.String(), TargetName: t.Name, Before: t, After: after})
+	})
+	if err != nil {
+		return err
+	}
+	return s.notify.GatewayChanged(ctx, t.Edges.Upstream.GatewayID)
+}
+
+// FlowLabels are the data-flow labels a tool may carry. A client session that
+// has touched both private_data and untrusted_content may not call an
+// external_sink: that is how an injected instruction exfiltrates data.
+var FlowLabels = []string{"private_data", "untrusted_content", "external_sink"}
+
+// SetLabels replaces a tool's data-flow labels and pushes the change.
+func (s *Service) SetLabels(ctx context.Context, tenantID, toolID uuid.UUID, labels []string) error {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return err
+	}
+	clean := make([]string, 0, len(labels))
+	for _, l := range labels {
+		if !slices.Contains(FlowLabels, l) {
+			return authz.Invalid("unknown flow label %q: use private_data, untrusted_content or external_sink", bound.String(l, 64))
+		}
+		if !slices.Contains(clean, l) {
+			clean = append(clean, l)
+		}
+	}
+	slices.Sort(clean)
+	t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.ID(toolID)).WithUpstream().Only(ctx)
+	if err != nil {
+		return authz.DBError("tool "+toolID.String(), err)
+	}
+	if t.Kind != tool.KindTool && len(clean) > 0 {
+		return authz.Invalid("flow labels apply to tools, not to a %s", t.Kind)
+	}
+	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		after, err := tx.Tool.UpdateOneID(t.ID).SetFlowLabels(clean).Save(ctx)
+		if err != nil {
+			return authz.DBError("labelling tool", err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "tool.labels", TargetType: "tool",
 			TargetID: t.ID.String(), TargetName: t.Name, Before: t, After: after})
 	})
 	if err != nil {

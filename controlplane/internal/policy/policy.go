@@ -197,6 +197,7 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 			case tool.KindResourceTemplate:
 				b.ResourceTemplatePins = append(b.ResourceTemplatePins, pin)
 			default:
+				pin.FlowLabels = t.FlowLabels
 				b.ToolPins = append(b.ToolPins, pin)
 			}
 		}

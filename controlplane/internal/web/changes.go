@@ -9,6 +9,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/scan"
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
@@ -255,7 +256,8 @@ func (s *Server) renderTool(w http.ResponseWriter, r *http.Request, rq *request,
 	}
 	t := d.Tool
 	vm := ui.ToolDetail{Page: s.page(rq, t.Name, "tools"), Tool: ui.Tool{ID: t.ID.String(), Upstream: d.Upstream, Name: t.Name,
-		Kind: t.Kind.String(), Live: t.LiveSha256, Pinned: t.PinnedSha256, Status: toolStatus(t), LastSeen: t.LastSeen}}
+		Kind: t.Kind.String(), Live: t.LiveSha256, Pinned: t.PinnedSha256, Status: toolStatus(t), LastSeen: t.LastSeen, Labels: t.FlowLabels},
+		AllLabels: inventory.FlowLabels}
 	vm.Error = errMsg
 	for _, v := range d.Versions {
 		vm.Versions = append(vm.Versions, ui.ToolVersion{Sha256: v.Sha256, FirstSeen: v.FirstSeen, LastSeen: v.LastSeen,
@@ -266,6 +268,19 @@ func (s *Server) renderTool(w http.ResponseWriter, r *http.Request, rq *request,
 		vm.Requests = append(vm.Requests, changeRow(change.Summary{ChangeRequest: cr, ToolName: t.Name, ToolKind: t.Kind.String()}))
 	}
 	s.render(w, r, status, ui.ToolPage(vm))
+}
+
+func (s *Server) setToolLabels(w http.ResponseWriter, r *http.Request, rq *request) {
+	id, err := pathID(r)
+	if err == nil {
+		_ = r.ParseForm()
+		err = s.cfg.Inventory.SetLabels(r.Context(), rq.viewer.TenantID, id, r.PostForm["label"])
+	}
+	if err != nil {
+		s.formError(w, r, rq, err, func(msg string, status int) { s.renderTool(w, r, rq, status, msg) })
+		return
+	}
+	http.Redirect(w, r, "/tools/"+id.String(), http.StatusSeeOther)
 }
 
 func (s *Server) proposeChange(w http.ResponseWriter, r *http.Request, rq *request) {

@@ -470,7 +470,7 @@ func (s *Server) renderTools(w http.ResponseWriter, r *http.Request, rq *request
 		if t.Edges.Upstream != nil {
 			up = t.Edges.Upstream.Name
 		}
-		vm.Tools = append(vm.Tools, ui.Tool{ID: t.ID.String(), Upstream: up, Name: t.Name, Kind: t.Kind.String(), Live: t.LiveSha256, Pinned: t.PinnedSha256,
+		vm.Tools = append(vm.Tools, ui.Tool{ID: t.ID.String(), Upstream: up, Name: t.Name, Kind: t.Kind.String(), Labels: t.FlowLabels, Live: t.LiveSha256, Pinned: t.PinnedSha256,
 			Status: toolStatus(t), LastSeen: t.LastSeen})
 	}
 	s.render(w, r, status, ui.ToolsPage(vm))

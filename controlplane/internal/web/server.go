@@ -113,6 +113,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("GET /tools", s.tenant(s.toolsPage))
 	mux.Handle("GET /tools/{id}", s.tenant(s.toolPage))
 	mux.Handle("POST /tools/{id}/propose", s.tenant(s.proposeChange))
+	mux.Handle("POST /tools/{id}/labels", s.tenant(s.setToolLabels))
 	mux.Handle("POST /tools/{id}/pin", s.tenant(s.pinTool))
 	mux.Handle("POST /tools/{id}/unpin", s.tenant(s.unpinTool))
 	mux.Handle("GET /api-keys", s.tenant(s.apiKeysPage))

@@ -66,7 +66,8 @@ type pinKey struct {
 
 // policy is the enforced part of a bundle, indexed for lookups.
 type policy struct {
-	pins    map[pinKey]string // → sha256
+	pins    map[pinKey]string    // → sha256
+	labels  map[pinKey]flowLabel // tools' data-flow labels
 	results resultscan.Action
 	vs   map[string][]string
 }
@@ -83,6 +84,8 @@ type Proxy struct {
 	upstreams map[string]*upstream
 	servers   map[string]*vserver
 	warned    map[pinKey]string // quarantine already logged for this live hash
+
+	flows sync.Map // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched
 
 	invChanged chan struct{}
 	invMu      sync.Mutex
@@ -174,7 +177,12 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 	if err := validate(b); err != nil {
 		return err
 	}
-	pol := &policy{pins: map[pinKey]string{}, vs: map[string][]string{}, results: resultAction(b.GetResultScanning())}
+	pol := &policy{pins: map[pinKey]string{}, labels: map[pinKey]flowLabel{}, vs: map[string][]string{}, results: resultAction(b.GetResultScanning())}
+	for _, pin := range b.GetToolPins() {
+		if l := parseLabels(pin.GetFlowLabels()); l != 0 {
+			pol.labels[pinKey{kindTool, pin.GetUpstream(), pin.GetTool()}] = l
+		}
+	}
 	for k, pins := range map[kind][]*agentv1.ToolPin{kindTool: b.GetToolPins(), kindPrompt: b.GetPromptPins(),
 		kindResource: b.GetResourcePins(), kindTemplate: b.GetResourceTemplatePins()} {
 		for _, pin := range pins {
@@ -558,6 +566,11 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		ev.Error = "upstream unavailable"
 		return refusal("upstream %q is unavailable", upName), nil
 	}
+	labels := pol.labels[pinKey{kindTool, upName, toolName}]
+	flow := p.sessionFlow(req.Session)
+	if reason := flowCheck(flowLabel(flow.Load()), labels, upName+Separator+toolName); reason != "" {
+		return deny(reason)
+	}
 	params := &mcp.CallToolParams{Name: toolName}
 	if len(req.Params.Arguments) > 0 {
 		params.Arguments = req.Params.Arguments
@@ -572,6 +585,9 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	res, err := sess.CallTool(ctx, params)
 	if err != nil || res == nil {
 		return res, err
+	}
+	if touched := uint32(labels & exfiltration); touched != 0 {
+		flow.Or(touched)
 	}
 	return scanToolResult(res, pol.results, ev), nil
 }

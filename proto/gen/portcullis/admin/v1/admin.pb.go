@@ -1989,7 +1989,9 @@ type Tool struct {
 	PinnedSha256 string                 `protobuf:"bytes,6,opt,name=pinned_sha256,json=pinnedSha256,proto3" json:"pinned_sha256,omitempty"`
 	LastSeen     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	// tool, prompt, resource or resource_template (name is then the URI or URI template).
-	Kind          string `protobuf:"bytes,8,opt,name=kind,proto3" json:"kind,omitempty"`
+	Kind string `protobuf:"bytes,8,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Data-flow labels: private_data, untrusted_content, external_sink.
+	FlowLabels    []string `protobuf:"bytes,9,rep,name=flow_labels,json=flowLabels,proto3" json:"flow_labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2080,6 +2082,104 @@ func (x *Tool) GetKind() string {
 	return ""
 }
 
+func (x *Tool) GetFlowLabels() []string {
+	if x != nil {
+		return x.FlowLabels
+	}
+	return nil
+}
+
+// SetToolLabelsRequest replaces a tool's data-flow labels.
+type SetToolLabelsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ToolId string                 `protobuf:"bytes,1,opt,name=tool_id,json=toolId,proto3" json:"tool_id,omitempty"`
+	// Any of private_data, untrusted_content, external_sink.
+	FlowLabels    []string `protobuf:"bytes,2,rep,name=flow_labels,json=flowLabels,proto3" json:"flow_labels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetToolLabelsRequest) Reset() {
+	*x = SetToolLabelsRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetToolLabelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetToolLabelsRequest) ProtoMessage() {}
+
+func (x *SetToolLabelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetToolLabelsRequest.ProtoReflect.Descriptor instead.
+func (*SetToolLabelsRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SetToolLabelsRequest) GetToolId() string {
+	if x != nil {
+		return x.ToolId
+	}
+	return ""
+}
+
+func (x *SetToolLabelsRequest) GetFlowLabels() []string {
+	if x != nil {
+		return x.FlowLabels
+	}
+	return nil
+}
+
+// SetToolLabelsResponse is empty.
+type SetToolLabelsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetToolLabelsResponse) Reset() {
+	*x = SetToolLabelsResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetToolLabelsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetToolLabelsResponse) ProtoMessage() {}
+
+func (x *SetToolLabelsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetToolLabelsResponse.ProtoReflect.Descriptor instead.
+func (*SetToolLabelsResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
 // ListToolsRequest is empty.
 type ListToolsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2089,7 +2189,7 @@ type ListToolsRequest struct {
 
 func (x *ListToolsRequest) Reset() {
 	*x = ListToolsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2201,7 @@ func (x *ListToolsRequest) String() string {
 func (*ListToolsRequest) ProtoMessage() {}
 
 func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2214,7 @@ func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsRequest.ProtoReflect.Descriptor instead.
 func (*ListToolsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 // ListToolsResponse lists tools.
@@ -2127,7 +2227,7 @@ type ListToolsResponse struct {
 
 func (x *ListToolsResponse) Reset() {
 	*x = ListToolsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2239,7 @@ func (x *ListToolsResponse) String() string {
 func (*ListToolsResponse) ProtoMessage() {}
 
 func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2252,7 @@ func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsResponse.ProtoReflect.Descriptor instead.
 func (*ListToolsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListToolsResponse) GetTools() []*Tool {
@@ -2172,7 +2272,7 @@ type PinToolRequest struct {
 
 func (x *PinToolRequest) Reset() {
 	*x = PinToolRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2284,7 @@ func (x *PinToolRequest) String() string {
 func (*PinToolRequest) ProtoMessage() {}
 
 func (x *PinToolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2297,7 @@ func (x *PinToolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinToolRequest.ProtoReflect.Descriptor instead.
 func (*PinToolRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PinToolRequest) GetToolId() string {
@@ -2216,7 +2316,7 @@ type PinToolResponse struct {
 
 func (x *PinToolResponse) Reset() {
 	*x = PinToolResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2328,7 @@ func (x *PinToolResponse) String() string {
 func (*PinToolResponse) ProtoMessage() {}
 
 func (x *PinToolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2341,7 @@ func (x *PinToolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinToolResponse.ProtoReflect.Descriptor instead.
 func (*PinToolResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 // UnpinToolRequest names the tool.
@@ -2254,7 +2354,7 @@ type UnpinToolRequest struct {
 
 func (x *UnpinToolRequest) Reset() {
 	*x = UnpinToolRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2366,7 @@ func (x *UnpinToolRequest) String() string {
 func (*UnpinToolRequest) ProtoMessage() {}
 
 func (x *UnpinToolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2379,7 @@ func (x *UnpinToolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinToolRequest.ProtoReflect.Descriptor instead.
 func (*UnpinToolRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnpinToolRequest) GetToolId() string {
@@ -2298,7 +2398,7 @@ type UnpinToolResponse struct {
 
 func (x *UnpinToolResponse) Reset() {
 	*x = UnpinToolResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2410,7 @@ func (x *UnpinToolResponse) String() string {
 func (*UnpinToolResponse) ProtoMessage() {}
 
 func (x *UnpinToolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2423,7 @@ func (x *UnpinToolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinToolResponse.ProtoReflect.Descriptor instead.
 func (*UnpinToolResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 // APIKey is a credential for this API; its secret is shown only at creation.
@@ -2341,7 +2441,7 @@ type APIKey struct {
 
 func (x *APIKey) Reset() {
 	*x = APIKey{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2453,7 @@ func (x *APIKey) String() string {
 func (*APIKey) ProtoMessage() {}
 
 func (x *APIKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2466,7 @@ func (x *APIKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
 func (*APIKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *APIKey) GetId() string {
@@ -2420,7 +2520,7 @@ type ListAPIKeysRequest struct {
 
 func (x *ListAPIKeysRequest) Reset() {
 	*x = ListAPIKeysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2532,7 @@ func (x *ListAPIKeysRequest) String() string {
 func (*ListAPIKeysRequest) ProtoMessage() {}
 
 func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2545,7 @@ func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 // ListAPIKeysResponse lists keys.
@@ -2458,7 +2558,7 @@ type ListAPIKeysResponse struct {
 
 func (x *ListAPIKeysResponse) Reset() {
 	*x = ListAPIKeysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2570,7 @@ func (x *ListAPIKeysResponse) String() string {
 func (*ListAPIKeysResponse) ProtoMessage() {}
 
 func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2583,7 @@ func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListAPIKeysResponse) GetApiKeys() []*APIKey {
@@ -2504,7 +2604,7 @@ type CreateAPIKeyRequest struct {
 
 func (x *CreateAPIKeyRequest) Reset() {
 	*x = CreateAPIKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2616,7 @@ func (x *CreateAPIKeyRequest) String() string {
 func (*CreateAPIKeyRequest) ProtoMessage() {}
 
 func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2629,7 @@ func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CreateAPIKeyRequest) GetName() string {
@@ -2557,7 +2657,7 @@ type CreateAPIKeyResponse struct {
 
 func (x *CreateAPIKeyResponse) Reset() {
 	*x = CreateAPIKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2569,7 +2669,7 @@ func (x *CreateAPIKeyResponse) String() string {
 func (*CreateAPIKeyResponse) ProtoMessage() {}
 
 func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2582,7 +2682,7 @@ func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CreateAPIKeyResponse) GetApiKey() *APIKey {
@@ -2609,7 +2709,7 @@ type RevokeAPIKeyRequest struct {
 
 func (x *RevokeAPIKeyRequest) Reset() {
 	*x = RevokeAPIKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2621,7 +2721,7 @@ func (x *RevokeAPIKeyRequest) String() string {
 func (*RevokeAPIKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2634,7 +2734,7 @@ func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RevokeAPIKeyRequest) GetApiKeyId() string {
@@ -2653,7 +2753,7 @@ type RevokeAPIKeyResponse struct {
 
 func (x *RevokeAPIKeyResponse) Reset() {
 	*x = RevokeAPIKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +2765,7 @@ func (x *RevokeAPIKeyResponse) String() string {
 func (*RevokeAPIKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +2778,7 @@ func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 // AuditEvent is one recorded admin action.
@@ -2700,7 +2800,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2712,7 +2812,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2725,7 +2825,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -2802,7 +2902,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +2914,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +2927,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListAuditEventsRequest) GetLimit() int32 {
@@ -2847,7 +2947,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2859,7 +2959,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2872,7 +2972,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -2917,7 +3017,7 @@ type ChangeRequest struct {
 
 func (x *ChangeRequest) Reset() {
 	*x = ChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3029,7 @@ func (x *ChangeRequest) String() string {
 func (*ChangeRequest) ProtoMessage() {}
 
 func (x *ChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3042,7 @@ func (x *ChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRequest.ProtoReflect.Descriptor instead.
 func (*ChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ChangeRequest) GetId() string {
@@ -3110,7 +3210,7 @@ type Finding struct {
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3122,7 +3222,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3135,7 +3235,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Finding) GetKind() string {
@@ -3181,7 +3281,7 @@ type DiffLine struct {
 
 func (x *DiffLine) Reset() {
 	*x = DiffLine{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3193,7 +3293,7 @@ func (x *DiffLine) String() string {
 func (*DiffLine) ProtoMessage() {}
 
 func (x *DiffLine) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3206,7 +3306,7 @@ func (x *DiffLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffLine.ProtoReflect.Descriptor instead.
 func (*DiffLine) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DiffLine) GetOp() string {
@@ -3258,7 +3358,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3270,7 +3370,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3283,7 +3383,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Decision) GetDecision() string {
@@ -3328,7 +3428,7 @@ type AgentProgress struct {
 
 func (x *AgentProgress) Reset() {
 	*x = AgentProgress{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3340,7 +3440,7 @@ func (x *AgentProgress) String() string {
 func (*AgentProgress) ProtoMessage() {}
 
 func (x *AgentProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3353,7 +3453,7 @@ func (x *AgentProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentProgress.ProtoReflect.Descriptor instead.
 func (*AgentProgress) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *AgentProgress) GetAgentId() string {
@@ -3401,7 +3501,7 @@ type ListChangeRequestsRequest struct {
 
 func (x *ListChangeRequestsRequest) Reset() {
 	*x = ListChangeRequestsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3413,7 +3513,7 @@ func (x *ListChangeRequestsRequest) String() string {
 func (*ListChangeRequestsRequest) ProtoMessage() {}
 
 func (x *ListChangeRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3426,7 +3526,7 @@ func (x *ListChangeRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangeRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListChangeRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListChangeRequestsRequest) GetStatus() string {
@@ -3446,7 +3546,7 @@ type ListChangeRequestsResponse struct {
 
 func (x *ListChangeRequestsResponse) Reset() {
 	*x = ListChangeRequestsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3458,7 +3558,7 @@ func (x *ListChangeRequestsResponse) String() string {
 func (*ListChangeRequestsResponse) ProtoMessage() {}
 
 func (x *ListChangeRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3471,7 +3571,7 @@ func (x *ListChangeRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangeRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListChangeRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListChangeRequestsResponse) GetChangeRequests() []*ChangeRequest {
@@ -3491,7 +3591,7 @@ type GetChangeRequestRequest struct {
 
 func (x *GetChangeRequestRequest) Reset() {
 	*x = GetChangeRequestRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3503,7 +3603,7 @@ func (x *GetChangeRequestRequest) String() string {
 func (*GetChangeRequestRequest) ProtoMessage() {}
 
 func (x *GetChangeRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3516,7 +3616,7 @@ func (x *GetChangeRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChangeRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetChangeRequestRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetChangeRequestRequest) GetId() string {
@@ -3544,7 +3644,7 @@ type GetChangeRequestResponse struct {
 
 func (x *GetChangeRequestResponse) Reset() {
 	*x = GetChangeRequestResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3556,7 +3656,7 @@ func (x *GetChangeRequestResponse) String() string {
 func (*GetChangeRequestResponse) ProtoMessage() {}
 
 func (x *GetChangeRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3569,7 +3669,7 @@ func (x *GetChangeRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChangeRequestResponse.ProtoReflect.Descriptor instead.
 func (*GetChangeRequestResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetChangeRequestResponse) GetChangeRequest() *ChangeRequest {
@@ -3640,7 +3740,7 @@ type ProposeChangeRequest struct {
 
 func (x *ProposeChangeRequest) Reset() {
 	*x = ProposeChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3652,7 +3752,7 @@ func (x *ProposeChangeRequest) String() string {
 func (*ProposeChangeRequest) ProtoMessage() {}
 
 func (x *ProposeChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3665,7 +3765,7 @@ func (x *ProposeChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeChangeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ProposeChangeRequest) GetToolId() string {
@@ -3699,7 +3799,7 @@ type ProposeChangeResponse struct {
 
 func (x *ProposeChangeResponse) Reset() {
 	*x = ProposeChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3711,7 +3811,7 @@ func (x *ProposeChangeResponse) String() string {
 func (*ProposeChangeResponse) ProtoMessage() {}
 
 func (x *ProposeChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3724,7 +3824,7 @@ func (x *ProposeChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeChangeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ProposeChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -3745,7 +3845,7 @@ type ApproveChangeRequest struct {
 
 func (x *ApproveChangeRequest) Reset() {
 	*x = ApproveChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3757,7 +3857,7 @@ func (x *ApproveChangeRequest) String() string {
 func (*ApproveChangeRequest) ProtoMessage() {}
 
 func (x *ApproveChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3770,7 +3870,7 @@ func (x *ApproveChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveChangeRequest.ProtoReflect.Descriptor instead.
 func (*ApproveChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ApproveChangeRequest) GetId() string {
@@ -3798,7 +3898,7 @@ type ApproveChangeResponse struct {
 
 func (x *ApproveChangeResponse) Reset() {
 	*x = ApproveChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3810,7 +3910,7 @@ func (x *ApproveChangeResponse) String() string {
 func (*ApproveChangeResponse) ProtoMessage() {}
 
 func (x *ApproveChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3823,7 +3923,7 @@ func (x *ApproveChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveChangeResponse.ProtoReflect.Descriptor instead.
 func (*ApproveChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ApproveChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -3851,7 +3951,7 @@ type RejectChangeRequest struct {
 
 func (x *RejectChangeRequest) Reset() {
 	*x = RejectChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3863,7 +3963,7 @@ func (x *RejectChangeRequest) String() string {
 func (*RejectChangeRequest) ProtoMessage() {}
 
 func (x *RejectChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3876,7 +3976,7 @@ func (x *RejectChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectChangeRequest.ProtoReflect.Descriptor instead.
 func (*RejectChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RejectChangeRequest) GetId() string {
@@ -3903,7 +4003,7 @@ type RejectChangeResponse struct {
 
 func (x *RejectChangeResponse) Reset() {
 	*x = RejectChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3915,7 +4015,7 @@ func (x *RejectChangeResponse) String() string {
 func (*RejectChangeResponse) ProtoMessage() {}
 
 func (x *RejectChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3928,7 +4028,7 @@ func (x *RejectChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectChangeResponse.ProtoReflect.Descriptor instead.
 func (*RejectChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RejectChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -3947,7 +4047,7 @@ type GetApprovalPolicyRequest struct {
 
 func (x *GetApprovalPolicyRequest) Reset() {
 	*x = GetApprovalPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3959,7 +4059,7 @@ func (x *GetApprovalPolicyRequest) String() string {
 func (*GetApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3972,7 +4072,7 @@ func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 // GetApprovalPolicyResponse has the policy.
@@ -3985,7 +4085,7 @@ type GetApprovalPolicyResponse struct {
 
 func (x *GetApprovalPolicyResponse) Reset() {
 	*x = GetApprovalPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3997,7 +4097,7 @@ func (x *GetApprovalPolicyResponse) String() string {
 func (*GetApprovalPolicyResponse) ProtoMessage() {}
 
 func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4010,7 +4110,7 @@ func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetApprovalPolicyResponse) GetApprovalsRequired() int32 {
@@ -4030,7 +4130,7 @@ type SetApprovalPolicyRequest struct {
 
 func (x *SetApprovalPolicyRequest) Reset() {
 	*x = SetApprovalPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4042,7 +4142,7 @@ func (x *SetApprovalPolicyRequest) String() string {
 func (*SetApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *SetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4055,7 +4155,7 @@ func (x *SetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *SetApprovalPolicyRequest) GetApprovalsRequired() int32 {
@@ -4074,7 +4174,7 @@ type SetApprovalPolicyResponse struct {
 
 func (x *SetApprovalPolicyResponse) Reset() {
 	*x = SetApprovalPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4086,7 +4186,7 @@ func (x *SetApprovalPolicyResponse) String() string {
 func (*SetApprovalPolicyResponse) ProtoMessage() {}
 
 func (x *SetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4099,7 +4199,7 @@ func (x *SetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 // ExportPinsRequest is empty: the manifest covers every gateway of the tenant.
@@ -4111,7 +4211,7 @@ type ExportPinsRequest struct {
 
 func (x *ExportPinsRequest) Reset() {
 	*x = ExportPinsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4123,7 +4223,7 @@ func (x *ExportPinsRequest) String() string {
 func (*ExportPinsRequest) ProtoMessage() {}
 
 func (x *ExportPinsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4136,7 +4236,7 @@ func (x *ExportPinsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPinsRequest.ProtoReflect.Descriptor instead.
 func (*ExportPinsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 // ExportPinsResponse carries the manifest.
@@ -4150,7 +4250,7 @@ type ExportPinsResponse struct {
 
 func (x *ExportPinsResponse) Reset() {
 	*x = ExportPinsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4162,7 +4262,7 @@ func (x *ExportPinsResponse) String() string {
 func (*ExportPinsResponse) ProtoMessage() {}
 
 func (x *ExportPinsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4175,7 +4275,7 @@ func (x *ExportPinsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPinsResponse.ProtoReflect.Descriptor instead.
 func (*ExportPinsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ExportPinsResponse) GetManifest() []byte {
@@ -4195,7 +4295,7 @@ type ImportPinsRequest struct {
 
 func (x *ImportPinsRequest) Reset() {
 	*x = ImportPinsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4207,7 +4307,7 @@ func (x *ImportPinsRequest) String() string {
 func (*ImportPinsRequest) ProtoMessage() {}
 
 func (x *ImportPinsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4220,7 +4320,7 @@ func (x *ImportPinsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPinsRequest.ProtoReflect.Descriptor instead.
 func (*ImportPinsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{72}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ImportPinsRequest) GetManifest() []byte {
@@ -4242,7 +4342,7 @@ type ImportPinsResponse struct {
 
 func (x *ImportPinsResponse) Reset() {
 	*x = ImportPinsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4254,7 +4354,7 @@ func (x *ImportPinsResponse) String() string {
 func (*ImportPinsResponse) ProtoMessage() {}
 
 func (x *ImportPinsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4267,7 +4367,7 @@ func (x *ImportPinsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPinsResponse.ProtoReflect.Descriptor instead.
 func (*ImportPinsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{73}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ImportPinsResponse) GetPinned() int32 {
@@ -4300,7 +4400,7 @@ type GetResultScanningRequest struct {
 
 func (x *GetResultScanningRequest) Reset() {
 	*x = GetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4312,7 +4412,7 @@ func (x *GetResultScanningRequest) String() string {
 func (*GetResultScanningRequest) ProtoMessage() {}
 
 func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4325,7 +4425,7 @@ func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*GetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{74}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
 }
 
 // GetResultScanningResponse has the setting.
@@ -4338,7 +4438,7 @@ type GetResultScanningResponse struct {
 
 func (x *GetResultScanningResponse) Reset() {
 	*x = GetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4350,7 +4450,7 @@ func (x *GetResultScanningResponse) String() string {
 func (*GetResultScanningResponse) ProtoMessage() {}
 
 func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4363,7 +4463,7 @@ func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*GetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{75}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *GetResultScanningResponse) GetAction() ResultAction {
@@ -4383,7 +4483,7 @@ type SetResultScanningRequest struct {
 
 func (x *SetResultScanningRequest) Reset() {
 	*x = SetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4395,7 +4495,7 @@ func (x *SetResultScanningRequest) String() string {
 func (*SetResultScanningRequest) ProtoMessage() {}
 
 func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4408,7 +4508,7 @@ func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*SetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *SetResultScanningRequest) GetAction() ResultAction {
@@ -4427,7 +4527,7 @@ type SetResultScanningResponse struct {
 
 func (x *SetResultScanningResponse) Reset() {
 	*x = SetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4439,7 +4539,7 @@ func (x *SetResultScanningResponse) String() string {
 func (*SetResultScanningResponse) ProtoMessage() {}
 
 func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4452,7 +4552,7 @@ func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*SetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
 }
 
 var File_portcullis_admin_v1_admin_proto protoreflect.FileDescriptor
@@ -4571,7 +4671,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
 	"\tupstreams\x18\x03 \x03(\tR\tupstreams\"h\n" +
 	"\x1bCreateVirtualServerResponse\x12I\n" +
-	"\x0evirtual_server\x18\x01 \x01(\v2\".portcullis.admin.v1.VirtualServerR\rvirtualServer\"\xfa\x01\n" +
+	"\x0evirtual_server\x18\x01 \x01(\v2\".portcullis.admin.v1.VirtualServerR\rvirtualServer\"\x9b\x02\n" +
 	"\x04Tool\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vupstream_id\x18\x02 \x01(\tR\n" +
@@ -4582,7 +4682,14 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"liveSha256\x12#\n" +
 	"\rpinned_sha256\x18\x06 \x01(\tR\fpinnedSha256\x127\n" +
 	"\tlast_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x12\n" +
-	"\x04kind\x18\b \x01(\tR\x04kind\"\x12\n" +
+	"\x04kind\x18\b \x01(\tR\x04kind\x12\x1f\n" +
+	"\vflow_labels\x18\t \x03(\tR\n" +
+	"flowLabels\"P\n" +
+	"\x14SetToolLabelsRequest\x12\x17\n" +
+	"\atool_id\x18\x01 \x01(\tR\x06toolId\x12\x1f\n" +
+	"\vflow_labels\x18\x02 \x03(\tR\n" +
+	"flowLabels\"\x17\n" +
+	"\x15SetToolLabelsResponse\"\x12\n" +
 	"\x10ListToolsRequest\"D\n" +
 	"\x11ListToolsResponse\x12/\n" +
 	"\x05tools\x18\x01 \x03(\v2\x19.portcullis.admin.v1.ToolR\x05tools\")\n" +
@@ -4773,11 +4880,12 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x0eCreateUpstream\x12*.portcullis.admin.v1.CreateUpstreamRequest\x1a+.portcullis.admin.v1.CreateUpstreamResponse2\x87\x02\n" +
 	"\x14VirtualServerService\x12u\n" +
 	"\x12ListVirtualServers\x12..portcullis.admin.v1.ListVirtualServersRequest\x1a/.portcullis.admin.v1.ListVirtualServersResponse\x12x\n" +
-	"\x13CreateVirtualServer\x12/.portcullis.admin.v1.CreateVirtualServerRequest\x1a0.portcullis.admin.v1.CreateVirtualServerResponse2\x9b\x02\n" +
+	"\x13CreateVirtualServer\x12/.portcullis.admin.v1.CreateVirtualServerRequest\x1a0.portcullis.admin.v1.CreateVirtualServerResponse2\x83\x03\n" +
 	"\vToolService\x12Z\n" +
 	"\tListTools\x12%.portcullis.admin.v1.ListToolsRequest\x1a&.portcullis.admin.v1.ListToolsResponse\x12T\n" +
 	"\aPinTool\x12#.portcullis.admin.v1.PinToolRequest\x1a$.portcullis.admin.v1.PinToolResponse\x12Z\n" +
-	"\tUnpinTool\x12%.portcullis.admin.v1.UnpinToolRequest\x1a&.portcullis.admin.v1.UnpinToolResponse2\xbb\x02\n" +
+	"\tUnpinTool\x12%.portcullis.admin.v1.UnpinToolRequest\x1a&.portcullis.admin.v1.UnpinToolResponse\x12f\n" +
+	"\rSetToolLabels\x12).portcullis.admin.v1.SetToolLabelsRequest\x1a*.portcullis.admin.v1.SetToolLabelsResponse2\xbb\x02\n" +
 	"\rAPIKeyService\x12`\n" +
 	"\vListAPIKeys\x12'.portcullis.admin.v1.ListAPIKeysRequest\x1a(.portcullis.admin.v1.ListAPIKeysResponse\x12c\n" +
 	"\fCreateAPIKey\x12(.portcullis.admin.v1.CreateAPIKeyRequest\x1a).portcullis.admin.v1.CreateAPIKeyResponse\x12c\n" +
@@ -4815,7 +4923,7 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                             // 0: portcullis.admin.v1.Role
 	(Transport)(0),                        // 1: portcullis.admin.v1.Transport
@@ -4855,100 +4963,102 @@ var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(*CreateVirtualServerRequest)(nil),    // 35: portcullis.admin.v1.CreateVirtualServerRequest
 	(*CreateVirtualServerResponse)(nil),   // 36: portcullis.admin.v1.CreateVirtualServerResponse
 	(*Tool)(nil),                          // 37: portcullis.admin.v1.Tool
-	(*ListToolsRequest)(nil),              // 38: portcullis.admin.v1.ListToolsRequest
-	(*ListToolsResponse)(nil),             // 39: portcullis.admin.v1.ListToolsResponse
-	(*PinToolRequest)(nil),                // 40: portcullis.admin.v1.PinToolRequest
-	(*PinToolResponse)(nil),               // 41: portcullis.admin.v1.PinToolResponse
-	(*UnpinToolRequest)(nil),              // 42: portcullis.admin.v1.UnpinToolRequest
-	(*UnpinToolResponse)(nil),             // 43: portcullis.admin.v1.UnpinToolResponse
-	(*APIKey)(nil),                        // 44: portcullis.admin.v1.APIKey
-	(*ListAPIKeysRequest)(nil),            // 45: portcullis.admin.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),           // 46: portcullis.admin.v1.ListAPIKeysResponse
-	(*CreateAPIKeyRequest)(nil),           // 47: portcullis.admin.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),          // 48: portcullis.admin.v1.CreateAPIKeyResponse
-	(*RevokeAPIKeyRequest)(nil),           // 49: portcullis.admin.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),          // 50: portcullis.admin.v1.RevokeAPIKeyResponse
-	(*AuditEvent)(nil),                    // 51: portcullis.admin.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 52: portcullis.admin.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 53: portcullis.admin.v1.ListAuditEventsResponse
-	(*ChangeRequest)(nil),                 // 54: portcullis.admin.v1.ChangeRequest
-	(*Finding)(nil),                       // 55: portcullis.admin.v1.Finding
-	(*DiffLine)(nil),                      // 56: portcullis.admin.v1.DiffLine
-	(*Decision)(nil),                      // 57: portcullis.admin.v1.Decision
-	(*AgentProgress)(nil),                 // 58: portcullis.admin.v1.AgentProgress
-	(*ListChangeRequestsRequest)(nil),     // 59: portcullis.admin.v1.ListChangeRequestsRequest
-	(*ListChangeRequestsResponse)(nil),    // 60: portcullis.admin.v1.ListChangeRequestsResponse
-	(*GetChangeRequestRequest)(nil),       // 61: portcullis.admin.v1.GetChangeRequestRequest
-	(*GetChangeRequestResponse)(nil),      // 62: portcullis.admin.v1.GetChangeRequestResponse
-	(*ProposeChangeRequest)(nil),          // 63: portcullis.admin.v1.ProposeChangeRequest
-	(*ProposeChangeResponse)(nil),         // 64: portcullis.admin.v1.ProposeChangeResponse
-	(*ApproveChangeRequest)(nil),          // 65: portcullis.admin.v1.ApproveChangeRequest
-	(*ApproveChangeResponse)(nil),         // 66: portcullis.admin.v1.ApproveChangeResponse
-	(*RejectChangeRequest)(nil),           // 67: portcullis.admin.v1.RejectChangeRequest
-	(*RejectChangeResponse)(nil),          // 68: portcullis.admin.v1.RejectChangeResponse
-	(*GetApprovalPolicyRequest)(nil),      // 69: portcullis.admin.v1.GetApprovalPolicyRequest
-	(*GetApprovalPolicyResponse)(nil),     // 70: portcullis.admin.v1.GetApprovalPolicyResponse
-	(*SetApprovalPolicyRequest)(nil),      // 71: portcullis.admin.v1.SetApprovalPolicyRequest
-	(*SetApprovalPolicyResponse)(nil),     // 72: portcullis.admin.v1.SetApprovalPolicyResponse
-	(*ExportPinsRequest)(nil),             // 73: portcullis.admin.v1.ExportPinsRequest
-	(*ExportPinsResponse)(nil),            // 74: portcullis.admin.v1.ExportPinsResponse
-	(*ImportPinsRequest)(nil),             // 75: portcullis.admin.v1.ImportPinsRequest
-	(*ImportPinsResponse)(nil),            // 76: portcullis.admin.v1.ImportPinsResponse
-	(*GetResultScanningRequest)(nil),      // 77: portcullis.admin.v1.GetResultScanningRequest
-	(*GetResultScanningResponse)(nil),     // 78: portcullis.admin.v1.GetResultScanningResponse
-	(*SetResultScanningRequest)(nil),      // 79: portcullis.admin.v1.SetResultScanningRequest
-	(*SetResultScanningResponse)(nil),     // 80: portcullis.admin.v1.SetResultScanningResponse
-	nil,                                   // 81: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),         // 82: google.protobuf.Timestamp
+	(*SetToolLabelsRequest)(nil),          // 38: portcullis.admin.v1.SetToolLabelsRequest
+	(*SetToolLabelsResponse)(nil),         // 39: portcullis.admin.v1.SetToolLabelsResponse
+	(*ListToolsRequest)(nil),              // 40: portcullis.admin.v1.ListToolsRequest
+	(*ListToolsResponse)(nil),             // 41: portcullis.admin.v1.ListToolsResponse
+	(*PinToolRequest)(nil),                // 42: portcullis.admin.v1.PinToolRequest
+	(*PinToolResponse)(nil),               // 43: portcullis.admin.v1.PinToolResponse
+	(*UnpinToolRequest)(nil),              // 44: portcullis.admin.v1.UnpinToolRequest
+	(*UnpinToolResponse)(nil),             // 45: portcullis.admin.v1.UnpinToolResponse
+	(*APIKey)(nil),                        // 46: portcullis.admin.v1.APIKey
+	(*ListAPIKeysRequest)(nil),            // 47: portcullis.admin.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),           // 48: portcullis.admin.v1.ListAPIKeysResponse
+	(*CreateAPIKeyRequest)(nil),           // 49: portcullis.admin.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),          // 50: portcullis.admin.v1.CreateAPIKeyResponse
+	(*RevokeAPIKeyRequest)(nil),           // 51: portcullis.admin.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),          // 52: portcullis.admin.v1.RevokeAPIKeyResponse
+	(*AuditEvent)(nil),                    // 53: portcullis.admin.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 54: portcullis.admin.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 55: portcullis.admin.v1.ListAuditEventsResponse
+	(*ChangeRequest)(nil),                 // 56: portcullis.admin.v1.ChangeRequest
+	(*Finding)(nil),                       // 57: portcullis.admin.v1.Finding
+	(*DiffLine)(nil),                      // 58: portcullis.admin.v1.DiffLine
+	(*Decision)(nil),                      // 59: portcullis.admin.v1.Decision
+	(*AgentProgress)(nil),                 // 60: portcullis.admin.v1.AgentProgress
+	(*ListChangeRequestsRequest)(nil),     // 61: portcullis.admin.v1.ListChangeRequestsRequest
+	(*ListChangeRequestsResponse)(nil),    // 62: portcullis.admin.v1.ListChangeRequestsResponse
+	(*GetChangeRequestRequest)(nil),       // 63: portcullis.admin.v1.GetChangeRequestRequest
+	(*GetChangeRequestResponse)(nil),      // 64: portcullis.admin.v1.GetChangeRequestResponse
+	(*ProposeChangeRequest)(nil),          // 65: portcullis.admin.v1.ProposeChangeRequest
+	(*ProposeChangeResponse)(nil),         // 66: portcullis.admin.v1.ProposeChangeResponse
+	(*ApproveChangeRequest)(nil),          // 67: portcullis.admin.v1.ApproveChangeRequest
+	(*ApproveChangeResponse)(nil),         // 68: portcullis.admin.v1.ApproveChangeResponse
+	(*RejectChangeRequest)(nil),           // 69: portcullis.admin.v1.RejectChangeRequest
+	(*RejectChangeResponse)(nil),          // 70: portcullis.admin.v1.RejectChangeResponse
+	(*GetApprovalPolicyRequest)(nil),      // 71: portcullis.admin.v1.GetApprovalPolicyRequest
+	(*GetApprovalPolicyResponse)(nil),     // 72: portcullis.admin.v1.GetApprovalPolicyResponse
+	(*SetApprovalPolicyRequest)(nil),      // 73: portcullis.admin.v1.SetApprovalPolicyRequest
+	(*SetApprovalPolicyResponse)(nil),     // 74: portcullis.admin.v1.SetApprovalPolicyResponse
+	(*ExportPinsRequest)(nil),             // 75: portcullis.admin.v1.ExportPinsRequest
+	(*ExportPinsResponse)(nil),            // 76: portcullis.admin.v1.ExportPinsResponse
+	(*ImportPinsRequest)(nil),             // 77: portcullis.admin.v1.ImportPinsRequest
+	(*ImportPinsResponse)(nil),            // 78: portcullis.admin.v1.ImportPinsResponse
+	(*GetResultScanningRequest)(nil),      // 79: portcullis.admin.v1.GetResultScanningRequest
+	(*GetResultScanningResponse)(nil),     // 80: portcullis.admin.v1.GetResultScanningResponse
+	(*SetResultScanningRequest)(nil),      // 81: portcullis.admin.v1.SetResultScanningRequest
+	(*SetResultScanningResponse)(nil),     // 82: portcullis.admin.v1.SetResultScanningResponse
+	nil,                                   // 83: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),         // 84: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
 	3,  // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
 	3,  // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,  // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	82, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	84, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
 	8,  // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,  // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
 	8,  // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,  // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	82, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	82, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	84, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	84, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
 	17, // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
 	18, // 12: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
 	18, // 13: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	18, // 14: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	82, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	84, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 16: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	81, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	83, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
 	27, // 18: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
 	27, // 19: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
 	27, // 20: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
 	32, // 21: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
 	32, // 22: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	82, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	84, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
 	37, // 24: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
 	0,  // 25: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	82, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	82, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
-	44, // 28: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
+	84, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	84, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	46, // 28: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
 	0,  // 29: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
-	44, // 30: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	82, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	51, // 32: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	82, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	82, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	82, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	82, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
-	54, // 37: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
-	54, // 38: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	56, // 39: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
-	55, // 40: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
-	55, // 41: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
-	57, // 42: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
-	58, // 43: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
-	54, // 44: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	54, // 45: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	54, // 46: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	46, // 30: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
+	84, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	53, // 32: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
+	84, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	84, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	84, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	84, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	56, // 37: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
+	56, // 38: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	58, // 39: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
+	57, // 40: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
+	57, // 41: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
+	59, // 42: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
+	60, // 43: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
+	56, // 44: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	56, // 45: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	56, // 46: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	2,  // 47: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
 	2,  // 48: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
 	4,  // 49: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
@@ -4965,58 +5075,60 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	30, // 60: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
 	33, // 61: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
 	35, // 62: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
-	38, // 63: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
-	40, // 64: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
-	42, // 65: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
-	45, // 66: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
-	47, // 67: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
-	49, // 68: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
-	52, // 69: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
-	59, // 70: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
-	61, // 71: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
-	63, // 72: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
-	65, // 73: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
-	67, // 74: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
-	69, // 75: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
-	71, // 76: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
-	73, // 77: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
-	75, // 78: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	77, // 79: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
-	79, // 80: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
-	5,  // 81: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	7,  // 82: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	10, // 83: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	12, // 84: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	14, // 85: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	16, // 86: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	20, // 87: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	22, // 88: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	24, // 89: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	26, // 90: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	29, // 91: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	31, // 92: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	34, // 93: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	36, // 94: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	39, // 95: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	41, // 96: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	43, // 97: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	46, // 98: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	48, // 99: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	50, // 100: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	53, // 101: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	60, // 102: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	62, // 103: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	64, // 104: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	66, // 105: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	68, // 106: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	70, // 107: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	72, // 108: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	74, // 109: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	76, // 110: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	78, // 111: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	80, // 112: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	81, // [81:113] is the sub-list for method output_type
-	49, // [49:81] is the sub-list for method input_type
+	40, // 63: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
+	42, // 64: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
+	44, // 65: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
+	38, // 66: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
+	47, // 67: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
+	49, // 68: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
+	51, // 69: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
+	54, // 70: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
+	61, // 71: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
+	63, // 72: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
+	65, // 73: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
+	67, // 74: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
+	69, // 75: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
+	71, // 76: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
+	73, // 77: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
+	75, // 78: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
+	77, // 79: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
+	79, // 80: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	81, // 81: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	5,  // 82: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	7,  // 83: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	10, // 84: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	12, // 85: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	14, // 86: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	16, // 87: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	20, // 88: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	22, // 89: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	24, // 90: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	26, // 91: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	29, // 92: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	31, // 93: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	34, // 94: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	36, // 95: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	41, // 96: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	43, // 97: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	45, // 98: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	39, // 99: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	48, // 100: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	50, // 101: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	52, // 102: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	55, // 103: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	62, // 104: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	64, // 105: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	66, // 106: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	68, // 107: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	70, // 108: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	72, // 109: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	74, // 110: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	76, // 111: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	78, // 112: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	80, // 113: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	82, // 114: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	82, // [82:115] is the sub-list for method output_type
+	49, // [49:82] is the sub-list for method input_type
 	49, // [49:49] is the sub-list for extension type_name
 	49, // [49:49] is the sub-list for extension extendee
 	0,  // [0:49] is the sub-list for field type_name
@@ -5033,7 +5145,7 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   79,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   10,
 		},

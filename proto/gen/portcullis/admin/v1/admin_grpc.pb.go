@@ -928,9 +928,10 @@ var VirtualServerService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ToolService_ListTools_FullMethodName = "/portcullis.admin.v1.ToolService/ListTools"
-	ToolService_PinTool_FullMethodName   = "/portcullis.admin.v1.ToolService/PinTool"
-	ToolService_UnpinTool_FullMethodName = "/portcullis.admin.v1.ToolService/UnpinTool"
+	ToolService_ListTools_FullMethodName     = "/portcullis.admin.v1.ToolService/ListTools"
+	ToolService_PinTool_FullMethodName       = "/portcullis.admin.v1.ToolService/PinTool"
+	ToolService_UnpinTool_FullMethodName     = "/portcullis.admin.v1.ToolService/UnpinTool"
+	ToolService_SetToolLabels_FullMethodName = "/portcullis.admin.v1.ToolService/SetToolLabels"
 )
 
 // ToolServiceClient is the client API for ToolService service.
@@ -945,6 +946,8 @@ type ToolServiceClient interface {
 	PinTool(ctx context.Context, in *PinToolRequest, opts ...grpc.CallOption) (*PinToolResponse, error)
 	// UnpinTool withdraws approval; gateways hide the tool at once.
 	UnpinTool(ctx context.Context, in *UnpinToolRequest, opts ...grpc.CallOption) (*UnpinToolResponse, error)
+	// SetToolLabels sets a tool's data-flow labels (admin).
+	SetToolLabels(ctx context.Context, in *SetToolLabelsRequest, opts ...grpc.CallOption) (*SetToolLabelsResponse, error)
 }
 
 type toolServiceClient struct {
@@ -985,6 +988,16 @@ func (c *toolServiceClient) UnpinTool(ctx context.Context, in *UnpinToolRequest,
 	return out, nil
 }
 
+func (c *toolServiceClient) SetToolLabels(ctx context.Context, in *SetToolLabelsRequest, opts ...grpc.CallOption) (*SetToolLabelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetToolLabelsResponse)
+	err := c.cc.Invoke(ctx, ToolService_SetToolLabels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ToolServiceServer is the server API for ToolService service.
 // All implementations must embed UnimplementedToolServiceServer
 // for forward compatibility.
@@ -997,6 +1010,8 @@ type ToolServiceServer interface {
 	PinTool(context.Context, *PinToolRequest) (*PinToolResponse, error)
 	// UnpinTool withdraws approval; gateways hide the tool at once.
 	UnpinTool(context.Context, *UnpinToolRequest) (*UnpinToolResponse, error)
+	// SetToolLabels sets a tool's data-flow labels (admin).
+	SetToolLabels(context.Context, *SetToolLabelsRequest) (*SetToolLabelsResponse, error)
 	mustEmbedUnimplementedToolServiceServer()
 }
 
@@ -1015,6 +1030,9 @@ func (UnimplementedToolServiceServer) PinTool(context.Context, *PinToolRequest) 
 }
 func (UnimplementedToolServiceServer) UnpinTool(context.Context, *UnpinToolRequest) (*UnpinToolResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnpinTool not implemented")
+}
+func (UnimplementedToolServiceServer) SetToolLabels(context.Context, *SetToolLabelsRequest) (*SetToolLabelsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetToolLabels not implemented")
 }
 func (UnimplementedToolServiceServer) mustEmbedUnimplementedToolServiceServer() {}
 func (UnimplementedToolServiceServer) testEmbeddedByValue()                     {}
@@ -1091,6 +1109,24 @@ func _ToolService_UnpinTool_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ToolService_SetToolLabels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetToolLabelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ToolServiceServer).SetToolLabels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ToolService_SetToolLabels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ToolServiceServer).SetToolLabels(ctx, req.(*SetToolLabelsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ToolService_ServiceDesc is the grpc.ServiceDesc for ToolService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1109,6 +1145,10 @@ var ToolService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnpinTool",
 			Handler:    _ToolService_UnpinTool_Handler,
+		},
+		{
+			MethodName: "SetToolLabels",
+			Handler:    _ToolService_SetToolLabels_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1187,7 +1187,9 @@ type ToolPin struct {
 	// Hex SHA-256 of the RFC 8785 canonical definition.
 	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// The canonical definition JSON that was approved.
-	Definition    []byte `protobuf:"bytes,4,opt,name=definition,proto3" json:"definition,omitempty"`
+	Definition []byte `protobuf:"bytes,4,opt,name=definition,proto3" json:"definition,omitempty"`
+	// Data-flow labels of a tool: "private_data", "untrusted_content", "external_sink".
+	FlowLabels    []string `protobuf:"bytes,5,rep,name=flow_labels,json=flowLabels,proto3" json:"flow_labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1246,6 +1248,13 @@ func (x *ToolPin) GetSha256() string {
 func (x *ToolPin) GetDefinition() []byte {
 	if x != nil {
 		return x.Definition
+	}
+	return nil
+}
+
+func (x *ToolPin) GetFlowLabels() []string {
+	if x != nil {
+		return x.FlowLabels
 	}
 	return nil
 }
@@ -2054,14 +2063,16 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
 	"\rVirtualServer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
-	"\tupstreams\x18\x02 \x03(\tR\tupstreams\"q\n" +
+	"\tupstreams\x18\x02 \x03(\tR\tupstreams\"\x92\x01\n" +
 	"\aToolPin\x12\x1a\n" +
 	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x12\n" +
 	"\x04tool\x18\x02 \x01(\tR\x04tool\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x1e\n" +
 	"\n" +
 	"definition\x18\x04 \x01(\fR\n" +
-	"definition\"\xd7\x01\n" +
+	"definition\x12\x1f\n" +
+	"\vflow_labels\x18\x05 \x03(\tR\n" +
+	"flowLabels\"\xd7\x01\n" +
 	"\n" +
 	"AccessRule\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +

@@ -103,6 +103,9 @@ const (
 	ToolServicePinToolProcedure = "/portcullis.admin.v1.ToolService/PinTool"
 	// ToolServiceUnpinToolProcedure is the fully-qualified name of the ToolService's UnpinTool RPC.
 	ToolServiceUnpinToolProcedure = "/portcullis.admin.v1.ToolService/UnpinTool"
+	// ToolServiceSetToolLabelsProcedure is the fully-qualified name of the ToolService's SetToolLabels
+	// RPC.
+	ToolServiceSetToolLabelsProcedure = "/portcullis.admin.v1.ToolService/SetToolLabels"
 	// APIKeyServiceListAPIKeysProcedure is the fully-qualified name of the APIKeyService's ListAPIKeys
 	// RPC.
 	APIKeyServiceListAPIKeysProcedure = "/portcullis.admin.v1.APIKeyService/ListAPIKeys"
@@ -775,6 +778,8 @@ type ToolServiceClient interface {
 	PinTool(context.Context, *connect.Request[v1.PinToolRequest]) (*connect.Response[v1.PinToolResponse], error)
 	// UnpinTool withdraws approval; gateways hide the tool at once.
 	UnpinTool(context.Context, *connect.Request[v1.UnpinToolRequest]) (*connect.Response[v1.UnpinToolResponse], error)
+	// SetToolLabels sets a tool's data-flow labels (admin).
+	SetToolLabels(context.Context, *connect.Request[v1.SetToolLabelsRequest]) (*connect.Response[v1.SetToolLabelsResponse], error)
 }
 
 // NewToolServiceClient constructs a client for the portcullis.admin.v1.ToolService service. By
@@ -806,14 +811,21 @@ func NewToolServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(toolServiceMethods.ByName("UnpinTool")),
 			connect.WithClientOptions(opts...),
 		),
+		setToolLabels: connect.NewClient[v1.SetToolLabelsRequest, v1.SetToolLabelsResponse](
+			httpClient,
+			baseURL+ToolServiceSetToolLabelsProcedure,
+			connect.WithSchema(toolServiceMethods.ByName("SetToolLabels")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // toolServiceClient implements ToolServiceClient.
 type toolServiceClient struct {
-	listTools *connect.Client[v1.ListToolsRequest, v1.ListToolsResponse]
-	pinTool   *connect.Client[v1.PinToolRequest, v1.PinToolResponse]
-	unpinTool *connect.Client[v1.UnpinToolRequest, v1.UnpinToolResponse]
+	listTools     *connect.Client[v1.ListToolsRequest, v1.ListToolsResponse]
+	pinTool       *connect.Client[v1.PinToolRequest, v1.PinToolResponse]
+	unpinTool     *connect.Client[v1.UnpinToolRequest, v1.UnpinToolResponse]
+	setToolLabels *connect.Client[v1.SetToolLabelsRequest, v1.SetToolLabelsResponse]
 }
 
 // ListTools calls portcullis.admin.v1.ToolService.ListTools.
@@ -831,6 +843,11 @@ func (c *toolServiceClient) UnpinTool(ctx context.Context, req *connect.Request[
 	return c.unpinTool.CallUnary(ctx, req)
 }
 
+// SetToolLabels calls portcullis.admin.v1.ToolService.SetToolLabels.
+func (c *toolServiceClient) SetToolLabels(ctx context.Context, req *connect.Request[v1.SetToolLabelsRequest]) (*connect.Response[v1.SetToolLabelsResponse], error) {
+	return c.setToolLabels.CallUnary(ctx, req)
+}
+
 // ToolServiceHandler is an implementation of the portcullis.admin.v1.ToolService service.
 type ToolServiceHandler interface {
 	// ListTools lists the tenant's discovered tools.
@@ -839,6 +856,8 @@ type ToolServiceHandler interface {
 	PinTool(context.Context, *connect.Request[v1.PinToolRequest]) (*connect.Response[v1.PinToolResponse], error)
 	// UnpinTool withdraws approval; gateways hide the tool at once.
 	UnpinTool(context.Context, *connect.Request[v1.UnpinToolRequest]) (*connect.Response[v1.UnpinToolResponse], error)
+	// SetToolLabels sets a tool's data-flow labels (admin).
+	SetToolLabels(context.Context, *connect.Request[v1.SetToolLabelsRequest]) (*connect.Response[v1.SetToolLabelsResponse], error)
 }
 
 // NewToolServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -866,6 +885,12 @@ func NewToolServiceHandler(svc ToolServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(toolServiceMethods.ByName("UnpinTool")),
 		connect.WithHandlerOptions(opts...),
 	)
+	toolServiceSetToolLabelsHandler := connect.NewUnaryHandler(
+		ToolServiceSetToolLabelsProcedure,
+		svc.SetToolLabels,
+		connect.WithSchema(toolServiceMethods.ByName("SetToolLabels")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/portcullis.admin.v1.ToolService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ToolServiceListToolsProcedure:
@@ -874,6 +899,8 @@ func NewToolServiceHandler(svc ToolServiceHandler, opts ...connect.HandlerOption
 			toolServicePinToolHandler.ServeHTTP(w, r)
 		case ToolServiceUnpinToolProcedure:
 			toolServiceUnpinToolHandler.ServeHTTP(w, r)
+		case ToolServiceSetToolLabelsProcedure:
+			toolServiceSetToolLabelsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -893,6 +920,10 @@ func (UnimplementedToolServiceHandler) PinTool(context.Context, *connect.Request
 
 func (UnimplementedToolServiceHandler) UnpinTool(context.Context, *connect.Request[v1.UnpinToolRequest]) (*connect.Response[v1.UnpinToolResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ToolService.UnpinTool is not implemented"))
+}
+
+func (UnimplementedToolServiceHandler) SetToolLabels(context.Context, *connect.Request[v1.SetToolLabelsRequest]) (*connect.Response[v1.SetToolLabelsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ToolService.SetToolLabels is not implemented"))
 }
 
 // APIKeyServiceClient is a client for the portcullis.admin.v1.APIKeyService service.
