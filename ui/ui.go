@@ -337,8 +337,8 @@ type ToolDetail struct {
 	Page
 	Tool      Tool
 	AllLabels []string
-	Versions []ToolVersion
-	Requests []ChangeRow
+	Versions  []ToolVersion
+	Requests  []ChangeRow
 }
 
 // HasLabel reports whether t carries label l.

@@ -69,7 +69,7 @@ type policy struct {
 	pins    map[pinKey]string    // → sha256
 	labels  map[pinKey]flowLabel // tools' data-flow labels
 	results resultscan.Action
-	vs   map[string][]string
+	vs      map[string][]string
 }
 
 // Proxy serves MCP to clients and enforces the bundle.
