@@ -16,12 +16,14 @@ import (
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/portcullis-mcp/portcullis/ent/accessrule"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/apikey"
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
+	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
@@ -43,6 +45,8 @@ type Client struct {
 	Schema *migrate.Schema
 	// APIKey is the client for interacting with the APIKey builders.
 	APIKey *APIKeyClient
+	// AccessRule is the client for interacting with the AccessRule builders.
+	AccessRule *AccessRuleClient
 	// Agent is the client for interacting with the Agent builders.
 	Agent *AgentClient
 	// Approval is the client for interacting with the Approval builders.
@@ -53,6 +57,8 @@ type Client struct {
 	CallEvent *CallEventClient
 	// ChangeRequest is the client for interacting with the ChangeRequest builders.
 	ChangeRequest *ChangeRequestClient
+	// ClientKey is the client for interacting with the ClientKey builders.
+	ClientKey *ClientKeyClient
 	// EnrollmentToken is the client for interacting with the EnrollmentToken builders.
 	EnrollmentToken *EnrollmentTokenClient
 	// Gateway is the client for interacting with the Gateway builders.
@@ -89,11 +95,13 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.APIKey = NewAPIKeyClient(c.config)
+	c.AccessRule = NewAccessRuleClient(c.config)
 	c.Agent = NewAgentClient(c.config)
 	c.Approval = NewApprovalClient(c.config)
 	c.AuditEvent = NewAuditEventClient(c.config)
 	c.CallEvent = NewCallEventClient(c.config)
 	c.ChangeRequest = NewChangeRequestClient(c.config)
+	c.ClientKey = NewClientKeyClient(c.config)
 	c.EnrollmentToken = NewEnrollmentTokenClient(c.config)
 	c.Gateway = NewGatewayClient(c.config)
 	c.Invitation = NewInvitationClient(c.config)
@@ -199,11 +207,13 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ctx:             ctx,
 		config:          cfg,
 		APIKey:          NewAPIKeyClient(cfg),
+		AccessRule:      NewAccessRuleClient(cfg),
 		Agent:           NewAgentClient(cfg),
 		Approval:        NewApprovalClient(cfg),
 		AuditEvent:      NewAuditEventClient(cfg),
 		CallEvent:       NewCallEventClient(cfg),
 		ChangeRequest:   NewChangeRequestClient(cfg),
+		ClientKey:       NewClientKeyClient(cfg),
 		EnrollmentToken: NewEnrollmentTokenClient(cfg),
 		Gateway:         NewGatewayClient(cfg),
 		Invitation:      NewInvitationClient(cfg),
@@ -236,11 +246,13 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ctx:             ctx,
 		config:          cfg,
 		APIKey:          NewAPIKeyClient(cfg),
+		AccessRule:      NewAccessRuleClient(cfg),
 		Agent:           NewAgentClient(cfg),
 		Approval:        NewApprovalClient(cfg),
 		AuditEvent:      NewAuditEventClient(cfg),
 		CallEvent:       NewCallEventClient(cfg),
 		ChangeRequest:   NewChangeRequestClient(cfg),
+		ClientKey:       NewClientKeyClient(cfg),
 		EnrollmentToken: NewEnrollmentTokenClient(cfg),
 		Gateway:         NewGatewayClient(cfg),
 		Invitation:      NewInvitationClient(cfg),
@@ -282,10 +294,10 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.APIKey, c.Agent, c.Approval, c.AuditEvent, c.CallEvent, c.ChangeRequest,
-		c.EnrollmentToken, c.Gateway, c.Invitation, c.Membership, c.PolicyVersion,
-		c.Session, c.Tenant, c.Tool, c.ToolVersion, c.Upstream, c.User,
-		c.VirtualServer,
+		c.APIKey, c.AccessRule, c.Agent, c.Approval, c.AuditEvent, c.CallEvent,
+		c.ChangeRequest, c.ClientKey, c.EnrollmentToken, c.Gateway, c.Invitation,
+		c.Membership, c.PolicyVersion, c.Session, c.Tenant, c.Tool, c.ToolVersion,
+		c.Upstream, c.User, c.VirtualServer,
 	} {
 		n.Use(hooks...)
 	}
@@ -295,10 +307,10 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.APIKey, c.Agent, c.Approval, c.AuditEvent, c.CallEvent, c.ChangeRequest,
-		c.EnrollmentToken, c.Gateway, c.Invitation, c.Membership, c.PolicyVersion,
-		c.Session, c.Tenant, c.Tool, c.ToolVersion, c.Upstream, c.User,
-		c.VirtualServer,
+		c.APIKey, c.AccessRule, c.Agent, c.Approval, c.AuditEvent, c.CallEvent,
+		c.ChangeRequest, c.ClientKey, c.EnrollmentToken, c.Gateway, c.Invitation,
+		c.Membership, c.PolicyVersion, c.Session, c.Tenant, c.Tool, c.ToolVersion,
+		c.Upstream, c.User, c.VirtualServer,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -309,6 +321,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
 	case *APIKeyMutation:
 		return c.APIKey.mutate(ctx, m)
+	case *AccessRuleMutation:
+		return c.AccessRule.mutate(ctx, m)
 	case *AgentMutation:
 		return c.Agent.mutate(ctx, m)
 	case *ApprovalMutation:
@@ -319,6 +333,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.CallEvent.mutate(ctx, m)
 	case *ChangeRequestMutation:
 		return c.ChangeRequest.mutate(ctx, m)
+	case *ClientKeyMutation:
+		return c.ClientKey.mutate(ctx, m)
 	case *EnrollmentTokenMutation:
 		return c.EnrollmentToken.mutate(ctx, m)
 	case *GatewayMutation:
@@ -495,6 +511,156 @@ func (c *APIKeyClient) mutate(ctx context.Context, m *APIKeyMutation) (Value, er
 		return (&APIKeyDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown APIKey mutation op: %q", m.Op())
+	}
+}
+
+// AccessRuleClient is a client for the AccessRule schema.
+type AccessRuleClient struct {
+	config
+}
+
+// NewAccessRuleClient returns a client for the AccessRule from the given config.
+func NewAccessRuleClient(c config) *AccessRuleClient {
+	return &AccessRuleClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `accessrule.Hooks(f(g(h())))`.
+func (c *AccessRuleClient) Use(hooks ...Hook) {
+	c.hooks.AccessRule = append(c.hooks.AccessRule, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `accessrule.Intercept(f(g(h())))`.
+func (c *AccessRuleClient) Intercept(interceptors ...Interceptor) {
+	c.inters.AccessRule = append(c.inters.AccessRule, interceptors...)
+}
+
+// Create returns a builder for creating a AccessRule entity.
+func (c *AccessRuleClient) Create() *AccessRuleCreate {
+	mutation := newAccessRuleMutation(c.config, OpCreate)
+	return &AccessRuleCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of AccessRule entities.
+func (c *AccessRuleClient) CreateBulk(builders ...*AccessRuleCreate) *AccessRuleCreateBulk {
+	return &AccessRuleCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *AccessRuleClient) MapCreateBulk(slice any, setFunc func(*AccessRuleCreate, int)) *AccessRuleCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &AccessRuleCreateBulk{err: fmt.Errorf("calling to AccessRuleClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*AccessRuleCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &AccessRuleCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for AccessRule.
+func (c *AccessRuleClient) Update() *AccessRuleUpdate {
+	mutation := newAccessRuleMutation(c.config, OpUpdate)
+	return &AccessRuleUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *AccessRuleClient) UpdateOne(_m *AccessRule) *AccessRuleUpdateOne {
+	mutation := newAccessRuleMutation(c.config, OpUpdateOne, withAccessRule(_m))
+	return &AccessRuleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *AccessRuleClient) UpdateOneID(id uuid.UUID) *AccessRuleUpdateOne {
+	mutation := newAccessRuleMutation(c.config, OpUpdateOne, withAccessRuleID(id))
+	return &AccessRuleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for AccessRule.
+func (c *AccessRuleClient) Delete() *AccessRuleDelete {
+	mutation := newAccessRuleMutation(c.config, OpDelete)
+	return &AccessRuleDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *AccessRuleClient) DeleteOne(_m *AccessRule) *AccessRuleDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *AccessRuleClient) DeleteOneID(id uuid.UUID) *AccessRuleDeleteOne {
+	builder := c.Delete().Where(accessrule.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &AccessRuleDeleteOne{builder}
+}
+
+// Query returns a query builder for AccessRule.
+func (c *AccessRuleClient) Query() *AccessRuleQuery {
+	return &AccessRuleQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeAccessRule},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a AccessRule entity by its id.
+func (c *AccessRuleClient) Get(ctx context.Context, id uuid.UUID) (*AccessRule, error) {
+	return c.Query().Where(accessrule.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *AccessRuleClient) GetX(ctx context.Context, id uuid.UUID) *AccessRule {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryTenant queries the tenant edge of a AccessRule.
+func (c *AccessRuleClient) QueryTenant(_m *AccessRule) *TenantQuery {
+	query := (&TenantClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(accessrule.Table, accessrule.FieldID, id),
+			sqlgraph.To(tenant.Table, tenant.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, accessrule.TenantTable, accessrule.TenantColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *AccessRuleClient) Hooks() []Hook {
+	hooks := c.hooks.AccessRule
+	return append(hooks[:len(hooks):len(hooks)], accessrule.Hooks[:]...)
+}
+
+// Interceptors returns the client interceptors.
+func (c *AccessRuleClient) Interceptors() []Interceptor {
+	return c.inters.AccessRule
+}
+
+func (c *AccessRuleClient) mutate(ctx context.Context, m *AccessRuleMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&AccessRuleCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&AccessRuleUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&AccessRuleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&AccessRuleDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown AccessRule mutation op: %q", m.Op())
 	}
 }
 
@@ -1309,6 +1475,156 @@ func (c *ChangeRequestClient) mutate(ctx context.Context, m *ChangeRequestMutati
 		return (&ChangeRequestDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown ChangeRequest mutation op: %q", m.Op())
+	}
+}
+
+// ClientKeyClient is a client for the ClientKey schema.
+type ClientKeyClient struct {
+	config
+}
+
+// NewClientKeyClient returns a client for the ClientKey from the given config.
+func NewClientKeyClient(c config) *ClientKeyClient {
+	return &ClientKeyClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `clientkey.Hooks(f(g(h())))`.
+func (c *ClientKeyClient) Use(hooks ...Hook) {
+	c.hooks.ClientKey = append(c.hooks.ClientKey, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `clientkey.Intercept(f(g(h())))`.
+func (c *ClientKeyClient) Intercept(interceptors ...Interceptor) {
+	c.inters.ClientKey = append(c.inters.ClientKey, interceptors...)
+}
+
+// Create returns a builder for creating a ClientKey entity.
+func (c *ClientKeyClient) Create() *ClientKeyCreate {
+	mutation := newClientKeyMutation(c.config, OpCreate)
+	return &ClientKeyCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of ClientKey entities.
+func (c *ClientKeyClient) CreateBulk(builders ...*ClientKeyCreate) *ClientKeyCreateBulk {
+	return &ClientKeyCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *ClientKeyClient) MapCreateBulk(slice any, setFunc func(*ClientKeyCreate, int)) *ClientKeyCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &ClientKeyCreateBulk{err: fmt.Errorf("calling to ClientKeyClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*ClientKeyCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &ClientKeyCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for ClientKey.
+func (c *ClientKeyClient) Update() *ClientKeyUpdate {
+	mutation := newClientKeyMutation(c.config, OpUpdate)
+	return &ClientKeyUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *ClientKeyClient) UpdateOne(_m *ClientKey) *ClientKeyUpdateOne {
+	mutation := newClientKeyMutation(c.config, OpUpdateOne, withClientKey(_m))
+	return &ClientKeyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *ClientKeyClient) UpdateOneID(id uuid.UUID) *ClientKeyUpdateOne {
+	mutation := newClientKeyMutation(c.config, OpUpdateOne, withClientKeyID(id))
+	return &ClientKeyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for ClientKey.
+func (c *ClientKeyClient) Delete() *ClientKeyDelete {
+	mutation := newClientKeyMutation(c.config, OpDelete)
+	return &ClientKeyDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *ClientKeyClient) DeleteOne(_m *ClientKey) *ClientKeyDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *ClientKeyClient) DeleteOneID(id uuid.UUID) *ClientKeyDeleteOne {
+	builder := c.Delete().Where(clientkey.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &ClientKeyDeleteOne{builder}
+}
+
+// Query returns a query builder for ClientKey.
+func (c *ClientKeyClient) Query() *ClientKeyQuery {
+	return &ClientKeyQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeClientKey},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a ClientKey entity by its id.
+func (c *ClientKeyClient) Get(ctx context.Context, id uuid.UUID) (*ClientKey, error) {
+	return c.Query().Where(clientkey.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *ClientKeyClient) GetX(ctx context.Context, id uuid.UUID) *ClientKey {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryTenant queries the tenant edge of a ClientKey.
+func (c *ClientKeyClient) QueryTenant(_m *ClientKey) *TenantQuery {
+	query := (&TenantClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(clientkey.Table, clientkey.FieldID, id),
+			sqlgraph.To(tenant.Table, tenant.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, clientkey.TenantTable, clientkey.TenantColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *ClientKeyClient) Hooks() []Hook {
+	hooks := c.hooks.ClientKey
+	return append(hooks[:len(hooks):len(hooks)], clientkey.Hooks[:]...)
+}
+
+// Interceptors returns the client interceptors.
+func (c *ClientKeyClient) Interceptors() []Interceptor {
+	return c.inters.ClientKey
+}
+
+func (c *ClientKeyClient) mutate(ctx context.Context, m *ClientKeyMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&ClientKeyCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&ClientKeyUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&ClientKeyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&ClientKeyDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown ClientKey mutation op: %q", m.Op())
 	}
 }
 
@@ -3323,13 +3639,14 @@ func (c *VirtualServerClient) mutate(ctx context.Context, m *VirtualServerMutati
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		APIKey, Agent, Approval, AuditEvent, CallEvent, ChangeRequest, EnrollmentToken,
-		Gateway, Invitation, Membership, PolicyVersion, Session, Tenant, Tool,
-		ToolVersion, Upstream, User, VirtualServer []ent.Hook
+		APIKey, AccessRule, Agent, Approval, AuditEvent, CallEvent, ChangeRequest,
+		ClientKey, EnrollmentToken, Gateway, Invitation, Membership, PolicyVersion,
+		Session, Tenant, Tool, ToolVersion, Upstream, User, VirtualServer []ent.Hook
 	}
 	inters struct {
-		APIKey, Agent, Approval, AuditEvent, CallEvent, ChangeRequest, EnrollmentToken,
-		Gateway, Invitation, Membership, PolicyVersion, Session, Tenant, Tool,
-		ToolVersion, Upstream, User, VirtualServer []ent.Interceptor
+		APIKey, AccessRule, Agent, Approval, AuditEvent, CallEvent, ChangeRequest,
+		ClientKey, EnrollmentToken, Gateway, Invitation, Membership, PolicyVersion,
+		Session, Tenant, Tool, ToolVersion, Upstream, User,
+		VirtualServer []ent.Interceptor
 	}
 )

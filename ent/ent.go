@@ -12,12 +12,14 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/portcullis-mcp/portcullis/ent/accessrule"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/apikey"
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
+	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
@@ -91,11 +93,13 @@ func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
 			apikey.Table:          apikey.ValidColumn,
+			accessrule.Table:      accessrule.ValidColumn,
 			agent.Table:           agent.ValidColumn,
 			approval.Table:        approval.ValidColumn,
 			auditevent.Table:      auditevent.ValidColumn,
 			callevent.Table:       callevent.ValidColumn,
 			changerequest.Table:   changerequest.ValidColumn,
+			clientkey.Table:       clientkey.ValidColumn,
 			enrollmenttoken.Table: enrollmenttoken.ValidColumn,
 			gateway.Table:         gateway.ValidColumn,
 			invitation.Table:      invitation.ValidColumn,

@@ -3,12 +3,14 @@
 package ent
 
 import (
+	"github.com/portcullis-mcp/portcullis/ent/accessrule"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/apikey"
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
+	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
@@ -31,7 +33,7 @@ import (
 
 // schemaGraph holds a representation of ent/schema at runtime.
 var schemaGraph = func() *sqlgraph.Schema {
-	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 18)}
+	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 20)}
 	graph.Nodes[0] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   apikey.Table,
@@ -55,6 +57,30 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 	}
 	graph.Nodes[1] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
+			Table:   accessrule.Table,
+			Columns: accessrule.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: accessrule.FieldID,
+			},
+		},
+		Type: "AccessRule",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			accessrule.FieldCreatedAt:     {Type: field.TypeTime, Column: accessrule.FieldCreatedAt},
+			accessrule.FieldUpdatedAt:     {Type: field.TypeTime, Column: accessrule.FieldUpdatedAt},
+			accessrule.FieldTenantID:      {Type: field.TypeUUID, Column: accessrule.FieldTenantID},
+			accessrule.FieldGatewayID:     {Type: field.TypeUUID, Column: accessrule.FieldGatewayID},
+			accessrule.FieldPosition:      {Type: field.TypeInt, Column: accessrule.FieldPosition},
+			accessrule.FieldPrincipal:     {Type: field.TypeString, Column: accessrule.FieldPrincipal},
+			accessrule.FieldVirtualServer: {Type: field.TypeString, Column: accessrule.FieldVirtualServer},
+			accessrule.FieldToolPattern:   {Type: field.TypeString, Column: accessrule.FieldToolPattern},
+			accessrule.FieldEffect:        {Type: field.TypeEnum, Column: accessrule.FieldEffect},
+			accessrule.FieldCondition:     {Type: field.TypeString, Column: accessrule.FieldCondition},
+			accessrule.FieldDescription:   {Type: field.TypeString, Column: accessrule.FieldDescription},
+		},
+	}
+	graph.Nodes[2] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   agent.Table,
 			Columns: agent.Columns,
@@ -80,7 +106,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			agent.FieldRevoked:         {Type: field.TypeBool, Column: agent.FieldRevoked},
 		},
 	}
-	graph.Nodes[2] = &sqlgraph.Node{
+	graph.Nodes[3] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   approval.Table,
 			Columns: approval.Columns,
@@ -101,7 +127,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			approval.FieldComment:         {Type: field.TypeString, Column: approval.FieldComment},
 		},
 	}
-	graph.Nodes[3] = &sqlgraph.Node{
+	graph.Nodes[4] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   auditevent.Table,
 			Columns: auditevent.Columns,
@@ -123,7 +149,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			auditevent.FieldAfter:      {Type: field.TypeJSON, Column: auditevent.FieldAfter},
 		},
 	}
-	graph.Nodes[4] = &sqlgraph.Node{
+	graph.Nodes[5] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   callevent.Table,
 			Columns: callevent.Columns,
@@ -151,7 +177,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			callevent.FieldError:         {Type: field.TypeString, Column: callevent.FieldError},
 		},
 	}
-	graph.Nodes[5] = &sqlgraph.Node{
+	graph.Nodes[6] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   changerequest.Table,
 			Columns: changerequest.Columns,
@@ -181,7 +207,27 @@ var schemaGraph = func() *sqlgraph.Schema {
 			changerequest.FieldSupersededBy:      {Type: field.TypeUUID, Column: changerequest.FieldSupersededBy},
 		},
 	}
-	graph.Nodes[6] = &sqlgraph.Node{
+	graph.Nodes[7] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
+			Table:   clientkey.Table,
+			Columns: clientkey.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: clientkey.FieldID,
+			},
+		},
+		Type: "ClientKey",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			clientkey.FieldCreatedAt:  {Type: field.TypeTime, Column: clientkey.FieldCreatedAt},
+			clientkey.FieldUpdatedAt:  {Type: field.TypeTime, Column: clientkey.FieldUpdatedAt},
+			clientkey.FieldTenantID:   {Type: field.TypeUUID, Column: clientkey.FieldTenantID},
+			clientkey.FieldName:       {Type: field.TypeString, Column: clientkey.FieldName},
+			clientkey.FieldGroups:     {Type: field.TypeJSON, Column: clientkey.FieldGroups},
+			clientkey.FieldSecretHash: {Type: field.TypeString, Column: clientkey.FieldSecretHash},
+			clientkey.FieldRevokedAt:  {Type: field.TypeTime, Column: clientkey.FieldRevokedAt},
+		},
+	}
+	graph.Nodes[8] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   enrollmenttoken.Table,
 			Columns: enrollmenttoken.Columns,
@@ -201,7 +247,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			enrollmenttoken.FieldUsedAt:     {Type: field.TypeTime, Column: enrollmenttoken.FieldUsedAt},
 		},
 	}
-	graph.Nodes[7] = &sqlgraph.Node{
+	graph.Nodes[9] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   gateway.Table,
 			Columns: gateway.Columns,
@@ -212,13 +258,14 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		Type: "Gateway",
 		Fields: map[string]*sqlgraph.FieldSpec{
-			gateway.FieldCreatedAt: {Type: field.TypeTime, Column: gateway.FieldCreatedAt},
-			gateway.FieldUpdatedAt: {Type: field.TypeTime, Column: gateway.FieldUpdatedAt},
-			gateway.FieldTenantID:  {Type: field.TypeUUID, Column: gateway.FieldTenantID},
-			gateway.FieldName:      {Type: field.TypeString, Column: gateway.FieldName},
+			gateway.FieldCreatedAt:          {Type: field.TypeTime, Column: gateway.FieldCreatedAt},
+			gateway.FieldUpdatedAt:          {Type: field.TypeTime, Column: gateway.FieldUpdatedAt},
+			gateway.FieldTenantID:           {Type: field.TypeUUID, Column: gateway.FieldTenantID},
+			gateway.FieldName:               {Type: field.TypeString, Column: gateway.FieldName},
+			gateway.FieldClientAuthRequired: {Type: field.TypeBool, Column: gateway.FieldClientAuthRequired},
 		},
 	}
-	graph.Nodes[8] = &sqlgraph.Node{
+	graph.Nodes[10] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   invitation.Table,
 			Columns: invitation.Columns,
@@ -239,7 +286,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			invitation.FieldAcceptedAt: {Type: field.TypeTime, Column: invitation.FieldAcceptedAt},
 		},
 	}
-	graph.Nodes[9] = &sqlgraph.Node{
+	graph.Nodes[11] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   membership.Table,
 			Columns: membership.Columns,
@@ -257,7 +304,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			membership.FieldRole:      {Type: field.TypeEnum, Column: membership.FieldRole},
 		},
 	}
-	graph.Nodes[10] = &sqlgraph.Node{
+	graph.Nodes[12] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   policyversion.Table,
 			Columns: policyversion.Columns,
@@ -279,7 +326,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			policyversion.FieldKeyID:         {Type: field.TypeString, Column: policyversion.FieldKeyID},
 		},
 	}
-	graph.Nodes[11] = &sqlgraph.Node{
+	graph.Nodes[13] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   session.Table,
 			Columns: session.Columns,
@@ -298,7 +345,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			session.FieldExpiresAt: {Type: field.TypeTime, Column: session.FieldExpiresAt},
 		},
 	}
-	graph.Nodes[12] = &sqlgraph.Node{
+	graph.Nodes[14] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   tenant.Table,
 			Columns: tenant.Columns,
@@ -319,7 +366,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tenant.FieldResultAction:      {Type: field.TypeEnum, Column: tenant.FieldResultAction},
 		},
 	}
-	graph.Nodes[13] = &sqlgraph.Node{
+	graph.Nodes[15] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   tool.Table,
 			Columns: tool.Columns,
@@ -343,7 +390,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tool.FieldLastSeen:     {Type: field.TypeTime, Column: tool.FieldLastSeen},
 		},
 	}
-	graph.Nodes[14] = &sqlgraph.Node{
+	graph.Nodes[16] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   toolversion.Table,
 			Columns: toolversion.Columns,
@@ -363,7 +410,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			toolversion.FieldLastSeen:   {Type: field.TypeTime, Column: toolversion.FieldLastSeen},
 		},
 	}
-	graph.Nodes[15] = &sqlgraph.Node{
+	graph.Nodes[17] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   upstream.Table,
 			Columns: upstream.Columns,
@@ -388,7 +435,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			upstream.FieldLastError: {Type: field.TypeString, Column: upstream.FieldLastError},
 		},
 	}
-	graph.Nodes[16] = &sqlgraph.Node{
+	graph.Nodes[18] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   user.Table,
 			Columns: user.Columns,
@@ -408,7 +455,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			user.FieldLastLoginAt: {Type: field.TypeTime, Column: user.FieldLastLoginAt},
 		},
 	}
-	graph.Nodes[17] = &sqlgraph.Node{
+	graph.Nodes[19] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   virtualserver.Table,
 			Columns: virtualserver.Columns,
@@ -437,6 +484,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 			Bidi:    false,
 		},
 		"APIKey",
+		"Tenant",
+	)
+	graph.MustAddE(
+		"tenant",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: false,
+			Table:   accessrule.TenantTable,
+			Columns: []string{accessrule.TenantColumn},
+			Bidi:    false,
+		},
+		"AccessRule",
 		"Tenant",
 	)
 	graph.MustAddE(
@@ -546,6 +605,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		"ChangeRequest",
 		"Approval",
+	)
+	graph.MustAddE(
+		"tenant",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: false,
+			Table:   clientkey.TenantTable,
+			Columns: []string{clientkey.TenantColumn},
+			Bidi:    false,
+		},
+		"ClientKey",
+		"Tenant",
 	)
 	graph.MustAddE(
 		"tenant",
@@ -956,6 +1027,115 @@ func (f *APIKeyFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
 }
 
 // addPredicate implements the predicateAdder interface.
+func (_q *AccessRuleQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the AccessRuleQuery builder.
+func (_q *AccessRuleQuery) Filter() *AccessRuleFilter {
+	return &AccessRuleFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *AccessRuleMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the AccessRuleMutation builder.
+func (m *AccessRuleMutation) Filter() *AccessRuleFilter {
+	return &AccessRuleFilter{config: m.config, predicateAdder: m}
+}
+
+// AccessRuleFilter provides a generic filtering capability at runtime for AccessRuleQuery.
+type AccessRuleFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *AccessRuleFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[1].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *AccessRuleFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(accessrule.FieldID))
+}
+
+// WhereCreatedAt applies the entql time.Time predicate on the created_at field.
+func (f *AccessRuleFilter) WhereCreatedAt(p entql.TimeP) {
+	f.Where(p.Field(accessrule.FieldCreatedAt))
+}
+
+// WhereUpdatedAt applies the entql time.Time predicate on the updated_at field.
+func (f *AccessRuleFilter) WhereUpdatedAt(p entql.TimeP) {
+	f.Where(p.Field(accessrule.FieldUpdatedAt))
+}
+
+// WhereTenantID applies the entql [16]byte predicate on the tenant_id field.
+func (f *AccessRuleFilter) WhereTenantID(p entql.ValueP) {
+	f.Where(p.Field(accessrule.FieldTenantID))
+}
+
+// WhereGatewayID applies the entql [16]byte predicate on the gateway_id field.
+func (f *AccessRuleFilter) WhereGatewayID(p entql.ValueP) {
+	f.Where(p.Field(accessrule.FieldGatewayID))
+}
+
+// WherePosition applies the entql int predicate on the position field.
+func (f *AccessRuleFilter) WherePosition(p entql.IntP) {
+	f.Where(p.Field(accessrule.FieldPosition))
+}
+
+// WherePrincipal applies the entql string predicate on the principal field.
+func (f *AccessRuleFilter) WherePrincipal(p entql.StringP) {
+	f.Where(p.Field(accessrule.FieldPrincipal))
+}
+
+// WhereVirtualServer applies the entql string predicate on the virtual_server field.
+func (f *AccessRuleFilter) WhereVirtualServer(p entql.StringP) {
+	f.Where(p.Field(accessrule.FieldVirtualServer))
+}
+
+// WhereToolPattern applies the entql string predicate on the tool_pattern field.
+func (f *AccessRuleFilter) WhereToolPattern(p entql.StringP) {
+	f.Where(p.Field(accessrule.FieldToolPattern))
+}
+
+// WhereEffect applies the entql string predicate on the effect field.
+func (f *AccessRuleFilter) WhereEffect(p entql.StringP) {
+	f.Where(p.Field(accessrule.FieldEffect))
+}
+
+// WhereCondition applies the entql string predicate on the condition field.
+func (f *AccessRuleFilter) WhereCondition(p entql.StringP) {
+	f.Where(p.Field(accessrule.FieldCondition))
+}
+
+// WhereDescription applies the entql string predicate on the description field.
+func (f *AccessRuleFilter) WhereDescription(p entql.StringP) {
+	f.Where(p.Field(accessrule.FieldDescription))
+}
+
+// WhereHasTenant applies a predicate to check if query has an edge tenant.
+func (f *AccessRuleFilter) WhereHasTenant() {
+	f.Where(entql.HasEdge("tenant"))
+}
+
+// WhereHasTenantWith applies a predicate to check if query has an edge tenant with a given conditions (other predicates).
+func (f *AccessRuleFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
+	f.Where(entql.HasEdgeWith("tenant", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// addPredicate implements the predicateAdder interface.
 func (_q *AgentQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
 }
@@ -984,7 +1164,7 @@ type AgentFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *AgentFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[1].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[2].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1117,7 +1297,7 @@ type ApprovalFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ApprovalFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[2].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[3].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1225,7 +1405,7 @@ type AuditEventFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *AuditEventFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[3].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[4].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1324,7 +1504,7 @@ type CallEventFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *CallEventFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[4].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[5].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1453,7 +1633,7 @@ type ChangeRequestFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ChangeRequestFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[5].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[6].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1592,6 +1772,95 @@ func (f *ChangeRequestFilter) WhereHasApprovalsWith(preds ...predicate.Approval)
 }
 
 // addPredicate implements the predicateAdder interface.
+func (_q *ClientKeyQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the ClientKeyQuery builder.
+func (_q *ClientKeyQuery) Filter() *ClientKeyFilter {
+	return &ClientKeyFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *ClientKeyMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the ClientKeyMutation builder.
+func (m *ClientKeyMutation) Filter() *ClientKeyFilter {
+	return &ClientKeyFilter{config: m.config, predicateAdder: m}
+}
+
+// ClientKeyFilter provides a generic filtering capability at runtime for ClientKeyQuery.
+type ClientKeyFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *ClientKeyFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[7].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *ClientKeyFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(clientkey.FieldID))
+}
+
+// WhereCreatedAt applies the entql time.Time predicate on the created_at field.
+func (f *ClientKeyFilter) WhereCreatedAt(p entql.TimeP) {
+	f.Where(p.Field(clientkey.FieldCreatedAt))
+}
+
+// WhereUpdatedAt applies the entql time.Time predicate on the updated_at field.
+func (f *ClientKeyFilter) WhereUpdatedAt(p entql.TimeP) {
+	f.Where(p.Field(clientkey.FieldUpdatedAt))
+}
+
+// WhereTenantID applies the entql [16]byte predicate on the tenant_id field.
+func (f *ClientKeyFilter) WhereTenantID(p entql.ValueP) {
+	f.Where(p.Field(clientkey.FieldTenantID))
+}
+
+// WhereName applies the entql string predicate on the name field.
+func (f *ClientKeyFilter) WhereName(p entql.StringP) {
+	f.Where(p.Field(clientkey.FieldName))
+}
+
+// WhereGroups applies the entql json.RawMessage predicate on the groups field.
+func (f *ClientKeyFilter) WhereGroups(p entql.BytesP) {
+	f.Where(p.Field(clientkey.FieldGroups))
+}
+
+// WhereSecretHash applies the entql string predicate on the secret_hash field.
+func (f *ClientKeyFilter) WhereSecretHash(p entql.StringP) {
+	f.Where(p.Field(clientkey.FieldSecretHash))
+}
+
+// WhereRevokedAt applies the entql time.Time predicate on the revoked_at field.
+func (f *ClientKeyFilter) WhereRevokedAt(p entql.TimeP) {
+	f.Where(p.Field(clientkey.FieldRevokedAt))
+}
+
+// WhereHasTenant applies a predicate to check if query has an edge tenant.
+func (f *ClientKeyFilter) WhereHasTenant() {
+	f.Where(entql.HasEdge("tenant"))
+}
+
+// WhereHasTenantWith applies a predicate to check if query has an edge tenant with a given conditions (other predicates).
+func (f *ClientKeyFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
+	f.Where(entql.HasEdgeWith("tenant", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// addPredicate implements the predicateAdder interface.
 func (_q *EnrollmentTokenQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
 }
@@ -1620,7 +1889,7 @@ type EnrollmentTokenFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *EnrollmentTokenFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[6].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[8].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1723,7 +1992,7 @@ type GatewayFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *GatewayFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[7].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[9].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1752,6 +2021,11 @@ func (f *GatewayFilter) WhereTenantID(p entql.ValueP) {
 // WhereName applies the entql string predicate on the name field.
 func (f *GatewayFilter) WhereName(p entql.StringP) {
 	f.Where(p.Field(gateway.FieldName))
+}
+
+// WhereClientAuthRequired applies the entql bool predicate on the client_auth_required field.
+func (f *GatewayFilter) WhereClientAuthRequired(p entql.BoolP) {
+	f.Where(p.Field(gateway.FieldClientAuthRequired))
 }
 
 // WhereHasTenant applies a predicate to check if query has an edge tenant.
@@ -1867,7 +2141,7 @@ type InvitationFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *InvitationFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[8].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[10].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1961,7 +2235,7 @@ type MembershipFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *MembershipFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[9].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[11].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2054,7 +2328,7 @@ type PolicyVersionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *PolicyVersionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[10].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[12].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2167,7 +2441,7 @@ type SessionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *SessionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[11].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[13].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2237,7 +2511,7 @@ type TenantFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *TenantFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[12].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[14].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2317,7 +2591,7 @@ type ToolFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ToolFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[13].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[15].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2468,7 +2742,7 @@ type ToolVersionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ToolVersionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[14].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[16].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2571,7 +2845,7 @@ type UpstreamFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UpstreamFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[15].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[17].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2713,7 +2987,7 @@ type UserFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UserFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[16].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[18].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2802,7 +3076,7 @@ type VirtualServerFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *VirtualServerFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[17].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[19].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})

@@ -27,6 +27,8 @@ type Gateway struct {
 	TenantID uuid.UUID `json:"tenant_id,omitempty"`
 	// Name holds the value of the "name" field.
 	Name string `json:"name,omitempty"`
+	// ClientAuthRequired holds the value of the "client_auth_required" field.
+	ClientAuthRequired bool `json:"client_auth_required,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the GatewayQuery when eager-loading is set.
 	Edges        GatewayEdges `json:"edges"`
@@ -113,6 +115,8 @@ func (*Gateway) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case gateway.FieldClientAuthRequired:
+			values[i] = new(sql.NullBool)
 		case gateway.FieldName:
 			values[i] = new(sql.NullString)
 		case gateway.FieldCreatedAt, gateway.FieldUpdatedAt:
@@ -163,6 +167,12 @@ func (_m *Gateway) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field name", values[i])
 			} else if value.Valid {
 				_m.Name = value.String
+			}
+		case gateway.FieldClientAuthRequired:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field client_auth_required", values[i])
+			} else if value.Valid {
+				_m.ClientAuthRequired = value.Bool
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -241,6 +251,9 @@ func (_m *Gateway) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("name=")
 	builder.WriteString(_m.Name)
+	builder.WriteString(", ")
+	builder.WriteString("client_auth_required=")
+	builder.WriteString(fmt.Sprintf("%v", _m.ClientAuthRequired))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -70,6 +70,20 @@ func (_c *GatewayCreate) SetName(v string) *GatewayCreate {
 	return _c
 }
 
+// SetClientAuthRequired sets the "client_auth_required" field.
+func (_c *GatewayCreate) SetClientAuthRequired(v bool) *GatewayCreate {
+	_c.mutation.SetClientAuthRequired(v)
+	return _c
+}
+
+// SetNillableClientAuthRequired sets the "client_auth_required" field if the given value is not nil.
+func (_c *GatewayCreate) SetNillableClientAuthRequired(v *bool) *GatewayCreate {
+	if v != nil {
+		_c.SetClientAuthRequired(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *GatewayCreate) SetID(v uuid.UUID) *GatewayCreate {
 	_c.mutation.SetID(v)
@@ -215,6 +229,10 @@ func (_c *GatewayCreate) defaults() error {
 		v := gateway.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
+	if _, ok := _c.mutation.ClientAuthRequired(); !ok {
+		v := gateway.DefaultClientAuthRequired
+		_c.mutation.SetClientAuthRequired(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		if gateway.DefaultID == nil {
 			return fmt.Errorf("ent: uninitialized gateway.DefaultID (forgotten import ent/runtime?)")
@@ -243,6 +261,9 @@ func (_c *GatewayCreate) check() error {
 		if err := gateway.NameValidator(v); err != nil {
 			return &ValidationError{Name: "name", err: fmt.Errorf(`ent: validator failed for field "Gateway.name": %w`, err)}
 		}
+	}
+	if _, ok := _c.mutation.ClientAuthRequired(); !ok {
+		return &ValidationError{Name: "client_auth_required", err: errors.New(`ent: missing required field "Gateway.client_auth_required"`)}
 	}
 	if len(_c.mutation.TenantIDs()) == 0 {
 		return &ValidationError{Name: "tenant", err: errors.New(`ent: missing required edge "Gateway.tenant"`)}
@@ -294,6 +315,10 @@ func (_c *GatewayCreate) createSpec() (*Gateway, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Name(); ok {
 		_spec.SetField(gateway.FieldName, field.TypeString, value)
 		_node.Name = value
+	}
+	if value, ok := _c.mutation.ClientAuthRequired(); ok {
+		_spec.SetField(gateway.FieldClientAuthRequired, field.TypeBool, value)
+		_node.ClientAuthRequired = value
 	}
 	if nodes := _c.mutation.TenantIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -468,6 +493,18 @@ func (u *GatewayUpsert) UpdateName() *GatewayUpsert {
 	return u
 }
 
+// SetClientAuthRequired sets the "client_auth_required" field.
+func (u *GatewayUpsert) SetClientAuthRequired(v bool) *GatewayUpsert {
+	u.Set(gateway.FieldClientAuthRequired, v)
+	return u
+}
+
+// UpdateClientAuthRequired sets the "client_auth_required" field to the value that was provided on create.
+func (u *GatewayUpsert) UpdateClientAuthRequired() *GatewayUpsert {
+	u.SetExcluded(gateway.FieldClientAuthRequired)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -547,6 +584,20 @@ func (u *GatewayUpsertOne) SetName(v string) *GatewayUpsertOne {
 func (u *GatewayUpsertOne) UpdateName() *GatewayUpsertOne {
 	return u.Update(func(s *GatewayUpsert) {
 		s.UpdateName()
+	})
+}
+
+// SetClientAuthRequired sets the "client_auth_required" field.
+func (u *GatewayUpsertOne) SetClientAuthRequired(v bool) *GatewayUpsertOne {
+	return u.Update(func(s *GatewayUpsert) {
+		s.SetClientAuthRequired(v)
+	})
+}
+
+// UpdateClientAuthRequired sets the "client_auth_required" field to the value that was provided on create.
+func (u *GatewayUpsertOne) UpdateClientAuthRequired() *GatewayUpsertOne {
+	return u.Update(func(s *GatewayUpsert) {
+		s.UpdateClientAuthRequired()
 	})
 }
 
@@ -796,6 +847,20 @@ func (u *GatewayUpsertBulk) SetName(v string) *GatewayUpsertBulk {
 func (u *GatewayUpsertBulk) UpdateName() *GatewayUpsertBulk {
 	return u.Update(func(s *GatewayUpsert) {
 		s.UpdateName()
+	})
+}
+
+// SetClientAuthRequired sets the "client_auth_required" field.
+func (u *GatewayUpsertBulk) SetClientAuthRequired(v bool) *GatewayUpsertBulk {
+	return u.Update(func(s *GatewayUpsert) {
+		s.SetClientAuthRequired(v)
+	})
+}
+
+// UpdateClientAuthRequired sets the "client_auth_required" field to the value that was provided on create.
+func (u *GatewayUpsertBulk) UpdateClientAuthRequired() *GatewayUpsertBulk {
+	return u.Update(func(s *GatewayUpsert) {
+		s.UpdateClientAuthRequired()
 	})
 }
 

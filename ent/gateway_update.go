@@ -54,6 +54,20 @@ func (_u *GatewayUpdate) SetNillableName(v *string) *GatewayUpdate {
 	return _u
 }
 
+// SetClientAuthRequired sets the "client_auth_required" field.
+func (_u *GatewayUpdate) SetClientAuthRequired(v bool) *GatewayUpdate {
+	_u.mutation.SetClientAuthRequired(v)
+	return _u
+}
+
+// SetNillableClientAuthRequired sets the "client_auth_required" field if the given value is not nil.
+func (_u *GatewayUpdate) SetNillableClientAuthRequired(v *bool) *GatewayUpdate {
+	if v != nil {
+		_u.SetClientAuthRequired(*v)
+	}
+	return _u
+}
+
 // AddAgentIDs adds the "agents" edge to the Agent entity by IDs.
 func (_u *GatewayUpdate) AddAgentIDs(ids ...uuid.UUID) *GatewayUpdate {
 	_u.mutation.AddAgentIDs(ids...)
@@ -311,6 +325,9 @@ func (_u *GatewayUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Name(); ok {
 		_spec.SetField(gateway.FieldName, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ClientAuthRequired(); ok {
+		_spec.SetField(gateway.FieldClientAuthRequired, field.TypeBool, value)
 	}
 	if _u.mutation.AgentsCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -573,6 +590,20 @@ func (_u *GatewayUpdateOne) SetName(v string) *GatewayUpdateOne {
 func (_u *GatewayUpdateOne) SetNillableName(v *string) *GatewayUpdateOne {
 	if v != nil {
 		_u.SetName(*v)
+	}
+	return _u
+}
+
+// SetClientAuthRequired sets the "client_auth_required" field.
+func (_u *GatewayUpdateOne) SetClientAuthRequired(v bool) *GatewayUpdateOne {
+	_u.mutation.SetClientAuthRequired(v)
+	return _u
+}
+
+// SetNillableClientAuthRequired sets the "client_auth_required" field if the given value is not nil.
+func (_u *GatewayUpdateOne) SetNillableClientAuthRequired(v *bool) *GatewayUpdateOne {
+	if v != nil {
+		_u.SetClientAuthRequired(*v)
 	}
 	return _u
 }
@@ -864,6 +895,9 @@ func (_u *GatewayUpdateOne) sqlSave(ctx context.Context) (_node *Gateway, err er
 	}
 	if value, ok := _u.mutation.Name(); ok {
 		_spec.SetField(gateway.FieldName, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ClientAuthRequired(); ok {
+		_spec.SetField(gateway.FieldClientAuthRequired, field.TypeBool, value)
 	}
 	if _u.mutation.AgentsCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -12,12 +12,14 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
+	"github.com/portcullis-mcp/portcullis/ent/accessrule"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/apikey"
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
+	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
@@ -44,11 +46,13 @@ const (
 
 	// Node types.
 	TypeAPIKey          = "APIKey"
+	TypeAccessRule      = "AccessRule"
 	TypeAgent           = "Agent"
 	TypeApproval        = "Approval"
 	TypeAuditEvent      = "AuditEvent"
 	TypeCallEvent       = "CallEvent"
 	TypeChangeRequest   = "ChangeRequest"
+	TypeClientKey       = "ClientKey"
 	TypeEnrollmentToken = "EnrollmentToken"
 	TypeGateway         = "Gateway"
 	TypeInvitation      = "Invitation"
@@ -920,6 +924,968 @@ func (m *APIKeyMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown APIKey edge %s", name)
+}
+
+// AccessRuleMutation represents an operation that mutates the AccessRule nodes in the graph.
+type AccessRuleMutation struct {
+	config
+	op             Op
+	typ            string
+	id             *uuid.UUID
+	created_at     *time.Time
+	updated_at     *time.Time
+	gateway_id     *uuid.UUID
+	position       *int
+	addposition    *int
+	principal      *string
+	virtual_server *string
+	tool_pattern   *string
+	effect         *accessrule.Effect
+	condition      *string
+	description    *string
+	clearedFields  map[string]struct{}
+	tenant         *uuid.UUID
+	clearedtenant  bool
+	done           bool
+	oldValue       func(context.Context) (*AccessRule, error)
+	predicates     []predicate.AccessRule
+}
+
+var _ ent.Mutation = (*AccessRuleMutation)(nil)
+
+// accessruleOption allows management of the mutation configuration using functional options.
+type accessruleOption func(*AccessRuleMutation)
+
+// newAccessRuleMutation creates new mutation for the AccessRule entity.
+func newAccessRuleMutation(c config, op Op, opts ...accessruleOption) *AccessRuleMutation {
+	m := &AccessRuleMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeAccessRule,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withAccessRuleID sets the ID field of the mutation.
+func withAccessRuleID(id uuid.UUID) accessruleOption {
+	return func(m *AccessRuleMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *AccessRule
+		)
+		m.oldValue = func(ctx context.Context) (*AccessRule, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().AccessRule.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withAccessRule sets the old AccessRule of the mutation.
+func withAccessRule(node *AccessRule) accessruleOption {
+	return func(m *AccessRuleMutation) {
+		m.oldValue = func(context.Context) (*AccessRule, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m AccessRuleMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m AccessRuleMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of AccessRule entities.
+func (m *AccessRuleMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *AccessRuleMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *AccessRuleMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().AccessRule.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *AccessRuleMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *AccessRuleMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the AccessRule entity.
+// If the AccessRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccessRuleMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *AccessRuleMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *AccessRuleMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *AccessRuleMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the AccessRule entity.
+// If the AccessRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccessRuleMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *AccessRuleMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetTenantID sets the "tenant_id" field.
+func (m *AccessRuleMutation) SetTenantID(u uuid.UUID) {
+	m.tenant = &u
+}
+
+// TenantID returns the value of the "tenant_id" field in the mutation.
+func (m *AccessRuleMutation) TenantID() (r uuid.UUID, exists bool) {
+	v := m.tenant
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTenantID returns the old "tenant_id" field's value of the AccessRule entity.
+// If the AccessRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccessRuleMutation) OldTenantID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTenantID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTenantID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTenantID: %w", err)
+	}
+	return oldValue.TenantID, nil
+}
+
+// ResetTenantID resets all changes to the "tenant_id" field.
+func (m *AccessRuleMutation) ResetTenantID() {
+	m.tenant = nil
+}
+
+// SetGatewayID sets the "gateway_id" field.
+func (m *AccessRuleMutation) SetGatewayID(u uuid.UUID) {
+	m.gateway_id = &u
+}
+
+// GatewayID returns the value of the "gateway_id" field in the mutation.
+func (m *AccessRuleMutation) GatewayID() (r uuid.UUID, exists bool) {
+	v := m.gateway_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGatewayID returns the old "gateway_id" field's value of the AccessRule entity.
+// If the AccessRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccessRuleMutation) OldGatewayID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGatewayID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGatewayID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGatewayID: %w", err)
+	}
+	return oldValue.GatewayID, nil
+}
+
+// ResetGatewayID resets all changes to the "gateway_id" field.
+func (m *AccessRuleMutation) ResetGatewayID() {
+	m.gateway_id = nil
+}
+
+// SetPosition sets the "position" field.
+func (m *AccessRuleMutation) SetPosition(i int) {
+	m.position = &i
+	m.addposition = nil
+}
+
+// Position returns the value of the "position" field in the mutation.
+func (m *AccessRuleMutation) Position() (r int, exists bool) {
+	v := m.position
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPosition returns the old "position" field's value of the AccessRule entity.
+// If the AccessRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccessRuleMutation) OldPosition(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPosition is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPosition requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPosition: %w", err)
+	}
+	return oldValue.Position, nil
+}
+
+// AddPosition adds i to the "position" field.
+func (m *AccessRuleMutation) AddPosition(i int) {
+	if m.addposition != nil {
+		*m.addposition += i
+	} else {
+		m.addposition = &i
+	}
+}
+
+// AddedPosition returns the value that was added to the "position" field in this mutation.
+func (m *AccessRuleMutation) AddedPosition() (r int, exists bool) {
+	v := m.addposition
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPosition resets all changes to the "position" field.
+func (m *AccessRuleMutation) ResetPosition() {
+	m.position = nil
+	m.addposition = nil
+}
+
+// SetPrincipal sets the "principal" field.
+func (m *AccessRuleMutation) SetPrincipal(s string) {
+	m.principal = &s
+}
+
+// Principal returns the value of the "principal" field in the mutation.
+func (m *AccessRuleMutation) Principal() (r string, exists bool) {
+	v := m.principal
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPrincipal returns the old "principal" field's value of the AccessRule entity.
+// If the AccessRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccessRuleMutation) OldPrincipal(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPrincipal is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPrincipal requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPrincipal: %w", err)
+	}
+	return oldValue.Principal, nil
+}
+
+// ResetPrincipal resets all changes to the "principal" field.
+func (m *AccessRuleMutation) ResetPrincipal() {
+	m.principal = nil
+}
+
+// SetVirtualServer sets the "virtual_server" field.
+func (m *AccessRuleMutation) SetVirtualServer(s string) {
+	m.virtual_server = &s
+}
+
+// VirtualServer returns the value of the "virtual_server" field in the mutation.
+func (m *AccessRuleMutation) VirtualServer() (r string, exists bool) {
+	v := m.virtual_server
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldVirtualServer returns the old "virtual_server" field's value of the AccessRule entity.
+// If the AccessRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccessRuleMutation) OldVirtualServer(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldVirtualServer is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldVirtualServer requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldVirtualServer: %w", err)
+	}
+	return oldValue.VirtualServer, nil
+}
+
+// ResetVirtualServer resets all changes to the "virtual_server" field.
+func (m *AccessRuleMutation) ResetVirtualServer() {
+	m.virtual_server = nil
+}
+
+// SetToolPattern sets the "tool_pattern" field.
+func (m *AccessRuleMutation) SetToolPattern(s string) {
+	m.tool_pattern = &s
+}
+
+// ToolPattern returns the value of the "tool_pattern" field in the mutation.
+func (m *AccessRuleMutation) ToolPattern() (r string, exists bool) {
+	v := m.tool_pattern
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldToolPattern returns the old "tool_pattern" field's value of the AccessRule entity.
+// If the AccessRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccessRuleMutation) OldToolPattern(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldToolPattern is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldToolPattern requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldToolPattern: %w", err)
+	}
+	return oldValue.ToolPattern, nil
+}
+
+// ResetToolPattern resets all changes to the "tool_pattern" field.
+func (m *AccessRuleMutation) ResetToolPattern() {
+	m.tool_pattern = nil
+}
+
+// SetEffect sets the "effect" field.
+func (m *AccessRuleMutation) SetEffect(a accessrule.Effect) {
+	m.effect = &a
+}
+
+// Effect returns the value of the "effect" field in the mutation.
+func (m *AccessRuleMutation) Effect() (r accessrule.Effect, exists bool) {
+	v := m.effect
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEffect returns the old "effect" field's value of the AccessRule entity.
+// If the AccessRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccessRuleMutation) OldEffect(ctx context.Context) (v accessrule.Effect, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEffect is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEffect requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEffect: %w", err)
+	}
+	return oldValue.Effect, nil
+}
+
+// ResetEffect resets all changes to the "effect" field.
+func (m *AccessRuleMutation) ResetEffect() {
+	m.effect = nil
+}
+
+// SetCondition sets the "condition" field.
+func (m *AccessRuleMutation) SetCondition(s string) {
+	m.condition = &s
+}
+
+// Condition returns the value of the "condition" field in the mutation.
+func (m *AccessRuleMutation) Condition() (r string, exists bool) {
+	v := m.condition
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCondition returns the old "condition" field's value of the AccessRule entity.
+// If the AccessRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccessRuleMutation) OldCondition(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCondition is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCondition requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCondition: %w", err)
+	}
+	return oldValue.Condition, nil
+}
+
+// ResetCondition resets all changes to the "condition" field.
+func (m *AccessRuleMutation) ResetCondition() {
+	m.condition = nil
+}
+
+// SetDescription sets the "description" field.
+func (m *AccessRuleMutation) SetDescription(s string) {
+	m.description = &s
+}
+
+// Description returns the value of the "description" field in the mutation.
+func (m *AccessRuleMutation) Description() (r string, exists bool) {
+	v := m.description
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDescription returns the old "description" field's value of the AccessRule entity.
+// If the AccessRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccessRuleMutation) OldDescription(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDescription is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDescription requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDescription: %w", err)
+	}
+	return oldValue.Description, nil
+}
+
+// ResetDescription resets all changes to the "description" field.
+func (m *AccessRuleMutation) ResetDescription() {
+	m.description = nil
+}
+
+// ClearTenant clears the "tenant" edge to the Tenant entity.
+func (m *AccessRuleMutation) ClearTenant() {
+	m.clearedtenant = true
+	m.clearedFields[accessrule.FieldTenantID] = struct{}{}
+}
+
+// TenantCleared reports if the "tenant" edge to the Tenant entity was cleared.
+func (m *AccessRuleMutation) TenantCleared() bool {
+	return m.clearedtenant
+}
+
+// TenantIDs returns the "tenant" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// TenantID instead. It exists only for internal usage by the builders.
+func (m *AccessRuleMutation) TenantIDs() (ids []uuid.UUID) {
+	if id := m.tenant; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetTenant resets all changes to the "tenant" edge.
+func (m *AccessRuleMutation) ResetTenant() {
+	m.tenant = nil
+	m.clearedtenant = false
+}
+
+// Where appends a list predicates to the AccessRuleMutation builder.
+func (m *AccessRuleMutation) Where(ps ...predicate.AccessRule) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the AccessRuleMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *AccessRuleMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.AccessRule, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *AccessRuleMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *AccessRuleMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (AccessRule).
+func (m *AccessRuleMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *AccessRuleMutation) Fields() []string {
+	fields := make([]string, 0, 11)
+	if m.created_at != nil {
+		fields = append(fields, accessrule.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, accessrule.FieldUpdatedAt)
+	}
+	if m.tenant != nil {
+		fields = append(fields, accessrule.FieldTenantID)
+	}
+	if m.gateway_id != nil {
+		fields = append(fields, accessrule.FieldGatewayID)
+	}
+	if m.position != nil {
+		fields = append(fields, accessrule.FieldPosition)
+	}
+	if m.principal != nil {
+		fields = append(fields, accessrule.FieldPrincipal)
+	}
+	if m.virtual_server != nil {
+		fields = append(fields, accessrule.FieldVirtualServer)
+	}
+	if m.tool_pattern != nil {
+		fields = append(fields, accessrule.FieldToolPattern)
+	}
+	if m.effect != nil {
+		fields = append(fields, accessrule.FieldEffect)
+	}
+	if m.condition != nil {
+		fields = append(fields, accessrule.FieldCondition)
+	}
+	if m.description != nil {
+		fields = append(fields, accessrule.FieldDescription)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *AccessRuleMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case accessrule.FieldCreatedAt:
+		return m.CreatedAt()
+	case accessrule.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case accessrule.FieldTenantID:
+		return m.TenantID()
+	case accessrule.FieldGatewayID:
+		return m.GatewayID()
+	case accessrule.FieldPosition:
+		return m.Position()
+	case accessrule.FieldPrincipal:
+		return m.Principal()
+	case accessrule.FieldVirtualServer:
+		return m.VirtualServer()
+	case accessrule.FieldToolPattern:
+		return m.ToolPattern()
+	case accessrule.FieldEffect:
+		return m.Effect()
+	case accessrule.FieldCondition:
+		return m.Condition()
+	case accessrule.FieldDescription:
+		return m.Description()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *AccessRuleMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case accessrule.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case accessrule.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case accessrule.FieldTenantID:
+		return m.OldTenantID(ctx)
+	case accessrule.FieldGatewayID:
+		return m.OldGatewayID(ctx)
+	case accessrule.FieldPosition:
+		return m.OldPosition(ctx)
+	case accessrule.FieldPrincipal:
+		return m.OldPrincipal(ctx)
+	case accessrule.FieldVirtualServer:
+		return m.OldVirtualServer(ctx)
+	case accessrule.FieldToolPattern:
+		return m.OldToolPattern(ctx)
+	case accessrule.FieldEffect:
+		return m.OldEffect(ctx)
+	case accessrule.FieldCondition:
+		return m.OldCondition(ctx)
+	case accessrule.FieldDescription:
+		return m.OldDescription(ctx)
+	}
+	return nil, fmt.Errorf("unknown AccessRule field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AccessRuleMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case accessrule.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case accessrule.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case accessrule.FieldTenantID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTenantID(v)
+		return nil
+	case accessrule.FieldGatewayID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGatewayID(v)
+		return nil
+	case accessrule.FieldPosition:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPosition(v)
+		return nil
+	case accessrule.FieldPrincipal:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPrincipal(v)
+		return nil
+	case accessrule.FieldVirtualServer:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetVirtualServer(v)
+		return nil
+	case accessrule.FieldToolPattern:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetToolPattern(v)
+		return nil
+	case accessrule.FieldEffect:
+		v, ok := value.(accessrule.Effect)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEffect(v)
+		return nil
+	case accessrule.FieldCondition:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCondition(v)
+		return nil
+	case accessrule.FieldDescription:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDescription(v)
+		return nil
+	}
+	return fmt.Errorf("unknown AccessRule field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *AccessRuleMutation) AddedFields() []string {
+	var fields []string
+	if m.addposition != nil {
+		fields = append(fields, accessrule.FieldPosition)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *AccessRuleMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case accessrule.FieldPosition:
+		return m.AddedPosition()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AccessRuleMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case accessrule.FieldPosition:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPosition(v)
+		return nil
+	}
+	return fmt.Errorf("unknown AccessRule numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *AccessRuleMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *AccessRuleMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *AccessRuleMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown AccessRule nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *AccessRuleMutation) ResetField(name string) error {
+	switch name {
+	case accessrule.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case accessrule.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case accessrule.FieldTenantID:
+		m.ResetTenantID()
+		return nil
+	case accessrule.FieldGatewayID:
+		m.ResetGatewayID()
+		return nil
+	case accessrule.FieldPosition:
+		m.ResetPosition()
+		return nil
+	case accessrule.FieldPrincipal:
+		m.ResetPrincipal()
+		return nil
+	case accessrule.FieldVirtualServer:
+		m.ResetVirtualServer()
+		return nil
+	case accessrule.FieldToolPattern:
+		m.ResetToolPattern()
+		return nil
+	case accessrule.FieldEffect:
+		m.ResetEffect()
+		return nil
+	case accessrule.FieldCondition:
+		m.ResetCondition()
+		return nil
+	case accessrule.FieldDescription:
+		m.ResetDescription()
+		return nil
+	}
+	return fmt.Errorf("unknown AccessRule field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *AccessRuleMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.tenant != nil {
+		edges = append(edges, accessrule.EdgeTenant)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *AccessRuleMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case accessrule.EdgeTenant:
+		if id := m.tenant; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *AccessRuleMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *AccessRuleMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *AccessRuleMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedtenant {
+		edges = append(edges, accessrule.EdgeTenant)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *AccessRuleMutation) EdgeCleared(name string) bool {
+	switch name {
+	case accessrule.EdgeTenant:
+		return m.clearedtenant
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *AccessRuleMutation) ClearEdge(name string) error {
+	switch name {
+	case accessrule.EdgeTenant:
+		m.ClearTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown AccessRule unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *AccessRuleMutation) ResetEdge(name string) error {
+	switch name {
+	case accessrule.EdgeTenant:
+		m.ResetTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown AccessRule edge %s", name)
 }
 
 // AgentMutation represents an operation that mutates the Agent nodes in the graph.
@@ -6483,6 +7449,774 @@ func (m *ChangeRequestMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown ChangeRequest edge %s", name)
 }
 
+// ClientKeyMutation represents an operation that mutates the ClientKey nodes in the graph.
+type ClientKeyMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *uuid.UUID
+	created_at    *time.Time
+	updated_at    *time.Time
+	name          *string
+	groups        *[]string
+	appendgroups  []string
+	secret_hash   *string
+	revoked_at    *time.Time
+	clearedFields map[string]struct{}
+	tenant        *uuid.UUID
+	clearedtenant bool
+	done          bool
+	oldValue      func(context.Context) (*ClientKey, error)
+	predicates    []predicate.ClientKey
+}
+
+var _ ent.Mutation = (*ClientKeyMutation)(nil)
+
+// clientkeyOption allows management of the mutation configuration using functional options.
+type clientkeyOption func(*ClientKeyMutation)
+
+// newClientKeyMutation creates new mutation for the ClientKey entity.
+func newClientKeyMutation(c config, op Op, opts ...clientkeyOption) *ClientKeyMutation {
+	m := &ClientKeyMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeClientKey,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withClientKeyID sets the ID field of the mutation.
+func withClientKeyID(id uuid.UUID) clientkeyOption {
+	return func(m *ClientKeyMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *ClientKey
+		)
+		m.oldValue = func(ctx context.Context) (*ClientKey, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().ClientKey.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withClientKey sets the old ClientKey of the mutation.
+func withClientKey(node *ClientKey) clientkeyOption {
+	return func(m *ClientKeyMutation) {
+		m.oldValue = func(context.Context) (*ClientKey, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m ClientKeyMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m ClientKeyMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of ClientKey entities.
+func (m *ClientKeyMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *ClientKeyMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *ClientKeyMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().ClientKey.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *ClientKeyMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *ClientKeyMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the ClientKey entity.
+// If the ClientKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ClientKeyMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *ClientKeyMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *ClientKeyMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *ClientKeyMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the ClientKey entity.
+// If the ClientKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ClientKeyMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *ClientKeyMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetTenantID sets the "tenant_id" field.
+func (m *ClientKeyMutation) SetTenantID(u uuid.UUID) {
+	m.tenant = &u
+}
+
+// TenantID returns the value of the "tenant_id" field in the mutation.
+func (m *ClientKeyMutation) TenantID() (r uuid.UUID, exists bool) {
+	v := m.tenant
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTenantID returns the old "tenant_id" field's value of the ClientKey entity.
+// If the ClientKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ClientKeyMutation) OldTenantID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTenantID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTenantID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTenantID: %w", err)
+	}
+	return oldValue.TenantID, nil
+}
+
+// ResetTenantID resets all changes to the "tenant_id" field.
+func (m *ClientKeyMutation) ResetTenantID() {
+	m.tenant = nil
+}
+
+// SetName sets the "name" field.
+func (m *ClientKeyMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *ClientKeyMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the ClientKey entity.
+// If the ClientKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ClientKeyMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *ClientKeyMutation) ResetName() {
+	m.name = nil
+}
+
+// SetGroups sets the "groups" field.
+func (m *ClientKeyMutation) SetGroups(s []string) {
+	m.groups = &s
+	m.appendgroups = nil
+}
+
+// Groups returns the value of the "groups" field in the mutation.
+func (m *ClientKeyMutation) Groups() (r []string, exists bool) {
+	v := m.groups
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGroups returns the old "groups" field's value of the ClientKey entity.
+// If the ClientKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ClientKeyMutation) OldGroups(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGroups is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGroups requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGroups: %w", err)
+	}
+	return oldValue.Groups, nil
+}
+
+// AppendGroups adds s to the "groups" field.
+func (m *ClientKeyMutation) AppendGroups(s []string) {
+	m.appendgroups = append(m.appendgroups, s...)
+}
+
+// AppendedGroups returns the list of values that were appended to the "groups" field in this mutation.
+func (m *ClientKeyMutation) AppendedGroups() ([]string, bool) {
+	if len(m.appendgroups) == 0 {
+		return nil, false
+	}
+	return m.appendgroups, true
+}
+
+// ClearGroups clears the value of the "groups" field.
+func (m *ClientKeyMutation) ClearGroups() {
+	m.groups = nil
+	m.appendgroups = nil
+	m.clearedFields[clientkey.FieldGroups] = struct{}{}
+}
+
+// GroupsCleared returns if the "groups" field was cleared in this mutation.
+func (m *ClientKeyMutation) GroupsCleared() bool {
+	_, ok := m.clearedFields[clientkey.FieldGroups]
+	return ok
+}
+
+// ResetGroups resets all changes to the "groups" field.
+func (m *ClientKeyMutation) ResetGroups() {
+	m.groups = nil
+	m.appendgroups = nil
+	delete(m.clearedFields, clientkey.FieldGroups)
+}
+
+// SetSecretHash sets the "secret_hash" field.
+func (m *ClientKeyMutation) SetSecretHash(s string) {
+	m.secret_hash = &s
+}
+
+// SecretHash returns the value of the "secret_hash" field in the mutation.
+func (m *ClientKeyMutation) SecretHash() (r string, exists bool) {
+	v := m.secret_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSecretHash returns the old "secret_hash" field's value of the ClientKey entity.
+// If the ClientKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ClientKeyMutation) OldSecretHash(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSecretHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSecretHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSecretHash: %w", err)
+	}
+	return oldValue.SecretHash, nil
+}
+
+// ResetSecretHash resets all changes to the "secret_hash" field.
+func (m *ClientKeyMutation) ResetSecretHash() {
+	m.secret_hash = nil
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (m *ClientKeyMutation) SetRevokedAt(t time.Time) {
+	m.revoked_at = &t
+}
+
+// RevokedAt returns the value of the "revoked_at" field in the mutation.
+func (m *ClientKeyMutation) RevokedAt() (r time.Time, exists bool) {
+	v := m.revoked_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRevokedAt returns the old "revoked_at" field's value of the ClientKey entity.
+// If the ClientKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ClientKeyMutation) OldRevokedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRevokedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRevokedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRevokedAt: %w", err)
+	}
+	return oldValue.RevokedAt, nil
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (m *ClientKeyMutation) ClearRevokedAt() {
+	m.revoked_at = nil
+	m.clearedFields[clientkey.FieldRevokedAt] = struct{}{}
+}
+
+// RevokedAtCleared returns if the "revoked_at" field was cleared in this mutation.
+func (m *ClientKeyMutation) RevokedAtCleared() bool {
+	_, ok := m.clearedFields[clientkey.FieldRevokedAt]
+	return ok
+}
+
+// ResetRevokedAt resets all changes to the "revoked_at" field.
+func (m *ClientKeyMutation) ResetRevokedAt() {
+	m.revoked_at = nil
+	delete(m.clearedFields, clientkey.FieldRevokedAt)
+}
+
+// ClearTenant clears the "tenant" edge to the Tenant entity.
+func (m *ClientKeyMutation) ClearTenant() {
+	m.clearedtenant = true
+	m.clearedFields[clientkey.FieldTenantID] = struct{}{}
+}
+
+// TenantCleared reports if the "tenant" edge to the Tenant entity was cleared.
+func (m *ClientKeyMutation) TenantCleared() bool {
+	return m.clearedtenant
+}
+
+// TenantIDs returns the "tenant" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// TenantID instead. It exists only for internal usage by the builders.
+func (m *ClientKeyMutation) TenantIDs() (ids []uuid.UUID) {
+	if id := m.tenant; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetTenant resets all changes to the "tenant" edge.
+func (m *ClientKeyMutation) ResetTenant() {
+	m.tenant = nil
+	m.clearedtenant = false
+}
+
+// Where appends a list predicates to the ClientKeyMutation builder.
+func (m *ClientKeyMutation) Where(ps ...predicate.ClientKey) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the ClientKeyMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *ClientKeyMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.ClientKey, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *ClientKeyMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *ClientKeyMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (ClientKey).
+func (m *ClientKeyMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *ClientKeyMutation) Fields() []string {
+	fields := make([]string, 0, 7)
+	if m.created_at != nil {
+		fields = append(fields, clientkey.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, clientkey.FieldUpdatedAt)
+	}
+	if m.tenant != nil {
+		fields = append(fields, clientkey.FieldTenantID)
+	}
+	if m.name != nil {
+		fields = append(fields, clientkey.FieldName)
+	}
+	if m.groups != nil {
+		fields = append(fields, clientkey.FieldGroups)
+	}
+	if m.secret_hash != nil {
+		fields = append(fields, clientkey.FieldSecretHash)
+	}
+	if m.revoked_at != nil {
+		fields = append(fields, clientkey.FieldRevokedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *ClientKeyMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case clientkey.FieldCreatedAt:
+		return m.CreatedAt()
+	case clientkey.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case clientkey.FieldTenantID:
+		return m.TenantID()
+	case clientkey.FieldName:
+		return m.Name()
+	case clientkey.FieldGroups:
+		return m.Groups()
+	case clientkey.FieldSecretHash:
+		return m.SecretHash()
+	case clientkey.FieldRevokedAt:
+		return m.RevokedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *ClientKeyMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case clientkey.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case clientkey.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case clientkey.FieldTenantID:
+		return m.OldTenantID(ctx)
+	case clientkey.FieldName:
+		return m.OldName(ctx)
+	case clientkey.FieldGroups:
+		return m.OldGroups(ctx)
+	case clientkey.FieldSecretHash:
+		return m.OldSecretHash(ctx)
+	case clientkey.FieldRevokedAt:
+		return m.OldRevokedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown ClientKey field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ClientKeyMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case clientkey.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case clientkey.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case clientkey.FieldTenantID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTenantID(v)
+		return nil
+	case clientkey.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case clientkey.FieldGroups:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGroups(v)
+		return nil
+	case clientkey.FieldSecretHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSecretHash(v)
+		return nil
+	case clientkey.FieldRevokedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRevokedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown ClientKey field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *ClientKeyMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *ClientKeyMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ClientKeyMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown ClientKey numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *ClientKeyMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(clientkey.FieldGroups) {
+		fields = append(fields, clientkey.FieldGroups)
+	}
+	if m.FieldCleared(clientkey.FieldRevokedAt) {
+		fields = append(fields, clientkey.FieldRevokedAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *ClientKeyMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *ClientKeyMutation) ClearField(name string) error {
+	switch name {
+	case clientkey.FieldGroups:
+		m.ClearGroups()
+		return nil
+	case clientkey.FieldRevokedAt:
+		m.ClearRevokedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown ClientKey nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *ClientKeyMutation) ResetField(name string) error {
+	switch name {
+	case clientkey.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case clientkey.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case clientkey.FieldTenantID:
+		m.ResetTenantID()
+		return nil
+	case clientkey.FieldName:
+		m.ResetName()
+		return nil
+	case clientkey.FieldGroups:
+		m.ResetGroups()
+		return nil
+	case clientkey.FieldSecretHash:
+		m.ResetSecretHash()
+		return nil
+	case clientkey.FieldRevokedAt:
+		m.ResetRevokedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown ClientKey field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *ClientKeyMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.tenant != nil {
+		edges = append(edges, clientkey.EdgeTenant)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *ClientKeyMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case clientkey.EdgeTenant:
+		if id := m.tenant; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *ClientKeyMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *ClientKeyMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *ClientKeyMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedtenant {
+		edges = append(edges, clientkey.EdgeTenant)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *ClientKeyMutation) EdgeCleared(name string) bool {
+	switch name {
+	case clientkey.EdgeTenant:
+		return m.clearedtenant
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *ClientKeyMutation) ClearEdge(name string) error {
+	switch name {
+	case clientkey.EdgeTenant:
+		m.ClearTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown ClientKey unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *ClientKeyMutation) ResetEdge(name string) error {
+	switch name {
+	case clientkey.EdgeTenant:
+		m.ResetTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown ClientKey edge %s", name)
+}
+
 // EnrollmentTokenMutation represents an operation that mutates the EnrollmentToken nodes in the graph.
 type EnrollmentTokenMutation struct {
 	config
@@ -7270,6 +9004,7 @@ type GatewayMutation struct {
 	created_at               *time.Time
 	updated_at               *time.Time
 	name                     *string
+	client_auth_required     *bool
 	clearedFields            map[string]struct{}
 	tenant                   *uuid.UUID
 	clearedtenant            bool
@@ -7539,6 +9274,42 @@ func (m *GatewayMutation) OldName(ctx context.Context) (v string, err error) {
 // ResetName resets all changes to the "name" field.
 func (m *GatewayMutation) ResetName() {
 	m.name = nil
+}
+
+// SetClientAuthRequired sets the "client_auth_required" field.
+func (m *GatewayMutation) SetClientAuthRequired(b bool) {
+	m.client_auth_required = &b
+}
+
+// ClientAuthRequired returns the value of the "client_auth_required" field in the mutation.
+func (m *GatewayMutation) ClientAuthRequired() (r bool, exists bool) {
+	v := m.client_auth_required
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClientAuthRequired returns the old "client_auth_required" field's value of the Gateway entity.
+// If the Gateway object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GatewayMutation) OldClientAuthRequired(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClientAuthRequired is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClientAuthRequired requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClientAuthRequired: %w", err)
+	}
+	return oldValue.ClientAuthRequired, nil
+}
+
+// ResetClientAuthRequired resets all changes to the "client_auth_required" field.
+func (m *GatewayMutation) ResetClientAuthRequired() {
+	m.client_auth_required = nil
 }
 
 // ClearTenant clears the "tenant" edge to the Tenant entity.
@@ -7872,7 +9643,7 @@ func (m *GatewayMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *GatewayMutation) Fields() []string {
-	fields := make([]string, 0, 4)
+	fields := make([]string, 0, 5)
 	if m.created_at != nil {
 		fields = append(fields, gateway.FieldCreatedAt)
 	}
@@ -7884,6 +9655,9 @@ func (m *GatewayMutation) Fields() []string {
 	}
 	if m.name != nil {
 		fields = append(fields, gateway.FieldName)
+	}
+	if m.client_auth_required != nil {
+		fields = append(fields, gateway.FieldClientAuthRequired)
 	}
 	return fields
 }
@@ -7901,6 +9675,8 @@ func (m *GatewayMutation) Field(name string) (ent.Value, bool) {
 		return m.TenantID()
 	case gateway.FieldName:
 		return m.Name()
+	case gateway.FieldClientAuthRequired:
+		return m.ClientAuthRequired()
 	}
 	return nil, false
 }
@@ -7918,6 +9694,8 @@ func (m *GatewayMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldTenantID(ctx)
 	case gateway.FieldName:
 		return m.OldName(ctx)
+	case gateway.FieldClientAuthRequired:
+		return m.OldClientAuthRequired(ctx)
 	}
 	return nil, fmt.Errorf("unknown Gateway field %s", name)
 }
@@ -7954,6 +9732,13 @@ func (m *GatewayMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetName(v)
+		return nil
+	case gateway.FieldClientAuthRequired:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClientAuthRequired(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Gateway field %s", name)
@@ -8015,6 +9800,9 @@ func (m *GatewayMutation) ResetField(name string) error {
 		return nil
 	case gateway.FieldName:
 		m.ResetName()
+		return nil
+	case gateway.FieldClientAuthRequired:
+		m.ResetClientAuthRequired()
 		return nil
 	}
 	return fmt.Errorf("unknown Gateway field %s", name)

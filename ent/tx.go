@@ -14,6 +14,8 @@ type Tx struct {
 	config
 	// APIKey is the client for interacting with the APIKey builders.
 	APIKey *APIKeyClient
+	// AccessRule is the client for interacting with the AccessRule builders.
+	AccessRule *AccessRuleClient
 	// Agent is the client for interacting with the Agent builders.
 	Agent *AgentClient
 	// Approval is the client for interacting with the Approval builders.
@@ -24,6 +26,8 @@ type Tx struct {
 	CallEvent *CallEventClient
 	// ChangeRequest is the client for interacting with the ChangeRequest builders.
 	ChangeRequest *ChangeRequestClient
+	// ClientKey is the client for interacting with the ClientKey builders.
+	ClientKey *ClientKeyClient
 	// EnrollmentToken is the client for interacting with the EnrollmentToken builders.
 	EnrollmentToken *EnrollmentTokenClient
 	// Gateway is the client for interacting with the Gateway builders.
@@ -180,11 +184,13 @@ func (tx *Tx) Client() *Client {
 
 func (tx *Tx) init() {
 	tx.APIKey = NewAPIKeyClient(tx.config)
+	tx.AccessRule = NewAccessRuleClient(tx.config)
 	tx.Agent = NewAgentClient(tx.config)
 	tx.Approval = NewApprovalClient(tx.config)
 	tx.AuditEvent = NewAuditEventClient(tx.config)
 	tx.CallEvent = NewCallEventClient(tx.config)
 	tx.ChangeRequest = NewChangeRequestClient(tx.config)
+	tx.ClientKey = NewClientKeyClient(tx.config)
 	tx.EnrollmentToken = NewEnrollmentTokenClient(tx.config)
 	tx.Gateway = NewGatewayClient(tx.config)
 	tx.Invitation = NewInvitationClient(tx.config)

@@ -10,6 +10,7 @@
 //   node mcp-client.mjs URL session JSON         → {"results":[CallToolResult...]} for
 //                                                  [["tool", {args}], ...] called in order in one session
 //
+// MCP_BEARER, when set, is sent as "Authorization: Bearer <value>".
 // Prints one JSON document on stdout; exits 1 with the error on stderr.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -21,7 +22,8 @@ if (!url || !op) {
 }
 const client = new Client({ name: "portcullis-e2e", version: "1.0.0" });
 try {
-  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+  const headers = process.env.MCP_BEARER ? { Authorization: `Bearer ${process.env.MCP_BEARER}` } : {};
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
   let out;
   switch (op) {
     case "list":

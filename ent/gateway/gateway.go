@@ -24,6 +24,8 @@ const (
 	FieldTenantID = "tenant_id"
 	// FieldName holds the string denoting the name field in the database.
 	FieldName = "name"
+	// FieldClientAuthRequired holds the string denoting the client_auth_required field in the database.
+	FieldClientAuthRequired = "client_auth_required"
 	// EdgeTenant holds the string denoting the tenant edge name in mutations.
 	EdgeTenant = "tenant"
 	// EdgeAgents holds the string denoting the agents edge name in mutations.
@@ -89,6 +91,7 @@ var Columns = []string{
 	FieldUpdatedAt,
 	FieldTenantID,
 	FieldName,
+	FieldClientAuthRequired,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -117,6 +120,8 @@ var (
 	UpdateDefaultUpdatedAt func() time.Time
 	// NameValidator is a validator for the "name" field. It is called by the builders before save.
 	NameValidator func(string) error
+	// DefaultClientAuthRequired holds the default value on creation for the "client_auth_required" field.
+	DefaultClientAuthRequired bool
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -147,6 +152,11 @@ func ByTenantID(opts ...sql.OrderTermOption) OrderOption {
 // ByName orders the results by the name field.
 func ByName(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldName, opts...).ToFunc()
+}
+
+// ByClientAuthRequired orders the results by the client_auth_required field.
+func ByClientAuthRequired(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldClientAuthRequired, opts...).ToFunc()
 }
 
 // ByTenantField orders the results by tenant field.

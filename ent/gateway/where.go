@@ -76,6 +76,11 @@ func Name(v string) predicate.Gateway {
 	return predicate.Gateway(sql.FieldEQ(FieldName, v))
 }
 
+// ClientAuthRequired applies equality check predicate on the "client_auth_required" field. It's identical to ClientAuthRequiredEQ.
+func ClientAuthRequired(v bool) predicate.Gateway {
+	return predicate.Gateway(sql.FieldEQ(FieldClientAuthRequired, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Gateway {
 	return predicate.Gateway(sql.FieldEQ(FieldCreatedAt, v))
@@ -239,6 +244,16 @@ func NameEqualFold(v string) predicate.Gateway {
 // NameContainsFold applies the ContainsFold predicate on the "name" field.
 func NameContainsFold(v string) predicate.Gateway {
 	return predicate.Gateway(sql.FieldContainsFold(FieldName, v))
+}
+
+// ClientAuthRequiredEQ applies the EQ predicate on the "client_auth_required" field.
+func ClientAuthRequiredEQ(v bool) predicate.Gateway {
+	return predicate.Gateway(sql.FieldEQ(FieldClientAuthRequired, v))
+}
+
+// ClientAuthRequiredNEQ applies the NEQ predicate on the "client_auth_required" field.
+func ClientAuthRequiredNEQ(v bool) predicate.Gateway {
+	return predicate.Gateway(sql.FieldNEQ(FieldClientAuthRequired, v))
 }
 
 // HasTenant applies the HasEdge predicate on the "tenant" edge.

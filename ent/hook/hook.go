@@ -21,6 +21,18 @@ func (f APIKeyFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, erro
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.APIKeyMutation", m)
 }
 
+// The AccessRuleFunc type is an adapter to allow the use of ordinary
+// function as AccessRule mutator.
+type AccessRuleFunc func(context.Context, *ent.AccessRuleMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f AccessRuleFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.AccessRuleMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.AccessRuleMutation", m)
+}
+
 // The AgentFunc type is an adapter to allow the use of ordinary
 // function as Agent mutator.
 type AgentFunc func(context.Context, *ent.AgentMutation) (ent.Value, error)
@@ -79,6 +91,18 @@ func (f ChangeRequestFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Valu
 		return f(ctx, mv)
 	}
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ChangeRequestMutation", m)
+}
+
+// The ClientKeyFunc type is an adapter to allow the use of ordinary
+// function as ClientKey mutator.
+type ClientKeyFunc func(context.Context, *ent.ClientKeyMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f ClientKeyFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.ClientKeyMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ClientKeyMutation", m)
 }
 
 // The EnrollmentTokenFunc type is an adapter to allow the use of ordinary

@@ -42,6 +42,47 @@ var (
 			},
 		},
 	}
+	// AccessRulesColumns holds the columns for the "access_rules" table.
+	AccessRulesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "gateway_id", Type: field.TypeUUID},
+		{Name: "position", Type: field.TypeInt},
+		{Name: "principal", Type: field.TypeString, Size: 200},
+		{Name: "virtual_server", Type: field.TypeString, Size: 63},
+		{Name: "tool_pattern", Type: field.TypeString, Size: 200},
+		{Name: "effect", Type: field.TypeEnum, Enums: []string{"allow", "deny"}},
+		{Name: "condition", Type: field.TypeString, Size: 2000, Default: ""},
+		{Name: "description", Type: field.TypeString, Size: 500, Default: ""},
+		{Name: "tenant_id", Type: field.TypeUUID},
+	}
+	// AccessRulesTable holds the schema information for the "access_rules" table.
+	AccessRulesTable = &schema.Table{
+		Name:       "access_rules",
+		Columns:    AccessRulesColumns,
+		PrimaryKey: []*schema.Column{AccessRulesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "access_rules_tenants_tenant",
+				Columns:    []*schema.Column{AccessRulesColumns[11]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "accessrule_tenant_id",
+				Unique:  false,
+				Columns: []*schema.Column{AccessRulesColumns[11]},
+			},
+			{
+				Name:    "accessrule_gateway_id_position",
+				Unique:  false,
+				Columns: []*schema.Column{AccessRulesColumns[3], AccessRulesColumns[4]},
+			},
+		},
+	}
 	// AgentsColumns holds the columns for the "agents" table.
 	AgentsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -277,6 +318,43 @@ var (
 			},
 		},
 	}
+	// ClientKeysColumns holds the columns for the "client_keys" table.
+	ClientKeysColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "name", Type: field.TypeString, Size: 63},
+		{Name: "groups", Type: field.TypeJSON, Nullable: true},
+		{Name: "secret_hash", Type: field.TypeString, Unique: true},
+		{Name: "revoked_at", Type: field.TypeTime, Nullable: true},
+		{Name: "tenant_id", Type: field.TypeUUID},
+	}
+	// ClientKeysTable holds the schema information for the "client_keys" table.
+	ClientKeysTable = &schema.Table{
+		Name:       "client_keys",
+		Columns:    ClientKeysColumns,
+		PrimaryKey: []*schema.Column{ClientKeysColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "client_keys_tenants_tenant",
+				Columns:    []*schema.Column{ClientKeysColumns[7]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "clientkey_tenant_id",
+				Unique:  false,
+				Columns: []*schema.Column{ClientKeysColumns[7]},
+			},
+			{
+				Name:    "clientkey_tenant_id_name",
+				Unique:  true,
+				Columns: []*schema.Column{ClientKeysColumns[7], ClientKeysColumns[3]},
+			},
+		},
+	}
 	// EnrollmentTokensColumns holds the columns for the "enrollment_tokens" table.
 	EnrollmentTokensColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -321,6 +399,7 @@ var (
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "name", Type: field.TypeString, Size: 63},
+		{Name: "client_auth_required", Type: field.TypeBool, Default: false},
 		{Name: "tenant_id", Type: field.TypeUUID},
 	}
 	// GatewaysTable holds the schema information for the "gateways" table.
@@ -331,7 +410,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "gateways_tenants_tenant",
-				Columns:    []*schema.Column{GatewaysColumns[4]},
+				Columns:    []*schema.Column{GatewaysColumns[5]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -340,12 +419,12 @@ var (
 			{
 				Name:    "gateway_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{GatewaysColumns[4]},
+				Columns: []*schema.Column{GatewaysColumns[5]},
 			},
 			{
 				Name:    "gateway_tenant_id_name",
 				Unique:  true,
-				Columns: []*schema.Column{GatewaysColumns[4], GatewaysColumns[3]},
+				Columns: []*schema.Column{GatewaysColumns[5], GatewaysColumns[3]},
 			},
 		},
 	}
@@ -719,11 +798,13 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		APIKeysTable,
+		AccessRulesTable,
 		AgentsTable,
 		ApprovalsTable,
 		AuditEventsTable,
 		CallEventsTable,
 		ChangeRequestsTable,
+		ClientKeysTable,
 		EnrollmentTokensTable,
 		GatewaysTable,
 		InvitationsTable,
@@ -741,6 +822,7 @@ var (
 
 func init() {
 	APIKeysTable.ForeignKeys[0].RefTable = TenantsTable
+	AccessRulesTable.ForeignKeys[0].RefTable = TenantsTable
 	AgentsTable.ForeignKeys[0].RefTable = TenantsTable
 	AgentsTable.ForeignKeys[1].RefTable = GatewaysTable
 	ApprovalsTable.ForeignKeys[0].RefTable = TenantsTable
@@ -749,6 +831,7 @@ func init() {
 	CallEventsTable.ForeignKeys[0].RefTable = TenantsTable
 	ChangeRequestsTable.ForeignKeys[0].RefTable = TenantsTable
 	ChangeRequestsTable.ForeignKeys[1].RefTable = ToolsTable
+	ClientKeysTable.ForeignKeys[0].RefTable = TenantsTable
 	EnrollmentTokensTable.ForeignKeys[0].RefTable = TenantsTable
 	EnrollmentTokensTable.ForeignKeys[1].RefTable = GatewaysTable
 	GatewaysTable.ForeignKeys[0].RefTable = TenantsTable

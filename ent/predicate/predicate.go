@@ -9,6 +9,9 @@ import (
 // APIKey is the predicate function for apikey builders.
 type APIKey func(*sql.Selector)
 
+// AccessRule is the predicate function for accessrule builders.
+type AccessRule func(*sql.Selector)
+
 // Agent is the predicate function for agent builders.
 type Agent func(*sql.Selector)
 
@@ -23,6 +26,9 @@ type CallEvent func(*sql.Selector)
 
 // ChangeRequest is the predicate function for changerequest builders.
 type ChangeRequest func(*sql.Selector)
+
+// ClientKey is the predicate function for clientkey builders.
+type ClientKey func(*sql.Selector)
 
 // EnrollmentToken is the predicate function for enrollmenttoken builders.
 type EnrollmentToken func(*sql.Selector)

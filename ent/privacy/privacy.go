@@ -135,6 +135,30 @@ func (f APIKeyMutationRuleFunc) EvalMutation(ctx context.Context, m ent.Mutation
 	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.APIKeyMutation", m)
 }
 
+// The AccessRuleQueryRuleFunc type is an adapter to allow the use of ordinary
+// functions as a query rule.
+type AccessRuleQueryRuleFunc func(context.Context, *ent.AccessRuleQuery) error
+
+// EvalQuery return f(ctx, q).
+func (f AccessRuleQueryRuleFunc) EvalQuery(ctx context.Context, q ent.Query) error {
+	if q, ok := q.(*ent.AccessRuleQuery); ok {
+		return f(ctx, q)
+	}
+	return Denyf("ent/privacy: unexpected query type %T, expect *ent.AccessRuleQuery", q)
+}
+
+// The AccessRuleMutationRuleFunc type is an adapter to allow the use of ordinary
+// functions as a mutation rule.
+type AccessRuleMutationRuleFunc func(context.Context, *ent.AccessRuleMutation) error
+
+// EvalMutation calls f(ctx, m).
+func (f AccessRuleMutationRuleFunc) EvalMutation(ctx context.Context, m ent.Mutation) error {
+	if m, ok := m.(*ent.AccessRuleMutation); ok {
+		return f(ctx, m)
+	}
+	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.AccessRuleMutation", m)
+}
+
 // The AgentQueryRuleFunc type is an adapter to allow the use of ordinary
 // functions as a query rule.
 type AgentQueryRuleFunc func(context.Context, *ent.AgentQuery) error
@@ -253,6 +277,30 @@ func (f ChangeRequestMutationRuleFunc) EvalMutation(ctx context.Context, m ent.M
 		return f(ctx, m)
 	}
 	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.ChangeRequestMutation", m)
+}
+
+// The ClientKeyQueryRuleFunc type is an adapter to allow the use of ordinary
+// functions as a query rule.
+type ClientKeyQueryRuleFunc func(context.Context, *ent.ClientKeyQuery) error
+
+// EvalQuery return f(ctx, q).
+func (f ClientKeyQueryRuleFunc) EvalQuery(ctx context.Context, q ent.Query) error {
+	if q, ok := q.(*ent.ClientKeyQuery); ok {
+		return f(ctx, q)
+	}
+	return Denyf("ent/privacy: unexpected query type %T, expect *ent.ClientKeyQuery", q)
+}
+
+// The ClientKeyMutationRuleFunc type is an adapter to allow the use of ordinary
+// functions as a mutation rule.
+type ClientKeyMutationRuleFunc func(context.Context, *ent.ClientKeyMutation) error
+
+// EvalMutation calls f(ctx, m).
+func (f ClientKeyMutationRuleFunc) EvalMutation(ctx context.Context, m ent.Mutation) error {
+	if m, ok := m.(*ent.ClientKeyMutation); ok {
+		return f(ctx, m)
+	}
+	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.ClientKeyMutation", m)
 }
 
 // The EnrollmentTokenQueryRuleFunc type is an adapter to allow the use of ordinary
@@ -580,6 +628,8 @@ func queryFilter(q ent.Query) (Filter, error) {
 	switch q := q.(type) {
 	case *ent.APIKeyQuery:
 		return q.Filter(), nil
+	case *ent.AccessRuleQuery:
+		return q.Filter(), nil
 	case *ent.AgentQuery:
 		return q.Filter(), nil
 	case *ent.ApprovalQuery:
@@ -589,6 +639,8 @@ func queryFilter(q ent.Query) (Filter, error) {
 	case *ent.CallEventQuery:
 		return q.Filter(), nil
 	case *ent.ChangeRequestQuery:
+		return q.Filter(), nil
+	case *ent.ClientKeyQuery:
 		return q.Filter(), nil
 	case *ent.EnrollmentTokenQuery:
 		return q.Filter(), nil
@@ -623,6 +675,8 @@ func mutationFilter(m ent.Mutation) (Filter, error) {
 	switch m := m.(type) {
 	case *ent.APIKeyMutation:
 		return m.Filter(), nil
+	case *ent.AccessRuleMutation:
+		return m.Filter(), nil
 	case *ent.AgentMutation:
 		return m.Filter(), nil
 	case *ent.ApprovalMutation:
@@ -632,6 +686,8 @@ func mutationFilter(m ent.Mutation) (Filter, error) {
 	case *ent.CallEventMutation:
 		return m.Filter(), nil
 	case *ent.ChangeRequestMutation:
+		return m.Filter(), nil
+	case *ent.ClientKeyMutation:
 		return m.Filter(), nil
 	case *ent.EnrollmentTokenMutation:
 		return m.Filter(), nil

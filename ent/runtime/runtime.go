@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/portcullis-mcp/portcullis/ent/accessrule"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/apikey"
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
+	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
@@ -83,6 +85,102 @@ func init() {
 	apikeyDescID := apikeyMixinFields0[0].Descriptor()
 	// apikey.DefaultID holds the default value on creation for the id field.
 	apikey.DefaultID = apikeyDescID.Default.(func() uuid.UUID)
+	accessruleMixin := schema.AccessRule{}.Mixin()
+	accessrule.Policy = privacy.NewPolicies(accessruleMixin[2], schema.AccessRule{})
+	accessrule.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := accessrule.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	accessruleMixinFields0 := accessruleMixin[0].Fields()
+	_ = accessruleMixinFields0
+	accessruleMixinFields1 := accessruleMixin[1].Fields()
+	_ = accessruleMixinFields1
+	accessruleFields := schema.AccessRule{}.Fields()
+	_ = accessruleFields
+	// accessruleDescCreatedAt is the schema descriptor for created_at field.
+	accessruleDescCreatedAt := accessruleMixinFields1[0].Descriptor()
+	// accessrule.DefaultCreatedAt holds the default value on creation for the created_at field.
+	accessrule.DefaultCreatedAt = accessruleDescCreatedAt.Default.(func() time.Time)
+	// accessruleDescUpdatedAt is the schema descriptor for updated_at field.
+	accessruleDescUpdatedAt := accessruleMixinFields1[1].Descriptor()
+	// accessrule.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	accessrule.DefaultUpdatedAt = accessruleDescUpdatedAt.Default.(func() time.Time)
+	// accessrule.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	accessrule.UpdateDefaultUpdatedAt = accessruleDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// accessruleDescPrincipal is the schema descriptor for principal field.
+	accessruleDescPrincipal := accessruleFields[2].Descriptor()
+	// accessrule.PrincipalValidator is a validator for the "principal" field. It is called by the builders before save.
+	accessrule.PrincipalValidator = func() func(string) error {
+		validators := accessruleDescPrincipal.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(principal string) error {
+			for _, fn := range fns {
+				if err := fn(principal); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// accessruleDescVirtualServer is the schema descriptor for virtual_server field.
+	accessruleDescVirtualServer := accessruleFields[3].Descriptor()
+	// accessrule.VirtualServerValidator is a validator for the "virtual_server" field. It is called by the builders before save.
+	accessrule.VirtualServerValidator = func() func(string) error {
+		validators := accessruleDescVirtualServer.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(virtual_server string) error {
+			for _, fn := range fns {
+				if err := fn(virtual_server); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// accessruleDescToolPattern is the schema descriptor for tool_pattern field.
+	accessruleDescToolPattern := accessruleFields[4].Descriptor()
+	// accessrule.ToolPatternValidator is a validator for the "tool_pattern" field. It is called by the builders before save.
+	accessrule.ToolPatternValidator = func() func(string) error {
+		validators := accessruleDescToolPattern.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(tool_pattern string) error {
+			for _, fn := range fns {
+				if err := fn(tool_pattern); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// accessruleDescCondition is the schema descriptor for condition field.
+	accessruleDescCondition := accessruleFields[6].Descriptor()
+	// accessrule.DefaultCondition holds the default value on creation for the condition field.
+	accessrule.DefaultCondition = accessruleDescCondition.Default.(string)
+	// accessrule.ConditionValidator is a validator for the "condition" field. It is called by the builders before save.
+	accessrule.ConditionValidator = accessruleDescCondition.Validators[0].(func(string) error)
+	// accessruleDescDescription is the schema descriptor for description field.
+	accessruleDescDescription := accessruleFields[7].Descriptor()
+	// accessrule.DefaultDescription holds the default value on creation for the description field.
+	accessrule.DefaultDescription = accessruleDescDescription.Default.(string)
+	// accessrule.DescriptionValidator is a validator for the "description" field. It is called by the builders before save.
+	accessrule.DescriptionValidator = accessruleDescDescription.Validators[0].(func(string) error)
+	// accessruleDescID is the schema descriptor for id field.
+	accessruleDescID := accessruleMixinFields0[0].Descriptor()
+	// accessrule.DefaultID holds the default value on creation for the id field.
+	accessrule.DefaultID = accessruleDescID.Default.(func() uuid.UUID)
 	agentMixin := schema.Agent{}.Mixin()
 	agent.Policy = privacy.NewPolicies(agentMixin[2], schema.Agent{})
 	agent.Hooks[0] = func(next ent.Mutator) ent.Mutator {
@@ -425,6 +523,58 @@ func init() {
 	changerequestDescID := changerequestMixinFields0[0].Descriptor()
 	// changerequest.DefaultID holds the default value on creation for the id field.
 	changerequest.DefaultID = changerequestDescID.Default.(func() uuid.UUID)
+	clientkeyMixin := schema.ClientKey{}.Mixin()
+	clientkey.Policy = privacy.NewPolicies(clientkeyMixin[2], schema.ClientKey{})
+	clientkey.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := clientkey.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	clientkeyMixinFields0 := clientkeyMixin[0].Fields()
+	_ = clientkeyMixinFields0
+	clientkeyMixinFields1 := clientkeyMixin[1].Fields()
+	_ = clientkeyMixinFields1
+	clientkeyFields := schema.ClientKey{}.Fields()
+	_ = clientkeyFields
+	// clientkeyDescCreatedAt is the schema descriptor for created_at field.
+	clientkeyDescCreatedAt := clientkeyMixinFields1[0].Descriptor()
+	// clientkey.DefaultCreatedAt holds the default value on creation for the created_at field.
+	clientkey.DefaultCreatedAt = clientkeyDescCreatedAt.Default.(func() time.Time)
+	// clientkeyDescUpdatedAt is the schema descriptor for updated_at field.
+	clientkeyDescUpdatedAt := clientkeyMixinFields1[1].Descriptor()
+	// clientkey.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	clientkey.DefaultUpdatedAt = clientkeyDescUpdatedAt.Default.(func() time.Time)
+	// clientkey.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	clientkey.UpdateDefaultUpdatedAt = clientkeyDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// clientkeyDescName is the schema descriptor for name field.
+	clientkeyDescName := clientkeyFields[0].Descriptor()
+	// clientkey.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	clientkey.NameValidator = func() func(string) error {
+		validators := clientkeyDescName.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(name string) error {
+			for _, fn := range fns {
+				if err := fn(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// clientkeyDescSecretHash is the schema descriptor for secret_hash field.
+	clientkeyDescSecretHash := clientkeyFields[2].Descriptor()
+	// clientkey.SecretHashValidator is a validator for the "secret_hash" field. It is called by the builders before save.
+	clientkey.SecretHashValidator = clientkeyDescSecretHash.Validators[0].(func(string) error)
+	// clientkeyDescID is the schema descriptor for id field.
+	clientkeyDescID := clientkeyMixinFields0[0].Descriptor()
+	// clientkey.DefaultID holds the default value on creation for the id field.
+	clientkey.DefaultID = clientkeyDescID.Default.(func() uuid.UUID)
 	enrollmenttokenMixin := schema.EnrollmentToken{}.Mixin()
 	enrollmenttoken.Policy = privacy.NewPolicies(enrollmenttokenMixin[2], schema.EnrollmentToken{})
 	enrollmenttoken.Hooks[0] = func(next ent.Mutator) ent.Mutator {
@@ -499,6 +649,10 @@ func init() {
 			return nil
 		}
 	}()
+	// gatewayDescClientAuthRequired is the schema descriptor for client_auth_required field.
+	gatewayDescClientAuthRequired := gatewayFields[1].Descriptor()
+	// gateway.DefaultClientAuthRequired holds the default value on creation for the client_auth_required field.
+	gateway.DefaultClientAuthRequired = gatewayDescClientAuthRequired.Default.(bool)
 	// gatewayDescID is the schema descriptor for id field.
 	gatewayDescID := gatewayMixinFields0[0].Descriptor()
 	// gateway.DefaultID holds the default value on creation for the id field.

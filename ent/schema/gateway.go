@@ -17,6 +17,8 @@ func (Gateway) Mixin() []ent.Mixin { return []ent.Mixin{IDMixin{}, TimeMixin{}, 
 func (Gateway) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("name").NotEmpty().MaxLen(63),
+		// MCP clients must present a credential (client key or token).
+		field.Bool("client_auth_required").Default(false),
 	}
 }
 

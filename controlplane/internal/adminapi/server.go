@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
@@ -31,6 +32,7 @@ type Config struct {
 	Tenants   *tenant.Service
 	Inventory *inventory.Service
 	Changes   *change.Service
+	Access    *access.Service
 	// EnrollmentToken formats a gateway enrollment token; AgentEndpoint is
 	// the address agents dial.
 	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error)
@@ -46,8 +48,8 @@ type Server struct {
 
 // New checks cfg and returns a Server.
 func New(cfg Config) (*Server, error) {
-	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.EnrollmentToken == nil {
-		return nil, errors.New("adminapi.New: DB, IDs, Tenants, Inventory, Changes and EnrollmentToken are required")
+	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.Access == nil || cfg.EnrollmentToken == nil {
+		return nil, errors.New("adminapi.New: DB, IDs, Tenants, Inventory, Changes, Access and EnrollmentToken are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/agentsync"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
@@ -65,6 +66,7 @@ type App struct {
 	Telemetry *telemetry.Service
 	IDs       *identity.Service
 	Changes   *change.Service
+	Access    *access.Service
 
 	cfg     Config
 	log     *slog.Logger
@@ -115,6 +117,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if a.Changes, err = change.New(a.DB, a.Policy, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
+	if a.Access, err = access.New(a.DB, a.Policy); err != nil {
+		return nil, a.closeWith(err)
+	}
 	if a.Telemetry, err = telemetry.New(a.DB, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
@@ -146,7 +151,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.mux = http.NewServeMux()
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	api, err := adminapi.New(adminapi.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes,
+	api, err := adminapi.New(adminapi.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access,
 		EnrollmentToken: a.EnrollmentToken, AgentEndpoint: a.AgentEndpoint(), Logger: cfg.Logger})
 	if err != nil {
 		return nil, a.closeWith(err)
@@ -156,7 +161,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.cfg.PublicURL = "http://" + a.HTTPAddr()
 	}
 	if cfg.OIDC.Issuer != "" {
-		console, err := web.New(web.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes,
+		console, err := web.New(web.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access,
 			EnrollmentToken: a.EnrollmentToken, AgentEndpoint: a.AgentEndpoint(), PublicURL: a.cfg.PublicURL, OIDC: cfg.OIDC, Logger: cfg.Logger})
 		if err != nil {
 			return nil, a.closeWith(err)

@@ -25,6 +25,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
@@ -188,9 +189,18 @@ func readyVersion(addr string) uint64 {
 // mcpClient runs the TypeScript SDK client and decodes its JSON output.
 func mcpClient(t *testing.T, url string, args ...string) (map[string]any, error) {
 	t.Helper()
+	return mcpClientAs(t, "", url, args...)
+}
+
+// mcpClientAs runs the TypeScript SDK client with a bearer credential.
+func mcpClientAs(t *testing.T, bearer, url string, args ...string) (map[string]any, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(viewer.System(context.Background()), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(e2eDir, "client/mcp-client.mjs"), url}, args...)...)
+	if bearer != "" {
+		cmd.Env = append(os.Environ(), "MCP_BEARER="+bearer)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -555,6 +565,149 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitForTools(t, "get-env withdrawn again", url, want)
+	})
+
+	t.Run("client authentication and access rules", func(t *testing.T) {
+		waitApplied := func(what string) {
+			t.Helper()
+			latest, err := cp.Tenants.PolicyVersion(ctx, ten.ID, gw.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, what, func() error {
+				if v := readyVersion(gwAddr); v != latest {
+					return fmt.Errorf("gateway enforces v%d, latest is v%d", v, latest)
+				}
+				return nil
+			})
+		}
+		names := func(bearer string) ([]string, error) {
+			out, err := mcpClientAs(t, bearer, url, "list")
+			if err != nil {
+				return nil, err
+			}
+			var ns []string
+			for _, n := range out["tools"].([]any) {
+				ns = append(ns, n.(string))
+			}
+			return ns, nil
+		}
+		call := func(bearer, tool, args string) (string, bool) {
+			t.Helper()
+			out, err := mcpClientAs(t, bearer, url, "call", tool, args)
+			if err != nil {
+				t.Fatalf("%s: %v", tool, err)
+			}
+			var text string
+			for _, c := range out["content"].([]any) {
+				text += fmt.Sprint(c.(map[string]any)["text"])
+			}
+			isErr, _ := out["isError"].(bool)
+			return text, isErr
+		}
+		defer func() { // back to an open gateway without rules for the tests that follow
+			rules, err := cp.Access.Rules(ctx, ten.ID, gw.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rules {
+				if err := cp.Access.DeleteRule(ctx, ten.ID, r.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := cp.Access.SetClientAuth(ctx, ten.ID, gw.ID, false); err != nil {
+				t.Fatal(err)
+			}
+			waitApplied("an open gateway again")
+			waitForTools(t, "anonymous listing again", url, want)
+		}()
+		refused := func(err error) bool { // the TypeScript client reports the 401's body
+			return err != nil && (strings.Contains(err.Error(), "bearer token") || strings.Contains(err.Error(), "invalid token"))
+		}
+		ciKey, _, err := cp.Access.CreateClientKey(ctx, ten.ID, "ci", []string{"builders"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		botKey, bot, err := cp.Access.CreateClientKey(ctx, ten.ID, "bot", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []access.Rule{
+			{Principal: "*", VirtualServer: "*", ToolPattern: "everything__get-sum", Effect: "deny", Condition: "int(args.a) > 100", Description: "no big sums"},
+			{Principal: "group:builders", VirtualServer: "main", ToolPattern: "*", Effect: "allow"},
+			{Principal: "apikey:bot", VirtualServer: "main", ToolPattern: "*__echo", Effect: "allow"},
+		} {
+			if _, err := cp.Access.CreateRule(ctx, ten.ID, gw.ID, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := cp.Access.CreateRule(ctx, ten.ID, gw.ID, access.Rule{Principal: "*", VirtualServer: "*", ToolPattern: "*", Effect: "allow", Condition: "args.a +"}); err == nil {
+			t.Fatal("a rule whose condition does not compile was accepted")
+		}
+		if err := cp.Access.SetClientAuth(ctx, ten.ID, gw.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		waitApplied("client auth and rules on the gateway")
+
+		// No credential, or a wrong one: 401 pointing at RFC 9728 metadata.
+		for _, bearer := range []string{"", "pcck_wrong"} {
+			if _, err := names(bearer); !refused(err) {
+				t.Fatalf("list with credential %q: %v, want 401", bearer, err)
+			}
+		}
+		resp, err := http.Post(url, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		metaURL := "http://" + gwAddr + "/.well-known/oauth-protected-resource/mcp/main"
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `resource_metadata="`+metaURL+`"`) {
+			t.Fatalf("unauthenticated POST: %d, WWW-Authenticate %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+		resp, err = http.Get(metaURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var meta map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&meta)
+		resp.Body.Close()
+		if err != nil || meta["resource"] != url {
+			t.Fatalf("protected resource metadata: %v %v", meta, err)
+		}
+
+		// ci (group builders) sees and calls everything; a big sum is refused by the CEL rule.
+		if ns, err := names(ciKey); err != nil || !slices.Equal(ns, want) {
+			t.Fatalf("ci lists %v, %v; want %v", ns, err, want)
+		}
+		if text, isErr := call(ciKey, "everything__get-sum", `{"a":2,"b":3}`); isErr || !strings.Contains(text, "5") {
+			t.Fatalf("ci small sum: %q", text)
+		}
+		if text, isErr := call(ciKey, "everything__get-sum", `{"a":200,"b":3}`); !isErr || !strings.Contains(text, "access rule") {
+			t.Fatalf("ci big sum: %q isError=%v", text, isErr)
+		}
+		// bot sees only echo tools, and cannot call get-sum even by name.
+		if ns, err := names(botKey); err != nil || !slices.Equal(ns, []string{"everything__echo", "web__echo"}) {
+			t.Fatalf("bot lists %v, %v", ns, err)
+		}
+		if text, isErr := call(botKey, "everything__get-sum", `{"a":1,"b":1}`); !isErr || !strings.Contains(text, "no access rule lets apikey:bot") {
+			t.Fatalf("bot get-sum: %q isError=%v", text, isErr)
+		}
+		eventually(t, "call events naming the principal", func() error {
+			n, err := cp.DB.CallEvent.Query().Where(callevent.Principal("apikey:ci")).Count(ctx)
+			if err != nil || n < 2 {
+				return fmt.Errorf("%d events for apikey:ci, %v", n, err)
+			}
+			return nil
+		})
+		// A revoked key stops working.
+		if err := cp.Access.RevokeClientKey(ctx, ten.ID, bot.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitApplied("the revocation")
+		if _, err := names(botKey); !refused(err) {
+			t.Fatalf("revoked key: %v, want 401", err)
+		}
+
 	})
 
 	t.Run("the agent reports ACKed versions", func(t *testing.T) {

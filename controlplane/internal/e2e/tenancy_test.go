@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
@@ -36,6 +37,7 @@ type world struct {
 	adminKeyA, viewerKeyA, ownerKeyB string
 	bGateway, bUpstream, bTool, bKey uuid.UUID
 	bMember, bChange                 uuid.UUID
+	bClientKey, bRule                uuid.UUID
 	bManifest                        []byte
 	aGateway                         uuid.UUID
 	bGatewayName                     string
@@ -106,6 +108,16 @@ func buildWorld(t *testing.T) *world {
 	if w.bManifest, err = cp.Changes.ExportPins(bctx, w.b.ID); err != nil {
 		t.Fatal(err)
 	}
+	_, ck, err := cp.Access.CreateClientKey(bctx, w.b.ID, "b-client", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.bClientKey = ck.ID
+	br, err := cp.Access.CreateRule(bctx, w.b.ID, gb.ID, access.Rule{Principal: "*", VirtualServer: "*", ToolPattern: "*", Effect: "allow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.bRule = br.ID
 	if _, err := cp.IDs.Invite(bctx, w.b.ID, "dave@b.test", viewer.RoleAdmin); err != nil {
 		t.Fatal(err)
 	}
@@ -324,6 +336,35 @@ var apiMatrix = []apiCall{
 		_, err := c.policy.SetResultScanning(ctx, req(&adminv1.SetResultScanningRequest{Action: adminv1.ResultAction_RESULT_ACTION_REDACT}))
 		return err
 	}},
+	{"ListClientKeys", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.ListClientKeys(ctx, req(&adminv1.ListClientKeysRequest{}))
+		return err
+	}},
+	{"CreateClientKey", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.CreateClientKey(ctx, req(&adminv1.CreateClientKeyRequest{Name: "k-" + uuid.NewString()[:8]}))
+		return err
+	}},
+	{"RevokeClientKey", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.RevokeClientKey(ctx, req(&adminv1.RevokeClientKeyRequest{Id: w.bClientKey.String()}))
+		return err
+	}},
+	{"SetClientAuth", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.SetClientAuth(ctx, req(&adminv1.SetClientAuthRequest{GatewayId: w.bGateway.String(), Required: true}))
+		return err
+	}},
+	{"ListAccessRules", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.ListAccessRules(ctx, req(&adminv1.ListAccessRulesRequest{GatewayId: w.bGateway.String()}))
+		return err
+	}},
+	{"CreateAccessRule", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.CreateAccessRule(ctx, req(&adminv1.CreateAccessRuleRequest{Rule: &adminv1.AccessRule{GatewayId: w.bGateway.String(),
+			Principal: "*", VirtualServer: "*", ToolPattern: "*", Effect: "deny"}}))
+		return err
+	}},
+	{"DeleteAccessRule", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.DeleteAccessRule(ctx, req(&adminv1.DeleteAccessRuleRequest{Id: w.bRule.String()}))
+		return err
+	}},
 	{"ImportPins", true, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.changes.ImportPins(ctx, req(&adminv1.ImportPinsRequest{Manifest: w.bManifest}))
 		return err
@@ -348,7 +389,7 @@ func adminMethods() []string {
 func targetsB(name string) bool {
 	switch name {
 	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "PinTool", "UnpinTool", "RevokeAPIKey",
-		"GetChangeRequest", "ProposeChange", "SetToolLabels", "ApproveChange", "RejectChange", "ImportPins":
+		"GetChangeRequest", "ProposeChange", "SetToolLabels", "RevokeClientKey", "SetClientAuth", "ListAccessRules", "CreateAccessRule", "DeleteAccessRule", "ApproveChange", "RejectChange", "ImportPins":
 		return true
 	}
 	return false
@@ -471,6 +512,14 @@ func TestAPITenantIsolationMatrix(t *testing.T) {
 	ups, err := bKeyStillWorks.ups.ListUpstreams(ctx, req(&adminv1.ListUpstreamsRequest{}))
 	if err != nil || len(ups.Msg.GetUpstreams()) != 1 {
 		t.Fatalf("tenant B's upstreams changed: %v, %v", ups, err)
+	}
+	rules, err := bKeyStillWorks.policy.ListAccessRules(ctx, req(&adminv1.ListAccessRulesRequest{GatewayId: w.bGateway.String()}))
+	if err != nil || len(rules.Msg.GetRules()) != 1 || rules.Msg.GetRules()[0].GetEffect() != "allow" {
+		t.Fatalf("tenant B's rules changed: %v, %v", rules, err)
+	}
+	keys, err := bKeyStillWorks.policy.ListClientKeys(ctx, req(&adminv1.ListClientKeysRequest{}))
+	if err != nil || len(keys.Msg.GetKeys()) != 1 || keys.Msg.GetKeys()[0].GetRevoked() {
+		t.Fatalf("tenant B's client key changed: %v, %v", keys, err)
 	}
 	crs, err := bKeyStillWorks.changes.ListChangeRequests(ctx, req(&adminv1.ListChangeRequestsRequest{}))
 	if err != nil || len(crs.Msg.GetChangeRequests()) != 1 || crs.Msg.GetChangeRequests()[0].GetStatus() != "pending" {

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/accessrule"
+	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/policyversion"
 	"github.com/portcullis-mcp/portcullis/ent/tenant"
@@ -150,6 +152,26 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 	b := &agentv1.PolicyBundle{TenantId: gw.TenantID.String(), GatewayId: gw.ID.String()}
 	if gw.Edges.Tenant != nil {
 		b.ResultScanning = &agentv1.ResultScanning{Action: resultActions[gw.Edges.Tenant.ResultAction]}
+	}
+	b.ClientAuth = &agentv1.ClientAuth{Required: gw.ClientAuthRequired}
+	keys, err := s.db.ClientKey.Query().Where(clientkey.TenantID(gw.TenantID), clientkey.RevokedAtIsNil()).Order(clientkey.ByName()).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		b.ClientAuth.Keys = append(b.ClientAuth.Keys, &agentv1.ClientKey{Sha256: k.SecretHash, Principal: "apikey:" + k.Name, Groups: k.Groups})
+	}
+	rules, err := s.db.AccessRule.Query().Where(accessrule.GatewayID(gw.ID)).Order(accessrule.ByPosition(), accessrule.ByCreatedAt()).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rules {
+		effect := agentv1.Effect_EFFECT_ALLOW
+		if r.Effect == accessrule.EffectDeny {
+			effect = agentv1.Effect_EFFECT_DENY
+		}
+		b.AccessRules = append(b.AccessRules, &agentv1.AccessRule{Id: r.ID.String(), Principal: r.Principal, VirtualServer: r.VirtualServer,
+			ToolPattern: r.ToolPattern, Effect: effect, Condition: r.Condition})
 	}
 	ups, err := s.db.Upstream.Query().Where(upstream.GatewayID(gw.ID)).Order(upstream.ByName()).All(ctx)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/google/uuid"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
@@ -37,6 +38,7 @@ type Config struct {
 	Tenants   *tenant.Service
 	Inventory *inventory.Service
 	Changes   *change.Service
+	Access    *access.Service
 	// EnrollmentToken formats an enrollment token; AgentEndpoint is what
 	// agents dial (shown in the enrollment command).
 	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error)
@@ -59,8 +61,8 @@ type Server struct {
 
 // New checks cfg and returns the console.
 func New(cfg Config) (*Server, error) {
-	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.EnrollmentToken == nil {
-		return nil, errors.New("web.New: DB, IDs, Tenants, Inventory, Changes and EnrollmentToken are required")
+	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.Access == nil || cfg.EnrollmentToken == nil {
+		return nil, errors.New("web.New: DB, IDs, Tenants, Inventory, Changes, Access and EnrollmentToken are required")
 	}
 	if cfg.OIDC.Issuer == "" || cfg.OIDC.ClientID == "" {
 		return nil, errors.New("the console needs an OIDC issuer and client id (--oidc-issuer, --oidc-client-id)")

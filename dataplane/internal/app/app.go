@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/agent"
@@ -28,6 +29,7 @@ type Config struct {
 	EnrollToken       string
 	DataDir           string
 	Listen            string
+	PublicURL         string
 	TLSCert, TLSKey   string
 	DiscoveryInterval time.Duration
 	UpstreamTimeout   time.Duration
@@ -41,6 +43,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.EnrollToken, "enroll-token", "", "one-time enrollment token from the console; needed only on first start")
 	fs.StringVar(&c.DataDir, "data-dir", "./portcullis-gateway-data", "directory for the agent identity and the cached policy bundle")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8081", "address serving MCP at /mcp/{virtual-server}, /healthz and /readyz")
+	fs.StringVar(&c.PublicURL, "public-url", "", "URL clients use to reach this gateway, for OAuth protected-resource metadata (default: http(s)://--listen)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for serving MCP over HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
 	fs.DurationVar(&c.DiscoveryInterval, "discovery-interval", time.Minute, "how often each upstream's tools are listed again (list_changed also triggers it)")
@@ -70,7 +73,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("creating data dir: %w", err)
 	}
 	q := telemetry.NewQueue(cfg.TelemetryBuffer)
-	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout, Version: Version})
+	public := strings.TrimSuffix(cfg.PublicURL, "/")
+	if public == "" {
+		scheme := "http"
+		if cfg.TLSCert != "" {
+			scheme = "https"
+		}
+		public = scheme + "://" + cfg.Listen
+	}
+	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout,
+		Version: Version, PublicURL: public})
 	if err != nil {
 		return err
 	}
@@ -84,7 +96,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp/", px.Handler())
+	mcpHandler := px.Handler()
+	mux.Handle("/mcp/", mcpHandler)
+	mux.Handle("/.well-known/oauth-protected-resource", mcpHandler)
+	mux.Handle("/.well-known/oauth-protected-resource/", mcpHandler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		v := ag.AppliedVersion()

@@ -23,7 +23,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -47,6 +49,9 @@ type Config struct {
 	// UpstreamTimeout bounds connecting, listing and each call (default 60s).
 	UpstreamTimeout time.Duration
 	Version         string
+	// PublicURL is how clients reach this gateway, e.g. https://mcp.example.com;
+	// resource URLs in auth metadata are built from it.
+	PublicURL string
 }
 
 // kind is what a pin approves.
@@ -69,6 +74,10 @@ type policy struct {
 	pins    map[pinKey]string    // → sha256
 	labels  map[pinKey]flowLabel // tools' data-flow labels
 	results resultscan.Action
+	// Client authentication and access rules.
+	authRequired bool
+	keys         map[[32]byte]identity
+	access       *accessIndex
 	vs      map[string][]string
 }
 
@@ -178,6 +187,11 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 		return err
 	}
 	pol := &policy{pins: map[pinKey]string{}, labels: map[pinKey]flowLabel{}, vs: map[string][]string{}, results: resultAction(b.GetResultScanning())}
+	keys, rules, err := compileAccess(b)
+	if err != nil {
+		return err
+	}
+	pol.authRequired, pol.keys, pol.access = b.GetClientAuth().GetRequired(), keys, indexRules(rules, keys)
 	for _, pin := range b.GetToolPins() {
 		if l := parseLabels(pin.GetFlowLabels()); l != 0 {
 			pol.labels[pinKey{kindTool, pin.GetUpstream(), pin.GetTool()}] = l
@@ -245,10 +259,15 @@ func (p *Proxy) newVServer(name string) *vserver {
 	})
 	srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-			if method == "tools/list" {
-				p.rediscover(ctx, name)
+			if method != "tools/list" {
+				return next(ctx, method, req)
 			}
-			return next(ctx, method, req)
+			p.rediscover(ctx, name)
+			res, err := next(ctx, method, req)
+			if err != nil {
+				return res, err
+			}
+			return p.filterTools(res, name, req.GetExtra()), nil
 		}
 	})
 	return &vserver{name: name, server: srv, tools: map[string]string{}, prompts: map[string]string{}, resources: map[string]string{}, templates: map[string]string{}}
@@ -566,9 +585,26 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		ev.Error = "upstream unavailable"
 		return refusal("upstream %q is unavailable", upName), nil
 	}
+	var ti *auth.TokenInfo
+	if req.Extra != nil {
+		ti = req.Extra.TokenInfo
+	}
+	id := identityOf(ti)
+	ev.Principal = id.principal
+	exposed := upName + Separator + toolName
+	if ok, rule := decide(pol.access, id, ev.VirtualServer, exposed, req.Params.Arguments); !ok {
+		who := id.principal
+		if who == "" {
+			who = "an anonymous client"
+		}
+		if rule == "" {
+			return deny(fmt.Sprintf("no access rule lets %s call %q on this gateway", who, exposed))
+		}
+		return deny(fmt.Sprintf("access rule %s does not let %s call %q with these arguments", rule, who, exposed))
+	}
 	labels := pol.labels[pinKey{kindTool, upName, toolName}]
 	flow := p.sessionFlow(req.Session)
-	if reason := flowCheck(flowLabel(flow.Load()), labels, upName+Separator+toolName); reason != "" {
+	if reason := flowCheck(flowLabel(flow.Load()), labels, exposed); reason != "" {
 		return deny(reason)
 	}
 	params := &mcp.CallToolParams{Name: toolName}
@@ -690,17 +726,45 @@ func (p *Proxy) server(name string) *mcp.Server {
 	return nil
 }
 
-// Handler serves /mcp/{virtual-server}.
+// Handler serves /mcp/{virtual-server} and the RFC 9728 protected-resource
+// metadata that tells clients how to authenticate.
 func (p *Proxy) Handler() http.Handler {
 	h := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server { return p.server(r.PathValue("vs")) }, nil)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/mcp/{vs}", func(w http.ResponseWriter, r *http.Request) {
-		if p.server(r.PathValue("vs")) == nil {
-			http.Error(w, fmt.Sprintf("no virtual server %q on this gateway", r.PathValue("vs")), http.StatusNotFound)
+		vs := r.PathValue("vs")
+		if p.server(vs) == nil {
+			http.Error(w, fmt.Sprintf("no virtual server %q on this gateway", vs), http.StatusNotFound)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
+		pol := p.pol.Load()
+		if (pol != nil && pol.authRequired) || r.Header.Get("Authorization") != "" {
+			// Client credentials are checked here and never forwarded: upstream
+			// sessions are the gateway's own.
+			auth.RequireBearerToken(p.verifyToken, &auth.RequireBearerTokenOptions{
+				ResourceMetadataURL: p.cfg.PublicURL + "/.well-known/oauth-protected-resource/mcp/" + url.PathEscape(vs),
+				AllowMissingExpiration: true, // client keys do not expire; revocation removes them from the bundle
+			})(h).ServeHTTP(w, r)
+			return
+		}
 		h.ServeHTTP(w, r)
 	})
+	metadata := func(w http.ResponseWriter, r *http.Request) {
+		resource := p.cfg.PublicURL
+		if vs := r.PathValue("vs"); vs != "" {
+			if p.server(vs) == nil {
+				http.NotFound(w, r)
+				return
+			}
+			resource += "/mcp/" + url.PathEscape(vs)
+		}
+		auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
+			Resource: resource, AuthorizationServers: []string{}, BearerMethodsSupported: []string{"header"},
+			ResourceName: "Portcullis MCP gateway",
+		}).ServeHTTP(w, r)
+	}
+	mux.HandleFunc("GET /.well-known/oauth-protected-resource", metadata)
+	mux.HandleFunc("GET /.well-known/oauth-protected-resource/mcp/{vs}", metadata)
 	return mux
 }

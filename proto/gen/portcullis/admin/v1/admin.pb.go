@@ -4391,6 +4391,823 @@ func (x *ImportPinsResponse) GetUnchanged() int32 {
 	return 0
 }
 
+// ClientKey authenticates an MCP client at the tenant's gateways.
+type ClientKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The principal is "apikey:<name>".
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Groups        []string               `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Revoked       bool                   `protobuf:"varint,5,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientKey) Reset() {
+	*x = ClientKey{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientKey) ProtoMessage() {}
+
+func (x *ClientKey) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
+func (*ClientKey) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *ClientKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ClientKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ClientKey) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *ClientKey) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ClientKey) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+// ListClientKeysRequest is empty.
+type ListClientKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientKeysRequest) Reset() {
+	*x = ListClientKeysRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientKeysRequest) ProtoMessage() {}
+
+func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListClientKeysRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+}
+
+// ListClientKeysResponse lists keys.
+type ListClientKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*ClientKey           `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientKeysResponse) Reset() {
+	*x = ListClientKeysResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientKeysResponse) ProtoMessage() {}
+
+func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListClientKeysResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *ListClientKeysResponse) GetKeys() []*ClientKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// CreateClientKeyRequest names the key.
+type CreateClientKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Groups        []string               `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateClientKeyRequest) Reset() {
+	*x = CreateClientKeyRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateClientKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateClientKeyRequest) ProtoMessage() {}
+
+func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateClientKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateClientKeyRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *CreateClientKeyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateClientKeyRequest) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// CreateClientKeyResponse carries the secret, shown once.
+type CreateClientKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *ClientKey             `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// pcck_…; MCP clients send it as "Authorization: Bearer <secret>".
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateClientKeyResponse) Reset() {
+	*x = CreateClientKeyResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateClientKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateClientKeyResponse) ProtoMessage() {}
+
+func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateClientKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateClientKeyResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *CreateClientKeyResponse) GetKey() *ClientKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *CreateClientKeyResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+// RevokeClientKeyRequest names the key.
+type RevokeClientKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeClientKeyRequest) Reset() {
+	*x = RevokeClientKeyRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeClientKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeClientKeyRequest) ProtoMessage() {}
+
+func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeClientKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeClientKeyRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *RevokeClientKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RevokeClientKeyResponse is empty.
+type RevokeClientKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeClientKeyResponse) Reset() {
+	*x = RevokeClientKeyResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeClientKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeClientKeyResponse) ProtoMessage() {}
+
+func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeClientKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeClientKeyResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
+}
+
+// SetClientAuthRequest sets a gateway's client authentication.
+type SetClientAuthRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GatewayId     string                 `protobuf:"bytes,1,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	Required      bool                   `protobuf:"varint,2,opt,name=required,proto3" json:"required,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClientAuthRequest) Reset() {
+	*x = SetClientAuthRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClientAuthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClientAuthRequest) ProtoMessage() {}
+
+func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClientAuthRequest.ProtoReflect.Descriptor instead.
+func (*SetClientAuthRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *SetClientAuthRequest) GetGatewayId() string {
+	if x != nil {
+		return x.GatewayId
+	}
+	return ""
+}
+
+func (x *SetClientAuthRequest) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+// SetClientAuthResponse is empty.
+type SetClientAuthResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClientAuthResponse) Reset() {
+	*x = SetClientAuthResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClientAuthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClientAuthResponse) ProtoMessage() {}
+
+func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClientAuthResponse.ProtoReflect.Descriptor instead.
+func (*SetClientAuthResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
+}
+
+// AccessRule lets or stops a principal calling tools on a virtual server.
+// Rules are evaluated in order; the first that matches decides; when a
+// gateway has rules, a call no rule allows is refused.
+type AccessRule struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	GatewayId string                 `protobuf:"bytes,2,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	// "*", "apikey:<name>", "group:<name>" or "user:<subject>".
+	Principal string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
+	// A virtual server name or "*".
+	VirtualServer string `protobuf:"bytes,4,opt,name=virtual_server,json=virtualServer,proto3" json:"virtual_server,omitempty"`
+	// A glob over namespaced tool names, e.g. "github__*".
+	ToolPattern string `protobuf:"bytes,5,opt,name=tool_pattern,json=toolPattern,proto3" json:"tool_pattern,omitempty"`
+	// "allow" or "deny".
+	Effect string `protobuf:"bytes,6,opt,name=effect,proto3" json:"effect,omitempty"`
+	// Optional CEL over the call: args (map), principal (string), tool (string).
+	Condition     string `protobuf:"bytes,7,opt,name=condition,proto3" json:"condition,omitempty"`
+	Description   string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	Position      int32  `protobuf:"varint,9,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessRule) Reset() {
+	*x = AccessRule{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessRule) ProtoMessage() {}
+
+func (x *AccessRule) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
+func (*AccessRule) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *AccessRule) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AccessRule) GetGatewayId() string {
+	if x != nil {
+		return x.GatewayId
+	}
+	return ""
+}
+
+func (x *AccessRule) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *AccessRule) GetVirtualServer() string {
+	if x != nil {
+		return x.VirtualServer
+	}
+	return ""
+}
+
+func (x *AccessRule) GetToolPattern() string {
+	if x != nil {
+		return x.ToolPattern
+	}
+	return ""
+}
+
+func (x *AccessRule) GetEffect() string {
+	if x != nil {
+		return x.Effect
+	}
+	return ""
+}
+
+func (x *AccessRule) GetCondition() string {
+	if x != nil {
+		return x.Condition
+	}
+	return ""
+}
+
+func (x *AccessRule) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *AccessRule) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+// ListAccessRulesRequest names the gateway.
+type ListAccessRulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GatewayId     string                 `protobuf:"bytes,1,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccessRulesRequest) Reset() {
+	*x = ListAccessRulesRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccessRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccessRulesRequest) ProtoMessage() {}
+
+func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccessRulesRequest.ProtoReflect.Descriptor instead.
+func (*ListAccessRulesRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *ListAccessRulesRequest) GetGatewayId() string {
+	if x != nil {
+		return x.GatewayId
+	}
+	return ""
+}
+
+// ListAccessRulesResponse lists rules in order.
+type ListAccessRulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rules         []*AccessRule          `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccessRulesResponse) Reset() {
+	*x = ListAccessRulesResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccessRulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccessRulesResponse) ProtoMessage() {}
+
+func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccessRulesResponse.ProtoReflect.Descriptor instead.
+func (*ListAccessRulesResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *ListAccessRulesResponse) GetRules() []*AccessRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+// CreateAccessRuleRequest carries the rule (id and position are assigned).
+type CreateAccessRuleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rule          *AccessRule            `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAccessRuleRequest) Reset() {
+	*x = CreateAccessRuleRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAccessRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAccessRuleRequest) ProtoMessage() {}
+
+func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAccessRuleRequest.ProtoReflect.Descriptor instead.
+func (*CreateAccessRuleRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *CreateAccessRuleRequest) GetRule() *AccessRule {
+	if x != nil {
+		return x.Rule
+	}
+	return nil
+}
+
+// CreateAccessRuleResponse returns the rule.
+type CreateAccessRuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rule          *AccessRule            `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAccessRuleResponse) Reset() {
+	*x = CreateAccessRuleResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAccessRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAccessRuleResponse) ProtoMessage() {}
+
+func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAccessRuleResponse.ProtoReflect.Descriptor instead.
+func (*CreateAccessRuleResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *CreateAccessRuleResponse) GetRule() *AccessRule {
+	if x != nil {
+		return x.Rule
+	}
+	return nil
+}
+
+// DeleteAccessRuleRequest names the rule.
+type DeleteAccessRuleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAccessRuleRequest) Reset() {
+	*x = DeleteAccessRuleRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAccessRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAccessRuleRequest) ProtoMessage() {}
+
+func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAccessRuleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteAccessRuleRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *DeleteAccessRuleRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DeleteAccessRuleResponse is empty.
+type DeleteAccessRuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAccessRuleResponse) Reset() {
+	*x = DeleteAccessRuleResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAccessRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAccessRuleResponse) ProtoMessage() {}
+
+func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAccessRuleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteAccessRuleResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
+}
+
 // GetResultScanningRequest is empty.
 type GetResultScanningRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -4400,7 +5217,7 @@ type GetResultScanningRequest struct {
 
 func (x *GetResultScanningRequest) Reset() {
 	*x = GetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4412,7 +5229,7 @@ func (x *GetResultScanningRequest) String() string {
 func (*GetResultScanningRequest) ProtoMessage() {}
 
 func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4425,7 +5242,7 @@ func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*GetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
 }
 
 // GetResultScanningResponse has the setting.
@@ -4438,7 +5255,7 @@ type GetResultScanningResponse struct {
 
 func (x *GetResultScanningResponse) Reset() {
 	*x = GetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4450,7 +5267,7 @@ func (x *GetResultScanningResponse) String() string {
 func (*GetResultScanningResponse) ProtoMessage() {}
 
 func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4463,7 +5280,7 @@ func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*GetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *GetResultScanningResponse) GetAction() ResultAction {
@@ -4483,7 +5300,7 @@ type SetResultScanningRequest struct {
 
 func (x *SetResultScanningRequest) Reset() {
 	*x = SetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4495,7 +5312,7 @@ func (x *SetResultScanningRequest) String() string {
 func (*SetResultScanningRequest) ProtoMessage() {}
 
 func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4508,7 +5325,7 @@ func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*SetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *SetResultScanningRequest) GetAction() ResultAction {
@@ -4527,7 +5344,7 @@ type SetResultScanningResponse struct {
 
 func (x *SetResultScanningResponse) Reset() {
 	*x = SetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4539,7 +5356,7 @@ func (x *SetResultScanningResponse) String() string {
 func (*SetResultScanningResponse) ProtoMessage() {}
 
 func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4552,7 +5369,7 @@ func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*SetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
 }
 
 var File_portcullis_admin_v1_admin_proto protoreflect.FileDescriptor
@@ -4837,7 +5654,55 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x12ImportPinsResponse\x12\x16\n" +
 	"\x06pinned\x18\x01 \x01(\x05R\x06pinned\x12\x1a\n" +
 	"\bunpinned\x18\x02 \x01(\x05R\bunpinned\x12\x1c\n" +
-	"\tunchanged\x18\x03 \x01(\x05R\tunchanged\"\x1a\n" +
+	"\tunchanged\x18\x03 \x01(\x05R\tunchanged\"\x9c\x01\n" +
+	"\tClientKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06groups\x18\x03 \x03(\tR\x06groups\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
+	"\arevoked\x18\x05 \x01(\bR\arevoked\"\x17\n" +
+	"\x15ListClientKeysRequest\"L\n" +
+	"\x16ListClientKeysResponse\x122\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1e.portcullis.admin.v1.ClientKeyR\x04keys\"D\n" +
+	"\x16CreateClientKeyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06groups\x18\x02 \x03(\tR\x06groups\"c\n" +
+	"\x17CreateClientKeyResponse\x120\n" +
+	"\x03key\x18\x01 \x01(\v2\x1e.portcullis.admin.v1.ClientKeyR\x03key\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"(\n" +
+	"\x16RevokeClientKeyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x19\n" +
+	"\x17RevokeClientKeyResponse\"Q\n" +
+	"\x14SetClientAuthRequest\x12\x1d\n" +
+	"\n" +
+	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x12\x1a\n" +
+	"\brequired\x18\x02 \x01(\bR\brequired\"\x17\n" +
+	"\x15SetClientAuthResponse\"\x97\x02\n" +
+	"\n" +
+	"AccessRule\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"gateway_id\x18\x02 \x01(\tR\tgatewayId\x12\x1c\n" +
+	"\tprincipal\x18\x03 \x01(\tR\tprincipal\x12%\n" +
+	"\x0evirtual_server\x18\x04 \x01(\tR\rvirtualServer\x12!\n" +
+	"\ftool_pattern\x18\x05 \x01(\tR\vtoolPattern\x12\x16\n" +
+	"\x06effect\x18\x06 \x01(\tR\x06effect\x12\x1c\n" +
+	"\tcondition\x18\a \x01(\tR\tcondition\x12 \n" +
+	"\vdescription\x18\b \x01(\tR\vdescription\x12\x1a\n" +
+	"\bposition\x18\t \x01(\x05R\bposition\"7\n" +
+	"\x16ListAccessRulesRequest\x12\x1d\n" +
+	"\n" +
+	"gateway_id\x18\x01 \x01(\tR\tgatewayId\"P\n" +
+	"\x17ListAccessRulesResponse\x125\n" +
+	"\x05rules\x18\x01 \x03(\v2\x1f.portcullis.admin.v1.AccessRuleR\x05rules\"N\n" +
+	"\x17CreateAccessRuleRequest\x123\n" +
+	"\x04rule\x18\x01 \x01(\v2\x1f.portcullis.admin.v1.AccessRuleR\x04rule\"O\n" +
+	"\x18CreateAccessRuleResponse\x123\n" +
+	"\x04rule\x18\x01 \x01(\v2\x1f.portcullis.admin.v1.AccessRuleR\x04rule\")\n" +
+	"\x17DeleteAccessRuleRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1a\n" +
+	"\x18DeleteAccessRuleResponse\"\x1a\n" +
 	"\x18GetResultScanningRequest\"V\n" +
 	"\x19GetResultScanningResponse\x129\n" +
 	"\x06action\x18\x01 \x01(\x0e2!.portcullis.admin.v1.ResultActionR\x06action\"U\n" +
@@ -4903,10 +5768,17 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"ExportPins\x12&.portcullis.admin.v1.ExportPinsRequest\x1a'.portcullis.admin.v1.ExportPinsResponse\x12]\n" +
 	"\n" +
-	"ImportPins\x12&.portcullis.admin.v1.ImportPinsRequest\x1a'.portcullis.admin.v1.ImportPinsResponse2\xf7\x01\n" +
+	"ImportPins\x12&.portcullis.admin.v1.ImportPinsRequest\x1a'.portcullis.admin.v1.ImportPinsResponse2\xf6\a\n" +
 	"\rPolicyService\x12r\n" +
 	"\x11GetResultScanning\x12-.portcullis.admin.v1.GetResultScanningRequest\x1a..portcullis.admin.v1.GetResultScanningResponse\x12r\n" +
-	"\x11SetResultScanning\x12-.portcullis.admin.v1.SetResultScanningRequest\x1a..portcullis.admin.v1.SetResultScanningResponseB\xdf\x01\n" +
+	"\x11SetResultScanning\x12-.portcullis.admin.v1.SetResultScanningRequest\x1a..portcullis.admin.v1.SetResultScanningResponse\x12i\n" +
+	"\x0eListClientKeys\x12*.portcullis.admin.v1.ListClientKeysRequest\x1a+.portcullis.admin.v1.ListClientKeysResponse\x12l\n" +
+	"\x0fCreateClientKey\x12+.portcullis.admin.v1.CreateClientKeyRequest\x1a,.portcullis.admin.v1.CreateClientKeyResponse\x12l\n" +
+	"\x0fRevokeClientKey\x12+.portcullis.admin.v1.RevokeClientKeyRequest\x1a,.portcullis.admin.v1.RevokeClientKeyResponse\x12f\n" +
+	"\rSetClientAuth\x12).portcullis.admin.v1.SetClientAuthRequest\x1a*.portcullis.admin.v1.SetClientAuthResponse\x12l\n" +
+	"\x0fListAccessRules\x12+.portcullis.admin.v1.ListAccessRulesRequest\x1a,.portcullis.admin.v1.ListAccessRulesResponse\x12o\n" +
+	"\x10CreateAccessRule\x12,.portcullis.admin.v1.CreateAccessRuleRequest\x1a-.portcullis.admin.v1.CreateAccessRuleResponse\x12o\n" +
+	"\x10DeleteAccessRule\x12,.portcullis.admin.v1.DeleteAccessRuleRequest\x1a-.portcullis.admin.v1.DeleteAccessRuleResponseB\xdf\x01\n" +
 	"\x17com.portcullis.admin.v1B\n" +
 	"AdminProtoP\x01ZJgithub.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1;adminv1\xa2\x02\x03PAX\xaa\x02\x13Portcullis.Admin.V1\xca\x02\x13Portcullis\\Admin\\V1\xe2\x02\x1fPortcullis\\Admin\\V1\\GPBMetadata\xea\x02\x15Portcullis::Admin::V1b\x06proto3"
 
@@ -4923,7 +5795,7 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 97)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                             // 0: portcullis.admin.v1.Role
 	(Transport)(0),                        // 1: portcullis.admin.v1.Transport
@@ -5004,134 +5876,170 @@ var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(*ExportPinsResponse)(nil),            // 76: portcullis.admin.v1.ExportPinsResponse
 	(*ImportPinsRequest)(nil),             // 77: portcullis.admin.v1.ImportPinsRequest
 	(*ImportPinsResponse)(nil),            // 78: portcullis.admin.v1.ImportPinsResponse
-	(*GetResultScanningRequest)(nil),      // 79: portcullis.admin.v1.GetResultScanningRequest
-	(*GetResultScanningResponse)(nil),     // 80: portcullis.admin.v1.GetResultScanningResponse
-	(*SetResultScanningRequest)(nil),      // 81: portcullis.admin.v1.SetResultScanningRequest
-	(*SetResultScanningResponse)(nil),     // 82: portcullis.admin.v1.SetResultScanningResponse
-	nil,                                   // 83: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),         // 84: google.protobuf.Timestamp
+	(*ClientKey)(nil),                     // 79: portcullis.admin.v1.ClientKey
+	(*ListClientKeysRequest)(nil),         // 80: portcullis.admin.v1.ListClientKeysRequest
+	(*ListClientKeysResponse)(nil),        // 81: portcullis.admin.v1.ListClientKeysResponse
+	(*CreateClientKeyRequest)(nil),        // 82: portcullis.admin.v1.CreateClientKeyRequest
+	(*CreateClientKeyResponse)(nil),       // 83: portcullis.admin.v1.CreateClientKeyResponse
+	(*RevokeClientKeyRequest)(nil),        // 84: portcullis.admin.v1.RevokeClientKeyRequest
+	(*RevokeClientKeyResponse)(nil),       // 85: portcullis.admin.v1.RevokeClientKeyResponse
+	(*SetClientAuthRequest)(nil),          // 86: portcullis.admin.v1.SetClientAuthRequest
+	(*SetClientAuthResponse)(nil),         // 87: portcullis.admin.v1.SetClientAuthResponse
+	(*AccessRule)(nil),                    // 88: portcullis.admin.v1.AccessRule
+	(*ListAccessRulesRequest)(nil),        // 89: portcullis.admin.v1.ListAccessRulesRequest
+	(*ListAccessRulesResponse)(nil),       // 90: portcullis.admin.v1.ListAccessRulesResponse
+	(*CreateAccessRuleRequest)(nil),       // 91: portcullis.admin.v1.CreateAccessRuleRequest
+	(*CreateAccessRuleResponse)(nil),      // 92: portcullis.admin.v1.CreateAccessRuleResponse
+	(*DeleteAccessRuleRequest)(nil),       // 93: portcullis.admin.v1.DeleteAccessRuleRequest
+	(*DeleteAccessRuleResponse)(nil),      // 94: portcullis.admin.v1.DeleteAccessRuleResponse
+	(*GetResultScanningRequest)(nil),      // 95: portcullis.admin.v1.GetResultScanningRequest
+	(*GetResultScanningResponse)(nil),     // 96: portcullis.admin.v1.GetResultScanningResponse
+	(*SetResultScanningRequest)(nil),      // 97: portcullis.admin.v1.SetResultScanningRequest
+	(*SetResultScanningResponse)(nil),     // 98: portcullis.admin.v1.SetResultScanningResponse
+	nil,                                   // 99: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),         // 100: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
-	0,  // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
-	3,  // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
-	3,  // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
-	0,  // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	84, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
-	8,  // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
-	0,  // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
-	8,  // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
-	0,  // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	84, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	84, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
-	17, // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
-	18, // 12: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
-	18, // 13: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	18, // 14: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	84, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 16: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	83, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
-	27, // 18: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
-	27, // 19: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
-	27, // 20: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
-	32, // 21: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
-	32, // 22: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	84, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
-	37, // 24: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
-	0,  // 25: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	84, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	84, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
-	46, // 28: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
-	0,  // 29: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
-	46, // 30: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	84, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	53, // 32: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	84, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	84, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	84, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	84, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
-	56, // 37: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
-	56, // 38: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	58, // 39: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
-	57, // 40: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
-	57, // 41: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
-	59, // 42: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
-	60, // 43: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
-	56, // 44: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	56, // 45: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	56, // 46: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	2,  // 47: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
-	2,  // 48: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
-	4,  // 49: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
-	6,  // 50: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
-	9,  // 51: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
-	11, // 52: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
-	13, // 53: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
-	15, // 54: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
-	19, // 55: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
-	21, // 56: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
-	23, // 57: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
-	25, // 58: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
-	28, // 59: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
-	30, // 60: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
-	33, // 61: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
-	35, // 62: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
-	40, // 63: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
-	42, // 64: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
-	44, // 65: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
-	38, // 66: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
-	47, // 67: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
-	49, // 68: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
-	51, // 69: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
-	54, // 70: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
-	61, // 71: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
-	63, // 72: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
-	65, // 73: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
-	67, // 74: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
-	69, // 75: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
-	71, // 76: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
-	73, // 77: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
-	75, // 78: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
-	77, // 79: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	79, // 80: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
-	81, // 81: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
-	5,  // 82: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	7,  // 83: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	10, // 84: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	12, // 85: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	14, // 86: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	16, // 87: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	20, // 88: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	22, // 89: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	24, // 90: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	26, // 91: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	29, // 92: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	31, // 93: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	34, // 94: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	36, // 95: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	41, // 96: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	43, // 97: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	45, // 98: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	39, // 99: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
-	48, // 100: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	50, // 101: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	52, // 102: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	55, // 103: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	62, // 104: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	64, // 105: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	66, // 106: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	68, // 107: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	70, // 108: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	72, // 109: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	74, // 110: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	76, // 111: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	78, // 112: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	80, // 113: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	82, // 114: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	82, // [82:115] is the sub-list for method output_type
-	49, // [49:82] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	0,   // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
+	3,   // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
+	3,   // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
+	0,   // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
+	100, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	8,   // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
+	0,   // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
+	8,   // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
+	0,   // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
+	100, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	100, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	17,  // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
+	18,  // 12: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
+	18,  // 13: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
+	18,  // 14: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
+	100, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1,   // 16: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
+	99,  // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	27,  // 18: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
+	27,  // 19: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
+	27,  // 20: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
+	32,  // 21: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
+	32,  // 22: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
+	100, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	37,  // 24: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
+	0,   // 25: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
+	100, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	100, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	46,  // 28: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
+	0,   // 29: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
+	46,  // 30: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
+	100, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	53,  // 32: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
+	100, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	100, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	100, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	100, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	56,  // 37: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
+	56,  // 38: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	58,  // 39: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
+	57,  // 40: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
+	57,  // 41: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
+	59,  // 42: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
+	60,  // 43: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
+	56,  // 44: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	56,  // 45: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	56,  // 46: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	100, // 47: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
+	79,  // 48: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
+	79,  // 49: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
+	88,  // 50: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
+	88,  // 51: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
+	88,  // 52: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
+	2,   // 53: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
+	2,   // 54: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
+	4,   // 55: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
+	6,   // 56: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
+	9,   // 57: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
+	11,  // 58: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
+	13,  // 59: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
+	15,  // 60: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
+	19,  // 61: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
+	21,  // 62: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
+	23,  // 63: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
+	25,  // 64: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
+	28,  // 65: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
+	30,  // 66: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
+	33,  // 67: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
+	35,  // 68: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
+	40,  // 69: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
+	42,  // 70: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
+	44,  // 71: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
+	38,  // 72: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
+	47,  // 73: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
+	49,  // 74: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
+	51,  // 75: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
+	54,  // 76: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
+	61,  // 77: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
+	63,  // 78: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
+	65,  // 79: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
+	67,  // 80: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
+	69,  // 81: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
+	71,  // 82: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
+	73,  // 83: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
+	75,  // 84: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
+	77,  // 85: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
+	95,  // 86: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	97,  // 87: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	80,  // 88: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
+	82,  // 89: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
+	84,  // 90: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
+	86,  // 91: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
+	89,  // 92: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
+	91,  // 93: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
+	93,  // 94: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
+	5,   // 95: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	7,   // 96: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	10,  // 97: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	12,  // 98: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	14,  // 99: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	16,  // 100: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	20,  // 101: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	22,  // 102: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	24,  // 103: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	26,  // 104: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	29,  // 105: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	31,  // 106: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	34,  // 107: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	36,  // 108: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	41,  // 109: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	43,  // 110: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	45,  // 111: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	39,  // 112: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	48,  // 113: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	50,  // 114: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	52,  // 115: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	55,  // 116: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	62,  // 117: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	64,  // 118: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	66,  // 119: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	68,  // 120: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	70,  // 121: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	72,  // 122: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	74,  // 123: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	76,  // 124: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	78,  // 125: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	96,  // 126: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	98,  // 127: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	81,  // 128: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
+	83,  // 129: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
+	85,  // 130: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
+	87,  // 131: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
+	90,  // 132: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
+	92,  // 133: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
+	94,  // 134: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
+	95,  // [95:135] is the sub-list for method output_type
+	55,  // [55:95] is the sub-list for method input_type
+	55,  // [55:55] is the sub-list for extension type_name
+	55,  // [55:55] is the sub-list for extension extendee
+	0,   // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_admin_v1_admin_proto_init() }
@@ -5145,7 +6053,7 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   81,
+			NumMessages:   97,
 			NumExtensions: 0,
 			NumServices:   10,
 		},

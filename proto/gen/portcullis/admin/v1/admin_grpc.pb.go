@@ -1882,18 +1882,40 @@ var ChangeService_ServiceDesc = grpc.ServiceDesc{
 const (
 	PolicyService_GetResultScanning_FullMethodName = "/portcullis.admin.v1.PolicyService/GetResultScanning"
 	PolicyService_SetResultScanning_FullMethodName = "/portcullis.admin.v1.PolicyService/SetResultScanning"
+	PolicyService_ListClientKeys_FullMethodName    = "/portcullis.admin.v1.PolicyService/ListClientKeys"
+	PolicyService_CreateClientKey_FullMethodName   = "/portcullis.admin.v1.PolicyService/CreateClientKey"
+	PolicyService_RevokeClientKey_FullMethodName   = "/portcullis.admin.v1.PolicyService/RevokeClientKey"
+	PolicyService_SetClientAuth_FullMethodName     = "/portcullis.admin.v1.PolicyService/SetClientAuth"
+	PolicyService_ListAccessRules_FullMethodName   = "/portcullis.admin.v1.PolicyService/ListAccessRules"
+	PolicyService_CreateAccessRule_FullMethodName  = "/portcullis.admin.v1.PolicyService/CreateAccessRule"
+	PolicyService_DeleteAccessRule_FullMethodName  = "/portcullis.admin.v1.PolicyService/DeleteAccessRule"
 )
 
 // PolicyServiceClient is the client API for PolicyService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// PolicyService holds the tenant's enforcement settings that gateways apply.
+// PolicyService holds what gateways enforce besides pins: result scanning,
+// client authentication and access rules.
 type PolicyServiceClient interface {
 	// GetResultScanning returns what gateways do with suspicious results.
 	GetResultScanning(ctx context.Context, in *GetResultScanningRequest, opts ...grpc.CallOption) (*GetResultScanningResponse, error)
 	// SetResultScanning changes it (admin); every gateway gets a new bundle.
 	SetResultScanning(ctx context.Context, in *SetResultScanningRequest, opts ...grpc.CallOption) (*SetResultScanningResponse, error)
+	// ListClientKeys lists the keys MCP clients use at the tenant's gateways.
+	ListClientKeys(ctx context.Context, in *ListClientKeysRequest, opts ...grpc.CallOption) (*ListClientKeysResponse, error)
+	// CreateClientKey creates one; its secret is returned only here (admin).
+	CreateClientKey(ctx context.Context, in *CreateClientKeyRequest, opts ...grpc.CallOption) (*CreateClientKeyResponse, error)
+	// RevokeClientKey revokes one (admin).
+	RevokeClientKey(ctx context.Context, in *RevokeClientKeyRequest, opts ...grpc.CallOption) (*RevokeClientKeyResponse, error)
+	// SetClientAuth makes a gateway require client credentials, or not (admin).
+	SetClientAuth(ctx context.Context, in *SetClientAuthRequest, opts ...grpc.CallOption) (*SetClientAuthResponse, error)
+	// ListAccessRules lists a gateway's access rules in evaluation order.
+	ListAccessRules(ctx context.Context, in *ListAccessRulesRequest, opts ...grpc.CallOption) (*ListAccessRulesResponse, error)
+	// CreateAccessRule appends a rule (admin).
+	CreateAccessRule(ctx context.Context, in *CreateAccessRuleRequest, opts ...grpc.CallOption) (*CreateAccessRuleResponse, error)
+	// DeleteAccessRule removes a rule (admin).
+	DeleteAccessRule(ctx context.Context, in *DeleteAccessRuleRequest, opts ...grpc.CallOption) (*DeleteAccessRuleResponse, error)
 }
 
 type policyServiceClient struct {
@@ -1924,16 +1946,101 @@ func (c *policyServiceClient) SetResultScanning(ctx context.Context, in *SetResu
 	return out, nil
 }
 
+func (c *policyServiceClient) ListClientKeys(ctx context.Context, in *ListClientKeysRequest, opts ...grpc.CallOption) (*ListClientKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListClientKeysResponse)
+	err := c.cc.Invoke(ctx, PolicyService_ListClientKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) CreateClientKey(ctx context.Context, in *CreateClientKeyRequest, opts ...grpc.CallOption) (*CreateClientKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateClientKeyResponse)
+	err := c.cc.Invoke(ctx, PolicyService_CreateClientKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) RevokeClientKey(ctx context.Context, in *RevokeClientKeyRequest, opts ...grpc.CallOption) (*RevokeClientKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeClientKeyResponse)
+	err := c.cc.Invoke(ctx, PolicyService_RevokeClientKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) SetClientAuth(ctx context.Context, in *SetClientAuthRequest, opts ...grpc.CallOption) (*SetClientAuthResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetClientAuthResponse)
+	err := c.cc.Invoke(ctx, PolicyService_SetClientAuth_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) ListAccessRules(ctx context.Context, in *ListAccessRulesRequest, opts ...grpc.CallOption) (*ListAccessRulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAccessRulesResponse)
+	err := c.cc.Invoke(ctx, PolicyService_ListAccessRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) CreateAccessRule(ctx context.Context, in *CreateAccessRuleRequest, opts ...grpc.CallOption) (*CreateAccessRuleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateAccessRuleResponse)
+	err := c.cc.Invoke(ctx, PolicyService_CreateAccessRule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) DeleteAccessRule(ctx context.Context, in *DeleteAccessRuleRequest, opts ...grpc.CallOption) (*DeleteAccessRuleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteAccessRuleResponse)
+	err := c.cc.Invoke(ctx, PolicyService_DeleteAccessRule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PolicyServiceServer is the server API for PolicyService service.
 // All implementations must embed UnimplementedPolicyServiceServer
 // for forward compatibility.
 //
-// PolicyService holds the tenant's enforcement settings that gateways apply.
+// PolicyService holds what gateways enforce besides pins: result scanning,
+// client authentication and access rules.
 type PolicyServiceServer interface {
 	// GetResultScanning returns what gateways do with suspicious results.
 	GetResultScanning(context.Context, *GetResultScanningRequest) (*GetResultScanningResponse, error)
 	// SetResultScanning changes it (admin); every gateway gets a new bundle.
 	SetResultScanning(context.Context, *SetResultScanningRequest) (*SetResultScanningResponse, error)
+	// ListClientKeys lists the keys MCP clients use at the tenant's gateways.
+	ListClientKeys(context.Context, *ListClientKeysRequest) (*ListClientKeysResponse, error)
+	// CreateClientKey creates one; its secret is returned only here (admin).
+	CreateClientKey(context.Context, *CreateClientKeyRequest) (*CreateClientKeyResponse, error)
+	// RevokeClientKey revokes one (admin).
+	RevokeClientKey(context.Context, *RevokeClientKeyRequest) (*RevokeClientKeyResponse, error)
+	// SetClientAuth makes a gateway require client credentials, or not (admin).
+	SetClientAuth(context.Context, *SetClientAuthRequest) (*SetClientAuthResponse, error)
+	// ListAccessRules lists a gateway's access rules in evaluation order.
+	ListAccessRules(context.Context, *ListAccessRulesRequest) (*ListAccessRulesResponse, error)
+	// CreateAccessRule appends a rule (admin).
+	CreateAccessRule(context.Context, *CreateAccessRuleRequest) (*CreateAccessRuleResponse, error)
+	// DeleteAccessRule removes a rule (admin).
+	DeleteAccessRule(context.Context, *DeleteAccessRuleRequest) (*DeleteAccessRuleResponse, error)
 	mustEmbedUnimplementedPolicyServiceServer()
 }
 
@@ -1949,6 +2056,27 @@ func (UnimplementedPolicyServiceServer) GetResultScanning(context.Context, *GetR
 }
 func (UnimplementedPolicyServiceServer) SetResultScanning(context.Context, *SetResultScanningRequest) (*SetResultScanningResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetResultScanning not implemented")
+}
+func (UnimplementedPolicyServiceServer) ListClientKeys(context.Context, *ListClientKeysRequest) (*ListClientKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListClientKeys not implemented")
+}
+func (UnimplementedPolicyServiceServer) CreateClientKey(context.Context, *CreateClientKeyRequest) (*CreateClientKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateClientKey not implemented")
+}
+func (UnimplementedPolicyServiceServer) RevokeClientKey(context.Context, *RevokeClientKeyRequest) (*RevokeClientKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeClientKey not implemented")
+}
+func (UnimplementedPolicyServiceServer) SetClientAuth(context.Context, *SetClientAuthRequest) (*SetClientAuthResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetClientAuth not implemented")
+}
+func (UnimplementedPolicyServiceServer) ListAccessRules(context.Context, *ListAccessRulesRequest) (*ListAccessRulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAccessRules not implemented")
+}
+func (UnimplementedPolicyServiceServer) CreateAccessRule(context.Context, *CreateAccessRuleRequest) (*CreateAccessRuleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateAccessRule not implemented")
+}
+func (UnimplementedPolicyServiceServer) DeleteAccessRule(context.Context, *DeleteAccessRuleRequest) (*DeleteAccessRuleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteAccessRule not implemented")
 }
 func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
 func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
@@ -2007,6 +2135,132 @@ func _PolicyService_SetResultScanning_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PolicyService_ListClientKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListClientKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).ListClientKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_ListClientKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).ListClientKeys(ctx, req.(*ListClientKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_CreateClientKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateClientKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).CreateClientKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_CreateClientKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).CreateClientKey(ctx, req.(*CreateClientKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_RevokeClientKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeClientKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).RevokeClientKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_RevokeClientKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).RevokeClientKey(ctx, req.(*RevokeClientKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_SetClientAuth_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetClientAuthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).SetClientAuth(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_SetClientAuth_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).SetClientAuth(ctx, req.(*SetClientAuthRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_ListAccessRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccessRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).ListAccessRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_ListAccessRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).ListAccessRules(ctx, req.(*ListAccessRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_CreateAccessRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateAccessRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).CreateAccessRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_CreateAccessRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).CreateAccessRule(ctx, req.(*CreateAccessRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_DeleteAccessRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteAccessRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).DeleteAccessRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_DeleteAccessRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).DeleteAccessRule(ctx, req.(*DeleteAccessRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -2021,6 +2275,34 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetResultScanning",
 			Handler:    _PolicyService_SetResultScanning_Handler,
+		},
+		{
+			MethodName: "ListClientKeys",
+			Handler:    _PolicyService_ListClientKeys_Handler,
+		},
+		{
+			MethodName: "CreateClientKey",
+			Handler:    _PolicyService_CreateClientKey_Handler,
+		},
+		{
+			MethodName: "RevokeClientKey",
+			Handler:    _PolicyService_RevokeClientKey_Handler,
+		},
+		{
+			MethodName: "SetClientAuth",
+			Handler:    _PolicyService_SetClientAuth_Handler,
+		},
+		{
+			MethodName: "ListAccessRules",
+			Handler:    _PolicyService_ListAccessRules_Handler,
+		},
+		{
+			MethodName: "CreateAccessRule",
+			Handler:    _PolicyService_CreateAccessRule_Handler,
+		},
+		{
+			MethodName: "DeleteAccessRule",
+			Handler:    _PolicyService_DeleteAccessRule_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -856,8 +856,10 @@ type PolicyBundle struct {
 	ResourceTemplatePins []*ToolPin `protobuf:"bytes,11,rep,name=resource_template_pins,json=resourceTemplatePins,proto3" json:"resource_template_pins,omitempty"`
 	// What the gateway does with tool results and resource contents.
 	ResultScanning *ResultScanning `protobuf:"bytes,12,opt,name=result_scanning,json=resultScanning,proto3" json:"result_scanning,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How MCP clients authenticate to the gateway.
+	ClientAuth    *ClientAuth `protobuf:"bytes,13,opt,name=client_auth,json=clientAuth,proto3" json:"client_auth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicyBundle) Reset() {
@@ -974,6 +976,132 @@ func (x *PolicyBundle) GetResultScanning() *ResultScanning {
 	return nil
 }
 
+func (x *PolicyBundle) GetClientAuth() *ClientAuth {
+	if x != nil {
+		return x.ClientAuth
+	}
+	return nil
+}
+
+// ClientAuth says who may use the gateway's MCP endpoints.
+type ClientAuth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Refuse MCP requests without a valid credential (401 with RFC 9728 metadata).
+	Required bool `protobuf:"varint,1,opt,name=required,proto3" json:"required,omitempty"`
+	// Client API keys, by hash; the keys themselves never leave the control plane.
+	Keys          []*ClientKey `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientAuth) Reset() {
+	*x = ClientAuth{}
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientAuth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientAuth) ProtoMessage() {}
+
+func (x *ClientAuth) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientAuth.ProtoReflect.Descriptor instead.
+func (*ClientAuth) Descriptor() ([]byte, []int) {
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ClientAuth) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *ClientAuth) GetKeys() []*ClientKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// ClientKey is one client API key.
+type ClientKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hex SHA-256 of the key.
+	Sha256 string `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The principal the key authenticates, e.g. "apikey:ci-bot".
+	Principal string `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Groups the principal belongs to, matched by "group:<name>" rules.
+	Groups        []string `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientKey) Reset() {
+	*x = ClientKey{}
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientKey) ProtoMessage() {}
+
+func (x *ClientKey) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
+func (*ClientKey) Descriptor() ([]byte, []int) {
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ClientKey) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ClientKey) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ClientKey) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 // ResultScanning configures the scan of every tool result and resource read.
 // Hidden Unicode (tag characters, bidi and zero-width controls) and ANSI
 // escapes are always stripped.
@@ -987,7 +1115,7 @@ type ResultScanning struct {
 
 func (x *ResultScanning) Reset() {
 	*x = ResultScanning{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1127,7 @@ func (x *ResultScanning) String() string {
 func (*ResultScanning) ProtoMessage() {}
 
 func (x *ResultScanning) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1140,7 @@ func (x *ResultScanning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultScanning.ProtoReflect.Descriptor instead.
 func (*ResultScanning) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResultScanning) GetAction() ResultAction {
@@ -1045,7 +1173,7 @@ type Upstream struct {
 
 func (x *Upstream) Reset() {
 	*x = Upstream{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1185,7 @@ func (x *Upstream) String() string {
 func (*Upstream) ProtoMessage() {}
 
 func (x *Upstream) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1198,7 @@ func (x *Upstream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upstream.ProtoReflect.Descriptor instead.
 func (*Upstream) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Upstream) GetId() string {
@@ -1135,7 +1263,7 @@ type VirtualServer struct {
 
 func (x *VirtualServer) Reset() {
 	*x = VirtualServer{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1275,7 @@ func (x *VirtualServer) String() string {
 func (*VirtualServer) ProtoMessage() {}
 
 func (x *VirtualServer) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1288,7 @@ func (x *VirtualServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
 func (*VirtualServer) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *VirtualServer) GetName() string {
@@ -1196,7 +1324,7 @@ type ToolPin struct {
 
 func (x *ToolPin) Reset() {
 	*x = ToolPin{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1336,7 @@ func (x *ToolPin) String() string {
 func (*ToolPin) ProtoMessage() {}
 
 func (x *ToolPin) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1349,7 @@ func (x *ToolPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolPin.ProtoReflect.Descriptor instead.
 func (*ToolPin) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ToolPin) GetUpstream() string {
@@ -1280,7 +1408,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1420,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1433,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AccessRule) GetId() string {
@@ -1363,7 +1491,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1503,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1516,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Ack) GetNonce() string {
@@ -1422,7 +1550,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1562,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1575,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Nack) GetNonce() string {
@@ -1489,7 +1617,7 @@ type InventoryReport struct {
 
 func (x *InventoryReport) Reset() {
 	*x = InventoryReport{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1629,7 @@ func (x *InventoryReport) String() string {
 func (*InventoryReport) ProtoMessage() {}
 
 func (x *InventoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1642,7 @@ func (x *InventoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryReport.ProtoReflect.Descriptor instead.
 func (*InventoryReport) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InventoryReport) GetUpstreams() []*UpstreamInventory {
@@ -1547,7 +1675,7 @@ type UpstreamInventory struct {
 
 func (x *UpstreamInventory) Reset() {
 	*x = UpstreamInventory{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1687,7 @@ func (x *UpstreamInventory) String() string {
 func (*UpstreamInventory) ProtoMessage() {}
 
 func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1700,7 @@ func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamInventory.ProtoReflect.Descriptor instead.
 func (*UpstreamInventory) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpstreamInventory) GetUpstream() string {
@@ -1640,7 +1768,7 @@ type DiscoveredTool struct {
 
 func (x *DiscoveredTool) Reset() {
 	*x = DiscoveredTool{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1780,7 @@ func (x *DiscoveredTool) String() string {
 func (*DiscoveredTool) ProtoMessage() {}
 
 func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1793,7 @@ func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveredTool.ProtoReflect.Descriptor instead.
 func (*DiscoveredTool) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DiscoveredTool) GetName() string {
@@ -1700,7 +1828,7 @@ type Keepalive struct {
 
 func (x *Keepalive) Reset() {
 	*x = Keepalive{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1840,7 @@ func (x *Keepalive) String() string {
 func (*Keepalive) ProtoMessage() {}
 
 func (x *Keepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1853,7 @@ func (x *Keepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
 func (*Keepalive) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Keepalive) GetSentAt() *timestamppb.Timestamp {
@@ -1748,7 +1876,7 @@ type ReportTelemetryRequest struct {
 
 func (x *ReportTelemetryRequest) Reset() {
 	*x = ReportTelemetryRequest{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1888,7 @@ func (x *ReportTelemetryRequest) String() string {
 func (*ReportTelemetryRequest) ProtoMessage() {}
 
 func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1901,7 @@ func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryRequest.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReportTelemetryRequest) GetEvents() []*CallEvent {
@@ -1801,7 +1929,7 @@ type ReportTelemetryResponse struct {
 
 func (x *ReportTelemetryResponse) Reset() {
 	*x = ReportTelemetryResponse{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1941,7 @@ func (x *ReportTelemetryResponse) String() string {
 func (*ReportTelemetryResponse) ProtoMessage() {}
 
 func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +1954,7 @@ func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryResponse.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReportTelemetryResponse) GetAccepted() uint64 {
@@ -1871,7 +1999,7 @@ type CallEvent struct {
 
 func (x *CallEvent) Reset() {
 	*x = CallEvent{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2011,7 @@ func (x *CallEvent) String() string {
 func (*CallEvent) ProtoMessage() {}
 
 func (x *CallEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2024,7 @@ func (x *CallEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
 func (*CallEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CallEvent) GetId() string {
@@ -2031,7 +2159,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\fSignedBundle\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xca\x05\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\x8c\x06\n" +
 	"\fPolicyBundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1d\n" +
@@ -2047,7 +2175,17 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\rresource_pins\x18\n" +
 	" \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\fresourcePins\x12R\n" +
 	"\x16resource_template_pins\x18\v \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\x14resourceTemplatePins\x12L\n" +
-	"\x0fresult_scanning\x18\f \x01(\v2#.portcullis.agent.v1.ResultScanningR\x0eresultScanning\"K\n" +
+	"\x0fresult_scanning\x18\f \x01(\v2#.portcullis.agent.v1.ResultScanningR\x0eresultScanning\x12@\n" +
+	"\vclient_auth\x18\r \x01(\v2\x1f.portcullis.agent.v1.ClientAuthR\n" +
+	"clientAuth\"\\\n" +
+	"\n" +
+	"ClientAuth\x12\x1a\n" +
+	"\brequired\x18\x01 \x01(\bR\brequired\x122\n" +
+	"\x04keys\x18\x02 \x03(\v2\x1e.portcullis.agent.v1.ClientKeyR\x04keys\"Y\n" +
+	"\tClientKey\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x1c\n" +
+	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06groups\x18\x03 \x03(\tR\x06groups\"K\n" +
 	"\x0eResultScanning\x129\n" +
 	"\x06action\x18\x01 \x01(\x0e2!.portcullis.agent.v1.ResultActionR\x06action\"\xaa\x02\n" +
 	"\bUpstream\x12\x0e\n" +
@@ -2164,7 +2302,7 @@ func file_portcullis_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_portcullis_agent_v1_agent_proto_goTypes = []any{
 	(ResultAction)(0),               // 0: portcullis.agent.v1.ResultAction
 	(Transport)(0),                  // 1: portcullis.agent.v1.Transport
@@ -2178,65 +2316,69 @@ var file_portcullis_agent_v1_agent_proto_goTypes = []any{
 	(*BundleUpdate)(nil),            // 9: portcullis.agent.v1.BundleUpdate
 	(*SignedBundle)(nil),            // 10: portcullis.agent.v1.SignedBundle
 	(*PolicyBundle)(nil),            // 11: portcullis.agent.v1.PolicyBundle
-	(*ResultScanning)(nil),          // 12: portcullis.agent.v1.ResultScanning
-	(*Upstream)(nil),                // 13: portcullis.agent.v1.Upstream
-	(*VirtualServer)(nil),           // 14: portcullis.agent.v1.VirtualServer
-	(*ToolPin)(nil),                 // 15: portcullis.agent.v1.ToolPin
-	(*AccessRule)(nil),              // 16: portcullis.agent.v1.AccessRule
-	(*Ack)(nil),                     // 17: portcullis.agent.v1.Ack
-	(*Nack)(nil),                    // 18: portcullis.agent.v1.Nack
-	(*InventoryReport)(nil),         // 19: portcullis.agent.v1.InventoryReport
-	(*UpstreamInventory)(nil),       // 20: portcullis.agent.v1.UpstreamInventory
-	(*DiscoveredTool)(nil),          // 21: portcullis.agent.v1.DiscoveredTool
-	(*Keepalive)(nil),               // 22: portcullis.agent.v1.Keepalive
-	(*ReportTelemetryRequest)(nil),  // 23: portcullis.agent.v1.ReportTelemetryRequest
-	(*ReportTelemetryResponse)(nil), // 24: portcullis.agent.v1.ReportTelemetryResponse
-	(*CallEvent)(nil),               // 25: portcullis.agent.v1.CallEvent
-	nil,                             // 26: portcullis.agent.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
+	(*ClientAuth)(nil),              // 12: portcullis.agent.v1.ClientAuth
+	(*ClientKey)(nil),               // 13: portcullis.agent.v1.ClientKey
+	(*ResultScanning)(nil),          // 14: portcullis.agent.v1.ResultScanning
+	(*Upstream)(nil),                // 15: portcullis.agent.v1.Upstream
+	(*VirtualServer)(nil),           // 16: portcullis.agent.v1.VirtualServer
+	(*ToolPin)(nil),                 // 17: portcullis.agent.v1.ToolPin
+	(*AccessRule)(nil),              // 18: portcullis.agent.v1.AccessRule
+	(*Ack)(nil),                     // 19: portcullis.agent.v1.Ack
+	(*Nack)(nil),                    // 20: portcullis.agent.v1.Nack
+	(*InventoryReport)(nil),         // 21: portcullis.agent.v1.InventoryReport
+	(*UpstreamInventory)(nil),       // 22: portcullis.agent.v1.UpstreamInventory
+	(*DiscoveredTool)(nil),          // 23: portcullis.agent.v1.DiscoveredTool
+	(*Keepalive)(nil),               // 24: portcullis.agent.v1.Keepalive
+	(*ReportTelemetryRequest)(nil),  // 25: portcullis.agent.v1.ReportTelemetryRequest
+	(*ReportTelemetryResponse)(nil), // 26: portcullis.agent.v1.ReportTelemetryResponse
+	(*CallEvent)(nil),               // 27: portcullis.agent.v1.CallEvent
+	nil,                             // 28: portcullis.agent.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 29: google.protobuf.Timestamp
 }
 var file_portcullis_agent_v1_agent_proto_depIdxs = []int32{
 	8,  // 0: portcullis.agent.v1.SyncRequest.hello:type_name -> portcullis.agent.v1.Hello
-	17, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
-	18, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
-	19, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
-	22, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	19, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
+	20, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
+	21, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
+	24, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
 	9,  // 5: portcullis.agent.v1.SyncResponse.bundle:type_name -> portcullis.agent.v1.BundleUpdate
-	22, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	24, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
 	10, // 7: portcullis.agent.v1.BundleUpdate.bundle:type_name -> portcullis.agent.v1.SignedBundle
-	27, // 8: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
-	13, // 9: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
-	14, // 10: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
-	15, // 11: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
-	16, // 12: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
-	15, // 13: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
-	15, // 14: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
-	15, // 15: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
-	12, // 16: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
-	0,  // 17: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
-	1,  // 18: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
-	26, // 19: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
-	2,  // 20: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
-	20, // 21: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
-	21, // 22: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
-	21, // 23: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
-	21, // 24: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
-	21, // 25: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
-	27, // 26: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
-	25, // 27: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
-	27, // 28: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 29: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
-	4,  // 30: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
-	6,  // 31: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
-	23, // 32: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
-	5,  // 33: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
-	7,  // 34: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
-	24, // 35: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
-	33, // [33:36] is the sub-list for method output_type
-	30, // [30:33] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	29, // 8: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
+	15, // 9: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
+	16, // 10: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
+	17, // 11: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
+	18, // 12: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
+	17, // 13: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
+	17, // 14: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
+	17, // 15: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
+	14, // 16: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
+	12, // 17: portcullis.agent.v1.PolicyBundle.client_auth:type_name -> portcullis.agent.v1.ClientAuth
+	13, // 18: portcullis.agent.v1.ClientAuth.keys:type_name -> portcullis.agent.v1.ClientKey
+	0,  // 19: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
+	1,  // 20: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
+	28, // 21: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
+	2,  // 22: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
+	22, // 23: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
+	23, // 24: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
+	23, // 25: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
+	23, // 26: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
+	23, // 27: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
+	29, // 28: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
+	27, // 29: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
+	29, // 30: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	3,  // 31: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
+	4,  // 32: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
+	6,  // 33: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
+	25, // 34: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
+	5,  // 35: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
+	7,  // 36: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
+	26, // 37: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
+	35, // [35:38] is the sub-list for method output_type
+	32, // [32:35] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_agent_v1_agent_proto_init() }
@@ -2261,7 +2403,7 @@ func file_portcullis_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_agent_v1_agent_proto_rawDesc), len(file_portcullis_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -151,6 +151,27 @@ const (
 	// PolicyServiceSetResultScanningProcedure is the fully-qualified name of the PolicyService's
 	// SetResultScanning RPC.
 	PolicyServiceSetResultScanningProcedure = "/portcullis.admin.v1.PolicyService/SetResultScanning"
+	// PolicyServiceListClientKeysProcedure is the fully-qualified name of the PolicyService's
+	// ListClientKeys RPC.
+	PolicyServiceListClientKeysProcedure = "/portcullis.admin.v1.PolicyService/ListClientKeys"
+	// PolicyServiceCreateClientKeyProcedure is the fully-qualified name of the PolicyService's
+	// CreateClientKey RPC.
+	PolicyServiceCreateClientKeyProcedure = "/portcullis.admin.v1.PolicyService/CreateClientKey"
+	// PolicyServiceRevokeClientKeyProcedure is the fully-qualified name of the PolicyService's
+	// RevokeClientKey RPC.
+	PolicyServiceRevokeClientKeyProcedure = "/portcullis.admin.v1.PolicyService/RevokeClientKey"
+	// PolicyServiceSetClientAuthProcedure is the fully-qualified name of the PolicyService's
+	// SetClientAuth RPC.
+	PolicyServiceSetClientAuthProcedure = "/portcullis.admin.v1.PolicyService/SetClientAuth"
+	// PolicyServiceListAccessRulesProcedure is the fully-qualified name of the PolicyService's
+	// ListAccessRules RPC.
+	PolicyServiceListAccessRulesProcedure = "/portcullis.admin.v1.PolicyService/ListAccessRules"
+	// PolicyServiceCreateAccessRuleProcedure is the fully-qualified name of the PolicyService's
+	// CreateAccessRule RPC.
+	PolicyServiceCreateAccessRuleProcedure = "/portcullis.admin.v1.PolicyService/CreateAccessRule"
+	// PolicyServiceDeleteAccessRuleProcedure is the fully-qualified name of the PolicyService's
+	// DeleteAccessRule RPC.
+	PolicyServiceDeleteAccessRuleProcedure = "/portcullis.admin.v1.PolicyService/DeleteAccessRule"
 )
 
 // TenantServiceClient is a client for the portcullis.admin.v1.TenantService service.
@@ -1428,6 +1449,20 @@ type PolicyServiceClient interface {
 	GetResultScanning(context.Context, *connect.Request[v1.GetResultScanningRequest]) (*connect.Response[v1.GetResultScanningResponse], error)
 	// SetResultScanning changes it (admin); every gateway gets a new bundle.
 	SetResultScanning(context.Context, *connect.Request[v1.SetResultScanningRequest]) (*connect.Response[v1.SetResultScanningResponse], error)
+	// ListClientKeys lists the keys MCP clients use at the tenant's gateways.
+	ListClientKeys(context.Context, *connect.Request[v1.ListClientKeysRequest]) (*connect.Response[v1.ListClientKeysResponse], error)
+	// CreateClientKey creates one; its secret is returned only here (admin).
+	CreateClientKey(context.Context, *connect.Request[v1.CreateClientKeyRequest]) (*connect.Response[v1.CreateClientKeyResponse], error)
+	// RevokeClientKey revokes one (admin).
+	RevokeClientKey(context.Context, *connect.Request[v1.RevokeClientKeyRequest]) (*connect.Response[v1.RevokeClientKeyResponse], error)
+	// SetClientAuth makes a gateway require client credentials, or not (admin).
+	SetClientAuth(context.Context, *connect.Request[v1.SetClientAuthRequest]) (*connect.Response[v1.SetClientAuthResponse], error)
+	// ListAccessRules lists a gateway's access rules in evaluation order.
+	ListAccessRules(context.Context, *connect.Request[v1.ListAccessRulesRequest]) (*connect.Response[v1.ListAccessRulesResponse], error)
+	// CreateAccessRule appends a rule (admin).
+	CreateAccessRule(context.Context, *connect.Request[v1.CreateAccessRuleRequest]) (*connect.Response[v1.CreateAccessRuleResponse], error)
+	// DeleteAccessRule removes a rule (admin).
+	DeleteAccessRule(context.Context, *connect.Request[v1.DeleteAccessRuleRequest]) (*connect.Response[v1.DeleteAccessRuleResponse], error)
 }
 
 // NewPolicyServiceClient constructs a client for the portcullis.admin.v1.PolicyService service. By
@@ -1453,6 +1488,48 @@ func NewPolicyServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(policyServiceMethods.ByName("SetResultScanning")),
 			connect.WithClientOptions(opts...),
 		),
+		listClientKeys: connect.NewClient[v1.ListClientKeysRequest, v1.ListClientKeysResponse](
+			httpClient,
+			baseURL+PolicyServiceListClientKeysProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("ListClientKeys")),
+			connect.WithClientOptions(opts...),
+		),
+		createClientKey: connect.NewClient[v1.CreateClientKeyRequest, v1.CreateClientKeyResponse](
+			httpClient,
+			baseURL+PolicyServiceCreateClientKeyProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("CreateClientKey")),
+			connect.WithClientOptions(opts...),
+		),
+		revokeClientKey: connect.NewClient[v1.RevokeClientKeyRequest, v1.RevokeClientKeyResponse](
+			httpClient,
+			baseURL+PolicyServiceRevokeClientKeyProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("RevokeClientKey")),
+			connect.WithClientOptions(opts...),
+		),
+		setClientAuth: connect.NewClient[v1.SetClientAuthRequest, v1.SetClientAuthResponse](
+			httpClient,
+			baseURL+PolicyServiceSetClientAuthProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("SetClientAuth")),
+			connect.WithClientOptions(opts...),
+		),
+		listAccessRules: connect.NewClient[v1.ListAccessRulesRequest, v1.ListAccessRulesResponse](
+			httpClient,
+			baseURL+PolicyServiceListAccessRulesProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("ListAccessRules")),
+			connect.WithClientOptions(opts...),
+		),
+		createAccessRule: connect.NewClient[v1.CreateAccessRuleRequest, v1.CreateAccessRuleResponse](
+			httpClient,
+			baseURL+PolicyServiceCreateAccessRuleProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("CreateAccessRule")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteAccessRule: connect.NewClient[v1.DeleteAccessRuleRequest, v1.DeleteAccessRuleResponse](
+			httpClient,
+			baseURL+PolicyServiceDeleteAccessRuleProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("DeleteAccessRule")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -1460,6 +1537,13 @@ func NewPolicyServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 type policyServiceClient struct {
 	getResultScanning *connect.Client[v1.GetResultScanningRequest, v1.GetResultScanningResponse]
 	setResultScanning *connect.Client[v1.SetResultScanningRequest, v1.SetResultScanningResponse]
+	listClientKeys    *connect.Client[v1.ListClientKeysRequest, v1.ListClientKeysResponse]
+	createClientKey   *connect.Client[v1.CreateClientKeyRequest, v1.CreateClientKeyResponse]
+	revokeClientKey   *connect.Client[v1.RevokeClientKeyRequest, v1.RevokeClientKeyResponse]
+	setClientAuth     *connect.Client[v1.SetClientAuthRequest, v1.SetClientAuthResponse]
+	listAccessRules   *connect.Client[v1.ListAccessRulesRequest, v1.ListAccessRulesResponse]
+	createAccessRule  *connect.Client[v1.CreateAccessRuleRequest, v1.CreateAccessRuleResponse]
+	deleteAccessRule  *connect.Client[v1.DeleteAccessRuleRequest, v1.DeleteAccessRuleResponse]
 }
 
 // GetResultScanning calls portcullis.admin.v1.PolicyService.GetResultScanning.
@@ -1472,12 +1556,61 @@ func (c *policyServiceClient) SetResultScanning(ctx context.Context, req *connec
 	return c.setResultScanning.CallUnary(ctx, req)
 }
 
+// ListClientKeys calls portcullis.admin.v1.PolicyService.ListClientKeys.
+func (c *policyServiceClient) ListClientKeys(ctx context.Context, req *connect.Request[v1.ListClientKeysRequest]) (*connect.Response[v1.ListClientKeysResponse], error) {
+	return c.listClientKeys.CallUnary(ctx, req)
+}
+
+// CreateClientKey calls portcullis.admin.v1.PolicyService.CreateClientKey.
+func (c *policyServiceClient) CreateClientKey(ctx context.Context, req *connect.Request[v1.CreateClientKeyRequest]) (*connect.Response[v1.CreateClientKeyResponse], error) {
+	return c.createClientKey.CallUnary(ctx, req)
+}
+
+// RevokeClientKey calls portcullis.admin.v1.PolicyService.RevokeClientKey.
+func (c *policyServiceClient) RevokeClientKey(ctx context.Context, req *connect.Request[v1.RevokeClientKeyRequest]) (*connect.Response[v1.RevokeClientKeyResponse], error) {
+	return c.revokeClientKey.CallUnary(ctx, req)
+}
+
+// SetClientAuth calls portcullis.admin.v1.PolicyService.SetClientAuth.
+func (c *policyServiceClient) SetClientAuth(ctx context.Context, req *connect.Request[v1.SetClientAuthRequest]) (*connect.Response[v1.SetClientAuthResponse], error) {
+	return c.setClientAuth.CallUnary(ctx, req)
+}
+
+// ListAccessRules calls portcullis.admin.v1.PolicyService.ListAccessRules.
+func (c *policyServiceClient) ListAccessRules(ctx context.Context, req *connect.Request[v1.ListAccessRulesRequest]) (*connect.Response[v1.ListAccessRulesResponse], error) {
+	return c.listAccessRules.CallUnary(ctx, req)
+}
+
+// CreateAccessRule calls portcullis.admin.v1.PolicyService.CreateAccessRule.
+func (c *policyServiceClient) CreateAccessRule(ctx context.Context, req *connect.Request[v1.CreateAccessRuleRequest]) (*connect.Response[v1.CreateAccessRuleResponse], error) {
+	return c.createAccessRule.CallUnary(ctx, req)
+}
+
+// DeleteAccessRule calls portcullis.admin.v1.PolicyService.DeleteAccessRule.
+func (c *policyServiceClient) DeleteAccessRule(ctx context.Context, req *connect.Request[v1.DeleteAccessRuleRequest]) (*connect.Response[v1.DeleteAccessRuleResponse], error) {
+	return c.deleteAccessRule.CallUnary(ctx, req)
+}
+
 // PolicyServiceHandler is an implementation of the portcullis.admin.v1.PolicyService service.
 type PolicyServiceHandler interface {
 	// GetResultScanning returns what gateways do with suspicious results.
 	GetResultScanning(context.Context, *connect.Request[v1.GetResultScanningRequest]) (*connect.Response[v1.GetResultScanningResponse], error)
 	// SetResultScanning changes it (admin); every gateway gets a new bundle.
 	SetResultScanning(context.Context, *connect.Request[v1.SetResultScanningRequest]) (*connect.Response[v1.SetResultScanningResponse], error)
+	// ListClientKeys lists the keys MCP clients use at the tenant's gateways.
+	ListClientKeys(context.Context, *connect.Request[v1.ListClientKeysRequest]) (*connect.Response[v1.ListClientKeysResponse], error)
+	// CreateClientKey creates one; its secret is returned only here (admin).
+	CreateClientKey(context.Context, *connect.Request[v1.CreateClientKeyRequest]) (*connect.Response[v1.CreateClientKeyResponse], error)
+	// RevokeClientKey revokes one (admin).
+	RevokeClientKey(context.Context, *connect.Request[v1.RevokeClientKeyRequest]) (*connect.Response[v1.RevokeClientKeyResponse], error)
+	// SetClientAuth makes a gateway require client credentials, or not (admin).
+	SetClientAuth(context.Context, *connect.Request[v1.SetClientAuthRequest]) (*connect.Response[v1.SetClientAuthResponse], error)
+	// ListAccessRules lists a gateway's access rules in evaluation order.
+	ListAccessRules(context.Context, *connect.Request[v1.ListAccessRulesRequest]) (*connect.Response[v1.ListAccessRulesResponse], error)
+	// CreateAccessRule appends a rule (admin).
+	CreateAccessRule(context.Context, *connect.Request[v1.CreateAccessRuleRequest]) (*connect.Response[v1.CreateAccessRuleResponse], error)
+	// DeleteAccessRule removes a rule (admin).
+	DeleteAccessRule(context.Context, *connect.Request[v1.DeleteAccessRuleRequest]) (*connect.Response[v1.DeleteAccessRuleResponse], error)
 }
 
 // NewPolicyServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -1499,12 +1632,68 @@ func NewPolicyServiceHandler(svc PolicyServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(policyServiceMethods.ByName("SetResultScanning")),
 		connect.WithHandlerOptions(opts...),
 	)
+	policyServiceListClientKeysHandler := connect.NewUnaryHandler(
+		PolicyServiceListClientKeysProcedure,
+		svc.ListClientKeys,
+		connect.WithSchema(policyServiceMethods.ByName("ListClientKeys")),
+		connect.WithHandlerOptions(opts...),
+	)
+	policyServiceCreateClientKeyHandler := connect.NewUnaryHandler(
+		PolicyServiceCreateClientKeyProcedure,
+		svc.CreateClientKey,
+		connect.WithSchema(policyServiceMethods.ByName("CreateClientKey")),
+		connect.WithHandlerOptions(opts...),
+	)
+	policyServiceRevokeClientKeyHandler := connect.NewUnaryHandler(
+		PolicyServiceRevokeClientKeyProcedure,
+		svc.RevokeClientKey,
+		connect.WithSchema(policyServiceMethods.ByName("RevokeClientKey")),
+		connect.WithHandlerOptions(opts...),
+	)
+	policyServiceSetClientAuthHandler := connect.NewUnaryHandler(
+		PolicyServiceSetClientAuthProcedure,
+		svc.SetClientAuth,
+		connect.WithSchema(policyServiceMethods.ByName("SetClientAuth")),
+		connect.WithHandlerOptions(opts...),
+	)
+	policyServiceListAccessRulesHandler := connect.NewUnaryHandler(
+		PolicyServiceListAccessRulesProcedure,
+		svc.ListAccessRules,
+		connect.WithSchema(policyServiceMethods.ByName("ListAccessRules")),
+		connect.WithHandlerOptions(opts...),
+	)
+	policyServiceCreateAccessRuleHandler := connect.NewUnaryHandler(
+		PolicyServiceCreateAccessRuleProcedure,
+		svc.CreateAccessRule,
+		connect.WithSchema(policyServiceMethods.ByName("CreateAccessRule")),
+		connect.WithHandlerOptions(opts...),
+	)
+	policyServiceDeleteAccessRuleHandler := connect.NewUnaryHandler(
+		PolicyServiceDeleteAccessRuleProcedure,
+		svc.DeleteAccessRule,
+		connect.WithSchema(policyServiceMethods.ByName("DeleteAccessRule")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/portcullis.admin.v1.PolicyService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PolicyServiceGetResultScanningProcedure:
 			policyServiceGetResultScanningHandler.ServeHTTP(w, r)
 		case PolicyServiceSetResultScanningProcedure:
 			policyServiceSetResultScanningHandler.ServeHTTP(w, r)
+		case PolicyServiceListClientKeysProcedure:
+			policyServiceListClientKeysHandler.ServeHTTP(w, r)
+		case PolicyServiceCreateClientKeyProcedure:
+			policyServiceCreateClientKeyHandler.ServeHTTP(w, r)
+		case PolicyServiceRevokeClientKeyProcedure:
+			policyServiceRevokeClientKeyHandler.ServeHTTP(w, r)
+		case PolicyServiceSetClientAuthProcedure:
+			policyServiceSetClientAuthHandler.ServeHTTP(w, r)
+		case PolicyServiceListAccessRulesProcedure:
+			policyServiceListAccessRulesHandler.ServeHTTP(w, r)
+		case PolicyServiceCreateAccessRuleProcedure:
+			policyServiceCreateAccessRuleHandler.ServeHTTP(w, r)
+		case PolicyServiceDeleteAccessRuleProcedure:
+			policyServiceDeleteAccessRuleHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1520,4 +1709,32 @@ func (UnimplementedPolicyServiceHandler) GetResultScanning(context.Context, *con
 
 func (UnimplementedPolicyServiceHandler) SetResultScanning(context.Context, *connect.Request[v1.SetResultScanningRequest]) (*connect.Response[v1.SetResultScanningResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.SetResultScanning is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) ListClientKeys(context.Context, *connect.Request[v1.ListClientKeysRequest]) (*connect.Response[v1.ListClientKeysResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.ListClientKeys is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) CreateClientKey(context.Context, *connect.Request[v1.CreateClientKeyRequest]) (*connect.Response[v1.CreateClientKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.CreateClientKey is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) RevokeClientKey(context.Context, *connect.Request[v1.RevokeClientKeyRequest]) (*connect.Response[v1.RevokeClientKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.RevokeClientKey is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) SetClientAuth(context.Context, *connect.Request[v1.SetClientAuthRequest]) (*connect.Response[v1.SetClientAuthResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.SetClientAuth is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) ListAccessRules(context.Context, *connect.Request[v1.ListAccessRulesRequest]) (*connect.Response[v1.ListAccessRulesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.ListAccessRules is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) CreateAccessRule(context.Context, *connect.Request[v1.CreateAccessRuleRequest]) (*connect.Response[v1.CreateAccessRuleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.CreateAccessRule is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) DeleteAccessRule(context.Context, *connect.Request[v1.DeleteAccessRuleRequest]) (*connect.Response[v1.DeleteAccessRuleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.DeleteAccessRule is not implemented"))
 }

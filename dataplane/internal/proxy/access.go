@@ -1,0 +1,270 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// clientKeyPrefix starts every Portcullis client key.
+const clientKeyPrefix = "pcck_"
+
+// identity is who is calling: a principal and its groups; the zero value is
+// an anonymous client (allowed only when the gateway does not require auth).
+type identity struct {
+	principal string
+	groups    []string
+}
+
+func identityOf(ti *auth.TokenInfo) identity {
+	if ti == nil {
+		return identity{}
+	}
+	id := identity{principal: ti.UserID}
+	if g, ok := ti.Extra["groups"].([]string); ok {
+		id.groups = g
+	}
+	return id
+}
+
+
+// accessRule is a compiled rule.
+type accessRule struct {
+	id        string
+	principal string // "*", "apikey:…", "user:…" or "group:…"
+	vs        string // name or "*"
+	pattern   string // glob over "upstream__tool"
+	allow     bool
+	cond      cel.Program // nil when unconditional
+}
+
+// accessIndex holds a bundle's rules with, for every principal the bundle
+// knows (its client keys) and for anonymous clients, the indices of the rules
+// that can apply to it, in order — so a decision looks only at those.
+type accessIndex struct {
+	rules       []accessRule
+	anonymous   []int32
+	byPrincipal map[string][]int32
+}
+
+func indexRules(rules []accessRule, keys map[[32]byte]identity) *accessIndex {
+	ix := &accessIndex{rules: rules, byPrincipal: map[string][]int32{}}
+	for i, r := range rules {
+		if r.principal == "*" {
+			ix.anonymous = append(ix.anonymous, int32(i))
+		}
+	}
+	for _, id := range keys {
+		var l []int32
+		for i := range rules {
+			if rules[i].mayApplyTo(id) {
+				l = append(l, int32(i))
+			}
+		}
+		ix.byPrincipal[id.principal] = l
+	}
+	return ix
+}
+
+// candidates returns the rules that may apply to id, or nil to scan all.
+func (ix *accessIndex) candidates(id identity) ([]int32, bool) {
+	if id.principal == "" {
+		return ix.anonymous, true
+	}
+	l, ok := ix.byPrincipal[id.principal]
+	return l, ok
+}
+
+// condEnv must declare what the control plane's access.CondEnv declares.
+func condEnv() (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.Variable("args", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("principal", cel.StringType),
+		cel.Variable("tool", cel.StringType),
+	)
+}
+
+// compileAccess turns the bundle's client keys and rules into lookups; CEL
+// conditions are compiled once here, so a bad one refuses the bundle.
+func compileAccess(b *agentv1.PolicyBundle) (keys map[[32]byte]identity, rules []accessRule, err error) {
+	keys = map[[32]byte]identity{}
+	for _, k := range b.GetClientAuth().GetKeys() {
+		raw, err := hex.DecodeString(k.GetSha256())
+		if err != nil || len(raw) != 32 {
+			return nil, nil, fmt.Errorf("client key %q: bad hash", k.GetPrincipal())
+		}
+		keys[[32]byte(raw)] = identity{principal: k.GetPrincipal(), groups: k.GetGroups()}
+	}
+	var env *cel.Env
+	for _, r := range b.GetAccessRules() {
+		if r.GetEffect() != agentv1.Effect_EFFECT_ALLOW && r.GetEffect() != agentv1.Effect_EFFECT_DENY {
+			return nil, nil, fmt.Errorf("access rule %s: no effect", r.GetId())
+		}
+		if _, err := path.Match(r.GetToolPattern(), "x"); err != nil {
+			return nil, nil, fmt.Errorf("access rule %s: bad tool pattern %q", r.GetId(), r.GetToolPattern())
+		}
+		ar := accessRule{id: r.GetId(), principal: r.GetPrincipal(), vs: r.GetVirtualServer(), pattern: r.GetToolPattern(),
+			allow: r.GetEffect() == agentv1.Effect_EFFECT_ALLOW}
+		if c := r.GetCondition(); c != "" {
+			if env == nil {
+				if env, err = condEnv(); err != nil {
+					return nil, nil, err
+				}
+			}
+			ast, iss := env.Compile(c)
+			if iss.Err() != nil {
+				return nil, nil, fmt.Errorf("access rule %s: condition: %w", r.GetId(), iss.Err())
+			}
+			if ar.cond, err = env.Program(ast, cel.CostLimit(100000)); err != nil {
+				return nil, nil, fmt.Errorf("access rule %s: condition: %w", r.GetId(), err)
+			}
+		}
+		rules = append(rules, ar)
+	}
+	return keys, rules, nil
+}
+
+func (r *accessRule) mayApplyTo(id identity) bool {
+	switch {
+	case r.principal == "*":
+		return true
+	case strings.HasPrefix(r.principal, "group:"):
+		return slices.Contains(id.groups, r.principal[len("group:"):])
+	}
+	return r.principal == id.principal && id.principal != ""
+}
+
+func (r *accessRule) applies(id identity, vs, tool string) bool {
+	if r.vs != "*" && r.vs != vs || !r.mayApplyTo(id) {
+		return false
+	}
+	ok, _ := path.Match(r.pattern, tool)
+	return ok
+}
+
+// each calls f for the rules that may apply to id, in order, until f returns true.
+func (ix *accessIndex) each(id identity, f func(r *accessRule) bool) {
+	if l, ok := ix.candidates(id); ok {
+		for _, i := range l {
+			if f(&ix.rules[i]) {
+				return
+			}
+		}
+		return
+	}
+	for i := range ix.rules {
+		if f(&ix.rules[i]) {
+			return
+		}
+	}
+}
+
+// decide runs the rules for one call: the first rule that applies (and whose
+// condition holds) decides; with rules and no match the call is refused;
+// without rules every approved tool may be called. The arguments are decoded
+// only when a condition needs them.
+func decide(ix *accessIndex, id identity, vs, tool string, rawArgs json.RawMessage) (allowed bool, rule string) {
+	if ix == nil || len(ix.rules) == 0 {
+		return true, ""
+	}
+	var args map[string]any
+	decided := false
+	ix.each(id, func(r *accessRule) bool {
+		if !r.applies(id, vs, tool) {
+			return false
+		}
+		if r.cond != nil {
+			if args == nil {
+				args = decodeArgs(rawArgs)
+			}
+			out, _, err := r.cond.Eval(map[string]any{"args": args, "principal": id.principal, "tool": tool})
+			holds := err == nil && out.Value() == true
+			if !holds && (err == nil || r.allow) { // an erroring deny condition still denies
+				return false
+			}
+		}
+		allowed, rule, decided = r.allow, r.id, true
+		return true
+	})
+	if !decided {
+		return false, ""
+	}
+	return allowed, rule
+}
+
+func decodeArgs(raw json.RawMessage) map[string]any {
+	args := map[string]any{}
+	if len(raw) > 0 {
+		_ = json.Unmarshal(raw, &args) // the SDK validated it against the tool's schema
+	}
+	return args
+}
+
+// visible tells whether tools/list should show tool to id: some call to it
+// could be allowed (conditions count as possibly true for allow rules and
+// possibly false for deny rules).
+func visible(ix *accessIndex, id identity, vs, tool string) bool {
+	if ix == nil || len(ix.rules) == 0 {
+		return true
+	}
+	shown := false
+	ix.each(id, func(r *accessRule) bool {
+		if !r.applies(id, vs, tool) {
+			return false
+		}
+		if r.allow {
+			shown = true
+			return true
+		}
+		return r.cond == nil // an unconditional deny ends the search
+	})
+	return shown
+}
+
+// verifyToken authenticates a bearer credential: a client key, by hash.
+func (p *Proxy) verifyToken(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
+	pol := p.pol.Load()
+	if pol == nil || !strings.HasPrefix(token, clientKeyPrefix) || len(token) > 256 {
+		return nil, fmt.Errorf("%w: unknown credential", auth.ErrInvalidToken)
+	}
+	// Looked up by the hash of the presented key: the timing of a map lookup
+	// tells nothing about any stored key.
+	if id, ok := pol.keys[sha256.Sum256([]byte(token))]; ok {
+		return &auth.TokenInfo{UserID: id.principal, Extra: map[string]any{"groups": id.groups}}, nil
+	}
+	return nil, fmt.Errorf("%w: unknown or revoked client key", auth.ErrInvalidToken)
+}
+
+// filterTools drops from a tools/list result what the caller may not call.
+func (p *Proxy) filterTools(res mcp.Result, vs string, extra *mcp.RequestExtra) mcp.Result {
+	pol := p.pol.Load()
+	lr, ok := res.(*mcp.ListToolsResult)
+	if !ok || pol == nil || pol.access == nil || len(pol.access.rules) == 0 {
+		return res
+	}
+	var ti *auth.TokenInfo
+	if extra != nil {
+		ti = extra.TokenInfo
+	}
+	id := identityOf(ti)
+	out := *lr
+	out.Tools = make([]*mcp.Tool, 0, len(lr.Tools))
+	for _, t := range lr.Tools {
+		if visible(pol.access, id, vs, t.Name) {
+			out.Tools = append(out.Tools, t)
+		}
+	}
+	return &out
+}
