@@ -1,7 +1,6 @@
 package schema
 
 import (
-
 	"entgo.io/ent"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
@@ -56,4 +55,3 @@ func (AccessRule) Fields() []ent.Field {
 func (AccessRule) Indexes() []ent.Index {
 	return []ent.Index{index.Fields("gateway_id", "position")}
 }
-

@@ -39,7 +39,6 @@ func identityOf(ti *auth.TokenInfo) identity {
 	return id
 }
 
-
 // accessRule is a compiled rule.
 type accessRule struct {
 	id        string

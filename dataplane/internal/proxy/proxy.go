@@ -78,7 +78,7 @@ type policy struct {
 	authRequired bool
 	keys         map[[32]byte]identity
 	access       *accessIndex
-	vs      map[string][]string
+	vs           map[string][]string
 }
 
 // Proxy serves MCP to clients and enforces the bundle.
@@ -743,7 +743,7 @@ func (p *Proxy) Handler() http.Handler {
 			// Client credentials are checked here and never forwarded: upstream
 			// sessions are the gateway's own.
 			auth.RequireBearerToken(p.verifyToken, &auth.RequireBearerTokenOptions{
-				ResourceMetadataURL: p.cfg.PublicURL + "/.well-known/oauth-protected-resource/mcp/" + url.PathEscape(vs),
+				ResourceMetadataURL:    p.cfg.PublicURL + "/.well-known/oauth-protected-resource/mcp/" + url.PathEscape(vs),
 				AllowMissingExpiration: true, // client keys do not expire; revocation removes them from the bundle
 			})(h).ServeHTTP(w, r)
 			return
