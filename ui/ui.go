@@ -350,3 +350,32 @@ func (t Tool) HasLabel(l string) bool {
 	}
 	return false
 }
+
+// ClientKey is one row of the client keys table.
+type ClientKey struct {
+	ID, Name string
+	Groups   []string
+	Created  time.Time
+	Revoked  bool
+}
+
+// AccessRule is one row of a gateway's rules.
+type AccessRule struct {
+	ID, Principal, VirtualServer, ToolPattern, Effect, Condition, Description string
+	Position                                                                  int
+}
+
+// GatewayAccess is one gateway's authentication switch and rules.
+type GatewayAccess struct {
+	ID, Name     string
+	AuthRequired bool
+	Rules        []AccessRule
+}
+
+// Access is the access page: client keys and, per gateway, rules.
+type Access struct {
+	Page
+	Keys     []ClientKey
+	Secret   string // a new key's secret, shown once
+	Gateways []GatewayAccess
+}

@@ -247,6 +247,11 @@ func (s *Service) CreateRule(ctx context.Context, tenantID, gatewayID uuid.UUID,
 	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
 		return nil, err
 	}
+	if ok, err := s.db.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).Exist(ctx); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, fmt.Errorf("gateway %s: %w", gatewayID, authz.ErrNotFound)
+	}
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}

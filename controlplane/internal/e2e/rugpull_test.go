@@ -261,6 +261,56 @@ func TestRugPull(t *testing.T) {
 	if crs, err := cp.Changes.List(sys, ten.ID, "pending", 0); err != nil || len(crs) != 1 || crs[0].ToolName != "send_email" {
 		t.Fatalf("pending after rejection: %+v, %v (only send_email's addition should remain)", crs, err)
 	}
+
+	// Access from the console: a client key, required credentials, a rule.
+	if err := cp.Inventory.PinLive(sys, ten.ID, toolOf(t, cp.DB, "files", "send_email").ID); err != nil {
+		t.Fatal(err)
+	}
+	run(t, b, "create a client key",
+		chromedp.Click(tid("nav-access")),
+		chromedp.WaitVisible(tid("client-key-name")),
+		chromedp.SendKeys(tid("client-key-name"), "browser-ci"),
+		chromedp.Click(tid("client-key-create")),
+		chromedp.WaitVisible(tid("client-key-secret")),
+	)
+	secret := strings.TrimSpace(textOf(t, b, chromedp.CSS(`[data-testid="client-key-secret"] pre`)))
+	if !strings.HasPrefix(secret, "pcck_") {
+		t.Fatalf("client key secret %q", secret)
+	}
+	run(t, b, "require credentials and deny send_email",
+		chromedp.Click(tid("require-auth-vpc-prod")),
+		chromedp.WaitVisible(tid("auth-required")),
+		chromedp.SetValue(tid("rule-pattern-vpc-prod"), "*__send_email"),
+		chromedp.SetValue(tid("rule-effect-vpc-prod"), "deny"),
+		chromedp.Click(tid("rule-add-vpc-prod")),
+		chromedp.WaitVisible(tid("rules-vpc-prod")),
+		chromedp.SetValue(tid("rule-pattern-vpc-prod"), "*"),
+		chromedp.SetValue(tid("rule-effect-vpc-prod"), "allow"),
+		chromedp.Click(tid("rule-add-vpc-prod")),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="rules-vpc-prod"] tbody tr:nth-child(2)`)),
+	)
+	screenshot(t, b, "10-access")
+	eventually(t, "the gateway to require the key and apply the rules", func() error {
+		if _, err := listTools(t, mcpURL); err == nil {
+			return fmt.Errorf("anonymous list still works")
+		}
+		// read_file is quarantined (its last change was rejected) and send_email is denied by the rule.
+		out, err := mcpClientAs(t, secret, mcpURL, "list")
+		if err != nil {
+			return err
+		}
+		if got := fmt.Sprint(out["tools"]); got != "[]" {
+			return fmt.Errorf("the key lists %s", got)
+		}
+		out, err = mcpClientAs(t, secret, mcpURL, "call", "files__send_email", `{}`)
+		if err != nil {
+			return err
+		}
+		if fmt.Sprint(out["isError"]) != "true" || !strings.Contains(fmt.Sprint(out["content"]), "access rule") {
+			return fmt.Errorf("send_email with the key: %v", out)
+		}
+		return nil
+	})
 }
 
 // refused checks that calling read_file through the gateway fails: the tool

@@ -583,6 +583,10 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"GET", "/tools/" + bID(w.bTool)},
 		{"POST", "/tools/" + bID(w.bTool) + "/propose"},
 		{"POST", "/tools/" + bID(w.bTool) + "/labels"},
+		{"POST", "/access/keys/" + bID(w.bClientKey) + "/revoke"},
+		{"POST", "/access/gateways/" + bID(w.bGateway) + "/auth"},
+		{"POST", "/access/gateways/" + bID(w.bGateway) + "/rules"},
+		{"POST", "/access/rules/" + bID(w.bRule) + "/delete"},
 		{"POST", "/tools/" + bID(w.bTool) + "/pin"},
 		{"POST", "/tools/" + bID(w.bTool) + "/unpin"},
 		{"POST", "/api-keys/" + bID(w.bKey) + "/revoke"},
@@ -610,7 +614,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 	}
 	// Every list page of A leaves B out.
 	for _, path := range []string{"/", "/gateways", "/upstreams", "/virtual-servers", "/tools", "/members", "/api-keys", "/audit",
-		"/changes?status=all", "/settings", "/settings/pins.json"} {
+		"/changes?status=all", "/settings", "/settings/pins.json", "/access"} {
 		status, body := consoleDo(t, base, "GET", path, w.aliceSession, nil)
 		if status != http.StatusOK {
 			t.Fatalf("GET %s: %d", path, status)
@@ -636,6 +640,9 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/settings/approvals", form(w.carolCSRF, "approvals_required", "2")},
 		{"/settings/results", form(w.carolCSRF, "result_action", "annotate")},
 		{"/tools/" + w.bTool.String() + "/labels", form(w.carolCSRF, "label", "external_sink")},
+		{"/access/keys", form(w.carolCSRF, "name", "nope")},
+		{"/access/gateways/" + w.aGateway.String() + "/auth", form(w.carolCSRF, "required", "true")},
+		{"/access/gateways/" + w.aGateway.String() + "/rules", form(w.carolCSRF, "principal", "*", "virtual_server", "*", "tool_pattern", "*", "effect", "allow")},
 		{"/tools/" + w.bTool.String() + "/propose", form(w.carolCSRF, "sha256", bSha)},
 		{"/changes/" + w.bChange.String() + "/decide", form(w.carolCSRF, "decision", "approve")},
 	} {
