@@ -258,11 +258,13 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		Type: "Gateway",
 		Fields: map[string]*sqlgraph.FieldSpec{
-			gateway.FieldCreatedAt:          {Type: field.TypeTime, Column: gateway.FieldCreatedAt},
-			gateway.FieldUpdatedAt:          {Type: field.TypeTime, Column: gateway.FieldUpdatedAt},
-			gateway.FieldTenantID:           {Type: field.TypeUUID, Column: gateway.FieldTenantID},
-			gateway.FieldName:               {Type: field.TypeString, Column: gateway.FieldName},
-			gateway.FieldClientAuthRequired: {Type: field.TypeBool, Column: gateway.FieldClientAuthRequired},
+			gateway.FieldCreatedAt:              {Type: field.TypeTime, Column: gateway.FieldCreatedAt},
+			gateway.FieldUpdatedAt:              {Type: field.TypeTime, Column: gateway.FieldUpdatedAt},
+			gateway.FieldTenantID:               {Type: field.TypeUUID, Column: gateway.FieldTenantID},
+			gateway.FieldName:                   {Type: field.TypeString, Column: gateway.FieldName},
+			gateway.FieldClientAuthRequired:     {Type: field.TypeBool, Column: gateway.FieldClientAuthRequired},
+			gateway.FieldRatePrincipalPerMinute: {Type: field.TypeInt, Column: gateway.FieldRatePrincipalPerMinute},
+			gateway.FieldRateToolPerMinute:      {Type: field.TypeInt, Column: gateway.FieldRateToolPerMinute},
 		},
 	}
 	graph.Nodes[10] = &sqlgraph.Node{
@@ -2026,6 +2028,16 @@ func (f *GatewayFilter) WhereName(p entql.StringP) {
 // WhereClientAuthRequired applies the entql bool predicate on the client_auth_required field.
 func (f *GatewayFilter) WhereClientAuthRequired(p entql.BoolP) {
 	f.Where(p.Field(gateway.FieldClientAuthRequired))
+}
+
+// WhereRatePrincipalPerMinute applies the entql int predicate on the rate_principal_per_minute field.
+func (f *GatewayFilter) WhereRatePrincipalPerMinute(p entql.IntP) {
+	f.Where(p.Field(gateway.FieldRatePrincipalPerMinute))
+}
+
+// WhereRateToolPerMinute applies the entql int predicate on the rate_tool_per_minute field.
+func (f *GatewayFilter) WhereRateToolPerMinute(p entql.IntP) {
+	f.Where(p.Field(gateway.FieldRateToolPerMinute))
 }
 
 // WhereHasTenant applies a predicate to check if query has an edge tenant.

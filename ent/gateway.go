@@ -29,6 +29,10 @@ type Gateway struct {
 	Name string `json:"name,omitempty"`
 	// ClientAuthRequired holds the value of the "client_auth_required" field.
 	ClientAuthRequired bool `json:"client_auth_required,omitempty"`
+	// RatePrincipalPerMinute holds the value of the "rate_principal_per_minute" field.
+	RatePrincipalPerMinute int `json:"rate_principal_per_minute,omitempty"`
+	// RateToolPerMinute holds the value of the "rate_tool_per_minute" field.
+	RateToolPerMinute int `json:"rate_tool_per_minute,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the GatewayQuery when eager-loading is set.
 	Edges        GatewayEdges `json:"edges"`
@@ -117,6 +121,8 @@ func (*Gateway) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case gateway.FieldClientAuthRequired:
 			values[i] = new(sql.NullBool)
+		case gateway.FieldRatePrincipalPerMinute, gateway.FieldRateToolPerMinute:
+			values[i] = new(sql.NullInt64)
 		case gateway.FieldName:
 			values[i] = new(sql.NullString)
 		case gateway.FieldCreatedAt, gateway.FieldUpdatedAt:
@@ -173,6 +179,18 @@ func (_m *Gateway) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field client_auth_required", values[i])
 			} else if value.Valid {
 				_m.ClientAuthRequired = value.Bool
+			}
+		case gateway.FieldRatePrincipalPerMinute:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field rate_principal_per_minute", values[i])
+			} else if value.Valid {
+				_m.RatePrincipalPerMinute = int(value.Int64)
+			}
+		case gateway.FieldRateToolPerMinute:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field rate_tool_per_minute", values[i])
+			} else if value.Valid {
+				_m.RateToolPerMinute = int(value.Int64)
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -254,6 +272,12 @@ func (_m *Gateway) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("client_auth_required=")
 	builder.WriteString(fmt.Sprintf("%v", _m.ClientAuthRequired))
+	builder.WriteString(", ")
+	builder.WriteString("rate_principal_per_minute=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RatePrincipalPerMinute))
+	builder.WriteString(", ")
+	builder.WriteString("rate_tool_per_minute=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RateToolPerMinute))
 	builder.WriteByte(')')
 	return builder.String()
 }

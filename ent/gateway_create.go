@@ -84,6 +84,34 @@ func (_c *GatewayCreate) SetNillableClientAuthRequired(v *bool) *GatewayCreate {
 	return _c
 }
 
+// SetRatePrincipalPerMinute sets the "rate_principal_per_minute" field.
+func (_c *GatewayCreate) SetRatePrincipalPerMinute(v int) *GatewayCreate {
+	_c.mutation.SetRatePrincipalPerMinute(v)
+	return _c
+}
+
+// SetNillableRatePrincipalPerMinute sets the "rate_principal_per_minute" field if the given value is not nil.
+func (_c *GatewayCreate) SetNillableRatePrincipalPerMinute(v *int) *GatewayCreate {
+	if v != nil {
+		_c.SetRatePrincipalPerMinute(*v)
+	}
+	return _c
+}
+
+// SetRateToolPerMinute sets the "rate_tool_per_minute" field.
+func (_c *GatewayCreate) SetRateToolPerMinute(v int) *GatewayCreate {
+	_c.mutation.SetRateToolPerMinute(v)
+	return _c
+}
+
+// SetNillableRateToolPerMinute sets the "rate_tool_per_minute" field if the given value is not nil.
+func (_c *GatewayCreate) SetNillableRateToolPerMinute(v *int) *GatewayCreate {
+	if v != nil {
+		_c.SetRateToolPerMinute(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *GatewayCreate) SetID(v uuid.UUID) *GatewayCreate {
 	_c.mutation.SetID(v)
@@ -233,6 +261,14 @@ func (_c *GatewayCreate) defaults() error {
 		v := gateway.DefaultClientAuthRequired
 		_c.mutation.SetClientAuthRequired(v)
 	}
+	if _, ok := _c.mutation.RatePrincipalPerMinute(); !ok {
+		v := gateway.DefaultRatePrincipalPerMinute
+		_c.mutation.SetRatePrincipalPerMinute(v)
+	}
+	if _, ok := _c.mutation.RateToolPerMinute(); !ok {
+		v := gateway.DefaultRateToolPerMinute
+		_c.mutation.SetRateToolPerMinute(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		if gateway.DefaultID == nil {
 			return fmt.Errorf("ent: uninitialized gateway.DefaultID (forgotten import ent/runtime?)")
@@ -264,6 +300,22 @@ func (_c *GatewayCreate) check() error {
 	}
 	if _, ok := _c.mutation.ClientAuthRequired(); !ok {
 		return &ValidationError{Name: "client_auth_required", err: errors.New(`ent: missing required field "Gateway.client_auth_required"`)}
+	}
+	if _, ok := _c.mutation.RatePrincipalPerMinute(); !ok {
+		return &ValidationError{Name: "rate_principal_per_minute", err: errors.New(`ent: missing required field "Gateway.rate_principal_per_minute"`)}
+	}
+	if v, ok := _c.mutation.RatePrincipalPerMinute(); ok {
+		if err := gateway.RatePrincipalPerMinuteValidator(v); err != nil {
+			return &ValidationError{Name: "rate_principal_per_minute", err: fmt.Errorf(`ent: validator failed for field "Gateway.rate_principal_per_minute": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.RateToolPerMinute(); !ok {
+		return &ValidationError{Name: "rate_tool_per_minute", err: errors.New(`ent: missing required field "Gateway.rate_tool_per_minute"`)}
+	}
+	if v, ok := _c.mutation.RateToolPerMinute(); ok {
+		if err := gateway.RateToolPerMinuteValidator(v); err != nil {
+			return &ValidationError{Name: "rate_tool_per_minute", err: fmt.Errorf(`ent: validator failed for field "Gateway.rate_tool_per_minute": %w`, err)}
+		}
 	}
 	if len(_c.mutation.TenantIDs()) == 0 {
 		return &ValidationError{Name: "tenant", err: errors.New(`ent: missing required edge "Gateway.tenant"`)}
@@ -319,6 +371,14 @@ func (_c *GatewayCreate) createSpec() (*Gateway, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.ClientAuthRequired(); ok {
 		_spec.SetField(gateway.FieldClientAuthRequired, field.TypeBool, value)
 		_node.ClientAuthRequired = value
+	}
+	if value, ok := _c.mutation.RatePrincipalPerMinute(); ok {
+		_spec.SetField(gateway.FieldRatePrincipalPerMinute, field.TypeInt, value)
+		_node.RatePrincipalPerMinute = value
+	}
+	if value, ok := _c.mutation.RateToolPerMinute(); ok {
+		_spec.SetField(gateway.FieldRateToolPerMinute, field.TypeInt, value)
+		_node.RateToolPerMinute = value
 	}
 	if nodes := _c.mutation.TenantIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -505,6 +565,42 @@ func (u *GatewayUpsert) UpdateClientAuthRequired() *GatewayUpsert {
 	return u
 }
 
+// SetRatePrincipalPerMinute sets the "rate_principal_per_minute" field.
+func (u *GatewayUpsert) SetRatePrincipalPerMinute(v int) *GatewayUpsert {
+	u.Set(gateway.FieldRatePrincipalPerMinute, v)
+	return u
+}
+
+// UpdateRatePrincipalPerMinute sets the "rate_principal_per_minute" field to the value that was provided on create.
+func (u *GatewayUpsert) UpdateRatePrincipalPerMinute() *GatewayUpsert {
+	u.SetExcluded(gateway.FieldRatePrincipalPerMinute)
+	return u
+}
+
+// AddRatePrincipalPerMinute adds v to the "rate_principal_per_minute" field.
+func (u *GatewayUpsert) AddRatePrincipalPerMinute(v int) *GatewayUpsert {
+	u.Add(gateway.FieldRatePrincipalPerMinute, v)
+	return u
+}
+
+// SetRateToolPerMinute sets the "rate_tool_per_minute" field.
+func (u *GatewayUpsert) SetRateToolPerMinute(v int) *GatewayUpsert {
+	u.Set(gateway.FieldRateToolPerMinute, v)
+	return u
+}
+
+// UpdateRateToolPerMinute sets the "rate_tool_per_minute" field to the value that was provided on create.
+func (u *GatewayUpsert) UpdateRateToolPerMinute() *GatewayUpsert {
+	u.SetExcluded(gateway.FieldRateToolPerMinute)
+	return u
+}
+
+// AddRateToolPerMinute adds v to the "rate_tool_per_minute" field.
+func (u *GatewayUpsert) AddRateToolPerMinute(v int) *GatewayUpsert {
+	u.Add(gateway.FieldRateToolPerMinute, v)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -598,6 +694,48 @@ func (u *GatewayUpsertOne) SetClientAuthRequired(v bool) *GatewayUpsertOne {
 func (u *GatewayUpsertOne) UpdateClientAuthRequired() *GatewayUpsertOne {
 	return u.Update(func(s *GatewayUpsert) {
 		s.UpdateClientAuthRequired()
+	})
+}
+
+// SetRatePrincipalPerMinute sets the "rate_principal_per_minute" field.
+func (u *GatewayUpsertOne) SetRatePrincipalPerMinute(v int) *GatewayUpsertOne {
+	return u.Update(func(s *GatewayUpsert) {
+		s.SetRatePrincipalPerMinute(v)
+	})
+}
+
+// AddRatePrincipalPerMinute adds v to the "rate_principal_per_minute" field.
+func (u *GatewayUpsertOne) AddRatePrincipalPerMinute(v int) *GatewayUpsertOne {
+	return u.Update(func(s *GatewayUpsert) {
+		s.AddRatePrincipalPerMinute(v)
+	})
+}
+
+// UpdateRatePrincipalPerMinute sets the "rate_principal_per_minute" field to the value that was provided on create.
+func (u *GatewayUpsertOne) UpdateRatePrincipalPerMinute() *GatewayUpsertOne {
+	return u.Update(func(s *GatewayUpsert) {
+		s.UpdateRatePrincipalPerMinute()
+	})
+}
+
+// SetRateToolPerMinute sets the "rate_tool_per_minute" field.
+func (u *GatewayUpsertOne) SetRateToolPerMinute(v int) *GatewayUpsertOne {
+	return u.Update(func(s *GatewayUpsert) {
+		s.SetRateToolPerMinute(v)
+	})
+}
+
+// AddRateToolPerMinute adds v to the "rate_tool_per_minute" field.
+func (u *GatewayUpsertOne) AddRateToolPerMinute(v int) *GatewayUpsertOne {
+	return u.Update(func(s *GatewayUpsert) {
+		s.AddRateToolPerMinute(v)
+	})
+}
+
+// UpdateRateToolPerMinute sets the "rate_tool_per_minute" field to the value that was provided on create.
+func (u *GatewayUpsertOne) UpdateRateToolPerMinute() *GatewayUpsertOne {
+	return u.Update(func(s *GatewayUpsert) {
+		s.UpdateRateToolPerMinute()
 	})
 }
 
@@ -861,6 +999,48 @@ func (u *GatewayUpsertBulk) SetClientAuthRequired(v bool) *GatewayUpsertBulk {
 func (u *GatewayUpsertBulk) UpdateClientAuthRequired() *GatewayUpsertBulk {
 	return u.Update(func(s *GatewayUpsert) {
 		s.UpdateClientAuthRequired()
+	})
+}
+
+// SetRatePrincipalPerMinute sets the "rate_principal_per_minute" field.
+func (u *GatewayUpsertBulk) SetRatePrincipalPerMinute(v int) *GatewayUpsertBulk {
+	return u.Update(func(s *GatewayUpsert) {
+		s.SetRatePrincipalPerMinute(v)
+	})
+}
+
+// AddRatePrincipalPerMinute adds v to the "rate_principal_per_minute" field.
+func (u *GatewayUpsertBulk) AddRatePrincipalPerMinute(v int) *GatewayUpsertBulk {
+	return u.Update(func(s *GatewayUpsert) {
+		s.AddRatePrincipalPerMinute(v)
+	})
+}
+
+// UpdateRatePrincipalPerMinute sets the "rate_principal_per_minute" field to the value that was provided on create.
+func (u *GatewayUpsertBulk) UpdateRatePrincipalPerMinute() *GatewayUpsertBulk {
+	return u.Update(func(s *GatewayUpsert) {
+		s.UpdateRatePrincipalPerMinute()
+	})
+}
+
+// SetRateToolPerMinute sets the "rate_tool_per_minute" field.
+func (u *GatewayUpsertBulk) SetRateToolPerMinute(v int) *GatewayUpsertBulk {
+	return u.Update(func(s *GatewayUpsert) {
+		s.SetRateToolPerMinute(v)
+	})
+}
+
+// AddRateToolPerMinute adds v to the "rate_tool_per_minute" field.
+func (u *GatewayUpsertBulk) AddRateToolPerMinute(v int) *GatewayUpsertBulk {
+	return u.Update(func(s *GatewayUpsert) {
+		s.AddRateToolPerMinute(v)
+	})
+}
+
+// UpdateRateToolPerMinute sets the "rate_tool_per_minute" field to the value that was provided on create.
+func (u *GatewayUpsertBulk) UpdateRateToolPerMinute() *GatewayUpsertBulk {
+	return u.Update(func(s *GatewayUpsert) {
+		s.UpdateRateToolPerMinute()
 	})
 }
 

@@ -68,6 +68,48 @@ func (_u *GatewayUpdate) SetNillableClientAuthRequired(v *bool) *GatewayUpdate {
 	return _u
 }
 
+// SetRatePrincipalPerMinute sets the "rate_principal_per_minute" field.
+func (_u *GatewayUpdate) SetRatePrincipalPerMinute(v int) *GatewayUpdate {
+	_u.mutation.ResetRatePrincipalPerMinute()
+	_u.mutation.SetRatePrincipalPerMinute(v)
+	return _u
+}
+
+// SetNillableRatePrincipalPerMinute sets the "rate_principal_per_minute" field if the given value is not nil.
+func (_u *GatewayUpdate) SetNillableRatePrincipalPerMinute(v *int) *GatewayUpdate {
+	if v != nil {
+		_u.SetRatePrincipalPerMinute(*v)
+	}
+	return _u
+}
+
+// AddRatePrincipalPerMinute adds value to the "rate_principal_per_minute" field.
+func (_u *GatewayUpdate) AddRatePrincipalPerMinute(v int) *GatewayUpdate {
+	_u.mutation.AddRatePrincipalPerMinute(v)
+	return _u
+}
+
+// SetRateToolPerMinute sets the "rate_tool_per_minute" field.
+func (_u *GatewayUpdate) SetRateToolPerMinute(v int) *GatewayUpdate {
+	_u.mutation.ResetRateToolPerMinute()
+	_u.mutation.SetRateToolPerMinute(v)
+	return _u
+}
+
+// SetNillableRateToolPerMinute sets the "rate_tool_per_minute" field if the given value is not nil.
+func (_u *GatewayUpdate) SetNillableRateToolPerMinute(v *int) *GatewayUpdate {
+	if v != nil {
+		_u.SetRateToolPerMinute(*v)
+	}
+	return _u
+}
+
+// AddRateToolPerMinute adds value to the "rate_tool_per_minute" field.
+func (_u *GatewayUpdate) AddRateToolPerMinute(v int) *GatewayUpdate {
+	_u.mutation.AddRateToolPerMinute(v)
+	return _u
+}
+
 // AddAgentIDs adds the "agents" edge to the Agent entity by IDs.
 func (_u *GatewayUpdate) AddAgentIDs(ids ...uuid.UUID) *GatewayUpdate {
 	_u.mutation.AddAgentIDs(ids...)
@@ -302,6 +344,16 @@ func (_u *GatewayUpdate) check() error {
 			return &ValidationError{Name: "name", err: fmt.Errorf(`ent: validator failed for field "Gateway.name": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.RatePrincipalPerMinute(); ok {
+		if err := gateway.RatePrincipalPerMinuteValidator(v); err != nil {
+			return &ValidationError{Name: "rate_principal_per_minute", err: fmt.Errorf(`ent: validator failed for field "Gateway.rate_principal_per_minute": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.RateToolPerMinute(); ok {
+		if err := gateway.RateToolPerMinuteValidator(v); err != nil {
+			return &ValidationError{Name: "rate_tool_per_minute", err: fmt.Errorf(`ent: validator failed for field "Gateway.rate_tool_per_minute": %w`, err)}
+		}
+	}
 	if _u.mutation.TenantCleared() && len(_u.mutation.TenantIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "Gateway.tenant"`)
 	}
@@ -328,6 +380,18 @@ func (_u *GatewayUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.ClientAuthRequired(); ok {
 		_spec.SetField(gateway.FieldClientAuthRequired, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.RatePrincipalPerMinute(); ok {
+		_spec.SetField(gateway.FieldRatePrincipalPerMinute, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedRatePrincipalPerMinute(); ok {
+		_spec.AddField(gateway.FieldRatePrincipalPerMinute, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.RateToolPerMinute(); ok {
+		_spec.SetField(gateway.FieldRateToolPerMinute, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedRateToolPerMinute(); ok {
+		_spec.AddField(gateway.FieldRateToolPerMinute, field.TypeInt, value)
 	}
 	if _u.mutation.AgentsCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -608,6 +672,48 @@ func (_u *GatewayUpdateOne) SetNillableClientAuthRequired(v *bool) *GatewayUpdat
 	return _u
 }
 
+// SetRatePrincipalPerMinute sets the "rate_principal_per_minute" field.
+func (_u *GatewayUpdateOne) SetRatePrincipalPerMinute(v int) *GatewayUpdateOne {
+	_u.mutation.ResetRatePrincipalPerMinute()
+	_u.mutation.SetRatePrincipalPerMinute(v)
+	return _u
+}
+
+// SetNillableRatePrincipalPerMinute sets the "rate_principal_per_minute" field if the given value is not nil.
+func (_u *GatewayUpdateOne) SetNillableRatePrincipalPerMinute(v *int) *GatewayUpdateOne {
+	if v != nil {
+		_u.SetRatePrincipalPerMinute(*v)
+	}
+	return _u
+}
+
+// AddRatePrincipalPerMinute adds value to the "rate_principal_per_minute" field.
+func (_u *GatewayUpdateOne) AddRatePrincipalPerMinute(v int) *GatewayUpdateOne {
+	_u.mutation.AddRatePrincipalPerMinute(v)
+	return _u
+}
+
+// SetRateToolPerMinute sets the "rate_tool_per_minute" field.
+func (_u *GatewayUpdateOne) SetRateToolPerMinute(v int) *GatewayUpdateOne {
+	_u.mutation.ResetRateToolPerMinute()
+	_u.mutation.SetRateToolPerMinute(v)
+	return _u
+}
+
+// SetNillableRateToolPerMinute sets the "rate_tool_per_minute" field if the given value is not nil.
+func (_u *GatewayUpdateOne) SetNillableRateToolPerMinute(v *int) *GatewayUpdateOne {
+	if v != nil {
+		_u.SetRateToolPerMinute(*v)
+	}
+	return _u
+}
+
+// AddRateToolPerMinute adds value to the "rate_tool_per_minute" field.
+func (_u *GatewayUpdateOne) AddRateToolPerMinute(v int) *GatewayUpdateOne {
+	_u.mutation.AddRateToolPerMinute(v)
+	return _u
+}
+
 // AddAgentIDs adds the "agents" edge to the Agent entity by IDs.
 func (_u *GatewayUpdateOne) AddAgentIDs(ids ...uuid.UUID) *GatewayUpdateOne {
 	_u.mutation.AddAgentIDs(ids...)
@@ -855,6 +961,16 @@ func (_u *GatewayUpdateOne) check() error {
 			return &ValidationError{Name: "name", err: fmt.Errorf(`ent: validator failed for field "Gateway.name": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.RatePrincipalPerMinute(); ok {
+		if err := gateway.RatePrincipalPerMinuteValidator(v); err != nil {
+			return &ValidationError{Name: "rate_principal_per_minute", err: fmt.Errorf(`ent: validator failed for field "Gateway.rate_principal_per_minute": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.RateToolPerMinute(); ok {
+		if err := gateway.RateToolPerMinuteValidator(v); err != nil {
+			return &ValidationError{Name: "rate_tool_per_minute", err: fmt.Errorf(`ent: validator failed for field "Gateway.rate_tool_per_minute": %w`, err)}
+		}
+	}
 	if _u.mutation.TenantCleared() && len(_u.mutation.TenantIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "Gateway.tenant"`)
 	}
@@ -898,6 +1014,18 @@ func (_u *GatewayUpdateOne) sqlSave(ctx context.Context) (_node *Gateway, err er
 	}
 	if value, ok := _u.mutation.ClientAuthRequired(); ok {
 		_spec.SetField(gateway.FieldClientAuthRequired, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.RatePrincipalPerMinute(); ok {
+		_spec.SetField(gateway.FieldRatePrincipalPerMinute, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedRatePrincipalPerMinute(); ok {
+		_spec.AddField(gateway.FieldRatePrincipalPerMinute, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.RateToolPerMinute(); ok {
+		_spec.SetField(gateway.FieldRateToolPerMinute, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedRateToolPerMinute(); ok {
+		_spec.AddField(gateway.FieldRateToolPerMinute, field.TypeInt, value)
 	}
 	if _u.mutation.AgentsCleared() {
 		edge := &sqlgraph.EdgeSpec{

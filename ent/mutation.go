@@ -8998,34 +8998,38 @@ func (m *EnrollmentTokenMutation) ResetEdge(name string) error {
 // GatewayMutation represents an operation that mutates the Gateway nodes in the graph.
 type GatewayMutation struct {
 	config
-	op                       Op
-	typ                      string
-	id                       *uuid.UUID
-	created_at               *time.Time
-	updated_at               *time.Time
-	name                     *string
-	client_auth_required     *bool
-	clearedFields            map[string]struct{}
-	tenant                   *uuid.UUID
-	clearedtenant            bool
-	agents                   map[uuid.UUID]struct{}
-	removedagents            map[uuid.UUID]struct{}
-	clearedagents            bool
-	upstreams                map[uuid.UUID]struct{}
-	removedupstreams         map[uuid.UUID]struct{}
-	clearedupstreams         bool
-	virtual_servers          map[uuid.UUID]struct{}
-	removedvirtual_servers   map[uuid.UUID]struct{}
-	clearedvirtual_servers   bool
-	enrollment_tokens        map[uuid.UUID]struct{}
-	removedenrollment_tokens map[uuid.UUID]struct{}
-	clearedenrollment_tokens bool
-	policy_versions          map[uuid.UUID]struct{}
-	removedpolicy_versions   map[uuid.UUID]struct{}
-	clearedpolicy_versions   bool
-	done                     bool
-	oldValue                 func(context.Context) (*Gateway, error)
-	predicates               []predicate.Gateway
+	op                           Op
+	typ                          string
+	id                           *uuid.UUID
+	created_at                   *time.Time
+	updated_at                   *time.Time
+	name                         *string
+	client_auth_required         *bool
+	rate_principal_per_minute    *int
+	addrate_principal_per_minute *int
+	rate_tool_per_minute         *int
+	addrate_tool_per_minute      *int
+	clearedFields                map[string]struct{}
+	tenant                       *uuid.UUID
+	clearedtenant                bool
+	agents                       map[uuid.UUID]struct{}
+	removedagents                map[uuid.UUID]struct{}
+	clearedagents                bool
+	upstreams                    map[uuid.UUID]struct{}
+	removedupstreams             map[uuid.UUID]struct{}
+	clearedupstreams             bool
+	virtual_servers              map[uuid.UUID]struct{}
+	removedvirtual_servers       map[uuid.UUID]struct{}
+	clearedvirtual_servers       bool
+	enrollment_tokens            map[uuid.UUID]struct{}
+	removedenrollment_tokens     map[uuid.UUID]struct{}
+	clearedenrollment_tokens     bool
+	policy_versions              map[uuid.UUID]struct{}
+	removedpolicy_versions       map[uuid.UUID]struct{}
+	clearedpolicy_versions       bool
+	done                         bool
+	oldValue                     func(context.Context) (*Gateway, error)
+	predicates                   []predicate.Gateway
 }
 
 var _ ent.Mutation = (*GatewayMutation)(nil)
@@ -9310,6 +9314,118 @@ func (m *GatewayMutation) OldClientAuthRequired(ctx context.Context) (v bool, er
 // ResetClientAuthRequired resets all changes to the "client_auth_required" field.
 func (m *GatewayMutation) ResetClientAuthRequired() {
 	m.client_auth_required = nil
+}
+
+// SetRatePrincipalPerMinute sets the "rate_principal_per_minute" field.
+func (m *GatewayMutation) SetRatePrincipalPerMinute(i int) {
+	m.rate_principal_per_minute = &i
+	m.addrate_principal_per_minute = nil
+}
+
+// RatePrincipalPerMinute returns the value of the "rate_principal_per_minute" field in the mutation.
+func (m *GatewayMutation) RatePrincipalPerMinute() (r int, exists bool) {
+	v := m.rate_principal_per_minute
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRatePrincipalPerMinute returns the old "rate_principal_per_minute" field's value of the Gateway entity.
+// If the Gateway object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GatewayMutation) OldRatePrincipalPerMinute(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRatePrincipalPerMinute is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRatePrincipalPerMinute requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRatePrincipalPerMinute: %w", err)
+	}
+	return oldValue.RatePrincipalPerMinute, nil
+}
+
+// AddRatePrincipalPerMinute adds i to the "rate_principal_per_minute" field.
+func (m *GatewayMutation) AddRatePrincipalPerMinute(i int) {
+	if m.addrate_principal_per_minute != nil {
+		*m.addrate_principal_per_minute += i
+	} else {
+		m.addrate_principal_per_minute = &i
+	}
+}
+
+// AddedRatePrincipalPerMinute returns the value that was added to the "rate_principal_per_minute" field in this mutation.
+func (m *GatewayMutation) AddedRatePrincipalPerMinute() (r int, exists bool) {
+	v := m.addrate_principal_per_minute
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRatePrincipalPerMinute resets all changes to the "rate_principal_per_minute" field.
+func (m *GatewayMutation) ResetRatePrincipalPerMinute() {
+	m.rate_principal_per_minute = nil
+	m.addrate_principal_per_minute = nil
+}
+
+// SetRateToolPerMinute sets the "rate_tool_per_minute" field.
+func (m *GatewayMutation) SetRateToolPerMinute(i int) {
+	m.rate_tool_per_minute = &i
+	m.addrate_tool_per_minute = nil
+}
+
+// RateToolPerMinute returns the value of the "rate_tool_per_minute" field in the mutation.
+func (m *GatewayMutation) RateToolPerMinute() (r int, exists bool) {
+	v := m.rate_tool_per_minute
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRateToolPerMinute returns the old "rate_tool_per_minute" field's value of the Gateway entity.
+// If the Gateway object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GatewayMutation) OldRateToolPerMinute(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRateToolPerMinute is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRateToolPerMinute requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRateToolPerMinute: %w", err)
+	}
+	return oldValue.RateToolPerMinute, nil
+}
+
+// AddRateToolPerMinute adds i to the "rate_tool_per_minute" field.
+func (m *GatewayMutation) AddRateToolPerMinute(i int) {
+	if m.addrate_tool_per_minute != nil {
+		*m.addrate_tool_per_minute += i
+	} else {
+		m.addrate_tool_per_minute = &i
+	}
+}
+
+// AddedRateToolPerMinute returns the value that was added to the "rate_tool_per_minute" field in this mutation.
+func (m *GatewayMutation) AddedRateToolPerMinute() (r int, exists bool) {
+	v := m.addrate_tool_per_minute
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRateToolPerMinute resets all changes to the "rate_tool_per_minute" field.
+func (m *GatewayMutation) ResetRateToolPerMinute() {
+	m.rate_tool_per_minute = nil
+	m.addrate_tool_per_minute = nil
 }
 
 // ClearTenant clears the "tenant" edge to the Tenant entity.
@@ -9643,7 +9759,7 @@ func (m *GatewayMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *GatewayMutation) Fields() []string {
-	fields := make([]string, 0, 5)
+	fields := make([]string, 0, 7)
 	if m.created_at != nil {
 		fields = append(fields, gateway.FieldCreatedAt)
 	}
@@ -9658,6 +9774,12 @@ func (m *GatewayMutation) Fields() []string {
 	}
 	if m.client_auth_required != nil {
 		fields = append(fields, gateway.FieldClientAuthRequired)
+	}
+	if m.rate_principal_per_minute != nil {
+		fields = append(fields, gateway.FieldRatePrincipalPerMinute)
+	}
+	if m.rate_tool_per_minute != nil {
+		fields = append(fields, gateway.FieldRateToolPerMinute)
 	}
 	return fields
 }
@@ -9677,6 +9799,10 @@ func (m *GatewayMutation) Field(name string) (ent.Value, bool) {
 		return m.Name()
 	case gateway.FieldClientAuthRequired:
 		return m.ClientAuthRequired()
+	case gateway.FieldRatePrincipalPerMinute:
+		return m.RatePrincipalPerMinute()
+	case gateway.FieldRateToolPerMinute:
+		return m.RateToolPerMinute()
 	}
 	return nil, false
 }
@@ -9696,6 +9822,10 @@ func (m *GatewayMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldName(ctx)
 	case gateway.FieldClientAuthRequired:
 		return m.OldClientAuthRequired(ctx)
+	case gateway.FieldRatePrincipalPerMinute:
+		return m.OldRatePrincipalPerMinute(ctx)
+	case gateway.FieldRateToolPerMinute:
+		return m.OldRateToolPerMinute(ctx)
 	}
 	return nil, fmt.Errorf("unknown Gateway field %s", name)
 }
@@ -9740,6 +9870,20 @@ func (m *GatewayMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetClientAuthRequired(v)
 		return nil
+	case gateway.FieldRatePrincipalPerMinute:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRatePrincipalPerMinute(v)
+		return nil
+	case gateway.FieldRateToolPerMinute:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRateToolPerMinute(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Gateway field %s", name)
 }
@@ -9747,13 +9891,26 @@ func (m *GatewayMutation) SetField(name string, value ent.Value) error {
 // AddedFields returns all numeric fields that were incremented/decremented during
 // this mutation.
 func (m *GatewayMutation) AddedFields() []string {
-	return nil
+	var fields []string
+	if m.addrate_principal_per_minute != nil {
+		fields = append(fields, gateway.FieldRatePrincipalPerMinute)
+	}
+	if m.addrate_tool_per_minute != nil {
+		fields = append(fields, gateway.FieldRateToolPerMinute)
+	}
+	return fields
 }
 
 // AddedField returns the numeric value that was incremented/decremented on a field
 // with the given name. The second boolean return value indicates that this field
 // was not set, or was not defined in the schema.
 func (m *GatewayMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case gateway.FieldRatePrincipalPerMinute:
+		return m.AddedRatePrincipalPerMinute()
+	case gateway.FieldRateToolPerMinute:
+		return m.AddedRateToolPerMinute()
+	}
 	return nil, false
 }
 
@@ -9762,6 +9919,20 @@ func (m *GatewayMutation) AddedField(name string) (ent.Value, bool) {
 // type.
 func (m *GatewayMutation) AddField(name string, value ent.Value) error {
 	switch name {
+	case gateway.FieldRatePrincipalPerMinute:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRatePrincipalPerMinute(v)
+		return nil
+	case gateway.FieldRateToolPerMinute:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRateToolPerMinute(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Gateway numeric field %s", name)
 }
@@ -9803,6 +9974,12 @@ func (m *GatewayMutation) ResetField(name string) error {
 		return nil
 	case gateway.FieldClientAuthRequired:
 		m.ResetClientAuthRequired()
+		return nil
+	case gateway.FieldRatePrincipalPerMinute:
+		m.ResetRatePrincipalPerMinute()
+		return nil
+	case gateway.FieldRateToolPerMinute:
+		m.ResetRateToolPerMinute()
 		return nil
 	}
 	return fmt.Errorf("unknown Gateway field %s", name)

@@ -367,9 +367,10 @@ type AccessRule struct {
 
 // GatewayAccess is one gateway's authentication switch and rules.
 type GatewayAccess struct {
-	ID, Name     string
-	AuthRequired bool
-	Rules        []AccessRule
+	ID, Name                string
+	AuthRequired            bool
+	Rules                   []AccessRule
+	RatePrincipal, RateTool int // calls per minute; 0 = unlimited
 }
 
 // Access is the access page: client keys and, per gateway, rules.

@@ -26,6 +26,10 @@ const (
 	FieldName = "name"
 	// FieldClientAuthRequired holds the string denoting the client_auth_required field in the database.
 	FieldClientAuthRequired = "client_auth_required"
+	// FieldRatePrincipalPerMinute holds the string denoting the rate_principal_per_minute field in the database.
+	FieldRatePrincipalPerMinute = "rate_principal_per_minute"
+	// FieldRateToolPerMinute holds the string denoting the rate_tool_per_minute field in the database.
+	FieldRateToolPerMinute = "rate_tool_per_minute"
 	// EdgeTenant holds the string denoting the tenant edge name in mutations.
 	EdgeTenant = "tenant"
 	// EdgeAgents holds the string denoting the agents edge name in mutations.
@@ -92,6 +96,8 @@ var Columns = []string{
 	FieldTenantID,
 	FieldName,
 	FieldClientAuthRequired,
+	FieldRatePrincipalPerMinute,
+	FieldRateToolPerMinute,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -122,6 +128,14 @@ var (
 	NameValidator func(string) error
 	// DefaultClientAuthRequired holds the default value on creation for the "client_auth_required" field.
 	DefaultClientAuthRequired bool
+	// DefaultRatePrincipalPerMinute holds the default value on creation for the "rate_principal_per_minute" field.
+	DefaultRatePrincipalPerMinute int
+	// RatePrincipalPerMinuteValidator is a validator for the "rate_principal_per_minute" field. It is called by the builders before save.
+	RatePrincipalPerMinuteValidator func(int) error
+	// DefaultRateToolPerMinute holds the default value on creation for the "rate_tool_per_minute" field.
+	DefaultRateToolPerMinute int
+	// RateToolPerMinuteValidator is a validator for the "rate_tool_per_minute" field. It is called by the builders before save.
+	RateToolPerMinuteValidator func(int) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -157,6 +171,16 @@ func ByName(opts ...sql.OrderTermOption) OrderOption {
 // ByClientAuthRequired orders the results by the client_auth_required field.
 func ByClientAuthRequired(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldClientAuthRequired, opts...).ToFunc()
+}
+
+// ByRatePrincipalPerMinute orders the results by the rate_principal_per_minute field.
+func ByRatePrincipalPerMinute(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRatePrincipalPerMinute, opts...).ToFunc()
+}
+
+// ByRateToolPerMinute orders the results by the rate_tool_per_minute field.
+func ByRateToolPerMinute(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRateToolPerMinute, opts...).ToFunc()
 }
 
 // ByTenantField orders the results by tenant field.

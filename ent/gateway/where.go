@@ -81,6 +81,16 @@ func ClientAuthRequired(v bool) predicate.Gateway {
 	return predicate.Gateway(sql.FieldEQ(FieldClientAuthRequired, v))
 }
 
+// RatePrincipalPerMinute applies equality check predicate on the "rate_principal_per_minute" field. It's identical to RatePrincipalPerMinuteEQ.
+func RatePrincipalPerMinute(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldEQ(FieldRatePrincipalPerMinute, v))
+}
+
+// RateToolPerMinute applies equality check predicate on the "rate_tool_per_minute" field. It's identical to RateToolPerMinuteEQ.
+func RateToolPerMinute(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldEQ(FieldRateToolPerMinute, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Gateway {
 	return predicate.Gateway(sql.FieldEQ(FieldCreatedAt, v))
@@ -254,6 +264,86 @@ func ClientAuthRequiredEQ(v bool) predicate.Gateway {
 // ClientAuthRequiredNEQ applies the NEQ predicate on the "client_auth_required" field.
 func ClientAuthRequiredNEQ(v bool) predicate.Gateway {
 	return predicate.Gateway(sql.FieldNEQ(FieldClientAuthRequired, v))
+}
+
+// RatePrincipalPerMinuteEQ applies the EQ predicate on the "rate_principal_per_minute" field.
+func RatePrincipalPerMinuteEQ(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldEQ(FieldRatePrincipalPerMinute, v))
+}
+
+// RatePrincipalPerMinuteNEQ applies the NEQ predicate on the "rate_principal_per_minute" field.
+func RatePrincipalPerMinuteNEQ(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldNEQ(FieldRatePrincipalPerMinute, v))
+}
+
+// RatePrincipalPerMinuteIn applies the In predicate on the "rate_principal_per_minute" field.
+func RatePrincipalPerMinuteIn(vs ...int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldIn(FieldRatePrincipalPerMinute, vs...))
+}
+
+// RatePrincipalPerMinuteNotIn applies the NotIn predicate on the "rate_principal_per_minute" field.
+func RatePrincipalPerMinuteNotIn(vs ...int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldNotIn(FieldRatePrincipalPerMinute, vs...))
+}
+
+// RatePrincipalPerMinuteGT applies the GT predicate on the "rate_principal_per_minute" field.
+func RatePrincipalPerMinuteGT(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldGT(FieldRatePrincipalPerMinute, v))
+}
+
+// RatePrincipalPerMinuteGTE applies the GTE predicate on the "rate_principal_per_minute" field.
+func RatePrincipalPerMinuteGTE(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldGTE(FieldRatePrincipalPerMinute, v))
+}
+
+// RatePrincipalPerMinuteLT applies the LT predicate on the "rate_principal_per_minute" field.
+func RatePrincipalPerMinuteLT(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldLT(FieldRatePrincipalPerMinute, v))
+}
+
+// RatePrincipalPerMinuteLTE applies the LTE predicate on the "rate_principal_per_minute" field.
+func RatePrincipalPerMinuteLTE(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldLTE(FieldRatePrincipalPerMinute, v))
+}
+
+// RateToolPerMinuteEQ applies the EQ predicate on the "rate_tool_per_minute" field.
+func RateToolPerMinuteEQ(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldEQ(FieldRateToolPerMinute, v))
+}
+
+// RateToolPerMinuteNEQ applies the NEQ predicate on the "rate_tool_per_minute" field.
+func RateToolPerMinuteNEQ(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldNEQ(FieldRateToolPerMinute, v))
+}
+
+// RateToolPerMinuteIn applies the In predicate on the "rate_tool_per_minute" field.
+func RateToolPerMinuteIn(vs ...int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldIn(FieldRateToolPerMinute, vs...))
+}
+
+// RateToolPerMinuteNotIn applies the NotIn predicate on the "rate_tool_per_minute" field.
+func RateToolPerMinuteNotIn(vs ...int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldNotIn(FieldRateToolPerMinute, vs...))
+}
+
+// RateToolPerMinuteGT applies the GT predicate on the "rate_tool_per_minute" field.
+func RateToolPerMinuteGT(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldGT(FieldRateToolPerMinute, v))
+}
+
+// RateToolPerMinuteGTE applies the GTE predicate on the "rate_tool_per_minute" field.
+func RateToolPerMinuteGTE(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldGTE(FieldRateToolPerMinute, v))
+}
+
+// RateToolPerMinuteLT applies the LT predicate on the "rate_tool_per_minute" field.
+func RateToolPerMinuteLT(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldLT(FieldRateToolPerMinute, v))
+}
+
+// RateToolPerMinuteLTE applies the LTE predicate on the "rate_tool_per_minute" field.
+func RateToolPerMinuteLTE(v int) predicate.Gateway {
+	return predicate.Gateway(sql.FieldLTE(FieldRateToolPerMinute, v))
 }
 
 // HasTenant applies the HasEdge predicate on the "tenant" edge.

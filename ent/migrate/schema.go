@@ -400,6 +400,8 @@ var (
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "name", Type: field.TypeString, Size: 63},
 		{Name: "client_auth_required", Type: field.TypeBool, Default: false},
+		{Name: "rate_principal_per_minute", Type: field.TypeInt, Default: 0},
+		{Name: "rate_tool_per_minute", Type: field.TypeInt, Default: 0},
 		{Name: "tenant_id", Type: field.TypeUUID},
 	}
 	// GatewaysTable holds the schema information for the "gateways" table.
@@ -410,7 +412,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "gateways_tenants_tenant",
-				Columns:    []*schema.Column{GatewaysColumns[5]},
+				Columns:    []*schema.Column{GatewaysColumns[7]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -419,12 +421,12 @@ var (
 			{
 				Name:    "gateway_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{GatewaysColumns[5]},
+				Columns: []*schema.Column{GatewaysColumns[7]},
 			},
 			{
 				Name:    "gateway_tenant_id_name",
 				Unique:  true,
-				Columns: []*schema.Column{GatewaysColumns[5], GatewaysColumns[3]},
+				Columns: []*schema.Column{GatewaysColumns[7], GatewaysColumns[3]},
 			},
 		},
 	}

@@ -653,6 +653,46 @@ func init() {
 	gatewayDescClientAuthRequired := gatewayFields[1].Descriptor()
 	// gateway.DefaultClientAuthRequired holds the default value on creation for the client_auth_required field.
 	gateway.DefaultClientAuthRequired = gatewayDescClientAuthRequired.Default.(bool)
+	// gatewayDescRatePrincipalPerMinute is the schema descriptor for rate_principal_per_minute field.
+	gatewayDescRatePrincipalPerMinute := gatewayFields[2].Descriptor()
+	// gateway.DefaultRatePrincipalPerMinute holds the default value on creation for the rate_principal_per_minute field.
+	gateway.DefaultRatePrincipalPerMinute = gatewayDescRatePrincipalPerMinute.Default.(int)
+	// gateway.RatePrincipalPerMinuteValidator is a validator for the "rate_principal_per_minute" field. It is called by the builders before save.
+	gateway.RatePrincipalPerMinuteValidator = func() func(int) error {
+		validators := gatewayDescRatePrincipalPerMinute.Validators
+		fns := [...]func(int) error{
+			validators[0].(func(int) error),
+			validators[1].(func(int) error),
+		}
+		return func(rate_principal_per_minute int) error {
+			for _, fn := range fns {
+				if err := fn(rate_principal_per_minute); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// gatewayDescRateToolPerMinute is the schema descriptor for rate_tool_per_minute field.
+	gatewayDescRateToolPerMinute := gatewayFields[3].Descriptor()
+	// gateway.DefaultRateToolPerMinute holds the default value on creation for the rate_tool_per_minute field.
+	gateway.DefaultRateToolPerMinute = gatewayDescRateToolPerMinute.Default.(int)
+	// gateway.RateToolPerMinuteValidator is a validator for the "rate_tool_per_minute" field. It is called by the builders before save.
+	gateway.RateToolPerMinuteValidator = func() func(int) error {
+		validators := gatewayDescRateToolPerMinute.Validators
+		fns := [...]func(int) error{
+			validators[0].(func(int) error),
+			validators[1].(func(int) error),
+		}
+		return func(rate_tool_per_minute int) error {
+			for _, fn := range fns {
+				if err := fn(rate_tool_per_minute); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
 	// gatewayDescID is the schema descriptor for id field.
 	gatewayDescID := gatewayMixinFields0[0].Descriptor()
 	// gateway.DefaultID holds the default value on creation for the id field.

@@ -19,6 +19,9 @@ func (Gateway) Fields() []ent.Field {
 		field.String("name").NotEmpty().MaxLen(63),
 		// MCP clients must present a credential (client key or token).
 		field.Bool("client_auth_required").Default(false),
+		// tools/call limits in calls per minute; 0 means unlimited.
+		field.Int("rate_principal_per_minute").Default(0).Min(0).Max(1000000),
+		field.Int("rate_tool_per_minute").Default(0).Min(0).Max(1000000),
 	}
 }
 

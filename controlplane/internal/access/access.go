@@ -313,3 +313,32 @@ func (s *Service) DeleteRule(ctx context.Context, tenantID, id uuid.UUID) error 
 	}
 	return s.notify.GatewayChanged(ctx, gatewayID)
 }
+
+// maxRate bounds a rate limit (calls per minute).
+const maxRate = 1000000
+
+// SetRateLimits sets a gateway's tools/call limits in calls per minute (0 = unlimited).
+func (s *Service) SetRateLimits(ctx context.Context, tenantID, gatewayID uuid.UUID, perPrincipal, perTool int) error {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return err
+	}
+	if perPrincipal < 0 || perPrincipal > maxRate || perTool < 0 || perTool > maxRate {
+		return authz.Invalid("rate limits must be between 0 (unlimited) and %d calls per minute", maxRate)
+	}
+	err := audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		g, err := tx.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).Only(ctx)
+		if err != nil {
+			return authz.DBError("gateway "+gatewayID.String(), err)
+		}
+		after, err := tx.Gateway.UpdateOne(g).SetRatePrincipalPerMinute(perPrincipal).SetRateToolPerMinute(perTool).Save(ctx)
+		if err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "gateway.rate_limits", TargetType: "gateway",
+			TargetID: g.ID.String(), TargetName: g.Name, Before: g, After: after})
+	})
+	if err != nil {
+		return err
+	}
+	return s.notify.GatewayChanged(ctx, gatewayID)
+}

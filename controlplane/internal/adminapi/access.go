@@ -137,3 +137,22 @@ func (s *Server) DeleteAccessRule(ctx context.Context, req *connect.Request[admi
 	}
 	return connect.NewResponse(&adminv1.DeleteAccessRuleResponse{}), nil
 }
+
+// SetRateLimits implements adminv1connect.PolicyServiceHandler.
+func (s *Server) SetRateLimits(ctx context.Context, req *connect.Request[adminv1.SetRateLimitsRequest]) (*connect.Response[adminv1.SetRateLimitsResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.Msg.GetGatewayId(), "gateway_id")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Access.SetRateLimits(ctx, tid, id, int(min(req.Msg.GetPrincipalPerMinute(), maxRate+1)), int(min(req.Msg.GetToolPerMinute(), maxRate+1))); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.SetRateLimitsResponse{}), nil
+}
+
+// maxRate caps what is passed on, so a huge uint32 is refused rather than wrapped.
+const maxRate = 1000000

@@ -352,6 +352,10 @@ var apiMatrix = []apiCall{
 		_, err := c.policy.SetClientAuth(ctx, req(&adminv1.SetClientAuthRequest{GatewayId: w.bGateway.String(), Required: true}))
 		return err
 	}},
+	{"SetRateLimits", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.SetRateLimits(ctx, req(&adminv1.SetRateLimitsRequest{GatewayId: w.bGateway.String(), ToolPerMinute: 1}))
+		return err
+	}},
 	{"ListAccessRules", false, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.policy.ListAccessRules(ctx, req(&adminv1.ListAccessRulesRequest{GatewayId: w.bGateway.String()}))
 		return err
@@ -389,7 +393,7 @@ func adminMethods() []string {
 func targetsB(name string) bool {
 	switch name {
 	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "PinTool", "UnpinTool", "RevokeAPIKey",
-		"GetChangeRequest", "ProposeChange", "SetToolLabels", "RevokeClientKey", "SetClientAuth", "ListAccessRules", "CreateAccessRule", "DeleteAccessRule", "ApproveChange", "RejectChange", "ImportPins":
+		"GetChangeRequest", "ProposeChange", "SetToolLabels", "RevokeClientKey", "SetClientAuth", "SetRateLimits", "ListAccessRules", "CreateAccessRule", "DeleteAccessRule", "ApproveChange", "RejectChange", "ImportPins":
 		return true
 	}
 	return false
@@ -585,6 +589,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"POST", "/tools/" + bID(w.bTool) + "/labels"},
 		{"POST", "/access/keys/" + bID(w.bClientKey) + "/revoke"},
 		{"POST", "/access/gateways/" + bID(w.bGateway) + "/auth"},
+		{"POST", "/access/gateways/" + bID(w.bGateway) + "/limits"},
 		{"POST", "/access/gateways/" + bID(w.bGateway) + "/rules"},
 		{"POST", "/access/rules/" + bID(w.bRule) + "/delete"},
 		{"POST", "/tools/" + bID(w.bTool) + "/pin"},
@@ -601,7 +606,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 			var f url.Values
 			if tc.method == "POST" {
 				f = form(w.aliceCSRF, "decision", "approve", "role", "viewer", "tenant", w.b.ID.String(), "gateway", w.bGateway.String(),
-					"name", "sneaky", "transport", "streamable_http", "url", "http://evil.test/mcp", "upstreams", "b-upstream", "sha256", bSha)
+					"name", "sneaky", "transport", "streamable_http", "url", "http://evil.test/mcp", "upstreams", "b-upstream", "sha256", bSha, "principal_per_minute", "1", "tool_per_minute", "1")
 			}
 			status, body := consoleDo(t, base, tc.method, tc.path, w.aliceSession, f)
 			if status != http.StatusNotFound && status != http.StatusForbidden {
@@ -642,6 +647,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/tools/" + w.bTool.String() + "/labels", form(w.carolCSRF, "label", "external_sink")},
 		{"/access/keys", form(w.carolCSRF, "name", "nope")},
 		{"/access/gateways/" + w.aGateway.String() + "/auth", form(w.carolCSRF, "required", "true")},
+		{"/access/gateways/" + w.aGateway.String() + "/limits", form(w.carolCSRF, "principal_per_minute", "1", "tool_per_minute", "1")},
 		{"/access/gateways/" + w.aGateway.String() + "/rules", form(w.carolCSRF, "principal", "*", "virtual_server", "*", "tool_pattern", "*", "effect", "allow")},
 		{"/tools/" + w.bTool.String() + "/propose", form(w.carolCSRF, "sha256", bSha)},
 		{"/changes/" + w.bChange.String() + "/decide", form(w.carolCSRF, "decision", "approve")},

@@ -2,9 +2,11 @@ package web
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/ui"
 )
 
@@ -35,7 +37,8 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, rq *reques
 			s.fail(w, r, rq, err)
 			return
 		}
-		ga := ui.GatewayAccess{ID: g.ID.String(), Name: g.Name, AuthRequired: g.ClientAuthRequired}
+		ga := ui.GatewayAccess{ID: g.ID.String(), Name: g.Name, AuthRequired: g.ClientAuthRequired,
+			RatePrincipal: g.RatePrincipalPerMinute, RateTool: g.RateToolPerMinute}
 		for _, r := range rules {
 			ga.Rules = append(ga.Rules, ui.AccessRule{ID: r.ID.String(), Principal: r.Principal, VirtualServer: r.VirtualServer,
 				ToolPattern: r.ToolPattern, Effect: r.Effect.String(), Condition: r.Condition, Description: r.Description, Position: r.Position})
@@ -108,6 +111,24 @@ func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request, rq *request)
 	id, err := pathID(r)
 	if err == nil {
 		err = s.cfg.Access.DeleteRule(r.Context(), rq.viewer.TenantID, id)
+	}
+	if err != nil {
+		s.accessError(w, r, rq, err)
+		return
+	}
+	http.Redirect(w, r, "/access", http.StatusSeeOther)
+}
+
+func (s *Server) setRateLimits(w http.ResponseWriter, r *http.Request, rq *request) {
+	id, err := pathID(r)
+	if err == nil {
+		pp, err1 := strconv.Atoi(strings.TrimSpace(r.PostFormValue("principal_per_minute")))
+		pt, err2 := strconv.Atoi(strings.TrimSpace(r.PostFormValue("tool_per_minute")))
+		if err1 != nil || err2 != nil {
+			err = authz.Invalid("rate limits must be whole numbers of calls per minute (0 = unlimited)")
+		} else {
+			err = s.cfg.Access.SetRateLimits(r.Context(), rq.viewer.TenantID, id, pp, pt)
+		}
 	}
 	if err != nil {
 		s.accessError(w, r, rq, err)

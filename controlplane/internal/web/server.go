@@ -131,6 +131,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("POST /access/keys/{id}/revoke", s.tenant(s.revokeClientKey))
 	mux.Handle("POST /access/gateways/{id}/auth", s.tenant(s.setClientAuth))
 	mux.Handle("POST /access/gateways/{id}/rules", s.tenant(s.createRule))
+	mux.Handle("POST /access/gateways/{id}/limits", s.tenant(s.setRateLimits))
 	mux.Handle("POST /access/rules/{id}/delete", s.tenant(s.deleteRule))
 	mux.Handle("GET /settings", s.tenant(s.settingsPage))
 	mux.Handle("POST /settings/approvals", s.tenant(s.setApprovals))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/agent"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/proxy"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/ratelimit"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
 )
 
@@ -30,6 +31,7 @@ type Config struct {
 	DataDir           string
 	Listen            string
 	PublicURL         string
+	RedisURL          string
 	TLSCert, TLSKey   string
 	DiscoveryInterval time.Duration
 	UpstreamTimeout   time.Duration
@@ -44,6 +46,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./portcullis-gateway-data", "directory for the agent identity and the cached policy bundle")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8081", "address serving MCP at /mcp/{virtual-server}, /healthz and /readyz")
 	fs.StringVar(&c.PublicURL, "public-url", "", "URL clients use to reach this gateway, for OAuth protected-resource metadata (default: http(s)://--listen)")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "redis://… shared by the gateway's replicas for rate limits (default: limits are counted in process)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for serving MCP over HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
 	fs.DurationVar(&c.DiscoveryInterval, "discovery-interval", time.Minute, "how often each upstream's tools are listed again (list_changed also triggers it)")
@@ -81,8 +84,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		public = scheme + "://" + cfg.Listen
 	}
+	var limiter ratelimit.Limiter
+	if cfg.RedisURL != "" {
+		rl, err := ratelimit.NewRedis(cfg.RedisURL, "portcullis:ratelimit:", log)
+		if err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
+		}
+		limiter = rl
+	}
 	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout,
-		Version: Version, PublicURL: public})
+		Version: Version, PublicURL: public, RateLimiter: limiter})
 	if err != nil {
 		return err
 	}

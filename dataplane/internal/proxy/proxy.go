@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/ratelimit"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/resultscan"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -52,6 +53,8 @@ type Config struct {
 	// PublicURL is how clients reach this gateway, e.g. https://mcp.example.com;
 	// resource URLs in auth metadata are built from it.
 	PublicURL string
+	// RateLimiter counts calls against the bundle's limits (default: in process).
+	RateLimiter ratelimit.Limiter
 }
 
 // kind is what a pin approves.
@@ -78,7 +81,10 @@ type policy struct {
 	authRequired bool
 	keys         map[[32]byte]identity
 	access       *accessIndex
-	vs           map[string][]string
+	// Rate limits in calls per minute (0 = unlimited), counted per gateway.
+	gatewayID               string
+	ratePrincipal, rateTool int
+	vs                      map[string][]string
 }
 
 // Proxy serves MCP to clients and enforces the bundle.
@@ -126,6 +132,9 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	}
 	if cfg.UpstreamTimeout <= 0 {
 		cfg.UpstreamTimeout = time.Minute
+	}
+	if cfg.RateLimiter == nil {
+		cfg.RateLimiter = ratelimit.NewLocal()
 	}
 	p := &Proxy{
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"), ctx: ctx, relay: newProgressRelay(),
@@ -192,6 +201,8 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 		return err
 	}
 	pol.authRequired, pol.keys, pol.access = b.GetClientAuth().GetRequired(), keys, indexRules(rules, keys)
+	pol.gatewayID = b.GetGatewayId()
+	pol.ratePrincipal, pol.rateTool = int(b.GetRateLimits().GetPrincipalPerMinute()), int(b.GetRateLimits().GetToolPerMinute())
 	for _, pin := range b.GetToolPins() {
 		if l := parseLabels(pin.GetFlowLabels()); l != 0 {
 			pol.labels[pinKey{kindTool, pin.GetUpstream(), pin.GetTool()}] = l
@@ -602,6 +613,9 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		}
 		return deny(fmt.Sprintf("access rule %s does not let %s call %q with these arguments", rule, who, exposed))
 	}
+	if reason := p.rateLimited(ctx, pol, id, exposed); reason != "" {
+		return deny(reason)
+	}
 	labels := pol.labels[pinKey{kindTool, upName, toolName}]
 	flow := p.sessionFlow(req.Session)
 	if reason := flowCheck(flowLabel(flow.Load()), labels, exposed); reason != "" {
@@ -626,6 +640,22 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		flow.Or(touched)
 	}
 	return scanToolResult(res, pol.results, ev), nil
+}
+
+// rateLimited counts the call against the principal's and the tool's budget
+// and returns why it is refused, or "".
+func (p *Proxy) rateLimited(ctx context.Context, pol *policy, id identity, exposed string) string {
+	who := id.principal
+	if who == "" {
+		who = "anonymous"
+	}
+	if ok, retry := p.cfg.RateLimiter.Allow(ctx, "p:"+pol.gatewayID+":"+who, pol.ratePrincipal); !ok {
+		return fmt.Sprintf("rate limit: %s may make %d calls a minute on this gateway; try again in %s", who, pol.ratePrincipal, retry.Round(time.Second))
+	}
+	if ok, retry := p.cfg.RateLimiter.Allow(ctx, "t:"+pol.gatewayID+":"+exposed, pol.rateTool); !ok {
+		return fmt.Sprintf("rate limit: %q may be called %d times a minute on this gateway; try again in %s", exposed, pol.rateTool, retry.Round(time.Second))
+	}
+	return ""
 }
 
 // stillApproved repeats the pin check when a prompt or resource is used, as

@@ -4391,6 +4391,106 @@ func (x *ImportPinsResponse) GetUnchanged() int32 {
 	return 0
 }
 
+// SetRateLimitsRequest sets a gateway's limits.
+type SetRateLimitsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	GatewayId string                 `protobuf:"bytes,1,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	// Calls per minute per principal.
+	PrincipalPerMinute uint32 `protobuf:"varint,2,opt,name=principal_per_minute,json=principalPerMinute,proto3" json:"principal_per_minute,omitempty"`
+	// Calls per minute per tool.
+	ToolPerMinute uint32 `protobuf:"varint,3,opt,name=tool_per_minute,json=toolPerMinute,proto3" json:"tool_per_minute,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRateLimitsRequest) Reset() {
+	*x = SetRateLimitsRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRateLimitsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRateLimitsRequest) ProtoMessage() {}
+
+func (x *SetRateLimitsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRateLimitsRequest.ProtoReflect.Descriptor instead.
+func (*SetRateLimitsRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *SetRateLimitsRequest) GetGatewayId() string {
+	if x != nil {
+		return x.GatewayId
+	}
+	return ""
+}
+
+func (x *SetRateLimitsRequest) GetPrincipalPerMinute() uint32 {
+	if x != nil {
+		return x.PrincipalPerMinute
+	}
+	return 0
+}
+
+func (x *SetRateLimitsRequest) GetToolPerMinute() uint32 {
+	if x != nil {
+		return x.ToolPerMinute
+	}
+	return 0
+}
+
+// SetRateLimitsResponse is empty.
+type SetRateLimitsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRateLimitsResponse) Reset() {
+	*x = SetRateLimitsResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRateLimitsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRateLimitsResponse) ProtoMessage() {}
+
+func (x *SetRateLimitsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRateLimitsResponse.ProtoReflect.Descriptor instead.
+func (*SetRateLimitsResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+}
+
 // ClientKey authenticates an MCP client at the tenant's gateways.
 type ClientKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -4406,7 +4506,7 @@ type ClientKey struct {
 
 func (x *ClientKey) Reset() {
 	*x = ClientKey{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4418,7 +4518,7 @@ func (x *ClientKey) String() string {
 func (*ClientKey) ProtoMessage() {}
 
 func (x *ClientKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4431,7 +4531,7 @@ func (x *ClientKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
 func (*ClientKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ClientKey) GetId() string {
@@ -4478,7 +4578,7 @@ type ListClientKeysRequest struct {
 
 func (x *ListClientKeysRequest) Reset() {
 	*x = ListClientKeysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4490,7 +4590,7 @@ func (x *ListClientKeysRequest) String() string {
 func (*ListClientKeysRequest) ProtoMessage() {}
 
 func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4503,7 +4603,7 @@ func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListClientKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
 }
 
 // ListClientKeysResponse lists keys.
@@ -4516,7 +4616,7 @@ type ListClientKeysResponse struct {
 
 func (x *ListClientKeysResponse) Reset() {
 	*x = ListClientKeysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4528,7 +4628,7 @@ func (x *ListClientKeysResponse) String() string {
 func (*ListClientKeysResponse) ProtoMessage() {}
 
 func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4541,7 +4641,7 @@ func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListClientKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListClientKeysResponse) GetKeys() []*ClientKey {
@@ -4562,7 +4662,7 @@ type CreateClientKeyRequest struct {
 
 func (x *CreateClientKeyRequest) Reset() {
 	*x = CreateClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4574,7 +4674,7 @@ func (x *CreateClientKeyRequest) String() string {
 func (*CreateClientKeyRequest) ProtoMessage() {}
 
 func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4587,7 +4687,7 @@ func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *CreateClientKeyRequest) GetName() string {
@@ -4616,7 +4716,7 @@ type CreateClientKeyResponse struct {
 
 func (x *CreateClientKeyResponse) Reset() {
 	*x = CreateClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4628,7 +4728,7 @@ func (x *CreateClientKeyResponse) String() string {
 func (*CreateClientKeyResponse) ProtoMessage() {}
 
 func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4641,7 +4741,7 @@ func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *CreateClientKeyResponse) GetKey() *ClientKey {
@@ -4668,7 +4768,7 @@ type RevokeClientKeyRequest struct {
 
 func (x *RevokeClientKeyRequest) Reset() {
 	*x = RevokeClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4680,7 +4780,7 @@ func (x *RevokeClientKeyRequest) String() string {
 func (*RevokeClientKeyRequest) ProtoMessage() {}
 
 func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4693,7 +4793,7 @@ func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *RevokeClientKeyRequest) GetId() string {
@@ -4712,7 +4812,7 @@ type RevokeClientKeyResponse struct {
 
 func (x *RevokeClientKeyResponse) Reset() {
 	*x = RevokeClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4724,7 +4824,7 @@ func (x *RevokeClientKeyResponse) String() string {
 func (*RevokeClientKeyResponse) ProtoMessage() {}
 
 func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4737,7 +4837,7 @@ func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
 }
 
 // SetClientAuthRequest sets a gateway's client authentication.
@@ -4751,7 +4851,7 @@ type SetClientAuthRequest struct {
 
 func (x *SetClientAuthRequest) Reset() {
 	*x = SetClientAuthRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4763,7 +4863,7 @@ func (x *SetClientAuthRequest) String() string {
 func (*SetClientAuthRequest) ProtoMessage() {}
 
 func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4776,7 +4876,7 @@ func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthRequest.ProtoReflect.Descriptor instead.
 func (*SetClientAuthRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *SetClientAuthRequest) GetGatewayId() string {
@@ -4802,7 +4902,7 @@ type SetClientAuthResponse struct {
 
 func (x *SetClientAuthResponse) Reset() {
 	*x = SetClientAuthResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4814,7 +4914,7 @@ func (x *SetClientAuthResponse) String() string {
 func (*SetClientAuthResponse) ProtoMessage() {}
 
 func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4827,7 +4927,7 @@ func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthResponse.ProtoReflect.Descriptor instead.
 func (*SetClientAuthResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
 }
 
 // AccessRule lets or stops a principal calling tools on a virtual server.
@@ -4855,7 +4955,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4867,7 +4967,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4880,7 +4980,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *AccessRule) GetId() string {
@@ -4956,7 +5056,7 @@ type ListAccessRulesRequest struct {
 
 func (x *ListAccessRulesRequest) Reset() {
 	*x = ListAccessRulesRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4968,7 +5068,7 @@ func (x *ListAccessRulesRequest) String() string {
 func (*ListAccessRulesRequest) ProtoMessage() {}
 
 func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4981,7 +5081,7 @@ func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ListAccessRulesRequest) GetGatewayId() string {
@@ -5001,7 +5101,7 @@ type ListAccessRulesResponse struct {
 
 func (x *ListAccessRulesResponse) Reset() {
 	*x = ListAccessRulesResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5013,7 +5113,7 @@ func (x *ListAccessRulesResponse) String() string {
 func (*ListAccessRulesResponse) ProtoMessage() {}
 
 func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5026,7 +5126,7 @@ func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ListAccessRulesResponse) GetRules() []*AccessRule {
@@ -5046,7 +5146,7 @@ type CreateAccessRuleRequest struct {
 
 func (x *CreateAccessRuleRequest) Reset() {
 	*x = CreateAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5058,7 +5158,7 @@ func (x *CreateAccessRuleRequest) String() string {
 func (*CreateAccessRuleRequest) ProtoMessage() {}
 
 func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5071,7 +5171,7 @@ func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *CreateAccessRuleRequest) GetRule() *AccessRule {
@@ -5091,7 +5191,7 @@ type CreateAccessRuleResponse struct {
 
 func (x *CreateAccessRuleResponse) Reset() {
 	*x = CreateAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5103,7 +5203,7 @@ func (x *CreateAccessRuleResponse) String() string {
 func (*CreateAccessRuleResponse) ProtoMessage() {}
 
 func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5116,7 +5216,7 @@ func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *CreateAccessRuleResponse) GetRule() *AccessRule {
@@ -5136,7 +5236,7 @@ type DeleteAccessRuleRequest struct {
 
 func (x *DeleteAccessRuleRequest) Reset() {
 	*x = DeleteAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5148,7 +5248,7 @@ func (x *DeleteAccessRuleRequest) String() string {
 func (*DeleteAccessRuleRequest) ProtoMessage() {}
 
 func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5161,7 +5261,7 @@ func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *DeleteAccessRuleRequest) GetId() string {
@@ -5180,7 +5280,7 @@ type DeleteAccessRuleResponse struct {
 
 func (x *DeleteAccessRuleResponse) Reset() {
 	*x = DeleteAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5192,7 +5292,7 @@ func (x *DeleteAccessRuleResponse) String() string {
 func (*DeleteAccessRuleResponse) ProtoMessage() {}
 
 func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5205,7 +5305,7 @@ func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
 }
 
 // GetResultScanningRequest is empty.
@@ -5217,7 +5317,7 @@ type GetResultScanningRequest struct {
 
 func (x *GetResultScanningRequest) Reset() {
 	*x = GetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5229,7 +5329,7 @@ func (x *GetResultScanningRequest) String() string {
 func (*GetResultScanningRequest) ProtoMessage() {}
 
 func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5242,7 +5342,7 @@ func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*GetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
 }
 
 // GetResultScanningResponse has the setting.
@@ -5255,7 +5355,7 @@ type GetResultScanningResponse struct {
 
 func (x *GetResultScanningResponse) Reset() {
 	*x = GetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5267,7 +5367,7 @@ func (x *GetResultScanningResponse) String() string {
 func (*GetResultScanningResponse) ProtoMessage() {}
 
 func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5280,7 +5380,7 @@ func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*GetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *GetResultScanningResponse) GetAction() ResultAction {
@@ -5300,7 +5400,7 @@ type SetResultScanningRequest struct {
 
 func (x *SetResultScanningRequest) Reset() {
 	*x = SetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5312,7 +5412,7 @@ func (x *SetResultScanningRequest) String() string {
 func (*SetResultScanningRequest) ProtoMessage() {}
 
 func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5325,7 +5425,7 @@ func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*SetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *SetResultScanningRequest) GetAction() ResultAction {
@@ -5344,7 +5444,7 @@ type SetResultScanningResponse struct {
 
 func (x *SetResultScanningResponse) Reset() {
 	*x = SetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5356,7 +5456,7 @@ func (x *SetResultScanningResponse) String() string {
 func (*SetResultScanningResponse) ProtoMessage() {}
 
 func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5369,7 +5469,7 @@ func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*SetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{97}
 }
 
 var File_portcullis_admin_v1_admin_proto protoreflect.FileDescriptor
@@ -5654,7 +5754,13 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x12ImportPinsResponse\x12\x16\n" +
 	"\x06pinned\x18\x01 \x01(\x05R\x06pinned\x12\x1a\n" +
 	"\bunpinned\x18\x02 \x01(\x05R\bunpinned\x12\x1c\n" +
-	"\tunchanged\x18\x03 \x01(\x05R\tunchanged\"\x9c\x01\n" +
+	"\tunchanged\x18\x03 \x01(\x05R\tunchanged\"\x8f\x01\n" +
+	"\x14SetRateLimitsRequest\x12\x1d\n" +
+	"\n" +
+	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x120\n" +
+	"\x14principal_per_minute\x18\x02 \x01(\rR\x12principalPerMinute\x12&\n" +
+	"\x0ftool_per_minute\x18\x03 \x01(\rR\rtoolPerMinute\"\x17\n" +
+	"\x15SetRateLimitsResponse\"\x9c\x01\n" +
 	"\tClientKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -5768,7 +5874,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"ExportPins\x12&.portcullis.admin.v1.ExportPinsRequest\x1a'.portcullis.admin.v1.ExportPinsResponse\x12]\n" +
 	"\n" +
-	"ImportPins\x12&.portcullis.admin.v1.ImportPinsRequest\x1a'.portcullis.admin.v1.ImportPinsResponse2\xf6\a\n" +
+	"ImportPins\x12&.portcullis.admin.v1.ImportPinsRequest\x1a'.portcullis.admin.v1.ImportPinsResponse2\xde\b\n" +
 	"\rPolicyService\x12r\n" +
 	"\x11GetResultScanning\x12-.portcullis.admin.v1.GetResultScanningRequest\x1a..portcullis.admin.v1.GetResultScanningResponse\x12r\n" +
 	"\x11SetResultScanning\x12-.portcullis.admin.v1.SetResultScanningRequest\x1a..portcullis.admin.v1.SetResultScanningResponse\x12i\n" +
@@ -5778,7 +5884,8 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\rSetClientAuth\x12).portcullis.admin.v1.SetClientAuthRequest\x1a*.portcullis.admin.v1.SetClientAuthResponse\x12l\n" +
 	"\x0fListAccessRules\x12+.portcullis.admin.v1.ListAccessRulesRequest\x1a,.portcullis.admin.v1.ListAccessRulesResponse\x12o\n" +
 	"\x10CreateAccessRule\x12,.portcullis.admin.v1.CreateAccessRuleRequest\x1a-.portcullis.admin.v1.CreateAccessRuleResponse\x12o\n" +
-	"\x10DeleteAccessRule\x12,.portcullis.admin.v1.DeleteAccessRuleRequest\x1a-.portcullis.admin.v1.DeleteAccessRuleResponseB\xdf\x01\n" +
+	"\x10DeleteAccessRule\x12,.portcullis.admin.v1.DeleteAccessRuleRequest\x1a-.portcullis.admin.v1.DeleteAccessRuleResponse\x12f\n" +
+	"\rSetRateLimits\x12).portcullis.admin.v1.SetRateLimitsRequest\x1a*.portcullis.admin.v1.SetRateLimitsResponseB\xdf\x01\n" +
 	"\x17com.portcullis.admin.v1B\n" +
 	"AdminProtoP\x01ZJgithub.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1;adminv1\xa2\x02\x03PAX\xaa\x02\x13Portcullis.Admin.V1\xca\x02\x13Portcullis\\Admin\\V1\xe2\x02\x1fPortcullis\\Admin\\V1\\GPBMetadata\xea\x02\x15Portcullis::Admin::V1b\x06proto3"
 
@@ -5795,7 +5902,7 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 97)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 99)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                             // 0: portcullis.admin.v1.Role
 	(Transport)(0),                        // 1: portcullis.admin.v1.Transport
@@ -5876,67 +5983,69 @@ var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(*ExportPinsResponse)(nil),            // 76: portcullis.admin.v1.ExportPinsResponse
 	(*ImportPinsRequest)(nil),             // 77: portcullis.admin.v1.ImportPinsRequest
 	(*ImportPinsResponse)(nil),            // 78: portcullis.admin.v1.ImportPinsResponse
-	(*ClientKey)(nil),                     // 79: portcullis.admin.v1.ClientKey
-	(*ListClientKeysRequest)(nil),         // 80: portcullis.admin.v1.ListClientKeysRequest
-	(*ListClientKeysResponse)(nil),        // 81: portcullis.admin.v1.ListClientKeysResponse
-	(*CreateClientKeyRequest)(nil),        // 82: portcullis.admin.v1.CreateClientKeyRequest
-	(*CreateClientKeyResponse)(nil),       // 83: portcullis.admin.v1.CreateClientKeyResponse
-	(*RevokeClientKeyRequest)(nil),        // 84: portcullis.admin.v1.RevokeClientKeyRequest
-	(*RevokeClientKeyResponse)(nil),       // 85: portcullis.admin.v1.RevokeClientKeyResponse
-	(*SetClientAuthRequest)(nil),          // 86: portcullis.admin.v1.SetClientAuthRequest
-	(*SetClientAuthResponse)(nil),         // 87: portcullis.admin.v1.SetClientAuthResponse
-	(*AccessRule)(nil),                    // 88: portcullis.admin.v1.AccessRule
-	(*ListAccessRulesRequest)(nil),        // 89: portcullis.admin.v1.ListAccessRulesRequest
-	(*ListAccessRulesResponse)(nil),       // 90: portcullis.admin.v1.ListAccessRulesResponse
-	(*CreateAccessRuleRequest)(nil),       // 91: portcullis.admin.v1.CreateAccessRuleRequest
-	(*CreateAccessRuleResponse)(nil),      // 92: portcullis.admin.v1.CreateAccessRuleResponse
-	(*DeleteAccessRuleRequest)(nil),       // 93: portcullis.admin.v1.DeleteAccessRuleRequest
-	(*DeleteAccessRuleResponse)(nil),      // 94: portcullis.admin.v1.DeleteAccessRuleResponse
-	(*GetResultScanningRequest)(nil),      // 95: portcullis.admin.v1.GetResultScanningRequest
-	(*GetResultScanningResponse)(nil),     // 96: portcullis.admin.v1.GetResultScanningResponse
-	(*SetResultScanningRequest)(nil),      // 97: portcullis.admin.v1.SetResultScanningRequest
-	(*SetResultScanningResponse)(nil),     // 98: portcullis.admin.v1.SetResultScanningResponse
-	nil,                                   // 99: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),         // 100: google.protobuf.Timestamp
+	(*SetRateLimitsRequest)(nil),          // 79: portcullis.admin.v1.SetRateLimitsRequest
+	(*SetRateLimitsResponse)(nil),         // 80: portcullis.admin.v1.SetRateLimitsResponse
+	(*ClientKey)(nil),                     // 81: portcullis.admin.v1.ClientKey
+	(*ListClientKeysRequest)(nil),         // 82: portcullis.admin.v1.ListClientKeysRequest
+	(*ListClientKeysResponse)(nil),        // 83: portcullis.admin.v1.ListClientKeysResponse
+	(*CreateClientKeyRequest)(nil),        // 84: portcullis.admin.v1.CreateClientKeyRequest
+	(*CreateClientKeyResponse)(nil),       // 85: portcullis.admin.v1.CreateClientKeyResponse
+	(*RevokeClientKeyRequest)(nil),        // 86: portcullis.admin.v1.RevokeClientKeyRequest
+	(*RevokeClientKeyResponse)(nil),       // 87: portcullis.admin.v1.RevokeClientKeyResponse
+	(*SetClientAuthRequest)(nil),          // 88: portcullis.admin.v1.SetClientAuthRequest
+	(*SetClientAuthResponse)(nil),         // 89: portcullis.admin.v1.SetClientAuthResponse
+	(*AccessRule)(nil),                    // 90: portcullis.admin.v1.AccessRule
+	(*ListAccessRulesRequest)(nil),        // 91: portcullis.admin.v1.ListAccessRulesRequest
+	(*ListAccessRulesResponse)(nil),       // 92: portcullis.admin.v1.ListAccessRulesResponse
+	(*CreateAccessRuleRequest)(nil),       // 93: portcullis.admin.v1.CreateAccessRuleRequest
+	(*CreateAccessRuleResponse)(nil),      // 94: portcullis.admin.v1.CreateAccessRuleResponse
+	(*DeleteAccessRuleRequest)(nil),       // 95: portcullis.admin.v1.DeleteAccessRuleRequest
+	(*DeleteAccessRuleResponse)(nil),      // 96: portcullis.admin.v1.DeleteAccessRuleResponse
+	(*GetResultScanningRequest)(nil),      // 97: portcullis.admin.v1.GetResultScanningRequest
+	(*GetResultScanningResponse)(nil),     // 98: portcullis.admin.v1.GetResultScanningResponse
+	(*SetResultScanningRequest)(nil),      // 99: portcullis.admin.v1.SetResultScanningRequest
+	(*SetResultScanningResponse)(nil),     // 100: portcullis.admin.v1.SetResultScanningResponse
+	nil,                                   // 101: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),         // 102: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,   // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
 	3,   // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
 	3,   // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,   // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	100, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	102, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
 	8,   // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,   // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
 	8,   // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,   // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	100, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	100, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	102, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	102, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
 	17,  // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
 	18,  // 12: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
 	18,  // 13: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	18,  // 14: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	100, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	102, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 16: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	99,  // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	101, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
 	27,  // 18: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
 	27,  // 19: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
 	27,  // 20: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
 	32,  // 21: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
 	32,  // 22: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	100, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	102, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
 	37,  // 24: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
 	0,   // 25: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	100, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	100, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	102, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	102, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
 	46,  // 28: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
 	0,   // 29: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
 	46,  // 30: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	100, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	102, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	53,  // 32: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	100, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	100, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	100, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	100, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	102, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	102, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	102, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	102, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
 	56,  // 37: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
 	56,  // 38: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	58,  // 39: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
@@ -5947,12 +6056,12 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	56,  // 44: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	56,  // 45: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	56,  // 46: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	100, // 47: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
-	79,  // 48: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
-	79,  // 49: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
-	88,  // 50: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
-	88,  // 51: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
-	88,  // 52: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
+	102, // 47: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
+	81,  // 48: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
+	81,  // 49: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
+	90,  // 50: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
+	90,  // 51: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
+	90,  // 52: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
 	2,   // 53: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
 	2,   // 54: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
 	4,   // 55: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
@@ -5986,57 +6095,59 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	73,  // 83: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
 	75,  // 84: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
 	77,  // 85: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	95,  // 86: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
-	97,  // 87: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
-	80,  // 88: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
-	82,  // 89: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
-	84,  // 90: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
-	86,  // 91: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
-	89,  // 92: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
-	91,  // 93: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
-	93,  // 94: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
-	5,   // 95: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	7,   // 96: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	10,  // 97: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	12,  // 98: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	14,  // 99: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	16,  // 100: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	20,  // 101: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	22,  // 102: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	24,  // 103: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	26,  // 104: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	29,  // 105: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	31,  // 106: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	34,  // 107: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	36,  // 108: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	41,  // 109: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	43,  // 110: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	45,  // 111: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	39,  // 112: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
-	48,  // 113: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	50,  // 114: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	52,  // 115: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	55,  // 116: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	62,  // 117: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	64,  // 118: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	66,  // 119: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	68,  // 120: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	70,  // 121: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	72,  // 122: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	74,  // 123: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	76,  // 124: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	78,  // 125: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	96,  // 126: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	98,  // 127: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	81,  // 128: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
-	83,  // 129: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
-	85,  // 130: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
-	87,  // 131: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
-	90,  // 132: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
-	92,  // 133: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
-	94,  // 134: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
-	95,  // [95:135] is the sub-list for method output_type
-	55,  // [55:95] is the sub-list for method input_type
+	97,  // 86: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	99,  // 87: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	82,  // 88: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
+	84,  // 89: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
+	86,  // 90: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
+	88,  // 91: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
+	91,  // 92: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
+	93,  // 93: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
+	95,  // 94: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
+	79,  // 95: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
+	5,   // 96: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	7,   // 97: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	10,  // 98: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	12,  // 99: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	14,  // 100: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	16,  // 101: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	20,  // 102: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	22,  // 103: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	24,  // 104: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	26,  // 105: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	29,  // 106: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	31,  // 107: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	34,  // 108: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	36,  // 109: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	41,  // 110: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	43,  // 111: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	45,  // 112: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	39,  // 113: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	48,  // 114: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	50,  // 115: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	52,  // 116: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	55,  // 117: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	62,  // 118: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	64,  // 119: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	66,  // 120: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	68,  // 121: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	70,  // 122: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	72,  // 123: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	74,  // 124: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	76,  // 125: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	78,  // 126: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	98,  // 127: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	100, // 128: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	83,  // 129: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
+	85,  // 130: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
+	87,  // 131: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
+	89,  // 132: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
+	92,  // 133: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
+	94,  // 134: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
+	96,  // 135: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
+	80,  // 136: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
+	96,  // [96:137] is the sub-list for method output_type
+	55,  // [55:96] is the sub-list for method input_type
 	55,  // [55:55] is the sub-list for extension type_name
 	55,  // [55:55] is the sub-list for extension extendee
 	0,   // [0:55] is the sub-list for field type_name
@@ -6053,7 +6164,7 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   97,
+			NumMessages:   99,
 			NumExtensions: 0,
 			NumServices:   10,
 		},

@@ -1889,6 +1889,7 @@ const (
 	PolicyService_ListAccessRules_FullMethodName   = "/portcullis.admin.v1.PolicyService/ListAccessRules"
 	PolicyService_CreateAccessRule_FullMethodName  = "/portcullis.admin.v1.PolicyService/CreateAccessRule"
 	PolicyService_DeleteAccessRule_FullMethodName  = "/portcullis.admin.v1.PolicyService/DeleteAccessRule"
+	PolicyService_SetRateLimits_FullMethodName     = "/portcullis.admin.v1.PolicyService/SetRateLimits"
 )
 
 // PolicyServiceClient is the client API for PolicyService service.
@@ -1916,6 +1917,8 @@ type PolicyServiceClient interface {
 	CreateAccessRule(ctx context.Context, in *CreateAccessRuleRequest, opts ...grpc.CallOption) (*CreateAccessRuleResponse, error)
 	// DeleteAccessRule removes a rule (admin).
 	DeleteAccessRule(ctx context.Context, in *DeleteAccessRuleRequest, opts ...grpc.CallOption) (*DeleteAccessRuleResponse, error)
+	// SetRateLimits sets a gateway's call rate limits (admin); 0 means unlimited.
+	SetRateLimits(ctx context.Context, in *SetRateLimitsRequest, opts ...grpc.CallOption) (*SetRateLimitsResponse, error)
 }
 
 type policyServiceClient struct {
@@ -2016,6 +2019,16 @@ func (c *policyServiceClient) DeleteAccessRule(ctx context.Context, in *DeleteAc
 	return out, nil
 }
 
+func (c *policyServiceClient) SetRateLimits(ctx context.Context, in *SetRateLimitsRequest, opts ...grpc.CallOption) (*SetRateLimitsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetRateLimitsResponse)
+	err := c.cc.Invoke(ctx, PolicyService_SetRateLimits_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PolicyServiceServer is the server API for PolicyService service.
 // All implementations must embed UnimplementedPolicyServiceServer
 // for forward compatibility.
@@ -2041,6 +2054,8 @@ type PolicyServiceServer interface {
 	CreateAccessRule(context.Context, *CreateAccessRuleRequest) (*CreateAccessRuleResponse, error)
 	// DeleteAccessRule removes a rule (admin).
 	DeleteAccessRule(context.Context, *DeleteAccessRuleRequest) (*DeleteAccessRuleResponse, error)
+	// SetRateLimits sets a gateway's call rate limits (admin); 0 means unlimited.
+	SetRateLimits(context.Context, *SetRateLimitsRequest) (*SetRateLimitsResponse, error)
 	mustEmbedUnimplementedPolicyServiceServer()
 }
 
@@ -2077,6 +2092,9 @@ func (UnimplementedPolicyServiceServer) CreateAccessRule(context.Context, *Creat
 }
 func (UnimplementedPolicyServiceServer) DeleteAccessRule(context.Context, *DeleteAccessRuleRequest) (*DeleteAccessRuleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteAccessRule not implemented")
+}
+func (UnimplementedPolicyServiceServer) SetRateLimits(context.Context, *SetRateLimitsRequest) (*SetRateLimitsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetRateLimits not implemented")
 }
 func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
 func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
@@ -2261,6 +2279,24 @@ func _PolicyService_DeleteAccessRule_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PolicyService_SetRateLimits_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetRateLimitsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).SetRateLimits(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_SetRateLimits_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).SetRateLimits(ctx, req.(*SetRateLimitsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -2303,6 +2339,10 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteAccessRule",
 			Handler:    _PolicyService_DeleteAccessRule_Handler,
+		},
+		{
+			MethodName: "SetRateLimits",
+			Handler:    _PolicyService_SetRateLimits_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -857,7 +857,9 @@ type PolicyBundle struct {
 	// What the gateway does with tool results and resource contents.
 	ResultScanning *ResultScanning `protobuf:"bytes,12,opt,name=result_scanning,json=resultScanning,proto3" json:"result_scanning,omitempty"`
 	// How MCP clients authenticate to the gateway.
-	ClientAuth    *ClientAuth `protobuf:"bytes,13,opt,name=client_auth,json=clientAuth,proto3" json:"client_auth,omitempty"`
+	ClientAuth *ClientAuth `protobuf:"bytes,13,opt,name=client_auth,json=clientAuth,proto3" json:"client_auth,omitempty"`
+	// Call rate limits.
+	RateLimits    *RateLimits `protobuf:"bytes,14,opt,name=rate_limits,json=rateLimits,proto3" json:"rate_limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -983,6 +985,69 @@ func (x *PolicyBundle) GetClientAuth() *ClientAuth {
 	return nil
 }
 
+func (x *PolicyBundle) GetRateLimits() *RateLimits {
+	if x != nil {
+		return x.RateLimits
+	}
+	return nil
+}
+
+// RateLimits bound tools/call rates; 0 means unlimited. With Redis configured
+// on the gateways, replicas share the counts.
+type RateLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Calls per minute per principal (anonymous clients share one budget).
+	PrincipalPerMinute uint32 `protobuf:"varint,1,opt,name=principal_per_minute,json=principalPerMinute,proto3" json:"principal_per_minute,omitempty"`
+	// Calls per minute per tool, over all principals.
+	ToolPerMinute uint32 `protobuf:"varint,2,opt,name=tool_per_minute,json=toolPerMinute,proto3" json:"tool_per_minute,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimits) Reset() {
+	*x = RateLimits{}
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimits) ProtoMessage() {}
+
+func (x *RateLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimits.ProtoReflect.Descriptor instead.
+func (*RateLimits) Descriptor() ([]byte, []int) {
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RateLimits) GetPrincipalPerMinute() uint32 {
+	if x != nil {
+		return x.PrincipalPerMinute
+	}
+	return 0
+}
+
+func (x *RateLimits) GetToolPerMinute() uint32 {
+	if x != nil {
+		return x.ToolPerMinute
+	}
+	return 0
+}
+
 // ClientAuth says who may use the gateway's MCP endpoints.
 type ClientAuth struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -996,7 +1061,7 @@ type ClientAuth struct {
 
 func (x *ClientAuth) Reset() {
 	*x = ClientAuth{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1073,7 @@ func (x *ClientAuth) String() string {
 func (*ClientAuth) ProtoMessage() {}
 
 func (x *ClientAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1086,7 @@ func (x *ClientAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientAuth.ProtoReflect.Descriptor instead.
 func (*ClientAuth) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ClientAuth) GetRequired() bool {
@@ -1053,7 +1118,7 @@ type ClientKey struct {
 
 func (x *ClientKey) Reset() {
 	*x = ClientKey{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1130,7 @@ func (x *ClientKey) String() string {
 func (*ClientKey) ProtoMessage() {}
 
 func (x *ClientKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1143,7 @@ func (x *ClientKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
 func (*ClientKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClientKey) GetSha256() string {
@@ -1115,7 +1180,7 @@ type ResultScanning struct {
 
 func (x *ResultScanning) Reset() {
 	*x = ResultScanning{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1192,7 @@ func (x *ResultScanning) String() string {
 func (*ResultScanning) ProtoMessage() {}
 
 func (x *ResultScanning) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1205,7 @@ func (x *ResultScanning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultScanning.ProtoReflect.Descriptor instead.
 func (*ResultScanning) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ResultScanning) GetAction() ResultAction {
@@ -1173,7 +1238,7 @@ type Upstream struct {
 
 func (x *Upstream) Reset() {
 	*x = Upstream{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1250,7 @@ func (x *Upstream) String() string {
 func (*Upstream) ProtoMessage() {}
 
 func (x *Upstream) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1263,7 @@ func (x *Upstream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upstream.ProtoReflect.Descriptor instead.
 func (*Upstream) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Upstream) GetId() string {
@@ -1263,7 +1328,7 @@ type VirtualServer struct {
 
 func (x *VirtualServer) Reset() {
 	*x = VirtualServer{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1340,7 @@ func (x *VirtualServer) String() string {
 func (*VirtualServer) ProtoMessage() {}
 
 func (x *VirtualServer) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1353,7 @@ func (x *VirtualServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
 func (*VirtualServer) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *VirtualServer) GetName() string {
@@ -1324,7 +1389,7 @@ type ToolPin struct {
 
 func (x *ToolPin) Reset() {
 	*x = ToolPin{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1401,7 @@ func (x *ToolPin) String() string {
 func (*ToolPin) ProtoMessage() {}
 
 func (x *ToolPin) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1414,7 @@ func (x *ToolPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolPin.ProtoReflect.Descriptor instead.
 func (*ToolPin) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ToolPin) GetUpstream() string {
@@ -1408,7 +1473,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1485,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1498,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AccessRule) GetId() string {
@@ -1491,7 +1556,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1568,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1581,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Ack) GetNonce() string {
@@ -1550,7 +1615,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1627,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1640,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Nack) GetNonce() string {
@@ -1617,7 +1682,7 @@ type InventoryReport struct {
 
 func (x *InventoryReport) Reset() {
 	*x = InventoryReport{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1694,7 @@ func (x *InventoryReport) String() string {
 func (*InventoryReport) ProtoMessage() {}
 
 func (x *InventoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1707,7 @@ func (x *InventoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryReport.ProtoReflect.Descriptor instead.
 func (*InventoryReport) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InventoryReport) GetUpstreams() []*UpstreamInventory {
@@ -1675,7 +1740,7 @@ type UpstreamInventory struct {
 
 func (x *UpstreamInventory) Reset() {
 	*x = UpstreamInventory{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1752,7 @@ func (x *UpstreamInventory) String() string {
 func (*UpstreamInventory) ProtoMessage() {}
 
 func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1765,7 @@ func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamInventory.ProtoReflect.Descriptor instead.
 func (*UpstreamInventory) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpstreamInventory) GetUpstream() string {
@@ -1768,7 +1833,7 @@ type DiscoveredTool struct {
 
 func (x *DiscoveredTool) Reset() {
 	*x = DiscoveredTool{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +1845,7 @@ func (x *DiscoveredTool) String() string {
 func (*DiscoveredTool) ProtoMessage() {}
 
 func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +1858,7 @@ func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveredTool.ProtoReflect.Descriptor instead.
 func (*DiscoveredTool) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DiscoveredTool) GetName() string {
@@ -1828,7 +1893,7 @@ type Keepalive struct {
 
 func (x *Keepalive) Reset() {
 	*x = Keepalive{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1840,7 +1905,7 @@ func (x *Keepalive) String() string {
 func (*Keepalive) ProtoMessage() {}
 
 func (x *Keepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1853,7 +1918,7 @@ func (x *Keepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
 func (*Keepalive) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Keepalive) GetSentAt() *timestamppb.Timestamp {
@@ -1876,7 +1941,7 @@ type ReportTelemetryRequest struct {
 
 func (x *ReportTelemetryRequest) Reset() {
 	*x = ReportTelemetryRequest{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1888,7 +1953,7 @@ func (x *ReportTelemetryRequest) String() string {
 func (*ReportTelemetryRequest) ProtoMessage() {}
 
 func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1901,7 +1966,7 @@ func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryRequest.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReportTelemetryRequest) GetEvents() []*CallEvent {
@@ -1929,7 +1994,7 @@ type ReportTelemetryResponse struct {
 
 func (x *ReportTelemetryResponse) Reset() {
 	*x = ReportTelemetryResponse{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1941,7 +2006,7 @@ func (x *ReportTelemetryResponse) String() string {
 func (*ReportTelemetryResponse) ProtoMessage() {}
 
 func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1954,7 +2019,7 @@ func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryResponse.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReportTelemetryResponse) GetAccepted() uint64 {
@@ -1999,7 +2064,7 @@ type CallEvent struct {
 
 func (x *CallEvent) Reset() {
 	*x = CallEvent{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2076,7 @@ func (x *CallEvent) String() string {
 func (*CallEvent) ProtoMessage() {}
 
 func (x *CallEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2089,7 @@ func (x *CallEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
 func (*CallEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CallEvent) GetId() string {
@@ -2159,7 +2224,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\fSignedBundle\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\x8c\x06\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xce\x06\n" +
 	"\fPolicyBundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1d\n" +
@@ -2177,7 +2242,13 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x16resource_template_pins\x18\v \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\x14resourceTemplatePins\x12L\n" +
 	"\x0fresult_scanning\x18\f \x01(\v2#.portcullis.agent.v1.ResultScanningR\x0eresultScanning\x12@\n" +
 	"\vclient_auth\x18\r \x01(\v2\x1f.portcullis.agent.v1.ClientAuthR\n" +
-	"clientAuth\"\\\n" +
+	"clientAuth\x12@\n" +
+	"\vrate_limits\x18\x0e \x01(\v2\x1f.portcullis.agent.v1.RateLimitsR\n" +
+	"rateLimits\"f\n" +
+	"\n" +
+	"RateLimits\x120\n" +
+	"\x14principal_per_minute\x18\x01 \x01(\rR\x12principalPerMinute\x12&\n" +
+	"\x0ftool_per_minute\x18\x02 \x01(\rR\rtoolPerMinute\"\\\n" +
 	"\n" +
 	"ClientAuth\x12\x1a\n" +
 	"\brequired\x18\x01 \x01(\bR\brequired\x122\n" +
@@ -2302,7 +2373,7 @@ func file_portcullis_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_portcullis_agent_v1_agent_proto_goTypes = []any{
 	(ResultAction)(0),               // 0: portcullis.agent.v1.ResultAction
 	(Transport)(0),                  // 1: portcullis.agent.v1.Transport
@@ -2316,69 +2387,71 @@ var file_portcullis_agent_v1_agent_proto_goTypes = []any{
 	(*BundleUpdate)(nil),            // 9: portcullis.agent.v1.BundleUpdate
 	(*SignedBundle)(nil),            // 10: portcullis.agent.v1.SignedBundle
 	(*PolicyBundle)(nil),            // 11: portcullis.agent.v1.PolicyBundle
-	(*ClientAuth)(nil),              // 12: portcullis.agent.v1.ClientAuth
-	(*ClientKey)(nil),               // 13: portcullis.agent.v1.ClientKey
-	(*ResultScanning)(nil),          // 14: portcullis.agent.v1.ResultScanning
-	(*Upstream)(nil),                // 15: portcullis.agent.v1.Upstream
-	(*VirtualServer)(nil),           // 16: portcullis.agent.v1.VirtualServer
-	(*ToolPin)(nil),                 // 17: portcullis.agent.v1.ToolPin
-	(*AccessRule)(nil),              // 18: portcullis.agent.v1.AccessRule
-	(*Ack)(nil),                     // 19: portcullis.agent.v1.Ack
-	(*Nack)(nil),                    // 20: portcullis.agent.v1.Nack
-	(*InventoryReport)(nil),         // 21: portcullis.agent.v1.InventoryReport
-	(*UpstreamInventory)(nil),       // 22: portcullis.agent.v1.UpstreamInventory
-	(*DiscoveredTool)(nil),          // 23: portcullis.agent.v1.DiscoveredTool
-	(*Keepalive)(nil),               // 24: portcullis.agent.v1.Keepalive
-	(*ReportTelemetryRequest)(nil),  // 25: portcullis.agent.v1.ReportTelemetryRequest
-	(*ReportTelemetryResponse)(nil), // 26: portcullis.agent.v1.ReportTelemetryResponse
-	(*CallEvent)(nil),               // 27: portcullis.agent.v1.CallEvent
-	nil,                             // 28: portcullis.agent.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 29: google.protobuf.Timestamp
+	(*RateLimits)(nil),              // 12: portcullis.agent.v1.RateLimits
+	(*ClientAuth)(nil),              // 13: portcullis.agent.v1.ClientAuth
+	(*ClientKey)(nil),               // 14: portcullis.agent.v1.ClientKey
+	(*ResultScanning)(nil),          // 15: portcullis.agent.v1.ResultScanning
+	(*Upstream)(nil),                // 16: portcullis.agent.v1.Upstream
+	(*VirtualServer)(nil),           // 17: portcullis.agent.v1.VirtualServer
+	(*ToolPin)(nil),                 // 18: portcullis.agent.v1.ToolPin
+	(*AccessRule)(nil),              // 19: portcullis.agent.v1.AccessRule
+	(*Ack)(nil),                     // 20: portcullis.agent.v1.Ack
+	(*Nack)(nil),                    // 21: portcullis.agent.v1.Nack
+	(*InventoryReport)(nil),         // 22: portcullis.agent.v1.InventoryReport
+	(*UpstreamInventory)(nil),       // 23: portcullis.agent.v1.UpstreamInventory
+	(*DiscoveredTool)(nil),          // 24: portcullis.agent.v1.DiscoveredTool
+	(*Keepalive)(nil),               // 25: portcullis.agent.v1.Keepalive
+	(*ReportTelemetryRequest)(nil),  // 26: portcullis.agent.v1.ReportTelemetryRequest
+	(*ReportTelemetryResponse)(nil), // 27: portcullis.agent.v1.ReportTelemetryResponse
+	(*CallEvent)(nil),               // 28: portcullis.agent.v1.CallEvent
+	nil,                             // 29: portcullis.agent.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
 }
 var file_portcullis_agent_v1_agent_proto_depIdxs = []int32{
 	8,  // 0: portcullis.agent.v1.SyncRequest.hello:type_name -> portcullis.agent.v1.Hello
-	19, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
-	20, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
-	21, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
-	24, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	20, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
+	21, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
+	22, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
+	25, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
 	9,  // 5: portcullis.agent.v1.SyncResponse.bundle:type_name -> portcullis.agent.v1.BundleUpdate
-	24, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	25, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
 	10, // 7: portcullis.agent.v1.BundleUpdate.bundle:type_name -> portcullis.agent.v1.SignedBundle
-	29, // 8: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
-	15, // 9: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
-	16, // 10: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
-	17, // 11: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
-	18, // 12: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
-	17, // 13: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
-	17, // 14: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
-	17, // 15: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
-	14, // 16: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
-	12, // 17: portcullis.agent.v1.PolicyBundle.client_auth:type_name -> portcullis.agent.v1.ClientAuth
-	13, // 18: portcullis.agent.v1.ClientAuth.keys:type_name -> portcullis.agent.v1.ClientKey
-	0,  // 19: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
-	1,  // 20: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
-	28, // 21: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
-	2,  // 22: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
-	22, // 23: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
-	23, // 24: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
-	23, // 25: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
-	23, // 26: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
-	23, // 27: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
-	29, // 28: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
-	27, // 29: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
-	29, // 30: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 31: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
-	4,  // 32: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
-	6,  // 33: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
-	25, // 34: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
-	5,  // 35: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
-	7,  // 36: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
-	26, // 37: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
-	35, // [35:38] is the sub-list for method output_type
-	32, // [32:35] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	30, // 8: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
+	16, // 9: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
+	17, // 10: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
+	18, // 11: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
+	19, // 12: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
+	18, // 13: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
+	18, // 14: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
+	18, // 15: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
+	15, // 16: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
+	13, // 17: portcullis.agent.v1.PolicyBundle.client_auth:type_name -> portcullis.agent.v1.ClientAuth
+	12, // 18: portcullis.agent.v1.PolicyBundle.rate_limits:type_name -> portcullis.agent.v1.RateLimits
+	14, // 19: portcullis.agent.v1.ClientAuth.keys:type_name -> portcullis.agent.v1.ClientKey
+	0,  // 20: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
+	1,  // 21: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
+	29, // 22: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
+	2,  // 23: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
+	23, // 24: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
+	24, // 25: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
+	24, // 26: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
+	24, // 27: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
+	24, // 28: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
+	30, // 29: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
+	28, // 30: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
+	30, // 31: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	3,  // 32: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
+	4,  // 33: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
+	6,  // 34: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
+	26, // 35: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
+	5,  // 36: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
+	7,  // 37: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
+	27, // 38: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
+	36, // [36:39] is the sub-list for method output_type
+	33, // [33:36] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_agent_v1_agent_proto_init() }
@@ -2403,7 +2476,7 @@ func file_portcullis_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_agent_v1_agent_proto_rawDesc), len(file_portcullis_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -172,6 +172,9 @@ const (
 	// PolicyServiceDeleteAccessRuleProcedure is the fully-qualified name of the PolicyService's
 	// DeleteAccessRule RPC.
 	PolicyServiceDeleteAccessRuleProcedure = "/portcullis.admin.v1.PolicyService/DeleteAccessRule"
+	// PolicyServiceSetRateLimitsProcedure is the fully-qualified name of the PolicyService's
+	// SetRateLimits RPC.
+	PolicyServiceSetRateLimitsProcedure = "/portcullis.admin.v1.PolicyService/SetRateLimits"
 )
 
 // TenantServiceClient is a client for the portcullis.admin.v1.TenantService service.
@@ -1463,6 +1466,8 @@ type PolicyServiceClient interface {
 	CreateAccessRule(context.Context, *connect.Request[v1.CreateAccessRuleRequest]) (*connect.Response[v1.CreateAccessRuleResponse], error)
 	// DeleteAccessRule removes a rule (admin).
 	DeleteAccessRule(context.Context, *connect.Request[v1.DeleteAccessRuleRequest]) (*connect.Response[v1.DeleteAccessRuleResponse], error)
+	// SetRateLimits sets a gateway's call rate limits (admin); 0 means unlimited.
+	SetRateLimits(context.Context, *connect.Request[v1.SetRateLimitsRequest]) (*connect.Response[v1.SetRateLimitsResponse], error)
 }
 
 // NewPolicyServiceClient constructs a client for the portcullis.admin.v1.PolicyService service. By
@@ -1530,6 +1535,12 @@ func NewPolicyServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(policyServiceMethods.ByName("DeleteAccessRule")),
 			connect.WithClientOptions(opts...),
 		),
+		setRateLimits: connect.NewClient[v1.SetRateLimitsRequest, v1.SetRateLimitsResponse](
+			httpClient,
+			baseURL+PolicyServiceSetRateLimitsProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("SetRateLimits")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -1544,6 +1555,7 @@ type policyServiceClient struct {
 	listAccessRules   *connect.Client[v1.ListAccessRulesRequest, v1.ListAccessRulesResponse]
 	createAccessRule  *connect.Client[v1.CreateAccessRuleRequest, v1.CreateAccessRuleResponse]
 	deleteAccessRule  *connect.Client[v1.DeleteAccessRuleRequest, v1.DeleteAccessRuleResponse]
+	setRateLimits     *connect.Client[v1.SetRateLimitsRequest, v1.SetRateLimitsResponse]
 }
 
 // GetResultScanning calls portcullis.admin.v1.PolicyService.GetResultScanning.
@@ -1591,6 +1603,11 @@ func (c *policyServiceClient) DeleteAccessRule(ctx context.Context, req *connect
 	return c.deleteAccessRule.CallUnary(ctx, req)
 }
 
+// SetRateLimits calls portcullis.admin.v1.PolicyService.SetRateLimits.
+func (c *policyServiceClient) SetRateLimits(ctx context.Context, req *connect.Request[v1.SetRateLimitsRequest]) (*connect.Response[v1.SetRateLimitsResponse], error) {
+	return c.setRateLimits.CallUnary(ctx, req)
+}
+
 // PolicyServiceHandler is an implementation of the portcullis.admin.v1.PolicyService service.
 type PolicyServiceHandler interface {
 	// GetResultScanning returns what gateways do with suspicious results.
@@ -1611,6 +1628,8 @@ type PolicyServiceHandler interface {
 	CreateAccessRule(context.Context, *connect.Request[v1.CreateAccessRuleRequest]) (*connect.Response[v1.CreateAccessRuleResponse], error)
 	// DeleteAccessRule removes a rule (admin).
 	DeleteAccessRule(context.Context, *connect.Request[v1.DeleteAccessRuleRequest]) (*connect.Response[v1.DeleteAccessRuleResponse], error)
+	// SetRateLimits sets a gateway's call rate limits (admin); 0 means unlimited.
+	SetRateLimits(context.Context, *connect.Request[v1.SetRateLimitsRequest]) (*connect.Response[v1.SetRateLimitsResponse], error)
 }
 
 // NewPolicyServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -1674,6 +1693,12 @@ func NewPolicyServiceHandler(svc PolicyServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(policyServiceMethods.ByName("DeleteAccessRule")),
 		connect.WithHandlerOptions(opts...),
 	)
+	policyServiceSetRateLimitsHandler := connect.NewUnaryHandler(
+		PolicyServiceSetRateLimitsProcedure,
+		svc.SetRateLimits,
+		connect.WithSchema(policyServiceMethods.ByName("SetRateLimits")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/portcullis.admin.v1.PolicyService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PolicyServiceGetResultScanningProcedure:
@@ -1694,6 +1719,8 @@ func NewPolicyServiceHandler(svc PolicyServiceHandler, opts ...connect.HandlerOp
 			policyServiceCreateAccessRuleHandler.ServeHTTP(w, r)
 		case PolicyServiceDeleteAccessRuleProcedure:
 			policyServiceDeleteAccessRuleHandler.ServeHTTP(w, r)
+		case PolicyServiceSetRateLimitsProcedure:
+			policyServiceSetRateLimitsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1737,4 +1764,8 @@ func (UnimplementedPolicyServiceHandler) CreateAccessRule(context.Context, *conn
 
 func (UnimplementedPolicyServiceHandler) DeleteAccessRule(context.Context, *connect.Request[v1.DeleteAccessRuleRequest]) (*connect.Response[v1.DeleteAccessRuleResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.DeleteAccessRule is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) SetRateLimits(context.Context, *connect.Request[v1.SetRateLimitsRequest]) (*connect.Response[v1.SetRateLimitsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.SetRateLimits is not implemented"))
 }
