@@ -423,18 +423,20 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		Type: "Upstream",
 		Fields: map[string]*sqlgraph.FieldSpec{
-			upstream.FieldCreatedAt: {Type: field.TypeTime, Column: upstream.FieldCreatedAt},
-			upstream.FieldUpdatedAt: {Type: field.TypeTime, Column: upstream.FieldUpdatedAt},
-			upstream.FieldTenantID:  {Type: field.TypeUUID, Column: upstream.FieldTenantID},
-			upstream.FieldGatewayID: {Type: field.TypeUUID, Column: upstream.FieldGatewayID},
-			upstream.FieldName:      {Type: field.TypeString, Column: upstream.FieldName},
-			upstream.FieldTransport: {Type: field.TypeEnum, Column: upstream.FieldTransport},
-			upstream.FieldURL:       {Type: field.TypeString, Column: upstream.FieldURL},
-			upstream.FieldCommand:   {Type: field.TypeString, Column: upstream.FieldCommand},
-			upstream.FieldArgs:      {Type: field.TypeJSON, Column: upstream.FieldArgs},
-			upstream.FieldLabels:    {Type: field.TypeJSON, Column: upstream.FieldLabels},
-			upstream.FieldReachable: {Type: field.TypeBool, Column: upstream.FieldReachable},
-			upstream.FieldLastError: {Type: field.TypeString, Column: upstream.FieldLastError},
+			upstream.FieldCreatedAt:        {Type: field.TypeTime, Column: upstream.FieldCreatedAt},
+			upstream.FieldUpdatedAt:        {Type: field.TypeTime, Column: upstream.FieldUpdatedAt},
+			upstream.FieldTenantID:         {Type: field.TypeUUID, Column: upstream.FieldTenantID},
+			upstream.FieldGatewayID:        {Type: field.TypeUUID, Column: upstream.FieldGatewayID},
+			upstream.FieldName:             {Type: field.TypeString, Column: upstream.FieldName},
+			upstream.FieldTransport:        {Type: field.TypeEnum, Column: upstream.FieldTransport},
+			upstream.FieldURL:              {Type: field.TypeString, Column: upstream.FieldURL},
+			upstream.FieldCommand:          {Type: field.TypeString, Column: upstream.FieldCommand},
+			upstream.FieldArgs:             {Type: field.TypeJSON, Column: upstream.FieldArgs},
+			upstream.FieldLabels:           {Type: field.TypeJSON, Column: upstream.FieldLabels},
+			upstream.FieldCredentialRef:    {Type: field.TypeString, Column: upstream.FieldCredentialRef},
+			upstream.FieldCredentialHeader: {Type: field.TypeString, Column: upstream.FieldCredentialHeader},
+			upstream.FieldReachable:        {Type: field.TypeBool, Column: upstream.FieldReachable},
+			upstream.FieldLastError:        {Type: field.TypeString, Column: upstream.FieldLastError},
 		},
 	}
 	graph.Nodes[18] = &sqlgraph.Node{
@@ -2916,6 +2918,16 @@ func (f *UpstreamFilter) WhereArgs(p entql.BytesP) {
 // WhereLabels applies the entql json.RawMessage predicate on the labels field.
 func (f *UpstreamFilter) WhereLabels(p entql.BytesP) {
 	f.Where(p.Field(upstream.FieldLabels))
+}
+
+// WhereCredentialRef applies the entql string predicate on the credential_ref field.
+func (f *UpstreamFilter) WhereCredentialRef(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldCredentialRef))
+}
+
+// WhereCredentialHeader applies the entql string predicate on the credential_header field.
+func (f *UpstreamFilter) WhereCredentialHeader(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldCredentialHeader))
 }
 
 // WhereReachable applies the entql bool predicate on the reachable field.

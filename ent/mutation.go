@@ -15872,31 +15872,33 @@ func (m *ToolVersionMutation) ResetEdge(name string) error {
 // UpstreamMutation represents an operation that mutates the Upstream nodes in the graph.
 type UpstreamMutation struct {
 	config
-	op             Op
-	typ            string
-	id             *uuid.UUID
-	created_at     *time.Time
-	updated_at     *time.Time
-	name           *string
-	transport      *upstream.Transport
-	url            *string
-	command        *string
-	args           *[]string
-	appendargs     []string
-	labels         *map[string]string
-	reachable      *bool
-	last_error     *string
-	clearedFields  map[string]struct{}
-	tenant         *uuid.UUID
-	clearedtenant  bool
-	gateway        *uuid.UUID
-	clearedgateway bool
-	tools          map[uuid.UUID]struct{}
-	removedtools   map[uuid.UUID]struct{}
-	clearedtools   bool
-	done           bool
-	oldValue       func(context.Context) (*Upstream, error)
-	predicates     []predicate.Upstream
+	op                Op
+	typ               string
+	id                *uuid.UUID
+	created_at        *time.Time
+	updated_at        *time.Time
+	name              *string
+	transport         *upstream.Transport
+	url               *string
+	command           *string
+	args              *[]string
+	appendargs        []string
+	labels            *map[string]string
+	credential_ref    *string
+	credential_header *string
+	reachable         *bool
+	last_error        *string
+	clearedFields     map[string]struct{}
+	tenant            *uuid.UUID
+	clearedtenant     bool
+	gateway           *uuid.UUID
+	clearedgateway    bool
+	tools             map[uuid.UUID]struct{}
+	removedtools      map[uuid.UUID]struct{}
+	clearedtools      bool
+	done              bool
+	oldValue          func(context.Context) (*Upstream, error)
+	predicates        []predicate.Upstream
 }
 
 var _ ent.Mutation = (*UpstreamMutation)(nil)
@@ -16405,6 +16407,78 @@ func (m *UpstreamMutation) ResetLabels() {
 	delete(m.clearedFields, upstream.FieldLabels)
 }
 
+// SetCredentialRef sets the "credential_ref" field.
+func (m *UpstreamMutation) SetCredentialRef(s string) {
+	m.credential_ref = &s
+}
+
+// CredentialRef returns the value of the "credential_ref" field in the mutation.
+func (m *UpstreamMutation) CredentialRef() (r string, exists bool) {
+	v := m.credential_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCredentialRef returns the old "credential_ref" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldCredentialRef(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCredentialRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCredentialRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCredentialRef: %w", err)
+	}
+	return oldValue.CredentialRef, nil
+}
+
+// ResetCredentialRef resets all changes to the "credential_ref" field.
+func (m *UpstreamMutation) ResetCredentialRef() {
+	m.credential_ref = nil
+}
+
+// SetCredentialHeader sets the "credential_header" field.
+func (m *UpstreamMutation) SetCredentialHeader(s string) {
+	m.credential_header = &s
+}
+
+// CredentialHeader returns the value of the "credential_header" field in the mutation.
+func (m *UpstreamMutation) CredentialHeader() (r string, exists bool) {
+	v := m.credential_header
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCredentialHeader returns the old "credential_header" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldCredentialHeader(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCredentialHeader is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCredentialHeader requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCredentialHeader: %w", err)
+	}
+	return oldValue.CredentialHeader, nil
+}
+
+// ResetCredentialHeader resets all changes to the "credential_header" field.
+func (m *UpstreamMutation) ResetCredentialHeader() {
+	m.credential_header = nil
+}
+
 // SetReachable sets the "reachable" field.
 func (m *UpstreamMutation) SetReachable(b bool) {
 	m.reachable = &b
@@ -16619,7 +16693,7 @@ func (m *UpstreamMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UpstreamMutation) Fields() []string {
-	fields := make([]string, 0, 12)
+	fields := make([]string, 0, 14)
 	if m.created_at != nil {
 		fields = append(fields, upstream.FieldCreatedAt)
 	}
@@ -16649,6 +16723,12 @@ func (m *UpstreamMutation) Fields() []string {
 	}
 	if m.labels != nil {
 		fields = append(fields, upstream.FieldLabels)
+	}
+	if m.credential_ref != nil {
+		fields = append(fields, upstream.FieldCredentialRef)
+	}
+	if m.credential_header != nil {
+		fields = append(fields, upstream.FieldCredentialHeader)
 	}
 	if m.reachable != nil {
 		fields = append(fields, upstream.FieldReachable)
@@ -16684,6 +16764,10 @@ func (m *UpstreamMutation) Field(name string) (ent.Value, bool) {
 		return m.Args()
 	case upstream.FieldLabels:
 		return m.Labels()
+	case upstream.FieldCredentialRef:
+		return m.CredentialRef()
+	case upstream.FieldCredentialHeader:
+		return m.CredentialHeader()
 	case upstream.FieldReachable:
 		return m.Reachable()
 	case upstream.FieldLastError:
@@ -16717,6 +16801,10 @@ func (m *UpstreamMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldArgs(ctx)
 	case upstream.FieldLabels:
 		return m.OldLabels(ctx)
+	case upstream.FieldCredentialRef:
+		return m.OldCredentialRef(ctx)
+	case upstream.FieldCredentialHeader:
+		return m.OldCredentialHeader(ctx)
 	case upstream.FieldReachable:
 		return m.OldReachable(ctx)
 	case upstream.FieldLastError:
@@ -16799,6 +16887,20 @@ func (m *UpstreamMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetLabels(v)
+		return nil
+	case upstream.FieldCredentialRef:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCredentialRef(v)
+		return nil
+	case upstream.FieldCredentialHeader:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCredentialHeader(v)
 		return nil
 	case upstream.FieldReachable:
 		v, ok := value.(bool)
@@ -16907,6 +17009,12 @@ func (m *UpstreamMutation) ResetField(name string) error {
 		return nil
 	case upstream.FieldLabels:
 		m.ResetLabels()
+		return nil
+	case upstream.FieldCredentialRef:
+		m.ResetCredentialRef()
+		return nil
+	case upstream.FieldCredentialHeader:
+		m.ResetCredentialHeader()
 		return nil
 	case upstream.FieldReachable:
 		m.ResetReachable()

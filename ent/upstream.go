@@ -41,6 +41,10 @@ type Upstream struct {
 	Args []string `json:"args,omitempty"`
 	// Labels holds the value of the "labels" field.
 	Labels map[string]string `json:"labels,omitempty"`
+	// CredentialRef holds the value of the "credential_ref" field.
+	CredentialRef string `json:"credential_ref,omitempty"`
+	// CredentialHeader holds the value of the "credential_header" field.
+	CredentialHeader string `json:"credential_header,omitempty"`
 	// Reachable holds the value of the "reachable" field.
 	Reachable bool `json:"reachable,omitempty"`
 	// LastError holds the value of the "last_error" field.
@@ -104,7 +108,7 @@ func (*Upstream) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case upstream.FieldReachable:
 			values[i] = new(sql.NullBool)
-		case upstream.FieldName, upstream.FieldTransport, upstream.FieldURL, upstream.FieldCommand, upstream.FieldLastError:
+		case upstream.FieldName, upstream.FieldTransport, upstream.FieldURL, upstream.FieldCommand, upstream.FieldCredentialRef, upstream.FieldCredentialHeader, upstream.FieldLastError:
 			values[i] = new(sql.NullString)
 		case upstream.FieldCreatedAt, upstream.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -194,6 +198,18 @@ func (_m *Upstream) assignValues(columns []string, values []any) error {
 				if err := json.Unmarshal(*value, &_m.Labels); err != nil {
 					return fmt.Errorf("unmarshal field labels: %w", err)
 				}
+			}
+		case upstream.FieldCredentialRef:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field credential_ref", values[i])
+			} else if value.Valid {
+				_m.CredentialRef = value.String
+			}
+		case upstream.FieldCredentialHeader:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field credential_header", values[i])
+			} else if value.Valid {
+				_m.CredentialHeader = value.String
 			}
 		case upstream.FieldReachable:
 			if value, ok := values[i].(*sql.NullBool); !ok {
@@ -287,6 +303,12 @@ func (_m *Upstream) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("labels=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Labels))
+	builder.WriteString(", ")
+	builder.WriteString("credential_ref=")
+	builder.WriteString(_m.CredentialRef)
+	builder.WriteString(", ")
+	builder.WriteString("credential_header=")
+	builder.WriteString(_m.CredentialHeader)
 	builder.WriteString(", ")
 	builder.WriteString("reachable=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Reachable))

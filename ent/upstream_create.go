@@ -119,6 +119,34 @@ func (_c *UpstreamCreate) SetLabels(v map[string]string) *UpstreamCreate {
 	return _c
 }
 
+// SetCredentialRef sets the "credential_ref" field.
+func (_c *UpstreamCreate) SetCredentialRef(v string) *UpstreamCreate {
+	_c.mutation.SetCredentialRef(v)
+	return _c
+}
+
+// SetNillableCredentialRef sets the "credential_ref" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableCredentialRef(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetCredentialRef(*v)
+	}
+	return _c
+}
+
+// SetCredentialHeader sets the "credential_header" field.
+func (_c *UpstreamCreate) SetCredentialHeader(v string) *UpstreamCreate {
+	_c.mutation.SetCredentialHeader(v)
+	return _c
+}
+
+// SetNillableCredentialHeader sets the "credential_header" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableCredentialHeader(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetCredentialHeader(*v)
+	}
+	return _c
+}
+
 // SetReachable sets the "reachable" field.
 func (_c *UpstreamCreate) SetReachable(v bool) *UpstreamCreate {
 	_c.mutation.SetReachable(v)
@@ -245,6 +273,14 @@ func (_c *UpstreamCreate) defaults() error {
 		v := upstream.DefaultCommand
 		_c.mutation.SetCommand(v)
 	}
+	if _, ok := _c.mutation.CredentialRef(); !ok {
+		v := upstream.DefaultCredentialRef
+		_c.mutation.SetCredentialRef(v)
+	}
+	if _, ok := _c.mutation.CredentialHeader(); !ok {
+		v := upstream.DefaultCredentialHeader
+		_c.mutation.SetCredentialHeader(v)
+	}
 	if _, ok := _c.mutation.Reachable(); !ok {
 		v := upstream.DefaultReachable
 		_c.mutation.SetReachable(v)
@@ -307,6 +343,22 @@ func (_c *UpstreamCreate) check() error {
 	if v, ok := _c.mutation.Command(); ok {
 		if err := upstream.CommandValidator(v); err != nil {
 			return &ValidationError{Name: "command", err: fmt.Errorf(`ent: validator failed for field "Upstream.command": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.CredentialRef(); !ok {
+		return &ValidationError{Name: "credential_ref", err: errors.New(`ent: missing required field "Upstream.credential_ref"`)}
+	}
+	if v, ok := _c.mutation.CredentialRef(); ok {
+		if err := upstream.CredentialRefValidator(v); err != nil {
+			return &ValidationError{Name: "credential_ref", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_ref": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.CredentialHeader(); !ok {
+		return &ValidationError{Name: "credential_header", err: errors.New(`ent: missing required field "Upstream.credential_header"`)}
+	}
+	if v, ok := _c.mutation.CredentialHeader(); ok {
+		if err := upstream.CredentialHeaderValidator(v); err != nil {
+			return &ValidationError{Name: "credential_header", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_header": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.Reachable(); !ok {
@@ -393,6 +445,14 @@ func (_c *UpstreamCreate) createSpec() (*Upstream, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Labels(); ok {
 		_spec.SetField(upstream.FieldLabels, field.TypeJSON, value)
 		_node.Labels = value
+	}
+	if value, ok := _c.mutation.CredentialRef(); ok {
+		_spec.SetField(upstream.FieldCredentialRef, field.TypeString, value)
+		_node.CredentialRef = value
+	}
+	if value, ok := _c.mutation.CredentialHeader(); ok {
+		_spec.SetField(upstream.FieldCredentialHeader, field.TypeString, value)
+		_node.CredentialHeader = value
 	}
 	if value, ok := _c.mutation.Reachable(); ok {
 		_spec.SetField(upstream.FieldReachable, field.TypeBool, value)
@@ -600,6 +660,30 @@ func (u *UpstreamUpsert) ClearLabels() *UpstreamUpsert {
 	return u
 }
 
+// SetCredentialRef sets the "credential_ref" field.
+func (u *UpstreamUpsert) SetCredentialRef(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldCredentialRef, v)
+	return u
+}
+
+// UpdateCredentialRef sets the "credential_ref" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateCredentialRef() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldCredentialRef)
+	return u
+}
+
+// SetCredentialHeader sets the "credential_header" field.
+func (u *UpstreamUpsert) SetCredentialHeader(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldCredentialHeader, v)
+	return u
+}
+
+// UpdateCredentialHeader sets the "credential_header" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateCredentialHeader() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldCredentialHeader)
+	return u
+}
+
 // SetReachable sets the "reachable" field.
 func (u *UpstreamUpsert) SetReachable(v bool) *UpstreamUpsert {
 	u.Set(upstream.FieldReachable, v)
@@ -790,6 +874,34 @@ func (u *UpstreamUpsertOne) UpdateLabels() *UpstreamUpsertOne {
 func (u *UpstreamUpsertOne) ClearLabels() *UpstreamUpsertOne {
 	return u.Update(func(s *UpstreamUpsert) {
 		s.ClearLabels()
+	})
+}
+
+// SetCredentialRef sets the "credential_ref" field.
+func (u *UpstreamUpsertOne) SetCredentialRef(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetCredentialRef(v)
+	})
+}
+
+// UpdateCredentialRef sets the "credential_ref" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateCredentialRef() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateCredentialRef()
+	})
+}
+
+// SetCredentialHeader sets the "credential_header" field.
+func (u *UpstreamUpsertOne) SetCredentialHeader(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetCredentialHeader(v)
+	})
+}
+
+// UpdateCredentialHeader sets the "credential_header" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateCredentialHeader() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateCredentialHeader()
 	})
 }
 
@@ -1154,6 +1266,34 @@ func (u *UpstreamUpsertBulk) UpdateLabels() *UpstreamUpsertBulk {
 func (u *UpstreamUpsertBulk) ClearLabels() *UpstreamUpsertBulk {
 	return u.Update(func(s *UpstreamUpsert) {
 		s.ClearLabels()
+	})
+}
+
+// SetCredentialRef sets the "credential_ref" field.
+func (u *UpstreamUpsertBulk) SetCredentialRef(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetCredentialRef(v)
+	})
+}
+
+// UpdateCredentialRef sets the "credential_ref" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateCredentialRef() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateCredentialRef()
+	})
+}
+
+// SetCredentialHeader sets the "credential_header" field.
+func (u *UpstreamUpsertBulk) SetCredentialHeader(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetCredentialHeader(v)
+	})
+}
+
+// UpdateCredentialHeader sets the "credential_header" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateCredentialHeader() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateCredentialHeader()
 	})
 }
 

@@ -123,6 +123,34 @@ func (_u *UpstreamUpdate) ClearLabels() *UpstreamUpdate {
 	return _u
 }
 
+// SetCredentialRef sets the "credential_ref" field.
+func (_u *UpstreamUpdate) SetCredentialRef(v string) *UpstreamUpdate {
+	_u.mutation.SetCredentialRef(v)
+	return _u
+}
+
+// SetNillableCredentialRef sets the "credential_ref" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableCredentialRef(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetCredentialRef(*v)
+	}
+	return _u
+}
+
+// SetCredentialHeader sets the "credential_header" field.
+func (_u *UpstreamUpdate) SetCredentialHeader(v string) *UpstreamUpdate {
+	_u.mutation.SetCredentialHeader(v)
+	return _u
+}
+
+// SetNillableCredentialHeader sets the "credential_header" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableCredentialHeader(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetCredentialHeader(*v)
+	}
+	return _u
+}
+
 // SetReachable sets the "reachable" field.
 func (_u *UpstreamUpdate) SetReachable(v bool) *UpstreamUpdate {
 	_u.mutation.SetReachable(v)
@@ -256,6 +284,16 @@ func (_u *UpstreamUpdate) check() error {
 			return &ValidationError{Name: "command", err: fmt.Errorf(`ent: validator failed for field "Upstream.command": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.CredentialRef(); ok {
+		if err := upstream.CredentialRefValidator(v); err != nil {
+			return &ValidationError{Name: "credential_ref", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_ref": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.CredentialHeader(); ok {
+		if err := upstream.CredentialHeaderValidator(v); err != nil {
+			return &ValidationError{Name: "credential_header", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_header": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.LastError(); ok {
 		if err := upstream.LastErrorValidator(v); err != nil {
 			return &ValidationError{Name: "last_error", err: fmt.Errorf(`ent: validator failed for field "Upstream.last_error": %w`, err)}
@@ -313,6 +351,12 @@ func (_u *UpstreamUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.LabelsCleared() {
 		_spec.ClearField(upstream.FieldLabels, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.CredentialRef(); ok {
+		_spec.SetField(upstream.FieldCredentialRef, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.CredentialHeader(); ok {
+		_spec.SetField(upstream.FieldCredentialHeader, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.Reachable(); ok {
 		_spec.SetField(upstream.FieldReachable, field.TypeBool, value)
@@ -477,6 +521,34 @@ func (_u *UpstreamUpdateOne) ClearLabels() *UpstreamUpdateOne {
 	return _u
 }
 
+// SetCredentialRef sets the "credential_ref" field.
+func (_u *UpstreamUpdateOne) SetCredentialRef(v string) *UpstreamUpdateOne {
+	_u.mutation.SetCredentialRef(v)
+	return _u
+}
+
+// SetNillableCredentialRef sets the "credential_ref" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableCredentialRef(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetCredentialRef(*v)
+	}
+	return _u
+}
+
+// SetCredentialHeader sets the "credential_header" field.
+func (_u *UpstreamUpdateOne) SetCredentialHeader(v string) *UpstreamUpdateOne {
+	_u.mutation.SetCredentialHeader(v)
+	return _u
+}
+
+// SetNillableCredentialHeader sets the "credential_header" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableCredentialHeader(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetCredentialHeader(*v)
+	}
+	return _u
+}
+
 // SetReachable sets the "reachable" field.
 func (_u *UpstreamUpdateOne) SetReachable(v bool) *UpstreamUpdateOne {
 	_u.mutation.SetReachable(v)
@@ -623,6 +695,16 @@ func (_u *UpstreamUpdateOne) check() error {
 			return &ValidationError{Name: "command", err: fmt.Errorf(`ent: validator failed for field "Upstream.command": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.CredentialRef(); ok {
+		if err := upstream.CredentialRefValidator(v); err != nil {
+			return &ValidationError{Name: "credential_ref", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_ref": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.CredentialHeader(); ok {
+		if err := upstream.CredentialHeaderValidator(v); err != nil {
+			return &ValidationError{Name: "credential_header", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_header": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.LastError(); ok {
 		if err := upstream.LastErrorValidator(v); err != nil {
 			return &ValidationError{Name: "last_error", err: fmt.Errorf(`ent: validator failed for field "Upstream.last_error": %w`, err)}
@@ -697,6 +779,12 @@ func (_u *UpstreamUpdateOne) sqlSave(ctx context.Context) (_node *Upstream, err 
 	}
 	if _u.mutation.LabelsCleared() {
 		_spec.ClearField(upstream.FieldLabels, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.CredentialRef(); ok {
+		_spec.SetField(upstream.FieldCredentialRef, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.CredentialHeader(); ok {
+		_spec.SetField(upstream.FieldCredentialHeader, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.Reachable(); ok {
 		_spec.SetField(upstream.FieldReachable, field.TypeBool, value)

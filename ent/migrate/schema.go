@@ -689,6 +689,8 @@ var (
 		{Name: "command", Type: field.TypeString, Size: 1024, Default: ""},
 		{Name: "args", Type: field.TypeJSON, Nullable: true},
 		{Name: "labels", Type: field.TypeJSON, Nullable: true},
+		{Name: "credential_ref", Type: field.TypeString, Size: 1024, Default: ""},
+		{Name: "credential_header", Type: field.TypeString, Size: 128, Default: ""},
 		{Name: "reachable", Type: field.TypeBool, Default: false},
 		{Name: "last_error", Type: field.TypeString, Size: 4096, Default: ""},
 		{Name: "gateway_id", Type: field.TypeUUID},
@@ -702,13 +704,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "upstreams_gateways_upstreams",
-				Columns:    []*schema.Column{UpstreamsColumns[11]},
+				Columns:    []*schema.Column{UpstreamsColumns[13]},
 				RefColumns: []*schema.Column{GatewaysColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "upstreams_tenants_tenant",
-				Columns:    []*schema.Column{UpstreamsColumns[12]},
+				Columns:    []*schema.Column{UpstreamsColumns[14]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -717,12 +719,12 @@ var (
 			{
 				Name:    "upstream_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{UpstreamsColumns[12]},
+				Columns: []*schema.Column{UpstreamsColumns[14]},
 			},
 			{
 				Name:    "upstream_gateway_id_name",
 				Unique:  true,
-				Columns: []*schema.Column{UpstreamsColumns[11], UpstreamsColumns[3]},
+				Columns: []*schema.Column{UpstreamsColumns[13], UpstreamsColumns[3]},
 			},
 		},
 	}

@@ -1076,12 +1076,24 @@ func init() {
 	upstream.DefaultCommand = upstreamDescCommand.Default.(string)
 	// upstream.CommandValidator is a validator for the "command" field. It is called by the builders before save.
 	upstream.CommandValidator = upstreamDescCommand.Validators[0].(func(string) error)
+	// upstreamDescCredentialRef is the schema descriptor for credential_ref field.
+	upstreamDescCredentialRef := upstreamFields[7].Descriptor()
+	// upstream.DefaultCredentialRef holds the default value on creation for the credential_ref field.
+	upstream.DefaultCredentialRef = upstreamDescCredentialRef.Default.(string)
+	// upstream.CredentialRefValidator is a validator for the "credential_ref" field. It is called by the builders before save.
+	upstream.CredentialRefValidator = upstreamDescCredentialRef.Validators[0].(func(string) error)
+	// upstreamDescCredentialHeader is the schema descriptor for credential_header field.
+	upstreamDescCredentialHeader := upstreamFields[8].Descriptor()
+	// upstream.DefaultCredentialHeader holds the default value on creation for the credential_header field.
+	upstream.DefaultCredentialHeader = upstreamDescCredentialHeader.Default.(string)
+	// upstream.CredentialHeaderValidator is a validator for the "credential_header" field. It is called by the builders before save.
+	upstream.CredentialHeaderValidator = upstreamDescCredentialHeader.Validators[0].(func(string) error)
 	// upstreamDescReachable is the schema descriptor for reachable field.
-	upstreamDescReachable := upstreamFields[7].Descriptor()
+	upstreamDescReachable := upstreamFields[9].Descriptor()
 	// upstream.DefaultReachable holds the default value on creation for the reachable field.
 	upstream.DefaultReachable = upstreamDescReachable.Default.(bool)
 	// upstreamDescLastError is the schema descriptor for last_error field.
-	upstreamDescLastError := upstreamFields[8].Descriptor()
+	upstreamDescLastError := upstreamFields[10].Descriptor()
 	// upstream.DefaultLastError holds the default value on creation for the last_error field.
 	upstream.DefaultLastError = upstreamDescLastError.Default.(string)
 	// upstream.LastErrorValidator is a validator for the "last_error" field. It is called by the builders before save.

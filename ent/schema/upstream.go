@@ -25,6 +25,9 @@ func (Upstream) Fields() []ent.Field {
 		field.String("command").Default("").MaxLen(1024),
 		field.Strings("args").Optional(),
 		field.JSON("labels", map[string]string{}).Optional(),
+		// Where gateways find the credential ("env:NAME" or "file:/path"), and its header.
+		field.String("credential_ref").Default("").MaxLen(1024),
+		field.String("credential_header").Default("").MaxLen(128),
 		// Reachability as last reported by an agent.
 		field.Bool("reachable").Default(false),
 		field.String("last_error").Default("").MaxLen(4096),

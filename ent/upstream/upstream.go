@@ -37,6 +37,10 @@ const (
 	FieldArgs = "args"
 	// FieldLabels holds the string denoting the labels field in the database.
 	FieldLabels = "labels"
+	// FieldCredentialRef holds the string denoting the credential_ref field in the database.
+	FieldCredentialRef = "credential_ref"
+	// FieldCredentialHeader holds the string denoting the credential_header field in the database.
+	FieldCredentialHeader = "credential_header"
 	// FieldReachable holds the string denoting the reachable field in the database.
 	FieldReachable = "reachable"
 	// FieldLastError holds the string denoting the last_error field in the database.
@@ -85,6 +89,8 @@ var Columns = []string{
 	FieldCommand,
 	FieldArgs,
 	FieldLabels,
+	FieldCredentialRef,
+	FieldCredentialHeader,
 	FieldReachable,
 	FieldLastError,
 }
@@ -123,6 +129,14 @@ var (
 	DefaultCommand string
 	// CommandValidator is a validator for the "command" field. It is called by the builders before save.
 	CommandValidator func(string) error
+	// DefaultCredentialRef holds the default value on creation for the "credential_ref" field.
+	DefaultCredentialRef string
+	// CredentialRefValidator is a validator for the "credential_ref" field. It is called by the builders before save.
+	CredentialRefValidator func(string) error
+	// DefaultCredentialHeader holds the default value on creation for the "credential_header" field.
+	DefaultCredentialHeader string
+	// CredentialHeaderValidator is a validator for the "credential_header" field. It is called by the builders before save.
+	CredentialHeaderValidator func(string) error
 	// DefaultReachable holds the default value on creation for the "reachable" field.
 	DefaultReachable bool
 	// DefaultLastError holds the default value on creation for the "last_error" field.
@@ -202,6 +216,16 @@ func ByURL(opts ...sql.OrderTermOption) OrderOption {
 // ByCommand orders the results by the command field.
 func ByCommand(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCommand, opts...).ToFunc()
+}
+
+// ByCredentialRef orders the results by the credential_ref field.
+func ByCredentialRef(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldCredentialRef, opts...).ToFunc()
+}
+
+// ByCredentialHeader orders the results by the credential_header field.
+func ByCredentialHeader(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldCredentialHeader, opts...).ToFunc()
 }
 
 // ByReachable orders the results by the reachable field.

@@ -91,6 +91,16 @@ func Command(v string) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldCommand, v))
 }
 
+// CredentialRef applies equality check predicate on the "credential_ref" field. It's identical to CredentialRefEQ.
+func CredentialRef(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldCredentialRef, v))
+}
+
+// CredentialHeader applies equality check predicate on the "credential_header" field. It's identical to CredentialHeaderEQ.
+func CredentialHeader(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldCredentialHeader, v))
+}
+
 // Reachable applies equality check predicate on the "reachable" field. It's identical to ReachableEQ.
 func Reachable(v bool) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldReachable, v))
@@ -454,6 +464,136 @@ func LabelsIsNil() predicate.Upstream {
 // LabelsNotNil applies the NotNil predicate on the "labels" field.
 func LabelsNotNil() predicate.Upstream {
 	return predicate.Upstream(sql.FieldNotNull(FieldLabels))
+}
+
+// CredentialRefEQ applies the EQ predicate on the "credential_ref" field.
+func CredentialRefEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldCredentialRef, v))
+}
+
+// CredentialRefNEQ applies the NEQ predicate on the "credential_ref" field.
+func CredentialRefNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldCredentialRef, v))
+}
+
+// CredentialRefIn applies the In predicate on the "credential_ref" field.
+func CredentialRefIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldCredentialRef, vs...))
+}
+
+// CredentialRefNotIn applies the NotIn predicate on the "credential_ref" field.
+func CredentialRefNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldCredentialRef, vs...))
+}
+
+// CredentialRefGT applies the GT predicate on the "credential_ref" field.
+func CredentialRefGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldCredentialRef, v))
+}
+
+// CredentialRefGTE applies the GTE predicate on the "credential_ref" field.
+func CredentialRefGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldCredentialRef, v))
+}
+
+// CredentialRefLT applies the LT predicate on the "credential_ref" field.
+func CredentialRefLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldCredentialRef, v))
+}
+
+// CredentialRefLTE applies the LTE predicate on the "credential_ref" field.
+func CredentialRefLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldCredentialRef, v))
+}
+
+// CredentialRefContains applies the Contains predicate on the "credential_ref" field.
+func CredentialRefContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldCredentialRef, v))
+}
+
+// CredentialRefHasPrefix applies the HasPrefix predicate on the "credential_ref" field.
+func CredentialRefHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldCredentialRef, v))
+}
+
+// CredentialRefHasSuffix applies the HasSuffix predicate on the "credential_ref" field.
+func CredentialRefHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldCredentialRef, v))
+}
+
+// CredentialRefEqualFold applies the EqualFold predicate on the "credential_ref" field.
+func CredentialRefEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldCredentialRef, v))
+}
+
+// CredentialRefContainsFold applies the ContainsFold predicate on the "credential_ref" field.
+func CredentialRefContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldCredentialRef, v))
+}
+
+// CredentialHeaderEQ applies the EQ predicate on the "credential_header" field.
+func CredentialHeaderEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldCredentialHeader, v))
+}
+
+// CredentialHeaderNEQ applies the NEQ predicate on the "credential_header" field.
+func CredentialHeaderNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldCredentialHeader, v))
+}
+
+// CredentialHeaderIn applies the In predicate on the "credential_header" field.
+func CredentialHeaderIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldCredentialHeader, vs...))
+}
+
+// CredentialHeaderNotIn applies the NotIn predicate on the "credential_header" field.
+func CredentialHeaderNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldCredentialHeader, vs...))
+}
+
+// CredentialHeaderGT applies the GT predicate on the "credential_header" field.
+func CredentialHeaderGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldCredentialHeader, v))
+}
+
+// CredentialHeaderGTE applies the GTE predicate on the "credential_header" field.
+func CredentialHeaderGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldCredentialHeader, v))
+}
+
+// CredentialHeaderLT applies the LT predicate on the "credential_header" field.
+func CredentialHeaderLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldCredentialHeader, v))
+}
+
+// CredentialHeaderLTE applies the LTE predicate on the "credential_header" field.
+func CredentialHeaderLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldCredentialHeader, v))
+}
+
+// CredentialHeaderContains applies the Contains predicate on the "credential_header" field.
+func CredentialHeaderContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldCredentialHeader, v))
+}
+
+// CredentialHeaderHasPrefix applies the HasPrefix predicate on the "credential_header" field.
+func CredentialHeaderHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldCredentialHeader, v))
+}
+
+// CredentialHeaderHasSuffix applies the HasSuffix predicate on the "credential_header" field.
+func CredentialHeaderHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldCredentialHeader, v))
+}
+
+// CredentialHeaderEqualFold applies the EqualFold predicate on the "credential_header" field.
+func CredentialHeaderEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldCredentialHeader, v))
+}
+
+// CredentialHeaderContainsFold applies the ContainsFold predicate on the "credential_header" field.
+func CredentialHeaderContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldCredentialHeader, v))
 }
 
 // ReachableEQ applies the EQ predicate on the "reachable" field.

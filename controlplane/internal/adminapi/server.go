@@ -336,7 +336,8 @@ func UpstreamToProto(u *ent.Upstream) *adminv1.Upstream {
 		tr = adminv1.Transport_TRANSPORT_STDIO
 	}
 	return &adminv1.Upstream{Id: u.ID.String(), GatewayId: u.GatewayID.String(), Name: u.Name, Transport: tr, Url: u.URL,
-		Command: u.Command, Args: u.Args, Labels: u.Labels, Reachable: u.Reachable, LastError: u.LastError}
+		Command: u.Command, Args: u.Args, Labels: u.Labels, Reachable: u.Reachable, LastError: u.LastError,
+		CredentialRef: u.CredentialRef, CredentialHeader: u.CredentialHeader}
 }
 
 // ListUpstreams implements adminv1connect.UpstreamServiceHandler.
@@ -370,7 +371,8 @@ func (s *Server) CreateUpstream(ctx context.Context, req *connect.Request[adminv
 	if err != nil {
 		return nil, err
 	}
-	spec := tenant.UpstreamSpec{Name: in.GetName(), URL: in.GetUrl(), Command: in.GetCommand(), Args: in.GetArgs(), Labels: in.GetLabels()}
+	spec := tenant.UpstreamSpec{Name: in.GetName(), URL: in.GetUrl(), Command: in.GetCommand(), Args: in.GetArgs(), Labels: in.GetLabels(),
+		CredentialRef: in.GetCredentialRef(), CredentialHeader: in.GetCredentialHeader()}
 	switch in.GetTransport() {
 	case adminv1.Transport_TRANSPORT_STREAMABLE_HTTP:
 		spec.Transport = upstream.TransportStreamableHTTP.String()

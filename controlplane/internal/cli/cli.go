@@ -91,6 +91,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	upURL := upCreate.String("url", "", "Streamable HTTP URL of the MCP server")
 	upCommand := upCreate.String("command", "", "stdio command to run on the gateway host (arguments after --)")
 	upLabels := upCreate.String("labels", "", "labels, key=value,key2=value2")
+	upCred := upCreate.String("credential-ref", "", "where gateways find the upstream's credential: env:NAME or file:/path (sent as Authorization: Bearer)")
 	chList := newFS("changes list")
 	chStatus := chList.String("status", "pending", "pending, approved, rejected, superseded or all")
 	chApprove := newFS("changes approve")
@@ -205,7 +206,8 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					if len(cmdArgs) > 0 && cmdArgs[0] == "--" {
 						cmdArgs = cmdArgs[1:]
 					}
-					up := &adminv1.Upstream{GatewayId: id, Name: args[0], Url: *upURL, Command: *upCommand, Args: cmdArgs, Labels: map[string]string{}}
+					up := &adminv1.Upstream{GatewayId: id, Name: args[0], Url: *upURL, Command: *upCommand, Args: cmdArgs, Labels: map[string]string{},
+						CredentialRef: *upCred}
 					up.Transport = adminv1.Transport_TRANSPORT_STREAMABLE_HTTP
 					if *upCommand != "" {
 						up.Transport = adminv1.Transport_TRANSPORT_STDIO

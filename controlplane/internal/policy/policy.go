@@ -181,7 +181,8 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 	names := map[uuid.UUID]string{}
 	for _, u := range ups {
 		names[u.ID] = u.Name
-		pu := &agentv1.Upstream{Id: u.ID.String(), Name: u.Name, Url: u.URL, Command: u.Command, Args: u.Args, Labels: u.Labels}
+		pu := &agentv1.Upstream{Id: u.ID.String(), Name: u.Name, Url: u.URL, Command: u.Command, Args: u.Args, Labels: u.Labels,
+			CredentialRef: u.CredentialRef, CredentialHeader: u.CredentialHeader}
 		switch u.Transport {
 		case upstream.TransportStreamableHTTP:
 			pu.Transport = agentv1.Transport_TRANSPORT_STREAMABLE_HTTP

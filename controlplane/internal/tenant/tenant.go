@@ -210,7 +210,16 @@ type UpstreamSpec struct {
 	Command   string
 	Args      []string
 	Labels    map[string]string
+	// CredentialRef says where gateways find the upstream's credential:
+	// "env:NAME" or "file:/path". CredentialHeader carries it (default
+	// Authorization, sent as "Bearer <secret>").
+	CredentialRef, CredentialHeader string
 }
+
+var (
+	credentialRefRE    = regexp.MustCompile(`^(env:[A-Za-z_][A-Za-z0-9_]{0,127}|file:/[^\x00-\x1f]{1,1000})$`)
+	credentialHeaderRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+)
 
 func (u UpstreamSpec) validate() error {
 	switch u.Transport {
@@ -235,6 +244,15 @@ func (u UpstreamSpec) validate() error {
 	if len(u.Args) > 64 {
 		return fmt.Errorf("upstream %q: at most 64 arguments", u.Name)
 	}
+	if u.CredentialRef != "" && !credentialRefRE.MatchString(u.CredentialRef) {
+		return fmt.Errorf("upstream %q: credential reference %q must be env:NAME or file:/absolute/path; put the secret itself in the gateway's environment or a file, never here", u.Name, u.CredentialRef)
+	}
+	if u.CredentialHeader != "" && (u.CredentialRef == "" || !credentialHeaderRE.MatchString(u.CredentialHeader)) {
+		return fmt.Errorf("upstream %q: credential header %q must be a header name, given with a credential reference", u.Name, u.CredentialHeader)
+	}
+	if u.CredentialRef != "" && u.Transport != upstream.TransportStreamableHTTP.String() {
+		return fmt.Errorf("upstream %q: credential references are for streamable_http upstreams; a stdio command inherits the gateway's environment", u.Name)
+	}
 	return nil
 }
 
@@ -254,7 +272,8 @@ func (s *Service) CreateUpstream(ctx context.Context, tenantID, gatewayID uuid.U
 		var err error
 		u, err = tx.Upstream.Create().SetTenantID(tenantID).SetGatewayID(gatewayID).
 			SetName(spec.Name).SetTransport(upstream.Transport(spec.Transport)).SetURL(spec.URL).
-			SetCommand(spec.Command).SetArgs(spec.Args).SetLabels(spec.Labels).Save(ctx)
+			SetCommand(spec.Command).SetArgs(spec.Args).SetLabels(spec.Labels).
+			SetCredentialRef(spec.CredentialRef).SetCredentialHeader(spec.CredentialHeader).Save(ctx)
 		if err != nil {
 			return authz.DBError(fmt.Sprintf("creating upstream %q", spec.Name), err)
 		}

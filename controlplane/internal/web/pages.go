@@ -371,6 +371,7 @@ func (s *Server) createUpstream(w http.ResponseWriter, r *http.Request, rq *requ
 		}
 	} else {
 		spec.URL = strings.TrimSpace(r.PostFormValue("url"))
+		spec.CredentialRef = strings.TrimSpace(r.PostFormValue("credential_ref"))
 	}
 	labels, err := parseLabels(r.PostFormValue("labels"))
 	if err != nil {

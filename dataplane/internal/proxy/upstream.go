@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +94,55 @@ func newUpstream(spec *agentv1.Upstream, log *slog.Logger, relay *progressRelay,
 
 func sameSpec(a, b *agentv1.Upstream) bool { return proto.Equal(a, b) }
 
+// maxCredentialBytes bounds a credential read from a file.
+const maxCredentialBytes = 16 << 10
+
+// resolveCredential reads an upstream credential where the reference says:
+// the gateway's environment ("env:NAME") or a file ("file:/path"), e.g. a
+// mounted Kubernetes secret. It is read on every connect, so a rotated file
+// takes effect on the next reconnect.
+func resolveCredential(ref string) (string, error) {
+	switch kind, where, _ := strings.Cut(ref, ":"); kind {
+	case "env":
+		v, ok := os.LookupEnv(where)
+		if !ok || v == "" {
+			return "", fmt.Errorf("credential %s: the variable is not set in the gateway's environment", ref)
+		}
+		return v, nil
+	case "file":
+		f, err := os.Open(where)
+		if err != nil {
+			return "", fmt.Errorf("credential %s: %w", ref, err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxCredentialBytes+1))
+		if err != nil {
+			return "", fmt.Errorf("credential %s: %w", ref, err)
+		}
+		if len(b) > maxCredentialBytes {
+			return "", fmt.Errorf("credential %s: larger than %d bytes", ref, maxCredentialBytes)
+		}
+		if v := strings.TrimSpace(string(b)); v != "" {
+			return v, nil
+		}
+		return "", fmt.Errorf("credential %s: the file is empty", ref)
+	}
+	return "", fmt.Errorf("credential reference %q: use env:NAME or file:/path", ref)
+}
+
+// credentialTransport adds the upstream's credential to every request. The
+// client's own credential never reaches it: upstream sessions are the gateway's.
+type credentialTransport struct {
+	base          http.RoundTripper
+	header, value string
+}
+
+func (t *credentialTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(t.header, t.value)
+	return t.base.RoundTrip(r)
+}
+
 func (u *upstream) start(ctx context.Context) {
 	ctx, u.cancel = context.WithCancel(ctx)
 	go u.run(ctx)
@@ -111,7 +163,19 @@ func (u *upstream) kick() {
 func (u *upstream) transport() (mcp.Transport, error) {
 	switch u.spec.GetTransport() {
 	case agentv1.Transport_TRANSPORT_STREAMABLE_HTTP:
-		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: upstreamHTTPClient}, nil
+		client := upstreamHTTPClient
+		if ref := u.spec.GetCredentialRef(); ref != "" {
+			secret, err := resolveCredential(ref)
+			if err != nil {
+				return nil, err
+			}
+			header, value := u.spec.GetCredentialHeader(), secret
+			if header == "" || strings.EqualFold(header, "Authorization") {
+				header, value = "Authorization", "Bearer "+secret
+			}
+			client = &http.Client{Transport: &credentialTransport{base: upstreamHTTPClient.Transport, header: header, value: value}}
+		}
+		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: client}, nil
 	case agentv1.Transport_TRANSPORT_STDIO:
 		// Upstream credentials come from the gateway's own environment.
 		return &mcp.CommandTransport{Command: exec.Command(u.spec.GetCommand(), u.spec.GetArgs()...)}, nil

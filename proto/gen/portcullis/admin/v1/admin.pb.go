@@ -1432,19 +1432,24 @@ func (x *CreateEnrollmentTokenResponse) GetControlPlane() string {
 
 // Upstream is an MCP server reachable from a gateway.
 type Upstream struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	GatewayId     string                 `protobuf:"bytes,2,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	Transport     Transport              `protobuf:"varint,4,opt,name=transport,proto3,enum=portcullis.admin.v1.Transport" json:"transport,omitempty"`
-	Url           string                 `protobuf:"bytes,5,opt,name=url,proto3" json:"url,omitempty"`
-	Command       string                 `protobuf:"bytes,6,opt,name=command,proto3" json:"command,omitempty"`
-	Args          []string               `protobuf:"bytes,7,rep,name=args,proto3" json:"args,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Reachable     bool                   `protobuf:"varint,9,opt,name=reachable,proto3" json:"reachable,omitempty"`
-	LastError     string                 `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	GatewayId string                 `protobuf:"bytes,2,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Transport Transport              `protobuf:"varint,4,opt,name=transport,proto3,enum=portcullis.admin.v1.Transport" json:"transport,omitempty"`
+	Url       string                 `protobuf:"bytes,5,opt,name=url,proto3" json:"url,omitempty"`
+	Command   string                 `protobuf:"bytes,6,opt,name=command,proto3" json:"command,omitempty"`
+	Args      []string               `protobuf:"bytes,7,rep,name=args,proto3" json:"args,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Reachable bool                   `protobuf:"varint,9,opt,name=reachable,proto3" json:"reachable,omitempty"`
+	LastError string                 `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Where gateways find the upstream's credential: "env:NAME" or "file:/path"
+	// (resolved in the gateway; the secret is never sent to the control plane).
+	CredentialRef string `protobuf:"bytes,11,opt,name=credential_ref,json=credentialRef,proto3" json:"credential_ref,omitempty"`
+	// Header carrying it (default Authorization, as "Bearer <secret>").
+	CredentialHeader string `protobuf:"bytes,12,opt,name=credential_header,json=credentialHeader,proto3" json:"credential_header,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Upstream) Reset() {
@@ -1543,6 +1548,20 @@ func (x *Upstream) GetReachable() bool {
 func (x *Upstream) GetLastError() string {
 	if x != nil {
 		return x.LastError
+	}
+	return ""
+}
+
+func (x *Upstream) GetCredentialRef() string {
+	if x != nil {
+		return x.CredentialRef
+	}
+	return ""
+}
+
+func (x *Upstream) GetCredentialHeader() string {
+	if x != nil {
+		return x.CredentialHeader
 	}
 	return ""
 }
@@ -5548,7 +5567,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
 	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12#\n" +
-	"\rcontrol_plane\x18\x03 \x01(\tR\fcontrolPlane\"\x86\x03\n" +
+	"\rcontrol_plane\x18\x03 \x01(\tR\fcontrolPlane\"\xda\x03\n" +
 	"\bUpstream\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -5562,7 +5581,9 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\treachable\x18\t \x01(\bR\treachable\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\n" +
-	" \x01(\tR\tlastError\x1a9\n" +
+	" \x01(\tR\tlastError\x12%\n" +
+	"\x0ecredential_ref\x18\v \x01(\tR\rcredentialRef\x12+\n" +
+	"\x11credential_header\x18\f \x01(\tR\x10credentialHeader\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x16\n" +

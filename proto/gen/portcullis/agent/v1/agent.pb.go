@@ -1231,9 +1231,14 @@ type Upstream struct {
 	// Arguments for TRANSPORT_STDIO.
 	Args []string `protobuf:"bytes,6,rep,name=args,proto3" json:"args,omitempty"`
 	// Free-form labels.
-	Labels        map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Labels map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Where the gateway finds the upstream's credential: "env:NAME" or
+	// "file:/path". The secret itself never leaves the gateway's VPC.
+	CredentialRef string `protobuf:"bytes,8,opt,name=credential_ref,json=credentialRef,proto3" json:"credential_ref,omitempty"`
+	// HTTP header that carries it (default Authorization, as "Bearer <secret>").
+	CredentialHeader string `protobuf:"bytes,9,opt,name=credential_header,json=credentialHeader,proto3" json:"credential_header,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Upstream) Reset() {
@@ -1313,6 +1318,20 @@ func (x *Upstream) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *Upstream) GetCredentialRef() string {
+	if x != nil {
+		return x.CredentialRef
+	}
+	return ""
+}
+
+func (x *Upstream) GetCredentialHeader() string {
+	if x != nil {
+		return x.CredentialHeader
+	}
+	return ""
 }
 
 // VirtualServer is an endpoint (/mcp/{name}) aggregating upstreams.
@@ -2258,7 +2277,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06groups\x18\x03 \x03(\tR\x06groups\"K\n" +
 	"\x0eResultScanning\x129\n" +
-	"\x06action\x18\x01 \x01(\x0e2!.portcullis.agent.v1.ResultActionR\x06action\"\xaa\x02\n" +
+	"\x06action\x18\x01 \x01(\x0e2!.portcullis.agent.v1.ResultActionR\x06action\"\xfe\x02\n" +
 	"\bUpstream\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12<\n" +
@@ -2266,7 +2285,9 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x03url\x18\x04 \x01(\tR\x03url\x12\x18\n" +
 	"\acommand\x18\x05 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x06 \x03(\tR\x04args\x12A\n" +
-	"\x06labels\x18\a \x03(\v2).portcullis.agent.v1.Upstream.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\a \x03(\v2).portcullis.agent.v1.Upstream.LabelsEntryR\x06labels\x12%\n" +
+	"\x0ecredential_ref\x18\b \x01(\tR\rcredentialRef\x12+\n" +
+	"\x11credential_header\x18\t \x01(\tR\x10credentialHeader\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +

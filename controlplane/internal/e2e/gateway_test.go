@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
+	"github.com/portcullis-mcp/portcullis/ent/tool"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
+)
+
+// TestRateLimitsAcrossReplicas runs two gateway replicas of one gateway that
+// share Redis: a per-tool limit of 5 calls a minute holds across both, and
+// the refusal tells the model when to try again.
+func TestRateLimitsAcrossReplicas(t *testing.T) {
+	redisURL := os.Getenv("PORTCULLIS_TEST_REDIS_URL")
+	if redisURL == "" {
+		t.Fatal("PORTCULLIS_TEST_REDIS_URL is not set: run the tests with `make test` (it starts Redis)")
+	}
+	ctx := viewer.System(context.Background())
+	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
+	defer cp.stop()
+	up := httptest.NewServer(demoupstream.Handler())
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	ten, err := cp.Tenants.CreateTenant(ctx, "Limits", "limits", uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "replicated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
+		t.Fatal(err)
+	}
+	// Counters are keyed by the gateway's (random) id, so runs sharing a Redis do not mix.
+	if err := cp.Access.SetRateLimits(ctx, ten.ID, gw.ID, 0, 5); err != nil {
+		t.Fatal(err)
+	}
+	var urls []string
+	for range 2 {
+		tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := freeAddr(t)
+		startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok, "PORTCULLIS_REDIS_URL="+redisURL)
+		urls = append(urls, "http://"+addr+"/mcp/main")
+	}
+	eventually(t, "echo in the inventory", func() error {
+		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
+		return err
+	})
+	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range urls {
+		waitForTools(t, "echo on every replica", u, []string{"demo__echo"})
+	}
+	allowed, refused := 0, 0
+	for i := range 8 {
+		text, isErr, err := callText(t, urls[i%2], "demo__echo", `{"message":"hi"}`)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case !isErr:
+			allowed++
+		case strings.Contains(text, "rate limit") && strings.Contains(text, "try again in"):
+			refused++
+		default:
+			t.Fatalf("unexpected refusal: %q", text)
+		}
+	}
+	if allowed != 5 || refused != 3 {
+		t.Fatalf("across two replicas: %d calls allowed, %d refused; want 5 and 3", allowed, refused)
+	}
+}
+
+// TestUpstreamCredentials registers an upstream that requires a bearer token
+// by reference: the gateway reads it from its own environment and sends it
+// upstream; the client's credential is never forwarded, and the secret never
+// reaches the control plane.
+func TestUpstreamCredentials(t *testing.T) {
+	ctx := viewer.System(context.Background())
+	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
+	defer cp.stop()
+	const secret = "upstream-s3cret-token"
+	var seen atomic.Value // the Authorization headers the upstream received
+	seen.Store([]string{})
+	demo := demoupstream.Handler()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(append(seen.Load().([]string), r.Header.Get("Authorization")))
+		if r.Header.Get("Authorization") != "Bearer "+secret {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		demo.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	ten, err := cp.Tenants.CreateTenant(ctx, "Creds", "creds", uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")
+	for _, bad := range []string{"plain-secret", "env:", "file:relative", "vault:x"} {
+		spec.CredentialRef = bad
+		if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, spec); err == nil {
+			t.Fatalf("credential reference %q accepted", bad)
+		}
+	}
+	spec.CredentialRef = "env:DEMO_UPSTREAM_TOKEN"
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := cp.Access.CreateClientKey(ctx, ten.ID, "client", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok, "DEMO_UPSTREAM_TOKEN="+secret)
+	eventually(t, "echo discovered through the credential", func() error {
+		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
+		return err
+	})
+	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
+		t.Fatal(err)
+	}
+	mcpURL := "http://" + addr + "/mcp/main"
+	eventually(t, "echo callable with the client's key", func() error {
+		out, err := mcpClientAs(t, key, mcpURL, "call", "demo__echo", `{"message":"with credentials"}`)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(fmt.Sprint(out["content"]), "with credentials") {
+			return fmt.Errorf("echo: %v", out)
+		}
+		return nil
+	})
+	for _, h := range seen.Load().([]string) {
+		if strings.Contains(h, key) || (h != "" && h != "Bearer "+secret) {
+			t.Fatalf("the upstream received Authorization %q", h)
+		}
+	}
+	// The secret exists only in the gateway's environment.
+	ups, err := cp.Tenants.Upstreams(ctx, ten.ID)
+	if err != nil || len(ups) != 1 || ups[0].CredentialRef != "env:DEMO_UPSTREAM_TOKEN" {
+		t.Fatalf("upstreams: %+v %v", ups, err)
+	}
+}
