@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
@@ -88,21 +89,76 @@ func BenchmarkToolsCall(b *testing.B) {
 		{"reverse-proxy", rp.URL + "/mcp", "echo"},
 		{"gateway", gwURL, "demo__echo"},
 	} {
-		b.Run(tc.name, func(b *testing.B) { load(b, tc.url, tc.tool) })
+		b.Run(tc.name, func(b *testing.B) { load(b, tc.url, tc.tool, "") })
 	}
+
+	// Every check on: a client key required, access rules with a CEL
+	// condition, rate limits, data-flow labels (and, as above, pins and
+	// result scanning).
+	key, _, err := cp.Access.CreateClientKey(ctx, ten.ID, "bench", []string{"builders"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range []access.Rule{
+		{Principal: "*", VirtualServer: "*", ToolPattern: "*__shell*", Effect: "deny"},
+		{Principal: "group:builders", VirtualServer: "bench", ToolPattern: "demo__*", Effect: "allow", Condition: "size(string(args.message)) < 1000"},
+	} {
+		if _, err := cp.Access.CreateRule(ctx, ten.ID, gw.ID, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := cp.Access.SetClientAuth(ctx, ten.ID, gw.ID, true); err != nil {
+		b.Fatal(err)
+	}
+	if err := cp.Access.SetRateLimits(ctx, ten.ID, gw.ID, 1000000, 1000000); err != nil {
+		b.Fatal(err)
+	}
+	if err := cp.Inventory.SetLabels(ctx, ten.ID, toolOf(b, cp.DB, "demo", "echo").ID, []string{"untrusted_content"}); err != nil {
+		b.Fatal(err)
+	}
+	latest, err := cp.Tenants.PolicyVersion(ctx, ten.ID, gw.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	eventually(b, "every check applied", func() error {
+		if v := readyVersion(gwAddr); v != latest {
+			return fmt.Errorf("gateway at v%d, want v%d", v, latest)
+		}
+		return nil
+	})
+	b.Run("gateway-all-checks", func(b *testing.B) { load(b, gwURL, "demo__echo", key) })
 }
 
 func mcpConnect(ctx context.Context, endpoint string) (*mcp.ClientSession, error) {
-	tr := &http.Transport{MaxIdleConnsPerHost: 4, DialContext: (&net.Dialer{}).DialContext}
+	return mcpConnectAs(ctx, endpoint, "")
+}
+
+// bearerTransport adds a client credential to every request.
+type bearerTransport struct {
+	base  http.RoundTripper
+	token string
+}
+
+func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	return t.base.RoundTrip(r)
+}
+
+func mcpConnectAs(ctx context.Context, endpoint, bearer string) (*mcp.ClientSession, error) {
+	var tr http.RoundTripper = &http.Transport{MaxIdleConnsPerHost: 4, DialContext: (&net.Dialer{}).DialContext}
+	if bearer != "" {
+		tr = bearerTransport{base: tr, token: bearer}
+	}
 	c := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
 	return c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: tr}, DisableStandaloneSSE: true}, nil)
 }
 
-func load(b *testing.B, endpoint, toolName string) {
+func load(b *testing.B, endpoint, toolName, bearer string) {
 	ctx := viewer.System(context.Background())
 	sessions := make([]*mcp.ClientSession, benchClients)
 	for i := range sessions {
-		s, err := mcpConnect(ctx, endpoint)
+		s, err := mcpConnectAs(ctx, endpoint, bearer)
 		if err != nil {
 			b.Fatal(err)
 		}
