@@ -366,6 +366,8 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tenant.FieldSigningPublicKey:  {Type: field.TypeBytes, Column: tenant.FieldSigningPublicKey},
 			tenant.FieldApprovalsRequired: {Type: field.TypeInt, Column: tenant.FieldApprovalsRequired},
 			tenant.FieldResultAction:      {Type: field.TypeEnum, Column: tenant.FieldResultAction},
+			tenant.FieldClientOidcIssuer:  {Type: field.TypeString, Column: tenant.FieldClientOidcIssuer},
+			tenant.FieldClientGroupClaim:  {Type: field.TypeString, Column: tenant.FieldClientGroupClaim},
 		},
 	}
 	graph.Nodes[15] = &sqlgraph.Node{
@@ -2574,6 +2576,16 @@ func (f *TenantFilter) WhereApprovalsRequired(p entql.IntP) {
 // WhereResultAction applies the entql string predicate on the result_action field.
 func (f *TenantFilter) WhereResultAction(p entql.StringP) {
 	f.Where(p.Field(tenant.FieldResultAction))
+}
+
+// WhereClientOidcIssuer applies the entql string predicate on the client_oidc_issuer field.
+func (f *TenantFilter) WhereClientOidcIssuer(p entql.StringP) {
+	f.Where(p.Field(tenant.FieldClientOidcIssuer))
+}
+
+// WhereClientGroupClaim applies the entql string predicate on the client_group_claim field.
+func (f *TenantFilter) WhereClientGroupClaim(p entql.StringP) {
+	f.Where(p.Field(tenant.FieldClientGroupClaim))
 }
 
 // addPredicate implements the predicateAdder interface.

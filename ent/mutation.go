@@ -13164,6 +13164,8 @@ type TenantMutation struct {
 	approvals_required    *int
 	addapprovals_required *int
 	result_action         *tenant.ResultAction
+	client_oidc_issuer    *string
+	client_group_claim    *string
 	clearedFields         map[string]struct{}
 	done                  bool
 	oldValue              func(context.Context) (*Tenant, error)
@@ -13582,6 +13584,78 @@ func (m *TenantMutation) ResetResultAction() {
 	m.result_action = nil
 }
 
+// SetClientOidcIssuer sets the "client_oidc_issuer" field.
+func (m *TenantMutation) SetClientOidcIssuer(s string) {
+	m.client_oidc_issuer = &s
+}
+
+// ClientOidcIssuer returns the value of the "client_oidc_issuer" field in the mutation.
+func (m *TenantMutation) ClientOidcIssuer() (r string, exists bool) {
+	v := m.client_oidc_issuer
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClientOidcIssuer returns the old "client_oidc_issuer" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldClientOidcIssuer(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClientOidcIssuer is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClientOidcIssuer requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClientOidcIssuer: %w", err)
+	}
+	return oldValue.ClientOidcIssuer, nil
+}
+
+// ResetClientOidcIssuer resets all changes to the "client_oidc_issuer" field.
+func (m *TenantMutation) ResetClientOidcIssuer() {
+	m.client_oidc_issuer = nil
+}
+
+// SetClientGroupClaim sets the "client_group_claim" field.
+func (m *TenantMutation) SetClientGroupClaim(s string) {
+	m.client_group_claim = &s
+}
+
+// ClientGroupClaim returns the value of the "client_group_claim" field in the mutation.
+func (m *TenantMutation) ClientGroupClaim() (r string, exists bool) {
+	v := m.client_group_claim
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClientGroupClaim returns the old "client_group_claim" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldClientGroupClaim(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClientGroupClaim is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClientGroupClaim requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClientGroupClaim: %w", err)
+	}
+	return oldValue.ClientGroupClaim, nil
+}
+
+// ResetClientGroupClaim resets all changes to the "client_group_claim" field.
+func (m *TenantMutation) ResetClientGroupClaim() {
+	m.client_group_claim = nil
+}
+
 // Where appends a list predicates to the TenantMutation builder.
 func (m *TenantMutation) Where(ps ...predicate.Tenant) {
 	m.predicates = append(m.predicates, ps...)
@@ -13616,7 +13690,7 @@ func (m *TenantMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TenantMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 10)
 	if m.created_at != nil {
 		fields = append(fields, tenant.FieldCreatedAt)
 	}
@@ -13640,6 +13714,12 @@ func (m *TenantMutation) Fields() []string {
 	}
 	if m.result_action != nil {
 		fields = append(fields, tenant.FieldResultAction)
+	}
+	if m.client_oidc_issuer != nil {
+		fields = append(fields, tenant.FieldClientOidcIssuer)
+	}
+	if m.client_group_claim != nil {
+		fields = append(fields, tenant.FieldClientGroupClaim)
 	}
 	return fields
 }
@@ -13665,6 +13745,10 @@ func (m *TenantMutation) Field(name string) (ent.Value, bool) {
 		return m.ApprovalsRequired()
 	case tenant.FieldResultAction:
 		return m.ResultAction()
+	case tenant.FieldClientOidcIssuer:
+		return m.ClientOidcIssuer()
+	case tenant.FieldClientGroupClaim:
+		return m.ClientGroupClaim()
 	}
 	return nil, false
 }
@@ -13690,6 +13774,10 @@ func (m *TenantMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldApprovalsRequired(ctx)
 	case tenant.FieldResultAction:
 		return m.OldResultAction(ctx)
+	case tenant.FieldClientOidcIssuer:
+		return m.OldClientOidcIssuer(ctx)
+	case tenant.FieldClientGroupClaim:
+		return m.OldClientGroupClaim(ctx)
 	}
 	return nil, fmt.Errorf("unknown Tenant field %s", name)
 }
@@ -13754,6 +13842,20 @@ func (m *TenantMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetResultAction(v)
+		return nil
+	case tenant.FieldClientOidcIssuer:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClientOidcIssuer(v)
+		return nil
+	case tenant.FieldClientGroupClaim:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClientGroupClaim(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Tenant field %s", name)
@@ -13842,6 +13944,12 @@ func (m *TenantMutation) ResetField(name string) error {
 		return nil
 	case tenant.FieldResultAction:
 		m.ResetResultAction()
+		return nil
+	case tenant.FieldClientOidcIssuer:
+		m.ResetClientOidcIssuer()
+		return nil
+	case tenant.FieldClientGroupClaim:
+		m.ResetClientGroupClaim()
 		return nil
 	}
 	return fmt.Errorf("unknown Tenant field %s", name)

@@ -34,7 +34,11 @@ type Tenant struct {
 	ApprovalsRequired int `json:"approvals_required,omitempty"`
 	// ResultAction holds the value of the "result_action" field.
 	ResultAction tenant.ResultAction `json:"result_action,omitempty"`
-	selectValues sql.SelectValues
+	// ClientOidcIssuer holds the value of the "client_oidc_issuer" field.
+	ClientOidcIssuer string `json:"client_oidc_issuer,omitempty"`
+	// ClientGroupClaim holds the value of the "client_group_claim" field.
+	ClientGroupClaim string `json:"client_group_claim,omitempty"`
+	selectValues     sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -46,7 +50,7 @@ func (*Tenant) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case tenant.FieldApprovalsRequired:
 			values[i] = new(sql.NullInt64)
-		case tenant.FieldName, tenant.FieldSlug, tenant.FieldResultAction:
+		case tenant.FieldName, tenant.FieldSlug, tenant.FieldResultAction, tenant.FieldClientOidcIssuer, tenant.FieldClientGroupClaim:
 			values[i] = new(sql.NullString)
 		case tenant.FieldCreatedAt, tenant.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -121,6 +125,18 @@ func (_m *Tenant) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.ResultAction = tenant.ResultAction(value.String)
 			}
+		case tenant.FieldClientOidcIssuer:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field client_oidc_issuer", values[i])
+			} else if value.Valid {
+				_m.ClientOidcIssuer = value.String
+			}
+		case tenant.FieldClientGroupClaim:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field client_group_claim", values[i])
+			} else if value.Valid {
+				_m.ClientGroupClaim = value.String
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -179,6 +195,12 @@ func (_m *Tenant) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("result_action=")
 	builder.WriteString(fmt.Sprintf("%v", _m.ResultAction))
+	builder.WriteString(", ")
+	builder.WriteString("client_oidc_issuer=")
+	builder.WriteString(_m.ClientOidcIssuer)
+	builder.WriteString(", ")
+	builder.WriteString("client_group_claim=")
+	builder.WriteString(_m.ClientGroupClaim)
 	builder.WriteByte(')')
 	return builder.String()
 }

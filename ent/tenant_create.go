@@ -104,6 +104,34 @@ func (_c *TenantCreate) SetNillableResultAction(v *tenant.ResultAction) *TenantC
 	return _c
 }
 
+// SetClientOidcIssuer sets the "client_oidc_issuer" field.
+func (_c *TenantCreate) SetClientOidcIssuer(v string) *TenantCreate {
+	_c.mutation.SetClientOidcIssuer(v)
+	return _c
+}
+
+// SetNillableClientOidcIssuer sets the "client_oidc_issuer" field if the given value is not nil.
+func (_c *TenantCreate) SetNillableClientOidcIssuer(v *string) *TenantCreate {
+	if v != nil {
+		_c.SetClientOidcIssuer(*v)
+	}
+	return _c
+}
+
+// SetClientGroupClaim sets the "client_group_claim" field.
+func (_c *TenantCreate) SetClientGroupClaim(v string) *TenantCreate {
+	_c.mutation.SetClientGroupClaim(v)
+	return _c
+}
+
+// SetNillableClientGroupClaim sets the "client_group_claim" field if the given value is not nil.
+func (_c *TenantCreate) SetNillableClientGroupClaim(v *string) *TenantCreate {
+	if v != nil {
+		_c.SetClientGroupClaim(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *TenantCreate) SetID(v uuid.UUID) *TenantCreate {
 	_c.mutation.SetID(v)
@@ -177,6 +205,14 @@ func (_c *TenantCreate) defaults() error {
 		v := tenant.DefaultResultAction
 		_c.mutation.SetResultAction(v)
 	}
+	if _, ok := _c.mutation.ClientOidcIssuer(); !ok {
+		v := tenant.DefaultClientOidcIssuer
+		_c.mutation.SetClientOidcIssuer(v)
+	}
+	if _, ok := _c.mutation.ClientGroupClaim(); !ok {
+		v := tenant.DefaultClientGroupClaim
+		_c.mutation.SetClientGroupClaim(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		if tenant.DefaultID == nil {
 			return fmt.Errorf("ent: uninitialized tenant.DefaultID (forgotten import ent/runtime?)")
@@ -231,6 +267,22 @@ func (_c *TenantCreate) check() error {
 	if v, ok := _c.mutation.ResultAction(); ok {
 		if err := tenant.ResultActionValidator(v); err != nil {
 			return &ValidationError{Name: "result_action", err: fmt.Errorf(`ent: validator failed for field "Tenant.result_action": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.ClientOidcIssuer(); !ok {
+		return &ValidationError{Name: "client_oidc_issuer", err: errors.New(`ent: missing required field "Tenant.client_oidc_issuer"`)}
+	}
+	if v, ok := _c.mutation.ClientOidcIssuer(); ok {
+		if err := tenant.ClientOidcIssuerValidator(v); err != nil {
+			return &ValidationError{Name: "client_oidc_issuer", err: fmt.Errorf(`ent: validator failed for field "Tenant.client_oidc_issuer": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.ClientGroupClaim(); !ok {
+		return &ValidationError{Name: "client_group_claim", err: errors.New(`ent: missing required field "Tenant.client_group_claim"`)}
+	}
+	if v, ok := _c.mutation.ClientGroupClaim(); ok {
+		if err := tenant.ClientGroupClaimValidator(v); err != nil {
+			return &ValidationError{Name: "client_group_claim", err: fmt.Errorf(`ent: validator failed for field "Tenant.client_group_claim": %w`, err)}
 		}
 	}
 	return nil
@@ -300,6 +352,14 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.ResultAction(); ok {
 		_spec.SetField(tenant.FieldResultAction, field.TypeEnum, value)
 		_node.ResultAction = value
+	}
+	if value, ok := _c.mutation.ClientOidcIssuer(); ok {
+		_spec.SetField(tenant.FieldClientOidcIssuer, field.TypeString, value)
+		_node.ClientOidcIssuer = value
+	}
+	if value, ok := _c.mutation.ClientGroupClaim(); ok {
+		_spec.SetField(tenant.FieldClientGroupClaim, field.TypeString, value)
+		_node.ClientGroupClaim = value
 	}
 	return _node, _spec
 }
@@ -440,6 +500,30 @@ func (u *TenantUpsert) SetResultAction(v tenant.ResultAction) *TenantUpsert {
 // UpdateResultAction sets the "result_action" field to the value that was provided on create.
 func (u *TenantUpsert) UpdateResultAction() *TenantUpsert {
 	u.SetExcluded(tenant.FieldResultAction)
+	return u
+}
+
+// SetClientOidcIssuer sets the "client_oidc_issuer" field.
+func (u *TenantUpsert) SetClientOidcIssuer(v string) *TenantUpsert {
+	u.Set(tenant.FieldClientOidcIssuer, v)
+	return u
+}
+
+// UpdateClientOidcIssuer sets the "client_oidc_issuer" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateClientOidcIssuer() *TenantUpsert {
+	u.SetExcluded(tenant.FieldClientOidcIssuer)
+	return u
+}
+
+// SetClientGroupClaim sets the "client_group_claim" field.
+func (u *TenantUpsert) SetClientGroupClaim(v string) *TenantUpsert {
+	u.Set(tenant.FieldClientGroupClaim, v)
+	return u
+}
+
+// UpdateClientGroupClaim sets the "client_group_claim" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateClientGroupClaim() *TenantUpsert {
+	u.SetExcluded(tenant.FieldClientGroupClaim)
 	return u
 }
 
@@ -596,6 +680,34 @@ func (u *TenantUpsertOne) SetResultAction(v tenant.ResultAction) *TenantUpsertOn
 func (u *TenantUpsertOne) UpdateResultAction() *TenantUpsertOne {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateResultAction()
+	})
+}
+
+// SetClientOidcIssuer sets the "client_oidc_issuer" field.
+func (u *TenantUpsertOne) SetClientOidcIssuer(v string) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetClientOidcIssuer(v)
+	})
+}
+
+// UpdateClientOidcIssuer sets the "client_oidc_issuer" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateClientOidcIssuer() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateClientOidcIssuer()
+	})
+}
+
+// SetClientGroupClaim sets the "client_group_claim" field.
+func (u *TenantUpsertOne) SetClientGroupClaim(v string) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetClientGroupClaim(v)
+	})
+}
+
+// UpdateClientGroupClaim sets the "client_group_claim" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateClientGroupClaim() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateClientGroupClaim()
 	})
 }
 
@@ -919,6 +1031,34 @@ func (u *TenantUpsertBulk) SetResultAction(v tenant.ResultAction) *TenantUpsertB
 func (u *TenantUpsertBulk) UpdateResultAction() *TenantUpsertBulk {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateResultAction()
+	})
+}
+
+// SetClientOidcIssuer sets the "client_oidc_issuer" field.
+func (u *TenantUpsertBulk) SetClientOidcIssuer(v string) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetClientOidcIssuer(v)
+	})
+}
+
+// UpdateClientOidcIssuer sets the "client_oidc_issuer" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateClientOidcIssuer() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateClientOidcIssuer()
+	})
+}
+
+// SetClientGroupClaim sets the "client_group_claim" field.
+func (u *TenantUpsertBulk) SetClientGroupClaim(v string) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetClientGroupClaim(v)
+	})
+}
+
+// UpdateClientGroupClaim sets the "client_group_claim" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateClientGroupClaim() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateClientGroupClaim()
 	})
 }
 

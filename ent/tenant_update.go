@@ -109,6 +109,34 @@ func (_u *TenantUpdate) SetNillableResultAction(v *tenant.ResultAction) *TenantU
 	return _u
 }
 
+// SetClientOidcIssuer sets the "client_oidc_issuer" field.
+func (_u *TenantUpdate) SetClientOidcIssuer(v string) *TenantUpdate {
+	_u.mutation.SetClientOidcIssuer(v)
+	return _u
+}
+
+// SetNillableClientOidcIssuer sets the "client_oidc_issuer" field if the given value is not nil.
+func (_u *TenantUpdate) SetNillableClientOidcIssuer(v *string) *TenantUpdate {
+	if v != nil {
+		_u.SetClientOidcIssuer(*v)
+	}
+	return _u
+}
+
+// SetClientGroupClaim sets the "client_group_claim" field.
+func (_u *TenantUpdate) SetClientGroupClaim(v string) *TenantUpdate {
+	_u.mutation.SetClientGroupClaim(v)
+	return _u
+}
+
+// SetNillableClientGroupClaim sets the "client_group_claim" field if the given value is not nil.
+func (_u *TenantUpdate) SetNillableClientGroupClaim(v *string) *TenantUpdate {
+	if v != nil {
+		_u.SetClientGroupClaim(*v)
+	}
+	return _u
+}
+
 // Mutation returns the TenantMutation object of the builder.
 func (_u *TenantUpdate) Mutation() *TenantMutation {
 	return _u.mutation
@@ -178,6 +206,16 @@ func (_u *TenantUpdate) check() error {
 			return &ValidationError{Name: "result_action", err: fmt.Errorf(`ent: validator failed for field "Tenant.result_action": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.ClientOidcIssuer(); ok {
+		if err := tenant.ClientOidcIssuerValidator(v); err != nil {
+			return &ValidationError{Name: "client_oidc_issuer", err: fmt.Errorf(`ent: validator failed for field "Tenant.client_oidc_issuer": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.ClientGroupClaim(); ok {
+		if err := tenant.ClientGroupClaimValidator(v); err != nil {
+			return &ValidationError{Name: "client_group_claim", err: fmt.Errorf(`ent: validator failed for field "Tenant.client_group_claim": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -216,6 +254,12 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.ResultAction(); ok {
 		_spec.SetField(tenant.FieldResultAction, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.ClientOidcIssuer(); ok {
+		_spec.SetField(tenant.FieldClientOidcIssuer, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ClientGroupClaim(); ok {
+		_spec.SetField(tenant.FieldClientGroupClaim, field.TypeString, value)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -318,6 +362,34 @@ func (_u *TenantUpdateOne) SetNillableResultAction(v *tenant.ResultAction) *Tena
 	return _u
 }
 
+// SetClientOidcIssuer sets the "client_oidc_issuer" field.
+func (_u *TenantUpdateOne) SetClientOidcIssuer(v string) *TenantUpdateOne {
+	_u.mutation.SetClientOidcIssuer(v)
+	return _u
+}
+
+// SetNillableClientOidcIssuer sets the "client_oidc_issuer" field if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableClientOidcIssuer(v *string) *TenantUpdateOne {
+	if v != nil {
+		_u.SetClientOidcIssuer(*v)
+	}
+	return _u
+}
+
+// SetClientGroupClaim sets the "client_group_claim" field.
+func (_u *TenantUpdateOne) SetClientGroupClaim(v string) *TenantUpdateOne {
+	_u.mutation.SetClientGroupClaim(v)
+	return _u
+}
+
+// SetNillableClientGroupClaim sets the "client_group_claim" field if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableClientGroupClaim(v *string) *TenantUpdateOne {
+	if v != nil {
+		_u.SetClientGroupClaim(*v)
+	}
+	return _u
+}
+
 // Mutation returns the TenantMutation object of the builder.
 func (_u *TenantUpdateOne) Mutation() *TenantMutation {
 	return _u.mutation
@@ -400,6 +472,16 @@ func (_u *TenantUpdateOne) check() error {
 			return &ValidationError{Name: "result_action", err: fmt.Errorf(`ent: validator failed for field "Tenant.result_action": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.ClientOidcIssuer(); ok {
+		if err := tenant.ClientOidcIssuerValidator(v); err != nil {
+			return &ValidationError{Name: "client_oidc_issuer", err: fmt.Errorf(`ent: validator failed for field "Tenant.client_oidc_issuer": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.ClientGroupClaim(); ok {
+		if err := tenant.ClientGroupClaimValidator(v); err != nil {
+			return &ValidationError{Name: "client_group_claim", err: fmt.Errorf(`ent: validator failed for field "Tenant.client_group_claim": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -455,6 +537,12 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 	}
 	if value, ok := _u.mutation.ResultAction(); ok {
 		_spec.SetField(tenant.FieldResultAction, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.ClientOidcIssuer(); ok {
+		_spec.SetField(tenant.FieldClientOidcIssuer, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ClientGroupClaim(); ok {
+		_spec.SetField(tenant.FieldClientGroupClaim, field.TypeString, value)
 	}
 	_node = &Tenant{config: _u.config}
 	_spec.Assign = _node.assignValues

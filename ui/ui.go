@@ -376,7 +376,8 @@ type GatewayAccess struct {
 // Access is the access page: client keys and, per gateway, rules.
 type Access struct {
 	Page
-	Keys     []ClientKey
-	Secret   string // a new key's secret, shown once
-	Gateways []GatewayAccess
+	Issuer, GroupClaim string // the tenant's identity provider for MCP clients
+	Keys               []ClientKey
+	Secret             string // a new key's secret, shown once
+	Gateways           []GatewayAccess
 }

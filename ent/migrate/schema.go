@@ -581,6 +581,8 @@ var (
 		{Name: "signing_public_key", Type: field.TypeBytes},
 		{Name: "approvals_required", Type: field.TypeInt, Default: 1},
 		{Name: "result_action", Type: field.TypeEnum, Enums: []string{"annotate", "redact", "block"}, Default: "redact"},
+		{Name: "client_oidc_issuer", Type: field.TypeString, Size: 512, Default: ""},
+		{Name: "client_group_claim", Type: field.TypeString, Size: 128, Default: "groups"},
 	}
 	// TenantsTable holds the schema information for the "tenants" table.
 	TenantsTable = &schema.Table{

@@ -917,6 +917,18 @@ func init() {
 			return nil
 		}
 	}()
+	// tenantDescClientOidcIssuer is the schema descriptor for client_oidc_issuer field.
+	tenantDescClientOidcIssuer := tenantFields[6].Descriptor()
+	// tenant.DefaultClientOidcIssuer holds the default value on creation for the client_oidc_issuer field.
+	tenant.DefaultClientOidcIssuer = tenantDescClientOidcIssuer.Default.(string)
+	// tenant.ClientOidcIssuerValidator is a validator for the "client_oidc_issuer" field. It is called by the builders before save.
+	tenant.ClientOidcIssuerValidator = tenantDescClientOidcIssuer.Validators[0].(func(string) error)
+	// tenantDescClientGroupClaim is the schema descriptor for client_group_claim field.
+	tenantDescClientGroupClaim := tenantFields[7].Descriptor()
+	// tenant.DefaultClientGroupClaim holds the default value on creation for the client_group_claim field.
+	tenant.DefaultClientGroupClaim = tenantDescClientGroupClaim.Default.(string)
+	// tenant.ClientGroupClaimValidator is a validator for the "client_group_claim" field. It is called by the builders before save.
+	tenant.ClientGroupClaimValidator = tenantDescClientGroupClaim.Validators[0].(func(string) error)
 	// tenantDescID is the schema descriptor for id field.
 	tenantDescID := tenantMixinFields0[0].Descriptor()
 	// tenant.DefaultID holds the default value on creation for the id field.

@@ -27,6 +27,9 @@ func (Tenant) Fields() []ent.Field {
 		// What gateways do with tool results and resource contents that hold
 		// secrets or text aimed at the model.
 		field.Enum("result_action").Values("annotate", "redact", "block").Default("redact"),
+		// The identity provider whose bearer JWTs the gateways accept from MCP clients.
+		field.String("client_oidc_issuer").Default("").MaxLen(512),
+		field.String("client_group_claim").Default("groups").MaxLen(128),
 	}
 }
 

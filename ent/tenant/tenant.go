@@ -32,6 +32,10 @@ const (
 	FieldApprovalsRequired = "approvals_required"
 	// FieldResultAction holds the string denoting the result_action field in the database.
 	FieldResultAction = "result_action"
+	// FieldClientOidcIssuer holds the string denoting the client_oidc_issuer field in the database.
+	FieldClientOidcIssuer = "client_oidc_issuer"
+	// FieldClientGroupClaim holds the string denoting the client_group_claim field in the database.
+	FieldClientGroupClaim = "client_group_claim"
 	// Table holds the table name of the tenant in the database.
 	Table = "tenants"
 )
@@ -47,6 +51,8 @@ var Columns = []string{
 	FieldSigningPublicKey,
 	FieldApprovalsRequired,
 	FieldResultAction,
+	FieldClientOidcIssuer,
+	FieldClientGroupClaim,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -81,6 +87,14 @@ var (
 	DefaultApprovalsRequired int
 	// ApprovalsRequiredValidator is a validator for the "approvals_required" field. It is called by the builders before save.
 	ApprovalsRequiredValidator func(int) error
+	// DefaultClientOidcIssuer holds the default value on creation for the "client_oidc_issuer" field.
+	DefaultClientOidcIssuer string
+	// ClientOidcIssuerValidator is a validator for the "client_oidc_issuer" field. It is called by the builders before save.
+	ClientOidcIssuerValidator func(string) error
+	// DefaultClientGroupClaim holds the default value on creation for the "client_group_claim" field.
+	DefaultClientGroupClaim string
+	// ClientGroupClaimValidator is a validator for the "client_group_claim" field. It is called by the builders before save.
+	ClientGroupClaimValidator func(string) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -148,4 +162,14 @@ func ByApprovalsRequired(opts ...sql.OrderTermOption) OrderOption {
 // ByResultAction orders the results by the result_action field.
 func ByResultAction(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldResultAction, opts...).ToFunc()
+}
+
+// ByClientOidcIssuer orders the results by the client_oidc_issuer field.
+func ByClientOidcIssuer(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldClientOidcIssuer, opts...).ToFunc()
+}
+
+// ByClientGroupClaim orders the results by the client_group_claim field.
+func ByClientGroupClaim(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldClientGroupClaim, opts...).ToFunc()
 }

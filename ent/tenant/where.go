@@ -90,6 +90,16 @@ func ApprovalsRequired(v int) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldApprovalsRequired, v))
 }
 
+// ClientOidcIssuer applies equality check predicate on the "client_oidc_issuer" field. It's identical to ClientOidcIssuerEQ.
+func ClientOidcIssuer(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldClientOidcIssuer, v))
+}
+
+// ClientGroupClaim applies equality check predicate on the "client_group_claim" field. It's identical to ClientGroupClaimEQ.
+func ClientGroupClaim(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldClientGroupClaim, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldCreatedAt, v))
@@ -438,6 +448,136 @@ func ResultActionIn(vs ...ResultAction) predicate.Tenant {
 // ResultActionNotIn applies the NotIn predicate on the "result_action" field.
 func ResultActionNotIn(vs ...ResultAction) predicate.Tenant {
 	return predicate.Tenant(sql.FieldNotIn(FieldResultAction, vs...))
+}
+
+// ClientOidcIssuerEQ applies the EQ predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerEQ(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldClientOidcIssuer, v))
+}
+
+// ClientOidcIssuerNEQ applies the NEQ predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerNEQ(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldClientOidcIssuer, v))
+}
+
+// ClientOidcIssuerIn applies the In predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerIn(vs ...string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldIn(FieldClientOidcIssuer, vs...))
+}
+
+// ClientOidcIssuerNotIn applies the NotIn predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerNotIn(vs ...string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotIn(FieldClientOidcIssuer, vs...))
+}
+
+// ClientOidcIssuerGT applies the GT predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerGT(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGT(FieldClientOidcIssuer, v))
+}
+
+// ClientOidcIssuerGTE applies the GTE predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerGTE(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGTE(FieldClientOidcIssuer, v))
+}
+
+// ClientOidcIssuerLT applies the LT predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerLT(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLT(FieldClientOidcIssuer, v))
+}
+
+// ClientOidcIssuerLTE applies the LTE predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerLTE(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLTE(FieldClientOidcIssuer, v))
+}
+
+// ClientOidcIssuerContains applies the Contains predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerContains(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldContains(FieldClientOidcIssuer, v))
+}
+
+// ClientOidcIssuerHasPrefix applies the HasPrefix predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerHasPrefix(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldHasPrefix(FieldClientOidcIssuer, v))
+}
+
+// ClientOidcIssuerHasSuffix applies the HasSuffix predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerHasSuffix(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldHasSuffix(FieldClientOidcIssuer, v))
+}
+
+// ClientOidcIssuerEqualFold applies the EqualFold predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerEqualFold(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEqualFold(FieldClientOidcIssuer, v))
+}
+
+// ClientOidcIssuerContainsFold applies the ContainsFold predicate on the "client_oidc_issuer" field.
+func ClientOidcIssuerContainsFold(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldContainsFold(FieldClientOidcIssuer, v))
+}
+
+// ClientGroupClaimEQ applies the EQ predicate on the "client_group_claim" field.
+func ClientGroupClaimEQ(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldClientGroupClaim, v))
+}
+
+// ClientGroupClaimNEQ applies the NEQ predicate on the "client_group_claim" field.
+func ClientGroupClaimNEQ(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldClientGroupClaim, v))
+}
+
+// ClientGroupClaimIn applies the In predicate on the "client_group_claim" field.
+func ClientGroupClaimIn(vs ...string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldIn(FieldClientGroupClaim, vs...))
+}
+
+// ClientGroupClaimNotIn applies the NotIn predicate on the "client_group_claim" field.
+func ClientGroupClaimNotIn(vs ...string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotIn(FieldClientGroupClaim, vs...))
+}
+
+// ClientGroupClaimGT applies the GT predicate on the "client_group_claim" field.
+func ClientGroupClaimGT(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGT(FieldClientGroupClaim, v))
+}
+
+// ClientGroupClaimGTE applies the GTE predicate on the "client_group_claim" field.
+func ClientGroupClaimGTE(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGTE(FieldClientGroupClaim, v))
+}
+
+// ClientGroupClaimLT applies the LT predicate on the "client_group_claim" field.
+func ClientGroupClaimLT(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLT(FieldClientGroupClaim, v))
+}
+
+// ClientGroupClaimLTE applies the LTE predicate on the "client_group_claim" field.
+func ClientGroupClaimLTE(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLTE(FieldClientGroupClaim, v))
+}
+
+// ClientGroupClaimContains applies the Contains predicate on the "client_group_claim" field.
+func ClientGroupClaimContains(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldContains(FieldClientGroupClaim, v))
+}
+
+// ClientGroupClaimHasPrefix applies the HasPrefix predicate on the "client_group_claim" field.
+func ClientGroupClaimHasPrefix(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldHasPrefix(FieldClientGroupClaim, v))
+}
+
+// ClientGroupClaimHasSuffix applies the HasSuffix predicate on the "client_group_claim" field.
+func ClientGroupClaimHasSuffix(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldHasSuffix(FieldClientGroupClaim, v))
+}
+
+// ClientGroupClaimEqualFold applies the EqualFold predicate on the "client_group_claim" field.
+func ClientGroupClaimEqualFold(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEqualFold(FieldClientGroupClaim, v))
+}
+
+// ClientGroupClaimContainsFold applies the ContainsFold predicate on the "client_group_claim" field.
+func ClientGroupClaimContainsFold(v string) predicate.Tenant {
+	return predicate.Tenant(sql.FieldContainsFold(FieldClientGroupClaim, v))
 }
 
 // And groups predicates with the AND operator between them.

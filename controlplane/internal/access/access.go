@@ -12,6 +12,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"path"
 	"regexp"
 	"time"
@@ -341,4 +343,60 @@ func (s *Service) SetRateLimits(ctx context.Context, tenantID, gatewayID uuid.UU
 		return err
 	}
 	return s.notify.GatewayChanged(ctx, gatewayID)
+}
+
+var groupClaimRE = regexp.MustCompile(`^[A-Za-z0-9_.:/-]{1,128}$`)
+
+// ClientIdentityProvider returns the issuer whose bearer JWTs gateways accept
+// from MCP clients, and the claim holding groups.
+func (s *Service) ClientIdentityProvider(ctx context.Context, tenantID uuid.UUID) (issuer, groupClaim string, err error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return "", "", err
+	}
+	t, err := s.db.Tenant.Get(ctx, tenantID)
+	if err != nil {
+		return "", "", authz.DBError("tenant", err)
+	}
+	return t.ClientOidcIssuer, t.ClientGroupClaim, nil
+}
+
+// SetClientIdentityProvider sets them; an empty issuer turns JWTs off.
+func (s *Service) SetClientIdentityProvider(ctx context.Context, tenantID uuid.UUID, issuer, groupClaim string) error {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return err
+	}
+	if issuer != "" {
+		u, err := url.Parse(issuer)
+		if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+			return authz.Invalid("issuer %q must be an https URL (http only on loopback, for development)", issuer)
+		}
+	}
+	if groupClaim == "" {
+		groupClaim = "groups"
+	}
+	if !groupClaimRE.MatchString(groupClaim) {
+		return authz.Invalid("group claim %q is not a claim name", groupClaim)
+	}
+	err := audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		before, err := tx.Tenant.Get(ctx, tenantID)
+		if err != nil {
+			return authz.DBError("tenant", err)
+		}
+		if err := tx.Tenant.UpdateOneID(tenantID).SetClientOidcIssuer(issuer).SetClientGroupClaim(groupClaim).Exec(ctx); err != nil {
+			return authz.DBError("updating tenant", err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "tenant.client_idp", TargetType: "tenant",
+			TargetID: tenantID.String(), TargetName: before.Name,
+			Before: map[string]any{"issuer": before.ClientOidcIssuer, "group_claim": before.ClientGroupClaim},
+			After:  map[string]any{"issuer": issuer, "group_claim": groupClaim}})
+	})
+	if err != nil {
+		return err
+	}
+	return s.gatewaysChanged(ctx, tenantID)
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }

@@ -156,3 +156,28 @@ func (s *Server) SetRateLimits(ctx context.Context, req *connect.Request[adminv1
 
 // maxRate caps what is passed on, so a huge uint32 is refused rather than wrapped.
 const maxRate = 1000000
+
+// GetClientIdentityProvider implements adminv1connect.PolicyServiceHandler.
+func (s *Server) GetClientIdentityProvider(ctx context.Context, _ *connect.Request[adminv1.GetClientIdentityProviderRequest]) (*connect.Response[adminv1.GetClientIdentityProviderResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	iss, claim, err := s.cfg.Access.ClientIdentityProvider(ctx, tid)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.GetClientIdentityProviderResponse{Issuer: iss, GroupClaim: claim}), nil
+}
+
+// SetClientIdentityProvider implements adminv1connect.PolicyServiceHandler.
+func (s *Server) SetClientIdentityProvider(ctx context.Context, req *connect.Request[adminv1.SetClientIdentityProviderRequest]) (*connect.Response[adminv1.SetClientIdentityProviderResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Access.SetClientIdentityProvider(ctx, tid, req.Msg.GetIssuer(), req.Msg.GetGroupClaim()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.SetClientIdentityProviderResponse{}), nil
+}

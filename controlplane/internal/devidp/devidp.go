@@ -34,7 +34,9 @@ type Config struct {
 	ClientSecret string
 	RedirectURIs []string
 	Users        []User
-	Logger       *slog.Logger
+	// Services get JWT access tokens with the client credentials grant.
+	Services []Service
+	Logger   *slog.Logger
 }
 
 // IdP is a running provider.
@@ -83,7 +85,10 @@ func Start(ctx context.Context, cfg Config) (*IdP, error) {
 		}
 	}
 	client := storage.WebClient(cfg.ClientID, cfg.ClientSecret, cfg.RedirectURIs...)
-	store := storage.NewStorageWithClients(users, map[string]*storage.Client{cfg.ClientID: client})
+	st := &store{Storage: storage.NewStorageWithClients(users, map[string]*storage.Client{cfg.ClientID: client}), services: map[string]Service{}}
+	for _, svc := range cfg.Services {
+		st.services[svc.ID] = svc
+	}
 	var key [32]byte
 	if _, err := rand.Read(key[:]); err != nil {
 		ln.Close()
@@ -95,13 +100,13 @@ func Start(ctx context.Context, cfg Config) (*IdP, error) {
 		CodeMethodS256:           true,
 		AuthMethodPost:           true,
 		SupportedUILocales:       []language.Tag{language.English},
-	}, store, op.StaticIssuer(issuer), op.WithAllowInsecure(), op.WithLogger(cfg.Logger.With("component", "devidp")))
+	}, st, op.StaticIssuer(issuer), op.WithAllowInsecure(), op.WithLogger(cfg.Logger.With("component", "devidp")))
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("devidp: %w", err)
 	}
 	mux := http.NewServeMux()
-	l := &login{store: store, callback: op.AuthCallbackURL(provider)}
+	l := &login{store: st.Storage, callback: op.AuthCallbackURL(provider)}
 	mux.HandleFunc("GET /login/username", l.form)
 	mux.HandleFunc("POST /login/username", l.check)
 	mux.Handle("/", provider)

@@ -12,8 +12,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/devidp"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
+	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
@@ -169,4 +175,116 @@ func TestUpstreamCredentials(t *testing.T) {
 	if err != nil || len(ups) != 1 || ups[0].CredentialRef != "env:DEMO_UPSTREAM_TOKEN" {
 		t.Fatalf("upstreams: %+v %v", ups, err)
 	}
+}
+
+// TestClientJWT authenticates MCP clients with access tokens from the
+// tenant's identity provider (the embedded zitadel OpenID Provider, client
+// credentials grant, RS256 JWTs): the gateway verifies them with go-oidc,
+// requires its own resource URL as audience, and maps the groups claim into
+// access rules.
+func TestClientJWT(t *testing.T) {
+	ctx := viewer.System(context.Background())
+	gwAddr := freeAddr(t)
+	resource := "http://" + gwAddr + "/mcp/main"
+	idp, err := devidp.Start(ctx, devidp.Config{ClientID: "console", ClientSecret: "unused", RedirectURIs: []string{"http://127.0.0.1/cb"},
+		Users: []devidp.User{alice}, Logger: testutil.Logger(),
+		Services: []devidp.Service{
+			{ID: "agent-1", Secret: "agent-secret", Audience: []string{resource}, Groups: []string{"builders"}},
+			{ID: "agent-2", Secret: "agent-secret", Audience: []string{resource}, Groups: []string{"visitors"}},
+			{ID: "elsewhere", Secret: "agent-secret", Audience: []string{"https://other.example/mcp/main"}, Groups: []string{"builders"}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
+	defer cp.stop()
+	up := httptest.NewServer(demoupstream.Handler())
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	ten, err := cp.Tenants.CreateTenant(ctx, "JWT", "jwt", uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Access.SetClientIdentityProvider(ctx, ten.ID, "http://idp.example.com", ""); err == nil {
+		t.Fatal("a plain-http issuer off loopback was accepted")
+	}
+	if err := cp.Access.SetClientIdentityProvider(ctx, ten.ID, idp.Issuer(), "groups"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Access.SetClientAuth(ctx, ten.ID, gw.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Access.CreateRule(ctx, ten.ID, gw.ID, access.Rule{Principal: "group:builders", VirtualServer: "main", ToolPattern: "demo__*", Effect: "allow"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startGateway(t, cp.AgentEndpoint(), t.TempDir(), gwAddr, "PORTCULLIS_ENROLL_TOKEN="+tok)
+	eventually(t, "echo in the inventory", func() error {
+		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
+		return err
+	})
+	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
+		t.Fatal(err)
+	}
+
+	token := func(id string) string {
+		t.Helper()
+		cfg := clientcredentials.Config{ClientID: id, ClientSecret: "agent-secret", TokenURL: idp.Issuer() + "/oauth/token", AuthStyle: oauth2.AuthStyleInHeader}
+		tk, err := cfg.Token(context.Background())
+		if err != nil {
+			t.Fatalf("token for %s: %v", id, err)
+		}
+		if strings.Count(tk.AccessToken, ".") != 2 {
+			t.Fatalf("token for %s is not a JWT: %q", id, tk.AccessToken)
+		}
+		return tk.AccessToken
+	}
+	builder := token("agent-1")
+	eventually(t, "a builder's token to list the approved tool", func() error {
+		out, err := mcpClientAs(t, builder, resource, "list")
+		if err != nil {
+			return err
+		}
+		if got := fmt.Sprint(out["tools"]); got != "[demo__echo]" {
+			return fmt.Errorf("tools %s", got)
+		}
+		return nil
+	})
+	if out, err := mcpClientAs(t, builder, resource, "call", "demo__echo", `{"message":"signed by the IdP"}`); err != nil || !strings.Contains(fmt.Sprint(out["content"]), "signed by the IdP") {
+		t.Fatalf("builder call: %v %v", out, err)
+	}
+	// A visitor is authenticated but no rule lets it call anything.
+	if out, err := mcpClientAs(t, token("agent-2"), resource, "list"); err != nil || fmt.Sprint(out["tools"]) != "[]" {
+		t.Fatalf("visitor list: %v %v", out, err)
+	}
+	// Tokens for another resource, with a broken signature, or made up: refused.
+	parts := strings.Split(builder, ".")
+	sig := []byte(parts[2])
+	sig[len(sig)/2] ^= 1
+	forged := parts[0] + "." + parts[1] + "." + string(sig)
+	for name, bad := range map[string]string{"another audience": token("elsewhere"), "forged signature": forged, "not a token": "eyJhbGciOiJub25lIn0.e30."} {
+		if _, err := mcpClientAs(t, bad, resource, "list"); err == nil || !strings.Contains(err.Error(), "invalid token") {
+			t.Errorf("%s: %v, want a 401", name, err)
+		}
+	}
+	eventually(t, "call events naming the IdP subject", func() error {
+		n, err := cp.DB.CallEvent.Query().Where(callevent.Principal("user:agent-1")).Count(ctx)
+		if err != nil || n == 0 {
+			return fmt.Errorf("%d events, %v", n, err)
+		}
+		return nil
+	})
 }

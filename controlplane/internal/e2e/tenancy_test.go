@@ -356,6 +356,14 @@ var apiMatrix = []apiCall{
 		_, err := c.policy.SetRateLimits(ctx, req(&adminv1.SetRateLimitsRequest{GatewayId: w.bGateway.String(), ToolPerMinute: 1}))
 		return err
 	}},
+	{"GetClientIdentityProvider", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.GetClientIdentityProvider(ctx, req(&adminv1.GetClientIdentityProviderRequest{}))
+		return err
+	}},
+	{"SetClientIdentityProvider", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.policy.SetClientIdentityProvider(ctx, req(&adminv1.SetClientIdentityProviderRequest{Issuer: "https://idp.a.test"}))
+		return err
+	}},
 	{"ListAccessRules", false, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.policy.ListAccessRules(ctx, req(&adminv1.ListAccessRulesRequest{GatewayId: w.bGateway.String()}))
 		return err
@@ -646,6 +654,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/settings/results", form(w.carolCSRF, "result_action", "annotate")},
 		{"/tools/" + w.bTool.String() + "/labels", form(w.carolCSRF, "label", "external_sink")},
 		{"/access/keys", form(w.carolCSRF, "name", "nope")},
+		{"/access/idp", form(w.carolCSRF, "issuer", "https://idp.a.test")},
 		{"/access/gateways/" + w.aGateway.String() + "/auth", form(w.carolCSRF, "required", "true")},
 		{"/access/gateways/" + w.aGateway.String() + "/limits", form(w.carolCSRF, "principal_per_minute", "1", "tool_per_minute", "1")},
 		{"/access/gateways/" + w.aGateway.String() + "/rules", form(w.carolCSRF, "principal", "*", "virtual_server", "*", "tool_pattern", "*", "effect", "allow")},

@@ -154,6 +154,9 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 		b.ResultScanning = &agentv1.ResultScanning{Action: resultActions[gw.Edges.Tenant.ResultAction]}
 	}
 	b.ClientAuth = &agentv1.ClientAuth{Required: gw.ClientAuthRequired}
+	if gw.Edges.Tenant != nil {
+		b.ClientAuth.OidcIssuer, b.ClientAuth.GroupClaim = gw.Edges.Tenant.ClientOidcIssuer, gw.Edges.Tenant.ClientGroupClaim
+	}
 	b.RateLimits = &agentv1.RateLimits{PrincipalPerMinute: uint32(gw.RatePrincipalPerMinute), ToolPerMinute: uint32(gw.RateToolPerMinute)}
 	keys, err := s.db.ClientKey.Query().Where(clientkey.TenantID(gw.TenantID), clientkey.RevokedAtIsNil()).Order(clientkey.ByName()).All(ctx)
 	if err != nil {

@@ -21,7 +21,12 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, rq *reques
 		s.fail(w, r, rq, err)
 		return
 	}
-	vm := ui.Access{Page: s.page(rq, "Access", "access"), Secret: secret}
+	iss, claim, err := s.cfg.Access.ClientIdentityProvider(ctx, tid)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
+	vm := ui.Access{Page: s.page(rq, "Access", "access"), Secret: secret, Issuer: iss, GroupClaim: claim}
 	vm.Error = errMsg
 	for _, k := range keys {
 		vm.Keys = append(vm.Keys, ui.ClientKey{ID: k.ID.String(), Name: k.Name, Groups: k.Groups, Created: k.CreatedAt, Revoked: k.RevokedAt != nil})
@@ -130,6 +135,15 @@ func (s *Server) setRateLimits(w http.ResponseWriter, r *http.Request, rq *reque
 			err = s.cfg.Access.SetRateLimits(r.Context(), rq.viewer.TenantID, id, pp, pt)
 		}
 	}
+	if err != nil {
+		s.accessError(w, r, rq, err)
+		return
+	}
+	http.Redirect(w, r, "/access", http.StatusSeeOther)
+}
+
+func (s *Server) setClientIdP(w http.ResponseWriter, r *http.Request, rq *request) {
+	err := s.cfg.Access.SetClientIdentityProvider(r.Context(), rq.viewer.TenantID, strings.TrimSpace(r.PostFormValue("issuer")), strings.TrimSpace(r.PostFormValue("group_claim")))
 	if err != nil {
 		s.accessError(w, r, rq, err)
 		return

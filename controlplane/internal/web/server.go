@@ -128,6 +128,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("POST /changes/{id}/decide", s.tenant(s.decideChange))
 	mux.Handle("GET /access", s.tenant(s.accessPage))
 	mux.Handle("POST /access/keys", s.tenant(s.createClientKey))
+	mux.Handle("POST /access/idp", s.tenant(s.setClientIdP))
 	mux.Handle("POST /access/keys/{id}/revoke", s.tenant(s.revokeClientKey))
 	mux.Handle("POST /access/gateways/{id}/auth", s.tenant(s.setClientAuth))
 	mux.Handle("POST /access/gateways/{id}/rules", s.tenant(s.createRule))

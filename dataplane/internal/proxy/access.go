@@ -10,8 +10,11 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"cel.dev/cel-go/cel"
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -232,11 +235,18 @@ func visible(ix *accessIndex, id identity, vs, tool string) bool {
 	return shown
 }
 
-// verifyToken authenticates a bearer credential: a client key, by hash.
-func (p *Proxy) verifyToken(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
+// maxTokenBytes bounds a bearer credential.
+const maxTokenBytes = 16 << 10
+
+// verifyToken authenticates a bearer credential: a client key, by hash, or a
+// JWT from the tenant's identity provider, issued for this gateway.
+func (p *Proxy) verifyToken(ctx context.Context, token string, r *http.Request) (*auth.TokenInfo, error) {
 	pol := p.pol.Load()
-	if pol == nil || !strings.HasPrefix(token, clientKeyPrefix) || len(token) > 256 {
+	if pol == nil || len(token) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: unknown credential", auth.ErrInvalidToken)
+	}
+	if !strings.HasPrefix(token, clientKeyPrefix) {
+		return p.verifyJWT(ctx, pol, token, r.PathValue("vs"))
 	}
 	// Looked up by the hash of the presented key: the timing of a map lookup
 	// tells nothing about any stored key.
@@ -266,4 +276,77 @@ func (p *Proxy) filterTools(res mcp.Result, vs string, extra *mcp.RequestExtra) 
 		}
 	}
 	return &out
+}
+
+// oidcVerifiers caches one verifier per issuer; discovery is retried at most
+// every 10 seconds while the issuer is unreachable.
+type oidcVerifiers struct {
+	mu     sync.Mutex
+	byIss  map[string]*oidc.IDTokenVerifier
+	failed map[string]time.Time
+}
+
+func (p *Proxy) oidcVerifier(issuer string) (*oidc.IDTokenVerifier, error) {
+	p.oidc.mu.Lock()
+	defer p.oidc.mu.Unlock()
+	if v := p.oidc.byIss[issuer]; v != nil {
+		return v, nil
+	}
+	if t, ok := p.oidc.failed[issuer]; ok && time.Since(t) < 10*time.Second {
+		return nil, fmt.Errorf("identity provider %s is unreachable; retrying shortly", issuer)
+	}
+	// The provider's key set keeps this context for fetching rotated keys.
+	ctx := oidc.ClientContext(p.ctx, &http.Client{Timeout: 10 * time.Second})
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	prov, err := oidc.NewProvider(dctx, issuer)
+	if err != nil {
+		if p.oidc.failed == nil {
+			p.oidc.failed = map[string]time.Time{}
+		}
+		p.oidc.failed[issuer] = time.Now()
+		p.log.Warn("identity provider discovery failed", "issuer", issuer, "err", err)
+		return nil, fmt.Errorf("identity provider %s is unreachable", issuer)
+	}
+	// The audience is checked by verifyJWT against this gateway's resource URLs.
+	v := prov.VerifierContext(ctx, &oidc.Config{SkipClientIDCheck: true})
+	if p.oidc.byIss == nil {
+		p.oidc.byIss = map[string]*oidc.IDTokenVerifier{}
+	}
+	p.oidc.byIss[issuer] = v
+	return v, nil
+}
+
+// verifyJWT checks a bearer JWT's signature, issuer and expiry with go-oidc,
+// and that it was issued for this gateway (audience: its URL or the virtual
+// server's). The subject becomes "user:<sub>", groups come from the claim.
+func (p *Proxy) verifyJWT(ctx context.Context, pol *policy, token, vs string) (*auth.TokenInfo, error) {
+	if pol.oidcIssuer == "" {
+		return nil, fmt.Errorf("%w: not a Portcullis client key, and no identity provider is configured", auth.ErrInvalidToken)
+	}
+	v, err := p.oidcVerifier(pol.oidcIssuer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
+	}
+	idt, err := v.Verify(ctx, token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
+	}
+	resources := []string{p.cfg.PublicURL, p.cfg.PublicURL + "/mcp/" + vs}
+	if !slices.ContainsFunc(idt.Audience, func(a string) bool { return slices.Contains(resources, strings.TrimSuffix(a, "/")) }) {
+		return nil, fmt.Errorf("%w: the token was not issued for this gateway (audience %v, want %s)", auth.ErrInvalidToken, idt.Audience, resources[1])
+	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
+	}
+	var groups []string
+	if raw, ok := claims[pol.groupClaim].([]any); ok {
+		for _, g := range raw {
+			if s, ok := g.(string); ok && len(groups) < 100 && len(s) <= 128 {
+				groups = append(groups, s)
+			}
+		}
+	}
+	return &auth.TokenInfo{UserID: "user:" + idt.Subject, Expiration: idt.Expiry, Extra: map[string]any{"groups": groups}}, nil
 }

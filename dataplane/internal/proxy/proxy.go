@@ -81,6 +81,8 @@ type policy struct {
 	authRequired bool
 	keys         map[[32]byte]identity
 	access       *accessIndex
+	oidcIssuer   string
+	groupClaim   string
 	// Rate limits in calls per minute (0 = unlimited), counted per gateway.
 	gatewayID               string
 	ratePrincipal, rateTool int
@@ -101,6 +103,7 @@ type Proxy struct {
 	warned    map[pinKey]string // quarantine already logged for this live hash
 
 	flows sync.Map // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched
+	oidc  oidcVerifiers
 
 	invChanged chan struct{}
 	invMu      sync.Mutex
@@ -202,6 +205,10 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 	}
 	pol.authRequired, pol.keys, pol.access = b.GetClientAuth().GetRequired(), keys, indexRules(rules, keys)
 	pol.gatewayID = b.GetGatewayId()
+	pol.oidcIssuer, pol.groupClaim = b.GetClientAuth().GetOidcIssuer(), b.GetClientAuth().GetGroupClaim()
+	if pol.groupClaim == "" {
+		pol.groupClaim = "groups"
+	}
 	pol.ratePrincipal, pol.rateTool = int(b.GetRateLimits().GetPrincipalPerMinute()), int(b.GetRateLimits().GetToolPerMinute())
 	for _, pin := range b.GetToolPins() {
 		if l := parseLabels(pin.GetFlowLabels()); l != 0 {
@@ -789,8 +796,12 @@ func (p *Proxy) Handler() http.Handler {
 			}
 			resource += "/mcp/" + url.PathEscape(vs)
 		}
+		servers := []string{}
+		if pol := p.pol.Load(); pol != nil && pol.oidcIssuer != "" {
+			servers = append(servers, pol.oidcIssuer)
+		}
 		auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
-			Resource: resource, AuthorizationServers: []string{}, BearerMethodsSupported: []string{"header"},
+			Resource: resource, AuthorizationServers: servers, BearerMethodsSupported: []string{"header"},
 			ResourceName: "Portcullis MCP gateway",
 		}).ServeHTTP(w, r)
 	}

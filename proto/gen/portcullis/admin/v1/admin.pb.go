@@ -4410,6 +4410,188 @@ func (x *ImportPinsResponse) GetUnchanged() int32 {
 	return 0
 }
 
+// GetClientIdentityProviderRequest is empty.
+type GetClientIdentityProviderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClientIdentityProviderRequest) Reset() {
+	*x = GetClientIdentityProviderRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClientIdentityProviderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClientIdentityProviderRequest) ProtoMessage() {}
+
+func (x *GetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClientIdentityProviderRequest.ProtoReflect.Descriptor instead.
+func (*GetClientIdentityProviderRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+}
+
+// GetClientIdentityProviderResponse has the settings.
+type GetClientIdentityProviderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Issuer        string                 `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	GroupClaim    string                 `protobuf:"bytes,2,opt,name=group_claim,json=groupClaim,proto3" json:"group_claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClientIdentityProviderResponse) Reset() {
+	*x = GetClientIdentityProviderResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClientIdentityProviderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClientIdentityProviderResponse) ProtoMessage() {}
+
+func (x *GetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClientIdentityProviderResponse.ProtoReflect.Descriptor instead.
+func (*GetClientIdentityProviderResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *GetClientIdentityProviderResponse) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *GetClientIdentityProviderResponse) GetGroupClaim() string {
+	if x != nil {
+		return x.GroupClaim
+	}
+	return ""
+}
+
+// SetClientIdentityProviderRequest sets them.
+type SetClientIdentityProviderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// https URL of an OpenID Provider (Entra ID, Okta, Keycloak, Google…); "" turns JWTs off.
+	Issuer string `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// Claim with the user's groups; default "groups".
+	GroupClaim    string `protobuf:"bytes,2,opt,name=group_claim,json=groupClaim,proto3" json:"group_claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClientIdentityProviderRequest) Reset() {
+	*x = SetClientIdentityProviderRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClientIdentityProviderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClientIdentityProviderRequest) ProtoMessage() {}
+
+func (x *SetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClientIdentityProviderRequest.ProtoReflect.Descriptor instead.
+func (*SetClientIdentityProviderRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *SetClientIdentityProviderRequest) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *SetClientIdentityProviderRequest) GetGroupClaim() string {
+	if x != nil {
+		return x.GroupClaim
+	}
+	return ""
+}
+
+// SetClientIdentityProviderResponse is empty.
+type SetClientIdentityProviderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClientIdentityProviderResponse) Reset() {
+	*x = SetClientIdentityProviderResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClientIdentityProviderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClientIdentityProviderResponse) ProtoMessage() {}
+
+func (x *SetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClientIdentityProviderResponse.ProtoReflect.Descriptor instead.
+func (*SetClientIdentityProviderResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
+}
+
 // SetRateLimitsRequest sets a gateway's limits.
 type SetRateLimitsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -4424,7 +4606,7 @@ type SetRateLimitsRequest struct {
 
 func (x *SetRateLimitsRequest) Reset() {
 	*x = SetRateLimitsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4436,7 +4618,7 @@ func (x *SetRateLimitsRequest) String() string {
 func (*SetRateLimitsRequest) ProtoMessage() {}
 
 func (x *SetRateLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4449,7 +4631,7 @@ func (x *SetRateLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRateLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetRateLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *SetRateLimitsRequest) GetGatewayId() string {
@@ -4482,7 +4664,7 @@ type SetRateLimitsResponse struct {
 
 func (x *SetRateLimitsResponse) Reset() {
 	*x = SetRateLimitsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4494,7 +4676,7 @@ func (x *SetRateLimitsResponse) String() string {
 func (*SetRateLimitsResponse) ProtoMessage() {}
 
 func (x *SetRateLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4507,7 +4689,7 @@ func (x *SetRateLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRateLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetRateLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
 }
 
 // ClientKey authenticates an MCP client at the tenant's gateways.
@@ -4525,7 +4707,7 @@ type ClientKey struct {
 
 func (x *ClientKey) Reset() {
 	*x = ClientKey{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4537,7 +4719,7 @@ func (x *ClientKey) String() string {
 func (*ClientKey) ProtoMessage() {}
 
 func (x *ClientKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4550,7 +4732,7 @@ func (x *ClientKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
 func (*ClientKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ClientKey) GetId() string {
@@ -4597,7 +4779,7 @@ type ListClientKeysRequest struct {
 
 func (x *ListClientKeysRequest) Reset() {
 	*x = ListClientKeysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4609,7 +4791,7 @@ func (x *ListClientKeysRequest) String() string {
 func (*ListClientKeysRequest) ProtoMessage() {}
 
 func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4622,7 +4804,7 @@ func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListClientKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
 }
 
 // ListClientKeysResponse lists keys.
@@ -4635,7 +4817,7 @@ type ListClientKeysResponse struct {
 
 func (x *ListClientKeysResponse) Reset() {
 	*x = ListClientKeysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4647,7 +4829,7 @@ func (x *ListClientKeysResponse) String() string {
 func (*ListClientKeysResponse) ProtoMessage() {}
 
 func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4660,7 +4842,7 @@ func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListClientKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ListClientKeysResponse) GetKeys() []*ClientKey {
@@ -4681,7 +4863,7 @@ type CreateClientKeyRequest struct {
 
 func (x *CreateClientKeyRequest) Reset() {
 	*x = CreateClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4693,7 +4875,7 @@ func (x *CreateClientKeyRequest) String() string {
 func (*CreateClientKeyRequest) ProtoMessage() {}
 
 func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4706,7 +4888,7 @@ func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *CreateClientKeyRequest) GetName() string {
@@ -4735,7 +4917,7 @@ type CreateClientKeyResponse struct {
 
 func (x *CreateClientKeyResponse) Reset() {
 	*x = CreateClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4747,7 +4929,7 @@ func (x *CreateClientKeyResponse) String() string {
 func (*CreateClientKeyResponse) ProtoMessage() {}
 
 func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4760,7 +4942,7 @@ func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *CreateClientKeyResponse) GetKey() *ClientKey {
@@ -4787,7 +4969,7 @@ type RevokeClientKeyRequest struct {
 
 func (x *RevokeClientKeyRequest) Reset() {
 	*x = RevokeClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4799,7 +4981,7 @@ func (x *RevokeClientKeyRequest) String() string {
 func (*RevokeClientKeyRequest) ProtoMessage() {}
 
 func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4812,7 +4994,7 @@ func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *RevokeClientKeyRequest) GetId() string {
@@ -4831,7 +5013,7 @@ type RevokeClientKeyResponse struct {
 
 func (x *RevokeClientKeyResponse) Reset() {
 	*x = RevokeClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4843,7 +5025,7 @@ func (x *RevokeClientKeyResponse) String() string {
 func (*RevokeClientKeyResponse) ProtoMessage() {}
 
 func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4856,7 +5038,7 @@ func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
 }
 
 // SetClientAuthRequest sets a gateway's client authentication.
@@ -4870,7 +5052,7 @@ type SetClientAuthRequest struct {
 
 func (x *SetClientAuthRequest) Reset() {
 	*x = SetClientAuthRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4882,7 +5064,7 @@ func (x *SetClientAuthRequest) String() string {
 func (*SetClientAuthRequest) ProtoMessage() {}
 
 func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4895,7 +5077,7 @@ func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthRequest.ProtoReflect.Descriptor instead.
 func (*SetClientAuthRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *SetClientAuthRequest) GetGatewayId() string {
@@ -4921,7 +5103,7 @@ type SetClientAuthResponse struct {
 
 func (x *SetClientAuthResponse) Reset() {
 	*x = SetClientAuthResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4933,7 +5115,7 @@ func (x *SetClientAuthResponse) String() string {
 func (*SetClientAuthResponse) ProtoMessage() {}
 
 func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4946,7 +5128,7 @@ func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthResponse.ProtoReflect.Descriptor instead.
 func (*SetClientAuthResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
 }
 
 // AccessRule lets or stops a principal calling tools on a virtual server.
@@ -4974,7 +5156,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4986,7 +5168,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4999,7 +5181,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *AccessRule) GetId() string {
@@ -5075,7 +5257,7 @@ type ListAccessRulesRequest struct {
 
 func (x *ListAccessRulesRequest) Reset() {
 	*x = ListAccessRulesRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5087,7 +5269,7 @@ func (x *ListAccessRulesRequest) String() string {
 func (*ListAccessRulesRequest) ProtoMessage() {}
 
 func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5100,7 +5282,7 @@ func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ListAccessRulesRequest) GetGatewayId() string {
@@ -5120,7 +5302,7 @@ type ListAccessRulesResponse struct {
 
 func (x *ListAccessRulesResponse) Reset() {
 	*x = ListAccessRulesResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5132,7 +5314,7 @@ func (x *ListAccessRulesResponse) String() string {
 func (*ListAccessRulesResponse) ProtoMessage() {}
 
 func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5145,7 +5327,7 @@ func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ListAccessRulesResponse) GetRules() []*AccessRule {
@@ -5165,7 +5347,7 @@ type CreateAccessRuleRequest struct {
 
 func (x *CreateAccessRuleRequest) Reset() {
 	*x = CreateAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5177,7 +5359,7 @@ func (x *CreateAccessRuleRequest) String() string {
 func (*CreateAccessRuleRequest) ProtoMessage() {}
 
 func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5190,7 +5372,7 @@ func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *CreateAccessRuleRequest) GetRule() *AccessRule {
@@ -5210,7 +5392,7 @@ type CreateAccessRuleResponse struct {
 
 func (x *CreateAccessRuleResponse) Reset() {
 	*x = CreateAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5222,7 +5404,7 @@ func (x *CreateAccessRuleResponse) String() string {
 func (*CreateAccessRuleResponse) ProtoMessage() {}
 
 func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5235,7 +5417,7 @@ func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *CreateAccessRuleResponse) GetRule() *AccessRule {
@@ -5255,7 +5437,7 @@ type DeleteAccessRuleRequest struct {
 
 func (x *DeleteAccessRuleRequest) Reset() {
 	*x = DeleteAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5267,7 +5449,7 @@ func (x *DeleteAccessRuleRequest) String() string {
 func (*DeleteAccessRuleRequest) ProtoMessage() {}
 
 func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5280,7 +5462,7 @@ func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *DeleteAccessRuleRequest) GetId() string {
@@ -5299,7 +5481,7 @@ type DeleteAccessRuleResponse struct {
 
 func (x *DeleteAccessRuleResponse) Reset() {
 	*x = DeleteAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5311,7 +5493,7 @@ func (x *DeleteAccessRuleResponse) String() string {
 func (*DeleteAccessRuleResponse) ProtoMessage() {}
 
 func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5324,7 +5506,7 @@ func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{97}
 }
 
 // GetResultScanningRequest is empty.
@@ -5336,7 +5518,7 @@ type GetResultScanningRequest struct {
 
 func (x *GetResultScanningRequest) Reset() {
 	*x = GetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5348,7 +5530,7 @@ func (x *GetResultScanningRequest) String() string {
 func (*GetResultScanningRequest) ProtoMessage() {}
 
 func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5361,7 +5543,7 @@ func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*GetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{98}
 }
 
 // GetResultScanningResponse has the setting.
@@ -5374,7 +5556,7 @@ type GetResultScanningResponse struct {
 
 func (x *GetResultScanningResponse) Reset() {
 	*x = GetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5386,7 +5568,7 @@ func (x *GetResultScanningResponse) String() string {
 func (*GetResultScanningResponse) ProtoMessage() {}
 
 func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5399,7 +5581,7 @@ func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*GetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *GetResultScanningResponse) GetAction() ResultAction {
@@ -5419,7 +5601,7 @@ type SetResultScanningRequest struct {
 
 func (x *SetResultScanningRequest) Reset() {
 	*x = SetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5431,7 +5613,7 @@ func (x *SetResultScanningRequest) String() string {
 func (*SetResultScanningRequest) ProtoMessage() {}
 
 func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5444,7 +5626,7 @@ func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*SetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{96}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *SetResultScanningRequest) GetAction() ResultAction {
@@ -5463,7 +5645,7 @@ type SetResultScanningResponse struct {
 
 func (x *SetResultScanningResponse) Reset() {
 	*x = SetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5475,7 +5657,7 @@ func (x *SetResultScanningResponse) String() string {
 func (*SetResultScanningResponse) ProtoMessage() {}
 
 func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5488,7 +5670,7 @@ func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*SetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{97}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{101}
 }
 
 var File_portcullis_admin_v1_admin_proto protoreflect.FileDescriptor
@@ -5775,7 +5957,17 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x12ImportPinsResponse\x12\x16\n" +
 	"\x06pinned\x18\x01 \x01(\x05R\x06pinned\x12\x1a\n" +
 	"\bunpinned\x18\x02 \x01(\x05R\bunpinned\x12\x1c\n" +
-	"\tunchanged\x18\x03 \x01(\x05R\tunchanged\"\x8f\x01\n" +
+	"\tunchanged\x18\x03 \x01(\x05R\tunchanged\"\"\n" +
+	" GetClientIdentityProviderRequest\"\\\n" +
+	"!GetClientIdentityProviderResponse\x12\x16\n" +
+	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x1f\n" +
+	"\vgroup_claim\x18\x02 \x01(\tR\n" +
+	"groupClaim\"[\n" +
+	" SetClientIdentityProviderRequest\x12\x16\n" +
+	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x1f\n" +
+	"\vgroup_claim\x18\x02 \x01(\tR\n" +
+	"groupClaim\"#\n" +
+	"!SetClientIdentityProviderResponse\"\x8f\x01\n" +
 	"\x14SetRateLimitsRequest\x12\x1d\n" +
 	"\n" +
 	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x120\n" +
@@ -5895,7 +6087,8 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"ExportPins\x12&.portcullis.admin.v1.ExportPinsRequest\x1a'.portcullis.admin.v1.ExportPinsResponse\x12]\n" +
 	"\n" +
-	"ImportPins\x12&.portcullis.admin.v1.ImportPinsRequest\x1a'.portcullis.admin.v1.ImportPinsResponse2\xde\b\n" +
+	"ImportPins\x12&.portcullis.admin.v1.ImportPinsRequest\x1a'.portcullis.admin.v1.ImportPinsResponse2\xf8\n" +
+	"\n" +
 	"\rPolicyService\x12r\n" +
 	"\x11GetResultScanning\x12-.portcullis.admin.v1.GetResultScanningRequest\x1a..portcullis.admin.v1.GetResultScanningResponse\x12r\n" +
 	"\x11SetResultScanning\x12-.portcullis.admin.v1.SetResultScanningRequest\x1a..portcullis.admin.v1.SetResultScanningResponse\x12i\n" +
@@ -5906,7 +6099,9 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fListAccessRules\x12+.portcullis.admin.v1.ListAccessRulesRequest\x1a,.portcullis.admin.v1.ListAccessRulesResponse\x12o\n" +
 	"\x10CreateAccessRule\x12,.portcullis.admin.v1.CreateAccessRuleRequest\x1a-.portcullis.admin.v1.CreateAccessRuleResponse\x12o\n" +
 	"\x10DeleteAccessRule\x12,.portcullis.admin.v1.DeleteAccessRuleRequest\x1a-.portcullis.admin.v1.DeleteAccessRuleResponse\x12f\n" +
-	"\rSetRateLimits\x12).portcullis.admin.v1.SetRateLimitsRequest\x1a*.portcullis.admin.v1.SetRateLimitsResponseB\xdf\x01\n" +
+	"\rSetRateLimits\x12).portcullis.admin.v1.SetRateLimitsRequest\x1a*.portcullis.admin.v1.SetRateLimitsResponse\x12\x8a\x01\n" +
+	"\x19GetClientIdentityProvider\x125.portcullis.admin.v1.GetClientIdentityProviderRequest\x1a6.portcullis.admin.v1.GetClientIdentityProviderResponse\x12\x8a\x01\n" +
+	"\x19SetClientIdentityProvider\x125.portcullis.admin.v1.SetClientIdentityProviderRequest\x1a6.portcullis.admin.v1.SetClientIdentityProviderResponseB\xdf\x01\n" +
 	"\x17com.portcullis.admin.v1B\n" +
 	"AdminProtoP\x01ZJgithub.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1;adminv1\xa2\x02\x03PAX\xaa\x02\x13Portcullis.Admin.V1\xca\x02\x13Portcullis\\Admin\\V1\xe2\x02\x1fPortcullis\\Admin\\V1\\GPBMetadata\xea\x02\x15Portcullis::Admin::V1b\x06proto3"
 
@@ -5923,150 +6118,154 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 99)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
-	(Role)(0),                             // 0: portcullis.admin.v1.Role
-	(Transport)(0),                        // 1: portcullis.admin.v1.Transport
-	(ResultAction)(0),                     // 2: portcullis.admin.v1.ResultAction
-	(*Tenant)(nil),                        // 3: portcullis.admin.v1.Tenant
-	(*ListTenantsRequest)(nil),            // 4: portcullis.admin.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),           // 5: portcullis.admin.v1.ListTenantsResponse
-	(*CreateTenantRequest)(nil),           // 6: portcullis.admin.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),          // 7: portcullis.admin.v1.CreateTenantResponse
-	(*Member)(nil),                        // 8: portcullis.admin.v1.Member
-	(*ListMembersRequest)(nil),            // 9: portcullis.admin.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),           // 10: portcullis.admin.v1.ListMembersResponse
-	(*InviteMemberRequest)(nil),           // 11: portcullis.admin.v1.InviteMemberRequest
-	(*InviteMemberResponse)(nil),          // 12: portcullis.admin.v1.InviteMemberResponse
-	(*SetMemberRoleRequest)(nil),          // 13: portcullis.admin.v1.SetMemberRoleRequest
-	(*SetMemberRoleResponse)(nil),         // 14: portcullis.admin.v1.SetMemberRoleResponse
-	(*RemoveMemberRequest)(nil),           // 15: portcullis.admin.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),          // 16: portcullis.admin.v1.RemoveMemberResponse
-	(*Agent)(nil),                         // 17: portcullis.admin.v1.Agent
-	(*Gateway)(nil),                       // 18: portcullis.admin.v1.Gateway
-	(*ListGatewaysRequest)(nil),           // 19: portcullis.admin.v1.ListGatewaysRequest
-	(*ListGatewaysResponse)(nil),          // 20: portcullis.admin.v1.ListGatewaysResponse
-	(*GetGatewayRequest)(nil),             // 21: portcullis.admin.v1.GetGatewayRequest
-	(*GetGatewayResponse)(nil),            // 22: portcullis.admin.v1.GetGatewayResponse
-	(*CreateGatewayRequest)(nil),          // 23: portcullis.admin.v1.CreateGatewayRequest
-	(*CreateGatewayResponse)(nil),         // 24: portcullis.admin.v1.CreateGatewayResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 25: portcullis.admin.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 26: portcullis.admin.v1.CreateEnrollmentTokenResponse
-	(*Upstream)(nil),                      // 27: portcullis.admin.v1.Upstream
-	(*ListUpstreamsRequest)(nil),          // 28: portcullis.admin.v1.ListUpstreamsRequest
-	(*ListUpstreamsResponse)(nil),         // 29: portcullis.admin.v1.ListUpstreamsResponse
-	(*CreateUpstreamRequest)(nil),         // 30: portcullis.admin.v1.CreateUpstreamRequest
-	(*CreateUpstreamResponse)(nil),        // 31: portcullis.admin.v1.CreateUpstreamResponse
-	(*VirtualServer)(nil),                 // 32: portcullis.admin.v1.VirtualServer
-	(*ListVirtualServersRequest)(nil),     // 33: portcullis.admin.v1.ListVirtualServersRequest
-	(*ListVirtualServersResponse)(nil),    // 34: portcullis.admin.v1.ListVirtualServersResponse
-	(*CreateVirtualServerRequest)(nil),    // 35: portcullis.admin.v1.CreateVirtualServerRequest
-	(*CreateVirtualServerResponse)(nil),   // 36: portcullis.admin.v1.CreateVirtualServerResponse
-	(*Tool)(nil),                          // 37: portcullis.admin.v1.Tool
-	(*SetToolLabelsRequest)(nil),          // 38: portcullis.admin.v1.SetToolLabelsRequest
-	(*SetToolLabelsResponse)(nil),         // 39: portcullis.admin.v1.SetToolLabelsResponse
-	(*ListToolsRequest)(nil),              // 40: portcullis.admin.v1.ListToolsRequest
-	(*ListToolsResponse)(nil),             // 41: portcullis.admin.v1.ListToolsResponse
-	(*PinToolRequest)(nil),                // 42: portcullis.admin.v1.PinToolRequest
-	(*PinToolResponse)(nil),               // 43: portcullis.admin.v1.PinToolResponse
-	(*UnpinToolRequest)(nil),              // 44: portcullis.admin.v1.UnpinToolRequest
-	(*UnpinToolResponse)(nil),             // 45: portcullis.admin.v1.UnpinToolResponse
-	(*APIKey)(nil),                        // 46: portcullis.admin.v1.APIKey
-	(*ListAPIKeysRequest)(nil),            // 47: portcullis.admin.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),           // 48: portcullis.admin.v1.ListAPIKeysResponse
-	(*CreateAPIKeyRequest)(nil),           // 49: portcullis.admin.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),          // 50: portcullis.admin.v1.CreateAPIKeyResponse
-	(*RevokeAPIKeyRequest)(nil),           // 51: portcullis.admin.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),          // 52: portcullis.admin.v1.RevokeAPIKeyResponse
-	(*AuditEvent)(nil),                    // 53: portcullis.admin.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 54: portcullis.admin.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 55: portcullis.admin.v1.ListAuditEventsResponse
-	(*ChangeRequest)(nil),                 // 56: portcullis.admin.v1.ChangeRequest
-	(*Finding)(nil),                       // 57: portcullis.admin.v1.Finding
-	(*DiffLine)(nil),                      // 58: portcullis.admin.v1.DiffLine
-	(*Decision)(nil),                      // 59: portcullis.admin.v1.Decision
-	(*AgentProgress)(nil),                 // 60: portcullis.admin.v1.AgentProgress
-	(*ListChangeRequestsRequest)(nil),     // 61: portcullis.admin.v1.ListChangeRequestsRequest
-	(*ListChangeRequestsResponse)(nil),    // 62: portcullis.admin.v1.ListChangeRequestsResponse
-	(*GetChangeRequestRequest)(nil),       // 63: portcullis.admin.v1.GetChangeRequestRequest
-	(*GetChangeRequestResponse)(nil),      // 64: portcullis.admin.v1.GetChangeRequestResponse
-	(*ProposeChangeRequest)(nil),          // 65: portcullis.admin.v1.ProposeChangeRequest
-	(*ProposeChangeResponse)(nil),         // 66: portcullis.admin.v1.ProposeChangeResponse
-	(*ApproveChangeRequest)(nil),          // 67: portcullis.admin.v1.ApproveChangeRequest
-	(*ApproveChangeResponse)(nil),         // 68: portcullis.admin.v1.ApproveChangeResponse
-	(*RejectChangeRequest)(nil),           // 69: portcullis.admin.v1.RejectChangeRequest
-	(*RejectChangeResponse)(nil),          // 70: portcullis.admin.v1.RejectChangeResponse
-	(*GetApprovalPolicyRequest)(nil),      // 71: portcullis.admin.v1.GetApprovalPolicyRequest
-	(*GetApprovalPolicyResponse)(nil),     // 72: portcullis.admin.v1.GetApprovalPolicyResponse
-	(*SetApprovalPolicyRequest)(nil),      // 73: portcullis.admin.v1.SetApprovalPolicyRequest
-	(*SetApprovalPolicyResponse)(nil),     // 74: portcullis.admin.v1.SetApprovalPolicyResponse
-	(*ExportPinsRequest)(nil),             // 75: portcullis.admin.v1.ExportPinsRequest
-	(*ExportPinsResponse)(nil),            // 76: portcullis.admin.v1.ExportPinsResponse
-	(*ImportPinsRequest)(nil),             // 77: portcullis.admin.v1.ImportPinsRequest
-	(*ImportPinsResponse)(nil),            // 78: portcullis.admin.v1.ImportPinsResponse
-	(*SetRateLimitsRequest)(nil),          // 79: portcullis.admin.v1.SetRateLimitsRequest
-	(*SetRateLimitsResponse)(nil),         // 80: portcullis.admin.v1.SetRateLimitsResponse
-	(*ClientKey)(nil),                     // 81: portcullis.admin.v1.ClientKey
-	(*ListClientKeysRequest)(nil),         // 82: portcullis.admin.v1.ListClientKeysRequest
-	(*ListClientKeysResponse)(nil),        // 83: portcullis.admin.v1.ListClientKeysResponse
-	(*CreateClientKeyRequest)(nil),        // 84: portcullis.admin.v1.CreateClientKeyRequest
-	(*CreateClientKeyResponse)(nil),       // 85: portcullis.admin.v1.CreateClientKeyResponse
-	(*RevokeClientKeyRequest)(nil),        // 86: portcullis.admin.v1.RevokeClientKeyRequest
-	(*RevokeClientKeyResponse)(nil),       // 87: portcullis.admin.v1.RevokeClientKeyResponse
-	(*SetClientAuthRequest)(nil),          // 88: portcullis.admin.v1.SetClientAuthRequest
-	(*SetClientAuthResponse)(nil),         // 89: portcullis.admin.v1.SetClientAuthResponse
-	(*AccessRule)(nil),                    // 90: portcullis.admin.v1.AccessRule
-	(*ListAccessRulesRequest)(nil),        // 91: portcullis.admin.v1.ListAccessRulesRequest
-	(*ListAccessRulesResponse)(nil),       // 92: portcullis.admin.v1.ListAccessRulesResponse
-	(*CreateAccessRuleRequest)(nil),       // 93: portcullis.admin.v1.CreateAccessRuleRequest
-	(*CreateAccessRuleResponse)(nil),      // 94: portcullis.admin.v1.CreateAccessRuleResponse
-	(*DeleteAccessRuleRequest)(nil),       // 95: portcullis.admin.v1.DeleteAccessRuleRequest
-	(*DeleteAccessRuleResponse)(nil),      // 96: portcullis.admin.v1.DeleteAccessRuleResponse
-	(*GetResultScanningRequest)(nil),      // 97: portcullis.admin.v1.GetResultScanningRequest
-	(*GetResultScanningResponse)(nil),     // 98: portcullis.admin.v1.GetResultScanningResponse
-	(*SetResultScanningRequest)(nil),      // 99: portcullis.admin.v1.SetResultScanningRequest
-	(*SetResultScanningResponse)(nil),     // 100: portcullis.admin.v1.SetResultScanningResponse
-	nil,                                   // 101: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),         // 102: google.protobuf.Timestamp
+	(Role)(0),                                 // 0: portcullis.admin.v1.Role
+	(Transport)(0),                            // 1: portcullis.admin.v1.Transport
+	(ResultAction)(0),                         // 2: portcullis.admin.v1.ResultAction
+	(*Tenant)(nil),                            // 3: portcullis.admin.v1.Tenant
+	(*ListTenantsRequest)(nil),                // 4: portcullis.admin.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),               // 5: portcullis.admin.v1.ListTenantsResponse
+	(*CreateTenantRequest)(nil),               // 6: portcullis.admin.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),              // 7: portcullis.admin.v1.CreateTenantResponse
+	(*Member)(nil),                            // 8: portcullis.admin.v1.Member
+	(*ListMembersRequest)(nil),                // 9: portcullis.admin.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),               // 10: portcullis.admin.v1.ListMembersResponse
+	(*InviteMemberRequest)(nil),               // 11: portcullis.admin.v1.InviteMemberRequest
+	(*InviteMemberResponse)(nil),              // 12: portcullis.admin.v1.InviteMemberResponse
+	(*SetMemberRoleRequest)(nil),              // 13: portcullis.admin.v1.SetMemberRoleRequest
+	(*SetMemberRoleResponse)(nil),             // 14: portcullis.admin.v1.SetMemberRoleResponse
+	(*RemoveMemberRequest)(nil),               // 15: portcullis.admin.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),              // 16: portcullis.admin.v1.RemoveMemberResponse
+	(*Agent)(nil),                             // 17: portcullis.admin.v1.Agent
+	(*Gateway)(nil),                           // 18: portcullis.admin.v1.Gateway
+	(*ListGatewaysRequest)(nil),               // 19: portcullis.admin.v1.ListGatewaysRequest
+	(*ListGatewaysResponse)(nil),              // 20: portcullis.admin.v1.ListGatewaysResponse
+	(*GetGatewayRequest)(nil),                 // 21: portcullis.admin.v1.GetGatewayRequest
+	(*GetGatewayResponse)(nil),                // 22: portcullis.admin.v1.GetGatewayResponse
+	(*CreateGatewayRequest)(nil),              // 23: portcullis.admin.v1.CreateGatewayRequest
+	(*CreateGatewayResponse)(nil),             // 24: portcullis.admin.v1.CreateGatewayResponse
+	(*CreateEnrollmentTokenRequest)(nil),      // 25: portcullis.admin.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil),     // 26: portcullis.admin.v1.CreateEnrollmentTokenResponse
+	(*Upstream)(nil),                          // 27: portcullis.admin.v1.Upstream
+	(*ListUpstreamsRequest)(nil),              // 28: portcullis.admin.v1.ListUpstreamsRequest
+	(*ListUpstreamsResponse)(nil),             // 29: portcullis.admin.v1.ListUpstreamsResponse
+	(*CreateUpstreamRequest)(nil),             // 30: portcullis.admin.v1.CreateUpstreamRequest
+	(*CreateUpstreamResponse)(nil),            // 31: portcullis.admin.v1.CreateUpstreamResponse
+	(*VirtualServer)(nil),                     // 32: portcullis.admin.v1.VirtualServer
+	(*ListVirtualServersRequest)(nil),         // 33: portcullis.admin.v1.ListVirtualServersRequest
+	(*ListVirtualServersResponse)(nil),        // 34: portcullis.admin.v1.ListVirtualServersResponse
+	(*CreateVirtualServerRequest)(nil),        // 35: portcullis.admin.v1.CreateVirtualServerRequest
+	(*CreateVirtualServerResponse)(nil),       // 36: portcullis.admin.v1.CreateVirtualServerResponse
+	(*Tool)(nil),                              // 37: portcullis.admin.v1.Tool
+	(*SetToolLabelsRequest)(nil),              // 38: portcullis.admin.v1.SetToolLabelsRequest
+	(*SetToolLabelsResponse)(nil),             // 39: portcullis.admin.v1.SetToolLabelsResponse
+	(*ListToolsRequest)(nil),                  // 40: portcullis.admin.v1.ListToolsRequest
+	(*ListToolsResponse)(nil),                 // 41: portcullis.admin.v1.ListToolsResponse
+	(*PinToolRequest)(nil),                    // 42: portcullis.admin.v1.PinToolRequest
+	(*PinToolResponse)(nil),                   // 43: portcullis.admin.v1.PinToolResponse
+	(*UnpinToolRequest)(nil),                  // 44: portcullis.admin.v1.UnpinToolRequest
+	(*UnpinToolResponse)(nil),                 // 45: portcullis.admin.v1.UnpinToolResponse
+	(*APIKey)(nil),                            // 46: portcullis.admin.v1.APIKey
+	(*ListAPIKeysRequest)(nil),                // 47: portcullis.admin.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),               // 48: portcullis.admin.v1.ListAPIKeysResponse
+	(*CreateAPIKeyRequest)(nil),               // 49: portcullis.admin.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),              // 50: portcullis.admin.v1.CreateAPIKeyResponse
+	(*RevokeAPIKeyRequest)(nil),               // 51: portcullis.admin.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),              // 52: portcullis.admin.v1.RevokeAPIKeyResponse
+	(*AuditEvent)(nil),                        // 53: portcullis.admin.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),            // 54: portcullis.admin.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),           // 55: portcullis.admin.v1.ListAuditEventsResponse
+	(*ChangeRequest)(nil),                     // 56: portcullis.admin.v1.ChangeRequest
+	(*Finding)(nil),                           // 57: portcullis.admin.v1.Finding
+	(*DiffLine)(nil),                          // 58: portcullis.admin.v1.DiffLine
+	(*Decision)(nil),                          // 59: portcullis.admin.v1.Decision
+	(*AgentProgress)(nil),                     // 60: portcullis.admin.v1.AgentProgress
+	(*ListChangeRequestsRequest)(nil),         // 61: portcullis.admin.v1.ListChangeRequestsRequest
+	(*ListChangeRequestsResponse)(nil),        // 62: portcullis.admin.v1.ListChangeRequestsResponse
+	(*GetChangeRequestRequest)(nil),           // 63: portcullis.admin.v1.GetChangeRequestRequest
+	(*GetChangeRequestResponse)(nil),          // 64: portcullis.admin.v1.GetChangeRequestResponse
+	(*ProposeChangeRequest)(nil),              // 65: portcullis.admin.v1.ProposeChangeRequest
+	(*ProposeChangeResponse)(nil),             // 66: portcullis.admin.v1.ProposeChangeResponse
+	(*ApproveChangeRequest)(nil),              // 67: portcullis.admin.v1.ApproveChangeRequest
+	(*ApproveChangeResponse)(nil),             // 68: portcullis.admin.v1.ApproveChangeResponse
+	(*RejectChangeRequest)(nil),               // 69: portcullis.admin.v1.RejectChangeRequest
+	(*RejectChangeResponse)(nil),              // 70: portcullis.admin.v1.RejectChangeResponse
+	(*GetApprovalPolicyRequest)(nil),          // 71: portcullis.admin.v1.GetApprovalPolicyRequest
+	(*GetApprovalPolicyResponse)(nil),         // 72: portcullis.admin.v1.GetApprovalPolicyResponse
+	(*SetApprovalPolicyRequest)(nil),          // 73: portcullis.admin.v1.SetApprovalPolicyRequest
+	(*SetApprovalPolicyResponse)(nil),         // 74: portcullis.admin.v1.SetApprovalPolicyResponse
+	(*ExportPinsRequest)(nil),                 // 75: portcullis.admin.v1.ExportPinsRequest
+	(*ExportPinsResponse)(nil),                // 76: portcullis.admin.v1.ExportPinsResponse
+	(*ImportPinsRequest)(nil),                 // 77: portcullis.admin.v1.ImportPinsRequest
+	(*ImportPinsResponse)(nil),                // 78: portcullis.admin.v1.ImportPinsResponse
+	(*GetClientIdentityProviderRequest)(nil),  // 79: portcullis.admin.v1.GetClientIdentityProviderRequest
+	(*GetClientIdentityProviderResponse)(nil), // 80: portcullis.admin.v1.GetClientIdentityProviderResponse
+	(*SetClientIdentityProviderRequest)(nil),  // 81: portcullis.admin.v1.SetClientIdentityProviderRequest
+	(*SetClientIdentityProviderResponse)(nil), // 82: portcullis.admin.v1.SetClientIdentityProviderResponse
+	(*SetRateLimitsRequest)(nil),              // 83: portcullis.admin.v1.SetRateLimitsRequest
+	(*SetRateLimitsResponse)(nil),             // 84: portcullis.admin.v1.SetRateLimitsResponse
+	(*ClientKey)(nil),                         // 85: portcullis.admin.v1.ClientKey
+	(*ListClientKeysRequest)(nil),             // 86: portcullis.admin.v1.ListClientKeysRequest
+	(*ListClientKeysResponse)(nil),            // 87: portcullis.admin.v1.ListClientKeysResponse
+	(*CreateClientKeyRequest)(nil),            // 88: portcullis.admin.v1.CreateClientKeyRequest
+	(*CreateClientKeyResponse)(nil),           // 89: portcullis.admin.v1.CreateClientKeyResponse
+	(*RevokeClientKeyRequest)(nil),            // 90: portcullis.admin.v1.RevokeClientKeyRequest
+	(*RevokeClientKeyResponse)(nil),           // 91: portcullis.admin.v1.RevokeClientKeyResponse
+	(*SetClientAuthRequest)(nil),              // 92: portcullis.admin.v1.SetClientAuthRequest
+	(*SetClientAuthResponse)(nil),             // 93: portcullis.admin.v1.SetClientAuthResponse
+	(*AccessRule)(nil),                        // 94: portcullis.admin.v1.AccessRule
+	(*ListAccessRulesRequest)(nil),            // 95: portcullis.admin.v1.ListAccessRulesRequest
+	(*ListAccessRulesResponse)(nil),           // 96: portcullis.admin.v1.ListAccessRulesResponse
+	(*CreateAccessRuleRequest)(nil),           // 97: portcullis.admin.v1.CreateAccessRuleRequest
+	(*CreateAccessRuleResponse)(nil),          // 98: portcullis.admin.v1.CreateAccessRuleResponse
+	(*DeleteAccessRuleRequest)(nil),           // 99: portcullis.admin.v1.DeleteAccessRuleRequest
+	(*DeleteAccessRuleResponse)(nil),          // 100: portcullis.admin.v1.DeleteAccessRuleResponse
+	(*GetResultScanningRequest)(nil),          // 101: portcullis.admin.v1.GetResultScanningRequest
+	(*GetResultScanningResponse)(nil),         // 102: portcullis.admin.v1.GetResultScanningResponse
+	(*SetResultScanningRequest)(nil),          // 103: portcullis.admin.v1.SetResultScanningRequest
+	(*SetResultScanningResponse)(nil),         // 104: portcullis.admin.v1.SetResultScanningResponse
+	nil,                                       // 105: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),             // 106: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,   // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
 	3,   // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
 	3,   // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,   // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	102, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	106, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
 	8,   // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,   // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
 	8,   // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,   // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	102, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	102, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	106, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	106, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
 	17,  // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
 	18,  // 12: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
 	18,  // 13: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	18,  // 14: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	102, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	106, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 16: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	101, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	105, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
 	27,  // 18: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
 	27,  // 19: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
 	27,  // 20: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
 	32,  // 21: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
 	32,  // 22: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	102, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	106, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
 	37,  // 24: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
 	0,   // 25: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	102, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	102, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	106, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	106, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
 	46,  // 28: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
 	0,   // 29: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
 	46,  // 30: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	102, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	106, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	53,  // 32: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	102, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	102, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	102, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	102, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	106, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	106, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	106, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	106, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
 	56,  // 37: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
 	56,  // 38: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	58,  // 39: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
@@ -6077,12 +6276,12 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	56,  // 44: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	56,  // 45: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	56,  // 46: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	102, // 47: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
-	81,  // 48: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
-	81,  // 49: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
-	90,  // 50: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
-	90,  // 51: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
-	90,  // 52: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
+	106, // 47: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
+	85,  // 48: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
+	85,  // 49: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
+	94,  // 50: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
+	94,  // 51: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
+	94,  // 52: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
 	2,   // 53: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
 	2,   // 54: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
 	4,   // 55: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
@@ -6116,59 +6315,63 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	73,  // 83: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
 	75,  // 84: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
 	77,  // 85: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	97,  // 86: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
-	99,  // 87: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
-	82,  // 88: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
-	84,  // 89: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
-	86,  // 90: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
-	88,  // 91: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
-	91,  // 92: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
-	93,  // 93: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
-	95,  // 94: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
-	79,  // 95: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
-	5,   // 96: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	7,   // 97: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	10,  // 98: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	12,  // 99: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	14,  // 100: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	16,  // 101: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	20,  // 102: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	22,  // 103: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	24,  // 104: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	26,  // 105: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	29,  // 106: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	31,  // 107: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	34,  // 108: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	36,  // 109: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	41,  // 110: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	43,  // 111: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	45,  // 112: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	39,  // 113: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
-	48,  // 114: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	50,  // 115: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	52,  // 116: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	55,  // 117: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	62,  // 118: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	64,  // 119: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	66,  // 120: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	68,  // 121: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	70,  // 122: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	72,  // 123: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	74,  // 124: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	76,  // 125: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	78,  // 126: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	98,  // 127: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	100, // 128: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	83,  // 129: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
-	85,  // 130: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
-	87,  // 131: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
-	89,  // 132: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
-	92,  // 133: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
-	94,  // 134: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
-	96,  // 135: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
-	80,  // 136: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
-	96,  // [96:137] is the sub-list for method output_type
-	55,  // [55:96] is the sub-list for method input_type
+	101, // 86: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	103, // 87: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	86,  // 88: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
+	88,  // 89: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
+	90,  // 90: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
+	92,  // 91: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
+	95,  // 92: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
+	97,  // 93: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
+	99,  // 94: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
+	83,  // 95: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
+	79,  // 96: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
+	81,  // 97: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
+	5,   // 98: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	7,   // 99: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	10,  // 100: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	12,  // 101: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	14,  // 102: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	16,  // 103: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	20,  // 104: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	22,  // 105: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	24,  // 106: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	26,  // 107: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	29,  // 108: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	31,  // 109: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	34,  // 110: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	36,  // 111: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	41,  // 112: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	43,  // 113: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	45,  // 114: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	39,  // 115: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	48,  // 116: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	50,  // 117: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	52,  // 118: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	55,  // 119: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	62,  // 120: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	64,  // 121: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	66,  // 122: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	68,  // 123: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	70,  // 124: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	72,  // 125: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	74,  // 126: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	76,  // 127: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	78,  // 128: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	102, // 129: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	104, // 130: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	87,  // 131: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
+	89,  // 132: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
+	91,  // 133: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
+	93,  // 134: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
+	96,  // 135: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
+	98,  // 136: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
+	100, // 137: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
+	84,  // 138: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
+	80,  // 139: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
+	82,  // 140: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
+	98,  // [98:141] is the sub-list for method output_type
+	55,  // [55:98] is the sub-list for method input_type
 	55,  // [55:55] is the sub-list for extension type_name
 	55,  // [55:55] is the sub-list for extension extendee
 	0,   // [0:55] is the sub-list for field type_name
@@ -6185,7 +6388,7 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   99,
+			NumMessages:   103,
 			NumExtensions: 0,
 			NumServices:   10,
 		},

@@ -1880,16 +1880,18 @@ var ChangeService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	PolicyService_GetResultScanning_FullMethodName = "/portcullis.admin.v1.PolicyService/GetResultScanning"
-	PolicyService_SetResultScanning_FullMethodName = "/portcullis.admin.v1.PolicyService/SetResultScanning"
-	PolicyService_ListClientKeys_FullMethodName    = "/portcullis.admin.v1.PolicyService/ListClientKeys"
-	PolicyService_CreateClientKey_FullMethodName   = "/portcullis.admin.v1.PolicyService/CreateClientKey"
-	PolicyService_RevokeClientKey_FullMethodName   = "/portcullis.admin.v1.PolicyService/RevokeClientKey"
-	PolicyService_SetClientAuth_FullMethodName     = "/portcullis.admin.v1.PolicyService/SetClientAuth"
-	PolicyService_ListAccessRules_FullMethodName   = "/portcullis.admin.v1.PolicyService/ListAccessRules"
-	PolicyService_CreateAccessRule_FullMethodName  = "/portcullis.admin.v1.PolicyService/CreateAccessRule"
-	PolicyService_DeleteAccessRule_FullMethodName  = "/portcullis.admin.v1.PolicyService/DeleteAccessRule"
-	PolicyService_SetRateLimits_FullMethodName     = "/portcullis.admin.v1.PolicyService/SetRateLimits"
+	PolicyService_GetResultScanning_FullMethodName         = "/portcullis.admin.v1.PolicyService/GetResultScanning"
+	PolicyService_SetResultScanning_FullMethodName         = "/portcullis.admin.v1.PolicyService/SetResultScanning"
+	PolicyService_ListClientKeys_FullMethodName            = "/portcullis.admin.v1.PolicyService/ListClientKeys"
+	PolicyService_CreateClientKey_FullMethodName           = "/portcullis.admin.v1.PolicyService/CreateClientKey"
+	PolicyService_RevokeClientKey_FullMethodName           = "/portcullis.admin.v1.PolicyService/RevokeClientKey"
+	PolicyService_SetClientAuth_FullMethodName             = "/portcullis.admin.v1.PolicyService/SetClientAuth"
+	PolicyService_ListAccessRules_FullMethodName           = "/portcullis.admin.v1.PolicyService/ListAccessRules"
+	PolicyService_CreateAccessRule_FullMethodName          = "/portcullis.admin.v1.PolicyService/CreateAccessRule"
+	PolicyService_DeleteAccessRule_FullMethodName          = "/portcullis.admin.v1.PolicyService/DeleteAccessRule"
+	PolicyService_SetRateLimits_FullMethodName             = "/portcullis.admin.v1.PolicyService/SetRateLimits"
+	PolicyService_GetClientIdentityProvider_FullMethodName = "/portcullis.admin.v1.PolicyService/GetClientIdentityProvider"
+	PolicyService_SetClientIdentityProvider_FullMethodName = "/portcullis.admin.v1.PolicyService/SetClientIdentityProvider"
 )
 
 // PolicyServiceClient is the client API for PolicyService service.
@@ -1919,6 +1921,10 @@ type PolicyServiceClient interface {
 	DeleteAccessRule(ctx context.Context, in *DeleteAccessRuleRequest, opts ...grpc.CallOption) (*DeleteAccessRuleResponse, error)
 	// SetRateLimits sets a gateway's call rate limits (admin); 0 means unlimited.
 	SetRateLimits(ctx context.Context, in *SetRateLimitsRequest, opts ...grpc.CallOption) (*SetRateLimitsResponse, error)
+	// GetClientIdentityProvider returns the IdP whose tokens gateways accept.
+	GetClientIdentityProvider(ctx context.Context, in *GetClientIdentityProviderRequest, opts ...grpc.CallOption) (*GetClientIdentityProviderResponse, error)
+	// SetClientIdentityProvider sets it (admin); an empty issuer turns JWTs off.
+	SetClientIdentityProvider(ctx context.Context, in *SetClientIdentityProviderRequest, opts ...grpc.CallOption) (*SetClientIdentityProviderResponse, error)
 }
 
 type policyServiceClient struct {
@@ -2029,6 +2035,26 @@ func (c *policyServiceClient) SetRateLimits(ctx context.Context, in *SetRateLimi
 	return out, nil
 }
 
+func (c *policyServiceClient) GetClientIdentityProvider(ctx context.Context, in *GetClientIdentityProviderRequest, opts ...grpc.CallOption) (*GetClientIdentityProviderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetClientIdentityProviderResponse)
+	err := c.cc.Invoke(ctx, PolicyService_GetClientIdentityProvider_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) SetClientIdentityProvider(ctx context.Context, in *SetClientIdentityProviderRequest, opts ...grpc.CallOption) (*SetClientIdentityProviderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetClientIdentityProviderResponse)
+	err := c.cc.Invoke(ctx, PolicyService_SetClientIdentityProvider_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PolicyServiceServer is the server API for PolicyService service.
 // All implementations must embed UnimplementedPolicyServiceServer
 // for forward compatibility.
@@ -2056,6 +2082,10 @@ type PolicyServiceServer interface {
 	DeleteAccessRule(context.Context, *DeleteAccessRuleRequest) (*DeleteAccessRuleResponse, error)
 	// SetRateLimits sets a gateway's call rate limits (admin); 0 means unlimited.
 	SetRateLimits(context.Context, *SetRateLimitsRequest) (*SetRateLimitsResponse, error)
+	// GetClientIdentityProvider returns the IdP whose tokens gateways accept.
+	GetClientIdentityProvider(context.Context, *GetClientIdentityProviderRequest) (*GetClientIdentityProviderResponse, error)
+	// SetClientIdentityProvider sets it (admin); an empty issuer turns JWTs off.
+	SetClientIdentityProvider(context.Context, *SetClientIdentityProviderRequest) (*SetClientIdentityProviderResponse, error)
 	mustEmbedUnimplementedPolicyServiceServer()
 }
 
@@ -2095,6 +2125,12 @@ func (UnimplementedPolicyServiceServer) DeleteAccessRule(context.Context, *Delet
 }
 func (UnimplementedPolicyServiceServer) SetRateLimits(context.Context, *SetRateLimitsRequest) (*SetRateLimitsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetRateLimits not implemented")
+}
+func (UnimplementedPolicyServiceServer) GetClientIdentityProvider(context.Context, *GetClientIdentityProviderRequest) (*GetClientIdentityProviderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetClientIdentityProvider not implemented")
+}
+func (UnimplementedPolicyServiceServer) SetClientIdentityProvider(context.Context, *SetClientIdentityProviderRequest) (*SetClientIdentityProviderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetClientIdentityProvider not implemented")
 }
 func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
 func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
@@ -2297,6 +2333,42 @@ func _PolicyService_SetRateLimits_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PolicyService_GetClientIdentityProvider_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClientIdentityProviderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).GetClientIdentityProvider(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_GetClientIdentityProvider_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).GetClientIdentityProvider(ctx, req.(*GetClientIdentityProviderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_SetClientIdentityProvider_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetClientIdentityProviderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).SetClientIdentityProvider(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_SetClientIdentityProvider_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).SetClientIdentityProvider(ctx, req.(*SetClientIdentityProviderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -2343,6 +2415,14 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetRateLimits",
 			Handler:    _PolicyService_SetRateLimits_Handler,
+		},
+		{
+			MethodName: "GetClientIdentityProvider",
+			Handler:    _PolicyService_GetClientIdentityProvider_Handler,
+		},
+		{
+			MethodName: "SetClientIdentityProvider",
+			Handler:    _PolicyService_SetClientIdentityProvider_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

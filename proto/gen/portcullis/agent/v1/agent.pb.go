@@ -1054,7 +1054,13 @@ type ClientAuth struct {
 	// Refuse MCP requests without a valid credential (401 with RFC 9728 metadata).
 	Required bool `protobuf:"varint,1,opt,name=required,proto3" json:"required,omitempty"`
 	// Client API keys, by hash; the keys themselves never leave the control plane.
-	Keys          []*ClientKey `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys []*ClientKey `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	// The tenant's identity provider for clients: bearer JWTs are verified
+	// against it (signature, issuer, expiry) and must be issued for this
+	// gateway's resource URL (audience). Empty: JWTs are not accepted.
+	OidcIssuer string `protobuf:"bytes,3,opt,name=oidc_issuer,json=oidcIssuer,proto3" json:"oidc_issuer,omitempty"`
+	// Claim holding the user's groups (default "groups").
+	GroupClaim    string `protobuf:"bytes,4,opt,name=group_claim,json=groupClaim,proto3" json:"group_claim,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1101,6 +1107,20 @@ func (x *ClientAuth) GetKeys() []*ClientKey {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *ClientAuth) GetOidcIssuer() string {
+	if x != nil {
+		return x.OidcIssuer
+	}
+	return ""
+}
+
+func (x *ClientAuth) GetGroupClaim() string {
+	if x != nil {
+		return x.GroupClaim
+	}
+	return ""
 }
 
 // ClientKey is one client API key.
@@ -2267,11 +2287,15 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"RateLimits\x120\n" +
 	"\x14principal_per_minute\x18\x01 \x01(\rR\x12principalPerMinute\x12&\n" +
-	"\x0ftool_per_minute\x18\x02 \x01(\rR\rtoolPerMinute\"\\\n" +
+	"\x0ftool_per_minute\x18\x02 \x01(\rR\rtoolPerMinute\"\x9e\x01\n" +
 	"\n" +
 	"ClientAuth\x12\x1a\n" +
 	"\brequired\x18\x01 \x01(\bR\brequired\x122\n" +
-	"\x04keys\x18\x02 \x03(\v2\x1e.portcullis.agent.v1.ClientKeyR\x04keys\"Y\n" +
+	"\x04keys\x18\x02 \x03(\v2\x1e.portcullis.agent.v1.ClientKeyR\x04keys\x12\x1f\n" +
+	"\voidc_issuer\x18\x03 \x01(\tR\n" +
+	"oidcIssuer\x12\x1f\n" +
+	"\vgroup_claim\x18\x04 \x01(\tR\n" +
+	"groupClaim\"Y\n" +
 	"\tClientKey\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x16\n" +

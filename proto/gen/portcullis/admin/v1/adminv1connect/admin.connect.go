@@ -175,6 +175,12 @@ const (
 	// PolicyServiceSetRateLimitsProcedure is the fully-qualified name of the PolicyService's
 	// SetRateLimits RPC.
 	PolicyServiceSetRateLimitsProcedure = "/portcullis.admin.v1.PolicyService/SetRateLimits"
+	// PolicyServiceGetClientIdentityProviderProcedure is the fully-qualified name of the
+	// PolicyService's GetClientIdentityProvider RPC.
+	PolicyServiceGetClientIdentityProviderProcedure = "/portcullis.admin.v1.PolicyService/GetClientIdentityProvider"
+	// PolicyServiceSetClientIdentityProviderProcedure is the fully-qualified name of the
+	// PolicyService's SetClientIdentityProvider RPC.
+	PolicyServiceSetClientIdentityProviderProcedure = "/portcullis.admin.v1.PolicyService/SetClientIdentityProvider"
 )
 
 // TenantServiceClient is a client for the portcullis.admin.v1.TenantService service.
@@ -1468,6 +1474,10 @@ type PolicyServiceClient interface {
 	DeleteAccessRule(context.Context, *connect.Request[v1.DeleteAccessRuleRequest]) (*connect.Response[v1.DeleteAccessRuleResponse], error)
 	// SetRateLimits sets a gateway's call rate limits (admin); 0 means unlimited.
 	SetRateLimits(context.Context, *connect.Request[v1.SetRateLimitsRequest]) (*connect.Response[v1.SetRateLimitsResponse], error)
+	// GetClientIdentityProvider returns the IdP whose tokens gateways accept.
+	GetClientIdentityProvider(context.Context, *connect.Request[v1.GetClientIdentityProviderRequest]) (*connect.Response[v1.GetClientIdentityProviderResponse], error)
+	// SetClientIdentityProvider sets it (admin); an empty issuer turns JWTs off.
+	SetClientIdentityProvider(context.Context, *connect.Request[v1.SetClientIdentityProviderRequest]) (*connect.Response[v1.SetClientIdentityProviderResponse], error)
 }
 
 // NewPolicyServiceClient constructs a client for the portcullis.admin.v1.PolicyService service. By
@@ -1541,21 +1551,35 @@ func NewPolicyServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(policyServiceMethods.ByName("SetRateLimits")),
 			connect.WithClientOptions(opts...),
 		),
+		getClientIdentityProvider: connect.NewClient[v1.GetClientIdentityProviderRequest, v1.GetClientIdentityProviderResponse](
+			httpClient,
+			baseURL+PolicyServiceGetClientIdentityProviderProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("GetClientIdentityProvider")),
+			connect.WithClientOptions(opts...),
+		),
+		setClientIdentityProvider: connect.NewClient[v1.SetClientIdentityProviderRequest, v1.SetClientIdentityProviderResponse](
+			httpClient,
+			baseURL+PolicyServiceSetClientIdentityProviderProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("SetClientIdentityProvider")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // policyServiceClient implements PolicyServiceClient.
 type policyServiceClient struct {
-	getResultScanning *connect.Client[v1.GetResultScanningRequest, v1.GetResultScanningResponse]
-	setResultScanning *connect.Client[v1.SetResultScanningRequest, v1.SetResultScanningResponse]
-	listClientKeys    *connect.Client[v1.ListClientKeysRequest, v1.ListClientKeysResponse]
-	createClientKey   *connect.Client[v1.CreateClientKeyRequest, v1.CreateClientKeyResponse]
-	revokeClientKey   *connect.Client[v1.RevokeClientKeyRequest, v1.RevokeClientKeyResponse]
-	setClientAuth     *connect.Client[v1.SetClientAuthRequest, v1.SetClientAuthResponse]
-	listAccessRules   *connect.Client[v1.ListAccessRulesRequest, v1.ListAccessRulesResponse]
-	createAccessRule  *connect.Client[v1.CreateAccessRuleRequest, v1.CreateAccessRuleResponse]
-	deleteAccessRule  *connect.Client[v1.DeleteAccessRuleRequest, v1.DeleteAccessRuleResponse]
-	setRateLimits     *connect.Client[v1.SetRateLimitsRequest, v1.SetRateLimitsResponse]
+	getResultScanning         *connect.Client[v1.GetResultScanningRequest, v1.GetResultScanningResponse]
+	setResultScanning         *connect.Client[v1.SetResultScanningRequest, v1.SetResultScanningResponse]
+	listClientKeys            *connect.Client[v1.ListClientKeysRequest, v1.ListClientKeysResponse]
+	createClientKey           *connect.Client[v1.CreateClientKeyRequest, v1.CreateClientKeyResponse]
+	revokeClientKey           *connect.Client[v1.RevokeClientKeyRequest, v1.RevokeClientKeyResponse]
+	setClientAuth             *connect.Client[v1.SetClientAuthRequest, v1.SetClientAuthResponse]
+	listAccessRules           *connect.Client[v1.ListAccessRulesRequest, v1.ListAccessRulesResponse]
+	createAccessRule          *connect.Client[v1.CreateAccessRuleRequest, v1.CreateAccessRuleResponse]
+	deleteAccessRule          *connect.Client[v1.DeleteAccessRuleRequest, v1.DeleteAccessRuleResponse]
+	setRateLimits             *connect.Client[v1.SetRateLimitsRequest, v1.SetRateLimitsResponse]
+	getClientIdentityProvider *connect.Client[v1.GetClientIdentityProviderRequest, v1.GetClientIdentityProviderResponse]
+	setClientIdentityProvider *connect.Client[v1.SetClientIdentityProviderRequest, v1.SetClientIdentityProviderResponse]
 }
 
 // GetResultScanning calls portcullis.admin.v1.PolicyService.GetResultScanning.
@@ -1608,6 +1632,16 @@ func (c *policyServiceClient) SetRateLimits(ctx context.Context, req *connect.Re
 	return c.setRateLimits.CallUnary(ctx, req)
 }
 
+// GetClientIdentityProvider calls portcullis.admin.v1.PolicyService.GetClientIdentityProvider.
+func (c *policyServiceClient) GetClientIdentityProvider(ctx context.Context, req *connect.Request[v1.GetClientIdentityProviderRequest]) (*connect.Response[v1.GetClientIdentityProviderResponse], error) {
+	return c.getClientIdentityProvider.CallUnary(ctx, req)
+}
+
+// SetClientIdentityProvider calls portcullis.admin.v1.PolicyService.SetClientIdentityProvider.
+func (c *policyServiceClient) SetClientIdentityProvider(ctx context.Context, req *connect.Request[v1.SetClientIdentityProviderRequest]) (*connect.Response[v1.SetClientIdentityProviderResponse], error) {
+	return c.setClientIdentityProvider.CallUnary(ctx, req)
+}
+
 // PolicyServiceHandler is an implementation of the portcullis.admin.v1.PolicyService service.
 type PolicyServiceHandler interface {
 	// GetResultScanning returns what gateways do with suspicious results.
@@ -1630,6 +1664,10 @@ type PolicyServiceHandler interface {
 	DeleteAccessRule(context.Context, *connect.Request[v1.DeleteAccessRuleRequest]) (*connect.Response[v1.DeleteAccessRuleResponse], error)
 	// SetRateLimits sets a gateway's call rate limits (admin); 0 means unlimited.
 	SetRateLimits(context.Context, *connect.Request[v1.SetRateLimitsRequest]) (*connect.Response[v1.SetRateLimitsResponse], error)
+	// GetClientIdentityProvider returns the IdP whose tokens gateways accept.
+	GetClientIdentityProvider(context.Context, *connect.Request[v1.GetClientIdentityProviderRequest]) (*connect.Response[v1.GetClientIdentityProviderResponse], error)
+	// SetClientIdentityProvider sets it (admin); an empty issuer turns JWTs off.
+	SetClientIdentityProvider(context.Context, *connect.Request[v1.SetClientIdentityProviderRequest]) (*connect.Response[v1.SetClientIdentityProviderResponse], error)
 }
 
 // NewPolicyServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -1699,6 +1737,18 @@ func NewPolicyServiceHandler(svc PolicyServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(policyServiceMethods.ByName("SetRateLimits")),
 		connect.WithHandlerOptions(opts...),
 	)
+	policyServiceGetClientIdentityProviderHandler := connect.NewUnaryHandler(
+		PolicyServiceGetClientIdentityProviderProcedure,
+		svc.GetClientIdentityProvider,
+		connect.WithSchema(policyServiceMethods.ByName("GetClientIdentityProvider")),
+		connect.WithHandlerOptions(opts...),
+	)
+	policyServiceSetClientIdentityProviderHandler := connect.NewUnaryHandler(
+		PolicyServiceSetClientIdentityProviderProcedure,
+		svc.SetClientIdentityProvider,
+		connect.WithSchema(policyServiceMethods.ByName("SetClientIdentityProvider")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/portcullis.admin.v1.PolicyService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PolicyServiceGetResultScanningProcedure:
@@ -1721,6 +1771,10 @@ func NewPolicyServiceHandler(svc PolicyServiceHandler, opts ...connect.HandlerOp
 			policyServiceDeleteAccessRuleHandler.ServeHTTP(w, r)
 		case PolicyServiceSetRateLimitsProcedure:
 			policyServiceSetRateLimitsHandler.ServeHTTP(w, r)
+		case PolicyServiceGetClientIdentityProviderProcedure:
+			policyServiceGetClientIdentityProviderHandler.ServeHTTP(w, r)
+		case PolicyServiceSetClientIdentityProviderProcedure:
+			policyServiceSetClientIdentityProviderHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1768,4 +1822,12 @@ func (UnimplementedPolicyServiceHandler) DeleteAccessRule(context.Context, *conn
 
 func (UnimplementedPolicyServiceHandler) SetRateLimits(context.Context, *connect.Request[v1.SetRateLimitsRequest]) (*connect.Response[v1.SetRateLimitsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.SetRateLimits is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) GetClientIdentityProvider(context.Context, *connect.Request[v1.GetClientIdentityProviderRequest]) (*connect.Response[v1.GetClientIdentityProviderResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.GetClientIdentityProvider is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) SetClientIdentityProvider(context.Context, *connect.Request[v1.SetClientIdentityProviderRequest]) (*connect.Response[v1.SetClientIdentityProviderResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.SetClientIdentityProvider is not implemented"))
 }
