@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// BenchmarkProxyCall runs tools/call through an in-process gateway to an
+// in-process upstream with 16 concurrent clients, for profiling the proxy
+// path: go test -run '^$' -bench ProxyCall -cpuprofile cpu.out ./internal/proxy/
+func BenchmarkProxyCall(b *testing.B) {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
+	type in struct {
+		Message string `json:"message"`
+	}
+	echo := &mcp.Tool{Name: "echo", Description: "Echoes."}
+	mcp.AddTool(srv, echo, func(_ context.Context, _ *mcp.CallToolRequest, a in) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: a.Message}}}, nil, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
+	defer up.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	q := telemetry.NewQueue(1 << 20)
+	p, err := New(ctx, Config{Telemetry: q, PublicURL: "http://gw"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bundle := &agentv1.PolicyBundle{Version: 1, GatewayId: "g",
+		Upstreams:      []*agentv1.Upstream{{Name: "up", Transport: agentv1.Transport_TRANSPORT_STREAMABLE_HTTP, Url: up.URL}},
+		VirtualServers: []*agentv1.VirtualServer{{Name: "main", Upstreams: []string{"up"}}}}
+	if err := p.Apply(bundle); err != nil {
+		b.Fatal(err)
+	}
+	gw := httptest.NewServer(p.Handler())
+	defer gw.Close()
+	// Pin the live definition once discovered.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		u := p.upstream("up")
+		if lt, _, ok := u.liveTool("echo"); ok {
+			bundle.ToolPins = []*agentv1.ToolPin{{Upstream: "up", Tool: "echo", Sha256: lt.sha}}
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("echo not discovered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := p.Apply(bundle); err != nil {
+		b.Fatal(err)
+	}
+	const clients = 16
+	sessions := make([]*mcp.ClientSession, clients)
+	for i := range sessions {
+		c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
+		s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gw.URL + "/mcp/main", DisableStandaloneSSE: true}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		sessions[i] = s
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for _, s := range sessions {
+		wg.Go(func() {
+			params := &mcp.CallToolParams{Name: "up__echo", Arguments: map[string]any{"message": "benchmark payload"}}
+			for next.Add(1) <= int64(b.N) {
+				res, err := s.CallTool(ctx, params)
+				if err != nil || res.IsError {
+					b.Errorf("call: %v %v", res, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
