@@ -656,6 +656,9 @@ func (p *Proxy) rateLimited(ctx context.Context, pol *policy, id identity, expos
 	if who == "" {
 		who = "anonymous"
 	}
+	if pol.ratePrincipal == 0 && pol.rateTool == 0 {
+		return ""
+	}
 	if ok, retry := p.cfg.RateLimiter.Allow(ctx, "p:"+pol.gatewayID+":"+who, pol.ratePrincipal); !ok {
 		return fmt.Sprintf("rate limit: %s may make %d calls a minute on this gateway; try again in %s", who, pol.ratePrincipal, retry.Round(time.Second))
 	}
