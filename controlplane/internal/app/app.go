@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/pki"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/policy"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
@@ -46,6 +47,9 @@ type Config struct {
 	GRPCHostnames []string
 	// HTTPListen is the console/health listener address.
 	HTTPListen string
+	// MetricsListen serves Prometheus /metrics on its own address ("" = off),
+	// so scrapes need not pass through the public listener.
+	MetricsListen string
 	// CACert and CAKey are PEM files of the agent CA; generated in DataDir when unset.
 	CACert, CAKey string
 	// PublicURL is where browsers reach the console; default http://HTTPListen.
@@ -74,6 +78,8 @@ type App struct {
 	httpLn  net.Listener
 	grpcSrv *grpc.Server
 	httpSrv *http.Server
+	metLn   net.Listener
+	metSrv  *http.Server
 	mux     *http.ServeMux
 }
 
@@ -171,6 +177,14 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.log.Warn("no --oidc-issuer: the console is off; the admin API accepts API keys only")
 	}
 	a.httpSrv = &http.Server{Handler: web.SecurityHeaders(a.mux), ReadHeaderTimeout: 10 * time.Second}
+	if cfg.MetricsListen != "" {
+		if a.metLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return nil, a.closeWith(fmt.Errorf("listening for metrics on %s: %w", cfg.MetricsListen, err))
+		}
+		mm := http.NewServeMux()
+		mm.Handle("GET /metrics", metrics.Handler(a.DB))
+		a.metSrv = &http.Server{Handler: mm, ReadHeaderTimeout: 10 * time.Second}
+	}
 	return a, nil
 }
 
@@ -187,6 +201,14 @@ func (a *App) PublicURL() string { return a.cfg.PublicURL }
 
 // HTTPAddr is the bound HTTP listener address.
 func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// MetricsAddr is the bound metrics listener address ("" when off).
+func (a *App) MetricsAddr() string {
+	if a.metLn == nil {
+		return ""
+	}
+	return a.metLn.Addr().String()
+}
 
 // AgentEndpoint is the address agents dial, using the first configured hostname.
 func (a *App) AgentEndpoint() string {
@@ -214,13 +236,21 @@ func (a *App) Handle(pattern string, h http.Handler) {
 
 // Serve runs the listeners until ctx ends, then stops them.
 func (a *App) Serve(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- a.grpcSrv.Serve(a.grpcLn) }()
 	go func() {
 		if err := a.httpSrv.Serve(a.httpLn); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
+	if a.metSrv != nil {
+		go func() {
+			if err := a.metSrv.Serve(a.metLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		defer func() { _ = a.metSrv.Close() }()
+	}
 	a.log.Info("control plane serving", "agents", a.GRPCAddr(), "http", a.HTTPAddr())
 	var err error
 	select {
@@ -241,6 +271,9 @@ func (a *App) Close() {
 	}
 	if a.httpLn != nil {
 		_ = a.httpLn.Close()
+	}
+	if a.metLn != nil {
+		_ = a.metLn.Close()
 	}
 	if a.DB != nil {
 		_ = a.DB.Close()

@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/devidp"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
@@ -284,6 +287,87 @@ func TestClientJWT(t *testing.T) {
 		n, err := cp.DB.CallEvent.Query().Where(callevent.Principal("user:agent-1")).Count(ctx)
 		if err != nil || n == 0 {
 			return fmt.Errorf("%d events, %v", n, err)
+		}
+		return nil
+	})
+}
+
+// TestMetrics scrapes Prometheus /metrics from the gateway and the control
+// plane after real traffic.
+func TestMetrics(t *testing.T) {
+	ctx, cancel := context.WithCancel(viewer.System(context.Background()))
+	a, err := app.New(ctx, app.Config{DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", Logger: testutil.Logger()})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	cp := &controlPlane{App: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { cp.done <- a.Serve(ctx) }()
+	defer cp.stop()
+	up := httptest.NewServer(demoupstream.Handler())
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	ten, err := cp.Tenants.CreateTenant(ctx, "Metrics", "metrics", uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
+	eventually(t, "echo in the inventory", func() error {
+		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
+		return err
+	})
+	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + addr + "/mcp/main"
+	waitForTools(t, "echo listed", url, []string{"demo__echo"})
+	if _, _, err := callText(t, url, "demo__echo", `{"message":"m"}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mcpClient(t, url, "call", "demo__add", `{"a":1,"b":2}`); err == nil {
+		t.Fatal("an unapproved tool was callable")
+	}
+	scrape := func(u string) string {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	eventually(t, "gateway and control-plane metrics", func() error {
+		g := scrape("http://" + addr + "/metrics")
+		c := scrape("http://" + cp.MetricsAddr() + "/metrics")
+		for _, want := range []string{
+			`portcullis_gateway_tool_calls_total{decision="allow",upstream="demo",virtual_server="main"} 1`,
+			`portcullis_gateway_upstream_call_seconds_count{upstream="demo"} 1`,
+			"portcullis_gateway_control_plane_connected 1",
+			"portcullis_gateway_policy_version ",
+		} {
+			if !strings.Contains(g, want) {
+				return fmt.Errorf("gateway metrics lack %q", want)
+			}
+		}
+		// Control-plane counters are process-wide and other tests in this package add to them.
+		for _, want := range []string{`(?m)^portcullis_agents_connected 1$`, `(?m)^portcullis_telemetry_events_ingested_total [1-9]`, `(?m)^portcullis_policy_versions_compiled_total [1-9]`} {
+			if !regexp.MustCompile(want).MatchString(c) {
+				return fmt.Errorf("control-plane metrics lack %s", want)
+			}
 		}
 		return nil
 	})

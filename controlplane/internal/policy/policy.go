@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/accessrule"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
@@ -117,6 +118,7 @@ func (s *Service) Compile(ctx context.Context, gatewayID uuid.UUID) (*ent.Policy
 	if err != nil {
 		return nil, fmt.Errorf("storing policy version %d: %w", version, err)
 	}
+	metrics.PolicyCompiles.Inc()
 	s.log.Info("policy compiled", "gateway", gw.ID, "version", version, "pins", len(b.ToolPins))
 	return pv, nil
 }

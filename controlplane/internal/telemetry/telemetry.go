@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/bound"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -44,6 +45,7 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 	}
 	if dropped > 0 {
 		s.log.Warn("agent dropped call events", "agent", agent.ID, "dropped", dropped)
+		metrics.EventsDropped.Add(float64(dropped))
 	}
 	builders := make([]*ent.CallEventCreate, 0, len(events))
 	for _, e := range events {
@@ -72,6 +74,7 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 		if err != nil {
 			return start, fmt.Errorf("storing call events: %w", err)
 		}
+		metrics.EventsIngested.Add(float64(end - start))
 	}
 	return len(builders), nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/agent"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/proxy"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/ratelimit"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
@@ -111,6 +112,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle("/mcp/", mcpHandler)
 	mux.Handle("/.well-known/oauth-protected-resource", mcpHandler)
 	mux.Handle("/.well-known/oauth-protected-resource/", mcpHandler)
+	mux.Handle("GET /metrics", metrics.Handler(metrics.State{PolicyVersion: ag.AppliedVersion, Connected: ag.Connected, QueueDepth: q.Len}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		v := ag.AppliedVersion()

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/ratelimit"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/resultscan"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
@@ -572,6 +573,11 @@ func (p *Proxy) callHandler(vsName, upName, toolName string) mcp.ToolHandler {
 		}
 		res, err := p.forwardCall(ctx, req, upName, toolName, ev)
 		ev.LatencyMicros = time.Since(start).Microseconds()
+		decision := "allow"
+		if ev.Decision == agentv1.Decision_DECISION_DENY {
+			decision = "deny"
+		}
+		metrics.Calls.WithLabelValues(vsName, upName, decision).Inc()
 		if err != nil {
 			ev.Error = err.Error()
 		}
@@ -639,7 +645,9 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 	defer cancel()
+	t0 := time.Now()
 	res, err := sess.CallTool(ctx, params)
+	metrics.UpstreamSeconds.WithLabelValues(upName).Observe(time.Since(t0).Seconds())
 	if err != nil || res == nil {
 		return res, err
 	}

@@ -1,0 +1,52 @@
+// Package metrics holds the gateway's Prometheus metrics. Labels are bounded
+// by the bundle (virtual servers, upstreams), never by client input.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+var (
+	// Calls counts tools/call by outcome.
+	Calls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_gateway_tool_calls_total",
+		Help: "tools/call requests by virtual server, upstream and decision (allow, deny).",
+	}, []string{"virtual_server", "upstream", "decision"})
+	// UpstreamSeconds is the time upstreams take to answer tools/call.
+	UpstreamSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "portcullis_gateway_upstream_call_seconds",
+		Help:    "Time an upstream took to answer a forwarded tools/call.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"upstream"})
+)
+
+// State is read at scrape time.
+type State struct {
+	PolicyVersion func() uint64
+	Connected     func() bool
+	QueueDepth    func() int
+}
+
+// Handler serves /metrics with the gateway's metrics, Go runtime and process metrics.
+func Handler(s State) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(Calls, UpstreamSeconds, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_gateway_policy_version", Help: "Version of the policy bundle being enforced (0: none)."},
+			func() float64 { return float64(s.PolicyVersion()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_gateway_control_plane_connected", Help: "1 while the policy sync stream is up."},
+			func() float64 {
+				if s.Connected() {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_gateway_telemetry_queue_depth", Help: "Call events waiting to be shipped."},
+			func() float64 { return float64(s.QueueDepth()) }),
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
