@@ -48,7 +48,9 @@ func Handler(db *ent.Client) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(PolicyCompiles, EventsIngested, EventsDropped, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_agents_connected", Help: "Gateway agents with an open Sync stream (-1: database error)."},
-			count(func(ctx context.Context) (int, error) { return db.Agent.Query().Where(agent.Connected(true)).Count(ctx) })),
+			count(func(ctx context.Context) (int, error) {
+				return db.Agent.Query().Where(agent.Connected(true)).Count(ctx)
+			})),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_change_requests_pending", Help: "Change requests awaiting a decision (-1: database error)."},
 			count(func(ctx context.Context) (int, error) {
 				return db.ChangeRequest.Query().Where(changerequest.StatusEQ(changerequest.StatusPending)).Count(ctx)
