@@ -10,7 +10,8 @@
 //   node mcp-client.mjs URL session JSON         → {"results":[CallToolResult...]} for
 //                                                  [["tool", {args}], ...] called in order in one session
 //
-// MCP_BEARER, when set, is sent as "Authorization: Bearer <value>".
+// MCP_BEARER, when set, is sent as "Authorization: Bearer <value>";
+// MCP_TRACEPARENT as a W3C "traceparent" header.
 // Prints one JSON document on stdout; exits 1 with the error on stderr.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -22,7 +23,9 @@ if (!url || !op) {
 }
 const client = new Client({ name: "portcullis-e2e", version: "1.0.0" });
 try {
-  const headers = process.env.MCP_BEARER ? { Authorization: `Bearer ${process.env.MCP_BEARER}` } : {};
+  const headers = {};
+  if (process.env.MCP_BEARER) headers.Authorization = `Bearer ${process.env.MCP_BEARER}`;
+  if (process.env.MCP_TRACEPARENT) headers.traceparent = process.env.MCP_TRACEPARENT;
   await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
   let out;
   switch (op) {

@@ -195,11 +195,21 @@ func mcpClient(t *testing.T, url string, args ...string) (map[string]any, error)
 // mcpClientAs runs the TypeScript SDK client with a bearer credential.
 func mcpClientAs(t *testing.T, bearer, url string, args ...string) (map[string]any, error) {
 	t.Helper()
+	var env []string
+	if bearer != "" {
+		env = append(env, "MCP_BEARER="+bearer)
+	}
+	return mcpClientEnv(t, env, url, args...)
+}
+
+// mcpClientEnv runs the TypeScript SDK client with extra environment (MCP_BEARER, MCP_TRACEPARENT).
+func mcpClientEnv(t *testing.T, env []string, url string, args ...string) (map[string]any, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(viewer.System(context.Background()), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(e2eDir, "client/mcp-client.mjs"), url}, args...)...)
-	if bearer != "" {
-		cmd.Env = append(os.Environ(), "MCP_BEARER="+bearer)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

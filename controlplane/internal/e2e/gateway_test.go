@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,11 +107,13 @@ func TestUpstreamCredentials(t *testing.T) {
 	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
 	defer cp.stop()
 	const secret = "upstream-s3cret-token"
-	var seen atomic.Value // the Authorization headers the upstream received
+	var seen, traces atomic.Value // the Authorization and traceparent headers the upstream received
 	seen.Store([]string{})
+	traces.Store([]string{})
 	demo := demoupstream.Handler()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen.Store(append(seen.Load().([]string), r.Header.Get("Authorization")))
+		traces.Store(append(traces.Load().([]string), r.Header.Get("traceparent")))
 		if r.Header.Get("Authorization") != "Bearer "+secret {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
@@ -168,6 +171,15 @@ func TestUpstreamCredentials(t *testing.T) {
 		}
 		return nil
 	})
+	// W3C trace context: a client's trace continues to the upstream.
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	if out, err := mcpClientEnv(t, []string{"MCP_BEARER=" + key, "MCP_TRACEPARENT=00-" + traceID + "-00f067aa0ba902b7-01"}, mcpURL,
+		"call", "demo__echo", `{"message":"traced"}`); err != nil || !strings.Contains(fmt.Sprint(out["content"]), "traced") {
+		t.Fatalf("traced call: %v %v", out, err)
+	}
+	if !slices.ContainsFunc(traces.Load().([]string), func(tp string) bool { return strings.Contains(tp, "-"+traceID+"-") }) {
+		t.Fatalf("the upstream never saw trace %s; traceparents: %q", traceID, traces.Load())
+	}
 	for _, h := range seen.Load().([]string) {
 		if strings.Contains(h, key) || (h != "" && h != "Bearer "+secret) {
 			t.Fatalf("the upstream received Authorization %q", h)

@@ -20,6 +20,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/proxy"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/ratelimit"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/tracing"
 )
 
 // Version of the gateway binary.
@@ -33,6 +34,7 @@ type Config struct {
 	Listen            string
 	PublicURL         string
 	RedisURL          string
+	OTLPEndpoint      string
 	TLSCert, TLSKey   string
 	DiscoveryInterval time.Duration
 	UpstreamTimeout   time.Duration
@@ -48,6 +50,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8081", "address serving MCP at /mcp/{virtual-server}, /healthz and /readyz")
 	fs.StringVar(&c.PublicURL, "public-url", "", "URL clients use to reach this gateway, for OAuth protected-resource metadata (default: http(s)://--listen)")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "redis://… shared by the gateway's replicas for rate limits (default: limits are counted in process)")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "OTLP/HTTP endpoint for traces, e.g. http://otel-collector:4318 (default: trace context is passed on, spans are not exported)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for serving MCP over HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
 	fs.DurationVar(&c.DiscoveryInterval, "discovery-interval", time.Minute, "how often each upstream's tools are listed again (list_changed also triggers it)")
@@ -76,6 +79,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir: %w", err)
 	}
+	shutdownTracing, err := tracing.Setup(ctx, cfg.OTLPEndpoint, Version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
 	q := telemetry.NewQueue(cfg.TelemetryBuffer)
 	public := strings.TrimSuffix(cfg.PublicURL, "/")
 	if public == "" {

@@ -26,6 +26,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -777,7 +778,9 @@ func (p *Proxy) server(name string) *mcp.Server {
 // Handler serves /mcp/{virtual-server} and the RFC 9728 protected-resource
 // metadata that tells clients how to authenticate.
 func (p *Proxy) Handler() http.Handler {
-	h := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server { return p.server(r.PathValue("vs")) }, nil)
+	var h http.Handler = mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server { return p.server(r.PathValue("vs")) }, nil)
+	// W3C trace context from the client continues through the gateway to the upstream.
+	h = otelhttp.NewHandler(h, "mcp", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "mcp " + r.PathValue("vs") }))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/mcp/{vs}", func(w http.ResponseWriter, r *http.Request) {
 		vs := r.PathValue("vs")
