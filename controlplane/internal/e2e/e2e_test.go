@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,6 +152,24 @@ func startGateway(t testing.TB, cpAddr, dataDir, listen string, env ...string) *
 	}
 	t.Cleanup(func() { g.stop() })
 	return g
+}
+
+// stopGracefully sends SIGTERM and waits, so the gateway flushes its spool.
+func (g *gatewayProc) stopGracefully(t testing.TB) {
+	t.Helper()
+	if g.cmd.ProcessState != nil {
+		return
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- g.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = g.cmd.Process.Kill()
+		<-done
+		t.Fatalf("the gateway did not stop on SIGTERM:\n%s", g.out)
+	}
 }
 
 func (g *gatewayProc) stop() {

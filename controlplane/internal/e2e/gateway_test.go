@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -380,6 +381,79 @@ func TestMetrics(t *testing.T) {
 			if !regexp.MustCompile(want).MatchString(c) {
 				return fmt.Errorf("control-plane metrics lack %s", want)
 			}
+		}
+		return nil
+	})
+}
+
+// TestTelemetryZeroLoss makes calls while the control plane is up, while it
+// is down, and after the gateway restarted with it still down: once it is
+// back, every call event is stored exactly once.
+func TestTelemetryZeroLoss(t *testing.T) {
+	ctx := viewer.System(context.Background())
+	cpDir, grpcAddr := t.TempDir(), freeAddr(t)
+	cp := startControlPlane(t, cpDir, grpcAddr)
+	up := httptest.NewServer(demoupstream.Handler())
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	ten, err := cp.Tenants.CreateTenant(ctx, "Spool", "spool", uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwDir, addr := t.TempDir(), freeAddr(t)
+	g := startGateway(t, cp.AgentEndpoint(), gwDir, addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
+	eventually(t, "echo in the inventory", func() error {
+		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
+		return err
+	})
+	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + addr + "/mcp/main"
+	waitForTools(t, "echo listed", url, []string{"demo__echo"})
+	calls := func(n int) {
+		t.Helper()
+		var batch [][2]any
+		for i := range n {
+			batch = append(batch, [2]any{"demo__echo", map[string]string{"message": fmt.Sprint(i)}})
+		}
+		b, _ := json.Marshal(batch)
+		out, err := mcpClient(t, url, "session", string(b))
+		if err != nil || len(out["results"].([]any)) != n {
+			t.Fatalf("calls: %v %v", out, err)
+		}
+	}
+	calls(10)
+	eventually(t, "the first events stored", func() error {
+		if n, err := cp.DB.CallEvent.Query().Count(ctx); err != nil || n != 10 {
+			return fmt.Errorf("%d events, %v", n, err)
+		}
+		return nil
+	})
+	cp.stop()
+	calls(10) // control plane down
+	g.stopGracefully(t)
+	startGateway(t, grpcAddr, gwDir, addr) // restarts from its cached bundle and its spool
+	waitForTools(t, "echo served from the cached bundle", url, []string{"demo__echo"})
+	calls(10)
+	cp = startControlPlane(t, cpDir, grpcAddr)
+	defer cp.stop()
+	eventually(t, "every event stored exactly once", func() error {
+		if n, err := cp.DB.CallEvent.Query().Count(ctx); err != nil || n != 30 {
+			return fmt.Errorf("%d events stored, want 30 (%v)", n, err)
 		}
 		return nil
 	})

@@ -311,6 +311,7 @@ func (a *Agent) shipTelemetry(ctx context.Context) {
 				attempt++
 				break
 			}
+			a.cfg.Telemetry.Ack() // stored by the control plane: drop from the spool
 			attempt = 0
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,7 @@ type Config struct {
 	DiscoveryInterval time.Duration
 	UpstreamTimeout   time.Duration
 	TelemetryBuffer   int
+	TelemetrySpool    int64 // bytes
 	LogLevel          string
 }
 
@@ -56,6 +58,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DiscoveryInterval, "discovery-interval", time.Minute, "how often each upstream's tools are listed again (list_changed also triggers it)")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", time.Minute, "timeout for connecting to, listing and calling an upstream")
 	fs.IntVar(&c.TelemetryBuffer, "telemetry-buffer", 100_000, "call events kept while the control plane is unreachable; beyond it they are dropped and counted")
+	fs.Int64Var(&c.TelemetrySpool, "telemetry-spool-bytes", 256<<20, "disk budget of the telemetry spool in the data dir; events beyond it are dropped and counted")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -88,7 +91,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		defer cancel()
 		_ = shutdownTracing(sctx)
 	}()
-	q := telemetry.NewQueue(cfg.TelemetryBuffer)
+	q, err := telemetry.OpenQueue(filepath.Join(cfg.DataDir, "telemetry"), cfg.TelemetryBuffer, cfg.TelemetrySpool, log)
+	if err != nil {
+		return fmt.Errorf("opening the telemetry spool: %w", err)
+	}
+	defer func() {
+		if err := q.Close(); err != nil {
+			log.Error("closing the telemetry spool", "err", err)
+		}
+	}()
 	public := strings.TrimSuffix(cfg.PublicURL, "/")
 	if public == "" {
 		scheme := "http"

@@ -1,4 +1,6 @@
-// Package telemetry buffers the gateway's call events until they are shipped.
+// Package telemetry buffers the gateway's call events until the control plane
+// has stored them. With a spool directory the buffer is on disk as well, so
+// events survive a control-plane outage and a gateway restart.
 package telemetry
 
 import (
@@ -8,16 +10,25 @@ import (
 )
 
 // Queue is a bounded FIFO of call events. When full, new events are dropped
-// and counted; the count is reported with the next batch.
+// and counted; the count is reported with the next batch. Taken events stay
+// in flight until Ack (stored by the control plane) or Requeue (not).
 type Queue struct {
-	mu      sync.Mutex
-	events  []*agentv1.CallEvent
-	max     int
-	dropped uint64
-	ready   chan struct{}
+	mu       sync.Mutex
+	events   []entry
+	inflight []entry
+	max      int
+	dropped  uint64
+	ready    chan struct{}
+	spool    *spool // nil: memory only
+	seq      uint64 // last sequence number given
 }
 
-// NewQueue returns a Queue holding at most max events.
+type entry struct {
+	seq uint64
+	ev  *agentv1.CallEvent
+}
+
+// NewQueue returns an in-memory Queue holding at most max events.
 func NewQueue(max int) *Queue {
 	if max <= 0 {
 		max = 100_000
@@ -25,13 +36,19 @@ func NewQueue(max int) *Queue {
 	return &Queue{max: max, ready: make(chan struct{}, 1)}
 }
 
-// Add enqueues an event, or counts it as dropped when the queue is full.
+// Add enqueues an event, or counts it as dropped when the queue (or the
+// spool's disk budget) is full.
 func (q *Queue) Add(e *agentv1.CallEvent) {
 	q.mu.Lock()
-	if len(q.events) >= q.max {
+	if len(q.events)+len(q.inflight) >= q.max {
 		q.dropped++
 	} else {
-		q.events = append(q.events, e)
+		q.seq++
+		if q.spool != nil && !q.spool.append(q.seq, e) {
+			q.dropped++
+		} else {
+			q.events = append(q.events, entry{q.seq, e})
+		}
 	}
 	q.mu.Unlock()
 	select {
@@ -43,34 +60,56 @@ func (q *Queue) Add(e *agentv1.CallEvent) {
 // Ready is signalled after Add.
 func (q *Queue) Ready() <-chan struct{} { return q.ready }
 
-// Take removes up to n events and the dropped count.
+// Take moves up to n events in flight and returns them with the dropped count.
+// Call Ack once the control plane stored them, or Requeue if it did not.
 func (q *Queue) Take(n int) ([]*agentv1.CallEvent, uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n = min(n, len(q.events))
-	batch := append([]*agentv1.CallEvent(nil), q.events[:n]...)
+	q.inflight = append(q.inflight, q.events[:n]...)
 	q.events = q.events[n:]
+	batch := make([]*agentv1.CallEvent, len(q.inflight))
+	for i, e := range q.inflight {
+		batch[i] = e.ev
+	}
 	d := q.dropped
 	q.dropped = 0
 	return batch, d
 }
 
-// Requeue puts an unshipped batch back at the front, dropping what does not fit.
-func (q *Queue) Requeue(batch []*agentv1.CallEvent, dropped uint64) {
+// Ack forgets the events in flight: the control plane stored them.
+func (q *Queue) Ack() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	room := q.max - len(q.events)
-	if room < len(batch) {
-		q.dropped += uint64(len(batch) - room)
-		batch = batch[:max(room, 0)]
+	if len(q.inflight) == 0 {
+		return
 	}
-	q.events = append(batch, q.events...)
+	last := q.inflight[len(q.inflight)-1].seq
+	q.inflight = q.inflight[:0]
+	if q.spool != nil {
+		q.spool.ack(last)
+	}
+}
+
+// Requeue puts the events in flight back at the front, with the dropped count.
+func (q *Queue) Requeue(_ []*agentv1.CallEvent, dropped uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.events = append(q.inflight, q.events...)
+	q.inflight = nil
 	q.dropped += dropped
 }
 
-// Len is the number of queued events.
+// Len is the number of queued events, in flight included.
 func (q *Queue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.events)
+	return len(q.events) + len(q.inflight)
+}
+
+// Dropped is the number of events dropped and not yet reported.
+func (q *Queue) Dropped() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.dropped
 }

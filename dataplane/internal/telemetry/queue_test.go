@@ -1,10 +1,23 @@
 package telemetry
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+
+	"log/slog"
 )
+
+func ids(evs []*agentv1.CallEvent) string {
+	s := ""
+	for _, e := range evs {
+		s += e.GetId()
+	}
+	return s
+}
 
 func TestQueueBoundsAndCountsDrops(t *testing.T) {
 	q := NewQueue(3)
@@ -12,14 +25,86 @@ func TestQueueBoundsAndCountsDrops(t *testing.T) {
 		q.Add(&agentv1.CallEvent{Id: string(rune('a' + i))})
 	}
 	batch, dropped := q.Take(2)
-	if len(batch) != 2 || batch[0].GetId() != "a" || dropped != 2 {
+	if ids(batch) != "ab" || dropped != 2 {
 		t.Fatalf("Take = %v, dropped %d", batch, dropped)
 	}
+	// Events in flight still count against the bound: nothing taken is lost.
 	q.Add(&agentv1.CallEvent{Id: "f"})
-	q.Add(&agentv1.CallEvent{Id: "g"})
-	q.Requeue(batch, dropped) // 3 queued, no room: both count as dropped again
+	q.Requeue(batch, dropped)
 	rest, dropped := q.Take(10)
-	if len(rest) != 3 || rest[0].GetId() != "c" || dropped != 4 {
+	if ids(rest) != "abc" || dropped != 3 {
 		t.Fatalf("after requeue: %v, dropped %d", rest, dropped)
+	}
+	q.Ack()
+	if q.Len() != 0 {
+		t.Fatalf("%d left after ack", q.Len())
+	}
+}
+
+func TestSpoolSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	q, err := OpenQueue(dir, 1000, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		q.Add(&agentv1.CallEvent{Id: fmt.Sprint(i)})
+	}
+	batch, _ := q.Take(4)
+	q.Ack() // 0-3 stored
+	if ids(batch) != "0123" {
+		t.Fatalf("batch %v", batch)
+	}
+	batch, _ = q.Take(3) // 4-6 in flight when the gateway stops: not lost
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err = OpenQueue(dir, 1000, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := q.Take(100)
+	if ids(got) != "456789" {
+		t.Fatalf("after restart: %q, want 456789 (in flight and queued, not the acknowledged)", ids(got))
+	}
+	q.Ack()
+	q.Add(&agentv1.CallEvent{Id: "x"})
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A torn record at the end (a crash mid-write) is ignored, the rest kept.
+	segs, _ := filepath.Glob(filepath.Join(dir, "seg-*.log"))
+	if len(segs) != 1 {
+		t.Fatalf("acknowledged segments were not deleted: %v", segs)
+	}
+	f, err := os.OpenFile(segs[0], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.Write([]byte{0x05, 0x7f, 0x01}) // seq 5, length 127, one byte
+	f.Close()
+	q, err = OpenQueue(dir, 1000, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = q.Take(100)
+	if ids(got) != "x" {
+		t.Fatalf("after a torn write: %q, want x", ids(got))
+	}
+	_ = q.Close()
+}
+
+func TestSpoolDiskBudget(t *testing.T) {
+	q, err := OpenQueue(t.TempDir(), 1000, 200, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for i := range 50 {
+		q.Add(&agentv1.CallEvent{Id: fmt.Sprintf("event-%02d", i), Method: "tools/call"})
+	}
+	if q.Len() == 0 || q.Len() == 50 || q.Dropped() != uint64(50-q.Len()) {
+		t.Fatalf("%d queued, %d dropped: the 200-byte budget must bound the spool and count the rest", q.Len(), q.Dropped())
 	}
 }

@@ -1,0 +1,287 @@
+package telemetry
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// The spool is a journal of segment files ("seg-<first seq>.log", records of
+// uvarint seq, uvarint length, CallEvent) and a checkpoint file holding the
+// last sequence number the control plane stored. A segment is deleted once
+// every record in it is acknowledged. Writes are flushed and fsynced every
+// flushInterval and on Close.
+const (
+	segmentBytes  = 4 << 20
+	flushInterval = 100 * time.Millisecond
+	maxRecord     = 1 << 20
+	checkpoint    = "acked"
+)
+
+type segment struct {
+	first, last uint64
+	path        string
+	bytes       int64
+}
+
+type spool struct {
+	dir      string
+	maxBytes int64
+	log      *slog.Logger
+
+	mu       sync.Mutex // guards the file state below; Queue.mu is held around append and ack
+	segments []segment  // oldest first; the last one is being written
+	f        *os.File
+	w        *bufio.Writer
+	dirty    bool
+	total    int64
+	acked    uint64
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// OpenQueue returns a Queue spooled to dir, bounded to max events and
+// maxBytes on disk; events left by a previous run are queued again.
+func OpenQueue(dir string, maxEvents int, maxBytes int64, log *slog.Logger) (*Queue, error) {
+	if maxBytes <= 0 {
+		maxBytes = 256 << 20
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	q := NewQueue(maxEvents)
+	s := &spool{dir: dir, maxBytes: maxBytes, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	if b, err := os.ReadFile(filepath.Join(dir, checkpoint)); err == nil {
+		s.acked, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	}
+	names, err := filepath.Glob(filepath.Join(dir, "seg-*.log"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(names, func(i, j int) bool { return segFirst(names[i]) < segFirst(names[j]) })
+	q.seq = s.acked
+	for _, name := range names {
+		seg, events, err := readSegment(name)
+		if err != nil {
+			log.Warn("telemetry spool: segment partly unreadable; keeping what was read", "file", name, "err", err)
+		}
+		kept := 0
+		for _, e := range events {
+			if e.seq > s.acked && len(q.events) < q.max {
+				q.events = append(q.events, e)
+				kept++
+			}
+			q.seq = max(q.seq, e.seq)
+		}
+		if kept == 0 {
+			_ = os.Remove(name)
+			continue
+		}
+		s.segments = append(s.segments, seg)
+		s.total += seg.bytes
+	}
+	if len(q.events) > 0 {
+		log.Info("telemetry spool: events from a previous run queued again", "events", len(q.events))
+	}
+	if err := s.rotate(q.seq + 1); err != nil {
+		return nil, err
+	}
+	q.spool = s
+	go s.flusher()
+	return q, nil
+}
+
+func segFirst(name string) uint64 {
+	n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "seg-"), ".log"), 10, 64)
+	return n
+}
+
+// readSegment reads the records of a segment, stopping at a torn tail.
+func readSegment(name string) (segment, []entry, error) {
+	seg := segment{path: name, first: segFirst(name)}
+	f, err := os.Open(name)
+	if err != nil {
+		return seg, nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err == nil {
+		seg.bytes = st.Size()
+	}
+	r := bufio.NewReader(f)
+	var out []entry
+	for {
+		seq, err := binary.ReadUvarint(r)
+		if errors.Is(err, io.EOF) {
+			return seg, out, nil
+		}
+		if err != nil {
+			return seg, out, err
+		}
+		n, err := binary.ReadUvarint(r)
+		if err != nil || n > maxRecord {
+			return seg, out, fmt.Errorf("torn record after seq %d", seg.last)
+		}
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return seg, out, fmt.Errorf("torn record after seq %d", seg.last)
+		}
+		ev := &agentv1.CallEvent{}
+		if err := proto.Unmarshal(buf, ev); err != nil {
+			return seg, out, fmt.Errorf("bad record %d: %w", seq, err)
+		}
+		out = append(out, entry{seq, ev})
+		seg.last = seq
+	}
+}
+
+// rotate closes the current segment and starts one whose first record is first.
+func (s *spool) rotate(first uint64) error {
+	if s.f != nil {
+		if err := s.syncLocked(); err != nil {
+			return err
+		}
+		_ = s.f.Close()
+	}
+	path := filepath.Join(s.dir, fmt.Sprintf("seg-%020d.log", first))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	s.f, s.w = f, bufio.NewWriterSize(f, 64<<10)
+	s.segments = append(s.segments, segment{first: first, last: first - 1, path: path})
+	return nil
+}
+
+// append writes one record; false means the disk budget is spent or the write failed.
+func (s *spool) append(seq uint64, e *agentv1.CallEvent) bool {
+	b, err := proto.Marshal(e)
+	if err != nil || len(b) > maxRecord {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	size := int64(len(b) + 2*binary.MaxVarintLen64)
+	if s.total+size > s.maxBytes {
+		return false
+	}
+	cur := &s.segments[len(s.segments)-1]
+	if cur.bytes+size > segmentBytes && cur.last >= cur.first {
+		if err := s.rotate(seq); err != nil {
+			s.log.Error("telemetry spool: rotating", "err", err)
+			return false
+		}
+		cur = &s.segments[len(s.segments)-1]
+	}
+	var hdr [2 * binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(hdr[:], seq)
+	n += binary.PutUvarint(hdr[n:], uint64(len(b)))
+	if _, err := s.w.Write(hdr[:n]); err != nil {
+		s.log.Error("telemetry spool: writing", "err", err)
+		return false
+	}
+	if _, err := s.w.Write(b); err != nil {
+		s.log.Error("telemetry spool: writing", "err", err)
+		return false
+	}
+	written := int64(n + len(b))
+	cur.bytes += written
+	cur.last = seq
+	s.total += written
+	s.dirty = true
+	return true
+}
+
+// ack records that everything up to seq is stored and deletes spent segments.
+func (s *spool) ack(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq <= s.acked {
+		return
+	}
+	s.acked = seq
+	tmp := filepath.Join(s.dir, checkpoint+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err == nil {
+		if f, err := os.Open(tmp); err == nil {
+			_ = f.Sync()
+			_ = f.Close()
+		}
+		_ = os.Rename(tmp, filepath.Join(s.dir, checkpoint))
+	}
+	for len(s.segments) > 1 && s.segments[0].last <= seq {
+		_ = os.Remove(s.segments[0].path)
+		s.total -= s.segments[0].bytes
+		s.segments = s.segments[1:]
+	}
+	// The current segment fully acknowledged: start afresh so it can go too.
+	if cur := s.segments[0]; len(s.segments) == 1 && cur.last >= cur.first && cur.last <= seq {
+		old := cur.path
+		s.segments = s.segments[:0]
+		if err := s.rotate(seq + 1); err != nil {
+			s.log.Error("telemetry spool: rotating", "err", err)
+			return
+		}
+		_ = os.Remove(old)
+		s.total -= cur.bytes
+	}
+}
+
+func (s *spool) syncLocked() error {
+	if !s.dirty {
+		return nil
+	}
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	s.dirty = false
+	return s.f.Sync()
+}
+
+func (s *spool) flusher() {
+	defer close(s.done)
+	t := time.NewTicker(flushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.mu.Lock()
+			if err := s.syncLocked(); err != nil {
+				s.log.Error("telemetry spool: flushing", "err", err)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// Close flushes the spool; events not yet acknowledged are shipped on the next start.
+func (q *Queue) Close() error {
+	if q.spool == nil {
+		return nil
+	}
+	s := q.spool
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.syncLocked()
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
