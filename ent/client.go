@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/callrollup"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
@@ -55,6 +56,8 @@ type Client struct {
 	AuditEvent *AuditEventClient
 	// CallEvent is the client for interacting with the CallEvent builders.
 	CallEvent *CallEventClient
+	// CallRollup is the client for interacting with the CallRollup builders.
+	CallRollup *CallRollupClient
 	// ChangeRequest is the client for interacting with the ChangeRequest builders.
 	ChangeRequest *ChangeRequestClient
 	// ClientKey is the client for interacting with the ClientKey builders.
@@ -100,6 +103,7 @@ func (c *Client) init() {
 	c.Approval = NewApprovalClient(c.config)
 	c.AuditEvent = NewAuditEventClient(c.config)
 	c.CallEvent = NewCallEventClient(c.config)
+	c.CallRollup = NewCallRollupClient(c.config)
 	c.ChangeRequest = NewChangeRequestClient(c.config)
 	c.ClientKey = NewClientKeyClient(c.config)
 	c.EnrollmentToken = NewEnrollmentTokenClient(c.config)
@@ -212,6 +216,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		Approval:        NewApprovalClient(cfg),
 		AuditEvent:      NewAuditEventClient(cfg),
 		CallEvent:       NewCallEventClient(cfg),
+		CallRollup:      NewCallRollupClient(cfg),
 		ChangeRequest:   NewChangeRequestClient(cfg),
 		ClientKey:       NewClientKeyClient(cfg),
 		EnrollmentToken: NewEnrollmentTokenClient(cfg),
@@ -251,6 +256,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		Approval:        NewApprovalClient(cfg),
 		AuditEvent:      NewAuditEventClient(cfg),
 		CallEvent:       NewCallEventClient(cfg),
+		CallRollup:      NewCallRollupClient(cfg),
 		ChangeRequest:   NewChangeRequestClient(cfg),
 		ClientKey:       NewClientKeyClient(cfg),
 		EnrollmentToken: NewEnrollmentTokenClient(cfg),
@@ -295,9 +301,9 @@ func (c *Client) Close() error {
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.APIKey, c.AccessRule, c.Agent, c.Approval, c.AuditEvent, c.CallEvent,
-		c.ChangeRequest, c.ClientKey, c.EnrollmentToken, c.Gateway, c.Invitation,
-		c.Membership, c.PolicyVersion, c.Session, c.Tenant, c.Tool, c.ToolVersion,
-		c.Upstream, c.User, c.VirtualServer,
+		c.CallRollup, c.ChangeRequest, c.ClientKey, c.EnrollmentToken, c.Gateway,
+		c.Invitation, c.Membership, c.PolicyVersion, c.Session, c.Tenant, c.Tool,
+		c.ToolVersion, c.Upstream, c.User, c.VirtualServer,
 	} {
 		n.Use(hooks...)
 	}
@@ -308,9 +314,9 @@ func (c *Client) Use(hooks ...Hook) {
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.APIKey, c.AccessRule, c.Agent, c.Approval, c.AuditEvent, c.CallEvent,
-		c.ChangeRequest, c.ClientKey, c.EnrollmentToken, c.Gateway, c.Invitation,
-		c.Membership, c.PolicyVersion, c.Session, c.Tenant, c.Tool, c.ToolVersion,
-		c.Upstream, c.User, c.VirtualServer,
+		c.CallRollup, c.ChangeRequest, c.ClientKey, c.EnrollmentToken, c.Gateway,
+		c.Invitation, c.Membership, c.PolicyVersion, c.Session, c.Tenant, c.Tool,
+		c.ToolVersion, c.Upstream, c.User, c.VirtualServer,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -331,6 +337,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.AuditEvent.mutate(ctx, m)
 	case *CallEventMutation:
 		return c.CallEvent.mutate(ctx, m)
+	case *CallRollupMutation:
+		return c.CallRollup.mutate(ctx, m)
 	case *ChangeRequestMutation:
 		return c.ChangeRequest.mutate(ctx, m)
 	case *ClientKeyMutation:
@@ -1293,6 +1301,156 @@ func (c *CallEventClient) mutate(ctx context.Context, m *CallEventMutation) (Val
 		return (&CallEventDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown CallEvent mutation op: %q", m.Op())
+	}
+}
+
+// CallRollupClient is a client for the CallRollup schema.
+type CallRollupClient struct {
+	config
+}
+
+// NewCallRollupClient returns a client for the CallRollup from the given config.
+func NewCallRollupClient(c config) *CallRollupClient {
+	return &CallRollupClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `callrollup.Hooks(f(g(h())))`.
+func (c *CallRollupClient) Use(hooks ...Hook) {
+	c.hooks.CallRollup = append(c.hooks.CallRollup, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `callrollup.Intercept(f(g(h())))`.
+func (c *CallRollupClient) Intercept(interceptors ...Interceptor) {
+	c.inters.CallRollup = append(c.inters.CallRollup, interceptors...)
+}
+
+// Create returns a builder for creating a CallRollup entity.
+func (c *CallRollupClient) Create() *CallRollupCreate {
+	mutation := newCallRollupMutation(c.config, OpCreate)
+	return &CallRollupCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of CallRollup entities.
+func (c *CallRollupClient) CreateBulk(builders ...*CallRollupCreate) *CallRollupCreateBulk {
+	return &CallRollupCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *CallRollupClient) MapCreateBulk(slice any, setFunc func(*CallRollupCreate, int)) *CallRollupCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &CallRollupCreateBulk{err: fmt.Errorf("calling to CallRollupClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*CallRollupCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &CallRollupCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for CallRollup.
+func (c *CallRollupClient) Update() *CallRollupUpdate {
+	mutation := newCallRollupMutation(c.config, OpUpdate)
+	return &CallRollupUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *CallRollupClient) UpdateOne(_m *CallRollup) *CallRollupUpdateOne {
+	mutation := newCallRollupMutation(c.config, OpUpdateOne, withCallRollup(_m))
+	return &CallRollupUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *CallRollupClient) UpdateOneID(id uuid.UUID) *CallRollupUpdateOne {
+	mutation := newCallRollupMutation(c.config, OpUpdateOne, withCallRollupID(id))
+	return &CallRollupUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for CallRollup.
+func (c *CallRollupClient) Delete() *CallRollupDelete {
+	mutation := newCallRollupMutation(c.config, OpDelete)
+	return &CallRollupDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *CallRollupClient) DeleteOne(_m *CallRollup) *CallRollupDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *CallRollupClient) DeleteOneID(id uuid.UUID) *CallRollupDeleteOne {
+	builder := c.Delete().Where(callrollup.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &CallRollupDeleteOne{builder}
+}
+
+// Query returns a query builder for CallRollup.
+func (c *CallRollupClient) Query() *CallRollupQuery {
+	return &CallRollupQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeCallRollup},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a CallRollup entity by its id.
+func (c *CallRollupClient) Get(ctx context.Context, id uuid.UUID) (*CallRollup, error) {
+	return c.Query().Where(callrollup.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *CallRollupClient) GetX(ctx context.Context, id uuid.UUID) *CallRollup {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryTenant queries the tenant edge of a CallRollup.
+func (c *CallRollupClient) QueryTenant(_m *CallRollup) *TenantQuery {
+	query := (&TenantClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(callrollup.Table, callrollup.FieldID, id),
+			sqlgraph.To(tenant.Table, tenant.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, callrollup.TenantTable, callrollup.TenantColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *CallRollupClient) Hooks() []Hook {
+	hooks := c.hooks.CallRollup
+	return append(hooks[:len(hooks):len(hooks)], callrollup.Hooks[:]...)
+}
+
+// Interceptors returns the client interceptors.
+func (c *CallRollupClient) Interceptors() []Interceptor {
+	return c.inters.CallRollup
+}
+
+func (c *CallRollupClient) mutate(ctx context.Context, m *CallRollupMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&CallRollupCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&CallRollupUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&CallRollupUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&CallRollupDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown CallRollup mutation op: %q", m.Op())
 	}
 }
 
@@ -3639,14 +3797,15 @@ func (c *VirtualServerClient) mutate(ctx context.Context, m *VirtualServerMutati
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		APIKey, AccessRule, Agent, Approval, AuditEvent, CallEvent, ChangeRequest,
-		ClientKey, EnrollmentToken, Gateway, Invitation, Membership, PolicyVersion,
-		Session, Tenant, Tool, ToolVersion, Upstream, User, VirtualServer []ent.Hook
+		APIKey, AccessRule, Agent, Approval, AuditEvent, CallEvent, CallRollup,
+		ChangeRequest, ClientKey, EnrollmentToken, Gateway, Invitation, Membership,
+		PolicyVersion, Session, Tenant, Tool, ToolVersion, Upstream, User,
+		VirtualServer []ent.Hook
 	}
 	inters struct {
-		APIKey, AccessRule, Agent, Approval, AuditEvent, CallEvent, ChangeRequest,
-		ClientKey, EnrollmentToken, Gateway, Invitation, Membership, PolicyVersion,
-		Session, Tenant, Tool, ToolVersion, Upstream, User,
+		APIKey, AccessRule, Agent, Approval, AuditEvent, CallEvent, CallRollup,
+		ChangeRequest, ClientKey, EnrollmentToken, Gateway, Invitation, Membership,
+		PolicyVersion, Session, Tenant, Tool, ToolVersion, Upstream, User,
 		VirtualServer []ent.Interceptor
 	}
 )

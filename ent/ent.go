@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/callrollup"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
@@ -98,6 +99,7 @@ func checkColumn(t, c string) error {
 			approval.Table:        approval.ValidColumn,
 			auditevent.Table:      auditevent.ValidColumn,
 			callevent.Table:       callevent.ValidColumn,
+			callrollup.Table:      callrollup.ValidColumn,
 			changerequest.Table:   changerequest.ValidColumn,
 			clientkey.Table:       clientkey.ValidColumn,
 			enrollmenttoken.Table: enrollmenttoken.ValidColumn,

@@ -9,6 +9,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/callrollup"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
@@ -33,7 +34,7 @@ import (
 
 // schemaGraph holds a representation of ent/schema at runtime.
 var schemaGraph = func() *sqlgraph.Schema {
-	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 20)}
+	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 21)}
 	graph.Nodes[0] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   apikey.Table,
@@ -179,6 +180,41 @@ var schemaGraph = func() *sqlgraph.Schema {
 	}
 	graph.Nodes[6] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
+			Table:   callrollup.Table,
+			Columns: callrollup.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: callrollup.FieldID,
+			},
+		},
+		Type: "CallRollup",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			callrollup.FieldTenantID:         {Type: field.TypeUUID, Column: callrollup.FieldTenantID},
+			callrollup.FieldGatewayID:        {Type: field.TypeUUID, Column: callrollup.FieldGatewayID},
+			callrollup.FieldMinute:           {Type: field.TypeTime, Column: callrollup.FieldMinute},
+			callrollup.FieldVirtualServer:    {Type: field.TypeString, Column: callrollup.FieldVirtualServer},
+			callrollup.FieldUpstream:         {Type: field.TypeString, Column: callrollup.FieldUpstream},
+			callrollup.FieldTool:             {Type: field.TypeString, Column: callrollup.FieldTool},
+			callrollup.FieldCalls:            {Type: field.TypeInt64, Column: callrollup.FieldCalls},
+			callrollup.FieldDenies:           {Type: field.TypeInt64, Column: callrollup.FieldDenies},
+			callrollup.FieldErrors:           {Type: field.TypeInt64, Column: callrollup.FieldErrors},
+			callrollup.FieldLatencySumMicros: {Type: field.TypeInt64, Column: callrollup.FieldLatencySumMicros},
+			callrollup.FieldLatencyBucketA:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketA},
+			callrollup.FieldLatencyBucketB:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketB},
+			callrollup.FieldLatencyBucketC:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketC},
+			callrollup.FieldLatencyBucketD:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketD},
+			callrollup.FieldLatencyBucketE:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketE},
+			callrollup.FieldLatencyBucketF:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketF},
+			callrollup.FieldLatencyBucketG:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketG},
+			callrollup.FieldLatencyBucketH:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketH},
+			callrollup.FieldLatencyBucketI:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketI},
+			callrollup.FieldLatencyBucketJ:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketJ},
+			callrollup.FieldLatencyBucketK:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketK},
+			callrollup.FieldLatencyBucketL:   {Type: field.TypeInt64, Column: callrollup.FieldLatencyBucketL},
+		},
+	}
+	graph.Nodes[7] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
 			Table:   changerequest.Table,
 			Columns: changerequest.Columns,
 			ID: &sqlgraph.FieldSpec{
@@ -207,7 +243,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			changerequest.FieldSupersededBy:      {Type: field.TypeUUID, Column: changerequest.FieldSupersededBy},
 		},
 	}
-	graph.Nodes[7] = &sqlgraph.Node{
+	graph.Nodes[8] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   clientkey.Table,
 			Columns: clientkey.Columns,
@@ -227,7 +263,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			clientkey.FieldRevokedAt:  {Type: field.TypeTime, Column: clientkey.FieldRevokedAt},
 		},
 	}
-	graph.Nodes[8] = &sqlgraph.Node{
+	graph.Nodes[9] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   enrollmenttoken.Table,
 			Columns: enrollmenttoken.Columns,
@@ -247,7 +283,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			enrollmenttoken.FieldUsedAt:     {Type: field.TypeTime, Column: enrollmenttoken.FieldUsedAt},
 		},
 	}
-	graph.Nodes[9] = &sqlgraph.Node{
+	graph.Nodes[10] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   gateway.Table,
 			Columns: gateway.Columns,
@@ -267,7 +303,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			gateway.FieldRateToolPerMinute:      {Type: field.TypeInt, Column: gateway.FieldRateToolPerMinute},
 		},
 	}
-	graph.Nodes[10] = &sqlgraph.Node{
+	graph.Nodes[11] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   invitation.Table,
 			Columns: invitation.Columns,
@@ -288,7 +324,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			invitation.FieldAcceptedAt: {Type: field.TypeTime, Column: invitation.FieldAcceptedAt},
 		},
 	}
-	graph.Nodes[11] = &sqlgraph.Node{
+	graph.Nodes[12] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   membership.Table,
 			Columns: membership.Columns,
@@ -306,7 +342,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			membership.FieldRole:      {Type: field.TypeEnum, Column: membership.FieldRole},
 		},
 	}
-	graph.Nodes[12] = &sqlgraph.Node{
+	graph.Nodes[13] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   policyversion.Table,
 			Columns: policyversion.Columns,
@@ -328,7 +364,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			policyversion.FieldKeyID:         {Type: field.TypeString, Column: policyversion.FieldKeyID},
 		},
 	}
-	graph.Nodes[13] = &sqlgraph.Node{
+	graph.Nodes[14] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   session.Table,
 			Columns: session.Columns,
@@ -347,7 +383,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			session.FieldExpiresAt: {Type: field.TypeTime, Column: session.FieldExpiresAt},
 		},
 	}
-	graph.Nodes[14] = &sqlgraph.Node{
+	graph.Nodes[15] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   tenant.Table,
 			Columns: tenant.Columns,
@@ -370,7 +406,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tenant.FieldClientGroupClaim:  {Type: field.TypeString, Column: tenant.FieldClientGroupClaim},
 		},
 	}
-	graph.Nodes[15] = &sqlgraph.Node{
+	graph.Nodes[16] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   tool.Table,
 			Columns: tool.Columns,
@@ -394,7 +430,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tool.FieldLastSeen:     {Type: field.TypeTime, Column: tool.FieldLastSeen},
 		},
 	}
-	graph.Nodes[16] = &sqlgraph.Node{
+	graph.Nodes[17] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   toolversion.Table,
 			Columns: toolversion.Columns,
@@ -414,7 +450,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			toolversion.FieldLastSeen:   {Type: field.TypeTime, Column: toolversion.FieldLastSeen},
 		},
 	}
-	graph.Nodes[17] = &sqlgraph.Node{
+	graph.Nodes[18] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   upstream.Table,
 			Columns: upstream.Columns,
@@ -441,7 +477,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			upstream.FieldLastError:        {Type: field.TypeString, Column: upstream.FieldLastError},
 		},
 	}
-	graph.Nodes[18] = &sqlgraph.Node{
+	graph.Nodes[19] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   user.Table,
 			Columns: user.Columns,
@@ -461,7 +497,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			user.FieldLastLoginAt: {Type: field.TypeTime, Column: user.FieldLastLoginAt},
 		},
 	}
-	graph.Nodes[19] = &sqlgraph.Node{
+	graph.Nodes[20] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   virtualserver.Table,
 			Columns: virtualserver.Columns,
@@ -574,6 +610,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 			Bidi:    false,
 		},
 		"CallEvent",
+		"Tenant",
+	)
+	graph.MustAddE(
+		"tenant",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: false,
+			Table:   callrollup.TenantTable,
+			Columns: []string{callrollup.TenantColumn},
+			Bidi:    false,
+		},
+		"CallRollup",
 		"Tenant",
 	)
 	graph.MustAddE(
@@ -1611,6 +1659,170 @@ func (f *CallEventFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
 }
 
 // addPredicate implements the predicateAdder interface.
+func (_q *CallRollupQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the CallRollupQuery builder.
+func (_q *CallRollupQuery) Filter() *CallRollupFilter {
+	return &CallRollupFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *CallRollupMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the CallRollupMutation builder.
+func (m *CallRollupMutation) Filter() *CallRollupFilter {
+	return &CallRollupFilter{config: m.config, predicateAdder: m}
+}
+
+// CallRollupFilter provides a generic filtering capability at runtime for CallRollupQuery.
+type CallRollupFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *CallRollupFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[6].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *CallRollupFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(callrollup.FieldID))
+}
+
+// WhereTenantID applies the entql [16]byte predicate on the tenant_id field.
+func (f *CallRollupFilter) WhereTenantID(p entql.ValueP) {
+	f.Where(p.Field(callrollup.FieldTenantID))
+}
+
+// WhereGatewayID applies the entql [16]byte predicate on the gateway_id field.
+func (f *CallRollupFilter) WhereGatewayID(p entql.ValueP) {
+	f.Where(p.Field(callrollup.FieldGatewayID))
+}
+
+// WhereMinute applies the entql time.Time predicate on the minute field.
+func (f *CallRollupFilter) WhereMinute(p entql.TimeP) {
+	f.Where(p.Field(callrollup.FieldMinute))
+}
+
+// WhereVirtualServer applies the entql string predicate on the virtual_server field.
+func (f *CallRollupFilter) WhereVirtualServer(p entql.StringP) {
+	f.Where(p.Field(callrollup.FieldVirtualServer))
+}
+
+// WhereUpstream applies the entql string predicate on the upstream field.
+func (f *CallRollupFilter) WhereUpstream(p entql.StringP) {
+	f.Where(p.Field(callrollup.FieldUpstream))
+}
+
+// WhereTool applies the entql string predicate on the tool field.
+func (f *CallRollupFilter) WhereTool(p entql.StringP) {
+	f.Where(p.Field(callrollup.FieldTool))
+}
+
+// WhereCalls applies the entql int64 predicate on the calls field.
+func (f *CallRollupFilter) WhereCalls(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldCalls))
+}
+
+// WhereDenies applies the entql int64 predicate on the denies field.
+func (f *CallRollupFilter) WhereDenies(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldDenies))
+}
+
+// WhereErrors applies the entql int64 predicate on the errors field.
+func (f *CallRollupFilter) WhereErrors(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldErrors))
+}
+
+// WhereLatencySumMicros applies the entql int64 predicate on the latency_sum_micros field.
+func (f *CallRollupFilter) WhereLatencySumMicros(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencySumMicros))
+}
+
+// WhereLatencyBucketA applies the entql int64 predicate on the latency_bucket_a field.
+func (f *CallRollupFilter) WhereLatencyBucketA(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketA))
+}
+
+// WhereLatencyBucketB applies the entql int64 predicate on the latency_bucket_b field.
+func (f *CallRollupFilter) WhereLatencyBucketB(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketB))
+}
+
+// WhereLatencyBucketC applies the entql int64 predicate on the latency_bucket_c field.
+func (f *CallRollupFilter) WhereLatencyBucketC(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketC))
+}
+
+// WhereLatencyBucketD applies the entql int64 predicate on the latency_bucket_d field.
+func (f *CallRollupFilter) WhereLatencyBucketD(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketD))
+}
+
+// WhereLatencyBucketE applies the entql int64 predicate on the latency_bucket_e field.
+func (f *CallRollupFilter) WhereLatencyBucketE(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketE))
+}
+
+// WhereLatencyBucketF applies the entql int64 predicate on the latency_bucket_f field.
+func (f *CallRollupFilter) WhereLatencyBucketF(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketF))
+}
+
+// WhereLatencyBucketG applies the entql int64 predicate on the latency_bucket_g field.
+func (f *CallRollupFilter) WhereLatencyBucketG(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketG))
+}
+
+// WhereLatencyBucketH applies the entql int64 predicate on the latency_bucket_h field.
+func (f *CallRollupFilter) WhereLatencyBucketH(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketH))
+}
+
+// WhereLatencyBucketI applies the entql int64 predicate on the latency_bucket_i field.
+func (f *CallRollupFilter) WhereLatencyBucketI(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketI))
+}
+
+// WhereLatencyBucketJ applies the entql int64 predicate on the latency_bucket_j field.
+func (f *CallRollupFilter) WhereLatencyBucketJ(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketJ))
+}
+
+// WhereLatencyBucketK applies the entql int64 predicate on the latency_bucket_k field.
+func (f *CallRollupFilter) WhereLatencyBucketK(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketK))
+}
+
+// WhereLatencyBucketL applies the entql int64 predicate on the latency_bucket_l field.
+func (f *CallRollupFilter) WhereLatencyBucketL(p entql.Int64P) {
+	f.Where(p.Field(callrollup.FieldLatencyBucketL))
+}
+
+// WhereHasTenant applies a predicate to check if query has an edge tenant.
+func (f *CallRollupFilter) WhereHasTenant() {
+	f.Where(entql.HasEdge("tenant"))
+}
+
+// WhereHasTenantWith applies a predicate to check if query has an edge tenant with a given conditions (other predicates).
+func (f *CallRollupFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
+	f.Where(entql.HasEdgeWith("tenant", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// addPredicate implements the predicateAdder interface.
 func (_q *ChangeRequestQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
 }
@@ -1639,7 +1851,7 @@ type ChangeRequestFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ChangeRequestFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[6].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[7].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1806,7 +2018,7 @@ type ClientKeyFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ClientKeyFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[7].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[8].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1895,7 +2107,7 @@ type EnrollmentTokenFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *EnrollmentTokenFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[8].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[9].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1998,7 +2210,7 @@ type GatewayFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *GatewayFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[9].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[10].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2157,7 +2369,7 @@ type InvitationFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *InvitationFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[10].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[11].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2251,7 +2463,7 @@ type MembershipFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *MembershipFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[11].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[12].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2344,7 +2556,7 @@ type PolicyVersionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *PolicyVersionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[12].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[13].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2457,7 +2669,7 @@ type SessionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *SessionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[13].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[14].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2527,7 +2739,7 @@ type TenantFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *TenantFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[14].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[15].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2617,7 +2829,7 @@ type ToolFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ToolFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[15].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[16].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2768,7 +2980,7 @@ type ToolVersionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ToolVersionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[16].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[17].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2871,7 +3083,7 @@ type UpstreamFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UpstreamFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[17].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[18].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3023,7 +3235,7 @@ type UserFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UserFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[18].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[19].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3112,7 +3324,7 @@ type VirtualServerFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *VirtualServerFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[19].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[20].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})

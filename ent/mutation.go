@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/callrollup"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
@@ -51,6 +52,7 @@ const (
 	TypeApproval        = "Approval"
 	TypeAuditEvent      = "AuditEvent"
 	TypeCallEvent       = "CallEvent"
+	TypeCallRollup      = "CallRollup"
 	TypeChangeRequest   = "ChangeRequest"
 	TypeClientKey       = "ClientKey"
 	TypeEnrollmentToken = "EnrollmentToken"
@@ -5956,6 +5958,2057 @@ func (m *CallEventMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown CallEvent edge %s", name)
+}
+
+// CallRollupMutation represents an operation that mutates the CallRollup nodes in the graph.
+type CallRollupMutation struct {
+	config
+	op                    Op
+	typ                   string
+	id                    *uuid.UUID
+	gateway_id            *uuid.UUID
+	minute                *time.Time
+	virtual_server        *string
+	upstream              *string
+	tool                  *string
+	calls                 *int64
+	addcalls              *int64
+	denies                *int64
+	adddenies             *int64
+	errors                *int64
+	adderrors             *int64
+	latency_sum_micros    *int64
+	addlatency_sum_micros *int64
+	latency_bucket_a      *int64
+	addlatency_bucket_a   *int64
+	latency_bucket_b      *int64
+	addlatency_bucket_b   *int64
+	latency_bucket_c      *int64
+	addlatency_bucket_c   *int64
+	latency_bucket_d      *int64
+	addlatency_bucket_d   *int64
+	latency_bucket_e      *int64
+	addlatency_bucket_e   *int64
+	latency_bucket_f      *int64
+	addlatency_bucket_f   *int64
+	latency_bucket_g      *int64
+	addlatency_bucket_g   *int64
+	latency_bucket_h      *int64
+	addlatency_bucket_h   *int64
+	latency_bucket_i      *int64
+	addlatency_bucket_i   *int64
+	latency_bucket_j      *int64
+	addlatency_bucket_j   *int64
+	latency_bucket_k      *int64
+	addlatency_bucket_k   *int64
+	latency_bucket_l      *int64
+	addlatency_bucket_l   *int64
+	clearedFields         map[string]struct{}
+	tenant                *uuid.UUID
+	clearedtenant         bool
+	done                  bool
+	oldValue              func(context.Context) (*CallRollup, error)
+	predicates            []predicate.CallRollup
+}
+
+var _ ent.Mutation = (*CallRollupMutation)(nil)
+
+// callrollupOption allows management of the mutation configuration using functional options.
+type callrollupOption func(*CallRollupMutation)
+
+// newCallRollupMutation creates new mutation for the CallRollup entity.
+func newCallRollupMutation(c config, op Op, opts ...callrollupOption) *CallRollupMutation {
+	m := &CallRollupMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeCallRollup,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withCallRollupID sets the ID field of the mutation.
+func withCallRollupID(id uuid.UUID) callrollupOption {
+	return func(m *CallRollupMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *CallRollup
+		)
+		m.oldValue = func(ctx context.Context) (*CallRollup, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().CallRollup.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withCallRollup sets the old CallRollup of the mutation.
+func withCallRollup(node *CallRollup) callrollupOption {
+	return func(m *CallRollupMutation) {
+		m.oldValue = func(context.Context) (*CallRollup, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m CallRollupMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m CallRollupMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of CallRollup entities.
+func (m *CallRollupMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *CallRollupMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *CallRollupMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().CallRollup.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetTenantID sets the "tenant_id" field.
+func (m *CallRollupMutation) SetTenantID(u uuid.UUID) {
+	m.tenant = &u
+}
+
+// TenantID returns the value of the "tenant_id" field in the mutation.
+func (m *CallRollupMutation) TenantID() (r uuid.UUID, exists bool) {
+	v := m.tenant
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTenantID returns the old "tenant_id" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldTenantID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTenantID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTenantID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTenantID: %w", err)
+	}
+	return oldValue.TenantID, nil
+}
+
+// ResetTenantID resets all changes to the "tenant_id" field.
+func (m *CallRollupMutation) ResetTenantID() {
+	m.tenant = nil
+}
+
+// SetGatewayID sets the "gateway_id" field.
+func (m *CallRollupMutation) SetGatewayID(u uuid.UUID) {
+	m.gateway_id = &u
+}
+
+// GatewayID returns the value of the "gateway_id" field in the mutation.
+func (m *CallRollupMutation) GatewayID() (r uuid.UUID, exists bool) {
+	v := m.gateway_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGatewayID returns the old "gateway_id" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldGatewayID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGatewayID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGatewayID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGatewayID: %w", err)
+	}
+	return oldValue.GatewayID, nil
+}
+
+// ResetGatewayID resets all changes to the "gateway_id" field.
+func (m *CallRollupMutation) ResetGatewayID() {
+	m.gateway_id = nil
+}
+
+// SetMinute sets the "minute" field.
+func (m *CallRollupMutation) SetMinute(t time.Time) {
+	m.minute = &t
+}
+
+// Minute returns the value of the "minute" field in the mutation.
+func (m *CallRollupMutation) Minute() (r time.Time, exists bool) {
+	v := m.minute
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMinute returns the old "minute" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldMinute(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMinute is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMinute requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMinute: %w", err)
+	}
+	return oldValue.Minute, nil
+}
+
+// ResetMinute resets all changes to the "minute" field.
+func (m *CallRollupMutation) ResetMinute() {
+	m.minute = nil
+}
+
+// SetVirtualServer sets the "virtual_server" field.
+func (m *CallRollupMutation) SetVirtualServer(s string) {
+	m.virtual_server = &s
+}
+
+// VirtualServer returns the value of the "virtual_server" field in the mutation.
+func (m *CallRollupMutation) VirtualServer() (r string, exists bool) {
+	v := m.virtual_server
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldVirtualServer returns the old "virtual_server" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldVirtualServer(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldVirtualServer is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldVirtualServer requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldVirtualServer: %w", err)
+	}
+	return oldValue.VirtualServer, nil
+}
+
+// ResetVirtualServer resets all changes to the "virtual_server" field.
+func (m *CallRollupMutation) ResetVirtualServer() {
+	m.virtual_server = nil
+}
+
+// SetUpstream sets the "upstream" field.
+func (m *CallRollupMutation) SetUpstream(s string) {
+	m.upstream = &s
+}
+
+// Upstream returns the value of the "upstream" field in the mutation.
+func (m *CallRollupMutation) Upstream() (r string, exists bool) {
+	v := m.upstream
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpstream returns the old "upstream" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldUpstream(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpstream is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpstream requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpstream: %w", err)
+	}
+	return oldValue.Upstream, nil
+}
+
+// ResetUpstream resets all changes to the "upstream" field.
+func (m *CallRollupMutation) ResetUpstream() {
+	m.upstream = nil
+}
+
+// SetTool sets the "tool" field.
+func (m *CallRollupMutation) SetTool(s string) {
+	m.tool = &s
+}
+
+// Tool returns the value of the "tool" field in the mutation.
+func (m *CallRollupMutation) Tool() (r string, exists bool) {
+	v := m.tool
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTool returns the old "tool" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldTool(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTool is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTool requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTool: %w", err)
+	}
+	return oldValue.Tool, nil
+}
+
+// ResetTool resets all changes to the "tool" field.
+func (m *CallRollupMutation) ResetTool() {
+	m.tool = nil
+}
+
+// SetCalls sets the "calls" field.
+func (m *CallRollupMutation) SetCalls(i int64) {
+	m.calls = &i
+	m.addcalls = nil
+}
+
+// Calls returns the value of the "calls" field in the mutation.
+func (m *CallRollupMutation) Calls() (r int64, exists bool) {
+	v := m.calls
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCalls returns the old "calls" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldCalls(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCalls is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCalls requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCalls: %w", err)
+	}
+	return oldValue.Calls, nil
+}
+
+// AddCalls adds i to the "calls" field.
+func (m *CallRollupMutation) AddCalls(i int64) {
+	if m.addcalls != nil {
+		*m.addcalls += i
+	} else {
+		m.addcalls = &i
+	}
+}
+
+// AddedCalls returns the value that was added to the "calls" field in this mutation.
+func (m *CallRollupMutation) AddedCalls() (r int64, exists bool) {
+	v := m.addcalls
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetCalls resets all changes to the "calls" field.
+func (m *CallRollupMutation) ResetCalls() {
+	m.calls = nil
+	m.addcalls = nil
+}
+
+// SetDenies sets the "denies" field.
+func (m *CallRollupMutation) SetDenies(i int64) {
+	m.denies = &i
+	m.adddenies = nil
+}
+
+// Denies returns the value of the "denies" field in the mutation.
+func (m *CallRollupMutation) Denies() (r int64, exists bool) {
+	v := m.denies
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDenies returns the old "denies" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldDenies(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDenies is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDenies requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDenies: %w", err)
+	}
+	return oldValue.Denies, nil
+}
+
+// AddDenies adds i to the "denies" field.
+func (m *CallRollupMutation) AddDenies(i int64) {
+	if m.adddenies != nil {
+		*m.adddenies += i
+	} else {
+		m.adddenies = &i
+	}
+}
+
+// AddedDenies returns the value that was added to the "denies" field in this mutation.
+func (m *CallRollupMutation) AddedDenies() (r int64, exists bool) {
+	v := m.adddenies
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetDenies resets all changes to the "denies" field.
+func (m *CallRollupMutation) ResetDenies() {
+	m.denies = nil
+	m.adddenies = nil
+}
+
+// SetErrors sets the "errors" field.
+func (m *CallRollupMutation) SetErrors(i int64) {
+	m.errors = &i
+	m.adderrors = nil
+}
+
+// Errors returns the value of the "errors" field in the mutation.
+func (m *CallRollupMutation) Errors() (r int64, exists bool) {
+	v := m.errors
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldErrors returns the old "errors" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldErrors(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldErrors is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldErrors requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldErrors: %w", err)
+	}
+	return oldValue.Errors, nil
+}
+
+// AddErrors adds i to the "errors" field.
+func (m *CallRollupMutation) AddErrors(i int64) {
+	if m.adderrors != nil {
+		*m.adderrors += i
+	} else {
+		m.adderrors = &i
+	}
+}
+
+// AddedErrors returns the value that was added to the "errors" field in this mutation.
+func (m *CallRollupMutation) AddedErrors() (r int64, exists bool) {
+	v := m.adderrors
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetErrors resets all changes to the "errors" field.
+func (m *CallRollupMutation) ResetErrors() {
+	m.errors = nil
+	m.adderrors = nil
+}
+
+// SetLatencySumMicros sets the "latency_sum_micros" field.
+func (m *CallRollupMutation) SetLatencySumMicros(i int64) {
+	m.latency_sum_micros = &i
+	m.addlatency_sum_micros = nil
+}
+
+// LatencySumMicros returns the value of the "latency_sum_micros" field in the mutation.
+func (m *CallRollupMutation) LatencySumMicros() (r int64, exists bool) {
+	v := m.latency_sum_micros
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencySumMicros returns the old "latency_sum_micros" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencySumMicros(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencySumMicros is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencySumMicros requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencySumMicros: %w", err)
+	}
+	return oldValue.LatencySumMicros, nil
+}
+
+// AddLatencySumMicros adds i to the "latency_sum_micros" field.
+func (m *CallRollupMutation) AddLatencySumMicros(i int64) {
+	if m.addlatency_sum_micros != nil {
+		*m.addlatency_sum_micros += i
+	} else {
+		m.addlatency_sum_micros = &i
+	}
+}
+
+// AddedLatencySumMicros returns the value that was added to the "latency_sum_micros" field in this mutation.
+func (m *CallRollupMutation) AddedLatencySumMicros() (r int64, exists bool) {
+	v := m.addlatency_sum_micros
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencySumMicros resets all changes to the "latency_sum_micros" field.
+func (m *CallRollupMutation) ResetLatencySumMicros() {
+	m.latency_sum_micros = nil
+	m.addlatency_sum_micros = nil
+}
+
+// SetLatencyBucketA sets the "latency_bucket_a" field.
+func (m *CallRollupMutation) SetLatencyBucketA(i int64) {
+	m.latency_bucket_a = &i
+	m.addlatency_bucket_a = nil
+}
+
+// LatencyBucketA returns the value of the "latency_bucket_a" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketA() (r int64, exists bool) {
+	v := m.latency_bucket_a
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketA returns the old "latency_bucket_a" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketA(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketA is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketA requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketA: %w", err)
+	}
+	return oldValue.LatencyBucketA, nil
+}
+
+// AddLatencyBucketA adds i to the "latency_bucket_a" field.
+func (m *CallRollupMutation) AddLatencyBucketA(i int64) {
+	if m.addlatency_bucket_a != nil {
+		*m.addlatency_bucket_a += i
+	} else {
+		m.addlatency_bucket_a = &i
+	}
+}
+
+// AddedLatencyBucketA returns the value that was added to the "latency_bucket_a" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketA() (r int64, exists bool) {
+	v := m.addlatency_bucket_a
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketA resets all changes to the "latency_bucket_a" field.
+func (m *CallRollupMutation) ResetLatencyBucketA() {
+	m.latency_bucket_a = nil
+	m.addlatency_bucket_a = nil
+}
+
+// SetLatencyBucketB sets the "latency_bucket_b" field.
+func (m *CallRollupMutation) SetLatencyBucketB(i int64) {
+	m.latency_bucket_b = &i
+	m.addlatency_bucket_b = nil
+}
+
+// LatencyBucketB returns the value of the "latency_bucket_b" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketB() (r int64, exists bool) {
+	v := m.latency_bucket_b
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketB returns the old "latency_bucket_b" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketB(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketB is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketB requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketB: %w", err)
+	}
+	return oldValue.LatencyBucketB, nil
+}
+
+// AddLatencyBucketB adds i to the "latency_bucket_b" field.
+func (m *CallRollupMutation) AddLatencyBucketB(i int64) {
+	if m.addlatency_bucket_b != nil {
+		*m.addlatency_bucket_b += i
+	} else {
+		m.addlatency_bucket_b = &i
+	}
+}
+
+// AddedLatencyBucketB returns the value that was added to the "latency_bucket_b" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketB() (r int64, exists bool) {
+	v := m.addlatency_bucket_b
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketB resets all changes to the "latency_bucket_b" field.
+func (m *CallRollupMutation) ResetLatencyBucketB() {
+	m.latency_bucket_b = nil
+	m.addlatency_bucket_b = nil
+}
+
+// SetLatencyBucketC sets the "latency_bucket_c" field.
+func (m *CallRollupMutation) SetLatencyBucketC(i int64) {
+	m.latency_bucket_c = &i
+	m.addlatency_bucket_c = nil
+}
+
+// LatencyBucketC returns the value of the "latency_bucket_c" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketC() (r int64, exists bool) {
+	v := m.latency_bucket_c
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketC returns the old "latency_bucket_c" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketC(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketC is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketC requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketC: %w", err)
+	}
+	return oldValue.LatencyBucketC, nil
+}
+
+// AddLatencyBucketC adds i to the "latency_bucket_c" field.
+func (m *CallRollupMutation) AddLatencyBucketC(i int64) {
+	if m.addlatency_bucket_c != nil {
+		*m.addlatency_bucket_c += i
+	} else {
+		m.addlatency_bucket_c = &i
+	}
+}
+
+// AddedLatencyBucketC returns the value that was added to the "latency_bucket_c" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketC() (r int64, exists bool) {
+	v := m.addlatency_bucket_c
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketC resets all changes to the "latency_bucket_c" field.
+func (m *CallRollupMutation) ResetLatencyBucketC() {
+	m.latency_bucket_c = nil
+	m.addlatency_bucket_c = nil
+}
+
+// SetLatencyBucketD sets the "latency_bucket_d" field.
+func (m *CallRollupMutation) SetLatencyBucketD(i int64) {
+	m.latency_bucket_d = &i
+	m.addlatency_bucket_d = nil
+}
+
+// LatencyBucketD returns the value of the "latency_bucket_d" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketD() (r int64, exists bool) {
+	v := m.latency_bucket_d
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketD returns the old "latency_bucket_d" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketD(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketD is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketD requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketD: %w", err)
+	}
+	return oldValue.LatencyBucketD, nil
+}
+
+// AddLatencyBucketD adds i to the "latency_bucket_d" field.
+func (m *CallRollupMutation) AddLatencyBucketD(i int64) {
+	if m.addlatency_bucket_d != nil {
+		*m.addlatency_bucket_d += i
+	} else {
+		m.addlatency_bucket_d = &i
+	}
+}
+
+// AddedLatencyBucketD returns the value that was added to the "latency_bucket_d" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketD() (r int64, exists bool) {
+	v := m.addlatency_bucket_d
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketD resets all changes to the "latency_bucket_d" field.
+func (m *CallRollupMutation) ResetLatencyBucketD() {
+	m.latency_bucket_d = nil
+	m.addlatency_bucket_d = nil
+}
+
+// SetLatencyBucketE sets the "latency_bucket_e" field.
+func (m *CallRollupMutation) SetLatencyBucketE(i int64) {
+	m.latency_bucket_e = &i
+	m.addlatency_bucket_e = nil
+}
+
+// LatencyBucketE returns the value of the "latency_bucket_e" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketE() (r int64, exists bool) {
+	v := m.latency_bucket_e
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketE returns the old "latency_bucket_e" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketE(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketE is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketE requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketE: %w", err)
+	}
+	return oldValue.LatencyBucketE, nil
+}
+
+// AddLatencyBucketE adds i to the "latency_bucket_e" field.
+func (m *CallRollupMutation) AddLatencyBucketE(i int64) {
+	if m.addlatency_bucket_e != nil {
+		*m.addlatency_bucket_e += i
+	} else {
+		m.addlatency_bucket_e = &i
+	}
+}
+
+// AddedLatencyBucketE returns the value that was added to the "latency_bucket_e" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketE() (r int64, exists bool) {
+	v := m.addlatency_bucket_e
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketE resets all changes to the "latency_bucket_e" field.
+func (m *CallRollupMutation) ResetLatencyBucketE() {
+	m.latency_bucket_e = nil
+	m.addlatency_bucket_e = nil
+}
+
+// SetLatencyBucketF sets the "latency_bucket_f" field.
+func (m *CallRollupMutation) SetLatencyBucketF(i int64) {
+	m.latency_bucket_f = &i
+	m.addlatency_bucket_f = nil
+}
+
+// LatencyBucketF returns the value of the "latency_bucket_f" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketF() (r int64, exists bool) {
+	v := m.latency_bucket_f
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketF returns the old "latency_bucket_f" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketF(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketF is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketF requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketF: %w", err)
+	}
+	return oldValue.LatencyBucketF, nil
+}
+
+// AddLatencyBucketF adds i to the "latency_bucket_f" field.
+func (m *CallRollupMutation) AddLatencyBucketF(i int64) {
+	if m.addlatency_bucket_f != nil {
+		*m.addlatency_bucket_f += i
+	} else {
+		m.addlatency_bucket_f = &i
+	}
+}
+
+// AddedLatencyBucketF returns the value that was added to the "latency_bucket_f" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketF() (r int64, exists bool) {
+	v := m.addlatency_bucket_f
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketF resets all changes to the "latency_bucket_f" field.
+func (m *CallRollupMutation) ResetLatencyBucketF() {
+	m.latency_bucket_f = nil
+	m.addlatency_bucket_f = nil
+}
+
+// SetLatencyBucketG sets the "latency_bucket_g" field.
+func (m *CallRollupMutation) SetLatencyBucketG(i int64) {
+	m.latency_bucket_g = &i
+	m.addlatency_bucket_g = nil
+}
+
+// LatencyBucketG returns the value of the "latency_bucket_g" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketG() (r int64, exists bool) {
+	v := m.latency_bucket_g
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketG returns the old "latency_bucket_g" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketG(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketG is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketG requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketG: %w", err)
+	}
+	return oldValue.LatencyBucketG, nil
+}
+
+// AddLatencyBucketG adds i to the "latency_bucket_g" field.
+func (m *CallRollupMutation) AddLatencyBucketG(i int64) {
+	if m.addlatency_bucket_g != nil {
+		*m.addlatency_bucket_g += i
+	} else {
+		m.addlatency_bucket_g = &i
+	}
+}
+
+// AddedLatencyBucketG returns the value that was added to the "latency_bucket_g" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketG() (r int64, exists bool) {
+	v := m.addlatency_bucket_g
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketG resets all changes to the "latency_bucket_g" field.
+func (m *CallRollupMutation) ResetLatencyBucketG() {
+	m.latency_bucket_g = nil
+	m.addlatency_bucket_g = nil
+}
+
+// SetLatencyBucketH sets the "latency_bucket_h" field.
+func (m *CallRollupMutation) SetLatencyBucketH(i int64) {
+	m.latency_bucket_h = &i
+	m.addlatency_bucket_h = nil
+}
+
+// LatencyBucketH returns the value of the "latency_bucket_h" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketH() (r int64, exists bool) {
+	v := m.latency_bucket_h
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketH returns the old "latency_bucket_h" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketH(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketH is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketH requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketH: %w", err)
+	}
+	return oldValue.LatencyBucketH, nil
+}
+
+// AddLatencyBucketH adds i to the "latency_bucket_h" field.
+func (m *CallRollupMutation) AddLatencyBucketH(i int64) {
+	if m.addlatency_bucket_h != nil {
+		*m.addlatency_bucket_h += i
+	} else {
+		m.addlatency_bucket_h = &i
+	}
+}
+
+// AddedLatencyBucketH returns the value that was added to the "latency_bucket_h" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketH() (r int64, exists bool) {
+	v := m.addlatency_bucket_h
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketH resets all changes to the "latency_bucket_h" field.
+func (m *CallRollupMutation) ResetLatencyBucketH() {
+	m.latency_bucket_h = nil
+	m.addlatency_bucket_h = nil
+}
+
+// SetLatencyBucketI sets the "latency_bucket_i" field.
+func (m *CallRollupMutation) SetLatencyBucketI(i int64) {
+	m.latency_bucket_i = &i
+	m.addlatency_bucket_i = nil
+}
+
+// LatencyBucketI returns the value of the "latency_bucket_i" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketI() (r int64, exists bool) {
+	v := m.latency_bucket_i
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketI returns the old "latency_bucket_i" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketI(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketI is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketI requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketI: %w", err)
+	}
+	return oldValue.LatencyBucketI, nil
+}
+
+// AddLatencyBucketI adds i to the "latency_bucket_i" field.
+func (m *CallRollupMutation) AddLatencyBucketI(i int64) {
+	if m.addlatency_bucket_i != nil {
+		*m.addlatency_bucket_i += i
+	} else {
+		m.addlatency_bucket_i = &i
+	}
+}
+
+// AddedLatencyBucketI returns the value that was added to the "latency_bucket_i" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketI() (r int64, exists bool) {
+	v := m.addlatency_bucket_i
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketI resets all changes to the "latency_bucket_i" field.
+func (m *CallRollupMutation) ResetLatencyBucketI() {
+	m.latency_bucket_i = nil
+	m.addlatency_bucket_i = nil
+}
+
+// SetLatencyBucketJ sets the "latency_bucket_j" field.
+func (m *CallRollupMutation) SetLatencyBucketJ(i int64) {
+	m.latency_bucket_j = &i
+	m.addlatency_bucket_j = nil
+}
+
+// LatencyBucketJ returns the value of the "latency_bucket_j" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketJ() (r int64, exists bool) {
+	v := m.latency_bucket_j
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketJ returns the old "latency_bucket_j" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketJ(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketJ is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketJ requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketJ: %w", err)
+	}
+	return oldValue.LatencyBucketJ, nil
+}
+
+// AddLatencyBucketJ adds i to the "latency_bucket_j" field.
+func (m *CallRollupMutation) AddLatencyBucketJ(i int64) {
+	if m.addlatency_bucket_j != nil {
+		*m.addlatency_bucket_j += i
+	} else {
+		m.addlatency_bucket_j = &i
+	}
+}
+
+// AddedLatencyBucketJ returns the value that was added to the "latency_bucket_j" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketJ() (r int64, exists bool) {
+	v := m.addlatency_bucket_j
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketJ resets all changes to the "latency_bucket_j" field.
+func (m *CallRollupMutation) ResetLatencyBucketJ() {
+	m.latency_bucket_j = nil
+	m.addlatency_bucket_j = nil
+}
+
+// SetLatencyBucketK sets the "latency_bucket_k" field.
+func (m *CallRollupMutation) SetLatencyBucketK(i int64) {
+	m.latency_bucket_k = &i
+	m.addlatency_bucket_k = nil
+}
+
+// LatencyBucketK returns the value of the "latency_bucket_k" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketK() (r int64, exists bool) {
+	v := m.latency_bucket_k
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketK returns the old "latency_bucket_k" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketK(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketK is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketK requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketK: %w", err)
+	}
+	return oldValue.LatencyBucketK, nil
+}
+
+// AddLatencyBucketK adds i to the "latency_bucket_k" field.
+func (m *CallRollupMutation) AddLatencyBucketK(i int64) {
+	if m.addlatency_bucket_k != nil {
+		*m.addlatency_bucket_k += i
+	} else {
+		m.addlatency_bucket_k = &i
+	}
+}
+
+// AddedLatencyBucketK returns the value that was added to the "latency_bucket_k" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketK() (r int64, exists bool) {
+	v := m.addlatency_bucket_k
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketK resets all changes to the "latency_bucket_k" field.
+func (m *CallRollupMutation) ResetLatencyBucketK() {
+	m.latency_bucket_k = nil
+	m.addlatency_bucket_k = nil
+}
+
+// SetLatencyBucketL sets the "latency_bucket_l" field.
+func (m *CallRollupMutation) SetLatencyBucketL(i int64) {
+	m.latency_bucket_l = &i
+	m.addlatency_bucket_l = nil
+}
+
+// LatencyBucketL returns the value of the "latency_bucket_l" field in the mutation.
+func (m *CallRollupMutation) LatencyBucketL() (r int64, exists bool) {
+	v := m.latency_bucket_l
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLatencyBucketL returns the old "latency_bucket_l" field's value of the CallRollup entity.
+// If the CallRollup object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallRollupMutation) OldLatencyBucketL(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLatencyBucketL is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLatencyBucketL requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLatencyBucketL: %w", err)
+	}
+	return oldValue.LatencyBucketL, nil
+}
+
+// AddLatencyBucketL adds i to the "latency_bucket_l" field.
+func (m *CallRollupMutation) AddLatencyBucketL(i int64) {
+	if m.addlatency_bucket_l != nil {
+		*m.addlatency_bucket_l += i
+	} else {
+		m.addlatency_bucket_l = &i
+	}
+}
+
+// AddedLatencyBucketL returns the value that was added to the "latency_bucket_l" field in this mutation.
+func (m *CallRollupMutation) AddedLatencyBucketL() (r int64, exists bool) {
+	v := m.addlatency_bucket_l
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLatencyBucketL resets all changes to the "latency_bucket_l" field.
+func (m *CallRollupMutation) ResetLatencyBucketL() {
+	m.latency_bucket_l = nil
+	m.addlatency_bucket_l = nil
+}
+
+// ClearTenant clears the "tenant" edge to the Tenant entity.
+func (m *CallRollupMutation) ClearTenant() {
+	m.clearedtenant = true
+	m.clearedFields[callrollup.FieldTenantID] = struct{}{}
+}
+
+// TenantCleared reports if the "tenant" edge to the Tenant entity was cleared.
+func (m *CallRollupMutation) TenantCleared() bool {
+	return m.clearedtenant
+}
+
+// TenantIDs returns the "tenant" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// TenantID instead. It exists only for internal usage by the builders.
+func (m *CallRollupMutation) TenantIDs() (ids []uuid.UUID) {
+	if id := m.tenant; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetTenant resets all changes to the "tenant" edge.
+func (m *CallRollupMutation) ResetTenant() {
+	m.tenant = nil
+	m.clearedtenant = false
+}
+
+// Where appends a list predicates to the CallRollupMutation builder.
+func (m *CallRollupMutation) Where(ps ...predicate.CallRollup) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the CallRollupMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *CallRollupMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.CallRollup, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *CallRollupMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *CallRollupMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (CallRollup).
+func (m *CallRollupMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *CallRollupMutation) Fields() []string {
+	fields := make([]string, 0, 22)
+	if m.tenant != nil {
+		fields = append(fields, callrollup.FieldTenantID)
+	}
+	if m.gateway_id != nil {
+		fields = append(fields, callrollup.FieldGatewayID)
+	}
+	if m.minute != nil {
+		fields = append(fields, callrollup.FieldMinute)
+	}
+	if m.virtual_server != nil {
+		fields = append(fields, callrollup.FieldVirtualServer)
+	}
+	if m.upstream != nil {
+		fields = append(fields, callrollup.FieldUpstream)
+	}
+	if m.tool != nil {
+		fields = append(fields, callrollup.FieldTool)
+	}
+	if m.calls != nil {
+		fields = append(fields, callrollup.FieldCalls)
+	}
+	if m.denies != nil {
+		fields = append(fields, callrollup.FieldDenies)
+	}
+	if m.errors != nil {
+		fields = append(fields, callrollup.FieldErrors)
+	}
+	if m.latency_sum_micros != nil {
+		fields = append(fields, callrollup.FieldLatencySumMicros)
+	}
+	if m.latency_bucket_a != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketA)
+	}
+	if m.latency_bucket_b != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketB)
+	}
+	if m.latency_bucket_c != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketC)
+	}
+	if m.latency_bucket_d != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketD)
+	}
+	if m.latency_bucket_e != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketE)
+	}
+	if m.latency_bucket_f != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketF)
+	}
+	if m.latency_bucket_g != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketG)
+	}
+	if m.latency_bucket_h != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketH)
+	}
+	if m.latency_bucket_i != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketI)
+	}
+	if m.latency_bucket_j != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketJ)
+	}
+	if m.latency_bucket_k != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketK)
+	}
+	if m.latency_bucket_l != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketL)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *CallRollupMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case callrollup.FieldTenantID:
+		return m.TenantID()
+	case callrollup.FieldGatewayID:
+		return m.GatewayID()
+	case callrollup.FieldMinute:
+		return m.Minute()
+	case callrollup.FieldVirtualServer:
+		return m.VirtualServer()
+	case callrollup.FieldUpstream:
+		return m.Upstream()
+	case callrollup.FieldTool:
+		return m.Tool()
+	case callrollup.FieldCalls:
+		return m.Calls()
+	case callrollup.FieldDenies:
+		return m.Denies()
+	case callrollup.FieldErrors:
+		return m.Errors()
+	case callrollup.FieldLatencySumMicros:
+		return m.LatencySumMicros()
+	case callrollup.FieldLatencyBucketA:
+		return m.LatencyBucketA()
+	case callrollup.FieldLatencyBucketB:
+		return m.LatencyBucketB()
+	case callrollup.FieldLatencyBucketC:
+		return m.LatencyBucketC()
+	case callrollup.FieldLatencyBucketD:
+		return m.LatencyBucketD()
+	case callrollup.FieldLatencyBucketE:
+		return m.LatencyBucketE()
+	case callrollup.FieldLatencyBucketF:
+		return m.LatencyBucketF()
+	case callrollup.FieldLatencyBucketG:
+		return m.LatencyBucketG()
+	case callrollup.FieldLatencyBucketH:
+		return m.LatencyBucketH()
+	case callrollup.FieldLatencyBucketI:
+		return m.LatencyBucketI()
+	case callrollup.FieldLatencyBucketJ:
+		return m.LatencyBucketJ()
+	case callrollup.FieldLatencyBucketK:
+		return m.LatencyBucketK()
+	case callrollup.FieldLatencyBucketL:
+		return m.LatencyBucketL()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *CallRollupMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case callrollup.FieldTenantID:
+		return m.OldTenantID(ctx)
+	case callrollup.FieldGatewayID:
+		return m.OldGatewayID(ctx)
+	case callrollup.FieldMinute:
+		return m.OldMinute(ctx)
+	case callrollup.FieldVirtualServer:
+		return m.OldVirtualServer(ctx)
+	case callrollup.FieldUpstream:
+		return m.OldUpstream(ctx)
+	case callrollup.FieldTool:
+		return m.OldTool(ctx)
+	case callrollup.FieldCalls:
+		return m.OldCalls(ctx)
+	case callrollup.FieldDenies:
+		return m.OldDenies(ctx)
+	case callrollup.FieldErrors:
+		return m.OldErrors(ctx)
+	case callrollup.FieldLatencySumMicros:
+		return m.OldLatencySumMicros(ctx)
+	case callrollup.FieldLatencyBucketA:
+		return m.OldLatencyBucketA(ctx)
+	case callrollup.FieldLatencyBucketB:
+		return m.OldLatencyBucketB(ctx)
+	case callrollup.FieldLatencyBucketC:
+		return m.OldLatencyBucketC(ctx)
+	case callrollup.FieldLatencyBucketD:
+		return m.OldLatencyBucketD(ctx)
+	case callrollup.FieldLatencyBucketE:
+		return m.OldLatencyBucketE(ctx)
+	case callrollup.FieldLatencyBucketF:
+		return m.OldLatencyBucketF(ctx)
+	case callrollup.FieldLatencyBucketG:
+		return m.OldLatencyBucketG(ctx)
+	case callrollup.FieldLatencyBucketH:
+		return m.OldLatencyBucketH(ctx)
+	case callrollup.FieldLatencyBucketI:
+		return m.OldLatencyBucketI(ctx)
+	case callrollup.FieldLatencyBucketJ:
+		return m.OldLatencyBucketJ(ctx)
+	case callrollup.FieldLatencyBucketK:
+		return m.OldLatencyBucketK(ctx)
+	case callrollup.FieldLatencyBucketL:
+		return m.OldLatencyBucketL(ctx)
+	}
+	return nil, fmt.Errorf("unknown CallRollup field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CallRollupMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case callrollup.FieldTenantID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTenantID(v)
+		return nil
+	case callrollup.FieldGatewayID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGatewayID(v)
+		return nil
+	case callrollup.FieldMinute:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMinute(v)
+		return nil
+	case callrollup.FieldVirtualServer:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetVirtualServer(v)
+		return nil
+	case callrollup.FieldUpstream:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpstream(v)
+		return nil
+	case callrollup.FieldTool:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTool(v)
+		return nil
+	case callrollup.FieldCalls:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCalls(v)
+		return nil
+	case callrollup.FieldDenies:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDenies(v)
+		return nil
+	case callrollup.FieldErrors:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetErrors(v)
+		return nil
+	case callrollup.FieldLatencySumMicros:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencySumMicros(v)
+		return nil
+	case callrollup.FieldLatencyBucketA:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketA(v)
+		return nil
+	case callrollup.FieldLatencyBucketB:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketB(v)
+		return nil
+	case callrollup.FieldLatencyBucketC:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketC(v)
+		return nil
+	case callrollup.FieldLatencyBucketD:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketD(v)
+		return nil
+	case callrollup.FieldLatencyBucketE:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketE(v)
+		return nil
+	case callrollup.FieldLatencyBucketF:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketF(v)
+		return nil
+	case callrollup.FieldLatencyBucketG:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketG(v)
+		return nil
+	case callrollup.FieldLatencyBucketH:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketH(v)
+		return nil
+	case callrollup.FieldLatencyBucketI:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketI(v)
+		return nil
+	case callrollup.FieldLatencyBucketJ:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketJ(v)
+		return nil
+	case callrollup.FieldLatencyBucketK:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketK(v)
+		return nil
+	case callrollup.FieldLatencyBucketL:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLatencyBucketL(v)
+		return nil
+	}
+	return fmt.Errorf("unknown CallRollup field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *CallRollupMutation) AddedFields() []string {
+	var fields []string
+	if m.addcalls != nil {
+		fields = append(fields, callrollup.FieldCalls)
+	}
+	if m.adddenies != nil {
+		fields = append(fields, callrollup.FieldDenies)
+	}
+	if m.adderrors != nil {
+		fields = append(fields, callrollup.FieldErrors)
+	}
+	if m.addlatency_sum_micros != nil {
+		fields = append(fields, callrollup.FieldLatencySumMicros)
+	}
+	if m.addlatency_bucket_a != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketA)
+	}
+	if m.addlatency_bucket_b != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketB)
+	}
+	if m.addlatency_bucket_c != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketC)
+	}
+	if m.addlatency_bucket_d != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketD)
+	}
+	if m.addlatency_bucket_e != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketE)
+	}
+	if m.addlatency_bucket_f != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketF)
+	}
+	if m.addlatency_bucket_g != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketG)
+	}
+	if m.addlatency_bucket_h != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketH)
+	}
+	if m.addlatency_bucket_i != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketI)
+	}
+	if m.addlatency_bucket_j != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketJ)
+	}
+	if m.addlatency_bucket_k != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketK)
+	}
+	if m.addlatency_bucket_l != nil {
+		fields = append(fields, callrollup.FieldLatencyBucketL)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *CallRollupMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case callrollup.FieldCalls:
+		return m.AddedCalls()
+	case callrollup.FieldDenies:
+		return m.AddedDenies()
+	case callrollup.FieldErrors:
+		return m.AddedErrors()
+	case callrollup.FieldLatencySumMicros:
+		return m.AddedLatencySumMicros()
+	case callrollup.FieldLatencyBucketA:
+		return m.AddedLatencyBucketA()
+	case callrollup.FieldLatencyBucketB:
+		return m.AddedLatencyBucketB()
+	case callrollup.FieldLatencyBucketC:
+		return m.AddedLatencyBucketC()
+	case callrollup.FieldLatencyBucketD:
+		return m.AddedLatencyBucketD()
+	case callrollup.FieldLatencyBucketE:
+		return m.AddedLatencyBucketE()
+	case callrollup.FieldLatencyBucketF:
+		return m.AddedLatencyBucketF()
+	case callrollup.FieldLatencyBucketG:
+		return m.AddedLatencyBucketG()
+	case callrollup.FieldLatencyBucketH:
+		return m.AddedLatencyBucketH()
+	case callrollup.FieldLatencyBucketI:
+		return m.AddedLatencyBucketI()
+	case callrollup.FieldLatencyBucketJ:
+		return m.AddedLatencyBucketJ()
+	case callrollup.FieldLatencyBucketK:
+		return m.AddedLatencyBucketK()
+	case callrollup.FieldLatencyBucketL:
+		return m.AddedLatencyBucketL()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CallRollupMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case callrollup.FieldCalls:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCalls(v)
+		return nil
+	case callrollup.FieldDenies:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddDenies(v)
+		return nil
+	case callrollup.FieldErrors:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddErrors(v)
+		return nil
+	case callrollup.FieldLatencySumMicros:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencySumMicros(v)
+		return nil
+	case callrollup.FieldLatencyBucketA:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketA(v)
+		return nil
+	case callrollup.FieldLatencyBucketB:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketB(v)
+		return nil
+	case callrollup.FieldLatencyBucketC:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketC(v)
+		return nil
+	case callrollup.FieldLatencyBucketD:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketD(v)
+		return nil
+	case callrollup.FieldLatencyBucketE:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketE(v)
+		return nil
+	case callrollup.FieldLatencyBucketF:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketF(v)
+		return nil
+	case callrollup.FieldLatencyBucketG:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketG(v)
+		return nil
+	case callrollup.FieldLatencyBucketH:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketH(v)
+		return nil
+	case callrollup.FieldLatencyBucketI:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketI(v)
+		return nil
+	case callrollup.FieldLatencyBucketJ:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketJ(v)
+		return nil
+	case callrollup.FieldLatencyBucketK:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketK(v)
+		return nil
+	case callrollup.FieldLatencyBucketL:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLatencyBucketL(v)
+		return nil
+	}
+	return fmt.Errorf("unknown CallRollup numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *CallRollupMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *CallRollupMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *CallRollupMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown CallRollup nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *CallRollupMutation) ResetField(name string) error {
+	switch name {
+	case callrollup.FieldTenantID:
+		m.ResetTenantID()
+		return nil
+	case callrollup.FieldGatewayID:
+		m.ResetGatewayID()
+		return nil
+	case callrollup.FieldMinute:
+		m.ResetMinute()
+		return nil
+	case callrollup.FieldVirtualServer:
+		m.ResetVirtualServer()
+		return nil
+	case callrollup.FieldUpstream:
+		m.ResetUpstream()
+		return nil
+	case callrollup.FieldTool:
+		m.ResetTool()
+		return nil
+	case callrollup.FieldCalls:
+		m.ResetCalls()
+		return nil
+	case callrollup.FieldDenies:
+		m.ResetDenies()
+		return nil
+	case callrollup.FieldErrors:
+		m.ResetErrors()
+		return nil
+	case callrollup.FieldLatencySumMicros:
+		m.ResetLatencySumMicros()
+		return nil
+	case callrollup.FieldLatencyBucketA:
+		m.ResetLatencyBucketA()
+		return nil
+	case callrollup.FieldLatencyBucketB:
+		m.ResetLatencyBucketB()
+		return nil
+	case callrollup.FieldLatencyBucketC:
+		m.ResetLatencyBucketC()
+		return nil
+	case callrollup.FieldLatencyBucketD:
+		m.ResetLatencyBucketD()
+		return nil
+	case callrollup.FieldLatencyBucketE:
+		m.ResetLatencyBucketE()
+		return nil
+	case callrollup.FieldLatencyBucketF:
+		m.ResetLatencyBucketF()
+		return nil
+	case callrollup.FieldLatencyBucketG:
+		m.ResetLatencyBucketG()
+		return nil
+	case callrollup.FieldLatencyBucketH:
+		m.ResetLatencyBucketH()
+		return nil
+	case callrollup.FieldLatencyBucketI:
+		m.ResetLatencyBucketI()
+		return nil
+	case callrollup.FieldLatencyBucketJ:
+		m.ResetLatencyBucketJ()
+		return nil
+	case callrollup.FieldLatencyBucketK:
+		m.ResetLatencyBucketK()
+		return nil
+	case callrollup.FieldLatencyBucketL:
+		m.ResetLatencyBucketL()
+		return nil
+	}
+	return fmt.Errorf("unknown CallRollup field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *CallRollupMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.tenant != nil {
+		edges = append(edges, callrollup.EdgeTenant)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *CallRollupMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case callrollup.EdgeTenant:
+		if id := m.tenant; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *CallRollupMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *CallRollupMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *CallRollupMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedtenant {
+		edges = append(edges, callrollup.EdgeTenant)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *CallRollupMutation) EdgeCleared(name string) bool {
+	switch name {
+	case callrollup.EdgeTenant:
+		return m.clearedtenant
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *CallRollupMutation) ClearEdge(name string) error {
+	switch name {
+	case callrollup.EdgeTenant:
+		m.ClearTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown CallRollup unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *CallRollupMutation) ResetEdge(name string) error {
+	switch name {
+	case callrollup.EdgeTenant:
+		m.ResetTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown CallRollup edge %s", name)
 }
 
 // ChangeRequestMutation represents an operation that mutates the ChangeRequest nodes in the graph.

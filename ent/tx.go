@@ -24,6 +24,8 @@ type Tx struct {
 	AuditEvent *AuditEventClient
 	// CallEvent is the client for interacting with the CallEvent builders.
 	CallEvent *CallEventClient
+	// CallRollup is the client for interacting with the CallRollup builders.
+	CallRollup *CallRollupClient
 	// ChangeRequest is the client for interacting with the ChangeRequest builders.
 	ChangeRequest *ChangeRequestClient
 	// ClientKey is the client for interacting with the ClientKey builders.
@@ -189,6 +191,7 @@ func (tx *Tx) init() {
 	tx.Approval = NewApprovalClient(tx.config)
 	tx.AuditEvent = NewAuditEventClient(tx.config)
 	tx.CallEvent = NewCallEventClient(tx.config)
+	tx.CallRollup = NewCallRollupClient(tx.config)
 	tx.ChangeRequest = NewChangeRequestClient(tx.config)
 	tx.ClientKey = NewClientKeyClient(tx.config)
 	tx.EnrollmentToken = NewEnrollmentTokenClient(tx.config)

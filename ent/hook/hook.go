@@ -81,6 +81,18 @@ func (f CallEventFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, e
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.CallEventMutation", m)
 }
 
+// The CallRollupFunc type is an adapter to allow the use of ordinary
+// function as CallRollup mutator.
+type CallRollupFunc func(context.Context, *ent.CallRollupMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f CallRollupFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.CallRollupMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.CallRollupMutation", m)
+}
+
 // The ChangeRequestFunc type is an adapter to allow the use of ordinary
 // function as ChangeRequest mutator.
 type ChangeRequestFunc func(context.Context, *ent.ChangeRequestMutation) (ent.Value, error)

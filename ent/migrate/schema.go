@@ -260,6 +260,63 @@ var (
 			},
 		},
 	}
+	// CallRollupsColumns holds the columns for the "call_rollups" table.
+	CallRollupsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "gateway_id", Type: field.TypeUUID},
+		{Name: "minute", Type: field.TypeTime},
+		{Name: "virtual_server", Type: field.TypeString, Size: 63, Default: ""},
+		{Name: "upstream", Type: field.TypeString, Size: 48, Default: ""},
+		{Name: "tool", Type: field.TypeString, Size: 128, Default: ""},
+		{Name: "calls", Type: field.TypeInt64, Default: 0},
+		{Name: "denies", Type: field.TypeInt64, Default: 0},
+		{Name: "errors", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_sum_micros", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_a", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_b", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_c", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_d", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_e", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_f", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_g", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_h", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_i", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_j", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_k", Type: field.TypeInt64, Default: 0},
+		{Name: "latency_bucket_l", Type: field.TypeInt64, Default: 0},
+		{Name: "tenant_id", Type: field.TypeUUID},
+	}
+	// CallRollupsTable holds the schema information for the "call_rollups" table.
+	CallRollupsTable = &schema.Table{
+		Name:       "call_rollups",
+		Columns:    CallRollupsColumns,
+		PrimaryKey: []*schema.Column{CallRollupsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "call_rollups_tenants_tenant",
+				Columns:    []*schema.Column{CallRollupsColumns[22]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "callrollup_tenant_id",
+				Unique:  false,
+				Columns: []*schema.Column{CallRollupsColumns[22]},
+			},
+			{
+				Name:    "callrollup_gateway_id_minute_virtual_server_upstream_tool",
+				Unique:  true,
+				Columns: []*schema.Column{CallRollupsColumns[1], CallRollupsColumns[2], CallRollupsColumns[3], CallRollupsColumns[4], CallRollupsColumns[5]},
+			},
+			{
+				Name:    "callrollup_tenant_id_minute",
+				Unique:  false,
+				Columns: []*schema.Column{CallRollupsColumns[22], CallRollupsColumns[2]},
+			},
+		},
+	}
 	// ChangeRequestsColumns holds the columns for the "change_requests" table.
 	ChangeRequestsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -809,6 +866,7 @@ var (
 		ApprovalsTable,
 		AuditEventsTable,
 		CallEventsTable,
+		CallRollupsTable,
 		ChangeRequestsTable,
 		ClientKeysTable,
 		EnrollmentTokensTable,
@@ -835,6 +893,7 @@ func init() {
 	ApprovalsTable.ForeignKeys[1].RefTable = ChangeRequestsTable
 	AuditEventsTable.ForeignKeys[0].RefTable = TenantsTable
 	CallEventsTable.ForeignKeys[0].RefTable = TenantsTable
+	CallRollupsTable.ForeignKeys[0].RefTable = TenantsTable
 	ChangeRequestsTable.ForeignKeys[0].RefTable = TenantsTable
 	ChangeRequestsTable.ForeignKeys[1].RefTable = ToolsTable
 	ClientKeysTable.ForeignKeys[0].RefTable = TenantsTable

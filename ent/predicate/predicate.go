@@ -24,6 +24,9 @@ type AuditEvent func(*sql.Selector)
 // CallEvent is the predicate function for callevent builders.
 type CallEvent func(*sql.Selector)
 
+// CallRollup is the predicate function for callrollup builders.
+type CallRollup func(*sql.Selector)
+
 // ChangeRequest is the predicate function for changerequest builders.
 type ChangeRequest func(*sql.Selector)
 

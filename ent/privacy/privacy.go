@@ -255,6 +255,30 @@ func (f CallEventMutationRuleFunc) EvalMutation(ctx context.Context, m ent.Mutat
 	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.CallEventMutation", m)
 }
 
+// The CallRollupQueryRuleFunc type is an adapter to allow the use of ordinary
+// functions as a query rule.
+type CallRollupQueryRuleFunc func(context.Context, *ent.CallRollupQuery) error
+
+// EvalQuery return f(ctx, q).
+func (f CallRollupQueryRuleFunc) EvalQuery(ctx context.Context, q ent.Query) error {
+	if q, ok := q.(*ent.CallRollupQuery); ok {
+		return f(ctx, q)
+	}
+	return Denyf("ent/privacy: unexpected query type %T, expect *ent.CallRollupQuery", q)
+}
+
+// The CallRollupMutationRuleFunc type is an adapter to allow the use of ordinary
+// functions as a mutation rule.
+type CallRollupMutationRuleFunc func(context.Context, *ent.CallRollupMutation) error
+
+// EvalMutation calls f(ctx, m).
+func (f CallRollupMutationRuleFunc) EvalMutation(ctx context.Context, m ent.Mutation) error {
+	if m, ok := m.(*ent.CallRollupMutation); ok {
+		return f(ctx, m)
+	}
+	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.CallRollupMutation", m)
+}
+
 // The ChangeRequestQueryRuleFunc type is an adapter to allow the use of ordinary
 // functions as a query rule.
 type ChangeRequestQueryRuleFunc func(context.Context, *ent.ChangeRequestQuery) error
@@ -638,6 +662,8 @@ func queryFilter(q ent.Query) (Filter, error) {
 		return q.Filter(), nil
 	case *ent.CallEventQuery:
 		return q.Filter(), nil
+	case *ent.CallRollupQuery:
+		return q.Filter(), nil
 	case *ent.ChangeRequestQuery:
 		return q.Filter(), nil
 	case *ent.ClientKeyQuery:
@@ -684,6 +710,8 @@ func mutationFilter(m ent.Mutation) (Filter, error) {
 	case *ent.AuditEventMutation:
 		return m.Filter(), nil
 	case *ent.CallEventMutation:
+		return m.Filter(), nil
+	case *ent.CallRollupMutation:
 		return m.Filter(), nil
 	case *ent.ChangeRequestMutation:
 		return m.Filter(), nil

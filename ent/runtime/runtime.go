@@ -13,6 +13,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/callrollup"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
@@ -427,6 +428,106 @@ func init() {
 			return nil
 		}
 	}()
+	callrollupMixin := schema.CallRollup{}.Mixin()
+	callrollup.Policy = privacy.NewPolicies(callrollupMixin[1], schema.CallRollup{})
+	callrollup.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := callrollup.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	callrollupMixinFields0 := callrollupMixin[0].Fields()
+	_ = callrollupMixinFields0
+	callrollupFields := schema.CallRollup{}.Fields()
+	_ = callrollupFields
+	// callrollupDescVirtualServer is the schema descriptor for virtual_server field.
+	callrollupDescVirtualServer := callrollupFields[2].Descriptor()
+	// callrollup.DefaultVirtualServer holds the default value on creation for the virtual_server field.
+	callrollup.DefaultVirtualServer = callrollupDescVirtualServer.Default.(string)
+	// callrollup.VirtualServerValidator is a validator for the "virtual_server" field. It is called by the builders before save.
+	callrollup.VirtualServerValidator = callrollupDescVirtualServer.Validators[0].(func(string) error)
+	// callrollupDescUpstream is the schema descriptor for upstream field.
+	callrollupDescUpstream := callrollupFields[3].Descriptor()
+	// callrollup.DefaultUpstream holds the default value on creation for the upstream field.
+	callrollup.DefaultUpstream = callrollupDescUpstream.Default.(string)
+	// callrollup.UpstreamValidator is a validator for the "upstream" field. It is called by the builders before save.
+	callrollup.UpstreamValidator = callrollupDescUpstream.Validators[0].(func(string) error)
+	// callrollupDescTool is the schema descriptor for tool field.
+	callrollupDescTool := callrollupFields[4].Descriptor()
+	// callrollup.DefaultTool holds the default value on creation for the tool field.
+	callrollup.DefaultTool = callrollupDescTool.Default.(string)
+	// callrollup.ToolValidator is a validator for the "tool" field. It is called by the builders before save.
+	callrollup.ToolValidator = callrollupDescTool.Validators[0].(func(string) error)
+	// callrollupDescCalls is the schema descriptor for calls field.
+	callrollupDescCalls := callrollupFields[5].Descriptor()
+	// callrollup.DefaultCalls holds the default value on creation for the calls field.
+	callrollup.DefaultCalls = callrollupDescCalls.Default.(int64)
+	// callrollupDescDenies is the schema descriptor for denies field.
+	callrollupDescDenies := callrollupFields[6].Descriptor()
+	// callrollup.DefaultDenies holds the default value on creation for the denies field.
+	callrollup.DefaultDenies = callrollupDescDenies.Default.(int64)
+	// callrollupDescErrors is the schema descriptor for errors field.
+	callrollupDescErrors := callrollupFields[7].Descriptor()
+	// callrollup.DefaultErrors holds the default value on creation for the errors field.
+	callrollup.DefaultErrors = callrollupDescErrors.Default.(int64)
+	// callrollupDescLatencySumMicros is the schema descriptor for latency_sum_micros field.
+	callrollupDescLatencySumMicros := callrollupFields[8].Descriptor()
+	// callrollup.DefaultLatencySumMicros holds the default value on creation for the latency_sum_micros field.
+	callrollup.DefaultLatencySumMicros = callrollupDescLatencySumMicros.Default.(int64)
+	// callrollupDescLatencyBucketA is the schema descriptor for latency_bucket_a field.
+	callrollupDescLatencyBucketA := callrollupFields[9].Descriptor()
+	// callrollup.DefaultLatencyBucketA holds the default value on creation for the latency_bucket_a field.
+	callrollup.DefaultLatencyBucketA = callrollupDescLatencyBucketA.Default.(int64)
+	// callrollupDescLatencyBucketB is the schema descriptor for latency_bucket_b field.
+	callrollupDescLatencyBucketB := callrollupFields[10].Descriptor()
+	// callrollup.DefaultLatencyBucketB holds the default value on creation for the latency_bucket_b field.
+	callrollup.DefaultLatencyBucketB = callrollupDescLatencyBucketB.Default.(int64)
+	// callrollupDescLatencyBucketC is the schema descriptor for latency_bucket_c field.
+	callrollupDescLatencyBucketC := callrollupFields[11].Descriptor()
+	// callrollup.DefaultLatencyBucketC holds the default value on creation for the latency_bucket_c field.
+	callrollup.DefaultLatencyBucketC = callrollupDescLatencyBucketC.Default.(int64)
+	// callrollupDescLatencyBucketD is the schema descriptor for latency_bucket_d field.
+	callrollupDescLatencyBucketD := callrollupFields[12].Descriptor()
+	// callrollup.DefaultLatencyBucketD holds the default value on creation for the latency_bucket_d field.
+	callrollup.DefaultLatencyBucketD = callrollupDescLatencyBucketD.Default.(int64)
+	// callrollupDescLatencyBucketE is the schema descriptor for latency_bucket_e field.
+	callrollupDescLatencyBucketE := callrollupFields[13].Descriptor()
+	// callrollup.DefaultLatencyBucketE holds the default value on creation for the latency_bucket_e field.
+	callrollup.DefaultLatencyBucketE = callrollupDescLatencyBucketE.Default.(int64)
+	// callrollupDescLatencyBucketF is the schema descriptor for latency_bucket_f field.
+	callrollupDescLatencyBucketF := callrollupFields[14].Descriptor()
+	// callrollup.DefaultLatencyBucketF holds the default value on creation for the latency_bucket_f field.
+	callrollup.DefaultLatencyBucketF = callrollupDescLatencyBucketF.Default.(int64)
+	// callrollupDescLatencyBucketG is the schema descriptor for latency_bucket_g field.
+	callrollupDescLatencyBucketG := callrollupFields[15].Descriptor()
+	// callrollup.DefaultLatencyBucketG holds the default value on creation for the latency_bucket_g field.
+	callrollup.DefaultLatencyBucketG = callrollupDescLatencyBucketG.Default.(int64)
+	// callrollupDescLatencyBucketH is the schema descriptor for latency_bucket_h field.
+	callrollupDescLatencyBucketH := callrollupFields[16].Descriptor()
+	// callrollup.DefaultLatencyBucketH holds the default value on creation for the latency_bucket_h field.
+	callrollup.DefaultLatencyBucketH = callrollupDescLatencyBucketH.Default.(int64)
+	// callrollupDescLatencyBucketI is the schema descriptor for latency_bucket_i field.
+	callrollupDescLatencyBucketI := callrollupFields[17].Descriptor()
+	// callrollup.DefaultLatencyBucketI holds the default value on creation for the latency_bucket_i field.
+	callrollup.DefaultLatencyBucketI = callrollupDescLatencyBucketI.Default.(int64)
+	// callrollupDescLatencyBucketJ is the schema descriptor for latency_bucket_j field.
+	callrollupDescLatencyBucketJ := callrollupFields[18].Descriptor()
+	// callrollup.DefaultLatencyBucketJ holds the default value on creation for the latency_bucket_j field.
+	callrollup.DefaultLatencyBucketJ = callrollupDescLatencyBucketJ.Default.(int64)
+	// callrollupDescLatencyBucketK is the schema descriptor for latency_bucket_k field.
+	callrollupDescLatencyBucketK := callrollupFields[19].Descriptor()
+	// callrollup.DefaultLatencyBucketK holds the default value on creation for the latency_bucket_k field.
+	callrollup.DefaultLatencyBucketK = callrollupDescLatencyBucketK.Default.(int64)
+	// callrollupDescLatencyBucketL is the schema descriptor for latency_bucket_l field.
+	callrollupDescLatencyBucketL := callrollupFields[20].Descriptor()
+	// callrollup.DefaultLatencyBucketL holds the default value on creation for the latency_bucket_l field.
+	callrollup.DefaultLatencyBucketL = callrollupDescLatencyBucketL.Default.(int64)
+	// callrollupDescID is the schema descriptor for id field.
+	callrollupDescID := callrollupMixinFields0[0].Descriptor()
+	// callrollup.DefaultID holds the default value on creation for the id field.
+	callrollup.DefaultID = callrollupDescID.Default.(func() uuid.UUID)
 	changerequestMixin := schema.ChangeRequest{}.Mixin()
 	changerequest.Policy = privacy.NewPolicies(changerequestMixin[2], schema.ChangeRequest{})
 	changerequest.Hooks[0] = func(next ent.Mutator) ent.Mutator {

@@ -47,6 +47,9 @@ type Config struct {
 	GRPCHostnames []string
 	// HTTPListen is the console/health listener address.
 	HTTPListen string
+	// TelemetryRetention is how long raw call events are kept (default 7 days);
+	// per-minute rollups are kept 30 days.
+	TelemetryRetention time.Duration
 	// MetricsListen serves Prometheus /metrics on its own address ("" = off),
 	// so scrapes need not pass through the public listener.
 	MetricsListen string
@@ -251,6 +254,7 @@ func (a *App) Serve(ctx context.Context) error {
 		}()
 		defer func() { _ = a.metSrv.Close() }()
 	}
+	go a.expireTelemetry(ctx)
 	a.log.Info("control plane serving", "agents", a.GRPCAddr(), "http", a.HTTPAddr())
 	var err error
 	select {
@@ -262,6 +266,28 @@ func (a *App) Serve(ctx context.Context) error {
 	_ = a.httpSrv.Shutdown(sctx)
 	a.grpcSrv.Stop() // streams are long-lived: stop, do not wait for them
 	return err
+}
+
+// expireTelemetry deletes old call events hourly.
+func (a *App) expireTelemetry(ctx context.Context) {
+	keep := a.cfg.TelemetryRetention
+	if keep <= 0 {
+		keep = 7 * 24 * time.Hour
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := a.Telemetry.Expire(ctx, keep, 30*24*time.Hour); err != nil {
+			a.log.Warn("expiring call events", "err", err)
+		} else if n > 0 {
+			a.log.Info("expired call events", "deleted", n, "older_than", keep)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Close releases the database. Call after Serve returned.

@@ -6,14 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"time"
 
 	"entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/bound"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/callrollup"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
@@ -47,11 +53,31 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 		s.log.Warn("agent dropped call events", "agent", agent.ID, "dropped", dropped)
 		metrics.EventsDropped.Add(float64(dropped))
 	}
-	builders := make([]*ent.CallEventCreate, 0, len(events))
+	// Events a gateway sends again (its acknowledgement was lost) are stored
+	// and rolled up once.
+	ids := make([]string, 0, len(events))
 	for _, e := range events {
-		if e.GetId() == "" || len(e.GetId()) > 64 || e.GetMethod() == "" {
+		if e.GetId() != "" && len(e.GetId()) <= 64 {
+			ids = append(ids, e.GetId())
+		}
+	}
+	seen := map[string]bool{}
+	for start := 0; start < len(ids); start += 1000 {
+		have, err := s.db.CallEvent.Query().Where(callevent.IDIn(ids[start:min(start+1000, len(ids))]...)).IDs(ctx)
+		if err != nil {
+			return 0, err
+		}
+		for _, id := range have {
+			seen[id] = true
+		}
+	}
+	builders := make([]*ent.CallEventCreate, 0, len(events))
+	roll := map[rollupKey]*rollupAgg{}
+	for _, e := range events {
+		if e.GetId() == "" || len(e.GetId()) > 64 || e.GetMethod() == "" || seen[e.GetId()] {
 			continue
 		}
+		seen[e.GetId()] = true
 		decision := callevent.DecisionAllow
 		if e.GetDecision() == agentv1.Decision_DECISION_DENY {
 			decision = callevent.DecisionDeny
@@ -60,12 +86,20 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 		if !e.GetTime().IsValid() {
 			t = time.Now()
 		}
+		vs, up, tl := bound.String(e.GetVirtualServer(), 63), bound.String(e.GetUpstream(), 48), bound.String(e.GetTool(), 128)
 		builders = append(builders, s.db.CallEvent.Create().SetID(e.GetId()).SetTenantID(agent.TenantID).
 			SetGatewayID(agent.GatewayID).SetAgentID(agent.ID).SetTime(t).
-			SetPrincipal(bound.String(e.GetPrincipal(), 256)).SetVirtualServer(bound.String(e.GetVirtualServer(), 63)).
-			SetUpstream(bound.String(e.GetUpstream(), 48)).SetMethod(bound.String(e.GetMethod(), 64)).SetTool(bound.String(e.GetTool(), 128)).
+			SetPrincipal(bound.String(e.GetPrincipal(), 256)).SetVirtualServer(vs).
+			SetUpstream(up).SetMethod(bound.String(e.GetMethod(), 64)).SetTool(tl).
 			SetDecision(decision).SetReason(bound.String(e.GetReason(), 512)).SetLatencyMicros(e.GetLatencyMicros()).
 			SetRequestBytes(e.GetRequestBytes()).SetResponseBytes(e.GetResponseBytes()).SetError(bound.String(e.GetError(), 1024)))
+		k := rollupKey{minute: t.UTC().Truncate(time.Minute), vs: vs, upstream: up, tool: tl}
+		a := roll[k]
+		if a == nil {
+			a = &rollupAgg{}
+			roll[k] = a
+		}
+		a.add(decision == callevent.DecisionDeny, e.GetError() != "", e.GetLatencyMicros())
 	}
 	for start := 0; start < len(builders); start += 500 {
 		end := min(start+500, len(builders))
@@ -76,5 +110,176 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 		}
 		metrics.EventsIngested.Add(float64(end - start))
 	}
+	if err := s.rollUp(ctx, agent, roll); err != nil {
+		return len(builders), fmt.Errorf("rolling up call events: %w", err)
+	}
 	return len(builders), nil
+}
+
+type rollupKey struct {
+	minute             time.Time
+	vs, upstream, tool string
+}
+
+type rollupAgg struct {
+	calls, denies, errors, latencySum int64
+	buckets                           [12]int64 // len(schematype.LatencyBucketsMicros) + 1
+}
+
+func (a *rollupAgg) add(deny, failed bool, latency int64) {
+	a.calls++
+	if deny {
+		a.denies++
+	}
+	if failed {
+		a.errors++
+	}
+	a.latencySum += latency
+	i := sort.Search(len(schematype.LatencyBucketsMicros), func(i int) bool { return latency <= schematype.LatencyBucketsMicros[i] })
+	a.buckets[i]++
+}
+
+// bucketColumns are CallRollup's histogram columns, in bucket order.
+var bucketColumns = []string{
+	callrollup.FieldLatencyBucketA, callrollup.FieldLatencyBucketB, callrollup.FieldLatencyBucketC, callrollup.FieldLatencyBucketD,
+	callrollup.FieldLatencyBucketE, callrollup.FieldLatencyBucketF, callrollup.FieldLatencyBucketG, callrollup.FieldLatencyBucketH,
+	callrollup.FieldLatencyBucketI, callrollup.FieldLatencyBucketJ, callrollup.FieldLatencyBucketK, callrollup.FieldLatencyBucketL,
+}
+
+// rollUp adds a batch's per-minute aggregates to the rollup rows.
+func (s *Service) rollUp(ctx context.Context, agent *ent.Agent, roll map[rollupKey]*rollupAgg) error {
+	for k, a := range roll {
+		c := s.db.CallRollup.Create().SetTenantID(agent.TenantID).SetGatewayID(agent.GatewayID).SetMinute(k.minute).
+			SetVirtualServer(k.vs).SetUpstream(k.upstream).SetTool(k.tool).SetCalls(a.calls).SetDenies(a.denies).
+			SetErrors(a.errors).SetLatencySumMicros(a.latencySum)
+		for i, col := range bucketColumns {
+			c.Mutation().SetField(col, a.buckets[i])
+		}
+		err := c.OnConflict(
+			sql.ConflictColumns(callrollup.FieldGatewayID, callrollup.FieldMinute, callrollup.FieldVirtualServer, callrollup.FieldUpstream, callrollup.FieldTool),
+			sql.ResolveWith(func(u *sql.UpdateSet) {
+				u.Add(callrollup.FieldCalls, a.calls).Add(callrollup.FieldDenies, a.denies).Add(callrollup.FieldErrors, a.errors).
+					Add(callrollup.FieldLatencySumMicros, a.latencySum)
+				for i, col := range bucketColumns {
+					u.Add(col, a.buckets[i])
+				}
+			}),
+		).Exec(ctx)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Point is one minute of a tenant's traffic.
+type Point struct {
+	Minute                time.Time
+	Calls, Denies, Errors int64
+	P95Micros             int64 // upper bound of the bucket holding the 95th percentile
+	latencyBuckets        [12]int64
+}
+
+// Series returns per-minute totals of the tenant's calls from since to until,
+// oldest first, with empty minutes filled in.
+func (s *Service) Series(ctx context.Context, tenantID uuid.UUID, since, until time.Time) ([]Point, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return nil, err
+	}
+	since, until = since.UTC().Truncate(time.Minute), until.UTC().Truncate(time.Minute)
+	if until.Sub(since) > 7*24*time.Hour || !until.After(since) {
+		return nil, authz.Invalid("the window must be between one minute and seven days")
+	}
+	rows, err := s.db.CallRollup.Query().Where(callrollup.TenantID(tenantID), callrollup.MinuteGTE(since), callrollup.MinuteLTE(until)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := int(until.Sub(since)/time.Minute) + 1
+	out := make([]Point, n)
+	for i := range out {
+		out[i].Minute = since.Add(time.Duration(i) * time.Minute)
+	}
+	for _, r := range rows {
+		i := int(r.Minute.UTC().Sub(since) / time.Minute)
+		if i < 0 || i >= n {
+			continue
+		}
+		p := &out[i]
+		p.Calls += r.Calls
+		p.Denies += r.Denies
+		p.Errors += r.Errors
+		for j, v := range []int64{r.LatencyBucketA, r.LatencyBucketB, r.LatencyBucketC, r.LatencyBucketD, r.LatencyBucketE, r.LatencyBucketF,
+			r.LatencyBucketG, r.LatencyBucketH, r.LatencyBucketI, r.LatencyBucketJ, r.LatencyBucketK, r.LatencyBucketL} {
+			p.latencyBuckets[j] += v
+		}
+	}
+	for i := range out {
+		out[i].P95Micros = p95(out[i].latencyBuckets, out[i].Calls)
+	}
+	return out, nil
+}
+
+func p95(buckets [12]int64, total int64) int64 {
+	if total == 0 {
+		return 0
+	}
+	need := (total*95 + 99) / 100
+	var seen int64
+	for i, c := range buckets {
+		seen += c
+		if seen >= need {
+			if i < len(schematype.LatencyBucketsMicros) {
+				return schematype.LatencyBucketsMicros[i]
+			}
+			return schematype.LatencyBucketsMicros[len(schematype.LatencyBucketsMicros)-1] * 2
+		}
+	}
+	return 0
+}
+
+// Filter narrows the event explorer; empty fields match everything.
+type Filter struct {
+	Decision, Tool, Principal, Upstream string
+	Limit                               int
+}
+
+// Events lists the tenant's newest call events matching f.
+func (s *Service) Events(ctx context.Context, tenantID uuid.UUID, f Filter) ([]*ent.CallEvent, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return nil, err
+	}
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 200
+	}
+	q := s.db.CallEvent.Query().Where(callevent.TenantID(tenantID))
+	switch f.Decision {
+	case "":
+	case "allow", "deny":
+		q.Where(callevent.DecisionEQ(callevent.Decision(f.Decision)))
+	default:
+		return nil, authz.Invalid("decision must be allow or deny")
+	}
+	if f.Tool != "" {
+		q.Where(callevent.ToolContains(bound.String(f.Tool, 128)))
+	}
+	if f.Principal != "" {
+		q.Where(callevent.Principal(bound.String(f.Principal, 256)))
+	}
+	if f.Upstream != "" {
+		q.Where(callevent.Upstream(bound.String(f.Upstream, 48)))
+	}
+	return q.Order(callevent.ByTime(sql.OrderDesc())).Limit(f.Limit).All(ctx)
+}
+
+// Expire deletes raw call events older than keep and rollups older than keepRollups.
+func (s *Service) Expire(ctx context.Context, keep, keepRollups time.Duration) (int, error) {
+	ctx = viewer.System(ctx) // retention is a system job across tenants
+	n, err := s.db.CallEvent.Delete().Where(callevent.TimeLT(time.Now().Add(-keep))).Exec(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.db.CallRollup.Delete().Where(callrollup.MinuteLT(time.Now().Add(-keepRollups))).Exec(ctx); err != nil {
+		return n, err
+	}
+	return n, nil
 }

@@ -1,0 +1,92 @@
+package telemetry_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+func TestIngestRollsUpOnce(t *testing.T) {
+	for name, url := range testutil.Databases(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := viewer.System(context.Background())
+			db, err := store.Open(ctx, url, testutil.Logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			tens, err := tenant.New(db, nop{}, testutil.Logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ten, err := tens.CreateTenant(ctx, "T", "roll-"+uuid.NewString()[:8], uuid.Nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gw, err := tens.CreateGateway(ctx, ten.ID, "gw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ag, err := db.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).Save(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc, err := telemetry.New(db, testutil.Logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			minute := time.Now().UTC().Truncate(time.Minute).Add(-2 * time.Minute)
+			ev := func(id string, lat int64, deny bool) *agentv1.CallEvent {
+				d := agentv1.Decision_DECISION_ALLOW
+				if deny {
+					d = agentv1.Decision_DECISION_DENY
+				}
+				return &agentv1.CallEvent{Id: id, Time: timestamppb.New(minute.Add(10 * time.Second)), Method: "tools/call", Tool: "echo",
+					Upstream: "demo", VirtualServer: "main", Decision: d, LatencyMicros: lat, Principal: "apikey:ci"}
+			}
+			batch := []*agentv1.CallEvent{ev("a", 500, false), ev("b", 3000, false), ev("c", 100, true)}
+			for range 2 { // a resent batch is stored and counted once
+				if _, err := svc.Ingest(ctx, ag, batch, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := svc.Ingest(ctx, ag, []*agentv1.CallEvent{ev("a", 500, false), ev("d", 40000, false)}, 0); err != nil {
+				t.Fatal(err)
+			}
+			series, err := svc.Series(ctx, ten.ID, minute.Add(-time.Minute), minute.Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(series) != 3 || series[1].Calls != 4 || series[1].Denies != 1 || series[0].Calls != 0 {
+				t.Fatalf("series = %+v", series)
+			}
+			if series[1].P95Micros != 50000 { // 4 calls; the 95th percentile is in the 20–50 ms bucket
+				t.Fatalf("p95 = %d µs", series[1].P95Micros)
+			}
+			denied, err := svc.Events(ctx, ten.ID, telemetry.Filter{Decision: "deny"})
+			if err != nil || len(denied) != 1 || denied[0].ID != "c" {
+				t.Fatalf("denied events: %v %v", denied, err)
+			}
+			if _, err := svc.Events(ctx, ten.ID, telemetry.Filter{Decision: "maybe"}); err == nil {
+				t.Fatal("a bad decision filter was accepted")
+			}
+			n, err := svc.Expire(ctx, time.Minute, time.Hour)
+			if err != nil || n != 4 {
+				t.Fatalf("expired %d, %v; want the 4 raw events older than a minute", n, err)
+			}
+			if series, _ := svc.Series(ctx, ten.ID, minute, minute.Add(time.Minute)); series[0].Calls != 4 {
+				t.Fatal("rollups must outlive raw events")
+			}
+		})
+	}
+}
