@@ -79,6 +79,7 @@ func Short(s string) string {
 type Dashboard struct {
 	Page
 	Gateways, AgentsOnline, AgentsTotal, Upstreams, Tools, ToolsPinned, ToolsDrifted, ToolsUnapproved, PendingChanges int
+	Traffic, Latency                                                                                                  Chart
 	Recent                                                                                                            []AuditRow
 }
 
@@ -380,4 +381,41 @@ type Access struct {
 	Keys               []ClientKey
 	Secret             string // a new key's secret, shown once
 	Gateways           []GatewayAccess
+}
+
+// Chart is a server-side SVG bar chart; the handler computes the geometry.
+type Chart struct {
+	Title, Unit string
+	Width       int
+	Height      int
+	Max         string // label of the top of the scale
+	Bars        []Bar
+	Legend      []LegendItem
+	Empty       bool
+}
+
+// Bar is one rectangle of a chart.
+type Bar struct {
+	X, Y, W, H int
+	Class      string // css class: allow, deny, latency
+	Title      string // tooltip
+}
+
+// LegendItem names a bar class.
+type LegendItem struct{ Class, Label string }
+
+// CallEvent is one row of the telemetry explorer.
+type CallEvent struct {
+	Time                                                    time.Time
+	Principal, VirtualServer, Upstream, Tool, Method, Error string
+	Decision, Reason, ReasonHref                            string
+	LatencyMs                                               string
+}
+
+// Telemetry is the explorer page.
+type Telemetry struct {
+	Page
+	Decision, Tool, Principal, Upstream string
+	Events                              []CallEvent
+	Traffic                             Chart
 }

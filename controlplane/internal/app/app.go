@@ -170,7 +170,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.cfg.PublicURL = "http://" + a.HTTPAddr()
 	}
 	if cfg.OIDC.Issuer != "" {
-		console, err := web.New(web.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access,
+		console, err := web.New(web.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access, Telemetry: a.Telemetry,
 			EnrollmentToken: a.EnrollmentToken, AgentEndpoint: a.AgentEndpoint(), PublicURL: a.cfg.PublicURL, OIDC: cfg.OIDC, Logger: cfg.Logger})
 		if err != nil {
 			return nil, a.closeWith(err)

@@ -311,6 +311,26 @@ func TestRugPull(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Telemetry: the refusal shows up in the explorer, linked to the rule that refused it, and on the dashboard chart.
+	eventually(t, "the refused call in the telemetry explorer", func() error {
+		c, cancel := context.WithTimeout(b, 10*time.Second)
+		defer cancel()
+		if err := chromedp.Do(c, chromedp.Navigate(base+"/telemetry?decision=deny"), chromedp.WaitVisible(tid("nav-telemetry"))); err != nil {
+			return err
+		}
+		href, err := chromedp.Run(c, chromedp.Evaluate[string](`(document.querySelector('[data-testid="reason-link"][href^="/access#rule-"]') || {}).getAttribute?.call(document.querySelector('[data-testid="reason-link"][href^="/access#rule-"]'), 'href') || ''`))
+		if err != nil {
+			return err
+		}
+		if href == "" {
+			return fmt.Errorf("no refusal linked to an access rule yet")
+		}
+		return nil
+	})
+	screenshot(t, b, "11-telemetry")
+	run(t, b, "dashboard charts", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`[data-testid="chart-calls"] svg rect.bar-deny`)))
+	screenshot(t, b, "12-dashboard-charts")
 }
 
 // refused checks that calling read_file through the gateway fails: the tool

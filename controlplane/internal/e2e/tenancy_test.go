@@ -627,7 +627,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 	}
 	// Every list page of A leaves B out.
 	for _, path := range []string{"/", "/gateways", "/upstreams", "/virtual-servers", "/tools", "/members", "/api-keys", "/audit",
-		"/changes?status=all", "/settings", "/settings/pins.json", "/access"} {
+		"/changes?status=all", "/settings", "/settings/pins.json", "/access", "/telemetry"} {
 		status, body := consoleDo(t, base, "GET", path, w.aliceSession, nil)
 		if status != http.StatusOK {
 			t.Fatalf("GET %s: %d", path, status)

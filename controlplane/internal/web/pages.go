@@ -107,6 +107,12 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request, rq *request) 
 		return
 	}
 	vm.Recent = auditRows(evs)
+	points, err := s.lastHour(r, rq)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
+	vm.Traffic, vm.Latency = trafficChart(points), latencyChart(points)
 	s.render(w, r, http.StatusOK, ui.DashboardPage(vm))
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
@@ -39,6 +40,7 @@ type Config struct {
 	Inventory *inventory.Service
 	Changes   *change.Service
 	Access    *access.Service
+	Telemetry *telemetry.Service
 	// EnrollmentToken formats an enrollment token; AgentEndpoint is what
 	// agents dial (shown in the enrollment command).
 	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error)
@@ -61,8 +63,8 @@ type Server struct {
 
 // New checks cfg and returns the console.
 func New(cfg Config) (*Server, error) {
-	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.Access == nil || cfg.EnrollmentToken == nil {
-		return nil, errors.New("web.New: DB, IDs, Tenants, Inventory, Changes, Access and EnrollmentToken are required")
+	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.Access == nil || cfg.Telemetry == nil || cfg.EnrollmentToken == nil {
+		return nil, errors.New("web.New: DB, IDs, Tenants, Inventory, Changes, Access, Telemetry and EnrollmentToken are required")
 	}
 	if cfg.OIDC.Issuer == "" || cfg.OIDC.ClientID == "" {
 		return nil, errors.New("the console needs an OIDC issuer and client id (--oidc-issuer, --oidc-client-id)")
@@ -122,6 +124,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("POST /api-keys", s.tenant(s.createAPIKey))
 	mux.Handle("POST /api-keys/{id}/revoke", s.tenant(s.revokeAPIKey))
 	mux.Handle("GET /audit", s.tenant(s.auditPage))
+	mux.Handle("GET /telemetry", s.tenant(s.telemetryPage))
 	mux.Handle("GET /changes", s.tenant(s.changesPage))
 	mux.Handle("GET /changes/{id}", s.tenant(s.changePage))
 	mux.Handle("GET /changes/{id}/agents", s.tenant(s.changeAgentsPartial))

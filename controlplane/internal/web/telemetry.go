@@ -1,0 +1,114 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
+	"github.com/portcullis-mcp/portcullis/ui"
+)
+
+const chartW, chartH = 600, 140
+
+// trafficChart stacks allowed and denied calls per minute.
+func trafficChart(points []telemetry.Point) ui.Chart {
+	c := ui.Chart{Title: "Calls per minute, last hour", Unit: "calls", Width: chartW, Height: chartH,
+		Legend: []ui.LegendItem{{Class: "allow", Label: "allowed"}, {Class: "deny", Label: "refused"}}}
+	var top int64
+	for _, p := range points {
+		top = max(top, p.Calls)
+	}
+	c.Empty, c.Max = top == 0, fmt.Sprint(top)
+	if c.Empty {
+		return c
+	}
+	w := chartW / max(len(points), 1)
+	for i, p := range points {
+		allowed := p.Calls - p.Denies
+		ha, hd := int(allowed*(chartH-4)/top), int(p.Denies*(chartH-4)/top)
+		x := i * w
+		tip := fmt.Sprintf("%s: %d calls, %d refused", p.Minute.Format("15:04"), p.Calls, p.Denies)
+		if ha > 0 {
+			c.Bars = append(c.Bars, ui.Bar{X: x, Y: chartH - 1 - ha, W: max(w-1, 1), H: ha, Class: "allow", Title: tip})
+		}
+		if hd > 0 {
+			c.Bars = append(c.Bars, ui.Bar{X: x, Y: chartH - 1 - ha - hd, W: max(w-1, 1), H: hd, Class: "deny", Title: tip})
+		}
+	}
+	return c
+}
+
+// latencyChart shows the p95 latency per minute.
+func latencyChart(points []telemetry.Point) ui.Chart {
+	c := ui.Chart{Title: "p95 latency per minute, last hour", Unit: "latency", Width: chartW, Height: chartH,
+		Legend: []ui.LegendItem{{Class: "latency", Label: "p95 (upper bucket bound)"}}}
+	var top int64
+	for _, p := range points {
+		top = max(top, p.P95Micros)
+	}
+	c.Empty, c.Max = top == 0, fmt.Sprintf("%.1f ms", float64(top)/1000)
+	if c.Empty {
+		return c
+	}
+	w := chartW / max(len(points), 1)
+	for i, p := range points {
+		h := int(p.P95Micros * (chartH - 4) / top)
+		if h > 0 {
+			c.Bars = append(c.Bars, ui.Bar{X: i * w, Y: chartH - 1 - h, W: max(w-1, 1), H: h, Class: "latency",
+				Title: fmt.Sprintf("%s: p95 ≤ %.1f ms", p.Minute.Format("15:04"), float64(p.P95Micros)/1000)})
+		}
+	}
+	return c
+}
+
+func (s *Server) lastHour(r *http.Request, rq *request) ([]telemetry.Point, error) {
+	now := time.Now()
+	return s.cfg.Telemetry.Series(r.Context(), rq.viewer.TenantID, now.Add(-59*time.Minute), now)
+}
+
+var ruleRE = regexp.MustCompile(`access rule ([0-9a-f-]{36})`)
+
+// reasonLink points a refusal at what caused it.
+func reasonLink(reason string) string {
+	switch {
+	case ruleRE.MatchString(reason):
+		return "/access#rule-" + ruleRE.FindStringSubmatch(reason)[1]
+	case strings.HasPrefix(reason, "no access rule"):
+		return "/access"
+	case strings.Contains(reason, "data-flow rule"):
+		return "/tools"
+	case strings.Contains(reason, "quarantined"), strings.Contains(reason, "not approved"):
+		return "/changes?status=pending"
+	case strings.HasPrefix(reason, "rate limit"):
+		return "/access"
+	case strings.HasPrefix(reason, "result"):
+		return "/settings"
+	}
+	return ""
+}
+
+func (s *Server) telemetryPage(w http.ResponseWriter, r *http.Request, rq *request) {
+	q := r.URL.Query()
+	f := telemetry.Filter{Decision: q.Get("decision"), Tool: q.Get("tool"), Principal: q.Get("principal"), Upstream: q.Get("upstream")}
+	evs, err := s.cfg.Telemetry.Events(r.Context(), rq.viewer.TenantID, f)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
+	points, err := s.lastHour(r, rq)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
+	vm := ui.Telemetry{Page: s.page(rq, "Telemetry", "telemetry"), Decision: f.Decision, Tool: f.Tool, Principal: f.Principal,
+		Upstream: f.Upstream, Traffic: trafficChart(points)}
+	for _, e := range evs {
+		vm.Events = append(vm.Events, ui.CallEvent{Time: e.Time, Principal: e.Principal, VirtualServer: e.VirtualServer, Upstream: e.Upstream,
+			Tool: e.Tool, Method: e.Method, Error: e.Error, Decision: e.Decision.String(), Reason: e.Reason, ReasonHref: reasonLink(e.Reason),
+			LatencyMs: fmt.Sprintf("%.1f", float64(e.LatencyMicros)/1000)})
+	}
+	s.render(w, r, http.StatusOK, ui.TelemetryPage(vm))
+}
