@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
@@ -33,6 +34,7 @@ type Config struct {
 	Inventory *inventory.Service
 	Changes   *change.Service
 	Access    *access.Service
+	Telemetry *telemetry.Service
 	// EnrollmentToken formats a gateway enrollment token; AgentEndpoint is
 	// the address agents dial.
 	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error)
@@ -48,8 +50,8 @@ type Server struct {
 
 // New checks cfg and returns a Server.
 func New(cfg Config) (*Server, error) {
-	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.Access == nil || cfg.EnrollmentToken == nil {
-		return nil, errors.New("adminapi.New: DB, IDs, Tenants, Inventory, Changes, Access and EnrollmentToken are required")
+	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.Access == nil || cfg.Telemetry == nil || cfg.EnrollmentToken == nil {
+		return nil, errors.New("adminapi.New: DB, IDs, Tenants, Inventory, Changes, Access, Telemetry and EnrollmentToken are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -72,6 +74,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 		func() (string, http.Handler) { return adminv1connect.NewAuditServiceHandler(s, opts...) },
 		func() (string, http.Handler) { return adminv1connect.NewChangeServiceHandler(s, opts...) },
 		func() (string, http.Handler) { return adminv1connect.NewPolicyServiceHandler(s, opts...) },
+		func() (string, http.Handler) { return adminv1connect.NewTelemetryServiceHandler(s, opts...) },
 	} {
 		path, handler := h()
 		mux.Handle(path, handler)

@@ -160,7 +160,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.mux = http.NewServeMux()
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	api, err := adminapi.New(adminapi.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access,
+	api, err := adminapi.New(adminapi.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access, Telemetry: a.Telemetry,
 		EnrollmentToken: a.EnrollmentToken, AgentEndpoint: a.AgentEndpoint(), Logger: cfg.Logger})
 	if err != nil {
 		return nil, a.closeWith(err)

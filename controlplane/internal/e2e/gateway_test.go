@@ -457,4 +457,16 @@ func TestTelemetryZeroLoss(t *testing.T) {
 		}
 		return nil
 	})
+	// The per-minute rollups count each call once too.
+	points, err := cp.Telemetry.Series(ctx, ten.ID, time.Now().Add(-59*time.Minute), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, p := range points {
+		total += p.Calls
+	}
+	if total != 30 {
+		t.Fatalf("rollups count %d calls, want 30", total)
+	}
 }

@@ -183,6 +183,7 @@ type clients struct {
 	audit    adminv1connect.AuditServiceClient
 	changes  adminv1connect.ChangeServiceClient
 	policy   adminv1connect.PolicyServiceClient
+	tel      adminv1connect.TelemetryServiceClient
 }
 
 func newClients(base string, c creds) clients {
@@ -194,6 +195,7 @@ func newClients(base string, c creds) clients {
 		vss: adminv1connect.NewVirtualServerServiceClient(h, base, o), tools: adminv1connect.NewToolServiceClient(h, base, o),
 		keys: adminv1connect.NewAPIKeyServiceClient(h, base, o), audit: adminv1connect.NewAuditServiceClient(h, base, o),
 		changes: adminv1connect.NewChangeServiceClient(h, base, o), policy: adminv1connect.NewPolicyServiceClient(h, base, o),
+		tel: adminv1connect.NewTelemetryServiceClient(h, base, o),
 	}
 }
 
@@ -375,6 +377,14 @@ var apiMatrix = []apiCall{
 	}},
 	{"DeleteAccessRule", true, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.policy.DeleteAccessRule(ctx, req(&adminv1.DeleteAccessRuleRequest{Id: w.bRule.String()}))
+		return err
+	}},
+	{"ListCallEvents", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.tel.ListCallEvents(ctx, req(&adminv1.ListCallEventsRequest{Decision: "deny"}))
+		return err
+	}},
+	{"GetTraffic", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.tel.GetTraffic(ctx, req(&adminv1.GetTrafficRequest{}))
 		return err
 	}},
 	{"ImportPins", true, func(ctx context.Context, c clients, w *world) error {

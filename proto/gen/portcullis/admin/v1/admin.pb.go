@@ -5673,6 +5673,441 @@ func (*SetResultScanningResponse) Descriptor() ([]byte, []int) {
 	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{101}
 }
 
+// CallEvent is one MCP request a gateway handled.
+type CallEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	GatewayId     string                 `protobuf:"bytes,3,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	Principal     string                 `protobuf:"bytes,4,opt,name=principal,proto3" json:"principal,omitempty"`
+	VirtualServer string                 `protobuf:"bytes,5,opt,name=virtual_server,json=virtualServer,proto3" json:"virtual_server,omitempty"`
+	Upstream      string                 `protobuf:"bytes,6,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	Method        string                 `protobuf:"bytes,7,opt,name=method,proto3" json:"method,omitempty"`
+	Tool          string                 `protobuf:"bytes,8,opt,name=tool,proto3" json:"tool,omitempty"`
+	// allow or deny.
+	Decision      string `protobuf:"bytes,9,opt,name=decision,proto3" json:"decision,omitempty"`
+	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	LatencyMicros int64  `protobuf:"varint,11,opt,name=latency_micros,json=latencyMicros,proto3" json:"latency_micros,omitempty"`
+	Error         string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallEvent) Reset() {
+	*x = CallEvent{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallEvent) ProtoMessage() {}
+
+func (x *CallEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
+func (*CallEvent) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{102}
+}
+
+func (x *CallEvent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CallEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *CallEvent) GetGatewayId() string {
+	if x != nil {
+		return x.GatewayId
+	}
+	return ""
+}
+
+func (x *CallEvent) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *CallEvent) GetVirtualServer() string {
+	if x != nil {
+		return x.VirtualServer
+	}
+	return ""
+}
+
+func (x *CallEvent) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
+}
+
+func (x *CallEvent) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *CallEvent) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *CallEvent) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *CallEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CallEvent) GetLatencyMicros() int64 {
+	if x != nil {
+		return x.LatencyMicros
+	}
+	return 0
+}
+
+func (x *CallEvent) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// TrafficPoint is one minute of a tenant's calls.
+type TrafficPoint struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Minute *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=minute,proto3" json:"minute,omitempty"`
+	Calls  int64                  `protobuf:"varint,2,opt,name=calls,proto3" json:"calls,omitempty"`
+	Denies int64                  `protobuf:"varint,3,opt,name=denies,proto3" json:"denies,omitempty"`
+	Errors int64                  `protobuf:"varint,4,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Upper bound of the latency bucket holding the 95th percentile.
+	P95Micros     int64 `protobuf:"varint,5,opt,name=p95_micros,json=p95Micros,proto3" json:"p95_micros,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficPoint) Reset() {
+	*x = TrafficPoint{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficPoint) ProtoMessage() {}
+
+func (x *TrafficPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficPoint.ProtoReflect.Descriptor instead.
+func (*TrafficPoint) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{103}
+}
+
+func (x *TrafficPoint) GetMinute() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Minute
+	}
+	return nil
+}
+
+func (x *TrafficPoint) GetCalls() int64 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *TrafficPoint) GetDenies() int64 {
+	if x != nil {
+		return x.Denies
+	}
+	return 0
+}
+
+func (x *TrafficPoint) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *TrafficPoint) GetP95Micros() int64 {
+	if x != nil {
+		return x.P95Micros
+	}
+	return 0
+}
+
+// ListCallEventsRequest filters; empty fields match everything.
+type ListCallEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allow or deny.
+	Decision string `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"`
+	// Substring of the tool name.
+	Tool      string `protobuf:"bytes,2,opt,name=tool,proto3" json:"tool,omitempty"`
+	Principal string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
+	Upstream  string `protobuf:"bytes,4,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	// At most 500 (default 200).
+	Limit         int32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCallEventsRequest) Reset() {
+	*x = ListCallEventsRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCallEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCallEventsRequest) ProtoMessage() {}
+
+func (x *ListCallEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCallEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListCallEventsRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{104}
+}
+
+func (x *ListCallEventsRequest) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *ListCallEventsRequest) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ListCallEventsRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ListCallEventsRequest) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
+}
+
+func (x *ListCallEventsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListCallEventsResponse lists events, newest first.
+type ListCallEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*CallEvent           `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCallEventsResponse) Reset() {
+	*x = ListCallEventsResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCallEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCallEventsResponse) ProtoMessage() {}
+
+func (x *ListCallEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCallEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListCallEventsResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{105}
+}
+
+func (x *ListCallEventsResponse) GetEvents() []*CallEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// GetTrafficRequest names the window (default: the last hour).
+type GetTrafficRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTrafficRequest) Reset() {
+	*x = GetTrafficRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrafficRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrafficRequest) ProtoMessage() {}
+
+func (x *GetTrafficRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrafficRequest.ProtoReflect.Descriptor instead.
+func (*GetTrafficRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{106}
+}
+
+func (x *GetTrafficRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *GetTrafficRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+// GetTrafficResponse has one point per minute, oldest first.
+type GetTrafficResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Points        []*TrafficPoint        `protobuf:"bytes,1,rep,name=points,proto3" json:"points,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTrafficResponse) Reset() {
+	*x = GetTrafficResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrafficResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrafficResponse) ProtoMessage() {}
+
+func (x *GetTrafficResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrafficResponse.ProtoReflect.Descriptor instead.
+func (*GetTrafficResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{107}
+}
+
+func (x *GetTrafficResponse) GetPoints() []*TrafficPoint {
+	if x != nil {
+		return x.Points
+	}
+	return nil
+}
+
 var File_portcullis_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
@@ -6027,7 +6462,42 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x06action\x18\x01 \x01(\x0e2!.portcullis.admin.v1.ResultActionR\x06action\"U\n" +
 	"\x18SetResultScanningRequest\x129\n" +
 	"\x06action\x18\x01 \x01(\x0e2!.portcullis.admin.v1.ResultActionR\x06action\"\x1b\n" +
-	"\x19SetResultScanningResponse*`\n" +
+	"\x19SetResultScanningResponse\"\xe8\x02\n" +
+	"\tCallEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1d\n" +
+	"\n" +
+	"gateway_id\x18\x03 \x01(\tR\tgatewayId\x12\x1c\n" +
+	"\tprincipal\x18\x04 \x01(\tR\tprincipal\x12%\n" +
+	"\x0evirtual_server\x18\x05 \x01(\tR\rvirtualServer\x12\x1a\n" +
+	"\bupstream\x18\x06 \x01(\tR\bupstream\x12\x16\n" +
+	"\x06method\x18\a \x01(\tR\x06method\x12\x12\n" +
+	"\x04tool\x18\b \x01(\tR\x04tool\x12\x1a\n" +
+	"\bdecision\x18\t \x01(\tR\bdecision\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\x12%\n" +
+	"\x0elatency_micros\x18\v \x01(\x03R\rlatencyMicros\x12\x14\n" +
+	"\x05error\x18\f \x01(\tR\x05error\"\xa7\x01\n" +
+	"\fTrafficPoint\x122\n" +
+	"\x06minute\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06minute\x12\x14\n" +
+	"\x05calls\x18\x02 \x01(\x03R\x05calls\x12\x16\n" +
+	"\x06denies\x18\x03 \x01(\x03R\x06denies\x12\x16\n" +
+	"\x06errors\x18\x04 \x01(\x03R\x06errors\x12\x1d\n" +
+	"\n" +
+	"p95_micros\x18\x05 \x01(\x03R\tp95Micros\"\x97\x01\n" +
+	"\x15ListCallEventsRequest\x12\x1a\n" +
+	"\bdecision\x18\x01 \x01(\tR\bdecision\x12\x12\n" +
+	"\x04tool\x18\x02 \x01(\tR\x04tool\x12\x1c\n" +
+	"\tprincipal\x18\x03 \x01(\tR\tprincipal\x12\x1a\n" +
+	"\bupstream\x18\x04 \x01(\tR\bupstream\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\"P\n" +
+	"\x16ListCallEventsResponse\x126\n" +
+	"\x06events\x18\x01 \x03(\v2\x1e.portcullis.admin.v1.CallEventR\x06events\"w\n" +
+	"\x11GetTrafficRequest\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"O\n" +
+	"\x12GetTrafficResponse\x129\n" +
+	"\x06points\x18\x01 \x03(\v2!.portcullis.admin.v1.TrafficPointR\x06points*`\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_VIEWER\x10\x01\x12\x11\n" +
@@ -6101,7 +6571,11 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x10DeleteAccessRule\x12,.portcullis.admin.v1.DeleteAccessRuleRequest\x1a-.portcullis.admin.v1.DeleteAccessRuleResponse\x12f\n" +
 	"\rSetRateLimits\x12).portcullis.admin.v1.SetRateLimitsRequest\x1a*.portcullis.admin.v1.SetRateLimitsResponse\x12\x8a\x01\n" +
 	"\x19GetClientIdentityProvider\x125.portcullis.admin.v1.GetClientIdentityProviderRequest\x1a6.portcullis.admin.v1.GetClientIdentityProviderResponse\x12\x8a\x01\n" +
-	"\x19SetClientIdentityProvider\x125.portcullis.admin.v1.SetClientIdentityProviderRequest\x1a6.portcullis.admin.v1.SetClientIdentityProviderResponseB\xdf\x01\n" +
+	"\x19SetClientIdentityProvider\x125.portcullis.admin.v1.SetClientIdentityProviderRequest\x1a6.portcullis.admin.v1.SetClientIdentityProviderResponse2\xdc\x01\n" +
+	"\x10TelemetryService\x12i\n" +
+	"\x0eListCallEvents\x12*.portcullis.admin.v1.ListCallEventsRequest\x1a+.portcullis.admin.v1.ListCallEventsResponse\x12]\n" +
+	"\n" +
+	"GetTraffic\x12&.portcullis.admin.v1.GetTrafficRequest\x1a'.portcullis.admin.v1.GetTrafficResponseB\xdf\x01\n" +
 	"\x17com.portcullis.admin.v1B\n" +
 	"AdminProtoP\x01ZJgithub.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1;adminv1\xa2\x02\x03PAX\xaa\x02\x13Portcullis.Admin.V1\xca\x02\x13Portcullis\\Admin\\V1\xe2\x02\x1fPortcullis\\Admin\\V1\\GPBMetadata\xea\x02\x15Portcullis::Admin::V1b\x06proto3"
 
@@ -6118,7 +6592,7 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 109)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                                 // 0: portcullis.admin.v1.Role
 	(Transport)(0),                            // 1: portcullis.admin.v1.Transport
@@ -6225,47 +6699,53 @@ var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(*GetResultScanningResponse)(nil),         // 102: portcullis.admin.v1.GetResultScanningResponse
 	(*SetResultScanningRequest)(nil),          // 103: portcullis.admin.v1.SetResultScanningRequest
 	(*SetResultScanningResponse)(nil),         // 104: portcullis.admin.v1.SetResultScanningResponse
-	nil,                                       // 105: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),             // 106: google.protobuf.Timestamp
+	(*CallEvent)(nil),                         // 105: portcullis.admin.v1.CallEvent
+	(*TrafficPoint)(nil),                      // 106: portcullis.admin.v1.TrafficPoint
+	(*ListCallEventsRequest)(nil),             // 107: portcullis.admin.v1.ListCallEventsRequest
+	(*ListCallEventsResponse)(nil),            // 108: portcullis.admin.v1.ListCallEventsResponse
+	(*GetTrafficRequest)(nil),                 // 109: portcullis.admin.v1.GetTrafficRequest
+	(*GetTrafficResponse)(nil),                // 110: portcullis.admin.v1.GetTrafficResponse
+	nil,                                       // 111: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),             // 112: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,   // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
 	3,   // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
 	3,   // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,   // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	106, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	112, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
 	8,   // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,   // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
 	8,   // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,   // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	106, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	106, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	112, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	112, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
 	17,  // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
 	18,  // 12: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
 	18,  // 13: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	18,  // 14: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	106, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	112, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 16: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	105, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	111, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
 	27,  // 18: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
 	27,  // 19: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
 	27,  // 20: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
 	32,  // 21: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
 	32,  // 22: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	106, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	112, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
 	37,  // 24: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
 	0,   // 25: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	106, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	106, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	112, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	112, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
 	46,  // 28: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
 	0,   // 29: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
 	46,  // 30: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	106, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	112, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	53,  // 32: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	106, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	106, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	106, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	106, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	112, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	112, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	112, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	112, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
 	56,  // 37: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
 	56,  // 38: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	58,  // 39: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
@@ -6276,7 +6756,7 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	56,  // 44: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	56,  // 45: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	56,  // 46: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	106, // 47: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
+	112, // 47: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
 	85,  // 48: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
 	85,  // 49: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
 	94,  // 50: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
@@ -6284,97 +6764,107 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	94,  // 52: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
 	2,   // 53: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
 	2,   // 54: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
-	4,   // 55: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
-	6,   // 56: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
-	9,   // 57: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
-	11,  // 58: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
-	13,  // 59: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
-	15,  // 60: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
-	19,  // 61: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
-	21,  // 62: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
-	23,  // 63: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
-	25,  // 64: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
-	28,  // 65: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
-	30,  // 66: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
-	33,  // 67: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
-	35,  // 68: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
-	40,  // 69: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
-	42,  // 70: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
-	44,  // 71: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
-	38,  // 72: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
-	47,  // 73: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
-	49,  // 74: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
-	51,  // 75: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
-	54,  // 76: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
-	61,  // 77: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
-	63,  // 78: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
-	65,  // 79: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
-	67,  // 80: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
-	69,  // 81: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
-	71,  // 82: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
-	73,  // 83: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
-	75,  // 84: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
-	77,  // 85: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	101, // 86: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
-	103, // 87: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
-	86,  // 88: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
-	88,  // 89: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
-	90,  // 90: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
-	92,  // 91: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
-	95,  // 92: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
-	97,  // 93: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
-	99,  // 94: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
-	83,  // 95: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
-	79,  // 96: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
-	81,  // 97: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
-	5,   // 98: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	7,   // 99: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	10,  // 100: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	12,  // 101: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	14,  // 102: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	16,  // 103: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	20,  // 104: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	22,  // 105: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	24,  // 106: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	26,  // 107: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	29,  // 108: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	31,  // 109: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	34,  // 110: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	36,  // 111: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	41,  // 112: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	43,  // 113: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	45,  // 114: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	39,  // 115: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
-	48,  // 116: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	50,  // 117: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	52,  // 118: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	55,  // 119: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	62,  // 120: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	64,  // 121: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	66,  // 122: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	68,  // 123: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	70,  // 124: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	72,  // 125: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	74,  // 126: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	76,  // 127: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	78,  // 128: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	102, // 129: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	104, // 130: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	87,  // 131: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
-	89,  // 132: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
-	91,  // 133: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
-	93,  // 134: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
-	96,  // 135: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
-	98,  // 136: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
-	100, // 137: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
-	84,  // 138: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
-	80,  // 139: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
-	82,  // 140: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
-	98,  // [98:141] is the sub-list for method output_type
-	55,  // [55:98] is the sub-list for method input_type
-	55,  // [55:55] is the sub-list for extension type_name
-	55,  // [55:55] is the sub-list for extension extendee
-	0,   // [0:55] is the sub-list for field type_name
+	112, // 55: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	112, // 56: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
+	105, // 57: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
+	112, // 58: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
+	112, // 59: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
+	106, // 60: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
+	4,   // 61: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
+	6,   // 62: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
+	9,   // 63: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
+	11,  // 64: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
+	13,  // 65: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
+	15,  // 66: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
+	19,  // 67: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
+	21,  // 68: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
+	23,  // 69: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
+	25,  // 70: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
+	28,  // 71: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
+	30,  // 72: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
+	33,  // 73: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
+	35,  // 74: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
+	40,  // 75: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
+	42,  // 76: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
+	44,  // 77: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
+	38,  // 78: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
+	47,  // 79: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
+	49,  // 80: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
+	51,  // 81: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
+	54,  // 82: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
+	61,  // 83: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
+	63,  // 84: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
+	65,  // 85: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
+	67,  // 86: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
+	69,  // 87: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
+	71,  // 88: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
+	73,  // 89: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
+	75,  // 90: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
+	77,  // 91: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
+	101, // 92: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	103, // 93: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	86,  // 94: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
+	88,  // 95: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
+	90,  // 96: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
+	92,  // 97: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
+	95,  // 98: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
+	97,  // 99: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
+	99,  // 100: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
+	83,  // 101: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
+	79,  // 102: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
+	81,  // 103: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
+	107, // 104: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
+	109, // 105: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
+	5,   // 106: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	7,   // 107: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	10,  // 108: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	12,  // 109: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	14,  // 110: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	16,  // 111: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	20,  // 112: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	22,  // 113: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	24,  // 114: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	26,  // 115: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	29,  // 116: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	31,  // 117: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	34,  // 118: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	36,  // 119: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	41,  // 120: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	43,  // 121: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	45,  // 122: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	39,  // 123: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	48,  // 124: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	50,  // 125: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	52,  // 126: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	55,  // 127: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	62,  // 128: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	64,  // 129: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	66,  // 130: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	68,  // 131: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	70,  // 132: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	72,  // 133: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	74,  // 134: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	76,  // 135: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	78,  // 136: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	102, // 137: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	104, // 138: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	87,  // 139: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
+	89,  // 140: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
+	91,  // 141: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
+	93,  // 142: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
+	96,  // 143: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
+	98,  // 144: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
+	100, // 145: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
+	84,  // 146: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
+	80,  // 147: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
+	82,  // 148: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
+	108, // 149: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
+	110, // 150: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
+	106, // [106:151] is the sub-list for method output_type
+	61,  // [61:106] is the sub-list for method input_type
+	61,  // [61:61] is the sub-list for extension type_name
+	61,  // [61:61] is the sub-list for extension extendee
+	0,   // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_admin_v1_admin_proto_init() }
@@ -6388,9 +6878,9 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   103,
+			NumMessages:   109,
 			NumExtensions: 0,
-			NumServices:   10,
+			NumServices:   11,
 		},
 		GoTypes:           file_portcullis_admin_v1_admin_proto_goTypes,
 		DependencyIndexes: file_portcullis_admin_v1_admin_proto_depIdxs,

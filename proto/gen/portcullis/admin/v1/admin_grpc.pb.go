@@ -2428,3 +2428,151 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "portcullis/admin/v1/admin.proto",
 }
+
+const (
+	TelemetryService_ListCallEvents_FullMethodName = "/portcullis.admin.v1.TelemetryService/ListCallEvents"
+	TelemetryService_GetTraffic_FullMethodName     = "/portcullis.admin.v1.TelemetryService/GetTraffic"
+)
+
+// TelemetryServiceClient is the client API for TelemetryService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// TelemetryService reads what gateways reported.
+type TelemetryServiceClient interface {
+	// ListCallEvents lists the newest call events matching the filters.
+	ListCallEvents(ctx context.Context, in *ListCallEventsRequest, opts ...grpc.CallOption) (*ListCallEventsResponse, error)
+	// GetTraffic returns per-minute totals for a window of at most seven days.
+	GetTraffic(ctx context.Context, in *GetTrafficRequest, opts ...grpc.CallOption) (*GetTrafficResponse, error)
+}
+
+type telemetryServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewTelemetryServiceClient(cc grpc.ClientConnInterface) TelemetryServiceClient {
+	return &telemetryServiceClient{cc}
+}
+
+func (c *telemetryServiceClient) ListCallEvents(ctx context.Context, in *ListCallEventsRequest, opts ...grpc.CallOption) (*ListCallEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCallEventsResponse)
+	err := c.cc.Invoke(ctx, TelemetryService_ListCallEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *telemetryServiceClient) GetTraffic(ctx context.Context, in *GetTrafficRequest, opts ...grpc.CallOption) (*GetTrafficResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTrafficResponse)
+	err := c.cc.Invoke(ctx, TelemetryService_GetTraffic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TelemetryServiceServer is the server API for TelemetryService service.
+// All implementations must embed UnimplementedTelemetryServiceServer
+// for forward compatibility.
+//
+// TelemetryService reads what gateways reported.
+type TelemetryServiceServer interface {
+	// ListCallEvents lists the newest call events matching the filters.
+	ListCallEvents(context.Context, *ListCallEventsRequest) (*ListCallEventsResponse, error)
+	// GetTraffic returns per-minute totals for a window of at most seven days.
+	GetTraffic(context.Context, *GetTrafficRequest) (*GetTrafficResponse, error)
+	mustEmbedUnimplementedTelemetryServiceServer()
+}
+
+// UnimplementedTelemetryServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedTelemetryServiceServer struct{}
+
+func (UnimplementedTelemetryServiceServer) ListCallEvents(context.Context, *ListCallEventsRequest) (*ListCallEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCallEvents not implemented")
+}
+func (UnimplementedTelemetryServiceServer) GetTraffic(context.Context, *GetTrafficRequest) (*GetTrafficResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTraffic not implemented")
+}
+func (UnimplementedTelemetryServiceServer) mustEmbedUnimplementedTelemetryServiceServer() {}
+func (UnimplementedTelemetryServiceServer) testEmbeddedByValue()                          {}
+
+// UnsafeTelemetryServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to TelemetryServiceServer will
+// result in compilation errors.
+type UnsafeTelemetryServiceServer interface {
+	mustEmbedUnimplementedTelemetryServiceServer()
+}
+
+func RegisterTelemetryServiceServer(s grpc.ServiceRegistrar, srv TelemetryServiceServer) {
+	// If the following call panics, it indicates UnimplementedTelemetryServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&TelemetryService_ServiceDesc, srv)
+}
+
+func _TelemetryService_ListCallEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCallEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TelemetryServiceServer).ListCallEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TelemetryService_ListCallEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TelemetryServiceServer).ListCallEvents(ctx, req.(*ListCallEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TelemetryService_GetTraffic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTrafficRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TelemetryServiceServer).GetTraffic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TelemetryService_GetTraffic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TelemetryServiceServer).GetTraffic(ctx, req.(*GetTrafficRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// TelemetryService_ServiceDesc is the grpc.ServiceDesc for TelemetryService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var TelemetryService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "portcullis.admin.v1.TelemetryService",
+	HandlerType: (*TelemetryServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListCallEvents",
+			Handler:    _TelemetryService_ListCallEvents_Handler,
+		},
+		{
+			MethodName: "GetTraffic",
+			Handler:    _TelemetryService_GetTraffic_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "portcullis/admin/v1/admin.proto",
+}

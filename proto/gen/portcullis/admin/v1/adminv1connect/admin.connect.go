@@ -45,6 +45,8 @@ const (
 	ChangeServiceName = "portcullis.admin.v1.ChangeService"
 	// PolicyServiceName is the fully-qualified name of the PolicyService service.
 	PolicyServiceName = "portcullis.admin.v1.PolicyService"
+	// TelemetryServiceName is the fully-qualified name of the TelemetryService service.
+	TelemetryServiceName = "portcullis.admin.v1.TelemetryService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -181,6 +183,12 @@ const (
 	// PolicyServiceSetClientIdentityProviderProcedure is the fully-qualified name of the
 	// PolicyService's SetClientIdentityProvider RPC.
 	PolicyServiceSetClientIdentityProviderProcedure = "/portcullis.admin.v1.PolicyService/SetClientIdentityProvider"
+	// TelemetryServiceListCallEventsProcedure is the fully-qualified name of the TelemetryService's
+	// ListCallEvents RPC.
+	TelemetryServiceListCallEventsProcedure = "/portcullis.admin.v1.TelemetryService/ListCallEvents"
+	// TelemetryServiceGetTrafficProcedure is the fully-qualified name of the TelemetryService's
+	// GetTraffic RPC.
+	TelemetryServiceGetTrafficProcedure = "/portcullis.admin.v1.TelemetryService/GetTraffic"
 )
 
 // TenantServiceClient is a client for the portcullis.admin.v1.TenantService service.
@@ -1830,4 +1838,104 @@ func (UnimplementedPolicyServiceHandler) GetClientIdentityProvider(context.Conte
 
 func (UnimplementedPolicyServiceHandler) SetClientIdentityProvider(context.Context, *connect.Request[v1.SetClientIdentityProviderRequest]) (*connect.Response[v1.SetClientIdentityProviderResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.PolicyService.SetClientIdentityProvider is not implemented"))
+}
+
+// TelemetryServiceClient is a client for the portcullis.admin.v1.TelemetryService service.
+type TelemetryServiceClient interface {
+	// ListCallEvents lists the newest call events matching the filters.
+	ListCallEvents(context.Context, *connect.Request[v1.ListCallEventsRequest]) (*connect.Response[v1.ListCallEventsResponse], error)
+	// GetTraffic returns per-minute totals for a window of at most seven days.
+	GetTraffic(context.Context, *connect.Request[v1.GetTrafficRequest]) (*connect.Response[v1.GetTrafficResponse], error)
+}
+
+// NewTelemetryServiceClient constructs a client for the portcullis.admin.v1.TelemetryService
+// service. By default, it uses the Connect protocol with the binary Protobuf Codec, asks for
+// gzipped responses, and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply
+// the connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewTelemetryServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) TelemetryServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	telemetryServiceMethods := v1.File_portcullis_admin_v1_admin_proto.Services().ByName("TelemetryService").Methods()
+	return &telemetryServiceClient{
+		listCallEvents: connect.NewClient[v1.ListCallEventsRequest, v1.ListCallEventsResponse](
+			httpClient,
+			baseURL+TelemetryServiceListCallEventsProcedure,
+			connect.WithSchema(telemetryServiceMethods.ByName("ListCallEvents")),
+			connect.WithClientOptions(opts...),
+		),
+		getTraffic: connect.NewClient[v1.GetTrafficRequest, v1.GetTrafficResponse](
+			httpClient,
+			baseURL+TelemetryServiceGetTrafficProcedure,
+			connect.WithSchema(telemetryServiceMethods.ByName("GetTraffic")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// telemetryServiceClient implements TelemetryServiceClient.
+type telemetryServiceClient struct {
+	listCallEvents *connect.Client[v1.ListCallEventsRequest, v1.ListCallEventsResponse]
+	getTraffic     *connect.Client[v1.GetTrafficRequest, v1.GetTrafficResponse]
+}
+
+// ListCallEvents calls portcullis.admin.v1.TelemetryService.ListCallEvents.
+func (c *telemetryServiceClient) ListCallEvents(ctx context.Context, req *connect.Request[v1.ListCallEventsRequest]) (*connect.Response[v1.ListCallEventsResponse], error) {
+	return c.listCallEvents.CallUnary(ctx, req)
+}
+
+// GetTraffic calls portcullis.admin.v1.TelemetryService.GetTraffic.
+func (c *telemetryServiceClient) GetTraffic(ctx context.Context, req *connect.Request[v1.GetTrafficRequest]) (*connect.Response[v1.GetTrafficResponse], error) {
+	return c.getTraffic.CallUnary(ctx, req)
+}
+
+// TelemetryServiceHandler is an implementation of the portcullis.admin.v1.TelemetryService service.
+type TelemetryServiceHandler interface {
+	// ListCallEvents lists the newest call events matching the filters.
+	ListCallEvents(context.Context, *connect.Request[v1.ListCallEventsRequest]) (*connect.Response[v1.ListCallEventsResponse], error)
+	// GetTraffic returns per-minute totals for a window of at most seven days.
+	GetTraffic(context.Context, *connect.Request[v1.GetTrafficRequest]) (*connect.Response[v1.GetTrafficResponse], error)
+}
+
+// NewTelemetryServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewTelemetryServiceHandler(svc TelemetryServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	telemetryServiceMethods := v1.File_portcullis_admin_v1_admin_proto.Services().ByName("TelemetryService").Methods()
+	telemetryServiceListCallEventsHandler := connect.NewUnaryHandler(
+		TelemetryServiceListCallEventsProcedure,
+		svc.ListCallEvents,
+		connect.WithSchema(telemetryServiceMethods.ByName("ListCallEvents")),
+		connect.WithHandlerOptions(opts...),
+	)
+	telemetryServiceGetTrafficHandler := connect.NewUnaryHandler(
+		TelemetryServiceGetTrafficProcedure,
+		svc.GetTraffic,
+		connect.WithSchema(telemetryServiceMethods.ByName("GetTraffic")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/portcullis.admin.v1.TelemetryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case TelemetryServiceListCallEventsProcedure:
+			telemetryServiceListCallEventsHandler.ServeHTTP(w, r)
+		case TelemetryServiceGetTrafficProcedure:
+			telemetryServiceGetTrafficHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedTelemetryServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedTelemetryServiceHandler struct{}
+
+func (UnimplementedTelemetryServiceHandler) ListCallEvents(context.Context, *connect.Request[v1.ListCallEventsRequest]) (*connect.Response[v1.ListCallEventsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.TelemetryService.ListCallEvents is not implemented"))
+}
+
+func (UnimplementedTelemetryServiceHandler) GetTraffic(context.Context, *connect.Request[v1.GetTrafficRequest]) (*connect.Response[v1.GetTrafficResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.TelemetryService.GetTraffic is not implemented"))
 }
