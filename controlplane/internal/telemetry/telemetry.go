@@ -71,6 +71,14 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 			seen[id] = true
 		}
 	}
+	// Events and their rollups are stored together, so a batch resent after a
+	// failure is neither lost from nor counted twice in the rollups.
+	tx, err := s.db.Tx(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	db := tx.Client()
 	builders := make([]*ent.CallEventCreate, 0, len(events))
 	roll := map[rollupKey]*rollupAgg{}
 	for _, e := range events {
@@ -87,7 +95,7 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 			t = time.Now()
 		}
 		vs, up, tl := bound.String(e.GetVirtualServer(), 63), bound.String(e.GetUpstream(), 48), bound.String(e.GetTool(), 128)
-		builders = append(builders, s.db.CallEvent.Create().SetID(e.GetId()).SetTenantID(agent.TenantID).
+		builders = append(builders, db.CallEvent.Create().SetID(e.GetId()).SetTenantID(agent.TenantID).
 			SetGatewayID(agent.GatewayID).SetAgentID(agent.ID).SetTime(t).
 			SetPrincipal(bound.String(e.GetPrincipal(), 256)).SetVirtualServer(vs).
 			SetUpstream(up).SetMethod(bound.String(e.GetMethod(), 64)).SetTool(tl).
@@ -103,16 +111,19 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 	}
 	for start := 0; start < len(builders); start += 500 {
 		end := min(start+500, len(builders))
-		err := s.db.CallEvent.CreateBulk(builders[start:end]...).
+		err := db.CallEvent.CreateBulk(builders[start:end]...).
 			OnConflict(sql.ConflictColumns(callevent.FieldID)).DoNothing().Exec(ctx)
 		if err != nil {
-			return start, fmt.Errorf("storing call events: %w", err)
+			return 0, fmt.Errorf("storing call events: %w", err)
 		}
-		metrics.EventsIngested.Add(float64(end - start))
 	}
-	if err := s.rollUp(ctx, agent, roll); err != nil {
-		return len(builders), fmt.Errorf("rolling up call events: %w", err)
+	if err := s.rollUp(ctx, db, agent, roll); err != nil {
+		return 0, fmt.Errorf("rolling up call events: %w", err)
 	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("storing call events: %w", err)
+	}
+	metrics.EventsIngested.Add(float64(len(builders)))
 	return len(builders), nil
 }
 
@@ -147,9 +158,9 @@ var bucketColumns = []string{
 }
 
 // rollUp adds a batch's per-minute aggregates to the rollup rows.
-func (s *Service) rollUp(ctx context.Context, agent *ent.Agent, roll map[rollupKey]*rollupAgg) error {
+func (s *Service) rollUp(ctx context.Context, db *ent.Client, agent *ent.Agent, roll map[rollupKey]*rollupAgg) error {
 	for k, a := range roll {
-		c := s.db.CallRollup.Create().SetTenantID(agent.TenantID).SetGatewayID(agent.GatewayID).SetMinute(k.minute).
+		c := db.CallRollup.Create().SetTenantID(agent.TenantID).SetGatewayID(agent.GatewayID).SetMinute(k.minute).
 			SetVirtualServer(k.vs).SetUpstream(k.upstream).SetTool(k.tool).SetCalls(a.calls).SetDenies(a.denies).
 			SetErrors(a.errors).SetLatencySumMicros(a.latencySum)
 		for i, col := range bucketColumns {
