@@ -466,6 +466,18 @@ func TestEndToEnd(t *testing.T) {
 		if err != nil || len(out["contents"].([]any)) == 0 {
 			t.Fatalf("reading approved resource %s: %v %v", resource.Name, out, err)
 		}
+		// Every MCP request is recorded, not only tool calls.
+		eventually(t, "call events for tools/list and resources/read", func() error {
+			for _, m := range []string{"tools/list", "initialize"} {
+				if n, err := cp.DB.CallEvent.Query().Where(callevent.Method(m)).Count(ctx); err != nil || n == 0 {
+					return fmt.Errorf("no %s events (%v)", m, err)
+				}
+			}
+			if n, err := cp.DB.CallEvent.Query().Where(callevent.Method("resources/read"), callevent.Tool(truncate(resource.Name, 128))).Count(ctx); err != nil || n == 0 {
+				return fmt.Errorf("no resources/read event for %s (%v)", resource.Name, err)
+			}
+			return nil
+		})
 	})
 
 	t.Run("results are scanned: hidden text stripped, secrets redacted, per the tenant's action", func(t *testing.T) {
@@ -854,4 +866,11 @@ func tagged(s string) string {
 		b.WriteRune(0xE0000 + r)
 	}
 	return b.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }

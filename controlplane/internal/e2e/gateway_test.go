@@ -437,8 +437,9 @@ func TestTelemetryZeroLoss(t *testing.T) {
 		}
 	}
 	calls(10)
+	toolCalls := func() (int, error) { return cp.DB.CallEvent.Query().Where(callevent.Method("tools/call")).Count(ctx) }
 	eventually(t, "the first events stored", func() error {
-		if n, err := cp.DB.CallEvent.Query().Count(ctx); err != nil || n != 10 {
+		if n, err := toolCalls(); err != nil || n != 10 {
 			return fmt.Errorf("%d events, %v", n, err)
 		}
 		return nil
@@ -452,7 +453,7 @@ func TestTelemetryZeroLoss(t *testing.T) {
 	cp = startControlPlane(t, cpDir, grpcAddr)
 	defer cp.stop()
 	eventually(t, "every event stored exactly once", func() error {
-		if n, err := cp.DB.CallEvent.Query().Count(ctx); err != nil || n != 30 {
+		if n, err := toolCalls(); err != nil || n != 30 {
 			return fmt.Errorf("%d events stored, want 30 (%v)", n, err)
 		}
 		return nil

@@ -101,6 +101,9 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 			SetUpstream(up).SetMethod(bound.String(e.GetMethod(), 64)).SetTool(tl).
 			SetDecision(decision).SetReason(bound.String(e.GetReason(), 512)).SetLatencyMicros(e.GetLatencyMicros()).
 			SetRequestBytes(e.GetRequestBytes()).SetResponseBytes(e.GetResponseBytes()).SetError(bound.String(e.GetError(), 1024)))
+		if e.GetMethod() != "tools/call" {
+			continue // rollups chart tool calls; other requests stay in the raw events
+		}
 		k := rollupKey{minute: t.UTC().Truncate(time.Minute), vs: vs, upstream: up, tool: tl}
 		a := roll[k]
 		if a == nil {

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -279,18 +280,68 @@ func (p *Proxy) newVServer(name string) *vserver {
 	})
 	srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-			if method != "tools/list" {
-				return next(ctx, method, req)
+			if method == "tools/call" {
+				return next(ctx, method, req) // its handler records a richer event
 			}
-			p.rediscover(ctx, name)
-			res, err := next(ctx, method, req)
-			if err != nil {
-				return res, err
+			start := time.Now()
+			var res mcp.Result
+			var err error
+			if method == "tools/list" {
+				p.rediscover(ctx, name)
+				if res, err = next(ctx, method, req); err == nil {
+					res = p.filterTools(res, name, req.GetExtra())
+				}
+			} else {
+				res, err = next(ctx, method, req)
 			}
-			return p.filterTools(res, name, req.GetExtra()), nil
+			p.record(name, method, req, start, err)
+			return res, err
 		}
 	})
 	return &vserver{name: name, server: srv, tools: map[string]string{}, prompts: map[string]string{}, resources: map[string]string{}, templates: map[string]string{}}
+}
+
+// recordedMethods are the MCP requests other than tools/call that get a CallEvent.
+var recordedMethods = map[string]bool{
+	"initialize": true, "tools/list": true, "prompts/list": true, "prompts/get": true,
+	"resources/list": true, "resources/templates/list": true, "resources/read": true,
+}
+
+// record adds a CallEvent for an MCP request other than tools/call.
+func (p *Proxy) record(vs, method string, req mcp.Request, start time.Time, err error) {
+	if !recordedMethods[method] {
+		return
+	}
+	ev := &agentv1.CallEvent{Id: newEventID(), Time: timestamppb.New(start), VirtualServer: vs, Method: method,
+		Decision: agentv1.Decision_DECISION_ALLOW, LatencyMicros: time.Since(start).Microseconds()}
+	if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
+		ev.Principal = extra.TokenInfo.UserID
+	}
+	switch x := req.GetParams().(type) {
+	case *mcp.GetPromptParams:
+		ev.Upstream, ev.Tool, _ = strings.Cut(x.Name, Separator)
+	case *mcp.ReadResourceParams:
+		ev.Tool = x.URI
+	}
+	ev.Tool = truncate(ev.Tool, 128)
+	if err != nil {
+		ev.Error = err.Error()
+		if strings.HasPrefix(ev.Error, "portcullis refused") {
+			ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, ev.Error
+		}
+	}
+	p.cfg.Telemetry.Add(ev)
+}
+
+// truncate shortens s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // rediscover re-lists a virtual server's upstreams in parallel and waits.
