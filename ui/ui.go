@@ -412,10 +412,19 @@ type CallEvent struct {
 	LatencyMs                                               string
 }
 
+// ToolTraffic is one row of the per-tool breakdown.
+type ToolTraffic struct {
+	Gateway, VirtualServer, Upstream, Tool string
+	Href                                   string // the explorer filtered to this tool
+	Calls, Denies, Errors                  int64
+	P95Ms                                  string
+}
+
 // Telemetry is the explorer page.
 type Telemetry struct {
 	Page
 	Decision, Tool, Principal, Upstream string
 	Events                              []CallEvent
 	Traffic                             Chart
+	Top                                 []ToolTraffic
 }

@@ -328,6 +328,7 @@ func TestRugPull(t *testing.T) {
 		}
 		return nil
 	})
+	run(t, b, "per-tool breakdown", chromedp.WaitVisible(tid("top-tools")))
 	screenshot(t, b, "11-telemetry")
 	run(t, b, "dashboard charts", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`[data-testid="chart-calls"] svg rect.bar-deny`)))
 	screenshot(t, b, "12-dashboard-charts")

@@ -297,3 +297,59 @@ func (s *Service) Expire(ctx context.Context, keep, keepRollups time.Duration) (
 	}
 	return n, nil
 }
+
+// Breakdown is one virtual server × upstream × tool over a window.
+type Breakdown struct {
+	GatewayID                     uuid.UUID
+	VirtualServer, Upstream, Tool string
+	Calls, Denies, Errors         int64
+	P95Micros                     int64
+}
+
+// Top returns the tools with the most calls in the window, most first.
+func (s *Service) Top(ctx context.Context, tenantID uuid.UUID, since, until time.Time, limit int) ([]Breakdown, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.CallRollup.Query().Where(callrollup.TenantID(tenantID), callrollup.MinuteGTE(since.UTC().Truncate(time.Minute)),
+		callrollup.MinuteLTE(until.UTC())).Limit(100000).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		gw           uuid.UUID
+		vs, up, tool string
+	}
+	agg := map[key]*Breakdown{}
+	buckets := map[key]*[12]int64{}
+	for _, r := range rows {
+		k := key{r.GatewayID, r.VirtualServer, r.Upstream, r.Tool}
+		b := agg[k]
+		if b == nil {
+			b = &Breakdown{GatewayID: r.GatewayID, VirtualServer: r.VirtualServer, Upstream: r.Upstream, Tool: r.Tool}
+			agg[k], buckets[k] = b, &[12]int64{}
+		}
+		b.Calls += r.Calls
+		b.Denies += r.Denies
+		b.Errors += r.Errors
+		for j, v := range []int64{r.LatencyBucketA, r.LatencyBucketB, r.LatencyBucketC, r.LatencyBucketD, r.LatencyBucketE, r.LatencyBucketF,
+			r.LatencyBucketG, r.LatencyBucketH, r.LatencyBucketI, r.LatencyBucketJ, r.LatencyBucketK, r.LatencyBucketL} {
+			buckets[k][j] += v
+		}
+	}
+	out := make([]Breakdown, 0, len(agg))
+	for k, b := range agg {
+		b.P95Micros = p95(*buckets[k], b.Calls)
+		out = append(out, *b)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Calls != out[j].Calls {
+			return out[i].Calls > out[j].Calls
+		}
+		return out[i].Upstream+out[i].Tool < out[j].Upstream+out[j].Tool
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -105,6 +106,26 @@ func (s *Server) telemetryPage(w http.ResponseWriter, r *http.Request, rq *reque
 	}
 	vm := ui.Telemetry{Page: s.page(rq, "Telemetry", "telemetry"), Decision: f.Decision, Tool: f.Tool, Principal: f.Principal,
 		Upstream: f.Upstream, Traffic: trafficChart(points)}
+	top, err := s.cfg.Telemetry.Top(r.Context(), rq.viewer.TenantID, time.Now().Add(-time.Hour), time.Now(), 50)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
+	if len(top) > 0 {
+		gws, err := s.cfg.Tenants.Gateways(r.Context(), rq.viewer.TenantID)
+		if err != nil {
+			s.fail(w, r, rq, err)
+			return
+		}
+		names := map[string]string{}
+		for _, g := range gws {
+			names[g.ID.String()] = g.Name
+		}
+		for _, t := range top {
+			vm.Top = append(vm.Top, ui.ToolTraffic{Gateway: names[t.GatewayID.String()], VirtualServer: t.VirtualServer, Upstream: t.Upstream,
+				Tool: t.Tool, Href: "/telemetry?tool=" + url.QueryEscape(t.Tool), Calls: t.Calls, Denies: t.Denies, Errors: t.Errors, P95Ms: fmt.Sprintf("%.1f", float64(t.P95Micros)/1000)})
+		}
+	}
 	for _, e := range evs {
 		vm.Events = append(vm.Events, ui.CallEvent{Time: e.Time, Principal: e.Principal, VirtualServer: e.VirtualServer, Upstream: e.Upstream,
 			Tool: e.Tool, Method: e.Method, Error: e.Error, Decision: e.Decision.String(), Reason: e.Reason, ReasonHref: reasonLink(e.Reason),
