@@ -11,11 +11,13 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -386,9 +388,9 @@ func TestMetrics(t *testing.T) {
 	})
 }
 
-// TestTelemetryZeroLoss makes calls while the control plane is up, while it
-// is down, and after the gateway restarted with it still down: once it is
-// back, every call event is stored exactly once.
+// TestTelemetryZeroLoss makes calls while the control plane is up, under
+// load while it restarts, while it is down, and after the gateway restarted
+// with it still down: once it is back, every call event is stored exactly once.
 func TestTelemetryZeroLoss(t *testing.T) {
 	ctx := viewer.System(context.Background())
 	cpDir, grpcAddr := t.TempDir(), freeAddr(t)
@@ -444,6 +446,44 @@ func TestTelemetryZeroLoss(t *testing.T) {
 		}
 		return nil
 	})
+	// Load through the gateway while the control plane goes down and comes back.
+	var made atomic.Int64
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range 4 {
+		sess, err := mcpConnect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close()
+		wg.Go(func() {
+			for loadCtx.Err() == nil {
+				res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: "demo__echo", Arguments: map[string]any{"message": "load"}})
+				if err != nil || res.IsError {
+					t.Errorf("call under load: %v %v", res, err)
+					return
+				}
+				made.Add(1)
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	cp.stop()
+	time.Sleep(time.Second) // calls go on; their events wait in the gateway's spool
+	cp = startControlPlane(t, cpDir, grpcAddr)
+	time.Sleep(time.Second)
+	stopLoad()
+	wg.Wait()
+	loaded := int(made.Load())
+	if loaded < 20 {
+		t.Fatalf("only %d calls under load", loaded)
+	}
+	eventually(t, "the events made under load stored", func() error {
+		if n, err := toolCalls(); err != nil || n != 10+loaded {
+			return fmt.Errorf("%d tool-call events stored, want %d (%v)", n, 10+loaded, err)
+		}
+		return nil
+	})
 	cp.stop()
 	calls(10) // control plane down
 	g.stopGracefully(t)
@@ -453,8 +493,8 @@ func TestTelemetryZeroLoss(t *testing.T) {
 	cp = startControlPlane(t, cpDir, grpcAddr)
 	defer cp.stop()
 	eventually(t, "every event stored exactly once", func() error {
-		if n, err := toolCalls(); err != nil || n != 30 {
-			return fmt.Errorf("%d events stored, want 30 (%v)", n, err)
+		if n, err := toolCalls(); err != nil || n != 30+loaded {
+			return fmt.Errorf("%d events stored, want %d (%v)", n, 30+loaded, err)
 		}
 		return nil
 	})
@@ -467,7 +507,7 @@ func TestTelemetryZeroLoss(t *testing.T) {
 	for _, p := range points {
 		total += p.Calls
 	}
-	if total != 30 {
-		t.Fatalf("rollups count %d calls, want 30", total)
+	if total != int64(30+loaded) {
+		t.Fatalf("rollups count %d calls, want %d", total, 30+loaded)
 	}
 }
