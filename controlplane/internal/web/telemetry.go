@@ -31,7 +31,7 @@ func trafficChart(points []telemetry.Point) ui.Chart {
 		allowed := p.Calls - p.Denies
 		ha, hd := int(allowed*(chartH-4)/top), int(p.Denies*(chartH-4)/top)
 		x := i * w
-		tip := fmt.Sprintf("%s: %d calls, %d refused", p.Minute.Format("15:04"), p.Calls, p.Denies)
+		tip := fmt.Sprintf("%s: %d calls, %d refused, %d errors", p.Minute.Format("15:04"), p.Calls, p.Denies, p.Errors)
 		if ha > 0 {
 			c.Bars = append(c.Bars, ui.Bar{X: x, Y: chartH - 1 - ha, W: max(w-1, 1), H: ha, Class: "allow", Title: tip})
 		}
