@@ -1,7 +1,6 @@
 package schema
 
 import (
-
 	"entgo.io/ent"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
@@ -45,4 +44,3 @@ func (CallRollup) Indexes() []ent.Index {
 		index.Fields("tenant_id", "minute"),
 	}
 }
-
