@@ -47,6 +47,9 @@ type Config struct {
 	GRPCHostnames []string
 	// HTTPListen is the console/health listener address.
 	HTTPListen string
+	// RedisURL, when set, links control-plane replicas: a change made on one
+	// reaches agents held by another through Redis pub/sub.
+	RedisURL string
 	// TelemetryRetention is how long raw call events are kept (default 7 days);
 	// per-minute rollups are kept 30 days.
 	TelemetryRetention time.Duration
@@ -113,7 +116,12 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if a.DB, err = store.Open(ctx, cfg.DatabaseURL, cfg.Logger); err != nil {
 		return nil, err
 	}
-	broker := policy.NewLocalBroker()
+	var broker policy.Broker = policy.NewLocalBroker()
+	if cfg.RedisURL != "" {
+		if broker, err = policy.NewRedisBroker(ctx, cfg.RedisURL, cfg.Logger); err != nil {
+			return nil, a.closeWith(fmt.Errorf("--redis-url: %w", err))
+		}
+	}
 	if a.Policy, err = policy.New(a.DB, broker, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -510,4 +511,76 @@ func TestTelemetryZeroLoss(t *testing.T) {
 	if total != int64(30+loaded) {
 		t.Fatalf("rollups count %d calls, want %d", total, 30+loaded)
 	}
+}
+
+// TestReplicasShareChanges runs two control-plane replicas on one PostgreSQL
+// and one Redis. The gateway holds its stream on replica B; an approval made
+// on replica A reaches it through Redis pub/sub.
+func TestReplicasShareChanges(t *testing.T) {
+	redisURL := os.Getenv("PORTCULLIS_TEST_REDIS_URL")
+	if redisURL == "" {
+		t.Fatal("PORTCULLIS_TEST_REDIS_URL is not set: run the tests with `make test` (it starts Redis)")
+	}
+	sys := viewer.System(context.Background())
+	dbURL := testutil.StartPostgres(t)
+	caDir := t.TempDir()
+	replica := func() *controlPlane {
+		ctx, cancel := context.WithCancel(sys)
+		a, err := app.New(ctx, app.Config{DataDir: t.TempDir(), DatabaseURL: dbURL, RedisURL: redisURL,
+			CACert: filepath.Join(caDir, "ca.crt"), CAKey: filepath.Join(caDir, "ca.key"),
+			GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Logger: testutil.Logger()})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		cp := &controlPlane{App: a, cancel: cancel, done: make(chan error, 1)}
+		go func() { cp.done <- a.Serve(ctx) }()
+		t.Cleanup(cp.stop)
+		return cp
+	}
+	a, b := replica(), replica()
+	up := httptest.NewServer(demoupstream.Handler())
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	ten, err := a.Tenants.CreateTenant(sys, "Replicas", "replicas", uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := a.Tenants.CreateGateway(sys, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Tenants.CreateUpstream(sys, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Tenants.CreateVirtualServer(sys, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := b.EnrollmentToken(sys, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	startGateway(t, b.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok) // held by replica B
+	eventually(t, "echo in the inventory", func() error {
+		_, err := a.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(sys)
+		return err
+	})
+	url := "http://" + addr + "/mcp/main"
+	waitForTools(t, "nothing approved yet", url, nil)
+	start := time.Now()
+	if err := a.Inventory.PinLive(sys, ten.ID, toolOf(t, a.DB, "demo", "echo").ID); err != nil { // on replica A
+		t.Fatal(err)
+	}
+	latest, err := a.Tenants.PolicyVersion(sys, ten.ID, gw.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the approval on replica A enforced by the gateway on replica B", func() error {
+		if v := readyVersion(addr); v != latest {
+			return fmt.Errorf("gateway at v%d, want v%d", v, latest)
+		}
+		return nil
+	})
+	t.Logf("approval on replica A enforced through replica B after %v", time.Since(start).Round(time.Millisecond))
+	waitForTools(t, "echo listed", url, []string{"demo__echo"})
 }

@@ -56,3 +56,16 @@ func (b *LocalBroker) Subscribe(gatewayID uuid.UUID) (<-chan struct{}, func()) {
 		b.mu.Unlock()
 	}
 }
+
+// publishAll signals every subscriber.
+func (b *LocalBroker) publishAll() {
+	b.mu.Lock()
+	ids := make([]uuid.UUID, 0, len(b.subs))
+	for id := range b.subs {
+		ids = append(ids, id)
+	}
+	b.mu.Unlock()
+	for _, id := range ids {
+		b.Publish(id)
+	}
+}
