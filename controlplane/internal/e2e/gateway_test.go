@@ -584,3 +584,99 @@ func TestReplicasShareChanges(t *testing.T) {
 	t.Logf("approval on replica A enforced through replica B after %v", time.Since(start).Round(time.Millisecond))
 	waitForTools(t, "echo listed", url, []string{"demo__echo"})
 }
+
+// TestFaults: a hung upstream costs its own calls an upstream timeout and
+// nothing else; with Redis unreachable, rate limits are still enforced in
+// process.
+func TestFaults(t *testing.T) {
+	ctx := viewer.System(context.Background())
+	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
+	defer cp.stop()
+	demo := httptest.NewServer(demoupstream.Handler())
+	t.Cleanup(func() { demo.CloseClientConnections(); demo.Close() })
+	// An upstream that lists a tool, then hangs on every call.
+	hangSrv := mcp.NewServer(&mcp.Implementation{Name: "hang", Version: "1"}, nil)
+	release := make(chan struct{})
+	mcp.AddTool(hangSrv, &mcp.Tool{Name: "slow", Description: "Never answers."},
+		func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, nil, ctx.Err()
+		})
+	hang := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return hangSrv }, nil))
+	t.Cleanup(func() { close(release); hang.CloseClientConnections(); hang.Close() })
+
+	ten, err := cp.Tenants.CreateTenant(ctx, "Faults", "faults", uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, u := range map[string]string{"demo": demo.URL + "/mcp", "hang": hang.URL} {
+		if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec(name, "streamable_http", u, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo", "hang"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Access.SetRateLimits(ctx, ten.ID, gw.ID, 0, 3); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok,
+		"PORTCULLIS_UPSTREAM_TIMEOUT=2s", "PORTCULLIS_REDIS_URL=redis://127.0.0.1:1/0") // nothing listens there
+	for _, n := range [][2]string{{"demo", "echo"}, {"hang", "slow"}} {
+		eventually(t, n[1]+" in the inventory", func() error {
+			_, err := cp.DB.Tool.Query().Where(tool.Name(n[1]), tool.LiveSha256NEQ("")).Only(ctx)
+			return err
+		})
+		if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, n[0], n[1]).ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := "http://" + addr + "/mcp/main"
+	waitForTools(t, "both tools listed", url, []string{"demo__echo", "hang__slow"})
+
+	// The hung call fails after the upstream timeout; meanwhile echo answers.
+	slow := make(chan error, 1)
+	go func() {
+		_, err := mcpClient(t, url, "call", "hang__slow", `{}`)
+		slow <- err
+	}()
+	if text, isErr, err := callText(t, url, "demo__echo", `{"message":"still responsive"}`); err != nil || isErr || !strings.Contains(text, "still responsive") {
+		t.Fatalf("echo next to a hung upstream: %q %v %v", text, isErr, err)
+	}
+	select {
+	case err := <-slow:
+		if err == nil {
+			t.Fatal("the hung call succeeded")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hung call was not cut off by the upstream timeout")
+	}
+	// Redis is unreachable: the per-tool limit of 3 is counted in process.
+	allowed := 0
+	for range 5 {
+		text, isErr, err := callText(t, url, "demo__echo", `{"message":"x"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !isErr {
+			allowed++
+		} else if !strings.Contains(text, "rate limit") {
+			t.Fatalf("unexpected refusal: %q", text)
+		}
+	}
+	if allowed != 2 { // one of the 3 was spent above
+		t.Fatalf("%d of 5 calls allowed with Redis down; want the limit (2 left of 3) enforced in process", allowed)
+	}
+}
