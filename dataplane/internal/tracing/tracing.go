@@ -20,18 +20,21 @@ import (
 // still propagates trace context). The returned func flushes and stops.
 func Setup(ctx context.Context, endpoint, version string) (func(context.Context) error, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	if endpoint == "" {
+		// The default no-op tracer still carries the client's span context
+		// through to the upstream request, without recording spans.
+		return func(context.Context) error { return nil }, nil
+	}
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(resource.NewWithAttributes(semconv.SchemaURL,
 			semconv.ServiceName("portcullis-gateway"), semconv.ServiceVersion(version))),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
 	}
-	if endpoint != "" {
-		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
-		if err != nil {
-			return nil, fmt.Errorf("--otlp-endpoint: %w", err)
-		}
-		opts = append(opts, sdktrace.WithBatcher(exp))
+	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
+	if err != nil {
+		return nil, fmt.Errorf("--otlp-endpoint: %w", err)
 	}
+	opts = append(opts, sdktrace.WithBatcher(exp))
 	tp := sdktrace.NewTracerProvider(opts...)
 	otel.SetTracerProvider(tp)
 	return tp.Shutdown, nil
