@@ -137,7 +137,7 @@ type rollupKey struct {
 
 type rollupAgg struct {
 	calls, denies, errors, latencySum int64
-	buckets                           [12]int64 // len(schematype.LatencyBucketsMicros) + 1
+	buckets                           histogram
 }
 
 func (a *rollupAgg) add(deny, failed bool, latency int64) {
@@ -151,6 +151,18 @@ func (a *rollupAgg) add(deny, failed bool, latency int64) {
 	a.latencySum += latency
 	i := sort.Search(len(schematype.LatencyBucketsMicros), func(i int) bool { return latency <= schematype.LatencyBucketsMicros[i] })
 	a.buckets[i]++
+}
+
+// histogram counts latencies per bucket of schematype.LatencyBucketsMicros,
+// plus the unbounded last one.
+type histogram [12]int64
+
+// addRow adds a rollup row's bucket columns.
+func (h *histogram) addRow(r *ent.CallRollup) {
+	for j, v := range []int64{r.LatencyBucketA, r.LatencyBucketB, r.LatencyBucketC, r.LatencyBucketD, r.LatencyBucketE, r.LatencyBucketF,
+		r.LatencyBucketG, r.LatencyBucketH, r.LatencyBucketI, r.LatencyBucketJ, r.LatencyBucketK, r.LatencyBucketL} {
+		h[j] += v
+	}
 }
 
 // bucketColumns are CallRollup's histogram columns, in bucket order.
@@ -191,7 +203,7 @@ type Point struct {
 	Minute                time.Time
 	Calls, Denies, Errors int64
 	P95Micros             int64 // upper bound of the bucket holding the 95th percentile
-	latencyBuckets        [12]int64
+	latency               histogram
 }
 
 // Series returns per-minute totals of the tenant's calls from since to until,
@@ -222,24 +234,22 @@ func (s *Service) Series(ctx context.Context, tenantID uuid.UUID, since, until t
 		p.Calls += r.Calls
 		p.Denies += r.Denies
 		p.Errors += r.Errors
-		for j, v := range []int64{r.LatencyBucketA, r.LatencyBucketB, r.LatencyBucketC, r.LatencyBucketD, r.LatencyBucketE, r.LatencyBucketF,
-			r.LatencyBucketG, r.LatencyBucketH, r.LatencyBucketI, r.LatencyBucketJ, r.LatencyBucketK, r.LatencyBucketL} {
-			p.latencyBuckets[j] += v
-		}
+		p.latency.addRow(r)
 	}
 	for i := range out {
-		out[i].P95Micros = p95(out[i].latencyBuckets, out[i].Calls)
+		out[i].P95Micros = out[i].latency.p95(out[i].Calls)
 	}
 	return out, nil
 }
 
-func p95(buckets [12]int64, total int64) int64 {
+// p95 is the upper bound of the bucket holding the 95th percentile of total.
+func (h *histogram) p95(total int64) int64 {
 	if total == 0 {
 		return 0
 	}
 	need := (total*95 + 99) / 100
 	var seen int64
-	for i, c := range buckets {
+	for i, c := range h {
 		seen += c
 		if seen >= need {
 			if i < len(schematype.LatencyBucketsMicros) {
@@ -304,6 +314,7 @@ type Breakdown struct {
 	VirtualServer, Upstream, Tool string
 	Calls, Denies, Errors         int64
 	P95Micros                     int64
+	latency                       histogram
 }
 
 // Top returns the tools with the most calls in the window, most first.
@@ -321,25 +332,21 @@ func (s *Service) Top(ctx context.Context, tenantID uuid.UUID, since, until time
 		vs, up, tool string
 	}
 	agg := map[key]*Breakdown{}
-	buckets := map[key]*[12]int64{}
 	for _, r := range rows {
 		k := key{r.GatewayID, r.VirtualServer, r.Upstream, r.Tool}
 		b := agg[k]
 		if b == nil {
 			b = &Breakdown{GatewayID: r.GatewayID, VirtualServer: r.VirtualServer, Upstream: r.Upstream, Tool: r.Tool}
-			agg[k], buckets[k] = b, &[12]int64{}
+			agg[k] = b
 		}
 		b.Calls += r.Calls
 		b.Denies += r.Denies
 		b.Errors += r.Errors
-		for j, v := range []int64{r.LatencyBucketA, r.LatencyBucketB, r.LatencyBucketC, r.LatencyBucketD, r.LatencyBucketE, r.LatencyBucketF,
-			r.LatencyBucketG, r.LatencyBucketH, r.LatencyBucketI, r.LatencyBucketJ, r.LatencyBucketK, r.LatencyBucketL} {
-			buckets[k][j] += v
-		}
+		b.latency.addRow(r)
 	}
 	out := make([]Breakdown, 0, len(agg))
-	for k, b := range agg {
-		b.P95Micros = p95(*buckets[k], b.Calls)
+	for _, b := range agg {
+		b.P95Micros = b.latency.p95(b.Calls)
 		out = append(out, *b)
 	}
 	sort.Slice(out, func(i, j int) bool {
