@@ -180,15 +180,17 @@ func (s *Service) Rules(ctx context.Context, tenantID, gatewayID uuid.UUID) ([]*
 	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
 		return nil, err
 	}
-	ok, err := s.db.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).Exist(ctx)
-	if err != nil {
+	if _, err := s.gateway(ctx, tenantID, gatewayID); err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("gateway %s: %w", gatewayID, authz.ErrNotFound)
 	}
 	return s.db.AccessRule.Query().Where(accessrule.TenantID(tenantID), accessrule.GatewayID(gatewayID)).
 		Order(accessrule.ByPosition(), accessrule.ByCreatedAt()).All(ctx)
+}
+
+// gateway returns one of the tenant's gateways, or ErrNotFound.
+func (s *Service) gateway(ctx context.Context, tenantID, gatewayID uuid.UUID) (*ent.Gateway, error) {
+	g, err := s.db.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).Only(ctx)
+	return g, authz.DBError("gateway "+gatewayID.String(), err)
 }
 
 // Rule is a rule to create.
@@ -249,20 +251,15 @@ func (s *Service) CreateRule(ctx context.Context, tenantID, gatewayID uuid.UUID,
 	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
 		return nil, err
 	}
-	if ok, err := s.db.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).Exist(ctx); err != nil {
+	g, err := s.gateway(ctx, tenantID, gatewayID) // before validating, so another tenant's gateway is simply not found
+	if err != nil {
 		return nil, err
-	} else if !ok {
-		return nil, fmt.Errorf("gateway %s: %w", gatewayID, authz.ErrNotFound)
 	}
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	var out *ent.AccessRule
-	err := audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
-		g, err := tx.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).Only(ctx)
-		if err != nil {
-			return authz.DBError("gateway "+gatewayID.String(), err)
-		}
+	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
 		n, err := tx.AccessRule.Query().Where(accessrule.GatewayID(g.ID)).Count(ctx)
 		if err != nil {
 			return err
