@@ -70,6 +70,10 @@ const (
 	kindTemplate
 )
 
+func (k kind) String() string {
+	return [...]string{"tool", "prompt", "resource", "resource template"}[k]
+}
+
 type pinKey struct {
 	kind           kind
 	upstream, name string // name: tool or prompt name, resource URI or URI template
@@ -649,15 +653,10 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		return deny("the upstream is not part of this virtual server")
 	}
 	lt, sess, live := u.liveTool(toolName)
-	pin, pinned := pol.pins[pinKey{kindTool, upName, toolName}]
-	switch {
-	case !pinned:
-		return deny(fmt.Sprintf("tool %q is not approved", toolName))
-	case !live:
-		return deny(fmt.Sprintf("tool %q is no longer offered by upstream %q", toolName, upName))
-	case pin != lt.sha:
-		return deny(fmt.Sprintf("tool %q is quarantined: its definition changed since it was approved", toolName))
-	case sess == nil:
+	if reason := pol.pinRefusal(pinKey{kindTool, upName, toolName}, lt.sha, live); reason != "" {
+		return deny(reason)
+	}
+	if sess == nil {
 		ev.Error = "upstream unavailable"
 		return refusal("upstream %q is unavailable", upName), nil
 	}
@@ -752,18 +751,28 @@ func (p *Proxy) stillApproved(key pinKey) (*mcp.ClientSession, error) {
 	}
 	sess := u.session
 	u.mu.RUnlock()
-	pin, pinned := pol.pins[key]
-	switch {
-	case !pinned:
-		return nil, fmt.Errorf("portcullis refused: %q is not approved", key.name)
-	case !offered:
-		return nil, fmt.Errorf("portcullis refused: %q is no longer offered by upstream %q", key.name, key.upstream)
-	case pin != sha:
-		return nil, fmt.Errorf("portcullis refused: %q is quarantined: its definition changed since it was approved", key.name)
-	case sess == nil:
+	if reason := pol.pinRefusal(key, sha, offered); reason != "" {
+		return nil, fmt.Errorf("portcullis refused: %s", reason)
+	}
+	if sess == nil {
 		return nil, fmt.Errorf("upstream %q is unavailable", key.upstream)
 	}
 	return sess, nil
+}
+
+// pinRefusal is why an item may not be used now, or "": it must be pinned,
+// still offered, and its live definition must hash to the pin.
+func (pol *policy) pinRefusal(key pinKey, liveSha string, offered bool) string {
+	pin, pinned := pol.pins[key]
+	switch {
+	case !pinned:
+		return fmt.Sprintf("%s %q is not approved", key.kind, key.name)
+	case !offered:
+		return fmt.Sprintf("%s %q is no longer offered by upstream %q", key.kind, key.name, key.upstream)
+	case pin != liveSha:
+		return fmt.Sprintf("%s %q is quarantined: its definition changed since it was approved", key.kind, key.name)
+	}
+	return ""
 }
 
 func (p *Proxy) promptHandler(upName, promptName string) mcp.PromptHandler {
