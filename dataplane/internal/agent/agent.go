@@ -305,7 +305,7 @@ func (a *Agent) shipTelemetry(ctx context.Context) {
 		for a.cfg.Telemetry.Len() > 0 && ctx.Err() == nil {
 			batch, dropped := a.cfg.Telemetry.Take(batchSize)
 			if err := a.shipBatch(ctx, client, batch, dropped); err != nil {
-				a.cfg.Telemetry.Requeue(batch, dropped)
+				a.cfg.Telemetry.Requeue(dropped)
 				a.log.Debug("shipping telemetry failed", "err", err)
 				a.sleep(ctx, attempt)
 				attempt++

@@ -92,7 +92,7 @@ func (q *Queue) Ack() {
 }
 
 // Requeue puts the events in flight back at the front, with the dropped count.
-func (q *Queue) Requeue(_ []*agentv1.CallEvent, dropped uint64) {
+func (q *Queue) Requeue(dropped uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.events = append(q.inflight, q.events...)

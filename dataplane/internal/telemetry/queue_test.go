@@ -30,7 +30,7 @@ func TestQueueBoundsAndCountsDrops(t *testing.T) {
 	}
 	// Events in flight still count against the bound: nothing taken is lost.
 	q.Add(&agentv1.CallEvent{Id: "f"})
-	q.Requeue(batch, dropped)
+	q.Requeue(dropped)
 	rest, dropped := q.Take(10)
 	if ids(rest) != "abc" || dropped != 3 {
 		t.Fatalf("after requeue: %v, dropped %d", rest, dropped)
