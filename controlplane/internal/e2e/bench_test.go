@@ -21,7 +21,6 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
-	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
 
@@ -63,13 +62,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	gwAddr := freeAddr(b)
 	g := startGateway(b, cp.AgentEndpoint(), filepath.Join(work, "gw"), gwAddr, "PORTCULLIS_ENROLL_TOKEN="+token)
 	defer g.stop()
-	eventually(b, "echo discovered", func() error {
-		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
-		return err
-	})
-	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(b, cp.DB, "demo", "echo").ID); err != nil {
-		b.Fatal(err)
-	}
+	pinWhenDiscovered(b, cp, ten.ID, "demo", "echo")
 	gwURL := "http://" + gwAddr + "/mcp/bench"
 	eventually(b, "echo exposed", func() error {
 		s, err := mcpConnect(ctx, gwURL)
@@ -116,16 +109,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	if err := cp.Inventory.SetLabels(ctx, ten.ID, toolOf(b, cp.DB, "demo", "echo").ID, []string{"untrusted_content"}); err != nil {
 		b.Fatal(err)
 	}
-	latest, err := cp.Tenants.PolicyVersion(ctx, ten.ID, gw.ID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	eventually(b, "every check applied", func() error {
-		if v := readyVersion(gwAddr); v != latest {
-			return fmt.Errorf("gateway at v%d, want v%d", v, latest)
-		}
-		return nil
-	})
+	waitEnforced(b, cp, ten.ID, gw.ID, gwAddr, "every check applied")
 	b.Run("gateway-all-checks", func(b *testing.B) { load(b, gwURL, "demo__echo", key) })
 }
 

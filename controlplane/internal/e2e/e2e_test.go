@@ -283,6 +283,35 @@ func callText(t *testing.T, url, tool, args string) (text string, isError bool, 
 	return text, isErr, nil
 }
 
+// pinWhenDiscovered waits until a gateway has reported upstreamName/name,
+// then approves its live definition.
+func pinWhenDiscovered(t testing.TB, cp *controlPlane, tenantID uuid.UUID, upstreamName, name string) {
+	t.Helper()
+	ctx := viewer.System(context.Background())
+	eventually(t, upstreamName+"/"+name+" in the inventory", func() error {
+		_, err := cp.DB.Tool.Query().Where(tool.Name(name), tool.LiveSha256NEQ(""), tool.HasUpstreamWith(upstream.Name(upstreamName))).Only(ctx)
+		return err
+	})
+	if err := cp.Inventory.PinLive(ctx, tenantID, toolOf(t, cp.DB, upstreamName, name).ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitEnforced waits until the gateway serving at addr enforces its gateway's newest policy version.
+func waitEnforced(t testing.TB, cp *controlPlane, tenantID, gatewayID uuid.UUID, addr, what string) {
+	t.Helper()
+	latest, err := cp.Tenants.PolicyVersion(viewer.System(context.Background()), tenantID, gatewayID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, what, func() error {
+		if v := readyVersion(addr); v != latest {
+			return fmt.Errorf("gateway enforces policy v%d, the latest is v%d", v, latest)
+		}
+		return nil
+	})
+}
+
 func toolOf(t testing.TB, db *ent.Client, upstreamName, name string) *ent.Tool {
 	t.Helper()
 	tl, err := db.Tool.Query().Where(tool.Name(name), tool.HasUpstreamWith(upstream.Name(upstreamName))).Only(viewer.System(context.Background()))
@@ -545,16 +574,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := cp.Inventory.SetLabels(ctx, ten.ID, getEnv.ID, []string{"secret_stuff"}); err == nil {
 			t.Fatal("an unknown label was accepted")
 		}
-		latest, err := cp.Tenants.PolicyVersion(ctx, ten.ID, gw.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, "labels to reach the gateway", func() error {
-			if v := readyVersion(gwAddr); v != latest {
-				return fmt.Errorf("gateway enforces policy version %d, the latest is %d", v, latest)
-			}
-			return nil
-		})
+		waitEnforced(t, cp, ten.ID, gw.ID, gwAddr, "labels to reach the gateway")
 		session := func(calls string) []map[string]any {
 			t.Helper()
 			out, err := mcpClient(t, url, "session", calls)
@@ -609,19 +629,6 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("client authentication and access rules", func(t *testing.T) {
-		waitApplied := func(what string) {
-			t.Helper()
-			latest, err := cp.Tenants.PolicyVersion(ctx, ten.ID, gw.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			eventually(t, what, func() error {
-				if v := readyVersion(gwAddr); v != latest {
-					return fmt.Errorf("gateway enforces v%d, latest is v%d", v, latest)
-				}
-				return nil
-			})
-		}
 		names := func(bearer string) ([]string, error) {
 			out, err := mcpClientAs(t, bearer, url, "list")
 			if err != nil {
@@ -659,7 +666,7 @@ func TestEndToEnd(t *testing.T) {
 			if err := cp.Access.SetClientAuth(ctx, ten.ID, gw.ID, false); err != nil {
 				t.Fatal(err)
 			}
-			waitApplied("an open gateway again")
+			waitEnforced(t, cp, ten.ID, gw.ID, gwAddr, "an open gateway again")
 			waitForTools(t, "anonymous listing again", url, want)
 		}()
 		refused := func(err error) bool { // the TypeScript client reports the 401's body
@@ -688,7 +695,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := cp.Access.SetClientAuth(ctx, ten.ID, gw.ID, true); err != nil {
 			t.Fatal(err)
 		}
-		waitApplied("client auth and rules on the gateway")
+		waitEnforced(t, cp, ten.ID, gw.ID, gwAddr, "client auth and rules on the gateway")
 
 		// No credential, or a wrong one: 401 pointing at RFC 9728 metadata.
 		for _, bearer := range []string{"", "pcck_wrong"} {
@@ -744,7 +751,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := cp.Access.RevokeClientKey(ctx, ten.ID, bot.ID); err != nil {
 			t.Fatal(err)
 		}
-		waitApplied("the revocation")
+		waitEnforced(t, cp, ten.ID, gw.ID, gwAddr, "the revocation")
 		if _, err := names(botKey); !refused(err) {
 			t.Fatalf("revoked key: %v, want 401", err)
 		}

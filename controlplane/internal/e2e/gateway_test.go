@@ -73,13 +73,7 @@ func TestRateLimitsAcrossReplicas(t *testing.T) {
 		startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok, "PORTCULLIS_REDIS_URL="+redisURL)
 		urls = append(urls, "http://"+addr+"/mcp/main")
 	}
-	eventually(t, "echo in the inventory", func() error {
-		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
-		return err
-	})
-	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
-		t.Fatal(err)
-	}
+	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
 	for _, u := range urls {
 		waitForTools(t, "echo on every replica", u, []string{"demo__echo"})
 	}
@@ -157,13 +151,7 @@ func TestUpstreamCredentials(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok, "DEMO_UPSTREAM_TOKEN="+secret)
-	eventually(t, "echo discovered through the credential", func() error {
-		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
-		return err
-	})
-	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
-		t.Fatal(err)
-	}
+	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
 	mcpURL := "http://" + addr + "/mcp/main"
 	eventually(t, "echo callable with the client's key", func() error {
 		out, err := mcpClientAs(t, key, mcpURL, "call", "demo__echo", `{"message":"with credentials"}`)
@@ -251,13 +239,7 @@ func TestClientJWT(t *testing.T) {
 		t.Fatal(err)
 	}
 	startGateway(t, cp.AgentEndpoint(), t.TempDir(), gwAddr, "PORTCULLIS_ENROLL_TOKEN="+tok)
-	eventually(t, "echo in the inventory", func() error {
-		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
-		return err
-	})
-	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
-		t.Fatal(err)
-	}
+	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
 
 	token := func(id string) string {
 		t.Helper()
@@ -342,13 +324,7 @@ func TestMetrics(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
-	eventually(t, "echo in the inventory", func() error {
-		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
-		return err
-	})
-	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
-		t.Fatal(err)
-	}
+	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
 	url := "http://" + addr + "/mcp/main"
 	waitForTools(t, "echo listed", url, []string{"demo__echo"})
 	if _, _, err := callText(t, url, "demo__echo", `{"message":"m"}`); err != nil {
@@ -418,13 +394,7 @@ func TestTelemetryZeroLoss(t *testing.T) {
 	}
 	gwDir, addr := t.TempDir(), freeAddr(t)
 	g := startGateway(t, cp.AgentEndpoint(), gwDir, addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
-	eventually(t, "echo in the inventory", func() error {
-		_, err := cp.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(ctx)
-		return err
-	})
-	if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
-		t.Fatal(err)
-	}
+	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
 	url := "http://" + addr + "/mcp/main"
 	waitForTools(t, "echo listed", url, []string{"demo__echo"})
 	calls := func(n int) {
@@ -571,16 +541,7 @@ func TestReplicasShareChanges(t *testing.T) {
 	if err := a.Inventory.PinLive(sys, ten.ID, toolOf(t, a.DB, "demo", "echo").ID); err != nil { // on replica A
 		t.Fatal(err)
 	}
-	latest, err := a.Tenants.PolicyVersion(sys, ten.ID, gw.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the approval on replica A enforced by the gateway on replica B", func() error {
-		if v := readyVersion(addr); v != latest {
-			return fmt.Errorf("gateway at v%d, want v%d", v, latest)
-		}
-		return nil
-	})
+	waitEnforced(t, a, ten.ID, gw.ID, addr, "the approval on replica A enforced by the gateway on replica B")
 	t.Logf("approval on replica A enforced through replica B after %v", time.Since(start).Round(time.Millisecond))
 	waitForTools(t, "echo listed", url, []string{"demo__echo"})
 }
@@ -635,13 +596,7 @@ func TestFaults(t *testing.T) {
 	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok,
 		"PORTCULLIS_UPSTREAM_TIMEOUT=2s", "PORTCULLIS_REDIS_URL=redis://127.0.0.1:1/0") // nothing listens there
 	for _, n := range [][2]string{{"demo", "echo"}, {"hang", "slow"}} {
-		eventually(t, n[1]+" in the inventory", func() error {
-			_, err := cp.DB.Tool.Query().Where(tool.Name(n[1]), tool.LiveSha256NEQ("")).Only(ctx)
-			return err
-		})
-		if err := cp.Inventory.PinLive(ctx, ten.ID, toolOf(t, cp.DB, n[0], n[1]).ID); err != nil {
-			t.Fatal(err)
-		}
+		pinWhenDiscovered(t, cp, ten.ID, n[0], n[1])
 	}
 	url := "http://" + addr + "/mcp/main"
 	waitForTools(t, "both tools listed", url, []string{"demo__echo", "hang__slow"})
