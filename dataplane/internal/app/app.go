@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/agent"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/proxy"
@@ -39,6 +41,7 @@ type Config struct {
 	TLSCert, TLSKey   string
 	DiscoveryInterval time.Duration
 	UpstreamTimeout   time.Duration
+	SessionIdle       time.Duration
 	TelemetryBuffer   int
 	TelemetrySpool    int64 // bytes
 	LogLevel          string
@@ -51,7 +54,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./portcullis-gateway-data", "directory for the agent identity and the cached policy bundle")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8081", "address serving MCP at /mcp/{virtual-server}, /healthz and /readyz")
 	fs.StringVar(&c.PublicURL, "public-url", "", "URL clients use to reach this gateway, for OAuth protected-resource metadata (default: http(s)://--listen)")
-	fs.StringVar(&c.RedisURL, "redis-url", "", "redis://… shared by the gateway's replicas for rate limits (default: limits are counted in process)")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "redis://… shared by the gateway's replicas for rate limits and MCP client sessions (default: limits are counted in process, and a session lives in the replica that started it)")
+	fs.DurationVar(&c.SessionIdle, "session-idle", time.Hour, "an MCP client session ends after this long without requests")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "OTLP/HTTP endpoint for traces, e.g. http://otel-collector:4318 (default: trace context is passed on, spans are not exported)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for serving MCP over HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
@@ -109,15 +113,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		public = scheme + "://" + cfg.Listen
 	}
 	var limiter ratelimit.Limiter
+	var sessions *proxy.RedisSessions
 	if cfg.RedisURL != "" {
-		rl, err := ratelimit.NewRedis(cfg.RedisURL, "portcullis:ratelimit:", log)
+		opt, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return fmt.Errorf("--redis-url: %w", err)
 		}
-		limiter = rl
+		rdb := redis.NewClient(opt)
+		defer rdb.Close()
+		limiter = ratelimit.NewRedis(rdb, "portcullis:ratelimit:", log)
+		sessions = proxy.NewRedisSessions(rdb, "portcullis:mcp-session:", cfg.SessionIdle)
 	}
 	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout,
-		Version: Version, PublicURL: public, RateLimiter: limiter})
+		Version: Version, PublicURL: public, RateLimiter: limiter, Sessions: sessions, SessionIdle: cfg.SessionIdle})
 	if err != nil {
 		return err
 	}

@@ -58,6 +58,11 @@ type Config struct {
 	PublicURL string
 	// RateLimiter counts calls against the bundle's limits (default: in process).
 	RateLimiter ratelimit.Limiter
+	// Sessions, when set, shares MCP client sessions among the gateway's
+	// replicas; without it a session lives in the process that started it.
+	Sessions *RedisSessions
+	// SessionIdle ends a client session after this long without requests (default 1h).
+	SessionIdle time.Duration
 }
 
 // kind is what a pin approves.
@@ -109,8 +114,9 @@ type Proxy struct {
 	servers   map[string]*vserver
 	warned    map[pinKey]string // quarantine already logged for this live hash
 
-	flows sync.Map // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched
-	oidc  oidcVerifiers
+	flows  sync.Map        // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched here
+	shared *sharedSessions // nil without Config.Sessions
+	oidc   oidcVerifiers
 
 	invChanged chan struct{}
 	invMu      sync.Mutex
@@ -146,10 +152,17 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	if cfg.RateLimiter == nil {
 		cfg.RateLimiter = ratelimit.NewLocal()
 	}
+	if cfg.SessionIdle <= 0 {
+		cfg.SessionIdle = time.Hour
+	}
 	p := &Proxy{
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"), ctx: ctx, relay: newProgressRelay(),
 		upstreams: map[string]*upstream{}, servers: map[string]*vserver{}, warned: map[pinKey]string{},
 		invChanged: make(chan struct{}, 1),
+	}
+	if cfg.Sessions != nil {
+		p.shared = &sharedSessions{p: p, store: cfg.Sessions, idle: cfg.SessionIdle, live: map[string]*liveSession{}}
+		go p.shared.sweep(ctx)
 	}
 	go func() {
 		<-ctx.Done()
@@ -297,6 +310,9 @@ func (p *Proxy) newVServer(name string) *vserver {
 				}
 			} else {
 				res, err = next(ctx, method, req)
+			}
+			if err == nil && (method == "initialize" || method == "notifications/initialized") {
+				err = p.onInitialize(ctx, name, method, req, res)
 			}
 			p.record(name, method, req, start, err)
 			return res, err
@@ -682,7 +698,16 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	}
 	labels := pol.labels[pinKey{kindTool, upName, toolName}]
 	flow := p.sessionFlow(req.Session)
-	if reason := flowCheck(flowLabel(flow.Load()), labels, exposed); reason != "" {
+	touched := flowLabel(flow.Load())
+	if labels&externalSink != 0 && p.shared != nil && req.Session.ID() != "" {
+		// The session may have touched data on another replica.
+		remote, err := p.shared.store.flow(ctx, req.Session.ID())
+		if err != nil {
+			return deny("data-flow rule: the gateway's session store is unavailable, so tools that send data outside are refused until it is back")
+		}
+		touched |= remote
+	}
+	if reason := flowCheck(touched, labels, exposed); reason != "" {
 		return deny(reason)
 	}
 	params := &mcp.CallToolParams{Name: toolName}
@@ -702,8 +727,13 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	if err != nil || res == nil {
 		return res, err
 	}
-	if touched := uint32(labels & exfiltration); touched != 0 {
-		flow.Or(touched)
+	if touched := labels & exfiltration; touched != 0 {
+		flow.Or(uint32(touched))
+		if p.shared != nil && req.Session.ID() != "" {
+			if err := p.shared.store.addFlow(ctx, req.Session.ID(), touched); err != nil {
+				p.log.Warn("data-flow labels not shared with the other replicas (this replica still enforces them)", "err", err)
+			}
+		}
 	}
 	return scanToolResult(res, pol.results, ev), nil
 }
@@ -838,7 +868,12 @@ func (p *Proxy) server(name string) *mcp.Server {
 // Handler serves /mcp/{virtual-server} and the RFC 9728 protected-resource
 // metadata that tells clients how to authenticate.
 func (p *Proxy) Handler() http.Handler {
-	var h http.Handler = mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server { return p.server(r.PathValue("vs")) }, nil)
+	var h http.Handler = mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server { return p.server(r.PathValue("vs")) },
+		&mcp.StreamableHTTPOptions{SessionTimeout: p.cfg.SessionIdle})
+	if p.shared != nil {
+		p.shared.sdk = h
+		h = p.shared
+	}
 	// W3C trace context from the client continues through the gateway to the upstream.
 	h = otelhttp.NewHandler(h, "mcp", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "mcp " + r.PathValue("vs") }))
 	mux := http.NewServeMux()

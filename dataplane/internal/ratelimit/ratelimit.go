@@ -85,12 +85,8 @@ type Redis struct {
 }
 
 // NewRedis connects to url (redis://…) and returns a shared limiter.
-func NewRedis(url, prefix string, log *slog.Logger) (*Redis, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, err
-	}
-	return &Redis{limiter: redis_rate.NewLimiter(redis.NewClient(opt)), fallback: NewLocal(), log: log, prefix: prefix}, nil
+func NewRedis(rdb redis.UniversalClient, prefix string, log *slog.Logger) *Redis {
+	return &Redis{limiter: redis_rate.NewLimiter(rdb), fallback: NewLocal(), log: log, prefix: prefix}
 }
 
 // Allow implements Limiter.
