@@ -88,7 +88,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&hosts, "grpc-hostnames", "localhost,127.0.0.1,::1", "comma-separated names and IPs agents use to reach --grpc-listen (server certificate SANs)")
 	fs.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:8080", "address for HTTP: console, admin API, health")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address serving Prometheus /metrics, e.g. 127.0.0.1:9464 (default: off)")
-	fs.StringVar(&cfg.RedisURL, "redis-url", "", "redis://… shared by control-plane replicas: policy changes reach agents on any replica (default: one replica)")
+	fs.StringVar(&cfg.RedisURL, "redis-url", "", "redis://… shared by control-plane replicas: policy changes reach agents on any replica; agent presence and console sessions live there (default: one replica)")
 	fs.DurationVar(&cfg.TelemetryRetention, "telemetry-retention", 7*24*time.Hour, "how long raw call events are kept; per-minute rollups are kept 30 days")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "URL where browsers reach the console, e.g. https://portcullis.example.com (default: http://--http-listen); https enables Secure __Host- cookies")
 	fs.StringVar(&cfg.OIDC.Issuer, "oidc-issuer", "", "OpenID Connect issuer URL for console logins (Google, Entra ID, Okta, Keycloak, Dex...); without it the console is off")

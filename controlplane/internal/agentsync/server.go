@@ -51,6 +51,15 @@ type Config struct {
 	HelloTimeout time.Duration
 	// CertValidity of agent certificates (default 365 days).
 	CertValidity time.Duration
+	// Presence, when set, records which agents hold a stream (in Redis, for
+	// replicas); keepalives then refresh it instead of writing the database.
+	Presence Presence
+}
+
+// Presence records agents holding a Sync stream on this replica.
+type Presence interface {
+	Seen(ctx context.Context, agentID uuid.UUID) error
+	Gone(ctx context.Context, agentID uuid.UUID) error
 }
 
 // Server implements agentv1.AgentServiceServer.
@@ -220,12 +229,18 @@ func (s *Server) Sync(stream agentv1.AgentService_SyncServer) error {
 		SetHostname(bound.String(hello.GetHostname(), 255)).SetVersion(bound.String(hello.GetAgentVersion(), 64)).Exec(ctx); err != nil {
 		return status.Error(codes.Internal, "recording agent")
 	}
+	s.seen(ctx, log, a.ID)
 	log.Info("agent connected", "applied_version", hello.GetLastAppliedVersion())
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := s.cfg.DB.Agent.UpdateOneID(a.ID).SetConnected(false).SetLastSeen(time.Now()).Exec(dctx); err != nil {
 			log.Warn("recording disconnect", "err", err)
+		}
+		if s.cfg.Presence != nil {
+			if err := s.cfg.Presence.Gone(dctx, a.ID); err != nil {
+				log.Warn("recording disconnect in Redis; the mark expires on its own", "err", err)
+			}
 		}
 		log.Info("agent disconnected")
 	}()
@@ -272,6 +287,7 @@ func (s *Server) Sync(stream agentv1.AgentService_SyncServer) error {
 				return err
 			}
 		case <-keepalive.C:
+			s.seen(ctx, log, a.ID)
 			if err := stream.Send(&agentv1.SyncResponse{Message: &agentv1.SyncResponse_Keepalive{Keepalive: &agentv1.Keepalive{SentAt: timestamppb.Now()}}}); err != nil {
 				return err
 			}
@@ -309,11 +325,24 @@ func (s *Server) handle(ctx context.Context, log *slog.Logger, a *ent.Agent, m *
 		}
 		return nil
 	case *agentv1.SyncRequest_Keepalive:
+		if s.cfg.Presence != nil {
+			return nil // the stream's own keepalive refreshes presence
+		}
 		return s.cfg.DB.Agent.UpdateOneID(a.ID).SetLastSeen(time.Now()).Exec(ctx)
 	case *agentv1.SyncRequest_Hello:
 		return status.Error(codes.InvalidArgument, "Hello may only be sent once")
 	default:
 		return status.Error(codes.InvalidArgument, "empty or unknown Sync message")
+	}
+}
+
+// seen refreshes the agent's presence mark, when presence is kept in Redis.
+func (s *Server) seen(ctx context.Context, log *slog.Logger, id uuid.UUID) {
+	if s.cfg.Presence == nil {
+		return
+	}
+	if err := s.cfg.Presence.Seen(ctx, id); err != nil {
+		log.Warn("recording presence in Redis", "err", err)
 	}
 }
 

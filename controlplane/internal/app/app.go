@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -27,6 +28,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/pki"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/policy"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/presence"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
@@ -48,7 +50,8 @@ type Config struct {
 	// HTTPListen is the console/health listener address.
 	HTTPListen string
 	// RedisURL, when set, links control-plane replicas: a change made on one
-	// reaches agents held by another through Redis pub/sub.
+	// reaches agents held by another through Redis pub/sub, agent presence
+	// and console sessions are kept there.
 	RedisURL string
 	// TelemetryRetention is how long raw call events are kept (default 7 days);
 	// per-minute rollups are kept 30 days.
@@ -87,7 +90,12 @@ type App struct {
 	metLn   net.Listener
 	metSrv  *http.Server
 	mux     *http.ServeMux
+	rdb     *redis.Client // nil without --redis-url
 }
+
+// keepaliveInterval between keepalives on each agent's Sync stream; presence
+// marks in Redis expire after three missed ones.
+const keepaliveInterval = 15 * time.Second
 
 // New opens the database and binds the listeners.
 func New(ctx context.Context, cfg Config) (*App, error) {
@@ -117,10 +125,22 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	var broker policy.Broker = policy.NewLocalBroker()
+	var pres *presence.Redis
 	if cfg.RedisURL != "" {
-		if broker, err = policy.NewRedisBroker(ctx, cfg.RedisURL, cfg.Logger); err != nil {
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
 			return nil, a.closeWith(fmt.Errorf("--redis-url: %w", err))
 		}
+		a.rdb = redis.NewClient(opt)
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = a.rdb.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			return nil, a.closeWith(fmt.Errorf("--redis-url: %w", err))
+		}
+		broker = policy.NewRedisBroker(ctx, a.rdb, cfg.Logger)
+		pres = presence.New(a.rdb, "portcullis:agent-presence:", 3*keepaliveInterval)
+		a.DB.Agent.Intercept(pres.Interceptor())
 	}
 	if a.Policy, err = policy.New(a.DB, broker, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
@@ -143,9 +163,15 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if a.IDs, err = identity.New(a.DB, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
-	sync, err := agentsync.New(agentsync.Config{
+	syncCfg := agentsync.Config{
 		DB: a.DB, CA: a.CA, Policy: a.Policy, Broker: broker, Inventory: a.Inventory, Telemetry: a.Telemetry, Logger: cfg.Logger,
-	})
+		KeepaliveInterval: keepaliveInterval,
+	}
+	if a.rdb != nil {
+		a.IDs.KeepSessionsIn(a.rdb)
+		syncCfg.Presence = pres
+	}
+	sync, err := agentsync.New(syncCfg)
 	if err != nil {
 		return nil, a.closeWith(err)
 	}
@@ -311,5 +337,8 @@ func (a *App) Close() {
 	}
 	if a.DB != nil {
 		_ = a.DB.Close()
+	}
+	if a.rdb != nil {
+		_ = a.rdb.Close()
 	}
 }

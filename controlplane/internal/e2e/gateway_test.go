@@ -26,7 +26,9 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/devidp"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
+	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
@@ -530,7 +532,7 @@ func TestReplicasShareChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	startGateway(t, b.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok) // held by replica B
+	g := startGateway(t, b.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok) // held by replica B
 	eventually(t, "echo in the inventory", func() error {
 		_, err := a.DB.Tool.Query().Where(tool.Name("echo"), tool.LiveSha256NEQ("")).Only(sys)
 		return err
@@ -544,6 +546,59 @@ func TestReplicasShareChanges(t *testing.T) {
 	waitEnforced(t, a, ten.ID, gw.ID, addr, "the approval on replica A enforced by the gateway on replica B")
 	t.Logf("approval on replica A enforced through replica B after %v", time.Since(start).Round(time.Millisecond))
 	waitForTools(t, "echo listed", url, []string{"demo__echo"})
+
+	// Presence: replica A sees the agent that replica B holds, and sees it go.
+	connected := func(cp *controlPlane) bool {
+		ag, err := cp.DB.Agent.Query().Where(agent.GatewayID(gw.ID)).Only(sys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ag.Connected
+	}
+	if !connected(a) || !connected(b) {
+		t.Fatal("the agent held by replica B is not shown connected on both replicas")
+	}
+
+	// Console sessions: a login on A is known to B; a tenant switch on B is
+	// seen by A; a logout on A ends it on B.
+	u, err := a.IDs.Login(sys, identity.Claims{Issuer: "https://idp.test", Subject: "s1", Email: "ops@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.DB.Membership.Create().SetTenantID(ten.ID).SetUserID(u.ID).SetRole("admin").Save(sys); err != nil {
+		t.Fatal(err)
+	}
+	tok, err = a.IDs.CreateSession(sys, u.ID, uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	se, err := b.IDs.Session(sys, tok)
+	if err != nil || se.UserID != u.ID || se.TenantID != uuid.Nil {
+		t.Fatalf("replica B reading A's session: %+v %v", se, err)
+	}
+	if err := b.IDs.SetSessionTenant(sys, se, ten.ID); err != nil {
+		t.Fatal(err)
+	}
+	if se, err := a.IDs.Session(sys, tok); err != nil || se.TenantID != ten.ID {
+		t.Fatalf("replica A after the switch on B: %+v %v", se, err)
+	}
+	if n := a.DB.Session.Query().CountX(sys); n != 0 {
+		t.Fatalf("%d console sessions in the database; with Redis they live there", n)
+	}
+	if err := a.IDs.EndSession(sys, tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.IDs.Session(sys, tok); err == nil {
+		t.Fatal("replica B still accepts a session that was logged out on A")
+	}
+
+	g.stopGracefully(t)
+	eventually(t, "the agent offline on replica A", func() error {
+		if connected(a) {
+			return fmt.Errorf("still connected")
+		}
+		return nil
+	})
 }
 
 // TestFaults: a hung upstream costs its own calls an upstream timeout and

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
@@ -38,7 +40,15 @@ type Service struct {
 	log        *slog.Logger
 	now        func() time.Time
 	sessionTTL time.Duration
+	rdb        redis.UniversalClient // console sessions live here when set
 }
+
+// KeepSessionsIn moves console sessions to Redis, so that every control-plane
+// replica sees a login and a logout at once and the database is not written
+// per session. Sessions already in the database are not carried over.
+func (s *Service) KeepSessionsIn(rdb redis.UniversalClient) { s.rdb = rdb }
+
+const redisSessionPrefix = "portcullis:console-session:"
 
 // New returns a Service.
 func New(db *ent.Client, log *slog.Logger) (*Service, error) {
@@ -311,6 +321,8 @@ type Session struct {
 	UserID    uuid.UUID
 	TenantID  uuid.UUID // uuid.Nil until one is chosen
 	CSRFToken string
+
+	key string // Redis key, for sessions kept there
 }
 
 func hash(secret string) []byte {
@@ -328,6 +340,22 @@ func randomToken() string {
 // cookie value.
 func (s *Service) CreateSession(ctx context.Context, userID, tenantID uuid.UUID) (string, error) {
 	token := randomToken()
+	if s.rdb != nil {
+		tenant := ""
+		if tenantID != uuid.Nil {
+			tenant = tenantID.String()
+		}
+		key := redisSessionPrefix + hex.EncodeToString(hash(token))
+		_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, key, "id", uuid.NewString(), "user", userID.String(), "tenant", tenant, "csrf", randomToken())
+			p.Expire(ctx, key, s.sessionTTL)
+			return nil
+		})
+		if err != nil {
+			return "", fmt.Errorf("creating session in Redis: %w", err)
+		}
+		return token, nil
+	}
 	c := s.db.Session.Create().SetTokenHash(hash(token)).SetUserID(userID).
 		SetCsrfToken(randomToken()).SetExpiresAt(s.now().Add(s.sessionTTL))
 	if tenantID != uuid.Nil {
@@ -349,6 +377,21 @@ func (s *Service) Session(ctx context.Context, token string) (*Session, error) {
 	if token == "" || len(token) > 100 {
 		return nil, authz.ErrUnauthenticated
 	}
+	if s.rdb != nil {
+		key := redisSessionPrefix + hex.EncodeToString(hash(token))
+		h, err := s.rdb.HGetAll(ctx, key).Result()
+		if err != nil {
+			return nil, fmt.Errorf("reading session from Redis: %w", err)
+		}
+		id, idErr := uuid.Parse(h["id"])
+		user, userErr := uuid.Parse(h["user"])
+		if idErr != nil || userErr != nil {
+			return nil, authz.ErrUnauthenticated
+		}
+		out := &Session{ID: id, UserID: user, CSRFToken: h["csrf"], key: key}
+		out.TenantID, _ = uuid.Parse(h["tenant"]) // "" → uuid.Nil: none chosen yet
+		return out, nil
+	}
 	se, err := s.db.Session.Query().Where(session.TokenHash(hash(token)), session.ExpiresAtGT(s.now())).Only(viewer.System(ctx))
 	if ent.IsNotFound(err) {
 		return nil, authz.ErrUnauthenticated
@@ -368,11 +411,25 @@ func (s *Service) SetSessionTenant(ctx context.Context, se *Session, tenantID uu
 	if _, err := s.UserViewer(ctx, se.UserID, tenantID); err != nil {
 		return err
 	}
+	if s.rdb != nil {
+		// XX semantics: a session that expired meanwhile is not brought back.
+		n, err := s.rdb.Exists(ctx, se.key).Result()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return authz.ErrUnauthenticated
+		}
+		return s.rdb.HSet(ctx, se.key, "tenant", tenantID.String()).Err()
+	}
 	return s.db.Session.UpdateOneID(se.ID).SetTenantID(tenantID).Exec(viewer.System(ctx))
 }
 
 // EndSession logs out.
 func (s *Service) EndSession(ctx context.Context, token string) error {
+	if s.rdb != nil {
+		return s.rdb.Del(ctx, redisSessionPrefix+hex.EncodeToString(hash(token))).Err()
+	}
 	_, err := s.db.Session.Delete().Where(session.TokenHash(hash(token))).Exec(viewer.System(ctx))
 	return err
 }

@@ -22,20 +22,11 @@ type RedisBroker struct {
 	log    *slog.Logger
 }
 
-// NewRedisBroker connects to url and starts relaying until ctx ends.
-func NewRedisBroker(ctx context.Context, url string, log *slog.Logger) (*RedisBroker, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, err
-	}
-	b := &RedisBroker{local: NewLocalBroker(), client: redis.NewClient(opt), log: log.With("component", "redis-broker")}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := b.client.Ping(pctx).Err(); err != nil {
-		return nil, err
-	}
+// NewRedisBroker relays through client until ctx ends.
+func NewRedisBroker(ctx context.Context, client *redis.Client, log *slog.Logger) *RedisBroker {
+	b := &RedisBroker{local: NewLocalBroker(), client: client, log: log.With("component", "redis-broker")}
 	go b.relay(ctx)
-	return b, nil
+	return b
 }
 
 // Publish signals this replica's streams at once and the others through Redis.

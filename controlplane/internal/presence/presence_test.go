@@ -1,0 +1,96 @@
+package presence_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/presence"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
+	"github.com/portcullis-mcp/portcullis/ent/agent"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
+)
+
+type nop struct{}
+
+func (nop) GatewayChanged(context.Context, uuid.UUID) error { return nil }
+
+// TestPresenceOverridesStaleFlags: an agent whose replica died keeps
+// connected=true in the database; presence in Redis says otherwise once the
+// mark expires, on plain queries and eager loads alike.
+func TestPresenceOverridesStaleFlags(t *testing.T) {
+	url := os.Getenv("PORTCULLIS_TEST_REDIS_URL")
+	if url == "" {
+		t.Fatal("PORTCULLIS_TEST_REDIS_URL is not set: run the tests with `make test` (it starts Redis)")
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx := viewer.System(context.Background())
+	db, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "p.db"), testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p := presence.New(rdb, "portcullis:test-presence:"+uuid.NewString()+":", time.Second)
+	db.Agent.Intercept(p.Interceptor())
+
+	tens, err := tenant.New(db, nop{}, testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten, err := tens.CreateTenant(ctx, "P", "p-"+uuid.NewString()[:8], uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := tens.CreateGateway(ctx, ten.ID, "gw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := db.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).SetConnected(true).SaveX(ctx)
+	live := db.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).SaveX(ctx)
+
+	if err := p.Seen(ctx, live.ID); err != nil {
+		t.Fatal(err)
+	}
+	online := func() map[uuid.UUID]bool {
+		out := map[uuid.UUID]bool{}
+		for _, a := range db.Gateway.Query().WithAgents().OnlyX(ctx).Edges.Agents {
+			out[a.ID] = a.Connected
+		}
+		return out
+	}
+	if got := online(); got[stale.ID] || !got[live.ID] {
+		t.Fatalf("eager load: stale agent connected=%v, live agent connected=%v", got[stale.ID], got[live.ID])
+	}
+	if a := db.Agent.Query().Where(agent.ID(live.ID)).OnlyX(ctx); !a.Connected || a.LastSeen == nil {
+		t.Fatalf("plain query: %+v", a)
+	}
+	// No refresh: the mark expires, as when the replica holding the stream dies.
+	deadline := time.Now().Add(10 * time.Second)
+	for online()[live.ID] {
+		if time.Now().After(deadline) {
+			t.Fatal("the presence mark did not expire")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := p.Seen(ctx, live.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Gone(ctx, live.ID); err != nil {
+		t.Fatal(err)
+	}
+	if online()[live.ID] {
+		t.Fatal("Gone did not take the agent offline")
+	}
+}
