@@ -32,8 +32,12 @@ type EnrollmentToken struct {
 	SecretHash []byte `json:"-"`
 	// ExpiresAt holds the value of the "expires_at" field.
 	ExpiresAt time.Time `json:"expires_at,omitempty"`
-	// UsedAt holds the value of the "used_at" field.
+	// last redemption
 	UsedAt *time.Time `json:"used_at,omitempty"`
+	// MaxUses holds the value of the "max_uses" field.
+	MaxUses int `json:"max_uses,omitempty"`
+	// Uses holds the value of the "uses" field.
+	Uses int `json:"uses,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the EnrollmentTokenQuery when eager-loading is set.
 	Edges        EnrollmentTokenEdges `json:"edges"`
@@ -80,6 +84,8 @@ func (*EnrollmentToken) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case enrollmenttoken.FieldSecretHash:
 			values[i] = new([]byte)
+		case enrollmenttoken.FieldMaxUses, enrollmenttoken.FieldUses:
+			values[i] = new(sql.NullInt64)
 		case enrollmenttoken.FieldCreatedAt, enrollmenttoken.FieldUpdatedAt, enrollmenttoken.FieldExpiresAt, enrollmenttoken.FieldUsedAt:
 			values[i] = new(sql.NullTime)
 		case enrollmenttoken.FieldID, enrollmenttoken.FieldTenantID, enrollmenttoken.FieldGatewayID:
@@ -148,6 +154,18 @@ func (_m *EnrollmentToken) assignValues(columns []string, values []any) error {
 				_m.UsedAt = new(time.Time)
 				*_m.UsedAt = value.Time
 			}
+		case enrollmenttoken.FieldMaxUses:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field max_uses", values[i])
+			} else if value.Valid {
+				_m.MaxUses = int(value.Int64)
+			}
+		case enrollmenttoken.FieldUses:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field uses", values[i])
+			} else if value.Valid {
+				_m.Uses = int(value.Int64)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -215,6 +233,12 @@ func (_m *EnrollmentToken) String() string {
 		builder.WriteString("used_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
+	builder.WriteString(", ")
+	builder.WriteString("max_uses=")
+	builder.WriteString(fmt.Sprintf("%v", _m.MaxUses))
+	builder.WriteString(", ")
+	builder.WriteString("uses=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Uses))
 	builder.WriteByte(')')
 	return builder.String()
 }

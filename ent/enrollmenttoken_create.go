@@ -92,6 +92,34 @@ func (_c *EnrollmentTokenCreate) SetNillableUsedAt(v *time.Time) *EnrollmentToke
 	return _c
 }
 
+// SetMaxUses sets the "max_uses" field.
+func (_c *EnrollmentTokenCreate) SetMaxUses(v int) *EnrollmentTokenCreate {
+	_c.mutation.SetMaxUses(v)
+	return _c
+}
+
+// SetNillableMaxUses sets the "max_uses" field if the given value is not nil.
+func (_c *EnrollmentTokenCreate) SetNillableMaxUses(v *int) *EnrollmentTokenCreate {
+	if v != nil {
+		_c.SetMaxUses(*v)
+	}
+	return _c
+}
+
+// SetUses sets the "uses" field.
+func (_c *EnrollmentTokenCreate) SetUses(v int) *EnrollmentTokenCreate {
+	_c.mutation.SetUses(v)
+	return _c
+}
+
+// SetNillableUses sets the "uses" field if the given value is not nil.
+func (_c *EnrollmentTokenCreate) SetNillableUses(v *int) *EnrollmentTokenCreate {
+	if v != nil {
+		_c.SetUses(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *EnrollmentTokenCreate) SetID(v uuid.UUID) *EnrollmentTokenCreate {
 	_c.mutation.SetID(v)
@@ -167,6 +195,14 @@ func (_c *EnrollmentTokenCreate) defaults() error {
 		v := enrollmenttoken.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
+	if _, ok := _c.mutation.MaxUses(); !ok {
+		v := enrollmenttoken.DefaultMaxUses
+		_c.mutation.SetMaxUses(v)
+	}
+	if _, ok := _c.mutation.Uses(); !ok {
+		v := enrollmenttoken.DefaultUses
+		_c.mutation.SetUses(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		if enrollmenttoken.DefaultID == nil {
 			return fmt.Errorf("ent: uninitialized enrollmenttoken.DefaultID (forgotten import ent/runtime?)")
@@ -196,6 +232,22 @@ func (_c *EnrollmentTokenCreate) check() error {
 	}
 	if _, ok := _c.mutation.ExpiresAt(); !ok {
 		return &ValidationError{Name: "expires_at", err: errors.New(`ent: missing required field "EnrollmentToken.expires_at"`)}
+	}
+	if _, ok := _c.mutation.MaxUses(); !ok {
+		return &ValidationError{Name: "max_uses", err: errors.New(`ent: missing required field "EnrollmentToken.max_uses"`)}
+	}
+	if v, ok := _c.mutation.MaxUses(); ok {
+		if err := enrollmenttoken.MaxUsesValidator(v); err != nil {
+			return &ValidationError{Name: "max_uses", err: fmt.Errorf(`ent: validator failed for field "EnrollmentToken.max_uses": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.Uses(); !ok {
+		return &ValidationError{Name: "uses", err: errors.New(`ent: missing required field "EnrollmentToken.uses"`)}
+	}
+	if v, ok := _c.mutation.Uses(); ok {
+		if err := enrollmenttoken.UsesValidator(v); err != nil {
+			return &ValidationError{Name: "uses", err: fmt.Errorf(`ent: validator failed for field "EnrollmentToken.uses": %w`, err)}
+		}
 	}
 	if len(_c.mutation.TenantIDs()) == 0 {
 		return &ValidationError{Name: "tenant", err: errors.New(`ent: missing required edge "EnrollmentToken.tenant"`)}
@@ -258,6 +310,14 @@ func (_c *EnrollmentTokenCreate) createSpec() (*EnrollmentToken, *sqlgraph.Creat
 	if value, ok := _c.mutation.UsedAt(); ok {
 		_spec.SetField(enrollmenttoken.FieldUsedAt, field.TypeTime, value)
 		_node.UsedAt = &value
+	}
+	if value, ok := _c.mutation.MaxUses(); ok {
+		_spec.SetField(enrollmenttoken.FieldMaxUses, field.TypeInt, value)
+		_node.MaxUses = value
+	}
+	if value, ok := _c.mutation.Uses(); ok {
+		_spec.SetField(enrollmenttoken.FieldUses, field.TypeInt, value)
+		_node.Uses = value
 	}
 	if nodes := _c.mutation.TenantIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -399,6 +459,42 @@ func (u *EnrollmentTokenUpsert) ClearUsedAt() *EnrollmentTokenUpsert {
 	return u
 }
 
+// SetMaxUses sets the "max_uses" field.
+func (u *EnrollmentTokenUpsert) SetMaxUses(v int) *EnrollmentTokenUpsert {
+	u.Set(enrollmenttoken.FieldMaxUses, v)
+	return u
+}
+
+// UpdateMaxUses sets the "max_uses" field to the value that was provided on create.
+func (u *EnrollmentTokenUpsert) UpdateMaxUses() *EnrollmentTokenUpsert {
+	u.SetExcluded(enrollmenttoken.FieldMaxUses)
+	return u
+}
+
+// AddMaxUses adds v to the "max_uses" field.
+func (u *EnrollmentTokenUpsert) AddMaxUses(v int) *EnrollmentTokenUpsert {
+	u.Add(enrollmenttoken.FieldMaxUses, v)
+	return u
+}
+
+// SetUses sets the "uses" field.
+func (u *EnrollmentTokenUpsert) SetUses(v int) *EnrollmentTokenUpsert {
+	u.Set(enrollmenttoken.FieldUses, v)
+	return u
+}
+
+// UpdateUses sets the "uses" field to the value that was provided on create.
+func (u *EnrollmentTokenUpsert) UpdateUses() *EnrollmentTokenUpsert {
+	u.SetExcluded(enrollmenttoken.FieldUses)
+	return u
+}
+
+// AddUses adds v to the "uses" field.
+func (u *EnrollmentTokenUpsert) AddUses(v int) *EnrollmentTokenUpsert {
+	u.Add(enrollmenttoken.FieldUses, v)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -516,6 +612,48 @@ func (u *EnrollmentTokenUpsertOne) UpdateUsedAt() *EnrollmentTokenUpsertOne {
 func (u *EnrollmentTokenUpsertOne) ClearUsedAt() *EnrollmentTokenUpsertOne {
 	return u.Update(func(s *EnrollmentTokenUpsert) {
 		s.ClearUsedAt()
+	})
+}
+
+// SetMaxUses sets the "max_uses" field.
+func (u *EnrollmentTokenUpsertOne) SetMaxUses(v int) *EnrollmentTokenUpsertOne {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.SetMaxUses(v)
+	})
+}
+
+// AddMaxUses adds v to the "max_uses" field.
+func (u *EnrollmentTokenUpsertOne) AddMaxUses(v int) *EnrollmentTokenUpsertOne {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.AddMaxUses(v)
+	})
+}
+
+// UpdateMaxUses sets the "max_uses" field to the value that was provided on create.
+func (u *EnrollmentTokenUpsertOne) UpdateMaxUses() *EnrollmentTokenUpsertOne {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.UpdateMaxUses()
+	})
+}
+
+// SetUses sets the "uses" field.
+func (u *EnrollmentTokenUpsertOne) SetUses(v int) *EnrollmentTokenUpsertOne {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.SetUses(v)
+	})
+}
+
+// AddUses adds v to the "uses" field.
+func (u *EnrollmentTokenUpsertOne) AddUses(v int) *EnrollmentTokenUpsertOne {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.AddUses(v)
+	})
+}
+
+// UpdateUses sets the "uses" field to the value that was provided on create.
+func (u *EnrollmentTokenUpsertOne) UpdateUses() *EnrollmentTokenUpsertOne {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.UpdateUses()
 	})
 }
 
@@ -803,6 +941,48 @@ func (u *EnrollmentTokenUpsertBulk) UpdateUsedAt() *EnrollmentTokenUpsertBulk {
 func (u *EnrollmentTokenUpsertBulk) ClearUsedAt() *EnrollmentTokenUpsertBulk {
 	return u.Update(func(s *EnrollmentTokenUpsert) {
 		s.ClearUsedAt()
+	})
+}
+
+// SetMaxUses sets the "max_uses" field.
+func (u *EnrollmentTokenUpsertBulk) SetMaxUses(v int) *EnrollmentTokenUpsertBulk {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.SetMaxUses(v)
+	})
+}
+
+// AddMaxUses adds v to the "max_uses" field.
+func (u *EnrollmentTokenUpsertBulk) AddMaxUses(v int) *EnrollmentTokenUpsertBulk {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.AddMaxUses(v)
+	})
+}
+
+// UpdateMaxUses sets the "max_uses" field to the value that was provided on create.
+func (u *EnrollmentTokenUpsertBulk) UpdateMaxUses() *EnrollmentTokenUpsertBulk {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.UpdateMaxUses()
+	})
+}
+
+// SetUses sets the "uses" field.
+func (u *EnrollmentTokenUpsertBulk) SetUses(v int) *EnrollmentTokenUpsertBulk {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.SetUses(v)
+	})
+}
+
+// AddUses adds v to the "uses" field.
+func (u *EnrollmentTokenUpsertBulk) AddUses(v int) *EnrollmentTokenUpsertBulk {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.AddUses(v)
+	})
+}
+
+// UpdateUses sets the "uses" field to the value that was provided on create.
+func (u *EnrollmentTokenUpsertBulk) UpdateUses() *EnrollmentTokenUpsertBulk {
+	return u.Update(func(s *EnrollmentTokenUpsert) {
+		s.UpdateUses()
 	})
 }
 

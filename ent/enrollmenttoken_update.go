@@ -74,6 +74,48 @@ func (_u *EnrollmentTokenUpdate) ClearUsedAt() *EnrollmentTokenUpdate {
 	return _u
 }
 
+// SetMaxUses sets the "max_uses" field.
+func (_u *EnrollmentTokenUpdate) SetMaxUses(v int) *EnrollmentTokenUpdate {
+	_u.mutation.ResetMaxUses()
+	_u.mutation.SetMaxUses(v)
+	return _u
+}
+
+// SetNillableMaxUses sets the "max_uses" field if the given value is not nil.
+func (_u *EnrollmentTokenUpdate) SetNillableMaxUses(v *int) *EnrollmentTokenUpdate {
+	if v != nil {
+		_u.SetMaxUses(*v)
+	}
+	return _u
+}
+
+// AddMaxUses adds value to the "max_uses" field.
+func (_u *EnrollmentTokenUpdate) AddMaxUses(v int) *EnrollmentTokenUpdate {
+	_u.mutation.AddMaxUses(v)
+	return _u
+}
+
+// SetUses sets the "uses" field.
+func (_u *EnrollmentTokenUpdate) SetUses(v int) *EnrollmentTokenUpdate {
+	_u.mutation.ResetUses()
+	_u.mutation.SetUses(v)
+	return _u
+}
+
+// SetNillableUses sets the "uses" field if the given value is not nil.
+func (_u *EnrollmentTokenUpdate) SetNillableUses(v *int) *EnrollmentTokenUpdate {
+	if v != nil {
+		_u.SetUses(*v)
+	}
+	return _u
+}
+
+// AddUses adds value to the "uses" field.
+func (_u *EnrollmentTokenUpdate) AddUses(v int) *EnrollmentTokenUpdate {
+	_u.mutation.AddUses(v)
+	return _u
+}
+
 // Mutation returns the EnrollmentTokenMutation object of the builder.
 func (_u *EnrollmentTokenUpdate) Mutation() *EnrollmentTokenMutation {
 	return _u.mutation
@@ -123,6 +165,16 @@ func (_u *EnrollmentTokenUpdate) defaults() error {
 
 // check runs all checks and user-defined validators on the builder.
 func (_u *EnrollmentTokenUpdate) check() error {
+	if v, ok := _u.mutation.MaxUses(); ok {
+		if err := enrollmenttoken.MaxUsesValidator(v); err != nil {
+			return &ValidationError{Name: "max_uses", err: fmt.Errorf(`ent: validator failed for field "EnrollmentToken.max_uses": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.Uses(); ok {
+		if err := enrollmenttoken.UsesValidator(v); err != nil {
+			return &ValidationError{Name: "uses", err: fmt.Errorf(`ent: validator failed for field "EnrollmentToken.uses": %w`, err)}
+		}
+	}
 	if _u.mutation.TenantCleared() && len(_u.mutation.TenantIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "EnrollmentToken.tenant"`)
 	}
@@ -158,6 +210,18 @@ func (_u *EnrollmentTokenUpdate) sqlSave(ctx context.Context) (_node int, err er
 	}
 	if _u.mutation.UsedAtCleared() {
 		_spec.ClearField(enrollmenttoken.FieldUsedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.MaxUses(); ok {
+		_spec.SetField(enrollmenttoken.FieldMaxUses, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedMaxUses(); ok {
+		_spec.AddField(enrollmenttoken.FieldMaxUses, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.Uses(); ok {
+		_spec.SetField(enrollmenttoken.FieldUses, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedUses(); ok {
+		_spec.AddField(enrollmenttoken.FieldUses, field.TypeInt, value)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -225,6 +289,48 @@ func (_u *EnrollmentTokenUpdateOne) ClearUsedAt() *EnrollmentTokenUpdateOne {
 	return _u
 }
 
+// SetMaxUses sets the "max_uses" field.
+func (_u *EnrollmentTokenUpdateOne) SetMaxUses(v int) *EnrollmentTokenUpdateOne {
+	_u.mutation.ResetMaxUses()
+	_u.mutation.SetMaxUses(v)
+	return _u
+}
+
+// SetNillableMaxUses sets the "max_uses" field if the given value is not nil.
+func (_u *EnrollmentTokenUpdateOne) SetNillableMaxUses(v *int) *EnrollmentTokenUpdateOne {
+	if v != nil {
+		_u.SetMaxUses(*v)
+	}
+	return _u
+}
+
+// AddMaxUses adds value to the "max_uses" field.
+func (_u *EnrollmentTokenUpdateOne) AddMaxUses(v int) *EnrollmentTokenUpdateOne {
+	_u.mutation.AddMaxUses(v)
+	return _u
+}
+
+// SetUses sets the "uses" field.
+func (_u *EnrollmentTokenUpdateOne) SetUses(v int) *EnrollmentTokenUpdateOne {
+	_u.mutation.ResetUses()
+	_u.mutation.SetUses(v)
+	return _u
+}
+
+// SetNillableUses sets the "uses" field if the given value is not nil.
+func (_u *EnrollmentTokenUpdateOne) SetNillableUses(v *int) *EnrollmentTokenUpdateOne {
+	if v != nil {
+		_u.SetUses(*v)
+	}
+	return _u
+}
+
+// AddUses adds value to the "uses" field.
+func (_u *EnrollmentTokenUpdateOne) AddUses(v int) *EnrollmentTokenUpdateOne {
+	_u.mutation.AddUses(v)
+	return _u
+}
+
 // Mutation returns the EnrollmentTokenMutation object of the builder.
 func (_u *EnrollmentTokenUpdateOne) Mutation() *EnrollmentTokenMutation {
 	return _u.mutation
@@ -287,6 +393,16 @@ func (_u *EnrollmentTokenUpdateOne) defaults() error {
 
 // check runs all checks and user-defined validators on the builder.
 func (_u *EnrollmentTokenUpdateOne) check() error {
+	if v, ok := _u.mutation.MaxUses(); ok {
+		if err := enrollmenttoken.MaxUsesValidator(v); err != nil {
+			return &ValidationError{Name: "max_uses", err: fmt.Errorf(`ent: validator failed for field "EnrollmentToken.max_uses": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.Uses(); ok {
+		if err := enrollmenttoken.UsesValidator(v); err != nil {
+			return &ValidationError{Name: "uses", err: fmt.Errorf(`ent: validator failed for field "EnrollmentToken.uses": %w`, err)}
+		}
+	}
 	if _u.mutation.TenantCleared() && len(_u.mutation.TenantIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "EnrollmentToken.tenant"`)
 	}
@@ -339,6 +455,18 @@ func (_u *EnrollmentTokenUpdateOne) sqlSave(ctx context.Context) (_node *Enrollm
 	}
 	if _u.mutation.UsedAtCleared() {
 		_spec.ClearField(enrollmenttoken.FieldUsedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.MaxUses(); ok {
+		_spec.SetField(enrollmenttoken.FieldMaxUses, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedMaxUses(); ok {
+		_spec.AddField(enrollmenttoken.FieldMaxUses, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.Uses(); ok {
+		_spec.SetField(enrollmenttoken.FieldUses, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedUses(); ok {
+		_spec.AddField(enrollmenttoken.FieldUses, field.TypeInt, value)
 	}
 	_node = &EnrollmentToken{config: _u.config}
 	_spec.Assign = _node.assignValues

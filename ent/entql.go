@@ -281,6 +281,8 @@ var schemaGraph = func() *sqlgraph.Schema {
 			enrollmenttoken.FieldSecretHash: {Type: field.TypeBytes, Column: enrollmenttoken.FieldSecretHash},
 			enrollmenttoken.FieldExpiresAt:  {Type: field.TypeTime, Column: enrollmenttoken.FieldExpiresAt},
 			enrollmenttoken.FieldUsedAt:     {Type: field.TypeTime, Column: enrollmenttoken.FieldUsedAt},
+			enrollmenttoken.FieldMaxUses:    {Type: field.TypeInt, Column: enrollmenttoken.FieldMaxUses},
+			enrollmenttoken.FieldUses:       {Type: field.TypeInt, Column: enrollmenttoken.FieldUses},
 		},
 	}
 	graph.Nodes[10] = &sqlgraph.Node{
@@ -2151,6 +2153,16 @@ func (f *EnrollmentTokenFilter) WhereExpiresAt(p entql.TimeP) {
 // WhereUsedAt applies the entql time.Time predicate on the used_at field.
 func (f *EnrollmentTokenFilter) WhereUsedAt(p entql.TimeP) {
 	f.Where(p.Field(enrollmenttoken.FieldUsedAt))
+}
+
+// WhereMaxUses applies the entql int predicate on the max_uses field.
+func (f *EnrollmentTokenFilter) WhereMaxUses(p entql.IntP) {
+	f.Where(p.Field(enrollmenttoken.FieldMaxUses))
+}
+
+// WhereUses applies the entql int predicate on the uses field.
+func (f *EnrollmentTokenFilter) WhereUses(p entql.IntP) {
+	f.Where(p.Field(enrollmenttoken.FieldUses))
 }
 
 // WhereHasTenant applies a predicate to check if query has an edge tenant.

@@ -10281,6 +10281,10 @@ type EnrollmentTokenMutation struct {
 	secret_hash    *[]byte
 	expires_at     *time.Time
 	used_at        *time.Time
+	max_uses       *int
+	addmax_uses    *int
+	uses           *int
+	adduses        *int
 	clearedFields  map[string]struct{}
 	tenant         *uuid.UUID
 	clearedtenant  bool
@@ -10660,6 +10664,118 @@ func (m *EnrollmentTokenMutation) ResetUsedAt() {
 	delete(m.clearedFields, enrollmenttoken.FieldUsedAt)
 }
 
+// SetMaxUses sets the "max_uses" field.
+func (m *EnrollmentTokenMutation) SetMaxUses(i int) {
+	m.max_uses = &i
+	m.addmax_uses = nil
+}
+
+// MaxUses returns the value of the "max_uses" field in the mutation.
+func (m *EnrollmentTokenMutation) MaxUses() (r int, exists bool) {
+	v := m.max_uses
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMaxUses returns the old "max_uses" field's value of the EnrollmentToken entity.
+// If the EnrollmentToken object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *EnrollmentTokenMutation) OldMaxUses(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMaxUses is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMaxUses requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMaxUses: %w", err)
+	}
+	return oldValue.MaxUses, nil
+}
+
+// AddMaxUses adds i to the "max_uses" field.
+func (m *EnrollmentTokenMutation) AddMaxUses(i int) {
+	if m.addmax_uses != nil {
+		*m.addmax_uses += i
+	} else {
+		m.addmax_uses = &i
+	}
+}
+
+// AddedMaxUses returns the value that was added to the "max_uses" field in this mutation.
+func (m *EnrollmentTokenMutation) AddedMaxUses() (r int, exists bool) {
+	v := m.addmax_uses
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMaxUses resets all changes to the "max_uses" field.
+func (m *EnrollmentTokenMutation) ResetMaxUses() {
+	m.max_uses = nil
+	m.addmax_uses = nil
+}
+
+// SetUses sets the "uses" field.
+func (m *EnrollmentTokenMutation) SetUses(i int) {
+	m.uses = &i
+	m.adduses = nil
+}
+
+// Uses returns the value of the "uses" field in the mutation.
+func (m *EnrollmentTokenMutation) Uses() (r int, exists bool) {
+	v := m.uses
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUses returns the old "uses" field's value of the EnrollmentToken entity.
+// If the EnrollmentToken object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *EnrollmentTokenMutation) OldUses(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUses is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUses requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUses: %w", err)
+	}
+	return oldValue.Uses, nil
+}
+
+// AddUses adds i to the "uses" field.
+func (m *EnrollmentTokenMutation) AddUses(i int) {
+	if m.adduses != nil {
+		*m.adduses += i
+	} else {
+		m.adduses = &i
+	}
+}
+
+// AddedUses returns the value that was added to the "uses" field in this mutation.
+func (m *EnrollmentTokenMutation) AddedUses() (r int, exists bool) {
+	v := m.adduses
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetUses resets all changes to the "uses" field.
+func (m *EnrollmentTokenMutation) ResetUses() {
+	m.uses = nil
+	m.adduses = nil
+}
+
 // ClearTenant clears the "tenant" edge to the Tenant entity.
 func (m *EnrollmentTokenMutation) ClearTenant() {
 	m.clearedtenant = true
@@ -10748,7 +10864,7 @@ func (m *EnrollmentTokenMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *EnrollmentTokenMutation) Fields() []string {
-	fields := make([]string, 0, 7)
+	fields := make([]string, 0, 9)
 	if m.created_at != nil {
 		fields = append(fields, enrollmenttoken.FieldCreatedAt)
 	}
@@ -10769,6 +10885,12 @@ func (m *EnrollmentTokenMutation) Fields() []string {
 	}
 	if m.used_at != nil {
 		fields = append(fields, enrollmenttoken.FieldUsedAt)
+	}
+	if m.max_uses != nil {
+		fields = append(fields, enrollmenttoken.FieldMaxUses)
+	}
+	if m.uses != nil {
+		fields = append(fields, enrollmenttoken.FieldUses)
 	}
 	return fields
 }
@@ -10792,6 +10914,10 @@ func (m *EnrollmentTokenMutation) Field(name string) (ent.Value, bool) {
 		return m.ExpiresAt()
 	case enrollmenttoken.FieldUsedAt:
 		return m.UsedAt()
+	case enrollmenttoken.FieldMaxUses:
+		return m.MaxUses()
+	case enrollmenttoken.FieldUses:
+		return m.Uses()
 	}
 	return nil, false
 }
@@ -10815,6 +10941,10 @@ func (m *EnrollmentTokenMutation) OldField(ctx context.Context, name string) (en
 		return m.OldExpiresAt(ctx)
 	case enrollmenttoken.FieldUsedAt:
 		return m.OldUsedAt(ctx)
+	case enrollmenttoken.FieldMaxUses:
+		return m.OldMaxUses(ctx)
+	case enrollmenttoken.FieldUses:
+		return m.OldUses(ctx)
 	}
 	return nil, fmt.Errorf("unknown EnrollmentToken field %s", name)
 }
@@ -10873,6 +11003,20 @@ func (m *EnrollmentTokenMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetUsedAt(v)
 		return nil
+	case enrollmenttoken.FieldMaxUses:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMaxUses(v)
+		return nil
+	case enrollmenttoken.FieldUses:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUses(v)
+		return nil
 	}
 	return fmt.Errorf("unknown EnrollmentToken field %s", name)
 }
@@ -10880,13 +11024,26 @@ func (m *EnrollmentTokenMutation) SetField(name string, value ent.Value) error {
 // AddedFields returns all numeric fields that were incremented/decremented during
 // this mutation.
 func (m *EnrollmentTokenMutation) AddedFields() []string {
-	return nil
+	var fields []string
+	if m.addmax_uses != nil {
+		fields = append(fields, enrollmenttoken.FieldMaxUses)
+	}
+	if m.adduses != nil {
+		fields = append(fields, enrollmenttoken.FieldUses)
+	}
+	return fields
 }
 
 // AddedField returns the numeric value that was incremented/decremented on a field
 // with the given name. The second boolean return value indicates that this field
 // was not set, or was not defined in the schema.
 func (m *EnrollmentTokenMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case enrollmenttoken.FieldMaxUses:
+		return m.AddedMaxUses()
+	case enrollmenttoken.FieldUses:
+		return m.AddedUses()
+	}
 	return nil, false
 }
 
@@ -10895,6 +11052,20 @@ func (m *EnrollmentTokenMutation) AddedField(name string) (ent.Value, bool) {
 // type.
 func (m *EnrollmentTokenMutation) AddField(name string, value ent.Value) error {
 	switch name {
+	case enrollmenttoken.FieldMaxUses:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMaxUses(v)
+		return nil
+	case enrollmenttoken.FieldUses:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddUses(v)
+		return nil
 	}
 	return fmt.Errorf("unknown EnrollmentToken numeric field %s", name)
 }
@@ -10951,6 +11122,12 @@ func (m *EnrollmentTokenMutation) ResetField(name string) error {
 		return nil
 	case enrollmenttoken.FieldUsedAt:
 		m.ResetUsedAt()
+		return nil
+	case enrollmenttoken.FieldMaxUses:
+		m.ResetMaxUses()
+		return nil
+	case enrollmenttoken.FieldUses:
+		m.ResetUses()
 		return nil
 	}
 	return fmt.Errorf("unknown EnrollmentToken field %s", name)

@@ -138,6 +138,7 @@ type GatewayDetail struct {
 type Enrollment struct {
 	Token, ControlPlane string
 	Expires             time.Time
+	Uses                int // agents it may enroll
 }
 
 // Upstream is one row of the upstreams page.

@@ -30,6 +30,10 @@ const (
 	FieldExpiresAt = "expires_at"
 	// FieldUsedAt holds the string denoting the used_at field in the database.
 	FieldUsedAt = "used_at"
+	// FieldMaxUses holds the string denoting the max_uses field in the database.
+	FieldMaxUses = "max_uses"
+	// FieldUses holds the string denoting the uses field in the database.
+	FieldUses = "uses"
 	// EdgeTenant holds the string denoting the tenant edge name in mutations.
 	EdgeTenant = "tenant"
 	// EdgeGateway holds the string denoting the gateway edge name in mutations.
@@ -62,6 +66,8 @@ var Columns = []string{
 	FieldSecretHash,
 	FieldExpiresAt,
 	FieldUsedAt,
+	FieldMaxUses,
+	FieldUses,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -88,6 +94,14 @@ var (
 	DefaultUpdatedAt func() time.Time
 	// UpdateDefaultUpdatedAt holds the default value on update for the "updated_at" field.
 	UpdateDefaultUpdatedAt func() time.Time
+	// DefaultMaxUses holds the default value on creation for the "max_uses" field.
+	DefaultMaxUses int
+	// MaxUsesValidator is a validator for the "max_uses" field. It is called by the builders before save.
+	MaxUsesValidator func(int) error
+	// DefaultUses holds the default value on creation for the "uses" field.
+	DefaultUses int
+	// UsesValidator is a validator for the "uses" field. It is called by the builders before save.
+	UsesValidator func(int) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -128,6 +142,16 @@ func ByExpiresAt(opts ...sql.OrderTermOption) OrderOption {
 // ByUsedAt orders the results by the used_at field.
 func ByUsedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldUsedAt, opts...).ToFunc()
+}
+
+// ByMaxUses orders the results by the max_uses field.
+func ByMaxUses(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldMaxUses, opts...).ToFunc()
+}
+
+// ByUses orders the results by the uses field.
+func ByUses(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldUses, opts...).ToFunc()
 }
 
 // ByTenantField orders the results by tenant field.

@@ -91,6 +91,16 @@ func UsedAt(v time.Time) predicate.EnrollmentToken {
 	return predicate.EnrollmentToken(sql.FieldEQ(FieldUsedAt, v))
 }
 
+// MaxUses applies equality check predicate on the "max_uses" field. It's identical to MaxUsesEQ.
+func MaxUses(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldEQ(FieldMaxUses, v))
+}
+
+// Uses applies equality check predicate on the "uses" field. It's identical to UsesEQ.
+func Uses(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldEQ(FieldUses, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.EnrollmentToken {
 	return predicate.EnrollmentToken(sql.FieldEQ(FieldCreatedAt, v))
@@ -339,6 +349,86 @@ func UsedAtIsNil() predicate.EnrollmentToken {
 // UsedAtNotNil applies the NotNil predicate on the "used_at" field.
 func UsedAtNotNil() predicate.EnrollmentToken {
 	return predicate.EnrollmentToken(sql.FieldNotNull(FieldUsedAt))
+}
+
+// MaxUsesEQ applies the EQ predicate on the "max_uses" field.
+func MaxUsesEQ(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldEQ(FieldMaxUses, v))
+}
+
+// MaxUsesNEQ applies the NEQ predicate on the "max_uses" field.
+func MaxUsesNEQ(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldNEQ(FieldMaxUses, v))
+}
+
+// MaxUsesIn applies the In predicate on the "max_uses" field.
+func MaxUsesIn(vs ...int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldIn(FieldMaxUses, vs...))
+}
+
+// MaxUsesNotIn applies the NotIn predicate on the "max_uses" field.
+func MaxUsesNotIn(vs ...int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldNotIn(FieldMaxUses, vs...))
+}
+
+// MaxUsesGT applies the GT predicate on the "max_uses" field.
+func MaxUsesGT(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldGT(FieldMaxUses, v))
+}
+
+// MaxUsesGTE applies the GTE predicate on the "max_uses" field.
+func MaxUsesGTE(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldGTE(FieldMaxUses, v))
+}
+
+// MaxUsesLT applies the LT predicate on the "max_uses" field.
+func MaxUsesLT(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldLT(FieldMaxUses, v))
+}
+
+// MaxUsesLTE applies the LTE predicate on the "max_uses" field.
+func MaxUsesLTE(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldLTE(FieldMaxUses, v))
+}
+
+// UsesEQ applies the EQ predicate on the "uses" field.
+func UsesEQ(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldEQ(FieldUses, v))
+}
+
+// UsesNEQ applies the NEQ predicate on the "uses" field.
+func UsesNEQ(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldNEQ(FieldUses, v))
+}
+
+// UsesIn applies the In predicate on the "uses" field.
+func UsesIn(vs ...int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldIn(FieldUses, vs...))
+}
+
+// UsesNotIn applies the NotIn predicate on the "uses" field.
+func UsesNotIn(vs ...int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldNotIn(FieldUses, vs...))
+}
+
+// UsesGT applies the GT predicate on the "uses" field.
+func UsesGT(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldGT(FieldUses, v))
+}
+
+// UsesGTE applies the GTE predicate on the "uses" field.
+func UsesGTE(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldGTE(FieldUses, v))
+}
+
+// UsesLT applies the LT predicate on the "uses" field.
+func UsesLT(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldLT(FieldUses, v))
+}
+
+// UsesLTE applies the LTE predicate on the "uses" field.
+func UsesLTE(v int) predicate.EnrollmentToken {
+	return predicate.EnrollmentToken(sql.FieldLTE(FieldUses, v))
 }
 
 // HasTenant applies the HasEdge predicate on the "tenant" edge.

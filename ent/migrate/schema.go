@@ -420,6 +420,8 @@ var (
 		{Name: "secret_hash", Type: field.TypeBytes, Unique: true},
 		{Name: "expires_at", Type: field.TypeTime},
 		{Name: "used_at", Type: field.TypeTime, Nullable: true},
+		{Name: "max_uses", Type: field.TypeInt, Default: 1},
+		{Name: "uses", Type: field.TypeInt, Default: 0},
 		{Name: "tenant_id", Type: field.TypeUUID},
 		{Name: "gateway_id", Type: field.TypeUUID},
 	}
@@ -431,13 +433,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "enrollment_tokens_tenants_tenant",
-				Columns:    []*schema.Column{EnrollmentTokensColumns[6]},
+				Columns:    []*schema.Column{EnrollmentTokensColumns[8]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "enrollment_tokens_gateways_enrollment_tokens",
-				Columns:    []*schema.Column{EnrollmentTokensColumns[7]},
+				Columns:    []*schema.Column{EnrollmentTokensColumns[9]},
 				RefColumns: []*schema.Column{GatewaysColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -446,7 +448,7 @@ var (
 			{
 				Name:    "enrollmenttoken_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{EnrollmentTokensColumns[6]},
+				Columns: []*schema.Column{EnrollmentTokensColumns[8]},
 			},
 		},
 	}

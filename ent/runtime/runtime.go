@@ -702,6 +702,18 @@ func init() {
 	enrollmenttoken.DefaultUpdatedAt = enrollmenttokenDescUpdatedAt.Default.(func() time.Time)
 	// enrollmenttoken.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
 	enrollmenttoken.UpdateDefaultUpdatedAt = enrollmenttokenDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// enrollmenttokenDescMaxUses is the schema descriptor for max_uses field.
+	enrollmenttokenDescMaxUses := enrollmenttokenFields[4].Descriptor()
+	// enrollmenttoken.DefaultMaxUses holds the default value on creation for the max_uses field.
+	enrollmenttoken.DefaultMaxUses = enrollmenttokenDescMaxUses.Default.(int)
+	// enrollmenttoken.MaxUsesValidator is a validator for the "max_uses" field. It is called by the builders before save.
+	enrollmenttoken.MaxUsesValidator = enrollmenttokenDescMaxUses.Validators[0].(func(int) error)
+	// enrollmenttokenDescUses is the schema descriptor for uses field.
+	enrollmenttokenDescUses := enrollmenttokenFields[5].Descriptor()
+	// enrollmenttoken.DefaultUses holds the default value on creation for the uses field.
+	enrollmenttoken.DefaultUses = enrollmenttokenDescUses.Default.(int)
+	// enrollmenttoken.UsesValidator is a validator for the "uses" field. It is called by the builders before save.
+	enrollmenttoken.UsesValidator = enrollmenttokenDescUses.Validators[0].(func(int) error)
 	// enrollmenttokenDescID is the schema descriptor for id field.
 	enrollmenttokenDescID := enrollmenttokenMixinFields0[0].Descriptor()
 	// enrollmenttoken.DefaultID holds the default value on creation for the id field.

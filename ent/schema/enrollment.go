@@ -7,8 +7,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// EnrollmentToken is a one-time secret an agent redeems to join a gateway.
-// Only its SHA-256 is stored.
+// EnrollmentToken is a secret an agent redeems to join a gateway, once by
+// default; replicas of one gateway (a StatefulSet) can share a token issued
+// for several uses. Only its SHA-256 is stored.
 type EnrollmentToken struct{ ent.Schema }
 
 // Mixin of the EnrollmentToken.
@@ -22,7 +23,9 @@ func (EnrollmentToken) Fields() []ent.Field {
 		field.UUID("gateway_id", uuid.UUID{}).Immutable(),
 		field.Bytes("secret_hash").Unique().Sensitive(),
 		field.Time("expires_at"),
-		field.Time("used_at").Optional().Nillable(),
+		field.Time("used_at").Optional().Nillable().Comment("last redemption"),
+		field.Int("max_uses").Default(1).Positive(),
+		field.Int("uses").Default(0).NonNegative(),
 	}
 }
 

@@ -37,7 +37,7 @@ type Config struct {
 	Telemetry *telemetry.Service
 	// EnrollmentToken formats a gateway enrollment token; AgentEndpoint is
 	// the address agents dial.
-	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error)
+	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration, uses int) (string, error)
 	AgentEndpoint   string
 	Logger          *slog.Logger
 }
@@ -323,7 +323,11 @@ func (s *Server) CreateEnrollmentToken(ctx context.Context, req *connect.Request
 	if ttl == 0 {
 		ttl = time.Hour
 	}
-	tok, err := s.cfg.EnrollmentToken(ctx, tid, id, ttl)
+	uses := int(req.Msg.GetMaxUses())
+	if uses == 0 {
+		uses = 1
+	}
+	tok, err := s.cfg.EnrollmentToken(ctx, tid, id, ttl, uses)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}

@@ -83,6 +83,38 @@ func TestEnrollTokenIsOneTime(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("%d agents stored, want 1 (err %v)", n, err)
 	}
+
+	// A token for three replicas enrolls three agents, even when eight race for it.
+	if _, err := a.EnrollmentTokenUses(ctx, ten.ID, gw.ID, time.Hour, 0); err == nil {
+		t.Fatal("a token with 0 uses was issued")
+	}
+	if _, err := a.EnrollmentTokenUses(ctx, ten.ID, gw.ID, time.Hour, 1001); err == nil {
+		t.Fatal("a token with 1001 uses was issued")
+	}
+	shared, err := a.EnrollmentTokenUses(ctx, ten.ID, gw.ID, time.Hour, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			_, err := srv.Enroll(ctx, &agentv1.EnrollRequest{Token: shared, CsrDer: csr, Hostname: "replica"})
+			errs <- err
+		}()
+	}
+	ok := 0
+	for range 8 {
+		err := <-errs
+		switch {
+		case err == nil:
+			ok++
+		case status.Code(err) != codes.Unauthenticated:
+			t.Fatalf("enrolling with a spent shared token: %v", err)
+		}
+	}
+	if ok != 3 {
+		t.Fatalf("a 3-use token enrolled %d agents", ok)
+	}
 }
 
 func pool(c *x509.Certificate) *x509.CertPool {

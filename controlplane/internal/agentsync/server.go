@@ -108,11 +108,12 @@ func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agent
 	} else if err != nil {
 		return nil, status.Error(codes.Internal, "looking up enrollment token")
 	}
-	if tok.UsedAt != nil || now.After(tok.ExpiresAt) {
+	if tok.Uses >= tok.MaxUses || now.After(tok.ExpiresAt) {
 		return nil, errBadToken
 	}
-	// Claim the token atomically: only one enrollment can win.
-	n, err := s.cfg.DB.EnrollmentToken.Update().Where(enrollmenttoken.ID(tok.ID), enrollmenttoken.UsedAtIsNil()).SetUsedAt(now).Save(ctx)
+	// Claim a use atomically: concurrent enrollments cannot exceed max_uses.
+	n, err := s.cfg.DB.EnrollmentToken.Update().Where(enrollmenttoken.ID(tok.ID), enrollmenttoken.UsesLT(tok.MaxUses)).
+		AddUses(1).SetUsedAt(now).Save(ctx)
 	if err != nil {
 		return nil, status.Error(codes.Internal, "claiming enrollment token")
 	}

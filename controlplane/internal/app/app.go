@@ -195,7 +195,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.mux = http.NewServeMux()
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	api, err := adminapi.New(adminapi.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access, Telemetry: a.Telemetry,
-		EnrollmentToken: a.EnrollmentToken, AgentEndpoint: a.AgentEndpoint(), Logger: cfg.Logger})
+		EnrollmentToken: a.EnrollmentTokenUses, AgentEndpoint: a.AgentEndpoint(), Logger: cfg.Logger})
 	if err != nil {
 		return nil, a.closeWith(err)
 	}
@@ -205,7 +205,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	if cfg.OIDC.Issuer != "" {
 		console, err := web.New(web.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access, Telemetry: a.Telemetry,
-			EnrollmentToken: a.EnrollmentToken, AgentEndpoint: a.AgentEndpoint(), PublicURL: a.cfg.PublicURL, OIDC: cfg.OIDC, Logger: cfg.Logger})
+			EnrollmentToken: a.EnrollmentTokenUses, AgentEndpoint: a.AgentEndpoint(), PublicURL: a.cfg.PublicURL, OIDC: cfg.OIDC, Logger: cfg.Logger})
 		if err != nil {
 			return nil, a.closeWith(err)
 		}
@@ -257,9 +257,14 @@ func (a *App) AgentEndpoint() string {
 	return host + ":" + port
 }
 
-// EnrollmentToken creates a token for a gateway in the form agents accept.
+// EnrollmentToken creates a one-time token for a gateway in the form agents accept.
 func (a *App) EnrollmentToken(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error) {
-	secret, err := a.Tenants.CreateEnrollmentToken(ctx, tenantID, gatewayID, ttl)
+	return a.EnrollmentTokenUses(ctx, tenantID, gatewayID, ttl, 1)
+}
+
+// EnrollmentTokenUses creates a token that enrolls up to uses agents.
+func (a *App) EnrollmentTokenUses(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration, uses int) (string, error) {
+	secret, err := a.Tenants.CreateEnrollmentToken(ctx, tenantID, gatewayID, ttl, uses)
 	if err != nil {
 		return "", err
 	}

@@ -101,6 +101,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	pinsImport := newFS("pins import")
 	tokCreate := newFS("tokens create")
 	tokTTL := tokCreate.Duration("ttl", time.Hour, "how long the token stays valid (at most 720h)")
+	tokUses := tokCreate.Int("uses", 1, "how many agents may enroll with the token (1-1000), e.g. the replicas of one gateway")
 
 	root := &ffcli.Command{
 		Name: "portcullis", ShortUsage: "portcullis <tenants|gateways|tokens|upstreams|tools|changes|pins> <subcommand> [flags]",
@@ -157,21 +158,28 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					return g.print(r.Msg, []string{"ID", "NAME"}, func(row func(...any)) { row(r.Msg.GetGateway().GetId(), r.Msg.GetGateway().GetName()) })
 				}),
 			}},
-			{Name: "tokens", ShortUsage: "portcullis tokens create [--ttl 1h] GATEWAY", ShortHelp: "enrollment tokens for gateways", Subcommands: []*ffcli.Command{
-				leaf("tokens", "create", "[--ttl 1h] GATEWAY", "create a one-time enrollment token for a gateway (name or id)", tokCreate, 1, func(ctx context.Context, args []string) error {
+			{Name: "tokens", ShortUsage: "portcullis tokens create [--ttl 1h] [--uses 1] GATEWAY", ShortHelp: "enrollment tokens for gateways", Subcommands: []*ffcli.Command{
+				leaf("tokens", "create", "[--ttl 1h] [--uses 1] GATEWAY", "create an enrollment token for a gateway (name or id); --uses N lets N replicas enroll with it", tokCreate, 1, func(ctx context.Context, args []string) error {
 					id, err := c.gatewayID(ctx, args[0])
 					if err != nil {
 						return err
 					}
-					r, err := c.gateways.CreateEnrollmentToken(ctx, connect.NewRequest(&adminv1.CreateEnrollmentTokenRequest{GatewayId: id, TtlSeconds: int64(tokTTL.Seconds())}))
+					if *tokUses < 1 || *tokUses > 1000 {
+						return fmt.Errorf("--uses %d: a token enrolls between 1 and 1000 agents", *tokUses)
+					}
+					r, err := c.gateways.CreateEnrollmentToken(ctx, connect.NewRequest(&adminv1.CreateEnrollmentTokenRequest{GatewayId: id, TtlSeconds: int64(tokTTL.Seconds()), MaxUses: int32(*tokUses)}))
 					if err != nil {
 						return err
 					}
 					if g.output == "json" {
 						return g.print(r.Msg, nil, nil)
 					}
-					fmt.Fprintf(g.out, "Enrollment token (one use, expires %s):\n\n  %s\n\nOn the gateway host:\n\n  portcullis-gateway --control-plane %s --enroll-token %s\n",
-						r.Msg.GetExpiresAt().AsTime().Local().Format(time.RFC1123), r.Msg.GetToken(), r.Msg.GetControlPlane(), r.Msg.GetToken())
+					use := "one use"
+					if *tokUses > 1 {
+						use = fmt.Sprintf("%d uses", *tokUses)
+					}
+					fmt.Fprintf(g.out, "Enrollment token (%s, expires %s):\n\n  %s\n\nOn the gateway host:\n\n  portcullis-gateway --control-plane %s --enroll-token %s\n",
+						use, r.Msg.GetExpiresAt().AsTime().Local().Format(time.RFC1123), r.Msg.GetToken(), r.Msg.GetControlPlane(), r.Msg.GetToken())
 					return nil
 				}),
 			}},

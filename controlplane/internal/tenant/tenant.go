@@ -163,9 +163,12 @@ func (s *Service) Gateway(ctx context.Context, tenantID, gatewayID uuid.UUID) (*
 	return g, authz.DBError(fmt.Sprintf("gateway %s", gatewayID), err)
 }
 
-// CreateEnrollmentToken issues a one-time secret for enrolling an agent into
+// MaxEnrollmentUses bounds how many agents one enrollment token may enroll.
+const MaxEnrollmentUses = 1000
+
+// CreateEnrollmentToken issues a secret for enrolling up to uses agents into
 // the gateway. Only its hash is stored; the secret is returned once.
-func (s *Service) CreateEnrollmentToken(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error) {
+func (s *Service) CreateEnrollmentToken(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration, uses int) (string, error) {
 	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
 		return "", err
 	}
@@ -176,6 +179,9 @@ func (s *Service) CreateEnrollmentToken(ctx context.Context, tenantID, gatewayID
 	if ttl <= 0 || ttl > 30*24*time.Hour {
 		return "", authz.Invalid("enrollment token lifetime %s must be between 0 and 30 days", ttl)
 	}
+	if uses < 1 || uses > MaxEnrollmentUses {
+		return "", authz.Invalid("an enrollment token enrolls between 1 and %d agents, not %d", MaxEnrollmentUses, uses)
+	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return "", err
@@ -183,12 +189,12 @@ func (s *Service) CreateEnrollmentToken(ctx context.Context, tenantID, gatewayID
 	secret := base64.RawURLEncoding.EncodeToString(raw)
 	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
 		tok, err := tx.EnrollmentToken.Create().SetTenantID(tenantID).SetGatewayID(gatewayID).
-			SetSecretHash(HashSecret(secret)).SetExpiresAt(time.Now().Add(ttl)).Save(ctx)
+			SetSecretHash(HashSecret(secret)).SetExpiresAt(time.Now().Add(ttl)).SetMaxUses(uses).Save(ctx)
 		if err != nil {
 			return fmt.Errorf("storing enrollment token: %w", err)
 		}
 		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "enrollment_token.create", TargetType: "gateway",
-			TargetID: gatewayID.String(), TargetName: g.Name, After: map[string]any{"token_id": tok.ID, "expires_at": tok.ExpiresAt}})
+			TargetID: gatewayID.String(), TargetName: g.Name, After: map[string]any{"token_id": tok.ID, "expires_at": tok.ExpiresAt, "max_uses": uses}})
 	})
 	if err != nil {
 		return "", err

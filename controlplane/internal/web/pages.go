@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -307,7 +308,14 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, rq *request
 		return
 	}
 	const ttl = time.Hour
-	tok, err := s.cfg.EnrollmentToken(r.Context(), rq.viewer.TenantID, id, ttl)
+	uses := 1
+	if v := r.PostFormValue("uses"); v != "" {
+		if uses, err = strconv.Atoi(v); err != nil {
+			http.Error(w, "uses must be a whole number", http.StatusBadRequest)
+			return
+		}
+	}
+	tok, err := s.cfg.EnrollmentToken(r.Context(), rq.viewer.TenantID, id, ttl, uses)
 	if err != nil {
 		status, msg := statusOf(err)
 		if status == http.StatusInternalServerError {
@@ -316,7 +324,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, rq *request
 		http.Error(w, msg, status)
 		return
 	}
-	s.render(w, r, http.StatusOK, ui.EnrollmentPartial(ui.Enrollment{Token: tok, ControlPlane: s.cfg.AgentEndpoint, Expires: time.Now().Add(ttl)}))
+	s.render(w, r, http.StatusOK, ui.EnrollmentPartial(ui.Enrollment{Token: tok, ControlPlane: s.cfg.AgentEndpoint, Expires: time.Now().Add(ttl), Uses: uses}))
 }
 
 // --- upstreams

@@ -43,7 +43,7 @@ type Config struct {
 	Telemetry *telemetry.Service
 	// EnrollmentToken formats an enrollment token; AgentEndpoint is what
 	// agents dial (shown in the enrollment command).
-	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration) (string, error)
+	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration, uses int) (string, error)
 	AgentEndpoint   string
 	// PublicURL is where browsers reach the console, e.g.
 	// https://portcullis.example.com; it sets the OIDC redirect URL and,

@@ -1319,7 +1319,10 @@ type CreateEnrollmentTokenRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	GatewayId string                 `protobuf:"bytes,1,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
 	// Lifetime in seconds; default one hour, at most 30 days.
-	TtlSeconds    int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	TtlSeconds int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// How many agents may enroll with it (1–1000, default 1): replicas of one
+	// gateway, e.g. a StatefulSet, can share one token.
+	MaxUses       int32 `protobuf:"varint,3,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1364,6 +1367,13 @@ func (x *CreateEnrollmentTokenRequest) GetGatewayId() string {
 func (x *CreateEnrollmentTokenRequest) GetTtlSeconds() int64 {
 	if x != nil {
 		return x.TtlSeconds
+	}
+	return 0
+}
+
+func (x *CreateEnrollmentTokenRequest) GetMaxUses() int32 {
+	if x != nil {
+		return x.MaxUses
 	}
 	return 0
 }
@@ -6174,12 +6184,13 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x14CreateGatewayRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"O\n" +
 	"\x15CreateGatewayResponse\x126\n" +
-	"\agateway\x18\x01 \x01(\v2\x1c.portcullis.admin.v1.GatewayR\agateway\"^\n" +
+	"\agateway\x18\x01 \x01(\v2\x1c.portcullis.admin.v1.GatewayR\agateway\"y\n" +
 	"\x1cCreateEnrollmentTokenRequest\x12\x1d\n" +
 	"\n" +
 	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
-	"ttlSeconds\"\x95\x01\n" +
+	"ttlSeconds\x12\x19\n" +
+	"\bmax_uses\x18\x03 \x01(\x05R\amaxUses\"\x95\x01\n" +
 	"\x1dCreateEnrollmentTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +

@@ -420,7 +420,7 @@ type GatewayServiceClient interface {
 	GetGateway(ctx context.Context, in *GetGatewayRequest, opts ...grpc.CallOption) (*GetGatewayResponse, error)
 	// CreateGateway creates a gateway.
 	CreateGateway(ctx context.Context, in *CreateGatewayRequest, opts ...grpc.CallOption) (*CreateGatewayResponse, error)
-	// CreateEnrollmentToken issues a one-time token for `portcullis-gateway
+	// CreateEnrollmentToken issues a (by default one-time) token for `portcullis-gateway
 	// --enroll-token`. It is shown once and never stored in clear.
 	CreateEnrollmentToken(ctx context.Context, in *CreateEnrollmentTokenRequest, opts ...grpc.CallOption) (*CreateEnrollmentTokenResponse, error)
 }
@@ -485,7 +485,7 @@ type GatewayServiceServer interface {
 	GetGateway(context.Context, *GetGatewayRequest) (*GetGatewayResponse, error)
 	// CreateGateway creates a gateway.
 	CreateGateway(context.Context, *CreateGatewayRequest) (*CreateGatewayResponse, error)
-	// CreateEnrollmentToken issues a one-time token for `portcullis-gateway
+	// CreateEnrollmentToken issues a (by default one-time) token for `portcullis-gateway
 	// --enroll-token`. It is shown once and never stored in clear.
 	CreateEnrollmentToken(context.Context, *CreateEnrollmentTokenRequest) (*CreateEnrollmentTokenResponse, error)
 	mustEmbedUnimplementedGatewayServiceServer()

@@ -457,7 +457,7 @@ type GatewayServiceClient interface {
 	GetGateway(context.Context, *connect.Request[v1.GetGatewayRequest]) (*connect.Response[v1.GetGatewayResponse], error)
 	// CreateGateway creates a gateway.
 	CreateGateway(context.Context, *connect.Request[v1.CreateGatewayRequest]) (*connect.Response[v1.CreateGatewayResponse], error)
-	// CreateEnrollmentToken issues a one-time token for `portcullis-gateway
+	// CreateEnrollmentToken issues a (by default one-time) token for `portcullis-gateway
 	// --enroll-token`. It is shown once and never stored in clear.
 	CreateEnrollmentToken(context.Context, *connect.Request[v1.CreateEnrollmentTokenRequest]) (*connect.Response[v1.CreateEnrollmentTokenResponse], error)
 }
@@ -536,7 +536,7 @@ type GatewayServiceHandler interface {
 	GetGateway(context.Context, *connect.Request[v1.GetGatewayRequest]) (*connect.Response[v1.GetGatewayResponse], error)
 	// CreateGateway creates a gateway.
 	CreateGateway(context.Context, *connect.Request[v1.CreateGatewayRequest]) (*connect.Response[v1.CreateGatewayResponse], error)
-	// CreateEnrollmentToken issues a one-time token for `portcullis-gateway
+	// CreateEnrollmentToken issues a (by default one-time) token for `portcullis-gateway
 	// --enroll-token`. It is shown once and never stored in clear.
 	CreateEnrollmentToken(context.Context, *connect.Request[v1.CreateEnrollmentTokenRequest]) (*connect.Response[v1.CreateEnrollmentTokenResponse], error)
 }
