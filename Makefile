@@ -12,6 +12,7 @@ PROTOC_GEN_GO_VERSION       := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION  := v1.6.2
 PROTOC_GEN_CONNECT_VERSION  := v1.21.1
 GOLANGCI_LINT_VERSION       := v2.15.0
+HELM_VERSION                := v4.3.1
 
 MODULES := . ./dataplane ./proto
 
@@ -51,9 +52,15 @@ build: ## Build bin/portcullis and bin/portcullis-gateway
 dev: build ## Run control plane, demo upstream and a gateway locally (SQLite, no Redis)
 	bin/portcullis dev
 
+$(BIN)/.helm-$(HELM_VERSION):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	@touch $@
+
 .PHONY: test-deps
-test-deps: ## Install what the tests need (Node.js, PostgreSQL, Chromium from Debian if missing; npm ci of the MCP peers)
+test-deps: $(BIN)/.helm-$(HELM_VERSION) ## Install what the tests need (Node.js, PostgreSQL, Chromium, systemd-analyze from Debian if missing; npm ci of the MCP peers; pinned helm)
 	@command -v node >/dev/null && command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
+	@command -v systemd-analyze >/dev/null || { apt-get update && apt-get install -y --no-install-recommends systemd; }
 	cd e2e && npm ci --no-audit --no-fund
 	.ci/services >/dev/null
 
