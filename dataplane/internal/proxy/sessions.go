@@ -40,6 +40,7 @@ type storedSession struct {
 	State       *mcp.ServerSessionState `json:"state"`
 	Initialized bool                    `json:"-"`
 	Flow        flowLabel               `json:"-"`
+	Deleted     bool                    `json:"-"` // ended by DELETE: a tombstone
 }
 
 // RedisSessions stores MCP client sessions in Redis, one hash per session with
@@ -71,8 +72,14 @@ func (s *RedisSessions) save(ctx context.Context, id string, st *storedSession) 
 	if st.Initialized {
 		init = "1"
 	}
+	fields := []any{"s", b, "i", init}
+	for i := range 3 {
+		if st.Flow&(1<<i) != 0 {
+			fields = append(fields, "f"+strconv.Itoa(1<<i), "1")
+		}
+	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.key(id), "s", b, "i", init)
+		p.HSet(ctx, s.key(id), fields...)
 		p.Expire(ctx, s.key(id), s.idle)
 		return nil
 	})
@@ -93,6 +100,9 @@ func (s *RedisSessions) load(ctx context.Context, id string) (*storedSession, er
 		return nil, err
 	}
 	h := get.Val()
+	if h["d"] == "1" {
+		return &storedSession{Deleted: true}, nil
+	}
 	if h["s"] == "" {
 		return nil, nil
 	}
@@ -149,10 +159,18 @@ func (s *RedisSessions) addFlow(ctx context.Context, id string, labels flowLabel
 	return s.rdb.HSet(ctx, s.key(id), fields...).Err()
 }
 
+// delete leaves a tombstone, so that a replica still holding the session
+// ends it instead of sharing it again.
 func (s *RedisSessions) delete(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	return s.rdb.Del(ctx, s.key(id)).Err()
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.key(id))
+		p.HSet(ctx, s.key(id), "d", "1")
+		p.Expire(ctx, s.key(id), s.idle)
+		return nil
+	})
+	return err
 }
 
 // liveSession is a session this process serves.
@@ -161,10 +179,21 @@ type liveSession struct {
 	// t is set for a session restored from the store; nil for one the SDK's
 	// handler created here (it owns the transport).
 	t *mcp.StreamableServerTransport
-	// unsaved is set for a session started while the store was unreachable.
-	unsaved *storedSession
-	mu      sync.Mutex
-	last    time.Time
+	mu   sync.Mutex
+	last time.Time
+	// state is what the store should hold, kept here to share the session
+	// again when the store lost it (started during an outage, or Redis
+	// restarted empty).
+	state storedSession
+}
+
+// snapshot is the session's state with the data-flow labels touched here.
+func (h *sharedSessions) snapshot(ls *liveSession) *storedSession {
+	ls.mu.Lock()
+	st := ls.state
+	ls.mu.Unlock()
+	st.Flow |= flowLabel(h.p.sessionFlow(ls.ss).Load())
+	return &st
 }
 
 // sharedSessions serves /mcp/{vs} for sessions that may have started on
@@ -206,23 +235,15 @@ func (h *sharedSessions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "session store unavailable; retry shortly", http.StatusServiceUnavailable)
 		return
 	case st == nil && ls != nil:
-		// Started while Redis was away: share it now.
-		var unsaved *storedSession
-		ls.mu.Lock()
-		if ls.unsaved != nil {
-			c := *ls.unsaved
-			unsaved = &c
-		}
-		ls.mu.Unlock()
-		if unsaved != nil && h.store.save(r.Context(), id, unsaved) == nil {
-			st = unsaved
-			ls.mu.Lock()
-			ls.unsaved = nil
-			ls.mu.Unlock()
+		// The store lost it (started during an outage, or Redis restarted
+		// empty): share it again from what this replica holds.
+		snap := h.snapshot(ls)
+		if err := h.store.save(r.Context(), id, snap); err == nil {
+			st = snap
 		}
 	}
 	pol := h.p.pol.Load()
-	if st == nil || pol == nil || st.Gateway != pol.gatewayID || st.VS != r.PathValue("vs") {
+	if st == nil || st.Deleted || pol == nil || st.Gateway != pol.gatewayID || st.VS != r.PathValue("vs") {
 		h.drop(id) // ended elsewhere (DELETE or expiry): end it here too
 		http.Error(w, "session not found", http.StatusNotFound)
 		return
@@ -292,21 +313,20 @@ func (h *sharedSessions) restore(ctx context.Context, id string, st *storedSessi
 	if err != nil {
 		return nil, err
 	}
-	ls := &liveSession{ss: ss, t: t, last: time.Now()}
+	ls := &liveSession{ss: ss, t: t, last: time.Now(), state: *st}
 	h.live[id] = ls
 	h.watch(id, ls)
 	return ls, nil
 }
 
-// created records a session the SDK's handler made here; unsaved is its
-// state when the store could not take it.
-func (h *sharedSessions) created(ss *mcp.ServerSession, unsaved *storedSession) {
+// created records a session the SDK's handler made here.
+func (h *sharedSessions) created(ss *mcp.ServerSession, st *storedSession) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.live[ss.ID()]; ok {
 		return
 	}
-	ls := &liveSession{ss: ss, unsaved: unsaved, last: time.Now()}
+	ls := &liveSession{ss: ss, last: time.Now(), state: *st}
 	h.live[ss.ID()] = ls
 	h.watch(ss.ID(), ls)
 }
@@ -383,27 +403,19 @@ func (p *Proxy) onInitialize(ctx context.Context, vs, method string, req mcp.Req
 		if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
 			st.User = extra.TokenInfo.UserID
 		}
+		h.created(ss, st)
 		if err := h.store.save(ctx, ss.ID(), st); err != nil {
 			// Serve it from this replica; it is shared once the store is back.
 			p.log.Warn("MCP session store unavailable; the new session is held by this replica only", "err", err)
-			h.created(ss, st)
-			return nil
 		}
-		h.created(ss, nil)
 	case "notifications/initialized":
 		h.mu.Lock()
 		ls := h.live[ss.ID()]
 		h.mu.Unlock()
 		if ls != nil {
 			ls.mu.Lock()
-			unsaved := ls.unsaved
-			if unsaved != nil {
-				unsaved.Initialized = true
-			}
+			ls.state.Initialized = true
 			ls.mu.Unlock()
-			if unsaved != nil {
-				return nil // saved, initialized, when the store is back
-			}
 		}
 		if err := h.store.markInitialized(ctx, ss.ID()); err != nil {
 			p.log.Warn("MCP session store: marking a session initialized", "err", err)
