@@ -78,9 +78,10 @@ test: test-deps ## Install test dependencies and run every test
 	cd dataplane && $(GO) test -count=1 ./...
 
 .PHONY: bench
-bench: test-deps ## Benchmarks: tools/call direct vs reverse proxy vs gateway; approval to enforcement on 1,000 agents; telemetry ingest; dataplane hot paths
+bench: test-deps ## Benchmarks: tools/call direct vs reverse proxy vs gateway; approval to enforcement on 1,000 agents; 1,000 agents plus tools/call load with memory; telemetry ingest; dataplane hot paths
 	eval "$$(.ci/services)" && $(GO) test -run '^$$' -bench ToolsCall -benchtime 10000x -count 1 ./controlplane/internal/e2e/
 	eval "$$(.ci/services)" && $(GO) test -run '^$$' -bench ApprovalToEnforcement -benchtime 20x -count 1 ./controlplane/internal/e2e/
+	eval "$$(.ci/services)" && $(GO) test -run '^$$' -bench FleetUnderLoad -benchtime 20000x -count 1 ./controlplane/internal/e2e/
 	eval "$$(.ci/services)" && $(GO) test -run '^$$' -bench Ingest -benchtime 50x -count 1 ./controlplane/internal/telemetry/
 	cd dataplane && $(GO) test -run '^$$' -bench . -benchmem ./...
 

@@ -53,11 +53,7 @@ type target struct {
 	seen  chan time.Duration
 }
 
-func enrollSim(ctx context.Context, cp *app.App, tenantID, gatewayID uuid.UUID, caPool *x509.CertPool, enrollConn *grpc.ClientConn, i int) (*simAgent, error) {
-	tok, err := cp.EnrollmentToken(ctx, tenantID, gatewayID, time.Hour)
-	if err != nil {
-		return nil, err
-	}
+func enrollSim(ctx context.Context, tok, endpoint string, caPool *x509.CertPool, enrollConn *grpc.ClientConn, i int) (*simAgent, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -71,7 +67,7 @@ func enrollSim(ctx context.Context, cp *app.App, tenantID, gatewayID uuid.UUID, 
 		return nil, err
 	}
 	cert := tls.Certificate{Certificate: [][]byte{resp.GetCertificateDer()}, PrivateKey: key}
-	conn, err := grpc.NewClient(cp.AgentEndpoint(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
 		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: caPool, ServerName: "localhost",
 	})))
 	if err != nil {
@@ -221,7 +217,12 @@ func newFleet(b *testing.B, databaseURL string, agents int) *fleet {
 	for range 8 {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < agents; i = int(next.Add(1)) - 1 {
-				s, err := enrollSim(sys, cp.App, ten.ID, gw.ID, caPool, enrollConn, i)
+				tok, err := cp.EnrollmentToken(sys, ten.ID, gw.ID, time.Hour)
+				if err != nil {
+					errs <- err
+					return
+				}
+				s, err := enrollSim(sys, tok, cp.AgentEndpoint(), caPool, enrollConn, i)
 				if err != nil {
 					errs <- err
 					return

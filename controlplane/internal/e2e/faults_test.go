@@ -60,7 +60,7 @@ type faultSetup struct {
 	up      *httptest.Server
 }
 
-func newFaultSetup(t *testing.T, cp *controlPlane) *faultSetup {
+func newFaultSetup(t testing.TB, cp *controlPlane) *faultSetup {
 	t.Helper()
 	ctx := viewer.System(context.Background())
 	f := &faultSetup{up: httptest.NewServer(demoupstream.Handler())}
@@ -527,7 +527,7 @@ var (
 )
 
 // controlPlaneBin builds bin/portcullis once, for tests that kill it.
-func controlPlaneBin(t *testing.T) string {
+func controlPlaneBin(t testing.TB) string {
 	t.Helper()
 	cpBinOnce.Do(func() {
 		cpBin = filepath.Join(filepath.Dir(gatewayBin), "portcullis")

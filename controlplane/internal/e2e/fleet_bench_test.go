@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
+	"github.com/portcullis-mcp/portcullis/ent/agent"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
+)
+
+// procMemory reads a process's resident set and its peak, in MiB.
+func procMemory(pid int) (rss, peak float64) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		switch k {
+		case "VmRSS":
+			rss = kb / 1024
+		case "VmHWM":
+			peak = kb / 1024
+		}
+	}
+	return rss, peak
+}
+
+// BenchmarkFleetUnderLoad runs the control plane binary with 1,000
+// simulated agents holding their Sync streams (mTLS, keepalives, signed
+// bundles) plus a real gateway, and drives tools/call through that gateway;
+// its call events flow back to the same control plane. It reports the
+// gateway's throughput and p99 and both processes' memory (RSS and peak).
+func BenchmarkFleetUnderLoad(b *testing.B) {
+	agents := 1000
+	if n, err := strconv.Atoi(os.Getenv("PORTCULLIS_BENCH_AGENTS")); err == nil && n > 0 {
+		agents = n
+	}
+	redisURL := os.Getenv("PORTCULLIS_TEST_REDIS_URL")
+	if redisURL == "" || os.Getenv("PORTCULLIS_TEST_POSTGRES_URL") == "" {
+		b.Fatal("PostgreSQL and Redis are needed: run `make bench` (it starts them)")
+	}
+	sys := viewer.System(context.Background())
+	dbURL := testutil.StartPostgres(b)
+	caDir := b.TempDir()
+	caCert, caKey := filepath.Join(caDir, "ca.crt"), filepath.Join(caDir, "ca.key")
+	// An in-process replica for setup; the measured replica is the binary.
+	admin := runControlPlane(b, app.Config{DataDir: b.TempDir(), DatabaseURL: dbURL, RedisURL: redisURL, CACert: caCert, CAKey: caKey, GRPCListen: "127.0.0.1:0"})
+	defer admin.stop()
+	grpcAddr := freeAddr(b)
+	bin := controlPlaneBin(b)
+	proc := exec.Command(bin, "serve", "--data-dir", b.TempDir(), "--database-url", dbURL, "--redis-url", redisURL,
+		"--ca-cert", caCert, "--ca-key", caKey, "--grpc-listen", grpcAddr, "--http-listen", "127.0.0.1:0", "--log-level", "error")
+	proc.Stdout, proc.Stderr = io.Discard, io.Discard
+	if err := proc.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
+
+	ten, err := admin.Tenants.CreateTenant(sys, "Fleet", "fleet-"+uuid.NewString()[:8], uuid.Nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fleetGW, err := admin.Tenants.CreateGateway(sys, ten.ID, "fleet")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := admin.Tenants.CreateUpstream(sys, ten.ID, fleetGW.ID, tenantSpec("files", "streamable_http", "http://files.internal/mcp", "")); err != nil {
+		b.Fatal(err)
+	}
+	tok, err := admin.EnrollmentTokenUses(sys, ten.ID, fleetGW.ID, time.Hour, min(agents, 1000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	caPool := x509.NewCertPool()
+	caPool.AddCert(admin.CA.Cert)
+	eventually(b, "the control plane binary listening", func() error {
+		c, err := net.DialTimeout("tcp", grpcAddr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	enrollConn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: caPool, ServerName: "localhost"})))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enrollConn.Close()
+	start := time.Now()
+	sims := make([]*simAgent, agents)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, agents)
+	for range 8 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < agents; i = int(next.Add(1)) - 1 {
+				s, err := enrollSim(sys, tok, grpcAddr, caPool, enrollConn, i)
+				if err != nil {
+					errs <- err
+					return
+				}
+				s.target = &atomic.Pointer[target]{}
+				sims[i] = s
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatalf("enrolling: %v", err)
+	}
+	ctx, cancel := context.WithCancel(sys)
+	defer cancel()
+	ready := make(chan error, agents)
+	for _, s := range sims {
+		defer s.conn.Close()
+		go s.run(ctx, ready)
+	}
+	for range agents {
+		if err := <-ready; err != nil {
+			b.Fatalf("agent sync: %v", err)
+		}
+	}
+	b.Logf("%d simulated agents enrolled and synced in %v", agents, time.Since(start).Round(time.Millisecond))
+	idleRSS, _ := procMemory(proc.Process.Pid)
+
+	// A real gateway on the same control plane.
+	f := newFaultSetup(b, admin)
+	gwTok, err := admin.EnrollmentToken(sys, f.ten, f.gw, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gwAddr := freeAddr(b)
+	g := startGateway(b, grpcAddr, b.TempDir(), gwAddr, "PORTCULLIS_ENROLL_TOKEN="+gwTok)
+	pinWhenDiscovered(b, admin, f.ten, "demo", "echo")
+	waitEnforced(b, admin, f.ten, f.gw, gwAddr, "echo pinned")
+	connected, err := admin.DB.Agent.Query().Where(agent.Connected(true)).Count(sys)
+	if err != nil || connected != agents+1 {
+		b.Fatalf("%d agents connected, want %d (%v)", connected, agents+1, err)
+	}
+	b.Run(fmt.Sprintf("tools/call/agents=%d", agents), func(b *testing.B) {
+		load(b, "http://"+gwAddr+"/mcp/main", "demo__echo", "")
+		rss, peak := procMemory(proc.Process.Pid)
+		grss, gpeak := procMemory(g.cmd.Process.Pid)
+		b.ReportMetric(rss, "cp-rss-MiB")
+		b.ReportMetric(peak, "cp-peak-MiB")
+		b.ReportMetric(grss, "gw-rss-MiB")
+		b.ReportMetric(gpeak, "gw-peak-MiB")
+		b.ReportMetric(idleRSS, "cp-idle-rss-MiB")
+	})
+}
