@@ -131,6 +131,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		if err != nil {
 			return nil, a.closeWith(fmt.Errorf("--redis-url: %w", err))
 		}
+		redis.SetLogger(redisLog{cfg.Logger})
 		a.rdb = redis.NewClient(opt)
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = a.rdb.Ping(pctx).Err()
@@ -346,4 +347,12 @@ func (a *App) Close() {
 	if a.rdb != nil {
 		_ = a.rdb.Close()
 	}
+}
+
+// redisLog sends go-redis's own messages (dial retries and the like) to the
+// process log at debug level: the callers log what matters, once, in context.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }

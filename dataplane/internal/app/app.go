@@ -119,6 +119,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("--redis-url: %w", err)
 		}
+		redis.SetLogger(redisLog{log})
 		rdb := redis.NewClient(opt)
 		defer rdb.Close()
 		limiter = ratelimit.NewRedis(rdb, "portcullis:ratelimit:", log)
@@ -177,4 +178,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// redisLog sends go-redis's own messages (dial retries and the like) to the
+// process log at debug level: the callers log what matters, once, in context.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
