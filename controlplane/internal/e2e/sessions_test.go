@@ -184,10 +184,49 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("a session is bound to the principal that started it, on every replica", func(t *testing.T) {
+		alice, _, err := cp.Access.CreateClientKey(ctx, ten.ID, "alice", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mallory, _, err := cp.Access.CreateClientKey(ctx, ten.ID, "mallory", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cp.Access.SetClientAuth(ctx, ten.ID, gw.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			waitEnforced(t, cp, ten.ID, gw.ID, a, "client keys on every replica")
+		}
+		cs, err := mcpConnectAs(ctx, mcpURL, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs.Close()
+		if _, err := cs.ListTools(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			if code := postWithSessionAs(t, "http://"+a+"/mcp/main", cs.ID(), mallory); code != http.StatusForbidden {
+				t.Fatalf("replica %s let another principal into alice's session: %d, want 403", a, code)
+			}
+			if code := postWithSessionAs(t, "http://"+a+"/mcp/main", cs.ID(), alice); code != http.StatusOK {
+				t.Fatalf("replica %s refused alice her own session: %d", a, code)
+			}
+		}
+	})
 }
 
 // postWithSession sends tools/list in session id and returns the HTTP status.
 func postWithSession(t *testing.T, endpoint, id string) int {
+	t.Helper()
+	return postWithSessionAs(t, endpoint, id, "")
+}
+
+// postWithSessionAs is postWithSession with a bearer credential.
+func postWithSessionAs(t *testing.T, endpoint, id, bearer string) int {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
 	if err != nil {
@@ -197,6 +236,9 @@ func postWithSession(t *testing.T, endpoint, id string) int {
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("Mcp-Session-Id", id)
 	req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -178,7 +178,7 @@ type liveSession struct {
 	ss *mcp.ServerSession
 	// t is set for a session restored from the store; nil for one the SDK's
 	// handler created here (it owns the transport).
-	t *mcp.StreamableServerTransport
+	t    *mcp.StreamableServerTransport
 	mu   sync.Mutex
 	last time.Time
 	// state is what the store should hold, kept here to share the session
@@ -219,14 +219,25 @@ func (h *sharedSessions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Bad Request: Mcp-Session-Id is too long", http.StatusBadRequest)
 		return
 	}
+	var user string
+	if ti := auth.TokenInfoFromContext(r.Context()); ti != nil {
+		user = ti.UserID
+	}
 	h.mu.Lock()
 	ls := h.live[id]
 	h.mu.Unlock()
 	st, err := h.store.load(r.Context(), id)
 	switch {
-	case err != nil && ls != nil:
+	case err != nil && ls != nil && r.Method != http.MethodDelete:
 		// Redis is away: this replica still serves the sessions it holds.
 		h.p.log.Warn("MCP session store unavailable; serving a session held here", "err", err)
+		ls.mu.Lock()
+		owner := ls.state.User
+		ls.mu.Unlock()
+		if user != owner {
+			http.Error(w, "session user mismatch", http.StatusForbidden)
+			return
+		}
 		h.serve(w, r, ls)
 		return
 	case err != nil:
@@ -247,10 +258,6 @@ func (h *sharedSessions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.drop(id) // ended elsewhere (DELETE or expiry): end it here too
 		http.Error(w, "session not found", http.StatusNotFound)
 		return
-	}
-	var user string
-	if ti := auth.TokenInfoFromContext(r.Context()); ti != nil {
-		user = ti.UserID
 	}
 	if user != st.User {
 		http.Error(w, "session user mismatch", http.StatusForbidden)
