@@ -102,6 +102,7 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 	lb := httptest.NewServer(rr)
 	t.Cleanup(func() { lb.CloseClientConnections(); lb.Close() })
 	mcpURL := lb.URL + "/mcp/main"
+	parent := t
 
 	t.Run("the TypeScript client's session alternates replicas and the data-flow rule holds", func(t *testing.T) {
 		out, err := mcpClient(t, mcpURL, "session", `[["demo__echo",{"message":"secret"}],["demo__time",{}],["demo__add",{"a":1,"b":2}]]`)
@@ -139,7 +140,7 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 		for i, r := range replicas {
 			start := time.Now()
 			r.g.stopGracefully(t)
-			r.g = startGateway(t, cp.AgentEndpoint(), r.dataDir, addrs[i], "PORTCULLIS_REDIS_URL="+redisURL)
+			r.g = startGateway(parent, cp.AgentEndpoint(), r.dataDir, addrs[i], "PORTCULLIS_REDIS_URL="+redisURL) // lives beyond this subtest
 			eventually(t, "the restarted replica ready", func() error {
 				if readyVersion(addrs[i]) == 0 {
 					return fmt.Errorf("not ready")
