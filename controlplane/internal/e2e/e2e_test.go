@@ -113,16 +113,7 @@ type controlPlane struct {
 
 func startControlPlane(t testing.TB, dataDir, grpcAddr string) *controlPlane {
 	t.Helper()
-	ctx, cancel := context.WithCancel(viewer.System(context.Background()))
-	a, err := app.New(ctx, app.Config{DataDir: dataDir, GRPCListen: grpcAddr, HTTPListen: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	cp := &controlPlane{App: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { cp.done <- a.Serve(ctx) }()
-	return cp
+	return runControlPlane(t, app.Config{DataDir: dataDir, GRPCListen: grpcAddr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
 func (cp *controlPlane) stop() {

@@ -53,19 +53,19 @@ func runControlPlane(t testing.TB, cfg app.Config) *controlPlane {
 	return cp
 }
 
-// faultSetup is a tenant with a demo upstream behind a virtual server "main",
-// echo approved.
-type faultSetup struct {
+// demoTenant is a tenant with a demo upstream behind a virtual server "main"
+// on one gateway.
+type demoTenant struct {
 	ten, gw uuid.UUID
 	up      *httptest.Server
 }
 
-func newFaultSetup(t testing.TB, cp *controlPlane) *faultSetup {
+func newDemoTenant(t testing.TB, cp *controlPlane) *demoTenant {
 	t.Helper()
 	ctx := viewer.System(context.Background())
-	f := &faultSetup{up: httptest.NewServer(demoupstream.Handler())}
-	t.Cleanup(func() { f.up.CloseClientConnections(); f.up.Close() })
-	ten, err := cp.Tenants.CreateTenant(ctx, "Faults", "faults-"+uuid.NewString()[:8], uuid.Nil)
+	d := &demoTenant{up: httptest.NewServer(demoupstream.Handler())}
+	t.Cleanup(func() { d.up.CloseClientConnections(); d.up.Close() })
+	ten, err := cp.Tenants.CreateTenant(ctx, "Demo", "demo-"+uuid.NewString()[:8], uuid.Nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,14 +73,28 @@ func newFaultSetup(t testing.TB, cp *controlPlane) *faultSetup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", f.up.URL+"/mcp", "")); err != nil {
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", d.up.URL+"/mcp", "")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
 		t.Fatal(err)
 	}
-	f.ten, f.gw = ten.ID, gw.ID
-	return f
+	d.ten, d.gw = ten.ID, gw.ID
+	return d
+}
+
+// serveEcho enrolls a gateway binary that dials endpoint, approves echo and
+// waits until it is listed; it returns the gateway and its MCP URL.
+func (d *demoTenant) serveEcho(t testing.TB, cp *controlPlane, endpoint string, env ...string) (*gatewayProc, string) {
+	t.Helper()
+	tok, err := cp.EnrollmentToken(viewer.System(context.Background()), d.ten, d.gw, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, endpoint, t.TempDir(), freeAddr(t), append(env, "PORTCULLIS_ENROLL_TOKEN="+tok)...)
+	pinWhenDiscovered(t, cp, d.ten, "demo", "echo")
+	waitEnforced(t, cp, d.ten, d.gw, g.addr, "echo approved")
+	return g, "http://" + g.addr + "/mcp/main"
 }
 
 // steadyLoad calls demo__echo from several sessions at a steady pace and counts
@@ -180,17 +194,9 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	pg := testutil.PrivatePostgres(t)
 	cp := runControlPlane(t, app.Config{DataDir: t.TempDir(), DatabaseURL: pg.URL, GRPCListen: "127.0.0.1:0"})
 	defer cp.stop()
-	f := newFaultSetup(t, cp)
-	tok, err := cp.EnrollmentToken(ctx, f.ten, f.gw, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
-	pinWhenDiscovered(t, cp, f.ten, "demo", "echo")
-	url := "http://" + addr + "/mcp/main"
-	waitForTools(t, "echo listed", url, []string{"demo__echo"})
-
+	f := newDemoTenant(t, cp)
+	g, url := f.serveEcho(t, cp, cp.AgentEndpoint())
+	addr := g.addr
 	add := toolOf(t, cp.DB, "demo", "add").ID
 	l := startLoad(t, url, 4, 20*time.Millisecond)
 	time.Sleep(time.Second)
@@ -239,7 +245,7 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 	}
 	a := replica()
 	b := replica()
-	f := newFaultSetup(t, a)
+	f := newDemoTenant(t, a)
 	tok, err := a.EnrollmentTokenUses(ctx, f.ten, f.gw, time.Hour, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +298,7 @@ func TestUpstreamCrash(t *testing.T) {
 	ctx := viewer.System(context.Background())
 	cp := runControlPlane(t, app.Config{DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0"})
 	defer cp.stop()
-	f := newFaultSetup(t, cp)
+	f := newDemoTenant(t, cp)
 	// Replace the demo upstream by one whose listener we control.
 	upAddr := freeAddr(t)
 	serve := func() *httptest.Server {
@@ -481,17 +487,10 @@ func TestGatewayLosesStream(t *testing.T) {
 	ctx := viewer.System(context.Background())
 	cp := runControlPlane(t, app.Config{DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0"})
 	defer cp.stop()
-	f := newFaultSetup(t, cp)
+	f := newDemoTenant(t, cp)
 	link := newBlackhole(t, cp.GRPCAddr())
-	tok, err := cp.EnrollmentToken(ctx, f.ten, f.gw, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	startGateway(t, link.addr(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
-	pinWhenDiscovered(t, cp, f.ten, "demo", "echo")
-	url := "http://" + addr + "/mcp/main"
-	waitForTools(t, "echo listed", url, []string{"demo__echo"})
+	g, url := f.serveEcho(t, cp, link.addr())
+	addr := g.addr
 
 	l := startLoad(t, url, 2, 50*time.Millisecond)
 	time.Sleep(time.Second)
@@ -564,16 +563,8 @@ func TestControlPlaneKilledUnderLoad(t *testing.T) {
 	dataDir, grpcAddr := t.TempDir(), freeAddr(t)
 	// Set up in process, then hand the data dir to the real binary.
 	cp := runControlPlane(t, app.Config{DataDir: dataDir, GRPCListen: grpcAddr})
-	f := newFaultSetup(t, cp)
-	tok, err := cp.EnrollmentToken(ctx, f.ten, f.gw, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	startGateway(t, grpcAddr, t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
-	pinWhenDiscovered(t, cp, f.ten, "demo", "echo")
-	url := "http://" + addr + "/mcp/main"
-	waitForTools(t, "echo listed", url, []string{"demo__echo"})
+	g, url := newDemoTenant(t, cp).serveEcho(t, cp, grpcAddr)
+	addr := g.addr
 	cp.stop()
 
 	serve := func() *exec.Cmd {

@@ -151,21 +151,13 @@ func BenchmarkFleetUnderLoad(b *testing.B) {
 	idleRSS, _ := procMemory(proc.Process.Pid)
 
 	// A real gateway on the same control plane.
-	f := newFaultSetup(b, admin)
-	gwTok, err := admin.EnrollmentToken(sys, f.ten, f.gw, time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	gwAddr := freeAddr(b)
-	g := startGateway(b, grpcAddr, b.TempDir(), gwAddr, "PORTCULLIS_ENROLL_TOKEN="+gwTok)
-	pinWhenDiscovered(b, admin, f.ten, "demo", "echo")
-	waitEnforced(b, admin, f.ten, f.gw, gwAddr, "echo pinned")
+	g, gwURL := newDemoTenant(b, admin).serveEcho(b, admin, grpcAddr)
 	connected, err := admin.DB.Agent.Query().Where(agent.Connected(true)).Count(sys)
 	if err != nil || connected != agents+1 {
 		b.Fatalf("%d agents connected, want %d (%v)", connected, agents+1, err)
 	}
 	b.Run(fmt.Sprintf("tools/call/agents=%d", agents), func(b *testing.B) {
-		load(b, "http://"+gwAddr+"/mcp/main", "demo__echo", "")
+		load(b, gwURL, "demo__echo", "")
 		rss, peak := procMemory(proc.Process.Pid)
 		grss, gpeak := procMemory(g.cmd.Process.Pid)
 		b.ReportMetric(rss, "cp-rss-MiB")

@@ -45,29 +45,15 @@ func TestRateLimitsAcrossReplicas(t *testing.T) {
 	ctx := viewer.System(context.Background())
 	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
 	defer cp.stop()
-	up := httptest.NewServer(demoupstream.Handler())
-	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
-	ten, err := cp.Tenants.CreateTenant(ctx, "Limits", "limits", uuid.Nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "replicated")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
-		t.Fatal(err)
-	}
+	d := newDemoTenant(t, cp)
+	ten, gw := d.ten, d.gw
 	// Counters are keyed by the gateway's (random) id, so runs sharing a Redis do not mix.
-	if err := cp.Access.SetRateLimits(ctx, ten.ID, gw.ID, 0, 5); err != nil {
+	if err := cp.Access.SetRateLimits(ctx, ten, gw, 0, 5); err != nil {
 		t.Fatal(err)
 	}
 	var urls []string
 	for range 2 {
-		tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+		tok, err := cp.EnrollmentToken(ctx, ten, gw, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +61,7 @@ func TestRateLimitsAcrossReplicas(t *testing.T) {
 		startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok, "PORTCULLIS_REDIS_URL="+redisURL)
 		urls = append(urls, "http://"+addr+"/mcp/main")
 	}
-	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
+	pinWhenDiscovered(t, cp, ten, "demo", "echo")
 	for _, u := range urls {
 		waitForTools(t, "echo on every replica", u, []string{"demo__echo"})
 	}
@@ -497,37 +483,15 @@ func TestReplicasShareChanges(t *testing.T) {
 	dbURL := testutil.StartPostgres(t)
 	caDir := t.TempDir()
 	replica := func() *controlPlane {
-		ctx, cancel := context.WithCancel(sys)
-		a, err := app.New(ctx, app.Config{DataDir: t.TempDir(), DatabaseURL: dbURL, RedisURL: redisURL,
-			CACert: filepath.Join(caDir, "ca.crt"), CAKey: filepath.Join(caDir, "ca.key"),
-			GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Logger: testutil.Logger()})
-		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		cp := &controlPlane{App: a, cancel: cancel, done: make(chan error, 1)}
-		go func() { cp.done <- a.Serve(ctx) }()
+		cp := runControlPlane(t, app.Config{DataDir: t.TempDir(), DatabaseURL: dbURL, RedisURL: redisURL,
+			CACert: filepath.Join(caDir, "ca.crt"), CAKey: filepath.Join(caDir, "ca.key"), GRPCListen: "127.0.0.1:0"})
 		t.Cleanup(cp.stop)
 		return cp
 	}
 	a, b := replica(), replica()
-	up := httptest.NewServer(demoupstream.Handler())
-	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
-	ten, err := a.Tenants.CreateTenant(sys, "Replicas", "replicas", uuid.Nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := a.Tenants.CreateGateway(sys, ten.ID, "vpc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Tenants.CreateUpstream(sys, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Tenants.CreateVirtualServer(sys, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := b.EnrollmentToken(sys, ten.ID, gw.ID, time.Hour)
+	d := newDemoTenant(t, a)
+	ten, gw := d.ten, d.gw
+	tok, err := b.EnrollmentToken(sys, ten, gw, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,16 +504,16 @@ func TestReplicasShareChanges(t *testing.T) {
 	url := "http://" + addr + "/mcp/main"
 	waitForTools(t, "nothing approved yet", url, nil)
 	start := time.Now()
-	if err := a.Inventory.PinLive(sys, ten.ID, toolOf(t, a.DB, "demo", "echo").ID); err != nil { // on replica A
+	if err := a.Inventory.PinLive(sys, ten, toolOf(t, a.DB, "demo", "echo").ID); err != nil { // on replica A
 		t.Fatal(err)
 	}
-	waitEnforced(t, a, ten.ID, gw.ID, addr, "the approval on replica A enforced by the gateway on replica B")
+	waitEnforced(t, a, ten, gw, addr, "the approval on replica A enforced by the gateway on replica B")
 	t.Logf("approval on replica A enforced through replica B after %v", time.Since(start).Round(time.Millisecond))
 	waitForTools(t, "echo listed", url, []string{"demo__echo"})
 
 	// Presence: replica A sees the agent that replica B holds, and sees it go.
 	connected := func(cp *controlPlane) bool {
-		ag, err := cp.DB.Agent.Query().Where(agent.GatewayID(gw.ID)).Only(sys)
+		ag, err := cp.DB.Agent.Query().Where(agent.GatewayID(gw)).Only(sys)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -565,7 +529,7 @@ func TestReplicasShareChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.DB.Membership.Create().SetTenantID(ten.ID).SetUserID(u.ID).SetRole("admin").Save(sys); err != nil {
+	if _, err := a.DB.Membership.Create().SetTenantID(ten).SetUserID(u.ID).SetRole("admin").Save(sys); err != nil {
 		t.Fatal(err)
 	}
 	tok, err = a.IDs.CreateSession(sys, u.ID, uuid.Nil)
@@ -576,10 +540,10 @@ func TestReplicasShareChanges(t *testing.T) {
 	if err != nil || se.UserID != u.ID || se.TenantID != uuid.Nil {
 		t.Fatalf("replica B reading A's session: %+v %v", se, err)
 	}
-	if err := b.IDs.SetSessionTenant(sys, se, ten.ID); err != nil {
+	if err := b.IDs.SetSessionTenant(sys, se, ten); err != nil {
 		t.Fatal(err)
 	}
-	if se, err := a.IDs.Session(sys, tok); err != nil || se.TenantID != ten.ID {
+	if se, err := a.IDs.Session(sys, tok); err != nil || se.TenantID != ten {
 		t.Fatalf("replica A after the switch on B: %+v %v", se, err)
 	}
 	if n := a.DB.Session.Query().CountX(sys); n != 0 {

@@ -13,10 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
 
@@ -53,22 +51,7 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 	ctx := viewer.System(context.Background())
 	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
 	defer cp.stop()
-	up := httptest.NewServer(demoupstream.Handler())
-	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
-	ten, err := cp.Tenants.CreateTenant(ctx, "Sessions", "sessions", uuid.Nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "replicated")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
-		t.Fatal(err)
-	}
+	d := newDemoTenant(t, cp)
 	type replica struct {
 		g       *gatewayProc
 		dataDir string
@@ -76,7 +59,7 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 	replicas := make([]*replica, 2)
 	var addrs []string
 	for i := range replicas {
-		tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+		tok, err := cp.EnrollmentToken(ctx, d.ten, d.gw, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,13 +72,13 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 	// echo stands in for a tool that reads private data, time for one that
 	// brings in untrusted content, add for one that sends data out.
 	for name, label := range map[string]string{"echo": "private_data", "time": "untrusted_content", "add": "external_sink"} {
-		pinWhenDiscovered(t, cp, ten.ID, "demo", name)
-		if err := cp.Inventory.SetLabels(ctx, ten.ID, toolOf(t, cp.DB, "demo", name).ID, []string{label}); err != nil {
+		pinWhenDiscovered(t, cp, d.ten, "demo", name)
+		if err := cp.Inventory.SetLabels(ctx, d.ten, toolOf(t, cp.DB, "demo", name).ID, []string{label}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, a := range addrs {
-		waitEnforced(t, cp, ten.ID, gw.ID, a, "labels on every replica")
+		waitEnforced(t, cp, d.ten, d.gw, a, "labels on every replica")
 		waitForTools(t, "every tool on every replica", "http://"+a+"/mcp/main", []string{"demo__add", "demo__echo", "demo__time"})
 	}
 	rr := newRoundRobin(addrs...)
@@ -187,19 +170,19 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 	})
 
 	t.Run("a session is bound to the principal that started it, on every replica", func(t *testing.T) {
-		alice, _, err := cp.Access.CreateClientKey(ctx, ten.ID, "alice", nil)
+		alice, _, err := cp.Access.CreateClientKey(ctx, d.ten, "alice", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		mallory, _, err := cp.Access.CreateClientKey(ctx, ten.ID, "mallory", nil)
+		mallory, _, err := cp.Access.CreateClientKey(ctx, d.ten, "mallory", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cp.Access.SetClientAuth(ctx, ten.ID, gw.ID, true); err != nil {
+		if err := cp.Access.SetClientAuth(ctx, d.ten, d.gw, true); err != nil {
 			t.Fatal(err)
 		}
 		for _, a := range addrs {
-			waitEnforced(t, cp, ten.ID, gw.ID, a, "client keys on every replica")
+			waitEnforced(t, cp, d.ten, d.gw, a, "client keys on every replica")
 		}
 		cs, err := mcpConnectAs(ctx, mcpURL, alice)
 		if err != nil {
