@@ -76,6 +76,16 @@ func everythingJS(t *testing.T) string {
 	return p
 }
 
+// testRedisURL is the Redis `make test` starts (.ci/services).
+func testRedisURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("PORTCULLIS_TEST_REDIS_URL")
+	if u == "" {
+		t.Fatal("PORTCULLIS_TEST_REDIS_URL is not set: run the tests with `make test` (it starts Redis)")
+	}
+	return u
+}
+
 func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

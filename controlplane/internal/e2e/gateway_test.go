@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -38,10 +37,7 @@ import (
 // share Redis: a per-tool limit of 5 calls a minute holds across both, and
 // the refusal tells the model when to try again.
 func TestRateLimitsAcrossReplicas(t *testing.T) {
-	redisURL := os.Getenv("PORTCULLIS_TEST_REDIS_URL")
-	if redisURL == "" {
-		t.Fatal("PORTCULLIS_TEST_REDIS_URL is not set: run the tests with `make test` (it starts Redis)")
-	}
+	redisURL := testRedisURL(t)
 	ctx := viewer.System(context.Background())
 	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
 	defer cp.stop()
@@ -475,10 +471,7 @@ func TestTelemetryZeroLoss(t *testing.T) {
 // and one Redis. The gateway holds its stream on replica B; an approval made
 // on replica A reaches it through Redis pub/sub.
 func TestReplicasShareChanges(t *testing.T) {
-	redisURL := os.Getenv("PORTCULLIS_TEST_REDIS_URL")
-	if redisURL == "" {
-		t.Fatal("PORTCULLIS_TEST_REDIS_URL is not set: run the tests with `make test` (it starts Redis)")
-	}
+	redisURL := testRedisURL(t)
 	sys := viewer.System(context.Background())
 	dbURL := testutil.StartPostgres(t)
 	caDir := t.TempDir()

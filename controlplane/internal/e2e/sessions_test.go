@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -44,10 +43,7 @@ func (rr *roundRobin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // served by the other; the data-flow state it built on both is enforced on
 // either; it survives both replicas restarting; and DELETE ends it everywhere.
 func TestSessionsAcrossReplicas(t *testing.T) {
-	redisURL := os.Getenv("PORTCULLIS_TEST_REDIS_URL")
-	if redisURL == "" {
-		t.Fatal("PORTCULLIS_TEST_REDIS_URL is not set: run the tests with `make test` (it starts Redis)")
-	}
+	redisURL := testRedisURL(t)
 	ctx := viewer.System(context.Background())
 	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
 	defer cp.stop()
