@@ -189,18 +189,7 @@ func newFleet(b *testing.B, databaseURL string, agents int) *fleet {
 	if _, err := cp.Tenants.CreateUpstream(sys, ten.ID, gw.ID, tenantSpec("files", "streamable_http", "http://files.internal/mcp", "")); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := cp.IDs.Invite(sys, ten.ID, "ann@bench.test", viewer.RoleApprover); err != nil {
-		b.Fatal(err)
-	}
-	approver, err := cp.IDs.Login(sys, identity.Claims{Issuer: "https://idp.bench", Subject: "ann", Email: "ann@bench.test"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	v, err := cp.IDs.UserViewer(sys, approver.ID, ten.ID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	f.approver = viewer.NewContext(context.Background(), v)
+	f.approver = approverIn(b, cp, ten.ID)
 
 	caPool := x509.NewCertPool()
 	caPool.AddCert(cp.CA.Cert)
@@ -285,6 +274,24 @@ func (f *fleet) bench(b *testing.B) {
 	b.ReportMetric(pct(0.50), "p50_ms")
 	b.ReportMetric(pct(0.99), "p99_ms")
 	b.ReportMetric(pct(1), "max_ms")
+}
+
+// approverIn signs in an approver of the tenant and returns their context.
+func approverIn(b *testing.B, cp *controlPlane, tenantID uuid.UUID) context.Context {
+	sys := viewer.System(context.Background())
+	email := "ann-" + uuid.NewString()[:8] + "@bench.test"
+	if _, err := cp.IDs.Invite(sys, tenantID, email, viewer.RoleApprover); err != nil {
+		b.Fatal(err)
+	}
+	u, err := cp.IDs.Login(sys, identity.Claims{Issuer: "https://idp.bench", Subject: email, Email: email})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := cp.IDs.UserViewer(sys, u.ID, tenantID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return viewer.NewContext(context.Background(), v)
 }
 
 // openChange reports a new definition of read_file and returns the change request it opened.

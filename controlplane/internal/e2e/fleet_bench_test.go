@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -113,6 +114,7 @@ func BenchmarkFleetUnderLoad(b *testing.B) {
 	}
 	defer enrollConn.Close()
 	start := time.Now()
+	tgt := &atomic.Pointer[target]{}
 	sims := make([]*simAgent, agents)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -125,7 +127,7 @@ func BenchmarkFleetUnderLoad(b *testing.B) {
 					errs <- err
 					return
 				}
-				s.target = &atomic.Pointer[target]{}
+				s.target = tgt
 				sims[i] = s
 			}
 		})
@@ -156,6 +158,28 @@ func BenchmarkFleetUnderLoad(b *testing.B) {
 	if err != nil || connected != agents+1 {
 		b.Fatalf("%d agents connected, want %d (%v)", connected, agents+1, err)
 	}
+	// Approvals on the in-process replica reach the agents the binary holds
+	// through Redis, while the gateway is under load.
+	reporter, err := admin.DB.Agent.Query().Where(agent.GatewayID(fleetGW.ID)).First(sys)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := &fleet{cp: admin, tenantID: ten.ID, reporter: reporter, approver: approverIn(b, admin, ten.ID), target: tgt, agents: agents}
+	loadCtx, stopLoad := context.WithCancel(sys)
+	var loadDone sync.WaitGroup
+	loadDone.Go(func() {
+		s, err := mcpConnect(loadCtx, gwURL)
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		for loadCtx.Err() == nil {
+			_, _ = s.CallTool(loadCtx, &mcp.CallToolParams{Name: "demo__echo", Arguments: map[string]any{"message": "x"}})
+		}
+	})
+	b.Run(fmt.Sprintf("approval-on-other-replica/agents=%d", agents), f.bench)
+	stopLoad()
+	loadDone.Wait()
 	b.Run(fmt.Sprintf("tools/call/agents=%d", agents), func(b *testing.B) {
 		load(b, gwURL, "demo__echo", "")
 		rss, peak := procMemory(proc.Process.Pid)
