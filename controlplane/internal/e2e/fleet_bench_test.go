@@ -55,9 +55,11 @@ func procMemory(pid int) (rss, peak float64) {
 
 // BenchmarkFleetUnderLoad runs the control plane binary with 1,000
 // simulated agents holding their Sync streams (mTLS, keepalives, signed
-// bundles) plus a real gateway, and drives tools/call through that gateway;
-// its call events flow back to the same control plane. It reports the
-// gateway's throughput and p99 and both processes' memory (RSS and peak).
+// bundles) plus a real gateway. Sub-benchmark approval-on-other-replica
+// approves changes on a second, in-process replica and times each agent's
+// receipt through Redis while the gateway carries calls; tools/call drives
+// the gateway, whose call events flow back to the binary, and reports
+// throughput, p99 and both processes' memory (RSS and peak).
 func BenchmarkFleetUnderLoad(b *testing.B) {
 	agents := 1000
 	if n, err := strconv.Atoi(os.Getenv("PORTCULLIS_BENCH_AGENTS")); err == nil && n > 0 {
