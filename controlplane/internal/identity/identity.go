@@ -50,6 +50,12 @@ func (s *Service) KeepSessionsIn(rdb redis.UniversalClient) { s.rdb = rdb }
 
 const redisSessionPrefix = "portcullis:console-session:"
 
+// setTenantIfLive switches a session's tenant only while the session exists,
+// so that a switch racing its expiry cannot leave a key without a TTL.
+var setTenantIfLive = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 0 then return -1 end
+return redis.call("HSET", KEYS[1], "tenant", ARGV[1])`)
+
 // New returns a Service.
 func New(db *ent.Client, log *slog.Logger) (*Service, error) {
 	if db == nil {
@@ -412,15 +418,14 @@ func (s *Service) SetSessionTenant(ctx context.Context, se *Session, tenantID uu
 		return err
 	}
 	if s.rdb != nil {
-		// XX semantics: a session that expired meanwhile is not brought back.
-		n, err := s.rdb.Exists(ctx, se.key).Result()
+		n, err := setTenantIfLive.Run(ctx, s.rdb, []string{se.key}, tenantID.String()).Int()
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return authz.ErrUnauthenticated
+		if n < 0 {
+			return authz.ErrUnauthenticated // expired meanwhile: not brought back
 		}
-		return s.rdb.HSet(ctx, se.key, "tenant", tenantID.String()).Err()
+		return nil
 	}
 	return s.db.Session.UpdateOneID(se.ID).SetTenantID(tenantID).Exec(viewer.System(ctx))
 }
