@@ -100,3 +100,5 @@ require (
 )
 
 replace github.com/portcullis-mcp/portcullis/proto => ./proto
+
+replace github.com/modelcontextprotocol/go-sdk => ./third_party/go-sdk
