@@ -49,7 +49,16 @@ func Handler(db *ent.Client) http.Handler {
 	reg.MustRegister(PolicyCompiles, EventsIngested, EventsDropped, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_agents_connected", Help: "Gateway agents with an open Sync stream (-1: database error)."},
 			count(func(ctx context.Context) (int, error) {
-				return db.Agent.Query().Where(agent.Connected(true)).Count(ctx)
+				// Loaded, not counted in SQL: with Redis, presence overrides
+				// the stored flag in an ent interceptor that a COUNT bypasses.
+				agents, err := db.Agent.Query().Select(agent.FieldID, agent.FieldConnected, agent.FieldLastSeen).All(ctx)
+				n := 0
+				for _, a := range agents {
+					if a.Connected {
+						n++
+					}
+				}
+				return n, err
 			})),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_change_requests_pending", Help: "Change requests awaiting a decision (-1: database error)."},
 			count(func(ctx context.Context) (int, error) {

@@ -2,14 +2,17 @@ package presence_test
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/presence"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
@@ -58,6 +61,7 @@ func TestPresenceOverridesStaleFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := db.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).SetConnected(true).SaveX(ctx)
+	db.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).SetConnected(true).SaveX(ctx) // another stale one
 	live := db.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).SaveX(ctx)
 
 	if err := p.Seen(ctx, live.ID); err != nil {
@@ -75,6 +79,12 @@ func TestPresenceOverridesStaleFlags(t *testing.T) {
 	}
 	if a := db.Agent.Query().Where(agent.ID(live.ID)).OnlyX(ctx); !a.Connected || a.LastSeen == nil {
 		t.Fatalf("plain query: %+v", a)
+	}
+	// The Prometheus gauge counts by presence too, not by the stale flag.
+	rec := httptest.NewRecorder()
+	metrics.Handler(db).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "\nportcullis_agents_connected 1\n") {
+		t.Fatalf("portcullis_agents_connected should be 1:\n%s", rec.Body.String())
 	}
 	// No refresh: the mark expires, as when the replica holding the stream dies.
 	deadline := time.Now().Add(10 * time.Second)
