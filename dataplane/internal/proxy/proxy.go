@@ -35,6 +35,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/ratelimit"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/resultscan"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/tracing"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
@@ -875,7 +876,7 @@ func (p *Proxy) Handler() http.Handler {
 		h = p.shared
 	}
 	// W3C trace context from the client continues through the gateway to the upstream.
-	h = otelhttp.NewHandler(h, "mcp", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "mcp " + r.PathValue("vs") }))
+	h = tracing.Handler(h, "mcp", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "mcp " + r.PathValue("vs") }))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/mcp/{vs}", func(w http.ResponseWriter, r *http.Request) {
 		vs := r.PathValue("vs")

@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/backoff"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/canonical"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/tracing"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
@@ -38,7 +38,7 @@ var upstreamHTTPClient = &http.Client{Transport: func() http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 256
 	t.IdleConnTimeout = 90 * time.Second
-	return otelhttp.NewTransport(t) // passes the caller's trace context upstream
+	return tracing.Transport(t) // passes the caller's trace context upstream
 }()}
 
 // liveTool is a tool as the upstream currently lists it.
