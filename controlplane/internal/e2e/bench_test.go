@@ -63,24 +63,39 @@ func BenchmarkToolsCall(b *testing.B) {
 	g := startGateway(b, cp.AgentEndpoint(), filepath.Join(work, "gw"), gwAddr, "PORTCULLIS_ENROLL_TOKEN="+token)
 	defer g.stop()
 	pinWhenDiscovered(b, cp, ten.ID, "demo", "echo")
+	exposed := func(gwURL string) {
+		eventually(b, "echo exposed", func() error {
+			s, err := mcpConnect(ctx, gwURL)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			res, err := s.ListTools(ctx, nil)
+			if err != nil || len(res.Tools) != 1 {
+				return fmt.Errorf("tools %v err %v", res, err)
+			}
+			return nil
+		})
+	}
 	gwURL := "http://" + gwAddr + "/mcp/bench"
-	eventually(b, "echo exposed", func() error {
-		s, err := mcpConnect(ctx, gwURL)
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		res, err := s.ListTools(ctx, nil)
-		if err != nil || len(res.Tools) != 1 {
-			return fmt.Errorf("tools %v err %v", res, err)
-		}
-		return nil
-	})
+	exposed(gwURL)
+	// A second replica of the gateway with Redis: every request looks its
+	// MCP session up there (one round trip), as replicas behind a balancer do.
+	rtok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rAddr := freeAddr(b)
+	rg := startGateway(b, cp.AgentEndpoint(), filepath.Join(work, "gw-redis"), rAddr, "PORTCULLIS_ENROLL_TOKEN="+rtok, "PORTCULLIS_REDIS_URL="+testRedisURL(b))
+	defer rg.stop()
+	rURL := "http://" + rAddr + "/mcp/bench"
+	exposed(rURL)
 
 	for _, tc := range []struct{ name, url, tool string }{
 		{"direct", up.URL + "/mcp", "echo"},
 		{"reverse-proxy", rp.URL + "/mcp", "echo"},
 		{"gateway", gwURL, "demo__echo"},
+		{"gateway-redis-sessions", rURL, "demo__echo"},
 	} {
 		b.Run(tc.name, func(b *testing.B) { load(b, tc.url, tc.tool, "") })
 	}
