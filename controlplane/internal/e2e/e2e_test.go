@@ -133,14 +133,15 @@ func (cp *controlPlane) stop() {
 }
 
 type gatewayProc struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	addr string
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	addr    string
+	dataDir string // identity, cached bundle and spool: a restart reuses it
 }
 
 func startGateway(t testing.TB, cpAddr, dataDir, listen string, env ...string) *gatewayProc {
 	t.Helper()
-	g := &gatewayProc{out: &syncBuffer{}, addr: listen}
+	g := &gatewayProc{out: &syncBuffer{}, addr: listen, dataDir: dataDir}
 	args := []string{"--control-plane", cpAddr, "--data-dir", dataDir, "--listen", listen}
 	if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "PORTCULLIS_DISCOVERY_INTERVAL=") }) {
 		args = append(args, "--discovery-interval", "2s")

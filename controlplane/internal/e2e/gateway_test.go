@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -277,40 +276,10 @@ func TestClientJWT(t *testing.T) {
 // TestMetrics scrapes Prometheus /metrics from the gateway and the control
 // plane after real traffic.
 func TestMetrics(t *testing.T) {
-	ctx, cancel := context.WithCancel(viewer.System(context.Background()))
-	a, err := app.New(ctx, app.Config{DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", Logger: testutil.Logger()})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	cp := &controlPlane{App: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { cp.done <- a.Serve(ctx) }()
+	cp := runControlPlane(t, app.Config{DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0"})
 	defer cp.stop()
-	up := httptest.NewServer(demoupstream.Handler())
-	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
-	ten, err := cp.Tenants.CreateTenant(ctx, "Metrics", "metrics", uuid.Nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
-	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
-	url := "http://" + addr + "/mcp/main"
-	waitForTools(t, "echo listed", url, []string{"demo__echo"})
+	g, url := newDemoTenant(t, cp).serveEcho(t, cp, cp.AgentEndpoint())
+	addr := g.addr
 	if _, _, err := callText(t, url, "demo__echo", `{"message":"m"}`); err != nil {
 		t.Fatal(err)
 	}
@@ -356,31 +325,8 @@ func TestTelemetryZeroLoss(t *testing.T) {
 	ctx := viewer.System(context.Background())
 	cpDir, grpcAddr := t.TempDir(), freeAddr(t)
 	cp := startControlPlane(t, cpDir, grpcAddr)
-	up := httptest.NewServer(demoupstream.Handler())
-	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
-	ten, err := cp.Tenants.CreateTenant(ctx, "Spool", "spool", uuid.Nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gwDir, addr := t.TempDir(), freeAddr(t)
-	g := startGateway(t, cp.AgentEndpoint(), gwDir, addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
-	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
-	url := "http://" + addr + "/mcp/main"
-	waitForTools(t, "echo listed", url, []string{"demo__echo"})
+	d := newDemoTenant(t, cp)
+	g, url := d.serveEcho(t, cp, cp.AgentEndpoint())
 	calls := func(n int) {
 		t.Helper()
 		var batch [][2]any
@@ -394,67 +340,34 @@ func TestTelemetryZeroLoss(t *testing.T) {
 		}
 	}
 	calls(10)
-	toolCalls := func() (int, error) { return cp.DB.CallEvent.Query().Where(callevent.Method("tools/call")).Count(ctx) }
-	eventually(t, "the first events stored", func() error {
-		if n, err := toolCalls(); err != nil || n != 10 {
-			return fmt.Errorf("%d events, %v", n, err)
-		}
-		return nil
-	})
+	waitEvents(t, cp.DB, 10, "the first events stored")
 	// Load through the gateway while the control plane goes down and comes back.
-	var made atomic.Int64
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for range 4 {
-		sess, err := mcpConnect(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sess.Close()
-		wg.Go(func() {
-			for loadCtx.Err() == nil {
-				res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: "demo__echo", Arguments: map[string]any{"message": "load"}})
-				if err != nil || res.IsError {
-					t.Errorf("call under load: %v %v", res, err)
-					return
-				}
-				made.Add(1)
-			}
-		})
-	}
+	l := startLoad(t, url, 4, 5*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 	cp.stop()
 	time.Sleep(time.Second) // calls go on; their events wait in the gateway's spool
 	cp = startControlPlane(t, cpDir, grpcAddr)
 	time.Sleep(time.Second)
-	stopLoad()
-	wg.Wait()
-	loaded := int(made.Load())
+	ok, failed, firstErr := l.stop()
+	if failed != 0 {
+		t.Fatalf("%d calls under load failed (%s)", failed, firstErr)
+	}
+	loaded := int(ok)
 	if loaded < 20 {
 		t.Fatalf("only %d calls under load", loaded)
 	}
-	eventually(t, "the events made under load stored", func() error {
-		if n, err := toolCalls(); err != nil || n != 10+loaded {
-			return fmt.Errorf("%d tool-call events stored, want %d (%v)", n, 10+loaded, err)
-		}
-		return nil
-	})
+	waitEvents(t, cp.DB, int64(10+loaded), "the events made under load stored")
 	cp.stop()
 	calls(10) // control plane down
 	g.stopGracefully(t)
-	startGateway(t, grpcAddr, gwDir, addr) // restarts from its cached bundle and its spool
+	startGateway(t, grpcAddr, g.dataDir, g.addr) // restarts from its cached bundle and its spool
 	waitForTools(t, "echo served from the cached bundle", url, []string{"demo__echo"})
 	calls(10)
 	cp = startControlPlane(t, cpDir, grpcAddr)
 	defer cp.stop()
-	eventually(t, "every event stored exactly once", func() error {
-		if n, err := toolCalls(); err != nil || n != 30+loaded {
-			return fmt.Errorf("%d events stored, want %d (%v)", n, 30+loaded, err)
-		}
-		return nil
-	})
+	waitEvents(t, cp.DB, int64(30+loaded), "every event stored exactly once")
 	// The per-minute rollups count each call once too.
-	points, err := cp.Telemetry.Series(ctx, ten.ID, time.Now().Add(-59*time.Minute), time.Now())
+	points, err := cp.Telemetry.Series(ctx, d.ten, time.Now().Add(-59*time.Minute), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
