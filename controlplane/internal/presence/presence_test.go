@@ -15,15 +15,10 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/presence"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
-
-type nop struct{}
-
-func (nop) GatewayChanged(context.Context, uuid.UUID) error { return nil }
 
 // TestPresenceOverridesStaleFlags: an agent whose replica died keeps
 // connected=true in the database; presence in Redis says otherwise once the
@@ -48,21 +43,10 @@ func TestPresenceOverridesStaleFlags(t *testing.T) {
 	p := presence.New(rdb, "portcullis:test-presence:"+uuid.NewString()+":", time.Second)
 	db.Agent.Intercept(p.Interceptor())
 
-	tens, err := tenant.New(db, nop{}, testutil.Logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ten, err := tens.CreateTenant(ctx, "P", "p-"+uuid.NewString()[:8], uuid.Nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := tens.CreateGateway(ctx, ten.ID, "gw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stale := db.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).SetConnected(true).SaveX(ctx)
-	db.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).SetConnected(true).SaveX(ctx) // another stale one
-	live := db.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).SaveX(ctx)
+	gw := testutil.NewGateway(t, db)
+	stale := db.Agent.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).SetConnected(true).SaveX(ctx)
+	db.Agent.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).SetConnected(true).SaveX(ctx) // another stale one
+	live := db.Agent.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).SaveX(ctx)
 
 	if err := p.Seen(ctx, live.ID); err != nil {
 		t.Fatal(err)

@@ -12,15 +12,10 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
-
-type nop struct{}
-
-func (nop) GatewayChanged(context.Context, uuid.UUID) error { return nil }
 
 // BenchmarkIngest stores batches of 1,000 call events into PostgreSQL, as
 // gateways ship them, and reports events per second.
@@ -34,19 +29,8 @@ func BenchmarkIngest(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	tens, err := tenant.New(db, nop{}, testutil.Logger())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ten, err := tens.CreateTenant(ctx, "Ingest", "ingest", uuid.Nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	gw, err := tens.CreateGateway(ctx, ten.ID, "gw")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ag, err := db.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).Save(ctx)
+	gw := testutil.NewGateway(b, db)
+	ag, err := db.Agent.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).Save(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -25,19 +24,8 @@ func TestIngestRollsUpOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer db.Close()
-			tens, err := tenant.New(db, nop{}, testutil.Logger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			ten, err := tens.CreateTenant(ctx, "T", "roll-"+uuid.NewString()[:8], uuid.Nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			gw, err := tens.CreateGateway(ctx, ten.ID, "gw")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ag, err := db.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).Save(ctx)
+			gw := testutil.NewGateway(t, db)
+			ag, err := db.Agent.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).Save(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,7 +51,7 @@ func TestIngestRollsUpOnce(t *testing.T) {
 			if _, err := svc.Ingest(ctx, ag, []*agentv1.CallEvent{ev("a", 500, false), ev("d", 40000, false)}, 0); err != nil {
 				t.Fatal(err)
 			}
-			series, err := svc.Series(ctx, ten.ID, minute.Add(-time.Minute), minute.Add(time.Minute))
+			series, err := svc.Series(ctx, gw.TenantID, minute.Add(-time.Minute), minute.Add(time.Minute))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,18 +61,18 @@ func TestIngestRollsUpOnce(t *testing.T) {
 			if series[1].P95Micros != 50000 { // 4 calls; the 95th percentile is in the 20–50 ms bucket
 				t.Fatalf("p95 = %d µs", series[1].P95Micros)
 			}
-			denied, err := svc.Events(ctx, ten.ID, telemetry.Filter{Decision: "deny"})
+			denied, err := svc.Events(ctx, gw.TenantID, telemetry.Filter{Decision: "deny"})
 			if err != nil || len(denied) != 1 || denied[0].ID != "c" {
 				t.Fatalf("denied events: %v %v", denied, err)
 			}
-			if _, err := svc.Events(ctx, ten.ID, telemetry.Filter{Decision: "maybe"}); err == nil {
+			if _, err := svc.Events(ctx, gw.TenantID, telemetry.Filter{Decision: "maybe"}); err == nil {
 				t.Fatal("a bad decision filter was accepted")
 			}
 			n, err := svc.Expire(ctx, time.Minute, time.Hour)
 			if err != nil || n != 4 {
 				t.Fatalf("expired %d, %v; want the 4 raw events older than a minute", n, err)
 			}
-			if series, _ := svc.Series(ctx, ten.ID, minute, minute.Add(time.Minute)); series[0].Calls != 4 {
+			if series, _ := svc.Series(ctx, gw.TenantID, minute, minute.Add(time.Minute)); series[0].Calls != 4 {
 				t.Fatal("rollups must outlive raw events")
 			}
 		})

@@ -14,9 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
+	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
 
 var dbSeq atomic.Int64
@@ -83,4 +87,29 @@ func Logger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// nopNotifier ignores policy-change signals, for tests without a compiler.
+type nopNotifier struct{}
+
+func (nopNotifier) GatewayChanged(context.Context, uuid.UUID) error { return nil }
+
+// NewGateway creates a tenant of its own (with its signing key, as the
+// tenant service makes it) and a gateway in it.
+func NewGateway(t testing.TB, db *ent.Client) *ent.Gateway {
+	t.Helper()
+	ctx := viewer.System(context.Background())
+	tens, err := tenant.New(db, nopNotifier{}, Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten, err := tens.CreateTenant(ctx, "Test", "t-"+uuid.NewString()[:8], uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := tens.CreateGateway(ctx, ten.ID, "gw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gw
 }
