@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -61,6 +60,35 @@ const storeTimeout = 500 * time.Millisecond
 
 func (s *RedisSessions) key(id string) string { return s.prefix + id }
 
+// The data-flow labels are hash fields of their own, one per label, so
+// concurrent writes from two replicas cannot overwrite each other.
+var (
+	flowNames  = []string{"f1", "f2", "f4"}
+	flowLabels = []flowLabel{privateData, untrustedContent, externalSink}
+)
+
+// flowSet is the HSET field/value pairs recording labels.
+func flowSet(labels flowLabel) []any {
+	var fields []any
+	for i, l := range flowLabels {
+		if labels&l != 0 {
+			fields = append(fields, flowNames[i], "1")
+		}
+	}
+	return fields
+}
+
+// flowFrom reads labels back from the fields' values, in flowNames order.
+func flowFrom(values []any) flowLabel {
+	var l flowLabel
+	for i, v := range values {
+		if v == "1" {
+			l |= flowLabels[i]
+		}
+	}
+	return l
+}
+
 func (s *RedisSessions) save(ctx context.Context, id string, st *storedSession) error {
 	b, err := json.Marshal(st)
 	if err != nil {
@@ -72,14 +100,8 @@ func (s *RedisSessions) save(ctx context.Context, id string, st *storedSession) 
 	if st.Initialized {
 		init = "1"
 	}
-	fields := []any{"s", b, "i", init}
-	for i := range 3 {
-		if st.Flow&(1<<i) != 0 {
-			fields = append(fields, "f"+strconv.Itoa(1<<i), "1")
-		}
-	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.key(id), fields...)
+		p.HSet(ctx, s.key(id), append([]any{"s", b, "i", init}, flowSet(st.Flow)...)...)
 		p.Expire(ctx, s.key(id), s.idle)
 		return nil
 	})
@@ -111,11 +133,11 @@ func (s *RedisSessions) load(ctx context.Context, id string) (*storedSession, er
 		return nil, fmt.Errorf("stored session %q: %w", id, err)
 	}
 	st.Initialized = h["i"] == "1"
-	for name, bit := range map[string]flowLabel{"f1": 1, "f2": 2, "f4": 4} {
-		if h[name] == "1" {
-			st.Flow |= bit
-		}
+	values := make([]any, len(flowNames))
+	for i, n := range flowNames {
+		values[i] = h[n]
 	}
+	st.Flow = flowFrom(values)
 	return st, nil
 }
 
@@ -129,33 +151,21 @@ func (s *RedisSessions) markInitialized(ctx context.Context, id string) error {
 func (s *RedisSessions) flow(ctx context.Context, id string) (flowLabel, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	vals, err := s.rdb.HMGet(ctx, s.key(id), "f1", "f2", "f4").Result()
+	values, err := s.rdb.HMGet(ctx, s.key(id), flowNames...).Result()
 	if err != nil {
 		return 0, err
 	}
-	var f flowLabel
-	for i, v := range vals {
-		if v == "1" {
-			f |= 1 << i
-		}
-	}
-	return f, nil
+	return flowFrom(values), nil
 }
 
-// addFlow records labels; each label is its own field, so concurrent calls on
-// two replicas cannot overwrite each other.
+// addFlow records labels the session touched.
 func (s *RedisSessions) addFlow(ctx context.Context, id string, labels flowLabel) error {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	var fields []any
-	for i := range 3 {
-		if labels&(1<<i) != 0 {
-			fields = append(fields, "f"+strconv.Itoa(1<<i), "1")
-		}
-	}
+	fields := flowSet(labels)
 	if len(fields) == 0 {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	return s.rdb.HSet(ctx, s.key(id), fields...).Err()
 }
 
