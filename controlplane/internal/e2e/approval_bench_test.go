@@ -161,16 +161,12 @@ type fleet struct {
 
 func newFleet(b *testing.B, databaseURL string, agents int) *fleet {
 	sys := viewer.System(context.Background())
-	ctx, cancel := context.WithCancel(sys)
-	a, err := app.New(ctx, app.Config{DataDir: filepath.Join(b.TempDir(), "cp"), DatabaseURL: databaseURL, GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Logger: testutil.Logger()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cp := &controlPlane{App: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { cp.done <- a.Serve(ctx) }()
+	cp := runControlPlane(b, app.Config{DataDir: filepath.Join(b.TempDir(), "cp"), DatabaseURL: databaseURL, GRPCListen: "127.0.0.1:0"})
+	ctx, cancel := context.WithCancel(sys) // the agents' streams
 	f := &fleet{cp: cp, agents: agents, target: &atomic.Pointer[target]{}}
 	var conns []*grpc.ClientConn
 	f.stop = func() {
+		cancel()
 		for _, c := range conns {
 			_ = c.Close()
 		}
@@ -193,51 +189,13 @@ func newFleet(b *testing.B, databaseURL string, agents int) *fleet {
 
 	caPool := x509.NewCertPool()
 	caPool.AddCert(cp.CA.Cert)
-	enrollConn, err := grpc.NewClient(cp.AgentEndpoint(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: caPool, ServerName: "localhost"})))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer enrollConn.Close()
-	sims := make([]*simAgent, agents)
-	var wg sync.WaitGroup
-	errs := make(chan error, agents)
-	next := atomic.Int64{}
 	start := time.Now()
-	for range 8 {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < agents; i = int(next.Add(1)) - 1 {
-				tok, err := cp.EnrollmentToken(sys, ten.ID, gw.ID, time.Hour)
-				if err != nil {
-					errs <- err
-					return
-				}
-				s, err := enrollSim(sys, tok, cp.AgentEndpoint(), caPool, enrollConn, i)
-				if err != nil {
-					errs <- err
-					return
-				}
-				s.target = f.target
-				sims[i] = s
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatalf("enrolling: %v", err)
-	}
-	enrolled := time.Since(start)
-	ready := make(chan error, agents)
+	sims := startFleet(b, ctx, agents, func() (string, error) { return cp.EnrollmentToken(sys, ten.ID, gw.ID, time.Hour) },
+		cp.AgentEndpoint(), caPool, f.target)
 	for _, s := range sims {
 		conns = append(conns, s.conn)
-		go s.run(ctx, ready)
 	}
-	for range agents {
-		if err := <-ready; err != nil {
-			b.Fatalf("agent sync: %v", err)
-		}
-	}
-	b.Logf("%d agents enrolled in %v, all synced after %v", agents, enrolled.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	b.Logf("%d agents enrolled and synced in %v", agents, time.Since(start).Round(time.Millisecond))
 	// The inventory comes from one agent, as a gateway's discovery would.
 	if f.reporter, err = cp.DB.Agent.Query().Where(agent.GatewayID(gw.ID)).First(sys); err != nil {
 		b.Fatal(err)
@@ -274,6 +232,56 @@ func (f *fleet) bench(b *testing.B) {
 	b.ReportMetric(pct(0.50), "p50_ms")
 	b.ReportMetric(pct(0.99), "p99_ms")
 	b.ReportMetric(pct(1), "max_ms")
+}
+
+// startFleet enrolls n simulated agents at endpoint, eight at a time, each
+// with a token from token (a multi-use token may repeat), and holds their
+// Sync streams until ctx ends. It returns once every agent holds its first
+// bundle; the caller closes their connections.
+func startFleet(b *testing.B, ctx context.Context, n int, token func() (string, error), endpoint string, caPool *x509.CertPool, tgt *atomic.Pointer[target]) []*simAgent {
+	b.Helper()
+	enrollConn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: caPool, ServerName: "localhost"})))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enrollConn.Close()
+	sims := make([]*simAgent, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range 8 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				tok, err := token()
+				if err != nil {
+					errs <- err
+					return
+				}
+				s, err := enrollSim(ctx, tok, endpoint, caPool, enrollConn, i)
+				if err != nil {
+					errs <- err
+					return
+				}
+				s.target = tgt
+				sims[i] = s
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatalf("enrolling: %v", err)
+	}
+	ready := make(chan error, n)
+	for _, s := range sims {
+		go s.run(ctx, ready)
+	}
+	for range n {
+		if err := <-ready; err != nil {
+			b.Fatalf("agent sync: %v", err)
+		}
+	}
+	return sims
 }
 
 // approverIn signs in an approver of the tenant and returns their context.

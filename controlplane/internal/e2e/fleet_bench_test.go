@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -20,8 +19,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
@@ -110,46 +107,12 @@ func BenchmarkFleetUnderLoad(b *testing.B) {
 		}
 		return err
 	})
-	enrollConn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: caPool, ServerName: "localhost"})))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer enrollConn.Close()
 	start := time.Now()
 	tgt := &atomic.Pointer[target]{}
-	sims := make([]*simAgent, agents)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, agents)
-	for range 8 {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < agents; i = int(next.Add(1)) - 1 {
-				s, err := enrollSim(sys, tok, grpcAddr, caPool, enrollConn, i)
-				if err != nil {
-					errs <- err
-					return
-				}
-				s.target = tgt
-				sims[i] = s
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatalf("enrolling: %v", err)
-	}
 	ctx, cancel := context.WithCancel(sys)
 	defer cancel()
-	ready := make(chan error, agents)
-	for _, s := range sims {
+	for _, s := range startFleet(b, ctx, agents, func() (string, error) { return tok, nil }, grpcAddr, caPool, tgt) {
 		defer s.conn.Close()
-		go s.run(ctx, ready)
-	}
-	for range agents {
-		if err := <-ready; err != nil {
-			b.Fatalf("agent sync: %v", err)
-		}
 	}
 	b.Logf("%d simulated agents enrolled and synced in %v", agents, time.Since(start).Round(time.Millisecond))
 	idleRSS, _ := procMemory(proc.Process.Pid)
