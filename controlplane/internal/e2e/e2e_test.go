@@ -197,14 +197,21 @@ func eventually(t testing.TB, what string, f func() error) {
 
 // readyVersion returns the gateway's enforced policy version (0 when not ready).
 func readyVersion(addr string) uint64 {
+	v, _ := readyz(addr)
+	return v
+}
+
+// readyz reads the gateway's /readyz: the enforced policy version (0 when
+// not ready) and whether it holds its stream to the control plane.
+func readyz(addr string) (version uint64, connected bool) {
 	resp, err := http.Get("http://" + addr + "/readyz")
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	defer resp.Body.Close()
-	var v uint64
-	fmt.Sscanf(resp.Header.Get("X-Portcullis-Policy-Version"), "%d", &v)
-	return v
+	fmt.Sscanf(resp.Header.Get("X-Portcullis-Policy-Version"), "%d", &version)
+	b, _ := io.ReadAll(resp.Body)
+	return version, strings.Contains(string(b), "control_plane_connected=true")
 }
 
 // mcpClient runs the TypeScript SDK client and decodes its JSON output.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -544,13 +543,8 @@ func controlPlaneBin(t testing.TB) string {
 
 // connectedToControlPlane reads the gateway's view of its stream from /readyz.
 func connectedToControlPlane(addr string) bool {
-	resp, err := http.Get("http://" + addr + "/readyz")
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return strings.Contains(string(b), "control_plane_connected=true")
+	_, connected := readyz(addr)
+	return connected
 }
 
 // TestControlPlaneKilledUnderLoad SIGKILLs the control plane process while
