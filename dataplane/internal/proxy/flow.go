@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 
@@ -52,6 +53,42 @@ func (p *Proxy) sessionFlow(ss *mcp.ServerSession) *atomic.Uint32 {
 		}()
 	}
 	return v.(*atomic.Uint32)
+}
+
+// sharesFlow reports whether the session's data-flow state is shared with the
+// other replicas through the session store.
+func (p *Proxy) sharesFlow(ss *mcp.ServerSession) bool {
+	return p.shared != nil && ss != nil && ss.ID() != ""
+}
+
+// flowRefusal is why the session may not call a tool with these labels, or
+// "". For an external sink it reads what the session touched on every
+// replica; if that cannot be read, the call is refused.
+func (p *Proxy) flowRefusal(ctx context.Context, ss *mcp.ServerSession, labels flowLabel, exposed string) string {
+	touched := flowLabel(p.sessionFlow(ss).Load())
+	if labels&externalSink != 0 && p.sharesFlow(ss) {
+		remote, err := p.shared.store.flow(ctx, ss.ID())
+		if err != nil {
+			return "data-flow rule: the gateway's session store is unavailable, so tools that send data outside are refused until it is back"
+		}
+		touched |= remote
+	}
+	return flowCheck(touched, labels, exposed)
+}
+
+// touch records that the session used a tool with these labels, here and,
+// when shared, for the other replicas.
+func (p *Proxy) touch(ctx context.Context, ss *mcp.ServerSession, labels flowLabel) {
+	touched := labels & exfiltration
+	if touched == 0 {
+		return
+	}
+	p.sessionFlow(ss).Or(uint32(touched))
+	if p.sharesFlow(ss) {
+		if err := p.shared.store.addFlow(ctx, ss.ID(), touched); err != nil {
+			p.log.Warn("data-flow labels not shared with the other replicas (this replica still enforces them)", "err", err)
+		}
+	}
 }
 
 // flowCheck refuses an external sink in a session that touched both private

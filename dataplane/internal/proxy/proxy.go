@@ -698,17 +698,7 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		return deny(reason)
 	}
 	labels := pol.labels[pinKey{kindTool, upName, toolName}]
-	flow := p.sessionFlow(req.Session)
-	touched := flowLabel(flow.Load())
-	if labels&externalSink != 0 && p.shared != nil && req.Session.ID() != "" {
-		// The session may have touched data on another replica.
-		remote, err := p.shared.store.flow(ctx, req.Session.ID())
-		if err != nil {
-			return deny("data-flow rule: the gateway's session store is unavailable, so tools that send data outside are refused until it is back")
-		}
-		touched |= remote
-	}
-	if reason := flowCheck(touched, labels, exposed); reason != "" {
+	if reason := p.flowRefusal(ctx, req.Session, labels, exposed); reason != "" {
 		return deny(reason)
 	}
 	params := &mcp.CallToolParams{Name: toolName}
@@ -728,14 +718,7 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	if err != nil || res == nil {
 		return res, err
 	}
-	if touched := labels & exfiltration; touched != 0 {
-		flow.Or(uint32(touched))
-		if p.shared != nil && req.Session.ID() != "" {
-			if err := p.shared.store.addFlow(ctx, req.Session.ID(), touched); err != nil {
-				p.log.Warn("data-flow labels not shared with the other replicas (this replica still enforces them)", "err", err)
-			}
-		}
-	}
+	p.touch(ctx, req.Session, labels)
 	return scanToolResult(res, pol.results, ev), nil
 }
 
