@@ -239,17 +239,10 @@ func (h *sharedSessions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st, err := h.store.load(r.Context(), id)
 	switch {
 	case err != nil && ls != nil && r.Method != http.MethodDelete:
-		// Redis is away: this replica still serves the sessions it holds.
+		// Redis is away: this replica still serves the sessions it holds,
+		// checked against what it holds.
 		h.p.log.Warn("MCP session store unavailable; serving a session held here", "err", err)
-		ls.mu.Lock()
-		owner := ls.state.User
-		ls.mu.Unlock()
-		if user != owner {
-			http.Error(w, "session user mismatch", http.StatusForbidden)
-			return
-		}
-		h.serve(w, r, ls)
-		return
+		st = h.snapshot(ls)
 	case err != nil:
 		h.p.log.Warn("MCP session store unavailable", "err", err)
 		w.Header().Set("Retry-After", "1")
