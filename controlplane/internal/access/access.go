@@ -24,6 +24,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/accessrule"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
@@ -71,19 +72,6 @@ func HashKey(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func (s *Service) gatewaysChanged(ctx context.Context, tenantID uuid.UUID) error {
-	ids, err := s.db.Gateway.Query().Where(gateway.TenantID(tenantID)).IDs(ctx)
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		if err := s.notify.GatewayChanged(ctx, id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // ClientKeys lists the tenant's client keys.
 func (s *Service) ClientKeys(ctx context.Context, tenantID uuid.UUID) ([]*ent.ClientKey, error) {
 	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
@@ -126,7 +114,7 @@ func (s *Service) CreateClientKey(ctx context.Context, tenantID uuid.UUID, name 
 	if err != nil {
 		return "", nil, err
 	}
-	return secret, k, s.gatewaysChanged(ctx, tenantID)
+	return secret, k, tenant.NotifyGateways(ctx, s.db, s.notify, tenantID)
 }
 
 // RevokeClientKey revokes a key; gateways refuse it once they apply the new bundle.
@@ -149,7 +137,7 @@ func (s *Service) RevokeClientKey(ctx context.Context, tenantID, id uuid.UUID) e
 	if err != nil {
 		return err
 	}
-	return s.gatewaysChanged(ctx, tenantID)
+	return tenant.NotifyGateways(ctx, s.db, s.notify, tenantID)
 }
 
 // SetClientAuth makes a gateway require client credentials, or not.
@@ -390,7 +378,7 @@ func (s *Service) SetClientIdentityProvider(ctx context.Context, tenantID uuid.U
 	if err != nil {
 		return err
 	}
-	return s.gatewaysChanged(ctx, tenantID)
+	return tenant.NotifyGateways(ctx, s.db, s.notify, tenantID)
 }
 
 func isLoopback(host string) bool {

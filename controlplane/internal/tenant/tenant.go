@@ -405,12 +405,18 @@ func (s *Service) SetResultAction(ctx context.Context, tenantID uuid.UUID, actio
 	if err != nil {
 		return err
 	}
-	ids, err := s.db.Gateway.Query().Where(gateway.TenantID(tenantID)).IDs(ctx)
+	return NotifyGateways(ctx, s.db, s.notify, tenantID)
+}
+
+// NotifyGateways tells notify that every gateway of the tenant changed, for
+// settings that apply tenant-wide.
+func NotifyGateways(ctx context.Context, db *ent.Client, notify Notifier, tenantID uuid.UUID) error {
+	ids, err := db.Gateway.Query().Where(gateway.TenantID(tenantID)).IDs(ctx)
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
-		if err := s.notify.GatewayChanged(ctx, id); err != nil {
+		if err := notify.GatewayChanged(ctx, id); err != nil {
 			return err
 		}
 	}
