@@ -256,6 +256,9 @@ func testLifecycle(t *testing.T, w *world) {
 			t.Errorf("findings %v lack %s", det.Findings, k)
 		}
 	}
+	if changed.Findings != len(det.Findings) || det.Summary.Findings != len(det.Findings) {
+		t.Errorf("the list counts %d findings and the detail %d, want %d", changed.Findings, det.Summary.Findings, len(det.Findings))
+	}
 	var changedRows int
 	for _, l := range det.Diff {
 		if l.Op == "change" {

@@ -55,30 +55,53 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, status string, l
 	if err != nil {
 		return nil, err
 	}
+	// The findings of every proposed definition, in one query.
+	type key struct {
+		tool uuid.UUID
+		sha  string
+	}
+	var shas []string
+	for _, cr := range crs {
+		if cr.ToSha256 != "" {
+			shas = append(shas, cr.ToSha256)
+		}
+	}
+	findings := map[key]int{}
+	if len(shas) > 0 {
+		vs, err := s.db.ToolVersion.Query().Where(toolversion.Sha256In(shas...)).
+			Select(toolversion.FieldToolID, toolversion.FieldSha256, toolversion.FieldFindings).All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range vs {
+			findings[key{v.ToolID, v.Sha256}] = len(v.Findings)
+		}
+	}
 	out := make([]Summary, 0, len(crs))
 	for _, cr := range crs {
-		sm := Summary{ChangeRequest: cr, ToolName: cr.Edges.Tool.Name, ToolKind: cr.Edges.Tool.Kind.String()}
-		if up := cr.Edges.Tool.Edges.Upstream; up != nil {
-			sm.UpstreamName = up.Name
-			if up.Edges.Gateway != nil {
-				sm.GatewayName = up.Edges.Gateway.Name
-			}
-		}
-		for _, a := range cr.Edges.Approvals {
-			if a.Decision == approval.DecisionApprove {
-				sm.Approvals++
-			}
-		}
-		if cr.ToSha256 != "" {
-			v, err := s.db.ToolVersion.Query().Where(toolversion.ToolID(cr.ToolID), toolversion.Sha256(cr.ToSha256)).
-				Select(toolversion.FieldFindings).Only(ctx)
-			if err == nil {
-				sm.Findings = len(v.Findings)
-			}
-		}
+		sm := summaryOf(cr)
+		sm.Findings = findings[key{cr.ToolID, cr.ToSha256}]
 		out = append(out, sm)
 	}
 	return out, nil
+}
+
+// summaryOf describes a change request loaded with its tool, upstream,
+// gateway and approvals; Findings is left to the caller.
+func summaryOf(cr *ent.ChangeRequest) Summary {
+	sm := Summary{ChangeRequest: cr, ToolName: cr.Edges.Tool.Name, ToolKind: cr.Edges.Tool.Kind.String()}
+	if up := cr.Edges.Tool.Edges.Upstream; up != nil {
+		sm.UpstreamName = up.Name
+		if up.Edges.Gateway != nil {
+			sm.GatewayName = up.Edges.Gateway.Name
+		}
+	}
+	for _, a := range cr.Edges.Approvals {
+		if a.Decision == approval.DecisionApprove {
+			sm.Approvals++
+		}
+	}
+	return sm
 }
 
 // Pending counts the tenant's pending change requests.
@@ -123,18 +146,7 @@ func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (*Detail, err
 	if err != nil {
 		return nil, authz.DBError("change request "+id.String(), err)
 	}
-	d := &Detail{Summary: Summary{ChangeRequest: cr, ToolName: cr.Edges.Tool.Name, ToolKind: cr.Edges.Tool.Kind.String()}, Decisions: cr.Edges.Approvals}
-	if up := cr.Edges.Tool.Edges.Upstream; up != nil {
-		d.UpstreamName = up.Name
-		if up.Edges.Gateway != nil {
-			d.GatewayName = up.Edges.Gateway.Name
-		}
-	}
-	for _, a := range cr.Edges.Approvals {
-		if a.Decision == approval.DecisionApprove {
-			d.Approvals++
-		}
-	}
+	d := &Detail{Summary: summaryOf(cr), Decisions: cr.Edges.Approvals}
 	version := func(sha string) (*ent.ToolVersion, error) {
 		if sha == "" {
 			return nil, nil
