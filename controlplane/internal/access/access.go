@@ -145,16 +145,24 @@ func (s *Service) SetClientAuth(ctx context.Context, tenantID, gatewayID uuid.UU
 	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
 		return err
 	}
+	return s.updateGateway(ctx, tenantID, gatewayID, "gateway.client_auth", func(u *ent.GatewayUpdateOne) *ent.GatewayUpdateOne {
+		return u.SetClientAuthRequired(required)
+	})
+}
+
+// updateGateway changes one of the tenant's gateways in an audited
+// transaction (before and after), then tells the gateway.
+func (s *Service) updateGateway(ctx context.Context, tenantID, gatewayID uuid.UUID, action string, set func(*ent.GatewayUpdateOne) *ent.GatewayUpdateOne) error {
 	err := audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
-		g, err := tx.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).Only(ctx)
-		if err != nil {
-			return authz.DBError("gateway "+gatewayID.String(), err)
-		}
-		after, err := tx.Gateway.UpdateOne(g).SetClientAuthRequired(required).Save(ctx)
+		g, err := gatewayOf(ctx, tx, tenantID, gatewayID)
 		if err != nil {
 			return err
 		}
-		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "gateway.client_auth", TargetType: "gateway",
+		after, err := set(tx.Gateway.UpdateOne(g)).Save(ctx)
+		if err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: action, TargetType: "gateway",
 			TargetID: g.ID.String(), TargetName: g.Name, Before: g, After: after})
 	})
 	if err != nil {
@@ -168,16 +176,17 @@ func (s *Service) Rules(ctx context.Context, tenantID, gatewayID uuid.UUID) ([]*
 	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
 		return nil, err
 	}
-	if _, err := s.gateway(ctx, tenantID, gatewayID); err != nil {
+	if _, err := gatewayOf(ctx, s.db, tenantID, gatewayID); err != nil {
 		return nil, err
 	}
 	return s.db.AccessRule.Query().Where(accessrule.TenantID(tenantID), accessrule.GatewayID(gatewayID)).
 		Order(accessrule.ByPosition(), accessrule.ByCreatedAt()).All(ctx)
 }
 
-// gateway returns one of the tenant's gateways, or ErrNotFound.
-func (s *Service) gateway(ctx context.Context, tenantID, gatewayID uuid.UUID) (*ent.Gateway, error) {
-	g, err := s.db.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).Only(ctx)
+// gatewayOf returns one of the tenant's gateways through db (a client or a
+// transaction's), or ErrNotFound.
+func gatewayOf(ctx context.Context, db *ent.Client, tenantID, gatewayID uuid.UUID) (*ent.Gateway, error) {
+	g, err := db.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).Only(ctx)
 	return g, authz.DBError("gateway "+gatewayID.String(), err)
 }
 
@@ -239,7 +248,7 @@ func (s *Service) CreateRule(ctx context.Context, tenantID, gatewayID uuid.UUID,
 	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
 		return nil, err
 	}
-	g, err := s.gateway(ctx, tenantID, gatewayID) // before validating, so another tenant's gateway is simply not found
+	g, err := gatewayOf(ctx, s.db, tenantID, gatewayID) // before validating, so another tenant's gateway is simply not found
 	if err != nil {
 		return nil, err
 	}
@@ -312,22 +321,9 @@ func (s *Service) SetRateLimits(ctx context.Context, tenantID, gatewayID uuid.UU
 	if perPrincipal < 0 || perPrincipal > maxRate || perTool < 0 || perTool > maxRate {
 		return authz.Invalid("rate limits must be between 0 (unlimited) and %d calls per minute", maxRate)
 	}
-	err := audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
-		g, err := tx.Gateway.Query().Where(gateway.TenantID(tenantID), gateway.ID(gatewayID)).Only(ctx)
-		if err != nil {
-			return authz.DBError("gateway "+gatewayID.String(), err)
-		}
-		after, err := tx.Gateway.UpdateOne(g).SetRatePrincipalPerMinute(perPrincipal).SetRateToolPerMinute(perTool).Save(ctx)
-		if err != nil {
-			return err
-		}
-		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "gateway.rate_limits", TargetType: "gateway",
-			TargetID: g.ID.String(), TargetName: g.Name, Before: g, After: after})
+	return s.updateGateway(ctx, tenantID, gatewayID, "gateway.rate_limits", func(u *ent.GatewayUpdateOne) *ent.GatewayUpdateOne {
+		return u.SetRatePrincipalPerMinute(perPrincipal).SetRateToolPerMinute(perTool)
 	})
-	if err != nil {
-		return err
-	}
-	return s.notify.GatewayChanged(ctx, gatewayID)
 }
 
 var groupClaimRE = regexp.MustCompile(`^[A-Za-z0-9_.:/-]{1,128}$`)
