@@ -52,6 +52,21 @@ func runControlPlane(t testing.TB, cfg app.Config) *controlPlane {
 	return cp
 }
 
+// replicas starts n control-plane replicas sharing one database, one Redis
+// and one agent CA, stopped when the test ends.
+func replicas(t testing.TB, n int, dbURL, redisURL string) []*controlPlane {
+	t.Helper()
+	caDir := t.TempDir()
+	var out []*controlPlane
+	for range n {
+		cp := runControlPlane(t, app.Config{DataDir: t.TempDir(), DatabaseURL: dbURL, RedisURL: redisURL,
+			CACert: filepath.Join(caDir, "ca.crt"), CAKey: filepath.Join(caDir, "ca.key"), GRPCListen: "127.0.0.1:0"})
+		t.Cleanup(cp.stop)
+		out = append(out, cp)
+	}
+	return out
+}
+
 // demoTenant is a tenant with a demo upstream behind a virtual server "main"
 // on one gateway.
 type demoTenant struct {
@@ -235,15 +250,8 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 	ctx := viewer.System(context.Background())
 	rd := testutil.PrivateRedis(t)
 	dbURL := testutil.StartPostgres(t)
-	caDir := t.TempDir()
-	replica := func() *controlPlane {
-		cp := runControlPlane(t, app.Config{DataDir: t.TempDir(), DatabaseURL: dbURL, RedisURL: rd.URL,
-			CACert: caDir + "/ca.crt", CAKey: caDir + "/ca.key", GRPCListen: "127.0.0.1:0"})
-		t.Cleanup(cp.stop)
-		return cp
-	}
-	a := replica()
-	b := replica()
+	rs := replicas(t, 2, dbURL, rd.URL)
+	a, b := rs[0], rs[1]
 	f := newDemoTenant(t, a)
 	tok, err := a.EnrollmentTokenUses(ctx, f.ten, f.gw, time.Hour, 2)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -387,14 +386,8 @@ func TestReplicasShareChanges(t *testing.T) {
 	redisURL := testRedisURL(t)
 	sys := viewer.System(context.Background())
 	dbURL := testutil.StartPostgres(t)
-	caDir := t.TempDir()
-	replica := func() *controlPlane {
-		cp := runControlPlane(t, app.Config{DataDir: t.TempDir(), DatabaseURL: dbURL, RedisURL: redisURL,
-			CACert: filepath.Join(caDir, "ca.crt"), CAKey: filepath.Join(caDir, "ca.key"), GRPCListen: "127.0.0.1:0"})
-		t.Cleanup(cp.stop)
-		return cp
-	}
-	a, b := replica(), replica()
+	rs := replicas(t, 2, dbURL, redisURL)
+	a, b := rs[0], rs[1]
 	d := newDemoTenant(t, a)
 	ten, gw := d.ten, d.gw
 	tok, err := b.EnrollmentToken(sys, ten, gw, time.Hour)
