@@ -81,7 +81,9 @@ func TestBadInput(t *testing.T) {
 	if code, out := inSession(`{"jsonrpc":"2.0","id":7,"method":"no/such/method"}`); code != http.StatusBadRequest || !strings.Contains(out, "unsupported") {
 		t.Fatalf("unknown method: %d %s", code, out)
 	}
-	if code, out := inSession(`{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"up__missing","arguments":{}}}`); code != http.StatusOK || !strings.Contains(out, `"error"`) {
+	// An unknown tool is a readable refusal the model can read, not the SDK's -32602.
+	if code, out := inSession(`{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"up__missing","arguments":{}}}`); code != http.StatusOK ||
+		!strings.Contains(out, `"isError":true`) || !strings.Contains(out, `Portcullis refused this call: tool \"up__missing\" is not offered`) {
 		t.Fatalf("call of an unknown tool: %d %s", code, out)
 	}
 

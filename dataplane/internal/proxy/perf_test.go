@@ -48,7 +48,7 @@ func BenchmarkProxyCall(b *testing.B) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		u := p.upstream("up")
-		if lt, _, ok := u.liveTool("echo"); ok {
+		if lt, ok := u.liveTool("echo"); ok {
 			bundle.ToolPins = []*agentv1.ToolPin{{Upstream: "up", Tool: "echo", Sha256: lt.sha}}
 			break
 		}

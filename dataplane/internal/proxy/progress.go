@@ -7,11 +7,13 @@ import (
 	"sync/atomic"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/resultscan"
 )
 
 // progressRelay maps the progress tokens the gateway gives upstreams back to
-// the client session and token that asked. Upstream sessions are shared, so
-// client tokens are rewritten to avoid collisions.
+// the client session and token that asked. A stateless upstream's session is
+// shared, so client tokens are rewritten to avoid collisions.
 type progressRelay struct {
 	next atomic.Uint64
 	mu   sync.Mutex
@@ -37,7 +39,9 @@ func (r *progressRelay) register(token any, ss *mcp.ServerSession) (string, func
 	}
 }
 
-func (r *progressRelay) forward(ctx context.Context, p *mcp.ProgressNotificationParams) {
+// forward relays an upstream's progress notification to the client that
+// asked, its message scanned like any upstream text.
+func (r *progressRelay) forward(ctx context.Context, p *mcp.ProgressNotificationParams, pol *policy) {
 	id, ok := p.ProgressToken.(string)
 	if !ok {
 		return
@@ -48,5 +52,16 @@ func (r *progressRelay) forward(ctx context.Context, p *mcp.ProgressNotification
 	if !ok || t.session == nil {
 		return
 	}
-	_ = t.session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: t.token, Progress: p.Progress, Total: p.Total, Message: p.Message})
+	msg := p.Message
+	if msg != "" {
+		a := resultscan.Redact
+		if pol != nil {
+			a = pol.results
+		}
+		var rep resultscan.Report
+		if msg = resultscan.Text(msg, a, &rep); a == resultscan.Block && rep.Suspicious() {
+			msg = "[Portcullis withheld this progress message: it contained " + rep.Summary() + "]"
+		}
+	}
+	_ = t.session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{Meta: p.Meta, ProgressToken: t.token, Progress: p.Progress, Total: p.Total, Message: msg})
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -99,7 +100,29 @@ type policy struct {
 	// Rate limits in calls per minute (0 = unlimited), counted per gateway.
 	gatewayID               string
 	ratePrincipal, rateTool int
-	vs                      map[string][]string
+	vs                      map[string]*vsPolicy
+	serverRequests          map[string]*agentv1.ServerRequests // by upstream; nil allows everything
+}
+
+// vsPolicy is how a virtual server names what its upstreams offer.
+type vsPolicy struct {
+	upstreams  []string
+	unprefixed bool
+	renames    map[[2]string]string // (upstream, tool) → exposed name
+}
+
+// exposed is the name clients see for an upstream's tool (or prompt, which
+// has no renames).
+func (v *vsPolicy) exposed(k kind, upstream, name string) string {
+	if k == kindTool {
+		if n, ok := v.renames[[2]string{upstream, name}]; ok {
+			return n
+		}
+	}
+	if v.unprefixed {
+		return name
+	}
+	return upstream + Separator + name
 }
 
 // Proxy serves MCP to clients and enforces the bundle.
@@ -116,6 +139,7 @@ type Proxy struct {
 	warned    map[pinKey]string // quarantine already logged for this live hash
 
 	flows  sync.Map        // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched here
+	links  sync.Map        // *mcp.ServerSession → *link, its upstream sessions
 	shared *sharedSessions // nil without Config.Sessions
 	oidc   oidcVerifiers
 
@@ -130,10 +154,12 @@ type vserver struct {
 	name      string
 	server    *mcp.Server
 	upstreams []string
-	tools     map[string]string // exposed name → sha256
-	prompts   map[string]string // exposed name → fingerprint
-	resources map[string]string // uri → fingerprint
-	templates map[string]string // uri template → fingerprint
+	tools     map[string]string                // exposed name → sha256
+	routes    atomic.Pointer[map[string]route] // exposed tool name → upstream tool, approved or not
+	prompts   map[string]string                // exposed name → fingerprint
+	promptsAt map[string]route                 // exposed prompt name → upstream prompt
+	resources map[string]string                // uri → fingerprint
+	templates map[string]string                // uri template → fingerprint
 }
 
 // New returns a Proxy; upstream sessions live until ctx ends.
@@ -178,6 +204,12 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
+// route is where an exposed name leads.
+type route struct {
+	upstream, name string
+	exposed        bool // approved and registered; otherwise calls are refused
+}
+
 func validate(b *agentv1.PolicyBundle) error {
 	ups := map[string]bool{}
 	for _, u := range b.GetUpstreams() {
@@ -210,6 +242,14 @@ func validate(b *agentv1.PolicyBundle) error {
 				return fmt.Errorf("virtual server %q refers to unknown upstream %q", vs.GetName(), u)
 			}
 		}
+		names := map[string]bool{}
+		for _, r := range vs.GetRenames() {
+			if !slices.Contains(vs.GetUpstreams(), r.GetUpstream()) || r.GetTool() == "" || r.GetName() == "" || names[r.GetName()] {
+				return fmt.Errorf("virtual server %q: rename of %q on %q to %q is incomplete, repeated or not on its upstreams",
+					vs.GetName(), r.GetTool(), r.GetUpstream(), r.GetName())
+			}
+			names[r.GetName()] = true
+		}
 	}
 	return nil
 }
@@ -219,7 +259,8 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 	if err := validate(b); err != nil {
 		return err
 	}
-	pol := &policy{pins: map[pinKey]string{}, labels: map[pinKey]flowLabel{}, vs: map[string][]string{}, results: resultAction(b.GetResultScanning())}
+	pol := &policy{pins: map[pinKey]string{}, labels: map[pinKey]flowLabel{}, vs: map[string]*vsPolicy{},
+		serverRequests: map[string]*agentv1.ServerRequests{}, results: resultAction(b.GetResultScanning())}
 	keys, rules, err := compileAccess(b)
 	if err != nil {
 		return err
@@ -243,7 +284,16 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 		}
 	}
 	for _, vs := range b.GetVirtualServers() {
-		pol.vs[vs.GetName()] = vs.GetUpstreams()
+		v := &vsPolicy{upstreams: vs.GetUpstreams(), unprefixed: vs.GetUnprefixed(), renames: map[[2]string]string{}}
+		for _, r := range vs.GetRenames() {
+			v.renames[[2]string{r.GetUpstream(), r.GetTool()}] = r.GetName()
+		}
+		pol.vs[vs.GetName()] = v
+	}
+	for _, u := range b.GetUpstreams() {
+		if sr := u.GetServerRequests(); sr != nil {
+			pol.serverRequests[u.GetName()] = sr
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -262,7 +312,7 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 	}
 	for name, spec := range want {
 		if _, ok := p.upstreams[name]; !ok {
-			u := newUpstream(spec, p.log, p.relay, p.cfg.DiscoveryInterval, p.cfg.UpstreamTimeout, p.upstreamChanged)
+			u := newUpstream(spec, p.log, p.relay, p.pol.Load, p.cfg.DiscoveryInterval, p.cfg.UpstreamTimeout, p.upstreamChanged)
 			p.upstreams[name] = u
 			u.start(p.ctx)
 		}
@@ -276,30 +326,76 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 			}
 		}
 	}
-	for name, ups := range pol.vs {
+	for name, v := range pol.vs {
 		vs, ok := p.servers[name]
 		if !ok {
 			vs = p.newVServer(name)
 			p.servers[name] = vs
 		}
-		vs.upstreams = ups
+		vs.upstreams = v.upstreams
 	}
 	p.refreshLocked()
 	return nil
 }
 
 func (p *Proxy) newVServer(name string) *vserver {
+	vs := &vserver{name: name, tools: map[string]string{}, prompts: map[string]string{}, promptsAt: map[string]route{},
+		resources: map[string]string{}, templates: map[string]string{}}
+	vs.routes.Store(&map[string]route{})
 	srv := mcp.NewServer(&mcp.Implementation{Name: "portcullis/" + name, Version: p.cfg.Version}, &mcp.ServerOptions{
 		Capabilities: &mcp.ServerCapabilities{
-			Tools:     &mcp.ToolCapabilities{ListChanged: true},
-			Prompts:   &mcp.PromptCapabilities{ListChanged: true},
-			Resources: &mcp.ResourceCapabilities{ListChanged: true},
+			Tools:       &mcp.ToolCapabilities{ListChanged: true},
+			Prompts:     &mcp.PromptCapabilities{ListChanged: true},
+			Resources:   &mcp.ResourceCapabilities{ListChanged: true, Subscribe: true},
+			Logging:     &mcp.LoggingCapabilities{},
+			Completions: &mcp.CompletionCapabilities{},
+		},
+		CompletionHandler: func(ctx context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+			return p.complete(ctx, vs, req)
+		},
+		SubscribeHandler: func(ctx context.Context, req *mcp.SubscribeRequest) error {
+			cs, done, err := p.resourceSession(ctx, vs, req.Session, req.Params.URI)
+			if err != nil {
+				return err
+			}
+			defer done()
+			return cs.Subscribe(ctx, req.Params)
+		},
+		UnsubscribeHandler: func(ctx context.Context, req *mcp.UnsubscribeRequest) error {
+			cs, done, err := p.resourceSession(ctx, vs, req.Session, req.Params.URI)
+			if err != nil {
+				return err
+			}
+			defer done()
+			return cs.Unsubscribe(ctx, req.Params)
+		},
+		RootsListChangedHandler: func(_ context.Context, req *mcp.RootsListChangedRequest) {
+			if l, ok := p.links.Load(req.Session); ok {
+				go l.(*link).rootsChanged()
+			}
 		},
 	})
 	srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-			if method == "tools/call" {
-				return next(ctx, method, req) // its handler records a richer event
+			switch method {
+			case "tools/call":
+				// Its handler records a richer event. A name that is not
+				// exposed gets the readable refusal and a deny event here,
+				// not the SDK's "unknown tool".
+				if r, ok := req.(*mcp.CallToolRequest); ok && r.Params != nil {
+					if rt, ok := (*vs.routes.Load())[r.Params.Name]; !ok || !rt.exposed {
+						return p.refuseUnexposed(ctx, vs, r)
+					}
+				}
+				return next(ctx, method, req)
+			case "logging/setLevel":
+				res, err := next(ctx, method, req)
+				if ss, ok := req.GetSession().(*mcp.ServerSession); ok && err == nil && ss.ID() != "" {
+					if params, ok := req.GetParams().(*mcp.SetLoggingLevelParams); ok {
+						p.linkOf(ss, name).setLevel(ctx, params.Level)
+					}
+				}
+				return res, err
 			}
 			start := time.Now()
 			var res mcp.Result
@@ -319,7 +415,28 @@ func (p *Proxy) newVServer(name string) *vserver {
 			return res, err
 		}
 	})
-	return &vserver{name: name, server: srv, tools: map[string]string{}, prompts: map[string]string{}, resources: map[string]string{}, templates: map[string]string{}}
+	vs.server = srv
+	return vs
+}
+
+// refuseUnexposed answers a call to a tool the virtual server does not
+// expose: quarantined, unapproved, or unknown. It is a tool error the model
+// can read and a deny CallEvent, like every other refusal.
+func (p *Proxy) refuseUnexposed(ctx context.Context, vs *vserver, req *mcp.CallToolRequest) (mcp.Result, error) {
+	if r, ok := (*vs.routes.Load())[req.Params.Name]; ok {
+		// A live tool that is not approved or drifted: the call handler's
+		// pin check says which.
+		return p.callHandler(vs.name, r.upstream, r.name)(ctx, req)
+	}
+	ev := &agentv1.CallEvent{Id: newEventID(), Time: timestamppb.Now(), VirtualServer: vs.name, Method: "tools/call",
+		Tool: truncate(req.Params.Name, 128), RequestBytes: int64(len(req.Params.Arguments)), Decision: agentv1.Decision_DECISION_DENY}
+	if req.Extra != nil && req.Extra.TokenInfo != nil {
+		ev.Principal = req.Extra.TokenInfo.UserID
+	}
+	ev.Reason = fmt.Sprintf("tool %q is not offered on virtual server %q", truncate(req.Params.Name, 128), vs.name)
+	metrics.Calls.WithLabelValues(vs.name, "", "deny").Inc()
+	p.cfg.Telemetry.Add(ev)
+	return refusal("%s", ev.Reason), nil
 }
 
 // recordedMethods are the MCP requests other than tools/call that get a CallEvent.
@@ -431,8 +548,14 @@ func (p *Proxy) refreshLocked() {
 }
 
 func (p *Proxy) refreshTools(pol *policy, vs *vserver) {
+	v := pol.vs[vs.name]
+	if v == nil {
+		return
+	}
 	want := map[string]string{}
 	defs := map[string]*mcp.Tool{}
+	routes := map[string]route{}
+	clash := map[string]bool{}
 	for _, upName := range vs.upstreams {
 		u := p.upstreams[upName]
 		if u == nil {
@@ -440,16 +563,30 @@ func (p *Proxy) refreshTools(pol *policy, vs *vserver) {
 		}
 		u.mu.RLock()
 		for name, lt := range u.tools {
+			exposed := v.exposed(kindTool, upName, name)
+			if _, dup := routes[exposed]; dup {
+				clash[exposed] = true
+				continue
+			}
+			routes[exposed] = route{upstream: upName, name: name}
 			if !p.approved(pol, pinKey{kindTool, upName, name}, lt.sha) {
 				continue // not approved, or drifted: hidden
 			}
-			exposed := upName + Separator + name
 			want[exposed] = lt.sha
 			t := *lt.tool
 			t.Name = exposed
 			defs[exposed] = &t
 		}
 		u.mu.RUnlock()
+	}
+	for name := range clash {
+		// Two upstreams offer the same exposed name: neither is exposed.
+		if p.warned[pinKey{kindTool, "", name}] != "clash" {
+			p.warned[pinKey{kindTool, "", name}] = "clash"
+			p.log.Warn("tool name offered by more than one upstream; not exposed (rename one, or use prefixed names)", "virtual_server", vs.name, "tool", name)
+		}
+		delete(routes, name)
+		delete(want, name)
 	}
 	var remove []string
 	for name, sha := range vs.tools {
@@ -465,13 +602,18 @@ func (p *Proxy) refreshTools(pol *policy, vs *vserver) {
 		if _, ok := vs.tools[name]; ok {
 			continue
 		}
-		upName, toolName, _ := strings.Cut(name, Separator)
-		if err := addTool(vs.server, defs[name], p.callHandler(vs.name, upName, toolName)); err != nil {
+		r := routes[name]
+		if err := addTool(vs.server, defs[name], p.callHandler(vs.name, r.upstream, r.name)); err != nil {
 			p.log.Warn("tool not exposed", "tool", name, "err", err)
 			continue
 		}
 		vs.tools[name] = sha
 	}
+	for name, r := range routes {
+		_, r.exposed = vs.tools[name]
+		routes[name] = r
+	}
+	vs.routes.Store(&routes)
 }
 
 // addTool registers t, refusing schemas the SDK would panic on.
@@ -519,20 +661,36 @@ func (p *Proxy) approved(pol *policy, key pinKey, sha string) bool {
 
 // refreshPrompts exposes the approved prompts, namespaced like tools.
 func (p *Proxy) refreshPrompts(pol *policy, vs *vserver) {
+	v := pol.vs[vs.name]
+	if v == nil {
+		return
+	}
 	want := map[string]*mcp.Prompt{}
+	at := map[string]route{}
+	clash := map[string]bool{}
 	for _, upName := range vs.upstreams {
 		if u := p.upstreams[upName]; u != nil {
 			u.mu.RLock()
 			for name, pr := range u.prompts {
+				exposed := v.exposed(kindPrompt, upName, name)
+				if _, dup := at[exposed]; dup {
+					clash[exposed] = true
+					continue
+				}
+				at[exposed] = route{upstream: upName, name: name}
 				if !p.approved(pol, pinKey{kindPrompt, upName, name}, pr.sha) {
 					continue
 				}
 				c := *pr.item
-				c.Name = upName + Separator + name
+				c.Name = exposed
 				want[c.Name] = &c
 			}
 			u.mu.RUnlock()
 		}
+	}
+	for name := range clash {
+		delete(want, name)
+		delete(at, name)
 	}
 	var remove []string
 	for name, fp := range vs.prompts {
@@ -545,13 +703,14 @@ func (p *Proxy) refreshPrompts(pol *policy, vs *vserver) {
 		vs.server.RemovePrompts(remove...)
 	}
 	for name, pr := range want {
-		if _, ok := vs.prompts[name]; ok {
+		if _, ok := vs.prompts[name]; ok && vs.promptsAt[name] == at[name] {
 			continue
 		}
-		upName, promptName, _ := strings.Cut(name, Separator)
-		vs.server.AddPrompt(pr, p.promptHandler(upName, promptName))
+		r := at[name]
+		vs.server.AddPrompt(pr, p.promptHandler(vs.name, r.upstream, r.name))
 		vs.prompts[name] = fingerprint(pr)
 	}
+	vs.promptsAt = at
 }
 
 // refreshResources exposes the upstreams' resources by their own URIs; on a
@@ -589,7 +748,7 @@ func (p *Proxy) refreshResources(pol *policy, vs *vserver) {
 	}
 	for uri, r := range want {
 		if _, ok := vs.resources[uri]; !ok {
-			vs.server.AddResource(r, p.resourceHandler(pinKey{kindResource, owner[uri], uri}))
+			vs.server.AddResource(r, p.resourceHandler(vs.name, pinKey{kindResource, owner[uri], uri}))
 			vs.resources[uri] = fingerprint(r) + owner[uri]
 		}
 	}
@@ -611,7 +770,7 @@ func (p *Proxy) refreshResources(pol *policy, vs *vserver) {
 						p.log.Warn("resource template not exposed", "template", tmpl, "err", r)
 					}
 				}()
-				vs.server.AddResourceTemplate(t, p.resourceHandler(pinKey{kindTemplate, ownerT[tmpl], tmpl}))
+				vs.server.AddResourceTemplate(t, p.resourceHandler(vs.name, pinKey{kindTemplate, ownerT[tmpl], tmpl}))
 				vs.templates[tmpl] = fingerprint(t) + ownerT[tmpl]
 			}()
 		}
@@ -666,16 +825,12 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	}
 	pol := p.pol.Load()
 	u := p.upstream(upName)
-	if pol == nil || u == nil || !slices.Contains(pol.vs[ev.VirtualServer], upName) {
+	if pol == nil || u == nil || pol.vs[ev.VirtualServer] == nil || !slices.Contains(pol.vs[ev.VirtualServer].upstreams, upName) {
 		return deny("the upstream is not part of this virtual server")
 	}
-	lt, sess, live := u.liveTool(toolName)
+	lt, live := u.liveTool(toolName)
 	if reason := pol.pinRefusal(pinKey{kindTool, upName, toolName}, lt.sha, live); reason != "" {
 		return deny(reason)
-	}
-	if sess == nil {
-		ev.Error = "upstream unavailable"
-		return refusal("upstream %q is unavailable", upName), nil
 	}
 	var ti *auth.TokenInfo
 	if req.Extra != nil {
@@ -701,11 +856,19 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	if reason := p.flowRefusal(ctx, req.Session, labels, exposed); reason != "" {
 		return deny(reason)
 	}
-	params := &mcp.CallToolParams{Name: toolName}
+	sess, done, err := p.session(ctx, req.Session, ev.VirtualServer, u)
+	if err != nil {
+		ev.Error = err.Error()
+		return refusal("upstream %q is unavailable", upName), nil
+	}
+	defer done()
+	// _meta, input responses and request state (protocol 2026-07-28) pass through.
+	params := &mcp.CallToolParams{Meta: req.Params.Meta, Name: toolName, InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState}
 	if len(req.Params.Arguments) > 0 {
 		params.Arguments = req.Params.Arguments
 	}
 	if tok := req.Params.GetProgressToken(); tok != nil {
+		params.Meta = maps.Clone(params.Meta)
 		gtok, done := p.relay.register(tok, req.Session)
 		defer done()
 		params.SetProgressToken(gtok)
@@ -719,7 +882,50 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		return res, err
 	}
 	p.touch(ctx, req.Session, labels)
+	if len(res.InputRequests) > 0 {
+		if reason := screenInputRequests(res.InputRequests, pol, upName, ev); reason != "" {
+			return deny(reason)
+		}
+		return res, nil
+	}
 	return scanToolResult(res, pol.results, ev), nil
+}
+
+// screenInputRequests applies the upstream's governance and result scanning
+// to the input requests of a multi round-trip result (protocol 2026-07-28)
+// before they reach the client; it returns why they are refused, or "".
+func screenInputRequests(irs mcp.InputRequestMap, pol *policy, upName string, ev *agentv1.CallEvent) string {
+	deny := serverRequestsOf(pol, upName)
+	var rep resultscan.Report
+	for _, ir := range irs {
+		switch x := ir.(type) {
+		case *mcp.ElicitParams:
+			if deny.GetDenyElicitation() {
+				return fmt.Sprintf("upstream %q may not ask clients for input (elicitation) on this gateway", upName)
+			}
+			x.Message = resultscan.Text(x.Message, pol.results, &rep)
+		case *mcp.CreateMessageParams:
+			if deny.GetDenySampling() {
+				return fmt.Sprintf("upstream %q may not ask clients for sampling on this gateway", upName)
+			}
+			x.SystemPrompt = resultscan.Text(x.SystemPrompt, pol.results, &rep)
+			for _, m := range x.Messages {
+				if m != nil {
+					scanContent([]mcp.Content{m.Content}, pol.results, &rep)
+				}
+			}
+		case *mcp.CreateMessageWithToolsParams:
+			if deny.GetDenySampling() {
+				return fmt.Sprintf("upstream %q may not ask clients for sampling on this gateway", upName)
+			}
+			scanSampling(x, pol.results, &rep)
+		case *mcp.ListRootsParams:
+			if deny.GetDenyRoots() {
+				return fmt.Sprintf("upstream %q may not list the client's roots on this gateway", upName)
+			}
+		}
+	}
+	return scanVerdict(pol.results, &rep, ev)
 }
 
 // rateLimited counts the call against the principal's and the tool's budget
@@ -743,7 +949,7 @@ func (p *Proxy) rateLimited(ctx context.Context, pol *policy, id identity, expos
 
 // stillApproved repeats the pin check when a prompt or resource is used, as
 // tools/call does: a definition that drifted since the list is refused.
-func (p *Proxy) stillApproved(key pinKey) (*mcp.ClientSession, error) {
+func (p *Proxy) stillApproved(key pinKey) (*upstream, error) {
 	pol := p.pol.Load()
 	u := p.upstream(key.upstream)
 	if pol == nil || u == nil {
@@ -763,15 +969,11 @@ func (p *Proxy) stillApproved(key pinKey) (*mcp.ClientSession, error) {
 		it, ok := u.templates[key.name]
 		sha, offered = it.sha, ok
 	}
-	sess := u.session
 	u.mu.RUnlock()
 	if reason := pol.pinRefusal(key, sha, offered); reason != "" {
 		return nil, fmt.Errorf("portcullis refused: %s", reason)
 	}
-	if sess == nil {
-		return nil, fmt.Errorf("upstream %q is unavailable", key.upstream)
-	}
-	return sess, nil
+	return u, nil
 }
 
 // pinRefusal is why an item may not be used now, or "": it must be pinned,
@@ -789,15 +991,20 @@ func (pol *policy) pinRefusal(key pinKey, liveSha string, offered bool) string {
 	return ""
 }
 
-func (p *Proxy) promptHandler(upName, promptName string) mcp.PromptHandler {
+func (p *Proxy) promptHandler(vs, upName, promptName string) mcp.PromptHandler {
 	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-		sess, err := p.stillApproved(pinKey{kindPrompt, upName, promptName})
+		u, err := p.stillApproved(pinKey{kindPrompt, upName, promptName})
 		if err != nil {
 			return nil, err
 		}
+		sess, done, err := p.session(ctx, req.Session, vs, u)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
-		res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Name: promptName, Arguments: req.Params.Arguments})
+		res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Meta: req.Params.Meta, Name: promptName, Arguments: req.Params.Arguments})
 		if err != nil || res == nil {
 			return res, err
 		}
@@ -805,15 +1012,20 @@ func (p *Proxy) promptHandler(upName, promptName string) mcp.PromptHandler {
 	}
 }
 
-func (p *Proxy) resourceHandler(key pinKey) mcp.ResourceHandler {
+func (p *Proxy) resourceHandler(vs string, key pinKey) mcp.ResourceHandler {
 	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		sess, err := p.stillApproved(key)
+		u, err := p.stillApproved(key)
 		if err != nil {
 			return nil, err
 		}
+		sess, done, err := p.session(ctx, req.Session, vs, u)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
-		res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: req.Params.URI})
+		res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{Meta: req.Params.Meta, URI: req.Params.URI})
 		if err != nil || res == nil {
 			return res, err
 		}

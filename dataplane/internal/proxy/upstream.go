@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/proto"
@@ -64,6 +65,7 @@ type upstream struct {
 	log      *slog.Logger
 	onChange func(name string)
 	relay    *progressRelay
+	pol      func() *policy
 	interval time.Duration
 	timeout  time.Duration
 
@@ -84,9 +86,9 @@ type upstream struct {
 	done       chan struct{}
 }
 
-func newUpstream(spec *agentv1.Upstream, log *slog.Logger, relay *progressRelay, interval, timeout time.Duration, onChange func(string)) *upstream {
+func newUpstream(spec *agentv1.Upstream, log *slog.Logger, relay *progressRelay, pol func() *policy, interval, timeout time.Duration, onChange func(string)) *upstream {
 	return &upstream{
-		spec: spec, log: log.With("upstream", spec.GetName()), relay: relay, interval: interval, timeout: timeout,
+		spec: spec, log: log.With("upstream", spec.GetName()), relay: relay, pol: pol, interval: interval, timeout: timeout,
 		onChange: onChange, rediscover: make(chan struct{}, 1), done: make(chan struct{}),
 		tools: map[string]liveTool{}, prompts: map[string]live[*mcp.Prompt]{}, resources: map[string]live[*mcp.Resource]{},
 		templates: map[string]live[*mcp.ResourceTemplate]{},
@@ -224,14 +226,32 @@ func (u *upstream) connectAndServe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The gateway's own session declares every client capability, so that it
+	// discovers the tools an upstream offers only to clients that can sample,
+	// elicit or list roots. Requests the upstream sends on it reach no client.
 	client := mcp.NewClient(&mcp.Implementation{Name: "portcullis-gateway", Version: "0.1.0"}, &mcp.ClientOptions{
-		Capabilities:               &mcp.ClientCapabilities{},
+		Capabilities: &mcp.ClientCapabilities{
+			Sampling:    &mcp.SamplingCapabilities{},
+			Elicitation: &mcp.ElicitationCapabilities{Form: &mcp.FormElicitationCapabilities{}, URL: &mcp.URLElicitationCapabilities{}},
+			RootsV2:     &mcp.RootCapabilities{ListChanged: true},
+		},
 		ToolListChangedHandler:     func(context.Context, *mcp.ToolListChangedRequest) { u.kick() },
 		PromptListChangedHandler:   func(context.Context, *mcp.PromptListChangedRequest) { u.kick() },
 		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) { u.kick() },
 		ProgressNotificationHandler: func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
-			u.relay.forward(ctx, req.Params)
+			u.relay.forward(ctx, req.Params, u.pol())
 		},
+		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
+	})
+	client.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			switch method {
+			case "sampling/createMessage", "elicitation/create", "roots/list":
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
+					Message: "Portcullis: this upstream session is shared by clients, so " + method + " cannot be routed to one; use a stateful session"}
+			}
+			return next(ctx, method, req)
+		}
 	})
 	cctx, cancel := context.WithTimeout(ctx, u.timeout)
 	sess, err := client.Connect(cctx, t, nil)
@@ -378,11 +398,19 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 	return nil
 }
 
-func (u *upstream) liveTool(name string) (liveTool, *mcp.ClientSession, bool) {
+func (u *upstream) liveTool(name string) (liveTool, bool) {
 	u.mu.RLock()
 	defer u.mu.RUnlock()
 	t, ok := u.tools[name]
-	return t, u.session, ok
+	return t, ok
+}
+
+// stateless reports whether the upstream serves without sessions: over HTTP it
+// gave the gateway's session no ID, so per-client sessions would hold no
+// state of their own and the gateway's session is shared instead. A stdio
+// upstream is one process with one session: each client gets its own.
+func (u *upstream) stateless(shared *mcp.ClientSession) bool {
+	return u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP && shared.ID() == ""
 }
 
 func (u *upstream) currentSession() *mcp.ClientSession {

@@ -1458,8 +1458,14 @@ type Upstream struct {
 	CredentialRef string `protobuf:"bytes,11,opt,name=credential_ref,json=credentialRef,proto3" json:"credential_ref,omitempty"`
 	// Header carrying it (default Authorization, as "Bearer <secret>").
 	CredentialHeader string `protobuf:"bytes,12,opt,name=credential_header,json=credentialHeader,proto3" json:"credential_header,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Refuse the upstream's sampling/createMessage requests to clients.
+	DenySampling bool `protobuf:"varint,13,opt,name=deny_sampling,json=denySampling,proto3" json:"deny_sampling,omitempty"`
+	// Refuse the upstream's elicitation/create requests to clients.
+	DenyElicitation bool `protobuf:"varint,14,opt,name=deny_elicitation,json=denyElicitation,proto3" json:"deny_elicitation,omitempty"`
+	// Refuse the upstream's roots/list requests to clients.
+	DenyRoots     bool `protobuf:"varint,15,opt,name=deny_roots,json=denyRoots,proto3" json:"deny_roots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Upstream) Reset() {
@@ -1574,6 +1580,27 @@ func (x *Upstream) GetCredentialHeader() string {
 		return x.CredentialHeader
 	}
 	return ""
+}
+
+func (x *Upstream) GetDenySampling() bool {
+	if x != nil {
+		return x.DenySampling
+	}
+	return false
+}
+
+func (x *Upstream) GetDenyElicitation() bool {
+	if x != nil {
+		return x.DenyElicitation
+	}
+	return false
+}
+
+func (x *Upstream) GetDenyRoots() bool {
+	if x != nil {
+		return x.DenyRoots
+	}
+	return false
 }
 
 // ListUpstreamsRequest is empty.
@@ -1750,11 +1777,15 @@ func (x *CreateUpstreamResponse) GetUpstream() *Upstream {
 
 // VirtualServer is an endpoint clients connect to, at /mcp/{name} on its gateway.
 type VirtualServer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	GatewayId     string                 `protobuf:"bytes,2,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	Upstreams     []string               `protobuf:"bytes,4,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	GatewayId string                 `protobuf:"bytes,2,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Upstreams []string               `protobuf:"bytes,4,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	// Tool and prompt names without the "upstream__" prefix.
+	Unprefixed bool `protobuf:"varint,5,opt,name=unprefixed,proto3" json:"unprefixed,omitempty"`
+	// Per-tool names that replace the default exposed name.
+	Renames       []*ToolRename `protobuf:"bytes,6,rep,name=renames,proto3" json:"renames,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1817,6 +1848,84 @@ func (x *VirtualServer) GetUpstreams() []string {
 	return nil
 }
 
+func (x *VirtualServer) GetUnprefixed() bool {
+	if x != nil {
+		return x.Unprefixed
+	}
+	return false
+}
+
+func (x *VirtualServer) GetRenames() []*ToolRename {
+	if x != nil {
+		return x.Renames
+	}
+	return nil
+}
+
+// ToolRename exposes one upstream tool under another name.
+type ToolRename struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Upstream name.
+	Upstream string `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	// Tool name as the upstream exposes it.
+	Tool string `protobuf:"bytes,2,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Name clients see.
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolRename) Reset() {
+	*x = ToolRename{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolRename) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolRename) ProtoMessage() {}
+
+func (x *ToolRename) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolRename.ProtoReflect.Descriptor instead.
+func (*ToolRename) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ToolRename) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
+}
+
+func (x *ToolRename) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ToolRename) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // ListVirtualServersRequest is empty.
 type ListVirtualServersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1826,7 +1935,7 @@ type ListVirtualServersRequest struct {
 
 func (x *ListVirtualServersRequest) Reset() {
 	*x = ListVirtualServersRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1947,7 @@ func (x *ListVirtualServersRequest) String() string {
 func (*ListVirtualServersRequest) ProtoMessage() {}
 
 func (x *ListVirtualServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1960,7 @@ func (x *ListVirtualServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVirtualServersRequest.ProtoReflect.Descriptor instead.
 func (*ListVirtualServersRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 // ListVirtualServersResponse lists virtual servers.
@@ -1864,7 +1973,7 @@ type ListVirtualServersResponse struct {
 
 func (x *ListVirtualServersResponse) Reset() {
 	*x = ListVirtualServersResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1985,7 @@ func (x *ListVirtualServersResponse) String() string {
 func (*ListVirtualServersResponse) ProtoMessage() {}
 
 func (x *ListVirtualServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +1998,7 @@ func (x *ListVirtualServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVirtualServersResponse.ProtoReflect.Descriptor instead.
 func (*ListVirtualServersResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListVirtualServersResponse) GetVirtualServers() []*VirtualServer {
@@ -1901,17 +2010,22 @@ func (x *ListVirtualServersResponse) GetVirtualServers() []*VirtualServer {
 
 // CreateVirtualServerRequest describes the virtual server.
 type CreateVirtualServerRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GatewayId     string                 `protobuf:"bytes,1,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Upstreams     []string               `protobuf:"bytes,3,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	GatewayId string                 `protobuf:"bytes,1,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Upstreams []string               `protobuf:"bytes,3,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	// Tool and prompt names without the "upstream__" prefix; refused when two
+	// upstreams offer the same name.
+	Unprefixed bool `protobuf:"varint,4,opt,name=unprefixed,proto3" json:"unprefixed,omitempty"`
+	// Per-tool names that replace the default exposed name.
+	Renames       []*ToolRename `protobuf:"bytes,5,rep,name=renames,proto3" json:"renames,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateVirtualServerRequest) Reset() {
 	*x = CreateVirtualServerRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2037,7 @@ func (x *CreateVirtualServerRequest) String() string {
 func (*CreateVirtualServerRequest) ProtoMessage() {}
 
 func (x *CreateVirtualServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2050,7 @@ func (x *CreateVirtualServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVirtualServerRequest.ProtoReflect.Descriptor instead.
 func (*CreateVirtualServerRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateVirtualServerRequest) GetGatewayId() string {
@@ -1960,6 +2074,20 @@ func (x *CreateVirtualServerRequest) GetUpstreams() []string {
 	return nil
 }
 
+func (x *CreateVirtualServerRequest) GetUnprefixed() bool {
+	if x != nil {
+		return x.Unprefixed
+	}
+	return false
+}
+
+func (x *CreateVirtualServerRequest) GetRenames() []*ToolRename {
+	if x != nil {
+		return x.Renames
+	}
+	return nil
+}
+
 // CreateVirtualServerResponse carries the new virtual server.
 type CreateVirtualServerResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1970,7 +2098,7 @@ type CreateVirtualServerResponse struct {
 
 func (x *CreateVirtualServerResponse) Reset() {
 	*x = CreateVirtualServerResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2110,7 @@ func (x *CreateVirtualServerResponse) String() string {
 func (*CreateVirtualServerResponse) ProtoMessage() {}
 
 func (x *CreateVirtualServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2123,7 @@ func (x *CreateVirtualServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVirtualServerResponse.ProtoReflect.Descriptor instead.
 func (*CreateVirtualServerResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateVirtualServerResponse) GetVirtualServer() *VirtualServer {
@@ -2027,7 +2155,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2167,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2180,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Tool) GetId() string {
@@ -2130,7 +2258,7 @@ type SetToolLabelsRequest struct {
 
 func (x *SetToolLabelsRequest) Reset() {
 	*x = SetToolLabelsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2270,7 @@ func (x *SetToolLabelsRequest) String() string {
 func (*SetToolLabelsRequest) ProtoMessage() {}
 
 func (x *SetToolLabelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2283,7 @@ func (x *SetToolLabelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetToolLabelsRequest.ProtoReflect.Descriptor instead.
 func (*SetToolLabelsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetToolLabelsRequest) GetToolId() string {
@@ -2181,7 +2309,7 @@ type SetToolLabelsResponse struct {
 
 func (x *SetToolLabelsResponse) Reset() {
 	*x = SetToolLabelsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2193,7 +2321,7 @@ func (x *SetToolLabelsResponse) String() string {
 func (*SetToolLabelsResponse) ProtoMessage() {}
 
 func (x *SetToolLabelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,7 +2334,7 @@ func (x *SetToolLabelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetToolLabelsResponse.ProtoReflect.Descriptor instead.
 func (*SetToolLabelsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 // ListToolsRequest is empty.
@@ -2218,7 +2346,7 @@ type ListToolsRequest struct {
 
 func (x *ListToolsRequest) Reset() {
 	*x = ListToolsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2358,7 @@ func (x *ListToolsRequest) String() string {
 func (*ListToolsRequest) ProtoMessage() {}
 
 func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2371,7 @@ func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsRequest.ProtoReflect.Descriptor instead.
 func (*ListToolsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 // ListToolsResponse lists tools.
@@ -2256,7 +2384,7 @@ type ListToolsResponse struct {
 
 func (x *ListToolsResponse) Reset() {
 	*x = ListToolsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2396,7 @@ func (x *ListToolsResponse) String() string {
 func (*ListToolsResponse) ProtoMessage() {}
 
 func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2409,7 @@ func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsResponse.ProtoReflect.Descriptor instead.
 func (*ListToolsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListToolsResponse) GetTools() []*Tool {
@@ -2301,7 +2429,7 @@ type PinToolRequest struct {
 
 func (x *PinToolRequest) Reset() {
 	*x = PinToolRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2441,7 @@ func (x *PinToolRequest) String() string {
 func (*PinToolRequest) ProtoMessage() {}
 
 func (x *PinToolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2454,7 @@ func (x *PinToolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinToolRequest.ProtoReflect.Descriptor instead.
 func (*PinToolRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PinToolRequest) GetToolId() string {
@@ -2345,7 +2473,7 @@ type PinToolResponse struct {
 
 func (x *PinToolResponse) Reset() {
 	*x = PinToolResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2485,7 @@ func (x *PinToolResponse) String() string {
 func (*PinToolResponse) ProtoMessage() {}
 
 func (x *PinToolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2498,7 @@ func (x *PinToolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinToolResponse.ProtoReflect.Descriptor instead.
 func (*PinToolResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 // UnpinToolRequest names the tool.
@@ -2383,7 +2511,7 @@ type UnpinToolRequest struct {
 
 func (x *UnpinToolRequest) Reset() {
 	*x = UnpinToolRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2523,7 @@ func (x *UnpinToolRequest) String() string {
 func (*UnpinToolRequest) ProtoMessage() {}
 
 func (x *UnpinToolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2536,7 @@ func (x *UnpinToolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinToolRequest.ProtoReflect.Descriptor instead.
 func (*UnpinToolRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnpinToolRequest) GetToolId() string {
@@ -2427,7 +2555,7 @@ type UnpinToolResponse struct {
 
 func (x *UnpinToolResponse) Reset() {
 	*x = UnpinToolResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2567,7 @@ func (x *UnpinToolResponse) String() string {
 func (*UnpinToolResponse) ProtoMessage() {}
 
 func (x *UnpinToolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2580,7 @@ func (x *UnpinToolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinToolResponse.ProtoReflect.Descriptor instead.
 func (*UnpinToolResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 // APIKey is a credential for this API; its secret is shown only at creation.
@@ -2470,7 +2598,7 @@ type APIKey struct {
 
 func (x *APIKey) Reset() {
 	*x = APIKey{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2482,7 +2610,7 @@ func (x *APIKey) String() string {
 func (*APIKey) ProtoMessage() {}
 
 func (x *APIKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2495,7 +2623,7 @@ func (x *APIKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
 func (*APIKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *APIKey) GetId() string {
@@ -2549,7 +2677,7 @@ type ListAPIKeysRequest struct {
 
 func (x *ListAPIKeysRequest) Reset() {
 	*x = ListAPIKeysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2561,7 +2689,7 @@ func (x *ListAPIKeysRequest) String() string {
 func (*ListAPIKeysRequest) ProtoMessage() {}
 
 func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2574,7 +2702,7 @@ func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 // ListAPIKeysResponse lists keys.
@@ -2587,7 +2715,7 @@ type ListAPIKeysResponse struct {
 
 func (x *ListAPIKeysResponse) Reset() {
 	*x = ListAPIKeysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +2727,7 @@ func (x *ListAPIKeysResponse) String() string {
 func (*ListAPIKeysResponse) ProtoMessage() {}
 
 func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +2740,7 @@ func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListAPIKeysResponse) GetApiKeys() []*APIKey {
@@ -2633,7 +2761,7 @@ type CreateAPIKeyRequest struct {
 
 func (x *CreateAPIKeyRequest) Reset() {
 	*x = CreateAPIKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2645,7 +2773,7 @@ func (x *CreateAPIKeyRequest) String() string {
 func (*CreateAPIKeyRequest) ProtoMessage() {}
 
 func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2658,7 +2786,7 @@ func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CreateAPIKeyRequest) GetName() string {
@@ -2686,7 +2814,7 @@ type CreateAPIKeyResponse struct {
 
 func (x *CreateAPIKeyResponse) Reset() {
 	*x = CreateAPIKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2698,7 +2826,7 @@ func (x *CreateAPIKeyResponse) String() string {
 func (*CreateAPIKeyResponse) ProtoMessage() {}
 
 func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2711,7 +2839,7 @@ func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CreateAPIKeyResponse) GetApiKey() *APIKey {
@@ -2738,7 +2866,7 @@ type RevokeAPIKeyRequest struct {
 
 func (x *RevokeAPIKeyRequest) Reset() {
 	*x = RevokeAPIKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2750,7 +2878,7 @@ func (x *RevokeAPIKeyRequest) String() string {
 func (*RevokeAPIKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2763,7 +2891,7 @@ func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RevokeAPIKeyRequest) GetApiKeyId() string {
@@ -2782,7 +2910,7 @@ type RevokeAPIKeyResponse struct {
 
 func (x *RevokeAPIKeyResponse) Reset() {
 	*x = RevokeAPIKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2794,7 +2922,7 @@ func (x *RevokeAPIKeyResponse) String() string {
 func (*RevokeAPIKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2807,7 +2935,7 @@ func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 // AuditEvent is one recorded admin action.
@@ -2829,7 +2957,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2841,7 +2969,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2854,7 +2982,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -2931,7 +3059,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3071,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3084,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListAuditEventsRequest) GetLimit() int32 {
@@ -2976,7 +3104,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2988,7 +3116,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3001,7 +3129,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -3046,7 +3174,7 @@ type ChangeRequest struct {
 
 func (x *ChangeRequest) Reset() {
 	*x = ChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3058,7 +3186,7 @@ func (x *ChangeRequest) String() string {
 func (*ChangeRequest) ProtoMessage() {}
 
 func (x *ChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3071,7 +3199,7 @@ func (x *ChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRequest.ProtoReflect.Descriptor instead.
 func (*ChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ChangeRequest) GetId() string {
@@ -3239,7 +3367,7 @@ type Finding struct {
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3251,7 +3379,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3264,7 +3392,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Finding) GetKind() string {
@@ -3310,7 +3438,7 @@ type DiffLine struct {
 
 func (x *DiffLine) Reset() {
 	*x = DiffLine{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3322,7 +3450,7 @@ func (x *DiffLine) String() string {
 func (*DiffLine) ProtoMessage() {}
 
 func (x *DiffLine) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3335,7 +3463,7 @@ func (x *DiffLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffLine.ProtoReflect.Descriptor instead.
 func (*DiffLine) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DiffLine) GetOp() string {
@@ -3387,7 +3515,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3399,7 +3527,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3412,7 +3540,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Decision) GetDecision() string {
@@ -3457,7 +3585,7 @@ type AgentProgress struct {
 
 func (x *AgentProgress) Reset() {
 	*x = AgentProgress{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3469,7 +3597,7 @@ func (x *AgentProgress) String() string {
 func (*AgentProgress) ProtoMessage() {}
 
 func (x *AgentProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3482,7 +3610,7 @@ func (x *AgentProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentProgress.ProtoReflect.Descriptor instead.
 func (*AgentProgress) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AgentProgress) GetAgentId() string {
@@ -3530,7 +3658,7 @@ type ListChangeRequestsRequest struct {
 
 func (x *ListChangeRequestsRequest) Reset() {
 	*x = ListChangeRequestsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3542,7 +3670,7 @@ func (x *ListChangeRequestsRequest) String() string {
 func (*ListChangeRequestsRequest) ProtoMessage() {}
 
 func (x *ListChangeRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3555,7 +3683,7 @@ func (x *ListChangeRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangeRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListChangeRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListChangeRequestsRequest) GetStatus() string {
@@ -3575,7 +3703,7 @@ type ListChangeRequestsResponse struct {
 
 func (x *ListChangeRequestsResponse) Reset() {
 	*x = ListChangeRequestsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3587,7 +3715,7 @@ func (x *ListChangeRequestsResponse) String() string {
 func (*ListChangeRequestsResponse) ProtoMessage() {}
 
 func (x *ListChangeRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3600,7 +3728,7 @@ func (x *ListChangeRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangeRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListChangeRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListChangeRequestsResponse) GetChangeRequests() []*ChangeRequest {
@@ -3620,7 +3748,7 @@ type GetChangeRequestRequest struct {
 
 func (x *GetChangeRequestRequest) Reset() {
 	*x = GetChangeRequestRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3632,7 +3760,7 @@ func (x *GetChangeRequestRequest) String() string {
 func (*GetChangeRequestRequest) ProtoMessage() {}
 
 func (x *GetChangeRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3645,7 +3773,7 @@ func (x *GetChangeRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChangeRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetChangeRequestRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetChangeRequestRequest) GetId() string {
@@ -3673,7 +3801,7 @@ type GetChangeRequestResponse struct {
 
 func (x *GetChangeRequestResponse) Reset() {
 	*x = GetChangeRequestResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3685,7 +3813,7 @@ func (x *GetChangeRequestResponse) String() string {
 func (*GetChangeRequestResponse) ProtoMessage() {}
 
 func (x *GetChangeRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3698,7 +3826,7 @@ func (x *GetChangeRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChangeRequestResponse.ProtoReflect.Descriptor instead.
 func (*GetChangeRequestResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetChangeRequestResponse) GetChangeRequest() *ChangeRequest {
@@ -3769,7 +3897,7 @@ type ProposeChangeRequest struct {
 
 func (x *ProposeChangeRequest) Reset() {
 	*x = ProposeChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3781,7 +3909,7 @@ func (x *ProposeChangeRequest) String() string {
 func (*ProposeChangeRequest) ProtoMessage() {}
 
 func (x *ProposeChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3794,7 +3922,7 @@ func (x *ProposeChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeChangeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ProposeChangeRequest) GetToolId() string {
@@ -3828,7 +3956,7 @@ type ProposeChangeResponse struct {
 
 func (x *ProposeChangeResponse) Reset() {
 	*x = ProposeChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3840,7 +3968,7 @@ func (x *ProposeChangeResponse) String() string {
 func (*ProposeChangeResponse) ProtoMessage() {}
 
 func (x *ProposeChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3853,7 +3981,7 @@ func (x *ProposeChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeChangeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ProposeChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -3874,7 +4002,7 @@ type ApproveChangeRequest struct {
 
 func (x *ApproveChangeRequest) Reset() {
 	*x = ApproveChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3886,7 +4014,7 @@ func (x *ApproveChangeRequest) String() string {
 func (*ApproveChangeRequest) ProtoMessage() {}
 
 func (x *ApproveChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3899,7 +4027,7 @@ func (x *ApproveChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveChangeRequest.ProtoReflect.Descriptor instead.
 func (*ApproveChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ApproveChangeRequest) GetId() string {
@@ -3927,7 +4055,7 @@ type ApproveChangeResponse struct {
 
 func (x *ApproveChangeResponse) Reset() {
 	*x = ApproveChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3939,7 +4067,7 @@ func (x *ApproveChangeResponse) String() string {
 func (*ApproveChangeResponse) ProtoMessage() {}
 
 func (x *ApproveChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3952,7 +4080,7 @@ func (x *ApproveChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveChangeResponse.ProtoReflect.Descriptor instead.
 func (*ApproveChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ApproveChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -3980,7 +4108,7 @@ type RejectChangeRequest struct {
 
 func (x *RejectChangeRequest) Reset() {
 	*x = RejectChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3992,7 +4120,7 @@ func (x *RejectChangeRequest) String() string {
 func (*RejectChangeRequest) ProtoMessage() {}
 
 func (x *RejectChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4005,7 +4133,7 @@ func (x *RejectChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectChangeRequest.ProtoReflect.Descriptor instead.
 func (*RejectChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RejectChangeRequest) GetId() string {
@@ -4032,7 +4160,7 @@ type RejectChangeResponse struct {
 
 func (x *RejectChangeResponse) Reset() {
 	*x = RejectChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4044,7 +4172,7 @@ func (x *RejectChangeResponse) String() string {
 func (*RejectChangeResponse) ProtoMessage() {}
 
 func (x *RejectChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4057,7 +4185,7 @@ func (x *RejectChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectChangeResponse.ProtoReflect.Descriptor instead.
 func (*RejectChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RejectChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -4076,7 +4204,7 @@ type GetApprovalPolicyRequest struct {
 
 func (x *GetApprovalPolicyRequest) Reset() {
 	*x = GetApprovalPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4088,7 +4216,7 @@ func (x *GetApprovalPolicyRequest) String() string {
 func (*GetApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4101,7 +4229,7 @@ func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 // GetApprovalPolicyResponse has the policy.
@@ -4114,7 +4242,7 @@ type GetApprovalPolicyResponse struct {
 
 func (x *GetApprovalPolicyResponse) Reset() {
 	*x = GetApprovalPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4126,7 +4254,7 @@ func (x *GetApprovalPolicyResponse) String() string {
 func (*GetApprovalPolicyResponse) ProtoMessage() {}
 
 func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4139,7 +4267,7 @@ func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GetApprovalPolicyResponse) GetApprovalsRequired() int32 {
@@ -4159,7 +4287,7 @@ type SetApprovalPolicyRequest struct {
 
 func (x *SetApprovalPolicyRequest) Reset() {
 	*x = SetApprovalPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4171,7 +4299,7 @@ func (x *SetApprovalPolicyRequest) String() string {
 func (*SetApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *SetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4184,7 +4312,7 @@ func (x *SetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *SetApprovalPolicyRequest) GetApprovalsRequired() int32 {
@@ -4203,7 +4331,7 @@ type SetApprovalPolicyResponse struct {
 
 func (x *SetApprovalPolicyResponse) Reset() {
 	*x = SetApprovalPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4215,7 +4343,7 @@ func (x *SetApprovalPolicyResponse) String() string {
 func (*SetApprovalPolicyResponse) ProtoMessage() {}
 
 func (x *SetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4228,7 +4356,7 @@ func (x *SetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 // ExportPinsRequest is empty: the manifest covers every gateway of the tenant.
@@ -4240,7 +4368,7 @@ type ExportPinsRequest struct {
 
 func (x *ExportPinsRequest) Reset() {
 	*x = ExportPinsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4252,7 +4380,7 @@ func (x *ExportPinsRequest) String() string {
 func (*ExportPinsRequest) ProtoMessage() {}
 
 func (x *ExportPinsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4265,7 +4393,7 @@ func (x *ExportPinsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPinsRequest.ProtoReflect.Descriptor instead.
 func (*ExportPinsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{72}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 // ExportPinsResponse carries the manifest.
@@ -4279,7 +4407,7 @@ type ExportPinsResponse struct {
 
 func (x *ExportPinsResponse) Reset() {
 	*x = ExportPinsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4291,7 +4419,7 @@ func (x *ExportPinsResponse) String() string {
 func (*ExportPinsResponse) ProtoMessage() {}
 
 func (x *ExportPinsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4304,7 +4432,7 @@ func (x *ExportPinsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPinsResponse.ProtoReflect.Descriptor instead.
 func (*ExportPinsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{73}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ExportPinsResponse) GetManifest() []byte {
@@ -4324,7 +4452,7 @@ type ImportPinsRequest struct {
 
 func (x *ImportPinsRequest) Reset() {
 	*x = ImportPinsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4336,7 +4464,7 @@ func (x *ImportPinsRequest) String() string {
 func (*ImportPinsRequest) ProtoMessage() {}
 
 func (x *ImportPinsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4349,7 +4477,7 @@ func (x *ImportPinsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPinsRequest.ProtoReflect.Descriptor instead.
 func (*ImportPinsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{74}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ImportPinsRequest) GetManifest() []byte {
@@ -4371,7 +4499,7 @@ type ImportPinsResponse struct {
 
 func (x *ImportPinsResponse) Reset() {
 	*x = ImportPinsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4383,7 +4511,7 @@ func (x *ImportPinsResponse) String() string {
 func (*ImportPinsResponse) ProtoMessage() {}
 
 func (x *ImportPinsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4396,7 +4524,7 @@ func (x *ImportPinsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPinsResponse.ProtoReflect.Descriptor instead.
 func (*ImportPinsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{75}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ImportPinsResponse) GetPinned() int32 {
@@ -4429,7 +4557,7 @@ type GetClientIdentityProviderRequest struct {
 
 func (x *GetClientIdentityProviderRequest) Reset() {
 	*x = GetClientIdentityProviderRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4441,7 +4569,7 @@ func (x *GetClientIdentityProviderRequest) String() string {
 func (*GetClientIdentityProviderRequest) ProtoMessage() {}
 
 func (x *GetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4454,7 +4582,7 @@ func (x *GetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*GetClientIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
 }
 
 // GetClientIdentityProviderResponse has the settings.
@@ -4468,7 +4596,7 @@ type GetClientIdentityProviderResponse struct {
 
 func (x *GetClientIdentityProviderResponse) Reset() {
 	*x = GetClientIdentityProviderResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4480,7 +4608,7 @@ func (x *GetClientIdentityProviderResponse) String() string {
 func (*GetClientIdentityProviderResponse) ProtoMessage() {}
 
 func (x *GetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4493,7 +4621,7 @@ func (x *GetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use GetClientIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*GetClientIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *GetClientIdentityProviderResponse) GetIssuer() string {
@@ -4523,7 +4651,7 @@ type SetClientIdentityProviderRequest struct {
 
 func (x *SetClientIdentityProviderRequest) Reset() {
 	*x = SetClientIdentityProviderRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4535,7 +4663,7 @@ func (x *SetClientIdentityProviderRequest) String() string {
 func (*SetClientIdentityProviderRequest) ProtoMessage() {}
 
 func (x *SetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4548,7 +4676,7 @@ func (x *SetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*SetClientIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *SetClientIdentityProviderRequest) GetIssuer() string {
@@ -4574,7 +4702,7 @@ type SetClientIdentityProviderResponse struct {
 
 func (x *SetClientIdentityProviderResponse) Reset() {
 	*x = SetClientIdentityProviderResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4586,7 +4714,7 @@ func (x *SetClientIdentityProviderResponse) String() string {
 func (*SetClientIdentityProviderResponse) ProtoMessage() {}
 
 func (x *SetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4599,7 +4727,7 @@ func (x *SetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use SetClientIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*SetClientIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
 }
 
 // SetRateLimitsRequest sets a gateway's limits.
@@ -4616,7 +4744,7 @@ type SetRateLimitsRequest struct {
 
 func (x *SetRateLimitsRequest) Reset() {
 	*x = SetRateLimitsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4628,7 +4756,7 @@ func (x *SetRateLimitsRequest) String() string {
 func (*SetRateLimitsRequest) ProtoMessage() {}
 
 func (x *SetRateLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4641,7 +4769,7 @@ func (x *SetRateLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRateLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetRateLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *SetRateLimitsRequest) GetGatewayId() string {
@@ -4674,7 +4802,7 @@ type SetRateLimitsResponse struct {
 
 func (x *SetRateLimitsResponse) Reset() {
 	*x = SetRateLimitsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4686,7 +4814,7 @@ func (x *SetRateLimitsResponse) String() string {
 func (*SetRateLimitsResponse) ProtoMessage() {}
 
 func (x *SetRateLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4699,7 +4827,7 @@ func (x *SetRateLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRateLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetRateLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
 }
 
 // ClientKey authenticates an MCP client at the tenant's gateways.
@@ -4717,7 +4845,7 @@ type ClientKey struct {
 
 func (x *ClientKey) Reset() {
 	*x = ClientKey{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4729,7 +4857,7 @@ func (x *ClientKey) String() string {
 func (*ClientKey) ProtoMessage() {}
 
 func (x *ClientKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4742,7 +4870,7 @@ func (x *ClientKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
 func (*ClientKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ClientKey) GetId() string {
@@ -4789,7 +4917,7 @@ type ListClientKeysRequest struct {
 
 func (x *ListClientKeysRequest) Reset() {
 	*x = ListClientKeysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4801,7 +4929,7 @@ func (x *ListClientKeysRequest) String() string {
 func (*ListClientKeysRequest) ProtoMessage() {}
 
 func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4814,7 +4942,7 @@ func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListClientKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
 }
 
 // ListClientKeysResponse lists keys.
@@ -4827,7 +4955,7 @@ type ListClientKeysResponse struct {
 
 func (x *ListClientKeysResponse) Reset() {
 	*x = ListClientKeysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4839,7 +4967,7 @@ func (x *ListClientKeysResponse) String() string {
 func (*ListClientKeysResponse) ProtoMessage() {}
 
 func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4852,7 +4980,7 @@ func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListClientKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ListClientKeysResponse) GetKeys() []*ClientKey {
@@ -4873,7 +5001,7 @@ type CreateClientKeyRequest struct {
 
 func (x *CreateClientKeyRequest) Reset() {
 	*x = CreateClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4885,7 +5013,7 @@ func (x *CreateClientKeyRequest) String() string {
 func (*CreateClientKeyRequest) ProtoMessage() {}
 
 func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4898,7 +5026,7 @@ func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *CreateClientKeyRequest) GetName() string {
@@ -4927,7 +5055,7 @@ type CreateClientKeyResponse struct {
 
 func (x *CreateClientKeyResponse) Reset() {
 	*x = CreateClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4939,7 +5067,7 @@ func (x *CreateClientKeyResponse) String() string {
 func (*CreateClientKeyResponse) ProtoMessage() {}
 
 func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4952,7 +5080,7 @@ func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *CreateClientKeyResponse) GetKey() *ClientKey {
@@ -4979,7 +5107,7 @@ type RevokeClientKeyRequest struct {
 
 func (x *RevokeClientKeyRequest) Reset() {
 	*x = RevokeClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4991,7 +5119,7 @@ func (x *RevokeClientKeyRequest) String() string {
 func (*RevokeClientKeyRequest) ProtoMessage() {}
 
 func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5004,7 +5132,7 @@ func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *RevokeClientKeyRequest) GetId() string {
@@ -5023,7 +5151,7 @@ type RevokeClientKeyResponse struct {
 
 func (x *RevokeClientKeyResponse) Reset() {
 	*x = RevokeClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5035,7 +5163,7 @@ func (x *RevokeClientKeyResponse) String() string {
 func (*RevokeClientKeyResponse) ProtoMessage() {}
 
 func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5048,7 +5176,7 @@ func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
 }
 
 // SetClientAuthRequest sets a gateway's client authentication.
@@ -5062,7 +5190,7 @@ type SetClientAuthRequest struct {
 
 func (x *SetClientAuthRequest) Reset() {
 	*x = SetClientAuthRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5074,7 +5202,7 @@ func (x *SetClientAuthRequest) String() string {
 func (*SetClientAuthRequest) ProtoMessage() {}
 
 func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5087,7 +5215,7 @@ func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthRequest.ProtoReflect.Descriptor instead.
 func (*SetClientAuthRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *SetClientAuthRequest) GetGatewayId() string {
@@ -5113,7 +5241,7 @@ type SetClientAuthResponse struct {
 
 func (x *SetClientAuthResponse) Reset() {
 	*x = SetClientAuthResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5125,7 +5253,7 @@ func (x *SetClientAuthResponse) String() string {
 func (*SetClientAuthResponse) ProtoMessage() {}
 
 func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5138,7 +5266,7 @@ func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthResponse.ProtoReflect.Descriptor instead.
 func (*SetClientAuthResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
 }
 
 // AccessRule lets or stops a principal calling tools on a virtual server.
@@ -5166,7 +5294,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5178,7 +5306,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5191,7 +5319,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *AccessRule) GetId() string {
@@ -5267,7 +5395,7 @@ type ListAccessRulesRequest struct {
 
 func (x *ListAccessRulesRequest) Reset() {
 	*x = ListAccessRulesRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5279,7 +5407,7 @@ func (x *ListAccessRulesRequest) String() string {
 func (*ListAccessRulesRequest) ProtoMessage() {}
 
 func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5292,7 +5420,7 @@ func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ListAccessRulesRequest) GetGatewayId() string {
@@ -5312,7 +5440,7 @@ type ListAccessRulesResponse struct {
 
 func (x *ListAccessRulesResponse) Reset() {
 	*x = ListAccessRulesResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5324,7 +5452,7 @@ func (x *ListAccessRulesResponse) String() string {
 func (*ListAccessRulesResponse) ProtoMessage() {}
 
 func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5337,7 +5465,7 @@ func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ListAccessRulesResponse) GetRules() []*AccessRule {
@@ -5357,7 +5485,7 @@ type CreateAccessRuleRequest struct {
 
 func (x *CreateAccessRuleRequest) Reset() {
 	*x = CreateAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5369,7 +5497,7 @@ func (x *CreateAccessRuleRequest) String() string {
 func (*CreateAccessRuleRequest) ProtoMessage() {}
 
 func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5382,7 +5510,7 @@ func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *CreateAccessRuleRequest) GetRule() *AccessRule {
@@ -5402,7 +5530,7 @@ type CreateAccessRuleResponse struct {
 
 func (x *CreateAccessRuleResponse) Reset() {
 	*x = CreateAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5414,7 +5542,7 @@ func (x *CreateAccessRuleResponse) String() string {
 func (*CreateAccessRuleResponse) ProtoMessage() {}
 
 func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5427,7 +5555,7 @@ func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *CreateAccessRuleResponse) GetRule() *AccessRule {
@@ -5447,7 +5575,7 @@ type DeleteAccessRuleRequest struct {
 
 func (x *DeleteAccessRuleRequest) Reset() {
 	*x = DeleteAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5459,7 +5587,7 @@ func (x *DeleteAccessRuleRequest) String() string {
 func (*DeleteAccessRuleRequest) ProtoMessage() {}
 
 func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5472,7 +5600,7 @@ func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{96}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *DeleteAccessRuleRequest) GetId() string {
@@ -5491,7 +5619,7 @@ type DeleteAccessRuleResponse struct {
 
 func (x *DeleteAccessRuleResponse) Reset() {
 	*x = DeleteAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5503,7 +5631,7 @@ func (x *DeleteAccessRuleResponse) String() string {
 func (*DeleteAccessRuleResponse) ProtoMessage() {}
 
 func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5516,7 +5644,7 @@ func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{97}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{98}
 }
 
 // GetResultScanningRequest is empty.
@@ -5528,7 +5656,7 @@ type GetResultScanningRequest struct {
 
 func (x *GetResultScanningRequest) Reset() {
 	*x = GetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5540,7 +5668,7 @@ func (x *GetResultScanningRequest) String() string {
 func (*GetResultScanningRequest) ProtoMessage() {}
 
 func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5553,7 +5681,7 @@ func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*GetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{98}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{99}
 }
 
 // GetResultScanningResponse has the setting.
@@ -5566,7 +5694,7 @@ type GetResultScanningResponse struct {
 
 func (x *GetResultScanningResponse) Reset() {
 	*x = GetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5578,7 +5706,7 @@ func (x *GetResultScanningResponse) String() string {
 func (*GetResultScanningResponse) ProtoMessage() {}
 
 func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5591,7 +5719,7 @@ func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*GetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{99}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *GetResultScanningResponse) GetAction() ResultAction {
@@ -5611,7 +5739,7 @@ type SetResultScanningRequest struct {
 
 func (x *SetResultScanningRequest) Reset() {
 	*x = SetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5623,7 +5751,7 @@ func (x *SetResultScanningRequest) String() string {
 func (*SetResultScanningRequest) ProtoMessage() {}
 
 func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5636,7 +5764,7 @@ func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*SetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{100}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *SetResultScanningRequest) GetAction() ResultAction {
@@ -5655,7 +5783,7 @@ type SetResultScanningResponse struct {
 
 func (x *SetResultScanningResponse) Reset() {
 	*x = SetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5667,7 +5795,7 @@ func (x *SetResultScanningResponse) String() string {
 func (*SetResultScanningResponse) ProtoMessage() {}
 
 func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5680,7 +5808,7 @@ func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*SetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{101}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{102}
 }
 
 // CallEvent is one MCP request a gateway handled.
@@ -5705,7 +5833,7 @@ type CallEvent struct {
 
 func (x *CallEvent) Reset() {
 	*x = CallEvent{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5717,7 +5845,7 @@ func (x *CallEvent) String() string {
 func (*CallEvent) ProtoMessage() {}
 
 func (x *CallEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5730,7 +5858,7 @@ func (x *CallEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
 func (*CallEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{102}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *CallEvent) GetId() string {
@@ -5832,7 +5960,7 @@ type TrafficPoint struct {
 
 func (x *TrafficPoint) Reset() {
 	*x = TrafficPoint{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5844,7 +5972,7 @@ func (x *TrafficPoint) String() string {
 func (*TrafficPoint) ProtoMessage() {}
 
 func (x *TrafficPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5857,7 +5985,7 @@ func (x *TrafficPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficPoint.ProtoReflect.Descriptor instead.
 func (*TrafficPoint) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{103}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *TrafficPoint) GetMinute() *timestamppb.Timestamp {
@@ -5912,7 +6040,7 @@ type ListCallEventsRequest struct {
 
 func (x *ListCallEventsRequest) Reset() {
 	*x = ListCallEventsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5924,7 +6052,7 @@ func (x *ListCallEventsRequest) String() string {
 func (*ListCallEventsRequest) ProtoMessage() {}
 
 func (x *ListCallEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5937,7 +6065,7 @@ func (x *ListCallEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCallEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListCallEventsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{104}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ListCallEventsRequest) GetDecision() string {
@@ -5985,7 +6113,7 @@ type ListCallEventsResponse struct {
 
 func (x *ListCallEventsResponse) Reset() {
 	*x = ListCallEventsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5997,7 +6125,7 @@ func (x *ListCallEventsResponse) String() string {
 func (*ListCallEventsResponse) ProtoMessage() {}
 
 func (x *ListCallEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6010,7 +6138,7 @@ func (x *ListCallEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCallEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListCallEventsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{105}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *ListCallEventsResponse) GetEvents() []*CallEvent {
@@ -6031,7 +6159,7 @@ type GetTrafficRequest struct {
 
 func (x *GetTrafficRequest) Reset() {
 	*x = GetTrafficRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6043,7 +6171,7 @@ func (x *GetTrafficRequest) String() string {
 func (*GetTrafficRequest) ProtoMessage() {}
 
 func (x *GetTrafficRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6056,7 +6184,7 @@ func (x *GetTrafficRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficRequest.ProtoReflect.Descriptor instead.
 func (*GetTrafficRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{106}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *GetTrafficRequest) GetSince() *timestamppb.Timestamp {
@@ -6083,7 +6211,7 @@ type GetTrafficResponse struct {
 
 func (x *GetTrafficResponse) Reset() {
 	*x = GetTrafficResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6095,7 +6223,7 @@ func (x *GetTrafficResponse) String() string {
 func (*GetTrafficResponse) ProtoMessage() {}
 
 func (x *GetTrafficResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6108,7 +6236,7 @@ func (x *GetTrafficResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficResponse.ProtoReflect.Descriptor instead.
 func (*GetTrafficResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{107}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *GetTrafficResponse) GetPoints() []*TrafficPoint {
@@ -6195,7 +6323,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
 	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12#\n" +
-	"\rcontrol_plane\x18\x03 \x01(\tR\fcontrolPlane\"\xda\x03\n" +
+	"\rcontrol_plane\x18\x03 \x01(\tR\fcontrolPlane\"\xc9\x04\n" +
 	"\bUpstream\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -6211,7 +6339,11 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12%\n" +
 	"\x0ecredential_ref\x18\v \x01(\tR\rcredentialRef\x12+\n" +
-	"\x11credential_header\x18\f \x01(\tR\x10credentialHeader\x1a9\n" +
+	"\x11credential_header\x18\f \x01(\tR\x10credentialHeader\x12#\n" +
+	"\rdeny_sampling\x18\r \x01(\bR\fdenySampling\x12)\n" +
+	"\x10deny_elicitation\x18\x0e \x01(\bR\x0fdenyElicitation\x12\x1d\n" +
+	"\n" +
+	"deny_roots\x18\x0f \x01(\bR\tdenyRoots\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x16\n" +
@@ -6221,21 +6353,34 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x15CreateUpstreamRequest\x129\n" +
 	"\bupstream\x18\x01 \x01(\v2\x1d.portcullis.admin.v1.UpstreamR\bupstream\"S\n" +
 	"\x16CreateUpstreamResponse\x129\n" +
-	"\bupstream\x18\x01 \x01(\v2\x1d.portcullis.admin.v1.UpstreamR\bupstream\"p\n" +
+	"\bupstream\x18\x01 \x01(\v2\x1d.portcullis.admin.v1.UpstreamR\bupstream\"\xcb\x01\n" +
 	"\rVirtualServer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
 	"gateway_id\x18\x02 \x01(\tR\tgatewayId\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1c\n" +
-	"\tupstreams\x18\x04 \x03(\tR\tupstreams\"\x1b\n" +
+	"\tupstreams\x18\x04 \x03(\tR\tupstreams\x12\x1e\n" +
+	"\n" +
+	"unprefixed\x18\x05 \x01(\bR\n" +
+	"unprefixed\x129\n" +
+	"\arenames\x18\x06 \x03(\v2\x1f.portcullis.admin.v1.ToolRenameR\arenames\"P\n" +
+	"\n" +
+	"ToolRename\x12\x1a\n" +
+	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x12\n" +
+	"\x04tool\x18\x02 \x01(\tR\x04tool\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"\x1b\n" +
 	"\x19ListVirtualServersRequest\"i\n" +
 	"\x1aListVirtualServersResponse\x12K\n" +
-	"\x0fvirtual_servers\x18\x01 \x03(\v2\".portcullis.admin.v1.VirtualServerR\x0evirtualServers\"m\n" +
+	"\x0fvirtual_servers\x18\x01 \x03(\v2\".portcullis.admin.v1.VirtualServerR\x0evirtualServers\"\xc8\x01\n" +
 	"\x1aCreateVirtualServerRequest\x12\x1d\n" +
 	"\n" +
 	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
-	"\tupstreams\x18\x03 \x03(\tR\tupstreams\"h\n" +
+	"\tupstreams\x18\x03 \x03(\tR\tupstreams\x12\x1e\n" +
+	"\n" +
+	"unprefixed\x18\x04 \x01(\bR\n" +
+	"unprefixed\x129\n" +
+	"\arenames\x18\x05 \x03(\v2\x1f.portcullis.admin.v1.ToolRenameR\arenames\"h\n" +
 	"\x1bCreateVirtualServerResponse\x12I\n" +
 	"\x0evirtual_server\x18\x01 \x01(\v2\".portcullis.admin.v1.VirtualServerR\rvirtualServer\"\x9b\x02\n" +
 	"\x04Tool\x12\x0e\n" +
@@ -6603,7 +6748,7 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 109)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                                 // 0: portcullis.admin.v1.Role
 	(Transport)(0),                            // 1: portcullis.admin.v1.Transport
@@ -6638,244 +6783,247 @@ var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(*CreateUpstreamRequest)(nil),             // 30: portcullis.admin.v1.CreateUpstreamRequest
 	(*CreateUpstreamResponse)(nil),            // 31: portcullis.admin.v1.CreateUpstreamResponse
 	(*VirtualServer)(nil),                     // 32: portcullis.admin.v1.VirtualServer
-	(*ListVirtualServersRequest)(nil),         // 33: portcullis.admin.v1.ListVirtualServersRequest
-	(*ListVirtualServersResponse)(nil),        // 34: portcullis.admin.v1.ListVirtualServersResponse
-	(*CreateVirtualServerRequest)(nil),        // 35: portcullis.admin.v1.CreateVirtualServerRequest
-	(*CreateVirtualServerResponse)(nil),       // 36: portcullis.admin.v1.CreateVirtualServerResponse
-	(*Tool)(nil),                              // 37: portcullis.admin.v1.Tool
-	(*SetToolLabelsRequest)(nil),              // 38: portcullis.admin.v1.SetToolLabelsRequest
-	(*SetToolLabelsResponse)(nil),             // 39: portcullis.admin.v1.SetToolLabelsResponse
-	(*ListToolsRequest)(nil),                  // 40: portcullis.admin.v1.ListToolsRequest
-	(*ListToolsResponse)(nil),                 // 41: portcullis.admin.v1.ListToolsResponse
-	(*PinToolRequest)(nil),                    // 42: portcullis.admin.v1.PinToolRequest
-	(*PinToolResponse)(nil),                   // 43: portcullis.admin.v1.PinToolResponse
-	(*UnpinToolRequest)(nil),                  // 44: portcullis.admin.v1.UnpinToolRequest
-	(*UnpinToolResponse)(nil),                 // 45: portcullis.admin.v1.UnpinToolResponse
-	(*APIKey)(nil),                            // 46: portcullis.admin.v1.APIKey
-	(*ListAPIKeysRequest)(nil),                // 47: portcullis.admin.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),               // 48: portcullis.admin.v1.ListAPIKeysResponse
-	(*CreateAPIKeyRequest)(nil),               // 49: portcullis.admin.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),              // 50: portcullis.admin.v1.CreateAPIKeyResponse
-	(*RevokeAPIKeyRequest)(nil),               // 51: portcullis.admin.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),              // 52: portcullis.admin.v1.RevokeAPIKeyResponse
-	(*AuditEvent)(nil),                        // 53: portcullis.admin.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),            // 54: portcullis.admin.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),           // 55: portcullis.admin.v1.ListAuditEventsResponse
-	(*ChangeRequest)(nil),                     // 56: portcullis.admin.v1.ChangeRequest
-	(*Finding)(nil),                           // 57: portcullis.admin.v1.Finding
-	(*DiffLine)(nil),                          // 58: portcullis.admin.v1.DiffLine
-	(*Decision)(nil),                          // 59: portcullis.admin.v1.Decision
-	(*AgentProgress)(nil),                     // 60: portcullis.admin.v1.AgentProgress
-	(*ListChangeRequestsRequest)(nil),         // 61: portcullis.admin.v1.ListChangeRequestsRequest
-	(*ListChangeRequestsResponse)(nil),        // 62: portcullis.admin.v1.ListChangeRequestsResponse
-	(*GetChangeRequestRequest)(nil),           // 63: portcullis.admin.v1.GetChangeRequestRequest
-	(*GetChangeRequestResponse)(nil),          // 64: portcullis.admin.v1.GetChangeRequestResponse
-	(*ProposeChangeRequest)(nil),              // 65: portcullis.admin.v1.ProposeChangeRequest
-	(*ProposeChangeResponse)(nil),             // 66: portcullis.admin.v1.ProposeChangeResponse
-	(*ApproveChangeRequest)(nil),              // 67: portcullis.admin.v1.ApproveChangeRequest
-	(*ApproveChangeResponse)(nil),             // 68: portcullis.admin.v1.ApproveChangeResponse
-	(*RejectChangeRequest)(nil),               // 69: portcullis.admin.v1.RejectChangeRequest
-	(*RejectChangeResponse)(nil),              // 70: portcullis.admin.v1.RejectChangeResponse
-	(*GetApprovalPolicyRequest)(nil),          // 71: portcullis.admin.v1.GetApprovalPolicyRequest
-	(*GetApprovalPolicyResponse)(nil),         // 72: portcullis.admin.v1.GetApprovalPolicyResponse
-	(*SetApprovalPolicyRequest)(nil),          // 73: portcullis.admin.v1.SetApprovalPolicyRequest
-	(*SetApprovalPolicyResponse)(nil),         // 74: portcullis.admin.v1.SetApprovalPolicyResponse
-	(*ExportPinsRequest)(nil),                 // 75: portcullis.admin.v1.ExportPinsRequest
-	(*ExportPinsResponse)(nil),                // 76: portcullis.admin.v1.ExportPinsResponse
-	(*ImportPinsRequest)(nil),                 // 77: portcullis.admin.v1.ImportPinsRequest
-	(*ImportPinsResponse)(nil),                // 78: portcullis.admin.v1.ImportPinsResponse
-	(*GetClientIdentityProviderRequest)(nil),  // 79: portcullis.admin.v1.GetClientIdentityProviderRequest
-	(*GetClientIdentityProviderResponse)(nil), // 80: portcullis.admin.v1.GetClientIdentityProviderResponse
-	(*SetClientIdentityProviderRequest)(nil),  // 81: portcullis.admin.v1.SetClientIdentityProviderRequest
-	(*SetClientIdentityProviderResponse)(nil), // 82: portcullis.admin.v1.SetClientIdentityProviderResponse
-	(*SetRateLimitsRequest)(nil),              // 83: portcullis.admin.v1.SetRateLimitsRequest
-	(*SetRateLimitsResponse)(nil),             // 84: portcullis.admin.v1.SetRateLimitsResponse
-	(*ClientKey)(nil),                         // 85: portcullis.admin.v1.ClientKey
-	(*ListClientKeysRequest)(nil),             // 86: portcullis.admin.v1.ListClientKeysRequest
-	(*ListClientKeysResponse)(nil),            // 87: portcullis.admin.v1.ListClientKeysResponse
-	(*CreateClientKeyRequest)(nil),            // 88: portcullis.admin.v1.CreateClientKeyRequest
-	(*CreateClientKeyResponse)(nil),           // 89: portcullis.admin.v1.CreateClientKeyResponse
-	(*RevokeClientKeyRequest)(nil),            // 90: portcullis.admin.v1.RevokeClientKeyRequest
-	(*RevokeClientKeyResponse)(nil),           // 91: portcullis.admin.v1.RevokeClientKeyResponse
-	(*SetClientAuthRequest)(nil),              // 92: portcullis.admin.v1.SetClientAuthRequest
-	(*SetClientAuthResponse)(nil),             // 93: portcullis.admin.v1.SetClientAuthResponse
-	(*AccessRule)(nil),                        // 94: portcullis.admin.v1.AccessRule
-	(*ListAccessRulesRequest)(nil),            // 95: portcullis.admin.v1.ListAccessRulesRequest
-	(*ListAccessRulesResponse)(nil),           // 96: portcullis.admin.v1.ListAccessRulesResponse
-	(*CreateAccessRuleRequest)(nil),           // 97: portcullis.admin.v1.CreateAccessRuleRequest
-	(*CreateAccessRuleResponse)(nil),          // 98: portcullis.admin.v1.CreateAccessRuleResponse
-	(*DeleteAccessRuleRequest)(nil),           // 99: portcullis.admin.v1.DeleteAccessRuleRequest
-	(*DeleteAccessRuleResponse)(nil),          // 100: portcullis.admin.v1.DeleteAccessRuleResponse
-	(*GetResultScanningRequest)(nil),          // 101: portcullis.admin.v1.GetResultScanningRequest
-	(*GetResultScanningResponse)(nil),         // 102: portcullis.admin.v1.GetResultScanningResponse
-	(*SetResultScanningRequest)(nil),          // 103: portcullis.admin.v1.SetResultScanningRequest
-	(*SetResultScanningResponse)(nil),         // 104: portcullis.admin.v1.SetResultScanningResponse
-	(*CallEvent)(nil),                         // 105: portcullis.admin.v1.CallEvent
-	(*TrafficPoint)(nil),                      // 106: portcullis.admin.v1.TrafficPoint
-	(*ListCallEventsRequest)(nil),             // 107: portcullis.admin.v1.ListCallEventsRequest
-	(*ListCallEventsResponse)(nil),            // 108: portcullis.admin.v1.ListCallEventsResponse
-	(*GetTrafficRequest)(nil),                 // 109: portcullis.admin.v1.GetTrafficRequest
-	(*GetTrafficResponse)(nil),                // 110: portcullis.admin.v1.GetTrafficResponse
-	nil,                                       // 111: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),             // 112: google.protobuf.Timestamp
+	(*ToolRename)(nil),                        // 33: portcullis.admin.v1.ToolRename
+	(*ListVirtualServersRequest)(nil),         // 34: portcullis.admin.v1.ListVirtualServersRequest
+	(*ListVirtualServersResponse)(nil),        // 35: portcullis.admin.v1.ListVirtualServersResponse
+	(*CreateVirtualServerRequest)(nil),        // 36: portcullis.admin.v1.CreateVirtualServerRequest
+	(*CreateVirtualServerResponse)(nil),       // 37: portcullis.admin.v1.CreateVirtualServerResponse
+	(*Tool)(nil),                              // 38: portcullis.admin.v1.Tool
+	(*SetToolLabelsRequest)(nil),              // 39: portcullis.admin.v1.SetToolLabelsRequest
+	(*SetToolLabelsResponse)(nil),             // 40: portcullis.admin.v1.SetToolLabelsResponse
+	(*ListToolsRequest)(nil),                  // 41: portcullis.admin.v1.ListToolsRequest
+	(*ListToolsResponse)(nil),                 // 42: portcullis.admin.v1.ListToolsResponse
+	(*PinToolRequest)(nil),                    // 43: portcullis.admin.v1.PinToolRequest
+	(*PinToolResponse)(nil),                   // 44: portcullis.admin.v1.PinToolResponse
+	(*UnpinToolRequest)(nil),                  // 45: portcullis.admin.v1.UnpinToolRequest
+	(*UnpinToolResponse)(nil),                 // 46: portcullis.admin.v1.UnpinToolResponse
+	(*APIKey)(nil),                            // 47: portcullis.admin.v1.APIKey
+	(*ListAPIKeysRequest)(nil),                // 48: portcullis.admin.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),               // 49: portcullis.admin.v1.ListAPIKeysResponse
+	(*CreateAPIKeyRequest)(nil),               // 50: portcullis.admin.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),              // 51: portcullis.admin.v1.CreateAPIKeyResponse
+	(*RevokeAPIKeyRequest)(nil),               // 52: portcullis.admin.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),              // 53: portcullis.admin.v1.RevokeAPIKeyResponse
+	(*AuditEvent)(nil),                        // 54: portcullis.admin.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),            // 55: portcullis.admin.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),           // 56: portcullis.admin.v1.ListAuditEventsResponse
+	(*ChangeRequest)(nil),                     // 57: portcullis.admin.v1.ChangeRequest
+	(*Finding)(nil),                           // 58: portcullis.admin.v1.Finding
+	(*DiffLine)(nil),                          // 59: portcullis.admin.v1.DiffLine
+	(*Decision)(nil),                          // 60: portcullis.admin.v1.Decision
+	(*AgentProgress)(nil),                     // 61: portcullis.admin.v1.AgentProgress
+	(*ListChangeRequestsRequest)(nil),         // 62: portcullis.admin.v1.ListChangeRequestsRequest
+	(*ListChangeRequestsResponse)(nil),        // 63: portcullis.admin.v1.ListChangeRequestsResponse
+	(*GetChangeRequestRequest)(nil),           // 64: portcullis.admin.v1.GetChangeRequestRequest
+	(*GetChangeRequestResponse)(nil),          // 65: portcullis.admin.v1.GetChangeRequestResponse
+	(*ProposeChangeRequest)(nil),              // 66: portcullis.admin.v1.ProposeChangeRequest
+	(*ProposeChangeResponse)(nil),             // 67: portcullis.admin.v1.ProposeChangeResponse
+	(*ApproveChangeRequest)(nil),              // 68: portcullis.admin.v1.ApproveChangeRequest
+	(*ApproveChangeResponse)(nil),             // 69: portcullis.admin.v1.ApproveChangeResponse
+	(*RejectChangeRequest)(nil),               // 70: portcullis.admin.v1.RejectChangeRequest
+	(*RejectChangeResponse)(nil),              // 71: portcullis.admin.v1.RejectChangeResponse
+	(*GetApprovalPolicyRequest)(nil),          // 72: portcullis.admin.v1.GetApprovalPolicyRequest
+	(*GetApprovalPolicyResponse)(nil),         // 73: portcullis.admin.v1.GetApprovalPolicyResponse
+	(*SetApprovalPolicyRequest)(nil),          // 74: portcullis.admin.v1.SetApprovalPolicyRequest
+	(*SetApprovalPolicyResponse)(nil),         // 75: portcullis.admin.v1.SetApprovalPolicyResponse
+	(*ExportPinsRequest)(nil),                 // 76: portcullis.admin.v1.ExportPinsRequest
+	(*ExportPinsResponse)(nil),                // 77: portcullis.admin.v1.ExportPinsResponse
+	(*ImportPinsRequest)(nil),                 // 78: portcullis.admin.v1.ImportPinsRequest
+	(*ImportPinsResponse)(nil),                // 79: portcullis.admin.v1.ImportPinsResponse
+	(*GetClientIdentityProviderRequest)(nil),  // 80: portcullis.admin.v1.GetClientIdentityProviderRequest
+	(*GetClientIdentityProviderResponse)(nil), // 81: portcullis.admin.v1.GetClientIdentityProviderResponse
+	(*SetClientIdentityProviderRequest)(nil),  // 82: portcullis.admin.v1.SetClientIdentityProviderRequest
+	(*SetClientIdentityProviderResponse)(nil), // 83: portcullis.admin.v1.SetClientIdentityProviderResponse
+	(*SetRateLimitsRequest)(nil),              // 84: portcullis.admin.v1.SetRateLimitsRequest
+	(*SetRateLimitsResponse)(nil),             // 85: portcullis.admin.v1.SetRateLimitsResponse
+	(*ClientKey)(nil),                         // 86: portcullis.admin.v1.ClientKey
+	(*ListClientKeysRequest)(nil),             // 87: portcullis.admin.v1.ListClientKeysRequest
+	(*ListClientKeysResponse)(nil),            // 88: portcullis.admin.v1.ListClientKeysResponse
+	(*CreateClientKeyRequest)(nil),            // 89: portcullis.admin.v1.CreateClientKeyRequest
+	(*CreateClientKeyResponse)(nil),           // 90: portcullis.admin.v1.CreateClientKeyResponse
+	(*RevokeClientKeyRequest)(nil),            // 91: portcullis.admin.v1.RevokeClientKeyRequest
+	(*RevokeClientKeyResponse)(nil),           // 92: portcullis.admin.v1.RevokeClientKeyResponse
+	(*SetClientAuthRequest)(nil),              // 93: portcullis.admin.v1.SetClientAuthRequest
+	(*SetClientAuthResponse)(nil),             // 94: portcullis.admin.v1.SetClientAuthResponse
+	(*AccessRule)(nil),                        // 95: portcullis.admin.v1.AccessRule
+	(*ListAccessRulesRequest)(nil),            // 96: portcullis.admin.v1.ListAccessRulesRequest
+	(*ListAccessRulesResponse)(nil),           // 97: portcullis.admin.v1.ListAccessRulesResponse
+	(*CreateAccessRuleRequest)(nil),           // 98: portcullis.admin.v1.CreateAccessRuleRequest
+	(*CreateAccessRuleResponse)(nil),          // 99: portcullis.admin.v1.CreateAccessRuleResponse
+	(*DeleteAccessRuleRequest)(nil),           // 100: portcullis.admin.v1.DeleteAccessRuleRequest
+	(*DeleteAccessRuleResponse)(nil),          // 101: portcullis.admin.v1.DeleteAccessRuleResponse
+	(*GetResultScanningRequest)(nil),          // 102: portcullis.admin.v1.GetResultScanningRequest
+	(*GetResultScanningResponse)(nil),         // 103: portcullis.admin.v1.GetResultScanningResponse
+	(*SetResultScanningRequest)(nil),          // 104: portcullis.admin.v1.SetResultScanningRequest
+	(*SetResultScanningResponse)(nil),         // 105: portcullis.admin.v1.SetResultScanningResponse
+	(*CallEvent)(nil),                         // 106: portcullis.admin.v1.CallEvent
+	(*TrafficPoint)(nil),                      // 107: portcullis.admin.v1.TrafficPoint
+	(*ListCallEventsRequest)(nil),             // 108: portcullis.admin.v1.ListCallEventsRequest
+	(*ListCallEventsResponse)(nil),            // 109: portcullis.admin.v1.ListCallEventsResponse
+	(*GetTrafficRequest)(nil),                 // 110: portcullis.admin.v1.GetTrafficRequest
+	(*GetTrafficResponse)(nil),                // 111: portcullis.admin.v1.GetTrafficResponse
+	nil,                                       // 112: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),             // 113: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,   // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
 	3,   // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
 	3,   // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,   // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	112, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	113, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
 	8,   // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,   // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
 	8,   // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,   // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	112, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	112, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	113, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	113, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
 	17,  // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
 	18,  // 12: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
 	18,  // 13: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	18,  // 14: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	112, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	113, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 16: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	111, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	112, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
 	27,  // 18: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
 	27,  // 19: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
 	27,  // 20: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
-	32,  // 21: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
-	32,  // 22: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	112, // 23: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
-	37,  // 24: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
-	0,   // 25: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	112, // 26: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	112, // 27: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
-	46,  // 28: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
-	0,   // 29: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
-	46,  // 30: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	112, // 31: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	53,  // 32: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	112, // 33: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	112, // 34: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	112, // 35: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	112, // 36: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
-	56,  // 37: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
-	56,  // 38: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	58,  // 39: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
-	57,  // 40: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
-	57,  // 41: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
-	59,  // 42: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
-	60,  // 43: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
-	56,  // 44: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	56,  // 45: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	56,  // 46: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	112, // 47: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
-	85,  // 48: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
-	85,  // 49: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
-	94,  // 50: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
-	94,  // 51: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
-	94,  // 52: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
-	2,   // 53: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
-	2,   // 54: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
-	112, // 55: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	112, // 56: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
-	105, // 57: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
-	112, // 58: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
-	112, // 59: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
-	106, // 60: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
-	4,   // 61: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
-	6,   // 62: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
-	9,   // 63: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
-	11,  // 64: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
-	13,  // 65: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
-	15,  // 66: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
-	19,  // 67: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
-	21,  // 68: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
-	23,  // 69: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
-	25,  // 70: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
-	28,  // 71: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
-	30,  // 72: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
-	33,  // 73: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
-	35,  // 74: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
-	40,  // 75: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
-	42,  // 76: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
-	44,  // 77: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
-	38,  // 78: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
-	47,  // 79: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
-	49,  // 80: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
-	51,  // 81: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
-	54,  // 82: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
-	61,  // 83: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
-	63,  // 84: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
-	65,  // 85: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
-	67,  // 86: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
-	69,  // 87: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
-	71,  // 88: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
-	73,  // 89: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
-	75,  // 90: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
-	77,  // 91: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	101, // 92: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
-	103, // 93: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
-	86,  // 94: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
-	88,  // 95: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
-	90,  // 96: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
-	92,  // 97: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
-	95,  // 98: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
-	97,  // 99: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
-	99,  // 100: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
-	83,  // 101: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
-	79,  // 102: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
-	81,  // 103: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
-	107, // 104: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
-	109, // 105: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
-	5,   // 106: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	7,   // 107: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	10,  // 108: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	12,  // 109: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	14,  // 110: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	16,  // 111: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	20,  // 112: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	22,  // 113: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	24,  // 114: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	26,  // 115: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	29,  // 116: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	31,  // 117: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	34,  // 118: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	36,  // 119: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	41,  // 120: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	43,  // 121: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	45,  // 122: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	39,  // 123: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
-	48,  // 124: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	50,  // 125: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	52,  // 126: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	55,  // 127: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	62,  // 128: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	64,  // 129: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	66,  // 130: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	68,  // 131: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	70,  // 132: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	72,  // 133: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	74,  // 134: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	76,  // 135: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	78,  // 136: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	102, // 137: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	104, // 138: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	87,  // 139: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
-	89,  // 140: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
-	91,  // 141: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
-	93,  // 142: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
-	96,  // 143: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
-	98,  // 144: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
-	100, // 145: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
-	84,  // 146: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
-	80,  // 147: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
-	82,  // 148: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
-	108, // 149: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
-	110, // 150: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
-	106, // [106:151] is the sub-list for method output_type
-	61,  // [61:106] is the sub-list for method input_type
-	61,  // [61:61] is the sub-list for extension type_name
-	61,  // [61:61] is the sub-list for extension extendee
-	0,   // [0:61] is the sub-list for field type_name
+	33,  // 21: portcullis.admin.v1.VirtualServer.renames:type_name -> portcullis.admin.v1.ToolRename
+	32,  // 22: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
+	33,  // 23: portcullis.admin.v1.CreateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
+	32,  // 24: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
+	113, // 25: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	38,  // 26: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
+	0,   // 27: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
+	113, // 28: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	113, // 29: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	47,  // 30: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
+	0,   // 31: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
+	47,  // 32: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
+	113, // 33: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	54,  // 34: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
+	113, // 35: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	113, // 36: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	113, // 37: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	113, // 38: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	57,  // 39: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
+	57,  // 40: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	59,  // 41: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
+	58,  // 42: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
+	58,  // 43: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
+	60,  // 44: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
+	61,  // 45: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
+	57,  // 46: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	57,  // 47: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	57,  // 48: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	113, // 49: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
+	86,  // 50: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
+	86,  // 51: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
+	95,  // 52: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
+	95,  // 53: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
+	95,  // 54: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
+	2,   // 55: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
+	2,   // 56: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
+	113, // 57: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	113, // 58: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
+	106, // 59: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
+	113, // 60: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
+	113, // 61: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
+	107, // 62: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
+	4,   // 63: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
+	6,   // 64: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
+	9,   // 65: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
+	11,  // 66: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
+	13,  // 67: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
+	15,  // 68: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
+	19,  // 69: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
+	21,  // 70: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
+	23,  // 71: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
+	25,  // 72: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
+	28,  // 73: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
+	30,  // 74: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
+	34,  // 75: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
+	36,  // 76: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
+	41,  // 77: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
+	43,  // 78: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
+	45,  // 79: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
+	39,  // 80: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
+	48,  // 81: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
+	50,  // 82: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
+	52,  // 83: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
+	55,  // 84: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
+	62,  // 85: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
+	64,  // 86: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
+	66,  // 87: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
+	68,  // 88: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
+	70,  // 89: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
+	72,  // 90: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
+	74,  // 91: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
+	76,  // 92: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
+	78,  // 93: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
+	102, // 94: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	104, // 95: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	87,  // 96: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
+	89,  // 97: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
+	91,  // 98: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
+	93,  // 99: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
+	96,  // 100: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
+	98,  // 101: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
+	100, // 102: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
+	84,  // 103: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
+	80,  // 104: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
+	82,  // 105: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
+	108, // 106: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
+	110, // 107: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
+	5,   // 108: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	7,   // 109: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	10,  // 110: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	12,  // 111: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	14,  // 112: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	16,  // 113: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	20,  // 114: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	22,  // 115: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	24,  // 116: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	26,  // 117: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	29,  // 118: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	31,  // 119: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	35,  // 120: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	37,  // 121: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	42,  // 122: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	44,  // 123: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	46,  // 124: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	40,  // 125: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	49,  // 126: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	51,  // 127: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	53,  // 128: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	56,  // 129: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	63,  // 130: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	65,  // 131: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	67,  // 132: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	69,  // 133: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	71,  // 134: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	73,  // 135: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	75,  // 136: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	77,  // 137: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	79,  // 138: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	103, // 139: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	105, // 140: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	88,  // 141: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
+	90,  // 142: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
+	92,  // 143: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
+	94,  // 144: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
+	97,  // 145: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
+	99,  // 146: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
+	101, // 147: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
+	85,  // 148: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
+	81,  // 149: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
+	83,  // 150: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
+	109, // 151: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
+	111, // 152: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
+	108, // [108:153] is the sub-list for method output_type
+	63,  // [63:108] is the sub-list for method input_type
+	63,  // [63:63] is the sub-list for extension type_name
+	63,  // [63:63] is the sub-list for extension extendee
+	0,   // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_admin_v1_admin_proto_init() }
@@ -6889,7 +7037,7 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   109,
+			NumMessages:   110,
 			NumExtensions: 0,
 			NumServices:   11,
 		},

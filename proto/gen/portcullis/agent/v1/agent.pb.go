@@ -1257,8 +1257,11 @@ type Upstream struct {
 	CredentialRef string `protobuf:"bytes,8,opt,name=credential_ref,json=credentialRef,proto3" json:"credential_ref,omitempty"`
 	// HTTP header that carries it (default Authorization, as "Bearer <secret>").
 	CredentialHeader string `protobuf:"bytes,9,opt,name=credential_header,json=credentialHeader,proto3" json:"credential_header,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Which requests the upstream may send to the client session that caused
+	// them. Everything is allowed unless denied here.
+	ServerRequests *ServerRequests `protobuf:"bytes,10,opt,name=server_requests,json=serverRequests,proto3" json:"server_requests,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Upstream) Reset() {
@@ -1354,20 +1357,97 @@ func (x *Upstream) GetCredentialHeader() string {
 	return ""
 }
 
+func (x *Upstream) GetServerRequests() *ServerRequests {
+	if x != nil {
+		return x.ServerRequests
+	}
+	return nil
+}
+
+// ServerRequests governs what an upstream may ask of a client: text it sends
+// reaches a model (sampling) or a person (elicitation).
+type ServerRequests struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Refuse sampling/createMessage.
+	DenySampling bool `protobuf:"varint,1,opt,name=deny_sampling,json=denySampling,proto3" json:"deny_sampling,omitempty"`
+	// Refuse elicitation/create (form and URL mode).
+	DenyElicitation bool `protobuf:"varint,2,opt,name=deny_elicitation,json=denyElicitation,proto3" json:"deny_elicitation,omitempty"`
+	// Refuse roots/list.
+	DenyRoots     bool `protobuf:"varint,3,opt,name=deny_roots,json=denyRoots,proto3" json:"deny_roots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerRequests) Reset() {
+	*x = ServerRequests{}
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerRequests) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerRequests) ProtoMessage() {}
+
+func (x *ServerRequests) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerRequests.ProtoReflect.Descriptor instead.
+func (*ServerRequests) Descriptor() ([]byte, []int) {
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ServerRequests) GetDenySampling() bool {
+	if x != nil {
+		return x.DenySampling
+	}
+	return false
+}
+
+func (x *ServerRequests) GetDenyElicitation() bool {
+	if x != nil {
+		return x.DenyElicitation
+	}
+	return false
+}
+
+func (x *ServerRequests) GetDenyRoots() bool {
+	if x != nil {
+		return x.DenyRoots
+	}
+	return false
+}
+
 // VirtualServer is an endpoint (/mcp/{name}) aggregating upstreams.
 type VirtualServer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// URL path segment.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Names of the upstreams it aggregates.
-	Upstreams     []string `protobuf:"bytes,2,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	Upstreams []string `protobuf:"bytes,2,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	// Expose tool and prompt names as the upstreams name them, without the
+	// "upstream__" prefix. Names that collide are not exposed.
+	Unprefixed bool `protobuf:"varint,3,opt,name=unprefixed,proto3" json:"unprefixed,omitempty"`
+	// Per-tool names that replace the default exposed name.
+	Renames       []*ToolRename `protobuf:"bytes,4,rep,name=renames,proto3" json:"renames,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VirtualServer) Reset() {
 	*x = VirtualServer{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1459,7 @@ func (x *VirtualServer) String() string {
 func (*VirtualServer) ProtoMessage() {}
 
 func (x *VirtualServer) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1472,7 @@ func (x *VirtualServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
 func (*VirtualServer) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VirtualServer) GetName() string {
@@ -1407,6 +1487,84 @@ func (x *VirtualServer) GetUpstreams() []string {
 		return x.Upstreams
 	}
 	return nil
+}
+
+func (x *VirtualServer) GetUnprefixed() bool {
+	if x != nil {
+		return x.Unprefixed
+	}
+	return false
+}
+
+func (x *VirtualServer) GetRenames() []*ToolRename {
+	if x != nil {
+		return x.Renames
+	}
+	return nil
+}
+
+// ToolRename exposes one upstream tool under another name.
+type ToolRename struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Upstream name.
+	Upstream string `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	// Tool name as the upstream exposes it.
+	Tool string `protobuf:"bytes,2,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Name clients see.
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolRename) Reset() {
+	*x = ToolRename{}
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolRename) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolRename) ProtoMessage() {}
+
+func (x *ToolRename) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolRename.ProtoReflect.Descriptor instead.
+func (*ToolRename) Descriptor() ([]byte, []int) {
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ToolRename) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
+}
+
+func (x *ToolRename) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ToolRename) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 // ToolPin is an approved tool definition.
@@ -1428,7 +1586,7 @@ type ToolPin struct {
 
 func (x *ToolPin) Reset() {
 	*x = ToolPin{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1598,7 @@ func (x *ToolPin) String() string {
 func (*ToolPin) ProtoMessage() {}
 
 func (x *ToolPin) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1611,7 @@ func (x *ToolPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolPin.ProtoReflect.Descriptor instead.
 func (*ToolPin) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ToolPin) GetUpstream() string {
@@ -1512,7 +1670,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1682,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1695,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AccessRule) GetId() string {
@@ -1595,7 +1753,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1765,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1778,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Ack) GetNonce() string {
@@ -1654,7 +1812,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1824,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1837,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Nack) GetNonce() string {
@@ -1721,7 +1879,7 @@ type InventoryReport struct {
 
 func (x *InventoryReport) Reset() {
 	*x = InventoryReport{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1891,7 @@ func (x *InventoryReport) String() string {
 func (*InventoryReport) ProtoMessage() {}
 
 func (x *InventoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1904,7 @@ func (x *InventoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryReport.ProtoReflect.Descriptor instead.
 func (*InventoryReport) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InventoryReport) GetUpstreams() []*UpstreamInventory {
@@ -1779,7 +1937,7 @@ type UpstreamInventory struct {
 
 func (x *UpstreamInventory) Reset() {
 	*x = UpstreamInventory{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1949,7 @@ func (x *UpstreamInventory) String() string {
 func (*UpstreamInventory) ProtoMessage() {}
 
 func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1962,7 @@ func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamInventory.ProtoReflect.Descriptor instead.
 func (*UpstreamInventory) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpstreamInventory) GetUpstream() string {
@@ -1872,7 +2030,7 @@ type DiscoveredTool struct {
 
 func (x *DiscoveredTool) Reset() {
 	*x = DiscoveredTool{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2042,7 @@ func (x *DiscoveredTool) String() string {
 func (*DiscoveredTool) ProtoMessage() {}
 
 func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2055,7 @@ func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveredTool.ProtoReflect.Descriptor instead.
 func (*DiscoveredTool) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DiscoveredTool) GetName() string {
@@ -1932,7 +2090,7 @@ type Keepalive struct {
 
 func (x *Keepalive) Reset() {
 	*x = Keepalive{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2102,7 @@ func (x *Keepalive) String() string {
 func (*Keepalive) ProtoMessage() {}
 
 func (x *Keepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2115,7 @@ func (x *Keepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
 func (*Keepalive) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Keepalive) GetSentAt() *timestamppb.Timestamp {
@@ -1980,7 +2138,7 @@ type ReportTelemetryRequest struct {
 
 func (x *ReportTelemetryRequest) Reset() {
 	*x = ReportTelemetryRequest{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1992,7 +2150,7 @@ func (x *ReportTelemetryRequest) String() string {
 func (*ReportTelemetryRequest) ProtoMessage() {}
 
 func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2005,7 +2163,7 @@ func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryRequest.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReportTelemetryRequest) GetEvents() []*CallEvent {
@@ -2033,7 +2191,7 @@ type ReportTelemetryResponse struct {
 
 func (x *ReportTelemetryResponse) Reset() {
 	*x = ReportTelemetryResponse{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2203,7 @@ func (x *ReportTelemetryResponse) String() string {
 func (*ReportTelemetryResponse) ProtoMessage() {}
 
 func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2216,7 @@ func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryResponse.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReportTelemetryResponse) GetAccepted() uint64 {
@@ -2103,7 +2261,7 @@ type CallEvent struct {
 
 func (x *CallEvent) Reset() {
 	*x = CallEvent{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2273,7 @@ func (x *CallEvent) String() string {
 func (*CallEvent) ProtoMessage() {}
 
 func (x *CallEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2286,7 @@ func (x *CallEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
 func (*CallEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CallEvent) GetId() string {
@@ -2301,7 +2459,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06groups\x18\x03 \x03(\tR\x06groups\"K\n" +
 	"\x0eResultScanning\x129\n" +
-	"\x06action\x18\x01 \x01(\x0e2!.portcullis.agent.v1.ResultActionR\x06action\"\xfe\x02\n" +
+	"\x06action\x18\x01 \x01(\x0e2!.portcullis.agent.v1.ResultActionR\x06action\"\xcc\x03\n" +
 	"\bUpstream\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12<\n" +
@@ -2311,13 +2469,29 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x04args\x18\x06 \x03(\tR\x04args\x12A\n" +
 	"\x06labels\x18\a \x03(\v2).portcullis.agent.v1.Upstream.LabelsEntryR\x06labels\x12%\n" +
 	"\x0ecredential_ref\x18\b \x01(\tR\rcredentialRef\x12+\n" +
-	"\x11credential_header\x18\t \x01(\tR\x10credentialHeader\x1a9\n" +
+	"\x11credential_header\x18\t \x01(\tR\x10credentialHeader\x12L\n" +
+	"\x0fserver_requests\x18\n" +
+	" \x01(\v2#.portcullis.agent.v1.ServerRequestsR\x0eserverRequests\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x7f\n" +
+	"\x0eServerRequests\x12#\n" +
+	"\rdeny_sampling\x18\x01 \x01(\bR\fdenySampling\x12)\n" +
+	"\x10deny_elicitation\x18\x02 \x01(\bR\x0fdenyElicitation\x12\x1d\n" +
+	"\n" +
+	"deny_roots\x18\x03 \x01(\bR\tdenyRoots\"\x9c\x01\n" +
 	"\rVirtualServer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
-	"\tupstreams\x18\x02 \x03(\tR\tupstreams\"\x92\x01\n" +
+	"\tupstreams\x18\x02 \x03(\tR\tupstreams\x12\x1e\n" +
+	"\n" +
+	"unprefixed\x18\x03 \x01(\bR\n" +
+	"unprefixed\x129\n" +
+	"\arenames\x18\x04 \x03(\v2\x1f.portcullis.agent.v1.ToolRenameR\arenames\"P\n" +
+	"\n" +
+	"ToolRename\x12\x1a\n" +
+	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x12\n" +
+	"\x04tool\x18\x02 \x01(\tR\x04tool\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"\x92\x01\n" +
 	"\aToolPin\x12\x1a\n" +
 	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x12\n" +
 	"\x04tool\x18\x02 \x01(\tR\x04tool\x12\x16\n" +
@@ -2418,7 +2592,7 @@ func file_portcullis_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_portcullis_agent_v1_agent_proto_goTypes = []any{
 	(ResultAction)(0),               // 0: portcullis.agent.v1.ResultAction
 	(Transport)(0),                  // 1: portcullis.agent.v1.Transport
@@ -2437,66 +2611,70 @@ var file_portcullis_agent_v1_agent_proto_goTypes = []any{
 	(*ClientKey)(nil),               // 14: portcullis.agent.v1.ClientKey
 	(*ResultScanning)(nil),          // 15: portcullis.agent.v1.ResultScanning
 	(*Upstream)(nil),                // 16: portcullis.agent.v1.Upstream
-	(*VirtualServer)(nil),           // 17: portcullis.agent.v1.VirtualServer
-	(*ToolPin)(nil),                 // 18: portcullis.agent.v1.ToolPin
-	(*AccessRule)(nil),              // 19: portcullis.agent.v1.AccessRule
-	(*Ack)(nil),                     // 20: portcullis.agent.v1.Ack
-	(*Nack)(nil),                    // 21: portcullis.agent.v1.Nack
-	(*InventoryReport)(nil),         // 22: portcullis.agent.v1.InventoryReport
-	(*UpstreamInventory)(nil),       // 23: portcullis.agent.v1.UpstreamInventory
-	(*DiscoveredTool)(nil),          // 24: portcullis.agent.v1.DiscoveredTool
-	(*Keepalive)(nil),               // 25: portcullis.agent.v1.Keepalive
-	(*ReportTelemetryRequest)(nil),  // 26: portcullis.agent.v1.ReportTelemetryRequest
-	(*ReportTelemetryResponse)(nil), // 27: portcullis.agent.v1.ReportTelemetryResponse
-	(*CallEvent)(nil),               // 28: portcullis.agent.v1.CallEvent
-	nil,                             // 29: portcullis.agent.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(*ServerRequests)(nil),          // 17: portcullis.agent.v1.ServerRequests
+	(*VirtualServer)(nil),           // 18: portcullis.agent.v1.VirtualServer
+	(*ToolRename)(nil),              // 19: portcullis.agent.v1.ToolRename
+	(*ToolPin)(nil),                 // 20: portcullis.agent.v1.ToolPin
+	(*AccessRule)(nil),              // 21: portcullis.agent.v1.AccessRule
+	(*Ack)(nil),                     // 22: portcullis.agent.v1.Ack
+	(*Nack)(nil),                    // 23: portcullis.agent.v1.Nack
+	(*InventoryReport)(nil),         // 24: portcullis.agent.v1.InventoryReport
+	(*UpstreamInventory)(nil),       // 25: portcullis.agent.v1.UpstreamInventory
+	(*DiscoveredTool)(nil),          // 26: portcullis.agent.v1.DiscoveredTool
+	(*Keepalive)(nil),               // 27: portcullis.agent.v1.Keepalive
+	(*ReportTelemetryRequest)(nil),  // 28: portcullis.agent.v1.ReportTelemetryRequest
+	(*ReportTelemetryResponse)(nil), // 29: portcullis.agent.v1.ReportTelemetryResponse
+	(*CallEvent)(nil),               // 30: portcullis.agent.v1.CallEvent
+	nil,                             // 31: portcullis.agent.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 32: google.protobuf.Timestamp
 }
 var file_portcullis_agent_v1_agent_proto_depIdxs = []int32{
 	8,  // 0: portcullis.agent.v1.SyncRequest.hello:type_name -> portcullis.agent.v1.Hello
-	20, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
-	21, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
-	22, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
-	25, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	22, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
+	23, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
+	24, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
+	27, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
 	9,  // 5: portcullis.agent.v1.SyncResponse.bundle:type_name -> portcullis.agent.v1.BundleUpdate
-	25, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	27, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
 	10, // 7: portcullis.agent.v1.BundleUpdate.bundle:type_name -> portcullis.agent.v1.SignedBundle
-	30, // 8: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
+	32, // 8: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
 	16, // 9: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
-	17, // 10: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
-	18, // 11: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
-	19, // 12: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
-	18, // 13: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
-	18, // 14: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
-	18, // 15: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
+	18, // 10: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
+	20, // 11: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
+	21, // 12: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
+	20, // 13: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
+	20, // 14: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
+	20, // 15: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
 	15, // 16: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
 	13, // 17: portcullis.agent.v1.PolicyBundle.client_auth:type_name -> portcullis.agent.v1.ClientAuth
 	12, // 18: portcullis.agent.v1.PolicyBundle.rate_limits:type_name -> portcullis.agent.v1.RateLimits
 	14, // 19: portcullis.agent.v1.ClientAuth.keys:type_name -> portcullis.agent.v1.ClientKey
 	0,  // 20: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
 	1,  // 21: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
-	29, // 22: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
-	2,  // 23: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
-	23, // 24: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
-	24, // 25: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
-	24, // 26: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
-	24, // 27: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
-	24, // 28: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
-	30, // 29: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
-	28, // 30: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
-	30, // 31: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 32: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
-	4,  // 33: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
-	6,  // 34: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
-	26, // 35: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
-	5,  // 36: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
-	7,  // 37: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
-	27, // 38: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
-	36, // [36:39] is the sub-list for method output_type
-	33, // [33:36] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	31, // 22: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
+	17, // 23: portcullis.agent.v1.Upstream.server_requests:type_name -> portcullis.agent.v1.ServerRequests
+	19, // 24: portcullis.agent.v1.VirtualServer.renames:type_name -> portcullis.agent.v1.ToolRename
+	2,  // 25: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
+	25, // 26: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
+	26, // 27: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
+	26, // 28: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
+	26, // 29: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
+	26, // 30: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
+	32, // 31: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
+	30, // 32: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
+	32, // 33: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	3,  // 34: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
+	4,  // 35: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
+	6,  // 36: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
+	28, // 37: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
+	5,  // 38: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
+	7,  // 39: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
+	29, // 40: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
+	38, // [38:41] is the sub-list for method output_type
+	35, // [35:38] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_agent_v1_agent_proto_init() }
@@ -2521,7 +2699,7 @@ func file_portcullis_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_agent_v1_agent_proto_rawDesc), len(file_portcullis_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,512 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/yosida95/uritemplate/v3"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/resultscan"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// The relay: every client session gets its own session with each upstream it
+// uses, opened on first use with the client's capabilities and protocol
+// version, and closed when the client session ends. What an upstream asks of
+// a client (sampling, elicitation, roots) and what it tells it (logging,
+// progress, resource updates) goes to that client session only, after the
+// bundle's governance and result scanning. See DESIGN.md beside this file.
+
+// link is one client session's upstream sessions.
+type link struct {
+	p  *Proxy
+	ss *mcp.ServerSession
+	vs string
+
+	mu     sync.Mutex
+	ups    map[string]*upConn // by upstream name
+	level  mcp.LoggingLevel   // the client's logging/setLevel, replayed on sessions opened later
+	closed bool
+	// inflight are the contexts of the client's requests being relayed now,
+	// newest last. What an upstream asks during one is sent in the newest's
+	// context, so that the SDK puts it on that request's response stream.
+	inflight []*context.Context
+}
+
+// track records a client request in flight until the returned func is called.
+func (l *link) track(ctx context.Context) func() {
+	c := &ctx
+	l.mu.Lock()
+	l.inflight = append(l.inflight, c)
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		l.inflight = slices.DeleteFunc(l.inflight, func(x *context.Context) bool { return x == c })
+		l.mu.Unlock()
+	}
+}
+
+// clientContext is the context to send a request to the client in: the
+// newest client request in flight (its values), ended when upCtx ends too.
+func (l *link) clientContext(upCtx context.Context) (context.Context, context.CancelFunc) {
+	l.mu.Lock()
+	base := context.WithoutCancel(upCtx)
+	if n := len(l.inflight); n > 0 {
+		base = *l.inflight[n-1]
+	}
+	l.mu.Unlock()
+	ctx, cancel := context.WithCancel(base)
+	stop := context.AfterFunc(upCtx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// upConn is one upstream session of a link, opened once.
+type upConn struct {
+	ready  chan struct{} // closed once cs or err is set
+	u      *upstream
+	client *mcp.Client
+	cs     *mcp.ClientSession
+	err    error
+}
+
+// linkOf returns the link of a client session, creating it on first use; it
+// closes its upstream sessions when the client session ends.
+func (p *Proxy) linkOf(ss *mcp.ServerSession, vs string) *link {
+	if l, ok := p.links.Load(ss); ok {
+		return l.(*link)
+	}
+	l, loaded := p.links.LoadOrStore(ss, &link{p: p, ss: ss, vs: vs, ups: map[string]*upConn{}})
+	if !loaded {
+		go func() {
+			_ = ss.Wait()
+			p.links.Delete(ss)
+			l.(*link).close()
+		}()
+	}
+	return l.(*link)
+}
+
+func (l *link) close() {
+	l.mu.Lock()
+	l.closed = true
+	conns := l.ups
+	l.ups = map[string]*upConn{}
+	l.mu.Unlock()
+	for _, c := range conns {
+		go func() {
+			<-c.ready
+			if c.cs != nil {
+				_ = c.cs.Close()
+			}
+		}()
+	}
+}
+
+// open returns the link's session with u, opening it on first use. A failed
+// open is forgotten, so the next request tries again.
+func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error) {
+	name := u.spec.GetName()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("the client session has ended")
+	}
+	c := l.ups[name]
+	if c != nil && c.u != u { // the upstream was reconfigured: start afresh
+		delete(l.ups, name)
+		go func(old *upConn) {
+			<-old.ready
+			if old.cs != nil {
+				_ = old.cs.Close()
+			}
+		}(c)
+		c = nil
+	}
+	owner := c == nil
+	if owner {
+		c = &upConn{ready: make(chan struct{}), u: u}
+		l.ups[name] = c
+	}
+	level := l.level
+	l.mu.Unlock()
+	if owner {
+		c.client, c.cs, c.err = l.dial(ctx, u)
+		if c.err == nil && level != "" {
+			if err := c.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: level}); err != nil {
+				l.p.log.Debug("upstream refused the client's logging level", "upstream", name, "err", err)
+			}
+		}
+		close(c.ready)
+		if c.err != nil {
+			l.mu.Lock()
+			if l.ups[name] == c {
+				delete(l.ups, name)
+			}
+			l.mu.Unlock()
+		}
+	} else {
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return c.cs, c.err
+}
+
+// dial connects to u on behalf of the link's client: the client's declared
+// capabilities (less what the bundle denies this upstream) and its protocol
+// version, and handlers that route what the upstream sends to this client.
+func (l *link) dial(ctx context.Context, u *upstream) (*mcp.Client, *mcp.ClientSession, error) {
+	t, err := u.transport()
+	if err != nil {
+		return nil, nil, err
+	}
+	caps := &mcp.ClientCapabilities{}
+	var version string
+	if ip := l.ss.InitializeParams(); ip != nil {
+		version = ip.ProtocolVersion
+		if c := ip.Capabilities; c != nil {
+			caps.Sampling, caps.Elicitation = c.Sampling, c.Elicitation
+			caps.Experimental, caps.Extensions = c.Experimental, c.Extensions
+			// The SDK cannot tell "roots": {} from no roots at all; the gateway
+			// declares roots and relays roots/list to the client, which answers
+			// or refuses it.
+			caps.RootsV2 = &mcp.RootCapabilities{ListChanged: c.Roots.ListChanged || (c.RootsV2 != nil && c.RootsV2.ListChanged)}
+		}
+	}
+	deny := serverRequestsOf(l.p.pol.Load(), u.spec.GetName())
+	if deny.GetDenySampling() {
+		caps.Sampling = nil
+	}
+	if deny.GetDenyElicitation() {
+		caps.Elicitation = nil
+	}
+	if deny.GetDenyRoots() {
+		caps.RootsV2 = &mcp.RootCapabilities{}
+	}
+	name := u.spec.GetName()
+	client := mcp.NewClient(&mcp.Implementation{Name: "portcullis-gateway", Version: l.p.cfg.Version}, &mcp.ClientOptions{
+		Capabilities:               caps,
+		ToolListChangedHandler:     func(context.Context, *mcp.ToolListChangedRequest) { u.kick() },
+		PromptListChangedHandler:   func(context.Context, *mcp.PromptListChangedRequest) { u.kick() },
+		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) { u.kick() },
+		ResourceUpdatedHandler: func(ctx context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
+			if srv := l.p.server(l.vs); srv != nil {
+				_ = srv.ResourceUpdated(ctx, req.Params)
+			}
+		},
+		LoggingMessageHandler: func(ctx context.Context, req *mcp.LoggingMessageRequest) {
+			cctx, done := l.clientContext(ctx)
+			defer done()
+			l.p.relayLog(cctx, context.WithoutCancel(ctx), l.ss, name, req.Params)
+		},
+		ProgressNotificationHandler: func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
+			l.p.relay.forward(ctx, req.Params, l.p.pol.Load())
+		},
+		ElicitationCompleteHandler: func(ctx context.Context, req *mcp.ElicitationCompleteNotificationRequest) {
+			_ = l.ss.NotifyElicitationComplete(ctx, req.Params)
+		},
+		// Input requests of a modern upstream go to the client as they are:
+		// the SDK's server asks a legacy client itself and retries the handler.
+		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
+	})
+	client.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			switch method {
+			case "sampling/createMessage", "elicitation/create", "roots/list":
+				cctx, done := l.clientContext(ctx)
+				defer done()
+				return l.p.toClient(cctx, l.ss, l.vs, name, method, req.GetParams())
+			}
+			return next(ctx, method, req)
+		}
+	})
+	// The session outlives this request (it ends with the client session or
+	// the gateway), and must not carry the request's values: the SDK would
+	// route what the upstream sends later to that request's stream.
+	cctx, cancel := context.WithTimeout(l.p.ctx, u.timeout)
+	defer cancel()
+	defer context.AfterFunc(ctx, cancel)()
+	cs, err := client.Connect(cctx, t, &mcp.ClientSessionOptions{ProtocolVersion: version})
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to upstream %q for this client: %w", name, err)
+	}
+	return client, cs, nil
+}
+
+// conns returns the link's open upstream sessions.
+func (l *link) conns() []*upConn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*upConn, 0, len(l.ups))
+	for _, c := range l.ups {
+		out = append(out, c)
+	}
+	return out
+}
+
+// setLevel forwards the client's logging level to its open upstream sessions
+// and remembers it for those opened later.
+func (l *link) setLevel(ctx context.Context, level mcp.LoggingLevel) {
+	l.mu.Lock()
+	l.level = level
+	l.mu.Unlock()
+	for _, c := range l.conns() {
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return
+		}
+		if c.cs != nil {
+			_ = c.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: level})
+		}
+	}
+}
+
+// rootsChanged tells the link's upstream sessions that the client's roots
+// changed; they ask again with roots/list, which the gateway relays.
+func (l *link) rootsChanged() {
+	for _, c := range l.conns() {
+		<-c.ready
+		if c.client != nil {
+			// The SDK notifies on every AddRoots; the list itself is never
+			// read, since roots/list is relayed to the client.
+			c.client.AddRoots(&mcp.Root{URI: "portcullis:relay"})
+		}
+	}
+}
+
+// session returns the upstream session that serves a request of the client
+// session ss: its own, opened on first use. Stateless upstreams (the
+// upstream gave the gateway's session no ID) and stateless client requests
+// (protocol 2026-07-28, no client session) share the gateway's own session.
+// The caller calls done when the request is answered.
+func (p *Proxy) session(ctx context.Context, ss *mcp.ServerSession, vs string, u *upstream) (cs *mcp.ClientSession, done func(), err error) {
+	shared := u.currentSession()
+	if shared == nil {
+		return nil, nil, fmt.Errorf("upstream %q is unavailable", u.spec.GetName())
+	}
+	if ss == nil || ss.ID() == "" || u.stateless(shared) {
+		return shared, func() {}, nil
+	}
+	l := p.linkOf(ss, vs)
+	if cs, err = l.open(ctx, u); err != nil {
+		return nil, nil, err
+	}
+	return cs, l.track(ctx), nil
+}
+
+// serverRequestsOf is what the bundle says an upstream may ask of clients.
+func serverRequestsOf(pol *policy, upstream string) *agentv1.ServerRequests {
+	if pol == nil {
+		return nil
+	}
+	return pol.serverRequests[upstream]
+}
+
+// toClient relays a request an upstream sends to a client (sampling,
+// elicitation, roots) to the client session that caused it, if the bundle
+// allows it, with the upstream's text scanned. Every relayed or refused
+// request is a CallEvent.
+func (p *Proxy) toClient(ctx context.Context, ss *mcp.ServerSession, vs, upName, method string, params mcp.Params) (res mcp.Result, err error) {
+	start := time.Now()
+	pol := p.pol.Load()
+	ev := &agentv1.CallEvent{Id: newEventID(), Time: timestamppb.New(start), VirtualServer: vs, Upstream: upName,
+		Method: method, Decision: agentv1.Decision_DECISION_ALLOW}
+	if ss != nil {
+		if ip := ss.InitializeParams(); ip != nil && ip.ClientInfo != nil {
+			ev.Tool = truncate(ip.ClientInfo.Name, 128)
+		}
+	}
+	defer func() {
+		ev.LatencyMicros = time.Since(start).Microseconds()
+		if err != nil && ev.Error == "" {
+			ev.Error = truncate(err.Error(), 1024)
+		}
+		p.cfg.Telemetry.Add(ev)
+	}()
+	refuse := func(reason string) (mcp.Result, error) {
+		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, reason
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "Portcullis refused this request: " + reason}
+	}
+	if pol == nil || ss == nil {
+		return refuse("the gateway has no client session to ask")
+	}
+	deny := serverRequestsOf(pol, upName)
+	action := pol.results
+	var rep resultscan.Report
+	switch x := params.(type) {
+	case *mcp.CreateMessageWithToolsParams:
+		if deny.GetDenySampling() {
+			return refuse(fmt.Sprintf("upstream %q may not ask clients for sampling on this gateway", upName))
+		}
+		scanSampling(x, action, &rep)
+		if r := scanVerdict(action, &rep, ev); r != "" {
+			return refuse(r)
+		}
+		return ss.CreateMessageWithTools(ctx, x)
+	case *mcp.ElicitParams:
+		if deny.GetDenyElicitation() {
+			return refuse(fmt.Sprintf("upstream %q may not ask clients for input (elicitation) on this gateway", upName))
+		}
+		x.Message = resultscan.Text(x.Message, action, &rep)
+		if r := scanVerdict(action, &rep, ev); r != "" {
+			return refuse(r)
+		}
+		return ss.Elicit(ctx, x)
+	case *mcp.ListRootsParams:
+		if deny.GetDenyRoots() {
+			return refuse(fmt.Sprintf("upstream %q may not list the client's roots on this gateway", upName))
+		}
+		return ss.ListRoots(ctx, x)
+	}
+	return refuse(fmt.Sprintf("%s is not relayed", method))
+}
+
+// scanVerdict records what scanning found on the event and returns why the
+// text is withheld, or "".
+func scanVerdict(a resultscan.Action, rep *resultscan.Report, ev *agentv1.CallEvent) string {
+	if !rep.Modified() {
+		return ""
+	}
+	if a == resultscan.Block && rep.Suspicious() {
+		return "the upstream's request was withheld because it contained " + rep.Summary()
+	}
+	ev.Reason = "scanned: " + rep.Summary()
+	return ""
+}
+
+// scanSampling cleans the text of a sampling request in place.
+func scanSampling(x *mcp.CreateMessageWithToolsParams, a resultscan.Action, rep *resultscan.Report) {
+	x.SystemPrompt = resultscan.Text(x.SystemPrompt, a, rep)
+	for _, m := range x.Messages {
+		if m != nil {
+			scanContent(m.Content, a, rep)
+		}
+	}
+}
+
+// relayLog sends an upstream's log message to the client session, scanned;
+// the SDK drops it when it is below the client's level. ctx places it on the
+// stream of the client request in flight; fallback, if that is gone.
+func (p *Proxy) relayLog(ctx, fallback context.Context, ss *mcp.ServerSession, upName string, params *mcp.LoggingMessageParams) {
+	if ss == nil || params == nil {
+		return
+	}
+	var rep resultscan.Report
+	a := resultscan.Redact
+	if pol := p.pol.Load(); pol != nil {
+		a = pol.results
+	}
+	params.Logger = resultscan.Text(params.Logger, a, &rep)
+	params.Data = resultscan.Value(params.Data, a, &rep)
+	if a == resultscan.Block && rep.Suspicious() {
+		params.Data = fmt.Sprintf("[Portcullis withheld a log message from upstream %q: it contained %s]", upName, rep.Summary())
+	}
+	if err := ss.Log(ctx, params); err != nil && fallback != nil {
+		// The request it belonged to was answered first (the SDK hands
+		// notifications to handlers after it has seen the response): send it
+		// on the session's own stream instead.
+		_ = ss.Log(fallback, params)
+	}
+}
+
+// resourceSession is the client's session with the upstream that offers a
+// resource URI on the virtual server (resources first, then templates).
+func (p *Proxy) resourceSession(ctx context.Context, vs *vserver, ss *mcp.ServerSession, uri string) (*mcp.ClientSession, func(), error) {
+	p.mu.Lock()
+	var owner string
+	for _, upName := range vs.upstreams {
+		u := p.upstreams[upName]
+		if u == nil {
+			continue
+		}
+		u.mu.RLock()
+		_, ok := u.resources[uri]
+		if !ok {
+			for tmpl := range u.templates {
+				if templateMatches(tmpl, uri) {
+					ok = true
+					break
+				}
+			}
+		}
+		u.mu.RUnlock()
+		if ok {
+			owner = upName
+			break
+		}
+	}
+	u := p.upstreams[owner]
+	p.mu.Unlock()
+	if u == nil {
+		return nil, nil, &jsonrpc.Error{Code: mcp.CodeResourceNotFound, Message: fmt.Sprintf("no upstream of this virtual server offers %q", truncate(uri, 256))}
+	}
+	return p.session(ctx, ss, vs.name, u)
+}
+
+// complete relays completion/complete to the upstream that offers the prompt
+// or resource, under its own name there.
+func (p *Proxy) complete(ctx context.Context, vs *vserver, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	if req.Params == nil || req.Params.Ref == nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "completion/complete needs a ref"}
+	}
+	params := *req.Params
+	ref := *req.Params.Ref
+	params.Ref = &ref
+	var cs *mcp.ClientSession
+	var done func()
+	var err error
+	switch ref.Type {
+	case "ref/prompt":
+		p.mu.Lock()
+		r, ok := vs.promptsAt[ref.Name]
+		p.mu.Unlock()
+		if !ok {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("no prompt %q on this virtual server", truncate(ref.Name, 128))}
+		}
+		u, err := p.stillApproved(pinKey{kindPrompt, r.upstream, r.name})
+		if err != nil {
+			return nil, err
+		}
+		ref.Name = r.name
+		if cs, done, err = p.session(ctx, req.Session, vs.name, u); err != nil {
+			return nil, err
+		}
+	case "ref/resource":
+		if cs, done, err = p.resourceSession(ctx, vs, req.Session, ref.URI); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown completion ref type %q", truncate(ref.Type, 64))}
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
+	defer cancel()
+	res, err := cs.Complete(ctx, &params)
+	if err != nil || res == nil {
+		return res, err
+	}
+	a := p.pol.Load().results
+	var rep resultscan.Report
+	for i, v := range res.Completion.Values {
+		res.Completion.Values[i] = resultscan.Text(v, a, &rep)
+	}
+	if a == resultscan.Block && rep.Suspicious() {
+		return nil, &blockedError{rep.Summary()}
+	}
+	return res, nil
+}
+
+// templateMatches reports whether uri fits an RFC 6570 URI template.
+func templateMatches(tmpl, uri string) bool {
+	t, err := uritemplate.New(tmpl)
+	return err == nil && t.Regexp().MatchString(uri)
+}
