@@ -43,6 +43,9 @@ import (
 // Separator joins an upstream name and a tool or prompt name.
 const Separator = "__"
 
+// statelessProtocol is the first protocol revision without sessions.
+const statelessProtocol = "2026-07-28"
+
 // MaxRequestBytes bounds one HTTP request body from a client.
 const MaxRequestBytes = 4 << 20
 
@@ -1064,12 +1067,23 @@ func (p *Proxy) server(name string) *mcp.Server {
 // Handler serves /mcp/{virtual-server} and the RFC 9728 protected-resource
 // metadata that tells clients how to authenticate.
 func (p *Proxy) Handler() http.Handler {
-	var h http.Handler = mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server { return p.server(r.PathValue("vs")) },
-		&mcp.StreamableHTTPOptions{SessionTimeout: p.cfg.SessionIdle})
+	getServer := func(r *http.Request) *mcp.Server { return p.server(r.PathValue("vs")) }
+	var h http.Handler = mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{SessionTimeout: p.cfg.SessionIdle})
 	if p.shared != nil {
 		p.shared.sdk = h
 		h = p.shared
 	}
+	// Protocol 2026-07-28 has no sessions: each request stands alone and says
+	// its version in a header. Those go to a stateless handler of the same
+	// servers; everything else (initialize, session requests) to the stateful one.
+	stateful, stateless := h, mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Stateless: true})
+	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(sessionIDHeader) == "" && r.Header.Get("Mcp-Protocol-Version") >= statelessProtocol {
+			stateless.ServeHTTP(w, r)
+			return
+		}
+		stateful.ServeHTTP(w, r)
+	})
 	// W3C trace context from the client continues through the gateway to the upstream.
 	h = tracing.Handler(h, "mcp", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "mcp " + r.PathValue("vs") }))
 	mux := http.NewServeMux()

@@ -58,6 +58,15 @@ func relayUpstream(t *testing.T, stateless bool) *httptest.Server {
 		_ = req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Data: "token ghp_abcdefghijklmnopqrstuvwxyz0123456789"})
 		return text("logged"), nil, nil
 	})
+	// A multi round-trip tool (protocol 2026-07-28): it asks for input in its
+	// result and is called again with the answer.
+	mcp.AddTool(srv, &mcp.Tool{Name: "mrtr"}, func(_ context.Context, req *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, any, error) {
+		if r, ok := req.Params.InputResponses["who"].(*mcp.ElicitResult); ok {
+			return text(fmt.Sprintf("mrtr: %s %v", r.Action, r.Content["name"])), nil, nil
+		}
+		return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"who": &mcp.ElicitParams{Message: "Name?\u200b",
+			RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{"name": map[string]any{"type": "string"}}}}}}, nil, nil
+	})
 	var mu sync.Mutex
 	state := map[*mcp.ServerSession]int{}
 	mcp.AddTool(srv, &mcp.Tool{Name: "incr"}, func(_ context.Context, req *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, any, error) {
@@ -130,6 +139,10 @@ type relayClient struct {
 }
 
 func connectRelayClient(t *testing.T, url string) *relayClient {
+	return connectRelayClientVersion(t, url, "2025-11-25")
+}
+
+func connectRelayClientVersion(t *testing.T, url, version string) *relayClient {
 	t.Helper()
 	rc := &relayClient{logs: make(chan string, 16)}
 	c := mcp.NewClient(&mcp.Implementation{Name: "front", Version: "1"}, &mcp.ClientOptions{
@@ -144,7 +157,7 @@ func connectRelayClient(t *testing.T, url string) *relayClient {
 		},
 	})
 	c.AddRoots(&mcp.Root{URI: "file:///work/front"})
-	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url}, nil)
+	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url}, &mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,5 +309,24 @@ func TestRenamesAndCollisions(t *testing.T) {
 	}
 	if got := callText(t, a.cs, "count"); got != "1" {
 		t.Errorf("renamed tool = %q", got)
+	}
+}
+
+// A modern upstream's input requests reach a legacy client as server-initiated
+// elicitation, and a modern client as an InputRequiredResult it answers by
+// retrying; either way the upstream's text is scanned on the way.
+func TestRelayAcrossProtocolEras(t *testing.T) {
+	url, _ := relayGateway(t, relayUpstream(t, true).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
+	for _, version := range []string{"2025-11-25", "2026-07-28"} {
+		t.Run(version, func(t *testing.T) {
+			c := connectRelayClientVersion(t, url, version)
+			if got := c.cs.InitializeResult().ProtocolVersion; got != version {
+				t.Fatalf("negotiated %q, want %q", got, version)
+			}
+			got := callText(t, c.cs, "mrtr")
+			if got != "mrtr: accept msg=Name?" {
+				t.Errorf("multi round trip = %q, want the client's answer to the scanned question", got)
+			}
+		})
 	}
 }
