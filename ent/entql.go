@@ -475,6 +475,9 @@ var schemaGraph = func() *sqlgraph.Schema {
 			upstream.FieldLabels:           {Type: field.TypeJSON, Column: upstream.FieldLabels},
 			upstream.FieldCredentialRef:    {Type: field.TypeString, Column: upstream.FieldCredentialRef},
 			upstream.FieldCredentialHeader: {Type: field.TypeString, Column: upstream.FieldCredentialHeader},
+			upstream.FieldDenySampling:     {Type: field.TypeBool, Column: upstream.FieldDenySampling},
+			upstream.FieldDenyElicitation:  {Type: field.TypeBool, Column: upstream.FieldDenyElicitation},
+			upstream.FieldDenyRoots:        {Type: field.TypeBool, Column: upstream.FieldDenyRoots},
 			upstream.FieldReachable:        {Type: field.TypeBool, Column: upstream.FieldReachable},
 			upstream.FieldLastError:        {Type: field.TypeString, Column: upstream.FieldLastError},
 		},
@@ -510,12 +513,14 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		Type: "VirtualServer",
 		Fields: map[string]*sqlgraph.FieldSpec{
-			virtualserver.FieldCreatedAt: {Type: field.TypeTime, Column: virtualserver.FieldCreatedAt},
-			virtualserver.FieldUpdatedAt: {Type: field.TypeTime, Column: virtualserver.FieldUpdatedAt},
-			virtualserver.FieldTenantID:  {Type: field.TypeUUID, Column: virtualserver.FieldTenantID},
-			virtualserver.FieldGatewayID: {Type: field.TypeUUID, Column: virtualserver.FieldGatewayID},
-			virtualserver.FieldName:      {Type: field.TypeString, Column: virtualserver.FieldName},
-			virtualserver.FieldUpstreams: {Type: field.TypeJSON, Column: virtualserver.FieldUpstreams},
+			virtualserver.FieldCreatedAt:  {Type: field.TypeTime, Column: virtualserver.FieldCreatedAt},
+			virtualserver.FieldUpdatedAt:  {Type: field.TypeTime, Column: virtualserver.FieldUpdatedAt},
+			virtualserver.FieldTenantID:   {Type: field.TypeUUID, Column: virtualserver.FieldTenantID},
+			virtualserver.FieldGatewayID:  {Type: field.TypeUUID, Column: virtualserver.FieldGatewayID},
+			virtualserver.FieldName:       {Type: field.TypeString, Column: virtualserver.FieldName},
+			virtualserver.FieldUpstreams:  {Type: field.TypeJSON, Column: virtualserver.FieldUpstreams},
+			virtualserver.FieldUnprefixed: {Type: field.TypeBool, Column: virtualserver.FieldUnprefixed},
+			virtualserver.FieldRenames:    {Type: field.TypeJSON, Column: virtualserver.FieldRenames},
 		},
 	}
 	graph.MustAddE(
@@ -3166,6 +3171,21 @@ func (f *UpstreamFilter) WhereCredentialHeader(p entql.StringP) {
 	f.Where(p.Field(upstream.FieldCredentialHeader))
 }
 
+// WhereDenySampling applies the entql bool predicate on the deny_sampling field.
+func (f *UpstreamFilter) WhereDenySampling(p entql.BoolP) {
+	f.Where(p.Field(upstream.FieldDenySampling))
+}
+
+// WhereDenyElicitation applies the entql bool predicate on the deny_elicitation field.
+func (f *UpstreamFilter) WhereDenyElicitation(p entql.BoolP) {
+	f.Where(p.Field(upstream.FieldDenyElicitation))
+}
+
+// WhereDenyRoots applies the entql bool predicate on the deny_roots field.
+func (f *UpstreamFilter) WhereDenyRoots(p entql.BoolP) {
+	f.Where(p.Field(upstream.FieldDenyRoots))
+}
+
 // WhereReachable applies the entql bool predicate on the reachable field.
 func (f *UpstreamFilter) WhereReachable(p entql.BoolP) {
 	f.Where(p.Field(upstream.FieldReachable))
@@ -3375,6 +3395,16 @@ func (f *VirtualServerFilter) WhereName(p entql.StringP) {
 // WhereUpstreams applies the entql json.RawMessage predicate on the upstreams field.
 func (f *VirtualServerFilter) WhereUpstreams(p entql.BytesP) {
 	f.Where(p.Field(virtualserver.FieldUpstreams))
+}
+
+// WhereUnprefixed applies the entql bool predicate on the unprefixed field.
+func (f *VirtualServerFilter) WhereUnprefixed(p entql.BoolP) {
+	f.Where(p.Field(virtualserver.FieldUnprefixed))
+}
+
+// WhereRenames applies the entql json.RawMessage predicate on the renames field.
+func (f *VirtualServerFilter) WhereRenames(p entql.BytesP) {
+	f.Where(p.Field(virtualserver.FieldRenames))
 }
 
 // WhereHasTenant applies a predicate to check if query has an edge tenant.

@@ -18224,6 +18224,9 @@ type UpstreamMutation struct {
 	labels            *map[string]string
 	credential_ref    *string
 	credential_header *string
+	deny_sampling     *bool
+	deny_elicitation  *bool
+	deny_roots        *bool
 	reachable         *bool
 	last_error        *string
 	clearedFields     map[string]struct{}
@@ -18817,6 +18820,114 @@ func (m *UpstreamMutation) ResetCredentialHeader() {
 	m.credential_header = nil
 }
 
+// SetDenySampling sets the "deny_sampling" field.
+func (m *UpstreamMutation) SetDenySampling(b bool) {
+	m.deny_sampling = &b
+}
+
+// DenySampling returns the value of the "deny_sampling" field in the mutation.
+func (m *UpstreamMutation) DenySampling() (r bool, exists bool) {
+	v := m.deny_sampling
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDenySampling returns the old "deny_sampling" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldDenySampling(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDenySampling is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDenySampling requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDenySampling: %w", err)
+	}
+	return oldValue.DenySampling, nil
+}
+
+// ResetDenySampling resets all changes to the "deny_sampling" field.
+func (m *UpstreamMutation) ResetDenySampling() {
+	m.deny_sampling = nil
+}
+
+// SetDenyElicitation sets the "deny_elicitation" field.
+func (m *UpstreamMutation) SetDenyElicitation(b bool) {
+	m.deny_elicitation = &b
+}
+
+// DenyElicitation returns the value of the "deny_elicitation" field in the mutation.
+func (m *UpstreamMutation) DenyElicitation() (r bool, exists bool) {
+	v := m.deny_elicitation
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDenyElicitation returns the old "deny_elicitation" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldDenyElicitation(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDenyElicitation is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDenyElicitation requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDenyElicitation: %w", err)
+	}
+	return oldValue.DenyElicitation, nil
+}
+
+// ResetDenyElicitation resets all changes to the "deny_elicitation" field.
+func (m *UpstreamMutation) ResetDenyElicitation() {
+	m.deny_elicitation = nil
+}
+
+// SetDenyRoots sets the "deny_roots" field.
+func (m *UpstreamMutation) SetDenyRoots(b bool) {
+	m.deny_roots = &b
+}
+
+// DenyRoots returns the value of the "deny_roots" field in the mutation.
+func (m *UpstreamMutation) DenyRoots() (r bool, exists bool) {
+	v := m.deny_roots
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDenyRoots returns the old "deny_roots" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldDenyRoots(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDenyRoots is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDenyRoots requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDenyRoots: %w", err)
+	}
+	return oldValue.DenyRoots, nil
+}
+
+// ResetDenyRoots resets all changes to the "deny_roots" field.
+func (m *UpstreamMutation) ResetDenyRoots() {
+	m.deny_roots = nil
+}
+
 // SetReachable sets the "reachable" field.
 func (m *UpstreamMutation) SetReachable(b bool) {
 	m.reachable = &b
@@ -19031,7 +19142,7 @@ func (m *UpstreamMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UpstreamMutation) Fields() []string {
-	fields := make([]string, 0, 14)
+	fields := make([]string, 0, 17)
 	if m.created_at != nil {
 		fields = append(fields, upstream.FieldCreatedAt)
 	}
@@ -19067,6 +19178,15 @@ func (m *UpstreamMutation) Fields() []string {
 	}
 	if m.credential_header != nil {
 		fields = append(fields, upstream.FieldCredentialHeader)
+	}
+	if m.deny_sampling != nil {
+		fields = append(fields, upstream.FieldDenySampling)
+	}
+	if m.deny_elicitation != nil {
+		fields = append(fields, upstream.FieldDenyElicitation)
+	}
+	if m.deny_roots != nil {
+		fields = append(fields, upstream.FieldDenyRoots)
 	}
 	if m.reachable != nil {
 		fields = append(fields, upstream.FieldReachable)
@@ -19106,6 +19226,12 @@ func (m *UpstreamMutation) Field(name string) (ent.Value, bool) {
 		return m.CredentialRef()
 	case upstream.FieldCredentialHeader:
 		return m.CredentialHeader()
+	case upstream.FieldDenySampling:
+		return m.DenySampling()
+	case upstream.FieldDenyElicitation:
+		return m.DenyElicitation()
+	case upstream.FieldDenyRoots:
+		return m.DenyRoots()
 	case upstream.FieldReachable:
 		return m.Reachable()
 	case upstream.FieldLastError:
@@ -19143,6 +19269,12 @@ func (m *UpstreamMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldCredentialRef(ctx)
 	case upstream.FieldCredentialHeader:
 		return m.OldCredentialHeader(ctx)
+	case upstream.FieldDenySampling:
+		return m.OldDenySampling(ctx)
+	case upstream.FieldDenyElicitation:
+		return m.OldDenyElicitation(ctx)
+	case upstream.FieldDenyRoots:
+		return m.OldDenyRoots(ctx)
 	case upstream.FieldReachable:
 		return m.OldReachable(ctx)
 	case upstream.FieldLastError:
@@ -19239,6 +19371,27 @@ func (m *UpstreamMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetCredentialHeader(v)
+		return nil
+	case upstream.FieldDenySampling:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDenySampling(v)
+		return nil
+	case upstream.FieldDenyElicitation:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDenyElicitation(v)
+		return nil
+	case upstream.FieldDenyRoots:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDenyRoots(v)
 		return nil
 	case upstream.FieldReachable:
 		v, ok := value.(bool)
@@ -19353,6 +19506,15 @@ func (m *UpstreamMutation) ResetField(name string) error {
 		return nil
 	case upstream.FieldCredentialHeader:
 		m.ResetCredentialHeader()
+		return nil
+	case upstream.FieldDenySampling:
+		m.ResetDenySampling()
+		return nil
+	case upstream.FieldDenyElicitation:
+		m.ResetDenyElicitation()
+		return nil
+	case upstream.FieldDenyRoots:
+		m.ResetDenyRoots()
 		return nil
 	case upstream.FieldReachable:
 		m.ResetReachable()
@@ -20266,6 +20428,9 @@ type VirtualServerMutation struct {
 	name            *string
 	upstreams       *[]string
 	appendupstreams []string
+	unprefixed      *bool
+	renames         *[]schematype.ToolRename
+	appendrenames   []schematype.ToolRename
 	clearedFields   map[string]struct{}
 	tenant          *uuid.UUID
 	clearedtenant   bool
@@ -20611,6 +20776,107 @@ func (m *VirtualServerMutation) ResetUpstreams() {
 	m.appendupstreams = nil
 }
 
+// SetUnprefixed sets the "unprefixed" field.
+func (m *VirtualServerMutation) SetUnprefixed(b bool) {
+	m.unprefixed = &b
+}
+
+// Unprefixed returns the value of the "unprefixed" field in the mutation.
+func (m *VirtualServerMutation) Unprefixed() (r bool, exists bool) {
+	v := m.unprefixed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUnprefixed returns the old "unprefixed" field's value of the VirtualServer entity.
+// If the VirtualServer object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *VirtualServerMutation) OldUnprefixed(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUnprefixed is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUnprefixed requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUnprefixed: %w", err)
+	}
+	return oldValue.Unprefixed, nil
+}
+
+// ResetUnprefixed resets all changes to the "unprefixed" field.
+func (m *VirtualServerMutation) ResetUnprefixed() {
+	m.unprefixed = nil
+}
+
+// SetRenames sets the "renames" field.
+func (m *VirtualServerMutation) SetRenames(sr []schematype.ToolRename) {
+	m.renames = &sr
+	m.appendrenames = nil
+}
+
+// Renames returns the value of the "renames" field in the mutation.
+func (m *VirtualServerMutation) Renames() (r []schematype.ToolRename, exists bool) {
+	v := m.renames
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRenames returns the old "renames" field's value of the VirtualServer entity.
+// If the VirtualServer object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *VirtualServerMutation) OldRenames(ctx context.Context) (v []schematype.ToolRename, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRenames is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRenames requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRenames: %w", err)
+	}
+	return oldValue.Renames, nil
+}
+
+// AppendRenames adds sr to the "renames" field.
+func (m *VirtualServerMutation) AppendRenames(sr []schematype.ToolRename) {
+	m.appendrenames = append(m.appendrenames, sr...)
+}
+
+// AppendedRenames returns the list of values that were appended to the "renames" field in this mutation.
+func (m *VirtualServerMutation) AppendedRenames() ([]schematype.ToolRename, bool) {
+	if len(m.appendrenames) == 0 {
+		return nil, false
+	}
+	return m.appendrenames, true
+}
+
+// ClearRenames clears the value of the "renames" field.
+func (m *VirtualServerMutation) ClearRenames() {
+	m.renames = nil
+	m.appendrenames = nil
+	m.clearedFields[virtualserver.FieldRenames] = struct{}{}
+}
+
+// RenamesCleared returns if the "renames" field was cleared in this mutation.
+func (m *VirtualServerMutation) RenamesCleared() bool {
+	_, ok := m.clearedFields[virtualserver.FieldRenames]
+	return ok
+}
+
+// ResetRenames resets all changes to the "renames" field.
+func (m *VirtualServerMutation) ResetRenames() {
+	m.renames = nil
+	m.appendrenames = nil
+	delete(m.clearedFields, virtualserver.FieldRenames)
+}
+
 // ClearTenant clears the "tenant" edge to the Tenant entity.
 func (m *VirtualServerMutation) ClearTenant() {
 	m.clearedtenant = true
@@ -20699,7 +20965,7 @@ func (m *VirtualServerMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *VirtualServerMutation) Fields() []string {
-	fields := make([]string, 0, 6)
+	fields := make([]string, 0, 8)
 	if m.created_at != nil {
 		fields = append(fields, virtualserver.FieldCreatedAt)
 	}
@@ -20717,6 +20983,12 @@ func (m *VirtualServerMutation) Fields() []string {
 	}
 	if m.upstreams != nil {
 		fields = append(fields, virtualserver.FieldUpstreams)
+	}
+	if m.unprefixed != nil {
+		fields = append(fields, virtualserver.FieldUnprefixed)
+	}
+	if m.renames != nil {
+		fields = append(fields, virtualserver.FieldRenames)
 	}
 	return fields
 }
@@ -20738,6 +21010,10 @@ func (m *VirtualServerMutation) Field(name string) (ent.Value, bool) {
 		return m.Name()
 	case virtualserver.FieldUpstreams:
 		return m.Upstreams()
+	case virtualserver.FieldUnprefixed:
+		return m.Unprefixed()
+	case virtualserver.FieldRenames:
+		return m.Renames()
 	}
 	return nil, false
 }
@@ -20759,6 +21035,10 @@ func (m *VirtualServerMutation) OldField(ctx context.Context, name string) (ent.
 		return m.OldName(ctx)
 	case virtualserver.FieldUpstreams:
 		return m.OldUpstreams(ctx)
+	case virtualserver.FieldUnprefixed:
+		return m.OldUnprefixed(ctx)
+	case virtualserver.FieldRenames:
+		return m.OldRenames(ctx)
 	}
 	return nil, fmt.Errorf("unknown VirtualServer field %s", name)
 }
@@ -20810,6 +21090,20 @@ func (m *VirtualServerMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetUpstreams(v)
 		return nil
+	case virtualserver.FieldUnprefixed:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUnprefixed(v)
+		return nil
+	case virtualserver.FieldRenames:
+		v, ok := value.([]schematype.ToolRename)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRenames(v)
+		return nil
 	}
 	return fmt.Errorf("unknown VirtualServer field %s", name)
 }
@@ -20839,7 +21133,11 @@ func (m *VirtualServerMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *VirtualServerMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(virtualserver.FieldRenames) {
+		fields = append(fields, virtualserver.FieldRenames)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -20852,6 +21150,11 @@ func (m *VirtualServerMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *VirtualServerMutation) ClearField(name string) error {
+	switch name {
+	case virtualserver.FieldRenames:
+		m.ClearRenames()
+		return nil
+	}
 	return fmt.Errorf("unknown VirtualServer nullable field %s", name)
 }
 
@@ -20876,6 +21179,12 @@ func (m *VirtualServerMutation) ResetField(name string) error {
 		return nil
 	case virtualserver.FieldUpstreams:
 		m.ResetUpstreams()
+		return nil
+	case virtualserver.FieldUnprefixed:
+		m.ResetUnprefixed()
+		return nil
+	case virtualserver.FieldRenames:
+		m.ResetRenames()
 		return nil
 	}
 	return fmt.Errorf("unknown VirtualServer field %s", name)

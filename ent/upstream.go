@@ -45,6 +45,12 @@ type Upstream struct {
 	CredentialRef string `json:"credential_ref,omitempty"`
 	// CredentialHeader holds the value of the "credential_header" field.
 	CredentialHeader string `json:"credential_header,omitempty"`
+	// DenySampling holds the value of the "deny_sampling" field.
+	DenySampling bool `json:"deny_sampling,omitempty"`
+	// DenyElicitation holds the value of the "deny_elicitation" field.
+	DenyElicitation bool `json:"deny_elicitation,omitempty"`
+	// DenyRoots holds the value of the "deny_roots" field.
+	DenyRoots bool `json:"deny_roots,omitempty"`
 	// Reachable holds the value of the "reachable" field.
 	Reachable bool `json:"reachable,omitempty"`
 	// LastError holds the value of the "last_error" field.
@@ -106,7 +112,7 @@ func (*Upstream) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case upstream.FieldArgs, upstream.FieldLabels:
 			values[i] = new([]byte)
-		case upstream.FieldReachable:
+		case upstream.FieldDenySampling, upstream.FieldDenyElicitation, upstream.FieldDenyRoots, upstream.FieldReachable:
 			values[i] = new(sql.NullBool)
 		case upstream.FieldName, upstream.FieldTransport, upstream.FieldURL, upstream.FieldCommand, upstream.FieldCredentialRef, upstream.FieldCredentialHeader, upstream.FieldLastError:
 			values[i] = new(sql.NullString)
@@ -211,6 +217,24 @@ func (_m *Upstream) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.CredentialHeader = value.String
 			}
+		case upstream.FieldDenySampling:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field deny_sampling", values[i])
+			} else if value.Valid {
+				_m.DenySampling = value.Bool
+			}
+		case upstream.FieldDenyElicitation:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field deny_elicitation", values[i])
+			} else if value.Valid {
+				_m.DenyElicitation = value.Bool
+			}
+		case upstream.FieldDenyRoots:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field deny_roots", values[i])
+			} else if value.Valid {
+				_m.DenyRoots = value.Bool
+			}
 		case upstream.FieldReachable:
 			if value, ok := values[i].(*sql.NullBool); !ok {
 				return fmt.Errorf("unexpected type %T for field reachable", values[i])
@@ -309,6 +333,15 @@ func (_m *Upstream) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("credential_header=")
 	builder.WriteString(_m.CredentialHeader)
+	builder.WriteString(", ")
+	builder.WriteString("deny_sampling=")
+	builder.WriteString(fmt.Sprintf("%v", _m.DenySampling))
+	builder.WriteString(", ")
+	builder.WriteString("deny_elicitation=")
+	builder.WriteString(fmt.Sprintf("%v", _m.DenyElicitation))
+	builder.WriteString(", ")
+	builder.WriteString("deny_roots=")
+	builder.WriteString(fmt.Sprintf("%v", _m.DenyRoots))
 	builder.WriteString(", ")
 	builder.WriteString("reachable=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Reachable))

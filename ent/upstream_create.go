@@ -147,6 +147,48 @@ func (_c *UpstreamCreate) SetNillableCredentialHeader(v *string) *UpstreamCreate
 	return _c
 }
 
+// SetDenySampling sets the "deny_sampling" field.
+func (_c *UpstreamCreate) SetDenySampling(v bool) *UpstreamCreate {
+	_c.mutation.SetDenySampling(v)
+	return _c
+}
+
+// SetNillableDenySampling sets the "deny_sampling" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableDenySampling(v *bool) *UpstreamCreate {
+	if v != nil {
+		_c.SetDenySampling(*v)
+	}
+	return _c
+}
+
+// SetDenyElicitation sets the "deny_elicitation" field.
+func (_c *UpstreamCreate) SetDenyElicitation(v bool) *UpstreamCreate {
+	_c.mutation.SetDenyElicitation(v)
+	return _c
+}
+
+// SetNillableDenyElicitation sets the "deny_elicitation" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableDenyElicitation(v *bool) *UpstreamCreate {
+	if v != nil {
+		_c.SetDenyElicitation(*v)
+	}
+	return _c
+}
+
+// SetDenyRoots sets the "deny_roots" field.
+func (_c *UpstreamCreate) SetDenyRoots(v bool) *UpstreamCreate {
+	_c.mutation.SetDenyRoots(v)
+	return _c
+}
+
+// SetNillableDenyRoots sets the "deny_roots" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableDenyRoots(v *bool) *UpstreamCreate {
+	if v != nil {
+		_c.SetDenyRoots(*v)
+	}
+	return _c
+}
+
 // SetReachable sets the "reachable" field.
 func (_c *UpstreamCreate) SetReachable(v bool) *UpstreamCreate {
 	_c.mutation.SetReachable(v)
@@ -281,6 +323,18 @@ func (_c *UpstreamCreate) defaults() error {
 		v := upstream.DefaultCredentialHeader
 		_c.mutation.SetCredentialHeader(v)
 	}
+	if _, ok := _c.mutation.DenySampling(); !ok {
+		v := upstream.DefaultDenySampling
+		_c.mutation.SetDenySampling(v)
+	}
+	if _, ok := _c.mutation.DenyElicitation(); !ok {
+		v := upstream.DefaultDenyElicitation
+		_c.mutation.SetDenyElicitation(v)
+	}
+	if _, ok := _c.mutation.DenyRoots(); !ok {
+		v := upstream.DefaultDenyRoots
+		_c.mutation.SetDenyRoots(v)
+	}
 	if _, ok := _c.mutation.Reachable(); !ok {
 		v := upstream.DefaultReachable
 		_c.mutation.SetReachable(v)
@@ -360,6 +414,15 @@ func (_c *UpstreamCreate) check() error {
 		if err := upstream.CredentialHeaderValidator(v); err != nil {
 			return &ValidationError{Name: "credential_header", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_header": %w`, err)}
 		}
+	}
+	if _, ok := _c.mutation.DenySampling(); !ok {
+		return &ValidationError{Name: "deny_sampling", err: errors.New(`ent: missing required field "Upstream.deny_sampling"`)}
+	}
+	if _, ok := _c.mutation.DenyElicitation(); !ok {
+		return &ValidationError{Name: "deny_elicitation", err: errors.New(`ent: missing required field "Upstream.deny_elicitation"`)}
+	}
+	if _, ok := _c.mutation.DenyRoots(); !ok {
+		return &ValidationError{Name: "deny_roots", err: errors.New(`ent: missing required field "Upstream.deny_roots"`)}
 	}
 	if _, ok := _c.mutation.Reachable(); !ok {
 		return &ValidationError{Name: "reachable", err: errors.New(`ent: missing required field "Upstream.reachable"`)}
@@ -453,6 +516,18 @@ func (_c *UpstreamCreate) createSpec() (*Upstream, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.CredentialHeader(); ok {
 		_spec.SetField(upstream.FieldCredentialHeader, field.TypeString, value)
 		_node.CredentialHeader = value
+	}
+	if value, ok := _c.mutation.DenySampling(); ok {
+		_spec.SetField(upstream.FieldDenySampling, field.TypeBool, value)
+		_node.DenySampling = value
+	}
+	if value, ok := _c.mutation.DenyElicitation(); ok {
+		_spec.SetField(upstream.FieldDenyElicitation, field.TypeBool, value)
+		_node.DenyElicitation = value
+	}
+	if value, ok := _c.mutation.DenyRoots(); ok {
+		_spec.SetField(upstream.FieldDenyRoots, field.TypeBool, value)
+		_node.DenyRoots = value
 	}
 	if value, ok := _c.mutation.Reachable(); ok {
 		_spec.SetField(upstream.FieldReachable, field.TypeBool, value)
@@ -684,6 +759,42 @@ func (u *UpstreamUpsert) UpdateCredentialHeader() *UpstreamUpsert {
 	return u
 }
 
+// SetDenySampling sets the "deny_sampling" field.
+func (u *UpstreamUpsert) SetDenySampling(v bool) *UpstreamUpsert {
+	u.Set(upstream.FieldDenySampling, v)
+	return u
+}
+
+// UpdateDenySampling sets the "deny_sampling" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateDenySampling() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldDenySampling)
+	return u
+}
+
+// SetDenyElicitation sets the "deny_elicitation" field.
+func (u *UpstreamUpsert) SetDenyElicitation(v bool) *UpstreamUpsert {
+	u.Set(upstream.FieldDenyElicitation, v)
+	return u
+}
+
+// UpdateDenyElicitation sets the "deny_elicitation" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateDenyElicitation() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldDenyElicitation)
+	return u
+}
+
+// SetDenyRoots sets the "deny_roots" field.
+func (u *UpstreamUpsert) SetDenyRoots(v bool) *UpstreamUpsert {
+	u.Set(upstream.FieldDenyRoots, v)
+	return u
+}
+
+// UpdateDenyRoots sets the "deny_roots" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateDenyRoots() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldDenyRoots)
+	return u
+}
+
 // SetReachable sets the "reachable" field.
 func (u *UpstreamUpsert) SetReachable(v bool) *UpstreamUpsert {
 	u.Set(upstream.FieldReachable, v)
@@ -902,6 +1013,48 @@ func (u *UpstreamUpsertOne) SetCredentialHeader(v string) *UpstreamUpsertOne {
 func (u *UpstreamUpsertOne) UpdateCredentialHeader() *UpstreamUpsertOne {
 	return u.Update(func(s *UpstreamUpsert) {
 		s.UpdateCredentialHeader()
+	})
+}
+
+// SetDenySampling sets the "deny_sampling" field.
+func (u *UpstreamUpsertOne) SetDenySampling(v bool) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetDenySampling(v)
+	})
+}
+
+// UpdateDenySampling sets the "deny_sampling" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateDenySampling() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateDenySampling()
+	})
+}
+
+// SetDenyElicitation sets the "deny_elicitation" field.
+func (u *UpstreamUpsertOne) SetDenyElicitation(v bool) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetDenyElicitation(v)
+	})
+}
+
+// UpdateDenyElicitation sets the "deny_elicitation" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateDenyElicitation() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateDenyElicitation()
+	})
+}
+
+// SetDenyRoots sets the "deny_roots" field.
+func (u *UpstreamUpsertOne) SetDenyRoots(v bool) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetDenyRoots(v)
+	})
+}
+
+// UpdateDenyRoots sets the "deny_roots" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateDenyRoots() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateDenyRoots()
 	})
 }
 
@@ -1294,6 +1447,48 @@ func (u *UpstreamUpsertBulk) SetCredentialHeader(v string) *UpstreamUpsertBulk {
 func (u *UpstreamUpsertBulk) UpdateCredentialHeader() *UpstreamUpsertBulk {
 	return u.Update(func(s *UpstreamUpsert) {
 		s.UpdateCredentialHeader()
+	})
+}
+
+// SetDenySampling sets the "deny_sampling" field.
+func (u *UpstreamUpsertBulk) SetDenySampling(v bool) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetDenySampling(v)
+	})
+}
+
+// UpdateDenySampling sets the "deny_sampling" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateDenySampling() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateDenySampling()
+	})
+}
+
+// SetDenyElicitation sets the "deny_elicitation" field.
+func (u *UpstreamUpsertBulk) SetDenyElicitation(v bool) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetDenyElicitation(v)
+	})
+}
+
+// UpdateDenyElicitation sets the "deny_elicitation" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateDenyElicitation() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateDenyElicitation()
+	})
+}
+
+// SetDenyRoots sets the "deny_roots" field.
+func (u *UpstreamUpsertBulk) SetDenyRoots(v bool) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetDenyRoots(v)
+	})
+}
+
+// UpdateDenyRoots sets the "deny_roots" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateDenyRoots() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateDenyRoots()
 	})
 }
 

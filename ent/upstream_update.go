@@ -151,6 +151,48 @@ func (_u *UpstreamUpdate) SetNillableCredentialHeader(v *string) *UpstreamUpdate
 	return _u
 }
 
+// SetDenySampling sets the "deny_sampling" field.
+func (_u *UpstreamUpdate) SetDenySampling(v bool) *UpstreamUpdate {
+	_u.mutation.SetDenySampling(v)
+	return _u
+}
+
+// SetNillableDenySampling sets the "deny_sampling" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableDenySampling(v *bool) *UpstreamUpdate {
+	if v != nil {
+		_u.SetDenySampling(*v)
+	}
+	return _u
+}
+
+// SetDenyElicitation sets the "deny_elicitation" field.
+func (_u *UpstreamUpdate) SetDenyElicitation(v bool) *UpstreamUpdate {
+	_u.mutation.SetDenyElicitation(v)
+	return _u
+}
+
+// SetNillableDenyElicitation sets the "deny_elicitation" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableDenyElicitation(v *bool) *UpstreamUpdate {
+	if v != nil {
+		_u.SetDenyElicitation(*v)
+	}
+	return _u
+}
+
+// SetDenyRoots sets the "deny_roots" field.
+func (_u *UpstreamUpdate) SetDenyRoots(v bool) *UpstreamUpdate {
+	_u.mutation.SetDenyRoots(v)
+	return _u
+}
+
+// SetNillableDenyRoots sets the "deny_roots" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableDenyRoots(v *bool) *UpstreamUpdate {
+	if v != nil {
+		_u.SetDenyRoots(*v)
+	}
+	return _u
+}
+
 // SetReachable sets the "reachable" field.
 func (_u *UpstreamUpdate) SetReachable(v bool) *UpstreamUpdate {
 	_u.mutation.SetReachable(v)
@@ -358,6 +400,15 @@ func (_u *UpstreamUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.CredentialHeader(); ok {
 		_spec.SetField(upstream.FieldCredentialHeader, field.TypeString, value)
 	}
+	if value, ok := _u.mutation.DenySampling(); ok {
+		_spec.SetField(upstream.FieldDenySampling, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.DenyElicitation(); ok {
+		_spec.SetField(upstream.FieldDenyElicitation, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.DenyRoots(); ok {
+		_spec.SetField(upstream.FieldDenyRoots, field.TypeBool, value)
+	}
 	if value, ok := _u.mutation.Reachable(); ok {
 		_spec.SetField(upstream.FieldReachable, field.TypeBool, value)
 	}
@@ -545,6 +596,48 @@ func (_u *UpstreamUpdateOne) SetCredentialHeader(v string) *UpstreamUpdateOne {
 func (_u *UpstreamUpdateOne) SetNillableCredentialHeader(v *string) *UpstreamUpdateOne {
 	if v != nil {
 		_u.SetCredentialHeader(*v)
+	}
+	return _u
+}
+
+// SetDenySampling sets the "deny_sampling" field.
+func (_u *UpstreamUpdateOne) SetDenySampling(v bool) *UpstreamUpdateOne {
+	_u.mutation.SetDenySampling(v)
+	return _u
+}
+
+// SetNillableDenySampling sets the "deny_sampling" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableDenySampling(v *bool) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetDenySampling(*v)
+	}
+	return _u
+}
+
+// SetDenyElicitation sets the "deny_elicitation" field.
+func (_u *UpstreamUpdateOne) SetDenyElicitation(v bool) *UpstreamUpdateOne {
+	_u.mutation.SetDenyElicitation(v)
+	return _u
+}
+
+// SetNillableDenyElicitation sets the "deny_elicitation" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableDenyElicitation(v *bool) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetDenyElicitation(*v)
+	}
+	return _u
+}
+
+// SetDenyRoots sets the "deny_roots" field.
+func (_u *UpstreamUpdateOne) SetDenyRoots(v bool) *UpstreamUpdateOne {
+	_u.mutation.SetDenyRoots(v)
+	return _u
+}
+
+// SetNillableDenyRoots sets the "deny_roots" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableDenyRoots(v *bool) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetDenyRoots(*v)
 	}
 	return _u
 }
@@ -785,6 +878,15 @@ func (_u *UpstreamUpdateOne) sqlSave(ctx context.Context) (_node *Upstream, err 
 	}
 	if value, ok := _u.mutation.CredentialHeader(); ok {
 		_spec.SetField(upstream.FieldCredentialHeader, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.DenySampling(); ok {
+		_spec.SetField(upstream.FieldDenySampling, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.DenyElicitation(); ok {
+		_spec.SetField(upstream.FieldDenyElicitation, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.DenyRoots(); ok {
+		_spec.SetField(upstream.FieldDenyRoots, field.TypeBool, value)
 	}
 	if value, ok := _u.mutation.Reachable(); ok {
 		_spec.SetField(upstream.FieldReachable, field.TypeBool, value)

@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/virtualserver"
 )
@@ -33,6 +34,10 @@ type VirtualServer struct {
 	Name string `json:"name,omitempty"`
 	// Upstreams holds the value of the "upstreams" field.
 	Upstreams []string `json:"upstreams,omitempty"`
+	// Unprefixed holds the value of the "unprefixed" field.
+	Unprefixed bool `json:"unprefixed,omitempty"`
+	// Renames holds the value of the "renames" field.
+	Renames []schematype.ToolRename `json:"renames,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the VirtualServerQuery when eager-loading is set.
 	Edges        VirtualServerEdges `json:"edges"`
@@ -77,8 +82,10 @@ func (*VirtualServer) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case virtualserver.FieldUpstreams:
+		case virtualserver.FieldUpstreams, virtualserver.FieldRenames:
 			values[i] = new([]byte)
+		case virtualserver.FieldUnprefixed:
+			values[i] = new(sql.NullBool)
 		case virtualserver.FieldName:
 			values[i] = new(sql.NullString)
 		case virtualserver.FieldCreatedAt, virtualserver.FieldUpdatedAt:
@@ -144,6 +151,20 @@ func (_m *VirtualServer) assignValues(columns []string, values []any) error {
 					return fmt.Errorf("unmarshal field upstreams: %w", err)
 				}
 			}
+		case virtualserver.FieldUnprefixed:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field unprefixed", values[i])
+			} else if value.Valid {
+				_m.Unprefixed = value.Bool
+			}
+		case virtualserver.FieldRenames:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field renames", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Renames); err != nil {
+					return fmt.Errorf("unmarshal field renames: %w", err)
+				}
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -207,6 +228,12 @@ func (_m *VirtualServer) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("upstreams=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Upstreams))
+	builder.WriteString(", ")
+	builder.WriteString("unprefixed=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Unprefixed))
+	builder.WriteString(", ")
+	builder.WriteString("renames=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Renames))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -14,6 +14,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/virtualserver"
 )
@@ -75,6 +76,26 @@ func (_c *VirtualServerCreate) SetName(v string) *VirtualServerCreate {
 // SetUpstreams sets the "upstreams" field.
 func (_c *VirtualServerCreate) SetUpstreams(v []string) *VirtualServerCreate {
 	_c.mutation.SetUpstreams(v)
+	return _c
+}
+
+// SetUnprefixed sets the "unprefixed" field.
+func (_c *VirtualServerCreate) SetUnprefixed(v bool) *VirtualServerCreate {
+	_c.mutation.SetUnprefixed(v)
+	return _c
+}
+
+// SetNillableUnprefixed sets the "unprefixed" field if the given value is not nil.
+func (_c *VirtualServerCreate) SetNillableUnprefixed(v *bool) *VirtualServerCreate {
+	if v != nil {
+		_c.SetUnprefixed(*v)
+	}
+	return _c
+}
+
+// SetRenames sets the "renames" field.
+func (_c *VirtualServerCreate) SetRenames(v []schematype.ToolRename) *VirtualServerCreate {
+	_c.mutation.SetRenames(v)
 	return _c
 }
 
@@ -153,6 +174,10 @@ func (_c *VirtualServerCreate) defaults() error {
 		v := virtualserver.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
+	if _, ok := _c.mutation.Unprefixed(); !ok {
+		v := virtualserver.DefaultUnprefixed
+		_c.mutation.SetUnprefixed(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		if virtualserver.DefaultID == nil {
 			return fmt.Errorf("ent: uninitialized virtualserver.DefaultID (forgotten import ent/runtime?)")
@@ -187,6 +212,9 @@ func (_c *VirtualServerCreate) check() error {
 	}
 	if _, ok := _c.mutation.Upstreams(); !ok {
 		return &ValidationError{Name: "upstreams", err: errors.New(`ent: missing required field "VirtualServer.upstreams"`)}
+	}
+	if _, ok := _c.mutation.Unprefixed(); !ok {
+		return &ValidationError{Name: "unprefixed", err: errors.New(`ent: missing required field "VirtualServer.unprefixed"`)}
 	}
 	if len(_c.mutation.TenantIDs()) == 0 {
 		return &ValidationError{Name: "tenant", err: errors.New(`ent: missing required edge "VirtualServer.tenant"`)}
@@ -245,6 +273,14 @@ func (_c *VirtualServerCreate) createSpec() (*VirtualServer, *sqlgraph.CreateSpe
 	if value, ok := _c.mutation.Upstreams(); ok {
 		_spec.SetField(virtualserver.FieldUpstreams, field.TypeJSON, value)
 		_node.Upstreams = value
+	}
+	if value, ok := _c.mutation.Unprefixed(); ok {
+		_spec.SetField(virtualserver.FieldUnprefixed, field.TypeBool, value)
+		_node.Unprefixed = value
+	}
+	if value, ok := _c.mutation.Renames(); ok {
+		_spec.SetField(virtualserver.FieldRenames, field.TypeJSON, value)
+		_node.Renames = value
 	}
 	if nodes := _c.mutation.TenantIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -368,6 +404,36 @@ func (u *VirtualServerUpsert) UpdateUpstreams() *VirtualServerUpsert {
 	return u
 }
 
+// SetUnprefixed sets the "unprefixed" field.
+func (u *VirtualServerUpsert) SetUnprefixed(v bool) *VirtualServerUpsert {
+	u.Set(virtualserver.FieldUnprefixed, v)
+	return u
+}
+
+// UpdateUnprefixed sets the "unprefixed" field to the value that was provided on create.
+func (u *VirtualServerUpsert) UpdateUnprefixed() *VirtualServerUpsert {
+	u.SetExcluded(virtualserver.FieldUnprefixed)
+	return u
+}
+
+// SetRenames sets the "renames" field.
+func (u *VirtualServerUpsert) SetRenames(v []schematype.ToolRename) *VirtualServerUpsert {
+	u.Set(virtualserver.FieldRenames, v)
+	return u
+}
+
+// UpdateRenames sets the "renames" field to the value that was provided on create.
+func (u *VirtualServerUpsert) UpdateRenames() *VirtualServerUpsert {
+	u.SetExcluded(virtualserver.FieldRenames)
+	return u
+}
+
+// ClearRenames clears the value of the "renames" field.
+func (u *VirtualServerUpsert) ClearRenames() *VirtualServerUpsert {
+	u.SetNull(virtualserver.FieldRenames)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -464,6 +530,41 @@ func (u *VirtualServerUpsertOne) SetUpstreams(v []string) *VirtualServerUpsertOn
 func (u *VirtualServerUpsertOne) UpdateUpstreams() *VirtualServerUpsertOne {
 	return u.Update(func(s *VirtualServerUpsert) {
 		s.UpdateUpstreams()
+	})
+}
+
+// SetUnprefixed sets the "unprefixed" field.
+func (u *VirtualServerUpsertOne) SetUnprefixed(v bool) *VirtualServerUpsertOne {
+	return u.Update(func(s *VirtualServerUpsert) {
+		s.SetUnprefixed(v)
+	})
+}
+
+// UpdateUnprefixed sets the "unprefixed" field to the value that was provided on create.
+func (u *VirtualServerUpsertOne) UpdateUnprefixed() *VirtualServerUpsertOne {
+	return u.Update(func(s *VirtualServerUpsert) {
+		s.UpdateUnprefixed()
+	})
+}
+
+// SetRenames sets the "renames" field.
+func (u *VirtualServerUpsertOne) SetRenames(v []schematype.ToolRename) *VirtualServerUpsertOne {
+	return u.Update(func(s *VirtualServerUpsert) {
+		s.SetRenames(v)
+	})
+}
+
+// UpdateRenames sets the "renames" field to the value that was provided on create.
+func (u *VirtualServerUpsertOne) UpdateRenames() *VirtualServerUpsertOne {
+	return u.Update(func(s *VirtualServerUpsert) {
+		s.UpdateRenames()
+	})
+}
+
+// ClearRenames clears the value of the "renames" field.
+func (u *VirtualServerUpsertOne) ClearRenames() *VirtualServerUpsertOne {
+	return u.Update(func(s *VirtualServerUpsert) {
+		s.ClearRenames()
 	})
 }
 
@@ -730,6 +831,41 @@ func (u *VirtualServerUpsertBulk) SetUpstreams(v []string) *VirtualServerUpsertB
 func (u *VirtualServerUpsertBulk) UpdateUpstreams() *VirtualServerUpsertBulk {
 	return u.Update(func(s *VirtualServerUpsert) {
 		s.UpdateUpstreams()
+	})
+}
+
+// SetUnprefixed sets the "unprefixed" field.
+func (u *VirtualServerUpsertBulk) SetUnprefixed(v bool) *VirtualServerUpsertBulk {
+	return u.Update(func(s *VirtualServerUpsert) {
+		s.SetUnprefixed(v)
+	})
+}
+
+// UpdateUnprefixed sets the "unprefixed" field to the value that was provided on create.
+func (u *VirtualServerUpsertBulk) UpdateUnprefixed() *VirtualServerUpsertBulk {
+	return u.Update(func(s *VirtualServerUpsert) {
+		s.UpdateUnprefixed()
+	})
+}
+
+// SetRenames sets the "renames" field.
+func (u *VirtualServerUpsertBulk) SetRenames(v []schematype.ToolRename) *VirtualServerUpsertBulk {
+	return u.Update(func(s *VirtualServerUpsert) {
+		s.SetRenames(v)
+	})
+}
+
+// UpdateRenames sets the "renames" field to the value that was provided on create.
+func (u *VirtualServerUpsertBulk) UpdateRenames() *VirtualServerUpsertBulk {
+	return u.Update(func(s *VirtualServerUpsert) {
+		s.UpdateRenames()
+	})
+}
+
+// ClearRenames clears the value of the "renames" field.
+func (u *VirtualServerUpsertBulk) ClearRenames() *VirtualServerUpsertBulk {
+	return u.Update(func(s *VirtualServerUpsert) {
+		s.ClearRenames()
 	})
 }
 

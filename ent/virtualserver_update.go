@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqljson"
 	"entgo.io/ent/schema/field"
 	"github.com/portcullis-mcp/portcullis/ent/predicate"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/virtualserver"
 )
 
@@ -58,6 +59,38 @@ func (_u *VirtualServerUpdate) SetUpstreams(v []string) *VirtualServerUpdate {
 // AppendUpstreams appends value to the "upstreams" field.
 func (_u *VirtualServerUpdate) AppendUpstreams(v []string) *VirtualServerUpdate {
 	_u.mutation.AppendUpstreams(v)
+	return _u
+}
+
+// SetUnprefixed sets the "unprefixed" field.
+func (_u *VirtualServerUpdate) SetUnprefixed(v bool) *VirtualServerUpdate {
+	_u.mutation.SetUnprefixed(v)
+	return _u
+}
+
+// SetNillableUnprefixed sets the "unprefixed" field if the given value is not nil.
+func (_u *VirtualServerUpdate) SetNillableUnprefixed(v *bool) *VirtualServerUpdate {
+	if v != nil {
+		_u.SetUnprefixed(*v)
+	}
+	return _u
+}
+
+// SetRenames sets the "renames" field.
+func (_u *VirtualServerUpdate) SetRenames(v []schematype.ToolRename) *VirtualServerUpdate {
+	_u.mutation.SetRenames(v)
+	return _u
+}
+
+// AppendRenames appends value to the "renames" field.
+func (_u *VirtualServerUpdate) AppendRenames(v []schematype.ToolRename) *VirtualServerUpdate {
+	_u.mutation.AppendRenames(v)
+	return _u
+}
+
+// ClearRenames clears the value of the "renames" field.
+func (_u *VirtualServerUpdate) ClearRenames() *VirtualServerUpdate {
+	_u.mutation.ClearRenames()
 	return _u
 }
 
@@ -150,6 +183,20 @@ func (_u *VirtualServerUpdate) sqlSave(ctx context.Context) (_node int, err erro
 			sqljson.Append(u, virtualserver.FieldUpstreams, value)
 		})
 	}
+	if value, ok := _u.mutation.Unprefixed(); ok {
+		_spec.SetField(virtualserver.FieldUnprefixed, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.Renames(); ok {
+		_spec.SetField(virtualserver.FieldRenames, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedRenames(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, virtualserver.FieldRenames, value)
+		})
+	}
+	if _u.mutation.RenamesCleared() {
+		_spec.ClearField(virtualserver.FieldRenames, field.TypeJSON)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{virtualserver.Label}
@@ -199,6 +246,38 @@ func (_u *VirtualServerUpdateOne) SetUpstreams(v []string) *VirtualServerUpdateO
 // AppendUpstreams appends value to the "upstreams" field.
 func (_u *VirtualServerUpdateOne) AppendUpstreams(v []string) *VirtualServerUpdateOne {
 	_u.mutation.AppendUpstreams(v)
+	return _u
+}
+
+// SetUnprefixed sets the "unprefixed" field.
+func (_u *VirtualServerUpdateOne) SetUnprefixed(v bool) *VirtualServerUpdateOne {
+	_u.mutation.SetUnprefixed(v)
+	return _u
+}
+
+// SetNillableUnprefixed sets the "unprefixed" field if the given value is not nil.
+func (_u *VirtualServerUpdateOne) SetNillableUnprefixed(v *bool) *VirtualServerUpdateOne {
+	if v != nil {
+		_u.SetUnprefixed(*v)
+	}
+	return _u
+}
+
+// SetRenames sets the "renames" field.
+func (_u *VirtualServerUpdateOne) SetRenames(v []schematype.ToolRename) *VirtualServerUpdateOne {
+	_u.mutation.SetRenames(v)
+	return _u
+}
+
+// AppendRenames appends value to the "renames" field.
+func (_u *VirtualServerUpdateOne) AppendRenames(v []schematype.ToolRename) *VirtualServerUpdateOne {
+	_u.mutation.AppendRenames(v)
+	return _u
+}
+
+// ClearRenames clears the value of the "renames" field.
+func (_u *VirtualServerUpdateOne) ClearRenames() *VirtualServerUpdateOne {
+	_u.mutation.ClearRenames()
 	return _u
 }
 
@@ -320,6 +399,20 @@ func (_u *VirtualServerUpdateOne) sqlSave(ctx context.Context) (_node *VirtualSe
 		_spec.AddModifier(func(u *sql.UpdateBuilder) {
 			sqljson.Append(u, virtualserver.FieldUpstreams, value)
 		})
+	}
+	if value, ok := _u.mutation.Unprefixed(); ok {
+		_spec.SetField(virtualserver.FieldUnprefixed, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.Renames(); ok {
+		_spec.SetField(virtualserver.FieldRenames, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedRenames(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, virtualserver.FieldRenames, value)
+		})
+	}
+	if _u.mutation.RenamesCleared() {
+		_spec.ClearField(virtualserver.FieldRenames, field.TypeJSON)
 	}
 	_node = &VirtualServer{config: _u.config}
 	_spec.Assign = _node.assignValues

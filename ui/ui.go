@@ -159,6 +159,8 @@ type Upstreams struct {
 type VirtualServer struct {
 	ID, Gateway, Name string
 	Upstreams         []string
+	// Naming is how tool names are exposed: "upstream__tool" or "unprefixed", with renames counted.
+	Naming string
 }
 
 // VirtualServers is the virtual servers page.

@@ -752,6 +752,9 @@ var (
 		{Name: "labels", Type: field.TypeJSON, Nullable: true},
 		{Name: "credential_ref", Type: field.TypeString, Size: 1024, Default: ""},
 		{Name: "credential_header", Type: field.TypeString, Size: 128, Default: ""},
+		{Name: "deny_sampling", Type: field.TypeBool, Default: false},
+		{Name: "deny_elicitation", Type: field.TypeBool, Default: false},
+		{Name: "deny_roots", Type: field.TypeBool, Default: false},
 		{Name: "reachable", Type: field.TypeBool, Default: false},
 		{Name: "last_error", Type: field.TypeString, Size: 4096, Default: ""},
 		{Name: "gateway_id", Type: field.TypeUUID},
@@ -765,13 +768,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "upstreams_gateways_upstreams",
-				Columns:    []*schema.Column{UpstreamsColumns[13]},
+				Columns:    []*schema.Column{UpstreamsColumns[16]},
 				RefColumns: []*schema.Column{GatewaysColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "upstreams_tenants_tenant",
-				Columns:    []*schema.Column{UpstreamsColumns[14]},
+				Columns:    []*schema.Column{UpstreamsColumns[17]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -780,12 +783,12 @@ var (
 			{
 				Name:    "upstream_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{UpstreamsColumns[14]},
+				Columns: []*schema.Column{UpstreamsColumns[17]},
 			},
 			{
 				Name:    "upstream_gateway_id_name",
 				Unique:  true,
-				Columns: []*schema.Column{UpstreamsColumns[13], UpstreamsColumns[3]},
+				Columns: []*schema.Column{UpstreamsColumns[16], UpstreamsColumns[3]},
 			},
 		},
 	}
@@ -825,6 +828,8 @@ var (
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "name", Type: field.TypeString, Size: 63},
 		{Name: "upstreams", Type: field.TypeJSON},
+		{Name: "unprefixed", Type: field.TypeBool, Default: false},
+		{Name: "renames", Type: field.TypeJSON, Nullable: true},
 		{Name: "gateway_id", Type: field.TypeUUID},
 		{Name: "tenant_id", Type: field.TypeUUID},
 	}
@@ -836,13 +841,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "virtual_servers_gateways_virtual_servers",
-				Columns:    []*schema.Column{VirtualServersColumns[5]},
+				Columns:    []*schema.Column{VirtualServersColumns[7]},
 				RefColumns: []*schema.Column{GatewaysColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "virtual_servers_tenants_tenant",
-				Columns:    []*schema.Column{VirtualServersColumns[6]},
+				Columns:    []*schema.Column{VirtualServersColumns[8]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -851,12 +856,12 @@ var (
 			{
 				Name:    "virtualserver_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{VirtualServersColumns[6]},
+				Columns: []*schema.Column{VirtualServersColumns[8]},
 			},
 			{
 				Name:    "virtualserver_gateway_id_name",
 				Unique:  true,
-				Columns: []*schema.Column{VirtualServersColumns[5], VirtualServersColumns[3]},
+				Columns: []*schema.Column{VirtualServersColumns[7], VirtualServersColumns[3]},
 			},
 		},
 	}

@@ -1213,12 +1213,24 @@ func init() {
 	upstream.DefaultCredentialHeader = upstreamDescCredentialHeader.Default.(string)
 	// upstream.CredentialHeaderValidator is a validator for the "credential_header" field. It is called by the builders before save.
 	upstream.CredentialHeaderValidator = upstreamDescCredentialHeader.Validators[0].(func(string) error)
+	// upstreamDescDenySampling is the schema descriptor for deny_sampling field.
+	upstreamDescDenySampling := upstreamFields[9].Descriptor()
+	// upstream.DefaultDenySampling holds the default value on creation for the deny_sampling field.
+	upstream.DefaultDenySampling = upstreamDescDenySampling.Default.(bool)
+	// upstreamDescDenyElicitation is the schema descriptor for deny_elicitation field.
+	upstreamDescDenyElicitation := upstreamFields[10].Descriptor()
+	// upstream.DefaultDenyElicitation holds the default value on creation for the deny_elicitation field.
+	upstream.DefaultDenyElicitation = upstreamDescDenyElicitation.Default.(bool)
+	// upstreamDescDenyRoots is the schema descriptor for deny_roots field.
+	upstreamDescDenyRoots := upstreamFields[11].Descriptor()
+	// upstream.DefaultDenyRoots holds the default value on creation for the deny_roots field.
+	upstream.DefaultDenyRoots = upstreamDescDenyRoots.Default.(bool)
 	// upstreamDescReachable is the schema descriptor for reachable field.
-	upstreamDescReachable := upstreamFields[9].Descriptor()
+	upstreamDescReachable := upstreamFields[12].Descriptor()
 	// upstream.DefaultReachable holds the default value on creation for the reachable field.
 	upstream.DefaultReachable = upstreamDescReachable.Default.(bool)
 	// upstreamDescLastError is the schema descriptor for last_error field.
-	upstreamDescLastError := upstreamFields[10].Descriptor()
+	upstreamDescLastError := upstreamFields[13].Descriptor()
 	// upstream.DefaultLastError holds the default value on creation for the last_error field.
 	upstream.DefaultLastError = upstreamDescLastError.Default.(string)
 	// upstream.LastErrorValidator is a validator for the "last_error" field. It is called by the builders before save.
@@ -1350,6 +1362,10 @@ func init() {
 			return nil
 		}
 	}()
+	// virtualserverDescUnprefixed is the schema descriptor for unprefixed field.
+	virtualserverDescUnprefixed := virtualserverFields[3].Descriptor()
+	// virtualserver.DefaultUnprefixed holds the default value on creation for the unprefixed field.
+	virtualserver.DefaultUnprefixed = virtualserverDescUnprefixed.Default.(bool)
 	// virtualserverDescID is the schema descriptor for id field.
 	virtualserverDescID := virtualserverMixinFields0[0].Descriptor()
 	// virtualserver.DefaultID holds the default value on creation for the id field.

@@ -28,6 +28,10 @@ func (Upstream) Fields() []ent.Field {
 		// Where gateways find the credential ("env:NAME" or "file:/path"), and its header.
 		field.String("credential_ref").Default("").MaxLen(1024),
 		field.String("credential_header").Default("").MaxLen(128),
+		// What the upstream may not ask of clients (default: everything allowed).
+		field.Bool("deny_sampling").Default(false),
+		field.Bool("deny_elicitation").Default(false),
+		field.Bool("deny_roots").Default(false),
 		// Reachability as last reported by an agent.
 		field.Bool("reachable").Default(false),
 		field.String("last_error").Default("").MaxLen(4096),

@@ -8,6 +8,8 @@ import (
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
 	"github.com/google/uuid"
+
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 )
 
 // nameRE is the shape of names that appear in URLs and tool namespaces.
@@ -27,6 +29,10 @@ func (VirtualServer) Fields() []ent.Field {
 		field.UUID("gateway_id", uuid.UUID{}).Immutable(),
 		field.String("name").NotEmpty().MaxLen(63).Match(nameRE),
 		field.Strings("upstreams"),
+		// Tool and prompt names as the upstreams name them, without "upstream__".
+		field.Bool("unprefixed").Default(false),
+		// Per-tool names that replace the default exposed name.
+		field.JSON("renames", []schematype.ToolRename{}).Optional(),
 	}
 }
 

@@ -41,6 +41,12 @@ const (
 	FieldCredentialRef = "credential_ref"
 	// FieldCredentialHeader holds the string denoting the credential_header field in the database.
 	FieldCredentialHeader = "credential_header"
+	// FieldDenySampling holds the string denoting the deny_sampling field in the database.
+	FieldDenySampling = "deny_sampling"
+	// FieldDenyElicitation holds the string denoting the deny_elicitation field in the database.
+	FieldDenyElicitation = "deny_elicitation"
+	// FieldDenyRoots holds the string denoting the deny_roots field in the database.
+	FieldDenyRoots = "deny_roots"
 	// FieldReachable holds the string denoting the reachable field in the database.
 	FieldReachable = "reachable"
 	// FieldLastError holds the string denoting the last_error field in the database.
@@ -91,6 +97,9 @@ var Columns = []string{
 	FieldLabels,
 	FieldCredentialRef,
 	FieldCredentialHeader,
+	FieldDenySampling,
+	FieldDenyElicitation,
+	FieldDenyRoots,
 	FieldReachable,
 	FieldLastError,
 }
@@ -137,6 +146,12 @@ var (
 	DefaultCredentialHeader string
 	// CredentialHeaderValidator is a validator for the "credential_header" field. It is called by the builders before save.
 	CredentialHeaderValidator func(string) error
+	// DefaultDenySampling holds the default value on creation for the "deny_sampling" field.
+	DefaultDenySampling bool
+	// DefaultDenyElicitation holds the default value on creation for the "deny_elicitation" field.
+	DefaultDenyElicitation bool
+	// DefaultDenyRoots holds the default value on creation for the "deny_roots" field.
+	DefaultDenyRoots bool
 	// DefaultReachable holds the default value on creation for the "reachable" field.
 	DefaultReachable bool
 	// DefaultLastError holds the default value on creation for the "last_error" field.
@@ -226,6 +241,21 @@ func ByCredentialRef(opts ...sql.OrderTermOption) OrderOption {
 // ByCredentialHeader orders the results by the credential_header field.
 func ByCredentialHeader(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCredentialHeader, opts...).ToFunc()
+}
+
+// ByDenySampling orders the results by the deny_sampling field.
+func ByDenySampling(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDenySampling, opts...).ToFunc()
+}
+
+// ByDenyElicitation orders the results by the deny_elicitation field.
+func ByDenyElicitation(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDenyElicitation, opts...).ToFunc()
+}
+
+// ByDenyRoots orders the results by the deny_roots field.
+func ByDenyRoots(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDenyRoots, opts...).ToFunc()
 }
 
 // ByReachable orders the results by the reachable field.

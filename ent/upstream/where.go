@@ -101,6 +101,21 @@ func CredentialHeader(v string) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldCredentialHeader, v))
 }
 
+// DenySampling applies equality check predicate on the "deny_sampling" field. It's identical to DenySamplingEQ.
+func DenySampling(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldDenySampling, v))
+}
+
+// DenyElicitation applies equality check predicate on the "deny_elicitation" field. It's identical to DenyElicitationEQ.
+func DenyElicitation(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldDenyElicitation, v))
+}
+
+// DenyRoots applies equality check predicate on the "deny_roots" field. It's identical to DenyRootsEQ.
+func DenyRoots(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldDenyRoots, v))
+}
+
 // Reachable applies equality check predicate on the "reachable" field. It's identical to ReachableEQ.
 func Reachable(v bool) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldReachable, v))
@@ -594,6 +609,36 @@ func CredentialHeaderEqualFold(v string) predicate.Upstream {
 // CredentialHeaderContainsFold applies the ContainsFold predicate on the "credential_header" field.
 func CredentialHeaderContainsFold(v string) predicate.Upstream {
 	return predicate.Upstream(sql.FieldContainsFold(FieldCredentialHeader, v))
+}
+
+// DenySamplingEQ applies the EQ predicate on the "deny_sampling" field.
+func DenySamplingEQ(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldDenySampling, v))
+}
+
+// DenySamplingNEQ applies the NEQ predicate on the "deny_sampling" field.
+func DenySamplingNEQ(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldDenySampling, v))
+}
+
+// DenyElicitationEQ applies the EQ predicate on the "deny_elicitation" field.
+func DenyElicitationEQ(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldDenyElicitation, v))
+}
+
+// DenyElicitationNEQ applies the NEQ predicate on the "deny_elicitation" field.
+func DenyElicitationNEQ(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldDenyElicitation, v))
+}
+
+// DenyRootsEQ applies the EQ predicate on the "deny_roots" field.
+func DenyRootsEQ(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldDenyRoots, v))
+}
+
+// DenyRootsNEQ applies the NEQ predicate on the "deny_roots" field.
+func DenyRootsNEQ(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldDenyRoots, v))
 }
 
 // ReachableEQ applies the EQ predicate on the "reachable" field.

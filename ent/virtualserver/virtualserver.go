@@ -28,6 +28,10 @@ const (
 	FieldName = "name"
 	// FieldUpstreams holds the string denoting the upstreams field in the database.
 	FieldUpstreams = "upstreams"
+	// FieldUnprefixed holds the string denoting the unprefixed field in the database.
+	FieldUnprefixed = "unprefixed"
+	// FieldRenames holds the string denoting the renames field in the database.
+	FieldRenames = "renames"
 	// EdgeTenant holds the string denoting the tenant edge name in mutations.
 	EdgeTenant = "tenant"
 	// EdgeGateway holds the string denoting the gateway edge name in mutations.
@@ -59,6 +63,8 @@ var Columns = []string{
 	FieldGatewayID,
 	FieldName,
 	FieldUpstreams,
+	FieldUnprefixed,
+	FieldRenames,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -87,6 +93,8 @@ var (
 	UpdateDefaultUpdatedAt func() time.Time
 	// NameValidator is a validator for the "name" field. It is called by the builders before save.
 	NameValidator func(string) error
+	// DefaultUnprefixed holds the default value on creation for the "unprefixed" field.
+	DefaultUnprefixed bool
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -122,6 +130,11 @@ func ByGatewayID(opts ...sql.OrderTermOption) OrderOption {
 // ByName orders the results by the name field.
 func ByName(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldName, opts...).ToFunc()
+}
+
+// ByUnprefixed orders the results by the unprefixed field.
+func ByUnprefixed(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldUnprefixed, opts...).ToFunc()
 }
 
 // ByTenantField orders the results by tenant field.

@@ -81,6 +81,11 @@ func Name(v string) predicate.VirtualServer {
 	return predicate.VirtualServer(sql.FieldEQ(FieldName, v))
 }
 
+// Unprefixed applies equality check predicate on the "unprefixed" field. It's identical to UnprefixedEQ.
+func Unprefixed(v bool) predicate.VirtualServer {
+	return predicate.VirtualServer(sql.FieldEQ(FieldUnprefixed, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.VirtualServer {
 	return predicate.VirtualServer(sql.FieldEQ(FieldCreatedAt, v))
@@ -264,6 +269,26 @@ func NameEqualFold(v string) predicate.VirtualServer {
 // NameContainsFold applies the ContainsFold predicate on the "name" field.
 func NameContainsFold(v string) predicate.VirtualServer {
 	return predicate.VirtualServer(sql.FieldContainsFold(FieldName, v))
+}
+
+// UnprefixedEQ applies the EQ predicate on the "unprefixed" field.
+func UnprefixedEQ(v bool) predicate.VirtualServer {
+	return predicate.VirtualServer(sql.FieldEQ(FieldUnprefixed, v))
+}
+
+// UnprefixedNEQ applies the NEQ predicate on the "unprefixed" field.
+func UnprefixedNEQ(v bool) predicate.VirtualServer {
+	return predicate.VirtualServer(sql.FieldNEQ(FieldUnprefixed, v))
+}
+
+// RenamesIsNil applies the IsNil predicate on the "renames" field.
+func RenamesIsNil() predicate.VirtualServer {
+	return predicate.VirtualServer(sql.FieldIsNull(FieldRenames))
+}
+
+// RenamesNotNil applies the NotNil predicate on the "renames" field.
+func RenamesNotNil() predicate.VirtualServer {
+	return predicate.VirtualServer(sql.FieldNotNull(FieldRenames))
 }
 
 // HasTenant applies the HasEdge predicate on the "tenant" edge.

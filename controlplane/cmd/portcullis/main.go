@@ -32,6 +32,7 @@ Admin commands (need an API key: PORTCULLIS_API_KEY, from the console):
   gateways    list | create
   tokens      create (gateway enrollment tokens)
   upstreams   list | create
+  servers     list | create (virtual servers, /mcp/{name})
   tools       list | pin | unpin
 
 Run "portcullis <command> -h" for the command's flags. Every flag can also be
@@ -51,7 +52,7 @@ func main() {
 		err = serve(ctx, os.Args[2:])
 	case "dev":
 		err = dev(ctx, os.Args[2:])
-	case "tenants", "gateways", "tokens", "upstreams", "tools":
+	case "tenants", "gateways", "tokens", "upstreams", "servers", "tools":
 		err = cli.Run(ctx, os.Args[1:], os.Stdout)
 	default:
 		fmt.Fprintf(os.Stderr, "portcullis: unknown command %q\n\n%s", os.Args[1], usage)

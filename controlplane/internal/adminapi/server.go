@@ -20,6 +20,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	adminv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1"
@@ -344,7 +345,8 @@ func UpstreamToProto(u *ent.Upstream) *adminv1.Upstream {
 	}
 	return &adminv1.Upstream{Id: u.ID.String(), GatewayId: u.GatewayID.String(), Name: u.Name, Transport: tr, Url: u.URL,
 		Command: u.Command, Args: u.Args, Labels: u.Labels, Reachable: u.Reachable, LastError: u.LastError,
-		CredentialRef: u.CredentialRef, CredentialHeader: u.CredentialHeader}
+		CredentialRef: u.CredentialRef, CredentialHeader: u.CredentialHeader,
+		DenySampling: u.DenySampling, DenyElicitation: u.DenyElicitation, DenyRoots: u.DenyRoots}
 }
 
 // ListUpstreams implements adminv1connect.UpstreamServiceHandler.
@@ -379,7 +381,8 @@ func (s *Server) CreateUpstream(ctx context.Context, req *connect.Request[adminv
 		return nil, err
 	}
 	spec := tenant.UpstreamSpec{Name: in.GetName(), URL: in.GetUrl(), Command: in.GetCommand(), Args: in.GetArgs(), Labels: in.GetLabels(),
-		CredentialRef: in.GetCredentialRef(), CredentialHeader: in.GetCredentialHeader()}
+		CredentialRef: in.GetCredentialRef(), CredentialHeader: in.GetCredentialHeader(),
+		DenySampling: in.GetDenySampling(), DenyElicitation: in.GetDenyElicitation(), DenyRoots: in.GetDenyRoots()}
 	switch in.GetTransport() {
 	case adminv1.Transport_TRANSPORT_STREAMABLE_HTTP:
 		spec.Transport = upstream.TransportStreamableHTTP.String()
@@ -409,7 +412,7 @@ func (s *Server) ListVirtualServers(ctx context.Context, _ *connect.Request[admi
 	}
 	out := &adminv1.ListVirtualServersResponse{}
 	for _, v := range vss {
-		out.VirtualServers = append(out.VirtualServers, &adminv1.VirtualServer{Id: v.ID.String(), GatewayId: v.GatewayID.String(), Name: v.Name, Upstreams: v.Upstreams})
+		out.VirtualServers = append(out.VirtualServers, virtualServerToProto(v))
 	}
 	return connect.NewResponse(out), nil
 }
@@ -424,12 +427,23 @@ func (s *Server) CreateVirtualServer(ctx context.Context, req *connect.Request[a
 	if err != nil {
 		return nil, err
 	}
-	v, err := s.cfg.Tenants.CreateVirtualServer(ctx, tid, gid, req.Msg.GetName(), req.Msg.GetUpstreams())
+	spec := tenant.VirtualServerSpec{Name: req.Msg.GetName(), Upstreams: req.Msg.GetUpstreams(), Unprefixed: req.Msg.GetUnprefixed()}
+	for _, r := range req.Msg.GetRenames() {
+		spec.Renames = append(spec.Renames, schematype.ToolRename{Upstream: r.GetUpstream(), Tool: r.GetTool(), Name: r.GetName()})
+	}
+	v, err := s.cfg.Tenants.CreateVirtualServerSpec(ctx, tid, gid, spec)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return connect.NewResponse(&adminv1.CreateVirtualServerResponse{VirtualServer: &adminv1.VirtualServer{
-		Id: v.ID.String(), GatewayId: v.GatewayID.String(), Name: v.Name, Upstreams: v.Upstreams}}), nil
+	return connect.NewResponse(&adminv1.CreateVirtualServerResponse{VirtualServer: virtualServerToProto(v)}), nil
+}
+
+func virtualServerToProto(v *ent.VirtualServer) *adminv1.VirtualServer {
+	out := &adminv1.VirtualServer{Id: v.ID.String(), GatewayId: v.GatewayID.String(), Name: v.Name, Upstreams: v.Upstreams, Unprefixed: v.Unprefixed}
+	for _, r := range v.Renames {
+		out.Renames = append(out.Renames, &adminv1.ToolRename{Upstream: r.Upstream, Tool: r.Tool, Name: r.Name})
+	}
+	return out
 }
 
 // --- ToolService

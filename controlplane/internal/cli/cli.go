@@ -92,6 +92,13 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	upCommand := upCreate.String("command", "", "stdio command to run on the gateway host (arguments after --)")
 	upLabels := upCreate.String("labels", "", "labels, key=value,key2=value2")
 	upCred := upCreate.String("credential-ref", "", "where gateways find the upstream's credential: env:NAME or file:/path (sent as Authorization: Bearer)")
+	upDeny := upCreate.String("deny", "", "what the upstream may not ask of clients, comma-separated: sampling, elicitation, roots (default: all allowed)")
+	vsCreate := newFS("servers create")
+	vsGateway := vsCreate.String("gateway", "", "gateway name or id (required)")
+	vsUpstreams := vsCreate.String("upstreams", "", "upstream names, comma-separated (required)")
+	vsUnprefixed := vsCreate.Bool("unprefixed", false, "expose tool and prompt names as the upstreams name them, without \"upstream__\" (refused when two upstreams offer one name)")
+	var vsRenames stringList
+	vsCreate.Var(&vsRenames, "rename", "expose one tool under another name: upstream/tool=name (repeatable)")
 	chList := newFS("changes list")
 	chStatus := chList.String("status", "pending", "pending, approved, rejected, superseded or all")
 	chApprove := newFS("changes approve")
@@ -216,6 +223,19 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					}
 					up := &adminv1.Upstream{GatewayId: id, Name: args[0], Url: *upURL, Command: *upCommand, Args: cmdArgs, Labels: map[string]string{},
 						CredentialRef: *upCred}
+					for _, d := range strings.Split(*upDeny, ",") {
+						switch d = strings.TrimSpace(d); d {
+						case "":
+						case "sampling":
+							up.DenySampling = true
+						case "elicitation":
+							up.DenyElicitation = true
+						case "roots":
+							up.DenyRoots = true
+						default:
+							return fmt.Errorf("--deny: %q is not sampling, elicitation or roots", d)
+						}
+					}
 					up.Transport = adminv1.Transport_TRANSPORT_STREAMABLE_HTTP
 					if *upCommand != "" {
 						up.Transport = adminv1.Transport_TRANSPORT_STDIO
@@ -237,6 +257,54 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 						return err
 					}
 					return g.print(r.Msg, []string{"ID", "NAME"}, func(row func(...any)) { row(r.Msg.GetUpstream().GetId(), r.Msg.GetUpstream().GetName()) })
+				}),
+			}},
+			{Name: "servers", ShortUsage: "portcullis servers <list|create>", ShortHelp: "virtual servers: the /mcp/{name} endpoints clients connect to", Subcommands: []*ffcli.Command{
+				leaf("servers", "list", "", "list virtual servers", nil, 0, func(ctx context.Context, _ []string) error {
+					r, err := c.vss.ListVirtualServers(ctx, connect.NewRequest(&adminv1.ListVirtualServersRequest{}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "NAME", "UPSTREAMS", "NAMES"}, func(row func(...any)) {
+						for _, v := range r.Msg.GetVirtualServers() {
+							naming := "upstream__tool"
+							if v.GetUnprefixed() {
+								naming = "unprefixed"
+							}
+							if n := len(v.GetRenames()); n > 0 {
+								naming += fmt.Sprintf(", %d renamed", n)
+							}
+							row(v.GetId(), v.GetName(), strings.Join(v.GetUpstreams(), ","), naming)
+						}
+					})
+				}),
+				leaf("servers", "create", "--gateway GW --upstreams A,B [--unprefixed] [--rename up/tool=name]... NAME", "create a virtual server at /mcp/NAME on a gateway", vsCreate, 1, func(ctx context.Context, args []string) error {
+					if *vsGateway == "" || *vsUpstreams == "" {
+						return errors.New("--gateway and --upstreams are required")
+					}
+					id, err := c.gatewayID(ctx, *vsGateway)
+					if err != nil {
+						return err
+					}
+					req := &adminv1.CreateVirtualServerRequest{GatewayId: id, Name: args[0], Unprefixed: *vsUnprefixed}
+					for _, u := range strings.Split(*vsUpstreams, ",") {
+						if u = strings.TrimSpace(u); u != "" {
+							req.Upstreams = append(req.Upstreams, u)
+						}
+					}
+					for _, r := range vsRenames {
+						from, name, ok := strings.Cut(r, "=")
+						up, tool, ok2 := strings.Cut(from, "/")
+						if !ok || !ok2 || up == "" || tool == "" || name == "" {
+							return fmt.Errorf("--rename %q: write upstream/tool=name", r)
+						}
+						req.Renames = append(req.Renames, &adminv1.ToolRename{Upstream: up, Tool: tool, Name: name})
+					}
+					r, err := c.vss.CreateVirtualServer(ctx, connect.NewRequest(req))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "NAME"}, func(row func(...any)) { row(r.Msg.GetVirtualServer().GetId(), r.Msg.GetVirtualServer().GetName()) })
 				}),
 			}},
 			{Name: "tools", ShortUsage: "portcullis tools <list|pin|unpin>", ShortHelp: "discovered tools and their approval", Subcommands: []*ffcli.Command{
@@ -376,3 +444,9 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	return root.ParseAndRun(ctx, args)
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }

@@ -24,6 +24,7 @@ type clients struct {
 	tenants  adminv1connect.TenantServiceClient
 	gateways adminv1connect.GatewayServiceClient
 	ups      adminv1connect.UpstreamServiceClient
+	vss      adminv1connect.VirtualServerServiceClient
 	tools    adminv1connect.ToolServiceClient
 	changes  adminv1connect.ChangeServiceClient
 }
@@ -34,6 +35,7 @@ func newClients(g *globals) *clients {
 		tenants:  lazy(g, adminv1connect.NewTenantServiceClient),
 		gateways: lazy(g, adminv1connect.NewGatewayServiceClient),
 		ups:      lazy(g, adminv1connect.NewUpstreamServiceClient),
+		vss:      lazy(g, adminv1connect.NewVirtualServerServiceClient),
 		tools:    lazy(g, adminv1connect.NewToolServiceClient),
 		changes:  lazy(g, adminv1connect.NewChangeServiceClient),
 	}

@@ -188,6 +188,9 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 		names[u.ID] = u.Name
 		pu := &agentv1.Upstream{Id: u.ID.String(), Name: u.Name, Url: u.URL, Command: u.Command, Args: u.Args, Labels: u.Labels,
 			CredentialRef: u.CredentialRef, CredentialHeader: u.CredentialHeader}
+		if u.DenySampling || u.DenyElicitation || u.DenyRoots {
+			pu.ServerRequests = &agentv1.ServerRequests{DenySampling: u.DenySampling, DenyElicitation: u.DenyElicitation, DenyRoots: u.DenyRoots}
+		}
 		switch u.Transport {
 		case upstream.TransportStreamableHTTP:
 			pu.Transport = agentv1.Transport_TRANSPORT_STREAMABLE_HTTP
@@ -201,7 +204,11 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 		return nil, err
 	}
 	for _, vs := range vss {
-		b.VirtualServers = append(b.VirtualServers, &agentv1.VirtualServer{Name: vs.Name, Upstreams: vs.Upstreams})
+		v := &agentv1.VirtualServer{Name: vs.Name, Upstreams: vs.Upstreams, Unprefixed: vs.Unprefixed}
+		for _, r := range vs.Renames {
+			v.Renames = append(v.Renames, &agentv1.ToolRename{Upstream: r.Upstream, Tool: r.Tool, Name: r.Name})
+		}
+		b.VirtualServers = append(b.VirtualServers, v)
 	}
 	if len(ups) > 0 {
 		ids := make([]uuid.UUID, 0, len(ups))

@@ -25,6 +25,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/membership"
 	"github.com/portcullis-mcp/portcullis/ent/policyversion"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	enttenant "github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
@@ -220,6 +221,8 @@ type UpstreamSpec struct {
 	// "env:NAME" or "file:/path". CredentialHeader carries it (default
 	// Authorization, sent as "Bearer <secret>").
 	CredentialRef, CredentialHeader string
+	// What the upstream may not ask of clients; everything is allowed by default.
+	DenySampling, DenyElicitation, DenyRoots bool
 }
 
 var (
@@ -279,7 +282,8 @@ func (s *Service) CreateUpstream(ctx context.Context, tenantID, gatewayID uuid.U
 		u, err = tx.Upstream.Create().SetTenantID(tenantID).SetGatewayID(gatewayID).
 			SetName(spec.Name).SetTransport(upstream.Transport(spec.Transport)).SetURL(spec.URL).
 			SetCommand(spec.Command).SetArgs(spec.Args).SetLabels(spec.Labels).
-			SetCredentialRef(spec.CredentialRef).SetCredentialHeader(spec.CredentialHeader).Save(ctx)
+			SetCredentialRef(spec.CredentialRef).SetCredentialHeader(spec.CredentialHeader).
+			SetDenySampling(spec.DenySampling).SetDenyElicitation(spec.DenyElicitation).SetDenyRoots(spec.DenyRoots).Save(ctx)
 		if err != nil {
 			return authz.DBError(fmt.Sprintf("creating upstream %q", spec.Name), err)
 		}
@@ -292,8 +296,30 @@ func (s *Service) CreateUpstream(ctx context.Context, tenantID, gatewayID uuid.U
 	return u, s.notify.GatewayChanged(ctx, gatewayID)
 }
 
-// CreateVirtualServer creates an endpoint aggregating upstreams of the gateway.
+// CreateVirtualServer creates an endpoint aggregating upstreams of the
+// gateway, with names prefixed by their upstream.
 func (s *Service) CreateVirtualServer(ctx context.Context, tenantID, gatewayID uuid.UUID, name string, upstreams []string) (*ent.VirtualServer, error) {
+	return s.CreateVirtualServerSpec(ctx, tenantID, gatewayID, VirtualServerSpec{Name: name, Upstreams: upstreams})
+}
+
+// VirtualServerSpec describes a virtual server.
+type VirtualServerSpec struct {
+	Name      string
+	Upstreams []string
+	// Unprefixed exposes tool and prompt names as the upstreams name them.
+	Unprefixed bool
+	// Renames give single tools another exposed name.
+	Renames []schematype.ToolRename
+}
+
+// maxRenames bounds a virtual server's renames.
+const maxRenames = 1000
+
+// CreateVirtualServerSpec creates an endpoint aggregating upstreams of the
+// gateway. Unprefixed names and renames are refused when two of the
+// upstreams' known tools or prompts would be exposed under one name.
+func (s *Service) CreateVirtualServerSpec(ctx context.Context, tenantID, gatewayID uuid.UUID, spec VirtualServerSpec) (*ent.VirtualServer, error) {
+	name, upstreams := spec.Name, spec.Upstreams
 	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
 		return nil, err
 	}
@@ -303,18 +329,21 @@ func (s *Service) CreateVirtualServer(ctx context.Context, tenantID, gatewayID u
 	if len(upstreams) == 0 || len(upstreams) > 100 {
 		return nil, authz.Invalid("virtual server %q needs 1 to 100 upstreams", name)
 	}
-	n, err := s.db.Upstream.Query().Where(upstream.GatewayID(gatewayID), upstream.TenantID(tenantID), upstream.NameIn(upstreams...)).Count(ctx)
+	ups, err := s.db.Upstream.Query().Where(upstream.GatewayID(gatewayID), upstream.TenantID(tenantID), upstream.NameIn(upstreams...)).All(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if n != len(upstreams) {
+	if len(ups) != len(upstreams) {
 		return nil, authz.Invalid("virtual server %q: some of the upstreams %v do not exist on this gateway", name, upstreams)
+	}
+	if err := s.checkNames(ctx, ups, spec); err != nil {
+		return nil, err
 	}
 	var vs *ent.VirtualServer
 	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
 		var err error
 		vs, err = tx.VirtualServer.Create().SetTenantID(tenantID).SetGatewayID(gatewayID).
-			SetName(name).SetUpstreams(upstreams).Save(ctx)
+			SetName(name).SetUpstreams(upstreams).SetUnprefixed(spec.Unprefixed).SetRenames(spec.Renames).Save(ctx)
 		if err != nil {
 			return authz.DBError(fmt.Sprintf("creating virtual server %q", name), err)
 		}
@@ -326,6 +355,56 @@ func (s *Service) CreateVirtualServer(ctx context.Context, tenantID, gatewayID u
 	}
 	return vs, s.notify.GatewayChanged(ctx, gatewayID)
 }
+
+// checkNames refuses renames that are malformed or point nowhere, and names
+// that two of the upstreams' discovered tools or prompts would share. (A
+// collision that appears later, when an upstream adds a tool, hides both
+// tools at the gateway until it is resolved.)
+func (s *Service) checkNames(ctx context.Context, ups []*ent.Upstream, spec VirtualServerSpec) error {
+	if len(spec.Renames) > maxRenames {
+		return authz.Invalid("virtual server %q: at most %d renames", spec.Name, maxRenames)
+	}
+	byName := map[string]*ent.Upstream{}
+	ids := make([]uuid.UUID, 0, len(ups))
+	for _, u := range ups {
+		byName[u.Name], ids = u, append(ids, u.ID)
+	}
+	renamed := map[[2]string]string{}
+	for _, r := range spec.Renames {
+		if byName[r.Upstream] == nil || r.Tool == "" || !exposedNameRE.MatchString(r.Name) {
+			return authz.Invalid("virtual server %q: rename %s/%s → %q needs one of its upstreams, a tool, and a name of letters, digits, '_', '-', '.' (1-128)",
+				spec.Name, r.Upstream, r.Tool, r.Name)
+		}
+		if _, dup := renamed[[2]string{r.Upstream, r.Tool}]; dup {
+			return authz.Invalid("virtual server %q: tool %s/%s is renamed twice", spec.Name, r.Upstream, r.Tool)
+		}
+		renamed[[2]string{r.Upstream, r.Tool}] = r.Name
+	}
+	tools, err := s.db.Tool.Query().Where(tool.UpstreamIDIn(ids...), tool.KindIn(tool.KindTool, tool.KindPrompt)).WithUpstream().All(ctx)
+	if err != nil {
+		return err
+	}
+	seen := map[string]string{} // kind + exposed name → upstream/name
+	for _, t := range tools {
+		up := t.Edges.Upstream.Name
+		exposed := up + "__" + t.Name
+		if n, ok := renamed[[2]string{up, t.Name}]; ok && t.Kind == tool.KindTool {
+			exposed = n
+		} else if spec.Unprefixed {
+			exposed = t.Name
+		}
+		key := t.Kind.String() + " " + exposed
+		if other, ok := seen[key]; ok {
+			return authz.Invalid("virtual server %q: %s name %q would be offered by both %s and %s/%s; rename one of them, or keep prefixed names",
+				spec.Name, t.Kind, exposed, other, up, t.Name)
+		}
+		seen[key] = up + "/" + t.Name
+	}
+	return nil
+}
+
+// exposedNameRE is the shape of a renamed tool's name (what MCP clients accept).
+var exposedNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
 // Upstreams lists the tenant's upstreams with their gateway.
 func (s *Service) Upstreams(ctx context.Context, tenantID uuid.UUID) ([]*ent.Upstream, error) {
