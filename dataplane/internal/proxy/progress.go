@@ -23,14 +23,15 @@ type progressRelay struct {
 type relayTarget struct {
 	token   any
 	session *mcp.ServerSession
+	ctx     context.Context // the client request's: the SDK sends on its stream
 }
 
 func newProgressRelay() *progressRelay { return &progressRelay{m: map[string]relayTarget{}} }
 
-func (r *progressRelay) register(token any, ss *mcp.ServerSession) (string, func()) {
+func (r *progressRelay) register(ctx context.Context, token any, ss *mcp.ServerSession) (string, func()) {
 	id := "pcg-" + strconv.FormatUint(r.next.Add(1), 36)
 	r.mu.Lock()
-	r.m[id] = relayTarget{token: token, session: ss}
+	r.m[id] = relayTarget{token: token, session: ss, ctx: ctx}
 	r.mu.Unlock()
 	return id, func() {
 		r.mu.Lock()
@@ -63,5 +64,10 @@ func (r *progressRelay) forward(ctx context.Context, p *mcp.ProgressNotification
 			msg = "[Portcullis withheld this progress message: it contained " + rep.Summary() + "]"
 		}
 	}
-	_ = t.session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{Meta: p.Meta, ProgressToken: t.token, Progress: p.Progress, Total: p.Total, Message: msg})
+	params := &mcp.ProgressNotificationParams{Meta: p.Meta, ProgressToken: t.token, Progress: p.Progress, Total: p.Total, Message: msg}
+	// On the stream of the call it belongs to; if that was answered first,
+	// on the session's own stream.
+	if t.ctx == nil || t.session.NotifyProgress(t.ctx, params) != nil {
+		_ = t.session.NotifyProgress(ctx, params)
+	}
 }

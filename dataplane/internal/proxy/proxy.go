@@ -866,13 +866,12 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	}
 	defer done()
 	// _meta, input responses and request state (protocol 2026-07-28) pass through.
-	params := &mcp.CallToolParams{Meta: req.Params.Meta, Name: toolName, InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState}
+	params := &mcp.CallToolParams{Meta: forwardMeta(req.Params.Meta, sess), Name: toolName, InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState}
 	if len(req.Params.Arguments) > 0 {
 		params.Arguments = req.Params.Arguments
 	}
 	if tok := req.Params.GetProgressToken(); tok != nil {
-		params.Meta = maps.Clone(params.Meta)
-		gtok, done := p.relay.register(tok, req.Session)
+		gtok, done := p.relay.register(ctx, tok, req.Session)
 		defer done()
 		params.SetProgressToken(gtok)
 	}
@@ -892,6 +891,37 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		return res, nil
 	}
 	return scanToolResult(res, pol.results, ev), nil
+}
+
+// forwardMeta is the client's _meta as it goes upstream. To a modern upstream
+// (2026-07-28) it goes as it is: its per-request keys (SEP-2575: version,
+// client capabilities and info, log level) are what the upstream must honour.
+// A legacy upstream would refuse the version key, so it gets a copy without
+// them, but for the log level.
+func forwardMeta(m mcp.Meta, up *mcp.ClientSession) mcp.Meta {
+	if len(m) == 0 {
+		return nil
+	}
+	if ir := up.InitializeResult(); ir != nil && ir.ProtocolVersion >= statelessProtocol {
+		return maps.Clone(m)
+	}
+	out := make(mcp.Meta, len(m))
+	for k, v := range m {
+		if !strings.HasPrefix(k, "io.modelcontextprotocol/") || k == "io.modelcontextprotocol/logLevel" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// screenedInput screens the input requests of a prompt or resource result
+// like a tool's; a refusal is an error.
+func (p *Proxy) screenedInput(irs mcp.InputRequestMap, upName string) error {
+	ev := &agentv1.CallEvent{}
+	if reason := screenInputRequests(irs, p.pol.Load(), upName, ev); reason != "" {
+		return fmt.Errorf("portcullis refused: %s", reason)
+	}
+	return nil
 }
 
 // screenInputRequests applies the upstream's governance and result scanning
@@ -1007,9 +1037,13 @@ func (p *Proxy) promptHandler(vs, upName, promptName string) mcp.PromptHandler {
 		defer done()
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
-		res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Meta: req.Params.Meta, Name: promptName, Arguments: req.Params.Arguments})
+		res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Meta: forwardMeta(req.Params.Meta, sess), Name: promptName, Arguments: req.Params.Arguments,
+			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState})
 		if err != nil || res == nil {
 			return res, err
+		}
+		if len(res.InputRequests) > 0 {
+			return res, p.screenedInput(res.InputRequests, upName)
 		}
 		return scanPrompt(res, p.pol.Load().results)
 	}
@@ -1028,9 +1062,13 @@ func (p *Proxy) resourceHandler(vs string, key pinKey) mcp.ResourceHandler {
 		defer done()
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
-		res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{Meta: req.Params.Meta, URI: req.Params.URI})
+		res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{Meta: forwardMeta(req.Params.Meta, sess), URI: req.Params.URI,
+			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState})
 		if err != nil || res == nil {
 			return res, err
+		}
+		if len(res.InputRequests) > 0 {
+			return res, p.screenedInput(res.InputRequests, key.upstream)
 		}
 		return scanResource(res, p.pol.Load().results)
 	}
