@@ -33,10 +33,10 @@ const benchClients = 16
 func BenchmarkToolsCall(b *testing.B) {
 	ctx := viewer.System(context.Background())
 	up := httptest.NewServer(demoupstream.Handler())
-	defer up.Close()
+	b.Cleanup(func() { up.CloseClientConnections(); up.Close() })
 	target, _ := url.Parse(up.URL)
 	rp := httptest.NewServer(httputil.NewSingleHostReverseProxy(target))
-	defer rp.Close()
+	b.Cleanup(func() { rp.CloseClientConnections(); rp.Close() })
 
 	work := b.TempDir()
 	cp := startControlPlane(b, filepath.Join(work, "cp"), freeAddr(b))

@@ -112,14 +112,6 @@ func runConformance(t *testing.T, url string, args ...string) string {
 	return string(out)
 }
 
-// knownGaps are scenarios of protocol 2026-07-28 that pass directly and not
-// yet through the gateway, each with why. Issue 12 stays open until this is
-// empty; a gap that closes must be removed from here (the test says so).
-var knownGaps = map[string]string{
-	"server-stateless": "per-request client capabilities (SEP-2575): the gateway's shared upstream session declares its own, " +
-		"so the upstream cannot answer -32021 for a capability the client did not declare",
-}
-
 func TestConformanceThroughGateway(t *testing.T) {
 	bin := everythingServer(t)
 	ctx := viewer.System(context.Background())
@@ -177,14 +169,11 @@ func TestConformanceThroughGateway(t *testing.T) {
 			direct, _, _ := conformance(t, urls[era.name], era.args...)
 			passed, failed, out := conformance(t, "http://"+g.addr+"/mcp/"+era.name, era.args...)
 			t.Logf("%s: %d scenarios pass directly, %d of them through the gateway", era.name, len(direct), len(passed))
+			if len(direct) < 20 {
+				t.Fatalf("only %d scenarios pass directly: the suite or the upstream is broken", len(direct))
+			}
 			for _, s := range direct {
-				through := slices.Contains(passed, s)
-				switch why, gap := knownGaps[s]; {
-				case gap && era.stateless && through:
-					t.Errorf("scenario %s now passes through the gateway: remove it from knownGaps", s)
-				case gap && era.stateless:
-					t.Logf("known gap, scenario %s: %s", s, why)
-				case !through:
+				if !slices.Contains(passed, s) {
 					detail := runConformance(t, "http://"+g.addr+"/mcp/"+era.name, "--scenario", s, "--spec-version", era.version)
 					t.Errorf("scenario %s passes directly but not through the gateway:\n%s", s, detail)
 				}

@@ -149,7 +149,8 @@ func TestConsoleEnrollsGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	demo := httptest.NewServer(demoupstream.Handler())
-	defer demo.Close()
+	// After the gateway stops: its upstream sessions stay open until then.
+	t.Cleanup(func() { demo.CloseClientConnections(); demo.Close() })
 
 	b := browser(t)
 	base := cp.PublicURL()

@@ -26,6 +26,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -141,10 +142,13 @@ type Proxy struct {
 	servers   map[string]*vserver
 	warned    map[pinKey]string // quarantine already logged for this live hash
 
-	flows  sync.Map        // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched here
-	links  sync.Map        // *mcp.ServerSession → *link, its upstream sessions
-	shared *sharedSessions // nil without Config.Sessions
-	oidc   oidcVerifiers
+	flows sync.Map // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched here
+	links sync.Map // *mcp.ServerSession → *link, its upstream sessions
+	held  sync.Map // id → *heldCall: calls waiting for a modern client's input
+	// sealKey MACs the requestState of held calls.
+	sealKey [32]byte
+	shared  *sharedSessions // nil without Config.Sessions
+	oidc    oidcVerifiers
 
 	invChanged chan struct{}
 	invMu      sync.Mutex
@@ -189,6 +193,9 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"), ctx: ctx, relay: newProgressRelay(),
 		upstreams: map[string]*upstream{}, servers: map[string]*vserver{}, warned: map[pinKey]string{},
 		invChanged: make(chan struct{}, 1),
+	}
+	if _, err := rand.Read(p.sealKey[:]); err != nil {
+		return nil, err
 	}
 	if cfg.Sessions != nil {
 		p.shared = &sharedSessions{p: p, store: cfg.Sessions, idle: cfg.SessionIdle, live: map[string]*liveSession{}}
@@ -859,29 +866,16 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	if reason := p.flowRefusal(ctx, req.Session, labels, exposed); reason != "" {
 		return deny(reason)
 	}
-	sess, done, err := p.session(ctx, req.Session, ev.VirtualServer, u)
-	if err != nil {
-		ev.Error = err.Error()
-		return refusal("upstream %q is unavailable", upName), nil
-	}
-	defer done()
-	// _meta, input responses and request state (protocol 2026-07-28) pass through.
-	params := &mcp.CallToolParams{Meta: forwardMeta(req.Params.Meta, sess), Name: toolName, InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState}
-	if len(req.Params.Arguments) > 0 {
-		params.Arguments = req.Params.Arguments
-	}
-	if tok := req.Params.GetProgressToken(); tok != nil {
-		gtok, done := p.relay.register(ctx, tok, req.Session)
-		defer done()
-		params.SetProgressToken(gtok)
-	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
-	defer cancel()
 	t0 := time.Now()
-	res, err := sess.CallTool(ctx, params)
+	res, err := p.callUpstream(ctx, req, u, ev.VirtualServer, id.principal, toolName)
 	metrics.UpstreamSeconds.WithLabelValues(upName).Observe(time.Since(t0).Seconds())
 	if err != nil || res == nil {
-		return res, err
+		var ue unavailableError
+		if errors.As(err, &ue) {
+			ev.Error = err.Error()
+			return refusal("upstream %q is unavailable", upName), nil
+		}
+		return res, upstreamError(err)
 	}
 	p.touch(ctx, req.Session, labels)
 	if len(res.InputRequests) > 0 {
@@ -902,7 +896,7 @@ func forwardMeta(m mcp.Meta, up *mcp.ClientSession) mcp.Meta {
 	if len(m) == 0 {
 		return nil
 	}
-	if ir := up.InitializeResult(); ir != nil && ir.ProtocolVersion >= statelessProtocol {
+	if modern(up) {
 		return maps.Clone(m)
 	}
 	out := make(mcp.Meta, len(m))
@@ -912,6 +906,85 @@ func forwardMeta(m mcp.Meta, up *mcp.ClientSession) mcp.Meta {
 		}
 	}
 	return out
+}
+
+// callUpstream sends tools/call to the upstream on the session that serves
+// this client request: the client session's own (sessions of ≤ 2025-11-25 with
+// a stateful upstream), or a pooled one (session-less requests of 2026-07-28,
+// stateless upstreams), where a legacy upstream's requests of the client
+// become input requests (held.go). _meta, input responses and request state
+// pass through.
+func (p *Proxy) callUpstream(ctx context.Context, req *mcp.CallToolRequest, u *upstream, vs, principal, toolName string) (*mcp.CallToolResult, error) {
+	if strings.HasPrefix(req.Params.RequestState, heldStatePrefix) {
+		return p.resumeHeld(ctx, req, principal, vs, toolName)
+	}
+	params := &mcp.CallToolParams{Name: toolName, InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState}
+	if len(req.Params.Arguments) > 0 {
+		params.Arguments = req.Params.Arguments
+	}
+	var progress any
+	if tok := req.Params.GetProgressToken(); tok != nil {
+		gtok, done := p.relay.register(ctx, tok, req.Session)
+		defer done()
+		progress = gtok
+	}
+	if !p.pooledFor(req.Session, u) {
+		sess, done, err := p.session(ctx, req.Session, vs, u)
+		if err != nil {
+			return nil, unavailableError{err}
+		}
+		defer done()
+		params.Meta = forwardMeta(req.Params.Meta, sess)
+		if progress != nil {
+			params.SetProgressToken(progress)
+		}
+		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
+		defer cancel()
+		return sess.CallTool(ctx, params)
+	}
+	if u.currentSession() == nil {
+		return nil, unavailableError{fmt.Errorf("upstream %q is unavailable", u.spec.GetName())}
+	}
+	pc, put, err := p.checkout(ctx, req.Session, vs, u)
+	if err != nil {
+		return nil, unavailableError{err}
+	}
+	params.Meta = forwardMeta(req.Params.Meta, pc.cs)
+	if progress != nil {
+		params.SetProgressToken(progress)
+	}
+	if modern(pc.cs) {
+		// A modern upstream asks in its result; nothing to hold.
+		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
+		defer cancel()
+		res, err := pc.cs.CallTool(ctx, params)
+		put(err == nil)
+		return res, err
+	}
+	return p.callHeld(ctx, pc, put, params, principal, vs, toolName)
+}
+
+// upstreamError passes a JSON-RPC error the upstream answered on to the
+// client as that error (its code matters: -32021 for a missing client
+// capability is an HTTP 400, for example), not wrapped in the SDK's text.
+func upstreamError(err error) error {
+	var je *jsonrpc.Error
+	if errors.As(err, &je) {
+		return je
+	}
+	return err
+}
+
+// unavailableError is a failure to reach the upstream at all, as opposed to
+// an error the upstream answered.
+type unavailableError struct{ error }
+
+func (e unavailableError) Unwrap() error { return e.error }
+
+// modern reports whether an upstream session speaks protocol 2026-07-28 or later.
+func modern(cs *mcp.ClientSession) bool {
+	ir := cs.InitializeResult()
+	return ir != nil && ir.ProtocolVersion >= statelessProtocol
 }
 
 // screenedInput screens the input requests of a prompt or resource result
@@ -1040,7 +1113,7 @@ func (p *Proxy) promptHandler(vs, upName, promptName string) mcp.PromptHandler {
 		res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Meta: forwardMeta(req.Params.Meta, sess), Name: promptName, Arguments: req.Params.Arguments,
 			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState})
 		if err != nil || res == nil {
-			return res, err
+			return res, upstreamError(err)
 		}
 		if len(res.InputRequests) > 0 {
 			return res, p.screenedInput(res.InputRequests, upName)
@@ -1065,7 +1138,7 @@ func (p *Proxy) resourceHandler(vs string, key pinKey) mcp.ResourceHandler {
 		res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{Meta: forwardMeta(req.Params.Meta, sess), URI: req.Params.URI,
 			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState})
 		if err != nil || res == nil {
-			return res, err
+			return res, upstreamError(err)
 		}
 		if len(res.InputRequests) > 0 {
 			return res, p.screenedInput(res.InputRequests, key.upstream)

@@ -160,28 +160,69 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 	return c.cs, c.err
 }
 
-// dial connects to u on behalf of the link's client: the client's declared
-// capabilities (less what the bundle denies this upstream) and its protocol
-// version, and handlers that route what the upstream sends to this client.
+// dial connects to u on behalf of the link's client: its declared
+// capabilities and protocol version, and handlers that route what the
+// upstream sends to this client.
 func (l *link) dial(ctx context.Context, u *upstream) (*mcp.Client, *mcp.ClientSession, error) {
+	var caps *mcp.ClientCapabilities
+	var version string
+	if ip := l.ss.InitializeParams(); ip != nil {
+		caps, version = ip.Capabilities, ip.ProtocolVersion
+	}
+	name := u.spec.GetName()
+	return l.p.dialUpstream(ctx, u, caps, version, upstreamHandlers{
+		onRequest: func(ctx context.Context, method string, params mcp.Params) (mcp.Result, error) {
+			cctx, done := l.clientContext(ctx)
+			defer done()
+			return l.p.toClient(cctx, l.ss, l.vs, name, method, params)
+		},
+		onLog: func(ctx context.Context, params *mcp.LoggingMessageParams) {
+			cctx, done := l.clientContext(ctx)
+			defer done()
+			l.p.relayLog(cctx, context.WithoutCancel(ctx), l.ss, name, params)
+		},
+		onProgress: func(ctx context.Context, params *mcp.ProgressNotificationParams) {
+			l.p.relay.forward(ctx, params, l.p.pol.Load())
+		},
+		onResourceUpdated: func(ctx context.Context, params *mcp.ResourceUpdatedNotificationParams) {
+			if srv := l.p.server(l.vs); srv != nil {
+				_ = srv.ResourceUpdated(ctx, params)
+			}
+		},
+		onElicitationComplete: func(ctx context.Context, params *mcp.ElicitationCompleteParams) {
+			_ = l.ss.NotifyElicitationComplete(ctx, params)
+		},
+	})
+}
+
+// upstreamHandlers route what an upstream sends on a session the gateway
+// opened for clients; nil ones drop it.
+type upstreamHandlers struct {
+	// onRequest answers sampling/createMessage, elicitation/create and roots/list.
+	onRequest             func(ctx context.Context, method string, params mcp.Params) (mcp.Result, error)
+	onLog                 func(context.Context, *mcp.LoggingMessageParams)
+	onProgress            func(context.Context, *mcp.ProgressNotificationParams)
+	onResourceUpdated     func(context.Context, *mcp.ResourceUpdatedNotificationParams)
+	onElicitationComplete func(context.Context, *mcp.ElicitationCompleteParams)
+}
+
+// dialUpstream opens a session with u declaring a client's capabilities (less
+// what the bundle denies this upstream) in the client's protocol version
+// ("" for the newest both speak).
+func (p *Proxy) dialUpstream(ctx context.Context, u *upstream, c *mcp.ClientCapabilities, version string, h upstreamHandlers) (*mcp.Client, *mcp.ClientSession, error) {
 	t, err := u.transport()
 	if err != nil {
 		return nil, nil, err
 	}
 	caps := &mcp.ClientCapabilities{}
-	var version string
-	if ip := l.ss.InitializeParams(); ip != nil {
-		version = ip.ProtocolVersion
-		if c := ip.Capabilities; c != nil {
-			caps.Sampling, caps.Elicitation = c.Sampling, c.Elicitation
-			caps.Experimental, caps.Extensions = c.Experimental, c.Extensions
-			// The SDK cannot tell "roots": {} from no roots at all; the gateway
-			// declares roots and relays roots/list to the client, which answers
-			// or refuses it.
-			caps.RootsV2 = &mcp.RootCapabilities{ListChanged: c.Roots.ListChanged || (c.RootsV2 != nil && c.RootsV2.ListChanged)}
+	if c != nil {
+		caps.Sampling, caps.Elicitation = c.Sampling, c.Elicitation
+		caps.Experimental, caps.Extensions = c.Experimental, c.Extensions
+		if c.RootsV2 != nil { // the SDK sets it when the client declared roots
+			caps.RootsV2 = &mcp.RootCapabilities{ListChanged: c.RootsV2.ListChanged}
 		}
 	}
-	deny := serverRequestsOf(l.p.pol.Load(), u.spec.GetName())
+	deny := serverRequestsOf(p.pol.Load(), u.spec.GetName())
 	if deny.GetDenySampling() {
 		caps.Sampling = nil
 	}
@@ -189,41 +230,43 @@ func (l *link) dial(ctx context.Context, u *upstream) (*mcp.Client, *mcp.ClientS
 		caps.Elicitation = nil
 	}
 	if deny.GetDenyRoots() {
-		caps.RootsV2 = &mcp.RootCapabilities{}
+		caps.RootsV2 = nil
 	}
 	name := u.spec.GetName()
-	client := mcp.NewClient(&mcp.Implementation{Name: "portcullis-gateway", Version: l.p.cfg.Version}, &mcp.ClientOptions{
+	opts := &mcp.ClientOptions{
 		Capabilities:               caps,
 		ToolListChangedHandler:     func(context.Context, *mcp.ToolListChangedRequest) { u.kick() },
 		PromptListChangedHandler:   func(context.Context, *mcp.PromptListChangedRequest) { u.kick() },
 		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) { u.kick() },
-		ResourceUpdatedHandler: func(ctx context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
-			if srv := l.p.server(l.vs); srv != nil {
-				_ = srv.ResourceUpdated(ctx, req.Params)
-			}
-		},
-		LoggingMessageHandler: func(ctx context.Context, req *mcp.LoggingMessageRequest) {
-			cctx, done := l.clientContext(ctx)
-			defer done()
-			l.p.relayLog(cctx, context.WithoutCancel(ctx), l.ss, name, req.Params)
-		},
-		ProgressNotificationHandler: func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
-			l.p.relay.forward(ctx, req.Params, l.p.pol.Load())
-		},
-		ElicitationCompleteHandler: func(ctx context.Context, req *mcp.ElicitationCompleteNotificationRequest) {
-			_ = l.ss.NotifyElicitationComplete(ctx, req.Params)
-		},
 		// Input requests of a modern upstream go to the client as they are:
 		// the SDK's server asks a legacy client itself and retries the handler.
 		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
-	})
+	}
+	if h.onResourceUpdated != nil {
+		opts.ResourceUpdatedHandler = func(ctx context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
+			h.onResourceUpdated(ctx, req.Params)
+		}
+	}
+	if h.onLog != nil {
+		opts.LoggingMessageHandler = func(ctx context.Context, req *mcp.LoggingMessageRequest) { h.onLog(ctx, req.Params) }
+	}
+	if h.onProgress != nil {
+		opts.ProgressNotificationHandler = func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) { h.onProgress(ctx, req.Params) }
+	}
+	if h.onElicitationComplete != nil {
+		opts.ElicitationCompleteHandler = func(ctx context.Context, req *mcp.ElicitationCompleteNotificationRequest) {
+			h.onElicitationComplete(ctx, req.Params)
+		}
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "portcullis-gateway", Version: p.cfg.Version}, opts)
 	client.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			switch method {
 			case "sampling/createMessage", "elicitation/create", "roots/list":
-				cctx, done := l.clientContext(ctx)
-				defer done()
-				return l.p.toClient(cctx, l.ss, l.vs, name, method, req.GetParams())
+				if h.onRequest == nil {
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "Portcullis: " + method + " cannot be routed to a client"}
+				}
+				return h.onRequest(ctx, method, req.GetParams())
 			}
 			return next(ctx, method, req)
 		}
@@ -231,7 +274,7 @@ func (l *link) dial(ctx context.Context, u *upstream) (*mcp.Client, *mcp.ClientS
 	// The session outlives this request (it ends with the client session or
 	// the gateway), and must not carry the request's values: the SDK would
 	// route what the upstream sends later to that request's stream.
-	cctx, cancel := context.WithTimeout(l.p.ctx, u.timeout)
+	cctx, cancel := context.WithTimeout(p.ctx, u.timeout)
 	defer cancel()
 	defer context.AfterFunc(ctx, cancel)()
 	cs, err := client.Connect(cctx, t, &mcp.ClientSessionOptions{ProtocolVersion: version})
@@ -283,18 +326,33 @@ func (l *link) rootsChanged() {
 	}
 }
 
-// session returns the upstream session that serves a request of the client
-// session ss: its own, opened on first use. Stateless upstreams (the
-// upstream gave the gateway's session no ID) and stateless client requests
-// (protocol 2026-07-28, no client session) share the gateway's own session.
-// The caller calls done when the request is answered.
-func (p *Proxy) session(ctx context.Context, ss *mcp.ServerSession, vs string, u *upstream) (cs *mcp.ClientSession, done func(), err error) {
+// pooledFor reports whether requests of the client session ss to u go to a
+// pooled session by capability set (pool.go) rather than ss's own: when ss is
+// session-less (protocol 2026-07-28) or the upstream is stateless (it gave
+// the gateway's session no ID, so per-client sessions would hold nothing).
+func (p *Proxy) pooledFor(ss *mcp.ServerSession, u *upstream) bool {
+	if ss == nil || ss.ID() == "" {
+		return true
+	}
 	shared := u.currentSession()
-	if shared == nil {
+	return shared != nil && u.stateless(shared)
+}
+
+// session returns the upstream session that serves a request of the client
+// session ss: its own, opened on first use, or a pooled one (pooledFor),
+// checked out until the caller calls done, when the request is answered.
+// Server-initiated requests on a pooled session are refused here: only
+// tools/call holds calls for them (held.go).
+func (p *Proxy) session(ctx context.Context, ss *mcp.ServerSession, vs string, u *upstream) (cs *mcp.ClientSession, done func(), err error) {
+	if u.currentSession() == nil {
 		return nil, nil, fmt.Errorf("upstream %q is unavailable", u.spec.GetName())
 	}
-	if ss == nil || ss.ID() == "" || u.stateless(shared) {
-		return shared, func() {}, nil
+	if p.pooledFor(ss, u) {
+		pc, put, err := p.checkout(ctx, ss, vs, u)
+		if err != nil {
+			return nil, nil, err
+		}
+		return pc.cs, func() { put(true) }, nil
 	}
 	l := p.linkOf(ss, vs)
 	if cs, err = l.open(ctx, u); err != nil {

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -77,6 +78,9 @@ type upstream struct {
 	templates map[string]live[*mcp.ResourceTemplate] // by URI template
 	reachable bool
 	lastErr   string
+
+	pool    sessionPool // sessions for session-less and stateless requests
+	stopped atomic.Bool
 
 	discoverMu sync.Mutex // one discovery at a time, so results land in order
 	refreshing singleflight.Group
@@ -152,8 +156,10 @@ func (u *upstream) start(ctx context.Context) {
 }
 
 func (u *upstream) stop() {
+	u.stopped.Store(true)
 	u.cancel()
 	<-u.done
+	u.pool.closeAll()
 }
 
 func (u *upstream) kick() {
