@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -37,6 +38,48 @@ func parseLabels(names []string) flowLabel {
 	return l
 }
 
+// flowKey is whose data-flow labels a request adds to and is checked
+// against: its client session's, or, for a session-less request (protocol
+// 2026-07-28), its principal's. A principal's labels last while it keeps
+// calling (the session idle time after its last call), on this replica;
+// anonymous session-less clients share one window, which refuses more, never
+// less.
+type flowKey struct {
+	ss        *mcp.ServerSession
+	principal string
+}
+
+// principalFlow is a session-less principal's labels and when it last called.
+type principalFlow struct {
+	labels atomic.Uint32
+	last   atomic.Int64 // unix nanoseconds
+}
+
+// flowOf returns the labels a request adds to.
+func (p *Proxy) flowOf(k flowKey) *atomic.Uint32 {
+	if k.ss != nil && k.ss.ID() != "" {
+		return p.sessionFlow(k.ss)
+	}
+	now := time.Now().UnixNano()
+	v, ok := p.principalFlows.Load(k.principal)
+	if !ok {
+		v, _ = p.principalFlows.LoadOrStore(k.principal, new(principalFlow))
+	}
+	pf := v.(*principalFlow)
+	if last := pf.last.Swap(now); last != 0 && time.Duration(now-last) > p.cfg.SessionIdle {
+		pf.labels.Store(0) // the window ended
+	}
+	if p.flowSweeps.Add(1)%1024 == 0 {
+		p.principalFlows.Range(func(key, v any) bool {
+			if time.Duration(now-v.(*principalFlow).last.Load()) > p.cfg.SessionIdle {
+				p.principalFlows.Delete(key)
+			}
+			return true
+		})
+	}
+	return &pf.labels
+}
+
 // sessionFlow is what one client session has touched so far.
 func (p *Proxy) sessionFlow(ss *mcp.ServerSession) *atomic.Uint32 {
 	if ss == nil {
@@ -64,8 +107,9 @@ func (p *Proxy) sharesFlow(ss *mcp.ServerSession) bool {
 // flowRefusal is why the session may not call a tool with these labels, or
 // "". For an external sink it reads what the session touched on every
 // replica; if that cannot be read, the call is refused.
-func (p *Proxy) flowRefusal(ctx context.Context, ss *mcp.ServerSession, labels flowLabel, exposed string) string {
-	touched := flowLabel(p.sessionFlow(ss).Load())
+func (p *Proxy) flowRefusal(ctx context.Context, k flowKey, labels flowLabel, exposed string) string {
+	ss := k.ss
+	touched := flowLabel(p.flowOf(k).Load())
 	if labels&externalSink != 0 && p.sharesFlow(ss) {
 		remote, err := p.shared.store.flow(ctx, ss.ID())
 		if err != nil {
@@ -78,12 +122,13 @@ func (p *Proxy) flowRefusal(ctx context.Context, ss *mcp.ServerSession, labels f
 
 // touch records that the session used a tool with these labels, here and,
 // when shared, for the other replicas.
-func (p *Proxy) touch(ctx context.Context, ss *mcp.ServerSession, labels flowLabel) {
+func (p *Proxy) touch(ctx context.Context, k flowKey, labels flowLabel) {
+	ss := k.ss
 	touched := labels & exfiltration
 	if touched == 0 {
 		return
 	}
-	p.sessionFlow(ss).Or(uint32(touched))
+	p.flowOf(k).Or(uint32(touched))
 	if p.sharesFlow(ss) {
 		if err := p.shared.store.addFlow(ctx, ss.ID(), touched); err != nil {
 			p.log.Warn("data-flow labels not shared with the other replicas (this replica still enforces them)", "err", err)

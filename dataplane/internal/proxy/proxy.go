@@ -145,6 +145,9 @@ type Proxy struct {
 	flows sync.Map // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched here
 	links sync.Map // *mcp.ServerSession → *link, its upstream sessions
 	held  sync.Map // id → *heldCall: calls waiting for a modern client's input
+	// principalFlows are session-less principals' data-flow windows (flow.go).
+	principalFlows sync.Map // principal → *principalFlow
+	flowSweeps     atomic.Uint64
 	// sealKey MACs the requestState of held calls.
 	sealKey [32]byte
 	shared  *sharedSessions // nil without Config.Sessions
@@ -863,7 +866,8 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		return deny(reason)
 	}
 	labels := pol.labels[pinKey{kindTool, upName, toolName}]
-	if reason := p.flowRefusal(ctx, req.Session, labels, exposed); reason != "" {
+	fk := flowKey{ss: req.Session, principal: id.principal}
+	if reason := p.flowRefusal(ctx, fk, labels, exposed); reason != "" {
 		return deny(reason)
 	}
 	t0 := time.Now()
@@ -877,7 +881,7 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		}
 		return res, upstreamError(err)
 	}
-	p.touch(ctx, req.Session, labels)
+	p.touch(ctx, fk, labels)
 	if len(res.InputRequests) > 0 {
 		if reason := screenInputRequests(res.InputRequests, pol, upName, ev); reason != "" {
 			return deny(reason)

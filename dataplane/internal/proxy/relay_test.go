@@ -88,7 +88,7 @@ func relayUpstream(t *testing.T, stateless bool) *httptest.Server {
 
 // relayGateway serves the upstream at /mcp/main with everything it offers
 // pinned, and returns the gateway's URL and telemetry queue.
-func relayGateway(t *testing.T, upURL string, vs *agentv1.VirtualServer, up *agentv1.Upstream) (string, *telemetry.Queue) {
+func relayGateway(t *testing.T, upURL string, vs *agentv1.VirtualServer, up *agentv1.Upstream, mods ...func(*agentv1.PolicyBundle)) (string, *telemetry.Queue) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -125,6 +125,9 @@ func relayGateway(t *testing.T, upURL string, vs *agentv1.VirtualServer, up *age
 		time.Sleep(20 * time.Millisecond)
 	}
 	bundle.Version = 2
+	for _, mod := range mods {
+		mod(bundle)
+	}
 	if err := p.Apply(bundle); err != nil {
 		t.Fatal(err)
 	}
@@ -377,5 +380,26 @@ func TestHeldStateIsSealed(t *testing.T) {
 	other, _ := New(context.Background(), Config{Telemetry: telemetry.NewQueue(16)})
 	if _, ok := other.unseal(state); ok {
 		t.Error("another gateway's state was accepted")
+	}
+}
+
+// Session-less requests (2026-07-28) keep data-flow labels per principal: a
+// modern client that read private data and untrusted content may not then
+// call an external sink, though no session ties its requests together.
+func TestFlowWithoutSession(t *testing.T) {
+	labels := map[string][]string{"incr": {"private_data"}, "log": {"untrusted_content"}, "roots": {"external_sink"}}
+	url, _ := relayGateway(t, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{}, func(b *agentv1.PolicyBundle) {
+		for _, pin := range b.ToolPins {
+			pin.FlowLabels = labels[pin.Tool]
+		}
+	})
+	c := connectRelayClientVersion(t, url, "2026-07-28")
+	if got := callText(t, c.cs, "roots"); strings.Contains(got, "data-flow rule") {
+		t.Fatalf("the sink was refused before anything was read: %q", got)
+	}
+	callText(t, c.cs, "incr")
+	callText(t, c.cs, "log")
+	if got := callText(t, c.cs, "roots"); !strings.Contains(got, "Portcullis refused this call: data-flow rule") {
+		t.Errorf("external sink after private data and untrusted content, without a session = %q, want a data-flow refusal", got)
 	}
 }
