@@ -24,8 +24,16 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
 
-// benchClients is the number of concurrent MCP client sessions.
+// benchClients is the number of concurrent MCP client sessions at saturation;
+// every path is also measured with one (unloaded latency).
 const benchClients = 16
+
+// Protocol revisions the benchmark clients speak: sessions (what most clients
+// speak today) and session-less requests.
+const (
+	sessionProtocol   = "2025-11-25"
+	statelessProtocol = "2026-07-28"
+)
 
 // BenchmarkToolsCall measures tools/call on the same upstream, in the same
 // run: directly, through a plain httputil.ReverseProxy, and through the
@@ -91,13 +99,16 @@ func BenchmarkToolsCall(b *testing.B) {
 	rURL := "http://" + rAddr + "/mcp/bench"
 	exposed(rURL)
 
-	for _, tc := range []struct{ name, url, tool string }{
-		{"direct", up.URL + "/mcp", "echo"},
-		{"reverse-proxy", rp.URL + "/mcp", "echo"},
-		{"gateway", gwURL, "demo__echo"},
-		{"gateway-redis-sessions", rURL, "demo__echo"},
+	for _, tc := range []struct{ name, url, tool, version string }{
+		{"direct", up.URL + "/mcp", "echo", sessionProtocol},
+		{"reverse-proxy", rp.URL + "/mcp", "echo", sessionProtocol},
+		{"gateway", gwURL, "demo__echo", sessionProtocol},
+		{"gateway-2026-07-28", gwURL, "demo__echo", statelessProtocol},
+		{"gateway-redis-sessions", rURL, "demo__echo", sessionProtocol},
 	} {
-		b.Run(tc.name, func(b *testing.B) { load(b, tc.url, tc.tool, "") })
+		for _, c := range []int{1, benchClients} {
+			b.Run(fmt.Sprintf("%s/c=%d", tc.name, c), func(b *testing.B) { load(b, tc.url, tc.tool, "", tc.version, c) })
+		}
 	}
 
 	// Every check on: a client key required, access rules with a CEL
@@ -125,11 +136,13 @@ func BenchmarkToolsCall(b *testing.B) {
 		b.Fatal(err)
 	}
 	waitEnforced(b, cp, ten.ID, gw.ID, gwAddr, "every check applied")
-	b.Run("gateway-all-checks", func(b *testing.B) { load(b, gwURL, "demo__echo", key) })
+	for _, c := range []int{1, benchClients} {
+		b.Run(fmt.Sprintf("gateway-all-checks/c=%d", c), func(b *testing.B) { load(b, gwURL, "demo__echo", key, sessionProtocol, c) })
+	}
 }
 
 func mcpConnect(ctx context.Context, endpoint string) (*mcp.ClientSession, error) {
-	return mcpConnectAs(ctx, endpoint, "")
+	return mcpConnectAs(ctx, endpoint, "", sessionProtocol)
 }
 
 // bearerTransport adds a client credential to every request.
@@ -144,20 +157,23 @@ func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(r)
 }
 
-func mcpConnectAs(ctx context.Context, endpoint, bearer string) (*mcp.ClientSession, error) {
+// mcpConnectAs connects a go-sdk client with a bearer credential ("" for
+// none) in a protocol revision.
+func mcpConnectAs(ctx context.Context, endpoint, bearer, version string) (*mcp.ClientSession, error) {
 	var tr http.RoundTripper = &http.Transport{MaxIdleConnsPerHost: 4, DialContext: (&net.Dialer{}).DialContext}
 	if bearer != "" {
 		tr = bearerTransport{base: tr, token: bearer}
 	}
 	c := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
-	return c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: tr}, DisableStandaloneSSE: true}, nil)
+	return c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: tr}, DisableStandaloneSSE: true},
+		&mcp.ClientSessionOptions{ProtocolVersion: version})
 }
 
-func load(b *testing.B, endpoint, toolName, bearer string) {
+func load(b *testing.B, endpoint, toolName, bearer, version string, clients int) {
 	ctx := viewer.System(context.Background())
-	sessions := make([]*mcp.ClientSession, benchClients)
+	sessions := make([]*mcp.ClientSession, clients)
 	for i := range sessions {
-		s, err := mcpConnectAs(ctx, endpoint, bearer)
+		s, err := mcpConnectAs(ctx, endpoint, bearer, version)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -166,7 +182,7 @@ func load(b *testing.B, endpoint, toolName, bearer string) {
 	}
 	var next atomic.Int64
 	var failed atomic.Int64
-	lat := make([][]time.Duration, benchClients)
+	lat := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
 	b.ResetTimer()
 	start := time.Now()

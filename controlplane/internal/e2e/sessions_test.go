@@ -180,7 +180,7 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 		for _, a := range addrs {
 			waitEnforced(t, cp, d.ten, d.gw, a, "client keys on every replica")
 		}
-		cs, err := mcpConnectAs(ctx, mcpURL, alice)
+		cs, err := mcpConnectAs(ctx, mcpURL, alice, sessionProtocol)
 		if err != nil {
 			t.Fatal(err)
 		}
