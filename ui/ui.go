@@ -146,6 +146,8 @@ type Upstream struct {
 	ID, Gateway, GatewayID, Name, Transport, Target, Labels string
 	Reachable                                               bool
 	LastError                                               string
+	// Denied lists what the upstream may not ask of clients ("sampling, roots"), or "".
+	Denied string
 }
 
 // Upstreams is the upstreams page.

@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/gowebpki/jcs"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/cli"
+	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
@@ -173,5 +176,65 @@ func TestCLIChanges(t *testing.T) {
 		if _, err := runCLI(t, base, tc.key, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want it to mention %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// runBinary runs the built portcullis binary, as a user would.
+func runBinary(t *testing.T, server, key string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(portcullisBin, args...)
+	cmd.Env = append(os.Environ(), "PORTCULLIS_SERVER="+server, "PORTCULLIS_API_KEY="+key)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("%v: %s", err, errOut.String())
+	}
+	return out.String(), err
+}
+
+// TestCLIServers creates virtual servers with unprefixed and renamed tool
+// names, and upstreams that may not ask clients for some things, with the
+// built binary.
+func TestCLIServers(t *testing.T) {
+	w := buildWorld(t)
+	base := w.cp.PublicURL()
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := runBinary(t, base, w.adminKeyA, args...)
+		if err != nil {
+			t.Fatalf("portcullis %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	run("gateways", "create", "srv-gw")
+	run("upstreams", "create", "--gateway", "srv-gw", "--url", "https://a.internal/mcp", "--deny", "sampling,roots", "alpha")
+	run("upstreams", "create", "--gateway", "srv-gw", "--url", "https://b.internal/mcp", "beta")
+	if out := run("upstreams", "list", "--output", "json"); !strings.Contains(out, `"denySampling": true`) || !strings.Contains(out, `"denyRoots": true`) || strings.Contains(out, `"denyElicitation"`) {
+		t.Errorf("upstreams list does not show alpha's denials:\n%s", out)
+	}
+	if _, err := runBinary(t, base, w.adminKeyA, "upstreams", "create", "--gateway", "srv-gw", "--url", "https://c.internal/mcp", "--deny", "everything", "gamma"); err == nil ||
+		!strings.Contains(err.Error(), `--deny: "everything" is not sampling, elicitation or roots`) {
+		t.Errorf("a bad --deny: %v", err)
+	}
+
+	// Both upstreams offer a tool named search, as a gateway reported.
+	sys := viewer.System(context.Background())
+	for _, name := range []string{"alpha", "beta"} {
+		u := w.cp.DB.Upstream.Query().Where(upstream.Name(name), upstream.TenantID(w.a.ID)).OnlyX(sys)
+		w.cp.DB.Tool.Create().SetTenantID(w.a.ID).SetUpstreamID(u.ID).SetName("search").SetLiveSha256("x").SaveX(sys)
+	}
+	if _, err := runBinary(t, base, w.adminKeyA, "servers", "create", "--gateway", "srv-gw", "--upstreams", "alpha,beta", "--unprefixed", "main"); err == nil ||
+		!strings.Contains(err.Error(), `tool name "search" would be offered by both`) {
+		t.Fatalf("unprefixed names that collide: %v", err)
+	}
+	for _, bad := range []string{"beta-search", "beta/search", "gamma/search=x", "beta/search=has space"} {
+		if _, err := runBinary(t, base, w.adminKeyA, "servers", "create", "--gateway", "srv-gw", "--upstreams", "alpha,beta", "--rename", bad, "bad"); err == nil {
+			t.Errorf("--rename %q was accepted", bad)
+		}
+	}
+	run("servers", "create", "--gateway", "srv-gw", "--upstreams", "alpha,beta", "--unprefixed", "--rename", "beta/search=beta_search", "main")
+	if out := run("servers", "list"); !strings.Contains(out, "main") || !strings.Contains(out, "unprefixed, 1 renamed") {
+		t.Errorf("servers list:\n%s", out)
 	}
 }

@@ -191,10 +191,14 @@ func TestConsoleEnrollsGateway(t *testing.T) {
 		chromedp.SendKeys(tid("upstream-name"), "demo"),
 		chromedp.SetValue(tid("upstream-transport"), "streamable_http"),
 		chromedp.SendKeys(tid("upstream-url"), demo.URL+"/mcp"),
+		chromedp.Click(tid("upstream-deny-elicitation")),
 		chromedp.Click(tid("upstream-create")),
 		chromedp.WaitVisible(tid("upstreams")),
 	)
 	screenshot(t, b, "04-upstreams")
+	if got := textOf(t, b, tid("upstream-denied-demo")); got != "elicitation" {
+		t.Errorf("the upstream may not ask clients for %q, want elicitation", got)
+	}
 	run(t, b, "create virtual server",
 		chromedp.Click(tid("nav-virtual-servers")),
 		chromedp.WaitVisible(tid("vs-name")),
@@ -203,6 +207,9 @@ func TestConsoleEnrollsGateway(t *testing.T) {
 		chromedp.Click(tid("vs-create")),
 		chromedp.WaitVisible(tid("virtual-servers")),
 	)
+	if got := textOf(t, b, tid("vs-naming")); got != "upstream__tool" {
+		t.Errorf("the virtual server names tools %q, want upstream__tool", got)
+	}
 
 	// The gateway discovers the demo tools and reports them; nothing is
 	// callable until a person approves it.

@@ -39,6 +39,9 @@ import (
 
 var gatewayBin string
 
+// portcullisBin is the control plane binary, for testing the CLI as users run it.
+var portcullisBin string
+
 // repoRoot is the repository root, relative to this package.
 const repoRoot = "../../.."
 
@@ -56,6 +59,14 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the gateway:", err)
+		os.Exit(1)
+	}
+	portcullisBin = filepath.Join(dir, "portcullis")
+	build = exec.Command("go", "build", "-o", portcullisBin, "./controlplane/cmd/portcullis")
+	build.Dir = repoRoot
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the control plane:", err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -343,6 +343,16 @@ func upstreamVM(u *ent.Upstream, g *ent.Gateway) ui.Upstream {
 	sort.Strings(labels)
 	out := ui.Upstream{ID: u.ID.String(), GatewayID: u.GatewayID.String(), Name: u.Name, Transport: u.Transport.String(),
 		Target: target, Labels: strings.Join(labels, ", "), Reachable: u.Reachable, LastError: u.LastError}
+	var denied []string
+	for _, d := range []struct {
+		on   bool
+		name string
+	}{{u.DenySampling, "sampling"}, {u.DenyElicitation, "elicitation"}, {u.DenyRoots, "roots"}} {
+		if d.on {
+			denied = append(denied, d.name)
+		}
+	}
+	out.Denied = strings.Join(denied, ", ")
 	if g != nil {
 		out.Gateway = g.Name
 	}
@@ -395,6 +405,23 @@ func (s *Server) createUpstream(w http.ResponseWriter, r *http.Request, rq *requ
 		return
 	}
 	spec.Labels = labels
+	if err := r.ParseForm(); err != nil {
+		again("The form could not be read.", http.StatusBadRequest)
+		return
+	}
+	for _, d := range r.PostForm["deny"] {
+		switch d {
+		case "sampling":
+			spec.DenySampling = true
+		case "elicitation":
+			spec.DenyElicitation = true
+		case "roots":
+			spec.DenyRoots = true
+		default:
+			again(fmt.Sprintf("Unknown request kind %q.", d), http.StatusBadRequest)
+			return
+		}
+	}
 	if _, err := s.cfg.Tenants.CreateUpstream(r.Context(), rq.viewer.TenantID, gid, spec); err != nil {
 		s.formError(w, r, rq, err, again)
 		return
