@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +16,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
-	"github.com/portcullis-mcp/portcullis/ent/tool"
-	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
 
@@ -54,13 +51,7 @@ func startEverything(t *testing.T, bin string, stateless bool) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	eventually(t, "everything-server listening", func() error {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
+	waitListening(t, addr, "everything-server")
 	return "http://" + addr + "/mcp"
 }
 
@@ -153,15 +144,7 @@ func TestConformanceThroughGateway(t *testing.T) {
 		pinWhenDiscovered(t, cp, ten.ID, era.name, "test_simple_text")
 		pinWhenDiscovered(t, cp, ten.ID, era.name, "test_simple_prompt")
 	}
-	all, err := cp.DB.Tool.Query().Where(tool.HasUpstreamWith(upstream.GatewayID(gw.ID)), tool.LiveSha256NEQ(""), tool.PinnedSha256EQ("")).All(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tl := range all {
-		if err := cp.Inventory.PinLive(ctx, ten.ID, tl.ID); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pinAll(t, cp, ten.ID, gw.ID)
 	waitEnforced(t, cp, ten.ID, gw.ID, g.addr, "everything approved")
 
 	for _, era := range eras {

@@ -35,6 +35,18 @@ func pinAll(t *testing.T, cp *controlPlane, tenantID, gatewayID uuid.UUID) {
 	}
 }
 
+// waitListening waits until something accepts connections at addr.
+func waitListening(t *testing.T, addr, what string) {
+	t.Helper()
+	eventually(t, what+" listening", func() error {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
 // TestRelayWithServerEverything drives server-everything (stateful, over
 // Streamable HTTP) through the gateway with the TypeScript SDK client, which
 // declares sampling, elicitation and roots: every client feature must work
@@ -51,13 +63,7 @@ func TestRelayWithServerEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	eventually(t, "server-everything listening", func() error {
-		c, err := net.Dial("tcp", "127.0.0.1:"+port)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
+	waitListening(t, addr, "server-everything")
 
 	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
 	ten, err := cp.Tenants.CreateTenant(ctx, "Relay", "relay", uuid.Nil)
