@@ -116,7 +116,7 @@ func (p *Proxy) callHeld(ctx context.Context, pc *pooled, put func(bool), params
 	go func() {
 		res, err := pc.cs.CallTool(hctx, params)
 		cancel()
-		put(err == nil)
+		put(!failed(err))
 		hc.events <- heldEvent{res: res, err: err}
 		// A client that never comes back for the result: forget the call.
 		time.AfterFunc(p.cfg.UpstreamTimeout, func() { p.held.Delete(hc.id) })

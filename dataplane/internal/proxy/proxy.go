@@ -371,16 +371,18 @@ func (p *Proxy) newVServer(name string) *vserver {
 			if err != nil {
 				return err
 			}
-			defer done()
-			return cs.Subscribe(ctx, req.Params)
+			err = cs.Subscribe(ctx, req.Params)
+			done(err)
+			return upstreamError(err)
 		},
 		UnsubscribeHandler: func(ctx context.Context, req *mcp.UnsubscribeRequest) error {
 			cs, done, err := p.resourceSession(ctx, vs, req.Session, req.Params.URI)
 			if err != nil {
 				return err
 			}
-			defer done()
-			return cs.Unsubscribe(ctx, req.Params)
+			err = cs.Unsubscribe(ctx, req.Params)
+			done(err)
+			return upstreamError(err)
 		},
 		RootsListChangedHandler: func(_ context.Context, req *mcp.RootsListChangedRequest) {
 			if l, ok := p.links.Load(req.Session); ok {
@@ -937,14 +939,15 @@ func (p *Proxy) callUpstream(ctx context.Context, req *mcp.CallToolRequest, u *u
 		if err != nil {
 			return nil, unavailableError{err}
 		}
-		defer done()
 		params.Meta = forwardMeta(req.Params.Meta, sess)
 		if progress != nil {
 			params.SetProgressToken(progress)
 		}
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
-		return sess.CallTool(ctx, params)
+		res, err := sess.CallTool(ctx, params)
+		done(err)
+		return res, err
 	}
 	if u.currentSession() == nil {
 		return nil, unavailableError{fmt.Errorf("upstream %q is unavailable", u.spec.GetName())}
@@ -962,7 +965,7 @@ func (p *Proxy) callUpstream(ctx context.Context, req *mcp.CallToolRequest, u *u
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
 		res, err := pc.cs.CallTool(ctx, params)
-		put(err == nil)
+		put(!failed(err))
 		return res, err
 	}
 	return p.callHeld(ctx, pc, put, params, principal, vs, toolName)
@@ -1111,11 +1114,11 @@ func (p *Proxy) promptHandler(vs, upName, promptName string) mcp.PromptHandler {
 		if err != nil {
 			return nil, err
 		}
-		defer done()
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
 		res, err := sess.GetPrompt(ctx, &mcp.GetPromptParams{Meta: forwardMeta(req.Params.Meta, sess), Name: promptName, Arguments: req.Params.Arguments,
 			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState})
+		done(err)
 		if err != nil || res == nil {
 			return res, upstreamError(err)
 		}
@@ -1136,11 +1139,11 @@ func (p *Proxy) resourceHandler(vs string, key pinKey) mcp.ResourceHandler {
 		if err != nil {
 			return nil, err
 		}
-		defer done()
 		ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 		defer cancel()
 		res, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{Meta: forwardMeta(req.Params.Meta, sess), URI: req.Params.URI,
 			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState})
+		done(err)
 		if err != nil || res == nil {
 			return res, upstreamError(err)
 		}

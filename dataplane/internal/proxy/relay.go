@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -99,12 +100,15 @@ func (l *link) close() {
 	l.ups = map[string]*upConn{}
 	l.mu.Unlock()
 	for _, c := range conns {
-		go func() {
-			<-c.ready
-			if c.cs != nil {
-				_ = c.cs.Close()
-			}
-		}()
+		go c.close()
+	}
+}
+
+// close closes the session once it is open.
+func (c *upConn) close() {
+	<-c.ready
+	if c.cs != nil {
+		_ = c.cs.Close()
 	}
 }
 
@@ -120,12 +124,7 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 	c := l.ups[name]
 	if c != nil && c.u != u { // the upstream was reconfigured: start afresh
 		delete(l.ups, name)
-		go func(old *upConn) {
-			<-old.ready
-			if old.cs != nil {
-				_ = old.cs.Close()
-			}
-		}(c)
+		go c.close()
 		c = nil
 	}
 	owner := c == nil
@@ -143,12 +142,19 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 			}
 		}
 		close(c.ready)
-		if c.err != nil {
+		forget := func() {
 			l.mu.Lock()
 			if l.ups[name] == c {
 				delete(l.ups, name)
 			}
 			l.mu.Unlock()
+		}
+		if c.err != nil {
+			forget()
+		} else {
+			// An upstream session that ends (the upstream restarted, or
+			// dropped it) is opened afresh on the client's next request.
+			go func() { _ = c.cs.Wait(); forget() }()
 		}
 	} else {
 		select {
@@ -340,10 +346,11 @@ func (p *Proxy) pooledFor(ss *mcp.ServerSession, u *upstream) bool {
 
 // session returns the upstream session that serves a request of the client
 // session ss: its own, opened on first use, or a pooled one (pooledFor),
-// checked out until the caller calls done, when the request is answered.
-// Server-initiated requests on a pooled session are refused here: only
-// tools/call holds calls for them (held.go).
-func (p *Proxy) session(ctx context.Context, ss *mcp.ServerSession, vs string, u *upstream) (cs *mcp.ClientSession, done func(), err error) {
+// checked out until the caller calls done with the request's outcome. A
+// session that failed (not an error the upstream answered) is not used
+// again. Server-initiated requests on a pooled session are refused here:
+// only tools/call holds calls for them (held.go).
+func (p *Proxy) session(ctx context.Context, ss *mcp.ServerSession, vs string, u *upstream) (cs *mcp.ClientSession, done func(error), err error) {
 	if u.currentSession() == nil {
 		return nil, nil, fmt.Errorf("upstream %q is unavailable", u.spec.GetName())
 	}
@@ -352,13 +359,42 @@ func (p *Proxy) session(ctx context.Context, ss *mcp.ServerSession, vs string, u
 		if err != nil {
 			return nil, nil, err
 		}
-		return pc.cs, func() { put(true) }, nil
+		return pc.cs, func(err error) { put(!failed(err)) }, nil
 	}
 	l := p.linkOf(ss, vs)
 	if cs, err = l.open(ctx, u); err != nil {
 		return nil, nil, err
 	}
-	return cs, l.track(ctx), nil
+	untrack := l.track(ctx)
+	return cs, func(err error) {
+		untrack()
+		if failed(err) {
+			l.drop(u.spec.GetName(), cs)
+		}
+	}, nil
+}
+
+// failed reports whether a request's error means its session failed, as
+// opposed to an error the upstream answered or the request's own deadline.
+func failed(err error) bool {
+	var je *jsonrpc.Error
+	return err != nil && !errors.As(err, &je) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// drop closes and forgets the link's session with an upstream if it is cs,
+// so that the client's next request opens a new one.
+func (l *link) drop(name string, cs *mcp.ClientSession) {
+	l.mu.Lock()
+	c := l.ups[name]
+	if c == nil || c.cs != cs {
+		c = nil
+	} else {
+		delete(l.ups, name)
+	}
+	l.mu.Unlock()
+	if c != nil {
+		go c.close()
+	}
 }
 
 // serverRequestsOf is what the bundle says an upstream may ask of clients.
@@ -478,7 +514,7 @@ func (p *Proxy) relayLog(ctx, fallback context.Context, ss *mcp.ServerSession, u
 
 // resourceSession is the client's session with the upstream that offers a
 // resource URI on the virtual server (resources first, then templates).
-func (p *Proxy) resourceSession(ctx context.Context, vs *vserver, ss *mcp.ServerSession, uri string) (*mcp.ClientSession, func(), error) {
+func (p *Proxy) resourceSession(ctx context.Context, vs *vserver, ss *mcp.ServerSession, uri string) (*mcp.ClientSession, func(error), error) {
 	p.mu.Lock()
 	var owner string
 	for _, upName := range vs.upstreams {
@@ -520,7 +556,7 @@ func (p *Proxy) complete(ctx context.Context, vs *vserver, req *mcp.CompleteRequ
 	ref := *req.Params.Ref
 	params.Ref = &ref
 	var cs *mcp.ClientSession
-	var done func()
+	var done func(error)
 	var err error
 	switch ref.Type {
 	case "ref/prompt":
@@ -545,10 +581,10 @@ func (p *Proxy) complete(ctx context.Context, vs *vserver, req *mcp.CompleteRequ
 	default:
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown completion ref type %q", truncate(ref.Type, 64))}
 	}
-	defer done()
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.UpstreamTimeout)
 	defer cancel()
 	res, err := cs.Complete(ctx, &params)
+	done(err)
 	if err != nil || res == nil {
 		return res, err
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,10 +17,8 @@ import (
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
-// relayUpstream is a stateful upstream that uses every feature a client
-// session offers: sampling, elicitation, roots, logging, completion,
-// subscriptions, and per-session state.
-func relayUpstream(t *testing.T, stateless bool) *httptest.Server {
+// relayUpstreamHandler is relayUpstream's MCP handler.
+func relayUpstreamHandler(stateless bool) http.Handler {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, &mcp.ServerOptions{
 		CompletionHandler: func(_ context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 			return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: []string{req.Params.Ref.Name + ":" + req.Params.Argument.Value + "x"}}}, nil
@@ -81,8 +80,15 @@ func relayUpstream(t *testing.T, stateless bool) *httptest.Server {
 	srv.AddResource(&mcp.Resource{URI: "test://r", Name: "r"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "test://r", Text: "r"}}}, nil
 	})
-	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: stateless}))
-	t.Cleanup(up.Close)
+	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: stateless})
+}
+
+// relayUpstream serves an upstream that uses every feature a client session
+// offers: sampling, elicitation, roots, logging, completion, subscriptions,
+// and per-session state.
+func relayUpstream(t *testing.T, stateless bool) *httptest.Server {
+	up := httptest.NewServer(relayUpstreamHandler(stateless))
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
 	return up
 }
 
@@ -401,5 +407,36 @@ func TestFlowWithoutSession(t *testing.T) {
 	callText(t, c.cs, "log")
 	if got := callText(t, c.cs, "roots"); !strings.Contains(got, "Portcullis refused this call: data-flow rule") {
 		t.Errorf("external sink after private data and untrusted content, without a session = %q, want a data-flow refusal", got)
+	}
+}
+
+// A client's upstream session that the upstream lost (it restarted) is
+// opened afresh: the client's next call works, with fresh upstream state.
+func TestRelayReopensLostUpstreamSession(t *testing.T) {
+	var h atomic.Pointer[http.Handler]
+	first := relayUpstreamHandler(false)
+	h.Store(&first)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(w, r) }))
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	url, _ := relayGateway(t, up.URL, &agentv1.VirtualServer{}, &agentv1.Upstream{})
+	c := connectRelayClient(t, url)
+	callText(t, c.cs, "up__incr")
+	if got := callText(t, c.cs, "up__incr"); got != "2" {
+		t.Fatalf("second call = %q", got)
+	}
+	restarted := relayUpstreamHandler(false) // knows none of the old sessions
+	h.Store(&restarted)
+	up.CloseClientConnections()
+	var got string
+	for range 2 { // the first call may find the old session gone, and fail
+		res, err := c.cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "up__incr", Arguments: map[string]any{}})
+		if err == nil && len(res.Content) > 0 {
+			if got = res.Content[0].(*mcp.TextContent).Text; got == "1" {
+				break
+			}
+		}
+	}
+	if got != "1" {
+		t.Errorf("after the upstream restarted, calls answer %q, want 1 from a new upstream session", got)
 	}
 }
