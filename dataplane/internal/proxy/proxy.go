@@ -472,7 +472,15 @@ func (p *Proxy) record(vs, method string, req mcp.Request, start time.Time, err 
 	}
 	switch x := req.GetParams().(type) {
 	case *mcp.GetPromptParams:
-		ev.Upstream, ev.Tool, _ = strings.Cut(x.Name, Separator)
+		p.mu.Lock()
+		if v := p.servers[vs]; v != nil {
+			r := v.promptsAt[x.Name]
+			ev.Upstream, ev.Tool = r.upstream, r.name
+		}
+		p.mu.Unlock()
+		if ev.Tool == "" {
+			ev.Tool = x.Name
+		}
 	case *mcp.ReadResourceParams:
 		ev.Tool = x.URI
 	}
