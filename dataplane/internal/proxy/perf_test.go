@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -87,4 +88,76 @@ func BenchmarkProxyCall(b *testing.B) {
 		})
 	}
 	wg.Wait()
+}
+
+// BenchmarkIdleSession reports the gateway's heap per idle client session
+// that has made one call, so holds its own upstream session (the relay's
+// cost per client): go test -run '^$' -bench IdleSession ./internal/proxy/
+func BenchmarkIdleSession(b *testing.B) {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
+	mcp.AddTool(srv, &mcp.Tool{Name: "echo"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
+	defer up.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := New(ctx, Config{Telemetry: telemetry.NewQueue(1 << 20), PublicURL: "http://gw"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bundle := &agentv1.PolicyBundle{Version: 1, GatewayId: "g",
+		Upstreams:      []*agentv1.Upstream{{Name: "up", Transport: agentv1.Transport_TRANSPORT_STREAMABLE_HTTP, Url: up.URL}},
+		VirtualServers: []*agentv1.VirtualServer{{Name: "main", Upstreams: []string{"up"}}}}
+	if err := p.Apply(bundle); err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if lt, ok := p.upstream("up").liveTool("echo"); ok {
+			bundle.ToolPins = []*agentv1.ToolPin{{Upstream: "up", Tool: "echo", Sha256: lt.sha}}
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("echo not discovered")
+		}
+	}
+	if err := p.Apply(bundle); err != nil {
+		b.Fatal(err)
+	}
+	gw := httptest.NewServer(p.Handler())
+	defer gw.Close()
+	// Heap per idle session that made one call, clients and upstream in
+	// this process too: directly to the upstream, then through the gateway.
+	// The difference is what the gateway holds per client session: its
+	// session with the client and the client's own upstream session.
+	perSession := func(url, tool string) float64 {
+		const n = 200
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		sessions := make([]*mcp.ClientSession, 0, n)
+		for range n {
+			c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
+			s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, DisableStandaloneSSE: true}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}}); err != nil {
+				b.Fatal(err)
+			}
+			sessions = append(sessions, s)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		for _, s := range sessions {
+			_ = s.Close()
+		}
+		return (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / n
+	}
+	for range b.N {
+		direct := perSession(up.URL, "echo")
+		via := perSession(gw.URL+"/mcp/main", "up__echo")
+		b.ReportMetric(direct, "direct-B/session")
+		b.ReportMetric(via-direct, "gateway-B/session")
+	}
 }
