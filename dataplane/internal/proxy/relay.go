@@ -374,11 +374,20 @@ func (p *Proxy) session(ctx context.Context, ss *mcp.ServerSession, vs string, u
 	}, nil
 }
 
-// failed reports whether a request's error means its session failed, as
-// opposed to an error the upstream answered or the request's own deadline.
+// codeRejected is the go-sdk's code for a message its transport could not
+// deliver (jsonrpc2.ErrRejected, internal to the SDK): no answer from the
+// upstream, though it is a *jsonrpc.Error.
+const codeRejected = -32005
+
+// failed reports whether a request's error means its session failed (the
+// upstream lost it, or the transport broke), as opposed to an error the
+// upstream answered or the request's own deadline.
 func failed(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
 	var je *jsonrpc.Error
-	return err != nil && !errors.As(err, &je) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, mcp.ErrSessionMissing) || !errors.As(err, &je) || je.Code == codeRejected
 }
 
 // drop closes and forgets the link's session with an upstream if it is cs,
