@@ -108,7 +108,7 @@ func answers(ir mcp.InputRequest, r mcp.InputResponse) bool {
 // answers the client with the first thing that comes: the result, or a
 // request of the upstream as an input request.
 func (p *Proxy) callHeld(ctx context.Context, pc *pooled, put func(bool), params *mcp.CallToolParams, principal, vs, tool string) (*mcp.CallToolResult, error) {
-	hc := &heldCall{id: newEventID(), principal: principal, vs: vs, tool: tool, events: make(chan heldEvent, 1)}
+	hc := &heldCall{id: newEventID(), principal: principal, vs: vs, tool: tool, events: make(chan heldEvent, 4)}
 	// The upstream call outlives this client request while it is held.
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.UpstreamTimeout)
 	hc.cancel = cancel
@@ -116,8 +116,13 @@ func (p *Proxy) callHeld(ctx context.Context, pc *pooled, put func(bool), params
 	go func() {
 		res, err := pc.cs.CallTool(hctx, params)
 		cancel()
-		put(!failed(err))
-		hc.events <- heldEvent{res: res, err: err}
+		// A call that ended otherwise than with an answer may leave the
+		// upstream session mid-request: it is not reused.
+		put(err == nil)
+		select {
+		case hc.events <- heldEvent{res: res, err: err}:
+		case <-time.After(p.cfg.UpstreamTimeout): // nobody came back for it
+		}
 		// A client that never comes back for the result: forget the call.
 		time.AfterFunc(p.cfg.UpstreamTimeout, func() { p.held.Delete(hc.id) })
 	}()
