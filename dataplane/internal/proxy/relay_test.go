@@ -470,3 +470,45 @@ func TestRelayReopensLostUpstreamSession(t *testing.T) {
 		t.Errorf("after the upstream restarted, calls answer %q, want 1 from a new upstream session", got)
 	}
 }
+
+// A held call's requestState works only for the call that was asked: another
+// tool, or an altered state, is refused and nothing reaches the upstream.
+func TestHeldCallIsBound(t *testing.T) {
+	url, _ := relayGateway(t, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
+	c := mcp.NewClient(&mcp.Implementation{Name: "modern", Version: "1"}, &mcp.ClientOptions{
+		Capabilities:   &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{Form: &mcp.FormElicitationCapabilities{}}},
+		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}, // answer by hand
+	})
+	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url}, &mcp.ClientSessionOptions{ProtocolVersion: "2026-07-28"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	ctx := context.Background()
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ask", Arguments: map[string]any{}})
+	if err != nil || len(res.InputRequests) != 1 || !strings.HasPrefix(res.RequestState, heldStatePrefix) {
+		t.Fatalf("a legacy upstream's elicitation for a modern client = %+v, %v; want one input request and a sealed state", res, err)
+	}
+	var key string
+	for k := range res.InputRequests {
+		key = k
+	}
+	answer := mcp.InputResponseMap{key: &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Grace"}}}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "incr", Arguments: map[string]any{}, InputResponses: answer, RequestState: res.RequestState}); err == nil ||
+		!strings.Contains(err.Error(), "requestState belongs to another call") {
+		t.Errorf("the state used with another tool: %v", err)
+	}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ask", Arguments: map[string]any{}, InputResponses: answer, RequestState: res.RequestState + "x"}); err == nil ||
+		!strings.Contains(err.Error(), "not issued by this gateway") {
+		t.Errorf("an altered state: %v", err)
+	}
+	final, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ask", Arguments: map[string]any{}, InputResponses: answer, RequestState: res.RequestState})
+	if err != nil || len(final.Content) == 0 || !strings.Contains(final.Content[0].(*mcp.TextContent).Text, "elicited: accept Grace") {
+		t.Fatalf("the answered call = %+v, %v", final, err)
+	}
+	// A replayed state finds the call ended: a readable refusal.
+	again, _ := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ask", Arguments: map[string]any{}, InputResponses: answer, RequestState: res.RequestState})
+	if again == nil || !again.IsError || !strings.Contains(again.Content[0].(*mcp.TextContent).Text, "has ended") {
+		t.Errorf("a replayed state = %+v", again)
+	}
+}
