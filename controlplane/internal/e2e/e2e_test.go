@@ -289,6 +289,16 @@ func waitForTools(t *testing.T, what, url string, want []string) {
 	})
 }
 
+// refusedCall calls a tool that the gateway must refuse: a tool error the
+// model can read, naming why.
+func refusedCall(t *testing.T, url, tool, args, why string) {
+	t.Helper()
+	text, isErr, err := callText(t, url, tool, args)
+	if err != nil || !isErr || !strings.Contains(text, "Portcullis refused this call") || !strings.Contains(text, why) {
+		t.Fatalf("calling %s: %q, isError %v, %v; want a refusal saying %q", tool, text, isErr, err, why)
+	}
+}
+
 func callText(t *testing.T, url, tool, args string) (text string, isError bool, err error) {
 	out, err := mcpClient(t, url, "call", tool, args)
 	if err != nil {
@@ -433,9 +443,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("an unpinned tool cannot be called", func(t *testing.T) {
-		if _, err := mcpClient(t, url, "call", "everything__get-env", `{}`); err == nil {
-			t.Fatal("calling an unpinned tool succeeded")
-		}
+		refusedCall(t, url, "everything__get-env", `{}`, "is not approved")
 	})
 
 	t.Run("a pin change is enforced without restart", func(t *testing.T) {
@@ -456,9 +464,7 @@ func TestEndToEnd(t *testing.T) {
 		if after := readyVersion(gwAddr); after <= before {
 			t.Fatalf("policy version %d did not advance past %d", after, before)
 		}
-		if _, err := mcpClient(t, url, "call", "web__echo", `{"message":"x"}`); err == nil {
-			t.Fatal("calling an unpinned tool succeeded")
-		}
+		refusedCall(t, url, "web__echo", `{"message":"x"}`, "is not approved")
 		webEcho := toolOf(t, cp.DB, "web", "echo")
 		if err := cp.Inventory.Pin(ctx, ten.ID, webEcho.ID, webEcho.LiveSha256); err != nil {
 			t.Fatal(err)

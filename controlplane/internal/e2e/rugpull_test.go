@@ -153,7 +153,7 @@ func TestRugPull(t *testing.T) {
 	if len(names) != 0 {
 		t.Fatalf("tools/list right after the rug pull = %v; the changed tool must be quarantined at once\n%s", names, g.out)
 	}
-	refused(t, mcpURL, "after the rug pull")
+	refusedCall(t, mcpURL, "files__read_file", `{"path":"x"}`, "quarantined") // after the rug pull
 	changed := pending(changerequest.KindToolChanged)
 	if changed.FromSha256 != added.ToSha256 {
 		t.Fatalf("changed request is from %s, want the pin %s", changed.FromSha256, added.ToSha256)
@@ -257,7 +257,7 @@ func TestRugPull(t *testing.T) {
 			t.Fatalf("tools/list after rejection = %v, %v", names, err)
 		}
 	}
-	refused(t, mcpURL, "after rejection")
+	refusedCall(t, mcpURL, "files__read_file", `{"path":"x"}`, "quarantined") // after rejection
 	if crs, err := cp.Changes.List(sys, ten.ID, "pending", 0); err != nil || len(crs) != 1 || crs[0].ToolName != "send_email" {
 		t.Fatalf("pending after rejection: %+v, %v (only send_email's addition should remain)", crs, err)
 	}
@@ -332,18 +332,4 @@ func TestRugPull(t *testing.T) {
 	screenshot(t, b, "11-telemetry")
 	run(t, b, "dashboard charts", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`[data-testid="chart-calls"] svg rect.bar-deny`)))
 	screenshot(t, b, "12-dashboard-charts")
-}
-
-// refused checks that calling read_file through the gateway fails: the tool
-// is no longer registered (JSON-RPC "unknown tool") or, if a client raced the
-// quarantine, the call-time pin check refuses it.
-func refused(t *testing.T, mcpURL, when string) {
-	t.Helper()
-	text, isErr, err := callText(t, mcpURL, "files__read_file", `{"path":"x"}`)
-	switch {
-	case err != nil && strings.Contains(err.Error(), `unknown tool "files__read_file"`):
-	case err == nil && isErr && strings.Contains(text, "quarantined"):
-	default:
-		t.Fatalf("call %s: %q isError=%v err=%v; want it refused", when, text, isErr, err)
-	}
 }

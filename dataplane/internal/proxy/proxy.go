@@ -984,7 +984,7 @@ func (p *Proxy) callUpstream(ctx context.Context, req *mcp.CallToolRequest, u *u
 // capability is an HTTP 400, for example), not wrapped in the SDK's text.
 func upstreamError(err error) error {
 	var je *jsonrpc.Error
-	if errors.As(err, &je) && je.Code != codeRejected && !errors.Is(err, mcp.ErrSessionMissing) {
+	if errors.As(err, &je) && !failed(err) {
 		return je
 	}
 	return err

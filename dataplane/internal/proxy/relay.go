@@ -379,6 +379,10 @@ func (p *Proxy) session(ctx context.Context, ss *mcp.ServerSession, vs string, u
 // upstream, though it is a *jsonrpc.Error.
 const codeRejected = -32005
 
+// brokenCodes are the go-sdk's codes for a session that is going or gone
+// (internal/jsonrpc2: client closing, server closing, rejected by transport).
+var brokenCodes = map[int64]bool{-32003: true, -32004: true, codeRejected: true}
+
 // failed reports whether a request's error means its session failed (the
 // upstream lost it, or the transport broke), as opposed to an error the
 // upstream answered or the request's own deadline.
@@ -386,8 +390,11 @@ func failed(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
+	if errors.Is(err, mcp.ErrSessionMissing) || errors.Is(err, mcp.ErrConnectionClosed) {
+		return true
+	}
 	var je *jsonrpc.Error
-	return errors.Is(err, mcp.ErrSessionMissing) || !errors.As(err, &je) || je.Code == codeRejected
+	return !errors.As(err, &je) || brokenCodes[je.Code]
 }
 
 // drop closes and forgets the link's session with an upstream if it is cs,
