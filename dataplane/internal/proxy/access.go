@@ -257,7 +257,10 @@ func (p *Proxy) verifyToken(ctx context.Context, token string, r *http.Request) 
 }
 
 // filterTools drops from a tools/list result what the caller may not call.
-func (p *Proxy) filterTools(res mcp.Result, vs string, extra *mcp.RequestExtra) mcp.Result {
+//
+// Rules name tools as "upstream__tool" whatever the virtual server exposes
+// them as; routes maps the exposed names back.
+func (p *Proxy) filterTools(res mcp.Result, vs string, routes map[string]route, extra *mcp.RequestExtra) mcp.Result {
 	pol := p.pol.Load()
 	lr, ok := res.(*mcp.ListToolsResult)
 	if !ok || pol == nil || pol.access == nil || len(pol.access.rules) == 0 {
@@ -271,7 +274,8 @@ func (p *Proxy) filterTools(res mcp.Result, vs string, extra *mcp.RequestExtra) 
 	out := *lr
 	out.Tools = make([]*mcp.Tool, 0, len(lr.Tools))
 	for _, t := range lr.Tools {
-		if visible(pol.access, id, vs, t.Name) {
+		r, ok := routes[t.Name]
+		if ok && visible(pol.access, id, vs, r.upstream+Separator+r.name) {
 			out.Tools = append(out.Tools, t)
 		}
 	}

@@ -164,7 +164,7 @@ type vserver struct {
 	name      string
 	server    *mcp.Server
 	upstreams []string
-	tools     map[string]string                // exposed name → sha256
+	tools     map[string]string                // exposed name → sha256 and where it leads
 	routes    atomic.Pointer[map[string]route] // exposed tool name → upstream tool, approved or not
 	prompts   map[string]string                // exposed name → fingerprint
 	promptsAt map[string]route                 // exposed prompt name → upstream prompt
@@ -418,7 +418,7 @@ func (p *Proxy) newVServer(name string) *vserver {
 			if method == "tools/list" {
 				p.rediscover(ctx, name)
 				if res, err = next(ctx, method, req); err == nil {
-					res = p.filterTools(res, name, req.GetExtra())
+					res = p.filterTools(res, name, *vs.routes.Load(), req.GetExtra())
 				}
 			} else {
 				res, err = next(ctx, method, req)
@@ -595,7 +595,7 @@ func (p *Proxy) refreshTools(pol *policy, vs *vserver) {
 			if !p.approved(pol, pinKey{kindTool, upName, name}, lt.sha) {
 				continue // not approved, or drifted: hidden
 			}
-			want[exposed] = lt.sha
+			want[exposed] = lt.sha + " " + upName + "/" + name // a new route re-registers the handler
 			t := *lt.tool
 			t.Name = exposed
 			defs[exposed] = &t

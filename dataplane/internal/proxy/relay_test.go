@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -510,5 +511,30 @@ func TestHeldCallIsBound(t *testing.T) {
 	again, _ := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ask", Arguments: map[string]any{}, InputResponses: answer, RequestState: res.RequestState})
 	if again == nil || !again.IsError || !strings.Contains(again.Content[0].(*mcp.TextContent).Text, "has ended") {
 		t.Errorf("a replayed state = %+v", again)
+	}
+}
+
+// Access rules name tools "upstream__tool" whatever a virtual server exposes:
+// with unprefixed names, tools/list and calls follow the same rules.
+func TestRulesWithUnprefixedNames(t *testing.T) {
+	url, _ := relayGateway(t, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{}, func(b *agentv1.PolicyBundle) {
+		b.AccessRules = []*agentv1.AccessRule{rule("r1", "*", "*", "up__incr", true, "")}
+	})
+	c := connectRelayClient(t, url)
+	var names []string
+	for tool, err := range c.cs.Tools(context.Background(), nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, tool.Name)
+	}
+	if !slices.Equal(names, []string{"incr"}) {
+		t.Errorf("tools/list = %v, want only incr, which the rule allows", names)
+	}
+	if got := callText(t, c.cs, "incr"); got != "1" {
+		t.Errorf("incr = %q", got)
+	}
+	if got := callText(t, c.cs, "log"); !strings.Contains(got, `no access rule lets an anonymous client call "up__log"`) {
+		t.Errorf("log = %q, want a refusal naming the rule's name for it", got)
 	}
 }
