@@ -16,6 +16,10 @@ import (
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
+// benchProtocol is what BenchmarkProxyCall's clients speak: sessions, as most
+// clients do today (set to 2026-07-28 to profile the session-less path).
+const benchProtocol = "2025-11-25"
+
 // BenchmarkProxyCall runs tools/call through an in-process gateway to an
 // in-process upstream with 16 concurrent clients, for profiling the proxy
 // path: go test -run '^$' -bench ProxyCall -cpuprofile cpu.out ./internal/proxy/
@@ -65,7 +69,8 @@ func BenchmarkProxyCall(b *testing.B) {
 	sessions := make([]*mcp.ClientSession, clients)
 	for i := range sessions {
 		c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
-		s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gw.URL + "/mcp/main", DisableStandaloneSSE: true}, nil)
+		s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gw.URL + "/mcp/main", DisableStandaloneSSE: true},
+			&mcp.ClientSessionOptions{ProtocolVersion: benchProtocol})
 		if err != nil {
 			b.Fatal(err)
 		}
