@@ -56,7 +56,7 @@ func capsKey(c *mcp.ClientCapabilities) string {
 
 // checkout returns an idle session for the capability set, or dials one;
 // put gives it back (or closes it, when it failed or the pool is full).
-func (p *Proxy) checkout(ctx context.Context, ss *mcp.ServerSession, vs string, u *upstream) (*pooled, func(ok bool), error) {
+func (p *Proxy) checkout(ctx context.Context, ss *mcp.ServerSession, u *upstream) (*pooled, func(ok bool), error) {
 	var caps *mcp.ClientCapabilities
 	if ss != nil {
 		if ip := ss.InitializeParams(); ip != nil {
@@ -72,7 +72,7 @@ func (p *Proxy) checkout(ctx context.Context, ss *mcp.ServerSession, vs string, 
 	u.pool.mu.Unlock()
 	if pc == nil {
 		pc = &pooled{}
-		cs, err := p.dialPooled(ctx, u, caps, pc, vs)
+		cs, err := p.dialPooled(ctx, u, caps, pc)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -113,14 +113,14 @@ func (sp *sessionPool) closeAll() {
 // dialPooled connects a pooled session declaring caps (less what the bundle
 // denies the upstream). What the upstream asks of the client goes to the
 // translated call the session serves, if any.
-func (p *Proxy) dialPooled(ctx context.Context, u *upstream, caps *mcp.ClientCapabilities, pc *pooled, vs string) (*mcp.ClientSession, error) {
+func (p *Proxy) dialPooled(ctx context.Context, u *upstream, caps *mcp.ClientCapabilities, pc *pooled) (*mcp.ClientSession, error) {
 	name := u.spec.GetName()
 	onRequest := func(ctx context.Context, method string, params mcp.Params) (mcp.Result, error) {
 		hc := pc.call.Load()
 		if hc == nil {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "Portcullis: " + method + " outside of a client request cannot reach the client"}
 		}
-		return hc.ask(ctx, p, vs, name, method, params)
+		return hc.ask(ctx, p, hc.vs, name, method, params) // pools are per upstream: the call knows its virtual server
 	}
 	_, cs, err := p.dialUpstream(ctx, u, caps, "", upstreamHandlers{onRequest: onRequest, onProgress: func(ctx context.Context, params *mcp.ProgressNotificationParams) {
 		p.relay.forward(ctx, params, p.pol.Load())

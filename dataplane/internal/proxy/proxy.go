@@ -960,7 +960,7 @@ func (p *Proxy) callUpstream(ctx context.Context, req *mcp.CallToolRequest, u *u
 	if u.currentSession() == nil {
 		return nil, unavailableError{fmt.Errorf("upstream %q is unavailable", u.spec.GetName())}
 	}
-	pc, put, err := p.checkout(ctx, req.Session, vs, u)
+	pc, put, err := p.checkout(ctx, req.Session, u)
 	if err != nil {
 		return nil, unavailableError{err}
 	}

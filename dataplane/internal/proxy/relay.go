@@ -355,7 +355,7 @@ func (p *Proxy) session(ctx context.Context, ss *mcp.ServerSession, vs string, u
 		return nil, nil, fmt.Errorf("upstream %q is unavailable", u.spec.GetName())
 	}
 	if p.pooledFor(ss, u) {
-		pc, put, err := p.checkout(ctx, ss, vs, u)
+		pc, put, err := p.checkout(ctx, ss, u)
 		if err != nil {
 			return nil, nil, err
 		}
