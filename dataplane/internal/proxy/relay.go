@@ -449,32 +449,21 @@ func (p *Proxy) toClient(ctx context.Context, ss *mcp.ServerSession, vs, upName,
 	if pol == nil || ss == nil {
 		return refuse("the gateway has no client session to ask")
 	}
-	deny := serverRequestsOf(pol, upName)
-	action := pol.results
-	var rep resultscan.Report
-	switch x := params.(type) {
+	ir, ok := params.(mcp.InputRequest)
+	if !ok {
+		return refuse(fmt.Sprintf("%s is not relayed", method))
+	}
+	// The same governance and scanning as input requests of held calls and
+	// of multi round-trip results.
+	if reason := screenInputRequests(mcp.InputRequestMap{"r": ir}, pol, upName, ev); reason != "" {
+		return refuse(reason)
+	}
+	switch x := ir.(type) {
 	case *mcp.CreateMessageWithToolsParams:
-		if deny.GetDenySampling() {
-			return refuse(fmt.Sprintf("upstream %q may not ask clients for sampling on this gateway", upName))
-		}
-		scanSampling(x, action, &rep)
-		if r := scanVerdict(action, &rep, ev); r != "" {
-			return refuse(r)
-		}
 		return ss.CreateMessageWithTools(ctx, x)
 	case *mcp.ElicitParams:
-		if deny.GetDenyElicitation() {
-			return refuse(fmt.Sprintf("upstream %q may not ask clients for input (elicitation) on this gateway", upName))
-		}
-		x.Message = resultscan.Text(x.Message, action, &rep)
-		if r := scanVerdict(action, &rep, ev); r != "" {
-			return refuse(r)
-		}
 		return ss.Elicit(ctx, x)
 	case *mcp.ListRootsParams:
-		if deny.GetDenyRoots() {
-			return refuse(fmt.Sprintf("upstream %q may not list the client's roots on this gateway", upName))
-		}
 		return ss.ListRoots(ctx, x)
 	}
 	return refuse(fmt.Sprintf("%s is not relayed", method))
