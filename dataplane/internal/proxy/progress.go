@@ -55,10 +55,7 @@ func (r *progressRelay) forward(ctx context.Context, p *mcp.ProgressNotification
 	}
 	msg := p.Message
 	if msg != "" {
-		a := resultscan.Redact
-		if pol != nil {
-			a = pol.results
-		}
+		a := pol.scanAction()
 		var rep resultscan.Report
 		if msg = resultscan.Text(msg, a, &rep); a == resultscan.Block && rep.Suspicious() {
 			msg = "[Portcullis withheld this progress message: it contained " + rep.Summary() + "]"

@@ -500,10 +500,7 @@ func (p *Proxy) relayLog(ctx, fallback context.Context, ss *mcp.ServerSession, u
 		return
 	}
 	var rep resultscan.Report
-	a := resultscan.Redact
-	if pol := p.pol.Load(); pol != nil {
-		a = pol.results
-	}
+	a := p.pol.Load().scanAction()
 	params.Logger = resultscan.Text(params.Logger, a, &rep)
 	params.Data = resultscan.Value(params.Data, a, &rep)
 	if a == resultscan.Block && rep.Suspicious() {
@@ -593,7 +590,7 @@ func (p *Proxy) complete(ctx context.Context, vs *vserver, req *mcp.CompleteRequ
 	if err != nil || res == nil {
 		return res, err
 	}
-	a := p.pol.Load().results
+	a := p.pol.Load().scanAction()
 	var rep resultscan.Report
 	for i, v := range res.Completion.Values {
 		res.Completion.Values[i] = resultscan.Text(v, a, &rep)

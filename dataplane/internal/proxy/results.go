@@ -18,6 +18,15 @@ func resultAction(rs *agentv1.ResultScanning) resultscan.Action {
 	return resultscan.Redact
 }
 
+// scanAction is what result scanning does under pol; with no bundle yet,
+// the default (redact).
+func (pol *policy) scanAction() resultscan.Action {
+	if pol == nil {
+		return resultscan.Redact
+	}
+	return pol.results
+}
+
 func scanContent(cs []mcp.Content, a resultscan.Action, rep *resultscan.Report) {
 	for _, c := range cs {
 		switch x := c.(type) {
