@@ -942,8 +942,12 @@ func (p *Proxy) callUpstream(ctx context.Context, req *mcp.CallToolRequest, u *u
 		defer done()
 		progress = gtok
 	}
-	if !p.pooledFor(req.Session, u) {
-		sess, done, err := p.session(ctx, req.Session, vs, u)
+	shared := u.currentSession()
+	if shared == nil {
+		return nil, unavailableError{fmt.Errorf("upstream %q is unavailable", u.spec.GetName())}
+	}
+	if !pooledFor(req.Session, u, shared) {
+		sess, done, err := p.linkSession(ctx, req.Session, vs, u)
 		if err != nil {
 			return nil, unavailableError{err}
 		}
@@ -956,9 +960,6 @@ func (p *Proxy) callUpstream(ctx context.Context, req *mcp.CallToolRequest, u *u
 		res, err := sess.CallTool(ctx, params)
 		done(err)
 		return res, err
-	}
-	if u.currentSession() == nil {
-		return nil, unavailableError{fmt.Errorf("upstream %q is unavailable", u.spec.GetName())}
 	}
 	pc, put, err := p.checkout(ctx, req.Session, u)
 	if err != nil {

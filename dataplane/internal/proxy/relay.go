@@ -335,32 +335,37 @@ func (l *link) rootsChanged() {
 // pooledFor reports whether requests of the client session ss to u go to a
 // pooled session by capability set (pool.go) rather than ss's own: when ss is
 // session-less (protocol 2026-07-28) or the upstream is stateless (it gave
-// the gateway's session no ID, so per-client sessions would hold nothing).
-func (p *Proxy) pooledFor(ss *mcp.ServerSession, u *upstream) bool {
-	if ss == nil || ss.ID() == "" {
-		return true
-	}
-	shared := u.currentSession()
-	return shared != nil && u.stateless(shared)
+// the gateway's session, shared, no ID, so per-client sessions would hold
+// nothing).
+func pooledFor(ss *mcp.ServerSession, u *upstream, shared *mcp.ClientSession) bool {
+	return ss == nil || ss.ID() == "" || u.stateless(shared)
 }
 
 // session returns the upstream session that serves a request of the client
-// session ss: its own, opened on first use, or a pooled one (pooledFor),
-// checked out until the caller calls done with the request's outcome. A
-// session that failed (not an error the upstream answered) is not used
-// again. Server-initiated requests on a pooled session are refused here:
-// only tools/call holds calls for them (held.go).
+// session ss: its own (linkSession) or a pooled one (pooledFor), checked out
+// until the caller calls done with the request's outcome. A session that
+// failed (not an error the upstream answered) is not used again.
+// Server-initiated requests on a pooled session are refused here: only
+// tools/call holds calls for them (held.go).
 func (p *Proxy) session(ctx context.Context, ss *mcp.ServerSession, vs string, u *upstream) (cs *mcp.ClientSession, done func(error), err error) {
-	if u.currentSession() == nil {
+	shared := u.currentSession()
+	if shared == nil {
 		return nil, nil, fmt.Errorf("upstream %q is unavailable", u.spec.GetName())
 	}
-	if p.pooledFor(ss, u) {
+	if pooledFor(ss, u, shared) {
 		pc, put, err := p.checkout(ctx, ss, u)
 		if err != nil {
 			return nil, nil, err
 		}
 		return pc.cs, func(err error) { put(!failed(err)) }, nil
 	}
+	return p.linkSession(ctx, ss, vs, u)
+}
+
+// linkSession returns the client session's own session with u, opened on
+// first use, and done, which ends the request's tracking and drops the
+// session if the request found it failed.
+func (p *Proxy) linkSession(ctx context.Context, ss *mcp.ServerSession, vs string, u *upstream) (cs *mcp.ClientSession, done func(error), err error) {
 	l := p.linkOf(ss, vs)
 	if cs, err = l.open(ctx, u); err != nil {
 		return nil, nil, err
