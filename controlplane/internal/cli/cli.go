@@ -17,6 +17,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	adminv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1"
 )
 
@@ -267,14 +268,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					}
 					return g.print(r.Msg, []string{"ID", "NAME", "UPSTREAMS", "NAMES"}, func(row func(...any)) {
 						for _, v := range r.Msg.GetVirtualServers() {
-							naming := "upstream__tool"
-							if v.GetUnprefixed() {
-								naming = "unprefixed"
-							}
-							if n := len(v.GetRenames()); n > 0 {
-								naming += fmt.Sprintf(", %d renamed", n)
-							}
-							row(v.GetId(), v.GetName(), strings.Join(v.GetUpstreams(), ","), naming)
+							row(v.GetId(), v.GetName(), strings.Join(v.GetUpstreams(), ","), schematype.Naming(v.GetUnprefixed(), len(v.GetRenames())))
 						}
 					})
 				}),
@@ -293,12 +287,11 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 						}
 					}
 					for _, r := range vsRenames {
-						from, name, ok := strings.Cut(r, "=")
-						up, tool, ok2 := strings.Cut(from, "/")
-						if !ok || !ok2 || up == "" || tool == "" || name == "" {
-							return fmt.Errorf("--rename %q: write upstream/tool=name", r)
+						rename, err := schematype.ParseToolRename(r)
+						if err != nil {
+							return fmt.Errorf("--rename: %w", err)
 						}
-						req.Renames = append(req.Renames, &adminv1.ToolRename{Upstream: up, Tool: tool, Name: name})
+						req.Renames = append(req.Renames, &adminv1.ToolRename{Upstream: rename.Upstream, Tool: rename.Tool, Name: rename.Name})
 					}
 					r, err := c.vss.CreateVirtualServer(ctx, connect.NewRequest(req))
 					if err != nil {

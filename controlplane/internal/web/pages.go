@@ -278,7 +278,7 @@ func (s *Server) gatewayPage(w http.ResponseWriter, r *http.Request, rq *request
 		vm.Upstreams = append(vm.Upstreams, upstreamVM(u, g))
 	}
 	for _, v := range g.Edges.VirtualServers {
-		vm.VirtualServers = append(vm.VirtualServers, ui.VirtualServer{ID: v.ID.String(), Gateway: g.Name, Name: v.Name, Upstreams: v.Upstreams, Naming: namingOf(v)})
+		vm.VirtualServers = append(vm.VirtualServers, ui.VirtualServer{ID: v.ID.String(), Gateway: g.Name, Name: v.Name, Upstreams: v.Upstreams, Naming: schematype.Naming(v.Unprefixed, len(v.Renames))})
 	}
 	s.render(w, r, http.StatusOK, ui.GatewayDetailPage(vm))
 }
@@ -470,7 +470,7 @@ func (s *Server) renderVirtualServers(w http.ResponseWriter, r *http.Request, rq
 	vm := ui.VirtualServers{Page: s.page(rq, "Virtual servers", "virtual-servers"), Gateways: gs}
 	vm.Error = errMsg
 	for _, v := range vss {
-		vm.VirtualServers = append(vm.VirtualServers, ui.VirtualServer{ID: v.ID.String(), Gateway: v.Edges.Gateway.Name, Name: v.Name, Upstreams: v.Upstreams, Naming: namingOf(v)})
+		vm.VirtualServers = append(vm.VirtualServers, ui.VirtualServer{ID: v.ID.String(), Gateway: v.Edges.Gateway.Name, Name: v.Name, Upstreams: v.Upstreams, Naming: schematype.Naming(v.Unprefixed, len(v.Renames))})
 	}
 	s.render(w, r, status, ui.VirtualServersPage(vm))
 }
@@ -493,31 +493,18 @@ func (s *Server) createVirtualServer(w http.ResponseWriter, r *http.Request, rq 
 		if rn = strings.TrimSpace(rn); rn == "" {
 			continue
 		}
-		from, name, ok := strings.Cut(rn, "=")
-		up, tool, ok2 := strings.Cut(strings.TrimSpace(from), "/")
-		if !ok || !ok2 {
-			again(fmt.Sprintf("Rename %q: write upstream/tool=name.", rn), http.StatusBadRequest)
+		rename, err := schematype.ParseToolRename(rn)
+		if err != nil {
+			again(err.Error(), http.StatusBadRequest)
 			return
 		}
-		spec.Renames = append(spec.Renames, schematype.ToolRename{Upstream: up, Tool: tool, Name: strings.TrimSpace(name)})
+		spec.Renames = append(spec.Renames, rename)
 	}
 	if _, err := s.cfg.Tenants.CreateVirtualServerSpec(r.Context(), rq.viewer.TenantID, gid, spec); err != nil {
 		s.formError(w, r, rq, err, again)
 		return
 	}
 	http.Redirect(w, r, "/virtual-servers", http.StatusSeeOther)
-}
-
-// namingOf says how a virtual server exposes tool names.
-func namingOf(v *ent.VirtualServer) string {
-	naming := "upstream__tool"
-	if v.Unprefixed {
-		naming = "unprefixed"
-	}
-	if n := len(v.Renames); n > 0 {
-		naming += fmt.Sprintf(", %d renamed", n)
-	}
-	return naming
 }
 
 // --- tools
