@@ -12,11 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
-
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
-	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
 
 // The official MCP conformance suite (@modelcontextprotocol/conformance, server
@@ -105,16 +100,6 @@ func runConformance(t *testing.T, url string, args ...string) string {
 
 func TestConformanceThroughGateway(t *testing.T) {
 	bin := everythingServer(t)
-	ctx := viewer.System(context.Background())
-	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
-	ten, err := cp.Tenants.CreateTenant(ctx, "Conformance", "conformance", uuid.Nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	eras := []struct {
 		name      string
 		stateless bool
@@ -125,27 +110,15 @@ func TestConformanceThroughGateway(t *testing.T) {
 		{"stateless", true, "2026-07-28", []string{"--requirements", "2026-07-28"}},
 	}
 	urls := map[string]string{}
+	var upstreams [][2]string
+	discovered := map[string][]string{}
 	for _, era := range eras {
 		urls[era.name] = startEverything(t, bin, era.stateless)
-		if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec(era.name, "streamable_http", urls[era.name], "")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cp.Tenants.CreateVirtualServerSpec(ctx, ten.ID, gw.ID, tenant.VirtualServerSpec{Name: era.name, Upstreams: []string{era.name}, Unprefixed: true}); err != nil {
-			t.Fatal(err)
-		}
+		upstreams = append(upstreams, [2]string{era.name, urls[era.name]})
+		discovered[era.name] = []string{"test_simple_text", "test_simple_prompt"}
 	}
-	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, cp.AgentEndpoint(), t.TempDir(), freeAddr(t), "PORTCULLIS_ENROLL_TOKEN="+tok)
-	// Approve everything both upstreams offer, as an admin would after review.
-	for _, era := range eras {
-		pinWhenDiscovered(t, cp, ten.ID, era.name, "test_simple_text")
-		pinWhenDiscovered(t, cp, ten.ID, era.name, "test_simple_prompt")
-	}
-	pinAll(t, cp, ten.ID, gw.ID)
-	waitEnforced(t, cp, ten.ID, gw.ID, g.addr, "everything approved")
+	// Everything both upstreams offer is approved, as an admin would after review.
+	g := serveUnprefixed(t, "conformance", upstreams, discovered)
 
 	for _, era := range eras {
 		t.Run(era.name, func(t *testing.T) {

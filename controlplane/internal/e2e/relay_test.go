@@ -47,12 +47,51 @@ func waitListening(t *testing.T, addr, what string) {
 	})
 }
 
+// serveUnprefixed starts a control plane and an enrolled gateway binary with,
+// for each upstream (name, Streamable HTTP URL), a virtual server of the same
+// name exposing its tools and prompts unprefixed. Once the gateway has
+// discovered the named items of each upstream, it approves everything
+// discovered and waits until the gateway enforces it.
+func serveUnprefixed(t *testing.T, slug string, upstreams [][2]string, discovered map[string][]string) *gatewayProc {
+	t.Helper()
+	ctx := viewer.System(context.Background())
+	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
+	ten, err := cp.Tenants.CreateTenant(ctx, slug, slug, uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, up := range upstreams {
+		if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec(up[0], "streamable_http", up[1], "")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cp.Tenants.CreateVirtualServerSpec(ctx, ten.ID, gw.ID, tenant.VirtualServerSpec{Name: up[0], Upstreams: []string{up[0]}, Unprefixed: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, cp.AgentEndpoint(), t.TempDir(), freeAddr(t), "PORTCULLIS_ENROLL_TOKEN="+tok)
+	for up, names := range discovered {
+		for _, name := range names {
+			pinWhenDiscovered(t, cp, ten.ID, up, name)
+		}
+	}
+	pinAll(t, cp, ten.ID, gw.ID)
+	waitEnforced(t, cp, ten.ID, gw.ID, g.addr, "everything approved")
+	return g
+}
+
 // TestRelayWithServerEverything drives server-everything (stateful, over
 // Streamable HTTP) through the gateway with the TypeScript SDK client, which
 // declares sampling, elicitation and roots: every client feature must work
 // through the hop, and two clients must each have their own upstream session.
 func TestRelayWithServerEverything(t *testing.T) {
-	ctx := viewer.System(context.Background())
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	srv := exec.Command("node", everythingJS(t), "streamableHttp")
@@ -65,34 +104,12 @@ func TestRelayWithServerEverything(t *testing.T) {
 	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
 	waitListening(t, addr, "server-everything")
 
-	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
-	ten, err := cp.Tenants.CreateTenant(ctx, "Relay", "relay", uuid.Nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("everything", "streamable_http", "http://127.0.0.1:"+port+"/mcp", "")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateVirtualServerSpec(ctx, ten.ID, gw.ID, tenant.VirtualServerSpec{Name: "main", Upstreams: []string{"everything"}, Unprefixed: true}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, cp.AgentEndpoint(), t.TempDir(), freeAddr(t), "PORTCULLIS_ENROLL_TOKEN="+tok)
 	// The tools server-everything offers only to clients that can sample,
 	// elicit or list roots are discovered too.
-	for _, name := range []string{"trigger-sampling-request", "trigger-elicitation-request", "get-roots-list", "toggle-simulated-logging", "completable-prompt"} {
-		pinWhenDiscovered(t, cp, ten.ID, "everything", name)
-	}
-	pinAll(t, cp, ten.ID, gw.ID)
-	waitEnforced(t, cp, ten.ID, gw.ID, g.addr, "everything approved")
-	url := "http://" + g.addr + "/mcp/main"
+	g := serveUnprefixed(t, "relay", [][2]string{{"everything", "http://127.0.0.1:" + port + "/mcp"}}, map[string][]string{
+		"everything": {"trigger-sampling-request", "trigger-elicitation-request", "get-roots-list", "toggle-simulated-logging", "completable-prompt"},
+	})
+	url := "http://" + g.addr + "/mcp/everything"
 
 	res, err := mcpClient(t, url, "features")
 	if err != nil {
