@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -47,6 +48,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	b.Cleanup(func() { rp.CloseClientConnections(); rp.Close() })
 
 	work := b.TempDir()
+	rpp := startReverseProxy(b, work, up.URL)
 	cp := startControlPlane(b, filepath.Join(work, "cp"), freeAddr(b))
 	defer cp.stop()
 	ten, err := cp.Tenants.CreateTenant(ctx, "Bench", "bench", uuid.Nil)
@@ -101,7 +103,8 @@ func BenchmarkToolsCall(b *testing.B) {
 
 	for _, tc := range []struct{ name, url, tool, version string }{
 		{"direct", up.URL + "/mcp", "echo", sessionProtocol},
-		{"reverse-proxy", rp.URL + "/mcp", "echo", sessionProtocol},
+		{"reverse-proxy-in-process", rp.URL + "/mcp", "echo", sessionProtocol},
+		{"reverse-proxy", rpp + "/mcp", "echo", sessionProtocol},
 		{"gateway", gwURL, "demo__echo", sessionProtocol},
 		{"gateway-2026-07-28", gwURL, "demo__echo", statelessProtocol},
 		{"gateway-redis-sessions", rURL, "demo__echo", sessionProtocol},
@@ -139,6 +142,26 @@ func BenchmarkToolsCall(b *testing.B) {
 	for _, c := range []int{1, benchClients} {
 		b.Run(fmt.Sprintf("gateway-all-checks/c=%d", c), func(b *testing.B) { load(b, gwURL, "demo__echo", key, sessionProtocol, c) })
 	}
+}
+
+// startReverseProxy builds and runs testdata/reverseproxy, the standard
+// library's reverse proxy in a process of its own as the gateway runs: the
+// floor the gateway is measured against. It returns its base URL.
+func startReverseProxy(b *testing.B, work, target string) string {
+	b.Helper()
+	bin := filepath.Join(work, "reverseproxy")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/reverseproxy")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building the reverse proxy: %v\n%s", err, out)
+	}
+	addr := freeAddr(b)
+	cmd := exec.Command(bin, "--listen", addr, "--target", target)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitListening(b, addr, "the reverse proxy")
+	return "http://" + addr
 }
 
 func mcpConnect(ctx context.Context, endpoint string) (*mcp.ClientSession, error) {

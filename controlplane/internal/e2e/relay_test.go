@@ -36,7 +36,7 @@ func pinAll(t *testing.T, cp *controlPlane, tenantID, gatewayID uuid.UUID) {
 }
 
 // waitListening waits until something accepts connections at addr.
-func waitListening(t *testing.T, addr, what string) {
+func waitListening(t testing.TB, addr, what string) {
 	t.Helper()
 	eventually(t, what+" listening", func() error {
 		c, err := net.Dial("tcp", addr)

@@ -290,6 +290,11 @@ func (a *Agent) sendLoop(ctx context.Context, send func(*agentv1.SyncRequest) er
 	}
 }
 
+// telemetryWindow is how long the first event of a batch waits for others:
+// one batch (a stream, a control-plane write and a spool checkpoint) per
+// window instead of one per call, which costs the calls themselves nothing.
+const telemetryWindow = 250 * time.Millisecond
+
 // shipTelemetry sends queued call events in batches; failed batches go back to the queue.
 func (a *Agent) shipTelemetry(ctx context.Context) {
 	const batchSize = 1000
@@ -301,6 +306,13 @@ func (a *Agent) shipTelemetry(ctx context.Context) {
 			return
 		case <-a.cfg.Telemetry.Ready():
 		case <-time.After(2 * time.Second):
+		}
+		if a.cfg.Telemetry.Len() < batchSize {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(telemetryWindow):
+			}
 		}
 		for a.cfg.Telemetry.Len() > 0 && ctx.Err() == nil {
 			batch, dropped := a.cfg.Telemetry.Take(batchSize)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -21,7 +22,7 @@ import (
 const benchProtocol = "2025-11-25"
 
 // BenchmarkProxyCall runs tools/call through an in-process gateway to an
-// in-process upstream with 16 concurrent clients, for profiling the proxy
+// in-process upstream with 1 and 16 concurrent clients, for profiling the proxy
 // path: go test -run '^$' -bench ProxyCall -cpuprofile cpu.out ./internal/proxy/
 func BenchmarkProxyCall(b *testing.B) {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
@@ -65,34 +66,40 @@ func BenchmarkProxyCall(b *testing.B) {
 	if err := p.Apply(bundle); err != nil {
 		b.Fatal(err)
 	}
-	const clients = 16
-	sessions := make([]*mcp.ClientSession, clients)
-	for i := range sessions {
-		c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
-		s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gw.URL + "/mcp/main", DisableStandaloneSSE: true},
-			&mcp.ClientSessionOptions{ProtocolVersion: benchProtocol})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		sessions[i] = s
-	}
-	var next atomic.Int64
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	for _, s := range sessions {
-		wg.Go(func() {
-			params := &mcp.CallToolParams{Name: "up__echo", Arguments: map[string]any{"message": "benchmark payload"}}
-			for next.Add(1) <= int64(b.N) {
-				res, err := s.CallTool(ctx, params)
-				if err != nil || res.IsError {
-					b.Errorf("call: %v %v", res, err)
-					return
+	// One caller (unloaded latency, what a person waiting on an agent feels)
+	// and sixteen (saturation).
+	for _, clients := range []int{1, 16} {
+		b.Run(fmt.Sprintf("c=%d", clients), func(b *testing.B) {
+			sessions := make([]*mcp.ClientSession, clients)
+			for i := range sessions {
+				c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
+				s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gw.URL + "/mcp/main", DisableStandaloneSSE: true},
+					&mcp.ClientSessionOptions{ProtocolVersion: benchProtocol})
+				if err != nil {
+					b.Fatal(err)
 				}
+				defer s.Close()
+				sessions[i] = s
 			}
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for _, s := range sessions {
+				wg.Go(func() {
+					params := &mcp.CallToolParams{Name: "up__echo", Arguments: map[string]any{"message": "benchmark payload"}}
+					for next.Add(1) <= int64(b.N) {
+						res, err := s.CallTool(ctx, params)
+						if err != nil || res.IsError {
+							b.Errorf("call: %v %v", res, err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
 		})
 	}
-	wg.Wait()
 }
 
 // BenchmarkIdleSession reports the gateway's heap per idle client session

@@ -77,15 +77,17 @@ func (q *Queue) Take(n int) ([]*agentv1.CallEvent, uint64) {
 	return batch, d
 }
 
-// Ack forgets the events in flight: the control plane stored them.
+// Ack forgets the events in flight: the control plane stored them. The spool
+// records it without holding the queue, so Add does not wait for the disk.
 func (q *Queue) Ack() {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if len(q.inflight) == 0 {
+		q.mu.Unlock()
 		return
 	}
 	last := q.inflight[len(q.inflight)-1].seq
 	q.inflight = q.inflight[:0]
+	q.mu.Unlock()
 	if q.spool != nil {
 		q.spool.ack(last)
 	}

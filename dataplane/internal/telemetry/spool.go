@@ -43,7 +43,8 @@ type spool struct {
 	maxBytes int64
 	log      *slog.Logger
 
-	mu       sync.Mutex // guards the file state below; Queue.mu is held around append and ack
+	ackMu    sync.Mutex // serialises ack
+	mu       sync.Mutex // guards the file state below; Queue.mu is held around append
 	segments []segment  // oldest first; the last one is being written
 	f        *os.File
 	w        *bufio.Writer
@@ -97,7 +98,7 @@ func OpenQueue(dir string, maxEvents int, maxBytes int64, log *slog.Logger) (*Qu
 	if len(q.events) > 0 {
 		log.Info("telemetry spool: events from a previous run queued again", "events", len(q.events))
 	}
-	if err := s.rotate(q.seq + 1); err != nil {
+	if err := s.rotate(q.seq+1, true); err != nil {
 		return nil, err
 	}
 	q.spool = s
@@ -149,11 +150,14 @@ func readSegment(name string) (segment, []entry, error) {
 	}
 }
 
-// rotate closes the current segment and starts one whose first record is first.
-func (s *spool) rotate(first uint64) error {
+// rotate closes the current segment, synced to disk when it is kept, and
+// starts one whose first record is first.
+func (s *spool) rotate(first uint64, keep bool) error {
 	if s.f != nil {
-		if err := s.syncLocked(); err != nil {
-			return err
+		if keep {
+			if err := s.syncLocked(); err != nil {
+				return err
+			}
 		}
 		_ = s.f.Close()
 	}
@@ -181,7 +185,7 @@ func (s *spool) append(seq uint64, e *agentv1.CallEvent) bool {
 	}
 	cur := &s.segments[len(s.segments)-1]
 	if cur.bytes+size > segmentBytes && cur.last >= cur.first {
-		if err := s.rotate(seq); err != nil {
+		if err := s.rotate(seq, true); err != nil {
 			s.log.Error("telemetry spool: rotating", "err", err)
 			return false
 		}
@@ -207,13 +211,17 @@ func (s *spool) append(seq uint64, e *agentv1.CallEvent) bool {
 }
 
 // ack records that everything up to seq is stored and deletes spent segments.
+// The checkpoint is written and fsynced without holding the lock that Add
+// needs, so calls are not held up by the disk.
 func (s *spool) ack(seq uint64) {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq <= s.acked {
+	stale := seq <= s.acked
+	s.mu.Unlock()
+	if stale {
 		return
 	}
-	s.acked = seq
 	tmp := filepath.Join(s.dir, checkpoint+".tmp")
 	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err == nil {
 		if f, err := os.Open(tmp); err == nil {
@@ -222,16 +230,20 @@ func (s *spool) ack(seq uint64) {
 		}
 		_ = os.Rename(tmp, filepath.Join(s.dir, checkpoint))
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acked = seq
 	for len(s.segments) > 1 && s.segments[0].last <= seq {
 		_ = os.Remove(s.segments[0].path)
 		s.total -= s.segments[0].bytes
 		s.segments = s.segments[1:]
 	}
-	// The current segment fully acknowledged: start afresh so it can go too.
+	// The current segment fully acknowledged: start afresh so it can go too
+	// (unsynced: it is deleted).
 	if cur := s.segments[0]; len(s.segments) == 1 && cur.last >= cur.first && cur.last <= seq {
 		old := cur.path
 		s.segments = s.segments[:0]
-		if err := s.rotate(seq + 1); err != nil {
+		if err := s.rotate(seq+1, false); err != nil {
 			s.log.Error("telemetry spool: rotating", "err", err)
 			return
 		}
@@ -260,11 +272,27 @@ func (s *spool) flusher() {
 		case <-s.stop:
 			return
 		case <-t.C:
+			// Written under the lock, fsynced outside it: Add (every call)
+			// must not wait for the disk. A segment rotated meanwhile was
+			// synced (or dropped) by rotate.
 			s.mu.Lock()
-			if err := s.syncLocked(); err != nil {
-				s.log.Error("telemetry spool: flushing", "err", err)
+			f, err := s.f, error(nil)
+			if s.dirty {
+				if err = s.w.Flush(); err == nil {
+					s.dirty = false
+				}
+			} else {
+				f = nil
 			}
 			s.mu.Unlock()
+			if err == nil && f != nil {
+				if err = f.Sync(); errors.Is(err, os.ErrClosed) {
+					err = nil
+				}
+			}
+			if err != nil {
+				s.log.Error("telemetry spool: flushing", "err", err)
+			}
 		}
 	}
 }
