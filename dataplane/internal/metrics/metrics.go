@@ -16,6 +16,11 @@ var (
 		Name: "portcullis_gateway_tool_calls_total",
 		Help: "tools/call requests by virtual server, upstream and decision (allow, deny).",
 	}, []string{"virtual_server", "upstream", "decision"})
+	// RawCalls counts the tools/calls relayed as raw JSON-RPC (the fast path).
+	RawCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_gateway_tool_calls_raw_total",
+		Help: "tools/call requests relayed as raw JSON-RPC on the client's own upstream session (the fast path), by upstream.",
+	}, []string{"upstream"})
 	// UpstreamSeconds is the time upstreams take to answer tools/call.
 	UpstreamSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "portcullis_gateway_upstream_call_seconds",
@@ -34,7 +39,7 @@ type State struct {
 // Handler serves /metrics with the gateway's metrics, Go runtime and process metrics.
 func Handler(s State) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(Calls, UpstreamSeconds, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(Calls, RawCalls, UpstreamSeconds, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_gateway_policy_version", Help: "Version of the policy bundle being enforced (0: none)."},
 			func() float64 { return float64(s.PolicyVersion()) }),

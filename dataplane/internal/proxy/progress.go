@@ -53,18 +53,23 @@ func (r *progressRelay) forward(ctx context.Context, p *mcp.ProgressNotification
 	if !ok || t.session == nil {
 		return
 	}
-	msg := p.Message
-	if msg != "" {
-		a := pol.scanAction()
-		var rep resultscan.Report
-		if msg = resultscan.Text(msg, a, &rep); a == resultscan.Block && rep.Suspicious() {
-			msg = "[Portcullis withheld this progress message: it contained " + rep.Summary() + "]"
-		}
-	}
-	params := &mcp.ProgressNotificationParams{Meta: p.Meta, ProgressToken: t.token, Progress: p.Progress, Total: p.Total, Message: msg}
+	params := &mcp.ProgressNotificationParams{Meta: p.Meta, ProgressToken: t.token, Progress: p.Progress, Total: p.Total, Message: scanProgress(p.Message, pol)}
 	// On the stream of the call it belongs to; if that was answered first,
 	// on the session's own stream.
 	if t.ctx == nil || t.session.NotifyProgress(t.ctx, params) != nil {
 		_ = t.session.NotifyProgress(ctx, params)
 	}
+}
+
+// scanProgress is a progress message from an upstream, scanned.
+func scanProgress(msg string, pol *policy) string {
+	if msg == "" {
+		return ""
+	}
+	a := pol.scanAction()
+	var rep resultscan.Report
+	if msg = resultscan.Text(msg, a, &rep); a == resultscan.Block && rep.Suspicious() {
+		msg = "[Portcullis withheld this progress message: it contained " + rep.Summary() + "]"
+	}
+	return msg
 }

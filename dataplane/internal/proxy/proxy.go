@@ -143,7 +143,9 @@ type Proxy struct {
 	warned    map[pinKey]string // quarantine already logged for this live hash
 
 	flows sync.Map // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched here
-	links sync.Map // *mcp.ServerSession → *link, its upstream sessions
+	links     sync.Map // *mcp.ServerSession → *link, its upstream sessions
+	fastLinks sync.Map // session ID → *link whose tools/calls take the fast path
+	fastSeq   atomic.Uint64
 	held  sync.Map // id → *heldCall: calls waiting for a modern client's input
 	// principalFlows are session-less principals' data-flow windows (flow.go).
 	principalFlows sync.Map // principal → *principalFlow
@@ -842,46 +844,18 @@ func (p *Proxy) callHandler(vsName, upName, toolName string) mcp.ToolHandler {
 }
 
 func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upName, toolName string, ev *agentv1.CallEvent) (*mcp.CallToolResult, error) {
-	deny := func(reason string) (*mcp.CallToolResult, error) {
-		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, reason
-		return refusal("%s", reason), nil
-	}
-	pol := p.pol.Load()
-	u := p.upstream(upName)
-	if pol == nil || u == nil || pol.vs[ev.VirtualServer] == nil || !slices.Contains(pol.vs[ev.VirtualServer].upstreams, upName) {
-		return deny("the upstream is not part of this virtual server")
-	}
-	lt, live := u.liveTool(toolName)
-	if reason := pol.pinRefusal(pinKey{kindTool, upName, toolName}, lt.sha, live); reason != "" {
-		return deny(reason)
-	}
 	var ti *auth.TokenInfo
 	if req.Extra != nil {
 		ti = req.Extra.TokenInfo
 	}
-	id := identityOf(ti)
-	ev.Principal = id.principal
-	exposed := upName + Separator + toolName
-	if ok, rule := decide(pol.access, id, ev.VirtualServer, exposed, req.Params.Arguments); !ok {
-		who := id.principal
-		if who == "" {
-			who = "an anonymous client"
-		}
-		if rule == "" {
-			return deny(fmt.Sprintf("no access rule lets %s call %q on this gateway", who, exposed))
-		}
-		return deny(fmt.Sprintf("access rule %s does not let %s call %q with these arguments", rule, who, exposed))
-	}
-	if reason := p.rateLimited(ctx, pol, id, exposed); reason != "" {
-		return deny(reason)
-	}
-	labels := pol.labels[pinKey{kindTool, upName, toolName}]
-	fk := flowKey{ss: req.Session, principal: id.principal}
-	if reason := p.flowRefusal(ctx, fk, labels, exposed); reason != "" {
-		return deny(reason)
+	pol := p.pol.Load()
+	a, reason := p.admit(ctx, pol, req.Session, ti, upName, toolName, req.Params.Arguments, ev)
+	if reason != "" {
+		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, reason
+		return refusal("%s", reason), nil
 	}
 	t0 := time.Now()
-	res, err := p.callUpstream(ctx, req, u, ev.VirtualServer, id.principal, toolName)
+	res, err := p.callUpstream(ctx, req, a.u, ev.VirtualServer, ev.Principal, toolName)
 	metrics.UpstreamSeconds.WithLabelValues(upName).Observe(time.Since(t0).Seconds())
 	if err != nil || res == nil {
 		var ue unavailableError
@@ -891,14 +865,59 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		}
 		return res, upstreamError(err)
 	}
-	p.touch(ctx, fk, labels)
+	p.touch(ctx, a.fk, a.labels)
 	if len(res.InputRequests) > 0 {
 		if reason := screenInputRequests(res.InputRequests, pol, upName, ev); reason != "" {
-			return deny(reason)
+			ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, reason
+			return refusal("%s", reason), nil
 		}
 		return res, nil
 	}
-	return scanToolResult(res, pol.results, ev), nil
+	res, _ = scanToolResult(res, pol.results, ev)
+	return res, nil
+}
+
+// admission is what a tools/call that passed the checks needs afterwards.
+type admission struct {
+	u      *upstream
+	labels flowLabel // the tool's data-flow labels
+	fk     flowKey   // whose labels the call adds to
+}
+
+// admit runs every check before a tools/call reaches its upstream — the
+// upstream is part of the virtual server, the pin, access rules and their
+// conditions on args (exactly the bytes forwarded), rate limits, data flow —
+// and returns why the call is refused, or "". It sets the event's principal.
+func (p *Proxy) admit(ctx context.Context, pol *policy, ss *mcp.ServerSession, ti *auth.TokenInfo, upName, toolName string, args json.RawMessage, ev *agentv1.CallEvent) (admission, string) {
+	u := p.upstream(upName)
+	if pol == nil || u == nil || pol.vs[ev.VirtualServer] == nil || !slices.Contains(pol.vs[ev.VirtualServer].upstreams, upName) {
+		return admission{}, "the upstream is not part of this virtual server"
+	}
+	lt, live := u.liveTool(toolName)
+	if reason := pol.pinRefusal(pinKey{kindTool, upName, toolName}, lt.sha, live); reason != "" {
+		return admission{}, reason
+	}
+	id := identityOf(ti)
+	ev.Principal = id.principal
+	exposed := upName + Separator + toolName
+	if ok, rule := decide(pol.access, id, ev.VirtualServer, exposed, args); !ok {
+		who := id.principal
+		if who == "" {
+			who = "an anonymous client"
+		}
+		if rule == "" {
+			return admission{}, fmt.Sprintf("no access rule lets %s call %q on this gateway", who, exposed)
+		}
+		return admission{}, fmt.Sprintf("access rule %s does not let %s call %q with these arguments", rule, who, exposed)
+	}
+	if reason := p.rateLimited(ctx, pol, id, exposed); reason != "" {
+		return admission{}, reason
+	}
+	a := admission{u: u, labels: pol.labels[pinKey{kindTool, upName, toolName}], fk: flowKey{ss: ss, principal: id.principal}}
+	if reason := p.flowRefusal(ctx, a.fk, a.labels, exposed); reason != "" {
+		return admission{}, reason
+	}
+	return a, ""
 }
 
 // forwardMeta is the client's _meta as it goes upstream. To a modern upstream
@@ -1197,8 +1216,15 @@ func (p *Proxy) Handler() http.Handler {
 	getServer := func(r *http.Request) *mcp.Server { return p.server(r.PathValue("vs")) }
 	var h http.Handler = mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{SessionTimeout: p.cfg.SessionIdle})
 	if p.shared != nil {
-		p.shared.sdk = h
+		p.shared.sdk = h // it tries the fast path for the sessions it serves
 		h = p.shared
+	} else {
+		sdk := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !p.fast(w, r) {
+				sdk.ServeHTTP(w, r)
+			}
+		})
 	}
 	// Protocol 2026-07-28 has no sessions: each request stands alone and says
 	// its version in a header. Those go to a stateless handler of the same

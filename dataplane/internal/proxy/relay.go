@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -38,6 +39,8 @@ type link struct {
 	// newest last. What an upstream asks during one is sent in the newest's
 	// context, so that the SDK puts it on that request's response stream.
 	inflight []*context.Context
+
+	fast // tools/call relayed as raw JSON-RPC (fast.go)
 }
 
 // track records a client request in flight until the returned func is called.
@@ -74,6 +77,7 @@ type upConn struct {
 	client *mcp.Client
 	cs     *mcp.ClientSession
 	err    error
+	hc     *http.Client // what cs uses, for raw requests on its session (fast.go)
 }
 
 // linkOf returns the link of a client session, creating it on first use; it
@@ -87,6 +91,7 @@ func (p *Proxy) linkOf(ss *mcp.ServerSession, vs string) *link {
 		go func() {
 			_ = ss.Wait()
 			p.links.Delete(ss)
+			p.fastLinks.CompareAndDelete(ss.ID(), l)
 			l.(*link).close()
 		}()
 	}
@@ -136,6 +141,9 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 	l.mu.Unlock()
 	if owner {
 		c.client, c.cs, c.err = l.dial(ctx, u)
+		if c.err == nil && u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
+			c.hc, _ = u.httpClient()
+		}
 		if c.err == nil && level != "" {
 			if err := c.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: level}); err != nil {
 				l.p.log.Debug("upstream refused the client's logging level", "upstream", name, "err", err)
@@ -504,18 +512,22 @@ func (p *Proxy) relayLog(ctx, fallback context.Context, ss *mcp.ServerSession, u
 	if ss == nil || params == nil {
 		return
 	}
-	var rep resultscan.Report
-	a := p.pol.Load().scanAction()
-	params.Logger = resultscan.Text(params.Logger, a, &rep)
-	params.Data = resultscan.Value(params.Data, a, &rep)
-	if a == resultscan.Block && rep.Suspicious() {
-		params.Data = fmt.Sprintf("[Portcullis withheld a log message from upstream %q: it contained %s]", upName, rep.Summary())
-	}
+	scanLog(params, p.pol.Load().scanAction(), upName)
 	if err := ss.Log(ctx, params); err != nil && fallback != nil {
 		// The request it belonged to was answered first (the SDK hands
 		// notifications to handlers after it has seen the response): send it
 		// on the session's own stream instead.
 		_ = ss.Log(fallback, params)
+	}
+}
+
+// scanLog cleans an upstream's log message in place.
+func scanLog(params *mcp.LoggingMessageParams, a resultscan.Action, upName string) {
+	var rep resultscan.Report
+	params.Logger = resultscan.Text(params.Logger, a, &rep)
+	params.Data = resultscan.Value(params.Data, a, &rep)
+	if a == resultscan.Block && rep.Suspicious() {
+		params.Data = fmt.Sprintf("[Portcullis withheld a log message from upstream %q: it contained %s]", upName, rep.Summary())
 	}
 }
 

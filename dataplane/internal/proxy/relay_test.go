@@ -118,10 +118,29 @@ func relayUpstream(t *testing.T, stateless bool) *httptest.Server {
 // pinned, and returns the gateway's URL and telemetry queue.
 func relayGateway(t *testing.T, upURL string, vs *agentv1.VirtualServer, up *agentv1.Upstream, mods ...func(*agentv1.PolicyBundle)) (string, *telemetry.Queue) {
 	t.Helper()
+	return relayGatewayConfig(t, Config{}, upURL, vs, up, mods...)
+}
+
+// relayGatewayIdle is relayGateway with unprefixed names and a session idle time.
+func relayGatewayIdle(t *testing.T, upURL string, idle time.Duration) (string, *telemetry.Queue) {
+	t.Helper()
+	return relayGatewayConfig(t, Config{SessionIdle: idle}, upURL, &agentv1.VirtualServer{}, &agentv1.Upstream{})
+}
+
+// serveUpstream serves an MCP server over Streamable HTTP for the test.
+func serveUpstream(t *testing.T, srv *mcp.Server) *httptest.Server {
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	return up
+}
+
+func relayGatewayConfig(t *testing.T, cfg Config, upURL string, vs *agentv1.VirtualServer, up *agentv1.Upstream, mods ...func(*agentv1.PolicyBundle)) (string, *telemetry.Queue) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	q := telemetry.NewQueue(1 << 16)
-	p, err := New(ctx, Config{Telemetry: q, PublicURL: "http://gw"})
+	cfg.Telemetry, cfg.PublicURL = q, "http://gw"
+	p, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,22 +46,23 @@ func scanContent(cs []mcp.Content, a resultscan.Action, rep *resultscan.Report) 
 
 // scanToolResult cleans a tool result in place per the bundle and records
 // what it found on the call event. A blocked result becomes a refusal.
-func scanToolResult(res *mcp.CallToolResult, a resultscan.Action, ev *agentv1.CallEvent) *mcp.CallToolResult {
+// changed reports whether the result differs from what the upstream sent.
+func scanToolResult(res *mcp.CallToolResult, a resultscan.Action, ev *agentv1.CallEvent) (_ *mcp.CallToolResult, changed bool) {
 	var rep resultscan.Report
 	scanContent(res.Content, a, &rep)
 	if res.StructuredContent != nil {
 		res.StructuredContent = resultscan.Value(res.StructuredContent, a, &rep)
 	}
 	if !rep.Modified() {
-		return res
+		return res, false
 	}
 	if a == resultscan.Block && rep.Suspicious() {
 		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, "result blocked: "+rep.Summary()
-		return refusal("the tool's result was withheld because it contained %s", rep.Summary())
+		return refusal("the tool's result was withheld because it contained %s", rep.Summary()), true
 	}
 	ev.Reason = "result: " + rep.Summary()
 	res.Content = append(res.Content, &mcp.TextContent{Text: rep.Notice(a)})
-	return res
+	return res, true
 }
 
 // scanResource cleans resource contents; a blocked read is an error.

@@ -290,6 +290,9 @@ func (h *sharedSessions) serve(w http.ResponseWriter, r *http.Request, ls *liveS
 	ls.mu.Lock()
 	ls.last = time.Now()
 	ls.mu.Unlock()
+	if h.p.fast(w, r) {
+		return
+	}
 	if ls.t == nil {
 		h.sdk.ServeHTTP(w, r)
 		return
@@ -326,6 +329,9 @@ func (h *sharedSessions) restore(ctx context.Context, id string, st *storedSessi
 	ls := &liveSession{ss: ss, t: t, last: time.Now(), state: *st}
 	h.live[id] = ls
 	h.watch(id, ls)
+	if st.Initialized {
+		h.p.linkOf(ss, st.VS).serveFast(st.User)
+	}
 	return ls, nil
 }
 
@@ -392,12 +398,19 @@ func (h *sharedSessions) sweep(ctx context.Context) {
 // onInitialize stores a new session once its initialize succeeded, and marks
 // it initialized when the client says so.
 func (p *Proxy) onInitialize(ctx context.Context, vs, method string, req mcp.Request, res mcp.Result) error {
-	h := p.shared
-	if h == nil {
-		return nil
-	}
 	ss, ok := req.GetSession().(*mcp.ServerSession)
 	if !ok || ss.ID() == "" {
+		return nil
+	}
+	if method == "notifications/initialized" {
+		var user string
+		if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
+			user = extra.TokenInfo.UserID
+		}
+		p.linkOf(ss, vs).serveFast(user)
+	}
+	h := p.shared
+	if h == nil {
 		return nil
 	}
 	switch method {

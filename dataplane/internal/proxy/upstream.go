@@ -172,17 +172,9 @@ func (u *upstream) kick() {
 func (u *upstream) transport() (mcp.Transport, error) {
 	switch u.spec.GetTransport() {
 	case agentv1.Transport_TRANSPORT_STREAMABLE_HTTP:
-		client := upstreamHTTPClient
-		if ref := u.spec.GetCredentialRef(); ref != "" {
-			secret, err := resolveCredential(ref)
-			if err != nil {
-				return nil, err
-			}
-			header, value := u.spec.GetCredentialHeader(), secret
-			if header == "" || strings.EqualFold(header, "Authorization") {
-				header, value = "Authorization", "Bearer "+secret
-			}
-			client = &http.Client{Transport: &credentialTransport{base: upstreamHTTPClient.Transport, header: header, value: value}}
+		client, err := u.httpClient()
+		if err != nil {
+			return nil, err
 		}
 		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: client}, nil
 	case agentv1.Transport_TRANSPORT_STDIO:
@@ -191,6 +183,24 @@ func (u *upstream) transport() (mcp.Transport, error) {
 	default:
 		return nil, fmt.Errorf("unsupported transport %v", u.spec.GetTransport())
 	}
+}
+
+// httpClient is the HTTP client for a Streamable HTTP upstream, with its
+// credential.
+func (u *upstream) httpClient() (*http.Client, error) {
+	ref := u.spec.GetCredentialRef()
+	if ref == "" {
+		return upstreamHTTPClient, nil
+	}
+	secret, err := resolveCredential(ref)
+	if err != nil {
+		return nil, err
+	}
+	header, value := u.spec.GetCredentialHeader(), secret
+	if header == "" || strings.EqualFold(header, "Authorization") {
+		header, value = "Authorization", "Bearer "+secret
+	}
+	return &http.Client{Transport: &credentialTransport{base: upstreamHTTPClient.Transport, header: header, value: value}}, nil
 }
 
 // run connects, discovers, and waits for the session to end, then reconnects.

@@ -24,10 +24,13 @@ import (
 // uvarint seq, uvarint length, CallEvent) and a checkpoint file holding the
 // last sequence number the control plane stored. A segment is deleted once
 // every record in it is acknowledged. Writes are flushed and fsynced every
-// flushInterval and on Close.
+// flushInterval (to the page cache: a crash of the process loses nothing),
+// fsynced every syncInterval (a crash of the host loses at most that much)
+// and on Close.
 const (
 	segmentBytes  = 4 << 20
 	flushInterval = 100 * time.Millisecond
+	syncInterval  = time.Second
 	maxRecord     = 1 << 20
 	checkpoint    = "acked"
 )
@@ -48,7 +51,8 @@ type spool struct {
 	segments []segment  // oldest first; the last one is being written
 	f        *os.File
 	w        *bufio.Writer
-	dirty    bool
+	dirty    bool // written since the last flush
+	unsynced bool // flushed since the last fsync
 	total    int64
 	acked    uint64
 	stop     chan struct{}
@@ -222,12 +226,10 @@ func (s *spool) ack(seq uint64) {
 	if stale {
 		return
 	}
+	// Not fsynced: a checkpoint lost in a crash only ships stored events
+	// again, which the control plane ignores by event ID.
 	tmp := filepath.Join(s.dir, checkpoint+".tmp")
 	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err == nil {
-		if f, err := os.Open(tmp); err == nil {
-			_ = f.Sync()
-			_ = f.Close()
-		}
 		_ = os.Rename(tmp, filepath.Join(s.dir, checkpoint))
 	}
 	s.mu.Lock()
@@ -238,9 +240,9 @@ func (s *spool) ack(seq uint64) {
 		s.total -= s.segments[0].bytes
 		s.segments = s.segments[1:]
 	}
-	// The current segment fully acknowledged: start afresh so it can go too
-	// (unsynced: it is deleted).
-	if cur := s.segments[0]; len(s.segments) == 1 && cur.last >= cur.first && cur.last <= seq {
+	// The current segment fully acknowledged and of some size: start afresh
+	// so it can go too (unsynced: it is deleted).
+	if cur := s.segments[0]; len(s.segments) == 1 && cur.last >= cur.first && cur.last <= seq && cur.bytes >= segmentBytes/16 {
 		old := cur.path
 		s.segments = s.segments[:0]
 		if err := s.rotate(seq+1, false); err != nil {
@@ -253,13 +255,13 @@ func (s *spool) ack(seq uint64) {
 }
 
 func (s *spool) syncLocked() error {
-	if !s.dirty {
+	if !s.dirty && !s.unsynced {
 		return nil
 	}
 	if err := s.w.Flush(); err != nil {
 		return err
 	}
-	s.dirty = false
+	s.dirty, s.unsynced = false, false
 	return s.f.Sync()
 }
 
@@ -267,11 +269,12 @@ func (s *spool) flusher() {
 	defer close(s.done)
 	t := time.NewTicker(flushInterval)
 	defer t.Stop()
+	var lastSync time.Time
 	for {
 		select {
 		case <-s.stop:
 			return
-		case <-t.C:
+		case now := <-t.C:
 			// Written under the lock, fsynced outside it: Add (every call)
 			// must not wait for the disk. A segment rotated meanwhile was
 			// synced (or dropped) by rotate.
@@ -280,9 +283,13 @@ func (s *spool) flusher() {
 			if s.dirty {
 				if err = s.w.Flush(); err == nil {
 					s.dirty = false
+					s.unsynced = true
 				}
-			} else {
+			}
+			if !s.unsynced || now.Sub(lastSync) < syncInterval {
 				f = nil
+			} else {
+				s.unsynced, lastSync = false, now
 			}
 			s.mu.Unlock()
 			if err == nil && f != nil {

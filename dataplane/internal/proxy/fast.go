@@ -1,0 +1,784 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// The fast path. A tools/call of a client session (protocol ≤ 2025-11-25)
+// to a stateful Streamable HTTP upstream is relayed as raw JSON-RPC on the
+// client's own upstream session: the gateway decodes the envelope and the
+// arguments' bytes the checks read, runs the same checks (admit), forwards
+// the request with the upstream's tool name, and sends the upstream's result
+// back as it came unless result scanning changed it. What the upstream sends
+// before its result goes on the same response stream, as the SDK path does:
+// log and progress messages scanned, sampling, elicitation and roots requests
+// governed and scanned (screenInputRequests) under a gateway request ID, and
+// the client's answers, which come as POSTs of their own, go back upstream
+// on that session. A client's notifications/cancelled for a fast call cancels
+// it upstream. Everything else — other methods, multi round trips, the
+// first request of a session to a restored or stateless upstream — takes the
+// SDK path (proxy.go, relay.go).
+
+const (
+	// askPrefix starts the IDs of requests the gateway relays to a client
+	// on a fast call's stream.
+	askPrefix = "pcg-ask-"
+	// maxUpstreamMessage bounds one JSON-RPC message read from an upstream.
+	maxUpstreamMessage = 64 << 20
+)
+
+// fast is a link's state for the fast path.
+type fast struct {
+	on      atomic.Bool // the session is initialized and registered
+	user    string      // the session's user (the SDK refuses any other)
+	version string      // the protocol version the client asked for
+	sdkSeen atomic.Int64
+	// calls are the fast calls in flight by the client's request ID, to
+	// cancel; asks are requests relayed to the client awaiting its answer.
+	fmu   sync.Mutex
+	calls map[string]context.CancelFunc
+	asks  map[string]*pendingAsk
+}
+
+// pendingAsk is a request of the upstream relayed to the client.
+type pendingAsk struct {
+	upID   json.RawMessage // the upstream's request ID
+	method string
+	c      *upConn
+	ev     *agentv1.CallEvent
+	start  time.Time
+}
+
+// serveFast lets the link's tools/calls take the fast path from now on.
+func (l *link) serveFast(user string) {
+	if l.ss.ID() == "" || l.on.Load() {
+		return
+	}
+	l.fmu.Lock()
+	l.user = user
+	if ip := l.ss.InitializeParams(); ip != nil {
+		l.version = ip.ProtocolVersion
+	}
+	l.calls, l.asks = map[string]context.CancelFunc{}, map[string]*pendingAsk{}
+	l.fmu.Unlock()
+	l.sdkSeen.Store(time.Now().UnixNano())
+	l.on.Store(true)
+	l.p.fastLinks.Store(l.ss.ID(), l)
+}
+
+// rawMessage is a JSON-RPC message as the fast path reads it.
+type rawMessage struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Method  string          `json:"method,omitempty"`
+	Params  json.RawMessage `json:"params,omitempty"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Error   json.RawMessage `json:"error,omitempty"`
+}
+
+// fast serves r on the fast path and reports whether it did; if not, r is
+// as it came (its body restored) for the SDK.
+func (p *Proxy) fast(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	v, ok := p.fastLinks.Load(r.Header.Get(sessionIDHeader))
+	if !ok {
+		return false
+	}
+	l := v.(*link)
+	if l.vs != r.PathValue("vs") || !acceptsBoth(r.Header.Values("Accept")) || !isJSON(r.Header.Get("Content-Type")) {
+		return false
+	}
+	if pv := r.Header.Get("Mcp-Protocol-Version"); pv != "" && pv != l.version {
+		return false
+	}
+	var user string
+	ti := auth.TokenInfoFromContext(r.Context())
+	if ti != nil {
+		user = ti.UserID
+	}
+	if user != l.user {
+		return false // the SDK refuses it
+	}
+	// The SDK ends sessions it has not seen for the idle time: let it see
+	// one request in every half of it.
+	if now := time.Now().UnixNano(); time.Duration(now-l.sdkSeen.Load()) > p.cfg.SessionIdle/2 {
+		l.sdkSeen.Store(now)
+		return false
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, fmt.Sprintf("request body larger than %d bytes", mbe.Limit), http.StatusRequestEntityTooLarge)
+			return true
+		}
+		return false
+	}
+	var m rawMessage
+	if len(body) == 0 || body[0] != '{' || json.Unmarshal(body, &m) != nil || m.JSONRPC != "2.0" {
+		return false
+	}
+	switch {
+	case m.Method == "tools/call" && len(m.ID) > 0:
+		return p.fastCall(w, r, l, &m, ti)
+	case m.Method == "" && len(m.ID) > 0:
+		return p.fastAnswer(w, r, l, &m)
+	case m.Method == "notifications/cancelled":
+		var params struct {
+			RequestID json.RawMessage `json:"requestId"`
+		}
+		if json.Unmarshal(m.Params, &params) != nil {
+			return false
+		}
+		l.fmu.Lock()
+		cancel := l.calls[string(params.RequestID)]
+		l.fmu.Unlock()
+		if cancel == nil {
+			return false
+		}
+		cancel()
+		w.WriteHeader(http.StatusAccepted)
+		return true
+	}
+	return false
+}
+
+func acceptsBoth(values []string) bool {
+	var j, s bool
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part))
+			j = j || mt == "application/json" || mt == "*/*"
+			s = s || mt == "text/event-stream" || mt == "*/*"
+		}
+	}
+	return j && s
+}
+
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
+// fastConn is the link's open session with an upstream if the fast path can
+// use it (a stateful Streamable HTTP session of a legacy protocol revision,
+// with the upstream as currently configured), opening it on first use.
+func (l *link) fastConn(ctx context.Context, u *upstream) *upConn {
+	if u.spec.GetTransport() != agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
+		return nil
+	}
+	shared := u.currentSession()
+	if shared == nil || u.stateless(shared) || modern(shared) {
+		return nil
+	}
+	if _, err := l.open(ctx, u); err != nil {
+		return nil
+	}
+	l.mu.Lock()
+	c := l.ups[u.spec.GetName()]
+	l.mu.Unlock()
+	if c == nil || c.u != u || c.cs == nil || c.hc == nil || c.cs.ID() == "" || modern(c.cs) {
+		return nil
+	}
+	return c
+}
+
+// post sends one JSON-RPC message on c's upstream session.
+func (c *upConn) post(ctx context.Context, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.u.spec.GetUrl(), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set(sessionIDHeader, c.cs.ID())
+	if ir := c.cs.InitializeResult(); ir != nil {
+		req.Header.Set("Mcp-Protocol-Version", ir.ProtocolVersion)
+	}
+	return c.hc.Do(req)
+}
+
+// send posts a message that needs no answer (a response or a notification)
+// and discards what comes back.
+func (c *upConn) send(ctx context.Context, msg any) error {
+	body, err := json.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	resp, err := c.post(ctx, body)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("upstream answered HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// outMessage is a JSON-RPC message the fast path writes.
+type outMessage struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      any             `json:"id,omitempty"`
+	Method  string          `json:"method,omitempty"`
+	Params  any             `json:"params,omitempty"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Error   any             `json:"error,omitempty"`
+}
+
+// clientStream writes the answer to a fast call: one JSON body when the
+// upstream sent nothing before its result, otherwise an event stream.
+type clientStream struct {
+	w   http.ResponseWriter
+	sse bool
+}
+
+func (s *clientStream) event(msg []byte) {
+	if !s.sse {
+		s.sse = true
+		s.w.Header().Set("Content-Type", "text/event-stream")
+		s.w.Header().Set("Cache-Control", "no-cache")
+		s.w.WriteHeader(http.StatusOK)
+	}
+	_, _ = fmt.Fprintf(s.w, "event: message\ndata: %s\n\n", msg)
+	_ = http.NewResponseController(s.w).Flush()
+}
+
+func (s *clientStream) final(msg []byte) {
+	if s.sse {
+		s.event(msg)
+		return
+	}
+	s.w.Header().Set("Content-Type", "application/json")
+	s.w.Header().Set("Content-Length", strconv.Itoa(len(msg)))
+	s.w.WriteHeader(http.StatusOK)
+	_, _ = s.w.Write(msg)
+}
+
+// fastCall relays a tools/call; false leaves it to the SDK path.
+func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *rawMessage, ti *auth.TokenInfo) bool {
+	var params map[string]json.RawMessage
+	if json.Unmarshal(m.Params, &params) != nil {
+		return false
+	}
+	var name string
+	var meta map[string]json.RawMessage
+	for k, v := range params {
+		switch k {
+		case "name":
+			if json.Unmarshal(v, &name) != nil {
+				return false
+			}
+		case "_meta":
+			if json.Unmarshal(v, &meta) != nil {
+				return false
+			}
+		case "arguments":
+		default:
+			return false // multi round trips, extensions: the SDK path
+		}
+	}
+	args := params["arguments"]
+	if string(args) == "null" {
+		args = nil
+	}
+	if len(args) > 0 && args[0] != '{' {
+		return false // the SDK answers invalid params
+	}
+	p.mu.Lock()
+	vs := p.servers[l.vs]
+	p.mu.Unlock()
+	if vs == nil {
+		return false
+	}
+	rt, ok := (*vs.routes.Load())[name]
+	if !ok || !rt.exposed {
+		return false // the SDK path refuses it readably
+	}
+	u := p.upstream(rt.upstream)
+	if u == nil {
+		return false
+	}
+	c := l.fastConn(r.Context(), u)
+	if c == nil {
+		return false
+	}
+
+	// The client's request ID, to cancel it by; one in flight at a time.
+	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.UpstreamTimeout)
+	defer cancel()
+	key := string(m.ID)
+	l.fmu.Lock()
+	if l.calls[key] != nil {
+		l.fmu.Unlock()
+		return false // the SDK path answers a duplicate ID
+	}
+	l.calls[key] = cancel
+	l.fmu.Unlock()
+	var asked []string
+	defer func() {
+		l.fmu.Lock()
+		delete(l.calls, key)
+		for _, id := range asked {
+			delete(l.asks, id)
+		}
+		l.fmu.Unlock()
+	}()
+
+	start := time.Now()
+	ev := &agentv1.CallEvent{Id: newEventID(), Time: timestamppb.New(start), VirtualServer: l.vs, Upstream: rt.upstream,
+		Method: "tools/call", Tool: rt.name, RequestBytes: int64(len(args)), Decision: agentv1.Decision_DECISION_ALLOW}
+	out := &clientStream{w: w}
+	handled := true
+	defer func() {
+		if !handled {
+			return // the SDK path records it
+		}
+		ev.LatencyMicros = time.Since(start).Microseconds()
+		decision := "allow"
+		if ev.Decision == agentv1.Decision_DECISION_DENY {
+			decision = "deny"
+		}
+		metrics.Calls.WithLabelValues(l.vs, rt.upstream, decision).Inc()
+		p.cfg.Telemetry.Add(ev)
+	}()
+	answer := func(res *mcp.CallToolResult) {
+		b, err := json.Marshal(res)
+		if err != nil {
+			b, _ = json.Marshal(refusal("the gateway could not encode the result"))
+		}
+		msg, _ := json.Marshal(outMessage{JSONRPC: "2.0", ID: m.ID, Result: b})
+		out.final(msg)
+	}
+	pol := p.pol.Load()
+	a, reason := p.admit(ctx, pol, l.ss, ti, rt.upstream, rt.name, args, ev)
+	if reason != "" {
+		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, reason
+		answer(refusal("%s", reason))
+		return true
+	}
+
+	upID := "pcg-call-" + strconv.FormatUint(p.fastSeq.Add(1), 36)
+	body, err := json.Marshal(outMessage{JSONRPC: "2.0", ID: upID, Method: "tools/call", Params: struct {
+		Meta      map[string]json.RawMessage `json:"_meta,omitempty"`
+		Name      string                     `json:"name"`
+		Arguments json.RawMessage            `json:"arguments,omitempty"`
+	}{legacyMeta(meta), rt.name, args}})
+	if err != nil {
+		ev.Error = err.Error()
+		answer(refusal("the gateway could not encode the call"))
+		return true
+	}
+	metrics.RawCalls.WithLabelValues(rt.upstream).Inc()
+	t0 := time.Now()
+	resp, err := c.post(ctx, body)
+	defer func() { metrics.UpstreamSeconds.WithLabelValues(rt.upstream).Observe(time.Since(t0).Seconds()) }()
+	if err != nil {
+		if ctx.Err() != nil {
+			p.cancelUpstream(c, upID, ctx)
+			return true
+		}
+		l.drop(rt.upstream, c.cs)
+		ev.Error = truncate(err.Error(), 1024)
+		answer(refusal("upstream %q is unavailable", rt.upstream))
+		return true
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		// The upstream ended the session before it ran anything: open a
+		// new one through the SDK path.
+		l.drop(rt.upstream, c.cs)
+		handled = false
+		return false
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if resp.StatusCode/100 != 2 || (mt != "application/json" && mt != "text/event-stream") {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var em rawMessage
+		if json.Unmarshal(b, &em) == nil && len(em.Error) > 0 {
+			p.fastError(out, m.ID, em.Error, ev)
+			return true
+		}
+		ev.Error = fmt.Sprintf("upstream answered HTTP %d", resp.StatusCode)
+		answer(refusal("upstream %q is unavailable", rt.upstream))
+		return true
+	}
+	final := func(um *rawMessage) {
+		if len(um.Error) > 0 {
+			p.fastError(out, m.ID, um.Error, ev)
+			return
+		}
+		p.touch(ctx, a.fk, a.labels)
+		var res mcp.CallToolResult
+		if err := json.Unmarshal(um.Result, &res); err != nil {
+			ev.Error = truncate("invalid result from the upstream: "+err.Error(), 1024)
+			msg, _ := json.Marshal(outMessage{JSONRPC: "2.0", ID: m.ID, Error: &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the upstream sent an invalid tool result"}})
+			out.final(msg)
+			return
+		}
+		if len(res.InputRequests) > 0 {
+			if reason := screenInputRequests(res.InputRequests, pol, rt.upstream, ev); reason != "" {
+				ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, reason
+				answer(refusal("%s", reason))
+				return
+			}
+		} else if scanned, changed := scanToolResult(&res, pol.results, ev); changed {
+			answer(scanned)
+			return
+		}
+		msg, _ := json.Marshal(outMessage{JSONRPC: "2.0", ID: m.ID, Result: um.Result})
+		out.final(msg)
+	}
+	if mt == "application/json" {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
+		var um rawMessage
+		switch {
+		case err != nil:
+			ev.Error = truncate(err.Error(), 1024)
+			answer(refusal("upstream %q is unavailable", rt.upstream))
+		case len(b) > maxUpstreamMessage:
+			ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, fmt.Sprintf("the upstream's answer is larger than %d bytes", maxUpstreamMessage)
+			answer(refusal("%s", ev.Reason))
+		case json.Unmarshal(b, &um) != nil || string(um.ID) != strconv.Quote(upID):
+			ev.Error = "the upstream's answer is not the response to the call"
+			answer(refusal("upstream %q sent an invalid answer", rt.upstream))
+		default:
+			final(&um)
+		}
+		return true
+	}
+	err = readEvents(resp.Body, func(data []byte) bool {
+		var um rawMessage
+		if json.Unmarshal(data, &um) != nil {
+			return true
+		}
+		if um.Method == "" {
+			if string(um.ID) == strconv.Quote(upID) {
+				final(&um)
+				return false
+			}
+			return true
+		}
+		if id := p.fastRelay(ctx, l, c, rt.upstream, &um, out); id != "" {
+			asked = append(asked, id)
+		}
+		return true
+	})
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		p.cancelUpstream(c, upID, ctx)
+	case errors.Is(err, errEventTooLarge):
+		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, fmt.Sprintf("the upstream's answer is larger than %d bytes", maxUpstreamMessage)
+		answer(refusal("%s", ev.Reason))
+	default:
+		ev.Error = truncate(err.Error(), 1024)
+		answer(refusal("upstream %q ended the call without a result", rt.upstream))
+	}
+	return true
+}
+
+// fastError passes an upstream's JSON-RPC error for a call on to the client,
+// as the SDK path does (upstreamError).
+func (p *Proxy) fastError(out *clientStream, id json.RawMessage, e json.RawMessage, ev *agentv1.CallEvent) {
+	var je jsonrpc.Error
+	if json.Unmarshal(e, &je) != nil {
+		je = jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the upstream sent an invalid error"}
+	}
+	ev.Error = truncate(je.Error(), 1024)
+	msg, _ := json.Marshal(outMessage{JSONRPC: "2.0", ID: id, Error: &je})
+	out.final(msg)
+}
+
+// cancelUpstream tells the upstream a fast call was cancelled (by the client
+// or its deadline), as the SDK does for its own requests.
+func (p *Proxy) cancelUpstream(c *upConn, upID string, ctx context.Context) {
+	reason := "the client cancelled the request"
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		reason = "the gateway's upstream timeout passed"
+	}
+	go func() {
+		sctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		defer cancel()
+		_ = c.send(sctx, outMessage{JSONRPC: "2.0", Method: "notifications/cancelled",
+			Params: map[string]any{"requestId": upID, "reason": reason}})
+	}()
+}
+
+// legacyMeta is the client's _meta for a legacy upstream (forwardMeta).
+func legacyMeta(m map[string]json.RawMessage) map[string]json.RawMessage {
+	for k := range m {
+		if strings.HasPrefix(k, "io.modelcontextprotocol/") && k != "io.modelcontextprotocol/logLevel" {
+			delete(m, k)
+		}
+	}
+	return m
+}
+
+// fastRelay handles what an upstream sends on a fast call's stream before
+// its result; it returns the gateway ID of a request relayed to the client.
+func (p *Proxy) fastRelay(ctx context.Context, l *link, c *upConn, upName string, um *rawMessage, out *clientStream) string {
+	pol := p.pol.Load()
+	if len(um.ID) > 0 {
+		return p.fastAsk(ctx, l, c, upName, um, out, pol)
+	}
+	switch um.Method {
+	case "notifications/progress":
+		var params mcp.ProgressNotificationParams
+		if json.Unmarshal(um.Params, &params) != nil {
+			return ""
+		}
+		params.Message = scanProgress(params.Message, pol)
+		p.fastNotify(out, um.Method, &params)
+	case "notifications/message":
+		var params mcp.LoggingMessageParams
+		if json.Unmarshal(um.Params, &params) != nil {
+			return ""
+		}
+		scanLog(&params, pol.scanAction(), upName)
+		p.fastNotify(out, um.Method, &params)
+	case "notifications/elicitation/complete":
+		var params mcp.ElicitationCompleteParams
+		if json.Unmarshal(um.Params, &params) != nil {
+			return ""
+		}
+		p.fastNotify(out, um.Method, &params)
+	case "notifications/resources/updated":
+		var params mcp.ResourceUpdatedNotificationParams
+		if json.Unmarshal(um.Params, &params) == nil {
+			if srv := p.server(l.vs); srv != nil {
+				_ = srv.ResourceUpdated(ctx, &params)
+			}
+		}
+	case "notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed":
+		c.u.kick()
+	}
+	return ""
+}
+
+func (p *Proxy) fastNotify(out *clientStream, method string, params any) {
+	if msg, err := json.Marshal(outMessage{JSONRPC: "2.0", Method: method, Params: params}); err == nil {
+		out.event(msg)
+	}
+}
+
+// fastAsk relays a request of the upstream (sampling, elicitation, roots) to
+// the client on the call's stream, after the governance and scanning the
+// SDK path applies (toClient); the client's answer comes in fastAnswer.
+func (p *Proxy) fastAsk(ctx context.Context, l *link, c *upConn, upName string, um *rawMessage, out *clientStream, pol *policy) string {
+	reply := func(result json.RawMessage, e *jsonrpc.Error) {
+		msg := outMessage{JSONRPC: "2.0", ID: um.ID, Result: result}
+		if e != nil {
+			msg.Error = e
+		}
+		go func() {
+			sctx, cancel := context.WithTimeout(p.ctx, p.cfg.UpstreamTimeout)
+			defer cancel()
+			if err := c.send(sctx, msg); err != nil {
+				p.log.Debug("answering an upstream's request", "upstream", upName, "err", err)
+			}
+		}()
+	}
+	var ir mcp.InputRequest
+	var caps *mcp.ClientCapabilities
+	if ip := l.ss.InitializeParams(); ip != nil {
+		caps = ip.Capabilities
+	}
+	capable := caps != nil
+	switch um.Method {
+	case "ping":
+		reply(json.RawMessage("{}"), nil)
+		return ""
+	case "sampling/createMessage":
+		ir, capable = new(mcp.CreateMessageWithToolsParams), capable && caps.Sampling != nil
+	case "elicitation/create":
+		ir, capable = new(mcp.ElicitParams), capable && caps.Elicitation != nil
+	case "roots/list":
+		ir, capable = new(mcp.ListRootsParams), capable && caps.RootsV2 != nil
+	default:
+		reply(nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "method not found: " + truncate(um.Method, 128)})
+		return ""
+	}
+	start := time.Now()
+	ev := &agentv1.CallEvent{Id: newEventID(), Time: timestamppb.New(start), VirtualServer: l.vs, Upstream: upName,
+		Method: um.Method, Decision: agentv1.Decision_DECISION_ALLOW}
+	if ip := l.ss.InitializeParams(); ip != nil && ip.ClientInfo != nil {
+		ev.Tool = truncate(ip.ClientInfo.Name, 128)
+	}
+	refuse := func(reason string) string {
+		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, reason
+		ev.LatencyMicros = time.Since(start).Microseconds()
+		p.cfg.Telemetry.Add(ev)
+		reply(nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "Portcullis refused this request: " + reason})
+		return ""
+	}
+	if len(um.Params) > 0 && json.Unmarshal(um.Params, ir) != nil {
+		return refuse("the upstream sent invalid " + um.Method + " parameters")
+	}
+	// What the SDK's ServerSession does before sending these (the SDK path).
+	switch x := ir.(type) {
+	case *mcp.ElicitParams:
+		if x.Mode == "" {
+			x.Mode = "form"
+			if x.URL != "" || x.ElicitationID != "" {
+				x.Mode = "url"
+			}
+		}
+		if capable {
+			ec := caps.Elicitation
+			capable = (x.Mode == "url" && ec.URL != nil) || (x.Mode == "form" && (ec.Form != nil || ec.URL == nil))
+		}
+	case *mcp.CreateMessageWithToolsParams:
+		if x.Messages == nil {
+			x.Messages = []*mcp.SamplingMessageV2{}
+		}
+	}
+	if !capable {
+		return refuse("the client did not declare the capability for " + um.Method)
+	}
+	if reason := screenInputRequests(mcp.InputRequestMap{"r": ir}, pol, upName, ev); reason != "" {
+		return refuse(reason)
+	}
+	id := askPrefix + strconv.FormatUint(p.fastSeq.Add(1), 36)
+	msg, err := json.Marshal(outMessage{JSONRPC: "2.0", ID: id, Method: um.Method, Params: ir})
+	if err != nil {
+		return refuse("the gateway could not encode the request")
+	}
+	l.fmu.Lock()
+	l.asks[id] = &pendingAsk{upID: um.ID, method: um.Method, c: c, ev: ev, start: start}
+	l.fmu.Unlock()
+	out.event(msg)
+	return id
+}
+
+// fastAnswer takes the client's answer to a request relayed by fastAsk back
+// to the upstream session that asked.
+func (p *Proxy) fastAnswer(w http.ResponseWriter, r *http.Request, l *link, m *rawMessage) bool {
+	var id string
+	if json.Unmarshal(m.ID, &id) != nil || !strings.HasPrefix(id, askPrefix) {
+		return false
+	}
+	l.fmu.Lock()
+	pa := l.asks[id]
+	delete(l.asks, id)
+	l.fmu.Unlock()
+	if pa == nil {
+		return false
+	}
+	ev := pa.ev
+	defer func() {
+		ev.LatencyMicros = time.Since(pa.start).Microseconds()
+		p.cfg.Telemetry.Add(ev)
+	}()
+	msg := outMessage{JSONRPC: "2.0", ID: pa.upID}
+	if len(m.Error) > 0 {
+		var je jsonrpc.Error
+		if json.Unmarshal(m.Error, &je) != nil {
+			je = jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the client sent an invalid error"}
+		}
+		ev.Error = truncate(je.Error(), 1024)
+		msg.Error = &je
+	} else {
+		var res mcp.Result
+		switch pa.method {
+		case "sampling/createMessage":
+			res = new(mcp.CreateMessageWithToolsResult)
+		case "elicitation/create":
+			res = new(mcp.ElicitResult)
+		default:
+			res = new(mcp.ListRootsResult)
+		}
+		if err := json.Unmarshal(m.Result, res); err != nil {
+			ev.Error = "the client sent an invalid result"
+			msg.Error = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the client sent an invalid " + pa.method + " result"}
+		} else {
+			msg.Result = m.Result
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.UpstreamTimeout)
+	defer cancel()
+	if err := pa.c.send(ctx, msg); err != nil {
+		ev.Error = truncate("relaying the client's answer: "+err.Error(), 1024)
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return true
+}
+
+// errEventTooLarge is an upstream event larger than maxUpstreamMessage.
+var errEventTooLarge = errors.New("upstream event too large")
+
+// readEvents reads a server-sent event stream and calls f with the data of
+// each message event until f returns false or the stream ends; an event's
+// data is bounded by maxUpstreamMessage.
+func readEvents(r io.Reader, f func(data []byte) bool) error {
+	br := bufio.NewReaderSize(r, 16<<10)
+	var data []byte
+	name := ""
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A long line: gather it whole, within the bound.
+			buf := append([]byte(nil), line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				if len(buf) > maxUpstreamMessage {
+					return errEventTooLarge
+				}
+				line, err = br.ReadSlice('\n')
+				buf = append(buf, line...)
+			}
+			line = buf
+		}
+		if err != nil && (len(line) == 0 || !errors.Is(err, io.EOF)) {
+			if errors.Is(err, io.EOF) {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0:
+			if len(data) > 0 && (name == "" || name == "message") {
+				if !f(data) {
+					return nil
+				}
+			}
+			data, name = data[:0], ""
+		case bytes.HasPrefix(line, []byte("data:")):
+			v := bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))
+			if len(data) > 0 {
+				data = append(data, '\n')
+			}
+			if len(data)+len(v) > maxUpstreamMessage {
+				return errEventTooLarge
+			}
+			data = append(data, v...)
+		case bytes.HasPrefix(line, []byte("event:")):
+			name = string(bytes.TrimSpace(bytes.TrimPrefix(line, []byte("event:"))))
+		}
+	}
+}

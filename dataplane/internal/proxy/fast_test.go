@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+func rawCalls() float64 { return testutil.ToFloat64(metrics.RawCalls.WithLabelValues("up")) }
+
+// Every relayed feature of a tools/call works on the fast path too, and the
+// calls did take it: sampling, elicitation and roots asked of the client on
+// the call's stream, logs scanned, per-session upstream state.
+func TestFastPathRelaysEveryFeature(t *testing.T) {
+	url, q := relayGateway(t, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
+	a := connectRelayClient(t, url)
+	before := rawCalls()
+	if got := callText(t, a.cs, "sample"); !strings.HasPrefix(got, "sampled: saw summarize") || strings.Contains(got, "AKIAIOSFODNN7EXAMPLE") {
+		t.Errorf("sampling = %q, want the client's answer to the scanned request", got)
+	}
+	if got := callText(t, a.cs, "ask"); !strings.HasPrefix(got, "elicited: accept msg=Your name?") || strings.Contains(got, "\u200b") {
+		t.Errorf("elicitation = %q, want the client's answer to the scanned message", got)
+	}
+	if got := callText(t, a.cs, "roots"); got != "roots: file:///work/front" {
+		t.Errorf("roots = %q, want the client's own root", got)
+	}
+	if err := a.cs.SetLoggingLevel(context.Background(), &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
+		t.Fatal(err)
+	}
+	callText(t, a.cs, "log")
+	select {
+	case msg := <-a.logs:
+		if strings.Contains(msg, "ghp_abcdefghijklmnopqrstuvwxyz0123456789") {
+			t.Errorf("log message = %q, want the secret redacted", msg)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the upstream's log message never reached the client")
+	}
+	for i := 1; i <= 3; i++ {
+		if got := callText(t, a.cs, "incr"); got != string(rune('0'+i)) {
+			t.Errorf("incr %d = %q: the client's own upstream session", i, got)
+		}
+	}
+	if n := rawCalls() - before; n != 7 {
+		t.Errorf("%v of 7 calls took the fast path", n)
+	}
+	var asked int
+	for _, ev := range events(q) {
+		if ev.Method == "sampling/createMessage" || ev.Method == "elicitation/create" || ev.Method == "roots/list" {
+			asked++
+			if ev.Decision != agentv1.Decision_DECISION_ALLOW || ev.Upstream != "up" || ev.Tool != "front" {
+				t.Errorf("relayed request event %+v", ev)
+			}
+		}
+	}
+	if asked != 3 {
+		t.Errorf("%d events for requests relayed to the client, want 3", asked)
+	}
+}
+
+// A client that cancels a call on the fast path cancels it upstream.
+func TestFastPathCancels(t *testing.T) {
+	cancelled := make(chan struct{})
+	started := make(chan struct{}, 1)
+	srv := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
+	mcp.AddTool(srv, &mcp.Tool{Name: "slow"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		close(cancelled)
+		return nil, nil, ctx.Err()
+	})
+	up := serveUpstream(t, srv)
+	url, _ := relayGateway(t, up.URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
+	a := connectRelayClient(t, url)
+	before := rawCalls()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-started; cancel() }()
+	if _, err := a.cs.CallTool(ctx, &mcp.CallToolParams{Name: "slow", Arguments: map[string]any{}}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call: %v", err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the upstream never saw the cancellation")
+	}
+	for deadline := time.Now().Add(10 * time.Second); rawCalls() == before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the call did not take the fast path")
+		}
+	}
+}
+
+// A session that only makes fast calls outlives the idle timeout: the SDK,
+// which ends sessions it has not seen, sees one request per half of it.
+func TestFastPathKeepsSessionAlive(t *testing.T) {
+	url, _ := relayGatewayIdle(t, relayUpstream(t, false).URL, time.Second)
+	a := connectRelayClient(t, url)
+	start := time.Now()
+	for i := 0; time.Since(start) < 3*time.Second; i++ {
+		if got := callText(t, a.cs, "up__incr"); got == "" {
+			t.Fatalf("call %d after %v failed", i, time.Since(start))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
