@@ -142,11 +142,11 @@ type Proxy struct {
 	servers   map[string]*vserver
 	warned    map[pinKey]string // quarantine already logged for this live hash
 
-	flows sync.Map // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched here
+	flows     sync.Map // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched here
 	links     sync.Map // *mcp.ServerSession → *link, its upstream sessions
 	fastLinks sync.Map // session ID → *link whose tools/calls take the fast path
 	fastSeq   atomic.Uint64
-	held  sync.Map // id → *heldCall: calls waiting for a modern client's input
+	held      sync.Map // id → *heldCall: calls waiting for a modern client's input
 	// principalFlows are session-less principals' data-flow windows (flow.go).
 	principalFlows sync.Map // principal → *principalFlow
 	flowSweeps     atomic.Uint64
