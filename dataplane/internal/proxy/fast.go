@@ -168,6 +168,9 @@ func (p *Proxy) fast(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func acceptsBoth(values []string) bool {
+	if len(values) == 1 && strings.Contains(values[0], "application/json") && strings.Contains(values[0], "text/event-stream") {
+		return true // what clients send
+	}
 	var j, s bool
 	for _, v := range values {
 		for part := range strings.SplitSeq(v, ",") {
@@ -372,8 +375,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		if err != nil {
 			b, _ = json.Marshal(refusal("the gateway could not encode the result"))
 		}
-		msg, _ := json.Marshal(outMessage{JSONRPC: "2.0", ID: m.ID, Result: b})
-		out.final(msg)
+		out.final(resultMessage(m.ID, b))
 	}
 	pol := p.pol.Load()
 	a, reason := p.admit(ctx, pol, l.ss, ti, rt.upstream, rt.name, args, ev)
@@ -451,8 +453,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 			answer(scanned)
 			return
 		}
-		msg, _ := json.Marshal(outMessage{JSONRPC: "2.0", ID: m.ID, Result: um.Result})
-		out.final(msg)
+		out.final(resultMessage(m.ID, um.Result))
 	}
 	if mt == "application/json" {
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
@@ -501,6 +502,17 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		answer(refusal("upstream %q ended the call without a result", rt.upstream))
 	}
 	return true
+}
+
+// resultMessage frames a result the upstream sent (valid JSON, as it was
+// decoded) without encoding it again.
+func resultMessage(id, result json.RawMessage) []byte {
+	b := make([]byte, 0, len(id)+len(result)+32)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"result":`...)
+	b = append(b, result...)
+	return append(b, '}')
 }
 
 // fastError passes an upstream's JSON-RPC error for a call on to the client,
@@ -732,11 +744,15 @@ func (p *Proxy) fastAnswer(w http.ResponseWriter, r *http.Request, l *link, m *r
 // errEventTooLarge is an upstream event larger than maxUpstreamMessage.
 var errEventTooLarge = errors.New("upstream event too large")
 
+var eventReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
 // readEvents reads a server-sent event stream and calls f with the data of
 // each message event until f returns false or the stream ends; an event's
 // data is bounded by maxUpstreamMessage.
 func readEvents(r io.Reader, f func(data []byte) bool) error {
-	br := bufio.NewReaderSize(r, 16<<10)
+	br := eventReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); eventReaders.Put(br) }()
 	var data []byte
 	name := ""
 	for {
