@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/segmentio/encoding/json"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
@@ -410,7 +410,16 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		answer(refusal("upstream %q is unavailable", rt.upstream))
 		return true
 	}
-	defer resp.Body.Close()
+	defer func() {
+		// The answer is out: let the client have it now, then read the
+		// upstream's stream to its end (it ends after the response) so
+		// that the connection is used again rather than closed.
+		if out.sse || out.w.Header().Get("Content-Length") != "" {
+			_ = http.NewResponseController(out.w).Flush()
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+	}()
 	if resp.StatusCode == http.StatusNotFound {
 		// The upstream ended the session before it ran anything: open a
 		// new one through the SDK path.
