@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,7 +111,7 @@ func BenchmarkToolsCall(b *testing.B) {
 		{"gateway-redis-sessions", rURL, "demo__echo", sessionProtocol},
 	} {
 		for _, c := range []int{1, benchClients} {
-			b.Run(fmt.Sprintf("%s/c=%d", tc.name, c), func(b *testing.B) { load(b, tc.url, tc.tool, "", tc.version, c) })
+			b.Run(fmt.Sprintf("%s/c=%d", tc.name, c), func(b *testing.B) { results.add(tc.name, c, load(b, tc.url, tc.tool, "", tc.version, c)) })
 		}
 	}
 
@@ -140,8 +141,52 @@ func BenchmarkToolsCall(b *testing.B) {
 	}
 	waitEnforced(b, cp, ten.ID, gw.ID, gwAddr, "every check applied")
 	for _, c := range []int{1, benchClients} {
-		b.Run(fmt.Sprintf("gateway-all-checks/c=%d", c), func(b *testing.B) { load(b, gwURL, "demo__echo", key, sessionProtocol, c) })
+		b.Run(fmt.Sprintf("gateway-all-checks/c=%d", c), func(b *testing.B) {
+			results.add("gateway-all-checks", c, load(b, gwURL, "demo__echo", key, sessionProtocol, c))
+		})
 	}
+	b.Log("\n" + results.table("reverse-proxy", 1, benchClients))
+}
+
+// loadResult is one path's measurement at one concurrency.
+type loadResult struct{ callsPerSec, p50, p99 float64 }
+
+// benchResults collects what load measured, to report every path as a ratio
+// to the reverse proxy of the same run.
+type benchResults struct {
+	names []string
+	m     map[string]loadResult
+}
+
+var results = &benchResults{m: map[string]loadResult{}}
+
+func (r *benchResults) add(name string, c int, res loadResult) {
+	if !slices.Contains(r.names, name) {
+		r.names = append(r.names, name)
+	}
+	r.m[fmt.Sprintf("%s/%d", name, c)] = res // the last run of a benchmark counts (b.N grows)
+}
+
+func (r *benchResults) table(floor string, cs ...int) string {
+	var sb strings.Builder
+	sb.WriteString("path")
+	for _, c := range cs {
+		fmt.Fprintf(&sb, " | c=%d calls/s (× %s) | c=%d p50 µs (+ over it) | c=%d p99 µs", c, floor, c, c)
+	}
+	sb.WriteString("\n")
+	for _, name := range r.names {
+		sb.WriteString(name)
+		for _, c := range cs {
+			res, base := r.m[fmt.Sprintf("%s/%d", name, c)], r.m[fmt.Sprintf("%s/%d", floor, c)]
+			ratio := 0.0
+			if base.callsPerSec > 0 {
+				ratio = res.callsPerSec / base.callsPerSec
+			}
+			fmt.Fprintf(&sb, " | %.0f (%.2f×) | %.0f (%+.0f) | %.0f", res.callsPerSec, ratio, res.p50, res.p50-base.p50, res.p99)
+		}
+		sb.WriteString("\n")
+	}
+	return sb.String()
 }
 
 // startReverseProxy builds and runs testdata/reverseproxy, the standard
@@ -192,7 +237,7 @@ func mcpConnectAs(ctx context.Context, endpoint, bearer, version string) (*mcp.C
 		&mcp.ClientSessionOptions{ProtocolVersion: version})
 }
 
-func load(b *testing.B, endpoint, toolName, bearer, version string, clients int) {
+func load(b *testing.B, endpoint, toolName, bearer, version string, clients int) loadResult {
 	ctx := viewer.System(context.Background())
 	sessions := make([]*mcp.ClientSession, clients)
 	for i := range sessions {
@@ -233,7 +278,9 @@ func load(b *testing.B, endpoint, toolName, bearer, version string, clients int)
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	pct := func(p float64) float64 { return float64(all[int(float64(len(all)-1)*p)].Microseconds()) }
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
-	b.ReportMetric(pct(0.50), "p50-µs")
-	b.ReportMetric(pct(0.99), "p99-µs")
+	res := loadResult{callsPerSec: float64(b.N) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}
+	b.ReportMetric(res.callsPerSec, "calls/s")
+	b.ReportMetric(res.p50, "p50-µs")
+	b.ReportMetric(res.p99, "p99-µs")
+	return res
 }

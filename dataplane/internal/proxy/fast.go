@@ -51,8 +51,8 @@ const (
 // fast is a link's state for the fast path.
 type fast struct {
 	on      atomic.Bool // the session is initialized and registered
-	user    string      // the session's user (the SDK refuses any other)
-	version string      // the protocol version the client asked for
+	user    string      // the session's user (the SDK refuses any other); set before on
+	version string      // the protocol version the client asked for; set before on
 	sdkSeen atomic.Int64
 	// calls are the fast calls in flight by the client's request ID, to
 	// cancel; asks are requests relayed to the client awaiting its answer.
@@ -70,13 +70,20 @@ type pendingAsk struct {
 	start  time.Time
 }
 
+// setUser records the user whose requests the session serves (the SDK
+// refuses any other).
+func (l *link) setUser(user string) {
+	l.fmu.Lock()
+	l.user = user
+	l.fmu.Unlock()
+}
+
 // serveFast lets the link's tools/calls take the fast path from now on.
-func (l *link) serveFast(user string) {
+func (l *link) serveFast() {
 	if l.ss.ID() == "" || l.on.Load() {
 		return
 	}
 	l.fmu.Lock()
-	l.user = user
 	if ip := l.ss.InitializeParams(); ip != nil {
 		l.version = ip.ProtocolVersion
 	}

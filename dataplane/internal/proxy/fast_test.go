@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -110,4 +111,53 @@ func TestFastPathKeepsSessionAlive(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// With a client key required and a rule with a condition, calls take the
+// fast path as the key's principal, and the rule sees the arguments that are
+// forwarded.
+func TestFastPathWithClientKeyAndRules(t *testing.T) {
+	const secret = "pcck_fast-path-test-key"
+	url, q := relayGateway(t, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{}, func(b *agentv1.PolicyBundle) {
+		k := key(secret, "builders")
+		k.Principal = "apikey:fast"
+		b.ClientAuth = &agentv1.ClientAuth{Required: true, Keys: []*agentv1.ClientKey{k}}
+		b.AccessRules = []*agentv1.AccessRule{rule("r1", "group:builders", "main", "up__*", true, `!has(args.stop)`)}
+	})
+	c := mcp.NewClient(&mcp.Implementation{Name: "front", Version: "1"}, nil)
+	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url,
+		HTTPClient: &http.Client{Transport: bearer{secret}}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	before := rawCalls()
+	if got := callText(t, cs, "incr"); got != "1" {
+		t.Errorf("incr = %q", got)
+	}
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "incr", Arguments: map[string]any{"stop": true}})
+	if err != nil || !res.IsError || !strings.Contains(res.Content[0].(*mcp.TextContent).Text, `no access rule lets apikey:fast call "up__incr"`) {
+		t.Errorf("a call the rule's condition refuses = %+v, %v", res.Content[0], err)
+	}
+	if n := rawCalls() - before; n != 1 {
+		t.Errorf("%v calls took the fast path, want the allowed one", n)
+	}
+	var allowed, denied bool
+	for _, ev := range events(q) {
+		if ev.Method == "tools/call" && ev.Principal == "apikey:fast" {
+			allowed = allowed || ev.Decision == agentv1.Decision_DECISION_ALLOW
+			denied = denied || ev.Decision == agentv1.Decision_DECISION_DENY
+		}
+	}
+	if !allowed || !denied {
+		t.Errorf("events for the key's principal: allowed %v, denied %v", allowed, denied)
+	}
+}
+
+type bearer struct{ token string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
 }

@@ -330,7 +330,9 @@ func (h *sharedSessions) restore(ctx context.Context, id string, st *storedSessi
 	h.live[id] = ls
 	h.watch(id, ls)
 	if st.Initialized {
-		h.p.linkOf(ss, st.VS).serveFast(st.User)
+		l := h.p.linkOf(ss, st.VS)
+		l.setUser(st.User)
+		l.serveFast()
 	}
 	return ls, nil
 }
@@ -402,12 +404,17 @@ func (p *Proxy) onInitialize(ctx context.Context, vs, method string, req mcp.Req
 	if !ok || ss.ID() == "" {
 		return nil
 	}
-	if method == "notifications/initialized" {
+	// The fast path serves the session once it is initialized, for the user
+	// that initialized it (notifications carry no token).
+	switch method {
+	case "initialize":
 		var user string
 		if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
 			user = extra.TokenInfo.UserID
 		}
-		p.linkOf(ss, vs).serveFast(user)
+		p.linkOf(ss, vs).setUser(user)
+	case "notifications/initialized":
+		p.linkOf(ss, vs).serveFast()
 	}
 	h := p.shared
 	if h == nil {
