@@ -54,6 +54,8 @@ type fast struct {
 	user    string      // the session's user (the SDK refuses any other); set before on
 	version string      // the protocol version the client asked for; set before on
 	sdkSeen atomic.Int64
+	// streaming is set once the client opened its standalone stream (standalone.go).
+	streaming atomic.Bool
 	// calls are the fast calls in flight by the client's request ID, to
 	// cancel; asks are requests relayed to the client awaiting its answer.
 	fmu   sync.Mutex
@@ -73,9 +75,13 @@ type pendingAsk struct {
 // setUser records the user whose requests the session serves (the SDK
 // refuses any other).
 func (l *link) setUser(user string) {
+	if l.ss.ID() == "" {
+		return
+	}
 	l.fmu.Lock()
 	l.user = user
 	l.fmu.Unlock()
+	l.p.fastLinks.Store(l.ss.ID(), l) // for its standalone stream; calls wait for serveFast
 }
 
 // serveFast lets the link's tools/calls take the fast path from now on.
@@ -91,7 +97,6 @@ func (l *link) serveFast() {
 	l.fmu.Unlock()
 	l.sdkSeen.Store(time.Now().UnixNano())
 	l.on.Store(true)
-	l.p.fastLinks.Store(l.ss.ID(), l)
 }
 
 // rawMessage is a JSON-RPC message as the fast path reads it.
@@ -107,6 +112,16 @@ type rawMessage struct {
 // fast serves r on the fast path and reports whether it did; if not, r is
 // as it came (its body restored) for the SDK.
 func (p *Proxy) fast(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet {
+		// The client opens its standalone stream (the SDK serves it): its
+		// upstream sessions open theirs.
+		if v, ok := p.fastLinks.Load(r.Header.Get(sessionIDHeader)); ok {
+			if l := v.(*link); l.vs == r.PathValue("vs") && requestUser(r) == l.user {
+				l.clientStreams()
+			}
+		}
+		return false
+	}
 	if r.Method != http.MethodPost {
 		return false
 	}
@@ -115,18 +130,14 @@ func (p *Proxy) fast(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	l := v.(*link)
-	if l.vs != r.PathValue("vs") || !acceptsBoth(r.Header.Values("Accept")) || !isJSON(r.Header.Get("Content-Type")) {
+	if !l.on.Load() || l.vs != r.PathValue("vs") || !acceptsBoth(r.Header.Values("Accept")) || !isJSON(r.Header.Get("Content-Type")) {
 		return false
 	}
 	if pv := r.Header.Get("Mcp-Protocol-Version"); pv != "" && pv != l.version {
 		return false
 	}
-	var user string
 	ti := auth.TokenInfoFromContext(r.Context())
-	if ti != nil {
-		user = ti.UserID
-	}
-	if user != l.user {
+	if requestUser(r) != l.user {
 		return false // the SDK refuses it
 	}
 	// The SDK ends sessions it has not seen for the idle time: let it see
@@ -172,6 +183,14 @@ func (p *Proxy) fast(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	return false
+}
+
+// requestUser is the user a request authenticated as ("" for none).
+func requestUser(r *http.Request) string {
+	if ti := auth.TokenInfoFromContext(r.Context()); ti != nil {
+		return ti.UserID
+	}
+	return ""
 }
 
 func acceptsBoth(values []string) bool {

@@ -161,3 +161,22 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.Header.Set("Authorization", "Bearer "+b.token)
 	return http.DefaultTransport.RoundTrip(r)
 }
+
+// What an upstream sends outside any request reaches a client that has its
+// own standalone stream, scanned; the upstream's stream is opened for it.
+func TestStandaloneStreamRelayed(t *testing.T) {
+	url, _ := relayGateway(t, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
+	a := connectRelayClient(t, url)
+	if err := a.cs.SetLoggingLevel(context.Background(), &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
+		t.Fatal(err)
+	}
+	callText(t, a.cs, "later")
+	select {
+	case msg := <-a.logs:
+		if !strings.HasPrefix(msg, "later") || strings.Contains(msg, "ghp_abcdefghijklmnopqrstuvwxyz0123456789") {
+			t.Errorf("log message = %q, want it relayed with the secret redacted", msg)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("the upstream's log message outside a request never reached the client")
+	}
+}

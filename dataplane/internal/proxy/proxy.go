@@ -144,7 +144,7 @@ type Proxy struct {
 
 	flows     sync.Map // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched here
 	links     sync.Map // *mcp.ServerSession → *link, its upstream sessions
-	fastLinks sync.Map // session ID → *link whose tools/calls take the fast path
+	fastLinks sync.Map // session ID → *link, from initialize (fast.go)
 	fastSeq   atomic.Uint64
 	held      sync.Map // id → *heldCall: calls waiting for a modern client's input
 	// principalFlows are session-less principals' data-flow windows (flow.go).

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -78,6 +79,8 @@ type upConn struct {
 	cs     *mcp.ClientSession
 	err    error
 	hc     *http.Client // what cs uses, for raw requests on its session (fast.go)
+	// watching is set once its standalone stream is relayed (standalone.go).
+	watching atomic.Bool
 }
 
 // linkOf returns the link of a client session, creating it on first use; it
@@ -163,6 +166,9 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 			// An upstream session that ends (the upstream restarted, or
 			// dropped it) is opened afresh on the client's next request.
 			go func() { _ = c.cs.Wait(); forget() }()
+			if l.streaming.Load() {
+				l.watch(c)
+			}
 		}
 	} else {
 		select {
@@ -224,7 +230,7 @@ type upstreamHandlers struct {
 // what the bundle denies this upstream) in the client's protocol version
 // ("" for the newest both speak).
 func (p *Proxy) dialUpstream(ctx context.Context, u *upstream, c *mcp.ClientCapabilities, version string, h upstreamHandlers) (*mcp.Client, *mcp.ClientSession, error) {
-	t, err := u.transport()
+	t, err := u.transport(false)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -62,6 +62,15 @@ func relayUpstreamHandler(stateless bool) http.Handler {
 		}
 		return text("roots: " + res.Roots[0].URI), nil, nil
 	})
+	// later logs after it answered: outside any request, so on the session's
+	// standalone stream.
+	mcp.AddTool(srv, &mcp.Tool{Name: "later"}, func(_ context.Context, req *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, any, error) {
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			_ = req.Session.Log(context.Background(), &mcp.LoggingMessageParams{Level: "info", Data: "later ghp_abcdefghijklmnopqrstuvwxyz0123456789"})
+		}()
+		return text("later"), nil, nil
+	})
 	mcp.AddTool(srv, &mcp.Tool{Name: "log"}, func(ctx context.Context, req *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, any, error) {
 		_ = req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Data: "token ghp_abcdefghijklmnopqrstuvwxyz0123456789"})
 		return text("logged"), nil, nil

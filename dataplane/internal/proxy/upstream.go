@@ -169,14 +169,17 @@ func (u *upstream) kick() {
 	}
 }
 
-func (u *upstream) transport() (mcp.Transport, error) {
+// transport connects to u; standalone opens the SDK's standalone stream of a
+// Streamable HTTP session (for the gateway's own session; a client's
+// sessions get one only while the client has its own: standalone.go).
+func (u *upstream) transport(standalone bool) (mcp.Transport, error) {
 	switch u.spec.GetTransport() {
 	case agentv1.Transport_TRANSPORT_STREAMABLE_HTTP:
 		client, err := u.httpClient()
 		if err != nil {
 			return nil, err
 		}
-		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: client}, nil
+		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: client, DisableStandaloneSSE: !standalone}, nil
 	case agentv1.Transport_TRANSPORT_STDIO:
 		// Upstream credentials come from the gateway's own environment.
 		return &mcp.CommandTransport{Command: exec.Command(u.spec.GetCommand(), u.spec.GetArgs()...)}, nil
@@ -238,7 +241,7 @@ func (u *upstream) setDown(err error) {
 }
 
 func (u *upstream) connectAndServe(ctx context.Context) error {
-	t, err := u.transport()
+	t, err := u.transport(true)
 	if err != nil {
 		return err
 	}
