@@ -8,8 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"net/http"
-	_ "net/http/pprof"
 
 	"github.com/peterbourgon/ff/v3"
 
@@ -23,9 +21,6 @@ func main() {
 			"Proxies MCP traffic at /mcp/{virtual-server} and enforces the policy pushed by the control plane.\n"+
 			"Every flag can also be set as an environment variable PORTCULLIS_<FLAG> (e.g. PORTCULLIS_ENROLL_TOKEN).\n\nFlags:\n")
 		fs.PrintDefaults()
-	}
-	if a := os.Getenv("HACK_PPROF"); a != "" {
-		go http.ListenAndServe(a, nil)
 	}
 	var cfg app.Config
 	cfg.RegisterFlags(fs)
