@@ -287,26 +287,46 @@ type clientStream struct {
 	sse bool
 }
 
-func (s *clientStream) event(msg []byte) {
+func (s *clientStream) start() {
 	if !s.sse {
 		s.sse = true
 		s.w.Header().Set("Content-Type", "text/event-stream")
 		s.w.Header().Set("Cache-Control", "no-cache")
 		s.w.WriteHeader(http.StatusOK)
 	}
+}
+
+// event writes a message (JSON without newlines, as json.Marshal writes it)
+// on the event stream.
+func (s *clientStream) event(msg []byte) {
+	s.start()
 	_, _ = fmt.Fprintf(s.w, "event: message\ndata: %s\n\n", msg)
 	_ = http.NewResponseController(s.w).Flush()
 }
 
-func (s *clientStream) final(msg []byte) {
+// final writes the answer, given in parts so that a large result is not
+// copied to join them.
+func (s *clientStream) final(parts ...[]byte) {
 	if s.sse {
-		s.event(msg)
+		s.start()
+		_, _ = io.WriteString(s.w, "event: message\ndata: ")
+		for _, p := range parts {
+			_, _ = s.w.Write(p)
+		}
+		_, _ = io.WriteString(s.w, "\n\n")
+		_ = http.NewResponseController(s.w).Flush()
 		return
 	}
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
 	s.w.Header().Set("Content-Type", "application/json")
-	s.w.Header().Set("Content-Length", strconv.Itoa(len(msg)))
+	s.w.Header().Set("Content-Length", strconv.Itoa(n))
 	s.w.WriteHeader(http.StatusOK)
-	_, _ = s.w.Write(msg)
+	for _, p := range parts {
+		_, _ = s.w.Write(p)
+	}
 }
 
 // fastCall relays a tools/call; false leaves it to the SDK path.
@@ -401,7 +421,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		if err != nil {
 			b, _ = json.Marshal(refusal("the gateway could not encode the result"))
 		}
-		out.final(resultMessage(m.ID, b))
+		out.final(resultMessage(m.ID, b)...)
 	}
 	pol := p.pol.Load()
 	a, reason := p.admit(ctx, pol, l.ss, ti, rt.upstream, rt.name, args, ev)
@@ -488,7 +508,15 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 			answer(scanned)
 			return
 		}
-		out.final(resultMessage(m.ID, um.Result))
+		result := um.Result
+		if out.sse && bytes.IndexByte(result, '\n') >= 0 {
+			// Sent over several data lines: one line on the client's stream.
+			var buf bytes.Buffer
+			if json.Compact(&buf, result) == nil {
+				result = buf.Bytes()
+			}
+		}
+		out.final(resultMessage(m.ID, result)...)
 	}
 	if mt == "application/json" {
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
@@ -509,10 +537,12 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		return true
 	}
 	err = readEvents(resp.Body, func(data []byte) bool {
+		// Not copied: the result is written out before data is reused.
 		var um rawMessage
-		if json.Unmarshal(data, &um) != nil {
+		if _, err := json.Parse(data, &um, json.ZeroCopy); err != nil {
 			return true
 		}
+		um.Method = strings.Clone(um.Method)
 		if um.Method == "" {
 			if string(um.ID) == strconv.Quote(upID) {
 				final(&um)
@@ -540,14 +570,9 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 }
 
 // resultMessage frames a result the upstream sent (valid JSON, as it was
-// decoded) without encoding it again.
-func resultMessage(id, result json.RawMessage) []byte {
-	b := make([]byte, 0, len(id)+len(result)+32)
-	b = append(b, `{"jsonrpc":"2.0","id":`...)
-	b = append(b, id...)
-	b = append(b, `,"result":`...)
-	b = append(b, result...)
-	return append(b, '}')
+// decoded) without encoding or copying it again.
+func resultMessage(id, result json.RawMessage) [][]byte {
+	return [][]byte{[]byte(`{"jsonrpc":"2.0","id":`), id, []byte(`,"result":`), result, []byte("}")}
 }
 
 // fastError passes an upstream's JSON-RPC error for a call on to the client,
@@ -638,8 +663,9 @@ func (p *Proxy) fastNotify(out *clientStream, method string, params any) {
 // the client on the call's stream, after the governance and scanning the
 // SDK path applies (toClient); the client's answer comes in fastAnswer.
 func (p *Proxy) fastAsk(ctx context.Context, l *link, c *upConn, upName string, um *rawMessage, out *clientStream, pol *policy) string {
+	upID := json.RawMessage(bytes.Clone(um.ID)) // um is not kept
 	reply := func(result json.RawMessage, e *jsonrpc.Error) {
-		msg := outMessage{JSONRPC: "2.0", ID: um.ID, Result: result}
+		msg := outMessage{JSONRPC: "2.0", ID: upID, Result: result}
 		if e != nil {
 			msg.Error = e
 		}
@@ -717,7 +743,7 @@ func (p *Proxy) fastAsk(ctx context.Context, l *link, c *upConn, upName string, 
 		return refuse("the gateway could not encode the request")
 	}
 	l.fmu.Lock()
-	l.asks[id] = &pendingAsk{upID: um.ID, method: um.Method, c: c, ev: ev, start: start}
+	l.asks[id] = &pendingAsk{upID: bytes.Clone(um.ID), method: um.Method, c: c, ev: ev, start: start}
 	l.fmu.Unlock()
 	out.event(msg)
 	return id
@@ -779,7 +805,14 @@ func (p *Proxy) fastAnswer(w http.ResponseWriter, r *http.Request, l *link, m *r
 // errEventTooLarge is an upstream event larger than maxUpstreamMessage.
 var errEventTooLarge = errors.New("upstream event too large")
 
-var eventReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+// Pools for readEvents: a bufio reader and an event's data, which f may
+// alias until it returns; buffers that grew past maxPooledEvent are dropped.
+var (
+	eventReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	eventData    = sync.Pool{New: func() any { return new([]byte) }}
+)
+
+const maxPooledEvent = 4 << 20
 
 // readEvents reads a server-sent event stream and calls f with the data of
 // each message event until f returns false or the stream ends; an event's
@@ -787,28 +820,47 @@ var eventReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 1
 func readEvents(r io.Reader, f func(data []byte) bool) error {
 	br := eventReaders.Get().(*bufio.Reader)
 	br.Reset(r)
-	defer func() { br.Reset(nil); eventReaders.Put(br) }()
-	var data []byte
+	bp := eventData.Get().(*[]byte)
+	data := (*bp)[:0]
+	defer func() {
+		br.Reset(nil)
+		eventReaders.Put(br)
+		if cap(data) <= maxPooledEvent {
+			*bp = data[:0]
+			eventData.Put(bp)
+		}
+	}()
 	name := ""
 	for {
 		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A long line: gather it whole, within the bound.
-			buf := append([]byte(nil), line...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				if len(buf) > maxUpstreamMessage {
+		if long := errors.Is(err, bufio.ErrBufferFull); long || bytes.HasPrefix(line, []byte("data:")) {
+			// A data line, gathered straight into data even when it is
+			// longer than the buffer (only data lines can be).
+			if !bytes.HasPrefix(line, []byte("data:")) {
+				return fmt.Errorf("server-sent event line longer than %d bytes", br.Size())
+			}
+			if len(data) > 0 {
+				data = append(data, '\n')
+			}
+			line = bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))
+			for {
+				if len(data)+len(line) > maxUpstreamMessage {
 					return errEventTooLarge
 				}
+				data = append(data, line...)
+				if !errors.Is(err, bufio.ErrBufferFull) {
+					break
+				}
 				line, err = br.ReadSlice('\n')
-				buf = append(buf, line...)
 			}
-			line = buf
+			data = bytes.TrimRight(data, "\r\n")
+			if err != nil {
+				return eventStreamEnd(err)
+			}
+			continue
 		}
 		if err != nil && (len(line) == 0 || !errors.Is(err, io.EOF)) {
-			if errors.Is(err, io.EOF) {
-				return io.ErrUnexpectedEOF
-			}
-			return err
+			return eventStreamEnd(err)
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		switch {
@@ -819,17 +871,19 @@ func readEvents(r io.Reader, f func(data []byte) bool) error {
 				}
 			}
 			data, name = data[:0], ""
-		case bytes.HasPrefix(line, []byte("data:")):
-			v := bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))
-			if len(data) > 0 {
-				data = append(data, '\n')
-			}
-			if len(data)+len(v) > maxUpstreamMessage {
-				return errEventTooLarge
-			}
-			data = append(data, v...)
 		case bytes.HasPrefix(line, []byte("event:")):
 			name = string(bytes.TrimSpace(bytes.TrimPrefix(line, []byte("event:"))))
 		}
+		if err != nil {
+			return eventStreamEnd(err)
+		}
 	}
+}
+
+// eventStreamEnd is the error for a stream that ended before f was done.
+func eventStreamEnd(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }

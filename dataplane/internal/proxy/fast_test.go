@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
+	"slices"
 	"net/http"
 	"strings"
 	"testing"
@@ -179,4 +181,46 @@ func TestStandaloneStreamRelayed(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Error("the upstream's log message outside a request never reached the client")
 	}
+}
+
+func TestReadEvents(t *testing.T) {
+	long := strings.Repeat("x", 40<<10)
+	for _, tc := range []struct {
+		name, in string
+		want     []string
+		err      error
+	}{
+		{"one", "event: message\ndata: {\"a\":1}\n\n", []string{`{"a":1}`}, io.ErrUnexpectedEOF},
+		{"crlf and no name", "id: 1\r\ndata: a\r\n\r\ndata:b\r\n\r\n", []string{"a", "b"}, io.ErrUnexpectedEOF},
+		{"lines joined", "data: a\ndata: b\n\n", []string{"a\nb"}, io.ErrUnexpectedEOF},
+		{"other events skipped", "event: ping\ndata: x\n\n: comment\ndata: y\n\n", []string{"y"}, io.ErrUnexpectedEOF},
+		{"longer than the buffer", "data: " + long + "\n\n", []string{long}, io.ErrUnexpectedEOF},
+		{"cut short", "data: a", nil, io.ErrUnexpectedEOF},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			err := readEvents(strings.NewReader(tc.in), func(d []byte) bool { got = append(got, string(d)); return true })
+			if !slices.Equal(got, tc.want) || !errors.Is(err, tc.err) {
+				t.Errorf("got %q, %v; want %q, %v", got, err, tc.want, tc.err)
+			}
+		})
+	}
+	// Stops when f says so, and bounds an event.
+	n := 0
+	if err := readEvents(strings.NewReader("data: a\n\ndata: b\n\n"), func([]byte) bool { n++; return false }); err != nil || n != 1 {
+		t.Errorf("stop: %d events, %v", n, err)
+	}
+	big := io.MultiReader(strings.NewReader("data: "), io.LimitReader(zeros{}, maxUpstreamMessage+1))
+	if err := readEvents(big, func([]byte) bool { return true }); !errors.Is(err, errEventTooLarge) {
+		t.Errorf("an event over the bound: %v", err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) {
+	for i := range b {
+		b[i] = '0'
+	}
+	return len(b), nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -171,5 +172,63 @@ func BenchmarkIdleSession(b *testing.B) {
 		via := perSession(gw.URL+"/mcp/main", "up__echo")
 		b.ReportMetric(direct, "direct-B/session")
 		b.ReportMetric(via-direct, "gateway-B/session")
+	}
+}
+
+// BenchmarkLargeResult relays a 1 MiB tool result, directly and through an
+// in-process gateway, one caller: B/op beyond direct is what the gateway
+// allocates for it (read, decode for scanning, write).
+// go test -run '^$' -bench LargeResult -benchmem ./internal/proxy/
+func BenchmarkLargeResult(b *testing.B) {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
+	big := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+	mcp.AddTool(srv, &mcp.Tool{Name: "big"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: big}}}, nil, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
+	defer up.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := New(ctx, Config{Telemetry: telemetry.NewQueue(1 << 20), PublicURL: "http://gw"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bundle := &agentv1.PolicyBundle{Version: 1, GatewayId: "g",
+		Upstreams:      []*agentv1.Upstream{{Name: "up", Transport: agentv1.Transport_TRANSPORT_STREAMABLE_HTTP, Url: up.URL}},
+		VirtualServers: []*agentv1.VirtualServer{{Name: "main", Upstreams: []string{"up"}}}}
+	if err := p.Apply(bundle); err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if lt, ok := p.upstream("up").liveTool("big"); ok {
+			bundle.ToolPins = []*agentv1.ToolPin{{Upstream: "up", Tool: "big", Sha256: lt.sha}}
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("big not discovered")
+		}
+	}
+	if err := p.Apply(bundle); err != nil {
+		b.Fatal(err)
+	}
+	gw := httptest.NewServer(p.Handler())
+	defer gw.Close()
+	for _, path := range []struct{ name, url, tool string }{{"direct", up.URL, "big"}, {"gateway", gw.URL + "/mcp/main", "up__big"}} {
+		b.Run(path.name, func(b *testing.B) {
+			c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
+			s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: path.url, DisableStandaloneSSE: true}, &mcp.ClientSessionOptions{ProtocolVersion: benchProtocol})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: path.tool, Arguments: map[string]any{}})
+				if err != nil || res.IsError || len(res.Content[0].(*mcp.TextContent).Text) != len(big) {
+					b.Fatalf("call: %v", err)
+				}
+			}
+		})
 	}
 }

@@ -134,6 +134,9 @@ func Text(s string, a Action, rep *Report) string {
 		s = ansiRE.ReplaceAllStringFunc(s, func(string) string { rep.Escapes++; return "" })
 	}
 	for _, sr := range secretREs {
+		if sr.re.FindStringIndex(s) == nil {
+			continue // ReplaceAllStringFunc would copy s even with nothing to replace
+		}
 		s = sr.re.ReplaceAllStringFunc(s, func(m string) string {
 			if rep.Secrets == nil {
 				rep.Secrets = map[string]int{}
