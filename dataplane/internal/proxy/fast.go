@@ -52,7 +52,7 @@ const (
 type fast struct {
 	on      atomic.Bool // the session is initialized and registered
 	user    string      // the session's user (the SDK refuses any other); set before on
-	version string      // the protocol version the client asked for; set before on
+	version string      // the protocol version negotiated; set before on
 	sdkSeen atomic.Int64
 	// streaming is set once the client opened its standalone stream (standalone.go).
 	streaming atomic.Bool
@@ -73,13 +73,13 @@ type pendingAsk struct {
 }
 
 // setUser records the user whose requests the session serves (the SDK
-// refuses any other).
-func (l *link) setUser(user string) {
+// refuses any other) and the protocol version it negotiated.
+func (l *link) setUser(user, version string) {
 	if l.ss.ID() == "" {
 		return
 	}
 	l.fmu.Lock()
-	l.user = user
+	l.user, l.version = user, version
 	l.fmu.Unlock()
 	l.p.fastLinks.Store(l.ss.ID(), l) // for its standalone stream; calls wait for serveFast
 }
@@ -90,9 +90,6 @@ func (l *link) serveFast() {
 		return
 	}
 	l.fmu.Lock()
-	if ip := l.ss.InitializeParams(); ip != nil {
-		l.version = ip.ProtocolVersion
-	}
 	l.calls, l.asks = map[string]context.CancelFunc{}, map[string]*pendingAsk{}
 	l.fmu.Unlock()
 	l.sdkSeen.Store(time.Now().UnixNano())

@@ -331,7 +331,7 @@ func (h *sharedSessions) restore(ctx context.Context, id string, st *storedSessi
 	h.watch(id, ls)
 	if st.Initialized {
 		l := h.p.linkOf(ss, st.VS)
-		l.setUser(st.User)
+		l.setUser(st.User, st.State.NegotiatedProtocolVersion)
 		l.serveFast()
 	}
 	return ls, nil
@@ -408,11 +408,14 @@ func (p *Proxy) onInitialize(ctx context.Context, vs, method string, req mcp.Req
 	// that initialized it (notifications carry no token).
 	switch method {
 	case "initialize":
-		var user string
+		var user, version string
 		if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
 			user = extra.TokenInfo.UserID
 		}
-		p.linkOf(ss, vs).setUser(user)
+		if ir, ok := res.(*mcp.InitializeResult); ok {
+			version = ir.ProtocolVersion
+		}
+		p.linkOf(ss, vs).setUser(user, version)
 	case "notifications/initialized":
 		p.linkOf(ss, vs).serveFast()
 	}
