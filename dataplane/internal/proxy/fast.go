@@ -154,8 +154,8 @@ func (p *Proxy) fast(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	var m rawMessage
-	if len(body) == 0 || body[0] != '{' || json.Unmarshal(body, &m) != nil || m.JSONRPC != "2.0" {
-		return false
+	if len(body) == 0 || body[0] != '{' || json.Unmarshal(body, &m) != nil || m.JSONRPC != "2.0" || string(m.ID) == "null" {
+		return false // batches, invalid messages: the SDK answers them
 	}
 	switch {
 	case m.Method == "tools/call" && len(m.ID) > 0:
