@@ -46,6 +46,9 @@ const (
 	askPrefix = "pcg-ask-"
 	// maxUpstreamMessage bounds one JSON-RPC message read from an upstream.
 	maxUpstreamMessage = 64 << 20
+	// maxPendingAsks bounds the requests an upstream may have waiting on a
+	// client at once, per client session; more are refused.
+	maxPendingAsks = 32
 )
 
 // fast is a link's state for the fast path.
@@ -54,8 +57,10 @@ type fast struct {
 	user    string      // the session's user (the SDK refuses any other); set before on
 	version string      // the protocol version negotiated; set before on
 	sdkSeen atomic.Int64
-	// streaming is set once the client opened its standalone stream (standalone.go).
+	// streaming is set once the client opened its standalone stream, and
+	// asking bounds the requests relayed from the upstreams' (standalone.go).
 	streaming atomic.Bool
+	asking    chan struct{}
 	// calls are the fast calls in flight by the client's request ID, to
 	// cancel; asks are requests relayed to the client awaiting its answer.
 	fmu   sync.Mutex
@@ -740,8 +745,14 @@ func (p *Proxy) fastAsk(ctx context.Context, l *link, c *upConn, upName string, 
 		return refuse("the gateway could not encode the request")
 	}
 	l.fmu.Lock()
-	l.asks[id] = &pendingAsk{upID: bytes.Clone(um.ID), method: um.Method, c: c, ev: ev, start: start}
+	full := len(l.asks) >= maxPendingAsks
+	if !full {
+		l.asks[id] = &pendingAsk{upID: bytes.Clone(um.ID), method: um.Method, c: c, ev: ev, start: start}
+	}
 	l.fmu.Unlock()
+	if full {
+		return refuse(fmt.Sprintf("the upstream has %d requests waiting on the client already", maxPendingAsks))
+	}
 	out.event(msg)
 	return id
 }

@@ -89,7 +89,7 @@ func (p *Proxy) linkOf(ss *mcp.ServerSession, vs string) *link {
 	if l, ok := p.links.Load(ss); ok {
 		return l.(*link)
 	}
-	l, loaded := p.links.LoadOrStore(ss, &link{p: p, ss: ss, vs: vs, ups: map[string]*upConn{}})
+	l, loaded := p.links.LoadOrStore(ss, &link{p: p, ss: ss, vs: vs, ups: map[string]*upConn{}, fast: fast{asking: make(chan struct{}, maxPendingAsks)}})
 	if !loaded {
 		go func() {
 			_ = ss.Wait()

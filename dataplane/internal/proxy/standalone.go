@@ -89,7 +89,12 @@ func (l *link) stream(ctx context.Context, c *upConn) bool {
 			return true
 		}
 		if len(m.ID) > 0 {
-			go l.answer(ctx, c, name, &m)
+			select {
+			case l.asking <- struct{}{}:
+				go func() { defer func() { <-l.asking }(); l.answer(ctx, c, name, &m) }()
+			default:
+				l.refuseAsk(ctx, c, &m) // here: the stream waits for it
+			}
 			return true
 		}
 		l.notified(ctx, c, name, &m)
@@ -104,6 +109,14 @@ func (l *link) askClient(ctx context.Context, name, method string, params mcp.Pa
 	ctx, cancel := context.WithTimeout(ctx, l.p.cfg.UpstreamTimeout)
 	defer cancel()
 	return l.p.toClient(ctx, l.ss, l.vs, name, method, params)
+}
+
+// refuseAsk answers a request the client cannot take now (maxPendingAsks).
+func (l *link) refuseAsk(ctx context.Context, c *upConn, m *rawMessage) {
+	sctx, cancel := context.WithTimeout(ctx, l.p.cfg.UpstreamTimeout)
+	defer cancel()
+	_ = c.send(sctx, outMessage{JSONRPC: "2.0", ID: m.ID, Error: &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest,
+		Message: "Portcullis refused this request: too many requests are waiting on the client"}})
 }
 
 // notified relays a notification from the standalone stream, as the link's
