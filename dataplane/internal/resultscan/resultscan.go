@@ -8,6 +8,7 @@ package resultscan
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -79,21 +80,25 @@ func (r *Report) Notice(a Action) string {
 }
 
 var (
-	ansiRE    = regexp.MustCompile(`\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])`)
+	ansiRE = regexp.MustCompile(`\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])`)
+	// Each secret pattern with the literals one of which any match contains
+	// (none: always run): a text without them skips the regular expression,
+	// which over a large text costs far more than strings.Contains.
 	secretREs = []struct {
 		kind string
 		re   *regexp.Regexp
+		need []string
 	}{
-		{"private key", regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)`)},
-		{"AWS access key", regexp.MustCompile(`\b(AKIA|ASIA)[0-9A-Z]{16}\b`)},
-		{"AWS secret key", regexp.MustCompile(`(?i)aws_secret_access_key["']?\s*[:=]\s*["']?[A-Za-z0-9/+=]{40}`)},
-		{"GitHub token", regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})\b`)},
-		{"Slack token", regexp.MustCompile(`\bxox[abprs]-[A-Za-z0-9-]{10,}`)},
-		{"Google API key", regexp.MustCompile(`\bAIza[0-9A-Za-z_\-]{35}`)},
-		{"Stripe key", regexp.MustCompile(`\b[rs]k_live_[0-9A-Za-z]{16,}`)},
-		{"OpenAI key", regexp.MustCompile(`\bsk-(proj-|svcacct-)?[A-Za-z0-9_\-]{32,}`)},
-		{"JSON web token", regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`)},
-		{"Portcullis key", regexp.MustCompile(`\b(pcak_[A-Za-z0-9_-]{20,}|pcgw1\.[A-Za-z0-9_.-]{20,})`)},
+		{"private key", regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)`), []string{"-----BEGIN "}},
+		{"AWS access key", regexp.MustCompile(`\b(AKIA|ASIA)[0-9A-Z]{16}\b`), []string{"AKIA", "ASIA"}},
+		{"AWS secret key", regexp.MustCompile(`(?i)aws_secret_access_key["']?\s*[:=]\s*["']?[A-Za-z0-9/+=]{40}`), nil},
+		{"GitHub token", regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})\b`), []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
+		{"Slack token", regexp.MustCompile(`\bxox[abprs]-[A-Za-z0-9-]{10,}`), []string{"xox"}},
+		{"Google API key", regexp.MustCompile(`\bAIza[0-9A-Za-z_\-]{35}`), []string{"AIza"}},
+		{"Stripe key", regexp.MustCompile(`\b[rs]k_live_[0-9A-Za-z]{16,}`), []string{"k_live_"}},
+		{"OpenAI key", regexp.MustCompile(`\bsk-(proj-|svcacct-)?[A-Za-z0-9_\-]{32,}`), []string{"sk-"}},
+		{"JSON web token", regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`), []string{"eyJ"}},
+		{"Portcullis key", regexp.MustCompile(`\b(pcak_[A-Za-z0-9_-]{20,}|pcgw1\.[A-Za-z0-9_.-]{20,})`), []string{"pcak_", "pcgw1."}},
 	}
 	markerREs = []*regexp.Regexp{
 		regexp.MustCompile(`(?i)\b(ignore|disregard|forget|override)\b.{0,40}\b(previous|prior|above|earlier|all|other|system)\b.{0,40}\b(instructions?|prompts?|rules|messages?)\b`),
@@ -134,6 +139,9 @@ func Text(s string, a Action, rep *Report) string {
 		s = ansiRE.ReplaceAllStringFunc(s, func(string) string { rep.Escapes++; return "" })
 	}
 	for _, sr := range secretREs {
+		if len(sr.need) > 0 && !slices.ContainsFunc(sr.need, func(lit string) bool { return strings.Contains(s, lit) }) {
+			continue
+		}
 		if sr.re.FindStringIndex(s) == nil {
 			continue // ReplaceAllStringFunc would copy s even with nothing to replace
 		}

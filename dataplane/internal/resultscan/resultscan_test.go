@@ -1,6 +1,7 @@
 package resultscan
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -87,5 +88,36 @@ func FuzzText(f *testing.F) {
 			}
 			_ = rep.Summary()
 		}
+		// A pattern's literals are in every text it matches: skipping it
+		// when they are absent misses nothing.
+		for _, sr := range secretREs {
+			if m := sr.re.FindString(s); m != "" && len(sr.need) > 0 && !slices.ContainsFunc(sr.need, func(l string) bool { return strings.Contains(m, l) }) {
+				t.Fatalf("%s matched %q, which holds none of %q", sr.kind, m, sr.need)
+			}
+		}
 	})
+}
+
+// Every kind of secret is found, whichever of its literals it carries.
+func TestEverySecretKind(t *testing.T) {
+	a36, a60 := strings.Repeat("a1", 18), strings.Repeat("b2", 30)
+	for kind, samples := range map[string][]string{
+		"private key":    {"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----"},
+		"AWS access key": {"AKIAIOSFODNN7EXAMPLE", "ASIAIOSFODNN7EXAMPLE"},
+		"AWS secret key": {"AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+		"GitHub token":   {"ghp_" + a36, "gho_" + a36, "ghu_" + a36, "ghs_" + a36, "ghr_" + a36, "github_pat_" + a60},
+		"Slack token":    {"xoxb-1234567890-abcdef", "xoxp-1234567890-abcdef"},
+		"Google API key": {"AIza" + a36[:35]},
+		"Stripe key":     {"sk_live_" + a36[:16], "rk_live_" + a36[:16]},
+		"OpenAI key":     {"sk-" + a36[:32], "sk-proj-" + a36[:32]},
+		"JSON web token": {"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N"},
+		"Portcullis key": {"pcak_" + a36[:20], "pcgw1." + a36[:20]},
+	} {
+		for _, sample := range samples {
+			var rep Report
+			if out := Text("before "+sample+" after", Redact, &rep); rep.Secrets[kind] != 1 || strings.Contains(out, sample) {
+				t.Errorf("%s %q: found %v, text %q", kind, sample, rep.Secrets, out)
+			}
+		}
+	}
 }
