@@ -634,6 +634,14 @@ func (p *Proxy) fastRelay(ctx context.Context, l *link, c *upConn, upName string
 		if json.Unmarshal(um.Params, &params) != nil {
 			return ""
 		}
+		// As the SDK's ServerSession.Log: nothing until the client set a
+		// level, nothing below it.
+		l.mu.Lock()
+		level := l.level
+		l.mu.Unlock()
+		if level == "" || severity[params.Level] < severity[level] {
+			return ""
+		}
 		scanLog(&params, pol.scanAction(), upName)
 		p.fastNotify(out, um.Method, &params)
 	case "notifications/elicitation/complete":
@@ -654,6 +662,9 @@ func (p *Proxy) fastRelay(ctx context.Context, l *link, c *upConn, upName string
 	}
 	return ""
 }
+
+// severity orders the logging levels (RFC 5424); an unknown level is 0.
+var severity = map[mcp.LoggingLevel]int{"debug": 1, "info": 2, "notice": 3, "warning": 4, "error": 5, "critical": 6, "alert": 7, "emergency": 8}
 
 func (p *Proxy) fastNotify(out *clientStream, method string, params any) {
 	if msg, err := json.Marshal(outMessage{JSONRPC: "2.0", Method: method, Params: params}); err == nil {

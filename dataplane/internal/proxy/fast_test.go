@@ -224,3 +224,30 @@ func (zeros) Read(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// Log messages on a fast call's stream follow the client's level, as the
+// SDK's do: none before it set one, none below it.
+func TestFastPathLogLevel(t *testing.T) {
+	url, _ := relayGateway(t, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
+	a := connectRelayClient(t, url)
+	// The upstream has no level either, so set one there without the client's.
+	callText(t, a.cs, "log")
+	if err := a.cs.SetLoggingLevel(context.Background(), &mcp.SetLoggingLevelParams{Level: "error"}); err != nil {
+		t.Fatal(err)
+	}
+	callText(t, a.cs, "log") // logs at info
+	if err := a.cs.SetLoggingLevel(context.Background(), &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
+		t.Fatal(err)
+	}
+	callText(t, a.cs, "log")
+	select {
+	case <-a.logs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the log message at the client's level never came")
+	}
+	select {
+	case msg := <-a.logs:
+		t.Errorf("a log message below the client's level or before it set one came: %q", msg)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
