@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -320,6 +322,8 @@ func TestMetrics(t *testing.T) {
 		for _, want := range []string{
 			`portcullis_gateway_tool_calls_total{decision="allow",upstream="demo",virtual_server="main"} 1`,
 			`portcullis_gateway_upstream_call_seconds_count{upstream="demo"} 1`,
+			// The TypeScript SDK client's call took the fast path.
+			`portcullis_gateway_tool_calls_raw_total{upstream="demo"} 1`,
 			"portcullis_gateway_control_plane_connected 1",
 			"portcullis_gateway_policy_version ",
 		} {
@@ -335,6 +339,16 @@ func TestMetrics(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The gateway binary refuses a GC target that is not a percentage, before
+// it does anything else.
+func TestGatewayGCPercentFlag(t *testing.T) {
+	out, err := exec.Command(gatewayBin, "--control-plane", "127.0.0.1:1", "--data-dir", t.TempDir(), "--gc-percent", "0").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "--gc-percent 0: use a positive percentage") {
+		t.Fatalf("--gc-percent 0: %v\n%s", err, out)
+	}
 }
 
 // TestTelemetryZeroLoss makes calls while the control plane is up, under

@@ -53,7 +53,7 @@ const (
 
 // fast is a link's state for the fast path.
 type fast struct {
-	on      atomic.Bool // the session is initialized and registered
+	on      atomic.Bool // the session answered initialize and is registered
 	user    string      // the session's user (the SDK refuses any other); set before on
 	version string      // the protocol version negotiated; set before on
 	sdkSeen atomic.Int64

@@ -329,11 +329,9 @@ func (h *sharedSessions) restore(ctx context.Context, id string, st *storedSessi
 	ls := &liveSession{ss: ss, t: t, last: time.Now(), state: *st}
 	h.live[id] = ls
 	h.watch(id, ls)
-	if st.Initialized {
-		l := h.p.linkOf(ss, st.VS)
-		l.setUser(st.User, st.State.NegotiatedProtocolVersion)
-		l.serveFast()
-	}
+	l := h.p.linkOf(ss, st.VS)
+	l.setUser(st.User, st.State.NegotiatedProtocolVersion)
+	l.serveFast()
 	return ls, nil
 }
 
@@ -404,10 +402,11 @@ func (p *Proxy) onInitialize(ctx context.Context, vs, method string, req mcp.Req
 	if !ok || ss.ID() == "" {
 		return nil
 	}
-	// The fast path serves the session once it is initialized, for the user
-	// that initialized it (notifications carry no token).
-	switch method {
-	case "initialize":
+	// The fast path serves the session from its initialize on (as the SDK
+	// does: it takes requests once initialize is answered), for the user
+	// that initialized it. The client learns the session ID only from the
+	// answer, so no request of the session can come before this.
+	if method == "initialize" {
 		var user, version string
 		if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
 			user = extra.TokenInfo.UserID
@@ -415,9 +414,9 @@ func (p *Proxy) onInitialize(ctx context.Context, vs, method string, req mcp.Req
 		if ir, ok := res.(*mcp.InitializeResult); ok {
 			version = ir.ProtocolVersion
 		}
-		p.linkOf(ss, vs).setUser(user, version)
-	case "notifications/initialized":
-		p.linkOf(ss, vs).serveFast()
+		l := p.linkOf(ss, vs)
+		l.setUser(user, version)
+		l.serveFast()
 	}
 	h := p.shared
 	if h == nil {
