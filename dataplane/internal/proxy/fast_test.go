@@ -251,3 +251,36 @@ func TestFastPathLogLevel(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// A session's request that reaches the gateway's loopback address under
+// another host name (DNS rebinding) is refused, on the fast path too.
+func TestFastPathRefusesReboundHost(t *testing.T) {
+	url, _ := relayGateway(t, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
+	a := connectRelayClient(t, url)
+	callText(t, a.cs, "incr")
+	before := rawCalls()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"incr","arguments":{}}}`))
+	req.Host = "attacker.example"
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", a.cs.ID())
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || rawCalls() != before {
+		t.Errorf("a rebound request: HTTP %d, %v fast calls; want 403 and none", resp.StatusCode, rawCalls()-before)
+	}
+	// The same request under the gateway's own host name is served.
+	req.Host = ""
+	req.Body = io.NopCloser(strings.NewReader(`{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"incr","arguments":{}}}`))
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || rawCalls() != before+1 {
+		t.Errorf("the same request to the gateway's host: HTTP %d, %v fast calls; want 200 and one", resp.StatusCode, rawCalls()-before)
+	}
+}

@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"sort"
@@ -1210,6 +1212,20 @@ func (p *Proxy) server(name string) *mcp.Server {
 	return nil
 }
 
+// isLoopback reports whether a host or host:port is localhost or a loopback
+// address (as the SDK's DNS rebinding protection reads it).
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = strings.Trim(addr, "[]")
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
 // Handler serves /mcp/{virtual-server} and the RFC 9728 protected-resource
 // metadata that tells clients how to authenticate.
 func (p *Proxy) Handler() http.Handler {
@@ -1241,6 +1257,13 @@ func (p *Proxy) Handler() http.Handler {
 	h = tracing.Handler(h, "mcp", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "mcp " + r.PathValue("vs") }))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/mcp/{vs}", func(w http.ResponseWriter, r *http.Request) {
+		// DNS rebinding: a request that reached a loopback address under
+		// another host name is refused, as the SDK's handler does, before
+		// the fast path too.
+		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && la != nil && isLoopback(la.String()) && !isLoopback(r.Host) {
+			http.Error(w, fmt.Sprintf("Forbidden: invalid Host header %q", r.Host), http.StatusForbidden)
+			return
+		}
 		vs := r.PathValue("vs")
 		if p.server(vs) == nil {
 			http.Error(w, fmt.Sprintf("no virtual server %q on this gateway", vs), http.StatusNotFound)
