@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -8,9 +9,11 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,7 +52,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	b.Cleanup(func() { rp.CloseClientConnections(); rp.Close() })
 
 	work := b.TempDir()
-	rpp := startReverseProxy(b, work, up.URL)
+	rpp, rpPid := startReverseProxy(b, work, up.URL)
 	cp := startControlPlane(b, filepath.Join(work, "cp"), freeAddr(b))
 	defer cp.stop()
 	ten, err := cp.Tenants.CreateTenant(ctx, "Bench", "bench", uuid.Nil)
@@ -102,16 +105,26 @@ func BenchmarkToolsCall(b *testing.B) {
 	rURL := "http://" + rAddr + "/mcp/bench"
 	exposed(rURL)
 
-	for _, tc := range []struct{ name, url, tool, version string }{
-		{"direct", up.URL + "/mcp", "echo", sessionProtocol},
-		{"reverse-proxy-in-process", rp.URL + "/mcp", "echo", sessionProtocol},
-		{"reverse-proxy", rpp + "/mcp", "echo", sessionProtocol},
-		{"gateway", gwURL, "demo__echo", sessionProtocol},
-		{"gateway-2026-07-28", gwURL, "demo__echo", statelessProtocol},
-		{"gateway-redis-sessions", rURL, "demo__echo", sessionProtocol},
+	// pid is the proxy's process (0: none, or in this one), whose CPU per
+	// call is reported: on this shared box the control plane's telemetry
+	// ingest and the clients also take the cores, so calls/s alone mixes
+	// their cost into the proxy's.
+	gwPid, rPid := g.cmd.Process.Pid, rg.cmd.Process.Pid
+	for _, tc := range []struct {
+		name, url, tool, version string
+		pid                      int
+	}{
+		{"direct", up.URL + "/mcp", "echo", sessionProtocol, 0},
+		{"reverse-proxy-in-process", rp.URL + "/mcp", "echo", sessionProtocol, 0},
+		{"reverse-proxy", rpp + "/mcp", "echo", sessionProtocol, rpPid},
+		{"gateway", gwURL, "demo__echo", sessionProtocol, gwPid},
+		{"gateway-2026-07-28", gwURL, "demo__echo", statelessProtocol, gwPid},
+		{"gateway-redis-sessions", rURL, "demo__echo", sessionProtocol, rPid},
 	} {
 		for _, c := range []int{1, benchClients} {
-			b.Run(fmt.Sprintf("%s/c=%d", tc.name, c), func(b *testing.B) { results.add(tc.name, c, load(b, tc.url, tc.tool, "", tc.version, c)) })
+			b.Run(fmt.Sprintf("%s/c=%d", tc.name, c), func(b *testing.B) {
+				results.add(tc.name, c, load(b, tc.url, tc.tool, "", tc.version, c, tc.pid))
+			})
 		}
 	}
 
@@ -142,15 +155,36 @@ func BenchmarkToolsCall(b *testing.B) {
 	waitEnforced(b, cp, ten.ID, gw.ID, gwAddr, "every check applied")
 	for _, c := range []int{1, benchClients} {
 		b.Run(fmt.Sprintf("gateway-all-checks/c=%d", c), func(b *testing.B) {
-			results.add("gateway-all-checks", c, load(b, gwURL, "demo__echo", key, sessionProtocol, c))
+			results.add("gateway-all-checks", c, load(b, gwURL, "demo__echo", key, sessionProtocol, c, gwPid))
 		})
 	}
 	// Printed, not logged: the table is what `make bench` is read for.
 	fmt.Print("\nBenchmarkToolsCall, ratios to the reverse proxy in its own process (same run):\n" + results.table("reverse-proxy", 1, benchClients))
 }
 
-// loadResult is one path's measurement at one concurrency.
-type loadResult struct{ callsPerSec, p50, p99 float64 }
+// loadResult is one path's measurement at one concurrency; cpu is the proxy
+// process's CPU time per call in µs (0: not measured).
+type loadResult struct{ callsPerSec, p50, p99, cpu float64 }
+
+// cpuTicks is a process's user and system CPU time in clock ticks (Linux
+// /proc, USER_HZ 100), or -1 when it cannot be read.
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// The command name may hold spaces: fields count from after its ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return u + s
+}
 
 // benchResults collects what load measured, to report every path as a ratio
 // to the reverse proxy of the same run.
@@ -172,7 +206,7 @@ func (r *benchResults) table(floor string, cs ...int) string {
 	var sb strings.Builder
 	sb.WriteString("path")
 	for _, c := range cs {
-		fmt.Fprintf(&sb, " | c=%d calls/s (× %s) | c=%d p50 µs (+ over it) | c=%d p99 µs", c, floor, c, c)
+		fmt.Fprintf(&sb, " | c=%d calls/s (× %s) | c=%d p50 µs (+ over it) | c=%d p99 µs | c=%d proxy CPU µs/call", c, floor, c, c, c)
 	}
 	sb.WriteString("\n")
 	for _, name := range r.names {
@@ -183,7 +217,11 @@ func (r *benchResults) table(floor string, cs ...int) string {
 			if base.callsPerSec > 0 {
 				ratio = res.callsPerSec / base.callsPerSec
 			}
-			fmt.Fprintf(&sb, " | %.0f (%.2f×) | %.0f (%+.0f) | %.0f", res.callsPerSec, ratio, res.p50, res.p50-base.p50, res.p99)
+			cpu := "-"
+			if res.cpu > 0 {
+				cpu = fmt.Sprintf("%.0f", res.cpu)
+			}
+			fmt.Fprintf(&sb, " | %.0f (%.2f×) | %.0f (%+.0f) | %.0f | %s", res.callsPerSec, ratio, res.p50, res.p50-base.p50, res.p99, cpu)
 		}
 		sb.WriteString("\n")
 	}
@@ -193,7 +231,7 @@ func (r *benchResults) table(floor string, cs ...int) string {
 // startReverseProxy builds and runs testdata/reverseproxy, the standard
 // library's reverse proxy in a process of its own as the gateway runs: the
 // floor the gateway is measured against. It returns its base URL.
-func startReverseProxy(b *testing.B, work, target string) string {
+func startReverseProxy(b *testing.B, work, target string) (string, int) {
 	b.Helper()
 	bin := filepath.Join(work, "reverseproxy")
 	build := exec.Command("go", "build", "-o", bin, "./testdata/reverseproxy")
@@ -207,7 +245,7 @@ func startReverseProxy(b *testing.B, work, target string) string {
 	}
 	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	waitListening(b, addr, "the reverse proxy")
-	return "http://" + addr
+	return "http://" + addr, cmd.Process.Pid
 }
 
 func mcpConnect(ctx context.Context, endpoint string) (*mcp.ClientSession, error) {
@@ -238,7 +276,7 @@ func mcpConnectAs(ctx context.Context, endpoint, bearer, version string) (*mcp.C
 		&mcp.ClientSessionOptions{ProtocolVersion: version})
 }
 
-func load(b *testing.B, endpoint, toolName, bearer, version string, clients int) loadResult {
+func load(b *testing.B, endpoint, toolName, bearer, version string, clients, pid int) loadResult {
 	ctx := viewer.System(context.Background())
 	sessions := make([]*mcp.ClientSession, clients)
 	for i := range sessions {
@@ -254,6 +292,10 @@ func load(b *testing.B, endpoint, toolName, bearer, version string, clients int)
 	lat := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	var ticks0 int64 = -1
+	if pid > 0 {
+		ticks0 = cpuTicks(pid)
+	}
 	start := time.Now()
 	for i, s := range sessions {
 		wg.Add(1)
@@ -280,6 +322,12 @@ func load(b *testing.B, endpoint, toolName, bearer, version string, clients int)
 	slices.Sort(all)
 	pct := func(p float64) float64 { return float64(all[int(float64(len(all)-1)*p)].Microseconds()) }
 	res := loadResult{callsPerSec: float64(b.N) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}
+	if ticks0 >= 0 {
+		if t := cpuTicks(pid); t >= 0 {
+			res.cpu = float64(t-ticks0) * 1e4 / float64(b.N) // a tick is 10 ms
+			b.ReportMetric(res.cpu, "proxy-cpu-µs/call")
+		}
+	}
 	b.ReportMetric(res.callsPerSec, "calls/s")
 	b.ReportMetric(res.p50, "p50-µs")
 	b.ReportMetric(res.p99, "p99-µs")

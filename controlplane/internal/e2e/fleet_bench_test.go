@@ -152,7 +152,7 @@ func BenchmarkFleetUnderLoad(b *testing.B) {
 	stopLoad()
 	loadDone.Wait()
 	b.Run(fmt.Sprintf("tools/call/agents=%d", agents), func(b *testing.B) {
-		load(b, gwURL, "demo__echo", "", sessionProtocol, benchClients)
+		load(b, gwURL, "demo__echo", "", sessionProtocol, benchClients, 0)
 		rss, peak := procMemory(proc.Process.Pid)
 		grss, gpeak := procMemory(g.cmd.Process.Pid)
 		b.ReportMetric(rss, "cp-rss-MiB")
