@@ -433,6 +433,9 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		return true
 	}
 
+	// The call reaches the tool: whatever it answers (a result, an error,
+	// nothing), the caller has touched what its labels say.
+	p.touch(ctx, a.fk, a.labels)
 	upID := "pcg-call-" + strconv.FormatUint(p.fastSeq.Add(1), 36)
 	body, err := json.Marshal(outMessage{JSONRPC: "2.0", ID: upID, Method: "tools/call", Params: struct {
 		Meta      map[string]json.RawMessage `json:"_meta,omitempty"`
@@ -492,7 +495,6 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 			p.fastError(out, m.ID, um.Error, ev)
 			return
 		}
-		p.touch(ctx, a.fk, a.labels)
 		var res mcp.CallToolResult
 		if err := json.Unmarshal(um.Result, &res); err != nil {
 			ev.Error = truncate("invalid result from the upstream: "+err.Error(), 1024)
@@ -578,14 +580,15 @@ func resultMessage(id, result json.RawMessage) [][]byte {
 }
 
 // fastError passes an upstream's JSON-RPC error for a call on to the client,
-// as the SDK path does (upstreamError).
+// scanned, as the SDK path does (upstreamError).
 func (p *Proxy) fastError(out *clientStream, id json.RawMessage, e json.RawMessage, ev *agentv1.CallEvent) {
 	var je jsonrpc.Error
 	if json.Unmarshal(e, &je) != nil {
 		je = jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the upstream sent an invalid error"}
 	}
-	ev.Error = truncate(je.Error(), 1024)
-	msg, _ := json.Marshal(outMessage{JSONRPC: "2.0", ID: id, Error: &je})
+	se := scanError(&je, p.pol.Load().scanAction())
+	ev.Error = truncate(se.Error(), 1024)
+	msg, _ := json.Marshal(outMessage{JSONRPC: "2.0", ID: id, Error: se})
 	out.final(msg)
 }
 

@@ -377,7 +377,7 @@ func (p *Proxy) newVServer(name string) *vserver {
 			}
 			err = cs.Subscribe(ctx, req.Params)
 			done(err)
-			return upstreamError(err)
+			return p.upstreamError(err)
 		},
 		UnsubscribeHandler: func(ctx context.Context, req *mcp.UnsubscribeRequest) error {
 			cs, done, err := p.resourceSession(ctx, vs, req.Session, req.Params.URI)
@@ -386,7 +386,7 @@ func (p *Proxy) newVServer(name string) *vserver {
 			}
 			err = cs.Unsubscribe(ctx, req.Params)
 			done(err)
-			return upstreamError(err)
+			return p.upstreamError(err)
 		},
 		RootsListChangedHandler: func(_ context.Context, req *mcp.RootsListChangedRequest) {
 			if l, ok := p.links.Load(req.Session); ok {
@@ -856,6 +856,9 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, reason
 		return refusal("%s", reason), nil
 	}
+	// The call reaches the tool: whatever it answers (a result, an error,
+	// nothing), the caller has touched what its labels say.
+	p.touch(ctx, a.fk, a.labels)
 	t0 := time.Now()
 	res, err := p.callUpstream(ctx, req, a.u, ev.VirtualServer, ev.Principal, toolName)
 	metrics.UpstreamSeconds.WithLabelValues(upName).Observe(time.Since(t0).Seconds())
@@ -865,9 +868,8 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 			ev.Error = err.Error()
 			return refusal("upstream %q is unavailable", upName), nil
 		}
-		return res, upstreamError(err)
+		return res, p.upstreamError(err)
 	}
-	p.touch(ctx, a.fk, a.labels)
 	if len(res.InputRequests) > 0 {
 		if reason := screenInputRequests(res.InputRequests, pol, upName, ev); reason != "" {
 			ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, reason
@@ -1004,10 +1006,24 @@ func (p *Proxy) callUpstream(ctx context.Context, req *mcp.CallToolRequest, u *u
 // upstreamError passes a JSON-RPC error the upstream answered on to the
 // client as that error (its code matters: -32021 for a missing client
 // capability is an HTTP 400, for example), not wrapped in the SDK's text.
-func upstreamError(err error) error {
+// Its text is the upstream's, so it is scanned like a result (scanError).
+func (p *Proxy) upstreamError(err error) error {
+	if err == nil {
+		return nil
+	}
+	a := p.pol.Load().scanAction()
 	var je *jsonrpc.Error
 	if errors.As(err, &je) && !failed(err) {
-		return je
+		return scanError(je, a)
+	}
+	// Any other error may quote the upstream too (an HTTP body, a reason).
+	var rep resultscan.Report
+	msg := resultscan.Text(err.Error(), a, &rep)
+	switch {
+	case a == resultscan.Block && rep.Suspicious():
+		return errors.New("the upstream's error was withheld because it contained " + rep.Summary())
+	case rep.Modified():
+		return errors.New(msg)
 	}
 	return err
 }
@@ -1047,6 +1063,10 @@ func screenInputRequests(irs mcp.InputRequestMap, pol *policy, upName string, ev
 				return fmt.Sprintf("upstream %q may not ask clients for input (elicitation) on this gateway", upName)
 			}
 			x.Message = resultscan.Text(x.Message, pol.results, &rep)
+			x.URL = resultscan.Text(x.URL, pol.results, &rep)
+			// The schema's titles, descriptions and choices are shown to
+			// the person too.
+			x.RequestedSchema = scanSchema(x.RequestedSchema, pol.results, &rep)
 		case *mcp.CreateMessageParams:
 			if deny.GetDenySampling() {
 				return fmt.Sprintf("upstream %q may not ask clients for sampling on this gateway", upName)
@@ -1150,7 +1170,7 @@ func (p *Proxy) promptHandler(vs, upName, promptName string) mcp.PromptHandler {
 			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState})
 		done(err)
 		if err != nil || res == nil {
-			return res, upstreamError(err)
+			return res, p.upstreamError(err)
 		}
 		if len(res.InputRequests) > 0 {
 			return res, p.screenedInput(res.InputRequests, upName)
@@ -1175,7 +1195,7 @@ func (p *Proxy) resourceHandler(vs string, key pinKey) mcp.ResourceHandler {
 			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState})
 		done(err)
 		if err != nil || res == nil {
-			return res, upstreamError(err)
+			return res, p.upstreamError(err)
 		}
 		if len(res.InputRequests) > 0 {
 			return res, p.screenedInput(res.InputRequests, key.upstream)

@@ -506,7 +506,7 @@ func scanSampling(x *mcp.CreateMessageWithToolsParams, a resultscan.Action, rep 
 	x.SystemPrompt = resultscan.Text(x.SystemPrompt, a, rep)
 	for _, m := range x.Messages {
 		if m != nil {
-			scanContent(m.Content, a, rep)
+			m.Content = scanContent(m.Content, a, rep)
 		}
 	}
 }
@@ -611,7 +611,7 @@ func (p *Proxy) complete(ctx context.Context, vs *vserver, req *mcp.CompleteRequ
 	res, err := cs.Complete(ctx, &params)
 	done(err)
 	if err != nil || res == nil {
-		return res, err
+		return res, p.upstreamError(err)
 	}
 	a := p.pol.Load().scanAction()
 	var rep resultscan.Report

@@ -1,6 +1,10 @@
 package proxy
 
 import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/resultscan"
@@ -27,14 +31,20 @@ func (pol *policy) scanAction() resultscan.Action {
 	return pol.results
 }
 
-func scanContent(cs []mcp.Content, a resultscan.Action, rep *resultscan.Report) {
-	for _, c := range cs {
+// scanContent cleans content items and returns them. Text items are scanned
+// as the one text a reader sees (a secret split across them is found); when
+// one is, they are merged into the first.
+func scanContent(cs []mcp.Content, a resultscan.Action, rep *resultscan.Report) []mcp.Content {
+	var texts []string
+	var at []int
+	for i, c := range cs {
 		switch x := c.(type) {
 		case *mcp.TextContent:
-			x.Text = resultscan.Text(x.Text, a, rep)
+			texts, at = append(texts, x.Text), append(at, i)
 		case *mcp.EmbeddedResource:
 			if x.Resource != nil {
 				x.Resource.Text = resultscan.Text(x.Resource.Text, a, rep)
+				x.Resource.Blob = resultscan.Blob(x.Resource.Blob, a, rep)
 			}
 		case *mcp.ResourceLink:
 			x.Name = resultscan.Text(x.Name, a, rep)
@@ -42,6 +52,20 @@ func scanContent(cs []mcp.Content, a resultscan.Action, rep *resultscan.Report) 
 			x.Description = resultscan.Text(x.Description, a, rep)
 		}
 	}
+	out := resultscan.Texts(texts, a, rep)
+	for j, t := range out {
+		cs[at[j]].(*mcp.TextContent).Text = t
+	}
+	if len(out) == len(texts) {
+		return cs
+	}
+	merged := make([]mcp.Content, 0, len(cs)-len(at)+1)
+	for i, c := range cs {
+		if _, ok := c.(*mcp.TextContent); !ok || i == at[0] {
+			merged = append(merged, c)
+		}
+	}
+	return merged
 }
 
 // scanToolResult cleans a tool result in place per the bundle and records
@@ -49,7 +73,7 @@ func scanContent(cs []mcp.Content, a resultscan.Action, rep *resultscan.Report) 
 // changed reports whether the result differs from what the upstream sent.
 func scanToolResult(res *mcp.CallToolResult, a resultscan.Action, ev *agentv1.CallEvent) (_ *mcp.CallToolResult, changed bool) {
 	var rep resultscan.Report
-	scanContent(res.Content, a, &rep)
+	res.Content = scanContent(res.Content, a, &rep)
 	if res.StructuredContent != nil {
 		res.StructuredContent = resultscan.Value(res.StructuredContent, a, &rep)
 	}
@@ -71,6 +95,7 @@ func scanResource(res *mcp.ReadResourceResult, a resultscan.Action) (*mcp.ReadRe
 	for _, c := range res.Contents {
 		if c != nil {
 			c.Text = resultscan.Text(c.Text, a, &rep)
+			c.Blob = resultscan.Blob(c.Blob, a, &rep)
 		}
 	}
 	if !rep.Modified() {
@@ -102,4 +127,48 @@ type blockedError struct{ summary string }
 
 func (e *blockedError) Error() string {
 	return "portcullis refused: the upstream's content was withheld because it contained " + e.summary
+}
+
+// scanError cleans a JSON-RPC error an upstream answered (its message and
+// data reach the model or a person like a result does) and returns the copy
+// to send on. A blocked error keeps its code and says why its text is gone;
+// data that is not JSON is dropped.
+func scanError(je *jsonrpc.Error, a resultscan.Action) *jsonrpc.Error {
+	var rep resultscan.Report
+	out := &jsonrpc.Error{Code: je.Code, Message: resultscan.Text(je.Message, a, &rep)}
+	if len(je.Data) > 0 {
+		var v any
+		d := json.NewDecoder(bytes.NewReader(je.Data))
+		d.UseNumber()
+		if d.Decode(&v) == nil {
+			out.Data, _ = json.Marshal(resultscan.Value(v, a, &rep))
+		}
+	}
+	if a == resultscan.Block && rep.Suspicious() {
+		out.Message, out.Data = "Portcullis withheld the upstream's error message because it contained "+rep.Summary(), nil
+	}
+	return out
+}
+
+// scanSchema cleans every string of an elicitation's requested schema.
+func scanSchema(schema any, a resultscan.Action, rep *resultscan.Report) any {
+	if schema == nil {
+		return nil
+	}
+	var v any
+	switch x := schema.(type) {
+	case map[string]any:
+		v = x
+	default: // json.RawMessage, a typed schema: as JSON
+		b, err := json.Marshal(x)
+		if err != nil {
+			return nil
+		}
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		if d.Decode(&v) != nil {
+			return nil
+		}
+	}
+	return resultscan.Value(v, a, rep)
 }
