@@ -47,6 +47,7 @@ type Config struct {
 	TelemetrySpool    int64 // bytes
 	LogLevel          string
 	GCPercent         int
+	MaxMessageBytes   int
 }
 
 // RegisterFlags binds cfg to fs; every flag can also be set as PORTCULLIS_<NAME>.
@@ -63,6 +64,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
 	fs.DurationVar(&c.DiscoveryInterval, "discovery-interval", time.Minute, "how often each upstream's tools are listed again (list_changed also triggers it)")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", time.Minute, "timeout for connecting to, listing and calling an upstream")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", proxy.DefaultMaxMessageBytes, "largest message accepted from an upstream (a tool result, a resource, a listing); a larger answer is refused readably and recorded as a deny event")
 	fs.IntVar(&c.TelemetryBuffer, "telemetry-buffer", 100_000, "call events kept while the control plane is unreachable; beyond it they are dropped and counted")
 	fs.Int64Var(&c.TelemetrySpool, "telemetry-spool-bytes", 256<<20, "disk budget of the telemetry spool in the data dir; events beyond it are dropped and counted")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -85,6 +87,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
+	}
+	if cfg.MaxMessageBytes < 1024 {
+		return fmt.Errorf("--max-message-bytes %d: use at least 1024", cfg.MaxMessageBytes)
 	}
 	if cfg.ControlPlane == "" {
 		return errors.New("--control-plane is required (host:port of the control plane's agent listener)")
@@ -135,7 +140,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		sessions = proxy.NewRedisSessions(rdb, "portcullis:mcp-session:", cfg.SessionIdle)
 	}
 	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout,
-		Version: Version, PublicURL: public, RateLimiter: limiter, Sessions: sessions, SessionIdle: cfg.SessionIdle})
+		Version: Version, PublicURL: public, RateLimiter: limiter, Sessions: sessions, SessionIdle: cfg.SessionIdle,
+		MaxMessageBytes: cfg.MaxMessageBytes})
 	if err != nil {
 		return err
 	}

@@ -44,8 +44,6 @@ const (
 	// askPrefix starts the IDs of requests the gateway relays to a client
 	// on a fast call's stream.
 	askPrefix = "pcg-ask-"
-	// maxUpstreamMessage bounds one JSON-RPC message read from an upstream.
-	maxUpstreamMessage = 64 << 20
 	// maxPendingAsks bounds the requests an upstream may have waiting on a
 	// client at once, per client session; more are refused.
 	maxPendingAsks = 32
@@ -523,14 +521,14 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		out.final(resultMessage(m.ID, result)...)
 	}
 	if mt == "application/json" {
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
+		b, err := io.ReadAll(io.LimitReader(resp.Body, int64(p.cfg.MaxMessageBytes)+1))
 		var um rawMessage
 		switch {
 		case err != nil:
 			ev.Error = truncate(err.Error(), 1024)
 			answer(refusal("upstream %q is unavailable", rt.upstream))
-		case len(b) > maxUpstreamMessage:
-			ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, fmt.Sprintf("the upstream's answer is larger than %d bytes", maxUpstreamMessage)
+		case len(b) > p.cfg.MaxMessageBytes:
+			ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, tooLargeReason(p.cfg.MaxMessageBytes)
 			answer(refusal("%s", ev.Reason))
 		case json.Unmarshal(b, &um) != nil || string(um.ID) != strconv.Quote(upID):
 			ev.Error = "the upstream's answer is not the response to the call"
@@ -540,7 +538,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		}
 		return true
 	}
-	err = readEvents(resp.Body, func(data []byte) bool {
+	err = readEvents(resp.Body, p.cfg.MaxMessageBytes, func(data []byte) bool {
 		// Not copied: the result is written out before data is reused.
 		var um rawMessage
 		if _, err := json.Parse(data, &um, json.ZeroCopy); err != nil {
@@ -564,7 +562,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 	case ctx.Err() != nil:
 		p.cancelUpstream(c, upID, ctx)
 	case errors.Is(err, errEventTooLarge):
-		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, fmt.Sprintf("the upstream's answer is larger than %d bytes", maxUpstreamMessage)
+		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, tooLargeReason(p.cfg.MaxMessageBytes)
 		answer(refusal("%s", ev.Reason))
 	default:
 		ev.Error = truncate(err.Error(), 1024)
@@ -824,7 +822,7 @@ func (p *Proxy) fastAnswer(w http.ResponseWriter, r *http.Request, l *link, m *r
 	return true
 }
 
-// errEventTooLarge is an upstream event larger than maxUpstreamMessage.
+// errEventTooLarge is an upstream event larger than the limit.
 var errEventTooLarge = errors.New("upstream event too large")
 
 // Pools for readEvents: a bufio reader and an event's data, which f may
@@ -838,8 +836,8 @@ const maxPooledEvent = 4 << 20
 
 // readEvents reads a server-sent event stream and calls f with the data of
 // each message event until f returns false or the stream ends; an event's
-// data is bounded by maxUpstreamMessage.
-func readEvents(r io.Reader, f func(data []byte) bool) error {
+// data is bounded by limit.
+func readEvents(r io.Reader, limit int, f func(data []byte) bool) error {
 	br := eventReaders.Get().(*bufio.Reader)
 	br.Reset(r)
 	bp := eventData.Get().(*[]byte)
@@ -866,7 +864,7 @@ func readEvents(r io.Reader, f func(data []byte) bool) error {
 			}
 			line = bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))
 			for {
-				if len(data)+len(line) > maxUpstreamMessage {
+				if len(data)+len(line) > limit {
 					return errEventTooLarge
 				}
 				data = append(data, line...)

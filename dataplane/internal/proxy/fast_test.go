@@ -199,7 +199,7 @@ func TestReadEvents(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			err := readEvents(strings.NewReader(tc.in), func(d []byte) bool { got = append(got, string(d)); return true })
+			err := readEvents(strings.NewReader(tc.in), DefaultMaxMessageBytes, func(d []byte) bool { got = append(got, string(d)); return true })
 			if !slices.Equal(got, tc.want) || !errors.Is(err, tc.err) {
 				t.Errorf("got %q, %v; want %q, %v", got, err, tc.want, tc.err)
 			}
@@ -207,11 +207,11 @@ func TestReadEvents(t *testing.T) {
 	}
 	// Stops when f says so, and bounds an event.
 	n := 0
-	if err := readEvents(strings.NewReader("data: a\n\ndata: b\n\n"), func([]byte) bool { n++; return false }); err != nil || n != 1 {
+	if err := readEvents(strings.NewReader("data: a\n\ndata: b\n\n"), DefaultMaxMessageBytes, func([]byte) bool { n++; return false }); err != nil || n != 1 {
 		t.Errorf("stop: %d events, %v", n, err)
 	}
-	big := io.MultiReader(strings.NewReader("data: "), io.LimitReader(zeros{}, maxUpstreamMessage+1))
-	if err := readEvents(big, func([]byte) bool { return true }); !errors.Is(err, errEventTooLarge) {
+	big := io.MultiReader(strings.NewReader("data: "), io.LimitReader(zeros{}, DefaultMaxMessageBytes+1))
+	if err := readEvents(big, DefaultMaxMessageBytes, func([]byte) bool { return true }); !errors.Is(err, errEventTooLarge) {
 		t.Errorf("an event over the bound: %v", err)
 	}
 }

@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -142,5 +146,82 @@ func TestHostileUpstreamText(t *testing.T) {
 				t.Errorf("sink after a failed private_data call and untrusted content = %q, want a data-flow refusal", got)
 			}
 		})
+	}
+}
+
+// rtFunc is an http.RoundTripper from a function.
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// An upstream that never stops sending (a JSON body without a length, one
+// endless server-sent event) costs the limit, not its size: the SDK reads the
+// refusal answering its request, then the end.
+func TestLimitedTransportNeverHoldsMoreThanTheLimit(t *testing.T) {
+	const limit = 4 << 10
+	for _, tc := range []struct{ ct, prefix, want string }{
+		{"application/json", "", `{"error":{"code":-32090,"message":"Portcullis refused this: the upstream's answer is larger than the gateway's limit of 4096 bytes (--max-message-bytes)"},"id":7,"jsonrpc":"2.0"}`},
+		{"text/event-stream", "data: ", "data: " + `{"error":{"code":-32090,"message":"Portcullis refused this: the upstream's answer is larger than the gateway's limit of 4096 bytes (--max-message-bytes)"},"id":7,"jsonrpc":"2.0"}` + "\n\n"},
+	} {
+		lt := &limitedTransport{limit: limit, base: rtFunc(func(*http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {tc.ct}}, ContentLength: -1,
+				Body: io.NopCloser(io.MultiReader(strings.NewReader(tc.prefix), zeros{}))}, nil
+		})}
+		req, _ := http.NewRequest(http.MethodPost, "http://up/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}`))
+		resp, err := lt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("%s: read %q, %v; want %q", tc.ct, b, err, tc.want)
+		}
+	}
+	// Events within the limit pass as they came, one at a time.
+	in := "id: 1\ndata: {\"a\":1}\n\n: ping\n\ndata: " + strings.Repeat("y", limit-100) + "\n\n"
+	lt := &limitedTransport{limit: limit, base: rtFunc(func(*http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: io.NopCloser(strings.NewReader(in))}, nil
+	})}
+	req, _ := http.NewRequest(http.MethodGet, "http://up/mcp", nil)
+	resp, _ := lt.RoundTrip(req)
+	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != in {
+		t.Errorf("events within the limit: %q, %v", b, err)
+	}
+}
+
+// A result over --max-message-bytes is refused readably on every relay path,
+// recorded as a deny event, and the client's session goes on working.
+func TestResultOverTheLimit(t *testing.T) {
+	const limit = 64 << 10
+	for _, stateless := range []bool{false, true} {
+		for _, version := range []string{"2025-11-25", "2026-07-28"} {
+			t.Run(fmt.Sprintf("stateless=%v/%s", stateless, version), func(t *testing.T) {
+				srv := mcp.NewServer(&mcp.Implementation{Name: "big", Version: "1"}, nil)
+				type none struct{}
+				mcp.AddTool(srv, &mcp.Tool{Name: "big"}, func(context.Context, *mcp.CallToolRequest, none) (*mcp.CallToolResult, any, error) {
+					return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("z", 2*limit)}}}, nil, nil
+				})
+				mcp.AddTool(srv, &mcp.Tool{Name: "small"}, func(context.Context, *mcp.CallToolRequest, none) (*mcp.CallToolResult, any, error) {
+					return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "small"}}}, nil, nil
+				})
+				up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: stateless}))
+				t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+				url, q := relayGatewayConfig(t, Config{MaxMessageBytes: limit}, up.URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
+				c := connectRelayClientVersion(t, url, version)
+				if got := callText(t, c.cs, "big"); !strings.Contains(got, "Portcullis refused this call: the upstream's answer is larger than the gateway's limit of 65536 bytes") {
+					t.Errorf("big = %.200q, want a refusal", got)
+				}
+				if got := callText(t, c.cs, "small"); got != "small" {
+					t.Errorf("small after big = %q", got)
+				}
+				var denied bool
+				for _, ev := range events(q) {
+					denied = denied || (ev.Tool == "big" && ev.Decision == agentv1.Decision_DECISION_DENY && strings.Contains(ev.Reason, "larger than"))
+				}
+				if !denied {
+					t.Error("no deny event for the oversized result")
+				}
+			})
+		}
 	}
 }

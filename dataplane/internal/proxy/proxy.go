@@ -71,6 +71,9 @@ type Config struct {
 	Sessions *RedisSessions
 	// SessionIdle ends a client session after this long without requests (default 1h).
 	SessionIdle time.Duration
+	// MaxMessageBytes bounds one message read from an upstream: a tool
+	// result, a resource, a listing (default DefaultMaxMessageBytes).
+	MaxMessageBytes int
 }
 
 // kind is what a pin approves.
@@ -195,6 +198,9 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	}
 	if cfg.SessionIdle <= 0 {
 		cfg.SessionIdle = time.Hour
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	p := &Proxy{
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"), ctx: ctx, relay: newProgressRelay(),
@@ -330,6 +336,7 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 	for name, spec := range want {
 		if _, ok := p.upstreams[name]; !ok {
 			u := newUpstream(spec, p.log, p.relay, p.pol.Load, p.cfg.DiscoveryInterval, p.cfg.UpstreamTimeout, p.upstreamChanged)
+			u.maxMessage = p.cfg.MaxMessageBytes
 			p.upstreams[name] = u
 			u.start(p.ctx)
 		}
@@ -867,6 +874,10 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 		if errors.As(err, &ue) {
 			ev.Error = err.Error()
 			return refusal("upstream %q is unavailable", upName), nil
+		}
+		if je := (*jsonrpc.Error)(nil); errors.As(err, &je) && je.Code == codeTooLarge {
+			ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, tooLargeReason(p.cfg.MaxMessageBytes)
+			return refusal("%s", ev.Reason), nil
 		}
 		return res, p.upstreamError(err)
 	}

@@ -83,7 +83,7 @@ func (l *link) stream(ctx context.Context, c *upConn) bool {
 		return true
 	}
 	name := c.u.spec.GetName()
-	_ = readEvents(resp.Body, func(data []byte) bool {
+	_ = readEvents(resp.Body, l.p.cfg.MaxMessageBytes, func(data []byte) bool {
 		var m rawMessage
 		if json.Unmarshal(data, &m) != nil || m.Method == "" {
 			return true

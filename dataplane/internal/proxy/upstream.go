@@ -69,6 +69,8 @@ type upstream struct {
 	pol      func() *policy
 	interval time.Duration
 	timeout  time.Duration
+	// maxMessage bounds one message read from the upstream (limits.go).
+	maxMessage int
 
 	mu        sync.RWMutex
 	session   *mcp.ClientSession
@@ -179,10 +181,13 @@ func (u *upstream) transport(standalone bool) (mcp.Transport, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: client, DisableStandaloneSSE: !standalone}, nil
+		limit := u.limit()
+		client = &http.Client{Transport: &limitedTransport{base: client.Transport, limit: limit}}
+		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: client, DisableStandaloneSSE: !standalone,
+			MaxEventSize: limit + 64}, nil
 	case agentv1.Transport_TRANSPORT_STDIO:
 		// Upstream credentials come from the gateway's own environment.
-		return &mcp.CommandTransport{Command: exec.Command(u.spec.GetCommand(), u.spec.GetArgs()...)}, nil
+		return &commandTransport{cmd: exec.Command(u.spec.GetCommand(), u.spec.GetArgs()...), limit: u.limit()}, nil
 	default:
 		return nil, fmt.Errorf("unsupported transport %v", u.spec.GetTransport())
 	}

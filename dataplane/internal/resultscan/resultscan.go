@@ -44,7 +44,9 @@ type Report struct {
 
 // Suspicious reports whether the result holds a secret, an injection marker
 // or something the scan could not look into.
-func (r *Report) Suspicious() bool { return len(r.Secrets) > 0 || len(r.Markers) > 0 || r.Unscanned > 0 }
+func (r *Report) Suspicious() bool {
+	return len(r.Secrets) > 0 || len(r.Markers) > 0 || r.Unscanned > 0
+}
 
 // Modified reports whether anything was found at all.
 func (r *Report) Modified() bool { return r.Hidden > 0 || r.Escapes > 0 || r.Suspicious() }

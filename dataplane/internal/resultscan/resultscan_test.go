@@ -127,12 +127,12 @@ func TestEverySecretKind(t *testing.T) {
 		"GitLab token":   {"glpat-" + a36[:20], "gldt-" + a36[:24], "glrt-" + a36[:20]},
 		"Azure key": {"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=" + strings.Repeat("Zm9v", 20) + "==;EndpointSuffix=core.windows.net",
 			"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=" + strings.Repeat("YmFy", 11) + "="},
-		"password in a URL": {"postgres://app:s3cr3t-pw@db.internal:5432/app", "mongodb+srv://admin:hunter22@cluster0.example.net", "https://user:tok@git.example.com/repo.git"},
-		"bearer token":      {"Authorization: Bearer " + a36[:24], "bearer 0123456789abcdef0123.xyz"},
-		"private key (PGP)": {"-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----"},
-		"private key (no BEGIN line)": {"MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\nVJTUt9Us8cKjMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNb\n-----END PRIVATE KEY-----"},
+		"password in a URL":              {"postgres://app:s3cr3t-pw@db.internal:5432/app", "mongodb+srv://admin:hunter22@cluster0.example.net", "https://user:tok@git.example.com/repo.git"},
+		"bearer token":                   {"Authorization: Bearer " + a36[:24], "bearer 0123456789abcdef0123.xyz"},
+		"private key (PGP)":              {"-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----"},
+		"private key (no BEGIN line)":    {"MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\nVJTUt9Us8cKjMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNb\n-----END PRIVATE KEY-----"},
 		"private key (split BEGIN line)": {"-----BEGIN RSA\nPRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----"},
-		"private key (bare body)": {"MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u"},
+		"private key (bare body)":        {"MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u"},
 	} {
 		for _, sample := range samples {
 			var rep Report

@@ -1,0 +1,193 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// DefaultMaxMessageBytes bounds one JSON-RPC message (a tool result, a
+// resource, a listing) the gateway accepts from an upstream.
+const DefaultMaxMessageBytes = 16 << 20
+
+// codeTooLarge is the JSON-RPC error code of an upstream's answer the gateway
+// refused for its size (an implementation-defined server error).
+const codeTooLarge = -32090
+
+// tooLargeReason says why an upstream's answer was refused.
+func tooLargeReason(limit int) string {
+	return fmt.Sprintf("the upstream's answer is larger than the gateway's limit of %d bytes (--max-message-bytes)", limit)
+}
+
+// limitedTransport bounds what the SDK reads from a Streamable HTTP upstream:
+// a JSON body or one server-sent event larger than limit is never held whole.
+// In its place the SDK reads a JSON-RPC error (codeTooLarge) answering the
+// request, so the call fails readably and the upstream session lives on; the
+// rest of that response is not read. (The SDK would read a JSON body whole,
+// and an oversized event would fail the session.)
+type limitedTransport struct {
+	base  http.RoundTripper
+	limit int
+}
+
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.StatusCode/100 != 2 {
+		return resp, err
+	}
+	refusal := func() []byte { return tooLargeAnswer(req, t.limit) }
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch mt {
+	case "application/json":
+		if resp.ContentLength >= 0 && resp.ContentLength <= int64(t.limit) {
+			return resp, nil
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, int64(t.limit)+1))
+		if err == nil && len(b) > t.limit {
+			b = refusal()
+		}
+		_ = resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+		resp.Header.Del("Content-Length")
+	case "text/event-stream":
+		resp.Body = &limitedEvents{r: bufio.NewReaderSize(resp.Body, 16<<10), c: resp.Body, limit: t.limit, refusal: refusal}
+	}
+	return resp, nil
+}
+
+// tooLargeAnswer is the JSON-RPC error answering req's JSON-RPC request, or
+// nil when it was not a request (a GET stream, a notification).
+func tooLargeAnswer(req *http.Request, limit int) []byte {
+	if req.Method != http.MethodPost || req.GetBody == nil {
+		return nil
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return nil
+	}
+	defer body.Close()
+	var m struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+	}
+	if json.NewDecoder(body).Decode(&m) != nil || len(m.ID) == 0 || m.Method == "" {
+		return nil
+	}
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": m.ID,
+		"error": map[string]any{"code": codeTooLarge, "message": "Portcullis refused this: " + tooLargeReason(limit)}})
+	return b
+}
+
+// limitedEvents passes a server-sent event stream on one whole event at a
+// time, each at most limit bytes; in place of a larger one comes the
+// refusal (as one event), and the stream ends.
+type limitedEvents struct {
+	r       *bufio.Reader
+	c       io.Closer
+	limit   int
+	refusal func() []byte
+	event   []byte // the event being read
+	out     []byte // what Read hands on next
+	err     error  // the end, once out is drained
+}
+
+func (e *limitedEvents) Read(p []byte) (int, error) {
+	for len(e.out) == 0 {
+		if e.err != nil {
+			return 0, e.err
+		}
+		line, err := e.r.ReadSlice('\n')
+		e.event = append(e.event, line...)
+		switch {
+		case len(e.event) > e.limit+64: // the framing around limit bytes of data
+			e.event, e.err = nil, io.EOF
+			if b := e.refusal(); b != nil {
+				e.out = append(append([]byte("data: "), b...), "\n\n"...)
+			}
+		case err == bufio.ErrBufferFull:
+		case err != nil:
+			e.out, e.event, e.err = e.event, nil, err
+		case len(bytes.TrimRight(line, "\r\n")) == 0: // the event is complete
+			e.out, e.event = append(e.out[:0], e.event...), e.event[:0]
+		}
+	}
+	n := copy(p, e.out)
+	e.out = e.out[n:]
+	return n, nil
+}
+
+func (e *limitedEvents) Close() error { return e.c.Close() }
+
+// limit is the upstream's message limit.
+func (u *upstream) limit() int {
+	if u.maxMessage <= 0 {
+		return DefaultMaxMessageBytes
+	}
+	return u.maxMessage
+}
+
+// commandTransport runs a stdio upstream as the SDK's CommandTransport does,
+// with the gateway's message limit on what it reads: a longer line ends the
+// session rather than growing the gateway's memory.
+type commandTransport struct {
+	cmd   *exec.Cmd
+	limit int
+}
+
+func (t *commandTransport) Connect(ctx context.Context) (mcp.Connection, error) {
+	stdout, err := t.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdin, err := t.cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := t.cmd.Start(); err != nil {
+		return nil, err
+	}
+	return (&mcp.IOTransport{Reader: io.NopCloser(stdout), Writer: &processInput{stdin, t.cmd}, MaxLineLength: t.limit + 64}).Connect(ctx)
+}
+
+// processInput is a stdio upstream's standard input; closing it ends the
+// process as the MCP specification says: close its input, wait, then
+// SIGTERM, then SIGKILL.
+type processInput struct {
+	io.WriteCloser
+	cmd *exec.Cmd
+}
+
+func (p *processInput) Close() error {
+	err := p.WriteCloser.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	for _, sig := range []os.Signal{nil, syscall.SIGTERM, os.Kill} {
+		if sig != nil {
+			_ = p.cmd.Process.Signal(sig)
+		}
+		select {
+		case werr := <-exited:
+			if err == nil && sig != nil {
+				err = werr
+			}
+			return err
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return errors.Join(err, errors.New("the upstream process did not exit"))
+}
