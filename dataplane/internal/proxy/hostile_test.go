@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -223,5 +224,150 @@ func TestResultOverTheLimit(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+func TestAmbiguousArgs(t *testing.T) {
+	for in, want := range map[string]string{
+		``:   "",
+		`{}`: "",
+		`{"path":"/a","mode":[1,{"x":2}],"n":{"path":1}}`:           "",
+		`{"a":[{"k":1},{"k":2}]}`:                                   "",
+		`{"path":"/a","path":"/b"}`:                                 `repeat the name "path"`,
+		`{"path":"/a","PATH":"/b"}`:                                 `both "path" and "PATH"`,
+		`{"o":{"x":1,"q":[{"Mode":1,"mode":2}]}}`:                   `both "Mode" and "mode"`,
+		"{\"s\":1,\"\u017f\":2}":                                    `both "s" and "ſ"`,          // Go folds U+017F to s
+		"{\"k\":1,\"\u212a\":2}":                                    "both \"k\" and \"\u212a\"", // and the Kelvin sign to k
+		strings.Repeat(`{"a":`, 70) + "1" + strings.Repeat("}", 70): "nested deeper than 64",
+		`{"a":1,"b":`:                                               "not valid JSON",
+		manyNames(40, `"N7":1`):                                     `both "n7" and "N7"`,
+		manyNames(40, `"n\u0037":1`):                                `repeat the name "n7"`,
+		manyNames(40, `"x":1`):                                      "",
+	} {
+		if got := ambiguousArgs(json.RawMessage(in)); (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("ambiguousArgs(%.40s) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// manyNames is an object with n names n0…n(n-1), then extra.
+func manyNames(n int, extra string) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		fmt.Fprintf(&b, `"n%d":%d,`, i, i)
+	}
+	return b.String() + extra + "}"
+}
+
+func FuzzAmbiguousArgs(f *testing.F) {
+	f.Add(`{"path":"/a","PATH":"/b"}`)
+	f.Add(`{"a":[{"k":1},{"k":2}],"b":{"c":{}}}`)
+	f.Add(`{"s":1,"\u017f":2}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		if !json.Valid([]byte(s)) {
+			return
+		}
+		got := ambiguousArgs([]byte(s))
+		if strings.Contains(got, "nested deeper") {
+			return
+		}
+		if want := ambiguousByDecoder(s); (got != "") != want {
+			t.Fatalf("%q: ambiguousArgs = %q, the reference says %v", s, got, want)
+		}
+	})
+}
+
+// ambiguousByDecoder is the plain reading of ambiguousArgs, with
+// encoding/json's tokens: does some object hold two names that
+// bytes.EqualFold says are one?
+func ambiguousByDecoder(s string) bool {
+	dec := json.NewDecoder(strings.NewReader(s))
+	type obj struct {
+		names   []string
+		wantKey bool
+	}
+	var stack []*obj
+	done := func() {
+		if n := len(stack); n > 0 && stack[n-1] != nil {
+			stack[n-1].wantKey = true
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if n := len(stack); n > 0 && stack[n-1] != nil && stack[n-1].wantKey {
+			if tok == json.Delim('}') {
+				stack = stack[:n-1]
+				done()
+				continue
+			}
+			o := stack[n-1]
+			for _, prev := range o.names {
+				if bytes.EqualFold([]byte(prev), []byte(tok.(string))) {
+					return true
+				}
+			}
+			o.names, o.wantKey = append(o.names, tok.(string)), false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &obj{wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, nil)
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			done()
+		default:
+			done()
+		}
+	}
+}
+
+// A rule's condition on args.path cannot be passed with one reading and
+// broken with the other: arguments that repeat a name, or hold it in two
+// cases, are refused on both relay paths.
+func TestDuplicateArgumentsRefused(t *testing.T) {
+	for _, version := range []string{"2025-11-25", "2026-07-28"} {
+		t.Run(version, func(t *testing.T) {
+			srv := mcp.NewServer(&mcp.Implementation{Name: "fs", Version: "1"}, nil)
+			type readArgs struct {
+				Path string `json:"path"`
+			}
+			mcp.AddTool(srv, &mcp.Tool{Name: "read"}, func(_ context.Context, _ *mcp.CallToolRequest, a readArgs) (*mcp.CallToolResult, any, error) {
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "read " + a.Path}}}, nil, nil
+			})
+			url, q := relayGateway(t, serveUpstream(t, srv).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{}, func(b *agentv1.PolicyBundle) {
+				b.AccessRules = []*agentv1.AccessRule{rule("r1", "*", "main", "*", true, `args.path.startsWith("/tmp/")`)}
+			})
+			c := connectRelayClientVersion(t, url, version)
+			call := func(args string) string {
+				res, err := c.cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "read", Arguments: json.RawMessage(args)})
+				if err != nil {
+					return err.Error()
+				}
+				return res.Content[0].(*mcp.TextContent).Text
+			}
+			if got := call(`{"path":"/tmp/ok"}`); got != "read /tmp/ok" {
+				t.Fatalf("allowed call = %q", got)
+			}
+			for _, args := range []string{`{"path":"/tmp/ok","PATH":"/etc/shadow"}`, `{"PATH":"/etc/shadow","path":"/tmp/ok"}`, `{"path":"/etc/shadow","path":"/tmp/ok"}`} {
+				if got := call(args); !strings.Contains(got, "Portcullis refused this call: the arguments") || strings.Contains(got, "shadow\n") {
+					t.Errorf("%s = %q, want a refusal", args, got)
+				}
+			}
+			var denied int
+			for _, ev := range events(q) {
+				if ev.Decision == agentv1.Decision_DECISION_DENY && strings.HasPrefix(ev.Reason, "the arguments") {
+					denied++
+				}
+			}
+			if denied != 3 {
+				t.Errorf("%d deny events, want 3", denied)
+			}
+		})
 	}
 }

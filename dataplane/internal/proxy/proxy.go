@@ -915,6 +915,9 @@ func (p *Proxy) admit(ctx context.Context, pol *policy, ss *mcp.ServerSession, t
 	id := identityOf(ti)
 	ev.Principal = id.principal
 	exposed := upName + Separator + toolName
+	if reason := ambiguousArgs(args); reason != "" {
+		return admission{}, reason
+	}
 	if ok, rule := decide(pol.access, id, ev.VirtualServer, exposed, args); !ok {
 		who := id.principal
 		if who == "" {
