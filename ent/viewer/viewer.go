@@ -51,6 +51,9 @@ type Viewer struct {
 	// UserID is set for people; APIKeyID for API keys.
 	UserID   uuid.UUID
 	APIKeyID uuid.UUID
+	// KeyOwner is, for an API key, the user who created it: what the key
+	// does, that person does (one approval per person, not per key).
+	KeyOwner uuid.UUID
 	// Actor names the principal in the audit log, e.g. "user:alice@example.com".
 	Actor string
 }

@@ -75,8 +75,10 @@ func DBError(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// PrincipalKey names the caller stably ("user:<id>" or "apikey:<id>"), for
-// rules such as "the requester may not approve"; "" for system jobs.
+// PrincipalKey names the person behind the caller stably ("user:<id>"; an
+// API key counts as the user who created it, "apikey:<id>" only for a key
+// nobody did), for rules such as "the requester may not approve" and "one
+// approval per person"; "" for system jobs.
 func PrincipalKey(ctx context.Context) string {
 	v, ok := viewer.FromContext(ctx)
 	switch {
@@ -84,6 +86,8 @@ func PrincipalKey(ctx context.Context) string {
 		return ""
 	case v.UserID != uuid.Nil:
 		return "user:" + v.UserID.String()
+	case v.KeyOwner != uuid.Nil:
+		return "user:" + v.KeyOwner.String()
 	case v.APIKeyID != uuid.Nil:
 		return "apikey:" + v.APIKeyID.String()
 	}

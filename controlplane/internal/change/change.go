@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"entgo.io/ent/dialect/sql"
@@ -226,8 +227,23 @@ func (s *Service) decide(ctx context.Context, tenantID, id uuid.UUID, d approval
 		if cr.Status != changerequest.StatusPending {
 			return fmt.Errorf("%w: change request is already %s", authz.ErrConflict, cr.Status)
 		}
-		if d == approval.DecisionApprove && cr.RequesterKey == key {
-			return fmt.Errorf("%w: you opened this change request, so someone else must approve it", authz.ErrPermissionDenied)
+		if d == approval.DecisionApprove && person(ctx, tx, cr.RequesterKey) == key {
+			return fmt.Errorf("%w: you opened this change request (yourself or with one of your API keys), so someone else must approve it", authz.ErrPermissionDenied)
+		}
+		// One decision per person, whichever of their keys they use.
+		prior, err := tx.Approval.Query().Where(approval.ChangeRequestID(cr.ID)).All(ctx)
+		if err != nil {
+			return err
+		}
+		approvers := map[string]bool{}
+		for _, a := range prior {
+			who := person(ctx, tx, a.ActorKey)
+			if who == key {
+				return fmt.Errorf("%w: you have already decided on this change request (yourself or with one of your API keys)", authz.ErrConflict)
+			}
+			if a.Decision == approval.DecisionApprove {
+				approvers[who] = true
+			}
 		}
 		if _, err := tx.Approval.Create().SetTenantID(tenantID).SetChangeRequestID(cr.ID).SetDecision(d).
 			SetActorKey(key).SetActor(authz.Actor(ctx)).SetComment(comment).Save(ctx); err != nil {
@@ -236,10 +252,10 @@ func (s *Service) decide(ctx context.Context, tenantID, id uuid.UUID, d approval
 			}
 			return authz.DBError("recording decision", err)
 		}
-		approvals, err := tx.Approval.Query().Where(approval.ChangeRequestID(cr.ID), approval.DecisionEQ(approval.DecisionApprove)).Count(ctx)
-		if err != nil {
-			return err
+		if d == approval.DecisionApprove {
+			approvers[key] = true
 		}
+		approvals := len(approvers)
 		out.Approvals = approvals
 		before := cr
 		upd := tx.ChangeRequest.UpdateOne(cr)
@@ -330,4 +346,23 @@ func short(sha string) string {
 		return "(none)"
 	}
 	return sha
+}
+
+// person is the person behind a recorded principal key: a key recorded as
+// "apikey:<id>" (before keys counted as the user who created them) is that
+// user.
+func person(ctx context.Context, tx *ent.Client, key string) string {
+	id, ok := strings.CutPrefix(key, "apikey:")
+	if !ok {
+		return key
+	}
+	kid, err := uuid.Parse(id)
+	if err != nil {
+		return key
+	}
+	k, err := tx.APIKey.Get(viewer.System(ctx), kid)
+	if err != nil || k.CreatedBy == uuid.Nil {
+		return key
+	}
+	return "user:" + k.CreatedBy.String()
 }

@@ -59,6 +59,7 @@ func discovered(t *testing.T, name, description string) *agentv1.DiscoveredTool 
 
 type world struct {
 	db        *ent.Client
+	ids       *identity.Service
 	changes   *change.Service
 	inv       *inventory.Service
 	notified  *recorder
@@ -112,7 +113,7 @@ func newWorld(t *testing.T, url, prefix string) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{db: db, notified: &recorder{policy: pol}}
+	w := &world{db: db, ids: ids, notified: &recorder{policy: pol}}
 	tens, err := tenant.New(db, w.notified, testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
@@ -174,6 +175,7 @@ func TestWorkflow(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Run("lifecycle", func(t *testing.T) { testLifecycle(t, newWorld(t, url, "a")) })
 			t.Run("manifest", func(t *testing.T) { testManifest(t, newWorld(t, url, "m")) })
+			t.Run("keys are people", func(t *testing.T) { testKeysArePeople(t, newWorld(t, url, "k")) })
 		})
 	}
 }
@@ -405,5 +407,51 @@ func testManifest(t *testing.T, w *world) {
 	}
 	if w.tool(t, "read_file").PinnedSha256 != read.Sha256 || w.tool(t, "send_email").PinnedSha256 != "" {
 		t.Fatal("import did not restore the manifest's pins")
+	}
+}
+
+// An API key acts as the person who created it: two keys of one person are
+// one approval, and neither may approve what that person (or another of
+// their keys) opened.
+func testKeysArePeople(t *testing.T, w *world) {
+	key := func(name string) context.Context {
+		secret, _, err := w.ids.CreateAPIKey(w.owner, w.tenantID, name, viewer.RoleApprover)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := w.ids.APIKeyViewer(context.Background(), secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return viewer.NewContext(context.Background(), v)
+	}
+	k1, k2 := key("ci-1"), key("ci-2")
+	if err := w.changes.SetApprovalsRequired(w.owner, w.tenantID, 2); err != nil {
+		t.Fatal(err)
+	}
+	w.report(t, discovered(t, "read_file", "Reads a file."))
+	cr := w.pending(t)[0]
+	d, err := w.changes.Approve(k1, w.tenantID, cr.ID, "")
+	if err != nil || d.Applied || d.Approvals != 1 {
+		t.Fatalf("first key: %+v, %v", d, err)
+	}
+	for name, ctx := range map[string]context.Context{"the same person's second key": k2, "the person themselves": w.owner} {
+		if _, err := w.changes.Approve(ctx, w.tenantID, cr.ID, ""); !errors.Is(err, authz.ErrConflict) {
+			t.Errorf("approval by %s: %v, want conflict", name, err)
+		}
+	}
+	if d, err := w.changes.Approve(w.approver, w.tenantID, cr.ID, ""); err != nil || !d.Applied || d.Approvals != 2 {
+		t.Fatalf("a second person: %+v, %v", d, err)
+	}
+
+	w.report(t, discovered(t, "read_file", "Reads a file, quietly."))
+	prop, err := w.changes.Propose(k1, w.tenantID, w.tool(t, "read_file").ID, w.pending(t)[0].ToSha256, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ctx := range map[string]context.Context{"the requesting key": k1, "another key of the requester": k2, "the requester": w.owner} {
+		if _, err := w.changes.Approve(ctx, w.tenantID, prop.ID, ""); !errors.Is(err, authz.ErrPermissionDenied) {
+			t.Errorf("approval by %s: %v, want permission denied", name, err)
+		}
 	}
 }

@@ -525,5 +525,5 @@ func (s *Service) APIKeyViewer(ctx context.Context, secret string) (viewer.Viewe
 	if k.LastUsedAt == nil || s.now().Sub(*k.LastUsedAt) > time.Minute {
 		_ = s.db.APIKey.UpdateOne(k).SetLastUsedAt(s.now()).Exec(sys)
 	}
-	return viewer.Viewer{TenantID: k.TenantID, Role: r, APIKeyID: k.ID, Actor: "api_key:" + k.Name}, nil
+	return viewer.Viewer{TenantID: k.TenantID, Role: r, APIKeyID: k.ID, KeyOwner: k.CreatedBy, Actor: "api_key:" + k.Name}, nil
 }
