@@ -27,6 +27,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/devidp"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
+	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
@@ -140,8 +141,15 @@ func TestUpstreamCredentials(t *testing.T) {
 			t.Fatalf("credential reference %q accepted", bad)
 		}
 	}
-	spec.CredentialRef = "env:DEMO_UPSTREAM_TOKEN"
+	spec.CredentialRef = "env:MCP_CREDENTIAL_DEMO"
 	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, spec); err != nil {
+		t.Fatal(err)
+	}
+	// A tenant admin's reference to the gateway's own secret is refused on
+	// the gateway, readably, and nothing is sent.
+	thief := tenantSpec("thief", "streamable_http", up.URL+"/mcp", "")
+	thief.CredentialRef = "env:PORTCULLIS_ENROLL_TOKEN"
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, thief); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
@@ -156,7 +164,7 @@ func TestUpstreamCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok, "DEMO_UPSTREAM_TOKEN="+secret)
+	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok, "MCP_CREDENTIAL_DEMO="+secret)
 	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
 	mcpURL := "http://" + addr + "/mcp/main"
 	eventually(t, "echo callable with the client's key", func() error {
@@ -185,8 +193,25 @@ func TestUpstreamCredentials(t *testing.T) {
 	}
 	// The secret exists only in the gateway's environment.
 	ups, err := cp.Tenants.Upstreams(ctx, ten.ID)
-	if err != nil || len(ups) != 1 || ups[0].CredentialRef != "env:DEMO_UPSTREAM_TOKEN" {
+	if err != nil || len(ups) != 2 || !slices.ContainsFunc(ups, func(u *ent.Upstream) bool { return u.CredentialRef == "env:MCP_CREDENTIAL_DEMO" }) {
 		t.Fatalf("upstreams: %+v %v", ups, err)
+	}
+	eventually(t, "the refused reference shown on the upstream", func() error {
+		ups, err := cp.Tenants.Upstreams(ctx, ten.ID)
+		if err != nil {
+			return err
+		}
+		for _, u := range ups {
+			if u.Name == "thief" && (u.Reachable || !strings.Contains(u.LastError, "credential env:PORTCULLIS_ENROLL_TOKEN is not allowed on this gateway")) {
+				return fmt.Errorf("thief: reachable %v, last error %q", u.Reachable, u.LastError)
+			}
+		}
+		return nil
+	})
+	for _, h := range seen.Load().([]string) {
+		if strings.Contains(h, tok) {
+			t.Fatal("the upstream received the gateway's enrollment token")
+		}
 	}
 }
 

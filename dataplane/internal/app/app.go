@@ -48,6 +48,8 @@ type Config struct {
 	LogLevel          string
 	GCPercent         int
 	MaxMessageBytes   int
+	CredentialEnv     string
+	CredentialDirs    string
 }
 
 // RegisterFlags binds cfg to fs; every flag can also be set as PORTCULLIS_<NAME>.
@@ -64,6 +66,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
 	fs.DurationVar(&c.DiscoveryInterval, "discovery-interval", time.Minute, "how often each upstream's tools are listed again (list_changed also triggers it)")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", time.Minute, "timeout for connecting to, listing and calling an upstream")
+	fs.StringVar(&c.CredentialEnv, "credential-env", proxy.DefaultCredentialEnv, "environment variables an upstream's credential reference env:NAME may read: comma-separated names or prefixes ending in *; empty for none (PORTCULLIS_* never)")
+	fs.StringVar(&c.CredentialDirs, "credential-dirs", proxy.DefaultCredentialDir, "directories an upstream's credential reference file:/path may read below, comma-separated absolute paths; empty for none (the data dir never)")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", proxy.DefaultMaxMessageBytes, "largest message accepted from an upstream (a tool result, a resource, a listing); a larger answer is refused readably and recorded as a deny event")
 	fs.IntVar(&c.TelemetryBuffer, "telemetry-buffer", 100_000, "call events kept while the control plane is unreachable; beyond it they are dropped and counted")
 	fs.Int64Var(&c.TelemetrySpool, "telemetry-spool-bytes", 256<<20, "disk budget of the telemetry spool in the data dir; events beyond it are dropped and counted")
@@ -90,6 +94,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if cfg.MaxMessageBytes < 1024 {
 		return fmt.Errorf("--max-message-bytes %d: use at least 1024", cfg.MaxMessageBytes)
+	}
+	creds := proxy.Credentials{Env: splitList(cfg.CredentialEnv), Dirs: splitList(cfg.CredentialDirs), DataDir: cfg.DataDir}
+	for _, e := range creds.Env {
+		if e == "*" || strings.HasPrefix(strings.ToUpper(e), "PORTCULLIS_") {
+			return fmt.Errorf("--credential-env %q: name the variables upstream credentials live in (e.g. MCP_CREDENTIAL_*), never all of them or the gateway's own settings", e)
+		}
+	}
+	for _, d := range creds.Dirs {
+		if !filepath.IsAbs(d) || filepath.Clean(d) == "/" {
+			return fmt.Errorf("--credential-dirs %q: use absolute paths of the directories credentials are mounted in (not /)", d)
+		}
 	}
 	if cfg.ControlPlane == "" {
 		return errors.New("--control-plane is required (host:port of the control plane's agent listener)")
@@ -141,7 +156,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout,
 		Version: Version, PublicURL: public, RateLimiter: limiter, Sessions: sessions, SessionIdle: cfg.SessionIdle,
-		MaxMessageBytes: cfg.MaxMessageBytes})
+		MaxMessageBytes: cfg.MaxMessageBytes, Credentials: creds})
 	if err != nil {
 		return err
 	}
@@ -201,4 +216,15 @@ type redisLog struct{ log *slog.Logger }
 
 func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

@@ -74,6 +74,8 @@ type Config struct {
 	// MaxMessageBytes bounds one message read from an upstream: a tool
 	// result, a resource, a listing (default DefaultMaxMessageBytes).
 	MaxMessageBytes int
+	// Credentials is what upstream credential references may reach.
+	Credentials Credentials
 }
 
 // kind is what a pin approves.
@@ -336,7 +338,7 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 	for name, spec := range want {
 		if _, ok := p.upstreams[name]; !ok {
 			u := newUpstream(spec, p.log, p.relay, p.pol.Load, p.cfg.DiscoveryInterval, p.cfg.UpstreamTimeout, p.upstreamChanged)
-			u.maxMessage = p.cfg.MaxMessageBytes
+			u.maxMessage, u.creds = p.cfg.MaxMessageBytes, &p.cfg.Credentials
 			p.upstreams[name] = u
 			u.start(p.ctx)
 		}

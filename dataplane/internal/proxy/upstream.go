@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -71,6 +69,8 @@ type upstream struct {
 	timeout  time.Duration
 	// maxMessage bounds one message read from the upstream (limits.go).
 	maxMessage int
+	// creds is what its credential reference may reach.
+	creds *Credentials
 
 	mu        sync.RWMutex
 	session   *mcp.ClientSession
@@ -102,42 +102,6 @@ func newUpstream(spec *agentv1.Upstream, log *slog.Logger, relay *progressRelay,
 }
 
 func sameSpec(a, b *agentv1.Upstream) bool { return proto.Equal(a, b) }
-
-// maxCredentialBytes bounds a credential read from a file.
-const maxCredentialBytes = 16 << 10
-
-// resolveCredential reads an upstream credential where the reference says:
-// the gateway's environment ("env:NAME") or a file ("file:/path"), e.g. a
-// mounted Kubernetes secret. It is read on every connect, so a rotated file
-// takes effect on the next reconnect.
-func resolveCredential(ref string) (string, error) {
-	switch kind, where, _ := strings.Cut(ref, ":"); kind {
-	case "env":
-		v, ok := os.LookupEnv(where)
-		if !ok || v == "" {
-			return "", fmt.Errorf("credential %s: the variable is not set in the gateway's environment", ref)
-		}
-		return v, nil
-	case "file":
-		f, err := os.Open(where)
-		if err != nil {
-			return "", fmt.Errorf("credential %s: %w", ref, err)
-		}
-		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, maxCredentialBytes+1))
-		if err != nil {
-			return "", fmt.Errorf("credential %s: %w", ref, err)
-		}
-		if len(b) > maxCredentialBytes {
-			return "", fmt.Errorf("credential %s: larger than %d bytes", ref, maxCredentialBytes)
-		}
-		if v := strings.TrimSpace(string(b)); v != "" {
-			return v, nil
-		}
-		return "", fmt.Errorf("credential %s: the file is empty", ref)
-	}
-	return "", fmt.Errorf("credential reference %q: use env:NAME or file:/path", ref)
-}
 
 // credentialTransport adds the upstream's credential to every request. The
 // client's own credential never reaches it: upstream sessions are the gateway's.
@@ -187,7 +151,9 @@ func (u *upstream) transport(standalone bool) (mcp.Transport, error) {
 			MaxEventSize: limit + 64}, nil
 	case agentv1.Transport_TRANSPORT_STDIO:
 		// Upstream credentials come from the gateway's own environment.
-		return &commandTransport{cmd: exec.Command(u.spec.GetCommand(), u.spec.GetArgs()...), limit: u.limit()}, nil
+		cmd := exec.Command(u.spec.GetCommand(), u.spec.GetArgs()...)
+		cmd.Env = childEnv()
+		return &commandTransport{cmd: cmd, limit: u.limit()}, nil
 	default:
 		return nil, fmt.Errorf("unsupported transport %v", u.spec.GetTransport())
 	}
@@ -200,7 +166,7 @@ func (u *upstream) httpClient() (*http.Client, error) {
 	if ref == "" {
 		return upstreamHTTPClient, nil
 	}
-	secret, err := resolveCredential(ref)
+	secret, err := u.creds.resolve(ref)
 	if err != nil {
 		return nil, err
 	}
