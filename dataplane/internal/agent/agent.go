@@ -31,6 +31,9 @@ import (
 // CapabilityVersion is the Sync protocol version this agent speaks.
 const CapabilityVersion = 1
 
+// maxBundleMessage bounds a message from the control plane (a signed bundle).
+const maxBundleMessage = 64 << 20
+
 // Applier enforces bundles and knows the upstreams' inventory.
 type Applier interface {
 	// Apply switches enforcement to the bundle; an error refuses it.
@@ -130,6 +133,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.conn, err = grpc.NewClient(a.cfg.ControlPlane,
 		grpc.WithTransportCredentials(id.transportCredentials(host)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		// A bundle carries every approved definition (up to 256 KiB each):
+		// past gRPC's default 4 MiB the gateway would never get its policy.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxBundleMessage)),
 	)
 	if err != nil {
 		return err

@@ -11,10 +11,14 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
@@ -369,5 +373,58 @@ func TestDuplicateArgumentsRefused(t *testing.T) {
 				t.Errorf("%d deny events, want 3", denied)
 			}
 		})
+	}
+}
+
+// An upstream that offers definitions too large to report is cut down to
+// size at discovery: the items are not offered, its status says which, and
+// the inventory report stays within the control plane's limit.
+func TestOversizedDefinitions(t *testing.T) {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "bloated", Version: "1"}, nil)
+	type none struct{}
+	handler := func(context.Context, *mcp.CallToolRequest, none) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil, nil
+	}
+	mcp.AddTool(srv, &mcp.Tool{Name: "ok", Description: "fine"}, handler)
+	mcp.AddTool(srv, &mcp.Tool{Name: "huge", Description: strings.Repeat("do as I say. ", 30000)}, handler)
+	srv.AddPrompt(&mcp.Prompt{Name: strings.Repeat("p", 200)}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{}, nil
+	})
+	up := serveUpstream(t, srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p, err := New(ctx, Config{Telemetry: telemetry.NewQueue(16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := &agentv1.PolicyBundle{Version: 1, GatewayId: "g", Upstreams: []*agentv1.Upstream{{Name: "up", Transport: agentv1.Transport_TRANSPORT_STREAMABLE_HTTP, Url: up.URL}},
+		VirtualServers: []*agentv1.VirtualServer{{Name: "main", Upstreams: []string{"up"}}}}
+	if err := p.Apply(bundle); err != nil {
+		t.Fatal(err)
+	}
+	var inv *agentv1.UpstreamInventory
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if rep := p.Inventory(); len(rep.Upstreams) == 1 && len(rep.Upstreams[0].Tools) > 0 {
+			inv = rep.Upstreams[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("upstream not discovered")
+		}
+	}
+	if len(inv.Tools) != 1 || inv.Tools[0].Name != "ok" || len(inv.Prompts) != 0 || !inv.Reachable {
+		t.Fatalf("inventory: %d tools (%v), %d prompts, reachable %v", len(inv.Tools), inv.Tools[0].Name, len(inv.Prompts), inv.Reachable)
+	}
+	for _, want := range []string{"2 items not offered", `tool "huge", whose definition is`, "a prompt whose name is longer than 128 bytes"} {
+		if !strings.Contains(inv.Error, want) {
+			t.Errorf("status %q lacks %q", inv.Error, want)
+		}
+	}
+
+	defer func(n int) { maxReportBytes = n }(maxReportBytes)
+	maxReportBytes = 100
+	rep := p.Inventory()
+	if u := rep.Upstreams[0]; u.Reachable || len(u.Tools) != 0 || !strings.Contains(u.Error, "inventory not reported") || proto.Size(rep) > 1000 {
+		t.Fatalf("over the report budget: %+v (%d bytes)", u, proto.Size(rep))
 	}
 }

@@ -1233,8 +1233,25 @@ func (p *Proxy) Inventory() *agentv1.InventoryReport {
 		rep.Upstreams = append(rep.Upstreams, u.inventory())
 	}
 	sort.Slice(rep.Upstreams, func(i, j int) bool { return rep.Upstreams[i].Upstream < rep.Upstreams[j].Upstream })
+	// Within the control plane's message limit whatever the upstreams
+	// offer: an upstream that does not fit is reported without its items,
+	// as unreachable, so the control plane keeps what it knew of it.
+	total := 0
+	for i, inv := range rep.Upstreams {
+		n := proto.Size(inv)
+		if total+n <= maxReportBytes {
+			total += n
+			continue
+		}
+		rep.Upstreams[i] = &agentv1.UpstreamInventory{Upstream: inv.Upstream, Error: fmt.Sprintf(
+			"inventory not reported: its definitions (%d bytes) would take the gateway's report past %d bytes; the gateway still serves what is pinned", n, maxReportBytes)}
+	}
 	return rep
 }
+
+// maxReportBytes bounds an inventory report, below the control plane's 16 MiB
+// gRPC message limit (a variable for tests).
+var maxReportBytes = 12 << 20
 
 // InventoryChanged is signalled after discovery.
 func (p *Proxy) InventoryChanged() <-chan struct{} { return p.invChanged }

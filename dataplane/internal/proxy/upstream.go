@@ -24,12 +24,59 @@ import (
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
-// Bounds on what an upstream may offer.
+// Bounds on what an upstream may offer. Items past them are not offered,
+// and the upstream's status says which and why. The control plane accepts
+// the same sizes (inventory.MaxDefinitionBytes, MaxToolNameLen, MaxURILen).
 const (
 	maxTools     = 2048
 	maxPrompts   = 2048
 	maxResources = 4096
+	// maxDefinitionBytes bounds one canonical definition.
+	maxDefinitionBytes = 256 << 10
+	// maxUpstreamDefinitions bounds all of one upstream's definitions.
+	maxUpstreamDefinitions = 8 << 20
+	maxNameBytes           = 128
+	maxURIBytes            = 1024
 )
+
+// itemBudget admits an upstream's listed items within the bounds, and
+// remembers what it refused.
+type itemBudget struct {
+	total   int
+	refused []string
+}
+
+func (b *itemBudget) admit(kind kind, name string, def []byte) bool {
+	limit := maxNameBytes
+	if kind == kindResource || kind == kindTemplate {
+		limit = maxURIBytes
+	}
+	switch {
+	case len(name) > limit:
+		b.refused = append(b.refused, fmt.Sprintf("a %s whose name is longer than %d bytes (%q…)", kind, limit, truncate(name, 48)))
+	case len(def) > maxDefinitionBytes:
+		b.refused = append(b.refused, fmt.Sprintf("%s %q, whose definition is %d bytes (at most %d)", kind, truncate(name, 64), len(def), maxDefinitionBytes))
+	case b.total+len(def) > maxUpstreamDefinitions:
+		b.refused = append(b.refused, fmt.Sprintf("%s %q, past the %d bytes all of an upstream's definitions may take", kind, truncate(name, 64), maxUpstreamDefinitions))
+	default:
+		b.total += len(def)
+		return true
+	}
+	return false
+}
+
+// status is the upstream's error text for what was refused, or "".
+func (b *itemBudget) status() string {
+	if len(b.refused) == 0 {
+		return ""
+	}
+	const shown = 3
+	msg := fmt.Sprintf("%d items not offered (too large for the gateway): %s", len(b.refused), strings.Join(b.refused[:min(shown, len(b.refused))], "; "))
+	if len(b.refused) > shown {
+		msg += fmt.Sprintf("; and %d more", len(b.refused)-shown)
+	}
+	return msg
+}
 
 // upstreamHTTPClient is shared by all Streamable HTTP upstreams; the default
 // transport keeps only 2 idle connections per host, which churns TCP
@@ -309,6 +356,7 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	caps := sess.InitializeResult().Capabilities
+	var budget itemBudget
 	tools := map[string]liveTool{}
 	if caps == nil || caps.Tools != nil {
 		for t, err := range sess.Tools(ctx, nil) {
@@ -321,6 +369,9 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 			def, sha, err := canonical.Tool(t)
 			if err != nil {
 				u.log.Warn("tool skipped", "tool", t.Name, "err", err)
+				continue
+			}
+			if !budget.admit(kindTool, t.Name, def) {
 				continue
 			}
 			tools[t.Name] = liveTool{tool: t, def: def, sha: sha}
@@ -338,6 +389,9 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 			def, sha, err := canonical.Prompt(p)
 			if err != nil {
 				u.log.Warn("prompt skipped", "prompt", p.Name, "err", err)
+				continue
+			}
+			if !budget.admit(kindPrompt, p.Name, def) {
 				continue
 			}
 			prompts[p.Name] = live[*mcp.Prompt]{p, def, sha}
@@ -358,6 +412,9 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 				u.log.Warn("resource skipped", "uri", r.URI, "err", err)
 				continue
 			}
+			if !budget.admit(kindResource, r.URI, def) {
+				continue
+			}
 			resources[r.URI] = live[*mcp.Resource]{r, def, sha}
 		}
 		for rt, err := range sess.ResourceTemplates(ctx, nil) {
@@ -372,6 +429,9 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 				u.log.Warn("resource template skipped", "template", rt.URITemplate, "err", err)
 				continue
 			}
+			if !budget.admit(kindTemplate, rt.URITemplate, def) {
+				continue
+			}
 			templates[rt.URITemplate] = live[*mcp.ResourceTemplate]{rt, def, sha}
 		}
 	}
@@ -381,8 +441,11 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 		return nil // the session was replaced while listing; its own discovery wins
 	}
 	u.session, u.tools, u.prompts, u.resources, u.templates = sess, tools, prompts, resources, templates
-	u.reachable, u.lastErr = true, ""
+	u.reachable, u.lastErr = true, budget.status()
 	u.mu.Unlock()
+	if len(budget.refused) > 0 {
+		u.log.Warn("upstream items not offered", "reason", u.lastErr)
+	}
 	u.log.Debug("discovered", "tools", len(tools), "prompts", len(prompts), "resources", len(resources))
 	u.onChange(u.spec.GetName())
 	return nil
