@@ -50,6 +50,10 @@ type Config struct {
 	MaxMessageBytes   int
 	CredentialEnv     string
 	CredentialDirs    string
+	MaxSessions       int
+	MaxClientSessions int
+	ReadTimeout       time.Duration
+	IdleTimeout       time.Duration
 }
 
 // RegisterFlags binds cfg to fs; every flag can also be set as PORTCULLIS_<NAME>.
@@ -68,6 +72,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", time.Minute, "timeout for connecting to, listing and calling an upstream")
 	fs.StringVar(&c.CredentialEnv, "credential-env", proxy.DefaultCredentialEnv, "environment variables an upstream's credential reference env:NAME may read: comma-separated names or prefixes ending in *; empty for none (PORTCULLIS_* never)")
 	fs.StringVar(&c.CredentialDirs, "credential-dirs", proxy.DefaultCredentialDir, "directories an upstream's credential reference file:/path may read below, comma-separated absolute paths; empty for none (the data dir never)")
+	fs.IntVar(&c.MaxSessions, "max-sessions", proxy.DefaultMaxSessions, "most MCP client sessions this gateway serves at once; a new one past it is refused (503)")
+	fs.IntVar(&c.MaxClientSessions, "max-client-sessions", proxy.DefaultMaxClientSessions, "most MCP client sessions one principal (or anonymous client address) may hold at once; a new one past it is refused (429)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", proxy.DefaultRequestReadTimeout, "time a client has to send a request's headers and body")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 2*time.Minute, "an idle keep-alive connection from a client is closed after this long")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", proxy.DefaultMaxMessageBytes, "largest message accepted from an upstream (a tool result, a resource, a listing); a larger answer is refused readably and recorded as a deny event")
 	fs.IntVar(&c.TelemetryBuffer, "telemetry-buffer", 100_000, "call events kept while the control plane is unreachable; beyond it they are dropped and counted")
 	fs.Int64Var(&c.TelemetrySpool, "telemetry-spool-bytes", 256<<20, "disk budget of the telemetry spool in the data dir; events beyond it are dropped and counted")
@@ -91,6 +99,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
+	}
+	if cfg.MaxSessions < 1 || cfg.MaxClientSessions < 1 {
+		return fmt.Errorf("--max-sessions %d, --max-client-sessions %d: use positive numbers", cfg.MaxSessions, cfg.MaxClientSessions)
+	}
+	if cfg.ReadTimeout <= 0 || cfg.IdleTimeout <= 0 {
+		return fmt.Errorf("--read-timeout %s, --idle-timeout %s: use positive durations", cfg.ReadTimeout, cfg.IdleTimeout)
 	}
 	if cfg.MaxMessageBytes < 1024 {
 		return fmt.Errorf("--max-message-bytes %d: use at least 1024", cfg.MaxMessageBytes)
@@ -156,7 +170,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout,
 		Version: Version, PublicURL: public, RateLimiter: limiter, Sessions: sessions, SessionIdle: cfg.SessionIdle,
-		MaxMessageBytes: cfg.MaxMessageBytes, Credentials: creds})
+		MaxMessageBytes: cfg.MaxMessageBytes, Credentials: creds, MaxSessions: cfg.MaxSessions, MaxClientSessions: cfg.MaxClientSessions,
+		RequestReadTimeout: cfg.ReadTimeout})
 	if err != nil {
 		return err
 	}
@@ -189,7 +204,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := NewServer(mux, cfg.ReadTimeout, cfg.IdleTimeout)
 	go ag.Run(ctx)
 	errc := make(chan error, 1)
 	go func() {
@@ -227,4 +242,12 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// NewServer is the gateway's HTTP server: a client has readTimeout to send a
+// request's headers (its body: the proxy's RequestReadTimeout), and an idle
+// keep-alive connection is closed after idleTimeout. No write timeout: an
+// answer may stream for as long as its call runs.
+func NewServer(h http.Handler, readTimeout, idleTimeout time.Duration) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: readTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: 64 << 10}
 }

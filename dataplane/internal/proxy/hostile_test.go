@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -426,5 +428,101 @@ func TestOversizedDefinitions(t *testing.T) {
 	rep := p.Inventory()
 	if u := rep.Upstreams[0]; u.Reachable || len(u.Tools) != 0 || !strings.Contains(u.Error, "inventory not reported") || proto.Size(rep) > 1000 {
 		t.Fatalf("over the report budget: %+v (%d bytes)", u, proto.Size(rep))
+	}
+}
+
+// New sessions past the limits are refused readably, per client and in all,
+// and a closed session makes room again.
+func TestSessionLimits(t *testing.T) {
+	connect := func(t *testing.T, url string) (*mcp.ClientSession, error) {
+		c := mcp.NewClient(&mcp.Implementation{Name: "front", Version: "1"}, nil)
+		cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+		if err == nil {
+			t.Cleanup(func() { _ = cs.Close() })
+		}
+		return cs, err
+	}
+	t.Run("per client", func(t *testing.T) {
+		url, _ := relayGatewayConfig(t, Config{MaxClientSessions: 2}, relayUpstream(t, false).URL, &agentv1.VirtualServer{}, &agentv1.Upstream{})
+		a, err := connect(t, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := connect(t, url); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := connect(t, url); err == nil || !strings.Contains(err.Error(), "Too Many Requests") {
+			t.Fatalf("a third session of one client: %v", err)
+		}
+		if status, body := rawInitialize(t, url, ""); status != http.StatusTooManyRequests || !strings.Contains(body, "the anonymous client at 127.0.0.1 has 2 sessions open") {
+			t.Fatalf("a third session of one client: %d %s", status, body)
+		}
+		_ = a.Close()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			cs, err := connect(t, url)
+			if err == nil {
+				_ = cs.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a closed session made no room: %v", err)
+			}
+		}
+	})
+	t.Run("in all", func(t *testing.T) {
+		url, _ := relayGatewayConfig(t, Config{MaxSessions: 1}, relayUpstream(t, false).URL, &agentv1.VirtualServer{}, &agentv1.Upstream{})
+		if _, err := connect(t, url); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := connect(t, url); err == nil || !strings.Contains(err.Error(), "Service Unavailable") {
+			t.Fatalf("a session past the total: %v", err)
+		}
+		// A client cannot pass for another by naming itself.
+		if status, body := rawInitialize(t, url, "someone-else"); status != http.StatusServiceUnavailable || !strings.Contains(body, "the gateway serves its maximum of 1 sessions") {
+			t.Fatalf("a session past the total: %d %s", status, body)
+		}
+	})
+}
+
+// rawInitialize posts an initialize request as it is, naming itself as
+// client if asked, and returns the HTTP status and body.
+func rawInitialize(t *testing.T, url, client string) (int, string) {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if client != "" {
+		req.Header.Set(clientHeader, client)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK && resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a refused session without Retry-After")
+	}
+	return resp.StatusCode, string(b)
+}
+
+// A request body that never arrives is given up on after the read timeout:
+// the connection is not held.
+func TestSlowRequestBodyTimesOut(t *testing.T) {
+	url, _ := relayGatewayConfig(t, Config{RequestReadTimeout: 100 * time.Millisecond}, relayUpstream(t, false).URL, &agentv1.VirtualServer{}, &agentv1.Upstream{})
+	host := strings.TrimPrefix(strings.TrimSuffix(url, "/mcp/main"), "http://")
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /mcp/main HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"jsonrpc\":", host)
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // only so that a broken gateway fails the test rather than hanging it
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "did not arrive within 100ms") {
+		t.Fatalf("stalled body: %d %s", resp.StatusCode, b)
 	}
 }

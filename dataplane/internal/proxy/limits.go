@@ -9,12 +9,16 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -190,4 +194,108 @@ func (p *processInput) Close() error {
 		}
 	}
 	return errors.Join(err, errors.New("the upstream process did not exit"))
+}
+
+// Defaults of the session limits and the request read timeout.
+const (
+	DefaultMaxSessions        = 10000
+	DefaultMaxClientSessions  = 100
+	DefaultRequestReadTimeout = 30 * time.Second
+	// clientHeader carries clientOf to the SDK's handlers; the gateway
+	// sets it on every request, so a client's own value never counts.
+	clientHeader = "X-Portcullis-Client"
+)
+
+// sessionCounts counts the client sessions this replica serves, in all and
+// per client (a principal, or an anonymous client's address).
+type sessionCounts struct {
+	mu    sync.Mutex
+	total int
+	by    map[string]int
+}
+
+// admitSession returns why a new session of who is refused (and the HTTP status),
+// or "".
+func (p *Proxy) admitSession(who string) (string, int) {
+	c := &p.sessionCount
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.total >= p.cfg.MaxSessions:
+		return fmt.Sprintf("the gateway serves its maximum of %d sessions (--max-sessions); try again later", p.cfg.MaxSessions), http.StatusServiceUnavailable
+	case c.by[who] >= p.cfg.MaxClientSessions:
+		return fmt.Sprintf("%s has %d sessions open, the most one client may (--max-client-sessions); close one first", clientName(who), p.cfg.MaxClientSessions), http.StatusTooManyRequests
+	}
+	return "", 0
+}
+
+// sessionOpened counts a new session of who until it ends.
+func (p *Proxy) sessionOpened(ss *mcp.ServerSession, who string) {
+	c := &p.sessionCount
+	c.mu.Lock()
+	c.total++
+	if c.by == nil {
+		c.by = map[string]int{}
+	}
+	c.by[who]++
+	c.mu.Unlock()
+	go func() {
+		_ = ss.Wait()
+		c.mu.Lock()
+		c.total--
+		if c.by[who]--; c.by[who] <= 0 {
+			delete(c.by, who)
+		}
+		c.mu.Unlock()
+	}()
+}
+
+// clientOf names the client of a request for the session limits: its
+// principal, or for an anonymous client its address.
+func clientOf(r *http.Request) string {
+	if ti := auth.TokenInfoFromContext(r.Context()); ti != nil && ti.UserID != "" {
+		return ti.UserID
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "anonymous@" + host
+}
+
+func clientName(who string) string {
+	if addr, ok := strings.CutPrefix(who, "anonymous@"); ok {
+		return "the anonymous client at " + addr
+	}
+	return who
+}
+
+// readBody reads a client's request body whole within the read timeout, so
+// that a slow body cannot hold a connection (the deadline is lifted before
+// any answer streams).
+func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return true
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(p.cfg.RequestReadTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+	if err != nil {
+		// The deadline stays: the rest of the body is not waited for, and
+		// the connection closes after the answer.
+		w.Header().Set("Connection", "close")
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			http.Error(w, fmt.Sprintf("the request body is larger than %d bytes", MaxRequestBytes), http.StatusRequestEntityTooLarge)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			http.Error(w, fmt.Sprintf("the request body did not arrive within %s", p.cfg.RequestReadTimeout), http.StatusRequestTimeout)
+		default:
+			http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
+		}
+		return false
+	}
+	_ = rc.SetReadDeadline(time.Time{})
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	return true
 }

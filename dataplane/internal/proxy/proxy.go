@@ -76,6 +76,11 @@ type Config struct {
 	MaxMessageBytes int
 	// Credentials is what upstream credential references may reach.
 	Credentials Credentials
+	// MaxSessions bounds the client sessions this replica serves, and
+	// MaxClientSessions those of one principal (or anonymous address).
+	MaxSessions, MaxClientSessions int
+	// RequestReadTimeout bounds reading a client's request body.
+	RequestReadTimeout time.Duration
 }
 
 // kind is what a pin approves.
@@ -143,6 +148,8 @@ type Proxy struct {
 	ctx   context.Context
 	pol   atomic.Pointer[policy]
 	relay *progressRelay
+	// sessionCount counts client sessions for the limits (limits.go).
+	sessionCount sessionCounts
 
 	mu        sync.Mutex // guards upstreams, servers and registrations
 	upstreams map[string]*upstream
@@ -203,6 +210,15 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	}
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.MaxClientSessions <= 0 {
+		cfg.MaxClientSessions = DefaultMaxClientSessions
+	}
+	if cfg.RequestReadTimeout <= 0 {
+		cfg.RequestReadTimeout = DefaultRequestReadTimeout
 	}
 	p := &Proxy{
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"), ctx: ctx, relay: newProgressRelay(),
@@ -1304,6 +1320,18 @@ func (p *Proxy) Handler() http.Handler {
 			stateless.ServeHTTP(w, r)
 			return
 		}
+		r.Header.Del(clientHeader)
+		if r.Method == http.MethodPost && r.Header.Get(sessionIDHeader) == "" {
+			// It opens a session (an initialize; the SDK refuses anything
+			// else without one): within the limits.
+			who := clientOf(r)
+			r.Header.Set(clientHeader, who)
+			if reason, status := p.admitSession(who); reason != "" {
+				w.Header().Set("Retry-After", "30")
+				http.Error(w, "Portcullis refused a new session: "+reason, status)
+				return
+			}
+		}
 		stateful.ServeHTTP(w, r)
 	})
 	// W3C trace context from the client continues through the gateway to the upstream.
@@ -1322,7 +1350,9 @@ func (p *Proxy) Handler() http.Handler {
 			http.Error(w, fmt.Sprintf("no virtual server %q on this gateway", vs), http.StatusNotFound)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
+		if !p.readBody(w, r) {
+			return
+		}
 		pol := p.pol.Load()
 		if (pol != nil && pol.authRequired) || r.Header.Get("Authorization") != "" {
 			// Client credentials are checked here and never forwarded: upstream

@@ -414,6 +414,11 @@ func (p *Proxy) onInitialize(ctx context.Context, vs, method string, req mcp.Req
 		if ir, ok := res.(*mcp.InitializeResult); ok {
 			version = ir.ProtocolVersion
 		}
+		var who string
+		if extra := req.GetExtra(); extra != nil && extra.Header != nil {
+			who = extra.Header.Get(clientHeader)
+		}
+		p.sessionOpened(ss, who)
 		l := p.linkOf(ss, vs)
 		l.setUser(user, version)
 		l.serveFast()
