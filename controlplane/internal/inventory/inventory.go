@@ -316,8 +316,9 @@ func (s *Service) Unpin(ctx context.Context, tenantID, toolID uuid.UUID) error {
 	return s.notify.GatewayChanged(ctx, t.Edges.Upstream.GatewayID)
 }
 
-// FlowLabels are the data-flow labels a tool may carry. A client session that
-// has touched both private_data and untrusted_content may not call an
+// FlowLabels are the data-flow labels a tool, prompt or resource may carry. A
+// caller that has touched both private_data and untrusted_content (in any of
+// its sessions, within the gateway's flow window) may not use an
 // external_sink: that is how an injected instruction exfiltrates data.
 var FlowLabels = []string{"private_data", "untrusted_content", "external_sink"}
 
@@ -339,9 +340,6 @@ func (s *Service) SetLabels(ctx context.Context, tenantID, toolID uuid.UUID, lab
 	t, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.ID(toolID)).WithUpstream().Only(ctx)
 	if err != nil {
 		return authz.DBError("tool "+toolID.String(), err)
-	}
-	if t.Kind != tool.KindTool && len(clean) > 0 {
-		return authz.Invalid("flow labels apply to tools, not to a %s", t.Kind)
 	}
 	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
 		after, err := tx.Tool.UpdateOneID(t.ID).SetFlowLabels(clean).Save(ctx)

@@ -224,7 +224,7 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 			if err != nil {
 				return nil, fmt.Errorf("pinned version of tool %q: %w", t.Name, err)
 			}
-			pin := &agentv1.ToolPin{Upstream: names[t.UpstreamID], Tool: t.Name, Sha256: t.PinnedSha256, Definition: v.Definition}
+			pin := &agentv1.ToolPin{Upstream: names[t.UpstreamID], Tool: t.Name, Sha256: t.PinnedSha256, Definition: v.Definition, FlowLabels: t.FlowLabels}
 			switch t.Kind {
 			case tool.KindPrompt:
 				b.PromptPins = append(b.PromptPins, pin)
@@ -233,7 +233,6 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 			case tool.KindResourceTemplate:
 				b.ResourceTemplatePins = append(b.ResourceTemplatePins, pin)
 			default:
-				pin.FlowLabels = t.FlowLabels
 				b.ToolPins = append(b.ToolPins, pin)
 			}
 		}

@@ -17,7 +17,7 @@ func TestFlowCheck(t *testing.T) {
 		{"both: a non-sink is fine", privateData | untrustedContent, privateData, false},
 		{"a tool that reads and sends is refused after both", exfiltration, parseLabels([]string{"private_data", "external_sink"}), true},
 	} {
-		if got := flowCheck(tc.touched, tc.labels, "up__tool") != ""; got != tc.refused {
+		if got := exfiltrates(tc.touched, tc.labels); got != tc.refused {
 			t.Errorf("%s: refused = %v, want %v", tc.name, got, tc.refused)
 		}
 	}

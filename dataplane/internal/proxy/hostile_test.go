@@ -526,3 +526,77 @@ func TestSlowRequestBodyTimesOut(t *testing.T) {
 		t.Fatalf("stalled body: %d %s", resp.StatusCode, b)
 	}
 }
+
+// The data-flow taint follows a principal across its sessions and virtual
+// servers, and prompts and resources carry labels as tools do: reading
+// private data in one session and untrusted content through a resource in
+// another does not make the sink callable from a third. Anonymous sessions
+// stay apart; the window ends.
+func TestFlowFollowsThePrincipal(t *testing.T) {
+	const secret = "pcck_flow-test-key"
+	labels := map[string][]string{"incr": {"private_data"}, "roots": {"external_sink"}, "test://r": {"untrusted_content"}, "greet": {"private_data"}}
+	setup := func(b *agentv1.PolicyBundle) {
+		for _, pins := range [][]*agentv1.ToolPin{b.ToolPins, b.PromptPins, b.ResourcePins} {
+			for _, pin := range pins {
+				pin.FlowLabels = labels[pin.Tool]
+			}
+		}
+		b.VirtualServers = append(b.VirtualServers, &agentv1.VirtualServer{Name: "other", Upstreams: []string{"up"}, Unprefixed: true})
+		k := key(secret)
+		k.Principal = "apikey:flow"
+		b.ClientAuth = &agentv1.ClientAuth{Keys: []*agentv1.ClientKey{k}}
+	}
+	open := func(t *testing.T, url, token string) *mcp.ClientSession {
+		tr := &mcp.StreamableClientTransport{Endpoint: url}
+		if token != "" {
+			tr.HTTPClient = &http.Client{Transport: bearer{token}}
+		}
+		c := mcp.NewClient(&mcp.Implementation{Name: "front", Version: "1"}, &mcp.ClientOptions{})
+		c.AddRoots(&mcp.Root{URI: "file:///w"})
+		cs, err := c.Connect(context.Background(), tr, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cs.Close() })
+		return cs
+	}
+	t.Run("one principal", func(t *testing.T) {
+		url, _ := relayGateway(t, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{}, setup)
+		other := strings.TrimSuffix(url, "/main") + "/other"
+		callText(t, open(t, url, secret), "incr")
+		if _, err := open(t, other, secret).ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "test://r"}); err != nil {
+			t.Fatal(err)
+		}
+		got := callText(t, open(t, url, secret), "roots")
+		if !strings.Contains(got, "data-flow rule: apikey:flow has read private data and untrusted content within the last 1h0m0s") || strings.Contains(got, "new session") {
+			t.Errorf("the sink in a third session of the same principal = %q, want a data-flow refusal", got)
+		}
+		// Anonymous clients have no identity to follow: their sessions
+		// stay apart, and a prompt marks like a tool.
+		a := open(t, url, "")
+		if _, err := a.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "greet", Arguments: map[string]string{"who": "x"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "test://r"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := callText(t, a, "roots"); !strings.Contains(got, "data-flow rule: this session has read private data and untrusted content") {
+			t.Errorf("the sink after a private prompt and an untrusted resource = %q, want a data-flow refusal", got)
+		}
+		if got := callText(t, open(t, url, ""), "roots"); strings.Contains(got, "data-flow rule") {
+			t.Errorf("another anonymous session was refused: %q", got)
+		}
+	})
+	t.Run("window", func(t *testing.T) {
+		url, _ := relayGatewayConfig(t, Config{FlowWindow: 50 * time.Millisecond}, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{}, setup)
+		cs := open(t, url, secret)
+		callText(t, cs, "incr")
+		if _, err := cs.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "test://r"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // past the window however slow the machine
+		if got := callText(t, cs, "roots"); strings.Contains(got, "data-flow rule") {
+			t.Errorf("the sink after the window = %q", got)
+		}
+	})
+}

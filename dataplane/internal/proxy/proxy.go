@@ -81,6 +81,9 @@ type Config struct {
 	MaxSessions, MaxClientSessions int
 	// RequestReadTimeout bounds reading a client's request body.
 	RequestReadTimeout time.Duration
+	// FlowWindow is how long a principal's data-flow labels last after it
+	// last touched labelled data, across its sessions (default 1h).
+	FlowWindow time.Duration
 }
 
 // kind is what a pin approves.
@@ -161,7 +164,7 @@ type Proxy struct {
 	fastLinks sync.Map // session ID → *link, from initialize (fast.go)
 	fastSeq   atomic.Uint64
 	held      sync.Map // id → *heldCall: calls waiting for a modern client's input
-	// principalFlows are session-less principals' data-flow windows (flow.go).
+	// principalFlows are principals' data-flow windows (flow.go).
 	principalFlows sync.Map // principal → *principalFlow
 	flowSweeps     atomic.Uint64
 	// sealKey MACs the requestState of held calls.
@@ -216,6 +219,9 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	}
 	if cfg.MaxClientSessions <= 0 {
 		cfg.MaxClientSessions = DefaultMaxClientSessions
+	}
+	if cfg.FlowWindow <= 0 {
+		cfg.FlowWindow = time.Hour
 	}
 	if cfg.RequestReadTimeout <= 0 {
 		cfg.RequestReadTimeout = DefaultRequestReadTimeout
@@ -313,9 +319,12 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 		pol.groupClaim = "groups"
 	}
 	pol.ratePrincipal, pol.rateTool = int(b.GetRateLimits().GetPrincipalPerMinute()), int(b.GetRateLimits().GetToolPerMinute())
-	for _, pin := range b.GetToolPins() {
-		if l := parseLabels(pin.GetFlowLabels()); l != 0 {
-			pol.labels[pinKey{kindTool, pin.GetUpstream(), pin.GetTool()}] = l
+	for k, pins := range map[kind][]*agentv1.ToolPin{kindTool: b.GetToolPins(), kindPrompt: b.GetPromptPins(),
+		kindResource: b.GetResourcePins(), kindTemplate: b.GetResourceTemplatePins()} {
+		for _, pin := range pins {
+			if l := parseLabels(pin.GetFlowLabels()); l != 0 {
+				pol.labels[pinKey{k, pin.GetUpstream(), pin.GetTool()}] = l
+			}
 		}
 	}
 	for k, pins := range map[kind][]*agentv1.ToolPin{kindTool: b.GetToolPins(), kindPrompt: b.GetPromptPins(),
@@ -1188,8 +1197,12 @@ func (pol *policy) pinRefusal(key pinKey, liveSha string, offered bool) string {
 
 func (p *Proxy) promptHandler(vs, upName, promptName string) mcp.PromptHandler {
 	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-		u, err := p.stillApproved(pinKey{kindPrompt, upName, promptName})
+		key := pinKey{kindPrompt, upName, promptName}
+		u, err := p.stillApproved(key)
 		if err != nil {
+			return nil, err
+		}
+		if err := p.flowGate(ctx, req.Session, req.Extra, key, "prompt "+upName+Separator+promptName); err != nil {
 			return nil, err
 		}
 		sess, done, err := p.session(ctx, req.Session, vs, u)
@@ -1215,6 +1228,9 @@ func (p *Proxy) resourceHandler(vs string, key pinKey) mcp.ResourceHandler {
 	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		u, err := p.stillApproved(key)
 		if err != nil {
+			return nil, err
+		}
+		if err := p.flowGate(ctx, req.Session, req.Extra, key, "resource "+req.Params.URI); err != nil {
 			return nil, err
 		}
 		sess, done, err := p.session(ctx, req.Session, vs, u)

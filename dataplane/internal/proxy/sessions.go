@@ -158,15 +158,23 @@ func (s *RedisSessions) flow(ctx context.Context, id string) (flowLabel, error) 
 	return flowFrom(values), nil
 }
 
-// addFlow records labels the session touched.
-func (s *RedisSessions) addFlow(ctx context.Context, id string, labels flowLabel) error {
+// addFlow records labels a session (or a principal, id "flow:<principal>")
+// touched; a ttl restarts the record's window.
+func (s *RedisSessions) addFlow(ctx context.Context, id string, labels flowLabel, ttl time.Duration) error {
 	fields := flowSet(labels)
 	if len(fields) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	return s.rdb.HSet(ctx, s.key(id), fields...).Err()
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, s.key(id), fields...)
+		if ttl > 0 {
+			p.Expire(ctx, s.key(id), ttl)
+		}
+		return nil
+	})
+	return err
 }
 
 // delete leaves a tombstone, so that a replica still holding the session

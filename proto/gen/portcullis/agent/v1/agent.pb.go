@@ -1578,7 +1578,7 @@ type ToolPin struct {
 	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// The canonical definition JSON that was approved.
 	Definition []byte `protobuf:"bytes,4,opt,name=definition,proto3" json:"definition,omitempty"`
-	// Data-flow labels of a tool: "private_data", "untrusted_content", "external_sink".
+	// Data-flow labels of the tool, prompt or resource: "private_data", "untrusted_content", "external_sink".
 	FlowLabels    []string `protobuf:"bytes,5,rep,name=flow_labels,json=flowLabels,proto3" json:"flow_labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
