@@ -55,6 +55,7 @@ type Config struct {
 	ReadTimeout       time.Duration
 	IdleTimeout       time.Duration
 	FlowWindow        time.Duration
+	MaxDefinitionAge  time.Duration
 }
 
 // RegisterFlags binds cfg to fs; every flag can also be set as PORTCULLIS_<NAME>.
@@ -73,6 +74,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", time.Minute, "timeout for connecting to, listing and calling an upstream")
 	fs.StringVar(&c.CredentialEnv, "credential-env", proxy.DefaultCredentialEnv, "environment variables an upstream's credential reference env:NAME may read: comma-separated names or prefixes ending in *; empty for none (PORTCULLIS_* never)")
 	fs.StringVar(&c.CredentialDirs, "credential-dirs", proxy.DefaultCredentialDir, "directories an upstream's credential reference file:/path may read below, comma-separated absolute paths; empty for none (the data dir never)")
+	fs.DurationVar(&c.MaxDefinitionAge, "max-definition-age", proxy.DefaultMaxDefinitionAge, "a call, prompt or resource read uses an upstream definition listed at most this long ago; older, the upstream is listed again first (one listing for all callers), so a tool changed without list_changed is quarantined at its next call")
 	fs.DurationVar(&c.FlowWindow, "flow-window", time.Hour, "how long a principal's data-flow labels (private_data, untrusted_content) last after it last touched labelled data, across all its sessions and virtual servers")
 	fs.IntVar(&c.MaxSessions, "max-sessions", proxy.DefaultMaxSessions, "most MCP client sessions this gateway serves at once; a new one past it is refused (503)")
 	fs.IntVar(&c.MaxClientSessions, "max-client-sessions", proxy.DefaultMaxClientSessions, "most MCP client sessions one principal (or anonymous client address) may hold at once; a new one past it is refused (429)")
@@ -105,8 +107,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.MaxSessions < 1 || cfg.MaxClientSessions < 1 {
 		return fmt.Errorf("--max-sessions %d, --max-client-sessions %d: use positive numbers", cfg.MaxSessions, cfg.MaxClientSessions)
 	}
-	if cfg.ReadTimeout <= 0 || cfg.IdleTimeout <= 0 || cfg.FlowWindow <= 0 {
-		return fmt.Errorf("--read-timeout %s, --idle-timeout %s, --flow-window %s: use positive durations", cfg.ReadTimeout, cfg.IdleTimeout, cfg.FlowWindow)
+	if cfg.ReadTimeout <= 0 || cfg.IdleTimeout <= 0 || cfg.FlowWindow <= 0 || cfg.MaxDefinitionAge <= 0 {
+		return fmt.Errorf("--read-timeout %s, --idle-timeout %s, --flow-window %s, --max-definition-age %s: use positive durations",
+			cfg.ReadTimeout, cfg.IdleTimeout, cfg.FlowWindow, cfg.MaxDefinitionAge)
 	}
 	if cfg.MaxMessageBytes < 1024 {
 		return fmt.Errorf("--max-message-bytes %d: use at least 1024", cfg.MaxMessageBytes)
@@ -173,7 +176,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout,
 		Version: Version, PublicURL: public, RateLimiter: limiter, Sessions: sessions, SessionIdle: cfg.SessionIdle,
 		MaxMessageBytes: cfg.MaxMessageBytes, Credentials: creds, MaxSessions: cfg.MaxSessions, MaxClientSessions: cfg.MaxClientSessions,
-		RequestReadTimeout: cfg.ReadTimeout, FlowWindow: cfg.FlowWindow})
+		RequestReadTimeout: cfg.ReadTimeout, FlowWindow: cfg.FlowWindow, MaxDefinitionAge: cfg.MaxDefinitionAge})
 	if err != nil {
 		return err
 	}

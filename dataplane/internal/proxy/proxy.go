@@ -49,6 +49,9 @@ const Separator = "__"
 // statelessProtocol is the first protocol revision without sessions.
 const statelessProtocol = "2026-07-28"
 
+// DefaultMaxDefinitionAge is the default of Config.MaxDefinitionAge.
+const DefaultMaxDefinitionAge = 30 * time.Second
+
 // MaxRequestBytes bounds one HTTP request body from a client.
 const MaxRequestBytes = 4 << 20
 
@@ -81,6 +84,10 @@ type Config struct {
 	MaxSessions, MaxClientSessions int
 	// RequestReadTimeout bounds reading a client's request body.
 	RequestReadTimeout time.Duration
+	// MaxDefinitionAge bounds how long ago an upstream's definitions were
+	// listed when a call uses one (default 30s): older, they are listed
+	// again before the call.
+	MaxDefinitionAge time.Duration
 	// FlowWindow is how long a principal's data-flow labels last after it
 	// last touched labelled data, across its sessions (default 1h).
 	FlowWindow time.Duration
@@ -219,6 +226,9 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	}
 	if cfg.MaxClientSessions <= 0 {
 		cfg.MaxClientSessions = DefaultMaxClientSessions
+	}
+	if cfg.MaxDefinitionAge <= 0 {
+		cfg.MaxDefinitionAge = DefaultMaxDefinitionAge
 	}
 	if cfg.FlowWindow <= 0 {
 		cfg.FlowWindow = time.Hour
@@ -935,6 +945,7 @@ func (p *Proxy) admit(ctx context.Context, pol *policy, ss *mcp.ServerSession, t
 	if pol == nil || u == nil || pol.vs[ev.VirtualServer] == nil || !slices.Contains(pol.vs[ev.VirtualServer].upstreams, upName) {
 		return admission{}, "the upstream is not part of this virtual server"
 	}
+	u.fresh(ctx, p.cfg.MaxDefinitionAge)
 	lt, live := u.liveTool(toolName)
 	if reason := pol.pinRefusal(pinKey{kindTool, upName, toolName}, lt.sha, live); reason != "" {
 		return admission{}, reason
@@ -1153,12 +1164,13 @@ func (p *Proxy) rateLimited(ctx context.Context, pol *policy, id identity, expos
 
 // stillApproved repeats the pin check when a prompt or resource is used, as
 // tools/call does: a definition that drifted since the list is refused.
-func (p *Proxy) stillApproved(key pinKey) (*upstream, error) {
+func (p *Proxy) stillApproved(ctx context.Context, key pinKey) (*upstream, error) {
 	pol := p.pol.Load()
 	u := p.upstream(key.upstream)
 	if pol == nil || u == nil {
 		return nil, fmt.Errorf("upstream %q is not available on this gateway", key.upstream)
 	}
+	u.fresh(ctx, p.cfg.MaxDefinitionAge)
 	u.mu.RLock()
 	var sha string
 	var offered bool
@@ -1198,7 +1210,7 @@ func (pol *policy) pinRefusal(key pinKey, liveSha string, offered bool) string {
 func (p *Proxy) promptHandler(vs, upName, promptName string) mcp.PromptHandler {
 	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		key := pinKey{kindPrompt, upName, promptName}
-		u, err := p.stillApproved(key)
+		u, err := p.stillApproved(ctx, key)
 		if err != nil {
 			return nil, err
 		}
@@ -1226,7 +1238,7 @@ func (p *Proxy) promptHandler(vs, upName, promptName string) mcp.PromptHandler {
 
 func (p *Proxy) resourceHandler(vs string, key pinKey) mcp.ResourceHandler {
 	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		u, err := p.stillApproved(key)
+		u, err := p.stillApproved(ctx, key)
 		if err != nil {
 			return nil, err
 		}

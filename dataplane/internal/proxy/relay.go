@@ -591,7 +591,7 @@ func (p *Proxy) complete(ctx context.Context, vs *vserver, req *mcp.CompleteRequ
 		if !ok {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("no prompt %q on this virtual server", truncate(ref.Name, 128))}
 		}
-		u, err := p.stillApproved(pinKey{kindPrompt, r.upstream, r.name})
+		u, err := p.stillApproved(ctx, pinKey{kindPrompt, r.upstream, r.name})
 		if err != nil {
 			return nil, err
 		}

@@ -127,6 +127,7 @@ type upstream struct {
 	templates map[string]live[*mcp.ResourceTemplate] // by URI template
 	reachable bool
 	lastErr   string
+	listedAt  time.Time // when the listing the state comes from began
 
 	pool    sessionPool // sessions for session-less and stateless requests
 	stopped atomic.Bool
@@ -355,6 +356,7 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 	defer u.discoverMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
+	started := time.Now()
 	caps := sess.InitializeResult().Capabilities
 	var budget itemBudget
 	tools := map[string]liveTool{}
@@ -441,6 +443,7 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 		return nil // the session was replaced while listing; its own discovery wins
 	}
 	u.session, u.tools, u.prompts, u.resources, u.templates = sess, tools, prompts, resources, templates
+	u.listedAt = started
 	u.reachable, u.lastErr = true, budget.status()
 	u.mu.Unlock()
 	if len(budget.refused) > 0 {
@@ -456,6 +459,18 @@ func (u *upstream) liveTool(name string) (liveTool, bool) {
 	defer u.mu.RUnlock()
 	t, ok := u.tools[name]
 	return t, ok
+}
+
+// fresh makes sure the upstream's definitions were listed at most maxAge
+// ago, listing again first if not (one listing for every caller waiting).
+// A tool that changed silently is then seen at its next call.
+func (u *upstream) fresh(ctx context.Context, maxAge time.Duration) {
+	u.mu.RLock()
+	age := time.Since(u.listedAt)
+	u.mu.RUnlock()
+	if age > maxAge {
+		u.refreshNow(ctx)
+	}
 }
 
 // stateless reports whether the upstream serves without sessions: over HTTP it
