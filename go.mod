@@ -14,6 +14,7 @@ require (
 	github.com/gowebpki/jcs v1.0.2
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/modelcontextprotocol/go-sdk v1.8.0
+	github.com/mtibben/confusables v0.0.0-20210201002637-9d1b0723b659
 	github.com/peterbourgon/ff/v3 v3.4.0
 	github.com/portcullis-mcp/portcullis/proto v0.0.0-00010101000000-000000000000
 	github.com/pressly/goose/v3 v3.29.0
