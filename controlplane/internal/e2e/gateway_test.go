@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -610,5 +612,77 @@ func TestFaults(t *testing.T) {
 	}
 	if allowed != 2 { // one of the 3 was spent above
 		t.Fatalf("%d of 5 calls allowed with Redis down; want the limit (2 left of 3) enforced in process", allowed)
+	}
+}
+
+// TestGatewayConnectionLimits runs the built gateway with its session and
+// timeout flags set (as environment variables, as the charts do): a second
+// session of one client is refused with the reason, and a request body
+// that stalls is given up on.
+func TestGatewayConnectionLimits(t *testing.T) {
+	ctx := viewer.System(context.Background())
+	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
+	defer cp.stop()
+	up := httptest.NewServer(demoupstream.Handler())
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	ten, err := cp.Tenants.CreateTenant(ctx, "Limits", "limits", uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok,
+		"PORTCULLIS_MAX_CLIENT_SESSIONS=1", "PORTCULLIS_READ_TIMEOUT=1s")
+	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
+	mcpURL := "http://" + addr + "/mcp/main"
+	var first *mcp.ClientSession
+	eventually(t, "a first session", func() error {
+		cs, err := mcpConnect(ctx, mcpURL)
+		first = cs
+		return err
+	})
+	defer first.Close()
+	if res, err := first.CallTool(ctx, &mcp.CallToolParams{Name: "demo__echo", Arguments: map[string]any{"message": "hi"}}); err != nil || res.IsError {
+		t.Fatalf("echo: %v %v", res, err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), "the anonymous client at 127.0.0.1 has 1 sessions open, the most one client may (--max-client-sessions)") {
+		t.Fatalf("a second session: %d %s", resp.StatusCode, body)
+	}
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /mcp/main HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{", addr)
+	_ = conn.SetReadDeadline(time.Now().Add(45 * time.Second)) // only so that a broken gateway fails rather than hangs
+	stalled, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	if stalled.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("a stalled body: %d", stalled.StatusCode)
 	}
 }
