@@ -185,13 +185,21 @@ func TestLimitedTransportNeverHoldsMoreThanTheLimit(t *testing.T) {
 			t.Errorf("%s: read %q, %v; want %q", tc.ct, b, err, tc.want)
 		}
 	}
-	// Events within the limit pass as they came, one at a time.
-	in := "id: 1\ndata: {\"a\":1}\n\n: ping\n\ndata: " + strings.Repeat("y", limit-100) + "\n\n"
+	// An HTTP error's body is cut short.
 	lt := &limitedTransport{limit: limit, base: rtFunc(func(*http.Request) (*http.Response, error) {
-		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: io.NopCloser(strings.NewReader(in))}, nil
+		return &http.Response{StatusCode: 500, Header: http.Header{"Content-Type": {"text/plain"}}, ContentLength: -1, Body: io.NopCloser(zeros{})}, nil
 	})}
 	req, _ := http.NewRequest(http.MethodGet, "http://up/mcp", nil)
 	resp, _ := lt.RoundTrip(req)
+	if b, err := io.ReadAll(resp.Body); err != nil || len(b) != maxErrorBody {
+		t.Errorf("an endless error body: %d bytes, %v", len(b), err)
+	}
+	// Events within the limit pass as they came, one at a time.
+	in := "id: 1\ndata: {\"a\":1}\n\n: ping\n\ndata: " + strings.Repeat("y", limit-100) + "\n\n"
+	lt = &limitedTransport{limit: limit, base: rtFunc(func(*http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: io.NopCloser(strings.NewReader(in))}, nil
+	})}
+	resp, _ = lt.RoundTrip(req)
 	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != in {
 		t.Errorf("events within the limit: %q, %v", b, err)
 	}
@@ -634,4 +642,25 @@ func TestSilentChangeCaughtAtCall(t *testing.T) {
 	if got := callText(t, c.cs, "read"); got == "contents" || !strings.Contains(got, "Portcullis refused this call") {
 		t.Errorf("a call after a silent change = %q, want a refusal", got)
 	}
+}
+
+func FuzzLimitedEvents(f *testing.F) {
+	f.Add("data: {\"a\":1}\n\n: ping\n\ndata: x\r\n\r\n")
+	f.Add("data: " + strings.Repeat("z", 300) + "\n\n")
+	f.Add("data: a\ndata: b")
+	const limit = 64
+	f.Fuzz(func(t *testing.T, in string) {
+		le := &limitedEvents{r: bufio.NewReaderSize(strings.NewReader(in), 16), c: io.NopCloser(nil), limit: limit,
+			refusal: func() []byte { return []byte(`{"refused":true}`) }}
+		out, err := io.ReadAll(le)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(in) <= limit+64 && string(out) != in {
+			t.Fatalf("a stream within the limit changed: %q → %q", in, out)
+		}
+		if !strings.HasPrefix(in, strings.TrimSuffix(string(out), "data: {\"refused\":true}\n\n")) {
+			t.Fatalf("the output is not the input's events, then the refusal: %q → %q", in, out)
+		}
+	})
 }

@@ -26,6 +26,9 @@ import (
 // resource, a listing) the gateway accepts from an upstream.
 const DefaultMaxMessageBytes = 16 << 20
 
+// maxErrorBody bounds the body of an upstream's HTTP error read.
+const maxErrorBody = 64 << 10
+
 // codeTooLarge is the JSON-RPC error code of an upstream's answer the gateway
 // refused for its size (an implementation-defined server error).
 const codeTooLarge = -32090
@@ -48,8 +51,16 @@ type limitedTransport struct {
 
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req)
-	if err != nil || resp.StatusCode/100 != 2 {
+	if err != nil {
 		return resp, err
+	}
+	if resp.StatusCode/100 != 2 {
+		// The SDK reads an error's body whole to quote it: a little is enough.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.LimitReader(resp.Body, maxErrorBody), resp.Body}
+		return resp, nil
 	}
 	refusal := func() []byte { return tooLargeAnswer(req, t.limit) }
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
