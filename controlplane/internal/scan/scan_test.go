@@ -137,11 +137,11 @@ func FuzzDefinition(f *testing.F) {
 // A tool named like another, in look-alike characters, is flagged.
 func TestLookalikeNames(t *testing.T) {
 	for name, want := range map[string]bool{
-		"send_em\u0430il":  true,  // Cyrillic а
-		"ｓｅｎｄ_ｅｍａｉｌ": true,  // fullwidth
-		"send_emai1":       true,  // digit one for l
-		"send_email":       false, // itself
-		"send_sms":         false,
+		"send_em\u0430il": true,  // Cyrillic а
+		"ｓｅｎｄ_ｅｍａｉｌ":      true,  // fullwidth
+		"send_emai1":      true,  // digit one for l
+		"send_email":      false, // itself
+		"send_sms":        false,
 	} {
 		b, _ := json.Marshal(map[string]any{"name": name, "description": "Sends."})
 		fs, err := Definition(b, []string{"send_email", "list_files"})
