@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -27,22 +28,28 @@ Commands:
   serve       run the control plane
   dev         run control plane, a demo upstream and one gateway on this machine
 
-Admin commands (need an API key: PORTCULLIS_API_KEY, from the console):
+Admin commands (need an API key: PORTCULLIS_API_KEY; portcullis dev prints one):
   tenants     list | create
   gateways    list | create
   tokens      create (gateway enrollment tokens)
   upstreams   list | create
   servers     list | create (virtual servers, /mcp/{name})
   tools       list | pin | unpin
+  changes     list | show | approve | reject (change requests)
+  pins        export | import (signed pin manifests)
 
 Run "portcullis <command> -h" for the command's flags. Every flag can also be
 set as an environment variable PORTCULLIS_<FLAG>, e.g. PORTCULLIS_DATABASE_URL.
 `
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
+	}
+	if os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		fmt.Fprint(os.Stdout, usage)
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -52,14 +59,14 @@ func main() {
 		err = serve(ctx, os.Args[2:])
 	case "dev":
 		err = dev(ctx, os.Args[2:])
-	case "tenants", "gateways", "tokens", "upstreams", "servers", "tools":
+	case "tenants", "gateways", "tokens", "upstreams", "servers", "tools", "changes", "pins":
 		err = cli.Run(ctx, os.Args[1:], os.Stdout)
 	default:
 		fmt.Fprintf(os.Stderr, "portcullis: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
 	}
-	if err == flag.ErrHelp {
-		return
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h printed the command's flags
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis:", err)

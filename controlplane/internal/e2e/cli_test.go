@@ -16,21 +16,19 @@ import (
 	"github.com/google/uuid"
 	"github.com/gowebpki/jcs"
 
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/cli"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
+// runCLI runs the built portcullis binary with the server and key as flags.
 func runCLI(t *testing.T, server, key string, args ...string) (string, error) {
 	t.Helper()
-	var out bytes.Buffer
 	// Flags go after "command subcommand", before the arguments.
 	full := append([]string{}, args[:min(2, len(args))]...)
 	full = append(full, "--server", server, "--api-key", key)
 	full = append(full, args[min(2, len(args)):]...)
-	err := cli.Run(context.Background(), full, &out)
-	return out.String(), err
+	return runBinary(t, "", "", full...)
 }
 
 func TestCLI(t *testing.T) {
@@ -183,7 +181,10 @@ func TestCLIChanges(t *testing.T) {
 func runBinary(t *testing.T, server, key string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(portcullisBin, args...)
-	cmd.Env = append(os.Environ(), "PORTCULLIS_SERVER="+server, "PORTCULLIS_API_KEY="+key)
+	cmd.Env = os.Environ()
+	if server != "" {
+		cmd.Env = append(cmd.Env, "PORTCULLIS_SERVER="+server, "PORTCULLIS_API_KEY="+key)
+	}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -236,5 +237,34 @@ func TestCLIServers(t *testing.T) {
 	run("servers", "create", "--gateway", "srv-gw", "--upstreams", "alpha,beta", "--unprefixed", "--rename", "beta/search=beta_search", "main")
 	if out := run("servers", "list"); !strings.Contains(out, "main") || !strings.Contains(out, "unprefixed, 1 renamed") {
 		t.Errorf("servers list:\n%s", out)
+	}
+}
+
+// Help is asked for, not a mistake: the built binaries print it on stdout
+// and exit 0, with every command the README names.
+func TestHelp(t *testing.T) {
+	for _, tc := range []struct {
+		bin  string
+		args []string
+		want string
+	}{
+		{portcullisBin, []string{"--help"}, "pins        export | import"},
+		{portcullisBin, []string{"help"}, "changes     list"},
+		{portcullisBin, []string{"changes", "list", "-h"}, ""},
+		{portcullisBin, []string{"serve", "-h"}, ""},
+		{gatewayBin, []string{"-h"}, "Usage: portcullis-gateway"},
+		{gatewayBin, []string{"--help"}, "-max-message-bytes"},
+	} {
+		cmd := exec.Command(tc.bin, tc.args...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Run(); err != nil || strings.Contains(out.String()+errOut.String(), "error parsing") || !strings.Contains(out.String()+errOut.String(), tc.want) {
+			t.Errorf("%s %v: %v\nstdout: %.300s\nstderr: %.300s", filepath.Base(tc.bin), tc.args, err, out.String(), errOut.String())
+		}
+	}
+	for _, args := range [][]string{{"bogus"}, {}} {
+		if err := exec.Command(portcullisBin, args...).Run(); err == nil {
+			t.Errorf("portcullis %v succeeded", args)
+		}
 	}
 }

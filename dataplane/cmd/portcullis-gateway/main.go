@@ -3,8 +3,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,11 +26,16 @@ func main() {
 	}
 	var cfg app.Config
 	cfg.RegisterFlags(fs)
+	fs.SetOutput(io.Discard) // usage is printed below: on stdout for -h, on stderr for a mistake
 	if err := ff.Parse(fs, os.Args[1:], ff.WithEnvVarPrefix("PORTCULLIS")); err != nil {
-		if err == flag.ErrHelp {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout)
+			fs.Usage()
 			return
 		}
 		fmt.Fprintln(os.Stderr, "portcullis-gateway:", err)
+		fs.SetOutput(os.Stderr)
+		fs.Usage()
 		os.Exit(2)
 	}
 	log, err := cfg.Logger()
