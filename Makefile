@@ -18,7 +18,8 @@ MODULES := . ./dataplane ./proto
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@if [ -t 1 ]; then on=$$'\033[36m' off=$$'\033[0m'; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %s%-16s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/.tools-$(BUF_VERSION)-$(PROTOC_GEN_GO_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)-$(PROTOC_GEN_CONNECT_VERSION):
 	@mkdir -p $(BIN)
@@ -45,7 +46,9 @@ check-generate: generate ## Fail if generated code is not up to date
 
 .PHONY: build
 build: ## Build bin/portcullis and bin/portcullis-gateway
+	@echo "building bin/portcullis (control plane, CLI): the first build on a machine compiles every dependency and takes a few minutes"
 	$(GO) build -o bin/portcullis ./controlplane/cmd/portcullis
+	@echo "building bin/portcullis-gateway (data plane)"
 	cd dataplane && GOWORK=off $(GO) build -o ../bin/portcullis-gateway ./cmd/portcullis-gateway
 
 .PHONY: dev
@@ -72,10 +75,14 @@ migration: ## Write a new versioned migration from ent/schema changes: make migr
 .PHONY: test
 test: test-deps ## Install test dependencies and run every test
 	@test -z "$$(gofmt -l controlplane dataplane ent/schema ent/schematype ent/viewer proto/gen ui)" || { gofmt -l controlplane dataplane ent/schema ent/schematype ent/viewer proto/gen ui; echo "run gofmt -w on the files above"; exit 1; }
-	@for m in $(MODULES); do (cd $$m && echo "== vet $$m" && $(GO) vet ./...) || exit 1; done
-	cd dataplane && GOWORK=off $(GO) build ./...
-	eval "$$(.ci/services)" && $(GO) test -count=1 -timeout 30m ./...
-	cd dataplane && $(GO) test -count=1 -timeout 30m ./...
+	@# Every module is vetted and tested whatever failed before; the status
+	@# says whether anything did, and the summary which.
+	@failed=""; \
+	for m in $(MODULES); do (cd $$m && echo "== vet $$m" && $(GO) vet ./...) || failed="$$failed vet:$$m"; done; \
+	(cd dataplane && echo "== build dataplane alone" && GOWORK=off $(GO) build ./...) || failed="$$failed build:dataplane"; \
+	(eval "$$(.ci/services)" && echo "== test ." && $(GO) test -count=1 -timeout 30m ./...) || failed="$$failed test:."; \
+	(cd dataplane && echo "== test ./dataplane" && $(GO) test -count=1 -timeout 30m ./...) || failed="$$failed test:dataplane"; \
+	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "all modules passed"
 
 .PHONY: bench
 bench: test-deps ## Benchmarks: tools/call direct vs reverse proxy vs gateway; approval to enforcement on 1,000 agents; 1,000 agents plus tools/call load with memory; telemetry ingest; dataplane hot paths

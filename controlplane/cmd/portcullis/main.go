@@ -105,6 +105,10 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.CACert, "ca-cert", "", "PEM CA certificate for agent mTLS (default: generated in --data-dir)")
 	fs.StringVar(&cfg.CAKey, "ca-key", "", "PEM PKCS#8 key of --ca-cert")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	var boot app.Bootstrap
+	fs.StringVar(&boot.TenantSlug, "bootstrap-tenant", "", "on start, create this tenant (by slug) if it does not exist: the first tenant without a browser")
+	fs.StringVar(&boot.OwnerEmail, "bootstrap-owner", "", "on start, invite this email as owner of --bootstrap-tenant unless already a member or invited (they become owner at their first console login)")
+	fs.StringVar(&boot.APIKeyFile, "bootstrap-api-key-file", "", "on start, if this file does not exist, write a new owner API key of --bootstrap-tenant to it (mode 0600), for the CLI and automation")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -119,6 +123,9 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer a.Close()
+	if _, err := a.Bootstrap(ctx, boot); err != nil {
+		return err
+	}
 	return a.Serve(ctx)
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -87,6 +88,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("seeding the demo tenant: %w", err)
 	}
+	// An owner API key for the CLI, made once and kept in the data dir.
+	keyFile := filepath.Join(cfg.DataDir, "admin-api-key")
+	apiKey, err := cp.Bootstrap(ctx, app.Bootstrap{TenantSlug: "demo", APIKeyFile: keyFile})
+	if err != nil {
+		return err
+	}
+	if apiKey == "" {
+		b, err := os.ReadFile(keyFile)
+		if err != nil {
+			return fmt.Errorf("reading the dev API key: %w", err)
+		}
+		apiKey = strings.TrimSpace(string(b))
+	}
 	gwData := filepath.Join(cfg.DataDir, "gateway")
 	cmd := exec.CommandContext(ctx, cfg.GatewayBin, "--control-plane", cp.AgentEndpoint(), "--data-dir", gwData, "--listen", cfg.GatewayAddr)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -110,6 +124,8 @@ Portcullis is running (dev mode, data in %s).
                      sign in as %s, password %q
   Gateway MCP URL    %s
   Agents connect to  %s
+  CLI                export PORTCULLIS_API_KEY=%s PORTCULLIS_SERVER=%s
+                     portcullis servers list   (the key is also in %s)
 
 The demo upstream's tools (echo, add, time) are pinned on first discovery.
 Point an MCP client at the gateway, e.g. in its mcpServers config:
@@ -117,7 +133,7 @@ Point an MCP client at the gateway, e.g. in its mcpServers config:
   {"mcpServers": {"portcullis-demo": {"type": "http", "url": "%s"}}}
 
 Press Ctrl-C to stop.
-`, cfg.DataDir, publicURL, DevUserEmail, DevUserPassword, mcpURL, cp.AgentEndpoint(), mcpURL)
+`, cfg.DataDir, publicURL, DevUserEmail, DevUserPassword, mcpURL, cp.AgentEndpoint(), apiKey, publicURL, keyFile, mcpURL)
 
 	gwDone := make(chan error, 1)
 	go func() { gwDone <- cmd.Wait() }()

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -266,5 +268,87 @@ func TestHelp(t *testing.T) {
 		if err := exec.Command(portcullisBin, args...).Run(); err == nil {
 			t.Errorf("portcullis %v succeeded", args)
 		}
+	}
+}
+
+// TestDevPrintsAReadyKey runs the built `portcullis dev` as `make dev` does:
+// it prints an owner API key with which the built CLI works at once, and
+// the same key on the next start.
+func TestDevPrintsAReadyKey(t *testing.T) {
+	dataDir := t.TempDir()
+	keyOf := func() string {
+		httpAddr := freeAddr(t)
+		cmd := exec.Command(portcullisBin, "dev", "--data-dir", dataDir, "--http-listen", httpAddr, "--grpc-listen", freeAddr(t),
+			"--demo-listen", freeAddr(t), "--gateway-listen", freeAddr(t), "--idp-listen", freeAddr(t), "--gateway-bin", gatewayBin, "--log-level", "warn")
+		out := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+		var key string
+		eventually(t, "the dev banner with an API key", func() error {
+			m := regexp.MustCompile(`PORTCULLIS_API_KEY=(pcak_\S+)`).FindStringSubmatch(out.String())
+			if m == nil {
+				return fmt.Errorf("no key printed yet: %q", out.String())
+			}
+			key = m[1]
+			return nil
+		})
+		got, err := runCLI(t, "http://"+httpAddr, key, "servers", "list")
+		if err != nil || !strings.Contains(got, "demo") {
+			t.Fatalf("servers list with the printed key: %v\n%s", err, got)
+		}
+		return key
+	}
+	first := keyOf()
+	if again := keyOf(); again != first {
+		t.Fatal("a second start printed another key")
+	}
+	if fi, err := os.Stat(filepath.Join(dataDir, "admin-api-key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+}
+
+// TestServeBootstrap makes the first tenant, its owner and an API key with
+// the built `portcullis serve`, as automation and the Helm chart do, and
+// does nothing more on the next start.
+func TestServeBootstrap(t *testing.T) {
+	dataDir := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "secrets", "owner-key")
+	serveOnce := func() string {
+		httpAddr := freeAddr(t)
+		cmd := exec.Command(portcullisBin, "serve", "--data-dir", dataDir, "--http-listen", httpAddr, "--grpc-listen", freeAddr(t), "--log-level", "warn",
+			"--bootstrap-tenant", "acme", "--bootstrap-owner", "Owner@Acme.example", "--bootstrap-api-key-file", keyFile)
+		errOut := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = io.Discard, errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		var out string
+		eventually(t, "the bootstrap key working", func() error {
+			b, err := os.ReadFile(keyFile)
+			if err != nil {
+				return fmt.Errorf("%v (stderr %s)", err, errOut.String())
+			}
+			out, err = runCLI(t, "http://"+httpAddr, strings.TrimSpace(string(b)), "tenants", "list")
+			return err
+		})
+		if !strings.Contains(out, "acme") || !strings.Contains(out, "owner") {
+			t.Fatalf("tenants list with the bootstrap key:\n%s", out)
+		}
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		return out
+	}
+	serveOnce()
+	before, _ := os.ReadFile(keyFile)
+	serveOnce()
+	if after, _ := os.ReadFile(keyFile); string(after) != string(before) {
+		t.Fatal("the key file was rewritten on the second start")
+	}
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi, err)
 	}
 }
