@@ -94,10 +94,17 @@ bench: test-deps ## Benchmarks: tools/call direct vs reverse proxy vs gateway; a
 	cd dataplane && $(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: lint
-lint: ## golangci-lint v2 on every module, buf lint
+lint: tools $(BIN)/.golangci-lint-$(GOLANGCI_LINT_VERSION) ## golangci-lint v2 (.golangci.yml) on every module and buf lint; reports every module's findings
+	@failed=""; \
+	buf lint || failed="$$failed buf"; \
+	for m in $(MODULES); do (cd $$m && echo "== lint $$m" && $(BIN)/golangci-lint run --config $(CURDIR)/.golangci.yml ./...) || failed="$$failed $$m"; done; \
+	if [ -n "$$failed" ]; then echo "lint FAILED:$$failed"; exit 1; fi
+
+$(BIN)/.golangci-lint-$(GOLANGCI_LINT_VERSION):
+	@mkdir -p $(BIN)
+	@echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) into .bin (a few minutes on a fresh machine)"
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
-	buf lint
-	@for m in $(MODULES); do (cd $$m && $(BIN)/golangci-lint run ./...) || exit 1; done
+	@touch $@
 
 .PHONY: clean
 clean: ## Remove build outputs and dev data

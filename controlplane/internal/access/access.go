@@ -348,7 +348,7 @@ func (s *Service) SetClientIdentityProvider(ctx context.Context, tenantID uuid.U
 	}
 	if issuer != "" {
 		u, err := url.Parse(issuer)
-		if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+		if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "https" && (u.Scheme != "http" || !isLoopback(u.Hostname()))) {
 			return authz.Invalid("issuer %q must be an https URL (http only on loopback, for development)", issuer)
 		}
 	}

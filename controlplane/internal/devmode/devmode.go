@@ -139,7 +139,9 @@ Press Ctrl-C to stop.
 	go func() { gwDone <- cmd.Wait() }()
 	select {
 	case <-ctx.Done():
-		<-gwDone
+		if err := <-gwDone; err != nil {
+			log.Debug("gateway stopped", "err", err)
+		}
 		return nil
 	case err := <-gwDone:
 		return fmt.Errorf("gateway exited: %w", err)

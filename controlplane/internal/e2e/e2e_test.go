@@ -70,7 +70,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -139,7 +139,8 @@ func startControlPlane(t testing.TB, dataDir, grpcAddr string) *controlPlane {
 
 func (cp *controlPlane) stop() {
 	cp.cancel()
-	<-cp.done
+	err := <-cp.done
+	_ = err // what Serve returns once cancelled: nothing to act on
 	cp.Close()
 }
 
@@ -177,11 +178,11 @@ func (g *gatewayProc) stopGracefully(t testing.TB) {
 	done := make(chan error, 1)
 	go func() { done <- g.cmd.Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
+		_ = err // SIGTERM's exit status; the output says the rest
 	case <-time.After(15 * time.Second):
 		_ = g.cmd.Process.Kill()
-		<-done
-		t.Fatalf("the gateway did not stop on SIGTERM:\n%s", g.out)
+		t.Fatalf("the gateway did not stop on SIGTERM (killed: %v):\n%s", <-done, g.out)
 	}
 }
 
@@ -220,7 +221,7 @@ func readyz(addr string) (version uint64, connected bool) {
 		return 0, false
 	}
 	defer resp.Body.Close()
-	fmt.Sscanf(resp.Header.Get("X-Portcullis-Policy-Version"), "%d", &version)
+	_, _ = fmt.Sscanf(resp.Header.Get("X-Portcullis-Policy-Version"), "%d", &version)
 	b, _ := io.ReadAll(resp.Body)
 	return version, strings.Contains(string(b), "control_plane_connected=true")
 }

@@ -74,6 +74,6 @@ func openDriver(databaseURL string) (*entsql.Driver, error) {
 		db.SetMaxOpenConns(1) // one writer; avoids SQLITE_BUSY under load
 		return entsql.OpenDB(dialect.SQLite, db), nil
 	default:
-		return nil, fmt.Errorf("unsupported database URL %q: use sqlite://PATH or postgres://...", databaseURL)
+		return nil, fmt.Errorf("unsupported database URL %q: use sqlite://PATH or postgres://USER:PASS@HOST/DB", databaseURL)
 	}
 }

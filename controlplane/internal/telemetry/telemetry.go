@@ -179,7 +179,9 @@ func (s *Service) rollUp(ctx context.Context, db *ent.Client, agent *ent.Agent, 
 			SetVirtualServer(k.vs).SetUpstream(k.upstream).SetTool(k.tool).SetCalls(a.calls).SetDenies(a.denies).
 			SetErrors(a.errors).SetLatencySumMicros(a.latencySum)
 		for i, col := range bucketColumns {
-			c.Mutation().SetField(col, a.buckets[i])
+			if err := c.Mutation().SetField(col, a.buckets[i]); err != nil {
+				return err
+			}
 		}
 		err := c.OnConflict(
 			sql.ConflictColumns(callrollup.FieldGatewayID, callrollup.FieldMinute, callrollup.FieldVirtualServer, callrollup.FieldUpstream, callrollup.FieldTool),

@@ -78,7 +78,7 @@ func (s *Server) renderChange(w http.ResponseWriter, r *http.Request, rq *reques
 		s.fail(w, r, rq, err)
 		return
 	}
-	vm := ui.ChangeDetail{Page: s.page(rq, "Change to "+d.ToolName, "changes"), Row: changeRow(d.Summary), Comment: d.ChangeRequest.Comment,
+	vm := ui.ChangeDetail{Page: s.page(rq, "Change to "+d.ToolName, "changes"), Row: changeRow(d.Summary), Comment: d.Comment,
 		DecidedBy: d.DecidedBy, DecidedAt: d.DecidedAt, FromDef: string(d.From), ToDef: string(d.To),
 		Findings: findingRows(d.Findings), FromFindings: findingRows(d.FromFindings), Progress: progress(d)}
 	vm.Error, vm.Notice = errMsg, notice
@@ -145,10 +145,10 @@ func (s *Server) decideChange(w http.ResponseWriter, r *http.Request, rq *reques
 		rq.pending--
 	}
 	notice := fmt.Sprintf("Approval recorded: %d of %d.", d.Approvals, d.Request.ApprovalsRequired)
-	switch {
-	case d.Request.Status == changerequest.StatusApproved:
+	switch d.Request.Status {
+	case changerequest.StatusApproved:
 		notice = fmt.Sprintf("Approved. Policy v%d is on its way to the gateway's agents.", d.Request.PolicyVersion)
-	case d.Request.Status == changerequest.StatusRejected:
+	case changerequest.StatusRejected:
 		notice = "Rejected. The gateway keeps the tool as it was approved."
 	}
 	s.renderChange(w, r, rq, http.StatusOK, "", notice)

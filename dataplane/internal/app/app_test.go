@@ -19,7 +19,7 @@ func TestServerTimesOutIdleAndSlowConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	closed := func(conn net.Conn, br *bufio.Reader) {
 		t.Helper()

@@ -81,7 +81,7 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	tmp := f.Name()
-	defer os.Remove(tmp)
+	defer func() { _ = os.Remove(tmp) }() // gone already once renamed
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err

@@ -566,7 +566,7 @@ func (p *Proxy) resourceSession(ctx context.Context, vs *vserver, ss *mcp.Server
 	u := p.upstreams[owner]
 	p.mu.Unlock()
 	if u == nil {
-		return nil, nil, &jsonrpc.Error{Code: mcp.CodeResourceNotFound, Message: fmt.Sprintf("no upstream of this virtual server offers %q", truncate(uri, 256))}
+		return nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("no upstream of this virtual server offers %q", truncate(uri, 256))}
 	}
 	return p.session(ctx, ss, vs.name, u)
 }

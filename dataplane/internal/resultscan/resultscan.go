@@ -159,7 +159,7 @@ func stripHidden(s string, rep *Report) string {
 			return false
 		}
 		if isSelector(r) {
-			return !(r == 0xFE0E || r == 0xFE0F) || prev < 0 || isSelector(prev)
+			return (r != 0xFE0E && r != 0xFE0F) || prev < 0 || isSelector(prev)
 		}
 		return isHidden(r)
 	}

@@ -56,7 +56,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 	if ids(batch) != "0123" {
 		t.Fatalf("batch %v", batch)
 	}
-	batch, _ = q.Take(3) // 4-6 in flight when the gateway stops: not lost
+	_, _ = q.Take(3) // 4-6 in flight when the gateway stops: not lost
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
