@@ -37,6 +37,11 @@ Admin commands (need an API key: PORTCULLIS_API_KEY; portcullis dev prints one):
   tools       list | pin | unpin
   changes     list | show | approve | reject (change requests)
   pins        export | import (signed pin manifests)
+  keys        list | create | revoke (API keys)
+  members     list | invite | role | remove
+  approvals   get | set (approvals a change needs)
+  access      keys | rules | limits | require-keys (who may call what)
+  events      list (recent calls)
 
 Run "portcullis <command> -h" for the command's flags. Every flag can also be
 set as an environment variable PORTCULLIS_<FLAG>, e.g. PORTCULLIS_DATABASE_URL.
@@ -59,7 +64,7 @@ func main() {
 		err = serve(ctx, os.Args[2:])
 	case "dev":
 		err = dev(ctx, os.Args[2:])
-	case "tenants", "gateways", "tokens", "upstreams", "servers", "tools", "changes", "pins":
+	case "tenants", "gateways", "tokens", "upstreams", "servers", "tools", "changes", "pins", "keys", "members", "approvals", "access", "events":
 		err = cli.Run(ctx, os.Args[1:], os.Stdout)
 	default:
 		fmt.Fprintf(os.Stderr, "portcullis: unknown command %q\n\n%s", os.Args[1], usage)

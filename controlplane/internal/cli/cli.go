@@ -112,7 +112,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	tokUses := tokCreate.Int("uses", 1, "how many agents may enroll with the token (1-1000), e.g. the replicas of one gateway")
 
 	root := &ffcli.Command{
-		Name: "portcullis", ShortUsage: "portcullis <tenants|gateways|tokens|upstreams|tools|changes|pins> <subcommand> [flags]",
+		Name: "portcullis", ShortUsage: "portcullis <tenants|gateways|tokens|upstreams|servers|tools|changes|pins|keys|members|approvals|access|events> <subcommand> [flags]",
 		Subcommands: []*ffcli.Command{
 			{Name: "tenants", ShortUsage: "portcullis tenants <list|create>", ShortHelp: "tenants you belong to", Subcommands: []*ffcli.Command{
 				leaf("tenants", "list", "", "list tenants", nil, 0, func(ctx context.Context, _ []string) error {
@@ -257,7 +257,14 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					if err != nil {
 						return err
 					}
-					return g.print(r.Msg, []string{"ID", "NAME"}, func(row func(...any)) { row(r.Msg.GetUpstream().GetId(), r.Msg.GetUpstream().GetName()) })
+					if err := g.print(r.Msg, []string{"ID", "NAME"}, func(row func(...any)) { row(r.Msg.GetUpstream().GetId(), r.Msg.GetUpstream().GetName()) }); err != nil {
+						return err
+					}
+					if g.output == "table" {
+						// Clients reach an upstream only through a virtual server.
+						_, err = fmt.Fprintf(os.Stderr, "next: clients reach it once a virtual server serves it, e.g.\n  portcullis servers create --gateway %s --upstreams %s NAME\n", *upGateway, r.Msg.GetUpstream().GetName())
+					}
+					return err
 				}),
 			}},
 			{Name: "servers", ShortUsage: "portcullis servers <list|create>", ShortHelp: "virtual servers: the /mcp/{name} endpoints clients connect to", Subcommands: []*ffcli.Command{
@@ -432,6 +439,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
+	root.Subcommands = append(root.Subcommands, moreCommands(leaf, newFS, g, c)...)
 	for _, sc := range root.Subcommands {
 		sc.Exec = func(context.Context, []string) error { return flag.ErrHelp }
 	}

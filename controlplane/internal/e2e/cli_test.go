@@ -27,9 +27,13 @@ import (
 func runCLI(t *testing.T, server, key string, args ...string) (string, error) {
 	t.Helper()
 	// Flags go after "command subcommand", before the arguments.
-	full := append([]string{}, args[:min(2, len(args))]...)
+	n := 2
+	if len(args) > 2 && args[0] == "access" && (args[1] == "keys" || args[1] == "rules") {
+		n = 3
+	}
+	full := append([]string{}, args[:min(n, len(args))]...)
 	full = append(full, "--server", server, "--api-key", key)
-	full = append(full, args[min(2, len(args)):]...)
+	full = append(full, args[min(n, len(args)):]...)
 	return runBinary(t, "", "", full...)
 }
 
@@ -350,5 +354,92 @@ func TestServeBootstrap(t *testing.T) {
 	}
 	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v", fi, err)
+	}
+}
+
+// TestCLIPeopleAndAccess drives the API keys, members, approval policy,
+// access and telemetry commands of the built binary, each against what
+// the API then holds.
+func TestCLIPeopleAndAccess(t *testing.T) {
+	w := buildWorld(t)
+	base := w.cp.PublicURL()
+	run := func(key string, args ...string) string {
+		t.Helper()
+		out, err := runCLI(t, base, key, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	// An API key made with the CLI works at once, and not once revoked.
+	out := run(w.adminKeyA, "keys", "create", "--role", "approver", "ci-bot")
+	secret := regexp.MustCompile(`pcak_\S+`).FindString(out)
+	id := regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f-]{27}`).FindString(out)
+	if secret == "" || id == "" {
+		t.Fatalf("keys create: %s", out)
+	}
+	if out := run(secret, "tenants", "list"); !strings.Contains(out, "approver") {
+		t.Fatalf("tenants list with the new key: %s", out)
+	}
+	if out := run(w.adminKeyA, "keys", "list"); !strings.Contains(out, "ci-bot") {
+		t.Fatalf("keys list: %s", out)
+	}
+	run(w.adminKeyA, "keys", "revoke", id)
+	if _, err := runCLI(t, base, secret, "tenants", "list"); err == nil {
+		t.Fatal("a revoked key still works")
+	}
+	if _, err := runCLI(t, base, w.adminKeyA, "keys", "create", "--role", "owner", "too-high"); err == nil || !strings.Contains(err.Error(), "above your own role") {
+		t.Fatalf("an admin granting owner: %v", err)
+	}
+
+	// Members.
+	run(w.adminKeyA, "members", "invite", "dana@a.example", "approver")
+	out = run(w.adminKeyA, "members", "list", "--output", "json")
+	if !strings.Contains(out, "dana@a.example") {
+		t.Fatalf("members list: %s", out)
+	}
+	var ms struct {
+		Members []struct{ ID, Email string } `json:"members"`
+	}
+	if err := json.Unmarshal([]byte(out), &ms); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms.Members {
+		if m.Email == "dana@a.example" {
+			run(w.adminKeyA, "members", "remove", m.ID)
+		}
+	}
+	if out := run(w.adminKeyA, "members", "list"); strings.Contains(out, "dana@a.example") {
+		t.Fatalf("removed invitation still listed: %s", out)
+	}
+
+	// The approval policy.
+	run(w.adminKeyA, "approvals", "set", "2")
+	if out := run(w.viewerKeyA, "approvals", "get"); !strings.Contains(out, "2") {
+		t.Fatalf("approvals get: %s", out)
+	}
+	if _, err := runCLI(t, base, w.viewerKeyA, "approvals", "set", "1"); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("a viewer setting the policy: %v", err)
+	}
+
+	// Access: a client key, a rule with a condition, limits, required keys.
+	if out := run(w.adminKeyA, "access", "keys", "create", "--groups", "builders", "agent-1"); !strings.Contains(out, "pcck_") {
+		t.Fatalf("access keys create: %s", out)
+	}
+	gw := w.aGateway.String()
+	run(w.adminKeyA, "access", "rules", "create", "--gateway", gw, "--principal", "group:builders", "--condition", `args.path.startsWith("/tmp/")`, "*__read*")
+	if out := run(w.adminKeyA, "access", "rules", "list", "--gateway", gw); !strings.Contains(out, "group:builders") || !strings.Contains(out, `startsWith("/tmp/")`) {
+		t.Fatalf("access rules list: %s", out)
+	}
+	if _, err := runCLI(t, base, w.adminKeyA, "access", "rules", "create", "--gateway", gw, "--condition", "args.(", "*"); err == nil {
+		t.Fatal("an invalid CEL condition was accepted")
+	}
+	run(w.adminKeyA, "access", "limits", "--principal", "60", "--tool", "10", gw)
+	run(w.adminKeyA, "access", "require-keys", gw)
+	if out := run(w.viewerKeyA, "events", "list", "--limit", "5"); !strings.Contains(out, "TIME") {
+		t.Fatalf("events list: %s", out)
+	}
+	if _, err := runCLI(t, base, w.viewerKeyA, "events", "list", "--limit", "0"); err == nil {
+		t.Fatal("--limit 0 accepted")
 	}
 }

@@ -268,6 +268,23 @@ func (s *Service) SetRole(ctx context.Context, tenantID, membershipID uuid.UUID,
 	}
 	return audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
 		m, err := tx.Membership.Query().Where(membership.TenantID(tenantID), membership.ID(membershipID)).Only(ctx)
+		if ent.IsNotFound(err) {
+			// A pending invitation (members are listed with them) is cancelled.
+			inv, ierr := tx.Invitation.Query().Where(invitation.TenantID(tenantID), invitation.ID(membershipID), invitation.AcceptedAtIsNil()).Only(ctx)
+			if ierr != nil {
+				return authz.DBError("member", err)
+			}
+			if inv.Role == invitation.RoleOwner {
+				if v, _ := viewer.FromContext(ctx); v.Role < viewer.RoleOwner {
+					return fmt.Errorf("%w: only an owner can cancel an owner's invitation", authz.ErrPermissionDenied)
+				}
+			}
+			if err := tx.Invitation.DeleteOne(inv).Exec(ctx); err != nil {
+				return authz.DBError("cancelling invitation", err)
+			}
+			return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "member.invite_cancel", TargetType: "invitation",
+				TargetID: inv.ID.String(), TargetName: inv.Email, Before: inv})
+		}
 		if err != nil {
 			return authz.DBError("member", err)
 		}
@@ -290,6 +307,23 @@ func (s *Service) RemoveMember(ctx context.Context, tenantID, membershipID uuid.
 	}
 	return audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
 		m, err := tx.Membership.Query().Where(membership.TenantID(tenantID), membership.ID(membershipID)).Only(ctx)
+		if ent.IsNotFound(err) {
+			// A pending invitation (members are listed with them) is cancelled.
+			inv, ierr := tx.Invitation.Query().Where(invitation.TenantID(tenantID), invitation.ID(membershipID), invitation.AcceptedAtIsNil()).Only(ctx)
+			if ierr != nil {
+				return authz.DBError("member", err)
+			}
+			if inv.Role == invitation.RoleOwner {
+				if v, _ := viewer.FromContext(ctx); v.Role < viewer.RoleOwner {
+					return fmt.Errorf("%w: only an owner can cancel an owner's invitation", authz.ErrPermissionDenied)
+				}
+			}
+			if err := tx.Invitation.DeleteOne(inv).Exec(ctx); err != nil {
+				return authz.DBError("cancelling invitation", err)
+			}
+			return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "member.invite_cancel", TargetType: "invitation",
+				TargetID: inv.ID.String(), TargetName: inv.Email, Before: inv})
+		}
 		if err != nil {
 			return authz.DBError("member", err)
 		}
