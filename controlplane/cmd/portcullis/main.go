@@ -32,8 +32,8 @@ Admin commands (need an API key: PORTCULLIS_API_KEY; portcullis dev prints one):
   tenants     list | create
   gateways    list | create
   tokens      create (gateway enrollment tokens)
-  upstreams   list | create
-  servers     list | create (virtual servers, /mcp/{name})
+  upstreams   list | create | update | delete
+  servers     list | create | update | delete (virtual servers, /mcp/{name})
   tools       list | pin | unpin
   changes     list | show | approve | reject (change requests)
   pins        export | import (signed pin manifests)

@@ -380,6 +380,19 @@ func (s *Server) CreateUpstream(ctx context.Context, req *connect.Request[adminv
 	if err != nil {
 		return nil, err
 	}
+	spec, err := upstreamSpec(in)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.cfg.Tenants.CreateUpstream(ctx, tid, gid, spec)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.CreateUpstreamResponse{Upstream: UpstreamToProto(u)}), nil
+}
+
+// upstreamSpec reads an upstream's settings from the API.
+func upstreamSpec(in *adminv1.Upstream) (tenant.UpstreamSpec, error) {
 	spec := tenant.UpstreamSpec{Name: in.GetName(), URL: in.GetUrl(), Command: in.GetCommand(), Args: in.GetArgs(), Labels: in.GetLabels(),
 		CredentialRef: in.GetCredentialRef(), CredentialHeader: in.GetCredentialHeader(),
 		DenySampling: in.GetDenySampling(), DenyElicitation: in.GetDenyElicitation(), DenyRoots: in.GetDenyRoots()}
@@ -389,16 +402,90 @@ func (s *Server) CreateUpstream(ctx context.Context, req *connect.Request[adminv
 	case adminv1.Transport_TRANSPORT_STDIO:
 		spec.Transport = upstream.TransportStdio.String()
 	default:
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("upstream.transport must be TRANSPORT_STREAMABLE_HTTP or TRANSPORT_STDIO"))
+		return spec, connect.NewError(connect.CodeInvalidArgument, errors.New("upstream.transport must be TRANSPORT_STREAMABLE_HTTP or TRANSPORT_STDIO"))
 	}
-	u, err := s.cfg.Tenants.CreateUpstream(ctx, tid, gid, spec)
+	return spec, nil
+}
+
+// UpdateUpstream implements adminv1connect.UpstreamServiceHandler.
+func (s *Server) UpdateUpstream(ctx context.Context, req *connect.Request[adminv1.UpdateUpstreamRequest]) (*connect.Response[adminv1.UpdateUpstreamResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in := req.Msg.GetUpstream()
+	if in == nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("upstream is required"))
+	}
+	id, err := parseID(in.GetId(), "upstream.id")
+	if err != nil {
+		return nil, err
+	}
+	spec, err := upstreamSpec(in)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.cfg.Tenants.UpdateUpstream(ctx, tid, id, spec)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return connect.NewResponse(&adminv1.CreateUpstreamResponse{Upstream: UpstreamToProto(u)}), nil
+	return connect.NewResponse(&adminv1.UpdateUpstreamResponse{Upstream: UpstreamToProto(u)}), nil
+}
+
+// DeleteUpstream implements adminv1connect.UpstreamServiceHandler.
+func (s *Server) DeleteUpstream(ctx context.Context, req *connect.Request[adminv1.DeleteUpstreamRequest]) (*connect.Response[adminv1.DeleteUpstreamResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.Msg.GetId(), "id")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Tenants.DeleteUpstream(ctx, tid, id); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.DeleteUpstreamResponse{}), nil
 }
 
 // --- VirtualServerService
+
+// UpdateVirtualServer implements adminv1connect.VirtualServerServiceHandler.
+func (s *Server) UpdateVirtualServer(ctx context.Context, req *connect.Request[adminv1.UpdateVirtualServerRequest]) (*connect.Response[adminv1.UpdateVirtualServerResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.Msg.GetId(), "id")
+	if err != nil {
+		return nil, err
+	}
+	spec := tenant.VirtualServerSpec{Upstreams: req.Msg.GetUpstreams(), Unprefixed: req.Msg.GetUnprefixed()}
+	for _, r := range req.Msg.GetRenames() {
+		spec.Renames = append(spec.Renames, schematype.ToolRename{Upstream: r.GetUpstream(), Tool: r.GetTool(), Name: r.GetName()})
+	}
+	v, err := s.cfg.Tenants.UpdateVirtualServer(ctx, tid, id, spec)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.UpdateVirtualServerResponse{VirtualServer: virtualServerToProto(v)}), nil
+}
+
+// DeleteVirtualServer implements adminv1connect.VirtualServerServiceHandler.
+func (s *Server) DeleteVirtualServer(ctx context.Context, req *connect.Request[adminv1.DeleteVirtualServerRequest]) (*connect.Response[adminv1.DeleteVirtualServerResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.Msg.GetId(), "id")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Tenants.DeleteVirtualServer(ctx, tid, id); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.DeleteVirtualServerResponse{}), nil
+}
 
 // ListVirtualServers implements adminv1connect.VirtualServerServiceHandler.
 func (s *Server) ListVirtualServers(ctx context.Context, _ *connect.Request[adminv1.ListVirtualServersRequest]) (*connect.Response[adminv1.ListVirtualServersResponse], error) {

@@ -191,7 +191,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					return nil
 				}),
 			}},
-			{Name: "upstreams", ShortUsage: "portcullis upstreams <list|create>", ShortHelp: "upstream MCP servers", Subcommands: []*ffcli.Command{
+			{Name: "upstreams", ShortUsage: "portcullis upstreams <list|create|update|delete>", ShortHelp: "upstream MCP servers", Subcommands: []*ffcli.Command{
 				leaf("upstreams", "list", "", "list upstreams", nil, 0, func(ctx context.Context, _ []string) error {
 					r, err := c.ups.ListUpstreams(ctx, connect.NewRequest(&adminv1.ListUpstreamsRequest{}))
 					if err != nil {
@@ -267,7 +267,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					return err
 				}),
 			}},
-			{Name: "servers", ShortUsage: "portcullis servers <list|create>", ShortHelp: "virtual servers: the /mcp/{name} endpoints clients connect to", Subcommands: []*ffcli.Command{
+			{Name: "servers", ShortUsage: "portcullis servers <list|create|update|delete>", ShortHelp: "virtual servers: the /mcp/{name} endpoints clients connect to", Subcommands: []*ffcli.Command{
 				leaf("servers", "list", "", "list virtual servers", nil, 0, func(ctx context.Context, _ []string) error {
 					r, err := c.vss.ListVirtualServers(ctx, connect.NewRequest(&adminv1.ListVirtualServersRequest{}))
 					if err != nil {
@@ -438,6 +438,10 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 			}},
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
+	}
+	edits := editCommands(leaf, newFS, g, c)
+	for _, sc := range root.Subcommands {
+		sc.Subcommands = append(sc.Subcommands, edits[sc.Name]...)
 	}
 	root.Subcommands = append(root.Subcommands, moreCommands(leaf, newFS, g, c)...)
 	for _, sc := range root.Subcommands {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	adminv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1"
 	"github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1/adminv1connect"
 )
@@ -306,3 +308,178 @@ func moreCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 }
 
 func helpOnly(context.Context, []string) error { return flag.ErrHelp }
+
+// editCommands are the update and delete subcommands of upstreams and
+// servers, by command name.
+func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c *clients) map[string][]*ffcli.Command {
+	upUpdate := newFS("upstreams update")
+	uuGateway := upUpdate.String("gateway", "", "gateway name or id (required)")
+	uuURL := upUpdate.String("url", "", "new Streamable HTTP URL (makes it an HTTP upstream)")
+	uuCommand := upUpdate.String("command", "", "new stdio command (makes it a stdio upstream; arguments after --)")
+	uuCred := upUpdate.String("credential-ref", "", "new credential reference: env:NAME or file:/path, or none to drop it")
+	uuDeny := upUpdate.String("deny", "", "what the upstream may not ask of clients, comma-separated (sampling, elicitation, roots), or none")
+	upDelete := newFS("upstreams delete")
+	udGateway := upDelete.String("gateway", "", "gateway name or id (required)")
+	vsUpdate := newFS("servers update")
+	vuGateway := vsUpdate.String("gateway", "", "gateway name or id (required)")
+	vuUpstreams := vsUpdate.String("upstreams", "", "upstream names, comma-separated (required: the whole new list)")
+	vuUnprefixed := vsUpdate.Bool("unprefixed", false, "expose names without \"upstream__\"")
+	var vuRenames stringList
+	vsUpdate.Var(&vuRenames, "rename", "expose one tool under another name: upstream/tool=name (repeatable; the whole new list)")
+	vsDelete := newFS("servers delete")
+	vdGateway := vsDelete.String("gateway", "", "gateway name or id (required)")
+
+	findUpstream := func(ctx context.Context, gw, name string) (*adminv1.Upstream, error) {
+		gid, err := c.gatewayID(ctx, gw)
+		if err != nil {
+			return nil, err
+		}
+		r, err := c.ups.ListUpstreams(ctx, connect.NewRequest(&adminv1.ListUpstreamsRequest{}))
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range r.Msg.GetUpstreams() {
+			if u.GetGatewayId() == gid && u.GetName() == name {
+				return u, nil
+			}
+		}
+		return nil, fmt.Errorf("no upstream named %q on gateway %q", name, gw)
+	}
+	findServer := func(ctx context.Context, gw, name string) (*adminv1.VirtualServer, error) {
+		gid, err := c.gatewayID(ctx, gw)
+		if err != nil {
+			return nil, err
+		}
+		r, err := c.vss.ListVirtualServers(ctx, connect.NewRequest(&adminv1.ListVirtualServersRequest{}))
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range r.Msg.GetVirtualServers() {
+			if v.GetGatewayId() == gid && v.GetName() == name {
+				return v, nil
+			}
+		}
+		return nil, fmt.Errorf("no virtual server named %q on gateway %q", name, gw)
+	}
+	set := func(fs *flag.FlagSet, name string) bool {
+		found := false
+		fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+		return found
+	}
+	return map[string][]*ffcli.Command{
+		"upstreams": {
+			leaf("upstreams", "update", "--gateway GW [--url URL | --command CMD [-- ARGS...]] [--credential-ref REF|none] [--deny LIST|none] NAME",
+				"change an upstream's settings (only the flags given); its pins stay and what it now offers is checked against them", upUpdate, -1,
+				func(ctx context.Context, args []string) error {
+					if *uuGateway == "" {
+						return errors.New("--gateway is required")
+					}
+					if *uuURL != "" && *uuCommand != "" {
+						return errors.New("give at most one of --url or --command")
+					}
+					up, err := findUpstream(ctx, *uuGateway, args[0])
+					if err != nil {
+						return err
+					}
+					cmdArgs := args[1:]
+					if len(cmdArgs) > 0 && cmdArgs[0] == "--" {
+						cmdArgs = cmdArgs[1:]
+					}
+					switch {
+					case *uuURL != "":
+						up.Transport, up.Url, up.Command, up.Args = adminv1.Transport_TRANSPORT_STREAMABLE_HTTP, *uuURL, "", nil
+					case *uuCommand != "":
+						up.Transport, up.Url, up.Command, up.Args = adminv1.Transport_TRANSPORT_STDIO, "", *uuCommand, cmdArgs
+					case len(cmdArgs) > 0:
+						return errors.New("arguments after the name are for --command only")
+					}
+					if set(upUpdate, "credential-ref") {
+						up.CredentialRef = strings.TrimPrefix(*uuCred, "none")
+					}
+					if set(upUpdate, "deny") {
+						up.DenySampling, up.DenyElicitation, up.DenyRoots = false, false, false
+						for _, d := range strings.Split(*uuDeny, ",") {
+							switch d = strings.TrimSpace(d); d {
+							case "", "none":
+							case "sampling":
+								up.DenySampling = true
+							case "elicitation":
+								up.DenyElicitation = true
+							case "roots":
+								up.DenyRoots = true
+							default:
+								return fmt.Errorf("--deny: %q is not sampling, elicitation, roots or none", d)
+							}
+						}
+					}
+					r, err := c.ups.UpdateUpstream(ctx, connect.NewRequest(&adminv1.UpdateUpstreamRequest{Upstream: up}))
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(g.out, "updated upstream %s\n", r.Msg.GetUpstream().GetName())
+					return err
+				}),
+			leaf("upstreams", "delete", "--gateway GW NAME", "delete an upstream no virtual server uses, with its pins and change requests", upDelete, 1,
+				func(ctx context.Context, args []string) error {
+					if *udGateway == "" {
+						return errors.New("--gateway is required")
+					}
+					up, err := findUpstream(ctx, *udGateway, args[0])
+					if err != nil {
+						return err
+					}
+					if _, err := c.ups.DeleteUpstream(ctx, connect.NewRequest(&adminv1.DeleteUpstreamRequest{Id: up.GetId()})); err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(g.out, "deleted upstream %s\n", args[0])
+					return err
+				}),
+		},
+		"servers": {
+			leaf("servers", "update", "--gateway GW --upstreams A,B [--unprefixed] [--rename up/tool=name]... NAME", "replace a virtual server's upstreams, naming and renames (its URL stays)", vsUpdate, 1,
+				func(ctx context.Context, args []string) error {
+					if *vuGateway == "" || *vuUpstreams == "" {
+						return errors.New("--gateway and --upstreams are required")
+					}
+					vs, err := findServer(ctx, *vuGateway, args[0])
+					if err != nil {
+						return err
+					}
+					req := &adminv1.UpdateVirtualServerRequest{Id: vs.GetId(), Unprefixed: *vuUnprefixed}
+					for _, u := range strings.Split(*vuUpstreams, ",") {
+						if u = strings.TrimSpace(u); u != "" {
+							req.Upstreams = append(req.Upstreams, u)
+						}
+					}
+					for _, r := range vuRenames {
+						rename, err := schematype.ParseToolRename(r)
+						if err != nil {
+							return fmt.Errorf("--rename: %w", err)
+						}
+						req.Renames = append(req.Renames, &adminv1.ToolRename{Upstream: rename.Upstream, Tool: rename.Tool, Name: rename.Name})
+					}
+					r, err := c.vss.UpdateVirtualServer(ctx, connect.NewRequest(req))
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(g.out, "updated virtual server %s: %s\n", r.Msg.GetVirtualServer().GetName(), strings.Join(r.Msg.GetVirtualServer().GetUpstreams(), ", "))
+					return err
+				}),
+			leaf("servers", "delete", "--gateway GW NAME", "delete a virtual server (its URL answers 404)", vsDelete, 1,
+				func(ctx context.Context, args []string) error {
+					if *vdGateway == "" {
+						return errors.New("--gateway is required")
+					}
+					vs, err := findServer(ctx, *vdGateway, args[0])
+					if err != nil {
+						return err
+					}
+					if _, err := c.vss.DeleteVirtualServer(ctx, connect.NewRequest(&adminv1.DeleteVirtualServerRequest{Id: vs.GetId()})); err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(g.out, "deleted virtual server %s\n", args[0])
+					return err
+				}),
+		},
+	}
+}

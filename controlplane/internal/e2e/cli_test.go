@@ -12,12 +12,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/gowebpki/jcs"
 
+	"github.com/portcullis-mcp/portcullis/ent/changerequest"
+	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -441,5 +444,87 @@ func TestCLIPeopleAndAccess(t *testing.T) {
 	}
 	if _, err := runCLI(t, base, w.viewerKeyA, "events", "list", "--limit", "0"); err == nil {
 		t.Fatal("--limit 0 accepted")
+	}
+}
+
+// TestCLIEditAndDelete changes and removes upstreams and virtual servers
+// with the built binary: what the API holds follows, the audit log records
+// it, and an upstream a virtual server serves cannot be deleted.
+func TestCLIEditAndDelete(t *testing.T) {
+	w := buildWorld(t)
+	base := w.cp.PublicURL()
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := runCLI(t, base, w.adminKeyA, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	run("gateways", "create", "edit-gw")
+	run("upstreams", "create", "--gateway", "edit-gw", "--url", "https://one.internal/mcp", "one")
+	run("upstreams", "create", "--gateway", "edit-gw", "--url", "https://two.internal/mcp", "two")
+	run("servers", "create", "--gateway", "edit-gw", "--upstreams", "one", "main")
+
+	run("upstreams", "update", "--gateway", "edit-gw", "--url", "https://one.example/mcp", "--credential-ref", "env:MCP_CREDENTIAL_ONE", "--deny", "sampling", "one")
+	out := run("upstreams", "list", "--output", "json")
+	if !strings.Contains(out, "https://one.example/mcp") || strings.Contains(out, "https://one.internal/mcp") || !strings.Contains(out, "env:MCP_CREDENTIAL_ONE") {
+		t.Fatalf("after update: %s", out)
+	}
+	if _, err := runCLI(t, base, w.viewerKeyA, "upstreams", "update", "--gateway", "edit-gw", "--url", "https://x.example/mcp", "one"); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("a viewer updating: %v", err)
+	}
+	run("servers", "update", "--gateway", "edit-gw", "--upstreams", "one,two", "--unprefixed", "main")
+	if out := run("servers", "list", "--output", "json"); !strings.Contains(out, `"two"`) || !strings.Contains(out, `"unprefixed": true`) {
+		t.Fatalf("after server update: %s", out)
+	}
+	if _, err := runCLI(t, base, w.adminKeyA, "upstreams", "delete", "--gateway", "edit-gw", "two"); err == nil || !strings.Contains(err.Error(), "virtual servers main serve upstream") {
+		t.Fatalf("deleting a served upstream: %v", err)
+	}
+	// "two" has a discovered tool, a version and an open change request:
+	// they go with it.
+	sys := viewer.System(context.Background())
+	two, err := w.cp.DB.Upstream.Query().Where(upstream.Name("two")).Only(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sha = "0000000000000000000000000000000000000000000000000000000000000002"
+	tl, err := w.cp.DB.Tool.Create().SetTenantID(w.a.ID).SetUpstreamID(two.ID).SetName("t").SetLiveSha256(sha).Save(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cp.DB.ToolVersion.Create().SetTenantID(w.a.ID).SetToolID(tl.ID).SetSha256(sha).SetDefinition([]byte(`{"name":"t"}`)).Exec(sys); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cp.DB.ChangeRequest.Create().SetTenantID(w.a.ID).SetToolID(tl.ID).SetGatewayID(two.GatewayID).SetKind(changerequest.KindToolAdded).
+		SetToSha256(sha).SetRequestedBy("gateway agent x").SetApprovalsRequired(1).Exec(sys); err != nil {
+		t.Fatal(err)
+	}
+	run("servers", "delete", "--gateway", "edit-gw", "main")
+	run("upstreams", "delete", "--gateway", "edit-gw", "two")
+	if n, _ := w.cp.DB.Tool.Query().Where(tool.UpstreamID(two.ID)).Count(sys); n != 0 {
+		t.Fatalf("%d tools of the deleted upstream remain", n)
+	}
+	if n, _ := w.cp.DB.ChangeRequest.Query().Where(changerequest.ToolID(tl.ID)).Count(sys); n != 0 {
+		t.Fatalf("%d change requests of the deleted upstream remain", n)
+	}
+	if out := run("servers", "list"); strings.Contains(out, "main") {
+		t.Fatalf("deleted server listed: %s", out)
+	}
+	if out := run("upstreams", "list"); strings.Contains(out, "two.internal") || !strings.Contains(out, "one.example") {
+		t.Fatalf("after deletes: %s", out)
+	}
+	var actions []string
+	evs, err := w.cp.DB.AuditEvent.Query().All(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		actions = append(actions, e.Action)
+	}
+	for _, want := range []string{"upstream.update", "virtual_server.update", "virtual_server.delete", "upstream.delete"} {
+		if !slices.Contains(actions, want) {
+			t.Errorf("no %s in the audit log (%v)", want, actions)
+		}
 	}
 }

@@ -37,7 +37,7 @@ type world struct {
 	adminKeyA, viewerKeyA, ownerKeyB string
 	bGateway, bUpstream, bTool, bKey uuid.UUID
 	bMember, bChange                 uuid.UUID
-	bClientKey, bRule                uuid.UUID
+	bClientKey, bRule, bVS           uuid.UUID
 	bManifest                        []byte
 	aGateway                         uuid.UUID
 	bGatewayName                     string
@@ -90,6 +90,11 @@ func buildWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.bUpstream = ub.ID
+	vsb, err := cp.Tenants.CreateVirtualServer(bctx, w.b.ID, gb.ID, "b-vs", []string{"b-upstream"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.bVS = vsb.ID
 	tb, err := cp.DB.Tool.Create().SetTenantID(w.b.ID).SetUpstreamID(ub.ID).SetName("b-tool").SetLiveSha256(bSha).Save(sys)
 	if err != nil {
 		t.Fatal(err)
@@ -258,6 +263,22 @@ var apiMatrix = []apiCall{
 		_, err := c.ups.CreateUpstream(ctx, req(&adminv1.CreateUpstreamRequest{Upstream: &adminv1.Upstream{GatewayId: w.bGateway.String(), Name: "sneaky", Transport: adminv1.Transport_TRANSPORT_STREAMABLE_HTTP, Url: "http://evil.test/mcp"}}))
 		return err
 	}},
+	{"UpdateUpstream", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.ups.UpdateUpstream(ctx, req(&adminv1.UpdateUpstreamRequest{Upstream: &adminv1.Upstream{Id: w.bUpstream.String(), Transport: adminv1.Transport_TRANSPORT_STREAMABLE_HTTP, Url: "http://evil.test/mcp"}}))
+		return err
+	}},
+	{"DeleteUpstream", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.ups.DeleteUpstream(ctx, req(&adminv1.DeleteUpstreamRequest{Id: w.bUpstream.String()}))
+		return err
+	}},
+	{"UpdateVirtualServer", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.vss.UpdateVirtualServer(ctx, req(&adminv1.UpdateVirtualServerRequest{Id: w.bVS.String(), Upstreams: []string{"b-upstream"}, Unprefixed: true}))
+		return err
+	}},
+	{"DeleteVirtualServer", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.vss.DeleteVirtualServer(ctx, req(&adminv1.DeleteVirtualServerRequest{Id: w.bVS.String()}))
+		return err
+	}},
 	{"ListVirtualServers", false, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.vss.ListVirtualServers(ctx, req(&adminv1.ListVirtualServersRequest{}))
 		return err
@@ -410,7 +431,7 @@ func adminMethods() []string {
 // targetsB is whether the call names one of tenant B's objects.
 func targetsB(name string) bool {
 	switch name {
-	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "PinTool", "UnpinTool", "RevokeAPIKey",
+	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "UpdateUpstream", "DeleteUpstream", "UpdateVirtualServer", "DeleteVirtualServer", "PinTool", "UnpinTool", "RevokeAPIKey",
 		"GetChangeRequest", "ProposeChange", "SetToolLabels", "RevokeClientKey", "SetClientAuth", "SetRateLimits", "ListAccessRules", "CreateAccessRule", "DeleteAccessRule", "ApproveChange", "RejectChange", "ImportPins":
 		return true
 	}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,12 +23,15 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
+	"github.com/portcullis-mcp/portcullis/ent/approval"
+	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/membership"
 	"github.com/portcullis-mcp/portcullis/ent/policyversion"
 	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	enttenant "github.com/portcullis-mcp/portcullis/ent/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
+	"github.com/portcullis-mcp/portcullis/ent/toolversion"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	"github.com/portcullis-mcp/portcullis/ent/virtualserver"
@@ -500,4 +504,165 @@ func NotifyGateways(ctx context.Context, db *ent.Client, notify Notifier, tenant
 		}
 	}
 	return nil
+}
+
+// UpdateUpstream replaces an upstream's settings; its name and gateway stay
+// (pins, rules and virtual servers use the name). Pins stay too: the
+// gateway checks what the upstream now offers against them, so a server
+// behind a new URL that differs is quarantined like any drift.
+func (s *Service) UpdateUpstream(ctx context.Context, tenantID, upstreamID uuid.UUID, spec UpstreamSpec) (*ent.Upstream, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return nil, err
+	}
+	before, err := s.db.Upstream.Query().Where(upstream.TenantID(tenantID), upstream.ID(upstreamID)).Only(ctx)
+	if err != nil {
+		return nil, authz.DBError("upstream "+upstreamID.String(), err)
+	}
+	if spec.Name == "" {
+		spec.Name = before.Name
+	}
+	if spec.Name != before.Name {
+		return nil, authz.Invalid("an upstream's name cannot change (pins, rules and virtual servers use it): delete it and register it again")
+	}
+	if err := spec.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", authz.ErrInvalid, err)
+	}
+	var after *ent.Upstream
+	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		var err error
+		after, err = tx.Upstream.UpdateOneID(before.ID).SetTransport(upstream.Transport(spec.Transport)).SetURL(spec.URL).
+			SetCommand(spec.Command).SetArgs(spec.Args).SetLabels(spec.Labels).
+			SetCredentialRef(spec.CredentialRef).SetCredentialHeader(spec.CredentialHeader).
+			SetDenySampling(spec.DenySampling).SetDenyElicitation(spec.DenyElicitation).SetDenyRoots(spec.DenyRoots).Save(ctx)
+		if err != nil {
+			return authz.DBError(fmt.Sprintf("updating upstream %q", spec.Name), err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "upstream.update", TargetType: "upstream",
+			TargetID: after.ID.String(), TargetName: after.Name, Before: before, After: after})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return after, s.notify.GatewayChanged(ctx, before.GatewayID)
+}
+
+// DeleteUpstream removes an upstream that no virtual server uses, with its
+// discovered items, their versions, pins and change requests; the audit log
+// and call events keep the history.
+func (s *Service) DeleteUpstream(ctx context.Context, tenantID, upstreamID uuid.UUID) error {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return err
+	}
+	u, err := s.db.Upstream.Query().Where(upstream.TenantID(tenantID), upstream.ID(upstreamID)).Only(ctx)
+	if err != nil {
+		return authz.DBError("upstream "+upstreamID.String(), err)
+	}
+	vss, err := s.db.VirtualServer.Query().Where(virtualserver.TenantID(tenantID), virtualserver.GatewayID(u.GatewayID)).All(ctx)
+	if err != nil {
+		return err
+	}
+	var users []string
+	for _, vs := range vss {
+		if slices.Contains(vs.Upstreams, u.Name) {
+			users = append(users, vs.Name)
+		}
+	}
+	if len(users) > 0 {
+		return fmt.Errorf("%w: virtual servers %s serve upstream %q: remove it from them first", authz.ErrConflict, strings.Join(users, ", "), u.Name)
+	}
+	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		toolIDs, err := tx.Tool.Query().Where(tool.UpstreamID(u.ID)).IDs(ctx)
+		if err != nil {
+			return err
+		}
+		crIDs, err := tx.ChangeRequest.Query().Where(changerequest.ToolIDIn(toolIDs...)).IDs(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Approval.Delete().Where(approval.ChangeRequestIDIn(crIDs...)).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.ChangeRequest.Delete().Where(changerequest.IDIn(crIDs...)).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.ToolVersion.Delete().Where(toolversion.ToolIDIn(toolIDs...)).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.Tool.Delete().Where(tool.IDIn(toolIDs...)).Exec(ctx); err != nil {
+			return err
+		}
+		if err := tx.Upstream.DeleteOne(u).Exec(ctx); err != nil {
+			return authz.DBError("deleting upstream", err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "upstream.delete", TargetType: "upstream",
+			TargetID: u.ID.String(), TargetName: u.Name, Before: u})
+	})
+	if err != nil {
+		return err
+	}
+	return s.notify.GatewayChanged(ctx, u.GatewayID)
+}
+
+// UpdateVirtualServer replaces a virtual server's upstreams, naming and
+// renames, with the checks of its creation; its name (the clients' URL)
+// stays.
+func (s *Service) UpdateVirtualServer(ctx context.Context, tenantID, vsID uuid.UUID, spec VirtualServerSpec) (*ent.VirtualServer, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return nil, err
+	}
+	before, err := s.db.VirtualServer.Query().Where(virtualserver.TenantID(tenantID), virtualserver.ID(vsID)).Only(ctx)
+	if err != nil {
+		return nil, authz.DBError("virtual server "+vsID.String(), err)
+	}
+	spec.Name = before.Name
+	if len(spec.Upstreams) == 0 || len(spec.Upstreams) > 100 {
+		return nil, authz.Invalid("virtual server %q needs 1 to 100 upstreams", spec.Name)
+	}
+	ups, err := s.db.Upstream.Query().Where(upstream.GatewayID(before.GatewayID), upstream.TenantID(tenantID), upstream.NameIn(spec.Upstreams...)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(ups) != len(spec.Upstreams) {
+		return nil, authz.Invalid("virtual server %q: some of the upstreams %v do not exist on this gateway", spec.Name, spec.Upstreams)
+	}
+	if err := s.checkNames(ctx, ups, spec); err != nil {
+		return nil, err
+	}
+	var after *ent.VirtualServer
+	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		var err error
+		after, err = tx.VirtualServer.UpdateOneID(before.ID).SetUpstreams(spec.Upstreams).SetUnprefixed(spec.Unprefixed).SetRenames(spec.Renames).Save(ctx)
+		if err != nil {
+			return authz.DBError(fmt.Sprintf("updating virtual server %q", spec.Name), err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "virtual_server.update", TargetType: "virtual_server",
+			TargetID: after.ID.String(), TargetName: after.Name, Before: before, After: after})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return after, s.notify.GatewayChanged(ctx, before.GatewayID)
+}
+
+// DeleteVirtualServer removes a virtual server; its URL answers 404 once the
+// gateway has the new bundle. Access rules naming it stay (they match nothing).
+func (s *Service) DeleteVirtualServer(ctx context.Context, tenantID, vsID uuid.UUID) error {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return err
+	}
+	vs, err := s.db.VirtualServer.Query().Where(virtualserver.TenantID(tenantID), virtualserver.ID(vsID)).Only(ctx)
+	if err != nil {
+		return authz.DBError("virtual server "+vsID.String(), err)
+	}
+	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		if err := tx.VirtualServer.DeleteOne(vs).Exec(ctx); err != nil {
+			return authz.DBError("deleting virtual server", err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "virtual_server.delete", TargetType: "virtual_server",
+			TargetID: vs.ID.String(), TargetName: vs.Name, Before: vs})
+	})
+	if err != nil {
+		return err
+	}
+	return s.notify.GatewayChanged(ctx, vs.GatewayID)
 }

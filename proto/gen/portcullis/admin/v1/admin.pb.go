@@ -1603,6 +1603,179 @@ func (x *Upstream) GetDenyRoots() bool {
 	return false
 }
 
+// UpdateUpstreamRequest carries the upstream's id and its new settings
+// (name must be as it is, or empty; gateway_id is ignored).
+type UpdateUpstreamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Upstream      *Upstream              `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateUpstreamRequest) Reset() {
+	*x = UpdateUpstreamRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateUpstreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateUpstreamRequest) ProtoMessage() {}
+
+func (x *UpdateUpstreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateUpstreamRequest.ProtoReflect.Descriptor instead.
+func (*UpdateUpstreamRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *UpdateUpstreamRequest) GetUpstream() *Upstream {
+	if x != nil {
+		return x.Upstream
+	}
+	return nil
+}
+
+// UpdateUpstreamResponse carries the updated upstream.
+type UpdateUpstreamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Upstream      *Upstream              `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateUpstreamResponse) Reset() {
+	*x = UpdateUpstreamResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateUpstreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateUpstreamResponse) ProtoMessage() {}
+
+func (x *UpdateUpstreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateUpstreamResponse.ProtoReflect.Descriptor instead.
+func (*UpdateUpstreamResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *UpdateUpstreamResponse) GetUpstream() *Upstream {
+	if x != nil {
+		return x.Upstream
+	}
+	return nil
+}
+
+// DeleteUpstreamRequest names the upstream.
+type DeleteUpstreamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUpstreamRequest) Reset() {
+	*x = DeleteUpstreamRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUpstreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUpstreamRequest) ProtoMessage() {}
+
+func (x *DeleteUpstreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUpstreamRequest.ProtoReflect.Descriptor instead.
+func (*DeleteUpstreamRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeleteUpstreamRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DeleteUpstreamResponse is empty.
+type DeleteUpstreamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUpstreamResponse) Reset() {
+	*x = DeleteUpstreamResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUpstreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUpstreamResponse) ProtoMessage() {}
+
+func (x *DeleteUpstreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUpstreamResponse.ProtoReflect.Descriptor instead.
+func (*DeleteUpstreamResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
 // ListUpstreamsRequest is empty.
 type ListUpstreamsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1612,7 +1785,7 @@ type ListUpstreamsRequest struct {
 
 func (x *ListUpstreamsRequest) Reset() {
 	*x = ListUpstreamsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1797,7 @@ func (x *ListUpstreamsRequest) String() string {
 func (*ListUpstreamsRequest) ProtoMessage() {}
 
 func (x *ListUpstreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1810,7 @@ func (x *ListUpstreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUpstreamsRequest.ProtoReflect.Descriptor instead.
 func (*ListUpstreamsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 // ListUpstreamsResponse lists upstreams.
@@ -1650,7 +1823,7 @@ type ListUpstreamsResponse struct {
 
 func (x *ListUpstreamsResponse) Reset() {
 	*x = ListUpstreamsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1835,7 @@ func (x *ListUpstreamsResponse) String() string {
 func (*ListUpstreamsResponse) ProtoMessage() {}
 
 func (x *ListUpstreamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1848,7 @@ func (x *ListUpstreamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUpstreamsResponse.ProtoReflect.Descriptor instead.
 func (*ListUpstreamsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListUpstreamsResponse) GetUpstreams() []*Upstream {
@@ -1695,7 +1868,7 @@ type CreateUpstreamRequest struct {
 
 func (x *CreateUpstreamRequest) Reset() {
 	*x = CreateUpstreamRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +1880,7 @@ func (x *CreateUpstreamRequest) String() string {
 func (*CreateUpstreamRequest) ProtoMessage() {}
 
 func (x *CreateUpstreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +1893,7 @@ func (x *CreateUpstreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUpstreamRequest.ProtoReflect.Descriptor instead.
 func (*CreateUpstreamRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateUpstreamRequest) GetUpstream() *Upstream {
@@ -1740,7 +1913,7 @@ type CreateUpstreamResponse struct {
 
 func (x *CreateUpstreamResponse) Reset() {
 	*x = CreateUpstreamResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1925,7 @@ func (x *CreateUpstreamResponse) String() string {
 func (*CreateUpstreamResponse) ProtoMessage() {}
 
 func (x *CreateUpstreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1938,7 @@ func (x *CreateUpstreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUpstreamResponse.ProtoReflect.Descriptor instead.
 func (*CreateUpstreamResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateUpstreamResponse) GetUpstream() *Upstream {
@@ -1792,7 +1965,7 @@ type VirtualServer struct {
 
 func (x *VirtualServer) Reset() {
 	*x = VirtualServer{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1977,7 @@ func (x *VirtualServer) String() string {
 func (*VirtualServer) ProtoMessage() {}
 
 func (x *VirtualServer) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1990,7 @@ func (x *VirtualServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
 func (*VirtualServer) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *VirtualServer) GetId() string {
@@ -1877,7 +2050,7 @@ type ToolRename struct {
 
 func (x *ToolRename) Reset() {
 	*x = ToolRename{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +2062,7 @@ func (x *ToolRename) String() string {
 func (*ToolRename) ProtoMessage() {}
 
 func (x *ToolRename) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2075,7 @@ func (x *ToolRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolRename.ProtoReflect.Descriptor instead.
 func (*ToolRename) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ToolRename) GetUpstream() string {
@@ -1926,6 +2099,202 @@ func (x *ToolRename) GetName() string {
 	return ""
 }
 
+// UpdateVirtualServerRequest carries the new upstreams, naming and renames.
+type UpdateVirtualServerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Upstreams     []string               `protobuf:"bytes,2,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	Unprefixed    bool                   `protobuf:"varint,3,opt,name=unprefixed,proto3" json:"unprefixed,omitempty"`
+	Renames       []*ToolRename          `protobuf:"bytes,4,rep,name=renames,proto3" json:"renames,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateVirtualServerRequest) Reset() {
+	*x = UpdateVirtualServerRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateVirtualServerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateVirtualServerRequest) ProtoMessage() {}
+
+func (x *UpdateVirtualServerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateVirtualServerRequest.ProtoReflect.Descriptor instead.
+func (*UpdateVirtualServerRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *UpdateVirtualServerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UpdateVirtualServerRequest) GetUpstreams() []string {
+	if x != nil {
+		return x.Upstreams
+	}
+	return nil
+}
+
+func (x *UpdateVirtualServerRequest) GetUnprefixed() bool {
+	if x != nil {
+		return x.Unprefixed
+	}
+	return false
+}
+
+func (x *UpdateVirtualServerRequest) GetRenames() []*ToolRename {
+	if x != nil {
+		return x.Renames
+	}
+	return nil
+}
+
+// UpdateVirtualServerResponse carries the updated virtual server.
+type UpdateVirtualServerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VirtualServer *VirtualServer         `protobuf:"bytes,1,opt,name=virtual_server,json=virtualServer,proto3" json:"virtual_server,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateVirtualServerResponse) Reset() {
+	*x = UpdateVirtualServerResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateVirtualServerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateVirtualServerResponse) ProtoMessage() {}
+
+func (x *UpdateVirtualServerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateVirtualServerResponse.ProtoReflect.Descriptor instead.
+func (*UpdateVirtualServerResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *UpdateVirtualServerResponse) GetVirtualServer() *VirtualServer {
+	if x != nil {
+		return x.VirtualServer
+	}
+	return nil
+}
+
+// DeleteVirtualServerRequest names the virtual server.
+type DeleteVirtualServerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteVirtualServerRequest) Reset() {
+	*x = DeleteVirtualServerRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteVirtualServerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteVirtualServerRequest) ProtoMessage() {}
+
+func (x *DeleteVirtualServerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteVirtualServerRequest.ProtoReflect.Descriptor instead.
+func (*DeleteVirtualServerRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DeleteVirtualServerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DeleteVirtualServerResponse is empty.
+type DeleteVirtualServerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteVirtualServerResponse) Reset() {
+	*x = DeleteVirtualServerResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteVirtualServerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteVirtualServerResponse) ProtoMessage() {}
+
+func (x *DeleteVirtualServerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteVirtualServerResponse.ProtoReflect.Descriptor instead.
+func (*DeleteVirtualServerResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
 // ListVirtualServersRequest is empty.
 type ListVirtualServersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1935,7 +2304,7 @@ type ListVirtualServersRequest struct {
 
 func (x *ListVirtualServersRequest) Reset() {
 	*x = ListVirtualServersRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2316,7 @@ func (x *ListVirtualServersRequest) String() string {
 func (*ListVirtualServersRequest) ProtoMessage() {}
 
 func (x *ListVirtualServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2329,7 @@ func (x *ListVirtualServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVirtualServersRequest.ProtoReflect.Descriptor instead.
 func (*ListVirtualServersRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 // ListVirtualServersResponse lists virtual servers.
@@ -1973,7 +2342,7 @@ type ListVirtualServersResponse struct {
 
 func (x *ListVirtualServersResponse) Reset() {
 	*x = ListVirtualServersResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2354,7 @@ func (x *ListVirtualServersResponse) String() string {
 func (*ListVirtualServersResponse) ProtoMessage() {}
 
 func (x *ListVirtualServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2367,7 @@ func (x *ListVirtualServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVirtualServersResponse.ProtoReflect.Descriptor instead.
 func (*ListVirtualServersResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListVirtualServersResponse) GetVirtualServers() []*VirtualServer {
@@ -2025,7 +2394,7 @@ type CreateVirtualServerRequest struct {
 
 func (x *CreateVirtualServerRequest) Reset() {
 	*x = CreateVirtualServerRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2406,7 @@ func (x *CreateVirtualServerRequest) String() string {
 func (*CreateVirtualServerRequest) ProtoMessage() {}
 
 func (x *CreateVirtualServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2419,7 @@ func (x *CreateVirtualServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVirtualServerRequest.ProtoReflect.Descriptor instead.
 func (*CreateVirtualServerRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateVirtualServerRequest) GetGatewayId() string {
@@ -2098,7 +2467,7 @@ type CreateVirtualServerResponse struct {
 
 func (x *CreateVirtualServerResponse) Reset() {
 	*x = CreateVirtualServerResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +2479,7 @@ func (x *CreateVirtualServerResponse) String() string {
 func (*CreateVirtualServerResponse) ProtoMessage() {}
 
 func (x *CreateVirtualServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +2492,7 @@ func (x *CreateVirtualServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVirtualServerResponse.ProtoReflect.Descriptor instead.
 func (*CreateVirtualServerResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateVirtualServerResponse) GetVirtualServer() *VirtualServer {
@@ -2155,7 +2524,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2536,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2549,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Tool) GetId() string {
@@ -2258,7 +2627,7 @@ type SetToolLabelsRequest struct {
 
 func (x *SetToolLabelsRequest) Reset() {
 	*x = SetToolLabelsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2639,7 @@ func (x *SetToolLabelsRequest) String() string {
 func (*SetToolLabelsRequest) ProtoMessage() {}
 
 func (x *SetToolLabelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2652,7 @@ func (x *SetToolLabelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetToolLabelsRequest.ProtoReflect.Descriptor instead.
 func (*SetToolLabelsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetToolLabelsRequest) GetToolId() string {
@@ -2309,7 +2678,7 @@ type SetToolLabelsResponse struct {
 
 func (x *SetToolLabelsResponse) Reset() {
 	*x = SetToolLabelsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2321,7 +2690,7 @@ func (x *SetToolLabelsResponse) String() string {
 func (*SetToolLabelsResponse) ProtoMessage() {}
 
 func (x *SetToolLabelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2334,7 +2703,7 @@ func (x *SetToolLabelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetToolLabelsResponse.ProtoReflect.Descriptor instead.
 func (*SetToolLabelsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 // ListToolsRequest is empty.
@@ -2346,7 +2715,7 @@ type ListToolsRequest struct {
 
 func (x *ListToolsRequest) Reset() {
 	*x = ListToolsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2727,7 @@ func (x *ListToolsRequest) String() string {
 func (*ListToolsRequest) ProtoMessage() {}
 
 func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2740,7 @@ func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsRequest.ProtoReflect.Descriptor instead.
 func (*ListToolsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 // ListToolsResponse lists tools.
@@ -2384,7 +2753,7 @@ type ListToolsResponse struct {
 
 func (x *ListToolsResponse) Reset() {
 	*x = ListToolsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2396,7 +2765,7 @@ func (x *ListToolsResponse) String() string {
 func (*ListToolsResponse) ProtoMessage() {}
 
 func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2409,7 +2778,7 @@ func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsResponse.ProtoReflect.Descriptor instead.
 func (*ListToolsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListToolsResponse) GetTools() []*Tool {
@@ -2429,7 +2798,7 @@ type PinToolRequest struct {
 
 func (x *PinToolRequest) Reset() {
 	*x = PinToolRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2810,7 @@ func (x *PinToolRequest) String() string {
 func (*PinToolRequest) ProtoMessage() {}
 
 func (x *PinToolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2823,7 @@ func (x *PinToolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinToolRequest.ProtoReflect.Descriptor instead.
 func (*PinToolRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PinToolRequest) GetToolId() string {
@@ -2473,7 +2842,7 @@ type PinToolResponse struct {
 
 func (x *PinToolResponse) Reset() {
 	*x = PinToolResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2854,7 @@ func (x *PinToolResponse) String() string {
 func (*PinToolResponse) ProtoMessage() {}
 
 func (x *PinToolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2867,7 @@ func (x *PinToolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinToolResponse.ProtoReflect.Descriptor instead.
 func (*PinToolResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 // UnpinToolRequest names the tool.
@@ -2511,7 +2880,7 @@ type UnpinToolRequest struct {
 
 func (x *UnpinToolRequest) Reset() {
 	*x = UnpinToolRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2892,7 @@ func (x *UnpinToolRequest) String() string {
 func (*UnpinToolRequest) ProtoMessage() {}
 
 func (x *UnpinToolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2905,7 @@ func (x *UnpinToolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinToolRequest.ProtoReflect.Descriptor instead.
 func (*UnpinToolRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UnpinToolRequest) GetToolId() string {
@@ -2555,7 +2924,7 @@ type UnpinToolResponse struct {
 
 func (x *UnpinToolResponse) Reset() {
 	*x = UnpinToolResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2567,7 +2936,7 @@ func (x *UnpinToolResponse) String() string {
 func (*UnpinToolResponse) ProtoMessage() {}
 
 func (x *UnpinToolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2580,7 +2949,7 @@ func (x *UnpinToolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinToolResponse.ProtoReflect.Descriptor instead.
 func (*UnpinToolResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 // APIKey is a credential for this API; its secret is shown only at creation.
@@ -2598,7 +2967,7 @@ type APIKey struct {
 
 func (x *APIKey) Reset() {
 	*x = APIKey{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2979,7 @@ func (x *APIKey) String() string {
 func (*APIKey) ProtoMessage() {}
 
 func (x *APIKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2992,7 @@ func (x *APIKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
 func (*APIKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *APIKey) GetId() string {
@@ -2677,7 +3046,7 @@ type ListAPIKeysRequest struct {
 
 func (x *ListAPIKeysRequest) Reset() {
 	*x = ListAPIKeysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +3058,7 @@ func (x *ListAPIKeysRequest) String() string {
 func (*ListAPIKeysRequest) ProtoMessage() {}
 
 func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +3071,7 @@ func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 // ListAPIKeysResponse lists keys.
@@ -2715,7 +3084,7 @@ type ListAPIKeysResponse struct {
 
 func (x *ListAPIKeysResponse) Reset() {
 	*x = ListAPIKeysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +3096,7 @@ func (x *ListAPIKeysResponse) String() string {
 func (*ListAPIKeysResponse) ProtoMessage() {}
 
 func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +3109,7 @@ func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListAPIKeysResponse) GetApiKeys() []*APIKey {
@@ -2761,7 +3130,7 @@ type CreateAPIKeyRequest struct {
 
 func (x *CreateAPIKeyRequest) Reset() {
 	*x = CreateAPIKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2773,7 +3142,7 @@ func (x *CreateAPIKeyRequest) String() string {
 func (*CreateAPIKeyRequest) ProtoMessage() {}
 
 func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2786,7 +3155,7 @@ func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CreateAPIKeyRequest) GetName() string {
@@ -2814,7 +3183,7 @@ type CreateAPIKeyResponse struct {
 
 func (x *CreateAPIKeyResponse) Reset() {
 	*x = CreateAPIKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +3195,7 @@ func (x *CreateAPIKeyResponse) String() string {
 func (*CreateAPIKeyResponse) ProtoMessage() {}
 
 func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +3208,7 @@ func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CreateAPIKeyResponse) GetApiKey() *APIKey {
@@ -2866,7 +3235,7 @@ type RevokeAPIKeyRequest struct {
 
 func (x *RevokeAPIKeyRequest) Reset() {
 	*x = RevokeAPIKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2878,7 +3247,7 @@ func (x *RevokeAPIKeyRequest) String() string {
 func (*RevokeAPIKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2891,7 +3260,7 @@ func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RevokeAPIKeyRequest) GetApiKeyId() string {
@@ -2910,7 +3279,7 @@ type RevokeAPIKeyResponse struct {
 
 func (x *RevokeAPIKeyResponse) Reset() {
 	*x = RevokeAPIKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2922,7 +3291,7 @@ func (x *RevokeAPIKeyResponse) String() string {
 func (*RevokeAPIKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2935,7 +3304,7 @@ func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 // AuditEvent is one recorded admin action.
@@ -2957,7 +3326,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3338,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2982,7 +3351,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -3059,7 +3428,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +3440,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,7 +3453,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListAuditEventsRequest) GetLimit() int32 {
@@ -3104,7 +3473,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3116,7 +3485,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3129,7 +3498,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -3174,7 +3543,7 @@ type ChangeRequest struct {
 
 func (x *ChangeRequest) Reset() {
 	*x = ChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3186,7 +3555,7 @@ func (x *ChangeRequest) String() string {
 func (*ChangeRequest) ProtoMessage() {}
 
 func (x *ChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3199,7 +3568,7 @@ func (x *ChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRequest.ProtoReflect.Descriptor instead.
 func (*ChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ChangeRequest) GetId() string {
@@ -3367,7 +3736,7 @@ type Finding struct {
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3379,7 +3748,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3392,7 +3761,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Finding) GetKind() string {
@@ -3438,7 +3807,7 @@ type DiffLine struct {
 
 func (x *DiffLine) Reset() {
 	*x = DiffLine{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3450,7 +3819,7 @@ func (x *DiffLine) String() string {
 func (*DiffLine) ProtoMessage() {}
 
 func (x *DiffLine) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3463,7 +3832,7 @@ func (x *DiffLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffLine.ProtoReflect.Descriptor instead.
 func (*DiffLine) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *DiffLine) GetOp() string {
@@ -3515,7 +3884,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3527,7 +3896,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3540,7 +3909,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Decision) GetDecision() string {
@@ -3585,7 +3954,7 @@ type AgentProgress struct {
 
 func (x *AgentProgress) Reset() {
 	*x = AgentProgress{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3597,7 +3966,7 @@ func (x *AgentProgress) String() string {
 func (*AgentProgress) ProtoMessage() {}
 
 func (x *AgentProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3610,7 +3979,7 @@ func (x *AgentProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentProgress.ProtoReflect.Descriptor instead.
 func (*AgentProgress) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *AgentProgress) GetAgentId() string {
@@ -3658,7 +4027,7 @@ type ListChangeRequestsRequest struct {
 
 func (x *ListChangeRequestsRequest) Reset() {
 	*x = ListChangeRequestsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3670,7 +4039,7 @@ func (x *ListChangeRequestsRequest) String() string {
 func (*ListChangeRequestsRequest) ProtoMessage() {}
 
 func (x *ListChangeRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3683,7 +4052,7 @@ func (x *ListChangeRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangeRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListChangeRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListChangeRequestsRequest) GetStatus() string {
@@ -3703,7 +4072,7 @@ type ListChangeRequestsResponse struct {
 
 func (x *ListChangeRequestsResponse) Reset() {
 	*x = ListChangeRequestsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3715,7 +4084,7 @@ func (x *ListChangeRequestsResponse) String() string {
 func (*ListChangeRequestsResponse) ProtoMessage() {}
 
 func (x *ListChangeRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3728,7 +4097,7 @@ func (x *ListChangeRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangeRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListChangeRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListChangeRequestsResponse) GetChangeRequests() []*ChangeRequest {
@@ -3748,7 +4117,7 @@ type GetChangeRequestRequest struct {
 
 func (x *GetChangeRequestRequest) Reset() {
 	*x = GetChangeRequestRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3760,7 +4129,7 @@ func (x *GetChangeRequestRequest) String() string {
 func (*GetChangeRequestRequest) ProtoMessage() {}
 
 func (x *GetChangeRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3773,7 +4142,7 @@ func (x *GetChangeRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChangeRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetChangeRequestRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetChangeRequestRequest) GetId() string {
@@ -3801,7 +4170,7 @@ type GetChangeRequestResponse struct {
 
 func (x *GetChangeRequestResponse) Reset() {
 	*x = GetChangeRequestResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3813,7 +4182,7 @@ func (x *GetChangeRequestResponse) String() string {
 func (*GetChangeRequestResponse) ProtoMessage() {}
 
 func (x *GetChangeRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3826,7 +4195,7 @@ func (x *GetChangeRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChangeRequestResponse.ProtoReflect.Descriptor instead.
 func (*GetChangeRequestResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GetChangeRequestResponse) GetChangeRequest() *ChangeRequest {
@@ -3897,7 +4266,7 @@ type ProposeChangeRequest struct {
 
 func (x *ProposeChangeRequest) Reset() {
 	*x = ProposeChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3909,7 +4278,7 @@ func (x *ProposeChangeRequest) String() string {
 func (*ProposeChangeRequest) ProtoMessage() {}
 
 func (x *ProposeChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3922,7 +4291,7 @@ func (x *ProposeChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeChangeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ProposeChangeRequest) GetToolId() string {
@@ -3956,7 +4325,7 @@ type ProposeChangeResponse struct {
 
 func (x *ProposeChangeResponse) Reset() {
 	*x = ProposeChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3968,7 +4337,7 @@ func (x *ProposeChangeResponse) String() string {
 func (*ProposeChangeResponse) ProtoMessage() {}
 
 func (x *ProposeChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3981,7 +4350,7 @@ func (x *ProposeChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeChangeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ProposeChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -4002,7 +4371,7 @@ type ApproveChangeRequest struct {
 
 func (x *ApproveChangeRequest) Reset() {
 	*x = ApproveChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4014,7 +4383,7 @@ func (x *ApproveChangeRequest) String() string {
 func (*ApproveChangeRequest) ProtoMessage() {}
 
 func (x *ApproveChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4027,7 +4396,7 @@ func (x *ApproveChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveChangeRequest.ProtoReflect.Descriptor instead.
 func (*ApproveChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ApproveChangeRequest) GetId() string {
@@ -4055,7 +4424,7 @@ type ApproveChangeResponse struct {
 
 func (x *ApproveChangeResponse) Reset() {
 	*x = ApproveChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4067,7 +4436,7 @@ func (x *ApproveChangeResponse) String() string {
 func (*ApproveChangeResponse) ProtoMessage() {}
 
 func (x *ApproveChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4080,7 +4449,7 @@ func (x *ApproveChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveChangeResponse.ProtoReflect.Descriptor instead.
 func (*ApproveChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ApproveChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -4108,7 +4477,7 @@ type RejectChangeRequest struct {
 
 func (x *RejectChangeRequest) Reset() {
 	*x = RejectChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4120,7 +4489,7 @@ func (x *RejectChangeRequest) String() string {
 func (*RejectChangeRequest) ProtoMessage() {}
 
 func (x *RejectChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4133,7 +4502,7 @@ func (x *RejectChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectChangeRequest.ProtoReflect.Descriptor instead.
 func (*RejectChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RejectChangeRequest) GetId() string {
@@ -4160,7 +4529,7 @@ type RejectChangeResponse struct {
 
 func (x *RejectChangeResponse) Reset() {
 	*x = RejectChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4172,7 +4541,7 @@ func (x *RejectChangeResponse) String() string {
 func (*RejectChangeResponse) ProtoMessage() {}
 
 func (x *RejectChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4185,7 +4554,7 @@ func (x *RejectChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectChangeResponse.ProtoReflect.Descriptor instead.
 func (*RejectChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *RejectChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -4204,7 +4573,7 @@ type GetApprovalPolicyRequest struct {
 
 func (x *GetApprovalPolicyRequest) Reset() {
 	*x = GetApprovalPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4216,7 +4585,7 @@ func (x *GetApprovalPolicyRequest) String() string {
 func (*GetApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4229,7 +4598,7 @@ func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
 }
 
 // GetApprovalPolicyResponse has the policy.
@@ -4242,7 +4611,7 @@ type GetApprovalPolicyResponse struct {
 
 func (x *GetApprovalPolicyResponse) Reset() {
 	*x = GetApprovalPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4254,7 +4623,7 @@ func (x *GetApprovalPolicyResponse) String() string {
 func (*GetApprovalPolicyResponse) ProtoMessage() {}
 
 func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4267,7 +4636,7 @@ func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *GetApprovalPolicyResponse) GetApprovalsRequired() int32 {
@@ -4287,7 +4656,7 @@ type SetApprovalPolicyRequest struct {
 
 func (x *SetApprovalPolicyRequest) Reset() {
 	*x = SetApprovalPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4299,7 +4668,7 @@ func (x *SetApprovalPolicyRequest) String() string {
 func (*SetApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *SetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4312,7 +4681,7 @@ func (x *SetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *SetApprovalPolicyRequest) GetApprovalsRequired() int32 {
@@ -4331,7 +4700,7 @@ type SetApprovalPolicyResponse struct {
 
 func (x *SetApprovalPolicyResponse) Reset() {
 	*x = SetApprovalPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4343,7 +4712,7 @@ func (x *SetApprovalPolicyResponse) String() string {
 func (*SetApprovalPolicyResponse) ProtoMessage() {}
 
 func (x *SetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4356,7 +4725,7 @@ func (x *SetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{72}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
 }
 
 // ExportPinsRequest is empty: the manifest covers every gateway of the tenant.
@@ -4368,7 +4737,7 @@ type ExportPinsRequest struct {
 
 func (x *ExportPinsRequest) Reset() {
 	*x = ExportPinsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4380,7 +4749,7 @@ func (x *ExportPinsRequest) String() string {
 func (*ExportPinsRequest) ProtoMessage() {}
 
 func (x *ExportPinsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4393,7 +4762,7 @@ func (x *ExportPinsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPinsRequest.ProtoReflect.Descriptor instead.
 func (*ExportPinsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{73}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
 }
 
 // ExportPinsResponse carries the manifest.
@@ -4407,7 +4776,7 @@ type ExportPinsResponse struct {
 
 func (x *ExportPinsResponse) Reset() {
 	*x = ExportPinsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4419,7 +4788,7 @@ func (x *ExportPinsResponse) String() string {
 func (*ExportPinsResponse) ProtoMessage() {}
 
 func (x *ExportPinsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4432,7 +4801,7 @@ func (x *ExportPinsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPinsResponse.ProtoReflect.Descriptor instead.
 func (*ExportPinsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{74}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ExportPinsResponse) GetManifest() []byte {
@@ -4452,7 +4821,7 @@ type ImportPinsRequest struct {
 
 func (x *ImportPinsRequest) Reset() {
 	*x = ImportPinsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4464,7 +4833,7 @@ func (x *ImportPinsRequest) String() string {
 func (*ImportPinsRequest) ProtoMessage() {}
 
 func (x *ImportPinsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4477,7 +4846,7 @@ func (x *ImportPinsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPinsRequest.ProtoReflect.Descriptor instead.
 func (*ImportPinsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{75}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ImportPinsRequest) GetManifest() []byte {
@@ -4499,7 +4868,7 @@ type ImportPinsResponse struct {
 
 func (x *ImportPinsResponse) Reset() {
 	*x = ImportPinsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4511,7 +4880,7 @@ func (x *ImportPinsResponse) String() string {
 func (*ImportPinsResponse) ProtoMessage() {}
 
 func (x *ImportPinsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4524,7 +4893,7 @@ func (x *ImportPinsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPinsResponse.ProtoReflect.Descriptor instead.
 func (*ImportPinsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ImportPinsResponse) GetPinned() int32 {
@@ -4557,7 +4926,7 @@ type GetClientIdentityProviderRequest struct {
 
 func (x *GetClientIdentityProviderRequest) Reset() {
 	*x = GetClientIdentityProviderRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4569,7 +4938,7 @@ func (x *GetClientIdentityProviderRequest) String() string {
 func (*GetClientIdentityProviderRequest) ProtoMessage() {}
 
 func (x *GetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4582,7 +4951,7 @@ func (x *GetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*GetClientIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
 }
 
 // GetClientIdentityProviderResponse has the settings.
@@ -4596,7 +4965,7 @@ type GetClientIdentityProviderResponse struct {
 
 func (x *GetClientIdentityProviderResponse) Reset() {
 	*x = GetClientIdentityProviderResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4608,7 +4977,7 @@ func (x *GetClientIdentityProviderResponse) String() string {
 func (*GetClientIdentityProviderResponse) ProtoMessage() {}
 
 func (x *GetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4621,7 +4990,7 @@ func (x *GetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use GetClientIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*GetClientIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *GetClientIdentityProviderResponse) GetIssuer() string {
@@ -4651,7 +5020,7 @@ type SetClientIdentityProviderRequest struct {
 
 func (x *SetClientIdentityProviderRequest) Reset() {
 	*x = SetClientIdentityProviderRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4663,7 +5032,7 @@ func (x *SetClientIdentityProviderRequest) String() string {
 func (*SetClientIdentityProviderRequest) ProtoMessage() {}
 
 func (x *SetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4676,7 +5045,7 @@ func (x *SetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*SetClientIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *SetClientIdentityProviderRequest) GetIssuer() string {
@@ -4702,7 +5071,7 @@ type SetClientIdentityProviderResponse struct {
 
 func (x *SetClientIdentityProviderResponse) Reset() {
 	*x = SetClientIdentityProviderResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4714,7 +5083,7 @@ func (x *SetClientIdentityProviderResponse) String() string {
 func (*SetClientIdentityProviderResponse) ProtoMessage() {}
 
 func (x *SetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4727,7 +5096,7 @@ func (x *SetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use SetClientIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*SetClientIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
 }
 
 // SetRateLimitsRequest sets a gateway's limits.
@@ -4744,7 +5113,7 @@ type SetRateLimitsRequest struct {
 
 func (x *SetRateLimitsRequest) Reset() {
 	*x = SetRateLimitsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4756,7 +5125,7 @@ func (x *SetRateLimitsRequest) String() string {
 func (*SetRateLimitsRequest) ProtoMessage() {}
 
 func (x *SetRateLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4769,7 +5138,7 @@ func (x *SetRateLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRateLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetRateLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *SetRateLimitsRequest) GetGatewayId() string {
@@ -4802,7 +5171,7 @@ type SetRateLimitsResponse struct {
 
 func (x *SetRateLimitsResponse) Reset() {
 	*x = SetRateLimitsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4814,7 +5183,7 @@ func (x *SetRateLimitsResponse) String() string {
 func (*SetRateLimitsResponse) ProtoMessage() {}
 
 func (x *SetRateLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4827,7 +5196,7 @@ func (x *SetRateLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRateLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetRateLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
 }
 
 // ClientKey authenticates an MCP client at the tenant's gateways.
@@ -4845,7 +5214,7 @@ type ClientKey struct {
 
 func (x *ClientKey) Reset() {
 	*x = ClientKey{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4857,7 +5226,7 @@ func (x *ClientKey) String() string {
 func (*ClientKey) ProtoMessage() {}
 
 func (x *ClientKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4870,7 +5239,7 @@ func (x *ClientKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
 func (*ClientKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ClientKey) GetId() string {
@@ -4917,7 +5286,7 @@ type ListClientKeysRequest struct {
 
 func (x *ListClientKeysRequest) Reset() {
 	*x = ListClientKeysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4929,7 +5298,7 @@ func (x *ListClientKeysRequest) String() string {
 func (*ListClientKeysRequest) ProtoMessage() {}
 
 func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4942,7 +5311,7 @@ func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListClientKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
 }
 
 // ListClientKeysResponse lists keys.
@@ -4955,7 +5324,7 @@ type ListClientKeysResponse struct {
 
 func (x *ListClientKeysResponse) Reset() {
 	*x = ListClientKeysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4967,7 +5336,7 @@ func (x *ListClientKeysResponse) String() string {
 func (*ListClientKeysResponse) ProtoMessage() {}
 
 func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4980,7 +5349,7 @@ func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListClientKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ListClientKeysResponse) GetKeys() []*ClientKey {
@@ -5001,7 +5370,7 @@ type CreateClientKeyRequest struct {
 
 func (x *CreateClientKeyRequest) Reset() {
 	*x = CreateClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5013,7 +5382,7 @@ func (x *CreateClientKeyRequest) String() string {
 func (*CreateClientKeyRequest) ProtoMessage() {}
 
 func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5026,7 +5395,7 @@ func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *CreateClientKeyRequest) GetName() string {
@@ -5055,7 +5424,7 @@ type CreateClientKeyResponse struct {
 
 func (x *CreateClientKeyResponse) Reset() {
 	*x = CreateClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5067,7 +5436,7 @@ func (x *CreateClientKeyResponse) String() string {
 func (*CreateClientKeyResponse) ProtoMessage() {}
 
 func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5080,7 +5449,7 @@ func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *CreateClientKeyResponse) GetKey() *ClientKey {
@@ -5107,7 +5476,7 @@ type RevokeClientKeyRequest struct {
 
 func (x *RevokeClientKeyRequest) Reset() {
 	*x = RevokeClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5119,7 +5488,7 @@ func (x *RevokeClientKeyRequest) String() string {
 func (*RevokeClientKeyRequest) ProtoMessage() {}
 
 func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5132,7 +5501,7 @@ func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *RevokeClientKeyRequest) GetId() string {
@@ -5151,7 +5520,7 @@ type RevokeClientKeyResponse struct {
 
 func (x *RevokeClientKeyResponse) Reset() {
 	*x = RevokeClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5163,7 +5532,7 @@ func (x *RevokeClientKeyResponse) String() string {
 func (*RevokeClientKeyResponse) ProtoMessage() {}
 
 func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5176,7 +5545,7 @@ func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{97}
 }
 
 // SetClientAuthRequest sets a gateway's client authentication.
@@ -5190,7 +5559,7 @@ type SetClientAuthRequest struct {
 
 func (x *SetClientAuthRequest) Reset() {
 	*x = SetClientAuthRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5202,7 +5571,7 @@ func (x *SetClientAuthRequest) String() string {
 func (*SetClientAuthRequest) ProtoMessage() {}
 
 func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5215,7 +5584,7 @@ func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthRequest.ProtoReflect.Descriptor instead.
 func (*SetClientAuthRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *SetClientAuthRequest) GetGatewayId() string {
@@ -5241,7 +5610,7 @@ type SetClientAuthResponse struct {
 
 func (x *SetClientAuthResponse) Reset() {
 	*x = SetClientAuthResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5253,7 +5622,7 @@ func (x *SetClientAuthResponse) String() string {
 func (*SetClientAuthResponse) ProtoMessage() {}
 
 func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5266,7 +5635,7 @@ func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthResponse.ProtoReflect.Descriptor instead.
 func (*SetClientAuthResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{99}
 }
 
 // AccessRule lets or stops a principal calling tools on a virtual server.
@@ -5294,7 +5663,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5306,7 +5675,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5319,7 +5688,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *AccessRule) GetId() string {
@@ -5395,7 +5764,7 @@ type ListAccessRulesRequest struct {
 
 func (x *ListAccessRulesRequest) Reset() {
 	*x = ListAccessRulesRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5407,7 +5776,7 @@ func (x *ListAccessRulesRequest) String() string {
 func (*ListAccessRulesRequest) ProtoMessage() {}
 
 func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5420,7 +5789,7 @@ func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ListAccessRulesRequest) GetGatewayId() string {
@@ -5440,7 +5809,7 @@ type ListAccessRulesResponse struct {
 
 func (x *ListAccessRulesResponse) Reset() {
 	*x = ListAccessRulesResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5452,7 +5821,7 @@ func (x *ListAccessRulesResponse) String() string {
 func (*ListAccessRulesResponse) ProtoMessage() {}
 
 func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5465,7 +5834,7 @@ func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ListAccessRulesResponse) GetRules() []*AccessRule {
@@ -5485,7 +5854,7 @@ type CreateAccessRuleRequest struct {
 
 func (x *CreateAccessRuleRequest) Reset() {
 	*x = CreateAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5497,7 +5866,7 @@ func (x *CreateAccessRuleRequest) String() string {
 func (*CreateAccessRuleRequest) ProtoMessage() {}
 
 func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5510,7 +5879,7 @@ func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *CreateAccessRuleRequest) GetRule() *AccessRule {
@@ -5530,7 +5899,7 @@ type CreateAccessRuleResponse struct {
 
 func (x *CreateAccessRuleResponse) Reset() {
 	*x = CreateAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5542,7 +5911,7 @@ func (x *CreateAccessRuleResponse) String() string {
 func (*CreateAccessRuleResponse) ProtoMessage() {}
 
 func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5555,7 +5924,7 @@ func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{96}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *CreateAccessRuleResponse) GetRule() *AccessRule {
@@ -5575,7 +5944,7 @@ type DeleteAccessRuleRequest struct {
 
 func (x *DeleteAccessRuleRequest) Reset() {
 	*x = DeleteAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5587,7 +5956,7 @@ func (x *DeleteAccessRuleRequest) String() string {
 func (*DeleteAccessRuleRequest) ProtoMessage() {}
 
 func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5600,7 +5969,7 @@ func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{97}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *DeleteAccessRuleRequest) GetId() string {
@@ -5619,7 +5988,7 @@ type DeleteAccessRuleResponse struct {
 
 func (x *DeleteAccessRuleResponse) Reset() {
 	*x = DeleteAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5631,7 +6000,7 @@ func (x *DeleteAccessRuleResponse) String() string {
 func (*DeleteAccessRuleResponse) ProtoMessage() {}
 
 func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5644,7 +6013,7 @@ func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{98}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{106}
 }
 
 // GetResultScanningRequest is empty.
@@ -5656,7 +6025,7 @@ type GetResultScanningRequest struct {
 
 func (x *GetResultScanningRequest) Reset() {
 	*x = GetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5668,7 +6037,7 @@ func (x *GetResultScanningRequest) String() string {
 func (*GetResultScanningRequest) ProtoMessage() {}
 
 func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5681,7 +6050,7 @@ func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*GetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{99}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{107}
 }
 
 // GetResultScanningResponse has the setting.
@@ -5694,7 +6063,7 @@ type GetResultScanningResponse struct {
 
 func (x *GetResultScanningResponse) Reset() {
 	*x = GetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5706,7 +6075,7 @@ func (x *GetResultScanningResponse) String() string {
 func (*GetResultScanningResponse) ProtoMessage() {}
 
 func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5719,7 +6088,7 @@ func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*GetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{100}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *GetResultScanningResponse) GetAction() ResultAction {
@@ -5739,7 +6108,7 @@ type SetResultScanningRequest struct {
 
 func (x *SetResultScanningRequest) Reset() {
 	*x = SetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5751,7 +6120,7 @@ func (x *SetResultScanningRequest) String() string {
 func (*SetResultScanningRequest) ProtoMessage() {}
 
 func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5764,7 +6133,7 @@ func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*SetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{101}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *SetResultScanningRequest) GetAction() ResultAction {
@@ -5783,7 +6152,7 @@ type SetResultScanningResponse struct {
 
 func (x *SetResultScanningResponse) Reset() {
 	*x = SetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5795,7 +6164,7 @@ func (x *SetResultScanningResponse) String() string {
 func (*SetResultScanningResponse) ProtoMessage() {}
 
 func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5808,7 +6177,7 @@ func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*SetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{102}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{110}
 }
 
 // CallEvent is one MCP request a gateway handled.
@@ -5833,7 +6202,7 @@ type CallEvent struct {
 
 func (x *CallEvent) Reset() {
 	*x = CallEvent{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5845,7 +6214,7 @@ func (x *CallEvent) String() string {
 func (*CallEvent) ProtoMessage() {}
 
 func (x *CallEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5858,7 +6227,7 @@ func (x *CallEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
 func (*CallEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{103}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *CallEvent) GetId() string {
@@ -5960,7 +6329,7 @@ type TrafficPoint struct {
 
 func (x *TrafficPoint) Reset() {
 	*x = TrafficPoint{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5972,7 +6341,7 @@ func (x *TrafficPoint) String() string {
 func (*TrafficPoint) ProtoMessage() {}
 
 func (x *TrafficPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5985,7 +6354,7 @@ func (x *TrafficPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficPoint.ProtoReflect.Descriptor instead.
 func (*TrafficPoint) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{104}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *TrafficPoint) GetMinute() *timestamppb.Timestamp {
@@ -6040,7 +6409,7 @@ type ListCallEventsRequest struct {
 
 func (x *ListCallEventsRequest) Reset() {
 	*x = ListCallEventsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6052,7 +6421,7 @@ func (x *ListCallEventsRequest) String() string {
 func (*ListCallEventsRequest) ProtoMessage() {}
 
 func (x *ListCallEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6065,7 +6434,7 @@ func (x *ListCallEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCallEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListCallEventsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{105}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ListCallEventsRequest) GetDecision() string {
@@ -6113,7 +6482,7 @@ type ListCallEventsResponse struct {
 
 func (x *ListCallEventsResponse) Reset() {
 	*x = ListCallEventsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6125,7 +6494,7 @@ func (x *ListCallEventsResponse) String() string {
 func (*ListCallEventsResponse) ProtoMessage() {}
 
 func (x *ListCallEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6138,7 +6507,7 @@ func (x *ListCallEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCallEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListCallEventsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{106}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *ListCallEventsResponse) GetEvents() []*CallEvent {
@@ -6159,7 +6528,7 @@ type GetTrafficRequest struct {
 
 func (x *GetTrafficRequest) Reset() {
 	*x = GetTrafficRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6171,7 +6540,7 @@ func (x *GetTrafficRequest) String() string {
 func (*GetTrafficRequest) ProtoMessage() {}
 
 func (x *GetTrafficRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6184,7 +6553,7 @@ func (x *GetTrafficRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficRequest.ProtoReflect.Descriptor instead.
 func (*GetTrafficRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{107}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *GetTrafficRequest) GetSince() *timestamppb.Timestamp {
@@ -6211,7 +6580,7 @@ type GetTrafficResponse struct {
 
 func (x *GetTrafficResponse) Reset() {
 	*x = GetTrafficResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6223,7 +6592,7 @@ func (x *GetTrafficResponse) String() string {
 func (*GetTrafficResponse) ProtoMessage() {}
 
 func (x *GetTrafficResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6236,7 +6605,7 @@ func (x *GetTrafficResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficResponse.ProtoReflect.Descriptor instead.
 func (*GetTrafficResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{108}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *GetTrafficResponse) GetPoints() []*TrafficPoint {
@@ -6346,7 +6715,14 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"deny_roots\x18\x0f \x01(\bR\tdenyRoots\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x16\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
+	"\x15UpdateUpstreamRequest\x129\n" +
+	"\bupstream\x18\x01 \x01(\v2\x1d.portcullis.admin.v1.UpstreamR\bupstream\"S\n" +
+	"\x16UpdateUpstreamResponse\x129\n" +
+	"\bupstream\x18\x01 \x01(\v2\x1d.portcullis.admin.v1.UpstreamR\bupstream\"'\n" +
+	"\x15DeleteUpstreamRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x18\n" +
+	"\x16DeleteUpstreamResponse\"\x16\n" +
 	"\x14ListUpstreamsRequest\"T\n" +
 	"\x15ListUpstreamsResponse\x12;\n" +
 	"\tupstreams\x18\x01 \x03(\v2\x1d.portcullis.admin.v1.UpstreamR\tupstreams\"R\n" +
@@ -6368,7 +6744,19 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"ToolRename\x12\x1a\n" +
 	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x12\n" +
 	"\x04tool\x18\x02 \x01(\tR\x04tool\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"\x1b\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"\xa5\x01\n" +
+	"\x1aUpdateVirtualServerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tupstreams\x18\x02 \x03(\tR\tupstreams\x12\x1e\n" +
+	"\n" +
+	"unprefixed\x18\x03 \x01(\bR\n" +
+	"unprefixed\x129\n" +
+	"\arenames\x18\x04 \x03(\v2\x1f.portcullis.admin.v1.ToolRenameR\arenames\"h\n" +
+	"\x1bUpdateVirtualServerResponse\x12I\n" +
+	"\x0evirtual_server\x18\x01 \x01(\v2\".portcullis.admin.v1.VirtualServerR\rvirtualServer\",\n" +
+	"\x1aDeleteVirtualServerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1d\n" +
+	"\x1bDeleteVirtualServerResponse\"\x1b\n" +
 	"\x19ListVirtualServersRequest\"i\n" +
 	"\x1aListVirtualServersResponse\x12K\n" +
 	"\x0fvirtual_servers\x18\x01 \x03(\v2\".portcullis.admin.v1.VirtualServerR\x0evirtualServers\"\xc8\x01\n" +
@@ -6684,13 +7072,17 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"GetGateway\x12&.portcullis.admin.v1.GetGatewayRequest\x1a'.portcullis.admin.v1.GetGatewayResponse\x12f\n" +
 	"\rCreateGateway\x12).portcullis.admin.v1.CreateGatewayRequest\x1a*.portcullis.admin.v1.CreateGatewayResponse\x12~\n" +
-	"\x15CreateEnrollmentToken\x121.portcullis.admin.v1.CreateEnrollmentTokenRequest\x1a2.portcullis.admin.v1.CreateEnrollmentTokenResponse2\xe4\x01\n" +
+	"\x15CreateEnrollmentToken\x121.portcullis.admin.v1.CreateEnrollmentTokenRequest\x1a2.portcullis.admin.v1.CreateEnrollmentTokenResponse2\xba\x03\n" +
 	"\x0fUpstreamService\x12f\n" +
 	"\rListUpstreams\x12).portcullis.admin.v1.ListUpstreamsRequest\x1a*.portcullis.admin.v1.ListUpstreamsResponse\x12i\n" +
-	"\x0eCreateUpstream\x12*.portcullis.admin.v1.CreateUpstreamRequest\x1a+.portcullis.admin.v1.CreateUpstreamResponse2\x87\x02\n" +
+	"\x0eCreateUpstream\x12*.portcullis.admin.v1.CreateUpstreamRequest\x1a+.portcullis.admin.v1.CreateUpstreamResponse\x12i\n" +
+	"\x0eUpdateUpstream\x12*.portcullis.admin.v1.UpdateUpstreamRequest\x1a+.portcullis.admin.v1.UpdateUpstreamResponse\x12i\n" +
+	"\x0eDeleteUpstream\x12*.portcullis.admin.v1.DeleteUpstreamRequest\x1a+.portcullis.admin.v1.DeleteUpstreamResponse2\xfb\x03\n" +
 	"\x14VirtualServerService\x12u\n" +
 	"\x12ListVirtualServers\x12..portcullis.admin.v1.ListVirtualServersRequest\x1a/.portcullis.admin.v1.ListVirtualServersResponse\x12x\n" +
-	"\x13CreateVirtualServer\x12/.portcullis.admin.v1.CreateVirtualServerRequest\x1a0.portcullis.admin.v1.CreateVirtualServerResponse2\x83\x03\n" +
+	"\x13CreateVirtualServer\x12/.portcullis.admin.v1.CreateVirtualServerRequest\x1a0.portcullis.admin.v1.CreateVirtualServerResponse\x12x\n" +
+	"\x13UpdateVirtualServer\x12/.portcullis.admin.v1.UpdateVirtualServerRequest\x1a0.portcullis.admin.v1.UpdateVirtualServerResponse\x12x\n" +
+	"\x13DeleteVirtualServer\x12/.portcullis.admin.v1.DeleteVirtualServerRequest\x1a0.portcullis.admin.v1.DeleteVirtualServerResponse2\x83\x03\n" +
 	"\vToolService\x12Z\n" +
 	"\tListTools\x12%.portcullis.admin.v1.ListToolsRequest\x1a&.portcullis.admin.v1.ListToolsResponse\x12T\n" +
 	"\aPinTool\x12#.portcullis.admin.v1.PinToolRequest\x1a$.portcullis.admin.v1.PinToolResponse\x12Z\n" +
@@ -6748,7 +7140,7 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 118)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                                 // 0: portcullis.admin.v1.Role
 	(Transport)(0),                            // 1: portcullis.admin.v1.Transport
@@ -6778,252 +7170,272 @@ var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(*CreateEnrollmentTokenRequest)(nil),      // 25: portcullis.admin.v1.CreateEnrollmentTokenRequest
 	(*CreateEnrollmentTokenResponse)(nil),     // 26: portcullis.admin.v1.CreateEnrollmentTokenResponse
 	(*Upstream)(nil),                          // 27: portcullis.admin.v1.Upstream
-	(*ListUpstreamsRequest)(nil),              // 28: portcullis.admin.v1.ListUpstreamsRequest
-	(*ListUpstreamsResponse)(nil),             // 29: portcullis.admin.v1.ListUpstreamsResponse
-	(*CreateUpstreamRequest)(nil),             // 30: portcullis.admin.v1.CreateUpstreamRequest
-	(*CreateUpstreamResponse)(nil),            // 31: portcullis.admin.v1.CreateUpstreamResponse
-	(*VirtualServer)(nil),                     // 32: portcullis.admin.v1.VirtualServer
-	(*ToolRename)(nil),                        // 33: portcullis.admin.v1.ToolRename
-	(*ListVirtualServersRequest)(nil),         // 34: portcullis.admin.v1.ListVirtualServersRequest
-	(*ListVirtualServersResponse)(nil),        // 35: portcullis.admin.v1.ListVirtualServersResponse
-	(*CreateVirtualServerRequest)(nil),        // 36: portcullis.admin.v1.CreateVirtualServerRequest
-	(*CreateVirtualServerResponse)(nil),       // 37: portcullis.admin.v1.CreateVirtualServerResponse
-	(*Tool)(nil),                              // 38: portcullis.admin.v1.Tool
-	(*SetToolLabelsRequest)(nil),              // 39: portcullis.admin.v1.SetToolLabelsRequest
-	(*SetToolLabelsResponse)(nil),             // 40: portcullis.admin.v1.SetToolLabelsResponse
-	(*ListToolsRequest)(nil),                  // 41: portcullis.admin.v1.ListToolsRequest
-	(*ListToolsResponse)(nil),                 // 42: portcullis.admin.v1.ListToolsResponse
-	(*PinToolRequest)(nil),                    // 43: portcullis.admin.v1.PinToolRequest
-	(*PinToolResponse)(nil),                   // 44: portcullis.admin.v1.PinToolResponse
-	(*UnpinToolRequest)(nil),                  // 45: portcullis.admin.v1.UnpinToolRequest
-	(*UnpinToolResponse)(nil),                 // 46: portcullis.admin.v1.UnpinToolResponse
-	(*APIKey)(nil),                            // 47: portcullis.admin.v1.APIKey
-	(*ListAPIKeysRequest)(nil),                // 48: portcullis.admin.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),               // 49: portcullis.admin.v1.ListAPIKeysResponse
-	(*CreateAPIKeyRequest)(nil),               // 50: portcullis.admin.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),              // 51: portcullis.admin.v1.CreateAPIKeyResponse
-	(*RevokeAPIKeyRequest)(nil),               // 52: portcullis.admin.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),              // 53: portcullis.admin.v1.RevokeAPIKeyResponse
-	(*AuditEvent)(nil),                        // 54: portcullis.admin.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),            // 55: portcullis.admin.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),           // 56: portcullis.admin.v1.ListAuditEventsResponse
-	(*ChangeRequest)(nil),                     // 57: portcullis.admin.v1.ChangeRequest
-	(*Finding)(nil),                           // 58: portcullis.admin.v1.Finding
-	(*DiffLine)(nil),                          // 59: portcullis.admin.v1.DiffLine
-	(*Decision)(nil),                          // 60: portcullis.admin.v1.Decision
-	(*AgentProgress)(nil),                     // 61: portcullis.admin.v1.AgentProgress
-	(*ListChangeRequestsRequest)(nil),         // 62: portcullis.admin.v1.ListChangeRequestsRequest
-	(*ListChangeRequestsResponse)(nil),        // 63: portcullis.admin.v1.ListChangeRequestsResponse
-	(*GetChangeRequestRequest)(nil),           // 64: portcullis.admin.v1.GetChangeRequestRequest
-	(*GetChangeRequestResponse)(nil),          // 65: portcullis.admin.v1.GetChangeRequestResponse
-	(*ProposeChangeRequest)(nil),              // 66: portcullis.admin.v1.ProposeChangeRequest
-	(*ProposeChangeResponse)(nil),             // 67: portcullis.admin.v1.ProposeChangeResponse
-	(*ApproveChangeRequest)(nil),              // 68: portcullis.admin.v1.ApproveChangeRequest
-	(*ApproveChangeResponse)(nil),             // 69: portcullis.admin.v1.ApproveChangeResponse
-	(*RejectChangeRequest)(nil),               // 70: portcullis.admin.v1.RejectChangeRequest
-	(*RejectChangeResponse)(nil),              // 71: portcullis.admin.v1.RejectChangeResponse
-	(*GetApprovalPolicyRequest)(nil),          // 72: portcullis.admin.v1.GetApprovalPolicyRequest
-	(*GetApprovalPolicyResponse)(nil),         // 73: portcullis.admin.v1.GetApprovalPolicyResponse
-	(*SetApprovalPolicyRequest)(nil),          // 74: portcullis.admin.v1.SetApprovalPolicyRequest
-	(*SetApprovalPolicyResponse)(nil),         // 75: portcullis.admin.v1.SetApprovalPolicyResponse
-	(*ExportPinsRequest)(nil),                 // 76: portcullis.admin.v1.ExportPinsRequest
-	(*ExportPinsResponse)(nil),                // 77: portcullis.admin.v1.ExportPinsResponse
-	(*ImportPinsRequest)(nil),                 // 78: portcullis.admin.v1.ImportPinsRequest
-	(*ImportPinsResponse)(nil),                // 79: portcullis.admin.v1.ImportPinsResponse
-	(*GetClientIdentityProviderRequest)(nil),  // 80: portcullis.admin.v1.GetClientIdentityProviderRequest
-	(*GetClientIdentityProviderResponse)(nil), // 81: portcullis.admin.v1.GetClientIdentityProviderResponse
-	(*SetClientIdentityProviderRequest)(nil),  // 82: portcullis.admin.v1.SetClientIdentityProviderRequest
-	(*SetClientIdentityProviderResponse)(nil), // 83: portcullis.admin.v1.SetClientIdentityProviderResponse
-	(*SetRateLimitsRequest)(nil),              // 84: portcullis.admin.v1.SetRateLimitsRequest
-	(*SetRateLimitsResponse)(nil),             // 85: portcullis.admin.v1.SetRateLimitsResponse
-	(*ClientKey)(nil),                         // 86: portcullis.admin.v1.ClientKey
-	(*ListClientKeysRequest)(nil),             // 87: portcullis.admin.v1.ListClientKeysRequest
-	(*ListClientKeysResponse)(nil),            // 88: portcullis.admin.v1.ListClientKeysResponse
-	(*CreateClientKeyRequest)(nil),            // 89: portcullis.admin.v1.CreateClientKeyRequest
-	(*CreateClientKeyResponse)(nil),           // 90: portcullis.admin.v1.CreateClientKeyResponse
-	(*RevokeClientKeyRequest)(nil),            // 91: portcullis.admin.v1.RevokeClientKeyRequest
-	(*RevokeClientKeyResponse)(nil),           // 92: portcullis.admin.v1.RevokeClientKeyResponse
-	(*SetClientAuthRequest)(nil),              // 93: portcullis.admin.v1.SetClientAuthRequest
-	(*SetClientAuthResponse)(nil),             // 94: portcullis.admin.v1.SetClientAuthResponse
-	(*AccessRule)(nil),                        // 95: portcullis.admin.v1.AccessRule
-	(*ListAccessRulesRequest)(nil),            // 96: portcullis.admin.v1.ListAccessRulesRequest
-	(*ListAccessRulesResponse)(nil),           // 97: portcullis.admin.v1.ListAccessRulesResponse
-	(*CreateAccessRuleRequest)(nil),           // 98: portcullis.admin.v1.CreateAccessRuleRequest
-	(*CreateAccessRuleResponse)(nil),          // 99: portcullis.admin.v1.CreateAccessRuleResponse
-	(*DeleteAccessRuleRequest)(nil),           // 100: portcullis.admin.v1.DeleteAccessRuleRequest
-	(*DeleteAccessRuleResponse)(nil),          // 101: portcullis.admin.v1.DeleteAccessRuleResponse
-	(*GetResultScanningRequest)(nil),          // 102: portcullis.admin.v1.GetResultScanningRequest
-	(*GetResultScanningResponse)(nil),         // 103: portcullis.admin.v1.GetResultScanningResponse
-	(*SetResultScanningRequest)(nil),          // 104: portcullis.admin.v1.SetResultScanningRequest
-	(*SetResultScanningResponse)(nil),         // 105: portcullis.admin.v1.SetResultScanningResponse
-	(*CallEvent)(nil),                         // 106: portcullis.admin.v1.CallEvent
-	(*TrafficPoint)(nil),                      // 107: portcullis.admin.v1.TrafficPoint
-	(*ListCallEventsRequest)(nil),             // 108: portcullis.admin.v1.ListCallEventsRequest
-	(*ListCallEventsResponse)(nil),            // 109: portcullis.admin.v1.ListCallEventsResponse
-	(*GetTrafficRequest)(nil),                 // 110: portcullis.admin.v1.GetTrafficRequest
-	(*GetTrafficResponse)(nil),                // 111: portcullis.admin.v1.GetTrafficResponse
-	nil,                                       // 112: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),             // 113: google.protobuf.Timestamp
+	(*UpdateUpstreamRequest)(nil),             // 28: portcullis.admin.v1.UpdateUpstreamRequest
+	(*UpdateUpstreamResponse)(nil),            // 29: portcullis.admin.v1.UpdateUpstreamResponse
+	(*DeleteUpstreamRequest)(nil),             // 30: portcullis.admin.v1.DeleteUpstreamRequest
+	(*DeleteUpstreamResponse)(nil),            // 31: portcullis.admin.v1.DeleteUpstreamResponse
+	(*ListUpstreamsRequest)(nil),              // 32: portcullis.admin.v1.ListUpstreamsRequest
+	(*ListUpstreamsResponse)(nil),             // 33: portcullis.admin.v1.ListUpstreamsResponse
+	(*CreateUpstreamRequest)(nil),             // 34: portcullis.admin.v1.CreateUpstreamRequest
+	(*CreateUpstreamResponse)(nil),            // 35: portcullis.admin.v1.CreateUpstreamResponse
+	(*VirtualServer)(nil),                     // 36: portcullis.admin.v1.VirtualServer
+	(*ToolRename)(nil),                        // 37: portcullis.admin.v1.ToolRename
+	(*UpdateVirtualServerRequest)(nil),        // 38: portcullis.admin.v1.UpdateVirtualServerRequest
+	(*UpdateVirtualServerResponse)(nil),       // 39: portcullis.admin.v1.UpdateVirtualServerResponse
+	(*DeleteVirtualServerRequest)(nil),        // 40: portcullis.admin.v1.DeleteVirtualServerRequest
+	(*DeleteVirtualServerResponse)(nil),       // 41: portcullis.admin.v1.DeleteVirtualServerResponse
+	(*ListVirtualServersRequest)(nil),         // 42: portcullis.admin.v1.ListVirtualServersRequest
+	(*ListVirtualServersResponse)(nil),        // 43: portcullis.admin.v1.ListVirtualServersResponse
+	(*CreateVirtualServerRequest)(nil),        // 44: portcullis.admin.v1.CreateVirtualServerRequest
+	(*CreateVirtualServerResponse)(nil),       // 45: portcullis.admin.v1.CreateVirtualServerResponse
+	(*Tool)(nil),                              // 46: portcullis.admin.v1.Tool
+	(*SetToolLabelsRequest)(nil),              // 47: portcullis.admin.v1.SetToolLabelsRequest
+	(*SetToolLabelsResponse)(nil),             // 48: portcullis.admin.v1.SetToolLabelsResponse
+	(*ListToolsRequest)(nil),                  // 49: portcullis.admin.v1.ListToolsRequest
+	(*ListToolsResponse)(nil),                 // 50: portcullis.admin.v1.ListToolsResponse
+	(*PinToolRequest)(nil),                    // 51: portcullis.admin.v1.PinToolRequest
+	(*PinToolResponse)(nil),                   // 52: portcullis.admin.v1.PinToolResponse
+	(*UnpinToolRequest)(nil),                  // 53: portcullis.admin.v1.UnpinToolRequest
+	(*UnpinToolResponse)(nil),                 // 54: portcullis.admin.v1.UnpinToolResponse
+	(*APIKey)(nil),                            // 55: portcullis.admin.v1.APIKey
+	(*ListAPIKeysRequest)(nil),                // 56: portcullis.admin.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),               // 57: portcullis.admin.v1.ListAPIKeysResponse
+	(*CreateAPIKeyRequest)(nil),               // 58: portcullis.admin.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),              // 59: portcullis.admin.v1.CreateAPIKeyResponse
+	(*RevokeAPIKeyRequest)(nil),               // 60: portcullis.admin.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),              // 61: portcullis.admin.v1.RevokeAPIKeyResponse
+	(*AuditEvent)(nil),                        // 62: portcullis.admin.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),            // 63: portcullis.admin.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),           // 64: portcullis.admin.v1.ListAuditEventsResponse
+	(*ChangeRequest)(nil),                     // 65: portcullis.admin.v1.ChangeRequest
+	(*Finding)(nil),                           // 66: portcullis.admin.v1.Finding
+	(*DiffLine)(nil),                          // 67: portcullis.admin.v1.DiffLine
+	(*Decision)(nil),                          // 68: portcullis.admin.v1.Decision
+	(*AgentProgress)(nil),                     // 69: portcullis.admin.v1.AgentProgress
+	(*ListChangeRequestsRequest)(nil),         // 70: portcullis.admin.v1.ListChangeRequestsRequest
+	(*ListChangeRequestsResponse)(nil),        // 71: portcullis.admin.v1.ListChangeRequestsResponse
+	(*GetChangeRequestRequest)(nil),           // 72: portcullis.admin.v1.GetChangeRequestRequest
+	(*GetChangeRequestResponse)(nil),          // 73: portcullis.admin.v1.GetChangeRequestResponse
+	(*ProposeChangeRequest)(nil),              // 74: portcullis.admin.v1.ProposeChangeRequest
+	(*ProposeChangeResponse)(nil),             // 75: portcullis.admin.v1.ProposeChangeResponse
+	(*ApproveChangeRequest)(nil),              // 76: portcullis.admin.v1.ApproveChangeRequest
+	(*ApproveChangeResponse)(nil),             // 77: portcullis.admin.v1.ApproveChangeResponse
+	(*RejectChangeRequest)(nil),               // 78: portcullis.admin.v1.RejectChangeRequest
+	(*RejectChangeResponse)(nil),              // 79: portcullis.admin.v1.RejectChangeResponse
+	(*GetApprovalPolicyRequest)(nil),          // 80: portcullis.admin.v1.GetApprovalPolicyRequest
+	(*GetApprovalPolicyResponse)(nil),         // 81: portcullis.admin.v1.GetApprovalPolicyResponse
+	(*SetApprovalPolicyRequest)(nil),          // 82: portcullis.admin.v1.SetApprovalPolicyRequest
+	(*SetApprovalPolicyResponse)(nil),         // 83: portcullis.admin.v1.SetApprovalPolicyResponse
+	(*ExportPinsRequest)(nil),                 // 84: portcullis.admin.v1.ExportPinsRequest
+	(*ExportPinsResponse)(nil),                // 85: portcullis.admin.v1.ExportPinsResponse
+	(*ImportPinsRequest)(nil),                 // 86: portcullis.admin.v1.ImportPinsRequest
+	(*ImportPinsResponse)(nil),                // 87: portcullis.admin.v1.ImportPinsResponse
+	(*GetClientIdentityProviderRequest)(nil),  // 88: portcullis.admin.v1.GetClientIdentityProviderRequest
+	(*GetClientIdentityProviderResponse)(nil), // 89: portcullis.admin.v1.GetClientIdentityProviderResponse
+	(*SetClientIdentityProviderRequest)(nil),  // 90: portcullis.admin.v1.SetClientIdentityProviderRequest
+	(*SetClientIdentityProviderResponse)(nil), // 91: portcullis.admin.v1.SetClientIdentityProviderResponse
+	(*SetRateLimitsRequest)(nil),              // 92: portcullis.admin.v1.SetRateLimitsRequest
+	(*SetRateLimitsResponse)(nil),             // 93: portcullis.admin.v1.SetRateLimitsResponse
+	(*ClientKey)(nil),                         // 94: portcullis.admin.v1.ClientKey
+	(*ListClientKeysRequest)(nil),             // 95: portcullis.admin.v1.ListClientKeysRequest
+	(*ListClientKeysResponse)(nil),            // 96: portcullis.admin.v1.ListClientKeysResponse
+	(*CreateClientKeyRequest)(nil),            // 97: portcullis.admin.v1.CreateClientKeyRequest
+	(*CreateClientKeyResponse)(nil),           // 98: portcullis.admin.v1.CreateClientKeyResponse
+	(*RevokeClientKeyRequest)(nil),            // 99: portcullis.admin.v1.RevokeClientKeyRequest
+	(*RevokeClientKeyResponse)(nil),           // 100: portcullis.admin.v1.RevokeClientKeyResponse
+	(*SetClientAuthRequest)(nil),              // 101: portcullis.admin.v1.SetClientAuthRequest
+	(*SetClientAuthResponse)(nil),             // 102: portcullis.admin.v1.SetClientAuthResponse
+	(*AccessRule)(nil),                        // 103: portcullis.admin.v1.AccessRule
+	(*ListAccessRulesRequest)(nil),            // 104: portcullis.admin.v1.ListAccessRulesRequest
+	(*ListAccessRulesResponse)(nil),           // 105: portcullis.admin.v1.ListAccessRulesResponse
+	(*CreateAccessRuleRequest)(nil),           // 106: portcullis.admin.v1.CreateAccessRuleRequest
+	(*CreateAccessRuleResponse)(nil),          // 107: portcullis.admin.v1.CreateAccessRuleResponse
+	(*DeleteAccessRuleRequest)(nil),           // 108: portcullis.admin.v1.DeleteAccessRuleRequest
+	(*DeleteAccessRuleResponse)(nil),          // 109: portcullis.admin.v1.DeleteAccessRuleResponse
+	(*GetResultScanningRequest)(nil),          // 110: portcullis.admin.v1.GetResultScanningRequest
+	(*GetResultScanningResponse)(nil),         // 111: portcullis.admin.v1.GetResultScanningResponse
+	(*SetResultScanningRequest)(nil),          // 112: portcullis.admin.v1.SetResultScanningRequest
+	(*SetResultScanningResponse)(nil),         // 113: portcullis.admin.v1.SetResultScanningResponse
+	(*CallEvent)(nil),                         // 114: portcullis.admin.v1.CallEvent
+	(*TrafficPoint)(nil),                      // 115: portcullis.admin.v1.TrafficPoint
+	(*ListCallEventsRequest)(nil),             // 116: portcullis.admin.v1.ListCallEventsRequest
+	(*ListCallEventsResponse)(nil),            // 117: portcullis.admin.v1.ListCallEventsResponse
+	(*GetTrafficRequest)(nil),                 // 118: portcullis.admin.v1.GetTrafficRequest
+	(*GetTrafficResponse)(nil),                // 119: portcullis.admin.v1.GetTrafficResponse
+	nil,                                       // 120: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),             // 121: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,   // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
 	3,   // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
 	3,   // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,   // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	113, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	121, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
 	8,   // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,   // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
 	8,   // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,   // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	113, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	113, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	121, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	121, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
 	17,  // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
 	18,  // 12: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
 	18,  // 13: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	18,  // 14: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	113, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	121, // 15: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 16: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	112, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
-	27,  // 18: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
-	27,  // 19: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
-	27,  // 20: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
-	33,  // 21: portcullis.admin.v1.VirtualServer.renames:type_name -> portcullis.admin.v1.ToolRename
-	32,  // 22: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
-	33,  // 23: portcullis.admin.v1.CreateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
-	32,  // 24: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	113, // 25: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
-	38,  // 26: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
-	0,   // 27: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	113, // 28: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	113, // 29: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
-	47,  // 30: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
-	0,   // 31: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
-	47,  // 32: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	113, // 33: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	54,  // 34: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	113, // 35: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	113, // 36: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	113, // 37: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	113, // 38: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
-	57,  // 39: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
-	57,  // 40: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	59,  // 41: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
-	58,  // 42: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
-	58,  // 43: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
-	60,  // 44: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
-	61,  // 45: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
-	57,  // 46: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	57,  // 47: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	57,  // 48: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	113, // 49: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
-	86,  // 50: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
-	86,  // 51: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
-	95,  // 52: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
-	95,  // 53: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
-	95,  // 54: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
-	2,   // 55: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
-	2,   // 56: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
-	113, // 57: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	113, // 58: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
-	106, // 59: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
-	113, // 60: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
-	113, // 61: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
-	107, // 62: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
-	4,   // 63: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
-	6,   // 64: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
-	9,   // 65: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
-	11,  // 66: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
-	13,  // 67: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
-	15,  // 68: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
-	19,  // 69: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
-	21,  // 70: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
-	23,  // 71: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
-	25,  // 72: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
-	28,  // 73: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
-	30,  // 74: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
-	34,  // 75: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
-	36,  // 76: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
-	41,  // 77: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
-	43,  // 78: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
-	45,  // 79: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
-	39,  // 80: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
-	48,  // 81: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
-	50,  // 82: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
-	52,  // 83: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
-	55,  // 84: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
-	62,  // 85: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
-	64,  // 86: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
-	66,  // 87: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
-	68,  // 88: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
-	70,  // 89: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
-	72,  // 90: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
-	74,  // 91: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
-	76,  // 92: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
-	78,  // 93: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	102, // 94: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
-	104, // 95: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
-	87,  // 96: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
-	89,  // 97: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
-	91,  // 98: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
-	93,  // 99: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
-	96,  // 100: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
-	98,  // 101: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
-	100, // 102: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
-	84,  // 103: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
-	80,  // 104: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
-	82,  // 105: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
-	108, // 106: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
-	110, // 107: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
-	5,   // 108: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	7,   // 109: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	10,  // 110: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	12,  // 111: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	14,  // 112: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	16,  // 113: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	20,  // 114: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	22,  // 115: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	24,  // 116: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	26,  // 117: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	29,  // 118: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	31,  // 119: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	35,  // 120: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	37,  // 121: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	42,  // 122: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	44,  // 123: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	46,  // 124: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	40,  // 125: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
-	49,  // 126: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	51,  // 127: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	53,  // 128: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	56,  // 129: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	63,  // 130: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	65,  // 131: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	67,  // 132: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	69,  // 133: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	71,  // 134: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	73,  // 135: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	75,  // 136: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	77,  // 137: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	79,  // 138: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	103, // 139: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	105, // 140: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	88,  // 141: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
-	90,  // 142: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
-	92,  // 143: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
-	94,  // 144: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
-	97,  // 145: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
-	99,  // 146: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
-	101, // 147: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
-	85,  // 148: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
-	81,  // 149: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
-	83,  // 150: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
-	109, // 151: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
-	111, // 152: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
-	108, // [108:153] is the sub-list for method output_type
-	63,  // [63:108] is the sub-list for method input_type
-	63,  // [63:63] is the sub-list for extension type_name
-	63,  // [63:63] is the sub-list for extension extendee
-	0,   // [0:63] is the sub-list for field type_name
+	120, // 17: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	27,  // 18: portcullis.admin.v1.UpdateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
+	27,  // 19: portcullis.admin.v1.UpdateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
+	27,  // 20: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
+	27,  // 21: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
+	27,  // 22: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
+	37,  // 23: portcullis.admin.v1.VirtualServer.renames:type_name -> portcullis.admin.v1.ToolRename
+	37,  // 24: portcullis.admin.v1.UpdateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
+	36,  // 25: portcullis.admin.v1.UpdateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
+	36,  // 26: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
+	37,  // 27: portcullis.admin.v1.CreateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
+	36,  // 28: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
+	121, // 29: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	46,  // 30: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
+	0,   // 31: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
+	121, // 32: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	121, // 33: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	55,  // 34: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
+	0,   // 35: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
+	55,  // 36: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
+	121, // 37: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	62,  // 38: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
+	121, // 39: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	121, // 40: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	121, // 41: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	121, // 42: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	65,  // 43: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
+	65,  // 44: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	67,  // 45: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
+	66,  // 46: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
+	66,  // 47: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
+	68,  // 48: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
+	69,  // 49: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
+	65,  // 50: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	65,  // 51: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	65,  // 52: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	121, // 53: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
+	94,  // 54: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
+	94,  // 55: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
+	103, // 56: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
+	103, // 57: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
+	103, // 58: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
+	2,   // 59: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
+	2,   // 60: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
+	121, // 61: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	121, // 62: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
+	114, // 63: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
+	121, // 64: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
+	121, // 65: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
+	115, // 66: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
+	4,   // 67: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
+	6,   // 68: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
+	9,   // 69: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
+	11,  // 70: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
+	13,  // 71: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
+	15,  // 72: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
+	19,  // 73: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
+	21,  // 74: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
+	23,  // 75: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
+	25,  // 76: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
+	32,  // 77: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
+	34,  // 78: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
+	28,  // 79: portcullis.admin.v1.UpstreamService.UpdateUpstream:input_type -> portcullis.admin.v1.UpdateUpstreamRequest
+	30,  // 80: portcullis.admin.v1.UpstreamService.DeleteUpstream:input_type -> portcullis.admin.v1.DeleteUpstreamRequest
+	42,  // 81: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
+	44,  // 82: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
+	38,  // 83: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:input_type -> portcullis.admin.v1.UpdateVirtualServerRequest
+	40,  // 84: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:input_type -> portcullis.admin.v1.DeleteVirtualServerRequest
+	49,  // 85: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
+	51,  // 86: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
+	53,  // 87: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
+	47,  // 88: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
+	56,  // 89: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
+	58,  // 90: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
+	60,  // 91: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
+	63,  // 92: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
+	70,  // 93: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
+	72,  // 94: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
+	74,  // 95: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
+	76,  // 96: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
+	78,  // 97: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
+	80,  // 98: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
+	82,  // 99: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
+	84,  // 100: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
+	86,  // 101: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
+	110, // 102: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	112, // 103: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	95,  // 104: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
+	97,  // 105: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
+	99,  // 106: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
+	101, // 107: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
+	104, // 108: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
+	106, // 109: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
+	108, // 110: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
+	92,  // 111: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
+	88,  // 112: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
+	90,  // 113: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
+	116, // 114: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
+	118, // 115: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
+	5,   // 116: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	7,   // 117: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	10,  // 118: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	12,  // 119: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	14,  // 120: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	16,  // 121: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	20,  // 122: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	22,  // 123: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	24,  // 124: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	26,  // 125: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	33,  // 126: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	35,  // 127: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	29,  // 128: portcullis.admin.v1.UpstreamService.UpdateUpstream:output_type -> portcullis.admin.v1.UpdateUpstreamResponse
+	31,  // 129: portcullis.admin.v1.UpstreamService.DeleteUpstream:output_type -> portcullis.admin.v1.DeleteUpstreamResponse
+	43,  // 130: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	45,  // 131: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	39,  // 132: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:output_type -> portcullis.admin.v1.UpdateVirtualServerResponse
+	41,  // 133: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:output_type -> portcullis.admin.v1.DeleteVirtualServerResponse
+	50,  // 134: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	52,  // 135: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	54,  // 136: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	48,  // 137: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	57,  // 138: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	59,  // 139: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	61,  // 140: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	64,  // 141: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	71,  // 142: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	73,  // 143: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	75,  // 144: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	77,  // 145: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	79,  // 146: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	81,  // 147: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	83,  // 148: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	85,  // 149: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	87,  // 150: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	111, // 151: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	113, // 152: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	96,  // 153: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
+	98,  // 154: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
+	100, // 155: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
+	102, // 156: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
+	105, // 157: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
+	107, // 158: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
+	109, // 159: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
+	93,  // 160: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
+	89,  // 161: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
+	91,  // 162: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
+	117, // 163: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
+	119, // 164: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
+	116, // [116:165] is the sub-list for method output_type
+	67,  // [67:116] is the sub-list for method input_type
+	67,  // [67:67] is the sub-list for extension type_name
+	67,  // [67:67] is the sub-list for extension extendee
+	0,   // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_admin_v1_admin_proto_init() }
@@ -7037,7 +7449,7 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   110,
+			NumMessages:   118,
 			NumExtensions: 0,
 			NumServices:   11,
 		},

@@ -634,6 +634,8 @@ var GatewayService_ServiceDesc = grpc.ServiceDesc{
 const (
 	UpstreamService_ListUpstreams_FullMethodName  = "/portcullis.admin.v1.UpstreamService/ListUpstreams"
 	UpstreamService_CreateUpstream_FullMethodName = "/portcullis.admin.v1.UpstreamService/CreateUpstream"
+	UpstreamService_UpdateUpstream_FullMethodName = "/portcullis.admin.v1.UpstreamService/UpdateUpstream"
+	UpstreamService_DeleteUpstream_FullMethodName = "/portcullis.admin.v1.UpstreamService/DeleteUpstream"
 )
 
 // UpstreamServiceClient is the client API for UpstreamService service.
@@ -646,6 +648,13 @@ type UpstreamServiceClient interface {
 	ListUpstreams(ctx context.Context, in *ListUpstreamsRequest, opts ...grpc.CallOption) (*ListUpstreamsResponse, error)
 	// CreateUpstream registers an upstream on a gateway.
 	CreateUpstream(ctx context.Context, in *CreateUpstreamRequest, opts ...grpc.CallOption) (*CreateUpstreamResponse, error)
+	// UpdateUpstream replaces an upstream's settings (its name and gateway
+	// stay). Pins stay: what the upstream now offers is checked against them.
+	UpdateUpstream(ctx context.Context, in *UpdateUpstreamRequest, opts ...grpc.CallOption) (*UpdateUpstreamResponse, error)
+	// DeleteUpstream removes an upstream no virtual server uses, with its
+	// discovered items, pins and change requests (the audit log and call
+	// events keep their history).
+	DeleteUpstream(ctx context.Context, in *DeleteUpstreamRequest, opts ...grpc.CallOption) (*DeleteUpstreamResponse, error)
 }
 
 type upstreamServiceClient struct {
@@ -676,6 +685,26 @@ func (c *upstreamServiceClient) CreateUpstream(ctx context.Context, in *CreateUp
 	return out, nil
 }
 
+func (c *upstreamServiceClient) UpdateUpstream(ctx context.Context, in *UpdateUpstreamRequest, opts ...grpc.CallOption) (*UpdateUpstreamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateUpstreamResponse)
+	err := c.cc.Invoke(ctx, UpstreamService_UpdateUpstream_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *upstreamServiceClient) DeleteUpstream(ctx context.Context, in *DeleteUpstreamRequest, opts ...grpc.CallOption) (*DeleteUpstreamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteUpstreamResponse)
+	err := c.cc.Invoke(ctx, UpstreamService_DeleteUpstream_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UpstreamServiceServer is the server API for UpstreamService service.
 // All implementations must embed UnimplementedUpstreamServiceServer
 // for forward compatibility.
@@ -686,6 +715,13 @@ type UpstreamServiceServer interface {
 	ListUpstreams(context.Context, *ListUpstreamsRequest) (*ListUpstreamsResponse, error)
 	// CreateUpstream registers an upstream on a gateway.
 	CreateUpstream(context.Context, *CreateUpstreamRequest) (*CreateUpstreamResponse, error)
+	// UpdateUpstream replaces an upstream's settings (its name and gateway
+	// stay). Pins stay: what the upstream now offers is checked against them.
+	UpdateUpstream(context.Context, *UpdateUpstreamRequest) (*UpdateUpstreamResponse, error)
+	// DeleteUpstream removes an upstream no virtual server uses, with its
+	// discovered items, pins and change requests (the audit log and call
+	// events keep their history).
+	DeleteUpstream(context.Context, *DeleteUpstreamRequest) (*DeleteUpstreamResponse, error)
 	mustEmbedUnimplementedUpstreamServiceServer()
 }
 
@@ -701,6 +737,12 @@ func (UnimplementedUpstreamServiceServer) ListUpstreams(context.Context, *ListUp
 }
 func (UnimplementedUpstreamServiceServer) CreateUpstream(context.Context, *CreateUpstreamRequest) (*CreateUpstreamResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateUpstream not implemented")
+}
+func (UnimplementedUpstreamServiceServer) UpdateUpstream(context.Context, *UpdateUpstreamRequest) (*UpdateUpstreamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateUpstream not implemented")
+}
+func (UnimplementedUpstreamServiceServer) DeleteUpstream(context.Context, *DeleteUpstreamRequest) (*DeleteUpstreamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteUpstream not implemented")
 }
 func (UnimplementedUpstreamServiceServer) mustEmbedUnimplementedUpstreamServiceServer() {}
 func (UnimplementedUpstreamServiceServer) testEmbeddedByValue()                         {}
@@ -759,6 +801,42 @@ func _UpstreamService_CreateUpstream_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UpstreamService_UpdateUpstream_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateUpstreamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UpstreamServiceServer).UpdateUpstream(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UpstreamService_UpdateUpstream_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UpstreamServiceServer).UpdateUpstream(ctx, req.(*UpdateUpstreamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UpstreamService_DeleteUpstream_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteUpstreamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UpstreamServiceServer).DeleteUpstream(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UpstreamService_DeleteUpstream_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UpstreamServiceServer).DeleteUpstream(ctx, req.(*DeleteUpstreamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UpstreamService_ServiceDesc is the grpc.ServiceDesc for UpstreamService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -774,6 +852,14 @@ var UpstreamService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "CreateUpstream",
 			Handler:    _UpstreamService_CreateUpstream_Handler,
 		},
+		{
+			MethodName: "UpdateUpstream",
+			Handler:    _UpstreamService_UpdateUpstream_Handler,
+		},
+		{
+			MethodName: "DeleteUpstream",
+			Handler:    _UpstreamService_DeleteUpstream_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "portcullis/admin/v1/admin.proto",
@@ -782,6 +868,8 @@ var UpstreamService_ServiceDesc = grpc.ServiceDesc{
 const (
 	VirtualServerService_ListVirtualServers_FullMethodName  = "/portcullis.admin.v1.VirtualServerService/ListVirtualServers"
 	VirtualServerService_CreateVirtualServer_FullMethodName = "/portcullis.admin.v1.VirtualServerService/CreateVirtualServer"
+	VirtualServerService_UpdateVirtualServer_FullMethodName = "/portcullis.admin.v1.VirtualServerService/UpdateVirtualServer"
+	VirtualServerService_DeleteVirtualServer_FullMethodName = "/portcullis.admin.v1.VirtualServerService/DeleteVirtualServer"
 )
 
 // VirtualServerServiceClient is the client API for VirtualServerService service.
@@ -794,6 +882,11 @@ type VirtualServerServiceClient interface {
 	ListVirtualServers(ctx context.Context, in *ListVirtualServersRequest, opts ...grpc.CallOption) (*ListVirtualServersResponse, error)
 	// CreateVirtualServer creates a virtual server from upstreams of one gateway.
 	CreateVirtualServer(ctx context.Context, in *CreateVirtualServerRequest, opts ...grpc.CallOption) (*CreateVirtualServerResponse, error)
+	// UpdateVirtualServer replaces a virtual server's upstreams, naming and
+	// renames (its name, the clients' URL, stays).
+	UpdateVirtualServer(ctx context.Context, in *UpdateVirtualServerRequest, opts ...grpc.CallOption) (*UpdateVirtualServerResponse, error)
+	// DeleteVirtualServer removes a virtual server: its URL answers 404.
+	DeleteVirtualServer(ctx context.Context, in *DeleteVirtualServerRequest, opts ...grpc.CallOption) (*DeleteVirtualServerResponse, error)
 }
 
 type virtualServerServiceClient struct {
@@ -824,6 +917,26 @@ func (c *virtualServerServiceClient) CreateVirtualServer(ctx context.Context, in
 	return out, nil
 }
 
+func (c *virtualServerServiceClient) UpdateVirtualServer(ctx context.Context, in *UpdateVirtualServerRequest, opts ...grpc.CallOption) (*UpdateVirtualServerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateVirtualServerResponse)
+	err := c.cc.Invoke(ctx, VirtualServerService_UpdateVirtualServer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *virtualServerServiceClient) DeleteVirtualServer(ctx context.Context, in *DeleteVirtualServerRequest, opts ...grpc.CallOption) (*DeleteVirtualServerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteVirtualServerResponse)
+	err := c.cc.Invoke(ctx, VirtualServerService_DeleteVirtualServer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VirtualServerServiceServer is the server API for VirtualServerService service.
 // All implementations must embed UnimplementedVirtualServerServiceServer
 // for forward compatibility.
@@ -834,6 +947,11 @@ type VirtualServerServiceServer interface {
 	ListVirtualServers(context.Context, *ListVirtualServersRequest) (*ListVirtualServersResponse, error)
 	// CreateVirtualServer creates a virtual server from upstreams of one gateway.
 	CreateVirtualServer(context.Context, *CreateVirtualServerRequest) (*CreateVirtualServerResponse, error)
+	// UpdateVirtualServer replaces a virtual server's upstreams, naming and
+	// renames (its name, the clients' URL, stays).
+	UpdateVirtualServer(context.Context, *UpdateVirtualServerRequest) (*UpdateVirtualServerResponse, error)
+	// DeleteVirtualServer removes a virtual server: its URL answers 404.
+	DeleteVirtualServer(context.Context, *DeleteVirtualServerRequest) (*DeleteVirtualServerResponse, error)
 	mustEmbedUnimplementedVirtualServerServiceServer()
 }
 
@@ -849,6 +967,12 @@ func (UnimplementedVirtualServerServiceServer) ListVirtualServers(context.Contex
 }
 func (UnimplementedVirtualServerServiceServer) CreateVirtualServer(context.Context, *CreateVirtualServerRequest) (*CreateVirtualServerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateVirtualServer not implemented")
+}
+func (UnimplementedVirtualServerServiceServer) UpdateVirtualServer(context.Context, *UpdateVirtualServerRequest) (*UpdateVirtualServerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateVirtualServer not implemented")
+}
+func (UnimplementedVirtualServerServiceServer) DeleteVirtualServer(context.Context, *DeleteVirtualServerRequest) (*DeleteVirtualServerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteVirtualServer not implemented")
 }
 func (UnimplementedVirtualServerServiceServer) mustEmbedUnimplementedVirtualServerServiceServer() {}
 func (UnimplementedVirtualServerServiceServer) testEmbeddedByValue()                              {}
@@ -907,6 +1031,42 @@ func _VirtualServerService_CreateVirtualServer_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VirtualServerService_UpdateVirtualServer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateVirtualServerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VirtualServerServiceServer).UpdateVirtualServer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VirtualServerService_UpdateVirtualServer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VirtualServerServiceServer).UpdateVirtualServer(ctx, req.(*UpdateVirtualServerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _VirtualServerService_DeleteVirtualServer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteVirtualServerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VirtualServerServiceServer).DeleteVirtualServer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VirtualServerService_DeleteVirtualServer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VirtualServerServiceServer).DeleteVirtualServer(ctx, req.(*DeleteVirtualServerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VirtualServerService_ServiceDesc is the grpc.ServiceDesc for VirtualServerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -921,6 +1081,14 @@ var VirtualServerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateVirtualServer",
 			Handler:    _VirtualServerService_CreateVirtualServer_Handler,
+		},
+		{
+			MethodName: "UpdateVirtualServer",
+			Handler:    _VirtualServerService_UpdateVirtualServer_Handler,
+		},
+		{
+			MethodName: "DeleteVirtualServer",
+			Handler:    _VirtualServerService_DeleteVirtualServer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -93,12 +93,24 @@ const (
 	// UpstreamServiceCreateUpstreamProcedure is the fully-qualified name of the UpstreamService's
 	// CreateUpstream RPC.
 	UpstreamServiceCreateUpstreamProcedure = "/portcullis.admin.v1.UpstreamService/CreateUpstream"
+	// UpstreamServiceUpdateUpstreamProcedure is the fully-qualified name of the UpstreamService's
+	// UpdateUpstream RPC.
+	UpstreamServiceUpdateUpstreamProcedure = "/portcullis.admin.v1.UpstreamService/UpdateUpstream"
+	// UpstreamServiceDeleteUpstreamProcedure is the fully-qualified name of the UpstreamService's
+	// DeleteUpstream RPC.
+	UpstreamServiceDeleteUpstreamProcedure = "/portcullis.admin.v1.UpstreamService/DeleteUpstream"
 	// VirtualServerServiceListVirtualServersProcedure is the fully-qualified name of the
 	// VirtualServerService's ListVirtualServers RPC.
 	VirtualServerServiceListVirtualServersProcedure = "/portcullis.admin.v1.VirtualServerService/ListVirtualServers"
 	// VirtualServerServiceCreateVirtualServerProcedure is the fully-qualified name of the
 	// VirtualServerService's CreateVirtualServer RPC.
 	VirtualServerServiceCreateVirtualServerProcedure = "/portcullis.admin.v1.VirtualServerService/CreateVirtualServer"
+	// VirtualServerServiceUpdateVirtualServerProcedure is the fully-qualified name of the
+	// VirtualServerService's UpdateVirtualServer RPC.
+	VirtualServerServiceUpdateVirtualServerProcedure = "/portcullis.admin.v1.VirtualServerService/UpdateVirtualServer"
+	// VirtualServerServiceDeleteVirtualServerProcedure is the fully-qualified name of the
+	// VirtualServerService's DeleteVirtualServer RPC.
+	VirtualServerServiceDeleteVirtualServerProcedure = "/portcullis.admin.v1.VirtualServerService/DeleteVirtualServer"
 	// ToolServiceListToolsProcedure is the fully-qualified name of the ToolService's ListTools RPC.
 	ToolServiceListToolsProcedure = "/portcullis.admin.v1.ToolService/ListTools"
 	// ToolServicePinToolProcedure is the fully-qualified name of the ToolService's PinTool RPC.
@@ -613,6 +625,13 @@ type UpstreamServiceClient interface {
 	ListUpstreams(context.Context, *connect.Request[v1.ListUpstreamsRequest]) (*connect.Response[v1.ListUpstreamsResponse], error)
 	// CreateUpstream registers an upstream on a gateway.
 	CreateUpstream(context.Context, *connect.Request[v1.CreateUpstreamRequest]) (*connect.Response[v1.CreateUpstreamResponse], error)
+	// UpdateUpstream replaces an upstream's settings (its name and gateway
+	// stay). Pins stay: what the upstream now offers is checked against them.
+	UpdateUpstream(context.Context, *connect.Request[v1.UpdateUpstreamRequest]) (*connect.Response[v1.UpdateUpstreamResponse], error)
+	// DeleteUpstream removes an upstream no virtual server uses, with its
+	// discovered items, pins and change requests (the audit log and call
+	// events keep their history).
+	DeleteUpstream(context.Context, *connect.Request[v1.DeleteUpstreamRequest]) (*connect.Response[v1.DeleteUpstreamResponse], error)
 }
 
 // NewUpstreamServiceClient constructs a client for the portcullis.admin.v1.UpstreamService service.
@@ -638,6 +657,18 @@ func NewUpstreamServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(upstreamServiceMethods.ByName("CreateUpstream")),
 			connect.WithClientOptions(opts...),
 		),
+		updateUpstream: connect.NewClient[v1.UpdateUpstreamRequest, v1.UpdateUpstreamResponse](
+			httpClient,
+			baseURL+UpstreamServiceUpdateUpstreamProcedure,
+			connect.WithSchema(upstreamServiceMethods.ByName("UpdateUpstream")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteUpstream: connect.NewClient[v1.DeleteUpstreamRequest, v1.DeleteUpstreamResponse](
+			httpClient,
+			baseURL+UpstreamServiceDeleteUpstreamProcedure,
+			connect.WithSchema(upstreamServiceMethods.ByName("DeleteUpstream")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -645,6 +676,8 @@ func NewUpstreamServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 type upstreamServiceClient struct {
 	listUpstreams  *connect.Client[v1.ListUpstreamsRequest, v1.ListUpstreamsResponse]
 	createUpstream *connect.Client[v1.CreateUpstreamRequest, v1.CreateUpstreamResponse]
+	updateUpstream *connect.Client[v1.UpdateUpstreamRequest, v1.UpdateUpstreamResponse]
+	deleteUpstream *connect.Client[v1.DeleteUpstreamRequest, v1.DeleteUpstreamResponse]
 }
 
 // ListUpstreams calls portcullis.admin.v1.UpstreamService.ListUpstreams.
@@ -657,12 +690,29 @@ func (c *upstreamServiceClient) CreateUpstream(ctx context.Context, req *connect
 	return c.createUpstream.CallUnary(ctx, req)
 }
 
+// UpdateUpstream calls portcullis.admin.v1.UpstreamService.UpdateUpstream.
+func (c *upstreamServiceClient) UpdateUpstream(ctx context.Context, req *connect.Request[v1.UpdateUpstreamRequest]) (*connect.Response[v1.UpdateUpstreamResponse], error) {
+	return c.updateUpstream.CallUnary(ctx, req)
+}
+
+// DeleteUpstream calls portcullis.admin.v1.UpstreamService.DeleteUpstream.
+func (c *upstreamServiceClient) DeleteUpstream(ctx context.Context, req *connect.Request[v1.DeleteUpstreamRequest]) (*connect.Response[v1.DeleteUpstreamResponse], error) {
+	return c.deleteUpstream.CallUnary(ctx, req)
+}
+
 // UpstreamServiceHandler is an implementation of the portcullis.admin.v1.UpstreamService service.
 type UpstreamServiceHandler interface {
 	// ListUpstreams lists the tenant's upstreams.
 	ListUpstreams(context.Context, *connect.Request[v1.ListUpstreamsRequest]) (*connect.Response[v1.ListUpstreamsResponse], error)
 	// CreateUpstream registers an upstream on a gateway.
 	CreateUpstream(context.Context, *connect.Request[v1.CreateUpstreamRequest]) (*connect.Response[v1.CreateUpstreamResponse], error)
+	// UpdateUpstream replaces an upstream's settings (its name and gateway
+	// stay). Pins stay: what the upstream now offers is checked against them.
+	UpdateUpstream(context.Context, *connect.Request[v1.UpdateUpstreamRequest]) (*connect.Response[v1.UpdateUpstreamResponse], error)
+	// DeleteUpstream removes an upstream no virtual server uses, with its
+	// discovered items, pins and change requests (the audit log and call
+	// events keep their history).
+	DeleteUpstream(context.Context, *connect.Request[v1.DeleteUpstreamRequest]) (*connect.Response[v1.DeleteUpstreamResponse], error)
 }
 
 // NewUpstreamServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -684,12 +734,28 @@ func NewUpstreamServiceHandler(svc UpstreamServiceHandler, opts ...connect.Handl
 		connect.WithSchema(upstreamServiceMethods.ByName("CreateUpstream")),
 		connect.WithHandlerOptions(opts...),
 	)
+	upstreamServiceUpdateUpstreamHandler := connect.NewUnaryHandler(
+		UpstreamServiceUpdateUpstreamProcedure,
+		svc.UpdateUpstream,
+		connect.WithSchema(upstreamServiceMethods.ByName("UpdateUpstream")),
+		connect.WithHandlerOptions(opts...),
+	)
+	upstreamServiceDeleteUpstreamHandler := connect.NewUnaryHandler(
+		UpstreamServiceDeleteUpstreamProcedure,
+		svc.DeleteUpstream,
+		connect.WithSchema(upstreamServiceMethods.ByName("DeleteUpstream")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/portcullis.admin.v1.UpstreamService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case UpstreamServiceListUpstreamsProcedure:
 			upstreamServiceListUpstreamsHandler.ServeHTTP(w, r)
 		case UpstreamServiceCreateUpstreamProcedure:
 			upstreamServiceCreateUpstreamHandler.ServeHTTP(w, r)
+		case UpstreamServiceUpdateUpstreamProcedure:
+			upstreamServiceUpdateUpstreamHandler.ServeHTTP(w, r)
+		case UpstreamServiceDeleteUpstreamProcedure:
+			upstreamServiceDeleteUpstreamHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -707,12 +773,25 @@ func (UnimplementedUpstreamServiceHandler) CreateUpstream(context.Context, *conn
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.UpstreamService.CreateUpstream is not implemented"))
 }
 
+func (UnimplementedUpstreamServiceHandler) UpdateUpstream(context.Context, *connect.Request[v1.UpdateUpstreamRequest]) (*connect.Response[v1.UpdateUpstreamResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.UpstreamService.UpdateUpstream is not implemented"))
+}
+
+func (UnimplementedUpstreamServiceHandler) DeleteUpstream(context.Context, *connect.Request[v1.DeleteUpstreamRequest]) (*connect.Response[v1.DeleteUpstreamResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.UpstreamService.DeleteUpstream is not implemented"))
+}
+
 // VirtualServerServiceClient is a client for the portcullis.admin.v1.VirtualServerService service.
 type VirtualServerServiceClient interface {
 	// ListVirtualServers lists the tenant's virtual servers.
 	ListVirtualServers(context.Context, *connect.Request[v1.ListVirtualServersRequest]) (*connect.Response[v1.ListVirtualServersResponse], error)
 	// CreateVirtualServer creates a virtual server from upstreams of one gateway.
 	CreateVirtualServer(context.Context, *connect.Request[v1.CreateVirtualServerRequest]) (*connect.Response[v1.CreateVirtualServerResponse], error)
+	// UpdateVirtualServer replaces a virtual server's upstreams, naming and
+	// renames (its name, the clients' URL, stays).
+	UpdateVirtualServer(context.Context, *connect.Request[v1.UpdateVirtualServerRequest]) (*connect.Response[v1.UpdateVirtualServerResponse], error)
+	// DeleteVirtualServer removes a virtual server: its URL answers 404.
+	DeleteVirtualServer(context.Context, *connect.Request[v1.DeleteVirtualServerRequest]) (*connect.Response[v1.DeleteVirtualServerResponse], error)
 }
 
 // NewVirtualServerServiceClient constructs a client for the
@@ -738,6 +817,18 @@ func NewVirtualServerServiceClient(httpClient connect.HTTPClient, baseURL string
 			connect.WithSchema(virtualServerServiceMethods.ByName("CreateVirtualServer")),
 			connect.WithClientOptions(opts...),
 		),
+		updateVirtualServer: connect.NewClient[v1.UpdateVirtualServerRequest, v1.UpdateVirtualServerResponse](
+			httpClient,
+			baseURL+VirtualServerServiceUpdateVirtualServerProcedure,
+			connect.WithSchema(virtualServerServiceMethods.ByName("UpdateVirtualServer")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteVirtualServer: connect.NewClient[v1.DeleteVirtualServerRequest, v1.DeleteVirtualServerResponse](
+			httpClient,
+			baseURL+VirtualServerServiceDeleteVirtualServerProcedure,
+			connect.WithSchema(virtualServerServiceMethods.ByName("DeleteVirtualServer")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -745,6 +836,8 @@ func NewVirtualServerServiceClient(httpClient connect.HTTPClient, baseURL string
 type virtualServerServiceClient struct {
 	listVirtualServers  *connect.Client[v1.ListVirtualServersRequest, v1.ListVirtualServersResponse]
 	createVirtualServer *connect.Client[v1.CreateVirtualServerRequest, v1.CreateVirtualServerResponse]
+	updateVirtualServer *connect.Client[v1.UpdateVirtualServerRequest, v1.UpdateVirtualServerResponse]
+	deleteVirtualServer *connect.Client[v1.DeleteVirtualServerRequest, v1.DeleteVirtualServerResponse]
 }
 
 // ListVirtualServers calls portcullis.admin.v1.VirtualServerService.ListVirtualServers.
@@ -757,6 +850,16 @@ func (c *virtualServerServiceClient) CreateVirtualServer(ctx context.Context, re
 	return c.createVirtualServer.CallUnary(ctx, req)
 }
 
+// UpdateVirtualServer calls portcullis.admin.v1.VirtualServerService.UpdateVirtualServer.
+func (c *virtualServerServiceClient) UpdateVirtualServer(ctx context.Context, req *connect.Request[v1.UpdateVirtualServerRequest]) (*connect.Response[v1.UpdateVirtualServerResponse], error) {
+	return c.updateVirtualServer.CallUnary(ctx, req)
+}
+
+// DeleteVirtualServer calls portcullis.admin.v1.VirtualServerService.DeleteVirtualServer.
+func (c *virtualServerServiceClient) DeleteVirtualServer(ctx context.Context, req *connect.Request[v1.DeleteVirtualServerRequest]) (*connect.Response[v1.DeleteVirtualServerResponse], error) {
+	return c.deleteVirtualServer.CallUnary(ctx, req)
+}
+
 // VirtualServerServiceHandler is an implementation of the portcullis.admin.v1.VirtualServerService
 // service.
 type VirtualServerServiceHandler interface {
@@ -764,6 +867,11 @@ type VirtualServerServiceHandler interface {
 	ListVirtualServers(context.Context, *connect.Request[v1.ListVirtualServersRequest]) (*connect.Response[v1.ListVirtualServersResponse], error)
 	// CreateVirtualServer creates a virtual server from upstreams of one gateway.
 	CreateVirtualServer(context.Context, *connect.Request[v1.CreateVirtualServerRequest]) (*connect.Response[v1.CreateVirtualServerResponse], error)
+	// UpdateVirtualServer replaces a virtual server's upstreams, naming and
+	// renames (its name, the clients' URL, stays).
+	UpdateVirtualServer(context.Context, *connect.Request[v1.UpdateVirtualServerRequest]) (*connect.Response[v1.UpdateVirtualServerResponse], error)
+	// DeleteVirtualServer removes a virtual server: its URL answers 404.
+	DeleteVirtualServer(context.Context, *connect.Request[v1.DeleteVirtualServerRequest]) (*connect.Response[v1.DeleteVirtualServerResponse], error)
 }
 
 // NewVirtualServerServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -785,12 +893,28 @@ func NewVirtualServerServiceHandler(svc VirtualServerServiceHandler, opts ...con
 		connect.WithSchema(virtualServerServiceMethods.ByName("CreateVirtualServer")),
 		connect.WithHandlerOptions(opts...),
 	)
+	virtualServerServiceUpdateVirtualServerHandler := connect.NewUnaryHandler(
+		VirtualServerServiceUpdateVirtualServerProcedure,
+		svc.UpdateVirtualServer,
+		connect.WithSchema(virtualServerServiceMethods.ByName("UpdateVirtualServer")),
+		connect.WithHandlerOptions(opts...),
+	)
+	virtualServerServiceDeleteVirtualServerHandler := connect.NewUnaryHandler(
+		VirtualServerServiceDeleteVirtualServerProcedure,
+		svc.DeleteVirtualServer,
+		connect.WithSchema(virtualServerServiceMethods.ByName("DeleteVirtualServer")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/portcullis.admin.v1.VirtualServerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case VirtualServerServiceListVirtualServersProcedure:
 			virtualServerServiceListVirtualServersHandler.ServeHTTP(w, r)
 		case VirtualServerServiceCreateVirtualServerProcedure:
 			virtualServerServiceCreateVirtualServerHandler.ServeHTTP(w, r)
+		case VirtualServerServiceUpdateVirtualServerProcedure:
+			virtualServerServiceUpdateVirtualServerHandler.ServeHTTP(w, r)
+		case VirtualServerServiceDeleteVirtualServerProcedure:
+			virtualServerServiceDeleteVirtualServerHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -806,6 +930,14 @@ func (UnimplementedVirtualServerServiceHandler) ListVirtualServers(context.Conte
 
 func (UnimplementedVirtualServerServiceHandler) CreateVirtualServer(context.Context, *connect.Request[v1.CreateVirtualServerRequest]) (*connect.Response[v1.CreateVirtualServerResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.VirtualServerService.CreateVirtualServer is not implemented"))
+}
+
+func (UnimplementedVirtualServerServiceHandler) UpdateVirtualServer(context.Context, *connect.Request[v1.UpdateVirtualServerRequest]) (*connect.Response[v1.UpdateVirtualServerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.VirtualServerService.UpdateVirtualServer is not implemented"))
+}
+
+func (UnimplementedVirtualServerServiceHandler) DeleteVirtualServer(context.Context, *connect.Request[v1.DeleteVirtualServerRequest]) (*connect.Response[v1.DeleteVirtualServerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.VirtualServerService.DeleteVirtualServer is not implemented"))
 }
 
 // ToolServiceClient is a client for the portcullis.admin.v1.ToolService service.
