@@ -93,6 +93,8 @@ type Member struct {
 	ID, Email, Name, Role string
 	Pending               bool
 	Since                 time.Time
+	// LastOwner is the tenant's only owner: not offered removal.
+	LastOwner bool
 }
 
 // Members is the members page.
@@ -319,6 +321,8 @@ type ChangeDetail struct {
 	Progress               ChangeAgents
 	// CanDecide is false for the requester, for someone who already decided, and for closed requests.
 	CanDecide bool
+	// HighFindings counts the new definition's high-severity findings.
+	HighFindings int
 	WhyNot    string
 }
 

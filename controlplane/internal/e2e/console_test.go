@@ -261,6 +261,22 @@ func TestConsoleEnrollsGateway(t *testing.T) {
 		chromedp.Click(tid("invite-submit")),
 		chromedp.WaitVisible(tid("pending-invite")),
 	)
+	// The only owner is not offered her own removal; an invitation can be cancelled.
+	removable, err := chromedp.Run(b, chromedp.Evaluate[int](`document.querySelectorAll('[data-testid^="remove-"]').length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if who := textOf(t, b, tid("last-owner")); who != "the only owner" || removable != 0 {
+		t.Fatalf("last owner cell = %q, %d removal buttons", who, removable)
+	}
+	run(t, b, "cancel the invitation, then invite again",
+		chromedp.Click(tid("cancel-carol@acme.test")),
+		chromedp.WaitNotPresent(tid("pending-invite")),
+		chromedp.SendKeys(tid("invite-email"), "carol@acme.test"),
+		chromedp.SetValue(tid("invite-role"), "approver"),
+		chromedp.Click(tid("invite-submit")),
+		chromedp.WaitVisible(tid("pending-invite")),
+	)
 	screenshot(t, b, "06-members")
 	run(t, b, "create an API key",
 		chromedp.Click(tid("nav-api-keys")),

@@ -195,8 +195,24 @@ func TestRugPull(t *testing.T) {
 		t.Fatalf("the diff's changed line reads %q", right)
 	}
 	screenshot(t, b, "07-change-request")
+	// High-severity findings: Reject leads, and Approve needs the reviewer
+	// to say they read them.
+	if n := textOf(t, b, tid("high-findings-note")); !strings.Contains(n, "high-severity findings") {
+		t.Fatalf("high-findings note = %q", n)
+	}
+	run(t, b, "approve without confirming",
+		chromedp.Click(tid("approve")),
+		chromedp.WaitVisible(tid("error")),
+	)
+	if e := textOf(t, b, tid("error")); !strings.Contains(e, "tick the confirmation") {
+		t.Fatalf("approving without confirming: %q", e)
+	}
+	if st := textOf(t, b, tid("change-status")); st != "pending" {
+		t.Fatalf("status after an unconfirmed approval = %q", st)
+	}
 	run(t, b, "approve with a comment",
 		chromedp.SendKeys(tid("decision-comment"), "Reviewed with the vendor; the note is theirs."),
+		chromedp.Click(tid("confirm-high")),
 		chromedp.Click(tid("approve")),
 		chromedp.WaitVisible(tid("notice")),
 		chromedp.WaitVisible(tid("all-applied")), // htmx polls until every agent ACKed
@@ -330,6 +346,8 @@ func TestRugPull(t *testing.T) {
 	})
 	run(t, b, "per-tool breakdown", chromedp.WaitVisible(tid("top-tools")))
 	screenshot(t, b, "11-telemetry")
+	// The calls made before keys were required are named as anonymous, not blank.
+	run(t, b, "all events", chromedp.Navigate(base+"/telemetry"), chromedp.WaitVisible(tid("anonymous")))
 	run(t, b, "dashboard charts", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`[data-testid="chart-calls"] svg rect.bar-deny`)))
 	screenshot(t, b, "12-dashboard-charts")
 }

@@ -82,6 +82,7 @@ func (s *Server) renderChange(w http.ResponseWriter, r *http.Request, rq *reques
 		DecidedBy: d.DecidedBy, DecidedAt: d.DecidedAt, FromDef: string(d.From), ToDef: string(d.To),
 		Findings: findingRows(d.Findings), FromFindings: findingRows(d.FromFindings), Progress: progress(d)}
 	vm.Error, vm.Notice = errMsg, notice
+	vm.HighFindings = highFindings(d.Findings)
 	for _, l := range d.Diff {
 		vm.Diff = append(vm.Diff, ui.DiffRow{Op: l.Op, Left: l.Left, Right: l.Right, LeftNo: l.LeftNo, RightNo: l.RightNo})
 	}
@@ -131,6 +132,13 @@ func (s *Server) decideChange(w http.ResponseWriter, r *http.Request, rq *reques
 	var d change.Decision
 	switch r.PostFormValue("decision") {
 	case string(approval.DecisionApprove):
+		// High-severity findings are read before an approval, not skipped.
+		if r.PostFormValue("confirm_high") != "1" {
+			if det, gerr := s.cfg.Changes.Get(r.Context(), rq.viewer.TenantID, id); gerr == nil && highFindings(det.Findings) > 0 {
+				err = authz.Invalid("this definition has high-severity findings: read them, then tick the confirmation to approve anyway")
+				break
+			}
+		}
 		d, err = s.cfg.Changes.Approve(r.Context(), rq.viewer.TenantID, id, comment)
 	case string(approval.DecisionReject):
 		d, err = s.cfg.Changes.Reject(r.Context(), rq.viewer.TenantID, id, comment)
@@ -295,4 +303,15 @@ func (s *Server) proposeChange(w http.ResponseWriter, r *http.Request, rq *reque
 		return
 	}
 	http.Redirect(w, r, "/changes/"+cr.ID.String(), http.StatusSeeOther)
+}
+
+// highFindings counts the high-severity findings.
+func highFindings(fs []schematype.Finding) int {
+	n := 0
+	for _, f := range fs {
+		if f.Severity == "high" {
+			n++
+		}
+	}
+	return n
 }

@@ -147,8 +147,15 @@ func (s *Server) renderMembers(w http.ResponseWriter, r *http.Request, rq *reque
 	}
 	vm := ui.Members{Page: s.page(rq, "Members", "members"), Roles: roleNames}
 	vm.Error, vm.Notice = errMsg, notice
+	owners := 0
 	for _, m := range ms {
-		vm.Members = append(vm.Members, ui.Member{ID: m.ID.String(), Email: m.Email, Name: m.Name, Role: m.Role, Pending: m.Pending, Since: m.Since})
+		if m.Role == "owner" && !m.Pending {
+			owners++
+		}
+	}
+	for _, m := range ms {
+		vm.Members = append(vm.Members, ui.Member{ID: m.ID.String(), Email: m.Email, Name: m.Name, Role: m.Role, Pending: m.Pending, Since: m.Since,
+			LastOwner: m.Role == "owner" && !m.Pending && owners == 1})
 	}
 	s.render(w, r, status, ui.MembersPage(vm))
 }
