@@ -323,7 +323,7 @@ type ChangeDetail struct {
 	CanDecide bool
 	// HighFindings counts the new definition's high-severity findings.
 	HighFindings int
-	WhyNot    string
+	WhyNot       string
 }
 
 // Settings is the change-management settings page.
