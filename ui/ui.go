@@ -434,6 +434,9 @@ type Telemetry struct {
 	Page
 	Decision, Tool, Principal, Upstream string
 	Events                              []CallEvent
-	Traffic                             Chart
-	Top                                 []ToolTraffic
+	// Older links the next page; Newest says this is not the first.
+	Older   string
+	Newest  bool
+	Traffic Chart
+	Top     []ToolTraffic
 }

@@ -82,7 +82,7 @@ func moreCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 	evTool := eventsList.String("tool", "", "only this tool (upstream__tool)")
 	evPrincipal := eventsList.String("principal", "", "only this principal")
 	evUpstream := eventsList.String("upstream", "", "only this upstream")
-	evLimit := eventsList.Int("limit", 50, "at most this many, newest first (1-1000)")
+	evLimit := eventsList.Int("limit", 50, "at most this many, newest first (1-500)")
 
 	return []*ffcli.Command{
 		{Name: "keys", ShortUsage: "portcullis keys <list|create|revoke>", ShortHelp: "API keys for the CLI and automation (they act as the person who created them)", Subcommands: []*ffcli.Command{
@@ -285,8 +285,8 @@ func moreCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 		}},
 		{Name: "events", ShortUsage: "portcullis events list [flags]", ShortHelp: "recent calls through the gateways (telemetry)", Subcommands: []*ffcli.Command{
 			leaf("events", "list", "[flags]", "list recent call events, newest first", eventsList, 0, func(ctx context.Context, _ []string) error {
-				if *evLimit < 1 || *evLimit > 1000 {
-					return fmt.Errorf("--limit %d: use 1 to 1000", *evLimit)
+				if *evLimit < 1 || *evLimit > 500 {
+					return fmt.Errorf("--limit %d: use 1 to 500", *evLimit)
 				}
 				r, err := m.events.ListCallEvents(ctx, connect.NewRequest(&adminv1.ListCallEventsRequest{Decision: *evDecision, Tool: *evTool,
 					Principal: *evPrincipal, Upstream: *evUpstream, Limit: int32(*evLimit)}))

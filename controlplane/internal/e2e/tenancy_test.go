@@ -2,13 +2,17 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
@@ -18,6 +22,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	adminv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1"
@@ -727,5 +732,59 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		if !strings.Contains(resp.Header.Get(h), want) {
 			t.Errorf("%s = %q, want it to contain %q", h, resp.Header.Get(h), want)
 		}
+	}
+}
+
+// The telemetry explorer pages through events, newest first, without
+// losing or repeating one, even among events of the same instant.
+func TestTelemetryPages(t *testing.T) {
+	w := buildWorld(t)
+	sys := viewer.System(context.Background())
+	ag, err := w.cp.DB.Agent.Create().SetTenantID(w.a.ID).SetGatewayID(w.aGateway).SetHostname("pager").SetCertFingerprint(uuid.NewString()).Save(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	const n = 60
+	for i := range n {
+		at := base.Add(time.Duration(i) * time.Millisecond)
+		if i >= 45 && i < 55 {
+			at = base.Add(45 * time.Millisecond) // ten at one instant, across the page boundary
+		}
+		if err := w.cp.DB.CallEvent.Create().SetID(fmt.Sprintf("ev-%02d", i)).SetTenantID(w.a.ID).SetGatewayID(w.aGateway).SetAgentID(ag.ID).
+			SetTime(at).SetMethod("tools/call").SetTool(fmt.Sprintf("tool%02d", i)).SetDecision(callevent.DecisionAllow).
+			SetLatencyMicros(1).SetRequestBytes(1).SetResponseBytes(1).Exec(sys); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	path, pages := "/telemetry", 0
+	for path != "" {
+		status, body := consoleDo(t, w.cp.PublicURL(), "GET", path, w.aliceSession, nil)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, status)
+		}
+		pages++
+		for _, m := range regexp.MustCompile(`__tool(\d\d)<`).FindAllStringSubmatch(body, -1) {
+			seen[m[1]]++
+		}
+		path = ""
+		if m := regexp.MustCompile(`data-testid="events-older" href="([^"]+)"|href="([^"]+)" data-testid="events-older"`).FindStringSubmatch(body); m != nil {
+			path = html.UnescapeString(m[1] + m[2])
+		}
+		if pages > 5 {
+			t.Fatal("the pages do not end")
+		}
+	}
+	if pages != 2 || len(seen) != n {
+		t.Fatalf("%d pages, %d distinct events of %d", pages, len(seen), n)
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("event %s shown %d times", id, c)
+		}
+	}
+	if status, _ := consoleDo(t, w.cp.PublicURL(), "GET", "/telemetry?before=garbage", w.aliceSession, nil); status != http.StatusBadRequest {
+		t.Errorf("a bad cursor: %d", status)
 	}
 }

@@ -267,6 +267,14 @@ func (h *histogram) p95(total int64) int64 {
 type Filter struct {
 	Decision, Tool, Principal, Upstream string
 	Limit                               int
+	// Before pages: only events older than this one (time, then id).
+	Before *Cursor
+}
+
+// Cursor is the last event of a page, where the next one starts.
+type Cursor struct {
+	Time time.Time
+	ID   string
 }
 
 // Events lists the tenant's newest call events matching f.
@@ -294,7 +302,10 @@ func (s *Service) Events(ctx context.Context, tenantID uuid.UUID, f Filter) ([]*
 	if f.Upstream != "" {
 		q.Where(callevent.Upstream(bound.String(f.Upstream, 48)))
 	}
-	return q.Order(callevent.ByTime(sql.OrderDesc())).Limit(f.Limit).All(ctx)
+	if c := f.Before; c != nil {
+		q.Where(callevent.Or(callevent.TimeLT(c.Time), callevent.And(callevent.TimeEQ(c.Time), callevent.IDLT(c.ID))))
+	}
+	return q.Order(callevent.ByTime(sql.OrderDesc()), callevent.ByID(sql.OrderDesc())).Limit(f.Limit).All(ctx)
 }
 
 // Expire deletes raw call events older than keep and rollups older than keepRollups.

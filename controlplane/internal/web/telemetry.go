@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
 	"github.com/portcullis-mcp/portcullis/ui"
 )
@@ -91,9 +92,21 @@ func reasonLink(reason string) string {
 	return ""
 }
 
+// eventsPerPage is the telemetry explorer's page.
+const eventsPerPage = 50
+
 func (s *Server) telemetryPage(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := r.URL.Query()
-	f := telemetry.Filter{Decision: q.Get("decision"), Tool: q.Get("tool"), Principal: q.Get("principal"), Upstream: q.Get("upstream")}
+	f := telemetry.Filter{Decision: q.Get("decision"), Tool: q.Get("tool"), Principal: q.Get("principal"), Upstream: q.Get("upstream"), Limit: eventsPerPage + 1}
+	if b := q.Get("before"); b != "" {
+		ts, id, ok := strings.Cut(b, "_")
+		t, terr := time.Parse(time.RFC3339Nano, ts)
+		if !ok || terr != nil || id == "" || len(id) > 64 {
+			s.fail(w, r, rq, authz.Invalid("before: not a page cursor"))
+			return
+		}
+		f.Before = &telemetry.Cursor{Time: t, ID: id}
+	}
 	evs, err := s.cfg.Telemetry.Events(r.Context(), rq.viewer.TenantID, f)
 	if err != nil {
 		s.fail(w, r, rq, err)
@@ -126,6 +139,14 @@ func (s *Server) telemetryPage(w http.ResponseWriter, r *http.Request, rq *reque
 				Tool: t.Tool, Href: "/telemetry?tool=" + url.QueryEscape(t.Tool), Calls: t.Calls, Denies: t.Denies, Errors: t.Errors, P95Ms: fmt.Sprintf("%.1f", float64(t.P95Micros)/1000)})
 		}
 	}
+	if len(evs) > eventsPerPage {
+		evs = evs[:eventsPerPage]
+		last := evs[len(evs)-1]
+		next := r.URL.Query()
+		next.Set("before", last.Time.UTC().Format(time.RFC3339Nano)+"_"+last.ID)
+		vm.Older = "/telemetry?" + next.Encode()
+	}
+	vm.Newest = f.Before != nil
 	for _, e := range evs {
 		vm.Events = append(vm.Events, ui.CallEvent{Time: e.Time, Principal: e.Principal, VirtualServer: e.VirtualServer, Upstream: e.Upstream,
 			Tool: e.Tool, Method: e.Method, Error: e.Error, Decision: e.Decision.String(), Reason: e.Reason, ReasonHref: reasonLink(e.Reason),
