@@ -214,7 +214,11 @@ type AuditRow struct {
 // Audit is the audit log page.
 type Audit struct {
 	Page
-	Events []AuditRow
+	Events        []AuditRow
+	Action, Actor string // the filters
+	// Older links the next page; Newest says this is not the first.
+	Older  string
+	Newest bool
 }
 
 // Error is an error page.

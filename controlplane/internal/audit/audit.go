@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -66,14 +68,50 @@ func toMap(v any) (map[string]any, error) {
 
 // List returns the newest events of the tenant, at most limit.
 func List(ctx context.Context, db *ent.Client, tenantID uuid.UUID, limit int) ([]*ent.AuditEvent, error) {
+	return Search(ctx, db, tenantID, Query{Limit: limit})
+}
+
+// Query narrows and pages the audit log.
+type Query struct {
+	// Action matches an action or, ending in ".", every action it starts
+	// ("upstream." for upstream.create, upstream.update, …).
+	Action string
+	// Actor matches who acted, in part ("alice", "api_key:ci").
+	Actor string
+	Limit int
+	// Before pages: only events older than this one (time, then id).
+	Before *Cursor
+}
+
+// Cursor is the last event of a page.
+type Cursor struct {
+	Time time.Time
+	ID   uuid.UUID
+}
+
+// Search returns the tenant's newest events matching q.
+func Search(ctx context.Context, db *ent.Client, tenantID uuid.UUID, q Query) ([]*ent.AuditEvent, error) {
 	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
 		return nil, err
 	}
-	if limit <= 0 || limit > 500 {
-		limit = 100
+	if q.Limit <= 0 || q.Limit > 500 {
+		q.Limit = 100
 	}
-	return db.AuditEvent.Query().Where(auditevent.TenantID(tenantID)).
-		Order(ent.Desc(auditevent.FieldCreatedAt)).Limit(limit).All(ctx)
+	sel := db.AuditEvent.Query().Where(auditevent.TenantID(tenantID))
+	switch a := bound.String(q.Action, 100); {
+	case a == "":
+	case strings.HasSuffix(a, "."):
+		sel.Where(auditevent.ActionHasPrefix(a))
+	default:
+		sel.Where(auditevent.Action(a))
+	}
+	if q.Actor != "" {
+		sel.Where(auditevent.ActorContainsFold(bound.String(q.Actor, 200)))
+	}
+	if c := q.Before; c != nil {
+		sel.Where(auditevent.Or(auditevent.CreatedAtLT(c.Time), auditevent.And(auditevent.CreatedAtEQ(c.Time), auditevent.IDLT(c.ID))))
+	}
+	return sel.Order(ent.Desc(auditevent.FieldCreatedAt), ent.Desc(auditevent.FieldID)).Limit(q.Limit).All(ctx)
 }
 
 // WithTx runs fn in a transaction and commits it, or rolls back on error.

@@ -788,3 +788,63 @@ func TestTelemetryPages(t *testing.T) {
 		t.Errorf("a bad cursor: %d", status)
 	}
 }
+
+// The audit log filters by action (or action prefix) and by who acted, and
+// pages without losing or repeating an event.
+func TestAuditPages(t *testing.T) {
+	w := buildWorld(t)
+	sys := viewer.System(context.Background())
+	at := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	const n = 70
+	for i := range n {
+		action, actor := "upstream.update", "user:pat@a.test"
+		if i%2 == 0 {
+			action, actor = "member.invite", "api_key:robot"
+		}
+		if err := w.cp.DB.AuditEvent.Create().SetTenantID(w.a.ID).SetCreatedAt(at.Add(time.Duration(i/10)*time.Second)).SetActor(actor).
+			SetAction(action).SetTargetType("test").SetTargetID(fmt.Sprint(i)).SetTargetName(fmt.Sprintf("obj%02d", i)).Exec(sys); err != nil {
+			t.Fatal(err)
+		}
+	}
+	collect := func(path string) (map[string]int, int) {
+		seen, pages := map[string]int{}, 0
+		for path != "" {
+			status, body := consoleDo(t, w.cp.PublicURL(), "GET", path, w.aliceSession, nil)
+			if status != http.StatusOK {
+				t.Fatalf("GET %s: %d", path, status)
+			}
+			pages++
+			for _, m := range regexp.MustCompile(`test obj(\d\d)<`).FindAllStringSubmatch(body, -1) {
+				seen[m[1]]++
+			}
+			path = ""
+			if m := regexp.MustCompile(`href="([^"]+)" data-testid="audit-older"`).FindStringSubmatch(body); m != nil {
+				path = html.UnescapeString(m[1])
+			}
+			if pages > 10 {
+				t.Fatal("the pages do not end")
+			}
+		}
+		return seen, pages
+	}
+	if seen, pages := collect("/audit?action=test"); len(seen) != 0 || pages != 1 {
+		t.Fatalf("an action nobody did: %d events, %d pages", len(seen), pages)
+	}
+	seen, pages := collect("/audit?actor=robot")
+	if len(seen) != n/2 || pages != 1 {
+		t.Fatalf("by actor: %d events on %d pages, want %d on 1", len(seen), pages, n/2)
+	}
+	seen, pages = collect("/audit?action=" + url.QueryEscape("upstream."))
+	if len(seen) != n/2 {
+		t.Fatalf("by action prefix: %d events, want %d", len(seen), n/2)
+	}
+	seen, pages = collect("/audit")
+	for i := range n {
+		if c := seen[fmt.Sprintf("%02d", i)]; c != 1 {
+			t.Errorf("obj%02d shown %d times over %d pages", i, c, pages)
+		}
+	}
+	if pages < 2 {
+		t.Fatalf("%d pages for more than one page of events", pages)
+	}
+}

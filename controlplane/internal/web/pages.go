@@ -617,13 +617,36 @@ func auditRows(evs []*ent.AuditEvent) []ui.AuditRow {
 	return out
 }
 
+// auditPerPage is the audit log's page.
+const auditPerPage = 50
+
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, rq *request) {
-	evs, err := audit.List(r.Context(), s.cfg.DB, rq.viewer.TenantID, 200)
+	q := r.URL.Query()
+	aq := audit.Query{Action: q.Get("action"), Actor: q.Get("actor"), Limit: auditPerPage + 1}
+	if b := q.Get("before"); b != "" {
+		ts, id, ok := strings.Cut(b, "_")
+		t, terr := time.Parse(time.RFC3339Nano, ts)
+		u, uerr := uuid.Parse(id)
+		if !ok || terr != nil || uerr != nil {
+			s.fail(w, r, rq, authz.Invalid("before: not a page cursor"))
+			return
+		}
+		aq.Before = &audit.Cursor{Time: t, ID: u}
+	}
+	evs, err := audit.Search(r.Context(), s.cfg.DB, rq.viewer.TenantID, aq)
 	if err != nil {
 		s.fail(w, r, rq, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, ui.AuditPage(ui.Audit{Page: s.page(rq, "Audit log", "audit"), Events: auditRows(evs)}))
+	vm := ui.Audit{Page: s.page(rq, "Audit log", "audit"), Action: aq.Action, Actor: aq.Actor, Newest: aq.Before != nil}
+	if len(evs) > auditPerPage {
+		evs = evs[:auditPerPage]
+		last := evs[len(evs)-1]
+		q.Set("before", last.CreatedAt.UTC().Format(time.RFC3339Nano)+"_"+last.ID.String())
+		vm.Older = "/audit?" + q.Encode()
+	}
+	vm.Events = auditRows(evs)
+	s.render(w, r, http.StatusOK, ui.AuditPage(vm))
 }
 
 func prettyJSON(m map[string]any) string {
