@@ -40,7 +40,7 @@ Admin commands (need an API key: PORTCULLIS_API_KEY; portcullis dev prints one):
   keys        list | create | revoke (API keys)
   members     list | invite | role | remove
   approvals   get | set (approvals a change needs)
-  access      keys | rules | limits | require-keys (who may call what)
+  access      keys | rules | idp | limits | require-keys (who may call what)
   events      list (recent calls)
 
 Run "portcullis <command> -h" for the command's flags. Every flag can also be

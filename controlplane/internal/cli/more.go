@@ -75,6 +75,8 @@ func moreCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 	limits := newFS("access limits")
 	limitsPrincipal := limits.Uint("principal", 0, "calls a minute per principal on the gateway (0: no limit)")
 	limitsTool := limits.Uint("tool", 0, "calls a minute per tool on the gateway (0: no limit)")
+	idpSet := newFS("access idp set")
+	idpGroups := idpSet.String("group-claim", "groups", "claim holding the user's groups")
 	authSet := newFS("access require-keys")
 	authOff := authSet.Bool("off", false, "let clients without a key in again")
 	eventsList := newFS("events list")
@@ -182,7 +184,7 @@ func moreCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 				return err
 			}),
 		}},
-		{Name: "access", ShortUsage: "portcullis access <keys|rules|limits|require-keys>", ShortHelp: "who may call what through the gateways", Subcommands: []*ffcli.Command{
+		{Name: "access", ShortUsage: "portcullis access <keys|rules|idp|limits|require-keys>", ShortHelp: "who may call what through the gateways", Subcommands: []*ffcli.Command{
 			{Name: "keys", ShortUsage: "portcullis access keys <list|create|revoke>", ShortHelp: "client keys MCP clients present (pcck_…)", Exec: helpOnly, Subcommands: []*ffcli.Command{
 				leaf("access keys", "list", "", "list client keys", nil, 0, func(ctx context.Context, _ []string) error {
 					r, err := m.policy.ListClientKeys(ctx, connect.NewRequest(&adminv1.ListClientKeysRequest{}))
@@ -256,6 +258,26 @@ func moreCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 						return err
 					}
 					_, err := fmt.Fprintf(g.out, "deleted %s\n", args[0])
+					return err
+				}),
+			}},
+			{Name: "idp", ShortUsage: "portcullis access idp <get|set>", ShortHelp: "the identity provider whose access tokens (JWTs) MCP clients may present", Exec: helpOnly, Subcommands: []*ffcli.Command{
+				leaf("access idp", "get", "", "show the client identity provider", nil, 0, func(ctx context.Context, _ []string) error {
+					r, err := m.policy.GetClientIdentityProvider(ctx, connect.NewRequest(&adminv1.GetClientIdentityProviderRequest{}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ISSUER", "GROUP CLAIM"}, func(row func(...any)) { row(r.Msg.GetIssuer(), r.Msg.GetGroupClaim()) })
+				}),
+				leaf("access idp", "set", "[--group-claim CLAIM] ISSUER|none", "accept access tokens from this OpenID Provider (https), or none", idpSet, 1, func(ctx context.Context, args []string) error {
+					issuer := args[0]
+					if issuer == "none" {
+						issuer = ""
+					}
+					if _, err := m.policy.SetClientIdentityProvider(ctx, connect.NewRequest(&adminv1.SetClientIdentityProviderRequest{Issuer: issuer, GroupClaim: *idpGroups})); err != nil {
+						return err
+					}
+					_, err := fmt.Fprintf(g.out, "client identity provider: %q\n", issuer)
 					return err
 				}),
 			}},

@@ -31,7 +31,7 @@ func runCLI(t *testing.T, server, key string, args ...string) (string, error) {
 	t.Helper()
 	// Flags go after "command subcommand", before the arguments.
 	n := 2
-	if len(args) > 2 && args[0] == "access" && (args[1] == "keys" || args[1] == "rules") {
+	if len(args) > 2 && args[0] == "access" && (args[1] == "keys" || args[1] == "rules" || args[1] == "idp") {
 		n = 3
 	}
 	full := append([]string{}, args[:min(n, len(args))]...)
@@ -437,6 +437,14 @@ func TestCLIPeopleAndAccess(t *testing.T) {
 	if _, err := runCLI(t, base, w.adminKeyA, "access", "rules", "create", "--gateway", gw, "--condition", "args.(", "*"); err == nil {
 		t.Fatal("an invalid CEL condition was accepted")
 	}
+	run(w.adminKeyA, "access", "idp", "set", "--group-claim", "roles", "https://idp.a.example")
+	if out := run(w.viewerKeyA, "access", "idp", "get"); !strings.Contains(out, "https://idp.a.example") || !strings.Contains(out, "roles") {
+		t.Fatalf("access idp get: %s", out)
+	}
+	if _, err := runCLI(t, base, w.adminKeyA, "access", "idp", "set", "http://idp.a.example"); err == nil {
+		t.Fatal("an http issuer was accepted")
+	}
+	run(w.adminKeyA, "access", "idp", "set", "none")
 	run(w.adminKeyA, "access", "limits", "--principal", "60", "--tool", "10", gw)
 	run(w.adminKeyA, "access", "require-keys", gw)
 	if out := run(w.viewerKeyA, "events", "list", "--limit", "5"); !strings.Contains(out, "TIME") {
