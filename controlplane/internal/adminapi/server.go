@@ -335,6 +335,83 @@ func (s *Server) CreateEnrollmentToken(ctx context.Context, req *connect.Request
 	return connect.NewResponse(&adminv1.CreateEnrollmentTokenResponse{Token: tok, ExpiresAt: ts(time.Now().Add(ttl)), ControlPlane: s.cfg.AgentEndpoint}), nil
 }
 
+// UpdateGateway implements adminv1connect.GatewayServiceHandler.
+func (s *Server) UpdateGateway(ctx context.Context, req *connect.Request[adminv1.UpdateGatewayRequest]) (*connect.Response[adminv1.UpdateGatewayResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.Msg.GetGatewayId(), "gateway_id")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.cfg.Tenants.RenameGateway(ctx, tid, id, req.Msg.GetName()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	got, err := s.GetGateway(ctx, connect.NewRequest(&adminv1.GetGatewayRequest{GatewayId: id.String()}))
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&adminv1.UpdateGatewayResponse{Gateway: got.Msg.GetGateway()}), nil
+}
+
+// DeleteGateway implements adminv1connect.GatewayServiceHandler.
+func (s *Server) DeleteGateway(ctx context.Context, req *connect.Request[adminv1.DeleteGatewayRequest]) (*connect.Response[adminv1.DeleteGatewayResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.Msg.GetGatewayId(), "gateway_id")
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.cfg.Tenants.DeleteGateway(ctx, tid, id, req.Msg.GetForce())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.DeleteGatewayResponse{DisconnectedAgents: int32(n)}), nil //nolint:gosec // bounded by the agents of one gateway
+}
+
+// ListEnrollmentTokens implements adminv1connect.GatewayServiceHandler.
+func (s *Server) ListEnrollmentTokens(ctx context.Context, req *connect.Request[adminv1.ListEnrollmentTokensRequest]) (*connect.Response[adminv1.ListEnrollmentTokensResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.Msg.GetGatewayId(), "gateway_id")
+	if err != nil {
+		return nil, err
+	}
+	toks, err := s.cfg.Tenants.EnrollmentTokens(ctx, tid, id)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := &adminv1.ListEnrollmentTokensResponse{}
+	now := time.Now()
+	for _, t := range toks {
+		out.Tokens = append(out.Tokens, &adminv1.EnrollmentToken{Id: t.ID.String(), GatewayId: t.GatewayID.String(),
+			CreatedAt: ts(t.CreatedAt), ExpiresAt: ts(t.ExpiresAt), MaxUses: int32(t.MaxUses), Uses: int32(t.Uses), //nolint:gosec // at most tenant.MaxEnrollmentUses
+			UsedAt: tsp(t.UsedAt), Usable: t.Uses < t.MaxUses && now.Before(t.ExpiresAt)})
+	}
+	return connect.NewResponse(out), nil
+}
+
+// RevokeEnrollmentToken implements adminv1connect.GatewayServiceHandler.
+func (s *Server) RevokeEnrollmentToken(ctx context.Context, req *connect.Request[adminv1.RevokeEnrollmentTokenRequest]) (*connect.Response[adminv1.RevokeEnrollmentTokenResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.Msg.GetId(), "id")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Tenants.RevokeEnrollmentToken(ctx, tid, id); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.RevokeEnrollmentTokenResponse{}), nil
+}
+
 // --- UpstreamService
 
 // UpstreamToProto maps an upstream.

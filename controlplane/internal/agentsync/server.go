@@ -89,7 +89,7 @@ func New(cfg Config) (*Server, error) {
 	return &Server{cfg: cfg, log: cfg.Logger.With("component", "agentsync")}, nil
 }
 
-var errBadToken = status.Error(codes.Unauthenticated, "enrollment token is invalid, expired or already used; create a new one in the console")
+var errBadToken = status.Error(codes.Unauthenticated, "enrollment token is invalid, expired, revoked or already used; create a new one in the console")
 
 // Enroll redeems a one-time token for a client certificate.
 func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agentv1.EnrollResponse, error) {
@@ -157,7 +157,7 @@ func (s *Server) authenticate(ctx context.Context) (*ent.Agent, error) {
 	}
 	a, err := s.cfg.DB.Agent.Query().Where(agent.CertFingerprint(pki.Fingerprint(leaf.Raw))).Only(ctx)
 	if ent.IsNotFound(err) {
-		return nil, status.Error(codes.Unauthenticated, "unknown agent certificate; enroll again")
+		return nil, status.Error(codes.Unauthenticated, "unknown agent certificate (its gateway may have been deleted); enroll again")
 	} else if err != nil {
 		return nil, status.Error(codes.Internal, "looking up agent")
 	}
@@ -165,6 +165,21 @@ func (s *Server) authenticate(ctx context.Context) (*ent.Agent, error) {
 		return nil, status.Error(codes.PermissionDenied, "agent has been revoked")
 	}
 	return a, nil
+}
+
+// stillEnrolled refuses an agent that was deleted (with its gateway) or
+// revoked since its stream opened.
+func (s *Server) stillEnrolled(ctx context.Context, id uuid.UUID) error {
+	a, err := s.cfg.DB.Agent.Get(ctx, id)
+	switch {
+	case ent.IsNotFound(err):
+		return status.Error(codes.PermissionDenied, "this agent's gateway was deleted from the control plane; the gateway keeps its last policy until stopped")
+	case err != nil:
+		return status.Error(codes.Unavailable, "looking up agent")
+	case a.Revoked:
+		return status.Error(codes.PermissionDenied, "agent has been revoked")
+	}
+	return nil
 }
 
 func hasClientAuth(c *x509.Certificate) bool {
@@ -235,7 +250,7 @@ func (s *Server) Sync(stream agentv1.AgentService_SyncServer) error {
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := s.cfg.DB.Agent.UpdateOneID(a.ID).SetConnected(false).SetLastSeen(time.Now()).Exec(dctx); err != nil {
+		if err := s.cfg.DB.Agent.UpdateOneID(a.ID).SetConnected(false).SetLastSeen(time.Now()).Exec(dctx); err != nil && !ent.IsNotFound(err) {
 			log.Warn("recording disconnect", "err", err)
 		}
 		if s.cfg.Presence != nil {
@@ -284,6 +299,10 @@ func (s *Server) Sync(stream agentv1.AgentService_SyncServer) error {
 			}
 			return err
 		case <-changed:
+			if err := s.stillEnrolled(ctx, a.ID); err != nil {
+				log.Info("cutting the stream", "reason", err)
+				return err
+			}
 			if err := push(); err != nil {
 				return err
 			}

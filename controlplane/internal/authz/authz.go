@@ -22,6 +22,8 @@ var (
 	ErrUnauthenticated  = errors.New("not logged in")
 	ErrInvalid          = errors.New("invalid argument")
 	ErrConflict         = errors.New("already exists")
+	// ErrPrecondition: the object is not in a state that allows the action.
+	ErrPrecondition = errors.New("not possible now")
 )
 
 // Invalid wraps a user-facing validation message as ErrInvalid.

@@ -107,6 +107,8 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	chReject := newFS("changes reject")
 	chRejectComment := chReject.String("comment", "", "why you reject (kept in the audit log)")
 	pinsImport := newFS("pins import")
+	gwDelete := newFS("gateways delete")
+	gwForce := gwDelete.Bool("force", false, "delete it even though agents are connected: their streams are cut and they must enroll again")
 	tokCreate := newFS("tokens create")
 	tokTTL := tokCreate.Duration("ttl", time.Hour, "how long the token stays valid (at most 720h)")
 	tokUses := tokCreate.Int("uses", 1, "how many agents may enroll with the token (1-1000), e.g. the replicas of one gateway")
@@ -140,7 +142,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					})
 				}),
 			}},
-			{Name: "gateways", ShortUsage: "portcullis gateways <list|create>", ShortHelp: "gateways and their agents", Subcommands: []*ffcli.Command{
+			{Name: "gateways", ShortUsage: "portcullis gateways <list|create|rename|delete>", ShortHelp: "gateways and their agents", Subcommands: []*ffcli.Command{
 				leaf("gateways", "list", "", "list gateways with agents online and policy versions", nil, 0, func(ctx context.Context, _ []string) error {
 					r, err := c.gateways.ListGateways(ctx, connect.NewRequest(&adminv1.ListGatewaysRequest{}))
 					if err != nil {
@@ -165,8 +167,38 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					}
 					return g.print(r.Msg, []string{"ID", "NAME"}, func(row func(...any)) { row(r.Msg.GetGateway().GetId(), r.Msg.GetGateway().GetName()) })
 				}),
+				leaf("gateways", "rename", "GATEWAY NEW_NAME", "rename a gateway (agents, upstreams and client URLs stay)", nil, 2, func(ctx context.Context, args []string) error {
+					id, err := c.gatewayID(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					r, err := c.gateways.UpdateGateway(ctx, connect.NewRequest(&adminv1.UpdateGatewayRequest{GatewayId: id, Name: args[1]}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "NAME"}, func(row func(...any)) { row(r.Msg.GetGateway().GetId(), r.Msg.GetGateway().GetName()) })
+				}),
+				leaf("gateways", "delete", "[--force] GATEWAY", "delete a gateway with its upstreams, servers, rules, pins, tokens and agents (refused while agents are connected, unless --force)", gwDelete, 1, func(ctx context.Context, args []string) error {
+					id, err := c.gatewayID(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					r, err := c.gateways.DeleteGateway(ctx, connect.NewRequest(&adminv1.DeleteGatewayRequest{GatewayId: id, Force: *gwForce}))
+					if err != nil {
+						return err
+					}
+					if g.output == "json" {
+						return g.print(r.Msg, nil, nil)
+					}
+					fmt.Fprintf(g.out, "Deleted gateway %s", args[0])
+					if n := r.Msg.GetDisconnectedAgents(); n > 0 {
+						fmt.Fprintf(g.out, "; %d connected agents were cut off (they keep their last policy until stopped)", n)
+					}
+					fmt.Fprintln(g.out, ".")
+					return nil
+				}),
 			}},
-			{Name: "tokens", ShortUsage: "portcullis tokens create [--ttl 1h] [--uses 1] GATEWAY", ShortHelp: "enrollment tokens for gateways", Subcommands: []*ffcli.Command{
+			{Name: "tokens", ShortUsage: "portcullis tokens <create|list|revoke>", ShortHelp: "enrollment tokens for gateways", Subcommands: []*ffcli.Command{
 				leaf("tokens", "create", "[--ttl 1h] [--uses 1] GATEWAY", "create an enrollment token for a gateway (name or id); --uses N lets N replicas enroll with it", tokCreate, 1, func(ctx context.Context, args []string) error {
 					id, err := c.gatewayID(ctx, args[0])
 					if err != nil {
@@ -188,6 +220,36 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					}
 					fmt.Fprintf(g.out, "Enrollment token (%s, expires %s):\n\n  %s\n\nOn the gateway host:\n\n  portcullis-gateway --control-plane %s --enroll-token %s\n",
 						use, r.Msg.GetExpiresAt().AsTime().Local().Format(time.RFC1123), r.Msg.GetToken(), r.Msg.GetControlPlane(), r.Msg.GetToken())
+					return nil
+				}),
+				leaf("tokens", "list", "GATEWAY", "list a gateway's enrollment tokens (never their secrets)", nil, 1, func(ctx context.Context, args []string) error {
+					id, err := c.gatewayID(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					r, err := c.gateways.ListEnrollmentTokens(ctx, connect.NewRequest(&adminv1.ListEnrollmentTokensRequest{GatewayId: id}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "CREATED", "EXPIRES", "USES", "STATE"}, func(row func(...any)) {
+						for _, t := range r.Msg.GetTokens() {
+							state := "usable"
+							switch {
+							case t.GetUses() >= t.GetMaxUses():
+								state = "used up"
+							case !t.GetUsable():
+								state = "expired"
+							}
+							row(t.GetId(), t.GetCreatedAt().AsTime().Local().Format(time.DateTime), t.GetExpiresAt().AsTime().Local().Format(time.DateTime),
+								fmt.Sprintf("%d/%d", t.GetUses(), t.GetMaxUses()), state)
+						}
+					})
+				}),
+				leaf("tokens", "revoke", "ID", "revoke an enrollment token: it enrolls no more agents (enrolled agents stay)", nil, 1, func(ctx context.Context, args []string) error {
+					if _, err := c.gateways.RevokeEnrollmentToken(ctx, connect.NewRequest(&adminv1.RevokeEnrollmentTokenRequest{Id: args[0]})); err != nil {
+						return err
+					}
+					fmt.Fprintf(g.out, "Revoked enrollment token %s.\n", args[0])
 					return nil
 				}),
 			}},

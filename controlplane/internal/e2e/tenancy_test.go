@@ -42,7 +42,7 @@ type world struct {
 	adminKeyA, viewerKeyA, ownerKeyB string
 	bGateway, bUpstream, bTool, bKey uuid.UUID
 	bMember, bChange                 uuid.UUID
-	bClientKey, bRule, bVS           uuid.UUID
+	bClientKey, bRule, bVS, bToken   uuid.UUID
 	bManifest                        []byte
 	aGateway                         uuid.UUID
 	bGatewayName                     string
@@ -90,6 +90,12 @@ func buildWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.bGateway = gb.ID
+	if _, err := cp.Tenants.CreateEnrollmentToken(bctx, w.b.ID, gb.ID, time.Hour, 1); err != nil {
+		t.Fatal(err)
+	}
+	if w.bToken, err = cp.DB.EnrollmentToken.Query().OnlyID(sys); err != nil {
+		t.Fatal(err)
+	}
 	ub, err := cp.Tenants.CreateUpstream(bctx, w.b.ID, gb.ID, tenant.UpstreamSpec{Name: "b-upstream", Transport: "streamable_http", URL: "http://10.0.0.1/mcp"})
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +217,7 @@ func newClients(base string, c creds) clients {
 
 type apiCall struct {
 	name     string
-	mutating bool
+	mutating bool // or admin-only: a viewer gets PermissionDenied
 	call     func(ctx context.Context, c clients, w *world) error
 }
 
@@ -258,6 +264,22 @@ var apiMatrix = []apiCall{
 	}},
 	{"CreateEnrollmentToken", true, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.gateways.CreateEnrollmentToken(ctx, req(&adminv1.CreateEnrollmentTokenRequest{GatewayId: w.bGateway.String()}))
+		return err
+	}},
+	{"UpdateGateway", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.gateways.UpdateGateway(ctx, req(&adminv1.UpdateGatewayRequest{GatewayId: w.bGateway.String(), Name: "renamed"}))
+		return err
+	}},
+	{"DeleteGateway", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.gateways.DeleteGateway(ctx, req(&adminv1.DeleteGatewayRequest{GatewayId: w.bGateway.String(), Force: true}))
+		return err
+	}},
+	{"ListEnrollmentTokens", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.gateways.ListEnrollmentTokens(ctx, req(&adminv1.ListEnrollmentTokensRequest{GatewayId: w.bGateway.String()}))
+		return err
+	}},
+	{"RevokeEnrollmentToken", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.gateways.RevokeEnrollmentToken(ctx, req(&adminv1.RevokeEnrollmentTokenRequest{Id: w.bToken.String()}))
 		return err
 	}},
 	{"ListUpstreams", false, func(ctx context.Context, c clients, w *world) error {
@@ -436,7 +458,7 @@ func adminMethods() []string {
 // targetsB is whether the call names one of tenant B's objects.
 func targetsB(name string) bool {
 	switch name {
-	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "UpdateUpstream", "DeleteUpstream", "UpdateVirtualServer", "DeleteVirtualServer", "PinTool", "UnpinTool", "RevokeAPIKey",
+	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "UpdateUpstream", "DeleteUpstream", "UpdateVirtualServer", "DeleteVirtualServer", "UpdateGateway", "DeleteGateway", "ListEnrollmentTokens", "RevokeEnrollmentToken", "PinTool", "UnpinTool", "RevokeAPIKey",
 		"GetChangeRequest", "ProposeChange", "SetToolLabels", "RevokeClientKey", "SetClientAuth", "SetRateLimits", "ListAccessRules", "CreateAccessRule", "DeleteAccessRule", "ApproveChange", "RejectChange", "ImportPins":
 		return true
 	}
@@ -572,6 +594,14 @@ func TestAPITenantIsolationMatrix(t *testing.T) {
 	crs, err := bKeyStillWorks.changes.ListChangeRequests(ctx, req(&adminv1.ListChangeRequestsRequest{}))
 	if err != nil || len(crs.Msg.GetChangeRequests()) != 1 || crs.Msg.GetChangeRequests()[0].GetStatus() != "pending" {
 		t.Fatalf("tenant B's change request was decided: %v, %v", crs, err)
+	}
+	gw, err := bKeyStillWorks.gateways.GetGateway(ctx, req(&adminv1.GetGatewayRequest{GatewayId: w.bGateway.String()}))
+	if err != nil || gw.Msg.GetGateway().GetName() != w.bGatewayName {
+		t.Fatalf("tenant B's gateway was renamed or deleted: %v, %v", gw, err)
+	}
+	toks, err := bKeyStillWorks.gateways.ListEnrollmentTokens(ctx, req(&adminv1.ListEnrollmentTokensRequest{GatewayId: w.bGateway.String()}))
+	if err != nil || len(toks.Msg.GetTokens()) != 1 {
+		t.Fatalf("tenant B's enrollment token was revoked: %v, %v", toks, err)
 	}
 	members, err := bKeyStillWorks.members.ListMembers(ctx, req(&adminv1.ListMembersRequest{}))
 	if err != nil {

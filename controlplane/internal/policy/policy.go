@@ -65,6 +65,11 @@ func KeyID(pub []byte) string {
 func (s *Service) GatewayChanged(ctx context.Context, gatewayID uuid.UUID) error {
 	ctx = viewer.System(ctx) // compilation is a system job; callers checked the caller's role
 	changed, err := s.Compile(ctx, gatewayID)
+	if ent.IsNotFound(err) {
+		// Deleted: its agents' streams hear it and close.
+		s.broker.Publish(gatewayID)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("compiling policy for gateway %s: %w", gatewayID, err)
 	}

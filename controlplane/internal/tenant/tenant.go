@@ -568,7 +568,7 @@ func (s *Service) DeleteUpstream(ctx context.Context, tenantID, upstreamID uuid.
 		}
 	}
 	if len(users) > 0 {
-		return fmt.Errorf("%w: virtual servers %s serve upstream %q: remove it from them first", authz.ErrConflict, strings.Join(users, ", "), u.Name)
+		return fmt.Errorf("%w: virtual servers %s serve upstream %q: remove it from them first", authz.ErrPrecondition, strings.Join(users, ", "), u.Name)
 	}
 	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
 		toolIDs, err := tx.Tool.Query().Where(tool.UpstreamID(u.ID)).IDs(ctx)

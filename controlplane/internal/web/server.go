@@ -318,7 +318,7 @@ func statusOf(err error) (int, string) {
 		return http.StatusNotFound, "Not found in this tenant."
 	case errors.Is(err, authz.ErrPermissionDenied), errors.Is(err, privacy.Deny):
 		return http.StatusForbidden, err.Error()
-	case errors.Is(err, authz.ErrInvalid), errors.Is(err, authz.ErrConflict):
+	case errors.Is(err, authz.ErrInvalid), errors.Is(err, authz.ErrConflict), errors.Is(err, authz.ErrPrecondition):
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, authz.ErrUnauthenticated):
 		return http.StatusUnauthorized, "Please sign in again."

@@ -406,6 +406,10 @@ const (
 	GatewayService_GetGateway_FullMethodName            = "/portcullis.admin.v1.GatewayService/GetGateway"
 	GatewayService_CreateGateway_FullMethodName         = "/portcullis.admin.v1.GatewayService/CreateGateway"
 	GatewayService_CreateEnrollmentToken_FullMethodName = "/portcullis.admin.v1.GatewayService/CreateEnrollmentToken"
+	GatewayService_UpdateGateway_FullMethodName         = "/portcullis.admin.v1.GatewayService/UpdateGateway"
+	GatewayService_DeleteGateway_FullMethodName         = "/portcullis.admin.v1.GatewayService/DeleteGateway"
+	GatewayService_ListEnrollmentTokens_FullMethodName  = "/portcullis.admin.v1.GatewayService/ListEnrollmentTokens"
+	GatewayService_RevokeEnrollmentToken_FullMethodName = "/portcullis.admin.v1.GatewayService/RevokeEnrollmentToken"
 )
 
 // GatewayServiceClient is the client API for GatewayService service.
@@ -423,6 +427,21 @@ type GatewayServiceClient interface {
 	// CreateEnrollmentToken issues a (by default one-time) token for `portcullis-gateway
 	// --enroll-token`. It is shown once and never stored in clear.
 	CreateEnrollmentToken(ctx context.Context, in *CreateEnrollmentTokenRequest, opts ...grpc.CallOption) (*CreateEnrollmentTokenResponse, error)
+	// UpdateGateway renames a gateway; its id, agents and everything on it stay.
+	UpdateGateway(ctx context.Context, in *UpdateGatewayRequest, opts ...grpc.CallOption) (*UpdateGatewayResponse, error)
+	// DeleteGateway removes a gateway with everything on it: upstreams with
+	// their discovered items, pins and change requests, virtual servers,
+	// access rules, enrollment tokens, policy versions and agents (the audit
+	// log and call events keep their history). A gateway with connected
+	// agents is deleted only with force: their streams are cut on every
+	// replica, their certificates are refused from then on, and they keep
+	// enforcing their last policy until their operator stops them.
+	DeleteGateway(ctx context.Context, in *DeleteGatewayRequest, opts ...grpc.CallOption) (*DeleteGatewayResponse, error)
+	// ListEnrollmentTokens lists a gateway's enrollment tokens (never their secrets).
+	ListEnrollmentTokens(ctx context.Context, in *ListEnrollmentTokensRequest, opts ...grpc.CallOption) (*ListEnrollmentTokensResponse, error)
+	// RevokeEnrollmentToken withdraws a token: it enrolls no more agents
+	// (agents it enrolled stay).
+	RevokeEnrollmentToken(ctx context.Context, in *RevokeEnrollmentTokenRequest, opts ...grpc.CallOption) (*RevokeEnrollmentTokenResponse, error)
 }
 
 type gatewayServiceClient struct {
@@ -473,6 +492,46 @@ func (c *gatewayServiceClient) CreateEnrollmentToken(ctx context.Context, in *Cr
 	return out, nil
 }
 
+func (c *gatewayServiceClient) UpdateGateway(ctx context.Context, in *UpdateGatewayRequest, opts ...grpc.CallOption) (*UpdateGatewayResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateGatewayResponse)
+	err := c.cc.Invoke(ctx, GatewayService_UpdateGateway_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gatewayServiceClient) DeleteGateway(ctx context.Context, in *DeleteGatewayRequest, opts ...grpc.CallOption) (*DeleteGatewayResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteGatewayResponse)
+	err := c.cc.Invoke(ctx, GatewayService_DeleteGateway_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gatewayServiceClient) ListEnrollmentTokens(ctx context.Context, in *ListEnrollmentTokensRequest, opts ...grpc.CallOption) (*ListEnrollmentTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEnrollmentTokensResponse)
+	err := c.cc.Invoke(ctx, GatewayService_ListEnrollmentTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gatewayServiceClient) RevokeEnrollmentToken(ctx context.Context, in *RevokeEnrollmentTokenRequest, opts ...grpc.CallOption) (*RevokeEnrollmentTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeEnrollmentTokenResponse)
+	err := c.cc.Invoke(ctx, GatewayService_RevokeEnrollmentToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GatewayServiceServer is the server API for GatewayService service.
 // All implementations must embed UnimplementedGatewayServiceServer
 // for forward compatibility.
@@ -488,6 +547,21 @@ type GatewayServiceServer interface {
 	// CreateEnrollmentToken issues a (by default one-time) token for `portcullis-gateway
 	// --enroll-token`. It is shown once and never stored in clear.
 	CreateEnrollmentToken(context.Context, *CreateEnrollmentTokenRequest) (*CreateEnrollmentTokenResponse, error)
+	// UpdateGateway renames a gateway; its id, agents and everything on it stay.
+	UpdateGateway(context.Context, *UpdateGatewayRequest) (*UpdateGatewayResponse, error)
+	// DeleteGateway removes a gateway with everything on it: upstreams with
+	// their discovered items, pins and change requests, virtual servers,
+	// access rules, enrollment tokens, policy versions and agents (the audit
+	// log and call events keep their history). A gateway with connected
+	// agents is deleted only with force: their streams are cut on every
+	// replica, their certificates are refused from then on, and they keep
+	// enforcing their last policy until their operator stops them.
+	DeleteGateway(context.Context, *DeleteGatewayRequest) (*DeleteGatewayResponse, error)
+	// ListEnrollmentTokens lists a gateway's enrollment tokens (never their secrets).
+	ListEnrollmentTokens(context.Context, *ListEnrollmentTokensRequest) (*ListEnrollmentTokensResponse, error)
+	// RevokeEnrollmentToken withdraws a token: it enrolls no more agents
+	// (agents it enrolled stay).
+	RevokeEnrollmentToken(context.Context, *RevokeEnrollmentTokenRequest) (*RevokeEnrollmentTokenResponse, error)
 	mustEmbedUnimplementedGatewayServiceServer()
 }
 
@@ -509,6 +583,18 @@ func (UnimplementedGatewayServiceServer) CreateGateway(context.Context, *CreateG
 }
 func (UnimplementedGatewayServiceServer) CreateEnrollmentToken(context.Context, *CreateEnrollmentTokenRequest) (*CreateEnrollmentTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateEnrollmentToken not implemented")
+}
+func (UnimplementedGatewayServiceServer) UpdateGateway(context.Context, *UpdateGatewayRequest) (*UpdateGatewayResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateGateway not implemented")
+}
+func (UnimplementedGatewayServiceServer) DeleteGateway(context.Context, *DeleteGatewayRequest) (*DeleteGatewayResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteGateway not implemented")
+}
+func (UnimplementedGatewayServiceServer) ListEnrollmentTokens(context.Context, *ListEnrollmentTokensRequest) (*ListEnrollmentTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEnrollmentTokens not implemented")
+}
+func (UnimplementedGatewayServiceServer) RevokeEnrollmentToken(context.Context, *RevokeEnrollmentTokenRequest) (*RevokeEnrollmentTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeEnrollmentToken not implemented")
 }
 func (UnimplementedGatewayServiceServer) mustEmbedUnimplementedGatewayServiceServer() {}
 func (UnimplementedGatewayServiceServer) testEmbeddedByValue()                        {}
@@ -603,6 +689,78 @@ func _GatewayService_CreateEnrollmentToken_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GatewayService_UpdateGateway_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateGatewayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServiceServer).UpdateGateway(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GatewayService_UpdateGateway_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServiceServer).UpdateGateway(ctx, req.(*UpdateGatewayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GatewayService_DeleteGateway_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteGatewayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServiceServer).DeleteGateway(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GatewayService_DeleteGateway_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServiceServer).DeleteGateway(ctx, req.(*DeleteGatewayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GatewayService_ListEnrollmentTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEnrollmentTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServiceServer).ListEnrollmentTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GatewayService_ListEnrollmentTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServiceServer).ListEnrollmentTokens(ctx, req.(*ListEnrollmentTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GatewayService_RevokeEnrollmentToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeEnrollmentTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServiceServer).RevokeEnrollmentToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GatewayService_RevokeEnrollmentToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServiceServer).RevokeEnrollmentToken(ctx, req.(*RevokeEnrollmentTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // GatewayService_ServiceDesc is the grpc.ServiceDesc for GatewayService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -625,6 +783,22 @@ var GatewayService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateEnrollmentToken",
 			Handler:    _GatewayService_CreateEnrollmentToken_Handler,
+		},
+		{
+			MethodName: "UpdateGateway",
+			Handler:    _GatewayService_UpdateGateway_Handler,
+		},
+		{
+			MethodName: "DeleteGateway",
+			Handler:    _GatewayService_DeleteGateway_Handler,
+		},
+		{
+			MethodName: "ListEnrollmentTokens",
+			Handler:    _GatewayService_ListEnrollmentTokens_Handler,
+		},
+		{
+			MethodName: "RevokeEnrollmentToken",
+			Handler:    _GatewayService_RevokeEnrollmentToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

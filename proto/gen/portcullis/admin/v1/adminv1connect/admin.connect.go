@@ -87,6 +87,18 @@ const (
 	// GatewayServiceCreateEnrollmentTokenProcedure is the fully-qualified name of the GatewayService's
 	// CreateEnrollmentToken RPC.
 	GatewayServiceCreateEnrollmentTokenProcedure = "/portcullis.admin.v1.GatewayService/CreateEnrollmentToken"
+	// GatewayServiceUpdateGatewayProcedure is the fully-qualified name of the GatewayService's
+	// UpdateGateway RPC.
+	GatewayServiceUpdateGatewayProcedure = "/portcullis.admin.v1.GatewayService/UpdateGateway"
+	// GatewayServiceDeleteGatewayProcedure is the fully-qualified name of the GatewayService's
+	// DeleteGateway RPC.
+	GatewayServiceDeleteGatewayProcedure = "/portcullis.admin.v1.GatewayService/DeleteGateway"
+	// GatewayServiceListEnrollmentTokensProcedure is the fully-qualified name of the GatewayService's
+	// ListEnrollmentTokens RPC.
+	GatewayServiceListEnrollmentTokensProcedure = "/portcullis.admin.v1.GatewayService/ListEnrollmentTokens"
+	// GatewayServiceRevokeEnrollmentTokenProcedure is the fully-qualified name of the GatewayService's
+	// RevokeEnrollmentToken RPC.
+	GatewayServiceRevokeEnrollmentTokenProcedure = "/portcullis.admin.v1.GatewayService/RevokeEnrollmentToken"
 	// UpstreamServiceListUpstreamsProcedure is the fully-qualified name of the UpstreamService's
 	// ListUpstreams RPC.
 	UpstreamServiceListUpstreamsProcedure = "/portcullis.admin.v1.UpstreamService/ListUpstreams"
@@ -472,6 +484,21 @@ type GatewayServiceClient interface {
 	// CreateEnrollmentToken issues a (by default one-time) token for `portcullis-gateway
 	// --enroll-token`. It is shown once and never stored in clear.
 	CreateEnrollmentToken(context.Context, *connect.Request[v1.CreateEnrollmentTokenRequest]) (*connect.Response[v1.CreateEnrollmentTokenResponse], error)
+	// UpdateGateway renames a gateway; its id, agents and everything on it stay.
+	UpdateGateway(context.Context, *connect.Request[v1.UpdateGatewayRequest]) (*connect.Response[v1.UpdateGatewayResponse], error)
+	// DeleteGateway removes a gateway with everything on it: upstreams with
+	// their discovered items, pins and change requests, virtual servers,
+	// access rules, enrollment tokens, policy versions and agents (the audit
+	// log and call events keep their history). A gateway with connected
+	// agents is deleted only with force: their streams are cut on every
+	// replica, their certificates are refused from then on, and they keep
+	// enforcing their last policy until their operator stops them.
+	DeleteGateway(context.Context, *connect.Request[v1.DeleteGatewayRequest]) (*connect.Response[v1.DeleteGatewayResponse], error)
+	// ListEnrollmentTokens lists a gateway's enrollment tokens (never their secrets).
+	ListEnrollmentTokens(context.Context, *connect.Request[v1.ListEnrollmentTokensRequest]) (*connect.Response[v1.ListEnrollmentTokensResponse], error)
+	// RevokeEnrollmentToken withdraws a token: it enrolls no more agents
+	// (agents it enrolled stay).
+	RevokeEnrollmentToken(context.Context, *connect.Request[v1.RevokeEnrollmentTokenRequest]) (*connect.Response[v1.RevokeEnrollmentTokenResponse], error)
 }
 
 // NewGatewayServiceClient constructs a client for the portcullis.admin.v1.GatewayService service.
@@ -509,6 +536,30 @@ func NewGatewayServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(gatewayServiceMethods.ByName("CreateEnrollmentToken")),
 			connect.WithClientOptions(opts...),
 		),
+		updateGateway: connect.NewClient[v1.UpdateGatewayRequest, v1.UpdateGatewayResponse](
+			httpClient,
+			baseURL+GatewayServiceUpdateGatewayProcedure,
+			connect.WithSchema(gatewayServiceMethods.ByName("UpdateGateway")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteGateway: connect.NewClient[v1.DeleteGatewayRequest, v1.DeleteGatewayResponse](
+			httpClient,
+			baseURL+GatewayServiceDeleteGatewayProcedure,
+			connect.WithSchema(gatewayServiceMethods.ByName("DeleteGateway")),
+			connect.WithClientOptions(opts...),
+		),
+		listEnrollmentTokens: connect.NewClient[v1.ListEnrollmentTokensRequest, v1.ListEnrollmentTokensResponse](
+			httpClient,
+			baseURL+GatewayServiceListEnrollmentTokensProcedure,
+			connect.WithSchema(gatewayServiceMethods.ByName("ListEnrollmentTokens")),
+			connect.WithClientOptions(opts...),
+		),
+		revokeEnrollmentToken: connect.NewClient[v1.RevokeEnrollmentTokenRequest, v1.RevokeEnrollmentTokenResponse](
+			httpClient,
+			baseURL+GatewayServiceRevokeEnrollmentTokenProcedure,
+			connect.WithSchema(gatewayServiceMethods.ByName("RevokeEnrollmentToken")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -518,6 +569,10 @@ type gatewayServiceClient struct {
 	getGateway            *connect.Client[v1.GetGatewayRequest, v1.GetGatewayResponse]
 	createGateway         *connect.Client[v1.CreateGatewayRequest, v1.CreateGatewayResponse]
 	createEnrollmentToken *connect.Client[v1.CreateEnrollmentTokenRequest, v1.CreateEnrollmentTokenResponse]
+	updateGateway         *connect.Client[v1.UpdateGatewayRequest, v1.UpdateGatewayResponse]
+	deleteGateway         *connect.Client[v1.DeleteGatewayRequest, v1.DeleteGatewayResponse]
+	listEnrollmentTokens  *connect.Client[v1.ListEnrollmentTokensRequest, v1.ListEnrollmentTokensResponse]
+	revokeEnrollmentToken *connect.Client[v1.RevokeEnrollmentTokenRequest, v1.RevokeEnrollmentTokenResponse]
 }
 
 // ListGateways calls portcullis.admin.v1.GatewayService.ListGateways.
@@ -540,6 +595,26 @@ func (c *gatewayServiceClient) CreateEnrollmentToken(ctx context.Context, req *c
 	return c.createEnrollmentToken.CallUnary(ctx, req)
 }
 
+// UpdateGateway calls portcullis.admin.v1.GatewayService.UpdateGateway.
+func (c *gatewayServiceClient) UpdateGateway(ctx context.Context, req *connect.Request[v1.UpdateGatewayRequest]) (*connect.Response[v1.UpdateGatewayResponse], error) {
+	return c.updateGateway.CallUnary(ctx, req)
+}
+
+// DeleteGateway calls portcullis.admin.v1.GatewayService.DeleteGateway.
+func (c *gatewayServiceClient) DeleteGateway(ctx context.Context, req *connect.Request[v1.DeleteGatewayRequest]) (*connect.Response[v1.DeleteGatewayResponse], error) {
+	return c.deleteGateway.CallUnary(ctx, req)
+}
+
+// ListEnrollmentTokens calls portcullis.admin.v1.GatewayService.ListEnrollmentTokens.
+func (c *gatewayServiceClient) ListEnrollmentTokens(ctx context.Context, req *connect.Request[v1.ListEnrollmentTokensRequest]) (*connect.Response[v1.ListEnrollmentTokensResponse], error) {
+	return c.listEnrollmentTokens.CallUnary(ctx, req)
+}
+
+// RevokeEnrollmentToken calls portcullis.admin.v1.GatewayService.RevokeEnrollmentToken.
+func (c *gatewayServiceClient) RevokeEnrollmentToken(ctx context.Context, req *connect.Request[v1.RevokeEnrollmentTokenRequest]) (*connect.Response[v1.RevokeEnrollmentTokenResponse], error) {
+	return c.revokeEnrollmentToken.CallUnary(ctx, req)
+}
+
 // GatewayServiceHandler is an implementation of the portcullis.admin.v1.GatewayService service.
 type GatewayServiceHandler interface {
 	// ListGateways lists the tenant's gateways with their agents.
@@ -551,6 +626,21 @@ type GatewayServiceHandler interface {
 	// CreateEnrollmentToken issues a (by default one-time) token for `portcullis-gateway
 	// --enroll-token`. It is shown once and never stored in clear.
 	CreateEnrollmentToken(context.Context, *connect.Request[v1.CreateEnrollmentTokenRequest]) (*connect.Response[v1.CreateEnrollmentTokenResponse], error)
+	// UpdateGateway renames a gateway; its id, agents and everything on it stay.
+	UpdateGateway(context.Context, *connect.Request[v1.UpdateGatewayRequest]) (*connect.Response[v1.UpdateGatewayResponse], error)
+	// DeleteGateway removes a gateway with everything on it: upstreams with
+	// their discovered items, pins and change requests, virtual servers,
+	// access rules, enrollment tokens, policy versions and agents (the audit
+	// log and call events keep their history). A gateway with connected
+	// agents is deleted only with force: their streams are cut on every
+	// replica, their certificates are refused from then on, and they keep
+	// enforcing their last policy until their operator stops them.
+	DeleteGateway(context.Context, *connect.Request[v1.DeleteGatewayRequest]) (*connect.Response[v1.DeleteGatewayResponse], error)
+	// ListEnrollmentTokens lists a gateway's enrollment tokens (never their secrets).
+	ListEnrollmentTokens(context.Context, *connect.Request[v1.ListEnrollmentTokensRequest]) (*connect.Response[v1.ListEnrollmentTokensResponse], error)
+	// RevokeEnrollmentToken withdraws a token: it enrolls no more agents
+	// (agents it enrolled stay).
+	RevokeEnrollmentToken(context.Context, *connect.Request[v1.RevokeEnrollmentTokenRequest]) (*connect.Response[v1.RevokeEnrollmentTokenResponse], error)
 }
 
 // NewGatewayServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -584,6 +674,30 @@ func NewGatewayServiceHandler(svc GatewayServiceHandler, opts ...connect.Handler
 		connect.WithSchema(gatewayServiceMethods.ByName("CreateEnrollmentToken")),
 		connect.WithHandlerOptions(opts...),
 	)
+	gatewayServiceUpdateGatewayHandler := connect.NewUnaryHandler(
+		GatewayServiceUpdateGatewayProcedure,
+		svc.UpdateGateway,
+		connect.WithSchema(gatewayServiceMethods.ByName("UpdateGateway")),
+		connect.WithHandlerOptions(opts...),
+	)
+	gatewayServiceDeleteGatewayHandler := connect.NewUnaryHandler(
+		GatewayServiceDeleteGatewayProcedure,
+		svc.DeleteGateway,
+		connect.WithSchema(gatewayServiceMethods.ByName("DeleteGateway")),
+		connect.WithHandlerOptions(opts...),
+	)
+	gatewayServiceListEnrollmentTokensHandler := connect.NewUnaryHandler(
+		GatewayServiceListEnrollmentTokensProcedure,
+		svc.ListEnrollmentTokens,
+		connect.WithSchema(gatewayServiceMethods.ByName("ListEnrollmentTokens")),
+		connect.WithHandlerOptions(opts...),
+	)
+	gatewayServiceRevokeEnrollmentTokenHandler := connect.NewUnaryHandler(
+		GatewayServiceRevokeEnrollmentTokenProcedure,
+		svc.RevokeEnrollmentToken,
+		connect.WithSchema(gatewayServiceMethods.ByName("RevokeEnrollmentToken")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/portcullis.admin.v1.GatewayService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case GatewayServiceListGatewaysProcedure:
@@ -594,6 +708,14 @@ func NewGatewayServiceHandler(svc GatewayServiceHandler, opts ...connect.Handler
 			gatewayServiceCreateGatewayHandler.ServeHTTP(w, r)
 		case GatewayServiceCreateEnrollmentTokenProcedure:
 			gatewayServiceCreateEnrollmentTokenHandler.ServeHTTP(w, r)
+		case GatewayServiceUpdateGatewayProcedure:
+			gatewayServiceUpdateGatewayHandler.ServeHTTP(w, r)
+		case GatewayServiceDeleteGatewayProcedure:
+			gatewayServiceDeleteGatewayHandler.ServeHTTP(w, r)
+		case GatewayServiceListEnrollmentTokensProcedure:
+			gatewayServiceListEnrollmentTokensHandler.ServeHTTP(w, r)
+		case GatewayServiceRevokeEnrollmentTokenProcedure:
+			gatewayServiceRevokeEnrollmentTokenHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -617,6 +739,22 @@ func (UnimplementedGatewayServiceHandler) CreateGateway(context.Context, *connec
 
 func (UnimplementedGatewayServiceHandler) CreateEnrollmentToken(context.Context, *connect.Request[v1.CreateEnrollmentTokenRequest]) (*connect.Response[v1.CreateEnrollmentTokenResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.GatewayService.CreateEnrollmentToken is not implemented"))
+}
+
+func (UnimplementedGatewayServiceHandler) UpdateGateway(context.Context, *connect.Request[v1.UpdateGatewayRequest]) (*connect.Response[v1.UpdateGatewayResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.GatewayService.UpdateGateway is not implemented"))
+}
+
+func (UnimplementedGatewayServiceHandler) DeleteGateway(context.Context, *connect.Request[v1.DeleteGatewayRequest]) (*connect.Response[v1.DeleteGatewayResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.GatewayService.DeleteGateway is not implemented"))
+}
+
+func (UnimplementedGatewayServiceHandler) ListEnrollmentTokens(context.Context, *connect.Request[v1.ListEnrollmentTokensRequest]) (*connect.Response[v1.ListEnrollmentTokensResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.GatewayService.ListEnrollmentTokens is not implemented"))
+}
+
+func (UnimplementedGatewayServiceHandler) RevokeEnrollmentToken(context.Context, *connect.Request[v1.RevokeEnrollmentTokenRequest]) (*connect.Response[v1.RevokeEnrollmentTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.GatewayService.RevokeEnrollmentToken is not implemented"))
 }
 
 // UpstreamServiceClient is a client for the portcullis.admin.v1.UpstreamService service.
