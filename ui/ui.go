@@ -134,6 +134,36 @@ type GatewayDetail struct {
 	Gateway        Gateway
 	Upstreams      []Upstream
 	VirtualServers []VirtualServer
+	// Tokens are the gateway's enrollment tokens (admins only).
+	Tokens []EnrollmentToken
+}
+
+// EnrollmentToken is one issued enrollment token (never its secret).
+type EnrollmentToken struct {
+	ID               string
+	Created, Expires time.Time
+	Uses, MaxUses    int
+	// State is "usable", "used up" or "expired".
+	State string
+}
+
+// UpstreamEdit is the form that changes or deletes an upstream.
+type UpstreamEdit struct {
+	Page
+	ID, Name, Gateway, GatewayID             string
+	Transport, URL, Command, Credential      string
+	Labels                                   string
+	DenySampling, DenyElicitation, DenyRoots bool
+	// ServedBy names the virtual servers that serve it (it cannot be deleted then).
+	ServedBy []string
+}
+
+// VirtualServerEdit is the form that changes or deletes a virtual server.
+type VirtualServerEdit struct {
+	Page
+	ID, Name, Gateway, GatewayID string
+	Upstreams, Renames           string
+	Unprefixed                   bool
 }
 
 // Enrollment is the once-shown enrollment token.

@@ -24,7 +24,11 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
+	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
+	"github.com/portcullis-mcp/portcullis/ent/gateway"
+	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
+	"github.com/portcullis-mcp/portcullis/ent/virtualserver"
 	adminv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1"
 	"github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1/adminv1connect"
 )
@@ -656,6 +660,16 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"GET", "/gateways/" + bID(w.bGateway)},
 		{"GET", "/gateways/" + bID(w.bGateway) + "/agents"},
 		{"POST", "/gateways/" + bID(w.bGateway) + "/tokens"},
+		{"POST", "/gateways/" + bID(w.bGateway) + "/tokens/" + bID(w.bToken) + "/revoke"},
+		{"POST", "/gateways/" + bID(w.aGateway) + "/tokens/" + bID(w.bToken) + "/revoke"},
+		{"POST", "/gateways/" + bID(w.bGateway) + "/rename"},
+		{"POST", "/gateways/" + bID(w.bGateway) + "/delete"},
+		{"GET", "/upstreams/" + bID(w.bUpstream)},
+		{"POST", "/upstreams/" + bID(w.bUpstream)},
+		{"POST", "/upstreams/" + bID(w.bUpstream) + "/delete"},
+		{"GET", "/virtual-servers/" + bID(w.bVS)},
+		{"POST", "/virtual-servers/" + bID(w.bVS)},
+		{"POST", "/virtual-servers/" + bID(w.bVS) + "/delete"},
 		{"POST", "/members/" + bID(w.bMember) + "/role"},
 		{"POST", "/members/" + bID(w.bMember) + "/remove"},
 		{"GET", "/tools/" + bID(w.bTool)},
@@ -680,7 +694,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 			var f url.Values
 			if tc.method == "POST" {
 				f = form(w.aliceCSRF, "decision", "approve", "role", "viewer", "tenant", w.b.ID.String(), "gateway", w.bGateway.String(),
-					"name", "sneaky", "transport", "streamable_http", "url", "http://evil.test/mcp", "upstreams", "b-upstream", "sha256", bSha, "principal_per_minute", "1", "tool_per_minute", "1")
+					"name", "sneaky", "transport", "streamable_http", "url", "http://evil.test/mcp", "upstreams", "b-upstream", "sha256", bSha, "principal_per_minute", "1", "tool_per_minute", "1", "confirm", "1", "force", "1")
 			}
 			status, body := consoleDo(t, base, tc.method, tc.path, w.aliceSession, f)
 			if status != http.StatusNotFound && status != http.StatusForbidden {
@@ -726,6 +740,12 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/access/gateways/" + w.aGateway.String() + "/rules", form(w.carolCSRF, "principal", "*", "virtual_server", "*", "tool_pattern", "*", "effect", "allow")},
 		{"/tools/" + w.bTool.String() + "/propose", form(w.carolCSRF, "sha256", bSha)},
 		{"/changes/" + w.bChange.String() + "/decide", form(w.carolCSRF, "decision", "approve")},
+		{"/gateways/" + w.aGateway.String() + "/rename", form(w.carolCSRF, "name", "nope")},
+		{"/gateways/" + w.aGateway.String() + "/delete", form(w.carolCSRF, "confirm", "1", "force", "1")},
+		{"/upstreams/" + w.bUpstream.String(), form(w.carolCSRF, "transport", "streamable_http", "url", "http://x.test/mcp")},
+		{"/upstreams/" + w.bUpstream.String() + "/delete", form(w.carolCSRF, "confirm", "1")},
+		{"/virtual-servers/" + w.bVS.String(), form(w.carolCSRF, "upstreams", "x")},
+		{"/virtual-servers/" + w.bVS.String() + "/delete", form(w.carolCSRF, "confirm", "1")},
 	} {
 		t.Run("viewer POST "+tc.path, func(t *testing.T) {
 			status, body := consoleDo(t, base, "POST", tc.path, w.carolSession, tc.f)
@@ -733,6 +753,24 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 				t.Fatalf("status %d, want 403; body:\n%s", status, body)
 			}
 		})
+	}
+
+	// Tenant B's objects are all still there.
+	sys := viewer.System(context.Background())
+	for what, exists := range map[string]func(context.Context) (bool, error){
+		"gateway":          w.cp.DB.Gateway.Query().Where(gateway.ID(w.bGateway), gateway.Name(w.bGatewayName)).Exist,
+		"upstream":         w.cp.DB.Upstream.Query().Where(upstream.ID(w.bUpstream), upstream.URL("http://10.0.0.1/mcp")).Exist,
+		"virtual server":   w.cp.DB.VirtualServer.Query().Where(virtualserver.ID(w.bVS)).Exist,
+		"enrollment token": w.cp.DB.EnrollmentToken.Query().Where(enrollmenttoken.ID(w.bToken)).Exist,
+	} {
+		if ok, err := exists(sys); err != nil || !ok {
+			t.Errorf("tenant B's %s was changed or deleted (%v)", what, err)
+		}
+	}
+	for _, path := range []string{"/upstreams/" + w.bUpstream.String(), "/virtual-servers/" + w.bVS.String()} {
+		if status, _ := consoleDo(t, base, "GET", path, w.carolSession, nil); status != http.StatusForbidden && status != http.StatusNotFound {
+			t.Errorf("viewer GET %s: %d, want 403", path, status)
+		}
 	}
 
 	// A form without the CSRF token is refused even for the owner.

@@ -2,7 +2,6 @@ package web
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
@@ -270,6 +268,10 @@ func (s *Server) gatewayPage(w http.ResponseWriter, r *http.Request, rq *request
 		s.fail(w, r, rq, err)
 		return
 	}
+	s.renderGateway(w, r, rq, id, http.StatusOK, "")
+}
+
+func (s *Server) renderGateway(w http.ResponseWriter, r *http.Request, rq *request, id uuid.UUID, status int, errMsg string) {
 	g, err := s.cfg.Tenants.Gateway(r.Context(), rq.viewer.TenantID, id)
 	if err != nil {
 		s.fail(w, r, rq, err)
@@ -287,7 +289,14 @@ func (s *Server) gatewayPage(w http.ResponseWriter, r *http.Request, rq *request
 	for _, v := range g.Edges.VirtualServers {
 		vm.VirtualServers = append(vm.VirtualServers, ui.VirtualServer{ID: v.ID.String(), Gateway: g.Name, Name: v.Name, Upstreams: v.Upstreams, Naming: schematype.Naming(v.Unprefixed, len(v.Renames))})
 	}
-	s.render(w, r, http.StatusOK, ui.GatewayDetailPage(vm))
+	if vm.CanAdmin {
+		if vm.Tokens, err = s.tokenVMs(r, rq, g.ID); err != nil {
+			s.fail(w, r, rq, err)
+			return
+		}
+	}
+	vm.Error = errMsg
+	s.render(w, r, status, ui.GatewayDetailPage(vm))
 }
 
 func (s *Server) agentsPartial(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -396,38 +405,10 @@ func (s *Server) createUpstream(w http.ResponseWriter, r *http.Request, rq *requ
 		again("Choose a gateway.", http.StatusBadRequest)
 		return
 	}
-	spec := tenant.UpstreamSpec{Name: strings.TrimSpace(r.PostFormValue("name")), Transport: r.PostFormValue("transport")}
-	if spec.Transport == "stdio" {
-		fields := strings.Fields(r.PostFormValue("command"))
-		if len(fields) > 0 {
-			spec.Command, spec.Args = fields[0], fields[1:]
-		}
-	} else {
-		spec.URL = strings.TrimSpace(r.PostFormValue("url"))
-		spec.CredentialRef = strings.TrimSpace(r.PostFormValue("credential_ref"))
-	}
-	labels, err := parseLabels(r.PostFormValue("labels"))
+	spec, err := upstreamSpecFromForm(r)
 	if err != nil {
-		again(err.Error(), http.StatusBadRequest)
+		s.formError(w, r, rq, err, again)
 		return
-	}
-	spec.Labels = labels
-	if err := r.ParseForm(); err != nil {
-		again("The form could not be read.", http.StatusBadRequest)
-		return
-	}
-	for _, d := range r.PostForm["deny"] {
-		switch d {
-		case "sampling":
-			spec.DenySampling = true
-		case "elicitation":
-			spec.DenyElicitation = true
-		case "roots":
-			spec.DenyRoots = true
-		default:
-			again(fmt.Sprintf("Unknown request kind %q.", d), http.StatusBadRequest)
-			return
-		}
 	}
 	if _, err := s.cfg.Tenants.CreateUpstream(r.Context(), rq.viewer.TenantID, gid, spec); err != nil {
 		s.formError(w, r, rq, err, again)
@@ -489,23 +470,10 @@ func (s *Server) createVirtualServer(w http.ResponseWriter, r *http.Request, rq 
 		again("Choose a gateway.", http.StatusBadRequest)
 		return
 	}
-	var ups []string
-	for _, u := range strings.Split(r.PostFormValue("upstreams"), ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			ups = append(ups, u)
-		}
-	}
-	spec := tenant.VirtualServerSpec{Name: strings.TrimSpace(r.PostFormValue("name")), Upstreams: ups, Unprefixed: r.PostFormValue("unprefixed") == "1"}
-	for _, rn := range strings.Split(r.PostFormValue("renames"), ",") {
-		if rn = strings.TrimSpace(rn); rn == "" {
-			continue
-		}
-		rename, err := schematype.ParseToolRename(rn)
-		if err != nil {
-			again(err.Error(), http.StatusBadRequest)
-			return
-		}
-		spec.Renames = append(spec.Renames, rename)
+	spec, err := virtualServerSpecFromForm(r)
+	if err != nil {
+		s.formError(w, r, rq, err, again)
+		return
 	}
 	if _, err := s.cfg.Tenants.CreateVirtualServerSpec(r.Context(), rq.viewer.TenantID, gid, spec); err != nil {
 		s.formError(w, r, rq, err, again)
