@@ -435,6 +435,14 @@ type Chart struct {
 	Bars        []Bar
 	Legend      []LegendItem
 	Empty       bool
+	// Ticks mark the time axis, evenly spaced from the oldest minute to the newest.
+	Ticks []Tick
+}
+
+// Tick is one mark of a chart's time axis.
+type Tick struct {
+	X     int // centre of the minute's bar
+	Label string
 }
 
 // Bar is one rectangle of a chart.

@@ -28,6 +28,7 @@ func trafficChart(points []telemetry.Point) ui.Chart {
 		return c
 	}
 	w := chartW / max(len(points), 1)
+	c.Ticks = timeAxis(points, w)
 	for i, p := range points {
 		allowed := p.Calls - p.Denies
 		ha, hd := int(allowed*(chartH-4)/top), int(p.Denies*(chartH-4)/top)
@@ -43,6 +44,26 @@ func trafficChart(points []telemetry.Point) ui.Chart {
 	return c
 }
 
+// timeAxis marks five evenly spaced minutes, the oldest and the newest
+// included, so that the labels can sit evenly spaced under the chart; the
+// newest carries the time zone.
+func timeAxis(points []telemetry.Point, barW int) []ui.Tick {
+	n := len(points)
+	if n < 2 {
+		return nil
+	}
+	ticks := make([]ui.Tick, 0, 5)
+	for k := range 5 {
+		i := k * (n - 1) / 4
+		label := points[i].Minute.Format("15:04")
+		if k == 4 {
+			label = points[i].Minute.Format("15:04 MST")
+		}
+		ticks = append(ticks, ui.Tick{X: i*barW + barW/2, Label: label})
+	}
+	return ticks
+}
+
 // latencyChart shows the p95 latency per minute.
 func latencyChart(points []telemetry.Point) ui.Chart {
 	c := ui.Chart{Title: "p95 latency per minute, last hour", Unit: "latency", Width: chartW, Height: chartH,
@@ -56,6 +77,7 @@ func latencyChart(points []telemetry.Point) ui.Chart {
 		return c
 	}
 	w := chartW / max(len(points), 1)
+	c.Ticks = timeAxis(points, w)
 	for i, p := range points {
 		h := int(p.P95Micros * (chartH - 4) / top)
 		if h > 0 {
