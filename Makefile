@@ -75,14 +75,12 @@ migration: ## Write a new versioned migration from ent/schema changes: make migr
 .PHONY: test
 test: test-deps ## Install test dependencies and run every test
 	@test -z "$$(gofmt -l controlplane dataplane ent/schema ent/schematype ent/viewer proto/gen ui)" || { gofmt -l controlplane dataplane ent/schema ent/schematype ent/viewer proto/gen ui; echo "run gofmt -w on the files above"; exit 1; }
-	@# Every module is vetted and tested whatever failed before; the status
-	@# says whether anything did, and the summary which.
-	@failed=""; \
-	for m in $(MODULES); do (cd $$m && echo "== vet $$m" && $(GO) vet ./...) || failed="$$failed vet:$$m"; done; \
-	(cd dataplane && echo "== build dataplane alone" && GOWORK=off $(GO) build ./...) || failed="$$failed build:dataplane"; \
-	(eval "$$(.ci/services)" && echo "== test ." && $(GO) test -count=1 -timeout 30m ./...) || failed="$$failed test:."; \
-	(cd dataplane && echo "== test ./dataplane" && $(GO) test -count=1 -timeout 30m ./...) || failed="$$failed test:dataplane"; \
-	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "all modules passed"
+	@# Every module is vetted and tested whatever failed before (.ci/steps);
+	@# the status says whether anything did, and the summary which.
+	@.ci/steps $(foreach m,$(MODULES),"vet:$(m)=cd $(m) && $(GO) vet ./...") \
+		"build:dataplane-alone=cd dataplane && GOWORK=off $(GO) build ./..." \
+		"test:.=eval \"\$$(.ci/services)\" && $(GO) test -count=1 -timeout 30m ./..." \
+		"test:dataplane=cd dataplane && $(GO) test -count=1 -timeout 30m ./..."
 
 .PHONY: bench
 bench: test-deps ## Benchmarks: tools/call direct vs reverse proxy vs gateway; approval to enforcement on 1,000 agents; 1,000 agents plus tools/call load with memory; telemetry ingest; dataplane hot paths
@@ -95,10 +93,7 @@ bench: test-deps ## Benchmarks: tools/call direct vs reverse proxy vs gateway; a
 
 .PHONY: lint
 lint: tools $(BIN)/.golangci-lint-$(GOLANGCI_LINT_VERSION) ## golangci-lint v2 (.golangci.yml) on every module and buf lint; reports every module's findings
-	@failed=""; \
-	buf lint || failed="$$failed buf"; \
-	for m in $(MODULES); do (cd $$m && echo "== lint $$m" && $(BIN)/golangci-lint run --config $(CURDIR)/.golangci.yml ./...) || failed="$$failed $$m"; done; \
-	if [ -n "$$failed" ]; then echo "lint FAILED:$$failed"; exit 1; fi
+	@.ci/steps "buf=buf lint" $(foreach m,$(MODULES),"lint:$(m)=cd $(m) && $(BIN)/golangci-lint run --config $(CURDIR)/.golangci.yml ./...")
 
 $(BIN)/.golangci-lint-$(GOLANGCI_LINT_VERSION):
 	@mkdir -p $(BIN)
