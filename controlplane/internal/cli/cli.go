@@ -280,24 +280,11 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 					if err != nil {
 						return err
 					}
-					cmdArgs := args[1:]
-					if len(cmdArgs) > 0 && cmdArgs[0] == "--" {
-						cmdArgs = cmdArgs[1:]
-					}
+					cmdArgs := commandArgs(args)
 					up := &adminv1.Upstream{GatewayId: id, Name: args[0], Url: *upURL, Command: *upCommand, Args: cmdArgs, Labels: map[string]string{},
 						CredentialRef: *upCred}
-					for _, d := range strings.Split(*upDeny, ",") {
-						switch d = strings.TrimSpace(d); d {
-						case "":
-						case "sampling":
-							up.DenySampling = true
-						case "elicitation":
-							up.DenyElicitation = true
-						case "roots":
-							up.DenyRoots = true
-						default:
-							return fmt.Errorf("--deny: %q is not sampling, elicitation or roots", d)
-						}
+					if err := setDeny(up, *upDeny); err != nil {
+						return err
 					}
 					up.Transport = adminv1.Transport_TRANSPORT_STREAMABLE_HTTP
 					if *upCommand != "" {
@@ -517,3 +504,33 @@ type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// commandArgs are the arguments after an upstream's NAME, for --command,
+// without the "--" that separates them from the flags.
+func commandArgs(args []string) []string {
+	out := args[1:]
+	if len(out) > 0 && out[0] == "--" {
+		out = out[1:]
+	}
+	return out
+}
+
+// setDeny sets what an upstream may not ask of clients from a --deny list;
+// "none" or nothing allows everything.
+func setDeny(up *adminv1.Upstream, list string) error {
+	up.DenySampling, up.DenyElicitation, up.DenyRoots = false, false, false
+	for _, d := range strings.Split(list, ",") {
+		switch d = strings.TrimSpace(d); d {
+		case "", "none":
+		case "sampling":
+			up.DenySampling = true
+		case "elicitation":
+			up.DenyElicitation = true
+		case "roots":
+			up.DenyRoots = true
+		default:
+			return fmt.Errorf("--deny: %q is not sampling, elicitation, roots or none", d)
+		}
+	}
+	return nil
+}

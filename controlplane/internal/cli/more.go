@@ -360,10 +360,8 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 		if err != nil {
 			return nil, err
 		}
-		for _, u := range r.Msg.GetUpstreams() {
-			if u.GetGatewayId() == gid && u.GetName() == name {
-				return u, nil
-			}
+		if u := onGateway(r.Msg.GetUpstreams(), gid, name); u != nil {
+			return u, nil
 		}
 		return nil, fmt.Errorf("no upstream named %q on gateway %q", name, gw)
 	}
@@ -376,10 +374,8 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 		if err != nil {
 			return nil, err
 		}
-		for _, v := range r.Msg.GetVirtualServers() {
-			if v.GetGatewayId() == gid && v.GetName() == name {
-				return v, nil
-			}
+		if v := onGateway(r.Msg.GetVirtualServers(), gid, name); v != nil {
+			return v, nil
 		}
 		return nil, fmt.Errorf("no virtual server named %q on gateway %q", name, gw)
 	}
@@ -403,10 +399,7 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 					if err != nil {
 						return err
 					}
-					cmdArgs := args[1:]
-					if len(cmdArgs) > 0 && cmdArgs[0] == "--" {
-						cmdArgs = cmdArgs[1:]
-					}
+					cmdArgs := commandArgs(args)
 					switch {
 					case *uuURL != "":
 						up.Transport, up.Url, up.Command, up.Args = adminv1.Transport_TRANSPORT_STREAMABLE_HTTP, *uuURL, "", nil
@@ -419,19 +412,8 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 						up.CredentialRef = strings.TrimPrefix(*uuCred, "none")
 					}
 					if set(upUpdate, "deny") {
-						up.DenySampling, up.DenyElicitation, up.DenyRoots = false, false, false
-						for _, d := range strings.Split(*uuDeny, ",") {
-							switch d = strings.TrimSpace(d); d {
-							case "", "none":
-							case "sampling":
-								up.DenySampling = true
-							case "elicitation":
-								up.DenyElicitation = true
-							case "roots":
-								up.DenyRoots = true
-							default:
-								return fmt.Errorf("--deny: %q is not sampling, elicitation, roots or none", d)
-							}
+						if err := setDeny(up, *uuDeny); err != nil {
+							return err
 						}
 					}
 					r, err := c.ups.UpdateUpstream(ctx, connect.NewRequest(&adminv1.UpdateUpstreamRequest{Upstream: up}))
@@ -504,4 +486,19 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 				}),
 		},
 	}
+}
+
+// onGateway finds the item named name on the gateway among items, or nil.
+func onGateway[T interface {
+	comparable
+	GetGatewayId() string
+	GetName() string
+}](items []T, gatewayID, name string) T {
+	var none T
+	for _, it := range items {
+		if it.GetGatewayId() == gatewayID && it.GetName() == name {
+			return it
+		}
+	}
+	return none
 }

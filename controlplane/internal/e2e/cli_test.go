@@ -224,7 +224,7 @@ func TestCLIServers(t *testing.T) {
 		t.Errorf("upstreams list does not show alpha's denials:\n%s", out)
 	}
 	if _, err := runBinary(t, base, w.adminKeyA, "upstreams", "create", "--gateway", "srv-gw", "--url", "https://c.internal/mcp", "--deny", "everything", "gamma"); err == nil ||
-		!strings.Contains(err.Error(), `--deny: "everything" is not sampling, elicitation or roots`) {
+		!strings.Contains(err.Error(), `--deny: "everything" is not sampling, elicitation, roots or none`) {
 		t.Errorf("a bad --deny: %v", err)
 	}
 

@@ -330,21 +330,11 @@ func (s *Service) CreateVirtualServerSpec(ctx context.Context, tenantID, gateway
 	if _, err := s.Gateway(ctx, tenantID, gatewayID); err != nil {
 		return nil, err
 	}
-	if len(upstreams) == 0 || len(upstreams) > 100 {
-		return nil, authz.Invalid("virtual server %q needs 1 to 100 upstreams", name)
-	}
-	ups, err := s.db.Upstream.Query().Where(upstream.GatewayID(gatewayID), upstream.TenantID(tenantID), upstream.NameIn(upstreams...)).All(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if len(ups) != len(upstreams) {
-		return nil, authz.Invalid("virtual server %q: some of the upstreams %v do not exist on this gateway", name, upstreams)
-	}
-	if err := s.checkNames(ctx, ups, spec); err != nil {
+	if err := s.checkVirtualServer(ctx, tenantID, gatewayID, spec); err != nil {
 		return nil, err
 	}
 	var vs *ent.VirtualServer
-	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+	err := audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
 		var err error
 		vs, err = tx.VirtualServer.Create().SetTenantID(tenantID).SetGatewayID(gatewayID).
 			SetName(name).SetUpstreams(upstreams).SetUnprefixed(spec.Unprefixed).SetRenames(spec.Renames).Save(ctx)
@@ -358,6 +348,22 @@ func (s *Service) CreateVirtualServerSpec(ctx context.Context, tenantID, gateway
 		return nil, err
 	}
 	return vs, s.notify.GatewayChanged(ctx, gatewayID)
+}
+
+// checkVirtualServer checks a virtual server's upstreams (1 to 100, all on
+// its gateway) and the names it would expose, for creation and updates.
+func (s *Service) checkVirtualServer(ctx context.Context, tenantID, gatewayID uuid.UUID, spec VirtualServerSpec) error {
+	if len(spec.Upstreams) == 0 || len(spec.Upstreams) > 100 {
+		return authz.Invalid("virtual server %q needs 1 to 100 upstreams", spec.Name)
+	}
+	ups, err := s.db.Upstream.Query().Where(upstream.GatewayID(gatewayID), upstream.TenantID(tenantID), upstream.NameIn(spec.Upstreams...)).All(ctx)
+	if err != nil {
+		return err
+	}
+	if len(ups) != len(spec.Upstreams) {
+		return authz.Invalid("virtual server %q: some of the upstreams %v do not exist on this gateway", spec.Name, spec.Upstreams)
+	}
+	return s.checkNames(ctx, ups, spec)
 }
 
 // checkNames refuses renames that are malformed or point nowhere, and names
@@ -615,17 +621,7 @@ func (s *Service) UpdateVirtualServer(ctx context.Context, tenantID, vsID uuid.U
 		return nil, authz.DBError("virtual server "+vsID.String(), err)
 	}
 	spec.Name = before.Name
-	if len(spec.Upstreams) == 0 || len(spec.Upstreams) > 100 {
-		return nil, authz.Invalid("virtual server %q needs 1 to 100 upstreams", spec.Name)
-	}
-	ups, err := s.db.Upstream.Query().Where(upstream.GatewayID(before.GatewayID), upstream.TenantID(tenantID), upstream.NameIn(spec.Upstreams...)).All(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if len(ups) != len(spec.Upstreams) {
-		return nil, authz.Invalid("virtual server %q: some of the upstreams %v do not exist on this gateway", spec.Name, spec.Upstreams)
-	}
-	if err := s.checkNames(ctx, ups, spec); err != nil {
+	if err := s.checkVirtualServer(ctx, tenantID, before.GatewayID, spec); err != nil {
 		return nil, err
 	}
 	var after *ent.VirtualServer

@@ -591,15 +591,14 @@ const auditPerPage = 50
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := r.URL.Query()
 	aq := audit.Query{Action: q.Get("action"), Actor: q.Get("actor"), Limit: auditPerPage + 1}
-	if b := q.Get("before"); b != "" {
-		ts, id, ok := strings.Cut(b, "_")
-		t, terr := time.Parse(time.RFC3339Nano, ts)
-		u, uerr := uuid.Parse(id)
-		if !ok || terr != nil || uerr != nil {
-			s.fail(w, r, rq, authz.Invalid("before: not a page cursor"))
-			return
-		}
-		aq.Before = &audit.Cursor{Time: t, ID: u}
+	before, id, ok, err := pageCursor(q)
+	u, uerr := uuid.Parse(id)
+	if err != nil || (ok && uerr != nil) {
+		s.fail(w, r, rq, authz.Invalid("before: not a page cursor"))
+		return
+	}
+	if ok {
+		aq.Before = &audit.Cursor{Time: before, ID: u}
 	}
 	evs, err := audit.Search(r.Context(), s.cfg.DB, rq.viewer.TenantID, aq)
 	if err != nil {
@@ -610,8 +609,7 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, rq *request) 
 	if len(evs) > auditPerPage {
 		evs = evs[:auditPerPage]
 		last := evs[len(evs)-1]
-		q.Set("before", last.CreatedAt.UTC().Format(time.RFC3339Nano)+"_"+last.ID.String())
-		vm.Older = "/audit?" + q.Encode()
+		vm.Older = olderPage("/audit", q, last.CreatedAt, last.ID.String())
 	}
 	vm.Events = auditRows(evs)
 	s.render(w, r, http.StatusOK, ui.AuditPage(vm))

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -114,20 +115,44 @@ func reasonLink(reason string) string {
 	return ""
 }
 
+// pageCursor reads a list page's "before" parameter, time_id: the list
+// continues after that row, newest first. ok is false on the first page.
+func pageCursor(q url.Values) (t time.Time, id string, ok bool, err error) {
+	b := q.Get("before")
+	if b == "" {
+		return time.Time{}, "", false, nil
+	}
+	ts, id, found := strings.Cut(b, "_")
+	t, err = time.Parse(time.RFC3339Nano, ts)
+	if !found || err != nil || id == "" {
+		return time.Time{}, "", false, errors.New("not a page cursor")
+	}
+	return t, id, true, nil
+}
+
+// olderPage links the page after the row at (t, id), keeping the filters.
+func olderPage(path string, q url.Values, t time.Time, id string) string {
+	next := url.Values{}
+	for k, v := range q {
+		next[k] = v
+	}
+	next.Set("before", t.UTC().Format(time.RFC3339Nano)+"_"+id)
+	return path + "?" + next.Encode()
+}
+
 // eventsPerPage is the telemetry explorer's page.
 const eventsPerPage = 50
 
 func (s *Server) telemetryPage(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := r.URL.Query()
 	f := telemetry.Filter{Decision: q.Get("decision"), Tool: q.Get("tool"), Principal: q.Get("principal"), Upstream: q.Get("upstream"), Limit: eventsPerPage + 1}
-	if b := q.Get("before"); b != "" {
-		ts, id, ok := strings.Cut(b, "_")
-		t, terr := time.Parse(time.RFC3339Nano, ts)
-		if !ok || terr != nil || id == "" || len(id) > 64 {
-			s.fail(w, r, rq, authz.Invalid("before: not a page cursor"))
-			return
-		}
-		f.Before = &telemetry.Cursor{Time: t, ID: id}
+	before, id, ok, err := pageCursor(q)
+	if err != nil || len(id) > 64 {
+		s.fail(w, r, rq, authz.Invalid("before: not a page cursor"))
+		return
+	}
+	if ok {
+		f.Before = &telemetry.Cursor{Time: before, ID: id}
 	}
 	evs, err := s.cfg.Telemetry.Events(r.Context(), rq.viewer.TenantID, f)
 	if err != nil {
@@ -164,9 +189,7 @@ func (s *Server) telemetryPage(w http.ResponseWriter, r *http.Request, rq *reque
 	if len(evs) > eventsPerPage {
 		evs = evs[:eventsPerPage]
 		last := evs[len(evs)-1]
-		next := r.URL.Query()
-		next.Set("before", last.Time.UTC().Format(time.RFC3339Nano)+"_"+last.ID)
-		vm.Older = "/telemetry?" + next.Encode()
+		vm.Older = olderPage("/telemetry", q, last.Time, last.ID)
 	}
 	vm.Newest = f.Before != nil
 	for _, e := range evs {
