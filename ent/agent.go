@@ -34,6 +34,14 @@ type Agent struct {
 	Version string `json:"version,omitempty"`
 	// CertFingerprint holds the value of the "cert_fingerprint" field.
 	CertFingerprint string `json:"cert_fingerprint,omitempty"`
+	// PreviousCertFingerprint holds the value of the "previous_cert_fingerprint" field.
+	PreviousCertFingerprint *string `json:"previous_cert_fingerprint,omitempty"`
+	// CertExpiresAt holds the value of the "cert_expires_at" field.
+	CertExpiresAt *time.Time `json:"cert_expires_at,omitempty"`
+	// RenewedAt holds the value of the "renewed_at" field.
+	RenewedAt *time.Time `json:"renewed_at,omitempty"`
+	// RevokedAt holds the value of the "revoked_at" field.
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 	// Connected holds the value of the "connected" field.
 	Connected bool `json:"connected,omitempty"`
 	// LastSeen holds the value of the "last_seen" field.
@@ -94,9 +102,9 @@ func (*Agent) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullBool)
 		case agent.FieldAppliedVersion:
 			values[i] = new(sql.NullInt64)
-		case agent.FieldHostname, agent.FieldVersion, agent.FieldCertFingerprint, agent.FieldLastNack:
+		case agent.FieldHostname, agent.FieldVersion, agent.FieldCertFingerprint, agent.FieldPreviousCertFingerprint, agent.FieldLastNack:
 			values[i] = new(sql.NullString)
-		case agent.FieldCreatedAt, agent.FieldUpdatedAt, agent.FieldLastSeen, agent.FieldAppliedAt:
+		case agent.FieldCreatedAt, agent.FieldUpdatedAt, agent.FieldCertExpiresAt, agent.FieldRenewedAt, agent.FieldRevokedAt, agent.FieldLastSeen, agent.FieldAppliedAt:
 			values[i] = new(sql.NullTime)
 		case agent.FieldID, agent.FieldTenantID, agent.FieldGatewayID:
 			values[i] = new(uuid.UUID)
@@ -162,6 +170,34 @@ func (_m *Agent) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field cert_fingerprint", values[i])
 			} else if value.Valid {
 				_m.CertFingerprint = value.String
+			}
+		case agent.FieldPreviousCertFingerprint:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field previous_cert_fingerprint", values[i])
+			} else if value.Valid {
+				_m.PreviousCertFingerprint = new(string)
+				*_m.PreviousCertFingerprint = value.String
+			}
+		case agent.FieldCertExpiresAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field cert_expires_at", values[i])
+			} else if value.Valid {
+				_m.CertExpiresAt = new(time.Time)
+				*_m.CertExpiresAt = value.Time
+			}
+		case agent.FieldRenewedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field renewed_at", values[i])
+			} else if value.Valid {
+				_m.RenewedAt = new(time.Time)
+				*_m.RenewedAt = value.Time
+			}
+		case agent.FieldRevokedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field revoked_at", values[i])
+			} else if value.Valid {
+				_m.RevokedAt = new(time.Time)
+				*_m.RevokedAt = value.Time
 			}
 		case agent.FieldConnected:
 			if value, ok := values[i].(*sql.NullBool); !ok {
@@ -267,6 +303,26 @@ func (_m *Agent) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("cert_fingerprint=")
 	builder.WriteString(_m.CertFingerprint)
+	builder.WriteString(", ")
+	if v := _m.PreviousCertFingerprint; v != nil {
+		builder.WriteString("previous_cert_fingerprint=")
+		builder.WriteString(*v)
+	}
+	builder.WriteString(", ")
+	if v := _m.CertExpiresAt; v != nil {
+		builder.WriteString("cert_expires_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.RenewedAt; v != nil {
+		builder.WriteString("renewed_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.RevokedAt; v != nil {
+		builder.WriteString("revoked_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteString(", ")
 	builder.WriteString("connected=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Connected))

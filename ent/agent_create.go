@@ -100,6 +100,62 @@ func (_c *AgentCreate) SetCertFingerprint(v string) *AgentCreate {
 	return _c
 }
 
+// SetPreviousCertFingerprint sets the "previous_cert_fingerprint" field.
+func (_c *AgentCreate) SetPreviousCertFingerprint(v string) *AgentCreate {
+	_c.mutation.SetPreviousCertFingerprint(v)
+	return _c
+}
+
+// SetNillablePreviousCertFingerprint sets the "previous_cert_fingerprint" field if the given value is not nil.
+func (_c *AgentCreate) SetNillablePreviousCertFingerprint(v *string) *AgentCreate {
+	if v != nil {
+		_c.SetPreviousCertFingerprint(*v)
+	}
+	return _c
+}
+
+// SetCertExpiresAt sets the "cert_expires_at" field.
+func (_c *AgentCreate) SetCertExpiresAt(v time.Time) *AgentCreate {
+	_c.mutation.SetCertExpiresAt(v)
+	return _c
+}
+
+// SetNillableCertExpiresAt sets the "cert_expires_at" field if the given value is not nil.
+func (_c *AgentCreate) SetNillableCertExpiresAt(v *time.Time) *AgentCreate {
+	if v != nil {
+		_c.SetCertExpiresAt(*v)
+	}
+	return _c
+}
+
+// SetRenewedAt sets the "renewed_at" field.
+func (_c *AgentCreate) SetRenewedAt(v time.Time) *AgentCreate {
+	_c.mutation.SetRenewedAt(v)
+	return _c
+}
+
+// SetNillableRenewedAt sets the "renewed_at" field if the given value is not nil.
+func (_c *AgentCreate) SetNillableRenewedAt(v *time.Time) *AgentCreate {
+	if v != nil {
+		_c.SetRenewedAt(*v)
+	}
+	return _c
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (_c *AgentCreate) SetRevokedAt(v time.Time) *AgentCreate {
+	_c.mutation.SetRevokedAt(v)
+	return _c
+}
+
+// SetNillableRevokedAt sets the "revoked_at" field if the given value is not nil.
+func (_c *AgentCreate) SetNillableRevokedAt(v *time.Time) *AgentCreate {
+	if v != nil {
+		_c.SetRevokedAt(*v)
+	}
+	return _c
+}
+
 // SetConnected sets the "connected" field.
 func (_c *AgentCreate) SetConnected(v bool) *AgentCreate {
 	_c.mutation.SetConnected(v)
@@ -405,6 +461,22 @@ func (_c *AgentCreate) createSpec() (*Agent, *sqlgraph.CreateSpec) {
 		_spec.SetField(agent.FieldCertFingerprint, field.TypeString, value)
 		_node.CertFingerprint = value
 	}
+	if value, ok := _c.mutation.PreviousCertFingerprint(); ok {
+		_spec.SetField(agent.FieldPreviousCertFingerprint, field.TypeString, value)
+		_node.PreviousCertFingerprint = &value
+	}
+	if value, ok := _c.mutation.CertExpiresAt(); ok {
+		_spec.SetField(agent.FieldCertExpiresAt, field.TypeTime, value)
+		_node.CertExpiresAt = &value
+	}
+	if value, ok := _c.mutation.RenewedAt(); ok {
+		_spec.SetField(agent.FieldRenewedAt, field.TypeTime, value)
+		_node.RenewedAt = &value
+	}
+	if value, ok := _c.mutation.RevokedAt(); ok {
+		_spec.SetField(agent.FieldRevokedAt, field.TypeTime, value)
+		_node.RevokedAt = &value
+	}
 	if value, ok := _c.mutation.Connected(); ok {
 		_spec.SetField(agent.FieldConnected, field.TypeBool, value)
 		_node.Connected = value
@@ -560,6 +632,78 @@ func (u *AgentUpsert) SetCertFingerprint(v string) *AgentUpsert {
 // UpdateCertFingerprint sets the "cert_fingerprint" field to the value that was provided on create.
 func (u *AgentUpsert) UpdateCertFingerprint() *AgentUpsert {
 	u.SetExcluded(agent.FieldCertFingerprint)
+	return u
+}
+
+// SetPreviousCertFingerprint sets the "previous_cert_fingerprint" field.
+func (u *AgentUpsert) SetPreviousCertFingerprint(v string) *AgentUpsert {
+	u.Set(agent.FieldPreviousCertFingerprint, v)
+	return u
+}
+
+// UpdatePreviousCertFingerprint sets the "previous_cert_fingerprint" field to the value that was provided on create.
+func (u *AgentUpsert) UpdatePreviousCertFingerprint() *AgentUpsert {
+	u.SetExcluded(agent.FieldPreviousCertFingerprint)
+	return u
+}
+
+// ClearPreviousCertFingerprint clears the value of the "previous_cert_fingerprint" field.
+func (u *AgentUpsert) ClearPreviousCertFingerprint() *AgentUpsert {
+	u.SetNull(agent.FieldPreviousCertFingerprint)
+	return u
+}
+
+// SetCertExpiresAt sets the "cert_expires_at" field.
+func (u *AgentUpsert) SetCertExpiresAt(v time.Time) *AgentUpsert {
+	u.Set(agent.FieldCertExpiresAt, v)
+	return u
+}
+
+// UpdateCertExpiresAt sets the "cert_expires_at" field to the value that was provided on create.
+func (u *AgentUpsert) UpdateCertExpiresAt() *AgentUpsert {
+	u.SetExcluded(agent.FieldCertExpiresAt)
+	return u
+}
+
+// ClearCertExpiresAt clears the value of the "cert_expires_at" field.
+func (u *AgentUpsert) ClearCertExpiresAt() *AgentUpsert {
+	u.SetNull(agent.FieldCertExpiresAt)
+	return u
+}
+
+// SetRenewedAt sets the "renewed_at" field.
+func (u *AgentUpsert) SetRenewedAt(v time.Time) *AgentUpsert {
+	u.Set(agent.FieldRenewedAt, v)
+	return u
+}
+
+// UpdateRenewedAt sets the "renewed_at" field to the value that was provided on create.
+func (u *AgentUpsert) UpdateRenewedAt() *AgentUpsert {
+	u.SetExcluded(agent.FieldRenewedAt)
+	return u
+}
+
+// ClearRenewedAt clears the value of the "renewed_at" field.
+func (u *AgentUpsert) ClearRenewedAt() *AgentUpsert {
+	u.SetNull(agent.FieldRenewedAt)
+	return u
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (u *AgentUpsert) SetRevokedAt(v time.Time) *AgentUpsert {
+	u.Set(agent.FieldRevokedAt, v)
+	return u
+}
+
+// UpdateRevokedAt sets the "revoked_at" field to the value that was provided on create.
+func (u *AgentUpsert) UpdateRevokedAt() *AgentUpsert {
+	u.SetExcluded(agent.FieldRevokedAt)
+	return u
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (u *AgentUpsert) ClearRevokedAt() *AgentUpsert {
+	u.SetNull(agent.FieldRevokedAt)
 	return u
 }
 
@@ -763,6 +907,90 @@ func (u *AgentUpsertOne) SetCertFingerprint(v string) *AgentUpsertOne {
 func (u *AgentUpsertOne) UpdateCertFingerprint() *AgentUpsertOne {
 	return u.Update(func(s *AgentUpsert) {
 		s.UpdateCertFingerprint()
+	})
+}
+
+// SetPreviousCertFingerprint sets the "previous_cert_fingerprint" field.
+func (u *AgentUpsertOne) SetPreviousCertFingerprint(v string) *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.SetPreviousCertFingerprint(v)
+	})
+}
+
+// UpdatePreviousCertFingerprint sets the "previous_cert_fingerprint" field to the value that was provided on create.
+func (u *AgentUpsertOne) UpdatePreviousCertFingerprint() *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.UpdatePreviousCertFingerprint()
+	})
+}
+
+// ClearPreviousCertFingerprint clears the value of the "previous_cert_fingerprint" field.
+func (u *AgentUpsertOne) ClearPreviousCertFingerprint() *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.ClearPreviousCertFingerprint()
+	})
+}
+
+// SetCertExpiresAt sets the "cert_expires_at" field.
+func (u *AgentUpsertOne) SetCertExpiresAt(v time.Time) *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.SetCertExpiresAt(v)
+	})
+}
+
+// UpdateCertExpiresAt sets the "cert_expires_at" field to the value that was provided on create.
+func (u *AgentUpsertOne) UpdateCertExpiresAt() *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.UpdateCertExpiresAt()
+	})
+}
+
+// ClearCertExpiresAt clears the value of the "cert_expires_at" field.
+func (u *AgentUpsertOne) ClearCertExpiresAt() *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.ClearCertExpiresAt()
+	})
+}
+
+// SetRenewedAt sets the "renewed_at" field.
+func (u *AgentUpsertOne) SetRenewedAt(v time.Time) *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.SetRenewedAt(v)
+	})
+}
+
+// UpdateRenewedAt sets the "renewed_at" field to the value that was provided on create.
+func (u *AgentUpsertOne) UpdateRenewedAt() *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.UpdateRenewedAt()
+	})
+}
+
+// ClearRenewedAt clears the value of the "renewed_at" field.
+func (u *AgentUpsertOne) ClearRenewedAt() *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.ClearRenewedAt()
+	})
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (u *AgentUpsertOne) SetRevokedAt(v time.Time) *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.SetRevokedAt(v)
+	})
+}
+
+// UpdateRevokedAt sets the "revoked_at" field to the value that was provided on create.
+func (u *AgentUpsertOne) UpdateRevokedAt() *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.UpdateRevokedAt()
+	})
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (u *AgentUpsertOne) ClearRevokedAt() *AgentUpsertOne {
+	return u.Update(func(s *AgentUpsert) {
+		s.ClearRevokedAt()
 	})
 }
 
@@ -1148,6 +1376,90 @@ func (u *AgentUpsertBulk) SetCertFingerprint(v string) *AgentUpsertBulk {
 func (u *AgentUpsertBulk) UpdateCertFingerprint() *AgentUpsertBulk {
 	return u.Update(func(s *AgentUpsert) {
 		s.UpdateCertFingerprint()
+	})
+}
+
+// SetPreviousCertFingerprint sets the "previous_cert_fingerprint" field.
+func (u *AgentUpsertBulk) SetPreviousCertFingerprint(v string) *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.SetPreviousCertFingerprint(v)
+	})
+}
+
+// UpdatePreviousCertFingerprint sets the "previous_cert_fingerprint" field to the value that was provided on create.
+func (u *AgentUpsertBulk) UpdatePreviousCertFingerprint() *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.UpdatePreviousCertFingerprint()
+	})
+}
+
+// ClearPreviousCertFingerprint clears the value of the "previous_cert_fingerprint" field.
+func (u *AgentUpsertBulk) ClearPreviousCertFingerprint() *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.ClearPreviousCertFingerprint()
+	})
+}
+
+// SetCertExpiresAt sets the "cert_expires_at" field.
+func (u *AgentUpsertBulk) SetCertExpiresAt(v time.Time) *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.SetCertExpiresAt(v)
+	})
+}
+
+// UpdateCertExpiresAt sets the "cert_expires_at" field to the value that was provided on create.
+func (u *AgentUpsertBulk) UpdateCertExpiresAt() *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.UpdateCertExpiresAt()
+	})
+}
+
+// ClearCertExpiresAt clears the value of the "cert_expires_at" field.
+func (u *AgentUpsertBulk) ClearCertExpiresAt() *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.ClearCertExpiresAt()
+	})
+}
+
+// SetRenewedAt sets the "renewed_at" field.
+func (u *AgentUpsertBulk) SetRenewedAt(v time.Time) *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.SetRenewedAt(v)
+	})
+}
+
+// UpdateRenewedAt sets the "renewed_at" field to the value that was provided on create.
+func (u *AgentUpsertBulk) UpdateRenewedAt() *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.UpdateRenewedAt()
+	})
+}
+
+// ClearRenewedAt clears the value of the "renewed_at" field.
+func (u *AgentUpsertBulk) ClearRenewedAt() *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.ClearRenewedAt()
+	})
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (u *AgentUpsertBulk) SetRevokedAt(v time.Time) *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.SetRevokedAt(v)
+	})
+}
+
+// UpdateRevokedAt sets the "revoked_at" field to the value that was provided on create.
+func (u *AgentUpsertBulk) UpdateRevokedAt() *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.UpdateRevokedAt()
+	})
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (u *AgentUpsertBulk) ClearRevokedAt() *AgentUpsertBulk {
+	return u.Update(func(s *AgentUpsert) {
+		s.ClearRevokedAt()
 	})
 }
 

@@ -76,6 +76,86 @@ func (_u *AgentUpdate) SetNillableCertFingerprint(v *string) *AgentUpdate {
 	return _u
 }
 
+// SetPreviousCertFingerprint sets the "previous_cert_fingerprint" field.
+func (_u *AgentUpdate) SetPreviousCertFingerprint(v string) *AgentUpdate {
+	_u.mutation.SetPreviousCertFingerprint(v)
+	return _u
+}
+
+// SetNillablePreviousCertFingerprint sets the "previous_cert_fingerprint" field if the given value is not nil.
+func (_u *AgentUpdate) SetNillablePreviousCertFingerprint(v *string) *AgentUpdate {
+	if v != nil {
+		_u.SetPreviousCertFingerprint(*v)
+	}
+	return _u
+}
+
+// ClearPreviousCertFingerprint clears the value of the "previous_cert_fingerprint" field.
+func (_u *AgentUpdate) ClearPreviousCertFingerprint() *AgentUpdate {
+	_u.mutation.ClearPreviousCertFingerprint()
+	return _u
+}
+
+// SetCertExpiresAt sets the "cert_expires_at" field.
+func (_u *AgentUpdate) SetCertExpiresAt(v time.Time) *AgentUpdate {
+	_u.mutation.SetCertExpiresAt(v)
+	return _u
+}
+
+// SetNillableCertExpiresAt sets the "cert_expires_at" field if the given value is not nil.
+func (_u *AgentUpdate) SetNillableCertExpiresAt(v *time.Time) *AgentUpdate {
+	if v != nil {
+		_u.SetCertExpiresAt(*v)
+	}
+	return _u
+}
+
+// ClearCertExpiresAt clears the value of the "cert_expires_at" field.
+func (_u *AgentUpdate) ClearCertExpiresAt() *AgentUpdate {
+	_u.mutation.ClearCertExpiresAt()
+	return _u
+}
+
+// SetRenewedAt sets the "renewed_at" field.
+func (_u *AgentUpdate) SetRenewedAt(v time.Time) *AgentUpdate {
+	_u.mutation.SetRenewedAt(v)
+	return _u
+}
+
+// SetNillableRenewedAt sets the "renewed_at" field if the given value is not nil.
+func (_u *AgentUpdate) SetNillableRenewedAt(v *time.Time) *AgentUpdate {
+	if v != nil {
+		_u.SetRenewedAt(*v)
+	}
+	return _u
+}
+
+// ClearRenewedAt clears the value of the "renewed_at" field.
+func (_u *AgentUpdate) ClearRenewedAt() *AgentUpdate {
+	_u.mutation.ClearRenewedAt()
+	return _u
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (_u *AgentUpdate) SetRevokedAt(v time.Time) *AgentUpdate {
+	_u.mutation.SetRevokedAt(v)
+	return _u
+}
+
+// SetNillableRevokedAt sets the "revoked_at" field if the given value is not nil.
+func (_u *AgentUpdate) SetNillableRevokedAt(v *time.Time) *AgentUpdate {
+	if v != nil {
+		_u.SetRevokedAt(*v)
+	}
+	return _u
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (_u *AgentUpdate) ClearRevokedAt() *AgentUpdate {
+	_u.mutation.ClearRevokedAt()
+	return _u
+}
+
 // SetConnected sets the "connected" field.
 func (_u *AgentUpdate) SetConnected(v bool) *AgentUpdate {
 	_u.mutation.SetConnected(v)
@@ -276,6 +356,30 @@ func (_u *AgentUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.CertFingerprint(); ok {
 		_spec.SetField(agent.FieldCertFingerprint, field.TypeString, value)
 	}
+	if value, ok := _u.mutation.PreviousCertFingerprint(); ok {
+		_spec.SetField(agent.FieldPreviousCertFingerprint, field.TypeString, value)
+	}
+	if _u.mutation.PreviousCertFingerprintCleared() {
+		_spec.ClearField(agent.FieldPreviousCertFingerprint, field.TypeString)
+	}
+	if value, ok := _u.mutation.CertExpiresAt(); ok {
+		_spec.SetField(agent.FieldCertExpiresAt, field.TypeTime, value)
+	}
+	if _u.mutation.CertExpiresAtCleared() {
+		_spec.ClearField(agent.FieldCertExpiresAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.RenewedAt(); ok {
+		_spec.SetField(agent.FieldRenewedAt, field.TypeTime, value)
+	}
+	if _u.mutation.RenewedAtCleared() {
+		_spec.ClearField(agent.FieldRenewedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.RevokedAt(); ok {
+		_spec.SetField(agent.FieldRevokedAt, field.TypeTime, value)
+	}
+	if _u.mutation.RevokedAtCleared() {
+		_spec.ClearField(agent.FieldRevokedAt, field.TypeTime)
+	}
 	if value, ok := _u.mutation.Connected(); ok {
 		_spec.SetField(agent.FieldConnected, field.TypeBool, value)
 	}
@@ -368,6 +472,86 @@ func (_u *AgentUpdateOne) SetNillableCertFingerprint(v *string) *AgentUpdateOne 
 	if v != nil {
 		_u.SetCertFingerprint(*v)
 	}
+	return _u
+}
+
+// SetPreviousCertFingerprint sets the "previous_cert_fingerprint" field.
+func (_u *AgentUpdateOne) SetPreviousCertFingerprint(v string) *AgentUpdateOne {
+	_u.mutation.SetPreviousCertFingerprint(v)
+	return _u
+}
+
+// SetNillablePreviousCertFingerprint sets the "previous_cert_fingerprint" field if the given value is not nil.
+func (_u *AgentUpdateOne) SetNillablePreviousCertFingerprint(v *string) *AgentUpdateOne {
+	if v != nil {
+		_u.SetPreviousCertFingerprint(*v)
+	}
+	return _u
+}
+
+// ClearPreviousCertFingerprint clears the value of the "previous_cert_fingerprint" field.
+func (_u *AgentUpdateOne) ClearPreviousCertFingerprint() *AgentUpdateOne {
+	_u.mutation.ClearPreviousCertFingerprint()
+	return _u
+}
+
+// SetCertExpiresAt sets the "cert_expires_at" field.
+func (_u *AgentUpdateOne) SetCertExpiresAt(v time.Time) *AgentUpdateOne {
+	_u.mutation.SetCertExpiresAt(v)
+	return _u
+}
+
+// SetNillableCertExpiresAt sets the "cert_expires_at" field if the given value is not nil.
+func (_u *AgentUpdateOne) SetNillableCertExpiresAt(v *time.Time) *AgentUpdateOne {
+	if v != nil {
+		_u.SetCertExpiresAt(*v)
+	}
+	return _u
+}
+
+// ClearCertExpiresAt clears the value of the "cert_expires_at" field.
+func (_u *AgentUpdateOne) ClearCertExpiresAt() *AgentUpdateOne {
+	_u.mutation.ClearCertExpiresAt()
+	return _u
+}
+
+// SetRenewedAt sets the "renewed_at" field.
+func (_u *AgentUpdateOne) SetRenewedAt(v time.Time) *AgentUpdateOne {
+	_u.mutation.SetRenewedAt(v)
+	return _u
+}
+
+// SetNillableRenewedAt sets the "renewed_at" field if the given value is not nil.
+func (_u *AgentUpdateOne) SetNillableRenewedAt(v *time.Time) *AgentUpdateOne {
+	if v != nil {
+		_u.SetRenewedAt(*v)
+	}
+	return _u
+}
+
+// ClearRenewedAt clears the value of the "renewed_at" field.
+func (_u *AgentUpdateOne) ClearRenewedAt() *AgentUpdateOne {
+	_u.mutation.ClearRenewedAt()
+	return _u
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (_u *AgentUpdateOne) SetRevokedAt(v time.Time) *AgentUpdateOne {
+	_u.mutation.SetRevokedAt(v)
+	return _u
+}
+
+// SetNillableRevokedAt sets the "revoked_at" field if the given value is not nil.
+func (_u *AgentUpdateOne) SetNillableRevokedAt(v *time.Time) *AgentUpdateOne {
+	if v != nil {
+		_u.SetRevokedAt(*v)
+	}
+	return _u
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (_u *AgentUpdateOne) ClearRevokedAt() *AgentUpdateOne {
+	_u.mutation.ClearRevokedAt()
 	return _u
 }
 
@@ -600,6 +784,30 @@ func (_u *AgentUpdateOne) sqlSave(ctx context.Context) (_node *Agent, err error)
 	}
 	if value, ok := _u.mutation.CertFingerprint(); ok {
 		_spec.SetField(agent.FieldCertFingerprint, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.PreviousCertFingerprint(); ok {
+		_spec.SetField(agent.FieldPreviousCertFingerprint, field.TypeString, value)
+	}
+	if _u.mutation.PreviousCertFingerprintCleared() {
+		_spec.ClearField(agent.FieldPreviousCertFingerprint, field.TypeString)
+	}
+	if value, ok := _u.mutation.CertExpiresAt(); ok {
+		_spec.SetField(agent.FieldCertExpiresAt, field.TypeTime, value)
+	}
+	if _u.mutation.CertExpiresAtCleared() {
+		_spec.ClearField(agent.FieldCertExpiresAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.RenewedAt(); ok {
+		_spec.SetField(agent.FieldRenewedAt, field.TypeTime, value)
+	}
+	if _u.mutation.RenewedAtCleared() {
+		_spec.ClearField(agent.FieldRenewedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.RevokedAt(); ok {
+		_spec.SetField(agent.FieldRevokedAt, field.TypeTime, value)
+	}
+	if _u.mutation.RevokedAtCleared() {
+		_spec.ClearField(agent.FieldRevokedAt, field.TypeTime)
 	}
 	if value, ok := _u.mutation.Connected(); ok {
 		_spec.SetField(agent.FieldConnected, field.TypeBool, value)

@@ -92,19 +92,23 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		Type: "Agent",
 		Fields: map[string]*sqlgraph.FieldSpec{
-			agent.FieldCreatedAt:       {Type: field.TypeTime, Column: agent.FieldCreatedAt},
-			agent.FieldUpdatedAt:       {Type: field.TypeTime, Column: agent.FieldUpdatedAt},
-			agent.FieldTenantID:        {Type: field.TypeUUID, Column: agent.FieldTenantID},
-			agent.FieldGatewayID:       {Type: field.TypeUUID, Column: agent.FieldGatewayID},
-			agent.FieldHostname:        {Type: field.TypeString, Column: agent.FieldHostname},
-			agent.FieldVersion:         {Type: field.TypeString, Column: agent.FieldVersion},
-			agent.FieldCertFingerprint: {Type: field.TypeString, Column: agent.FieldCertFingerprint},
-			agent.FieldConnected:       {Type: field.TypeBool, Column: agent.FieldConnected},
-			agent.FieldLastSeen:        {Type: field.TypeTime, Column: agent.FieldLastSeen},
-			agent.FieldAppliedVersion:  {Type: field.TypeUint64, Column: agent.FieldAppliedVersion},
-			agent.FieldAppliedAt:       {Type: field.TypeTime, Column: agent.FieldAppliedAt},
-			agent.FieldLastNack:        {Type: field.TypeString, Column: agent.FieldLastNack},
-			agent.FieldRevoked:         {Type: field.TypeBool, Column: agent.FieldRevoked},
+			agent.FieldCreatedAt:               {Type: field.TypeTime, Column: agent.FieldCreatedAt},
+			agent.FieldUpdatedAt:               {Type: field.TypeTime, Column: agent.FieldUpdatedAt},
+			agent.FieldTenantID:                {Type: field.TypeUUID, Column: agent.FieldTenantID},
+			agent.FieldGatewayID:               {Type: field.TypeUUID, Column: agent.FieldGatewayID},
+			agent.FieldHostname:                {Type: field.TypeString, Column: agent.FieldHostname},
+			agent.FieldVersion:                 {Type: field.TypeString, Column: agent.FieldVersion},
+			agent.FieldCertFingerprint:         {Type: field.TypeString, Column: agent.FieldCertFingerprint},
+			agent.FieldPreviousCertFingerprint: {Type: field.TypeString, Column: agent.FieldPreviousCertFingerprint},
+			agent.FieldCertExpiresAt:           {Type: field.TypeTime, Column: agent.FieldCertExpiresAt},
+			agent.FieldRenewedAt:               {Type: field.TypeTime, Column: agent.FieldRenewedAt},
+			agent.FieldRevokedAt:               {Type: field.TypeTime, Column: agent.FieldRevokedAt},
+			agent.FieldConnected:               {Type: field.TypeBool, Column: agent.FieldConnected},
+			agent.FieldLastSeen:                {Type: field.TypeTime, Column: agent.FieldLastSeen},
+			agent.FieldAppliedVersion:          {Type: field.TypeUint64, Column: agent.FieldAppliedVersion},
+			agent.FieldAppliedAt:               {Type: field.TypeTime, Column: agent.FieldAppliedAt},
+			agent.FieldLastNack:                {Type: field.TypeString, Column: agent.FieldLastNack},
+			agent.FieldRevoked:                 {Type: field.TypeBool, Column: agent.FieldRevoked},
 		},
 	}
 	graph.Nodes[3] = &sqlgraph.Node{
@@ -1269,6 +1273,26 @@ func (f *AgentFilter) WhereVersion(p entql.StringP) {
 // WhereCertFingerprint applies the entql string predicate on the cert_fingerprint field.
 func (f *AgentFilter) WhereCertFingerprint(p entql.StringP) {
 	f.Where(p.Field(agent.FieldCertFingerprint))
+}
+
+// WherePreviousCertFingerprint applies the entql string predicate on the previous_cert_fingerprint field.
+func (f *AgentFilter) WherePreviousCertFingerprint(p entql.StringP) {
+	f.Where(p.Field(agent.FieldPreviousCertFingerprint))
+}
+
+// WhereCertExpiresAt applies the entql time.Time predicate on the cert_expires_at field.
+func (f *AgentFilter) WhereCertExpiresAt(p entql.TimeP) {
+	f.Where(p.Field(agent.FieldCertExpiresAt))
+}
+
+// WhereRenewedAt applies the entql time.Time predicate on the renewed_at field.
+func (f *AgentFilter) WhereRenewedAt(p entql.TimeP) {
+	f.Where(p.Field(agent.FieldRenewedAt))
+}
+
+// WhereRevokedAt applies the entql time.Time predicate on the revoked_at field.
+func (f *AgentFilter) WhereRevokedAt(p entql.TimeP) {
+	f.Where(p.Field(agent.FieldRevokedAt))
 }
 
 // WhereConnected applies the entql bool predicate on the connected field.

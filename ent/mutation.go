@@ -1893,29 +1893,33 @@ func (m *AccessRuleMutation) ResetEdge(name string) error {
 // AgentMutation represents an operation that mutates the Agent nodes in the graph.
 type AgentMutation struct {
 	config
-	op                 Op
-	typ                string
-	id                 *uuid.UUID
-	created_at         *time.Time
-	updated_at         *time.Time
-	hostname           *string
-	version            *string
-	cert_fingerprint   *string
-	connected          *bool
-	last_seen          *time.Time
-	applied_version    *uint64
-	addapplied_version *int64
-	applied_at         *time.Time
-	last_nack          *string
-	revoked            *bool
-	clearedFields      map[string]struct{}
-	tenant             *uuid.UUID
-	clearedtenant      bool
-	gateway            *uuid.UUID
-	clearedgateway     bool
-	done               bool
-	oldValue           func(context.Context) (*Agent, error)
-	predicates         []predicate.Agent
+	op                        Op
+	typ                       string
+	id                        *uuid.UUID
+	created_at                *time.Time
+	updated_at                *time.Time
+	hostname                  *string
+	version                   *string
+	cert_fingerprint          *string
+	previous_cert_fingerprint *string
+	cert_expires_at           *time.Time
+	renewed_at                *time.Time
+	revoked_at                *time.Time
+	connected                 *bool
+	last_seen                 *time.Time
+	applied_version           *uint64
+	addapplied_version        *int64
+	applied_at                *time.Time
+	last_nack                 *string
+	revoked                   *bool
+	clearedFields             map[string]struct{}
+	tenant                    *uuid.UUID
+	clearedtenant             bool
+	gateway                   *uuid.UUID
+	clearedgateway            bool
+	done                      bool
+	oldValue                  func(context.Context) (*Agent, error)
+	predicates                []predicate.Agent
 }
 
 var _ ent.Mutation = (*AgentMutation)(nil)
@@ -2274,6 +2278,202 @@ func (m *AgentMutation) ResetCertFingerprint() {
 	m.cert_fingerprint = nil
 }
 
+// SetPreviousCertFingerprint sets the "previous_cert_fingerprint" field.
+func (m *AgentMutation) SetPreviousCertFingerprint(s string) {
+	m.previous_cert_fingerprint = &s
+}
+
+// PreviousCertFingerprint returns the value of the "previous_cert_fingerprint" field in the mutation.
+func (m *AgentMutation) PreviousCertFingerprint() (r string, exists bool) {
+	v := m.previous_cert_fingerprint
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPreviousCertFingerprint returns the old "previous_cert_fingerprint" field's value of the Agent entity.
+// If the Agent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentMutation) OldPreviousCertFingerprint(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPreviousCertFingerprint is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPreviousCertFingerprint requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPreviousCertFingerprint: %w", err)
+	}
+	return oldValue.PreviousCertFingerprint, nil
+}
+
+// ClearPreviousCertFingerprint clears the value of the "previous_cert_fingerprint" field.
+func (m *AgentMutation) ClearPreviousCertFingerprint() {
+	m.previous_cert_fingerprint = nil
+	m.clearedFields[agent.FieldPreviousCertFingerprint] = struct{}{}
+}
+
+// PreviousCertFingerprintCleared returns if the "previous_cert_fingerprint" field was cleared in this mutation.
+func (m *AgentMutation) PreviousCertFingerprintCleared() bool {
+	_, ok := m.clearedFields[agent.FieldPreviousCertFingerprint]
+	return ok
+}
+
+// ResetPreviousCertFingerprint resets all changes to the "previous_cert_fingerprint" field.
+func (m *AgentMutation) ResetPreviousCertFingerprint() {
+	m.previous_cert_fingerprint = nil
+	delete(m.clearedFields, agent.FieldPreviousCertFingerprint)
+}
+
+// SetCertExpiresAt sets the "cert_expires_at" field.
+func (m *AgentMutation) SetCertExpiresAt(t time.Time) {
+	m.cert_expires_at = &t
+}
+
+// CertExpiresAt returns the value of the "cert_expires_at" field in the mutation.
+func (m *AgentMutation) CertExpiresAt() (r time.Time, exists bool) {
+	v := m.cert_expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCertExpiresAt returns the old "cert_expires_at" field's value of the Agent entity.
+// If the Agent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentMutation) OldCertExpiresAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCertExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCertExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCertExpiresAt: %w", err)
+	}
+	return oldValue.CertExpiresAt, nil
+}
+
+// ClearCertExpiresAt clears the value of the "cert_expires_at" field.
+func (m *AgentMutation) ClearCertExpiresAt() {
+	m.cert_expires_at = nil
+	m.clearedFields[agent.FieldCertExpiresAt] = struct{}{}
+}
+
+// CertExpiresAtCleared returns if the "cert_expires_at" field was cleared in this mutation.
+func (m *AgentMutation) CertExpiresAtCleared() bool {
+	_, ok := m.clearedFields[agent.FieldCertExpiresAt]
+	return ok
+}
+
+// ResetCertExpiresAt resets all changes to the "cert_expires_at" field.
+func (m *AgentMutation) ResetCertExpiresAt() {
+	m.cert_expires_at = nil
+	delete(m.clearedFields, agent.FieldCertExpiresAt)
+}
+
+// SetRenewedAt sets the "renewed_at" field.
+func (m *AgentMutation) SetRenewedAt(t time.Time) {
+	m.renewed_at = &t
+}
+
+// RenewedAt returns the value of the "renewed_at" field in the mutation.
+func (m *AgentMutation) RenewedAt() (r time.Time, exists bool) {
+	v := m.renewed_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRenewedAt returns the old "renewed_at" field's value of the Agent entity.
+// If the Agent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentMutation) OldRenewedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRenewedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRenewedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRenewedAt: %w", err)
+	}
+	return oldValue.RenewedAt, nil
+}
+
+// ClearRenewedAt clears the value of the "renewed_at" field.
+func (m *AgentMutation) ClearRenewedAt() {
+	m.renewed_at = nil
+	m.clearedFields[agent.FieldRenewedAt] = struct{}{}
+}
+
+// RenewedAtCleared returns if the "renewed_at" field was cleared in this mutation.
+func (m *AgentMutation) RenewedAtCleared() bool {
+	_, ok := m.clearedFields[agent.FieldRenewedAt]
+	return ok
+}
+
+// ResetRenewedAt resets all changes to the "renewed_at" field.
+func (m *AgentMutation) ResetRenewedAt() {
+	m.renewed_at = nil
+	delete(m.clearedFields, agent.FieldRenewedAt)
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (m *AgentMutation) SetRevokedAt(t time.Time) {
+	m.revoked_at = &t
+}
+
+// RevokedAt returns the value of the "revoked_at" field in the mutation.
+func (m *AgentMutation) RevokedAt() (r time.Time, exists bool) {
+	v := m.revoked_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRevokedAt returns the old "revoked_at" field's value of the Agent entity.
+// If the Agent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentMutation) OldRevokedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRevokedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRevokedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRevokedAt: %w", err)
+	}
+	return oldValue.RevokedAt, nil
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (m *AgentMutation) ClearRevokedAt() {
+	m.revoked_at = nil
+	m.clearedFields[agent.FieldRevokedAt] = struct{}{}
+}
+
+// RevokedAtCleared returns if the "revoked_at" field was cleared in this mutation.
+func (m *AgentMutation) RevokedAtCleared() bool {
+	_, ok := m.clearedFields[agent.FieldRevokedAt]
+	return ok
+}
+
+// ResetRevokedAt resets all changes to the "revoked_at" field.
+func (m *AgentMutation) ResetRevokedAt() {
+	m.revoked_at = nil
+	delete(m.clearedFields, agent.FieldRevokedAt)
+}
+
 // SetConnected sets the "connected" field.
 func (m *AgentMutation) SetConnected(b bool) {
 	m.connected = &b
@@ -2624,7 +2824,7 @@ func (m *AgentMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *AgentMutation) Fields() []string {
-	fields := make([]string, 0, 13)
+	fields := make([]string, 0, 17)
 	if m.created_at != nil {
 		fields = append(fields, agent.FieldCreatedAt)
 	}
@@ -2645,6 +2845,18 @@ func (m *AgentMutation) Fields() []string {
 	}
 	if m.cert_fingerprint != nil {
 		fields = append(fields, agent.FieldCertFingerprint)
+	}
+	if m.previous_cert_fingerprint != nil {
+		fields = append(fields, agent.FieldPreviousCertFingerprint)
+	}
+	if m.cert_expires_at != nil {
+		fields = append(fields, agent.FieldCertExpiresAt)
+	}
+	if m.renewed_at != nil {
+		fields = append(fields, agent.FieldRenewedAt)
+	}
+	if m.revoked_at != nil {
+		fields = append(fields, agent.FieldRevokedAt)
 	}
 	if m.connected != nil {
 		fields = append(fields, agent.FieldConnected)
@@ -2686,6 +2898,14 @@ func (m *AgentMutation) Field(name string) (ent.Value, bool) {
 		return m.Version()
 	case agent.FieldCertFingerprint:
 		return m.CertFingerprint()
+	case agent.FieldPreviousCertFingerprint:
+		return m.PreviousCertFingerprint()
+	case agent.FieldCertExpiresAt:
+		return m.CertExpiresAt()
+	case agent.FieldRenewedAt:
+		return m.RenewedAt()
+	case agent.FieldRevokedAt:
+		return m.RevokedAt()
 	case agent.FieldConnected:
 		return m.Connected()
 	case agent.FieldLastSeen:
@@ -2721,6 +2941,14 @@ func (m *AgentMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldVersion(ctx)
 	case agent.FieldCertFingerprint:
 		return m.OldCertFingerprint(ctx)
+	case agent.FieldPreviousCertFingerprint:
+		return m.OldPreviousCertFingerprint(ctx)
+	case agent.FieldCertExpiresAt:
+		return m.OldCertExpiresAt(ctx)
+	case agent.FieldRenewedAt:
+		return m.OldRenewedAt(ctx)
+	case agent.FieldRevokedAt:
+		return m.OldRevokedAt(ctx)
 	case agent.FieldConnected:
 		return m.OldConnected(ctx)
 	case agent.FieldLastSeen:
@@ -2790,6 +3018,34 @@ func (m *AgentMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetCertFingerprint(v)
+		return nil
+	case agent.FieldPreviousCertFingerprint:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPreviousCertFingerprint(v)
+		return nil
+	case agent.FieldCertExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCertExpiresAt(v)
+		return nil
+	case agent.FieldRenewedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRenewedAt(v)
+		return nil
+	case agent.FieldRevokedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRevokedAt(v)
 		return nil
 	case agent.FieldConnected:
 		v, ok := value.(bool)
@@ -2878,6 +3134,18 @@ func (m *AgentMutation) AddField(name string, value ent.Value) error {
 // mutation.
 func (m *AgentMutation) ClearedFields() []string {
 	var fields []string
+	if m.FieldCleared(agent.FieldPreviousCertFingerprint) {
+		fields = append(fields, agent.FieldPreviousCertFingerprint)
+	}
+	if m.FieldCleared(agent.FieldCertExpiresAt) {
+		fields = append(fields, agent.FieldCertExpiresAt)
+	}
+	if m.FieldCleared(agent.FieldRenewedAt) {
+		fields = append(fields, agent.FieldRenewedAt)
+	}
+	if m.FieldCleared(agent.FieldRevokedAt) {
+		fields = append(fields, agent.FieldRevokedAt)
+	}
 	if m.FieldCleared(agent.FieldLastSeen) {
 		fields = append(fields, agent.FieldLastSeen)
 	}
@@ -2898,6 +3166,18 @@ func (m *AgentMutation) FieldCleared(name string) bool {
 // error if the field is not defined in the schema.
 func (m *AgentMutation) ClearField(name string) error {
 	switch name {
+	case agent.FieldPreviousCertFingerprint:
+		m.ClearPreviousCertFingerprint()
+		return nil
+	case agent.FieldCertExpiresAt:
+		m.ClearCertExpiresAt()
+		return nil
+	case agent.FieldRenewedAt:
+		m.ClearRenewedAt()
+		return nil
+	case agent.FieldRevokedAt:
+		m.ClearRevokedAt()
+		return nil
 	case agent.FieldLastSeen:
 		m.ClearLastSeen()
 		return nil
@@ -2932,6 +3212,18 @@ func (m *AgentMutation) ResetField(name string) error {
 		return nil
 	case agent.FieldCertFingerprint:
 		m.ResetCertFingerprint()
+		return nil
+	case agent.FieldPreviousCertFingerprint:
+		m.ResetPreviousCertFingerprint()
+		return nil
+	case agent.FieldCertExpiresAt:
+		m.ResetCertExpiresAt()
+		return nil
+	case agent.FieldRenewedAt:
+		m.ResetRenewedAt()
+		return nil
+	case agent.FieldRevokedAt:
+		m.ResetRevokedAt()
 		return nil
 	case agent.FieldConnected:
 		m.ResetConnected()

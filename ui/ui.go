@@ -67,6 +67,22 @@ func Ago(t *time.Time) string {
 	return t.Format("2006-01-02")
 }
 
+// Expiry renders a certificate's expiry: the date, and a warning class when
+// it is near (a week) or past.
+func Expiry(t *time.Time) (string, string) {
+	if t == nil {
+		return "unknown", "muted"
+	}
+	left := time.Until(*t)
+	switch {
+	case left <= 0:
+		return "expired " + t.Format("2006-01-02 15:04"), "bad"
+	case left < 7*24*time.Hour:
+		return t.Format("2006-01-02 15:04"), "warn"
+	}
+	return t.Format("2006-01-02"), "muted"
+}
+
 // Short shortens a hash for display.
 func Short(s string) string {
 	if len(s) > 12 {
@@ -111,6 +127,8 @@ type Agent struct {
 	LastSeen              *time.Time
 	AppliedVersion        uint64
 	LastNack              string
+	Revoked               bool
+	CertExpires           *time.Time
 }
 
 // Gateway is one row of the gateways page, or the gateway detail page.
@@ -120,6 +138,17 @@ type Gateway struct {
 	Agents        []Agent
 	Online        int
 	PolicyVersion uint64
+}
+
+// Live counts the agents that are not revoked.
+func (g Gateway) Live() int {
+	n := 0
+	for _, a := range g.Agents {
+		if !a.Revoked {
+			n++
+		}
+	}
+	return n
 }
 
 // Gateways is the gateways page.

@@ -30,6 +30,14 @@ const (
 	FieldVersion = "version"
 	// FieldCertFingerprint holds the string denoting the cert_fingerprint field in the database.
 	FieldCertFingerprint = "cert_fingerprint"
+	// FieldPreviousCertFingerprint holds the string denoting the previous_cert_fingerprint field in the database.
+	FieldPreviousCertFingerprint = "previous_cert_fingerprint"
+	// FieldCertExpiresAt holds the string denoting the cert_expires_at field in the database.
+	FieldCertExpiresAt = "cert_expires_at"
+	// FieldRenewedAt holds the string denoting the renewed_at field in the database.
+	FieldRenewedAt = "renewed_at"
+	// FieldRevokedAt holds the string denoting the revoked_at field in the database.
+	FieldRevokedAt = "revoked_at"
 	// FieldConnected holds the string denoting the connected field in the database.
 	FieldConnected = "connected"
 	// FieldLastSeen holds the string denoting the last_seen field in the database.
@@ -74,6 +82,10 @@ var Columns = []string{
 	FieldHostname,
 	FieldVersion,
 	FieldCertFingerprint,
+	FieldPreviousCertFingerprint,
+	FieldCertExpiresAt,
+	FieldRenewedAt,
+	FieldRevokedAt,
 	FieldConnected,
 	FieldLastSeen,
 	FieldAppliedVersion,
@@ -169,6 +181,26 @@ func ByVersion(opts ...sql.OrderTermOption) OrderOption {
 // ByCertFingerprint orders the results by the cert_fingerprint field.
 func ByCertFingerprint(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCertFingerprint, opts...).ToFunc()
+}
+
+// ByPreviousCertFingerprint orders the results by the previous_cert_fingerprint field.
+func ByPreviousCertFingerprint(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPreviousCertFingerprint, opts...).ToFunc()
+}
+
+// ByCertExpiresAt orders the results by the cert_expires_at field.
+func ByCertExpiresAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldCertExpiresAt, opts...).ToFunc()
+}
+
+// ByRenewedAt orders the results by the renewed_at field.
+func ByRenewedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRenewedAt, opts...).ToFunc()
+}
+
+// ByRevokedAt orders the results by the revoked_at field.
+func ByRevokedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRevokedAt, opts...).ToFunc()
 }
 
 // ByConnected orders the results by the connected field.

@@ -91,6 +91,26 @@ func CertFingerprint(v string) predicate.Agent {
 	return predicate.Agent(sql.FieldEQ(FieldCertFingerprint, v))
 }
 
+// PreviousCertFingerprint applies equality check predicate on the "previous_cert_fingerprint" field. It's identical to PreviousCertFingerprintEQ.
+func PreviousCertFingerprint(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldPreviousCertFingerprint, v))
+}
+
+// CertExpiresAt applies equality check predicate on the "cert_expires_at" field. It's identical to CertExpiresAtEQ.
+func CertExpiresAt(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldCertExpiresAt, v))
+}
+
+// RenewedAt applies equality check predicate on the "renewed_at" field. It's identical to RenewedAtEQ.
+func RenewedAt(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldRenewedAt, v))
+}
+
+// RevokedAt applies equality check predicate on the "revoked_at" field. It's identical to RevokedAtEQ.
+func RevokedAt(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldRevokedAt, v))
+}
+
 // Connected applies equality check predicate on the "connected" field. It's identical to ConnectedEQ.
 func Connected(v bool) predicate.Agent {
 	return predicate.Agent(sql.FieldEQ(FieldConnected, v))
@@ -434,6 +454,231 @@ func CertFingerprintEqualFold(v string) predicate.Agent {
 // CertFingerprintContainsFold applies the ContainsFold predicate on the "cert_fingerprint" field.
 func CertFingerprintContainsFold(v string) predicate.Agent {
 	return predicate.Agent(sql.FieldContainsFold(FieldCertFingerprint, v))
+}
+
+// PreviousCertFingerprintEQ applies the EQ predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintEQ(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldPreviousCertFingerprint, v))
+}
+
+// PreviousCertFingerprintNEQ applies the NEQ predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintNEQ(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldNEQ(FieldPreviousCertFingerprint, v))
+}
+
+// PreviousCertFingerprintIn applies the In predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintIn(vs ...string) predicate.Agent {
+	return predicate.Agent(sql.FieldIn(FieldPreviousCertFingerprint, vs...))
+}
+
+// PreviousCertFingerprintNotIn applies the NotIn predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintNotIn(vs ...string) predicate.Agent {
+	return predicate.Agent(sql.FieldNotIn(FieldPreviousCertFingerprint, vs...))
+}
+
+// PreviousCertFingerprintGT applies the GT predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintGT(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldGT(FieldPreviousCertFingerprint, v))
+}
+
+// PreviousCertFingerprintGTE applies the GTE predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintGTE(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldGTE(FieldPreviousCertFingerprint, v))
+}
+
+// PreviousCertFingerprintLT applies the LT predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintLT(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldLT(FieldPreviousCertFingerprint, v))
+}
+
+// PreviousCertFingerprintLTE applies the LTE predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintLTE(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldLTE(FieldPreviousCertFingerprint, v))
+}
+
+// PreviousCertFingerprintContains applies the Contains predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintContains(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldContains(FieldPreviousCertFingerprint, v))
+}
+
+// PreviousCertFingerprintHasPrefix applies the HasPrefix predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintHasPrefix(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldHasPrefix(FieldPreviousCertFingerprint, v))
+}
+
+// PreviousCertFingerprintHasSuffix applies the HasSuffix predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintHasSuffix(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldHasSuffix(FieldPreviousCertFingerprint, v))
+}
+
+// PreviousCertFingerprintIsNil applies the IsNil predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintIsNil() predicate.Agent {
+	return predicate.Agent(sql.FieldIsNull(FieldPreviousCertFingerprint))
+}
+
+// PreviousCertFingerprintNotNil applies the NotNil predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintNotNil() predicate.Agent {
+	return predicate.Agent(sql.FieldNotNull(FieldPreviousCertFingerprint))
+}
+
+// PreviousCertFingerprintEqualFold applies the EqualFold predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintEqualFold(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldEqualFold(FieldPreviousCertFingerprint, v))
+}
+
+// PreviousCertFingerprintContainsFold applies the ContainsFold predicate on the "previous_cert_fingerprint" field.
+func PreviousCertFingerprintContainsFold(v string) predicate.Agent {
+	return predicate.Agent(sql.FieldContainsFold(FieldPreviousCertFingerprint, v))
+}
+
+// CertExpiresAtEQ applies the EQ predicate on the "cert_expires_at" field.
+func CertExpiresAtEQ(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldCertExpiresAt, v))
+}
+
+// CertExpiresAtNEQ applies the NEQ predicate on the "cert_expires_at" field.
+func CertExpiresAtNEQ(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldNEQ(FieldCertExpiresAt, v))
+}
+
+// CertExpiresAtIn applies the In predicate on the "cert_expires_at" field.
+func CertExpiresAtIn(vs ...time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldIn(FieldCertExpiresAt, vs...))
+}
+
+// CertExpiresAtNotIn applies the NotIn predicate on the "cert_expires_at" field.
+func CertExpiresAtNotIn(vs ...time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldNotIn(FieldCertExpiresAt, vs...))
+}
+
+// CertExpiresAtGT applies the GT predicate on the "cert_expires_at" field.
+func CertExpiresAtGT(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldGT(FieldCertExpiresAt, v))
+}
+
+// CertExpiresAtGTE applies the GTE predicate on the "cert_expires_at" field.
+func CertExpiresAtGTE(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldGTE(FieldCertExpiresAt, v))
+}
+
+// CertExpiresAtLT applies the LT predicate on the "cert_expires_at" field.
+func CertExpiresAtLT(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldLT(FieldCertExpiresAt, v))
+}
+
+// CertExpiresAtLTE applies the LTE predicate on the "cert_expires_at" field.
+func CertExpiresAtLTE(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldLTE(FieldCertExpiresAt, v))
+}
+
+// CertExpiresAtIsNil applies the IsNil predicate on the "cert_expires_at" field.
+func CertExpiresAtIsNil() predicate.Agent {
+	return predicate.Agent(sql.FieldIsNull(FieldCertExpiresAt))
+}
+
+// CertExpiresAtNotNil applies the NotNil predicate on the "cert_expires_at" field.
+func CertExpiresAtNotNil() predicate.Agent {
+	return predicate.Agent(sql.FieldNotNull(FieldCertExpiresAt))
+}
+
+// RenewedAtEQ applies the EQ predicate on the "renewed_at" field.
+func RenewedAtEQ(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldRenewedAt, v))
+}
+
+// RenewedAtNEQ applies the NEQ predicate on the "renewed_at" field.
+func RenewedAtNEQ(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldNEQ(FieldRenewedAt, v))
+}
+
+// RenewedAtIn applies the In predicate on the "renewed_at" field.
+func RenewedAtIn(vs ...time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldIn(FieldRenewedAt, vs...))
+}
+
+// RenewedAtNotIn applies the NotIn predicate on the "renewed_at" field.
+func RenewedAtNotIn(vs ...time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldNotIn(FieldRenewedAt, vs...))
+}
+
+// RenewedAtGT applies the GT predicate on the "renewed_at" field.
+func RenewedAtGT(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldGT(FieldRenewedAt, v))
+}
+
+// RenewedAtGTE applies the GTE predicate on the "renewed_at" field.
+func RenewedAtGTE(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldGTE(FieldRenewedAt, v))
+}
+
+// RenewedAtLT applies the LT predicate on the "renewed_at" field.
+func RenewedAtLT(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldLT(FieldRenewedAt, v))
+}
+
+// RenewedAtLTE applies the LTE predicate on the "renewed_at" field.
+func RenewedAtLTE(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldLTE(FieldRenewedAt, v))
+}
+
+// RenewedAtIsNil applies the IsNil predicate on the "renewed_at" field.
+func RenewedAtIsNil() predicate.Agent {
+	return predicate.Agent(sql.FieldIsNull(FieldRenewedAt))
+}
+
+// RenewedAtNotNil applies the NotNil predicate on the "renewed_at" field.
+func RenewedAtNotNil() predicate.Agent {
+	return predicate.Agent(sql.FieldNotNull(FieldRenewedAt))
+}
+
+// RevokedAtEQ applies the EQ predicate on the "revoked_at" field.
+func RevokedAtEQ(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldRevokedAt, v))
+}
+
+// RevokedAtNEQ applies the NEQ predicate on the "revoked_at" field.
+func RevokedAtNEQ(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldNEQ(FieldRevokedAt, v))
+}
+
+// RevokedAtIn applies the In predicate on the "revoked_at" field.
+func RevokedAtIn(vs ...time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldIn(FieldRevokedAt, vs...))
+}
+
+// RevokedAtNotIn applies the NotIn predicate on the "revoked_at" field.
+func RevokedAtNotIn(vs ...time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldNotIn(FieldRevokedAt, vs...))
+}
+
+// RevokedAtGT applies the GT predicate on the "revoked_at" field.
+func RevokedAtGT(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldGT(FieldRevokedAt, v))
+}
+
+// RevokedAtGTE applies the GTE predicate on the "revoked_at" field.
+func RevokedAtGTE(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldGTE(FieldRevokedAt, v))
+}
+
+// RevokedAtLT applies the LT predicate on the "revoked_at" field.
+func RevokedAtLT(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldLT(FieldRevokedAt, v))
+}
+
+// RevokedAtLTE applies the LTE predicate on the "revoked_at" field.
+func RevokedAtLTE(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldLTE(FieldRevokedAt, v))
+}
+
+// RevokedAtIsNil applies the IsNil predicate on the "revoked_at" field.
+func RevokedAtIsNil() predicate.Agent {
+	return predicate.Agent(sql.FieldIsNull(FieldRevokedAt))
+}
+
+// RevokedAtNotNil applies the NotNil predicate on the "revoked_at" field.
+func RevokedAtNotNil() predicate.Agent {
+	return predicate.Agent(sql.FieldNotNull(FieldRevokedAt))
 }
 
 // ConnectedEQ applies the EQ predicate on the "connected" field.

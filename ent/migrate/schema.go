@@ -91,6 +91,10 @@ var (
 		{Name: "hostname", Type: field.TypeString, Size: 255, Default: ""},
 		{Name: "version", Type: field.TypeString, Size: 64, Default: ""},
 		{Name: "cert_fingerprint", Type: field.TypeString, Unique: true},
+		{Name: "previous_cert_fingerprint", Type: field.TypeString, Nullable: true},
+		{Name: "cert_expires_at", Type: field.TypeTime, Nullable: true},
+		{Name: "renewed_at", Type: field.TypeTime, Nullable: true},
+		{Name: "revoked_at", Type: field.TypeTime, Nullable: true},
 		{Name: "connected", Type: field.TypeBool, Default: false},
 		{Name: "last_seen", Type: field.TypeTime, Nullable: true},
 		{Name: "applied_version", Type: field.TypeUint64, Default: 0},
@@ -108,13 +112,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "agents_tenants_tenant",
-				Columns:    []*schema.Column{AgentsColumns[12]},
+				Columns:    []*schema.Column{AgentsColumns[16]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "agents_gateways_agents",
-				Columns:    []*schema.Column{AgentsColumns[13]},
+				Columns:    []*schema.Column{AgentsColumns[17]},
 				RefColumns: []*schema.Column{GatewaysColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -123,7 +127,7 @@ var (
 			{
 				Name:    "agent_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{AgentsColumns[12]},
+				Columns: []*schema.Column{AgentsColumns[16]},
 			},
 		},
 	}

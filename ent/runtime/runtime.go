@@ -221,21 +221,21 @@ func init() {
 	// agent.VersionValidator is a validator for the "version" field. It is called by the builders before save.
 	agent.VersionValidator = agentDescVersion.Validators[0].(func(string) error)
 	// agentDescConnected is the schema descriptor for connected field.
-	agentDescConnected := agentFields[4].Descriptor()
+	agentDescConnected := agentFields[8].Descriptor()
 	// agent.DefaultConnected holds the default value on creation for the connected field.
 	agent.DefaultConnected = agentDescConnected.Default.(bool)
 	// agentDescAppliedVersion is the schema descriptor for applied_version field.
-	agentDescAppliedVersion := agentFields[6].Descriptor()
+	agentDescAppliedVersion := agentFields[10].Descriptor()
 	// agent.DefaultAppliedVersion holds the default value on creation for the applied_version field.
 	agent.DefaultAppliedVersion = agentDescAppliedVersion.Default.(uint64)
 	// agentDescLastNack is the schema descriptor for last_nack field.
-	agentDescLastNack := agentFields[8].Descriptor()
+	agentDescLastNack := agentFields[12].Descriptor()
 	// agent.DefaultLastNack holds the default value on creation for the last_nack field.
 	agent.DefaultLastNack = agentDescLastNack.Default.(string)
 	// agent.LastNackValidator is a validator for the "last_nack" field. It is called by the builders before save.
 	agent.LastNackValidator = agentDescLastNack.Validators[0].(func(string) error)
 	// agentDescRevoked is the schema descriptor for revoked field.
-	agentDescRevoked := agentFields[9].Descriptor()
+	agentDescRevoked := agentFields[13].Descriptor()
 	// agent.DefaultRevoked holds the default value on creation for the revoked field.
 	agent.DefaultRevoked = agentDescRevoked.Default.(bool)
 	// agentDescID is the schema descriptor for id field.

@@ -19,8 +19,16 @@ func (Agent) Fields() []ent.Field {
 		field.UUID("gateway_id", uuid.UUID{}).Immutable(),
 		field.String("hostname").Default("").MaxLen(255),
 		field.String("version").Default("").MaxLen(64),
-		// SHA-256 of the client certificate issued at enrollment.
+		// SHA-256 of the agent's current client certificate (from enrollment
+		// or its latest renewal).
 		field.String("cert_fingerprint").Unique(),
+		// The certificate a renewal replaced, still accepted until the agent
+		// first uses the new one (a renewal whose answer was lost is retried
+		// with it) or it expires.
+		field.String("previous_cert_fingerprint").Optional().Nillable(),
+		field.Time("cert_expires_at").Optional().Nillable(),
+		field.Time("renewed_at").Optional().Nillable(),
+		field.Time("revoked_at").Optional().Nillable(),
 		field.Bool("connected").Default(false),
 		field.Time("last_seen").Optional().Nillable(),
 		field.Uint64("applied_version").Default(0),

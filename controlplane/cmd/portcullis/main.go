@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -30,8 +31,9 @@ Commands:
 
 Admin commands (need an API key: PORTCULLIS_API_KEY; portcullis dev prints one):
   tenants     list | create
-  gateways    list | create
-  tokens      create (gateway enrollment tokens)
+  gateways    list | create | rename | delete
+  agents      list | revoke (a gateway's running instances)
+  tokens      create | list | revoke (gateway enrollment tokens)
   upstreams   list | create | update | delete
   servers     list | create | update | delete (virtual servers, /mcp/{name})
   tools       list | pin | unpin
@@ -64,9 +66,11 @@ func main() {
 		err = serve(ctx, os.Args[2:])
 	case "dev":
 		err = dev(ctx, os.Args[2:])
-	case "tenants", "gateways", "tokens", "upstreams", "servers", "tools", "changes", "pins", "keys", "members", "approvals", "access", "events":
-		err = cli.Run(ctx, os.Args[1:], os.Stdout)
 	default:
+		if slices.Contains(cli.Commands(), os.Args[1]) {
+			err = cli.Run(ctx, os.Args[1:], os.Stdout)
+			break
+		}
 		fmt.Fprintf(os.Stderr, "portcullis: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
 	}
@@ -103,6 +107,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address serving Prometheus /metrics, e.g. 127.0.0.1:9464 (default: off)")
 	fs.StringVar(&cfg.RedisURL, "redis-url", "", "redis://… shared by control-plane replicas: policy changes reach agents on any replica; agent presence and console sessions live there (default: one replica)")
 	fs.DurationVar(&cfg.TelemetryRetention, "telemetry-retention", 7*24*time.Hour, "how long raw call events are kept; per-minute rollups are kept 30 days")
+	fs.DurationVar(&cfg.AgentCertLifetime, "agent-cert-lifetime", 30*24*time.Hour, "how long gateway agents' client certificates are valid; agents renew them two thirds into it (at least 1m)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "URL where browsers reach the console, e.g. https://portcullis.example.com (default: http://--http-listen); https enables Secure __Host- cookies")
 	fs.StringVar(&cfg.OIDC.Issuer, "oidc-issuer", "", "OpenID Connect issuer URL for console logins (Google, Entra ID, Okta, Keycloak, Dex...); without it the console is off")
 	fs.StringVar(&cfg.OIDC.ClientID, "oidc-client-id", "", "OIDC client id registered with the issuer; its redirect URL is <public-url>/auth/callback")

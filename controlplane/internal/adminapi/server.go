@@ -250,7 +250,8 @@ func GatewayToProto(g *ent.Gateway, policyVersion uint64) *adminv1.Gateway {
 	out := &adminv1.Gateway{Id: g.ID.String(), Name: g.Name, CreatedAt: ts(g.CreatedAt), PolicyVersion: policyVersion}
 	for _, a := range g.Edges.Agents {
 		out.Agents = append(out.Agents, &adminv1.Agent{Id: a.ID.String(), Hostname: a.Hostname, Version: a.Version,
-			Connected: a.Connected, LastSeen: tsp(a.LastSeen), AppliedVersion: a.AppliedVersion, LastNack: a.LastNack})
+			Connected: a.Connected, LastSeen: tsp(a.LastSeen), AppliedVersion: a.AppliedVersion, LastNack: a.LastNack,
+			Revoked: a.Revoked, CertExpiresAt: tsp(a.CertExpiresAt)})
 	}
 	return out
 }
@@ -410,6 +411,22 @@ func (s *Server) RevokeEnrollmentToken(ctx context.Context, req *connect.Request
 		return nil, s.fail(ctx, err)
 	}
 	return connect.NewResponse(&adminv1.RevokeEnrollmentTokenResponse{}), nil
+}
+
+// RevokeAgent implements adminv1connect.GatewayServiceHandler.
+func (s *Server) RevokeAgent(ctx context.Context, req *connect.Request[adminv1.RevokeAgentRequest]) (*connect.Response[adminv1.RevokeAgentResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseID(req.Msg.GetAgentId(), "agent_id")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Tenants.RevokeAgent(ctx, tid, id); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.RevokeAgentResponse{}), nil
 }
 
 // --- UpstreamService

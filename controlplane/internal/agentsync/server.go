@@ -49,7 +49,8 @@ type Config struct {
 	KeepaliveInterval time.Duration
 	// HelloTimeout bounds the wait for the first message (default 10s).
 	HelloTimeout time.Duration
-	// CertValidity of agent certificates (default 365 days).
+	// CertValidity of agent certificates (default 30 days; agents renew
+	// them two thirds into it).
 	CertValidity time.Duration
 	// Presence, when set, records which agents hold a stream (in Redis, for
 	// replicas); keepalives then refresh it instead of writing the database.
@@ -83,8 +84,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.HelloTimeout <= 0 {
 		cfg.HelloTimeout = 10 * time.Second
 	}
-	if cfg.CertValidity <= 0 {
-		cfg.CertValidity = 365 * 24 * time.Hour
+	if cfg.CertValidity == 0 {
+		cfg.CertValidity = 30 * 24 * time.Hour
+	}
+	if cfg.CertValidity < time.Minute {
+		return nil, fmt.Errorf("agent certificate lifetime %s is under a minute", cfg.CertValidity)
 	}
 	return &Server{cfg: cfg, log: cfg.Logger.With("component", "agentsync")}, nil
 }
@@ -131,7 +135,7 @@ func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agent
 	}
 	if err := s.cfg.DB.Agent.Create().SetID(agentID).SetTenantID(tok.TenantID).SetGatewayID(tok.GatewayID).
 		SetHostname(req.GetHostname()).SetVersion(req.GetAgentVersion()).
-		SetCertFingerprint(pki.Fingerprint(certDER)).Exec(ctx); err != nil {
+		SetCertFingerprint(pki.Fingerprint(certDER)).SetCertExpiresAt(now.Add(s.cfg.CertValidity)).Exec(ctx); err != nil {
 		return nil, status.Error(codes.Internal, "storing agent")
 	}
 	s.log.Info("agent enrolled", "agent", agentID, "gateway", tok.GatewayID, "hostname", req.GetHostname())
@@ -142,29 +146,64 @@ func (s *Server) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agent
 }
 
 // authenticate maps the verified client certificate to an agent.
-func (s *Server) authenticate(ctx context.Context) (*ent.Agent, error) {
+func (s *Server) authenticate(ctx context.Context) (*ent.Agent, string, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "no peer")
+		return nil, "", status.Error(codes.Unauthenticated, "no peer")
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
-		return nil, status.Error(codes.Unauthenticated, "a client certificate from enrollment is required")
+		return nil, "", status.Error(codes.Unauthenticated, "a client certificate from enrollment is required")
 	}
 	leaf := ti.State.VerifiedChains[0][0]
 	if !hasClientAuth(leaf) {
-		return nil, status.Error(codes.Unauthenticated, "certificate is not a client certificate")
+		return nil, "", status.Error(codes.Unauthenticated, "certificate is not a client certificate")
 	}
-	a, err := s.cfg.DB.Agent.Query().Where(agent.CertFingerprint(pki.Fingerprint(leaf.Raw))).Only(ctx)
+	fp := pki.Fingerprint(leaf.Raw)
+	a, err := s.cfg.DB.Agent.Query().Where(agent.Or(agent.CertFingerprint(fp), agent.PreviousCertFingerprint(fp))).Only(ctx)
 	if ent.IsNotFound(err) {
-		return nil, status.Error(codes.Unauthenticated, "unknown agent certificate (its gateway may have been deleted); enroll again")
+		return nil, "", status.Error(codes.Unauthenticated, "unknown agent certificate (its gateway may have been deleted); enroll again")
 	} else if err != nil {
-		return nil, status.Error(codes.Internal, "looking up agent")
+		return nil, "", status.Error(codes.Internal, "looking up agent")
 	}
 	if a.Revoked {
-		return nil, status.Error(codes.PermissionDenied, "agent has been revoked")
+		return nil, "", status.Error(codes.PermissionDenied, "agent has been revoked")
 	}
-	return a, nil
+	if a.CertFingerprint == fp && a.PreviousCertFingerprint != nil {
+		// The agent uses its renewed certificate: the one it replaced is done.
+		if err := a.Update().ClearPreviousCertFingerprint().Exec(ctx); err != nil {
+			return nil, "", status.Error(codes.Internal, "recording agent")
+		}
+	}
+	return a, fp, nil
+}
+
+// Renew issues a new certificate, same agent identity, for the key in the
+// request. The one it replaces stays accepted until the agent first uses
+// the new one, so a renewal whose answer was lost can be asked again.
+func (s *Server) Renew(ctx context.Context, req *agentv1.RenewRequest) (*agentv1.RenewResponse, error) {
+	ctx = viewer.System(ctx)
+	a, presented, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	certDER, err := s.cfg.CA.SignAgentCSR(req.GetCsrDer(), pki.AgentURI(a.TenantID.String(), a.GatewayID.String(), a.ID.String()), s.cfg.CertValidity)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	// Presented with the previous certificate (a retry): that one stays the
+	// fallback; presented with the current one: the current becomes it.
+	previous := a.CertFingerprint
+	if a.PreviousCertFingerprint != nil && *a.PreviousCertFingerprint == presented {
+		previous = presented
+	}
+	if err := a.Update().SetCertFingerprint(pki.Fingerprint(certDER)).SetPreviousCertFingerprint(previous).
+		SetCertExpiresAt(now.Add(s.cfg.CertValidity)).SetRenewedAt(now).Exec(ctx); err != nil {
+		return nil, status.Error(codes.Internal, "recording the renewed certificate")
+	}
+	s.log.Info("agent certificate renewed", "agent", a.ID, "gateway", a.GatewayID, "expires", now.Add(s.cfg.CertValidity))
+	return &agentv1.RenewResponse{CertificateDer: certDER, CaCertificateDer: s.cfg.CA.Cert.Raw}, nil
 }
 
 // stillEnrolled refuses an agent that was deleted (with its gateway) or
@@ -200,7 +239,7 @@ func nonce() string {
 // Sync runs one agent's policy stream.
 func (s *Server) Sync(stream agentv1.AgentService_SyncServer) error {
 	ctx := viewer.System(stream.Context())
-	a, err := s.authenticate(ctx)
+	a, _, err := s.authenticate(ctx)
 	if err != nil {
 		return err
 	}
@@ -369,7 +408,7 @@ func (s *Server) seen(ctx context.Context, log *slog.Logger, id uuid.UUID) {
 // ReportTelemetry stores batches of call events.
 func (s *Server) ReportTelemetry(stream agentv1.AgentService_ReportTelemetryServer) error {
 	ctx := viewer.System(stream.Context())
-	a, err := s.authenticate(ctx)
+	a, _, err := s.authenticate(ctx)
 	if err != nil {
 		return err
 	}

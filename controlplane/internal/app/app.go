@@ -61,6 +61,9 @@ type Config struct {
 	MetricsListen string
 	// CACert and CAKey are PEM files of the agent CA; generated in DataDir when unset.
 	CACert, CAKey string
+	// AgentCertLifetime is how long agent certificates are valid (default 30
+	// days); agents renew them two thirds into it.
+	AgentCertLifetime time.Duration
 	// PublicURL is where browsers reach the console; default http://HTTPListen.
 	PublicURL string
 	// OIDC is the identity provider for console logins; the console is off
@@ -166,7 +169,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	syncCfg := agentsync.Config{
 		DB: a.DB, CA: a.CA, Policy: a.Policy, Broker: broker, Inventory: a.Inventory, Telemetry: a.Telemetry, Logger: cfg.Logger,
-		KeepaliveInterval: keepaliveInterval,
+		KeepaliveInterval: keepaliveInterval, CertValidity: cfg.AgentCertLifetime,
 	}
 	if a.rdb != nil {
 		a.IDs.KeepSessionsIn(a.rdb)

@@ -41,6 +41,10 @@ func (r *recorder) GatewayChanged(ctx context.Context, id uuid.UUID) error {
 	return r.policy.GatewayChanged(ctx, id)
 }
 
+func (r *recorder) AgentsChanged(ctx context.Context, id uuid.UUID) error {
+	return r.policy.AgentsChanged(ctx, id)
+}
+
 func (r *recorder) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -53,11 +53,11 @@ func (g *globals) check() error {
 	return nil
 }
 
-// Run runs one admin command; args start with the command name.
 // maxManifest bounds a pins manifest read from a file (the API enforces its own limit too).
 const maxManifest = 4 << 20
 
-func Run(ctx context.Context, args []string, out io.Writer) error {
+// build assembles the command tree writing to out.
+func build(out io.Writer) *ffcli.Command {
 	g := &globals{out: out}
 	newFS := func(name string) *flag.FlagSet {
 		fs := flag.NewFlagSet("portcullis "+name, flag.ContinueOnError)
@@ -114,7 +114,7 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	tokUses := tokCreate.Int("uses", 1, "how many agents may enroll with the token (1-1000), e.g. the replicas of one gateway")
 
 	root := &ffcli.Command{
-		Name: "portcullis", ShortUsage: "portcullis <tenants|gateways|tokens|upstreams|servers|tools|changes|pins|keys|members|approvals|access|events> <subcommand> [flags]",
+		Name: "portcullis", ShortUsage: "portcullis <tenants|gateways|agents|tokens|upstreams|servers|tools|changes|pins|keys|members|approvals|access|events> <subcommand> [flags]",
 		Subcommands: []*ffcli.Command{
 			{Name: "tenants", ShortUsage: "portcullis tenants <list|create>", ShortHelp: "tenants you belong to", Subcommands: []*ffcli.Command{
 				leaf("tenants", "list", "", "list tenants", nil, 0, func(ctx context.Context, _ []string) error {
@@ -195,6 +195,41 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 						fmt.Fprintf(g.out, "; %d connected agents were cut off (they keep their last policy until stopped)", n)
 					}
 					fmt.Fprintln(g.out, ".")
+					return nil
+				}),
+			}},
+			{Name: "agents", ShortUsage: "portcullis agents <list|revoke>", ShortHelp: "the running instances of a gateway", Subcommands: []*ffcli.Command{
+				leaf("agents", "list", "GATEWAY", "list a gateway's agents: status, applied policy, certificate expiry", nil, 1, func(ctx context.Context, args []string) error {
+					id, err := c.gatewayID(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					r, err := c.gateways.GetGateway(ctx, connect.NewRequest(&adminv1.GetGatewayRequest{GatewayId: id}))
+					if err != nil {
+						return err
+					}
+					return g.print(r.Msg, []string{"ID", "HOST", "STATUS", "POLICY", "CERTIFICATE EXPIRES"}, func(row func(...any)) {
+						for _, a := range r.Msg.GetGateway().GetAgents() {
+							state := "offline"
+							switch {
+							case a.GetRevoked():
+								state = "revoked"
+							case a.GetConnected():
+								state = "online"
+							}
+							expires := "unknown"
+							if a.GetCertExpiresAt() != nil {
+								expires = a.GetCertExpiresAt().AsTime().Local().Format(time.DateTime)
+							}
+							row(a.GetId(), a.GetHostname(), state, fmt.Sprintf("v%d", a.GetAppliedVersion()), expires)
+						}
+					})
+				}),
+				leaf("agents", "revoke", "AGENT_ID", "revoke an agent for good: its streams are cut and its certificate refused (it keeps its last policy until stopped)", nil, 1, func(ctx context.Context, args []string) error {
+					if _, err := c.gateways.RevokeAgent(ctx, connect.NewRequest(&adminv1.RevokeAgentRequest{AgentId: args[0]})); err != nil {
+						return err
+					}
+					fmt.Fprintf(g.out, "Revoked agent %s.\n", args[0])
 					return nil
 				}),
 			}},
@@ -496,7 +531,21 @@ func Run(ctx context.Context, args []string, out io.Writer) error {
 	for _, sc := range root.Subcommands {
 		sc.Exec = func(context.Context, []string) error { return flag.ErrHelp }
 	}
-	return root.ParseAndRun(ctx, args)
+	return root
+}
+
+// Run runs one admin command; args start with the command name.
+func Run(ctx context.Context, args []string, out io.Writer) error {
+	return build(out).ParseAndRun(ctx, args)
+}
+
+// Commands names the admin commands, for the binary's dispatch.
+func Commands() []string {
+	var out []string
+	for _, sc := range build(io.Discard).Subcommands {
+		out = append(out, sc.Name)
+	}
+	return out
 }
 
 // stringList is a repeatable string flag.

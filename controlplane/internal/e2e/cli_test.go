@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gowebpki/jcs"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/cli"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
@@ -274,6 +275,21 @@ func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"bogus"}, {}} {
 		if err := exec.Command(portcullisBin, args...).Run(); err == nil {
 			t.Errorf("portcullis %v succeeded", args)
+		}
+	}
+	// Every admin command the CLI defines is dispatched by the binary and
+	// listed in its usage.
+	usage, err := exec.Command(portcullisBin, "--help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range cli.Commands() {
+		if !regexp.MustCompile(`(?m)^  ` + name + ` +\S`).Match(usage) {
+			t.Errorf("portcullis --help does not list %q", name)
+		}
+		out, err := exec.Command(portcullisBin, name, "-h").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "portcullis "+name) {
+			t.Errorf("portcullis %s -h: %v\n%s", name, err, out)
 		}
 	}
 }

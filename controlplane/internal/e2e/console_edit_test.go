@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
+	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
@@ -46,9 +48,11 @@ func TestConsoleEditAndDelete(t *testing.T) {
 	}
 	// An agent the database holds as connected (no Redis here); the CLI
 	// test cuts a real one off.
-	if err := cp.DB.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetHostname("vpc-host-1").SetCertFingerprint("fp-edit").
-		SetConnected(true).SetLastSeen(time.Now()).Exec(sys); err != nil {
-		t.Fatal(err)
+	for i, host := range []string{"vpc-host-1", "vpc-host-2"} {
+		if err := cp.DB.Agent.Create().SetTenantID(ten.ID).SetGatewayID(gw.ID).SetHostname(host).SetCertFingerprint(fmt.Sprint("fp-edit-", i)).
+			SetConnected(true).SetLastSeen(time.Now()).SetCertExpiresAt(time.Now().Add(20 * 24 * time.Hour)).Exec(sys); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	b := browser(t)
@@ -133,6 +137,15 @@ func TestConsoleEditAndDelete(t *testing.T) {
 		chromedp.WaitVisible(chromedp.Search(`//span[@data-testid="gateway-title"][text()="edit-gw-2"]`)),
 	)
 	screenshot(t, b, "15-gateway-admin")
+	run(t, b, "revoke vpc-host-2",
+		chromedp.SetValue(tid("agent-revoke-select"), agentID(t, cp, "vpc-host-2")),
+		chromedp.Click(tid("agent-revoke-confirm")),
+		chromedp.Click(tid("agent-revoke")),
+		chromedp.WaitVisible(tid("agent-revoked")),
+	)
+	if n := count(t, b, `[data-testid="agent-revoked"]`); n != 1 {
+		t.Fatalf("%d agents shown revoked, want 1", n)
+	}
 	run(t, b, "delete without cutting the agent off",
 		chromedp.Click(tid("gateway-delete-confirm")),
 		chromedp.Click(tid("gateway-delete")),
@@ -160,11 +173,21 @@ func TestConsoleEditAndDelete(t *testing.T) {
 	}
 	run(t, b, "audit log", chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(tid("audit")))
 	auditText := textOf(t, b, tid("audit"))
-	for _, want := range []string{"upstream.update", "virtual_server.update", "virtual_server.delete", "upstream.delete", "enrollment_token.revoke", "gateway.update", "gateway.delete"} {
+	for _, want := range []string{"upstream.update", "virtual_server.update", "virtual_server.delete", "upstream.delete", "enrollment_token.revoke", "gateway.update", "agent.revoke", "gateway.delete"} {
 		if !strings.Contains(auditText, want) {
 			t.Errorf("audit log lacks %q", want)
 		}
 	}
+}
+
+// agentID finds an agent by hostname.
+func agentID(t *testing.T, cp *controlPlane, host string) string {
+	t.Helper()
+	a, err := cp.DB.Agent.Query().Where(agent.Hostname(host)).Only(viewer.System(context.Background()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.ID.String()
 }
 
 // inputValue reads an input's value.

@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
@@ -47,6 +48,7 @@ type world struct {
 	bGateway, bUpstream, bTool, bKey uuid.UUID
 	bMember, bChange                 uuid.UUID
 	bClientKey, bRule, bVS, bToken   uuid.UUID
+	bAgent                           uuid.UUID
 	bManifest                        []byte
 	aGateway                         uuid.UUID
 	bGatewayName                     string
@@ -100,6 +102,11 @@ func buildWorld(t *testing.T) *world {
 	if w.bToken, err = cp.DB.EnrollmentToken.Query().OnlyID(sys); err != nil {
 		t.Fatal(err)
 	}
+	ab, err := cp.DB.Agent.Create().SetTenantID(w.b.ID).SetGatewayID(gb.ID).SetHostname("b-host").SetCertFingerprint("fp-b").Save(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.bAgent = ab.ID
 	ub, err := cp.Tenants.CreateUpstream(bctx, w.b.ID, gb.ID, tenant.UpstreamSpec{Name: "b-upstream", Transport: "streamable_http", URL: "http://10.0.0.1/mcp"})
 	if err != nil {
 		t.Fatal(err)
@@ -286,6 +293,10 @@ var apiMatrix = []apiCall{
 		_, err := c.gateways.RevokeEnrollmentToken(ctx, req(&adminv1.RevokeEnrollmentTokenRequest{Id: w.bToken.String()}))
 		return err
 	}},
+	{"RevokeAgent", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.gateways.RevokeAgent(ctx, req(&adminv1.RevokeAgentRequest{AgentId: w.bAgent.String()}))
+		return err
+	}},
 	{"ListUpstreams", false, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.ups.ListUpstreams(ctx, req(&adminv1.ListUpstreamsRequest{}))
 		return err
@@ -462,7 +473,7 @@ func adminMethods() []string {
 // targetsB is whether the call names one of tenant B's objects.
 func targetsB(name string) bool {
 	switch name {
-	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "UpdateUpstream", "DeleteUpstream", "UpdateVirtualServer", "DeleteVirtualServer", "UpdateGateway", "DeleteGateway", "ListEnrollmentTokens", "RevokeEnrollmentToken", "PinTool", "UnpinTool", "RevokeAPIKey",
+	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "UpdateUpstream", "DeleteUpstream", "UpdateVirtualServer", "DeleteVirtualServer", "UpdateGateway", "DeleteGateway", "ListEnrollmentTokens", "RevokeEnrollmentToken", "RevokeAgent", "PinTool", "UnpinTool", "RevokeAPIKey",
 		"GetChangeRequest", "ProposeChange", "SetToolLabels", "RevokeClientKey", "SetClientAuth", "SetRateLimits", "ListAccessRules", "CreateAccessRule", "DeleteAccessRule", "ApproveChange", "RejectChange", "ImportPins":
 		return true
 	}
@@ -664,6 +675,8 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"POST", "/gateways/" + bID(w.aGateway) + "/tokens/" + bID(w.bToken) + "/revoke"},
 		{"POST", "/gateways/" + bID(w.bGateway) + "/rename"},
 		{"POST", "/gateways/" + bID(w.bGateway) + "/delete"},
+		{"POST", "/gateways/" + bID(w.bGateway) + "/agents/revoke"},
+		{"POST", "/gateways/" + bID(w.aGateway) + "/agents/revoke"},
 		{"GET", "/upstreams/" + bID(w.bUpstream)},
 		{"POST", "/upstreams/" + bID(w.bUpstream)},
 		{"POST", "/upstreams/" + bID(w.bUpstream) + "/delete"},
@@ -694,7 +707,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 			var f url.Values
 			if tc.method == "POST" {
 				f = form(w.aliceCSRF, "decision", "approve", "role", "viewer", "tenant", w.b.ID.String(), "gateway", w.bGateway.String(),
-					"name", "sneaky", "transport", "streamable_http", "url", "http://evil.test/mcp", "upstreams", "b-upstream", "sha256", bSha, "principal_per_minute", "1", "tool_per_minute", "1", "confirm", "1", "force", "1")
+					"name", "sneaky", "transport", "streamable_http", "url", "http://evil.test/mcp", "upstreams", "b-upstream", "sha256", bSha, "principal_per_minute", "1", "tool_per_minute", "1", "confirm", "1", "force", "1", "agent", w.bAgent.String())
 			}
 			status, body := consoleDo(t, base, tc.method, tc.path, w.aliceSession, f)
 			if status != http.StatusNotFound && status != http.StatusForbidden {
@@ -742,6 +755,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/changes/" + w.bChange.String() + "/decide", form(w.carolCSRF, "decision", "approve")},
 		{"/gateways/" + w.aGateway.String() + "/rename", form(w.carolCSRF, "name", "nope")},
 		{"/gateways/" + w.aGateway.String() + "/delete", form(w.carolCSRF, "confirm", "1", "force", "1")},
+		{"/gateways/" + w.aGateway.String() + "/agents/revoke", form(w.carolCSRF, "confirm", "1", "agent", w.bAgent.String())},
 		{"/upstreams/" + w.bUpstream.String(), form(w.carolCSRF, "transport", "streamable_http", "url", "http://x.test/mcp")},
 		{"/upstreams/" + w.bUpstream.String() + "/delete", form(w.carolCSRF, "confirm", "1")},
 		{"/virtual-servers/" + w.bVS.String(), form(w.carolCSRF, "upstreams", "x")},
@@ -762,6 +776,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		"upstream":         w.cp.DB.Upstream.Query().Where(upstream.ID(w.bUpstream), upstream.URL("http://10.0.0.1/mcp")).Exist,
 		"virtual server":   w.cp.DB.VirtualServer.Query().Where(virtualserver.ID(w.bVS)).Exist,
 		"enrollment token": w.cp.DB.EnrollmentToken.Query().Where(enrollmenttoken.ID(w.bToken)).Exist,
+		"agent":            w.cp.DB.Agent.Query().Where(agent.ID(w.bAgent), agent.Revoked(false)).Exist,
 	} {
 		if ok, err := exists(sys); err != nil || !ok {
 			t.Errorf("tenant B's %s was changed or deleted (%v)", what, err)

@@ -20,6 +20,7 @@ import (
 type nopNotifier struct{}
 
 func (nopNotifier) GatewayChanged(context.Context, uuid.UUID) error { return nil }
+func (nopNotifier) AgentsChanged(context.Context, uuid.UUID) error  { return nil }
 
 // TestStoreSuite runs the data-layer guarantees on every store.
 func TestStoreSuite(t *testing.T) {

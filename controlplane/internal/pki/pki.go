@@ -187,7 +187,7 @@ func (ca *CA) SignAgentCSR(csrDER []byte, agentURI *url.URL, validity time.Durat
 		SerialNumber: randomSerial(),
 		Subject:      pkix.Name{CommonName: agentURI.Path},
 		URIs:         []*url.URL{agentURI},
-		NotBefore:    now.Add(-5 * time.Minute),
+		NotBefore:    now.Add(-min(5*time.Minute, validity/10)), // some clock skew, without eating a short lifetime
 		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

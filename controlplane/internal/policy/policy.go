@@ -79,6 +79,13 @@ func (s *Service) GatewayChanged(ctx context.Context, gatewayID uuid.UUID) error
 	return nil
 }
 
+// AgentsChanged signals the gateway's agent streams, on every replica, to
+// check that their agent may still be served (it was revoked).
+func (s *Service) AgentsChanged(_ context.Context, gatewayID uuid.UUID) error {
+	s.broker.Publish(gatewayID)
+	return nil
+}
+
 // Compile builds the gateway's bundle; it returns the new version, or nil
 // when the content is the same as the latest version's.
 func (s *Service) Compile(ctx context.Context, gatewayID uuid.UUID) (*ent.PolicyVersion, error) {

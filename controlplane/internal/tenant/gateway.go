@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -67,7 +68,7 @@ func (s *Service) DeleteGateway(ctx context.Context, tenantID, gatewayID uuid.UU
 	}
 	var live []string
 	for _, a := range g.Edges.Agents {
-		if a.Connected {
+		if a.Connected && !a.Revoked {
 			live = append(live, a.Hostname)
 		}
 	}
@@ -153,4 +154,32 @@ func (s *Service) RevokeEnrollmentToken(ctx context.Context, tenantID, tokenID u
 			TargetID: tok.GatewayID.String(), TargetName: tok.Edges.Gateway.Name,
 			Before: map[string]any{"token_id": tok.ID, "expires_at": tok.ExpiresAt, "max_uses": tok.MaxUses, "uses": tok.Uses}})
 	})
+}
+
+// RevokeAgent refuses an agent for good: its streams are cut on every
+// replica and its certificate is refused from then on, for syncing,
+// telemetry and renewal. Revoking twice is harmless.
+func (s *Service) RevokeAgent(ctx context.Context, tenantID, agentID uuid.UUID) error {
+	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+		return err
+	}
+	a, err := s.db.Agent.Query().Where(agent.TenantID(tenantID), agent.ID(agentID)).WithGateway().Only(ctx)
+	if err != nil {
+		return authz.DBError("agent "+agentID.String(), err)
+	}
+	if a.Revoked {
+		return nil
+	}
+	err = audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		if err := tx.Agent.UpdateOneID(a.ID).SetRevoked(true).SetRevokedAt(time.Now()).Exec(ctx); err != nil {
+			return authz.DBError("revoking agent", err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "agent.revoke", TargetType: "agent",
+			TargetID: a.ID.String(), TargetName: a.Hostname + " (gateway " + a.Edges.Gateway.Name + ")",
+			Before: map[string]any{"gateway": a.Edges.Gateway.Name, "hostname": a.Hostname, "connected": a.Connected}})
+	})
+	if err != nil {
+		return err
+	}
+	return s.notify.AgentsChanged(ctx, a.GatewayID)
 }

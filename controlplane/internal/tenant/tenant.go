@@ -40,9 +40,18 @@ import (
 // ErrNotFound is returned when an object does not exist in the tenant.
 var ErrNotFound = authz.ErrNotFound
 
+// PolicyNotifier is told when a gateway's configuration changed, so that
+// its policy is compiled again and pushed.
+type PolicyNotifier interface {
+	GatewayChanged(ctx context.Context, gatewayID uuid.UUID) error
+}
+
 // Notifier is told when a gateway's policy inputs changed.
 type Notifier interface {
-	GatewayChanged(ctx context.Context, gatewayID uuid.UUID) error
+	PolicyNotifier
+	// AgentsChanged says an agent of the gateway was revoked: its streams
+	// check whom they serve, whether or not the policy changed.
+	AgentsChanged(ctx context.Context, gatewayID uuid.UUID) error
 }
 
 // Service manages tenant configuration.
@@ -499,7 +508,7 @@ func (s *Service) SetResultAction(ctx context.Context, tenantID uuid.UUID, actio
 
 // NotifyGateways tells notify that every gateway of the tenant changed, for
 // settings that apply tenant-wide.
-func NotifyGateways(ctx context.Context, db *ent.Client, notify Notifier, tenantID uuid.UUID) error {
+func NotifyGateways(ctx context.Context, db *ent.Client, notify PolicyNotifier, tenantID uuid.UUID) error {
 	ids, err := db.Gateway.Query().Where(gateway.TenantID(tenantID)).IDs(ctx)
 	if err != nil {
 		return err

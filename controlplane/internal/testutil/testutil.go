@@ -93,6 +93,7 @@ func Logger() *slog.Logger {
 type nopNotifier struct{}
 
 func (nopNotifier) GatewayChanged(context.Context, uuid.UUID) error { return nil }
+func (nopNotifier) AgentsChanged(context.Context, uuid.UUID) error  { return nil }
 
 // NewGateway creates a tenant of its own (with its signing key, as the
 // tenant service makes it) and a gateway in it.

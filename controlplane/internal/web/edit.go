@@ -26,7 +26,7 @@ import (
 // The browser requires it too; this is for anything that is not a browser.
 func confirmed(r *http.Request) error {
 	if r.PostFormValue("confirm") != "1" {
-		return authz.Invalid("tick the confirmation box to delete")
+		return authz.Invalid("tick the confirmation box first")
 	}
 	return nil
 }
@@ -68,6 +68,26 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, rq *request
 	}
 	if err == nil {
 		err = s.cfg.Tenants.RevokeEnrollmentToken(r.Context(), rq.viewer.TenantID, tok)
+	}
+	if err != nil {
+		s.formError(w, r, rq, err, func(msg string, status int) { s.renderGateway(w, r, rq, gw, status, msg) })
+		return
+	}
+	http.Redirect(w, r, "/gateways/"+gw.String(), http.StatusSeeOther)
+}
+
+func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request, rq *request) {
+	gw, err := pathID(r)
+	if err == nil {
+		err = confirmed(r)
+	}
+	if err == nil {
+		var agentID uuid.UUID
+		if agentID, err = uuid.Parse(r.PostFormValue("agent")); err != nil {
+			err = authz.Invalid("choose an agent")
+		} else {
+			err = s.cfg.Tenants.RevokeAgent(r.Context(), rq.viewer.TenantID, agentID)
+		}
 	}
 	if err != nil {
 		s.formError(w, r, rq, err, func(msg string, status int) { s.renderGateway(w, r, rq, gw, status, msg) })

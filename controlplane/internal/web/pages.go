@@ -208,11 +208,11 @@ func (s *Server) gatewayVM(r *http.Request, g *ent.Gateway) (ui.Gateway, error) 
 	}
 	out := ui.Gateway{ID: g.ID.String(), Name: g.Name, Created: g.CreatedAt, PolicyVersion: v}
 	for _, a := range g.Edges.Agents {
-		if a.Connected {
+		if a.Connected && !a.Revoked {
 			out.Online++
 		}
 		out.Agents = append(out.Agents, ui.Agent{ID: a.ID.String(), Hostname: a.Hostname, Version: a.Version, Connected: a.Connected,
-			LastSeen: a.LastSeen, AppliedVersion: a.AppliedVersion, LastNack: a.LastNack})
+			LastSeen: a.LastSeen, AppliedVersion: a.AppliedVersion, LastNack: a.LastNack, Revoked: a.Revoked, CertExpires: a.CertExpiresAt})
 	}
 	return out, nil
 }

@@ -113,6 +113,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("POST /gateways/{id}/tokens/{token}/revoke", s.tenant(s.revokeToken))
 	mux.Handle("POST /gateways/{id}/rename", s.tenant(s.renameGateway))
 	mux.Handle("POST /gateways/{id}/delete", s.tenant(s.deleteGateway))
+	mux.Handle("POST /gateways/{id}/agents/revoke", s.tenant(s.revokeAgent))
 	mux.Handle("GET /upstreams", s.tenant(s.upstreamsPage))
 	mux.Handle("POST /upstreams", s.tenant(s.createUpstream))
 	mux.Handle("GET /upstreams/{id}", s.tenant(s.upstreamPage))

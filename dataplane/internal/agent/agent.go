@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/backoff"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/bundle"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -65,7 +66,7 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	id      *Identity
-	conn    *grpc.ClientConn
+	conn    atomic.Pointer[grpc.ClientConn] // replaced after a renewal
 	applied atomic.Uint64
 	synced  atomic.Bool
 	mu      sync.Mutex // serialises Apply and the cache file
@@ -129,17 +130,11 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.log.Info("enrolled", "agent", id.AgentID, "gateway", id.GatewayID)
 	}
 	a.id = id
-	host, _, _ := net.SplitHostPort(a.cfg.ControlPlane)
-	a.conn, err = grpc.NewClient(a.cfg.ControlPlane,
-		grpc.WithTransportCredentials(id.transportCredentials(host)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-		// A bundle carries every approved definition (up to 256 KiB each):
-		// past gRPC's default 4 MiB the gateway would never get its policy.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxBundleMessage)),
-	)
+	conn, err := a.dial()
 	if err != nil {
 		return err
 	}
+	a.conn.Store(conn)
 	sb, err := bundle.Load(a.bundlePath())
 	if err != nil {
 		a.log.Error("cached bundle unreadable; waiting for the control plane", "err", err)
@@ -153,6 +148,71 @@ func (a *Agent) Start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// dial opens a connection to the control plane with the agent's certificate.
+func (a *Agent) dial() (*grpc.ClientConn, error) {
+	host, _, _ := net.SplitHostPort(a.cfg.ControlPlane)
+	return grpc.NewClient(a.cfg.ControlPlane,
+		grpc.WithTransportCredentials(a.id.transportCredentials(host)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		// A bundle carries every approved definition (up to 256 KiB each):
+		// past gRPC's default 4 MiB the gateway would never get its policy.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxBundleMessage)),
+	)
+}
+
+// CertificateExpiry is when the agent's client certificate expires (zero
+// before enrollment).
+func (a *Agent) CertificateExpiry() time.Time {
+	if a.id == nil {
+		return time.Time{}
+	}
+	return a.id.NotAfter()
+}
+
+// renewLoop renews the client certificate two thirds into its lifetime,
+// retrying with backoff, and moves to a connection that presents it.
+func (a *Agent) renewLoop(ctx context.Context) {
+	for attempt := 0; ; {
+		wait := time.Until(a.id.renewAt())
+		if attempt > 0 {
+			wait = backoff.Delay(attempt, a.cfg.MinBackoff, a.cfg.MaxBackoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := a.id.renew(rctx, agentv1.NewAgentServiceClient(a.conn.Load()), a.cfg.DataDir)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			attempt++
+			metrics.CertRenewalFailures.Inc()
+			left := time.Until(a.id.NotAfter())
+			level := slog.LevelWarn
+			if attempt >= 5 || left < 24*time.Hour {
+				level = slog.LevelError // the gateway loses its control plane when the certificate expires
+			}
+			a.log.Log(ctx, level, "renewing the agent certificate failed; retrying", "err", err, "expires_in", left.Round(time.Second), "attempt", attempt)
+			continue
+		}
+		attempt = 0
+		a.log.Info("agent certificate renewed", "expires", a.id.NotAfter())
+		// New streams go over a connection that presents the new certificate.
+		conn, err := a.dial()
+		if err != nil {
+			a.log.Error("reconnecting with the renewed certificate", "err", err)
+			continue
+		}
+		if old := a.conn.Swap(conn); old != nil {
+			_ = old.Close()
+		}
+	}
 }
 
 // permanent tells enrollment errors that retrying cannot fix: a malformed,
@@ -198,8 +258,9 @@ func (a *Agent) sleep(ctx context.Context, attempt int) bool {
 
 // Run keeps the Sync stream and the telemetry shipper going until ctx ends.
 func (a *Agent) Run(ctx context.Context) {
-	defer a.conn.Close()
+	defer func() { _ = a.conn.Load().Close() }()
 	go a.shipTelemetry(ctx)
+	go a.renewLoop(ctx)
 	for attempt := 0; ctx.Err() == nil; {
 		start := time.Now()
 		err := a.syncOnce(ctx)
@@ -210,7 +271,11 @@ func (a *Agent) Run(ctx context.Context) {
 		if time.Since(start) > time.Minute {
 			attempt = 0 // a long-lived stream resets the backoff
 		}
-		a.log.Warn("sync stream ended; reconnecting", "err", err, "attempt", attempt)
+		if c := status.Code(err); c == codes.PermissionDenied || c == codes.Unauthenticated {
+			a.log.Error("the control plane refuses this gateway agent; enforcing the last policy and retrying", "reason", status.Convert(err).Message(), "attempt", attempt)
+		} else {
+			a.log.Warn("sync stream ended; reconnecting", "err", err, "attempt", attempt)
+		}
 		a.sleep(ctx, attempt)
 		attempt++
 	}
@@ -219,7 +284,7 @@ func (a *Agent) Run(ctx context.Context) {
 func (a *Agent) syncOnce(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := agentv1.NewAgentServiceClient(a.conn).Sync(ctx)
+	stream, err := agentv1.NewAgentServiceClient(a.conn.Load()).Sync(ctx)
 	if err != nil {
 		return err
 	}
@@ -304,7 +369,6 @@ const telemetryWindow = 250 * time.Millisecond
 // shipTelemetry sends queued call events in batches; failed batches go back to the queue.
 func (a *Agent) shipTelemetry(ctx context.Context) {
 	const batchSize = 1000
-	client := agentv1.NewAgentServiceClient(a.conn)
 	attempt := 0
 	for {
 		select {
@@ -322,7 +386,7 @@ func (a *Agent) shipTelemetry(ctx context.Context) {
 		}
 		for a.cfg.Telemetry.Len() > 0 && ctx.Err() == nil {
 			batch, dropped := a.cfg.Telemetry.Take(batchSize)
-			if err := a.shipBatch(ctx, client, batch, dropped); err != nil {
+			if err := a.shipBatch(ctx, agentv1.NewAgentServiceClient(a.conn.Load()), batch, dropped); err != nil {
 				a.cfg.Telemetry.Requeue(dropped)
 				a.log.Debug("shipping telemetry failed", "err", err)
 				a.sleep(ctx, attempt)

@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -32,14 +34,20 @@ type Identity struct {
 	GatewayID       string `json:"gateway_id"`
 	TenantID        string `json:"tenant_id"`
 	PolicyPublicKey []byte `json:"policy_public_key"`
-	cert            tls.Certificate
-	caPool          *x509.CertPool
+	// cert is the client certificate, swapped when it is renewed: new
+	// handshakes use the newest.
+	cert   atomic.Pointer[tls.Certificate]
+	caPool *x509.CertPool
 }
 
 const (
 	identityFile = "identity.json"
 	keyFile      = "agent.key"
 	certFile     = "agent.crt"
+	// renewedFile holds a renewed certificate and its key in one file, so
+	// that replacing the pair is one atomic rename; it wins over the
+	// enrollment's pair.
+	renewedFile = "agent.pem"
 	caFile       = "ca.crt"
 )
 
@@ -52,14 +60,20 @@ func loadIdentity(dir string) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	var id Identity
-	if err := json.Unmarshal(raw, &id); err != nil {
+	id := &Identity{}
+	if err := json.Unmarshal(raw, id); err != nil {
 		return nil, fmt.Errorf("parsing %s: %w", identityFile, err)
 	}
-	id.cert, err = tls.LoadX509KeyPair(filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
+	var cert tls.Certificate
+	if pair, rerr := os.ReadFile(filepath.Join(dir, renewedFile)); rerr == nil {
+		cert, err = tls.X509KeyPair(pair, pair)
+	} else {
+		cert, err = tls.LoadX509KeyPair(filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("loading agent certificate: %w", err)
 	}
+	id.cert.Store(&cert)
 	caPEM, err := os.ReadFile(filepath.Join(dir, caFile))
 	if err != nil {
 		return nil, fmt.Errorf("loading control-plane CA: %w", err)
@@ -68,7 +82,7 @@ func loadIdentity(dir string) (*Identity, error) {
 	if !id.caPool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("%s holds no certificate", caFile)
 	}
-	return &id, nil
+	return id, nil
 }
 
 var (
@@ -124,11 +138,7 @@ func enroll(ctx context.Context, dir, target, token, hostname, version string) (
 	}
 	defer conn.Close()
 
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	key, csr, err := newKey()
 	if err != nil {
 		return nil, err
 	}
@@ -145,8 +155,8 @@ func enroll(ctx context.Context, dir, target, token, hostname, version string) (
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	id := &Identity{AgentID: resp.GetAgentId(), GatewayID: resp.GetGatewayId(), TenantID: resp.GetTenantId(), PolicyPublicKey: resp.GetPolicyPublicKey()}
-	idJSON, _ := json.MarshalIndent(id, "", "  ")
+	id := Identity{AgentID: resp.GetAgentId(), GatewayID: resp.GetGatewayId(), TenantID: resp.GetTenantId(), PolicyPublicKey: resp.GetPolicyPublicKey()}
+	idJSON, _ := json.MarshalIndent(&id, "", "  ")
 	files := []struct {
 		name string
 		data []byte
@@ -165,12 +175,69 @@ func enroll(ctx context.Context, dir, target, token, hostname, version string) (
 	return loadIdentity(dir)
 }
 
-// transportCredentials are the mTLS credentials for Sync and ReportTelemetry.
+// newKey makes a key pair and a certificate signing request for it.
+func newKey() (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	return key, csr, err
+}
+
+// transportCredentials are the mTLS credentials for Sync and ReportTelemetry;
+// each handshake presents the newest certificate.
 func (id *Identity) transportCredentials(host string) credentials.TransportCredentials {
 	return credentials.NewTLS(&tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{id.cert},
-		RootCAs:      id.caPool,
-		ServerName:   host,
+		MinVersion: tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return id.cert.Load(), nil
+		},
+		RootCAs:    id.caPool,
+		ServerName: host,
 	})
+}
+
+// NotAfter is when the client certificate expires.
+func (id *Identity) NotAfter() time.Time { return id.cert.Load().Leaf.NotAfter }
+
+// renewAt is when to renew: two thirds into the certificate's lifetime.
+func (id *Identity) renewAt() time.Time {
+	leaf := id.cert.Load().Leaf
+	return leaf.NotAfter.Add(-leaf.NotAfter.Sub(leaf.NotBefore) / 3)
+}
+
+// renew asks the control plane for a certificate for a new key, checks it,
+// keeps it in dir and uses it for new connections.
+func (id *Identity) renew(ctx context.Context, client agentv1.AgentServiceClient, dir string) error {
+	key, csr, err := newKey()
+	if err != nil {
+		return err
+	}
+	resp, err := client.Renew(ctx, &agentv1.RenewRequest{CsrDer: csr})
+	if err != nil {
+		return err
+	}
+	leaf, err := x509.ParseCertificate(resp.GetCertificateDer())
+	if err != nil {
+		return fmt.Errorf("the renewed certificate does not parse: %w", err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: id.caPool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return fmt.Errorf("the renewed certificate does not verify against the control plane's CA: %w", err)
+	}
+	if !key.PublicKey.Equal(leaf.PublicKey) {
+		return errors.New("the renewed certificate is not for the key this agent sent")
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	pair := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: resp.GetCertificateDer()}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...)
+	if err := bundle.WriteFileAtomic(filepath.Join(dir, renewedFile), pair, 0o600); err != nil {
+		return fmt.Errorf("saving the renewed certificate: %w", err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{resp.GetCertificateDer()}, PrivateKey: key, Leaf: leaf}
+	id.cert.Store(&cert)
+	return nil
 }

@@ -194,7 +194,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle("/mcp/", mcpHandler)
 	mux.Handle("/.well-known/oauth-protected-resource", mcpHandler)
 	mux.Handle("/.well-known/oauth-protected-resource/", mcpHandler)
-	mux.Handle("GET /metrics", metrics.Handler(metrics.State{PolicyVersion: ag.AppliedVersion, Connected: ag.Connected, QueueDepth: q.Len}))
+	mux.Handle("GET /metrics", metrics.Handler(metrics.State{PolicyVersion: ag.AppliedVersion, Connected: ag.Connected, QueueDepth: q.Len, CertExpiry: ag.CertificateExpiry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		v := ag.AppliedVersion()

@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,17 +30,25 @@ var (
 	}, []string{"upstream"})
 )
 
+// CertRenewalFailures counts failed renewals of the agent certificate.
+var CertRenewalFailures = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "portcullis_gateway_certificate_renewal_failures_total",
+	Help: "Failed renewals of the gateway's client certificate for the control plane (it renews two thirds into its lifetime).",
+})
+
 // State is read at scrape time.
 type State struct {
 	PolicyVersion func() uint64
 	Connected     func() bool
 	QueueDepth    func() int
+	// CertExpiry is when the client certificate for the control plane expires.
+	CertExpiry func() time.Time
 }
 
 // Handler serves /metrics with the gateway's metrics, Go runtime and process metrics.
 func Handler(s State) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(Calls, RawCalls, UpstreamSeconds, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(Calls, RawCalls, UpstreamSeconds, CertRenewalFailures, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_gateway_policy_version", Help: "Version of the policy bundle being enforced (0: none)."},
 			func() float64 { return float64(s.PolicyVersion()) }),
@@ -52,6 +61,13 @@ func Handler(s State) http.Handler {
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_gateway_telemetry_queue_depth", Help: "Call events waiting to be shipped."},
 			func() float64 { return float64(s.QueueDepth()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_gateway_certificate_expiry_timestamp_seconds", Help: "When the client certificate for the control plane expires (Unix time; 0 before enrollment)."},
+			func() float64 {
+				if t := s.CertExpiry(); !t.IsZero() {
+					return float64(t.Unix())
+				}
+				return 0
+			}),
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -890,7 +890,11 @@ type Agent struct {
 	// The policy version the agent last acknowledged.
 	AppliedVersion uint64 `protobuf:"varint,6,opt,name=applied_version,json=appliedVersion,proto3" json:"applied_version,omitempty"`
 	// Why the agent refused the last bundle, if it did.
-	LastNack      string `protobuf:"bytes,7,opt,name=last_nack,json=lastNack,proto3" json:"last_nack,omitempty"`
+	LastNack string `protobuf:"bytes,7,opt,name=last_nack,json=lastNack,proto3" json:"last_nack,omitempty"`
+	// Revoked agents are refused by the control plane for good.
+	Revoked bool `protobuf:"varint,8,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// When its client certificate expires; it renews well before.
+	CertExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=cert_expires_at,json=certExpiresAt,proto3" json:"cert_expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -974,6 +978,20 @@ func (x *Agent) GetLastNack() string {
 	return ""
 }
 
+func (x *Agent) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *Agent) GetCertExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CertExpiresAt
+	}
+	return nil
+}
+
 // Gateway is a deployment group of agents, e.g. one VPC.
 type Gateway struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1052,6 +1070,88 @@ func (x *Gateway) GetPolicyVersion() uint64 {
 	return 0
 }
 
+// RevokeAgentRequest names the agent.
+type RevokeAgentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAgentRequest) Reset() {
+	*x = RevokeAgentRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAgentRequest) ProtoMessage() {}
+
+func (x *RevokeAgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAgentRequest.ProtoReflect.Descriptor instead.
+func (*RevokeAgentRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RevokeAgentRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+// RevokeAgentResponse is empty.
+type RevokeAgentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAgentResponse) Reset() {
+	*x = RevokeAgentResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAgentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAgentResponse) ProtoMessage() {}
+
+func (x *RevokeAgentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAgentResponse.ProtoReflect.Descriptor instead.
+func (*RevokeAgentResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
 // UpdateGatewayRequest names the gateway and its new name.
 type UpdateGatewayRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1063,7 +1163,7 @@ type UpdateGatewayRequest struct {
 
 func (x *UpdateGatewayRequest) Reset() {
 	*x = UpdateGatewayRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1175,7 @@ func (x *UpdateGatewayRequest) String() string {
 func (*UpdateGatewayRequest) ProtoMessage() {}
 
 func (x *UpdateGatewayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1188,7 @@ func (x *UpdateGatewayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGatewayRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGatewayRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateGatewayRequest) GetGatewayId() string {
@@ -1115,7 +1215,7 @@ type UpdateGatewayResponse struct {
 
 func (x *UpdateGatewayResponse) Reset() {
 	*x = UpdateGatewayResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1227,7 @@ func (x *UpdateGatewayResponse) String() string {
 func (*UpdateGatewayResponse) ProtoMessage() {}
 
 func (x *UpdateGatewayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1240,7 @@ func (x *UpdateGatewayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGatewayResponse.ProtoReflect.Descriptor instead.
 func (*UpdateGatewayResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateGatewayResponse) GetGateway() *Gateway {
@@ -1162,7 +1262,7 @@ type DeleteGatewayRequest struct {
 
 func (x *DeleteGatewayRequest) Reset() {
 	*x = DeleteGatewayRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1274,7 @@ func (x *DeleteGatewayRequest) String() string {
 func (*DeleteGatewayRequest) ProtoMessage() {}
 
 func (x *DeleteGatewayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1287,7 @@ func (x *DeleteGatewayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGatewayRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGatewayRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteGatewayRequest) GetGatewayId() string {
@@ -1215,7 +1315,7 @@ type DeleteGatewayResponse struct {
 
 func (x *DeleteGatewayResponse) Reset() {
 	*x = DeleteGatewayResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1327,7 @@ func (x *DeleteGatewayResponse) String() string {
 func (*DeleteGatewayResponse) ProtoMessage() {}
 
 func (x *DeleteGatewayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1340,7 @@ func (x *DeleteGatewayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGatewayResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGatewayResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteGatewayResponse) GetDisconnectedAgents() int32 {
@@ -1260,7 +1360,7 @@ type ListEnrollmentTokensRequest struct {
 
 func (x *ListEnrollmentTokensRequest) Reset() {
 	*x = ListEnrollmentTokensRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1372,7 @@ func (x *ListEnrollmentTokensRequest) String() string {
 func (*ListEnrollmentTokensRequest) ProtoMessage() {}
 
 func (x *ListEnrollmentTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1385,7 @@ func (x *ListEnrollmentTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentTokensRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListEnrollmentTokensRequest) GetGatewayId() string {
@@ -1305,7 +1405,7 @@ type ListEnrollmentTokensResponse struct {
 
 func (x *ListEnrollmentTokensResponse) Reset() {
 	*x = ListEnrollmentTokensResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1417,7 @@ func (x *ListEnrollmentTokensResponse) String() string {
 func (*ListEnrollmentTokensResponse) ProtoMessage() {}
 
 func (x *ListEnrollmentTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1430,7 @@ func (x *ListEnrollmentTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentTokensResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListEnrollmentTokensResponse) GetTokens() []*EnrollmentToken {
@@ -1359,7 +1459,7 @@ type EnrollmentToken struct {
 
 func (x *EnrollmentToken) Reset() {
 	*x = EnrollmentToken{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1471,7 @@ func (x *EnrollmentToken) String() string {
 func (*EnrollmentToken) ProtoMessage() {}
 
 func (x *EnrollmentToken) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1484,7 @@ func (x *EnrollmentToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollmentToken.ProtoReflect.Descriptor instead.
 func (*EnrollmentToken) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EnrollmentToken) GetId() string {
@@ -1453,7 +1553,7 @@ type RevokeEnrollmentTokenRequest struct {
 
 func (x *RevokeEnrollmentTokenRequest) Reset() {
 	*x = RevokeEnrollmentTokenRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1565,7 @@ func (x *RevokeEnrollmentTokenRequest) String() string {
 func (*RevokeEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1578,7 @@ func (x *RevokeEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RevokeEnrollmentTokenRequest) GetId() string {
@@ -1497,7 +1597,7 @@ type RevokeEnrollmentTokenResponse struct {
 
 func (x *RevokeEnrollmentTokenResponse) Reset() {
 	*x = RevokeEnrollmentTokenResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1609,7 @@ func (x *RevokeEnrollmentTokenResponse) String() string {
 func (*RevokeEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *RevokeEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1622,7 @@ func (x *RevokeEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 // ListGatewaysRequest is empty.
@@ -1534,7 +1634,7 @@ type ListGatewaysRequest struct {
 
 func (x *ListGatewaysRequest) Reset() {
 	*x = ListGatewaysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1646,7 @@ func (x *ListGatewaysRequest) String() string {
 func (*ListGatewaysRequest) ProtoMessage() {}
 
 func (x *ListGatewaysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1659,7 @@ func (x *ListGatewaysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGatewaysRequest.ProtoReflect.Descriptor instead.
 func (*ListGatewaysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 // ListGatewaysResponse lists gateways.
@@ -1572,7 +1672,7 @@ type ListGatewaysResponse struct {
 
 func (x *ListGatewaysResponse) Reset() {
 	*x = ListGatewaysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1684,7 @@ func (x *ListGatewaysResponse) String() string {
 func (*ListGatewaysResponse) ProtoMessage() {}
 
 func (x *ListGatewaysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1697,7 @@ func (x *ListGatewaysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGatewaysResponse.ProtoReflect.Descriptor instead.
 func (*ListGatewaysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListGatewaysResponse) GetGateways() []*Gateway {
@@ -1617,7 +1717,7 @@ type GetGatewayRequest struct {
 
 func (x *GetGatewayRequest) Reset() {
 	*x = GetGatewayRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1729,7 @@ func (x *GetGatewayRequest) String() string {
 func (*GetGatewayRequest) ProtoMessage() {}
 
 func (x *GetGatewayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1742,7 @@ func (x *GetGatewayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGatewayRequest.ProtoReflect.Descriptor instead.
 func (*GetGatewayRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetGatewayRequest) GetGatewayId() string {
@@ -1662,7 +1762,7 @@ type GetGatewayResponse struct {
 
 func (x *GetGatewayResponse) Reset() {
 	*x = GetGatewayResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1774,7 @@ func (x *GetGatewayResponse) String() string {
 func (*GetGatewayResponse) ProtoMessage() {}
 
 func (x *GetGatewayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +1787,7 @@ func (x *GetGatewayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGatewayResponse.ProtoReflect.Descriptor instead.
 func (*GetGatewayResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetGatewayResponse) GetGateway() *Gateway {
@@ -1707,7 +1807,7 @@ type CreateGatewayRequest struct {
 
 func (x *CreateGatewayRequest) Reset() {
 	*x = CreateGatewayRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1819,7 @@ func (x *CreateGatewayRequest) String() string {
 func (*CreateGatewayRequest) ProtoMessage() {}
 
 func (x *CreateGatewayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1832,7 @@ func (x *CreateGatewayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGatewayRequest.ProtoReflect.Descriptor instead.
 func (*CreateGatewayRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateGatewayRequest) GetName() string {
@@ -1752,7 +1852,7 @@ type CreateGatewayResponse struct {
 
 func (x *CreateGatewayResponse) Reset() {
 	*x = CreateGatewayResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1864,7 @@ func (x *CreateGatewayResponse) String() string {
 func (*CreateGatewayResponse) ProtoMessage() {}
 
 func (x *CreateGatewayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1877,7 @@ func (x *CreateGatewayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGatewayResponse.ProtoReflect.Descriptor instead.
 func (*CreateGatewayResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateGatewayResponse) GetGateway() *Gateway {
@@ -1802,7 +1902,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1914,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1927,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetGatewayId() string {
@@ -1864,7 +1964,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1976,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +1989,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -1943,7 +2043,7 @@ type Upstream struct {
 
 func (x *Upstream) Reset() {
 	*x = Upstream{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2055,7 @@ func (x *Upstream) String() string {
 func (*Upstream) ProtoMessage() {}
 
 func (x *Upstream) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2068,7 @@ func (x *Upstream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upstream.ProtoReflect.Descriptor instead.
 func (*Upstream) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Upstream) GetId() string {
@@ -2087,7 +2187,7 @@ type UpdateUpstreamRequest struct {
 
 func (x *UpdateUpstreamRequest) Reset() {
 	*x = UpdateUpstreamRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2199,7 @@ func (x *UpdateUpstreamRequest) String() string {
 func (*UpdateUpstreamRequest) ProtoMessage() {}
 
 func (x *UpdateUpstreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2212,7 @@ func (x *UpdateUpstreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateUpstreamRequest.ProtoReflect.Descriptor instead.
 func (*UpdateUpstreamRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateUpstreamRequest) GetUpstream() *Upstream {
@@ -2132,7 +2232,7 @@ type UpdateUpstreamResponse struct {
 
 func (x *UpdateUpstreamResponse) Reset() {
 	*x = UpdateUpstreamResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2244,7 @@ func (x *UpdateUpstreamResponse) String() string {
 func (*UpdateUpstreamResponse) ProtoMessage() {}
 
 func (x *UpdateUpstreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2257,7 @@ func (x *UpdateUpstreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateUpstreamResponse.ProtoReflect.Descriptor instead.
 func (*UpdateUpstreamResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UpdateUpstreamResponse) GetUpstream() *Upstream {
@@ -2177,7 +2277,7 @@ type DeleteUpstreamRequest struct {
 
 func (x *DeleteUpstreamRequest) Reset() {
 	*x = DeleteUpstreamRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2189,7 +2289,7 @@ func (x *DeleteUpstreamRequest) String() string {
 func (*DeleteUpstreamRequest) ProtoMessage() {}
 
 func (x *DeleteUpstreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2202,7 +2302,7 @@ func (x *DeleteUpstreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUpstreamRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUpstreamRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteUpstreamRequest) GetId() string {
@@ -2221,7 +2321,7 @@ type DeleteUpstreamResponse struct {
 
 func (x *DeleteUpstreamResponse) Reset() {
 	*x = DeleteUpstreamResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2333,7 @@ func (x *DeleteUpstreamResponse) String() string {
 func (*DeleteUpstreamResponse) ProtoMessage() {}
 
 func (x *DeleteUpstreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2346,7 @@ func (x *DeleteUpstreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUpstreamResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUpstreamResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 // ListUpstreamsRequest is empty.
@@ -2258,7 +2358,7 @@ type ListUpstreamsRequest struct {
 
 func (x *ListUpstreamsRequest) Reset() {
 	*x = ListUpstreamsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2370,7 @@ func (x *ListUpstreamsRequest) String() string {
 func (*ListUpstreamsRequest) ProtoMessage() {}
 
 func (x *ListUpstreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2383,7 @@ func (x *ListUpstreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUpstreamsRequest.ProtoReflect.Descriptor instead.
 func (*ListUpstreamsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 // ListUpstreamsResponse lists upstreams.
@@ -2296,7 +2396,7 @@ type ListUpstreamsResponse struct {
 
 func (x *ListUpstreamsResponse) Reset() {
 	*x = ListUpstreamsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2408,7 @@ func (x *ListUpstreamsResponse) String() string {
 func (*ListUpstreamsResponse) ProtoMessage() {}
 
 func (x *ListUpstreamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2421,7 @@ func (x *ListUpstreamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUpstreamsResponse.ProtoReflect.Descriptor instead.
 func (*ListUpstreamsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListUpstreamsResponse) GetUpstreams() []*Upstream {
@@ -2341,7 +2441,7 @@ type CreateUpstreamRequest struct {
 
 func (x *CreateUpstreamRequest) Reset() {
 	*x = CreateUpstreamRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2453,7 @@ func (x *CreateUpstreamRequest) String() string {
 func (*CreateUpstreamRequest) ProtoMessage() {}
 
 func (x *CreateUpstreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2466,7 @@ func (x *CreateUpstreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUpstreamRequest.ProtoReflect.Descriptor instead.
 func (*CreateUpstreamRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateUpstreamRequest) GetUpstream() *Upstream {
@@ -2386,7 +2486,7 @@ type CreateUpstreamResponse struct {
 
 func (x *CreateUpstreamResponse) Reset() {
 	*x = CreateUpstreamResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2498,7 @@ func (x *CreateUpstreamResponse) String() string {
 func (*CreateUpstreamResponse) ProtoMessage() {}
 
 func (x *CreateUpstreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2511,7 @@ func (x *CreateUpstreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUpstreamResponse.ProtoReflect.Descriptor instead.
 func (*CreateUpstreamResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateUpstreamResponse) GetUpstream() *Upstream {
@@ -2438,7 +2538,7 @@ type VirtualServer struct {
 
 func (x *VirtualServer) Reset() {
 	*x = VirtualServer{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2550,7 @@ func (x *VirtualServer) String() string {
 func (*VirtualServer) ProtoMessage() {}
 
 func (x *VirtualServer) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2563,7 @@ func (x *VirtualServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
 func (*VirtualServer) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *VirtualServer) GetId() string {
@@ -2523,7 +2623,7 @@ type ToolRename struct {
 
 func (x *ToolRename) Reset() {
 	*x = ToolRename{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2635,7 @@ func (x *ToolRename) String() string {
 func (*ToolRename) ProtoMessage() {}
 
 func (x *ToolRename) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2648,7 @@ func (x *ToolRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolRename.ProtoReflect.Descriptor instead.
 func (*ToolRename) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ToolRename) GetUpstream() string {
@@ -2585,7 +2685,7 @@ type UpdateVirtualServerRequest struct {
 
 func (x *UpdateVirtualServerRequest) Reset() {
 	*x = UpdateVirtualServerRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +2697,7 @@ func (x *UpdateVirtualServerRequest) String() string {
 func (*UpdateVirtualServerRequest) ProtoMessage() {}
 
 func (x *UpdateVirtualServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +2710,7 @@ func (x *UpdateVirtualServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVirtualServerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateVirtualServerRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UpdateVirtualServerRequest) GetId() string {
@@ -2651,7 +2751,7 @@ type UpdateVirtualServerResponse struct {
 
 func (x *UpdateVirtualServerResponse) Reset() {
 	*x = UpdateVirtualServerResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +2763,7 @@ func (x *UpdateVirtualServerResponse) String() string {
 func (*UpdateVirtualServerResponse) ProtoMessage() {}
 
 func (x *UpdateVirtualServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +2776,7 @@ func (x *UpdateVirtualServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVirtualServerResponse.ProtoReflect.Descriptor instead.
 func (*UpdateVirtualServerResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *UpdateVirtualServerResponse) GetVirtualServer() *VirtualServer {
@@ -2696,7 +2796,7 @@ type DeleteVirtualServerRequest struct {
 
 func (x *DeleteVirtualServerRequest) Reset() {
 	*x = DeleteVirtualServerRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +2808,7 @@ func (x *DeleteVirtualServerRequest) String() string {
 func (*DeleteVirtualServerRequest) ProtoMessage() {}
 
 func (x *DeleteVirtualServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +2821,7 @@ func (x *DeleteVirtualServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVirtualServerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVirtualServerRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeleteVirtualServerRequest) GetId() string {
@@ -2740,7 +2840,7 @@ type DeleteVirtualServerResponse struct {
 
 func (x *DeleteVirtualServerResponse) Reset() {
 	*x = DeleteVirtualServerResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2752,7 +2852,7 @@ func (x *DeleteVirtualServerResponse) String() string {
 func (*DeleteVirtualServerResponse) ProtoMessage() {}
 
 func (x *DeleteVirtualServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2765,7 +2865,7 @@ func (x *DeleteVirtualServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVirtualServerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVirtualServerResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 // ListVirtualServersRequest is empty.
@@ -2777,7 +2877,7 @@ type ListVirtualServersRequest struct {
 
 func (x *ListVirtualServersRequest) Reset() {
 	*x = ListVirtualServersRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +2889,7 @@ func (x *ListVirtualServersRequest) String() string {
 func (*ListVirtualServersRequest) ProtoMessage() {}
 
 func (x *ListVirtualServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +2902,7 @@ func (x *ListVirtualServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVirtualServersRequest.ProtoReflect.Descriptor instead.
 func (*ListVirtualServersRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 // ListVirtualServersResponse lists virtual servers.
@@ -2815,7 +2915,7 @@ type ListVirtualServersResponse struct {
 
 func (x *ListVirtualServersResponse) Reset() {
 	*x = ListVirtualServersResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2827,7 +2927,7 @@ func (x *ListVirtualServersResponse) String() string {
 func (*ListVirtualServersResponse) ProtoMessage() {}
 
 func (x *ListVirtualServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2840,7 +2940,7 @@ func (x *ListVirtualServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVirtualServersResponse.ProtoReflect.Descriptor instead.
 func (*ListVirtualServersResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListVirtualServersResponse) GetVirtualServers() []*VirtualServer {
@@ -2867,7 +2967,7 @@ type CreateVirtualServerRequest struct {
 
 func (x *CreateVirtualServerRequest) Reset() {
 	*x = CreateVirtualServerRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2879,7 +2979,7 @@ func (x *CreateVirtualServerRequest) String() string {
 func (*CreateVirtualServerRequest) ProtoMessage() {}
 
 func (x *CreateVirtualServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2892,7 +2992,7 @@ func (x *CreateVirtualServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVirtualServerRequest.ProtoReflect.Descriptor instead.
 func (*CreateVirtualServerRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CreateVirtualServerRequest) GetGatewayId() string {
@@ -2940,7 +3040,7 @@ type CreateVirtualServerResponse struct {
 
 func (x *CreateVirtualServerResponse) Reset() {
 	*x = CreateVirtualServerResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3052,7 @@ func (x *CreateVirtualServerResponse) String() string {
 func (*CreateVirtualServerResponse) ProtoMessage() {}
 
 func (x *CreateVirtualServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3065,7 @@ func (x *CreateVirtualServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVirtualServerResponse.ProtoReflect.Descriptor instead.
 func (*CreateVirtualServerResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CreateVirtualServerResponse) GetVirtualServer() *VirtualServer {
@@ -2997,7 +3097,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3109,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3122,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Tool) GetId() string {
@@ -3100,7 +3200,7 @@ type SetToolLabelsRequest struct {
 
 func (x *SetToolLabelsRequest) Reset() {
 	*x = SetToolLabelsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3212,7 @@ func (x *SetToolLabelsRequest) String() string {
 func (*SetToolLabelsRequest) ProtoMessage() {}
 
 func (x *SetToolLabelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3225,7 @@ func (x *SetToolLabelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetToolLabelsRequest.ProtoReflect.Descriptor instead.
 func (*SetToolLabelsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SetToolLabelsRequest) GetToolId() string {
@@ -3151,7 +3251,7 @@ type SetToolLabelsResponse struct {
 
 func (x *SetToolLabelsResponse) Reset() {
 	*x = SetToolLabelsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3163,7 +3263,7 @@ func (x *SetToolLabelsResponse) String() string {
 func (*SetToolLabelsResponse) ProtoMessage() {}
 
 func (x *SetToolLabelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3176,7 +3276,7 @@ func (x *SetToolLabelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetToolLabelsResponse.ProtoReflect.Descriptor instead.
 func (*SetToolLabelsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 // ListToolsRequest is empty.
@@ -3188,7 +3288,7 @@ type ListToolsRequest struct {
 
 func (x *ListToolsRequest) Reset() {
 	*x = ListToolsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3200,7 +3300,7 @@ func (x *ListToolsRequest) String() string {
 func (*ListToolsRequest) ProtoMessage() {}
 
 func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3213,7 +3313,7 @@ func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsRequest.ProtoReflect.Descriptor instead.
 func (*ListToolsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 // ListToolsResponse lists tools.
@@ -3226,7 +3326,7 @@ type ListToolsResponse struct {
 
 func (x *ListToolsResponse) Reset() {
 	*x = ListToolsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3238,7 +3338,7 @@ func (x *ListToolsResponse) String() string {
 func (*ListToolsResponse) ProtoMessage() {}
 
 func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3251,7 +3351,7 @@ func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsResponse.ProtoReflect.Descriptor instead.
 func (*ListToolsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListToolsResponse) GetTools() []*Tool {
@@ -3271,7 +3371,7 @@ type PinToolRequest struct {
 
 func (x *PinToolRequest) Reset() {
 	*x = PinToolRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3383,7 @@ func (x *PinToolRequest) String() string {
 func (*PinToolRequest) ProtoMessage() {}
 
 func (x *PinToolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3396,7 @@ func (x *PinToolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinToolRequest.ProtoReflect.Descriptor instead.
 func (*PinToolRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PinToolRequest) GetToolId() string {
@@ -3315,7 +3415,7 @@ type PinToolResponse struct {
 
 func (x *PinToolResponse) Reset() {
 	*x = PinToolResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3327,7 +3427,7 @@ func (x *PinToolResponse) String() string {
 func (*PinToolResponse) ProtoMessage() {}
 
 func (x *PinToolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3340,7 +3440,7 @@ func (x *PinToolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinToolResponse.ProtoReflect.Descriptor instead.
 func (*PinToolResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 // UnpinToolRequest names the tool.
@@ -3353,7 +3453,7 @@ type UnpinToolRequest struct {
 
 func (x *UnpinToolRequest) Reset() {
 	*x = UnpinToolRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +3465,7 @@ func (x *UnpinToolRequest) String() string {
 func (*UnpinToolRequest) ProtoMessage() {}
 
 func (x *UnpinToolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3378,7 +3478,7 @@ func (x *UnpinToolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinToolRequest.ProtoReflect.Descriptor instead.
 func (*UnpinToolRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *UnpinToolRequest) GetToolId() string {
@@ -3397,7 +3497,7 @@ type UnpinToolResponse struct {
 
 func (x *UnpinToolResponse) Reset() {
 	*x = UnpinToolResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3409,7 +3509,7 @@ func (x *UnpinToolResponse) String() string {
 func (*UnpinToolResponse) ProtoMessage() {}
 
 func (x *UnpinToolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3422,7 +3522,7 @@ func (x *UnpinToolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinToolResponse.ProtoReflect.Descriptor instead.
 func (*UnpinToolResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 // APIKey is a credential for this API; its secret is shown only at creation.
@@ -3440,7 +3540,7 @@ type APIKey struct {
 
 func (x *APIKey) Reset() {
 	*x = APIKey{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3452,7 +3552,7 @@ func (x *APIKey) String() string {
 func (*APIKey) ProtoMessage() {}
 
 func (x *APIKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3465,7 +3565,7 @@ func (x *APIKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
 func (*APIKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *APIKey) GetId() string {
@@ -3519,7 +3619,7 @@ type ListAPIKeysRequest struct {
 
 func (x *ListAPIKeysRequest) Reset() {
 	*x = ListAPIKeysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3531,7 +3631,7 @@ func (x *ListAPIKeysRequest) String() string {
 func (*ListAPIKeysRequest) ProtoMessage() {}
 
 func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3544,7 +3644,7 @@ func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 // ListAPIKeysResponse lists keys.
@@ -3557,7 +3657,7 @@ type ListAPIKeysResponse struct {
 
 func (x *ListAPIKeysResponse) Reset() {
 	*x = ListAPIKeysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3569,7 +3669,7 @@ func (x *ListAPIKeysResponse) String() string {
 func (*ListAPIKeysResponse) ProtoMessage() {}
 
 func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3582,7 +3682,7 @@ func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListAPIKeysResponse) GetApiKeys() []*APIKey {
@@ -3603,7 +3703,7 @@ type CreateAPIKeyRequest struct {
 
 func (x *CreateAPIKeyRequest) Reset() {
 	*x = CreateAPIKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3615,7 +3715,7 @@ func (x *CreateAPIKeyRequest) String() string {
 func (*CreateAPIKeyRequest) ProtoMessage() {}
 
 func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3628,7 +3728,7 @@ func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CreateAPIKeyRequest) GetName() string {
@@ -3656,7 +3756,7 @@ type CreateAPIKeyResponse struct {
 
 func (x *CreateAPIKeyResponse) Reset() {
 	*x = CreateAPIKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3668,7 +3768,7 @@ func (x *CreateAPIKeyResponse) String() string {
 func (*CreateAPIKeyResponse) ProtoMessage() {}
 
 func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3681,7 +3781,7 @@ func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CreateAPIKeyResponse) GetApiKey() *APIKey {
@@ -3708,7 +3808,7 @@ type RevokeAPIKeyRequest struct {
 
 func (x *RevokeAPIKeyRequest) Reset() {
 	*x = RevokeAPIKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3720,7 +3820,7 @@ func (x *RevokeAPIKeyRequest) String() string {
 func (*RevokeAPIKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3733,7 +3833,7 @@ func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RevokeAPIKeyRequest) GetApiKeyId() string {
@@ -3752,7 +3852,7 @@ type RevokeAPIKeyResponse struct {
 
 func (x *RevokeAPIKeyResponse) Reset() {
 	*x = RevokeAPIKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3764,7 +3864,7 @@ func (x *RevokeAPIKeyResponse) String() string {
 func (*RevokeAPIKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3777,7 +3877,7 @@ func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 // AuditEvent is one recorded admin action.
@@ -3799,7 +3899,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3811,7 +3911,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3824,7 +3924,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -3901,7 +4001,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3913,7 +4013,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3926,7 +4026,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListAuditEventsRequest) GetLimit() int32 {
@@ -3946,7 +4046,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3958,7 +4058,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3971,7 +4071,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -4016,7 +4116,7 @@ type ChangeRequest struct {
 
 func (x *ChangeRequest) Reset() {
 	*x = ChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4028,7 +4128,7 @@ func (x *ChangeRequest) String() string {
 func (*ChangeRequest) ProtoMessage() {}
 
 func (x *ChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4041,7 +4141,7 @@ func (x *ChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRequest.ProtoReflect.Descriptor instead.
 func (*ChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ChangeRequest) GetId() string {
@@ -4209,7 +4309,7 @@ type Finding struct {
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4221,7 +4321,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4234,7 +4334,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{72}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *Finding) GetKind() string {
@@ -4280,7 +4380,7 @@ type DiffLine struct {
 
 func (x *DiffLine) Reset() {
 	*x = DiffLine{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4292,7 +4392,7 @@ func (x *DiffLine) String() string {
 func (*DiffLine) ProtoMessage() {}
 
 func (x *DiffLine) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4305,7 +4405,7 @@ func (x *DiffLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffLine.ProtoReflect.Descriptor instead.
 func (*DiffLine) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{73}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *DiffLine) GetOp() string {
@@ -4357,7 +4457,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4369,7 +4469,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4382,7 +4482,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{74}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *Decision) GetDecision() string {
@@ -4427,7 +4527,7 @@ type AgentProgress struct {
 
 func (x *AgentProgress) Reset() {
 	*x = AgentProgress{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4439,7 +4539,7 @@ func (x *AgentProgress) String() string {
 func (*AgentProgress) ProtoMessage() {}
 
 func (x *AgentProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4452,7 +4552,7 @@ func (x *AgentProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentProgress.ProtoReflect.Descriptor instead.
 func (*AgentProgress) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{75}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *AgentProgress) GetAgentId() string {
@@ -4500,7 +4600,7 @@ type ListChangeRequestsRequest struct {
 
 func (x *ListChangeRequestsRequest) Reset() {
 	*x = ListChangeRequestsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4512,7 +4612,7 @@ func (x *ListChangeRequestsRequest) String() string {
 func (*ListChangeRequestsRequest) ProtoMessage() {}
 
 func (x *ListChangeRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4525,7 +4625,7 @@ func (x *ListChangeRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangeRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListChangeRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ListChangeRequestsRequest) GetStatus() string {
@@ -4545,7 +4645,7 @@ type ListChangeRequestsResponse struct {
 
 func (x *ListChangeRequestsResponse) Reset() {
 	*x = ListChangeRequestsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4557,7 +4657,7 @@ func (x *ListChangeRequestsResponse) String() string {
 func (*ListChangeRequestsResponse) ProtoMessage() {}
 
 func (x *ListChangeRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4570,7 +4670,7 @@ func (x *ListChangeRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangeRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListChangeRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListChangeRequestsResponse) GetChangeRequests() []*ChangeRequest {
@@ -4590,7 +4690,7 @@ type GetChangeRequestRequest struct {
 
 func (x *GetChangeRequestRequest) Reset() {
 	*x = GetChangeRequestRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4602,7 +4702,7 @@ func (x *GetChangeRequestRequest) String() string {
 func (*GetChangeRequestRequest) ProtoMessage() {}
 
 func (x *GetChangeRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4615,7 +4715,7 @@ func (x *GetChangeRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChangeRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetChangeRequestRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *GetChangeRequestRequest) GetId() string {
@@ -4643,7 +4743,7 @@ type GetChangeRequestResponse struct {
 
 func (x *GetChangeRequestResponse) Reset() {
 	*x = GetChangeRequestResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4655,7 +4755,7 @@ func (x *GetChangeRequestResponse) String() string {
 func (*GetChangeRequestResponse) ProtoMessage() {}
 
 func (x *GetChangeRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4668,7 +4768,7 @@ func (x *GetChangeRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChangeRequestResponse.ProtoReflect.Descriptor instead.
 func (*GetChangeRequestResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *GetChangeRequestResponse) GetChangeRequest() *ChangeRequest {
@@ -4739,7 +4839,7 @@ type ProposeChangeRequest struct {
 
 func (x *ProposeChangeRequest) Reset() {
 	*x = ProposeChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4751,7 +4851,7 @@ func (x *ProposeChangeRequest) String() string {
 func (*ProposeChangeRequest) ProtoMessage() {}
 
 func (x *ProposeChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4764,7 +4864,7 @@ func (x *ProposeChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeChangeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ProposeChangeRequest) GetToolId() string {
@@ -4798,7 +4898,7 @@ type ProposeChangeResponse struct {
 
 func (x *ProposeChangeResponse) Reset() {
 	*x = ProposeChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4810,7 +4910,7 @@ func (x *ProposeChangeResponse) String() string {
 func (*ProposeChangeResponse) ProtoMessage() {}
 
 func (x *ProposeChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4823,7 +4923,7 @@ func (x *ProposeChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeChangeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ProposeChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -4844,7 +4944,7 @@ type ApproveChangeRequest struct {
 
 func (x *ApproveChangeRequest) Reset() {
 	*x = ApproveChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4856,7 +4956,7 @@ func (x *ApproveChangeRequest) String() string {
 func (*ApproveChangeRequest) ProtoMessage() {}
 
 func (x *ApproveChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4869,7 +4969,7 @@ func (x *ApproveChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveChangeRequest.ProtoReflect.Descriptor instead.
 func (*ApproveChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ApproveChangeRequest) GetId() string {
@@ -4897,7 +4997,7 @@ type ApproveChangeResponse struct {
 
 func (x *ApproveChangeResponse) Reset() {
 	*x = ApproveChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4909,7 +5009,7 @@ func (x *ApproveChangeResponse) String() string {
 func (*ApproveChangeResponse) ProtoMessage() {}
 
 func (x *ApproveChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4922,7 +5022,7 @@ func (x *ApproveChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveChangeResponse.ProtoReflect.Descriptor instead.
 func (*ApproveChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ApproveChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -4950,7 +5050,7 @@ type RejectChangeRequest struct {
 
 func (x *RejectChangeRequest) Reset() {
 	*x = RejectChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4962,7 +5062,7 @@ func (x *RejectChangeRequest) String() string {
 func (*RejectChangeRequest) ProtoMessage() {}
 
 func (x *RejectChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4975,7 +5075,7 @@ func (x *RejectChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectChangeRequest.ProtoReflect.Descriptor instead.
 func (*RejectChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *RejectChangeRequest) GetId() string {
@@ -5002,7 +5102,7 @@ type RejectChangeResponse struct {
 
 func (x *RejectChangeResponse) Reset() {
 	*x = RejectChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5014,7 +5114,7 @@ func (x *RejectChangeResponse) String() string {
 func (*RejectChangeResponse) ProtoMessage() {}
 
 func (x *RejectChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5027,7 +5127,7 @@ func (x *RejectChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectChangeResponse.ProtoReflect.Descriptor instead.
 func (*RejectChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *RejectChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -5046,7 +5146,7 @@ type GetApprovalPolicyRequest struct {
 
 func (x *GetApprovalPolicyRequest) Reset() {
 	*x = GetApprovalPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5058,7 +5158,7 @@ func (x *GetApprovalPolicyRequest) String() string {
 func (*GetApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5071,7 +5171,7 @@ func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
 }
 
 // GetApprovalPolicyResponse has the policy.
@@ -5084,7 +5184,7 @@ type GetApprovalPolicyResponse struct {
 
 func (x *GetApprovalPolicyResponse) Reset() {
 	*x = GetApprovalPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5096,7 +5196,7 @@ func (x *GetApprovalPolicyResponse) String() string {
 func (*GetApprovalPolicyResponse) ProtoMessage() {}
 
 func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5109,7 +5209,7 @@ func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *GetApprovalPolicyResponse) GetApprovalsRequired() int32 {
@@ -5129,7 +5229,7 @@ type SetApprovalPolicyRequest struct {
 
 func (x *SetApprovalPolicyRequest) Reset() {
 	*x = SetApprovalPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5141,7 +5241,7 @@ func (x *SetApprovalPolicyRequest) String() string {
 func (*SetApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *SetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5154,7 +5254,7 @@ func (x *SetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *SetApprovalPolicyRequest) GetApprovalsRequired() int32 {
@@ -5173,7 +5273,7 @@ type SetApprovalPolicyResponse struct {
 
 func (x *SetApprovalPolicyResponse) Reset() {
 	*x = SetApprovalPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5185,7 +5285,7 @@ func (x *SetApprovalPolicyResponse) String() string {
 func (*SetApprovalPolicyResponse) ProtoMessage() {}
 
 func (x *SetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5198,7 +5298,7 @@ func (x *SetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
 }
 
 // ExportPinsRequest is empty: the manifest covers every gateway of the tenant.
@@ -5210,7 +5310,7 @@ type ExportPinsRequest struct {
 
 func (x *ExportPinsRequest) Reset() {
 	*x = ExportPinsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5222,7 +5322,7 @@ func (x *ExportPinsRequest) String() string {
 func (*ExportPinsRequest) ProtoMessage() {}
 
 func (x *ExportPinsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5235,7 +5335,7 @@ func (x *ExportPinsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPinsRequest.ProtoReflect.Descriptor instead.
 func (*ExportPinsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
 }
 
 // ExportPinsResponse carries the manifest.
@@ -5249,7 +5349,7 @@ type ExportPinsResponse struct {
 
 func (x *ExportPinsResponse) Reset() {
 	*x = ExportPinsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5261,7 +5361,7 @@ func (x *ExportPinsResponse) String() string {
 func (*ExportPinsResponse) ProtoMessage() {}
 
 func (x *ExportPinsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5274,7 +5374,7 @@ func (x *ExportPinsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPinsResponse.ProtoReflect.Descriptor instead.
 func (*ExportPinsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ExportPinsResponse) GetManifest() []byte {
@@ -5294,7 +5394,7 @@ type ImportPinsRequest struct {
 
 func (x *ImportPinsRequest) Reset() {
 	*x = ImportPinsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5306,7 +5406,7 @@ func (x *ImportPinsRequest) String() string {
 func (*ImportPinsRequest) ProtoMessage() {}
 
 func (x *ImportPinsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5319,7 +5419,7 @@ func (x *ImportPinsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPinsRequest.ProtoReflect.Descriptor instead.
 func (*ImportPinsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ImportPinsRequest) GetManifest() []byte {
@@ -5341,7 +5441,7 @@ type ImportPinsResponse struct {
 
 func (x *ImportPinsResponse) Reset() {
 	*x = ImportPinsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5353,7 +5453,7 @@ func (x *ImportPinsResponse) String() string {
 func (*ImportPinsResponse) ProtoMessage() {}
 
 func (x *ImportPinsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5366,7 +5466,7 @@ func (x *ImportPinsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPinsResponse.ProtoReflect.Descriptor instead.
 func (*ImportPinsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ImportPinsResponse) GetPinned() int32 {
@@ -5399,7 +5499,7 @@ type GetClientIdentityProviderRequest struct {
 
 func (x *GetClientIdentityProviderRequest) Reset() {
 	*x = GetClientIdentityProviderRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5411,7 +5511,7 @@ func (x *GetClientIdentityProviderRequest) String() string {
 func (*GetClientIdentityProviderRequest) ProtoMessage() {}
 
 func (x *GetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5424,7 +5524,7 @@ func (x *GetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*GetClientIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{96}
 }
 
 // GetClientIdentityProviderResponse has the settings.
@@ -5438,7 +5538,7 @@ type GetClientIdentityProviderResponse struct {
 
 func (x *GetClientIdentityProviderResponse) Reset() {
 	*x = GetClientIdentityProviderResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5450,7 +5550,7 @@ func (x *GetClientIdentityProviderResponse) String() string {
 func (*GetClientIdentityProviderResponse) ProtoMessage() {}
 
 func (x *GetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5463,7 +5563,7 @@ func (x *GetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use GetClientIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*GetClientIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *GetClientIdentityProviderResponse) GetIssuer() string {
@@ -5493,7 +5593,7 @@ type SetClientIdentityProviderRequest struct {
 
 func (x *SetClientIdentityProviderRequest) Reset() {
 	*x = SetClientIdentityProviderRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5505,7 +5605,7 @@ func (x *SetClientIdentityProviderRequest) String() string {
 func (*SetClientIdentityProviderRequest) ProtoMessage() {}
 
 func (x *SetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5518,7 +5618,7 @@ func (x *SetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*SetClientIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{96}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *SetClientIdentityProviderRequest) GetIssuer() string {
@@ -5544,7 +5644,7 @@ type SetClientIdentityProviderResponse struct {
 
 func (x *SetClientIdentityProviderResponse) Reset() {
 	*x = SetClientIdentityProviderResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5556,7 +5656,7 @@ func (x *SetClientIdentityProviderResponse) String() string {
 func (*SetClientIdentityProviderResponse) ProtoMessage() {}
 
 func (x *SetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5569,7 +5669,7 @@ func (x *SetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use SetClientIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*SetClientIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{97}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{99}
 }
 
 // SetRateLimitsRequest sets a gateway's limits.
@@ -5586,7 +5686,7 @@ type SetRateLimitsRequest struct {
 
 func (x *SetRateLimitsRequest) Reset() {
 	*x = SetRateLimitsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5598,7 +5698,7 @@ func (x *SetRateLimitsRequest) String() string {
 func (*SetRateLimitsRequest) ProtoMessage() {}
 
 func (x *SetRateLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5611,7 +5711,7 @@ func (x *SetRateLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRateLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetRateLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{98}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *SetRateLimitsRequest) GetGatewayId() string {
@@ -5644,7 +5744,7 @@ type SetRateLimitsResponse struct {
 
 func (x *SetRateLimitsResponse) Reset() {
 	*x = SetRateLimitsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5656,7 +5756,7 @@ func (x *SetRateLimitsResponse) String() string {
 func (*SetRateLimitsResponse) ProtoMessage() {}
 
 func (x *SetRateLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5669,7 +5769,7 @@ func (x *SetRateLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRateLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetRateLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{99}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{101}
 }
 
 // ClientKey authenticates an MCP client at the tenant's gateways.
@@ -5687,7 +5787,7 @@ type ClientKey struct {
 
 func (x *ClientKey) Reset() {
 	*x = ClientKey{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5699,7 +5799,7 @@ func (x *ClientKey) String() string {
 func (*ClientKey) ProtoMessage() {}
 
 func (x *ClientKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5712,7 +5812,7 @@ func (x *ClientKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
 func (*ClientKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{100}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ClientKey) GetId() string {
@@ -5759,7 +5859,7 @@ type ListClientKeysRequest struct {
 
 func (x *ListClientKeysRequest) Reset() {
 	*x = ListClientKeysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5771,7 +5871,7 @@ func (x *ListClientKeysRequest) String() string {
 func (*ListClientKeysRequest) ProtoMessage() {}
 
 func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5784,7 +5884,7 @@ func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListClientKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{101}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{103}
 }
 
 // ListClientKeysResponse lists keys.
@@ -5797,7 +5897,7 @@ type ListClientKeysResponse struct {
 
 func (x *ListClientKeysResponse) Reset() {
 	*x = ListClientKeysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5809,7 +5909,7 @@ func (x *ListClientKeysResponse) String() string {
 func (*ListClientKeysResponse) ProtoMessage() {}
 
 func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5822,7 +5922,7 @@ func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListClientKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{102}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ListClientKeysResponse) GetKeys() []*ClientKey {
@@ -5843,7 +5943,7 @@ type CreateClientKeyRequest struct {
 
 func (x *CreateClientKeyRequest) Reset() {
 	*x = CreateClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5855,7 +5955,7 @@ func (x *CreateClientKeyRequest) String() string {
 func (*CreateClientKeyRequest) ProtoMessage() {}
 
 func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5868,7 +5968,7 @@ func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{103}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *CreateClientKeyRequest) GetName() string {
@@ -5897,7 +5997,7 @@ type CreateClientKeyResponse struct {
 
 func (x *CreateClientKeyResponse) Reset() {
 	*x = CreateClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5909,7 +6009,7 @@ func (x *CreateClientKeyResponse) String() string {
 func (*CreateClientKeyResponse) ProtoMessage() {}
 
 func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5922,7 +6022,7 @@ func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{104}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *CreateClientKeyResponse) GetKey() *ClientKey {
@@ -5949,7 +6049,7 @@ type RevokeClientKeyRequest struct {
 
 func (x *RevokeClientKeyRequest) Reset() {
 	*x = RevokeClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5961,7 +6061,7 @@ func (x *RevokeClientKeyRequest) String() string {
 func (*RevokeClientKeyRequest) ProtoMessage() {}
 
 func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5974,7 +6074,7 @@ func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{105}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *RevokeClientKeyRequest) GetId() string {
@@ -5993,7 +6093,7 @@ type RevokeClientKeyResponse struct {
 
 func (x *RevokeClientKeyResponse) Reset() {
 	*x = RevokeClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6005,7 +6105,7 @@ func (x *RevokeClientKeyResponse) String() string {
 func (*RevokeClientKeyResponse) ProtoMessage() {}
 
 func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6018,7 +6118,7 @@ func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{106}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{108}
 }
 
 // SetClientAuthRequest sets a gateway's client authentication.
@@ -6032,7 +6132,7 @@ type SetClientAuthRequest struct {
 
 func (x *SetClientAuthRequest) Reset() {
 	*x = SetClientAuthRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6044,7 +6144,7 @@ func (x *SetClientAuthRequest) String() string {
 func (*SetClientAuthRequest) ProtoMessage() {}
 
 func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6057,7 +6157,7 @@ func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthRequest.ProtoReflect.Descriptor instead.
 func (*SetClientAuthRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{107}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *SetClientAuthRequest) GetGatewayId() string {
@@ -6083,7 +6183,7 @@ type SetClientAuthResponse struct {
 
 func (x *SetClientAuthResponse) Reset() {
 	*x = SetClientAuthResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6095,7 +6195,7 @@ func (x *SetClientAuthResponse) String() string {
 func (*SetClientAuthResponse) ProtoMessage() {}
 
 func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6108,7 +6208,7 @@ func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthResponse.ProtoReflect.Descriptor instead.
 func (*SetClientAuthResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{108}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{110}
 }
 
 // AccessRule lets or stops a principal calling tools on a virtual server.
@@ -6136,7 +6236,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[109]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6148,7 +6248,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[109]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6161,7 +6261,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{109}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *AccessRule) GetId() string {
@@ -6237,7 +6337,7 @@ type ListAccessRulesRequest struct {
 
 func (x *ListAccessRulesRequest) Reset() {
 	*x = ListAccessRulesRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[110]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6249,7 +6349,7 @@ func (x *ListAccessRulesRequest) String() string {
 func (*ListAccessRulesRequest) ProtoMessage() {}
 
 func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[110]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6262,7 +6362,7 @@ func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{110}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *ListAccessRulesRequest) GetGatewayId() string {
@@ -6282,7 +6382,7 @@ type ListAccessRulesResponse struct {
 
 func (x *ListAccessRulesResponse) Reset() {
 	*x = ListAccessRulesResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[111]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6294,7 +6394,7 @@ func (x *ListAccessRulesResponse) String() string {
 func (*ListAccessRulesResponse) ProtoMessage() {}
 
 func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[111]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6307,7 +6407,7 @@ func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{111}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ListAccessRulesResponse) GetRules() []*AccessRule {
@@ -6327,7 +6427,7 @@ type CreateAccessRuleRequest struct {
 
 func (x *CreateAccessRuleRequest) Reset() {
 	*x = CreateAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[112]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6339,7 +6439,7 @@ func (x *CreateAccessRuleRequest) String() string {
 func (*CreateAccessRuleRequest) ProtoMessage() {}
 
 func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[112]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6352,7 +6452,7 @@ func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{112}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *CreateAccessRuleRequest) GetRule() *AccessRule {
@@ -6372,7 +6472,7 @@ type CreateAccessRuleResponse struct {
 
 func (x *CreateAccessRuleResponse) Reset() {
 	*x = CreateAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[113]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6384,7 +6484,7 @@ func (x *CreateAccessRuleResponse) String() string {
 func (*CreateAccessRuleResponse) ProtoMessage() {}
 
 func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[113]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6397,7 +6497,7 @@ func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{113}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *CreateAccessRuleResponse) GetRule() *AccessRule {
@@ -6417,7 +6517,7 @@ type DeleteAccessRuleRequest struct {
 
 func (x *DeleteAccessRuleRequest) Reset() {
 	*x = DeleteAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[114]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6429,7 +6529,7 @@ func (x *DeleteAccessRuleRequest) String() string {
 func (*DeleteAccessRuleRequest) ProtoMessage() {}
 
 func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[114]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6442,7 +6542,7 @@ func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{114}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *DeleteAccessRuleRequest) GetId() string {
@@ -6461,7 +6561,7 @@ type DeleteAccessRuleResponse struct {
 
 func (x *DeleteAccessRuleResponse) Reset() {
 	*x = DeleteAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[115]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6473,7 +6573,7 @@ func (x *DeleteAccessRuleResponse) String() string {
 func (*DeleteAccessRuleResponse) ProtoMessage() {}
 
 func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[115]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6486,7 +6586,7 @@ func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{115}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{117}
 }
 
 // GetResultScanningRequest is empty.
@@ -6498,7 +6598,7 @@ type GetResultScanningRequest struct {
 
 func (x *GetResultScanningRequest) Reset() {
 	*x = GetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[116]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6510,7 +6610,7 @@ func (x *GetResultScanningRequest) String() string {
 func (*GetResultScanningRequest) ProtoMessage() {}
 
 func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[116]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6523,7 +6623,7 @@ func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*GetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{116}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{118}
 }
 
 // GetResultScanningResponse has the setting.
@@ -6536,7 +6636,7 @@ type GetResultScanningResponse struct {
 
 func (x *GetResultScanningResponse) Reset() {
 	*x = GetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[117]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6548,7 +6648,7 @@ func (x *GetResultScanningResponse) String() string {
 func (*GetResultScanningResponse) ProtoMessage() {}
 
 func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[117]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6561,7 +6661,7 @@ func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*GetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{117}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *GetResultScanningResponse) GetAction() ResultAction {
@@ -6581,7 +6681,7 @@ type SetResultScanningRequest struct {
 
 func (x *SetResultScanningRequest) Reset() {
 	*x = SetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[118]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6593,7 +6693,7 @@ func (x *SetResultScanningRequest) String() string {
 func (*SetResultScanningRequest) ProtoMessage() {}
 
 func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[118]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6606,7 +6706,7 @@ func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*SetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{118}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *SetResultScanningRequest) GetAction() ResultAction {
@@ -6625,7 +6725,7 @@ type SetResultScanningResponse struct {
 
 func (x *SetResultScanningResponse) Reset() {
 	*x = SetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[119]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6637,7 +6737,7 @@ func (x *SetResultScanningResponse) String() string {
 func (*SetResultScanningResponse) ProtoMessage() {}
 
 func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[119]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6650,7 +6750,7 @@ func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*SetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{119}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{121}
 }
 
 // CallEvent is one MCP request a gateway handled.
@@ -6675,7 +6775,7 @@ type CallEvent struct {
 
 func (x *CallEvent) Reset() {
 	*x = CallEvent{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[120]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6687,7 +6787,7 @@ func (x *CallEvent) String() string {
 func (*CallEvent) ProtoMessage() {}
 
 func (x *CallEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[120]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6700,7 +6800,7 @@ func (x *CallEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
 func (*CallEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{120}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *CallEvent) GetId() string {
@@ -6802,7 +6902,7 @@ type TrafficPoint struct {
 
 func (x *TrafficPoint) Reset() {
 	*x = TrafficPoint{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[121]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6814,7 +6914,7 @@ func (x *TrafficPoint) String() string {
 func (*TrafficPoint) ProtoMessage() {}
 
 func (x *TrafficPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[121]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6827,7 +6927,7 @@ func (x *TrafficPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficPoint.ProtoReflect.Descriptor instead.
 func (*TrafficPoint) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{121}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *TrafficPoint) GetMinute() *timestamppb.Timestamp {
@@ -6882,7 +6982,7 @@ type ListCallEventsRequest struct {
 
 func (x *ListCallEventsRequest) Reset() {
 	*x = ListCallEventsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[122]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6894,7 +6994,7 @@ func (x *ListCallEventsRequest) String() string {
 func (*ListCallEventsRequest) ProtoMessage() {}
 
 func (x *ListCallEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[122]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6907,7 +7007,7 @@ func (x *ListCallEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCallEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListCallEventsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{122}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *ListCallEventsRequest) GetDecision() string {
@@ -6955,7 +7055,7 @@ type ListCallEventsResponse struct {
 
 func (x *ListCallEventsResponse) Reset() {
 	*x = ListCallEventsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[123]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6967,7 +7067,7 @@ func (x *ListCallEventsResponse) String() string {
 func (*ListCallEventsResponse) ProtoMessage() {}
 
 func (x *ListCallEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[123]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6980,7 +7080,7 @@ func (x *ListCallEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCallEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListCallEventsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{123}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *ListCallEventsResponse) GetEvents() []*CallEvent {
@@ -7001,7 +7101,7 @@ type GetTrafficRequest struct {
 
 func (x *GetTrafficRequest) Reset() {
 	*x = GetTrafficRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[124]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7013,7 +7113,7 @@ func (x *GetTrafficRequest) String() string {
 func (*GetTrafficRequest) ProtoMessage() {}
 
 func (x *GetTrafficRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[124]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7026,7 +7126,7 @@ func (x *GetTrafficRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficRequest.ProtoReflect.Descriptor instead.
 func (*GetTrafficRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{124}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{126}
 }
 
 func (x *GetTrafficRequest) GetSince() *timestamppb.Timestamp {
@@ -7053,7 +7153,7 @@ type GetTrafficResponse struct {
 
 func (x *GetTrafficResponse) Reset() {
 	*x = GetTrafficResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[125]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7065,7 +7165,7 @@ func (x *GetTrafficResponse) String() string {
 func (*GetTrafficResponse) ProtoMessage() {}
 
 func (x *GetTrafficResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[125]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7078,7 +7178,7 @@ func (x *GetTrafficResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficResponse.ProtoReflect.Descriptor instead.
 func (*GetTrafficResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{125}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{127}
 }
 
 func (x *GetTrafficResponse) GetPoints() []*TrafficPoint {
@@ -7127,7 +7227,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x15SetMemberRoleResponse\"2\n" +
 	"\x13RemoveMemberRequest\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\"\x16\n" +
-	"\x14RemoveMemberResponse\"\xea\x01\n" +
+	"\x14RemoveMemberResponse\"\xc8\x02\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x18\n" +
@@ -7135,14 +7235,19 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\tconnected\x18\x04 \x01(\bR\tconnected\x127\n" +
 	"\tlast_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12'\n" +
 	"\x0fapplied_version\x18\x06 \x01(\x04R\x0eappliedVersion\x12\x1b\n" +
-	"\tlast_nack\x18\a \x01(\tR\blastNack\"\xc3\x01\n" +
+	"\tlast_nack\x18\a \x01(\tR\blastNack\x12\x18\n" +
+	"\arevoked\x18\b \x01(\bR\arevoked\x12B\n" +
+	"\x0fcert_expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rcertExpiresAt\"\xc3\x01\n" +
 	"\aGateway\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x122\n" +
 	"\x06agents\x18\x04 \x03(\v2\x1a.portcullis.admin.v1.AgentR\x06agents\x12%\n" +
-	"\x0epolicy_version\x18\x05 \x01(\x04R\rpolicyVersion\"I\n" +
+	"\x0epolicy_version\x18\x05 \x01(\x04R\rpolicyVersion\"/\n" +
+	"\x12RevokeAgentRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\"\x15\n" +
+	"\x13RevokeAgentResponse\"I\n" +
 	"\x14UpdateGatewayRequest\x12\x1d\n" +
 	"\n" +
 	"gateway_id\x18\x01 \x01(\tR\tgatewayId\x12\x12\n" +
@@ -7571,7 +7676,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\vListMembers\x12'.portcullis.admin.v1.ListMembersRequest\x1a(.portcullis.admin.v1.ListMembersResponse\x12c\n" +
 	"\fInviteMember\x12(.portcullis.admin.v1.InviteMemberRequest\x1a).portcullis.admin.v1.InviteMemberResponse\x12f\n" +
 	"\rSetMemberRole\x12).portcullis.admin.v1.SetMemberRoleRequest\x1a*.portcullis.admin.v1.SetMemberRoleResponse\x12c\n" +
-	"\fRemoveMember\x12(.portcullis.admin.v1.RemoveMemberRequest\x1a).portcullis.admin.v1.RemoveMemberResponse2\x89\a\n" +
+	"\fRemoveMember\x12(.portcullis.admin.v1.RemoveMemberRequest\x1a).portcullis.admin.v1.RemoveMemberResponse2\xeb\a\n" +
 	"\x0eGatewayService\x12c\n" +
 	"\fListGateways\x12(.portcullis.admin.v1.ListGatewaysRequest\x1a).portcullis.admin.v1.ListGatewaysResponse\x12]\n" +
 	"\n" +
@@ -7581,7 +7686,8 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\rUpdateGateway\x12).portcullis.admin.v1.UpdateGatewayRequest\x1a*.portcullis.admin.v1.UpdateGatewayResponse\x12f\n" +
 	"\rDeleteGateway\x12).portcullis.admin.v1.DeleteGatewayRequest\x1a*.portcullis.admin.v1.DeleteGatewayResponse\x12{\n" +
 	"\x14ListEnrollmentTokens\x120.portcullis.admin.v1.ListEnrollmentTokensRequest\x1a1.portcullis.admin.v1.ListEnrollmentTokensResponse\x12~\n" +
-	"\x15RevokeEnrollmentToken\x121.portcullis.admin.v1.RevokeEnrollmentTokenRequest\x1a2.portcullis.admin.v1.RevokeEnrollmentTokenResponse2\xba\x03\n" +
+	"\x15RevokeEnrollmentToken\x121.portcullis.admin.v1.RevokeEnrollmentTokenRequest\x1a2.portcullis.admin.v1.RevokeEnrollmentTokenResponse\x12`\n" +
+	"\vRevokeAgent\x12'.portcullis.admin.v1.RevokeAgentRequest\x1a(.portcullis.admin.v1.RevokeAgentResponse2\xba\x03\n" +
 	"\x0fUpstreamService\x12f\n" +
 	"\rListUpstreams\x12).portcullis.admin.v1.ListUpstreamsRequest\x1a*.portcullis.admin.v1.ListUpstreamsResponse\x12i\n" +
 	"\x0eCreateUpstream\x12*.portcullis.admin.v1.CreateUpstreamRequest\x1a+.portcullis.admin.v1.CreateUpstreamResponse\x12i\n" +
@@ -7649,7 +7755,7 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 127)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 129)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                                 // 0: portcullis.admin.v1.Role
 	(Transport)(0),                            // 1: portcullis.admin.v1.Transport
@@ -7670,303 +7776,308 @@ var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(*RemoveMemberResponse)(nil),              // 16: portcullis.admin.v1.RemoveMemberResponse
 	(*Agent)(nil),                             // 17: portcullis.admin.v1.Agent
 	(*Gateway)(nil),                           // 18: portcullis.admin.v1.Gateway
-	(*UpdateGatewayRequest)(nil),              // 19: portcullis.admin.v1.UpdateGatewayRequest
-	(*UpdateGatewayResponse)(nil),             // 20: portcullis.admin.v1.UpdateGatewayResponse
-	(*DeleteGatewayRequest)(nil),              // 21: portcullis.admin.v1.DeleteGatewayRequest
-	(*DeleteGatewayResponse)(nil),             // 22: portcullis.admin.v1.DeleteGatewayResponse
-	(*ListEnrollmentTokensRequest)(nil),       // 23: portcullis.admin.v1.ListEnrollmentTokensRequest
-	(*ListEnrollmentTokensResponse)(nil),      // 24: portcullis.admin.v1.ListEnrollmentTokensResponse
-	(*EnrollmentToken)(nil),                   // 25: portcullis.admin.v1.EnrollmentToken
-	(*RevokeEnrollmentTokenRequest)(nil),      // 26: portcullis.admin.v1.RevokeEnrollmentTokenRequest
-	(*RevokeEnrollmentTokenResponse)(nil),     // 27: portcullis.admin.v1.RevokeEnrollmentTokenResponse
-	(*ListGatewaysRequest)(nil),               // 28: portcullis.admin.v1.ListGatewaysRequest
-	(*ListGatewaysResponse)(nil),              // 29: portcullis.admin.v1.ListGatewaysResponse
-	(*GetGatewayRequest)(nil),                 // 30: portcullis.admin.v1.GetGatewayRequest
-	(*GetGatewayResponse)(nil),                // 31: portcullis.admin.v1.GetGatewayResponse
-	(*CreateGatewayRequest)(nil),              // 32: portcullis.admin.v1.CreateGatewayRequest
-	(*CreateGatewayResponse)(nil),             // 33: portcullis.admin.v1.CreateGatewayResponse
-	(*CreateEnrollmentTokenRequest)(nil),      // 34: portcullis.admin.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil),     // 35: portcullis.admin.v1.CreateEnrollmentTokenResponse
-	(*Upstream)(nil),                          // 36: portcullis.admin.v1.Upstream
-	(*UpdateUpstreamRequest)(nil),             // 37: portcullis.admin.v1.UpdateUpstreamRequest
-	(*UpdateUpstreamResponse)(nil),            // 38: portcullis.admin.v1.UpdateUpstreamResponse
-	(*DeleteUpstreamRequest)(nil),             // 39: portcullis.admin.v1.DeleteUpstreamRequest
-	(*DeleteUpstreamResponse)(nil),            // 40: portcullis.admin.v1.DeleteUpstreamResponse
-	(*ListUpstreamsRequest)(nil),              // 41: portcullis.admin.v1.ListUpstreamsRequest
-	(*ListUpstreamsResponse)(nil),             // 42: portcullis.admin.v1.ListUpstreamsResponse
-	(*CreateUpstreamRequest)(nil),             // 43: portcullis.admin.v1.CreateUpstreamRequest
-	(*CreateUpstreamResponse)(nil),            // 44: portcullis.admin.v1.CreateUpstreamResponse
-	(*VirtualServer)(nil),                     // 45: portcullis.admin.v1.VirtualServer
-	(*ToolRename)(nil),                        // 46: portcullis.admin.v1.ToolRename
-	(*UpdateVirtualServerRequest)(nil),        // 47: portcullis.admin.v1.UpdateVirtualServerRequest
-	(*UpdateVirtualServerResponse)(nil),       // 48: portcullis.admin.v1.UpdateVirtualServerResponse
-	(*DeleteVirtualServerRequest)(nil),        // 49: portcullis.admin.v1.DeleteVirtualServerRequest
-	(*DeleteVirtualServerResponse)(nil),       // 50: portcullis.admin.v1.DeleteVirtualServerResponse
-	(*ListVirtualServersRequest)(nil),         // 51: portcullis.admin.v1.ListVirtualServersRequest
-	(*ListVirtualServersResponse)(nil),        // 52: portcullis.admin.v1.ListVirtualServersResponse
-	(*CreateVirtualServerRequest)(nil),        // 53: portcullis.admin.v1.CreateVirtualServerRequest
-	(*CreateVirtualServerResponse)(nil),       // 54: portcullis.admin.v1.CreateVirtualServerResponse
-	(*Tool)(nil),                              // 55: portcullis.admin.v1.Tool
-	(*SetToolLabelsRequest)(nil),              // 56: portcullis.admin.v1.SetToolLabelsRequest
-	(*SetToolLabelsResponse)(nil),             // 57: portcullis.admin.v1.SetToolLabelsResponse
-	(*ListToolsRequest)(nil),                  // 58: portcullis.admin.v1.ListToolsRequest
-	(*ListToolsResponse)(nil),                 // 59: portcullis.admin.v1.ListToolsResponse
-	(*PinToolRequest)(nil),                    // 60: portcullis.admin.v1.PinToolRequest
-	(*PinToolResponse)(nil),                   // 61: portcullis.admin.v1.PinToolResponse
-	(*UnpinToolRequest)(nil),                  // 62: portcullis.admin.v1.UnpinToolRequest
-	(*UnpinToolResponse)(nil),                 // 63: portcullis.admin.v1.UnpinToolResponse
-	(*APIKey)(nil),                            // 64: portcullis.admin.v1.APIKey
-	(*ListAPIKeysRequest)(nil),                // 65: portcullis.admin.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),               // 66: portcullis.admin.v1.ListAPIKeysResponse
-	(*CreateAPIKeyRequest)(nil),               // 67: portcullis.admin.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),              // 68: portcullis.admin.v1.CreateAPIKeyResponse
-	(*RevokeAPIKeyRequest)(nil),               // 69: portcullis.admin.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),              // 70: portcullis.admin.v1.RevokeAPIKeyResponse
-	(*AuditEvent)(nil),                        // 71: portcullis.admin.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),            // 72: portcullis.admin.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),           // 73: portcullis.admin.v1.ListAuditEventsResponse
-	(*ChangeRequest)(nil),                     // 74: portcullis.admin.v1.ChangeRequest
-	(*Finding)(nil),                           // 75: portcullis.admin.v1.Finding
-	(*DiffLine)(nil),                          // 76: portcullis.admin.v1.DiffLine
-	(*Decision)(nil),                          // 77: portcullis.admin.v1.Decision
-	(*AgentProgress)(nil),                     // 78: portcullis.admin.v1.AgentProgress
-	(*ListChangeRequestsRequest)(nil),         // 79: portcullis.admin.v1.ListChangeRequestsRequest
-	(*ListChangeRequestsResponse)(nil),        // 80: portcullis.admin.v1.ListChangeRequestsResponse
-	(*GetChangeRequestRequest)(nil),           // 81: portcullis.admin.v1.GetChangeRequestRequest
-	(*GetChangeRequestResponse)(nil),          // 82: portcullis.admin.v1.GetChangeRequestResponse
-	(*ProposeChangeRequest)(nil),              // 83: portcullis.admin.v1.ProposeChangeRequest
-	(*ProposeChangeResponse)(nil),             // 84: portcullis.admin.v1.ProposeChangeResponse
-	(*ApproveChangeRequest)(nil),              // 85: portcullis.admin.v1.ApproveChangeRequest
-	(*ApproveChangeResponse)(nil),             // 86: portcullis.admin.v1.ApproveChangeResponse
-	(*RejectChangeRequest)(nil),               // 87: portcullis.admin.v1.RejectChangeRequest
-	(*RejectChangeResponse)(nil),              // 88: portcullis.admin.v1.RejectChangeResponse
-	(*GetApprovalPolicyRequest)(nil),          // 89: portcullis.admin.v1.GetApprovalPolicyRequest
-	(*GetApprovalPolicyResponse)(nil),         // 90: portcullis.admin.v1.GetApprovalPolicyResponse
-	(*SetApprovalPolicyRequest)(nil),          // 91: portcullis.admin.v1.SetApprovalPolicyRequest
-	(*SetApprovalPolicyResponse)(nil),         // 92: portcullis.admin.v1.SetApprovalPolicyResponse
-	(*ExportPinsRequest)(nil),                 // 93: portcullis.admin.v1.ExportPinsRequest
-	(*ExportPinsResponse)(nil),                // 94: portcullis.admin.v1.ExportPinsResponse
-	(*ImportPinsRequest)(nil),                 // 95: portcullis.admin.v1.ImportPinsRequest
-	(*ImportPinsResponse)(nil),                // 96: portcullis.admin.v1.ImportPinsResponse
-	(*GetClientIdentityProviderRequest)(nil),  // 97: portcullis.admin.v1.GetClientIdentityProviderRequest
-	(*GetClientIdentityProviderResponse)(nil), // 98: portcullis.admin.v1.GetClientIdentityProviderResponse
-	(*SetClientIdentityProviderRequest)(nil),  // 99: portcullis.admin.v1.SetClientIdentityProviderRequest
-	(*SetClientIdentityProviderResponse)(nil), // 100: portcullis.admin.v1.SetClientIdentityProviderResponse
-	(*SetRateLimitsRequest)(nil),              // 101: portcullis.admin.v1.SetRateLimitsRequest
-	(*SetRateLimitsResponse)(nil),             // 102: portcullis.admin.v1.SetRateLimitsResponse
-	(*ClientKey)(nil),                         // 103: portcullis.admin.v1.ClientKey
-	(*ListClientKeysRequest)(nil),             // 104: portcullis.admin.v1.ListClientKeysRequest
-	(*ListClientKeysResponse)(nil),            // 105: portcullis.admin.v1.ListClientKeysResponse
-	(*CreateClientKeyRequest)(nil),            // 106: portcullis.admin.v1.CreateClientKeyRequest
-	(*CreateClientKeyResponse)(nil),           // 107: portcullis.admin.v1.CreateClientKeyResponse
-	(*RevokeClientKeyRequest)(nil),            // 108: portcullis.admin.v1.RevokeClientKeyRequest
-	(*RevokeClientKeyResponse)(nil),           // 109: portcullis.admin.v1.RevokeClientKeyResponse
-	(*SetClientAuthRequest)(nil),              // 110: portcullis.admin.v1.SetClientAuthRequest
-	(*SetClientAuthResponse)(nil),             // 111: portcullis.admin.v1.SetClientAuthResponse
-	(*AccessRule)(nil),                        // 112: portcullis.admin.v1.AccessRule
-	(*ListAccessRulesRequest)(nil),            // 113: portcullis.admin.v1.ListAccessRulesRequest
-	(*ListAccessRulesResponse)(nil),           // 114: portcullis.admin.v1.ListAccessRulesResponse
-	(*CreateAccessRuleRequest)(nil),           // 115: portcullis.admin.v1.CreateAccessRuleRequest
-	(*CreateAccessRuleResponse)(nil),          // 116: portcullis.admin.v1.CreateAccessRuleResponse
-	(*DeleteAccessRuleRequest)(nil),           // 117: portcullis.admin.v1.DeleteAccessRuleRequest
-	(*DeleteAccessRuleResponse)(nil),          // 118: portcullis.admin.v1.DeleteAccessRuleResponse
-	(*GetResultScanningRequest)(nil),          // 119: portcullis.admin.v1.GetResultScanningRequest
-	(*GetResultScanningResponse)(nil),         // 120: portcullis.admin.v1.GetResultScanningResponse
-	(*SetResultScanningRequest)(nil),          // 121: portcullis.admin.v1.SetResultScanningRequest
-	(*SetResultScanningResponse)(nil),         // 122: portcullis.admin.v1.SetResultScanningResponse
-	(*CallEvent)(nil),                         // 123: portcullis.admin.v1.CallEvent
-	(*TrafficPoint)(nil),                      // 124: portcullis.admin.v1.TrafficPoint
-	(*ListCallEventsRequest)(nil),             // 125: portcullis.admin.v1.ListCallEventsRequest
-	(*ListCallEventsResponse)(nil),            // 126: portcullis.admin.v1.ListCallEventsResponse
-	(*GetTrafficRequest)(nil),                 // 127: portcullis.admin.v1.GetTrafficRequest
-	(*GetTrafficResponse)(nil),                // 128: portcullis.admin.v1.GetTrafficResponse
-	nil,                                       // 129: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),             // 130: google.protobuf.Timestamp
+	(*RevokeAgentRequest)(nil),                // 19: portcullis.admin.v1.RevokeAgentRequest
+	(*RevokeAgentResponse)(nil),               // 20: portcullis.admin.v1.RevokeAgentResponse
+	(*UpdateGatewayRequest)(nil),              // 21: portcullis.admin.v1.UpdateGatewayRequest
+	(*UpdateGatewayResponse)(nil),             // 22: portcullis.admin.v1.UpdateGatewayResponse
+	(*DeleteGatewayRequest)(nil),              // 23: portcullis.admin.v1.DeleteGatewayRequest
+	(*DeleteGatewayResponse)(nil),             // 24: portcullis.admin.v1.DeleteGatewayResponse
+	(*ListEnrollmentTokensRequest)(nil),       // 25: portcullis.admin.v1.ListEnrollmentTokensRequest
+	(*ListEnrollmentTokensResponse)(nil),      // 26: portcullis.admin.v1.ListEnrollmentTokensResponse
+	(*EnrollmentToken)(nil),                   // 27: portcullis.admin.v1.EnrollmentToken
+	(*RevokeEnrollmentTokenRequest)(nil),      // 28: portcullis.admin.v1.RevokeEnrollmentTokenRequest
+	(*RevokeEnrollmentTokenResponse)(nil),     // 29: portcullis.admin.v1.RevokeEnrollmentTokenResponse
+	(*ListGatewaysRequest)(nil),               // 30: portcullis.admin.v1.ListGatewaysRequest
+	(*ListGatewaysResponse)(nil),              // 31: portcullis.admin.v1.ListGatewaysResponse
+	(*GetGatewayRequest)(nil),                 // 32: portcullis.admin.v1.GetGatewayRequest
+	(*GetGatewayResponse)(nil),                // 33: portcullis.admin.v1.GetGatewayResponse
+	(*CreateGatewayRequest)(nil),              // 34: portcullis.admin.v1.CreateGatewayRequest
+	(*CreateGatewayResponse)(nil),             // 35: portcullis.admin.v1.CreateGatewayResponse
+	(*CreateEnrollmentTokenRequest)(nil),      // 36: portcullis.admin.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil),     // 37: portcullis.admin.v1.CreateEnrollmentTokenResponse
+	(*Upstream)(nil),                          // 38: portcullis.admin.v1.Upstream
+	(*UpdateUpstreamRequest)(nil),             // 39: portcullis.admin.v1.UpdateUpstreamRequest
+	(*UpdateUpstreamResponse)(nil),            // 40: portcullis.admin.v1.UpdateUpstreamResponse
+	(*DeleteUpstreamRequest)(nil),             // 41: portcullis.admin.v1.DeleteUpstreamRequest
+	(*DeleteUpstreamResponse)(nil),            // 42: portcullis.admin.v1.DeleteUpstreamResponse
+	(*ListUpstreamsRequest)(nil),              // 43: portcullis.admin.v1.ListUpstreamsRequest
+	(*ListUpstreamsResponse)(nil),             // 44: portcullis.admin.v1.ListUpstreamsResponse
+	(*CreateUpstreamRequest)(nil),             // 45: portcullis.admin.v1.CreateUpstreamRequest
+	(*CreateUpstreamResponse)(nil),            // 46: portcullis.admin.v1.CreateUpstreamResponse
+	(*VirtualServer)(nil),                     // 47: portcullis.admin.v1.VirtualServer
+	(*ToolRename)(nil),                        // 48: portcullis.admin.v1.ToolRename
+	(*UpdateVirtualServerRequest)(nil),        // 49: portcullis.admin.v1.UpdateVirtualServerRequest
+	(*UpdateVirtualServerResponse)(nil),       // 50: portcullis.admin.v1.UpdateVirtualServerResponse
+	(*DeleteVirtualServerRequest)(nil),        // 51: portcullis.admin.v1.DeleteVirtualServerRequest
+	(*DeleteVirtualServerResponse)(nil),       // 52: portcullis.admin.v1.DeleteVirtualServerResponse
+	(*ListVirtualServersRequest)(nil),         // 53: portcullis.admin.v1.ListVirtualServersRequest
+	(*ListVirtualServersResponse)(nil),        // 54: portcullis.admin.v1.ListVirtualServersResponse
+	(*CreateVirtualServerRequest)(nil),        // 55: portcullis.admin.v1.CreateVirtualServerRequest
+	(*CreateVirtualServerResponse)(nil),       // 56: portcullis.admin.v1.CreateVirtualServerResponse
+	(*Tool)(nil),                              // 57: portcullis.admin.v1.Tool
+	(*SetToolLabelsRequest)(nil),              // 58: portcullis.admin.v1.SetToolLabelsRequest
+	(*SetToolLabelsResponse)(nil),             // 59: portcullis.admin.v1.SetToolLabelsResponse
+	(*ListToolsRequest)(nil),                  // 60: portcullis.admin.v1.ListToolsRequest
+	(*ListToolsResponse)(nil),                 // 61: portcullis.admin.v1.ListToolsResponse
+	(*PinToolRequest)(nil),                    // 62: portcullis.admin.v1.PinToolRequest
+	(*PinToolResponse)(nil),                   // 63: portcullis.admin.v1.PinToolResponse
+	(*UnpinToolRequest)(nil),                  // 64: portcullis.admin.v1.UnpinToolRequest
+	(*UnpinToolResponse)(nil),                 // 65: portcullis.admin.v1.UnpinToolResponse
+	(*APIKey)(nil),                            // 66: portcullis.admin.v1.APIKey
+	(*ListAPIKeysRequest)(nil),                // 67: portcullis.admin.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),               // 68: portcullis.admin.v1.ListAPIKeysResponse
+	(*CreateAPIKeyRequest)(nil),               // 69: portcullis.admin.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),              // 70: portcullis.admin.v1.CreateAPIKeyResponse
+	(*RevokeAPIKeyRequest)(nil),               // 71: portcullis.admin.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),              // 72: portcullis.admin.v1.RevokeAPIKeyResponse
+	(*AuditEvent)(nil),                        // 73: portcullis.admin.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),            // 74: portcullis.admin.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),           // 75: portcullis.admin.v1.ListAuditEventsResponse
+	(*ChangeRequest)(nil),                     // 76: portcullis.admin.v1.ChangeRequest
+	(*Finding)(nil),                           // 77: portcullis.admin.v1.Finding
+	(*DiffLine)(nil),                          // 78: portcullis.admin.v1.DiffLine
+	(*Decision)(nil),                          // 79: portcullis.admin.v1.Decision
+	(*AgentProgress)(nil),                     // 80: portcullis.admin.v1.AgentProgress
+	(*ListChangeRequestsRequest)(nil),         // 81: portcullis.admin.v1.ListChangeRequestsRequest
+	(*ListChangeRequestsResponse)(nil),        // 82: portcullis.admin.v1.ListChangeRequestsResponse
+	(*GetChangeRequestRequest)(nil),           // 83: portcullis.admin.v1.GetChangeRequestRequest
+	(*GetChangeRequestResponse)(nil),          // 84: portcullis.admin.v1.GetChangeRequestResponse
+	(*ProposeChangeRequest)(nil),              // 85: portcullis.admin.v1.ProposeChangeRequest
+	(*ProposeChangeResponse)(nil),             // 86: portcullis.admin.v1.ProposeChangeResponse
+	(*ApproveChangeRequest)(nil),              // 87: portcullis.admin.v1.ApproveChangeRequest
+	(*ApproveChangeResponse)(nil),             // 88: portcullis.admin.v1.ApproveChangeResponse
+	(*RejectChangeRequest)(nil),               // 89: portcullis.admin.v1.RejectChangeRequest
+	(*RejectChangeResponse)(nil),              // 90: portcullis.admin.v1.RejectChangeResponse
+	(*GetApprovalPolicyRequest)(nil),          // 91: portcullis.admin.v1.GetApprovalPolicyRequest
+	(*GetApprovalPolicyResponse)(nil),         // 92: portcullis.admin.v1.GetApprovalPolicyResponse
+	(*SetApprovalPolicyRequest)(nil),          // 93: portcullis.admin.v1.SetApprovalPolicyRequest
+	(*SetApprovalPolicyResponse)(nil),         // 94: portcullis.admin.v1.SetApprovalPolicyResponse
+	(*ExportPinsRequest)(nil),                 // 95: portcullis.admin.v1.ExportPinsRequest
+	(*ExportPinsResponse)(nil),                // 96: portcullis.admin.v1.ExportPinsResponse
+	(*ImportPinsRequest)(nil),                 // 97: portcullis.admin.v1.ImportPinsRequest
+	(*ImportPinsResponse)(nil),                // 98: portcullis.admin.v1.ImportPinsResponse
+	(*GetClientIdentityProviderRequest)(nil),  // 99: portcullis.admin.v1.GetClientIdentityProviderRequest
+	(*GetClientIdentityProviderResponse)(nil), // 100: portcullis.admin.v1.GetClientIdentityProviderResponse
+	(*SetClientIdentityProviderRequest)(nil),  // 101: portcullis.admin.v1.SetClientIdentityProviderRequest
+	(*SetClientIdentityProviderResponse)(nil), // 102: portcullis.admin.v1.SetClientIdentityProviderResponse
+	(*SetRateLimitsRequest)(nil),              // 103: portcullis.admin.v1.SetRateLimitsRequest
+	(*SetRateLimitsResponse)(nil),             // 104: portcullis.admin.v1.SetRateLimitsResponse
+	(*ClientKey)(nil),                         // 105: portcullis.admin.v1.ClientKey
+	(*ListClientKeysRequest)(nil),             // 106: portcullis.admin.v1.ListClientKeysRequest
+	(*ListClientKeysResponse)(nil),            // 107: portcullis.admin.v1.ListClientKeysResponse
+	(*CreateClientKeyRequest)(nil),            // 108: portcullis.admin.v1.CreateClientKeyRequest
+	(*CreateClientKeyResponse)(nil),           // 109: portcullis.admin.v1.CreateClientKeyResponse
+	(*RevokeClientKeyRequest)(nil),            // 110: portcullis.admin.v1.RevokeClientKeyRequest
+	(*RevokeClientKeyResponse)(nil),           // 111: portcullis.admin.v1.RevokeClientKeyResponse
+	(*SetClientAuthRequest)(nil),              // 112: portcullis.admin.v1.SetClientAuthRequest
+	(*SetClientAuthResponse)(nil),             // 113: portcullis.admin.v1.SetClientAuthResponse
+	(*AccessRule)(nil),                        // 114: portcullis.admin.v1.AccessRule
+	(*ListAccessRulesRequest)(nil),            // 115: portcullis.admin.v1.ListAccessRulesRequest
+	(*ListAccessRulesResponse)(nil),           // 116: portcullis.admin.v1.ListAccessRulesResponse
+	(*CreateAccessRuleRequest)(nil),           // 117: portcullis.admin.v1.CreateAccessRuleRequest
+	(*CreateAccessRuleResponse)(nil),          // 118: portcullis.admin.v1.CreateAccessRuleResponse
+	(*DeleteAccessRuleRequest)(nil),           // 119: portcullis.admin.v1.DeleteAccessRuleRequest
+	(*DeleteAccessRuleResponse)(nil),          // 120: portcullis.admin.v1.DeleteAccessRuleResponse
+	(*GetResultScanningRequest)(nil),          // 121: portcullis.admin.v1.GetResultScanningRequest
+	(*GetResultScanningResponse)(nil),         // 122: portcullis.admin.v1.GetResultScanningResponse
+	(*SetResultScanningRequest)(nil),          // 123: portcullis.admin.v1.SetResultScanningRequest
+	(*SetResultScanningResponse)(nil),         // 124: portcullis.admin.v1.SetResultScanningResponse
+	(*CallEvent)(nil),                         // 125: portcullis.admin.v1.CallEvent
+	(*TrafficPoint)(nil),                      // 126: portcullis.admin.v1.TrafficPoint
+	(*ListCallEventsRequest)(nil),             // 127: portcullis.admin.v1.ListCallEventsRequest
+	(*ListCallEventsResponse)(nil),            // 128: portcullis.admin.v1.ListCallEventsResponse
+	(*GetTrafficRequest)(nil),                 // 129: portcullis.admin.v1.GetTrafficRequest
+	(*GetTrafficResponse)(nil),                // 130: portcullis.admin.v1.GetTrafficResponse
+	nil,                                       // 131: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),             // 132: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,   // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
 	3,   // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
 	3,   // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,   // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	130, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	132, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
 	8,   // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,   // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
 	8,   // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,   // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	130, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	130, // 10: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
-	17,  // 11: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
-	18,  // 12: portcullis.admin.v1.UpdateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	25,  // 13: portcullis.admin.v1.ListEnrollmentTokensResponse.tokens:type_name -> portcullis.admin.v1.EnrollmentToken
-	130, // 14: portcullis.admin.v1.EnrollmentToken.created_at:type_name -> google.protobuf.Timestamp
-	130, // 15: portcullis.admin.v1.EnrollmentToken.expires_at:type_name -> google.protobuf.Timestamp
-	130, // 16: portcullis.admin.v1.EnrollmentToken.used_at:type_name -> google.protobuf.Timestamp
-	18,  // 17: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
-	18,  // 18: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	18,  // 19: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	130, // 20: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1,   // 21: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	129, // 22: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
-	36,  // 23: portcullis.admin.v1.UpdateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
-	36,  // 24: portcullis.admin.v1.UpdateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
-	36,  // 25: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
-	36,  // 26: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
-	36,  // 27: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
-	46,  // 28: portcullis.admin.v1.VirtualServer.renames:type_name -> portcullis.admin.v1.ToolRename
-	46,  // 29: portcullis.admin.v1.UpdateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
-	45,  // 30: portcullis.admin.v1.UpdateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	45,  // 31: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
-	46,  // 32: portcullis.admin.v1.CreateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
-	45,  // 33: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	130, // 34: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
-	55,  // 35: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
-	0,   // 36: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	130, // 37: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	130, // 38: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
-	64,  // 39: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
-	0,   // 40: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
-	64,  // 41: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	130, // 42: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	71,  // 43: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	130, // 44: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	130, // 45: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	130, // 46: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	130, // 47: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
-	74,  // 48: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
-	74,  // 49: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	76,  // 50: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
-	75,  // 51: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
-	75,  // 52: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
-	77,  // 53: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
-	78,  // 54: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
-	74,  // 55: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	74,  // 56: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	74,  // 57: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	130, // 58: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
-	103, // 59: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
-	103, // 60: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
-	112, // 61: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
-	112, // 62: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
-	112, // 63: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
-	2,   // 64: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
-	2,   // 65: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
-	130, // 66: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	130, // 67: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
-	123, // 68: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
-	130, // 69: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
-	130, // 70: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
-	124, // 71: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
-	4,   // 72: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
-	6,   // 73: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
-	9,   // 74: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
-	11,  // 75: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
-	13,  // 76: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
-	15,  // 77: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
-	28,  // 78: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
-	30,  // 79: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
-	32,  // 80: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
-	34,  // 81: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
-	19,  // 82: portcullis.admin.v1.GatewayService.UpdateGateway:input_type -> portcullis.admin.v1.UpdateGatewayRequest
-	21,  // 83: portcullis.admin.v1.GatewayService.DeleteGateway:input_type -> portcullis.admin.v1.DeleteGatewayRequest
-	23,  // 84: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:input_type -> portcullis.admin.v1.ListEnrollmentTokensRequest
-	26,  // 85: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:input_type -> portcullis.admin.v1.RevokeEnrollmentTokenRequest
-	41,  // 86: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
-	43,  // 87: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
-	37,  // 88: portcullis.admin.v1.UpstreamService.UpdateUpstream:input_type -> portcullis.admin.v1.UpdateUpstreamRequest
-	39,  // 89: portcullis.admin.v1.UpstreamService.DeleteUpstream:input_type -> portcullis.admin.v1.DeleteUpstreamRequest
-	51,  // 90: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
-	53,  // 91: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
-	47,  // 92: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:input_type -> portcullis.admin.v1.UpdateVirtualServerRequest
-	49,  // 93: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:input_type -> portcullis.admin.v1.DeleteVirtualServerRequest
-	58,  // 94: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
-	60,  // 95: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
-	62,  // 96: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
-	56,  // 97: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
-	65,  // 98: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
-	67,  // 99: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
-	69,  // 100: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
-	72,  // 101: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
-	79,  // 102: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
-	81,  // 103: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
-	83,  // 104: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
-	85,  // 105: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
-	87,  // 106: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
-	89,  // 107: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
-	91,  // 108: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
-	93,  // 109: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
-	95,  // 110: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	119, // 111: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
-	121, // 112: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
-	104, // 113: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
-	106, // 114: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
-	108, // 115: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
-	110, // 116: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
-	113, // 117: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
-	115, // 118: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
-	117, // 119: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
-	101, // 120: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
-	97,  // 121: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
-	99,  // 122: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
-	125, // 123: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
-	127, // 124: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
-	5,   // 125: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	7,   // 126: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	10,  // 127: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	12,  // 128: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	14,  // 129: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	16,  // 130: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	29,  // 131: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	31,  // 132: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	33,  // 133: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	35,  // 134: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	20,  // 135: portcullis.admin.v1.GatewayService.UpdateGateway:output_type -> portcullis.admin.v1.UpdateGatewayResponse
-	22,  // 136: portcullis.admin.v1.GatewayService.DeleteGateway:output_type -> portcullis.admin.v1.DeleteGatewayResponse
-	24,  // 137: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:output_type -> portcullis.admin.v1.ListEnrollmentTokensResponse
-	27,  // 138: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:output_type -> portcullis.admin.v1.RevokeEnrollmentTokenResponse
-	42,  // 139: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	44,  // 140: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	38,  // 141: portcullis.admin.v1.UpstreamService.UpdateUpstream:output_type -> portcullis.admin.v1.UpdateUpstreamResponse
-	40,  // 142: portcullis.admin.v1.UpstreamService.DeleteUpstream:output_type -> portcullis.admin.v1.DeleteUpstreamResponse
-	52,  // 143: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	54,  // 144: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	48,  // 145: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:output_type -> portcullis.admin.v1.UpdateVirtualServerResponse
-	50,  // 146: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:output_type -> portcullis.admin.v1.DeleteVirtualServerResponse
-	59,  // 147: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	61,  // 148: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	63,  // 149: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	57,  // 150: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
-	66,  // 151: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	68,  // 152: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	70,  // 153: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	73,  // 154: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	80,  // 155: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	82,  // 156: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	84,  // 157: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	86,  // 158: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	88,  // 159: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	90,  // 160: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	92,  // 161: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	94,  // 162: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	96,  // 163: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	120, // 164: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	122, // 165: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	105, // 166: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
-	107, // 167: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
-	109, // 168: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
-	111, // 169: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
-	114, // 170: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
-	116, // 171: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
-	118, // 172: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
-	102, // 173: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
-	98,  // 174: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
-	100, // 175: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
-	126, // 176: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
-	128, // 177: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
-	125, // [125:178] is the sub-list for method output_type
-	72,  // [72:125] is the sub-list for method input_type
-	72,  // [72:72] is the sub-list for extension type_name
-	72,  // [72:72] is the sub-list for extension extendee
-	0,   // [0:72] is the sub-list for field type_name
+	132, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	132, // 10: portcullis.admin.v1.Agent.cert_expires_at:type_name -> google.protobuf.Timestamp
+	132, // 11: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	17,  // 12: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
+	18,  // 13: portcullis.admin.v1.UpdateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
+	27,  // 14: portcullis.admin.v1.ListEnrollmentTokensResponse.tokens:type_name -> portcullis.admin.v1.EnrollmentToken
+	132, // 15: portcullis.admin.v1.EnrollmentToken.created_at:type_name -> google.protobuf.Timestamp
+	132, // 16: portcullis.admin.v1.EnrollmentToken.expires_at:type_name -> google.protobuf.Timestamp
+	132, // 17: portcullis.admin.v1.EnrollmentToken.used_at:type_name -> google.protobuf.Timestamp
+	18,  // 18: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
+	18,  // 19: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
+	18,  // 20: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
+	132, // 21: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1,   // 22: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
+	131, // 23: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	38,  // 24: portcullis.admin.v1.UpdateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
+	38,  // 25: portcullis.admin.v1.UpdateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
+	38,  // 26: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
+	38,  // 27: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
+	38,  // 28: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
+	48,  // 29: portcullis.admin.v1.VirtualServer.renames:type_name -> portcullis.admin.v1.ToolRename
+	48,  // 30: portcullis.admin.v1.UpdateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
+	47,  // 31: portcullis.admin.v1.UpdateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
+	47,  // 32: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
+	48,  // 33: portcullis.admin.v1.CreateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
+	47,  // 34: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
+	132, // 35: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	57,  // 36: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
+	0,   // 37: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
+	132, // 38: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	132, // 39: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	66,  // 40: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
+	0,   // 41: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
+	66,  // 42: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
+	132, // 43: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	73,  // 44: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
+	132, // 45: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	132, // 46: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	132, // 47: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	132, // 48: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	76,  // 49: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
+	76,  // 50: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	78,  // 51: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
+	77,  // 52: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
+	77,  // 53: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
+	79,  // 54: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
+	80,  // 55: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
+	76,  // 56: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	76,  // 57: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	76,  // 58: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	132, // 59: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
+	105, // 60: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
+	105, // 61: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
+	114, // 62: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
+	114, // 63: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
+	114, // 64: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
+	2,   // 65: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
+	2,   // 66: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
+	132, // 67: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	132, // 68: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
+	125, // 69: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
+	132, // 70: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
+	132, // 71: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
+	126, // 72: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
+	4,   // 73: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
+	6,   // 74: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
+	9,   // 75: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
+	11,  // 76: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
+	13,  // 77: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
+	15,  // 78: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
+	30,  // 79: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
+	32,  // 80: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
+	34,  // 81: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
+	36,  // 82: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
+	21,  // 83: portcullis.admin.v1.GatewayService.UpdateGateway:input_type -> portcullis.admin.v1.UpdateGatewayRequest
+	23,  // 84: portcullis.admin.v1.GatewayService.DeleteGateway:input_type -> portcullis.admin.v1.DeleteGatewayRequest
+	25,  // 85: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:input_type -> portcullis.admin.v1.ListEnrollmentTokensRequest
+	28,  // 86: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:input_type -> portcullis.admin.v1.RevokeEnrollmentTokenRequest
+	19,  // 87: portcullis.admin.v1.GatewayService.RevokeAgent:input_type -> portcullis.admin.v1.RevokeAgentRequest
+	43,  // 88: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
+	45,  // 89: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
+	39,  // 90: portcullis.admin.v1.UpstreamService.UpdateUpstream:input_type -> portcullis.admin.v1.UpdateUpstreamRequest
+	41,  // 91: portcullis.admin.v1.UpstreamService.DeleteUpstream:input_type -> portcullis.admin.v1.DeleteUpstreamRequest
+	53,  // 92: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
+	55,  // 93: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
+	49,  // 94: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:input_type -> portcullis.admin.v1.UpdateVirtualServerRequest
+	51,  // 95: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:input_type -> portcullis.admin.v1.DeleteVirtualServerRequest
+	60,  // 96: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
+	62,  // 97: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
+	64,  // 98: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
+	58,  // 99: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
+	67,  // 100: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
+	69,  // 101: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
+	71,  // 102: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
+	74,  // 103: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
+	81,  // 104: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
+	83,  // 105: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
+	85,  // 106: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
+	87,  // 107: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
+	89,  // 108: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
+	91,  // 109: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
+	93,  // 110: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
+	95,  // 111: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
+	97,  // 112: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
+	121, // 113: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	123, // 114: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	106, // 115: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
+	108, // 116: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
+	110, // 117: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
+	112, // 118: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
+	115, // 119: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
+	117, // 120: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
+	119, // 121: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
+	103, // 122: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
+	99,  // 123: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
+	101, // 124: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
+	127, // 125: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
+	129, // 126: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
+	5,   // 127: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	7,   // 128: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	10,  // 129: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	12,  // 130: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	14,  // 131: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	16,  // 132: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	31,  // 133: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	33,  // 134: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	35,  // 135: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	37,  // 136: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	22,  // 137: portcullis.admin.v1.GatewayService.UpdateGateway:output_type -> portcullis.admin.v1.UpdateGatewayResponse
+	24,  // 138: portcullis.admin.v1.GatewayService.DeleteGateway:output_type -> portcullis.admin.v1.DeleteGatewayResponse
+	26,  // 139: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:output_type -> portcullis.admin.v1.ListEnrollmentTokensResponse
+	29,  // 140: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:output_type -> portcullis.admin.v1.RevokeEnrollmentTokenResponse
+	20,  // 141: portcullis.admin.v1.GatewayService.RevokeAgent:output_type -> portcullis.admin.v1.RevokeAgentResponse
+	44,  // 142: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	46,  // 143: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	40,  // 144: portcullis.admin.v1.UpstreamService.UpdateUpstream:output_type -> portcullis.admin.v1.UpdateUpstreamResponse
+	42,  // 145: portcullis.admin.v1.UpstreamService.DeleteUpstream:output_type -> portcullis.admin.v1.DeleteUpstreamResponse
+	54,  // 146: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	56,  // 147: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	50,  // 148: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:output_type -> portcullis.admin.v1.UpdateVirtualServerResponse
+	52,  // 149: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:output_type -> portcullis.admin.v1.DeleteVirtualServerResponse
+	61,  // 150: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	63,  // 151: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	65,  // 152: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	59,  // 153: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	68,  // 154: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	70,  // 155: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	72,  // 156: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	75,  // 157: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	82,  // 158: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	84,  // 159: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	86,  // 160: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	88,  // 161: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	90,  // 162: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	92,  // 163: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	94,  // 164: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	96,  // 165: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	98,  // 166: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	122, // 167: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	124, // 168: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	107, // 169: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
+	109, // 170: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
+	111, // 171: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
+	113, // 172: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
+	116, // 173: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
+	118, // 174: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
+	120, // 175: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
+	104, // 176: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
+	100, // 177: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
+	102, // 178: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
+	128, // 179: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
+	130, // 180: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
+	127, // [127:181] is the sub-list for method output_type
+	73,  // [73:127] is the sub-list for method input_type
+	73,  // [73:73] is the sub-list for extension type_name
+	73,  // [73:73] is the sub-list for extension extendee
+	0,   // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_admin_v1_admin_proto_init() }
@@ -7980,7 +8091,7 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   127,
+			NumMessages:   129,
 			NumExtensions: 0,
 			NumServices:   11,
 		},

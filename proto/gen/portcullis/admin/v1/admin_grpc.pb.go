@@ -410,6 +410,7 @@ const (
 	GatewayService_DeleteGateway_FullMethodName         = "/portcullis.admin.v1.GatewayService/DeleteGateway"
 	GatewayService_ListEnrollmentTokens_FullMethodName  = "/portcullis.admin.v1.GatewayService/ListEnrollmentTokens"
 	GatewayService_RevokeEnrollmentToken_FullMethodName = "/portcullis.admin.v1.GatewayService/RevokeEnrollmentToken"
+	GatewayService_RevokeAgent_FullMethodName           = "/portcullis.admin.v1.GatewayService/RevokeAgent"
 )
 
 // GatewayServiceClient is the client API for GatewayService service.
@@ -442,6 +443,11 @@ type GatewayServiceClient interface {
 	// RevokeEnrollmentToken withdraws a token: it enrolls no more agents
 	// (agents it enrolled stay).
 	RevokeEnrollmentToken(ctx context.Context, in *RevokeEnrollmentTokenRequest, opts ...grpc.CallOption) (*RevokeEnrollmentTokenResponse, error)
+	// RevokeAgent refuses an agent for good (for example when its host is
+	// compromised): its streams are cut at once on every replica, and its
+	// certificate is refused for syncing, telemetry and renewal. The gateway
+	// keeps enforcing its last policy until its operator stops it.
+	RevokeAgent(ctx context.Context, in *RevokeAgentRequest, opts ...grpc.CallOption) (*RevokeAgentResponse, error)
 }
 
 type gatewayServiceClient struct {
@@ -532,6 +538,16 @@ func (c *gatewayServiceClient) RevokeEnrollmentToken(ctx context.Context, in *Re
 	return out, nil
 }
 
+func (c *gatewayServiceClient) RevokeAgent(ctx context.Context, in *RevokeAgentRequest, opts ...grpc.CallOption) (*RevokeAgentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeAgentResponse)
+	err := c.cc.Invoke(ctx, GatewayService_RevokeAgent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GatewayServiceServer is the server API for GatewayService service.
 // All implementations must embed UnimplementedGatewayServiceServer
 // for forward compatibility.
@@ -562,6 +578,11 @@ type GatewayServiceServer interface {
 	// RevokeEnrollmentToken withdraws a token: it enrolls no more agents
 	// (agents it enrolled stay).
 	RevokeEnrollmentToken(context.Context, *RevokeEnrollmentTokenRequest) (*RevokeEnrollmentTokenResponse, error)
+	// RevokeAgent refuses an agent for good (for example when its host is
+	// compromised): its streams are cut at once on every replica, and its
+	// certificate is refused for syncing, telemetry and renewal. The gateway
+	// keeps enforcing its last policy until its operator stops it.
+	RevokeAgent(context.Context, *RevokeAgentRequest) (*RevokeAgentResponse, error)
 	mustEmbedUnimplementedGatewayServiceServer()
 }
 
@@ -595,6 +616,9 @@ func (UnimplementedGatewayServiceServer) ListEnrollmentTokens(context.Context, *
 }
 func (UnimplementedGatewayServiceServer) RevokeEnrollmentToken(context.Context, *RevokeEnrollmentTokenRequest) (*RevokeEnrollmentTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeEnrollmentToken not implemented")
+}
+func (UnimplementedGatewayServiceServer) RevokeAgent(context.Context, *RevokeAgentRequest) (*RevokeAgentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeAgent not implemented")
 }
 func (UnimplementedGatewayServiceServer) mustEmbedUnimplementedGatewayServiceServer() {}
 func (UnimplementedGatewayServiceServer) testEmbeddedByValue()                        {}
@@ -761,6 +785,24 @@ func _GatewayService_RevokeEnrollmentToken_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GatewayService_RevokeAgent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeAgentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServiceServer).RevokeAgent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GatewayService_RevokeAgent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServiceServer).RevokeAgent(ctx, req.(*RevokeAgentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // GatewayService_ServiceDesc is the grpc.ServiceDesc for GatewayService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -799,6 +841,10 @@ var GatewayService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeEnrollmentToken",
 			Handler:    _GatewayService_RevokeEnrollmentToken_Handler,
+		},
+		{
+			MethodName: "RevokeAgent",
+			Handler:    _GatewayService_RevokeAgent_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

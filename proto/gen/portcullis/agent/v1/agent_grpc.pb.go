@@ -22,6 +22,7 @@ const (
 	AgentService_Enroll_FullMethodName          = "/portcullis.agent.v1.AgentService/Enroll"
 	AgentService_Sync_FullMethodName            = "/portcullis.agent.v1.AgentService/Sync"
 	AgentService_ReportTelemetry_FullMethodName = "/portcullis.agent.v1.AgentService/ReportTelemetry"
+	AgentService_Renew_FullMethodName           = "/portcullis.agent.v1.AgentService/Renew"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -43,6 +44,10 @@ type AgentServiceClient interface {
 	// ReportTelemetry ships call events in batches; it is separate from Sync so
 	// telemetry never delays policy.
 	ReportTelemetry(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ReportTelemetryRequest, ReportTelemetryResponse], error)
+	// Renew exchanges a certificate signing request for a new key for a new
+	// client certificate with the same agent identity. It is authenticated by
+	// the agent's current certificate; a revoked agent is refused.
+	Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error)
 }
 
 type agentServiceClient struct {
@@ -89,6 +94,16 @@ func (c *agentServiceClient) ReportTelemetry(ctx context.Context, opts ...grpc.C
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_ReportTelemetryClient = grpc.ClientStreamingClient[ReportTelemetryRequest, ReportTelemetryResponse]
 
+func (c *agentServiceClient) Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewResponse)
+	err := c.cc.Invoke(ctx, AgentService_Renew_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -108,6 +123,10 @@ type AgentServiceServer interface {
 	// ReportTelemetry ships call events in batches; it is separate from Sync so
 	// telemetry never delays policy.
 	ReportTelemetry(grpc.ClientStreamingServer[ReportTelemetryRequest, ReportTelemetryResponse]) error
+	// Renew exchanges a certificate signing request for a new key for a new
+	// client certificate with the same agent identity. It is authenticated by
+	// the agent's current certificate; a revoked agent is refused.
+	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -126,6 +145,9 @@ func (UnimplementedAgentServiceServer) Sync(grpc.BidiStreamingServer[SyncRequest
 }
 func (UnimplementedAgentServiceServer) ReportTelemetry(grpc.ClientStreamingServer[ReportTelemetryRequest, ReportTelemetryResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReportTelemetry not implemented")
+}
+func (UnimplementedAgentServiceServer) Renew(context.Context, *RenewRequest) (*RenewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Renew not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -180,6 +202,24 @@ func _AgentService_ReportTelemetry_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_ReportTelemetryServer = grpc.ClientStreamingServer[ReportTelemetryRequest, ReportTelemetryResponse]
 
+func _AgentService_Renew_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).Renew(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_Renew_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).Renew(ctx, req.(*RenewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -190,6 +230,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Enroll",
 			Handler:    _AgentService_Enroll_Handler,
+		},
+		{
+			MethodName: "Renew",
+			Handler:    _AgentService_Renew_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

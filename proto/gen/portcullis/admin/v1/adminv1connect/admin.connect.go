@@ -99,6 +99,9 @@ const (
 	// GatewayServiceRevokeEnrollmentTokenProcedure is the fully-qualified name of the GatewayService's
 	// RevokeEnrollmentToken RPC.
 	GatewayServiceRevokeEnrollmentTokenProcedure = "/portcullis.admin.v1.GatewayService/RevokeEnrollmentToken"
+	// GatewayServiceRevokeAgentProcedure is the fully-qualified name of the GatewayService's
+	// RevokeAgent RPC.
+	GatewayServiceRevokeAgentProcedure = "/portcullis.admin.v1.GatewayService/RevokeAgent"
 	// UpstreamServiceListUpstreamsProcedure is the fully-qualified name of the UpstreamService's
 	// ListUpstreams RPC.
 	UpstreamServiceListUpstreamsProcedure = "/portcullis.admin.v1.UpstreamService/ListUpstreams"
@@ -499,6 +502,11 @@ type GatewayServiceClient interface {
 	// RevokeEnrollmentToken withdraws a token: it enrolls no more agents
 	// (agents it enrolled stay).
 	RevokeEnrollmentToken(context.Context, *connect.Request[v1.RevokeEnrollmentTokenRequest]) (*connect.Response[v1.RevokeEnrollmentTokenResponse], error)
+	// RevokeAgent refuses an agent for good (for example when its host is
+	// compromised): its streams are cut at once on every replica, and its
+	// certificate is refused for syncing, telemetry and renewal. The gateway
+	// keeps enforcing its last policy until its operator stops it.
+	RevokeAgent(context.Context, *connect.Request[v1.RevokeAgentRequest]) (*connect.Response[v1.RevokeAgentResponse], error)
 }
 
 // NewGatewayServiceClient constructs a client for the portcullis.admin.v1.GatewayService service.
@@ -560,6 +568,12 @@ func NewGatewayServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(gatewayServiceMethods.ByName("RevokeEnrollmentToken")),
 			connect.WithClientOptions(opts...),
 		),
+		revokeAgent: connect.NewClient[v1.RevokeAgentRequest, v1.RevokeAgentResponse](
+			httpClient,
+			baseURL+GatewayServiceRevokeAgentProcedure,
+			connect.WithSchema(gatewayServiceMethods.ByName("RevokeAgent")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -573,6 +587,7 @@ type gatewayServiceClient struct {
 	deleteGateway         *connect.Client[v1.DeleteGatewayRequest, v1.DeleteGatewayResponse]
 	listEnrollmentTokens  *connect.Client[v1.ListEnrollmentTokensRequest, v1.ListEnrollmentTokensResponse]
 	revokeEnrollmentToken *connect.Client[v1.RevokeEnrollmentTokenRequest, v1.RevokeEnrollmentTokenResponse]
+	revokeAgent           *connect.Client[v1.RevokeAgentRequest, v1.RevokeAgentResponse]
 }
 
 // ListGateways calls portcullis.admin.v1.GatewayService.ListGateways.
@@ -615,6 +630,11 @@ func (c *gatewayServiceClient) RevokeEnrollmentToken(ctx context.Context, req *c
 	return c.revokeEnrollmentToken.CallUnary(ctx, req)
 }
 
+// RevokeAgent calls portcullis.admin.v1.GatewayService.RevokeAgent.
+func (c *gatewayServiceClient) RevokeAgent(ctx context.Context, req *connect.Request[v1.RevokeAgentRequest]) (*connect.Response[v1.RevokeAgentResponse], error) {
+	return c.revokeAgent.CallUnary(ctx, req)
+}
+
 // GatewayServiceHandler is an implementation of the portcullis.admin.v1.GatewayService service.
 type GatewayServiceHandler interface {
 	// ListGateways lists the tenant's gateways with their agents.
@@ -641,6 +661,11 @@ type GatewayServiceHandler interface {
 	// RevokeEnrollmentToken withdraws a token: it enrolls no more agents
 	// (agents it enrolled stay).
 	RevokeEnrollmentToken(context.Context, *connect.Request[v1.RevokeEnrollmentTokenRequest]) (*connect.Response[v1.RevokeEnrollmentTokenResponse], error)
+	// RevokeAgent refuses an agent for good (for example when its host is
+	// compromised): its streams are cut at once on every replica, and its
+	// certificate is refused for syncing, telemetry and renewal. The gateway
+	// keeps enforcing its last policy until its operator stops it.
+	RevokeAgent(context.Context, *connect.Request[v1.RevokeAgentRequest]) (*connect.Response[v1.RevokeAgentResponse], error)
 }
 
 // NewGatewayServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -698,6 +723,12 @@ func NewGatewayServiceHandler(svc GatewayServiceHandler, opts ...connect.Handler
 		connect.WithSchema(gatewayServiceMethods.ByName("RevokeEnrollmentToken")),
 		connect.WithHandlerOptions(opts...),
 	)
+	gatewayServiceRevokeAgentHandler := connect.NewUnaryHandler(
+		GatewayServiceRevokeAgentProcedure,
+		svc.RevokeAgent,
+		connect.WithSchema(gatewayServiceMethods.ByName("RevokeAgent")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/portcullis.admin.v1.GatewayService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case GatewayServiceListGatewaysProcedure:
@@ -716,6 +747,8 @@ func NewGatewayServiceHandler(svc GatewayServiceHandler, opts ...connect.Handler
 			gatewayServiceListEnrollmentTokensHandler.ServeHTTP(w, r)
 		case GatewayServiceRevokeEnrollmentTokenProcedure:
 			gatewayServiceRevokeEnrollmentTokenHandler.ServeHTTP(w, r)
+		case GatewayServiceRevokeAgentProcedure:
+			gatewayServiceRevokeAgentHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -755,6 +788,10 @@ func (UnimplementedGatewayServiceHandler) ListEnrollmentTokens(context.Context, 
 
 func (UnimplementedGatewayServiceHandler) RevokeEnrollmentToken(context.Context, *connect.Request[v1.RevokeEnrollmentTokenRequest]) (*connect.Response[v1.RevokeEnrollmentTokenResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.GatewayService.RevokeEnrollmentToken is not implemented"))
+}
+
+func (UnimplementedGatewayServiceHandler) RevokeAgent(context.Context, *connect.Request[v1.RevokeAgentRequest]) (*connect.Response[v1.RevokeAgentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.GatewayService.RevokeAgent is not implemented"))
 }
 
 // UpstreamServiceClient is a client for the portcullis.admin.v1.UpstreamService service.

@@ -40,6 +40,8 @@ const (
 	// AgentServiceReportTelemetryProcedure is the fully-qualified name of the AgentService's
 	// ReportTelemetry RPC.
 	AgentServiceReportTelemetryProcedure = "/portcullis.agent.v1.AgentService/ReportTelemetry"
+	// AgentServiceRenewProcedure is the fully-qualified name of the AgentService's Renew RPC.
+	AgentServiceRenewProcedure = "/portcullis.agent.v1.AgentService/Renew"
 )
 
 // AgentServiceClient is a client for the portcullis.agent.v1.AgentService service.
@@ -55,6 +57,10 @@ type AgentServiceClient interface {
 	// ReportTelemetry ships call events in batches; it is separate from Sync so
 	// telemetry never delays policy.
 	ReportTelemetry(context.Context) *connect.ClientStreamForClient[v1.ReportTelemetryRequest, v1.ReportTelemetryResponse]
+	// Renew exchanges a certificate signing request for a new key for a new
+	// client certificate with the same agent identity. It is authenticated by
+	// the agent's current certificate; a revoked agent is refused.
+	Renew(context.Context, *connect.Request[v1.RenewRequest]) (*connect.Response[v1.RenewResponse], error)
 }
 
 // NewAgentServiceClient constructs a client for the portcullis.agent.v1.AgentService service. By
@@ -86,6 +92,12 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("ReportTelemetry")),
 			connect.WithClientOptions(opts...),
 		),
+		renew: connect.NewClient[v1.RenewRequest, v1.RenewResponse](
+			httpClient,
+			baseURL+AgentServiceRenewProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("Renew")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -94,6 +106,7 @@ type agentServiceClient struct {
 	enroll          *connect.Client[v1.EnrollRequest, v1.EnrollResponse]
 	sync            *connect.Client[v1.SyncRequest, v1.SyncResponse]
 	reportTelemetry *connect.Client[v1.ReportTelemetryRequest, v1.ReportTelemetryResponse]
+	renew           *connect.Client[v1.RenewRequest, v1.RenewResponse]
 }
 
 // Enroll calls portcullis.agent.v1.AgentService.Enroll.
@@ -111,6 +124,11 @@ func (c *agentServiceClient) ReportTelemetry(ctx context.Context) *connect.Clien
 	return c.reportTelemetry.CallClientStream(ctx)
 }
 
+// Renew calls portcullis.agent.v1.AgentService.Renew.
+func (c *agentServiceClient) Renew(ctx context.Context, req *connect.Request[v1.RenewRequest]) (*connect.Response[v1.RenewResponse], error) {
+	return c.renew.CallUnary(ctx, req)
+}
+
 // AgentServiceHandler is an implementation of the portcullis.agent.v1.AgentService service.
 type AgentServiceHandler interface {
 	// Enroll exchanges a one-time enrollment token and a certificate signing
@@ -124,6 +142,10 @@ type AgentServiceHandler interface {
 	// ReportTelemetry ships call events in batches; it is separate from Sync so
 	// telemetry never delays policy.
 	ReportTelemetry(context.Context, *connect.ClientStream[v1.ReportTelemetryRequest]) (*connect.Response[v1.ReportTelemetryResponse], error)
+	// Renew exchanges a certificate signing request for a new key for a new
+	// client certificate with the same agent identity. It is authenticated by
+	// the agent's current certificate; a revoked agent is refused.
+	Renew(context.Context, *connect.Request[v1.RenewRequest]) (*connect.Response[v1.RenewResponse], error)
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -151,6 +173,12 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("ReportTelemetry")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceRenewHandler := connect.NewUnaryHandler(
+		AgentServiceRenewProcedure,
+		svc.Renew,
+		connect.WithSchema(agentServiceMethods.ByName("Renew")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/portcullis.agent.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceEnrollProcedure:
@@ -159,6 +187,8 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceSyncHandler.ServeHTTP(w, r)
 		case AgentServiceReportTelemetryProcedure:
 			agentServiceReportTelemetryHandler.ServeHTTP(w, r)
+		case AgentServiceRenewProcedure:
+			agentServiceRenewHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -178,4 +208,8 @@ func (UnimplementedAgentServiceHandler) Sync(context.Context, *connect.BidiStrea
 
 func (UnimplementedAgentServiceHandler) ReportTelemetry(context.Context, *connect.ClientStream[v1.ReportTelemetryRequest]) (*connect.Response[v1.ReportTelemetryResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.agent.v1.AgentService.ReportTelemetry is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) Renew(context.Context, *connect.Request[v1.RenewRequest]) (*connect.Response[v1.RenewResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.agent.v1.AgentService.Renew is not implemented"))
 }

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
+	"github.com/portcullis-mcp/portcullis/ent/agent"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// TestAgentCertificateLifecycle runs a gateway binary against a control
+// plane that issues one-minute certificates: the agent renews its own
+// before expiry and keeps receiving policy after the first one expired;
+// then an admin revokes it with the CLI, its stream is cut, the gateway
+// says why and keeps enforcing its last policy, and its certificate is
+// refused for syncing and renewing.
+func TestAgentCertificateLifecycle(t *testing.T) {
+	sys := viewer.System(context.Background())
+	httpAddr := freeAddr(t)
+	cp := runControlPlane(t, app.Config{DataDir: t.TempDir(), GRPCListen: freeAddr(t), HTTPListen: httpAddr, PublicURL: "http://" + httpAddr,
+		AgentCertLifetime: time.Minute})
+	defer cp.stop()
+	owner, err := cp.IDs.Login(sys, identity.Claims{Issuer: "https://idp.test", Subject: "ops", Email: "ops@trust.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten, err := cp.Tenants.CreateTenant(sys, "Trust", "trust", owner.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := cp.IDs.UserViewer(sys, owner.ID, ten.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminKey, _, err := cp.IDs.CreateAPIKey(viewer.NewContext(context.Background(), v), ten.ID, "ops", viewer.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(demoupstream.Handler())
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	gw, err := cp.Tenants.CreateGateway(sys, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateUpstream(sys, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(sys, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cp.EnrollmentToken(sys, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, dataDir := freeAddr(t), t.TempDir()
+	g := startGateway(t, cp.AgentEndpoint(), dataDir, addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
+	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
+	waitEnforced(t, cp, ten.ID, gw.ID, addr, "the first policy")
+	first, err := cp.DB.Agent.Query().Only(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.CertExpiresAt == nil || time.Until(*first.CertExpiresAt) > time.Minute {
+		t.Fatalf("the enrollment certificate expires at %v, want within the configured minute", first.CertExpiresAt)
+	}
+
+	// Renewal: a new certificate for the same agent, in use (the one it
+	// replaced is no longer accepted once the new one was presented).
+	eventually(t, "the agent renews its certificate and uses the new one", func() error {
+		a, err := cp.DB.Agent.Get(sys, first.ID)
+		if err != nil {
+			return err
+		}
+		if a.CertFingerprint == first.CertFingerprint || a.RenewedAt == nil {
+			return errors.New("not renewed yet")
+		}
+		if a.PreviousCertFingerprint != nil {
+			return errors.New("renewed, the new certificate not presented yet")
+		}
+		return nil
+	})
+	if n, _ := cp.DB.Agent.Query().Count(sys); n != 1 {
+		t.Fatalf("%d agents after renewal, want the same one", n)
+	}
+	// Past the first certificate's expiry, policy still reaches the gateway.
+	time.Sleep(time.Until(*first.CertExpiresAt) + time.Second)
+	if err := cp.Inventory.Unpin(sys, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
+		t.Fatal(err)
+	}
+	waitEnforced(t, cp, ten.ID, gw.ID, addr, "a policy change after the first certificate expired")
+	if _, ok := readyz(addr); !ok {
+		t.Fatal("the gateway is not connected after its first certificate expired")
+	}
+	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
+	waitEnforced(t, cp, ten.ID, gw.ID, addr, "echo approved again")
+	if !strings.Contains(g.out.String(), "agent certificate renewed") {
+		t.Errorf("the gateway did not log its renewal:\n%s", g.out)
+	}
+
+	// Revocation, with the built CLI.
+	out, err := runCLI(t, cp.PublicURL(), adminKey, "agents", "revoke", first.ID.String())
+	if err != nil || !strings.Contains(out, "Revoked agent") {
+		t.Fatalf("agents revoke: %v\n%s", err, out)
+	}
+	eventually(t, "the revoked agent's stream is cut and stays refused", func() error {
+		if _, ok := readyz(addr); ok {
+			return errors.New("still connected")
+		}
+		if !strings.Contains(g.out.String(), "agent has been revoked") {
+			return errors.New("the gateway has not said why")
+		}
+		return nil
+	})
+	if text, isErr, err := callText(t, "http://"+addr+"/mcp/main", "demo__echo", `{"message":"still enforcing"}`); err != nil || isErr || !strings.Contains(text, "still enforcing") {
+		t.Fatalf("the revoked gateway stopped enforcing its last policy: %q %v %v", text, isErr, err)
+	}
+	if out, err := runCLI(t, cp.PublicURL(), adminKey, "agents", "list", "vpc"); err != nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("agents list after revocation: %v\n%s", err, out)
+	}
+	// The agent's own certificate, from its data dir, is refused for
+	// renewing and syncing.
+	pair, err := os.ReadFile(filepath.Join(dataDir, "agent.pem"))
+	if err != nil {
+		t.Fatalf("the renewed certificate is not in the data dir: %v", err)
+	}
+	cert, err := tls.X509KeyPair(pair, pair)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cp.CA.Cert)
+	conn, err := grpc.NewClient(cp.AgentEndpoint(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: roots})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = agentv1.NewAgentServiceClient(conn).Renew(ctx, &agentv1.RenewRequest{CsrDer: csr})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("renewal by a revoked agent: %v, want PermissionDenied", err)
+	}
+	stream, err := agentv1.NewAgentServiceClient(conn).Sync(ctx)
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("sync by a revoked agent: %v, want PermissionDenied", err)
+	}
+	evs, err := cp.DB.AuditEvent.Query().All(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range evs {
+		found = found || (e.Action == "agent.revoke" && e.TargetID == first.ID.String())
+	}
+	if !found {
+		t.Error("no agent.revoke in the audit log")
+	}
+	if a, err := cp.DB.Agent.Query().Where(agent.ID(first.ID)).Only(sys); err != nil || !a.Revoked || a.RevokedAt == nil {
+		t.Fatalf("agent after revocation: %+v %v", a, fmt.Sprint(err))
+	}
+}
