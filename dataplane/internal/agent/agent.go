@@ -23,8 +23,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/backoff"
-	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/bundle"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )

@@ -48,7 +48,7 @@ const (
 	// that replacing the pair is one atomic rename; it wins over the
 	// enrollment's pair.
 	renewedFile = "agent.pem"
-	caFile       = "ca.crt"
+	caFile      = "ca.crt"
 )
 
 // loadIdentity reads the identity; it returns (nil, nil) when the agent has not enrolled.
