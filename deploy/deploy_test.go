@@ -266,7 +266,7 @@ func TestDeploy(t *testing.T) {
 
 	t.Run("control plane: SQLite on a volume, or replicas on PostgreSQL and Redis", func(t *testing.T) {
 		docs := render(t, "portcullis")
-		if got := strings.Join(kinds(docs), ","); got != "Deployment,NetworkPolicy,PersistentVolumeClaim,Service,Service" {
+		if got := strings.Join(kinds(docs), ","); got != "Deployment,NetworkPolicy,PersistentVolumeClaim,Secret,Service,Service" {
 			t.Fatalf("kinds by default: %s", got)
 		}
 		d := find(t, docs, "Deployment")
@@ -274,6 +274,14 @@ func TestDeploy(t *testing.T) {
 			t.Error("one SQLite writer: the Deployment must recreate, not roll")
 		}
 		checkEnv(t, get(d, "spec", "template", "spec", "containers", 0), cpFlags)
+		// A key-encryption key is generated into a Secret kept on uninstall.
+		kek := find(t, docs, "Secret")
+		if get(kek, "metadata", "name") != "rel-portcullis-kek" || get(kek, "metadata", "annotations", "helm.sh/resource-policy") != "keep" {
+			t.Errorf("generated key-encryption key Secret: %v", kek["metadata"])
+		}
+		if !slices.Contains(envNames(get(d, "spec", "template", "spec", "containers", 0)), "PORTCULLIS_KEY_ENCRYPTION_KEY") {
+			t.Error("the control plane gets no key-encryption key")
+		}
 
 		docs = render(t, "portcullis", "-f", "helm/portcullis/ci/ha-values.yaml")
 		if got := strings.Join(kinds(docs), ","); got != "Deployment,Ingress,NetworkPolicy,PodDisruptionBudget,Service,Service" {
@@ -284,7 +292,7 @@ func TestDeploy(t *testing.T) {
 		if get(d, "spec", "replicas") != 3 || get(d, "spec", "strategy") != nil {
 			t.Errorf("replicas %v, strategy %v", get(d, "spec", "replicas"), get(d, "spec", "strategy"))
 		}
-		for _, want := range []string{"PORTCULLIS_DATABASE_URL", "PORTCULLIS_REDIS_URL", "PORTCULLIS_OIDC_CLIENT_SECRET", "PORTCULLIS_CA_CERT", "PORTCULLIS_CA_KEY"} {
+		for _, want := range []string{"PORTCULLIS_DATABASE_URL", "PORTCULLIS_REDIS_URL", "PORTCULLIS_OIDC_CLIENT_SECRET", "PORTCULLIS_CA_CERT", "PORTCULLIS_CA_KEY", "PORTCULLIS_KEY_ENCRYPTION_KEY"} {
 			if !slices.Contains(envNames(c), want) {
 				t.Errorf("env lacks %s: %v", want, envNames(c))
 			}

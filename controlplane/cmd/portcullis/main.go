@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/cli"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/devmode"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/keyring"
 )
 
 const usage = `Usage: portcullis <command> [flags]
@@ -114,6 +115,9 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.OIDC.ClientSecret, "oidc-client-secret", "", "OIDC client secret (prefer the PORTCULLIS_OIDC_CLIENT_SECRET environment variable)")
 	fs.StringVar(&cfg.CACert, "ca-cert", "", "PEM CA certificate for agent mTLS (default: generated in --data-dir)")
 	fs.StringVar(&cfg.CAKey, "ca-key", "", "PEM PKCS#8 key of --ca-cert")
+	var kekValue, kekFile string
+	fs.StringVar(&kekValue, "key-encryption-key", "", "base64 of 32 random bytes sealing private keys at rest (tenants' signing keys, the generated CA key); prefer PORTCULLIS_KEY_ENCRYPTION_KEY or --key-encryption-key-file. Create one: openssl rand -base64 32")
+	fs.StringVar(&kekFile, "key-encryption-key-file", "", "file holding the key-encryption key (base64, mode 0600), e.g. a mounted secret")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	var boot app.Bootstrap
 	fs.StringVar(&boot.TenantSlug, "bootstrap-tenant", "", "on start, create this tenant (by slug) if it does not exist: the first tenant without a browser")
@@ -128,6 +132,19 @@ func serve(ctx context.Context, args []string) error {
 	}
 	cfg.GRPCHostnames = strings.Split(hosts, ",")
 	cfg.Logger = log
+	switch {
+	case kekValue != "" && kekFile != "":
+		return errors.New("give --key-encryption-key or --key-encryption-key-file, not both")
+	case kekValue != "":
+		cfg.KEK, err = keyring.Parse(kekValue)
+	case kekFile != "":
+		cfg.KEK, err = keyring.LoadFile(kekFile)
+	default:
+		return errors.New("portcullis serve needs a key-encryption key to keep private keys encrypted at rest: create one with `openssl rand -base64 32 > kek && chmod 600 kek` and pass --key-encryption-key-file kek (or set PORTCULLIS_KEY_ENCRYPTION_KEY); keep it apart from the database and data dir")
+	}
+	if err != nil {
+		return err
+	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
 		return err

@@ -21,13 +21,14 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/policy"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
 func TestEnrollTokenIsOneTime(t *testing.T) {
 	ctx := viewer.System(context.Background())
-	a, err := app.New(ctx, app.Config{DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	a, err := app.New(ctx, app.Config{DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", KEK: testutil.KEK(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

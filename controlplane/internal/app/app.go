@@ -25,6 +25,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/keyring"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/pki"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/policy"
@@ -34,6 +35,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/web"
 	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
@@ -64,6 +66,9 @@ type Config struct {
 	// AgentCertLifetime is how long agent certificates are valid (default 30
 	// days); agents renew them two thirds into it.
 	AgentCertLifetime time.Duration
+	// KEK seals private keys at rest: tenants' bundle-signing keys and the
+	// agent CA key generated in DataDir. Required.
+	KEK keyring.KEK
 	// PublicURL is where browsers reach the console; default http://HTTPListen.
 	PublicURL string
 	// OIDC is the identity provider for console logins; the console is off
@@ -111,9 +116,10 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = "sqlite://" + filepath.Join(cfg.DataDir, "portcullis.db")
 	}
-	if cfg.CACert == "" && cfg.CAKey == "" {
-		cfg.CACert, cfg.CAKey = filepath.Join(cfg.DataDir, "ca.crt"), filepath.Join(cfg.DataDir, "ca.key")
-	} else if cfg.CACert == "" || cfg.CAKey == "" {
+	if cfg.KEK == nil {
+		return nil, errors.New("a key-encryption key is required (--key-encryption-key-file or PORTCULLIS_KEY_ENCRYPTION_KEY; create one with: openssl rand -base64 32)")
+	}
+	if (cfg.CACert == "") != (cfg.CAKey == "") {
 		return nil, errors.New("--ca-cert and --ca-key must be given together")
 	}
 	if len(cfg.GRPCHostnames) == 0 {
@@ -121,11 +127,21 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a := &App{cfg: cfg, log: cfg.Logger.With("component", "app")}
 	var err error
-	if a.CA, err = pki.LoadOrCreate(cfg.CACert, cfg.CAKey); err != nil {
+	if cfg.CACert == "" {
+		// The CA of the data dir: its key is kept sealed.
+		a.CA, err = pki.LoadOrCreateSealed(filepath.Join(cfg.DataDir, "ca.crt"), filepath.Join(cfg.DataDir, "ca.key.sealed"),
+			filepath.Join(cfg.DataDir, "ca.key"), cfg.KEK, keyring.CAKeyAAD)
+	} else {
+		a.CA, err = pki.LoadOrCreate(cfg.CACert, cfg.CAKey)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if a.DB, err = store.Open(ctx, cfg.DatabaseURL, cfg.Logger); err != nil {
 		return nil, err
+	}
+	if err := sealTenantKeys(ctx, a.DB, cfg.KEK, a.log); err != nil {
+		return nil, a.closeWith(err)
 	}
 	var broker policy.Broker = policy.NewLocalBroker()
 	var pres *presence.Redis
@@ -146,16 +162,16 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		pres = presence.New(a.rdb, "portcullis:agent-presence:", 3*keepaliveInterval)
 		a.DB.Agent.Intercept(pres.Interceptor())
 	}
-	if a.Policy, err = policy.New(a.DB, broker, cfg.Logger); err != nil {
+	if a.Policy, err = policy.New(a.DB, broker, cfg.KEK, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
-	if a.Tenants, err = tenant.New(a.DB, a.Policy, cfg.Logger); err != nil {
+	if a.Tenants, err = tenant.New(a.DB, a.Policy, cfg.KEK, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
 	if a.Inventory, err = inventory.New(a.DB, a.Policy, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
-	if a.Changes, err = change.New(a.DB, a.Policy, cfg.Logger); err != nil {
+	if a.Changes, err = change.New(a.DB, a.Policy, cfg.KEK, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
 	if a.Access, err = access.New(a.DB, a.Policy); err != nil {
@@ -358,4 +374,32 @@ type redisLog struct{ log *slog.Logger }
 
 func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
+// sealTenantKeys seals signing keys stored in plaintext (before keys were
+// encrypted at rest) and checks that the KEK opens the sealed ones, so that
+// a wrong key stops the start rather than every later signature.
+func sealTenantKeys(ctx context.Context, db *ent.Client, kek keyring.KEK, log *slog.Logger) error {
+	ctx = viewer.System(ctx)
+	ts, err := db.Tenant.Query().All(ctx)
+	if err != nil {
+		return fmt.Errorf("reading tenants' keys: %w", err)
+	}
+	for _, t := range ts {
+		if keyring.Sealed(t.SigningPrivateKey) {
+			if _, err := keyring.TenantKey(kek, t.ID, t.SigningPrivateKey); err != nil {
+				return fmt.Errorf("the key-encryption key given does not open the stored keys: %w", err)
+			}
+			continue
+		}
+		sealed, err := keyring.SealTenantKey(kek, t.ID, t.SigningPrivateKey)
+		if err != nil {
+			return err
+		}
+		if err := db.Tenant.UpdateOneID(t.ID).SetSigningPrivateKey(sealed).Exec(ctx); err != nil {
+			return fmt.Errorf("sealing tenant %s's signing key: %w", t.Slug, err)
+		}
+		log.Info("sealed a tenant's signing key with the key-encryption key", "tenant", t.Slug, "kek", kek.ID())
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/keyring"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/approval"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
@@ -40,19 +41,20 @@ type Notifier interface {
 type Service struct {
 	db     *ent.Client
 	notify Notifier
+	kek    keyring.KEK // opens tenants' signing keys, for pin manifests
 	log    *slog.Logger
 	now    func() time.Time
 }
 
 // New returns a Service.
-func New(db *ent.Client, notify Notifier, log *slog.Logger) (*Service, error) {
-	if db == nil || notify == nil {
-		return nil, errors.New("change.New: db and notifier are required")
+func New(db *ent.Client, notify Notifier, kek keyring.KEK, log *slog.Logger) (*Service, error) {
+	if db == nil || notify == nil || kek == nil {
+		return nil, errors.New("change.New: db, notifier and key-encryption key are required")
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{db: db, notify: notify, log: log.With("component", "change"), now: time.Now}, nil
+	return &Service{db: db, notify: notify, kek: kek, log: log.With("component", "change"), now: time.Now}, nil
 }
 
 // Observe reconciles a tool's open change requests with its live and pinned

@@ -113,19 +113,19 @@ func newWorld(t *testing.T, url, prefix string) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.New(db, policy.NewLocalBroker(), testutil.Logger())
+	pol, err := policy.New(db, policy.NewLocalBroker(), testutil.KEK(), testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := &world{db: db, ids: ids, notified: &recorder{policy: pol}}
-	tens, err := tenant.New(db, w.notified, testutil.Logger())
+	tens, err := tenant.New(db, w.notified, testutil.KEK(), testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if w.inv, err = inventory.New(db, w.notified, testutil.Logger()); err != nil {
 		t.Fatal(err)
 	}
-	if w.changes, err = change.New(db, w.notified, testutil.Logger()); err != nil {
+	if w.changes, err = change.New(db, w.notified, testutil.KEK(), testutil.Logger()); err != nil {
 		t.Fatal(err)
 	}
 	login := func(email string) *ent.User {

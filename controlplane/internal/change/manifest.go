@@ -15,6 +15,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/keyring"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/policy"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
@@ -107,7 +108,11 @@ func (s *Service) ExportPins(ctx context.Context, tenantID uuid.UUID) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	m.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(ed25519.NewKeyFromSeed(tn.SigningPrivateKey), msg))
+	priv, err := keyring.TenantKey(s.kek, tn.ID, tn.SigningPrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	m.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(priv, msg))
 	return json.MarshalIndent(m, "", "  ")
 }
 

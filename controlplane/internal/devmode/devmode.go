@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/devidp"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/keyring"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/web"
 
@@ -73,8 +74,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer idp.Close()
+	// A development key-encryption key, next to what it protects: serve
+	// takes one the operator keeps elsewhere.
+	kek, err := keyring.LoadOrCreateFile(filepath.Join(cfg.DataDir, "control-plane", "kek"))
+	if err != nil {
+		return err
+	}
 	cp, err := app.New(ctx, app.Config{DataDir: filepath.Join(cfg.DataDir, "control-plane"), GRPCListen: cfg.GRPCListen, HTTPListen: cfg.HTTPListen,
-		PublicURL: publicURL, OIDC: web.OIDCConfig{Issuer: idp.Issuer(), ClientID: "portcullis-console", ClientSecret: clientSecret}, Logger: log})
+		KEK: kek, PublicURL: publicURL, OIDC: web.OIDCConfig{Issuer: idp.Issuer(), ClientID: "portcullis-console", ClientSecret: clientSecret}, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -343,6 +343,7 @@ func TestServeBootstrap(t *testing.T) {
 		httpAddr := freeAddr(t)
 		cmd := exec.Command(portcullisBin, "serve", "--data-dir", dataDir, "--http-listen", httpAddr, "--grpc-listen", freeAddr(t), "--log-level", "warn",
 			"--bootstrap-tenant", "acme", "--bootstrap-owner", "Owner@Acme.example", "--bootstrap-api-key-file", keyFile)
+		cmd.Env = append(os.Environ(), kekEnv())
 		errOut := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = io.Discard, errOut
 		if err := cmd.Start(); err != nil {

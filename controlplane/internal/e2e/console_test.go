@@ -40,7 +40,7 @@ func startConsole(t *testing.T) *controlPlane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.New(ctx, app.Config{DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: httpAddr, PublicURL: public,
+	a, err := app.New(ctx, app.Config{DataDir: t.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: httpAddr, PublicURL: public, KEK: testutil.KEK(),
 		OIDC: web.OIDCConfig{Issuer: idp.Issuer(), ClientID: "console", ClientSecret: "console-secret"}, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)

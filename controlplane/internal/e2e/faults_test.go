@@ -42,6 +42,9 @@ func runControlPlane(t testing.TB, cfg app.Config) *controlPlane {
 	if cfg.HTTPListen == "" {
 		cfg.HTTPListen = "127.0.0.1:0"
 	}
+	if cfg.KEK == nil {
+		cfg.KEK = testutil.KEK()
+	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
 		cancel()
@@ -571,6 +574,7 @@ func TestControlPlaneKilledUnderLoad(t *testing.T) {
 
 	serve := func() *exec.Cmd {
 		cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--grpc-listen", grpcAddr, "--http-listen", "127.0.0.1:0", "--log-level", "warn")
+		cmd.Env = append(os.Environ(), kekEnv())
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -77,6 +77,7 @@ func BenchmarkFleetUnderLoad(b *testing.B) {
 	bin := controlPlaneBin(b)
 	proc := exec.Command(bin, "serve", "--data-dir", b.TempDir(), "--database-url", dbURL, "--redis-url", redisURL,
 		"--ca-cert", caCert, "--ca-key", caKey, "--grpc-listen", grpcAddr, "--http-listen", "127.0.0.1:0", "--log-level", "error")
+	proc.Env = append(os.Environ(), kekEnv())
 	proc.Stdout, proc.Stderr = io.Discard, io.Discard
 	if err := proc.Start(); err != nil {
 		b.Fatal(err)

@@ -36,7 +36,7 @@ func TestStoreSuite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tens, err := tenant.New(db, nopNotifier{}, testutil.Logger())
+			tens, err := tenant.New(db, nopNotifier{}, testutil.KEK(), testutil.Logger())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -58,6 +58,71 @@ func LoadOrCreate(certPath, keyPath string) (*CA, error) {
 	return ca, nil
 }
 
+// Sealer seals and opens the CA key at rest (keyring.KEK).
+type Sealer interface {
+	Seal(plaintext, aad []byte) ([]byte, error)
+	Open(sealed, aad []byte) ([]byte, error)
+}
+
+// LoadOrCreateSealed is LoadOrCreate for a CA the control plane keeps in its
+// data dir: the key is stored sealed at sealedKeyPath. A plaintext key at
+// plainKeyPath (from before keys were encrypted at rest) is sealed and
+// removed.
+func LoadOrCreateSealed(certPath, sealedKeyPath, plainKeyPath string, s Sealer, aad []byte) (*CA, error) {
+	certPEM, certErr := os.ReadFile(certPath)
+	sealed, sealedErr := os.ReadFile(sealedKeyPath)
+	plain, plainErr := os.ReadFile(plainKeyPath)
+	switch {
+	case certErr == nil && sealedErr == nil:
+		keyPEM, err := s.Open(sealed, aad)
+		if err != nil {
+			return nil, fmt.Errorf("opening the CA key %s: %w", sealedKeyPath, err)
+		}
+		return Parse(certPEM, keyPEM)
+	case certErr == nil && plainErr == nil:
+		ca, err := Parse(certPEM, plain)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeSealed(sealedKeyPath, plain, s, aad); err != nil {
+			return nil, err
+		}
+		if err := os.Remove(plainKeyPath); err != nil {
+			return nil, fmt.Errorf("removing the plaintext CA key after sealing it: %w", err)
+		}
+		return ca, nil
+	case errors.Is(certErr, os.ErrNotExist) && errors.Is(sealedErr, os.ErrNotExist) && errors.Is(plainErr, os.ErrNotExist):
+	default:
+		return nil, fmt.Errorf("reading CA (%s with %s or %s, or none of them): cert: %v, sealed key: %v", certPath, sealedKeyPath, plainKeyPath, certErr, sealedErr)
+	}
+	ca, certPEM, keyPEM, err := Generate()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(certPath), 0o700); err != nil {
+		return nil, fmt.Errorf("creating CA directory: %w", err)
+	}
+	if err := writeSealed(sealedKeyPath, keyPEM, s, aad); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("writing CA certificate: %w", err)
+	}
+	return ca, nil
+}
+
+func writeSealed(path string, keyPEM []byte, s Sealer, aad []byte) error {
+	sealed, err := s.Seal(keyPEM, aad)
+	if err != nil {
+		return fmt.Errorf("sealing the CA key: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, sealed, 0o600); err != nil {
+		return fmt.Errorf("writing the sealed CA key: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
 // Generate creates a new self-signed CA and returns it with its PEM encodings.
 func Generate() (*CA, []byte, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/keyring"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/accessrule"
@@ -37,6 +38,7 @@ import (
 // Service compiles and serves policy bundles.
 type Service struct {
 	db     *ent.Client
+	kek    keyring.KEK // opens tenants' signing keys
 	broker Broker
 	log    *slog.Logger
 	now    func() time.Time
@@ -44,14 +46,14 @@ type Service struct {
 }
 
 // New returns a Service.
-func New(db *ent.Client, broker Broker, log *slog.Logger) (*Service, error) {
-	if db == nil || broker == nil {
-		return nil, errors.New("policy.New: db and broker are required")
+func New(db *ent.Client, broker Broker, kek keyring.KEK, log *slog.Logger) (*Service, error) {
+	if db == nil || broker == nil || kek == nil {
+		return nil, errors.New("policy.New: db, broker and key-encryption key are required")
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{db: db, broker: broker, log: log.With("component", "policy"), now: time.Now}, nil
+	return &Service{db: db, kek: kek, broker: broker, log: log.With("component", "policy"), now: time.Now}, nil
 }
 
 // KeyID names a signing key by its public half.
@@ -123,7 +125,10 @@ func (s *Service) Compile(ctx context.Context, gatewayID uuid.UUID) (*ent.Policy
 	if err != nil {
 		return nil, err
 	}
-	priv := ed25519.NewKeyFromSeed(gw.Edges.Tenant.SigningPrivateKey)
+	priv, err := keyring.TenantKey(s.kek, gw.TenantID, gw.Edges.Tenant.SigningPrivateKey)
+	if err != nil {
+		return nil, err
+	}
 	pv, err := s.db.PolicyVersion.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetVersion(version).
 		SetContentSha256(contentHash).SetPayload(payload).SetSignature(ed25519.Sign(priv, payload)).
 		SetKeyID(KeyID(gw.Edges.Tenant.SigningPublicKey)).Save(ctx)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/keyring"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/approval"
@@ -58,18 +59,20 @@ type Notifier interface {
 type Service struct {
 	db     *ent.Client
 	notify Notifier
+	kek    keyring.KEK
 	log    *slog.Logger
 }
 
 // New returns a Service.
-func New(db *ent.Client, notify Notifier, log *slog.Logger) (*Service, error) {
-	if db == nil || notify == nil {
-		return nil, errors.New("tenant.New: db and notifier are required")
+// Tenants' signing keys are sealed with kek.
+func New(db *ent.Client, notify Notifier, kek keyring.KEK, log *slog.Logger) (*Service, error) {
+	if db == nil || notify == nil || kek == nil {
+		return nil, errors.New("tenant.New: db, notifier and key-encryption key are required")
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{db: db, notify: notify, log: log.With("component", "tenant")}, nil
+	return &Service{db: db, notify: notify, kek: kek, log: log.With("component", "tenant")}, nil
 }
 
 // CreateTenant creates a tenant with a fresh bundle-signing key and, when
@@ -86,12 +89,17 @@ func (s *Service) CreateTenant(ctx context.Context, name, slug string, owner uui
 	if err != nil {
 		return nil, fmt.Errorf("generating signing key: %w", err)
 	}
+	id := uuid.New()
+	sealed, err := keyring.SealTenantKey(s.kek, id, priv.Seed())
+	if err != nil {
+		return nil, fmt.Errorf("sealing signing key: %w", err)
+	}
 	sys := viewer.System(ctx)
 	var t *ent.Tenant
 	err = audit.WithTx(sys, s.db, func(tx *ent.Client) error {
 		var err error
-		t, err = tx.Tenant.Create().SetName(name).SetSlug(slug).
-			SetSigningPrivateKey(priv.Seed()).SetSigningPublicKey(pub).Save(sys)
+		t, err = tx.Tenant.Create().SetID(id).SetName(name).SetSlug(slug).
+			SetSigningPrivateKey(sealed).SetSigningPublicKey(pub).Save(sys)
 		if err != nil {
 			return authz.DBError(fmt.Sprintf("creating tenant %q", slug), err)
 		}

@@ -2,6 +2,7 @@
 package testutil
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/keyring"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
@@ -95,12 +97,22 @@ type nopNotifier struct{}
 func (nopNotifier) GatewayChanged(context.Context, uuid.UUID) error { return nil }
 func (nopNotifier) AgentsChanged(context.Context, uuid.UUID) error  { return nil }
 
+// KEK is the key-encryption key of tests: fixed, so that replicas of one
+// test share it.
+func KEK() *keyring.Local {
+	k, err := keyring.NewLocal(bytes.Repeat([]byte{0x5a}, 32))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
 // NewGateway creates a tenant of its own (with its signing key, as the
 // tenant service makes it) and a gateway in it.
 func NewGateway(t testing.TB, db *ent.Client) *ent.Gateway {
 	t.Helper()
 	ctx := viewer.System(context.Background())
-	tens, err := tenant.New(db, nopNotifier{}, Logger())
+	tens, err := tenant.New(db, nopNotifier{}, KEK(), Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
