@@ -400,16 +400,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		Type: "Tenant",
 		Fields: map[string]*sqlgraph.FieldSpec{
-			tenant.FieldCreatedAt:         {Type: field.TypeTime, Column: tenant.FieldCreatedAt},
-			tenant.FieldUpdatedAt:         {Type: field.TypeTime, Column: tenant.FieldUpdatedAt},
-			tenant.FieldName:              {Type: field.TypeString, Column: tenant.FieldName},
-			tenant.FieldSlug:              {Type: field.TypeString, Column: tenant.FieldSlug},
-			tenant.FieldSigningPrivateKey: {Type: field.TypeBytes, Column: tenant.FieldSigningPrivateKey},
-			tenant.FieldSigningPublicKey:  {Type: field.TypeBytes, Column: tenant.FieldSigningPublicKey},
-			tenant.FieldApprovalsRequired: {Type: field.TypeInt, Column: tenant.FieldApprovalsRequired},
-			tenant.FieldResultAction:      {Type: field.TypeEnum, Column: tenant.FieldResultAction},
-			tenant.FieldClientOidcIssuer:  {Type: field.TypeString, Column: tenant.FieldClientOidcIssuer},
-			tenant.FieldClientGroupClaim:  {Type: field.TypeString, Column: tenant.FieldClientGroupClaim},
+			tenant.FieldCreatedAt:             {Type: field.TypeTime, Column: tenant.FieldCreatedAt},
+			tenant.FieldUpdatedAt:             {Type: field.TypeTime, Column: tenant.FieldUpdatedAt},
+			tenant.FieldName:                  {Type: field.TypeString, Column: tenant.FieldName},
+			tenant.FieldSlug:                  {Type: field.TypeString, Column: tenant.FieldSlug},
+			tenant.FieldSigningPrivateKey:     {Type: field.TypeBytes, Column: tenant.FieldSigningPrivateKey},
+			tenant.FieldSigningPublicKey:      {Type: field.TypeBytes, Column: tenant.FieldSigningPublicKey},
+			tenant.FieldNextSigningPrivateKey: {Type: field.TypeBytes, Column: tenant.FieldNextSigningPrivateKey},
+			tenant.FieldNextSigningPublicKey:  {Type: field.TypeBytes, Column: tenant.FieldNextSigningPublicKey},
+			tenant.FieldApprovalsRequired:     {Type: field.TypeInt, Column: tenant.FieldApprovalsRequired},
+			tenant.FieldResultAction:          {Type: field.TypeEnum, Column: tenant.FieldResultAction},
+			tenant.FieldClientOidcIssuer:      {Type: field.TypeString, Column: tenant.FieldClientOidcIssuer},
+			tenant.FieldClientGroupClaim:      {Type: field.TypeString, Column: tenant.FieldClientGroupClaim},
 		},
 	}
 	graph.Nodes[16] = &sqlgraph.Node{
@@ -2819,6 +2821,16 @@ func (f *TenantFilter) WhereSigningPrivateKey(p entql.BytesP) {
 // WhereSigningPublicKey applies the entql []byte predicate on the signing_public_key field.
 func (f *TenantFilter) WhereSigningPublicKey(p entql.BytesP) {
 	f.Where(p.Field(tenant.FieldSigningPublicKey))
+}
+
+// WhereNextSigningPrivateKey applies the entql []byte predicate on the next_signing_private_key field.
+func (f *TenantFilter) WhereNextSigningPrivateKey(p entql.BytesP) {
+	f.Where(p.Field(tenant.FieldNextSigningPrivateKey))
+}
+
+// WhereNextSigningPublicKey applies the entql []byte predicate on the next_signing_public_key field.
+func (f *TenantFilter) WhereNextSigningPublicKey(p entql.BytesP) {
+	f.Where(p.Field(tenant.FieldNextSigningPublicKey))
 }
 
 // WhereApprovalsRequired applies the entql int predicate on the approvals_required field.

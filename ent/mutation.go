@@ -15674,24 +15674,26 @@ func (m *SessionMutation) ResetEdge(name string) error {
 // TenantMutation represents an operation that mutates the Tenant nodes in the graph.
 type TenantMutation struct {
 	config
-	op                    Op
-	typ                   string
-	id                    *uuid.UUID
-	created_at            *time.Time
-	updated_at            *time.Time
-	name                  *string
-	slug                  *string
-	signing_private_key   *[]byte
-	signing_public_key    *[]byte
-	approvals_required    *int
-	addapprovals_required *int
-	result_action         *tenant.ResultAction
-	client_oidc_issuer    *string
-	client_group_claim    *string
-	clearedFields         map[string]struct{}
-	done                  bool
-	oldValue              func(context.Context) (*Tenant, error)
-	predicates            []predicate.Tenant
+	op                       Op
+	typ                      string
+	id                       *uuid.UUID
+	created_at               *time.Time
+	updated_at               *time.Time
+	name                     *string
+	slug                     *string
+	signing_private_key      *[]byte
+	signing_public_key       *[]byte
+	next_signing_private_key *[]byte
+	next_signing_public_key  *[]byte
+	approvals_required       *int
+	addapprovals_required    *int
+	result_action            *tenant.ResultAction
+	client_oidc_issuer       *string
+	client_group_claim       *string
+	clearedFields            map[string]struct{}
+	done                     bool
+	oldValue                 func(context.Context) (*Tenant, error)
+	predicates               []predicate.Tenant
 }
 
 var _ ent.Mutation = (*TenantMutation)(nil)
@@ -16014,6 +16016,104 @@ func (m *TenantMutation) ResetSigningPublicKey() {
 	m.signing_public_key = nil
 }
 
+// SetNextSigningPrivateKey sets the "next_signing_private_key" field.
+func (m *TenantMutation) SetNextSigningPrivateKey(b []byte) {
+	m.next_signing_private_key = &b
+}
+
+// NextSigningPrivateKey returns the value of the "next_signing_private_key" field in the mutation.
+func (m *TenantMutation) NextSigningPrivateKey() (r []byte, exists bool) {
+	v := m.next_signing_private_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldNextSigningPrivateKey returns the old "next_signing_private_key" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldNextSigningPrivateKey(ctx context.Context) (v *[]byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldNextSigningPrivateKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldNextSigningPrivateKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldNextSigningPrivateKey: %w", err)
+	}
+	return oldValue.NextSigningPrivateKey, nil
+}
+
+// ClearNextSigningPrivateKey clears the value of the "next_signing_private_key" field.
+func (m *TenantMutation) ClearNextSigningPrivateKey() {
+	m.next_signing_private_key = nil
+	m.clearedFields[tenant.FieldNextSigningPrivateKey] = struct{}{}
+}
+
+// NextSigningPrivateKeyCleared returns if the "next_signing_private_key" field was cleared in this mutation.
+func (m *TenantMutation) NextSigningPrivateKeyCleared() bool {
+	_, ok := m.clearedFields[tenant.FieldNextSigningPrivateKey]
+	return ok
+}
+
+// ResetNextSigningPrivateKey resets all changes to the "next_signing_private_key" field.
+func (m *TenantMutation) ResetNextSigningPrivateKey() {
+	m.next_signing_private_key = nil
+	delete(m.clearedFields, tenant.FieldNextSigningPrivateKey)
+}
+
+// SetNextSigningPublicKey sets the "next_signing_public_key" field.
+func (m *TenantMutation) SetNextSigningPublicKey(b []byte) {
+	m.next_signing_public_key = &b
+}
+
+// NextSigningPublicKey returns the value of the "next_signing_public_key" field in the mutation.
+func (m *TenantMutation) NextSigningPublicKey() (r []byte, exists bool) {
+	v := m.next_signing_public_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldNextSigningPublicKey returns the old "next_signing_public_key" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldNextSigningPublicKey(ctx context.Context) (v *[]byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldNextSigningPublicKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldNextSigningPublicKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldNextSigningPublicKey: %w", err)
+	}
+	return oldValue.NextSigningPublicKey, nil
+}
+
+// ClearNextSigningPublicKey clears the value of the "next_signing_public_key" field.
+func (m *TenantMutation) ClearNextSigningPublicKey() {
+	m.next_signing_public_key = nil
+	m.clearedFields[tenant.FieldNextSigningPublicKey] = struct{}{}
+}
+
+// NextSigningPublicKeyCleared returns if the "next_signing_public_key" field was cleared in this mutation.
+func (m *TenantMutation) NextSigningPublicKeyCleared() bool {
+	_, ok := m.clearedFields[tenant.FieldNextSigningPublicKey]
+	return ok
+}
+
+// ResetNextSigningPublicKey resets all changes to the "next_signing_public_key" field.
+func (m *TenantMutation) ResetNextSigningPublicKey() {
+	m.next_signing_public_key = nil
+	delete(m.clearedFields, tenant.FieldNextSigningPublicKey)
+}
+
 // SetApprovalsRequired sets the "approvals_required" field.
 func (m *TenantMutation) SetApprovalsRequired(i int) {
 	m.approvals_required = &i
@@ -16212,7 +16312,7 @@ func (m *TenantMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TenantMutation) Fields() []string {
-	fields := make([]string, 0, 10)
+	fields := make([]string, 0, 12)
 	if m.created_at != nil {
 		fields = append(fields, tenant.FieldCreatedAt)
 	}
@@ -16230,6 +16330,12 @@ func (m *TenantMutation) Fields() []string {
 	}
 	if m.signing_public_key != nil {
 		fields = append(fields, tenant.FieldSigningPublicKey)
+	}
+	if m.next_signing_private_key != nil {
+		fields = append(fields, tenant.FieldNextSigningPrivateKey)
+	}
+	if m.next_signing_public_key != nil {
+		fields = append(fields, tenant.FieldNextSigningPublicKey)
 	}
 	if m.approvals_required != nil {
 		fields = append(fields, tenant.FieldApprovalsRequired)
@@ -16263,6 +16369,10 @@ func (m *TenantMutation) Field(name string) (ent.Value, bool) {
 		return m.SigningPrivateKey()
 	case tenant.FieldSigningPublicKey:
 		return m.SigningPublicKey()
+	case tenant.FieldNextSigningPrivateKey:
+		return m.NextSigningPrivateKey()
+	case tenant.FieldNextSigningPublicKey:
+		return m.NextSigningPublicKey()
 	case tenant.FieldApprovalsRequired:
 		return m.ApprovalsRequired()
 	case tenant.FieldResultAction:
@@ -16292,6 +16402,10 @@ func (m *TenantMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldSigningPrivateKey(ctx)
 	case tenant.FieldSigningPublicKey:
 		return m.OldSigningPublicKey(ctx)
+	case tenant.FieldNextSigningPrivateKey:
+		return m.OldNextSigningPrivateKey(ctx)
+	case tenant.FieldNextSigningPublicKey:
+		return m.OldNextSigningPublicKey(ctx)
 	case tenant.FieldApprovalsRequired:
 		return m.OldApprovalsRequired(ctx)
 	case tenant.FieldResultAction:
@@ -16350,6 +16464,20 @@ func (m *TenantMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetSigningPublicKey(v)
+		return nil
+	case tenant.FieldNextSigningPrivateKey:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetNextSigningPrivateKey(v)
+		return nil
+	case tenant.FieldNextSigningPublicKey:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetNextSigningPublicKey(v)
 		return nil
 	case tenant.FieldApprovalsRequired:
 		v, ok := value.(int)
@@ -16423,7 +16551,14 @@ func (m *TenantMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *TenantMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(tenant.FieldNextSigningPrivateKey) {
+		fields = append(fields, tenant.FieldNextSigningPrivateKey)
+	}
+	if m.FieldCleared(tenant.FieldNextSigningPublicKey) {
+		fields = append(fields, tenant.FieldNextSigningPublicKey)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -16436,6 +16571,14 @@ func (m *TenantMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *TenantMutation) ClearField(name string) error {
+	switch name {
+	case tenant.FieldNextSigningPrivateKey:
+		m.ClearNextSigningPrivateKey()
+		return nil
+	case tenant.FieldNextSigningPublicKey:
+		m.ClearNextSigningPublicKey()
+		return nil
+	}
 	return fmt.Errorf("unknown Tenant nullable field %s", name)
 }
 
@@ -16460,6 +16603,12 @@ func (m *TenantMutation) ResetField(name string) error {
 		return nil
 	case tenant.FieldSigningPublicKey:
 		m.ResetSigningPublicKey()
+		return nil
+	case tenant.FieldNextSigningPrivateKey:
+		m.ResetNextSigningPrivateKey()
+		return nil
+	case tenant.FieldNextSigningPublicKey:
+		m.ResetNextSigningPublicKey()
 		return nil
 	case tenant.FieldApprovalsRequired:
 		m.ResetApprovalsRequired()

@@ -30,6 +30,10 @@ type Tenant struct {
 	SigningPrivateKey []byte `json:"-"`
 	// SigningPublicKey holds the value of the "signing_public_key" field.
 	SigningPublicKey []byte `json:"signing_public_key,omitempty"`
+	// NextSigningPrivateKey holds the value of the "next_signing_private_key" field.
+	NextSigningPrivateKey *[]byte `json:"-"`
+	// NextSigningPublicKey holds the value of the "next_signing_public_key" field.
+	NextSigningPublicKey *[]byte `json:"next_signing_public_key,omitempty"`
 	// ApprovalsRequired holds the value of the "approvals_required" field.
 	ApprovalsRequired int `json:"approvals_required,omitempty"`
 	// ResultAction holds the value of the "result_action" field.
@@ -46,7 +50,7 @@ func (*Tenant) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case tenant.FieldSigningPrivateKey, tenant.FieldSigningPublicKey:
+		case tenant.FieldSigningPrivateKey, tenant.FieldSigningPublicKey, tenant.FieldNextSigningPrivateKey, tenant.FieldNextSigningPublicKey:
 			values[i] = new([]byte)
 		case tenant.FieldApprovalsRequired:
 			values[i] = new(sql.NullInt64)
@@ -112,6 +116,18 @@ func (_m *Tenant) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field signing_public_key", values[i])
 			} else if value != nil {
 				_m.SigningPublicKey = *value
+			}
+		case tenant.FieldNextSigningPrivateKey:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field next_signing_private_key", values[i])
+			} else if value != nil {
+				_m.NextSigningPrivateKey = value
+			}
+		case tenant.FieldNextSigningPublicKey:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field next_signing_public_key", values[i])
+			} else if value != nil {
+				_m.NextSigningPublicKey = value
 			}
 		case tenant.FieldApprovalsRequired:
 			if value, ok := values[i].(*sql.NullInt64); !ok {
@@ -189,6 +205,13 @@ func (_m *Tenant) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("signing_public_key=")
 	builder.WriteString(fmt.Sprintf("%v", _m.SigningPublicKey))
+	builder.WriteString(", ")
+	builder.WriteString("next_signing_private_key=<sensitive>")
+	builder.WriteString(", ")
+	if v := _m.NextSigningPublicKey; v != nil {
+		builder.WriteString("next_signing_public_key=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
 	builder.WriteString(", ")
 	builder.WriteString("approvals_required=")
 	builder.WriteString(fmt.Sprintf("%v", _m.ApprovalsRequired))

@@ -76,6 +76,18 @@ func (_c *TenantCreate) SetSigningPublicKey(v []byte) *TenantCreate {
 	return _c
 }
 
+// SetNextSigningPrivateKey sets the "next_signing_private_key" field.
+func (_c *TenantCreate) SetNextSigningPrivateKey(v []byte) *TenantCreate {
+	_c.mutation.SetNextSigningPrivateKey(v)
+	return _c
+}
+
+// SetNextSigningPublicKey sets the "next_signing_public_key" field.
+func (_c *TenantCreate) SetNextSigningPublicKey(v []byte) *TenantCreate {
+	_c.mutation.SetNextSigningPublicKey(v)
+	return _c
+}
+
 // SetApprovalsRequired sets the "approvals_required" field.
 func (_c *TenantCreate) SetApprovalsRequired(v int) *TenantCreate {
 	_c.mutation.SetApprovalsRequired(v)
@@ -345,6 +357,14 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 		_spec.SetField(tenant.FieldSigningPublicKey, field.TypeBytes, value)
 		_node.SigningPublicKey = value
 	}
+	if value, ok := _c.mutation.NextSigningPrivateKey(); ok {
+		_spec.SetField(tenant.FieldNextSigningPrivateKey, field.TypeBytes, value)
+		_node.NextSigningPrivateKey = &value
+	}
+	if value, ok := _c.mutation.NextSigningPublicKey(); ok {
+		_spec.SetField(tenant.FieldNextSigningPublicKey, field.TypeBytes, value)
+		_node.NextSigningPublicKey = &value
+	}
 	if value, ok := _c.mutation.ApprovalsRequired(); ok {
 		_spec.SetField(tenant.FieldApprovalsRequired, field.TypeInt, value)
 		_node.ApprovalsRequired = value
@@ -470,6 +490,42 @@ func (u *TenantUpsert) SetSigningPublicKey(v []byte) *TenantUpsert {
 // UpdateSigningPublicKey sets the "signing_public_key" field to the value that was provided on create.
 func (u *TenantUpsert) UpdateSigningPublicKey() *TenantUpsert {
 	u.SetExcluded(tenant.FieldSigningPublicKey)
+	return u
+}
+
+// SetNextSigningPrivateKey sets the "next_signing_private_key" field.
+func (u *TenantUpsert) SetNextSigningPrivateKey(v []byte) *TenantUpsert {
+	u.Set(tenant.FieldNextSigningPrivateKey, v)
+	return u
+}
+
+// UpdateNextSigningPrivateKey sets the "next_signing_private_key" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateNextSigningPrivateKey() *TenantUpsert {
+	u.SetExcluded(tenant.FieldNextSigningPrivateKey)
+	return u
+}
+
+// ClearNextSigningPrivateKey clears the value of the "next_signing_private_key" field.
+func (u *TenantUpsert) ClearNextSigningPrivateKey() *TenantUpsert {
+	u.SetNull(tenant.FieldNextSigningPrivateKey)
+	return u
+}
+
+// SetNextSigningPublicKey sets the "next_signing_public_key" field.
+func (u *TenantUpsert) SetNextSigningPublicKey(v []byte) *TenantUpsert {
+	u.Set(tenant.FieldNextSigningPublicKey, v)
+	return u
+}
+
+// UpdateNextSigningPublicKey sets the "next_signing_public_key" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateNextSigningPublicKey() *TenantUpsert {
+	u.SetExcluded(tenant.FieldNextSigningPublicKey)
+	return u
+}
+
+// ClearNextSigningPublicKey clears the value of the "next_signing_public_key" field.
+func (u *TenantUpsert) ClearNextSigningPublicKey() *TenantUpsert {
+	u.SetNull(tenant.FieldNextSigningPublicKey)
 	return u
 }
 
@@ -645,6 +701,48 @@ func (u *TenantUpsertOne) SetSigningPublicKey(v []byte) *TenantUpsertOne {
 func (u *TenantUpsertOne) UpdateSigningPublicKey() *TenantUpsertOne {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateSigningPublicKey()
+	})
+}
+
+// SetNextSigningPrivateKey sets the "next_signing_private_key" field.
+func (u *TenantUpsertOne) SetNextSigningPrivateKey(v []byte) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetNextSigningPrivateKey(v)
+	})
+}
+
+// UpdateNextSigningPrivateKey sets the "next_signing_private_key" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateNextSigningPrivateKey() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateNextSigningPrivateKey()
+	})
+}
+
+// ClearNextSigningPrivateKey clears the value of the "next_signing_private_key" field.
+func (u *TenantUpsertOne) ClearNextSigningPrivateKey() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.ClearNextSigningPrivateKey()
+	})
+}
+
+// SetNextSigningPublicKey sets the "next_signing_public_key" field.
+func (u *TenantUpsertOne) SetNextSigningPublicKey(v []byte) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetNextSigningPublicKey(v)
+	})
+}
+
+// UpdateNextSigningPublicKey sets the "next_signing_public_key" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateNextSigningPublicKey() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateNextSigningPublicKey()
+	})
+}
+
+// ClearNextSigningPublicKey clears the value of the "next_signing_public_key" field.
+func (u *TenantUpsertOne) ClearNextSigningPublicKey() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.ClearNextSigningPublicKey()
 	})
 }
 
@@ -996,6 +1094,48 @@ func (u *TenantUpsertBulk) SetSigningPublicKey(v []byte) *TenantUpsertBulk {
 func (u *TenantUpsertBulk) UpdateSigningPublicKey() *TenantUpsertBulk {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateSigningPublicKey()
+	})
+}
+
+// SetNextSigningPrivateKey sets the "next_signing_private_key" field.
+func (u *TenantUpsertBulk) SetNextSigningPrivateKey(v []byte) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetNextSigningPrivateKey(v)
+	})
+}
+
+// UpdateNextSigningPrivateKey sets the "next_signing_private_key" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateNextSigningPrivateKey() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateNextSigningPrivateKey()
+	})
+}
+
+// ClearNextSigningPrivateKey clears the value of the "next_signing_private_key" field.
+func (u *TenantUpsertBulk) ClearNextSigningPrivateKey() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.ClearNextSigningPrivateKey()
+	})
+}
+
+// SetNextSigningPublicKey sets the "next_signing_public_key" field.
+func (u *TenantUpsertBulk) SetNextSigningPublicKey(v []byte) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetNextSigningPublicKey(v)
+	})
+}
+
+// UpdateNextSigningPublicKey sets the "next_signing_public_key" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateNextSigningPublicKey() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateNextSigningPublicKey()
+	})
+}
+
+// ClearNextSigningPublicKey clears the value of the "next_signing_public_key" field.
+func (u *TenantUpsertBulk) ClearNextSigningPublicKey() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.ClearNextSigningPublicKey()
 	})
 }
 

@@ -74,6 +74,30 @@ func (_u *TenantUpdate) SetSigningPublicKey(v []byte) *TenantUpdate {
 	return _u
 }
 
+// SetNextSigningPrivateKey sets the "next_signing_private_key" field.
+func (_u *TenantUpdate) SetNextSigningPrivateKey(v []byte) *TenantUpdate {
+	_u.mutation.SetNextSigningPrivateKey(v)
+	return _u
+}
+
+// ClearNextSigningPrivateKey clears the value of the "next_signing_private_key" field.
+func (_u *TenantUpdate) ClearNextSigningPrivateKey() *TenantUpdate {
+	_u.mutation.ClearNextSigningPrivateKey()
+	return _u
+}
+
+// SetNextSigningPublicKey sets the "next_signing_public_key" field.
+func (_u *TenantUpdate) SetNextSigningPublicKey(v []byte) *TenantUpdate {
+	_u.mutation.SetNextSigningPublicKey(v)
+	return _u
+}
+
+// ClearNextSigningPublicKey clears the value of the "next_signing_public_key" field.
+func (_u *TenantUpdate) ClearNextSigningPublicKey() *TenantUpdate {
+	_u.mutation.ClearNextSigningPublicKey()
+	return _u
+}
+
 // SetApprovalsRequired sets the "approvals_required" field.
 func (_u *TenantUpdate) SetApprovalsRequired(v int) *TenantUpdate {
 	_u.mutation.ResetApprovalsRequired()
@@ -246,6 +270,18 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.SigningPublicKey(); ok {
 		_spec.SetField(tenant.FieldSigningPublicKey, field.TypeBytes, value)
 	}
+	if value, ok := _u.mutation.NextSigningPrivateKey(); ok {
+		_spec.SetField(tenant.FieldNextSigningPrivateKey, field.TypeBytes, value)
+	}
+	if _u.mutation.NextSigningPrivateKeyCleared() {
+		_spec.ClearField(tenant.FieldNextSigningPrivateKey, field.TypeBytes)
+	}
+	if value, ok := _u.mutation.NextSigningPublicKey(); ok {
+		_spec.SetField(tenant.FieldNextSigningPublicKey, field.TypeBytes, value)
+	}
+	if _u.mutation.NextSigningPublicKeyCleared() {
+		_spec.ClearField(tenant.FieldNextSigningPublicKey, field.TypeBytes)
+	}
 	if value, ok := _u.mutation.ApprovalsRequired(); ok {
 		_spec.SetField(tenant.FieldApprovalsRequired, field.TypeInt, value)
 	}
@@ -324,6 +360,30 @@ func (_u *TenantUpdateOne) SetSigningPrivateKey(v []byte) *TenantUpdateOne {
 // SetSigningPublicKey sets the "signing_public_key" field.
 func (_u *TenantUpdateOne) SetSigningPublicKey(v []byte) *TenantUpdateOne {
 	_u.mutation.SetSigningPublicKey(v)
+	return _u
+}
+
+// SetNextSigningPrivateKey sets the "next_signing_private_key" field.
+func (_u *TenantUpdateOne) SetNextSigningPrivateKey(v []byte) *TenantUpdateOne {
+	_u.mutation.SetNextSigningPrivateKey(v)
+	return _u
+}
+
+// ClearNextSigningPrivateKey clears the value of the "next_signing_private_key" field.
+func (_u *TenantUpdateOne) ClearNextSigningPrivateKey() *TenantUpdateOne {
+	_u.mutation.ClearNextSigningPrivateKey()
+	return _u
+}
+
+// SetNextSigningPublicKey sets the "next_signing_public_key" field.
+func (_u *TenantUpdateOne) SetNextSigningPublicKey(v []byte) *TenantUpdateOne {
+	_u.mutation.SetNextSigningPublicKey(v)
+	return _u
+}
+
+// ClearNextSigningPublicKey clears the value of the "next_signing_public_key" field.
+func (_u *TenantUpdateOne) ClearNextSigningPublicKey() *TenantUpdateOne {
+	_u.mutation.ClearNextSigningPublicKey()
 	return _u
 }
 
@@ -528,6 +588,18 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 	}
 	if value, ok := _u.mutation.SigningPublicKey(); ok {
 		_spec.SetField(tenant.FieldSigningPublicKey, field.TypeBytes, value)
+	}
+	if value, ok := _u.mutation.NextSigningPrivateKey(); ok {
+		_spec.SetField(tenant.FieldNextSigningPrivateKey, field.TypeBytes, value)
+	}
+	if _u.mutation.NextSigningPrivateKeyCleared() {
+		_spec.ClearField(tenant.FieldNextSigningPrivateKey, field.TypeBytes)
+	}
+	if value, ok := _u.mutation.NextSigningPublicKey(); ok {
+		_spec.SetField(tenant.FieldNextSigningPublicKey, field.TypeBytes, value)
+	}
+	if _u.mutation.NextSigningPublicKeyCleared() {
+		_spec.ClearField(tenant.FieldNextSigningPublicKey, field.TypeBytes)
 	}
 	if value, ok := _u.mutation.ApprovalsRequired(); ok {
 		_spec.SetField(tenant.FieldApprovalsRequired, field.TypeInt, value)

@@ -642,6 +642,8 @@ var (
 		{Name: "slug", Type: field.TypeString, Unique: true, Size: 63},
 		{Name: "signing_private_key", Type: field.TypeBytes},
 		{Name: "signing_public_key", Type: field.TypeBytes},
+		{Name: "next_signing_private_key", Type: field.TypeBytes, Nullable: true},
+		{Name: "next_signing_public_key", Type: field.TypeBytes, Nullable: true},
 		{Name: "approvals_required", Type: field.TypeInt, Default: 1},
 		{Name: "result_action", Type: field.TypeEnum, Enums: []string{"annotate", "redact", "block"}, Default: "redact"},
 		{Name: "client_oidc_issuer", Type: field.TypeString, Size: 512, Default: ""},

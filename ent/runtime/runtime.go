@@ -1011,7 +1011,7 @@ func init() {
 		}
 	}()
 	// tenantDescApprovalsRequired is the schema descriptor for approvals_required field.
-	tenantDescApprovalsRequired := tenantFields[4].Descriptor()
+	tenantDescApprovalsRequired := tenantFields[6].Descriptor()
 	// tenant.DefaultApprovalsRequired holds the default value on creation for the approvals_required field.
 	tenant.DefaultApprovalsRequired = tenantDescApprovalsRequired.Default.(int)
 	// tenant.ApprovalsRequiredValidator is a validator for the "approvals_required" field. It is called by the builders before save.
@@ -1031,13 +1031,13 @@ func init() {
 		}
 	}()
 	// tenantDescClientOidcIssuer is the schema descriptor for client_oidc_issuer field.
-	tenantDescClientOidcIssuer := tenantFields[6].Descriptor()
+	tenantDescClientOidcIssuer := tenantFields[8].Descriptor()
 	// tenant.DefaultClientOidcIssuer holds the default value on creation for the client_oidc_issuer field.
 	tenant.DefaultClientOidcIssuer = tenantDescClientOidcIssuer.Default.(string)
 	// tenant.ClientOidcIssuerValidator is a validator for the "client_oidc_issuer" field. It is called by the builders before save.
 	tenant.ClientOidcIssuerValidator = tenantDescClientOidcIssuer.Validators[0].(func(string) error)
 	// tenantDescClientGroupClaim is the schema descriptor for client_group_claim field.
-	tenantDescClientGroupClaim := tenantFields[7].Descriptor()
+	tenantDescClientGroupClaim := tenantFields[9].Descriptor()
 	// tenant.DefaultClientGroupClaim holds the default value on creation for the client_group_claim field.
 	tenant.DefaultClientGroupClaim = tenantDescClientGroupClaim.Default.(string)
 	// tenant.ClientGroupClaimValidator is a validator for the "client_group_claim" field. It is called by the builders before save.

@@ -22,6 +22,10 @@ func (Tenant) Fields() []ent.Field {
 		// ed25519 key that signs this tenant's policy bundles.
 		field.Bytes("signing_private_key").Sensitive(),
 		field.Bytes("signing_public_key"),
+		// The key a rotation will move to, announced in bundles signed by
+		// the current one until the rotation completes.
+		field.Bytes("next_signing_private_key").Optional().Nillable().Sensitive(),
+		field.Bytes("next_signing_public_key").Optional().Nillable(),
 		// Approvals a change request needs before it takes effect.
 		field.Int("approvals_required").Default(1).Min(1).Max(10),
 		// What gateways do with tool results and resource contents that hold

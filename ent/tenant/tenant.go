@@ -28,6 +28,10 @@ const (
 	FieldSigningPrivateKey = "signing_private_key"
 	// FieldSigningPublicKey holds the string denoting the signing_public_key field in the database.
 	FieldSigningPublicKey = "signing_public_key"
+	// FieldNextSigningPrivateKey holds the string denoting the next_signing_private_key field in the database.
+	FieldNextSigningPrivateKey = "next_signing_private_key"
+	// FieldNextSigningPublicKey holds the string denoting the next_signing_public_key field in the database.
+	FieldNextSigningPublicKey = "next_signing_public_key"
 	// FieldApprovalsRequired holds the string denoting the approvals_required field in the database.
 	FieldApprovalsRequired = "approvals_required"
 	// FieldResultAction holds the string denoting the result_action field in the database.
@@ -49,6 +53,8 @@ var Columns = []string{
 	FieldSlug,
 	FieldSigningPrivateKey,
 	FieldSigningPublicKey,
+	FieldNextSigningPrivateKey,
+	FieldNextSigningPublicKey,
 	FieldApprovalsRequired,
 	FieldResultAction,
 	FieldClientOidcIssuer,

@@ -85,6 +85,16 @@ func SigningPublicKey(v []byte) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldSigningPublicKey, v))
 }
 
+// NextSigningPrivateKey applies equality check predicate on the "next_signing_private_key" field. It's identical to NextSigningPrivateKeyEQ.
+func NextSigningPrivateKey(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldNextSigningPrivateKey, v))
+}
+
+// NextSigningPublicKey applies equality check predicate on the "next_signing_public_key" field. It's identical to NextSigningPublicKeyEQ.
+func NextSigningPublicKey(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldNextSigningPublicKey, v))
+}
+
 // ApprovalsRequired applies equality check predicate on the "approvals_required" field. It's identical to ApprovalsRequiredEQ.
 func ApprovalsRequired(v int) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldApprovalsRequired, v))
@@ -388,6 +398,106 @@ func SigningPublicKeyLT(v []byte) predicate.Tenant {
 // SigningPublicKeyLTE applies the LTE predicate on the "signing_public_key" field.
 func SigningPublicKeyLTE(v []byte) predicate.Tenant {
 	return predicate.Tenant(sql.FieldLTE(FieldSigningPublicKey, v))
+}
+
+// NextSigningPrivateKeyEQ applies the EQ predicate on the "next_signing_private_key" field.
+func NextSigningPrivateKeyEQ(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldNextSigningPrivateKey, v))
+}
+
+// NextSigningPrivateKeyNEQ applies the NEQ predicate on the "next_signing_private_key" field.
+func NextSigningPrivateKeyNEQ(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldNextSigningPrivateKey, v))
+}
+
+// NextSigningPrivateKeyIn applies the In predicate on the "next_signing_private_key" field.
+func NextSigningPrivateKeyIn(vs ...[]byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldIn(FieldNextSigningPrivateKey, vs...))
+}
+
+// NextSigningPrivateKeyNotIn applies the NotIn predicate on the "next_signing_private_key" field.
+func NextSigningPrivateKeyNotIn(vs ...[]byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotIn(FieldNextSigningPrivateKey, vs...))
+}
+
+// NextSigningPrivateKeyGT applies the GT predicate on the "next_signing_private_key" field.
+func NextSigningPrivateKeyGT(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGT(FieldNextSigningPrivateKey, v))
+}
+
+// NextSigningPrivateKeyGTE applies the GTE predicate on the "next_signing_private_key" field.
+func NextSigningPrivateKeyGTE(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGTE(FieldNextSigningPrivateKey, v))
+}
+
+// NextSigningPrivateKeyLT applies the LT predicate on the "next_signing_private_key" field.
+func NextSigningPrivateKeyLT(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLT(FieldNextSigningPrivateKey, v))
+}
+
+// NextSigningPrivateKeyLTE applies the LTE predicate on the "next_signing_private_key" field.
+func NextSigningPrivateKeyLTE(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLTE(FieldNextSigningPrivateKey, v))
+}
+
+// NextSigningPrivateKeyIsNil applies the IsNil predicate on the "next_signing_private_key" field.
+func NextSigningPrivateKeyIsNil() predicate.Tenant {
+	return predicate.Tenant(sql.FieldIsNull(FieldNextSigningPrivateKey))
+}
+
+// NextSigningPrivateKeyNotNil applies the NotNil predicate on the "next_signing_private_key" field.
+func NextSigningPrivateKeyNotNil() predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotNull(FieldNextSigningPrivateKey))
+}
+
+// NextSigningPublicKeyEQ applies the EQ predicate on the "next_signing_public_key" field.
+func NextSigningPublicKeyEQ(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldNextSigningPublicKey, v))
+}
+
+// NextSigningPublicKeyNEQ applies the NEQ predicate on the "next_signing_public_key" field.
+func NextSigningPublicKeyNEQ(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldNextSigningPublicKey, v))
+}
+
+// NextSigningPublicKeyIn applies the In predicate on the "next_signing_public_key" field.
+func NextSigningPublicKeyIn(vs ...[]byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldIn(FieldNextSigningPublicKey, vs...))
+}
+
+// NextSigningPublicKeyNotIn applies the NotIn predicate on the "next_signing_public_key" field.
+func NextSigningPublicKeyNotIn(vs ...[]byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotIn(FieldNextSigningPublicKey, vs...))
+}
+
+// NextSigningPublicKeyGT applies the GT predicate on the "next_signing_public_key" field.
+func NextSigningPublicKeyGT(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGT(FieldNextSigningPublicKey, v))
+}
+
+// NextSigningPublicKeyGTE applies the GTE predicate on the "next_signing_public_key" field.
+func NextSigningPublicKeyGTE(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldGTE(FieldNextSigningPublicKey, v))
+}
+
+// NextSigningPublicKeyLT applies the LT predicate on the "next_signing_public_key" field.
+func NextSigningPublicKeyLT(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLT(FieldNextSigningPublicKey, v))
+}
+
+// NextSigningPublicKeyLTE applies the LTE predicate on the "next_signing_public_key" field.
+func NextSigningPublicKeyLTE(v []byte) predicate.Tenant {
+	return predicate.Tenant(sql.FieldLTE(FieldNextSigningPublicKey, v))
+}
+
+// NextSigningPublicKeyIsNil applies the IsNil predicate on the "next_signing_public_key" field.
+func NextSigningPublicKeyIsNil() predicate.Tenant {
+	return predicate.Tenant(sql.FieldIsNull(FieldNextSigningPublicKey))
+}
+
+// NextSigningPublicKeyNotNil applies the NotNil predicate on the "next_signing_public_key" field.
+func NextSigningPublicKeyNotNil() predicate.Tenant {
+	return predicate.Tenant(sql.FieldNotNull(FieldNextSigningPublicKey))
 }
 
 // ApprovalsRequiredEQ applies the EQ predicate on the "approvals_required" field.

@@ -32,6 +32,7 @@ Commands:
 
 Admin commands (need an API key: PORTCULLIS_API_KEY; portcullis dev prints one):
   tenants     list | create
+  signing-key show | start | complete | cancel (bundle-signing key rotation)
   gateways    list | create | rename | delete
   agents      list | revoke (a gateway's running instances)
   tokens      create | list | revoke (gateway enrollment tokens)

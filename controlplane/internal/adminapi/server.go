@@ -243,6 +243,36 @@ func (s *Server) RemoveMember(ctx context.Context, req *connect.Request[adminv1.
 	return connect.NewResponse(&adminv1.RemoveMemberResponse{}), nil
 }
 
+func signingKeyToProto(st tenant.SigningKeyState) *adminv1.SigningKey {
+	return &adminv1.SigningKey{KeyId: st.KeyID, NextKeyId: st.NextKeyID, PendingAgents: st.Pending}
+}
+
+// GetSigningKey implements adminv1connect.TenantServiceHandler.
+func (s *Server) GetSigningKey(ctx context.Context, _ *connect.Request[adminv1.GetSigningKeyRequest]) (*connect.Response[adminv1.GetSigningKeyResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.cfg.Tenants.SigningKey(ctx, tid)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.GetSigningKeyResponse{Key: signingKeyToProto(st)}), nil
+}
+
+// RotateSigningKey implements adminv1connect.TenantServiceHandler.
+func (s *Server) RotateSigningKey(ctx context.Context, req *connect.Request[adminv1.RotateSigningKeyRequest]) (*connect.Response[adminv1.RotateSigningKeyResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.cfg.Tenants.RotateSigningKey(ctx, tid, req.Msg.GetAction(), req.Msg.GetForce())
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.RotateSigningKeyResponse{Key: signingKeyToProto(st)}), nil
+}
+
 // --- GatewayService
 
 // GatewayToProto maps a gateway loaded with its agents.

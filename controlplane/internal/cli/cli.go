@@ -107,6 +107,33 @@ func build(out io.Writer) *ffcli.Command {
 	chReject := newFS("changes reject")
 	chRejectComment := chReject.String("comment", "", "why you reject (kept in the audit log)")
 	pinsImport := newFS("pins import")
+	keyComplete := newFS("signing-key complete")
+	keyForce := keyComplete.Bool("force", false, "complete even though some agents have not applied the announcement (they must then be enrolled again)")
+	printKey := func(k *adminv1.SigningKey) {
+		fmt.Fprintf(g.out, "key %s", k.GetKeyId())
+		if k.GetNextKeyId() != "" {
+			fmt.Fprintf(g.out, ", rotating to %s", k.GetNextKeyId())
+			if p := k.GetPendingAgents(); len(p) > 0 {
+				fmt.Fprintf(g.out, "; not yet applied by: %s", strings.Join(p, ", "))
+			} else {
+				fmt.Fprint(g.out, "; every agent has it: ready to complete")
+			}
+		}
+		fmt.Fprintln(g.out)
+	}
+	rotate := func(action string, force *bool) func(context.Context, []string) error {
+		return func(ctx context.Context, _ []string) error {
+			r, err := c.tenants.RotateSigningKey(ctx, connect.NewRequest(&adminv1.RotateSigningKeyRequest{Action: action, Force: force != nil && *force}))
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return g.print(r.Msg, nil, nil)
+			}
+			printKey(r.Msg.GetKey())
+			return nil
+		}
+	}
 	gwDelete := newFS("gateways delete")
 	gwForce := gwDelete.Bool("force", false, "delete it even though agents are connected: their streams are cut and they must enroll again")
 	tokCreate := newFS("tokens create")
@@ -114,7 +141,7 @@ func build(out io.Writer) *ffcli.Command {
 	tokUses := tokCreate.Int("uses", 1, "how many agents may enroll with the token (1-1000), e.g. the replicas of one gateway")
 
 	root := &ffcli.Command{
-		Name: "portcullis", ShortUsage: "portcullis <tenants|gateways|agents|tokens|upstreams|servers|tools|changes|pins|keys|members|approvals|access|events> <subcommand> [flags]",
+		Name: "portcullis", ShortUsage: "portcullis <tenants|signing-key|gateways|agents|tokens|upstreams|servers|tools|changes|pins|keys|members|approvals|access|events> <subcommand> [flags]",
 		Subcommands: []*ffcli.Command{
 			{Name: "tenants", ShortUsage: "portcullis tenants <list|create>", ShortHelp: "tenants you belong to", Subcommands: []*ffcli.Command{
 				leaf("tenants", "list", "", "list tenants", nil, 0, func(ctx context.Context, _ []string) error {
@@ -197,6 +224,22 @@ func build(out io.Writer) *ffcli.Command {
 					fmt.Fprintln(g.out, ".")
 					return nil
 				}),
+			}},
+			{Name: "signing-key", ShortUsage: "portcullis signing-key <show|start|complete|cancel>", ShortHelp: "the tenant's bundle-signing key and its rotation", Subcommands: []*ffcli.Command{
+				leaf("signing-key", "show", "", "the current key id and a rotation under way (which agents have not applied it yet)", nil, 0, func(ctx context.Context, _ []string) error {
+					r, err := c.tenants.GetSigningKey(ctx, connect.NewRequest(&adminv1.GetSigningKeyRequest{}))
+					if err != nil {
+						return err
+					}
+					if g.output == "json" {
+						return g.print(r.Msg, nil, nil)
+					}
+					printKey(r.Msg.GetKey())
+					return nil
+				}),
+				leaf("signing-key", "start", "", "start a rotation: a next key is announced in bundles signed by the current one", nil, 0, rotate("start", nil)),
+				leaf("signing-key", "complete", "[--force]", "sign with the next key from now on; gateways that saw it retire the old one", keyComplete, 0, rotate("complete", keyForce)),
+				leaf("signing-key", "cancel", "", "drop the announced next key", nil, 0, rotate("cancel", nil)),
 			}},
 			{Name: "agents", ShortUsage: "portcullis agents <list|revoke>", ShortHelp: "the running instances of a gateway", Subcommands: []*ffcli.Command{
 				leaf("agents", "list", "GATEWAY", "list a gateway's agents: status, applied policy, certificate expiry", nil, 1, func(ctx context.Context, args []string) error {

@@ -261,6 +261,14 @@ var apiMatrix = []apiCall{
 		_, err := c.members.RemoveMember(ctx, req(&adminv1.RemoveMemberRequest{MemberId: w.bMember.String()}))
 		return err
 	}},
+	{"GetSigningKey", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.tenants.GetSigningKey(ctx, req(&adminv1.GetSigningKeyRequest{}))
+		return err
+	}},
+	{"RotateSigningKey", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.tenants.RotateSigningKey(ctx, req(&adminv1.RotateSigningKeyRequest{Action: "cancel"}))
+		return err
+	}},
 	{"ListGateways", false, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.gateways.ListGateways(ctx, req(&adminv1.ListGatewaysRequest{}))
 		return err

@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http/httptest"
@@ -16,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -24,6 +29,8 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
+
+	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -185,4 +192,120 @@ func TestAgentCertificateLifecycle(t *testing.T) {
 	if a, err := cp.DB.Agent.Query().Where(agent.ID(first.ID)).Only(sys); err != nil || !a.Revoked || a.RevokedAt == nil {
 		t.Fatalf("agent after revocation: %+v %v", a, fmt.Sprint(err))
 	}
+}
+
+// adminOf makes a tenant with an owner and returns it with an admin API key.
+func adminOf(t *testing.T, cp *controlPlane, slug string) (*ent.Tenant, string) {
+	t.Helper()
+	sys := viewer.System(context.Background())
+	owner, err := cp.IDs.Login(sys, identity.Claims{Issuer: "https://idp.test", Subject: "ops-" + slug, Email: "ops@" + slug + ".test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten, err := cp.Tenants.CreateTenant(sys, slug, slug, owner.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := cp.IDs.UserViewer(sys, owner.ID, ten.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := cp.IDs.CreateAPIKey(viewer.NewContext(context.Background(), v), ten.ID, "ops", viewer.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ten, key
+}
+
+// TestSigningKeyRotation rotates a tenant's bundle-signing key with the
+// built CLI while one gateway agent is online and its replica is stopped:
+// completing is refused while the stopped one has not seen the next key,
+// then forced; the online agent moves to the new key, and the one that
+// missed the overlap keeps enforcing its last policy and refuses the new
+// bundles, saying it must be enrolled again.
+func TestSigningKeyRotation(t *testing.T) {
+	sys := viewer.System(context.Background())
+	httpAddr := freeAddr(t)
+	cp := runControlPlane(t, app.Config{DataDir: t.TempDir(), GRPCListen: freeAddr(t), HTTPListen: httpAddr, PublicURL: "http://" + httpAddr})
+	defer cp.stop()
+	ten, key := adminOf(t, cp, "rotate")
+	cli := func(args ...string) (string, error) { return runCLI(t, cp.PublicURL(), key, args...) }
+	up := httptest.NewServer(demoupstream.Handler())
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	gw, err := cp.Tenants.CreateGateway(sys, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateUpstream(sys, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(sys, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cp.EnrollmentTokenUses(sys, ten.ID, gw.ID, time.Hour, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr1, addr2, dir2 := freeAddr(t), freeAddr(t), t.TempDir()
+	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr1, "PORTCULLIS_ENROLL_TOKEN="+tok)
+	g2 := startGateway(t, cp.AgentEndpoint(), dir2, addr2, "PORTCULLIS_ENROLL_TOKEN="+tok)
+	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
+	waitEnforced(t, cp, ten.ID, gw.ID, addr1, "the first policy on agent 1")
+	waitEnforced(t, cp, ten.ID, gw.ID, addr2, "the first policy on agent 2")
+	before := readyVersion(addr2)
+	g2.stopGracefully(t)
+
+	out, err := cli("signing-key", "start")
+	if err != nil || !strings.Contains(out, "rotating to") {
+		t.Fatalf("signing-key start: %v\n%s", err, out)
+	}
+	waitEnforced(t, cp, ten.ID, gw.ID, addr1, "the bundle announcing the next key")
+	if out, err := cli("signing-key", "complete"); err == nil || !strings.Contains(err.Error()+out, "1 agents have not applied") {
+		t.Fatalf("completing with an agent behind: %v\n%s", err, out)
+	}
+	if out, err := cli("signing-key", "complete", "--force"); err != nil || strings.Contains(out, "rotating") {
+		t.Fatalf("signing-key complete --force: %v\n%s", err, out)
+	}
+	waitEnforced(t, cp, ten.ID, gw.ID, addr1, "the first bundle signed by the new key")
+	rotated, err := cp.DB.Tenant.Get(sys, ten.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(rotated.SigningPublicKey, ten.SigningPublicKey) || (rotated.NextSigningPublicKey != nil && len(*rotated.NextSigningPublicKey) > 0) {
+		t.Fatal("the tenant's key did not change")
+	}
+
+	// The agent that slept through the overlap.
+	var id2 struct {
+		AgentID string `json:"agent_id"`
+	}
+	raw, err := os.ReadFile(filepath.Join(dir2, "identity.json"))
+	if err != nil || json.Unmarshal(raw, &id2) != nil {
+		t.Fatalf("agent 2's identity: %v", err)
+	}
+	startGateway(t, cp.AgentEndpoint(), dir2, addr2) // the same data dir: its identity and last bundle
+	eventually(t, "agent 2 refuses the new key's bundle and says why", func() error {
+		a, err := cp.DB.Agent.Get(sys, uuid.MustParse(id2.AgentID))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(a.LastNack, "must be enrolled again") {
+			return fmt.Errorf("last refusal %q", a.LastNack)
+		}
+		return nil
+	})
+	if v := readyVersion(addr2); v != before {
+		t.Fatalf("agent 2 enforces v%d, want its last good v%d", v, before)
+	}
+	if text, isErr, err := callText(t, "http://"+addr2+"/mcp/main", "demo__echo", `{"message":"old policy"}`); err != nil || isErr || !strings.Contains(text, "old policy") {
+		t.Fatalf("agent 2 stopped enforcing its last policy: %q %v %v", text, isErr, err)
+	}
+	if out, err := cli("signing-key", "show"); err != nil || !strings.Contains(out, policyKeyID(rotated.SigningPublicKey)) {
+		t.Fatalf("signing-key show: %v\n%s", err, out)
+	}
+}
+
+func policyKeyID(pub []byte) string {
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:8])
 }

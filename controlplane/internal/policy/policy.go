@@ -102,6 +102,9 @@ func (s *Service) Compile(ctx context.Context, gatewayID uuid.UUID) (*ent.Policy
 	if err != nil {
 		return nil, err
 	}
+	if next := gw.Edges.Tenant.NextSigningPublicKey; next != nil && len(*next) > 0 {
+		b.NextPolicyPublicKey = *next // a rotation: announced under the current key
+	}
 	content, err := proto.MarshalOptions{Deterministic: true}.Marshal(b)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -230,20 +231,58 @@ func (a *Agent) apply(sb *agentv1.SignedBundle) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	b, err := bundle.Verify(sb, a.id.PolicyPublicKey, a.id.GatewayID, a.applied.Load())
+	byNext := false
+	if errors.Is(err, bundle.ErrSignature) && len(a.id.NextPolicyPublicKey) > 0 {
+		b, err = bundle.Verify(sb, a.id.NextPolicyPublicKey, a.id.GatewayID, a.applied.Load())
+		byNext = err == nil
+	}
+	if errors.Is(err, bundle.ErrSignature) {
+		trusted := keyID(a.id.PolicyPublicKey)
+		if len(a.id.NextPolicyPublicKey) > 0 {
+			trusted += " and " + keyID(a.id.NextPolicyPublicKey)
+		}
+		return fmt.Errorf("%w: signed by key %s, this gateway trusts %s (a gateway that missed a key rotation must be enrolled again)", err, sb.GetKeyId(), trusted)
+	}
 	if err != nil {
 		return err
 	}
-	if b.GetVersion() == a.applied.Load() {
-		return nil // already enforced
+	if b.GetVersion() != a.applied.Load() {
+		if err := a.cfg.Applier.Apply(b); err != nil {
+			return fmt.Errorf("applying bundle %d: %w", b.GetVersion(), err)
+		}
+		a.applied.Store(b.GetVersion())
+		if err := bundle.Save(a.bundlePath(), sb); err != nil {
+			a.log.Error("caching bundle", "err", err) // enforced, but not kept across restarts
+		}
 	}
-	if err := a.cfg.Applier.Apply(b); err != nil {
-		return fmt.Errorf("applying bundle %d: %w", b.GetVersion(), err)
-	}
-	a.applied.Store(b.GetVersion())
-	if err := bundle.Save(a.bundlePath(), sb); err != nil {
-		a.log.Error("caching bundle", "err", err) // enforced, but not kept across restarts
-	}
+	a.trackKeys(b, byNext)
 	return nil
+}
+
+// trackKeys follows a key rotation: a bundle signed by the announced key
+// retires the current one; a bundle signed by the current key announces
+// (or, when it names none, withdraws) the next one.
+func (a *Agent) trackKeys(b *agentv1.PolicyBundle, byNext bool) {
+	cur, next := a.id.PolicyPublicKey, a.id.NextPolicyPublicKey
+	switch {
+	case byNext:
+		cur, next = next, nil
+		a.log.Info("policy key rotated: bundles signed by the old key are refused from now on", "key", keyID(cur))
+	case !bytes.Equal(b.GetNextPolicyPublicKey(), next):
+		next = b.GetNextPolicyPublicKey()
+		if len(next) > 0 {
+			a.log.Info("policy key rotation announced", "next_key", keyID(next))
+		}
+	default:
+		return
+	}
+	if len(next) == 0 {
+		next = nil
+	}
+	a.id.PolicyPublicKey, a.id.NextPolicyPublicKey = cur, next
+	if err := a.id.save(a.cfg.DataDir); err != nil {
+		a.log.Error("saving the policy keys", "err", err) // in force until a restart, which re-learns them from the next bundle
+	}
 }
 
 // sleep waits a jittered exponential backoff; false when ctx ended.

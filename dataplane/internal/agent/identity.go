@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -34,6 +35,10 @@ type Identity struct {
 	GatewayID       string `json:"gateway_id"`
 	TenantID        string `json:"tenant_id"`
 	PolicyPublicKey []byte `json:"policy_public_key"`
+	// NextPolicyPublicKey is the key a rotation announced (in a bundle
+	// signed by PolicyPublicKey): bundles signed by it are accepted, and the
+	// first one retires PolicyPublicKey.
+	NextPolicyPublicKey []byte `json:"next_policy_public_key,omitempty"`
 	// cert is the client certificate, swapped when it is renewed: new
 	// handshakes use the newest.
 	cert   atomic.Pointer[tls.Certificate]
@@ -173,6 +178,22 @@ func enroll(ctx context.Context, dir, target, token, hostname, version string) (
 		}
 	}
 	return loadIdentity(dir)
+}
+
+// save rewrites identity.json (after a key rotation).
+func (id *Identity) save(dir string) error {
+	b, err := json.MarshalIndent(id, "", "  ")
+	if err != nil {
+		return err
+	}
+	return bundle.WriteFileAtomic(filepath.Join(dir, identityFile), b, 0o600)
+}
+
+// keyID names a policy key as the control plane does: hex of the first 8
+// bytes of its SHA-256.
+func keyID(pub []byte) string {
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:8])
 }
 
 // newKey makes a key pair and a certificate signing request for it.

@@ -261,6 +261,253 @@ func (x *Tenant) GetRole() Role {
 	return Role_ROLE_UNSPECIFIED
 }
 
+// GetSigningKeyRequest is empty.
+type GetSigningKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSigningKeyRequest) Reset() {
+	*x = GetSigningKeyRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSigningKeyRequest) ProtoMessage() {}
+
+func (x *GetSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+// GetSigningKeyResponse describes the keys.
+type GetSigningKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *SigningKey            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSigningKeyResponse) Reset() {
+	*x = GetSigningKeyResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSigningKeyResponse) ProtoMessage() {}
+
+func (x *GetSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetSigningKeyResponse) GetKey() *SigningKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// SigningKey is the tenant's bundle-signing key state.
+type SigningKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Key id of the current key (hex SHA-256 prefix of its public half).
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Key id of the announced next key; empty when no rotation is under way.
+	NextKeyId string `protobuf:"bytes,2,opt,name=next_key_id,json=nextKeyId,proto3" json:"next_key_id,omitempty"`
+	// Agents (hostname, gateway) that have not applied a bundle announcing
+	// the next key; completing the rotation cuts them off.
+	PendingAgents []string `protobuf:"bytes,3,rep,name=pending_agents,json=pendingAgents,proto3" json:"pending_agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKey) Reset() {
+	*x = SigningKey{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKey) ProtoMessage() {}
+
+func (x *SigningKey) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
+func (*SigningKey) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SigningKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SigningKey) GetNextKeyId() string {
+	if x != nil {
+		return x.NextKeyId
+	}
+	return ""
+}
+
+func (x *SigningKey) GetPendingAgents() []string {
+	if x != nil {
+		return x.PendingAgents
+	}
+	return nil
+}
+
+// RotateSigningKeyRequest says what to do.
+type RotateSigningKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "start", "complete" or "cancel".
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// Complete even though some agents have not applied the announcement.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateSigningKeyRequest) Reset() {
+	*x = RotateSigningKeyRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSigningKeyRequest) ProtoMessage() {}
+
+func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RotateSigningKeyRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *RotateSigningKeyRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+// RotateSigningKeyResponse describes the keys afterwards.
+type RotateSigningKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *SigningKey            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateSigningKeyResponse) Reset() {
+	*x = RotateSigningKeyResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSigningKeyResponse) ProtoMessage() {}
+
+func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RotateSigningKeyResponse) GetKey() *SigningKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 // ListTenantsRequest is empty.
 type ListTenantsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -270,7 +517,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +529,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +542,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 // ListTenantsResponse lists tenants.
@@ -308,7 +555,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +567,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +580,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*Tenant {
@@ -355,7 +602,7 @@ type CreateTenantRequest struct {
 
 func (x *CreateTenantRequest) Reset() {
 	*x = CreateTenantRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +614,7 @@ func (x *CreateTenantRequest) String() string {
 func (*CreateTenantRequest) ProtoMessage() {}
 
 func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +627,7 @@ func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
 func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateTenantRequest) GetName() string {
@@ -407,7 +654,7 @@ type CreateTenantResponse struct {
 
 func (x *CreateTenantResponse) Reset() {
 	*x = CreateTenantResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -419,7 +666,7 @@ func (x *CreateTenantResponse) String() string {
 func (*CreateTenantResponse) ProtoMessage() {}
 
 func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -432,7 +679,7 @@ func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantResponse.ProtoReflect.Descriptor instead.
 func (*CreateTenantResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateTenantResponse) GetTenant() *Tenant {
@@ -457,7 +704,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +716,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +729,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Member) GetId() string {
@@ -536,7 +783,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +795,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +808,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 // ListMembersResponse lists members.
@@ -574,7 +821,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +833,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +846,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -620,7 +867,7 @@ type InviteMemberRequest struct {
 
 func (x *InviteMemberRequest) Reset() {
 	*x = InviteMemberRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +879,7 @@ func (x *InviteMemberRequest) String() string {
 func (*InviteMemberRequest) ProtoMessage() {}
 
 func (x *InviteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +892,7 @@ func (x *InviteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteMemberRequest.ProtoReflect.Descriptor instead.
 func (*InviteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InviteMemberRequest) GetEmail() string {
@@ -672,7 +919,7 @@ type InviteMemberResponse struct {
 
 func (x *InviteMemberResponse) Reset() {
 	*x = InviteMemberResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +931,7 @@ func (x *InviteMemberResponse) String() string {
 func (*InviteMemberResponse) ProtoMessage() {}
 
 func (x *InviteMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +944,7 @@ func (x *InviteMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteMemberResponse.ProtoReflect.Descriptor instead.
 func (*InviteMemberResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InviteMemberResponse) GetMember() *Member {
@@ -718,7 +965,7 @@ type SetMemberRoleRequest struct {
 
 func (x *SetMemberRoleRequest) Reset() {
 	*x = SetMemberRoleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +977,7 @@ func (x *SetMemberRoleRequest) String() string {
 func (*SetMemberRoleRequest) ProtoMessage() {}
 
 func (x *SetMemberRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +990,7 @@ func (x *SetMemberRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberRoleRequest.ProtoReflect.Descriptor instead.
 func (*SetMemberRoleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetMemberRoleRequest) GetMemberId() string {
@@ -769,7 +1016,7 @@ type SetMemberRoleResponse struct {
 
 func (x *SetMemberRoleResponse) Reset() {
 	*x = SetMemberRoleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +1028,7 @@ func (x *SetMemberRoleResponse) String() string {
 func (*SetMemberRoleResponse) ProtoMessage() {}
 
 func (x *SetMemberRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +1041,7 @@ func (x *SetMemberRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberRoleResponse.ProtoReflect.Descriptor instead.
 func (*SetMemberRoleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 // RemoveMemberRequest names the membership.
@@ -807,7 +1054,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +1066,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +1079,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RemoveMemberRequest) GetMemberId() string {
@@ -851,7 +1098,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1110,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1123,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 // Agent is one running gateway instance.
@@ -901,7 +1148,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1160,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1173,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Agent) GetId() string {
@@ -1007,7 +1254,7 @@ type Gateway struct {
 
 func (x *Gateway) Reset() {
 	*x = Gateway{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1266,7 @@ func (x *Gateway) String() string {
 func (*Gateway) ProtoMessage() {}
 
 func (x *Gateway) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1279,7 @@ func (x *Gateway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gateway.ProtoReflect.Descriptor instead.
 func (*Gateway) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Gateway) GetId() string {
@@ -1080,7 +1327,7 @@ type RevokeAgentRequest struct {
 
 func (x *RevokeAgentRequest) Reset() {
 	*x = RevokeAgentRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1339,7 @@ func (x *RevokeAgentRequest) String() string {
 func (*RevokeAgentRequest) ProtoMessage() {}
 
 func (x *RevokeAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1352,7 @@ func (x *RevokeAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAgentRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAgentRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeAgentRequest) GetAgentId() string {
@@ -1124,7 +1371,7 @@ type RevokeAgentResponse struct {
 
 func (x *RevokeAgentResponse) Reset() {
 	*x = RevokeAgentResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1383,7 @@ func (x *RevokeAgentResponse) String() string {
 func (*RevokeAgentResponse) ProtoMessage() {}
 
 func (x *RevokeAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1396,7 @@ func (x *RevokeAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAgentResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAgentResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 // UpdateGatewayRequest names the gateway and its new name.
@@ -1163,7 +1410,7 @@ type UpdateGatewayRequest struct {
 
 func (x *UpdateGatewayRequest) Reset() {
 	*x = UpdateGatewayRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1422,7 @@ func (x *UpdateGatewayRequest) String() string {
 func (*UpdateGatewayRequest) ProtoMessage() {}
 
 func (x *UpdateGatewayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1435,7 @@ func (x *UpdateGatewayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGatewayRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGatewayRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateGatewayRequest) GetGatewayId() string {
@@ -1215,7 +1462,7 @@ type UpdateGatewayResponse struct {
 
 func (x *UpdateGatewayResponse) Reset() {
 	*x = UpdateGatewayResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1474,7 @@ func (x *UpdateGatewayResponse) String() string {
 func (*UpdateGatewayResponse) ProtoMessage() {}
 
 func (x *UpdateGatewayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1487,7 @@ func (x *UpdateGatewayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGatewayResponse.ProtoReflect.Descriptor instead.
 func (*UpdateGatewayResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateGatewayResponse) GetGateway() *Gateway {
@@ -1262,7 +1509,7 @@ type DeleteGatewayRequest struct {
 
 func (x *DeleteGatewayRequest) Reset() {
 	*x = DeleteGatewayRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1521,7 @@ func (x *DeleteGatewayRequest) String() string {
 func (*DeleteGatewayRequest) ProtoMessage() {}
 
 func (x *DeleteGatewayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1534,7 @@ func (x *DeleteGatewayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGatewayRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGatewayRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteGatewayRequest) GetGatewayId() string {
@@ -1315,7 +1562,7 @@ type DeleteGatewayResponse struct {
 
 func (x *DeleteGatewayResponse) Reset() {
 	*x = DeleteGatewayResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1574,7 @@ func (x *DeleteGatewayResponse) String() string {
 func (*DeleteGatewayResponse) ProtoMessage() {}
 
 func (x *DeleteGatewayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1587,7 @@ func (x *DeleteGatewayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGatewayResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGatewayResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteGatewayResponse) GetDisconnectedAgents() int32 {
@@ -1360,7 +1607,7 @@ type ListEnrollmentTokensRequest struct {
 
 func (x *ListEnrollmentTokensRequest) Reset() {
 	*x = ListEnrollmentTokensRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1619,7 @@ func (x *ListEnrollmentTokensRequest) String() string {
 func (*ListEnrollmentTokensRequest) ProtoMessage() {}
 
 func (x *ListEnrollmentTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1632,7 @@ func (x *ListEnrollmentTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentTokensRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListEnrollmentTokensRequest) GetGatewayId() string {
@@ -1405,7 +1652,7 @@ type ListEnrollmentTokensResponse struct {
 
 func (x *ListEnrollmentTokensResponse) Reset() {
 	*x = ListEnrollmentTokensResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1664,7 @@ func (x *ListEnrollmentTokensResponse) String() string {
 func (*ListEnrollmentTokensResponse) ProtoMessage() {}
 
 func (x *ListEnrollmentTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1677,7 @@ func (x *ListEnrollmentTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollmentTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollmentTokensResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListEnrollmentTokensResponse) GetTokens() []*EnrollmentToken {
@@ -1459,7 +1706,7 @@ type EnrollmentToken struct {
 
 func (x *EnrollmentToken) Reset() {
 	*x = EnrollmentToken{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1718,7 @@ func (x *EnrollmentToken) String() string {
 func (*EnrollmentToken) ProtoMessage() {}
 
 func (x *EnrollmentToken) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1731,7 @@ func (x *EnrollmentToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollmentToken.ProtoReflect.Descriptor instead.
 func (*EnrollmentToken) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EnrollmentToken) GetId() string {
@@ -1553,7 +1800,7 @@ type RevokeEnrollmentTokenRequest struct {
 
 func (x *RevokeEnrollmentTokenRequest) Reset() {
 	*x = RevokeEnrollmentTokenRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +1812,7 @@ func (x *RevokeEnrollmentTokenRequest) String() string {
 func (*RevokeEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +1825,7 @@ func (x *RevokeEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevokeEnrollmentTokenRequest) GetId() string {
@@ -1597,7 +1844,7 @@ type RevokeEnrollmentTokenResponse struct {
 
 func (x *RevokeEnrollmentTokenResponse) Reset() {
 	*x = RevokeEnrollmentTokenResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1856,7 @@ func (x *RevokeEnrollmentTokenResponse) String() string {
 func (*RevokeEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *RevokeEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1869,7 @@ func (x *RevokeEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 // ListGatewaysRequest is empty.
@@ -1634,7 +1881,7 @@ type ListGatewaysRequest struct {
 
 func (x *ListGatewaysRequest) Reset() {
 	*x = ListGatewaysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1893,7 @@ func (x *ListGatewaysRequest) String() string {
 func (*ListGatewaysRequest) ProtoMessage() {}
 
 func (x *ListGatewaysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1906,7 @@ func (x *ListGatewaysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGatewaysRequest.ProtoReflect.Descriptor instead.
 func (*ListGatewaysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 // ListGatewaysResponse lists gateways.
@@ -1672,7 +1919,7 @@ type ListGatewaysResponse struct {
 
 func (x *ListGatewaysResponse) Reset() {
 	*x = ListGatewaysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1931,7 @@ func (x *ListGatewaysResponse) String() string {
 func (*ListGatewaysResponse) ProtoMessage() {}
 
 func (x *ListGatewaysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1944,7 @@ func (x *ListGatewaysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGatewaysResponse.ProtoReflect.Descriptor instead.
 func (*ListGatewaysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListGatewaysResponse) GetGateways() []*Gateway {
@@ -1717,7 +1964,7 @@ type GetGatewayRequest struct {
 
 func (x *GetGatewayRequest) Reset() {
 	*x = GetGatewayRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1976,7 @@ func (x *GetGatewayRequest) String() string {
 func (*GetGatewayRequest) ProtoMessage() {}
 
 func (x *GetGatewayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +1989,7 @@ func (x *GetGatewayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGatewayRequest.ProtoReflect.Descriptor instead.
 func (*GetGatewayRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetGatewayRequest) GetGatewayId() string {
@@ -1762,7 +2009,7 @@ type GetGatewayResponse struct {
 
 func (x *GetGatewayResponse) Reset() {
 	*x = GetGatewayResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +2021,7 @@ func (x *GetGatewayResponse) String() string {
 func (*GetGatewayResponse) ProtoMessage() {}
 
 func (x *GetGatewayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +2034,7 @@ func (x *GetGatewayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGatewayResponse.ProtoReflect.Descriptor instead.
 func (*GetGatewayResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetGatewayResponse) GetGateway() *Gateway {
@@ -1807,7 +2054,7 @@ type CreateGatewayRequest struct {
 
 func (x *CreateGatewayRequest) Reset() {
 	*x = CreateGatewayRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +2066,7 @@ func (x *CreateGatewayRequest) String() string {
 func (*CreateGatewayRequest) ProtoMessage() {}
 
 func (x *CreateGatewayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +2079,7 @@ func (x *CreateGatewayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGatewayRequest.ProtoReflect.Descriptor instead.
 func (*CreateGatewayRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateGatewayRequest) GetName() string {
@@ -1852,7 +2099,7 @@ type CreateGatewayResponse struct {
 
 func (x *CreateGatewayResponse) Reset() {
 	*x = CreateGatewayResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +2111,7 @@ func (x *CreateGatewayResponse) String() string {
 func (*CreateGatewayResponse) ProtoMessage() {}
 
 func (x *CreateGatewayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2124,7 @@ func (x *CreateGatewayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGatewayResponse.ProtoReflect.Descriptor instead.
 func (*CreateGatewayResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateGatewayResponse) GetGateway() *Gateway {
@@ -1902,7 +2149,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2161,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2174,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetGatewayId() string {
@@ -1964,7 +2211,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2223,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2236,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -2043,7 +2290,7 @@ type Upstream struct {
 
 func (x *Upstream) Reset() {
 	*x = Upstream{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2302,7 @@ func (x *Upstream) String() string {
 func (*Upstream) ProtoMessage() {}
 
 func (x *Upstream) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2315,7 @@ func (x *Upstream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upstream.ProtoReflect.Descriptor instead.
 func (*Upstream) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Upstream) GetId() string {
@@ -2187,7 +2434,7 @@ type UpdateUpstreamRequest struct {
 
 func (x *UpdateUpstreamRequest) Reset() {
 	*x = UpdateUpstreamRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2446,7 @@ func (x *UpdateUpstreamRequest) String() string {
 func (*UpdateUpstreamRequest) ProtoMessage() {}
 
 func (x *UpdateUpstreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2459,7 @@ func (x *UpdateUpstreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateUpstreamRequest.ProtoReflect.Descriptor instead.
 func (*UpdateUpstreamRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdateUpstreamRequest) GetUpstream() *Upstream {
@@ -2232,7 +2479,7 @@ type UpdateUpstreamResponse struct {
 
 func (x *UpdateUpstreamResponse) Reset() {
 	*x = UpdateUpstreamResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2491,7 @@ func (x *UpdateUpstreamResponse) String() string {
 func (*UpdateUpstreamResponse) ProtoMessage() {}
 
 func (x *UpdateUpstreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2504,7 @@ func (x *UpdateUpstreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateUpstreamResponse.ProtoReflect.Descriptor instead.
 func (*UpdateUpstreamResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UpdateUpstreamResponse) GetUpstream() *Upstream {
@@ -2277,7 +2524,7 @@ type DeleteUpstreamRequest struct {
 
 func (x *DeleteUpstreamRequest) Reset() {
 	*x = DeleteUpstreamRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2536,7 @@ func (x *DeleteUpstreamRequest) String() string {
 func (*DeleteUpstreamRequest) ProtoMessage() {}
 
 func (x *DeleteUpstreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2549,7 @@ func (x *DeleteUpstreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUpstreamRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUpstreamRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeleteUpstreamRequest) GetId() string {
@@ -2321,7 +2568,7 @@ type DeleteUpstreamResponse struct {
 
 func (x *DeleteUpstreamResponse) Reset() {
 	*x = DeleteUpstreamResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +2580,7 @@ func (x *DeleteUpstreamResponse) String() string {
 func (*DeleteUpstreamResponse) ProtoMessage() {}
 
 func (x *DeleteUpstreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +2593,7 @@ func (x *DeleteUpstreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUpstreamResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUpstreamResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 // ListUpstreamsRequest is empty.
@@ -2358,7 +2605,7 @@ type ListUpstreamsRequest struct {
 
 func (x *ListUpstreamsRequest) Reset() {
 	*x = ListUpstreamsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2617,7 @@ func (x *ListUpstreamsRequest) String() string {
 func (*ListUpstreamsRequest) ProtoMessage() {}
 
 func (x *ListUpstreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2630,7 @@ func (x *ListUpstreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUpstreamsRequest.ProtoReflect.Descriptor instead.
 func (*ListUpstreamsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 // ListUpstreamsResponse lists upstreams.
@@ -2396,7 +2643,7 @@ type ListUpstreamsResponse struct {
 
 func (x *ListUpstreamsResponse) Reset() {
 	*x = ListUpstreamsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2408,7 +2655,7 @@ func (x *ListUpstreamsResponse) String() string {
 func (*ListUpstreamsResponse) ProtoMessage() {}
 
 func (x *ListUpstreamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2421,7 +2668,7 @@ func (x *ListUpstreamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUpstreamsResponse.ProtoReflect.Descriptor instead.
 func (*ListUpstreamsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListUpstreamsResponse) GetUpstreams() []*Upstream {
@@ -2441,7 +2688,7 @@ type CreateUpstreamRequest struct {
 
 func (x *CreateUpstreamRequest) Reset() {
 	*x = CreateUpstreamRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2453,7 +2700,7 @@ func (x *CreateUpstreamRequest) String() string {
 func (*CreateUpstreamRequest) ProtoMessage() {}
 
 func (x *CreateUpstreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2466,7 +2713,7 @@ func (x *CreateUpstreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUpstreamRequest.ProtoReflect.Descriptor instead.
 func (*CreateUpstreamRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CreateUpstreamRequest) GetUpstream() *Upstream {
@@ -2486,7 +2733,7 @@ type CreateUpstreamResponse struct {
 
 func (x *CreateUpstreamResponse) Reset() {
 	*x = CreateUpstreamResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2745,7 @@ func (x *CreateUpstreamResponse) String() string {
 func (*CreateUpstreamResponse) ProtoMessage() {}
 
 func (x *CreateUpstreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2758,7 @@ func (x *CreateUpstreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUpstreamResponse.ProtoReflect.Descriptor instead.
 func (*CreateUpstreamResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CreateUpstreamResponse) GetUpstream() *Upstream {
@@ -2538,7 +2785,7 @@ type VirtualServer struct {
 
 func (x *VirtualServer) Reset() {
 	*x = VirtualServer{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2797,7 @@ func (x *VirtualServer) String() string {
 func (*VirtualServer) ProtoMessage() {}
 
 func (x *VirtualServer) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2810,7 @@ func (x *VirtualServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
 func (*VirtualServer) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *VirtualServer) GetId() string {
@@ -2623,7 +2870,7 @@ type ToolRename struct {
 
 func (x *ToolRename) Reset() {
 	*x = ToolRename{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2882,7 @@ func (x *ToolRename) String() string {
 func (*ToolRename) ProtoMessage() {}
 
 func (x *ToolRename) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2895,7 @@ func (x *ToolRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolRename.ProtoReflect.Descriptor instead.
 func (*ToolRename) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ToolRename) GetUpstream() string {
@@ -2685,7 +2932,7 @@ type UpdateVirtualServerRequest struct {
 
 func (x *UpdateVirtualServerRequest) Reset() {
 	*x = UpdateVirtualServerRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +2944,7 @@ func (x *UpdateVirtualServerRequest) String() string {
 func (*UpdateVirtualServerRequest) ProtoMessage() {}
 
 func (x *UpdateVirtualServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +2957,7 @@ func (x *UpdateVirtualServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVirtualServerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateVirtualServerRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *UpdateVirtualServerRequest) GetId() string {
@@ -2751,7 +2998,7 @@ type UpdateVirtualServerResponse struct {
 
 func (x *UpdateVirtualServerResponse) Reset() {
 	*x = UpdateVirtualServerResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2763,7 +3010,7 @@ func (x *UpdateVirtualServerResponse) String() string {
 func (*UpdateVirtualServerResponse) ProtoMessage() {}
 
 func (x *UpdateVirtualServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2776,7 +3023,7 @@ func (x *UpdateVirtualServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVirtualServerResponse.ProtoReflect.Descriptor instead.
 func (*UpdateVirtualServerResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *UpdateVirtualServerResponse) GetVirtualServer() *VirtualServer {
@@ -2796,7 +3043,7 @@ type DeleteVirtualServerRequest struct {
 
 func (x *DeleteVirtualServerRequest) Reset() {
 	*x = DeleteVirtualServerRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2808,7 +3055,7 @@ func (x *DeleteVirtualServerRequest) String() string {
 func (*DeleteVirtualServerRequest) ProtoMessage() {}
 
 func (x *DeleteVirtualServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2821,7 +3068,7 @@ func (x *DeleteVirtualServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVirtualServerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVirtualServerRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *DeleteVirtualServerRequest) GetId() string {
@@ -2840,7 +3087,7 @@ type DeleteVirtualServerResponse struct {
 
 func (x *DeleteVirtualServerResponse) Reset() {
 	*x = DeleteVirtualServerResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2852,7 +3099,7 @@ func (x *DeleteVirtualServerResponse) String() string {
 func (*DeleteVirtualServerResponse) ProtoMessage() {}
 
 func (x *DeleteVirtualServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2865,7 +3112,7 @@ func (x *DeleteVirtualServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVirtualServerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVirtualServerResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 // ListVirtualServersRequest is empty.
@@ -2877,7 +3124,7 @@ type ListVirtualServersRequest struct {
 
 func (x *ListVirtualServersRequest) Reset() {
 	*x = ListVirtualServersRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +3136,7 @@ func (x *ListVirtualServersRequest) String() string {
 func (*ListVirtualServersRequest) ProtoMessage() {}
 
 func (x *ListVirtualServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3149,7 @@ func (x *ListVirtualServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVirtualServersRequest.ProtoReflect.Descriptor instead.
 func (*ListVirtualServersRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 // ListVirtualServersResponse lists virtual servers.
@@ -2915,7 +3162,7 @@ type ListVirtualServersResponse struct {
 
 func (x *ListVirtualServersResponse) Reset() {
 	*x = ListVirtualServersResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3174,7 @@ func (x *ListVirtualServersResponse) String() string {
 func (*ListVirtualServersResponse) ProtoMessage() {}
 
 func (x *ListVirtualServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,7 +3187,7 @@ func (x *ListVirtualServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVirtualServersResponse.ProtoReflect.Descriptor instead.
 func (*ListVirtualServersResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListVirtualServersResponse) GetVirtualServers() []*VirtualServer {
@@ -2967,7 +3214,7 @@ type CreateVirtualServerRequest struct {
 
 func (x *CreateVirtualServerRequest) Reset() {
 	*x = CreateVirtualServerRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2979,7 +3226,7 @@ func (x *CreateVirtualServerRequest) String() string {
 func (*CreateVirtualServerRequest) ProtoMessage() {}
 
 func (x *CreateVirtualServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,7 +3239,7 @@ func (x *CreateVirtualServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVirtualServerRequest.ProtoReflect.Descriptor instead.
 func (*CreateVirtualServerRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CreateVirtualServerRequest) GetGatewayId() string {
@@ -3040,7 +3287,7 @@ type CreateVirtualServerResponse struct {
 
 func (x *CreateVirtualServerResponse) Reset() {
 	*x = CreateVirtualServerResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3052,7 +3299,7 @@ func (x *CreateVirtualServerResponse) String() string {
 func (*CreateVirtualServerResponse) ProtoMessage() {}
 
 func (x *CreateVirtualServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3065,7 +3312,7 @@ func (x *CreateVirtualServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVirtualServerResponse.ProtoReflect.Descriptor instead.
 func (*CreateVirtualServerResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CreateVirtualServerResponse) GetVirtualServer() *VirtualServer {
@@ -3097,7 +3344,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3109,7 +3356,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3122,7 +3369,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Tool) GetId() string {
@@ -3200,7 +3447,7 @@ type SetToolLabelsRequest struct {
 
 func (x *SetToolLabelsRequest) Reset() {
 	*x = SetToolLabelsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3212,7 +3459,7 @@ func (x *SetToolLabelsRequest) String() string {
 func (*SetToolLabelsRequest) ProtoMessage() {}
 
 func (x *SetToolLabelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3225,7 +3472,7 @@ func (x *SetToolLabelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetToolLabelsRequest.ProtoReflect.Descriptor instead.
 func (*SetToolLabelsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SetToolLabelsRequest) GetToolId() string {
@@ -3251,7 +3498,7 @@ type SetToolLabelsResponse struct {
 
 func (x *SetToolLabelsResponse) Reset() {
 	*x = SetToolLabelsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3263,7 +3510,7 @@ func (x *SetToolLabelsResponse) String() string {
 func (*SetToolLabelsResponse) ProtoMessage() {}
 
 func (x *SetToolLabelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3276,7 +3523,7 @@ func (x *SetToolLabelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetToolLabelsResponse.ProtoReflect.Descriptor instead.
 func (*SetToolLabelsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 // ListToolsRequest is empty.
@@ -3288,7 +3535,7 @@ type ListToolsRequest struct {
 
 func (x *ListToolsRequest) Reset() {
 	*x = ListToolsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3300,7 +3547,7 @@ func (x *ListToolsRequest) String() string {
 func (*ListToolsRequest) ProtoMessage() {}
 
 func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3313,7 +3560,7 @@ func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsRequest.ProtoReflect.Descriptor instead.
 func (*ListToolsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 // ListToolsResponse lists tools.
@@ -3326,7 +3573,7 @@ type ListToolsResponse struct {
 
 func (x *ListToolsResponse) Reset() {
 	*x = ListToolsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3338,7 +3585,7 @@ func (x *ListToolsResponse) String() string {
 func (*ListToolsResponse) ProtoMessage() {}
 
 func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3351,7 +3598,7 @@ func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsResponse.ProtoReflect.Descriptor instead.
 func (*ListToolsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListToolsResponse) GetTools() []*Tool {
@@ -3371,7 +3618,7 @@ type PinToolRequest struct {
 
 func (x *PinToolRequest) Reset() {
 	*x = PinToolRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3383,7 +3630,7 @@ func (x *PinToolRequest) String() string {
 func (*PinToolRequest) ProtoMessage() {}
 
 func (x *PinToolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3396,7 +3643,7 @@ func (x *PinToolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinToolRequest.ProtoReflect.Descriptor instead.
 func (*PinToolRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *PinToolRequest) GetToolId() string {
@@ -3415,7 +3662,7 @@ type PinToolResponse struct {
 
 func (x *PinToolResponse) Reset() {
 	*x = PinToolResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3427,7 +3674,7 @@ func (x *PinToolResponse) String() string {
 func (*PinToolResponse) ProtoMessage() {}
 
 func (x *PinToolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3440,7 +3687,7 @@ func (x *PinToolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinToolResponse.ProtoReflect.Descriptor instead.
 func (*PinToolResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 // UnpinToolRequest names the tool.
@@ -3453,7 +3700,7 @@ type UnpinToolRequest struct {
 
 func (x *UnpinToolRequest) Reset() {
 	*x = UnpinToolRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3465,7 +3712,7 @@ func (x *UnpinToolRequest) String() string {
 func (*UnpinToolRequest) ProtoMessage() {}
 
 func (x *UnpinToolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3478,7 +3725,7 @@ func (x *UnpinToolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinToolRequest.ProtoReflect.Descriptor instead.
 func (*UnpinToolRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *UnpinToolRequest) GetToolId() string {
@@ -3497,7 +3744,7 @@ type UnpinToolResponse struct {
 
 func (x *UnpinToolResponse) Reset() {
 	*x = UnpinToolResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3509,7 +3756,7 @@ func (x *UnpinToolResponse) String() string {
 func (*UnpinToolResponse) ProtoMessage() {}
 
 func (x *UnpinToolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3522,7 +3769,7 @@ func (x *UnpinToolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinToolResponse.ProtoReflect.Descriptor instead.
 func (*UnpinToolResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 // APIKey is a credential for this API; its secret is shown only at creation.
@@ -3540,7 +3787,7 @@ type APIKey struct {
 
 func (x *APIKey) Reset() {
 	*x = APIKey{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3552,7 +3799,7 @@ func (x *APIKey) String() string {
 func (*APIKey) ProtoMessage() {}
 
 func (x *APIKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[63]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3565,7 +3812,7 @@ func (x *APIKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
 func (*APIKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *APIKey) GetId() string {
@@ -3619,7 +3866,7 @@ type ListAPIKeysRequest struct {
 
 func (x *ListAPIKeysRequest) Reset() {
 	*x = ListAPIKeysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3631,7 +3878,7 @@ func (x *ListAPIKeysRequest) String() string {
 func (*ListAPIKeysRequest) ProtoMessage() {}
 
 func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[64]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3644,7 +3891,7 @@ func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 // ListAPIKeysResponse lists keys.
@@ -3657,7 +3904,7 @@ type ListAPIKeysResponse struct {
 
 func (x *ListAPIKeysResponse) Reset() {
 	*x = ListAPIKeysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3669,7 +3916,7 @@ func (x *ListAPIKeysResponse) String() string {
 func (*ListAPIKeysResponse) ProtoMessage() {}
 
 func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[65]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3682,7 +3929,7 @@ func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListAPIKeysResponse) GetApiKeys() []*APIKey {
@@ -3703,7 +3950,7 @@ type CreateAPIKeyRequest struct {
 
 func (x *CreateAPIKeyRequest) Reset() {
 	*x = CreateAPIKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3715,7 +3962,7 @@ func (x *CreateAPIKeyRequest) String() string {
 func (*CreateAPIKeyRequest) ProtoMessage() {}
 
 func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[66]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3728,7 +3975,7 @@ func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CreateAPIKeyRequest) GetName() string {
@@ -3756,7 +4003,7 @@ type CreateAPIKeyResponse struct {
 
 func (x *CreateAPIKeyResponse) Reset() {
 	*x = CreateAPIKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3768,7 +4015,7 @@ func (x *CreateAPIKeyResponse) String() string {
 func (*CreateAPIKeyResponse) ProtoMessage() {}
 
 func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3781,7 +4028,7 @@ func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *CreateAPIKeyResponse) GetApiKey() *APIKey {
@@ -3808,7 +4055,7 @@ type RevokeAPIKeyRequest struct {
 
 func (x *RevokeAPIKeyRequest) Reset() {
 	*x = RevokeAPIKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3820,7 +4067,7 @@ func (x *RevokeAPIKeyRequest) String() string {
 func (*RevokeAPIKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3833,7 +4080,7 @@ func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *RevokeAPIKeyRequest) GetApiKeyId() string {
@@ -3852,7 +4099,7 @@ type RevokeAPIKeyResponse struct {
 
 func (x *RevokeAPIKeyResponse) Reset() {
 	*x = RevokeAPIKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3864,7 +4111,7 @@ func (x *RevokeAPIKeyResponse) String() string {
 func (*RevokeAPIKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3877,7 +4124,7 @@ func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{74}
 }
 
 // AuditEvent is one recorded admin action.
@@ -3899,7 +4146,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3911,7 +4158,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3924,7 +4171,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -4001,7 +4248,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4013,7 +4260,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4026,7 +4273,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ListAuditEventsRequest) GetLimit() int32 {
@@ -4046,7 +4293,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4058,7 +4305,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4071,7 +4318,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{72}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -4116,7 +4363,7 @@ type ChangeRequest struct {
 
 func (x *ChangeRequest) Reset() {
 	*x = ChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4128,7 +4375,7 @@ func (x *ChangeRequest) String() string {
 func (*ChangeRequest) ProtoMessage() {}
 
 func (x *ChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4141,7 +4388,7 @@ func (x *ChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRequest.ProtoReflect.Descriptor instead.
 func (*ChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{73}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ChangeRequest) GetId() string {
@@ -4309,7 +4556,7 @@ type Finding struct {
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4321,7 +4568,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4334,7 +4581,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{74}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *Finding) GetKind() string {
@@ -4380,7 +4627,7 @@ type DiffLine struct {
 
 func (x *DiffLine) Reset() {
 	*x = DiffLine{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4392,7 +4639,7 @@ func (x *DiffLine) String() string {
 func (*DiffLine) ProtoMessage() {}
 
 func (x *DiffLine) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4405,7 +4652,7 @@ func (x *DiffLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffLine.ProtoReflect.Descriptor instead.
 func (*DiffLine) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{75}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *DiffLine) GetOp() string {
@@ -4457,7 +4704,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4469,7 +4716,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4482,7 +4729,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *Decision) GetDecision() string {
@@ -4527,7 +4774,7 @@ type AgentProgress struct {
 
 func (x *AgentProgress) Reset() {
 	*x = AgentProgress{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4539,7 +4786,7 @@ func (x *AgentProgress) String() string {
 func (*AgentProgress) ProtoMessage() {}
 
 func (x *AgentProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4552,7 +4799,7 @@ func (x *AgentProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentProgress.ProtoReflect.Descriptor instead.
 func (*AgentProgress) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *AgentProgress) GetAgentId() string {
@@ -4600,7 +4847,7 @@ type ListChangeRequestsRequest struct {
 
 func (x *ListChangeRequestsRequest) Reset() {
 	*x = ListChangeRequestsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4612,7 +4859,7 @@ func (x *ListChangeRequestsRequest) String() string {
 func (*ListChangeRequestsRequest) ProtoMessage() {}
 
 func (x *ListChangeRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4625,7 +4872,7 @@ func (x *ListChangeRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangeRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListChangeRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ListChangeRequestsRequest) GetStatus() string {
@@ -4645,7 +4892,7 @@ type ListChangeRequestsResponse struct {
 
 func (x *ListChangeRequestsResponse) Reset() {
 	*x = ListChangeRequestsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4657,7 +4904,7 @@ func (x *ListChangeRequestsResponse) String() string {
 func (*ListChangeRequestsResponse) ProtoMessage() {}
 
 func (x *ListChangeRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4670,7 +4917,7 @@ func (x *ListChangeRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangeRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListChangeRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{79}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ListChangeRequestsResponse) GetChangeRequests() []*ChangeRequest {
@@ -4690,7 +4937,7 @@ type GetChangeRequestRequest struct {
 
 func (x *GetChangeRequestRequest) Reset() {
 	*x = GetChangeRequestRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4702,7 +4949,7 @@ func (x *GetChangeRequestRequest) String() string {
 func (*GetChangeRequestRequest) ProtoMessage() {}
 
 func (x *GetChangeRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4715,7 +4962,7 @@ func (x *GetChangeRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChangeRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetChangeRequestRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{80}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *GetChangeRequestRequest) GetId() string {
@@ -4743,7 +4990,7 @@ type GetChangeRequestResponse struct {
 
 func (x *GetChangeRequestResponse) Reset() {
 	*x = GetChangeRequestResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4755,7 +5002,7 @@ func (x *GetChangeRequestResponse) String() string {
 func (*GetChangeRequestResponse) ProtoMessage() {}
 
 func (x *GetChangeRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4768,7 +5015,7 @@ func (x *GetChangeRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChangeRequestResponse.ProtoReflect.Descriptor instead.
 func (*GetChangeRequestResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{81}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *GetChangeRequestResponse) GetChangeRequest() *ChangeRequest {
@@ -4839,7 +5086,7 @@ type ProposeChangeRequest struct {
 
 func (x *ProposeChangeRequest) Reset() {
 	*x = ProposeChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4851,7 +5098,7 @@ func (x *ProposeChangeRequest) String() string {
 func (*ProposeChangeRequest) ProtoMessage() {}
 
 func (x *ProposeChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4864,7 +5111,7 @@ func (x *ProposeChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeChangeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{82}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ProposeChangeRequest) GetToolId() string {
@@ -4898,7 +5145,7 @@ type ProposeChangeResponse struct {
 
 func (x *ProposeChangeResponse) Reset() {
 	*x = ProposeChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4910,7 +5157,7 @@ func (x *ProposeChangeResponse) String() string {
 func (*ProposeChangeResponse) ProtoMessage() {}
 
 func (x *ProposeChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4923,7 +5170,7 @@ func (x *ProposeChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeChangeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{83}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ProposeChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -4944,7 +5191,7 @@ type ApproveChangeRequest struct {
 
 func (x *ApproveChangeRequest) Reset() {
 	*x = ApproveChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4956,7 +5203,7 @@ func (x *ApproveChangeRequest) String() string {
 func (*ApproveChangeRequest) ProtoMessage() {}
 
 func (x *ApproveChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4969,7 +5216,7 @@ func (x *ApproveChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveChangeRequest.ProtoReflect.Descriptor instead.
 func (*ApproveChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{84}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ApproveChangeRequest) GetId() string {
@@ -4997,7 +5244,7 @@ type ApproveChangeResponse struct {
 
 func (x *ApproveChangeResponse) Reset() {
 	*x = ApproveChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5009,7 +5256,7 @@ func (x *ApproveChangeResponse) String() string {
 func (*ApproveChangeResponse) ProtoMessage() {}
 
 func (x *ApproveChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5022,7 +5269,7 @@ func (x *ApproveChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveChangeResponse.ProtoReflect.Descriptor instead.
 func (*ApproveChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{85}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ApproveChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -5050,7 +5297,7 @@ type RejectChangeRequest struct {
 
 func (x *RejectChangeRequest) Reset() {
 	*x = RejectChangeRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5062,7 +5309,7 @@ func (x *RejectChangeRequest) String() string {
 func (*RejectChangeRequest) ProtoMessage() {}
 
 func (x *RejectChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[86]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5075,7 +5322,7 @@ func (x *RejectChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectChangeRequest.ProtoReflect.Descriptor instead.
 func (*RejectChangeRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{86}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *RejectChangeRequest) GetId() string {
@@ -5102,7 +5349,7 @@ type RejectChangeResponse struct {
 
 func (x *RejectChangeResponse) Reset() {
 	*x = RejectChangeResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5114,7 +5361,7 @@ func (x *RejectChangeResponse) String() string {
 func (*RejectChangeResponse) ProtoMessage() {}
 
 func (x *RejectChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[87]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5127,7 +5374,7 @@ func (x *RejectChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectChangeResponse.ProtoReflect.Descriptor instead.
 func (*RejectChangeResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{87}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *RejectChangeResponse) GetChangeRequest() *ChangeRequest {
@@ -5146,7 +5393,7 @@ type GetApprovalPolicyRequest struct {
 
 func (x *GetApprovalPolicyRequest) Reset() {
 	*x = GetApprovalPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5158,7 +5405,7 @@ func (x *GetApprovalPolicyRequest) String() string {
 func (*GetApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[88]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5171,7 +5418,7 @@ func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{88}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
 }
 
 // GetApprovalPolicyResponse has the policy.
@@ -5184,7 +5431,7 @@ type GetApprovalPolicyResponse struct {
 
 func (x *GetApprovalPolicyResponse) Reset() {
 	*x = GetApprovalPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5196,7 +5443,7 @@ func (x *GetApprovalPolicyResponse) String() string {
 func (*GetApprovalPolicyResponse) ProtoMessage() {}
 
 func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[89]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5209,7 +5456,7 @@ func (x *GetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{89}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *GetApprovalPolicyResponse) GetApprovalsRequired() int32 {
@@ -5229,7 +5476,7 @@ type SetApprovalPolicyRequest struct {
 
 func (x *SetApprovalPolicyRequest) Reset() {
 	*x = SetApprovalPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5241,7 +5488,7 @@ func (x *SetApprovalPolicyRequest) String() string {
 func (*SetApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *SetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[90]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5254,7 +5501,7 @@ func (x *SetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{90}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *SetApprovalPolicyRequest) GetApprovalsRequired() int32 {
@@ -5273,7 +5520,7 @@ type SetApprovalPolicyResponse struct {
 
 func (x *SetApprovalPolicyResponse) Reset() {
 	*x = SetApprovalPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5285,7 +5532,7 @@ func (x *SetApprovalPolicyResponse) String() string {
 func (*SetApprovalPolicyResponse) ProtoMessage() {}
 
 func (x *SetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[91]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5298,7 +5545,7 @@ func (x *SetApprovalPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetApprovalPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetApprovalPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{91}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{96}
 }
 
 // ExportPinsRequest is empty: the manifest covers every gateway of the tenant.
@@ -5310,7 +5557,7 @@ type ExportPinsRequest struct {
 
 func (x *ExportPinsRequest) Reset() {
 	*x = ExportPinsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5322,7 +5569,7 @@ func (x *ExportPinsRequest) String() string {
 func (*ExportPinsRequest) ProtoMessage() {}
 
 func (x *ExportPinsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[92]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5335,7 +5582,7 @@ func (x *ExportPinsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPinsRequest.ProtoReflect.Descriptor instead.
 func (*ExportPinsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{92}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{97}
 }
 
 // ExportPinsResponse carries the manifest.
@@ -5349,7 +5596,7 @@ type ExportPinsResponse struct {
 
 func (x *ExportPinsResponse) Reset() {
 	*x = ExportPinsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5361,7 +5608,7 @@ func (x *ExportPinsResponse) String() string {
 func (*ExportPinsResponse) ProtoMessage() {}
 
 func (x *ExportPinsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[93]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5374,7 +5621,7 @@ func (x *ExportPinsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPinsResponse.ProtoReflect.Descriptor instead.
 func (*ExportPinsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{93}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ExportPinsResponse) GetManifest() []byte {
@@ -5394,7 +5641,7 @@ type ImportPinsRequest struct {
 
 func (x *ImportPinsRequest) Reset() {
 	*x = ImportPinsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5406,7 +5653,7 @@ func (x *ImportPinsRequest) String() string {
 func (*ImportPinsRequest) ProtoMessage() {}
 
 func (x *ImportPinsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[94]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5419,7 +5666,7 @@ func (x *ImportPinsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPinsRequest.ProtoReflect.Descriptor instead.
 func (*ImportPinsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{94}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ImportPinsRequest) GetManifest() []byte {
@@ -5441,7 +5688,7 @@ type ImportPinsResponse struct {
 
 func (x *ImportPinsResponse) Reset() {
 	*x = ImportPinsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5453,7 +5700,7 @@ func (x *ImportPinsResponse) String() string {
 func (*ImportPinsResponse) ProtoMessage() {}
 
 func (x *ImportPinsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[95]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5466,7 +5713,7 @@ func (x *ImportPinsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPinsResponse.ProtoReflect.Descriptor instead.
 func (*ImportPinsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{95}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ImportPinsResponse) GetPinned() int32 {
@@ -5499,7 +5746,7 @@ type GetClientIdentityProviderRequest struct {
 
 func (x *GetClientIdentityProviderRequest) Reset() {
 	*x = GetClientIdentityProviderRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5511,7 +5758,7 @@ func (x *GetClientIdentityProviderRequest) String() string {
 func (*GetClientIdentityProviderRequest) ProtoMessage() {}
 
 func (x *GetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[96]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5524,7 +5771,7 @@ func (x *GetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*GetClientIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{96}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{101}
 }
 
 // GetClientIdentityProviderResponse has the settings.
@@ -5538,7 +5785,7 @@ type GetClientIdentityProviderResponse struct {
 
 func (x *GetClientIdentityProviderResponse) Reset() {
 	*x = GetClientIdentityProviderResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5550,7 +5797,7 @@ func (x *GetClientIdentityProviderResponse) String() string {
 func (*GetClientIdentityProviderResponse) ProtoMessage() {}
 
 func (x *GetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[97]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5563,7 +5810,7 @@ func (x *GetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use GetClientIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*GetClientIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{97}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *GetClientIdentityProviderResponse) GetIssuer() string {
@@ -5593,7 +5840,7 @@ type SetClientIdentityProviderRequest struct {
 
 func (x *SetClientIdentityProviderRequest) Reset() {
 	*x = SetClientIdentityProviderRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5605,7 +5852,7 @@ func (x *SetClientIdentityProviderRequest) String() string {
 func (*SetClientIdentityProviderRequest) ProtoMessage() {}
 
 func (x *SetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[98]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5618,7 +5865,7 @@ func (x *SetClientIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*SetClientIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{98}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *SetClientIdentityProviderRequest) GetIssuer() string {
@@ -5644,7 +5891,7 @@ type SetClientIdentityProviderResponse struct {
 
 func (x *SetClientIdentityProviderResponse) Reset() {
 	*x = SetClientIdentityProviderResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5656,7 +5903,7 @@ func (x *SetClientIdentityProviderResponse) String() string {
 func (*SetClientIdentityProviderResponse) ProtoMessage() {}
 
 func (x *SetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[99]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5669,7 +5916,7 @@ func (x *SetClientIdentityProviderResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use SetClientIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*SetClientIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{99}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{104}
 }
 
 // SetRateLimitsRequest sets a gateway's limits.
@@ -5686,7 +5933,7 @@ type SetRateLimitsRequest struct {
 
 func (x *SetRateLimitsRequest) Reset() {
 	*x = SetRateLimitsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5698,7 +5945,7 @@ func (x *SetRateLimitsRequest) String() string {
 func (*SetRateLimitsRequest) ProtoMessage() {}
 
 func (x *SetRateLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[100]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5711,7 +5958,7 @@ func (x *SetRateLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRateLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetRateLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{100}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *SetRateLimitsRequest) GetGatewayId() string {
@@ -5744,7 +5991,7 @@ type SetRateLimitsResponse struct {
 
 func (x *SetRateLimitsResponse) Reset() {
 	*x = SetRateLimitsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5756,7 +6003,7 @@ func (x *SetRateLimitsResponse) String() string {
 func (*SetRateLimitsResponse) ProtoMessage() {}
 
 func (x *SetRateLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[101]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5769,7 +6016,7 @@ func (x *SetRateLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRateLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetRateLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{101}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{106}
 }
 
 // ClientKey authenticates an MCP client at the tenant's gateways.
@@ -5787,7 +6034,7 @@ type ClientKey struct {
 
 func (x *ClientKey) Reset() {
 	*x = ClientKey{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5799,7 +6046,7 @@ func (x *ClientKey) String() string {
 func (*ClientKey) ProtoMessage() {}
 
 func (x *ClientKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[102]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5812,7 +6059,7 @@ func (x *ClientKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
 func (*ClientKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{102}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ClientKey) GetId() string {
@@ -5859,7 +6106,7 @@ type ListClientKeysRequest struct {
 
 func (x *ListClientKeysRequest) Reset() {
 	*x = ListClientKeysRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5871,7 +6118,7 @@ func (x *ListClientKeysRequest) String() string {
 func (*ListClientKeysRequest) ProtoMessage() {}
 
 func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[103]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5884,7 +6131,7 @@ func (x *ListClientKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListClientKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{103}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{108}
 }
 
 // ListClientKeysResponse lists keys.
@@ -5897,7 +6144,7 @@ type ListClientKeysResponse struct {
 
 func (x *ListClientKeysResponse) Reset() {
 	*x = ListClientKeysResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5909,7 +6156,7 @@ func (x *ListClientKeysResponse) String() string {
 func (*ListClientKeysResponse) ProtoMessage() {}
 
 func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[104]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5922,7 +6169,7 @@ func (x *ListClientKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListClientKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{104}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *ListClientKeysResponse) GetKeys() []*ClientKey {
@@ -5943,7 +6190,7 @@ type CreateClientKeyRequest struct {
 
 func (x *CreateClientKeyRequest) Reset() {
 	*x = CreateClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5955,7 +6202,7 @@ func (x *CreateClientKeyRequest) String() string {
 func (*CreateClientKeyRequest) ProtoMessage() {}
 
 func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[105]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5968,7 +6215,7 @@ func (x *CreateClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{105}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *CreateClientKeyRequest) GetName() string {
@@ -5997,7 +6244,7 @@ type CreateClientKeyResponse struct {
 
 func (x *CreateClientKeyResponse) Reset() {
 	*x = CreateClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6009,7 +6256,7 @@ func (x *CreateClientKeyResponse) String() string {
 func (*CreateClientKeyResponse) ProtoMessage() {}
 
 func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[106]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6022,7 +6269,7 @@ func (x *CreateClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{106}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *CreateClientKeyResponse) GetKey() *ClientKey {
@@ -6049,7 +6296,7 @@ type RevokeClientKeyRequest struct {
 
 func (x *RevokeClientKeyRequest) Reset() {
 	*x = RevokeClientKeyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6061,7 +6308,7 @@ func (x *RevokeClientKeyRequest) String() string {
 func (*RevokeClientKeyRequest) ProtoMessage() {}
 
 func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[107]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6074,7 +6321,7 @@ func (x *RevokeClientKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{107}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *RevokeClientKeyRequest) GetId() string {
@@ -6093,7 +6340,7 @@ type RevokeClientKeyResponse struct {
 
 func (x *RevokeClientKeyResponse) Reset() {
 	*x = RevokeClientKeyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6105,7 +6352,7 @@ func (x *RevokeClientKeyResponse) String() string {
 func (*RevokeClientKeyResponse) ProtoMessage() {}
 
 func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[108]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6118,7 +6365,7 @@ func (x *RevokeClientKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClientKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClientKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{108}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{113}
 }
 
 // SetClientAuthRequest sets a gateway's client authentication.
@@ -6132,7 +6379,7 @@ type SetClientAuthRequest struct {
 
 func (x *SetClientAuthRequest) Reset() {
 	*x = SetClientAuthRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[109]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6144,7 +6391,7 @@ func (x *SetClientAuthRequest) String() string {
 func (*SetClientAuthRequest) ProtoMessage() {}
 
 func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[109]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6157,7 +6404,7 @@ func (x *SetClientAuthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthRequest.ProtoReflect.Descriptor instead.
 func (*SetClientAuthRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{109}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *SetClientAuthRequest) GetGatewayId() string {
@@ -6183,7 +6430,7 @@ type SetClientAuthResponse struct {
 
 func (x *SetClientAuthResponse) Reset() {
 	*x = SetClientAuthResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[110]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6195,7 +6442,7 @@ func (x *SetClientAuthResponse) String() string {
 func (*SetClientAuthResponse) ProtoMessage() {}
 
 func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[110]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6208,7 +6455,7 @@ func (x *SetClientAuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClientAuthResponse.ProtoReflect.Descriptor instead.
 func (*SetClientAuthResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{110}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{115}
 }
 
 // AccessRule lets or stops a principal calling tools on a virtual server.
@@ -6236,7 +6483,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[111]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6248,7 +6495,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[111]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6261,7 +6508,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{111}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *AccessRule) GetId() string {
@@ -6337,7 +6584,7 @@ type ListAccessRulesRequest struct {
 
 func (x *ListAccessRulesRequest) Reset() {
 	*x = ListAccessRulesRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[112]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6349,7 +6596,7 @@ func (x *ListAccessRulesRequest) String() string {
 func (*ListAccessRulesRequest) ProtoMessage() {}
 
 func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[112]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6362,7 +6609,7 @@ func (x *ListAccessRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{112}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *ListAccessRulesRequest) GetGatewayId() string {
@@ -6382,7 +6629,7 @@ type ListAccessRulesResponse struct {
 
 func (x *ListAccessRulesResponse) Reset() {
 	*x = ListAccessRulesResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[113]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6394,7 +6641,7 @@ func (x *ListAccessRulesResponse) String() string {
 func (*ListAccessRulesResponse) ProtoMessage() {}
 
 func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[113]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6407,7 +6654,7 @@ func (x *ListAccessRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessRulesResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{113}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *ListAccessRulesResponse) GetRules() []*AccessRule {
@@ -6427,7 +6674,7 @@ type CreateAccessRuleRequest struct {
 
 func (x *CreateAccessRuleRequest) Reset() {
 	*x = CreateAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[114]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6439,7 +6686,7 @@ func (x *CreateAccessRuleRequest) String() string {
 func (*CreateAccessRuleRequest) ProtoMessage() {}
 
 func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[114]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6452,7 +6699,7 @@ func (x *CreateAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{114}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *CreateAccessRuleRequest) GetRule() *AccessRule {
@@ -6472,7 +6719,7 @@ type CreateAccessRuleResponse struct {
 
 func (x *CreateAccessRuleResponse) Reset() {
 	*x = CreateAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[115]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6484,7 +6731,7 @@ func (x *CreateAccessRuleResponse) String() string {
 func (*CreateAccessRuleResponse) ProtoMessage() {}
 
 func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[115]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6497,7 +6744,7 @@ func (x *CreateAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{115}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *CreateAccessRuleResponse) GetRule() *AccessRule {
@@ -6517,7 +6764,7 @@ type DeleteAccessRuleRequest struct {
 
 func (x *DeleteAccessRuleRequest) Reset() {
 	*x = DeleteAccessRuleRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[116]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6529,7 +6776,7 @@ func (x *DeleteAccessRuleRequest) String() string {
 func (*DeleteAccessRuleRequest) ProtoMessage() {}
 
 func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[116]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6542,7 +6789,7 @@ func (x *DeleteAccessRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{116}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *DeleteAccessRuleRequest) GetId() string {
@@ -6561,7 +6808,7 @@ type DeleteAccessRuleResponse struct {
 
 func (x *DeleteAccessRuleResponse) Reset() {
 	*x = DeleteAccessRuleResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[117]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6573,7 +6820,7 @@ func (x *DeleteAccessRuleResponse) String() string {
 func (*DeleteAccessRuleResponse) ProtoMessage() {}
 
 func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[117]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6586,7 +6833,7 @@ func (x *DeleteAccessRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccessRuleResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{117}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{122}
 }
 
 // GetResultScanningRequest is empty.
@@ -6598,7 +6845,7 @@ type GetResultScanningRequest struct {
 
 func (x *GetResultScanningRequest) Reset() {
 	*x = GetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[118]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6610,7 +6857,7 @@ func (x *GetResultScanningRequest) String() string {
 func (*GetResultScanningRequest) ProtoMessage() {}
 
 func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[118]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6623,7 +6870,7 @@ func (x *GetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*GetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{118}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{123}
 }
 
 // GetResultScanningResponse has the setting.
@@ -6636,7 +6883,7 @@ type GetResultScanningResponse struct {
 
 func (x *GetResultScanningResponse) Reset() {
 	*x = GetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[119]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6648,7 +6895,7 @@ func (x *GetResultScanningResponse) String() string {
 func (*GetResultScanningResponse) ProtoMessage() {}
 
 func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[119]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6661,7 +6908,7 @@ func (x *GetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*GetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{119}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *GetResultScanningResponse) GetAction() ResultAction {
@@ -6681,7 +6928,7 @@ type SetResultScanningRequest struct {
 
 func (x *SetResultScanningRequest) Reset() {
 	*x = SetResultScanningRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[120]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6693,7 +6940,7 @@ func (x *SetResultScanningRequest) String() string {
 func (*SetResultScanningRequest) ProtoMessage() {}
 
 func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[120]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6706,7 +6953,7 @@ func (x *SetResultScanningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningRequest.ProtoReflect.Descriptor instead.
 func (*SetResultScanningRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{120}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *SetResultScanningRequest) GetAction() ResultAction {
@@ -6725,7 +6972,7 @@ type SetResultScanningResponse struct {
 
 func (x *SetResultScanningResponse) Reset() {
 	*x = SetResultScanningResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[121]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6737,7 +6984,7 @@ func (x *SetResultScanningResponse) String() string {
 func (*SetResultScanningResponse) ProtoMessage() {}
 
 func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[121]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6750,7 +6997,7 @@ func (x *SetResultScanningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResultScanningResponse.ProtoReflect.Descriptor instead.
 func (*SetResultScanningResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{121}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{126}
 }
 
 // CallEvent is one MCP request a gateway handled.
@@ -6775,7 +7022,7 @@ type CallEvent struct {
 
 func (x *CallEvent) Reset() {
 	*x = CallEvent{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[122]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6787,7 +7034,7 @@ func (x *CallEvent) String() string {
 func (*CallEvent) ProtoMessage() {}
 
 func (x *CallEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[122]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6800,7 +7047,7 @@ func (x *CallEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
 func (*CallEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{122}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{127}
 }
 
 func (x *CallEvent) GetId() string {
@@ -6902,7 +7149,7 @@ type TrafficPoint struct {
 
 func (x *TrafficPoint) Reset() {
 	*x = TrafficPoint{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[123]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6914,7 +7161,7 @@ func (x *TrafficPoint) String() string {
 func (*TrafficPoint) ProtoMessage() {}
 
 func (x *TrafficPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[123]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6927,7 +7174,7 @@ func (x *TrafficPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficPoint.ProtoReflect.Descriptor instead.
 func (*TrafficPoint) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{123}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{128}
 }
 
 func (x *TrafficPoint) GetMinute() *timestamppb.Timestamp {
@@ -6982,7 +7229,7 @@ type ListCallEventsRequest struct {
 
 func (x *ListCallEventsRequest) Reset() {
 	*x = ListCallEventsRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[124]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6994,7 +7241,7 @@ func (x *ListCallEventsRequest) String() string {
 func (*ListCallEventsRequest) ProtoMessage() {}
 
 func (x *ListCallEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[124]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7007,7 +7254,7 @@ func (x *ListCallEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCallEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListCallEventsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{124}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{129}
 }
 
 func (x *ListCallEventsRequest) GetDecision() string {
@@ -7055,7 +7302,7 @@ type ListCallEventsResponse struct {
 
 func (x *ListCallEventsResponse) Reset() {
 	*x = ListCallEventsResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[125]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[130]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7067,7 +7314,7 @@ func (x *ListCallEventsResponse) String() string {
 func (*ListCallEventsResponse) ProtoMessage() {}
 
 func (x *ListCallEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[125]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[130]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7080,7 +7327,7 @@ func (x *ListCallEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCallEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListCallEventsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{125}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{130}
 }
 
 func (x *ListCallEventsResponse) GetEvents() []*CallEvent {
@@ -7101,7 +7348,7 @@ type GetTrafficRequest struct {
 
 func (x *GetTrafficRequest) Reset() {
 	*x = GetTrafficRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[126]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[131]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7113,7 +7360,7 @@ func (x *GetTrafficRequest) String() string {
 func (*GetTrafficRequest) ProtoMessage() {}
 
 func (x *GetTrafficRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[126]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[131]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7126,7 +7373,7 @@ func (x *GetTrafficRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficRequest.ProtoReflect.Descriptor instead.
 func (*GetTrafficRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{126}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{131}
 }
 
 func (x *GetTrafficRequest) GetSince() *timestamppb.Timestamp {
@@ -7153,7 +7400,7 @@ type GetTrafficResponse struct {
 
 func (x *GetTrafficResponse) Reset() {
 	*x = GetTrafficResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[127]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[132]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7165,7 +7412,7 @@ func (x *GetTrafficResponse) String() string {
 func (*GetTrafficResponse) ProtoMessage() {}
 
 func (x *GetTrafficResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[127]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[132]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7178,7 +7425,7 @@ func (x *GetTrafficResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrafficResponse.ProtoReflect.Descriptor instead.
 func (*GetTrafficResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{127}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{132}
 }
 
 func (x *GetTrafficResponse) GetPoints() []*TrafficPoint {
@@ -7197,7 +7444,20 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04slug\x18\x02 \x01(\tR\x04slug\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12-\n" +
-	"\x04role\x18\x04 \x01(\x0e2\x19.portcullis.admin.v1.RoleR\x04role\"\x14\n" +
+	"\x04role\x18\x04 \x01(\x0e2\x19.portcullis.admin.v1.RoleR\x04role\"\x16\n" +
+	"\x14GetSigningKeyRequest\"J\n" +
+	"\x15GetSigningKeyResponse\x121\n" +
+	"\x03key\x18\x01 \x01(\v2\x1f.portcullis.admin.v1.SigningKeyR\x03key\"j\n" +
+	"\n" +
+	"SigningKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
+	"\vnext_key_id\x18\x02 \x01(\tR\tnextKeyId\x12%\n" +
+	"\x0epending_agents\x18\x03 \x03(\tR\rpendingAgents\"G\n" +
+	"\x17RotateSigningKeyRequest\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"M\n" +
+	"\x18RotateSigningKeyResponse\x121\n" +
+	"\x03key\x18\x01 \x01(\v2\x1f.portcullis.admin.v1.SigningKeyR\x03key\"\x14\n" +
 	"\x12ListTenantsRequest\"L\n" +
 	"\x13ListTenantsResponse\x125\n" +
 	"\atenants\x18\x01 \x03(\v2\x1b.portcullis.admin.v1.TenantR\atenants\"=\n" +
@@ -7668,10 +7928,12 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x19RESULT_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESULT_ACTION_ANNOTATE\x10\x01\x12\x18\n" +
 	"\x14RESULT_ACTION_REDACT\x10\x02\x12\x17\n" +
-	"\x13RESULT_ACTION_BLOCK\x10\x032\xd6\x01\n" +
+	"\x13RESULT_ACTION_BLOCK\x10\x032\xaf\x03\n" +
 	"\rTenantService\x12`\n" +
 	"\vListTenants\x12'.portcullis.admin.v1.ListTenantsRequest\x1a(.portcullis.admin.v1.ListTenantsResponse\x12c\n" +
-	"\fCreateTenant\x12(.portcullis.admin.v1.CreateTenantRequest\x1a).portcullis.admin.v1.CreateTenantResponse2\xa3\x03\n" +
+	"\fCreateTenant\x12(.portcullis.admin.v1.CreateTenantRequest\x1a).portcullis.admin.v1.CreateTenantResponse\x12f\n" +
+	"\rGetSigningKey\x12).portcullis.admin.v1.GetSigningKeyRequest\x1a*.portcullis.admin.v1.GetSigningKeyResponse\x12o\n" +
+	"\x10RotateSigningKey\x12,.portcullis.admin.v1.RotateSigningKeyRequest\x1a-.portcullis.admin.v1.RotateSigningKeyResponse2\xa3\x03\n" +
 	"\rMemberService\x12`\n" +
 	"\vListMembers\x12'.portcullis.admin.v1.ListMembersRequest\x1a(.portcullis.admin.v1.ListMembersResponse\x12c\n" +
 	"\fInviteMember\x12(.portcullis.admin.v1.InviteMemberRequest\x1a).portcullis.admin.v1.InviteMemberResponse\x12f\n" +
@@ -7755,329 +8017,340 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 129)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 134)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                                 // 0: portcullis.admin.v1.Role
 	(Transport)(0),                            // 1: portcullis.admin.v1.Transport
 	(ResultAction)(0),                         // 2: portcullis.admin.v1.ResultAction
 	(*Tenant)(nil),                            // 3: portcullis.admin.v1.Tenant
-	(*ListTenantsRequest)(nil),                // 4: portcullis.admin.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),               // 5: portcullis.admin.v1.ListTenantsResponse
-	(*CreateTenantRequest)(nil),               // 6: portcullis.admin.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),              // 7: portcullis.admin.v1.CreateTenantResponse
-	(*Member)(nil),                            // 8: portcullis.admin.v1.Member
-	(*ListMembersRequest)(nil),                // 9: portcullis.admin.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),               // 10: portcullis.admin.v1.ListMembersResponse
-	(*InviteMemberRequest)(nil),               // 11: portcullis.admin.v1.InviteMemberRequest
-	(*InviteMemberResponse)(nil),              // 12: portcullis.admin.v1.InviteMemberResponse
-	(*SetMemberRoleRequest)(nil),              // 13: portcullis.admin.v1.SetMemberRoleRequest
-	(*SetMemberRoleResponse)(nil),             // 14: portcullis.admin.v1.SetMemberRoleResponse
-	(*RemoveMemberRequest)(nil),               // 15: portcullis.admin.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),              // 16: portcullis.admin.v1.RemoveMemberResponse
-	(*Agent)(nil),                             // 17: portcullis.admin.v1.Agent
-	(*Gateway)(nil),                           // 18: portcullis.admin.v1.Gateway
-	(*RevokeAgentRequest)(nil),                // 19: portcullis.admin.v1.RevokeAgentRequest
-	(*RevokeAgentResponse)(nil),               // 20: portcullis.admin.v1.RevokeAgentResponse
-	(*UpdateGatewayRequest)(nil),              // 21: portcullis.admin.v1.UpdateGatewayRequest
-	(*UpdateGatewayResponse)(nil),             // 22: portcullis.admin.v1.UpdateGatewayResponse
-	(*DeleteGatewayRequest)(nil),              // 23: portcullis.admin.v1.DeleteGatewayRequest
-	(*DeleteGatewayResponse)(nil),             // 24: portcullis.admin.v1.DeleteGatewayResponse
-	(*ListEnrollmentTokensRequest)(nil),       // 25: portcullis.admin.v1.ListEnrollmentTokensRequest
-	(*ListEnrollmentTokensResponse)(nil),      // 26: portcullis.admin.v1.ListEnrollmentTokensResponse
-	(*EnrollmentToken)(nil),                   // 27: portcullis.admin.v1.EnrollmentToken
-	(*RevokeEnrollmentTokenRequest)(nil),      // 28: portcullis.admin.v1.RevokeEnrollmentTokenRequest
-	(*RevokeEnrollmentTokenResponse)(nil),     // 29: portcullis.admin.v1.RevokeEnrollmentTokenResponse
-	(*ListGatewaysRequest)(nil),               // 30: portcullis.admin.v1.ListGatewaysRequest
-	(*ListGatewaysResponse)(nil),              // 31: portcullis.admin.v1.ListGatewaysResponse
-	(*GetGatewayRequest)(nil),                 // 32: portcullis.admin.v1.GetGatewayRequest
-	(*GetGatewayResponse)(nil),                // 33: portcullis.admin.v1.GetGatewayResponse
-	(*CreateGatewayRequest)(nil),              // 34: portcullis.admin.v1.CreateGatewayRequest
-	(*CreateGatewayResponse)(nil),             // 35: portcullis.admin.v1.CreateGatewayResponse
-	(*CreateEnrollmentTokenRequest)(nil),      // 36: portcullis.admin.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil),     // 37: portcullis.admin.v1.CreateEnrollmentTokenResponse
-	(*Upstream)(nil),                          // 38: portcullis.admin.v1.Upstream
-	(*UpdateUpstreamRequest)(nil),             // 39: portcullis.admin.v1.UpdateUpstreamRequest
-	(*UpdateUpstreamResponse)(nil),            // 40: portcullis.admin.v1.UpdateUpstreamResponse
-	(*DeleteUpstreamRequest)(nil),             // 41: portcullis.admin.v1.DeleteUpstreamRequest
-	(*DeleteUpstreamResponse)(nil),            // 42: portcullis.admin.v1.DeleteUpstreamResponse
-	(*ListUpstreamsRequest)(nil),              // 43: portcullis.admin.v1.ListUpstreamsRequest
-	(*ListUpstreamsResponse)(nil),             // 44: portcullis.admin.v1.ListUpstreamsResponse
-	(*CreateUpstreamRequest)(nil),             // 45: portcullis.admin.v1.CreateUpstreamRequest
-	(*CreateUpstreamResponse)(nil),            // 46: portcullis.admin.v1.CreateUpstreamResponse
-	(*VirtualServer)(nil),                     // 47: portcullis.admin.v1.VirtualServer
-	(*ToolRename)(nil),                        // 48: portcullis.admin.v1.ToolRename
-	(*UpdateVirtualServerRequest)(nil),        // 49: portcullis.admin.v1.UpdateVirtualServerRequest
-	(*UpdateVirtualServerResponse)(nil),       // 50: portcullis.admin.v1.UpdateVirtualServerResponse
-	(*DeleteVirtualServerRequest)(nil),        // 51: portcullis.admin.v1.DeleteVirtualServerRequest
-	(*DeleteVirtualServerResponse)(nil),       // 52: portcullis.admin.v1.DeleteVirtualServerResponse
-	(*ListVirtualServersRequest)(nil),         // 53: portcullis.admin.v1.ListVirtualServersRequest
-	(*ListVirtualServersResponse)(nil),        // 54: portcullis.admin.v1.ListVirtualServersResponse
-	(*CreateVirtualServerRequest)(nil),        // 55: portcullis.admin.v1.CreateVirtualServerRequest
-	(*CreateVirtualServerResponse)(nil),       // 56: portcullis.admin.v1.CreateVirtualServerResponse
-	(*Tool)(nil),                              // 57: portcullis.admin.v1.Tool
-	(*SetToolLabelsRequest)(nil),              // 58: portcullis.admin.v1.SetToolLabelsRequest
-	(*SetToolLabelsResponse)(nil),             // 59: portcullis.admin.v1.SetToolLabelsResponse
-	(*ListToolsRequest)(nil),                  // 60: portcullis.admin.v1.ListToolsRequest
-	(*ListToolsResponse)(nil),                 // 61: portcullis.admin.v1.ListToolsResponse
-	(*PinToolRequest)(nil),                    // 62: portcullis.admin.v1.PinToolRequest
-	(*PinToolResponse)(nil),                   // 63: portcullis.admin.v1.PinToolResponse
-	(*UnpinToolRequest)(nil),                  // 64: portcullis.admin.v1.UnpinToolRequest
-	(*UnpinToolResponse)(nil),                 // 65: portcullis.admin.v1.UnpinToolResponse
-	(*APIKey)(nil),                            // 66: portcullis.admin.v1.APIKey
-	(*ListAPIKeysRequest)(nil),                // 67: portcullis.admin.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),               // 68: portcullis.admin.v1.ListAPIKeysResponse
-	(*CreateAPIKeyRequest)(nil),               // 69: portcullis.admin.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),              // 70: portcullis.admin.v1.CreateAPIKeyResponse
-	(*RevokeAPIKeyRequest)(nil),               // 71: portcullis.admin.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),              // 72: portcullis.admin.v1.RevokeAPIKeyResponse
-	(*AuditEvent)(nil),                        // 73: portcullis.admin.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),            // 74: portcullis.admin.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),           // 75: portcullis.admin.v1.ListAuditEventsResponse
-	(*ChangeRequest)(nil),                     // 76: portcullis.admin.v1.ChangeRequest
-	(*Finding)(nil),                           // 77: portcullis.admin.v1.Finding
-	(*DiffLine)(nil),                          // 78: portcullis.admin.v1.DiffLine
-	(*Decision)(nil),                          // 79: portcullis.admin.v1.Decision
-	(*AgentProgress)(nil),                     // 80: portcullis.admin.v1.AgentProgress
-	(*ListChangeRequestsRequest)(nil),         // 81: portcullis.admin.v1.ListChangeRequestsRequest
-	(*ListChangeRequestsResponse)(nil),        // 82: portcullis.admin.v1.ListChangeRequestsResponse
-	(*GetChangeRequestRequest)(nil),           // 83: portcullis.admin.v1.GetChangeRequestRequest
-	(*GetChangeRequestResponse)(nil),          // 84: portcullis.admin.v1.GetChangeRequestResponse
-	(*ProposeChangeRequest)(nil),              // 85: portcullis.admin.v1.ProposeChangeRequest
-	(*ProposeChangeResponse)(nil),             // 86: portcullis.admin.v1.ProposeChangeResponse
-	(*ApproveChangeRequest)(nil),              // 87: portcullis.admin.v1.ApproveChangeRequest
-	(*ApproveChangeResponse)(nil),             // 88: portcullis.admin.v1.ApproveChangeResponse
-	(*RejectChangeRequest)(nil),               // 89: portcullis.admin.v1.RejectChangeRequest
-	(*RejectChangeResponse)(nil),              // 90: portcullis.admin.v1.RejectChangeResponse
-	(*GetApprovalPolicyRequest)(nil),          // 91: portcullis.admin.v1.GetApprovalPolicyRequest
-	(*GetApprovalPolicyResponse)(nil),         // 92: portcullis.admin.v1.GetApprovalPolicyResponse
-	(*SetApprovalPolicyRequest)(nil),          // 93: portcullis.admin.v1.SetApprovalPolicyRequest
-	(*SetApprovalPolicyResponse)(nil),         // 94: portcullis.admin.v1.SetApprovalPolicyResponse
-	(*ExportPinsRequest)(nil),                 // 95: portcullis.admin.v1.ExportPinsRequest
-	(*ExportPinsResponse)(nil),                // 96: portcullis.admin.v1.ExportPinsResponse
-	(*ImportPinsRequest)(nil),                 // 97: portcullis.admin.v1.ImportPinsRequest
-	(*ImportPinsResponse)(nil),                // 98: portcullis.admin.v1.ImportPinsResponse
-	(*GetClientIdentityProviderRequest)(nil),  // 99: portcullis.admin.v1.GetClientIdentityProviderRequest
-	(*GetClientIdentityProviderResponse)(nil), // 100: portcullis.admin.v1.GetClientIdentityProviderResponse
-	(*SetClientIdentityProviderRequest)(nil),  // 101: portcullis.admin.v1.SetClientIdentityProviderRequest
-	(*SetClientIdentityProviderResponse)(nil), // 102: portcullis.admin.v1.SetClientIdentityProviderResponse
-	(*SetRateLimitsRequest)(nil),              // 103: portcullis.admin.v1.SetRateLimitsRequest
-	(*SetRateLimitsResponse)(nil),             // 104: portcullis.admin.v1.SetRateLimitsResponse
-	(*ClientKey)(nil),                         // 105: portcullis.admin.v1.ClientKey
-	(*ListClientKeysRequest)(nil),             // 106: portcullis.admin.v1.ListClientKeysRequest
-	(*ListClientKeysResponse)(nil),            // 107: portcullis.admin.v1.ListClientKeysResponse
-	(*CreateClientKeyRequest)(nil),            // 108: portcullis.admin.v1.CreateClientKeyRequest
-	(*CreateClientKeyResponse)(nil),           // 109: portcullis.admin.v1.CreateClientKeyResponse
-	(*RevokeClientKeyRequest)(nil),            // 110: portcullis.admin.v1.RevokeClientKeyRequest
-	(*RevokeClientKeyResponse)(nil),           // 111: portcullis.admin.v1.RevokeClientKeyResponse
-	(*SetClientAuthRequest)(nil),              // 112: portcullis.admin.v1.SetClientAuthRequest
-	(*SetClientAuthResponse)(nil),             // 113: portcullis.admin.v1.SetClientAuthResponse
-	(*AccessRule)(nil),                        // 114: portcullis.admin.v1.AccessRule
-	(*ListAccessRulesRequest)(nil),            // 115: portcullis.admin.v1.ListAccessRulesRequest
-	(*ListAccessRulesResponse)(nil),           // 116: portcullis.admin.v1.ListAccessRulesResponse
-	(*CreateAccessRuleRequest)(nil),           // 117: portcullis.admin.v1.CreateAccessRuleRequest
-	(*CreateAccessRuleResponse)(nil),          // 118: portcullis.admin.v1.CreateAccessRuleResponse
-	(*DeleteAccessRuleRequest)(nil),           // 119: portcullis.admin.v1.DeleteAccessRuleRequest
-	(*DeleteAccessRuleResponse)(nil),          // 120: portcullis.admin.v1.DeleteAccessRuleResponse
-	(*GetResultScanningRequest)(nil),          // 121: portcullis.admin.v1.GetResultScanningRequest
-	(*GetResultScanningResponse)(nil),         // 122: portcullis.admin.v1.GetResultScanningResponse
-	(*SetResultScanningRequest)(nil),          // 123: portcullis.admin.v1.SetResultScanningRequest
-	(*SetResultScanningResponse)(nil),         // 124: portcullis.admin.v1.SetResultScanningResponse
-	(*CallEvent)(nil),                         // 125: portcullis.admin.v1.CallEvent
-	(*TrafficPoint)(nil),                      // 126: portcullis.admin.v1.TrafficPoint
-	(*ListCallEventsRequest)(nil),             // 127: portcullis.admin.v1.ListCallEventsRequest
-	(*ListCallEventsResponse)(nil),            // 128: portcullis.admin.v1.ListCallEventsResponse
-	(*GetTrafficRequest)(nil),                 // 129: portcullis.admin.v1.GetTrafficRequest
-	(*GetTrafficResponse)(nil),                // 130: portcullis.admin.v1.GetTrafficResponse
-	nil,                                       // 131: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),             // 132: google.protobuf.Timestamp
+	(*GetSigningKeyRequest)(nil),              // 4: portcullis.admin.v1.GetSigningKeyRequest
+	(*GetSigningKeyResponse)(nil),             // 5: portcullis.admin.v1.GetSigningKeyResponse
+	(*SigningKey)(nil),                        // 6: portcullis.admin.v1.SigningKey
+	(*RotateSigningKeyRequest)(nil),           // 7: portcullis.admin.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),          // 8: portcullis.admin.v1.RotateSigningKeyResponse
+	(*ListTenantsRequest)(nil),                // 9: portcullis.admin.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),               // 10: portcullis.admin.v1.ListTenantsResponse
+	(*CreateTenantRequest)(nil),               // 11: portcullis.admin.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),              // 12: portcullis.admin.v1.CreateTenantResponse
+	(*Member)(nil),                            // 13: portcullis.admin.v1.Member
+	(*ListMembersRequest)(nil),                // 14: portcullis.admin.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),               // 15: portcullis.admin.v1.ListMembersResponse
+	(*InviteMemberRequest)(nil),               // 16: portcullis.admin.v1.InviteMemberRequest
+	(*InviteMemberResponse)(nil),              // 17: portcullis.admin.v1.InviteMemberResponse
+	(*SetMemberRoleRequest)(nil),              // 18: portcullis.admin.v1.SetMemberRoleRequest
+	(*SetMemberRoleResponse)(nil),             // 19: portcullis.admin.v1.SetMemberRoleResponse
+	(*RemoveMemberRequest)(nil),               // 20: portcullis.admin.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),              // 21: portcullis.admin.v1.RemoveMemberResponse
+	(*Agent)(nil),                             // 22: portcullis.admin.v1.Agent
+	(*Gateway)(nil),                           // 23: portcullis.admin.v1.Gateway
+	(*RevokeAgentRequest)(nil),                // 24: portcullis.admin.v1.RevokeAgentRequest
+	(*RevokeAgentResponse)(nil),               // 25: portcullis.admin.v1.RevokeAgentResponse
+	(*UpdateGatewayRequest)(nil),              // 26: portcullis.admin.v1.UpdateGatewayRequest
+	(*UpdateGatewayResponse)(nil),             // 27: portcullis.admin.v1.UpdateGatewayResponse
+	(*DeleteGatewayRequest)(nil),              // 28: portcullis.admin.v1.DeleteGatewayRequest
+	(*DeleteGatewayResponse)(nil),             // 29: portcullis.admin.v1.DeleteGatewayResponse
+	(*ListEnrollmentTokensRequest)(nil),       // 30: portcullis.admin.v1.ListEnrollmentTokensRequest
+	(*ListEnrollmentTokensResponse)(nil),      // 31: portcullis.admin.v1.ListEnrollmentTokensResponse
+	(*EnrollmentToken)(nil),                   // 32: portcullis.admin.v1.EnrollmentToken
+	(*RevokeEnrollmentTokenRequest)(nil),      // 33: portcullis.admin.v1.RevokeEnrollmentTokenRequest
+	(*RevokeEnrollmentTokenResponse)(nil),     // 34: portcullis.admin.v1.RevokeEnrollmentTokenResponse
+	(*ListGatewaysRequest)(nil),               // 35: portcullis.admin.v1.ListGatewaysRequest
+	(*ListGatewaysResponse)(nil),              // 36: portcullis.admin.v1.ListGatewaysResponse
+	(*GetGatewayRequest)(nil),                 // 37: portcullis.admin.v1.GetGatewayRequest
+	(*GetGatewayResponse)(nil),                // 38: portcullis.admin.v1.GetGatewayResponse
+	(*CreateGatewayRequest)(nil),              // 39: portcullis.admin.v1.CreateGatewayRequest
+	(*CreateGatewayResponse)(nil),             // 40: portcullis.admin.v1.CreateGatewayResponse
+	(*CreateEnrollmentTokenRequest)(nil),      // 41: portcullis.admin.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil),     // 42: portcullis.admin.v1.CreateEnrollmentTokenResponse
+	(*Upstream)(nil),                          // 43: portcullis.admin.v1.Upstream
+	(*UpdateUpstreamRequest)(nil),             // 44: portcullis.admin.v1.UpdateUpstreamRequest
+	(*UpdateUpstreamResponse)(nil),            // 45: portcullis.admin.v1.UpdateUpstreamResponse
+	(*DeleteUpstreamRequest)(nil),             // 46: portcullis.admin.v1.DeleteUpstreamRequest
+	(*DeleteUpstreamResponse)(nil),            // 47: portcullis.admin.v1.DeleteUpstreamResponse
+	(*ListUpstreamsRequest)(nil),              // 48: portcullis.admin.v1.ListUpstreamsRequest
+	(*ListUpstreamsResponse)(nil),             // 49: portcullis.admin.v1.ListUpstreamsResponse
+	(*CreateUpstreamRequest)(nil),             // 50: portcullis.admin.v1.CreateUpstreamRequest
+	(*CreateUpstreamResponse)(nil),            // 51: portcullis.admin.v1.CreateUpstreamResponse
+	(*VirtualServer)(nil),                     // 52: portcullis.admin.v1.VirtualServer
+	(*ToolRename)(nil),                        // 53: portcullis.admin.v1.ToolRename
+	(*UpdateVirtualServerRequest)(nil),        // 54: portcullis.admin.v1.UpdateVirtualServerRequest
+	(*UpdateVirtualServerResponse)(nil),       // 55: portcullis.admin.v1.UpdateVirtualServerResponse
+	(*DeleteVirtualServerRequest)(nil),        // 56: portcullis.admin.v1.DeleteVirtualServerRequest
+	(*DeleteVirtualServerResponse)(nil),       // 57: portcullis.admin.v1.DeleteVirtualServerResponse
+	(*ListVirtualServersRequest)(nil),         // 58: portcullis.admin.v1.ListVirtualServersRequest
+	(*ListVirtualServersResponse)(nil),        // 59: portcullis.admin.v1.ListVirtualServersResponse
+	(*CreateVirtualServerRequest)(nil),        // 60: portcullis.admin.v1.CreateVirtualServerRequest
+	(*CreateVirtualServerResponse)(nil),       // 61: portcullis.admin.v1.CreateVirtualServerResponse
+	(*Tool)(nil),                              // 62: portcullis.admin.v1.Tool
+	(*SetToolLabelsRequest)(nil),              // 63: portcullis.admin.v1.SetToolLabelsRequest
+	(*SetToolLabelsResponse)(nil),             // 64: portcullis.admin.v1.SetToolLabelsResponse
+	(*ListToolsRequest)(nil),                  // 65: portcullis.admin.v1.ListToolsRequest
+	(*ListToolsResponse)(nil),                 // 66: portcullis.admin.v1.ListToolsResponse
+	(*PinToolRequest)(nil),                    // 67: portcullis.admin.v1.PinToolRequest
+	(*PinToolResponse)(nil),                   // 68: portcullis.admin.v1.PinToolResponse
+	(*UnpinToolRequest)(nil),                  // 69: portcullis.admin.v1.UnpinToolRequest
+	(*UnpinToolResponse)(nil),                 // 70: portcullis.admin.v1.UnpinToolResponse
+	(*APIKey)(nil),                            // 71: portcullis.admin.v1.APIKey
+	(*ListAPIKeysRequest)(nil),                // 72: portcullis.admin.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),               // 73: portcullis.admin.v1.ListAPIKeysResponse
+	(*CreateAPIKeyRequest)(nil),               // 74: portcullis.admin.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),              // 75: portcullis.admin.v1.CreateAPIKeyResponse
+	(*RevokeAPIKeyRequest)(nil),               // 76: portcullis.admin.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),              // 77: portcullis.admin.v1.RevokeAPIKeyResponse
+	(*AuditEvent)(nil),                        // 78: portcullis.admin.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),            // 79: portcullis.admin.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),           // 80: portcullis.admin.v1.ListAuditEventsResponse
+	(*ChangeRequest)(nil),                     // 81: portcullis.admin.v1.ChangeRequest
+	(*Finding)(nil),                           // 82: portcullis.admin.v1.Finding
+	(*DiffLine)(nil),                          // 83: portcullis.admin.v1.DiffLine
+	(*Decision)(nil),                          // 84: portcullis.admin.v1.Decision
+	(*AgentProgress)(nil),                     // 85: portcullis.admin.v1.AgentProgress
+	(*ListChangeRequestsRequest)(nil),         // 86: portcullis.admin.v1.ListChangeRequestsRequest
+	(*ListChangeRequestsResponse)(nil),        // 87: portcullis.admin.v1.ListChangeRequestsResponse
+	(*GetChangeRequestRequest)(nil),           // 88: portcullis.admin.v1.GetChangeRequestRequest
+	(*GetChangeRequestResponse)(nil),          // 89: portcullis.admin.v1.GetChangeRequestResponse
+	(*ProposeChangeRequest)(nil),              // 90: portcullis.admin.v1.ProposeChangeRequest
+	(*ProposeChangeResponse)(nil),             // 91: portcullis.admin.v1.ProposeChangeResponse
+	(*ApproveChangeRequest)(nil),              // 92: portcullis.admin.v1.ApproveChangeRequest
+	(*ApproveChangeResponse)(nil),             // 93: portcullis.admin.v1.ApproveChangeResponse
+	(*RejectChangeRequest)(nil),               // 94: portcullis.admin.v1.RejectChangeRequest
+	(*RejectChangeResponse)(nil),              // 95: portcullis.admin.v1.RejectChangeResponse
+	(*GetApprovalPolicyRequest)(nil),          // 96: portcullis.admin.v1.GetApprovalPolicyRequest
+	(*GetApprovalPolicyResponse)(nil),         // 97: portcullis.admin.v1.GetApprovalPolicyResponse
+	(*SetApprovalPolicyRequest)(nil),          // 98: portcullis.admin.v1.SetApprovalPolicyRequest
+	(*SetApprovalPolicyResponse)(nil),         // 99: portcullis.admin.v1.SetApprovalPolicyResponse
+	(*ExportPinsRequest)(nil),                 // 100: portcullis.admin.v1.ExportPinsRequest
+	(*ExportPinsResponse)(nil),                // 101: portcullis.admin.v1.ExportPinsResponse
+	(*ImportPinsRequest)(nil),                 // 102: portcullis.admin.v1.ImportPinsRequest
+	(*ImportPinsResponse)(nil),                // 103: portcullis.admin.v1.ImportPinsResponse
+	(*GetClientIdentityProviderRequest)(nil),  // 104: portcullis.admin.v1.GetClientIdentityProviderRequest
+	(*GetClientIdentityProviderResponse)(nil), // 105: portcullis.admin.v1.GetClientIdentityProviderResponse
+	(*SetClientIdentityProviderRequest)(nil),  // 106: portcullis.admin.v1.SetClientIdentityProviderRequest
+	(*SetClientIdentityProviderResponse)(nil), // 107: portcullis.admin.v1.SetClientIdentityProviderResponse
+	(*SetRateLimitsRequest)(nil),              // 108: portcullis.admin.v1.SetRateLimitsRequest
+	(*SetRateLimitsResponse)(nil),             // 109: portcullis.admin.v1.SetRateLimitsResponse
+	(*ClientKey)(nil),                         // 110: portcullis.admin.v1.ClientKey
+	(*ListClientKeysRequest)(nil),             // 111: portcullis.admin.v1.ListClientKeysRequest
+	(*ListClientKeysResponse)(nil),            // 112: portcullis.admin.v1.ListClientKeysResponse
+	(*CreateClientKeyRequest)(nil),            // 113: portcullis.admin.v1.CreateClientKeyRequest
+	(*CreateClientKeyResponse)(nil),           // 114: portcullis.admin.v1.CreateClientKeyResponse
+	(*RevokeClientKeyRequest)(nil),            // 115: portcullis.admin.v1.RevokeClientKeyRequest
+	(*RevokeClientKeyResponse)(nil),           // 116: portcullis.admin.v1.RevokeClientKeyResponse
+	(*SetClientAuthRequest)(nil),              // 117: portcullis.admin.v1.SetClientAuthRequest
+	(*SetClientAuthResponse)(nil),             // 118: portcullis.admin.v1.SetClientAuthResponse
+	(*AccessRule)(nil),                        // 119: portcullis.admin.v1.AccessRule
+	(*ListAccessRulesRequest)(nil),            // 120: portcullis.admin.v1.ListAccessRulesRequest
+	(*ListAccessRulesResponse)(nil),           // 121: portcullis.admin.v1.ListAccessRulesResponse
+	(*CreateAccessRuleRequest)(nil),           // 122: portcullis.admin.v1.CreateAccessRuleRequest
+	(*CreateAccessRuleResponse)(nil),          // 123: portcullis.admin.v1.CreateAccessRuleResponse
+	(*DeleteAccessRuleRequest)(nil),           // 124: portcullis.admin.v1.DeleteAccessRuleRequest
+	(*DeleteAccessRuleResponse)(nil),          // 125: portcullis.admin.v1.DeleteAccessRuleResponse
+	(*GetResultScanningRequest)(nil),          // 126: portcullis.admin.v1.GetResultScanningRequest
+	(*GetResultScanningResponse)(nil),         // 127: portcullis.admin.v1.GetResultScanningResponse
+	(*SetResultScanningRequest)(nil),          // 128: portcullis.admin.v1.SetResultScanningRequest
+	(*SetResultScanningResponse)(nil),         // 129: portcullis.admin.v1.SetResultScanningResponse
+	(*CallEvent)(nil),                         // 130: portcullis.admin.v1.CallEvent
+	(*TrafficPoint)(nil),                      // 131: portcullis.admin.v1.TrafficPoint
+	(*ListCallEventsRequest)(nil),             // 132: portcullis.admin.v1.ListCallEventsRequest
+	(*ListCallEventsResponse)(nil),            // 133: portcullis.admin.v1.ListCallEventsResponse
+	(*GetTrafficRequest)(nil),                 // 134: portcullis.admin.v1.GetTrafficRequest
+	(*GetTrafficResponse)(nil),                // 135: portcullis.admin.v1.GetTrafficResponse
+	nil,                                       // 136: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),             // 137: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,   // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
-	3,   // 1: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
-	3,   // 2: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
-	0,   // 3: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	132, // 4: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
-	8,   // 5: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
-	0,   // 6: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
-	8,   // 7: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
-	0,   // 8: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	132, // 9: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	132, // 10: portcullis.admin.v1.Agent.cert_expires_at:type_name -> google.protobuf.Timestamp
-	132, // 11: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
-	17,  // 12: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
-	18,  // 13: portcullis.admin.v1.UpdateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	27,  // 14: portcullis.admin.v1.ListEnrollmentTokensResponse.tokens:type_name -> portcullis.admin.v1.EnrollmentToken
-	132, // 15: portcullis.admin.v1.EnrollmentToken.created_at:type_name -> google.protobuf.Timestamp
-	132, // 16: portcullis.admin.v1.EnrollmentToken.expires_at:type_name -> google.protobuf.Timestamp
-	132, // 17: portcullis.admin.v1.EnrollmentToken.used_at:type_name -> google.protobuf.Timestamp
-	18,  // 18: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
-	18,  // 19: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	18,  // 20: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	132, // 21: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1,   // 22: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	131, // 23: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
-	38,  // 24: portcullis.admin.v1.UpdateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
-	38,  // 25: portcullis.admin.v1.UpdateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
-	38,  // 26: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
-	38,  // 27: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
-	38,  // 28: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
-	48,  // 29: portcullis.admin.v1.VirtualServer.renames:type_name -> portcullis.admin.v1.ToolRename
-	48,  // 30: portcullis.admin.v1.UpdateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
-	47,  // 31: portcullis.admin.v1.UpdateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	47,  // 32: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
-	48,  // 33: portcullis.admin.v1.CreateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
-	47,  // 34: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	132, // 35: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
-	57,  // 36: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
-	0,   // 37: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	132, // 38: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	132, // 39: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
-	66,  // 40: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
-	0,   // 41: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
-	66,  // 42: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	132, // 43: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	73,  // 44: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	132, // 45: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	132, // 46: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	132, // 47: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	132, // 48: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
-	76,  // 49: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
-	76,  // 50: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	78,  // 51: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
-	77,  // 52: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
-	77,  // 53: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
-	79,  // 54: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
-	80,  // 55: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
-	76,  // 56: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	76,  // 57: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	76,  // 58: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	132, // 59: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
-	105, // 60: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
-	105, // 61: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
-	114, // 62: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
-	114, // 63: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
-	114, // 64: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
-	2,   // 65: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
-	2,   // 66: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
-	132, // 67: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	132, // 68: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
-	125, // 69: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
-	132, // 70: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
-	132, // 71: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
-	126, // 72: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
-	4,   // 73: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
-	6,   // 74: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
-	9,   // 75: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
-	11,  // 76: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
-	13,  // 77: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
-	15,  // 78: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
-	30,  // 79: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
-	32,  // 80: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
-	34,  // 81: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
-	36,  // 82: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
-	21,  // 83: portcullis.admin.v1.GatewayService.UpdateGateway:input_type -> portcullis.admin.v1.UpdateGatewayRequest
-	23,  // 84: portcullis.admin.v1.GatewayService.DeleteGateway:input_type -> portcullis.admin.v1.DeleteGatewayRequest
-	25,  // 85: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:input_type -> portcullis.admin.v1.ListEnrollmentTokensRequest
-	28,  // 86: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:input_type -> portcullis.admin.v1.RevokeEnrollmentTokenRequest
-	19,  // 87: portcullis.admin.v1.GatewayService.RevokeAgent:input_type -> portcullis.admin.v1.RevokeAgentRequest
-	43,  // 88: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
-	45,  // 89: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
-	39,  // 90: portcullis.admin.v1.UpstreamService.UpdateUpstream:input_type -> portcullis.admin.v1.UpdateUpstreamRequest
-	41,  // 91: portcullis.admin.v1.UpstreamService.DeleteUpstream:input_type -> portcullis.admin.v1.DeleteUpstreamRequest
-	53,  // 92: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
-	55,  // 93: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
-	49,  // 94: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:input_type -> portcullis.admin.v1.UpdateVirtualServerRequest
-	51,  // 95: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:input_type -> portcullis.admin.v1.DeleteVirtualServerRequest
-	60,  // 96: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
-	62,  // 97: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
-	64,  // 98: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
-	58,  // 99: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
-	67,  // 100: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
-	69,  // 101: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
-	71,  // 102: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
-	74,  // 103: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
-	81,  // 104: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
-	83,  // 105: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
-	85,  // 106: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
-	87,  // 107: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
-	89,  // 108: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
-	91,  // 109: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
-	93,  // 110: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
-	95,  // 111: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
-	97,  // 112: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	121, // 113: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
-	123, // 114: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
-	106, // 115: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
-	108, // 116: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
-	110, // 117: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
-	112, // 118: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
-	115, // 119: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
-	117, // 120: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
-	119, // 121: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
-	103, // 122: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
-	99,  // 123: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
-	101, // 124: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
-	127, // 125: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
-	129, // 126: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
-	5,   // 127: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	7,   // 128: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	10,  // 129: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	12,  // 130: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	14,  // 131: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	16,  // 132: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	31,  // 133: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	33,  // 134: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	35,  // 135: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	37,  // 136: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	22,  // 137: portcullis.admin.v1.GatewayService.UpdateGateway:output_type -> portcullis.admin.v1.UpdateGatewayResponse
-	24,  // 138: portcullis.admin.v1.GatewayService.DeleteGateway:output_type -> portcullis.admin.v1.DeleteGatewayResponse
-	26,  // 139: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:output_type -> portcullis.admin.v1.ListEnrollmentTokensResponse
-	29,  // 140: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:output_type -> portcullis.admin.v1.RevokeEnrollmentTokenResponse
-	20,  // 141: portcullis.admin.v1.GatewayService.RevokeAgent:output_type -> portcullis.admin.v1.RevokeAgentResponse
-	44,  // 142: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	46,  // 143: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	40,  // 144: portcullis.admin.v1.UpstreamService.UpdateUpstream:output_type -> portcullis.admin.v1.UpdateUpstreamResponse
-	42,  // 145: portcullis.admin.v1.UpstreamService.DeleteUpstream:output_type -> portcullis.admin.v1.DeleteUpstreamResponse
-	54,  // 146: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	56,  // 147: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	50,  // 148: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:output_type -> portcullis.admin.v1.UpdateVirtualServerResponse
-	52,  // 149: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:output_type -> portcullis.admin.v1.DeleteVirtualServerResponse
-	61,  // 150: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	63,  // 151: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	65,  // 152: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	59,  // 153: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
-	68,  // 154: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	70,  // 155: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	72,  // 156: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	75,  // 157: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	82,  // 158: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	84,  // 159: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	86,  // 160: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	88,  // 161: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	90,  // 162: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	92,  // 163: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	94,  // 164: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	96,  // 165: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	98,  // 166: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	122, // 167: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	124, // 168: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	107, // 169: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
-	109, // 170: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
-	111, // 171: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
-	113, // 172: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
-	116, // 173: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
-	118, // 174: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
-	120, // 175: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
-	104, // 176: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
-	100, // 177: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
-	102, // 178: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
-	128, // 179: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
-	130, // 180: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
-	127, // [127:181] is the sub-list for method output_type
-	73,  // [73:127] is the sub-list for method input_type
-	73,  // [73:73] is the sub-list for extension type_name
-	73,  // [73:73] is the sub-list for extension extendee
-	0,   // [0:73] is the sub-list for field type_name
+	6,   // 1: portcullis.admin.v1.GetSigningKeyResponse.key:type_name -> portcullis.admin.v1.SigningKey
+	6,   // 2: portcullis.admin.v1.RotateSigningKeyResponse.key:type_name -> portcullis.admin.v1.SigningKey
+	3,   // 3: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
+	3,   // 4: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
+	0,   // 5: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
+	137, // 6: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	13,  // 7: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
+	0,   // 8: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
+	13,  // 9: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
+	0,   // 10: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
+	137, // 11: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	137, // 12: portcullis.admin.v1.Agent.cert_expires_at:type_name -> google.protobuf.Timestamp
+	137, // 13: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	22,  // 14: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
+	23,  // 15: portcullis.admin.v1.UpdateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
+	32,  // 16: portcullis.admin.v1.ListEnrollmentTokensResponse.tokens:type_name -> portcullis.admin.v1.EnrollmentToken
+	137, // 17: portcullis.admin.v1.EnrollmentToken.created_at:type_name -> google.protobuf.Timestamp
+	137, // 18: portcullis.admin.v1.EnrollmentToken.expires_at:type_name -> google.protobuf.Timestamp
+	137, // 19: portcullis.admin.v1.EnrollmentToken.used_at:type_name -> google.protobuf.Timestamp
+	23,  // 20: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
+	23,  // 21: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
+	23,  // 22: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
+	137, // 23: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1,   // 24: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
+	136, // 25: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	43,  // 26: portcullis.admin.v1.UpdateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
+	43,  // 27: portcullis.admin.v1.UpdateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
+	43,  // 28: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
+	43,  // 29: portcullis.admin.v1.CreateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
+	43,  // 30: portcullis.admin.v1.CreateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
+	53,  // 31: portcullis.admin.v1.VirtualServer.renames:type_name -> portcullis.admin.v1.ToolRename
+	53,  // 32: portcullis.admin.v1.UpdateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
+	52,  // 33: portcullis.admin.v1.UpdateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
+	52,  // 34: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
+	53,  // 35: portcullis.admin.v1.CreateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
+	52,  // 36: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
+	137, // 37: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	62,  // 38: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
+	0,   // 39: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
+	137, // 40: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	137, // 41: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	71,  // 42: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
+	0,   // 43: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
+	71,  // 44: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
+	137, // 45: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	78,  // 46: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
+	137, // 47: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	137, // 48: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	137, // 49: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	137, // 50: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	81,  // 51: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
+	81,  // 52: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	83,  // 53: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
+	82,  // 54: portcullis.admin.v1.GetChangeRequestResponse.findings:type_name -> portcullis.admin.v1.Finding
+	82,  // 55: portcullis.admin.v1.GetChangeRequestResponse.from_findings:type_name -> portcullis.admin.v1.Finding
+	84,  // 56: portcullis.admin.v1.GetChangeRequestResponse.decisions:type_name -> portcullis.admin.v1.Decision
+	85,  // 57: portcullis.admin.v1.GetChangeRequestResponse.agents:type_name -> portcullis.admin.v1.AgentProgress
+	81,  // 58: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	81,  // 59: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	81,  // 60: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
+	137, // 61: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
+	110, // 62: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
+	110, // 63: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
+	119, // 64: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
+	119, // 65: portcullis.admin.v1.CreateAccessRuleRequest.rule:type_name -> portcullis.admin.v1.AccessRule
+	119, // 66: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
+	2,   // 67: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
+	2,   // 68: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
+	137, // 69: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	137, // 70: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
+	130, // 71: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
+	137, // 72: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
+	137, // 73: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
+	131, // 74: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
+	9,   // 75: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
+	11,  // 76: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
+	4,   // 77: portcullis.admin.v1.TenantService.GetSigningKey:input_type -> portcullis.admin.v1.GetSigningKeyRequest
+	7,   // 78: portcullis.admin.v1.TenantService.RotateSigningKey:input_type -> portcullis.admin.v1.RotateSigningKeyRequest
+	14,  // 79: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
+	16,  // 80: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
+	18,  // 81: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
+	20,  // 82: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
+	35,  // 83: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
+	37,  // 84: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
+	39,  // 85: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
+	41,  // 86: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
+	26,  // 87: portcullis.admin.v1.GatewayService.UpdateGateway:input_type -> portcullis.admin.v1.UpdateGatewayRequest
+	28,  // 88: portcullis.admin.v1.GatewayService.DeleteGateway:input_type -> portcullis.admin.v1.DeleteGatewayRequest
+	30,  // 89: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:input_type -> portcullis.admin.v1.ListEnrollmentTokensRequest
+	33,  // 90: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:input_type -> portcullis.admin.v1.RevokeEnrollmentTokenRequest
+	24,  // 91: portcullis.admin.v1.GatewayService.RevokeAgent:input_type -> portcullis.admin.v1.RevokeAgentRequest
+	48,  // 92: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
+	50,  // 93: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
+	44,  // 94: portcullis.admin.v1.UpstreamService.UpdateUpstream:input_type -> portcullis.admin.v1.UpdateUpstreamRequest
+	46,  // 95: portcullis.admin.v1.UpstreamService.DeleteUpstream:input_type -> portcullis.admin.v1.DeleteUpstreamRequest
+	58,  // 96: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
+	60,  // 97: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
+	54,  // 98: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:input_type -> portcullis.admin.v1.UpdateVirtualServerRequest
+	56,  // 99: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:input_type -> portcullis.admin.v1.DeleteVirtualServerRequest
+	65,  // 100: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
+	67,  // 101: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
+	69,  // 102: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
+	63,  // 103: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
+	72,  // 104: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
+	74,  // 105: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
+	76,  // 106: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
+	79,  // 107: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
+	86,  // 108: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
+	88,  // 109: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
+	90,  // 110: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
+	92,  // 111: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
+	94,  // 112: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
+	96,  // 113: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
+	98,  // 114: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
+	100, // 115: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
+	102, // 116: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
+	126, // 117: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	128, // 118: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	111, // 119: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
+	113, // 120: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
+	115, // 121: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
+	117, // 122: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
+	120, // 123: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
+	122, // 124: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
+	124, // 125: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
+	108, // 126: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
+	104, // 127: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
+	106, // 128: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
+	132, // 129: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
+	134, // 130: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
+	10,  // 131: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	12,  // 132: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	5,   // 133: portcullis.admin.v1.TenantService.GetSigningKey:output_type -> portcullis.admin.v1.GetSigningKeyResponse
+	8,   // 134: portcullis.admin.v1.TenantService.RotateSigningKey:output_type -> portcullis.admin.v1.RotateSigningKeyResponse
+	15,  // 135: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	17,  // 136: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	19,  // 137: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	21,  // 138: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	36,  // 139: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	38,  // 140: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	40,  // 141: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	42,  // 142: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	27,  // 143: portcullis.admin.v1.GatewayService.UpdateGateway:output_type -> portcullis.admin.v1.UpdateGatewayResponse
+	29,  // 144: portcullis.admin.v1.GatewayService.DeleteGateway:output_type -> portcullis.admin.v1.DeleteGatewayResponse
+	31,  // 145: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:output_type -> portcullis.admin.v1.ListEnrollmentTokensResponse
+	34,  // 146: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:output_type -> portcullis.admin.v1.RevokeEnrollmentTokenResponse
+	25,  // 147: portcullis.admin.v1.GatewayService.RevokeAgent:output_type -> portcullis.admin.v1.RevokeAgentResponse
+	49,  // 148: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	51,  // 149: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	45,  // 150: portcullis.admin.v1.UpstreamService.UpdateUpstream:output_type -> portcullis.admin.v1.UpdateUpstreamResponse
+	47,  // 151: portcullis.admin.v1.UpstreamService.DeleteUpstream:output_type -> portcullis.admin.v1.DeleteUpstreamResponse
+	59,  // 152: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	61,  // 153: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	55,  // 154: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:output_type -> portcullis.admin.v1.UpdateVirtualServerResponse
+	57,  // 155: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:output_type -> portcullis.admin.v1.DeleteVirtualServerResponse
+	66,  // 156: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	68,  // 157: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	70,  // 158: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	64,  // 159: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	73,  // 160: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	75,  // 161: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	77,  // 162: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	80,  // 163: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	87,  // 164: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	89,  // 165: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	91,  // 166: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	93,  // 167: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	95,  // 168: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	97,  // 169: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	99,  // 170: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	101, // 171: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	103, // 172: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	127, // 173: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	129, // 174: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	112, // 175: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
+	114, // 176: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
+	116, // 177: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
+	118, // 178: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
+	121, // 179: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
+	123, // 180: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
+	125, // 181: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
+	109, // 182: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
+	105, // 183: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
+	107, // 184: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
+	133, // 185: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
+	135, // 186: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
+	131, // [131:187] is the sub-list for method output_type
+	75,  // [75:131] is the sub-list for method input_type
+	75,  // [75:75] is the sub-list for extension type_name
+	75,  // [75:75] is the sub-list for extension extendee
+	0,   // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_admin_v1_admin_proto_init() }
@@ -8091,7 +8364,7 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   129,
+			NumMessages:   134,
 			NumExtensions: 0,
 			NumServices:   11,
 		},

@@ -24,8 +24,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TenantService_ListTenants_FullMethodName  = "/portcullis.admin.v1.TenantService/ListTenants"
-	TenantService_CreateTenant_FullMethodName = "/portcullis.admin.v1.TenantService/CreateTenant"
+	TenantService_ListTenants_FullMethodName      = "/portcullis.admin.v1.TenantService/ListTenants"
+	TenantService_CreateTenant_FullMethodName     = "/portcullis.admin.v1.TenantService/CreateTenant"
+	TenantService_GetSigningKey_FullMethodName    = "/portcullis.admin.v1.TenantService/GetSigningKey"
+	TenantService_RotateSigningKey_FullMethodName = "/portcullis.admin.v1.TenantService/RotateSigningKey"
 )
 
 // TenantServiceClient is the client API for TenantService service.
@@ -39,6 +41,16 @@ type TenantServiceClient interface {
 	// CreateTenant creates a tenant whose owner is the calling user (for an
 	// API key: the user who created the key).
 	CreateTenant(ctx context.Context, in *CreateTenantRequest, opts ...grpc.CallOption) (*CreateTenantResponse, error)
+	// GetSigningKey describes the tenant's bundle-signing key and a rotation
+	// in progress.
+	GetSigningKey(ctx context.Context, in *GetSigningKeyRequest, opts ...grpc.CallOption) (*GetSigningKeyResponse, error)
+	// RotateSigningKey starts, completes or cancels a rotation of the
+	// tenant's bundle-signing key (admins). Start: a next key is announced in
+	// bundles signed by the current one. Complete: bundles are signed by the
+	// next key, and gateways that saw it retire the old one; refused while an
+	// agent has not applied the announcement, unless forced (such a gateway
+	// must then be enrolled again). Cancel: the next key is dropped.
+	RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error)
 }
 
 type tenantServiceClient struct {
@@ -69,6 +81,26 @@ func (c *tenantServiceClient) CreateTenant(ctx context.Context, in *CreateTenant
 	return out, nil
 }
 
+func (c *tenantServiceClient) GetSigningKey(ctx context.Context, in *GetSigningKeyRequest, opts ...grpc.CallOption) (*GetSigningKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSigningKeyResponse)
+	err := c.cc.Invoke(ctx, TenantService_GetSigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tenantServiceClient) RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateSigningKeyResponse)
+	err := c.cc.Invoke(ctx, TenantService_RotateSigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TenantServiceServer is the server API for TenantService service.
 // All implementations must embed UnimplementedTenantServiceServer
 // for forward compatibility.
@@ -80,6 +112,16 @@ type TenantServiceServer interface {
 	// CreateTenant creates a tenant whose owner is the calling user (for an
 	// API key: the user who created the key).
 	CreateTenant(context.Context, *CreateTenantRequest) (*CreateTenantResponse, error)
+	// GetSigningKey describes the tenant's bundle-signing key and a rotation
+	// in progress.
+	GetSigningKey(context.Context, *GetSigningKeyRequest) (*GetSigningKeyResponse, error)
+	// RotateSigningKey starts, completes or cancels a rotation of the
+	// tenant's bundle-signing key (admins). Start: a next key is announced in
+	// bundles signed by the current one. Complete: bundles are signed by the
+	// next key, and gateways that saw it retire the old one; refused while an
+	// agent has not applied the announcement, unless forced (such a gateway
+	// must then be enrolled again). Cancel: the next key is dropped.
+	RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error)
 	mustEmbedUnimplementedTenantServiceServer()
 }
 
@@ -95,6 +137,12 @@ func (UnimplementedTenantServiceServer) ListTenants(context.Context, *ListTenant
 }
 func (UnimplementedTenantServiceServer) CreateTenant(context.Context, *CreateTenantRequest) (*CreateTenantResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateTenant not implemented")
+}
+func (UnimplementedTenantServiceServer) GetSigningKey(context.Context, *GetSigningKeyRequest) (*GetSigningKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSigningKey not implemented")
+}
+func (UnimplementedTenantServiceServer) RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateSigningKey not implemented")
 }
 func (UnimplementedTenantServiceServer) mustEmbedUnimplementedTenantServiceServer() {}
 func (UnimplementedTenantServiceServer) testEmbeddedByValue()                       {}
@@ -153,6 +201,42 @@ func _TenantService_CreateTenant_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TenantService_GetSigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSigningKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).GetSigningKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_GetSigningKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).GetSigningKey(ctx, req.(*GetSigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TenantService_RotateSigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateSigningKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).RotateSigningKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_RotateSigningKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).RotateSigningKey(ctx, req.(*RotateSigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TenantService_ServiceDesc is the grpc.ServiceDesc for TenantService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -167,6 +251,14 @@ var TenantService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateTenant",
 			Handler:    _TenantService_CreateTenant_Handler,
+		},
+		{
+			MethodName: "GetSigningKey",
+			Handler:    _TenantService_GetSigningKey_Handler,
+		},
+		{
+			MethodName: "RotateSigningKey",
+			Handler:    _TenantService_RotateSigningKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -960,9 +960,13 @@ type PolicyBundle struct {
 	// How MCP clients authenticate to the gateway.
 	ClientAuth *ClientAuth `protobuf:"bytes,13,opt,name=client_auth,json=clientAuth,proto3" json:"client_auth,omitempty"`
 	// Call rate limits.
-	RateLimits    *RateLimits `protobuf:"bytes,14,opt,name=rate_limits,json=rateLimits,proto3" json:"rate_limits,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RateLimits *RateLimits `protobuf:"bytes,14,opt,name=rate_limits,json=rateLimits,proto3" json:"rate_limits,omitempty"`
+	// The tenant's next policy key, during a key rotation. Announced in
+	// bundles signed by the current key, it lets the gateway accept bundles
+	// signed by it; the first such bundle retires the current key.
+	NextPolicyPublicKey []byte `protobuf:"bytes,15,opt,name=next_policy_public_key,json=nextPolicyPublicKey,proto3" json:"next_policy_public_key,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *PolicyBundle) Reset() {
@@ -1089,6 +1093,13 @@ func (x *PolicyBundle) GetClientAuth() *ClientAuth {
 func (x *PolicyBundle) GetRateLimits() *RateLimits {
 	if x != nil {
 		return x.RateLimits
+	}
+	return nil
+}
+
+func (x *PolicyBundle) GetNextPolicyPublicKey() []byte {
+	if x != nil {
+		return x.NextPolicyPublicKey
 	}
 	return nil
 }
@@ -2527,7 +2538,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\fSignedBundle\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xce\x06\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\x83\a\n" +
 	"\fPolicyBundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1d\n" +
@@ -2547,7 +2558,8 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\vclient_auth\x18\r \x01(\v2\x1f.portcullis.agent.v1.ClientAuthR\n" +
 	"clientAuth\x12@\n" +
 	"\vrate_limits\x18\x0e \x01(\v2\x1f.portcullis.agent.v1.RateLimitsR\n" +
-	"rateLimits\"f\n" +
+	"rateLimits\x123\n" +
+	"\x16next_policy_public_key\x18\x0f \x01(\fR\x13nextPolicyPublicKey\"f\n" +
 	"\n" +
 	"RateLimits\x120\n" +
 	"\x14principal_per_minute\x18\x01 \x01(\rR\x12principalPerMinute\x12&\n" +

@@ -63,6 +63,12 @@ const (
 	// TenantServiceCreateTenantProcedure is the fully-qualified name of the TenantService's
 	// CreateTenant RPC.
 	TenantServiceCreateTenantProcedure = "/portcullis.admin.v1.TenantService/CreateTenant"
+	// TenantServiceGetSigningKeyProcedure is the fully-qualified name of the TenantService's
+	// GetSigningKey RPC.
+	TenantServiceGetSigningKeyProcedure = "/portcullis.admin.v1.TenantService/GetSigningKey"
+	// TenantServiceRotateSigningKeyProcedure is the fully-qualified name of the TenantService's
+	// RotateSigningKey RPC.
+	TenantServiceRotateSigningKeyProcedure = "/portcullis.admin.v1.TenantService/RotateSigningKey"
 	// MemberServiceListMembersProcedure is the fully-qualified name of the MemberService's ListMembers
 	// RPC.
 	MemberServiceListMembersProcedure = "/portcullis.admin.v1.MemberService/ListMembers"
@@ -225,6 +231,16 @@ type TenantServiceClient interface {
 	// CreateTenant creates a tenant whose owner is the calling user (for an
 	// API key: the user who created the key).
 	CreateTenant(context.Context, *connect.Request[v1.CreateTenantRequest]) (*connect.Response[v1.CreateTenantResponse], error)
+	// GetSigningKey describes the tenant's bundle-signing key and a rotation
+	// in progress.
+	GetSigningKey(context.Context, *connect.Request[v1.GetSigningKeyRequest]) (*connect.Response[v1.GetSigningKeyResponse], error)
+	// RotateSigningKey starts, completes or cancels a rotation of the
+	// tenant's bundle-signing key (admins). Start: a next key is announced in
+	// bundles signed by the current one. Complete: bundles are signed by the
+	// next key, and gateways that saw it retire the old one; refused while an
+	// agent has not applied the announcement, unless forced (such a gateway
+	// must then be enrolled again). Cancel: the next key is dropped.
+	RotateSigningKey(context.Context, *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error)
 }
 
 // NewTenantServiceClient constructs a client for the portcullis.admin.v1.TenantService service. By
@@ -250,13 +266,27 @@ func NewTenantServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(tenantServiceMethods.ByName("CreateTenant")),
 			connect.WithClientOptions(opts...),
 		),
+		getSigningKey: connect.NewClient[v1.GetSigningKeyRequest, v1.GetSigningKeyResponse](
+			httpClient,
+			baseURL+TenantServiceGetSigningKeyProcedure,
+			connect.WithSchema(tenantServiceMethods.ByName("GetSigningKey")),
+			connect.WithClientOptions(opts...),
+		),
+		rotateSigningKey: connect.NewClient[v1.RotateSigningKeyRequest, v1.RotateSigningKeyResponse](
+			httpClient,
+			baseURL+TenantServiceRotateSigningKeyProcedure,
+			connect.WithSchema(tenantServiceMethods.ByName("RotateSigningKey")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // tenantServiceClient implements TenantServiceClient.
 type tenantServiceClient struct {
-	listTenants  *connect.Client[v1.ListTenantsRequest, v1.ListTenantsResponse]
-	createTenant *connect.Client[v1.CreateTenantRequest, v1.CreateTenantResponse]
+	listTenants      *connect.Client[v1.ListTenantsRequest, v1.ListTenantsResponse]
+	createTenant     *connect.Client[v1.CreateTenantRequest, v1.CreateTenantResponse]
+	getSigningKey    *connect.Client[v1.GetSigningKeyRequest, v1.GetSigningKeyResponse]
+	rotateSigningKey *connect.Client[v1.RotateSigningKeyRequest, v1.RotateSigningKeyResponse]
 }
 
 // ListTenants calls portcullis.admin.v1.TenantService.ListTenants.
@@ -269,6 +299,16 @@ func (c *tenantServiceClient) CreateTenant(ctx context.Context, req *connect.Req
 	return c.createTenant.CallUnary(ctx, req)
 }
 
+// GetSigningKey calls portcullis.admin.v1.TenantService.GetSigningKey.
+func (c *tenantServiceClient) GetSigningKey(ctx context.Context, req *connect.Request[v1.GetSigningKeyRequest]) (*connect.Response[v1.GetSigningKeyResponse], error) {
+	return c.getSigningKey.CallUnary(ctx, req)
+}
+
+// RotateSigningKey calls portcullis.admin.v1.TenantService.RotateSigningKey.
+func (c *tenantServiceClient) RotateSigningKey(ctx context.Context, req *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error) {
+	return c.rotateSigningKey.CallUnary(ctx, req)
+}
+
 // TenantServiceHandler is an implementation of the portcullis.admin.v1.TenantService service.
 type TenantServiceHandler interface {
 	// ListTenants returns the tenants the caller belongs to.
@@ -276,6 +316,16 @@ type TenantServiceHandler interface {
 	// CreateTenant creates a tenant whose owner is the calling user (for an
 	// API key: the user who created the key).
 	CreateTenant(context.Context, *connect.Request[v1.CreateTenantRequest]) (*connect.Response[v1.CreateTenantResponse], error)
+	// GetSigningKey describes the tenant's bundle-signing key and a rotation
+	// in progress.
+	GetSigningKey(context.Context, *connect.Request[v1.GetSigningKeyRequest]) (*connect.Response[v1.GetSigningKeyResponse], error)
+	// RotateSigningKey starts, completes or cancels a rotation of the
+	// tenant's bundle-signing key (admins). Start: a next key is announced in
+	// bundles signed by the current one. Complete: bundles are signed by the
+	// next key, and gateways that saw it retire the old one; refused while an
+	// agent has not applied the announcement, unless forced (such a gateway
+	// must then be enrolled again). Cancel: the next key is dropped.
+	RotateSigningKey(context.Context, *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error)
 }
 
 // NewTenantServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -297,12 +347,28 @@ func NewTenantServiceHandler(svc TenantServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(tenantServiceMethods.ByName("CreateTenant")),
 		connect.WithHandlerOptions(opts...),
 	)
+	tenantServiceGetSigningKeyHandler := connect.NewUnaryHandler(
+		TenantServiceGetSigningKeyProcedure,
+		svc.GetSigningKey,
+		connect.WithSchema(tenantServiceMethods.ByName("GetSigningKey")),
+		connect.WithHandlerOptions(opts...),
+	)
+	tenantServiceRotateSigningKeyHandler := connect.NewUnaryHandler(
+		TenantServiceRotateSigningKeyProcedure,
+		svc.RotateSigningKey,
+		connect.WithSchema(tenantServiceMethods.ByName("RotateSigningKey")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/portcullis.admin.v1.TenantService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case TenantServiceListTenantsProcedure:
 			tenantServiceListTenantsHandler.ServeHTTP(w, r)
 		case TenantServiceCreateTenantProcedure:
 			tenantServiceCreateTenantHandler.ServeHTTP(w, r)
+		case TenantServiceGetSigningKeyProcedure:
+			tenantServiceGetSigningKeyHandler.ServeHTTP(w, r)
+		case TenantServiceRotateSigningKeyProcedure:
+			tenantServiceRotateSigningKeyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -318,6 +384,14 @@ func (UnimplementedTenantServiceHandler) ListTenants(context.Context, *connect.R
 
 func (UnimplementedTenantServiceHandler) CreateTenant(context.Context, *connect.Request[v1.CreateTenantRequest]) (*connect.Response[v1.CreateTenantResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.TenantService.CreateTenant is not implemented"))
+}
+
+func (UnimplementedTenantServiceHandler) GetSigningKey(context.Context, *connect.Request[v1.GetSigningKeyRequest]) (*connect.Response[v1.GetSigningKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.TenantService.GetSigningKey is not implemented"))
+}
+
+func (UnimplementedTenantServiceHandler) RotateSigningKey(context.Context, *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.TenantService.RotateSigningKey is not implemented"))
 }
 
 // MemberServiceClient is a client for the portcullis.admin.v1.MemberService service.
