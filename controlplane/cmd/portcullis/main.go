@@ -116,6 +116,8 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.OIDC.ClientSecret, "oidc-client-secret", "", "OIDC client secret (prefer the PORTCULLIS_OIDC_CLIENT_SECRET environment variable)")
 	fs.StringVar(&cfg.CACert, "ca-cert", "", "PEM CA certificate for agent mTLS (default: generated in --data-dir)")
 	fs.StringVar(&cfg.CAKey, "ca-key", "", "PEM PKCS#8 key of --ca-cert")
+	fs.StringVar(&cfg.CANextCert, "ca-next-cert", "", "CA rotation, phase 1: the next agent CA's certificate, announced to agents so they trust it before the switch (docs/trust.md)")
+	fs.StringVar(&cfg.CAPreviousCert, "ca-previous-cert", "", "CA rotation, phase 2: the replaced CA's certificate, still trusted for agents that have not renewed since the switch")
 	var kekValue, kekFile string
 	fs.StringVar(&kekValue, "key-encryption-key", "", "base64 of 32 random bytes sealing private keys at rest (tenants' signing keys, the generated CA key); prefer PORTCULLIS_KEY_ENCRYPTION_KEY or --key-encryption-key-file. Create one: openssl rand -base64 32")
 	fs.StringVar(&kekFile, "key-encryption-key-file", "", "file holding the key-encryption key (base64, mode 0600), e.g. a mounted secret")

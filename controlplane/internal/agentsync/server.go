@@ -328,6 +328,9 @@ func (s *Server) Sync(stream agentv1.AgentService_SyncServer) error {
 	if err := push(); err != nil {
 		return err
 	}
+	if err := stream.Send(&agentv1.SyncResponse{Message: &agentv1.SyncResponse_Trust{Trust: &agentv1.TrustUpdate{CaCertificatesDer: s.cfg.CA.Trusted()}}}); err != nil {
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -4,11 +4,13 @@ package app
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -63,6 +65,10 @@ type Config struct {
 	MetricsListen string
 	// CACert and CAKey are PEM files of the agent CA; generated in DataDir when unset.
 	CACert, CAKey string
+	// A CA rotation (docs/trust.md): CANextCert is announced to agents
+	// before the switch; CAPreviousCert, after it, is still trusted for the
+	// client certificates of agents that have not renewed.
+	CANextCert, CAPreviousCert string
 	// AgentCertLifetime is how long agent certificates are valid (default 30
 	// days); agents renew them two thirds into it.
 	AgentCertLifetime time.Duration
@@ -137,6 +143,20 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	var rotation [2][]*x509.Certificate
+	for i, path := range []string{cfg.CANextCert, cfg.CAPreviousCert} {
+		if path == "" {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err == nil {
+			rotation[i], err = pki.ParseCertificates(b)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", []string{"--ca-next-cert", "--ca-previous-cert"}[i], err)
+		}
+	}
+	a.CA.Rotating(rotation[0], rotation[1])
 	if a.DB, err = store.Open(ctx, cfg.DatabaseURL, cfg.Logger); err != nil {
 		return nil, err
 	}

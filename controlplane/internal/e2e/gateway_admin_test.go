@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
+	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
@@ -151,7 +152,7 @@ func TestCLIGatewayLifecycle(t *testing.T) {
 	for what, n := range map[string]func(context.Context) (int, error){
 		"upstreams":       w.cp.DB.Upstream.Query().Where(upstream.Name("demo")).Count,
 		"virtual servers": w.cp.DB.VirtualServer.Query().Where(virtualserver.Name("life-main")).Count,
-		"agents":          w.cp.DB.Agent.Query().Count,
+		"agents":          w.cp.DB.Agent.Query().Where(agent.TenantID(w.a.ID)).Count,
 	} {
 		if c, err := n(sys); err != nil || c != 0 {
 			t.Errorf("%d %s left (%v)", c, what, err)

@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/pki"
 
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
@@ -308,4 +309,132 @@ func TestSigningKeyRotation(t *testing.T) {
 func policyKeyID(pub []byte) string {
 	sum := sha256.Sum256(pub)
 	return hex.EncodeToString(sum[:8])
+}
+
+// TestCARotation replaces the agent CA without enrolling the gateway again,
+// in the three phases docs/trust.md describes: the control plane announces
+// the next CA (the gateway adds it to its trust); it switches to it while
+// still trusting the old one for client certificates (the gateway
+// reconnects, drops the old CA, renews into the new one, and a token made
+// now enrolls a second gateway); then it drops the old CA and the gateway
+// still syncs.
+func TestCARotation(t *testing.T) {
+	sys := viewer.System(context.Background())
+	dir := t.TempDir()
+	pems := map[string][]byte{}
+	for _, name := range []string{"old", "new"} {
+		_, certPEM, keyPEM, err := pki.Generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pems[name] = certPEM
+		if err := os.WriteFile(filepath.Join(dir, name+".crt"), certPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".key"), keyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dataDir, grpcAddr, httpAddr := t.TempDir(), freeAddr(t), freeAddr(t)
+	start := func(ca, next, previous string) *controlPlane {
+		cfg := app.Config{DataDir: dataDir, GRPCListen: grpcAddr, HTTPListen: httpAddr, PublicURL: "http://" + httpAddr, AgentCertLifetime: time.Minute,
+			CACert: filepath.Join(dir, ca+".crt"), CAKey: filepath.Join(dir, ca+".key")}
+		if next != "" {
+			cfg.CANextCert = filepath.Join(dir, next+".crt")
+		}
+		if previous != "" {
+			cfg.CAPreviousCert = filepath.Join(dir, previous+".crt")
+		}
+		return runControlPlane(t, cfg)
+	}
+	cp := start("old", "", "")
+	ten, err := cp.Tenants.CreateTenant(sys, "CA", "ca-rotation", uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(demoupstream.Handler())
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	gw, err := cp.Tenants.CreateGateway(sys, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateUpstream(sys, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(sys, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cp.EnrollmentToken(sys, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, gwDir := freeAddr(t), t.TempDir()
+	g := startGateway(t, cp.AgentEndpoint(), gwDir, addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gateway output:\n%s", g.out)
+		}
+	})
+	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
+	waitEnforced(t, cp, ten.ID, gw.ID, addr, "the policy under the old CA")
+	toggle := func(what string) {
+		t.Helper()
+		if err := cp.Inventory.Unpin(sys, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
+			t.Fatal(err)
+		}
+		waitEnforced(t, cp, ten.ID, gw.ID, addr, what)
+		pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
+		waitEnforced(t, cp, ten.ID, gw.ID, addr, what)
+	}
+	trusts := func(want ...string) func() error {
+		return func() error {
+			got, err := os.ReadFile(filepath.Join(gwDir, "ca.crt"))
+			if err != nil {
+				return err
+			}
+			var all []byte
+			for _, w := range want {
+				all = append(all, pems[w]...)
+			}
+			if !bytes.Equal(got, all) {
+				return fmt.Errorf("the gateway trusts %d bytes of CAs, want %v", len(got), want)
+			}
+			return nil
+		}
+	}
+
+	// Phase 1: the next CA is announced.
+	cp.stop()
+	cp = start("old", "new", "")
+	eventually(t, "the gateway trusts the old and the next CA", trusts("old", "new"))
+	cp.stop()
+
+	// Phase 2: the switch.
+	cp = start("new", "", "old")
+	toggle("a change after the switch")
+	eventually(t, "the gateway trusts the new CA alone", trusts("new"))
+	eventually(t, "the gateway renews into the new CA", func() error {
+		pair, err := os.ReadFile(filepath.Join(gwDir, "agent.pem"))
+		if err != nil {
+			return err
+		}
+		cert, err := tls.X509KeyPair(pair, pair)
+		if err != nil {
+			return err
+		}
+		return cert.Leaf.CheckSignatureFrom(cp.CA.Cert)
+	})
+	tok2, err := cp.EnrollmentToken(sys, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr2 := freeAddr(t)
+	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr2, "PORTCULLIS_ENROLL_TOKEN="+tok2)
+	waitEnforced(t, cp, ten.ID, gw.ID, addr2, "a gateway enrolled during the overlap")
+	cp.stop()
+
+	// Phase 3: the old CA is gone.
+	cp = start("new", "", "")
+	defer cp.stop()
+	toggle("a change after the old CA was dropped")
 }

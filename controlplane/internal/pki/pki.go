@@ -28,6 +28,54 @@ type CA struct {
 	Cert *x509.Certificate
 	key  crypto.Signer
 	now  func() time.Time
+	// During a CA rotation (docs/trust.md): next is announced to agents
+	// before the control plane switches to it; previous is the CA it
+	// switched from, still trusted for the client certificates of agents
+	// that have not renewed yet.
+	next, previous []*x509.Certificate
+}
+
+// Rotating sets the CAs of a rotation: next to announce, previous to keep
+// trusting for agents' client certificates.
+func (ca *CA) Rotating(next, previous []*x509.Certificate) {
+	ca.next, ca.previous = next, previous
+}
+
+// Trusted is what agents are to trust for the control plane: this CA and,
+// during the first phase of a rotation, the next one.
+func (ca *CA) Trusted() [][]byte {
+	out := [][]byte{ca.Cert.Raw}
+	for _, c := range ca.next {
+		out = append(out, c.Raw)
+	}
+	return out
+}
+
+// ParseCertificates reads PEM certificates.
+func ParseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, pemBytes = pem.Decode(pemBytes)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		if !c.IsCA {
+			return nil, fmt.Errorf("certificate %q is not a CA", c.Subject)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificate found")
+	}
+	return out, nil
 }
 
 // LoadOrCreate reads the CA from certPath and keyPath, creating both (mode
@@ -221,6 +269,9 @@ func (ca *CA) ServerTLS(hosts []string) (*tls.Config, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
+	for _, p := range ca.previous {
+		pool.AddCert(p)
+	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key}},

@@ -351,6 +351,12 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 			return err
 		default:
 		}
+		if tu := m.GetTrust(); tu != nil {
+			if err := a.id.trust(a.cfg.DataDir, tu.GetCaCertificatesDer()); err != nil {
+				a.log.Error("the control plane's CA list was not taken", "err", err)
+			}
+			continue
+		}
 		bu := m.GetBundle()
 		if bu == nil {
 			continue // keepalive

@@ -42,7 +42,7 @@ type Identity struct {
 	// cert is the client certificate, swapped when it is renewed: new
 	// handshakes use the newest.
 	cert   atomic.Pointer[tls.Certificate]
-	caPool *x509.CertPool
+	caPool atomic.Pointer[x509.CertPool] // replaced by a TrustUpdate
 }
 
 const (
@@ -83,10 +83,11 @@ func loadIdentity(dir string) (*Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading control-plane CA: %w", err)
 	}
-	id.caPool = x509.NewCertPool()
-	if !id.caPool.AppendCertsFromPEM(caPEM) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("%s holds no certificate", caFile)
 	}
+	id.caPool.Store(pool)
 	return id, nil
 }
 
@@ -214,9 +215,48 @@ func (id *Identity) transportCredentials(host string) credentials.TransportCrede
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return id.cert.Load(), nil
 		},
-		RootCAs:    id.caPool,
-		ServerName: host,
+		// Verified against the CAs trusted at each handshake, which a
+		// TrustUpdate may have changed since the connection was made.
+		InsecureSkipVerify: true, //nolint:gosec // replaced by VerifyConnection, which checks the chain and name
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the control plane sent no certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: id.caPool.Load(), Intermediates: inter, DNSName: host})
+			return err
+		},
 	})
+}
+
+// trust replaces the CAs trusted for the control plane with those the
+// control plane listed (over a connection verified with the CAs trusted so
+// far), keeping them in ca.crt.
+func (id *Identity) trust(dir string, ders [][]byte) error {
+	if len(ders) == 0 || len(ders) > 8 {
+		return fmt.Errorf("%d CA certificates", len(ders))
+	}
+	pool := x509.NewCertPool()
+	var pemBytes []byte
+	for _, der := range ders {
+		c, err := x509.ParseCertificate(der)
+		if err != nil || !c.IsCA {
+			return errors.New("a listed certificate is not a CA certificate")
+		}
+		pool.AddCert(c)
+		pemBytes = append(pemBytes, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	if pool.Equal(id.caPool.Load()) {
+		return nil
+	}
+	if err := bundle.WriteFileAtomic(filepath.Join(dir, caFile), pemBytes, 0o644); err != nil {
+		return err
+	}
+	id.caPool.Store(pool)
+	return nil
 }
 
 // NotAfter is when the client certificate expires.
@@ -243,7 +283,14 @@ func (id *Identity) renew(ctx context.Context, client agentv1.AgentServiceClient
 	if err != nil {
 		return fmt.Errorf("the renewed certificate does not parse: %w", err)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: id.caPool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	// Issued by the control plane's current CA (which, right after a CA
+	// switch, may not be in the trust list yet: the answer came over a
+	// connection verified with that list).
+	caPool := x509.NewCertPool()
+	if ca, err := x509.ParseCertificate(resp.GetCaCertificateDer()); err == nil {
+		caPool.AddCert(ca)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: caPool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return fmt.Errorf("the renewed certificate does not verify against the control plane's CA: %w", err)
 	}
 	if !key.PublicKey.Equal(leaf.PublicKey) {
