@@ -50,7 +50,7 @@ func TestEnrollTokenIsOneTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv, _ := inventory.New(a.DB, a.Policy, nil)
-	tel, _ := telemetry.New(a.DB, nil)
+	tel, _ := telemetry.New(a.SQL, nil)
 	srv, err := agentsync.New(agentsync.Config{DB: a.DB, CA: a.CA, Policy: a.Policy, Broker: policy.NewLocalBroker(), Inventory: inv, Telemetry: tel})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	entsql "entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
@@ -86,6 +87,7 @@ type Config struct {
 // App is a running control plane.
 type App struct {
 	DB        *ent.Client
+	SQL       *entsql.Driver // DB's driver
 	CA        *pki.CA
 	Tenants   *tenant.Service
 	Inventory *inventory.Service
@@ -157,9 +159,10 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		}
 	}
 	a.CA.Rotating(rotation[0], rotation[1])
-	if a.DB, err = store.Open(ctx, cfg.DatabaseURL, cfg.Logger); err != nil {
+	if a.SQL, err = store.OpenDriver(ctx, cfg.DatabaseURL, cfg.Logger); err != nil {
 		return nil, err
 	}
+	a.DB = ent.NewClient(ent.Driver(a.SQL))
 	if err := sealTenantKeys(ctx, a.DB, cfg.KEK, a.log); err != nil {
 		return nil, a.closeWith(err)
 	}
@@ -197,7 +200,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if a.Access, err = access.New(a.DB, a.Policy); err != nil {
 		return nil, a.closeWith(err)
 	}
-	if a.Telemetry, err = telemetry.New(a.DB, cfg.Logger); err != nil {
+	if a.Telemetry, err = telemetry.New(a.SQL, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
 	if a.IDs, err = identity.New(a.DB, cfg.Logger); err != nil {

@@ -163,8 +163,10 @@ func BenchmarkToolsCall(b *testing.B) {
 }
 
 // loadResult is one path's measurement at one concurrency; cpu is the proxy
-// process's CPU time per call in µs (0: not measured).
-type loadResult struct{ callsPerSec, p50, p99, cpu float64 }
+// process's CPU time per call in µs (0: not measured), rest this process's
+// (the clients, the upstream and the control plane with its telemetry
+// ingest), which shares the cores with the proxy.
+type loadResult struct{ callsPerSec, p50, p99, cpu, rest float64 }
 
 // cpuTicks is a process's user and system CPU time in clock ticks (Linux
 // /proc, USER_HZ 100), or -1 when it cannot be read.
@@ -206,7 +208,7 @@ func (r *benchResults) table(floor string, cs ...int) string {
 	var sb strings.Builder
 	sb.WriteString("path")
 	for _, c := range cs {
-		fmt.Fprintf(&sb, " | c=%d calls/s (× %s) | c=%d p50 µs (+ over it) | c=%d p99 µs | c=%d proxy CPU µs/call", c, floor, c, c, c)
+		fmt.Fprintf(&sb, " | c=%d calls/s (× %s) | c=%d p50 µs (+ over it) | c=%d p99 µs | c=%d proxy CPU µs/call | c=%d rest CPU µs/call", c, floor, c, c, c, c)
 	}
 	sb.WriteString("\n")
 	for _, name := range r.names {
@@ -221,7 +223,7 @@ func (r *benchResults) table(floor string, cs ...int) string {
 			if res.cpu > 0 {
 				cpu = fmt.Sprintf("%.0f", res.cpu)
 			}
-			fmt.Fprintf(&sb, " | %.0f (%.2f×) | %.0f (%+.0f) | %.0f | %s", res.callsPerSec, ratio, res.p50, res.p50-base.p50, res.p99, cpu)
+			fmt.Fprintf(&sb, " | %.0f (%.2f×) | %.0f (%+.0f) | %.0f | %s | %.0f", res.callsPerSec, ratio, res.p50, res.p50-base.p50, res.p99, cpu, res.rest)
 		}
 		sb.WriteString("\n")
 	}
@@ -296,6 +298,7 @@ func load(b *testing.B, endpoint, toolName, bearer, version string, clients, pid
 	if pid > 0 {
 		ticks0 = cpuTicks(pid)
 	}
+	self0 := cpuTicks(os.Getpid())
 	start := time.Now()
 	for i, s := range sessions {
 		wg.Add(1)
@@ -322,6 +325,10 @@ func load(b *testing.B, endpoint, toolName, bearer, version string, clients, pid
 	slices.Sort(all)
 	pct := func(p float64) float64 { return float64(all[int(float64(len(all)-1)*p)].Microseconds()) }
 	res := loadResult{callsPerSec: float64(b.N) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}
+	if self0 >= 0 {
+		res.rest = float64(cpuTicks(os.Getpid())-self0) * 1e4 / float64(b.N)
+		b.ReportMetric(res.rest, "rest-cpu-µs/call")
+	}
 	if ticks0 >= 0 {
 		if t := cpuTicks(pid); t >= 0 {
 			res.cpu = float64(t-ticks0) * 1e4 / float64(b.N) // a tick is 10 ms

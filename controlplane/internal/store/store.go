@@ -24,6 +24,16 @@ import (
 // Open connects to databaseURL, which is "sqlite://PATH" (or a bare path) or
 // "postgres://...", and applies pending versioned migrations.
 func Open(ctx context.Context, databaseURL string, log *slog.Logger) (*ent.Client, error) {
+	drv, err := OpenDriver(ctx, databaseURL, log)
+	if err != nil {
+		return nil, err
+	}
+	return ent.NewClient(ent.Driver(drv)), nil
+}
+
+// OpenDriver is Open's driver, for what needs the database itself (the
+// telemetry ingest's prepared statements) besides an ent.Client on it.
+func OpenDriver(ctx context.Context, databaseURL string, log *slog.Logger) (*entsql.Driver, error) {
 	drv, err := openDriver(databaseURL)
 	if err != nil {
 		return nil, err
@@ -32,7 +42,7 @@ func Open(ctx context.Context, databaseURL string, log *slog.Logger) (*ent.Clien
 		drv.Close()
 		return nil, err
 	}
-	return ent.NewClient(ent.Driver(drv)), nil
+	return drv, nil
 }
 
 // WithDatabase returns the PostgreSQL URL u pointing at database name.

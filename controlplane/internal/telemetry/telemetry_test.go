@@ -2,6 +2,7 @@ package telemetry_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
+	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
@@ -19,17 +22,18 @@ func TestIngestRollsUpOnce(t *testing.T) {
 	for name, url := range testutil.Databases(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := viewer.System(context.Background())
-			db, err := store.Open(ctx, url, testutil.Logger())
+			drv, err := store.OpenDriver(ctx, url, testutil.Logger())
 			if err != nil {
 				t.Fatal(err)
 			}
+			db := ent.NewClient(ent.Driver(drv))
 			defer db.Close()
 			gw := testutil.NewGateway(t, db)
 			ag, err := db.Agent.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).Save(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			svc, err := telemetry.New(db, testutil.Logger())
+			svc, err := telemetry.New(drv, testutil.Logger())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,6 +78,61 @@ func TestIngestRollsUpOnce(t *testing.T) {
 			}
 			if series, _ := svc.Series(ctx, gw.TenantID, minute, minute.Add(time.Minute)); series[0].Calls != 4 {
 				t.Fatal("rollups must outlive raw events")
+			}
+		})
+	}
+}
+
+// TestIngestLargeBatch stores batches larger than one prepared INSERT, with
+// a remainder, re-sent in part: every event once, every column as sent.
+func TestIngestLargeBatch(t *testing.T) {
+	for name, url := range testutil.Databases(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := viewer.System(context.Background())
+			drv, err := store.OpenDriver(ctx, url, testutil.Logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			db := ent.NewClient(ent.Driver(drv))
+			defer db.Close()
+			gw := testutil.NewGateway(t, db)
+			ag, err := db.Agent.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).Save(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc, err := telemetry.New(drv, testutil.Logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute + 7*time.Second)
+			var batch []*agentv1.CallEvent
+			for i := range 250 {
+				batch = append(batch, &agentv1.CallEvent{Id: fmt.Sprintf("ev-%03d", i), Time: timestamppb.New(at), Method: "tools/call",
+					Tool: "echo", Upstream: "demo", VirtualServer: "main", Decision: agentv1.Decision_DECISION_DENY, Reason: "no",
+					LatencyMicros: int64(i), RequestBytes: 10, ResponseBytes: 20, Principal: "apikey:ci", Error: "boom"})
+			}
+			if n, err := svc.Ingest(ctx, ag, batch[:237], 0); err != nil || n != 237 {
+				t.Fatalf("first batch: stored %d, %v", n, err)
+			}
+			if n, err := svc.Ingest(ctx, ag, batch, 0); err != nil || n != 13 {
+				t.Fatalf("the batch again with 13 more: stored %d, %v; want the 13", n, err)
+			}
+			if n, err := db.CallEvent.Query().Count(ctx); err != nil || n != 250 {
+				t.Fatalf("%d events stored, %v", n, err)
+			}
+			e, err := db.CallEvent.Get(ctx, "ev-236")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.TenantID != gw.TenantID || e.GatewayID != gw.ID || e.AgentID != ag.ID || !e.Time.Equal(at) || e.Principal != "apikey:ci" ||
+				e.VirtualServer != "main" || e.Upstream != "demo" || e.Method != "tools/call" || e.Tool != "echo" || e.Decision != callevent.DecisionDeny ||
+				e.Reason != "no" || e.LatencyMicros != 236 || e.RequestBytes != 10 || e.ResponseBytes != 20 || e.Error != "boom" {
+				t.Fatalf("stored %+v", e)
+			}
+			m := at.Truncate(time.Minute)
+			series, err := svc.Series(ctx, gw.TenantID, m.Add(-time.Minute), m.Add(time.Minute))
+			if err != nil || len(series) != 3 || series[1].Calls != 250 || series[1].Denies != 250 || series[1].Errors != 250 {
+				t.Fatalf("series %+v, %v", series, err)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -106,5 +107,21 @@ func BenchmarkDecide(b *testing.B) {
 			b.Fatal("denied")
 		}
 		i++
+	}
+}
+
+// BenchmarkDecideCondition is one allow rule with a CEL condition on the
+// arguments, as the relay bench's "every check" path has.
+func BenchmarkDecideCondition(b *testing.B) {
+	rules := rulesOf(b, []*agentv1.ClientKey{key("apikey:someone", "builders")},
+		rule("deny-shell", "*", "*", "*__shell*", false, ""),
+		rule("builders", "group:builders", "main", "demo__*", true, "size(string(args.message)) < 1000"))
+	id := identity{principal: "apikey:someone", groups: []string{"builders"}}
+	args := json.RawMessage(`{"message":"benchmark payload"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, _ := decide(rules, id, "main", "demo__echo", args); !ok {
+			b.Fatal("denied")
+		}
 	}
 }

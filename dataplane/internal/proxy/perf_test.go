@@ -115,7 +115,8 @@ func BenchmarkIdleSession(b *testing.B) {
 	defer up.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p, err := New(ctx, Config{Telemetry: telemetry.NewQueue(1 << 20), PublicURL: "http://gw"})
+	p, err := New(ctx, Config{Telemetry: telemetry.NewQueue(1 << 20), PublicURL: "http://gw",
+		MaxClientSessions: 1000}) // every session here comes from one address
 	if err != nil {
 		b.Fatal(err)
 	}
