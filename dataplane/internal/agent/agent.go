@@ -429,6 +429,10 @@ func (a *Agent) shipTelemetry(ctx context.Context) {
 			case <-time.After(telemetryWindow):
 			}
 		}
+		// Ship what the window gathered, then only full batches: what
+		// arrived while shipping waits for the next window rather than
+		// trickling out in batches of a few events (a control-plane
+		// transaction each).
 		for a.cfg.Telemetry.Len() > 0 && ctx.Err() == nil {
 			batch, dropped := a.cfg.Telemetry.Take(batchSize)
 			if err := a.shipBatch(ctx, agentv1.NewAgentServiceClient(a.conn.Load()), batch, dropped); err != nil {
@@ -440,6 +444,9 @@ func (a *Agent) shipTelemetry(ctx context.Context) {
 			}
 			a.cfg.Telemetry.Ack() // stored by the control plane: drop from the spool
 			attempt = 0
+			if a.cfg.Telemetry.Len() < batchSize {
+				break
+			}
 		}
 	}
 }

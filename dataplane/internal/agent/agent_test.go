@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/testcontrol"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
@@ -117,5 +119,62 @@ func TestSyncAcksGoodBundlesAndNacksBadOnes(t *testing.T) {
 	}
 	if b.AppliedVersion() != 2 || len(fb.applied) != 1 || fb.applied[0] != 2 {
 		t.Fatalf("cached start: version %d, applied %v", b.AppliedVersion(), fb.applied)
+	}
+}
+
+// TestTelemetryShipsPerWindow: a full batch goes at once; events that
+// arrive while it is being stored wait for a window rather than following
+// it in small batches of their own.
+func TestTelemetryShipsPerWindow(t *testing.T) {
+	cp, err := testcontrol.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	q := telemetry.NewQueue(0)
+	type shipped struct {
+		n    int
+		done time.Time // when the control plane acknowledged it, at the latest
+	}
+	batches := make(chan shipped, 10)
+	first := true
+	cp.OnTelemetry = func(evs []*agentv1.CallEvent) {
+		if first {
+			first = false
+			for i := range 3 {
+				q.Add(&agentv1.CallEvent{Id: fmt.Sprintf("late-%d", i), Method: "tools/call"})
+			}
+		}
+		batches <- shipped{len(evs), time.Now()}
+	}
+	for i := range 1000 {
+		q.Add(&agentv1.CallEvent{Id: fmt.Sprintf("ev-%d", i), Method: "tools/call"})
+	}
+	a, err := New(Config{DataDir: t.TempDir(), ControlPlane: cp.Addr, EnrollToken: cp.Token(), Applier: &fakeApplier{changed: make(chan struct{})}, Telemetry: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go a.Run(ctx)
+	next := func() shipped {
+		t.Helper()
+		select {
+		case b := <-batches:
+			return b
+		case <-time.After(30 * time.Second):
+			t.Fatal("no telemetry batch")
+			return shipped{}
+		}
+	}
+	b1, b2 := next(), next()
+	if b1.n != 1000 || b2.n != 3 {
+		t.Fatalf("batches of %d and %d events, want 1000 then the 3 that came meanwhile", b1.n, b2.n)
+	}
+	if gap := b2.done.Sub(b1.done); gap < telemetryWindow {
+		t.Fatalf("the 3 late events were shipped %v after the full batch, within the %v window", gap, telemetryWindow)
 	}
 }

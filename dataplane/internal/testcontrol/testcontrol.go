@@ -14,6 +14,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"errors"
+	"io"
 	"math/big"
 	"net"
 	"strconv"
@@ -42,10 +44,12 @@ type Server struct {
 	Replies chan *agentv1.SyncRequest
 	// Hellos receive every Hello.
 	Hellos chan *agentv1.Hello
-	caCert *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	srv    *grpc.Server
-	nonce  atomic.Int64
+	// OnTelemetry, if set, sees every telemetry batch before it is acknowledged.
+	OnTelemetry func([]*agentv1.CallEvent)
+	caCert      *x509.Certificate
+	caKey       *ecdsa.PrivateKey
+	srv         *grpc.Server
+	nonce       atomic.Int64
 }
 
 // Start listens on a loopback port; stop it with Close.
@@ -157,5 +161,23 @@ func (s *Server) Sync(stream agentv1.AgentService_SyncServer) error {
 				return err
 			}
 		}
+	}
+}
+
+// ReportTelemetry acknowledges every batch, after OnTelemetry.
+func (s *Server) ReportTelemetry(stream agentv1.AgentService_ReportTelemetryServer) error {
+	n := 0
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&agentv1.ReportTelemetryResponse{Accepted: uint64(n)})
+		}
+		if err != nil {
+			return err
+		}
+		if s.OnTelemetry != nil {
+			s.OnTelemetry(req.GetEvents())
+		}
+		n += len(req.GetEvents())
 	}
 }
