@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -146,23 +147,13 @@ func (p *Proxy) fast(w http.ResponseWriter, r *http.Request) bool {
 		l.sdkSeen.Store(now)
 		return false
 	}
-	body, err := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			http.Error(w, fmt.Sprintf("request body larger than %d bytes", mbe.Limit), http.StatusRequestEntityTooLarge)
-			return true
-		}
+	m, ok := readMessage(r)
+	if !ok {
 		return false
-	}
-	var m rawMessage
-	if len(body) == 0 || body[0] != '{' || json.Unmarshal(body, &m) != nil || m.JSONRPC != "2.0" || string(m.ID) == "null" {
-		return false // batches, invalid messages: the SDK answers them
 	}
 	switch {
 	case m.Method == "tools/call" && len(m.ID) > 0:
-		return p.fastCall(w, r, l, &m, ti)
+		return p.fastCall(w, r, l, l.vs, &m, ti)
 	case m.Method == "" && len(m.ID) > 0:
 		return p.fastAnswer(w, r, l, &m)
 	case m.Method == "notifications/cancelled":
@@ -183,6 +174,60 @@ func (p *Proxy) fast(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	return false
+}
+
+// readMessage reads r's body (kept for the SDK) as one JSON-RPC message;
+// false for batches and invalid messages, which the SDK answers.
+func readMessage(r *http.Request) (rawMessage, bool) {
+	var m rawMessage
+	body, err := io.ReadAll(r.Body) // read whole and bounded already (readBody)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil || len(body) == 0 || body[0] != '{' || json.Unmarshal(body, &m) != nil || m.JSONRPC != "2.0" || string(m.ID) == "null" {
+		return rawMessage{}, false
+	}
+	return m, true
+}
+
+// fastStateless serves a session-less tools/call (protocol 2026-07-28) on
+// the fast path when its upstream speaks the same revision: the request goes
+// on as it came (its _meta carries the client's version, capabilities and
+// log level), renamed, after the same checks; anything else (input
+// responses, parameter headers, another revision upstream) is left to the
+// SDK's stateless handler.
+func (p *Proxy) fastStateless(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost || r.Header.Get(methodHeader) != "tools/call" || r.Header.Get(nameHeader) == "" ||
+		!acceptsBoth(r.Header.Values("Accept")) || !isJSON(r.Header.Get("Content-Type")) {
+		return false
+	}
+	for k := range r.Header {
+		if strings.HasPrefix(k, "Mcp-Param-") {
+			return false // the SDK checks them against the tool's schema
+		}
+	}
+	m, ok := readMessage(r)
+	if !ok || m.Method != "tools/call" || len(m.ID) == 0 {
+		return false
+	}
+	return p.fastCall(w, r, nil, r.PathValue("vs"), &m, auth.TokenInfoFromContext(r.Context()))
+}
+
+// statelessConn is how a session-less fast call reaches u: without a
+// session, in the client's revision, if u speaks it and its tool declares no
+// parameter headers (those the SDK client sets).
+func statelessConn(u *upstream, version, tool string) *upConn {
+	shared := u.currentSession()
+	if u.spec.GetTransport() != agentv1.Transport_TRANSPORT_STREAMABLE_HTTP || shared == nil || !modern(shared) ||
+		shared.InitializeResult().ProtocolVersion != version {
+		return nil
+	}
+	if lt, ok := u.liveTool(tool); !ok || bytes.Contains(lt.def, []byte("x-mcp-header")) {
+		return nil
+	}
+	hc, err := u.httpClient()
+	if err != nil {
+		return nil
+	}
+	return &upConn{u: u, cs: shared, hc: hc}
 }
 
 // requestUser is the user a request authenticated as ("" for none).
@@ -236,17 +281,24 @@ func (l *link) fastConn(ctx context.Context, u *upstream) *upConn {
 	return c
 }
 
-// post sends one JSON-RPC message on c's upstream session.
-func (c *upConn) post(ctx context.Context, body []byte) (*http.Response, error) {
+// post sends one JSON-RPC message on c's upstream session (none for a
+// modern upstream, which is told the request's method and name in headers).
+func (c *upConn) post(ctx context.Context, body []byte, method, name string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.u.spec.GetUrl(), bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set(sessionIDHeader, c.cs.ID())
+	if id := c.cs.ID(); id != "" {
+		req.Header.Set(sessionIDHeader, id)
+	}
 	if ir := c.cs.InitializeResult(); ir != nil {
 		req.Header.Set("Mcp-Protocol-Version", ir.ProtocolVersion)
+		if ir.ProtocolVersion >= statelessProtocol && method != "" {
+			req.Header.Set(methodHeader, method)
+			req.Header.Set(nameHeader, name)
+		}
 	}
 	return c.hc.Do(req)
 }
@@ -258,7 +310,7 @@ func (c *upConn) send(ctx context.Context, msg any) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.post(ctx, body)
+	resp, err := c.post(ctx, body, "", "")
 	if err != nil {
 		return err
 	}
@@ -285,6 +337,10 @@ type outMessage struct {
 type clientStream struct {
 	w   http.ResponseWriter
 	sse bool
+	// modern is a session-less call (2026-07-28), whose errors have HTTP
+	// statuses (fastError); status is the one to send, 0 for 200.
+	modern bool
+	status int
 }
 
 func (s *clientStream) start() {
@@ -323,14 +379,14 @@ func (s *clientStream) final(parts ...[]byte) {
 	}
 	s.w.Header().Set("Content-Type", "application/json")
 	s.w.Header().Set("Content-Length", strconv.Itoa(n))
-	s.w.WriteHeader(http.StatusOK)
+	s.w.WriteHeader(cmp.Or(s.status, http.StatusOK))
 	for _, p := range parts {
 		_, _ = s.w.Write(p)
 	}
 }
 
 // fastCall relays a tools/call; false leaves it to the SDK path.
-func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *rawMessage, ti *auth.TokenInfo) bool {
+func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, vsName string, m *rawMessage, ti *auth.TokenInfo) bool {
 	var params map[string]json.RawMessage
 	if json.Unmarshal(m.Params, &params) != nil {
 		return false
@@ -352,6 +408,9 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 			return false // multi round trips, extensions: the SDK path
 		}
 	}
+	if l == nil && name != r.Header.Get(nameHeader) {
+		return false // the SDK answers the mismatch
+	}
 	args := params["arguments"]
 	if string(args) == "null" {
 		args = nil
@@ -360,7 +419,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		return false // the SDK answers invalid params
 	}
 	p.mu.Lock()
-	vs := p.servers[l.vs]
+	vs := p.servers[vsName]
 	p.mu.Unlock()
 	if vs == nil {
 		return false
@@ -373,36 +432,45 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 	if u == nil {
 		return false
 	}
-	c := l.fastConn(r.Context(), u)
+	var c *upConn
+	var ss *mcp.ServerSession
+	if l != nil {
+		c, ss = l.fastConn(r.Context(), u), l.ss
+		meta = legacyMeta(meta)
+	} else {
+		c = statelessConn(u, r.Header.Get("Mcp-Protocol-Version"), rt.name)
+	}
 	if c == nil {
 		return false
 	}
 
-	// The client's request ID, to cancel it by; one in flight at a time.
 	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.UpstreamTimeout)
 	defer cancel()
-	key := string(m.ID)
-	l.fmu.Lock()
-	if l.calls[key] != nil {
-		l.fmu.Unlock()
-		return false // the SDK path answers a duplicate ID
-	}
-	l.calls[key] = cancel
-	l.fmu.Unlock()
 	var asked []string
-	defer func() {
+	if l != nil {
+		// The client's request ID, to cancel it by; one in flight at a time.
+		key := string(m.ID)
 		l.fmu.Lock()
-		delete(l.calls, key)
-		for _, id := range asked {
-			delete(l.asks, id)
+		if l.calls[key] != nil {
+			l.fmu.Unlock()
+			return false // the SDK path answers a duplicate ID
 		}
+		l.calls[key] = cancel
 		l.fmu.Unlock()
-	}()
+		defer func() {
+			l.fmu.Lock()
+			delete(l.calls, key)
+			for _, id := range asked {
+				delete(l.asks, id)
+			}
+			l.fmu.Unlock()
+		}()
+	}
 
 	start := time.Now()
-	ev := &agentv1.CallEvent{Id: newEventID(), Time: timestamppb.New(start), VirtualServer: l.vs, Upstream: rt.upstream,
+	ev := &agentv1.CallEvent{Id: newEventID(), Time: timestamppb.New(start), VirtualServer: vsName, Upstream: rt.upstream,
 		Method: "tools/call", Tool: rt.name, RequestBytes: int64(len(args)), Decision: agentv1.Decision_DECISION_ALLOW}
-	out := &clientStream{w: w}
+	out := &clientStream{w: w, modern: l == nil}
 	handled := true
 	defer func() {
 		if !handled {
@@ -413,7 +481,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		if ev.Decision == agentv1.Decision_DECISION_DENY {
 			decision = "deny"
 		}
-		metrics.Calls.WithLabelValues(l.vs, rt.upstream, decision).Inc()
+		metrics.Calls.WithLabelValues(vsName, rt.upstream, decision).Inc()
 		p.cfg.Telemetry.Add(ev)
 	}()
 	answer := func(res *mcp.CallToolResult) {
@@ -424,7 +492,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		out.final(resultMessage(m.ID, b)...)
 	}
 	pol := p.pol.Load()
-	a, reason := p.admit(ctx, pol, l.ss, ti, rt.upstream, rt.name, args, ev)
+	a, reason := p.admit(ctx, pol, ss, ti, rt.upstream, rt.name, args, ev)
 	if reason != "" {
 		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, reason
 		answer(refusal("%s", reason))
@@ -439,7 +507,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 		Meta      map[string]json.RawMessage `json:"_meta,omitempty"`
 		Name      string                     `json:"name"`
 		Arguments json.RawMessage            `json:"arguments,omitempty"`
-	}{legacyMeta(meta), rt.name, args}})
+	}{meta, rt.name, args}})
 	if err != nil {
 		ev.Error = err.Error()
 		answer(refusal("the gateway could not encode the call"))
@@ -447,14 +515,16 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 	}
 	metrics.RawCalls.WithLabelValues(rt.upstream).Inc()
 	t0 := time.Now()
-	resp, err := c.post(ctx, body)
+	resp, err := c.post(ctx, body, "tools/call", rt.name)
 	defer func() { metrics.UpstreamSeconds.WithLabelValues(rt.upstream).Observe(time.Since(t0).Seconds()) }()
 	if err != nil {
 		if ctx.Err() != nil {
 			p.cancelUpstream(c, upID, ctx)
 			return true
 		}
-		l.drop(rt.upstream, c.cs)
+		if l != nil {
+			l.drop(rt.upstream, c.cs)
+		}
 		ev.Error = truncate(err.Error(), 1024)
 		answer(refusal("upstream %q is unavailable", rt.upstream))
 		return true
@@ -472,7 +542,9 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 	if resp.StatusCode == http.StatusNotFound {
 		// The upstream ended the session before it ran anything: open a
 		// new one through the SDK path.
-		l.drop(rt.upstream, c.cs)
+		if l != nil {
+			l.drop(rt.upstream, c.cs)
+		}
 		handled = false
 		return false
 	}
@@ -552,7 +624,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, m *raw
 			}
 			return true
 		}
-		if id := p.fastRelay(ctx, l, c, rt.upstream, &um, out); id != "" {
+		if id := p.fastRelay(ctx, l, vsName, meta, c, rt.upstream, &um, out); id != "" {
 			asked = append(asked, id)
 		}
 		return true
@@ -586,6 +658,15 @@ func (p *Proxy) fastError(out *clientStream, id json.RawMessage, e json.RawMessa
 	}
 	se := scanError(&je, p.pol.Load().scanAction())
 	ev.Error = truncate(se.Error(), 1024)
+	if out.modern {
+		// As the SDK's stateless handler answers these (2026-07-28).
+		switch je.Code {
+		case jsonrpc.CodeMethodNotFound:
+			out.status = http.StatusNotFound
+		case jsonrpc.CodeInvalidParams, mcp.CodeUnsupportedProtocolVersion, mcp.CodeMissingRequiredClientCapabilities:
+			out.status = http.StatusBadRequest
+		}
+	}
 	msg, _ := json.Marshal(outMessage{JSONRPC: "2.0", ID: id, Error: se})
 	out.final(msg)
 }
@@ -593,6 +674,9 @@ func (p *Proxy) fastError(out *clientStream, id json.RawMessage, e json.RawMessa
 // cancelUpstream tells the upstream a fast call was cancelled (by the client
 // or its deadline), as the SDK does for its own requests.
 func (p *Proxy) cancelUpstream(c *upConn, upID string, ctx context.Context) {
+	if modern(c.cs) {
+		return // no session to say it on: the request it closed says it (2026-07-28)
+	}
 	reason := "the client cancelled the request"
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		reason = "the gateway's upstream timeout passed"
@@ -617,9 +701,14 @@ func legacyMeta(m map[string]json.RawMessage) map[string]json.RawMessage {
 
 // fastRelay handles what an upstream sends on a fast call's stream before
 // its result; it returns the gateway ID of a request relayed to the client.
-func (p *Proxy) fastRelay(ctx context.Context, l *link, c *upConn, upName string, um *rawMessage, out *clientStream) string {
+// A session-less call (l nil) has no session to relay requests on (a modern
+// upstream asks in its result instead) and its log level in meta.
+func (p *Proxy) fastRelay(ctx context.Context, l *link, vs string, meta map[string]json.RawMessage, c *upConn, upName string, um *rawMessage, out *clientStream) string {
 	pol := p.pol.Load()
 	if len(um.ID) > 0 {
+		if l == nil {
+			return ""
+		}
 		return p.fastAsk(ctx, l, c, upName, um, out, pol)
 	}
 	switch um.Method {
@@ -637,9 +726,14 @@ func (p *Proxy) fastRelay(ctx context.Context, l *link, c *upConn, upName string
 		}
 		// As the SDK's ServerSession.Log: nothing until the client set a
 		// level, nothing below it.
-		l.mu.Lock()
-		level := l.level
-		l.mu.Unlock()
+		var level mcp.LoggingLevel
+		if l != nil {
+			l.mu.Lock()
+			level = l.level
+			l.mu.Unlock()
+		} else {
+			_ = json.Unmarshal(meta["io.modelcontextprotocol/logLevel"], &level)
+		}
 		if level == "" || severity[params.Level] < severity[level] {
 			return ""
 		}
@@ -654,7 +748,7 @@ func (p *Proxy) fastRelay(ctx context.Context, l *link, c *upConn, upName string
 	case "notifications/resources/updated":
 		var params mcp.ResourceUpdatedNotificationParams
 		if json.Unmarshal(um.Params, &params) == nil {
-			if srv := p.server(l.vs); srv != nil {
+			if srv := p.server(vs); srv != nil {
 				_ = srv.ResourceUpdated(ctx, &params)
 			}
 		}

@@ -284,3 +284,60 @@ func TestFastPathRefusesReboundHost(t *testing.T) {
 		t.Errorf("the same request to the gateway's host: HTTP %d, %v fast calls; want 200 and one", resp.StatusCode, rawCalls()-before)
 	}
 }
+
+// Session-less calls (2026-07-28) to an upstream of the same revision take
+// the fast path: results, results that ask for input (screened; the answer
+// comes back on the SDK path), telemetry; a Mcp-Name header that does not
+// match the body is left to the SDK, which refuses it; an upstream that
+// does not speak the revision is reached through the SDK as before.
+func TestFastPathSessionless(t *testing.T) {
+	url, q := relayGateway(t, relayUpstream(t, true).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
+	c := connectRelayClientVersion(t, url, "2026-07-28")
+	before := rawCalls()
+	if got := callText(t, c.cs, "incr"); got != "1" {
+		t.Errorf("incr = %q", got)
+	}
+	if got := callText(t, c.cs, "mrtr"); !strings.HasPrefix(got, "mrtr: accept msg=Name?") || strings.Contains(got, "\u200b") {
+		t.Errorf("mrtr = %q, want the answer to the screened input request", got)
+	}
+	if n := rawCalls() - before; n != 2 {
+		t.Errorf("%v calls took the fast path, want 2 (incr and mrtr's first round)", n)
+	}
+	var fast int
+	for _, ev := range events(q) {
+		if ev.Method == "tools/call" && ev.Tool == "incr" && ev.VirtualServer == "main" && ev.Decision == agentv1.Decision_DECISION_ALLOW {
+			fast++
+		}
+	}
+	if fast != 1 {
+		t.Errorf("%d call events for incr, want 1", fast)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"incr","arguments":{},`+
+		`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", "ask")
+	before = rawCalls()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "does not match") || rawCalls() != before {
+		t.Errorf("mismatched Mcp-Name: HTTP %d %s, want the SDK's 400", resp.StatusCode, body)
+	}
+
+	legacy, _ := relayGateway(t, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
+	lc := connectRelayClientVersion(t, legacy, "2026-07-28")
+	before = rawCalls()
+	if got := callText(t, lc.cs, "ask"); !strings.HasPrefix(got, "elicited: accept") {
+		t.Errorf("ask through a legacy upstream = %q", got)
+	}
+	if rawCalls() != before {
+		t.Error("a call to a legacy upstream took the session-less fast path")
+	}
+}

@@ -1351,7 +1351,9 @@ func (p *Proxy) Handler() http.Handler {
 	stateful, stateless := h, mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Stateless: true})
 	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get(sessionIDHeader) == "" && r.Header.Get("Mcp-Protocol-Version") >= statelessProtocol {
-			stateless.ServeHTTP(w, r)
+			if !p.fastStateless(w, r) {
+				stateless.ServeHTTP(w, r)
+			}
 			return
 		}
 		r.Header.Del(clientHeader)

@@ -26,7 +26,13 @@ import (
 // moving between replicas.
 
 // sessionIDHeader is the streamable HTTP transport's session header.
-const sessionIDHeader = "Mcp-Session-Id"
+const (
+	sessionIDHeader = "Mcp-Session-Id"
+	// methodHeader and nameHeader repeat a request's method and name
+	// (protocol 2026-07-28, SEP-2243).
+	methodHeader = "Mcp-Method"
+	nameHeader   = "Mcp-Name"
+)
 
 // maxSessionIDLen bounds a client-supplied session ID (the SDK's are 26 characters).
 const maxSessionIDLen = 128
