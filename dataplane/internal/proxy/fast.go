@@ -211,23 +211,40 @@ func (p *Proxy) fastStateless(w http.ResponseWriter, r *http.Request) bool {
 	return p.fastCall(w, r, nil, r.PathValue("vs"), &m, auth.TokenInfoFromContext(r.Context()))
 }
 
-// statelessConn is how a session-less fast call reaches u: without a
-// session, in the client's revision, if u speaks it and its tool declares no
-// parameter headers (those the SDK client sets).
-func statelessConn(u *upstream, version, tool string) *upConn {
+// statelessConn is how a session-less fast call reaches u, and what to do
+// with it after the call (put(false) when it failed). An upstream of the
+// client's revision is reached without a session, if its tool declares no
+// parameter headers (those the SDK client sets). A legacy upstream is
+// reached on a pooled session, as the SDK path does, for a client that
+// declared no capability (the pool's session declared none, so the
+// upstream has nothing to ask it mid-call); nil for anything else.
+func (p *Proxy) statelessConn(ctx context.Context, u *upstream, version, tool string, meta map[string]json.RawMessage) (*upConn, func(ok bool)) {
 	shared := u.currentSession()
-	if u.spec.GetTransport() != agentv1.Transport_TRANSPORT_STREAMABLE_HTTP || shared == nil || !modern(shared) ||
-		shared.InitializeResult().ProtocolVersion != version {
-		return nil
+	if u.spec.GetTransport() != agentv1.Transport_TRANSPORT_STREAMABLE_HTTP || shared == nil {
+		return nil, nil
 	}
 	if lt, ok := u.liveTool(tool); !ok || bytes.Contains(lt.def, []byte("x-mcp-header")) {
-		return nil
+		return nil, nil
 	}
 	hc, err := u.httpClient()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	return &upConn{u: u, cs: shared, hc: hc}
+	if modern(shared) {
+		if shared.InitializeResult().ProtocolVersion != version {
+			return nil, nil
+		}
+		return &upConn{u: u, cs: shared, hc: hc}, func(bool) {}
+	}
+	var caps mcp.ClientCapabilities
+	if json.Unmarshal(meta["io.modelcontextprotocol/clientCapabilities"], &caps) != nil || capsKey(&caps) != capsKey(nil) {
+		return nil, nil
+	}
+	pc, put, err := p.checkout(ctx, nil, u)
+	if err != nil {
+		return nil, nil
+	}
+	return &upConn{u: u, cs: pc.cs, hc: hc}, put
 }
 
 // requestUser is the user a request authenticated as ("" for none).
@@ -434,14 +451,20 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, vsName
 	}
 	var c *upConn
 	var ss *mcp.ServerSession
+	upstreamOK := true // false once the upstream session failed
 	if l != nil {
 		c, ss = l.fastConn(r.Context(), u), l.ss
-		meta = legacyMeta(meta)
 	} else {
-		c = statelessConn(u, r.Header.Get("Mcp-Protocol-Version"), rt.name)
+		var put func(ok bool)
+		if c, put = p.statelessConn(r.Context(), u, r.Header.Get("Mcp-Protocol-Version"), rt.name, meta); c != nil {
+			defer func() { put(upstreamOK) }()
+		}
 	}
 	if c == nil {
 		return false
+	}
+	if !modern(c.cs) {
+		meta = legacyMeta(meta)
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.UpstreamTimeout)
@@ -522,6 +545,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, vsName
 			p.cancelUpstream(c, upID, ctx)
 			return true
 		}
+		upstreamOK = false
 		if l != nil {
 			l.drop(rt.upstream, c.cs)
 		}
@@ -542,6 +566,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, vsName
 	if resp.StatusCode == http.StatusNotFound {
 		// The upstream ended the session before it ran anything: open a
 		// new one through the SDK path.
+		upstreamOK = false
 		if l != nil {
 			l.drop(rt.upstream, c.cs)
 		}
@@ -702,11 +727,15 @@ func legacyMeta(m map[string]json.RawMessage) map[string]json.RawMessage {
 // fastRelay handles what an upstream sends on a fast call's stream before
 // its result; it returns the gateway ID of a request relayed to the client.
 // A session-less call (l nil) has no session to relay requests on (a modern
-// upstream asks in its result instead) and its log level in meta.
+// upstream asks in its result instead; a legacy one was told the client
+// declared nothing to ask) and its log level in meta.
 func (p *Proxy) fastRelay(ctx context.Context, l *link, vs string, meta map[string]json.RawMessage, c *upConn, upName string, um *rawMessage, out *clientStream) string {
 	pol := p.pol.Load()
 	if len(um.ID) > 0 {
 		if l == nil {
+			// The client declared nothing the upstream may ask of it.
+			_ = c.send(ctx, outMessage{JSONRPC: "2.0", ID: json.RawMessage(bytes.Clone(um.ID)),
+				Error: &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "Portcullis: the client declared no capability for " + um.Method}})
 			return ""
 		}
 		return p.fastAsk(ctx, l, c, upName, um, out, pol)

@@ -289,7 +289,8 @@ func TestFastPathRefusesReboundHost(t *testing.T) {
 // the fast path: results, results that ask for input (screened; the answer
 // comes back on the SDK path), telemetry; a Mcp-Name header that does not
 // match the body is left to the SDK, which refuses it; an upstream that
-// does not speak the revision is reached through the SDK as before.
+// does not speak the revision is reached through the SDK for a client that
+// declared capabilities, on the fast path with a pooled session otherwise.
 func TestFastPathSessionless(t *testing.T) {
 	url, q := relayGateway(t, relayUpstream(t, true).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
 	c := connectRelayClientVersion(t, url, "2026-07-28")
@@ -338,6 +339,25 @@ func TestFastPathSessionless(t *testing.T) {
 		t.Errorf("ask through a legacy upstream = %q", got)
 	}
 	if rawCalls() != before {
-		t.Error("a call to a legacy upstream took the session-less fast path")
+		t.Error("a call to a legacy upstream from a client with capabilities took the session-less fast path")
+	}
+	// A client that declared no capability reaches a legacy upstream on the
+	// fast path too, on a pooled session: nothing can be asked of it.
+	bare, err := mcp.NewClient(&mcp.Implementation{Name: "bare", Version: "1"}, nil).Connect(context.Background(),
+		&mcp.StreamableClientTransport{Endpoint: legacy}, &mcp.ClientSessionOptions{ProtocolVersion: "2026-07-28"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	before = rawCalls()
+	if got := callText(t, bare, "log"); got != "logged" {
+		t.Errorf("log through a legacy upstream = %q", got)
+	}
+	res, err := bare.CallTool(context.Background(), &mcp.CallToolParams{Name: "sample", Arguments: map[string]any{}})
+	if err == nil && !res.IsError {
+		t.Errorf("sampling of a client that declared none = %+v, want an error", res)
+	}
+	if n := rawCalls() - before; n != 2 {
+		t.Errorf("%v of 2 calls of a client without capabilities to a legacy upstream took the fast path", n)
 	}
 }
