@@ -40,9 +40,15 @@ const (
 	statelessProtocol = "2026-07-28"
 )
 
+// benchRounds is how many times every path is measured, the paths taking
+// turns, so that a slow spell of this shared box falls on all of them; the
+// table shows medians.
+const benchRounds = 3
+
 // BenchmarkToolsCall measures tools/call on the same upstream, in the same
 // run: directly, through a plain httputil.ReverseProxy, and through the
-// gateway (pin check, telemetry on). It reports calls/s, p50 and p99.
+// gateway (pin check, telemetry on), in alternating rounds. It reports
+// calls/s, p50 and p99 and CPU per call.
 func BenchmarkToolsCall(b *testing.B) {
 	ctx := viewer.System(context.Background())
 	up := httptest.NewServer(demoupstream.Handler())
@@ -59,107 +65,111 @@ func BenchmarkToolsCall(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "bench", []string{"demo"}); err != nil {
-		b.Fatal(err)
-	}
-	token, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	gwAddr := freeAddr(b)
-	g := startGateway(b, cp.AgentEndpoint(), filepath.Join(work, "gw"), gwAddr, "PORTCULLIS_ENROLL_TOKEN="+token)
-	defer g.stop()
-	pinWhenDiscovered(b, cp, ten.ID, "demo", "echo")
-	exposed := func(gwURL string) {
-		eventually(b, "echo exposed", func() error {
-			s, err := mcpConnect(ctx, gwURL)
+	// gateway runs a gateway (and a replica of it) with the demo upstream as
+	// upstreamName; it returns its ID and the URLs and processes of both.
+	gateway := func(name, upstreamName string, replica bool) (uuid.UUID, []string, []int) {
+		gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec(upstreamName, "streamable_http", up.URL+"/mcp", "")); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "bench", []string{upstreamName}); err != nil {
+			b.Fatal(err)
+		}
+		var urls []string
+		var pids []int
+		for i, env := range [][]string{nil, {"PORTCULLIS_REDIS_URL=" + testRedisURL(b)}} {
+			if i == 1 && !replica {
+				break
+			}
+			token, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
 			if err != nil {
-				return err
+				b.Fatal(err)
 			}
-			defer s.Close()
-			res, err := s.ListTools(ctx, nil)
-			if err != nil || len(res.Tools) != 1 {
-				return fmt.Errorf("tools %v err %v", res, err)
+			addr := freeAddr(b)
+			g := startGateway(b, cp.AgentEndpoint(), filepath.Join(work, fmt.Sprintf("%s-%d", name, i)), addr, append(env, "PORTCULLIS_ENROLL_TOKEN="+token)...)
+			b.Cleanup(g.stop)
+			if i == 0 {
+				pinWhenDiscovered(b, cp, ten.ID, upstreamName, "echo")
 			}
-			return nil
-		})
-	}
-	gwURL := "http://" + gwAddr + "/mcp/bench"
-	exposed(gwURL)
-	// A second replica of the gateway with Redis: every request looks its
-	// MCP session up there (one round trip), as replicas behind a balancer do.
-	rtok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rAddr := freeAddr(b)
-	rg := startGateway(b, cp.AgentEndpoint(), filepath.Join(work, "gw-redis"), rAddr, "PORTCULLIS_ENROLL_TOKEN="+rtok, "PORTCULLIS_REDIS_URL="+testRedisURL(b))
-	defer rg.stop()
-	rURL := "http://" + rAddr + "/mcp/bench"
-	exposed(rURL)
-
-	// pid is the proxy's process (0: none, or in this one), whose CPU per
-	// call is reported: on this shared box the control plane's telemetry
-	// ingest and the clients also take the cores, so calls/s alone mixes
-	// their cost into the proxy's.
-	gwPid, rPid := g.cmd.Process.Pid, rg.cmd.Process.Pid
-	for _, tc := range []struct {
-		name, url, tool, version string
-		pid                      int
-	}{
-		{"direct", up.URL + "/mcp", "echo", sessionProtocol, 0},
-		{"reverse-proxy-in-process", rp.URL + "/mcp", "echo", sessionProtocol, 0},
-		{"reverse-proxy", rpp + "/mcp", "echo", sessionProtocol, rpPid},
-		{"gateway", gwURL, "demo__echo", sessionProtocol, gwPid},
-		{"gateway-2026-07-28", gwURL, "demo__echo", statelessProtocol, gwPid},
-		{"gateway-redis-sessions", rURL, "demo__echo", sessionProtocol, rPid},
-	} {
-		for _, c := range []int{1, benchClients} {
-			b.Run(fmt.Sprintf("%s/c=%d", tc.name, c), func(b *testing.B) {
-				results.add(tc.name, c, load(b, tc.url, tc.tool, "", tc.version, c, tc.pid))
+			urls, pids = append(urls, "http://"+addr+"/mcp/bench"), append(pids, g.cmd.Process.Pid)
+			eventually(b, "echo exposed", func() error {
+				s, err := mcpConnect(ctx, urls[i])
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				res, err := s.ListTools(ctx, nil)
+				if err != nil || len(res.Tools) != 1 {
+					return fmt.Errorf("tools %v err %v", res, err)
+				}
+				return nil
 			})
 		}
+		return gw.ID, urls, pids
 	}
+	// The second replica shares MCP sessions through Redis: every request
+	// looks its session up there (one round trip), as replicas behind a
+	// balancer do.
+	_, plain, plainPids := gateway("bench", "demo", true)
 
-	// Every check on: a client key required, access rules with a CEL
-	// condition, rate limits, data-flow labels (and, as above, pins and
-	// result scanning).
+	// A gateway with every check on: a client key required, access rules
+	// with a CEL condition, rate limits, data-flow labels (and, as above,
+	// pins and result scanning).
+	checkedID, checked, checkedPids := gateway("bench-checked", "checked", false)
 	key, _, err := cp.Access.CreateClientKey(ctx, ten.ID, "bench", []string{"builders"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, r := range []access.Rule{
 		{Principal: "*", VirtualServer: "*", ToolPattern: "*__shell*", Effect: "deny"},
-		{Principal: "group:builders", VirtualServer: "bench", ToolPattern: "demo__*", Effect: "allow", Condition: "size(string(args.message)) < 1000"},
+		{Principal: "group:builders", VirtualServer: "bench", ToolPattern: "checked__*", Effect: "allow", Condition: "size(string(args.message)) < 1000"},
 	} {
-		if _, err := cp.Access.CreateRule(ctx, ten.ID, gw.ID, r); err != nil {
+		if _, err := cp.Access.CreateRule(ctx, ten.ID, checkedID, r); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if err := cp.Access.SetClientAuth(ctx, ten.ID, gw.ID, true); err != nil {
+	if err := cp.Access.SetClientAuth(ctx, ten.ID, checkedID, true); err != nil {
 		b.Fatal(err)
 	}
-	if err := cp.Access.SetRateLimits(ctx, ten.ID, gw.ID, 1000000, 1000000); err != nil {
+	if err := cp.Access.SetRateLimits(ctx, ten.ID, checkedID, 1000000, 1000000); err != nil {
 		b.Fatal(err)
 	}
-	if err := cp.Inventory.SetLabels(ctx, ten.ID, toolOf(b, cp.DB, "demo", "echo").ID, []string{"untrusted_content"}); err != nil {
+	if err := cp.Inventory.SetLabels(ctx, ten.ID, toolOf(b, cp.DB, "checked", "echo").ID, []string{"untrusted_content"}); err != nil {
 		b.Fatal(err)
 	}
-	waitEnforced(b, cp, ten.ID, gw.ID, gwAddr, "every check applied")
-	for _, c := range []int{1, benchClients} {
-		b.Run(fmt.Sprintf("gateway-all-checks/c=%d", c), func(b *testing.B) {
-			results.add("gateway-all-checks", c, load(b, gwURL, "demo__echo", key, sessionProtocol, c, gwPid))
-		})
+	waitEnforced(b, cp, ten.ID, checkedID, strings.TrimSuffix(strings.TrimPrefix(checked[0], "http://"), "/mcp/bench"), "every check applied")
+
+	// pid is the proxy's process (0: none, or in this one), whose CPU per
+	// call is reported: on this shared box the control plane's telemetry
+	// ingest and the clients also take the cores, so calls/s alone mixes
+	// their cost into the proxy's.
+	paths := []struct {
+		name, url, tool, bearer, version string
+		pid                              int
+	}{
+		{"direct", up.URL + "/mcp", "echo", "", sessionProtocol, 0},
+		{"reverse-proxy-in-process", rp.URL + "/mcp", "echo", "", sessionProtocol, 0},
+		{"reverse-proxy", rpp + "/mcp", "echo", "", sessionProtocol, rpPid},
+		{"gateway", plain[0], "demo__echo", "", sessionProtocol, plainPids[0]},
+		{"gateway-2026-07-28", plain[0], "demo__echo", "", statelessProtocol, plainPids[0]},
+		{"gateway-redis-sessions", plain[1], "demo__echo", "", sessionProtocol, plainPids[1]},
+		{"gateway-all-checks", checked[0], "checked__echo", key, sessionProtocol, checkedPids[0]},
+	}
+	for round := range benchRounds {
+		for _, tc := range paths {
+			for _, c := range []int{1, benchClients} {
+				b.Run(fmt.Sprintf("%s/c=%d/round=%d", tc.name, c, round+1), func(b *testing.B) {
+					results.add(tc.name, c, round, load(b, tc.url, tc.tool, tc.bearer, tc.version, c, tc.pid))
+				})
+			}
+		}
 	}
 	// Printed, not logged: the table is what `make bench` is read for.
-	fmt.Print("\nBenchmarkToolsCall, ratios to the reverse proxy in its own process (same run):\n" + results.table("reverse-proxy", 1, benchClients))
+	fmt.Printf("\nBenchmarkToolsCall, medians of %d alternating rounds, ratios to the reverse proxy in its own process (same run):\n%s",
+		benchRounds, results.table("reverse-proxy", 1, benchClients))
 }
 
 // loadResult is one path's measurement at one concurrency; cpu is the proxy
@@ -192,16 +202,43 @@ func cpuTicks(pid int) int64 {
 // to the reverse proxy of the same run.
 type benchResults struct {
 	names []string
-	m     map[string]loadResult
+	m     map[string]map[int]loadResult // by path/concurrency, then round
 }
 
-var results = &benchResults{m: map[string]loadResult{}}
+var results = &benchResults{m: map[string]map[int]loadResult{}}
 
-func (r *benchResults) add(name string, c int, res loadResult) {
+func (r *benchResults) add(name string, c, round int, res loadResult) {
 	if !slices.Contains(r.names, name) {
 		r.names = append(r.names, name)
 	}
-	r.m[fmt.Sprintf("%s/%d", name, c)] = res // the last run of a benchmark counts (b.N grows)
+	k := fmt.Sprintf("%s/%d", name, c)
+	if r.m[k] == nil {
+		r.m[k] = map[int]loadResult{}
+	}
+	r.m[k][round] = res // the last run of a round counts (b.N grows)
+}
+
+// median is each measure's median over the rounds of name at c.
+func (r *benchResults) median(name string, c int) loadResult {
+	rounds := r.m[fmt.Sprintf("%s/%d", name, c)]
+	med := func(f func(loadResult) float64) float64 {
+		var v []float64
+		for _, res := range rounds {
+			v = append(v, f(res))
+		}
+		if len(v) == 0 {
+			return 0
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return loadResult{
+		callsPerSec: med(func(l loadResult) float64 { return l.callsPerSec }),
+		p50:         med(func(l loadResult) float64 { return l.p50 }),
+		p99:         med(func(l loadResult) float64 { return l.p99 }),
+		cpu:         med(func(l loadResult) float64 { return l.cpu }),
+		rest:        med(func(l loadResult) float64 { return l.rest }),
+	}
 }
 
 func (r *benchResults) table(floor string, cs ...int) string {
@@ -214,7 +251,7 @@ func (r *benchResults) table(floor string, cs ...int) string {
 	for _, name := range r.names {
 		sb.WriteString(name)
 		for _, c := range cs {
-			res, base := r.m[fmt.Sprintf("%s/%d", name, c)], r.m[fmt.Sprintf("%s/%d", floor, c)]
+			res, base := r.median(name, c), r.median(floor, c)
 			ratio := 0.0
 			if base.callsPerSec > 0 {
 				ratio = res.callsPerSec / base.callsPerSec
