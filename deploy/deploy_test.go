@@ -217,6 +217,24 @@ func TestDeploy(t *testing.T) {
 		}
 	})
 
+	t.Run("gateway: stdio upstreams only when allowed, with the capabilities to switch users", func(t *testing.T) {
+		c := get(find(t, render(t, "portcullis-gateway", "--set", "controlPlane=cp:7443"), "StatefulSet"), "spec", "template", "spec", "containers", 0)
+		if slices.Contains(envNames(c), "PORTCULLIS_STDIO_ALLOW") || get(c, "securityContext", "capabilities", "add") != nil {
+			t.Errorf("stdio allowed by default: env %v, capabilities %v", envNames(c), get(c, "securityContext", "capabilities"))
+		}
+		c = get(find(t, render(t, "portcullis-gateway", "--set", "controlPlane=cp:7443", "--set", "stdio.allow=npx -y @modelcontextprotocol/server-everything@2026.8.31"), "StatefulSet"),
+			"spec", "template", "spec", "containers", 0)
+		for _, want := range []string{"PORTCULLIS_STDIO_ALLOW", "PORTCULLIS_STDIO_USER", "PORTCULLIS_STDIO_DIR"} {
+			if !slices.Contains(envNames(c), want) {
+				t.Errorf("env lacks %s: %v", want, envNames(c))
+			}
+		}
+		if fmt.Sprint(get(c, "securityContext", "capabilities")) != "map[add:[SETUID SETGID] drop:[ALL]]" {
+			t.Errorf("capabilities %v, want SETUID and SETGID alone", get(c, "securityContext", "capabilities"))
+		}
+		checkEnv(t, c, gwFlags)
+	})
+
 	t.Run("gateway: replicas with identity, probes, budget, policy and credentials", func(t *testing.T) {
 		docs := render(t, "portcullis-gateway", "-f", "helm/portcullis-gateway/ci/ha-values.yaml")
 		if got := strings.Join(kinds(docs), ","); got != "NetworkPolicy,PodDisruptionBudget,Service,Service,StatefulSet" {
@@ -356,6 +374,17 @@ func TestDeploy(t *testing.T) {
 				t.Fatal(err)
 			}
 			units = append(units, p)
+		}
+		// The stdio drop-in, where systemd reads a unit's drop-ins.
+		b, err := os.ReadFile(filepath.Join("systemd", "portcullis-gateway-stdio.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "portcullis-gateway.service.d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "portcullis-gateway.service.d", "stdio.conf"), b, 0o644); err != nil {
+			t.Fatal(err)
 		}
 		out, err := run(t, sa, append([]string{"verify"}, units...)...)
 		if err != nil || strings.TrimSpace(out) != "" {

@@ -92,7 +92,7 @@ func build(out io.Writer) *ffcli.Command {
 	upURL := upCreate.String("url", "", "Streamable HTTP URL of the MCP server")
 	upCommand := upCreate.String("command", "", "stdio command to run on the gateway host (arguments after --)")
 	upLabels := upCreate.String("labels", "", "labels, key=value,key2=value2")
-	upCred := upCreate.String("credential-ref", "", "where gateways find the upstream's credential: env:NAME or file:/path (sent as Authorization: Bearer)")
+	upCred := upCreate.String("credential-ref", "", "where gateways find the upstream's credential: env:NAME or file:/path (sent as Authorization: Bearer); for a stdio command env:NAME, a variable it is given")
 	upDeny := upCreate.String("deny", "", "what the upstream may not ask of clients, comma-separated: sampling, elicitation, roots (default: all allowed)")
 	vsCreate := newFS("servers create")
 	vsGateway := vsCreate.String("gateway", "", "gateway name or id (required)")
@@ -337,13 +337,13 @@ func build(out io.Writer) *ffcli.Command {
 					if err != nil {
 						return err
 					}
-					return g.print(r.Msg, []string{"ID", "NAME", "TRANSPORT", "TARGET", "REACHABLE"}, func(row func(...any)) {
+					return g.print(r.Msg, []string{"ID", "NAME", "TRANSPORT", "TARGET", "REACHABLE", "ERROR"}, func(row func(...any)) {
 						for _, u := range r.Msg.GetUpstreams() {
 							target := u.GetUrl()
 							if u.GetCommand() != "" {
 								target = strings.Join(append([]string{u.GetCommand()}, u.GetArgs()...), " ")
 							}
-							row(u.GetId(), u.GetName(), strings.ToLower(strings.TrimPrefix(u.GetTransport().String(), "TRANSPORT_")), target, u.GetReachable())
+							row(u.GetId(), u.GetName(), strings.ToLower(strings.TrimPrefix(u.GetTransport().String(), "TRANSPORT_")), target, u.GetReachable(), u.GetLastError())
 						}
 					})
 				}),

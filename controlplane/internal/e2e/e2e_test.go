@@ -397,7 +397,9 @@ func TestEndToEnd(t *testing.T) {
 
 	gwDir := filepath.Join(work, "gw")
 	gwAddr := freeAddr(t)
-	g := startGateway(t, cp.AgentEndpoint(), gwDir, gwAddr, "PORTCULLIS_ENROLL_TOKEN="+token)
+	// The operator lets the gateway run server-everything, as nobody.
+	stdioEnv := []string{"PORTCULLIS_STDIO_ALLOW=node " + everything, "PORTCULLIS_STDIO_USER=nobody"}
+	g := startGateway(t, cp.AgentEndpoint(), gwDir, gwAddr, append(stdioEnv, "PORTCULLIS_ENROLL_TOKEN="+token)...)
 	url := "http://" + gwAddr + "/mcp/main"
 
 	// Discovery reaches the control plane's inventory for both transports.
@@ -822,7 +824,7 @@ func TestEndToEnd(t *testing.T) {
 	enforced := readyVersion(gwAddr)
 	g.stop()
 	t.Run("gateway restart with control plane down serves the cached bundle", func(t *testing.T) {
-		g2 := startGateway(t, cp.AgentEndpoint(), gwDir, gwAddr)
+		g2 := startGateway(t, cp.AgentEndpoint(), gwDir, gwAddr, stdioEnv...)
 		eventually(t, "gateway ready from cache", func() error {
 			if v := readyVersion(gwAddr); v != enforced {
 				return fmt.Errorf("version %d, want %d", v, enforced)
@@ -862,7 +864,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := os.WriteFile(path, raw, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		g3 := startGateway(t, cp.AgentEndpoint(), gwDir, gwAddr)
+		g3 := startGateway(t, cp.AgentEndpoint(), gwDir, gwAddr, stdioEnv...)
 		eventually(t, "refusal logged", func() error {
 			if !strings.Contains(g3.out.String(), "cached bundle refused") {
 				return fmt.Errorf("gateway log:\n%s", g3.out.String())

@@ -280,8 +280,8 @@ func (u UpstreamSpec) validate() error {
 	if u.CredentialHeader != "" && (u.CredentialRef == "" || !credentialHeaderRE.MatchString(u.CredentialHeader)) {
 		return fmt.Errorf("upstream %q: credential header %q must be a header name, given with a credential reference", u.Name, u.CredentialHeader)
 	}
-	if u.CredentialRef != "" && u.Transport != upstream.TransportStreamableHTTP.String() {
-		return fmt.Errorf("upstream %q: credential references are for streamable_http upstreams; a stdio command inherits the gateway's environment", u.Name)
+	if u.Transport != upstream.TransportStreamableHTTP.String() && (!strings.HasPrefix(u.CredentialRef, "env:") && u.CredentialRef != "" || u.CredentialHeader != "") {
+		return fmt.Errorf("upstream %q: a stdio command's credential is a variable of the gateway's environment it is given (env:NAME), without a header", u.Name)
 	}
 	return nil
 }

@@ -50,12 +50,14 @@ type Config struct {
 	MaxMessageBytes   int
 	CredentialEnv     string
 	CredentialDirs    string
-	MaxSessions       int
-	MaxClientSessions int
-	ReadTimeout       time.Duration
-	IdleTimeout       time.Duration
-	FlowWindow        time.Duration
-	MaxDefinitionAge  time.Duration
+	// StdioAllow, StdioUser and StdioDir: which stdio upstreams run, as whom, where.
+	StdioAllow, StdioUser, StdioDir string
+	MaxSessions                     int
+	MaxClientSessions               int
+	ReadTimeout                     time.Duration
+	IdleTimeout                     time.Duration
+	FlowWindow                      time.Duration
+	MaxDefinitionAge                time.Duration
 }
 
 // RegisterFlags binds cfg to fs; every flag can also be set as PORTCULLIS_<NAME>.
@@ -73,6 +75,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DiscoveryInterval, "discovery-interval", time.Minute, "how often each upstream's tools are listed again (list_changed also triggers it)")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", time.Minute, "timeout for connecting to, listing and calling an upstream")
 	fs.StringVar(&c.CredentialEnv, "credential-env", proxy.DefaultCredentialEnv, "environment variables an upstream's credential reference env:NAME may read: comma-separated names or prefixes ending in *; empty for none (PORTCULLIS_* never)")
+	fs.StringVar(&c.StdioAllow, "stdio-allow", "", "stdio upstreams this gateway runs: comma-separated command lines their command must start with (e.g. \"npx -y @modelcontextprotocol/server-everything@2026.8.31,uvx mcp-server-git\"), or * for any; none by default")
+	fs.StringVar(&c.StdioUser, "stdio-user", "", "unprivileged user stdio upstreams run as (never root or the gateway's own; the gateway needs root or CAP_SETUID and CAP_SETGID); required with --stdio-allow")
+	fs.StringVar(&c.StdioDir, "stdio-dir", filepath.Join(os.TempDir(), "portcullis-stdio"), "directory holding each stdio upstream's working and home directory (outside --data-dir)")
 	fs.StringVar(&c.CredentialDirs, "credential-dirs", proxy.DefaultCredentialDir, "directories an upstream's credential reference file:/path may read below, comma-separated absolute paths; empty for none (the data dir never)")
 	fs.DurationVar(&c.MaxDefinitionAge, "max-definition-age", proxy.DefaultMaxDefinitionAge, "a call, prompt or resource read uses an upstream definition listed at most this long ago; older, the upstream is listed again first (one listing for all callers), so a tool changed without list_changed is quarantined at its next call")
 	fs.DurationVar(&c.FlowWindow, "flow-window", time.Hour, "how long a principal's data-flow labels (private_data, untrusted_content) last after it last touched labelled data, across all its sessions and virtual servers")
@@ -125,6 +130,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return fmt.Errorf("--credential-dirs %q: use absolute paths of the directories credentials are mounted in (not /)", d)
 		}
 	}
+	stdio, err := proxy.ParseStdio(cfg.StdioAllow, cfg.StdioUser, cfg.StdioDir)
+	if err != nil {
+		return err
+	}
+	if data, _ := filepath.Abs(cfg.DataDir); stdio.Dir != "" && (stdio.Dir == data || strings.HasPrefix(stdio.Dir, data+string(filepath.Separator))) {
+		return fmt.Errorf("--stdio-dir %s is inside --data-dir: stdio servers must not reach the gateway's identity", stdio.Dir)
+	}
 	if cfg.ControlPlane == "" {
 		return errors.New("--control-plane is required (host:port of the control plane's agent listener)")
 	}
@@ -133,6 +145,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir: %w", err)
+	}
+	if len(stdio.Allow) > 0 {
+		// The identity, bundles and spool are the gateway's alone: the stdio
+		// user may not even list them.
+		if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("closing the data dir to stdio servers: %w", err)
+		}
+		log.Info("stdio upstreams allowed", "allow", cfg.StdioAllow, "user", stdio.Username, "dir", stdio.Dir)
 	}
 	shutdownTracing, err := tracing.Setup(ctx, cfg.OTLPEndpoint, Version)
 	if err != nil {
@@ -175,7 +195,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout,
 		Version: Version, PublicURL: public, RateLimiter: limiter, Sessions: sessions, SessionIdle: cfg.SessionIdle,
-		MaxMessageBytes: cfg.MaxMessageBytes, Credentials: creds, MaxSessions: cfg.MaxSessions, MaxClientSessions: cfg.MaxClientSessions,
+		MaxMessageBytes: cfg.MaxMessageBytes, Credentials: creds, Stdio: stdio, MaxSessions: cfg.MaxSessions, MaxClientSessions: cfg.MaxClientSessions,
 		RequestReadTimeout: cfg.ReadTimeout, FlowWindow: cfg.FlowWindow, MaxDefinitionAge: cfg.MaxDefinitionAge})
 	if err != nil {
 		return err

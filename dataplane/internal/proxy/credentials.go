@@ -131,16 +131,3 @@ func within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }
-
-// childEnv is the environment of a stdio upstream: the gateway's, less its
-// own settings (PORTCULLIS_*: the enrollment token among them).
-func childEnv() []string {
-	env := os.Environ()
-	out := env[:0:0]
-	for _, kv := range env {
-		if !strings.HasPrefix(strings.ToUpper(kv), "PORTCULLIS_") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}

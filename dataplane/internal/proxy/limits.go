@@ -162,6 +162,7 @@ func (u *upstream) limit() int {
 type commandTransport struct {
 	cmd   *exec.Cmd
 	limit int
+	user  string // it runs as
 }
 
 func (t *commandTransport) Connect(ctx context.Context) (mcp.Connection, error) {
@@ -174,8 +175,12 @@ func (t *commandTransport) Connect(ctx context.Context) (mcp.Connection, error) 
 		return nil, err
 	}
 	if err := t.cmd.Start(); err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			return nil, fmt.Errorf("starting a stdio server as %s: the gateway needs root or the CAP_SETUID and CAP_SETGID capabilities: %w", t.user, err)
+		}
 		return nil, err
 	}
+	limitStdio(t.cmd.Process.Pid)
 	return (&mcp.IOTransport{Reader: io.NopCloser(stdout), Writer: &processInput{stdin, t.cmd}, MaxLineLength: t.limit + 64}).Connect(ctx)
 }
 

@@ -80,6 +80,8 @@ type Config struct {
 	MaxMessageBytes int
 	// Credentials is what upstream credential references may reach.
 	Credentials Credentials
+	// Stdio is what stdio upstreams may run and how (none by default).
+	Stdio Stdio
 	// MaxSessions bounds the client sessions this replica serves, and
 	// MaxClientSessions those of one principal (or anonymous address).
 	MaxSessions, MaxClientSessions int
@@ -374,7 +376,7 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 	for name, spec := range want {
 		if _, ok := p.upstreams[name]; !ok {
 			u := newUpstream(spec, p.log, p.relay, p.pol.Load, p.cfg.DiscoveryInterval, p.cfg.UpstreamTimeout, p.upstreamChanged)
-			u.maxMessage, u.creds = p.cfg.MaxMessageBytes, &p.cfg.Credentials
+			u.maxMessage, u.creds, u.stdio = p.cfg.MaxMessageBytes, &p.cfg.Credentials, &p.cfg.Stdio
 			p.upstreams[name] = u
 			u.start(p.ctx)
 		}

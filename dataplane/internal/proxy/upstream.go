@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -118,6 +117,8 @@ type upstream struct {
 	maxMessage int
 	// creds is what its credential reference may reach.
 	creds *Credentials
+	// stdio is how a stdio server may run, if at all.
+	stdio *Stdio
 
 	mu        sync.RWMutex
 	session   *mcp.ClientSession
@@ -198,10 +199,25 @@ func (u *upstream) transport(standalone bool) (mcp.Transport, error) {
 		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: client, DisableStandaloneSSE: !standalone,
 			MaxEventSize: limit + 64}, nil
 	case agentv1.Transport_TRANSPORT_STDIO:
-		// Upstream credentials come from the gateway's own environment.
-		cmd := exec.Command(u.spec.GetCommand(), u.spec.GetArgs()...)
-		cmd.Env = childEnv()
-		return &commandTransport{cmd: cmd, limit: u.limit()}, nil
+		// Only what the operator allows, as the stdio user (stdio.go); its
+		// credential is the variable its reference names.
+		var credEnv string
+		if ref := u.spec.GetCredentialRef(); ref != "" {
+			kind, name, _ := strings.Cut(ref, ":")
+			if kind != "env" {
+				return nil, fmt.Errorf("credential %s: a stdio server's credential is a variable (env:NAME) it is given", ref)
+			}
+			v, err := u.creds.resolve(ref)
+			if err != nil {
+				return nil, err
+			}
+			credEnv = name + "=" + v
+		}
+		cmd, err := u.stdio.command(u.spec.GetName(), append([]string{u.spec.GetCommand()}, u.spec.GetArgs()...), credEnv)
+		if err != nil {
+			return nil, err
+		}
+		return &commandTransport{cmd: cmd, limit: u.limit(), user: u.stdio.Username}, nil
 	default:
 		return nil, fmt.Errorf("unsupported transport %v", u.spec.GetTransport())
 	}
