@@ -33,8 +33,8 @@ func TestParseStdio(t *testing.T) {
 	}
 	for argv, ok := range map[string]bool{
 		"npx -y @modelcontextprotocol/server-everything@2026.8.31 stdio": true,
-		"npx -y @modelcontextprotocol/server-everything@2025.11.26":       false, // another version
-		"npx -y @modelcontextprotocol/server-everything":                  false,
+		"npx -y @modelcontextprotocol/server-everything@2025.11.26":      false, // another version
+		"npx -y @modelcontextprotocol/server-everything":                 false,
 		"node /srv/server.js":          true,
 		"/usr/bin/node /srv/server.js": false, // as written, not resolved
 		"sh -c node":                   false,
