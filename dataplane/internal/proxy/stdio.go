@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -110,12 +111,15 @@ func (s *Stdio) command(name string, argv []string, credEnv string) (*exec.Cmd, 
 	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
 		return nil, fmt.Errorf("stdio server name %q cannot name a directory", name)
 	}
-	// Each server may pass through it to its own directory, and no further.
-	if err := os.MkdirAll(s.Dir, 0o711); err != nil {
-		return nil, fmt.Errorf("stdio servers' directory: %w", err)
-	}
-	if err := os.Chmod(s.Dir, 0o711); err != nil {
-		return nil, fmt.Errorf("stdio servers' directory: %w", err)
+	// Each server may pass through it to its own directory, and no further
+	// (made so whatever the umask; one the operator made is left as it is).
+	if _, err := os.Stat(s.Dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(s.Dir, 0o711); err != nil {
+			return nil, fmt.Errorf("stdio servers' directory: %w", err)
+		}
+		if err := os.Chmod(s.Dir, 0o711); err != nil {
+			return nil, fmt.Errorf("stdio servers' directory: %w", err)
+		}
 	}
 	dir := filepath.Join(s.Dir, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -92,5 +94,16 @@ func TestStdioCommand(t *testing.T) {
 	}
 	if c := cmd.SysProcAttr.Credential; c == nil || c.Uid != s.UID || c.Gid != s.GID {
 		t.Errorf("runs as %+v, want %d:%d", c, s.UID, s.GID)
+	}
+	// Under the systemd unit's umask the directory it makes is still one the
+	// stdio user can pass through.
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	s.Dir = filepath.Join(t.TempDir(), "fresh")
+	if _, err := s.command("up", []string{"node"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(s.Dir); err != nil || fi.Mode().Perm() != 0o711 {
+		t.Errorf("stdio directory made %v (%v), want 0711", fi.Mode(), err)
 	}
 }
