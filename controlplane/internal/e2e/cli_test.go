@@ -187,6 +187,19 @@ func TestCLIChanges(t *testing.T) {
 	}
 }
 
+// cliAs returns a runner of CLI commands through via (runCLI or runBinary),
+// as key on server, that fails t when a command does.
+func cliAs(t *testing.T, via func(*testing.T, string, string, ...string) (string, error), server, key string) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		out, err := via(t, server, key, args...)
+		if err != nil {
+			t.Fatalf("portcullis %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+}
+
 // runBinary runs the built portcullis binary, as a user would.
 func runBinary(t *testing.T, server, key string, args ...string) (string, error) {
 	t.Helper()
@@ -210,14 +223,7 @@ func runBinary(t *testing.T, server, key string, args ...string) (string, error)
 func TestCLIServers(t *testing.T) {
 	w := buildWorld(t)
 	base := w.cp.PublicURL()
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := runBinary(t, base, w.adminKeyA, args...)
-		if err != nil {
-			t.Fatalf("portcullis %v: %v\n%s", args, err, out)
-		}
-		return out
-	}
+	run := cliAs(t, runBinary, base, w.adminKeyA)
 	run("gateways", "create", "srv-gw")
 	run("upstreams", "create", "--gateway", "srv-gw", "--url", "https://a.internal/mcp", "--deny", "sampling,roots", "alpha")
 	run("upstreams", "create", "--gateway", "srv-gw", "--url", "https://b.internal/mcp", "beta")
@@ -478,14 +484,7 @@ func TestCLIPeopleAndAccess(t *testing.T) {
 func TestCLIEditAndDelete(t *testing.T) {
 	w := buildWorld(t)
 	base := w.cp.PublicURL()
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := runCLI(t, base, w.adminKeyA, args...)
-		if err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-		return out
-	}
+	run := cliAs(t, runCLI, base, w.adminKeyA)
 	run("gateways", "create", "edit-gw")
 	run("upstreams", "create", "--gateway", "edit-gw", "--url", "https://one.internal/mcp", "one")
 	run("upstreams", "create", "--gateway", "edit-gw", "--url", "https://two.internal/mcp", "two")

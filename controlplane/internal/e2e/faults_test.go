@@ -79,24 +79,31 @@ type demoTenant struct {
 
 func newDemoTenant(t testing.TB, cp *controlPlane) *demoTenant {
 	t.Helper()
+	ten, err := cp.Tenants.CreateTenant(viewer.System(context.Background()), "Demo", "demo-"+uuid.NewString()[:8], uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return demoGatewayOf(t, cp, ten.ID)
+}
+
+// demoGatewayOf gives a tenant a gateway "vpc" with the demo upstream,
+// served here, as "demo" in its virtual server "main".
+func demoGatewayOf(t testing.TB, cp *controlPlane, tenantID uuid.UUID) *demoTenant {
+	t.Helper()
 	ctx := viewer.System(context.Background())
-	d := &demoTenant{up: httptest.NewServer(demoupstream.Handler())}
+	d := &demoTenant{ten: tenantID, up: httptest.NewServer(demoupstream.Handler())}
 	t.Cleanup(func() { d.up.CloseClientConnections(); d.up.Close() })
-	ten, err := cp.Tenants.CreateTenant(ctx, "Demo", "demo-"+uuid.NewString()[:8], uuid.Nil)
+	gw, err := cp.Tenants.CreateGateway(ctx, tenantID, "vpc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
-	if err != nil {
+	if _, err := cp.Tenants.CreateUpstream(ctx, tenantID, gw.ID, tenantSpec("demo", "streamable_http", d.up.URL+"/mcp", "")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", d.up.URL+"/mcp", "")); err != nil {
+	if _, err := cp.Tenants.CreateVirtualServer(ctx, tenantID, gw.ID, "main", []string{"demo"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
-		t.Fatal(err)
-	}
-	d.ten, d.gw = ten.ID, gw.ID
+	d.gw = gw.ID
 	return d
 }
 

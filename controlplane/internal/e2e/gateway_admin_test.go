@@ -31,14 +31,7 @@ func TestCLIGatewayLifecycle(t *testing.T) {
 	w := buildWorld(t)
 	base := w.cp.PublicURL()
 	sys := viewer.System(context.Background())
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := runCLI(t, base, w.adminKeyA, args...)
-		if err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-		return out
-	}
+	run := cliAs(t, runCLI, base, w.adminKeyA)
 	token := func() string {
 		t.Helper()
 		var tok struct {

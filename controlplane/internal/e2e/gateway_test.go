@@ -623,30 +623,15 @@ func TestGatewayConnectionLimits(t *testing.T) {
 	ctx := viewer.System(context.Background())
 	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
 	defer cp.stop()
-	up := httptest.NewServer(demoupstream.Handler())
-	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
-	ten, err := cp.Tenants.CreateTenant(ctx, "Limits", "limits", uuid.Nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	d := newDemoTenant(t, cp)
+	tok, err := cp.EnrollmentToken(ctx, d.ten, d.gw, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
 	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr, "PORTCULLIS_ENROLL_TOKEN="+tok,
 		"PORTCULLIS_MAX_CLIENT_SESSIONS=1", "PORTCULLIS_READ_TIMEOUT=1s")
-	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
+	pinWhenDiscovered(t, cp, d.ten, "demo", "echo")
 	mcpURL := "http://" + addr + "/mcp/main"
 	var first *mcp.ClientSession
 	eventually(t, "a first session", func() error {

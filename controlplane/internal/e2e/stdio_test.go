@@ -47,14 +47,7 @@ func TestStdioConfinement(t *testing.T) {
 
 	w := buildWorld(t)
 	base := w.cp.PublicURL()
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := runBinary(t, base, w.adminKeyA, args...)
-		if err != nil {
-			t.Fatalf("portcullis %v: %v\n%s", args, err, out)
-		}
-		return out
-	}
+	run := cliAs(t, runBinary, base, w.adminKeyA)
 	run("upstreams", "create", "--gateway", "a-gateway", "--command", probe, "--credential-ref", "env:MCP_CREDENTIAL_PROBE", "probe")
 	run("upstreams", "create", "--gateway", "a-gateway", "--command", "sh", "shell", "--", "-c", "id")
 	run("servers", "create", "--gateway", "a-gateway", "--upstreams", "probe,shell", "main")

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +26,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/app"
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/pki"
 
@@ -65,26 +63,15 @@ func TestAgentCertificateLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := httptest.NewServer(demoupstream.Handler())
-	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
-	gw, err := cp.Tenants.CreateGateway(sys, ten.ID, "vpc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateUpstream(sys, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateVirtualServer(sys, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := cp.EnrollmentToken(sys, ten.ID, gw.ID, time.Hour)
+	gw := demoGatewayOf(t, cp, ten.ID).gw
+	tok, err := cp.EnrollmentToken(sys, ten.ID, gw, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr, dataDir := freeAddr(t), t.TempDir()
 	g := startGateway(t, cp.AgentEndpoint(), dataDir, addr, "PORTCULLIS_ENROLL_TOKEN="+tok)
 	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
-	waitEnforced(t, cp, ten.ID, gw.ID, addr, "the first policy")
+	waitEnforced(t, cp, ten.ID, gw, addr, "the first policy")
 	first, err := cp.DB.Agent.Query().Only(sys)
 	if err != nil {
 		t.Fatal(err)
@@ -116,12 +103,12 @@ func TestAgentCertificateLifecycle(t *testing.T) {
 	if err := cp.Inventory.Unpin(sys, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
 		t.Fatal(err)
 	}
-	waitEnforced(t, cp, ten.ID, gw.ID, addr, "a policy change after the first certificate expired")
+	waitEnforced(t, cp, ten.ID, gw, addr, "a policy change after the first certificate expired")
 	if _, ok := readyz(addr); !ok {
 		t.Fatal("the gateway is not connected after its first certificate expired")
 	}
 	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
-	waitEnforced(t, cp, ten.ID, gw.ID, addr, "echo approved again")
+	waitEnforced(t, cp, ten.ID, gw, addr, "echo approved again")
 	if !strings.Contains(g.out.String(), "agent certificate renewed") {
 		t.Errorf("the gateway did not log its renewal:\n%s", g.out)
 	}
@@ -231,19 +218,8 @@ func TestSigningKeyRotation(t *testing.T) {
 	defer cp.stop()
 	ten, key := adminOf(t, cp, "rotate")
 	cli := func(args ...string) (string, error) { return runCLI(t, cp.PublicURL(), key, args...) }
-	up := httptest.NewServer(demoupstream.Handler())
-	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
-	gw, err := cp.Tenants.CreateGateway(sys, ten.ID, "vpc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateUpstream(sys, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateVirtualServer(sys, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := cp.EnrollmentTokenUses(sys, ten.ID, gw.ID, time.Hour, 2)
+	gw := demoGatewayOf(t, cp, ten.ID).gw
+	tok, err := cp.EnrollmentTokenUses(sys, ten.ID, gw, time.Hour, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,8 +227,8 @@ func TestSigningKeyRotation(t *testing.T) {
 	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr1, "PORTCULLIS_ENROLL_TOKEN="+tok)
 	g2 := startGateway(t, cp.AgentEndpoint(), dir2, addr2, "PORTCULLIS_ENROLL_TOKEN="+tok)
 	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
-	waitEnforced(t, cp, ten.ID, gw.ID, addr1, "the first policy on agent 1")
-	waitEnforced(t, cp, ten.ID, gw.ID, addr2, "the first policy on agent 2")
+	waitEnforced(t, cp, ten.ID, gw, addr1, "the first policy on agent 1")
+	waitEnforced(t, cp, ten.ID, gw, addr2, "the first policy on agent 2")
 	before := readyVersion(addr2)
 	g2.stopGracefully(t)
 
@@ -260,14 +236,14 @@ func TestSigningKeyRotation(t *testing.T) {
 	if err != nil || !strings.Contains(out, "rotating to") {
 		t.Fatalf("signing-key start: %v\n%s", err, out)
 	}
-	waitEnforced(t, cp, ten.ID, gw.ID, addr1, "the bundle announcing the next key")
+	waitEnforced(t, cp, ten.ID, gw, addr1, "the bundle announcing the next key")
 	if out, err := cli("signing-key", "complete"); err == nil || !strings.Contains(err.Error()+out, "1 agents have not applied") {
 		t.Fatalf("completing with an agent behind: %v\n%s", err, out)
 	}
 	if out, err := cli("signing-key", "complete", "--force"); err != nil || strings.Contains(out, "rotating") {
 		t.Fatalf("signing-key complete --force: %v\n%s", err, out)
 	}
-	waitEnforced(t, cp, ten.ID, gw.ID, addr1, "the first bundle signed by the new key")
+	waitEnforced(t, cp, ten.ID, gw, addr1, "the first bundle signed by the new key")
 	rotated, err := cp.DB.Tenant.Get(sys, ten.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -348,23 +324,9 @@ func TestCARotation(t *testing.T) {
 		return runControlPlane(t, cfg)
 	}
 	cp := start("old", "", "")
-	ten, err := cp.Tenants.CreateTenant(sys, "CA", "ca-rotation", uuid.Nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := httptest.NewServer(demoupstream.Handler())
-	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
-	gw, err := cp.Tenants.CreateGateway(sys, ten.ID, "vpc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateUpstream(sys, ten.ID, gw.ID, tenantSpec("demo", "streamable_http", up.URL+"/mcp", "")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Tenants.CreateVirtualServer(sys, ten.ID, gw.ID, "main", []string{"demo"}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := cp.EnrollmentToken(sys, ten.ID, gw.ID, time.Hour)
+	d := newDemoTenant(t, cp)
+	ten, gw := d.ten, d.gw
+	tok, err := cp.EnrollmentToken(sys, ten, gw, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,16 +337,16 @@ func TestCARotation(t *testing.T) {
 			t.Logf("gateway output:\n%s", g.out)
 		}
 	})
-	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
-	waitEnforced(t, cp, ten.ID, gw.ID, addr, "the policy under the old CA")
+	pinWhenDiscovered(t, cp, ten, "demo", "echo")
+	waitEnforced(t, cp, ten, gw, addr, "the policy under the old CA")
 	toggle := func(what string) {
 		t.Helper()
-		if err := cp.Inventory.Unpin(sys, ten.ID, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
+		if err := cp.Inventory.Unpin(sys, ten, toolOf(t, cp.DB, "demo", "echo").ID); err != nil {
 			t.Fatal(err)
 		}
-		waitEnforced(t, cp, ten.ID, gw.ID, addr, what)
-		pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
-		waitEnforced(t, cp, ten.ID, gw.ID, addr, what)
+		waitEnforced(t, cp, ten, gw, addr, what)
+		pinWhenDiscovered(t, cp, ten, "demo", "echo")
+		waitEnforced(t, cp, ten, gw, addr, what)
 	}
 	trusts := func(want ...string) func() error {
 		return func() error {
@@ -424,13 +386,13 @@ func TestCARotation(t *testing.T) {
 		}
 		return cert.Leaf.CheckSignatureFrom(cp.CA.Cert)
 	})
-	tok2, err := cp.EnrollmentToken(sys, ten.ID, gw.ID, time.Hour)
+	tok2, err := cp.EnrollmentToken(sys, ten, gw, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr2 := freeAddr(t)
 	startGateway(t, cp.AgentEndpoint(), t.TempDir(), addr2, "PORTCULLIS_ENROLL_TOKEN="+tok2)
-	waitEnforced(t, cp, ten.ID, gw.ID, addr2, "a gateway enrolled during the overlap")
+	waitEnforced(t, cp, ten, gw, addr2, "a gateway enrolled during the overlap")
 	cp.stop()
 
 	// Phase 3: the old CA is gone.

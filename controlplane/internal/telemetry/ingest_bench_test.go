@@ -12,10 +12,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/store"
-	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
-	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
@@ -43,21 +40,7 @@ func BenchmarkIngest(b *testing.B) {
 
 func benchIngest(b *testing.B, url string, batch int) {
 	ctx := viewer.System(context.Background())
-	drv, err := store.OpenDriver(ctx, url, testutil.Logger())
-	if err != nil {
-		b.Fatal(err)
-	}
-	db := ent.NewClient(ent.Driver(drv))
-	defer db.Close()
-	gw := testutil.NewGateway(b, db)
-	ag, err := db.Agent.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).Save(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	svc, err := telemetry.New(drv, testutil.Logger())
-	if err != nil {
-		b.Fatal(err)
-	}
+	svc, _, _, ag := ingestSetup(b, url)
 	mk := func() []*agentv1.CallEvent {
 		evs := make([]*agentv1.CallEvent, batch)
 		now := timestamppb.New(time.Now())

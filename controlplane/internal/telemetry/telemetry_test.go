@@ -18,25 +18,34 @@ import (
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
+// ingestSetup opens the database at url (closed when t ends) with a
+// gateway and one of its agents, and the telemetry service on it.
+func ingestSetup(t testing.TB, url string) (*telemetry.Service, *ent.Client, *ent.Gateway, *ent.Agent) {
+	t.Helper()
+	ctx := viewer.System(context.Background())
+	drv, err := store.OpenDriver(ctx, url, testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := ent.NewClient(ent.Driver(drv))
+	t.Cleanup(func() { _ = db.Close() })
+	gw := testutil.NewGateway(t, db)
+	ag, err := db.Agent.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).Save(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := telemetry.New(drv, testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, db, gw, ag
+}
+
 func TestIngestRollsUpOnce(t *testing.T) {
 	for name, url := range testutil.Databases(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := viewer.System(context.Background())
-			drv, err := store.OpenDriver(ctx, url, testutil.Logger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			db := ent.NewClient(ent.Driver(drv))
-			defer db.Close()
-			gw := testutil.NewGateway(t, db)
-			ag, err := db.Agent.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).Save(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			svc, err := telemetry.New(drv, testutil.Logger())
-			if err != nil {
-				t.Fatal(err)
-			}
+			svc, _, gw, ag := ingestSetup(t, url)
 			minute := time.Now().UTC().Truncate(time.Minute).Add(-2 * time.Minute)
 			ev := func(id string, lat int64, deny bool) *agentv1.CallEvent {
 				d := agentv1.Decision_DECISION_ALLOW
@@ -89,21 +98,7 @@ func TestIngestLargeBatch(t *testing.T) {
 	for name, url := range testutil.Databases(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := viewer.System(context.Background())
-			drv, err := store.OpenDriver(ctx, url, testutil.Logger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			db := ent.NewClient(ent.Driver(drv))
-			defer db.Close()
-			gw := testutil.NewGateway(t, db)
-			ag, err := db.Agent.Create().SetTenantID(gw.TenantID).SetGatewayID(gw.ID).SetCertFingerprint(uuid.NewString()).Save(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			svc, err := telemetry.New(drv, testutil.Logger())
-			if err != nil {
-				t.Fatal(err)
-			}
+			svc, db, gw, ag := ingestSetup(t, url)
 			at := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute + 7*time.Second)
 			var batch []*agentv1.CallEvent
 			for i := range 250 {

@@ -49,6 +49,22 @@ func TestEnrollRefusesATokenForAnotherCA(t *testing.T) {
 	}
 }
 
+// runAgent starts an agent and runs it until t ends; ctx ends with it.
+func runAgent(t *testing.T, cfg Config) (*Agent, context.Context) {
+	t.Helper()
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go a.Run(ctx)
+	return a, ctx
+}
+
 func reply(t *testing.T, s *testcontrol.Server) *agentv1.SyncRequest {
 	t.Helper()
 	select {
@@ -68,16 +84,7 @@ func TestSyncAcksGoodBundlesAndNacksBadOnes(t *testing.T) {
 	defer cp.Close()
 	dir := t.TempDir()
 	fa := &fakeApplier{changed: make(chan struct{})}
-	a, err := New(Config{DataDir: dir, ControlPlane: cp.Addr, EnrollToken: cp.Token(), Applier: fa, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	go a.Run(ctx)
+	a, ctx := runAgent(t, Config{DataDir: dir, ControlPlane: cp.Addr, EnrollToken: cp.Token(), Applier: fa, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	if h := <-cp.Hellos; h.GetAgentId() != "agent-1" || h.GetCapabilityVersion() != CapabilityVersion || h.GetLastAppliedVersion() != 0 {
 		t.Fatalf("hello = %v", h)
 	}
@@ -150,16 +157,7 @@ func TestTelemetryShipsPerWindow(t *testing.T) {
 	for i := range 1000 {
 		q.Add(&agentv1.CallEvent{Id: fmt.Sprintf("ev-%d", i), Method: "tools/call"})
 	}
-	a, err := New(Config{DataDir: t.TempDir(), ControlPlane: cp.Addr, EnrollToken: cp.Token(), Applier: &fakeApplier{changed: make(chan struct{})}, Telemetry: q})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	go a.Run(ctx)
+	runAgent(t, Config{DataDir: t.TempDir(), ControlPlane: cp.Addr, EnrollToken: cp.Token(), Applier: &fakeApplier{changed: make(chan struct{})}, Telemetry: q})
 	next := func() shipped {
 		t.Helper()
 		select {
