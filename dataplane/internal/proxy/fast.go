@@ -226,12 +226,9 @@ func (p *Proxy) statelessConn(ctx context.Context, u *upstream, version, tool st
 	if lt, ok := u.liveTool(tool); !ok || bytes.Contains(lt.def, []byte("x-mcp-header")) {
 		return nil, nil
 	}
-	hc, err := u.httpClient()
-	if err != nil {
-		return nil, nil
-	}
 	if modern(shared) {
-		if shared.InitializeResult().ProtocolVersion != version {
+		hc := u.rawClient()
+		if hc == nil || shared.InitializeResult().ProtocolVersion != version {
 			return nil, nil
 		}
 		return &upConn{u: u, cs: shared, hc: hc}, func(bool) {}
@@ -244,7 +241,11 @@ func (p *Proxy) statelessConn(ctx context.Context, u *upstream, version, tool st
 	if err != nil {
 		return nil, nil
 	}
-	return &upConn{u: u, cs: pc.cs, hc: hc}, put
+	if pc.hc == nil {
+		put(true)
+		return nil, nil
+	}
+	return &upConn{u: u, cs: pc.cs, hc: pc.hc}, put
 }
 
 // requestUser is the user a request authenticated as ("" for none).

@@ -3,11 +3,14 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
 
 // Upstream sessions for session-less client requests (protocol 2026-07-28).
@@ -30,6 +33,7 @@ const (
 // pooled is one upstream session of a pool.
 type pooled struct {
 	cs   *mcp.ClientSession
+	hc   *http.Client             // the credentialed client it was dialled with (Streamable HTTP), for raw requests on it (fast.go)
 	call atomic.Pointer[heldCall] // the translated call it serves now, if any
 }
 
@@ -77,6 +81,9 @@ func (p *Proxy) checkout(ctx context.Context, ss *mcp.ServerSession, u *upstream
 			return nil, nil, err
 		}
 		pc.cs = cs
+		if u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
+			pc.hc, _ = u.httpClient() // as the link's (relay.go): resolved once it is connected
+		}
 	}
 	put := func(ok bool) {
 		pc.call.Store(nil)

@@ -120,8 +120,11 @@ type upstream struct {
 	// stdio is how a stdio server may run, if at all.
 	stdio *Stdio
 
-	mu        sync.RWMutex
-	session   *mcp.ClientSession
+	mu      sync.RWMutex
+	session *mcp.ClientSession
+	// hc is the credentialed HTTP client of this connection (Streamable
+	// HTTP), for raw requests without a session (fast.go).
+	hc        *http.Client
 	tools     map[string]liveTool
 	prompts   map[string]live[*mcp.Prompt]           // by name
 	resources map[string]live[*mcp.Resource]         // by URI
@@ -279,6 +282,15 @@ func (u *upstream) connectAndServe(ctx context.Context) error {
 	t, err := u.transport(true)
 	if err != nil {
 		return err
+	}
+	if u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
+		hc, err := u.httpClient()
+		if err != nil {
+			return err
+		}
+		u.mu.Lock()
+		u.hc = hc
+		u.mu.Unlock()
 	}
 	// The gateway's own session declares every client capability, so that it
 	// discovers the tools an upstream offers only to clients that can sample,
@@ -495,6 +507,13 @@ func (u *upstream) fresh(ctx context.Context, maxAge time.Duration) {
 // upstream is one process with one session: each client gets its own.
 func (u *upstream) stateless(shared *mcp.ClientSession) bool {
 	return u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP && shared.ID() == ""
+}
+
+// rawClient is the credentialed HTTP client of the current connection.
+func (u *upstream) rawClient() *http.Client {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	return u.hc
 }
 
 func (u *upstream) currentSession() *mcp.ClientSession {
