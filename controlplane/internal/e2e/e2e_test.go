@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -85,6 +86,72 @@ func everythingJS(t *testing.T) string {
 		t.Fatalf("server-everything is not installed; run `make test` (npm ci in e2e/): %v", err)
 	}
 	return p
+}
+
+// everythingForStdio copies server-everything and the packages it needs,
+// as Node finds them, to a directory the stdio user can read (the checkout
+// may sit below one only its owner can enter), and returns its entry point
+// there.
+func everythingForStdio(t *testing.T) string {
+	t.Helper()
+	src, err := filepath.Abs(filepath.Join(e2eDir, "node_modules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(src, "@modelcontextprotocol", "server-everything")
+	need := map[string]bool{root: true}
+	for todo := []string{root}; len(todo) > 0; {
+		dir := todo[0]
+		todo = todo[1:]
+		var pkg struct{ Dependencies map[string]string }
+		b, err := os.ReadFile(filepath.Join(dir, "package.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &pkg)
+		}
+		if err != nil {
+			t.Fatalf("server-everything is not installed; run `make test` (npm ci in e2e/): %v", err)
+		}
+		for name := range pkg.Dependencies {
+			// As Node resolves it: node_modules of the package, then of
+			// each directory above it, up to e2e/.
+			for p := dir; strings.HasPrefix(p, filepath.Dir(src)); p = filepath.Dir(p) {
+				c := filepath.Join(p, "node_modules", name)
+				if filepath.Base(p) == "node_modules" || !dirExists(c) {
+					continue
+				}
+				if !need[c] {
+					need[c] = true
+					todo = append(todo, c)
+				}
+				break
+			}
+		}
+	}
+	dst, err := os.MkdirTemp("", "everything-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dst) })
+	if err := os.Chmod(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var copied []string
+	for _, dir := range slices.Sorted(maps.Keys(need)) {
+		if slices.ContainsFunc(copied, func(c string) bool { return strings.HasPrefix(dir, c+string(filepath.Separator)) }) {
+			continue // copied with the package it is nested in
+		}
+		copied = append(copied, dir)
+		rel, _ := filepath.Rel(src, dir)
+		if err := os.CopyFS(filepath.Join(dst, "node_modules", rel), os.DirFS(dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dst, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js")
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 // testRedisURL is the Redis `make test` starts (.ci/services).
@@ -354,7 +421,7 @@ func toolOf(t testing.TB, db *ent.Client, upstreamName, name string) *ent.Tool {
 
 func TestEndToEnd(t *testing.T) {
 	ctx := viewer.System(context.Background())
-	everything := everythingJS(t)
+	everything, stdioEverything := everythingJS(t), everythingForStdio(t)
 	work := t.TempDir()
 
 	// server-everything over Streamable HTTP.
@@ -381,7 +448,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("everything", "stdio", "", "node", everything, "stdio")); err != nil {
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("everything", "stdio", "", "node", stdioEverything, "stdio")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, tenantSpec("web", "streamable_http", "http://127.0.0.1:"+webPort+"/mcp", "")); err != nil {
@@ -398,7 +465,7 @@ func TestEndToEnd(t *testing.T) {
 	gwDir := filepath.Join(work, "gw")
 	gwAddr := freeAddr(t)
 	// The operator lets the gateway run server-everything, as nobody.
-	stdioEnv := []string{"PORTCULLIS_STDIO_ALLOW=node " + everything, "PORTCULLIS_STDIO_USER=nobody"}
+	stdioEnv := []string{"PORTCULLIS_STDIO_ALLOW=node " + stdioEverything, "PORTCULLIS_STDIO_USER=nobody"}
 	g := startGateway(t, cp.AgentEndpoint(), gwDir, gwAddr, append(stdioEnv, "PORTCULLIS_ENROLL_TOKEN="+token)...)
 	url := "http://" + gwAddr + "/mcp/main"
 
