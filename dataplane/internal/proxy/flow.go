@@ -96,10 +96,7 @@ func (p *Proxy) sessionFlow(ss *mcp.ServerSession) *atomic.Uint32 {
 	}
 	v, loaded := p.flows.LoadOrStore(ss, new(atomic.Uint32))
 	if !loaded {
-		go func() { // forget the session when it ends
-			_ = ss.Wait()
-			p.flows.Delete(ss)
-		}()
+		p.onEnd(ss, func() { p.flows.Delete(ss) })
 	}
 	return v.(*atomic.Uint32)
 }

@@ -255,15 +255,14 @@ func (p *Proxy) sessionOpened(ss *mcp.ServerSession, who string) {
 	}
 	c.by[who]++
 	c.mu.Unlock()
-	go func() {
-		_ = ss.Wait()
+	p.onEnd(ss, func() {
 		c.mu.Lock()
 		c.total--
 		if c.by[who]--; c.by[who] <= 0 {
 			delete(c.by, who)
 		}
 		c.mu.Unlock()
-	}()
+	})
 }
 
 // clientOf names the client of a request for the session limits: its

@@ -103,9 +103,10 @@ func BenchmarkProxyCall(b *testing.B) {
 	}
 }
 
-// BenchmarkIdleSession reports the gateway's heap per idle client session
+// BenchmarkIdleSession reports the gateway's memory per idle client session
 // that has made one call, so holds its own upstream session (the relay's
-// cost per client): go test -run '^$' -bench IdleSession ./internal/proxy/
+// cost per client): heap, goroutine stacks, and goroutines.
+// go test -run '^$' -bench IdleSession ./internal/proxy/
 func BenchmarkIdleSession(b *testing.B) {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
 	mcp.AddTool(srv, &mcp.Tool{Name: "echo"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
@@ -115,7 +116,8 @@ func BenchmarkIdleSession(b *testing.B) {
 	defer up.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p, err := New(ctx, Config{Telemetry: telemetry.NewQueue(1 << 20), PublicURL: "http://gw",
+	events := telemetry.NewQueue(1 << 20)
+	p, err := New(ctx, Config{Telemetry: events, PublicURL: "http://gw",
 		MaxClientSessions: 1000}) // every session here comes from one address
 	if err != nil {
 		b.Fatal(err)
@@ -140,15 +142,26 @@ func BenchmarkIdleSession(b *testing.B) {
 	}
 	gw := httptest.NewServer(p.Handler())
 	defer gw.Close()
-	// Heap per idle session that made one call, clients and upstream in
+	// Memory per idle session that made one call, clients and upstream in
 	// this process too: directly to the upstream, then through the gateway.
 	// The difference is what the gateway holds per client session: its
-	// session with the client and the client's own upstream session.
-	perSession := func(url, tool string) float64 {
+	// session with the client and the client's own upstream session. The
+	// calls' telemetry events, which a gateway ships within its window,
+	// are taken from the queue as its shipper would.
+	type cost struct{ heap, stack, goroutines float64 }
+	shipped := func() {
+		for events.Len() > 0 {
+			events.Take(1 << 20)
+			events.Ack()
+		}
+	}
+	perSession := func(url, tool string) cost {
 		const n = 200
 		var before, after runtime.MemStats
+		shipped()
 		runtime.GC()
 		runtime.ReadMemStats(&before)
+		g0 := runtime.NumGoroutine()
 		sessions := make([]*mcp.ClientSession, 0, n)
 		for range n {
 			c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
@@ -161,18 +174,23 @@ func BenchmarkIdleSession(b *testing.B) {
 			}
 			sessions = append(sessions, s)
 		}
+		shipped()
 		runtime.GC()
 		runtime.ReadMemStats(&after)
+		g := runtime.NumGoroutine() - g0
 		for _, s := range sessions {
 			_ = s.Close()
 		}
-		return (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / n
+		return cost{(float64(after.HeapAlloc) - float64(before.HeapAlloc)) / n,
+			(float64(after.StackInuse) - float64(before.StackInuse)) / n, float64(g) / n}
 	}
 	for range b.N {
 		direct := perSession(up.URL, "echo")
 		via := perSession(gw.URL+"/mcp/main", "up__echo")
-		b.ReportMetric(direct, "direct-B/session")
-		b.ReportMetric(via-direct, "gateway-B/session")
+		b.ReportMetric(direct.heap, "direct-B/session")
+		b.ReportMetric(via.heap-direct.heap, "gateway-B/session")
+		b.ReportMetric(via.stack-direct.stack, "gateway-stack-B/session")
+		b.ReportMetric(via.goroutines-direct.goroutines, "gateway-goroutines/session")
 	}
 }
 

@@ -91,14 +91,52 @@ func (p *Proxy) linkOf(ss *mcp.ServerSession, vs string) *link {
 	}
 	l, loaded := p.links.LoadOrStore(ss, &link{p: p, ss: ss, vs: vs, ups: map[string]*upConn{}, fast: fast{asking: make(chan struct{}, maxPendingAsks)}})
 	if !loaded {
-		go func() {
-			_ = ss.Wait()
+		p.onEnd(ss, func() {
 			p.links.Delete(ss)
 			p.fastLinks.CompareAndDelete(ss.ID(), l)
 			l.(*link).close()
-		}()
+		})
 	}
 	return l.(*link)
+}
+
+// sessionEnd is what to do when a client session ends: what the gateway
+// keeps for the session (its link, its flow labels, its place in the
+// session count) is forgotten by one goroutine per session, not one per
+// kind of state, since an idle session's goroutines are most of its cost.
+type sessionEnd struct {
+	mu    sync.Mutex
+	fns   []func()
+	ended bool
+}
+
+// onEnd runs fn when ss ends, or now if it has ended.
+func (p *Proxy) onEnd(ss *mcp.ServerSession, fn func()) {
+	v, loaded := p.ends.LoadOrStore(ss, &sessionEnd{})
+	e := v.(*sessionEnd)
+	e.mu.Lock()
+	if e.ended {
+		e.mu.Unlock()
+		fn()
+		return
+	}
+	e.fns = append(e.fns, fn)
+	e.mu.Unlock()
+	if loaded {
+		return
+	}
+	go func() {
+		_ = ss.Wait()
+		e.mu.Lock()
+		e.ended = true
+		fns := e.fns
+		e.fns = nil
+		e.mu.Unlock()
+		p.ends.Delete(ss)
+		for _, fn := range fns {
+			fn()
+		}
+	}()
 }
 
 func (l *link) close() {

@@ -67,6 +67,7 @@ func (q *Queue) Take(n int) ([]*agentv1.CallEvent, uint64) {
 	defer q.mu.Unlock()
 	n = min(n, len(q.events))
 	q.inflight = append(q.inflight, q.events[:n]...)
+	clear(q.events[:n]) // the array below the new start would keep them alive
 	q.events = q.events[n:]
 	batch := make([]*agentv1.CallEvent, len(q.inflight))
 	for i, e := range q.inflight {
@@ -86,6 +87,7 @@ func (q *Queue) Ack() {
 		return
 	}
 	last := q.inflight[len(q.inflight)-1].seq
+	clear(q.inflight) // the array is reused; it must not keep the events alive
 	q.inflight = q.inflight[:0]
 	q.mu.Unlock()
 	if q.spool != nil {

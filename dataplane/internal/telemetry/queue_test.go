@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
+	"weak"
 
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 
@@ -38,6 +40,32 @@ func TestQueueBoundsAndCountsDrops(t *testing.T) {
 	q.Ack()
 	if q.Len() != 0 {
 		t.Fatalf("%d left after ack", q.Len())
+	}
+}
+
+// TestQueueForgetsShippedEvents: shipped events are garbage once acked, and
+// taken ones are held only as in flight, whatever arrays the queue reuses.
+func TestQueueForgetsShippedEvents(t *testing.T) {
+	q := NewQueue(100)
+	var refs []weak.Pointer[agentv1.CallEvent]
+	for i := range 3 {
+		ev := &agentv1.CallEvent{Id: fmt.Sprint(i)}
+		refs = append(refs, weak.Make(ev))
+		q.Add(ev)
+	}
+	batch, _ := q.Take(2)
+	if ids(batch) != "01" {
+		t.Fatalf("took %q", ids(batch))
+	}
+	q.Ack()
+	runtime.GC()
+	for i, r := range refs {
+		if alive := r.Value() != nil; alive != (i == 2) {
+			t.Errorf("event %d: alive %v after the first two were shipped", i, alive)
+		}
+	}
+	if got, _ := q.Take(10); ids(got) != "2" {
+		t.Errorf("then took %q", ids(got))
 	}
 }
 

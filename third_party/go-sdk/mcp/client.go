@@ -65,16 +65,14 @@ func NewClient(impl *Implementation, options *ClientOptions) *Client {
 		opts.Logger = ensureLogger(nil)
 	}
 
-	sendMethods := make(map[string]methodInfo, len(serverMethodInfos))
-	maps.Copy(sendMethods, serverMethodInfos)
-
+	// sendMethods stays nil, meaning serverMethodInfos, until a custom
+	// method is added: a copy per client is 2 KiB.
 	c := &Client{
 		impl:                    impl,
 		opts:                    opts,
 		roots:                   newFeatureSet(func(r *Root) string { return r.URI }),
 		sendingMethodHandler_:   defaultSendingMethodHandler,
 		receivingMethodHandler_: defaultReceivingMethodHandler[*ClientSession],
-		sendMethods:             sendMethods,
 	}
 	if opts.MultiRoundTrip == nil || !opts.MultiRoundTrip.Disabled {
 		c.AddSendingMiddleware(clientMultiRoundTripMiddleware())
@@ -1178,6 +1176,9 @@ var clientMethodInfos = map[string]methodInfo{
 func (cs *ClientSession) sendingMethodInfos() map[string]methodInfo {
 	cs.client.mu.Lock()
 	defer cs.client.mu.Unlock()
+	if cs.client.sendMethods == nil {
+		return serverMethodInfos
+	}
 	return cs.client.sendMethods
 }
 
@@ -1655,6 +1656,9 @@ func AddSendingCustomMethod[P paramsPtr[PT], R Result, PT any](
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.sendMethods == nil {
+		c.sendMethods = maps.Clone(serverMethodInfos)
+	}
 	c.sendMethods[method] = mi
 	return nil
 }
