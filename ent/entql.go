@@ -479,6 +479,11 @@ var schemaGraph = func() *sqlgraph.Schema {
 			upstream.FieldCommand:          {Type: field.TypeString, Column: upstream.FieldCommand},
 			upstream.FieldArgs:             {Type: field.TypeJSON, Column: upstream.FieldArgs},
 			upstream.FieldLabels:           {Type: field.TypeJSON, Column: upstream.FieldLabels},
+			upstream.FieldPackageEcosystem: {Type: field.TypeString, Column: upstream.FieldPackageEcosystem},
+			upstream.FieldPackageName:      {Type: field.TypeString, Column: upstream.FieldPackageName},
+			upstream.FieldPackageVersion:   {Type: field.TypeString, Column: upstream.FieldPackageVersion},
+			upstream.FieldPackageIntegrity: {Type: field.TypeString, Column: upstream.FieldPackageIntegrity},
+			upstream.FieldPackageBin:       {Type: field.TypeString, Column: upstream.FieldPackageBin},
 			upstream.FieldCredentialRef:    {Type: field.TypeString, Column: upstream.FieldCredentialRef},
 			upstream.FieldCredentialHeader: {Type: field.TypeString, Column: upstream.FieldCredentialHeader},
 			upstream.FieldDenySampling:     {Type: field.TypeBool, Column: upstream.FieldDenySampling},
@@ -3195,6 +3200,31 @@ func (f *UpstreamFilter) WhereArgs(p entql.BytesP) {
 // WhereLabels applies the entql json.RawMessage predicate on the labels field.
 func (f *UpstreamFilter) WhereLabels(p entql.BytesP) {
 	f.Where(p.Field(upstream.FieldLabels))
+}
+
+// WherePackageEcosystem applies the entql string predicate on the package_ecosystem field.
+func (f *UpstreamFilter) WherePackageEcosystem(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldPackageEcosystem))
+}
+
+// WherePackageName applies the entql string predicate on the package_name field.
+func (f *UpstreamFilter) WherePackageName(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldPackageName))
+}
+
+// WherePackageVersion applies the entql string predicate on the package_version field.
+func (f *UpstreamFilter) WherePackageVersion(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldPackageVersion))
+}
+
+// WherePackageIntegrity applies the entql string predicate on the package_integrity field.
+func (f *UpstreamFilter) WherePackageIntegrity(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldPackageIntegrity))
+}
+
+// WherePackageBin applies the entql string predicate on the package_bin field.
+func (f *UpstreamFilter) WherePackageBin(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldPackageBin))
 }
 
 // WhereCredentialRef applies the entql string predicate on the credential_ref field.

@@ -18663,6 +18663,11 @@ type UpstreamMutation struct {
 	args              *[]string
 	appendargs        []string
 	labels            *map[string]string
+	package_ecosystem *string
+	package_name      *string
+	package_version   *string
+	package_integrity *string
+	package_bin       *string
 	credential_ref    *string
 	credential_header *string
 	deny_sampling     *bool
@@ -19189,6 +19194,186 @@ func (m *UpstreamMutation) ResetLabels() {
 	delete(m.clearedFields, upstream.FieldLabels)
 }
 
+// SetPackageEcosystem sets the "package_ecosystem" field.
+func (m *UpstreamMutation) SetPackageEcosystem(s string) {
+	m.package_ecosystem = &s
+}
+
+// PackageEcosystem returns the value of the "package_ecosystem" field in the mutation.
+func (m *UpstreamMutation) PackageEcosystem() (r string, exists bool) {
+	v := m.package_ecosystem
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPackageEcosystem returns the old "package_ecosystem" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldPackageEcosystem(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPackageEcosystem is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPackageEcosystem requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPackageEcosystem: %w", err)
+	}
+	return oldValue.PackageEcosystem, nil
+}
+
+// ResetPackageEcosystem resets all changes to the "package_ecosystem" field.
+func (m *UpstreamMutation) ResetPackageEcosystem() {
+	m.package_ecosystem = nil
+}
+
+// SetPackageName sets the "package_name" field.
+func (m *UpstreamMutation) SetPackageName(s string) {
+	m.package_name = &s
+}
+
+// PackageName returns the value of the "package_name" field in the mutation.
+func (m *UpstreamMutation) PackageName() (r string, exists bool) {
+	v := m.package_name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPackageName returns the old "package_name" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldPackageName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPackageName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPackageName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPackageName: %w", err)
+	}
+	return oldValue.PackageName, nil
+}
+
+// ResetPackageName resets all changes to the "package_name" field.
+func (m *UpstreamMutation) ResetPackageName() {
+	m.package_name = nil
+}
+
+// SetPackageVersion sets the "package_version" field.
+func (m *UpstreamMutation) SetPackageVersion(s string) {
+	m.package_version = &s
+}
+
+// PackageVersion returns the value of the "package_version" field in the mutation.
+func (m *UpstreamMutation) PackageVersion() (r string, exists bool) {
+	v := m.package_version
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPackageVersion returns the old "package_version" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldPackageVersion(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPackageVersion is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPackageVersion requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPackageVersion: %w", err)
+	}
+	return oldValue.PackageVersion, nil
+}
+
+// ResetPackageVersion resets all changes to the "package_version" field.
+func (m *UpstreamMutation) ResetPackageVersion() {
+	m.package_version = nil
+}
+
+// SetPackageIntegrity sets the "package_integrity" field.
+func (m *UpstreamMutation) SetPackageIntegrity(s string) {
+	m.package_integrity = &s
+}
+
+// PackageIntegrity returns the value of the "package_integrity" field in the mutation.
+func (m *UpstreamMutation) PackageIntegrity() (r string, exists bool) {
+	v := m.package_integrity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPackageIntegrity returns the old "package_integrity" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldPackageIntegrity(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPackageIntegrity is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPackageIntegrity requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPackageIntegrity: %w", err)
+	}
+	return oldValue.PackageIntegrity, nil
+}
+
+// ResetPackageIntegrity resets all changes to the "package_integrity" field.
+func (m *UpstreamMutation) ResetPackageIntegrity() {
+	m.package_integrity = nil
+}
+
+// SetPackageBin sets the "package_bin" field.
+func (m *UpstreamMutation) SetPackageBin(s string) {
+	m.package_bin = &s
+}
+
+// PackageBin returns the value of the "package_bin" field in the mutation.
+func (m *UpstreamMutation) PackageBin() (r string, exists bool) {
+	v := m.package_bin
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPackageBin returns the old "package_bin" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldPackageBin(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPackageBin is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPackageBin requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPackageBin: %w", err)
+	}
+	return oldValue.PackageBin, nil
+}
+
+// ResetPackageBin resets all changes to the "package_bin" field.
+func (m *UpstreamMutation) ResetPackageBin() {
+	m.package_bin = nil
+}
+
 // SetCredentialRef sets the "credential_ref" field.
 func (m *UpstreamMutation) SetCredentialRef(s string) {
 	m.credential_ref = &s
@@ -19583,7 +19768,7 @@ func (m *UpstreamMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UpstreamMutation) Fields() []string {
-	fields := make([]string, 0, 17)
+	fields := make([]string, 0, 22)
 	if m.created_at != nil {
 		fields = append(fields, upstream.FieldCreatedAt)
 	}
@@ -19613,6 +19798,21 @@ func (m *UpstreamMutation) Fields() []string {
 	}
 	if m.labels != nil {
 		fields = append(fields, upstream.FieldLabels)
+	}
+	if m.package_ecosystem != nil {
+		fields = append(fields, upstream.FieldPackageEcosystem)
+	}
+	if m.package_name != nil {
+		fields = append(fields, upstream.FieldPackageName)
+	}
+	if m.package_version != nil {
+		fields = append(fields, upstream.FieldPackageVersion)
+	}
+	if m.package_integrity != nil {
+		fields = append(fields, upstream.FieldPackageIntegrity)
+	}
+	if m.package_bin != nil {
+		fields = append(fields, upstream.FieldPackageBin)
 	}
 	if m.credential_ref != nil {
 		fields = append(fields, upstream.FieldCredentialRef)
@@ -19663,6 +19863,16 @@ func (m *UpstreamMutation) Field(name string) (ent.Value, bool) {
 		return m.Args()
 	case upstream.FieldLabels:
 		return m.Labels()
+	case upstream.FieldPackageEcosystem:
+		return m.PackageEcosystem()
+	case upstream.FieldPackageName:
+		return m.PackageName()
+	case upstream.FieldPackageVersion:
+		return m.PackageVersion()
+	case upstream.FieldPackageIntegrity:
+		return m.PackageIntegrity()
+	case upstream.FieldPackageBin:
+		return m.PackageBin()
 	case upstream.FieldCredentialRef:
 		return m.CredentialRef()
 	case upstream.FieldCredentialHeader:
@@ -19706,6 +19916,16 @@ func (m *UpstreamMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldArgs(ctx)
 	case upstream.FieldLabels:
 		return m.OldLabels(ctx)
+	case upstream.FieldPackageEcosystem:
+		return m.OldPackageEcosystem(ctx)
+	case upstream.FieldPackageName:
+		return m.OldPackageName(ctx)
+	case upstream.FieldPackageVersion:
+		return m.OldPackageVersion(ctx)
+	case upstream.FieldPackageIntegrity:
+		return m.OldPackageIntegrity(ctx)
+	case upstream.FieldPackageBin:
+		return m.OldPackageBin(ctx)
 	case upstream.FieldCredentialRef:
 		return m.OldCredentialRef(ctx)
 	case upstream.FieldCredentialHeader:
@@ -19798,6 +20018,41 @@ func (m *UpstreamMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetLabels(v)
+		return nil
+	case upstream.FieldPackageEcosystem:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPackageEcosystem(v)
+		return nil
+	case upstream.FieldPackageName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPackageName(v)
+		return nil
+	case upstream.FieldPackageVersion:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPackageVersion(v)
+		return nil
+	case upstream.FieldPackageIntegrity:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPackageIntegrity(v)
+		return nil
+	case upstream.FieldPackageBin:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPackageBin(v)
 		return nil
 	case upstream.FieldCredentialRef:
 		v, ok := value.(string)
@@ -19941,6 +20196,21 @@ func (m *UpstreamMutation) ResetField(name string) error {
 		return nil
 	case upstream.FieldLabels:
 		m.ResetLabels()
+		return nil
+	case upstream.FieldPackageEcosystem:
+		m.ResetPackageEcosystem()
+		return nil
+	case upstream.FieldPackageName:
+		m.ResetPackageName()
+		return nil
+	case upstream.FieldPackageVersion:
+		m.ResetPackageVersion()
+		return nil
+	case upstream.FieldPackageIntegrity:
+		m.ResetPackageIntegrity()
+		return nil
+	case upstream.FieldPackageBin:
+		m.ResetPackageBin()
 		return nil
 	case upstream.FieldCredentialRef:
 		m.ResetCredentialRef()

@@ -41,6 +41,16 @@ type Upstream struct {
 	Args []string `json:"args,omitempty"`
 	// Labels holds the value of the "labels" field.
 	Labels map[string]string `json:"labels,omitempty"`
+	// PackageEcosystem holds the value of the "package_ecosystem" field.
+	PackageEcosystem string `json:"package_ecosystem,omitempty"`
+	// PackageName holds the value of the "package_name" field.
+	PackageName string `json:"package_name,omitempty"`
+	// PackageVersion holds the value of the "package_version" field.
+	PackageVersion string `json:"package_version,omitempty"`
+	// PackageIntegrity holds the value of the "package_integrity" field.
+	PackageIntegrity string `json:"package_integrity,omitempty"`
+	// PackageBin holds the value of the "package_bin" field.
+	PackageBin string `json:"package_bin,omitempty"`
 	// CredentialRef holds the value of the "credential_ref" field.
 	CredentialRef string `json:"credential_ref,omitempty"`
 	// CredentialHeader holds the value of the "credential_header" field.
@@ -114,7 +124,7 @@ func (*Upstream) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case upstream.FieldDenySampling, upstream.FieldDenyElicitation, upstream.FieldDenyRoots, upstream.FieldReachable:
 			values[i] = new(sql.NullBool)
-		case upstream.FieldName, upstream.FieldTransport, upstream.FieldURL, upstream.FieldCommand, upstream.FieldCredentialRef, upstream.FieldCredentialHeader, upstream.FieldLastError:
+		case upstream.FieldName, upstream.FieldTransport, upstream.FieldURL, upstream.FieldCommand, upstream.FieldPackageEcosystem, upstream.FieldPackageName, upstream.FieldPackageVersion, upstream.FieldPackageIntegrity, upstream.FieldPackageBin, upstream.FieldCredentialRef, upstream.FieldCredentialHeader, upstream.FieldLastError:
 			values[i] = new(sql.NullString)
 		case upstream.FieldCreatedAt, upstream.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -204,6 +214,36 @@ func (_m *Upstream) assignValues(columns []string, values []any) error {
 				if err := json.Unmarshal(*value, &_m.Labels); err != nil {
 					return fmt.Errorf("unmarshal field labels: %w", err)
 				}
+			}
+		case upstream.FieldPackageEcosystem:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field package_ecosystem", values[i])
+			} else if value.Valid {
+				_m.PackageEcosystem = value.String
+			}
+		case upstream.FieldPackageName:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field package_name", values[i])
+			} else if value.Valid {
+				_m.PackageName = value.String
+			}
+		case upstream.FieldPackageVersion:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field package_version", values[i])
+			} else if value.Valid {
+				_m.PackageVersion = value.String
+			}
+		case upstream.FieldPackageIntegrity:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field package_integrity", values[i])
+			} else if value.Valid {
+				_m.PackageIntegrity = value.String
+			}
+		case upstream.FieldPackageBin:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field package_bin", values[i])
+			} else if value.Valid {
+				_m.PackageBin = value.String
 			}
 		case upstream.FieldCredentialRef:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -327,6 +367,21 @@ func (_m *Upstream) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("labels=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Labels))
+	builder.WriteString(", ")
+	builder.WriteString("package_ecosystem=")
+	builder.WriteString(_m.PackageEcosystem)
+	builder.WriteString(", ")
+	builder.WriteString("package_name=")
+	builder.WriteString(_m.PackageName)
+	builder.WriteString(", ")
+	builder.WriteString("package_version=")
+	builder.WriteString(_m.PackageVersion)
+	builder.WriteString(", ")
+	builder.WriteString("package_integrity=")
+	builder.WriteString(_m.PackageIntegrity)
+	builder.WriteString(", ")
+	builder.WriteString("package_bin=")
+	builder.WriteString(_m.PackageBin)
 	builder.WriteString(", ")
 	builder.WriteString("credential_ref=")
 	builder.WriteString(_m.CredentialRef)

@@ -119,6 +119,76 @@ func (_c *UpstreamCreate) SetLabels(v map[string]string) *UpstreamCreate {
 	return _c
 }
 
+// SetPackageEcosystem sets the "package_ecosystem" field.
+func (_c *UpstreamCreate) SetPackageEcosystem(v string) *UpstreamCreate {
+	_c.mutation.SetPackageEcosystem(v)
+	return _c
+}
+
+// SetNillablePackageEcosystem sets the "package_ecosystem" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillablePackageEcosystem(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetPackageEcosystem(*v)
+	}
+	return _c
+}
+
+// SetPackageName sets the "package_name" field.
+func (_c *UpstreamCreate) SetPackageName(v string) *UpstreamCreate {
+	_c.mutation.SetPackageName(v)
+	return _c
+}
+
+// SetNillablePackageName sets the "package_name" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillablePackageName(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetPackageName(*v)
+	}
+	return _c
+}
+
+// SetPackageVersion sets the "package_version" field.
+func (_c *UpstreamCreate) SetPackageVersion(v string) *UpstreamCreate {
+	_c.mutation.SetPackageVersion(v)
+	return _c
+}
+
+// SetNillablePackageVersion sets the "package_version" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillablePackageVersion(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetPackageVersion(*v)
+	}
+	return _c
+}
+
+// SetPackageIntegrity sets the "package_integrity" field.
+func (_c *UpstreamCreate) SetPackageIntegrity(v string) *UpstreamCreate {
+	_c.mutation.SetPackageIntegrity(v)
+	return _c
+}
+
+// SetNillablePackageIntegrity sets the "package_integrity" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillablePackageIntegrity(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetPackageIntegrity(*v)
+	}
+	return _c
+}
+
+// SetPackageBin sets the "package_bin" field.
+func (_c *UpstreamCreate) SetPackageBin(v string) *UpstreamCreate {
+	_c.mutation.SetPackageBin(v)
+	return _c
+}
+
+// SetNillablePackageBin sets the "package_bin" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillablePackageBin(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetPackageBin(*v)
+	}
+	return _c
+}
+
 // SetCredentialRef sets the "credential_ref" field.
 func (_c *UpstreamCreate) SetCredentialRef(v string) *UpstreamCreate {
 	_c.mutation.SetCredentialRef(v)
@@ -315,6 +385,26 @@ func (_c *UpstreamCreate) defaults() error {
 		v := upstream.DefaultCommand
 		_c.mutation.SetCommand(v)
 	}
+	if _, ok := _c.mutation.PackageEcosystem(); !ok {
+		v := upstream.DefaultPackageEcosystem
+		_c.mutation.SetPackageEcosystem(v)
+	}
+	if _, ok := _c.mutation.PackageName(); !ok {
+		v := upstream.DefaultPackageName
+		_c.mutation.SetPackageName(v)
+	}
+	if _, ok := _c.mutation.PackageVersion(); !ok {
+		v := upstream.DefaultPackageVersion
+		_c.mutation.SetPackageVersion(v)
+	}
+	if _, ok := _c.mutation.PackageIntegrity(); !ok {
+		v := upstream.DefaultPackageIntegrity
+		_c.mutation.SetPackageIntegrity(v)
+	}
+	if _, ok := _c.mutation.PackageBin(); !ok {
+		v := upstream.DefaultPackageBin
+		_c.mutation.SetPackageBin(v)
+	}
 	if _, ok := _c.mutation.CredentialRef(); !ok {
 		v := upstream.DefaultCredentialRef
 		_c.mutation.SetCredentialRef(v)
@@ -397,6 +487,46 @@ func (_c *UpstreamCreate) check() error {
 	if v, ok := _c.mutation.Command(); ok {
 		if err := upstream.CommandValidator(v); err != nil {
 			return &ValidationError{Name: "command", err: fmt.Errorf(`ent: validator failed for field "Upstream.command": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.PackageEcosystem(); !ok {
+		return &ValidationError{Name: "package_ecosystem", err: errors.New(`ent: missing required field "Upstream.package_ecosystem"`)}
+	}
+	if v, ok := _c.mutation.PackageEcosystem(); ok {
+		if err := upstream.PackageEcosystemValidator(v); err != nil {
+			return &ValidationError{Name: "package_ecosystem", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_ecosystem": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.PackageName(); !ok {
+		return &ValidationError{Name: "package_name", err: errors.New(`ent: missing required field "Upstream.package_name"`)}
+	}
+	if v, ok := _c.mutation.PackageName(); ok {
+		if err := upstream.PackageNameValidator(v); err != nil {
+			return &ValidationError{Name: "package_name", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_name": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.PackageVersion(); !ok {
+		return &ValidationError{Name: "package_version", err: errors.New(`ent: missing required field "Upstream.package_version"`)}
+	}
+	if v, ok := _c.mutation.PackageVersion(); ok {
+		if err := upstream.PackageVersionValidator(v); err != nil {
+			return &ValidationError{Name: "package_version", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_version": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.PackageIntegrity(); !ok {
+		return &ValidationError{Name: "package_integrity", err: errors.New(`ent: missing required field "Upstream.package_integrity"`)}
+	}
+	if v, ok := _c.mutation.PackageIntegrity(); ok {
+		if err := upstream.PackageIntegrityValidator(v); err != nil {
+			return &ValidationError{Name: "package_integrity", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_integrity": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.PackageBin(); !ok {
+		return &ValidationError{Name: "package_bin", err: errors.New(`ent: missing required field "Upstream.package_bin"`)}
+	}
+	if v, ok := _c.mutation.PackageBin(); ok {
+		if err := upstream.PackageBinValidator(v); err != nil {
+			return &ValidationError{Name: "package_bin", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_bin": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.CredentialRef(); !ok {
@@ -508,6 +638,26 @@ func (_c *UpstreamCreate) createSpec() (*Upstream, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Labels(); ok {
 		_spec.SetField(upstream.FieldLabels, field.TypeJSON, value)
 		_node.Labels = value
+	}
+	if value, ok := _c.mutation.PackageEcosystem(); ok {
+		_spec.SetField(upstream.FieldPackageEcosystem, field.TypeString, value)
+		_node.PackageEcosystem = value
+	}
+	if value, ok := _c.mutation.PackageName(); ok {
+		_spec.SetField(upstream.FieldPackageName, field.TypeString, value)
+		_node.PackageName = value
+	}
+	if value, ok := _c.mutation.PackageVersion(); ok {
+		_spec.SetField(upstream.FieldPackageVersion, field.TypeString, value)
+		_node.PackageVersion = value
+	}
+	if value, ok := _c.mutation.PackageIntegrity(); ok {
+		_spec.SetField(upstream.FieldPackageIntegrity, field.TypeString, value)
+		_node.PackageIntegrity = value
+	}
+	if value, ok := _c.mutation.PackageBin(); ok {
+		_spec.SetField(upstream.FieldPackageBin, field.TypeString, value)
+		_node.PackageBin = value
 	}
 	if value, ok := _c.mutation.CredentialRef(); ok {
 		_spec.SetField(upstream.FieldCredentialRef, field.TypeString, value)
@@ -732,6 +882,66 @@ func (u *UpstreamUpsert) UpdateLabels() *UpstreamUpsert {
 // ClearLabels clears the value of the "labels" field.
 func (u *UpstreamUpsert) ClearLabels() *UpstreamUpsert {
 	u.SetNull(upstream.FieldLabels)
+	return u
+}
+
+// SetPackageEcosystem sets the "package_ecosystem" field.
+func (u *UpstreamUpsert) SetPackageEcosystem(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldPackageEcosystem, v)
+	return u
+}
+
+// UpdatePackageEcosystem sets the "package_ecosystem" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdatePackageEcosystem() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldPackageEcosystem)
+	return u
+}
+
+// SetPackageName sets the "package_name" field.
+func (u *UpstreamUpsert) SetPackageName(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldPackageName, v)
+	return u
+}
+
+// UpdatePackageName sets the "package_name" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdatePackageName() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldPackageName)
+	return u
+}
+
+// SetPackageVersion sets the "package_version" field.
+func (u *UpstreamUpsert) SetPackageVersion(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldPackageVersion, v)
+	return u
+}
+
+// UpdatePackageVersion sets the "package_version" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdatePackageVersion() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldPackageVersion)
+	return u
+}
+
+// SetPackageIntegrity sets the "package_integrity" field.
+func (u *UpstreamUpsert) SetPackageIntegrity(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldPackageIntegrity, v)
+	return u
+}
+
+// UpdatePackageIntegrity sets the "package_integrity" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdatePackageIntegrity() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldPackageIntegrity)
+	return u
+}
+
+// SetPackageBin sets the "package_bin" field.
+func (u *UpstreamUpsert) SetPackageBin(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldPackageBin, v)
+	return u
+}
+
+// UpdatePackageBin sets the "package_bin" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdatePackageBin() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldPackageBin)
 	return u
 }
 
@@ -985,6 +1195,76 @@ func (u *UpstreamUpsertOne) UpdateLabels() *UpstreamUpsertOne {
 func (u *UpstreamUpsertOne) ClearLabels() *UpstreamUpsertOne {
 	return u.Update(func(s *UpstreamUpsert) {
 		s.ClearLabels()
+	})
+}
+
+// SetPackageEcosystem sets the "package_ecosystem" field.
+func (u *UpstreamUpsertOne) SetPackageEcosystem(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetPackageEcosystem(v)
+	})
+}
+
+// UpdatePackageEcosystem sets the "package_ecosystem" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdatePackageEcosystem() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdatePackageEcosystem()
+	})
+}
+
+// SetPackageName sets the "package_name" field.
+func (u *UpstreamUpsertOne) SetPackageName(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetPackageName(v)
+	})
+}
+
+// UpdatePackageName sets the "package_name" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdatePackageName() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdatePackageName()
+	})
+}
+
+// SetPackageVersion sets the "package_version" field.
+func (u *UpstreamUpsertOne) SetPackageVersion(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetPackageVersion(v)
+	})
+}
+
+// UpdatePackageVersion sets the "package_version" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdatePackageVersion() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdatePackageVersion()
+	})
+}
+
+// SetPackageIntegrity sets the "package_integrity" field.
+func (u *UpstreamUpsertOne) SetPackageIntegrity(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetPackageIntegrity(v)
+	})
+}
+
+// UpdatePackageIntegrity sets the "package_integrity" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdatePackageIntegrity() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdatePackageIntegrity()
+	})
+}
+
+// SetPackageBin sets the "package_bin" field.
+func (u *UpstreamUpsertOne) SetPackageBin(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetPackageBin(v)
+	})
+}
+
+// UpdatePackageBin sets the "package_bin" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdatePackageBin() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdatePackageBin()
 	})
 }
 
@@ -1419,6 +1699,76 @@ func (u *UpstreamUpsertBulk) UpdateLabels() *UpstreamUpsertBulk {
 func (u *UpstreamUpsertBulk) ClearLabels() *UpstreamUpsertBulk {
 	return u.Update(func(s *UpstreamUpsert) {
 		s.ClearLabels()
+	})
+}
+
+// SetPackageEcosystem sets the "package_ecosystem" field.
+func (u *UpstreamUpsertBulk) SetPackageEcosystem(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetPackageEcosystem(v)
+	})
+}
+
+// UpdatePackageEcosystem sets the "package_ecosystem" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdatePackageEcosystem() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdatePackageEcosystem()
+	})
+}
+
+// SetPackageName sets the "package_name" field.
+func (u *UpstreamUpsertBulk) SetPackageName(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetPackageName(v)
+	})
+}
+
+// UpdatePackageName sets the "package_name" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdatePackageName() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdatePackageName()
+	})
+}
+
+// SetPackageVersion sets the "package_version" field.
+func (u *UpstreamUpsertBulk) SetPackageVersion(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetPackageVersion(v)
+	})
+}
+
+// UpdatePackageVersion sets the "package_version" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdatePackageVersion() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdatePackageVersion()
+	})
+}
+
+// SetPackageIntegrity sets the "package_integrity" field.
+func (u *UpstreamUpsertBulk) SetPackageIntegrity(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetPackageIntegrity(v)
+	})
+}
+
+// UpdatePackageIntegrity sets the "package_integrity" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdatePackageIntegrity() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdatePackageIntegrity()
+	})
+}
+
+// SetPackageBin sets the "package_bin" field.
+func (u *UpstreamUpsertBulk) SetPackageBin(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetPackageBin(v)
+	})
+}
+
+// UpdatePackageBin sets the "package_bin" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdatePackageBin() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdatePackageBin()
 	})
 }
 

@@ -123,6 +123,76 @@ func (_u *UpstreamUpdate) ClearLabels() *UpstreamUpdate {
 	return _u
 }
 
+// SetPackageEcosystem sets the "package_ecosystem" field.
+func (_u *UpstreamUpdate) SetPackageEcosystem(v string) *UpstreamUpdate {
+	_u.mutation.SetPackageEcosystem(v)
+	return _u
+}
+
+// SetNillablePackageEcosystem sets the "package_ecosystem" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillablePackageEcosystem(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetPackageEcosystem(*v)
+	}
+	return _u
+}
+
+// SetPackageName sets the "package_name" field.
+func (_u *UpstreamUpdate) SetPackageName(v string) *UpstreamUpdate {
+	_u.mutation.SetPackageName(v)
+	return _u
+}
+
+// SetNillablePackageName sets the "package_name" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillablePackageName(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetPackageName(*v)
+	}
+	return _u
+}
+
+// SetPackageVersion sets the "package_version" field.
+func (_u *UpstreamUpdate) SetPackageVersion(v string) *UpstreamUpdate {
+	_u.mutation.SetPackageVersion(v)
+	return _u
+}
+
+// SetNillablePackageVersion sets the "package_version" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillablePackageVersion(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetPackageVersion(*v)
+	}
+	return _u
+}
+
+// SetPackageIntegrity sets the "package_integrity" field.
+func (_u *UpstreamUpdate) SetPackageIntegrity(v string) *UpstreamUpdate {
+	_u.mutation.SetPackageIntegrity(v)
+	return _u
+}
+
+// SetNillablePackageIntegrity sets the "package_integrity" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillablePackageIntegrity(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetPackageIntegrity(*v)
+	}
+	return _u
+}
+
+// SetPackageBin sets the "package_bin" field.
+func (_u *UpstreamUpdate) SetPackageBin(v string) *UpstreamUpdate {
+	_u.mutation.SetPackageBin(v)
+	return _u
+}
+
+// SetNillablePackageBin sets the "package_bin" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillablePackageBin(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetPackageBin(*v)
+	}
+	return _u
+}
+
 // SetCredentialRef sets the "credential_ref" field.
 func (_u *UpstreamUpdate) SetCredentialRef(v string) *UpstreamUpdate {
 	_u.mutation.SetCredentialRef(v)
@@ -326,6 +396,31 @@ func (_u *UpstreamUpdate) check() error {
 			return &ValidationError{Name: "command", err: fmt.Errorf(`ent: validator failed for field "Upstream.command": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.PackageEcosystem(); ok {
+		if err := upstream.PackageEcosystemValidator(v); err != nil {
+			return &ValidationError{Name: "package_ecosystem", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_ecosystem": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.PackageName(); ok {
+		if err := upstream.PackageNameValidator(v); err != nil {
+			return &ValidationError{Name: "package_name", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_name": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.PackageVersion(); ok {
+		if err := upstream.PackageVersionValidator(v); err != nil {
+			return &ValidationError{Name: "package_version", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_version": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.PackageIntegrity(); ok {
+		if err := upstream.PackageIntegrityValidator(v); err != nil {
+			return &ValidationError{Name: "package_integrity", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_integrity": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.PackageBin(); ok {
+		if err := upstream.PackageBinValidator(v); err != nil {
+			return &ValidationError{Name: "package_bin", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_bin": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.CredentialRef(); ok {
 		if err := upstream.CredentialRefValidator(v); err != nil {
 			return &ValidationError{Name: "credential_ref", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_ref": %w`, err)}
@@ -393,6 +488,21 @@ func (_u *UpstreamUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.LabelsCleared() {
 		_spec.ClearField(upstream.FieldLabels, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.PackageEcosystem(); ok {
+		_spec.SetField(upstream.FieldPackageEcosystem, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.PackageName(); ok {
+		_spec.SetField(upstream.FieldPackageName, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.PackageVersion(); ok {
+		_spec.SetField(upstream.FieldPackageVersion, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.PackageIntegrity(); ok {
+		_spec.SetField(upstream.FieldPackageIntegrity, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.PackageBin(); ok {
+		_spec.SetField(upstream.FieldPackageBin, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.CredentialRef(); ok {
 		_spec.SetField(upstream.FieldCredentialRef, field.TypeString, value)
@@ -569,6 +679,76 @@ func (_u *UpstreamUpdateOne) SetLabels(v map[string]string) *UpstreamUpdateOne {
 // ClearLabels clears the value of the "labels" field.
 func (_u *UpstreamUpdateOne) ClearLabels() *UpstreamUpdateOne {
 	_u.mutation.ClearLabels()
+	return _u
+}
+
+// SetPackageEcosystem sets the "package_ecosystem" field.
+func (_u *UpstreamUpdateOne) SetPackageEcosystem(v string) *UpstreamUpdateOne {
+	_u.mutation.SetPackageEcosystem(v)
+	return _u
+}
+
+// SetNillablePackageEcosystem sets the "package_ecosystem" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillablePackageEcosystem(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetPackageEcosystem(*v)
+	}
+	return _u
+}
+
+// SetPackageName sets the "package_name" field.
+func (_u *UpstreamUpdateOne) SetPackageName(v string) *UpstreamUpdateOne {
+	_u.mutation.SetPackageName(v)
+	return _u
+}
+
+// SetNillablePackageName sets the "package_name" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillablePackageName(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetPackageName(*v)
+	}
+	return _u
+}
+
+// SetPackageVersion sets the "package_version" field.
+func (_u *UpstreamUpdateOne) SetPackageVersion(v string) *UpstreamUpdateOne {
+	_u.mutation.SetPackageVersion(v)
+	return _u
+}
+
+// SetNillablePackageVersion sets the "package_version" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillablePackageVersion(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetPackageVersion(*v)
+	}
+	return _u
+}
+
+// SetPackageIntegrity sets the "package_integrity" field.
+func (_u *UpstreamUpdateOne) SetPackageIntegrity(v string) *UpstreamUpdateOne {
+	_u.mutation.SetPackageIntegrity(v)
+	return _u
+}
+
+// SetNillablePackageIntegrity sets the "package_integrity" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillablePackageIntegrity(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetPackageIntegrity(*v)
+	}
+	return _u
+}
+
+// SetPackageBin sets the "package_bin" field.
+func (_u *UpstreamUpdateOne) SetPackageBin(v string) *UpstreamUpdateOne {
+	_u.mutation.SetPackageBin(v)
+	return _u
+}
+
+// SetNillablePackageBin sets the "package_bin" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillablePackageBin(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetPackageBin(*v)
+	}
 	return _u
 }
 
@@ -788,6 +968,31 @@ func (_u *UpstreamUpdateOne) check() error {
 			return &ValidationError{Name: "command", err: fmt.Errorf(`ent: validator failed for field "Upstream.command": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.PackageEcosystem(); ok {
+		if err := upstream.PackageEcosystemValidator(v); err != nil {
+			return &ValidationError{Name: "package_ecosystem", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_ecosystem": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.PackageName(); ok {
+		if err := upstream.PackageNameValidator(v); err != nil {
+			return &ValidationError{Name: "package_name", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_name": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.PackageVersion(); ok {
+		if err := upstream.PackageVersionValidator(v); err != nil {
+			return &ValidationError{Name: "package_version", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_version": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.PackageIntegrity(); ok {
+		if err := upstream.PackageIntegrityValidator(v); err != nil {
+			return &ValidationError{Name: "package_integrity", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_integrity": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.PackageBin(); ok {
+		if err := upstream.PackageBinValidator(v); err != nil {
+			return &ValidationError{Name: "package_bin", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_bin": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.CredentialRef(); ok {
 		if err := upstream.CredentialRefValidator(v); err != nil {
 			return &ValidationError{Name: "credential_ref", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_ref": %w`, err)}
@@ -872,6 +1077,21 @@ func (_u *UpstreamUpdateOne) sqlSave(ctx context.Context) (_node *Upstream, err 
 	}
 	if _u.mutation.LabelsCleared() {
 		_spec.ClearField(upstream.FieldLabels, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.PackageEcosystem(); ok {
+		_spec.SetField(upstream.FieldPackageEcosystem, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.PackageName(); ok {
+		_spec.SetField(upstream.FieldPackageName, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.PackageVersion(); ok {
+		_spec.SetField(upstream.FieldPackageVersion, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.PackageIntegrity(); ok {
+		_spec.SetField(upstream.FieldPackageIntegrity, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.PackageBin(); ok {
+		_spec.SetField(upstream.FieldPackageBin, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.CredentialRef(); ok {
 		_spec.SetField(upstream.FieldCredentialRef, field.TypeString, value)

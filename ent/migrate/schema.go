@@ -751,11 +751,16 @@ var (
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "name", Type: field.TypeString, Size: 48},
-		{Name: "transport", Type: field.TypeEnum, Enums: []string{"streamable_http", "stdio"}},
+		{Name: "transport", Type: field.TypeEnum, Enums: []string{"streamable_http", "stdio", "package"}},
 		{Name: "url", Type: field.TypeString, Size: 2048, Default: ""},
 		{Name: "command", Type: field.TypeString, Size: 1024, Default: ""},
 		{Name: "args", Type: field.TypeJSON, Nullable: true},
 		{Name: "labels", Type: field.TypeJSON, Nullable: true},
+		{Name: "package_ecosystem", Type: field.TypeString, Size: 16, Default: ""},
+		{Name: "package_name", Type: field.TypeString, Size: 214, Default: ""},
+		{Name: "package_version", Type: field.TypeString, Size: 128, Default: ""},
+		{Name: "package_integrity", Type: field.TypeString, Size: 256, Default: ""},
+		{Name: "package_bin", Type: field.TypeString, Size: 214, Default: ""},
 		{Name: "credential_ref", Type: field.TypeString, Size: 1024, Default: ""},
 		{Name: "credential_header", Type: field.TypeString, Size: 128, Default: ""},
 		{Name: "deny_sampling", Type: field.TypeBool, Default: false},
@@ -774,13 +779,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "upstreams_gateways_upstreams",
-				Columns:    []*schema.Column{UpstreamsColumns[16]},
+				Columns:    []*schema.Column{UpstreamsColumns[21]},
 				RefColumns: []*schema.Column{GatewaysColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "upstreams_tenants_tenant",
-				Columns:    []*schema.Column{UpstreamsColumns[17]},
+				Columns:    []*schema.Column{UpstreamsColumns[22]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -789,12 +794,12 @@ var (
 			{
 				Name:    "upstream_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{UpstreamsColumns[17]},
+				Columns: []*schema.Column{UpstreamsColumns[22]},
 			},
 			{
 				Name:    "upstream_gateway_id_name",
 				Unique:  true,
-				Columns: []*schema.Column{UpstreamsColumns[16], UpstreamsColumns[3]},
+				Columns: []*schema.Column{UpstreamsColumns[21], UpstreamsColumns[3]},
 			},
 		},
 	}

@@ -1201,36 +1201,66 @@ func init() {
 	upstream.DefaultCommand = upstreamDescCommand.Default.(string)
 	// upstream.CommandValidator is a validator for the "command" field. It is called by the builders before save.
 	upstream.CommandValidator = upstreamDescCommand.Validators[0].(func(string) error)
+	// upstreamDescPackageEcosystem is the schema descriptor for package_ecosystem field.
+	upstreamDescPackageEcosystem := upstreamFields[7].Descriptor()
+	// upstream.DefaultPackageEcosystem holds the default value on creation for the package_ecosystem field.
+	upstream.DefaultPackageEcosystem = upstreamDescPackageEcosystem.Default.(string)
+	// upstream.PackageEcosystemValidator is a validator for the "package_ecosystem" field. It is called by the builders before save.
+	upstream.PackageEcosystemValidator = upstreamDescPackageEcosystem.Validators[0].(func(string) error)
+	// upstreamDescPackageName is the schema descriptor for package_name field.
+	upstreamDescPackageName := upstreamFields[8].Descriptor()
+	// upstream.DefaultPackageName holds the default value on creation for the package_name field.
+	upstream.DefaultPackageName = upstreamDescPackageName.Default.(string)
+	// upstream.PackageNameValidator is a validator for the "package_name" field. It is called by the builders before save.
+	upstream.PackageNameValidator = upstreamDescPackageName.Validators[0].(func(string) error)
+	// upstreamDescPackageVersion is the schema descriptor for package_version field.
+	upstreamDescPackageVersion := upstreamFields[9].Descriptor()
+	// upstream.DefaultPackageVersion holds the default value on creation for the package_version field.
+	upstream.DefaultPackageVersion = upstreamDescPackageVersion.Default.(string)
+	// upstream.PackageVersionValidator is a validator for the "package_version" field. It is called by the builders before save.
+	upstream.PackageVersionValidator = upstreamDescPackageVersion.Validators[0].(func(string) error)
+	// upstreamDescPackageIntegrity is the schema descriptor for package_integrity field.
+	upstreamDescPackageIntegrity := upstreamFields[10].Descriptor()
+	// upstream.DefaultPackageIntegrity holds the default value on creation for the package_integrity field.
+	upstream.DefaultPackageIntegrity = upstreamDescPackageIntegrity.Default.(string)
+	// upstream.PackageIntegrityValidator is a validator for the "package_integrity" field. It is called by the builders before save.
+	upstream.PackageIntegrityValidator = upstreamDescPackageIntegrity.Validators[0].(func(string) error)
+	// upstreamDescPackageBin is the schema descriptor for package_bin field.
+	upstreamDescPackageBin := upstreamFields[11].Descriptor()
+	// upstream.DefaultPackageBin holds the default value on creation for the package_bin field.
+	upstream.DefaultPackageBin = upstreamDescPackageBin.Default.(string)
+	// upstream.PackageBinValidator is a validator for the "package_bin" field. It is called by the builders before save.
+	upstream.PackageBinValidator = upstreamDescPackageBin.Validators[0].(func(string) error)
 	// upstreamDescCredentialRef is the schema descriptor for credential_ref field.
-	upstreamDescCredentialRef := upstreamFields[7].Descriptor()
+	upstreamDescCredentialRef := upstreamFields[12].Descriptor()
 	// upstream.DefaultCredentialRef holds the default value on creation for the credential_ref field.
 	upstream.DefaultCredentialRef = upstreamDescCredentialRef.Default.(string)
 	// upstream.CredentialRefValidator is a validator for the "credential_ref" field. It is called by the builders before save.
 	upstream.CredentialRefValidator = upstreamDescCredentialRef.Validators[0].(func(string) error)
 	// upstreamDescCredentialHeader is the schema descriptor for credential_header field.
-	upstreamDescCredentialHeader := upstreamFields[8].Descriptor()
+	upstreamDescCredentialHeader := upstreamFields[13].Descriptor()
 	// upstream.DefaultCredentialHeader holds the default value on creation for the credential_header field.
 	upstream.DefaultCredentialHeader = upstreamDescCredentialHeader.Default.(string)
 	// upstream.CredentialHeaderValidator is a validator for the "credential_header" field. It is called by the builders before save.
 	upstream.CredentialHeaderValidator = upstreamDescCredentialHeader.Validators[0].(func(string) error)
 	// upstreamDescDenySampling is the schema descriptor for deny_sampling field.
-	upstreamDescDenySampling := upstreamFields[9].Descriptor()
+	upstreamDescDenySampling := upstreamFields[14].Descriptor()
 	// upstream.DefaultDenySampling holds the default value on creation for the deny_sampling field.
 	upstream.DefaultDenySampling = upstreamDescDenySampling.Default.(bool)
 	// upstreamDescDenyElicitation is the schema descriptor for deny_elicitation field.
-	upstreamDescDenyElicitation := upstreamFields[10].Descriptor()
+	upstreamDescDenyElicitation := upstreamFields[15].Descriptor()
 	// upstream.DefaultDenyElicitation holds the default value on creation for the deny_elicitation field.
 	upstream.DefaultDenyElicitation = upstreamDescDenyElicitation.Default.(bool)
 	// upstreamDescDenyRoots is the schema descriptor for deny_roots field.
-	upstreamDescDenyRoots := upstreamFields[11].Descriptor()
+	upstreamDescDenyRoots := upstreamFields[16].Descriptor()
 	// upstream.DefaultDenyRoots holds the default value on creation for the deny_roots field.
 	upstream.DefaultDenyRoots = upstreamDescDenyRoots.Default.(bool)
 	// upstreamDescReachable is the schema descriptor for reachable field.
-	upstreamDescReachable := upstreamFields[12].Descriptor()
+	upstreamDescReachable := upstreamFields[17].Descriptor()
 	// upstream.DefaultReachable holds the default value on creation for the reachable field.
 	upstream.DefaultReachable = upstreamDescReachable.Default.(bool)
 	// upstreamDescLastError is the schema descriptor for last_error field.
-	upstreamDescLastError := upstreamFields[13].Descriptor()
+	upstreamDescLastError := upstreamFields[18].Descriptor()
 	// upstream.DefaultLastError holds the default value on creation for the last_error field.
 	upstream.DefaultLastError = upstreamDescLastError.Default.(string)
 	// upstream.LastErrorValidator is a validator for the "last_error" field. It is called by the builders before save.

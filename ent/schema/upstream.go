@@ -20,11 +20,18 @@ func (Upstream) Fields() []ent.Field {
 	return []ent.Field{
 		field.UUID("gateway_id", uuid.UUID{}).Immutable(),
 		field.String("name").NotEmpty().MaxLen(48).Match(nameRE),
-		field.Enum("transport").Values("streamable_http", "stdio"),
+		field.Enum("transport").Values("streamable_http", "stdio", "package"),
 		field.String("url").Default("").MaxLen(2048),
 		field.String("command").Default("").MaxLen(1024),
 		field.Strings("args").Optional(),
 		field.JSON("labels", map[string]string{}).Optional(),
+		// The package a "package" upstream runs: ecosystem ("npm"), name,
+		// exact version, archive integrity ("sha512-<base64>"), executable.
+		field.String("package_ecosystem").Default("").MaxLen(16),
+		field.String("package_name").Default("").MaxLen(214),
+		field.String("package_version").Default("").MaxLen(128),
+		field.String("package_integrity").Default("").MaxLen(256),
+		field.String("package_bin").Default("").MaxLen(214),
 		// Where gateways find the credential ("env:NAME" or "file:/path"), and its header.
 		field.String("credential_ref").Default("").MaxLen(1024),
 		field.String("credential_header").Default("").MaxLen(128),

@@ -37,6 +37,16 @@ const (
 	FieldArgs = "args"
 	// FieldLabels holds the string denoting the labels field in the database.
 	FieldLabels = "labels"
+	// FieldPackageEcosystem holds the string denoting the package_ecosystem field in the database.
+	FieldPackageEcosystem = "package_ecosystem"
+	// FieldPackageName holds the string denoting the package_name field in the database.
+	FieldPackageName = "package_name"
+	// FieldPackageVersion holds the string denoting the package_version field in the database.
+	FieldPackageVersion = "package_version"
+	// FieldPackageIntegrity holds the string denoting the package_integrity field in the database.
+	FieldPackageIntegrity = "package_integrity"
+	// FieldPackageBin holds the string denoting the package_bin field in the database.
+	FieldPackageBin = "package_bin"
 	// FieldCredentialRef holds the string denoting the credential_ref field in the database.
 	FieldCredentialRef = "credential_ref"
 	// FieldCredentialHeader holds the string denoting the credential_header field in the database.
@@ -95,6 +105,11 @@ var Columns = []string{
 	FieldCommand,
 	FieldArgs,
 	FieldLabels,
+	FieldPackageEcosystem,
+	FieldPackageName,
+	FieldPackageVersion,
+	FieldPackageIntegrity,
+	FieldPackageBin,
 	FieldCredentialRef,
 	FieldCredentialHeader,
 	FieldDenySampling,
@@ -138,6 +153,26 @@ var (
 	DefaultCommand string
 	// CommandValidator is a validator for the "command" field. It is called by the builders before save.
 	CommandValidator func(string) error
+	// DefaultPackageEcosystem holds the default value on creation for the "package_ecosystem" field.
+	DefaultPackageEcosystem string
+	// PackageEcosystemValidator is a validator for the "package_ecosystem" field. It is called by the builders before save.
+	PackageEcosystemValidator func(string) error
+	// DefaultPackageName holds the default value on creation for the "package_name" field.
+	DefaultPackageName string
+	// PackageNameValidator is a validator for the "package_name" field. It is called by the builders before save.
+	PackageNameValidator func(string) error
+	// DefaultPackageVersion holds the default value on creation for the "package_version" field.
+	DefaultPackageVersion string
+	// PackageVersionValidator is a validator for the "package_version" field. It is called by the builders before save.
+	PackageVersionValidator func(string) error
+	// DefaultPackageIntegrity holds the default value on creation for the "package_integrity" field.
+	DefaultPackageIntegrity string
+	// PackageIntegrityValidator is a validator for the "package_integrity" field. It is called by the builders before save.
+	PackageIntegrityValidator func(string) error
+	// DefaultPackageBin holds the default value on creation for the "package_bin" field.
+	DefaultPackageBin string
+	// PackageBinValidator is a validator for the "package_bin" field. It is called by the builders before save.
+	PackageBinValidator func(string) error
 	// DefaultCredentialRef holds the default value on creation for the "credential_ref" field.
 	DefaultCredentialRef string
 	// CredentialRefValidator is a validator for the "credential_ref" field. It is called by the builders before save.
@@ -169,6 +204,7 @@ type Transport string
 const (
 	TransportStreamableHTTP Transport = "streamable_http"
 	TransportStdio          Transport = "stdio"
+	TransportPackage        Transport = "package"
 )
 
 func (t Transport) String() string {
@@ -178,7 +214,7 @@ func (t Transport) String() string {
 // TransportValidator is a validator for the "transport" field enum values. It is called by the builders before save.
 func TransportValidator(t Transport) error {
 	switch t {
-	case TransportStreamableHTTP, TransportStdio:
+	case TransportStreamableHTTP, TransportStdio, TransportPackage:
 		return nil
 	default:
 		return fmt.Errorf("upstream: invalid enum value for transport field: %q", t)
@@ -231,6 +267,31 @@ func ByURL(opts ...sql.OrderTermOption) OrderOption {
 // ByCommand orders the results by the command field.
 func ByCommand(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCommand, opts...).ToFunc()
+}
+
+// ByPackageEcosystem orders the results by the package_ecosystem field.
+func ByPackageEcosystem(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPackageEcosystem, opts...).ToFunc()
+}
+
+// ByPackageName orders the results by the package_name field.
+func ByPackageName(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPackageName, opts...).ToFunc()
+}
+
+// ByPackageVersion orders the results by the package_version field.
+func ByPackageVersion(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPackageVersion, opts...).ToFunc()
+}
+
+// ByPackageIntegrity orders the results by the package_integrity field.
+func ByPackageIntegrity(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPackageIntegrity, opts...).ToFunc()
+}
+
+// ByPackageBin orders the results by the package_bin field.
+func ByPackageBin(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPackageBin, opts...).ToFunc()
 }
 
 // ByCredentialRef orders the results by the credential_ref field.

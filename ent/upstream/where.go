@@ -91,6 +91,31 @@ func Command(v string) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldCommand, v))
 }
 
+// PackageEcosystem applies equality check predicate on the "package_ecosystem" field. It's identical to PackageEcosystemEQ.
+func PackageEcosystem(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldPackageEcosystem, v))
+}
+
+// PackageName applies equality check predicate on the "package_name" field. It's identical to PackageNameEQ.
+func PackageName(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldPackageName, v))
+}
+
+// PackageVersion applies equality check predicate on the "package_version" field. It's identical to PackageVersionEQ.
+func PackageVersion(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldPackageVersion, v))
+}
+
+// PackageIntegrity applies equality check predicate on the "package_integrity" field. It's identical to PackageIntegrityEQ.
+func PackageIntegrity(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldPackageIntegrity, v))
+}
+
+// PackageBin applies equality check predicate on the "package_bin" field. It's identical to PackageBinEQ.
+func PackageBin(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldPackageBin, v))
+}
+
 // CredentialRef applies equality check predicate on the "credential_ref" field. It's identical to CredentialRefEQ.
 func CredentialRef(v string) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldCredentialRef, v))
@@ -479,6 +504,331 @@ func LabelsIsNil() predicate.Upstream {
 // LabelsNotNil applies the NotNil predicate on the "labels" field.
 func LabelsNotNil() predicate.Upstream {
 	return predicate.Upstream(sql.FieldNotNull(FieldLabels))
+}
+
+// PackageEcosystemEQ applies the EQ predicate on the "package_ecosystem" field.
+func PackageEcosystemEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldPackageEcosystem, v))
+}
+
+// PackageEcosystemNEQ applies the NEQ predicate on the "package_ecosystem" field.
+func PackageEcosystemNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldPackageEcosystem, v))
+}
+
+// PackageEcosystemIn applies the In predicate on the "package_ecosystem" field.
+func PackageEcosystemIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldPackageEcosystem, vs...))
+}
+
+// PackageEcosystemNotIn applies the NotIn predicate on the "package_ecosystem" field.
+func PackageEcosystemNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldPackageEcosystem, vs...))
+}
+
+// PackageEcosystemGT applies the GT predicate on the "package_ecosystem" field.
+func PackageEcosystemGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldPackageEcosystem, v))
+}
+
+// PackageEcosystemGTE applies the GTE predicate on the "package_ecosystem" field.
+func PackageEcosystemGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldPackageEcosystem, v))
+}
+
+// PackageEcosystemLT applies the LT predicate on the "package_ecosystem" field.
+func PackageEcosystemLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldPackageEcosystem, v))
+}
+
+// PackageEcosystemLTE applies the LTE predicate on the "package_ecosystem" field.
+func PackageEcosystemLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldPackageEcosystem, v))
+}
+
+// PackageEcosystemContains applies the Contains predicate on the "package_ecosystem" field.
+func PackageEcosystemContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldPackageEcosystem, v))
+}
+
+// PackageEcosystemHasPrefix applies the HasPrefix predicate on the "package_ecosystem" field.
+func PackageEcosystemHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldPackageEcosystem, v))
+}
+
+// PackageEcosystemHasSuffix applies the HasSuffix predicate on the "package_ecosystem" field.
+func PackageEcosystemHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldPackageEcosystem, v))
+}
+
+// PackageEcosystemEqualFold applies the EqualFold predicate on the "package_ecosystem" field.
+func PackageEcosystemEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldPackageEcosystem, v))
+}
+
+// PackageEcosystemContainsFold applies the ContainsFold predicate on the "package_ecosystem" field.
+func PackageEcosystemContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldPackageEcosystem, v))
+}
+
+// PackageNameEQ applies the EQ predicate on the "package_name" field.
+func PackageNameEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldPackageName, v))
+}
+
+// PackageNameNEQ applies the NEQ predicate on the "package_name" field.
+func PackageNameNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldPackageName, v))
+}
+
+// PackageNameIn applies the In predicate on the "package_name" field.
+func PackageNameIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldPackageName, vs...))
+}
+
+// PackageNameNotIn applies the NotIn predicate on the "package_name" field.
+func PackageNameNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldPackageName, vs...))
+}
+
+// PackageNameGT applies the GT predicate on the "package_name" field.
+func PackageNameGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldPackageName, v))
+}
+
+// PackageNameGTE applies the GTE predicate on the "package_name" field.
+func PackageNameGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldPackageName, v))
+}
+
+// PackageNameLT applies the LT predicate on the "package_name" field.
+func PackageNameLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldPackageName, v))
+}
+
+// PackageNameLTE applies the LTE predicate on the "package_name" field.
+func PackageNameLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldPackageName, v))
+}
+
+// PackageNameContains applies the Contains predicate on the "package_name" field.
+func PackageNameContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldPackageName, v))
+}
+
+// PackageNameHasPrefix applies the HasPrefix predicate on the "package_name" field.
+func PackageNameHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldPackageName, v))
+}
+
+// PackageNameHasSuffix applies the HasSuffix predicate on the "package_name" field.
+func PackageNameHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldPackageName, v))
+}
+
+// PackageNameEqualFold applies the EqualFold predicate on the "package_name" field.
+func PackageNameEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldPackageName, v))
+}
+
+// PackageNameContainsFold applies the ContainsFold predicate on the "package_name" field.
+func PackageNameContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldPackageName, v))
+}
+
+// PackageVersionEQ applies the EQ predicate on the "package_version" field.
+func PackageVersionEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldPackageVersion, v))
+}
+
+// PackageVersionNEQ applies the NEQ predicate on the "package_version" field.
+func PackageVersionNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldPackageVersion, v))
+}
+
+// PackageVersionIn applies the In predicate on the "package_version" field.
+func PackageVersionIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldPackageVersion, vs...))
+}
+
+// PackageVersionNotIn applies the NotIn predicate on the "package_version" field.
+func PackageVersionNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldPackageVersion, vs...))
+}
+
+// PackageVersionGT applies the GT predicate on the "package_version" field.
+func PackageVersionGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldPackageVersion, v))
+}
+
+// PackageVersionGTE applies the GTE predicate on the "package_version" field.
+func PackageVersionGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldPackageVersion, v))
+}
+
+// PackageVersionLT applies the LT predicate on the "package_version" field.
+func PackageVersionLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldPackageVersion, v))
+}
+
+// PackageVersionLTE applies the LTE predicate on the "package_version" field.
+func PackageVersionLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldPackageVersion, v))
+}
+
+// PackageVersionContains applies the Contains predicate on the "package_version" field.
+func PackageVersionContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldPackageVersion, v))
+}
+
+// PackageVersionHasPrefix applies the HasPrefix predicate on the "package_version" field.
+func PackageVersionHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldPackageVersion, v))
+}
+
+// PackageVersionHasSuffix applies the HasSuffix predicate on the "package_version" field.
+func PackageVersionHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldPackageVersion, v))
+}
+
+// PackageVersionEqualFold applies the EqualFold predicate on the "package_version" field.
+func PackageVersionEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldPackageVersion, v))
+}
+
+// PackageVersionContainsFold applies the ContainsFold predicate on the "package_version" field.
+func PackageVersionContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldPackageVersion, v))
+}
+
+// PackageIntegrityEQ applies the EQ predicate on the "package_integrity" field.
+func PackageIntegrityEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldPackageIntegrity, v))
+}
+
+// PackageIntegrityNEQ applies the NEQ predicate on the "package_integrity" field.
+func PackageIntegrityNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldPackageIntegrity, v))
+}
+
+// PackageIntegrityIn applies the In predicate on the "package_integrity" field.
+func PackageIntegrityIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldPackageIntegrity, vs...))
+}
+
+// PackageIntegrityNotIn applies the NotIn predicate on the "package_integrity" field.
+func PackageIntegrityNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldPackageIntegrity, vs...))
+}
+
+// PackageIntegrityGT applies the GT predicate on the "package_integrity" field.
+func PackageIntegrityGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldPackageIntegrity, v))
+}
+
+// PackageIntegrityGTE applies the GTE predicate on the "package_integrity" field.
+func PackageIntegrityGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldPackageIntegrity, v))
+}
+
+// PackageIntegrityLT applies the LT predicate on the "package_integrity" field.
+func PackageIntegrityLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldPackageIntegrity, v))
+}
+
+// PackageIntegrityLTE applies the LTE predicate on the "package_integrity" field.
+func PackageIntegrityLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldPackageIntegrity, v))
+}
+
+// PackageIntegrityContains applies the Contains predicate on the "package_integrity" field.
+func PackageIntegrityContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldPackageIntegrity, v))
+}
+
+// PackageIntegrityHasPrefix applies the HasPrefix predicate on the "package_integrity" field.
+func PackageIntegrityHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldPackageIntegrity, v))
+}
+
+// PackageIntegrityHasSuffix applies the HasSuffix predicate on the "package_integrity" field.
+func PackageIntegrityHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldPackageIntegrity, v))
+}
+
+// PackageIntegrityEqualFold applies the EqualFold predicate on the "package_integrity" field.
+func PackageIntegrityEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldPackageIntegrity, v))
+}
+
+// PackageIntegrityContainsFold applies the ContainsFold predicate on the "package_integrity" field.
+func PackageIntegrityContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldPackageIntegrity, v))
+}
+
+// PackageBinEQ applies the EQ predicate on the "package_bin" field.
+func PackageBinEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldPackageBin, v))
+}
+
+// PackageBinNEQ applies the NEQ predicate on the "package_bin" field.
+func PackageBinNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldPackageBin, v))
+}
+
+// PackageBinIn applies the In predicate on the "package_bin" field.
+func PackageBinIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldPackageBin, vs...))
+}
+
+// PackageBinNotIn applies the NotIn predicate on the "package_bin" field.
+func PackageBinNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldPackageBin, vs...))
+}
+
+// PackageBinGT applies the GT predicate on the "package_bin" field.
+func PackageBinGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldPackageBin, v))
+}
+
+// PackageBinGTE applies the GTE predicate on the "package_bin" field.
+func PackageBinGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldPackageBin, v))
+}
+
+// PackageBinLT applies the LT predicate on the "package_bin" field.
+func PackageBinLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldPackageBin, v))
+}
+
+// PackageBinLTE applies the LTE predicate on the "package_bin" field.
+func PackageBinLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldPackageBin, v))
+}
+
+// PackageBinContains applies the Contains predicate on the "package_bin" field.
+func PackageBinContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldPackageBin, v))
+}
+
+// PackageBinHasPrefix applies the HasPrefix predicate on the "package_bin" field.
+func PackageBinHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldPackageBin, v))
+}
+
+// PackageBinHasSuffix applies the HasSuffix predicate on the "package_bin" field.
+func PackageBinHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldPackageBin, v))
+}
+
+// PackageBinEqualFold applies the EqualFold predicate on the "package_bin" field.
+func PackageBinEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldPackageBin, v))
+}
+
+// PackageBinContainsFold applies the ContainsFold predicate on the "package_bin" field.
+func PackageBinContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldPackageBin, v))
 }
 
 // CredentialRefEQ applies the EQ predicate on the "credential_ref" field.

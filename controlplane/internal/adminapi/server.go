@@ -464,13 +464,18 @@ func (s *Server) RevokeAgent(ctx context.Context, req *connect.Request[adminv1.R
 // UpstreamToProto maps an upstream.
 func UpstreamToProto(u *ent.Upstream) *adminv1.Upstream {
 	tr := adminv1.Transport_TRANSPORT_STREAMABLE_HTTP
-	if u.Transport == upstream.TransportStdio {
+	switch u.Transport {
+	case upstream.TransportStdio:
 		tr = adminv1.Transport_TRANSPORT_STDIO
+	case upstream.TransportPackage:
+		tr = adminv1.Transport_TRANSPORT_PACKAGE
 	}
 	return &adminv1.Upstream{Id: u.ID.String(), GatewayId: u.GatewayID.String(), Name: u.Name, Transport: tr, Url: u.URL,
 		Command: u.Command, Args: u.Args, Labels: u.Labels, Reachable: u.Reachable, LastError: u.LastError,
 		CredentialRef: u.CredentialRef, CredentialHeader: u.CredentialHeader,
-		DenySampling: u.DenySampling, DenyElicitation: u.DenyElicitation, DenyRoots: u.DenyRoots}
+		DenySampling: u.DenySampling, DenyElicitation: u.DenyElicitation, DenyRoots: u.DenyRoots,
+		PackageEcosystem: u.PackageEcosystem, PackageName: u.PackageName, PackageVersion: u.PackageVersion,
+		PackageIntegrity: u.PackageIntegrity, PackageBin: u.PackageBin}
 }
 
 // ListUpstreams implements adminv1connect.UpstreamServiceHandler.
@@ -519,14 +524,18 @@ func (s *Server) CreateUpstream(ctx context.Context, req *connect.Request[adminv
 func upstreamSpec(in *adminv1.Upstream) (tenant.UpstreamSpec, error) {
 	spec := tenant.UpstreamSpec{Name: in.GetName(), URL: in.GetUrl(), Command: in.GetCommand(), Args: in.GetArgs(), Labels: in.GetLabels(),
 		CredentialRef: in.GetCredentialRef(), CredentialHeader: in.GetCredentialHeader(),
-		DenySampling: in.GetDenySampling(), DenyElicitation: in.GetDenyElicitation(), DenyRoots: in.GetDenyRoots()}
+		DenySampling: in.GetDenySampling(), DenyElicitation: in.GetDenyElicitation(), DenyRoots: in.GetDenyRoots(),
+		Package: tenant.PackageSpec{Ecosystem: in.GetPackageEcosystem(), Name: in.GetPackageName(), Version: in.GetPackageVersion(),
+			Integrity: in.GetPackageIntegrity(), Bin: in.GetPackageBin()}}
 	switch in.GetTransport() {
 	case adminv1.Transport_TRANSPORT_STREAMABLE_HTTP:
 		spec.Transport = upstream.TransportStreamableHTTP.String()
 	case adminv1.Transport_TRANSPORT_STDIO:
 		spec.Transport = upstream.TransportStdio.String()
+	case adminv1.Transport_TRANSPORT_PACKAGE:
+		spec.Transport = upstream.TransportPackage.String()
 	default:
-		return spec, connect.NewError(connect.CodeInvalidArgument, errors.New("upstream.transport must be TRANSPORT_STREAMABLE_HTTP or TRANSPORT_STDIO"))
+		return spec, connect.NewError(connect.CodeInvalidArgument, errors.New("upstream.transport must be TRANSPORT_STREAMABLE_HTTP, TRANSPORT_STDIO or TRANSPORT_PACKAGE"))
 	}
 	return spec, nil
 }

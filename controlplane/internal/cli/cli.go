@@ -91,6 +91,9 @@ func build(out io.Writer) *ffcli.Command {
 	upGateway := upCreate.String("gateway", "", "gateway name or id (required)")
 	upURL := upCreate.String("url", "", "Streamable HTTP URL of the MCP server")
 	upCommand := upCreate.String("command", "", "stdio command to run on the gateway host (arguments after --)")
+	upPackage := upCreate.String("package", "", "package gateways install, verify and run as a stdio server, npm:NAME@VERSION (arguments after --; needs --integrity)")
+	upIntegrity := upCreate.String("integrity", "", "the --package archive's integrity, sha512-<base64> (npm view NAME@VERSION dist.integrity)")
+	upBin := upCreate.String("bin", "", "the --package executable to run, a key of its package.json bin (default: its only one)")
 	upLabels := upCreate.String("labels", "", "labels, key=value,key2=value2")
 	upCred := upCreate.String("credential-ref", "", "where gateways find the upstream's credential: env:NAME or file:/path (sent as Authorization: Bearer); for a stdio command env:NAME, a variable it is given")
 	upDeny := upCreate.String("deny", "", "what the upstream may not ask of clients, comma-separated: sampling, elicitation, roots (default: all allowed)")
@@ -340,19 +343,22 @@ func build(out io.Writer) *ffcli.Command {
 					return g.print(r.Msg, []string{"ID", "NAME", "TRANSPORT", "TARGET", "REACHABLE", "ERROR"}, func(row func(...any)) {
 						for _, u := range r.Msg.GetUpstreams() {
 							target := u.GetUrl()
-							if u.GetCommand() != "" {
+							switch {
+							case u.GetCommand() != "":
 								target = strings.Join(append([]string{u.GetCommand()}, u.GetArgs()...), " ")
+							case u.GetPackageName() != "":
+								target = strings.Join(append([]string{u.GetPackageEcosystem() + ":" + u.GetPackageName() + "@" + u.GetPackageVersion()}, u.GetArgs()...), " ")
 							}
 							row(u.GetId(), u.GetName(), strings.ToLower(strings.TrimPrefix(u.GetTransport().String(), "TRANSPORT_")), target, u.GetReachable(), u.GetLastError())
 						}
 					})
 				}),
-				leaf("upstreams", "create", "--gateway GW (--url URL | --command CMD [-- ARGS...]) NAME", "register an upstream MCP server on a gateway", upCreate, -1, func(ctx context.Context, args []string) error {
+				leaf("upstreams", "create", "--gateway GW (--url URL | --command CMD | --package npm:NAME@VERSION --integrity SHA) [-- ARGS...] NAME", "register an upstream MCP server on a gateway", upCreate, -1, func(ctx context.Context, args []string) error {
 					if *upGateway == "" {
 						return errors.New("--gateway is required")
 					}
-					if (*upURL == "") == (*upCommand == "") {
-						return errors.New("give exactly one of --url (Streamable HTTP) or --command (stdio)")
+					if n := btoi(*upURL != "") + btoi(*upCommand != "") + btoi(*upPackage != ""); n != 1 {
+						return errors.New("give exactly one of --url (Streamable HTTP), --command (stdio) or --package (a verified package run as stdio)")
 					}
 					id, err := c.gatewayID(ctx, *upGateway)
 					if err != nil {
@@ -365,10 +371,15 @@ func build(out io.Writer) *ffcli.Command {
 						return err
 					}
 					up.Transport = adminv1.Transport_TRANSPORT_STREAMABLE_HTTP
-					if *upCommand != "" {
+					switch {
+					case *upCommand != "":
 						up.Transport = adminv1.Transport_TRANSPORT_STDIO
-					} else if len(cmdArgs) > 0 {
-						return errors.New("arguments after the name are for --command only")
+					case *upPackage != "":
+						if err := setPackage(up, *upPackage, *upIntegrity, *upBin); err != nil {
+							return err
+						}
+					case len(cmdArgs) > 0:
+						return errors.New("arguments after the name are for --command or --package only")
 					}
 					for _, kv := range strings.Split(*upLabels, ",") {
 						if kv = strings.TrimSpace(kv); kv == "" {
@@ -605,6 +616,29 @@ func commandArgs(args []string) []string {
 		out = out[1:]
 	}
 	return out
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// setPackage makes up a package upstream of ref (ECOSYSTEM:NAME@VERSION).
+func setPackage(up *adminv1.Upstream, ref, integrity, bin string) error {
+	eco, nameVersion, ok := strings.Cut(ref, ":")
+	at := strings.LastIndex(nameVersion, "@")
+	if !ok || at <= 0 {
+		return fmt.Errorf("--package %q: give ECOSYSTEM:NAME@VERSION, e.g. npm:@modelcontextprotocol/server-everything@2026.1.14", ref)
+	}
+	if integrity == "" {
+		return errors.New("--package needs --integrity: gateways run a package only if its archive has the hash you pin")
+	}
+	up.Transport, up.Url, up.Command = adminv1.Transport_TRANSPORT_PACKAGE, "", ""
+	up.PackageEcosystem, up.PackageName, up.PackageVersion = eco, nameVersion[:at], nameVersion[at+1:]
+	up.PackageIntegrity, up.PackageBin = integrity, bin
+	return nil
 }
 
 // setDeny sets what an upstream may not ask of clients from a --deny list;

@@ -338,6 +338,9 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 	uuGateway := upUpdate.String("gateway", "", "gateway name or id (required)")
 	uuURL := upUpdate.String("url", "", "new Streamable HTTP URL (makes it an HTTP upstream)")
 	uuCommand := upUpdate.String("command", "", "new stdio command (makes it a stdio upstream; arguments after --)")
+	uuPackage := upUpdate.String("package", "", "new package, npm:NAME@VERSION (makes it a package upstream; arguments after --; needs --integrity)")
+	uuIntegrity := upUpdate.String("integrity", "", "the --package archive's integrity, sha512-<base64>")
+	uuBin := upUpdate.String("bin", "", "the --package executable, a key of its package.json bin (default: its only one)")
 	uuCred := upUpdate.String("credential-ref", "", "new credential reference: env:NAME or file:/path, or none to drop it")
 	uuDeny := upUpdate.String("deny", "", "what the upstream may not ask of clients, comma-separated (sampling, elicitation, roots), or none")
 	upDelete := newFS("upstreams delete")
@@ -386,14 +389,14 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 	}
 	return map[string][]*ffcli.Command{
 		"upstreams": {
-			leaf("upstreams", "update", "--gateway GW [--url URL | --command CMD [-- ARGS...]] [--credential-ref REF|none] [--deny LIST|none] NAME",
+			leaf("upstreams", "update", "--gateway GW [--url URL | --command CMD | --package npm:NAME@VERSION --integrity SHA] [-- ARGS...] [--credential-ref REF|none] [--deny LIST|none] NAME",
 				"change an upstream's settings (only the flags given); its pins stay and what it now offers is checked against them", upUpdate, -1,
 				func(ctx context.Context, args []string) error {
 					if *uuGateway == "" {
 						return errors.New("--gateway is required")
 					}
-					if *uuURL != "" && *uuCommand != "" {
-						return errors.New("give at most one of --url or --command")
+					if btoi(*uuURL != "")+btoi(*uuCommand != "")+btoi(*uuPackage != "") > 1 {
+						return errors.New("give at most one of --url, --command or --package")
 					}
 					up, err := findUpstream(ctx, *uuGateway, args[0])
 					if err != nil {
@@ -405,8 +408,16 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 						up.Transport, up.Url, up.Command, up.Args = adminv1.Transport_TRANSPORT_STREAMABLE_HTTP, *uuURL, "", nil
 					case *uuCommand != "":
 						up.Transport, up.Url, up.Command, up.Args = adminv1.Transport_TRANSPORT_STDIO, "", *uuCommand, cmdArgs
+					case *uuPackage != "":
+						if err := setPackage(up, *uuPackage, *uuIntegrity, *uuBin); err != nil {
+							return err
+						}
+						up.Args = cmdArgs
 					case len(cmdArgs) > 0:
-						return errors.New("arguments after the name are for --command only")
+						return errors.New("arguments after the name are for --command or --package only")
+					}
+					if up.GetTransport() != adminv1.Transport_TRANSPORT_PACKAGE {
+						up.PackageEcosystem, up.PackageName, up.PackageVersion, up.PackageIntegrity, up.PackageBin = "", "", "", "", ""
 					}
 					if set(upUpdate, "credential-ref") {
 						up.CredentialRef = strings.TrimPrefix(*uuCred, "none")

@@ -216,6 +216,10 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 			pu.Transport = agentv1.Transport_TRANSPORT_STREAMABLE_HTTP
 		case upstream.TransportStdio:
 			pu.Transport = agentv1.Transport_TRANSPORT_STDIO
+		case upstream.TransportPackage:
+			pu.Transport = agentv1.Transport_TRANSPORT_PACKAGE
+			pu.Package = &agentv1.Package{Ecosystem: u.PackageEcosystem, Name: u.PackageName, Version: u.PackageVersion,
+				Integrity: u.PackageIntegrity, Bin: u.PackageBin}
 		}
 		b.Upstreams = append(b.Upstreams, pu)
 	}

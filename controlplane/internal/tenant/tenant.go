@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -244,6 +245,42 @@ type UpstreamSpec struct {
 	CredentialRef, CredentialHeader string
 	// What the upstream may not ask of clients; everything is allowed by default.
 	DenySampling, DenyElicitation, DenyRoots bool
+	// Package is what a "package" upstream runs.
+	Package PackageSpec
+}
+
+// PackageSpec is an MCP server package at an exact version with the
+// integrity of its archive, which gateways check before they run it.
+type PackageSpec struct {
+	Ecosystem, Name, Version, Integrity string
+	// Bin is its executable, a key of package.json "bin"; "" for its only one.
+	Bin string
+}
+
+var (
+	// npm's rules for package names; an exact semantic version (no range, no tag).
+	packageNameRE    = regexp.MustCompile(`^(@[a-z0-9-~][a-z0-9-._~]*/)?[a-z0-9-~][a-z0-9-._~]*$`)
+	packageVersionRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+)
+
+func (p PackageSpec) validate() error {
+	if p.Ecosystem != "npm" {
+		return fmt.Errorf("package ecosystem %q: only npm packages are supported", p.Ecosystem)
+	}
+	if len(p.Name) > 214 || !packageNameRE.MatchString(p.Name) {
+		return fmt.Errorf("package name %q is not an npm package name", p.Name)
+	}
+	if len(p.Version) > 128 || !packageVersionRE.MatchString(p.Version) {
+		return fmt.Errorf("package version %q: give an exact version (1.2.3), not a range or a tag", p.Version)
+	}
+	b64, ok := strings.CutPrefix(p.Integrity, "sha512-")
+	if digest, err := base64.StdEncoding.DecodeString(b64); !ok || err != nil || len(digest) != sha512.Size {
+		return fmt.Errorf("package integrity %q: give the archive's sha512-<base64> (npm view %s@%s dist.integrity)", p.Integrity, p.Name, p.Version)
+	}
+	if len(p.Bin) > 214 || strings.ContainsAny(p.Bin, "/\\\x00") {
+		return fmt.Errorf("package executable %q is not a name", p.Bin)
+	}
+	return nil
 }
 
 var (
@@ -268,8 +305,18 @@ func (u UpstreamSpec) validate() error {
 		if u.URL != "" {
 			return fmt.Errorf("upstream %q: a stdio upstream takes a command, not a URL", u.Name)
 		}
+	case upstream.TransportPackage.String():
+		if u.URL != "" || u.Command != "" {
+			return fmt.Errorf("upstream %q: a package upstream takes a package, not a URL or a command", u.Name)
+		}
+		if err := u.Package.validate(); err != nil {
+			return fmt.Errorf("upstream %q: %w", u.Name, err)
+		}
 	default:
-		return fmt.Errorf("upstream %q: transport %q must be streamable_http or stdio", u.Name, u.Transport)
+		return fmt.Errorf("upstream %q: transport %q must be streamable_http, stdio or package", u.Name, u.Transport)
+	}
+	if u.Transport != upstream.TransportPackage.String() && u.Package != (PackageSpec{}) {
+		return fmt.Errorf("upstream %q: only a package upstream takes a package", u.Name)
 	}
 	if len(u.Args) > 64 {
 		return fmt.Errorf("upstream %q: at most 64 arguments", u.Name)
@@ -304,7 +351,9 @@ func (s *Service) CreateUpstream(ctx context.Context, tenantID, gatewayID uuid.U
 			SetName(spec.Name).SetTransport(upstream.Transport(spec.Transport)).SetURL(spec.URL).
 			SetCommand(spec.Command).SetArgs(spec.Args).SetLabels(spec.Labels).
 			SetCredentialRef(spec.CredentialRef).SetCredentialHeader(spec.CredentialHeader).
-			SetDenySampling(spec.DenySampling).SetDenyElicitation(spec.DenyElicitation).SetDenyRoots(spec.DenyRoots).Save(ctx)
+			SetDenySampling(spec.DenySampling).SetDenyElicitation(spec.DenyElicitation).SetDenyRoots(spec.DenyRoots).
+			SetPackageEcosystem(spec.Package.Ecosystem).SetPackageName(spec.Package.Name).SetPackageVersion(spec.Package.Version).
+			SetPackageIntegrity(spec.Package.Integrity).SetPackageBin(spec.Package.Bin).Save(ctx)
 		if err != nil {
 			return authz.DBError(fmt.Sprintf("creating upstream %q", spec.Name), err)
 		}
@@ -556,7 +605,9 @@ func (s *Service) UpdateUpstream(ctx context.Context, tenantID, upstreamID uuid.
 		after, err = tx.Upstream.UpdateOneID(before.ID).SetTransport(upstream.Transport(spec.Transport)).SetURL(spec.URL).
 			SetCommand(spec.Command).SetArgs(spec.Args).SetLabels(spec.Labels).
 			SetCredentialRef(spec.CredentialRef).SetCredentialHeader(spec.CredentialHeader).
-			SetDenySampling(spec.DenySampling).SetDenyElicitation(spec.DenyElicitation).SetDenyRoots(spec.DenyRoots).Save(ctx)
+			SetDenySampling(spec.DenySampling).SetDenyElicitation(spec.DenyElicitation).SetDenyRoots(spec.DenyRoots).
+			SetPackageEcosystem(spec.Package.Ecosystem).SetPackageName(spec.Package.Name).SetPackageVersion(spec.Package.Version).
+			SetPackageIntegrity(spec.Package.Integrity).SetPackageBin(spec.Package.Bin).Save(ctx)
 		if err != nil {
 			return authz.DBError(fmt.Sprintf("updating upstream %q", spec.Name), err)
 		}

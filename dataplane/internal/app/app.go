@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/agent"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/pkgstore"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/proxy"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/ratelimit"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
@@ -52,12 +54,14 @@ type Config struct {
 	CredentialDirs    string
 	// StdioAllow, StdioUser and StdioDir: which stdio upstreams run, as whom, where.
 	StdioAllow, StdioUser, StdioDir string
-	MaxSessions                     int
-	MaxClientSessions               int
-	ReadTimeout                     time.Duration
-	IdleTimeout                     time.Duration
-	FlowWindow                      time.Duration
-	MaxDefinitionAge                time.Duration
+	// PackageRegistry is where package upstreams' archives come from.
+	PackageRegistry   string
+	MaxSessions       int
+	MaxClientSessions int
+	ReadTimeout       time.Duration
+	IdleTimeout       time.Duration
+	FlowWindow        time.Duration
+	MaxDefinitionAge  time.Duration
 }
 
 // RegisterFlags binds cfg to fs; every flag can also be set as PORTCULLIS_<NAME>.
@@ -78,6 +82,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.StdioAllow, "stdio-allow", "", "stdio upstreams this gateway runs: comma-separated command lines their command must start with (e.g. \"npx -y @modelcontextprotocol/server-everything@2026.8.31,uvx mcp-server-git\"), or * for any; none by default")
 	fs.StringVar(&c.StdioUser, "stdio-user", "", "unprivileged user stdio upstreams run as (never root or the gateway's own; the gateway needs root or CAP_SETUID and CAP_SETGID); required with --stdio-allow")
 	fs.StringVar(&c.StdioDir, "stdio-dir", filepath.Join(os.TempDir(), "portcullis-stdio"), "directory holding each stdio upstream's working and home directory (outside --data-dir)")
+	fs.StringVar(&c.PackageRegistry, "package-registry", "https://registry.npmjs.org", "npm registry (or the mirror in your network) package upstreams and their dependencies are fetched from; a package runs only if its archive has the integrity its upstream pins, and is kept below --stdio-dir/.packages")
 	fs.StringVar(&c.CredentialDirs, "credential-dirs", proxy.DefaultCredentialDir, "directories an upstream's credential reference file:/path may read below, comma-separated absolute paths; empty for none (the data dir never)")
 	fs.DurationVar(&c.MaxDefinitionAge, "max-definition-age", proxy.DefaultMaxDefinitionAge, "a call, prompt or resource read uses an upstream definition listed at most this long ago; older, the upstream is listed again first (one listing for all callers), so a tool changed without list_changed is quarantined at its next call")
 	fs.DurationVar(&c.FlowWindow, "flow-window", time.Hour, "how long a principal's data-flow labels (private_data, untrusted_content) last after it last touched labelled data, across all its sessions and virtual servers")
@@ -136,6 +141,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if data, _ := filepath.Abs(cfg.DataDir); stdio.Dir != "" && (stdio.Dir == data || strings.HasPrefix(stdio.Dir, data+string(filepath.Separator))) {
 		return fmt.Errorf("--stdio-dir %s is inside --data-dir: stdio servers must not reach the gateway's identity", stdio.Dir)
+	}
+	if len(stdio.Allow) > 0 {
+		if u, err := url.Parse(cfg.PackageRegistry); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("--package-registry %q: give the registry's http(s) URL", cfg.PackageRegistry)
+		}
+		stdio.Packages = &pkgstore.Store{Dir: filepath.Join(stdio.Dir, ".packages"), Registry: cfg.PackageRegistry}
 	}
 	if cfg.ControlPlane == "" {
 		return errors.New("--control-plane is required (host:port of the control plane's agent listener)")

@@ -288,6 +288,10 @@ func validate(b *agentv1.PolicyBundle) error {
 			if u.GetCommand() == "" {
 				return fmt.Errorf("upstream %q: stdio without a command", u.GetName())
 			}
+		case agentv1.Transport_TRANSPORT_PACKAGE:
+			if u.GetPackage().GetName() == "" {
+				return fmt.Errorf("upstream %q: package upstream without a package", u.GetName())
+			}
 		default:
 			return fmt.Errorf("upstream %q: unsupported transport %v", u.GetName(), u.GetTransport())
 		}

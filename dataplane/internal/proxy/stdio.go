@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/pkgstore"
 )
 
 // Stdio is what the gateway's operator lets tenant admins run as stdio
@@ -31,6 +34,9 @@ type Stdio struct {
 	Username string
 	// Dir holds each upstream's working (and home) directory.
 	Dir string
+	// Packages installs the packages of "package" upstreams; allowed as
+	// "npm:NAME" (any version) or "npm:NAME@VERSION" in Allow.
+	Packages *pkgstore.Store
 }
 
 // ParseStdio checks the operator's --stdio-allow, --stdio-user and
@@ -97,6 +103,32 @@ func (s *Stdio) refusal(argv []string) string {
 	return fmt.Sprintf("this gateway's operator does not allow the command %q (--stdio-allow: %s)", strings.Join(argv, " "), strings.Join(allowed, ", "))
 }
 
+// packageRefusal says why the package may not run here, or "".
+func (s *Stdio) packageRefusal(p pkgstore.Spec) string {
+	if s == nil || len(s.Allow) == 0 || s.Packages == nil {
+		return "this gateway runs no stdio servers: its operator allows none (--stdio-allow)"
+	}
+	for _, prefix := range s.Allow {
+		if len(prefix) == 1 && (prefix[0] == "*" || prefix[0] == p.Ecosystem+":"+p.Name || prefix[0] == p.Ecosystem+":"+p.String()) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("this gateway's operator does not allow the package %s:%s (--stdio-allow lists %s:NAME or %s:NAME@VERSION for packages)", p.Ecosystem, p, p.Ecosystem, p.Ecosystem)
+}
+
+// packageCommand installs and verifies the package (pkgstore) and prepares
+// its executable with args, as command does.
+func (s *Stdio) packageCommand(ctx context.Context, name string, p pkgstore.Spec, args []string, credEnv string) (*exec.Cmd, error) {
+	if reason := s.packageRefusal(p); reason != "" {
+		return nil, errors.New(reason)
+	}
+	installed, err := s.Packages.Install(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return s.prepare(name, append(installed.Argv, args...), credEnv)
+}
+
 // stdioMaxFiles bounds a stdio server's open files.
 const stdioMaxFiles = 4096
 
@@ -108,6 +140,11 @@ func (s *Stdio) command(name string, argv []string, credEnv string) (*exec.Cmd, 
 	if reason := s.refusal(argv); reason != "" {
 		return nil, errors.New(reason)
 	}
+	return s.prepare(name, argv, credEnv)
+}
+
+// prepare is command for an allowed argv.
+func (s *Stdio) prepare(name string, argv []string, credEnv string) (*exec.Cmd, error) {
 	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
 		return nil, fmt.Errorf("stdio server name %q cannot name a directory", name)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/pkgstore"
 )
 
 func TestParseStdio(t *testing.T) {
@@ -55,6 +57,30 @@ func TestParseStdio(t *testing.T) {
 	any, _ := ParseStdio("*", "nobody", dir)
 	if any.refusal([]string{"anything", "at", "all"}) != "" {
 		t.Error("* refused a command")
+	}
+}
+
+// A package runs when the operator allows it by name (any version) or by
+// name and version; command lines, even naming it, do not allow it.
+func TestPackageRefusal(t *testing.T) {
+	s, err := ParseStdio("npm:@acme/a, npm:@acme/b@1.2.3, npx -y @acme/c@1.0.0", "nobody", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Packages = &pkgstore.Store{}
+	for spec, ok := range map[pkgstore.Spec]bool{
+		{Ecosystem: "npm", Name: "@acme/a", Version: "9.9.9"}:  true,
+		{Ecosystem: "npm", Name: "@acme/b", Version: "1.2.3"}:  true,
+		{Ecosystem: "npm", Name: "@acme/b", Version: "1.2.4"}:  false,
+		{Ecosystem: "npm", Name: "@acme/c", Version: "1.0.0"}:  false,
+		{Ecosystem: "npm", Name: "@acme/ab", Version: "1.0.0"}: false,
+	} {
+		if reason := s.packageRefusal(spec); (reason == "") != ok {
+			t.Errorf("%+v: refusal %q, want allowed=%v", spec, reason, ok)
+		}
+	}
+	if reason := (&Stdio{Allow: [][]string{{"*"}}}).packageRefusal(pkgstore.Spec{Ecosystem: "npm", Name: "x", Version: "1.0.0"}); !strings.Contains(reason, "allows none") {
+		t.Errorf("a gateway without a package store: %q", reason)
 	}
 }
 

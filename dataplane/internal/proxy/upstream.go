@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/backoff"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/canonical"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/pkgstore"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/tracing"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
@@ -201,9 +203,10 @@ func (u *upstream) transport(standalone bool) (mcp.Transport, error) {
 		client = &http.Client{Transport: &limitedTransport{base: client.Transport, limit: limit}}
 		return &mcp.StreamableClientTransport{Endpoint: u.spec.GetUrl(), HTTPClient: client, DisableStandaloneSSE: !standalone,
 			MaxEventSize: limit + 64}, nil
-	case agentv1.Transport_TRANSPORT_STDIO:
+	case agentv1.Transport_TRANSPORT_STDIO, agentv1.Transport_TRANSPORT_PACKAGE:
 		// Only what the operator allows, as the stdio user (stdio.go); its
-		// credential is the variable its reference names.
+		// credential is the variable its reference names. A package is
+		// installed and verified first (pkgstore).
 		var credEnv string
 		if ref := u.spec.GetCredentialRef(); ref != "" {
 			kind, name, _ := strings.Cut(ref, ":")
@@ -216,7 +219,14 @@ func (u *upstream) transport(standalone bool) (mcp.Transport, error) {
 			}
 			credEnv = name + "=" + v
 		}
-		cmd, err := u.stdio.command(u.spec.GetName(), append([]string{u.spec.GetCommand()}, u.spec.GetArgs()...), credEnv)
+		var cmd *exec.Cmd
+		var err error
+		if pkg := u.spec.GetPackage(); u.spec.GetTransport() == agentv1.Transport_TRANSPORT_PACKAGE {
+			cmd, err = u.stdio.packageCommand(context.Background(), u.spec.GetName(), pkgstore.Spec{Ecosystem: pkg.GetEcosystem(),
+				Name: pkg.GetName(), Version: pkg.GetVersion(), Integrity: pkg.GetIntegrity(), Bin: pkg.GetBin()}, u.spec.GetArgs(), credEnv)
+		} else {
+			cmd, err = u.stdio.command(u.spec.GetName(), append([]string{u.spec.GetCommand()}, u.spec.GetArgs()...), credEnv)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -90,6 +90,9 @@ const (
 	Transport_TRANSPORT_UNSPECIFIED     Transport = 0
 	Transport_TRANSPORT_STREAMABLE_HTTP Transport = 1
 	Transport_TRANSPORT_STDIO           Transport = 2
+	// A version-locked package the gateway installs, verifies and runs as a
+	// stdio server (Upstream.package_*).
+	Transport_TRANSPORT_PACKAGE Transport = 3
 )
 
 // Enum value maps for Transport.
@@ -98,11 +101,13 @@ var (
 		0: "TRANSPORT_UNSPECIFIED",
 		1: "TRANSPORT_STREAMABLE_HTTP",
 		2: "TRANSPORT_STDIO",
+		3: "TRANSPORT_PACKAGE",
 	}
 	Transport_value = map[string]int32{
 		"TRANSPORT_UNSPECIFIED":     0,
 		"TRANSPORT_STREAMABLE_HTTP": 1,
 		"TRANSPORT_STDIO":           2,
+		"TRANSPORT_PACKAGE":         3,
 	}
 )
 
@@ -2283,9 +2288,17 @@ type Upstream struct {
 	// Refuse the upstream's elicitation/create requests to clients.
 	DenyElicitation bool `protobuf:"varint,14,opt,name=deny_elicitation,json=denyElicitation,proto3" json:"deny_elicitation,omitempty"`
 	// Refuse the upstream's roots/list requests to clients.
-	DenyRoots     bool `protobuf:"varint,15,opt,name=deny_roots,json=denyRoots,proto3" json:"deny_roots,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DenyRoots bool `protobuf:"varint,15,opt,name=deny_roots,json=denyRoots,proto3" json:"deny_roots,omitempty"`
+	// For TRANSPORT_PACKAGE: the package ("npm"), its name, exact version,
+	// archive integrity ("sha512-<base64>") and executable (a key of its
+	// package.json "bin"; empty for its only one).
+	PackageEcosystem string `protobuf:"bytes,16,opt,name=package_ecosystem,json=packageEcosystem,proto3" json:"package_ecosystem,omitempty"`
+	PackageName      string `protobuf:"bytes,17,opt,name=package_name,json=packageName,proto3" json:"package_name,omitempty"`
+	PackageVersion   string `protobuf:"bytes,18,opt,name=package_version,json=packageVersion,proto3" json:"package_version,omitempty"`
+	PackageIntegrity string `protobuf:"bytes,19,opt,name=package_integrity,json=packageIntegrity,proto3" json:"package_integrity,omitempty"`
+	PackageBin       string `protobuf:"bytes,20,opt,name=package_bin,json=packageBin,proto3" json:"package_bin,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Upstream) Reset() {
@@ -2421,6 +2434,41 @@ func (x *Upstream) GetDenyRoots() bool {
 		return x.DenyRoots
 	}
 	return false
+}
+
+func (x *Upstream) GetPackageEcosystem() string {
+	if x != nil {
+		return x.PackageEcosystem
+	}
+	return ""
+}
+
+func (x *Upstream) GetPackageName() string {
+	if x != nil {
+		return x.PackageName
+	}
+	return ""
+}
+
+func (x *Upstream) GetPackageVersion() string {
+	if x != nil {
+		return x.PackageVersion
+	}
+	return ""
+}
+
+func (x *Upstream) GetPackageIntegrity() string {
+	if x != nil {
+		return x.PackageIntegrity
+	}
+	return ""
+}
+
+func (x *Upstream) GetPackageBin() string {
+	if x != nil {
+		return x.PackageBin
+	}
+	return ""
 }
 
 // UpdateUpstreamRequest carries the upstream's id and its new settings
@@ -7562,7 +7610,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
 	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12#\n" +
-	"\rcontrol_plane\x18\x03 \x01(\tR\fcontrolPlane\"\xc9\x04\n" +
+	"\rcontrol_plane\x18\x03 \x01(\tR\fcontrolPlane\"\x90\x06\n" +
 	"\bUpstream\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -7582,7 +7630,13 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\rdeny_sampling\x18\r \x01(\bR\fdenySampling\x12)\n" +
 	"\x10deny_elicitation\x18\x0e \x01(\bR\x0fdenyElicitation\x12\x1d\n" +
 	"\n" +
-	"deny_roots\x18\x0f \x01(\bR\tdenyRoots\x1a9\n" +
+	"deny_roots\x18\x0f \x01(\bR\tdenyRoots\x12+\n" +
+	"\x11package_ecosystem\x18\x10 \x01(\tR\x10packageEcosystem\x12!\n" +
+	"\fpackage_name\x18\x11 \x01(\tR\vpackageName\x12'\n" +
+	"\x0fpackage_version\x18\x12 \x01(\tR\x0epackageVersion\x12+\n" +
+	"\x11package_integrity\x18\x13 \x01(\tR\x10packageIntegrity\x12\x1f\n" +
+	"\vpackage_bin\x18\x14 \x01(\tR\n" +
+	"packageBin\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
@@ -7919,11 +7973,12 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"ROLE_ADMIN\x10\x03\x12\x0e\n" +
 	"\n" +
-	"ROLE_OWNER\x10\x04*Z\n" +
+	"ROLE_OWNER\x10\x04*q\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TRANSPORT_STREAMABLE_HTTP\x10\x01\x12\x13\n" +
-	"\x0fTRANSPORT_STDIO\x10\x02*|\n" +
+	"\x0fTRANSPORT_STDIO\x10\x02\x12\x15\n" +
+	"\x11TRANSPORT_PACKAGE\x10\x03*|\n" +
 	"\fResultAction\x12\x1d\n" +
 	"\x19RESULT_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESULT_ACTION_ANNOTATE\x10\x01\x12\x18\n" +

@@ -89,6 +89,9 @@ const (
 	Transport_TRANSPORT_STREAMABLE_HTTP Transport = 1
 	// A local command speaking MCP over stdin/stdout.
 	Transport_TRANSPORT_STDIO Transport = 2
+	// A version-locked package the gateway installs, verifies and runs as a
+	// stdio server (Upstream.package).
+	Transport_TRANSPORT_PACKAGE Transport = 3
 )
 
 // Enum value maps for Transport.
@@ -97,11 +100,13 @@ var (
 		0: "TRANSPORT_UNSPECIFIED",
 		1: "TRANSPORT_STREAMABLE_HTTP",
 		2: "TRANSPORT_STDIO",
+		3: "TRANSPORT_PACKAGE",
 	}
 	Transport_value = map[string]int32{
 		"TRANSPORT_UNSPECIFIED":     0,
 		"TRANSPORT_STREAMABLE_HTTP": 1,
 		"TRANSPORT_STDIO":           2,
+		"TRANSPORT_PACKAGE":         3,
 	}
 )
 
@@ -1439,8 +1444,10 @@ type Upstream struct {
 	// Which requests the upstream may send to the client session that caused
 	// them. Everything is allowed unless denied here.
 	ServerRequests *ServerRequests `protobuf:"bytes,10,opt,name=server_requests,json=serverRequests,proto3" json:"server_requests,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The package for TRANSPORT_PACKAGE; args are passed to its executable.
+	Package       *Package `protobuf:"bytes,11,opt,name=package,proto3" json:"package,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Upstream) Reset() {
@@ -1543,6 +1550,98 @@ func (x *Upstream) GetServerRequests() *ServerRequests {
 	return nil
 }
 
+func (x *Upstream) GetPackage() *Package {
+	if x != nil {
+		return x.Package
+	}
+	return nil
+}
+
+// Package is an MCP server package at an exact version, with the hash its
+// archive must have.
+type Package struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The package's ecosystem: "npm".
+	Ecosystem string `protobuf:"bytes,1,opt,name=ecosystem,proto3" json:"ecosystem,omitempty"`
+	// Its name in the ecosystem, such as "@scope/name".
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Its exact version.
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// Subresource Integrity of its archive ("sha512-<base64>"), as npm
+	// lockfiles and registries record it.
+	Integrity string `protobuf:"bytes,4,opt,name=integrity,proto3" json:"integrity,omitempty"`
+	// The executable to run: a key of its package.json "bin"; empty for its
+	// only one.
+	Bin           string `protobuf:"bytes,5,opt,name=bin,proto3" json:"bin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Package) Reset() {
+	*x = Package{}
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Package) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Package) ProtoMessage() {}
+
+func (x *Package) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Package.ProtoReflect.Descriptor instead.
+func (*Package) Descriptor() ([]byte, []int) {
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Package) GetEcosystem() string {
+	if x != nil {
+		return x.Ecosystem
+	}
+	return ""
+}
+
+func (x *Package) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Package) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Package) GetIntegrity() string {
+	if x != nil {
+		return x.Integrity
+	}
+	return ""
+}
+
+func (x *Package) GetBin() string {
+	if x != nil {
+		return x.Bin
+	}
+	return ""
+}
+
 // ServerRequests governs what an upstream may ask of a client: text it sends
 // reaches a model (sampling) or a person (elicitation).
 type ServerRequests struct {
@@ -1559,7 +1658,7 @@ type ServerRequests struct {
 
 func (x *ServerRequests) Reset() {
 	*x = ServerRequests{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1670,7 @@ func (x *ServerRequests) String() string {
 func (*ServerRequests) ProtoMessage() {}
 
 func (x *ServerRequests) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1683,7 @@ func (x *ServerRequests) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerRequests.ProtoReflect.Descriptor instead.
 func (*ServerRequests) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ServerRequests) GetDenySampling() bool {
@@ -1626,7 +1725,7 @@ type VirtualServer struct {
 
 func (x *VirtualServer) Reset() {
 	*x = VirtualServer{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1737,7 @@ func (x *VirtualServer) String() string {
 func (*VirtualServer) ProtoMessage() {}
 
 func (x *VirtualServer) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1750,7 @@ func (x *VirtualServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
 func (*VirtualServer) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *VirtualServer) GetName() string {
@@ -1697,7 +1796,7 @@ type ToolRename struct {
 
 func (x *ToolRename) Reset() {
 	*x = ToolRename{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1808,7 @@ func (x *ToolRename) String() string {
 func (*ToolRename) ProtoMessage() {}
 
 func (x *ToolRename) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1821,7 @@ func (x *ToolRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolRename.ProtoReflect.Descriptor instead.
 func (*ToolRename) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ToolRename) GetUpstream() string {
@@ -1765,7 +1864,7 @@ type ToolPin struct {
 
 func (x *ToolPin) Reset() {
 	*x = ToolPin{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1876,7 @@ func (x *ToolPin) String() string {
 func (*ToolPin) ProtoMessage() {}
 
 func (x *ToolPin) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1889,7 @@ func (x *ToolPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolPin.ProtoReflect.Descriptor instead.
 func (*ToolPin) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ToolPin) GetUpstream() string {
@@ -1849,7 +1948,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +1960,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +1973,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AccessRule) GetId() string {
@@ -1932,7 +2031,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2043,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2056,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Ack) GetNonce() string {
@@ -1991,7 +2090,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2102,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2115,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Nack) GetNonce() string {
@@ -2058,7 +2157,7 @@ type InventoryReport struct {
 
 func (x *InventoryReport) Reset() {
 	*x = InventoryReport{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2169,7 @@ func (x *InventoryReport) String() string {
 func (*InventoryReport) ProtoMessage() {}
 
 func (x *InventoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2182,7 @@ func (x *InventoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryReport.ProtoReflect.Descriptor instead.
 func (*InventoryReport) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InventoryReport) GetUpstreams() []*UpstreamInventory {
@@ -2116,7 +2215,7 @@ type UpstreamInventory struct {
 
 func (x *UpstreamInventory) Reset() {
 	*x = UpstreamInventory{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2227,7 @@ func (x *UpstreamInventory) String() string {
 func (*UpstreamInventory) ProtoMessage() {}
 
 func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2240,7 @@ func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamInventory.ProtoReflect.Descriptor instead.
 func (*UpstreamInventory) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpstreamInventory) GetUpstream() string {
@@ -2209,7 +2308,7 @@ type DiscoveredTool struct {
 
 func (x *DiscoveredTool) Reset() {
 	*x = DiscoveredTool{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2320,7 @@ func (x *DiscoveredTool) String() string {
 func (*DiscoveredTool) ProtoMessage() {}
 
 func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2333,7 @@ func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveredTool.ProtoReflect.Descriptor instead.
 func (*DiscoveredTool) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DiscoveredTool) GetName() string {
@@ -2269,7 +2368,7 @@ type Keepalive struct {
 
 func (x *Keepalive) Reset() {
 	*x = Keepalive{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2380,7 @@ func (x *Keepalive) String() string {
 func (*Keepalive) ProtoMessage() {}
 
 func (x *Keepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2393,7 @@ func (x *Keepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
 func (*Keepalive) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Keepalive) GetSentAt() *timestamppb.Timestamp {
@@ -2317,7 +2416,7 @@ type ReportTelemetryRequest struct {
 
 func (x *ReportTelemetryRequest) Reset() {
 	*x = ReportTelemetryRequest{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2428,7 @@ func (x *ReportTelemetryRequest) String() string {
 func (*ReportTelemetryRequest) ProtoMessage() {}
 
 func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2441,7 @@ func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryRequest.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReportTelemetryRequest) GetEvents() []*CallEvent {
@@ -2370,7 +2469,7 @@ type ReportTelemetryResponse struct {
 
 func (x *ReportTelemetryResponse) Reset() {
 	*x = ReportTelemetryResponse{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2481,7 @@ func (x *ReportTelemetryResponse) String() string {
 func (*ReportTelemetryResponse) ProtoMessage() {}
 
 func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2494,7 @@ func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryResponse.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReportTelemetryResponse) GetAccepted() uint64 {
@@ -2440,7 +2539,7 @@ type CallEvent struct {
 
 func (x *CallEvent) Reset() {
 	*x = CallEvent{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2452,7 +2551,7 @@ func (x *CallEvent) String() string {
 func (*CallEvent) ProtoMessage() {}
 
 func (x *CallEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2465,7 +2564,7 @@ func (x *CallEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
 func (*CallEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CallEvent) GetId() string {
@@ -2647,7 +2746,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06groups\x18\x03 \x03(\tR\x06groups\"K\n" +
 	"\x0eResultScanning\x129\n" +
-	"\x06action\x18\x01 \x01(\x0e2!.portcullis.agent.v1.ResultActionR\x06action\"\xcc\x03\n" +
+	"\x06action\x18\x01 \x01(\x0e2!.portcullis.agent.v1.ResultActionR\x06action\"\x84\x04\n" +
 	"\bUpstream\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12<\n" +
@@ -2659,10 +2758,17 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x0ecredential_ref\x18\b \x01(\tR\rcredentialRef\x12+\n" +
 	"\x11credential_header\x18\t \x01(\tR\x10credentialHeader\x12L\n" +
 	"\x0fserver_requests\x18\n" +
-	" \x01(\v2#.portcullis.agent.v1.ServerRequestsR\x0eserverRequests\x1a9\n" +
+	" \x01(\v2#.portcullis.agent.v1.ServerRequestsR\x0eserverRequests\x126\n" +
+	"\apackage\x18\v \x01(\v2\x1c.portcullis.agent.v1.PackageR\apackage\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x7f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x85\x01\n" +
+	"\aPackage\x12\x1c\n" +
+	"\tecosystem\x18\x01 \x01(\tR\tecosystem\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x1c\n" +
+	"\tintegrity\x18\x04 \x01(\tR\tintegrity\x12\x10\n" +
+	"\x03bin\x18\x05 \x01(\tR\x03bin\"\x7f\n" +
 	"\x0eServerRequests\x12#\n" +
 	"\rdeny_sampling\x18\x01 \x01(\bR\fdenySampling\x12)\n" +
 	"\x10deny_elicitation\x18\x02 \x01(\bR\x0fdenyElicitation\x12\x1d\n" +
@@ -2747,11 +2853,12 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x19RESULT_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESULT_ACTION_ANNOTATE\x10\x01\x12\x18\n" +
 	"\x14RESULT_ACTION_REDACT\x10\x02\x12\x17\n" +
-	"\x13RESULT_ACTION_BLOCK\x10\x03*Z\n" +
+	"\x13RESULT_ACTION_BLOCK\x10\x03*q\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TRANSPORT_STREAMABLE_HTTP\x10\x01\x12\x13\n" +
-	"\x0fTRANSPORT_STDIO\x10\x02*C\n" +
+	"\x0fTRANSPORT_STDIO\x10\x02\x12\x15\n" +
+	"\x11TRANSPORT_PACKAGE\x10\x03*C\n" +
 	"\x06Effect\x12\x16\n" +
 	"\x12EFFECT_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fEFFECT_ALLOW\x10\x01\x12\x0f\n" +
@@ -2781,7 +2888,7 @@ func file_portcullis_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_portcullis_agent_v1_agent_proto_goTypes = []any{
 	(ResultAction)(0),               // 0: portcullis.agent.v1.ResultAction
 	(Transport)(0),                  // 1: portcullis.agent.v1.Transport
@@ -2803,73 +2910,75 @@ var file_portcullis_agent_v1_agent_proto_goTypes = []any{
 	(*ClientKey)(nil),               // 17: portcullis.agent.v1.ClientKey
 	(*ResultScanning)(nil),          // 18: portcullis.agent.v1.ResultScanning
 	(*Upstream)(nil),                // 19: portcullis.agent.v1.Upstream
-	(*ServerRequests)(nil),          // 20: portcullis.agent.v1.ServerRequests
-	(*VirtualServer)(nil),           // 21: portcullis.agent.v1.VirtualServer
-	(*ToolRename)(nil),              // 22: portcullis.agent.v1.ToolRename
-	(*ToolPin)(nil),                 // 23: portcullis.agent.v1.ToolPin
-	(*AccessRule)(nil),              // 24: portcullis.agent.v1.AccessRule
-	(*Ack)(nil),                     // 25: portcullis.agent.v1.Ack
-	(*Nack)(nil),                    // 26: portcullis.agent.v1.Nack
-	(*InventoryReport)(nil),         // 27: portcullis.agent.v1.InventoryReport
-	(*UpstreamInventory)(nil),       // 28: portcullis.agent.v1.UpstreamInventory
-	(*DiscoveredTool)(nil),          // 29: portcullis.agent.v1.DiscoveredTool
-	(*Keepalive)(nil),               // 30: portcullis.agent.v1.Keepalive
-	(*ReportTelemetryRequest)(nil),  // 31: portcullis.agent.v1.ReportTelemetryRequest
-	(*ReportTelemetryResponse)(nil), // 32: portcullis.agent.v1.ReportTelemetryResponse
-	(*CallEvent)(nil),               // 33: portcullis.agent.v1.CallEvent
-	nil,                             // 34: portcullis.agent.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
+	(*Package)(nil),                 // 20: portcullis.agent.v1.Package
+	(*ServerRequests)(nil),          // 21: portcullis.agent.v1.ServerRequests
+	(*VirtualServer)(nil),           // 22: portcullis.agent.v1.VirtualServer
+	(*ToolRename)(nil),              // 23: portcullis.agent.v1.ToolRename
+	(*ToolPin)(nil),                 // 24: portcullis.agent.v1.ToolPin
+	(*AccessRule)(nil),              // 25: portcullis.agent.v1.AccessRule
+	(*Ack)(nil),                     // 26: portcullis.agent.v1.Ack
+	(*Nack)(nil),                    // 27: portcullis.agent.v1.Nack
+	(*InventoryReport)(nil),         // 28: portcullis.agent.v1.InventoryReport
+	(*UpstreamInventory)(nil),       // 29: portcullis.agent.v1.UpstreamInventory
+	(*DiscoveredTool)(nil),          // 30: portcullis.agent.v1.DiscoveredTool
+	(*Keepalive)(nil),               // 31: portcullis.agent.v1.Keepalive
+	(*ReportTelemetryRequest)(nil),  // 32: portcullis.agent.v1.ReportTelemetryRequest
+	(*ReportTelemetryResponse)(nil), // 33: portcullis.agent.v1.ReportTelemetryResponse
+	(*CallEvent)(nil),               // 34: portcullis.agent.v1.CallEvent
+	nil,                             // 35: portcullis.agent.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
 }
 var file_portcullis_agent_v1_agent_proto_depIdxs = []int32{
 	11, // 0: portcullis.agent.v1.SyncRequest.hello:type_name -> portcullis.agent.v1.Hello
-	25, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
-	26, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
-	27, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
-	30, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	26, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
+	27, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
+	28, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
+	31, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
 	12, // 5: portcullis.agent.v1.SyncResponse.bundle:type_name -> portcullis.agent.v1.BundleUpdate
-	30, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	31, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
 	10, // 7: portcullis.agent.v1.SyncResponse.trust:type_name -> portcullis.agent.v1.TrustUpdate
 	13, // 8: portcullis.agent.v1.BundleUpdate.bundle:type_name -> portcullis.agent.v1.SignedBundle
-	35, // 9: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
+	36, // 9: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
 	19, // 10: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
-	21, // 11: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
-	23, // 12: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
-	24, // 13: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
-	23, // 14: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
-	23, // 15: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
-	23, // 16: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
+	22, // 11: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
+	24, // 12: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
+	25, // 13: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
+	24, // 14: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
+	24, // 15: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
+	24, // 16: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
 	18, // 17: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
 	16, // 18: portcullis.agent.v1.PolicyBundle.client_auth:type_name -> portcullis.agent.v1.ClientAuth
 	15, // 19: portcullis.agent.v1.PolicyBundle.rate_limits:type_name -> portcullis.agent.v1.RateLimits
 	17, // 20: portcullis.agent.v1.ClientAuth.keys:type_name -> portcullis.agent.v1.ClientKey
 	0,  // 21: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
 	1,  // 22: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
-	34, // 23: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
-	20, // 24: portcullis.agent.v1.Upstream.server_requests:type_name -> portcullis.agent.v1.ServerRequests
-	22, // 25: portcullis.agent.v1.VirtualServer.renames:type_name -> portcullis.agent.v1.ToolRename
-	2,  // 26: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
-	28, // 27: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
-	29, // 28: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
-	29, // 29: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
-	29, // 30: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
-	29, // 31: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
-	35, // 32: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
-	33, // 33: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
-	35, // 34: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 35: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
-	6,  // 36: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
-	8,  // 37: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
-	31, // 38: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
-	4,  // 39: portcullis.agent.v1.AgentService.Renew:input_type -> portcullis.agent.v1.RenewRequest
-	7,  // 40: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
-	9,  // 41: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
-	32, // 42: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
-	5,  // 43: portcullis.agent.v1.AgentService.Renew:output_type -> portcullis.agent.v1.RenewResponse
-	40, // [40:44] is the sub-list for method output_type
-	36, // [36:40] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	35, // 23: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
+	21, // 24: portcullis.agent.v1.Upstream.server_requests:type_name -> portcullis.agent.v1.ServerRequests
+	20, // 25: portcullis.agent.v1.Upstream.package:type_name -> portcullis.agent.v1.Package
+	23, // 26: portcullis.agent.v1.VirtualServer.renames:type_name -> portcullis.agent.v1.ToolRename
+	2,  // 27: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
+	29, // 28: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
+	30, // 29: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
+	30, // 30: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
+	30, // 31: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
+	30, // 32: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
+	36, // 33: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
+	34, // 34: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
+	36, // 35: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	3,  // 36: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
+	6,  // 37: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
+	8,  // 38: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
+	32, // 39: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
+	4,  // 40: portcullis.agent.v1.AgentService.Renew:input_type -> portcullis.agent.v1.RenewRequest
+	7,  // 41: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
+	9,  // 42: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
+	33, // 43: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
+	5,  // 44: portcullis.agent.v1.AgentService.Renew:output_type -> portcullis.agent.v1.RenewResponse
+	41, // [41:45] is the sub-list for method output_type
+	37, // [37:41] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_agent_v1_agent_proto_init() }
@@ -2895,7 +3004,7 @@ func file_portcullis_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_agent_v1_agent_proto_rawDesc), len(file_portcullis_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/ent/upstream"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
+)
+
+// pinnedEverything is server-everything's version and archive integrity
+// as e2e/package-lock.json pins them.
+func pinnedEverything(t *testing.T) (version, integrity string) {
+	t.Helper()
+	var lock struct {
+		Packages map[string]struct{ Version, Integrity string }
+	}
+	b, err := os.ReadFile(filepath.Join(e2eDir, "package-lock.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &lock)
+	}
+	p := lock.Packages["node_modules/@modelcontextprotocol/server-everything"]
+	if err != nil || p.Version == "" || p.Integrity == "" {
+		t.Fatalf("server-everything in e2e/package-lock.json: %+v %v", p, err)
+	}
+	return p.Version, p.Integrity
+}
+
+// TestPackageUpstream runs server-everything as a package upstream through
+// the built binaries, from a registry mirror: while the mirror serves a
+// tampered archive, the gateway refuses it and the reason (both hashes)
+// reaches the CLI; once it serves the real one, the gateway installs it,
+// with its dependencies, in a store the stdio user cannot change, and runs
+// it as that user.
+func TestPackageUpstream(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the gateway runs packages as another user: run the tests as root, as make test does")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	version, integrity := pinnedEverything(t)
+	const name = "@modelcontextprotocol/server-everything"
+	archivePath := "/" + name + "/-/server-everything-" + version + ".tgz"
+
+	// The mirror: npm's registry, but for server-everything's archive while tampered.
+	registry, _ := url.Parse("https://registry.npmjs.org")
+	var tampered atomic.Bool
+	tampered.Store(true)
+	var archiveFetches atomic.Int32
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(registry)
+		r.Out.Host = registry.Host
+	}}
+	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == archivePath {
+			archiveFetches.Add(1)
+			if tampered.Load() {
+				_, _ = w.Write([]byte("\x1f\x8b not the archive that was pinned"))
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer mirror.Close()
+
+	w := buildWorld(t)
+	run := cliAs(t, runBinary, w.cp.PublicURL(), w.adminKeyA)
+	run("upstreams", "create", "--gateway", "a-gateway", "--package", "npm:"+name+"@"+version, "--integrity", integrity, "everything", "--", "stdio")
+	run("servers", "create", "--gateway", "a-gateway", "--upstreams", "everything", "main")
+	if out := run("upstreams", "list"); !strings.Contains(out, "npm:"+name+"@"+version+" stdio") {
+		t.Errorf("upstreams list does not show the package:\n%s", out)
+	}
+	sys := viewer.System(context.Background())
+	token, err := w.cp.EnrollmentToken(sys, w.a.ID, w.aGateway, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, err := os.MkdirTemp("", "package-upstream-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(work) })
+	if err := os.Chmod(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stdioDir, addr := filepath.Join(work, "servers"), freeAddr(t)
+	g := startGateway(t, w.cp.AgentEndpoint(), filepath.Join(work, "gateway-data"), addr, "PORTCULLIS_ENROLL_TOKEN="+token,
+		"PORTCULLIS_STDIO_ALLOW=npm:"+name, "PORTCULLIS_STDIO_USER=nobody", "PORTCULLIS_STDIO_DIR="+stdioDir,
+		"PORTCULLIS_PACKAGE_REGISTRY="+mirror.URL)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gateway output:\n%s", g.out)
+		}
+	})
+
+	// Tampered: refused, with what was served and what was pinned.
+	eventually(t, "the tampered archive refused", func() error {
+		u, err := w.cp.DB.Upstream.Query().Where(upstream.Name("everything"), upstream.TenantID(w.a.ID)).Only(sys)
+		if err != nil || !strings.Contains(u.LastError, "integrity mismatch") || !strings.Contains(u.LastError, integrity) {
+			return fmt.Errorf("everything upstream: %v, %v", u, err)
+		}
+		return nil
+	})
+	if out := run("upstreams", "list"); !strings.Contains(out, "integrity mismatch") {
+		t.Errorf("upstreams list does not say why the package is not running:\n%s", out)
+	}
+	if entries, _ := filepath.Glob(filepath.Join(stdioDir, ".packages", "npm", "*")); len(entries) != 0 {
+		t.Errorf("the tampered archive left %q in the store", entries)
+	}
+
+	// The real archive: installed, run as nobody, called through the gateway.
+	tampered.Store(false)
+	pinWhenDiscovered(t, w.cp, w.a.ID, "everything", "echo")
+	waitEnforced(t, w.cp, w.a.ID, w.aGateway, addr, "echo pinned")
+	text, isErr, err := callText(t, "http://"+addr+"/mcp/main", "everything__echo", `{"message":"from a verified package"}`)
+	if err != nil || isErr || !strings.Contains(text, "from a verified package") {
+		t.Fatalf("echo: %q %v %v", text, isErr, err)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(stdioDir, ".packages", "npm", "@modelcontextprotocol+server-everything@"+version+"-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("package directories %q", dirs)
+	}
+	for _, p := range []string{dirs[0], filepath.Join(dirs[0], "dist", "index.js"), filepath.Join(dirs[0], "node_modules")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
+			t.Errorf("%s: owner %d, mode %v: the stdio user could change it", p, st.Uid, fi.Mode())
+		}
+	}
+	// Its processes run as nobody.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	found := 0
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(cmdline), filepath.Join(dirs[0], "dist", "index.js")) {
+			continue
+		}
+		fi, err := os.Stat(filepath.Dir(p))
+		if err != nil {
+			continue
+		}
+		found++
+		if uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid)); uid != nobody.Uid {
+			t.Errorf("%s runs as uid %s, want nobody's %s", filepath.Dir(p), uid, nobody.Uid)
+		}
+	}
+	if found == 0 {
+		t.Error("no process runs the installed package")
+	}
+	// Later launches use the store (its archive checked again), not the mirror.
+	fetches := archiveFetches.Load()
+	if _, _, err := callText(t, "http://"+addr+"/mcp/main", "everything__echo", `{"message":"again"}`); err != nil {
+		t.Fatal(err)
+	}
+	if got := archiveFetches.Load(); got != fetches {
+		t.Errorf("the archive was fetched %d more times for a launch from the store", got-fetches)
+	}
+}

@@ -1,0 +1,441 @@
+// Package pkgstore installs the version-locked packages that "package"
+// upstreams run. An npm package's archive comes from the registry the
+// gateway's operator names (a mirror, in a private network), must have the
+// integrity the tenant pinned, and is unpacked and given its dependencies
+// (npm, without install scripts) in a directory the stdio user may read but
+// not change. The archive is kept and checked again before every launch.
+package pkgstore
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Spec is a package at an exact version with the integrity of its archive.
+type Spec struct {
+	Ecosystem, Name, Version, Integrity string
+	// Bin is the executable, a key of package.json "bin"; "" for its only one.
+	Bin string
+}
+
+func (s Spec) String() string { return s.Name + "@" + s.Version }
+
+// ErrIntegrity is a package whose archive is not the one pinned.
+var ErrIntegrity = errors.New("integrity mismatch")
+
+var (
+	// npm's rules for new package names: lower case, URL-safe, optionally scoped.
+	nameRE = regexp.MustCompile(`^(@[a-z0-9-~][a-z0-9-._~]*/)?[a-z0-9-~][a-z0-9-._~]*$`)
+	// An exact semantic version: no range, no tag.
+	versionRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+)
+
+// Validate checks s and returns the SHA-512 its archive must have.
+func (s Spec) Validate() ([]byte, error) {
+	if s.Ecosystem != "npm" {
+		return nil, fmt.Errorf("package ecosystem %q: only npm packages are supported", s.Ecosystem)
+	}
+	if len(s.Name) > 214 || !nameRE.MatchString(s.Name) {
+		return nil, fmt.Errorf("package name %q is not an npm package name", s.Name)
+	}
+	if len(s.Version) > 128 || !versionRE.MatchString(s.Version) {
+		return nil, fmt.Errorf("package version %q: give an exact version (1.2.3), not a range or a tag", s.Version)
+	}
+	digest, err := parseIntegrity(s.Integrity)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.Bin) > 214 || strings.ContainsAny(s.Bin, "/\\\x00") {
+		return nil, fmt.Errorf("package executable %q is not a name", s.Bin)
+	}
+	return digest, nil
+}
+
+// parseIntegrity reads a Subresource Integrity value of SHA-512, the hash
+// npm records for every package.
+func parseIntegrity(v string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(v, "sha512-")
+	digest, err := base64.StdEncoding.DecodeString(b64)
+	if !ok || err != nil || len(digest) != sha512.Size {
+		return nil, fmt.Errorf("package integrity %q: give the archive's sha512-<base64> (npm view NAME@VERSION dist.integrity)", v)
+	}
+	return digest, nil
+}
+
+func integrityOf(b []byte) string {
+	sum := sha512.Sum512(b)
+	return "sha512-" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// Store installs packages below Dir.
+type Store struct {
+	// Dir holds the installed packages; it is made readable by all, and
+	// writable only by the gateway.
+	Dir string
+	// Registry is the npm registry's base URL (the operator's mirror).
+	Registry string
+	// NPM is the npm command that installs dependencies.
+	NPM string
+	// Client fetches archives.
+	Client *http.Client
+	// MaxArchive bounds an archive, MaxUnpacked what it unpacks to.
+	MaxArchive, MaxUnpacked int64
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// Installed is a verified package, ready to run.
+type Installed struct {
+	// Dir is the package's directory.
+	Dir string
+	// Argv runs its executable (arguments follow).
+	Argv []string
+}
+
+// lock serializes the installs of one package directory.
+func (s *Store) lock(dir string) func() {
+	s.mu.Lock()
+	if s.locks == nil {
+		s.locks = map[string]*sync.Mutex{}
+	}
+	m := s.locks[dir]
+	if m == nil {
+		m = new(sync.Mutex)
+		s.locks[dir] = m
+	}
+	s.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+// archiveName is the archive kept in a package's directory.
+const archiveName = ".portcullis-package.tgz"
+
+// Install returns spec installed and verified: from the store when its kept
+// archive still has the pinned integrity, else fetched, checked, unpacked
+// and given its dependencies. An archive that is not the one pinned is
+// refused with ErrIntegrity and never unpacked.
+func (s *Store) Install(ctx context.Context, spec Spec) (Installed, error) {
+	want, err := spec.Validate()
+	if err != nil {
+		return Installed{}, err
+	}
+	// One directory per name, version and integrity: a changed pin never
+	// reuses what another pin installed.
+	dir := filepath.Join(s.Dir, spec.Ecosystem, strings.ReplaceAll(spec.Name, "/", "+")+"@"+spec.Version+"-"+hex.EncodeToString(want[:8]))
+	defer s.lock(dir)()
+	if kept, err := os.ReadFile(filepath.Join(dir, archiveName)); err == nil {
+		got := sha512.Sum512(kept)
+		if subtle.ConstantTimeCompare(got[:], want) != 1 {
+			return Installed{}, fmt.Errorf("%w: %s: the archive kept in %s has %s, not the pinned %s; remove the directory to fetch it again",
+				ErrIntegrity, spec, dir, integrityOf(kept), spec.Integrity)
+		}
+		return s.installed(dir, spec)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return Installed{}, fmt.Errorf("%s: %w", spec, err)
+	}
+	archive, err := s.fetch(ctx, spec)
+	if err != nil {
+		return Installed{}, err
+	}
+	got := sha512.Sum512(archive)
+	if subtle.ConstantTimeCompare(got[:], want) != 1 {
+		return Installed{}, fmt.Errorf("%w: %s from %s has %s, not the pinned %s; refused", ErrIntegrity, spec, s.Registry, integrityOf(archive), spec.Integrity)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return Installed{}, err
+	}
+	if err := s.readable(); err != nil {
+		return Installed{}, err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".installing-")
+	if err != nil {
+		return Installed{}, err
+	}
+	defer func() { _ = os.RemoveAll(tmp) }()
+	if err := unpack(archive, tmp, s.maxUnpacked()); err != nil {
+		return Installed{}, fmt.Errorf("%s: unpacking: %w", spec, err)
+	}
+	if err := s.dependencies(ctx, tmp, spec); err != nil {
+		return Installed{}, err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, archiveName), archive, 0o644); err != nil {
+		return Installed{}, err
+	}
+	if err := readableTree(tmp); err != nil {
+		return Installed{}, err
+	}
+	_ = os.RemoveAll(dir) // a directory without its archive is an install that did not finish
+	if err := os.Rename(tmp, dir); err != nil {
+		return Installed{}, err
+	}
+	return s.installed(dir, spec)
+}
+
+// readable makes the store's root passable by the stdio user whatever the umask.
+func (s *Store) readable() error {
+	for d := filepath.Join(s.Dir, "npm"); ; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return err
+		}
+		if d == filepath.Clean(s.Dir) || d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
+// readableTree lets everyone read dir and run its executables, whatever
+// the umask the files were made under (a systemd unit's is 0077); only the
+// gateway's user may change them.
+func readableTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.Chmod(p, 0o755)
+		case info.Mode().IsRegular() && info.Mode()&0o100 != 0:
+			return os.Chmod(p, 0o755)
+		case info.Mode().IsRegular():
+			return os.Chmod(p, 0o644)
+		}
+		return nil // symbolic links (npm's node_modules/.bin) have no mode of their own
+	})
+}
+
+func (s *Store) maxUnpacked() int64 {
+	if s.MaxUnpacked > 0 {
+		return s.MaxUnpacked
+	}
+	return 512 << 20
+}
+
+// fetch gets the archive from the registry, as npm names it there.
+func (s *Store) fetch(ctx context.Context, spec Spec) ([]byte, error) {
+	base := spec.Name[strings.LastIndex(spec.Name, "/")+1:]
+	u, err := url.JoinPath(s.Registry, spec.Name, "-", base+"-"+spec.Version+".tgz")
+	if err != nil {
+		return nil, fmt.Errorf("package registry %q: %w", s.Registry, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	client := s.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: fetching %s: %w", spec, u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: fetching %s: %s", spec, u, resp.Status)
+	}
+	limit := s.MaxArchive
+	if limit <= 0 {
+		limit = 100 << 20
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: fetching %s: %w", spec, u, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: the archive at %s is larger than %d bytes", spec, u, limit)
+	}
+	return b, nil
+}
+
+// unpack writes an npm archive's files into dir, without its top
+// directory ("package/"): regular files and directories only, none outside
+// dir, at most max bytes.
+func unpack(archive []byte, dir string, max int64) error {
+	zr, err := gzip.NewReader(bytes.NewReader(archive))
+	if err != nil {
+		return err
+	}
+	tr := tar.NewReader(zr)
+	var total int64
+	for n := 0; ; n++ {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n >= 100_000 {
+			return errors.New("more than 100,000 entries")
+		}
+		name := path.Clean(strings.ReplaceAll(h.Name, "\\", "/"))
+		if !filepath.IsLocal(name) {
+			return fmt.Errorf("entry %q leaves the package", h.Name)
+		}
+		_, rel, ok := strings.Cut(name, "/")
+		if !ok {
+			continue // the top directory itself
+		}
+		target := filepath.Join(dir, filepath.FromSlash(rel))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if total += h.Size; total > max {
+				return fmt.Errorf("it unpacks to more than %d bytes", max)
+			}
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			mode := os.FileMode(0o644)
+			if h.Mode&0o111 != 0 {
+				mode = 0o755
+			}
+			f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, io.LimitReader(tr, h.Size))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		default: // links, devices: npm packs none, and they could point anywhere
+			return fmt.Errorf("entry %q is not a file or a directory", h.Name)
+		}
+	}
+}
+
+// manifest is what the gateway reads of package.json.
+type manifest struct {
+	Name         string            `json:"name"`
+	Version      string            `json:"version"`
+	Bin          json.RawMessage   `json:"bin"`
+	Dependencies map[string]string `json:"dependencies"`
+}
+
+func readManifest(dir string) (manifest, error) {
+	var m manifest
+	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("package.json: %w", err)
+	}
+	return m, nil
+}
+
+// dependencies installs the package's production dependencies with npm,
+// from the same registry, without running any package's scripts; npm
+// checks each archive against the integrity the registry (or the package's
+// npm-shrinkwrap.json) gives, and records what it resolved in
+// package-lock.json.
+func (s *Store) dependencies(ctx context.Context, dir string, spec Spec) error {
+	m, err := readManifest(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", spec, err)
+	}
+	if m.Name != spec.Name || m.Version != spec.Version {
+		return fmt.Errorf("%s: the archive holds %s@%s", spec, m.Name, m.Version)
+	}
+	if len(m.Dependencies) == 0 {
+		return nil
+	}
+	npm := s.NPM
+	if npm == "" {
+		npm = "npm"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "install", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund",
+		"--no-update-notifier", "--registry="+s.Registry)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NODE_ENV=production")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: installing its dependencies (npm install): %w: %s", spec, err, lastLines(out, 5))
+	}
+	return nil
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " / ")
+}
+
+// installed resolves the package's executable in dir.
+func (s *Store) installed(dir string, spec Spec) (Installed, error) {
+	m, err := readManifest(dir)
+	if err != nil {
+		return Installed{}, fmt.Errorf("%s: %w", spec, err)
+	}
+	bins := map[string]string{}
+	var one string
+	if err := json.Unmarshal(m.Bin, &one); err == nil {
+		bins[spec.Name[strings.LastIndex(spec.Name, "/")+1:]] = one
+	} else if len(m.Bin) > 0 {
+		if err := json.Unmarshal(m.Bin, &bins); err != nil {
+			return Installed{}, fmt.Errorf("%s: package.json bin: %w", spec, err)
+		}
+	}
+	var rel string
+	switch {
+	case spec.Bin != "":
+		rel = bins[spec.Bin]
+	case len(bins) == 1:
+		for _, v := range bins {
+			rel = v
+		}
+	}
+	if rel == "" {
+		names := make([]string, 0, len(bins))
+		for k := range bins {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		return Installed{}, fmt.Errorf("%s: name its executable, one of %q", spec, names)
+	}
+	rel = filepath.Clean(filepath.FromSlash(rel))
+	if !filepath.IsLocal(rel) {
+		return Installed{}, fmt.Errorf("%s: executable %q is outside the package", spec, rel)
+	}
+	exe := filepath.Join(dir, rel)
+	if fi, err := os.Lstat(exe); err != nil || !fi.Mode().IsRegular() {
+		return Installed{}, fmt.Errorf("%s: executable %q is not a file of the package", spec, rel)
+	}
+	return Installed{Dir: dir, Argv: []string{"node", exe}}, nil
+}
