@@ -349,8 +349,11 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, rq *request
 
 func upstreamVM(u *ent.Upstream, g *ent.Gateway) ui.Upstream {
 	target := u.URL
-	if u.Command != "" {
+	switch {
+	case u.Command != "":
 		target = strings.TrimSpace(u.Command + " " + strings.Join(u.Args, " "))
+	case u.PackageName != "":
+		target = strings.TrimSpace(u.PackageEcosystem + ":" + u.PackageName + "@" + u.PackageVersion + " " + strings.Join(u.Args, " "))
 	}
 	var labels []string
 	for k, v := range u.Labels {
