@@ -42,6 +42,9 @@ type Spec struct {
 
 func (s Spec) String() string { return s.Name + "@" + s.Version }
 
+// base is the name without its scope, as npm names the archive and a lone executable.
+func (s Spec) base() string { return s.Name[strings.LastIndex(s.Name, "/")+1:] }
+
 // ErrIntegrity is a package whose archive is not the one pinned.
 var ErrIntegrity = errors.New("integrity mismatch")
 
@@ -240,8 +243,7 @@ func (s *Store) maxUnpacked() int64 {
 
 // fetch gets the archive from the registry, as npm names it there.
 func (s *Store) fetch(ctx context.Context, spec Spec) ([]byte, error) {
-	base := spec.Name[strings.LastIndex(spec.Name, "/")+1:]
-	u, err := url.JoinPath(s.Registry, spec.Name, "-", base+"-"+spec.Version+".tgz")
+	u, err := url.JoinPath(s.Registry, spec.Name, "-", spec.base()+"-"+spec.Version+".tgz")
 	if err != nil {
 		return nil, fmt.Errorf("package registry %q: %w", s.Registry, err)
 	}
@@ -406,7 +408,7 @@ func (s *Store) installed(dir string, spec Spec) (Installed, error) {
 	bins := map[string]string{}
 	var one string
 	if err := json.Unmarshal(m.Bin, &one); err == nil {
-		bins[spec.Name[strings.LastIndex(spec.Name, "/")+1:]] = one
+		bins[spec.base()] = one
 	} else if len(m.Bin) > 0 {
 		if err := json.Unmarshal(m.Bin, &bins); err != nil {
 			return Installed{}, fmt.Errorf("%s: package.json bin: %w", spec, err)
