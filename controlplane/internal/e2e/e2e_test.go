@@ -88,6 +88,21 @@ func everythingJS(t *testing.T) string {
 	return p
 }
 
+// stdioUserDir is a directory the stdio user can enter, removed after the
+// test: t.TempDir may sit below one only its owner can.
+func stdioUserDir(t *testing.T, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // everythingForStdio copies server-everything and the packages it needs,
 // as Node finds them, to a directory the stdio user can read (the checkout
 // may sit below one only its owner can enter), and returns its entry point
@@ -127,14 +142,7 @@ func everythingForStdio(t *testing.T) string {
 			}
 		}
 	}
-	dst, err := os.MkdirTemp("", "everything-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dst) })
-	if err := os.Chmod(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dst := stdioUserDir(t, "everything-")
 	var copied []string
 	for _, dir := range slices.Sorted(maps.Keys(need)) {
 		if slices.ContainsFunc(copied, func(c string) bool { return strings.HasPrefix(dir, c+string(filepath.Separator)) }) {

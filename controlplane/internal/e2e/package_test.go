@@ -91,14 +91,7 @@ func TestPackageUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	work, err := os.MkdirTemp("", "package-upstream-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(work) })
-	if err := os.Chmod(work, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	work := stdioUserDir(t, "package-upstream-")
 	stdioDir, addr := filepath.Join(work, "servers"), freeAddr(t)
 	g := startGateway(t, w.cp.AgentEndpoint(), filepath.Join(work, "gateway-data"), addr, "PORTCULLIS_ENROLL_TOKEN="+token,
 		"PORTCULLIS_STDIO_ALLOW=npm:"+name, "PORTCULLIS_STDIO_USER=nobody", "PORTCULLIS_STDIO_DIR="+stdioDir,

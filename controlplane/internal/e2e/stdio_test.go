@@ -31,14 +31,7 @@ func TestStdioConfinement(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The probe lives where the stdio user can run it.
-	binDir, err := os.MkdirTemp("", "stdioprobe-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(binDir) })
-	if err := os.Chmod(binDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	binDir := stdioUserDir(t, "stdioprobe-")
 	probe := filepath.Join(binDir, "stdioprobe")
 	if out, err := exec.Command("go", "build", "-o", probe, "./testdata/stdioprobe").CombinedOutput(); err != nil {
 		t.Fatalf("building the probe: %v\n%s", err, out)
