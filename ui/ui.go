@@ -290,7 +290,7 @@ type Error struct {
 // ChangeRow is one change request in a list.
 type ChangeRow struct {
 	ID, Tool, Upstream, Gateway, Kind, Status, From, To, RequestedBy string
-	ItemKind                                                         string // tool, prompt, resource, resource_template
+	ItemKind                                                         string // tool, prompt, resource, resource_template, package
 	Created                                                          time.Time
 	Approvals, Required, Findings                                    int
 }
@@ -315,6 +315,9 @@ func (c ChangeRow) KindLabel() string {
 	case "tool_added":
 		return "new " + c.ItemLabel()
 	case "tool_changed":
+		if c.ItemKind == "package" {
+			return "package changed" // its version or its dependencies
+		}
 		return c.ItemLabel() + " definition changed"
 	case "tool_removed":
 		return c.ItemLabel() + " removed"

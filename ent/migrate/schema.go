@@ -660,7 +660,7 @@ var (
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
-		{Name: "kind", Type: field.TypeEnum, Enums: []string{"tool", "prompt", "resource", "resource_template"}, Default: "tool"},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"tool", "prompt", "resource", "resource_template", "package"}, Default: "tool"},
 		{Name: "name", Type: field.TypeString, Size: 1024},
 		{Name: "live_sha256", Type: field.TypeString, Default: ""},
 		{Name: "pinned_sha256", Type: field.TypeString, Default: ""},

@@ -24,7 +24,7 @@ func (Tool) Mixin() []ent.Mixin { return []ent.Mixin{IDMixin{}, TimeMixin{}, Ten
 func (Tool) Fields() []ent.Field {
 	return []ent.Field{
 		field.UUID("upstream_id", uuid.UUID{}).Immutable(),
-		field.Enum("kind").Values("tool", "prompt", "resource", "resource_template").Default("tool").Immutable(),
+		field.Enum("kind").Values("tool", "prompt", "resource", "resource_template", "package").Default("tool").Immutable(),
 		// Tool or prompt name, resource URI or URI template.
 		field.String("name").NotEmpty().MaxLen(1024),
 		// Hash of the definition last reported live ("" once removed).

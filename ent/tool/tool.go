@@ -145,6 +145,7 @@ const (
 	KindPrompt           Kind = "prompt"
 	KindResource         Kind = "resource"
 	KindResourceTemplate Kind = "resource_template"
+	KindPackage          Kind = "package"
 )
 
 func (k Kind) String() string {
@@ -154,7 +155,7 @@ func (k Kind) String() string {
 // KindValidator is a validator for the "kind" field enum values. It is called by the builders before save.
 func KindValidator(k Kind) error {
 	switch k {
-	case KindTool, KindPrompt, KindResource, KindResourceTemplate:
+	case KindTool, KindPrompt, KindResource, KindResourceTemplate, KindPackage:
 		return nil
 	default:
 		return fmt.Errorf("tool: invalid enum value for kind field: %q", k)

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -22,9 +26,12 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
+	"github.com/portcullis-mcp/portcullis/ent/policyversion"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
+	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // recorder compiles for real and counts the gateways it was told about.
@@ -180,6 +187,7 @@ func TestWorkflow(t *testing.T) {
 			t.Run("lifecycle", func(t *testing.T) { testLifecycle(t, newWorld(t, url, "a")) })
 			t.Run("manifest", func(t *testing.T) { testManifest(t, newWorld(t, url, "m")) })
 			t.Run("keys are people", func(t *testing.T) { testKeysArePeople(t, newWorld(t, url, "k")) })
+			t.Run("package", func(t *testing.T) { testPackage(t, newWorld(t, url, "p")) })
 		})
 	}
 }
@@ -457,5 +465,80 @@ func testKeysArePeople(t *testing.T, w *world) {
 		if _, err := w.changes.Approve(ctx, w.tenantID, prop.ID, ""); !errors.Is(err, authz.ErrPermissionDenied) {
 			t.Errorf("approval by %s: %v, want permission denied", name, err)
 		}
+	}
+}
+
+// A package upstream's dependency tree is an item like a tool: reported
+// while the package does not run yet, approved by a request, pinned into
+// the bundle, and a differently resolved tree is a change with its diff.
+func testPackage(t *testing.T, w *world) {
+	ctx := viewer.System(context.Background())
+	integrity := "sha512-" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 64))
+	if err := w.db.Upstream.Create().SetTenantID(w.tenantID).SetGatewayID(w.agent.GatewayID).SetName("demo").SetTransport(upstream.TransportPackage).
+		SetPackageEcosystem("npm").SetPackageName("@acme/demo").SetPackageVersion("1.0.0").SetPackageIntegrity(integrity).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tree := func(version string, deps ...string) *agentv1.DiscoveredTool {
+		raw, err := json.Marshal(inventory.PackageTree{Ecosystem: "npm", Name: "@acme/demo", Version: version, Integrity: integrity, Dependencies: deps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		def, err := jcs.Transform(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(def)
+		return &agentv1.DiscoveredTool{Name: "npm:@acme/demo", Definition: def, Sha256: hex.EncodeToString(sum[:])}
+	}
+	report := func(dt *agentv1.DiscoveredTool) {
+		t.Helper()
+		rep := &agentv1.InventoryReport{Upstreams: []*agentv1.UpstreamInventory{{Upstream: "demo", Error: "awaits approval", Package: dt}}}
+		if err := w.inv.ApplyReport(ctx, w.agent, rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := tree("1.0.0", "zod@3.0.0 sha512-a")
+	report(first)
+	report(tree("0.9.0", "zod@2.0.0 sha512-o")) // made before a bump reached the gateway: not this upstream's
+	crs := w.pending(t)
+	if len(crs) != 1 || crs[0].ToolKind != "package" || crs[0].Kind != changerequest.KindToolAdded || crs[0].ToolName != "npm:@acme/demo" || crs[0].ToSha256 != first.GetSha256() {
+		t.Fatalf("pending after the first tree: %+v", crs)
+	}
+	if _, err := w.changes.Approve(w.approver, w.tenantID, crs[0].ID, "reviewed"); err != nil {
+		t.Fatal(err)
+	}
+	pv, err := w.db.PolicyVersion.Query().Where(policyversion.GatewayID(w.agent.GatewayID)).Order(ent.Desc(policyversion.FieldVersion)).First(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b agentv1.PolicyBundle
+	if err := proto.Unmarshal(pv.Payload, &b); err != nil {
+		t.Fatal(err)
+	}
+	if pins := b.GetPackagePins(); len(pins) != 1 || pins[0].GetUpstream() != "demo" || pins[0].GetTool() != "npm:@acme/demo" || pins[0].GetSha256() != first.GetSha256() || len(b.GetToolPins()) != 0 {
+		t.Fatalf("bundle pins: package %v, tools %v", pins, b.GetToolPins())
+	}
+
+	// The registry resolved a dependency differently: a change, whose diff is the dependency list.
+	report(tree("1.0.0", "zod@3.0.1 sha512-b"))
+	crs = w.pending(t)
+	if len(crs) != 1 || crs[0].Kind != changerequest.KindToolChanged || crs[0].FromSha256 != first.GetSha256() {
+		t.Fatalf("pending after a changed tree: %+v", crs)
+	}
+	d, err := w.changes.Get(w.owner, w.tenantID, crs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	for _, l := range d.Diff {
+		if l.Op != "equal" {
+			changed = append(changed, strings.TrimSpace(l.Left)+" -> "+strings.TrimSpace(l.Right))
+		}
+	}
+	if want := []string{`"zod@3.0.0 sha512-a" -> "zod@3.0.1 sha512-b"`}; !slices.Equal(changed, want) {
+		t.Fatalf("diff %q, want %q", changed, want)
+	}
+	if len(d.Findings) != 0 {
+		t.Errorf("a dependency list was scanned as text for a model: %+v", d.Findings)
 	}
 }

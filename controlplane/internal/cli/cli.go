@@ -505,7 +505,7 @@ func build(out io.Writer) *ffcli.Command {
 						return g.print(r.Msg, nil, nil)
 					}
 					cr := r.Msg.GetChangeRequest()
-					fmt.Fprintf(g.out, "%s/%s/%s: %s, %s (%d/%d approvals)\n", cr.GetGateway(), cr.GetUpstream(), cr.GetTool(), cr.GetKind(), cr.GetStatus(), cr.GetApprovals(), cr.GetApprovalsRequired())
+					fmt.Fprintf(g.out, "%s/%s/%s (%s): %s, %s (%d/%d approvals)\n", cr.GetGateway(), cr.GetUpstream(), cr.GetTool(), cr.GetItemKind(), cr.GetKind(), cr.GetStatus(), cr.GetApprovals(), cr.GetApprovalsRequired())
 					for _, f := range r.Msg.GetFindings() {
 						fmt.Fprintf(g.out, "  %-6s %-20s %s: %s\n", f.GetSeverity(), f.GetKind(), f.GetPath(), f.GetExcerpt())
 					}

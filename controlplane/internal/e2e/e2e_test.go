@@ -271,7 +271,14 @@ func (g *gatewayProc) stop() {
 // eventually polls f until it returns nil or the deadline passes.
 func eventually(t testing.TB, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
+	eventuallyWithin(t, 45*time.Second, what, f)
+}
+
+// eventuallyWithin is eventually with more patience, for work such as
+// installing a package from a registry.
+func eventuallyWithin(t testing.TB, patience time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = f(); err == nil {

@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mcp/portcullis/ent"
+	"github.com/portcullis-mcp/portcullis/ent/changerequest"
+	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
@@ -117,8 +120,20 @@ func TestPackageUpstream(t *testing.T) {
 		t.Errorf("the tampered archive left %q in the store", entries)
 	}
 
-	// The real archive: installed, run as nobody, called through the gateway.
+	// The real archive: installed, and its dependency tree reported, but
+	// not run until the tree is approved.
 	tampered.Store(false)
+	treeCR := pendingPackageRequest(t, w, changerequest.KindToolAdded, "")
+	if out := run("upstreams", "list"); !strings.Contains(out, "await approval") {
+		t.Errorf("upstreams list does not say the package awaits approval:\n%s", out)
+	}
+	tree := run("changes", "show", treeCR.ID.String())
+	if !strings.Contains(tree, `"@modelcontextprotocol/sdk@`) || !strings.Contains(tree, `"version": "`+version+`"`) {
+		t.Errorf("the request does not show the package's dependencies:\n%s", tree)
+	}
+	run("changes", "approve", "--comment", "dependencies reviewed", treeCR.ID.String())
+
+	// Approved: run as nobody, called through the gateway.
 	pinWhenDiscovered(t, w.cp, w.a.ID, "everything", "echo")
 	waitEnforced(t, w.cp, w.a.ID, w.aGateway, addr, "echo pinned")
 	text, isErr, err := callText(t, "http://"+addr+"/mcp/main", "everything__echo", `{"message":"from a verified package"}`)
@@ -166,4 +181,59 @@ func TestPackageUpstream(t *testing.T) {
 	if got := archiveFetches.Load(); got != fetches {
 		t.Errorf("the archive was fetched %d more times for a launch from the store", got-fetches)
 	}
+
+	// A version bump (here to the 2025 line, which adds express 4 and has zod 3 for 4) is a
+	// change request whose diff is the dependency list; the new version runs
+	// once it is approved.
+	const bumped = "2025.8.18"
+	run("upstreams", "update", "--gateway", "a-gateway", "--package", "npm:"+name+"@"+bumped, "--integrity", registryIntegrity(t, mirror.URL, name, bumped), "everything")
+	bumpCR := pendingPackageRequest(t, w, changerequest.KindToolChanged, treeCR.ToSha256)
+	diff := run("changes", "show", bumpCR.ID.String())
+	for _, want := range []string{`-   "version": "` + version + `"`, `+   "version": "` + bumped + `"`, `+     "express@4.`, `-     "zod@4.`, `+     "zod@3.`} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("the bump's diff has no %q:\n%s", want, diff)
+		}
+	}
+	run("changes", "approve", bumpCR.ID.String())
+	eventuallyWithin(t, 3*time.Minute, "the bumped package running", func() error {
+		u, err := w.cp.DB.Upstream.Query().Where(upstream.Name("everything"), upstream.TenantID(w.a.ID)).Only(sys)
+		if err != nil || !u.Reachable || u.LastError != "" {
+			return fmt.Errorf("everything upstream: %v, %v", u, err)
+		}
+		if dirs, _ := filepath.Glob(filepath.Join(stdioDir, ".packages", "npm", "@modelcontextprotocol+server-everything@"+bumped+"-*")); len(dirs) != 1 {
+			return fmt.Errorf("package directories %q", dirs)
+		}
+		return nil
+	})
+}
+
+// pendingPackageRequest waits for the pending request of kind about the
+// package upstream's dependency tree, from the pinned tree from (or none).
+func pendingPackageRequest(t *testing.T, w *world, kind changerequest.Kind, from string) *ent.ChangeRequest {
+	t.Helper()
+	var cr *ent.ChangeRequest
+	eventuallyWithin(t, 3*time.Minute, "a "+string(kind)+" request for the package's tree", func() error {
+		var err error
+		cr, err = w.cp.DB.ChangeRequest.Query().Where(changerequest.TenantID(w.a.ID), changerequest.StatusEQ(changerequest.StatusPending),
+			changerequest.KindEQ(kind), changerequest.FromSha256(from), changerequest.HasToolWith(tool.KindEQ(tool.KindPackage))).Only(viewer.System(context.Background()))
+		return err
+	})
+	return cr
+}
+
+// registryIntegrity is the integrity of a version's archive, as the registry gives it.
+func registryIntegrity(t *testing.T, registry, name, version string) string {
+	t.Helper()
+	res, err := http.Get(registry + "/" + name + "/" + version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var doc struct {
+		Dist struct{ Integrity string }
+	}
+	if err := json.NewDecoder(res.Body).Decode(&doc); err != nil || !strings.HasPrefix(doc.Dist.Integrity, "sha512-") {
+		t.Fatalf("%s@%s from %s: %s %+v %v", name, version, registry, res.Status, doc, err)
+	}
+	return doc.Dist.Integrity
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,7 +75,7 @@ func ValidateTool(t *agentv1.DiscoveredTool) error { return Validate(tool.KindTo
 // Validate checks a discovered item of kind k: bounded, canonical, hash matching.
 func Validate(k tool.Kind, t *agentv1.DiscoveredTool) error {
 	limit := MaxToolNameLen
-	if k == tool.KindResource || k == tool.KindResourceTemplate {
+	if k == tool.KindResource || k == tool.KindResourceTemplate || k == tool.KindPackage {
 		limit = MaxURILen
 	}
 	if t.GetName() == "" || len(t.GetName()) > limit || !utf8.ValidString(t.GetName()) {
@@ -123,20 +124,57 @@ func (s *Service) ApplyReport(ctx context.Context, agent *ent.Agent, rep *agentv
 		if err := up.Update().SetReachable(ui.GetReachable()).SetLastError(bound.String(ui.GetError(), 4096)).Exec(ctx); err != nil {
 			return err
 		}
+		// A package's dependency tree is reported before it runs: until it is
+		// approved, it does not.
+		if pkg := ui.GetPackage(); pkg != nil && up.Transport == upstream.TransportPackage {
+			pkgs := map[tool.Kind][]*agentv1.DiscoveredTool{tool.KindPackage: {pkg}}
+			if err := PackageIsUpstreams(pkg, up); err != nil {
+				s.log.Warn("package in inventory ignored", "upstream", up.Name, "err", err)
+			} else if err := s.applyUpstream(ctx, agent, up, pkgs, []tool.Kind{tool.KindPackage}, now); err != nil {
+				return fmt.Errorf("upstream %q: %w", up.Name, err)
+			}
+		}
 		if !ui.GetReachable() {
 			continue // keep the last known tools of an unreachable upstream
 		}
-		if err := s.applyUpstream(ctx, agent, up, items, now); err != nil {
+		if err := s.applyUpstream(ctx, agent, up, items, kinds, now); err != nil {
 			return fmt.Errorf("upstream %q: %w", up.Name, err)
 		}
 	}
 	return nil
 }
 
-// kinds in the order an upstream's items are applied.
+// PackageTree is a package upstream's dependency tree, as gateways report it.
+type PackageTree struct {
+	Ecosystem    string   `json:"ecosystem"`
+	Name         string   `json:"name"`
+	Version      string   `json:"version"`
+	Integrity    string   `json:"integrity"`
+	Dependencies []string `json:"dependencies"`
+}
+
+// PackageIsUpstreams checks that a reported package tree is of the package
+// the upstream is configured with now (a report made before a version bump
+// reached the gateway is not).
+func PackageIsUpstreams(dt *agentv1.DiscoveredTool, up *ent.Upstream) error {
+	var pt PackageTree
+	if err := json.Unmarshal(dt.GetDefinition(), &pt); err != nil {
+		return fmt.Errorf("package tree: %w", err)
+	}
+	if dt.GetName() != up.PackageEcosystem+":"+up.PackageName || pt.Ecosystem != up.PackageEcosystem || pt.Name != up.PackageName ||
+		pt.Version != up.PackageVersion || pt.Integrity != up.PackageIntegrity {
+		return fmt.Errorf("the tree of %s:%s@%s is not of the upstream's package %s:%s@%s", bound.String(pt.Ecosystem, 16),
+			bound.String(pt.Name, 214), bound.String(pt.Version, 128), up.PackageEcosystem, up.PackageName, up.PackageVersion)
+	}
+	return nil
+}
+
+// kinds an upstream lists, in the order they are applied.
 var kinds = []tool.Kind{tool.KindTool, tool.KindPrompt, tool.KindResource, tool.KindResourceTemplate}
 
-func (s *Service) applyUpstream(ctx context.Context, agent *ent.Agent, up *ent.Upstream, items map[tool.Kind][]*agentv1.DiscoveredTool, now time.Time) error {
+// applyUpstream records the upstream's items of the given kinds; those no
+// longer listed are marked removed.
+func (s *Service) applyUpstream(ctx context.Context, agent *ent.Agent, up *ent.Upstream, items map[tool.Kind][]*agentv1.DiscoveredTool, kinds []tool.Kind, now time.Time) error {
 	tx, err := s.db.Tx(ctx)
 	if err != nil {
 		return err
@@ -176,14 +214,16 @@ func (s *Service) applyUpstream(ctx context.Context, agent *ent.Agent, up *ent.U
 				return err
 			}
 			if n == 0 {
-				if others == nil {
-					if others, err = db.Tool.Query().Where(tool.TenantID(up.TenantID), tool.KindEQ(tool.KindTool)).Limit(5000).Unique(true).Select(tool.FieldName).Strings(ctx); err != nil {
+				findings := []schematype.Finding{}
+				if k != tool.KindPackage { // a dependency list reaches no model: nothing to scan
+					if others == nil {
+						if others, err = db.Tool.Query().Where(tool.TenantID(up.TenantID), tool.KindEQ(tool.KindTool)).Limit(5000).Unique(true).Select(tool.FieldName).Strings(ctx); err != nil {
+							return err
+						}
+					}
+					if findings, err = Findings(dt.GetDefinition(), dt.GetName(), others); err != nil {
 						return err
 					}
-				}
-				findings, err := Findings(dt.GetDefinition(), dt.GetName(), others)
-				if err != nil {
-					return err
 				}
 				if err := db.ToolVersion.Create().SetTenantID(up.TenantID).SetToolID(t.ID).SetSha256(dt.GetSha256()).
 					SetDefinition(dt.GetDefinition()).SetFindings(findings).SetFirstSeen(now).SetLastSeen(now).Exec(ctx); err != nil {

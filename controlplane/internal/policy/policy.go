@@ -256,11 +256,13 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 				b.ResourcePins = append(b.ResourcePins, pin)
 			case tool.KindResourceTemplate:
 				b.ResourceTemplatePins = append(b.ResourceTemplatePins, pin)
+			case tool.KindPackage:
+				b.PackagePins = append(b.PackagePins, pin)
 			default:
 				b.ToolPins = append(b.ToolPins, pin)
 			}
 		}
-		for _, pins := range [][]*agentv1.ToolPin{b.ToolPins, b.PromptPins, b.ResourcePins, b.ResourceTemplatePins} {
+		for _, pins := range [][]*agentv1.ToolPin{b.ToolPins, b.PromptPins, b.ResourcePins, b.ResourceTemplatePins, b.PackagePins} {
 			sort.Slice(pins, func(i, j int) bool {
 				if pins[i].Upstream != pins[j].Upstream {
 					return pins[i].Upstream < pins[j].Upstream

@@ -31,6 +31,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"github.com/gowebpki/jcs"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/canonical"
 )
 
 // Spec is a package at an exact version with the integrity of its archive.
@@ -116,6 +121,11 @@ type Installed struct {
 	Dir string
 	// Argv runs its executable (arguments follow).
 	Argv []string
+	// Tree is the package with every dependency npm resolved for it, as
+	// canonical JSON (RFC 8785): what approvers pin, and the SBOM the
+	// gateway reports. TreeSHA is its hex SHA-256.
+	Tree    []byte
+	TreeSHA string
 }
 
 // lock serializes the installs of one package directory.
@@ -439,5 +449,110 @@ func (s *Store) installed(dir string, spec Spec) (Installed, error) {
 	if fi, err := os.Lstat(exe); err != nil || !fi.Mode().IsRegular() {
 		return Installed{}, fmt.Errorf("%s: executable %q is not a file of the package", spec, rel)
 	}
-	return Installed{Dir: dir, Argv: []string{"node", exe}}, nil
+	tree, err := dependencyTree(dir, spec, len(m.Dependencies) > 0)
+	if err != nil {
+		return Installed{}, fmt.Errorf("%s: %w", spec, err)
+	}
+	return Installed{Dir: dir, Argv: []string{"node", exe}, Tree: tree, TreeSHA: canonical.Hash(tree)}, nil
+}
+
+// Bounds of a dependency tree: the control plane takes definitions of at
+// most 256 KiB.
+const (
+	maxLockfile     = 32 << 20
+	maxTree         = 256 << 10
+	maxDependencies = 4096
+)
+
+// treeDoc is a package's dependency tree as approvers see it: one line
+// per dependency ("name@version integrity"), sorted, so a version bump
+// diffs line by line.
+type treeDoc struct {
+	Ecosystem    string   `json:"ecosystem"`
+	Name         string   `json:"name"`
+	Version      string   `json:"version"`
+	Integrity    string   `json:"integrity"`
+	Dependencies []string `json:"dependencies"`
+}
+
+// lockfile is what the gateway reads of npm's lockfile (versions 2 and 3).
+type lockfile struct {
+	LockfileVersion int `json:"lockfileVersion"`
+	Packages        map[string]struct {
+		Name      string `json:"name"`
+		Version   string `json:"version"`
+		Integrity string `json:"integrity"`
+		Dev       bool   `json:"dev"`
+		Link      bool   `json:"link"`
+	} `json:"packages"`
+}
+
+// dependencyTree reads what npm installed in dir (its npm-shrinkwrap.json
+// when the package ships one, else the package-lock.json npm wrote) into
+// the package's tree. Development dependencies are not installed, so not
+// listed; a package without dependencies has no lockfile.
+func dependencyTree(dir string, spec Spec, hasDeps bool) ([]byte, error) {
+	doc := treeDoc{Ecosystem: spec.Ecosystem, Name: spec.Name, Version: spec.Version, Integrity: spec.Integrity, Dependencies: []string{}}
+	var lf lockfile
+	for _, name := range []string{"npm-shrinkwrap.json", "package-lock.json"} {
+		f, err := os.Open(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		err = json.NewDecoder(io.LimitReader(f, maxLockfile)).Decode(&lf)
+		_ = f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		if lf.LockfileVersion < 2 {
+			return nil, fmt.Errorf("%s has lockfileVersion %d; npm 7 or later writes 2 or 3", name, lf.LockfileVersion)
+		}
+		break
+	}
+	if lf.Packages == nil && hasDeps {
+		return nil, errors.New("no lockfile records its dependencies; remove the package's directory to install it again")
+	}
+	seen := map[string]bool{}
+	for key, p := range lf.Packages {
+		if key == "" || p.Dev || p.Link {
+			continue // the package itself, what is not installed, and links inside it
+		}
+		name := p.Name
+		if name == "" {
+			name = key[strings.LastIndex(key, "node_modules/")+len("node_modules/"):]
+		}
+		line := name + "@" + p.Version + " " + p.Integrity
+		if !utf8.ValidString(line) || len(line) > 1024 {
+			return nil, fmt.Errorf("lockfile entry %q is not a valid dependency", truncate(key, 64))
+		}
+		if !seen[line] {
+			seen[line] = true
+			doc.Dependencies = append(doc.Dependencies, line)
+		}
+	}
+	if len(doc.Dependencies) > maxDependencies {
+		return nil, fmt.Errorf("%d dependencies; the gateway reports at most %d", len(doc.Dependencies), maxDependencies)
+	}
+	slices.Sort(doc.Dependencies)
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := jcs.Transform(raw)
+	if err != nil {
+		return nil, err
+	}
+	if len(tree) > maxTree {
+		return nil, fmt.Errorf("its dependency tree takes %d bytes; the gateway reports at most %d", len(tree), maxTree)
+	}
+	return tree, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

@@ -164,3 +164,39 @@ func TestSpecValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestDependencyTree(t *testing.T) {
+	spec := Spec{Ecosystem: "npm", Name: "@acme/mcp-demo", Version: "1.2.3", Integrity: "sha512-x"}
+	dir := t.TempDir()
+	// No dependencies and no lockfile: the package alone.
+	tree, err := dependencyTree(dir, spec, false)
+	if err != nil || string(tree) != `{"dependencies":[],"ecosystem":"npm","integrity":"sha512-x","name":"@acme/mcp-demo","version":"1.2.3"}` {
+		t.Fatalf("%s %v", tree, err)
+	}
+	if _, err := dependencyTree(dir, spec, true); err == nil {
+		t.Fatal("dependencies without a lockfile were accepted")
+	}
+	lock := `{"lockfileVersion":3,"packages":{
+		"":{"name":"@acme/mcp-demo","version":"1.2.3"},
+		"node_modules/zod":{"version":"3.23.8","integrity":"sha512-z"},
+		"node_modules/@scope/a":{"version":"1.0.0","integrity":"sha512-a"},
+		"node_modules/@scope/a/node_modules/zod":{"version":"3.22.0","integrity":"sha512-y"},
+		"node_modules/b/node_modules/zod":{"version":"3.23.8","integrity":"sha512-z"},
+		"node_modules/typescript":{"version":"5.0.0","integrity":"sha512-t","dev":true},
+		"node_modules/local":{"resolved":"packages/local","link":true}}}`
+	if err := os.WriteFile(filepath.Join(dir, "package-lock.json"), []byte(lock), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree, err = dependencyTree(dir, spec, true)
+	want := `{"dependencies":["@scope/a@1.0.0 sha512-a","zod@3.22.0 sha512-y","zod@3.23.8 sha512-z"],"ecosystem":"npm","integrity":"sha512-x","name":"@acme/mcp-demo","version":"1.2.3"}`
+	if err != nil || string(tree) != want {
+		t.Fatalf("got  %s %v\nwant %s", tree, err, want)
+	}
+	// A shrinkwrap the package ships is what npm installed from.
+	if err := os.WriteFile(filepath.Join(dir, "npm-shrinkwrap.json"), []byte(`{"lockfileVersion":1,"dependencies":{}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dependencyTree(dir, spec, true); err == nil || !strings.Contains(err.Error(), "lockfileVersion 1") {
+		t.Fatalf("old shrinkwrap: %v", err)
+	}
+}

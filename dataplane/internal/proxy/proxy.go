@@ -104,10 +104,11 @@ const (
 	kindPrompt
 	kindResource
 	kindTemplate
+	kindPackage // a package upstream's dependency tree; name: "ECOSYSTEM:NAME"
 )
 
 func (k kind) String() string {
-	return [...]string{"tool", "prompt", "resource", "resource template"}[k]
+	return [...]string{"tool", "prompt", "resource", "resource template", "package"}[k]
 }
 
 type pinKey struct {
@@ -131,6 +132,15 @@ type policy struct {
 	ratePrincipal, rateTool int
 	vs                      map[string]*vsPolicy
 	serverRequests          map[string]*agentv1.ServerRequests // by upstream; nil allows everything
+}
+
+// packagePin is the approved dependency tree (its hash) of a package
+// upstream, or "".
+func (pol *policy) packagePin(u *agentv1.Upstream) string {
+	if u.GetTransport() != agentv1.Transport_TRANSPORT_PACKAGE {
+		return ""
+	}
+	return pol.pins[pinKey{kindPackage, u.GetName(), u.GetPackage().GetEcosystem() + ":" + u.GetPackage().GetName()}]
 }
 
 // vsPolicy is how a virtual server names what its upstreams offer.
@@ -346,7 +356,7 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 		}
 	}
 	for k, pins := range map[kind][]*agentv1.ToolPin{kindTool: b.GetToolPins(), kindPrompt: b.GetPromptPins(),
-		kindResource: b.GetResourcePins(), kindTemplate: b.GetResourceTemplatePins()} {
+		kindResource: b.GetResourcePins(), kindTemplate: b.GetResourceTemplatePins(), kindPackage: b.GetPackagePins()} {
 		for _, pin := range pins {
 			pol.pins[pinKey{k, pin.GetUpstream(), pin.GetTool()}] = pin.GetSha256()
 		}
@@ -373,7 +383,8 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 		want[u.GetName()] = u
 	}
 	for name, u := range p.upstreams {
-		if spec, ok := want[name]; !ok || !sameSpec(spec, u.spec) {
+		// A package runs only with its approved tree: a new approval restarts it.
+		if spec, ok := want[name]; !ok || !sameSpec(spec, u.spec) || pol.packagePin(spec) != u.packagePin {
 			delete(p.upstreams, name)
 			go u.stop()
 		}
@@ -381,7 +392,7 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 	for name, spec := range want {
 		if _, ok := p.upstreams[name]; !ok {
 			u := newUpstream(spec, p.log, p.relay, p.pol.Load, p.cfg.DiscoveryInterval, p.cfg.UpstreamTimeout, p.upstreamChanged)
-			u.maxMessage, u.creds, u.stdio = p.cfg.MaxMessageBytes, &p.cfg.Credentials, &p.cfg.Stdio
+			u.maxMessage, u.creds, u.stdio, u.packagePin = p.cfg.MaxMessageBytes, &p.cfg.Credentials, &p.cfg.Stdio, pol.packagePin(spec)
 			p.upstreams[name] = u
 			u.start(p.ctx)
 		}

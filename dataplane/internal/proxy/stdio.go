@@ -116,17 +116,27 @@ func (s *Stdio) packageRefusal(p pkgstore.Spec) string {
 	return fmt.Sprintf("this gateway's operator does not allow the package %s:%s (--stdio-allow lists %s:NAME or %s:NAME@VERSION for packages)", p.Ecosystem, p, p.Ecosystem, p.Ecosystem)
 }
 
-// packageCommand installs and verifies the package (pkgstore) and prepares
-// its executable with args, as command does.
-func (s *Stdio) packageCommand(ctx context.Context, name string, p pkgstore.Spec, args []string, credEnv string) (*exec.Cmd, error) {
+// packageCommand installs and verifies the package (pkgstore) and, when its
+// dependency tree is the approved one (pin, its hash), prepares its
+// executable with args, as command does. What was installed is returned
+// either way, for the inventory.
+func (s *Stdio) packageCommand(ctx context.Context, name string, p pkgstore.Spec, pin string, args []string, credEnv string) (*exec.Cmd, pkgstore.Installed, error) {
 	if reason := s.packageRefusal(p); reason != "" {
-		return nil, errors.New(reason)
+		return nil, pkgstore.Installed{}, errors.New(reason)
 	}
 	installed, err := s.Packages.Install(ctx, p)
 	if err != nil {
-		return nil, err
+		return nil, installed, err
 	}
-	return s.prepare(name, append(installed.Argv, args...), credEnv)
+	switch short := installed.TreeSHA[:12]; {
+	case pin == "":
+		return nil, installed, fmt.Errorf("%s:%s and its dependencies (tree %s) await approval: approve the package's change request to run it", p.Ecosystem, p, short)
+	case pin != installed.TreeSHA:
+		return nil, installed, fmt.Errorf("%s:%s resolved to dependencies (tree %s) other than the approved ones (tree %s): approve the package's change request to run it",
+			p.Ecosystem, p, short, pin[:min(12, len(pin))])
+	}
+	cmd, err := s.prepare(name, append(installed.Argv, args...), credEnv)
+	return cmd, installed, err
 }
 
 // stdioMaxFiles bounds a stdio server's open files.

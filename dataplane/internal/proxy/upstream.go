@@ -121,6 +121,8 @@ type upstream struct {
 	creds *Credentials
 	// stdio is how a stdio server may run, if at all.
 	stdio *Stdio
+	// packagePin is the approved dependency tree of a package upstream ("" if none).
+	packagePin string
 
 	mu      sync.RWMutex
 	session *mcp.ClientSession
@@ -133,7 +135,8 @@ type upstream struct {
 	templates map[string]live[*mcp.ResourceTemplate] // by URI template
 	reachable bool
 	lastErr   string
-	listedAt  time.Time // when the listing the state comes from began
+	listedAt  time.Time               // when the listing the state comes from began
+	pkgTree   *agentv1.DiscoveredTool // a package's tree as last installed
 
 	pool    sessionPool // sessions for session-less and stateless requests
 	stopped atomic.Bool
@@ -222,8 +225,14 @@ func (u *upstream) transport(standalone bool) (mcp.Transport, error) {
 		var cmd *exec.Cmd
 		var err error
 		if pkg := u.spec.GetPackage(); u.spec.GetTransport() == agentv1.Transport_TRANSPORT_PACKAGE {
-			cmd, err = u.stdio.packageCommand(context.Background(), u.spec.GetName(), pkgstore.Spec{Ecosystem: pkg.GetEcosystem(),
-				Name: pkg.GetName(), Version: pkg.GetVersion(), Integrity: pkg.GetIntegrity(), Bin: pkg.GetBin()}, u.spec.GetArgs(), credEnv)
+			var installed pkgstore.Installed
+			cmd, installed, err = u.stdio.packageCommand(context.Background(), u.spec.GetName(), pkgstore.Spec{Ecosystem: pkg.GetEcosystem(),
+				Name: pkg.GetName(), Version: pkg.GetVersion(), Integrity: pkg.GetIntegrity(), Bin: pkg.GetBin()}, u.packagePin, u.spec.GetArgs(), credEnv)
+			if installed.Tree != nil {
+				u.mu.Lock()
+				u.pkgTree = &agentv1.DiscoveredTool{Name: pkg.GetEcosystem() + ":" + pkg.GetName(), Sha256: installed.TreeSHA, Definition: installed.Tree}
+				u.mu.Unlock()
+			}
 		} else {
 			cmd, err = u.stdio.command(u.spec.GetName(), append([]string{u.spec.GetCommand()}, u.spec.GetArgs()...), credEnv)
 		}
@@ -535,7 +544,7 @@ func (u *upstream) currentSession() *mcp.ClientSession {
 func (u *upstream) inventory() *agentv1.UpstreamInventory {
 	u.mu.RLock()
 	defer u.mu.RUnlock()
-	inv := &agentv1.UpstreamInventory{Upstream: u.spec.GetName(), Reachable: u.reachable, Error: u.lastErr}
+	inv := &agentv1.UpstreamInventory{Upstream: u.spec.GetName(), Reachable: u.reachable, Error: u.lastErr, Package: u.pkgTree}
 	for name, t := range u.tools {
 		inv.Tools = append(inv.Tools, &agentv1.DiscoveredTool{Name: name, Sha256: t.sha, Definition: t.def})
 	}

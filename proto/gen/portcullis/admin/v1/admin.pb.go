@@ -3382,7 +3382,9 @@ type Tool struct {
 	// The approved definition's hash ("" when not approved).
 	PinnedSha256 string                 `protobuf:"bytes,6,opt,name=pinned_sha256,json=pinnedSha256,proto3" json:"pinned_sha256,omitempty"`
 	LastSeen     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
-	// tool, prompt, resource or resource_template (name is then the URI or URI template).
+	// tool, prompt, resource or resource_template (name is then the URI or URI
+	// template), or package: a package upstream's dependency tree (name is
+	// "ECOSYSTEM:NAME"; its definition lists every dependency).
 	Kind string `protobuf:"bytes,8,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Data-flow labels: private_data, untrusted_content, external_sink.
 	FlowLabels    []string `protobuf:"bytes,9,rep,name=flow_labels,json=flowLabels,proto3" json:"flow_labels,omitempty"`
@@ -4403,7 +4405,8 @@ type ChangeRequest struct {
 	// The policy version that carries the decision (0 until applied).
 	PolicyVersion uint64 `protobuf:"varint,19,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	SupersededBy  string `protobuf:"bytes,20,opt,name=superseded_by,json=supersededBy,proto3" json:"superseded_by,omitempty"`
-	// What the request is about: tool, prompt, resource or resource_template.
+	// What the request is about: tool, prompt, resource, resource_template or
+	// package (a package upstream's dependency tree).
 	ItemKind      string `protobuf:"bytes,21,opt,name=item_kind,json=itemKind,proto3" json:"item_kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1037,8 +1037,12 @@ type PolicyBundle struct {
 	// bundles signed by the current key, it lets the gateway accept bundles
 	// signed by it; the first such bundle retires the current key.
 	NextPolicyPublicKey []byte `protobuf:"bytes,15,opt,name=next_policy_public_key,json=nextPolicyPublicKey,proto3" json:"next_policy_public_key,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Approved dependency trees of package upstreams (ToolPin.tool is
+	// "ECOSYSTEM:NAME"; the definition is the tree the gateway reported).
+	// A package runs only while its installed tree has the pinned hash.
+	PackagePins   []*ToolPin `protobuf:"bytes,16,rep,name=package_pins,json=packagePins,proto3" json:"package_pins,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicyBundle) Reset() {
@@ -1172,6 +1176,13 @@ func (x *PolicyBundle) GetRateLimits() *RateLimits {
 func (x *PolicyBundle) GetNextPolicyPublicKey() []byte {
 	if x != nil {
 		return x.NextPolicyPublicKey
+	}
+	return nil
+}
+
+func (x *PolicyBundle) GetPackagePins() []*ToolPin {
+	if x != nil {
+		return x.PackagePins
 	}
 	return nil
 }
@@ -2209,8 +2220,14 @@ type UpstreamInventory struct {
 	Resources []*DiscoveredTool `protobuf:"bytes,6,rep,name=resources,proto3" json:"resources,omitempty"`
 	// Resource templates (name: the URI template; definition: uriTemplate, name, title, description, mimeType, annotations).
 	ResourceTemplates []*DiscoveredTool `protobuf:"bytes,7,rep,name=resource_templates,json=resourceTemplates,proto3" json:"resource_templates,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// For a package upstream, the package and every dependency npm resolved
+	// for it (name: "ECOSYSTEM:NAME"; definition: RFC 8785 JSON of ecosystem,
+	// name, version, integrity and dependencies, one "name@version integrity"
+	// each, sorted). Reported whether or not the package runs: it is what
+	// approvers pin.
+	Package       *DiscoveredTool `protobuf:"bytes,8,opt,name=package,proto3" json:"package,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpstreamInventory) Reset() {
@@ -2288,6 +2305,13 @@ func (x *UpstreamInventory) GetResources() []*DiscoveredTool {
 func (x *UpstreamInventory) GetResourceTemplates() []*DiscoveredTool {
 	if x != nil {
 		return x.ResourceTemplates
+	}
+	return nil
+}
+
+func (x *UpstreamInventory) GetPackage() *DiscoveredTool {
+	if x != nil {
+		return x.Package
 	}
 	return nil
 }
@@ -2707,7 +2731,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\fSignedBundle\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\x83\a\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xc4\a\n" +
 	"\fPolicyBundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1d\n" +
@@ -2728,7 +2752,8 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"clientAuth\x12@\n" +
 	"\vrate_limits\x18\x0e \x01(\v2\x1f.portcullis.agent.v1.RateLimitsR\n" +
 	"rateLimits\x123\n" +
-	"\x16next_policy_public_key\x18\x0f \x01(\fR\x13nextPolicyPublicKey\"f\n" +
+	"\x16next_policy_public_key\x18\x0f \x01(\fR\x13nextPolicyPublicKey\x12?\n" +
+	"\fpackage_pins\x18\x10 \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\vpackagePins\"f\n" +
 	"\n" +
 	"RateLimits\x120\n" +
 	"\x14principal_per_minute\x18\x01 \x01(\rR\x12principalPerMinute\x12&\n" +
@@ -2812,7 +2837,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x0fapplied_version\x18\x03 \x01(\x04R\x0eappliedVersion\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"W\n" +
 	"\x0fInventoryReport\x12D\n" +
-	"\tupstreams\x18\x01 \x03(\v2&.portcullis.agent.v1.UpstreamInventoryR\tupstreams\"\xf4\x02\n" +
+	"\tupstreams\x18\x01 \x03(\v2&.portcullis.agent.v1.UpstreamInventoryR\tupstreams\"\xb3\x03\n" +
 	"\x11UpstreamInventory\x12\x1a\n" +
 	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x1c\n" +
 	"\treachable\x18\x02 \x01(\bR\treachable\x12\x14\n" +
@@ -2820,7 +2845,8 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x05tools\x18\x04 \x03(\v2#.portcullis.agent.v1.DiscoveredToolR\x05tools\x12=\n" +
 	"\aprompts\x18\x05 \x03(\v2#.portcullis.agent.v1.DiscoveredToolR\aprompts\x12A\n" +
 	"\tresources\x18\x06 \x03(\v2#.portcullis.agent.v1.DiscoveredToolR\tresources\x12R\n" +
-	"\x12resource_templates\x18\a \x03(\v2#.portcullis.agent.v1.DiscoveredToolR\x11resourceTemplates\"\\\n" +
+	"\x12resource_templates\x18\a \x03(\v2#.portcullis.agent.v1.DiscoveredToolR\x11resourceTemplates\x12=\n" +
+	"\apackage\x18\b \x01(\v2#.portcullis.agent.v1.DiscoveredToolR\apackage\"\\\n" +
 	"\x0eDiscoveredTool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x1e\n" +
@@ -2949,36 +2975,38 @@ var file_portcullis_agent_v1_agent_proto_depIdxs = []int32{
 	18, // 17: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
 	16, // 18: portcullis.agent.v1.PolicyBundle.client_auth:type_name -> portcullis.agent.v1.ClientAuth
 	15, // 19: portcullis.agent.v1.PolicyBundle.rate_limits:type_name -> portcullis.agent.v1.RateLimits
-	17, // 20: portcullis.agent.v1.ClientAuth.keys:type_name -> portcullis.agent.v1.ClientKey
-	0,  // 21: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
-	1,  // 22: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
-	35, // 23: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
-	21, // 24: portcullis.agent.v1.Upstream.server_requests:type_name -> portcullis.agent.v1.ServerRequests
-	20, // 25: portcullis.agent.v1.Upstream.package:type_name -> portcullis.agent.v1.Package
-	23, // 26: portcullis.agent.v1.VirtualServer.renames:type_name -> portcullis.agent.v1.ToolRename
-	2,  // 27: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
-	29, // 28: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
-	30, // 29: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
-	30, // 30: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
-	30, // 31: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
-	30, // 32: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
-	36, // 33: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
-	34, // 34: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
-	36, // 35: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 36: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
-	6,  // 37: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
-	8,  // 38: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
-	32, // 39: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
-	4,  // 40: portcullis.agent.v1.AgentService.Renew:input_type -> portcullis.agent.v1.RenewRequest
-	7,  // 41: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
-	9,  // 42: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
-	33, // 43: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
-	5,  // 44: portcullis.agent.v1.AgentService.Renew:output_type -> portcullis.agent.v1.RenewResponse
-	41, // [41:45] is the sub-list for method output_type
-	37, // [37:41] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	24, // 20: portcullis.agent.v1.PolicyBundle.package_pins:type_name -> portcullis.agent.v1.ToolPin
+	17, // 21: portcullis.agent.v1.ClientAuth.keys:type_name -> portcullis.agent.v1.ClientKey
+	0,  // 22: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
+	1,  // 23: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
+	35, // 24: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
+	21, // 25: portcullis.agent.v1.Upstream.server_requests:type_name -> portcullis.agent.v1.ServerRequests
+	20, // 26: portcullis.agent.v1.Upstream.package:type_name -> portcullis.agent.v1.Package
+	23, // 27: portcullis.agent.v1.VirtualServer.renames:type_name -> portcullis.agent.v1.ToolRename
+	2,  // 28: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
+	29, // 29: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
+	30, // 30: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
+	30, // 31: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
+	30, // 32: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
+	30, // 33: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
+	30, // 34: portcullis.agent.v1.UpstreamInventory.package:type_name -> portcullis.agent.v1.DiscoveredTool
+	36, // 35: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
+	34, // 36: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
+	36, // 37: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	3,  // 38: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
+	6,  // 39: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
+	8,  // 40: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
+	32, // 41: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
+	4,  // 42: portcullis.agent.v1.AgentService.Renew:input_type -> portcullis.agent.v1.RenewRequest
+	7,  // 43: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
+	9,  // 44: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
+	33, // 45: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
+	5,  // 46: portcullis.agent.v1.AgentService.Renew:output_type -> portcullis.agent.v1.RenewResponse
+	43, // [43:47] is the sub-list for method output_type
+	39, // [39:43] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_agent_v1_agent_proto_init() }
