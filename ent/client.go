@@ -23,6 +23,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/callrollup"
+	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
@@ -58,6 +59,8 @@ type Client struct {
 	CallEvent *CallEventClient
 	// CallRollup is the client for interacting with the CallRollup builders.
 	CallRollup *CallRollupClient
+	// CatalogEntry is the client for interacting with the CatalogEntry builders.
+	CatalogEntry *CatalogEntryClient
 	// ChangeRequest is the client for interacting with the ChangeRequest builders.
 	ChangeRequest *ChangeRequestClient
 	// ClientKey is the client for interacting with the ClientKey builders.
@@ -104,6 +107,7 @@ func (c *Client) init() {
 	c.AuditEvent = NewAuditEventClient(c.config)
 	c.CallEvent = NewCallEventClient(c.config)
 	c.CallRollup = NewCallRollupClient(c.config)
+	c.CatalogEntry = NewCatalogEntryClient(c.config)
 	c.ChangeRequest = NewChangeRequestClient(c.config)
 	c.ClientKey = NewClientKeyClient(c.config)
 	c.EnrollmentToken = NewEnrollmentTokenClient(c.config)
@@ -217,6 +221,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		AuditEvent:      NewAuditEventClient(cfg),
 		CallEvent:       NewCallEventClient(cfg),
 		CallRollup:      NewCallRollupClient(cfg),
+		CatalogEntry:    NewCatalogEntryClient(cfg),
 		ChangeRequest:   NewChangeRequestClient(cfg),
 		ClientKey:       NewClientKeyClient(cfg),
 		EnrollmentToken: NewEnrollmentTokenClient(cfg),
@@ -257,6 +262,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		AuditEvent:      NewAuditEventClient(cfg),
 		CallEvent:       NewCallEventClient(cfg),
 		CallRollup:      NewCallRollupClient(cfg),
+		CatalogEntry:    NewCatalogEntryClient(cfg),
 		ChangeRequest:   NewChangeRequestClient(cfg),
 		ClientKey:       NewClientKeyClient(cfg),
 		EnrollmentToken: NewEnrollmentTokenClient(cfg),
@@ -301,9 +307,9 @@ func (c *Client) Close() error {
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.APIKey, c.AccessRule, c.Agent, c.Approval, c.AuditEvent, c.CallEvent,
-		c.CallRollup, c.ChangeRequest, c.ClientKey, c.EnrollmentToken, c.Gateway,
-		c.Invitation, c.Membership, c.PolicyVersion, c.Session, c.Tenant, c.Tool,
-		c.ToolVersion, c.Upstream, c.User, c.VirtualServer,
+		c.CallRollup, c.CatalogEntry, c.ChangeRequest, c.ClientKey, c.EnrollmentToken,
+		c.Gateway, c.Invitation, c.Membership, c.PolicyVersion, c.Session, c.Tenant,
+		c.Tool, c.ToolVersion, c.Upstream, c.User, c.VirtualServer,
 	} {
 		n.Use(hooks...)
 	}
@@ -314,9 +320,9 @@ func (c *Client) Use(hooks ...Hook) {
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.APIKey, c.AccessRule, c.Agent, c.Approval, c.AuditEvent, c.CallEvent,
-		c.CallRollup, c.ChangeRequest, c.ClientKey, c.EnrollmentToken, c.Gateway,
-		c.Invitation, c.Membership, c.PolicyVersion, c.Session, c.Tenant, c.Tool,
-		c.ToolVersion, c.Upstream, c.User, c.VirtualServer,
+		c.CallRollup, c.CatalogEntry, c.ChangeRequest, c.ClientKey, c.EnrollmentToken,
+		c.Gateway, c.Invitation, c.Membership, c.PolicyVersion, c.Session, c.Tenant,
+		c.Tool, c.ToolVersion, c.Upstream, c.User, c.VirtualServer,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -339,6 +345,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.CallEvent.mutate(ctx, m)
 	case *CallRollupMutation:
 		return c.CallRollup.mutate(ctx, m)
+	case *CatalogEntryMutation:
+		return c.CatalogEntry.mutate(ctx, m)
 	case *ChangeRequestMutation:
 		return c.ChangeRequest.mutate(ctx, m)
 	case *ClientKeyMutation:
@@ -1451,6 +1459,156 @@ func (c *CallRollupClient) mutate(ctx context.Context, m *CallRollupMutation) (V
 		return (&CallRollupDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown CallRollup mutation op: %q", m.Op())
+	}
+}
+
+// CatalogEntryClient is a client for the CatalogEntry schema.
+type CatalogEntryClient struct {
+	config
+}
+
+// NewCatalogEntryClient returns a client for the CatalogEntry from the given config.
+func NewCatalogEntryClient(c config) *CatalogEntryClient {
+	return &CatalogEntryClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `catalogentry.Hooks(f(g(h())))`.
+func (c *CatalogEntryClient) Use(hooks ...Hook) {
+	c.hooks.CatalogEntry = append(c.hooks.CatalogEntry, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `catalogentry.Intercept(f(g(h())))`.
+func (c *CatalogEntryClient) Intercept(interceptors ...Interceptor) {
+	c.inters.CatalogEntry = append(c.inters.CatalogEntry, interceptors...)
+}
+
+// Create returns a builder for creating a CatalogEntry entity.
+func (c *CatalogEntryClient) Create() *CatalogEntryCreate {
+	mutation := newCatalogEntryMutation(c.config, OpCreate)
+	return &CatalogEntryCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of CatalogEntry entities.
+func (c *CatalogEntryClient) CreateBulk(builders ...*CatalogEntryCreate) *CatalogEntryCreateBulk {
+	return &CatalogEntryCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *CatalogEntryClient) MapCreateBulk(slice any, setFunc func(*CatalogEntryCreate, int)) *CatalogEntryCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &CatalogEntryCreateBulk{err: fmt.Errorf("calling to CatalogEntryClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*CatalogEntryCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &CatalogEntryCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for CatalogEntry.
+func (c *CatalogEntryClient) Update() *CatalogEntryUpdate {
+	mutation := newCatalogEntryMutation(c.config, OpUpdate)
+	return &CatalogEntryUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *CatalogEntryClient) UpdateOne(_m *CatalogEntry) *CatalogEntryUpdateOne {
+	mutation := newCatalogEntryMutation(c.config, OpUpdateOne, withCatalogEntry(_m))
+	return &CatalogEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *CatalogEntryClient) UpdateOneID(id uuid.UUID) *CatalogEntryUpdateOne {
+	mutation := newCatalogEntryMutation(c.config, OpUpdateOne, withCatalogEntryID(id))
+	return &CatalogEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for CatalogEntry.
+func (c *CatalogEntryClient) Delete() *CatalogEntryDelete {
+	mutation := newCatalogEntryMutation(c.config, OpDelete)
+	return &CatalogEntryDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *CatalogEntryClient) DeleteOne(_m *CatalogEntry) *CatalogEntryDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *CatalogEntryClient) DeleteOneID(id uuid.UUID) *CatalogEntryDeleteOne {
+	builder := c.Delete().Where(catalogentry.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &CatalogEntryDeleteOne{builder}
+}
+
+// Query returns a query builder for CatalogEntry.
+func (c *CatalogEntryClient) Query() *CatalogEntryQuery {
+	return &CatalogEntryQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeCatalogEntry},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a CatalogEntry entity by its id.
+func (c *CatalogEntryClient) Get(ctx context.Context, id uuid.UUID) (*CatalogEntry, error) {
+	return c.Query().Where(catalogentry.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *CatalogEntryClient) GetX(ctx context.Context, id uuid.UUID) *CatalogEntry {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryTenant queries the tenant edge of a CatalogEntry.
+func (c *CatalogEntryClient) QueryTenant(_m *CatalogEntry) *TenantQuery {
+	query := (&TenantClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(catalogentry.Table, catalogentry.FieldID, id),
+			sqlgraph.To(tenant.Table, tenant.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, catalogentry.TenantTable, catalogentry.TenantColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *CatalogEntryClient) Hooks() []Hook {
+	hooks := c.hooks.CatalogEntry
+	return append(hooks[:len(hooks):len(hooks)], catalogentry.Hooks[:]...)
+}
+
+// Interceptors returns the client interceptors.
+func (c *CatalogEntryClient) Interceptors() []Interceptor {
+	return c.inters.CatalogEntry
+}
+
+func (c *CatalogEntryClient) mutate(ctx context.Context, m *CatalogEntryMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&CatalogEntryCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&CatalogEntryUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&CatalogEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&CatalogEntryDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown CatalogEntry mutation op: %q", m.Op())
 	}
 }
 
@@ -3798,14 +3956,14 @@ func (c *VirtualServerClient) mutate(ctx context.Context, m *VirtualServerMutati
 type (
 	hooks struct {
 		APIKey, AccessRule, Agent, Approval, AuditEvent, CallEvent, CallRollup,
-		ChangeRequest, ClientKey, EnrollmentToken, Gateway, Invitation, Membership,
-		PolicyVersion, Session, Tenant, Tool, ToolVersion, Upstream, User,
+		CatalogEntry, ChangeRequest, ClientKey, EnrollmentToken, Gateway, Invitation,
+		Membership, PolicyVersion, Session, Tenant, Tool, ToolVersion, Upstream, User,
 		VirtualServer []ent.Hook
 	}
 	inters struct {
 		APIKey, AccessRule, Agent, Approval, AuditEvent, CallEvent, CallRollup,
-		ChangeRequest, ClientKey, EnrollmentToken, Gateway, Invitation, Membership,
-		PolicyVersion, Session, Tenant, Tool, ToolVersion, Upstream, User,
+		CatalogEntry, ChangeRequest, ClientKey, EnrollmentToken, Gateway, Invitation,
+		Membership, PolicyVersion, Session, Tenant, Tool, ToolVersion, Upstream, User,
 		VirtualServer []ent.Interceptor
 	}
 )

@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/callrollup"
+	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
@@ -100,6 +101,7 @@ func checkColumn(t, c string) error {
 			auditevent.Table:      auditevent.ValidColumn,
 			callevent.Table:       callevent.ValidColumn,
 			callrollup.Table:      callrollup.ValidColumn,
+			catalogentry.Table:    catalogentry.ValidColumn,
 			changerequest.Table:   changerequest.ValidColumn,
 			clientkey.Table:       clientkey.ValidColumn,
 			enrollmenttoken.Table: enrollmenttoken.ValidColumn,

@@ -10,6 +10,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/callrollup"
+	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
@@ -34,7 +35,7 @@ import (
 
 // schemaGraph holds a representation of ent/schema at runtime.
 var schemaGraph = func() *sqlgraph.Schema {
-	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 21)}
+	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 22)}
 	graph.Nodes[0] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   apikey.Table,
@@ -219,6 +220,42 @@ var schemaGraph = func() *sqlgraph.Schema {
 	}
 	graph.Nodes[7] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
+			Table:   catalogentry.Table,
+			Columns: catalogentry.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: catalogentry.FieldID,
+			},
+		},
+		Type: "CatalogEntry",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			catalogentry.FieldCreatedAt:         {Type: field.TypeTime, Column: catalogentry.FieldCreatedAt},
+			catalogentry.FieldUpdatedAt:         {Type: field.TypeTime, Column: catalogentry.FieldUpdatedAt},
+			catalogentry.FieldTenantID:          {Type: field.TypeUUID, Column: catalogentry.FieldTenantID},
+			catalogentry.FieldName:              {Type: field.TypeString, Column: catalogentry.FieldName},
+			catalogentry.FieldVersion:           {Type: field.TypeString, Column: catalogentry.FieldVersion},
+			catalogentry.FieldTitle:             {Type: field.TypeString, Column: catalogentry.FieldTitle},
+			catalogentry.FieldDescription:       {Type: field.TypeString, Column: catalogentry.FieldDescription},
+			catalogentry.FieldTransport:         {Type: field.TypeEnum, Column: catalogentry.FieldTransport},
+			catalogentry.FieldURL:               {Type: field.TypeString, Column: catalogentry.FieldURL},
+			catalogentry.FieldPackageEcosystem:  {Type: field.TypeString, Column: catalogentry.FieldPackageEcosystem},
+			catalogentry.FieldPackageName:       {Type: field.TypeString, Column: catalogentry.FieldPackageName},
+			catalogentry.FieldPackageVersion:    {Type: field.TypeString, Column: catalogentry.FieldPackageVersion},
+			catalogentry.FieldPackageIntegrity:  {Type: field.TypeString, Column: catalogentry.FieldPackageIntegrity},
+			catalogentry.FieldPackageBin:        {Type: field.TypeString, Column: catalogentry.FieldPackageBin},
+			catalogentry.FieldArgs:              {Type: field.TypeJSON, Column: catalogentry.FieldArgs},
+			catalogentry.FieldCredentials:       {Type: field.TypeJSON, Column: catalogentry.FieldCredentials},
+			catalogentry.FieldSource:            {Type: field.TypeString, Column: catalogentry.FieldSource},
+			catalogentry.FieldStatus:            {Type: field.TypeEnum, Column: catalogentry.FieldStatus},
+			catalogentry.FieldRequestedBy:       {Type: field.TypeString, Column: catalogentry.FieldRequestedBy},
+			catalogentry.FieldRequesterKey:      {Type: field.TypeString, Column: catalogentry.FieldRequesterKey},
+			catalogentry.FieldApprovalsRequired: {Type: field.TypeInt, Column: catalogentry.FieldApprovalsRequired},
+			catalogentry.FieldDecisions:         {Type: field.TypeJSON, Column: catalogentry.FieldDecisions},
+			catalogentry.FieldDecidedAt:         {Type: field.TypeTime, Column: catalogentry.FieldDecidedAt},
+		},
+	}
+	graph.Nodes[8] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
 			Table:   changerequest.Table,
 			Columns: changerequest.Columns,
 			ID: &sqlgraph.FieldSpec{
@@ -247,7 +284,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			changerequest.FieldSupersededBy:      {Type: field.TypeUUID, Column: changerequest.FieldSupersededBy},
 		},
 	}
-	graph.Nodes[8] = &sqlgraph.Node{
+	graph.Nodes[9] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   clientkey.Table,
 			Columns: clientkey.Columns,
@@ -267,7 +304,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			clientkey.FieldRevokedAt:  {Type: field.TypeTime, Column: clientkey.FieldRevokedAt},
 		},
 	}
-	graph.Nodes[9] = &sqlgraph.Node{
+	graph.Nodes[10] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   enrollmenttoken.Table,
 			Columns: enrollmenttoken.Columns,
@@ -289,7 +326,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			enrollmenttoken.FieldUses:       {Type: field.TypeInt, Column: enrollmenttoken.FieldUses},
 		},
 	}
-	graph.Nodes[10] = &sqlgraph.Node{
+	graph.Nodes[11] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   gateway.Table,
 			Columns: gateway.Columns,
@@ -309,7 +346,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			gateway.FieldRateToolPerMinute:      {Type: field.TypeInt, Column: gateway.FieldRateToolPerMinute},
 		},
 	}
-	graph.Nodes[11] = &sqlgraph.Node{
+	graph.Nodes[12] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   invitation.Table,
 			Columns: invitation.Columns,
@@ -330,7 +367,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			invitation.FieldAcceptedAt: {Type: field.TypeTime, Column: invitation.FieldAcceptedAt},
 		},
 	}
-	graph.Nodes[12] = &sqlgraph.Node{
+	graph.Nodes[13] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   membership.Table,
 			Columns: membership.Columns,
@@ -348,7 +385,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			membership.FieldRole:      {Type: field.TypeEnum, Column: membership.FieldRole},
 		},
 	}
-	graph.Nodes[13] = &sqlgraph.Node{
+	graph.Nodes[14] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   policyversion.Table,
 			Columns: policyversion.Columns,
@@ -370,7 +407,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			policyversion.FieldKeyID:         {Type: field.TypeString, Column: policyversion.FieldKeyID},
 		},
 	}
-	graph.Nodes[14] = &sqlgraph.Node{
+	graph.Nodes[15] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   session.Table,
 			Columns: session.Columns,
@@ -389,7 +426,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			session.FieldExpiresAt: {Type: field.TypeTime, Column: session.FieldExpiresAt},
 		},
 	}
-	graph.Nodes[15] = &sqlgraph.Node{
+	graph.Nodes[16] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   tenant.Table,
 			Columns: tenant.Columns,
@@ -414,7 +451,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tenant.FieldClientGroupClaim:      {Type: field.TypeString, Column: tenant.FieldClientGroupClaim},
 		},
 	}
-	graph.Nodes[16] = &sqlgraph.Node{
+	graph.Nodes[17] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   tool.Table,
 			Columns: tool.Columns,
@@ -438,7 +475,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tool.FieldLastSeen:     {Type: field.TypeTime, Column: tool.FieldLastSeen},
 		},
 	}
-	graph.Nodes[17] = &sqlgraph.Node{
+	graph.Nodes[18] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   toolversion.Table,
 			Columns: toolversion.Columns,
@@ -458,7 +495,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			toolversion.FieldLastSeen:   {Type: field.TypeTime, Column: toolversion.FieldLastSeen},
 		},
 	}
-	graph.Nodes[18] = &sqlgraph.Node{
+	graph.Nodes[19] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   upstream.Table,
 			Columns: upstream.Columns,
@@ -484,6 +521,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			upstream.FieldPackageVersion:   {Type: field.TypeString, Column: upstream.FieldPackageVersion},
 			upstream.FieldPackageIntegrity: {Type: field.TypeString, Column: upstream.FieldPackageIntegrity},
 			upstream.FieldPackageBin:       {Type: field.TypeString, Column: upstream.FieldPackageBin},
+			upstream.FieldCatalogEntry:     {Type: field.TypeString, Column: upstream.FieldCatalogEntry},
 			upstream.FieldCredentialRef:    {Type: field.TypeString, Column: upstream.FieldCredentialRef},
 			upstream.FieldCredentialHeader: {Type: field.TypeString, Column: upstream.FieldCredentialHeader},
 			upstream.FieldDenySampling:     {Type: field.TypeBool, Column: upstream.FieldDenySampling},
@@ -493,7 +531,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			upstream.FieldLastError:        {Type: field.TypeString, Column: upstream.FieldLastError},
 		},
 	}
-	graph.Nodes[19] = &sqlgraph.Node{
+	graph.Nodes[20] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   user.Table,
 			Columns: user.Columns,
@@ -513,7 +551,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			user.FieldLastLoginAt: {Type: field.TypeTime, Column: user.FieldLastLoginAt},
 		},
 	}
-	graph.Nodes[20] = &sqlgraph.Node{
+	graph.Nodes[21] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   virtualserver.Table,
 			Columns: virtualserver.Columns,
@@ -640,6 +678,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 			Bidi:    false,
 		},
 		"CallRollup",
+		"Tenant",
+	)
+	graph.MustAddE(
+		"tenant",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: false,
+			Table:   catalogentry.TenantTable,
+			Columns: []string{catalogentry.TenantColumn},
+			Bidi:    false,
+		},
+		"CatalogEntry",
 		"Tenant",
 	)
 	graph.MustAddE(
@@ -1861,6 +1911,175 @@ func (f *CallRollupFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
 }
 
 // addPredicate implements the predicateAdder interface.
+func (_q *CatalogEntryQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the CatalogEntryQuery builder.
+func (_q *CatalogEntryQuery) Filter() *CatalogEntryFilter {
+	return &CatalogEntryFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *CatalogEntryMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the CatalogEntryMutation builder.
+func (m *CatalogEntryMutation) Filter() *CatalogEntryFilter {
+	return &CatalogEntryFilter{config: m.config, predicateAdder: m}
+}
+
+// CatalogEntryFilter provides a generic filtering capability at runtime for CatalogEntryQuery.
+type CatalogEntryFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *CatalogEntryFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[7].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *CatalogEntryFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(catalogentry.FieldID))
+}
+
+// WhereCreatedAt applies the entql time.Time predicate on the created_at field.
+func (f *CatalogEntryFilter) WhereCreatedAt(p entql.TimeP) {
+	f.Where(p.Field(catalogentry.FieldCreatedAt))
+}
+
+// WhereUpdatedAt applies the entql time.Time predicate on the updated_at field.
+func (f *CatalogEntryFilter) WhereUpdatedAt(p entql.TimeP) {
+	f.Where(p.Field(catalogentry.FieldUpdatedAt))
+}
+
+// WhereTenantID applies the entql [16]byte predicate on the tenant_id field.
+func (f *CatalogEntryFilter) WhereTenantID(p entql.ValueP) {
+	f.Where(p.Field(catalogentry.FieldTenantID))
+}
+
+// WhereName applies the entql string predicate on the name field.
+func (f *CatalogEntryFilter) WhereName(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldName))
+}
+
+// WhereVersion applies the entql string predicate on the version field.
+func (f *CatalogEntryFilter) WhereVersion(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldVersion))
+}
+
+// WhereTitle applies the entql string predicate on the title field.
+func (f *CatalogEntryFilter) WhereTitle(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldTitle))
+}
+
+// WhereDescription applies the entql string predicate on the description field.
+func (f *CatalogEntryFilter) WhereDescription(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldDescription))
+}
+
+// WhereTransport applies the entql string predicate on the transport field.
+func (f *CatalogEntryFilter) WhereTransport(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldTransport))
+}
+
+// WhereURL applies the entql string predicate on the url field.
+func (f *CatalogEntryFilter) WhereURL(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldURL))
+}
+
+// WherePackageEcosystem applies the entql string predicate on the package_ecosystem field.
+func (f *CatalogEntryFilter) WherePackageEcosystem(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldPackageEcosystem))
+}
+
+// WherePackageName applies the entql string predicate on the package_name field.
+func (f *CatalogEntryFilter) WherePackageName(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldPackageName))
+}
+
+// WherePackageVersion applies the entql string predicate on the package_version field.
+func (f *CatalogEntryFilter) WherePackageVersion(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldPackageVersion))
+}
+
+// WherePackageIntegrity applies the entql string predicate on the package_integrity field.
+func (f *CatalogEntryFilter) WherePackageIntegrity(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldPackageIntegrity))
+}
+
+// WherePackageBin applies the entql string predicate on the package_bin field.
+func (f *CatalogEntryFilter) WherePackageBin(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldPackageBin))
+}
+
+// WhereArgs applies the entql json.RawMessage predicate on the args field.
+func (f *CatalogEntryFilter) WhereArgs(p entql.BytesP) {
+	f.Where(p.Field(catalogentry.FieldArgs))
+}
+
+// WhereCredentials applies the entql json.RawMessage predicate on the credentials field.
+func (f *CatalogEntryFilter) WhereCredentials(p entql.BytesP) {
+	f.Where(p.Field(catalogentry.FieldCredentials))
+}
+
+// WhereSource applies the entql string predicate on the source field.
+func (f *CatalogEntryFilter) WhereSource(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldSource))
+}
+
+// WhereStatus applies the entql string predicate on the status field.
+func (f *CatalogEntryFilter) WhereStatus(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldStatus))
+}
+
+// WhereRequestedBy applies the entql string predicate on the requested_by field.
+func (f *CatalogEntryFilter) WhereRequestedBy(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldRequestedBy))
+}
+
+// WhereRequesterKey applies the entql string predicate on the requester_key field.
+func (f *CatalogEntryFilter) WhereRequesterKey(p entql.StringP) {
+	f.Where(p.Field(catalogentry.FieldRequesterKey))
+}
+
+// WhereApprovalsRequired applies the entql int predicate on the approvals_required field.
+func (f *CatalogEntryFilter) WhereApprovalsRequired(p entql.IntP) {
+	f.Where(p.Field(catalogentry.FieldApprovalsRequired))
+}
+
+// WhereDecisions applies the entql json.RawMessage predicate on the decisions field.
+func (f *CatalogEntryFilter) WhereDecisions(p entql.BytesP) {
+	f.Where(p.Field(catalogentry.FieldDecisions))
+}
+
+// WhereDecidedAt applies the entql time.Time predicate on the decided_at field.
+func (f *CatalogEntryFilter) WhereDecidedAt(p entql.TimeP) {
+	f.Where(p.Field(catalogentry.FieldDecidedAt))
+}
+
+// WhereHasTenant applies a predicate to check if query has an edge tenant.
+func (f *CatalogEntryFilter) WhereHasTenant() {
+	f.Where(entql.HasEdge("tenant"))
+}
+
+// WhereHasTenantWith applies a predicate to check if query has an edge tenant with a given conditions (other predicates).
+func (f *CatalogEntryFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
+	f.Where(entql.HasEdgeWith("tenant", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// addPredicate implements the predicateAdder interface.
 func (_q *ChangeRequestQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
 }
@@ -1889,7 +2108,7 @@ type ChangeRequestFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ChangeRequestFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[7].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[8].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2056,7 +2275,7 @@ type ClientKeyFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ClientKeyFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[8].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[9].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2145,7 +2364,7 @@ type EnrollmentTokenFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *EnrollmentTokenFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[9].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[10].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2258,7 +2477,7 @@ type GatewayFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *GatewayFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[10].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[11].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2417,7 +2636,7 @@ type InvitationFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *InvitationFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[11].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[12].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2511,7 +2730,7 @@ type MembershipFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *MembershipFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[12].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[13].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2604,7 +2823,7 @@ type PolicyVersionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *PolicyVersionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[13].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[14].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2717,7 +2936,7 @@ type SessionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *SessionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[14].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[15].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2787,7 +3006,7 @@ type TenantFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *TenantFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[15].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[16].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2887,7 +3106,7 @@ type ToolFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ToolFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[16].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[17].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3038,7 +3257,7 @@ type ToolVersionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ToolVersionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[17].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[18].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3141,7 +3360,7 @@ type UpstreamFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UpstreamFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[18].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[19].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3225,6 +3444,11 @@ func (f *UpstreamFilter) WherePackageIntegrity(p entql.StringP) {
 // WherePackageBin applies the entql string predicate on the package_bin field.
 func (f *UpstreamFilter) WherePackageBin(p entql.StringP) {
 	f.Where(p.Field(upstream.FieldPackageBin))
+}
+
+// WhereCatalogEntry applies the entql string predicate on the catalog_entry field.
+func (f *UpstreamFilter) WhereCatalogEntry(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldCatalogEntry))
 }
 
 // WhereCredentialRef applies the entql string predicate on the credential_ref field.
@@ -3333,7 +3557,7 @@ type UserFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UserFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[19].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[20].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3422,7 +3646,7 @@ type VirtualServerFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *VirtualServerFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[20].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[21].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})

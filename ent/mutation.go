@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/callrollup"
+	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
@@ -53,6 +54,7 @@ const (
 	TypeAuditEvent      = "AuditEvent"
 	TypeCallEvent       = "CallEvent"
 	TypeCallRollup      = "CallRollup"
+	TypeCatalogEntry    = "CatalogEntry"
 	TypeChangeRequest   = "ChangeRequest"
 	TypeClientKey       = "ClientKey"
 	TypeEnrollmentToken = "EnrollmentToken"
@@ -8301,6 +8303,1746 @@ func (m *CallRollupMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown CallRollup edge %s", name)
+}
+
+// CatalogEntryMutation represents an operation that mutates the CatalogEntry nodes in the graph.
+type CatalogEntryMutation struct {
+	config
+	op                    Op
+	typ                   string
+	id                    *uuid.UUID
+	created_at            *time.Time
+	updated_at            *time.Time
+	name                  *string
+	version               *string
+	title                 *string
+	description           *string
+	transport             *catalogentry.Transport
+	url                   *string
+	package_ecosystem     *string
+	package_name          *string
+	package_version       *string
+	package_integrity     *string
+	package_bin           *string
+	args                  *[]string
+	appendargs            []string
+	credentials           *[]schematype.CatalogCredential
+	appendcredentials     []schematype.CatalogCredential
+	source                *string
+	status                *catalogentry.Status
+	requested_by          *string
+	requester_key         *string
+	approvals_required    *int
+	addapprovals_required *int
+	decisions             *[]schematype.CatalogDecision
+	appenddecisions       []schematype.CatalogDecision
+	decided_at            *time.Time
+	clearedFields         map[string]struct{}
+	tenant                *uuid.UUID
+	clearedtenant         bool
+	done                  bool
+	oldValue              func(context.Context) (*CatalogEntry, error)
+	predicates            []predicate.CatalogEntry
+}
+
+var _ ent.Mutation = (*CatalogEntryMutation)(nil)
+
+// catalogentryOption allows management of the mutation configuration using functional options.
+type catalogentryOption func(*CatalogEntryMutation)
+
+// newCatalogEntryMutation creates new mutation for the CatalogEntry entity.
+func newCatalogEntryMutation(c config, op Op, opts ...catalogentryOption) *CatalogEntryMutation {
+	m := &CatalogEntryMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeCatalogEntry,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withCatalogEntryID sets the ID field of the mutation.
+func withCatalogEntryID(id uuid.UUID) catalogentryOption {
+	return func(m *CatalogEntryMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *CatalogEntry
+		)
+		m.oldValue = func(ctx context.Context) (*CatalogEntry, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().CatalogEntry.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withCatalogEntry sets the old CatalogEntry of the mutation.
+func withCatalogEntry(node *CatalogEntry) catalogentryOption {
+	return func(m *CatalogEntryMutation) {
+		m.oldValue = func(context.Context) (*CatalogEntry, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m CatalogEntryMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m CatalogEntryMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of CatalogEntry entities.
+func (m *CatalogEntryMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *CatalogEntryMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *CatalogEntryMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().CatalogEntry.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *CatalogEntryMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *CatalogEntryMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *CatalogEntryMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *CatalogEntryMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *CatalogEntryMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *CatalogEntryMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetTenantID sets the "tenant_id" field.
+func (m *CatalogEntryMutation) SetTenantID(u uuid.UUID) {
+	m.tenant = &u
+}
+
+// TenantID returns the value of the "tenant_id" field in the mutation.
+func (m *CatalogEntryMutation) TenantID() (r uuid.UUID, exists bool) {
+	v := m.tenant
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTenantID returns the old "tenant_id" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldTenantID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTenantID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTenantID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTenantID: %w", err)
+	}
+	return oldValue.TenantID, nil
+}
+
+// ResetTenantID resets all changes to the "tenant_id" field.
+func (m *CatalogEntryMutation) ResetTenantID() {
+	m.tenant = nil
+}
+
+// SetName sets the "name" field.
+func (m *CatalogEntryMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *CatalogEntryMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *CatalogEntryMutation) ResetName() {
+	m.name = nil
+}
+
+// SetVersion sets the "version" field.
+func (m *CatalogEntryMutation) SetVersion(s string) {
+	m.version = &s
+}
+
+// Version returns the value of the "version" field in the mutation.
+func (m *CatalogEntryMutation) Version() (r string, exists bool) {
+	v := m.version
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldVersion returns the old "version" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldVersion(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldVersion is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldVersion requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldVersion: %w", err)
+	}
+	return oldValue.Version, nil
+}
+
+// ResetVersion resets all changes to the "version" field.
+func (m *CatalogEntryMutation) ResetVersion() {
+	m.version = nil
+}
+
+// SetTitle sets the "title" field.
+func (m *CatalogEntryMutation) SetTitle(s string) {
+	m.title = &s
+}
+
+// Title returns the value of the "title" field in the mutation.
+func (m *CatalogEntryMutation) Title() (r string, exists bool) {
+	v := m.title
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTitle returns the old "title" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldTitle(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTitle is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTitle requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTitle: %w", err)
+	}
+	return oldValue.Title, nil
+}
+
+// ResetTitle resets all changes to the "title" field.
+func (m *CatalogEntryMutation) ResetTitle() {
+	m.title = nil
+}
+
+// SetDescription sets the "description" field.
+func (m *CatalogEntryMutation) SetDescription(s string) {
+	m.description = &s
+}
+
+// Description returns the value of the "description" field in the mutation.
+func (m *CatalogEntryMutation) Description() (r string, exists bool) {
+	v := m.description
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDescription returns the old "description" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldDescription(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDescription is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDescription requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDescription: %w", err)
+	}
+	return oldValue.Description, nil
+}
+
+// ResetDescription resets all changes to the "description" field.
+func (m *CatalogEntryMutation) ResetDescription() {
+	m.description = nil
+}
+
+// SetTransport sets the "transport" field.
+func (m *CatalogEntryMutation) SetTransport(c catalogentry.Transport) {
+	m.transport = &c
+}
+
+// Transport returns the value of the "transport" field in the mutation.
+func (m *CatalogEntryMutation) Transport() (r catalogentry.Transport, exists bool) {
+	v := m.transport
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTransport returns the old "transport" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldTransport(ctx context.Context) (v catalogentry.Transport, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTransport is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTransport requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTransport: %w", err)
+	}
+	return oldValue.Transport, nil
+}
+
+// ResetTransport resets all changes to the "transport" field.
+func (m *CatalogEntryMutation) ResetTransport() {
+	m.transport = nil
+}
+
+// SetURL sets the "url" field.
+func (m *CatalogEntryMutation) SetURL(s string) {
+	m.url = &s
+}
+
+// URL returns the value of the "url" field in the mutation.
+func (m *CatalogEntryMutation) URL() (r string, exists bool) {
+	v := m.url
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldURL returns the old "url" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldURL(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldURL is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldURL requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldURL: %w", err)
+	}
+	return oldValue.URL, nil
+}
+
+// ResetURL resets all changes to the "url" field.
+func (m *CatalogEntryMutation) ResetURL() {
+	m.url = nil
+}
+
+// SetPackageEcosystem sets the "package_ecosystem" field.
+func (m *CatalogEntryMutation) SetPackageEcosystem(s string) {
+	m.package_ecosystem = &s
+}
+
+// PackageEcosystem returns the value of the "package_ecosystem" field in the mutation.
+func (m *CatalogEntryMutation) PackageEcosystem() (r string, exists bool) {
+	v := m.package_ecosystem
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPackageEcosystem returns the old "package_ecosystem" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldPackageEcosystem(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPackageEcosystem is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPackageEcosystem requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPackageEcosystem: %w", err)
+	}
+	return oldValue.PackageEcosystem, nil
+}
+
+// ResetPackageEcosystem resets all changes to the "package_ecosystem" field.
+func (m *CatalogEntryMutation) ResetPackageEcosystem() {
+	m.package_ecosystem = nil
+}
+
+// SetPackageName sets the "package_name" field.
+func (m *CatalogEntryMutation) SetPackageName(s string) {
+	m.package_name = &s
+}
+
+// PackageName returns the value of the "package_name" field in the mutation.
+func (m *CatalogEntryMutation) PackageName() (r string, exists bool) {
+	v := m.package_name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPackageName returns the old "package_name" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldPackageName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPackageName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPackageName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPackageName: %w", err)
+	}
+	return oldValue.PackageName, nil
+}
+
+// ResetPackageName resets all changes to the "package_name" field.
+func (m *CatalogEntryMutation) ResetPackageName() {
+	m.package_name = nil
+}
+
+// SetPackageVersion sets the "package_version" field.
+func (m *CatalogEntryMutation) SetPackageVersion(s string) {
+	m.package_version = &s
+}
+
+// PackageVersion returns the value of the "package_version" field in the mutation.
+func (m *CatalogEntryMutation) PackageVersion() (r string, exists bool) {
+	v := m.package_version
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPackageVersion returns the old "package_version" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldPackageVersion(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPackageVersion is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPackageVersion requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPackageVersion: %w", err)
+	}
+	return oldValue.PackageVersion, nil
+}
+
+// ResetPackageVersion resets all changes to the "package_version" field.
+func (m *CatalogEntryMutation) ResetPackageVersion() {
+	m.package_version = nil
+}
+
+// SetPackageIntegrity sets the "package_integrity" field.
+func (m *CatalogEntryMutation) SetPackageIntegrity(s string) {
+	m.package_integrity = &s
+}
+
+// PackageIntegrity returns the value of the "package_integrity" field in the mutation.
+func (m *CatalogEntryMutation) PackageIntegrity() (r string, exists bool) {
+	v := m.package_integrity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPackageIntegrity returns the old "package_integrity" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldPackageIntegrity(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPackageIntegrity is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPackageIntegrity requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPackageIntegrity: %w", err)
+	}
+	return oldValue.PackageIntegrity, nil
+}
+
+// ResetPackageIntegrity resets all changes to the "package_integrity" field.
+func (m *CatalogEntryMutation) ResetPackageIntegrity() {
+	m.package_integrity = nil
+}
+
+// SetPackageBin sets the "package_bin" field.
+func (m *CatalogEntryMutation) SetPackageBin(s string) {
+	m.package_bin = &s
+}
+
+// PackageBin returns the value of the "package_bin" field in the mutation.
+func (m *CatalogEntryMutation) PackageBin() (r string, exists bool) {
+	v := m.package_bin
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPackageBin returns the old "package_bin" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldPackageBin(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPackageBin is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPackageBin requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPackageBin: %w", err)
+	}
+	return oldValue.PackageBin, nil
+}
+
+// ResetPackageBin resets all changes to the "package_bin" field.
+func (m *CatalogEntryMutation) ResetPackageBin() {
+	m.package_bin = nil
+}
+
+// SetArgs sets the "args" field.
+func (m *CatalogEntryMutation) SetArgs(s []string) {
+	m.args = &s
+	m.appendargs = nil
+}
+
+// Args returns the value of the "args" field in the mutation.
+func (m *CatalogEntryMutation) Args() (r []string, exists bool) {
+	v := m.args
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldArgs returns the old "args" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldArgs(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldArgs is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldArgs requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldArgs: %w", err)
+	}
+	return oldValue.Args, nil
+}
+
+// AppendArgs adds s to the "args" field.
+func (m *CatalogEntryMutation) AppendArgs(s []string) {
+	m.appendargs = append(m.appendargs, s...)
+}
+
+// AppendedArgs returns the list of values that were appended to the "args" field in this mutation.
+func (m *CatalogEntryMutation) AppendedArgs() ([]string, bool) {
+	if len(m.appendargs) == 0 {
+		return nil, false
+	}
+	return m.appendargs, true
+}
+
+// ClearArgs clears the value of the "args" field.
+func (m *CatalogEntryMutation) ClearArgs() {
+	m.args = nil
+	m.appendargs = nil
+	m.clearedFields[catalogentry.FieldArgs] = struct{}{}
+}
+
+// ArgsCleared returns if the "args" field was cleared in this mutation.
+func (m *CatalogEntryMutation) ArgsCleared() bool {
+	_, ok := m.clearedFields[catalogentry.FieldArgs]
+	return ok
+}
+
+// ResetArgs resets all changes to the "args" field.
+func (m *CatalogEntryMutation) ResetArgs() {
+	m.args = nil
+	m.appendargs = nil
+	delete(m.clearedFields, catalogentry.FieldArgs)
+}
+
+// SetCredentials sets the "credentials" field.
+func (m *CatalogEntryMutation) SetCredentials(sc []schematype.CatalogCredential) {
+	m.credentials = &sc
+	m.appendcredentials = nil
+}
+
+// Credentials returns the value of the "credentials" field in the mutation.
+func (m *CatalogEntryMutation) Credentials() (r []schematype.CatalogCredential, exists bool) {
+	v := m.credentials
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCredentials returns the old "credentials" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldCredentials(ctx context.Context) (v []schematype.CatalogCredential, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCredentials is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCredentials requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCredentials: %w", err)
+	}
+	return oldValue.Credentials, nil
+}
+
+// AppendCredentials adds sc to the "credentials" field.
+func (m *CatalogEntryMutation) AppendCredentials(sc []schematype.CatalogCredential) {
+	m.appendcredentials = append(m.appendcredentials, sc...)
+}
+
+// AppendedCredentials returns the list of values that were appended to the "credentials" field in this mutation.
+func (m *CatalogEntryMutation) AppendedCredentials() ([]schematype.CatalogCredential, bool) {
+	if len(m.appendcredentials) == 0 {
+		return nil, false
+	}
+	return m.appendcredentials, true
+}
+
+// ClearCredentials clears the value of the "credentials" field.
+func (m *CatalogEntryMutation) ClearCredentials() {
+	m.credentials = nil
+	m.appendcredentials = nil
+	m.clearedFields[catalogentry.FieldCredentials] = struct{}{}
+}
+
+// CredentialsCleared returns if the "credentials" field was cleared in this mutation.
+func (m *CatalogEntryMutation) CredentialsCleared() bool {
+	_, ok := m.clearedFields[catalogentry.FieldCredentials]
+	return ok
+}
+
+// ResetCredentials resets all changes to the "credentials" field.
+func (m *CatalogEntryMutation) ResetCredentials() {
+	m.credentials = nil
+	m.appendcredentials = nil
+	delete(m.clearedFields, catalogentry.FieldCredentials)
+}
+
+// SetSource sets the "source" field.
+func (m *CatalogEntryMutation) SetSource(s string) {
+	m.source = &s
+}
+
+// Source returns the value of the "source" field in the mutation.
+func (m *CatalogEntryMutation) Source() (r string, exists bool) {
+	v := m.source
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSource returns the old "source" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldSource(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSource is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSource requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSource: %w", err)
+	}
+	return oldValue.Source, nil
+}
+
+// ResetSource resets all changes to the "source" field.
+func (m *CatalogEntryMutation) ResetSource() {
+	m.source = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *CatalogEntryMutation) SetStatus(c catalogentry.Status) {
+	m.status = &c
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *CatalogEntryMutation) Status() (r catalogentry.Status, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldStatus(ctx context.Context) (v catalogentry.Status, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *CatalogEntryMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetRequestedBy sets the "requested_by" field.
+func (m *CatalogEntryMutation) SetRequestedBy(s string) {
+	m.requested_by = &s
+}
+
+// RequestedBy returns the value of the "requested_by" field in the mutation.
+func (m *CatalogEntryMutation) RequestedBy() (r string, exists bool) {
+	v := m.requested_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequestedBy returns the old "requested_by" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldRequestedBy(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequestedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequestedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequestedBy: %w", err)
+	}
+	return oldValue.RequestedBy, nil
+}
+
+// ResetRequestedBy resets all changes to the "requested_by" field.
+func (m *CatalogEntryMutation) ResetRequestedBy() {
+	m.requested_by = nil
+}
+
+// SetRequesterKey sets the "requester_key" field.
+func (m *CatalogEntryMutation) SetRequesterKey(s string) {
+	m.requester_key = &s
+}
+
+// RequesterKey returns the value of the "requester_key" field in the mutation.
+func (m *CatalogEntryMutation) RequesterKey() (r string, exists bool) {
+	v := m.requester_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequesterKey returns the old "requester_key" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldRequesterKey(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequesterKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequesterKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequesterKey: %w", err)
+	}
+	return oldValue.RequesterKey, nil
+}
+
+// ResetRequesterKey resets all changes to the "requester_key" field.
+func (m *CatalogEntryMutation) ResetRequesterKey() {
+	m.requester_key = nil
+}
+
+// SetApprovalsRequired sets the "approvals_required" field.
+func (m *CatalogEntryMutation) SetApprovalsRequired(i int) {
+	m.approvals_required = &i
+	m.addapprovals_required = nil
+}
+
+// ApprovalsRequired returns the value of the "approvals_required" field in the mutation.
+func (m *CatalogEntryMutation) ApprovalsRequired() (r int, exists bool) {
+	v := m.approvals_required
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldApprovalsRequired returns the old "approvals_required" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldApprovalsRequired(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldApprovalsRequired is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldApprovalsRequired requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldApprovalsRequired: %w", err)
+	}
+	return oldValue.ApprovalsRequired, nil
+}
+
+// AddApprovalsRequired adds i to the "approvals_required" field.
+func (m *CatalogEntryMutation) AddApprovalsRequired(i int) {
+	if m.addapprovals_required != nil {
+		*m.addapprovals_required += i
+	} else {
+		m.addapprovals_required = &i
+	}
+}
+
+// AddedApprovalsRequired returns the value that was added to the "approvals_required" field in this mutation.
+func (m *CatalogEntryMutation) AddedApprovalsRequired() (r int, exists bool) {
+	v := m.addapprovals_required
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetApprovalsRequired resets all changes to the "approvals_required" field.
+func (m *CatalogEntryMutation) ResetApprovalsRequired() {
+	m.approvals_required = nil
+	m.addapprovals_required = nil
+}
+
+// SetDecisions sets the "decisions" field.
+func (m *CatalogEntryMutation) SetDecisions(sd []schematype.CatalogDecision) {
+	m.decisions = &sd
+	m.appenddecisions = nil
+}
+
+// Decisions returns the value of the "decisions" field in the mutation.
+func (m *CatalogEntryMutation) Decisions() (r []schematype.CatalogDecision, exists bool) {
+	v := m.decisions
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDecisions returns the old "decisions" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldDecisions(ctx context.Context) (v []schematype.CatalogDecision, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDecisions is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDecisions requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDecisions: %w", err)
+	}
+	return oldValue.Decisions, nil
+}
+
+// AppendDecisions adds sd to the "decisions" field.
+func (m *CatalogEntryMutation) AppendDecisions(sd []schematype.CatalogDecision) {
+	m.appenddecisions = append(m.appenddecisions, sd...)
+}
+
+// AppendedDecisions returns the list of values that were appended to the "decisions" field in this mutation.
+func (m *CatalogEntryMutation) AppendedDecisions() ([]schematype.CatalogDecision, bool) {
+	if len(m.appenddecisions) == 0 {
+		return nil, false
+	}
+	return m.appenddecisions, true
+}
+
+// ClearDecisions clears the value of the "decisions" field.
+func (m *CatalogEntryMutation) ClearDecisions() {
+	m.decisions = nil
+	m.appenddecisions = nil
+	m.clearedFields[catalogentry.FieldDecisions] = struct{}{}
+}
+
+// DecisionsCleared returns if the "decisions" field was cleared in this mutation.
+func (m *CatalogEntryMutation) DecisionsCleared() bool {
+	_, ok := m.clearedFields[catalogentry.FieldDecisions]
+	return ok
+}
+
+// ResetDecisions resets all changes to the "decisions" field.
+func (m *CatalogEntryMutation) ResetDecisions() {
+	m.decisions = nil
+	m.appenddecisions = nil
+	delete(m.clearedFields, catalogentry.FieldDecisions)
+}
+
+// SetDecidedAt sets the "decided_at" field.
+func (m *CatalogEntryMutation) SetDecidedAt(t time.Time) {
+	m.decided_at = &t
+}
+
+// DecidedAt returns the value of the "decided_at" field in the mutation.
+func (m *CatalogEntryMutation) DecidedAt() (r time.Time, exists bool) {
+	v := m.decided_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDecidedAt returns the old "decided_at" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldDecidedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDecidedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDecidedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDecidedAt: %w", err)
+	}
+	return oldValue.DecidedAt, nil
+}
+
+// ClearDecidedAt clears the value of the "decided_at" field.
+func (m *CatalogEntryMutation) ClearDecidedAt() {
+	m.decided_at = nil
+	m.clearedFields[catalogentry.FieldDecidedAt] = struct{}{}
+}
+
+// DecidedAtCleared returns if the "decided_at" field was cleared in this mutation.
+func (m *CatalogEntryMutation) DecidedAtCleared() bool {
+	_, ok := m.clearedFields[catalogentry.FieldDecidedAt]
+	return ok
+}
+
+// ResetDecidedAt resets all changes to the "decided_at" field.
+func (m *CatalogEntryMutation) ResetDecidedAt() {
+	m.decided_at = nil
+	delete(m.clearedFields, catalogentry.FieldDecidedAt)
+}
+
+// ClearTenant clears the "tenant" edge to the Tenant entity.
+func (m *CatalogEntryMutation) ClearTenant() {
+	m.clearedtenant = true
+	m.clearedFields[catalogentry.FieldTenantID] = struct{}{}
+}
+
+// TenantCleared reports if the "tenant" edge to the Tenant entity was cleared.
+func (m *CatalogEntryMutation) TenantCleared() bool {
+	return m.clearedtenant
+}
+
+// TenantIDs returns the "tenant" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// TenantID instead. It exists only for internal usage by the builders.
+func (m *CatalogEntryMutation) TenantIDs() (ids []uuid.UUID) {
+	if id := m.tenant; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetTenant resets all changes to the "tenant" edge.
+func (m *CatalogEntryMutation) ResetTenant() {
+	m.tenant = nil
+	m.clearedtenant = false
+}
+
+// Where appends a list predicates to the CatalogEntryMutation builder.
+func (m *CatalogEntryMutation) Where(ps ...predicate.CatalogEntry) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the CatalogEntryMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *CatalogEntryMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.CatalogEntry, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *CatalogEntryMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *CatalogEntryMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (CatalogEntry).
+func (m *CatalogEntryMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *CatalogEntryMutation) Fields() []string {
+	fields := make([]string, 0, 23)
+	if m.created_at != nil {
+		fields = append(fields, catalogentry.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, catalogentry.FieldUpdatedAt)
+	}
+	if m.tenant != nil {
+		fields = append(fields, catalogentry.FieldTenantID)
+	}
+	if m.name != nil {
+		fields = append(fields, catalogentry.FieldName)
+	}
+	if m.version != nil {
+		fields = append(fields, catalogentry.FieldVersion)
+	}
+	if m.title != nil {
+		fields = append(fields, catalogentry.FieldTitle)
+	}
+	if m.description != nil {
+		fields = append(fields, catalogentry.FieldDescription)
+	}
+	if m.transport != nil {
+		fields = append(fields, catalogentry.FieldTransport)
+	}
+	if m.url != nil {
+		fields = append(fields, catalogentry.FieldURL)
+	}
+	if m.package_ecosystem != nil {
+		fields = append(fields, catalogentry.FieldPackageEcosystem)
+	}
+	if m.package_name != nil {
+		fields = append(fields, catalogentry.FieldPackageName)
+	}
+	if m.package_version != nil {
+		fields = append(fields, catalogentry.FieldPackageVersion)
+	}
+	if m.package_integrity != nil {
+		fields = append(fields, catalogentry.FieldPackageIntegrity)
+	}
+	if m.package_bin != nil {
+		fields = append(fields, catalogentry.FieldPackageBin)
+	}
+	if m.args != nil {
+		fields = append(fields, catalogentry.FieldArgs)
+	}
+	if m.credentials != nil {
+		fields = append(fields, catalogentry.FieldCredentials)
+	}
+	if m.source != nil {
+		fields = append(fields, catalogentry.FieldSource)
+	}
+	if m.status != nil {
+		fields = append(fields, catalogentry.FieldStatus)
+	}
+	if m.requested_by != nil {
+		fields = append(fields, catalogentry.FieldRequestedBy)
+	}
+	if m.requester_key != nil {
+		fields = append(fields, catalogentry.FieldRequesterKey)
+	}
+	if m.approvals_required != nil {
+		fields = append(fields, catalogentry.FieldApprovalsRequired)
+	}
+	if m.decisions != nil {
+		fields = append(fields, catalogentry.FieldDecisions)
+	}
+	if m.decided_at != nil {
+		fields = append(fields, catalogentry.FieldDecidedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *CatalogEntryMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case catalogentry.FieldCreatedAt:
+		return m.CreatedAt()
+	case catalogentry.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case catalogentry.FieldTenantID:
+		return m.TenantID()
+	case catalogentry.FieldName:
+		return m.Name()
+	case catalogentry.FieldVersion:
+		return m.Version()
+	case catalogentry.FieldTitle:
+		return m.Title()
+	case catalogentry.FieldDescription:
+		return m.Description()
+	case catalogentry.FieldTransport:
+		return m.Transport()
+	case catalogentry.FieldURL:
+		return m.URL()
+	case catalogentry.FieldPackageEcosystem:
+		return m.PackageEcosystem()
+	case catalogentry.FieldPackageName:
+		return m.PackageName()
+	case catalogentry.FieldPackageVersion:
+		return m.PackageVersion()
+	case catalogentry.FieldPackageIntegrity:
+		return m.PackageIntegrity()
+	case catalogentry.FieldPackageBin:
+		return m.PackageBin()
+	case catalogentry.FieldArgs:
+		return m.Args()
+	case catalogentry.FieldCredentials:
+		return m.Credentials()
+	case catalogentry.FieldSource:
+		return m.Source()
+	case catalogentry.FieldStatus:
+		return m.Status()
+	case catalogentry.FieldRequestedBy:
+		return m.RequestedBy()
+	case catalogentry.FieldRequesterKey:
+		return m.RequesterKey()
+	case catalogentry.FieldApprovalsRequired:
+		return m.ApprovalsRequired()
+	case catalogentry.FieldDecisions:
+		return m.Decisions()
+	case catalogentry.FieldDecidedAt:
+		return m.DecidedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *CatalogEntryMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case catalogentry.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case catalogentry.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case catalogentry.FieldTenantID:
+		return m.OldTenantID(ctx)
+	case catalogentry.FieldName:
+		return m.OldName(ctx)
+	case catalogentry.FieldVersion:
+		return m.OldVersion(ctx)
+	case catalogentry.FieldTitle:
+		return m.OldTitle(ctx)
+	case catalogentry.FieldDescription:
+		return m.OldDescription(ctx)
+	case catalogentry.FieldTransport:
+		return m.OldTransport(ctx)
+	case catalogentry.FieldURL:
+		return m.OldURL(ctx)
+	case catalogentry.FieldPackageEcosystem:
+		return m.OldPackageEcosystem(ctx)
+	case catalogentry.FieldPackageName:
+		return m.OldPackageName(ctx)
+	case catalogentry.FieldPackageVersion:
+		return m.OldPackageVersion(ctx)
+	case catalogentry.FieldPackageIntegrity:
+		return m.OldPackageIntegrity(ctx)
+	case catalogentry.FieldPackageBin:
+		return m.OldPackageBin(ctx)
+	case catalogentry.FieldArgs:
+		return m.OldArgs(ctx)
+	case catalogentry.FieldCredentials:
+		return m.OldCredentials(ctx)
+	case catalogentry.FieldSource:
+		return m.OldSource(ctx)
+	case catalogentry.FieldStatus:
+		return m.OldStatus(ctx)
+	case catalogentry.FieldRequestedBy:
+		return m.OldRequestedBy(ctx)
+	case catalogentry.FieldRequesterKey:
+		return m.OldRequesterKey(ctx)
+	case catalogentry.FieldApprovalsRequired:
+		return m.OldApprovalsRequired(ctx)
+	case catalogentry.FieldDecisions:
+		return m.OldDecisions(ctx)
+	case catalogentry.FieldDecidedAt:
+		return m.OldDecidedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown CatalogEntry field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CatalogEntryMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case catalogentry.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case catalogentry.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case catalogentry.FieldTenantID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTenantID(v)
+		return nil
+	case catalogentry.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case catalogentry.FieldVersion:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetVersion(v)
+		return nil
+	case catalogentry.FieldTitle:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTitle(v)
+		return nil
+	case catalogentry.FieldDescription:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDescription(v)
+		return nil
+	case catalogentry.FieldTransport:
+		v, ok := value.(catalogentry.Transport)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTransport(v)
+		return nil
+	case catalogentry.FieldURL:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetURL(v)
+		return nil
+	case catalogentry.FieldPackageEcosystem:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPackageEcosystem(v)
+		return nil
+	case catalogentry.FieldPackageName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPackageName(v)
+		return nil
+	case catalogentry.FieldPackageVersion:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPackageVersion(v)
+		return nil
+	case catalogentry.FieldPackageIntegrity:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPackageIntegrity(v)
+		return nil
+	case catalogentry.FieldPackageBin:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPackageBin(v)
+		return nil
+	case catalogentry.FieldArgs:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetArgs(v)
+		return nil
+	case catalogentry.FieldCredentials:
+		v, ok := value.([]schematype.CatalogCredential)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCredentials(v)
+		return nil
+	case catalogentry.FieldSource:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSource(v)
+		return nil
+	case catalogentry.FieldStatus:
+		v, ok := value.(catalogentry.Status)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case catalogentry.FieldRequestedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequestedBy(v)
+		return nil
+	case catalogentry.FieldRequesterKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequesterKey(v)
+		return nil
+	case catalogentry.FieldApprovalsRequired:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetApprovalsRequired(v)
+		return nil
+	case catalogentry.FieldDecisions:
+		v, ok := value.([]schematype.CatalogDecision)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDecisions(v)
+		return nil
+	case catalogentry.FieldDecidedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDecidedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown CatalogEntry field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *CatalogEntryMutation) AddedFields() []string {
+	var fields []string
+	if m.addapprovals_required != nil {
+		fields = append(fields, catalogentry.FieldApprovalsRequired)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *CatalogEntryMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case catalogentry.FieldApprovalsRequired:
+		return m.AddedApprovalsRequired()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CatalogEntryMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case catalogentry.FieldApprovalsRequired:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddApprovalsRequired(v)
+		return nil
+	}
+	return fmt.Errorf("unknown CatalogEntry numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *CatalogEntryMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(catalogentry.FieldArgs) {
+		fields = append(fields, catalogentry.FieldArgs)
+	}
+	if m.FieldCleared(catalogentry.FieldCredentials) {
+		fields = append(fields, catalogentry.FieldCredentials)
+	}
+	if m.FieldCleared(catalogentry.FieldDecisions) {
+		fields = append(fields, catalogentry.FieldDecisions)
+	}
+	if m.FieldCleared(catalogentry.FieldDecidedAt) {
+		fields = append(fields, catalogentry.FieldDecidedAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *CatalogEntryMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *CatalogEntryMutation) ClearField(name string) error {
+	switch name {
+	case catalogentry.FieldArgs:
+		m.ClearArgs()
+		return nil
+	case catalogentry.FieldCredentials:
+		m.ClearCredentials()
+		return nil
+	case catalogentry.FieldDecisions:
+		m.ClearDecisions()
+		return nil
+	case catalogentry.FieldDecidedAt:
+		m.ClearDecidedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown CatalogEntry nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *CatalogEntryMutation) ResetField(name string) error {
+	switch name {
+	case catalogentry.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case catalogentry.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case catalogentry.FieldTenantID:
+		m.ResetTenantID()
+		return nil
+	case catalogentry.FieldName:
+		m.ResetName()
+		return nil
+	case catalogentry.FieldVersion:
+		m.ResetVersion()
+		return nil
+	case catalogentry.FieldTitle:
+		m.ResetTitle()
+		return nil
+	case catalogentry.FieldDescription:
+		m.ResetDescription()
+		return nil
+	case catalogentry.FieldTransport:
+		m.ResetTransport()
+		return nil
+	case catalogentry.FieldURL:
+		m.ResetURL()
+		return nil
+	case catalogentry.FieldPackageEcosystem:
+		m.ResetPackageEcosystem()
+		return nil
+	case catalogentry.FieldPackageName:
+		m.ResetPackageName()
+		return nil
+	case catalogentry.FieldPackageVersion:
+		m.ResetPackageVersion()
+		return nil
+	case catalogentry.FieldPackageIntegrity:
+		m.ResetPackageIntegrity()
+		return nil
+	case catalogentry.FieldPackageBin:
+		m.ResetPackageBin()
+		return nil
+	case catalogentry.FieldArgs:
+		m.ResetArgs()
+		return nil
+	case catalogentry.FieldCredentials:
+		m.ResetCredentials()
+		return nil
+	case catalogentry.FieldSource:
+		m.ResetSource()
+		return nil
+	case catalogentry.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case catalogentry.FieldRequestedBy:
+		m.ResetRequestedBy()
+		return nil
+	case catalogentry.FieldRequesterKey:
+		m.ResetRequesterKey()
+		return nil
+	case catalogentry.FieldApprovalsRequired:
+		m.ResetApprovalsRequired()
+		return nil
+	case catalogentry.FieldDecisions:
+		m.ResetDecisions()
+		return nil
+	case catalogentry.FieldDecidedAt:
+		m.ResetDecidedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown CatalogEntry field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *CatalogEntryMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.tenant != nil {
+		edges = append(edges, catalogentry.EdgeTenant)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *CatalogEntryMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case catalogentry.EdgeTenant:
+		if id := m.tenant; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *CatalogEntryMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *CatalogEntryMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *CatalogEntryMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedtenant {
+		edges = append(edges, catalogentry.EdgeTenant)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *CatalogEntryMutation) EdgeCleared(name string) bool {
+	switch name {
+	case catalogentry.EdgeTenant:
+		return m.clearedtenant
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *CatalogEntryMutation) ClearEdge(name string) error {
+	switch name {
+	case catalogentry.EdgeTenant:
+		m.ClearTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown CatalogEntry unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *CatalogEntryMutation) ResetEdge(name string) error {
+	switch name {
+	case catalogentry.EdgeTenant:
+		m.ResetTenant()
+		return nil
+	}
+	return fmt.Errorf("unknown CatalogEntry edge %s", name)
 }
 
 // ChangeRequestMutation represents an operation that mutates the ChangeRequest nodes in the graph.
@@ -18668,6 +20410,7 @@ type UpstreamMutation struct {
 	package_version   *string
 	package_integrity *string
 	package_bin       *string
+	catalog_entry     *string
 	credential_ref    *string
 	credential_header *string
 	deny_sampling     *bool
@@ -19374,6 +21117,42 @@ func (m *UpstreamMutation) ResetPackageBin() {
 	m.package_bin = nil
 }
 
+// SetCatalogEntry sets the "catalog_entry" field.
+func (m *UpstreamMutation) SetCatalogEntry(s string) {
+	m.catalog_entry = &s
+}
+
+// CatalogEntry returns the value of the "catalog_entry" field in the mutation.
+func (m *UpstreamMutation) CatalogEntry() (r string, exists bool) {
+	v := m.catalog_entry
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCatalogEntry returns the old "catalog_entry" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldCatalogEntry(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCatalogEntry is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCatalogEntry requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCatalogEntry: %w", err)
+	}
+	return oldValue.CatalogEntry, nil
+}
+
+// ResetCatalogEntry resets all changes to the "catalog_entry" field.
+func (m *UpstreamMutation) ResetCatalogEntry() {
+	m.catalog_entry = nil
+}
+
 // SetCredentialRef sets the "credential_ref" field.
 func (m *UpstreamMutation) SetCredentialRef(s string) {
 	m.credential_ref = &s
@@ -19768,7 +21547,7 @@ func (m *UpstreamMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UpstreamMutation) Fields() []string {
-	fields := make([]string, 0, 22)
+	fields := make([]string, 0, 23)
 	if m.created_at != nil {
 		fields = append(fields, upstream.FieldCreatedAt)
 	}
@@ -19813,6 +21592,9 @@ func (m *UpstreamMutation) Fields() []string {
 	}
 	if m.package_bin != nil {
 		fields = append(fields, upstream.FieldPackageBin)
+	}
+	if m.catalog_entry != nil {
+		fields = append(fields, upstream.FieldCatalogEntry)
 	}
 	if m.credential_ref != nil {
 		fields = append(fields, upstream.FieldCredentialRef)
@@ -19873,6 +21655,8 @@ func (m *UpstreamMutation) Field(name string) (ent.Value, bool) {
 		return m.PackageIntegrity()
 	case upstream.FieldPackageBin:
 		return m.PackageBin()
+	case upstream.FieldCatalogEntry:
+		return m.CatalogEntry()
 	case upstream.FieldCredentialRef:
 		return m.CredentialRef()
 	case upstream.FieldCredentialHeader:
@@ -19926,6 +21710,8 @@ func (m *UpstreamMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldPackageIntegrity(ctx)
 	case upstream.FieldPackageBin:
 		return m.OldPackageBin(ctx)
+	case upstream.FieldCatalogEntry:
+		return m.OldCatalogEntry(ctx)
 	case upstream.FieldCredentialRef:
 		return m.OldCredentialRef(ctx)
 	case upstream.FieldCredentialHeader:
@@ -20053,6 +21839,13 @@ func (m *UpstreamMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetPackageBin(v)
+		return nil
+	case upstream.FieldCatalogEntry:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCatalogEntry(v)
 		return nil
 	case upstream.FieldCredentialRef:
 		v, ok := value.(string)
@@ -20211,6 +22004,9 @@ func (m *UpstreamMutation) ResetField(name string) error {
 		return nil
 	case upstream.FieldPackageBin:
 		m.ResetPackageBin()
+		return nil
+	case upstream.FieldCatalogEntry:
+		m.ResetCatalogEntry()
 		return nil
 	case upstream.FieldCredentialRef:
 		m.ResetCredentialRef()

@@ -26,6 +26,8 @@ type Tx struct {
 	CallEvent *CallEventClient
 	// CallRollup is the client for interacting with the CallRollup builders.
 	CallRollup *CallRollupClient
+	// CatalogEntry is the client for interacting with the CatalogEntry builders.
+	CatalogEntry *CatalogEntryClient
 	// ChangeRequest is the client for interacting with the ChangeRequest builders.
 	ChangeRequest *ChangeRequestClient
 	// ClientKey is the client for interacting with the ClientKey builders.
@@ -192,6 +194,7 @@ func (tx *Tx) init() {
 	tx.AuditEvent = NewAuditEventClient(tx.config)
 	tx.CallEvent = NewCallEventClient(tx.config)
 	tx.CallRollup = NewCallRollupClient(tx.config)
+	tx.CatalogEntry = NewCatalogEntryClient(tx.config)
 	tx.ChangeRequest = NewChangeRequestClient(tx.config)
 	tx.ClientKey = NewClientKeyClient(tx.config)
 	tx.EnrollmentToken = NewEnrollmentTokenClient(tx.config)

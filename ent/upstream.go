@@ -51,6 +51,8 @@ type Upstream struct {
 	PackageIntegrity string `json:"package_integrity,omitempty"`
 	// PackageBin holds the value of the "package_bin" field.
 	PackageBin string `json:"package_bin,omitempty"`
+	// CatalogEntry holds the value of the "catalog_entry" field.
+	CatalogEntry string `json:"catalog_entry,omitempty"`
 	// CredentialRef holds the value of the "credential_ref" field.
 	CredentialRef string `json:"credential_ref,omitempty"`
 	// CredentialHeader holds the value of the "credential_header" field.
@@ -124,7 +126,7 @@ func (*Upstream) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case upstream.FieldDenySampling, upstream.FieldDenyElicitation, upstream.FieldDenyRoots, upstream.FieldReachable:
 			values[i] = new(sql.NullBool)
-		case upstream.FieldName, upstream.FieldTransport, upstream.FieldURL, upstream.FieldCommand, upstream.FieldPackageEcosystem, upstream.FieldPackageName, upstream.FieldPackageVersion, upstream.FieldPackageIntegrity, upstream.FieldPackageBin, upstream.FieldCredentialRef, upstream.FieldCredentialHeader, upstream.FieldLastError:
+		case upstream.FieldName, upstream.FieldTransport, upstream.FieldURL, upstream.FieldCommand, upstream.FieldPackageEcosystem, upstream.FieldPackageName, upstream.FieldPackageVersion, upstream.FieldPackageIntegrity, upstream.FieldPackageBin, upstream.FieldCatalogEntry, upstream.FieldCredentialRef, upstream.FieldCredentialHeader, upstream.FieldLastError:
 			values[i] = new(sql.NullString)
 		case upstream.FieldCreatedAt, upstream.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -244,6 +246,12 @@ func (_m *Upstream) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field package_bin", values[i])
 			} else if value.Valid {
 				_m.PackageBin = value.String
+			}
+		case upstream.FieldCatalogEntry:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field catalog_entry", values[i])
+			} else if value.Valid {
+				_m.CatalogEntry = value.String
 			}
 		case upstream.FieldCredentialRef:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -382,6 +390,9 @@ func (_m *Upstream) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("package_bin=")
 	builder.WriteString(_m.PackageBin)
+	builder.WriteString(", ")
+	builder.WriteString("catalog_entry=")
+	builder.WriteString(_m.CatalogEntry)
 	builder.WriteString(", ")
 	builder.WriteString("credential_ref=")
 	builder.WriteString(_m.CredentialRef)

@@ -189,6 +189,20 @@ func (_c *UpstreamCreate) SetNillablePackageBin(v *string) *UpstreamCreate {
 	return _c
 }
 
+// SetCatalogEntry sets the "catalog_entry" field.
+func (_c *UpstreamCreate) SetCatalogEntry(v string) *UpstreamCreate {
+	_c.mutation.SetCatalogEntry(v)
+	return _c
+}
+
+// SetNillableCatalogEntry sets the "catalog_entry" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableCatalogEntry(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetCatalogEntry(*v)
+	}
+	return _c
+}
+
 // SetCredentialRef sets the "credential_ref" field.
 func (_c *UpstreamCreate) SetCredentialRef(v string) *UpstreamCreate {
 	_c.mutation.SetCredentialRef(v)
@@ -405,6 +419,10 @@ func (_c *UpstreamCreate) defaults() error {
 		v := upstream.DefaultPackageBin
 		_c.mutation.SetPackageBin(v)
 	}
+	if _, ok := _c.mutation.CatalogEntry(); !ok {
+		v := upstream.DefaultCatalogEntry
+		_c.mutation.SetCatalogEntry(v)
+	}
 	if _, ok := _c.mutation.CredentialRef(); !ok {
 		v := upstream.DefaultCredentialRef
 		_c.mutation.SetCredentialRef(v)
@@ -527,6 +545,14 @@ func (_c *UpstreamCreate) check() error {
 	if v, ok := _c.mutation.PackageBin(); ok {
 		if err := upstream.PackageBinValidator(v); err != nil {
 			return &ValidationError{Name: "package_bin", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_bin": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.CatalogEntry(); !ok {
+		return &ValidationError{Name: "catalog_entry", err: errors.New(`ent: missing required field "Upstream.catalog_entry"`)}
+	}
+	if v, ok := _c.mutation.CatalogEntry(); ok {
+		if err := upstream.CatalogEntryValidator(v); err != nil {
+			return &ValidationError{Name: "catalog_entry", err: fmt.Errorf(`ent: validator failed for field "Upstream.catalog_entry": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.CredentialRef(); !ok {
@@ -658,6 +684,10 @@ func (_c *UpstreamCreate) createSpec() (*Upstream, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.PackageBin(); ok {
 		_spec.SetField(upstream.FieldPackageBin, field.TypeString, value)
 		_node.PackageBin = value
+	}
+	if value, ok := _c.mutation.CatalogEntry(); ok {
+		_spec.SetField(upstream.FieldCatalogEntry, field.TypeString, value)
+		_node.CatalogEntry = value
 	}
 	if value, ok := _c.mutation.CredentialRef(); ok {
 		_spec.SetField(upstream.FieldCredentialRef, field.TypeString, value)
@@ -942,6 +972,18 @@ func (u *UpstreamUpsert) SetPackageBin(v string) *UpstreamUpsert {
 // UpdatePackageBin sets the "package_bin" field to the value that was provided on create.
 func (u *UpstreamUpsert) UpdatePackageBin() *UpstreamUpsert {
 	u.SetExcluded(upstream.FieldPackageBin)
+	return u
+}
+
+// SetCatalogEntry sets the "catalog_entry" field.
+func (u *UpstreamUpsert) SetCatalogEntry(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldCatalogEntry, v)
+	return u
+}
+
+// UpdateCatalogEntry sets the "catalog_entry" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateCatalogEntry() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldCatalogEntry)
 	return u
 }
 
@@ -1265,6 +1307,20 @@ func (u *UpstreamUpsertOne) SetPackageBin(v string) *UpstreamUpsertOne {
 func (u *UpstreamUpsertOne) UpdatePackageBin() *UpstreamUpsertOne {
 	return u.Update(func(s *UpstreamUpsert) {
 		s.UpdatePackageBin()
+	})
+}
+
+// SetCatalogEntry sets the "catalog_entry" field.
+func (u *UpstreamUpsertOne) SetCatalogEntry(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetCatalogEntry(v)
+	})
+}
+
+// UpdateCatalogEntry sets the "catalog_entry" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateCatalogEntry() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateCatalogEntry()
 	})
 }
 
@@ -1769,6 +1825,20 @@ func (u *UpstreamUpsertBulk) SetPackageBin(v string) *UpstreamUpsertBulk {
 func (u *UpstreamUpsertBulk) UpdatePackageBin() *UpstreamUpsertBulk {
 	return u.Update(func(s *UpstreamUpsert) {
 		s.UpdatePackageBin()
+	})
+}
+
+// SetCatalogEntry sets the "catalog_entry" field.
+func (u *UpstreamUpsertBulk) SetCatalogEntry(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetCatalogEntry(v)
+	})
+}
+
+// UpdateCatalogEntry sets the "catalog_entry" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateCatalogEntry() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateCatalogEntry()
 	})
 }
 

@@ -193,6 +193,20 @@ func (_u *UpstreamUpdate) SetNillablePackageBin(v *string) *UpstreamUpdate {
 	return _u
 }
 
+// SetCatalogEntry sets the "catalog_entry" field.
+func (_u *UpstreamUpdate) SetCatalogEntry(v string) *UpstreamUpdate {
+	_u.mutation.SetCatalogEntry(v)
+	return _u
+}
+
+// SetNillableCatalogEntry sets the "catalog_entry" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableCatalogEntry(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetCatalogEntry(*v)
+	}
+	return _u
+}
+
 // SetCredentialRef sets the "credential_ref" field.
 func (_u *UpstreamUpdate) SetCredentialRef(v string) *UpstreamUpdate {
 	_u.mutation.SetCredentialRef(v)
@@ -421,6 +435,11 @@ func (_u *UpstreamUpdate) check() error {
 			return &ValidationError{Name: "package_bin", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_bin": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.CatalogEntry(); ok {
+		if err := upstream.CatalogEntryValidator(v); err != nil {
+			return &ValidationError{Name: "catalog_entry", err: fmt.Errorf(`ent: validator failed for field "Upstream.catalog_entry": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.CredentialRef(); ok {
 		if err := upstream.CredentialRefValidator(v); err != nil {
 			return &ValidationError{Name: "credential_ref", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_ref": %w`, err)}
@@ -503,6 +522,9 @@ func (_u *UpstreamUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.PackageBin(); ok {
 		_spec.SetField(upstream.FieldPackageBin, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.CatalogEntry(); ok {
+		_spec.SetField(upstream.FieldCatalogEntry, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.CredentialRef(); ok {
 		_spec.SetField(upstream.FieldCredentialRef, field.TypeString, value)
@@ -752,6 +774,20 @@ func (_u *UpstreamUpdateOne) SetNillablePackageBin(v *string) *UpstreamUpdateOne
 	return _u
 }
 
+// SetCatalogEntry sets the "catalog_entry" field.
+func (_u *UpstreamUpdateOne) SetCatalogEntry(v string) *UpstreamUpdateOne {
+	_u.mutation.SetCatalogEntry(v)
+	return _u
+}
+
+// SetNillableCatalogEntry sets the "catalog_entry" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableCatalogEntry(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetCatalogEntry(*v)
+	}
+	return _u
+}
+
 // SetCredentialRef sets the "credential_ref" field.
 func (_u *UpstreamUpdateOne) SetCredentialRef(v string) *UpstreamUpdateOne {
 	_u.mutation.SetCredentialRef(v)
@@ -993,6 +1029,11 @@ func (_u *UpstreamUpdateOne) check() error {
 			return &ValidationError{Name: "package_bin", err: fmt.Errorf(`ent: validator failed for field "Upstream.package_bin": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.CatalogEntry(); ok {
+		if err := upstream.CatalogEntryValidator(v); err != nil {
+			return &ValidationError{Name: "catalog_entry", err: fmt.Errorf(`ent: validator failed for field "Upstream.catalog_entry": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.CredentialRef(); ok {
 		if err := upstream.CredentialRefValidator(v); err != nil {
 			return &ValidationError{Name: "credential_ref", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_ref": %w`, err)}
@@ -1092,6 +1133,9 @@ func (_u *UpstreamUpdateOne) sqlSave(ctx context.Context) (_node *Upstream, err 
 	}
 	if value, ok := _u.mutation.PackageBin(); ok {
 		_spec.SetField(upstream.FieldPackageBin, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.CatalogEntry(); ok {
+		_spec.SetField(upstream.FieldCatalogEntry, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.CredentialRef(); ok {
 		_spec.SetField(upstream.FieldCredentialRef, field.TypeString, value)

@@ -93,6 +93,18 @@ func (f CallRollupFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, 
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.CallRollupMutation", m)
 }
 
+// The CatalogEntryFunc type is an adapter to allow the use of ordinary
+// function as CatalogEntry mutator.
+type CatalogEntryFunc func(context.Context, *ent.CatalogEntryMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f CatalogEntryFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.CatalogEntryMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.CatalogEntryMutation", m)
+}
+
 // The ChangeRequestFunc type is an adapter to allow the use of ordinary
 // function as ChangeRequest mutator.
 type ChangeRequestFunc func(context.Context, *ent.ChangeRequestMutation) (ent.Value, error)

@@ -321,6 +321,59 @@ var (
 			},
 		},
 	}
+	// CatalogEntriesColumns holds the columns for the "catalog_entries" table.
+	CatalogEntriesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "name", Type: field.TypeString, Size: 200},
+		{Name: "version", Type: field.TypeString, Size: 255},
+		{Name: "title", Type: field.TypeString, Size: 100, Default: ""},
+		{Name: "description", Type: field.TypeString, Size: 2000, Default: ""},
+		{Name: "transport", Type: field.TypeEnum, Enums: []string{"streamable_http", "package"}},
+		{Name: "url", Type: field.TypeString, Size: 2048, Default: ""},
+		{Name: "package_ecosystem", Type: field.TypeString, Size: 16, Default: ""},
+		{Name: "package_name", Type: field.TypeString, Size: 214, Default: ""},
+		{Name: "package_version", Type: field.TypeString, Size: 128, Default: ""},
+		{Name: "package_integrity", Type: field.TypeString, Size: 256, Default: ""},
+		{Name: "package_bin", Type: field.TypeString, Size: 214, Default: ""},
+		{Name: "args", Type: field.TypeJSON, Nullable: true},
+		{Name: "credentials", Type: field.TypeJSON, Nullable: true},
+		{Name: "source", Type: field.TypeString, Size: 32, Default: ""},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"pending", "approved", "rejected", "superseded"}, Default: "pending"},
+		{Name: "requested_by", Type: field.TypeString, Size: 320},
+		{Name: "requester_key", Type: field.TypeString, Size: 80, Default: ""},
+		{Name: "approvals_required", Type: field.TypeInt},
+		{Name: "decisions", Type: field.TypeJSON, Nullable: true},
+		{Name: "decided_at", Type: field.TypeTime, Nullable: true},
+		{Name: "tenant_id", Type: field.TypeUUID},
+	}
+	// CatalogEntriesTable holds the schema information for the "catalog_entries" table.
+	CatalogEntriesTable = &schema.Table{
+		Name:       "catalog_entries",
+		Columns:    CatalogEntriesColumns,
+		PrimaryKey: []*schema.Column{CatalogEntriesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "catalog_entries_tenants_tenant",
+				Columns:    []*schema.Column{CatalogEntriesColumns[23]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "catalogentry_tenant_id",
+				Unique:  false,
+				Columns: []*schema.Column{CatalogEntriesColumns[23]},
+			},
+			{
+				Name:    "catalogentry_tenant_id_name_version",
+				Unique:  true,
+				Columns: []*schema.Column{CatalogEntriesColumns[23], CatalogEntriesColumns[3], CatalogEntriesColumns[4]},
+			},
+		},
+	}
 	// ChangeRequestsColumns holds the columns for the "change_requests" table.
 	ChangeRequestsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -761,6 +814,7 @@ var (
 		{Name: "package_version", Type: field.TypeString, Size: 128, Default: ""},
 		{Name: "package_integrity", Type: field.TypeString, Size: 256, Default: ""},
 		{Name: "package_bin", Type: field.TypeString, Size: 214, Default: ""},
+		{Name: "catalog_entry", Type: field.TypeString, Size: 460, Default: ""},
 		{Name: "credential_ref", Type: field.TypeString, Size: 1024, Default: ""},
 		{Name: "credential_header", Type: field.TypeString, Size: 128, Default: ""},
 		{Name: "deny_sampling", Type: field.TypeBool, Default: false},
@@ -779,13 +833,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "upstreams_gateways_upstreams",
-				Columns:    []*schema.Column{UpstreamsColumns[21]},
+				Columns:    []*schema.Column{UpstreamsColumns[22]},
 				RefColumns: []*schema.Column{GatewaysColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "upstreams_tenants_tenant",
-				Columns:    []*schema.Column{UpstreamsColumns[22]},
+				Columns:    []*schema.Column{UpstreamsColumns[23]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -794,12 +848,12 @@ var (
 			{
 				Name:    "upstream_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{UpstreamsColumns[22]},
+				Columns: []*schema.Column{UpstreamsColumns[23]},
 			},
 			{
 				Name:    "upstream_gateway_id_name",
 				Unique:  true,
-				Columns: []*schema.Column{UpstreamsColumns[21], UpstreamsColumns[3]},
+				Columns: []*schema.Column{UpstreamsColumns[22], UpstreamsColumns[3]},
 			},
 		},
 	}
@@ -885,6 +939,7 @@ var (
 		AuditEventsTable,
 		CallEventsTable,
 		CallRollupsTable,
+		CatalogEntriesTable,
 		ChangeRequestsTable,
 		ClientKeysTable,
 		EnrollmentTokensTable,
@@ -912,6 +967,7 @@ func init() {
 	AuditEventsTable.ForeignKeys[0].RefTable = TenantsTable
 	CallEventsTable.ForeignKeys[0].RefTable = TenantsTable
 	CallRollupsTable.ForeignKeys[0].RefTable = TenantsTable
+	CatalogEntriesTable.ForeignKeys[0].RefTable = TenantsTable
 	ChangeRequestsTable.ForeignKeys[0].RefTable = TenantsTable
 	ChangeRequestsTable.ForeignKeys[1].RefTable = ToolsTable
 	ClientKeysTable.ForeignKeys[0].RefTable = TenantsTable

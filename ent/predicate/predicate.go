@@ -27,6 +27,9 @@ type CallEvent func(*sql.Selector)
 // CallRollup is the predicate function for callrollup builders.
 type CallRollup func(*sql.Selector)
 
+// CatalogEntry is the predicate function for catalogentry builders.
+type CatalogEntry func(*sql.Selector)
+
 // ChangeRequest is the predicate function for changerequest builders.
 type ChangeRequest func(*sql.Selector)
 

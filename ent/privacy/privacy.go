@@ -279,6 +279,30 @@ func (f CallRollupMutationRuleFunc) EvalMutation(ctx context.Context, m ent.Muta
 	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.CallRollupMutation", m)
 }
 
+// The CatalogEntryQueryRuleFunc type is an adapter to allow the use of ordinary
+// functions as a query rule.
+type CatalogEntryQueryRuleFunc func(context.Context, *ent.CatalogEntryQuery) error
+
+// EvalQuery return f(ctx, q).
+func (f CatalogEntryQueryRuleFunc) EvalQuery(ctx context.Context, q ent.Query) error {
+	if q, ok := q.(*ent.CatalogEntryQuery); ok {
+		return f(ctx, q)
+	}
+	return Denyf("ent/privacy: unexpected query type %T, expect *ent.CatalogEntryQuery", q)
+}
+
+// The CatalogEntryMutationRuleFunc type is an adapter to allow the use of ordinary
+// functions as a mutation rule.
+type CatalogEntryMutationRuleFunc func(context.Context, *ent.CatalogEntryMutation) error
+
+// EvalMutation calls f(ctx, m).
+func (f CatalogEntryMutationRuleFunc) EvalMutation(ctx context.Context, m ent.Mutation) error {
+	if m, ok := m.(*ent.CatalogEntryMutation); ok {
+		return f(ctx, m)
+	}
+	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.CatalogEntryMutation", m)
+}
+
 // The ChangeRequestQueryRuleFunc type is an adapter to allow the use of ordinary
 // functions as a query rule.
 type ChangeRequestQueryRuleFunc func(context.Context, *ent.ChangeRequestQuery) error
@@ -664,6 +688,8 @@ func queryFilter(q ent.Query) (Filter, error) {
 		return q.Filter(), nil
 	case *ent.CallRollupQuery:
 		return q.Filter(), nil
+	case *ent.CatalogEntryQuery:
+		return q.Filter(), nil
 	case *ent.ChangeRequestQuery:
 		return q.Filter(), nil
 	case *ent.ClientKeyQuery:
@@ -712,6 +738,8 @@ func mutationFilter(m ent.Mutation) (Filter, error) {
 	case *ent.CallEventMutation:
 		return m.Filter(), nil
 	case *ent.CallRollupMutation:
+		return m.Filter(), nil
+	case *ent.CatalogEntryMutation:
 		return m.Filter(), nil
 	case *ent.ChangeRequestMutation:
 		return m.Filter(), nil

@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/auditevent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/callrollup"
+	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
@@ -528,6 +529,168 @@ func init() {
 	callrollupDescID := callrollupMixinFields0[0].Descriptor()
 	// callrollup.DefaultID holds the default value on creation for the id field.
 	callrollup.DefaultID = callrollupDescID.Default.(func() uuid.UUID)
+	catalogentryMixin := schema.CatalogEntry{}.Mixin()
+	catalogentry.Policy = privacy.NewPolicies(catalogentryMixin[2], schema.CatalogEntry{})
+	catalogentry.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := catalogentry.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	catalogentryMixinFields0 := catalogentryMixin[0].Fields()
+	_ = catalogentryMixinFields0
+	catalogentryMixinFields1 := catalogentryMixin[1].Fields()
+	_ = catalogentryMixinFields1
+	catalogentryFields := schema.CatalogEntry{}.Fields()
+	_ = catalogentryFields
+	// catalogentryDescCreatedAt is the schema descriptor for created_at field.
+	catalogentryDescCreatedAt := catalogentryMixinFields1[0].Descriptor()
+	// catalogentry.DefaultCreatedAt holds the default value on creation for the created_at field.
+	catalogentry.DefaultCreatedAt = catalogentryDescCreatedAt.Default.(func() time.Time)
+	// catalogentryDescUpdatedAt is the schema descriptor for updated_at field.
+	catalogentryDescUpdatedAt := catalogentryMixinFields1[1].Descriptor()
+	// catalogentry.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	catalogentry.DefaultUpdatedAt = catalogentryDescUpdatedAt.Default.(func() time.Time)
+	// catalogentry.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	catalogentry.UpdateDefaultUpdatedAt = catalogentryDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// catalogentryDescName is the schema descriptor for name field.
+	catalogentryDescName := catalogentryFields[0].Descriptor()
+	// catalogentry.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	catalogentry.NameValidator = func() func(string) error {
+		validators := catalogentryDescName.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(name string) error {
+			for _, fn := range fns {
+				if err := fn(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// catalogentryDescVersion is the schema descriptor for version field.
+	catalogentryDescVersion := catalogentryFields[1].Descriptor()
+	// catalogentry.VersionValidator is a validator for the "version" field. It is called by the builders before save.
+	catalogentry.VersionValidator = func() func(string) error {
+		validators := catalogentryDescVersion.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(version string) error {
+			for _, fn := range fns {
+				if err := fn(version); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// catalogentryDescTitle is the schema descriptor for title field.
+	catalogentryDescTitle := catalogentryFields[2].Descriptor()
+	// catalogentry.DefaultTitle holds the default value on creation for the title field.
+	catalogentry.DefaultTitle = catalogentryDescTitle.Default.(string)
+	// catalogentry.TitleValidator is a validator for the "title" field. It is called by the builders before save.
+	catalogentry.TitleValidator = catalogentryDescTitle.Validators[0].(func(string) error)
+	// catalogentryDescDescription is the schema descriptor for description field.
+	catalogentryDescDescription := catalogentryFields[3].Descriptor()
+	// catalogentry.DefaultDescription holds the default value on creation for the description field.
+	catalogentry.DefaultDescription = catalogentryDescDescription.Default.(string)
+	// catalogentry.DescriptionValidator is a validator for the "description" field. It is called by the builders before save.
+	catalogentry.DescriptionValidator = catalogentryDescDescription.Validators[0].(func(string) error)
+	// catalogentryDescURL is the schema descriptor for url field.
+	catalogentryDescURL := catalogentryFields[5].Descriptor()
+	// catalogentry.DefaultURL holds the default value on creation for the url field.
+	catalogentry.DefaultURL = catalogentryDescURL.Default.(string)
+	// catalogentry.URLValidator is a validator for the "url" field. It is called by the builders before save.
+	catalogentry.URLValidator = catalogentryDescURL.Validators[0].(func(string) error)
+	// catalogentryDescPackageEcosystem is the schema descriptor for package_ecosystem field.
+	catalogentryDescPackageEcosystem := catalogentryFields[6].Descriptor()
+	// catalogentry.DefaultPackageEcosystem holds the default value on creation for the package_ecosystem field.
+	catalogentry.DefaultPackageEcosystem = catalogentryDescPackageEcosystem.Default.(string)
+	// catalogentry.PackageEcosystemValidator is a validator for the "package_ecosystem" field. It is called by the builders before save.
+	catalogentry.PackageEcosystemValidator = catalogentryDescPackageEcosystem.Validators[0].(func(string) error)
+	// catalogentryDescPackageName is the schema descriptor for package_name field.
+	catalogentryDescPackageName := catalogentryFields[7].Descriptor()
+	// catalogentry.DefaultPackageName holds the default value on creation for the package_name field.
+	catalogentry.DefaultPackageName = catalogentryDescPackageName.Default.(string)
+	// catalogentry.PackageNameValidator is a validator for the "package_name" field. It is called by the builders before save.
+	catalogentry.PackageNameValidator = catalogentryDescPackageName.Validators[0].(func(string) error)
+	// catalogentryDescPackageVersion is the schema descriptor for package_version field.
+	catalogentryDescPackageVersion := catalogentryFields[8].Descriptor()
+	// catalogentry.DefaultPackageVersion holds the default value on creation for the package_version field.
+	catalogentry.DefaultPackageVersion = catalogentryDescPackageVersion.Default.(string)
+	// catalogentry.PackageVersionValidator is a validator for the "package_version" field. It is called by the builders before save.
+	catalogentry.PackageVersionValidator = catalogentryDescPackageVersion.Validators[0].(func(string) error)
+	// catalogentryDescPackageIntegrity is the schema descriptor for package_integrity field.
+	catalogentryDescPackageIntegrity := catalogentryFields[9].Descriptor()
+	// catalogentry.DefaultPackageIntegrity holds the default value on creation for the package_integrity field.
+	catalogentry.DefaultPackageIntegrity = catalogentryDescPackageIntegrity.Default.(string)
+	// catalogentry.PackageIntegrityValidator is a validator for the "package_integrity" field. It is called by the builders before save.
+	catalogentry.PackageIntegrityValidator = catalogentryDescPackageIntegrity.Validators[0].(func(string) error)
+	// catalogentryDescPackageBin is the schema descriptor for package_bin field.
+	catalogentryDescPackageBin := catalogentryFields[10].Descriptor()
+	// catalogentry.DefaultPackageBin holds the default value on creation for the package_bin field.
+	catalogentry.DefaultPackageBin = catalogentryDescPackageBin.Default.(string)
+	// catalogentry.PackageBinValidator is a validator for the "package_bin" field. It is called by the builders before save.
+	catalogentry.PackageBinValidator = catalogentryDescPackageBin.Validators[0].(func(string) error)
+	// catalogentryDescSource is the schema descriptor for source field.
+	catalogentryDescSource := catalogentryFields[13].Descriptor()
+	// catalogentry.DefaultSource holds the default value on creation for the source field.
+	catalogentry.DefaultSource = catalogentryDescSource.Default.(string)
+	// catalogentry.SourceValidator is a validator for the "source" field. It is called by the builders before save.
+	catalogentry.SourceValidator = catalogentryDescSource.Validators[0].(func(string) error)
+	// catalogentryDescRequestedBy is the schema descriptor for requested_by field.
+	catalogentryDescRequestedBy := catalogentryFields[15].Descriptor()
+	// catalogentry.RequestedByValidator is a validator for the "requested_by" field. It is called by the builders before save.
+	catalogentry.RequestedByValidator = func() func(string) error {
+		validators := catalogentryDescRequestedBy.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(requested_by string) error {
+			for _, fn := range fns {
+				if err := fn(requested_by); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// catalogentryDescRequesterKey is the schema descriptor for requester_key field.
+	catalogentryDescRequesterKey := catalogentryFields[16].Descriptor()
+	// catalogentry.DefaultRequesterKey holds the default value on creation for the requester_key field.
+	catalogentry.DefaultRequesterKey = catalogentryDescRequesterKey.Default.(string)
+	// catalogentry.RequesterKeyValidator is a validator for the "requester_key" field. It is called by the builders before save.
+	catalogentry.RequesterKeyValidator = catalogentryDescRequesterKey.Validators[0].(func(string) error)
+	// catalogentryDescApprovalsRequired is the schema descriptor for approvals_required field.
+	catalogentryDescApprovalsRequired := catalogentryFields[17].Descriptor()
+	// catalogentry.ApprovalsRequiredValidator is a validator for the "approvals_required" field. It is called by the builders before save.
+	catalogentry.ApprovalsRequiredValidator = func() func(int) error {
+		validators := catalogentryDescApprovalsRequired.Validators
+		fns := [...]func(int) error{
+			validators[0].(func(int) error),
+			validators[1].(func(int) error),
+		}
+		return func(approvals_required int) error {
+			for _, fn := range fns {
+				if err := fn(approvals_required); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// catalogentryDescID is the schema descriptor for id field.
+	catalogentryDescID := catalogentryMixinFields0[0].Descriptor()
+	// catalogentry.DefaultID holds the default value on creation for the id field.
+	catalogentry.DefaultID = catalogentryDescID.Default.(func() uuid.UUID)
 	changerequestMixin := schema.ChangeRequest{}.Mixin()
 	changerequest.Policy = privacy.NewPolicies(changerequestMixin[2], schema.ChangeRequest{})
 	changerequest.Hooks[0] = func(next ent.Mutator) ent.Mutator {
@@ -1231,36 +1394,42 @@ func init() {
 	upstream.DefaultPackageBin = upstreamDescPackageBin.Default.(string)
 	// upstream.PackageBinValidator is a validator for the "package_bin" field. It is called by the builders before save.
 	upstream.PackageBinValidator = upstreamDescPackageBin.Validators[0].(func(string) error)
+	// upstreamDescCatalogEntry is the schema descriptor for catalog_entry field.
+	upstreamDescCatalogEntry := upstreamFields[12].Descriptor()
+	// upstream.DefaultCatalogEntry holds the default value on creation for the catalog_entry field.
+	upstream.DefaultCatalogEntry = upstreamDescCatalogEntry.Default.(string)
+	// upstream.CatalogEntryValidator is a validator for the "catalog_entry" field. It is called by the builders before save.
+	upstream.CatalogEntryValidator = upstreamDescCatalogEntry.Validators[0].(func(string) error)
 	// upstreamDescCredentialRef is the schema descriptor for credential_ref field.
-	upstreamDescCredentialRef := upstreamFields[12].Descriptor()
+	upstreamDescCredentialRef := upstreamFields[13].Descriptor()
 	// upstream.DefaultCredentialRef holds the default value on creation for the credential_ref field.
 	upstream.DefaultCredentialRef = upstreamDescCredentialRef.Default.(string)
 	// upstream.CredentialRefValidator is a validator for the "credential_ref" field. It is called by the builders before save.
 	upstream.CredentialRefValidator = upstreamDescCredentialRef.Validators[0].(func(string) error)
 	// upstreamDescCredentialHeader is the schema descriptor for credential_header field.
-	upstreamDescCredentialHeader := upstreamFields[13].Descriptor()
+	upstreamDescCredentialHeader := upstreamFields[14].Descriptor()
 	// upstream.DefaultCredentialHeader holds the default value on creation for the credential_header field.
 	upstream.DefaultCredentialHeader = upstreamDescCredentialHeader.Default.(string)
 	// upstream.CredentialHeaderValidator is a validator for the "credential_header" field. It is called by the builders before save.
 	upstream.CredentialHeaderValidator = upstreamDescCredentialHeader.Validators[0].(func(string) error)
 	// upstreamDescDenySampling is the schema descriptor for deny_sampling field.
-	upstreamDescDenySampling := upstreamFields[14].Descriptor()
+	upstreamDescDenySampling := upstreamFields[15].Descriptor()
 	// upstream.DefaultDenySampling holds the default value on creation for the deny_sampling field.
 	upstream.DefaultDenySampling = upstreamDescDenySampling.Default.(bool)
 	// upstreamDescDenyElicitation is the schema descriptor for deny_elicitation field.
-	upstreamDescDenyElicitation := upstreamFields[15].Descriptor()
+	upstreamDescDenyElicitation := upstreamFields[16].Descriptor()
 	// upstream.DefaultDenyElicitation holds the default value on creation for the deny_elicitation field.
 	upstream.DefaultDenyElicitation = upstreamDescDenyElicitation.Default.(bool)
 	// upstreamDescDenyRoots is the schema descriptor for deny_roots field.
-	upstreamDescDenyRoots := upstreamFields[16].Descriptor()
+	upstreamDescDenyRoots := upstreamFields[17].Descriptor()
 	// upstream.DefaultDenyRoots holds the default value on creation for the deny_roots field.
 	upstream.DefaultDenyRoots = upstreamDescDenyRoots.Default.(bool)
 	// upstreamDescReachable is the schema descriptor for reachable field.
-	upstreamDescReachable := upstreamFields[17].Descriptor()
+	upstreamDescReachable := upstreamFields[18].Descriptor()
 	// upstream.DefaultReachable holds the default value on creation for the reachable field.
 	upstream.DefaultReachable = upstreamDescReachable.Default.(bool)
 	// upstreamDescLastError is the schema descriptor for last_error field.
-	upstreamDescLastError := upstreamFields[18].Descriptor()
+	upstreamDescLastError := upstreamFields[19].Descriptor()
 	// upstream.DefaultLastError holds the default value on creation for the last_error field.
 	upstream.DefaultLastError = upstreamDescLastError.Default.(string)
 	// upstream.LastErrorValidator is a validator for the "last_error" field. It is called by the builders before save.

@@ -32,6 +32,8 @@ func (Upstream) Fields() []ent.Field {
 		field.String("package_version").Default("").MaxLen(128),
 		field.String("package_integrity").Default("").MaxLen(256),
 		field.String("package_bin").Default("").MaxLen(214),
+		// The catalog entry (name@version) the upstream was added from, if any.
+		field.String("catalog_entry").Default("").MaxLen(460),
 		// Where gateways find the credential ("env:NAME" or "file:/path"), and its header.
 		field.String("credential_ref").Default("").MaxLen(1024),
 		field.String("credential_header").Default("").MaxLen(128),

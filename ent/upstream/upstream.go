@@ -47,6 +47,8 @@ const (
 	FieldPackageIntegrity = "package_integrity"
 	// FieldPackageBin holds the string denoting the package_bin field in the database.
 	FieldPackageBin = "package_bin"
+	// FieldCatalogEntry holds the string denoting the catalog_entry field in the database.
+	FieldCatalogEntry = "catalog_entry"
 	// FieldCredentialRef holds the string denoting the credential_ref field in the database.
 	FieldCredentialRef = "credential_ref"
 	// FieldCredentialHeader holds the string denoting the credential_header field in the database.
@@ -110,6 +112,7 @@ var Columns = []string{
 	FieldPackageVersion,
 	FieldPackageIntegrity,
 	FieldPackageBin,
+	FieldCatalogEntry,
 	FieldCredentialRef,
 	FieldCredentialHeader,
 	FieldDenySampling,
@@ -173,6 +176,10 @@ var (
 	DefaultPackageBin string
 	// PackageBinValidator is a validator for the "package_bin" field. It is called by the builders before save.
 	PackageBinValidator func(string) error
+	// DefaultCatalogEntry holds the default value on creation for the "catalog_entry" field.
+	DefaultCatalogEntry string
+	// CatalogEntryValidator is a validator for the "catalog_entry" field. It is called by the builders before save.
+	CatalogEntryValidator func(string) error
 	// DefaultCredentialRef holds the default value on creation for the "credential_ref" field.
 	DefaultCredentialRef string
 	// CredentialRefValidator is a validator for the "credential_ref" field. It is called by the builders before save.
@@ -292,6 +299,11 @@ func ByPackageIntegrity(opts ...sql.OrderTermOption) OrderOption {
 // ByPackageBin orders the results by the package_bin field.
 func ByPackageBin(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldPackageBin, opts...).ToFunc()
+}
+
+// ByCatalogEntry orders the results by the catalog_entry field.
+func ByCatalogEntry(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldCatalogEntry, opts...).ToFunc()
 }
 
 // ByCredentialRef orders the results by the credential_ref field.

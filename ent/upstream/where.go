@@ -116,6 +116,11 @@ func PackageBin(v string) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldPackageBin, v))
 }
 
+// CatalogEntry applies equality check predicate on the "catalog_entry" field. It's identical to CatalogEntryEQ.
+func CatalogEntry(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldCatalogEntry, v))
+}
+
 // CredentialRef applies equality check predicate on the "credential_ref" field. It's identical to CredentialRefEQ.
 func CredentialRef(v string) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldCredentialRef, v))
@@ -829,6 +834,71 @@ func PackageBinEqualFold(v string) predicate.Upstream {
 // PackageBinContainsFold applies the ContainsFold predicate on the "package_bin" field.
 func PackageBinContainsFold(v string) predicate.Upstream {
 	return predicate.Upstream(sql.FieldContainsFold(FieldPackageBin, v))
+}
+
+// CatalogEntryEQ applies the EQ predicate on the "catalog_entry" field.
+func CatalogEntryEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldCatalogEntry, v))
+}
+
+// CatalogEntryNEQ applies the NEQ predicate on the "catalog_entry" field.
+func CatalogEntryNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldCatalogEntry, v))
+}
+
+// CatalogEntryIn applies the In predicate on the "catalog_entry" field.
+func CatalogEntryIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldCatalogEntry, vs...))
+}
+
+// CatalogEntryNotIn applies the NotIn predicate on the "catalog_entry" field.
+func CatalogEntryNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldCatalogEntry, vs...))
+}
+
+// CatalogEntryGT applies the GT predicate on the "catalog_entry" field.
+func CatalogEntryGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldCatalogEntry, v))
+}
+
+// CatalogEntryGTE applies the GTE predicate on the "catalog_entry" field.
+func CatalogEntryGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldCatalogEntry, v))
+}
+
+// CatalogEntryLT applies the LT predicate on the "catalog_entry" field.
+func CatalogEntryLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldCatalogEntry, v))
+}
+
+// CatalogEntryLTE applies the LTE predicate on the "catalog_entry" field.
+func CatalogEntryLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldCatalogEntry, v))
+}
+
+// CatalogEntryContains applies the Contains predicate on the "catalog_entry" field.
+func CatalogEntryContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldCatalogEntry, v))
+}
+
+// CatalogEntryHasPrefix applies the HasPrefix predicate on the "catalog_entry" field.
+func CatalogEntryHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldCatalogEntry, v))
+}
+
+// CatalogEntryHasSuffix applies the HasSuffix predicate on the "catalog_entry" field.
+func CatalogEntryHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldCatalogEntry, v))
+}
+
+// CatalogEntryEqualFold applies the EqualFold predicate on the "catalog_entry" field.
+func CatalogEntryEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldCatalogEntry, v))
+}
+
+// CatalogEntryContainsFold applies the ContainsFold predicate on the "catalog_entry" field.
+func CatalogEntryContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldCatalogEntry, v))
 }
 
 // CredentialRefEQ applies the EQ predicate on the "credential_ref" field.

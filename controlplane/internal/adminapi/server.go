@@ -14,6 +14,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/catalog"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
@@ -36,6 +37,7 @@ type Config struct {
 	Changes   *change.Service
 	Access    *access.Service
 	Telemetry *telemetry.Service
+	Catalog   *catalog.Service
 	// EnrollmentToken formats a gateway enrollment token; AgentEndpoint is
 	// the address agents dial.
 	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration, uses int) (string, error)
@@ -51,8 +53,9 @@ type Server struct {
 
 // New checks cfg and returns a Server.
 func New(cfg Config) (*Server, error) {
-	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.Access == nil || cfg.Telemetry == nil || cfg.EnrollmentToken == nil {
-		return nil, errors.New("adminapi.New: DB, IDs, Tenants, Inventory, Changes, Access, Telemetry and EnrollmentToken are required")
+	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.Access == nil || cfg.Telemetry == nil ||
+		cfg.Catalog == nil || cfg.EnrollmentToken == nil {
+		return nil, errors.New("adminapi.New: DB, IDs, Tenants, Inventory, Changes, Access, Telemetry, Catalog and EnrollmentToken are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -76,6 +79,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 		func() (string, http.Handler) { return adminv1connect.NewChangeServiceHandler(s, opts...) },
 		func() (string, http.Handler) { return adminv1connect.NewPolicyServiceHandler(s, opts...) },
 		func() (string, http.Handler) { return adminv1connect.NewTelemetryServiceHandler(s, opts...) },
+		func() (string, http.Handler) { return adminv1connect.NewCatalogServiceHandler(s, opts...) },
 	} {
 		path, handler := h()
 		mux.Handle(path, handler)
@@ -475,7 +479,7 @@ func UpstreamToProto(u *ent.Upstream) *adminv1.Upstream {
 		CredentialRef: u.CredentialRef, CredentialHeader: u.CredentialHeader,
 		DenySampling: u.DenySampling, DenyElicitation: u.DenyElicitation, DenyRoots: u.DenyRoots,
 		PackageEcosystem: u.PackageEcosystem, PackageName: u.PackageName, PackageVersion: u.PackageVersion,
-		PackageIntegrity: u.PackageIntegrity, PackageBin: u.PackageBin}
+		PackageIntegrity: u.PackageIntegrity, PackageBin: u.PackageBin, CatalogEntry: u.CatalogEntry}
 }
 
 // ListUpstreams implements adminv1connect.UpstreamServiceHandler.
@@ -526,7 +530,10 @@ func upstreamSpec(in *adminv1.Upstream) (tenant.UpstreamSpec, error) {
 		CredentialRef: in.GetCredentialRef(), CredentialHeader: in.GetCredentialHeader(),
 		DenySampling: in.GetDenySampling(), DenyElicitation: in.GetDenyElicitation(), DenyRoots: in.GetDenyRoots(),
 		Package: tenant.PackageSpec{Ecosystem: in.GetPackageEcosystem(), Name: in.GetPackageName(), Version: in.GetPackageVersion(),
-			Integrity: in.GetPackageIntegrity(), Bin: in.GetPackageBin()}}
+			Integrity: in.GetPackageIntegrity(), Bin: in.GetPackageBin()}, CatalogEntry: in.GetCatalogEntry()}
+	if spec.CatalogEntry != "" {
+		return spec, nil // the entry says how the upstream runs
+	}
 	switch in.GetTransport() {
 	case adminv1.Transport_TRANSPORT_STREAMABLE_HTTP:
 		spec.Transport = upstream.TransportStreamableHTTP.String()

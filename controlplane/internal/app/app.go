@@ -25,6 +25,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/agentsync"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/catalog"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
@@ -93,6 +94,7 @@ type App struct {
 	Inventory *inventory.Service
 	Policy    *policy.Service
 	Telemetry *telemetry.Service
+	Catalog   *catalog.Service
 	IDs       *identity.Service
 	Changes   *change.Service
 	Access    *access.Service
@@ -200,6 +202,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if a.Access, err = access.New(a.DB, a.Policy); err != nil {
 		return nil, a.closeWith(err)
 	}
+	if a.Catalog, err = catalog.New(a.DB, cfg.Logger); err != nil {
+		return nil, err
+	}
 	if a.Telemetry, err = telemetry.New(a.SQL, cfg.Logger); err != nil {
 		return nil, a.closeWith(err)
 	}
@@ -237,7 +242,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.mux = http.NewServeMux()
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	api, err := adminapi.New(adminapi.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access, Telemetry: a.Telemetry,
+	api, err := adminapi.New(adminapi.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access, Telemetry: a.Telemetry, Catalog: a.Catalog,
 		EnrollmentToken: a.EnrollmentTokenUses, AgentEndpoint: a.AgentEndpoint(), Logger: cfg.Logger})
 	if err != nil {
 		return nil, a.closeWith(err)
@@ -247,7 +252,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.cfg.PublicURL = "http://" + a.HTTPAddr()
 	}
 	if cfg.OIDC.Issuer != "" {
-		console, err := web.New(web.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access, Telemetry: a.Telemetry,
+		console, err := web.New(web.Config{DB: a.DB, IDs: a.IDs, Tenants: a.Tenants, Inventory: a.Inventory, Changes: a.Changes, Access: a.Access, Telemetry: a.Telemetry, Catalog: a.Catalog,
 			EnrollmentToken: a.EnrollmentTokenUses, AgentEndpoint: a.AgentEndpoint(), PublicURL: a.cfg.PublicURL, OIDC: cfg.OIDC, Logger: cfg.Logger})
 		if err != nil {
 			return nil, a.closeWith(err)

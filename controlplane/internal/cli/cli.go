@@ -94,6 +94,7 @@ func build(out io.Writer) *ffcli.Command {
 	upPackage := upCreate.String("package", "", "package gateways install, verify and run as a stdio server, npm:NAME@VERSION (arguments after --; needs --integrity)")
 	upIntegrity := upCreate.String("integrity", "", "the --package archive's integrity, sha512-<base64> (npm view NAME@VERSION dist.integrity)")
 	upBin := upCreate.String("bin", "", "the --package executable to run, a key of its package.json bin (default: its only one)")
+	upCatalog := upCreate.String("from-catalog", "", "an approved catalog entry, NAME (its newest approved version) or NAME@VERSION: it says how the upstream runs")
 	upLabels := upCreate.String("labels", "", "labels, key=value,key2=value2")
 	upCred := upCreate.String("credential-ref", "", "where gateways find the upstream's credential: env:NAME or file:/path (sent as Authorization: Bearer); for a stdio command env:NAME, a variable it is given")
 	upDeny := upCreate.String("deny", "", "what the upstream may not ask of clients, comma-separated: sampling, elicitation, roots (default: all allowed)")
@@ -349,16 +350,19 @@ func build(out io.Writer) *ffcli.Command {
 							case u.GetPackageName() != "":
 								target = strings.Join(append([]string{u.GetPackageEcosystem() + ":" + u.GetPackageName() + "@" + u.GetPackageVersion()}, u.GetArgs()...), " ")
 							}
+							if u.GetCatalogEntry() != "" {
+								target += " (catalog " + u.GetCatalogEntry() + ")"
+							}
 							row(u.GetId(), u.GetName(), strings.ToLower(strings.TrimPrefix(u.GetTransport().String(), "TRANSPORT_")), target, u.GetReachable(), u.GetLastError())
 						}
 					})
 				}),
-				leaf("upstreams", "create", "--gateway GW (--url URL | --command CMD | --package npm:NAME@VERSION --integrity SHA) [-- ARGS...] NAME", "register an upstream MCP server on a gateway", upCreate, -1, func(ctx context.Context, args []string) error {
+				leaf("upstreams", "create", "--gateway GW (--url URL | --command CMD | --package npm:NAME@VERSION --integrity SHA | --from-catalog NAME[@VERSION]) [-- ARGS...] NAME", "register an upstream MCP server on a gateway", upCreate, -1, func(ctx context.Context, args []string) error {
 					if *upGateway == "" {
 						return errors.New("--gateway is required")
 					}
-					if n := btoi(*upURL != "") + btoi(*upCommand != "") + btoi(*upPackage != ""); n != 1 {
-						return errors.New("give exactly one of --url (Streamable HTTP), --command (stdio) or --package (a verified package run as stdio)")
+					if n := btoi(*upURL != "") + btoi(*upCommand != "") + btoi(*upPackage != "") + btoi(*upCatalog != ""); n != 1 {
+						return errors.New("give exactly one of --url (Streamable HTTP), --command (stdio), --package (a verified package run as stdio) or --from-catalog")
 					}
 					id, err := c.gatewayID(ctx, *upGateway)
 					if err != nil {
@@ -366,7 +370,7 @@ func build(out io.Writer) *ffcli.Command {
 					}
 					cmdArgs := commandArgs(args)
 					up := &adminv1.Upstream{GatewayId: id, Name: args[0], Url: *upURL, Command: *upCommand, Args: cmdArgs, Labels: map[string]string{},
-						CredentialRef: *upCred}
+						CredentialRef: *upCred, CatalogEntry: *upCatalog}
 					if err := setDeny(up, *upDeny); err != nil {
 						return err
 					}
@@ -377,6 +381,11 @@ func build(out io.Writer) *ffcli.Command {
 					case *upPackage != "":
 						if err := setPackage(up, *upPackage, *upIntegrity, *upBin); err != nil {
 							return err
+						}
+					case *upCatalog != "":
+						up.Transport = adminv1.Transport_TRANSPORT_UNSPECIFIED
+						if len(cmdArgs) > 0 {
+							return errors.New("a catalog entry gives the arguments: none may follow the name")
 						}
 					case len(cmdArgs) > 0:
 						return errors.New("arguments after the name are for --command or --package only")
@@ -582,6 +591,7 @@ func build(out io.Writer) *ffcli.Command {
 		sc.Subcommands = append(sc.Subcommands, edits[sc.Name]...)
 	}
 	root.Subcommands = append(root.Subcommands, moreCommands(leaf, newFS, g, c)...)
+	root.Subcommands = append(root.Subcommands, catalogCommand(leaf, newFS, g))
 	for _, sc := range root.Subcommands {
 		sc.Exec = func(context.Context, []string) error { return flag.ErrHelp }
 	}

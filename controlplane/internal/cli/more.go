@@ -341,6 +341,7 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 	uuPackage := upUpdate.String("package", "", "new package, npm:NAME@VERSION (makes it a package upstream; arguments after --; needs --integrity)")
 	uuIntegrity := upUpdate.String("integrity", "", "the --package archive's integrity, sha512-<base64>")
 	uuBin := upUpdate.String("bin", "", "the --package executable, a key of its package.json bin (default: its only one)")
+	uuCatalog := upUpdate.String("from-catalog", "", "run an approved catalog entry: NAME (its newest approved version, to take a bump) or NAME@VERSION")
 	uuCred := upUpdate.String("credential-ref", "", "new credential reference: env:NAME or file:/path, or none to drop it")
 	uuDeny := upUpdate.String("deny", "", "what the upstream may not ask of clients, comma-separated (sampling, elicitation, roots), or none")
 	upDelete := newFS("upstreams delete")
@@ -389,21 +390,29 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 	}
 	return map[string][]*ffcli.Command{
 		"upstreams": {
-			leaf("upstreams", "update", "--gateway GW [--url URL | --command CMD | --package npm:NAME@VERSION --integrity SHA] [-- ARGS...] [--credential-ref REF|none] [--deny LIST|none] NAME",
+			leaf("upstreams", "update", "--gateway GW [--url URL | --command CMD | --package npm:NAME@VERSION --integrity SHA | --from-catalog NAME[@VERSION]] [-- ARGS...] [--credential-ref REF|none] [--deny LIST|none] NAME",
 				"change an upstream's settings (only the flags given); its pins stay and what it now offers is checked against them", upUpdate, -1,
 				func(ctx context.Context, args []string) error {
 					if *uuGateway == "" {
 						return errors.New("--gateway is required")
 					}
-					if btoi(*uuURL != "")+btoi(*uuCommand != "")+btoi(*uuPackage != "") > 1 {
-						return errors.New("give at most one of --url, --command or --package")
+					if btoi(*uuURL != "")+btoi(*uuCommand != "")+btoi(*uuPackage != "")+btoi(*uuCatalog != "") > 1 {
+						return errors.New("give at most one of --url, --command, --package or --from-catalog")
 					}
 					up, err := findUpstream(ctx, *uuGateway, args[0])
 					if err != nil {
 						return err
 					}
 					cmdArgs := commandArgs(args)
+					if *uuURL != "" || *uuCommand != "" || *uuPackage != "" {
+						up.CatalogEntry = "" // no longer what the catalog says
+					}
 					switch {
+					case *uuCatalog != "":
+						if len(cmdArgs) > 0 {
+							return errors.New("a catalog entry gives the arguments: none may follow the name")
+						}
+						up.CatalogEntry = *uuCatalog
 					case *uuURL != "":
 						up.Transport, up.Url, up.Command, up.Args = adminv1.Transport_TRANSPORT_STREAMABLE_HTTP, *uuURL, "", nil
 					case *uuCommand != "":

@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
@@ -48,7 +49,7 @@ type world struct {
 	bGateway, bUpstream, bTool, bKey uuid.UUID
 	bMember, bChange                 uuid.UUID
 	bClientKey, bRule, bVS, bToken   uuid.UUID
-	bAgent                           uuid.UUID
+	bAgent, bCatalog                 uuid.UUID
 	bManifest                        []byte
 	aGateway                         uuid.UUID
 	bGatewayName                     string
@@ -132,6 +133,12 @@ func buildWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.bChange = crb.ID
+	cb, err := cp.DB.CatalogEntry.Create().SetTenantID(w.b.ID).SetName("io.b.test/secret").SetVersion("1.0.0").SetTransport(catalogentry.TransportStreamableHTTP).
+		SetURL("http://10.0.0.2/mcp").SetRequestedBy("dave").SetApprovalsRequired(1).Save(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.bCatalog = cb.ID
 	if w.bManifest, err = cp.Changes.ExportPins(bctx, w.b.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +218,7 @@ type clients struct {
 	changes  adminv1connect.ChangeServiceClient
 	policy   adminv1connect.PolicyServiceClient
 	tel      adminv1connect.TelemetryServiceClient
+	catalog  adminv1connect.CatalogServiceClient
 }
 
 func newClients(base string, c creds) clients {
@@ -222,7 +230,7 @@ func newClients(base string, c creds) clients {
 		vss: adminv1connect.NewVirtualServerServiceClient(h, base, o), tools: adminv1connect.NewToolServiceClient(h, base, o),
 		keys: adminv1connect.NewAPIKeyServiceClient(h, base, o), audit: adminv1connect.NewAuditServiceClient(h, base, o),
 		changes: adminv1connect.NewChangeServiceClient(h, base, o), policy: adminv1connect.NewPolicyServiceClient(h, base, o),
-		tel: adminv1connect.NewTelemetryServiceClient(h, base, o),
+		tel: adminv1connect.NewTelemetryServiceClient(h, base, o), catalog: adminv1connect.NewCatalogServiceClient(h, base, o),
 	}
 }
 
@@ -458,6 +466,23 @@ var apiMatrix = []apiCall{
 		_, err := c.tel.GetTraffic(ctx, req(&adminv1.GetTrafficRequest{}))
 		return err
 	}},
+	{"ListCatalog", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.catalog.ListCatalog(ctx, req(&adminv1.ListCatalogRequest{}))
+		return err
+	}},
+	{"ImportServerJSON", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.catalog.ImportServerJSON(ctx, req(&adminv1.ImportServerJSONRequest{
+			ServerJson: []byte(`{"name":"io.a.test/remote","version":"1.0.0","description":"d","remotes":[{"type":"streamable-http","url":"https://mcp.a.test/mcp"}]}`)}))
+		return err
+	}},
+	{"DecideCatalogEntry", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.catalog.DecideCatalogEntry(ctx, req(&adminv1.DecideCatalogEntryRequest{Id: w.bCatalog.String()}))
+		return err
+	}},
+	{"DeleteCatalogEntry", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.catalog.DeleteCatalogEntry(ctx, req(&adminv1.DeleteCatalogEntryRequest{Id: w.bCatalog.String()}))
+		return err
+	}},
 	{"ImportPins", true, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.changes.ImportPins(ctx, req(&adminv1.ImportPinsRequest{Manifest: w.bManifest}))
 		return err
@@ -482,7 +507,8 @@ func adminMethods() []string {
 func targetsB(name string) bool {
 	switch name {
 	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "UpdateUpstream", "DeleteUpstream", "UpdateVirtualServer", "DeleteVirtualServer", "UpdateGateway", "DeleteGateway", "ListEnrollmentTokens", "RevokeEnrollmentToken", "RevokeAgent", "PinTool", "UnpinTool", "RevokeAPIKey",
-		"GetChangeRequest", "ProposeChange", "SetToolLabels", "RevokeClientKey", "SetClientAuth", "SetRateLimits", "ListAccessRules", "CreateAccessRule", "DeleteAccessRule", "ApproveChange", "RejectChange", "ImportPins":
+		"GetChangeRequest", "ProposeChange", "SetToolLabels", "RevokeClientKey", "SetClientAuth", "SetRateLimits", "ListAccessRules", "CreateAccessRule", "DeleteAccessRule", "ApproveChange", "RejectChange", "ImportPins",
+		"DecideCatalogEntry", "DeleteCatalogEntry":
 		return true
 	}
 	return false
@@ -613,6 +639,10 @@ func TestAPITenantIsolationMatrix(t *testing.T) {
 	keys, err := bKeyStillWorks.policy.ListClientKeys(ctx, req(&adminv1.ListClientKeysRequest{}))
 	if err != nil || len(keys.Msg.GetKeys()) != 1 || keys.Msg.GetKeys()[0].GetRevoked() {
 		t.Fatalf("tenant B's client key changed: %v, %v", keys, err)
+	}
+	cat, err := bKeyStillWorks.catalog.ListCatalog(ctx, req(&adminv1.ListCatalogRequest{}))
+	if err != nil || len(cat.Msg.GetEntries()) != 1 || cat.Msg.GetEntries()[0].GetStatus() != "pending" {
+		t.Fatalf("tenant B's catalog changed: %v, %v", cat, err)
 	}
 	crs, err := bKeyStillWorks.changes.ListChangeRequests(ctx, req(&adminv1.ListChangeRequestsRequest{}))
 	if err != nil || len(crs.Msg.GetChangeRequests()) != 1 || crs.Msg.GetChangeRequests()[0].GetStatus() != "pending" {

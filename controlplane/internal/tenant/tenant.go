@@ -22,10 +22,12 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/bound"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/keyring"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/agent"
 	"github.com/portcullis-mcp/portcullis/ent/approval"
+	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/membership"
@@ -247,6 +249,9 @@ type UpstreamSpec struct {
 	DenySampling, DenyElicitation, DenyRoots bool
 	// Package is what a "package" upstream runs.
 	Package PackageSpec
+	// CatalogEntry, "NAME" or "NAME@VERSION", is the approved catalog entry
+	// that gives the transport, URL, package and arguments.
+	CatalogEntry string
 }
 
 // PackageSpec is an MCP server package at an exact version with the
@@ -288,7 +293,8 @@ var (
 	credentialHeaderRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 )
 
-func (u UpstreamSpec) validate() error {
+// Validate checks the spec as CreateUpstream does.
+func (u UpstreamSpec) Validate() error {
 	switch u.Transport {
 	case upstream.TransportStreamableHTTP.String():
 		pu, err := url.Parse(u.URL)
@@ -333,12 +339,65 @@ func (u UpstreamSpec) validate() error {
 	return nil
 }
 
+// fromCatalog fills what spec runs from its approved catalog entry, if it
+// names one: its transport, URL, package and arguments, and the header or
+// variable that carries its one secret.
+func (s *Service) fromCatalog(ctx context.Context, tenantID uuid.UUID, spec *UpstreamSpec) error {
+	if spec.CatalogEntry == "" {
+		return nil
+	}
+	name, version, _ := strings.Cut(spec.CatalogEntry, "@")
+	q := s.db.CatalogEntry.Query().Where(catalogentry.TenantID(tenantID), catalogentry.Name(name), catalogentry.StatusEQ(catalogentry.StatusApproved))
+	if version != "" {
+		q = q.Where(catalogentry.Version(version))
+	}
+	e, err := q.Order(ent.Desc(catalogentry.FieldDecidedAt)).First(ctx)
+	if ent.IsNotFound(err) {
+		return authz.Invalid("the catalog has no approved entry %q (portcullis catalog list)", bound.String(spec.CatalogEntry, 460))
+	} else if err != nil {
+		return err
+	}
+	spec.CatalogEntry = e.Name + "@" + e.Version
+	spec.Transport, spec.URL, spec.Command, spec.Args = e.Transport.String(), e.URL, "", e.Args
+	spec.Package = PackageSpec{Ecosystem: e.PackageEcosystem, Name: e.PackageName, Version: e.PackageVersion, Integrity: e.PackageIntegrity, Bin: e.PackageBin}
+	var secrets []schematype.CatalogCredential
+	for _, c := range e.Credentials {
+		if c.Secret && c.Required {
+			secrets = append(secrets, c)
+		}
+	}
+	switch {
+	case len(secrets) > 1:
+		return authz.Invalid("catalog entry %s needs %d secrets; an upstream carries one credential", spec.CatalogEntry, len(secrets))
+	case len(secrets) == 0:
+	case secrets[0].Kind == "env":
+		// The server reads the variable by its name; the gateway passes it on under the name its reference gives.
+		want := "env:" + secrets[0].Name
+		if spec.CredentialRef == "" {
+			spec.CredentialRef = want
+		} else if spec.CredentialRef != want {
+			return authz.Invalid("catalog entry %s reads its secret from %s: use the credential %s", spec.CatalogEntry, secrets[0].Name, want)
+		}
+	default:
+		if spec.CredentialRef == "" {
+			return authz.Invalid("catalog entry %s needs its secret header %s: say where the gateway finds it (env:NAME or file:/path)", spec.CatalogEntry, secrets[0].Name)
+		}
+		if spec.CredentialHeader == "" {
+			spec.CredentialHeader = secrets[0].Name
+		}
+	}
+	return nil
+}
+
 // CreateUpstream registers an upstream MCP server on a gateway.
 func (s *Service) CreateUpstream(ctx context.Context, tenantID, gatewayID uuid.UUID, spec UpstreamSpec) (*ent.Upstream, error) {
 	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
 		return nil, err
 	}
-	if err := spec.validate(); err != nil {
+	if err := s.fromCatalog(ctx, tenantID, &spec); err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", authz.ErrInvalid, err)
 	}
 	if _, err := s.Gateway(ctx, tenantID, gatewayID); err != nil {
@@ -353,7 +412,7 @@ func (s *Service) CreateUpstream(ctx context.Context, tenantID, gatewayID uuid.U
 			SetCredentialRef(spec.CredentialRef).SetCredentialHeader(spec.CredentialHeader).
 			SetDenySampling(spec.DenySampling).SetDenyElicitation(spec.DenyElicitation).SetDenyRoots(spec.DenyRoots).
 			SetPackageEcosystem(spec.Package.Ecosystem).SetPackageName(spec.Package.Name).SetPackageVersion(spec.Package.Version).
-			SetPackageIntegrity(spec.Package.Integrity).SetPackageBin(spec.Package.Bin).Save(ctx)
+			SetPackageIntegrity(spec.Package.Integrity).SetPackageBin(spec.Package.Bin).SetCatalogEntry(spec.CatalogEntry).Save(ctx)
 		if err != nil {
 			return authz.DBError(fmt.Sprintf("creating upstream %q", spec.Name), err)
 		}
@@ -596,7 +655,10 @@ func (s *Service) UpdateUpstream(ctx context.Context, tenantID, upstreamID uuid.
 	if spec.Name != before.Name {
 		return nil, authz.Invalid("an upstream's name cannot change (pins, rules and virtual servers use it): delete it and register it again")
 	}
-	if err := spec.validate(); err != nil {
+	if err := s.fromCatalog(ctx, tenantID, &spec); err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", authz.ErrInvalid, err)
 	}
 	var after *ent.Upstream
@@ -607,7 +669,7 @@ func (s *Service) UpdateUpstream(ctx context.Context, tenantID, upstreamID uuid.
 			SetCredentialRef(spec.CredentialRef).SetCredentialHeader(spec.CredentialHeader).
 			SetDenySampling(spec.DenySampling).SetDenyElicitation(spec.DenyElicitation).SetDenyRoots(spec.DenyRoots).
 			SetPackageEcosystem(spec.Package.Ecosystem).SetPackageName(spec.Package.Name).SetPackageVersion(spec.Package.Version).
-			SetPackageIntegrity(spec.Package.Integrity).SetPackageBin(spec.Package.Bin).Save(ctx)
+			SetPackageIntegrity(spec.Package.Integrity).SetPackageBin(spec.Package.Bin).SetCatalogEntry(spec.CatalogEntry).Save(ctx)
 		if err != nil {
 			return authz.DBError(fmt.Sprintf("updating upstream %q", spec.Name), err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/catalog"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/identity"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/inventory"
@@ -41,6 +42,7 @@ type Config struct {
 	Changes   *change.Service
 	Access    *access.Service
 	Telemetry *telemetry.Service
+	Catalog   *catalog.Service
 	// EnrollmentToken formats an enrollment token; AgentEndpoint is what
 	// agents dial (shown in the enrollment command).
 	EnrollmentToken func(ctx context.Context, tenantID, gatewayID uuid.UUID, ttl time.Duration, uses int) (string, error)
@@ -63,8 +65,8 @@ type Server struct {
 
 // New checks cfg and returns the console.
 func New(cfg Config) (*Server, error) {
-	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.Access == nil || cfg.Telemetry == nil || cfg.EnrollmentToken == nil {
-		return nil, errors.New("web.New: DB, IDs, Tenants, Inventory, Changes, Access, Telemetry and EnrollmentToken are required")
+	if cfg.DB == nil || cfg.IDs == nil || cfg.Tenants == nil || cfg.Inventory == nil || cfg.Changes == nil || cfg.Access == nil || cfg.Telemetry == nil || cfg.Catalog == nil || cfg.EnrollmentToken == nil {
+		return nil, errors.New("web.New: DB, IDs, Tenants, Inventory, Changes, Access, Telemetry, Catalog and EnrollmentToken are required")
 	}
 	if cfg.OIDC.Issuer == "" || cfg.OIDC.ClientID == "" {
 		return nil, errors.New("the console needs an OIDC issuer and client id (--oidc-issuer, --oidc-client-id)")

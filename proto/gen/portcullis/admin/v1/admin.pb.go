@@ -2297,8 +2297,13 @@ type Upstream struct {
 	PackageVersion   string `protobuf:"bytes,18,opt,name=package_version,json=packageVersion,proto3" json:"package_version,omitempty"`
 	PackageIntegrity string `protobuf:"bytes,19,opt,name=package_integrity,json=packageIntegrity,proto3" json:"package_integrity,omitempty"`
 	PackageBin       string `protobuf:"bytes,20,opt,name=package_bin,json=packageBin,proto3" json:"package_bin,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The approved catalog entry the upstream runs, "NAME" (its newest
+	// approved version) or "NAME@VERSION". When set on create or update, the
+	// entry gives the transport, URL, package and arguments (those fields of
+	// the request are ignored); read back, it is "NAME@VERSION".
+	CatalogEntry  string `protobuf:"bytes,21,opt,name=catalog_entry,json=catalogEntry,proto3" json:"catalog_entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Upstream) Reset() {
@@ -2467,6 +2472,13 @@ func (x *Upstream) GetPackageIntegrity() string {
 func (x *Upstream) GetPackageBin() string {
 	if x != nil {
 		return x.PackageBin
+	}
+	return ""
+}
+
+func (x *Upstream) GetCatalogEntry() string {
+	if x != nil {
+		return x.CatalogEntry
 	}
 	return ""
 }
@@ -7486,6 +7498,684 @@ func (x *GetTrafficResponse) GetPoints() []*TrafficPoint {
 	return nil
 }
 
+// CatalogEntry is one version of a server in the tenant's catalog.
+type CatalogEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The server's name (io.github.owner/name as the MCP Registry writes it).
+	Name        string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Version     string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Title       string `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// TRANSPORT_PACKAGE or TRANSPORT_STREAMABLE_HTTP.
+	Transport        Transport `protobuf:"varint,6,opt,name=transport,proto3,enum=portcullis.admin.v1.Transport" json:"transport,omitempty"`
+	Url              string    `protobuf:"bytes,7,opt,name=url,proto3" json:"url,omitempty"`
+	PackageEcosystem string    `protobuf:"bytes,8,opt,name=package_ecosystem,json=packageEcosystem,proto3" json:"package_ecosystem,omitempty"`
+	PackageName      string    `protobuf:"bytes,9,opt,name=package_name,json=packageName,proto3" json:"package_name,omitempty"`
+	PackageVersion   string    `protobuf:"bytes,10,opt,name=package_version,json=packageVersion,proto3" json:"package_version,omitempty"`
+	PackageIntegrity string    `protobuf:"bytes,11,opt,name=package_integrity,json=packageIntegrity,proto3" json:"package_integrity,omitempty"`
+	PackageBin       string    `protobuf:"bytes,12,opt,name=package_bin,json=packageBin,proto3" json:"package_bin,omitempty"`
+	Args             []string  `protobuf:"bytes,13,rep,name=args,proto3" json:"args,omitempty"`
+	// What it needs: environment variables of a package, headers of a remote.
+	Credentials []*CatalogCredential `protobuf:"bytes,14,rep,name=credentials,proto3" json:"credentials,omitempty"`
+	// pending, approved, rejected or superseded (by a newer approved version).
+	Status            string                 `protobuf:"bytes,15,opt,name=status,proto3" json:"status,omitempty"`
+	RequestedBy       string                 `protobuf:"bytes,16,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	ApprovalsRequired int32                  `protobuf:"varint,17,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	Decisions         []*Decision            `protobuf:"bytes,18,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	DecidedAt         *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	// Where it came from: "server.json".
+	Source        string `protobuf:"bytes,21,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatalogEntry) Reset() {
+	*x = CatalogEntry{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[133]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatalogEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatalogEntry) ProtoMessage() {}
+
+func (x *CatalogEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[133]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatalogEntry.ProtoReflect.Descriptor instead.
+func (*CatalogEntry) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{133}
+}
+
+func (x *CatalogEntry) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetTransport() Transport {
+	if x != nil {
+		return x.Transport
+	}
+	return Transport_TRANSPORT_UNSPECIFIED
+}
+
+func (x *CatalogEntry) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetPackageEcosystem() string {
+	if x != nil {
+		return x.PackageEcosystem
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetPackageName() string {
+	if x != nil {
+		return x.PackageName
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetPackageVersion() string {
+	if x != nil {
+		return x.PackageVersion
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetPackageIntegrity() string {
+	if x != nil {
+		return x.PackageIntegrity
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetPackageBin() string {
+	if x != nil {
+		return x.PackageBin
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *CatalogEntry) GetCredentials() []*CatalogCredential {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+func (x *CatalogEntry) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *CatalogEntry) GetApprovalsRequired() int32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
+}
+
+func (x *CatalogEntry) GetDecisions() []*Decision {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+func (x *CatalogEntry) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *CatalogEntry) GetDecidedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecidedAt
+	}
+	return nil
+}
+
+func (x *CatalogEntry) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+// CatalogCredential is an environment variable (kind "env") or a header
+// (kind "header") a catalog server needs.
+type CatalogCredential struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Secret        bool                   `protobuf:"varint,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	Required      bool                   `protobuf:"varint,5,opt,name=required,proto3" json:"required,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatalogCredential) Reset() {
+	*x = CatalogCredential{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[134]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatalogCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatalogCredential) ProtoMessage() {}
+
+func (x *CatalogCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[134]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatalogCredential.ProtoReflect.Descriptor instead.
+func (*CatalogCredential) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{134}
+}
+
+func (x *CatalogCredential) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *CatalogCredential) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CatalogCredential) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *CatalogCredential) GetSecret() bool {
+	if x != nil {
+		return x.Secret
+	}
+	return false
+}
+
+func (x *CatalogCredential) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+// ListCatalogRequest is empty.
+type ListCatalogRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCatalogRequest) Reset() {
+	*x = ListCatalogRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[135]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCatalogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCatalogRequest) ProtoMessage() {}
+
+func (x *ListCatalogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[135]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCatalogRequest.ProtoReflect.Descriptor instead.
+func (*ListCatalogRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{135}
+}
+
+// ListCatalogResponse lists the entries.
+type ListCatalogResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*CatalogEntry        `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCatalogResponse) Reset() {
+	*x = ListCatalogResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[136]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCatalogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCatalogResponse) ProtoMessage() {}
+
+func (x *ListCatalogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[136]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCatalogResponse.ProtoReflect.Descriptor instead.
+func (*ListCatalogResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{136}
+}
+
+func (x *ListCatalogResponse) GetEntries() []*CatalogEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// ImportServerJSONRequest carries a server.json file.
+type ImportServerJSONRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file, at most 1 MiB.
+	ServerJson []byte `protobuf:"bytes,1,opt,name=server_json,json=serverJson,proto3" json:"server_json,omitempty"`
+	// The npm archive's integrity ("sha512-<base64>"), which server.json does
+	// not carry; required when the entry is an npm package.
+	Integrity string `protobuf:"bytes,2,opt,name=integrity,proto3" json:"integrity,omitempty"`
+	// Take the remote (streamable-http) rather than the npm package when the
+	// file offers both.
+	Remote bool `protobuf:"varint,3,opt,name=remote,proto3" json:"remote,omitempty"`
+	// The package's executable, when it has several.
+	Bin           string `protobuf:"bytes,4,opt,name=bin,proto3" json:"bin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportServerJSONRequest) Reset() {
+	*x = ImportServerJSONRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[137]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportServerJSONRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportServerJSONRequest) ProtoMessage() {}
+
+func (x *ImportServerJSONRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[137]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportServerJSONRequest.ProtoReflect.Descriptor instead.
+func (*ImportServerJSONRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{137}
+}
+
+func (x *ImportServerJSONRequest) GetServerJson() []byte {
+	if x != nil {
+		return x.ServerJson
+	}
+	return nil
+}
+
+func (x *ImportServerJSONRequest) GetIntegrity() string {
+	if x != nil {
+		return x.Integrity
+	}
+	return ""
+}
+
+func (x *ImportServerJSONRequest) GetRemote() bool {
+	if x != nil {
+		return x.Remote
+	}
+	return false
+}
+
+func (x *ImportServerJSONRequest) GetBin() string {
+	if x != nil {
+		return x.Bin
+	}
+	return ""
+}
+
+// ImportServerJSONResponse carries the new entry.
+type ImportServerJSONResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *CatalogEntry          `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportServerJSONResponse) Reset() {
+	*x = ImportServerJSONResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[138]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportServerJSONResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportServerJSONResponse) ProtoMessage() {}
+
+func (x *ImportServerJSONResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[138]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportServerJSONResponse.ProtoReflect.Descriptor instead.
+func (*ImportServerJSONResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{138}
+}
+
+func (x *ImportServerJSONResponse) GetEntry() *CatalogEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+// DecideCatalogEntryRequest approves (or rejects) an entry.
+type DecideCatalogEntryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reject        bool                   `protobuf:"varint,2,opt,name=reject,proto3" json:"reject,omitempty"`
+	Comment       string                 `protobuf:"bytes,3,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideCatalogEntryRequest) Reset() {
+	*x = DecideCatalogEntryRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[139]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideCatalogEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideCatalogEntryRequest) ProtoMessage() {}
+
+func (x *DecideCatalogEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[139]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideCatalogEntryRequest.ProtoReflect.Descriptor instead.
+func (*DecideCatalogEntryRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{139}
+}
+
+func (x *DecideCatalogEntryRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DecideCatalogEntryRequest) GetReject() bool {
+	if x != nil {
+		return x.Reject
+	}
+	return false
+}
+
+func (x *DecideCatalogEntryRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// DecideCatalogEntryResponse carries the entry after the decision.
+type DecideCatalogEntryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *CatalogEntry          `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideCatalogEntryResponse) Reset() {
+	*x = DecideCatalogEntryResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[140]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideCatalogEntryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideCatalogEntryResponse) ProtoMessage() {}
+
+func (x *DecideCatalogEntryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[140]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideCatalogEntryResponse.ProtoReflect.Descriptor instead.
+func (*DecideCatalogEntryResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{140}
+}
+
+func (x *DecideCatalogEntryResponse) GetEntry() *CatalogEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+// DeleteCatalogEntryRequest names the entry.
+type DeleteCatalogEntryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCatalogEntryRequest) Reset() {
+	*x = DeleteCatalogEntryRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[141]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCatalogEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCatalogEntryRequest) ProtoMessage() {}
+
+func (x *DeleteCatalogEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[141]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCatalogEntryRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCatalogEntryRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{141}
+}
+
+func (x *DeleteCatalogEntryRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DeleteCatalogEntryResponse is empty.
+type DeleteCatalogEntryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCatalogEntryResponse) Reset() {
+	*x = DeleteCatalogEntryResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[142]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCatalogEntryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCatalogEntryResponse) ProtoMessage() {}
+
+func (x *DeleteCatalogEntryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[142]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCatalogEntryResponse.ProtoReflect.Descriptor instead.
+func (*DeleteCatalogEntryResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{142}
+}
+
 var File_portcullis_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
@@ -7613,7 +8303,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
 	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12#\n" +
-	"\rcontrol_plane\x18\x03 \x01(\tR\fcontrolPlane\"\x90\x06\n" +
+	"\rcontrol_plane\x18\x03 \x01(\tR\fcontrolPlane\"\xb5\x06\n" +
 	"\bUpstream\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -7639,7 +8329,8 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fpackage_version\x18\x12 \x01(\tR\x0epackageVersion\x12+\n" +
 	"\x11package_integrity\x18\x13 \x01(\tR\x10packageIntegrity\x12\x1f\n" +
 	"\vpackage_bin\x18\x14 \x01(\tR\n" +
-	"packageBin\x1a9\n" +
+	"packageBin\x12#\n" +
+	"\rcatalog_entry\x18\x15 \x01(\tR\fcatalogEntry\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
@@ -7968,7 +8659,59 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
 	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"O\n" +
 	"\x12GetTrafficResponse\x129\n" +
-	"\x06points\x18\x01 \x03(\v2!.portcullis.admin.v1.TrafficPointR\x06points*`\n" +
+	"\x06points\x18\x01 \x03(\v2!.portcullis.admin.v1.TrafficPointR\x06points\"\xae\x06\n" +
+	"\fCatalogEntry\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x14\n" +
+	"\x05title\x18\x04 \x01(\tR\x05title\x12 \n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12<\n" +
+	"\ttransport\x18\x06 \x01(\x0e2\x1e.portcullis.admin.v1.TransportR\ttransport\x12\x10\n" +
+	"\x03url\x18\a \x01(\tR\x03url\x12+\n" +
+	"\x11package_ecosystem\x18\b \x01(\tR\x10packageEcosystem\x12!\n" +
+	"\fpackage_name\x18\t \x01(\tR\vpackageName\x12'\n" +
+	"\x0fpackage_version\x18\n" +
+	" \x01(\tR\x0epackageVersion\x12+\n" +
+	"\x11package_integrity\x18\v \x01(\tR\x10packageIntegrity\x12\x1f\n" +
+	"\vpackage_bin\x18\f \x01(\tR\n" +
+	"packageBin\x12\x12\n" +
+	"\x04args\x18\r \x03(\tR\x04args\x12H\n" +
+	"\vcredentials\x18\x0e \x03(\v2&.portcullis.admin.v1.CatalogCredentialR\vcredentials\x12\x16\n" +
+	"\x06status\x18\x0f \x01(\tR\x06status\x12!\n" +
+	"\frequested_by\x18\x10 \x01(\tR\vrequestedBy\x12-\n" +
+	"\x12approvals_required\x18\x11 \x01(\x05R\x11approvalsRequired\x12;\n" +
+	"\tdecisions\x18\x12 \x03(\v2\x1d.portcullis.admin.v1.DecisionR\tdecisions\x129\n" +
+	"\n" +
+	"created_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"decided_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12\x16\n" +
+	"\x06source\x18\x15 \x01(\tR\x06source\"\x91\x01\n" +
+	"\x11CatalogCredential\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x16\n" +
+	"\x06secret\x18\x04 \x01(\bR\x06secret\x12\x1a\n" +
+	"\brequired\x18\x05 \x01(\bR\brequired\"\x14\n" +
+	"\x12ListCatalogRequest\"R\n" +
+	"\x13ListCatalogResponse\x12;\n" +
+	"\aentries\x18\x01 \x03(\v2!.portcullis.admin.v1.CatalogEntryR\aentries\"\x82\x01\n" +
+	"\x17ImportServerJSONRequest\x12\x1f\n" +
+	"\vserver_json\x18\x01 \x01(\fR\n" +
+	"serverJson\x12\x1c\n" +
+	"\tintegrity\x18\x02 \x01(\tR\tintegrity\x12\x16\n" +
+	"\x06remote\x18\x03 \x01(\bR\x06remote\x12\x10\n" +
+	"\x03bin\x18\x04 \x01(\tR\x03bin\"S\n" +
+	"\x18ImportServerJSONResponse\x127\n" +
+	"\x05entry\x18\x01 \x01(\v2!.portcullis.admin.v1.CatalogEntryR\x05entry\"]\n" +
+	"\x19DecideCatalogEntryRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reject\x18\x02 \x01(\bR\x06reject\x12\x18\n" +
+	"\acomment\x18\x03 \x01(\tR\acomment\"U\n" +
+	"\x1aDecideCatalogEntryResponse\x127\n" +
+	"\x05entry\x18\x01 \x01(\v2!.portcullis.admin.v1.CatalogEntryR\x05entry\"+\n" +
+	"\x19DeleteCatalogEntryRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1c\n" +
+	"\x1aDeleteCatalogEntryResponse*`\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_VIEWER\x10\x01\x12\x11\n" +
@@ -8058,7 +8801,12 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x10TelemetryService\x12i\n" +
 	"\x0eListCallEvents\x12*.portcullis.admin.v1.ListCallEventsRequest\x1a+.portcullis.admin.v1.ListCallEventsResponse\x12]\n" +
 	"\n" +
-	"GetTraffic\x12&.portcullis.admin.v1.GetTrafficRequest\x1a'.portcullis.admin.v1.GetTrafficResponseB\xdf\x01\n" +
+	"GetTraffic\x12&.portcullis.admin.v1.GetTrafficRequest\x1a'.portcullis.admin.v1.GetTrafficResponse2\xd1\x03\n" +
+	"\x0eCatalogService\x12`\n" +
+	"\vListCatalog\x12'.portcullis.admin.v1.ListCatalogRequest\x1a(.portcullis.admin.v1.ListCatalogResponse\x12o\n" +
+	"\x10ImportServerJSON\x12,.portcullis.admin.v1.ImportServerJSONRequest\x1a-.portcullis.admin.v1.ImportServerJSONResponse\x12u\n" +
+	"\x12DecideCatalogEntry\x12..portcullis.admin.v1.DecideCatalogEntryRequest\x1a/.portcullis.admin.v1.DecideCatalogEntryResponse\x12u\n" +
+	"\x12DeleteCatalogEntry\x12..portcullis.admin.v1.DeleteCatalogEntryRequest\x1a/.portcullis.admin.v1.DeleteCatalogEntryResponseB\xdf\x01\n" +
 	"\x17com.portcullis.admin.v1B\n" +
 	"AdminProtoP\x01ZJgithub.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1;adminv1\xa2\x02\x03PAX\xaa\x02\x13Portcullis.Admin.V1\xca\x02\x13Portcullis\\Admin\\V1\xe2\x02\x1fPortcullis\\Admin\\V1\\GPBMetadata\xea\x02\x15Portcullis::Admin::V1b\x06proto3"
 
@@ -8075,7 +8823,7 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 134)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 144)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                                 // 0: portcullis.admin.v1.Role
 	(Transport)(0),                            // 1: portcullis.admin.v1.Transport
@@ -8213,8 +8961,18 @@ var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(*ListCallEventsResponse)(nil),            // 133: portcullis.admin.v1.ListCallEventsResponse
 	(*GetTrafficRequest)(nil),                 // 134: portcullis.admin.v1.GetTrafficRequest
 	(*GetTrafficResponse)(nil),                // 135: portcullis.admin.v1.GetTrafficResponse
-	nil,                                       // 136: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),             // 137: google.protobuf.Timestamp
+	(*CatalogEntry)(nil),                      // 136: portcullis.admin.v1.CatalogEntry
+	(*CatalogCredential)(nil),                 // 137: portcullis.admin.v1.CatalogCredential
+	(*ListCatalogRequest)(nil),                // 138: portcullis.admin.v1.ListCatalogRequest
+	(*ListCatalogResponse)(nil),               // 139: portcullis.admin.v1.ListCatalogResponse
+	(*ImportServerJSONRequest)(nil),           // 140: portcullis.admin.v1.ImportServerJSONRequest
+	(*ImportServerJSONResponse)(nil),          // 141: portcullis.admin.v1.ImportServerJSONResponse
+	(*DecideCatalogEntryRequest)(nil),         // 142: portcullis.admin.v1.DecideCatalogEntryRequest
+	(*DecideCatalogEntryResponse)(nil),        // 143: portcullis.admin.v1.DecideCatalogEntryResponse
+	(*DeleteCatalogEntryRequest)(nil),         // 144: portcullis.admin.v1.DeleteCatalogEntryRequest
+	(*DeleteCatalogEntryResponse)(nil),        // 145: portcullis.admin.v1.DeleteCatalogEntryResponse
+	nil,                                       // 146: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),             // 147: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,   // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
@@ -8223,26 +8981,26 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	3,   // 3: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
 	3,   // 4: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,   // 5: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	137, // 6: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	147, // 6: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
 	13,  // 7: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,   // 8: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
 	13,  // 9: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,   // 10: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	137, // 11: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	137, // 12: portcullis.admin.v1.Agent.cert_expires_at:type_name -> google.protobuf.Timestamp
-	137, // 13: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	147, // 11: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	147, // 12: portcullis.admin.v1.Agent.cert_expires_at:type_name -> google.protobuf.Timestamp
+	147, // 13: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
 	22,  // 14: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
 	23,  // 15: portcullis.admin.v1.UpdateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	32,  // 16: portcullis.admin.v1.ListEnrollmentTokensResponse.tokens:type_name -> portcullis.admin.v1.EnrollmentToken
-	137, // 17: portcullis.admin.v1.EnrollmentToken.created_at:type_name -> google.protobuf.Timestamp
-	137, // 18: portcullis.admin.v1.EnrollmentToken.expires_at:type_name -> google.protobuf.Timestamp
-	137, // 19: portcullis.admin.v1.EnrollmentToken.used_at:type_name -> google.protobuf.Timestamp
+	147, // 17: portcullis.admin.v1.EnrollmentToken.created_at:type_name -> google.protobuf.Timestamp
+	147, // 18: portcullis.admin.v1.EnrollmentToken.expires_at:type_name -> google.protobuf.Timestamp
+	147, // 19: portcullis.admin.v1.EnrollmentToken.used_at:type_name -> google.protobuf.Timestamp
 	23,  // 20: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
 	23,  // 21: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	23,  // 22: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	137, // 23: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	147, // 23: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 24: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	136, // 25: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	146, // 25: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
 	43,  // 26: portcullis.admin.v1.UpdateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
 	43,  // 27: portcullis.admin.v1.UpdateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
 	43,  // 28: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
@@ -8254,20 +9012,20 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	52,  // 34: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
 	53,  // 35: portcullis.admin.v1.CreateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
 	52,  // 36: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	137, // 37: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	147, // 37: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
 	62,  // 38: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
 	0,   // 39: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	137, // 40: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	137, // 41: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	147, // 40: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	147, // 41: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
 	71,  // 42: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
 	0,   // 43: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
 	71,  // 44: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	137, // 45: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	147, // 45: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	78,  // 46: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	137, // 47: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	137, // 48: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	137, // 49: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	137, // 50: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	147, // 47: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	147, // 48: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	147, // 49: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	147, // 50: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
 	81,  // 51: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
 	81,  // 52: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	83,  // 53: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
@@ -8278,7 +9036,7 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	81,  // 58: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	81,  // 59: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	81,  // 60: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	137, // 61: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
+	147, // 61: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
 	110, // 62: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
 	110, // 63: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
 	119, // 64: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
@@ -8286,129 +9044,145 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	119, // 66: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
 	2,   // 67: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
 	2,   // 68: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
-	137, // 69: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	137, // 70: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
+	147, // 69: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	147, // 70: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
 	130, // 71: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
-	137, // 72: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
-	137, // 73: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
+	147, // 72: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
+	147, // 73: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
 	131, // 74: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
-	9,   // 75: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
-	11,  // 76: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
-	4,   // 77: portcullis.admin.v1.TenantService.GetSigningKey:input_type -> portcullis.admin.v1.GetSigningKeyRequest
-	7,   // 78: portcullis.admin.v1.TenantService.RotateSigningKey:input_type -> portcullis.admin.v1.RotateSigningKeyRequest
-	14,  // 79: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
-	16,  // 80: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
-	18,  // 81: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
-	20,  // 82: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
-	35,  // 83: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
-	37,  // 84: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
-	39,  // 85: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
-	41,  // 86: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
-	26,  // 87: portcullis.admin.v1.GatewayService.UpdateGateway:input_type -> portcullis.admin.v1.UpdateGatewayRequest
-	28,  // 88: portcullis.admin.v1.GatewayService.DeleteGateway:input_type -> portcullis.admin.v1.DeleteGatewayRequest
-	30,  // 89: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:input_type -> portcullis.admin.v1.ListEnrollmentTokensRequest
-	33,  // 90: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:input_type -> portcullis.admin.v1.RevokeEnrollmentTokenRequest
-	24,  // 91: portcullis.admin.v1.GatewayService.RevokeAgent:input_type -> portcullis.admin.v1.RevokeAgentRequest
-	48,  // 92: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
-	50,  // 93: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
-	44,  // 94: portcullis.admin.v1.UpstreamService.UpdateUpstream:input_type -> portcullis.admin.v1.UpdateUpstreamRequest
-	46,  // 95: portcullis.admin.v1.UpstreamService.DeleteUpstream:input_type -> portcullis.admin.v1.DeleteUpstreamRequest
-	58,  // 96: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
-	60,  // 97: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
-	54,  // 98: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:input_type -> portcullis.admin.v1.UpdateVirtualServerRequest
-	56,  // 99: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:input_type -> portcullis.admin.v1.DeleteVirtualServerRequest
-	65,  // 100: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
-	67,  // 101: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
-	69,  // 102: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
-	63,  // 103: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
-	72,  // 104: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
-	74,  // 105: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
-	76,  // 106: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
-	79,  // 107: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
-	86,  // 108: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
-	88,  // 109: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
-	90,  // 110: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
-	92,  // 111: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
-	94,  // 112: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
-	96,  // 113: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
-	98,  // 114: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
-	100, // 115: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
-	102, // 116: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	126, // 117: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
-	128, // 118: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
-	111, // 119: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
-	113, // 120: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
-	115, // 121: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
-	117, // 122: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
-	120, // 123: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
-	122, // 124: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
-	124, // 125: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
-	108, // 126: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
-	104, // 127: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
-	106, // 128: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
-	132, // 129: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
-	134, // 130: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
-	10,  // 131: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	12,  // 132: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	5,   // 133: portcullis.admin.v1.TenantService.GetSigningKey:output_type -> portcullis.admin.v1.GetSigningKeyResponse
-	8,   // 134: portcullis.admin.v1.TenantService.RotateSigningKey:output_type -> portcullis.admin.v1.RotateSigningKeyResponse
-	15,  // 135: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	17,  // 136: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	19,  // 137: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	21,  // 138: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	36,  // 139: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	38,  // 140: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	40,  // 141: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	42,  // 142: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	27,  // 143: portcullis.admin.v1.GatewayService.UpdateGateway:output_type -> portcullis.admin.v1.UpdateGatewayResponse
-	29,  // 144: portcullis.admin.v1.GatewayService.DeleteGateway:output_type -> portcullis.admin.v1.DeleteGatewayResponse
-	31,  // 145: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:output_type -> portcullis.admin.v1.ListEnrollmentTokensResponse
-	34,  // 146: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:output_type -> portcullis.admin.v1.RevokeEnrollmentTokenResponse
-	25,  // 147: portcullis.admin.v1.GatewayService.RevokeAgent:output_type -> portcullis.admin.v1.RevokeAgentResponse
-	49,  // 148: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	51,  // 149: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	45,  // 150: portcullis.admin.v1.UpstreamService.UpdateUpstream:output_type -> portcullis.admin.v1.UpdateUpstreamResponse
-	47,  // 151: portcullis.admin.v1.UpstreamService.DeleteUpstream:output_type -> portcullis.admin.v1.DeleteUpstreamResponse
-	59,  // 152: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	61,  // 153: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	55,  // 154: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:output_type -> portcullis.admin.v1.UpdateVirtualServerResponse
-	57,  // 155: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:output_type -> portcullis.admin.v1.DeleteVirtualServerResponse
-	66,  // 156: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	68,  // 157: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	70,  // 158: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	64,  // 159: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
-	73,  // 160: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	75,  // 161: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	77,  // 162: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	80,  // 163: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	87,  // 164: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	89,  // 165: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	91,  // 166: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	93,  // 167: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	95,  // 168: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	97,  // 169: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	99,  // 170: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	101, // 171: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	103, // 172: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	127, // 173: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	129, // 174: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	112, // 175: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
-	114, // 176: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
-	116, // 177: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
-	118, // 178: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
-	121, // 179: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
-	123, // 180: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
-	125, // 181: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
-	109, // 182: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
-	105, // 183: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
-	107, // 184: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
-	133, // 185: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
-	135, // 186: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
-	131, // [131:187] is the sub-list for method output_type
-	75,  // [75:131] is the sub-list for method input_type
-	75,  // [75:75] is the sub-list for extension type_name
-	75,  // [75:75] is the sub-list for extension extendee
-	0,   // [0:75] is the sub-list for field type_name
+	1,   // 75: portcullis.admin.v1.CatalogEntry.transport:type_name -> portcullis.admin.v1.Transport
+	137, // 76: portcullis.admin.v1.CatalogEntry.credentials:type_name -> portcullis.admin.v1.CatalogCredential
+	84,  // 77: portcullis.admin.v1.CatalogEntry.decisions:type_name -> portcullis.admin.v1.Decision
+	147, // 78: portcullis.admin.v1.CatalogEntry.created_at:type_name -> google.protobuf.Timestamp
+	147, // 79: portcullis.admin.v1.CatalogEntry.decided_at:type_name -> google.protobuf.Timestamp
+	136, // 80: portcullis.admin.v1.ListCatalogResponse.entries:type_name -> portcullis.admin.v1.CatalogEntry
+	136, // 81: portcullis.admin.v1.ImportServerJSONResponse.entry:type_name -> portcullis.admin.v1.CatalogEntry
+	136, // 82: portcullis.admin.v1.DecideCatalogEntryResponse.entry:type_name -> portcullis.admin.v1.CatalogEntry
+	9,   // 83: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
+	11,  // 84: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
+	4,   // 85: portcullis.admin.v1.TenantService.GetSigningKey:input_type -> portcullis.admin.v1.GetSigningKeyRequest
+	7,   // 86: portcullis.admin.v1.TenantService.RotateSigningKey:input_type -> portcullis.admin.v1.RotateSigningKeyRequest
+	14,  // 87: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
+	16,  // 88: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
+	18,  // 89: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
+	20,  // 90: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
+	35,  // 91: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
+	37,  // 92: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
+	39,  // 93: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
+	41,  // 94: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
+	26,  // 95: portcullis.admin.v1.GatewayService.UpdateGateway:input_type -> portcullis.admin.v1.UpdateGatewayRequest
+	28,  // 96: portcullis.admin.v1.GatewayService.DeleteGateway:input_type -> portcullis.admin.v1.DeleteGatewayRequest
+	30,  // 97: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:input_type -> portcullis.admin.v1.ListEnrollmentTokensRequest
+	33,  // 98: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:input_type -> portcullis.admin.v1.RevokeEnrollmentTokenRequest
+	24,  // 99: portcullis.admin.v1.GatewayService.RevokeAgent:input_type -> portcullis.admin.v1.RevokeAgentRequest
+	48,  // 100: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
+	50,  // 101: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
+	44,  // 102: portcullis.admin.v1.UpstreamService.UpdateUpstream:input_type -> portcullis.admin.v1.UpdateUpstreamRequest
+	46,  // 103: portcullis.admin.v1.UpstreamService.DeleteUpstream:input_type -> portcullis.admin.v1.DeleteUpstreamRequest
+	58,  // 104: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
+	60,  // 105: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
+	54,  // 106: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:input_type -> portcullis.admin.v1.UpdateVirtualServerRequest
+	56,  // 107: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:input_type -> portcullis.admin.v1.DeleteVirtualServerRequest
+	65,  // 108: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
+	67,  // 109: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
+	69,  // 110: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
+	63,  // 111: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
+	72,  // 112: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
+	74,  // 113: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
+	76,  // 114: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
+	79,  // 115: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
+	86,  // 116: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
+	88,  // 117: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
+	90,  // 118: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
+	92,  // 119: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
+	94,  // 120: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
+	96,  // 121: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
+	98,  // 122: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
+	100, // 123: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
+	102, // 124: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
+	126, // 125: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	128, // 126: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	111, // 127: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
+	113, // 128: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
+	115, // 129: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
+	117, // 130: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
+	120, // 131: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
+	122, // 132: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
+	124, // 133: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
+	108, // 134: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
+	104, // 135: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
+	106, // 136: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
+	132, // 137: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
+	134, // 138: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
+	138, // 139: portcullis.admin.v1.CatalogService.ListCatalog:input_type -> portcullis.admin.v1.ListCatalogRequest
+	140, // 140: portcullis.admin.v1.CatalogService.ImportServerJSON:input_type -> portcullis.admin.v1.ImportServerJSONRequest
+	142, // 141: portcullis.admin.v1.CatalogService.DecideCatalogEntry:input_type -> portcullis.admin.v1.DecideCatalogEntryRequest
+	144, // 142: portcullis.admin.v1.CatalogService.DeleteCatalogEntry:input_type -> portcullis.admin.v1.DeleteCatalogEntryRequest
+	10,  // 143: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	12,  // 144: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	5,   // 145: portcullis.admin.v1.TenantService.GetSigningKey:output_type -> portcullis.admin.v1.GetSigningKeyResponse
+	8,   // 146: portcullis.admin.v1.TenantService.RotateSigningKey:output_type -> portcullis.admin.v1.RotateSigningKeyResponse
+	15,  // 147: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	17,  // 148: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	19,  // 149: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	21,  // 150: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	36,  // 151: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	38,  // 152: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	40,  // 153: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	42,  // 154: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	27,  // 155: portcullis.admin.v1.GatewayService.UpdateGateway:output_type -> portcullis.admin.v1.UpdateGatewayResponse
+	29,  // 156: portcullis.admin.v1.GatewayService.DeleteGateway:output_type -> portcullis.admin.v1.DeleteGatewayResponse
+	31,  // 157: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:output_type -> portcullis.admin.v1.ListEnrollmentTokensResponse
+	34,  // 158: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:output_type -> portcullis.admin.v1.RevokeEnrollmentTokenResponse
+	25,  // 159: portcullis.admin.v1.GatewayService.RevokeAgent:output_type -> portcullis.admin.v1.RevokeAgentResponse
+	49,  // 160: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	51,  // 161: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	45,  // 162: portcullis.admin.v1.UpstreamService.UpdateUpstream:output_type -> portcullis.admin.v1.UpdateUpstreamResponse
+	47,  // 163: portcullis.admin.v1.UpstreamService.DeleteUpstream:output_type -> portcullis.admin.v1.DeleteUpstreamResponse
+	59,  // 164: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	61,  // 165: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	55,  // 166: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:output_type -> portcullis.admin.v1.UpdateVirtualServerResponse
+	57,  // 167: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:output_type -> portcullis.admin.v1.DeleteVirtualServerResponse
+	66,  // 168: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	68,  // 169: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	70,  // 170: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	64,  // 171: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	73,  // 172: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	75,  // 173: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	77,  // 174: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	80,  // 175: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	87,  // 176: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	89,  // 177: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	91,  // 178: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	93,  // 179: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	95,  // 180: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	97,  // 181: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	99,  // 182: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	101, // 183: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	103, // 184: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	127, // 185: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	129, // 186: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	112, // 187: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
+	114, // 188: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
+	116, // 189: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
+	118, // 190: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
+	121, // 191: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
+	123, // 192: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
+	125, // 193: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
+	109, // 194: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
+	105, // 195: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
+	107, // 196: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
+	133, // 197: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
+	135, // 198: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
+	139, // 199: portcullis.admin.v1.CatalogService.ListCatalog:output_type -> portcullis.admin.v1.ListCatalogResponse
+	141, // 200: portcullis.admin.v1.CatalogService.ImportServerJSON:output_type -> portcullis.admin.v1.ImportServerJSONResponse
+	143, // 201: portcullis.admin.v1.CatalogService.DecideCatalogEntry:output_type -> portcullis.admin.v1.DecideCatalogEntryResponse
+	145, // 202: portcullis.admin.v1.CatalogService.DeleteCatalogEntry:output_type -> portcullis.admin.v1.DeleteCatalogEntryResponse
+	143, // [143:203] is the sub-list for method output_type
+	83,  // [83:143] is the sub-list for method input_type
+	83,  // [83:83] is the sub-list for extension type_name
+	83,  // [83:83] is the sub-list for extension extendee
+	0,   // [0:83] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_admin_v1_admin_proto_init() }
@@ -8422,9 +9196,9 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   134,
+			NumMessages:   144,
 			NumExtensions: 0,
-			NumServices:   11,
+			NumServices:   12,
 		},
 		GoTypes:           file_portcullis_admin_v1_admin_proto_goTypes,
 		DependencyIndexes: file_portcullis_admin_v1_admin_proto_depIdxs,

@@ -3056,3 +3056,237 @@ var TelemetryService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "portcullis/admin/v1/admin.proto",
 }
+
+const (
+	CatalogService_ListCatalog_FullMethodName        = "/portcullis.admin.v1.CatalogService/ListCatalog"
+	CatalogService_ImportServerJSON_FullMethodName   = "/portcullis.admin.v1.CatalogService/ImportServerJSON"
+	CatalogService_DecideCatalogEntry_FullMethodName = "/portcullis.admin.v1.CatalogService/DecideCatalogEntry"
+	CatalogService_DeleteCatalogEntry_FullMethodName = "/portcullis.admin.v1.CatalogService/DeleteCatalogEntry"
+)
+
+// CatalogServiceClient is the client API for CatalogService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// CatalogService keeps the tenant's catalog of approved servers.
+type CatalogServiceClient interface {
+	// ListCatalog lists the catalog's entries, newest first.
+	ListCatalog(ctx context.Context, in *ListCatalogRequest, opts ...grpc.CallOption) (*ListCatalogResponse, error)
+	// ImportServerJSON adds an entry from an MCP Registry server.json (admin).
+	// It is pending until approved; a new version of a name is a new entry.
+	ImportServerJSON(ctx context.Context, in *ImportServerJSONRequest, opts ...grpc.CallOption) (*ImportServerJSONResponse, error)
+	// DecideCatalogEntry approves or rejects a pending entry (approver; not
+	// the person who added it). With the tenant's approvals it is approved,
+	// and the name's older approved versions are superseded.
+	DecideCatalogEntry(ctx context.Context, in *DecideCatalogEntryRequest, opts ...grpc.CallOption) (*DecideCatalogEntryResponse, error)
+	// DeleteCatalogEntry removes an entry (admin); upstreams added from it stay.
+	DeleteCatalogEntry(ctx context.Context, in *DeleteCatalogEntryRequest, opts ...grpc.CallOption) (*DeleteCatalogEntryResponse, error)
+}
+
+type catalogServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewCatalogServiceClient(cc grpc.ClientConnInterface) CatalogServiceClient {
+	return &catalogServiceClient{cc}
+}
+
+func (c *catalogServiceClient) ListCatalog(ctx context.Context, in *ListCatalogRequest, opts ...grpc.CallOption) (*ListCatalogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCatalogResponse)
+	err := c.cc.Invoke(ctx, CatalogService_ListCatalog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) ImportServerJSON(ctx context.Context, in *ImportServerJSONRequest, opts ...grpc.CallOption) (*ImportServerJSONResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportServerJSONResponse)
+	err := c.cc.Invoke(ctx, CatalogService_ImportServerJSON_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) DecideCatalogEntry(ctx context.Context, in *DecideCatalogEntryRequest, opts ...grpc.CallOption) (*DecideCatalogEntryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecideCatalogEntryResponse)
+	err := c.cc.Invoke(ctx, CatalogService_DecideCatalogEntry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) DeleteCatalogEntry(ctx context.Context, in *DeleteCatalogEntryRequest, opts ...grpc.CallOption) (*DeleteCatalogEntryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteCatalogEntryResponse)
+	err := c.cc.Invoke(ctx, CatalogService_DeleteCatalogEntry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CatalogServiceServer is the server API for CatalogService service.
+// All implementations must embed UnimplementedCatalogServiceServer
+// for forward compatibility.
+//
+// CatalogService keeps the tenant's catalog of approved servers.
+type CatalogServiceServer interface {
+	// ListCatalog lists the catalog's entries, newest first.
+	ListCatalog(context.Context, *ListCatalogRequest) (*ListCatalogResponse, error)
+	// ImportServerJSON adds an entry from an MCP Registry server.json (admin).
+	// It is pending until approved; a new version of a name is a new entry.
+	ImportServerJSON(context.Context, *ImportServerJSONRequest) (*ImportServerJSONResponse, error)
+	// DecideCatalogEntry approves or rejects a pending entry (approver; not
+	// the person who added it). With the tenant's approvals it is approved,
+	// and the name's older approved versions are superseded.
+	DecideCatalogEntry(context.Context, *DecideCatalogEntryRequest) (*DecideCatalogEntryResponse, error)
+	// DeleteCatalogEntry removes an entry (admin); upstreams added from it stay.
+	DeleteCatalogEntry(context.Context, *DeleteCatalogEntryRequest) (*DeleteCatalogEntryResponse, error)
+	mustEmbedUnimplementedCatalogServiceServer()
+}
+
+// UnimplementedCatalogServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedCatalogServiceServer struct{}
+
+func (UnimplementedCatalogServiceServer) ListCatalog(context.Context, *ListCatalogRequest) (*ListCatalogResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCatalog not implemented")
+}
+func (UnimplementedCatalogServiceServer) ImportServerJSON(context.Context, *ImportServerJSONRequest) (*ImportServerJSONResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportServerJSON not implemented")
+}
+func (UnimplementedCatalogServiceServer) DecideCatalogEntry(context.Context, *DecideCatalogEntryRequest) (*DecideCatalogEntryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DecideCatalogEntry not implemented")
+}
+func (UnimplementedCatalogServiceServer) DeleteCatalogEntry(context.Context, *DeleteCatalogEntryRequest) (*DeleteCatalogEntryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteCatalogEntry not implemented")
+}
+func (UnimplementedCatalogServiceServer) mustEmbedUnimplementedCatalogServiceServer() {}
+func (UnimplementedCatalogServiceServer) testEmbeddedByValue()                        {}
+
+// UnsafeCatalogServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to CatalogServiceServer will
+// result in compilation errors.
+type UnsafeCatalogServiceServer interface {
+	mustEmbedUnimplementedCatalogServiceServer()
+}
+
+func RegisterCatalogServiceServer(s grpc.ServiceRegistrar, srv CatalogServiceServer) {
+	// If the following call panics, it indicates UnimplementedCatalogServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&CatalogService_ServiceDesc, srv)
+}
+
+func _CatalogService_ListCatalog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCatalogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).ListCatalog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_ListCatalog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).ListCatalog(ctx, req.(*ListCatalogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_ImportServerJSON_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportServerJSONRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).ImportServerJSON(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_ImportServerJSON_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).ImportServerJSON(ctx, req.(*ImportServerJSONRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_DecideCatalogEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecideCatalogEntryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).DecideCatalogEntry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_DecideCatalogEntry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).DecideCatalogEntry(ctx, req.(*DecideCatalogEntryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_DeleteCatalogEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteCatalogEntryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).DeleteCatalogEntry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_DeleteCatalogEntry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).DeleteCatalogEntry(ctx, req.(*DeleteCatalogEntryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// CatalogService_ServiceDesc is the grpc.ServiceDesc for CatalogService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var CatalogService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "portcullis.admin.v1.CatalogService",
+	HandlerType: (*CatalogServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListCatalog",
+			Handler:    _CatalogService_ListCatalog_Handler,
+		},
+		{
+			MethodName: "ImportServerJSON",
+			Handler:    _CatalogService_ImportServerJSON_Handler,
+		},
+		{
+			MethodName: "DecideCatalogEntry",
+			Handler:    _CatalogService_DecideCatalogEntry_Handler,
+		},
+		{
+			MethodName: "DeleteCatalogEntry",
+			Handler:    _CatalogService_DeleteCatalogEntry_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "portcullis/admin/v1/admin.proto",
+}

@@ -47,6 +47,8 @@ const (
 	PolicyServiceName = "portcullis.admin.v1.PolicyService"
 	// TelemetryServiceName is the fully-qualified name of the TelemetryService service.
 	TelemetryServiceName = "portcullis.admin.v1.TelemetryService"
+	// CatalogServiceName is the fully-qualified name of the CatalogService service.
+	CatalogServiceName = "portcullis.admin.v1.CatalogService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -222,6 +224,18 @@ const (
 	// TelemetryServiceGetTrafficProcedure is the fully-qualified name of the TelemetryService's
 	// GetTraffic RPC.
 	TelemetryServiceGetTrafficProcedure = "/portcullis.admin.v1.TelemetryService/GetTraffic"
+	// CatalogServiceListCatalogProcedure is the fully-qualified name of the CatalogService's
+	// ListCatalog RPC.
+	CatalogServiceListCatalogProcedure = "/portcullis.admin.v1.CatalogService/ListCatalog"
+	// CatalogServiceImportServerJSONProcedure is the fully-qualified name of the CatalogService's
+	// ImportServerJSON RPC.
+	CatalogServiceImportServerJSONProcedure = "/portcullis.admin.v1.CatalogService/ImportServerJSON"
+	// CatalogServiceDecideCatalogEntryProcedure is the fully-qualified name of the CatalogService's
+	// DecideCatalogEntry RPC.
+	CatalogServiceDecideCatalogEntryProcedure = "/portcullis.admin.v1.CatalogService/DecideCatalogEntry"
+	// CatalogServiceDeleteCatalogEntryProcedure is the fully-qualified name of the CatalogService's
+	// DeleteCatalogEntry RPC.
+	CatalogServiceDeleteCatalogEntryProcedure = "/portcullis.admin.v1.CatalogService/DeleteCatalogEntry"
 )
 
 // TenantServiceClient is a client for the portcullis.admin.v1.TenantService service.
@@ -2319,4 +2333,166 @@ func (UnimplementedTelemetryServiceHandler) ListCallEvents(context.Context, *con
 
 func (UnimplementedTelemetryServiceHandler) GetTraffic(context.Context, *connect.Request[v1.GetTrafficRequest]) (*connect.Response[v1.GetTrafficResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.TelemetryService.GetTraffic is not implemented"))
+}
+
+// CatalogServiceClient is a client for the portcullis.admin.v1.CatalogService service.
+type CatalogServiceClient interface {
+	// ListCatalog lists the catalog's entries, newest first.
+	ListCatalog(context.Context, *connect.Request[v1.ListCatalogRequest]) (*connect.Response[v1.ListCatalogResponse], error)
+	// ImportServerJSON adds an entry from an MCP Registry server.json (admin).
+	// It is pending until approved; a new version of a name is a new entry.
+	ImportServerJSON(context.Context, *connect.Request[v1.ImportServerJSONRequest]) (*connect.Response[v1.ImportServerJSONResponse], error)
+	// DecideCatalogEntry approves or rejects a pending entry (approver; not
+	// the person who added it). With the tenant's approvals it is approved,
+	// and the name's older approved versions are superseded.
+	DecideCatalogEntry(context.Context, *connect.Request[v1.DecideCatalogEntryRequest]) (*connect.Response[v1.DecideCatalogEntryResponse], error)
+	// DeleteCatalogEntry removes an entry (admin); upstreams added from it stay.
+	DeleteCatalogEntry(context.Context, *connect.Request[v1.DeleteCatalogEntryRequest]) (*connect.Response[v1.DeleteCatalogEntryResponse], error)
+}
+
+// NewCatalogServiceClient constructs a client for the portcullis.admin.v1.CatalogService service.
+// By default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped
+// responses, and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewCatalogServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) CatalogServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	catalogServiceMethods := v1.File_portcullis_admin_v1_admin_proto.Services().ByName("CatalogService").Methods()
+	return &catalogServiceClient{
+		listCatalog: connect.NewClient[v1.ListCatalogRequest, v1.ListCatalogResponse](
+			httpClient,
+			baseURL+CatalogServiceListCatalogProcedure,
+			connect.WithSchema(catalogServiceMethods.ByName("ListCatalog")),
+			connect.WithClientOptions(opts...),
+		),
+		importServerJSON: connect.NewClient[v1.ImportServerJSONRequest, v1.ImportServerJSONResponse](
+			httpClient,
+			baseURL+CatalogServiceImportServerJSONProcedure,
+			connect.WithSchema(catalogServiceMethods.ByName("ImportServerJSON")),
+			connect.WithClientOptions(opts...),
+		),
+		decideCatalogEntry: connect.NewClient[v1.DecideCatalogEntryRequest, v1.DecideCatalogEntryResponse](
+			httpClient,
+			baseURL+CatalogServiceDecideCatalogEntryProcedure,
+			connect.WithSchema(catalogServiceMethods.ByName("DecideCatalogEntry")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteCatalogEntry: connect.NewClient[v1.DeleteCatalogEntryRequest, v1.DeleteCatalogEntryResponse](
+			httpClient,
+			baseURL+CatalogServiceDeleteCatalogEntryProcedure,
+			connect.WithSchema(catalogServiceMethods.ByName("DeleteCatalogEntry")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// catalogServiceClient implements CatalogServiceClient.
+type catalogServiceClient struct {
+	listCatalog        *connect.Client[v1.ListCatalogRequest, v1.ListCatalogResponse]
+	importServerJSON   *connect.Client[v1.ImportServerJSONRequest, v1.ImportServerJSONResponse]
+	decideCatalogEntry *connect.Client[v1.DecideCatalogEntryRequest, v1.DecideCatalogEntryResponse]
+	deleteCatalogEntry *connect.Client[v1.DeleteCatalogEntryRequest, v1.DeleteCatalogEntryResponse]
+}
+
+// ListCatalog calls portcullis.admin.v1.CatalogService.ListCatalog.
+func (c *catalogServiceClient) ListCatalog(ctx context.Context, req *connect.Request[v1.ListCatalogRequest]) (*connect.Response[v1.ListCatalogResponse], error) {
+	return c.listCatalog.CallUnary(ctx, req)
+}
+
+// ImportServerJSON calls portcullis.admin.v1.CatalogService.ImportServerJSON.
+func (c *catalogServiceClient) ImportServerJSON(ctx context.Context, req *connect.Request[v1.ImportServerJSONRequest]) (*connect.Response[v1.ImportServerJSONResponse], error) {
+	return c.importServerJSON.CallUnary(ctx, req)
+}
+
+// DecideCatalogEntry calls portcullis.admin.v1.CatalogService.DecideCatalogEntry.
+func (c *catalogServiceClient) DecideCatalogEntry(ctx context.Context, req *connect.Request[v1.DecideCatalogEntryRequest]) (*connect.Response[v1.DecideCatalogEntryResponse], error) {
+	return c.decideCatalogEntry.CallUnary(ctx, req)
+}
+
+// DeleteCatalogEntry calls portcullis.admin.v1.CatalogService.DeleteCatalogEntry.
+func (c *catalogServiceClient) DeleteCatalogEntry(ctx context.Context, req *connect.Request[v1.DeleteCatalogEntryRequest]) (*connect.Response[v1.DeleteCatalogEntryResponse], error) {
+	return c.deleteCatalogEntry.CallUnary(ctx, req)
+}
+
+// CatalogServiceHandler is an implementation of the portcullis.admin.v1.CatalogService service.
+type CatalogServiceHandler interface {
+	// ListCatalog lists the catalog's entries, newest first.
+	ListCatalog(context.Context, *connect.Request[v1.ListCatalogRequest]) (*connect.Response[v1.ListCatalogResponse], error)
+	// ImportServerJSON adds an entry from an MCP Registry server.json (admin).
+	// It is pending until approved; a new version of a name is a new entry.
+	ImportServerJSON(context.Context, *connect.Request[v1.ImportServerJSONRequest]) (*connect.Response[v1.ImportServerJSONResponse], error)
+	// DecideCatalogEntry approves or rejects a pending entry (approver; not
+	// the person who added it). With the tenant's approvals it is approved,
+	// and the name's older approved versions are superseded.
+	DecideCatalogEntry(context.Context, *connect.Request[v1.DecideCatalogEntryRequest]) (*connect.Response[v1.DecideCatalogEntryResponse], error)
+	// DeleteCatalogEntry removes an entry (admin); upstreams added from it stay.
+	DeleteCatalogEntry(context.Context, *connect.Request[v1.DeleteCatalogEntryRequest]) (*connect.Response[v1.DeleteCatalogEntryResponse], error)
+}
+
+// NewCatalogServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewCatalogServiceHandler(svc CatalogServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	catalogServiceMethods := v1.File_portcullis_admin_v1_admin_proto.Services().ByName("CatalogService").Methods()
+	catalogServiceListCatalogHandler := connect.NewUnaryHandler(
+		CatalogServiceListCatalogProcedure,
+		svc.ListCatalog,
+		connect.WithSchema(catalogServiceMethods.ByName("ListCatalog")),
+		connect.WithHandlerOptions(opts...),
+	)
+	catalogServiceImportServerJSONHandler := connect.NewUnaryHandler(
+		CatalogServiceImportServerJSONProcedure,
+		svc.ImportServerJSON,
+		connect.WithSchema(catalogServiceMethods.ByName("ImportServerJSON")),
+		connect.WithHandlerOptions(opts...),
+	)
+	catalogServiceDecideCatalogEntryHandler := connect.NewUnaryHandler(
+		CatalogServiceDecideCatalogEntryProcedure,
+		svc.DecideCatalogEntry,
+		connect.WithSchema(catalogServiceMethods.ByName("DecideCatalogEntry")),
+		connect.WithHandlerOptions(opts...),
+	)
+	catalogServiceDeleteCatalogEntryHandler := connect.NewUnaryHandler(
+		CatalogServiceDeleteCatalogEntryProcedure,
+		svc.DeleteCatalogEntry,
+		connect.WithSchema(catalogServiceMethods.ByName("DeleteCatalogEntry")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/portcullis.admin.v1.CatalogService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case CatalogServiceListCatalogProcedure:
+			catalogServiceListCatalogHandler.ServeHTTP(w, r)
+		case CatalogServiceImportServerJSONProcedure:
+			catalogServiceImportServerJSONHandler.ServeHTTP(w, r)
+		case CatalogServiceDecideCatalogEntryProcedure:
+			catalogServiceDecideCatalogEntryHandler.ServeHTTP(w, r)
+		case CatalogServiceDeleteCatalogEntryProcedure:
+			catalogServiceDeleteCatalogEntryHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedCatalogServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedCatalogServiceHandler struct{}
+
+func (UnimplementedCatalogServiceHandler) ListCatalog(context.Context, *connect.Request[v1.ListCatalogRequest]) (*connect.Response[v1.ListCatalogResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.CatalogService.ListCatalog is not implemented"))
+}
+
+func (UnimplementedCatalogServiceHandler) ImportServerJSON(context.Context, *connect.Request[v1.ImportServerJSONRequest]) (*connect.Response[v1.ImportServerJSONResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.CatalogService.ImportServerJSON is not implemented"))
+}
+
+func (UnimplementedCatalogServiceHandler) DecideCatalogEntry(context.Context, *connect.Request[v1.DecideCatalogEntryRequest]) (*connect.Response[v1.DecideCatalogEntryResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.CatalogService.DecideCatalogEntry is not implemented"))
+}
+
+func (UnimplementedCatalogServiceHandler) DeleteCatalogEntry(context.Context, *connect.Request[v1.DeleteCatalogEntryRequest]) (*connect.Response[v1.DeleteCatalogEntryResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.CatalogService.DeleteCatalogEntry is not implemented"))
 }
