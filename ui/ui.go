@@ -180,7 +180,7 @@ type EnrollmentToken struct {
 type UpstreamEdit struct {
 	Page
 	ID, Name, Gateway, GatewayID             string
-	Transport, URL, Command, Credential      string
+	Run                                      UpstreamRun
 	Labels                                   string
 	DenySampling, DenyElicitation, DenyRoots bool
 	// ServedBy names the virtual servers that serve it (it cannot be deleted then).
@@ -216,6 +216,19 @@ type Upstreams struct {
 	Page
 	Upstreams []Upstream
 	Gateways  []Gateway
+	// Catalog lists the approved catalog entries (NAME@VERSION) to add from.
+	Catalog []string
+}
+
+// UpstreamRun is how an upstream runs, as its create and edit forms show it.
+type UpstreamRun struct {
+	// Transport is streamable_http, stdio, package or catalog.
+	Transport, URL, Command, Credential string
+	// Package is ECOSYSTEM:NAME@VERSION, with its integrity, executable and arguments.
+	Package, Integrity, Bin, Args string
+	// CatalogEntry is the entry it runs; Catalog the approved entries.
+	CatalogEntry string
+	Catalog      []string
 }
 
 // VirtualServer is one row of the virtual servers page.
@@ -513,4 +526,21 @@ type Telemetry struct {
 	Newest  bool
 	Traffic Chart
 	Top     []ToolTraffic
+}
+
+// Catalog is the tenant's catalog of approved servers.
+type Catalog struct {
+	Page
+	Entries []CatalogRow
+}
+
+// CatalogRow is one entry of the catalog.
+type CatalogRow struct {
+	ID, Name, Version, Title, Description string
+	// Runs is the package (with its arguments) or the URL; Needs the variables and headers it needs.
+	Runs, Needs, Integrity string
+	Status, RequestedBy    string
+	Approvals, Required    int
+	Decisions              []string
+	Created                time.Time
 }

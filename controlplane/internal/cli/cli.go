@@ -17,6 +17,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	adminv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1"
 )
@@ -637,16 +638,15 @@ func btoi(b bool) int {
 
 // setPackage makes up a package upstream of ref (ECOSYSTEM:NAME@VERSION).
 func setPackage(up *adminv1.Upstream, ref, integrity, bin string) error {
-	eco, nameVersion, ok := strings.Cut(ref, ":")
-	at := strings.LastIndex(nameVersion, "@")
-	if !ok || at <= 0 {
-		return fmt.Errorf("--package %q: give ECOSYSTEM:NAME@VERSION, e.g. npm:@modelcontextprotocol/server-everything@2026.1.14", ref)
+	p, err := tenant.ParsePackageRef(ref)
+	if err != nil {
+		return fmt.Errorf("--%w", err)
 	}
 	if integrity == "" {
 		return errors.New("--package needs --integrity: gateways run a package only if its archive has the hash you pin")
 	}
 	up.Transport, up.Url, up.Command = adminv1.Transport_TRANSPORT_PACKAGE, "", ""
-	up.PackageEcosystem, up.PackageName, up.PackageVersion = eco, nameVersion[:at], nameVersion[at+1:]
+	up.PackageEcosystem, up.PackageName, up.PackageVersion = p.Ecosystem, p.Name, p.Version
 	up.PackageIntegrity, up.PackageBin = integrity, bin
 	return nil
 }

@@ -13,7 +13,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
+	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
+	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
@@ -58,6 +60,14 @@ func TestConsoleLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := cp.DB.CatalogEntry.Create().SetTenantID(ten.ID).SetName("io.github.modelcontextprotocol/everything").SetVersion("2026.8.31").
+		SetDescription("Exercises every MCP feature").SetTransport(catalogentry.TransportPackage).SetPackageEcosystem("npm").
+		SetPackageName("@modelcontextprotocol/server-everything").SetPackageVersion("2026.8.31").SetArgs([]string{"stdio"}).
+		SetPackageIntegrity("sha512-5U3OZh8Xq0Li4nA26l6uNvV9/1suMDuWSn+NjLZIhzinhMY6N3A4DCrxVecBGPf2PsNFKTEv5krxGPRwzxc7jQ==").
+		SetCredentials([]schematype.CatalogCredential{{Kind: "env", Name: "EVERYTHING_TOKEN", Secret: true, Required: true}}).
+		SetRequestedBy("bob@acme.example").SetApprovalsRequired(1).Exec(sys); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := cp.Access.CreateClientKey(sys, ten.ID, "ci-agent", []string{"builders"}); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +101,7 @@ func TestConsoleLayout(t *testing.T) {
 		{"gateways", "/gateways", `[data-testid="gateways"]`},
 		{"gateway", "/gateways/" + gw.ID.String(), `[data-testid="agents"]`},
 		{"upstreams", "/upstreams", `[data-testid="upstreams"]`},
+		{"catalog", "/catalog", `[data-testid="catalog"]`},
 		{"upstream-edit", "/upstreams/" + up.ID.String(), `[data-testid="upstream-title"]`},
 		{"virtual-servers", "/virtual-servers", `[data-testid="virtual-servers"]`},
 		{"virtual-server-edit", "/virtual-servers/" + vs.ID.String(), `[data-testid="vs-title"]`},

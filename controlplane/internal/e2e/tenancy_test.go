@@ -737,6 +737,8 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"GET", "/changes/" + bID(w.bChange)},
 		{"GET", "/changes/" + bID(w.bChange) + "/agents"},
 		{"POST", "/changes/" + bID(w.bChange) + "/decide"},
+		{"POST", "/catalog/" + bID(w.bCatalog) + "/decide"},
+		{"POST", "/catalog/" + bID(w.bCatalog) + "/delete"},
 		{"POST", "/tenants/switch"},
 		{"POST", "/upstreams"},
 		{"POST", "/virtual-servers"},
@@ -758,12 +760,12 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 	}
 	// Every list page of A leaves B out.
 	for _, path := range []string{"/", "/gateways", "/upstreams", "/virtual-servers", "/tools", "/members", "/api-keys", "/audit",
-		"/changes?status=all", "/settings", "/settings/pins.json", "/access", "/telemetry"} {
+		"/changes?status=all", "/settings", "/settings/pins.json", "/access", "/telemetry", "/catalog"} {
 		status, body := consoleDo(t, base, "GET", path, w.aliceSession, nil)
 		if status != http.StatusOK {
 			t.Fatalf("GET %s: %d", path, status)
 		}
-		for _, secret := range []string{w.bGatewayName, "b-upstream", "b-tool", "bob@b.test", "b-key", "Tenant B"} {
+		for _, secret := range []string{w.bGatewayName, "b-upstream", "b-tool", "bob@b.test", "b-key", "Tenant B", "io.b.test/secret"} {
 			if strings.Contains(body, secret) {
 				t.Fatalf("GET %s shows %q of tenant B", path, secret)
 			}
@@ -798,6 +800,9 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/upstreams/" + w.bUpstream.String() + "/delete", form(w.carolCSRF, "confirm", "1")},
 		{"/virtual-servers/" + w.bVS.String(), form(w.carolCSRF, "upstreams", "x")},
 		{"/virtual-servers/" + w.bVS.String() + "/delete", form(w.carolCSRF, "confirm", "1")},
+		{"/catalog", form(w.carolCSRF, "server_json", `{"name":"io.a.test/x","version":"1","remotes":[{"type":"streamable-http","url":"https://x.test/mcp"}]}`)},
+		{"/catalog/" + w.bCatalog.String() + "/decide", form(w.carolCSRF, "decision", "approve")},
+		{"/catalog/" + w.bCatalog.String() + "/delete", form(w.carolCSRF, "confirm", "1")},
 	} {
 		t.Run("viewer POST "+tc.path, func(t *testing.T) {
 			status, body := consoleDo(t, base, "POST", tc.path, w.carolSession, tc.f)

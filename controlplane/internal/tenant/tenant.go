@@ -268,6 +268,17 @@ var (
 	packageVersionRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 )
 
+// ParsePackageRef reads "ECOSYSTEM:NAME@VERSION", as the CLI and the
+// console take a package; Validate checks the parts.
+func ParsePackageRef(ref string) (PackageSpec, error) {
+	eco, nameVersion, ok := strings.Cut(strings.TrimSpace(ref), ":")
+	at := strings.LastIndex(nameVersion, "@")
+	if !ok || at <= 0 {
+		return PackageSpec{}, fmt.Errorf("package %q: give ECOSYSTEM:NAME@VERSION, e.g. npm:@modelcontextprotocol/server-everything@2026.8.31", bound.String(ref, 300))
+	}
+	return PackageSpec{Ecosystem: eco, Name: nameVersion[:at], Version: nameVersion[at+1:]}, nil
+}
+
 func (p PackageSpec) validate() error {
 	if p.Ecosystem != "npm" {
 		return fmt.Errorf("package ecosystem %q: only npm packages are supported", p.Ecosystem)

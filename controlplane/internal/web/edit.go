@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/schematype"
+	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	"github.com/portcullis-mcp/portcullis/ui"
 )
@@ -124,14 +125,27 @@ func upstreamSpecFromForm(r *http.Request) (tenant.UpstreamSpec, error) {
 	if err := r.ParseForm(); err != nil {
 		return tenant.UpstreamSpec{}, authz.Invalid("the form could not be read")
 	}
-	spec := tenant.UpstreamSpec{Name: strings.TrimSpace(r.PostFormValue("name")), Transport: r.PostFormValue("transport")}
-	if spec.Transport == "stdio" {
+	spec := tenant.UpstreamSpec{Name: strings.TrimSpace(r.PostFormValue("name")), Transport: r.PostFormValue("transport"),
+		CredentialRef: strings.TrimSpace(r.PostFormValue("credential_ref"))}
+	switch spec.Transport {
+	case "stdio":
 		if fields := strings.Fields(r.PostFormValue("command")); len(fields) > 0 {
 			spec.Command, spec.Args = fields[0], fields[1:]
 		}
-	} else {
+	case "package":
+		p, err := tenant.ParsePackageRef(r.PostFormValue("package"))
+		if err != nil {
+			return spec, authz.Invalid("%v", err)
+		}
+		p.Integrity, p.Bin = strings.TrimSpace(r.PostFormValue("integrity")), strings.TrimSpace(r.PostFormValue("bin"))
+		spec.Package, spec.Args = p, strings.Fields(r.PostFormValue("args"))
+	case "catalog":
+		spec.Transport, spec.CatalogEntry = "", strings.TrimSpace(r.PostFormValue("catalog"))
+		if spec.CatalogEntry == "" {
+			return spec, authz.Invalid("choose an approved catalog entry")
+		}
+	default:
 		spec.URL = strings.TrimSpace(r.PostFormValue("url"))
-		spec.CredentialRef = strings.TrimSpace(r.PostFormValue("credential_ref"))
 	}
 	labels, err := parseLabels(r.PostFormValue("labels"))
 	if err != nil {
@@ -196,10 +210,24 @@ func (s *Server) renderUpstream(w http.ResponseWriter, r *http.Request, rq *requ
 		s.fail(w, r, rq, err)
 		return
 	}
+	catalog, err := s.approvedCatalog(r, rq)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
 	vm := ui.UpstreamEdit{Page: s.page(rq, "Upstream "+u.Name, "upstreams"), ID: u.ID.String(), Name: u.Name,
-		Gateway: u.Edges.Gateway.Name, GatewayID: u.GatewayID.String(), Transport: u.Transport.String(), URL: u.URL,
-		Command: strings.TrimSpace(u.Command + " " + strings.Join(u.Args, " ")), Credential: u.CredentialRef,
+		Gateway: u.Edges.Gateway.Name, GatewayID: u.GatewayID.String(),
+		Run:          ui.UpstreamRun{Transport: u.Transport.String(), URL: u.URL, Credential: u.CredentialRef, Catalog: catalog, CatalogEntry: u.CatalogEntry},
 		DenySampling: u.DenySampling, DenyElicitation: u.DenyElicitation, DenyRoots: u.DenyRoots, ServedBy: servedBy}
+	switch {
+	case u.CatalogEntry != "":
+		vm.Run.Transport = "catalog"
+	case u.Transport == upstream.TransportPackage:
+		vm.Run.Package = u.PackageEcosystem + ":" + u.PackageName + "@" + u.PackageVersion
+		vm.Run.Integrity, vm.Run.Bin, vm.Run.Args = u.PackageIntegrity, u.PackageBin, strings.Join(u.Args, " ")
+	case u.Transport == upstream.TransportStdio:
+		vm.Run.Command = strings.TrimSpace(u.Command + " " + strings.Join(u.Args, " "))
+	}
 	var labels []string
 	for k, v := range u.Labels {
 		labels = append(labels, k+"="+v)

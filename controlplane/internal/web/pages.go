@@ -355,6 +355,9 @@ func upstreamVM(u *ent.Upstream, g *ent.Gateway) ui.Upstream {
 	case u.PackageName != "":
 		target = strings.TrimSpace(u.PackageEcosystem + ":" + u.PackageName + "@" + u.PackageVersion + " " + strings.Join(u.Args, " "))
 	}
+	if u.CatalogEntry != "" {
+		target += " (catalog " + u.CatalogEntry + ")"
+	}
 	var labels []string
 	for k, v := range u.Labels {
 		labels = append(labels, k+"="+v)
@@ -393,7 +396,12 @@ func (s *Server) renderUpstreams(w http.ResponseWriter, r *http.Request, rq *req
 		s.fail(w, r, rq, err)
 		return
 	}
-	vm := ui.Upstreams{Page: s.page(rq, "Upstreams", "upstreams"), Gateways: gs}
+	catalog, err := s.approvedCatalog(r, rq)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
+	vm := ui.Upstreams{Page: s.page(rq, "Upstreams", "upstreams"), Gateways: gs, Catalog: catalog}
 	vm.Error = errMsg
 	for _, u := range us {
 		vm.Upstreams = append(vm.Upstreams, upstreamVM(u, u.Edges.Gateway))
