@@ -112,4 +112,29 @@ func TestConsoleCatalog(t *testing.T) {
 	if u, err = cp.DB.Upstream.Query().Where(upstream.ID(u.ID)).Only(sys); err != nil || u.CatalogEntry != name+"@"+version {
 		t.Fatalf("after saving: %+v %v", u, err)
 	}
+
+	// A package upstream by hand, and its edit form.
+	run(t, b, "add a package upstream",
+		chromedp.Navigate(base+"/upstreams"),
+		chromedp.SetValue(tid("upstream-name"), "pinned"),
+		chromedp.SetValue(tid("upstream-transport"), "package"),
+		chromedp.SetValue(tid("upstream-package"), "npm:@modelcontextprotocol/server-everything@"+version),
+		chromedp.SetValue(tid("upstream-integrity"), integrity),
+		chromedp.SetValue(tid("upstream-args"), "stdio"),
+		chromedp.Click(tid("upstream-create")),
+		chromedp.WaitVisible(tid("upstream-edit-pinned")),
+		chromedp.Click(tid("upstream-edit-pinned")),
+		chromedp.WaitVisible(tid("upstream-title")),
+	)
+	if got := inputValue(t, b, "upstream-package") + " " + inputValue(t, b, "upstream-integrity"); got != "npm:@modelcontextprotocol/server-everything@"+version+" "+integrity {
+		t.Fatalf("the edit form shows %q", got)
+	}
+	run(t, b, "a package with a bad integrity",
+		chromedp.SetValue(tid("upstream-integrity"), "sha512-tooshort"),
+		chromedp.Click(tid("upstream-save")),
+		chromedp.WaitVisible(tid("error")),
+	)
+	if got := textOf(t, b, tid("error")); !strings.Contains(got, "integrity") {
+		t.Fatalf("saving with a bad integrity: %q", got)
+	}
 }
