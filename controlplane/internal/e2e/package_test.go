@@ -212,7 +212,7 @@ func TestPackageUpstream(t *testing.T) {
 func pendingPackageRequest(t *testing.T, w *world, kind changerequest.Kind, from string) *ent.ChangeRequest {
 	t.Helper()
 	var cr *ent.ChangeRequest
-	eventuallyWithin(t, 3*time.Minute, "a "+string(kind)+" request for the package's tree", func() error {
+	eventuallyWithin(t, 5*time.Minute, "a "+string(kind)+" request for the package's tree", func() error {
 		var err error
 		cr, err = w.cp.DB.ChangeRequest.Query().Where(changerequest.TenantID(w.a.ID), changerequest.StatusEQ(changerequest.StatusPending),
 			changerequest.KindEQ(kind), changerequest.FromSha256(from), changerequest.HasToolWith(tool.KindEQ(tool.KindPackage))).Only(viewer.System(context.Background()))
@@ -236,4 +236,105 @@ func registryIntegrity(t *testing.T, registry, name, version string) string {
 		t.Fatalf("%s@%s from %s: %s %+v %v", name, version, registry, res.Status, doc, err)
 	}
 	return doc.Dist.Integrity
+}
+
+// TestGoModuleUpstream runs the MCP Go SDK's hello example as a Go module
+// upstream through the built binaries, from a module proxy mirror: a
+// tampered zip is refused with both hashes; the real one is built (its
+// dependencies checked against the module's go.sum) and runs, as nobody,
+// once the tree its binary was built from is approved.
+func TestGoModuleUpstream(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the gateway runs packages as another user: run the tests as root, as make test does")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		module  = "github.com/modelcontextprotocol/go-sdk"
+		version = "v1.8.0"
+		goSum   = "h1:KIvahhYqwtbeniWVPs3TcXEA7b8jEtwfBpOTAI+Urx4=" // its go.sum line, as sum.golang.org records it
+		zipPath = "/" + module + "/@v/" + version + ".zip"
+	)
+	upstreamProxy, _ := url.Parse("https://proxy.golang.org")
+	var tampered atomic.Bool
+	tampered.Store(true)
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(upstreamProxy)
+		r.Out.Host = upstreamProxy.Host
+	}}
+	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == zipPath && tampered.Load() {
+			_, _ = w.Write([]byte("PK not the module that was pinned"))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer mirror.Close()
+
+	w := buildWorld(t)
+	run := cliAs(t, runBinary, w.cp.PublicURL(), w.adminKeyA)
+	run("upstreams", "create", "--gateway", "a-gateway", "--package", "go:"+module+"@"+version, "--integrity", goSum, "--bin", "examples/server/hello", "hello")
+	run("servers", "create", "--gateway", "a-gateway", "--upstreams", "hello", "main")
+	sys := viewer.System(context.Background())
+	token, err := w.cp.EnrollmentToken(sys, w.a.ID, w.aGateway, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := stdioUserDir(t, "go-upstream-")
+	stdioDir, addr := filepath.Join(work, "servers"), freeAddr(t)
+	g := startGateway(t, w.cp.AgentEndpoint(), filepath.Join(work, "gateway-data"), addr, "PORTCULLIS_ENROLL_TOKEN="+token,
+		"PORTCULLIS_STDIO_ALLOW=go:"+module+"@"+version, "PORTCULLIS_STDIO_USER=nobody", "PORTCULLIS_STDIO_DIR="+stdioDir,
+		"PORTCULLIS_GO_PROXY="+mirror.URL)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gateway output:\n%s", g.out)
+		}
+	})
+
+	eventually(t, "the tampered zip refused", func() error {
+		u, err := w.cp.DB.Upstream.Query().Where(upstream.Name("hello"), upstream.TenantID(w.a.ID)).Only(sys)
+		if err != nil || !strings.Contains(u.LastError, "integrity mismatch") || !strings.Contains(u.LastError, goSum) {
+			return fmt.Errorf("hello upstream: %v, %v", u, err)
+		}
+		return nil
+	})
+
+	// The real zip: built, and the tree its binary was built from awaits approval.
+	tampered.Store(false)
+	treeCR := pendingPackageRequest(t, w, changerequest.KindToolAdded, "")
+	tree := run("changes", "show", treeCR.ID.String())
+	if !strings.Contains(tree, `"github.com/google/jsonschema-go@v`) || !strings.Contains(tree, `"ecosystem": "go"`) {
+		t.Errorf("the request does not show the modules the binary was built from:\n%s", tree)
+	}
+	run("changes", "approve", treeCR.ID.String())
+	pinWhenDiscovered(t, w.cp, w.a.ID, "hello", "greet")
+	waitEnforced(t, w.cp, w.a.ID, w.aGateway, addr, "greet pinned")
+	text, isErr, err := callText(t, "http://"+addr+"/mcp/main", "hello__greet", `{"name":"a verified module"}`)
+	if err != nil || isErr || text != "Hi a verified module" {
+		t.Fatalf("greet: %q %v %v", text, isErr, err)
+	}
+	bins, _ := filepath.Glob(filepath.Join(stdioDir, ".packages", "go", "github.com+modelcontextprotocol+go-sdk@"+version+"-*", ".portcullis-bin"))
+	if len(bins) != 1 {
+		t.Fatalf("built binaries %q", bins)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+	found := 0
+	for _, p := range procs {
+		if exe, err := os.Readlink(p); err != nil || exe != bins[0] {
+			continue
+		}
+		fi, err := os.Stat(filepath.Dir(p))
+		if err != nil {
+			continue
+		}
+		found++
+		if uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid)); uid != nobody.Uid {
+			t.Errorf("%s runs as uid %s, want nobody's %s", filepath.Dir(p), uid, nobody.Uid)
+		}
+	}
+	if found == 0 {
+		t.Error("no process runs the built module")
+	}
 }

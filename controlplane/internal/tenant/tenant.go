@@ -13,12 +13,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/audit"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
@@ -280,8 +283,11 @@ func ParsePackageRef(ref string) (PackageSpec, error) {
 }
 
 func (p PackageSpec) validate() error {
+	if p.Ecosystem == "go" {
+		return p.validateGo()
+	}
 	if p.Ecosystem != "npm" {
-		return fmt.Errorf("package ecosystem %q: only npm packages are supported", p.Ecosystem)
+		return fmt.Errorf("package ecosystem %q: npm packages and Go modules (go) are supported", p.Ecosystem)
 	}
 	if len(p.Name) > 214 || !packageNameRE.MatchString(p.Name) {
 		return fmt.Errorf("package name %q is not an npm package name", p.Name)
@@ -295,6 +301,27 @@ func (p PackageSpec) validate() error {
 	}
 	if len(p.Bin) > 214 || strings.ContainsAny(p.Bin, "/\\\x00") {
 		return fmt.Errorf("package executable %q is not a name", p.Bin)
+	}
+	return nil
+}
+
+// validateGo checks a Go module: its path, an exact version, its go.sum
+// hash, and the directory of its main package.
+func (p PackageSpec) validateGo() error {
+	if err := module.CheckPath(p.Name); err != nil {
+		return fmt.Errorf("module path %q: %v", p.Name, err)
+	}
+	if !semver.IsValid(p.Version) || semver.Canonical(p.Version) != p.Version && !strings.HasSuffix(p.Version, "+incompatible") || module.Check(p.Name, p.Version) != nil {
+		return fmt.Errorf("module version %q: give an exact version of %s (v1.2.3)", p.Version, p.Name)
+	}
+	b64, ok := strings.CutPrefix(p.Integrity, "h1:")
+	if digest, err := base64.StdEncoding.DecodeString(b64); !ok || err != nil || len(digest) != 32 {
+		return fmt.Errorf("module hash %q: give its go.sum hash, h1:<base64> (go mod download -json %s@%s)", p.Integrity, p.Name, p.Version)
+	}
+	if p.Bin != "" {
+		if c := path.Clean(p.Bin); c != p.Bin || path.IsAbs(c) || c == ".." || strings.HasPrefix(c, "../") || module.CheckImportPath(p.Name+"/"+c) != nil {
+			return fmt.Errorf("module package %q: give the directory of its main package within the module (cmd/server)", p.Bin)
+		}
 	}
 	return nil
 }

@@ -55,7 +55,9 @@ type Config struct {
 	// StdioAllow, StdioUser and StdioDir: which stdio upstreams run, as whom, where.
 	StdioAllow, StdioUser, StdioDir string
 	// PackageRegistry is where package upstreams' archives come from.
-	PackageRegistry   string
+	PackageRegistry string
+	// GoProxy is where Go module upstreams and their dependencies come from.
+	GoProxy           string
 	MaxSessions       int
 	MaxClientSessions int
 	ReadTimeout       time.Duration
@@ -82,6 +84,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.StdioAllow, "stdio-allow", "", "stdio upstreams this gateway runs: comma-separated command lines their command must start with (e.g. \"npx -y @modelcontextprotocol/server-everything@2026.8.31,uvx mcp-server-git\"), or * for any; none by default")
 	fs.StringVar(&c.StdioUser, "stdio-user", "", "unprivileged user stdio upstreams run as (never root or the gateway's own; the gateway needs root or CAP_SETUID and CAP_SETGID); required with --stdio-allow")
 	fs.StringVar(&c.StdioDir, "stdio-dir", filepath.Join(os.TempDir(), "portcullis-stdio"), "directory holding each stdio upstream's working and home directory (outside --data-dir)")
+	fs.StringVar(&c.GoProxy, "go-proxy", "https://proxy.golang.org", "Go module proxy (or the mirror in your network) Go module upstreams and their dependencies are fetched from; a module runs only if its zip has the go.sum hash its upstream pins, and is built with the go command on PATH (CGO off, no toolchain downloads)")
 	fs.StringVar(&c.PackageRegistry, "package-registry", "https://registry.npmjs.org", "npm registry (or the mirror in your network) package upstreams and their dependencies are fetched from; a package runs only if its archive has the integrity its upstream pins, and is kept below --stdio-dir/.packages")
 	fs.StringVar(&c.CredentialDirs, "credential-dirs", proxy.DefaultCredentialDir, "directories an upstream's credential reference file:/path may read below, comma-separated absolute paths; empty for none (the data dir never)")
 	fs.DurationVar(&c.MaxDefinitionAge, "max-definition-age", proxy.DefaultMaxDefinitionAge, "a call, prompt or resource read uses an upstream definition listed at most this long ago; older, the upstream is listed again first (one listing for all callers), so a tool changed without list_changed is quarantined at its next call")
@@ -146,7 +149,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if u, err := url.Parse(cfg.PackageRegistry); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return fmt.Errorf("--package-registry %q: give the registry's http(s) URL", cfg.PackageRegistry)
 		}
-		stdio.Packages = &pkgstore.Store{Dir: filepath.Join(stdio.Dir, ".packages"), Registry: cfg.PackageRegistry}
+		if u, err := url.Parse(cfg.GoProxy); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("--go-proxy %q: give the module proxy's http(s) URL", cfg.GoProxy)
+		}
+		stdio.Packages = &pkgstore.Store{Dir: filepath.Join(stdio.Dir, ".packages"), Registry: cfg.PackageRegistry, GoProxy: cfg.GoProxy}
 	}
 	if cfg.ControlPlane == "" {
 		return errors.New("--control-plane is required (host:port of the control plane's agent listener)")

@@ -60,11 +60,33 @@ var (
 	versionRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 )
 
-// Validate checks s and returns the SHA-512 its archive must have.
+// Validate checks s and returns the digest its archive must have: an npm
+// archive's SHA-512, a Go module zip's go.sum hash.
 func (s Spec) Validate() ([]byte, error) {
-	if s.Ecosystem != "npm" {
-		return nil, fmt.Errorf("package ecosystem %q: only npm packages are supported", s.Ecosystem)
+	switch s.Ecosystem {
+	case "npm":
+		return s.validateNPM()
+	case "go":
+		return s.validateGo()
 	}
+	return nil, fmt.Errorf("package ecosystem %q: npm packages and Go modules are supported", s.Ecosystem)
+}
+
+// digestOf is what spec's archive hashes to, and that hash as pins write it.
+func (s Spec) digestOf(archive []byte) ([]byte, string, error) {
+	if s.Ecosystem == "go" {
+		sum, err := goSumOf(archive)
+		if err != nil {
+			return nil, "", err
+		}
+		d, err := parseGoSum(sum)
+		return d, sum, err
+	}
+	d := sha512.Sum512(archive)
+	return d[:], integrityOf(archive), nil
+}
+
+func (s Spec) validateNPM() ([]byte, error) {
 	if len(s.Name) > 214 || !nameRE.MatchString(s.Name) {
 		return nil, fmt.Errorf("package name %q is not an npm package name", s.Name)
 	}
@@ -106,6 +128,9 @@ type Store struct {
 	Registry string
 	// NPM is the npm command that installs dependencies.
 	NPM string
+	// GoProxy is the Go module proxy (the operator's mirror; default
+	// proxy.golang.org); Go is the go command that builds modules.
+	GoProxy, Go string
 	// Client fetches archives.
 	Client *http.Client
 	// MaxArchive bounds an archive, MaxUnpacked what it unpacks to.
@@ -144,8 +169,12 @@ func (s *Store) lock(dir string) func() {
 	return m.Unlock
 }
 
-// archiveName is the archive kept in a package's directory.
-const archiveName = ".portcullis-package.tgz"
+// archiveName (goArchiveName for a Go module) is the archive kept in a
+// package's directory.
+const (
+	archiveName   = ".portcullis-package.tgz"
+	goArchiveName = ".portcullis-package.zip"
+)
 
 // Install returns spec installed and verified: from the store when its kept
 // archive still has the pinned integrity, else fetched, checked, unpacked
@@ -160,28 +189,39 @@ func (s *Store) Install(ctx context.Context, spec Spec) (Installed, error) {
 	// reuses what another pin installed.
 	dir := filepath.Join(s.Dir, spec.Ecosystem, strings.ReplaceAll(spec.Name, "/", "+")+"@"+spec.Version+"-"+hex.EncodeToString(want[:8]))
 	defer s.lock(dir)()
-	if kept, err := os.ReadFile(filepath.Join(dir, archiveName)); err == nil {
-		got := sha512.Sum512(kept)
-		if subtle.ConstantTimeCompare(got[:], want) != 1 {
+	kept := filepath.Join(dir, archiveName)
+	if spec.Ecosystem == "go" {
+		kept = filepath.Join(dir, goArchiveName)
+	}
+	if b, err := os.ReadFile(kept); err == nil {
+		got, sum, err := spec.digestOf(b)
+		if err != nil || subtle.ConstantTimeCompare(got, want) != 1 {
 			return Installed{}, fmt.Errorf("%w: %s: the archive kept in %s has %s, not the pinned %s; remove the directory to fetch it again",
-				ErrIntegrity, spec, dir, integrityOf(kept), spec.Integrity)
+				ErrIntegrity, spec, dir, sum, spec.Integrity)
 		}
 		return s.installed(dir, spec)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return Installed{}, fmt.Errorf("%s: %w", spec, err)
 	}
+	from := s.Registry
+	if spec.Ecosystem == "go" {
+		from = s.goProxy()
+	}
 	archive, err := s.fetch(ctx, spec)
 	if err != nil {
 		return Installed{}, err
 	}
-	got := sha512.Sum512(archive)
-	if subtle.ConstantTimeCompare(got[:], want) != 1 {
-		return Installed{}, fmt.Errorf("%w: %s from %s has %s, not the pinned %s; refused", ErrIntegrity, spec, s.Registry, integrityOf(archive), spec.Integrity)
+	got, sum, err := spec.digestOf(archive)
+	if err != nil || subtle.ConstantTimeCompare(got, want) != 1 {
+		if err != nil {
+			sum = err.Error()
+		}
+		return Installed{}, fmt.Errorf("%w: %s from %s has %s, not the pinned %s; refused", ErrIntegrity, spec, from, sum, spec.Integrity)
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return Installed{}, err
 	}
-	if err := s.readable(); err != nil {
+	if err := s.readable(spec.Ecosystem); err != nil {
 		return Installed{}, err
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".installing-")
@@ -189,13 +229,19 @@ func (s *Store) Install(ctx context.Context, spec Spec) (Installed, error) {
 		return Installed{}, err
 	}
 	defer func() { _ = os.RemoveAll(tmp) }()
-	if err := unpack(archive, tmp, s.maxUnpacked()); err != nil {
-		return Installed{}, fmt.Errorf("%s: unpacking: %w", spec, err)
+	if spec.Ecosystem == "go" {
+		if err := s.buildGo(ctx, archive, tmp, spec); err != nil {
+			return Installed{}, err
+		}
+	} else {
+		if err := unpack(archive, tmp, s.maxUnpacked()); err != nil {
+			return Installed{}, fmt.Errorf("%s: unpacking: %w", spec, err)
+		}
+		if err := s.dependencies(ctx, tmp, spec); err != nil {
+			return Installed{}, err
+		}
 	}
-	if err := s.dependencies(ctx, tmp, spec); err != nil {
-		return Installed{}, err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, archiveName), archive, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, filepath.Base(kept)), archive, 0o644); err != nil {
 		return Installed{}, err
 	}
 	if err := readableTree(tmp); err != nil {
@@ -209,8 +255,8 @@ func (s *Store) Install(ctx context.Context, spec Spec) (Installed, error) {
 }
 
 // readable makes the store's root passable by the stdio user whatever the umask.
-func (s *Store) readable() error {
-	for d := filepath.Join(s.Dir, "npm"); ; d = filepath.Dir(d) {
+func (s *Store) readable(ecosystem string) error {
+	for d := filepath.Join(s.Dir, ecosystem); ; d = filepath.Dir(d) {
 		if err := os.Chmod(d, 0o755); err != nil {
 			return err
 		}
@@ -253,9 +299,15 @@ func (s *Store) maxUnpacked() int64 {
 
 // fetch gets the archive from the registry, as npm names it there.
 func (s *Store) fetch(ctx context.Context, spec Spec) ([]byte, error) {
-	u, err := url.JoinPath(s.Registry, spec.Name, "-", spec.base()+"-"+spec.Version+".tgz")
+	var u string
+	var err error
+	if spec.Ecosystem == "go" {
+		u, err = s.goArchiveURL(spec)
+	} else {
+		u, err = url.JoinPath(s.Registry, spec.Name, "-", spec.base()+"-"+spec.Version+".tgz")
+	}
 	if err != nil {
-		return nil, fmt.Errorf("package registry %q: %w", s.Registry, err)
+		return nil, fmt.Errorf("%s: archive URL: %w", spec, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -409,8 +461,24 @@ func lastLines(b []byte, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], " / ")
 }
 
-// installed resolves the package's executable in dir.
+// installed resolves the package's executable in dir, and its tree.
 func (s *Store) installed(dir string, spec Spec) (Installed, error) {
+	var in Installed
+	var err error
+	if spec.Ecosystem == "go" {
+		in, err = installedGo(dir, spec)
+	} else {
+		in, err = installedNPM(dir, spec)
+	}
+	if err != nil {
+		return Installed{}, err
+	}
+	in.TreeSHA = canonical.Hash(in.Tree)
+	return in, nil
+}
+
+// installedNPM resolves an npm package's executable in dir.
+func installedNPM(dir string, spec Spec) (Installed, error) {
 	m, err := readManifest(dir)
 	if err != nil {
 		return Installed{}, fmt.Errorf("%s: %w", spec, err)
@@ -453,7 +521,7 @@ func (s *Store) installed(dir string, spec Spec) (Installed, error) {
 	if err != nil {
 		return Installed{}, fmt.Errorf("%s: %w", spec, err)
 	}
-	return Installed{Dir: dir, Argv: []string{"node", exe}, Tree: tree, TreeSHA: canonical.Hash(tree)}, nil
+	return Installed{Dir: dir, Argv: []string{"node", exe}, Tree: tree}, nil
 }
 
 // Bounds of a dependency tree: the control plane takes definitions of at
@@ -492,7 +560,6 @@ type lockfile struct {
 // the package's tree. Development dependencies are not installed, so not
 // listed; a package without dependencies has no lockfile.
 func dependencyTree(dir string, spec Spec, hasDeps bool) ([]byte, error) {
-	doc := treeDoc{Ecosystem: spec.Ecosystem, Name: spec.Name, Version: spec.Version, Integrity: spec.Integrity, Dependencies: []string{}}
 	var lf lockfile
 	for _, name := range []string{"npm-shrinkwrap.json", "package-lock.json"} {
 		f, err := os.Open(filepath.Join(dir, name))
@@ -515,6 +582,7 @@ func dependencyTree(dir string, spec Spec, hasDeps bool) ([]byte, error) {
 		return nil, errors.New("no lockfile records its dependencies; remove the package's directory to install it again")
 	}
 	seen := map[string]bool{}
+	deps := []string{}
 	for key, p := range lf.Packages {
 		if key == "" || p.Dev || p.Link {
 			continue // the package itself, what is not installed, and links inside it
@@ -529,13 +597,22 @@ func dependencyTree(dir string, spec Spec, hasDeps bool) ([]byte, error) {
 		}
 		if !seen[line] {
 			seen[line] = true
-			doc.Dependencies = append(doc.Dependencies, line)
+			deps = append(deps, line)
 		}
 	}
-	if len(doc.Dependencies) > maxDependencies {
-		return nil, fmt.Errorf("%d dependencies; the gateway reports at most %d", len(doc.Dependencies), maxDependencies)
+	slices.Sort(deps)
+	return treeOf(spec, deps)
+}
+
+// treeOf is the canonical tree of spec with its sorted dependency lines.
+func treeOf(spec Spec, deps []string) ([]byte, error) {
+	if len(deps) > maxDependencies {
+		return nil, fmt.Errorf("%d dependencies; the gateway reports at most %d", len(deps), maxDependencies)
 	}
-	slices.Sort(doc.Dependencies)
+	if deps == nil {
+		deps = []string{}
+	}
+	doc := treeDoc{Ecosystem: spec.Ecosystem, Name: spec.Name, Version: spec.Version, Integrity: spec.Integrity, Dependencies: deps}
 	raw, err := json.Marshal(doc)
 	if err != nil {
 		return nil, err

@@ -2289,9 +2289,11 @@ type Upstream struct {
 	DenyElicitation bool `protobuf:"varint,14,opt,name=deny_elicitation,json=denyElicitation,proto3" json:"deny_elicitation,omitempty"`
 	// Refuse the upstream's roots/list requests to clients.
 	DenyRoots bool `protobuf:"varint,15,opt,name=deny_roots,json=denyRoots,proto3" json:"deny_roots,omitempty"`
-	// For TRANSPORT_PACKAGE: the package ("npm"), its name, exact version,
-	// archive integrity ("sha512-<base64>") and executable (a key of its
-	// package.json "bin"; empty for its only one).
+	// For TRANSPORT_PACKAGE: the ecosystem ("npm" or "go"), the package's
+	// name (a Go module's path), exact version, archive hash (npm's
+	// "sha512-<base64>" integrity, a Go module's go.sum "h1:<base64>") and
+	// executable (a key of package.json "bin", empty for its only one; the
+	// directory of a Go module's main package, empty for its root).
 	PackageEcosystem string `protobuf:"bytes,16,opt,name=package_ecosystem,json=packageEcosystem,proto3" json:"package_ecosystem,omitempty"`
 	PackageName      string `protobuf:"bytes,17,opt,name=package_name,json=packageName,proto3" json:"package_name,omitempty"`
 	PackageVersion   string `protobuf:"bytes,18,opt,name=package_version,json=packageVersion,proto3" json:"package_version,omitempty"`

@@ -1572,17 +1572,19 @@ func (x *Upstream) GetPackage() *Package {
 // archive must have.
 type Package struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The package's ecosystem: "npm".
+	// The package's ecosystem: "npm" or "go".
 	Ecosystem string `protobuf:"bytes,1,opt,name=ecosystem,proto3" json:"ecosystem,omitempty"`
-	// Its name in the ecosystem, such as "@scope/name".
+	// Its name in the ecosystem, such as "@scope/name" or a module path.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Its exact version.
 	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	// Subresource Integrity of its archive ("sha512-<base64>"), as npm
-	// lockfiles and registries record it.
+	// The hash of its archive: for npm, Subresource Integrity
+	// ("sha512-<base64>") as lockfiles and registries record it; for a Go
+	// module, its go.sum hash ("h1:<base64>").
 	Integrity string `protobuf:"bytes,4,opt,name=integrity,proto3" json:"integrity,omitempty"`
-	// The executable to run: a key of its package.json "bin"; empty for its
-	// only one.
+	// The executable to run: for npm a key of its package.json "bin" (empty
+	// for its only one); for a Go module the directory of its main package
+	// (empty for the module's root).
 	Bin           string `protobuf:"bytes,5,opt,name=bin,proto3" json:"bin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
