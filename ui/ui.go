@@ -328,10 +328,13 @@ func (c ChangeRow) KindLabel() string {
 	case "tool_added":
 		return "new " + c.ItemLabel()
 	case "tool_changed":
-		if c.ItemKind == "package" {
-			return "package changed" // its version or its dependencies
-		}
 		return c.ItemLabel() + " definition changed"
+	case "package_added":
+		return "new package"
+	case "package_changed":
+		return "package changed" // its version or its dependencies
+	case "package_removed":
+		return "package removed"
 	case "tool_removed":
 		return c.ItemLabel() + " removed"
 	}

@@ -159,9 +159,12 @@ type Kind string
 
 // Kind values.
 const (
-	KindToolAdded   Kind = "tool_added"
-	KindToolChanged Kind = "tool_changed"
-	KindToolRemoved Kind = "tool_removed"
+	KindToolAdded      Kind = "tool_added"
+	KindToolChanged    Kind = "tool_changed"
+	KindToolRemoved    Kind = "tool_removed"
+	KindPackageAdded   Kind = "package_added"
+	KindPackageChanged Kind = "package_changed"
+	KindPackageRemoved Kind = "package_removed"
 )
 
 func (k Kind) String() string {
@@ -171,7 +174,7 @@ func (k Kind) String() string {
 // KindValidator is a validator for the "kind" field enum values. It is called by the builders before save.
 func KindValidator(k Kind) error {
 	switch k {
-	case KindToolAdded, KindToolChanged, KindToolRemoved:
+	case KindToolAdded, KindToolChanged, KindToolRemoved, KindPackageAdded, KindPackageChanged, KindPackageRemoved:
 		return nil
 	default:
 		return fmt.Errorf("changerequest: invalid enum value for kind field: %q", k)

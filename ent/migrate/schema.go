@@ -380,7 +380,7 @@ var (
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "gateway_id", Type: field.TypeUUID},
-		{Name: "kind", Type: field.TypeEnum, Enums: []string{"tool_added", "tool_changed", "tool_removed"}},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"tool_added", "tool_changed", "tool_removed", "package_added", "package_changed", "package_removed"}},
 		{Name: "status", Type: field.TypeEnum, Enums: []string{"pending", "approved", "rejected", "superseded"}, Default: "pending"},
 		{Name: "from_sha256", Type: field.TypeString, Default: ""},
 		{Name: "to_sha256", Type: field.TypeString, Default: ""},

@@ -21,7 +21,8 @@ func (ChangeRequest) Fields() []ent.Field {
 	return []ent.Field{
 		field.UUID("tool_id", uuid.UUID{}).Immutable(),
 		field.UUID("gateway_id", uuid.UUID{}).Immutable(),
-		field.Enum("kind").Values("tool_added", "tool_changed", "tool_removed").Immutable(),
+		// package_* are about a package upstream's dependency tree.
+		field.Enum("kind").Values("tool_added", "tool_changed", "tool_removed", "package_added", "package_changed", "package_removed").Immutable(),
 		field.Enum("status").Values("pending", "approved", "rejected", "superseded").Default("pending"),
 		// The pinned definition when the request was opened ("" if none).
 		field.String("from_sha256").Default("").Immutable(),

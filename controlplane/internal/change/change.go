@@ -74,6 +74,7 @@ func Observe(ctx context.Context, tx *ent.Client, t *ent.Tool, gatewayID uuid.UU
 	default:
 		kind = changerequest.KindToolChanged
 	}
+	kind = kindOf(t, kind)
 	pending, err := tx.ChangeRequest.Query().
 		Where(changerequest.ToolID(t.ID), changerequest.StatusEQ(changerequest.StatusPending)).All(ctx)
 	if err != nil {
@@ -103,6 +104,23 @@ func Observe(ctx context.Context, tx *ent.Client, t *ent.Tool, gatewayID uuid.UU
 		return nil, err
 	}
 	return cr, supersede(ctx, tx, pending, &cr.ID)
+}
+
+// kindOf names a request about a package upstream's dependency tree
+// package_added, package_changed or package_removed.
+func kindOf(t *ent.Tool, k changerequest.Kind) changerequest.Kind {
+	if t.Kind != tool.KindPackage {
+		return k
+	}
+	switch k {
+	case changerequest.KindToolAdded:
+		return changerequest.KindPackageAdded
+	case changerequest.KindToolChanged:
+		return changerequest.KindPackageChanged
+	case changerequest.KindToolRemoved:
+		return changerequest.KindPackageRemoved
+	}
+	return k
 }
 
 // Supersede closes every pending request of a tool, e.g. after an admin
@@ -152,6 +170,7 @@ func (s *Service) Propose(ctx context.Context, tenantID, toolID uuid.UUID, sha, 
 	case t.PinnedSha256 == "":
 		kind = changerequest.KindToolAdded
 	}
+	kind = kindOf(t, kind)
 	if sha != "" {
 		ok, err := s.db.ToolVersion.Query().Where(toolversion.ToolID(t.ID), toolversion.Sha256(sha)).Exist(ctx)
 		if err != nil {

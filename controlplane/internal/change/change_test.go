@@ -501,7 +501,7 @@ func testPackage(t *testing.T, w *world) {
 	report(first)
 	report(tree("0.9.0", "zod@2.0.0 sha512-o")) // made before a bump reached the gateway: not this upstream's
 	crs := w.pending(t)
-	if len(crs) != 1 || crs[0].ToolKind != "package" || crs[0].Kind != changerequest.KindToolAdded || crs[0].ToolName != "npm:@acme/demo" || crs[0].ToSha256 != first.GetSha256() {
+	if len(crs) != 1 || crs[0].ToolKind != "package" || crs[0].Kind != changerequest.KindPackageAdded || crs[0].ToolName != "npm:@acme/demo" || crs[0].ToSha256 != first.GetSha256() {
 		t.Fatalf("pending after the first tree: %+v", crs)
 	}
 	if _, err := w.changes.Approve(w.approver, w.tenantID, crs[0].ID, "reviewed"); err != nil {
@@ -522,7 +522,7 @@ func testPackage(t *testing.T, w *world) {
 	// The registry resolved a dependency differently: a change, whose diff is the dependency list.
 	report(tree("1.0.0", "zod@3.0.1 sha512-b"))
 	crs = w.pending(t)
-	if len(crs) != 1 || crs[0].Kind != changerequest.KindToolChanged || crs[0].FromSha256 != first.GetSha256() {
+	if len(crs) != 1 || crs[0].Kind != changerequest.KindPackageChanged || crs[0].FromSha256 != first.GetSha256() {
 		t.Fatalf("pending after a changed tree: %+v", crs)
 	}
 	d, err := w.changes.Get(w.owner, w.tenantID, crs[0].ID)

@@ -123,7 +123,7 @@ func TestPackageUpstream(t *testing.T) {
 	// The real archive: installed, and its dependency tree reported, but
 	// not run until the tree is approved.
 	tampered.Store(false)
-	treeCR := pendingPackageRequest(t, w, changerequest.KindToolAdded, "")
+	treeCR := pendingPackageRequest(t, w, changerequest.KindPackageAdded, "")
 	if out := run("upstreams", "list"); !strings.Contains(out, "await approval") {
 		t.Errorf("upstreams list does not say the package awaits approval:\n%s", out)
 	}
@@ -187,7 +187,7 @@ func TestPackageUpstream(t *testing.T) {
 	// once it is approved.
 	const bumped = "2025.8.18"
 	run("upstreams", "update", "--gateway", "a-gateway", "--package", "npm:"+name+"@"+bumped, "--integrity", registryIntegrity(t, mirror.URL, name, bumped), "everything")
-	bumpCR := pendingPackageRequest(t, w, changerequest.KindToolChanged, treeCR.ToSha256)
+	bumpCR := pendingPackageRequest(t, w, changerequest.KindPackageChanged, treeCR.ToSha256)
 	diff := run("changes", "show", bumpCR.ID.String())
 	for _, want := range []string{`-   "version": "` + version + `"`, `+   "version": "` + bumped + `"`, `+     "express@4.`, `-     "zod@4.`, `+     "zod@3.`} {
 		if !strings.Contains(diff, want) {
@@ -303,7 +303,7 @@ func TestGoModuleUpstream(t *testing.T) {
 
 	// The real zip: built, and the tree its binary was built from awaits approval.
 	tampered.Store(false)
-	treeCR := pendingPackageRequest(t, w, changerequest.KindToolAdded, "")
+	treeCR := pendingPackageRequest(t, w, changerequest.KindPackageAdded, "")
 	tree := run("changes", "show", treeCR.ID.String())
 	if !strings.Contains(tree, `"github.com/google/jsonschema-go@v`) || !strings.Contains(tree, `"ecosystem": "go"`) {
 		t.Errorf("the request does not show the modules the binary was built from:\n%s", tree)

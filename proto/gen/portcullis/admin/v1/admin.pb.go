@@ -4401,7 +4401,9 @@ type ChangeRequest struct {
 	Upstream  string                 `protobuf:"bytes,4,opt,name=upstream,proto3" json:"upstream,omitempty"`
 	GatewayId string                 `protobuf:"bytes,5,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
 	Gateway   string                 `protobuf:"bytes,6,opt,name=gateway,proto3" json:"gateway,omitempty"`
-	// tool_added, tool_changed or tool_removed.
+	// tool_added, tool_changed or tool_removed; package_added,
+	// package_changed or package_removed for a package upstream's dependency
+	// tree.
 	Kind string `protobuf:"bytes,7,opt,name=kind,proto3" json:"kind,omitempty"`
 	// pending, approved, rejected or superseded.
 	Status string `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
