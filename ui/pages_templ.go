@@ -1548,7 +1548,7 @@ func ToolsPage(vm Tools) templ.Component {
 				}()
 			}
 			ctx = templ.InitializeContext(ctx)
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 142, "<h1>Discovered tools, prompts and resources</h1><p class=\"muted\">Gateways report everything their upstreams offer a model: tools, prompts, resources and resource templates. Each is exposed only while its definition matches the approved (pinned) hash; any change is quarantined until approved.</p>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 142, "<h1>Discovered tools, prompts and resources</h1><p class=\"muted\">Gateways report everything their upstreams offer a model: tools, prompts, resources and resource templates, and the dependency tree (SBOM) each package upstream was installed with. Each is exposed, and each package runs, only while its definition matches the approved (pinned) hash; any change is quarantined until approved.</p>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
