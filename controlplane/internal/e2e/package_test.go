@@ -62,25 +62,7 @@ func TestPackageUpstream(t *testing.T) {
 	archivePath := "/" + name + "/-/server-everything-" + version + ".tgz"
 
 	// The mirror: npm's registry, but for server-everything's archive while tampered.
-	registry, _ := url.Parse("https://registry.npmjs.org")
-	var tampered atomic.Bool
-	tampered.Store(true)
-	var archiveFetches atomic.Int32
-	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		r.SetURL(registry)
-		r.Out.Host = registry.Host
-	}}
-	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == archivePath {
-			archiveFetches.Add(1)
-			if tampered.Load() {
-				_, _ = w.Write([]byte("\x1f\x8b not the archive that was pinned"))
-				return
-			}
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer mirror.Close()
+	mirror, tampered, archiveFetches := tamperingMirror(t, "https://registry.npmjs.org", archivePath, "\x1f\x8b not the archive that was pinned")
 
 	w := buildWorld(t)
 	run := cliAs(t, runBinary, w.cp.PublicURL(), w.adminKeyA)
@@ -153,26 +135,7 @@ func TestPackageUpstream(t *testing.T) {
 			t.Errorf("%s: owner %d, mode %v: the stdio user could change it", p, st.Uid, fi.Mode())
 		}
 	}
-	// Its processes run as nobody.
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	found := 0
-	for _, p := range procs {
-		cmdline, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(cmdline), filepath.Join(dirs[0], "dist", "index.js")) {
-			continue
-		}
-		fi, err := os.Stat(filepath.Dir(p))
-		if err != nil {
-			continue
-		}
-		found++
-		if uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid)); uid != nobody.Uid {
-			t.Errorf("%s runs as uid %s, want nobody's %s", filepath.Dir(p), uid, nobody.Uid)
-		}
-	}
-	if found == 0 {
-		t.Error("no process runs the installed package")
-	}
+	runsAs(t, filepath.Join(dirs[0], "dist", "index.js"), nobody.Uid)
 	// Later launches use the store (its archive checked again), not the mirror.
 	fetches := archiveFetches.Load()
 	if _, _, err := callText(t, "http://"+addr+"/mcp/main", "everything__echo", `{"message":"again"}`); err != nil {
@@ -257,21 +220,7 @@ func TestGoModuleUpstream(t *testing.T) {
 		goSum   = "h1:KIvahhYqwtbeniWVPs3TcXEA7b8jEtwfBpOTAI+Urx4=" // its go.sum line, as sum.golang.org records it
 		zipPath = "/" + module + "/@v/" + version + ".zip"
 	)
-	upstreamProxy, _ := url.Parse("https://proxy.golang.org")
-	var tampered atomic.Bool
-	tampered.Store(true)
-	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		r.SetURL(upstreamProxy)
-		r.Out.Host = upstreamProxy.Host
-	}}
-	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == zipPath && tampered.Load() {
-			_, _ = w.Write([]byte("PK not the module that was pinned"))
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer mirror.Close()
+	mirror, tampered, _ := tamperingMirror(t, "https://proxy.golang.org", zipPath, "PK not the module that was pinned")
 
 	w := buildWorld(t)
 	run := cliAs(t, runBinary, w.cp.PublicURL(), w.adminKeyA)
@@ -319,10 +268,47 @@ func TestGoModuleUpstream(t *testing.T) {
 	if len(bins) != 1 {
 		t.Fatalf("built binaries %q", bins)
 	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+	runsAs(t, bins[0], nobody.Uid)
+}
+
+// tamperingMirror is a package mirror in front of origin that serves junk
+// for archivePath while tampered is set (it starts set), and counts the
+// archive's fetches.
+func tamperingMirror(t *testing.T, origin, archivePath, junk string) (mirror *httptest.Server, tampered *atomic.Bool, fetches *atomic.Int32) {
+	t.Helper()
+	to, err := url.Parse(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered, fetches = new(atomic.Bool), new(atomic.Int32)
+	tampered.Store(true)
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(to)
+		r.Out.Host = to.Host
+	}}
+	mirror = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == archivePath {
+			fetches.Add(1)
+			if tampered.Load() {
+				_, _ = w.Write([]byte(junk))
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(mirror.Close)
+	return mirror, tampered, fetches
+}
+
+// runsAs checks that at least one process runs the file at path, and that
+// every one runs as uid.
+func runsAs(t *testing.T, path, uid string) {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	found := 0
 	for _, p := range procs {
-		if exe, err := os.Readlink(p); err != nil || exe != bins[0] {
+		cmdline, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(cmdline), path) {
 			continue
 		}
 		fi, err := os.Stat(filepath.Dir(p))
@@ -330,11 +316,11 @@ func TestGoModuleUpstream(t *testing.T) {
 			continue
 		}
 		found++
-		if uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid)); uid != nobody.Uid {
-			t.Errorf("%s runs as uid %s, want nobody's %s", filepath.Dir(p), uid, nobody.Uid)
+		if got := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid)); got != uid {
+			t.Errorf("%s runs as uid %s, want %s", filepath.Dir(p), got, uid)
 		}
 	}
 	if found == 0 {
-		t.Error("no process runs the built module")
+		t.Errorf("no process runs %s", path)
 	}
 }
