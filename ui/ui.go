@@ -209,6 +209,8 @@ type Upstream struct {
 	LastError                                               string
 	// Denied lists what the upstream may not ask of clients ("sampling, roots"), or "".
 	Denied string
+	// TreeID is a package upstream's dependency tree item (its SBOM), TreeStatus whether it is approved.
+	TreeID, TreeStatus string
 }
 
 // Upstreams is the upstreams page.

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
+	"github.com/portcullis-mcp/portcullis/ent/tool"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
@@ -136,5 +139,31 @@ func TestConsoleCatalog(t *testing.T) {
 	)
 	if got := textOf(t, b, tid("error")); !strings.Contains(got, "integrity") {
 		t.Fatalf("saving with a bad integrity: %q", got)
+	}
+
+	// Once a gateway reported its dependency tree, the upstream links to it.
+	pinned, err := cp.DB.Upstream.Query().Where(upstream.TenantID(ten.ID), upstream.Name("pinned")).Only(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := []byte(`{"dependencies":["zod@4.6.7 sha512-g8W2D2kU6a8untc053fX1uVBKzM7yqAxW/3zwk83+6RyF2+SKOuV+c0wBDhUwzV1PaGapmZH+rmcUzPf+3CGwg=="],"ecosystem":"npm","integrity":"` + integrity + `","name":"@modelcontextprotocol/server-everything","version":"` + version + `"}`)
+	sha := fmt.Sprintf("%x", sha256.Sum256(def))
+	tree, err := cp.DB.Tool.Create().SetTenantID(ten.ID).SetUpstreamID(pinned.ID).SetKind(tool.KindPackage).SetName("npm:@modelcontextprotocol/server-everything").SetLiveSha256(sha).Save(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.DB.ToolVersion.Create().SetTenantID(ten.ID).SetToolID(tree.ID).SetSha256(sha).SetDefinition(def).Exec(sys); err != nil {
+		t.Fatal(err)
+	}
+	run(t, b, "the upstream's dependencies",
+		chromedp.Navigate(base+"/upstreams"),
+		chromedp.WaitVisible(tid("upstream-tree-pinned")),
+	)
+	if got := textOf(t, b, tid("upstreams")); !strings.Contains(got, "dependencies awaiting approval") {
+		t.Fatalf("upstreams: %q", got)
+	}
+	run(t, b, "open them", chromedp.Click(tid("upstream-tree-pinned")), chromedp.WaitVisible(tid("tool-version")))
+	if got := textOf(t, b, tid("tool-version")); !strings.Contains(got, "zod@4.6.7") {
+		t.Fatalf("the tree's page: %q", got)
 	}
 }

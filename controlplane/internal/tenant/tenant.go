@@ -606,6 +606,23 @@ func (s *Service) Tools(ctx context.Context, tenantID uuid.UUID) ([]*ent.Tool, e
 		Order(ent.Asc(tool.FieldName)).All(ctx)
 }
 
+// PackageTrees returns the dependency tree item of each package upstream of
+// the tenant that reported one, by upstream.
+func (s *Service) PackageTrees(ctx context.Context, tenantID uuid.UUID) (map[uuid.UUID]*ent.Tool, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return nil, err
+	}
+	ts, err := s.db.Tool.Query().Where(tool.TenantID(tenantID), tool.KindEQ(tool.KindPackage)).Order(ent.Asc(tool.FieldLastSeen)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uuid.UUID]*ent.Tool, len(ts))
+	for _, t := range ts {
+		out[t.UpstreamID] = t // the one seen last, if the package's name changed
+	}
+	return out, nil
+}
+
 // PolicyVersion returns the newest compiled policy version of the gateway (0 if none).
 func (s *Service) PolicyVersion(ctx context.Context, tenantID, gatewayID uuid.UUID) (uint64, error) {
 	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {

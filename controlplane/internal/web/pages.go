@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/schematype"
+	"github.com/portcullis-mcp/portcullis/ent/upstream"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	"github.com/portcullis-mcp/portcullis/ui"
 )
@@ -282,9 +283,14 @@ func (s *Server) renderGateway(w http.ResponseWriter, r *http.Request, rq *reque
 		s.fail(w, r, rq, err)
 		return
 	}
+	trees, err := s.cfg.Tenants.PackageTrees(r.Context(), rq.viewer.TenantID)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
 	vm := ui.GatewayDetail{Page: s.page(rq, "Gateway "+g.Name, "gateways"), Gateway: gvm}
 	for _, u := range g.Edges.Upstreams {
-		vm.Upstreams = append(vm.Upstreams, upstreamVM(u, g))
+		vm.Upstreams = append(vm.Upstreams, upstreamVM(u, g, trees[u.ID]))
 	}
 	for _, v := range g.Edges.VirtualServers {
 		vm.VirtualServers = append(vm.VirtualServers, ui.VirtualServer{ID: v.ID.String(), Gateway: g.Name, Name: v.Name, Upstreams: v.Upstreams, Naming: schematype.Naming(v.Unprefixed, len(v.Renames))})
@@ -347,7 +353,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, rq *request
 
 // --- upstreams
 
-func upstreamVM(u *ent.Upstream, g *ent.Gateway) ui.Upstream {
+// upstreamVM is an upstream's row; tree is a package upstream's dependency tree item, if reported.
+func upstreamVM(u *ent.Upstream, g *ent.Gateway, tree *ent.Tool) ui.Upstream {
 	target := u.URL
 	switch {
 	case u.Command != "":
@@ -378,6 +385,9 @@ func upstreamVM(u *ent.Upstream, g *ent.Gateway) ui.Upstream {
 	if g != nil {
 		out.Gateway = g.Name
 	}
+	if tree != nil && u.Transport == upstream.TransportPackage {
+		out.TreeID, out.TreeStatus = tree.ID.String(), toolStatus(tree)
+	}
 	return out
 }
 
@@ -403,8 +413,13 @@ func (s *Server) renderUpstreams(w http.ResponseWriter, r *http.Request, rq *req
 	}
 	vm := ui.Upstreams{Page: s.page(rq, "Upstreams", "upstreams"), Gateways: gs, Catalog: catalog}
 	vm.Error = errMsg
+	trees, err := s.cfg.Tenants.PackageTrees(r.Context(), rq.viewer.TenantID)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
 	for _, u := range us {
-		vm.Upstreams = append(vm.Upstreams, upstreamVM(u, u.Edges.Gateway))
+		vm.Upstreams = append(vm.Upstreams, upstreamVM(u, u.Edges.Gateway, trees[u.ID]))
 	}
 	s.render(w, r, status, ui.UpstreamsPage(vm))
 }
