@@ -157,6 +157,9 @@ type PackageTree struct {
 // the upstream is configured with now (a report made before a version bump
 // reached the gateway is not).
 func PackageIsUpstreams(dt *agentv1.DiscoveredTool, up *ent.Upstream) error {
+	if err := Validate(tool.KindPackage, dt); err != nil {
+		return err
+	}
 	var pt PackageTree
 	if err := json.Unmarshal(dt.GetDefinition(), &pt); err != nil {
 		return fmt.Errorf("package tree: %w", err)
