@@ -2,8 +2,10 @@
 // upstreams run. An npm package's archive comes from the registry the
 // gateway's operator names (a mirror, in a private network), must have the
 // integrity the tenant pinned, and is unpacked and given its dependencies
-// (npm, without install scripts) in a directory the stdio user may read but
-// not change. The archive is kept and checked again before every launch.
+// (npm, without install scripts); a Go module's zip comes from the
+// operator's module proxy, must have the go.sum hash pinned, and is built
+// (gomod.go). Either lands in a directory the stdio user may read but not
+// change; the archive is kept and checked again before every launch.
 package pkgstore
 
 import (
@@ -146,9 +148,10 @@ type Installed struct {
 	Dir string
 	// Argv runs its executable (arguments follow).
 	Argv []string
-	// Tree is the package with every dependency npm resolved for it, as
-	// canonical JSON (RFC 8785): what approvers pin, and the SBOM the
-	// gateway reports. TreeSHA is its hex SHA-256.
+	// Tree is the package with every dependency it runs with (what npm
+	// resolved, or the modules a Go binary was built from), as canonical
+	// JSON (RFC 8785): what approvers pin, and the SBOM the gateway
+	// reports. TreeSHA is its hex SHA-256.
 	Tree    []byte
 	TreeSHA string
 }
