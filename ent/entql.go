@@ -446,6 +446,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tenant.FieldNextSigningPrivateKey: {Type: field.TypeBytes, Column: tenant.FieldNextSigningPrivateKey},
 			tenant.FieldNextSigningPublicKey:  {Type: field.TypeBytes, Column: tenant.FieldNextSigningPublicKey},
 			tenant.FieldApprovalsRequired:     {Type: field.TypeInt, Column: tenant.FieldApprovalsRequired},
+			tenant.FieldCatalogOnly:           {Type: field.TypeBool, Column: tenant.FieldCatalogOnly},
 			tenant.FieldResultAction:          {Type: field.TypeEnum, Column: tenant.FieldResultAction},
 			tenant.FieldClientOidcIssuer:      {Type: field.TypeString, Column: tenant.FieldClientOidcIssuer},
 			tenant.FieldClientGroupClaim:      {Type: field.TypeString, Column: tenant.FieldClientGroupClaim},
@@ -3060,6 +3061,11 @@ func (f *TenantFilter) WhereNextSigningPublicKey(p entql.BytesP) {
 // WhereApprovalsRequired applies the entql int predicate on the approvals_required field.
 func (f *TenantFilter) WhereApprovalsRequired(p entql.IntP) {
 	f.Where(p.Field(tenant.FieldApprovalsRequired))
+}
+
+// WhereCatalogOnly applies the entql bool predicate on the catalog_only field.
+func (f *TenantFilter) WhereCatalogOnly(p entql.BoolP) {
+	f.Where(p.Field(tenant.FieldCatalogOnly))
 }
 
 // WhereResultAction applies the entql string predicate on the result_action field.

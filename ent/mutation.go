@@ -17429,6 +17429,7 @@ type TenantMutation struct {
 	next_signing_public_key  *[]byte
 	approvals_required       *int
 	addapprovals_required    *int
+	catalog_only             *bool
 	result_action            *tenant.ResultAction
 	client_oidc_issuer       *string
 	client_group_claim       *string
@@ -17912,6 +17913,42 @@ func (m *TenantMutation) ResetApprovalsRequired() {
 	m.addapprovals_required = nil
 }
 
+// SetCatalogOnly sets the "catalog_only" field.
+func (m *TenantMutation) SetCatalogOnly(b bool) {
+	m.catalog_only = &b
+}
+
+// CatalogOnly returns the value of the "catalog_only" field in the mutation.
+func (m *TenantMutation) CatalogOnly() (r bool, exists bool) {
+	v := m.catalog_only
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCatalogOnly returns the old "catalog_only" field's value of the Tenant entity.
+// If the Tenant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TenantMutation) OldCatalogOnly(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCatalogOnly is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCatalogOnly requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCatalogOnly: %w", err)
+	}
+	return oldValue.CatalogOnly, nil
+}
+
+// ResetCatalogOnly resets all changes to the "catalog_only" field.
+func (m *TenantMutation) ResetCatalogOnly() {
+	m.catalog_only = nil
+}
+
 // SetResultAction sets the "result_action" field.
 func (m *TenantMutation) SetResultAction(ta tenant.ResultAction) {
 	m.result_action = &ta
@@ -18054,7 +18091,7 @@ func (m *TenantMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TenantMutation) Fields() []string {
-	fields := make([]string, 0, 12)
+	fields := make([]string, 0, 13)
 	if m.created_at != nil {
 		fields = append(fields, tenant.FieldCreatedAt)
 	}
@@ -18081,6 +18118,9 @@ func (m *TenantMutation) Fields() []string {
 	}
 	if m.approvals_required != nil {
 		fields = append(fields, tenant.FieldApprovalsRequired)
+	}
+	if m.catalog_only != nil {
+		fields = append(fields, tenant.FieldCatalogOnly)
 	}
 	if m.result_action != nil {
 		fields = append(fields, tenant.FieldResultAction)
@@ -18117,6 +18157,8 @@ func (m *TenantMutation) Field(name string) (ent.Value, bool) {
 		return m.NextSigningPublicKey()
 	case tenant.FieldApprovalsRequired:
 		return m.ApprovalsRequired()
+	case tenant.FieldCatalogOnly:
+		return m.CatalogOnly()
 	case tenant.FieldResultAction:
 		return m.ResultAction()
 	case tenant.FieldClientOidcIssuer:
@@ -18150,6 +18192,8 @@ func (m *TenantMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldNextSigningPublicKey(ctx)
 	case tenant.FieldApprovalsRequired:
 		return m.OldApprovalsRequired(ctx)
+	case tenant.FieldCatalogOnly:
+		return m.OldCatalogOnly(ctx)
 	case tenant.FieldResultAction:
 		return m.OldResultAction(ctx)
 	case tenant.FieldClientOidcIssuer:
@@ -18227,6 +18271,13 @@ func (m *TenantMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetApprovalsRequired(v)
+		return nil
+	case tenant.FieldCatalogOnly:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCatalogOnly(v)
 		return nil
 	case tenant.FieldResultAction:
 		v, ok := value.(tenant.ResultAction)
@@ -18354,6 +18405,9 @@ func (m *TenantMutation) ResetField(name string) error {
 		return nil
 	case tenant.FieldApprovalsRequired:
 		m.ResetApprovalsRequired()
+		return nil
+	case tenant.FieldCatalogOnly:
+		m.ResetCatalogOnly()
 		return nil
 	case tenant.FieldResultAction:
 		m.ResetResultAction()

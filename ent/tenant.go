@@ -36,6 +36,8 @@ type Tenant struct {
 	NextSigningPublicKey *[]byte `json:"next_signing_public_key,omitempty"`
 	// ApprovalsRequired holds the value of the "approvals_required" field.
 	ApprovalsRequired int `json:"approvals_required,omitempty"`
+	// CatalogOnly holds the value of the "catalog_only" field.
+	CatalogOnly bool `json:"catalog_only,omitempty"`
 	// ResultAction holds the value of the "result_action" field.
 	ResultAction tenant.ResultAction `json:"result_action,omitempty"`
 	// ClientOidcIssuer holds the value of the "client_oidc_issuer" field.
@@ -52,6 +54,8 @@ func (*Tenant) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case tenant.FieldSigningPrivateKey, tenant.FieldSigningPublicKey, tenant.FieldNextSigningPrivateKey, tenant.FieldNextSigningPublicKey:
 			values[i] = new([]byte)
+		case tenant.FieldCatalogOnly:
+			values[i] = new(sql.NullBool)
 		case tenant.FieldApprovalsRequired:
 			values[i] = new(sql.NullInt64)
 		case tenant.FieldName, tenant.FieldSlug, tenant.FieldResultAction, tenant.FieldClientOidcIssuer, tenant.FieldClientGroupClaim:
@@ -135,6 +139,12 @@ func (_m *Tenant) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.ApprovalsRequired = int(value.Int64)
 			}
+		case tenant.FieldCatalogOnly:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field catalog_only", values[i])
+			} else if value.Valid {
+				_m.CatalogOnly = value.Bool
+			}
 		case tenant.FieldResultAction:
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field result_action", values[i])
@@ -215,6 +225,9 @@ func (_m *Tenant) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("approvals_required=")
 	builder.WriteString(fmt.Sprintf("%v", _m.ApprovalsRequired))
+	builder.WriteString(", ")
+	builder.WriteString("catalog_only=")
+	builder.WriteString(fmt.Sprintf("%v", _m.CatalogOnly))
 	builder.WriteString(", ")
 	builder.WriteString("result_action=")
 	builder.WriteString(fmt.Sprintf("%v", _m.ResultAction))

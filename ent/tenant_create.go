@@ -102,6 +102,20 @@ func (_c *TenantCreate) SetNillableApprovalsRequired(v *int) *TenantCreate {
 	return _c
 }
 
+// SetCatalogOnly sets the "catalog_only" field.
+func (_c *TenantCreate) SetCatalogOnly(v bool) *TenantCreate {
+	_c.mutation.SetCatalogOnly(v)
+	return _c
+}
+
+// SetNillableCatalogOnly sets the "catalog_only" field if the given value is not nil.
+func (_c *TenantCreate) SetNillableCatalogOnly(v *bool) *TenantCreate {
+	if v != nil {
+		_c.SetCatalogOnly(*v)
+	}
+	return _c
+}
+
 // SetResultAction sets the "result_action" field.
 func (_c *TenantCreate) SetResultAction(v tenant.ResultAction) *TenantCreate {
 	_c.mutation.SetResultAction(v)
@@ -213,6 +227,10 @@ func (_c *TenantCreate) defaults() error {
 		v := tenant.DefaultApprovalsRequired
 		_c.mutation.SetApprovalsRequired(v)
 	}
+	if _, ok := _c.mutation.CatalogOnly(); !ok {
+		v := tenant.DefaultCatalogOnly
+		_c.mutation.SetCatalogOnly(v)
+	}
 	if _, ok := _c.mutation.ResultAction(); !ok {
 		v := tenant.DefaultResultAction
 		_c.mutation.SetResultAction(v)
@@ -272,6 +290,9 @@ func (_c *TenantCreate) check() error {
 		if err := tenant.ApprovalsRequiredValidator(v); err != nil {
 			return &ValidationError{Name: "approvals_required", err: fmt.Errorf(`ent: validator failed for field "Tenant.approvals_required": %w`, err)}
 		}
+	}
+	if _, ok := _c.mutation.CatalogOnly(); !ok {
+		return &ValidationError{Name: "catalog_only", err: errors.New(`ent: missing required field "Tenant.catalog_only"`)}
 	}
 	if _, ok := _c.mutation.ResultAction(); !ok {
 		return &ValidationError{Name: "result_action", err: errors.New(`ent: missing required field "Tenant.result_action"`)}
@@ -368,6 +389,10 @@ func (_c *TenantCreate) createSpec() (*Tenant, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.ApprovalsRequired(); ok {
 		_spec.SetField(tenant.FieldApprovalsRequired, field.TypeInt, value)
 		_node.ApprovalsRequired = value
+	}
+	if value, ok := _c.mutation.CatalogOnly(); ok {
+		_spec.SetField(tenant.FieldCatalogOnly, field.TypeBool, value)
+		_node.CatalogOnly = value
 	}
 	if value, ok := _c.mutation.ResultAction(); ok {
 		_spec.SetField(tenant.FieldResultAction, field.TypeEnum, value)
@@ -544,6 +569,18 @@ func (u *TenantUpsert) UpdateApprovalsRequired() *TenantUpsert {
 // AddApprovalsRequired adds v to the "approvals_required" field.
 func (u *TenantUpsert) AddApprovalsRequired(v int) *TenantUpsert {
 	u.Add(tenant.FieldApprovalsRequired, v)
+	return u
+}
+
+// SetCatalogOnly sets the "catalog_only" field.
+func (u *TenantUpsert) SetCatalogOnly(v bool) *TenantUpsert {
+	u.Set(tenant.FieldCatalogOnly, v)
+	return u
+}
+
+// UpdateCatalogOnly sets the "catalog_only" field to the value that was provided on create.
+func (u *TenantUpsert) UpdateCatalogOnly() *TenantUpsert {
+	u.SetExcluded(tenant.FieldCatalogOnly)
 	return u
 }
 
@@ -764,6 +801,20 @@ func (u *TenantUpsertOne) AddApprovalsRequired(v int) *TenantUpsertOne {
 func (u *TenantUpsertOne) UpdateApprovalsRequired() *TenantUpsertOne {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateApprovalsRequired()
+	})
+}
+
+// SetCatalogOnly sets the "catalog_only" field.
+func (u *TenantUpsertOne) SetCatalogOnly(v bool) *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetCatalogOnly(v)
+	})
+}
+
+// UpdateCatalogOnly sets the "catalog_only" field to the value that was provided on create.
+func (u *TenantUpsertOne) UpdateCatalogOnly() *TenantUpsertOne {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateCatalogOnly()
 	})
 }
 
@@ -1157,6 +1208,20 @@ func (u *TenantUpsertBulk) AddApprovalsRequired(v int) *TenantUpsertBulk {
 func (u *TenantUpsertBulk) UpdateApprovalsRequired() *TenantUpsertBulk {
 	return u.Update(func(s *TenantUpsert) {
 		s.UpdateApprovalsRequired()
+	})
+}
+
+// SetCatalogOnly sets the "catalog_only" field.
+func (u *TenantUpsertBulk) SetCatalogOnly(v bool) *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.SetCatalogOnly(v)
+	})
+}
+
+// UpdateCatalogOnly sets the "catalog_only" field to the value that was provided on create.
+func (u *TenantUpsertBulk) UpdateCatalogOnly() *TenantUpsertBulk {
+	return u.Update(func(s *TenantUpsert) {
+		s.UpdateCatalogOnly()
 	})
 }
 

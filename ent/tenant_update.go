@@ -119,6 +119,20 @@ func (_u *TenantUpdate) AddApprovalsRequired(v int) *TenantUpdate {
 	return _u
 }
 
+// SetCatalogOnly sets the "catalog_only" field.
+func (_u *TenantUpdate) SetCatalogOnly(v bool) *TenantUpdate {
+	_u.mutation.SetCatalogOnly(v)
+	return _u
+}
+
+// SetNillableCatalogOnly sets the "catalog_only" field if the given value is not nil.
+func (_u *TenantUpdate) SetNillableCatalogOnly(v *bool) *TenantUpdate {
+	if v != nil {
+		_u.SetCatalogOnly(*v)
+	}
+	return _u
+}
+
 // SetResultAction sets the "result_action" field.
 func (_u *TenantUpdate) SetResultAction(v tenant.ResultAction) *TenantUpdate {
 	_u.mutation.SetResultAction(v)
@@ -288,6 +302,9 @@ func (_u *TenantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.AddedApprovalsRequired(); ok {
 		_spec.AddField(tenant.FieldApprovalsRequired, field.TypeInt, value)
 	}
+	if value, ok := _u.mutation.CatalogOnly(); ok {
+		_spec.SetField(tenant.FieldCatalogOnly, field.TypeBool, value)
+	}
 	if value, ok := _u.mutation.ResultAction(); ok {
 		_spec.SetField(tenant.FieldResultAction, field.TypeEnum, value)
 	}
@@ -405,6 +422,20 @@ func (_u *TenantUpdateOne) SetNillableApprovalsRequired(v *int) *TenantUpdateOne
 // AddApprovalsRequired adds value to the "approvals_required" field.
 func (_u *TenantUpdateOne) AddApprovalsRequired(v int) *TenantUpdateOne {
 	_u.mutation.AddApprovalsRequired(v)
+	return _u
+}
+
+// SetCatalogOnly sets the "catalog_only" field.
+func (_u *TenantUpdateOne) SetCatalogOnly(v bool) *TenantUpdateOne {
+	_u.mutation.SetCatalogOnly(v)
+	return _u
+}
+
+// SetNillableCatalogOnly sets the "catalog_only" field if the given value is not nil.
+func (_u *TenantUpdateOne) SetNillableCatalogOnly(v *bool) *TenantUpdateOne {
+	if v != nil {
+		_u.SetCatalogOnly(*v)
+	}
 	return _u
 }
 
@@ -606,6 +637,9 @@ func (_u *TenantUpdateOne) sqlSave(ctx context.Context) (_node *Tenant, err erro
 	}
 	if value, ok := _u.mutation.AddedApprovalsRequired(); ok {
 		_spec.AddField(tenant.FieldApprovalsRequired, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.CatalogOnly(); ok {
+		_spec.SetField(tenant.FieldCatalogOnly, field.TypeBool, value)
 	}
 	if value, ok := _u.mutation.ResultAction(); ok {
 		_spec.SetField(tenant.FieldResultAction, field.TypeEnum, value)

@@ -415,6 +415,8 @@ type Settings struct {
 	Page
 	ApprovalsRequired int
 	ResultAction      string // annotate, redact or block
+	// CatalogOnly: upstreams may only run approved catalog entries; owners (CanOwn) set it.
+	CatalogOnly, CanOwn bool
 }
 
 // ToolVersion is one distinct definition of a tool.

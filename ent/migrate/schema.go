@@ -698,6 +698,7 @@ var (
 		{Name: "next_signing_private_key", Type: field.TypeBytes, Nullable: true},
 		{Name: "next_signing_public_key", Type: field.TypeBytes, Nullable: true},
 		{Name: "approvals_required", Type: field.TypeInt, Default: 1},
+		{Name: "catalog_only", Type: field.TypeBool, Default: false},
 		{Name: "result_action", Type: field.TypeEnum, Enums: []string{"annotate", "redact", "block"}, Default: "redact"},
 		{Name: "client_oidc_issuer", Type: field.TypeString, Size: 512, Default: ""},
 		{Name: "client_group_claim", Type: field.TypeString, Size: 128, Default: "groups"},

@@ -1193,14 +1193,18 @@ func init() {
 			return nil
 		}
 	}()
+	// tenantDescCatalogOnly is the schema descriptor for catalog_only field.
+	tenantDescCatalogOnly := tenantFields[7].Descriptor()
+	// tenant.DefaultCatalogOnly holds the default value on creation for the catalog_only field.
+	tenant.DefaultCatalogOnly = tenantDescCatalogOnly.Default.(bool)
 	// tenantDescClientOidcIssuer is the schema descriptor for client_oidc_issuer field.
-	tenantDescClientOidcIssuer := tenantFields[8].Descriptor()
+	tenantDescClientOidcIssuer := tenantFields[9].Descriptor()
 	// tenant.DefaultClientOidcIssuer holds the default value on creation for the client_oidc_issuer field.
 	tenant.DefaultClientOidcIssuer = tenantDescClientOidcIssuer.Default.(string)
 	// tenant.ClientOidcIssuerValidator is a validator for the "client_oidc_issuer" field. It is called by the builders before save.
 	tenant.ClientOidcIssuerValidator = tenantDescClientOidcIssuer.Validators[0].(func(string) error)
 	// tenantDescClientGroupClaim is the schema descriptor for client_group_claim field.
-	tenantDescClientGroupClaim := tenantFields[9].Descriptor()
+	tenantDescClientGroupClaim := tenantFields[10].Descriptor()
 	// tenant.DefaultClientGroupClaim holds the default value on creation for the client_group_claim field.
 	tenant.DefaultClientGroupClaim = tenantDescClientGroupClaim.Default.(string)
 	// tenant.ClientGroupClaimValidator is a validator for the "client_group_claim" field. It is called by the builders before save.

@@ -28,6 +28,8 @@ func (Tenant) Fields() []ent.Field {
 		field.Bytes("next_signing_public_key").Optional().Nillable(),
 		// Approvals a change request needs before it takes effect.
 		field.Int("approvals_required").Default(1).Min(1).Max(10),
+		// Upstreams may only be added from (and changed to) approved catalog entries.
+		field.Bool("catalog_only").Default(false),
 		// What gateways do with tool results and resource contents that hold
 		// secrets or text aimed at the model.
 		field.Enum("result_action").Values("annotate", "redact", "block").Default("redact"),

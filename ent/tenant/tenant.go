@@ -34,6 +34,8 @@ const (
 	FieldNextSigningPublicKey = "next_signing_public_key"
 	// FieldApprovalsRequired holds the string denoting the approvals_required field in the database.
 	FieldApprovalsRequired = "approvals_required"
+	// FieldCatalogOnly holds the string denoting the catalog_only field in the database.
+	FieldCatalogOnly = "catalog_only"
 	// FieldResultAction holds the string denoting the result_action field in the database.
 	FieldResultAction = "result_action"
 	// FieldClientOidcIssuer holds the string denoting the client_oidc_issuer field in the database.
@@ -56,6 +58,7 @@ var Columns = []string{
 	FieldNextSigningPrivateKey,
 	FieldNextSigningPublicKey,
 	FieldApprovalsRequired,
+	FieldCatalogOnly,
 	FieldResultAction,
 	FieldClientOidcIssuer,
 	FieldClientGroupClaim,
@@ -93,6 +96,8 @@ var (
 	DefaultApprovalsRequired int
 	// ApprovalsRequiredValidator is a validator for the "approvals_required" field. It is called by the builders before save.
 	ApprovalsRequiredValidator func(int) error
+	// DefaultCatalogOnly holds the default value on creation for the "catalog_only" field.
+	DefaultCatalogOnly bool
 	// DefaultClientOidcIssuer holds the default value on creation for the "client_oidc_issuer" field.
 	DefaultClientOidcIssuer string
 	// ClientOidcIssuerValidator is a validator for the "client_oidc_issuer" field. It is called by the builders before save.
@@ -163,6 +168,11 @@ func BySlug(opts ...sql.OrderTermOption) OrderOption {
 // ByApprovalsRequired orders the results by the approvals_required field.
 func ByApprovalsRequired(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldApprovalsRequired, opts...).ToFunc()
+}
+
+// ByCatalogOnly orders the results by the catalog_only field.
+func ByCatalogOnly(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldCatalogOnly, opts...).ToFunc()
 }
 
 // ByResultAction orders the results by the result_action field.

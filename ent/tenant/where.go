@@ -100,6 +100,11 @@ func ApprovalsRequired(v int) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldApprovalsRequired, v))
 }
 
+// CatalogOnly applies equality check predicate on the "catalog_only" field. It's identical to CatalogOnlyEQ.
+func CatalogOnly(v bool) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldCatalogOnly, v))
+}
+
 // ClientOidcIssuer applies equality check predicate on the "client_oidc_issuer" field. It's identical to ClientOidcIssuerEQ.
 func ClientOidcIssuer(v string) predicate.Tenant {
 	return predicate.Tenant(sql.FieldEQ(FieldClientOidcIssuer, v))
@@ -538,6 +543,16 @@ func ApprovalsRequiredLT(v int) predicate.Tenant {
 // ApprovalsRequiredLTE applies the LTE predicate on the "approvals_required" field.
 func ApprovalsRequiredLTE(v int) predicate.Tenant {
 	return predicate.Tenant(sql.FieldLTE(FieldApprovalsRequired, v))
+}
+
+// CatalogOnlyEQ applies the EQ predicate on the "catalog_only" field.
+func CatalogOnlyEQ(v bool) predicate.Tenant {
+	return predicate.Tenant(sql.FieldEQ(FieldCatalogOnly, v))
+}
+
+// CatalogOnlyNEQ applies the NEQ predicate on the "catalog_only" field.
+func CatalogOnlyNEQ(v bool) predicate.Tenant {
+	return predicate.Tenant(sql.FieldNEQ(FieldCatalogOnly, v))
 }
 
 // ResultActionEQ applies the EQ predicate on the "result_action" field.

@@ -46,7 +46,7 @@ Admin commands (need an API key: PORTCULLIS_API_KEY; portcullis dev prints one):
   approvals   get | set (approvals a change needs)
   access      keys | rules | idp | limits | require-keys (who may call what)
   events      list (recent calls)
-  catalog     list | import | approve | reject | delete (approved servers, from server.json)
+  catalog     list | import | approve | reject | delete | policy | only (approved servers)
 
 Run "portcullis <command> -h" for the command's flags. Every flag can also be
 set as an environment variable PORTCULLIS_<FLAG>, e.g. PORTCULLIS_DATABASE_URL.

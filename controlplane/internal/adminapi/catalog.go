@@ -93,3 +93,28 @@ func (s *Server) DeleteCatalogEntry(ctx context.Context, req *connect.Request[ad
 	}
 	return connect.NewResponse(&adminv1.DeleteCatalogEntryResponse{}), nil
 }
+
+// GetCatalogPolicy implements adminv1connect.CatalogServiceHandler.
+func (s *Server) GetCatalogPolicy(ctx context.Context, _ *connect.Request[adminv1.GetCatalogPolicyRequest]) (*connect.Response[adminv1.GetCatalogPolicyResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	on, err := s.cfg.Catalog.CatalogOnly(ctx, tid)
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.GetCatalogPolicyResponse{CatalogOnly: on}), nil
+}
+
+// SetCatalogPolicy implements adminv1connect.CatalogServiceHandler.
+func (s *Server) SetCatalogPolicy(ctx context.Context, req *connect.Request[adminv1.SetCatalogPolicyRequest]) (*connect.Response[adminv1.SetCatalogPolicyResponse], error) {
+	tid, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Catalog.SetCatalogOnly(ctx, tid, req.Msg.GetCatalogOnly()); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	return connect.NewResponse(&adminv1.SetCatalogPolicyResponse{CatalogOnly: req.Msg.GetCatalogOnly()}), nil
+}

@@ -368,3 +368,35 @@ func (s *Service) Delete(ctx context.Context, tenantID, id uuid.UUID) error {
 			TargetID: e.ID.String(), TargetName: e.Name + "@" + e.Version, Before: e})
 	})
 }
+
+// SetCatalogOnly says whether the tenant's upstreams may only run approved
+// catalog entries (owner: it binds the admins).
+func (s *Service) SetCatalogOnly(ctx context.Context, tenantID uuid.UUID, on bool) error {
+	if err := authz.Require(ctx, tenantID, viewer.RoleOwner); err != nil {
+		return err
+	}
+	return audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
+		before, err := tx.Tenant.Get(ctx, tenantID)
+		if err != nil {
+			return authz.DBError("tenant", err)
+		}
+		if err := tx.Tenant.UpdateOneID(tenantID).SetCatalogOnly(on).Exec(ctx); err != nil {
+			return authz.DBError("updating tenant", err)
+		}
+		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "tenant.catalog_policy", TargetType: "tenant",
+			TargetID: tenantID.String(), TargetName: before.Name, Before: map[string]any{"catalog_only": before.CatalogOnly},
+			After: map[string]any{"catalog_only": on}})
+	})
+}
+
+// CatalogOnly says whether the tenant's upstreams may only run approved catalog entries.
+func (s *Service) CatalogOnly(ctx context.Context, tenantID uuid.UUID) (bool, error) {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
+		return false, err
+	}
+	t, err := s.db.Tenant.Get(ctx, tenantID)
+	if err != nil {
+		return false, authz.DBError("tenant", err)
+	}
+	return t.CatalogOnly, nil
+}

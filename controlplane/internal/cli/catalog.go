@@ -33,7 +33,7 @@ func catalogCommand(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals)
 		_, err := fmt.Fprintf(g.out, "%s@%s: %s (%d/%d approvals)\n", e.GetName(), e.GetVersion(), e.GetStatus(), approvals(e), e.GetApprovalsRequired())
 		return err
 	}
-	return &ffcli.Command{Name: "catalog", ShortUsage: "portcullis catalog <list|import|approve|reject|delete>",
+	return &ffcli.Command{Name: "catalog", ShortUsage: "portcullis catalog <list|import|approve|reject|delete|policy|only>",
 		ShortHelp: "the tenant's catalog of approved servers, from MCP Registry server.json files", Subcommands: []*ffcli.Command{
 			leaf("catalog", "list", "", "list catalog entries", nil, 0, func(ctx context.Context, _ []string) error {
 				r, err := cat.ListCatalog(ctx, connect.NewRequest(&adminv1.ListCatalogRequest{}))
@@ -93,6 +93,24 @@ func catalogCommand(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals)
 				}
 				return decided(r.Msg.GetEntry())
 			}),
+			leaf("catalog", "policy", "", "show whether upstreams may only run approved catalog entries", nil, 0, func(ctx context.Context, _ []string) error {
+				r, err := cat.GetCatalogPolicy(ctx, connect.NewRequest(&adminv1.GetCatalogPolicyRequest{}))
+				if err != nil {
+					return err
+				}
+				return g.print(r.Msg, []string{"CATALOG ONLY"}, func(row func(...any)) { row(onOff(r.Msg.GetCatalogOnly())) })
+			}),
+			leaf("catalog", "only", "on|off", "let upstreams run only approved catalog entries, or not (owner)", nil, 1, func(ctx context.Context, args []string) error {
+				if args[0] != "on" && args[0] != "off" {
+					return fmt.Errorf("give on or off, not %q", args[0])
+				}
+				r, err := cat.SetCatalogPolicy(ctx, connect.NewRequest(&adminv1.SetCatalogPolicyRequest{CatalogOnly: args[0] == "on"}))
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(g.out, "catalog only: %s\n", onOff(r.Msg.GetCatalogOnly()))
+				return err
+			}),
 			leaf("catalog", "delete", "ID", "remove an entry (upstreams added from it keep running it)", nil, 1, func(ctx context.Context, args []string) error {
 				if _, err := cat.DeleteCatalogEntry(ctx, connect.NewRequest(&adminv1.DeleteCatalogEntryRequest{Id: args[0]})); err != nil {
 					return err
@@ -101,6 +119,13 @@ func catalogCommand(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals)
 				return err
 			}),
 		}}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }
 
 func approvals(e *adminv1.CatalogEntry) int {

@@ -107,6 +107,26 @@ func TestCatalog(t *testing.T) {
 	if err != nil || tu.URL != "https://mcp.acme.test/mcp" || tu.CredentialHeader != "X-Api-Key" || tu.CredentialRef != "env:TICKETS_KEY" {
 		t.Fatalf("tickets upstream: %+v %v", tu, err)
 	}
+	// An owner can make the catalog the only way in; admins cannot undo it.
+	ownerKey, _, err := w.cp.IDs.CreateAPIKey(sys, w.a.ID, "owner", viewer.RoleOwner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := cliAs(t, runBinary, base, ownerKey)
+	if out := admin("catalog", "policy"); !strings.Contains(out, "off") {
+		t.Errorf("catalog policy: %s", out)
+	}
+	fails(w.adminKeyA, "permission denied", "catalog", "only", "on")
+	owner("catalog", "only", "on")
+	fails(w.adminKeyA, "only servers from its approved catalog", "upstreams", "create", "--gateway", "a-gateway", "--url", "https://elsewhere.test/mcp", "elsewhere")
+	fails(w.adminKeyA, "only servers from its approved catalog", "upstreams", "update", "--gateway", "a-gateway", "--url", "https://elsewhere.test/mcp", "tickets")
+	admin("upstreams", "create", "--gateway", "a-gateway", "--from-catalog", "io.acme/tickets", "--credential-ref", "env:TICKETS_KEY", "tickets-2")
+	if out := admin("catalog", "policy"); !strings.Contains(out, "on") {
+		t.Errorf("catalog policy: %s", out)
+	}
+	owner("catalog", "only", "off")
+	admin("upstreams", "create", "--gateway", "a-gateway", "--url", "https://elsewhere.test/mcp", "elsewhere")
+
 	// Deleting an entry leaves its upstreams as they are.
 	admin("catalog", "delete", r)
 	if out := admin("upstreams", "list"); !strings.Contains(out, "https://mcp.acme.test/mcp (catalog io.acme/tickets@3.1.0)") {

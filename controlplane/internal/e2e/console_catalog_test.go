@@ -87,6 +87,22 @@ func TestConsoleCatalog(t *testing.T) {
 	}
 	screenshot(t, b, "20-catalog")
 
+	// The owner makes the catalog the only way in: a URL upstream is refused.
+	run(t, b, "catalog only",
+		chromedp.Navigate(base+"/settings"),
+		chromedp.Click(tid("catalog-only")),
+		chromedp.Click(tid("catalog-only-save")),
+		chromedp.WaitVisible(tid("notice")),
+		chromedp.Navigate(base+"/upstreams"),
+		chromedp.SetValue(tid("upstream-name"), "elsewhere"),
+		chromedp.SetValue(tid("upstream-url"), "https://elsewhere.test/mcp"),
+		chromedp.Click(tid("upstream-create")),
+		chromedp.WaitVisible(tid("error")),
+	)
+	if got := textOf(t, b, tid("error")); !strings.Contains(got, "only servers from its approved catalog") {
+		t.Fatalf("a URL upstream under catalog only: %q", got)
+	}
+
 	// An upstream from the catalog, in the upstream form.
 	run(t, b, "add an upstream from the catalog",
 		chromedp.Navigate(base+"/upstreams"),
@@ -116,7 +132,13 @@ func TestConsoleCatalog(t *testing.T) {
 		t.Fatalf("after saving: %+v %v", u, err)
 	}
 
-	// A package upstream by hand, and its edit form.
+	// A package upstream by hand (catalog only off again), and its edit form.
+	run(t, b, "catalog only off",
+		chromedp.Navigate(base+"/settings"),
+		chromedp.Click(tid("catalog-only")),
+		chromedp.Click(tid("catalog-only-save")),
+		chromedp.WaitVisible(tid("notice")),
+	)
 	run(t, b, "add a package upstream",
 		chromedp.Navigate(base+"/upstreams"),
 		chromedp.SetValue(tid("upstream-name"), "pinned"),

@@ -483,6 +483,14 @@ var apiMatrix = []apiCall{
 		_, err := c.catalog.DeleteCatalogEntry(ctx, req(&adminv1.DeleteCatalogEntryRequest{Id: w.bCatalog.String()}))
 		return err
 	}},
+	{"GetCatalogPolicy", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.catalog.GetCatalogPolicy(ctx, req(&adminv1.GetCatalogPolicyRequest{}))
+		return err
+	}},
+	{"SetCatalogPolicy", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.catalog.SetCatalogPolicy(ctx, req(&adminv1.SetCatalogPolicyRequest{CatalogOnly: true}))
+		return err
+	}},
 	{"ImportPins", true, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.changes.ImportPins(ctx, req(&adminv1.ImportPinsRequest{Manifest: w.bManifest}))
 		return err
@@ -803,6 +811,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/catalog", form(w.carolCSRF, "server_json", `{"name":"io.a.test/x","version":"1","remotes":[{"type":"streamable-http","url":"https://x.test/mcp"}]}`)},
 		{"/catalog/" + w.bCatalog.String() + "/decide", form(w.carolCSRF, "decision", "approve")},
 		{"/catalog/" + w.bCatalog.String() + "/delete", form(w.carolCSRF, "confirm", "1")},
+		{"/settings/catalog", form(w.carolCSRF, "catalog_only", "1")},
 	} {
 		t.Run("viewer POST "+tc.path, func(t *testing.T) {
 			status, body := consoleDo(t, base, "POST", tc.path, w.carolSession, tc.f)

@@ -379,9 +379,17 @@ func (u UpstreamSpec) Validate() error {
 
 // fromCatalog fills what spec runs from its approved catalog entry, if it
 // names one: its transport, URL, package and arguments, and the header or
-// variable that carries its one secret.
+// variable that carries its one secret. A tenant that runs only catalog
+// servers refuses a spec that names none.
 func (s *Service) fromCatalog(ctx context.Context, tenantID uuid.UUID, spec *UpstreamSpec) error {
 	if spec.CatalogEntry == "" {
+		tn, err := s.db.Tenant.Get(ctx, tenantID)
+		if err != nil {
+			return authz.DBError("tenant", err)
+		}
+		if tn.CatalogOnly {
+			return authz.Invalid("this tenant runs only servers from its approved catalog: add the upstream from a catalog entry (portcullis catalog list); an owner can change that")
+		}
 		return nil
 	}
 	name, version, _ := strings.Cut(spec.CatalogEntry, "@")

@@ -179,7 +179,13 @@ func (s *Server) renderSettings(w http.ResponseWriter, r *http.Request, rq *requ
 		s.fail(w, r, rq, err)
 		return
 	}
-	vm := ui.Settings{Page: s.page(rq, "Settings", "settings"), ApprovalsRequired: n, ResultAction: ra.String()}
+	catalogOnly, err := s.cfg.Catalog.CatalogOnly(r.Context(), rq.viewer.TenantID)
+	if err != nil {
+		s.fail(w, r, rq, err)
+		return
+	}
+	vm := ui.Settings{Page: s.page(rq, "Settings", "settings"), ApprovalsRequired: n, ResultAction: ra.String(),
+		CatalogOnly: catalogOnly, CanOwn: rq.viewer.Can(viewer.RoleOwner)}
 	vm.Error, vm.Notice = errMsg, notice
 	s.render(w, r, status, ui.SettingsPage(vm))
 }
@@ -196,6 +202,19 @@ func (s *Server) setApprovals(w http.ResponseWriter, r *http.Request, rq *reques
 		return
 	}
 	s.renderSettings(w, r, rq, http.StatusOK, "", fmt.Sprintf("New change requests need %d approvals.", n))
+}
+
+func (s *Server) setCatalogOnly(w http.ResponseWriter, r *http.Request, rq *request) {
+	on := r.PostFormValue("catalog_only") == "1"
+	if err := s.cfg.Catalog.SetCatalogOnly(r.Context(), rq.viewer.TenantID, on); err != nil {
+		s.formError(w, r, rq, err, func(msg string, status int) { s.renderSettings(w, r, rq, status, msg, "") })
+		return
+	}
+	notice := "Upstreams may run any server again."
+	if on {
+		notice = "Upstreams may now only be added from, or changed to, approved catalog entries."
+	}
+	s.renderSettings(w, r, rq, http.StatusOK, "", notice)
 }
 
 func (s *Server) setResultAction(w http.ResponseWriter, r *http.Request, rq *request) {

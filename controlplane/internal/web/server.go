@@ -156,6 +156,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("GET /settings", s.tenant(s.settingsPage))
 	mux.Handle("POST /settings/approvals", s.tenant(s.setApprovals))
 	mux.Handle("POST /settings/results", s.tenant(s.setResultAction))
+	mux.Handle("POST /settings/catalog", s.tenant(s.setCatalogOnly))
 	mux.Handle("GET /settings/pins.json", s.tenant(s.exportPins))
 	mux.Handle("POST /settings/pins", s.tenantLimit(change.MaxManifestBytes+64<<10, s.importPins))
 }

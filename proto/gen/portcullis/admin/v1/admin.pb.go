@@ -7790,6 +7790,178 @@ func (x *CatalogCredential) GetRequired() bool {
 	return false
 }
 
+// GetCatalogPolicyRequest is empty.
+type GetCatalogPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCatalogPolicyRequest) Reset() {
+	*x = GetCatalogPolicyRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[135]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCatalogPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCatalogPolicyRequest) ProtoMessage() {}
+
+func (x *GetCatalogPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[135]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCatalogPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetCatalogPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{135}
+}
+
+// GetCatalogPolicyResponse carries the policy.
+type GetCatalogPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CatalogOnly   bool                   `protobuf:"varint,1,opt,name=catalog_only,json=catalogOnly,proto3" json:"catalog_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCatalogPolicyResponse) Reset() {
+	*x = GetCatalogPolicyResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[136]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCatalogPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCatalogPolicyResponse) ProtoMessage() {}
+
+func (x *GetCatalogPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[136]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCatalogPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetCatalogPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{136}
+}
+
+func (x *GetCatalogPolicyResponse) GetCatalogOnly() bool {
+	if x != nil {
+		return x.CatalogOnly
+	}
+	return false
+}
+
+// SetCatalogPolicyRequest carries the new policy.
+type SetCatalogPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CatalogOnly   bool                   `protobuf:"varint,1,opt,name=catalog_only,json=catalogOnly,proto3" json:"catalog_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCatalogPolicyRequest) Reset() {
+	*x = SetCatalogPolicyRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[137]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCatalogPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCatalogPolicyRequest) ProtoMessage() {}
+
+func (x *SetCatalogPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[137]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCatalogPolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetCatalogPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{137}
+}
+
+func (x *SetCatalogPolicyRequest) GetCatalogOnly() bool {
+	if x != nil {
+		return x.CatalogOnly
+	}
+	return false
+}
+
+// SetCatalogPolicyResponse carries the policy now in force.
+type SetCatalogPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CatalogOnly   bool                   `protobuf:"varint,1,opt,name=catalog_only,json=catalogOnly,proto3" json:"catalog_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCatalogPolicyResponse) Reset() {
+	*x = SetCatalogPolicyResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[138]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCatalogPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCatalogPolicyResponse) ProtoMessage() {}
+
+func (x *SetCatalogPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[138]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCatalogPolicyResponse.ProtoReflect.Descriptor instead.
+func (*SetCatalogPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{138}
+}
+
+func (x *SetCatalogPolicyResponse) GetCatalogOnly() bool {
+	if x != nil {
+		return x.CatalogOnly
+	}
+	return false
+}
+
 // ListCatalogRequest is empty.
 type ListCatalogRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -7799,7 +7971,7 @@ type ListCatalogRequest struct {
 
 func (x *ListCatalogRequest) Reset() {
 	*x = ListCatalogRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[135]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[139]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7811,7 +7983,7 @@ func (x *ListCatalogRequest) String() string {
 func (*ListCatalogRequest) ProtoMessage() {}
 
 func (x *ListCatalogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[135]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[139]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7824,7 +7996,7 @@ func (x *ListCatalogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCatalogRequest.ProtoReflect.Descriptor instead.
 func (*ListCatalogRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{135}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{139}
 }
 
 // ListCatalogResponse lists the entries.
@@ -7837,7 +8009,7 @@ type ListCatalogResponse struct {
 
 func (x *ListCatalogResponse) Reset() {
 	*x = ListCatalogResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[136]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[140]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7849,7 +8021,7 @@ func (x *ListCatalogResponse) String() string {
 func (*ListCatalogResponse) ProtoMessage() {}
 
 func (x *ListCatalogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[136]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[140]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7862,7 +8034,7 @@ func (x *ListCatalogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCatalogResponse.ProtoReflect.Descriptor instead.
 func (*ListCatalogResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{136}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{140}
 }
 
 func (x *ListCatalogResponse) GetEntries() []*CatalogEntry {
@@ -7891,7 +8063,7 @@ type ImportServerJSONRequest struct {
 
 func (x *ImportServerJSONRequest) Reset() {
 	*x = ImportServerJSONRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[137]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[141]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7903,7 +8075,7 @@ func (x *ImportServerJSONRequest) String() string {
 func (*ImportServerJSONRequest) ProtoMessage() {}
 
 func (x *ImportServerJSONRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[137]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[141]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7916,7 +8088,7 @@ func (x *ImportServerJSONRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportServerJSONRequest.ProtoReflect.Descriptor instead.
 func (*ImportServerJSONRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{137}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{141}
 }
 
 func (x *ImportServerJSONRequest) GetServerJson() []byte {
@@ -7957,7 +8129,7 @@ type ImportServerJSONResponse struct {
 
 func (x *ImportServerJSONResponse) Reset() {
 	*x = ImportServerJSONResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[138]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[142]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7969,7 +8141,7 @@ func (x *ImportServerJSONResponse) String() string {
 func (*ImportServerJSONResponse) ProtoMessage() {}
 
 func (x *ImportServerJSONResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[138]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[142]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7982,7 +8154,7 @@ func (x *ImportServerJSONResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportServerJSONResponse.ProtoReflect.Descriptor instead.
 func (*ImportServerJSONResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{138}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{142}
 }
 
 func (x *ImportServerJSONResponse) GetEntry() *CatalogEntry {
@@ -8004,7 +8176,7 @@ type DecideCatalogEntryRequest struct {
 
 func (x *DecideCatalogEntryRequest) Reset() {
 	*x = DecideCatalogEntryRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[139]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[143]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8016,7 +8188,7 @@ func (x *DecideCatalogEntryRequest) String() string {
 func (*DecideCatalogEntryRequest) ProtoMessage() {}
 
 func (x *DecideCatalogEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[139]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[143]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8029,7 +8201,7 @@ func (x *DecideCatalogEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCatalogEntryRequest.ProtoReflect.Descriptor instead.
 func (*DecideCatalogEntryRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{139}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{143}
 }
 
 func (x *DecideCatalogEntryRequest) GetId() string {
@@ -8063,7 +8235,7 @@ type DecideCatalogEntryResponse struct {
 
 func (x *DecideCatalogEntryResponse) Reset() {
 	*x = DecideCatalogEntryResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[140]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[144]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8075,7 +8247,7 @@ func (x *DecideCatalogEntryResponse) String() string {
 func (*DecideCatalogEntryResponse) ProtoMessage() {}
 
 func (x *DecideCatalogEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[140]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[144]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8088,7 +8260,7 @@ func (x *DecideCatalogEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCatalogEntryResponse.ProtoReflect.Descriptor instead.
 func (*DecideCatalogEntryResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{140}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{144}
 }
 
 func (x *DecideCatalogEntryResponse) GetEntry() *CatalogEntry {
@@ -8108,7 +8280,7 @@ type DeleteCatalogEntryRequest struct {
 
 func (x *DeleteCatalogEntryRequest) Reset() {
 	*x = DeleteCatalogEntryRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[141]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[145]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8120,7 +8292,7 @@ func (x *DeleteCatalogEntryRequest) String() string {
 func (*DeleteCatalogEntryRequest) ProtoMessage() {}
 
 func (x *DeleteCatalogEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[141]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[145]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8133,7 +8305,7 @@ func (x *DeleteCatalogEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCatalogEntryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCatalogEntryRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{141}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{145}
 }
 
 func (x *DeleteCatalogEntryRequest) GetId() string {
@@ -8152,7 +8324,7 @@ type DeleteCatalogEntryResponse struct {
 
 func (x *DeleteCatalogEntryResponse) Reset() {
 	*x = DeleteCatalogEntryResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[142]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[146]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8164,7 +8336,7 @@ func (x *DeleteCatalogEntryResponse) String() string {
 func (*DeleteCatalogEntryResponse) ProtoMessage() {}
 
 func (x *DeleteCatalogEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[142]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[146]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8177,7 +8349,7 @@ func (x *DeleteCatalogEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCatalogEntryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCatalogEntryResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{142}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{146}
 }
 
 var File_portcullis_admin_v1_admin_proto protoreflect.FileDescriptor
@@ -8695,7 +8867,14 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x16\n" +
 	"\x06secret\x18\x04 \x01(\bR\x06secret\x12\x1a\n" +
-	"\brequired\x18\x05 \x01(\bR\brequired\"\x14\n" +
+	"\brequired\x18\x05 \x01(\bR\brequired\"\x19\n" +
+	"\x17GetCatalogPolicyRequest\"=\n" +
+	"\x18GetCatalogPolicyResponse\x12!\n" +
+	"\fcatalog_only\x18\x01 \x01(\bR\vcatalogOnly\"<\n" +
+	"\x17SetCatalogPolicyRequest\x12!\n" +
+	"\fcatalog_only\x18\x01 \x01(\bR\vcatalogOnly\"=\n" +
+	"\x18SetCatalogPolicyResponse\x12!\n" +
+	"\fcatalog_only\x18\x01 \x01(\bR\vcatalogOnly\"\x14\n" +
 	"\x12ListCatalogRequest\"R\n" +
 	"\x13ListCatalogResponse\x12;\n" +
 	"\aentries\x18\x01 \x03(\v2!.portcullis.admin.v1.CatalogEntryR\aentries\"\x82\x01\n" +
@@ -8805,12 +8984,14 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x10TelemetryService\x12i\n" +
 	"\x0eListCallEvents\x12*.portcullis.admin.v1.ListCallEventsRequest\x1a+.portcullis.admin.v1.ListCallEventsResponse\x12]\n" +
 	"\n" +
-	"GetTraffic\x12&.portcullis.admin.v1.GetTrafficRequest\x1a'.portcullis.admin.v1.GetTrafficResponse2\xd1\x03\n" +
+	"GetTraffic\x12&.portcullis.admin.v1.GetTrafficRequest\x1a'.portcullis.admin.v1.GetTrafficResponse2\xb3\x05\n" +
 	"\x0eCatalogService\x12`\n" +
 	"\vListCatalog\x12'.portcullis.admin.v1.ListCatalogRequest\x1a(.portcullis.admin.v1.ListCatalogResponse\x12o\n" +
 	"\x10ImportServerJSON\x12,.portcullis.admin.v1.ImportServerJSONRequest\x1a-.portcullis.admin.v1.ImportServerJSONResponse\x12u\n" +
 	"\x12DecideCatalogEntry\x12..portcullis.admin.v1.DecideCatalogEntryRequest\x1a/.portcullis.admin.v1.DecideCatalogEntryResponse\x12u\n" +
-	"\x12DeleteCatalogEntry\x12..portcullis.admin.v1.DeleteCatalogEntryRequest\x1a/.portcullis.admin.v1.DeleteCatalogEntryResponseB\xdf\x01\n" +
+	"\x12DeleteCatalogEntry\x12..portcullis.admin.v1.DeleteCatalogEntryRequest\x1a/.portcullis.admin.v1.DeleteCatalogEntryResponse\x12o\n" +
+	"\x10GetCatalogPolicy\x12,.portcullis.admin.v1.GetCatalogPolicyRequest\x1a-.portcullis.admin.v1.GetCatalogPolicyResponse\x12o\n" +
+	"\x10SetCatalogPolicy\x12,.portcullis.admin.v1.SetCatalogPolicyRequest\x1a-.portcullis.admin.v1.SetCatalogPolicyResponseB\xdf\x01\n" +
 	"\x17com.portcullis.admin.v1B\n" +
 	"AdminProtoP\x01ZJgithub.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1;adminv1\xa2\x02\x03PAX\xaa\x02\x13Portcullis.Admin.V1\xca\x02\x13Portcullis\\Admin\\V1\xe2\x02\x1fPortcullis\\Admin\\V1\\GPBMetadata\xea\x02\x15Portcullis::Admin::V1b\x06proto3"
 
@@ -8827,7 +9008,7 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 144)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 148)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                                 // 0: portcullis.admin.v1.Role
 	(Transport)(0),                            // 1: portcullis.admin.v1.Transport
@@ -8967,16 +9148,20 @@ var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(*GetTrafficResponse)(nil),                // 135: portcullis.admin.v1.GetTrafficResponse
 	(*CatalogEntry)(nil),                      // 136: portcullis.admin.v1.CatalogEntry
 	(*CatalogCredential)(nil),                 // 137: portcullis.admin.v1.CatalogCredential
-	(*ListCatalogRequest)(nil),                // 138: portcullis.admin.v1.ListCatalogRequest
-	(*ListCatalogResponse)(nil),               // 139: portcullis.admin.v1.ListCatalogResponse
-	(*ImportServerJSONRequest)(nil),           // 140: portcullis.admin.v1.ImportServerJSONRequest
-	(*ImportServerJSONResponse)(nil),          // 141: portcullis.admin.v1.ImportServerJSONResponse
-	(*DecideCatalogEntryRequest)(nil),         // 142: portcullis.admin.v1.DecideCatalogEntryRequest
-	(*DecideCatalogEntryResponse)(nil),        // 143: portcullis.admin.v1.DecideCatalogEntryResponse
-	(*DeleteCatalogEntryRequest)(nil),         // 144: portcullis.admin.v1.DeleteCatalogEntryRequest
-	(*DeleteCatalogEntryResponse)(nil),        // 145: portcullis.admin.v1.DeleteCatalogEntryResponse
-	nil,                                       // 146: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),             // 147: google.protobuf.Timestamp
+	(*GetCatalogPolicyRequest)(nil),           // 138: portcullis.admin.v1.GetCatalogPolicyRequest
+	(*GetCatalogPolicyResponse)(nil),          // 139: portcullis.admin.v1.GetCatalogPolicyResponse
+	(*SetCatalogPolicyRequest)(nil),           // 140: portcullis.admin.v1.SetCatalogPolicyRequest
+	(*SetCatalogPolicyResponse)(nil),          // 141: portcullis.admin.v1.SetCatalogPolicyResponse
+	(*ListCatalogRequest)(nil),                // 142: portcullis.admin.v1.ListCatalogRequest
+	(*ListCatalogResponse)(nil),               // 143: portcullis.admin.v1.ListCatalogResponse
+	(*ImportServerJSONRequest)(nil),           // 144: portcullis.admin.v1.ImportServerJSONRequest
+	(*ImportServerJSONResponse)(nil),          // 145: portcullis.admin.v1.ImportServerJSONResponse
+	(*DecideCatalogEntryRequest)(nil),         // 146: portcullis.admin.v1.DecideCatalogEntryRequest
+	(*DecideCatalogEntryResponse)(nil),        // 147: portcullis.admin.v1.DecideCatalogEntryResponse
+	(*DeleteCatalogEntryRequest)(nil),         // 148: portcullis.admin.v1.DeleteCatalogEntryRequest
+	(*DeleteCatalogEntryResponse)(nil),        // 149: portcullis.admin.v1.DeleteCatalogEntryResponse
+	nil,                                       // 150: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),             // 151: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,   // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
@@ -8985,26 +9170,26 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	3,   // 3: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
 	3,   // 4: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,   // 5: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	147, // 6: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	151, // 6: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
 	13,  // 7: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,   // 8: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
 	13,  // 9: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,   // 10: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	147, // 11: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	147, // 12: portcullis.admin.v1.Agent.cert_expires_at:type_name -> google.protobuf.Timestamp
-	147, // 13: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	151, // 11: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	151, // 12: portcullis.admin.v1.Agent.cert_expires_at:type_name -> google.protobuf.Timestamp
+	151, // 13: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
 	22,  // 14: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
 	23,  // 15: portcullis.admin.v1.UpdateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	32,  // 16: portcullis.admin.v1.ListEnrollmentTokensResponse.tokens:type_name -> portcullis.admin.v1.EnrollmentToken
-	147, // 17: portcullis.admin.v1.EnrollmentToken.created_at:type_name -> google.protobuf.Timestamp
-	147, // 18: portcullis.admin.v1.EnrollmentToken.expires_at:type_name -> google.protobuf.Timestamp
-	147, // 19: portcullis.admin.v1.EnrollmentToken.used_at:type_name -> google.protobuf.Timestamp
+	151, // 17: portcullis.admin.v1.EnrollmentToken.created_at:type_name -> google.protobuf.Timestamp
+	151, // 18: portcullis.admin.v1.EnrollmentToken.expires_at:type_name -> google.protobuf.Timestamp
+	151, // 19: portcullis.admin.v1.EnrollmentToken.used_at:type_name -> google.protobuf.Timestamp
 	23,  // 20: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
 	23,  // 21: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	23,  // 22: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	147, // 23: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	151, // 23: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 24: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	146, // 25: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	150, // 25: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
 	43,  // 26: portcullis.admin.v1.UpdateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
 	43,  // 27: portcullis.admin.v1.UpdateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
 	43,  // 28: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
@@ -9016,20 +9201,20 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	52,  // 34: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
 	53,  // 35: portcullis.admin.v1.CreateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
 	52,  // 36: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	147, // 37: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	151, // 37: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
 	62,  // 38: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
 	0,   // 39: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	147, // 40: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	147, // 41: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	151, // 40: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	151, // 41: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
 	71,  // 42: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
 	0,   // 43: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
 	71,  // 44: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	147, // 45: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	151, // 45: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	78,  // 46: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	147, // 47: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	147, // 48: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	147, // 49: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	147, // 50: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	151, // 47: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	151, // 48: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	151, // 49: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	151, // 50: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
 	81,  // 51: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
 	81,  // 52: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	83,  // 53: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
@@ -9040,7 +9225,7 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	81,  // 58: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	81,  // 59: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	81,  // 60: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	147, // 61: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
+	151, // 61: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
 	110, // 62: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
 	110, // 63: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
 	119, // 64: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
@@ -9048,17 +9233,17 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	119, // 66: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
 	2,   // 67: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
 	2,   // 68: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
-	147, // 69: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	147, // 70: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
+	151, // 69: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	151, // 70: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
 	130, // 71: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
-	147, // 72: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
-	147, // 73: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
+	151, // 72: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
+	151, // 73: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
 	131, // 74: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
 	1,   // 75: portcullis.admin.v1.CatalogEntry.transport:type_name -> portcullis.admin.v1.Transport
 	137, // 76: portcullis.admin.v1.CatalogEntry.credentials:type_name -> portcullis.admin.v1.CatalogCredential
 	84,  // 77: portcullis.admin.v1.CatalogEntry.decisions:type_name -> portcullis.admin.v1.Decision
-	147, // 78: portcullis.admin.v1.CatalogEntry.created_at:type_name -> google.protobuf.Timestamp
-	147, // 79: portcullis.admin.v1.CatalogEntry.decided_at:type_name -> google.protobuf.Timestamp
+	151, // 78: portcullis.admin.v1.CatalogEntry.created_at:type_name -> google.protobuf.Timestamp
+	151, // 79: portcullis.admin.v1.CatalogEntry.decided_at:type_name -> google.protobuf.Timestamp
 	136, // 80: portcullis.admin.v1.ListCatalogResponse.entries:type_name -> portcullis.admin.v1.CatalogEntry
 	136, // 81: portcullis.admin.v1.ImportServerJSONResponse.entry:type_name -> portcullis.admin.v1.CatalogEntry
 	136, // 82: portcullis.admin.v1.DecideCatalogEntryResponse.entry:type_name -> portcullis.admin.v1.CatalogEntry
@@ -9118,72 +9303,76 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	106, // 136: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
 	132, // 137: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
 	134, // 138: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
-	138, // 139: portcullis.admin.v1.CatalogService.ListCatalog:input_type -> portcullis.admin.v1.ListCatalogRequest
-	140, // 140: portcullis.admin.v1.CatalogService.ImportServerJSON:input_type -> portcullis.admin.v1.ImportServerJSONRequest
-	142, // 141: portcullis.admin.v1.CatalogService.DecideCatalogEntry:input_type -> portcullis.admin.v1.DecideCatalogEntryRequest
-	144, // 142: portcullis.admin.v1.CatalogService.DeleteCatalogEntry:input_type -> portcullis.admin.v1.DeleteCatalogEntryRequest
-	10,  // 143: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	12,  // 144: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	5,   // 145: portcullis.admin.v1.TenantService.GetSigningKey:output_type -> portcullis.admin.v1.GetSigningKeyResponse
-	8,   // 146: portcullis.admin.v1.TenantService.RotateSigningKey:output_type -> portcullis.admin.v1.RotateSigningKeyResponse
-	15,  // 147: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	17,  // 148: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	19,  // 149: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	21,  // 150: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	36,  // 151: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	38,  // 152: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	40,  // 153: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	42,  // 154: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	27,  // 155: portcullis.admin.v1.GatewayService.UpdateGateway:output_type -> portcullis.admin.v1.UpdateGatewayResponse
-	29,  // 156: portcullis.admin.v1.GatewayService.DeleteGateway:output_type -> portcullis.admin.v1.DeleteGatewayResponse
-	31,  // 157: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:output_type -> portcullis.admin.v1.ListEnrollmentTokensResponse
-	34,  // 158: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:output_type -> portcullis.admin.v1.RevokeEnrollmentTokenResponse
-	25,  // 159: portcullis.admin.v1.GatewayService.RevokeAgent:output_type -> portcullis.admin.v1.RevokeAgentResponse
-	49,  // 160: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	51,  // 161: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	45,  // 162: portcullis.admin.v1.UpstreamService.UpdateUpstream:output_type -> portcullis.admin.v1.UpdateUpstreamResponse
-	47,  // 163: portcullis.admin.v1.UpstreamService.DeleteUpstream:output_type -> portcullis.admin.v1.DeleteUpstreamResponse
-	59,  // 164: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	61,  // 165: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	55,  // 166: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:output_type -> portcullis.admin.v1.UpdateVirtualServerResponse
-	57,  // 167: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:output_type -> portcullis.admin.v1.DeleteVirtualServerResponse
-	66,  // 168: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	68,  // 169: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	70,  // 170: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	64,  // 171: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
-	73,  // 172: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	75,  // 173: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	77,  // 174: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	80,  // 175: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	87,  // 176: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	89,  // 177: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	91,  // 178: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	93,  // 179: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	95,  // 180: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	97,  // 181: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	99,  // 182: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	101, // 183: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	103, // 184: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	127, // 185: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	129, // 186: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	112, // 187: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
-	114, // 188: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
-	116, // 189: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
-	118, // 190: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
-	121, // 191: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
-	123, // 192: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
-	125, // 193: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
-	109, // 194: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
-	105, // 195: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
-	107, // 196: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
-	133, // 197: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
-	135, // 198: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
-	139, // 199: portcullis.admin.v1.CatalogService.ListCatalog:output_type -> portcullis.admin.v1.ListCatalogResponse
-	141, // 200: portcullis.admin.v1.CatalogService.ImportServerJSON:output_type -> portcullis.admin.v1.ImportServerJSONResponse
-	143, // 201: portcullis.admin.v1.CatalogService.DecideCatalogEntry:output_type -> portcullis.admin.v1.DecideCatalogEntryResponse
-	145, // 202: portcullis.admin.v1.CatalogService.DeleteCatalogEntry:output_type -> portcullis.admin.v1.DeleteCatalogEntryResponse
-	143, // [143:203] is the sub-list for method output_type
-	83,  // [83:143] is the sub-list for method input_type
+	142, // 139: portcullis.admin.v1.CatalogService.ListCatalog:input_type -> portcullis.admin.v1.ListCatalogRequest
+	144, // 140: portcullis.admin.v1.CatalogService.ImportServerJSON:input_type -> portcullis.admin.v1.ImportServerJSONRequest
+	146, // 141: portcullis.admin.v1.CatalogService.DecideCatalogEntry:input_type -> portcullis.admin.v1.DecideCatalogEntryRequest
+	148, // 142: portcullis.admin.v1.CatalogService.DeleteCatalogEntry:input_type -> portcullis.admin.v1.DeleteCatalogEntryRequest
+	138, // 143: portcullis.admin.v1.CatalogService.GetCatalogPolicy:input_type -> portcullis.admin.v1.GetCatalogPolicyRequest
+	140, // 144: portcullis.admin.v1.CatalogService.SetCatalogPolicy:input_type -> portcullis.admin.v1.SetCatalogPolicyRequest
+	10,  // 145: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	12,  // 146: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	5,   // 147: portcullis.admin.v1.TenantService.GetSigningKey:output_type -> portcullis.admin.v1.GetSigningKeyResponse
+	8,   // 148: portcullis.admin.v1.TenantService.RotateSigningKey:output_type -> portcullis.admin.v1.RotateSigningKeyResponse
+	15,  // 149: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	17,  // 150: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	19,  // 151: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	21,  // 152: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	36,  // 153: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	38,  // 154: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	40,  // 155: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	42,  // 156: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	27,  // 157: portcullis.admin.v1.GatewayService.UpdateGateway:output_type -> portcullis.admin.v1.UpdateGatewayResponse
+	29,  // 158: portcullis.admin.v1.GatewayService.DeleteGateway:output_type -> portcullis.admin.v1.DeleteGatewayResponse
+	31,  // 159: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:output_type -> portcullis.admin.v1.ListEnrollmentTokensResponse
+	34,  // 160: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:output_type -> portcullis.admin.v1.RevokeEnrollmentTokenResponse
+	25,  // 161: portcullis.admin.v1.GatewayService.RevokeAgent:output_type -> portcullis.admin.v1.RevokeAgentResponse
+	49,  // 162: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	51,  // 163: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	45,  // 164: portcullis.admin.v1.UpstreamService.UpdateUpstream:output_type -> portcullis.admin.v1.UpdateUpstreamResponse
+	47,  // 165: portcullis.admin.v1.UpstreamService.DeleteUpstream:output_type -> portcullis.admin.v1.DeleteUpstreamResponse
+	59,  // 166: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	61,  // 167: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	55,  // 168: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:output_type -> portcullis.admin.v1.UpdateVirtualServerResponse
+	57,  // 169: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:output_type -> portcullis.admin.v1.DeleteVirtualServerResponse
+	66,  // 170: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	68,  // 171: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	70,  // 172: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	64,  // 173: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	73,  // 174: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	75,  // 175: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	77,  // 176: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	80,  // 177: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	87,  // 178: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	89,  // 179: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	91,  // 180: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	93,  // 181: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	95,  // 182: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	97,  // 183: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	99,  // 184: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	101, // 185: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	103, // 186: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	127, // 187: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	129, // 188: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	112, // 189: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
+	114, // 190: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
+	116, // 191: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
+	118, // 192: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
+	121, // 193: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
+	123, // 194: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
+	125, // 195: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
+	109, // 196: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
+	105, // 197: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
+	107, // 198: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
+	133, // 199: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
+	135, // 200: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
+	143, // 201: portcullis.admin.v1.CatalogService.ListCatalog:output_type -> portcullis.admin.v1.ListCatalogResponse
+	145, // 202: portcullis.admin.v1.CatalogService.ImportServerJSON:output_type -> portcullis.admin.v1.ImportServerJSONResponse
+	147, // 203: portcullis.admin.v1.CatalogService.DecideCatalogEntry:output_type -> portcullis.admin.v1.DecideCatalogEntryResponse
+	149, // 204: portcullis.admin.v1.CatalogService.DeleteCatalogEntry:output_type -> portcullis.admin.v1.DeleteCatalogEntryResponse
+	139, // 205: portcullis.admin.v1.CatalogService.GetCatalogPolicy:output_type -> portcullis.admin.v1.GetCatalogPolicyResponse
+	141, // 206: portcullis.admin.v1.CatalogService.SetCatalogPolicy:output_type -> portcullis.admin.v1.SetCatalogPolicyResponse
+	145, // [145:207] is the sub-list for method output_type
+	83,  // [83:145] is the sub-list for method input_type
 	83,  // [83:83] is the sub-list for extension type_name
 	83,  // [83:83] is the sub-list for extension extendee
 	0,   // [0:83] is the sub-list for field type_name
@@ -9200,7 +9389,7 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   144,
+			NumMessages:   148,
 			NumExtensions: 0,
 			NumServices:   12,
 		},

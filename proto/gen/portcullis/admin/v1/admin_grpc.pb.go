@@ -3062,6 +3062,8 @@ const (
 	CatalogService_ImportServerJSON_FullMethodName   = "/portcullis.admin.v1.CatalogService/ImportServerJSON"
 	CatalogService_DecideCatalogEntry_FullMethodName = "/portcullis.admin.v1.CatalogService/DecideCatalogEntry"
 	CatalogService_DeleteCatalogEntry_FullMethodName = "/portcullis.admin.v1.CatalogService/DeleteCatalogEntry"
+	CatalogService_GetCatalogPolicy_FullMethodName   = "/portcullis.admin.v1.CatalogService/GetCatalogPolicy"
+	CatalogService_SetCatalogPolicy_FullMethodName   = "/portcullis.admin.v1.CatalogService/SetCatalogPolicy"
 )
 
 // CatalogServiceClient is the client API for CatalogService service.
@@ -3081,6 +3083,12 @@ type CatalogServiceClient interface {
 	DecideCatalogEntry(ctx context.Context, in *DecideCatalogEntryRequest, opts ...grpc.CallOption) (*DecideCatalogEntryResponse, error)
 	// DeleteCatalogEntry removes an entry (admin); upstreams added from it stay.
 	DeleteCatalogEntry(ctx context.Context, in *DeleteCatalogEntryRequest, opts ...grpc.CallOption) (*DeleteCatalogEntryResponse, error)
+	// GetCatalogPolicy says whether upstreams may only run catalog entries.
+	GetCatalogPolicy(ctx context.Context, in *GetCatalogPolicyRequest, opts ...grpc.CallOption) (*GetCatalogPolicyResponse, error)
+	// SetCatalogPolicy sets it (owner). While it is on, creating or changing
+	// an upstream that does not run an approved catalog entry is refused;
+	// upstreams that exist keep running.
+	SetCatalogPolicy(ctx context.Context, in *SetCatalogPolicyRequest, opts ...grpc.CallOption) (*SetCatalogPolicyResponse, error)
 }
 
 type catalogServiceClient struct {
@@ -3131,6 +3139,26 @@ func (c *catalogServiceClient) DeleteCatalogEntry(ctx context.Context, in *Delet
 	return out, nil
 }
 
+func (c *catalogServiceClient) GetCatalogPolicy(ctx context.Context, in *GetCatalogPolicyRequest, opts ...grpc.CallOption) (*GetCatalogPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCatalogPolicyResponse)
+	err := c.cc.Invoke(ctx, CatalogService_GetCatalogPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *catalogServiceClient) SetCatalogPolicy(ctx context.Context, in *SetCatalogPolicyRequest, opts ...grpc.CallOption) (*SetCatalogPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetCatalogPolicyResponse)
+	err := c.cc.Invoke(ctx, CatalogService_SetCatalogPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CatalogServiceServer is the server API for CatalogService service.
 // All implementations must embed UnimplementedCatalogServiceServer
 // for forward compatibility.
@@ -3148,6 +3176,12 @@ type CatalogServiceServer interface {
 	DecideCatalogEntry(context.Context, *DecideCatalogEntryRequest) (*DecideCatalogEntryResponse, error)
 	// DeleteCatalogEntry removes an entry (admin); upstreams added from it stay.
 	DeleteCatalogEntry(context.Context, *DeleteCatalogEntryRequest) (*DeleteCatalogEntryResponse, error)
+	// GetCatalogPolicy says whether upstreams may only run catalog entries.
+	GetCatalogPolicy(context.Context, *GetCatalogPolicyRequest) (*GetCatalogPolicyResponse, error)
+	// SetCatalogPolicy sets it (owner). While it is on, creating or changing
+	// an upstream that does not run an approved catalog entry is refused;
+	// upstreams that exist keep running.
+	SetCatalogPolicy(context.Context, *SetCatalogPolicyRequest) (*SetCatalogPolicyResponse, error)
 	mustEmbedUnimplementedCatalogServiceServer()
 }
 
@@ -3169,6 +3203,12 @@ func (UnimplementedCatalogServiceServer) DecideCatalogEntry(context.Context, *De
 }
 func (UnimplementedCatalogServiceServer) DeleteCatalogEntry(context.Context, *DeleteCatalogEntryRequest) (*DeleteCatalogEntryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteCatalogEntry not implemented")
+}
+func (UnimplementedCatalogServiceServer) GetCatalogPolicy(context.Context, *GetCatalogPolicyRequest) (*GetCatalogPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCatalogPolicy not implemented")
+}
+func (UnimplementedCatalogServiceServer) SetCatalogPolicy(context.Context, *SetCatalogPolicyRequest) (*SetCatalogPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetCatalogPolicy not implemented")
 }
 func (UnimplementedCatalogServiceServer) mustEmbedUnimplementedCatalogServiceServer() {}
 func (UnimplementedCatalogServiceServer) testEmbeddedByValue()                        {}
@@ -3263,6 +3303,42 @@ func _CatalogService_DeleteCatalogEntry_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CatalogService_GetCatalogPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCatalogPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).GetCatalogPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_GetCatalogPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).GetCatalogPolicy(ctx, req.(*GetCatalogPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_SetCatalogPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetCatalogPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).SetCatalogPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_SetCatalogPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).SetCatalogPolicy(ctx, req.(*SetCatalogPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CatalogService_ServiceDesc is the grpc.ServiceDesc for CatalogService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -3285,6 +3361,14 @@ var CatalogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteCatalogEntry",
 			Handler:    _CatalogService_DeleteCatalogEntry_Handler,
+		},
+		{
+			MethodName: "GetCatalogPolicy",
+			Handler:    _CatalogService_GetCatalogPolicy_Handler,
+		},
+		{
+			MethodName: "SetCatalogPolicy",
+			Handler:    _CatalogService_SetCatalogPolicy_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

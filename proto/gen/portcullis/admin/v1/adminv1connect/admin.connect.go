@@ -236,6 +236,12 @@ const (
 	// CatalogServiceDeleteCatalogEntryProcedure is the fully-qualified name of the CatalogService's
 	// DeleteCatalogEntry RPC.
 	CatalogServiceDeleteCatalogEntryProcedure = "/portcullis.admin.v1.CatalogService/DeleteCatalogEntry"
+	// CatalogServiceGetCatalogPolicyProcedure is the fully-qualified name of the CatalogService's
+	// GetCatalogPolicy RPC.
+	CatalogServiceGetCatalogPolicyProcedure = "/portcullis.admin.v1.CatalogService/GetCatalogPolicy"
+	// CatalogServiceSetCatalogPolicyProcedure is the fully-qualified name of the CatalogService's
+	// SetCatalogPolicy RPC.
+	CatalogServiceSetCatalogPolicyProcedure = "/portcullis.admin.v1.CatalogService/SetCatalogPolicy"
 )
 
 // TenantServiceClient is a client for the portcullis.admin.v1.TenantService service.
@@ -2348,6 +2354,12 @@ type CatalogServiceClient interface {
 	DecideCatalogEntry(context.Context, *connect.Request[v1.DecideCatalogEntryRequest]) (*connect.Response[v1.DecideCatalogEntryResponse], error)
 	// DeleteCatalogEntry removes an entry (admin); upstreams added from it stay.
 	DeleteCatalogEntry(context.Context, *connect.Request[v1.DeleteCatalogEntryRequest]) (*connect.Response[v1.DeleteCatalogEntryResponse], error)
+	// GetCatalogPolicy says whether upstreams may only run catalog entries.
+	GetCatalogPolicy(context.Context, *connect.Request[v1.GetCatalogPolicyRequest]) (*connect.Response[v1.GetCatalogPolicyResponse], error)
+	// SetCatalogPolicy sets it (owner). While it is on, creating or changing
+	// an upstream that does not run an approved catalog entry is refused;
+	// upstreams that exist keep running.
+	SetCatalogPolicy(context.Context, *connect.Request[v1.SetCatalogPolicyRequest]) (*connect.Response[v1.SetCatalogPolicyResponse], error)
 }
 
 // NewCatalogServiceClient constructs a client for the portcullis.admin.v1.CatalogService service.
@@ -2385,6 +2397,18 @@ func NewCatalogServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(catalogServiceMethods.ByName("DeleteCatalogEntry")),
 			connect.WithClientOptions(opts...),
 		),
+		getCatalogPolicy: connect.NewClient[v1.GetCatalogPolicyRequest, v1.GetCatalogPolicyResponse](
+			httpClient,
+			baseURL+CatalogServiceGetCatalogPolicyProcedure,
+			connect.WithSchema(catalogServiceMethods.ByName("GetCatalogPolicy")),
+			connect.WithClientOptions(opts...),
+		),
+		setCatalogPolicy: connect.NewClient[v1.SetCatalogPolicyRequest, v1.SetCatalogPolicyResponse](
+			httpClient,
+			baseURL+CatalogServiceSetCatalogPolicyProcedure,
+			connect.WithSchema(catalogServiceMethods.ByName("SetCatalogPolicy")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -2394,6 +2418,8 @@ type catalogServiceClient struct {
 	importServerJSON   *connect.Client[v1.ImportServerJSONRequest, v1.ImportServerJSONResponse]
 	decideCatalogEntry *connect.Client[v1.DecideCatalogEntryRequest, v1.DecideCatalogEntryResponse]
 	deleteCatalogEntry *connect.Client[v1.DeleteCatalogEntryRequest, v1.DeleteCatalogEntryResponse]
+	getCatalogPolicy   *connect.Client[v1.GetCatalogPolicyRequest, v1.GetCatalogPolicyResponse]
+	setCatalogPolicy   *connect.Client[v1.SetCatalogPolicyRequest, v1.SetCatalogPolicyResponse]
 }
 
 // ListCatalog calls portcullis.admin.v1.CatalogService.ListCatalog.
@@ -2416,6 +2442,16 @@ func (c *catalogServiceClient) DeleteCatalogEntry(ctx context.Context, req *conn
 	return c.deleteCatalogEntry.CallUnary(ctx, req)
 }
 
+// GetCatalogPolicy calls portcullis.admin.v1.CatalogService.GetCatalogPolicy.
+func (c *catalogServiceClient) GetCatalogPolicy(ctx context.Context, req *connect.Request[v1.GetCatalogPolicyRequest]) (*connect.Response[v1.GetCatalogPolicyResponse], error) {
+	return c.getCatalogPolicy.CallUnary(ctx, req)
+}
+
+// SetCatalogPolicy calls portcullis.admin.v1.CatalogService.SetCatalogPolicy.
+func (c *catalogServiceClient) SetCatalogPolicy(ctx context.Context, req *connect.Request[v1.SetCatalogPolicyRequest]) (*connect.Response[v1.SetCatalogPolicyResponse], error) {
+	return c.setCatalogPolicy.CallUnary(ctx, req)
+}
+
 // CatalogServiceHandler is an implementation of the portcullis.admin.v1.CatalogService service.
 type CatalogServiceHandler interface {
 	// ListCatalog lists the catalog's entries, newest first.
@@ -2429,6 +2465,12 @@ type CatalogServiceHandler interface {
 	DecideCatalogEntry(context.Context, *connect.Request[v1.DecideCatalogEntryRequest]) (*connect.Response[v1.DecideCatalogEntryResponse], error)
 	// DeleteCatalogEntry removes an entry (admin); upstreams added from it stay.
 	DeleteCatalogEntry(context.Context, *connect.Request[v1.DeleteCatalogEntryRequest]) (*connect.Response[v1.DeleteCatalogEntryResponse], error)
+	// GetCatalogPolicy says whether upstreams may only run catalog entries.
+	GetCatalogPolicy(context.Context, *connect.Request[v1.GetCatalogPolicyRequest]) (*connect.Response[v1.GetCatalogPolicyResponse], error)
+	// SetCatalogPolicy sets it (owner). While it is on, creating or changing
+	// an upstream that does not run an approved catalog entry is refused;
+	// upstreams that exist keep running.
+	SetCatalogPolicy(context.Context, *connect.Request[v1.SetCatalogPolicyRequest]) (*connect.Response[v1.SetCatalogPolicyResponse], error)
 }
 
 // NewCatalogServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -2462,6 +2504,18 @@ func NewCatalogServiceHandler(svc CatalogServiceHandler, opts ...connect.Handler
 		connect.WithSchema(catalogServiceMethods.ByName("DeleteCatalogEntry")),
 		connect.WithHandlerOptions(opts...),
 	)
+	catalogServiceGetCatalogPolicyHandler := connect.NewUnaryHandler(
+		CatalogServiceGetCatalogPolicyProcedure,
+		svc.GetCatalogPolicy,
+		connect.WithSchema(catalogServiceMethods.ByName("GetCatalogPolicy")),
+		connect.WithHandlerOptions(opts...),
+	)
+	catalogServiceSetCatalogPolicyHandler := connect.NewUnaryHandler(
+		CatalogServiceSetCatalogPolicyProcedure,
+		svc.SetCatalogPolicy,
+		connect.WithSchema(catalogServiceMethods.ByName("SetCatalogPolicy")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/portcullis.admin.v1.CatalogService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case CatalogServiceListCatalogProcedure:
@@ -2472,6 +2526,10 @@ func NewCatalogServiceHandler(svc CatalogServiceHandler, opts ...connect.Handler
 			catalogServiceDecideCatalogEntryHandler.ServeHTTP(w, r)
 		case CatalogServiceDeleteCatalogEntryProcedure:
 			catalogServiceDeleteCatalogEntryHandler.ServeHTTP(w, r)
+		case CatalogServiceGetCatalogPolicyProcedure:
+			catalogServiceGetCatalogPolicyHandler.ServeHTTP(w, r)
+		case CatalogServiceSetCatalogPolicyProcedure:
+			catalogServiceSetCatalogPolicyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -2495,4 +2553,12 @@ func (UnimplementedCatalogServiceHandler) DecideCatalogEntry(context.Context, *c
 
 func (UnimplementedCatalogServiceHandler) DeleteCatalogEntry(context.Context, *connect.Request[v1.DeleteCatalogEntryRequest]) (*connect.Response[v1.DeleteCatalogEntryResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.CatalogService.DeleteCatalogEntry is not implemented"))
+}
+
+func (UnimplementedCatalogServiceHandler) GetCatalogPolicy(context.Context, *connect.Request[v1.GetCatalogPolicyRequest]) (*connect.Response[v1.GetCatalogPolicyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.CatalogService.GetCatalogPolicy is not implemented"))
+}
+
+func (UnimplementedCatalogServiceHandler) SetCatalogPolicy(context.Context, *connect.Request[v1.SetCatalogPolicyRequest]) (*connect.Response[v1.SetCatalogPolicyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.CatalogService.SetCatalogPolicy is not implemented"))
 }
