@@ -65,6 +65,8 @@ type CatalogEntry struct {
 	ApprovalsRequired int `json:"approvals_required,omitempty"`
 	// Decisions holds the value of the "decisions" field.
 	Decisions []schematype.CatalogDecision `json:"decisions,omitempty"`
+	// Revision holds the value of the "revision" field.
+	Revision int `json:"revision,omitempty"`
 	// DecidedAt holds the value of the "decided_at" field.
 	DecidedAt *time.Time `json:"decided_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
@@ -100,7 +102,7 @@ func (*CatalogEntry) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case catalogentry.FieldArgs, catalogentry.FieldCredentials, catalogentry.FieldDecisions:
 			values[i] = new([]byte)
-		case catalogentry.FieldApprovalsRequired:
+		case catalogentry.FieldApprovalsRequired, catalogentry.FieldRevision:
 			values[i] = new(sql.NullInt64)
 		case catalogentry.FieldName, catalogentry.FieldVersion, catalogentry.FieldTitle, catalogentry.FieldDescription, catalogentry.FieldTransport, catalogentry.FieldURL, catalogentry.FieldPackageEcosystem, catalogentry.FieldPackageName, catalogentry.FieldPackageVersion, catalogentry.FieldPackageIntegrity, catalogentry.FieldPackageBin, catalogentry.FieldSource, catalogentry.FieldStatus, catalogentry.FieldRequestedBy, catalogentry.FieldRequesterKey:
 			values[i] = new(sql.NullString)
@@ -267,6 +269,12 @@ func (_m *CatalogEntry) assignValues(columns []string, values []any) error {
 					return fmt.Errorf("unmarshal field decisions: %w", err)
 				}
 			}
+		case catalogentry.FieldRevision:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field revision", values[i])
+			} else if value.Valid {
+				_m.Revision = int(value.Int64)
+			}
 		case catalogentry.FieldDecidedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
 				return fmt.Errorf("unexpected type %T for field decided_at", values[i])
@@ -380,6 +388,9 @@ func (_m *CatalogEntry) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("decisions=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Decisions))
+	builder.WriteString(", ")
+	builder.WriteString("revision=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Revision))
 	builder.WriteString(", ")
 	if v := _m.DecidedAt; v != nil {
 		builder.WriteString("decided_at=")

@@ -262,6 +262,20 @@ func (_c *CatalogEntryCreate) SetDecisions(v []schematype.CatalogDecision) *Cata
 	return _c
 }
 
+// SetRevision sets the "revision" field.
+func (_c *CatalogEntryCreate) SetRevision(v int) *CatalogEntryCreate {
+	_c.mutation.SetRevision(v)
+	return _c
+}
+
+// SetNillableRevision sets the "revision" field if the given value is not nil.
+func (_c *CatalogEntryCreate) SetNillableRevision(v *int) *CatalogEntryCreate {
+	if v != nil {
+		_c.SetRevision(*v)
+	}
+	return _c
+}
+
 // SetDecidedAt sets the "decided_at" field.
 func (_c *CatalogEntryCreate) SetDecidedAt(v time.Time) *CatalogEntryCreate {
 	_c.mutation.SetDecidedAt(v)
@@ -389,6 +403,10 @@ func (_c *CatalogEntryCreate) defaults() error {
 	if _, ok := _c.mutation.RequesterKey(); !ok {
 		v := catalogentry.DefaultRequesterKey
 		_c.mutation.SetRequesterKey(v)
+	}
+	if _, ok := _c.mutation.Revision(); !ok {
+		v := catalogentry.DefaultRevision
+		_c.mutation.SetRevision(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
 		if catalogentry.DefaultID == nil {
@@ -539,6 +557,9 @@ func (_c *CatalogEntryCreate) check() error {
 			return &ValidationError{Name: "approvals_required", err: fmt.Errorf(`ent: validator failed for field "CatalogEntry.approvals_required": %w`, err)}
 		}
 	}
+	if _, ok := _c.mutation.Revision(); !ok {
+		return &ValidationError{Name: "revision", err: errors.New(`ent: missing required field "CatalogEntry.revision"`)}
+	}
 	if len(_c.mutation.TenantIDs()) == 0 {
 		return &ValidationError{Name: "tenant", err: errors.New(`ent: missing required edge "CatalogEntry.tenant"`)}
 	}
@@ -662,6 +683,10 @@ func (_c *CatalogEntryCreate) createSpec() (*CatalogEntry, *sqlgraph.CreateSpec)
 		_spec.SetField(catalogentry.FieldDecisions, field.TypeJSON, value)
 		_node.Decisions = value
 	}
+	if value, ok := _c.mutation.Revision(); ok {
+		_spec.SetField(catalogentry.FieldRevision, field.TypeInt, value)
+		_node.Revision = value
+	}
 	if value, ok := _c.mutation.DecidedAt(); ok {
 		_spec.SetField(catalogentry.FieldDecidedAt, field.TypeTime, value)
 		_node.DecidedAt = &value
@@ -774,6 +799,24 @@ func (u *CatalogEntryUpsert) UpdateDecisions() *CatalogEntryUpsert {
 // ClearDecisions clears the value of the "decisions" field.
 func (u *CatalogEntryUpsert) ClearDecisions() *CatalogEntryUpsert {
 	u.SetNull(catalogentry.FieldDecisions)
+	return u
+}
+
+// SetRevision sets the "revision" field.
+func (u *CatalogEntryUpsert) SetRevision(v int) *CatalogEntryUpsert {
+	u.Set(catalogentry.FieldRevision, v)
+	return u
+}
+
+// UpdateRevision sets the "revision" field to the value that was provided on create.
+func (u *CatalogEntryUpsert) UpdateRevision() *CatalogEntryUpsert {
+	u.SetExcluded(catalogentry.FieldRevision)
+	return u
+}
+
+// AddRevision adds v to the "revision" field.
+func (u *CatalogEntryUpsert) AddRevision(v int) *CatalogEntryUpsert {
+	u.Add(catalogentry.FieldRevision, v)
 	return u
 }
 
@@ -946,6 +989,27 @@ func (u *CatalogEntryUpsertOne) UpdateDecisions() *CatalogEntryUpsertOne {
 func (u *CatalogEntryUpsertOne) ClearDecisions() *CatalogEntryUpsertOne {
 	return u.Update(func(s *CatalogEntryUpsert) {
 		s.ClearDecisions()
+	})
+}
+
+// SetRevision sets the "revision" field.
+func (u *CatalogEntryUpsertOne) SetRevision(v int) *CatalogEntryUpsertOne {
+	return u.Update(func(s *CatalogEntryUpsert) {
+		s.SetRevision(v)
+	})
+}
+
+// AddRevision adds v to the "revision" field.
+func (u *CatalogEntryUpsertOne) AddRevision(v int) *CatalogEntryUpsertOne {
+	return u.Update(func(s *CatalogEntryUpsert) {
+		s.AddRevision(v)
+	})
+}
+
+// UpdateRevision sets the "revision" field to the value that was provided on create.
+func (u *CatalogEntryUpsertOne) UpdateRevision() *CatalogEntryUpsertOne {
+	return u.Update(func(s *CatalogEntryUpsert) {
+		s.UpdateRevision()
 	})
 }
 
@@ -1288,6 +1352,27 @@ func (u *CatalogEntryUpsertBulk) UpdateDecisions() *CatalogEntryUpsertBulk {
 func (u *CatalogEntryUpsertBulk) ClearDecisions() *CatalogEntryUpsertBulk {
 	return u.Update(func(s *CatalogEntryUpsert) {
 		s.ClearDecisions()
+	})
+}
+
+// SetRevision sets the "revision" field.
+func (u *CatalogEntryUpsertBulk) SetRevision(v int) *CatalogEntryUpsertBulk {
+	return u.Update(func(s *CatalogEntryUpsert) {
+		s.SetRevision(v)
+	})
+}
+
+// AddRevision adds v to the "revision" field.
+func (u *CatalogEntryUpsertBulk) AddRevision(v int) *CatalogEntryUpsertBulk {
+	return u.Update(func(s *CatalogEntryUpsert) {
+		s.AddRevision(v)
+	})
+}
+
+// UpdateRevision sets the "revision" field to the value that was provided on create.
+func (u *CatalogEntryUpsertBulk) UpdateRevision() *CatalogEntryUpsertBulk {
+	return u.Update(func(s *CatalogEntryUpsert) {
+		s.UpdateRevision()
 	})
 }
 

@@ -68,6 +68,27 @@ func (_u *CatalogEntryUpdate) ClearDecisions() *CatalogEntryUpdate {
 	return _u
 }
 
+// SetRevision sets the "revision" field.
+func (_u *CatalogEntryUpdate) SetRevision(v int) *CatalogEntryUpdate {
+	_u.mutation.ResetRevision()
+	_u.mutation.SetRevision(v)
+	return _u
+}
+
+// SetNillableRevision sets the "revision" field if the given value is not nil.
+func (_u *CatalogEntryUpdate) SetNillableRevision(v *int) *CatalogEntryUpdate {
+	if v != nil {
+		_u.SetRevision(*v)
+	}
+	return _u
+}
+
+// AddRevision adds value to the "revision" field.
+func (_u *CatalogEntryUpdate) AddRevision(v int) *CatalogEntryUpdate {
+	_u.mutation.AddRevision(v)
+	return _u
+}
+
 // SetDecidedAt sets the "decided_at" field.
 func (_u *CatalogEntryUpdate) SetDecidedAt(v time.Time) *CatalogEntryUpdate {
 	_u.mutation.SetDecidedAt(v)
@@ -183,6 +204,12 @@ func (_u *CatalogEntryUpdate) sqlSave(ctx context.Context) (_node int, err error
 	if _u.mutation.DecisionsCleared() {
 		_spec.ClearField(catalogentry.FieldDecisions, field.TypeJSON)
 	}
+	if value, ok := _u.mutation.Revision(); ok {
+		_spec.SetField(catalogentry.FieldRevision, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedRevision(); ok {
+		_spec.AddField(catalogentry.FieldRevision, field.TypeInt, value)
+	}
 	if value, ok := _u.mutation.DecidedAt(); ok {
 		_spec.SetField(catalogentry.FieldDecidedAt, field.TypeTime, value)
 	}
@@ -244,6 +271,27 @@ func (_u *CatalogEntryUpdateOne) AppendDecisions(v []schematype.CatalogDecision)
 // ClearDecisions clears the value of the "decisions" field.
 func (_u *CatalogEntryUpdateOne) ClearDecisions() *CatalogEntryUpdateOne {
 	_u.mutation.ClearDecisions()
+	return _u
+}
+
+// SetRevision sets the "revision" field.
+func (_u *CatalogEntryUpdateOne) SetRevision(v int) *CatalogEntryUpdateOne {
+	_u.mutation.ResetRevision()
+	_u.mutation.SetRevision(v)
+	return _u
+}
+
+// SetNillableRevision sets the "revision" field if the given value is not nil.
+func (_u *CatalogEntryUpdateOne) SetNillableRevision(v *int) *CatalogEntryUpdateOne {
+	if v != nil {
+		_u.SetRevision(*v)
+	}
+	return _u
+}
+
+// AddRevision adds value to the "revision" field.
+func (_u *CatalogEntryUpdateOne) AddRevision(v int) *CatalogEntryUpdateOne {
+	_u.mutation.AddRevision(v)
 	return _u
 }
 
@@ -391,6 +439,12 @@ func (_u *CatalogEntryUpdateOne) sqlSave(ctx context.Context) (_node *CatalogEnt
 	}
 	if _u.mutation.DecisionsCleared() {
 		_spec.ClearField(catalogentry.FieldDecisions, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Revision(); ok {
+		_spec.SetField(catalogentry.FieldRevision, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedRevision(); ok {
+		_spec.AddField(catalogentry.FieldRevision, field.TypeInt, value)
 	}
 	if value, ok := _u.mutation.DecidedAt(); ok {
 		_spec.SetField(catalogentry.FieldDecidedAt, field.TypeTime, value)

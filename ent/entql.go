@@ -251,6 +251,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			catalogentry.FieldRequesterKey:      {Type: field.TypeString, Column: catalogentry.FieldRequesterKey},
 			catalogentry.FieldApprovalsRequired: {Type: field.TypeInt, Column: catalogentry.FieldApprovalsRequired},
 			catalogentry.FieldDecisions:         {Type: field.TypeJSON, Column: catalogentry.FieldDecisions},
+			catalogentry.FieldRevision:          {Type: field.TypeInt, Column: catalogentry.FieldRevision},
 			catalogentry.FieldDecidedAt:         {Type: field.TypeTime, Column: catalogentry.FieldDecidedAt},
 		},
 	}
@@ -2059,6 +2060,11 @@ func (f *CatalogEntryFilter) WhereApprovalsRequired(p entql.IntP) {
 // WhereDecisions applies the entql json.RawMessage predicate on the decisions field.
 func (f *CatalogEntryFilter) WhereDecisions(p entql.BytesP) {
 	f.Where(p.Field(catalogentry.FieldDecisions))
+}
+
+// WhereRevision applies the entql int predicate on the revision field.
+func (f *CatalogEntryFilter) WhereRevision(p entql.IntP) {
+	f.Where(p.Field(catalogentry.FieldRevision))
 }
 
 // WhereDecidedAt applies the entql time.Time predicate on the decided_at field.

@@ -8336,6 +8336,8 @@ type CatalogEntryMutation struct {
 	addapprovals_required *int
 	decisions             *[]schematype.CatalogDecision
 	appenddecisions       []schematype.CatalogDecision
+	revision              *int
+	addrevision           *int
 	decided_at            *time.Time
 	clearedFields         map[string]struct{}
 	tenant                *uuid.UUID
@@ -9348,6 +9350,62 @@ func (m *CatalogEntryMutation) ResetDecisions() {
 	delete(m.clearedFields, catalogentry.FieldDecisions)
 }
 
+// SetRevision sets the "revision" field.
+func (m *CatalogEntryMutation) SetRevision(i int) {
+	m.revision = &i
+	m.addrevision = nil
+}
+
+// Revision returns the value of the "revision" field in the mutation.
+func (m *CatalogEntryMutation) Revision() (r int, exists bool) {
+	v := m.revision
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRevision returns the old "revision" field's value of the CatalogEntry entity.
+// If the CatalogEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CatalogEntryMutation) OldRevision(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRevision is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRevision requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRevision: %w", err)
+	}
+	return oldValue.Revision, nil
+}
+
+// AddRevision adds i to the "revision" field.
+func (m *CatalogEntryMutation) AddRevision(i int) {
+	if m.addrevision != nil {
+		*m.addrevision += i
+	} else {
+		m.addrevision = &i
+	}
+}
+
+// AddedRevision returns the value that was added to the "revision" field in this mutation.
+func (m *CatalogEntryMutation) AddedRevision() (r int, exists bool) {
+	v := m.addrevision
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRevision resets all changes to the "revision" field.
+func (m *CatalogEntryMutation) ResetRevision() {
+	m.revision = nil
+	m.addrevision = nil
+}
+
 // SetDecidedAt sets the "decided_at" field.
 func (m *CatalogEntryMutation) SetDecidedAt(t time.Time) {
 	m.decided_at = &t
@@ -9458,7 +9516,7 @@ func (m *CatalogEntryMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *CatalogEntryMutation) Fields() []string {
-	fields := make([]string, 0, 23)
+	fields := make([]string, 0, 24)
 	if m.created_at != nil {
 		fields = append(fields, catalogentry.FieldCreatedAt)
 	}
@@ -9525,6 +9583,9 @@ func (m *CatalogEntryMutation) Fields() []string {
 	if m.decisions != nil {
 		fields = append(fields, catalogentry.FieldDecisions)
 	}
+	if m.revision != nil {
+		fields = append(fields, catalogentry.FieldRevision)
+	}
 	if m.decided_at != nil {
 		fields = append(fields, catalogentry.FieldDecidedAt)
 	}
@@ -9580,6 +9641,8 @@ func (m *CatalogEntryMutation) Field(name string) (ent.Value, bool) {
 		return m.ApprovalsRequired()
 	case catalogentry.FieldDecisions:
 		return m.Decisions()
+	case catalogentry.FieldRevision:
+		return m.Revision()
 	case catalogentry.FieldDecidedAt:
 		return m.DecidedAt()
 	}
@@ -9635,6 +9698,8 @@ func (m *CatalogEntryMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldApprovalsRequired(ctx)
 	case catalogentry.FieldDecisions:
 		return m.OldDecisions(ctx)
+	case catalogentry.FieldRevision:
+		return m.OldRevision(ctx)
 	case catalogentry.FieldDecidedAt:
 		return m.OldDecidedAt(ctx)
 	}
@@ -9800,6 +9865,13 @@ func (m *CatalogEntryMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetDecisions(v)
 		return nil
+	case catalogentry.FieldRevision:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRevision(v)
+		return nil
 	case catalogentry.FieldDecidedAt:
 		v, ok := value.(time.Time)
 		if !ok {
@@ -9818,6 +9890,9 @@ func (m *CatalogEntryMutation) AddedFields() []string {
 	if m.addapprovals_required != nil {
 		fields = append(fields, catalogentry.FieldApprovalsRequired)
 	}
+	if m.addrevision != nil {
+		fields = append(fields, catalogentry.FieldRevision)
+	}
 	return fields
 }
 
@@ -9828,6 +9903,8 @@ func (m *CatalogEntryMutation) AddedField(name string) (ent.Value, bool) {
 	switch name {
 	case catalogentry.FieldApprovalsRequired:
 		return m.AddedApprovalsRequired()
+	case catalogentry.FieldRevision:
+		return m.AddedRevision()
 	}
 	return nil, false
 }
@@ -9843,6 +9920,13 @@ func (m *CatalogEntryMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddApprovalsRequired(v)
+		return nil
+	case catalogentry.FieldRevision:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRevision(v)
 		return nil
 	}
 	return fmt.Errorf("unknown CatalogEntry numeric field %s", name)
@@ -9963,6 +10047,9 @@ func (m *CatalogEntryMutation) ResetField(name string) error {
 		return nil
 	case catalogentry.FieldDecisions:
 		m.ResetDecisions()
+		return nil
+	case catalogentry.FieldRevision:
+		m.ResetRevision()
 		return nil
 	case catalogentry.FieldDecidedAt:
 		m.ResetDecidedAt()

@@ -61,6 +61,8 @@ const (
 	FieldApprovalsRequired = "approvals_required"
 	// FieldDecisions holds the string denoting the decisions field in the database.
 	FieldDecisions = "decisions"
+	// FieldRevision holds the string denoting the revision field in the database.
+	FieldRevision = "revision"
 	// FieldDecidedAt holds the string denoting the decided_at field in the database.
 	FieldDecidedAt = "decided_at"
 	// EdgeTenant holds the string denoting the tenant edge name in mutations.
@@ -101,6 +103,7 @@ var Columns = []string{
 	FieldRequesterKey,
 	FieldApprovalsRequired,
 	FieldDecisions,
+	FieldRevision,
 	FieldDecidedAt,
 }
 
@@ -176,6 +179,8 @@ var (
 	RequesterKeyValidator func(string) error
 	// ApprovalsRequiredValidator is a validator for the "approvals_required" field. It is called by the builders before save.
 	ApprovalsRequiredValidator func(int) error
+	// DefaultRevision holds the default value on creation for the "revision" field.
+	DefaultRevision int
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -332,6 +337,11 @@ func ByRequesterKey(opts ...sql.OrderTermOption) OrderOption {
 // ByApprovalsRequired orders the results by the approvals_required field.
 func ByApprovalsRequired(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldApprovalsRequired, opts...).ToFunc()
+}
+
+// ByRevision orders the results by the revision field.
+func ByRevision(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRevision, opts...).ToFunc()
 }
 
 // ByDecidedAt orders the results by the decided_at field.

@@ -141,6 +141,11 @@ func ApprovalsRequired(v int) predicate.CatalogEntry {
 	return predicate.CatalogEntry(sql.FieldEQ(FieldApprovalsRequired, v))
 }
 
+// Revision applies equality check predicate on the "revision" field. It's identical to RevisionEQ.
+func Revision(v int) predicate.CatalogEntry {
+	return predicate.CatalogEntry(sql.FieldEQ(FieldRevision, v))
+}
+
 // DecidedAt applies equality check predicate on the "decided_at" field. It's identical to DecidedAtEQ.
 func DecidedAt(v time.Time) predicate.CatalogEntry {
 	return predicate.CatalogEntry(sql.FieldEQ(FieldDecidedAt, v))
@@ -1199,6 +1204,46 @@ func DecisionsIsNil() predicate.CatalogEntry {
 // DecisionsNotNil applies the NotNil predicate on the "decisions" field.
 func DecisionsNotNil() predicate.CatalogEntry {
 	return predicate.CatalogEntry(sql.FieldNotNull(FieldDecisions))
+}
+
+// RevisionEQ applies the EQ predicate on the "revision" field.
+func RevisionEQ(v int) predicate.CatalogEntry {
+	return predicate.CatalogEntry(sql.FieldEQ(FieldRevision, v))
+}
+
+// RevisionNEQ applies the NEQ predicate on the "revision" field.
+func RevisionNEQ(v int) predicate.CatalogEntry {
+	return predicate.CatalogEntry(sql.FieldNEQ(FieldRevision, v))
+}
+
+// RevisionIn applies the In predicate on the "revision" field.
+func RevisionIn(vs ...int) predicate.CatalogEntry {
+	return predicate.CatalogEntry(sql.FieldIn(FieldRevision, vs...))
+}
+
+// RevisionNotIn applies the NotIn predicate on the "revision" field.
+func RevisionNotIn(vs ...int) predicate.CatalogEntry {
+	return predicate.CatalogEntry(sql.FieldNotIn(FieldRevision, vs...))
+}
+
+// RevisionGT applies the GT predicate on the "revision" field.
+func RevisionGT(v int) predicate.CatalogEntry {
+	return predicate.CatalogEntry(sql.FieldGT(FieldRevision, v))
+}
+
+// RevisionGTE applies the GTE predicate on the "revision" field.
+func RevisionGTE(v int) predicate.CatalogEntry {
+	return predicate.CatalogEntry(sql.FieldGTE(FieldRevision, v))
+}
+
+// RevisionLT applies the LT predicate on the "revision" field.
+func RevisionLT(v int) predicate.CatalogEntry {
+	return predicate.CatalogEntry(sql.FieldLT(FieldRevision, v))
+}
+
+// RevisionLTE applies the LTE predicate on the "revision" field.
+func RevisionLTE(v int) predicate.CatalogEntry {
+	return predicate.CatalogEntry(sql.FieldLTE(FieldRevision, v))
 }
 
 // DecidedAtEQ applies the EQ predicate on the "decided_at" field.

@@ -345,6 +345,7 @@ var (
 		{Name: "requester_key", Type: field.TypeString, Size: 80, Default: ""},
 		{Name: "approvals_required", Type: field.TypeInt},
 		{Name: "decisions", Type: field.TypeJSON, Nullable: true},
+		{Name: "revision", Type: field.TypeInt, Default: 0},
 		{Name: "decided_at", Type: field.TypeTime, Nullable: true},
 		{Name: "tenant_id", Type: field.TypeUUID},
 	}
@@ -356,7 +357,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "catalog_entries_tenants_tenant",
-				Columns:    []*schema.Column{CatalogEntriesColumns[23]},
+				Columns:    []*schema.Column{CatalogEntriesColumns[24]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -365,12 +366,12 @@ var (
 			{
 				Name:    "catalogentry_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{CatalogEntriesColumns[23]},
+				Columns: []*schema.Column{CatalogEntriesColumns[24]},
 			},
 			{
 				Name:    "catalogentry_tenant_id_name_version",
 				Unique:  true,
-				Columns: []*schema.Column{CatalogEntriesColumns[23], CatalogEntriesColumns[3], CatalogEntriesColumns[4]},
+				Columns: []*schema.Column{CatalogEntriesColumns[24], CatalogEntriesColumns[3], CatalogEntriesColumns[4]},
 			},
 		},
 	}

@@ -687,6 +687,10 @@ func init() {
 			return nil
 		}
 	}()
+	// catalogentryDescRevision is the schema descriptor for revision field.
+	catalogentryDescRevision := catalogentryFields[19].Descriptor()
+	// catalogentry.DefaultRevision holds the default value on creation for the revision field.
+	catalogentry.DefaultRevision = catalogentryDescRevision.Default.(int)
 	// catalogentryDescID is the schema descriptor for id field.
 	catalogentryDescID := catalogentryMixinFields0[0].Descriptor()
 	// catalogentry.DefaultID holds the default value on creation for the id field.

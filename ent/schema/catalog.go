@@ -42,6 +42,8 @@ func (CatalogEntry) Fields() []ent.Field {
 		field.String("requester_key").Default("").MaxLen(80).Immutable(),
 		field.Int("approvals_required").Min(1).Max(10).Immutable(),
 		field.JSON("decisions", []schematype.CatalogDecision{}).Optional(),
+		// Revision counts decisions, so that one made on a stale read is refused.
+		field.Int("revision").Default(0),
 		field.Time("decided_at").Optional().Nillable(),
 	}
 }

@@ -331,7 +331,9 @@ func (s *Service) Decide(ctx context.Context, tenantID, id uuid.UUID, reject boo
 				approvals++
 			}
 		}
-		upd := tx.CatalogEntry.UpdateOne(e).SetDecisions(decisions)
+		// Only if nobody decided since it was read: a concurrent rejection is never overwritten.
+		upd := tx.CatalogEntry.Update().Where(catalogentry.ID(e.ID), catalogentry.StatusEQ(catalogentry.StatusPending),
+			catalogentry.Revision(e.Revision)).SetDecisions(decisions).AddRevision(1)
 		switch {
 		case reject:
 			upd.SetStatus(catalogentry.StatusRejected).SetDecidedAt(now)
@@ -342,7 +344,12 @@ func (s *Service) Decide(ctx context.Context, tenantID, id uuid.UUID, reject boo
 				return err
 			}
 		}
-		if out, err = upd.Save(ctx); err != nil {
+		if n, err := upd.Save(ctx); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("%w: someone decided on this entry at the same time; look at it again", authz.ErrConflict)
+		}
+		if out, err = tx.CatalogEntry.Get(ctx, e.ID); err != nil {
 			return err
 		}
 		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "catalog." + decision, TargetType: "catalog_entry",
