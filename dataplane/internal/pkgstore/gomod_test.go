@@ -65,7 +65,7 @@ func TestInstallGoModule(t *testing.T) {
 
 	// A zip that is not the one pinned is refused, never unzipped or built.
 	served.Store(moduleZip(t, map[string]string{"go.mod": "module example.com/hello\n", "cmd/hello/main.go": "package main\n\nfunc main() {}\n"}))
-	if _, err := s.Install(context.Background(), spec); !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), sum) {
+	if _, err := s.Install(context.Background(), spec, ""); !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), sum) {
 		t.Fatalf("tampered zip: %v", err)
 	}
 	if entries, _ := filepath.Glob(filepath.Join(s.Dir, "go", "example.com+hello@*")); len(entries) != 0 {
@@ -73,7 +73,7 @@ func TestInstallGoModule(t *testing.T) {
 	}
 
 	served.Store(good)
-	got, err := s.Install(context.Background(), spec)
+	got, err := s.Install(context.Background(), spec, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,13 +84,13 @@ func TestInstallGoModule(t *testing.T) {
 		t.Errorf("tree %s, want %s", got.Tree, want)
 	}
 	// Again: from the store, its zip checked, not fetched.
-	if again, err := s.Install(context.Background(), spec); err != nil || again.TreeSHA != got.TreeSHA || hits.Load() != 2 {
+	if again, err := s.Install(context.Background(), spec, ""); err != nil || again.TreeSHA != got.TreeSHA || hits.Load() != 2 {
 		t.Fatalf("again: %+v %v, %d fetches", again, err, hits.Load())
 	}
 	if err := os.WriteFile(filepath.Join(got.Dir, goArchiveName), []byte("tampered"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Install(context.Background(), spec); !errors.Is(err, ErrIntegrity) {
+	if _, err := s.Install(context.Background(), spec, ""); !errors.Is(err, ErrIntegrity) {
 		t.Errorf("tampered store: %v", err)
 	}
 }

@@ -138,8 +138,9 @@ type Store struct {
 	// MaxArchive bounds an archive, MaxUnpacked what it unpacks to.
 	MaxArchive, MaxUnpacked int64
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	mu       sync.Mutex
+	locks    map[string]*sync.Mutex
+	resolved map[string]bool // base and tree resolved afresh (firstResolution)
 }
 
 // Installed is a verified package, ready to run.
@@ -179,32 +180,56 @@ const (
 	goArchiveName = ".portcullis-package.zip"
 )
 
-// Install returns spec installed and verified: from the store when its kept
-// archive still has the pinned integrity, else fetched, checked, unpacked
-// and given its dependencies. An archive that is not the one pinned is
-// refused with ErrIntegrity and never unpacked.
-func (s *Store) Install(ctx context.Context, spec Spec) (Installed, error) {
+// Install returns spec installed and verified, with the dependency tree
+// whose hash is tree if one is wanted ("" takes any): from the store when an
+// install kept there has it (its kept archive still with the pinned
+// integrity), else fetched, checked, unpacked and given its dependencies
+// afresh. A registry may resolve dependencies differently than when the kept
+// install was made, so a wanted tree that is not kept is resolved afresh
+// once; the installs of one archive live side by side, one directory per
+// tree. An archive that is not the one pinned is refused with ErrIntegrity
+// and never unpacked.
+func (s *Store) Install(ctx context.Context, spec Spec, tree string) (Installed, error) {
 	want, err := spec.Validate()
 	if err != nil {
 		return Installed{}, err
 	}
-	// One directory per name, version and integrity: a changed pin never
-	// reuses what another pin installed.
-	dir := filepath.Join(s.Dir, spec.Ecosystem, strings.ReplaceAll(spec.Name, "/", "+")+"@"+spec.Version+"-"+hex.EncodeToString(want[:8]))
-	defer s.lock(dir)()
-	kept := filepath.Join(dir, archiveName)
+	// The directories of one name, version and integrity: a changed pin
+	// never reuses what another pin installed.
+	base := filepath.Join(s.Dir, spec.Ecosystem, strings.ReplaceAll(spec.Name, "/", "+")+"@"+spec.Version+"-"+hex.EncodeToString(want[:8]))
+	defer s.lock(base)()
+	kept := archiveName
 	if spec.Ecosystem == "go" {
-		kept = filepath.Join(dir, goArchiveName)
+		kept = goArchiveName
 	}
-	if b, err := os.ReadFile(kept); err == nil {
+	dirs, err := filepath.Glob(base + "-*")
+	if err != nil {
+		return Installed{}, err
+	}
+	var other *Installed // a kept install with another tree
+	for _, dir := range append(dirs, base) { // base: an install made before trees named directories
+		b, err := os.ReadFile(filepath.Join(dir, kept))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return Installed{}, fmt.Errorf("%s: %w", spec, err)
+		}
 		got, sum, err := spec.digestOf(b)
 		if err != nil || subtle.ConstantTimeCompare(got, want) != 1 {
 			return Installed{}, fmt.Errorf("%w: %s: the archive kept in %s has %s, not the pinned %s; remove the directory to fetch it again",
 				ErrIntegrity, spec, dir, sum, spec.Integrity)
 		}
-		return s.installed(dir, spec)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return Installed{}, fmt.Errorf("%s: %w", spec, err)
+		in, err := s.installed(dir, spec)
+		if err != nil {
+			return Installed{}, err
+		}
+		if tree == "" || in.TreeSHA == tree {
+			return in, nil
+		}
+		other = &in
+	}
+	if other != nil && !s.firstResolution(base, tree) {
+		return *other, nil // resolved afresh for this tree already: what is kept is all there is
 	}
 	from := s.Registry
 	if spec.Ecosystem == "go" {
@@ -221,13 +246,13 @@ func (s *Store) Install(ctx context.Context, spec Spec) (Installed, error) {
 		}
 		return Installed{}, fmt.Errorf("%w: %s from %s has %s, not the pinned %s; refused", ErrIntegrity, spec, from, sum, spec.Integrity)
 	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
 		return Installed{}, err
 	}
 	if err := s.readable(spec.Ecosystem); err != nil {
 		return Installed{}, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".installing-")
+	tmp, err := os.MkdirTemp(filepath.Dir(base), ".installing-")
 	if err != nil {
 		return Installed{}, err
 	}
@@ -244,17 +269,40 @@ func (s *Store) Install(ctx context.Context, spec Spec) (Installed, error) {
 			return Installed{}, err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(tmp, filepath.Base(kept)), archive, 0o644); err != nil {
-		return Installed{}, err
-	}
 	if err := readableTree(tmp); err != nil {
 		return Installed{}, err
 	}
-	_ = os.RemoveAll(dir) // a directory without its archive is an install that did not finish
+	in, err := s.installed(tmp, spec)
+	if err != nil {
+		return Installed{}, err
+	}
+	dir := base + "-" + in.TreeSHA[:16]
+	if _, err := os.Stat(filepath.Join(dir, kept)); err == nil {
+		return s.installed(dir, spec) // this tree is kept already
+	}
+	// The archive goes in last: a directory without it is an install that did not finish.
+	if err := os.WriteFile(filepath.Join(tmp, kept), archive, 0o644); err != nil {
+		return Installed{}, err
+	}
+	_ = os.RemoveAll(dir)
 	if err := os.Rename(tmp, dir); err != nil {
 		return Installed{}, err
 	}
 	return s.installed(dir, spec)
+}
+
+// firstResolution says whether the installs of base have not yet been
+// resolved afresh for tree, and notes that they now are.
+func (s *Store) firstResolution(base, tree string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resolved == nil {
+		s.resolved = map[string]bool{}
+	}
+	key := base + "\x00" + tree
+	first := !s.resolved[key]
+	s.resolved[key] = true
+	return first
 }
 
 // readable makes the store's root passable by the stdio user whatever the umask.

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/canonical"
 )
 
 // tgz packs files (path → content) as npm does, below "package/".
@@ -70,7 +72,7 @@ func TestInstallVerifiesAndKeeps(t *testing.T) {
 	srv, hits := registry(t, map[string][]byte{"/@acme/mcp-demo/-/mcp-demo-1.2.3.tgz": good})
 	s := &Store{Dir: t.TempDir(), Registry: srv.URL}
 	spec := Spec{Ecosystem: "npm", Name: "@acme/mcp-demo", Version: "1.2.3", Integrity: integrityOf(good)}
-	got, err := s.Install(context.Background(), spec)
+	got, err := s.Install(context.Background(), spec, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +88,7 @@ func TestInstallVerifiesAndKeeps(t *testing.T) {
 		}
 	}
 	// Launched again: from the store, its kept archive checked, no fetch.
-	if again, err := s.Install(context.Background(), spec); err != nil || again.Dir != got.Dir {
+	if again, err := s.Install(context.Background(), spec, ""); err != nil || again.Dir != got.Dir {
 		t.Fatalf("again: %+v %v", again, err)
 	}
 	if hits.Load() != 1 {
@@ -96,7 +98,7 @@ func TestInstallVerifiesAndKeeps(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(got.Dir, archiveName), []byte("tampered"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Install(context.Background(), spec); !errors.Is(err, ErrIntegrity) {
+	if _, err := s.Install(context.Background(), spec, ""); !errors.Is(err, ErrIntegrity) {
 		t.Errorf("tampered store: %v", err)
 	}
 }
@@ -107,7 +109,7 @@ func TestInstallRefusesWhatIsNotPinned(t *testing.T) {
 	srv, _ := registry(t, map[string][]byte{"/@acme/mcp-demo/-/mcp-demo-1.2.3.tgz": evil})
 	s := &Store{Dir: t.TempDir(), Registry: srv.URL}
 	spec := Spec{Ecosystem: "npm", Name: "@acme/mcp-demo", Version: "1.2.3", Integrity: integrityOf(good)}
-	_, err := s.Install(context.Background(), spec)
+	_, err := s.Install(context.Background(), spec, "")
 	if !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), integrityOf(evil)) || !strings.Contains(err.Error(), spec.Integrity) {
 		t.Fatalf("want an integrity error naming both hashes, got %v", err)
 	}
@@ -118,7 +120,7 @@ func TestInstallRefusesWhatIsNotPinned(t *testing.T) {
 	}
 	// Not in the registry: the registry's answer, not a hash error.
 	spec.Version = "9.9.9"
-	if _, err := s.Install(context.Background(), spec); err == nil || errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), "404") {
+	if _, err := s.Install(context.Background(), spec, ""); err == nil || errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), "404") {
 		t.Errorf("missing version: %v", err)
 	}
 }
@@ -135,7 +137,7 @@ func TestInstallRefusesHostileArchives(t *testing.T) {
 			srv, _ := registry(t, map[string][]byte{"/@acme/mcp-demo/-/mcp-demo-1.2.3.tgz": archive})
 			s := &Store{Dir: t.TempDir(), Registry: srv.URL}
 			spec := Spec{Ecosystem: "npm", Name: "@acme/mcp-demo", Version: "1.2.3", Integrity: integrityOf(archive)}
-			if got, err := s.Install(context.Background(), spec); err == nil {
+			if got, err := s.Install(context.Background(), spec, ""); err == nil {
 				t.Fatalf("installed %+v", got)
 			}
 		})
@@ -198,5 +200,62 @@ func TestDependencyTree(t *testing.T) {
 	}
 	if _, err := dependencyTree(dir, spec, true); err == nil || !strings.Contains(err.Error(), "lockfileVersion 1") {
 		t.Fatalf("old shrinkwrap: %v", err)
+	}
+}
+
+// TestInstallResolvesAWantedTreeOnce: a registry that resolves a
+// dependency differently over time (a fake npm that installs zod 3.0.N on
+// its Nth run) leaves one install per tree side by side; a wanted tree that
+// is not kept is resolved afresh once, and taken when it comes out so.
+func TestInstallResolvesAWantedTreeOnce(t *testing.T) {
+	work := t.TempDir()
+	npm := filepath.Join(work, "npm")
+	script := `#!/bin/sh
+n=$(cat "` + work + `/runs" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "` + work + `/runs"
+printf '{"lockfileVersion":3,"packages":{"":{},"node_modules/zod":{"version":"3.0.%s","integrity":"sha512-z%s"}}}' $n $n > package-lock.json
+`
+	if err := os.WriteFile(npm, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runs := func() string {
+		b, _ := os.ReadFile(filepath.Join(work, "runs"))
+		return strings.TrimSpace(string(b))
+	}
+	archive := tgz(t, map[string]string{"package.json": `{"name":"@acme/mcp-demo","version":"1.2.3","bin":{"mcp-demo":"bin/server.js"},"dependencies":{"zod":"^3.0.0"}}`, "bin/server.js": "1"})
+	srv, hits := registry(t, map[string][]byte{"/@acme/mcp-demo/-/mcp-demo-1.2.3.tgz": archive})
+	s := &Store{Dir: t.TempDir(), Registry: srv.URL, NPM: npm}
+	spec := Spec{Ecosystem: "npm", Name: "@acme/mcp-demo", Version: "1.2.3", Integrity: integrityOf(archive)}
+	treeWith := func(n string) string {
+		tree, err := treeOf(spec, []string{"zod@3.0." + n + " sha512-z" + n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return canonical.Hash(tree)
+	}
+
+	first, err := s.Install(context.Background(), spec, "")
+	if err != nil || first.TreeSHA != treeWith("1") || runs() != "1" {
+		t.Fatalf("first install: %s %v, npm ran %s times", first.Tree, err, runs())
+	}
+	// Approved since: the tree the registry resolves now (zod 3.0.2).
+	second, err := s.Install(context.Background(), spec, treeWith("2"))
+	if err != nil || second.TreeSHA != treeWith("2") || second.Dir == first.Dir || runs() != "2" {
+		t.Fatalf("wanted tree: %s %v, npm ran %s times", second.Tree, err, runs())
+	}
+	// Both are kept; wanting either takes it from the store.
+	for _, in := range []Installed{first, second} {
+		if got, err := s.Install(context.Background(), spec, in.TreeSHA); err != nil || got.Dir != in.Dir {
+			t.Fatalf("kept %s: %+v %v", in.Dir, got, err)
+		}
+	}
+	// A tree the registry no longer resolves to: one more try, then what is kept.
+	for range 3 {
+		got, err := s.Install(context.Background(), spec, treeWith("9"))
+		if err != nil || got.TreeSHA == treeWith("9") {
+			t.Fatalf("unreachable tree: %s %v", got.Tree, err)
+		}
+	}
+	if runs() != "3" || hits.Load() != 3 {
+		t.Errorf("npm ran %s times and the archive was fetched %d times, want 3 each", runs(), hits.Load())
 	}
 }

@@ -124,7 +124,7 @@ func (s *Stdio) packageCommand(ctx context.Context, name string, p pkgstore.Spec
 	if reason := s.packageRefusal(p); reason != "" {
 		return nil, pkgstore.Installed{}, errors.New(reason)
 	}
-	installed, err := s.Packages.Install(ctx, p)
+	installed, err := s.Packages.Install(ctx, p, pin)
 	if err != nil {
 		return nil, installed, err
 	}
