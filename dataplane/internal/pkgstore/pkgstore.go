@@ -206,7 +206,7 @@ func (s *Store) Install(ctx context.Context, spec Spec, tree string) (Installed,
 	if err != nil {
 		return Installed{}, err
 	}
-	var other *Installed // a kept install with another tree
+	var other *Installed                     // a kept install with another tree
 	for _, dir := range append(dirs, base) { // base: an install made before trees named directories
 		b, err := os.ReadFile(filepath.Join(dir, kept))
 		if errors.Is(err, fs.ErrNotExist) {
