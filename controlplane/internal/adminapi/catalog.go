@@ -20,7 +20,7 @@ func CatalogEntryToProto(e *ent.CatalogEntry) *adminv1.CatalogEntry {
 	out := &adminv1.CatalogEntry{Id: e.ID.String(), Name: e.Name, Version: e.Version, Title: e.Title, Description: e.Description,
 		Transport: tr, Url: e.URL, PackageEcosystem: e.PackageEcosystem, PackageName: e.PackageName, PackageVersion: e.PackageVersion,
 		PackageIntegrity: e.PackageIntegrity, PackageBin: e.PackageBin, Args: e.Args, Status: e.Status.String(), RequestedBy: e.RequestedBy,
-		ApprovalsRequired: int32(e.ApprovalsRequired), CreatedAt: ts(e.CreatedAt), DecidedAt: tsp(e.DecidedAt), Source: e.Source}
+		ApprovalsRequired: int32(e.ApprovalsRequired), Approvals: int32(catalog.Approvals(e.Decisions)), CreatedAt: ts(e.CreatedAt), DecidedAt: tsp(e.DecidedAt), Source: e.Source}
 	for _, c := range e.Credentials {
 		out.Credentials = append(out.Credentials, &adminv1.CatalogCredential{Kind: c.Kind, Name: c.Name, Description: c.Description, Secret: c.Secret, Required: c.Required})
 	}

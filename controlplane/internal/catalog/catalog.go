@@ -325,12 +325,7 @@ func (s *Service) Decide(ctx context.Context, tenantID, id uuid.UUID, reject boo
 		now := s.now()
 		decisions := append(slices.Clone(e.Decisions), schematype.CatalogDecision{ActorKey: key, Actor: bound.String(authz.Actor(ctx), 320),
 			Decision: decision, Comment: comment, At: now})
-		approvals := 0
-		for _, d := range decisions {
-			if d.Decision == "approve" {
-				approvals++
-			}
-		}
+		approvals := Approvals(decisions)
 		// Only if nobody decided since it was read: a concurrent rejection is never overwritten.
 		upd := tx.CatalogEntry.Update().Where(catalogentry.ID(e.ID), catalogentry.StatusEQ(catalogentry.StatusPending),
 			catalogentry.Revision(e.Revision)).SetDecisions(decisions).AddRevision(1)
@@ -356,6 +351,17 @@ func (s *Service) Decide(ctx context.Context, tenantID, id uuid.UUID, reject boo
 			TargetID: e.ID.String(), TargetName: e.Name + "@" + e.Version, Before: e, After: out})
 	})
 	return out, err
+}
+
+// Approvals counts the approvals among decisions.
+func Approvals(decisions []schematype.CatalogDecision) int {
+	n := 0
+	for _, d := range decisions {
+		if d.Decision == "approve" {
+			n++
+		}
+	}
+	return n
 }
 
 // Delete removes an entry; upstreams added from it keep what they run.

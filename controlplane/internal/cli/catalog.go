@@ -30,7 +30,7 @@ func catalogCommand(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals)
 	reject := newFS("catalog reject")
 	rejectComment := reject.String("comment", "", "why you reject (kept in the audit log)")
 	decided := func(e *adminv1.CatalogEntry) error {
-		_, err := fmt.Fprintf(g.out, "%s@%s: %s (%d/%d approvals)\n", e.GetName(), e.GetVersion(), e.GetStatus(), approvals(e), e.GetApprovalsRequired())
+		_, err := fmt.Fprintf(g.out, "%s@%s: %s (%d/%d approvals)\n", e.GetName(), e.GetVersion(), e.GetStatus(), e.GetApprovals(), e.GetApprovalsRequired())
 		return err
 	}
 	return &ffcli.Command{Name: "catalog", ShortUsage: "portcullis catalog <list|import|approve|reject|delete|policy|only>",
@@ -54,7 +54,7 @@ func catalogCommand(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals)
 							}
 							needs = append(needs, n)
 						}
-						row(e.GetId(), e.GetName(), e.GetVersion(), runs, strings.Join(needs, ", "), e.GetStatus(), fmt.Sprintf("%d/%d", approvals(e), e.GetApprovalsRequired()))
+						row(e.GetId(), e.GetName(), e.GetVersion(), runs, strings.Join(needs, ", "), e.GetStatus(), fmt.Sprintf("%d/%d", e.GetApprovals(), e.GetApprovalsRequired()))
 					}
 				})
 			}),
@@ -126,14 +126,4 @@ func onOff(on bool) string {
 		return "on"
 	}
 	return "off"
-}
-
-func approvals(e *adminv1.CatalogEntry) int {
-	n := 0
-	for _, d := range e.GetDecisions() {
-		if d.GetDecision() == "approve" {
-			n++
-		}
-	}
-	return n
 }

@@ -157,8 +157,8 @@ type PackageTree struct {
 // the upstream is configured with now (a report made before a version bump
 // reached the gateway is not).
 func PackageIsUpstreams(dt *agentv1.DiscoveredTool, up *ent.Upstream) error {
-	if err := Validate(tool.KindPackage, dt); err != nil {
-		return err
+	if len(dt.GetDefinition()) > MaxDefinitionBytes { // the rest of Validate follows in applyUpstream
+		return fmt.Errorf("package tree is larger than %d bytes", MaxDefinitionBytes)
 	}
 	var pt PackageTree
 	if err := json.Unmarshal(dt.GetDefinition(), &pt); err != nil {

@@ -27,7 +27,7 @@ func (s *Server) renderCatalog(w http.ResponseWriter, r *http.Request, rq *reque
 	vm.Error, vm.Notice = errMsg, notice
 	for _, e := range es {
 		row := ui.CatalogRow{ID: e.ID.String(), Name: e.Name, Version: e.Version, Title: e.Title, Description: e.Description, Runs: e.URL,
-			Status: e.Status.String(), RequestedBy: e.RequestedBy, Required: e.ApprovalsRequired, Created: e.CreatedAt}
+			Status: e.Status.String(), RequestedBy: e.RequestedBy, Approvals: catalog.Approvals(e.Decisions), Required: e.ApprovalsRequired, Created: e.CreatedAt}
 		if e.Transport == catalogentry.TransportPackage {
 			row.Runs = strings.TrimSpace(e.PackageEcosystem + ":" + e.PackageName + "@" + e.PackageVersion + " " + strings.Join(e.Args, " "))
 			row.Integrity = e.PackageIntegrity
@@ -42,9 +42,6 @@ func (s *Server) renderCatalog(w http.ResponseWriter, r *http.Request, rq *reque
 		}
 		row.Needs = strings.Join(needs, ", ")
 		for _, d := range e.Decisions {
-			if d.Decision == "approve" {
-				row.Approvals++
-			}
 			row.Decisions = append(row.Decisions, fmt.Sprintf("%sd by %s", d.Decision, d.Actor))
 		}
 		vm.Entries = append(vm.Entries, row)

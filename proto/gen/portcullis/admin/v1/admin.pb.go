@@ -7530,7 +7530,9 @@ type CatalogEntry struct {
 	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	DecidedAt         *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
 	// Where it came from: "server.json".
-	Source        string `protobuf:"bytes,21,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,21,opt,name=source,proto3" json:"source,omitempty"`
+	// How many of the decisions approve it.
+	Approvals     int32 `protobuf:"varint,22,opt,name=approvals,proto3" json:"approvals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7710,6 +7712,13 @@ func (x *CatalogEntry) GetSource() string {
 		return x.Source
 	}
 	return ""
+}
+
+func (x *CatalogEntry) GetApprovals() int32 {
+	if x != nil {
+		return x.Approvals
+	}
+	return 0
 }
 
 // CatalogCredential is an environment variable (kind "env") or a header
@@ -8835,7 +8844,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
 	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"O\n" +
 	"\x12GetTrafficResponse\x129\n" +
-	"\x06points\x18\x01 \x03(\v2!.portcullis.admin.v1.TrafficPointR\x06points\"\xae\x06\n" +
+	"\x06points\x18\x01 \x03(\v2!.portcullis.admin.v1.TrafficPointR\x06points\"\xcc\x06\n" +
 	"\fCatalogEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -8861,7 +8870,8 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"created_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"decided_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12\x16\n" +
-	"\x06source\x18\x15 \x01(\tR\x06source\"\x91\x01\n" +
+	"\x06source\x18\x15 \x01(\tR\x06source\x12\x1c\n" +
+	"\tapprovals\x18\x16 \x01(\x05R\tapprovals\"\x91\x01\n" +
 	"\x11CatalogCredential\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
