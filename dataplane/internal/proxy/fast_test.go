@@ -55,9 +55,20 @@ func TestFastPathRelaysEveryFeature(t *testing.T) {
 	if n := rawCalls() - before; n != 7 {
 		t.Errorf("%v of 7 calls took the fast path", n)
 	}
+	relayed := func(ev *agentv1.CallEvent) bool {
+		return ev.Method == "sampling/createMessage" || ev.Method == "elicitation/create" || ev.Method == "roots/list"
+	}
 	var asked int
-	for _, ev := range events(q) {
-		if ev.Method == "sampling/createMessage" || ev.Method == "elicitation/create" || ev.Method == "roots/list" {
+	for _, ev := range eventsUntil(q, func(evs []*agentv1.CallEvent) bool {
+		n := 0
+		for _, ev := range evs {
+			if relayed(ev) {
+				n++
+			}
+		}
+		return n >= 3
+	}) {
+		if relayed(ev) {
 			asked++
 			if ev.Decision != agentv1.Decision_DECISION_ALLOW || ev.Upstream != "up" || ev.Tool != "front" {
 				t.Errorf("relayed request event %+v", ev)
@@ -145,12 +156,15 @@ func TestFastPathWithClientKeyAndRules(t *testing.T) {
 		t.Errorf("%v calls took the fast path, want the allowed one", n)
 	}
 	var allowed, denied bool
-	for _, ev := range events(q) {
-		if ev.Method == "tools/call" && ev.Principal == "apikey:fast" {
-			allowed = allowed || ev.Decision == agentv1.Decision_DECISION_ALLOW
-			denied = denied || ev.Decision == agentv1.Decision_DECISION_DENY
+	eventsUntil(q, func(evs []*agentv1.CallEvent) bool {
+		for _, ev := range evs {
+			if ev.Method == "tools/call" && ev.Principal == "apikey:fast" {
+				allowed = allowed || ev.Decision == agentv1.Decision_DECISION_ALLOW
+				denied = denied || ev.Decision == agentv1.Decision_DECISION_DENY
+			}
 		}
-	}
+		return allowed && denied
+	})
 	if !allowed || !denied {
 		t.Errorf("events for the key's principal: allowed %v, denied %v", allowed, denied)
 	}
@@ -305,11 +319,15 @@ func TestFastPathSessionless(t *testing.T) {
 		t.Errorf("%v calls took the fast path, want 2 (incr and mrtr's first round)", n)
 	}
 	var fast int
-	for _, ev := range events(q) {
-		if ev.Method == "tools/call" && ev.Tool == "incr" && ev.VirtualServer == "main" && ev.Decision == agentv1.Decision_DECISION_ALLOW {
-			fast++
+	eventsUntil(q, func(evs []*agentv1.CallEvent) bool {
+		fast = 0
+		for _, ev := range evs {
+			if ev.Method == "tools/call" && ev.Tool == "incr" && ev.VirtualServer == "main" && ev.Decision == agentv1.Decision_DECISION_ALLOW {
+				fast++
+			}
 		}
-	}
+		return fast > 0
+	})
 	if fast != 1 {
 		t.Errorf("%d call events for incr, want 1", fast)
 	}

@@ -231,9 +231,12 @@ func TestResultOverTheLimit(t *testing.T) {
 					t.Errorf("small after big = %q", got)
 				}
 				var denied bool
-				for _, ev := range events(q) {
-					denied = denied || (ev.Tool == "big" && ev.Decision == agentv1.Decision_DECISION_DENY && strings.Contains(ev.Reason, "larger than"))
-				}
+				eventsUntil(q, func(evs []*agentv1.CallEvent) bool {
+					for _, ev := range evs {
+						denied = denied || (ev.Tool == "big" && ev.Decision == agentv1.Decision_DECISION_DENY && strings.Contains(ev.Reason, "larger than"))
+					}
+					return denied
+				})
 				if !denied {
 					t.Error("no deny event for the oversized result")
 				}
@@ -375,11 +378,15 @@ func TestDuplicateArgumentsRefused(t *testing.T) {
 				}
 			}
 			var denied int
-			for _, ev := range events(q) {
-				if ev.Decision == agentv1.Decision_DECISION_DENY && strings.HasPrefix(ev.Reason, "the arguments") {
-					denied++
+			eventsUntil(q, func(evs []*agentv1.CallEvent) bool {
+				denied = 0
+				for _, ev := range evs {
+					if ev.Decision == agentv1.Decision_DECISION_DENY && strings.HasPrefix(ev.Reason, "the arguments") {
+						denied++
+					}
 				}
-			}
+				return denied >= 3
+			})
 			if denied != 3 {
 				t.Errorf("%d deny events, want 3", denied)
 			}

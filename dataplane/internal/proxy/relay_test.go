@@ -248,6 +248,20 @@ func events(q *telemetry.Queue) []*agentv1.CallEvent {
 	return evs
 }
 
+// eventsUntil collects events until done says it has what it waits for, or
+// ten seconds pass: an event of a request relayed to the client is recorded
+// when the client's answer has been passed on, which can be after the
+// call's own result reached the client.
+func eventsUntil(q *telemetry.Queue, done func([]*agentv1.CallEvent) bool) []*agentv1.CallEvent {
+	var all []*agentv1.CallEvent
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		all = append(all, events(q)...)
+		if done(all) || time.Now().After(deadline) {
+			return all
+		}
+	}
+}
+
 func TestRelayEveryFeature(t *testing.T) {
 	url, q := relayGateway(t, relayUpstream(t, false).URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
 	a := connectRelayClient(t, url)
@@ -299,7 +313,9 @@ func TestRelayEveryFeature(t *testing.T) {
 		t.Errorf("unknown tool = %q", got)
 	}
 	var sampled, denied bool
-	for _, ev := range events(q) {
+	for _, ev := range eventsUntil(q, func(evs []*agentv1.CallEvent) bool {
+		return slices.ContainsFunc(evs, func(ev *agentv1.CallEvent) bool { return ev.Method == "sampling/createMessage" })
+	}) {
 		if ev.Method == "sampling/createMessage" && ev.Upstream == "up" && strings.Contains(ev.Reason, "scanned") {
 			sampled = true
 		}
@@ -333,12 +349,11 @@ func TestRelayGovernsServerRequests(t *testing.T) {
 	if err == nil && !res.IsError {
 		t.Fatalf("a denied sampling request went through: %+v", res)
 	}
-	var denied bool
-	for _, ev := range events(q) {
-		if ev.Method == "sampling/createMessage" && ev.Decision == agentv1.Decision_DECISION_DENY && strings.Contains(ev.Reason, "may not ask clients for sampling") {
-			denied = true
-		}
-	}
+	denied := slices.ContainsFunc(eventsUntil(q, func(evs []*agentv1.CallEvent) bool {
+		return slices.ContainsFunc(evs, func(ev *agentv1.CallEvent) bool { return ev.Method == "sampling/createMessage" })
+	}), func(ev *agentv1.CallEvent) bool {
+		return ev.Method == "sampling/createMessage" && ev.Decision == agentv1.Decision_DECISION_DENY && strings.Contains(ev.Reason, "may not ask clients for sampling")
+	})
 	if !denied {
 		t.Error("no deny CallEvent for the refused sampling request")
 	}
@@ -413,12 +428,10 @@ func TestRelayAcrossProtocolEras(t *testing.T) {
 			})
 		}
 		if !up.stateless {
-			var held bool
-			for _, ev := range events(q) {
-				if ev.Method == "elicitation/create" && ev.Reason != "" && ev.Decision == agentv1.Decision_DECISION_ALLOW {
-					held = true
-				}
+			isHeld := func(ev *agentv1.CallEvent) bool {
+				return ev.Method == "elicitation/create" && ev.Reason != "" && ev.Decision == agentv1.Decision_DECISION_ALLOW
 			}
+			held := slices.ContainsFunc(eventsUntil(q, func(evs []*agentv1.CallEvent) bool { return slices.ContainsFunc(evs, isHeld) }), isHeld)
 			if !held {
 				t.Error("no CallEvent for the scanned elicitation request relayed to a modern client")
 			}
