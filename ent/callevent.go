@@ -49,6 +49,8 @@ type CallEvent struct {
 	ResponseBytes int64 `json:"response_bytes,omitempty"`
 	// Error holds the value of the "error" field.
 	Error string `json:"error,omitempty"`
+	// UpstreamIdentity holds the value of the "upstream_identity" field.
+	UpstreamIdentity string `json:"upstream_identity,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the CallEventQuery when eager-loading is set.
 	Edges        CallEventEdges `json:"edges"`
@@ -82,7 +84,7 @@ func (*CallEvent) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case callevent.FieldLatencyMicros, callevent.FieldRequestBytes, callevent.FieldResponseBytes:
 			values[i] = new(sql.NullInt64)
-		case callevent.FieldID, callevent.FieldPrincipal, callevent.FieldVirtualServer, callevent.FieldUpstream, callevent.FieldMethod, callevent.FieldTool, callevent.FieldDecision, callevent.FieldReason, callevent.FieldError:
+		case callevent.FieldID, callevent.FieldPrincipal, callevent.FieldVirtualServer, callevent.FieldUpstream, callevent.FieldMethod, callevent.FieldTool, callevent.FieldDecision, callevent.FieldReason, callevent.FieldError, callevent.FieldUpstreamIdentity:
 			values[i] = new(sql.NullString)
 		case callevent.FieldTime:
 			values[i] = new(sql.NullTime)
@@ -199,6 +201,12 @@ func (_m *CallEvent) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Error = value.String
 			}
+		case callevent.FieldUpstreamIdentity:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field upstream_identity", values[i])
+			} else if value.Valid {
+				_m.UpstreamIdentity = value.String
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -284,6 +292,9 @@ func (_m *CallEvent) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("error=")
 	builder.WriteString(_m.Error)
+	builder.WriteString(", ")
+	builder.WriteString("upstream_identity=")
+	builder.WriteString(_m.UpstreamIdentity)
 	builder.WriteByte(')')
 	return builder.String()
 }

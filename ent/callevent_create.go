@@ -163,6 +163,20 @@ func (_c *CallEventCreate) SetNillableError(v *string) *CallEventCreate {
 	return _c
 }
 
+// SetUpstreamIdentity sets the "upstream_identity" field.
+func (_c *CallEventCreate) SetUpstreamIdentity(v string) *CallEventCreate {
+	_c.mutation.SetUpstreamIdentity(v)
+	return _c
+}
+
+// SetNillableUpstreamIdentity sets the "upstream_identity" field if the given value is not nil.
+func (_c *CallEventCreate) SetNillableUpstreamIdentity(v *string) *CallEventCreate {
+	if v != nil {
+		_c.SetUpstreamIdentity(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *CallEventCreate) SetID(v string) *CallEventCreate {
 	_c.mutation.SetID(v)
@@ -234,6 +248,10 @@ func (_c *CallEventCreate) defaults() error {
 	if _, ok := _c.mutation.Error(); !ok {
 		v := callevent.DefaultError
 		_c.mutation.SetError(v)
+	}
+	if _, ok := _c.mutation.UpstreamIdentity(); !ok {
+		v := callevent.DefaultUpstreamIdentity
+		_c.mutation.SetUpstreamIdentity(v)
 	}
 	return nil
 }
@@ -323,6 +341,14 @@ func (_c *CallEventCreate) check() error {
 	if v, ok := _c.mutation.Error(); ok {
 		if err := callevent.ErrorValidator(v); err != nil {
 			return &ValidationError{Name: "error", err: fmt.Errorf(`ent: validator failed for field "CallEvent.error": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.UpstreamIdentity(); !ok {
+		return &ValidationError{Name: "upstream_identity", err: errors.New(`ent: missing required field "CallEvent.upstream_identity"`)}
+	}
+	if v, ok := _c.mutation.UpstreamIdentity(); ok {
+		if err := callevent.UpstreamIdentityValidator(v); err != nil {
+			return &ValidationError{Name: "upstream_identity", err: fmt.Errorf(`ent: validator failed for field "CallEvent.upstream_identity": %w`, err)}
 		}
 	}
 	if v, ok := _c.mutation.ID(); ok {
@@ -424,6 +450,10 @@ func (_c *CallEventCreate) createSpec() (*CallEvent, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Error(); ok {
 		_spec.SetField(callevent.FieldError, field.TypeString, value)
 		_node.Error = value
+	}
+	if value, ok := _c.mutation.UpstreamIdentity(); ok {
+		_spec.SetField(callevent.FieldUpstreamIdentity, field.TypeString, value)
+		_node.UpstreamIdentity = value
 	}
 	if nodes := _c.mutation.TenantIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -555,6 +585,9 @@ func (u *CallEventUpsertOne) UpdateNewValues() *CallEventUpsertOne {
 		}
 		if _, exists := u.create.mutation.Error(); exists {
 			s.SetIgnore(callevent.FieldError)
+		}
+		if _, exists := u.create.mutation.UpstreamIdentity(); exists {
+			s.SetIgnore(callevent.FieldUpstreamIdentity)
 		}
 	}))
 	return u
@@ -814,6 +847,9 @@ func (u *CallEventUpsertBulk) UpdateNewValues() *CallEventUpsertBulk {
 			}
 			if _, exists := b.mutation.Error(); exists {
 				s.SetIgnore(callevent.FieldError)
+			}
+			if _, exists := b.mutation.UpstreamIdentity(); exists {
+				s.SetIgnore(callevent.FieldUpstreamIdentity)
 			}
 		}
 	}))

@@ -166,21 +166,22 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		Type: "CallEvent",
 		Fields: map[string]*sqlgraph.FieldSpec{
-			callevent.FieldTenantID:      {Type: field.TypeUUID, Column: callevent.FieldTenantID},
-			callevent.FieldGatewayID:     {Type: field.TypeUUID, Column: callevent.FieldGatewayID},
-			callevent.FieldAgentID:       {Type: field.TypeUUID, Column: callevent.FieldAgentID},
-			callevent.FieldTime:          {Type: field.TypeTime, Column: callevent.FieldTime},
-			callevent.FieldPrincipal:     {Type: field.TypeString, Column: callevent.FieldPrincipal},
-			callevent.FieldVirtualServer: {Type: field.TypeString, Column: callevent.FieldVirtualServer},
-			callevent.FieldUpstream:      {Type: field.TypeString, Column: callevent.FieldUpstream},
-			callevent.FieldMethod:        {Type: field.TypeString, Column: callevent.FieldMethod},
-			callevent.FieldTool:          {Type: field.TypeString, Column: callevent.FieldTool},
-			callevent.FieldDecision:      {Type: field.TypeEnum, Column: callevent.FieldDecision},
-			callevent.FieldReason:        {Type: field.TypeString, Column: callevent.FieldReason},
-			callevent.FieldLatencyMicros: {Type: field.TypeInt64, Column: callevent.FieldLatencyMicros},
-			callevent.FieldRequestBytes:  {Type: field.TypeInt64, Column: callevent.FieldRequestBytes},
-			callevent.FieldResponseBytes: {Type: field.TypeInt64, Column: callevent.FieldResponseBytes},
-			callevent.FieldError:         {Type: field.TypeString, Column: callevent.FieldError},
+			callevent.FieldTenantID:         {Type: field.TypeUUID, Column: callevent.FieldTenantID},
+			callevent.FieldGatewayID:        {Type: field.TypeUUID, Column: callevent.FieldGatewayID},
+			callevent.FieldAgentID:          {Type: field.TypeUUID, Column: callevent.FieldAgentID},
+			callevent.FieldTime:             {Type: field.TypeTime, Column: callevent.FieldTime},
+			callevent.FieldPrincipal:        {Type: field.TypeString, Column: callevent.FieldPrincipal},
+			callevent.FieldVirtualServer:    {Type: field.TypeString, Column: callevent.FieldVirtualServer},
+			callevent.FieldUpstream:         {Type: field.TypeString, Column: callevent.FieldUpstream},
+			callevent.FieldMethod:           {Type: field.TypeString, Column: callevent.FieldMethod},
+			callevent.FieldTool:             {Type: field.TypeString, Column: callevent.FieldTool},
+			callevent.FieldDecision:         {Type: field.TypeEnum, Column: callevent.FieldDecision},
+			callevent.FieldReason:           {Type: field.TypeString, Column: callevent.FieldReason},
+			callevent.FieldLatencyMicros:    {Type: field.TypeInt64, Column: callevent.FieldLatencyMicros},
+			callevent.FieldRequestBytes:     {Type: field.TypeInt64, Column: callevent.FieldRequestBytes},
+			callevent.FieldResponseBytes:    {Type: field.TypeInt64, Column: callevent.FieldResponseBytes},
+			callevent.FieldError:            {Type: field.TypeString, Column: callevent.FieldError},
+			callevent.FieldUpstreamIdentity: {Type: field.TypeString, Column: callevent.FieldUpstreamIdentity},
 		},
 	}
 	graph.Nodes[6] = &sqlgraph.Node{
@@ -508,29 +509,35 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		Type: "Upstream",
 		Fields: map[string]*sqlgraph.FieldSpec{
-			upstream.FieldCreatedAt:        {Type: field.TypeTime, Column: upstream.FieldCreatedAt},
-			upstream.FieldUpdatedAt:        {Type: field.TypeTime, Column: upstream.FieldUpdatedAt},
-			upstream.FieldTenantID:         {Type: field.TypeUUID, Column: upstream.FieldTenantID},
-			upstream.FieldGatewayID:        {Type: field.TypeUUID, Column: upstream.FieldGatewayID},
-			upstream.FieldName:             {Type: field.TypeString, Column: upstream.FieldName},
-			upstream.FieldTransport:        {Type: field.TypeEnum, Column: upstream.FieldTransport},
-			upstream.FieldURL:              {Type: field.TypeString, Column: upstream.FieldURL},
-			upstream.FieldCommand:          {Type: field.TypeString, Column: upstream.FieldCommand},
-			upstream.FieldArgs:             {Type: field.TypeJSON, Column: upstream.FieldArgs},
-			upstream.FieldLabels:           {Type: field.TypeJSON, Column: upstream.FieldLabels},
-			upstream.FieldPackageEcosystem: {Type: field.TypeString, Column: upstream.FieldPackageEcosystem},
-			upstream.FieldPackageName:      {Type: field.TypeString, Column: upstream.FieldPackageName},
-			upstream.FieldPackageVersion:   {Type: field.TypeString, Column: upstream.FieldPackageVersion},
-			upstream.FieldPackageIntegrity: {Type: field.TypeString, Column: upstream.FieldPackageIntegrity},
-			upstream.FieldPackageBin:       {Type: field.TypeString, Column: upstream.FieldPackageBin},
-			upstream.FieldCatalogEntry:     {Type: field.TypeString, Column: upstream.FieldCatalogEntry},
-			upstream.FieldCredentialRef:    {Type: field.TypeString, Column: upstream.FieldCredentialRef},
-			upstream.FieldCredentialHeader: {Type: field.TypeString, Column: upstream.FieldCredentialHeader},
-			upstream.FieldDenySampling:     {Type: field.TypeBool, Column: upstream.FieldDenySampling},
-			upstream.FieldDenyElicitation:  {Type: field.TypeBool, Column: upstream.FieldDenyElicitation},
-			upstream.FieldDenyRoots:        {Type: field.TypeBool, Column: upstream.FieldDenyRoots},
-			upstream.FieldReachable:        {Type: field.TypeBool, Column: upstream.FieldReachable},
-			upstream.FieldLastError:        {Type: field.TypeString, Column: upstream.FieldLastError},
+			upstream.FieldCreatedAt:            {Type: field.TypeTime, Column: upstream.FieldCreatedAt},
+			upstream.FieldUpdatedAt:            {Type: field.TypeTime, Column: upstream.FieldUpdatedAt},
+			upstream.FieldTenantID:             {Type: field.TypeUUID, Column: upstream.FieldTenantID},
+			upstream.FieldGatewayID:            {Type: field.TypeUUID, Column: upstream.FieldGatewayID},
+			upstream.FieldName:                 {Type: field.TypeString, Column: upstream.FieldName},
+			upstream.FieldTransport:            {Type: field.TypeEnum, Column: upstream.FieldTransport},
+			upstream.FieldURL:                  {Type: field.TypeString, Column: upstream.FieldURL},
+			upstream.FieldCommand:              {Type: field.TypeString, Column: upstream.FieldCommand},
+			upstream.FieldArgs:                 {Type: field.TypeJSON, Column: upstream.FieldArgs},
+			upstream.FieldLabels:               {Type: field.TypeJSON, Column: upstream.FieldLabels},
+			upstream.FieldPackageEcosystem:     {Type: field.TypeString, Column: upstream.FieldPackageEcosystem},
+			upstream.FieldPackageName:          {Type: field.TypeString, Column: upstream.FieldPackageName},
+			upstream.FieldPackageVersion:       {Type: field.TypeString, Column: upstream.FieldPackageVersion},
+			upstream.FieldPackageIntegrity:     {Type: field.TypeString, Column: upstream.FieldPackageIntegrity},
+			upstream.FieldPackageBin:           {Type: field.TypeString, Column: upstream.FieldPackageBin},
+			upstream.FieldCatalogEntry:         {Type: field.TypeString, Column: upstream.FieldCatalogEntry},
+			upstream.FieldCredentialRef:        {Type: field.TypeString, Column: upstream.FieldCredentialRef},
+			upstream.FieldCredentialHeader:     {Type: field.TypeString, Column: upstream.FieldCredentialHeader},
+			upstream.FieldAuthMode:             {Type: field.TypeEnum, Column: upstream.FieldAuthMode},
+			upstream.FieldOauthClientID:        {Type: field.TypeString, Column: upstream.FieldOauthClientID},
+			upstream.FieldOauthClientSecretRef: {Type: field.TypeString, Column: upstream.FieldOauthClientSecretRef},
+			upstream.FieldOauthScopes:          {Type: field.TypeJSON, Column: upstream.FieldOauthScopes},
+			upstream.FieldOauthIssuer:          {Type: field.TypeString, Column: upstream.FieldOauthIssuer},
+			upstream.FieldOauthResource:        {Type: field.TypeString, Column: upstream.FieldOauthResource},
+			upstream.FieldDenySampling:         {Type: field.TypeBool, Column: upstream.FieldDenySampling},
+			upstream.FieldDenyElicitation:      {Type: field.TypeBool, Column: upstream.FieldDenyElicitation},
+			upstream.FieldDenyRoots:            {Type: field.TypeBool, Column: upstream.FieldDenyRoots},
+			upstream.FieldReachable:            {Type: field.TypeBool, Column: upstream.FieldReachable},
+			upstream.FieldLastError:            {Type: field.TypeString, Column: upstream.FieldLastError},
 		},
 	}
 	graph.Nodes[20] = &sqlgraph.Node{
@@ -1732,6 +1739,11 @@ func (f *CallEventFilter) WhereResponseBytes(p entql.Int64P) {
 // WhereError applies the entql string predicate on the error field.
 func (f *CallEventFilter) WhereError(p entql.StringP) {
 	f.Where(p.Field(callevent.FieldError))
+}
+
+// WhereUpstreamIdentity applies the entql string predicate on the upstream_identity field.
+func (f *CallEventFilter) WhereUpstreamIdentity(p entql.StringP) {
+	f.Where(p.Field(callevent.FieldUpstreamIdentity))
 }
 
 // WhereHasTenant applies a predicate to check if query has an edge tenant.
@@ -3471,6 +3483,36 @@ func (f *UpstreamFilter) WhereCredentialRef(p entql.StringP) {
 // WhereCredentialHeader applies the entql string predicate on the credential_header field.
 func (f *UpstreamFilter) WhereCredentialHeader(p entql.StringP) {
 	f.Where(p.Field(upstream.FieldCredentialHeader))
+}
+
+// WhereAuthMode applies the entql string predicate on the auth_mode field.
+func (f *UpstreamFilter) WhereAuthMode(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldAuthMode))
+}
+
+// WhereOauthClientID applies the entql string predicate on the oauth_client_id field.
+func (f *UpstreamFilter) WhereOauthClientID(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldOauthClientID))
+}
+
+// WhereOauthClientSecretRef applies the entql string predicate on the oauth_client_secret_ref field.
+func (f *UpstreamFilter) WhereOauthClientSecretRef(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldOauthClientSecretRef))
+}
+
+// WhereOauthScopes applies the entql json.RawMessage predicate on the oauth_scopes field.
+func (f *UpstreamFilter) WhereOauthScopes(p entql.BytesP) {
+	f.Where(p.Field(upstream.FieldOauthScopes))
+}
+
+// WhereOauthIssuer applies the entql string predicate on the oauth_issuer field.
+func (f *UpstreamFilter) WhereOauthIssuer(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldOauthIssuer))
+}
+
+// WhereOauthResource applies the entql string predicate on the oauth_resource field.
+func (f *UpstreamFilter) WhereOauthResource(p entql.StringP) {
+	f.Where(p.Field(upstream.FieldOauthResource))
 }
 
 // WhereDenySampling applies the entql bool predicate on the deny_sampling field.

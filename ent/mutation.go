@@ -5033,6 +5033,7 @@ type CallEventMutation struct {
 	response_bytes    *int64
 	addresponse_bytes *int64
 	error             *string
+	upstream_identity *string
 	clearedFields     map[string]struct{}
 	tenant            *uuid.UUID
 	clearedtenant     bool
@@ -5745,6 +5746,42 @@ func (m *CallEventMutation) ResetError() {
 	m.error = nil
 }
 
+// SetUpstreamIdentity sets the "upstream_identity" field.
+func (m *CallEventMutation) SetUpstreamIdentity(s string) {
+	m.upstream_identity = &s
+}
+
+// UpstreamIdentity returns the value of the "upstream_identity" field in the mutation.
+func (m *CallEventMutation) UpstreamIdentity() (r string, exists bool) {
+	v := m.upstream_identity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpstreamIdentity returns the old "upstream_identity" field's value of the CallEvent entity.
+// If the CallEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CallEventMutation) OldUpstreamIdentity(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpstreamIdentity is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpstreamIdentity requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpstreamIdentity: %w", err)
+	}
+	return oldValue.UpstreamIdentity, nil
+}
+
+// ResetUpstreamIdentity resets all changes to the "upstream_identity" field.
+func (m *CallEventMutation) ResetUpstreamIdentity() {
+	m.upstream_identity = nil
+}
+
 // ClearTenant clears the "tenant" edge to the Tenant entity.
 func (m *CallEventMutation) ClearTenant() {
 	m.clearedtenant = true
@@ -5806,7 +5843,7 @@ func (m *CallEventMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *CallEventMutation) Fields() []string {
-	fields := make([]string, 0, 15)
+	fields := make([]string, 0, 16)
 	if m.tenant != nil {
 		fields = append(fields, callevent.FieldTenantID)
 	}
@@ -5852,6 +5889,9 @@ func (m *CallEventMutation) Fields() []string {
 	if m.error != nil {
 		fields = append(fields, callevent.FieldError)
 	}
+	if m.upstream_identity != nil {
+		fields = append(fields, callevent.FieldUpstreamIdentity)
+	}
 	return fields
 }
 
@@ -5890,6 +5930,8 @@ func (m *CallEventMutation) Field(name string) (ent.Value, bool) {
 		return m.ResponseBytes()
 	case callevent.FieldError:
 		return m.Error()
+	case callevent.FieldUpstreamIdentity:
+		return m.UpstreamIdentity()
 	}
 	return nil, false
 }
@@ -5929,6 +5971,8 @@ func (m *CallEventMutation) OldField(ctx context.Context, name string) (ent.Valu
 		return m.OldResponseBytes(ctx)
 	case callevent.FieldError:
 		return m.OldError(ctx)
+	case callevent.FieldUpstreamIdentity:
+		return m.OldUpstreamIdentity(ctx)
 	}
 	return nil, fmt.Errorf("unknown CallEvent field %s", name)
 }
@@ -6042,6 +6086,13 @@ func (m *CallEventMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetError(v)
+		return nil
+	case callevent.FieldUpstreamIdentity:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpstreamIdentity(v)
 		return nil
 	}
 	return fmt.Errorf("unknown CallEvent field %s", name)
@@ -6175,6 +6226,9 @@ func (m *CallEventMutation) ResetField(name string) error {
 		return nil
 	case callevent.FieldError:
 		m.ResetError()
+		return nil
+	case callevent.FieldUpstreamIdentity:
+		m.ResetUpstreamIdentity()
 		return nil
 	}
 	return fmt.Errorf("unknown CallEvent field %s", name)
@@ -20534,42 +20588,49 @@ func (m *ToolVersionMutation) ResetEdge(name string) error {
 // UpstreamMutation represents an operation that mutates the Upstream nodes in the graph.
 type UpstreamMutation struct {
 	config
-	op                Op
-	typ               string
-	id                *uuid.UUID
-	created_at        *time.Time
-	updated_at        *time.Time
-	name              *string
-	transport         *upstream.Transport
-	url               *string
-	command           *string
-	args              *[]string
-	appendargs        []string
-	labels            *map[string]string
-	package_ecosystem *string
-	package_name      *string
-	package_version   *string
-	package_integrity *string
-	package_bin       *string
-	catalog_entry     *string
-	credential_ref    *string
-	credential_header *string
-	deny_sampling     *bool
-	deny_elicitation  *bool
-	deny_roots        *bool
-	reachable         *bool
-	last_error        *string
-	clearedFields     map[string]struct{}
-	tenant            *uuid.UUID
-	clearedtenant     bool
-	gateway           *uuid.UUID
-	clearedgateway    bool
-	tools             map[uuid.UUID]struct{}
-	removedtools      map[uuid.UUID]struct{}
-	clearedtools      bool
-	done              bool
-	oldValue          func(context.Context) (*Upstream, error)
-	predicates        []predicate.Upstream
+	op                      Op
+	typ                     string
+	id                      *uuid.UUID
+	created_at              *time.Time
+	updated_at              *time.Time
+	name                    *string
+	transport               *upstream.Transport
+	url                     *string
+	command                 *string
+	args                    *[]string
+	appendargs              []string
+	labels                  *map[string]string
+	package_ecosystem       *string
+	package_name            *string
+	package_version         *string
+	package_integrity       *string
+	package_bin             *string
+	catalog_entry           *string
+	credential_ref          *string
+	credential_header       *string
+	auth_mode               *upstream.AuthMode
+	oauth_client_id         *string
+	oauth_client_secret_ref *string
+	oauth_scopes            *[]string
+	appendoauth_scopes      []string
+	oauth_issuer            *string
+	oauth_resource          *string
+	deny_sampling           *bool
+	deny_elicitation        *bool
+	deny_roots              *bool
+	reachable               *bool
+	last_error              *string
+	clearedFields           map[string]struct{}
+	tenant                  *uuid.UUID
+	clearedtenant           bool
+	gateway                 *uuid.UUID
+	clearedgateway          bool
+	tools                   map[uuid.UUID]struct{}
+	removedtools            map[uuid.UUID]struct{}
+	clearedtools            bool
+	done                    bool
+	oldValue                func(context.Context) (*Upstream, error)
+	predicates              []predicate.Upstream
 }
 
 var _ ent.Mutation = (*UpstreamMutation)(nil)
@@ -21366,6 +21427,251 @@ func (m *UpstreamMutation) ResetCredentialHeader() {
 	m.credential_header = nil
 }
 
+// SetAuthMode sets the "auth_mode" field.
+func (m *UpstreamMutation) SetAuthMode(um upstream.AuthMode) {
+	m.auth_mode = &um
+}
+
+// AuthMode returns the value of the "auth_mode" field in the mutation.
+func (m *UpstreamMutation) AuthMode() (r upstream.AuthMode, exists bool) {
+	v := m.auth_mode
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAuthMode returns the old "auth_mode" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldAuthMode(ctx context.Context) (v upstream.AuthMode, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAuthMode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAuthMode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAuthMode: %w", err)
+	}
+	return oldValue.AuthMode, nil
+}
+
+// ResetAuthMode resets all changes to the "auth_mode" field.
+func (m *UpstreamMutation) ResetAuthMode() {
+	m.auth_mode = nil
+}
+
+// SetOauthClientID sets the "oauth_client_id" field.
+func (m *UpstreamMutation) SetOauthClientID(s string) {
+	m.oauth_client_id = &s
+}
+
+// OauthClientID returns the value of the "oauth_client_id" field in the mutation.
+func (m *UpstreamMutation) OauthClientID() (r string, exists bool) {
+	v := m.oauth_client_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOauthClientID returns the old "oauth_client_id" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldOauthClientID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOauthClientID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOauthClientID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOauthClientID: %w", err)
+	}
+	return oldValue.OauthClientID, nil
+}
+
+// ResetOauthClientID resets all changes to the "oauth_client_id" field.
+func (m *UpstreamMutation) ResetOauthClientID() {
+	m.oauth_client_id = nil
+}
+
+// SetOauthClientSecretRef sets the "oauth_client_secret_ref" field.
+func (m *UpstreamMutation) SetOauthClientSecretRef(s string) {
+	m.oauth_client_secret_ref = &s
+}
+
+// OauthClientSecretRef returns the value of the "oauth_client_secret_ref" field in the mutation.
+func (m *UpstreamMutation) OauthClientSecretRef() (r string, exists bool) {
+	v := m.oauth_client_secret_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOauthClientSecretRef returns the old "oauth_client_secret_ref" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldOauthClientSecretRef(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOauthClientSecretRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOauthClientSecretRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOauthClientSecretRef: %w", err)
+	}
+	return oldValue.OauthClientSecretRef, nil
+}
+
+// ResetOauthClientSecretRef resets all changes to the "oauth_client_secret_ref" field.
+func (m *UpstreamMutation) ResetOauthClientSecretRef() {
+	m.oauth_client_secret_ref = nil
+}
+
+// SetOauthScopes sets the "oauth_scopes" field.
+func (m *UpstreamMutation) SetOauthScopes(s []string) {
+	m.oauth_scopes = &s
+	m.appendoauth_scopes = nil
+}
+
+// OauthScopes returns the value of the "oauth_scopes" field in the mutation.
+func (m *UpstreamMutation) OauthScopes() (r []string, exists bool) {
+	v := m.oauth_scopes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOauthScopes returns the old "oauth_scopes" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldOauthScopes(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOauthScopes is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOauthScopes requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOauthScopes: %w", err)
+	}
+	return oldValue.OauthScopes, nil
+}
+
+// AppendOauthScopes adds s to the "oauth_scopes" field.
+func (m *UpstreamMutation) AppendOauthScopes(s []string) {
+	m.appendoauth_scopes = append(m.appendoauth_scopes, s...)
+}
+
+// AppendedOauthScopes returns the list of values that were appended to the "oauth_scopes" field in this mutation.
+func (m *UpstreamMutation) AppendedOauthScopes() ([]string, bool) {
+	if len(m.appendoauth_scopes) == 0 {
+		return nil, false
+	}
+	return m.appendoauth_scopes, true
+}
+
+// ClearOauthScopes clears the value of the "oauth_scopes" field.
+func (m *UpstreamMutation) ClearOauthScopes() {
+	m.oauth_scopes = nil
+	m.appendoauth_scopes = nil
+	m.clearedFields[upstream.FieldOauthScopes] = struct{}{}
+}
+
+// OauthScopesCleared returns if the "oauth_scopes" field was cleared in this mutation.
+func (m *UpstreamMutation) OauthScopesCleared() bool {
+	_, ok := m.clearedFields[upstream.FieldOauthScopes]
+	return ok
+}
+
+// ResetOauthScopes resets all changes to the "oauth_scopes" field.
+func (m *UpstreamMutation) ResetOauthScopes() {
+	m.oauth_scopes = nil
+	m.appendoauth_scopes = nil
+	delete(m.clearedFields, upstream.FieldOauthScopes)
+}
+
+// SetOauthIssuer sets the "oauth_issuer" field.
+func (m *UpstreamMutation) SetOauthIssuer(s string) {
+	m.oauth_issuer = &s
+}
+
+// OauthIssuer returns the value of the "oauth_issuer" field in the mutation.
+func (m *UpstreamMutation) OauthIssuer() (r string, exists bool) {
+	v := m.oauth_issuer
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOauthIssuer returns the old "oauth_issuer" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldOauthIssuer(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOauthIssuer is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOauthIssuer requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOauthIssuer: %w", err)
+	}
+	return oldValue.OauthIssuer, nil
+}
+
+// ResetOauthIssuer resets all changes to the "oauth_issuer" field.
+func (m *UpstreamMutation) ResetOauthIssuer() {
+	m.oauth_issuer = nil
+}
+
+// SetOauthResource sets the "oauth_resource" field.
+func (m *UpstreamMutation) SetOauthResource(s string) {
+	m.oauth_resource = &s
+}
+
+// OauthResource returns the value of the "oauth_resource" field in the mutation.
+func (m *UpstreamMutation) OauthResource() (r string, exists bool) {
+	v := m.oauth_resource
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOauthResource returns the old "oauth_resource" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldOauthResource(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOauthResource is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOauthResource requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOauthResource: %w", err)
+	}
+	return oldValue.OauthResource, nil
+}
+
+// ResetOauthResource resets all changes to the "oauth_resource" field.
+func (m *UpstreamMutation) ResetOauthResource() {
+	m.oauth_resource = nil
+}
+
 // SetDenySampling sets the "deny_sampling" field.
 func (m *UpstreamMutation) SetDenySampling(b bool) {
 	m.deny_sampling = &b
@@ -21688,7 +21994,7 @@ func (m *UpstreamMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UpstreamMutation) Fields() []string {
-	fields := make([]string, 0, 23)
+	fields := make([]string, 0, 29)
 	if m.created_at != nil {
 		fields = append(fields, upstream.FieldCreatedAt)
 	}
@@ -21742,6 +22048,24 @@ func (m *UpstreamMutation) Fields() []string {
 	}
 	if m.credential_header != nil {
 		fields = append(fields, upstream.FieldCredentialHeader)
+	}
+	if m.auth_mode != nil {
+		fields = append(fields, upstream.FieldAuthMode)
+	}
+	if m.oauth_client_id != nil {
+		fields = append(fields, upstream.FieldOauthClientID)
+	}
+	if m.oauth_client_secret_ref != nil {
+		fields = append(fields, upstream.FieldOauthClientSecretRef)
+	}
+	if m.oauth_scopes != nil {
+		fields = append(fields, upstream.FieldOauthScopes)
+	}
+	if m.oauth_issuer != nil {
+		fields = append(fields, upstream.FieldOauthIssuer)
+	}
+	if m.oauth_resource != nil {
+		fields = append(fields, upstream.FieldOauthResource)
 	}
 	if m.deny_sampling != nil {
 		fields = append(fields, upstream.FieldDenySampling)
@@ -21802,6 +22126,18 @@ func (m *UpstreamMutation) Field(name string) (ent.Value, bool) {
 		return m.CredentialRef()
 	case upstream.FieldCredentialHeader:
 		return m.CredentialHeader()
+	case upstream.FieldAuthMode:
+		return m.AuthMode()
+	case upstream.FieldOauthClientID:
+		return m.OauthClientID()
+	case upstream.FieldOauthClientSecretRef:
+		return m.OauthClientSecretRef()
+	case upstream.FieldOauthScopes:
+		return m.OauthScopes()
+	case upstream.FieldOauthIssuer:
+		return m.OauthIssuer()
+	case upstream.FieldOauthResource:
+		return m.OauthResource()
 	case upstream.FieldDenySampling:
 		return m.DenySampling()
 	case upstream.FieldDenyElicitation:
@@ -21857,6 +22193,18 @@ func (m *UpstreamMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldCredentialRef(ctx)
 	case upstream.FieldCredentialHeader:
 		return m.OldCredentialHeader(ctx)
+	case upstream.FieldAuthMode:
+		return m.OldAuthMode(ctx)
+	case upstream.FieldOauthClientID:
+		return m.OldOauthClientID(ctx)
+	case upstream.FieldOauthClientSecretRef:
+		return m.OldOauthClientSecretRef(ctx)
+	case upstream.FieldOauthScopes:
+		return m.OldOauthScopes(ctx)
+	case upstream.FieldOauthIssuer:
+		return m.OldOauthIssuer(ctx)
+	case upstream.FieldOauthResource:
+		return m.OldOauthResource(ctx)
 	case upstream.FieldDenySampling:
 		return m.OldDenySampling(ctx)
 	case upstream.FieldDenyElicitation:
@@ -22002,6 +22350,48 @@ func (m *UpstreamMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetCredentialHeader(v)
 		return nil
+	case upstream.FieldAuthMode:
+		v, ok := value.(upstream.AuthMode)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAuthMode(v)
+		return nil
+	case upstream.FieldOauthClientID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOauthClientID(v)
+		return nil
+	case upstream.FieldOauthClientSecretRef:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOauthClientSecretRef(v)
+		return nil
+	case upstream.FieldOauthScopes:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOauthScopes(v)
+		return nil
+	case upstream.FieldOauthIssuer:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOauthIssuer(v)
+		return nil
+	case upstream.FieldOauthResource:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOauthResource(v)
+		return nil
 	case upstream.FieldDenySampling:
 		v, ok := value.(bool)
 		if !ok {
@@ -22073,6 +22463,9 @@ func (m *UpstreamMutation) ClearedFields() []string {
 	if m.FieldCleared(upstream.FieldLabels) {
 		fields = append(fields, upstream.FieldLabels)
 	}
+	if m.FieldCleared(upstream.FieldOauthScopes) {
+		fields = append(fields, upstream.FieldOauthScopes)
+	}
 	return fields
 }
 
@@ -22092,6 +22485,9 @@ func (m *UpstreamMutation) ClearField(name string) error {
 		return nil
 	case upstream.FieldLabels:
 		m.ClearLabels()
+		return nil
+	case upstream.FieldOauthScopes:
+		m.ClearOauthScopes()
 		return nil
 	}
 	return fmt.Errorf("unknown Upstream nullable field %s", name)
@@ -22154,6 +22550,24 @@ func (m *UpstreamMutation) ResetField(name string) error {
 		return nil
 	case upstream.FieldCredentialHeader:
 		m.ResetCredentialHeader()
+		return nil
+	case upstream.FieldAuthMode:
+		m.ResetAuthMode()
+		return nil
+	case upstream.FieldOauthClientID:
+		m.ResetOauthClientID()
+		return nil
+	case upstream.FieldOauthClientSecretRef:
+		m.ResetOauthClientSecretRef()
+		return nil
+	case upstream.FieldOauthScopes:
+		m.ResetOauthScopes()
+		return nil
+	case upstream.FieldOauthIssuer:
+		m.ResetOauthIssuer()
+		return nil
+	case upstream.FieldOauthResource:
+		m.ResetOauthResource()
 		return nil
 	case upstream.FieldDenySampling:
 		m.ResetDenySampling()

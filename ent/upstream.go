@@ -57,6 +57,18 @@ type Upstream struct {
 	CredentialRef string `json:"credential_ref,omitempty"`
 	// CredentialHeader holds the value of the "credential_header" field.
 	CredentialHeader string `json:"credential_header,omitempty"`
+	// AuthMode holds the value of the "auth_mode" field.
+	AuthMode upstream.AuthMode `json:"auth_mode,omitempty"`
+	// OauthClientID holds the value of the "oauth_client_id" field.
+	OauthClientID string `json:"oauth_client_id,omitempty"`
+	// OauthClientSecretRef holds the value of the "oauth_client_secret_ref" field.
+	OauthClientSecretRef string `json:"oauth_client_secret_ref,omitempty"`
+	// OauthScopes holds the value of the "oauth_scopes" field.
+	OauthScopes []string `json:"oauth_scopes,omitempty"`
+	// OauthIssuer holds the value of the "oauth_issuer" field.
+	OauthIssuer string `json:"oauth_issuer,omitempty"`
+	// OauthResource holds the value of the "oauth_resource" field.
+	OauthResource string `json:"oauth_resource,omitempty"`
 	// DenySampling holds the value of the "deny_sampling" field.
 	DenySampling bool `json:"deny_sampling,omitempty"`
 	// DenyElicitation holds the value of the "deny_elicitation" field.
@@ -122,11 +134,11 @@ func (*Upstream) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case upstream.FieldArgs, upstream.FieldLabels:
+		case upstream.FieldArgs, upstream.FieldLabels, upstream.FieldOauthScopes:
 			values[i] = new([]byte)
 		case upstream.FieldDenySampling, upstream.FieldDenyElicitation, upstream.FieldDenyRoots, upstream.FieldReachable:
 			values[i] = new(sql.NullBool)
-		case upstream.FieldName, upstream.FieldTransport, upstream.FieldURL, upstream.FieldCommand, upstream.FieldPackageEcosystem, upstream.FieldPackageName, upstream.FieldPackageVersion, upstream.FieldPackageIntegrity, upstream.FieldPackageBin, upstream.FieldCatalogEntry, upstream.FieldCredentialRef, upstream.FieldCredentialHeader, upstream.FieldLastError:
+		case upstream.FieldName, upstream.FieldTransport, upstream.FieldURL, upstream.FieldCommand, upstream.FieldPackageEcosystem, upstream.FieldPackageName, upstream.FieldPackageVersion, upstream.FieldPackageIntegrity, upstream.FieldPackageBin, upstream.FieldCatalogEntry, upstream.FieldCredentialRef, upstream.FieldCredentialHeader, upstream.FieldAuthMode, upstream.FieldOauthClientID, upstream.FieldOauthClientSecretRef, upstream.FieldOauthIssuer, upstream.FieldOauthResource, upstream.FieldLastError:
 			values[i] = new(sql.NullString)
 		case upstream.FieldCreatedAt, upstream.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -265,6 +277,44 @@ func (_m *Upstream) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.CredentialHeader = value.String
 			}
+		case upstream.FieldAuthMode:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field auth_mode", values[i])
+			} else if value.Valid {
+				_m.AuthMode = upstream.AuthMode(value.String)
+			}
+		case upstream.FieldOauthClientID:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field oauth_client_id", values[i])
+			} else if value.Valid {
+				_m.OauthClientID = value.String
+			}
+		case upstream.FieldOauthClientSecretRef:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field oauth_client_secret_ref", values[i])
+			} else if value.Valid {
+				_m.OauthClientSecretRef = value.String
+			}
+		case upstream.FieldOauthScopes:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field oauth_scopes", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.OauthScopes); err != nil {
+					return fmt.Errorf("unmarshal field oauth_scopes: %w", err)
+				}
+			}
+		case upstream.FieldOauthIssuer:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field oauth_issuer", values[i])
+			} else if value.Valid {
+				_m.OauthIssuer = value.String
+			}
+		case upstream.FieldOauthResource:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field oauth_resource", values[i])
+			} else if value.Valid {
+				_m.OauthResource = value.String
+			}
 		case upstream.FieldDenySampling:
 			if value, ok := values[i].(*sql.NullBool); !ok {
 				return fmt.Errorf("unexpected type %T for field deny_sampling", values[i])
@@ -399,6 +449,24 @@ func (_m *Upstream) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("credential_header=")
 	builder.WriteString(_m.CredentialHeader)
+	builder.WriteString(", ")
+	builder.WriteString("auth_mode=")
+	builder.WriteString(fmt.Sprintf("%v", _m.AuthMode))
+	builder.WriteString(", ")
+	builder.WriteString("oauth_client_id=")
+	builder.WriteString(_m.OauthClientID)
+	builder.WriteString(", ")
+	builder.WriteString("oauth_client_secret_ref=")
+	builder.WriteString(_m.OauthClientSecretRef)
+	builder.WriteString(", ")
+	builder.WriteString("oauth_scopes=")
+	builder.WriteString(fmt.Sprintf("%v", _m.OauthScopes))
+	builder.WriteString(", ")
+	builder.WriteString("oauth_issuer=")
+	builder.WriteString(_m.OauthIssuer)
+	builder.WriteString(", ")
+	builder.WriteString("oauth_resource=")
+	builder.WriteString(_m.OauthResource)
 	builder.WriteString(", ")
 	builder.WriteString("deny_sampling=")
 	builder.WriteString(fmt.Sprintf("%v", _m.DenySampling))

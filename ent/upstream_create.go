@@ -231,6 +231,82 @@ func (_c *UpstreamCreate) SetNillableCredentialHeader(v *string) *UpstreamCreate
 	return _c
 }
 
+// SetAuthMode sets the "auth_mode" field.
+func (_c *UpstreamCreate) SetAuthMode(v upstream.AuthMode) *UpstreamCreate {
+	_c.mutation.SetAuthMode(v)
+	return _c
+}
+
+// SetNillableAuthMode sets the "auth_mode" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableAuthMode(v *upstream.AuthMode) *UpstreamCreate {
+	if v != nil {
+		_c.SetAuthMode(*v)
+	}
+	return _c
+}
+
+// SetOauthClientID sets the "oauth_client_id" field.
+func (_c *UpstreamCreate) SetOauthClientID(v string) *UpstreamCreate {
+	_c.mutation.SetOauthClientID(v)
+	return _c
+}
+
+// SetNillableOauthClientID sets the "oauth_client_id" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableOauthClientID(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetOauthClientID(*v)
+	}
+	return _c
+}
+
+// SetOauthClientSecretRef sets the "oauth_client_secret_ref" field.
+func (_c *UpstreamCreate) SetOauthClientSecretRef(v string) *UpstreamCreate {
+	_c.mutation.SetOauthClientSecretRef(v)
+	return _c
+}
+
+// SetNillableOauthClientSecretRef sets the "oauth_client_secret_ref" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableOauthClientSecretRef(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetOauthClientSecretRef(*v)
+	}
+	return _c
+}
+
+// SetOauthScopes sets the "oauth_scopes" field.
+func (_c *UpstreamCreate) SetOauthScopes(v []string) *UpstreamCreate {
+	_c.mutation.SetOauthScopes(v)
+	return _c
+}
+
+// SetOauthIssuer sets the "oauth_issuer" field.
+func (_c *UpstreamCreate) SetOauthIssuer(v string) *UpstreamCreate {
+	_c.mutation.SetOauthIssuer(v)
+	return _c
+}
+
+// SetNillableOauthIssuer sets the "oauth_issuer" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableOauthIssuer(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetOauthIssuer(*v)
+	}
+	return _c
+}
+
+// SetOauthResource sets the "oauth_resource" field.
+func (_c *UpstreamCreate) SetOauthResource(v string) *UpstreamCreate {
+	_c.mutation.SetOauthResource(v)
+	return _c
+}
+
+// SetNillableOauthResource sets the "oauth_resource" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableOauthResource(v *string) *UpstreamCreate {
+	if v != nil {
+		_c.SetOauthResource(*v)
+	}
+	return _c
+}
+
 // SetDenySampling sets the "deny_sampling" field.
 func (_c *UpstreamCreate) SetDenySampling(v bool) *UpstreamCreate {
 	_c.mutation.SetDenySampling(v)
@@ -431,6 +507,26 @@ func (_c *UpstreamCreate) defaults() error {
 		v := upstream.DefaultCredentialHeader
 		_c.mutation.SetCredentialHeader(v)
 	}
+	if _, ok := _c.mutation.AuthMode(); !ok {
+		v := upstream.DefaultAuthMode
+		_c.mutation.SetAuthMode(v)
+	}
+	if _, ok := _c.mutation.OauthClientID(); !ok {
+		v := upstream.DefaultOauthClientID
+		_c.mutation.SetOauthClientID(v)
+	}
+	if _, ok := _c.mutation.OauthClientSecretRef(); !ok {
+		v := upstream.DefaultOauthClientSecretRef
+		_c.mutation.SetOauthClientSecretRef(v)
+	}
+	if _, ok := _c.mutation.OauthIssuer(); !ok {
+		v := upstream.DefaultOauthIssuer
+		_c.mutation.SetOauthIssuer(v)
+	}
+	if _, ok := _c.mutation.OauthResource(); !ok {
+		v := upstream.DefaultOauthResource
+		_c.mutation.SetOauthResource(v)
+	}
 	if _, ok := _c.mutation.DenySampling(); !ok {
 		v := upstream.DefaultDenySampling
 		_c.mutation.SetDenySampling(v)
@@ -571,6 +667,46 @@ func (_c *UpstreamCreate) check() error {
 			return &ValidationError{Name: "credential_header", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_header": %w`, err)}
 		}
 	}
+	if _, ok := _c.mutation.AuthMode(); !ok {
+		return &ValidationError{Name: "auth_mode", err: errors.New(`ent: missing required field "Upstream.auth_mode"`)}
+	}
+	if v, ok := _c.mutation.AuthMode(); ok {
+		if err := upstream.AuthModeValidator(v); err != nil {
+			return &ValidationError{Name: "auth_mode", err: fmt.Errorf(`ent: validator failed for field "Upstream.auth_mode": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.OauthClientID(); !ok {
+		return &ValidationError{Name: "oauth_client_id", err: errors.New(`ent: missing required field "Upstream.oauth_client_id"`)}
+	}
+	if v, ok := _c.mutation.OauthClientID(); ok {
+		if err := upstream.OauthClientIDValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_client_id", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_client_id": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.OauthClientSecretRef(); !ok {
+		return &ValidationError{Name: "oauth_client_secret_ref", err: errors.New(`ent: missing required field "Upstream.oauth_client_secret_ref"`)}
+	}
+	if v, ok := _c.mutation.OauthClientSecretRef(); ok {
+		if err := upstream.OauthClientSecretRefValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_client_secret_ref", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_client_secret_ref": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.OauthIssuer(); !ok {
+		return &ValidationError{Name: "oauth_issuer", err: errors.New(`ent: missing required field "Upstream.oauth_issuer"`)}
+	}
+	if v, ok := _c.mutation.OauthIssuer(); ok {
+		if err := upstream.OauthIssuerValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_issuer", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_issuer": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.OauthResource(); !ok {
+		return &ValidationError{Name: "oauth_resource", err: errors.New(`ent: missing required field "Upstream.oauth_resource"`)}
+	}
+	if v, ok := _c.mutation.OauthResource(); ok {
+		if err := upstream.OauthResourceValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_resource", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_resource": %w`, err)}
+		}
+	}
 	if _, ok := _c.mutation.DenySampling(); !ok {
 		return &ValidationError{Name: "deny_sampling", err: errors.New(`ent: missing required field "Upstream.deny_sampling"`)}
 	}
@@ -696,6 +832,30 @@ func (_c *UpstreamCreate) createSpec() (*Upstream, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.CredentialHeader(); ok {
 		_spec.SetField(upstream.FieldCredentialHeader, field.TypeString, value)
 		_node.CredentialHeader = value
+	}
+	if value, ok := _c.mutation.AuthMode(); ok {
+		_spec.SetField(upstream.FieldAuthMode, field.TypeEnum, value)
+		_node.AuthMode = value
+	}
+	if value, ok := _c.mutation.OauthClientID(); ok {
+		_spec.SetField(upstream.FieldOauthClientID, field.TypeString, value)
+		_node.OauthClientID = value
+	}
+	if value, ok := _c.mutation.OauthClientSecretRef(); ok {
+		_spec.SetField(upstream.FieldOauthClientSecretRef, field.TypeString, value)
+		_node.OauthClientSecretRef = value
+	}
+	if value, ok := _c.mutation.OauthScopes(); ok {
+		_spec.SetField(upstream.FieldOauthScopes, field.TypeJSON, value)
+		_node.OauthScopes = value
+	}
+	if value, ok := _c.mutation.OauthIssuer(); ok {
+		_spec.SetField(upstream.FieldOauthIssuer, field.TypeString, value)
+		_node.OauthIssuer = value
+	}
+	if value, ok := _c.mutation.OauthResource(); ok {
+		_spec.SetField(upstream.FieldOauthResource, field.TypeString, value)
+		_node.OauthResource = value
 	}
 	if value, ok := _c.mutation.DenySampling(); ok {
 		_spec.SetField(upstream.FieldDenySampling, field.TypeBool, value)
@@ -1008,6 +1168,84 @@ func (u *UpstreamUpsert) SetCredentialHeader(v string) *UpstreamUpsert {
 // UpdateCredentialHeader sets the "credential_header" field to the value that was provided on create.
 func (u *UpstreamUpsert) UpdateCredentialHeader() *UpstreamUpsert {
 	u.SetExcluded(upstream.FieldCredentialHeader)
+	return u
+}
+
+// SetAuthMode sets the "auth_mode" field.
+func (u *UpstreamUpsert) SetAuthMode(v upstream.AuthMode) *UpstreamUpsert {
+	u.Set(upstream.FieldAuthMode, v)
+	return u
+}
+
+// UpdateAuthMode sets the "auth_mode" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateAuthMode() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldAuthMode)
+	return u
+}
+
+// SetOauthClientID sets the "oauth_client_id" field.
+func (u *UpstreamUpsert) SetOauthClientID(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldOauthClientID, v)
+	return u
+}
+
+// UpdateOauthClientID sets the "oauth_client_id" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateOauthClientID() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldOauthClientID)
+	return u
+}
+
+// SetOauthClientSecretRef sets the "oauth_client_secret_ref" field.
+func (u *UpstreamUpsert) SetOauthClientSecretRef(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldOauthClientSecretRef, v)
+	return u
+}
+
+// UpdateOauthClientSecretRef sets the "oauth_client_secret_ref" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateOauthClientSecretRef() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldOauthClientSecretRef)
+	return u
+}
+
+// SetOauthScopes sets the "oauth_scopes" field.
+func (u *UpstreamUpsert) SetOauthScopes(v []string) *UpstreamUpsert {
+	u.Set(upstream.FieldOauthScopes, v)
+	return u
+}
+
+// UpdateOauthScopes sets the "oauth_scopes" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateOauthScopes() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldOauthScopes)
+	return u
+}
+
+// ClearOauthScopes clears the value of the "oauth_scopes" field.
+func (u *UpstreamUpsert) ClearOauthScopes() *UpstreamUpsert {
+	u.SetNull(upstream.FieldOauthScopes)
+	return u
+}
+
+// SetOauthIssuer sets the "oauth_issuer" field.
+func (u *UpstreamUpsert) SetOauthIssuer(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldOauthIssuer, v)
+	return u
+}
+
+// UpdateOauthIssuer sets the "oauth_issuer" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateOauthIssuer() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldOauthIssuer)
+	return u
+}
+
+// SetOauthResource sets the "oauth_resource" field.
+func (u *UpstreamUpsert) SetOauthResource(v string) *UpstreamUpsert {
+	u.Set(upstream.FieldOauthResource, v)
+	return u
+}
+
+// UpdateOauthResource sets the "oauth_resource" field to the value that was provided on create.
+func (u *UpstreamUpsert) UpdateOauthResource() *UpstreamUpsert {
+	u.SetExcluded(upstream.FieldOauthResource)
 	return u
 }
 
@@ -1349,6 +1587,97 @@ func (u *UpstreamUpsertOne) SetCredentialHeader(v string) *UpstreamUpsertOne {
 func (u *UpstreamUpsertOne) UpdateCredentialHeader() *UpstreamUpsertOne {
 	return u.Update(func(s *UpstreamUpsert) {
 		s.UpdateCredentialHeader()
+	})
+}
+
+// SetAuthMode sets the "auth_mode" field.
+func (u *UpstreamUpsertOne) SetAuthMode(v upstream.AuthMode) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetAuthMode(v)
+	})
+}
+
+// UpdateAuthMode sets the "auth_mode" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateAuthMode() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateAuthMode()
+	})
+}
+
+// SetOauthClientID sets the "oauth_client_id" field.
+func (u *UpstreamUpsertOne) SetOauthClientID(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetOauthClientID(v)
+	})
+}
+
+// UpdateOauthClientID sets the "oauth_client_id" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateOauthClientID() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateOauthClientID()
+	})
+}
+
+// SetOauthClientSecretRef sets the "oauth_client_secret_ref" field.
+func (u *UpstreamUpsertOne) SetOauthClientSecretRef(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetOauthClientSecretRef(v)
+	})
+}
+
+// UpdateOauthClientSecretRef sets the "oauth_client_secret_ref" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateOauthClientSecretRef() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateOauthClientSecretRef()
+	})
+}
+
+// SetOauthScopes sets the "oauth_scopes" field.
+func (u *UpstreamUpsertOne) SetOauthScopes(v []string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetOauthScopes(v)
+	})
+}
+
+// UpdateOauthScopes sets the "oauth_scopes" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateOauthScopes() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateOauthScopes()
+	})
+}
+
+// ClearOauthScopes clears the value of the "oauth_scopes" field.
+func (u *UpstreamUpsertOne) ClearOauthScopes() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.ClearOauthScopes()
+	})
+}
+
+// SetOauthIssuer sets the "oauth_issuer" field.
+func (u *UpstreamUpsertOne) SetOauthIssuer(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetOauthIssuer(v)
+	})
+}
+
+// UpdateOauthIssuer sets the "oauth_issuer" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateOauthIssuer() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateOauthIssuer()
+	})
+}
+
+// SetOauthResource sets the "oauth_resource" field.
+func (u *UpstreamUpsertOne) SetOauthResource(v string) *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetOauthResource(v)
+	})
+}
+
+// UpdateOauthResource sets the "oauth_resource" field to the value that was provided on create.
+func (u *UpstreamUpsertOne) UpdateOauthResource() *UpstreamUpsertOne {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateOauthResource()
 	})
 }
 
@@ -1867,6 +2196,97 @@ func (u *UpstreamUpsertBulk) SetCredentialHeader(v string) *UpstreamUpsertBulk {
 func (u *UpstreamUpsertBulk) UpdateCredentialHeader() *UpstreamUpsertBulk {
 	return u.Update(func(s *UpstreamUpsert) {
 		s.UpdateCredentialHeader()
+	})
+}
+
+// SetAuthMode sets the "auth_mode" field.
+func (u *UpstreamUpsertBulk) SetAuthMode(v upstream.AuthMode) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetAuthMode(v)
+	})
+}
+
+// UpdateAuthMode sets the "auth_mode" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateAuthMode() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateAuthMode()
+	})
+}
+
+// SetOauthClientID sets the "oauth_client_id" field.
+func (u *UpstreamUpsertBulk) SetOauthClientID(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetOauthClientID(v)
+	})
+}
+
+// UpdateOauthClientID sets the "oauth_client_id" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateOauthClientID() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateOauthClientID()
+	})
+}
+
+// SetOauthClientSecretRef sets the "oauth_client_secret_ref" field.
+func (u *UpstreamUpsertBulk) SetOauthClientSecretRef(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetOauthClientSecretRef(v)
+	})
+}
+
+// UpdateOauthClientSecretRef sets the "oauth_client_secret_ref" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateOauthClientSecretRef() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateOauthClientSecretRef()
+	})
+}
+
+// SetOauthScopes sets the "oauth_scopes" field.
+func (u *UpstreamUpsertBulk) SetOauthScopes(v []string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetOauthScopes(v)
+	})
+}
+
+// UpdateOauthScopes sets the "oauth_scopes" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateOauthScopes() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateOauthScopes()
+	})
+}
+
+// ClearOauthScopes clears the value of the "oauth_scopes" field.
+func (u *UpstreamUpsertBulk) ClearOauthScopes() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.ClearOauthScopes()
+	})
+}
+
+// SetOauthIssuer sets the "oauth_issuer" field.
+func (u *UpstreamUpsertBulk) SetOauthIssuer(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetOauthIssuer(v)
+	})
+}
+
+// UpdateOauthIssuer sets the "oauth_issuer" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateOauthIssuer() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateOauthIssuer()
+	})
+}
+
+// SetOauthResource sets the "oauth_resource" field.
+func (u *UpstreamUpsertBulk) SetOauthResource(v string) *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.SetOauthResource(v)
+	})
+}
+
+// UpdateOauthResource sets the "oauth_resource" field to the value that was provided on create.
+func (u *UpstreamUpsertBulk) UpdateOauthResource() *UpstreamUpsertBulk {
+	return u.Update(func(s *UpstreamUpsert) {
+		s.UpdateOauthResource()
 	})
 }
 

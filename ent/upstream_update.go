@@ -235,6 +235,94 @@ func (_u *UpstreamUpdate) SetNillableCredentialHeader(v *string) *UpstreamUpdate
 	return _u
 }
 
+// SetAuthMode sets the "auth_mode" field.
+func (_u *UpstreamUpdate) SetAuthMode(v upstream.AuthMode) *UpstreamUpdate {
+	_u.mutation.SetAuthMode(v)
+	return _u
+}
+
+// SetNillableAuthMode sets the "auth_mode" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableAuthMode(v *upstream.AuthMode) *UpstreamUpdate {
+	if v != nil {
+		_u.SetAuthMode(*v)
+	}
+	return _u
+}
+
+// SetOauthClientID sets the "oauth_client_id" field.
+func (_u *UpstreamUpdate) SetOauthClientID(v string) *UpstreamUpdate {
+	_u.mutation.SetOauthClientID(v)
+	return _u
+}
+
+// SetNillableOauthClientID sets the "oauth_client_id" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableOauthClientID(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetOauthClientID(*v)
+	}
+	return _u
+}
+
+// SetOauthClientSecretRef sets the "oauth_client_secret_ref" field.
+func (_u *UpstreamUpdate) SetOauthClientSecretRef(v string) *UpstreamUpdate {
+	_u.mutation.SetOauthClientSecretRef(v)
+	return _u
+}
+
+// SetNillableOauthClientSecretRef sets the "oauth_client_secret_ref" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableOauthClientSecretRef(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetOauthClientSecretRef(*v)
+	}
+	return _u
+}
+
+// SetOauthScopes sets the "oauth_scopes" field.
+func (_u *UpstreamUpdate) SetOauthScopes(v []string) *UpstreamUpdate {
+	_u.mutation.SetOauthScopes(v)
+	return _u
+}
+
+// AppendOauthScopes appends value to the "oauth_scopes" field.
+func (_u *UpstreamUpdate) AppendOauthScopes(v []string) *UpstreamUpdate {
+	_u.mutation.AppendOauthScopes(v)
+	return _u
+}
+
+// ClearOauthScopes clears the value of the "oauth_scopes" field.
+func (_u *UpstreamUpdate) ClearOauthScopes() *UpstreamUpdate {
+	_u.mutation.ClearOauthScopes()
+	return _u
+}
+
+// SetOauthIssuer sets the "oauth_issuer" field.
+func (_u *UpstreamUpdate) SetOauthIssuer(v string) *UpstreamUpdate {
+	_u.mutation.SetOauthIssuer(v)
+	return _u
+}
+
+// SetNillableOauthIssuer sets the "oauth_issuer" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableOauthIssuer(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetOauthIssuer(*v)
+	}
+	return _u
+}
+
+// SetOauthResource sets the "oauth_resource" field.
+func (_u *UpstreamUpdate) SetOauthResource(v string) *UpstreamUpdate {
+	_u.mutation.SetOauthResource(v)
+	return _u
+}
+
+// SetNillableOauthResource sets the "oauth_resource" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableOauthResource(v *string) *UpstreamUpdate {
+	if v != nil {
+		_u.SetOauthResource(*v)
+	}
+	return _u
+}
+
 // SetDenySampling sets the "deny_sampling" field.
 func (_u *UpstreamUpdate) SetDenySampling(v bool) *UpstreamUpdate {
 	_u.mutation.SetDenySampling(v)
@@ -450,6 +538,31 @@ func (_u *UpstreamUpdate) check() error {
 			return &ValidationError{Name: "credential_header", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_header": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.AuthMode(); ok {
+		if err := upstream.AuthModeValidator(v); err != nil {
+			return &ValidationError{Name: "auth_mode", err: fmt.Errorf(`ent: validator failed for field "Upstream.auth_mode": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.OauthClientID(); ok {
+		if err := upstream.OauthClientIDValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_client_id", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_client_id": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.OauthClientSecretRef(); ok {
+		if err := upstream.OauthClientSecretRefValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_client_secret_ref", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_client_secret_ref": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.OauthIssuer(); ok {
+		if err := upstream.OauthIssuerValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_issuer", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_issuer": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.OauthResource(); ok {
+		if err := upstream.OauthResourceValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_resource", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_resource": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.LastError(); ok {
 		if err := upstream.LastErrorValidator(v); err != nil {
 			return &ValidationError{Name: "last_error", err: fmt.Errorf(`ent: validator failed for field "Upstream.last_error": %w`, err)}
@@ -531,6 +644,32 @@ func (_u *UpstreamUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.CredentialHeader(); ok {
 		_spec.SetField(upstream.FieldCredentialHeader, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.AuthMode(); ok {
+		_spec.SetField(upstream.FieldAuthMode, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.OauthClientID(); ok {
+		_spec.SetField(upstream.FieldOauthClientID, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.OauthClientSecretRef(); ok {
+		_spec.SetField(upstream.FieldOauthClientSecretRef, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.OauthScopes(); ok {
+		_spec.SetField(upstream.FieldOauthScopes, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedOauthScopes(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, upstream.FieldOauthScopes, value)
+		})
+	}
+	if _u.mutation.OauthScopesCleared() {
+		_spec.ClearField(upstream.FieldOauthScopes, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.OauthIssuer(); ok {
+		_spec.SetField(upstream.FieldOauthIssuer, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.OauthResource(); ok {
+		_spec.SetField(upstream.FieldOauthResource, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.DenySampling(); ok {
 		_spec.SetField(upstream.FieldDenySampling, field.TypeBool, value)
@@ -816,6 +955,94 @@ func (_u *UpstreamUpdateOne) SetNillableCredentialHeader(v *string) *UpstreamUpd
 	return _u
 }
 
+// SetAuthMode sets the "auth_mode" field.
+func (_u *UpstreamUpdateOne) SetAuthMode(v upstream.AuthMode) *UpstreamUpdateOne {
+	_u.mutation.SetAuthMode(v)
+	return _u
+}
+
+// SetNillableAuthMode sets the "auth_mode" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableAuthMode(v *upstream.AuthMode) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetAuthMode(*v)
+	}
+	return _u
+}
+
+// SetOauthClientID sets the "oauth_client_id" field.
+func (_u *UpstreamUpdateOne) SetOauthClientID(v string) *UpstreamUpdateOne {
+	_u.mutation.SetOauthClientID(v)
+	return _u
+}
+
+// SetNillableOauthClientID sets the "oauth_client_id" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableOauthClientID(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetOauthClientID(*v)
+	}
+	return _u
+}
+
+// SetOauthClientSecretRef sets the "oauth_client_secret_ref" field.
+func (_u *UpstreamUpdateOne) SetOauthClientSecretRef(v string) *UpstreamUpdateOne {
+	_u.mutation.SetOauthClientSecretRef(v)
+	return _u
+}
+
+// SetNillableOauthClientSecretRef sets the "oauth_client_secret_ref" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableOauthClientSecretRef(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetOauthClientSecretRef(*v)
+	}
+	return _u
+}
+
+// SetOauthScopes sets the "oauth_scopes" field.
+func (_u *UpstreamUpdateOne) SetOauthScopes(v []string) *UpstreamUpdateOne {
+	_u.mutation.SetOauthScopes(v)
+	return _u
+}
+
+// AppendOauthScopes appends value to the "oauth_scopes" field.
+func (_u *UpstreamUpdateOne) AppendOauthScopes(v []string) *UpstreamUpdateOne {
+	_u.mutation.AppendOauthScopes(v)
+	return _u
+}
+
+// ClearOauthScopes clears the value of the "oauth_scopes" field.
+func (_u *UpstreamUpdateOne) ClearOauthScopes() *UpstreamUpdateOne {
+	_u.mutation.ClearOauthScopes()
+	return _u
+}
+
+// SetOauthIssuer sets the "oauth_issuer" field.
+func (_u *UpstreamUpdateOne) SetOauthIssuer(v string) *UpstreamUpdateOne {
+	_u.mutation.SetOauthIssuer(v)
+	return _u
+}
+
+// SetNillableOauthIssuer sets the "oauth_issuer" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableOauthIssuer(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetOauthIssuer(*v)
+	}
+	return _u
+}
+
+// SetOauthResource sets the "oauth_resource" field.
+func (_u *UpstreamUpdateOne) SetOauthResource(v string) *UpstreamUpdateOne {
+	_u.mutation.SetOauthResource(v)
+	return _u
+}
+
+// SetNillableOauthResource sets the "oauth_resource" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableOauthResource(v *string) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetOauthResource(*v)
+	}
+	return _u
+}
+
 // SetDenySampling sets the "deny_sampling" field.
 func (_u *UpstreamUpdateOne) SetDenySampling(v bool) *UpstreamUpdateOne {
 	_u.mutation.SetDenySampling(v)
@@ -1044,6 +1271,31 @@ func (_u *UpstreamUpdateOne) check() error {
 			return &ValidationError{Name: "credential_header", err: fmt.Errorf(`ent: validator failed for field "Upstream.credential_header": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.AuthMode(); ok {
+		if err := upstream.AuthModeValidator(v); err != nil {
+			return &ValidationError{Name: "auth_mode", err: fmt.Errorf(`ent: validator failed for field "Upstream.auth_mode": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.OauthClientID(); ok {
+		if err := upstream.OauthClientIDValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_client_id", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_client_id": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.OauthClientSecretRef(); ok {
+		if err := upstream.OauthClientSecretRefValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_client_secret_ref", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_client_secret_ref": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.OauthIssuer(); ok {
+		if err := upstream.OauthIssuerValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_issuer", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_issuer": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.OauthResource(); ok {
+		if err := upstream.OauthResourceValidator(v); err != nil {
+			return &ValidationError{Name: "oauth_resource", err: fmt.Errorf(`ent: validator failed for field "Upstream.oauth_resource": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.LastError(); ok {
 		if err := upstream.LastErrorValidator(v); err != nil {
 			return &ValidationError{Name: "last_error", err: fmt.Errorf(`ent: validator failed for field "Upstream.last_error": %w`, err)}
@@ -1142,6 +1394,32 @@ func (_u *UpstreamUpdateOne) sqlSave(ctx context.Context) (_node *Upstream, err 
 	}
 	if value, ok := _u.mutation.CredentialHeader(); ok {
 		_spec.SetField(upstream.FieldCredentialHeader, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.AuthMode(); ok {
+		_spec.SetField(upstream.FieldAuthMode, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.OauthClientID(); ok {
+		_spec.SetField(upstream.FieldOauthClientID, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.OauthClientSecretRef(); ok {
+		_spec.SetField(upstream.FieldOauthClientSecretRef, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.OauthScopes(); ok {
+		_spec.SetField(upstream.FieldOauthScopes, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedOauthScopes(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, upstream.FieldOauthScopes, value)
+		})
+	}
+	if _u.mutation.OauthScopesCleared() {
+		_spec.ClearField(upstream.FieldOauthScopes, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.OauthIssuer(); ok {
+		_spec.SetField(upstream.FieldOauthIssuer, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.OauthResource(); ok {
+		_spec.SetField(upstream.FieldOauthResource, field.TypeString, value)
 	}
 	if value, ok := _u.mutation.DenySampling(); ok {
 		_spec.SetField(upstream.FieldDenySampling, field.TypeBool, value)

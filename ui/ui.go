@@ -231,6 +231,9 @@ type UpstreamRun struct {
 	// CatalogEntry is the entry it runs; Catalog the approved entries.
 	CatalogEntry string
 	Catalog      []string
+	// Auth is whose credential requests for a client carry (static, none,
+	// oauth_user or token_exchange), with the OAuth client's settings.
+	Auth, ClientID, ClientSecretRef, Scopes, Issuer, Resource string
 }
 
 // VirtualServer is one row of the virtual servers page.

@@ -45,6 +45,8 @@ const (
 	FieldResponseBytes = "response_bytes"
 	// FieldError holds the string denoting the error field in the database.
 	FieldError = "error"
+	// FieldUpstreamIdentity holds the string denoting the upstream_identity field in the database.
+	FieldUpstreamIdentity = "upstream_identity"
 	// EdgeTenant holds the string denoting the tenant edge name in mutations.
 	EdgeTenant = "tenant"
 	// Table holds the table name of the callevent in the database.
@@ -76,6 +78,7 @@ var Columns = []string{
 	FieldRequestBytes,
 	FieldResponseBytes,
 	FieldError,
+	FieldUpstreamIdentity,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -122,6 +125,10 @@ var (
 	DefaultError string
 	// ErrorValidator is a validator for the "error" field. It is called by the builders before save.
 	ErrorValidator func(string) error
+	// DefaultUpstreamIdentity holds the default value on creation for the "upstream_identity" field.
+	DefaultUpstreamIdentity string
+	// UpstreamIdentityValidator is a validator for the "upstream_identity" field. It is called by the builders before save.
+	UpstreamIdentityValidator func(string) error
 	// IDValidator is a validator for the "id" field. It is called by the builders before save.
 	IDValidator func(string) error
 )
@@ -230,6 +237,11 @@ func ByResponseBytes(opts ...sql.OrderTermOption) OrderOption {
 // ByError orders the results by the error field.
 func ByError(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldError, opts...).ToFunc()
+}
+
+// ByUpstreamIdentity orders the results by the upstream_identity field.
+func ByUpstreamIdentity(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldUpstreamIdentity, opts...).ToFunc()
 }
 
 // ByTenantField orders the results by tenant field.

@@ -136,6 +136,11 @@ func Error(v string) predicate.CallEvent {
 	return predicate.CallEvent(sql.FieldEQ(FieldError, v))
 }
 
+// UpstreamIdentity applies equality check predicate on the "upstream_identity" field. It's identical to UpstreamIdentityEQ.
+func UpstreamIdentity(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldEQ(FieldUpstreamIdentity, v))
+}
+
 // TenantIDEQ applies the EQ predicate on the "tenant_id" field.
 func TenantIDEQ(v uuid.UUID) predicate.CallEvent {
 	return predicate.CallEvent(sql.FieldEQ(FieldTenantID, v))
@@ -869,6 +874,71 @@ func ErrorEqualFold(v string) predicate.CallEvent {
 // ErrorContainsFold applies the ContainsFold predicate on the "error" field.
 func ErrorContainsFold(v string) predicate.CallEvent {
 	return predicate.CallEvent(sql.FieldContainsFold(FieldError, v))
+}
+
+// UpstreamIdentityEQ applies the EQ predicate on the "upstream_identity" field.
+func UpstreamIdentityEQ(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldEQ(FieldUpstreamIdentity, v))
+}
+
+// UpstreamIdentityNEQ applies the NEQ predicate on the "upstream_identity" field.
+func UpstreamIdentityNEQ(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldNEQ(FieldUpstreamIdentity, v))
+}
+
+// UpstreamIdentityIn applies the In predicate on the "upstream_identity" field.
+func UpstreamIdentityIn(vs ...string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldIn(FieldUpstreamIdentity, vs...))
+}
+
+// UpstreamIdentityNotIn applies the NotIn predicate on the "upstream_identity" field.
+func UpstreamIdentityNotIn(vs ...string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldNotIn(FieldUpstreamIdentity, vs...))
+}
+
+// UpstreamIdentityGT applies the GT predicate on the "upstream_identity" field.
+func UpstreamIdentityGT(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldGT(FieldUpstreamIdentity, v))
+}
+
+// UpstreamIdentityGTE applies the GTE predicate on the "upstream_identity" field.
+func UpstreamIdentityGTE(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldGTE(FieldUpstreamIdentity, v))
+}
+
+// UpstreamIdentityLT applies the LT predicate on the "upstream_identity" field.
+func UpstreamIdentityLT(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldLT(FieldUpstreamIdentity, v))
+}
+
+// UpstreamIdentityLTE applies the LTE predicate on the "upstream_identity" field.
+func UpstreamIdentityLTE(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldLTE(FieldUpstreamIdentity, v))
+}
+
+// UpstreamIdentityContains applies the Contains predicate on the "upstream_identity" field.
+func UpstreamIdentityContains(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldContains(FieldUpstreamIdentity, v))
+}
+
+// UpstreamIdentityHasPrefix applies the HasPrefix predicate on the "upstream_identity" field.
+func UpstreamIdentityHasPrefix(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldHasPrefix(FieldUpstreamIdentity, v))
+}
+
+// UpstreamIdentityHasSuffix applies the HasSuffix predicate on the "upstream_identity" field.
+func UpstreamIdentityHasSuffix(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldHasSuffix(FieldUpstreamIdentity, v))
+}
+
+// UpstreamIdentityEqualFold applies the EqualFold predicate on the "upstream_identity" field.
+func UpstreamIdentityEqualFold(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldEqualFold(FieldUpstreamIdentity, v))
+}
+
+// UpstreamIdentityContainsFold applies the ContainsFold predicate on the "upstream_identity" field.
+func UpstreamIdentityContainsFold(v string) predicate.CallEvent {
+	return predicate.CallEvent(sql.FieldContainsFold(FieldUpstreamIdentity, v))
 }
 
 // HasTenant applies the HasEdge predicate on the "tenant" edge.

@@ -231,6 +231,7 @@ var (
 		{Name: "request_bytes", Type: field.TypeInt64},
 		{Name: "response_bytes", Type: field.TypeInt64},
 		{Name: "error", Type: field.TypeString, Size: 1024, Default: ""},
+		{Name: "upstream_identity", Type: field.TypeString, Size: 256, Default: ""},
 		{Name: "tenant_id", Type: field.TypeUUID},
 	}
 	// CallEventsTable holds the schema information for the "call_events" table.
@@ -241,7 +242,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "call_events_tenants_tenant",
-				Columns:    []*schema.Column{CallEventsColumns[15]},
+				Columns:    []*schema.Column{CallEventsColumns[16]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -250,12 +251,12 @@ var (
 			{
 				Name:    "callevent_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{CallEventsColumns[15]},
+				Columns: []*schema.Column{CallEventsColumns[16]},
 			},
 			{
 				Name:    "callevent_tenant_id_time",
 				Unique:  false,
-				Columns: []*schema.Column{CallEventsColumns[15], CallEventsColumns[3]},
+				Columns: []*schema.Column{CallEventsColumns[16], CallEventsColumns[3]},
 			},
 			{
 				Name:    "callevent_gateway_id_time",
@@ -819,6 +820,12 @@ var (
 		{Name: "catalog_entry", Type: field.TypeString, Size: 460, Default: ""},
 		{Name: "credential_ref", Type: field.TypeString, Size: 1024, Default: ""},
 		{Name: "credential_header", Type: field.TypeString, Size: 128, Default: ""},
+		{Name: "auth_mode", Type: field.TypeEnum, Enums: []string{"static", "none", "oauth_user", "token_exchange"}, Default: "static"},
+		{Name: "oauth_client_id", Type: field.TypeString, Size: 256, Default: ""},
+		{Name: "oauth_client_secret_ref", Type: field.TypeString, Size: 1024, Default: ""},
+		{Name: "oauth_scopes", Type: field.TypeJSON, Nullable: true},
+		{Name: "oauth_issuer", Type: field.TypeString, Size: 1024, Default: ""},
+		{Name: "oauth_resource", Type: field.TypeString, Size: 1024, Default: ""},
 		{Name: "deny_sampling", Type: field.TypeBool, Default: false},
 		{Name: "deny_elicitation", Type: field.TypeBool, Default: false},
 		{Name: "deny_roots", Type: field.TypeBool, Default: false},
@@ -835,13 +842,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "upstreams_gateways_upstreams",
-				Columns:    []*schema.Column{UpstreamsColumns[22]},
+				Columns:    []*schema.Column{UpstreamsColumns[28]},
 				RefColumns: []*schema.Column{GatewaysColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "upstreams_tenants_tenant",
-				Columns:    []*schema.Column{UpstreamsColumns[23]},
+				Columns:    []*schema.Column{UpstreamsColumns[29]},
 				RefColumns: []*schema.Column{TenantsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -850,12 +857,12 @@ var (
 			{
 				Name:    "upstream_tenant_id",
 				Unique:  false,
-				Columns: []*schema.Column{UpstreamsColumns[23]},
+				Columns: []*schema.Column{UpstreamsColumns[29]},
 			},
 			{
 				Name:    "upstream_gateway_id_name",
 				Unique:  true,
-				Columns: []*schema.Column{UpstreamsColumns[22], UpstreamsColumns[3]},
+				Columns: []*schema.Column{UpstreamsColumns[28], UpstreamsColumns[3]},
 			},
 		},
 	}

@@ -411,6 +411,12 @@ func init() {
 	callevent.DefaultError = calleventDescError.Default.(string)
 	// callevent.ErrorValidator is a validator for the "error" field. It is called by the builders before save.
 	callevent.ErrorValidator = calleventDescError.Validators[0].(func(string) error)
+	// calleventDescUpstreamIdentity is the schema descriptor for upstream_identity field.
+	calleventDescUpstreamIdentity := calleventFields[15].Descriptor()
+	// callevent.DefaultUpstreamIdentity holds the default value on creation for the upstream_identity field.
+	callevent.DefaultUpstreamIdentity = calleventDescUpstreamIdentity.Default.(string)
+	// callevent.UpstreamIdentityValidator is a validator for the "upstream_identity" field. It is called by the builders before save.
+	callevent.UpstreamIdentityValidator = calleventDescUpstreamIdentity.Validators[0].(func(string) error)
 	// calleventDescID is the schema descriptor for id field.
 	calleventDescID := calleventFields[0].Descriptor()
 	// callevent.IDValidator is a validator for the "id" field. It is called by the builders before save.
@@ -1420,24 +1426,48 @@ func init() {
 	upstream.DefaultCredentialHeader = upstreamDescCredentialHeader.Default.(string)
 	// upstream.CredentialHeaderValidator is a validator for the "credential_header" field. It is called by the builders before save.
 	upstream.CredentialHeaderValidator = upstreamDescCredentialHeader.Validators[0].(func(string) error)
+	// upstreamDescOauthClientID is the schema descriptor for oauth_client_id field.
+	upstreamDescOauthClientID := upstreamFields[16].Descriptor()
+	// upstream.DefaultOauthClientID holds the default value on creation for the oauth_client_id field.
+	upstream.DefaultOauthClientID = upstreamDescOauthClientID.Default.(string)
+	// upstream.OauthClientIDValidator is a validator for the "oauth_client_id" field. It is called by the builders before save.
+	upstream.OauthClientIDValidator = upstreamDescOauthClientID.Validators[0].(func(string) error)
+	// upstreamDescOauthClientSecretRef is the schema descriptor for oauth_client_secret_ref field.
+	upstreamDescOauthClientSecretRef := upstreamFields[17].Descriptor()
+	// upstream.DefaultOauthClientSecretRef holds the default value on creation for the oauth_client_secret_ref field.
+	upstream.DefaultOauthClientSecretRef = upstreamDescOauthClientSecretRef.Default.(string)
+	// upstream.OauthClientSecretRefValidator is a validator for the "oauth_client_secret_ref" field. It is called by the builders before save.
+	upstream.OauthClientSecretRefValidator = upstreamDescOauthClientSecretRef.Validators[0].(func(string) error)
+	// upstreamDescOauthIssuer is the schema descriptor for oauth_issuer field.
+	upstreamDescOauthIssuer := upstreamFields[19].Descriptor()
+	// upstream.DefaultOauthIssuer holds the default value on creation for the oauth_issuer field.
+	upstream.DefaultOauthIssuer = upstreamDescOauthIssuer.Default.(string)
+	// upstream.OauthIssuerValidator is a validator for the "oauth_issuer" field. It is called by the builders before save.
+	upstream.OauthIssuerValidator = upstreamDescOauthIssuer.Validators[0].(func(string) error)
+	// upstreamDescOauthResource is the schema descriptor for oauth_resource field.
+	upstreamDescOauthResource := upstreamFields[20].Descriptor()
+	// upstream.DefaultOauthResource holds the default value on creation for the oauth_resource field.
+	upstream.DefaultOauthResource = upstreamDescOauthResource.Default.(string)
+	// upstream.OauthResourceValidator is a validator for the "oauth_resource" field. It is called by the builders before save.
+	upstream.OauthResourceValidator = upstreamDescOauthResource.Validators[0].(func(string) error)
 	// upstreamDescDenySampling is the schema descriptor for deny_sampling field.
-	upstreamDescDenySampling := upstreamFields[15].Descriptor()
+	upstreamDescDenySampling := upstreamFields[21].Descriptor()
 	// upstream.DefaultDenySampling holds the default value on creation for the deny_sampling field.
 	upstream.DefaultDenySampling = upstreamDescDenySampling.Default.(bool)
 	// upstreamDescDenyElicitation is the schema descriptor for deny_elicitation field.
-	upstreamDescDenyElicitation := upstreamFields[16].Descriptor()
+	upstreamDescDenyElicitation := upstreamFields[22].Descriptor()
 	// upstream.DefaultDenyElicitation holds the default value on creation for the deny_elicitation field.
 	upstream.DefaultDenyElicitation = upstreamDescDenyElicitation.Default.(bool)
 	// upstreamDescDenyRoots is the schema descriptor for deny_roots field.
-	upstreamDescDenyRoots := upstreamFields[17].Descriptor()
+	upstreamDescDenyRoots := upstreamFields[23].Descriptor()
 	// upstream.DefaultDenyRoots holds the default value on creation for the deny_roots field.
 	upstream.DefaultDenyRoots = upstreamDescDenyRoots.Default.(bool)
 	// upstreamDescReachable is the schema descriptor for reachable field.
-	upstreamDescReachable := upstreamFields[18].Descriptor()
+	upstreamDescReachable := upstreamFields[24].Descriptor()
 	// upstream.DefaultReachable holds the default value on creation for the reachable field.
 	upstream.DefaultReachable = upstreamDescReachable.Default.(bool)
 	// upstreamDescLastError is the schema descriptor for last_error field.
-	upstreamDescLastError := upstreamFields[19].Descriptor()
+	upstreamDescLastError := upstreamFields[25].Descriptor()
 	// upstream.DefaultLastError holds the default value on creation for the last_error field.
 	upstream.DefaultLastError = upstreamDescLastError.Default.(string)
 	// upstream.LastErrorValidator is a validator for the "last_error" field. It is called by the builders before save.

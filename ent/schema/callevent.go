@@ -32,6 +32,8 @@ func (CallEvent) Fields() []ent.Field {
 		field.Int64("request_bytes").Immutable(),
 		field.Int64("response_bytes").Immutable(),
 		field.String("error").Default("").MaxLen(1024).Immutable(),
+		// The subject the upstream saw, with per-person authorization.
+		field.String("upstream_identity").Default("").MaxLen(256).Immutable(),
 	}
 }
 

@@ -37,6 +37,15 @@ func (Upstream) Fields() []ent.Field {
 		// Where gateways find the credential ("env:NAME" or "file:/path"), and its header.
 		field.String("credential_ref").Default("").MaxLen(1024),
 		field.String("credential_header").Default("").MaxLen(128),
+		// Whose credential requests for a client carry: "static" (credential_ref
+		// for everybody), "none", "oauth_user" or "token_exchange"; with a
+		// per-person mode the gateway's OAuth client and what it asks for.
+		field.Enum("auth_mode").Values("static", "none", "oauth_user", "token_exchange").Default("static"),
+		field.String("oauth_client_id").Default("").MaxLen(256),
+		field.String("oauth_client_secret_ref").Default("").MaxLen(1024),
+		field.Strings("oauth_scopes").Optional(),
+		field.String("oauth_issuer").Default("").MaxLen(1024),
+		field.String("oauth_resource").Default("").MaxLen(1024),
 		// What the upstream may not ask of clients (default: everything allowed).
 		field.Bool("deny_sampling").Default(false),
 		field.Bool("deny_elicitation").Default(false),

@@ -53,6 +53,18 @@ const (
 	FieldCredentialRef = "credential_ref"
 	// FieldCredentialHeader holds the string denoting the credential_header field in the database.
 	FieldCredentialHeader = "credential_header"
+	// FieldAuthMode holds the string denoting the auth_mode field in the database.
+	FieldAuthMode = "auth_mode"
+	// FieldOauthClientID holds the string denoting the oauth_client_id field in the database.
+	FieldOauthClientID = "oauth_client_id"
+	// FieldOauthClientSecretRef holds the string denoting the oauth_client_secret_ref field in the database.
+	FieldOauthClientSecretRef = "oauth_client_secret_ref"
+	// FieldOauthScopes holds the string denoting the oauth_scopes field in the database.
+	FieldOauthScopes = "oauth_scopes"
+	// FieldOauthIssuer holds the string denoting the oauth_issuer field in the database.
+	FieldOauthIssuer = "oauth_issuer"
+	// FieldOauthResource holds the string denoting the oauth_resource field in the database.
+	FieldOauthResource = "oauth_resource"
 	// FieldDenySampling holds the string denoting the deny_sampling field in the database.
 	FieldDenySampling = "deny_sampling"
 	// FieldDenyElicitation holds the string denoting the deny_elicitation field in the database.
@@ -115,6 +127,12 @@ var Columns = []string{
 	FieldCatalogEntry,
 	FieldCredentialRef,
 	FieldCredentialHeader,
+	FieldAuthMode,
+	FieldOauthClientID,
+	FieldOauthClientSecretRef,
+	FieldOauthScopes,
+	FieldOauthIssuer,
+	FieldOauthResource,
 	FieldDenySampling,
 	FieldDenyElicitation,
 	FieldDenyRoots,
@@ -188,6 +206,22 @@ var (
 	DefaultCredentialHeader string
 	// CredentialHeaderValidator is a validator for the "credential_header" field. It is called by the builders before save.
 	CredentialHeaderValidator func(string) error
+	// DefaultOauthClientID holds the default value on creation for the "oauth_client_id" field.
+	DefaultOauthClientID string
+	// OauthClientIDValidator is a validator for the "oauth_client_id" field. It is called by the builders before save.
+	OauthClientIDValidator func(string) error
+	// DefaultOauthClientSecretRef holds the default value on creation for the "oauth_client_secret_ref" field.
+	DefaultOauthClientSecretRef string
+	// OauthClientSecretRefValidator is a validator for the "oauth_client_secret_ref" field. It is called by the builders before save.
+	OauthClientSecretRefValidator func(string) error
+	// DefaultOauthIssuer holds the default value on creation for the "oauth_issuer" field.
+	DefaultOauthIssuer string
+	// OauthIssuerValidator is a validator for the "oauth_issuer" field. It is called by the builders before save.
+	OauthIssuerValidator func(string) error
+	// DefaultOauthResource holds the default value on creation for the "oauth_resource" field.
+	DefaultOauthResource string
+	// OauthResourceValidator is a validator for the "oauth_resource" field. It is called by the builders before save.
+	OauthResourceValidator func(string) error
 	// DefaultDenySampling holds the default value on creation for the "deny_sampling" field.
 	DefaultDenySampling bool
 	// DefaultDenyElicitation holds the default value on creation for the "deny_elicitation" field.
@@ -225,6 +259,34 @@ func TransportValidator(t Transport) error {
 		return nil
 	default:
 		return fmt.Errorf("upstream: invalid enum value for transport field: %q", t)
+	}
+}
+
+// AuthMode defines the type for the "auth_mode" enum field.
+type AuthMode string
+
+// AuthModeStatic is the default value of the AuthMode enum.
+const DefaultAuthMode = AuthModeStatic
+
+// AuthMode values.
+const (
+	AuthModeStatic        AuthMode = "static"
+	AuthModeNone          AuthMode = "none"
+	AuthModeOauthUser     AuthMode = "oauth_user"
+	AuthModeTokenExchange AuthMode = "token_exchange"
+)
+
+func (am AuthMode) String() string {
+	return string(am)
+}
+
+// AuthModeValidator is a validator for the "auth_mode" field enum values. It is called by the builders before save.
+func AuthModeValidator(am AuthMode) error {
+	switch am {
+	case AuthModeStatic, AuthModeNone, AuthModeOauthUser, AuthModeTokenExchange:
+		return nil
+	default:
+		return fmt.Errorf("upstream: invalid enum value for auth_mode field: %q", am)
 	}
 }
 
@@ -314,6 +376,31 @@ func ByCredentialRef(opts ...sql.OrderTermOption) OrderOption {
 // ByCredentialHeader orders the results by the credential_header field.
 func ByCredentialHeader(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCredentialHeader, opts...).ToFunc()
+}
+
+// ByAuthMode orders the results by the auth_mode field.
+func ByAuthMode(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldAuthMode, opts...).ToFunc()
+}
+
+// ByOauthClientID orders the results by the oauth_client_id field.
+func ByOauthClientID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldOauthClientID, opts...).ToFunc()
+}
+
+// ByOauthClientSecretRef orders the results by the oauth_client_secret_ref field.
+func ByOauthClientSecretRef(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldOauthClientSecretRef, opts...).ToFunc()
+}
+
+// ByOauthIssuer orders the results by the oauth_issuer field.
+func ByOauthIssuer(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldOauthIssuer, opts...).ToFunc()
+}
+
+// ByOauthResource orders the results by the oauth_resource field.
+func ByOauthResource(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldOauthResource, opts...).ToFunc()
 }
 
 // ByDenySampling orders the results by the deny_sampling field.

@@ -131,6 +131,26 @@ func CredentialHeader(v string) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldCredentialHeader, v))
 }
 
+// OauthClientID applies equality check predicate on the "oauth_client_id" field. It's identical to OauthClientIDEQ.
+func OauthClientID(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldOauthClientID, v))
+}
+
+// OauthClientSecretRef applies equality check predicate on the "oauth_client_secret_ref" field. It's identical to OauthClientSecretRefEQ.
+func OauthClientSecretRef(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldOauthClientSecretRef, v))
+}
+
+// OauthIssuer applies equality check predicate on the "oauth_issuer" field. It's identical to OauthIssuerEQ.
+func OauthIssuer(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldOauthIssuer, v))
+}
+
+// OauthResource applies equality check predicate on the "oauth_resource" field. It's identical to OauthResourceEQ.
+func OauthResource(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldOauthResource, v))
+}
+
 // DenySampling applies equality check predicate on the "deny_sampling" field. It's identical to DenySamplingEQ.
 func DenySampling(v bool) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldDenySampling, v))
@@ -1029,6 +1049,296 @@ func CredentialHeaderEqualFold(v string) predicate.Upstream {
 // CredentialHeaderContainsFold applies the ContainsFold predicate on the "credential_header" field.
 func CredentialHeaderContainsFold(v string) predicate.Upstream {
 	return predicate.Upstream(sql.FieldContainsFold(FieldCredentialHeader, v))
+}
+
+// AuthModeEQ applies the EQ predicate on the "auth_mode" field.
+func AuthModeEQ(v AuthMode) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldAuthMode, v))
+}
+
+// AuthModeNEQ applies the NEQ predicate on the "auth_mode" field.
+func AuthModeNEQ(v AuthMode) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldAuthMode, v))
+}
+
+// AuthModeIn applies the In predicate on the "auth_mode" field.
+func AuthModeIn(vs ...AuthMode) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldAuthMode, vs...))
+}
+
+// AuthModeNotIn applies the NotIn predicate on the "auth_mode" field.
+func AuthModeNotIn(vs ...AuthMode) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldAuthMode, vs...))
+}
+
+// OauthClientIDEQ applies the EQ predicate on the "oauth_client_id" field.
+func OauthClientIDEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldOauthClientID, v))
+}
+
+// OauthClientIDNEQ applies the NEQ predicate on the "oauth_client_id" field.
+func OauthClientIDNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldOauthClientID, v))
+}
+
+// OauthClientIDIn applies the In predicate on the "oauth_client_id" field.
+func OauthClientIDIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldOauthClientID, vs...))
+}
+
+// OauthClientIDNotIn applies the NotIn predicate on the "oauth_client_id" field.
+func OauthClientIDNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldOauthClientID, vs...))
+}
+
+// OauthClientIDGT applies the GT predicate on the "oauth_client_id" field.
+func OauthClientIDGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldOauthClientID, v))
+}
+
+// OauthClientIDGTE applies the GTE predicate on the "oauth_client_id" field.
+func OauthClientIDGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldOauthClientID, v))
+}
+
+// OauthClientIDLT applies the LT predicate on the "oauth_client_id" field.
+func OauthClientIDLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldOauthClientID, v))
+}
+
+// OauthClientIDLTE applies the LTE predicate on the "oauth_client_id" field.
+func OauthClientIDLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldOauthClientID, v))
+}
+
+// OauthClientIDContains applies the Contains predicate on the "oauth_client_id" field.
+func OauthClientIDContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldOauthClientID, v))
+}
+
+// OauthClientIDHasPrefix applies the HasPrefix predicate on the "oauth_client_id" field.
+func OauthClientIDHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldOauthClientID, v))
+}
+
+// OauthClientIDHasSuffix applies the HasSuffix predicate on the "oauth_client_id" field.
+func OauthClientIDHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldOauthClientID, v))
+}
+
+// OauthClientIDEqualFold applies the EqualFold predicate on the "oauth_client_id" field.
+func OauthClientIDEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldOauthClientID, v))
+}
+
+// OauthClientIDContainsFold applies the ContainsFold predicate on the "oauth_client_id" field.
+func OauthClientIDContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldOauthClientID, v))
+}
+
+// OauthClientSecretRefEQ applies the EQ predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldOauthClientSecretRef, v))
+}
+
+// OauthClientSecretRefNEQ applies the NEQ predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldOauthClientSecretRef, v))
+}
+
+// OauthClientSecretRefIn applies the In predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldOauthClientSecretRef, vs...))
+}
+
+// OauthClientSecretRefNotIn applies the NotIn predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldOauthClientSecretRef, vs...))
+}
+
+// OauthClientSecretRefGT applies the GT predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldOauthClientSecretRef, v))
+}
+
+// OauthClientSecretRefGTE applies the GTE predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldOauthClientSecretRef, v))
+}
+
+// OauthClientSecretRefLT applies the LT predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldOauthClientSecretRef, v))
+}
+
+// OauthClientSecretRefLTE applies the LTE predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldOauthClientSecretRef, v))
+}
+
+// OauthClientSecretRefContains applies the Contains predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldOauthClientSecretRef, v))
+}
+
+// OauthClientSecretRefHasPrefix applies the HasPrefix predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldOauthClientSecretRef, v))
+}
+
+// OauthClientSecretRefHasSuffix applies the HasSuffix predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldOauthClientSecretRef, v))
+}
+
+// OauthClientSecretRefEqualFold applies the EqualFold predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldOauthClientSecretRef, v))
+}
+
+// OauthClientSecretRefContainsFold applies the ContainsFold predicate on the "oauth_client_secret_ref" field.
+func OauthClientSecretRefContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldOauthClientSecretRef, v))
+}
+
+// OauthScopesIsNil applies the IsNil predicate on the "oauth_scopes" field.
+func OauthScopesIsNil() predicate.Upstream {
+	return predicate.Upstream(sql.FieldIsNull(FieldOauthScopes))
+}
+
+// OauthScopesNotNil applies the NotNil predicate on the "oauth_scopes" field.
+func OauthScopesNotNil() predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotNull(FieldOauthScopes))
+}
+
+// OauthIssuerEQ applies the EQ predicate on the "oauth_issuer" field.
+func OauthIssuerEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldOauthIssuer, v))
+}
+
+// OauthIssuerNEQ applies the NEQ predicate on the "oauth_issuer" field.
+func OauthIssuerNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldOauthIssuer, v))
+}
+
+// OauthIssuerIn applies the In predicate on the "oauth_issuer" field.
+func OauthIssuerIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldOauthIssuer, vs...))
+}
+
+// OauthIssuerNotIn applies the NotIn predicate on the "oauth_issuer" field.
+func OauthIssuerNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldOauthIssuer, vs...))
+}
+
+// OauthIssuerGT applies the GT predicate on the "oauth_issuer" field.
+func OauthIssuerGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldOauthIssuer, v))
+}
+
+// OauthIssuerGTE applies the GTE predicate on the "oauth_issuer" field.
+func OauthIssuerGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldOauthIssuer, v))
+}
+
+// OauthIssuerLT applies the LT predicate on the "oauth_issuer" field.
+func OauthIssuerLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldOauthIssuer, v))
+}
+
+// OauthIssuerLTE applies the LTE predicate on the "oauth_issuer" field.
+func OauthIssuerLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldOauthIssuer, v))
+}
+
+// OauthIssuerContains applies the Contains predicate on the "oauth_issuer" field.
+func OauthIssuerContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldOauthIssuer, v))
+}
+
+// OauthIssuerHasPrefix applies the HasPrefix predicate on the "oauth_issuer" field.
+func OauthIssuerHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldOauthIssuer, v))
+}
+
+// OauthIssuerHasSuffix applies the HasSuffix predicate on the "oauth_issuer" field.
+func OauthIssuerHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldOauthIssuer, v))
+}
+
+// OauthIssuerEqualFold applies the EqualFold predicate on the "oauth_issuer" field.
+func OauthIssuerEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldOauthIssuer, v))
+}
+
+// OauthIssuerContainsFold applies the ContainsFold predicate on the "oauth_issuer" field.
+func OauthIssuerContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldOauthIssuer, v))
+}
+
+// OauthResourceEQ applies the EQ predicate on the "oauth_resource" field.
+func OauthResourceEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldOauthResource, v))
+}
+
+// OauthResourceNEQ applies the NEQ predicate on the "oauth_resource" field.
+func OauthResourceNEQ(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldOauthResource, v))
+}
+
+// OauthResourceIn applies the In predicate on the "oauth_resource" field.
+func OauthResourceIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldIn(FieldOauthResource, vs...))
+}
+
+// OauthResourceNotIn applies the NotIn predicate on the "oauth_resource" field.
+func OauthResourceNotIn(vs ...string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNotIn(FieldOauthResource, vs...))
+}
+
+// OauthResourceGT applies the GT predicate on the "oauth_resource" field.
+func OauthResourceGT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGT(FieldOauthResource, v))
+}
+
+// OauthResourceGTE applies the GTE predicate on the "oauth_resource" field.
+func OauthResourceGTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldGTE(FieldOauthResource, v))
+}
+
+// OauthResourceLT applies the LT predicate on the "oauth_resource" field.
+func OauthResourceLT(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLT(FieldOauthResource, v))
+}
+
+// OauthResourceLTE applies the LTE predicate on the "oauth_resource" field.
+func OauthResourceLTE(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldLTE(FieldOauthResource, v))
+}
+
+// OauthResourceContains applies the Contains predicate on the "oauth_resource" field.
+func OauthResourceContains(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContains(FieldOauthResource, v))
+}
+
+// OauthResourceHasPrefix applies the HasPrefix predicate on the "oauth_resource" field.
+func OauthResourceHasPrefix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasPrefix(FieldOauthResource, v))
+}
+
+// OauthResourceHasSuffix applies the HasSuffix predicate on the "oauth_resource" field.
+func OauthResourceHasSuffix(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldHasSuffix(FieldOauthResource, v))
+}
+
+// OauthResourceEqualFold applies the EqualFold predicate on the "oauth_resource" field.
+func OauthResourceEqualFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEqualFold(FieldOauthResource, v))
+}
+
+// OauthResourceContainsFold applies the ContainsFold predicate on the "oauth_resource" field.
+func OauthResourceContainsFold(v string) predicate.Upstream {
+	return predicate.Upstream(sql.FieldContainsFold(FieldOauthResource, v))
 }
 
 // DenySamplingEQ applies the EQ predicate on the "deny_sampling" field.

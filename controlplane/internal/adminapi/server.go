@@ -479,7 +479,9 @@ func UpstreamToProto(u *ent.Upstream) *adminv1.Upstream {
 		CredentialRef: u.CredentialRef, CredentialHeader: u.CredentialHeader,
 		DenySampling: u.DenySampling, DenyElicitation: u.DenyElicitation, DenyRoots: u.DenyRoots,
 		PackageEcosystem: u.PackageEcosystem, PackageName: u.PackageName, PackageVersion: u.PackageVersion,
-		PackageIntegrity: u.PackageIntegrity, PackageBin: u.PackageBin, CatalogEntry: u.CatalogEntry}
+		PackageIntegrity: u.PackageIntegrity, PackageBin: u.PackageBin, CatalogEntry: u.CatalogEntry,
+		AuthMode: u.AuthMode.String(), OauthClientId: u.OauthClientID, OauthClientSecretRef: u.OauthClientSecretRef,
+		OauthScopes: u.OauthScopes, OauthIssuer: u.OauthIssuer, OauthResource: u.OauthResource}
 }
 
 // ListUpstreams implements adminv1connect.UpstreamServiceHandler.
@@ -530,7 +532,9 @@ func upstreamSpec(in *adminv1.Upstream) (tenant.UpstreamSpec, error) {
 		CredentialRef: in.GetCredentialRef(), CredentialHeader: in.GetCredentialHeader(),
 		DenySampling: in.GetDenySampling(), DenyElicitation: in.GetDenyElicitation(), DenyRoots: in.GetDenyRoots(),
 		Package: tenant.PackageSpec{Ecosystem: in.GetPackageEcosystem(), Name: in.GetPackageName(), Version: in.GetPackageVersion(),
-			Integrity: in.GetPackageIntegrity(), Bin: in.GetPackageBin()}, CatalogEntry: in.GetCatalogEntry()}
+			Integrity: in.GetPackageIntegrity(), Bin: in.GetPackageBin()}, CatalogEntry: in.GetCatalogEntry(),
+		Auth: tenant.AuthSpec{Mode: in.GetAuthMode(), ClientID: in.GetOauthClientId(), ClientSecretRef: in.GetOauthClientSecretRef(),
+			Scopes: in.GetOauthScopes(), Issuer: in.GetOauthIssuer(), Resource: in.GetOauthResource()}}
 	if spec.CatalogEntry != "" {
 		return spec, nil // the entry says how the upstream runs
 	}

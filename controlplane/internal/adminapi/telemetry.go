@@ -26,7 +26,7 @@ func (s *Server) ListCallEvents(ctx context.Context, req *connect.Request[adminv
 	for _, e := range evs {
 		out.Events = append(out.Events, &adminv1.CallEvent{Id: e.ID, Time: ts(e.Time), GatewayId: e.GatewayID.String(), Principal: e.Principal,
 			VirtualServer: e.VirtualServer, Upstream: e.Upstream, Method: e.Method, Tool: e.Tool, Decision: e.Decision.String(),
-			Reason: e.Reason, LatencyMicros: e.LatencyMicros, Error: e.Error})
+			Reason: e.Reason, LatencyMicros: e.LatencyMicros, Error: e.Error, UpstreamIdentity: e.UpstreamIdentity})
 	}
 	return connect.NewResponse(out), nil
 }

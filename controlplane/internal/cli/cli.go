@@ -99,6 +99,7 @@ func build(out io.Writer) *ffcli.Command {
 	upLabels := upCreate.String("labels", "", "labels, key=value,key2=value2")
 	upCred := upCreate.String("credential-ref", "", "where gateways find the upstream's credential: env:NAME or file:/path (sent as Authorization: Bearer); for a stdio command env:NAME, a variable it is given")
 	upDeny := upCreate.String("deny", "", "what the upstream may not ask of clients, comma-separated: sampling, elicitation, roots (default: all allowed)")
+	upAuth := newAuthFlags(upCreate)
 	vsCreate := newFS("servers create")
 	vsGateway := vsCreate.String("gateway", "", "gateway name or id (required)")
 	vsUpstreams := vsCreate.String("upstreams", "", "upstream names, comma-separated (required)")
@@ -372,6 +373,7 @@ func build(out io.Writer) *ffcli.Command {
 					cmdArgs := commandArgs(args)
 					up := &adminv1.Upstream{GatewayId: id, Name: args[0], Url: *upURL, Command: *upCommand, Args: cmdArgs, Labels: map[string]string{},
 						CredentialRef: *upCred, CatalogEntry: *upCatalog}
+					upAuth.apply(up)
 					if err := setDeny(up, *upDeny); err != nil {
 						return err
 					}

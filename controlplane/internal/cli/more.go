@@ -344,6 +344,7 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 	uuCatalog := upUpdate.String("from-catalog", "", "run an approved catalog entry: NAME (its newest approved version, to take a bump) or NAME@VERSION")
 	uuCred := upUpdate.String("credential-ref", "", "new credential reference: env:NAME or file:/path, or none to drop it")
 	uuDeny := upUpdate.String("deny", "", "what the upstream may not ask of clients, comma-separated (sampling, elicitation, roots), or none")
+	uuAuth := newAuthFlags(upUpdate)
 	upDelete := newFS("upstreams delete")
 	udGateway := upDelete.String("gateway", "", "gateway name or id (required)")
 	vsUpdate := newFS("servers update")
@@ -390,7 +391,7 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 	}
 	return map[string][]*ffcli.Command{
 		"upstreams": {
-			leaf("upstreams", "update", "--gateway GW [--url URL | --command CMD | --package npm:NAME@VERSION --integrity SHA | --from-catalog NAME[@VERSION]] [-- ARGS...] [--credential-ref REF|none] [--deny LIST|none] NAME",
+			leaf("upstreams", "update", "--gateway GW [--url URL | --command CMD | --package npm:NAME@VERSION --integrity SHA | --from-catalog NAME[@VERSION]] [-- ARGS...] [--credential-ref REF|none] [--deny LIST|none] [--auth MODE ...] NAME",
 				"change an upstream's settings (only the flags given); its pins stay and what it now offers is checked against them", upUpdate, -1,
 				func(ctx context.Context, args []string) error {
 					if *uuGateway == "" {
@@ -436,6 +437,7 @@ func editCommands(leaf leafFunc, newFS func(string) *flag.FlagSet, g *globals, c
 							return err
 						}
 					}
+					uuAuth.apply(up)
 					r, err := c.ups.UpdateUpstream(ctx, connect.NewRequest(&adminv1.UpdateUpstreamRequest{Upstream: up}))
 					if err != nil {
 						return err
@@ -521,4 +523,47 @@ func onGateway[T interface {
 		}
 	}
 	return none
+}
+
+// authFlags are the authorization flags of upstreams create and update.
+type authFlags struct {
+	fs                                                   *flag.FlagSet
+	mode, clientID, secretRef, scopes, issuer, resource *string
+}
+
+func newAuthFlags(fs *flag.FlagSet) *authFlags {
+	return &authFlags{fs: fs,
+		mode: fs.String("auth", "", "whose credential requests for a client carry: static (--credential-ref for everybody; the default), none, "+
+			"oauth_user (each person's own OAuth token, granted once through the gateway's consent link) or token_exchange (RFC 8693: the caller's token exchanged at the identity provider); "+
+			"with a per-person mode --credential-ref serves only the gateway's discovery of the upstream's tools"),
+		clientID:  fs.String("oauth-client-id", "", "the gateway's OAuth client id (oauth_user: empty registers one dynamically; token_exchange: required)"),
+		secretRef: fs.String("oauth-client-secret-ref", "", "where gateways find the OAuth client's secret: env:NAME or file:/path"),
+		scopes:    fs.String("oauth-scopes", "", "OAuth scopes to ask for, space-separated"),
+		issuer:    fs.String("oauth-issuer", "", "the authorization server's issuer URL (default: oauth_user discovers it from the upstream; token_exchange uses the gateway's client identity provider)"),
+		resource:  fs.String("oauth-resource", "", "the resource tokens are for (default: the upstream's URL)"),
+	}
+}
+
+// apply sets on up the flags that were given; "none" clears a value.
+func (a *authFlags) apply(up *adminv1.Upstream) {
+	a.fs.Visit(func(f *flag.Flag) {
+		v := strings.TrimSpace(f.Value.String())
+		if v == "none" && f.Name != "auth" {
+			v = ""
+		}
+		switch f.Name {
+		case "auth":
+			up.AuthMode = v
+		case "oauth-client-id":
+			up.OauthClientId = v
+		case "oauth-client-secret-ref":
+			up.OauthClientSecretRef = v
+		case "oauth-scopes":
+			up.OauthScopes = strings.Fields(v)
+		case "oauth-issuer":
+			up.OauthIssuer = v
+		case "oauth-resource":
+			up.OauthResource = v
+		}
+	})
 }

@@ -211,6 +211,10 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 		if u.DenySampling || u.DenyElicitation || u.DenyRoots {
 			pu.ServerRequests = &agentv1.ServerRequests{DenySampling: u.DenySampling, DenyElicitation: u.DenyElicitation, DenyRoots: u.DenyRoots}
 		}
+		if mode := authModes[u.AuthMode]; mode != agentv1.AuthMode_AUTH_MODE_UNSPECIFIED {
+			pu.Auth = &agentv1.UpstreamAuth{Mode: mode, ClientId: u.OauthClientID, ClientSecretRef: u.OauthClientSecretRef,
+				Scopes: u.OauthScopes, Issuer: u.OauthIssuer, Resource: u.OauthResource}
+		}
 		switch u.Transport {
 		case upstream.TransportStreamableHTTP:
 			pu.Transport = agentv1.Transport_TRANSPORT_STREAMABLE_HTTP
@@ -272,4 +276,11 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 		}
 	}
 	return b, nil
+}
+
+// authModes maps an upstream's stored authorization mode to the bundle's.
+var authModes = map[upstream.AuthMode]agentv1.AuthMode{
+	upstream.AuthModeNone:          agentv1.AuthMode_AUTH_MODE_NONE,
+	upstream.AuthModeOauthUser:     agentv1.AuthMode_AUTH_MODE_OAUTH_USER,
+	upstream.AuthModeTokenExchange: agentv1.AuthMode_AUTH_MODE_TOKEN_EXCHANGE,
 }

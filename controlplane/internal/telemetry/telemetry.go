@@ -101,7 +101,7 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 		rows = append(rows, e.GetId(), agent.TenantID, agent.GatewayID, agent.ID, t,
 			bound.String(e.GetPrincipal(), 256), vs, up, bound.String(e.GetMethod(), 64), tl,
 			decision.String(), bound.String(e.GetReason(), 512), e.GetLatencyMicros(),
-			e.GetRequestBytes(), e.GetResponseBytes(), bound.String(e.GetError(), 1024))
+			e.GetRequestBytes(), e.GetResponseBytes(), bound.String(e.GetError(), 1024), bound.String(e.GetUpstreamIdentity(), 256))
 		if e.GetMethod() != "tools/call" {
 			continue // rollups chart tool calls; other requests stay in the raw events
 		}

@@ -255,6 +255,54 @@ type UpstreamSpec struct {
 	// CatalogEntry, "NAME" or "NAME@VERSION", is the approved catalog entry
 	// that gives the transport, URL, package and arguments.
 	CatalogEntry string
+	// Auth says whose credential the gateway's requests for a client carry.
+	Auth AuthSpec
+}
+
+// AuthSpec is an upstream's authorization mode: "static" (the default:
+// CredentialRef for everybody), "none", "oauth_user" (each person's own
+// OAuth token, granted once through the gateway's consent link) or
+// "token_exchange" (RFC 8693 at the identity provider). The OAuth client,
+// scopes, issuer and resource serve the per-person modes.
+type AuthSpec struct {
+	Mode, ClientID, ClientSecretRef, Issuer, Resource string
+	Scopes                                            []string
+}
+
+// AuthModes are the values of AuthSpec.Mode.
+var AuthModes = []string{"static", "none", "oauth_user", "token_exchange"}
+
+var scopeRE = regexp.MustCompile(`^[\x21\x23-\x5b\x5d-\x7e]{1,128}$`) // RFC 6749 scope-token
+
+func (a AuthSpec) validate(transport string) error {
+	perPerson := a.Mode == "oauth_user" || a.Mode == "token_exchange"
+	switch {
+	case a.Mode != "" && !slices.Contains(AuthModes, a.Mode):
+		return fmt.Errorf("authorization mode %q: use %s", a.Mode, strings.Join(AuthModes, ", "))
+	case perPerson && transport != upstream.TransportStreamableHTTP.String():
+		return fmt.Errorf("authorization mode %s needs a streamable_http upstream", a.Mode)
+	case !perPerson && (a.ClientID != "" || a.ClientSecretRef != "" || a.Issuer != "" || a.Resource != "" || len(a.Scopes) > 0):
+		return errors.New("an OAuth client, scopes, issuer or resource need the authorization mode oauth_user or token_exchange")
+	case a.Mode == "token_exchange" && a.ClientID == "":
+		return errors.New("token_exchange needs the gateway's OAuth client id at the identity provider")
+	case a.ClientSecretRef != "" && !credentialRefRE.MatchString(a.ClientSecretRef):
+		return fmt.Errorf("OAuth client secret reference %q must be env:NAME or file:/absolute/path", a.ClientSecretRef)
+	case len(a.ClientID) > 256:
+		return errors.New("OAuth client id: at most 256 bytes")
+	case len(a.Scopes) > 32:
+		return errors.New("at most 32 OAuth scopes")
+	}
+	for _, sc := range a.Scopes {
+		if !scopeRE.MatchString(sc) {
+			return fmt.Errorf("OAuth scope %q is not a scope token", bound.String(sc, 130))
+		}
+	}
+	for _, u := range []string{a.Issuer, a.Resource} {
+		if pu, err := url.Parse(u); u != "" && (err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" || len(u) > 1024) {
+			return fmt.Errorf("%q must be an absolute http(s) URL", bound.String(u, 300))
+		}
+	}
+	return nil
 }
 
 // PackageSpec is an MCP server package at an exact version with the
@@ -374,7 +422,18 @@ func (u UpstreamSpec) Validate() error {
 	if u.Transport != upstream.TransportStreamableHTTP.String() && (!strings.HasPrefix(u.CredentialRef, "env:") && u.CredentialRef != "" || u.CredentialHeader != "") {
 		return fmt.Errorf("upstream %q: a stdio command's credential is a variable of the gateway's environment it is given (env:NAME), without a header", u.Name)
 	}
+	if err := u.Auth.validate(u.Transport); err != nil {
+		return fmt.Errorf("upstream %q: %w", u.Name, err)
+	}
 	return nil
+}
+
+// authMode is the stored mode of a spec ("" is static).
+func (a AuthSpec) authMode() upstream.AuthMode {
+	if a.Mode == "" {
+		return upstream.AuthModeStatic
+	}
+	return upstream.AuthMode(a.Mode)
 }
 
 // fromCatalog fills what spec runs from its approved catalog entry, if it
@@ -458,7 +517,9 @@ func (s *Service) CreateUpstream(ctx context.Context, tenantID, gatewayID uuid.U
 			SetCredentialRef(spec.CredentialRef).SetCredentialHeader(spec.CredentialHeader).
 			SetDenySampling(spec.DenySampling).SetDenyElicitation(spec.DenyElicitation).SetDenyRoots(spec.DenyRoots).
 			SetPackageEcosystem(spec.Package.Ecosystem).SetPackageName(spec.Package.Name).SetPackageVersion(spec.Package.Version).
-			SetPackageIntegrity(spec.Package.Integrity).SetPackageBin(spec.Package.Bin).SetCatalogEntry(spec.CatalogEntry).Save(ctx)
+			SetPackageIntegrity(spec.Package.Integrity).SetPackageBin(spec.Package.Bin).SetCatalogEntry(spec.CatalogEntry).
+			SetAuthMode(spec.Auth.authMode()).SetOauthClientID(spec.Auth.ClientID).SetOauthClientSecretRef(spec.Auth.ClientSecretRef).
+			SetOauthScopes(spec.Auth.Scopes).SetOauthIssuer(spec.Auth.Issuer).SetOauthResource(spec.Auth.Resource).Save(ctx)
 		if err != nil {
 			return authz.DBError(fmt.Sprintf("creating upstream %q", spec.Name), err)
 		}
@@ -732,7 +793,9 @@ func (s *Service) UpdateUpstream(ctx context.Context, tenantID, upstreamID uuid.
 			SetCredentialRef(spec.CredentialRef).SetCredentialHeader(spec.CredentialHeader).
 			SetDenySampling(spec.DenySampling).SetDenyElicitation(spec.DenyElicitation).SetDenyRoots(spec.DenyRoots).
 			SetPackageEcosystem(spec.Package.Ecosystem).SetPackageName(spec.Package.Name).SetPackageVersion(spec.Package.Version).
-			SetPackageIntegrity(spec.Package.Integrity).SetPackageBin(spec.Package.Bin).SetCatalogEntry(spec.CatalogEntry).Save(ctx)
+			SetPackageIntegrity(spec.Package.Integrity).SetPackageBin(spec.Package.Bin).SetCatalogEntry(spec.CatalogEntry).
+			SetAuthMode(spec.Auth.authMode()).SetOauthClientID(spec.Auth.ClientID).SetOauthClientSecretRef(spec.Auth.ClientSecretRef).
+			SetOauthScopes(spec.Auth.Scopes).SetOauthIssuer(spec.Auth.Issuer).SetOauthResource(spec.Auth.Resource).Save(ctx)
 		if err != nil {
 			return authz.DBError(fmt.Sprintf("updating upstream %q", spec.Name), err)
 		}

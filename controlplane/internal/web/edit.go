@@ -126,7 +126,10 @@ func upstreamSpecFromForm(r *http.Request) (tenant.UpstreamSpec, error) {
 		return tenant.UpstreamSpec{}, authz.Invalid("the form could not be read")
 	}
 	spec := tenant.UpstreamSpec{Name: strings.TrimSpace(r.PostFormValue("name")), Transport: r.PostFormValue("transport"),
-		CredentialRef: strings.TrimSpace(r.PostFormValue("credential_ref"))}
+		CredentialRef: strings.TrimSpace(r.PostFormValue("credential_ref")),
+		Auth: tenant.AuthSpec{Mode: r.PostFormValue("auth_mode"), ClientID: strings.TrimSpace(r.PostFormValue("oauth_client_id")),
+			ClientSecretRef: strings.TrimSpace(r.PostFormValue("oauth_client_secret_ref")), Scopes: strings.Fields(r.PostFormValue("oauth_scopes")),
+			Issuer: strings.TrimSpace(r.PostFormValue("oauth_issuer")), Resource: strings.TrimSpace(r.PostFormValue("oauth_resource"))}}
 	switch spec.Transport {
 	case "stdio":
 		if fields := strings.Fields(r.PostFormValue("command")); len(fields) > 0 {
@@ -217,7 +220,9 @@ func (s *Server) renderUpstream(w http.ResponseWriter, r *http.Request, rq *requ
 	}
 	vm := ui.UpstreamEdit{Page: s.page(rq, "Upstream "+u.Name, "upstreams"), ID: u.ID.String(), Name: u.Name,
 		Gateway: u.Edges.Gateway.Name, GatewayID: u.GatewayID.String(),
-		Run:          ui.UpstreamRun{Transport: u.Transport.String(), URL: u.URL, Credential: u.CredentialRef, Catalog: catalog, CatalogEntry: u.CatalogEntry},
+		Run: ui.UpstreamRun{Transport: u.Transport.String(), URL: u.URL, Credential: u.CredentialRef, Catalog: catalog, CatalogEntry: u.CatalogEntry,
+			Auth: u.AuthMode.String(), ClientID: u.OauthClientID, ClientSecretRef: u.OauthClientSecretRef, Scopes: strings.Join(u.OauthScopes, " "),
+			Issuer: u.OauthIssuer, Resource: u.OauthResource},
 		DenySampling: u.DenySampling, DenyElicitation: u.DenyElicitation, DenyRoots: u.DenyRoots, ServedBy: servedBy}
 	switch {
 	case u.CatalogEntry != "":

@@ -2303,7 +2303,28 @@ type Upstream struct {
 	// approved version) or "NAME@VERSION". When set on create or update, the
 	// entry gives the transport, URL, package and arguments (those fields of
 	// the request are ignored); read back, it is "NAME@VERSION".
-	CatalogEntry  string `protobuf:"bytes,21,opt,name=catalog_entry,json=catalogEntry,proto3" json:"catalog_entry,omitempty"`
+	CatalogEntry string `protobuf:"bytes,21,opt,name=catalog_entry,json=catalogEntry,proto3" json:"catalog_entry,omitempty"`
+	// Whose credential the gateway's requests for a client carry: "static"
+	// (credential_ref for everybody; the default when empty), "none",
+	// "oauth_user" (each person's own OAuth token, granted once through the
+	// gateway's consent link) or "token_exchange" (RFC 8693: the caller's
+	// token exchanged at the identity provider for one meant for the
+	// upstream). With a per-person mode, credential_ref serves only the
+	// gateway's discovery of the upstream's definitions.
+	AuthMode string `protobuf:"bytes,22,opt,name=auth_mode,json=authMode,proto3" json:"auth_mode,omitempty"`
+	// The gateway's OAuth client: its id (empty for oauth_user: registered
+	// dynamically) and where gateways find its secret ("env:NAME" or
+	// "file:/path").
+	OauthClientId        string `protobuf:"bytes,23,opt,name=oauth_client_id,json=oauthClientId,proto3" json:"oauth_client_id,omitempty"`
+	OauthClientSecretRef string `protobuf:"bytes,24,opt,name=oauth_client_secret_ref,json=oauthClientSecretRef,proto3" json:"oauth_client_secret_ref,omitempty"`
+	// Scopes asked for.
+	OauthScopes []string `protobuf:"bytes,25,rep,name=oauth_scopes,json=oauthScopes,proto3" json:"oauth_scopes,omitempty"`
+	// The authorization server's issuer (empty: discovered from the upstream
+	// for oauth_user; the gateway's client identity provider for
+	// token_exchange).
+	OauthIssuer string `protobuf:"bytes,26,opt,name=oauth_issuer,json=oauthIssuer,proto3" json:"oauth_issuer,omitempty"`
+	// The resource the tokens are for (empty: the upstream's URL).
+	OauthResource string `protobuf:"bytes,27,opt,name=oauth_resource,json=oauthResource,proto3" json:"oauth_resource,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2481,6 +2502,48 @@ func (x *Upstream) GetPackageBin() string {
 func (x *Upstream) GetCatalogEntry() string {
 	if x != nil {
 		return x.CatalogEntry
+	}
+	return ""
+}
+
+func (x *Upstream) GetAuthMode() string {
+	if x != nil {
+		return x.AuthMode
+	}
+	return ""
+}
+
+func (x *Upstream) GetOauthClientId() string {
+	if x != nil {
+		return x.OauthClientId
+	}
+	return ""
+}
+
+func (x *Upstream) GetOauthClientSecretRef() string {
+	if x != nil {
+		return x.OauthClientSecretRef
+	}
+	return ""
+}
+
+func (x *Upstream) GetOauthScopes() []string {
+	if x != nil {
+		return x.OauthScopes
+	}
+	return nil
+}
+
+func (x *Upstream) GetOauthIssuer() string {
+	if x != nil {
+		return x.OauthIssuer
+	}
+	return ""
+}
+
+func (x *Upstream) GetOauthResource() string {
+	if x != nil {
+		return x.OauthResource
 	}
 	return ""
 }
@@ -7083,8 +7146,10 @@ type CallEvent struct {
 	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
 	LatencyMicros int64  `protobuf:"varint,11,opt,name=latency_micros,json=latencyMicros,proto3" json:"latency_micros,omitempty"`
 	Error         string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Who the upstream saw as the caller, with per-person authorization.
+	UpstreamIdentity string `protobuf:"bytes,13,opt,name=upstream_identity,json=upstreamIdentity,proto3" json:"upstream_identity,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CallEvent) Reset() {
@@ -7197,6 +7262,13 @@ func (x *CallEvent) GetLatencyMicros() int64 {
 func (x *CallEvent) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *CallEvent) GetUpstreamIdentity() string {
+	if x != nil {
+		return x.UpstreamIdentity
 	}
 	return ""
 }
@@ -8488,7 +8560,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
 	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12#\n" +
-	"\rcontrol_plane\x18\x03 \x01(\tR\fcontrolPlane\"\xb5\x06\n" +
+	"\rcontrol_plane\x18\x03 \x01(\tR\fcontrolPlane\"\x9e\b\n" +
 	"\bUpstream\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -8515,7 +8587,13 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x11package_integrity\x18\x13 \x01(\tR\x10packageIntegrity\x12\x1f\n" +
 	"\vpackage_bin\x18\x14 \x01(\tR\n" +
 	"packageBin\x12#\n" +
-	"\rcatalog_entry\x18\x15 \x01(\tR\fcatalogEntry\x1a9\n" +
+	"\rcatalog_entry\x18\x15 \x01(\tR\fcatalogEntry\x12\x1b\n" +
+	"\tauth_mode\x18\x16 \x01(\tR\bauthMode\x12&\n" +
+	"\x0foauth_client_id\x18\x17 \x01(\tR\roauthClientId\x125\n" +
+	"\x17oauth_client_secret_ref\x18\x18 \x01(\tR\x14oauthClientSecretRef\x12!\n" +
+	"\foauth_scopes\x18\x19 \x03(\tR\voauthScopes\x12!\n" +
+	"\foauth_issuer\x18\x1a \x01(\tR\voauthIssuer\x12%\n" +
+	"\x0eoauth_resource\x18\x1b \x01(\tR\roauthResource\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
@@ -8809,7 +8887,7 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x06action\x18\x01 \x01(\x0e2!.portcullis.admin.v1.ResultActionR\x06action\"U\n" +
 	"\x18SetResultScanningRequest\x129\n" +
 	"\x06action\x18\x01 \x01(\x0e2!.portcullis.admin.v1.ResultActionR\x06action\"\x1b\n" +
-	"\x19SetResultScanningResponse\"\xe8\x02\n" +
+	"\x19SetResultScanningResponse\"\x95\x03\n" +
 	"\tCallEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1d\n" +
@@ -8824,7 +8902,8 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x12%\n" +
 	"\x0elatency_micros\x18\v \x01(\x03R\rlatencyMicros\x12\x14\n" +
-	"\x05error\x18\f \x01(\tR\x05error\"\xa7\x01\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12+\n" +
+	"\x11upstream_identity\x18\r \x01(\tR\x10upstreamIdentity\"\xa7\x01\n" +
 	"\fTrafficPoint\x122\n" +
 	"\x06minute\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06minute\x12\x14\n" +
 	"\x05calls\x18\x02 \x01(\x03R\x05calls\x12\x16\n" +

@@ -137,6 +137,68 @@ func (Transport) EnumDescriptor() ([]byte, []int) {
 	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{1}
 }
 
+// AuthMode says whose credential a request to an upstream carries.
+type AuthMode int32
+
+const (
+	// credential_ref, if set, for every client ("static", the default).
+	AuthMode_AUTH_MODE_UNSPECIFIED AuthMode = 0
+	// No credential.
+	AuthMode_AUTH_MODE_NONE AuthMode = 1
+	// Each principal's own OAuth token for the upstream, which the principal
+	// grants once through the gateway's consent link (authorization code with
+	// PKCE and the resource parameter). credential_ref, if set, serves only
+	// the gateway's own discovery of the upstream's definitions.
+	AuthMode_AUTH_MODE_OAUTH_USER AuthMode = 2
+	// RFC 8693: the caller's validated JWT is exchanged at the tenant's
+	// identity provider for a token whose audience is the upstream.
+	// credential_ref, if set, serves only discovery.
+	AuthMode_AUTH_MODE_TOKEN_EXCHANGE AuthMode = 3
+)
+
+// Enum value maps for AuthMode.
+var (
+	AuthMode_name = map[int32]string{
+		0: "AUTH_MODE_UNSPECIFIED",
+		1: "AUTH_MODE_NONE",
+		2: "AUTH_MODE_OAUTH_USER",
+		3: "AUTH_MODE_TOKEN_EXCHANGE",
+	}
+	AuthMode_value = map[string]int32{
+		"AUTH_MODE_UNSPECIFIED":    0,
+		"AUTH_MODE_NONE":           1,
+		"AUTH_MODE_OAUTH_USER":     2,
+		"AUTH_MODE_TOKEN_EXCHANGE": 3,
+	}
+)
+
+func (x AuthMode) Enum() *AuthMode {
+	p := new(AuthMode)
+	*p = x
+	return p
+}
+
+func (x AuthMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AuthMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_portcullis_agent_v1_agent_proto_enumTypes[2].Descriptor()
+}
+
+func (AuthMode) Type() protoreflect.EnumType {
+	return &file_portcullis_agent_v1_agent_proto_enumTypes[2]
+}
+
+func (x AuthMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AuthMode.Descriptor instead.
+func (AuthMode) EnumDescriptor() ([]byte, []int) {
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
 // Effect of an access rule.
 type Effect int32
 
@@ -174,11 +236,11 @@ func (x Effect) String() string {
 }
 
 func (Effect) Descriptor() protoreflect.EnumDescriptor {
-	return file_portcullis_agent_v1_agent_proto_enumTypes[2].Descriptor()
+	return file_portcullis_agent_v1_agent_proto_enumTypes[3].Descriptor()
 }
 
 func (Effect) Type() protoreflect.EnumType {
-	return &file_portcullis_agent_v1_agent_proto_enumTypes[2]
+	return &file_portcullis_agent_v1_agent_proto_enumTypes[3]
 }
 
 func (x Effect) Number() protoreflect.EnumNumber {
@@ -187,7 +249,7 @@ func (x Effect) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Effect.Descriptor instead.
 func (Effect) EnumDescriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 // Decision taken by the gateway.
@@ -227,11 +289,11 @@ func (x Decision) String() string {
 }
 
 func (Decision) Descriptor() protoreflect.EnumDescriptor {
-	return file_portcullis_agent_v1_agent_proto_enumTypes[3].Descriptor()
+	return file_portcullis_agent_v1_agent_proto_enumTypes[4].Descriptor()
 }
 
 func (Decision) Type() protoreflect.EnumType {
-	return &file_portcullis_agent_v1_agent_proto_enumTypes[3]
+	return &file_portcullis_agent_v1_agent_proto_enumTypes[4]
 }
 
 func (x Decision) Number() protoreflect.EnumNumber {
@@ -240,7 +302,7 @@ func (x Decision) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Decision.Descriptor instead.
 func (Decision) EnumDescriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 // RenewRequest asks for a new client certificate.
@@ -1456,7 +1518,10 @@ type Upstream struct {
 	// them. Everything is allowed unless denied here.
 	ServerRequests *ServerRequests `protobuf:"bytes,10,opt,name=server_requests,json=serverRequests,proto3" json:"server_requests,omitempty"`
 	// The package for TRANSPORT_PACKAGE; args are passed to its executable.
-	Package       *Package `protobuf:"bytes,11,opt,name=package,proto3" json:"package,omitempty"`
+	Package *Package `protobuf:"bytes,11,opt,name=package,proto3" json:"package,omitempty"`
+	// How the upstream authorizes the gateway's requests made for a client.
+	// Unset: credential_ref, if any, for everybody.
+	Auth          *UpstreamAuth `protobuf:"bytes,12,opt,name=auth,proto3" json:"auth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1568,6 +1633,109 @@ func (x *Upstream) GetPackage() *Package {
 	return nil
 }
 
+func (x *Upstream) GetAuth() *UpstreamAuth {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+// UpstreamAuth configures per-principal authorization to an upstream.
+type UpstreamAuth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Mode  AuthMode               `protobuf:"varint,1,opt,name=mode,proto3,enum=portcullis.agent.v1.AuthMode" json:"mode,omitempty"`
+	// The gateway's OAuth client at the authorization server (OAUTH_USER, or
+	// at the identity provider for TOKEN_EXCHANGE). Empty for OAUTH_USER: the
+	// gateway registers itself dynamically (RFC 7591).
+	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// Where the gateway finds the client's secret: "env:NAME" or "file:/path".
+	ClientSecretRef string `protobuf:"bytes,3,opt,name=client_secret_ref,json=clientSecretRef,proto3" json:"client_secret_ref,omitempty"`
+	// Scopes to ask for.
+	Scopes []string `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// The authorization server's issuer (OAUTH_USER; empty: discovered from
+	// the upstream's RFC 9728 protected-resource metadata) or the token
+	// endpoint's issuer (TOKEN_EXCHANGE; empty: the gateway's client identity
+	// provider).
+	Issuer string `protobuf:"bytes,5,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// The resource the token is for (RFC 8707 / RFC 8693 "resource"); empty:
+	// the upstream's URL.
+	Resource      string `protobuf:"bytes,6,opt,name=resource,proto3" json:"resource,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpstreamAuth) Reset() {
+	*x = UpstreamAuth{}
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpstreamAuth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpstreamAuth) ProtoMessage() {}
+
+func (x *UpstreamAuth) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpstreamAuth.ProtoReflect.Descriptor instead.
+func (*UpstreamAuth) Descriptor() ([]byte, []int) {
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *UpstreamAuth) GetMode() AuthMode {
+	if x != nil {
+		return x.Mode
+	}
+	return AuthMode_AUTH_MODE_UNSPECIFIED
+}
+
+func (x *UpstreamAuth) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *UpstreamAuth) GetClientSecretRef() string {
+	if x != nil {
+		return x.ClientSecretRef
+	}
+	return ""
+}
+
+func (x *UpstreamAuth) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *UpstreamAuth) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *UpstreamAuth) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
 // Package is an MCP server package at an exact version, with the hash its
 // archive must have.
 type Package struct {
@@ -1592,7 +1760,7 @@ type Package struct {
 
 func (x *Package) Reset() {
 	*x = Package{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1772,7 @@ func (x *Package) String() string {
 func (*Package) ProtoMessage() {}
 
 func (x *Package) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +1785,7 @@ func (x *Package) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Package.ProtoReflect.Descriptor instead.
 func (*Package) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Package) GetEcosystem() string {
@@ -1671,7 +1839,7 @@ type ServerRequests struct {
 
 func (x *ServerRequests) Reset() {
 	*x = ServerRequests{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1683,7 +1851,7 @@ func (x *ServerRequests) String() string {
 func (*ServerRequests) ProtoMessage() {}
 
 func (x *ServerRequests) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1696,7 +1864,7 @@ func (x *ServerRequests) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerRequests.ProtoReflect.Descriptor instead.
 func (*ServerRequests) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ServerRequests) GetDenySampling() bool {
@@ -1738,7 +1906,7 @@ type VirtualServer struct {
 
 func (x *VirtualServer) Reset() {
 	*x = VirtualServer{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +1918,7 @@ func (x *VirtualServer) String() string {
 func (*VirtualServer) ProtoMessage() {}
 
 func (x *VirtualServer) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +1931,7 @@ func (x *VirtualServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
 func (*VirtualServer) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *VirtualServer) GetName() string {
@@ -1809,7 +1977,7 @@ type ToolRename struct {
 
 func (x *ToolRename) Reset() {
 	*x = ToolRename{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1989,7 @@ func (x *ToolRename) String() string {
 func (*ToolRename) ProtoMessage() {}
 
 func (x *ToolRename) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +2002,7 @@ func (x *ToolRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolRename.ProtoReflect.Descriptor instead.
 func (*ToolRename) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ToolRename) GetUpstream() string {
@@ -1877,7 +2045,7 @@ type ToolPin struct {
 
 func (x *ToolPin) Reset() {
 	*x = ToolPin{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +2057,7 @@ func (x *ToolPin) String() string {
 func (*ToolPin) ProtoMessage() {}
 
 func (x *ToolPin) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2070,7 @@ func (x *ToolPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolPin.ProtoReflect.Descriptor instead.
 func (*ToolPin) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ToolPin) GetUpstream() string {
@@ -1961,7 +2129,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2141,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2154,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AccessRule) GetId() string {
@@ -2044,7 +2212,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2224,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2237,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Ack) GetNonce() string {
@@ -2103,7 +2271,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2283,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2296,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Nack) GetNonce() string {
@@ -2170,7 +2338,7 @@ type InventoryReport struct {
 
 func (x *InventoryReport) Reset() {
 	*x = InventoryReport{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2350,7 @@ func (x *InventoryReport) String() string {
 func (*InventoryReport) ProtoMessage() {}
 
 func (x *InventoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2363,7 @@ func (x *InventoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryReport.ProtoReflect.Descriptor instead.
 func (*InventoryReport) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InventoryReport) GetUpstreams() []*UpstreamInventory {
@@ -2234,7 +2402,7 @@ type UpstreamInventory struct {
 
 func (x *UpstreamInventory) Reset() {
 	*x = UpstreamInventory{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2414,7 @@ func (x *UpstreamInventory) String() string {
 func (*UpstreamInventory) ProtoMessage() {}
 
 func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2427,7 @@ func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamInventory.ProtoReflect.Descriptor instead.
 func (*UpstreamInventory) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpstreamInventory) GetUpstream() string {
@@ -2334,7 +2502,7 @@ type DiscoveredTool struct {
 
 func (x *DiscoveredTool) Reset() {
 	*x = DiscoveredTool{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2514,7 @@ func (x *DiscoveredTool) String() string {
 func (*DiscoveredTool) ProtoMessage() {}
 
 func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2527,7 @@ func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveredTool.ProtoReflect.Descriptor instead.
 func (*DiscoveredTool) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DiscoveredTool) GetName() string {
@@ -2394,7 +2562,7 @@ type Keepalive struct {
 
 func (x *Keepalive) Reset() {
 	*x = Keepalive{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2574,7 @@ func (x *Keepalive) String() string {
 func (*Keepalive) ProtoMessage() {}
 
 func (x *Keepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2587,7 @@ func (x *Keepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
 func (*Keepalive) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Keepalive) GetSentAt() *timestamppb.Timestamp {
@@ -2442,7 +2610,7 @@ type ReportTelemetryRequest struct {
 
 func (x *ReportTelemetryRequest) Reset() {
 	*x = ReportTelemetryRequest{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2622,7 @@ func (x *ReportTelemetryRequest) String() string {
 func (*ReportTelemetryRequest) ProtoMessage() {}
 
 func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2635,7 @@ func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryRequest.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReportTelemetryRequest) GetEvents() []*CallEvent {
@@ -2495,7 +2663,7 @@ type ReportTelemetryResponse struct {
 
 func (x *ReportTelemetryResponse) Reset() {
 	*x = ReportTelemetryResponse{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2675,7 @@ func (x *ReportTelemetryResponse) String() string {
 func (*ReportTelemetryResponse) ProtoMessage() {}
 
 func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2688,7 @@ func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryResponse.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReportTelemetryResponse) GetAccepted() uint64 {
@@ -2558,14 +2726,17 @@ type CallEvent struct {
 	// Response size in bytes.
 	ResponseBytes int64 `protobuf:"varint,12,opt,name=response_bytes,json=responseBytes,proto3" json:"response_bytes,omitempty"`
 	// Error text, if the call failed.
-	Error         string `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Error string `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
+	// Who the upstream saw as the caller, for per-principal authorization:
+	// the subject of the token the gateway sent (never the token).
+	UpstreamIdentity string `protobuf:"bytes,14,opt,name=upstream_identity,json=upstreamIdentity,proto3" json:"upstream_identity,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CallEvent) Reset() {
 	*x = CallEvent{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2748,7 @@ func (x *CallEvent) String() string {
 func (*CallEvent) ProtoMessage() {}
 
 func (x *CallEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2761,7 @@ func (x *CallEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
 func (*CallEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CallEvent) GetId() string {
@@ -2684,6 +2855,13 @@ func (x *CallEvent) GetError() string {
 	return ""
 }
 
+func (x *CallEvent) GetUpstreamIdentity() string {
+	if x != nil {
+		return x.UpstreamIdentity
+	}
+	return ""
+}
+
 var File_portcullis_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
@@ -2773,7 +2951,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06groups\x18\x03 \x03(\tR\x06groups\"K\n" +
 	"\x0eResultScanning\x129\n" +
-	"\x06action\x18\x01 \x01(\x0e2!.portcullis.agent.v1.ResultActionR\x06action\"\x84\x04\n" +
+	"\x06action\x18\x01 \x01(\x0e2!.portcullis.agent.v1.ResultActionR\x06action\"\xbb\x04\n" +
 	"\bUpstream\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12<\n" +
@@ -2786,10 +2964,18 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x11credential_header\x18\t \x01(\tR\x10credentialHeader\x12L\n" +
 	"\x0fserver_requests\x18\n" +
 	" \x01(\v2#.portcullis.agent.v1.ServerRequestsR\x0eserverRequests\x126\n" +
-	"\apackage\x18\v \x01(\v2\x1c.portcullis.agent.v1.PackageR\apackage\x1a9\n" +
+	"\apackage\x18\v \x01(\v2\x1c.portcullis.agent.v1.PackageR\apackage\x125\n" +
+	"\x04auth\x18\f \x01(\v2!.portcullis.agent.v1.UpstreamAuthR\x04auth\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x85\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd6\x01\n" +
+	"\fUpstreamAuth\x121\n" +
+	"\x04mode\x18\x01 \x01(\x0e2\x1d.portcullis.agent.v1.AuthModeR\x04mode\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12*\n" +
+	"\x11client_secret_ref\x18\x03 \x01(\tR\x0fclientSecretRef\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x12\x16\n" +
+	"\x06issuer\x18\x05 \x01(\tR\x06issuer\x12\x1a\n" +
+	"\bresource\x18\x06 \x01(\tR\bresource\"\x85\x01\n" +
 	"\aPackage\x12\x1c\n" +
 	"\tecosystem\x18\x01 \x01(\tR\tecosystem\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -2861,7 +3047,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x06events\x18\x01 \x03(\v2\x1e.portcullis.agent.v1.CallEventR\x06events\x12\x18\n" +
 	"\adropped\x18\x02 \x01(\x04R\adropped\"5\n" +
 	"\x17ReportTelemetryResponse\x12\x1a\n" +
-	"\baccepted\x18\x01 \x01(\x04R\baccepted\"\xb4\x03\n" +
+	"\baccepted\x18\x01 \x01(\x04R\baccepted\"\xe1\x03\n" +
 	"\tCallEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1c\n" +
@@ -2876,7 +3062,8 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	" \x01(\x03R\rlatencyMicros\x12#\n" +
 	"\rrequest_bytes\x18\v \x01(\x03R\frequestBytes\x12%\n" +
 	"\x0eresponse_bytes\x18\f \x01(\x03R\rresponseBytes\x12\x14\n" +
-	"\x05error\x18\r \x01(\tR\x05error*|\n" +
+	"\x05error\x18\r \x01(\tR\x05error\x12+\n" +
+	"\x11upstream_identity\x18\x0e \x01(\tR\x10upstreamIdentity*|\n" +
 	"\fResultAction\x12\x1d\n" +
 	"\x19RESULT_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESULT_ACTION_ANNOTATE\x10\x01\x12\x18\n" +
@@ -2886,7 +3073,12 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TRANSPORT_STREAMABLE_HTTP\x10\x01\x12\x13\n" +
 	"\x0fTRANSPORT_STDIO\x10\x02\x12\x15\n" +
-	"\x11TRANSPORT_PACKAGE\x10\x03*C\n" +
+	"\x11TRANSPORT_PACKAGE\x10\x03*q\n" +
+	"\bAuthMode\x12\x19\n" +
+	"\x15AUTH_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eAUTH_MODE_NONE\x10\x01\x12\x18\n" +
+	"\x14AUTH_MODE_OAUTH_USER\x10\x02\x12\x1c\n" +
+	"\x18AUTH_MODE_TOKEN_EXCHANGE\x10\x03*C\n" +
 	"\x06Effect\x12\x16\n" +
 	"\x12EFFECT_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fEFFECT_ALLOW\x10\x01\x12\x0f\n" +
@@ -2915,100 +3107,104 @@ func file_portcullis_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_portcullis_agent_v1_agent_proto_rawDescData
 }
 
-var file_portcullis_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_portcullis_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_portcullis_agent_v1_agent_proto_goTypes = []any{
 	(ResultAction)(0),               // 0: portcullis.agent.v1.ResultAction
 	(Transport)(0),                  // 1: portcullis.agent.v1.Transport
-	(Effect)(0),                     // 2: portcullis.agent.v1.Effect
-	(Decision)(0),                   // 3: portcullis.agent.v1.Decision
-	(*RenewRequest)(nil),            // 4: portcullis.agent.v1.RenewRequest
-	(*RenewResponse)(nil),           // 5: portcullis.agent.v1.RenewResponse
-	(*EnrollRequest)(nil),           // 6: portcullis.agent.v1.EnrollRequest
-	(*EnrollResponse)(nil),          // 7: portcullis.agent.v1.EnrollResponse
-	(*SyncRequest)(nil),             // 8: portcullis.agent.v1.SyncRequest
-	(*SyncResponse)(nil),            // 9: portcullis.agent.v1.SyncResponse
-	(*TrustUpdate)(nil),             // 10: portcullis.agent.v1.TrustUpdate
-	(*Hello)(nil),                   // 11: portcullis.agent.v1.Hello
-	(*BundleUpdate)(nil),            // 12: portcullis.agent.v1.BundleUpdate
-	(*SignedBundle)(nil),            // 13: portcullis.agent.v1.SignedBundle
-	(*PolicyBundle)(nil),            // 14: portcullis.agent.v1.PolicyBundle
-	(*RateLimits)(nil),              // 15: portcullis.agent.v1.RateLimits
-	(*ClientAuth)(nil),              // 16: portcullis.agent.v1.ClientAuth
-	(*ClientKey)(nil),               // 17: portcullis.agent.v1.ClientKey
-	(*ResultScanning)(nil),          // 18: portcullis.agent.v1.ResultScanning
-	(*Upstream)(nil),                // 19: portcullis.agent.v1.Upstream
-	(*Package)(nil),                 // 20: portcullis.agent.v1.Package
-	(*ServerRequests)(nil),          // 21: portcullis.agent.v1.ServerRequests
-	(*VirtualServer)(nil),           // 22: portcullis.agent.v1.VirtualServer
-	(*ToolRename)(nil),              // 23: portcullis.agent.v1.ToolRename
-	(*ToolPin)(nil),                 // 24: portcullis.agent.v1.ToolPin
-	(*AccessRule)(nil),              // 25: portcullis.agent.v1.AccessRule
-	(*Ack)(nil),                     // 26: portcullis.agent.v1.Ack
-	(*Nack)(nil),                    // 27: portcullis.agent.v1.Nack
-	(*InventoryReport)(nil),         // 28: portcullis.agent.v1.InventoryReport
-	(*UpstreamInventory)(nil),       // 29: portcullis.agent.v1.UpstreamInventory
-	(*DiscoveredTool)(nil),          // 30: portcullis.agent.v1.DiscoveredTool
-	(*Keepalive)(nil),               // 31: portcullis.agent.v1.Keepalive
-	(*ReportTelemetryRequest)(nil),  // 32: portcullis.agent.v1.ReportTelemetryRequest
-	(*ReportTelemetryResponse)(nil), // 33: portcullis.agent.v1.ReportTelemetryResponse
-	(*CallEvent)(nil),               // 34: portcullis.agent.v1.CallEvent
-	nil,                             // 35: portcullis.agent.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
+	(AuthMode)(0),                   // 2: portcullis.agent.v1.AuthMode
+	(Effect)(0),                     // 3: portcullis.agent.v1.Effect
+	(Decision)(0),                   // 4: portcullis.agent.v1.Decision
+	(*RenewRequest)(nil),            // 5: portcullis.agent.v1.RenewRequest
+	(*RenewResponse)(nil),           // 6: portcullis.agent.v1.RenewResponse
+	(*EnrollRequest)(nil),           // 7: portcullis.agent.v1.EnrollRequest
+	(*EnrollResponse)(nil),          // 8: portcullis.agent.v1.EnrollResponse
+	(*SyncRequest)(nil),             // 9: portcullis.agent.v1.SyncRequest
+	(*SyncResponse)(nil),            // 10: portcullis.agent.v1.SyncResponse
+	(*TrustUpdate)(nil),             // 11: portcullis.agent.v1.TrustUpdate
+	(*Hello)(nil),                   // 12: portcullis.agent.v1.Hello
+	(*BundleUpdate)(nil),            // 13: portcullis.agent.v1.BundleUpdate
+	(*SignedBundle)(nil),            // 14: portcullis.agent.v1.SignedBundle
+	(*PolicyBundle)(nil),            // 15: portcullis.agent.v1.PolicyBundle
+	(*RateLimits)(nil),              // 16: portcullis.agent.v1.RateLimits
+	(*ClientAuth)(nil),              // 17: portcullis.agent.v1.ClientAuth
+	(*ClientKey)(nil),               // 18: portcullis.agent.v1.ClientKey
+	(*ResultScanning)(nil),          // 19: portcullis.agent.v1.ResultScanning
+	(*Upstream)(nil),                // 20: portcullis.agent.v1.Upstream
+	(*UpstreamAuth)(nil),            // 21: portcullis.agent.v1.UpstreamAuth
+	(*Package)(nil),                 // 22: portcullis.agent.v1.Package
+	(*ServerRequests)(nil),          // 23: portcullis.agent.v1.ServerRequests
+	(*VirtualServer)(nil),           // 24: portcullis.agent.v1.VirtualServer
+	(*ToolRename)(nil),              // 25: portcullis.agent.v1.ToolRename
+	(*ToolPin)(nil),                 // 26: portcullis.agent.v1.ToolPin
+	(*AccessRule)(nil),              // 27: portcullis.agent.v1.AccessRule
+	(*Ack)(nil),                     // 28: portcullis.agent.v1.Ack
+	(*Nack)(nil),                    // 29: portcullis.agent.v1.Nack
+	(*InventoryReport)(nil),         // 30: portcullis.agent.v1.InventoryReport
+	(*UpstreamInventory)(nil),       // 31: portcullis.agent.v1.UpstreamInventory
+	(*DiscoveredTool)(nil),          // 32: portcullis.agent.v1.DiscoveredTool
+	(*Keepalive)(nil),               // 33: portcullis.agent.v1.Keepalive
+	(*ReportTelemetryRequest)(nil),  // 34: portcullis.agent.v1.ReportTelemetryRequest
+	(*ReportTelemetryResponse)(nil), // 35: portcullis.agent.v1.ReportTelemetryResponse
+	(*CallEvent)(nil),               // 36: portcullis.agent.v1.CallEvent
+	nil,                             // 37: portcullis.agent.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
 }
 var file_portcullis_agent_v1_agent_proto_depIdxs = []int32{
-	11, // 0: portcullis.agent.v1.SyncRequest.hello:type_name -> portcullis.agent.v1.Hello
-	26, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
-	27, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
-	28, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
-	31, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
-	12, // 5: portcullis.agent.v1.SyncResponse.bundle:type_name -> portcullis.agent.v1.BundleUpdate
-	31, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
-	10, // 7: portcullis.agent.v1.SyncResponse.trust:type_name -> portcullis.agent.v1.TrustUpdate
-	13, // 8: portcullis.agent.v1.BundleUpdate.bundle:type_name -> portcullis.agent.v1.SignedBundle
-	36, // 9: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
-	19, // 10: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
-	22, // 11: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
-	24, // 12: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
-	25, // 13: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
-	24, // 14: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
-	24, // 15: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
-	24, // 16: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
-	18, // 17: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
-	16, // 18: portcullis.agent.v1.PolicyBundle.client_auth:type_name -> portcullis.agent.v1.ClientAuth
-	15, // 19: portcullis.agent.v1.PolicyBundle.rate_limits:type_name -> portcullis.agent.v1.RateLimits
-	24, // 20: portcullis.agent.v1.PolicyBundle.package_pins:type_name -> portcullis.agent.v1.ToolPin
-	17, // 21: portcullis.agent.v1.ClientAuth.keys:type_name -> portcullis.agent.v1.ClientKey
+	12, // 0: portcullis.agent.v1.SyncRequest.hello:type_name -> portcullis.agent.v1.Hello
+	28, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
+	29, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
+	30, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
+	33, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	13, // 5: portcullis.agent.v1.SyncResponse.bundle:type_name -> portcullis.agent.v1.BundleUpdate
+	33, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	11, // 7: portcullis.agent.v1.SyncResponse.trust:type_name -> portcullis.agent.v1.TrustUpdate
+	14, // 8: portcullis.agent.v1.BundleUpdate.bundle:type_name -> portcullis.agent.v1.SignedBundle
+	38, // 9: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
+	20, // 10: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
+	24, // 11: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
+	26, // 12: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
+	27, // 13: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
+	26, // 14: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
+	26, // 15: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
+	26, // 16: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
+	19, // 17: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
+	17, // 18: portcullis.agent.v1.PolicyBundle.client_auth:type_name -> portcullis.agent.v1.ClientAuth
+	16, // 19: portcullis.agent.v1.PolicyBundle.rate_limits:type_name -> portcullis.agent.v1.RateLimits
+	26, // 20: portcullis.agent.v1.PolicyBundle.package_pins:type_name -> portcullis.agent.v1.ToolPin
+	18, // 21: portcullis.agent.v1.ClientAuth.keys:type_name -> portcullis.agent.v1.ClientKey
 	0,  // 22: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
 	1,  // 23: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
-	35, // 24: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
-	21, // 25: portcullis.agent.v1.Upstream.server_requests:type_name -> portcullis.agent.v1.ServerRequests
-	20, // 26: portcullis.agent.v1.Upstream.package:type_name -> portcullis.agent.v1.Package
-	23, // 27: portcullis.agent.v1.VirtualServer.renames:type_name -> portcullis.agent.v1.ToolRename
-	2,  // 28: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
-	29, // 29: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
-	30, // 30: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
-	30, // 31: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
-	30, // 32: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
-	30, // 33: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
-	30, // 34: portcullis.agent.v1.UpstreamInventory.package:type_name -> portcullis.agent.v1.DiscoveredTool
-	36, // 35: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
-	34, // 36: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
-	36, // 37: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 38: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
-	6,  // 39: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
-	8,  // 40: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
-	32, // 41: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
-	4,  // 42: portcullis.agent.v1.AgentService.Renew:input_type -> portcullis.agent.v1.RenewRequest
-	7,  // 43: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
-	9,  // 44: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
-	33, // 45: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
-	5,  // 46: portcullis.agent.v1.AgentService.Renew:output_type -> portcullis.agent.v1.RenewResponse
-	43, // [43:47] is the sub-list for method output_type
-	39, // [39:43] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	37, // 24: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
+	23, // 25: portcullis.agent.v1.Upstream.server_requests:type_name -> portcullis.agent.v1.ServerRequests
+	22, // 26: portcullis.agent.v1.Upstream.package:type_name -> portcullis.agent.v1.Package
+	21, // 27: portcullis.agent.v1.Upstream.auth:type_name -> portcullis.agent.v1.UpstreamAuth
+	2,  // 28: portcullis.agent.v1.UpstreamAuth.mode:type_name -> portcullis.agent.v1.AuthMode
+	25, // 29: portcullis.agent.v1.VirtualServer.renames:type_name -> portcullis.agent.v1.ToolRename
+	3,  // 30: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
+	31, // 31: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
+	32, // 32: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
+	32, // 33: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
+	32, // 34: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
+	32, // 35: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
+	32, // 36: portcullis.agent.v1.UpstreamInventory.package:type_name -> portcullis.agent.v1.DiscoveredTool
+	38, // 37: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
+	36, // 38: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
+	38, // 39: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	4,  // 40: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
+	7,  // 41: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
+	9,  // 42: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
+	34, // 43: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
+	5,  // 44: portcullis.agent.v1.AgentService.Renew:input_type -> portcullis.agent.v1.RenewRequest
+	8,  // 45: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
+	10, // 46: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
+	35, // 47: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
+	6,  // 48: portcullis.agent.v1.AgentService.Renew:output_type -> portcullis.agent.v1.RenewResponse
+	45, // [45:49] is the sub-list for method output_type
+	41, // [41:45] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_agent_v1_agent_proto_init() }
@@ -3033,8 +3229,8 @@ func file_portcullis_agent_v1_agent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_agent_v1_agent_proto_rawDesc), len(file_portcullis_agent_v1_agent_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   32,
+			NumEnums:      5,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
