@@ -527,7 +527,7 @@ func onGateway[T interface {
 
 // authFlags are the authorization flags of upstreams create and update.
 type authFlags struct {
-	fs                                                   *flag.FlagSet
+	fs                                                  *flag.FlagSet
 	mode, clientID, secretRef, scopes, issuer, resource *string
 }
 
