@@ -36,7 +36,9 @@ type Config struct {
 	Users        []User
 	// Services get JWT access tokens with the client credentials grant.
 	Services []Service
-	Logger   *slog.Logger
+	// Clients act for people (authorization code, refresh, token exchange).
+	Clients []Client
+	Logger  *slog.Logger
 }
 
 // IdP is a running provider.
@@ -88,6 +90,10 @@ func Start(ctx context.Context, cfg Config) (*IdP, error) {
 	st := &store{Storage: storage.NewStorageWithClients(users, map[string]*storage.Client{cfg.ClientID: client}), services: map[string]Service{}}
 	for _, svc := range cfg.Services {
 		st.services[svc.ID] = svc
+	}
+	st.clients = map[string]Client{}
+	for _, c := range cfg.Clients {
+		st.clients[c.ID] = c
 	}
 	var key [32]byte
 	if _, err := rand.Read(key[:]); err != nil {

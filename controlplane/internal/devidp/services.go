@@ -24,6 +24,7 @@ type Service struct {
 type store struct {
 	*storage.Storage
 	services map[string]Service
+	clients  map[string]Client
 }
 
 // ClientCredentials implements op.ClientCredentialsStorage.

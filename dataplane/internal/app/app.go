@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/agent"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/grants"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/pkgstore"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/proxy"
@@ -64,6 +65,7 @@ type Config struct {
 	IdleTimeout       time.Duration
 	FlowWindow        time.Duration
 	MaxDefinitionAge  time.Duration
+	TokenKeyFile      string
 }
 
 // RegisterFlags binds cfg to fs; every flag can also be set as PORTCULLIS_<NAME>.
@@ -96,6 +98,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", proxy.DefaultMaxMessageBytes, "largest message accepted from an upstream (a tool result, a resource, a listing); a larger answer is refused readably and recorded as a deny event")
 	fs.IntVar(&c.TelemetryBuffer, "telemetry-buffer", 100_000, "call events kept while the control plane is unreachable; beyond it they are dropped and counted")
 	fs.Int64Var(&c.TelemetrySpool, "telemetry-spool-bytes", 256<<20, "disk budget of the telemetry spool in the data dir; events beyond it are dropped and counted")
+	fs.StringVar(&c.TokenKeyFile, "token-key-file", "", "file with the key (64 hex digits: openssl rand -hex 32) that seals people's upstream OAuth tokens; replicas given the same file and --redis-url share the tokens in Redis. Default: a key generated in --data-dir, tokens kept there")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&c.GCPercent, "gc-percent", 400, "Go garbage collection target, as GOGC (which wins when set): the gateway's live heap is small, and a higher target spends less CPU per call for more memory; bound the heap with GOMEMLIMIT")
 }
@@ -199,6 +202,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	var limiter ratelimit.Limiter
 	var sessions *proxy.RedisSessions
+	var tokens *grants.Store
+	if cfg.RedisURL == "" || cfg.TokenKeyFile == "" {
+		if tokens, err = dirGrants(cfg.DataDir, cfg.TokenKeyFile); err != nil {
+			return err
+		}
+		if cfg.RedisURL != "" {
+			log.Info("people's upstream tokens are kept in this replica's data dir: give the replicas one --token-key-file to share them in Redis")
+		}
+	}
 	if cfg.RedisURL != "" {
 		opt, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
@@ -209,11 +221,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		defer rdb.Close()
 		limiter = ratelimit.NewRedis(rdb, "portcullis:ratelimit:", log)
 		sessions = proxy.NewRedisSessions(rdb, "portcullis:mcp-session:", cfg.SessionIdle)
+		if tokens == nil {
+			key, err := grants.LoadKey(cfg.TokenKeyFile, false)
+			if err != nil {
+				return fmt.Errorf("--token-key-file: %w", err)
+			}
+			if tokens, err = grants.NewRedis(rdb, "portcullis:grant:", key); err != nil {
+				return err
+			}
+		}
 	}
 	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout,
 		Version: Version, PublicURL: public, RateLimiter: limiter, Sessions: sessions, SessionIdle: cfg.SessionIdle,
 		MaxMessageBytes: cfg.MaxMessageBytes, Credentials: creds, Stdio: stdio, MaxSessions: cfg.MaxSessions, MaxClientSessions: cfg.MaxClientSessions,
-		RequestReadTimeout: cfg.ReadTimeout, FlowWindow: cfg.FlowWindow, MaxDefinitionAge: cfg.MaxDefinitionAge})
+		RequestReadTimeout: cfg.ReadTimeout, FlowWindow: cfg.FlowWindow, MaxDefinitionAge: cfg.MaxDefinitionAge, Grants: tokens})
 	if err != nil {
 		return err
 	}
@@ -231,6 +252,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle("/mcp/", mcpHandler)
 	mux.Handle("/.well-known/oauth-protected-resource", mcpHandler)
 	mux.Handle("/.well-known/oauth-protected-resource/", mcpHandler)
+	mux.Handle("/oauth/", mcpHandler) // people's consent to upstreams, and their connections
 	mux.Handle("GET /metrics", metrics.Handler(metrics.State{PolicyVersion: ag.AppliedVersion, Connected: ag.Connected, QueueDepth: q.Len, CertExpiry: ag.CertificateExpiry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -292,4 +314,18 @@ func splitList(s string) []string {
 // answer may stream for as long as its call runs.
 func NewServer(h http.Handler, readTimeout, idleTimeout time.Duration) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: readTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: 64 << 10}
+}
+
+// dirGrants keeps people's upstream tokens in the data dir, sealed with the
+// key in keyFile or, without one, a key generated beside them.
+func dirGrants(dataDir, keyFile string) (*grants.Store, error) {
+	create := keyFile == ""
+	if create {
+		keyFile = filepath.Join(dataDir, "upstream-tokens.key")
+	}
+	key, err := grants.LoadKey(keyFile, create)
+	if err != nil {
+		return nil, fmt.Errorf("--token-key-file: %w", err)
+	}
+	return grants.NewDir(filepath.Join(dataDir, "upstream-tokens"), key)
 }

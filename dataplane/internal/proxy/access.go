@@ -337,7 +337,15 @@ func (p *Proxy) verifyJWT(ctx context.Context, pol *policy, token, vs string) (*
 		return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
 	}
 	resources := []string{p.cfg.PublicURL, p.cfg.PublicURL + "/mcp/" + vs}
-	if !slices.ContainsFunc(idt.Audience, func(a string) bool { return slices.Contains(resources, strings.TrimSuffix(a, "/")) }) {
+	ours := func(a string) bool {
+		a = strings.TrimSuffix(a, "/")
+		if vs == "" { // not an MCP endpoint (/oauth/connections): any of the gateway's
+			name, ok := strings.CutPrefix(a, p.cfg.PublicURL+"/mcp/")
+			return a == p.cfg.PublicURL || ok && p.server(name) != nil
+		}
+		return slices.Contains(resources, a)
+	}
+	if !slices.ContainsFunc(idt.Audience, ours) {
 		return nil, fmt.Errorf("%w: the token was not issued for this gateway (audience %v, want %s)", auth.ErrInvalidToken, idt.Audience, resources[1])
 	}
 	var claims map[string]any
@@ -351,6 +359,9 @@ func (p *Proxy) verifyJWT(ctx context.Context, pol *policy, token, vs string) (*
 				groups = append(groups, s)
 			}
 		}
+	}
+	if p.users != nil {
+		p.users.remember("user:"+idt.Subject, token) // for token exchange (userauth.go)
 	}
 	return &auth.TokenInfo{UserID: "user:" + idt.Subject, Expiration: idt.Expiry, Extra: map[string]any{"groups": groups}}, nil
 }

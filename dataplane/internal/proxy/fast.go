@@ -447,8 +447,8 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, vsName
 		return false // the SDK path refuses it readably
 	}
 	u := p.upstream(rt.upstream)
-	if u == nil {
-		return false
+	if u == nil || perPerson(u.spec) {
+		return false // per-person authorization: the SDK path asks for consent (userauth.go)
 	}
 	var c *upConn
 	var ss *mcp.ServerSession

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -68,6 +69,12 @@ func (p *Proxy) checkout(ctx context.Context, ss *mcp.ServerSession, u *upstream
 		}
 	}
 	key := capsKey(caps)
+	principal := ""
+	if perPerson(u.spec) {
+		// A person's token: sessions of one principal only.
+		principal = principalFrom(ctx)
+		key += "\x00" + principal
+	}
 	u.pool.mu.Lock()
 	var pc *pooled
 	if l := u.pool.idle[key]; len(l) > 0 {
@@ -76,13 +83,13 @@ func (p *Proxy) checkout(ctx context.Context, ss *mcp.ServerSession, u *upstream
 	u.pool.mu.Unlock()
 	if pc == nil {
 		pc = &pooled{}
-		cs, err := p.dialPooled(ctx, u, caps, pc)
+		cs, err := p.dialPooled(ctx, u, caps, principal, pc)
 		if err != nil {
 			return nil, nil, err
 		}
 		pc.cs = cs
 		if u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
-			pc.hc, _ = u.httpClient() // as the link's (relay.go): resolved once it is connected
+			pc.hc, _ = u.clientFor(principal) // as the link's (relay.go): resolved once it is connected
 		}
 	}
 	put := func(ok bool) {
@@ -104,6 +111,23 @@ func (p *Proxy) checkout(ctx context.Context, ss *mcp.ServerSession, u *upstream
 	return pc, put, nil
 }
 
+// closePrincipal closes the idle pooled sessions of one principal (its
+// grant was removed).
+func (sp *sessionPool) closePrincipal(principal string) {
+	sp.mu.Lock()
+	var gone []*pooled
+	for k, l := range sp.idle {
+		if strings.HasSuffix(k, "\x00"+principal) {
+			gone = append(gone, l...)
+			delete(sp.idle, k)
+		}
+	}
+	sp.mu.Unlock()
+	for _, pc := range gone {
+		_ = pc.cs.Close()
+	}
+}
+
 // closeAll closes the idle pooled sessions (the upstream is going away).
 func (sp *sessionPool) closeAll() {
 	sp.mu.Lock()
@@ -120,7 +144,7 @@ func (sp *sessionPool) closeAll() {
 // dialPooled connects a pooled session declaring caps (less what the bundle
 // denies the upstream). What the upstream asks of the client goes to the
 // translated call the session serves, if any.
-func (p *Proxy) dialPooled(ctx context.Context, u *upstream, caps *mcp.ClientCapabilities, pc *pooled) (*mcp.ClientSession, error) {
+func (p *Proxy) dialPooled(ctx context.Context, u *upstream, caps *mcp.ClientCapabilities, principal string, pc *pooled) (*mcp.ClientSession, error) {
 	name := u.spec.GetName()
 	onRequest := func(ctx context.Context, method string, params mcp.Params) (mcp.Result, error) {
 		hc := pc.call.Load()
@@ -129,7 +153,7 @@ func (p *Proxy) dialPooled(ctx context.Context, u *upstream, caps *mcp.ClientCap
 		}
 		return hc.ask(ctx, p, hc.vs, name, method, params) // pools are per upstream: the call knows its virtual server
 	}
-	_, cs, err := p.dialUpstream(ctx, u, caps, "", upstreamHandlers{onRequest: onRequest, onProgress: func(ctx context.Context, params *mcp.ProgressNotificationParams) {
+	_, cs, err := p.dialUpstream(ctx, u, caps, "", principal, upstreamHandlers{onRequest: onRequest, onProgress: func(ctx context.Context, params *mcp.ProgressNotificationParams) {
 		p.relay.forward(ctx, params, p.pol.Load())
 	}})
 	return cs, err

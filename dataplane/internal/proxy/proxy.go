@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/grants"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/metrics"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/ratelimit"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/resultscan"
@@ -94,6 +95,9 @@ type Config struct {
 	// FlowWindow is how long a principal's data-flow labels last after it
 	// last touched labelled data, across its sessions (default 1h).
 	FlowWindow time.Duration
+	// Grants keeps people's tokens for upstreams that act as each person
+	// (userauth.go); without it such upstreams refuse calls.
+	Grants *grants.Store
 }
 
 // kind is what a pin approves.
@@ -192,6 +196,7 @@ type Proxy struct {
 	sealKey [32]byte
 	shared  *sharedSessions // nil without Config.Sessions
 	oidc    oidcVerifiers
+	users   *userAuth // nil without Config.Grants
 
 	invChanged chan struct{}
 	invMu      sync.Mutex
@@ -257,6 +262,20 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	}
 	if _, err := rand.Read(p.sealKey[:]); err != nil {
 		return nil, err
+	}
+	if cfg.Grants != nil {
+		p.users = newUserAuth(p, cfg.Grants)
+		go func() {
+			t := time.NewTicker(time.Hour)
+			defer t.Stop()
+			for cfg.Grants.Sweep(); ; cfg.Grants.Sweep() {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
 	}
 	if cfg.Sessions != nil {
 		p.shared = &sharedSessions{p: p, store: cfg.Sessions, idle: cfg.SessionIdle, live: map[string]*liveSession{}}
@@ -393,6 +412,7 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 		if _, ok := p.upstreams[name]; !ok {
 			u := newUpstream(spec, p.log, p.relay, p.pol.Load, p.cfg.DiscoveryInterval, p.cfg.UpstreamTimeout, p.upstreamChanged)
 			u.maxMessage, u.creds, u.stdio, u.packagePin = p.cfg.MaxMessageBytes, &p.cfg.Credentials, &p.cfg.Stdio, pol.packagePin(spec)
+			u.users = p.users
 			p.upstreams[name] = u
 			u.start(p.ctx)
 		}
@@ -459,6 +479,9 @@ func (p *Proxy) newVServer(name string) *vserver {
 	})
 	srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
+				ctx = withPrincipal(ctx, extra.TokenInfo.UserID) // whose upstream sessions serve it (userauth.go)
+			}
 			switch method {
 			case "tools/call":
 				// Its handler records a richer event. A name that is not
@@ -873,6 +896,18 @@ func (p *Proxy) upstream(name string) *upstream {
 	return p.upstreams[name]
 }
 
+// upstreamList is the running upstreams, by name.
+func (p *Proxy) upstreamList() []*upstream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*upstream, 0, len(p.upstreams))
+	for _, u := range p.upstreams {
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b *upstream) int { return strings.Compare(a.spec.GetName(), b.spec.GetName()) })
+	return out
+}
+
 // newEventID is a call event's ID: a UUIDv7 (RFC 9562) in hex, ordered by
 // time so that the control plane's index on it grows at one end rather than
 // taking random pages (a third less work per event in SQLite).
@@ -927,6 +962,11 @@ func (p *Proxy) forwardCall(ctx context.Context, req *mcp.CallToolRequest, upNam
 	// The call reaches the tool: whatever it answers (a result, an error,
 	// nothing), the caller has touched what its labels say.
 	p.touch(ctx, a.fk, a.labels)
+	if perPerson(a.u.spec) {
+		if res, err := p.personal(ctx, req, a.u, ev); res != nil || err != nil {
+			return res, err
+		}
+	}
 	t0 := time.Now()
 	res, err := p.callUpstream(ctx, req, a.u, ev.VirtualServer, ev.Principal, toolName)
 	metrics.UpstreamSeconds.WithLabelValues(upName).Observe(time.Since(t0).Seconds())
@@ -1436,6 +1476,13 @@ func (p *Proxy) Handler() http.Handler {
 			Resource: resource, AuthorizationServers: servers, BearerMethodsSupported: []string{"header"},
 			ResourceName: "Portcullis MCP gateway",
 		}).ServeHTTP(w, r)
+	}
+	if p.users != nil {
+		mux.HandleFunc("GET "+consentPath+"{state}", p.users.serveConsent)
+		mux.HandleFunc("GET "+callbackPath, p.users.serveCallback)
+		connections := auth.RequireBearerToken(p.verifyToken, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(http.HandlerFunc(p.users.serveConnections))
+		mux.Handle("GET "+connectionsPath, connections)
+		mux.Handle("DELETE "+connectionsPath+"/{upstream}", connections)
 	}
 	mux.HandleFunc("GET /.well-known/oauth-protected-resource", metadata)
 	mux.HandleFunc("GET /.well-known/oauth-protected-resource/mcp/{vs}", metadata)

@@ -31,6 +31,10 @@ type link struct {
 	p  *Proxy
 	ss *mcp.ServerSession
 	vs string
+	// principal is whom the client session authenticated as, from the
+	// request that first opened an upstream session (the SDK holds a
+	// session to one user).
+	principal string
 
 	mu     sync.Mutex
 	ups    map[string]*upConn // by upstream name
@@ -178,12 +182,15 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 		c = &upConn{ready: make(chan struct{}), u: u}
 		l.ups[name] = c
 	}
+	if pr := principalFrom(ctx); l.principal == "" && pr != "" {
+		l.principal = pr
+	}
 	level := l.level
 	l.mu.Unlock()
 	if owner {
 		c.client, c.cs, c.err = l.dial(ctx, u)
 		if c.err == nil && u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
-			c.hc, _ = u.httpClient()
+			c.hc, _ = u.clientFor(l.principal)
 		}
 		if c.err == nil && level != "" {
 			if err := c.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: level}); err != nil {
@@ -228,7 +235,7 @@ func (l *link) dial(ctx context.Context, u *upstream) (*mcp.Client, *mcp.ClientS
 		caps, version = ip.Capabilities, ip.ProtocolVersion
 	}
 	name := u.spec.GetName()
-	return l.p.dialUpstream(ctx, u, caps, version, upstreamHandlers{
+	return l.p.dialUpstream(ctx, u, caps, version, l.principal, upstreamHandlers{
 		onRequest: func(ctx context.Context, method string, params mcp.Params) (mcp.Result, error) {
 			cctx, done := l.clientContext(ctx)
 			defer done()
@@ -267,8 +274,8 @@ type upstreamHandlers struct {
 // dialUpstream opens a session with u declaring a client's capabilities (less
 // what the bundle denies this upstream) in the client's protocol version
 // ("" for the newest both speak).
-func (p *Proxy) dialUpstream(ctx context.Context, u *upstream, c *mcp.ClientCapabilities, version string, h upstreamHandlers) (*mcp.Client, *mcp.ClientSession, error) {
-	t, err := u.transport(false)
+func (p *Proxy) dialUpstream(ctx context.Context, u *upstream, c *mcp.ClientCapabilities, version, principal string, h upstreamHandlers) (*mcp.Client, *mcp.ClientSession, error) {
+	t, err := u.transport(false, principal)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -123,6 +123,8 @@ type upstream struct {
 	stdio *Stdio
 	// packagePin is the approved dependency tree of a package upstream ("" if none).
 	packagePin string
+	// users holds per-person tokens (userauth.go).
+	users *userAuth
 
 	mu      sync.RWMutex
 	session *mcp.ClientSession
@@ -195,10 +197,10 @@ func (u *upstream) kick() {
 // transport connects to u; standalone opens the SDK's standalone stream of a
 // Streamable HTTP session (for the gateway's own session; a client's
 // sessions get one only while the client has its own: standalone.go).
-func (u *upstream) transport(standalone bool) (mcp.Transport, error) {
+func (u *upstream) transport(standalone bool, principal string) (mcp.Transport, error) {
 	switch u.spec.GetTransport() {
 	case agentv1.Transport_TRANSPORT_STREAMABLE_HTTP:
-		client, err := u.httpClient()
+		client, err := u.clientFor(principal)
 		if err != nil {
 			return nil, err
 		}
@@ -249,7 +251,7 @@ func (u *upstream) transport(standalone bool) (mcp.Transport, error) {
 // credential.
 func (u *upstream) httpClient() (*http.Client, error) {
 	ref := u.spec.GetCredentialRef()
-	if ref == "" {
+	if ref == "" || u.spec.GetAuth().GetMode() == agentv1.AuthMode_AUTH_MODE_NONE {
 		return upstreamHTTPClient, nil
 	}
 	secret, err := u.creds.resolve(ref)
@@ -261,6 +263,20 @@ func (u *upstream) httpClient() (*http.Client, error) {
 		header, value = "Authorization", "Bearer "+secret
 	}
 	return &http.Client{Transport: &credentialTransport{base: upstreamHTTPClient.Transport, header: header, value: value}}, nil
+}
+
+// clientFor is the HTTP client of requests made for principal: with
+// per-person authorization, one that adds the principal's own token
+// (userauth.go); otherwise, and for the gateway's own discovery (principal
+// ""), the upstream's credential.
+func (u *upstream) clientFor(principal string) (*http.Client, error) {
+	if principal == "" || !perPerson(u.spec) {
+		return u.httpClient()
+	}
+	if u.users == nil {
+		return nil, fmt.Errorf("upstream %q acts as each person, and this gateway keeps no tokens", u.spec.GetName())
+	}
+	return &http.Client{Transport: &userTransport{base: upstreamHTTPClient.Transport, a: u.users, u: u, principal: principal}}, nil
 }
 
 // run connects, discovers, and waits for the session to end, then reconnects.
@@ -298,7 +314,7 @@ func (u *upstream) setDown(err error) {
 }
 
 func (u *upstream) connectAndServe(ctx context.Context) error {
-	t, err := u.transport(true)
+	t, err := u.transport(true, "")
 	if err != nil {
 		return err
 	}

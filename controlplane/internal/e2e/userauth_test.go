@@ -1,0 +1,361 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/google/uuid"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/devidp"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
+	"github.com/portcullis-mcp/portcullis/ent/callevent"
+	"github.com/portcullis-mcp/portcullis/ent/viewer"
+)
+
+// whoAmI is an MCP server that requires a bearer token from the IdP meant
+// for it, as a real per-user remote server does: it serves RFC 9728
+// metadata naming the IdP, and its tool answers the token's subject. It
+// records every token it was sent.
+type whoAmI struct {
+	url       string // its MCP endpoint
+	audiences []string
+	verifier  *oidc.IDTokenVerifier
+	srv       *http.Server
+
+	mu   sync.Mutex
+	seen []string
+}
+
+// listenWhoAmI reserves the server's address, so that the IdP can name it
+// as an audience before the server starts.
+func listenWhoAmI(t *testing.T) (*whoAmI, net.Listener) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &whoAmI{url: "http://" + ln.Addr().String() + "/mcp"}, ln
+}
+
+func (w *whoAmI) start(t *testing.T, ln net.Listener, issuer string, audiences ...string) {
+	prov, err := oidc.NewProvider(context.Background(), issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.audiences, w.verifier = audiences, prov.Verifier(&oidc.Config{SkipClientIDCheck: true})
+	srv := mcp.NewServer(&mcp.Implementation{Name: "whoami", Version: "1"}, nil)
+	mcp.AddTool(srv, &mcp.Tool{Name: "whoami", Description: "Tells whom the server sees."}, func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "sub=" + req.Extra.TokenInfo.UserID}}}, nil, nil
+	})
+	prm := w.url[:strings.LastIndex(w.url, "/mcp")] + "/.well-known/oauth-protected-resource/mcp"
+	mux := http.NewServeMux()
+	mux.Handle("/.well-known/oauth-protected-resource/mcp", auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
+		Resource: w.url, AuthorizationServers: []string{issuer}}))
+	mux.Handle("/mcp", auth.RequireBearerToken(w.verify, &auth.RequireBearerTokenOptions{ResourceMetadataURL: prm})(
+		mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)))
+	w.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = w.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = w.srv.Close() })
+}
+
+func (w *whoAmI) verify(ctx context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
+	w.mu.Lock()
+	w.seen = append(w.seen, token)
+	w.mu.Unlock()
+	idt, err := w.verifier.Verify(ctx, token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
+	}
+	if !slices.ContainsFunc(idt.Audience, func(a string) bool { return slices.Contains(w.audiences, a) }) {
+		return nil, fmt.Errorf("%w: audience %v is not this server's", auth.ErrInvalidToken, idt.Audience)
+	}
+	return &auth.TokenInfo{UserID: idt.Subject, Expiration: idt.Expiry}, nil
+}
+
+func (w *whoAmI) sawToken(token string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Contains(w.seen, token)
+}
+
+// TestPerPersonUpstreamAuth: two people call the same tools of upstreams
+// that act as each person. With oauth_user, a person without a grant gets
+// a URL elicitation of the gateway's consent link; after signing in at the
+// upstream's authorization server (the dev IdP, found from the upstream's
+// RFC 9728 metadata) the call goes through with that person's token, and
+// disconnecting removes it. With token_exchange, the gateway exchanges the
+// caller's token at the IdP. Each sees their own subject; the clients' own
+// tokens never reach an upstream; call events record whom the upstream saw.
+func TestPerPersonUpstreamAuth(t *testing.T) {
+	ctx := viewer.System(context.Background())
+	gwAddr := freeAddr(t)
+	gwURL := "http://" + gwAddr
+	resource := gwURL + "/mcp/main"
+	personal, personalLn := listenWhoAmI(t)
+	exchanged, exchangedLn := listenWhoAmI(t)
+	const gwClient, gwSecret = "portcullis-gw", "gw-secret"
+	idp, err := devidp.Start(ctx, devidp.Config{ClientID: "console", ClientSecret: "unused", RedirectURIs: []string{"http://127.0.0.1/cb"},
+		Users: []devidp.User{alice, bob}, Logger: testutil.Logger(),
+		Services: []devidp.Service{
+			{ID: "agent-alice", Secret: "s", Audience: []string{resource}, Groups: []string{"people"}},
+			{ID: "agent-bob", Secret: "s", Audience: []string{resource}, Groups: []string{"people"}},
+			{ID: "gw-discovery", Secret: "s", Audience: []string{personal.url, exchanged.url}},
+		},
+		Clients: []devidp.Client{{ID: gwClient, Secret: gwSecret, RedirectURIs: []string{gwURL + "/oauth/callback"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	// The dev IdP issues authorization-code tokens to the client that asked
+	// (it does not take RFC 8707's resource as the audience); exchanged
+	// tokens carry the audience asked for.
+	personal.start(t, personalLn, idp.Issuer(), personal.url, gwClient)
+	exchanged.start(t, exchangedLn, idp.Issuer(), exchanged.url)
+	token := func(id string) string {
+		t.Helper()
+		cfg := clientcredentials.Config{ClientID: id, ClientSecret: "s", TokenURL: idp.Issuer() + "/oauth/token", AuthStyle: oauth2.AuthStyleInHeader}
+		tk, err := cfg.Token(context.Background())
+		if err != nil {
+			t.Fatalf("token for %s: %v", id, err)
+		}
+		return tk.AccessToken
+	}
+
+	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
+	defer cp.stop()
+	ten, err := cp.Tenants.CreateTenant(ctx, "People", "people", uuid.Nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := cp.Tenants.CreateGateway(ctx, ten.ID, "vpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The gateway's own discovery uses a service credential; people's calls never do.
+	who := tenantSpec("who", "streamable_http", personal.url, "")
+	who.CredentialRef = "env:MCP_CREDENTIAL_DISCOVERY"
+	who.Auth = tenant.AuthSpec{Mode: "oauth_user", ClientID: gwClient, ClientSecretRef: "env:MCP_CREDENTIAL_GW_SECRET", Scopes: []string{"openid", "offline_access"}}
+	tx := tenantSpec("tx", "streamable_http", exchanged.url, "")
+	tx.CredentialRef = "env:MCP_CREDENTIAL_DISCOVERY"
+	tx.Auth = tenant.AuthSpec{Mode: "token_exchange", ClientID: gwClient, ClientSecretRef: "env:MCP_CREDENTIAL_GW_SECRET"}
+	bad := tx
+	bad.Auth.ClientID = ""
+	if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, bad); err == nil || !strings.Contains(err.Error(), "token_exchange needs the gateway's OAuth client id") {
+		t.Fatalf("token exchange without a client: %v", err)
+	}
+	for _, spec := range []tenant.UpstreamSpec{who, tx} {
+		if _, err := cp.Tenants.CreateUpstream(ctx, ten.ID, gw.ID, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cp.Tenants.CreateVirtualServer(ctx, ten.ID, gw.ID, "main", []string{"tx", "who"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Access.SetClientIdentityProvider(ctx, ten.ID, idp.Issuer(), "groups"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Access.SetClientAuth(ctx, ten.ID, gw.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Access.CreateRule(ctx, ten.ID, gw.ID, access.Rule{Principal: "group:people", VirtualServer: "main", ToolPattern: "*", Effect: "allow"}); err != nil {
+		t.Fatal(err)
+	}
+	enroll, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startGateway(t, cp.AgentEndpoint(), t.TempDir(), gwAddr, "PORTCULLIS_ENROLL_TOKEN="+enroll,
+		"MCP_CREDENTIAL_DISCOVERY="+token("gw-discovery"), "MCP_CREDENTIAL_GW_SECRET="+gwSecret)
+	pinWhenDiscovered(t, cp, ten.ID, "who", "whoami")
+	pinWhenDiscovered(t, cp, ten.ID, "tx", "whoami")
+
+	type person struct {
+		name, jwt string
+		login     devidp.User
+		elicited  atomic.Int32
+		consent   atomic.Bool // whether to sign in when asked
+		completed chan string // elicitation IDs the gateway says completed
+		cs        *mcp.ClientSession
+	}
+	people := []*person{{name: "alice", jwt: token("agent-alice"), login: alice}, {name: "bob", jwt: token("agent-bob"), login: bob}}
+	for _, p := range people {
+		p.consent.Store(true)
+		p.completed = make(chan string, 4)
+		c := mcp.NewClient(&mcp.Implementation{Name: "client-" + p.name, Version: "1"}, &mcp.ClientOptions{
+			Capabilities: &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{URL: &mcp.URLElicitationCapabilities{}}},
+			ElicitationCompleteHandler: func(_ context.Context, req *mcp.ElicitationCompleteNotificationRequest) {
+				p.completed <- req.Params.ElicitationID
+			},
+		})
+		eventually(t, p.name+" connects", func() error {
+			cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: resource,
+				HTTPClient: &http.Client{Transport: bearerTransport{base: http.DefaultTransport, token: p.jwt}}},
+				&mcp.ClientSessionOptions{ProtocolVersion: sessionProtocol})
+			p.cs = cs
+			return err
+		})
+		defer p.cs.Close()
+	}
+	// call calls a tool as a client application does with URL elicitation
+	// (-32042): it shows the person the link (here: signs in there, or
+	// declines), waits until the gateway says the elicitation completed,
+	// and calls again.
+	call := func(p *person, tool string) (string, error) {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		res, err := p.cs.CallTool(cctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}})
+		var je *jsonrpc.Error
+		if errors.As(err, &je) && je.Code == mcp.CodeURLElicitationRequired {
+			var data struct{ Elicitations []*mcp.ElicitParams }
+			if err := json.Unmarshal(je.Data, &data); err != nil || len(data.Elicitations) != 1 {
+				return "", fmt.Errorf("URL elicitation data %s: %v", je.Data, err)
+			}
+			e := data.Elicitations[0]
+			p.elicited.Add(1)
+			if e.Mode != "url" || !strings.HasPrefix(e.URL, gwURL+"/oauth/consent/") || e.ElicitationID == "" {
+				return "", fmt.Errorf("elicitation %+v is not the gateway's consent link", e)
+			}
+			if !p.consent.Load() {
+				return "", err // the person declined: the call stays refused
+			}
+			if err := signInAt(e.URL, p.login); err != nil {
+				return "", err
+			}
+			select {
+			case id := <-p.completed:
+				if id != e.ElicitationID {
+					return "", fmt.Errorf("completed elicitation %q, want %q", id, e.ElicitationID)
+				}
+			case <-cctx.Done():
+				return "", errors.New("the gateway never said the elicitation completed")
+			}
+			res, err = p.cs.CallTool(cctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}})
+		}
+		if err != nil {
+			return "", err
+		}
+		text := res.Content[0].(*mcp.TextContent).Text
+		if res.IsError {
+			return "", fmt.Errorf("tool error: %s", text)
+		}
+		return text, nil
+	}
+
+	// oauth_user: the first call asks for consent; each person then calls as themselves.
+	for i, p := range people {
+		got, err := call(p, "who__whoami")
+		want := fmt.Sprintf("sub=dev-user-%d", i+1)
+		if err != nil || got != want || p.elicited.Load() != 1 {
+			t.Fatalf("%s's first call: %q, %v after %d elicitations; want %q after one consent", p.name, got, err, p.elicited.Load(), want)
+		}
+		if got, err := call(p, "who__whoami"); err != nil || got != want || p.elicited.Load() != 1 {
+			t.Fatalf("%s's second call: %q, %v after %d elicitations; want %q without asking again", p.name, got, err, p.elicited.Load(), want)
+		}
+	}
+	// Connections: each person sees their own, and can disconnect.
+	connections := func(p *person, method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, gwURL+"/oauth/connections"+path, nil)
+		req.Header.Set("Authorization", "Bearer "+p.jwt)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := connections(people[1], http.MethodGet, ""); code != http.StatusOK || !strings.Contains(body, `"upstream":"who"`) ||
+		!strings.Contains(body, `"subject":"dev-user-2"`) || !strings.Contains(body, `"principal":"user:agent-bob"`) {
+		t.Fatalf("bob's connections: %d %s", code, body)
+	}
+	if code, body := connections(people[0], http.MethodDelete, "/who"); code != http.StatusNoContent {
+		t.Fatalf("alice disconnects: %d %s", code, body)
+	}
+	if _, body := connections(people[0], http.MethodGet, ""); strings.Contains(body, `"upstream":"who"`) {
+		t.Fatalf("alice's connections after disconnecting: %s", body)
+	}
+	people[0].consent.Store(false)
+	if got, err := call(people[0], "who__whoami"); err == nil || people[0].elicited.Load() != 2 {
+		t.Fatalf("alice's call after disconnecting and declining: %q, %v after %d elicitations; want a refusal after a new consent request", got, err, people[0].elicited.Load())
+	}
+	if got, err := call(people[1], "who__whoami"); err != nil || got != "sub=dev-user-2" {
+		t.Fatalf("bob after alice disconnected: %q, %v", got, err)
+	}
+
+	// token_exchange: no interaction; the upstream sees each caller's own subject.
+	for _, p := range people {
+		if got, err := call(p, "tx__whoami"); err != nil || got != "sub=agent-"+p.name {
+			t.Fatalf("%s through token exchange: %q, %v", p.name, got, err)
+		}
+	}
+	for _, p := range people {
+		if personal.sawToken(p.jwt) || exchanged.sawToken(p.jwt) {
+			t.Errorf("%s's own token reached an upstream", p.name)
+		}
+	}
+	eventually(t, "call events naming whom each upstream saw", func() error {
+		for _, c := range []struct{ principal, upstream, identity string }{
+			{"user:agent-alice", "who", "dev-user-1"}, {"user:agent-bob", "who", "dev-user-2"},
+			{"user:agent-alice", "tx", "agent-alice"}, {"user:agent-bob", "tx", "agent-bob"},
+		} {
+			n, err := cp.DB.CallEvent.Query().Where(callevent.Principal(c.principal), callevent.Upstream(c.upstream),
+				callevent.UpstreamIdentity(c.identity), callevent.DecisionEQ(callevent.DecisionAllow)).Count(ctx)
+			if err != nil || n == 0 {
+				return fmt.Errorf("%+v: %d events, %v", c, n, err)
+			}
+		}
+		return nil
+	})
+}
+
+// signInAt opens a consent link as a browser would and signs in at the
+// dev IdP's login page; the redirects end at the gateway's callback.
+func signInAt(link string, u devidp.User) error {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := c.Get(link)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	id := resp.Request.URL.Query().Get("authRequestID")
+	if resp.StatusCode != http.StatusOK || id == "" {
+		return fmt.Errorf("the consent link led to %s (%d), not the IdP's login", resp.Request.URL, resp.StatusCode)
+	}
+	login := *resp.Request.URL
+	login.RawQuery = ""
+	resp, err = c.PostForm(login.String(), url.Values{"id": {id}, "username": {u.Email}, "password": {u.Password}})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Connected") {
+		return fmt.Errorf("after signing in: %s (%d): %.300s", resp.Request.URL, resp.StatusCode, body)
+	}
+	return nil
+}
