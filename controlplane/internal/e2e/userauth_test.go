@@ -306,6 +306,37 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 		t.Fatalf("bob after alice disconnected: %q, %v", got, err)
 	}
 
+	// Session-less (2026-07-28): the consent is an input request, which the
+	// SDK client answers (signing in) and sends the call again with.
+	var asked atomic.Int32
+	modern := mcp.NewClient(&mcp.Implementation{Name: "client-alice-modern", Version: "1"}, &mcp.ClientOptions{
+		Capabilities: &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{URL: &mcp.URLElicitationCapabilities{}}},
+		ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			asked.Add(1)
+			if req.Params.Mode != "url" || !strings.HasPrefix(req.Params.URL, gwURL+"/oauth/consent/") {
+				return nil, fmt.Errorf("input request %+v is not the gateway's consent link", req.Params)
+			}
+			if err := signInAt(req.Params.URL, alice); err != nil {
+				return nil, err
+			}
+			return &mcp.ElicitResult{Action: "accept"}, nil
+		},
+	})
+	mcs, err := modern.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: resource,
+		HTTPClient: &http.Client{Transport: bearerTransport{base: http.DefaultTransport, token: people[0].jwt}}},
+		&mcp.ClientSessionOptions{ProtocolVersion: statelessProtocol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mcs.Close()
+	res, err := mcs.CallTool(ctx, &mcp.CallToolParams{Name: "who__whoami", Arguments: map[string]any{}})
+	if err != nil || res.IsError || len(res.Content) != 1 || res.Content[0].(*mcp.TextContent).Text != "sub=dev-user-1" || asked.Load() != 1 {
+		t.Fatalf("alice on 2026-07-28: %+v, %v after %d input requests; want sub=dev-user-1 after one", res, err, asked.Load())
+	}
+	if got, err := call(people[0], "who__whoami"); err != nil || got != "sub=dev-user-1" || people[0].elicited.Load() != 2 {
+		t.Fatalf("alice's session after she connected again: %q, %v", got, err)
+	}
+
 	// token_exchange: no interaction; the upstream sees each caller's own subject.
 	for _, p := range people {
 		if got, err := call(p, "tx__whoami"); err != nil || got != "sub=agent-"+p.name {

@@ -408,7 +408,7 @@ func (a *userAuth) consentError(ctx context.Context, u *upstream, principal stri
 	ep := &mcp.ElicitParams{Mode: "url", URL: a.p.cfg.PublicURL + consentPath + state, ElicitationID: c.ElicitationID,
 		Message: fmt.Sprintf("Authorize the gateway to call %s as you. The link works once, for %d minutes.", u.spec.GetName(), int(consentTTL.Minutes()))}
 	if ss == nil || ss.ID() == "" {
-		return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"portcullis_consent": ep}}, nil
+		return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{consentInput: ep}}, nil
 	}
 	a.mu.Lock()
 	a.waiting[c.ElicitationID] = ss
@@ -420,6 +420,9 @@ func (a *userAuth) consentError(ctx context.Context, u *upstream, principal stri
 	})
 	return nil, mcp.URLElicitationRequiredError([]*mcp.ElicitParams{ep})
 }
+
+// consentInput is the key of the consent request among a call's input requests.
+const consentInput = "portcullis_consent"
 
 func randomToken() string {
 	b := make([]byte, 32)
@@ -640,6 +643,7 @@ func (p *Proxy) personal(ctx context.Context, req *mcp.CallToolRequest, u *upstr
 	ct, err := p.users.token(ctx, u, ev.Principal)
 	if err == nil {
 		ev.UpstreamIdentity = ct.subject
+		delete(req.Params.InputResponses, consentInput) // the answer to the gateway's consent request is not the upstream's
 		return nil, nil
 	}
 	var nc needConsent
