@@ -80,7 +80,7 @@ test: test-deps ## Install test dependencies and run every test
 	@.ci/steps $(foreach m,$(MODULES),"vet:$(m)=cd $(m) && $(GO) vet ./...") \
 		"build:dataplane-alone=cd dataplane && GOWORK=off $(GO) build ./..." \
 		"test:.=eval \"\$$(.ci/services)\" && $(GO) test -count=1 -timeout 30m ./..." \
-		"test:dataplane=cd dataplane && $(GO) test -count=1 -timeout 30m ./..."
+		"test:dataplane=eval \"\$$(.ci/services)\" && cd dataplane && $(GO) test -count=1 -timeout 30m ./..."
 
 .PHONY: bench
 bench: test-deps ## Benchmarks: tools/call direct vs reverse proxy vs gateway; approval to enforcement on 1,000 agents; 1,000 agents plus tools/call load with memory; telemetry ingest; dataplane hot paths

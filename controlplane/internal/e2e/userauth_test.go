@@ -372,6 +372,14 @@ func signInAt(link string, u devidp.User) error {
 	if err != nil {
 		return err
 	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "consent-continue") {
+		return fmt.Errorf("the consent link shows %d: %.300s", resp.StatusCode, page)
+	}
+	if resp, err = c.PostForm(link, nil); err != nil { // the person continues
+		return err
+	}
 	resp.Body.Close()
 	id := resp.Request.URL.Query().Get("authRequestID")
 	if resp.StatusCode != http.StatusOK || id == "" {

@@ -118,7 +118,8 @@ func (s *Store) Put(ctx context.Context, kind, upstream, principal string, v any
 		return err
 	}
 	ttl = min(ttl, MaxTTL)
-	plain, err := json.Marshal(envelope{Expires: time.Now().Add(ttl).Unix(), Value: raw})
+	expires := time.Now().Add(ttl)
+	plain, err := json.Marshal(envelope{Expires: expires.Unix(), Value: raw})
 	if err != nil {
 		return err
 	}
@@ -144,6 +145,10 @@ func (s *Store) Put(ctx context.Context, kind, upstream, principal string, v any
 		return err
 	}
 	if err := tmp.Close(); err != nil {
+		return err
+	}
+	// The file's modification time is its expiry, for Sweep.
+	if err := os.Chtimes(tmp.Name(), time.Now(), expires); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), filepath.Join(s.dir, n))
@@ -204,7 +209,8 @@ func (s *Store) Delete(ctx context.Context, kind, upstream, principal string) er
 	return nil
 }
 
-// Sweep removes expired records of the data dir (Redis expires its own).
+// Sweep removes the data dir's expired records (whose modification time,
+// their expiry, has passed); Redis expires its own.
 func (s *Store) Sweep() {
 	if s.rdb != nil {
 		return
@@ -213,13 +219,16 @@ func (s *Store) Sweep() {
 	if err != nil {
 		return
 	}
+	now := time.Now()
 	for _, e := range entries {
 		info, err := e.Info()
-		// A record is rewritten when it changes; one untouched for longer
-		// than any record lives (MaxTTL) has expired.
-		if err == nil && time.Since(info.ModTime()) > MaxTTL {
-			_ = os.Remove(filepath.Join(s.dir, e.Name()))
+		if err != nil || !info.ModTime().Before(now) {
+			continue
 		}
+		if strings.HasPrefix(e.Name(), ".tmp-") && now.Sub(info.ModTime()) < time.Hour {
+			continue // being written
+		}
+		_ = os.Remove(filepath.Join(s.dir, e.Name()))
 	}
 }
 

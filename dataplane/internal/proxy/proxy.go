@@ -1479,6 +1479,7 @@ func (p *Proxy) Handler() http.Handler {
 	}
 	if p.users != nil {
 		mux.HandleFunc("GET "+consentPath+"{state}", p.users.serveConsent)
+		mux.HandleFunc("POST "+consentPath+"{state}", p.users.serveConsent)
 		mux.HandleFunc("GET "+callbackPath, p.users.serveCallback)
 		connections := auth.RequireBearerToken(p.verifyToken, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(http.HandlerFunc(p.users.serveConnections))
 		mux.Handle("GET "+connectionsPath, connections)

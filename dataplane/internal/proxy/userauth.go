@@ -79,6 +79,7 @@ type grant struct {
 // consent is an authorization code flow under way.
 type consent struct {
 	Upstream      string `json:"up"`
+	Scope         string `json:"scope"` // grantScope when the link was made
 	Principal     string `json:"p"`
 	Verifier      string `json:"v"`
 	ElicitationID string `json:"eid"`
@@ -137,7 +138,7 @@ func (a *userAuth) token(ctx context.Context, u *upstream, principal string) (*c
 	if principal == "" {
 		return nil, fmt.Errorf("upstream %q acts as each person: authenticate to the gateway (a client key or a token from the identity provider)", u.spec.GetName())
 	}
-	key := u.spec.GetName() + "\x00" + principal
+	key := grantScope(u) + "\x00" + principal
 	a.mu.Lock()
 	ct := a.tokens[key]
 	subject := a.subjects[principal]
@@ -164,18 +165,25 @@ func (a *userAuth) token(ctx context.Context, u *upstream, principal string) (*c
 }
 
 // forget drops a cached token (the upstream refused it, or it was revoked).
-func (a *userAuth) forget(upstream, principal string) {
+func (a *userAuth) forget(scope, principal string) {
 	a.mu.Lock()
-	delete(a.tokens, upstream+"\x00"+principal)
+	delete(a.tokens, scope+"\x00"+principal)
 	a.mu.Unlock()
+}
+
+// grantScope is what a person's grant is for: the upstream's name and the
+// resource its tokens are for. A grant does not follow an upstream whose
+// URL (or resource) an admin changed to another server.
+func grantScope(u *upstream) string {
+	return u.spec.GetName() + " " + resourceOf(u)
 }
 
 // fromGrant reads the principal's grant, refreshing (and rotating) it when
 // it expired; without one, or when the refresh is refused, consent is needed.
 func (a *userAuth) fromGrant(ctx context.Context, u *upstream, principal string) (*cachedToken, error) {
-	name := u.spec.GetName()
+	name, scope := u.spec.GetName(), grantScope(u)
 	var g grant
-	ok, err := a.store.Get(ctx, kindGrant, name, principal, &g)
+	ok, err := a.store.Get(ctx, kindGrant, scope, principal, &g)
 	if err != nil {
 		return nil, fmt.Errorf("reading the grant for upstream %q: %w", name, err)
 	}
@@ -186,7 +194,7 @@ func (a *userAuth) fromGrant(ctx context.Context, u *upstream, principal string)
 		return &cachedToken{token: g.AccessToken, subject: g.Subject, expiry: expiryOr(g.Expiry)}, nil
 	}
 	if g.RefreshToken == "" {
-		_ = a.store.Delete(ctx, kindGrant, name, principal)
+		_ = a.store.Delete(ctx, kindGrant, scope, principal)
 		return nil, needConsent{name}
 	}
 	cfg, _, err := a.config(ctx, u)
@@ -194,7 +202,7 @@ func (a *userAuth) fromGrant(ctx context.Context, u *upstream, principal string)
 		return nil, err
 	}
 	if cfg.ClientID != g.ClientID {
-		_ = a.store.Delete(ctx, kindGrant, name, principal)
+		_ = a.store.Delete(ctx, kindGrant, scope, principal)
 		return nil, needConsent{name}
 	}
 	tok, err := cfg.TokenSource(a.httpContext(ctx), &oauth2.Token{RefreshToken: g.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
@@ -202,7 +210,7 @@ func (a *userAuth) fromGrant(ctx context.Context, u *upstream, principal string)
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 			// Revoked or expired: back to consent.
-			_ = a.store.Delete(ctx, kindGrant, name, principal)
+			_ = a.store.Delete(ctx, kindGrant, scope, principal)
 			a.p.log.Info("upstream grant refused on refresh; the person must authorize again", "upstream", name, "principal", principal, "err", re.ErrorCode)
 			return nil, needConsent{name}
 		}
@@ -215,7 +223,7 @@ func (a *userAuth) fromGrant(ctx context.Context, u *upstream, principal string)
 	if s := subjectOf(tok); s != "" {
 		g.Subject = s
 	}
-	if err := a.store.Put(ctx, kindGrant, name, principal, g, grantTTL); err != nil {
+	if err := a.store.Put(ctx, kindGrant, scope, principal, g, grantTTL); err != nil {
 		return nil, fmt.Errorf("keeping the refreshed grant: %w", err)
 	}
 	return &cachedToken{token: g.AccessToken, subject: g.Subject, expiry: expiryOr(g.Expiry)}, nil
@@ -401,7 +409,7 @@ func subjectOf(tok *oauth2.Token) string {
 // session-less client (2026-07-28), as an input request.
 func (a *userAuth) consentError(ctx context.Context, u *upstream, principal string, ss *mcp.ServerSession) (*mcp.CallToolResult, error) {
 	state := randomToken()
-	c := consent{Upstream: u.spec.GetName(), Principal: principal, Verifier: oauth2.GenerateVerifier(), ElicitationID: randomToken()}
+	c := consent{Upstream: u.spec.GetName(), Scope: grantScope(u), Principal: principal, Verifier: oauth2.GenerateVerifier(), ElicitationID: randomToken()}
 	if err := a.store.Put(ctx, kindConsent, "", state, c, consentTTL); err != nil {
 		return nil, fmt.Errorf("keeping the consent: %w", err)
 	}
@@ -437,19 +445,35 @@ const (
 	connectionsPath = "/oauth/connections"
 )
 
-// serveConsent starts a consent: it redirects the person's browser to the
-// upstream's authorization server.
+// serveConsent shows whom a consent link is for and which upstream it
+// authorizes (GET); confirmed (POST), it sends the person's browser to the
+// upstream's authorization server. The link is unguessable, works for one
+// authorization, and expires.
 func (a *userAuth) serveConsent(w http.ResponseWriter, r *http.Request) {
 	state := r.PathValue("state")
 	var c consent
-	ok, err := a.store.Get(r.Context(), kindConsent, "", state, &c)
-	if err != nil || !ok || len(state) > 64 {
+	ok := false
+	if len(state) <= 64 {
+		var err error
+		if ok, err = a.store.Get(r.Context(), kindConsent, "", state, &c); err != nil {
+			a.p.log.Warn("consent: reading the link", "err", err)
+		}
+	}
+	if !ok {
 		consentPage(w, http.StatusNotFound, "This consent link is unknown or expired.", "Call the tool again for a new one.")
 		return
 	}
 	u := a.p.upstream(c.Upstream)
-	if u == nil || u.spec.GetAuth().GetMode() != agentv1.AuthMode_AUTH_MODE_OAUTH_USER {
-		consentPage(w, http.StatusNotFound, "This upstream no longer takes personal authorization.", "")
+	if u == nil || u.spec.GetAuth().GetMode() != agentv1.AuthMode_AUTH_MODE_OAUTH_USER || grantScope(u) != c.Scope {
+		consentPage(w, http.StatusNotFound, "This upstream changed or no longer takes personal authorization.", "Call the tool again for a new consent link.")
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("X-Frame-Options", "DENY")
+		_ = confirmTmpl.Execute(w, map[string]string{"Upstream": c.Upstream, "URL": u.spec.GetUrl(), "Principal": c.Principal})
 		return
 	}
 	cfg, _, err := a.config(r.Context(), u)
@@ -458,7 +482,7 @@ func (a *userAuth) serveConsent(w http.ResponseWriter, r *http.Request) {
 		consentPage(w, http.StatusBadGateway, "The gateway cannot reach the upstream's authorization server.", err.Error())
 		return
 	}
-	http.Redirect(w, r, cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(c.Verifier), oauth2.SetAuthURLParam("resource", resourceOf(u))), http.StatusFound)
+	http.Redirect(w, r, cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(c.Verifier), oauth2.SetAuthURLParam("resource", resourceOf(u))), http.StatusSeeOther)
 }
 
 // serveCallback finishes a consent: the code is exchanged, the grant kept,
@@ -467,8 +491,11 @@ func (a *userAuth) serveCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
 	var c consent
-	ok, err := a.store.Get(r.Context(), kindConsent, "", state, &c)
-	if err != nil || !ok || len(state) > 64 {
+	ok := false
+	if len(state) <= 64 && len(q.Get("code")) <= maxTokenBytes {
+		ok, _ = a.store.Get(r.Context(), kindConsent, "", state, &c)
+	}
+	if !ok {
 		consentPage(w, http.StatusBadRequest, "This authorization is unknown or expired.", "Call the tool again for a new consent link.")
 		return
 	}
@@ -478,8 +505,8 @@ func (a *userAuth) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := a.p.upstream(c.Upstream)
-	if u == nil || u.spec.GetAuth().GetMode() != agentv1.AuthMode_AUTH_MODE_OAUTH_USER {
-		consentPage(w, http.StatusNotFound, "This upstream no longer takes personal authorization.", "")
+	if u == nil || u.spec.GetAuth().GetMode() != agentv1.AuthMode_AUTH_MODE_OAUTH_USER || grantScope(u) != c.Scope {
+		consentPage(w, http.StatusNotFound, "This upstream changed or no longer takes personal authorization.", "Call the tool again for a new consent link.")
 		return
 	}
 	cfg, asm, err := a.config(r.Context(), u)
@@ -501,11 +528,11 @@ func (a *userAuth) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if g.RefreshToken == "" {
 		ttl = time.Until(expiryOr(g.Expiry))
 	}
-	if err := a.store.Put(r.Context(), kindGrant, c.Upstream, c.Principal, g, ttl); err != nil {
+	if err := a.store.Put(r.Context(), kindGrant, c.Scope, c.Principal, g, ttl); err != nil {
 		consentPage(w, http.StatusInternalServerError, "The gateway could not keep the authorization.", err.Error())
 		return
 	}
-	a.forget(c.Upstream, c.Principal)
+	a.forget(c.Scope, c.Principal)
 	a.p.log.Info("upstream authorized", "upstream", c.Upstream, "principal", c.Principal, "subject", g.Subject)
 	a.mu.Lock()
 	ss := a.waiting[c.ElicitationID]
@@ -534,11 +561,16 @@ func (a *userAuth) serveConnections(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodDelete {
 		name := r.PathValue("upstream")
-		if err := a.store.Delete(r.Context(), kindGrant, name, ti.UserID); err != nil {
+		u := a.p.upstream(name)
+		if u == nil || u.spec.GetAuth().GetMode() != agentv1.AuthMode_AUTH_MODE_OAUTH_USER {
+			http.Error(w, fmt.Sprintf("no upstream %q with personal authorization on this gateway", truncate(name, 64)), http.StatusNotFound)
+			return
+		}
+		if err := a.store.Delete(r.Context(), kindGrant, grantScope(u), ti.UserID); err != nil {
 			http.Error(w, "removing the grant: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
-		a.forget(name, ti.UserID)
+		a.forget(grantScope(u), ti.UserID)
 		a.closeSessions(name, ti.UserID)
 		a.p.log.Info("upstream disconnected by its person", "upstream", name, "principal", ti.UserID)
 		w.WriteHeader(http.StatusNoContent)
@@ -550,7 +582,7 @@ func (a *userAuth) serveConnections(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		var g grant
-		if ok, err := a.store.Get(r.Context(), kindGrant, u.spec.GetName(), ti.UserID, &g); err == nil && ok {
+		if ok, err := a.store.Get(r.Context(), kindGrant, grantScope(u), ti.UserID, &g); err == nil && ok {
 			out = append(out, connection{Upstream: u.spec.GetName(), Subject: g.Subject, Created: g.Created})
 		}
 	}
@@ -585,6 +617,16 @@ var consentTmpl = template.Must(template.New("consent").Parse(`<!doctype html>
 <style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#0f172a}</style></head>
 <body><h1>{{.Title}}</h1>{{if .Detail}}<p>{{.Detail}}</p>{{end}}</body></html>`))
 
+var confirmTmpl = template.Must(template.New("confirm").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Portcullis</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#0f172a}
+button{padding:.6rem 1.2rem;font-weight:600}</style></head>
+<body><h1>Authorize {{.Upstream}}</h1>
+<p>Your MCP client, signed in to the gateway as <b>{{.Principal}}</b>, asks that the gateway call
+<b>{{.Upstream}}</b> ({{.URL}}) as you. Continue to sign in there and allow it.</p>
+<p>If you did not ask for this, close this page: whoever sent you the link would act with your account.</p>
+<form method="post"><button type="submit" data-testid="consent-continue">Continue</button></form></body></html>`))
+
 func consentPage(w http.ResponseWriter, status int, title, detail string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -612,7 +654,7 @@ func (t *userTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	req.Header.Set("Authorization", "Bearer "+ct.token)
 	resp, err := t.base.RoundTrip(req)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		t.a.forget(t.u.spec.GetName(), t.principal)
+		t.a.forget(grantScope(t.u), t.principal)
 	}
 	return resp, err
 }
