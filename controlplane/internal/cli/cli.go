@@ -343,7 +343,7 @@ func build(out io.Writer) *ffcli.Command {
 					if err != nil {
 						return err
 					}
-					return g.print(r.Msg, []string{"ID", "NAME", "TRANSPORT", "TARGET", "REACHABLE", "ERROR"}, func(row func(...any)) {
+					return g.print(r.Msg, []string{"ID", "NAME", "TRANSPORT", "AUTH", "TARGET", "REACHABLE", "ERROR"}, func(row func(...any)) {
 						for _, u := range r.Msg.GetUpstreams() {
 							target := u.GetUrl()
 							switch {
@@ -355,7 +355,7 @@ func build(out io.Writer) *ffcli.Command {
 							if u.GetCatalogEntry() != "" {
 								target += " (catalog " + u.GetCatalogEntry() + ")"
 							}
-							row(u.GetId(), u.GetName(), strings.ToLower(strings.TrimPrefix(u.GetTransport().String(), "TRANSPORT_")), target, u.GetReachable(), u.GetLastError())
+							row(u.GetId(), u.GetName(), strings.ToLower(strings.TrimPrefix(u.GetTransport().String(), "TRANSPORT_")), u.GetAuthMode(), target, u.GetReachable(), u.GetLastError())
 						}
 					})
 				}),

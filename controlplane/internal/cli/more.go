@@ -544,8 +544,12 @@ func newAuthFlags(fs *flag.FlagSet) *authFlags {
 	}
 }
 
-// apply sets on up the flags that were given; "none" clears a value.
+// apply sets on up the flags that were given; "none" clears a value. A
+// mode that takes no OAuth client (static, none) clears its settings.
 func (a *authFlags) apply(up *adminv1.Upstream) {
+	if m := strings.TrimSpace(*a.mode); m == "static" || m == "none" {
+		up.OauthClientId, up.OauthClientSecretRef, up.OauthScopes, up.OauthIssuer, up.OauthResource = "", "", nil, "", ""
+	}
 	a.fs.Visit(func(f *flag.Flag) {
 		v := strings.TrimSpace(f.Value.String())
 		if v == "none" && f.Name != "auth" {

@@ -235,6 +235,31 @@ func TestCLIServers(t *testing.T) {
 		t.Errorf("a bad --deny: %v", err)
 	}
 
+	// Per-person authorization: set, shown, refused when incomplete, and back to static.
+	run("upstreams", "update", "--gateway", "srv-gw", "--auth", "oauth_user", "--oauth-scopes", "openid offline_access",
+		"--oauth-client-id", "gw", "--oauth-client-secret-ref", "env:MCP_CREDENTIAL_GW", "beta")
+	if out := run("upstreams", "list", "--output", "json"); !strings.Contains(out, `"authMode": "oauth_user"`) || !strings.Contains(out, `"offline_access"`) ||
+		!strings.Contains(out, `"oauthClientSecretRef": "env:MCP_CREDENTIAL_GW"`) {
+		t.Errorf("upstreams list does not show beta's authorization:\n%s", out)
+	}
+	if out := run("upstreams", "list"); !strings.Contains(out, "oauth_user") {
+		t.Errorf("upstreams list has no AUTH column:\n%s", out)
+	}
+	for args, want := range map[string]string{
+		"--auth token_exchange --oauth-client-id none": "token_exchange needs the gateway's OAuth client id",
+		"--auth everyone":                        `authorization mode "everyone": use static, none, oauth_user, token_exchange`,
+		"--oauth-client-secret-ref plain-secret": "must be env:NAME or file:/absolute/path",
+		"--oauth-scopes bad\"scope":              "is not a scope token",
+	} {
+		if _, err := runBinary(t, base, w.adminKeyA, append(append([]string{"upstreams", "update", "--gateway", "srv-gw"}, strings.Fields(args)...), "beta")...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("upstreams update %s: %v, want %q", args, err, want)
+		}
+	}
+	run("upstreams", "update", "--gateway", "srv-gw", "--auth", "static", "beta")
+	if out := run("upstreams", "list", "--output", "json"); strings.Contains(out, "oauth_user") || strings.Contains(out, "MCP_CREDENTIAL_GW") {
+		t.Errorf("back to static, beta keeps OAuth settings:\n%s", out)
+	}
+
 	// Both upstreams offer a tool named search, as a gateway reported.
 	sys := viewer.System(context.Background())
 	for _, name := range []string{"alpha", "beta"} {
