@@ -71,6 +71,8 @@ func TestConsoleEditAndDelete(t *testing.T) {
 	run(t, b, "save upstream one",
 		chromedp.SetValue(tid("upstream-url"), "https://one.example/mcp"),
 		chromedp.Click(tid("upstream-deny-roots")),
+		chromedp.SetValue(tid("upstream-auth"), "oauth_user"),
+		chromedp.SetValue(tid("upstream-oauth-scopes"), "openid offline_access"),
 		chromedp.Click(tid("upstream-save")),
 		chromedp.WaitVisible(tid("upstreams")),
 	)
@@ -79,6 +81,13 @@ func TestConsoleEditAndDelete(t *testing.T) {
 	}
 	if got := textOf(t, b, tid("upstream-denied-one")); got != "roots" {
 		t.Fatalf("upstream one may not ask for %q, want roots", got)
+	}
+	run(t, b, "edit upstream one again",
+		chromedp.Click(tid("upstream-edit-one")),
+		chromedp.WaitVisible(tid("upstream-title")),
+	)
+	if mode, scopes := inputValue(t, b, "upstream-auth"), inputValue(t, b, "upstream-oauth-scopes"); mode != "oauth_user" || scopes != "openid offline_access" {
+		t.Fatalf("upstream one's authorization on its form: %q, scopes %q", mode, scopes)
 	}
 
 	run(t, b, "edit virtual server main",
