@@ -392,6 +392,11 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 			pol.serverRequests[u.GetName()] = sr
 		}
 	}
+	if p.users != nil {
+		p.users.exchanging.Store(slices.ContainsFunc(b.GetUpstreams(), func(u *agentv1.Upstream) bool {
+			return u.GetAuth().GetMode() == agentv1.AuthMode_AUTH_MODE_TOKEN_EXCHANGE
+		}))
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pol.Store(pol)

@@ -12,12 +12,14 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/grants"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -97,8 +99,16 @@ type userAuth struct {
 	p     *Proxy
 	store *grants.Store
 
+	// exchanging is set while some upstream takes exchanged tokens: only
+	// then are callers' JWTs kept.
+	exchanging atomic.Bool
+	// flight makes one fetch (refresh, exchange) per principal and upstream
+	// at a time: a refresh token is rotated, so a second concurrent refresh
+	// with the old one would be refused and cost the person their grant.
+	flight singleflight.Group
+
 	mu       sync.Mutex
-	tokens   map[string]*cachedToken // upstream\x00principal → a token known good until its expiry
+	tokens   map[string]*cachedToken // grantScope\x00principal → a token good until its expiry
 	subjects map[string]string       // principal → its latest validated JWT (token exchange)
 	waiting  map[string]*mcp.ServerSession
 }
@@ -106,7 +116,12 @@ type userAuth struct {
 type cachedToken struct {
 	token, subject string
 	expiry         time.Time
+	until          time.Time // used from the cache until then
 }
+
+// recheck bounds how long a grant is used from memory before the store is
+// read again, so that a disconnect made on another replica takes effect.
+const recheck = time.Minute
 
 func newUserAuth(p *Proxy, store *grants.Store) *userAuth {
 	return &userAuth{p: p, store: store, tokens: map[string]*cachedToken{}, subjects: map[string]string{}, waiting: map[string]*mcp.ServerSession{}}
@@ -116,11 +131,14 @@ func newUserAuth(p *Proxy, store *grants.Store) *userAuth {
 type needConsent struct{ upstream string }
 
 func (e needConsent) Error() string {
-	return fmt.Sprintf("upstream %q needs your authorization: open the consent link the gateway gave, then try again", e.upstream)
+	return fmt.Sprintf("upstream %q needs your authorization: call one of its tools for the gateway's consent link", e.upstream)
 }
 
 // remember keeps the principal's latest validated JWT for token exchange.
 func (a *userAuth) remember(principal, jwt string) {
+	if !a.exchanging.Load() {
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.subjects[principal] == jwt {
@@ -143,18 +161,27 @@ func (a *userAuth) token(ctx context.Context, u *upstream, principal string) (*c
 	ct := a.tokens[key]
 	subject := a.subjects[principal]
 	a.mu.Unlock()
-	if ct != nil && time.Now().Add(tokenLeeway).Before(ct.expiry) {
+	if now := time.Now(); ct != nil && now.Before(ct.until) && now.Add(tokenLeeway).Before(ct.expiry) {
 		return ct, nil
 	}
-	var err error
-	if u.spec.GetAuth().GetMode() == agentv1.AuthMode_AUTH_MODE_TOKEN_EXCHANGE {
-		ct, err = a.exchange(ctx, u, subject)
-	} else {
-		ct, err = a.fromGrant(ctx, u, principal)
-	}
+	v, err, _ := a.flight.Do(key, func() (any, error) {
+		if u.spec.GetAuth().GetMode() == agentv1.AuthMode_AUTH_MODE_TOKEN_EXCHANGE {
+			ct, err := a.exchange(ctx, u, subject)
+			if err == nil {
+				ct.until = ct.expiry
+			}
+			return ct, err
+		}
+		ct, err := a.fromGrant(ctx, u, principal)
+		if err == nil {
+			ct.until = time.Now().Add(recheck)
+		}
+		return ct, err
+	})
 	if err != nil {
 		return nil, err
 	}
+	ct = v.(*cachedToken)
 	a.mu.Lock()
 	if len(a.tokens) >= maxCachedTokens {
 		clear(a.tokens)

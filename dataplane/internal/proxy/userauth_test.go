@@ -1,0 +1,144 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/grants"
+	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
+	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
+)
+
+// fakeAS is an authorization server whose refresh tokens rotate: a refresh
+// token works once, as with most providers.
+type fakeAS struct {
+	srv       *httptest.Server
+	refreshes atomic.Int32
+	mu        sync.Mutex
+	valid     map[string]bool // refresh tokens that still work
+	n         int
+}
+
+func newFakeAS(t *testing.T) *fakeAS {
+	as := &fakeAS{valid: map[string]bool{"rt-0": true}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": as.srv.URL, "authorization_endpoint": as.srv.URL + "/authorize",
+			"token_endpoint": as.srv.URL + "/token", "jwks_uri": as.srv.URL + "/jwks", "response_types_supported": []string{"code"},
+			"code_challenge_methods_supported": []string{"S256"}})
+	})
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		as.refreshes.Add(1)
+		time.Sleep(20 * time.Millisecond) // concurrent callers overlap
+		_ = r.ParseForm()
+		as.mu.Lock()
+		defer as.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		rt := r.PostForm.Get("refresh_token")
+		if r.PostForm.Get("grant_type") != "refresh_token" || !as.valid[rt] {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":"invalid_grant"}`))
+			return
+		}
+		delete(as.valid, rt)
+		as.n++
+		next := "rt-" + string(rune('0'+as.n))
+		as.valid[next] = true
+		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "at-" + next, "token_type": "Bearer", "expires_in": 3600, "refresh_token": next})
+	})
+	as.srv = httptest.NewServer(mux)
+	t.Cleanup(as.srv.Close)
+	return as
+}
+
+func testUserAuth(t *testing.T, as *fakeAS) (*userAuth, *upstream) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	dir := t.TempDir()
+	key, err := grants.LoadKey(filepath.Join(dir, "key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := grants.NewDir(filepath.Join(dir, "grants"), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(ctx, Config{Telemetry: telemetry.NewQueue(16), PublicURL: "http://gw.test", Grants: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &upstream{spec: &agentv1.Upstream{Name: "up", Url: "http://up.test/mcp", Transport: agentv1.Transport_TRANSPORT_STREAMABLE_HTTP,
+		Auth: &agentv1.UpstreamAuth{Mode: agentv1.AuthMode_AUTH_MODE_OAUTH_USER, ClientId: "gw", Issuer: as.srv.URL}}, creds: &Credentials{}}
+	return p.users, u
+}
+
+// Concurrent requests of one person with an expired access token refresh
+// it once: the refresh token rotates, so a second refresh with the old one
+// would be refused and cost the person their grant.
+func TestGrantRefreshesOnceAndRotates(t *testing.T) {
+	as := newFakeAS(t)
+	a, u := testUserAuth(t, as)
+	ctx := context.Background()
+	g := grant{AccessToken: "at-old", RefreshToken: "rt-0", Expiry: time.Now().Add(-time.Minute), ClientID: "gw", Created: time.Now()}
+	if err := a.store.Put(ctx, kindGrant, grantScope(u), "user:alice", g, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ct, err := a.token(ctx, u, "user:alice")
+			if err == nil && ct.token != "at-rt-1" {
+				err = errors.New("token " + ct.token)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := as.refreshes.Load(); n != 1 {
+		t.Fatalf("%d refreshes for 8 concurrent requests, want 1", n)
+	}
+	var kept grant
+	if ok, _ := a.store.Get(ctx, kindGrant, grantScope(u), "user:alice", &kept); !ok || kept.RefreshToken != "rt-1" || kept.AccessToken != "at-rt-1" {
+		t.Fatalf("kept grant %+v, want the rotated tokens", kept)
+	}
+
+	// A refused refresh removes the grant: the person is asked again.
+	kept.Expiry, kept.RefreshToken = time.Now().Add(-time.Minute), "revoked"
+	if err := a.store.Put(ctx, kindGrant, grantScope(u), "user:bob", kept, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var nc needConsent
+	if _, err := a.token(ctx, u, "user:bob"); !errors.As(err, &nc) {
+		t.Fatalf("a refused refresh: %v, want consent", err)
+	}
+	if ok, _ := a.store.Get(ctx, kindGrant, grantScope(u), "user:bob", &kept); ok {
+		t.Fatal("the refused grant was kept")
+	}
+	// Nobody is anonymous at an upstream that acts as each person.
+	if _, err := a.token(ctx, u, ""); err == nil {
+		t.Fatal("an anonymous caller got a token")
+	}
+	// A grant does not follow the upstream to another server.
+	moved := &upstream{spec: &agentv1.Upstream{Name: "up", Url: "http://elsewhere.test/mcp", Auth: u.spec.Auth}, creds: u.creds}
+	if _, err := a.token(ctx, moved, "user:alice"); !errors.As(err, &nc) {
+		t.Fatalf("alice's grant at the moved upstream: %v, want consent", err)
+	}
+}
