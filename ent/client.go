@@ -26,6 +26,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
+	"github.com/portcullis-mcp/portcullis/ent/connection"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
@@ -65,6 +66,8 @@ type Client struct {
 	ChangeRequest *ChangeRequestClient
 	// ClientKey is the client for interacting with the ClientKey builders.
 	ClientKey *ClientKeyClient
+	// Connection is the client for interacting with the Connection builders.
+	Connection *ConnectionClient
 	// EnrollmentToken is the client for interacting with the EnrollmentToken builders.
 	EnrollmentToken *EnrollmentTokenClient
 	// Gateway is the client for interacting with the Gateway builders.
@@ -110,6 +113,7 @@ func (c *Client) init() {
 	c.CatalogEntry = NewCatalogEntryClient(c.config)
 	c.ChangeRequest = NewChangeRequestClient(c.config)
 	c.ClientKey = NewClientKeyClient(c.config)
+	c.Connection = NewConnectionClient(c.config)
 	c.EnrollmentToken = NewEnrollmentTokenClient(c.config)
 	c.Gateway = NewGatewayClient(c.config)
 	c.Invitation = NewInvitationClient(c.config)
@@ -224,6 +228,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		CatalogEntry:    NewCatalogEntryClient(cfg),
 		ChangeRequest:   NewChangeRequestClient(cfg),
 		ClientKey:       NewClientKeyClient(cfg),
+		Connection:      NewConnectionClient(cfg),
 		EnrollmentToken: NewEnrollmentTokenClient(cfg),
 		Gateway:         NewGatewayClient(cfg),
 		Invitation:      NewInvitationClient(cfg),
@@ -265,6 +270,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		CatalogEntry:    NewCatalogEntryClient(cfg),
 		ChangeRequest:   NewChangeRequestClient(cfg),
 		ClientKey:       NewClientKeyClient(cfg),
+		Connection:      NewConnectionClient(cfg),
 		EnrollmentToken: NewEnrollmentTokenClient(cfg),
 		Gateway:         NewGatewayClient(cfg),
 		Invitation:      NewInvitationClient(cfg),
@@ -307,9 +313,10 @@ func (c *Client) Close() error {
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.APIKey, c.AccessRule, c.Agent, c.Approval, c.AuditEvent, c.CallEvent,
-		c.CallRollup, c.CatalogEntry, c.ChangeRequest, c.ClientKey, c.EnrollmentToken,
-		c.Gateway, c.Invitation, c.Membership, c.PolicyVersion, c.Session, c.Tenant,
-		c.Tool, c.ToolVersion, c.Upstream, c.User, c.VirtualServer,
+		c.CallRollup, c.CatalogEntry, c.ChangeRequest, c.ClientKey, c.Connection,
+		c.EnrollmentToken, c.Gateway, c.Invitation, c.Membership, c.PolicyVersion,
+		c.Session, c.Tenant, c.Tool, c.ToolVersion, c.Upstream, c.User,
+		c.VirtualServer,
 	} {
 		n.Use(hooks...)
 	}
@@ -320,9 +327,10 @@ func (c *Client) Use(hooks ...Hook) {
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.APIKey, c.AccessRule, c.Agent, c.Approval, c.AuditEvent, c.CallEvent,
-		c.CallRollup, c.CatalogEntry, c.ChangeRequest, c.ClientKey, c.EnrollmentToken,
-		c.Gateway, c.Invitation, c.Membership, c.PolicyVersion, c.Session, c.Tenant,
-		c.Tool, c.ToolVersion, c.Upstream, c.User, c.VirtualServer,
+		c.CallRollup, c.CatalogEntry, c.ChangeRequest, c.ClientKey, c.Connection,
+		c.EnrollmentToken, c.Gateway, c.Invitation, c.Membership, c.PolicyVersion,
+		c.Session, c.Tenant, c.Tool, c.ToolVersion, c.Upstream, c.User,
+		c.VirtualServer,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -351,6 +359,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.ChangeRequest.mutate(ctx, m)
 	case *ClientKeyMutation:
 		return c.ClientKey.mutate(ctx, m)
+	case *ConnectionMutation:
+		return c.Connection.mutate(ctx, m)
 	case *EnrollmentTokenMutation:
 		return c.EnrollmentToken.mutate(ctx, m)
 	case *GatewayMutation:
@@ -1941,6 +1951,156 @@ func (c *ClientKeyClient) mutate(ctx context.Context, m *ClientKeyMutation) (Val
 		return (&ClientKeyDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown ClientKey mutation op: %q", m.Op())
+	}
+}
+
+// ConnectionClient is a client for the Connection schema.
+type ConnectionClient struct {
+	config
+}
+
+// NewConnectionClient returns a client for the Connection from the given config.
+func NewConnectionClient(c config) *ConnectionClient {
+	return &ConnectionClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `connection.Hooks(f(g(h())))`.
+func (c *ConnectionClient) Use(hooks ...Hook) {
+	c.hooks.Connection = append(c.hooks.Connection, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `connection.Intercept(f(g(h())))`.
+func (c *ConnectionClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Connection = append(c.inters.Connection, interceptors...)
+}
+
+// Create returns a builder for creating a Connection entity.
+func (c *ConnectionClient) Create() *ConnectionCreate {
+	mutation := newConnectionMutation(c.config, OpCreate)
+	return &ConnectionCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Connection entities.
+func (c *ConnectionClient) CreateBulk(builders ...*ConnectionCreate) *ConnectionCreateBulk {
+	return &ConnectionCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *ConnectionClient) MapCreateBulk(slice any, setFunc func(*ConnectionCreate, int)) *ConnectionCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &ConnectionCreateBulk{err: fmt.Errorf("calling to ConnectionClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*ConnectionCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &ConnectionCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Connection.
+func (c *ConnectionClient) Update() *ConnectionUpdate {
+	mutation := newConnectionMutation(c.config, OpUpdate)
+	return &ConnectionUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *ConnectionClient) UpdateOne(_m *Connection) *ConnectionUpdateOne {
+	mutation := newConnectionMutation(c.config, OpUpdateOne, withConnection(_m))
+	return &ConnectionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *ConnectionClient) UpdateOneID(id uuid.UUID) *ConnectionUpdateOne {
+	mutation := newConnectionMutation(c.config, OpUpdateOne, withConnectionID(id))
+	return &ConnectionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Connection.
+func (c *ConnectionClient) Delete() *ConnectionDelete {
+	mutation := newConnectionMutation(c.config, OpDelete)
+	return &ConnectionDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *ConnectionClient) DeleteOne(_m *Connection) *ConnectionDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *ConnectionClient) DeleteOneID(id uuid.UUID) *ConnectionDeleteOne {
+	builder := c.Delete().Where(connection.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &ConnectionDeleteOne{builder}
+}
+
+// Query returns a query builder for Connection.
+func (c *ConnectionClient) Query() *ConnectionQuery {
+	return &ConnectionQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeConnection},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Connection entity by its id.
+func (c *ConnectionClient) Get(ctx context.Context, id uuid.UUID) (*Connection, error) {
+	return c.Query().Where(connection.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *ConnectionClient) GetX(ctx context.Context, id uuid.UUID) *Connection {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryTenant queries the tenant edge of a Connection.
+func (c *ConnectionClient) QueryTenant(_m *Connection) *TenantQuery {
+	query := (&TenantClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(connection.Table, connection.FieldID, id),
+			sqlgraph.To(tenant.Table, tenant.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, connection.TenantTable, connection.TenantColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *ConnectionClient) Hooks() []Hook {
+	hooks := c.hooks.Connection
+	return append(hooks[:len(hooks):len(hooks)], connection.Hooks[:]...)
+}
+
+// Interceptors returns the client interceptors.
+func (c *ConnectionClient) Interceptors() []Interceptor {
+	return c.inters.Connection
+}
+
+func (c *ConnectionClient) mutate(ctx context.Context, m *ConnectionMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&ConnectionCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&ConnectionUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&ConnectionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&ConnectionDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Connection mutation op: %q", m.Op())
 	}
 }
 
@@ -3956,14 +4116,14 @@ func (c *VirtualServerClient) mutate(ctx context.Context, m *VirtualServerMutati
 type (
 	hooks struct {
 		APIKey, AccessRule, Agent, Approval, AuditEvent, CallEvent, CallRollup,
-		CatalogEntry, ChangeRequest, ClientKey, EnrollmentToken, Gateway, Invitation,
-		Membership, PolicyVersion, Session, Tenant, Tool, ToolVersion, Upstream, User,
-		VirtualServer []ent.Hook
+		CatalogEntry, ChangeRequest, ClientKey, Connection, EnrollmentToken, Gateway,
+		Invitation, Membership, PolicyVersion, Session, Tenant, Tool, ToolVersion,
+		Upstream, User, VirtualServer []ent.Hook
 	}
 	inters struct {
 		APIKey, AccessRule, Agent, Approval, AuditEvent, CallEvent, CallRollup,
-		CatalogEntry, ChangeRequest, ClientKey, EnrollmentToken, Gateway, Invitation,
-		Membership, PolicyVersion, Session, Tenant, Tool, ToolVersion, Upstream, User,
-		VirtualServer []ent.Interceptor
+		CatalogEntry, ChangeRequest, ClientKey, Connection, EnrollmentToken, Gateway,
+		Invitation, Membership, PolicyVersion, Session, Tenant, Tool, ToolVersion,
+		Upstream, User, VirtualServer []ent.Interceptor
 	}
 )

@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
+	"github.com/portcullis-mcp/portcullis/ent/connection"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
@@ -104,6 +105,7 @@ func checkColumn(t, c string) error {
 			catalogentry.Table:    catalogentry.ValidColumn,
 			changerequest.Table:   changerequest.ValidColumn,
 			clientkey.Table:       clientkey.ValidColumn,
+			connection.Table:      connection.ValidColumn,
 			enrollmenttoken.Table: enrollmenttoken.ValidColumn,
 			gateway.Table:         gateway.ValidColumn,
 			invitation.Table:      invitation.ValidColumn,

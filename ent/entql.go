@@ -13,6 +13,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
+	"github.com/portcullis-mcp/portcullis/ent/connection"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
@@ -35,7 +36,7 @@ import (
 
 // schemaGraph holds a representation of ent/schema at runtime.
 var schemaGraph = func() *sqlgraph.Schema {
-	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 22)}
+	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 23)}
 	graph.Nodes[0] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   apikey.Table,
@@ -308,6 +309,31 @@ var schemaGraph = func() *sqlgraph.Schema {
 	}
 	graph.Nodes[10] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
+			Table:   connection.Table,
+			Columns: connection.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: connection.FieldID,
+			},
+		},
+		Type: "Connection",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			connection.FieldCreatedAt:        {Type: field.TypeTime, Column: connection.FieldCreatedAt},
+			connection.FieldUpdatedAt:        {Type: field.TypeTime, Column: connection.FieldUpdatedAt},
+			connection.FieldTenantID:         {Type: field.TypeUUID, Column: connection.FieldTenantID},
+			connection.FieldGatewayID:        {Type: field.TypeUUID, Column: connection.FieldGatewayID},
+			connection.FieldUpstream:         {Type: field.TypeString, Column: connection.FieldUpstream},
+			connection.FieldPrincipal:        {Type: field.TypeString, Column: connection.FieldPrincipal},
+			connection.FieldUpstreamIdentity: {Type: field.TypeString, Column: connection.FieldUpstreamIdentity},
+			connection.FieldConnectedAt:      {Type: field.TypeTime, Column: connection.FieldConnectedAt},
+			connection.FieldState:            {Type: field.TypeEnum, Column: connection.FieldState},
+			connection.FieldChangedAt:        {Type: field.TypeTime, Column: connection.FieldChangedAt},
+			connection.FieldRevokedAt:        {Type: field.TypeTime, Column: connection.FieldRevokedAt},
+			connection.FieldRevokedBy:        {Type: field.TypeString, Column: connection.FieldRevokedBy},
+		},
+	}
+	graph.Nodes[11] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
 			Table:   enrollmenttoken.Table,
 			Columns: enrollmenttoken.Columns,
 			ID: &sqlgraph.FieldSpec{
@@ -328,7 +354,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			enrollmenttoken.FieldUses:       {Type: field.TypeInt, Column: enrollmenttoken.FieldUses},
 		},
 	}
-	graph.Nodes[11] = &sqlgraph.Node{
+	graph.Nodes[12] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   gateway.Table,
 			Columns: gateway.Columns,
@@ -348,7 +374,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			gateway.FieldRateToolPerMinute:      {Type: field.TypeInt, Column: gateway.FieldRateToolPerMinute},
 		},
 	}
-	graph.Nodes[12] = &sqlgraph.Node{
+	graph.Nodes[13] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   invitation.Table,
 			Columns: invitation.Columns,
@@ -369,7 +395,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			invitation.FieldAcceptedAt: {Type: field.TypeTime, Column: invitation.FieldAcceptedAt},
 		},
 	}
-	graph.Nodes[13] = &sqlgraph.Node{
+	graph.Nodes[14] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   membership.Table,
 			Columns: membership.Columns,
@@ -387,7 +413,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			membership.FieldRole:      {Type: field.TypeEnum, Column: membership.FieldRole},
 		},
 	}
-	graph.Nodes[14] = &sqlgraph.Node{
+	graph.Nodes[15] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   policyversion.Table,
 			Columns: policyversion.Columns,
@@ -409,7 +435,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			policyversion.FieldKeyID:         {Type: field.TypeString, Column: policyversion.FieldKeyID},
 		},
 	}
-	graph.Nodes[15] = &sqlgraph.Node{
+	graph.Nodes[16] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   session.Table,
 			Columns: session.Columns,
@@ -428,7 +454,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			session.FieldExpiresAt: {Type: field.TypeTime, Column: session.FieldExpiresAt},
 		},
 	}
-	graph.Nodes[16] = &sqlgraph.Node{
+	graph.Nodes[17] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   tenant.Table,
 			Columns: tenant.Columns,
@@ -454,7 +480,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tenant.FieldClientGroupClaim:      {Type: field.TypeString, Column: tenant.FieldClientGroupClaim},
 		},
 	}
-	graph.Nodes[17] = &sqlgraph.Node{
+	graph.Nodes[18] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   tool.Table,
 			Columns: tool.Columns,
@@ -478,7 +504,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			tool.FieldLastSeen:     {Type: field.TypeTime, Column: tool.FieldLastSeen},
 		},
 	}
-	graph.Nodes[18] = &sqlgraph.Node{
+	graph.Nodes[19] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   toolversion.Table,
 			Columns: toolversion.Columns,
@@ -498,7 +524,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			toolversion.FieldLastSeen:   {Type: field.TypeTime, Column: toolversion.FieldLastSeen},
 		},
 	}
-	graph.Nodes[19] = &sqlgraph.Node{
+	graph.Nodes[20] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   upstream.Table,
 			Columns: upstream.Columns,
@@ -540,7 +566,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			upstream.FieldLastError:            {Type: field.TypeString, Column: upstream.FieldLastError},
 		},
 	}
-	graph.Nodes[20] = &sqlgraph.Node{
+	graph.Nodes[21] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   user.Table,
 			Columns: user.Columns,
@@ -560,7 +586,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			user.FieldLastLoginAt: {Type: field.TypeTime, Column: user.FieldLastLoginAt},
 		},
 	}
-	graph.Nodes[21] = &sqlgraph.Node{
+	graph.Nodes[22] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   virtualserver.Table,
 			Columns: virtualserver.Columns,
@@ -747,6 +773,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 			Bidi:    false,
 		},
 		"ClientKey",
+		"Tenant",
+	)
+	graph.MustAddE(
+		"tenant",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: false,
+			Table:   connection.TenantTable,
+			Columns: []string{connection.TenantColumn},
+			Bidi:    false,
+		},
+		"Connection",
 		"Tenant",
 	)
 	graph.MustAddE(
@@ -2355,6 +2393,120 @@ func (f *ClientKeyFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
 }
 
 // addPredicate implements the predicateAdder interface.
+func (_q *ConnectionQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the ConnectionQuery builder.
+func (_q *ConnectionQuery) Filter() *ConnectionFilter {
+	return &ConnectionFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *ConnectionMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the ConnectionMutation builder.
+func (m *ConnectionMutation) Filter() *ConnectionFilter {
+	return &ConnectionFilter{config: m.config, predicateAdder: m}
+}
+
+// ConnectionFilter provides a generic filtering capability at runtime for ConnectionQuery.
+type ConnectionFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *ConnectionFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[10].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *ConnectionFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(connection.FieldID))
+}
+
+// WhereCreatedAt applies the entql time.Time predicate on the created_at field.
+func (f *ConnectionFilter) WhereCreatedAt(p entql.TimeP) {
+	f.Where(p.Field(connection.FieldCreatedAt))
+}
+
+// WhereUpdatedAt applies the entql time.Time predicate on the updated_at field.
+func (f *ConnectionFilter) WhereUpdatedAt(p entql.TimeP) {
+	f.Where(p.Field(connection.FieldUpdatedAt))
+}
+
+// WhereTenantID applies the entql [16]byte predicate on the tenant_id field.
+func (f *ConnectionFilter) WhereTenantID(p entql.ValueP) {
+	f.Where(p.Field(connection.FieldTenantID))
+}
+
+// WhereGatewayID applies the entql [16]byte predicate on the gateway_id field.
+func (f *ConnectionFilter) WhereGatewayID(p entql.ValueP) {
+	f.Where(p.Field(connection.FieldGatewayID))
+}
+
+// WhereUpstream applies the entql string predicate on the upstream field.
+func (f *ConnectionFilter) WhereUpstream(p entql.StringP) {
+	f.Where(p.Field(connection.FieldUpstream))
+}
+
+// WherePrincipal applies the entql string predicate on the principal field.
+func (f *ConnectionFilter) WherePrincipal(p entql.StringP) {
+	f.Where(p.Field(connection.FieldPrincipal))
+}
+
+// WhereUpstreamIdentity applies the entql string predicate on the upstream_identity field.
+func (f *ConnectionFilter) WhereUpstreamIdentity(p entql.StringP) {
+	f.Where(p.Field(connection.FieldUpstreamIdentity))
+}
+
+// WhereConnectedAt applies the entql time.Time predicate on the connected_at field.
+func (f *ConnectionFilter) WhereConnectedAt(p entql.TimeP) {
+	f.Where(p.Field(connection.FieldConnectedAt))
+}
+
+// WhereState applies the entql string predicate on the state field.
+func (f *ConnectionFilter) WhereState(p entql.StringP) {
+	f.Where(p.Field(connection.FieldState))
+}
+
+// WhereChangedAt applies the entql time.Time predicate on the changed_at field.
+func (f *ConnectionFilter) WhereChangedAt(p entql.TimeP) {
+	f.Where(p.Field(connection.FieldChangedAt))
+}
+
+// WhereRevokedAt applies the entql time.Time predicate on the revoked_at field.
+func (f *ConnectionFilter) WhereRevokedAt(p entql.TimeP) {
+	f.Where(p.Field(connection.FieldRevokedAt))
+}
+
+// WhereRevokedBy applies the entql string predicate on the revoked_by field.
+func (f *ConnectionFilter) WhereRevokedBy(p entql.StringP) {
+	f.Where(p.Field(connection.FieldRevokedBy))
+}
+
+// WhereHasTenant applies a predicate to check if query has an edge tenant.
+func (f *ConnectionFilter) WhereHasTenant() {
+	f.Where(entql.HasEdge("tenant"))
+}
+
+// WhereHasTenantWith applies a predicate to check if query has an edge tenant with a given conditions (other predicates).
+func (f *ConnectionFilter) WhereHasTenantWith(preds ...predicate.Tenant) {
+	f.Where(entql.HasEdgeWith("tenant", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// addPredicate implements the predicateAdder interface.
 func (_q *EnrollmentTokenQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
 }
@@ -2383,7 +2535,7 @@ type EnrollmentTokenFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *EnrollmentTokenFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[10].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[11].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2496,7 +2648,7 @@ type GatewayFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *GatewayFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[11].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[12].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2655,7 +2807,7 @@ type InvitationFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *InvitationFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[12].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[13].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2749,7 +2901,7 @@ type MembershipFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *MembershipFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[13].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[14].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2842,7 +2994,7 @@ type PolicyVersionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *PolicyVersionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[14].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[15].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -2955,7 +3107,7 @@ type SessionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *SessionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[15].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[16].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3025,7 +3177,7 @@ type TenantFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *TenantFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[16].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[17].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3130,7 +3282,7 @@ type ToolFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ToolFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[17].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[18].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3281,7 +3433,7 @@ type ToolVersionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *ToolVersionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[18].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[19].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3384,7 +3536,7 @@ type UpstreamFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UpstreamFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[19].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[20].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3611,7 +3763,7 @@ type UserFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UserFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[20].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[21].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -3700,7 +3852,7 @@ type VirtualServerFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *VirtualServerFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[21].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[22].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})

@@ -32,6 +32,8 @@ type Tx struct {
 	ChangeRequest *ChangeRequestClient
 	// ClientKey is the client for interacting with the ClientKey builders.
 	ClientKey *ClientKeyClient
+	// Connection is the client for interacting with the Connection builders.
+	Connection *ConnectionClient
 	// EnrollmentToken is the client for interacting with the EnrollmentToken builders.
 	EnrollmentToken *EnrollmentTokenClient
 	// Gateway is the client for interacting with the Gateway builders.
@@ -197,6 +199,7 @@ func (tx *Tx) init() {
 	tx.CatalogEntry = NewCatalogEntryClient(tx.config)
 	tx.ChangeRequest = NewChangeRequestClient(tx.config)
 	tx.ClientKey = NewClientKeyClient(tx.config)
+	tx.Connection = NewConnectionClient(tx.config)
 	tx.EnrollmentToken = NewEnrollmentTokenClient(tx.config)
 	tx.Gateway = NewGatewayClient(tx.config)
 	tx.Invitation = NewInvitationClient(tx.config)

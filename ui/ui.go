@@ -554,3 +554,15 @@ type CatalogRow struct {
 	Decisions              []string
 	Created                time.Time
 }
+
+// Connections is the connections page.
+type Connections struct {
+	Page
+	Rows []ConnectionRow
+}
+
+// ConnectionRow is a person's authorization at an upstream.
+type ConnectionRow struct {
+	ID, Gateway, Upstream, Principal, Identity, State string
+	Connected, Changed                                time.Time
+}

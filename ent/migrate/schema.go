@@ -471,6 +471,53 @@ var (
 			},
 		},
 	}
+	// ConnectionsColumns holds the columns for the "connections" table.
+	ConnectionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "gateway_id", Type: field.TypeUUID},
+		{Name: "upstream", Type: field.TypeString, Size: 48},
+		{Name: "principal", Type: field.TypeString, Size: 256},
+		{Name: "upstream_identity", Type: field.TypeString, Size: 256, Default: ""},
+		{Name: "connected_at", Type: field.TypeTime},
+		{Name: "state", Type: field.TypeEnum, Enums: []string{"connected", "disconnected", "revoked"}, Default: "connected"},
+		{Name: "changed_at", Type: field.TypeTime},
+		{Name: "revoked_at", Type: field.TypeTime, Nullable: true},
+		{Name: "revoked_by", Type: field.TypeString, Size: 320, Default: ""},
+		{Name: "tenant_id", Type: field.TypeUUID},
+	}
+	// ConnectionsTable holds the schema information for the "connections" table.
+	ConnectionsTable = &schema.Table{
+		Name:       "connections",
+		Columns:    ConnectionsColumns,
+		PrimaryKey: []*schema.Column{ConnectionsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "connections_tenants_tenant",
+				Columns:    []*schema.Column{ConnectionsColumns[12]},
+				RefColumns: []*schema.Column{TenantsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "connection_tenant_id",
+				Unique:  false,
+				Columns: []*schema.Column{ConnectionsColumns[12]},
+			},
+			{
+				Name:    "connection_gateway_id_upstream_principal",
+				Unique:  true,
+				Columns: []*schema.Column{ConnectionsColumns[3], ConnectionsColumns[4], ConnectionsColumns[5]},
+			},
+			{
+				Name:    "connection_tenant_id_changed_at",
+				Unique:  false,
+				Columns: []*schema.Column{ConnectionsColumns[12], ConnectionsColumns[9]},
+			},
+		},
+	}
 	// EnrollmentTokensColumns holds the columns for the "enrollment_tokens" table.
 	EnrollmentTokensColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -951,6 +998,7 @@ var (
 		CatalogEntriesTable,
 		ChangeRequestsTable,
 		ClientKeysTable,
+		ConnectionsTable,
 		EnrollmentTokensTable,
 		GatewaysTable,
 		InvitationsTable,
@@ -980,6 +1028,7 @@ func init() {
 	ChangeRequestsTable.ForeignKeys[0].RefTable = TenantsTable
 	ChangeRequestsTable.ForeignKeys[1].RefTable = ToolsTable
 	ClientKeysTable.ForeignKeys[0].RefTable = TenantsTable
+	ConnectionsTable.ForeignKeys[0].RefTable = TenantsTable
 	EnrollmentTokensTable.ForeignKeys[0].RefTable = TenantsTable
 	EnrollmentTokensTable.ForeignKeys[1].RefTable = GatewaysTable
 	GatewaysTable.ForeignKeys[0].RefTable = TenantsTable

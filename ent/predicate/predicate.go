@@ -36,6 +36,9 @@ type ChangeRequest func(*sql.Selector)
 // ClientKey is the predicate function for clientkey builders.
 type ClientKey func(*sql.Selector)
 
+// Connection is the predicate function for connection builders.
+type Connection func(*sql.Selector)
+
 // EnrollmentToken is the predicate function for enrollmenttoken builders.
 type EnrollmentToken func(*sql.Selector)
 

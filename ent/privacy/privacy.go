@@ -351,6 +351,30 @@ func (f ClientKeyMutationRuleFunc) EvalMutation(ctx context.Context, m ent.Mutat
 	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.ClientKeyMutation", m)
 }
 
+// The ConnectionQueryRuleFunc type is an adapter to allow the use of ordinary
+// functions as a query rule.
+type ConnectionQueryRuleFunc func(context.Context, *ent.ConnectionQuery) error
+
+// EvalQuery return f(ctx, q).
+func (f ConnectionQueryRuleFunc) EvalQuery(ctx context.Context, q ent.Query) error {
+	if q, ok := q.(*ent.ConnectionQuery); ok {
+		return f(ctx, q)
+	}
+	return Denyf("ent/privacy: unexpected query type %T, expect *ent.ConnectionQuery", q)
+}
+
+// The ConnectionMutationRuleFunc type is an adapter to allow the use of ordinary
+// functions as a mutation rule.
+type ConnectionMutationRuleFunc func(context.Context, *ent.ConnectionMutation) error
+
+// EvalMutation calls f(ctx, m).
+func (f ConnectionMutationRuleFunc) EvalMutation(ctx context.Context, m ent.Mutation) error {
+	if m, ok := m.(*ent.ConnectionMutation); ok {
+		return f(ctx, m)
+	}
+	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.ConnectionMutation", m)
+}
+
 // The EnrollmentTokenQueryRuleFunc type is an adapter to allow the use of ordinary
 // functions as a query rule.
 type EnrollmentTokenQueryRuleFunc func(context.Context, *ent.EnrollmentTokenQuery) error
@@ -694,6 +718,8 @@ func queryFilter(q ent.Query) (Filter, error) {
 		return q.Filter(), nil
 	case *ent.ClientKeyQuery:
 		return q.Filter(), nil
+	case *ent.ConnectionQuery:
+		return q.Filter(), nil
 	case *ent.EnrollmentTokenQuery:
 		return q.Filter(), nil
 	case *ent.GatewayQuery:
@@ -744,6 +770,8 @@ func mutationFilter(m ent.Mutation) (Filter, error) {
 	case *ent.ChangeRequestMutation:
 		return m.Filter(), nil
 	case *ent.ClientKeyMutation:
+		return m.Filter(), nil
+	case *ent.ConnectionMutation:
 		return m.Filter(), nil
 	case *ent.EnrollmentTokenMutation:
 		return m.Filter(), nil

@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
+	"github.com/portcullis-mcp/portcullis/ent/connection"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/invitation"
@@ -849,6 +850,84 @@ func init() {
 	clientkeyDescID := clientkeyMixinFields0[0].Descriptor()
 	// clientkey.DefaultID holds the default value on creation for the id field.
 	clientkey.DefaultID = clientkeyDescID.Default.(func() uuid.UUID)
+	connectionMixin := schema.Connection{}.Mixin()
+	connection.Policy = privacy.NewPolicies(connectionMixin[2], schema.Connection{})
+	connection.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := connection.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	connectionMixinFields0 := connectionMixin[0].Fields()
+	_ = connectionMixinFields0
+	connectionMixinFields1 := connectionMixin[1].Fields()
+	_ = connectionMixinFields1
+	connectionFields := schema.Connection{}.Fields()
+	_ = connectionFields
+	// connectionDescCreatedAt is the schema descriptor for created_at field.
+	connectionDescCreatedAt := connectionMixinFields1[0].Descriptor()
+	// connection.DefaultCreatedAt holds the default value on creation for the created_at field.
+	connection.DefaultCreatedAt = connectionDescCreatedAt.Default.(func() time.Time)
+	// connectionDescUpdatedAt is the schema descriptor for updated_at field.
+	connectionDescUpdatedAt := connectionMixinFields1[1].Descriptor()
+	// connection.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	connection.DefaultUpdatedAt = connectionDescUpdatedAt.Default.(func() time.Time)
+	// connection.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	connection.UpdateDefaultUpdatedAt = connectionDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// connectionDescUpstream is the schema descriptor for upstream field.
+	connectionDescUpstream := connectionFields[1].Descriptor()
+	// connection.UpstreamValidator is a validator for the "upstream" field. It is called by the builders before save.
+	connection.UpstreamValidator = func() func(string) error {
+		validators := connectionDescUpstream.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(upstream string) error {
+			for _, fn := range fns {
+				if err := fn(upstream); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// connectionDescPrincipal is the schema descriptor for principal field.
+	connectionDescPrincipal := connectionFields[2].Descriptor()
+	// connection.PrincipalValidator is a validator for the "principal" field. It is called by the builders before save.
+	connection.PrincipalValidator = func() func(string) error {
+		validators := connectionDescPrincipal.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(principal string) error {
+			for _, fn := range fns {
+				if err := fn(principal); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// connectionDescUpstreamIdentity is the schema descriptor for upstream_identity field.
+	connectionDescUpstreamIdentity := connectionFields[3].Descriptor()
+	// connection.DefaultUpstreamIdentity holds the default value on creation for the upstream_identity field.
+	connection.DefaultUpstreamIdentity = connectionDescUpstreamIdentity.Default.(string)
+	// connection.UpstreamIdentityValidator is a validator for the "upstream_identity" field. It is called by the builders before save.
+	connection.UpstreamIdentityValidator = connectionDescUpstreamIdentity.Validators[0].(func(string) error)
+	// connectionDescRevokedBy is the schema descriptor for revoked_by field.
+	connectionDescRevokedBy := connectionFields[8].Descriptor()
+	// connection.DefaultRevokedBy holds the default value on creation for the revoked_by field.
+	connection.DefaultRevokedBy = connectionDescRevokedBy.Default.(string)
+	// connection.RevokedByValidator is a validator for the "revoked_by" field. It is called by the builders before save.
+	connection.RevokedByValidator = connectionDescRevokedBy.Validators[0].(func(string) error)
+	// connectionDescID is the schema descriptor for id field.
+	connectionDescID := connectionMixinFields0[0].Descriptor()
+	// connection.DefaultID holds the default value on creation for the id field.
+	connection.DefaultID = connectionDescID.Default.(func() uuid.UUID)
 	enrollmenttokenMixin := schema.EnrollmentToken{}.Mixin()
 	enrollmenttoken.Policy = privacy.NewPolicies(enrollmenttokenMixin[2], schema.EnrollmentToken{})
 	enrollmenttoken.Hooks[0] = func(next ent.Mutator) ent.Mutator {

@@ -47,6 +47,7 @@ Admin commands (need an API key: PORTCULLIS_API_KEY; portcullis dev prints one):
   access      keys | rules | idp | limits | require-keys (who may call what)
   events      list (recent calls)
   catalog     list | import | approve | reject | delete | policy | only (approved servers)
+  connections list | revoke (people's authorizations at upstreams acting as each person)
 
 Run "portcullis <command> -h" for the command's flags. Every flag can also be
 set as an environment variable PORTCULLIS_<FLAG>, e.g. PORTCULLIS_DATABASE_URL.

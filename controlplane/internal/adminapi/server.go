@@ -80,6 +80,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 		func() (string, http.Handler) { return adminv1connect.NewPolicyServiceHandler(s, opts...) },
 		func() (string, http.Handler) { return adminv1connect.NewTelemetryServiceHandler(s, opts...) },
 		func() (string, http.Handler) { return adminv1connect.NewCatalogServiceHandler(s, opts...) },
+		func() (string, http.Handler) { return adminv1connect.NewConnectionServiceHandler(s, opts...) },
 	} {
 		path, handler := h()
 		mux.Handle(path, handler)

@@ -594,7 +594,7 @@ func build(out io.Writer) *ffcli.Command {
 		sc.Subcommands = append(sc.Subcommands, edits[sc.Name]...)
 	}
 	root.Subcommands = append(root.Subcommands, moreCommands(leaf, newFS, g, c)...)
-	root.Subcommands = append(root.Subcommands, catalogCommand(leaf, newFS, g))
+	root.Subcommands = append(root.Subcommands, catalogCommand(leaf, newFS, g), connectionsCommand(leaf, newFS, g, c))
 	for _, sc := range root.Subcommands {
 		sc.Exec = func(context.Context, []string) error { return flag.ErrHelp }
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/telemetry"
 	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
 	"github.com/portcullis-mcp/portcullis/ent/schematype"
@@ -92,6 +93,11 @@ func TestConsoleLayout(t *testing.T) {
 			VirtualServer: "engineering", Upstream: "github", Method: "tools/call", Tool: "create_issue", Decision: d, Reason: reason,
 			LatencyMicros: int64(800 + 100*i), RequestBytes: 120, ResponseBytes: 900})
 	}
+	// People who authorized the gateway at an upstream that acts as each person.
+	for i, who := range []string{"user:alice-agent", "user:a-person-with-a-long-principal-name@engineering.example.com"} {
+		evs = append(evs, &agentv1.CallEvent{Id: fmt.Sprintf("layout-connect-%d", i), Time: timestamppb.Now(), Upstream: "github",
+			Principal: who, Method: telemetry.MethodConnect, Decision: agentv1.Decision_DECISION_ALLOW, UpstreamIdentity: fmt.Sprintf("gh-user-%d", i)})
+	}
 	if _, err := cp.Telemetry.Ingest(sys, ag, evs, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +108,7 @@ func TestConsoleLayout(t *testing.T) {
 		{"gateway", "/gateways/" + gw.ID.String(), `[data-testid="agents"]`},
 		{"upstreams", "/upstreams", `[data-testid="upstreams"]`},
 		{"catalog", "/catalog", `[data-testid="catalog"]`},
+		{"connections", "/connections", `[data-testid="connection-revoke-github-user:alice-agent"]`},
 		{"upstream-edit", "/upstreams/" + up.ID.String(), `[data-testid="upstream-title"]`},
 		{"virtual-servers", "/virtual-servers", `[data-testid="virtual-servers"]`},
 		{"virtual-server-edit", "/virtual-servers/" + vs.ID.String(), `[data-testid="vs-title"]`},

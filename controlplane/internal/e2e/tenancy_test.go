@@ -26,6 +26,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/catalogentry"
 	"github.com/portcullis-mcp/portcullis/ent/changerequest"
+	"github.com/portcullis-mcp/portcullis/ent/connection"
 	"github.com/portcullis-mcp/portcullis/ent/enrollmenttoken"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/upstream"
@@ -49,7 +50,7 @@ type world struct {
 	bGateway, bUpstream, bTool, bKey uuid.UUID
 	bMember, bChange                 uuid.UUID
 	bClientKey, bRule, bVS, bToken   uuid.UUID
-	bAgent, bCatalog                 uuid.UUID
+	bAgent, bCatalog, bConnection    uuid.UUID
 	bManifest                        []byte
 	aGateway                         uuid.UUID
 	bGatewayName                     string
@@ -139,6 +140,13 @@ func buildWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.bCatalog = cb.ID
+	now := time.Now()
+	cn, err := cp.DB.Connection.Create().SetTenantID(w.b.ID).SetGatewayID(gb.ID).SetUpstream("b-upstream").SetPrincipal("user:b-person").
+		SetUpstreamIdentity("b-identity").SetConnectedAt(now).SetChangedAt(now).Save(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.bConnection = cn.ID
 	if w.bManifest, err = cp.Changes.ExportPins(bctx, w.b.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -219,6 +227,7 @@ type clients struct {
 	policy   adminv1connect.PolicyServiceClient
 	tel      adminv1connect.TelemetryServiceClient
 	catalog  adminv1connect.CatalogServiceClient
+	conns    adminv1connect.ConnectionServiceClient
 }
 
 func newClients(base string, c creds) clients {
@@ -231,6 +240,7 @@ func newClients(base string, c creds) clients {
 		keys: adminv1connect.NewAPIKeyServiceClient(h, base, o), audit: adminv1connect.NewAuditServiceClient(h, base, o),
 		changes: adminv1connect.NewChangeServiceClient(h, base, o), policy: adminv1connect.NewPolicyServiceClient(h, base, o),
 		tel: adminv1connect.NewTelemetryServiceClient(h, base, o), catalog: adminv1connect.NewCatalogServiceClient(h, base, o),
+		conns: adminv1connect.NewConnectionServiceClient(h, base, o),
 	}
 }
 
@@ -458,6 +468,14 @@ var apiMatrix = []apiCall{
 		_, err := c.policy.DeleteAccessRule(ctx, req(&adminv1.DeleteAccessRuleRequest{Id: w.bRule.String()}))
 		return err
 	}},
+	{"ListConnections", false, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.conns.ListConnections(ctx, req(&adminv1.ListConnectionsRequest{}))
+		return err
+	}},
+	{"RevokeConnection", true, func(ctx context.Context, c clients, w *world) error {
+		_, err := c.conns.RevokeConnection(ctx, req(&adminv1.RevokeConnectionRequest{Id: w.bConnection.String()}))
+		return err
+	}},
 	{"ListCallEvents", false, func(ctx context.Context, c clients, w *world) error {
 		_, err := c.tel.ListCallEvents(ctx, req(&adminv1.ListCallEventsRequest{Decision: "deny"}))
 		return err
@@ -516,7 +534,7 @@ func targetsB(name string) bool {
 	switch name {
 	case "SetMemberRole", "RemoveMember", "GetGateway", "CreateEnrollmentToken", "CreateUpstream", "CreateVirtualServer", "UpdateUpstream", "DeleteUpstream", "UpdateVirtualServer", "DeleteVirtualServer", "UpdateGateway", "DeleteGateway", "ListEnrollmentTokens", "RevokeEnrollmentToken", "RevokeAgent", "PinTool", "UnpinTool", "RevokeAPIKey",
 		"GetChangeRequest", "ProposeChange", "SetToolLabels", "RevokeClientKey", "SetClientAuth", "SetRateLimits", "ListAccessRules", "CreateAccessRule", "DeleteAccessRule", "ApproveChange", "RejectChange", "ImportPins",
-		"DecideCatalogEntry", "DeleteCatalogEntry":
+		"DecideCatalogEntry", "DeleteCatalogEntry", "RevokeConnection":
 		return true
 	}
 	return false
@@ -747,6 +765,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"POST", "/changes/" + bID(w.bChange) + "/decide"},
 		{"POST", "/catalog/" + bID(w.bCatalog) + "/decide"},
 		{"POST", "/catalog/" + bID(w.bCatalog) + "/delete"},
+		{"POST", "/connections/" + bID(w.bConnection) + "/revoke"},
 		{"POST", "/tenants/switch"},
 		{"POST", "/upstreams"},
 		{"POST", "/virtual-servers"},
@@ -768,12 +787,12 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 	}
 	// Every list page of A leaves B out.
 	for _, path := range []string{"/", "/gateways", "/upstreams", "/virtual-servers", "/tools", "/members", "/api-keys", "/audit",
-		"/changes?status=all", "/settings", "/settings/pins.json", "/access", "/telemetry", "/catalog"} {
+		"/changes?status=all", "/settings", "/settings/pins.json", "/access", "/telemetry", "/catalog", "/connections"} {
 		status, body := consoleDo(t, base, "GET", path, w.aliceSession, nil)
 		if status != http.StatusOK {
 			t.Fatalf("GET %s: %d", path, status)
 		}
-		for _, secret := range []string{w.bGatewayName, "b-upstream", "b-tool", "bob@b.test", "b-key", "Tenant B", "io.b.test/secret"} {
+		for _, secret := range []string{w.bGatewayName, "b-upstream", "b-tool", "bob@b.test", "b-key", "Tenant B", "io.b.test/secret", "user:b-person"} {
 			if strings.Contains(body, secret) {
 				t.Fatalf("GET %s shows %q of tenant B", path, secret)
 			}
@@ -812,6 +831,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		{"/catalog/" + w.bCatalog.String() + "/decide", form(w.carolCSRF, "decision", "approve")},
 		{"/catalog/" + w.bCatalog.String() + "/delete", form(w.carolCSRF, "confirm", "1")},
 		{"/settings/catalog", form(w.carolCSRF, "catalog_only", "1")},
+		{"/connections/" + w.bConnection.String() + "/revoke", form(w.carolCSRF, "confirm", "1")},
 	} {
 		t.Run("viewer POST "+tc.path, func(t *testing.T) {
 			status, body := consoleDo(t, base, "POST", tc.path, w.carolSession, tc.f)
@@ -829,6 +849,7 @@ func TestConsoleTenantIsolationMatrix(t *testing.T) {
 		"virtual server":   w.cp.DB.VirtualServer.Query().Where(virtualserver.ID(w.bVS)).Exist,
 		"enrollment token": w.cp.DB.EnrollmentToken.Query().Where(enrollmenttoken.ID(w.bToken)).Exist,
 		"agent":            w.cp.DB.Agent.Query().Where(agent.ID(w.bAgent), agent.Revoked(false)).Exist,
+		"connection":       w.cp.DB.Connection.Query().Where(connection.ID(w.bConnection), connection.StateEQ(connection.StateConnected)).Exist,
 	} {
 		if ok, err := exists(sys); err != nil || !ok {
 			t.Errorf("tenant B's %s was changed or deleted (%v)", what, err)

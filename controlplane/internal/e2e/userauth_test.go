@@ -25,6 +25,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/devidp"
@@ -32,6 +33,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/testutil"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
+	adminv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/admin/v1"
 )
 
 // whoAmI is an MCP server that requires a bearer token from the IdP meant
@@ -348,6 +350,52 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 			t.Errorf("%s's own token reached an upstream", p.name)
 		}
 	}
+	// Admins see the connections (from the gateway's events) and revoke one:
+	// the gateway deletes bob's grant with its next bundle, and bob is asked again.
+	key, _, err := cp.IDs.CreateAPIKey(ctx, ten.ID, "people-admin", viewer.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := cliAs(t, runBinary, cp.PublicURL(), key)
+	listed := func() map[string]*adminv1.Connection {
+		var out adminv1.ListConnectionsResponse
+		if err := protojson.Unmarshal([]byte(run("connections", "list", "--output", "json")), &out); err != nil {
+			t.Fatal(err)
+		}
+		by := map[string]*adminv1.Connection{}
+		for _, c := range out.GetConnections() {
+			by[c.GetUpstream()+" "+c.GetPrincipal()] = c
+		}
+		return by
+	}
+	eventually(t, "both people's connections listed", func() error {
+		by := listed()
+		a, b := by["who user:agent-alice"], by["who user:agent-bob"]
+		if a.GetState() != "connected" || a.GetUpstreamIdentity() != "dev-user-1" || b.GetState() != "connected" || b.GetUpstreamIdentity() != "dev-user-2" {
+			return fmt.Errorf("connections %v", by)
+		}
+		return nil
+	})
+	if out := run("connections", "revoke", listed()["who user:agent-bob"].GetId()); !strings.Contains(out, "Revoked user:agent-bob's authorization at who") {
+		t.Fatalf("revoke: %s", out)
+	}
+	people[1].consent.Store(false)
+	before := people[1].elicited.Load()
+	eventually(t, "bob's grant revoked at the gateway", func() error {
+		if got, err := call(people[1], "who__whoami"); err == nil {
+			return fmt.Errorf("bob still calls as %q", got)
+		} else if people[1].elicited.Load() == before {
+			return fmt.Errorf("refused without a new consent request: %v", err)
+		}
+		return nil
+	})
+	if got, err := call(people[0], "who__whoami"); err != nil || got != "sub=dev-user-1" {
+		t.Fatalf("alice after bob's revocation: %q, %v", got, err)
+	}
+	if c := listed()["who user:agent-bob"]; c.GetState() != "revoked" {
+		t.Fatalf("bob's connection after the revocation: %v", c)
+	}
+
 	eventually(t, "call events naming whom each upstream saw", func() error {
 		for _, c := range []struct{ principal, upstream, identity string }{
 			{"user:agent-alice", "who", "dev-user-1"}, {"user:agent-bob", "who", "dev-user-2"},

@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/accessrule"
 	"github.com/portcullis-mcp/portcullis/ent/clientkey"
+	"github.com/portcullis-mcp/portcullis/ent/connection"
 	"github.com/portcullis-mcp/portcullis/ent/gateway"
 	"github.com/portcullis-mcp/portcullis/ent/policyversion"
 	"github.com/portcullis-mcp/portcullis/ent/tenant"
@@ -226,6 +227,16 @@ func (s *Service) content(ctx context.Context, gw *ent.Gateway) (*agentv1.Policy
 				Integrity: u.PackageIntegrity, Bin: u.PackageBin}
 		}
 		b.Upstreams = append(b.Upstreams, pu)
+	}
+	// Revocations live as long as a grant can (30 days unused); the gateway
+	// deletes grants made at or before each.
+	revoked, err := s.db.Connection.Query().Where(connection.GatewayID(gw.ID), connection.RevokedAtGT(time.Now().Add(-31*24*time.Hour))).
+		Order(connection.ByUpstream(), connection.ByPrincipal()).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range revoked {
+		b.GrantRevocations = append(b.GrantRevocations, &agentv1.GrantRevocation{Upstream: c.Upstream, Principal: c.Principal, RevokedAt: timestamppb.New(*c.RevokedAt)})
 	}
 	vss, err := s.db.VirtualServer.Query().Where(virtualserver.GatewayID(gw.ID)).Order(virtualserver.ByName()).All(ctx)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/callrollup"
+	"github.com/portcullis-mcp/portcullis/ent/connection"
 	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -83,6 +84,7 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 	db := ent.NewClient(ent.Driver(sql.NewDriver(s.drv.Dialect(), sql.Conn{ExecQuerier: sqlTx})))
 	rows := make([]any, 0, len(events)*len(callevent.Columns))
 	roll := map[rollupKey]*rollupAgg{}
+	var conns []*agentv1.CallEvent
 	for _, e := range events {
 		if e.GetId() == "" || len(e.GetId()) > 64 || e.GetMethod() == "" || seen[e.GetId()] {
 			continue
@@ -102,6 +104,9 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 			bound.String(e.GetPrincipal(), 256), vs, up, bound.String(e.GetMethod(), 64), tl,
 			decision.String(), bound.String(e.GetReason(), 512), e.GetLatencyMicros(),
 			e.GetRequestBytes(), e.GetResponseBytes(), bound.String(e.GetError(), 1024), bound.String(e.GetUpstreamIdentity(), 256))
+		if m := e.GetMethod(); m == MethodConnect || m == MethodDisconnect {
+			conns = append(conns, e)
+		}
 		if e.GetMethod() != "tools/call" {
 			continue // rollups chart tool calls; other requests stay in the raw events
 		}
@@ -124,7 +129,45 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 		return 0, fmt.Errorf("storing call events: %w", err)
 	}
 	metrics.EventsIngested.Add(float64(stored))
+	s.recordConnections(ctx, agent, conns)
 	return stored, nil
+}
+
+// The events a gateway records when a person authorizes it at an upstream
+// that acts as each person, and when the grant goes (the person
+// disconnected, the upstream refused a refresh, an admin revoked it).
+const (
+	MethodConnect    = "oauth/connect"
+	MethodDisconnect = "oauth/disconnect"
+)
+
+// recordConnections keeps each person's connection state from those
+// events; an older event than the state's does not change it. The events
+// themselves are stored already, so a failure here is logged, not retried.
+func (s *Service) recordConnections(ctx context.Context, agent *ent.Agent, evs []*agentv1.CallEvent) {
+	ctx = viewer.System(ctx)
+	for _, e := range evs {
+		up, who := bound.String(e.GetUpstream(), 48), bound.String(e.GetPrincipal(), 256)
+		if up == "" || who == "" || !e.GetTime().IsValid() {
+			continue
+		}
+		t := e.GetTime().AsTime()
+		c, err := s.db.Connection.Query().Where(connection.GatewayID(agent.GatewayID), connection.Upstream(up), connection.Principal(who)).Only(ctx)
+		switch {
+		case ent.IsNotFound(err) && e.GetMethod() == MethodConnect:
+			err = s.db.Connection.Create().SetTenantID(agent.TenantID).SetGatewayID(agent.GatewayID).SetUpstream(up).SetPrincipal(who).
+				SetUpstreamIdentity(bound.String(e.GetUpstreamIdentity(), 256)).SetConnectedAt(t).SetChangedAt(t).Exec(ctx)
+		case err != nil || !t.After(c.ChangedAt):
+		case e.GetMethod() == MethodConnect:
+			err = c.Update().SetState(connection.StateConnected).SetUpstreamIdentity(bound.String(e.GetUpstreamIdentity(), 256)).
+				SetConnectedAt(t).SetChangedAt(t).Exec(ctx)
+		case c.State == connection.StateConnected:
+			err = c.Update().SetState(connection.StateDisconnected).SetChangedAt(t).Exec(ctx)
+		}
+		if err != nil && !ent.IsNotFound(err) {
+			s.log.Warn("recording a connection", "upstream", up, "principal", who, "err", err)
+		}
+	}
 }
 
 // eventsPerInsert is how many events one prepared INSERT stores. A batch is

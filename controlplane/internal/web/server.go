@@ -125,6 +125,8 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("POST /catalog", s.tenantLimit(catalog.MaxServerJSON+64<<10, s.importCatalog))
 	mux.Handle("POST /catalog/{id}/decide", s.tenant(s.decideCatalog))
 	mux.Handle("POST /catalog/{id}/delete", s.tenant(s.deleteCatalog))
+	mux.Handle("GET /connections", s.tenant(s.connectionsPage))
+	mux.Handle("POST /connections/{id}/revoke", s.tenant(s.revokeConnection))
 	mux.Handle("GET /virtual-servers", s.tenant(s.virtualServersPage))
 	mux.Handle("POST /virtual-servers", s.tenant(s.createVirtualServer))
 	mux.Handle("GET /virtual-servers/{id}", s.tenant(s.virtualServerPage))

@@ -440,6 +440,9 @@ func (p *Proxy) Apply(b *agentv1.PolicyBundle) error {
 		vs.upstreams = v.upstreams
 	}
 	p.refreshLocked()
+	if p.users != nil && len(b.GetGrantRevocations()) > 0 {
+		go p.users.revoke(p.ctx, b.GetGrantRevocations())
+	}
 	return nil
 }
 

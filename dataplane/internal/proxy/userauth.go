@@ -20,6 +20,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/grants"
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -108,6 +109,7 @@ type userAuth struct {
 	flight singleflight.Group
 
 	mu       sync.Mutex
+	revoked  map[string]time.Time    // grantScope\x00principal → the newest admin revocation applied
 	tokens   map[string]*cachedToken // grantScope\x00principal → a token good until its expiry
 	subjects map[string]string       // principal → its latest validated JWT (token exchange)
 	waiting  map[string]*mcp.ServerSession
@@ -124,7 +126,7 @@ type cachedToken struct {
 const recheck = time.Minute
 
 func newUserAuth(p *Proxy, store *grants.Store) *userAuth {
-	return &userAuth{p: p, store: store, tokens: map[string]*cachedToken{}, subjects: map[string]string{}, waiting: map[string]*mcp.ServerSession{}}
+	return &userAuth{p: p, store: store, tokens: map[string]*cachedToken{}, revoked: map[string]time.Time{}, subjects: map[string]string{}, waiting: map[string]*mcp.ServerSession{}}
 }
 
 // needConsent is a principal without a grant at an oauth_user upstream.
@@ -222,6 +224,7 @@ func (a *userAuth) fromGrant(ctx context.Context, u *upstream, principal string)
 	}
 	if g.RefreshToken == "" {
 		_ = a.store.Delete(ctx, kindGrant, scope, principal)
+		a.event(methodDisconnect, name, principal, g.Subject, "the token expired, without a refresh token")
 		return nil, needConsent{name}
 	}
 	cfg, _, err := a.config(ctx, u)
@@ -238,6 +241,7 @@ func (a *userAuth) fromGrant(ctx context.Context, u *upstream, principal string)
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 			// Revoked or expired: back to consent.
 			_ = a.store.Delete(ctx, kindGrant, scope, principal)
+			a.event(methodDisconnect, name, principal, g.Subject, "the authorization server refused the refresh ("+truncate(re.ErrorCode, 64)+")")
 			a.p.log.Info("upstream grant refused on refresh; the person must authorize again", "upstream", name, "principal", principal, "err", re.ErrorCode)
 			return nil, needConsent{name}
 		}
@@ -560,6 +564,7 @@ func (a *userAuth) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.forget(c.Scope, c.Principal)
+	a.event(methodConnect, c.Upstream, c.Principal, g.Subject, "")
 	a.p.log.Info("upstream authorized", "upstream", c.Upstream, "principal", c.Principal, "subject", g.Subject)
 	a.mu.Lock()
 	ss := a.waiting[c.ElicitationID]
@@ -599,6 +604,7 @@ func (a *userAuth) serveConnections(w http.ResponseWriter, r *http.Request) {
 		}
 		a.forget(grantScope(u), ti.UserID)
 		a.closeSessions(name, ti.UserID)
+		a.event(methodDisconnect, name, ti.UserID, "", "disconnected by the person")
 		a.p.log.Info("upstream disconnected by its person", "upstream", name, "principal", ti.UserID)
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -722,4 +728,54 @@ func (p *Proxy) personal(ctx context.Context, req *mcp.CallToolRequest, u *upstr
 	}
 	ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, truncate(err.Error(), 512)
 	return refusal("%s", err), nil
+}
+
+// Events of people's grants, which the control plane keeps as connections.
+const (
+	methodConnect    = "oauth/connect"
+	methodDisconnect = "oauth/disconnect"
+)
+
+func (a *userAuth) event(method, upstream, principal, identity, reason string) {
+	a.p.cfg.Telemetry.Add(&agentv1.CallEvent{Id: newEventID(), Time: timestamppb.Now(), Principal: principal, Upstream: upstream,
+		Method: method, Decision: agentv1.Decision_DECISION_ALLOW, Reason: reason, UpstreamIdentity: identity})
+}
+
+// revoke applies a bundle's revocations: a person's grant made at or
+// before an admin revoked it is deleted, and their sessions with the
+// upstream closed. Each revocation is applied once.
+func (a *userAuth) revoke(ctx context.Context, revs []*agentv1.GrantRevocation) {
+	for _, r := range revs {
+		u := a.p.upstream(r.GetUpstream())
+		if u == nil || u.spec.GetAuth().GetMode() != agentv1.AuthMode_AUTH_MODE_OAUTH_USER || r.GetPrincipal() == "" || !r.GetRevokedAt().IsValid() {
+			continue
+		}
+		scope, principal, at := grantScope(u), r.GetPrincipal(), r.GetRevokedAt().AsTime()
+		key := scope + "\x00" + principal
+		a.mu.Lock()
+		done := a.revoked[key]
+		a.mu.Unlock()
+		if !at.After(done) {
+			continue
+		}
+		var g grant
+		ok, err := a.store.Get(ctx, kindGrant, scope, principal, &g)
+		if err != nil {
+			a.p.log.Warn("applying a revocation", "upstream", u.spec.GetName(), "principal", principal, "err", err)
+			continue // tried again with the next bundle
+		}
+		if ok && !g.Created.After(at) {
+			if err := a.store.Delete(ctx, kindGrant, scope, principal); err != nil {
+				a.p.log.Warn("applying a revocation", "upstream", u.spec.GetName(), "principal", principal, "err", err)
+				continue
+			}
+			a.forget(scope, principal)
+			a.closeSessions(u.spec.GetName(), principal)
+			a.event(methodDisconnect, u.spec.GetName(), principal, g.Subject, "revoked by an admin")
+			a.p.log.Info("upstream grant revoked by an admin", "upstream", u.spec.GetName(), "principal", principal)
+		}
+		a.mu.Lock()
+		a.revoked[key] = at
+		a.mu.Unlock()
+	}
 }

@@ -7871,6 +7871,293 @@ func (x *CatalogCredential) GetRequired() bool {
 	return false
 }
 
+// Connection is a person's authorization of a gateway at an upstream that
+// acts as each person (oauth_user), as the gateway reported it. The
+// tokens stay in the gateway.
+type Connection struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	GatewayId string                 `protobuf:"bytes,2,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	Upstream  string                 `protobuf:"bytes,3,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	// The person at the gateway ("user:<sub>" or a client key's principal).
+	Principal string `protobuf:"bytes,4,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Whom the upstream sees.
+	UpstreamIdentity string                 `protobuf:"bytes,5,opt,name=upstream_identity,json=upstreamIdentity,proto3" json:"upstream_identity,omitempty"`
+	ConnectedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
+	// "connected", "disconnected" (by the person, or the upstream refused a
+	// refresh) or "revoked" (by an admin; the gateway deletes the grant).
+	State         string                 `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	ChangedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Connection) Reset() {
+	*x = Connection{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[135]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Connection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Connection) ProtoMessage() {}
+
+func (x *Connection) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[135]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Connection.ProtoReflect.Descriptor instead.
+func (*Connection) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{135}
+}
+
+func (x *Connection) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Connection) GetGatewayId() string {
+	if x != nil {
+		return x.GatewayId
+	}
+	return ""
+}
+
+func (x *Connection) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
+}
+
+func (x *Connection) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *Connection) GetUpstreamIdentity() string {
+	if x != nil {
+		return x.UpstreamIdentity
+	}
+	return ""
+}
+
+func (x *Connection) GetConnectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectedAt
+	}
+	return nil
+}
+
+func (x *Connection) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Connection) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
+// ListConnectionsRequest optionally narrows to a gateway.
+type ListConnectionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GatewayId     string                 `protobuf:"bytes,1,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConnectionsRequest) Reset() {
+	*x = ListConnectionsRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[136]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConnectionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConnectionsRequest) ProtoMessage() {}
+
+func (x *ListConnectionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[136]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConnectionsRequest.ProtoReflect.Descriptor instead.
+func (*ListConnectionsRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{136}
+}
+
+func (x *ListConnectionsRequest) GetGatewayId() string {
+	if x != nil {
+		return x.GatewayId
+	}
+	return ""
+}
+
+// ListConnectionsResponse lists connections.
+type ListConnectionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Connections   []*Connection          `protobuf:"bytes,1,rep,name=connections,proto3" json:"connections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConnectionsResponse) Reset() {
+	*x = ListConnectionsResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[137]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConnectionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConnectionsResponse) ProtoMessage() {}
+
+func (x *ListConnectionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[137]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConnectionsResponse.ProtoReflect.Descriptor instead.
+func (*ListConnectionsResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{137}
+}
+
+func (x *ListConnectionsResponse) GetConnections() []*Connection {
+	if x != nil {
+		return x.Connections
+	}
+	return nil
+}
+
+// RevokeConnectionRequest names the connection.
+type RevokeConnectionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeConnectionRequest) Reset() {
+	*x = RevokeConnectionRequest{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[138]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeConnectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeConnectionRequest) ProtoMessage() {}
+
+func (x *RevokeConnectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[138]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeConnectionRequest.ProtoReflect.Descriptor instead.
+func (*RevokeConnectionRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{138}
+}
+
+func (x *RevokeConnectionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RevokeConnectionResponse carries the revoked connection.
+type RevokeConnectionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Connection    *Connection            `protobuf:"bytes,1,opt,name=connection,proto3" json:"connection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeConnectionResponse) Reset() {
+	*x = RevokeConnectionResponse{}
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[139]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeConnectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeConnectionResponse) ProtoMessage() {}
+
+func (x *RevokeConnectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[139]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeConnectionResponse.ProtoReflect.Descriptor instead.
+func (*RevokeConnectionResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{139}
+}
+
+func (x *RevokeConnectionResponse) GetConnection() *Connection {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
 // GetCatalogPolicyRequest is empty.
 type GetCatalogPolicyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -7880,7 +8167,7 @@ type GetCatalogPolicyRequest struct {
 
 func (x *GetCatalogPolicyRequest) Reset() {
 	*x = GetCatalogPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[135]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[140]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7892,7 +8179,7 @@ func (x *GetCatalogPolicyRequest) String() string {
 func (*GetCatalogPolicyRequest) ProtoMessage() {}
 
 func (x *GetCatalogPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[135]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[140]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7905,7 +8192,7 @@ func (x *GetCatalogPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCatalogPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetCatalogPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{135}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{140}
 }
 
 // GetCatalogPolicyResponse carries the policy.
@@ -7918,7 +8205,7 @@ type GetCatalogPolicyResponse struct {
 
 func (x *GetCatalogPolicyResponse) Reset() {
 	*x = GetCatalogPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[136]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[141]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7930,7 +8217,7 @@ func (x *GetCatalogPolicyResponse) String() string {
 func (*GetCatalogPolicyResponse) ProtoMessage() {}
 
 func (x *GetCatalogPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[136]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[141]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7943,7 +8230,7 @@ func (x *GetCatalogPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCatalogPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetCatalogPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{136}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{141}
 }
 
 func (x *GetCatalogPolicyResponse) GetCatalogOnly() bool {
@@ -7963,7 +8250,7 @@ type SetCatalogPolicyRequest struct {
 
 func (x *SetCatalogPolicyRequest) Reset() {
 	*x = SetCatalogPolicyRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[137]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[142]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7975,7 +8262,7 @@ func (x *SetCatalogPolicyRequest) String() string {
 func (*SetCatalogPolicyRequest) ProtoMessage() {}
 
 func (x *SetCatalogPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[137]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[142]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7988,7 +8275,7 @@ func (x *SetCatalogPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCatalogPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetCatalogPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{137}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{142}
 }
 
 func (x *SetCatalogPolicyRequest) GetCatalogOnly() bool {
@@ -8008,7 +8295,7 @@ type SetCatalogPolicyResponse struct {
 
 func (x *SetCatalogPolicyResponse) Reset() {
 	*x = SetCatalogPolicyResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[138]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[143]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8020,7 +8307,7 @@ func (x *SetCatalogPolicyResponse) String() string {
 func (*SetCatalogPolicyResponse) ProtoMessage() {}
 
 func (x *SetCatalogPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[138]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[143]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8033,7 +8320,7 @@ func (x *SetCatalogPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCatalogPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetCatalogPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{138}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{143}
 }
 
 func (x *SetCatalogPolicyResponse) GetCatalogOnly() bool {
@@ -8052,7 +8339,7 @@ type ListCatalogRequest struct {
 
 func (x *ListCatalogRequest) Reset() {
 	*x = ListCatalogRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[139]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[144]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8064,7 +8351,7 @@ func (x *ListCatalogRequest) String() string {
 func (*ListCatalogRequest) ProtoMessage() {}
 
 func (x *ListCatalogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[139]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[144]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8077,7 +8364,7 @@ func (x *ListCatalogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCatalogRequest.ProtoReflect.Descriptor instead.
 func (*ListCatalogRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{139}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{144}
 }
 
 // ListCatalogResponse lists the entries.
@@ -8090,7 +8377,7 @@ type ListCatalogResponse struct {
 
 func (x *ListCatalogResponse) Reset() {
 	*x = ListCatalogResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[140]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[145]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8102,7 +8389,7 @@ func (x *ListCatalogResponse) String() string {
 func (*ListCatalogResponse) ProtoMessage() {}
 
 func (x *ListCatalogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[140]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[145]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8115,7 +8402,7 @@ func (x *ListCatalogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCatalogResponse.ProtoReflect.Descriptor instead.
 func (*ListCatalogResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{140}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{145}
 }
 
 func (x *ListCatalogResponse) GetEntries() []*CatalogEntry {
@@ -8144,7 +8431,7 @@ type ImportServerJSONRequest struct {
 
 func (x *ImportServerJSONRequest) Reset() {
 	*x = ImportServerJSONRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[141]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[146]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8156,7 +8443,7 @@ func (x *ImportServerJSONRequest) String() string {
 func (*ImportServerJSONRequest) ProtoMessage() {}
 
 func (x *ImportServerJSONRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[141]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[146]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8169,7 +8456,7 @@ func (x *ImportServerJSONRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportServerJSONRequest.ProtoReflect.Descriptor instead.
 func (*ImportServerJSONRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{141}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{146}
 }
 
 func (x *ImportServerJSONRequest) GetServerJson() []byte {
@@ -8210,7 +8497,7 @@ type ImportServerJSONResponse struct {
 
 func (x *ImportServerJSONResponse) Reset() {
 	*x = ImportServerJSONResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[142]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[147]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8222,7 +8509,7 @@ func (x *ImportServerJSONResponse) String() string {
 func (*ImportServerJSONResponse) ProtoMessage() {}
 
 func (x *ImportServerJSONResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[142]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[147]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8235,7 +8522,7 @@ func (x *ImportServerJSONResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportServerJSONResponse.ProtoReflect.Descriptor instead.
 func (*ImportServerJSONResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{142}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{147}
 }
 
 func (x *ImportServerJSONResponse) GetEntry() *CatalogEntry {
@@ -8257,7 +8544,7 @@ type DecideCatalogEntryRequest struct {
 
 func (x *DecideCatalogEntryRequest) Reset() {
 	*x = DecideCatalogEntryRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[143]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[148]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8269,7 +8556,7 @@ func (x *DecideCatalogEntryRequest) String() string {
 func (*DecideCatalogEntryRequest) ProtoMessage() {}
 
 func (x *DecideCatalogEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[143]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[148]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8282,7 +8569,7 @@ func (x *DecideCatalogEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCatalogEntryRequest.ProtoReflect.Descriptor instead.
 func (*DecideCatalogEntryRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{143}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{148}
 }
 
 func (x *DecideCatalogEntryRequest) GetId() string {
@@ -8316,7 +8603,7 @@ type DecideCatalogEntryResponse struct {
 
 func (x *DecideCatalogEntryResponse) Reset() {
 	*x = DecideCatalogEntryResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[144]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[149]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8328,7 +8615,7 @@ func (x *DecideCatalogEntryResponse) String() string {
 func (*DecideCatalogEntryResponse) ProtoMessage() {}
 
 func (x *DecideCatalogEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[144]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[149]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8341,7 +8628,7 @@ func (x *DecideCatalogEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCatalogEntryResponse.ProtoReflect.Descriptor instead.
 func (*DecideCatalogEntryResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{144}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{149}
 }
 
 func (x *DecideCatalogEntryResponse) GetEntry() *CatalogEntry {
@@ -8361,7 +8648,7 @@ type DeleteCatalogEntryRequest struct {
 
 func (x *DeleteCatalogEntryRequest) Reset() {
 	*x = DeleteCatalogEntryRequest{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[145]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[150]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8373,7 +8660,7 @@ func (x *DeleteCatalogEntryRequest) String() string {
 func (*DeleteCatalogEntryRequest) ProtoMessage() {}
 
 func (x *DeleteCatalogEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[145]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[150]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8386,7 +8673,7 @@ func (x *DeleteCatalogEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCatalogEntryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCatalogEntryRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{145}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{150}
 }
 
 func (x *DeleteCatalogEntryRequest) GetId() string {
@@ -8405,7 +8692,7 @@ type DeleteCatalogEntryResponse struct {
 
 func (x *DeleteCatalogEntryResponse) Reset() {
 	*x = DeleteCatalogEntryResponse{}
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[146]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[151]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8417,7 +8704,7 @@ func (x *DeleteCatalogEntryResponse) String() string {
 func (*DeleteCatalogEntryResponse) ProtoMessage() {}
 
 func (x *DeleteCatalogEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[146]
+	mi := &file_portcullis_admin_v1_admin_proto_msgTypes[151]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8430,7 +8717,7 @@ func (x *DeleteCatalogEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCatalogEntryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCatalogEntryResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{146}
+	return file_portcullis_admin_v1_admin_proto_rawDescGZIP(), []int{151}
 }
 
 var File_portcullis_admin_v1_admin_proto protoreflect.FileDescriptor
@@ -8956,7 +9243,30 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x16\n" +
 	"\x06secret\x18\x04 \x01(\bR\x06secret\x12\x1a\n" +
-	"\brequired\x18\x05 \x01(\bR\brequired\"\x19\n" +
+	"\brequired\x18\x05 \x01(\bR\brequired\"\xb2\x02\n" +
+	"\n" +
+	"Connection\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"gateway_id\x18\x02 \x01(\tR\tgatewayId\x12\x1a\n" +
+	"\bupstream\x18\x03 \x01(\tR\bupstream\x12\x1c\n" +
+	"\tprincipal\x18\x04 \x01(\tR\tprincipal\x12+\n" +
+	"\x11upstream_identity\x18\x05 \x01(\tR\x10upstreamIdentity\x12=\n" +
+	"\fconnected_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x12\x14\n" +
+	"\x05state\x18\a \x01(\tR\x05state\x129\n" +
+	"\n" +
+	"changed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\"7\n" +
+	"\x16ListConnectionsRequest\x12\x1d\n" +
+	"\n" +
+	"gateway_id\x18\x01 \x01(\tR\tgatewayId\"\\\n" +
+	"\x17ListConnectionsResponse\x12A\n" +
+	"\vconnections\x18\x01 \x03(\v2\x1f.portcullis.admin.v1.ConnectionR\vconnections\")\n" +
+	"\x17RevokeConnectionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"[\n" +
+	"\x18RevokeConnectionResponse\x12?\n" +
+	"\n" +
+	"connection\x18\x01 \x01(\v2\x1f.portcullis.admin.v1.ConnectionR\n" +
+	"connection\"\x19\n" +
 	"\x17GetCatalogPolicyRequest\"=\n" +
 	"\x18GetCatalogPolicyResponse\x12!\n" +
 	"\fcatalog_only\x18\x01 \x01(\bR\vcatalogOnly\"<\n" +
@@ -9073,7 +9383,10 @@ const file_portcullis_admin_v1_admin_proto_rawDesc = "" +
 	"\x10TelemetryService\x12i\n" +
 	"\x0eListCallEvents\x12*.portcullis.admin.v1.ListCallEventsRequest\x1a+.portcullis.admin.v1.ListCallEventsResponse\x12]\n" +
 	"\n" +
-	"GetTraffic\x12&.portcullis.admin.v1.GetTrafficRequest\x1a'.portcullis.admin.v1.GetTrafficResponse2\xb3\x05\n" +
+	"GetTraffic\x12&.portcullis.admin.v1.GetTrafficRequest\x1a'.portcullis.admin.v1.GetTrafficResponse2\xf2\x01\n" +
+	"\x11ConnectionService\x12l\n" +
+	"\x0fListConnections\x12+.portcullis.admin.v1.ListConnectionsRequest\x1a,.portcullis.admin.v1.ListConnectionsResponse\x12o\n" +
+	"\x10RevokeConnection\x12,.portcullis.admin.v1.RevokeConnectionRequest\x1a-.portcullis.admin.v1.RevokeConnectionResponse2\xb3\x05\n" +
 	"\x0eCatalogService\x12`\n" +
 	"\vListCatalog\x12'.portcullis.admin.v1.ListCatalogRequest\x1a(.portcullis.admin.v1.ListCatalogResponse\x12o\n" +
 	"\x10ImportServerJSON\x12,.portcullis.admin.v1.ImportServerJSONRequest\x1a-.portcullis.admin.v1.ImportServerJSONResponse\x12u\n" +
@@ -9097,7 +9410,7 @@ func file_portcullis_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 148)
+var file_portcullis_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 153)
 var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(Role)(0),                                 // 0: portcullis.admin.v1.Role
 	(Transport)(0),                            // 1: portcullis.admin.v1.Transport
@@ -9237,20 +9550,25 @@ var file_portcullis_admin_v1_admin_proto_goTypes = []any{
 	(*GetTrafficResponse)(nil),                // 135: portcullis.admin.v1.GetTrafficResponse
 	(*CatalogEntry)(nil),                      // 136: portcullis.admin.v1.CatalogEntry
 	(*CatalogCredential)(nil),                 // 137: portcullis.admin.v1.CatalogCredential
-	(*GetCatalogPolicyRequest)(nil),           // 138: portcullis.admin.v1.GetCatalogPolicyRequest
-	(*GetCatalogPolicyResponse)(nil),          // 139: portcullis.admin.v1.GetCatalogPolicyResponse
-	(*SetCatalogPolicyRequest)(nil),           // 140: portcullis.admin.v1.SetCatalogPolicyRequest
-	(*SetCatalogPolicyResponse)(nil),          // 141: portcullis.admin.v1.SetCatalogPolicyResponse
-	(*ListCatalogRequest)(nil),                // 142: portcullis.admin.v1.ListCatalogRequest
-	(*ListCatalogResponse)(nil),               // 143: portcullis.admin.v1.ListCatalogResponse
-	(*ImportServerJSONRequest)(nil),           // 144: portcullis.admin.v1.ImportServerJSONRequest
-	(*ImportServerJSONResponse)(nil),          // 145: portcullis.admin.v1.ImportServerJSONResponse
-	(*DecideCatalogEntryRequest)(nil),         // 146: portcullis.admin.v1.DecideCatalogEntryRequest
-	(*DecideCatalogEntryResponse)(nil),        // 147: portcullis.admin.v1.DecideCatalogEntryResponse
-	(*DeleteCatalogEntryRequest)(nil),         // 148: portcullis.admin.v1.DeleteCatalogEntryRequest
-	(*DeleteCatalogEntryResponse)(nil),        // 149: portcullis.admin.v1.DeleteCatalogEntryResponse
-	nil,                                       // 150: portcullis.admin.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),             // 151: google.protobuf.Timestamp
+	(*Connection)(nil),                        // 138: portcullis.admin.v1.Connection
+	(*ListConnectionsRequest)(nil),            // 139: portcullis.admin.v1.ListConnectionsRequest
+	(*ListConnectionsResponse)(nil),           // 140: portcullis.admin.v1.ListConnectionsResponse
+	(*RevokeConnectionRequest)(nil),           // 141: portcullis.admin.v1.RevokeConnectionRequest
+	(*RevokeConnectionResponse)(nil),          // 142: portcullis.admin.v1.RevokeConnectionResponse
+	(*GetCatalogPolicyRequest)(nil),           // 143: portcullis.admin.v1.GetCatalogPolicyRequest
+	(*GetCatalogPolicyResponse)(nil),          // 144: portcullis.admin.v1.GetCatalogPolicyResponse
+	(*SetCatalogPolicyRequest)(nil),           // 145: portcullis.admin.v1.SetCatalogPolicyRequest
+	(*SetCatalogPolicyResponse)(nil),          // 146: portcullis.admin.v1.SetCatalogPolicyResponse
+	(*ListCatalogRequest)(nil),                // 147: portcullis.admin.v1.ListCatalogRequest
+	(*ListCatalogResponse)(nil),               // 148: portcullis.admin.v1.ListCatalogResponse
+	(*ImportServerJSONRequest)(nil),           // 149: portcullis.admin.v1.ImportServerJSONRequest
+	(*ImportServerJSONResponse)(nil),          // 150: portcullis.admin.v1.ImportServerJSONResponse
+	(*DecideCatalogEntryRequest)(nil),         // 151: portcullis.admin.v1.DecideCatalogEntryRequest
+	(*DecideCatalogEntryResponse)(nil),        // 152: portcullis.admin.v1.DecideCatalogEntryResponse
+	(*DeleteCatalogEntryRequest)(nil),         // 153: portcullis.admin.v1.DeleteCatalogEntryRequest
+	(*DeleteCatalogEntryResponse)(nil),        // 154: portcullis.admin.v1.DeleteCatalogEntryResponse
+	nil,                                       // 155: portcullis.admin.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),             // 156: google.protobuf.Timestamp
 }
 var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	0,   // 0: portcullis.admin.v1.Tenant.role:type_name -> portcullis.admin.v1.Role
@@ -9259,26 +9577,26 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	3,   // 3: portcullis.admin.v1.ListTenantsResponse.tenants:type_name -> portcullis.admin.v1.Tenant
 	3,   // 4: portcullis.admin.v1.CreateTenantResponse.tenant:type_name -> portcullis.admin.v1.Tenant
 	0,   // 5: portcullis.admin.v1.Member.role:type_name -> portcullis.admin.v1.Role
-	151, // 6: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
+	156, // 6: portcullis.admin.v1.Member.since:type_name -> google.protobuf.Timestamp
 	13,  // 7: portcullis.admin.v1.ListMembersResponse.members:type_name -> portcullis.admin.v1.Member
 	0,   // 8: portcullis.admin.v1.InviteMemberRequest.role:type_name -> portcullis.admin.v1.Role
 	13,  // 9: portcullis.admin.v1.InviteMemberResponse.member:type_name -> portcullis.admin.v1.Member
 	0,   // 10: portcullis.admin.v1.SetMemberRoleRequest.role:type_name -> portcullis.admin.v1.Role
-	151, // 11: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	151, // 12: portcullis.admin.v1.Agent.cert_expires_at:type_name -> google.protobuf.Timestamp
-	151, // 13: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
+	156, // 11: portcullis.admin.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	156, // 12: portcullis.admin.v1.Agent.cert_expires_at:type_name -> google.protobuf.Timestamp
+	156, // 13: portcullis.admin.v1.Gateway.created_at:type_name -> google.protobuf.Timestamp
 	22,  // 14: portcullis.admin.v1.Gateway.agents:type_name -> portcullis.admin.v1.Agent
 	23,  // 15: portcullis.admin.v1.UpdateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	32,  // 16: portcullis.admin.v1.ListEnrollmentTokensResponse.tokens:type_name -> portcullis.admin.v1.EnrollmentToken
-	151, // 17: portcullis.admin.v1.EnrollmentToken.created_at:type_name -> google.protobuf.Timestamp
-	151, // 18: portcullis.admin.v1.EnrollmentToken.expires_at:type_name -> google.protobuf.Timestamp
-	151, // 19: portcullis.admin.v1.EnrollmentToken.used_at:type_name -> google.protobuf.Timestamp
+	156, // 17: portcullis.admin.v1.EnrollmentToken.created_at:type_name -> google.protobuf.Timestamp
+	156, // 18: portcullis.admin.v1.EnrollmentToken.expires_at:type_name -> google.protobuf.Timestamp
+	156, // 19: portcullis.admin.v1.EnrollmentToken.used_at:type_name -> google.protobuf.Timestamp
 	23,  // 20: portcullis.admin.v1.ListGatewaysResponse.gateways:type_name -> portcullis.admin.v1.Gateway
 	23,  // 21: portcullis.admin.v1.GetGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
 	23,  // 22: portcullis.admin.v1.CreateGatewayResponse.gateway:type_name -> portcullis.admin.v1.Gateway
-	151, // 23: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	156, // 23: portcullis.admin.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 24: portcullis.admin.v1.Upstream.transport:type_name -> portcullis.admin.v1.Transport
-	150, // 25: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
+	155, // 25: portcullis.admin.v1.Upstream.labels:type_name -> portcullis.admin.v1.Upstream.LabelsEntry
 	43,  // 26: portcullis.admin.v1.UpdateUpstreamRequest.upstream:type_name -> portcullis.admin.v1.Upstream
 	43,  // 27: portcullis.admin.v1.UpdateUpstreamResponse.upstream:type_name -> portcullis.admin.v1.Upstream
 	43,  // 28: portcullis.admin.v1.ListUpstreamsResponse.upstreams:type_name -> portcullis.admin.v1.Upstream
@@ -9290,20 +9608,20 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	52,  // 34: portcullis.admin.v1.ListVirtualServersResponse.virtual_servers:type_name -> portcullis.admin.v1.VirtualServer
 	53,  // 35: portcullis.admin.v1.CreateVirtualServerRequest.renames:type_name -> portcullis.admin.v1.ToolRename
 	52,  // 36: portcullis.admin.v1.CreateVirtualServerResponse.virtual_server:type_name -> portcullis.admin.v1.VirtualServer
-	151, // 37: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
+	156, // 37: portcullis.admin.v1.Tool.last_seen:type_name -> google.protobuf.Timestamp
 	62,  // 38: portcullis.admin.v1.ListToolsResponse.tools:type_name -> portcullis.admin.v1.Tool
 	0,   // 39: portcullis.admin.v1.APIKey.role:type_name -> portcullis.admin.v1.Role
-	151, // 40: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	151, // 41: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
+	156, // 40: portcullis.admin.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	156, // 41: portcullis.admin.v1.APIKey.last_used_at:type_name -> google.protobuf.Timestamp
 	71,  // 42: portcullis.admin.v1.ListAPIKeysResponse.api_keys:type_name -> portcullis.admin.v1.APIKey
 	0,   // 43: portcullis.admin.v1.CreateAPIKeyRequest.role:type_name -> portcullis.admin.v1.Role
 	71,  // 44: portcullis.admin.v1.CreateAPIKeyResponse.api_key:type_name -> portcullis.admin.v1.APIKey
-	151, // 45: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	156, // 45: portcullis.admin.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	78,  // 46: portcullis.admin.v1.ListAuditEventsResponse.events:type_name -> portcullis.admin.v1.AuditEvent
-	151, // 47: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
-	151, // 48: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
-	151, // 49: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	151, // 50: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
+	156, // 47: portcullis.admin.v1.ChangeRequest.created_at:type_name -> google.protobuf.Timestamp
+	156, // 48: portcullis.admin.v1.ChangeRequest.decided_at:type_name -> google.protobuf.Timestamp
+	156, // 49: portcullis.admin.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	156, // 50: portcullis.admin.v1.AgentProgress.applied_at:type_name -> google.protobuf.Timestamp
 	81,  // 51: portcullis.admin.v1.ListChangeRequestsResponse.change_requests:type_name -> portcullis.admin.v1.ChangeRequest
 	81,  // 52: portcullis.admin.v1.GetChangeRequestResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	83,  // 53: portcullis.admin.v1.GetChangeRequestResponse.diff:type_name -> portcullis.admin.v1.DiffLine
@@ -9314,7 +9632,7 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	81,  // 58: portcullis.admin.v1.ProposeChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	81,  // 59: portcullis.admin.v1.ApproveChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
 	81,  // 60: portcullis.admin.v1.RejectChangeResponse.change_request:type_name -> portcullis.admin.v1.ChangeRequest
-	151, // 61: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
+	156, // 61: portcullis.admin.v1.ClientKey.created_at:type_name -> google.protobuf.Timestamp
 	110, // 62: portcullis.admin.v1.ListClientKeysResponse.keys:type_name -> portcullis.admin.v1.ClientKey
 	110, // 63: portcullis.admin.v1.CreateClientKeyResponse.key:type_name -> portcullis.admin.v1.ClientKey
 	119, // 64: portcullis.admin.v1.ListAccessRulesResponse.rules:type_name -> portcullis.admin.v1.AccessRule
@@ -9322,149 +9640,157 @@ var file_portcullis_admin_v1_admin_proto_depIdxs = []int32{
 	119, // 66: portcullis.admin.v1.CreateAccessRuleResponse.rule:type_name -> portcullis.admin.v1.AccessRule
 	2,   // 67: portcullis.admin.v1.GetResultScanningResponse.action:type_name -> portcullis.admin.v1.ResultAction
 	2,   // 68: portcullis.admin.v1.SetResultScanningRequest.action:type_name -> portcullis.admin.v1.ResultAction
-	151, // 69: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	151, // 70: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
+	156, // 69: portcullis.admin.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	156, // 70: portcullis.admin.v1.TrafficPoint.minute:type_name -> google.protobuf.Timestamp
 	130, // 71: portcullis.admin.v1.ListCallEventsResponse.events:type_name -> portcullis.admin.v1.CallEvent
-	151, // 72: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
-	151, // 73: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
+	156, // 72: portcullis.admin.v1.GetTrafficRequest.since:type_name -> google.protobuf.Timestamp
+	156, // 73: portcullis.admin.v1.GetTrafficRequest.until:type_name -> google.protobuf.Timestamp
 	131, // 74: portcullis.admin.v1.GetTrafficResponse.points:type_name -> portcullis.admin.v1.TrafficPoint
 	1,   // 75: portcullis.admin.v1.CatalogEntry.transport:type_name -> portcullis.admin.v1.Transport
 	137, // 76: portcullis.admin.v1.CatalogEntry.credentials:type_name -> portcullis.admin.v1.CatalogCredential
 	84,  // 77: portcullis.admin.v1.CatalogEntry.decisions:type_name -> portcullis.admin.v1.Decision
-	151, // 78: portcullis.admin.v1.CatalogEntry.created_at:type_name -> google.protobuf.Timestamp
-	151, // 79: portcullis.admin.v1.CatalogEntry.decided_at:type_name -> google.protobuf.Timestamp
-	136, // 80: portcullis.admin.v1.ListCatalogResponse.entries:type_name -> portcullis.admin.v1.CatalogEntry
-	136, // 81: portcullis.admin.v1.ImportServerJSONResponse.entry:type_name -> portcullis.admin.v1.CatalogEntry
-	136, // 82: portcullis.admin.v1.DecideCatalogEntryResponse.entry:type_name -> portcullis.admin.v1.CatalogEntry
-	9,   // 83: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
-	11,  // 84: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
-	4,   // 85: portcullis.admin.v1.TenantService.GetSigningKey:input_type -> portcullis.admin.v1.GetSigningKeyRequest
-	7,   // 86: portcullis.admin.v1.TenantService.RotateSigningKey:input_type -> portcullis.admin.v1.RotateSigningKeyRequest
-	14,  // 87: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
-	16,  // 88: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
-	18,  // 89: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
-	20,  // 90: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
-	35,  // 91: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
-	37,  // 92: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
-	39,  // 93: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
-	41,  // 94: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
-	26,  // 95: portcullis.admin.v1.GatewayService.UpdateGateway:input_type -> portcullis.admin.v1.UpdateGatewayRequest
-	28,  // 96: portcullis.admin.v1.GatewayService.DeleteGateway:input_type -> portcullis.admin.v1.DeleteGatewayRequest
-	30,  // 97: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:input_type -> portcullis.admin.v1.ListEnrollmentTokensRequest
-	33,  // 98: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:input_type -> portcullis.admin.v1.RevokeEnrollmentTokenRequest
-	24,  // 99: portcullis.admin.v1.GatewayService.RevokeAgent:input_type -> portcullis.admin.v1.RevokeAgentRequest
-	48,  // 100: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
-	50,  // 101: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
-	44,  // 102: portcullis.admin.v1.UpstreamService.UpdateUpstream:input_type -> portcullis.admin.v1.UpdateUpstreamRequest
-	46,  // 103: portcullis.admin.v1.UpstreamService.DeleteUpstream:input_type -> portcullis.admin.v1.DeleteUpstreamRequest
-	58,  // 104: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
-	60,  // 105: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
-	54,  // 106: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:input_type -> portcullis.admin.v1.UpdateVirtualServerRequest
-	56,  // 107: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:input_type -> portcullis.admin.v1.DeleteVirtualServerRequest
-	65,  // 108: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
-	67,  // 109: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
-	69,  // 110: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
-	63,  // 111: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
-	72,  // 112: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
-	74,  // 113: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
-	76,  // 114: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
-	79,  // 115: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
-	86,  // 116: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
-	88,  // 117: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
-	90,  // 118: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
-	92,  // 119: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
-	94,  // 120: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
-	96,  // 121: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
-	98,  // 122: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
-	100, // 123: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
-	102, // 124: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
-	126, // 125: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
-	128, // 126: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
-	111, // 127: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
-	113, // 128: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
-	115, // 129: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
-	117, // 130: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
-	120, // 131: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
-	122, // 132: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
-	124, // 133: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
-	108, // 134: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
-	104, // 135: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
-	106, // 136: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
-	132, // 137: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
-	134, // 138: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
-	142, // 139: portcullis.admin.v1.CatalogService.ListCatalog:input_type -> portcullis.admin.v1.ListCatalogRequest
-	144, // 140: portcullis.admin.v1.CatalogService.ImportServerJSON:input_type -> portcullis.admin.v1.ImportServerJSONRequest
-	146, // 141: portcullis.admin.v1.CatalogService.DecideCatalogEntry:input_type -> portcullis.admin.v1.DecideCatalogEntryRequest
-	148, // 142: portcullis.admin.v1.CatalogService.DeleteCatalogEntry:input_type -> portcullis.admin.v1.DeleteCatalogEntryRequest
-	138, // 143: portcullis.admin.v1.CatalogService.GetCatalogPolicy:input_type -> portcullis.admin.v1.GetCatalogPolicyRequest
-	140, // 144: portcullis.admin.v1.CatalogService.SetCatalogPolicy:input_type -> portcullis.admin.v1.SetCatalogPolicyRequest
-	10,  // 145: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
-	12,  // 146: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
-	5,   // 147: portcullis.admin.v1.TenantService.GetSigningKey:output_type -> portcullis.admin.v1.GetSigningKeyResponse
-	8,   // 148: portcullis.admin.v1.TenantService.RotateSigningKey:output_type -> portcullis.admin.v1.RotateSigningKeyResponse
-	15,  // 149: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
-	17,  // 150: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
-	19,  // 151: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
-	21,  // 152: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
-	36,  // 153: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
-	38,  // 154: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
-	40,  // 155: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
-	42,  // 156: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
-	27,  // 157: portcullis.admin.v1.GatewayService.UpdateGateway:output_type -> portcullis.admin.v1.UpdateGatewayResponse
-	29,  // 158: portcullis.admin.v1.GatewayService.DeleteGateway:output_type -> portcullis.admin.v1.DeleteGatewayResponse
-	31,  // 159: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:output_type -> portcullis.admin.v1.ListEnrollmentTokensResponse
-	34,  // 160: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:output_type -> portcullis.admin.v1.RevokeEnrollmentTokenResponse
-	25,  // 161: portcullis.admin.v1.GatewayService.RevokeAgent:output_type -> portcullis.admin.v1.RevokeAgentResponse
-	49,  // 162: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
-	51,  // 163: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
-	45,  // 164: portcullis.admin.v1.UpstreamService.UpdateUpstream:output_type -> portcullis.admin.v1.UpdateUpstreamResponse
-	47,  // 165: portcullis.admin.v1.UpstreamService.DeleteUpstream:output_type -> portcullis.admin.v1.DeleteUpstreamResponse
-	59,  // 166: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
-	61,  // 167: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
-	55,  // 168: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:output_type -> portcullis.admin.v1.UpdateVirtualServerResponse
-	57,  // 169: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:output_type -> portcullis.admin.v1.DeleteVirtualServerResponse
-	66,  // 170: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
-	68,  // 171: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
-	70,  // 172: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
-	64,  // 173: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
-	73,  // 174: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
-	75,  // 175: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
-	77,  // 176: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
-	80,  // 177: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
-	87,  // 178: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
-	89,  // 179: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
-	91,  // 180: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
-	93,  // 181: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
-	95,  // 182: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
-	97,  // 183: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
-	99,  // 184: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
-	101, // 185: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
-	103, // 186: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
-	127, // 187: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
-	129, // 188: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
-	112, // 189: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
-	114, // 190: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
-	116, // 191: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
-	118, // 192: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
-	121, // 193: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
-	123, // 194: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
-	125, // 195: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
-	109, // 196: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
-	105, // 197: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
-	107, // 198: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
-	133, // 199: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
-	135, // 200: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
-	143, // 201: portcullis.admin.v1.CatalogService.ListCatalog:output_type -> portcullis.admin.v1.ListCatalogResponse
-	145, // 202: portcullis.admin.v1.CatalogService.ImportServerJSON:output_type -> portcullis.admin.v1.ImportServerJSONResponse
-	147, // 203: portcullis.admin.v1.CatalogService.DecideCatalogEntry:output_type -> portcullis.admin.v1.DecideCatalogEntryResponse
-	149, // 204: portcullis.admin.v1.CatalogService.DeleteCatalogEntry:output_type -> portcullis.admin.v1.DeleteCatalogEntryResponse
-	139, // 205: portcullis.admin.v1.CatalogService.GetCatalogPolicy:output_type -> portcullis.admin.v1.GetCatalogPolicyResponse
-	141, // 206: portcullis.admin.v1.CatalogService.SetCatalogPolicy:output_type -> portcullis.admin.v1.SetCatalogPolicyResponse
-	145, // [145:207] is the sub-list for method output_type
-	83,  // [83:145] is the sub-list for method input_type
-	83,  // [83:83] is the sub-list for extension type_name
-	83,  // [83:83] is the sub-list for extension extendee
-	0,   // [0:83] is the sub-list for field type_name
+	156, // 78: portcullis.admin.v1.CatalogEntry.created_at:type_name -> google.protobuf.Timestamp
+	156, // 79: portcullis.admin.v1.CatalogEntry.decided_at:type_name -> google.protobuf.Timestamp
+	156, // 80: portcullis.admin.v1.Connection.connected_at:type_name -> google.protobuf.Timestamp
+	156, // 81: portcullis.admin.v1.Connection.changed_at:type_name -> google.protobuf.Timestamp
+	138, // 82: portcullis.admin.v1.ListConnectionsResponse.connections:type_name -> portcullis.admin.v1.Connection
+	138, // 83: portcullis.admin.v1.RevokeConnectionResponse.connection:type_name -> portcullis.admin.v1.Connection
+	136, // 84: portcullis.admin.v1.ListCatalogResponse.entries:type_name -> portcullis.admin.v1.CatalogEntry
+	136, // 85: portcullis.admin.v1.ImportServerJSONResponse.entry:type_name -> portcullis.admin.v1.CatalogEntry
+	136, // 86: portcullis.admin.v1.DecideCatalogEntryResponse.entry:type_name -> portcullis.admin.v1.CatalogEntry
+	9,   // 87: portcullis.admin.v1.TenantService.ListTenants:input_type -> portcullis.admin.v1.ListTenantsRequest
+	11,  // 88: portcullis.admin.v1.TenantService.CreateTenant:input_type -> portcullis.admin.v1.CreateTenantRequest
+	4,   // 89: portcullis.admin.v1.TenantService.GetSigningKey:input_type -> portcullis.admin.v1.GetSigningKeyRequest
+	7,   // 90: portcullis.admin.v1.TenantService.RotateSigningKey:input_type -> portcullis.admin.v1.RotateSigningKeyRequest
+	14,  // 91: portcullis.admin.v1.MemberService.ListMembers:input_type -> portcullis.admin.v1.ListMembersRequest
+	16,  // 92: portcullis.admin.v1.MemberService.InviteMember:input_type -> portcullis.admin.v1.InviteMemberRequest
+	18,  // 93: portcullis.admin.v1.MemberService.SetMemberRole:input_type -> portcullis.admin.v1.SetMemberRoleRequest
+	20,  // 94: portcullis.admin.v1.MemberService.RemoveMember:input_type -> portcullis.admin.v1.RemoveMemberRequest
+	35,  // 95: portcullis.admin.v1.GatewayService.ListGateways:input_type -> portcullis.admin.v1.ListGatewaysRequest
+	37,  // 96: portcullis.admin.v1.GatewayService.GetGateway:input_type -> portcullis.admin.v1.GetGatewayRequest
+	39,  // 97: portcullis.admin.v1.GatewayService.CreateGateway:input_type -> portcullis.admin.v1.CreateGatewayRequest
+	41,  // 98: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:input_type -> portcullis.admin.v1.CreateEnrollmentTokenRequest
+	26,  // 99: portcullis.admin.v1.GatewayService.UpdateGateway:input_type -> portcullis.admin.v1.UpdateGatewayRequest
+	28,  // 100: portcullis.admin.v1.GatewayService.DeleteGateway:input_type -> portcullis.admin.v1.DeleteGatewayRequest
+	30,  // 101: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:input_type -> portcullis.admin.v1.ListEnrollmentTokensRequest
+	33,  // 102: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:input_type -> portcullis.admin.v1.RevokeEnrollmentTokenRequest
+	24,  // 103: portcullis.admin.v1.GatewayService.RevokeAgent:input_type -> portcullis.admin.v1.RevokeAgentRequest
+	48,  // 104: portcullis.admin.v1.UpstreamService.ListUpstreams:input_type -> portcullis.admin.v1.ListUpstreamsRequest
+	50,  // 105: portcullis.admin.v1.UpstreamService.CreateUpstream:input_type -> portcullis.admin.v1.CreateUpstreamRequest
+	44,  // 106: portcullis.admin.v1.UpstreamService.UpdateUpstream:input_type -> portcullis.admin.v1.UpdateUpstreamRequest
+	46,  // 107: portcullis.admin.v1.UpstreamService.DeleteUpstream:input_type -> portcullis.admin.v1.DeleteUpstreamRequest
+	58,  // 108: portcullis.admin.v1.VirtualServerService.ListVirtualServers:input_type -> portcullis.admin.v1.ListVirtualServersRequest
+	60,  // 109: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:input_type -> portcullis.admin.v1.CreateVirtualServerRequest
+	54,  // 110: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:input_type -> portcullis.admin.v1.UpdateVirtualServerRequest
+	56,  // 111: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:input_type -> portcullis.admin.v1.DeleteVirtualServerRequest
+	65,  // 112: portcullis.admin.v1.ToolService.ListTools:input_type -> portcullis.admin.v1.ListToolsRequest
+	67,  // 113: portcullis.admin.v1.ToolService.PinTool:input_type -> portcullis.admin.v1.PinToolRequest
+	69,  // 114: portcullis.admin.v1.ToolService.UnpinTool:input_type -> portcullis.admin.v1.UnpinToolRequest
+	63,  // 115: portcullis.admin.v1.ToolService.SetToolLabels:input_type -> portcullis.admin.v1.SetToolLabelsRequest
+	72,  // 116: portcullis.admin.v1.APIKeyService.ListAPIKeys:input_type -> portcullis.admin.v1.ListAPIKeysRequest
+	74,  // 117: portcullis.admin.v1.APIKeyService.CreateAPIKey:input_type -> portcullis.admin.v1.CreateAPIKeyRequest
+	76,  // 118: portcullis.admin.v1.APIKeyService.RevokeAPIKey:input_type -> portcullis.admin.v1.RevokeAPIKeyRequest
+	79,  // 119: portcullis.admin.v1.AuditService.ListAuditEvents:input_type -> portcullis.admin.v1.ListAuditEventsRequest
+	86,  // 120: portcullis.admin.v1.ChangeService.ListChangeRequests:input_type -> portcullis.admin.v1.ListChangeRequestsRequest
+	88,  // 121: portcullis.admin.v1.ChangeService.GetChangeRequest:input_type -> portcullis.admin.v1.GetChangeRequestRequest
+	90,  // 122: portcullis.admin.v1.ChangeService.ProposeChange:input_type -> portcullis.admin.v1.ProposeChangeRequest
+	92,  // 123: portcullis.admin.v1.ChangeService.ApproveChange:input_type -> portcullis.admin.v1.ApproveChangeRequest
+	94,  // 124: portcullis.admin.v1.ChangeService.RejectChange:input_type -> portcullis.admin.v1.RejectChangeRequest
+	96,  // 125: portcullis.admin.v1.ChangeService.GetApprovalPolicy:input_type -> portcullis.admin.v1.GetApprovalPolicyRequest
+	98,  // 126: portcullis.admin.v1.ChangeService.SetApprovalPolicy:input_type -> portcullis.admin.v1.SetApprovalPolicyRequest
+	100, // 127: portcullis.admin.v1.ChangeService.ExportPins:input_type -> portcullis.admin.v1.ExportPinsRequest
+	102, // 128: portcullis.admin.v1.ChangeService.ImportPins:input_type -> portcullis.admin.v1.ImportPinsRequest
+	126, // 129: portcullis.admin.v1.PolicyService.GetResultScanning:input_type -> portcullis.admin.v1.GetResultScanningRequest
+	128, // 130: portcullis.admin.v1.PolicyService.SetResultScanning:input_type -> portcullis.admin.v1.SetResultScanningRequest
+	111, // 131: portcullis.admin.v1.PolicyService.ListClientKeys:input_type -> portcullis.admin.v1.ListClientKeysRequest
+	113, // 132: portcullis.admin.v1.PolicyService.CreateClientKey:input_type -> portcullis.admin.v1.CreateClientKeyRequest
+	115, // 133: portcullis.admin.v1.PolicyService.RevokeClientKey:input_type -> portcullis.admin.v1.RevokeClientKeyRequest
+	117, // 134: portcullis.admin.v1.PolicyService.SetClientAuth:input_type -> portcullis.admin.v1.SetClientAuthRequest
+	120, // 135: portcullis.admin.v1.PolicyService.ListAccessRules:input_type -> portcullis.admin.v1.ListAccessRulesRequest
+	122, // 136: portcullis.admin.v1.PolicyService.CreateAccessRule:input_type -> portcullis.admin.v1.CreateAccessRuleRequest
+	124, // 137: portcullis.admin.v1.PolicyService.DeleteAccessRule:input_type -> portcullis.admin.v1.DeleteAccessRuleRequest
+	108, // 138: portcullis.admin.v1.PolicyService.SetRateLimits:input_type -> portcullis.admin.v1.SetRateLimitsRequest
+	104, // 139: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:input_type -> portcullis.admin.v1.GetClientIdentityProviderRequest
+	106, // 140: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:input_type -> portcullis.admin.v1.SetClientIdentityProviderRequest
+	132, // 141: portcullis.admin.v1.TelemetryService.ListCallEvents:input_type -> portcullis.admin.v1.ListCallEventsRequest
+	134, // 142: portcullis.admin.v1.TelemetryService.GetTraffic:input_type -> portcullis.admin.v1.GetTrafficRequest
+	139, // 143: portcullis.admin.v1.ConnectionService.ListConnections:input_type -> portcullis.admin.v1.ListConnectionsRequest
+	141, // 144: portcullis.admin.v1.ConnectionService.RevokeConnection:input_type -> portcullis.admin.v1.RevokeConnectionRequest
+	147, // 145: portcullis.admin.v1.CatalogService.ListCatalog:input_type -> portcullis.admin.v1.ListCatalogRequest
+	149, // 146: portcullis.admin.v1.CatalogService.ImportServerJSON:input_type -> portcullis.admin.v1.ImportServerJSONRequest
+	151, // 147: portcullis.admin.v1.CatalogService.DecideCatalogEntry:input_type -> portcullis.admin.v1.DecideCatalogEntryRequest
+	153, // 148: portcullis.admin.v1.CatalogService.DeleteCatalogEntry:input_type -> portcullis.admin.v1.DeleteCatalogEntryRequest
+	143, // 149: portcullis.admin.v1.CatalogService.GetCatalogPolicy:input_type -> portcullis.admin.v1.GetCatalogPolicyRequest
+	145, // 150: portcullis.admin.v1.CatalogService.SetCatalogPolicy:input_type -> portcullis.admin.v1.SetCatalogPolicyRequest
+	10,  // 151: portcullis.admin.v1.TenantService.ListTenants:output_type -> portcullis.admin.v1.ListTenantsResponse
+	12,  // 152: portcullis.admin.v1.TenantService.CreateTenant:output_type -> portcullis.admin.v1.CreateTenantResponse
+	5,   // 153: portcullis.admin.v1.TenantService.GetSigningKey:output_type -> portcullis.admin.v1.GetSigningKeyResponse
+	8,   // 154: portcullis.admin.v1.TenantService.RotateSigningKey:output_type -> portcullis.admin.v1.RotateSigningKeyResponse
+	15,  // 155: portcullis.admin.v1.MemberService.ListMembers:output_type -> portcullis.admin.v1.ListMembersResponse
+	17,  // 156: portcullis.admin.v1.MemberService.InviteMember:output_type -> portcullis.admin.v1.InviteMemberResponse
+	19,  // 157: portcullis.admin.v1.MemberService.SetMemberRole:output_type -> portcullis.admin.v1.SetMemberRoleResponse
+	21,  // 158: portcullis.admin.v1.MemberService.RemoveMember:output_type -> portcullis.admin.v1.RemoveMemberResponse
+	36,  // 159: portcullis.admin.v1.GatewayService.ListGateways:output_type -> portcullis.admin.v1.ListGatewaysResponse
+	38,  // 160: portcullis.admin.v1.GatewayService.GetGateway:output_type -> portcullis.admin.v1.GetGatewayResponse
+	40,  // 161: portcullis.admin.v1.GatewayService.CreateGateway:output_type -> portcullis.admin.v1.CreateGatewayResponse
+	42,  // 162: portcullis.admin.v1.GatewayService.CreateEnrollmentToken:output_type -> portcullis.admin.v1.CreateEnrollmentTokenResponse
+	27,  // 163: portcullis.admin.v1.GatewayService.UpdateGateway:output_type -> portcullis.admin.v1.UpdateGatewayResponse
+	29,  // 164: portcullis.admin.v1.GatewayService.DeleteGateway:output_type -> portcullis.admin.v1.DeleteGatewayResponse
+	31,  // 165: portcullis.admin.v1.GatewayService.ListEnrollmentTokens:output_type -> portcullis.admin.v1.ListEnrollmentTokensResponse
+	34,  // 166: portcullis.admin.v1.GatewayService.RevokeEnrollmentToken:output_type -> portcullis.admin.v1.RevokeEnrollmentTokenResponse
+	25,  // 167: portcullis.admin.v1.GatewayService.RevokeAgent:output_type -> portcullis.admin.v1.RevokeAgentResponse
+	49,  // 168: portcullis.admin.v1.UpstreamService.ListUpstreams:output_type -> portcullis.admin.v1.ListUpstreamsResponse
+	51,  // 169: portcullis.admin.v1.UpstreamService.CreateUpstream:output_type -> portcullis.admin.v1.CreateUpstreamResponse
+	45,  // 170: portcullis.admin.v1.UpstreamService.UpdateUpstream:output_type -> portcullis.admin.v1.UpdateUpstreamResponse
+	47,  // 171: portcullis.admin.v1.UpstreamService.DeleteUpstream:output_type -> portcullis.admin.v1.DeleteUpstreamResponse
+	59,  // 172: portcullis.admin.v1.VirtualServerService.ListVirtualServers:output_type -> portcullis.admin.v1.ListVirtualServersResponse
+	61,  // 173: portcullis.admin.v1.VirtualServerService.CreateVirtualServer:output_type -> portcullis.admin.v1.CreateVirtualServerResponse
+	55,  // 174: portcullis.admin.v1.VirtualServerService.UpdateVirtualServer:output_type -> portcullis.admin.v1.UpdateVirtualServerResponse
+	57,  // 175: portcullis.admin.v1.VirtualServerService.DeleteVirtualServer:output_type -> portcullis.admin.v1.DeleteVirtualServerResponse
+	66,  // 176: portcullis.admin.v1.ToolService.ListTools:output_type -> portcullis.admin.v1.ListToolsResponse
+	68,  // 177: portcullis.admin.v1.ToolService.PinTool:output_type -> portcullis.admin.v1.PinToolResponse
+	70,  // 178: portcullis.admin.v1.ToolService.UnpinTool:output_type -> portcullis.admin.v1.UnpinToolResponse
+	64,  // 179: portcullis.admin.v1.ToolService.SetToolLabels:output_type -> portcullis.admin.v1.SetToolLabelsResponse
+	73,  // 180: portcullis.admin.v1.APIKeyService.ListAPIKeys:output_type -> portcullis.admin.v1.ListAPIKeysResponse
+	75,  // 181: portcullis.admin.v1.APIKeyService.CreateAPIKey:output_type -> portcullis.admin.v1.CreateAPIKeyResponse
+	77,  // 182: portcullis.admin.v1.APIKeyService.RevokeAPIKey:output_type -> portcullis.admin.v1.RevokeAPIKeyResponse
+	80,  // 183: portcullis.admin.v1.AuditService.ListAuditEvents:output_type -> portcullis.admin.v1.ListAuditEventsResponse
+	87,  // 184: portcullis.admin.v1.ChangeService.ListChangeRequests:output_type -> portcullis.admin.v1.ListChangeRequestsResponse
+	89,  // 185: portcullis.admin.v1.ChangeService.GetChangeRequest:output_type -> portcullis.admin.v1.GetChangeRequestResponse
+	91,  // 186: portcullis.admin.v1.ChangeService.ProposeChange:output_type -> portcullis.admin.v1.ProposeChangeResponse
+	93,  // 187: portcullis.admin.v1.ChangeService.ApproveChange:output_type -> portcullis.admin.v1.ApproveChangeResponse
+	95,  // 188: portcullis.admin.v1.ChangeService.RejectChange:output_type -> portcullis.admin.v1.RejectChangeResponse
+	97,  // 189: portcullis.admin.v1.ChangeService.GetApprovalPolicy:output_type -> portcullis.admin.v1.GetApprovalPolicyResponse
+	99,  // 190: portcullis.admin.v1.ChangeService.SetApprovalPolicy:output_type -> portcullis.admin.v1.SetApprovalPolicyResponse
+	101, // 191: portcullis.admin.v1.ChangeService.ExportPins:output_type -> portcullis.admin.v1.ExportPinsResponse
+	103, // 192: portcullis.admin.v1.ChangeService.ImportPins:output_type -> portcullis.admin.v1.ImportPinsResponse
+	127, // 193: portcullis.admin.v1.PolicyService.GetResultScanning:output_type -> portcullis.admin.v1.GetResultScanningResponse
+	129, // 194: portcullis.admin.v1.PolicyService.SetResultScanning:output_type -> portcullis.admin.v1.SetResultScanningResponse
+	112, // 195: portcullis.admin.v1.PolicyService.ListClientKeys:output_type -> portcullis.admin.v1.ListClientKeysResponse
+	114, // 196: portcullis.admin.v1.PolicyService.CreateClientKey:output_type -> portcullis.admin.v1.CreateClientKeyResponse
+	116, // 197: portcullis.admin.v1.PolicyService.RevokeClientKey:output_type -> portcullis.admin.v1.RevokeClientKeyResponse
+	118, // 198: portcullis.admin.v1.PolicyService.SetClientAuth:output_type -> portcullis.admin.v1.SetClientAuthResponse
+	121, // 199: portcullis.admin.v1.PolicyService.ListAccessRules:output_type -> portcullis.admin.v1.ListAccessRulesResponse
+	123, // 200: portcullis.admin.v1.PolicyService.CreateAccessRule:output_type -> portcullis.admin.v1.CreateAccessRuleResponse
+	125, // 201: portcullis.admin.v1.PolicyService.DeleteAccessRule:output_type -> portcullis.admin.v1.DeleteAccessRuleResponse
+	109, // 202: portcullis.admin.v1.PolicyService.SetRateLimits:output_type -> portcullis.admin.v1.SetRateLimitsResponse
+	105, // 203: portcullis.admin.v1.PolicyService.GetClientIdentityProvider:output_type -> portcullis.admin.v1.GetClientIdentityProviderResponse
+	107, // 204: portcullis.admin.v1.PolicyService.SetClientIdentityProvider:output_type -> portcullis.admin.v1.SetClientIdentityProviderResponse
+	133, // 205: portcullis.admin.v1.TelemetryService.ListCallEvents:output_type -> portcullis.admin.v1.ListCallEventsResponse
+	135, // 206: portcullis.admin.v1.TelemetryService.GetTraffic:output_type -> portcullis.admin.v1.GetTrafficResponse
+	140, // 207: portcullis.admin.v1.ConnectionService.ListConnections:output_type -> portcullis.admin.v1.ListConnectionsResponse
+	142, // 208: portcullis.admin.v1.ConnectionService.RevokeConnection:output_type -> portcullis.admin.v1.RevokeConnectionResponse
+	148, // 209: portcullis.admin.v1.CatalogService.ListCatalog:output_type -> portcullis.admin.v1.ListCatalogResponse
+	150, // 210: portcullis.admin.v1.CatalogService.ImportServerJSON:output_type -> portcullis.admin.v1.ImportServerJSONResponse
+	152, // 211: portcullis.admin.v1.CatalogService.DecideCatalogEntry:output_type -> portcullis.admin.v1.DecideCatalogEntryResponse
+	154, // 212: portcullis.admin.v1.CatalogService.DeleteCatalogEntry:output_type -> portcullis.admin.v1.DeleteCatalogEntryResponse
+	144, // 213: portcullis.admin.v1.CatalogService.GetCatalogPolicy:output_type -> portcullis.admin.v1.GetCatalogPolicyResponse
+	146, // 214: portcullis.admin.v1.CatalogService.SetCatalogPolicy:output_type -> portcullis.admin.v1.SetCatalogPolicyResponse
+	151, // [151:215] is the sub-list for method output_type
+	87,  // [87:151] is the sub-list for method input_type
+	87,  // [87:87] is the sub-list for extension type_name
+	87,  // [87:87] is the sub-list for extension extendee
+	0,   // [0:87] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_admin_v1_admin_proto_init() }
@@ -9478,9 +9804,9 @@ func file_portcullis_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_admin_v1_admin_proto_rawDesc), len(file_portcullis_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   148,
+			NumMessages:   153,
 			NumExtensions: 0,
-			NumServices:   12,
+			NumServices:   13,
 		},
 		GoTypes:           file_portcullis_admin_v1_admin_proto_goTypes,
 		DependencyIndexes: file_portcullis_admin_v1_admin_proto_depIdxs,

@@ -3058,6 +3058,154 @@ var TelemetryService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	ConnectionService_ListConnections_FullMethodName  = "/portcullis.admin.v1.ConnectionService/ListConnections"
+	ConnectionService_RevokeConnection_FullMethodName = "/portcullis.admin.v1.ConnectionService/RevokeConnection"
+)
+
+// ConnectionServiceClient is the client API for ConnectionService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// ConnectionService shows people's upstream authorizations and revokes them.
+type ConnectionServiceClient interface {
+	// ListConnections lists the tenant's connections, newest first.
+	ListConnections(ctx context.Context, in *ListConnectionsRequest, opts ...grpc.CallOption) (*ListConnectionsResponse, error)
+	// RevokeConnection makes the gateway delete the person's grant (admin).
+	RevokeConnection(ctx context.Context, in *RevokeConnectionRequest, opts ...grpc.CallOption) (*RevokeConnectionResponse, error)
+}
+
+type connectionServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewConnectionServiceClient(cc grpc.ClientConnInterface) ConnectionServiceClient {
+	return &connectionServiceClient{cc}
+}
+
+func (c *connectionServiceClient) ListConnections(ctx context.Context, in *ListConnectionsRequest, opts ...grpc.CallOption) (*ListConnectionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListConnectionsResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_ListConnections_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) RevokeConnection(ctx context.Context, in *RevokeConnectionRequest, opts ...grpc.CallOption) (*RevokeConnectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeConnectionResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_RevokeConnection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ConnectionServiceServer is the server API for ConnectionService service.
+// All implementations must embed UnimplementedConnectionServiceServer
+// for forward compatibility.
+//
+// ConnectionService shows people's upstream authorizations and revokes them.
+type ConnectionServiceServer interface {
+	// ListConnections lists the tenant's connections, newest first.
+	ListConnections(context.Context, *ListConnectionsRequest) (*ListConnectionsResponse, error)
+	// RevokeConnection makes the gateway delete the person's grant (admin).
+	RevokeConnection(context.Context, *RevokeConnectionRequest) (*RevokeConnectionResponse, error)
+	mustEmbedUnimplementedConnectionServiceServer()
+}
+
+// UnimplementedConnectionServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedConnectionServiceServer struct{}
+
+func (UnimplementedConnectionServiceServer) ListConnections(context.Context, *ListConnectionsRequest) (*ListConnectionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListConnections not implemented")
+}
+func (UnimplementedConnectionServiceServer) RevokeConnection(context.Context, *RevokeConnectionRequest) (*RevokeConnectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeConnection not implemented")
+}
+func (UnimplementedConnectionServiceServer) mustEmbedUnimplementedConnectionServiceServer() {}
+func (UnimplementedConnectionServiceServer) testEmbeddedByValue()                           {}
+
+// UnsafeConnectionServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ConnectionServiceServer will
+// result in compilation errors.
+type UnsafeConnectionServiceServer interface {
+	mustEmbedUnimplementedConnectionServiceServer()
+}
+
+func RegisterConnectionServiceServer(s grpc.ServiceRegistrar, srv ConnectionServiceServer) {
+	// If the following call panics, it indicates UnimplementedConnectionServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ConnectionService_ServiceDesc, srv)
+}
+
+func _ConnectionService_ListConnections_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListConnectionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).ListConnections(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_ListConnections_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).ListConnections(ctx, req.(*ListConnectionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_RevokeConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeConnectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).RevokeConnection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_RevokeConnection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).RevokeConnection(ctx, req.(*RevokeConnectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// ConnectionService_ServiceDesc is the grpc.ServiceDesc for ConnectionService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ConnectionService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "portcullis.admin.v1.ConnectionService",
+	HandlerType: (*ConnectionServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListConnections",
+			Handler:    _ConnectionService_ListConnections_Handler,
+		},
+		{
+			MethodName: "RevokeConnection",
+			Handler:    _ConnectionService_RevokeConnection_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "portcullis/admin/v1/admin.proto",
+}
+
+const (
 	CatalogService_ListCatalog_FullMethodName        = "/portcullis.admin.v1.CatalogService/ListCatalog"
 	CatalogService_ImportServerJSON_FullMethodName   = "/portcullis.admin.v1.CatalogService/ImportServerJSON"
 	CatalogService_DecideCatalogEntry_FullMethodName = "/portcullis.admin.v1.CatalogService/DecideCatalogEntry"

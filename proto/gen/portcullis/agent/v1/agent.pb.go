@@ -1102,9 +1102,12 @@ type PolicyBundle struct {
 	// Approved dependency trees of package upstreams (ToolPin.tool is
 	// "ECOSYSTEM:NAME"; the definition is the tree the gateway reported).
 	// A package runs only while its installed tree has the pinned hash.
-	PackagePins   []*ToolPin `protobuf:"bytes,16,rep,name=package_pins,json=packagePins,proto3" json:"package_pins,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PackagePins []*ToolPin `protobuf:"bytes,16,rep,name=package_pins,json=packagePins,proto3" json:"package_pins,omitempty"`
+	// People's upstream authorizations an admin revoked: the gateway deletes
+	// a person's grant for the upstream made at or before revoked_at.
+	GrantRevocations []*GrantRevocation `protobuf:"bytes,17,rep,name=grant_revocations,json=grantRevocations,proto3" json:"grant_revocations,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PolicyBundle) Reset() {
@@ -1249,6 +1252,74 @@ func (x *PolicyBundle) GetPackagePins() []*ToolPin {
 	return nil
 }
 
+func (x *PolicyBundle) GetGrantRevocations() []*GrantRevocation {
+	if x != nil {
+		return x.GrantRevocations
+	}
+	return nil
+}
+
+// GrantRevocation revokes what a principal authorized at an upstream.
+type GrantRevocation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Upstream      string                 `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	Principal     string                 `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
+	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantRevocation) Reset() {
+	*x = GrantRevocation{}
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantRevocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantRevocation) ProtoMessage() {}
+
+func (x *GrantRevocation) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantRevocation.ProtoReflect.Descriptor instead.
+func (*GrantRevocation) Descriptor() ([]byte, []int) {
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GrantRevocation) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
+}
+
+func (x *GrantRevocation) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *GrantRevocation) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
 // RateLimits bound tools/call rates; 0 means unlimited. With Redis configured
 // on the gateways, replicas share the counts.
 type RateLimits struct {
@@ -1263,7 +1334,7 @@ type RateLimits struct {
 
 func (x *RateLimits) Reset() {
 	*x = RateLimits{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1346,7 @@ func (x *RateLimits) String() string {
 func (*RateLimits) ProtoMessage() {}
 
 func (x *RateLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1359,7 @@ func (x *RateLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimits.ProtoReflect.Descriptor instead.
 func (*RateLimits) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RateLimits) GetPrincipalPerMinute() uint32 {
@@ -1324,7 +1395,7 @@ type ClientAuth struct {
 
 func (x *ClientAuth) Reset() {
 	*x = ClientAuth{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1407,7 @@ func (x *ClientAuth) String() string {
 func (*ClientAuth) ProtoMessage() {}
 
 func (x *ClientAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1420,7 @@ func (x *ClientAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientAuth.ProtoReflect.Descriptor instead.
 func (*ClientAuth) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClientAuth) GetRequired() bool {
@@ -1395,7 +1466,7 @@ type ClientKey struct {
 
 func (x *ClientKey) Reset() {
 	*x = ClientKey{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1478,7 @@ func (x *ClientKey) String() string {
 func (*ClientKey) ProtoMessage() {}
 
 func (x *ClientKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1491,7 @@ func (x *ClientKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientKey.ProtoReflect.Descriptor instead.
 func (*ClientKey) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClientKey) GetSha256() string {
@@ -1457,7 +1528,7 @@ type ResultScanning struct {
 
 func (x *ResultScanning) Reset() {
 	*x = ResultScanning{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1540,7 @@ func (x *ResultScanning) String() string {
 func (*ResultScanning) ProtoMessage() {}
 
 func (x *ResultScanning) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1553,7 @@ func (x *ResultScanning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultScanning.ProtoReflect.Descriptor instead.
 func (*ResultScanning) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResultScanning) GetAction() ResultAction {
@@ -1528,7 +1599,7 @@ type Upstream struct {
 
 func (x *Upstream) Reset() {
 	*x = Upstream{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1611,7 @@ func (x *Upstream) String() string {
 func (*Upstream) ProtoMessage() {}
 
 func (x *Upstream) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1624,7 @@ func (x *Upstream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upstream.ProtoReflect.Descriptor instead.
 func (*Upstream) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Upstream) GetId() string {
@@ -1666,7 +1737,7 @@ type UpstreamAuth struct {
 
 func (x *UpstreamAuth) Reset() {
 	*x = UpstreamAuth{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1749,7 @@ func (x *UpstreamAuth) String() string {
 func (*UpstreamAuth) ProtoMessage() {}
 
 func (x *UpstreamAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1762,7 @@ func (x *UpstreamAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamAuth.ProtoReflect.Descriptor instead.
 func (*UpstreamAuth) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpstreamAuth) GetMode() AuthMode {
@@ -1760,7 +1831,7 @@ type Package struct {
 
 func (x *Package) Reset() {
 	*x = Package{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +1843,7 @@ func (x *Package) String() string {
 func (*Package) ProtoMessage() {}
 
 func (x *Package) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +1856,7 @@ func (x *Package) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Package.ProtoReflect.Descriptor instead.
 func (*Package) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Package) GetEcosystem() string {
@@ -1839,7 +1910,7 @@ type ServerRequests struct {
 
 func (x *ServerRequests) Reset() {
 	*x = ServerRequests{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +1922,7 @@ func (x *ServerRequests) String() string {
 func (*ServerRequests) ProtoMessage() {}
 
 func (x *ServerRequests) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +1935,7 @@ func (x *ServerRequests) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerRequests.ProtoReflect.Descriptor instead.
 func (*ServerRequests) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ServerRequests) GetDenySampling() bool {
@@ -1906,7 +1977,7 @@ type VirtualServer struct {
 
 func (x *VirtualServer) Reset() {
 	*x = VirtualServer{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +1989,7 @@ func (x *VirtualServer) String() string {
 func (*VirtualServer) ProtoMessage() {}
 
 func (x *VirtualServer) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2002,7 @@ func (x *VirtualServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
 func (*VirtualServer) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *VirtualServer) GetName() string {
@@ -1977,7 +2048,7 @@ type ToolRename struct {
 
 func (x *ToolRename) Reset() {
 	*x = ToolRename{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2060,7 @@ func (x *ToolRename) String() string {
 func (*ToolRename) ProtoMessage() {}
 
 func (x *ToolRename) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2073,7 @@ func (x *ToolRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolRename.ProtoReflect.Descriptor instead.
 func (*ToolRename) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ToolRename) GetUpstream() string {
@@ -2045,7 +2116,7 @@ type ToolPin struct {
 
 func (x *ToolPin) Reset() {
 	*x = ToolPin{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2128,7 @@ func (x *ToolPin) String() string {
 func (*ToolPin) ProtoMessage() {}
 
 func (x *ToolPin) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2141,7 @@ func (x *ToolPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolPin.ProtoReflect.Descriptor instead.
 func (*ToolPin) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ToolPin) GetUpstream() string {
@@ -2129,7 +2200,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2212,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2225,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AccessRule) GetId() string {
@@ -2212,7 +2283,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2295,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2308,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Ack) GetNonce() string {
@@ -2271,7 +2342,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2354,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2367,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Nack) GetNonce() string {
@@ -2338,7 +2409,7 @@ type InventoryReport struct {
 
 func (x *InventoryReport) Reset() {
 	*x = InventoryReport{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2421,7 @@ func (x *InventoryReport) String() string {
 func (*InventoryReport) ProtoMessage() {}
 
 func (x *InventoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2434,7 @@ func (x *InventoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryReport.ProtoReflect.Descriptor instead.
 func (*InventoryReport) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InventoryReport) GetUpstreams() []*UpstreamInventory {
@@ -2402,7 +2473,7 @@ type UpstreamInventory struct {
 
 func (x *UpstreamInventory) Reset() {
 	*x = UpstreamInventory{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2414,7 +2485,7 @@ func (x *UpstreamInventory) String() string {
 func (*UpstreamInventory) ProtoMessage() {}
 
 func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2427,7 +2498,7 @@ func (x *UpstreamInventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamInventory.ProtoReflect.Descriptor instead.
 func (*UpstreamInventory) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpstreamInventory) GetUpstream() string {
@@ -2502,7 +2573,7 @@ type DiscoveredTool struct {
 
 func (x *DiscoveredTool) Reset() {
 	*x = DiscoveredTool{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2514,7 +2585,7 @@ func (x *DiscoveredTool) String() string {
 func (*DiscoveredTool) ProtoMessage() {}
 
 func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2527,7 +2598,7 @@ func (x *DiscoveredTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveredTool.ProtoReflect.Descriptor instead.
 func (*DiscoveredTool) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DiscoveredTool) GetName() string {
@@ -2562,7 +2633,7 @@ type Keepalive struct {
 
 func (x *Keepalive) Reset() {
 	*x = Keepalive{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2645,7 @@ func (x *Keepalive) String() string {
 func (*Keepalive) ProtoMessage() {}
 
 func (x *Keepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2658,7 @@ func (x *Keepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
 func (*Keepalive) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Keepalive) GetSentAt() *timestamppb.Timestamp {
@@ -2610,7 +2681,7 @@ type ReportTelemetryRequest struct {
 
 func (x *ReportTelemetryRequest) Reset() {
 	*x = ReportTelemetryRequest{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +2693,7 @@ func (x *ReportTelemetryRequest) String() string {
 func (*ReportTelemetryRequest) ProtoMessage() {}
 
 func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +2706,7 @@ func (x *ReportTelemetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryRequest.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReportTelemetryRequest) GetEvents() []*CallEvent {
@@ -2663,7 +2734,7 @@ type ReportTelemetryResponse struct {
 
 func (x *ReportTelemetryResponse) Reset() {
 	*x = ReportTelemetryResponse{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2675,7 +2746,7 @@ func (x *ReportTelemetryResponse) String() string {
 func (*ReportTelemetryResponse) ProtoMessage() {}
 
 func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2688,7 +2759,7 @@ func (x *ReportTelemetryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTelemetryResponse.ProtoReflect.Descriptor instead.
 func (*ReportTelemetryResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReportTelemetryResponse) GetAccepted() uint64 {
@@ -2736,7 +2807,7 @@ type CallEvent struct {
 
 func (x *CallEvent) Reset() {
 	*x = CallEvent{}
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2748,7 +2819,7 @@ func (x *CallEvent) String() string {
 func (*CallEvent) ProtoMessage() {}
 
 func (x *CallEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_portcullis_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2761,7 +2832,7 @@ func (x *CallEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallEvent.ProtoReflect.Descriptor instead.
 func (*CallEvent) Descriptor() ([]byte, []int) {
-	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_portcullis_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CallEvent) GetId() string {
@@ -2911,7 +2982,7 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\fSignedBundle\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xc4\a\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\x97\b\n" +
 	"\fPolicyBundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1d\n" +
@@ -2933,7 +3004,13 @@ const file_portcullis_agent_v1_agent_proto_rawDesc = "" +
 	"\vrate_limits\x18\x0e \x01(\v2\x1f.portcullis.agent.v1.RateLimitsR\n" +
 	"rateLimits\x123\n" +
 	"\x16next_policy_public_key\x18\x0f \x01(\fR\x13nextPolicyPublicKey\x12?\n" +
-	"\fpackage_pins\x18\x10 \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\vpackagePins\"f\n" +
+	"\fpackage_pins\x18\x10 \x03(\v2\x1c.portcullis.agent.v1.ToolPinR\vpackagePins\x12Q\n" +
+	"\x11grant_revocations\x18\x11 \x03(\v2$.portcullis.agent.v1.GrantRevocationR\x10grantRevocations\"\x86\x01\n" +
+	"\x0fGrantRevocation\x12\x1a\n" +
+	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x1c\n" +
+	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x129\n" +
+	"\n" +
+	"revoked_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"f\n" +
 	"\n" +
 	"RateLimits\x120\n" +
 	"\x14principal_per_minute\x18\x01 \x01(\rR\x12principalPerMinute\x12&\n" +
@@ -3108,7 +3185,7 @@ func file_portcullis_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_portcullis_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_portcullis_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_portcullis_agent_v1_agent_proto_goTypes = []any{
 	(ResultAction)(0),               // 0: portcullis.agent.v1.ResultAction
 	(Transport)(0),                  // 1: portcullis.agent.v1.Transport
@@ -3126,85 +3203,88 @@ var file_portcullis_agent_v1_agent_proto_goTypes = []any{
 	(*BundleUpdate)(nil),            // 13: portcullis.agent.v1.BundleUpdate
 	(*SignedBundle)(nil),            // 14: portcullis.agent.v1.SignedBundle
 	(*PolicyBundle)(nil),            // 15: portcullis.agent.v1.PolicyBundle
-	(*RateLimits)(nil),              // 16: portcullis.agent.v1.RateLimits
-	(*ClientAuth)(nil),              // 17: portcullis.agent.v1.ClientAuth
-	(*ClientKey)(nil),               // 18: portcullis.agent.v1.ClientKey
-	(*ResultScanning)(nil),          // 19: portcullis.agent.v1.ResultScanning
-	(*Upstream)(nil),                // 20: portcullis.agent.v1.Upstream
-	(*UpstreamAuth)(nil),            // 21: portcullis.agent.v1.UpstreamAuth
-	(*Package)(nil),                 // 22: portcullis.agent.v1.Package
-	(*ServerRequests)(nil),          // 23: portcullis.agent.v1.ServerRequests
-	(*VirtualServer)(nil),           // 24: portcullis.agent.v1.VirtualServer
-	(*ToolRename)(nil),              // 25: portcullis.agent.v1.ToolRename
-	(*ToolPin)(nil),                 // 26: portcullis.agent.v1.ToolPin
-	(*AccessRule)(nil),              // 27: portcullis.agent.v1.AccessRule
-	(*Ack)(nil),                     // 28: portcullis.agent.v1.Ack
-	(*Nack)(nil),                    // 29: portcullis.agent.v1.Nack
-	(*InventoryReport)(nil),         // 30: portcullis.agent.v1.InventoryReport
-	(*UpstreamInventory)(nil),       // 31: portcullis.agent.v1.UpstreamInventory
-	(*DiscoveredTool)(nil),          // 32: portcullis.agent.v1.DiscoveredTool
-	(*Keepalive)(nil),               // 33: portcullis.agent.v1.Keepalive
-	(*ReportTelemetryRequest)(nil),  // 34: portcullis.agent.v1.ReportTelemetryRequest
-	(*ReportTelemetryResponse)(nil), // 35: portcullis.agent.v1.ReportTelemetryResponse
-	(*CallEvent)(nil),               // 36: portcullis.agent.v1.CallEvent
-	nil,                             // 37: portcullis.agent.v1.Upstream.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
+	(*GrantRevocation)(nil),         // 16: portcullis.agent.v1.GrantRevocation
+	(*RateLimits)(nil),              // 17: portcullis.agent.v1.RateLimits
+	(*ClientAuth)(nil),              // 18: portcullis.agent.v1.ClientAuth
+	(*ClientKey)(nil),               // 19: portcullis.agent.v1.ClientKey
+	(*ResultScanning)(nil),          // 20: portcullis.agent.v1.ResultScanning
+	(*Upstream)(nil),                // 21: portcullis.agent.v1.Upstream
+	(*UpstreamAuth)(nil),            // 22: portcullis.agent.v1.UpstreamAuth
+	(*Package)(nil),                 // 23: portcullis.agent.v1.Package
+	(*ServerRequests)(nil),          // 24: portcullis.agent.v1.ServerRequests
+	(*VirtualServer)(nil),           // 25: portcullis.agent.v1.VirtualServer
+	(*ToolRename)(nil),              // 26: portcullis.agent.v1.ToolRename
+	(*ToolPin)(nil),                 // 27: portcullis.agent.v1.ToolPin
+	(*AccessRule)(nil),              // 28: portcullis.agent.v1.AccessRule
+	(*Ack)(nil),                     // 29: portcullis.agent.v1.Ack
+	(*Nack)(nil),                    // 30: portcullis.agent.v1.Nack
+	(*InventoryReport)(nil),         // 31: portcullis.agent.v1.InventoryReport
+	(*UpstreamInventory)(nil),       // 32: portcullis.agent.v1.UpstreamInventory
+	(*DiscoveredTool)(nil),          // 33: portcullis.agent.v1.DiscoveredTool
+	(*Keepalive)(nil),               // 34: portcullis.agent.v1.Keepalive
+	(*ReportTelemetryRequest)(nil),  // 35: portcullis.agent.v1.ReportTelemetryRequest
+	(*ReportTelemetryResponse)(nil), // 36: portcullis.agent.v1.ReportTelemetryResponse
+	(*CallEvent)(nil),               // 37: portcullis.agent.v1.CallEvent
+	nil,                             // 38: portcullis.agent.v1.Upstream.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
 }
 var file_portcullis_agent_v1_agent_proto_depIdxs = []int32{
 	12, // 0: portcullis.agent.v1.SyncRequest.hello:type_name -> portcullis.agent.v1.Hello
-	28, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
-	29, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
-	30, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
-	33, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	29, // 1: portcullis.agent.v1.SyncRequest.ack:type_name -> portcullis.agent.v1.Ack
+	30, // 2: portcullis.agent.v1.SyncRequest.nack:type_name -> portcullis.agent.v1.Nack
+	31, // 3: portcullis.agent.v1.SyncRequest.inventory:type_name -> portcullis.agent.v1.InventoryReport
+	34, // 4: portcullis.agent.v1.SyncRequest.keepalive:type_name -> portcullis.agent.v1.Keepalive
 	13, // 5: portcullis.agent.v1.SyncResponse.bundle:type_name -> portcullis.agent.v1.BundleUpdate
-	33, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
+	34, // 6: portcullis.agent.v1.SyncResponse.keepalive:type_name -> portcullis.agent.v1.Keepalive
 	11, // 7: portcullis.agent.v1.SyncResponse.trust:type_name -> portcullis.agent.v1.TrustUpdate
 	14, // 8: portcullis.agent.v1.BundleUpdate.bundle:type_name -> portcullis.agent.v1.SignedBundle
-	38, // 9: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
-	20, // 10: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
-	24, // 11: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
-	26, // 12: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
-	27, // 13: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
-	26, // 14: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
-	26, // 15: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
-	26, // 16: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
-	19, // 17: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
-	17, // 18: portcullis.agent.v1.PolicyBundle.client_auth:type_name -> portcullis.agent.v1.ClientAuth
-	16, // 19: portcullis.agent.v1.PolicyBundle.rate_limits:type_name -> portcullis.agent.v1.RateLimits
-	26, // 20: portcullis.agent.v1.PolicyBundle.package_pins:type_name -> portcullis.agent.v1.ToolPin
-	18, // 21: portcullis.agent.v1.ClientAuth.keys:type_name -> portcullis.agent.v1.ClientKey
-	0,  // 22: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
-	1,  // 23: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
-	37, // 24: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
-	23, // 25: portcullis.agent.v1.Upstream.server_requests:type_name -> portcullis.agent.v1.ServerRequests
-	22, // 26: portcullis.agent.v1.Upstream.package:type_name -> portcullis.agent.v1.Package
-	21, // 27: portcullis.agent.v1.Upstream.auth:type_name -> portcullis.agent.v1.UpstreamAuth
-	2,  // 28: portcullis.agent.v1.UpstreamAuth.mode:type_name -> portcullis.agent.v1.AuthMode
-	25, // 29: portcullis.agent.v1.VirtualServer.renames:type_name -> portcullis.agent.v1.ToolRename
-	3,  // 30: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
-	31, // 31: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
-	32, // 32: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
-	32, // 33: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
-	32, // 34: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
-	32, // 35: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
-	32, // 36: portcullis.agent.v1.UpstreamInventory.package:type_name -> portcullis.agent.v1.DiscoveredTool
-	38, // 37: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
-	36, // 38: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
-	38, // 39: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
-	4,  // 40: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
-	7,  // 41: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
-	9,  // 42: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
-	34, // 43: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
-	5,  // 44: portcullis.agent.v1.AgentService.Renew:input_type -> portcullis.agent.v1.RenewRequest
-	8,  // 45: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
-	10, // 46: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
-	35, // 47: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
-	6,  // 48: portcullis.agent.v1.AgentService.Renew:output_type -> portcullis.agent.v1.RenewResponse
-	45, // [45:49] is the sub-list for method output_type
-	41, // [41:45] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	39, // 9: portcullis.agent.v1.PolicyBundle.issued_at:type_name -> google.protobuf.Timestamp
+	21, // 10: portcullis.agent.v1.PolicyBundle.upstreams:type_name -> portcullis.agent.v1.Upstream
+	25, // 11: portcullis.agent.v1.PolicyBundle.virtual_servers:type_name -> portcullis.agent.v1.VirtualServer
+	27, // 12: portcullis.agent.v1.PolicyBundle.tool_pins:type_name -> portcullis.agent.v1.ToolPin
+	28, // 13: portcullis.agent.v1.PolicyBundle.access_rules:type_name -> portcullis.agent.v1.AccessRule
+	27, // 14: portcullis.agent.v1.PolicyBundle.prompt_pins:type_name -> portcullis.agent.v1.ToolPin
+	27, // 15: portcullis.agent.v1.PolicyBundle.resource_pins:type_name -> portcullis.agent.v1.ToolPin
+	27, // 16: portcullis.agent.v1.PolicyBundle.resource_template_pins:type_name -> portcullis.agent.v1.ToolPin
+	20, // 17: portcullis.agent.v1.PolicyBundle.result_scanning:type_name -> portcullis.agent.v1.ResultScanning
+	18, // 18: portcullis.agent.v1.PolicyBundle.client_auth:type_name -> portcullis.agent.v1.ClientAuth
+	17, // 19: portcullis.agent.v1.PolicyBundle.rate_limits:type_name -> portcullis.agent.v1.RateLimits
+	27, // 20: portcullis.agent.v1.PolicyBundle.package_pins:type_name -> portcullis.agent.v1.ToolPin
+	16, // 21: portcullis.agent.v1.PolicyBundle.grant_revocations:type_name -> portcullis.agent.v1.GrantRevocation
+	39, // 22: portcullis.agent.v1.GrantRevocation.revoked_at:type_name -> google.protobuf.Timestamp
+	19, // 23: portcullis.agent.v1.ClientAuth.keys:type_name -> portcullis.agent.v1.ClientKey
+	0,  // 24: portcullis.agent.v1.ResultScanning.action:type_name -> portcullis.agent.v1.ResultAction
+	1,  // 25: portcullis.agent.v1.Upstream.transport:type_name -> portcullis.agent.v1.Transport
+	38, // 26: portcullis.agent.v1.Upstream.labels:type_name -> portcullis.agent.v1.Upstream.LabelsEntry
+	24, // 27: portcullis.agent.v1.Upstream.server_requests:type_name -> portcullis.agent.v1.ServerRequests
+	23, // 28: portcullis.agent.v1.Upstream.package:type_name -> portcullis.agent.v1.Package
+	22, // 29: portcullis.agent.v1.Upstream.auth:type_name -> portcullis.agent.v1.UpstreamAuth
+	2,  // 30: portcullis.agent.v1.UpstreamAuth.mode:type_name -> portcullis.agent.v1.AuthMode
+	26, // 31: portcullis.agent.v1.VirtualServer.renames:type_name -> portcullis.agent.v1.ToolRename
+	3,  // 32: portcullis.agent.v1.AccessRule.effect:type_name -> portcullis.agent.v1.Effect
+	32, // 33: portcullis.agent.v1.InventoryReport.upstreams:type_name -> portcullis.agent.v1.UpstreamInventory
+	33, // 34: portcullis.agent.v1.UpstreamInventory.tools:type_name -> portcullis.agent.v1.DiscoveredTool
+	33, // 35: portcullis.agent.v1.UpstreamInventory.prompts:type_name -> portcullis.agent.v1.DiscoveredTool
+	33, // 36: portcullis.agent.v1.UpstreamInventory.resources:type_name -> portcullis.agent.v1.DiscoveredTool
+	33, // 37: portcullis.agent.v1.UpstreamInventory.resource_templates:type_name -> portcullis.agent.v1.DiscoveredTool
+	33, // 38: portcullis.agent.v1.UpstreamInventory.package:type_name -> portcullis.agent.v1.DiscoveredTool
+	39, // 39: portcullis.agent.v1.Keepalive.sent_at:type_name -> google.protobuf.Timestamp
+	37, // 40: portcullis.agent.v1.ReportTelemetryRequest.events:type_name -> portcullis.agent.v1.CallEvent
+	39, // 41: portcullis.agent.v1.CallEvent.time:type_name -> google.protobuf.Timestamp
+	4,  // 42: portcullis.agent.v1.CallEvent.decision:type_name -> portcullis.agent.v1.Decision
+	7,  // 43: portcullis.agent.v1.AgentService.Enroll:input_type -> portcullis.agent.v1.EnrollRequest
+	9,  // 44: portcullis.agent.v1.AgentService.Sync:input_type -> portcullis.agent.v1.SyncRequest
+	35, // 45: portcullis.agent.v1.AgentService.ReportTelemetry:input_type -> portcullis.agent.v1.ReportTelemetryRequest
+	5,  // 46: portcullis.agent.v1.AgentService.Renew:input_type -> portcullis.agent.v1.RenewRequest
+	8,  // 47: portcullis.agent.v1.AgentService.Enroll:output_type -> portcullis.agent.v1.EnrollResponse
+	10, // 48: portcullis.agent.v1.AgentService.Sync:output_type -> portcullis.agent.v1.SyncResponse
+	36, // 49: portcullis.agent.v1.AgentService.ReportTelemetry:output_type -> portcullis.agent.v1.ReportTelemetryResponse
+	6,  // 50: portcullis.agent.v1.AgentService.Renew:output_type -> portcullis.agent.v1.RenewResponse
+	47, // [47:51] is the sub-list for method output_type
+	43, // [43:47] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_agent_v1_agent_proto_init() }
@@ -3230,7 +3310,7 @@ func file_portcullis_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_agent_v1_agent_proto_rawDesc), len(file_portcullis_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -47,6 +47,8 @@ const (
 	PolicyServiceName = "portcullis.admin.v1.PolicyService"
 	// TelemetryServiceName is the fully-qualified name of the TelemetryService service.
 	TelemetryServiceName = "portcullis.admin.v1.TelemetryService"
+	// ConnectionServiceName is the fully-qualified name of the ConnectionService service.
+	ConnectionServiceName = "portcullis.admin.v1.ConnectionService"
 	// CatalogServiceName is the fully-qualified name of the CatalogService service.
 	CatalogServiceName = "portcullis.admin.v1.CatalogService"
 )
@@ -224,6 +226,12 @@ const (
 	// TelemetryServiceGetTrafficProcedure is the fully-qualified name of the TelemetryService's
 	// GetTraffic RPC.
 	TelemetryServiceGetTrafficProcedure = "/portcullis.admin.v1.TelemetryService/GetTraffic"
+	// ConnectionServiceListConnectionsProcedure is the fully-qualified name of the ConnectionService's
+	// ListConnections RPC.
+	ConnectionServiceListConnectionsProcedure = "/portcullis.admin.v1.ConnectionService/ListConnections"
+	// ConnectionServiceRevokeConnectionProcedure is the fully-qualified name of the ConnectionService's
+	// RevokeConnection RPC.
+	ConnectionServiceRevokeConnectionProcedure = "/portcullis.admin.v1.ConnectionService/RevokeConnection"
 	// CatalogServiceListCatalogProcedure is the fully-qualified name of the CatalogService's
 	// ListCatalog RPC.
 	CatalogServiceListCatalogProcedure = "/portcullis.admin.v1.CatalogService/ListCatalog"
@@ -2339,6 +2347,107 @@ func (UnimplementedTelemetryServiceHandler) ListCallEvents(context.Context, *con
 
 func (UnimplementedTelemetryServiceHandler) GetTraffic(context.Context, *connect.Request[v1.GetTrafficRequest]) (*connect.Response[v1.GetTrafficResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.TelemetryService.GetTraffic is not implemented"))
+}
+
+// ConnectionServiceClient is a client for the portcullis.admin.v1.ConnectionService service.
+type ConnectionServiceClient interface {
+	// ListConnections lists the tenant's connections, newest first.
+	ListConnections(context.Context, *connect.Request[v1.ListConnectionsRequest]) (*connect.Response[v1.ListConnectionsResponse], error)
+	// RevokeConnection makes the gateway delete the person's grant (admin).
+	RevokeConnection(context.Context, *connect.Request[v1.RevokeConnectionRequest]) (*connect.Response[v1.RevokeConnectionResponse], error)
+}
+
+// NewConnectionServiceClient constructs a client for the portcullis.admin.v1.ConnectionService
+// service. By default, it uses the Connect protocol with the binary Protobuf Codec, asks for
+// gzipped responses, and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply
+// the connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewConnectionServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) ConnectionServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	connectionServiceMethods := v1.File_portcullis_admin_v1_admin_proto.Services().ByName("ConnectionService").Methods()
+	return &connectionServiceClient{
+		listConnections: connect.NewClient[v1.ListConnectionsRequest, v1.ListConnectionsResponse](
+			httpClient,
+			baseURL+ConnectionServiceListConnectionsProcedure,
+			connect.WithSchema(connectionServiceMethods.ByName("ListConnections")),
+			connect.WithClientOptions(opts...),
+		),
+		revokeConnection: connect.NewClient[v1.RevokeConnectionRequest, v1.RevokeConnectionResponse](
+			httpClient,
+			baseURL+ConnectionServiceRevokeConnectionProcedure,
+			connect.WithSchema(connectionServiceMethods.ByName("RevokeConnection")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// connectionServiceClient implements ConnectionServiceClient.
+type connectionServiceClient struct {
+	listConnections  *connect.Client[v1.ListConnectionsRequest, v1.ListConnectionsResponse]
+	revokeConnection *connect.Client[v1.RevokeConnectionRequest, v1.RevokeConnectionResponse]
+}
+
+// ListConnections calls portcullis.admin.v1.ConnectionService.ListConnections.
+func (c *connectionServiceClient) ListConnections(ctx context.Context, req *connect.Request[v1.ListConnectionsRequest]) (*connect.Response[v1.ListConnectionsResponse], error) {
+	return c.listConnections.CallUnary(ctx, req)
+}
+
+// RevokeConnection calls portcullis.admin.v1.ConnectionService.RevokeConnection.
+func (c *connectionServiceClient) RevokeConnection(ctx context.Context, req *connect.Request[v1.RevokeConnectionRequest]) (*connect.Response[v1.RevokeConnectionResponse], error) {
+	return c.revokeConnection.CallUnary(ctx, req)
+}
+
+// ConnectionServiceHandler is an implementation of the portcullis.admin.v1.ConnectionService
+// service.
+type ConnectionServiceHandler interface {
+	// ListConnections lists the tenant's connections, newest first.
+	ListConnections(context.Context, *connect.Request[v1.ListConnectionsRequest]) (*connect.Response[v1.ListConnectionsResponse], error)
+	// RevokeConnection makes the gateway delete the person's grant (admin).
+	RevokeConnection(context.Context, *connect.Request[v1.RevokeConnectionRequest]) (*connect.Response[v1.RevokeConnectionResponse], error)
+}
+
+// NewConnectionServiceHandler builds an HTTP handler from the service implementation. It returns
+// the path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewConnectionServiceHandler(svc ConnectionServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	connectionServiceMethods := v1.File_portcullis_admin_v1_admin_proto.Services().ByName("ConnectionService").Methods()
+	connectionServiceListConnectionsHandler := connect.NewUnaryHandler(
+		ConnectionServiceListConnectionsProcedure,
+		svc.ListConnections,
+		connect.WithSchema(connectionServiceMethods.ByName("ListConnections")),
+		connect.WithHandlerOptions(opts...),
+	)
+	connectionServiceRevokeConnectionHandler := connect.NewUnaryHandler(
+		ConnectionServiceRevokeConnectionProcedure,
+		svc.RevokeConnection,
+		connect.WithSchema(connectionServiceMethods.ByName("RevokeConnection")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/portcullis.admin.v1.ConnectionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case ConnectionServiceListConnectionsProcedure:
+			connectionServiceListConnectionsHandler.ServeHTTP(w, r)
+		case ConnectionServiceRevokeConnectionProcedure:
+			connectionServiceRevokeConnectionHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedConnectionServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedConnectionServiceHandler struct{}
+
+func (UnimplementedConnectionServiceHandler) ListConnections(context.Context, *connect.Request[v1.ListConnectionsRequest]) (*connect.Response[v1.ListConnectionsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ConnectionService.ListConnections is not implemented"))
+}
+
+func (UnimplementedConnectionServiceHandler) RevokeConnection(context.Context, *connect.Request[v1.RevokeConnectionRequest]) (*connect.Response[v1.RevokeConnectionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("portcullis.admin.v1.ConnectionService.RevokeConnection is not implemented"))
 }
 
 // CatalogServiceClient is a client for the portcullis.admin.v1.CatalogService service.
