@@ -559,6 +559,9 @@ type CatalogRow struct {
 type Connections struct {
 	Page
 	Rows []ConnectionRow
+	// Own is the signed-in person's principal at the gateways, if known:
+	// they may revoke their own connections.
+	Own string
 }
 
 // ConnectionRow is a person's authorization at an upstream.

@@ -2,6 +2,8 @@ package access
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -32,26 +34,62 @@ func (s *Service) Connections(ctx context.Context, tenantID, gatewayID uuid.UUID
 // RevokeConnection revokes a person's authorization at an upstream: the
 // gateway deletes the grant when its next bundle arrives, and the person
 // is asked to consent again.
+//
+// Admins revoke anyone's; a member revokes their own (OwnPrincipal).
 func (s *Service) RevokeConnection(ctx context.Context, tenantID, id uuid.UUID) (*ent.Connection, error) {
-	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
+	if err := authz.Require(ctx, tenantID, viewer.RoleViewer); err != nil {
 		return nil, err
 	}
+	c, err := s.db.Connection.Query().Where(connection.TenantID(tenantID), connection.ID(id)).Only(ctx)
+	if err != nil {
+		return nil, authz.DBError("connection "+id.String(), err)
+	}
+	wctx := ctx
+	if authz.Require(ctx, tenantID, viewer.RoleAdmin) != nil {
+		if own := s.OwnPrincipal(ctx, tenantID); own == "" || c.Principal != own {
+			return nil, fmt.Errorf("%w: revoking another person's connection needs the admin role", authz.ErrPermissionDenied)
+		}
+		// A member revoking their own connection: the privacy rules let
+		// viewers change nothing, so the write bypasses them, checked here.
+		wctx = viewer.System(ctx)
+	}
 	var after *ent.Connection
-	err := audit.WithTx(ctx, s.db, func(tx *ent.Client) error {
-		c, err := tx.Connection.Query().Where(connection.TenantID(tenantID), connection.ID(id)).Only(ctx)
+	err = audit.WithTx(wctx, s.db, func(tx *ent.Client) error {
+		c, err := tx.Connection.Query().Where(connection.TenantID(tenantID), connection.ID(id)).Only(wctx)
 		if err != nil {
 			return authz.DBError("connection "+id.String(), err)
 		}
 		now := s.now()
 		if after, err = tx.Connection.UpdateOne(c).SetState(connection.StateRevoked).SetRevokedAt(now).
-			SetRevokedBy(bound.String(authz.Actor(ctx), 320)).SetChangedAt(now).Save(ctx); err != nil {
+			SetRevokedBy(bound.String(authz.Actor(ctx), 320)).SetChangedAt(now).Save(wctx); err != nil {
 			return err
 		}
-		return audit.Record(ctx, tx, audit.Event{TenantID: tenantID, Action: "connection.revoke", TargetType: "connection",
+		return audit.Record(wctx, tx, audit.Event{TenantID: tenantID, Action: "connection.revoke", TargetType: "connection",
 			TargetID: c.ID.String(), TargetName: c.Upstream + " " + c.Principal, Before: c, After: after})
 	})
 	if err != nil {
 		return nil, err
 	}
 	return after, s.notify.GatewayChanged(ctx, after.GatewayID)
+}
+
+// OwnPrincipal is the principal gateways know the signed-in person by:
+// "user:<subject>" when the person signed in to the console with the
+// identity provider the tenant's gateways authenticate clients with; ""
+// otherwise (an API key, another provider).
+func (s *Service) OwnPrincipal(ctx context.Context, tenantID uuid.UUID) string {
+	v, ok := viewer.FromContext(ctx)
+	if !ok || v.UserID == uuid.Nil || v.TenantID != tenantID {
+		return ""
+	}
+	sys := viewer.System(ctx) // the person's own record, and the tenant's provider
+	u, err := s.db.User.Get(sys, v.UserID)
+	if err != nil {
+		return ""
+	}
+	t, err := s.db.Tenant.Get(sys, tenantID)
+	if err != nil || t.ClientOidcIssuer == "" || strings.TrimSuffix(t.ClientOidcIssuer, "/") != strings.TrimSuffix(u.Issuer, "/") {
+		return ""
+	}
+	return "user:" + u.Subject
 }

@@ -28,7 +28,7 @@ func (s *Server) renderConnections(w http.ResponseWriter, r *http.Request, rq *r
 		names[g.ID] = g.Name
 	}
 	vm := ui.Connections{Page: s.page(rq, "Connections", "connections")}
-	vm.Error = errMsg
+	vm.Error, vm.Own = errMsg, s.cfg.Access.OwnPrincipal(r.Context(), rq.viewer.TenantID)
 	for _, c := range cs {
 		vm.Rows = append(vm.Rows, ui.ConnectionRow{ID: c.ID.String(), Gateway: names[c.GatewayID], Upstream: c.Upstream, Principal: c.Principal,
 			Identity: c.UpstreamIdentity, State: c.State.String(), Connected: c.ConnectedAt, Changed: c.ChangedAt})
