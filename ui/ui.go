@@ -516,6 +516,8 @@ type CallEvent struct {
 	Principal, VirtualServer, Upstream, Tool, Method, Error string
 	Decision, Reason, ReasonHref                            string
 	LatencyMs                                               string
+	// UpstreamIdentity is whom the upstream saw (per-person authorization).
+	UpstreamIdentity string
 }
 
 // ToolTraffic is one row of the per-tool breakdown.

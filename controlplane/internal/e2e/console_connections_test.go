@@ -66,6 +66,10 @@ func TestConsoleConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	run(t, b, "the events", chromedp.Navigate(base+"/telemetry"), chromedp.WaitVisible(tid("events")))
+	if got := textOf(t, b, tid("events")); !strings.Contains(got, "oauth/connect") || !strings.Contains(got, "as tickets-0 upstream") {
+		t.Fatalf("events: %q", got)
+	}
 	run(t, b, "bob's connections", chromedp.Navigate(base+"/connections"), chromedp.WaitVisible(tid("connections")))
 	if got := textOf(t, b, tid("connection-tickets-"+bobs)); !strings.Contains(got, "tickets-0") || !strings.Contains(got, "you") || !strings.Contains(got, "connected") {
 		t.Fatalf("bob's row: %q", got)

@@ -195,7 +195,7 @@ func (s *Server) telemetryPage(w http.ResponseWriter, r *http.Request, rq *reque
 	for _, e := range evs {
 		vm.Events = append(vm.Events, ui.CallEvent{Time: e.Time, Principal: e.Principal, VirtualServer: e.VirtualServer, Upstream: e.Upstream,
 			Tool: e.Tool, Method: e.Method, Error: e.Error, Decision: e.Decision.String(), Reason: e.Reason, ReasonHref: reasonLink(e.Reason),
-			LatencyMs: fmt.Sprintf("%.1f", float64(e.LatencyMicros)/1000)})
+			LatencyMs: fmt.Sprintf("%.1f", float64(e.LatencyMicros)/1000), UpstreamIdentity: e.UpstreamIdentity})
 	}
 	s.render(w, r, http.StatusOK, ui.TelemetryPage(vm))
 }

@@ -6,11 +6,15 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/grants"
 	"github.com/portcullis-mcp/portcullis/dataplane/internal/telemetry"
@@ -20,11 +24,12 @@ import (
 // fakeAS is an authorization server whose refresh tokens rotate: a refresh
 // token works once, as with most providers.
 type fakeAS struct {
-	srv       *httptest.Server
-	refreshes atomic.Int32
-	mu        sync.Mutex
-	valid     map[string]bool // refresh tokens that still work
-	n         int
+	srv        *httptest.Server
+	refreshes  atomic.Int32
+	registered atomic.Int32
+	mu         sync.Mutex
+	valid      map[string]bool // refresh tokens that still work
+	n          int
 }
 
 func newFakeAS(t *testing.T) *fakeAS {
@@ -34,7 +39,16 @@ func newFakeAS(t *testing.T) *fakeAS {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": as.srv.URL, "authorization_endpoint": as.srv.URL + "/authorize",
 			"token_endpoint": as.srv.URL + "/token", "jwks_uri": as.srv.URL + "/jwks", "response_types_supported": []string{"code"},
+			"registration_endpoint":            as.srv.URL + "/register",
 			"code_challenge_methods_supported": []string{"S256"}})
+	})
+	mux.HandleFunc("POST /register", func(w http.ResponseWriter, r *http.Request) {
+		as.registered.Add(1)
+		var meta map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&meta)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(map[string]any{"client_id": "registered-gw", "redirect_uris": meta["redirect_uris"]})
 	})
 	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
 		as.refreshes.Add(1)
@@ -140,5 +154,64 @@ func TestGrantRefreshesOnceAndRotates(t *testing.T) {
 	moved := &upstream{spec: &agentv1.Upstream{Name: "up", Url: "http://elsewhere.test/mcp", Auth: u.spec.Auth}, creds: u.creds}
 	if _, err := a.token(ctx, moved, "user:alice"); !errors.As(err, &nc) {
 		t.Fatalf("alice's grant at the moved upstream: %v, want consent", err)
+	}
+}
+
+// Without a configured client the gateway registers one (RFC 7591), once,
+// and a confirmed consent link sends the browser to the authorization
+// server with PKCE (S256), the state and the resource (RFC 8707).
+func TestConsentRegistersAndRedirects(t *testing.T) {
+	as := newFakeAS(t)
+	a, u := testUserAuth(t, as)
+	u.spec.Auth.ClientId = ""
+	a.p.mu.Lock()
+	a.p.upstreams["up"] = u // not started: taken out before the proxy stops
+	a.p.mu.Unlock()
+	t.Cleanup(func() {
+		a.p.mu.Lock()
+		delete(a.p.upstreams, "up")
+		a.p.mu.Unlock()
+	})
+	ctx := context.Background()
+	for range 2 {
+		if _, err := a.consentError(ctx, u, "user:alice", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, _ := a.consentError(ctx, u, "user:alice", nil)
+	ep, ok := res.InputRequests[consentInput].(*mcp.ElicitParams)
+	if !ok || ep.Mode != "url" || !strings.HasPrefix(ep.URL, "http://gw.test/oauth/consent/") {
+		t.Fatalf("input request %+v", res.InputRequests)
+	}
+	state := strings.TrimPrefix(ep.URL, "http://gw.test/oauth/consent/")
+	h := a.p.Handler()
+	get := httptest.NewRecorder()
+	h.ServeHTTP(get, httptest.NewRequest(http.MethodGet, "/oauth/consent/"+state, nil))
+	if get.Code != http.StatusOK || !strings.Contains(get.Body.String(), "user:alice") || !strings.Contains(get.Body.String(), "http://up.test/mcp") {
+		t.Fatalf("consent page %d: %s", get.Code, get.Body)
+	}
+	for range 2 {
+		post := httptest.NewRecorder()
+		h.ServeHTTP(post, httptest.NewRequest(http.MethodPost, "/oauth/consent/"+state, nil))
+		loc, err := url.Parse(post.Header().Get("Location"))
+		if post.Code != http.StatusSeeOther || err != nil {
+			t.Fatalf("continue: %d %v", post.Code, err)
+		}
+		q := loc.Query()
+		if loc.Path != "/authorize" || q.Get("client_id") != "registered-gw" || q.Get("state") != state || q.Get("code_challenge_method") != "S256" ||
+			q.Get("code_challenge") == "" || q.Get("resource") != "http://up.test/mcp" || q.Get("redirect_uri") != "http://gw.test/oauth/callback" {
+			t.Fatalf("authorization URL %s", loc)
+		}
+	}
+	if n := as.registered.Load(); n != 1 {
+		t.Fatalf("registered %d times, want once", n)
+	}
+	// A made-up link and a callback without a known state are refused.
+	for _, path := range []string{"/oauth/consent/made-up", "/oauth/callback?state=made-up&code=x"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code < 400 {
+			t.Errorf("%s: %d", path, rec.Code)
+		}
 	}
 }
