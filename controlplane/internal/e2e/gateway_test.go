@@ -274,18 +274,7 @@ func TestClientJWT(t *testing.T) {
 	startGateway(t, cp.AgentEndpoint(), t.TempDir(), gwAddr, "PORTCULLIS_ENROLL_TOKEN="+tok)
 	pinWhenDiscovered(t, cp, ten.ID, "demo", "echo")
 
-	token := func(id string) string {
-		t.Helper()
-		cfg := clientcredentials.Config{ClientID: id, ClientSecret: "agent-secret", TokenURL: idp.Issuer() + "/oauth/token", AuthStyle: oauth2.AuthStyleInHeader}
-		tk, err := cfg.Token(context.Background())
-		if err != nil {
-			t.Fatalf("token for %s: %v", id, err)
-		}
-		if strings.Count(tk.AccessToken, ".") != 2 {
-			t.Fatalf("token for %s is not a JWT: %q", id, tk.AccessToken)
-		}
-		return tk.AccessToken
-	}
+	token := func(id string) string { return serviceToken(t, idp, id, "agent-secret") }
 	builder := token("agent-1")
 	eventually(t, "a builder's token to list the approved tool", func() error {
 		out, err := mcpClientAs(t, builder, resource, "list")
@@ -670,4 +659,19 @@ func TestGatewayConnectionLimits(t *testing.T) {
 	if stalled.StatusCode != http.StatusRequestTimeout {
 		t.Fatalf("a stalled body: %d", stalled.StatusCode)
 	}
+}
+
+// serviceToken gets a dev IdP service's JWT access token with the client
+// credentials grant.
+func serviceToken(t *testing.T, idp *devidp.IdP, id, secret string) string {
+	t.Helper()
+	cfg := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: idp.Issuer() + "/oauth/token", AuthStyle: oauth2.AuthStyleInHeader}
+	tk, err := cfg.Token(context.Background())
+	if err != nil {
+		t.Fatalf("token for %s: %v", id, err)
+	}
+	if strings.Count(tk.AccessToken, ".") != 2 {
+		t.Fatalf("token for %s is not a JWT: %q", id, tk.AccessToken)
+	}
+	return tk.AccessToken
 }

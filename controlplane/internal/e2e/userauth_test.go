@@ -23,8 +23,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
-	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
@@ -135,15 +133,7 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 	// tokens carry the audience asked for.
 	personal.start(t, personalLn, idp.Issuer(), personal.url, gwClient)
 	exchanged.start(t, exchangedLn, idp.Issuer(), exchanged.url)
-	token := func(id string) string {
-		t.Helper()
-		cfg := clientcredentials.Config{ClientID: id, ClientSecret: "s", TokenURL: idp.Issuer() + "/oauth/token", AuthStyle: oauth2.AuthStyleInHeader}
-		tk, err := cfg.Token(context.Background())
-		if err != nil {
-			t.Fatalf("token for %s: %v", id, err)
-		}
-		return tk.AccessToken
-	}
+	token := func(id string) string { return serviceToken(t, idp, id, "s") }
 
 	cp := startControlPlane(t, t.TempDir(), freeAddr(t))
 	defer cp.stop()
