@@ -197,10 +197,16 @@ func (u *upstream) kick() {
 // transport connects to u; standalone opens the SDK's standalone stream of a
 // Streamable HTTP session (for the gateway's own session; a client's
 // sessions get one only while the client has its own: standalone.go).
+//
+// The gateway's own session (standalone) carries the upstream's credential;
+// a client's carries what clientFor says for its principal.
 func (u *upstream) transport(standalone bool, principal string) (mcp.Transport, error) {
 	switch u.spec.GetTransport() {
 	case agentv1.Transport_TRANSPORT_STREAMABLE_HTTP:
 		client, err := u.clientFor(principal)
+		if standalone {
+			client, err = u.httpClient()
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -265,12 +271,13 @@ func (u *upstream) httpClient() (*http.Client, error) {
 	return &http.Client{Transport: &credentialTransport{base: upstreamHTTPClient.Transport, header: header, value: value}}, nil
 }
 
-// clientFor is the HTTP client of requests made for principal: with
-// per-person authorization, one that adds the principal's own token
-// (userauth.go); otherwise, and for the gateway's own discovery (principal
-// ""), the upstream's credential.
+// clientFor is the HTTP client of requests made for a client's principal:
+// with per-person authorization, one that adds the principal's own token
+// (userauth.go), and refuses an anonymous client (never the upstream's
+// credential, which serves only the gateway's discovery); otherwise the
+// upstream's credential.
 func (u *upstream) clientFor(principal string) (*http.Client, error) {
-	if principal == "" || !perPerson(u.spec) {
+	if !perPerson(u.spec) {
 		return u.httpClient()
 	}
 	if u.users == nil {

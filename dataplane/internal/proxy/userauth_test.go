@@ -215,3 +215,40 @@ func TestConsentRegistersAndRedirects(t *testing.T) {
 		}
 	}
 }
+
+// A client's requests to an upstream that acts as each person never carry
+// the upstream's own credential (it serves only discovery): an anonymous
+// client's request is refused before it is sent.
+func TestPerPersonNeverSendsTheDiscoveryCredential(t *testing.T) {
+	var seen atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Add(1)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer up.Close()
+	t.Setenv("MCP_CREDENTIAL_DISCOVERY", "discovery-secret")
+	a, u := testUserAuth(t, newFakeAS(t))
+	u.spec.Url, u.spec.CredentialRef, u.users = up.URL, "env:MCP_CREDENTIAL_DISCOVERY", a
+	u.creds = &Credentials{Env: []string{"MCP_CREDENTIAL_*"}}
+	hc, err := u.clientFor("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hc.Get(up.URL); err == nil || !strings.Contains(err.Error(), "authenticate to the gateway") {
+		t.Fatalf("an anonymous client's request: %v", err)
+	}
+	if _, err := u.transport(false, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := seen.Load(); n != 0 {
+		t.Fatalf("%d requests reached the upstream", n)
+	}
+	// The gateway's own discovery session does carry it.
+	own, err := u.httpClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := own.Get(up.URL); err != nil || resp.StatusCode != http.StatusUnauthorized || seen.Load() != 1 {
+		t.Fatalf("discovery request: %v %v", resp, err)
+	}
+}
