@@ -115,7 +115,7 @@ func Start(ctx context.Context, cfg Config) (*IdP, error) {
 	l := &login{store: st.Storage, callback: op.AuthCallbackURL(provider)}
 	mux.HandleFunc("GET /login/username", l.form)
 	mux.HandleFunc("POST /login/username", l.check)
-	mux.Handle("/", provider)
+	mux.Handle("/", withResource(provider))
 	idp := &IdP{issuer: issuer, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	go func() { _ = idp.srv.Serve(ln) }()
 	go func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/zitadel/oidc/v3/example/server/storage"
@@ -25,6 +26,8 @@ type store struct {
 	*storage.Storage
 	services map[string]Service
 	clients  map[string]Client
+	// resources are the RFC 8707 resources of authorization requests, by request id.
+	resources sync.Map
 }
 
 // ClientCredentials implements op.ClientCredentialsStorage.

@@ -128,10 +128,9 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idp.Close()
-	// The dev IdP issues authorization-code tokens to the client that asked
-	// (it does not take RFC 8707's resource as the audience); exchanged
-	// tokens carry the audience asked for.
-	personal.start(t, personalLn, idp.Issuer(), personal.url, gwClient)
+	// Each upstream takes only tokens whose audience is its own URL: the
+	// gateway asks for them (RFC 8707's resource; RFC 8693's audience).
+	personal.start(t, personalLn, idp.Issuer(), personal.url)
 	exchanged.start(t, exchangedLn, idp.Issuer(), exchanged.url)
 	token := func(id string) string { return serviceToken(t, idp, id, "s") }
 
