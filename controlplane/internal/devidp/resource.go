@@ -105,7 +105,7 @@ func (s *store) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRe
 	}
 	id, refresh, exp, err := s.Storage.CreateAccessAndRefreshTokens(ctx, rr.AuthRequest, current)
 	if err == nil && refresh != "" {
-		if t, err := s.Storage.TokenRequestByRefreshToken(ctx, refresh); err == nil {
+		if t, err := s.TokenRequestByRefreshToken(ctx, refresh); err == nil {
 			if rt, ok := t.(*storage.RefreshTokenRequest); ok && !slices.Contains(rt.Audience, rr.resource) {
 				rt.Audience = append(rt.Audience, rr.resource)
 			}
