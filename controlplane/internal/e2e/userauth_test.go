@@ -23,6 +23,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
+	"golang.org/x/oauth2"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
@@ -118,11 +119,13 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 	idp, err := devidp.Start(ctx, devidp.Config{ClientID: "console", ClientSecret: "unused", RedirectURIs: []string{"http://127.0.0.1/cb"},
 		Users: []devidp.User{alice, bob}, Logger: testutil.Logger(),
 		Services: []devidp.Service{
-			{ID: "agent-alice", Secret: "s", Audience: []string{resource}, Groups: []string{"people"}},
-			{ID: "agent-bob", Secret: "s", Audience: []string{resource}, Groups: []string{"people"}},
 			{ID: "gw-discovery", Secret: "s", Audience: []string{personal.url, exchanged.url}},
 		},
-		Clients: []devidp.Client{{ID: gwClient, Secret: gwSecret, RedirectURIs: []string{gwURL + "/oauth/callback"}}},
+		// The gateway's client: at the upstreams' authorization server (here
+		// the same provider) and to verify who opens a consent link.
+		Clients: []devidp.Client{{ID: gwClient, Secret: gwSecret, RedirectURIs: []string{gwURL + "/oauth/callback", gwURL + "/oauth/login"}},
+			// People's MCP client, which signs them in for the gateway.
+			{ID: "mcp-client", Secret: "s", RedirectURIs: []string{mcpClientRedirect}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +173,7 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 	if err := cp.Access.SetClientAuth(ctx, ten.ID, gw.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cp.Access.CreateRule(ctx, ten.ID, gw.ID, access.Rule{Principal: "group:people", VirtualServer: "main", ToolPattern: "*", Effect: "allow"}); err != nil {
+	if _, err := cp.Access.CreateRule(ctx, ten.ID, gw.ID, access.Rule{Principal: "*", VirtualServer: "main", ToolPattern: "*", Effect: "allow"}); err != nil {
 		t.Fatal(err)
 	}
 	enroll, err := cp.EnrollmentToken(ctx, ten.ID, gw.ID, time.Hour)
@@ -178,7 +181,8 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	startGateway(t, cp.AgentEndpoint(), t.TempDir(), gwAddr, "PORTCULLIS_ENROLL_TOKEN="+enroll,
-		"MCP_CREDENTIAL_DISCOVERY="+token("gw-discovery"), "MCP_CREDENTIAL_GW_SECRET="+gwSecret)
+		"MCP_CREDENTIAL_DISCOVERY="+token("gw-discovery"), "MCP_CREDENTIAL_GW_SECRET="+gwSecret,
+		"PORTCULLIS_LOGIN_CLIENT_ID="+gwClient, "PORTCULLIS_LOGIN_CLIENT_SECRET="+gwSecret)
 	pinWhenDiscovered(t, cp, ten.ID, "who", "whoami")
 	pinWhenDiscovered(t, cp, ten.ID, "tx", "whoami")
 
@@ -186,11 +190,14 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 		name, jwt string
 		login     devidp.User
 		elicited  atomic.Int32
-		consent   atomic.Bool // whether to sign in when asked
-		completed chan string // elicitation IDs the gateway says completed
+		consent   atomic.Bool  // whether to sign in when asked
+		openAs    *devidp.User // who opens the link, if not the person
+		completed chan string  // elicitation IDs the gateway says completed
 		cs        *mcp.ClientSession
 	}
-	people := []*person{{name: "alice", jwt: token("agent-alice"), login: alice}, {name: "bob", jwt: token("agent-bob"), login: bob}}
+	// Each person's MCP client signs them in at the identity provider for
+	// the gateway: they are user:dev-user-1 and user:dev-user-2 there.
+	people := []*person{{name: "alice", jwt: userToken(t, idp, alice, resource), login: alice}, {name: "bob", jwt: userToken(t, idp, bob, resource), login: bob}}
 	for _, p := range people {
 		p.consent.Store(true)
 		p.completed = make(chan string, 4)
@@ -232,7 +239,11 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 			if !p.consent.Load() {
 				return "", err // the person declined: the call stays refused
 			}
-			if err := signInAt(e.URL, p.login); err != nil {
+			opener := p.login
+			if p.openAs != nil {
+				opener = *p.openAs
+			}
+			if err := signInAt(e.URL, opener); err != nil {
 				return "", err
 			}
 			select {
@@ -254,6 +265,15 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 		}
 		return text, nil
 	}
+
+	// A consent link opened by someone else: the gateway signs the opener
+	// in at the identity provider and refuses, before any authorization.
+	people[0].openAs = &bob
+	if got, err := call(people[0], "who__whoami"); err == nil || !strings.Contains(err.Error(), "made for another person") {
+		t.Fatalf("alice's link opened by bob: %q, %v; want a refusal", got, err)
+	}
+	people[0].openAs = nil
+	people[0].elicited.Store(0)
 
 	// oauth_user: the first call asks for consent; each person then calls as themselves.
 	for i, p := range people {
@@ -280,7 +300,7 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	if code, body := connections(people[1], http.MethodGet, ""); code != http.StatusOK || !strings.Contains(body, `"upstream":"who"`) ||
-		!strings.Contains(body, `"subject":"dev-user-2"`) || !strings.Contains(body, `"principal":"user:agent-bob"`) {
+		!strings.Contains(body, `"subject":"dev-user-2"`) || !strings.Contains(body, `"principal":"user:dev-user-2"`) {
 		t.Fatalf("bob's connections: %d %s", code, body)
 	}
 	if code, body := connections(people[0], http.MethodDelete, "/who"); code != http.StatusNoContent {
@@ -329,8 +349,8 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 	}
 
 	// token_exchange: no interaction; the upstream sees each caller's own subject.
-	for _, p := range people {
-		if got, err := call(p, "tx__whoami"); err != nil || got != "sub=agent-"+p.name {
+	for i, p := range people {
+		if got, err := call(p, "tx__whoami"); err != nil || got != fmt.Sprintf("sub=dev-user-%d", i+1) {
 			t.Fatalf("%s through token exchange: %q, %v", p.name, got, err)
 		}
 	}
@@ -359,13 +379,13 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 	}
 	eventually(t, "both people's connections listed", func() error {
 		by := listed()
-		a, b := by["who user:agent-alice"], by["who user:agent-bob"]
+		a, b := by["who user:dev-user-1"], by["who user:dev-user-2"]
 		if a.GetState() != "connected" || a.GetUpstreamIdentity() != "dev-user-1" || b.GetState() != "connected" || b.GetUpstreamIdentity() != "dev-user-2" {
 			return fmt.Errorf("connections %v", by)
 		}
 		return nil
 	})
-	if out := run("connections", "revoke", listed()["who user:agent-bob"].GetId()); !strings.Contains(out, "Revoked user:agent-bob's authorization at who") {
+	if out := run("connections", "revoke", listed()["who user:dev-user-2"].GetId()); !strings.Contains(out, "Revoked user:dev-user-2's authorization at who") {
 		t.Fatalf("revoke: %s", out)
 	}
 	people[1].consent.Store(false)
@@ -381,14 +401,14 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 	if got, err := call(people[0], "who__whoami"); err != nil || got != "sub=dev-user-1" {
 		t.Fatalf("alice after bob's revocation: %q, %v", got, err)
 	}
-	if c := listed()["who user:agent-bob"]; c.GetState() != "revoked" {
+	if c := listed()["who user:dev-user-2"]; c.GetState() != "revoked" {
 		t.Fatalf("bob's connection after the revocation: %v", c)
 	}
 
 	eventually(t, "call events naming whom each upstream saw", func() error {
 		for _, c := range []struct{ principal, upstream, identity string }{
-			{"user:agent-alice", "who", "dev-user-1"}, {"user:agent-bob", "who", "dev-user-2"},
-			{"user:agent-alice", "tx", "agent-alice"}, {"user:agent-bob", "tx", "agent-bob"},
+			{"user:dev-user-1", "who", "dev-user-1"}, {"user:dev-user-2", "who", "dev-user-2"},
+			{"user:dev-user-1", "tx", "dev-user-1"}, {"user:dev-user-2", "tx", "dev-user-2"},
 		} {
 			n, err := cp.DB.CallEvent.Query().Where(callevent.Principal(c.principal), callevent.Upstream(c.upstream),
 				callevent.UpstreamIdentity(c.identity), callevent.DecisionEQ(callevent.DecisionAllow)).Count(ctx)
@@ -400,38 +420,76 @@ func TestPerPersonUpstreamAuth(t *testing.T) {
 	})
 }
 
-// signInAt opens a consent link as a browser would and signs in at the
-// dev IdP's login page; the redirects end at the gateway's callback.
+// signInAt opens a consent link as a browser would: the person signs in at
+// the identity provider (the gateway checks who opened the link), continues
+// on the gateway's page, and signs in at the upstream's authorization
+// server (here the same dev IdP, without single sign-on); the redirects end
+// at the gateway's callback.
 func signInAt(link string, u devidp.User) error {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
 	resp, err := c.Get(link)
+	for step := 0; err == nil && step < 8; step++ {
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		at := resp.Request.URL
+		switch id := at.Query().Get("authRequestID"); {
+		case at.Path == "/login/username" && id != "":
+			login := *at
+			login.RawQuery = ""
+			resp, err = c.PostForm(login.String(), url.Values{"id": {id}, "username": {u.Email}, "password": {u.Password}})
+		case resp.StatusCode == http.StatusOK && strings.Contains(string(page), "consent-continue"):
+			resp, err = c.PostForm(link, nil) // the person continues
+		case resp.StatusCode == http.StatusOK && strings.Contains(string(page), "Connected"):
+			return nil
+		default:
+			return fmt.Errorf("at %s (%d): %.400s", at, resp.StatusCode, page)
+		}
+	}
 	if err != nil {
 		return err
 	}
-	page, _ := io.ReadAll(resp.Body)
+	return errors.New("the consent link did not end at the gateway's callback")
+}
+
+// mcpClientRedirect is where the dev IdP sends people's MCP client its code.
+const mcpClientRedirect = "http://127.0.0.1:1/mcp-client/callback"
+
+// userToken signs a person in at the dev IdP as an MCP client does
+// (authorization code with PKCE and the gateway as the resource) and
+// returns their JWT access token for the gateway.
+func userToken(t *testing.T, idp *devidp.IdP, u devidp.User, resource string) string {
+	t.Helper()
+	cfg := &oauth2.Config{ClientID: "mcp-client", ClientSecret: "s", RedirectURL: mcpClientRedirect,
+		Endpoint: oauth2.Endpoint{AuthURL: idp.Issuer() + "/authorize", TokenURL: idp.Issuer() + "/oauth/token"}, Scopes: []string{"openid"}}
+	verifier := oauth2.GenerateVerifier()
+	jar, _ := cookiejar.New(nil)
+	var code string
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(r *http.Request, _ []*http.Request) error {
+		if strings.HasPrefix(r.URL.String(), mcpClientRedirect) {
+			code = r.URL.Query().Get("code")
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	resp, err := c.Get(cfg.AuthCodeURL("state", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", resource)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "consent-continue") {
-		return fmt.Errorf("the consent link shows %d: %.300s", resp.StatusCode, page)
-	}
-	if resp, err = c.PostForm(link, nil); err != nil { // the person continues
-		return err
-	}
-	resp.Body.Close()
-	id := resp.Request.URL.Query().Get("authRequestID")
-	if resp.StatusCode != http.StatusOK || id == "" {
-		return fmt.Errorf("the consent link led to %s (%d), not the IdP's login", resp.Request.URL, resp.StatusCode)
-	}
 	login := *resp.Request.URL
+	id := login.Query().Get("authRequestID")
 	login.RawQuery = ""
-	resp, err = c.PostForm(login.String(), url.Values{"id": {id}, "username": {u.Email}, "password": {u.Password}})
+	if resp, err = c.PostForm(login.String(), url.Values{"id": {id}, "username": {u.Email}, "password": {u.Password}}); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if code == "" {
+		t.Fatalf("signing %s in: no code (at %s)", u.Email, resp.Request.URL)
+	}
+	tok, err := cfg.Exchange(context.Background(), code, oauth2.VerifierOption(verifier))
 	if err != nil {
-		return err
+		t.Fatalf("signing %s in: %v", u.Email, err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Connected") {
-		return fmt.Errorf("after signing in: %s (%d): %.300s", resp.Request.URL, resp.StatusCode, body)
-	}
-	return nil
+	return tok.AccessToken
 }

@@ -66,6 +66,8 @@ type Config struct {
 	FlowWindow        time.Duration
 	MaxDefinitionAge  time.Duration
 	TokenKeyFile      string
+	LoginClientID     string
+	LoginClientSecret string
 }
 
 // RegisterFlags binds cfg to fs; every flag can also be set as PORTCULLIS_<NAME>.
@@ -99,6 +101,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.TelemetryBuffer, "telemetry-buffer", 100_000, "call events kept while the control plane is unreachable; beyond it they are dropped and counted")
 	fs.Int64Var(&c.TelemetrySpool, "telemetry-spool-bytes", 256<<20, "disk budget of the telemetry spool in the data dir; events beyond it are dropped and counted")
 	fs.StringVar(&c.TokenKeyFile, "token-key-file", "", "file with the key (64 hex digits: openssl rand -hex 32) that seals people's upstream OAuth tokens; replicas given the same file and --redis-url share the tokens in Redis. Default: a key generated in --data-dir, tokens kept there")
+	fs.StringVar(&c.LoginClientID, "login-client-id", "", "the gateway's OpenID Connect client at the identity provider its clients authenticate with (redirect URI: --public-url/oauth/login); it verifies that who opens a consent link for an oauth_user upstream is the person it was made for, without which people cannot authorize such upstreams")
+	fs.StringVar(&c.LoginClientSecret, "login-client-secret", "", "that client's secret; set it as PORTCULLIS_LOGIN_CLIENT_SECRET rather than on the command line")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&c.GCPercent, "gc-percent", 400, "Go garbage collection target, as GOGC (which wins when set): the gateway's live heap is small, and a higher target spends less CPU per call for more memory; bound the heap with GOMEMLIMIT")
 }
@@ -234,7 +238,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	px, err := proxy.New(ctx, proxy.Config{Logger: log, Telemetry: q, DiscoveryInterval: cfg.DiscoveryInterval, UpstreamTimeout: cfg.UpstreamTimeout,
 		Version: Version, PublicURL: public, RateLimiter: limiter, Sessions: sessions, SessionIdle: cfg.SessionIdle,
 		MaxMessageBytes: cfg.MaxMessageBytes, Credentials: creds, Stdio: stdio, MaxSessions: cfg.MaxSessions, MaxClientSessions: cfg.MaxClientSessions,
-		RequestReadTimeout: cfg.ReadTimeout, FlowWindow: cfg.FlowWindow, MaxDefinitionAge: cfg.MaxDefinitionAge, Grants: tokens})
+		RequestReadTimeout: cfg.ReadTimeout, FlowWindow: cfg.FlowWindow, MaxDefinitionAge: cfg.MaxDefinitionAge, Grants: tokens,
+		Login: proxy.LoginClient{ID: cfg.LoginClientID, Secret: cfg.LoginClientSecret}})
 	if err != nil {
 		return err
 	}

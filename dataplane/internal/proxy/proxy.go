@@ -98,6 +98,10 @@ type Config struct {
 	// Grants keeps people's tokens for upstreams that act as each person
 	// (userauth.go); without it such upstreams refuse calls.
 	Grants *grants.Store
+	// Login is the gateway's OpenID Connect client at its clients' identity
+	// provider, which verifies who opens a consent link; without it
+	// people cannot authorize upstreams.
+	Login LoginClient
 }
 
 // kind is what a pin approves.
@@ -1489,6 +1493,7 @@ func (p *Proxy) Handler() http.Handler {
 		mux.HandleFunc("GET "+consentPath+"{state}", p.users.serveConsent)
 		mux.HandleFunc("POST "+consentPath+"{state}", p.users.serveConsent)
 		mux.HandleFunc("GET "+callbackPath, p.users.serveCallback)
+		mux.HandleFunc("GET "+loginPath, p.users.serveLogin)
 		connections := auth.RequireBearerToken(p.verifyToken, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(http.HandlerFunc(p.users.serveConnections))
 		mux.Handle("GET "+connectionsPath, connections)
 		mux.Handle("DELETE "+connectionsPath+"/{upstream}", connections)

@@ -3,7 +3,10 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
@@ -86,6 +90,12 @@ type consent struct {
 	Principal     string `json:"p"`
 	Verifier      string `json:"v"`
 	ElicitationID string `json:"eid"`
+	// The sign-in at the identity provider that proves who opened the
+	// link: its PKCE verifier and nonce, and, once the person proved to be
+	// the principal, the hash of the cookie of the browser they did it in.
+	LoginVerifier string `json:"lv"`
+	Nonce         string `json:"n"`
+	Browser       string `json:"b,omitempty"`
 }
 
 // registered is the gateway's client at an authorization server.
@@ -440,7 +450,8 @@ func subjectOf(tok *oauth2.Token) string {
 // session-less client (2026-07-28), as an input request.
 func (a *userAuth) consentError(ctx context.Context, u *upstream, principal string, ss *mcp.ServerSession) (*mcp.CallToolResult, error) {
 	state := randomToken()
-	c := consent{Upstream: u.spec.GetName(), Scope: grantScope(u), Principal: principal, Verifier: oauth2.GenerateVerifier(), ElicitationID: randomToken()}
+	c := consent{Upstream: u.spec.GetName(), Scope: grantScope(u), Principal: principal, Verifier: oauth2.GenerateVerifier(), ElicitationID: randomToken(),
+		LoginVerifier: oauth2.GenerateVerifier(), Nonce: randomToken()}
 	if err := a.store.Put(ctx, kindConsent, "", state, c, consentTTL); err != nil {
 		return nil, fmt.Errorf("keeping the consent: %w", err)
 	}
@@ -499,6 +510,13 @@ func (a *userAuth) serveConsent(w http.ResponseWriter, r *http.Request) {
 		consentPage(w, http.StatusNotFound, "This upstream changed or no longer takes personal authorization.", "Call the tool again for a new consent link.")
 		return
 	}
+	if !a.sameBrowser(r, &c) {
+		// Who opened the link? The person signs in at the identity
+		// provider first (MCP elicitation: the server MUST verify that the
+		// user completing the flow is the one it was made for).
+		a.startLogin(w, r, state, &c)
+		return
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -531,6 +549,10 @@ func (a *userAuth) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = a.store.Delete(r.Context(), kindConsent, "", state) // a link works once
+	if !a.sameBrowser(r, &c) {
+		consentPage(w, http.StatusForbidden, "This authorization did not start in this browser.", "Open the consent link your client gave you, and sign in there.")
+		return
+	}
 	if e := q.Get("error"); e != "" {
 		consentPage(w, http.StatusForbidden, "The authorization server did not authorize the gateway.", truncate(e+": "+q.Get("error_description"), 300))
 		return
@@ -722,6 +744,10 @@ func (p *Proxy) personal(ctx context.Context, req *mcp.CallToolRequest, u *upstr
 		return nil, nil
 	}
 	var nc needConsent
+	if errors.As(err, &nc) && !strings.HasPrefix(ev.Principal, "user:") {
+		ev.Decision, ev.Reason = agentv1.Decision_DECISION_DENY, "the upstream acts as each person: authenticate to the gateway with a token from the identity provider, not a client key"
+		return refusal("%s", ev.Reason), nil
+	}
 	if errors.As(err, &nc) {
 		ev.Reason = "the person has not authorized the gateway at the upstream yet: consent link sent"
 		return p.users.consentError(ctx, u, ev.Principal, req.Session)
@@ -778,4 +804,116 @@ func (a *userAuth) revoke(ctx context.Context, revs []*agentv1.GrantRevocation) 
 		a.revoked[key] = at
 		a.mu.Unlock()
 	}
+}
+
+// Verifying who opens a consent link: the gateway signs the person in at
+// the identity provider its clients authenticate with (as an OpenID
+// Connect client of its own, --login-client-id), compares the subject with
+// the principal the link was made for, and binds the link to that browser
+// with a cookie; continuing to the upstream and the callback need it.
+
+// LoginClient is the gateway's OpenID Connect client at the identity
+// provider its clients authenticate with, for verifying who opens a
+// consent link.
+type LoginClient struct {
+	ID, Secret string
+}
+
+const (
+	loginPath     = "/oauth/login"
+	consentCookie = "portcullis_consent"
+)
+
+// sameBrowser reports whether the request comes from the browser in which
+// the person proved to be the link's principal.
+func (a *userAuth) sameBrowser(r *http.Request, c *consent) bool {
+	ck, err := r.Cookie(consentCookie)
+	if err != nil || c.Browser == "" || len(ck.Value) > 64 {
+		return false
+	}
+	sum := sha256.Sum256([]byte(ck.Value))
+	return subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(c.Browser)) == 1
+}
+
+// loginConfig is the gateway's OpenID Connect client at the clients'
+// identity provider, if its operator configured one and the bundle names
+// the provider.
+func (a *userAuth) loginConfig(ctx context.Context) (*oauth2.Config, *oidc.IDTokenVerifier, error) {
+	lc := a.p.cfg.Login
+	pol := a.p.pol.Load()
+	if lc.ID == "" || pol == nil || pol.oidcIssuer == "" {
+		return nil, nil, errors.New("the gateway cannot verify who opens a consent link: its operator sets --login-client-id (an OpenID Connect client at the identity provider its clients authenticate with)")
+	}
+	pctx := oidc.ClientContext(ctx, upstreamHTTPClient)
+	prov, err := oidc.NewProvider(pctx, pol.oidcIssuer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the identity provider %s: %v", pol.oidcIssuer, err)
+	}
+	cfg := &oauth2.Config{ClientID: lc.ID, ClientSecret: lc.Secret, Endpoint: prov.Endpoint(), RedirectURL: a.p.cfg.PublicURL + loginPath,
+		Scopes: []string{oidc.ScopeOpenID}}
+	return cfg, prov.Verifier(&oidc.Config{ClientID: lc.ID}), nil
+}
+
+// startLogin sends the browser to the identity provider to sign in.
+func (a *userAuth) startLogin(w http.ResponseWriter, r *http.Request, state string, c *consent) {
+	cfg, _, err := a.loginConfig(r.Context())
+	if err != nil {
+		consentPage(w, http.StatusServiceUnavailable, "The gateway cannot verify who you are.", err.Error())
+		return
+	}
+	http.Redirect(w, r, cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(c.LoginVerifier), oidc.Nonce(c.Nonce)), http.StatusSeeOther)
+}
+
+// serveLogin finishes the sign-in: the person must be the link's
+// principal; the browser gets the cookie that continues the consent.
+func (a *userAuth) serveLogin(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	state := q.Get("state")
+	var c consent
+	ok := false
+	if len(state) <= 64 && len(q.Get("code")) <= maxTokenBytes {
+		ok, _ = a.store.Get(r.Context(), kindConsent, "", state, &c)
+	}
+	if !ok {
+		consentPage(w, http.StatusBadRequest, "This sign-in is unknown or expired.", "Call the tool again for a new consent link.")
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		consentPage(w, http.StatusForbidden, "The identity provider did not sign you in.", truncate(e+": "+q.Get("error_description"), 300))
+		return
+	}
+	cfg, verifier, err := a.loginConfig(r.Context())
+	if err != nil {
+		consentPage(w, http.StatusServiceUnavailable, "The gateway cannot verify who you are.", err.Error())
+		return
+	}
+	tok, err := cfg.Exchange(a.httpContext(r.Context()), q.Get("code"), oauth2.VerifierOption(c.LoginVerifier))
+	var idt *oidc.IDToken
+	if err == nil {
+		raw, _ := tok.Extra("id_token").(string)
+		if idt, err = verifier.Verify(r.Context(), raw); err == nil && idt.Nonce != c.Nonce {
+			err = errors.New("the ID token's nonce is not this sign-in's")
+		}
+	}
+	if err != nil {
+		consentPage(w, http.StatusForbidden, "The gateway could not verify your sign-in.", truncate(err.Error(), 300))
+		return
+	}
+	if "user:"+idt.Subject != c.Principal {
+		// Someone else's link: the phishing the MCP specification warns of.
+		_ = a.store.Delete(r.Context(), kindConsent, "", state)
+		a.p.log.Warn("consent link opened by another person", "upstream", c.Upstream, "principal", c.Principal, "opened_by", "user:"+idt.Subject)
+		consentPage(w, http.StatusForbidden, "This consent link was made for another person.", "Nobody was connected. Never open a consent link someone sent you; your own client gives you yours.")
+		return
+	}
+	cookie := randomToken()
+	sum := sha256.Sum256([]byte(cookie))
+	c.Browser = hex.EncodeToString(sum[:])
+	if err := a.store.Put(r.Context(), kindConsent, "", state, c, consentTTL); err != nil {
+		consentPage(w, http.StatusInternalServerError, "The gateway could not keep the sign-in.", err.Error())
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: consentCookie, Value: cookie, Path: "/oauth/", MaxAge: int(consentTTL.Seconds()),
+		HttpOnly: true, Secure: strings.HasPrefix(a.p.cfg.PublicURL, "https://"), SameSite: http.SameSiteLaxMode})
+	http.Redirect(w, r, consentPath+state, http.StatusSeeOther)
 }

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -185,14 +187,42 @@ func TestConsentRegistersAndRedirects(t *testing.T) {
 	}
 	state := strings.TrimPrefix(ep.URL, "http://gw.test/oauth/consent/")
 	h := a.p.Handler()
-	get := httptest.NewRecorder()
-	h.ServeHTTP(get, httptest.NewRequest(http.MethodGet, "/oauth/consent/"+state, nil))
+	// Until the person signed in at the identity provider in this browser,
+	// the link goes nowhere near the upstream (here the gateway has no
+	// login client, and says so).
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, "/oauth/consent/"+state, nil))
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "--login-client-id") {
+			t.Fatalf("%s before signing in: %d %s", method, rec.Code, rec.Body)
+		}
+	}
+	// As after serveLogin: the link is bound to this browser's cookie.
+	var c consent
+	if ok, _ := a.store.Get(ctx, kindConsent, "", state, &c); !ok {
+		t.Fatal("no consent record")
+	}
+	sum := sha256.Sum256([]byte("browser-cookie"))
+	c.Browser = hex.EncodeToString(sum[:])
+	if err := a.store.Put(ctx, kindConsent, "", state, c, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	inBrowser := func(method, cookie string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, "/oauth/consent/"+state, nil)
+		req.AddCookie(&http.Cookie{Name: consentCookie, Value: cookie})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := inBrowser(http.MethodPost, "another-browser"); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("another browser continues: %d", rec.Code)
+	}
+	get := inBrowser(http.MethodGet, "browser-cookie")
 	if get.Code != http.StatusOK || !strings.Contains(get.Body.String(), "user:alice") || !strings.Contains(get.Body.String(), "http://up.test/mcp") {
 		t.Fatalf("consent page %d: %s", get.Code, get.Body)
 	}
 	for range 2 {
-		post := httptest.NewRecorder()
-		h.ServeHTTP(post, httptest.NewRequest(http.MethodPost, "/oauth/consent/"+state, nil))
+		post := inBrowser(http.MethodPost, "browser-cookie")
 		loc, err := url.Parse(post.Header().Get("Location"))
 		if post.Code != http.StatusSeeOther || err != nil {
 			t.Fatalf("continue: %d %v", post.Code, err)
