@@ -298,11 +298,17 @@ func (a AuthSpec) validate(transport string) error {
 		}
 	}
 	for _, u := range []string{a.Issuer, a.Resource} {
-		if pu, err := url.Parse(u); u != "" && (err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" || len(u) > 1024) {
+		if u != "" && (!httpURL(u) || len(u) > 1024) {
 			return fmt.Errorf("%q must be an absolute http(s) URL", bound.String(u, 300))
 		}
 	}
 	return nil
+}
+
+// httpURL reports whether s is an absolute http or https URL.
+func httpURL(s string) bool {
+	pu, err := url.Parse(s)
+	return err == nil && (pu.Scheme == "http" || pu.Scheme == "https") && pu.Host != ""
 }
 
 // PackageSpec is an MCP server package at an exact version with the
@@ -383,8 +389,7 @@ var (
 func (u UpstreamSpec) Validate() error {
 	switch u.Transport {
 	case upstream.TransportStreamableHTTP.String():
-		pu, err := url.Parse(u.URL)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		if !httpURL(u.URL) {
 			return fmt.Errorf("upstream %q: URL %q must be an absolute http(s) URL", u.Name, u.URL)
 		}
 		if u.Command != "" {

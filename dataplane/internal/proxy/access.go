@@ -282,19 +282,29 @@ func (p *Proxy) filterTools(res mcp.Result, vs string, routes map[string]route, 
 	return &out
 }
 
-// oidcVerifiers caches one verifier per issuer; discovery is retried at most
-// every 10 seconds while the issuer is unreachable.
+// oidcVerifiers caches one provider per issuer, with the verifier of
+// clients' tokens; discovery is retried at most every 10 seconds while the
+// issuer is unreachable.
 type oidcVerifiers struct {
 	mu     sync.Mutex
-	byIss  map[string]*oidc.IDTokenVerifier
+	byIss  map[string]*oidcIssuer
 	failed map[string]time.Time
 }
 
-func (p *Proxy) oidcVerifier(issuer string) (*oidc.IDTokenVerifier, error) {
+// oidcIssuer is a discovered identity provider.
+type oidcIssuer struct {
+	prov *oidc.Provider
+	// jwt verifies signatures, issuer and expiry, not the audience: the
+	// caller checks it (verifyJWT against this gateway's resource URLs,
+	// serveLogin against the gateway's login client).
+	jwt *oidc.IDTokenVerifier
+}
+
+func (p *Proxy) oidcIssuer(issuer string) (*oidcIssuer, error) {
 	p.oidc.mu.Lock()
 	defer p.oidc.mu.Unlock()
-	if v := p.oidc.byIss[issuer]; v != nil {
-		return v, nil
+	if i := p.oidc.byIss[issuer]; i != nil {
+		return i, nil
 	}
 	if t, ok := p.oidc.failed[issuer]; ok && time.Since(t) < 10*time.Second {
 		return nil, fmt.Errorf("identity provider %s is unreachable; retrying shortly", issuer)
@@ -312,13 +322,12 @@ func (p *Proxy) oidcVerifier(issuer string) (*oidc.IDTokenVerifier, error) {
 		p.log.Warn("identity provider discovery failed", "issuer", issuer, "err", err)
 		return nil, fmt.Errorf("identity provider %s is unreachable", issuer)
 	}
-	// The audience is checked by verifyJWT against this gateway's resource URLs.
-	v := prov.VerifierContext(ctx, &oidc.Config{SkipClientIDCheck: true})
+	i := &oidcIssuer{prov: prov, jwt: prov.VerifierContext(ctx, &oidc.Config{SkipClientIDCheck: true})}
 	if p.oidc.byIss == nil {
-		p.oidc.byIss = map[string]*oidc.IDTokenVerifier{}
+		p.oidc.byIss = map[string]*oidcIssuer{}
 	}
-	p.oidc.byIss[issuer] = v
-	return v, nil
+	p.oidc.byIss[issuer] = i
+	return i, nil
 }
 
 // verifyJWT checks a bearer JWT's signature, issuer and expiry with go-oidc,
@@ -328,11 +337,11 @@ func (p *Proxy) verifyJWT(ctx context.Context, pol *policy, token, vs string) (*
 	if pol.oidcIssuer == "" {
 		return nil, fmt.Errorf("%w: not a Portcullis client key, and no identity provider is configured", auth.ErrInvalidToken)
 	}
-	v, err := p.oidcVerifier(pol.oidcIssuer)
+	iss, err := p.oidcIssuer(pol.oidcIssuer)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
 	}
-	idt, err := v.Verify(ctx, token)
+	idt, err := iss.jwt.Verify(ctx, token)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
 	}

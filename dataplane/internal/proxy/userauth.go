@@ -13,6 +13,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,11 @@ import (
 func perPerson(spec *agentv1.Upstream) bool {
 	m := spec.GetAuth().GetMode()
 	return m == agentv1.AuthMode_AUTH_MODE_OAUTH_USER || m == agentv1.AuthMode_AUTH_MODE_TOKEN_EXCHANGE
+}
+
+// oauthUser reports whether u takes each person's own OAuth grant.
+func oauthUser(u *upstream) bool {
+	return u.spec.GetAuth().GetMode() == agentv1.AuthMode_AUTH_MODE_OAUTH_USER
 }
 
 // Record kinds in the grant store.
@@ -168,7 +174,7 @@ func (a *userAuth) token(ctx context.Context, u *upstream, principal string) (*c
 	if principal == "" {
 		return nil, fmt.Errorf("upstream %q acts as each person: authenticate to the gateway (a client key or a token from the identity provider)", u.spec.GetName())
 	}
-	key := grantScope(u) + "\x00" + principal
+	key := grantKey(grantScope(u), principal)
 	a.mu.Lock()
 	ct := a.tokens[key]
 	subject := a.subjects[principal]
@@ -206,7 +212,7 @@ func (a *userAuth) token(ctx context.Context, u *upstream, principal string) (*c
 // forget drops a cached token (the upstream refused it, or it was revoked).
 func (a *userAuth) forget(scope, principal string) {
 	a.mu.Lock()
-	delete(a.tokens, scope+"\x00"+principal)
+	delete(a.tokens, grantKey(scope, principal))
 	a.mu.Unlock()
 }
 
@@ -216,6 +222,10 @@ func (a *userAuth) forget(scope, principal string) {
 func grantScope(u *upstream) string {
 	return u.spec.GetName() + " " + resourceOf(u)
 }
+
+// grantKey names a principal's grant in memory (the token cache, applied
+// revocations).
+func grantKey(scope, principal string) string { return scope + "\x00" + principal }
 
 // fromGrant reads the principal's grant, refreshing (and rotating) it when
 // it expired; without one, or when the refresh is refused, consent is needed.
@@ -493,21 +503,13 @@ const (
 // authorization, and expires.
 func (a *userAuth) serveConsent(w http.ResponseWriter, r *http.Request) {
 	state := r.PathValue("state")
-	var c consent
-	ok := false
-	if len(state) <= 64 {
-		var err error
-		if ok, err = a.store.Get(r.Context(), kindConsent, "", state, &c); err != nil {
-			a.p.log.Warn("consent: reading the link", "err", err)
-		}
-	}
+	c, ok := a.consentOf(r, state)
 	if !ok {
 		consentPage(w, http.StatusNotFound, "This consent link is unknown or expired.", "Call the tool again for a new one.")
 		return
 	}
-	u := a.p.upstream(c.Upstream)
-	if u == nil || u.spec.GetAuth().GetMode() != agentv1.AuthMode_AUTH_MODE_OAUTH_USER || grantScope(u) != c.Scope {
-		consentPage(w, http.StatusNotFound, "This upstream changed or no longer takes personal authorization.", "Call the tool again for a new consent link.")
+	u := a.linkUpstream(w, &c)
+	if u == nil {
 		return
 	}
 	if !a.sameBrowser(r, &c) {
@@ -518,11 +520,7 @@ func (a *userAuth) serveConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method != http.MethodPost {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Referrer-Policy", "no-referrer")
-		w.Header().Set("X-Frame-Options", "DENY")
-		_ = confirmTmpl.Execute(w, map[string]string{"Upstream": c.Upstream, "URL": u.spec.GetUrl(), "Principal": c.Principal})
+		page(w, http.StatusOK, confirmTmpl, map[string]string{"Upstream": c.Upstream, "URL": u.spec.GetUrl(), "Principal": c.Principal})
 		return
 	}
 	cfg, _, err := a.config(r.Context(), u)
@@ -534,16 +532,37 @@ func (a *userAuth) serveConsent(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(c.Verifier), oauth2.SetAuthURLParam("resource", resourceOf(u))), http.StatusSeeOther)
 }
 
+// consentOf reads the consent a link, sign-in or callback names by its
+// state, with the state and any code bounded before the lookup.
+func (a *userAuth) consentOf(r *http.Request, state string) (consent, bool) {
+	var c consent
+	if len(state) > 64 || len(r.URL.Query().Get("code")) > maxTokenBytes {
+		return c, false
+	}
+	ok, err := a.store.Get(r.Context(), kindConsent, "", state, &c)
+	if err != nil {
+		a.p.log.Warn("consent: reading the link", "err", err)
+	}
+	return c, ok && err == nil
+}
+
+// linkUpstream is the upstream a consent is for, as it was when the link
+// was made; otherwise it answers the browser and returns nil.
+func (a *userAuth) linkUpstream(w http.ResponseWriter, c *consent) *upstream {
+	u := a.p.upstream(c.Upstream)
+	if u == nil || !oauthUser(u) || grantScope(u) != c.Scope {
+		consentPage(w, http.StatusNotFound, "This upstream changed or no longer takes personal authorization.", "Call the tool again for a new consent link.")
+		return nil
+	}
+	return u
+}
+
 // serveCallback finishes a consent: the code is exchanged, the grant kept,
 // and the client session told the elicitation completed.
 func (a *userAuth) serveCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
-	var c consent
-	ok := false
-	if len(state) <= 64 && len(q.Get("code")) <= maxTokenBytes {
-		ok, _ = a.store.Get(r.Context(), kindConsent, "", state, &c)
-	}
+	c, ok := a.consentOf(r, state)
 	if !ok {
 		consentPage(w, http.StatusBadRequest, "This authorization is unknown or expired.", "Call the tool again for a new consent link.")
 		return
@@ -557,9 +576,8 @@ func (a *userAuth) serveCallback(w http.ResponseWriter, r *http.Request) {
 		consentPage(w, http.StatusForbidden, "The authorization server did not authorize the gateway.", truncate(e+": "+q.Get("error_description"), 300))
 		return
 	}
-	u := a.p.upstream(c.Upstream)
-	if u == nil || u.spec.GetAuth().GetMode() != agentv1.AuthMode_AUTH_MODE_OAUTH_USER || grantScope(u) != c.Scope {
-		consentPage(w, http.StatusNotFound, "This upstream changed or no longer takes personal authorization.", "Call the tool again for a new consent link.")
+	u := a.linkUpstream(w, &c)
+	if u == nil {
 		return
 	}
 	cfg, asm, err := a.config(r.Context(), u)
@@ -616,7 +634,7 @@ func (a *userAuth) serveConnections(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodDelete {
 		name := r.PathValue("upstream")
 		u := a.p.upstream(name)
-		if u == nil || u.spec.GetAuth().GetMode() != agentv1.AuthMode_AUTH_MODE_OAUTH_USER {
+		if u == nil || !oauthUser(u) {
 			http.Error(w, fmt.Sprintf("no upstream %q with personal authorization on this gateway", truncate(name, 64)), http.StatusNotFound)
 			return
 		}
@@ -633,7 +651,7 @@ func (a *userAuth) serveConnections(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []connection{}
 	for _, u := range a.p.upstreamList() {
-		if u.spec.GetAuth().GetMode() != agentv1.AuthMode_AUTH_MODE_OAUTH_USER {
+		if !oauthUser(u) {
 			continue
 		}
 		var g grant
@@ -683,11 +701,18 @@ button{padding:.6rem 1.2rem;font-weight:600}</style></head>
 <form method="post"><button type="submit" data-testid="consent-continue">Continue</button></form></body></html>`))
 
 func consentPage(w http.ResponseWriter, status int, title, detail string) {
+	page(w, status, consentTmpl, map[string]string{"Title": title, "Detail": detail})
+}
+
+// page writes one of the consent flow's pages: never cached, never framed,
+// never sending its URL (the link's state) on as a referrer.
+func page(w http.ResponseWriter, status int, t *template.Template, data map[string]string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("X-Frame-Options", "DENY")
 	w.WriteHeader(status)
-	_ = consentTmpl.Execute(w, map[string]string{"Title": title, "Detail": detail})
+	_ = t.Execute(w, data)
 }
 
 // userTransport adds the principal's token to each request to an upstream
@@ -773,11 +798,11 @@ func (a *userAuth) event(method, upstream, principal, identity, reason string) {
 func (a *userAuth) revoke(ctx context.Context, revs []*agentv1.GrantRevocation) {
 	for _, r := range revs {
 		u := a.p.upstream(r.GetUpstream())
-		if u == nil || u.spec.GetAuth().GetMode() != agentv1.AuthMode_AUTH_MODE_OAUTH_USER || r.GetPrincipal() == "" || !r.GetRevokedAt().IsValid() {
+		if u == nil || !oauthUser(u) || r.GetPrincipal() == "" || !r.GetRevokedAt().IsValid() {
 			continue
 		}
 		scope, principal, at := grantScope(u), r.GetPrincipal(), r.GetRevokedAt().AsTime()
-		key := scope + "\x00" + principal
+		key := grantKey(scope, principal)
 		a.mu.Lock()
 		done := a.revoked[key]
 		a.mu.Unlock()
@@ -838,25 +863,24 @@ func (a *userAuth) sameBrowser(r *http.Request, c *consent) bool {
 // loginConfig is the gateway's OpenID Connect client at the clients'
 // identity provider, if its operator configured one and the bundle names
 // the provider.
-func (a *userAuth) loginConfig(ctx context.Context) (*oauth2.Config, *oidc.IDTokenVerifier, error) {
+func (a *userAuth) loginConfig() (*oauth2.Config, *oidcIssuer, error) {
 	lc := a.p.cfg.Login
 	pol := a.p.pol.Load()
 	if lc.ID == "" || pol == nil || pol.oidcIssuer == "" {
 		return nil, nil, errors.New("the gateway cannot verify who opens a consent link: its operator sets --login-client-id (an OpenID Connect client at the identity provider its clients authenticate with)")
 	}
-	pctx := oidc.ClientContext(ctx, upstreamHTTPClient)
-	prov, err := oidc.NewProvider(pctx, pol.oidcIssuer)
+	iss, err := a.p.oidcIssuer(pol.oidcIssuer) // the provider that verifies clients' tokens
 	if err != nil {
-		return nil, nil, fmt.Errorf("the identity provider %s: %v", pol.oidcIssuer, err)
+		return nil, nil, err
 	}
-	cfg := &oauth2.Config{ClientID: lc.ID, ClientSecret: lc.Secret, Endpoint: prov.Endpoint(), RedirectURL: a.p.cfg.PublicURL + loginPath,
+	cfg := &oauth2.Config{ClientID: lc.ID, ClientSecret: lc.Secret, Endpoint: iss.prov.Endpoint(), RedirectURL: a.p.cfg.PublicURL + loginPath,
 		Scopes: []string{oidc.ScopeOpenID}}
-	return cfg, prov.Verifier(&oidc.Config{ClientID: lc.ID}), nil
+	return cfg, iss, nil
 }
 
 // startLogin sends the browser to the identity provider to sign in.
 func (a *userAuth) startLogin(w http.ResponseWriter, r *http.Request, state string, c *consent) {
-	cfg, _, err := a.loginConfig(r.Context())
+	cfg, _, err := a.loginConfig()
 	if err != nil {
 		consentPage(w, http.StatusServiceUnavailable, "The gateway cannot verify who you are.", err.Error())
 		return
@@ -869,11 +893,7 @@ func (a *userAuth) startLogin(w http.ResponseWriter, r *http.Request, state stri
 func (a *userAuth) serveLogin(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
-	var c consent
-	ok := false
-	if len(state) <= 64 && len(q.Get("code")) <= maxTokenBytes {
-		ok, _ = a.store.Get(r.Context(), kindConsent, "", state, &c)
-	}
+	c, ok := a.consentOf(r, state)
 	if !ok {
 		consentPage(w, http.StatusBadRequest, "This sign-in is unknown or expired.", "Call the tool again for a new consent link.")
 		return
@@ -882,7 +902,7 @@ func (a *userAuth) serveLogin(w http.ResponseWriter, r *http.Request) {
 		consentPage(w, http.StatusForbidden, "The identity provider did not sign you in.", truncate(e+": "+q.Get("error_description"), 300))
 		return
 	}
-	cfg, verifier, err := a.loginConfig(r.Context())
+	cfg, iss, err := a.loginConfig()
 	if err != nil {
 		consentPage(w, http.StatusServiceUnavailable, "The gateway cannot verify who you are.", err.Error())
 		return
@@ -891,7 +911,11 @@ func (a *userAuth) serveLogin(w http.ResponseWriter, r *http.Request) {
 	var idt *oidc.IDToken
 	if err == nil {
 		raw, _ := tok.Extra("id_token").(string)
-		if idt, err = verifier.Verify(r.Context(), raw); err == nil && idt.Nonce != c.Nonce {
+		// The shared verifier leaves the audience to its caller: an ID
+		// token for the gateway's login client, of this sign-in.
+		if idt, err = iss.jwt.Verify(r.Context(), raw); err == nil && !slices.Contains(idt.Audience, cfg.ClientID) {
+			err = fmt.Errorf("the ID token is for %v, not the gateway's login client", idt.Audience)
+		} else if err == nil && idt.Nonce != c.Nonce {
 			err = errors.New("the ID token's nonce is not this sign-in's")
 		}
 	}
