@@ -7,6 +7,7 @@ package change
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -288,7 +289,16 @@ func (s *Service) decide(ctx context.Context, tenantID, id uuid.UUID, d approval
 			if t.PinnedSha256 != cr.FromSha256 {
 				return fmt.Errorf("%w: the tool's pin changed since this request was opened", authz.ErrConflict)
 			}
-			if err := tx.Tool.UpdateOneID(t.ID).SetPinnedSha256(cr.ToSha256).Exec(ctx); err != nil {
+			served, err := servedArchive(ctx, tx, t, cr.ToSha256)
+			if err != nil {
+				return err
+			}
+			if served != nil {
+				err = acceptArchive(ctx, tx, t, served)
+			} else {
+				err = tx.Tool.UpdateOneID(t.ID).SetPinnedSha256(cr.ToSha256).Exec(ctx)
+			}
+			if err != nil {
 				return err
 			}
 			upd.SetStatus(changerequest.StatusApproved)
@@ -325,6 +335,60 @@ func (s *Service) decide(ctx context.Context, tenantID, id uuid.UUID, d approval
 }
 
 // SetApprovalsRequired sets how many approvals new change requests need.
+// served is a package archive a registry served without the upstream's
+// pinned integrity, as the gateway reports it in place of the dependency
+// tree it could not read.
+type served struct {
+	Name, Version, Integrity, Refused string
+}
+
+// servedArchive is the served archive a package request is about, or nil
+// for a request about a dependency tree (or a tool).
+func servedArchive(ctx context.Context, tx *ent.Client, t *ent.Tool, sha string) (*served, error) {
+	if t.Kind != tool.KindPackage {
+		return nil, nil
+	}
+	v, err := tx.ToolVersion.Query().Where(toolversion.ToolID(t.ID), toolversion.Sha256(sha)).Only(ctx)
+	if err != nil {
+		return nil, authz.DBError("the requested package version", err)
+	}
+	var a served
+	if err := json.Unmarshal(v.Definition, &a); err != nil {
+		return nil, fmt.Errorf("package tree %s: %w", short(sha), err)
+	}
+	if a.Refused == "" {
+		return nil, nil
+	}
+	return &a, nil
+}
+
+// acceptArchive makes the served archive the pin of the package upstream,
+// whose dependency tree keeps its pin: the gateway then installs the
+// archive, and its tree is a change request of its own, diffed against the
+// approved tree.
+func acceptArchive(ctx context.Context, tx *ent.Client, t *ent.Tool, a *served) error {
+	up, err := tx.Upstream.Get(ctx, t.UpstreamID)
+	if err != nil {
+		return authz.DBError("upstream", err)
+	}
+	if up.PackageName != a.Name || up.PackageVersion != a.Version {
+		return fmt.Errorf("%w: the upstream's package changed since this request was opened", authz.ErrConflict)
+	}
+	tn, err := tx.Tenant.Get(ctx, t.TenantID)
+	if err != nil {
+		return authz.DBError("tenant", err)
+	}
+	if tn.CatalogOnly {
+		return authz.Invalid("this tenant runs only servers from its approved catalog: a served archive is accepted by importing a catalog entry with its integrity, not by this request")
+	}
+	after, err := up.Update().SetPackageIntegrity(a.Integrity).SetCatalogEntry("").Save(ctx) // no longer the entry's archive
+	if err != nil {
+		return err
+	}
+	return audit.Record(ctx, tx, audit.Event{TenantID: t.TenantID, Action: "upstream.update", TargetType: "upstream",
+		TargetID: up.ID.String(), TargetName: up.Name, Before: up, After: after})
+}
+
 func (s *Service) SetApprovalsRequired(ctx context.Context, tenantID uuid.UUID, n int) error {
 	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
 		return err

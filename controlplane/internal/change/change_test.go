@@ -478,8 +478,8 @@ func testPackage(t *testing.T, w *world) {
 		SetPackageEcosystem("npm").SetPackageName("@acme/demo").SetPackageVersion("1.0.0").SetPackageIntegrity(integrity).Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tree := func(version string, deps ...string) *agentv1.DiscoveredTool {
-		raw, err := json.Marshal(inventory.PackageTree{Ecosystem: "npm", Name: "@acme/demo", Version: version, Integrity: integrity, Dependencies: deps})
+	item := func(pt inventory.PackageTree) *agentv1.DiscoveredTool {
+		raw, err := json.Marshal(pt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -489,6 +489,13 @@ func testPackage(t *testing.T, w *world) {
 		}
 		sum := sha256.Sum256(def)
 		return &agentv1.DiscoveredTool{Name: "npm:@acme/demo", Definition: def, Sha256: hex.EncodeToString(sum[:])}
+	}
+	tree := func(version string, deps ...string) *agentv1.DiscoveredTool {
+		return item(inventory.PackageTree{Ecosystem: "npm", Name: "@acme/demo", Version: version, Integrity: integrity, Dependencies: deps})
+	}
+	servedArchive := func(b byte) (*agentv1.DiscoveredTool, string) {
+		sri := "sha512-" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 64))
+		return item(inventory.PackageTree{Ecosystem: "npm", Name: "@acme/demo", Version: "1.0.0", Integrity: sri, Refused: "the mirror served another archive"}), sri
 	}
 	report := func(dt *agentv1.DiscoveredTool) {
 		t.Helper()
@@ -540,5 +547,56 @@ func testPackage(t *testing.T, w *world) {
 	}
 	if len(d.Findings) != 0 {
 		t.Errorf("a dependency list was scanned as text for a model: %+v", d.Findings)
+	}
+
+	// A mirror served another archive: reported in place of the tree, a
+	// change whose diff is the integrity. Rejected, it is not asked again.
+	bad, _ := servedArchive(8)
+	report(bad)
+	crs = w.pending(t)
+	if len(crs) != 1 || crs[0].Kind != changerequest.KindPackageChanged || crs[0].FromSha256 != first.GetSha256() || crs[0].ToSha256 != bad.GetSha256() {
+		t.Fatalf("pending after a served archive: %+v", crs)
+	}
+	if _, err := w.changes.Reject(w.approver, w.tenantID, crs[0].ID, "not what npm has"); err != nil {
+		t.Fatal(err)
+	}
+	report(bad)
+	if crs := w.pending(t); len(crs) != 0 {
+		t.Fatalf("a rejected archive asked again: %+v", crs)
+	}
+	// Another served archive, approved: it becomes the upstream's pin, while
+	// the tree keeps its pin until the archive's own tree is approved.
+	other, otherSRI := servedArchive(9)
+	report(other)
+	crs = w.pending(t)
+	if len(crs) != 1 || crs[0].ToSha256 != other.GetSha256() {
+		t.Fatalf("pending after another served archive: %+v", crs)
+	}
+	if d, err = w.changes.Get(w.owner, w.tenantID, crs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(d.Diff, func(l change.Line) bool { return l.Op != "equal" && strings.Contains(l.Right, otherSRI) }) ||
+		!slices.ContainsFunc(d.Diff, func(l change.Line) bool { return l.Op != "equal" && strings.Contains(l.Left, integrity) }) {
+		t.Errorf("the diff does not show the served integrity against the pinned one: %+v", d.Diff)
+	}
+	if _, err := w.changes.Approve(w.approver, w.tenantID, crs[0].ID, "rebuilt by us"); err != nil {
+		t.Fatal(err)
+	}
+	up, err := w.db.Upstream.Query().Where(upstream.TenantID(w.tenantID), upstream.Name("demo")).Only(ctx)
+	if err != nil || up.PackageIntegrity != otherSRI {
+		t.Fatalf("upstream after approving the served archive: %+v %v", up, err)
+	}
+	if tl := w.tool(t, "npm:@acme/demo"); tl.PinnedSha256 != first.GetSha256() {
+		t.Errorf("the tree's pin moved to %s", tl.PinnedSha256)
+	}
+	report(other) // made before the gateway had the new pin: moot
+	if crs := w.pending(t); len(crs) != 0 {
+		t.Fatalf("a stale served archive opened %+v", crs)
+	}
+	integrity = otherSRI
+	next := tree("1.0.0", "zod@3.0.0 sha512-a")
+	report(next)
+	if crs := w.pending(t); len(crs) != 1 || crs[0].Kind != changerequest.KindPackageChanged || crs[0].FromSha256 != first.GetSha256() || crs[0].ToSha256 != next.GetSha256() {
+		t.Fatalf("pending after the accepted archive's tree: %+v", crs)
 	}
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha512"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -45,8 +47,8 @@ func pinnedEverything(t *testing.T) (version, integrity string) {
 
 // TestPackageUpstream runs server-everything as a package upstream through
 // the built binaries, from a registry mirror: while the mirror serves a
-// tampered archive, the gateway refuses it and the reason (both hashes)
-// reaches the CLI; once it serves the real one, the gateway installs it,
+// tampered archive, the gateway refuses it, the reason (both hashes)
+// reaches the CLI and the archive is a change request; once it serves the real one, the gateway installs it,
 // with its dependencies, in a store the stdio user cannot change, and runs
 // it as that user.
 func TestPackageUpstream(t *testing.T) {
@@ -62,7 +64,8 @@ func TestPackageUpstream(t *testing.T) {
 	archivePath := "/" + name + "/-/server-everything-" + version + ".tgz"
 
 	// The mirror: npm's registry, but for server-everything's archive while tampered.
-	mirror, tampered, archiveFetches := tamperingMirror(t, "https://registry.npmjs.org", archivePath, "\x1f\x8b not the archive that was pinned")
+	const junk = "\x1f\x8b not the archive that was pinned"
+	mirror, tampered, archiveFetches := tamperingMirror(t, "https://registry.npmjs.org", archivePath, junk)
 
 	w := buildWorld(t)
 	run := cliAs(t, runBinary, w.cp.PublicURL(), w.adminKeyA)
@@ -101,6 +104,15 @@ func TestPackageUpstream(t *testing.T) {
 	if entries, _ := filepath.Glob(filepath.Join(stdioDir, ".packages", "npm", "*")); len(entries) != 0 {
 		t.Errorf("the tampered archive left %q in the store", entries)
 	}
+	// It reaches the change workflow: a request whose diff is the served
+	// integrity; rejected, it is not asked again.
+	sum := sha512.Sum512([]byte(junk))
+	servedCR := pendingPackageRequest(t, w, changerequest.KindPackageAdded, "")
+	if out := run("changes", "show", servedCR.ID.String()); !strings.Contains(out, "sha512-"+base64.StdEncoding.EncodeToString(sum[:])) ||
+		!strings.Contains(out, "not the pinned "+integrity) {
+		t.Errorf("the served archive's request does not show what was served and pinned:\n%s", out)
+	}
+	run("changes", "reject", "--comment", "not what npm publishes", servedCR.ID.String())
 
 	// The real archive: installed, and its dependency tree reported, but
 	// not run until the tree is approved.

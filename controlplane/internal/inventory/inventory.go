@@ -23,6 +23,7 @@ import (
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/bound"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/change"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/scan"
+	"github.com/portcullis-mcp/portcullis/controlplane/internal/tenant"
 	"github.com/portcullis-mcp/portcullis/ent"
 	"github.com/portcullis-mcp/portcullis/ent/schematype"
 	"github.com/portcullis-mcp/portcullis/ent/tool"
@@ -151,6 +152,10 @@ type PackageTree struct {
 	Version      string   `json:"version"`
 	Integrity    string   `json:"integrity"`
 	Dependencies []string `json:"dependencies"`
+	// Refused says why the gateway refused an archive a registry served
+	// without the pinned hash; Integrity is then the served archive's, and
+	// the dependencies are not known (the archive was never unpacked).
+	Refused string `json:"refused,omitempty"`
 }
 
 // PackageIsUpstreams checks that a reported package tree is of the package
@@ -165,9 +170,15 @@ func PackageIsUpstreams(dt *agentv1.DiscoveredTool, up *ent.Upstream) error {
 		return fmt.Errorf("package tree: %w", err)
 	}
 	if dt.GetName() != up.PackageEcosystem+":"+up.PackageName || pt.Ecosystem != up.PackageEcosystem || pt.Name != up.PackageName ||
-		pt.Version != up.PackageVersion || pt.Integrity != up.PackageIntegrity {
+		pt.Version != up.PackageVersion || (pt.Integrity != up.PackageIntegrity) != (pt.Refused != "") {
 		return fmt.Errorf("the tree of %s:%s@%s is not of the upstream's package %s:%s@%s", bound.String(pt.Ecosystem, 16),
 			bound.String(pt.Name, 214), bound.String(pt.Version, 128), up.PackageEcosystem, up.PackageName, up.PackageVersion)
+	}
+	if pt.Refused != "" { // a served archive, whose integrity approving it makes the upstream's
+		if len(pt.Dependencies) != 0 {
+			return errors.New("a refused archive's tree lists dependencies")
+		}
+		return tenant.PackageSpec{Ecosystem: pt.Ecosystem, Name: pt.Name, Version: pt.Version, Integrity: pt.Integrity}.Validate()
 	}
 	return nil
 }

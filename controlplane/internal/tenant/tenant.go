@@ -336,7 +336,9 @@ func ParsePackageRef(ref string) (PackageSpec, error) {
 	return PackageSpec{Ecosystem: eco, Name: nameVersion[:at], Version: nameVersion[at+1:]}, nil
 }
 
-func (p PackageSpec) validate() error {
+// Validate checks an npm package's name, exact version, integrity and
+// executable, or a Go module's (validateGo).
+func (p PackageSpec) Validate() error {
 	if p.Ecosystem == "go" {
 		return p.validateGo()
 	}
@@ -406,7 +408,7 @@ func (u UpstreamSpec) Validate() error {
 		if u.URL != "" || u.Command != "" {
 			return fmt.Errorf("upstream %q: a package upstream takes a package, not a URL or a command", u.Name)
 		}
-		if err := u.Package.validate(); err != nil {
+		if err := u.Package.Validate(); err != nil {
 			return fmt.Errorf("upstream %q: %w", u.Name, err)
 		}
 	default:

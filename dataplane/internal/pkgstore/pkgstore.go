@@ -55,6 +55,44 @@ func (s Spec) base() string { return s.Name[strings.LastIndex(s.Name, "/")+1:] }
 // ErrIntegrity is a package whose archive is not the one pinned.
 var ErrIntegrity = errors.New("integrity mismatch")
 
+// ServedError is an archive a registry served without the pinned hash
+// (errors.Is ErrIntegrity). Served is the hash it has, as pins write it.
+type ServedError struct {
+	Spec         Spec
+	From, Served string
+}
+
+func (e *ServedError) Error() string {
+	return fmt.Sprintf("%v: %s from %s has %s, not the pinned %s; refused", ErrIntegrity, e.Spec, e.From, e.Served, e.Spec.Integrity)
+}
+
+func (e *ServedError) Is(target error) bool { return target == ErrIntegrity }
+
+// Tree is what the gateway reports for the served archive in place of the
+// package's dependency tree, which it does not know, since it never
+// unpacks the archive: the package with the integrity served, and why it
+// was refused. Approvers see it against the pinned tree, so a registry or
+// mirror serving other bytes reaches the change workflow; approving it
+// makes the served archive the upstream's pin.
+func (e *ServedError) Tree() ([]byte, string, error) {
+	raw, err := json.Marshal(struct {
+		Ecosystem string `json:"ecosystem"`
+		Name      string `json:"name"`
+		Version   string `json:"version"`
+		Integrity string `json:"integrity"`
+		Refused   string `json:"refused"`
+	}{e.Spec.Ecosystem, e.Spec.Name, e.Spec.Version, e.Served,
+		fmt.Sprintf("%s served this archive for %s, not the pinned %s; the gateway did not unpack it, so its dependencies are not known", e.From, e.Spec, e.Spec.Integrity)})
+	if err != nil {
+		return nil, "", err
+	}
+	tree, err := jcs.Transform(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	return tree, canonical.Hash(tree), nil
+}
+
 var (
 	// npm's rules for new package names: lower case, URL-safe, optionally scoped.
 	nameRE = regexp.MustCompile(`^(@[a-z0-9-~][a-z0-9-._~]*/)?[a-z0-9-~][a-z0-9-._~]*$`)
@@ -240,11 +278,11 @@ func (s *Store) Install(ctx context.Context, spec Spec, tree string) (Installed,
 		return Installed{}, err
 	}
 	got, sum, err := spec.digestOf(archive)
-	if err != nil || subtle.ConstantTimeCompare(got, want) != 1 {
-		if err != nil {
-			sum = err.Error()
-		}
-		return Installed{}, fmt.Errorf("%w: %s from %s has %s, not the pinned %s; refused", ErrIntegrity, spec, from, sum, spec.Integrity)
+	if err != nil {
+		return Installed{}, fmt.Errorf("%w: %s from %s: %v, not the pinned %s; refused", ErrIntegrity, spec, from, err, spec.Integrity)
+	}
+	if subtle.ConstantTimeCompare(got, want) != 1 {
+		return Installed{}, &ServedError{Spec: spec, From: from, Served: sum}
 	}
 	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
 		return Installed{}, err

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -112,6 +113,21 @@ func TestInstallRefusesWhatIsNotPinned(t *testing.T) {
 	_, err := s.Install(context.Background(), spec, "")
 	if !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), integrityOf(evil)) || !strings.Contains(err.Error(), spec.Integrity) {
 		t.Fatalf("want an integrity error naming both hashes, got %v", err)
+	}
+	// What is reported for approval: the package with the served integrity,
+	// canonical and hashed as items are.
+	var served *ServedError
+	if !errors.As(err, &served) || served.Served != integrityOf(evil) || served.From != srv.URL {
+		t.Fatalf("served: %+v", served)
+	}
+	tree, sha, err := served.Tree()
+	if err != nil || sha != canonical.Hash(tree) {
+		t.Fatal(sha, err)
+	}
+	var doc map[string]string
+	if err := json.Unmarshal(tree, &doc); err != nil || doc["integrity"] != integrityOf(evil) || doc["version"] != "1.2.3" ||
+		!strings.Contains(doc["refused"], spec.Integrity) || !strings.Contains(doc["refused"], "not unpack") {
+		t.Errorf("served tree %s: %v", tree, err)
 	}
 	// Nothing of it was unpacked.
 	entries, _ := os.ReadDir(filepath.Join(s.Dir, "npm"))

@@ -236,9 +236,16 @@ func (u *upstream) transport(standalone bool, principal string) (mcp.Transport, 
 			var installed pkgstore.Installed
 			cmd, installed, err = u.stdio.packageCommand(context.Background(), u.spec.GetName(), pkgstore.Spec{Ecosystem: pkg.GetEcosystem(),
 				Name: pkg.GetName(), Version: pkg.GetVersion(), Integrity: pkg.GetIntegrity(), Bin: pkg.GetBin()}, u.packagePin, u.spec.GetArgs(), credEnv)
-			if installed.Tree != nil {
+			tree, sha := installed.Tree, installed.TreeSHA
+			if served := (*pkgstore.ServedError)(nil); errors.As(err, &served) {
+				// Another archive than the pinned one: reported for approval.
+				if t, s, terr := served.Tree(); terr == nil {
+					tree, sha = t, s
+				}
+			}
+			if tree != nil {
 				u.mu.Lock()
-				u.pkgTree = &agentv1.DiscoveredTool{Name: pkg.GetEcosystem() + ":" + pkg.GetName(), Sha256: installed.TreeSHA, Definition: installed.Tree}
+				u.pkgTree = &agentv1.DiscoveredTool{Name: pkg.GetEcosystem() + ":" + pkg.GetName(), Sha256: sha, Definition: tree}
 				u.mu.Unlock()
 			}
 		} else {
