@@ -58,8 +58,18 @@ func TestGoSDKIsUpstreamPlusPatch(t *testing.T) {
 	patched := map[string][]string{
 		"internal/json/json.go": {"Unmarshal"},
 		"mcp/client.go": {"NewClient", "(cs *ClientSession) sendingMethodInfos",
-			"AddSendingCustomMethod[P paramsPtr[PT], R Result, PT any]"},
+			"AddSendingCustomMethod[P paramsPtr[PT], R Result, PT any]", "(c *Client) disconnect"},
+		"mcp/server.go": {"(s *Server) disconnect"},
 	}
+	// Fields the patches add to option structs, with their comments.
+	closedHandler := func(session string) string {
+		return "\t// If non-nil, called once a session has ended (closed by either side, or\n" +
+			"\t// its connection lost), just before [" + session + ".Wait] returns. It is called\n" +
+			"\t// as the session's connection finishes: it must not block or call the\n" +
+			"\t// session's methods.\n" +
+			"\tSessionClosedHandler func(*" + session + ")\n"
+	}
+	added := map[string]string{"mcp/client.go": closedHandler("ClientSession"), "mcp/server.go": closedHandler("ServerSession")}
 	n := 0
 	err := filepath.WalkDir("go-sdk", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -84,6 +94,12 @@ func TestGoSDKIsUpstreamPlusPatch(t *testing.T) {
 				t.Errorf("%s: the patch is missing", rel)
 			}
 			o, u := string(ours), string(theirs)
+			if a := added[rel]; a != "" {
+				if strings.Count(o, a) != 1 {
+					t.Errorf("%s: the added field is missing", rel)
+				}
+				o = strings.Replace(o, a, "", 1)
+			}
 			for _, f := range funcs {
 				o, u = withoutFunc(t, o, f), withoutFunc(t, u, f)
 			}

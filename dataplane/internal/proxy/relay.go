@@ -85,6 +85,7 @@ type upConn struct {
 	hc     *http.Client // what cs uses, for raw requests on its session (fast.go)
 	// watching is set once its standalone stream is relayed (standalone.go).
 	watching atomic.Bool
+	ends     ends // when the session ends (or failed to open)
 }
 
 // linkOf returns the link of a client session, creating it on first use; it
@@ -104,44 +105,64 @@ func (p *Proxy) linkOf(ss *mcp.ServerSession, vs string) *link {
 	return l.(*link)
 }
 
-// sessionEnd is what to do when a client session ends: what the gateway
-// keeps for the session (its link, its flow labels, its place in the
-// session count) is forgotten by one goroutine per session, not one per
-// kind of state, since an idle session's goroutines are most of its cost.
-type sessionEnd struct {
+// ends is what to do when a session ends. The SDK says when
+// (SessionClosedHandler, patch 3 of third_party/go-sdk), so an idle session
+// has no goroutine of the gateway's waiting for its end: what the gateway
+// keeps for a client session (its link, its flow labels, its place in the
+// session count) and for an upstream session is forgotten from there.
+type ends struct {
 	mu    sync.Mutex
 	fns   []func()
 	ended bool
 }
 
-// onEnd runs fn when ss ends, or now if it has ended.
-func (p *Proxy) onEnd(ss *mcp.ServerSession, fn func()) {
-	v, loaded := p.ends.LoadOrStore(ss, &sessionEnd{})
-	e := v.(*sessionEnd)
+// add runs fn when it ends, or now if it has; in a goroutine, so fn may
+// take locks its caller holds.
+func (e *ends) add(fn func()) {
 	e.mu.Lock()
 	if e.ended {
 		e.mu.Unlock()
-		fn()
+		go fn()
 		return
 	}
 	e.fns = append(e.fns, fn)
 	e.mu.Unlock()
-	if loaded {
-		return
-	}
-	go func() {
-		_ = ss.Wait()
-		e.mu.Lock()
-		e.ended = true
-		fns := e.fns
-		e.fns = nil
-		e.mu.Unlock()
-		p.ends.Delete(ss)
-		for _, fn := range fns {
-			fn()
-		}
-	}()
 }
+
+// end runs what was added, once, in a goroutine of its own: the SDK calls
+// its handler as the session's connection finishes, where nothing may block.
+func (e *ends) end() {
+	e.mu.Lock()
+	fns := e.fns
+	e.fns, e.ended = nil, true
+	e.mu.Unlock()
+	if len(fns) > 0 {
+		go func() {
+			for _, fn := range fns {
+				fn()
+			}
+		}()
+	}
+}
+
+// onEnd runs fn when ss ends, or now if it has ended. It is called while ss
+// serves a request, or right after it was connected.
+func (p *Proxy) onEnd(ss *mcp.ServerSession, fn func()) {
+	v, _ := p.ends.LoadOrStore(ss, &ends{})
+	v.(*ends).add(fn)
+}
+
+// sessionClosed is the virtual servers' SessionClosedHandler. What ends is
+// kept a while (endedGrace), so that a late onEnd still finds it ended.
+func (p *Proxy) sessionClosed(ss *mcp.ServerSession) {
+	v, _ := p.ends.LoadOrStore(ss, &ends{})
+	e := v.(*ends)
+	e.end()
+	time.AfterFunc(endedGrace, func() { p.ends.CompareAndDelete(ss, e) })
+}
+
+// endedGrace is how long an ended session's record is kept.
+const endedGrace = time.Minute
 
 func (l *link) close() {
 	l.mu.Lock()
@@ -188,7 +209,7 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 	level := l.level
 	l.mu.Unlock()
 	if owner {
-		c.client, c.cs, c.err = l.dial(ctx, u)
+		c.client, c.cs, c.err = l.dial(ctx, u, c.ends.end)
 		if c.err == nil && u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
 			c.hc, _ = u.clientFor(l.principal)
 		}
@@ -198,6 +219,8 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 			}
 		}
 		close(c.ready)
+		// An upstream session that ends (the upstream restarted, or dropped
+		// it) is opened afresh on the client's next request; a failed open too.
 		forget := func() {
 			l.mu.Lock()
 			if l.ups[name] == c {
@@ -205,15 +228,11 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 			}
 			l.mu.Unlock()
 		}
+		c.ends.add(forget)
 		if c.err != nil {
 			forget()
-		} else {
-			// An upstream session that ends (the upstream restarted, or
-			// dropped it) is opened afresh on the client's next request.
-			go func() { _ = c.cs.Wait(); forget() }()
-			if l.streaming.Load() {
-				l.watch(c)
-			}
+		} else if l.streaming.Load() {
+			l.watch(c)
 		}
 	} else {
 		select {
@@ -228,7 +247,7 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 // dial connects to u on behalf of the link's client: its declared
 // capabilities and protocol version, and handlers that route what the
 // upstream sends to this client.
-func (l *link) dial(ctx context.Context, u *upstream) (*mcp.Client, *mcp.ClientSession, error) {
+func (l *link) dial(ctx context.Context, u *upstream, ended func()) (*mcp.Client, *mcp.ClientSession, error) {
 	var caps *mcp.ClientCapabilities
 	var version string
 	if ip := l.ss.InitializeParams(); ip != nil {
@@ -257,6 +276,7 @@ func (l *link) dial(ctx context.Context, u *upstream) (*mcp.Client, *mcp.ClientS
 		onElicitationComplete: func(ctx context.Context, params *mcp.ElicitationCompleteParams) {
 			_ = l.ss.NotifyElicitationComplete(ctx, params)
 		},
+		onEnd: ended,
 	})
 }
 
@@ -269,6 +289,8 @@ type upstreamHandlers struct {
 	onProgress            func(context.Context, *mcp.ProgressNotificationParams)
 	onResourceUpdated     func(context.Context, *mcp.ResourceUpdatedNotificationParams)
 	onElicitationComplete func(context.Context, *mcp.ElicitationCompleteParams)
+	// onEnd is called once the session has ended; it must not block.
+	onEnd func()
 }
 
 // dialUpstream opens a session with u declaring a client's capabilities (less
@@ -317,6 +339,9 @@ func (p *Proxy) dialUpstream(ctx context.Context, u *upstream, c *mcp.ClientCapa
 	}
 	if h.onProgress != nil {
 		opts.ProgressNotificationHandler = func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) { h.onProgress(ctx, req.Params) }
+	}
+	if h.onEnd != nil {
+		opts.SessionClosedHandler = func(*mcp.ClientSession) { h.onEnd() }
 	}
 	if h.onElicitationComplete != nil {
 		opts.ElicitationCompleteHandler = func(ctx context.Context, req *mcp.ElicitationCompleteNotificationRequest) {

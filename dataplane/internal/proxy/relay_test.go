@@ -484,6 +484,40 @@ func TestFlowWithoutSession(t *testing.T) {
 
 // A client's upstream session that the upstream lost (it restarted) is
 // opened afresh: the client's next call works, with fresh upstream state.
+// A client session that ends closes its upstream sessions: the gateway
+// learns of the end from the SDK (SessionClosedHandler), not from a
+// goroutine per session.
+func TestRelayClosesUpstreamSessionsWithTheClient(t *testing.T) {
+	inner := relayUpstreamHandler(false)
+	var deleted atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			deleted.Add(1)
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	url, _ := relayGateway(t, up.URL, &agentv1.VirtualServer{}, &agentv1.Upstream{})
+	a, b := connectRelayClient(t, url), connectRelayClient(t, url)
+	callText(t, a.cs, "up__incr")
+	callText(t, b.cs, "up__incr")
+	if n := deleted.Load(); n != 0 {
+		t.Fatalf("%d upstream sessions closed while their clients' were open", n)
+	}
+	_ = a.cs.Close()
+	for deadline := time.Now().Add(10 * time.Second); deleted.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the ended client session's upstream session was not closed")
+		}
+	}
+	if got := callText(t, b.cs, "up__incr"); got != "2" {
+		t.Errorf("the other client's upstream session: call = %q, want 2", got)
+	}
+	if n := deleted.Load(); n != 1 {
+		t.Errorf("%d upstream sessions closed, want the ended client's one", n)
+	}
+}
+
 func TestRelayReopensLostUpstreamSession(t *testing.T) {
 	var h atomic.Pointer[http.Handler]
 	first := relayUpstreamHandler(false)

@@ -363,14 +363,13 @@ func (h *sharedSessions) created(ss *mcp.ServerSession, st *storedSession) {
 
 // watch forgets the session when it ends.
 func (h *sharedSessions) watch(id string, ls *liveSession) {
-	go func() {
-		_ = ls.ss.Wait()
+	h.p.onEnd(ls.ss, func() {
 		h.mu.Lock()
 		if h.live[id] == ls {
 			delete(h.live, id)
 		}
 		h.mu.Unlock()
-	}()
+	})
 }
 
 func (h *sharedSessions) drop(id string) {

@@ -40,7 +40,7 @@ func (l *link) watch(c *upConn) {
 		return
 	}
 	ctx, cancel := context.WithCancel(l.p.ctx)
-	go func() { _ = c.cs.Wait(); cancel() }()
+	c.ends.add(cancel)
 	go func() {
 		defer cancel()
 		for attempt := 0; ctx.Err() == nil; attempt++ {

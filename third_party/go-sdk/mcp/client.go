@@ -84,6 +84,11 @@ func NewClient(impl *Implementation, options *ClientOptions) *Client {
 type ClientOptions struct {
 	// Logger may be set to a non-nil value to enable logging of client activity.
 	Logger *slog.Logger
+	// If non-nil, called once a session has ended (closed by either side, or
+	// its connection lost), just before [ClientSession.Wait] returns. It is called
+	// as the session's connection finishes: it must not block or call the
+	// session's methods.
+	SessionClosedHandler func(*ClientSession)
 	// CreateMessageHandler handles incoming requests for sampling/createMessage.
 	//
 	// Setting CreateMessageHandler to a non-nil value automatically causes the
@@ -227,6 +232,9 @@ func (c *Client) bind(mcpConn Connection, conn *jsonrpc2.Connection, state *clie
 // disconnect implements the binder[*Client] interface, so that
 // Clients can be connected using [connect].
 func (c *Client) disconnect(cs *ClientSession) {
+	if h := c.opts.SessionClosedHandler; h != nil {
+		defer h(cs) // after the unlock below
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sessions = slices.DeleteFunc(c.sessions, func(cs2 *ClientSession) bool {

@@ -77,6 +77,11 @@ type ServerOptions struct {
 	Logger *slog.Logger
 	// If non-nil, called when "notifications/initialized" is received.
 	InitializedHandler func(context.Context, *InitializedRequest)
+	// If non-nil, called once a session has ended (closed by either side, or
+	// its connection lost), just before [ServerSession.Wait] returns. It is called
+	// as the session's connection finishes: it must not block or call the
+	// session's methods.
+	SessionClosedHandler func(*ServerSession)
 	// PageSize is the maximum number of items to return in a single page for
 	// list methods (e.g. ListTools).
 	//
@@ -1398,6 +1403,9 @@ func (s *Server) bind(mcpConn Connection, conn *jsonrpc2.Connection, state *Serv
 // disconnect implements the binder[*ServerSession] interface, so that
 // Servers can be connected using [connect].
 func (s *Server) disconnect(cc *ServerSession) {
+	if h := s.opts.SessionClosedHandler; h != nil {
+		defer h(cc) // after the unlock below
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sessions = slices.DeleteFunc(s.sessions, func(cc2 *ServerSession) bool {
