@@ -39,12 +39,17 @@ func NewQueue(max int) *Queue {
 // Add enqueues an event, or counts it as dropped when the queue (or the
 // spool's disk budget) is full.
 func (q *Queue) Add(e *agentv1.CallEvent) {
+	var rec []byte
+	ok := true
+	if q.spool != nil { // encoded before the lock all calls share
+		rec, ok = record(e)
+	}
 	q.mu.Lock()
 	if len(q.events)+len(q.inflight) >= q.max {
 		q.dropped++
 	} else {
 		q.seq++
-		if q.spool != nil && !q.spool.append(q.seq, e) {
+		if q.spool != nil && (!ok || !q.spool.append(q.seq, rec)) {
 			q.dropped++
 		} else {
 			q.events = append(q.events, entry{q.seq, e})

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"weak"
 
@@ -134,5 +135,42 @@ func TestSpoolDiskBudget(t *testing.T) {
 	}
 	if q.Len() == 0 || q.Len() == 50 || q.Dropped() != uint64(50-q.Len()) {
 		t.Fatalf("%d queued, %d dropped: the 200-byte budget must bound the spool and count the rest", q.Len(), q.Dropped())
+	}
+}
+
+// A segment that fills up before the control plane acknowledges it is
+// rotated (its fsync off the calls' path) and kept: after a restart every
+// event is there, in order.
+func TestSpoolRotatesFullSegments(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	q, err := OpenQueue(dir, 1000, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 64<<10)
+	const n = 150 // about 9.6 MiB: three segments
+	for i := range n {
+		q.Add(&agentv1.CallEvent{Id: fmt.Sprint(i), Reason: pad})
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(dir, "seg-*.log")); len(segs) < 3 {
+		t.Fatalf("segments %v: the full ones were not rotated", segs)
+	}
+	q, err = OpenQueue(dir, 1000, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	got, dropped := q.Take(1000)
+	if len(got) != n || dropped != 0 {
+		t.Fatalf("after restart: %d events, %d dropped, want %d", len(got), dropped, n)
+	}
+	for i, e := range got {
+		if e.GetId() != fmt.Sprint(i) || e.GetReason() != pad {
+			t.Fatalf("event %d is %q", i, e.GetId())
+		}
 	}
 }

@@ -57,6 +57,7 @@ type spool struct {
 	acked    uint64
 	stop     chan struct{}
 	done     chan struct{}
+	syncing  sync.WaitGroup // fsyncs of full segments (rotate)
 }
 
 // OpenQueue returns a Queue spooled to dir, bounded to max events and
@@ -157,13 +158,23 @@ func readSegment(name string) (segment, []entry, error) {
 // rotate closes the current segment, synced to disk when it is kept, and
 // starts one whose first record is first.
 func (s *spool) rotate(first uint64, keep bool) error {
-	if s.f != nil {
-		if keep {
-			if err := s.syncLocked(); err != nil {
-				return err
-			}
+	if old := s.f; old != nil && keep {
+		// Written under the lock, fsynced and closed outside it: Add (every
+		// call) must not wait for the disk; Close waits for it.
+		if err := s.w.Flush(); err != nil {
+			return err
 		}
-		_ = s.f.Close()
+		s.dirty, s.unsynced = false, false
+		s.syncing.Add(1)
+		go func() {
+			defer s.syncing.Done()
+			if err := old.Sync(); err != nil {
+				s.log.Error("telemetry spool: syncing a full segment", "err", err)
+			}
+			_ = old.Close()
+		}()
+	} else if old != nil {
+		_ = old.Close()
 	}
 	path := filepath.Join(s.dir, fmt.Sprintf("seg-%020d.log", first))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
@@ -175,12 +186,14 @@ func (s *spool) rotate(first uint64, keep bool) error {
 	return nil
 }
 
-// append writes one record; false means the disk budget is spent or the write failed.
-func (s *spool) append(seq uint64, e *agentv1.CallEvent) bool {
+// record is an event as the spool writes it.
+func record(e *agentv1.CallEvent) ([]byte, bool) {
 	b, err := proto.Marshal(e)
-	if err != nil || len(b) > maxRecord {
-		return false
-	}
+	return b, err == nil && len(b) <= maxRecord
+}
+
+// append writes one record; false means the disk budget is spent or the write failed.
+func (s *spool) append(seq uint64, b []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	size := int64(len(b) + 2*binary.MaxVarintLen64)
@@ -312,6 +325,7 @@ func (q *Queue) Close() error {
 	s := q.spool
 	close(s.stop)
 	<-s.done
+	s.syncing.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.syncLocked()
