@@ -405,12 +405,13 @@ func (s *clientStream) final(parts ...[]byte) {
 
 // fastCall relays a tools/call; false leaves it to the SDK path.
 func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, vsName string, m *rawMessage, ti *auth.TokenInfo) bool {
-	var params map[string]json.RawMessage
+	// Made small: the decoder would make a nil map with room for 64 (5 KiB).
+	params := make(map[string]json.RawMessage, 4)
 	if json.Unmarshal(m.Params, &params) != nil {
 		return false
 	}
 	var name string
-	var meta map[string]json.RawMessage
+	meta := make(map[string]json.RawMessage, 4)
 	for k, v := range params {
 		switch k {
 		case "name":

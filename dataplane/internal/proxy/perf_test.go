@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -68,13 +67,36 @@ func BenchmarkProxyCall(b *testing.B) {
 		b.Fatal(err)
 	}
 	// One caller (unloaded latency, what a person waiting on an agent feels)
-	// and sixteen (saturation).
-	for _, clients := range []int{1, 16} {
-		b.Run(fmt.Sprintf("c=%d", clients), func(b *testing.B) {
+	// and sixteen (saturation); then with every check on: a client key, a
+	// rule with a CEL condition, rate limits, a flow label, result scanning
+	// that blocks.
+	const secret = "pcck_benchmark-key"
+	var hc *http.Client
+	for _, name := range []string{"c=1", "c=16", "every-check/c=1", "every-check/c=16"} {
+		if name == "every-check/c=1" {
+			k := key(secret, "builders")
+			k.Principal = "apikey:bench"
+			bundle.Version++
+			bundle.ClientAuth = &agentv1.ClientAuth{Required: true, Keys: []*agentv1.ClientKey{k}}
+			bundle.AccessRules = []*agentv1.AccessRule{rule("r1", "*", "*", "*__shell*", false, ""),
+				rule("r2", "group:builders", "main", "up__*", true, `size(string(args.message)) < 1000`)}
+			bundle.RateLimits = &agentv1.RateLimits{PrincipalPerMinute: 1 << 30, ToolPerMinute: 1 << 30}
+			bundle.ToolPins[0].FlowLabels = []string{"untrusted_content"}
+			bundle.ResultScanning = &agentv1.ResultScanning{Action: agentv1.ResultAction_RESULT_ACTION_BLOCK}
+			if err := p.Apply(bundle); err != nil {
+				b.Fatal(err)
+			}
+			hc = &http.Client{Transport: bearer{secret}}
+		}
+		clients := 1
+		if strings.HasSuffix(name, "16") {
+			clients = 16
+		}
+		b.Run(name, func(b *testing.B) {
 			sessions := make([]*mcp.ClientSession, clients)
 			for i := range sessions {
 				c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
-				s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gw.URL + "/mcp/main", DisableStandaloneSSE: true},
+				s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gw.URL + "/mcp/main", DisableStandaloneSSE: true, HTTPClient: hc},
 					&mcp.ClientSessionOptions{ProtocolVersion: benchProtocol})
 				if err != nil {
 					b.Fatal(err)
