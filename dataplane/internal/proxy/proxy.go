@@ -187,7 +187,7 @@ type Proxy struct {
 	servers   map[string]*vserver
 	warned    map[pinKey]string // quarantine already logged for this live hash
 
-	ends      sync.Map // *mcp.ServerSession → *ends, what to do when it ends
+	ends      sync.Map // weak.Pointer[mcp.ServerSession] → *ends, what to do when it ends
 	flows     sync.Map // *mcp.ServerSession → *atomic.Uint32 of flowLabels touched here
 	links     sync.Map // *mcp.ServerSession → *link, its upstream sessions
 	fastLinks sync.Map // session ID → *link, from initialize (fast.go)

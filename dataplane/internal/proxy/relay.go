@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -146,19 +147,22 @@ func (e *ends) end() {
 }
 
 // onEnd runs fn when ss ends, or now if it has ended. It is called while ss
-// serves a request, or right after it was connected.
+// serves a request, or right after it was connected (or on the fast path,
+// which may race with the end).
 func (p *Proxy) onEnd(ss *mcp.ServerSession, fn func()) {
-	v, _ := p.ends.LoadOrStore(ss, &ends{})
+	v, _ := p.ends.LoadOrStore(weak.Make(ss), &ends{})
 	v.(*ends).add(fn)
 }
 
-// sessionClosed is the virtual servers' SessionClosedHandler. What ends is
-// kept a while (endedGrace), so that a late onEnd still finds it ended.
+// sessionClosed is the virtual servers' SessionClosedHandler. What ended is
+// kept a while (endedGrace), so that a late onEnd still finds it ended; by
+// a weak key, so that it does not keep the session itself.
 func (p *Proxy) sessionClosed(ss *mcp.ServerSession) {
-	v, _ := p.ends.LoadOrStore(ss, &ends{})
+	k := weak.Make(ss)
+	v, _ := p.ends.LoadOrStore(k, &ends{})
 	e := v.(*ends)
 	e.end()
-	time.AfterFunc(endedGrace, func() { p.ends.CompareAndDelete(ss, e) })
+	time.AfterFunc(endedGrace, func() { p.ends.CompareAndDelete(k, e) })
 }
 
 // endedGrace is how long an ended session's record is kept.

@@ -613,3 +613,25 @@ func TestRulesWithUnprefixedNames(t *testing.T) {
 		t.Errorf("log = %q, want a refusal naming the rule's name for it", got)
 	}
 }
+
+// What is to happen at a session's end happens once, whether it was asked
+// for before the end or, racing with it (the fast path), just after.
+func TestOnEndBeforeAndAfterTheEnd(t *testing.T) {
+	p := &Proxy{}
+	ss := new(mcp.ServerSession)
+	ran := make(chan string, 4)
+	p.onEnd(ss, func() { ran <- "before" })
+	p.sessionClosed(ss)
+	p.sessionClosed(ss) // a second report changes nothing
+	p.onEnd(ss, func() { ran <- "after" })
+	got := []string{<-ran, <-ran}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"after", "before"}) {
+		t.Fatalf("ran %q", got)
+	}
+	select {
+	case again := <-ran:
+		t.Fatalf("%q ran twice", again)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
