@@ -333,34 +333,33 @@ func (p *Proxy) dialUpstream(ctx context.Context, u *upstream, c *mcp.ClientCapa
 		// the SDK's server asks a legacy client itself and retries the handler.
 		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
 	}
-	if h.onResourceUpdated != nil {
-		opts.ResourceUpdatedHandler = func(ctx context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
-			h.onResourceUpdated(ctx, req.Params)
-		}
+	// Each handler holds only the function it calls (not a copy of h): they
+	// are kept for as long as the session.
+	if f := h.onResourceUpdated; f != nil {
+		opts.ResourceUpdatedHandler = func(ctx context.Context, req *mcp.ResourceUpdatedNotificationRequest) { f(ctx, req.Params) }
 	}
-	if h.onLog != nil {
-		opts.LoggingMessageHandler = func(ctx context.Context, req *mcp.LoggingMessageRequest) { h.onLog(ctx, req.Params) }
+	if f := h.onLog; f != nil {
+		opts.LoggingMessageHandler = func(ctx context.Context, req *mcp.LoggingMessageRequest) { f(ctx, req.Params) }
 	}
-	if h.onProgress != nil {
-		opts.ProgressNotificationHandler = func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) { h.onProgress(ctx, req.Params) }
+	if f := h.onProgress; f != nil {
+		opts.ProgressNotificationHandler = func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) { f(ctx, req.Params) }
 	}
-	if h.onEnd != nil {
-		opts.SessionClosedHandler = func(*mcp.ClientSession) { h.onEnd() }
+	if f := h.onEnd; f != nil {
+		opts.SessionClosedHandler = func(*mcp.ClientSession) { f() }
 	}
-	if h.onElicitationComplete != nil {
-		opts.ElicitationCompleteHandler = func(ctx context.Context, req *mcp.ElicitationCompleteNotificationRequest) {
-			h.onElicitationComplete(ctx, req.Params)
-		}
+	if f := h.onElicitationComplete; f != nil {
+		opts.ElicitationCompleteHandler = func(ctx context.Context, req *mcp.ElicitationCompleteNotificationRequest) { f(ctx, req.Params) }
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "portcullis-gateway", Version: p.cfg.Version}, opts)
+	onRequest := h.onRequest
 	client.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			switch method {
 			case "sampling/createMessage", "elicitation/create", "roots/list":
-				if h.onRequest == nil {
+				if onRequest == nil {
 					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "Portcullis: " + method + " cannot be routed to a client"}
 				}
-				return h.onRequest(ctx, method, req.GetParams())
+				return onRequest(ctx, method, req.GetParams())
 			}
 			return next(ctx, method, req)
 		}
