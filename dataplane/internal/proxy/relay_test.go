@@ -547,6 +547,36 @@ func TestRelayReopensLostUpstreamSession(t *testing.T) {
 	}
 }
 
+// Off the fast path too (prompts/get goes through the SDK), an upstream
+// session that ended (here: the upstream restarted) is forgotten, and a
+// later request opens a new one.
+func TestRelayReopensLostUpstreamSessionOffTheFastPath(t *testing.T) {
+	var h atomic.Pointer[http.Handler]
+	first := relayUpstreamHandler(false)
+	h.Store(&first)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(w, r) }))
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	url, _ := relayGateway(t, up.URL, &agentv1.VirtualServer{Unprefixed: true}, &agentv1.Upstream{})
+	c := connectRelayClient(t, url)
+	greet := func() error {
+		_, err := c.cs.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "greet", Arguments: map[string]string{"who": "x"}})
+		return err
+	}
+	if err := greet(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := relayUpstreamHandler(false) // knows none of the old sessions
+	h.Store(&restarted)
+	up.CloseClientConnections()
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err = greet(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("after the upstream restarted, prompts/get still fails: %v", err)
+}
+
 // A held call's requestState works only for the call that was asked: another
 // tool, or an altered state, is refused and nothing reaches the upstream.
 func TestHeldCallIsBound(t *testing.T) {
