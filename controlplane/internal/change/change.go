@@ -334,7 +334,6 @@ func (s *Service) decide(ctx context.Context, tenantID, id uuid.UUID, d approval
 	return out, err
 }
 
-// SetApprovalsRequired sets how many approvals new change requests need.
 // served is a package archive a registry served without the upstream's
 // pinned integrity, as the gateway reports it in place of the dependency
 // tree it could not read.
@@ -389,6 +388,7 @@ func acceptArchive(ctx context.Context, tx *ent.Client, t *ent.Tool, a *served) 
 		TargetID: up.ID.String(), TargetName: up.Name, Before: up, After: after})
 }
 
+// SetApprovalsRequired sets how many approvals new change requests need.
 func (s *Service) SetApprovalsRequired(ctx context.Context, tenantID uuid.UUID, n int) error {
 	if err := authz.Require(ctx, tenantID, viewer.RoleAdmin); err != nil {
 		return err

@@ -269,9 +269,9 @@ func (s *Store) Install(ctx context.Context, spec Spec, tree string) (Installed,
 	if other != nil && !s.firstResolution(base, tree) {
 		return *other, nil // resolved afresh for this tree already: what is kept is all there is
 	}
-	from := s.Registry
+	from := redacted(s.Registry)
 	if spec.Ecosystem == "go" {
-		from = s.goProxy()
+		from = redacted(s.goProxy())
 	}
 	archive, err := s.fetch(ctx, spec)
 	if err != nil {
@@ -386,6 +386,16 @@ func (s *Store) maxUnpacked() int64 {
 	return 512 << 20
 }
 
+// redacted is a registry's URL as messages (and approvers) see it: without
+// a password an operator may have put in it.
+func redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "the registry"
+	}
+	return u.Redacted()
+}
+
 // fetch gets the archive from the registry, as npm names it there.
 func (s *Store) fetch(ctx context.Context, spec Spec) ([]byte, error) {
 	var u string
@@ -410,11 +420,11 @@ func (s *Store) fetch(ctx context.Context, spec Spec) ([]byte, error) {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s: fetching %s: %w", spec, u, err)
+		return nil, fmt.Errorf("%s: fetching %s: %w", spec, redacted(u), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: fetching %s: %s", spec, u, resp.Status)
+		return nil, fmt.Errorf("%s: fetching %s: %s", spec, redacted(u), resp.Status)
 	}
 	limit := s.MaxArchive
 	if limit <= 0 {
@@ -422,7 +432,7 @@ func (s *Store) fetch(ctx context.Context, spec Spec) ([]byte, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: fetching %s: %w", spec, u, err)
+		return nil, fmt.Errorf("%s: fetching %s: %w", spec, redacted(u), err)
 	}
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("%s: the archive at %s is larger than %d bytes", spec, u, limit)

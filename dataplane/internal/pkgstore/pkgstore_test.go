@@ -104,6 +104,12 @@ func TestInstallVerifiesAndKeeps(t *testing.T) {
 	}
 }
 
+func TestRedactedRegistry(t *testing.T) {
+	if got := redacted("https://ci:s3cret@mirror.example/npm/"); strings.Contains(got, "s3cret") || !strings.Contains(got, "mirror.example/npm/") {
+		t.Errorf("redacted = %q", got)
+	}
+}
+
 func TestInstallRefusesWhatIsNotPinned(t *testing.T) {
 	good := tgz(t, map[string]string{"package.json": manifestJSON, "bin/server.js": "console.log(1)"})
 	evil := tgz(t, map[string]string{"package.json": manifestJSON, "bin/server.js": "require('child_process')"})
