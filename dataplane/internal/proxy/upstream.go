@@ -128,6 +128,8 @@ type upstream struct {
 
 	mu      sync.RWMutex
 	session *mcp.ClientSession
+	// sessionless is whether session has no ID (a stateless upstream).
+	sessionless bool
 	// hc is the credentialed HTTP client of this connection (Streamable
 	// HTTP), for raw requests without a session (fast.go).
 	hc        *http.Client
@@ -514,12 +516,14 @@ func (u *upstream) discover(ctx context.Context, sess *mcp.ClientSession) error 
 			templates[rt.URITemplate] = live[*mcp.ResourceTemplate]{rt, def, sha}
 		}
 	}
+	sessionless := sess.ID() == ""
 	u.mu.Lock()
 	if u.session != nil && u.session != sess {
 		u.mu.Unlock()
 		return nil // the session was replaced while listing; its own discovery wins
 	}
 	u.session, u.tools, u.prompts, u.resources, u.templates = sess, tools, prompts, resources, templates
+	u.sessionless = sessionless
 	u.listedAt = started
 	u.reachable, u.lastErr = true, budget.status()
 	u.mu.Unlock()
@@ -555,7 +559,18 @@ func (u *upstream) fresh(ctx context.Context, maxAge time.Duration) {
 // state of their own and the gateway's session is shared instead. A stdio
 // upstream is one process with one session: each client gets its own.
 func (u *upstream) stateless(shared *mcp.ClientSession) bool {
-	return u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP && shared.ID() == ""
+	if u.spec.GetTransport() != agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
+		return false
+	}
+	u.mu.RLock()
+	known, none := u.session == shared, u.sessionless
+	u.mu.RUnlock()
+	if known {
+		// As discovery found it: the SDK locks the connection to read the ID,
+		// a lock every call of every client would take.
+		return none
+	}
+	return shared.ID() == ""
 }
 
 // rawClient is the credentialed HTTP client of the current connection.
