@@ -231,7 +231,11 @@ func (p *Proxy) statelessConn(ctx context.Context, u *upstream, version, tool st
 		if hc == nil || shared.InitializeResult().ProtocolVersion != version {
 			return nil, nil
 		}
-		return &upConn{u: u, cs: shared, hc: hc}, func(bool) {}
+		id := "" // read once: the shared session's ID is behind a lock every call would take
+		if !u.stateless(shared) {
+			id = shared.ID()
+		}
+		return &upConn{u: u, cs: shared, id: id, hc: hc}, func(bool) {}
 	}
 	var caps mcp.ClientCapabilities
 	if json.Unmarshal(meta["io.modelcontextprotocol/clientCapabilities"], &caps) != nil || capsKey(&caps) != capsKey(nil) {
@@ -245,7 +249,7 @@ func (p *Proxy) statelessConn(ctx context.Context, u *upstream, version, tool st
 		put(true)
 		return nil, nil
 	}
-	return &upConn{u: u, cs: pc.cs, hc: pc.hc}, put
+	return &upConn{u: u, cs: pc.cs, id: pc.cs.ID(), hc: pc.hc}, put
 }
 
 // requestUser is the user a request authenticated as ("" for none).
@@ -293,7 +297,7 @@ func (l *link) fastConn(ctx context.Context, u *upstream) *upConn {
 	l.mu.Lock()
 	c := l.ups[u.spec.GetName()]
 	l.mu.Unlock()
-	if c == nil || c.u != u || c.cs == nil || c.hc == nil || c.cs.ID() == "" || modern(c.cs) {
+	if c == nil || c.u != u || c.cs == nil || c.hc == nil || c.id == "" || modern(c.cs) {
 		return nil
 	}
 	return c
@@ -308,8 +312,8 @@ func (c *upConn) post(ctx context.Context, body []byte, method, name string) (*h
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	if id := c.cs.ID(); id != "" {
-		req.Header.Set(sessionIDHeader, id)
+	if c.id != "" {
+		req.Header.Set(sessionIDHeader, c.id)
 	}
 	if ir := c.cs.InitializeResult(); ir != nil {
 		req.Header.Set("Mcp-Protocol-Version", ir.ProtocolVersion)

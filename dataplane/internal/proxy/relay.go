@@ -82,6 +82,7 @@ type upConn struct {
 	u      *upstream
 	client *mcp.Client
 	cs     *mcp.ClientSession
+	id     string // cs's ID, read once (the SDK locks the connection to read it)
 	err    error
 	hc     *http.Client // what cs uses, for raw requests on its session (fast.go)
 	// watching is set once its standalone stream is relayed (standalone.go).
@@ -216,6 +217,7 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 		c.client, c.cs, c.err = l.dial(ctx, u, c.ends.end)
 		if c.err == nil && u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
 			c.hc, _ = u.clientFor(l.principal)
+			c.id = c.cs.ID()
 		}
 		if c.err == nil && level != "" {
 			if err := c.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: level}); err != nil {

@@ -36,7 +36,7 @@ func (l *link) clientStreams() {
 // watch relays what c's upstream sends on its standalone stream until the
 // session ends, reconnecting (with backoff) when the stream drops.
 func (l *link) watch(c *upConn) {
-	if c.hc == nil || c.cs == nil || c.cs.ID() == "" || !c.watching.CompareAndSwap(false, true) {
+	if c.hc == nil || c.cs == nil || c.id == "" || !c.watching.CompareAndSwap(false, true) {
 		return
 	}
 	ctx, cancel := context.WithCancel(l.p.ctx)
@@ -67,7 +67,7 @@ func (l *link) stream(ctx context.Context, c *upConn) bool {
 		return false
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set(sessionIDHeader, c.cs.ID())
+	req.Header.Set(sessionIDHeader, c.id)
 	if ir := c.cs.InitializeResult(); ir != nil {
 		req.Header.Set("Mcp-Protocol-Version", ir.ProtocolVersion)
 	}
