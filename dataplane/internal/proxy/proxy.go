@@ -20,7 +20,6 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1343,17 +1342,10 @@ func (p *Proxy) resourceHandler(vs string, key pinKey) mcp.ResourceHandler {
 
 // Inventory reports every upstream's discovered tools, prompts and resources.
 func (p *Proxy) Inventory() *agentv1.InventoryReport {
-	p.mu.Lock()
-	ups := make([]*upstream, 0, len(p.upstreams))
-	for _, u := range p.upstreams {
-		ups = append(ups, u)
-	}
-	p.mu.Unlock()
 	rep := &agentv1.InventoryReport{}
-	for _, u := range ups {
+	for _, u := range p.upstreamList() { // by name
 		rep.Upstreams = append(rep.Upstreams, u.inventory())
 	}
-	sort.Slice(rep.Upstreams, func(i, j int) bool { return rep.Upstreams[i].Upstream < rep.Upstreams[j].Upstream })
 	// Within the control plane's message limit whatever the upstreams
 	// offer: an upstream that does not fit is reported without its items,
 	// as unreachable, so the control plane keeps what it knew of it.

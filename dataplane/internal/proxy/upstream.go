@@ -205,9 +205,12 @@ func (u *upstream) kick() {
 func (u *upstream) transport(standalone bool, principal string) (mcp.Transport, error) {
 	switch u.spec.GetTransport() {
 	case agentv1.Transport_TRANSPORT_STREAMABLE_HTTP:
-		client, err := u.clientFor(principal)
+		var client *http.Client
+		var err error
 		if standalone {
 			client, err = u.httpClient()
+		} else {
+			client, err = u.clientFor(principal)
 		}
 		if err != nil {
 			return nil, err
