@@ -671,3 +671,88 @@ func FuzzLimitedEvents(f *testing.F) {
 		}
 	})
 }
+
+// The SDK hands a call its result once it has read the event carrying it,
+// and the caller then cancels the request: the rest of the stream is still
+// read, so the connection to the upstream is used again rather than closed
+// (each call through the SDK path opened a new one). A stream that does not
+// end is cut once drainGrace has passed, and a request cancelled before its
+// answer came is cancelled at once.
+func TestUpstreamConnectionOutlivesTheCallersCancel(t *testing.T) {
+	defer func(g time.Duration) { drainGrace = g }(drainGrace)
+	drainGrace = time.Hour // the streams below end when the test says
+	release := make(chan struct{}, 8)
+	var conns atomic.Int32
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // then the server notices the client leave
+		if r.URL.Path == "/silent" {
+			<-r.Context().Done()
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n")
+		w.(http.Flusher).Flush()
+		if r.URL.Path == "/endless" {
+			<-r.Context().Done()
+			return
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	up.Start()
+	defer up.Close()
+	lt := &limitedTransport{limit: 1 << 20, base: &http.Transport{}}
+	call := func(ctx context.Context, path string) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, up.URL+path, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}`))
+		return lt.RoundTrip(req)
+	}
+	for i := range 3 {
+		ctx, cancel := context.WithCancel(context.Background())
+		resp, err := call(ctx, "/mcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(resp.Body)
+		for line := "x"; line != "\n"; {
+			if line, err = br.ReadString('\n'); err != nil {
+				t.Fatalf("call %d: reading the event: %v", i, err)
+			}
+		}
+		cancel()              // the caller has its result
+		release <- struct{}{} // then the upstream ends the stream
+		_, err = io.Copy(io.Discard, br)
+		_ = resp.Body.Close()
+		if err != nil {
+			t.Errorf("call %d: the stream's end after the cancel: %v", i, err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("3 calls cancelled once answered opened %d connections, want 1", n)
+	}
+
+	drainGrace = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	resp, err := call(ctx, "/endless")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Error("an endless stream was read to an end after the cancel")
+	}
+	_ = resp.Body.Close()
+
+	drainGrace = time.Hour
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
+	if _, err := call(ctx, "/silent"); !errors.Is(err, context.Canceled) {
+		t.Errorf("a request cancelled before its answer: %v, want it cancelled", err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,10 +51,14 @@ type limitedTransport struct {
 }
 
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req, answered, release := outlive(req)
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {
+		release()
 		return resp, err
 	}
+	answered()
+	resp.Body = &settlingBody{ReadCloser: resp.Body, release: release}
 	if resp.StatusCode/100 != 2 {
 		// The SDK reads an error's body whole to quote it: a little is enough.
 		resp.Body = struct {
@@ -106,6 +111,61 @@ func tooLargeAnswer(req *http.Request, limit int) []byte {
 	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": m.ID,
 		"error": map[string]any{"code": codeTooLarge, "message": "Portcullis refused this: " + tooLargeReason(limit)}})
 	return b
+}
+
+// drainGrace is how long a response body may still be read once the request
+// that asked for it was cancelled (see outlive).
+var drainGrace = time.Second
+
+// outlive lets req's response be read to its end for a moment after the
+// caller cancels it. The SDK hands a call its result as soon as the event
+// carrying it is read, and the caller then cancels the request's context:
+// with the stream's end still unread, the HTTP transport would close the
+// connection rather than use it again, and every call through the SDK would
+// open a new one. Cancelled before its response arrived, the request is
+// cancelled at once; after it, at the end of drainGrace (the SDK stops
+// reading by then: its call has ended). answered says the response arrived;
+// release lets the request go once its body is read to its end or closed
+// (or it failed).
+func outlive(req *http.Request) (out *http.Request, answered, release func()) {
+	ctx := req.Context()
+	if ctx.Done() == nil {
+		return req, func() {}, func() {}
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var arrived atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		if !arrived.Load() {
+			cancel()
+			return
+		}
+		time.AfterFunc(drainGrace, cancel)
+	})
+	return req.WithContext(rctx), func() { arrived.Store(true) }, func() { stop(); cancel() }
+}
+
+// settlingBody is a response body that releases its request (outlive) once
+// it is read to its end or closed.
+type settlingBody struct {
+	io.ReadCloser
+	release func()
+	done    atomic.Bool
+}
+
+func (b *settlingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !b.done.Swap(true) {
+		b.release()
+	}
+	return n, err
+}
+
+func (b *settlingBody) Close() error {
+	err := b.ReadCloser.Close()
+	if !b.done.Swap(true) {
+		b.release()
+	}
+	return err
 }
 
 // limitedEvents passes a server-sent event stream on one whole event at a
