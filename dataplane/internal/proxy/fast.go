@@ -282,13 +282,14 @@ func isJSON(ct string) bool {
 
 // fastConn is the link's open session with an upstream if the fast path can
 // use it (a stateful Streamable HTTP session of a legacy protocol revision,
-// with the upstream as currently configured), opening it on first use.
+// with the upstream as currently configured; the upstream may be modern, and
+// serve that revision in sessions), opening it on first use.
 func (l *link) fastConn(ctx context.Context, u *upstream) *upConn {
 	if u.spec.GetTransport() != agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
 		return nil
 	}
 	shared := u.currentSession()
-	if shared == nil || u.stateless(shared) || modern(shared) {
+	if shared == nil || pooledFor(l.ss, u, shared) {
 		return nil
 	}
 	if _, err := l.open(ctx, u); err != nil {

@@ -218,6 +218,9 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 		if c.err == nil && u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
 			c.hc, _ = u.clientFor(l.principal)
 			c.id = c.cs.ID()
+			if shared := u.currentSession(); c.id == "" && shared != nil && modern(shared) && !modern(c.cs) {
+				u.noLegacySessions.Store(shared) // the next clients are pooled
+			}
 		}
 		if c.err == nil && level != "" {
 			if err := c.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: level}); err != nil {
@@ -425,9 +428,18 @@ func (l *link) rootsChanged() {
 // pooled session by capability set (pool.go) rather than ss's own: when ss is
 // session-less (protocol 2026-07-28) or the upstream is stateless (it gave
 // the gateway's session, shared, no ID, so per-client sessions would hold
-// nothing).
+// nothing). A modern upstream's session (shared) has no ID by the revision's
+// design, yet it may well serve clients of earlier revisions in sessions, as
+// the go-sdk's servers do: those get sessions of their own, in their
+// revision, as with any stateful upstream, unless one came back without an ID.
 func pooledFor(ss *mcp.ServerSession, u *upstream, shared *mcp.ClientSession) bool {
-	return ss == nil || ss.ID() == "" || u.stateless(shared)
+	if ss == nil || ss.ID() == "" {
+		return true
+	}
+	if modern(shared) {
+		return u.noLegacySessions.Load() == shared
+	}
+	return u.stateless(shared)
 }
 
 // session returns the upstream session that serves a request of the client

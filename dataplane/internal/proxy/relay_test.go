@@ -665,3 +665,49 @@ func TestOnEndBeforeAndAfterTheEnd(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// An upstream of both eras (as the go-sdk serves them: sessions up to
+// 2025-11-25, session-less requests from 2026-07-28) gives the gateway's own
+// session no ID, as the modern revision does; a client of an earlier
+// revision still gets a session of its own there, and its calls take the
+// fast path, while a session-less client's requests stay session-less.
+func TestRelayBothErasUpstream(t *testing.T) {
+	sessions, sessionless := relayUpstreamHandler(false), relayUpstreamHandler(true)
+	var modernRequests atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Mcp-Session-Id") == "" && r.Header.Get("Mcp-Protocol-Version") >= "2026-07-28" {
+			modernRequests.Add(1)
+			sessionless.ServeHTTP(w, r)
+			return
+		}
+		sessions.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	url, _ := relayGateway(t, up.URL, &agentv1.VirtualServer{}, &agentv1.Upstream{})
+	if modernRequests.Load() == 0 {
+		t.Fatal("the gateway's own session did not speak 2026-07-28 with the upstream")
+	}
+	a, b := connectRelayClient(t, url), connectRelayClient(t, url)
+	raw := rawCalls()
+	for i := 1; i <= 3; i++ {
+		if got := callText(t, a.cs, "up__incr"); got != fmt.Sprint(i) {
+			t.Fatalf("client A call %d = %q, want %d: its own upstream session", i, got, i)
+		}
+	}
+	if got := callText(t, b.cs, "up__incr"); got != "1" {
+		t.Errorf("client B's first call = %q, want 1: it must not see client A's upstream state", got)
+	}
+	if n := rawCalls() - raw; n != 4 {
+		t.Errorf("%v of 4 calls took the fast path", n)
+	}
+	m := connectRelayClientVersion(t, url, "2026-07-28")
+	before := modernRequests.Load()
+	for range 2 {
+		if got := callText(t, m.cs, "up__incr"); got != "1" {
+			t.Errorf("a session-less client's call = %q, want 1 (no session upstream)", got)
+		}
+	}
+	if modernRequests.Load() == before {
+		t.Error("a session-less client's calls did not reach the upstream session-less")
+	}
+}

@@ -130,6 +130,11 @@ type upstream struct {
 	session *mcp.ClientSession
 	// sessionless is whether session has no ID (a stateless upstream).
 	sessionless bool
+	// noLegacySessions is the gateway's session of a modern upstream
+	// (2026-07-28) under which a client's session of an earlier revision
+	// came back without an ID: that upstream has no sessions for anyone, and
+	// session clients use pooled sessions (pooledFor).
+	noLegacySessions atomic.Pointer[mcp.ClientSession]
 	// hc is the credentialed HTTP client of this connection (Streamable
 	// HTTP), for raw requests without a session (fast.go).
 	hc        *http.Client
