@@ -41,8 +41,27 @@ func Server() *mcp.Server {
 	return s
 }
 
-// Handler serves the demo server over MCP Streamable HTTP.
+// Handler serves the demo server over MCP Streamable HTTP, in sessions:
+// protocol revisions up to 2025-11-25.
 func Handler() http.Handler {
 	s := Server()
 	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+}
+
+// BothErasHandler serves the demo server in both protocol eras, as a
+// current server does: sessions (an initialize, then requests that carry its
+// Mcp-Session-Id), and the session-less requests of 2026-07-28 and later,
+// which the SDK serves with a stateless handler of the same server.
+func BothErasHandler() http.Handler {
+	s := Server()
+	get := func(*http.Request) *mcp.Server { return s }
+	sessions := mcp.NewStreamableHTTPHandler(get, nil)
+	sessionless := mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Mcp-Session-Id") == "" && r.Header.Get("Mcp-Protocol-Version") >= "2026-07-28" {
+			sessionless.ServeHTTP(w, r)
+			return
+		}
+		sessions.ServeHTTP(w, r)
+	})
 }

@@ -53,7 +53,9 @@ const benchRounds = 3
 // calls/s, p50 and p99 and CPU per call.
 func BenchmarkToolsCall(b *testing.B) {
 	ctx := viewer.System(context.Background())
-	up := httptest.NewServer(demoupstream.Handler())
+	// An upstream of both eras, so that session-less requests reach it
+	// session-less through the reverse proxy as through the gateway.
+	up := httptest.NewServer(demoupstream.BothErasHandler())
 	b.Cleanup(func() { up.CloseClientConnections(); up.Close() })
 	target, _ := url.Parse(up.URL)
 	rp := httptest.NewServer(httputil.NewSingleHostReverseProxy(target))
