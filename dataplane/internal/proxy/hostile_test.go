@@ -676,11 +676,9 @@ func FuzzLimitedEvents(f *testing.F) {
 // and the caller then cancels the request: the rest of the stream is still
 // read, so the connection to the upstream is used again rather than closed
 // (each call through the SDK path opened a new one). A stream that does not
-// end is cut once drainGrace has passed, and a request cancelled before its
+// end is cut once its grace (drainGrace) has passed, and a request cancelled before its
 // answer came is cancelled at once.
 func TestUpstreamConnectionOutlivesTheCallersCancel(t *testing.T) {
-	defer func(g time.Duration) { drainGrace = g }(drainGrace)
-	drainGrace = time.Hour // the streams below end when the test says
 	release := make(chan struct{}, 8)
 	var conns atomic.Int32
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -708,7 +706,7 @@ func TestUpstreamConnectionOutlivesTheCallersCancel(t *testing.T) {
 	}
 	up.Start()
 	defer up.Close()
-	lt := &limitedTransport{limit: 1 << 20, base: &http.Transport{}}
+	lt := &limitedTransport{limit: 1 << 20, base: &http.Transport{}, grace: time.Hour} // the streams below end when the test says
 	call := func(ctx context.Context, path string) (*http.Response, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, up.URL+path, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}`))
 		return lt.RoundTrip(req)
@@ -737,7 +735,7 @@ func TestUpstreamConnectionOutlivesTheCallersCancel(t *testing.T) {
 		t.Errorf("3 calls cancelled once answered opened %d connections, want 1", n)
 	}
 
-	drainGrace = 10 * time.Millisecond
+	lt.grace = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	resp, err := call(ctx, "/endless")
 	if err != nil {
@@ -749,7 +747,7 @@ func TestUpstreamConnectionOutlivesTheCallersCancel(t *testing.T) {
 	}
 	_ = resp.Body.Close()
 
-	drainGrace = time.Hour
+	lt.grace = time.Hour
 	ctx, cancel = context.WithCancel(context.Background())
 	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
 	if _, err := call(ctx, "/silent"); !errors.Is(err, context.Canceled) {

@@ -48,10 +48,15 @@ func tooLargeReason(limit int) string {
 type limitedTransport struct {
 	base  http.RoundTripper
 	limit int
+	grace time.Duration // a cancelled request's drain (outlive); 0 is drainGrace
 }
 
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	req, answered, release := outlive(req)
+	grace := t.grace
+	if grace == 0 {
+		grace = drainGrace
+	}
+	req, answered, release := outlive(req, grace)
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {
 		release()
@@ -115,7 +120,7 @@ func tooLargeAnswer(req *http.Request, limit int) []byte {
 
 // drainGrace is how long a response body may still be read once the request
 // that asked for it was cancelled (see outlive).
-var drainGrace = time.Second
+const drainGrace = time.Second
 
 // outlive lets req's response be read to its end for a moment after the
 // caller cancels it. The SDK hands a call its result as soon as the event
@@ -123,25 +128,32 @@ var drainGrace = time.Second
 // with the stream's end still unread, the HTTP transport would close the
 // connection rather than use it again, and every call through the SDK would
 // open a new one. Cancelled before its response arrived, the request is
-// cancelled at once; after it, at the end of drainGrace (the SDK stops
-// reading by then: its call has ended). answered says the response arrived;
-// release lets the request go once its body is read to its end or closed
+// cancelled at once; after it, once grace has passed (the SDK stops reading
+// by then: its call has ended). answered says the response arrived; release
+// lets the request go once its body is read to its end or closed
 // (or it failed).
-func outlive(req *http.Request) (out *http.Request, answered, release func()) {
+func outlive(req *http.Request, grace time.Duration) (out *http.Request, answered, release func()) {
 	ctx := req.Context()
 	if ctx.Done() == nil {
 		return req, func() {}, func() {}
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var arrived atomic.Bool
+	var drain atomic.Pointer[time.Timer]
 	stop := context.AfterFunc(ctx, func() {
 		if !arrived.Load() {
 			cancel()
 			return
 		}
-		time.AfterFunc(drainGrace, cancel)
+		drain.Store(time.AfterFunc(grace, cancel))
 	})
-	return req.WithContext(rctx), func() { arrived.Store(true) }, func() { stop(); cancel() }
+	return req.WithContext(rctx), func() { arrived.Store(true) }, func() {
+		stop()
+		cancel()
+		if t := drain.Load(); t != nil {
+			t.Stop()
+		}
+	}
 }
 
 // settlingBody is a response body that releases its request (outlive) once
