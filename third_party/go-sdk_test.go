@@ -59,7 +59,8 @@ func TestGoSDKIsUpstreamPlusPatch(t *testing.T) {
 		"internal/json/json.go": {"Unmarshal"},
 		"mcp/client.go": {"NewClient", "(cs *ClientSession) sendingMethodInfos",
 			"AddSendingCustomMethod[P paramsPtr[PT], R Result, PT any]", "(c *Client) disconnect"},
-		"mcp/server.go": {"(s *Server) disconnect"},
+		"mcp/server.go":             {"(s *Server) disconnect"},
+		"internal/jsonrpc2/conn.go": {"(c *Connection) handleAsync"},
 	}
 	// Fields the patches add to option structs, with their comments.
 	closedHandler := func(session string) string {

@@ -658,7 +658,9 @@ func (c *Connection) handleAsync() {
 		var req *incomingRequest
 		c.updateInFlight(func(s *inFlightState) {
 			if len(s.handlerQueue) > 0 {
-				req, s.handlerQueue = s.handlerQueue[0], s.handlerQueue[1:]
+				// The queue's array must not keep the request (its params,
+				// its HTTP header) once it is handled.
+				req, s.handlerQueue[0], s.handlerQueue = s.handlerQueue[0], nil, s.handlerQueue[1:]
 			} else {
 				s.handlerRunning = false
 			}
