@@ -235,7 +235,7 @@ func (p *Proxy) statelessConn(ctx context.Context, u *upstream, version, tool st
 		if !u.stateless(shared) {
 			id = shared.ID()
 		}
-		return &upConn{u: u, cs: shared, id: id, hc: hc}, func(bool) {}
+		return &upConn{u: u, id: id, version: version, hc: hc}, func(bool) {}
 	}
 	var caps mcp.ClientCapabilities
 	if json.Unmarshal(meta["io.modelcontextprotocol/clientCapabilities"], &caps) != nil || capsKey(&caps) != capsKey(nil) {
@@ -249,7 +249,7 @@ func (p *Proxy) statelessConn(ctx context.Context, u *upstream, version, tool st
 		put(true)
 		return nil, nil
 	}
-	return &upConn{u: u, cs: pc.cs, id: pc.cs.ID(), hc: pc.hc}, put
+	return &upConn{u: u, id: pc.cs.ID(), version: versionOf(pc.cs), hc: pc.hc}, put
 }
 
 // requestUser is the user a request authenticated as ("" for none).
@@ -292,13 +292,8 @@ func (l *link) fastConn(ctx context.Context, u *upstream) *upConn {
 	if shared == nil || pooledFor(l.ss, u, shared) {
 		return nil
 	}
-	if _, err := l.open(ctx, u); err != nil {
-		return nil
-	}
-	l.mu.Lock()
-	c := l.ups[u.spec.GetName()]
-	l.mu.Unlock()
-	if c == nil || c.u != u || c.cs == nil || c.hc == nil || c.id == "" || modern(c.cs) {
+	c, err := l.conn(ctx, u, false)
+	if err != nil || c.hc == nil || c.id == "" || c.modern() {
 		return nil
 	}
 	return c
@@ -316,9 +311,9 @@ func (c *upConn) post(ctx context.Context, body []byte, method, name string) (*h
 	if c.id != "" {
 		req.Header.Set(sessionIDHeader, c.id)
 	}
-	if ir := c.cs.InitializeResult(); ir != nil {
-		req.Header.Set("Mcp-Protocol-Version", ir.ProtocolVersion)
-		if ir.ProtocolVersion >= statelessProtocol && method != "" {
+	if c.version != "" {
+		req.Header.Set("Mcp-Protocol-Version", c.version)
+		if c.modern() && method != "" {
 			req.Header.Set(methodHeader, method)
 			req.Header.Set(nameHeader, name)
 		}
@@ -470,7 +465,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, vsName
 	if c == nil {
 		return false
 	}
-	if !modern(c.cs) {
+	if !c.modern() {
 		meta = legacyMeta(meta)
 	}
 
@@ -554,7 +549,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, vsName
 		}
 		upstreamOK = false
 		if l != nil {
-			l.drop(rt.upstream, c.cs)
+			l.drop(rt.upstream, c)
 		}
 		ev.Error = truncate(err.Error(), 1024)
 		answer(refusal("upstream %q is unavailable", rt.upstream))
@@ -575,7 +570,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, vsName
 		// new one through the SDK path.
 		upstreamOK = false
 		if l != nil {
-			l.drop(rt.upstream, c.cs)
+			l.drop(rt.upstream, c)
 		}
 		handled = false
 		return false
@@ -706,7 +701,7 @@ func (p *Proxy) fastError(out *clientStream, id json.RawMessage, e json.RawMessa
 // cancelUpstream tells the upstream a fast call was cancelled (by the client
 // or its deadline), as the SDK does for its own requests.
 func (p *Proxy) cancelUpstream(c *upConn, upID string, ctx context.Context) {
-	if modern(c.cs) {
+	if c.modern() {
 		return // no session to say it on: the request it closed says it (2026-07-28)
 	}
 	reason := "the client cancelled the request"

@@ -78,16 +78,26 @@ func (l *link) clientContext(upCtx context.Context) (context.Context, context.Ca
 
 // upConn is one upstream session of a link, opened once.
 type upConn struct {
-	ready  chan struct{} // closed once cs or err is set
-	u      *upstream
-	client *mcp.Client
-	cs     *mcp.ClientSession
-	id     string // cs's ID, read once (the SDK locks the connection to read it)
-	err    error
-	hc     *http.Client // what cs uses, for raw requests on its session (fast.go)
+	ready   chan struct{} // closed once the session is open or err is set
+	l       *link
+	u       *upstream
+	id      string // the session's ID, read once (the SDK locks the connection to read it)
+	version string // its protocol revision
+	err     error
+	hc      *http.Client // the session's HTTP client, for raw requests on it (fast.go)
 	// watching is set once its standalone stream is relayed (standalone.go).
 	watching atomic.Bool
 	ends     ends // when the session ends (or failed to open)
+
+	// The session's SDK client, while requests use it (park.go).
+	mu     sync.Mutex
+	client *mcp.Client
+	cs     *mcp.ClientSession
+	rt     *resumable            // cs's HTTP transport
+	init   *mcp.InitializeResult // the upstream's, to take the session up again
+	users  int                   // requests using cs
+	idle   *time.Timer           // parks cs once no request used it for parkAfter
+	closed bool
 }
 
 // linkOf returns the link of a client session, creating it on first use; it
@@ -183,14 +193,40 @@ func (l *link) close() {
 // close closes the session once it is open.
 func (c *upConn) close() {
 	<-c.ready
-	if c.cs != nil {
-		_ = c.cs.Close()
+	if c.err != nil {
+		return
 	}
+	c.mu.Lock()
+	c.closed = true
+	cs := c.cs
+	c.mu.Unlock()
+	if cs != nil {
+		_ = cs.Close() // its SessionClosedHandler ends c
+		return
+	}
+	c.hangUp()
+	c.ends.end()
 }
 
-// open returns the link's session with u, opening it on first use. A failed
-// open is forgotten, so the next request tries again.
-func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error) {
+// open returns the link's session with u, opening it on first use, and
+// acquires its SDK client (release it once done). A failed open is
+// forgotten, so the next request tries again.
+func (l *link) open(ctx context.Context, u *upstream) (*upConn, *mcp.ClientSession, error) {
+	c, err := l.conn(ctx, u, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	cs, err := c.acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, cs, nil
+}
+
+// conn returns the link's session with u, opening it on first use. A failed
+// open is forgotten, so the next request tries again. Unless sdk, a session
+// it opens is parked at once: its caller makes raw requests (fast.go).
+func (l *link) conn(ctx context.Context, u *upstream, sdk bool) (*upConn, error) {
 	name := u.spec.GetName()
 	l.mu.Lock()
 	if l.closed {
@@ -205,7 +241,7 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 	}
 	owner := c == nil
 	if owner {
-		c = &upConn{ready: make(chan struct{}), u: u}
+		c = &upConn{ready: make(chan struct{}), l: l, u: u}
 		l.ups[name] = c
 	}
 	if pr := principalFrom(ctx); l.principal == "" && pr != "" {
@@ -214,8 +250,18 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 	level := l.level
 	l.mu.Unlock()
 	if owner {
-		c.client, c.cs, c.err = l.dial(ctx, u, c.ends.end)
-		if c.err == nil && u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
+		var rt *resumable
+		if u.spec.GetTransport() == agentv1.Transport_TRANSPORT_STREAMABLE_HTTP {
+			rt = &resumable{}
+		}
+		c.client, c.cs, c.err = l.dial(ctx, u, "", rt, c.ended(rt))
+		if c.err == nil {
+			c.rt, c.init = rt, c.cs.InitializeResult()
+			if c.init != nil {
+				c.version = c.init.ProtocolVersion
+			}
+		}
+		if c.err == nil && rt != nil {
 			c.hc, _ = u.clientFor(l.principal)
 			c.id = c.cs.ID()
 			if shared := u.currentSession(); c.id == "" && shared != nil && modern(shared) && !modern(c.cs) {
@@ -240,8 +286,13 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 		c.ends.add(forget)
 		if c.err != nil {
 			forget()
-		} else if l.streaming.Load() {
-			l.watch(c)
+		} else {
+			if l.streaming.Load() {
+				l.watch(c)
+			}
+			if !sdk {
+				c.park()
+			}
 		}
 	} else {
 		select {
@@ -250,17 +301,20 @@ func (l *link) open(ctx context.Context, u *upstream) (*mcp.ClientSession, error
 			return nil, ctx.Err()
 		}
 	}
-	return c.cs, c.err
+	return c, c.err
 }
 
 // dial connects to u on behalf of the link's client: its declared
-// capabilities and protocol version, and handlers that route what the
-// upstream sends to this client.
-func (l *link) dial(ctx context.Context, u *upstream, ended func()) (*mcp.Client, *mcp.ClientSession, error) {
+// capabilities, in version ("" for the client's), over rt (nil but for
+// Streamable HTTP), with handlers that route what the upstream sends to this
+// client.
+func (l *link) dial(ctx context.Context, u *upstream, version string, rt *resumable, ended func()) (*mcp.Client, *mcp.ClientSession, error) {
 	var caps *mcp.ClientCapabilities
-	var version string
 	if ip := l.ss.InitializeParams(); ip != nil {
-		caps, version = ip.Capabilities, ip.ProtocolVersion
+		caps = ip.Capabilities
+		if version == "" {
+			version = ip.ProtocolVersion
+		}
 	}
 	name := u.spec.GetName()
 	return l.p.dialUpstream(ctx, u, caps, version, l.principal, upstreamHandlers{
@@ -286,6 +340,7 @@ func (l *link) dial(ctx context.Context, u *upstream, ended func()) (*mcp.Client
 			_ = l.ss.NotifyElicitationComplete(ctx, params)
 		},
 		onEnd: ended,
+		rt:    rt,
 	})
 }
 
@@ -300,6 +355,8 @@ type upstreamHandlers struct {
 	onElicitationComplete func(context.Context, *mcp.ElicitationCompleteParams)
 	// onEnd is called once the session has ended; it must not block.
 	onEnd func()
+	// rt, if set, carries a Streamable HTTP session's requests (park.go).
+	rt *resumable
 }
 
 // dialUpstream opens a session with u declaring a client's capabilities (less
@@ -309,6 +366,10 @@ func (p *Proxy) dialUpstream(ctx context.Context, u *upstream, c *mcp.ClientCapa
 	t, err := u.transport(false, principal)
 	if err != nil {
 		return nil, nil, err
+	}
+	if st, ok := t.(*mcp.StreamableClientTransport); ok && h.rt != nil {
+		h.rt.base = st.HTTPClient.Transport
+		st.HTTPClient = &http.Client{Transport: h.rt}
 	}
 	caps := &mcp.ClientCapabilities{}
 	if c != nil {
@@ -405,8 +466,9 @@ func (l *link) setLevel(ctx context.Context, level mcp.LoggingLevel) {
 		case <-ctx.Done():
 			return
 		}
-		if c.cs != nil {
-			_ = c.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: level})
+		if cs, err := c.acquire(ctx); err == nil {
+			_ = cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: level})
+			c.release()
 		}
 	}
 }
@@ -416,10 +478,14 @@ func (l *link) setLevel(ctx context.Context, level mcp.LoggingLevel) {
 func (l *link) rootsChanged() {
 	for _, c := range l.conns() {
 		<-c.ready
-		if c.client != nil {
+		if _, err := c.acquire(l.p.ctx); err == nil {
 			// The SDK notifies on every AddRoots; the list itself is never
 			// read, since roots/list is relayed to the client.
-			c.client.AddRoots(&mcp.Root{URI: "portcullis:relay"})
+			c.mu.Lock()
+			client := c.client
+			c.mu.Unlock()
+			client.AddRoots(&mcp.Root{URI: "portcullis:relay"})
+			c.release()
 		}
 	}
 }
@@ -468,14 +534,16 @@ func (p *Proxy) session(ctx context.Context, ss *mcp.ServerSession, vs string, u
 // session if the request found it failed.
 func (p *Proxy) linkSession(ctx context.Context, ss *mcp.ServerSession, vs string, u *upstream) (cs *mcp.ClientSession, done func(error), err error) {
 	l := p.linkOf(ss, vs)
-	if cs, err = l.open(ctx, u); err != nil {
+	c, cs, err := l.open(ctx, u)
+	if err != nil {
 		return nil, nil, err
 	}
 	untrack := l.track(ctx)
 	return cs, func(err error) {
 		untrack()
+		c.release()
 		if failed(err) {
-			l.drop(u.spec.GetName(), cs)
+			l.drop(u.spec.GetName(), c)
 		}
 	}, nil
 }
@@ -503,12 +571,11 @@ func failed(err error) bool {
 	return !errors.As(err, &je) || brokenCodes[je.Code]
 }
 
-// drop closes and forgets the link's session with an upstream if it is cs,
+// drop closes and forgets the link's session with an upstream if it is c,
 // so that the client's next request opens a new one.
-func (l *link) drop(name string, cs *mcp.ClientSession) {
+func (l *link) drop(name string, c *upConn) {
 	l.mu.Lock()
-	c := l.ups[name]
-	if c == nil || c.cs != cs {
+	if l.ups[name] != c {
 		c = nil
 	} else {
 		delete(l.ups, name)

@@ -108,6 +108,11 @@ func relayUpstreamHandler(stateless bool) http.Handler {
 	srv.AddPrompt(&mcp.Prompt{Name: "greet", Arguments: []*mcp.PromptArgument{{Name: "who"}}}, func(_ context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "hi " + req.Params.Arguments["who"]}}}}, nil
 	})
+	srv.AddPrompt(&mcp.Prompt{Name: "count"}, func(_ context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: fmt.Sprint(state[req.Session])}}}}, nil
+	})
 	srv.AddResource(&mcp.Resource{URI: "test://r", Name: "r"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "test://r", Text: "r"}}}, nil
 	})
@@ -144,6 +149,13 @@ func serveUpstream(t *testing.T, srv *mcp.Server) *httptest.Server {
 }
 
 func relayGatewayConfig(t *testing.T, cfg Config, upURL string, vs *agentv1.VirtualServer, up *agentv1.Upstream, mods ...func(*agentv1.PolicyBundle)) (string, *telemetry.Queue) {
+	t.Helper()
+	_, url, q := relayProxy(t, cfg, upURL, vs, up, mods...)
+	return url, q
+}
+
+// relayProxy is relayGatewayConfig, with the gateway itself.
+func relayProxy(t *testing.T, cfg Config, upURL string, vs *agentv1.VirtualServer, up *agentv1.Upstream, mods ...func(*agentv1.PolicyBundle)) (*Proxy, string, *telemetry.Queue) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -189,7 +201,7 @@ func relayGatewayConfig(t *testing.T, cfg Config, upURL string, vs *agentv1.Virt
 	}
 	gw := httptest.NewServer(p.Handler())
 	t.Cleanup(gw.Close)
-	return gw.URL + "/mcp/main", q
+	return p, gw.URL + "/mcp/main", q
 }
 
 type relayClient struct {
@@ -709,5 +721,91 @@ func TestRelayBothErasUpstream(t *testing.T) {
 	}
 	if modernRequests.Load() == before {
 		t.Error("a session-less client's calls did not reach the upstream session-less")
+	}
+}
+
+// A client's upstream session that only the fast path uses has no SDK
+// client at the gateway (parked, park.go): a request of the SDK path takes
+// the same upstream session up again, without a new initialize, and the
+// session ends at the upstream when the client's does.
+func TestRelayParksIdleUpstreamClients(t *testing.T) {
+	h := relayUpstreamHandler(false)
+	var inits, deletes atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodDelete:
+			deletes.Add(1)
+		case r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "":
+			inits.Add(1) // an initialize: the only request without a session
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	p, url, _ := relayProxy(t, Config{}, up.URL, &agentv1.VirtualServer{}, &agentv1.Upstream{})
+	a := connectRelayClient(t, url)
+	before := inits.Load()
+	conn := func() *upConn {
+		var c *upConn
+		p.links.Range(func(_, v any) bool {
+			l := v.(*link)
+			l.mu.Lock()
+			c = l.ups["up"]
+			l.mu.Unlock()
+			return c == nil
+		})
+		if c == nil {
+			t.Fatal("the client has no upstream session")
+		}
+		return c
+	}
+	attached := func(c *upConn) bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.cs != nil
+	}
+	count := func() string {
+		res, err := a.cs.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "up__count"})
+		if err != nil {
+			t.Fatalf("the SDK path: %v", err)
+		}
+		return res.Messages[0].Content.(*mcp.TextContent).Text
+	}
+
+	raw := rawCalls()
+	if got := callText(t, a.cs, "up__incr"); got != "1" || rawCalls()-raw != 1 {
+		t.Fatalf("incr = %q (%v raw calls), want 1 on the fast path", got, rawCalls()-raw)
+	}
+	c := conn()
+	if attached(c) {
+		t.Error("the fast path's upstream session kept its SDK client")
+	}
+	if got := count(); got != "1" {
+		t.Errorf("the SDK path sees count %q, want 1: the client's own upstream session, taken up again", got)
+	}
+	if !attached(c) || conn() != c {
+		t.Error("the SDK path did not take the session up again")
+	}
+	c.park()
+	if attached(c) {
+		t.Error("an SDK client no request uses was not parked")
+	}
+	if got := callText(t, a.cs, "up__incr"); got != "2" {
+		t.Errorf("incr after parking = %q, want 2", got)
+	}
+	if got := count(); got != "2" {
+		t.Errorf("the SDK path after parking sees count %q, want 2", got)
+	}
+	if n := inits.Load() - before; n != 1 {
+		t.Errorf("the upstream had %d initialize requests for the client, want 1", n)
+	}
+	if n := deletes.Load(); n != 0 {
+		t.Errorf("parking ended the upstream session (%d DELETEs)", n)
+	}
+	c.park()
+	_ = a.cs.Close()
+	for deadline := time.Now().Add(10 * time.Second); deletes.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the parked upstream session did not end with the client's")
+		}
 	}
 }

@@ -36,7 +36,12 @@ func (l *link) clientStreams() {
 // watch relays what c's upstream sends on its standalone stream until the
 // session ends, reconnecting (with backoff) when the stream drops.
 func (l *link) watch(c *upConn) {
-	if c.hc == nil || c.cs == nil || c.id == "" || !c.watching.CompareAndSwap(false, true) {
+	select {
+	case <-c.ready:
+	default:
+		return // its opener watches it once open
+	}
+	if c.err != nil || c.hc == nil || c.id == "" || !c.watching.CompareAndSwap(false, true) {
 		return
 	}
 	ctx, cancel := context.WithCancel(l.p.ctx)
@@ -68,8 +73,8 @@ func (l *link) stream(ctx context.Context, c *upConn) bool {
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set(sessionIDHeader, c.id)
-	if ir := c.cs.InitializeResult(); ir != nil {
-		req.Header.Set("Mcp-Protocol-Version", ir.ProtocolVersion)
+	if c.version != "" {
+		req.Header.Set("Mcp-Protocol-Version", c.version)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
