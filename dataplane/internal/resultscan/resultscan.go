@@ -89,8 +89,9 @@ func (r *Report) Notice(a Action) string {
 var (
 	ansiRE = regexp.MustCompile(`\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])`)
 	// Each secret pattern with the literals one of which any match contains
-	// (none: always run): a text without them skips the regular expression,
-	// which over a large text costs far more than strings.Contains.
+	// (in lower case, in the text as folded, for a case-insensitive one): a
+	// text without them skips the regular expression, which over a large
+	// text costs far more than strings.Contains.
 	secretREs = []struct {
 		kind string
 		re   *regexp.Regexp
@@ -103,7 +104,7 @@ var (
 		{"private key", regexp.MustCompile(`\b(MII[A-Za-z0-9+/]{3}IBA(AKC|DAN)|MHcCAQEE|MIGkAgEBBD|MIGHAgEAMBMG|MC4CAQAwBQYDK2Vw|b3BlbnNzaC1rZXktdjE)[A-Za-z0-9+/=\s]{24,}`),
 			[]string{"MII", "MHcCAQEE", "MC4CAQAwBQYDK2Vw", "b3BlbnNzaC1rZXktdjE"}},
 		{"AWS access key", regexp.MustCompile(`\b(AKIA|ASIA)[0-9A-Z]{16}\b`), []string{"AKIA", "ASIA"}},
-		{"AWS secret key", regexp.MustCompile(`(?i)aws_secret_access_key["']?\s*[:=]\s*["']?[A-Za-z0-9/+=]{40}`), nil},
+		{"AWS secret key", regexp.MustCompile(`(?i)aws_secret_access_key["']?\s*[:=]\s*["']?[A-Za-z0-9/+=]{40}`), []string{"aws_secret_access_key"}},
 		{"GitHub token", regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})\b`), []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
 		{"Slack token", regexp.MustCompile(`\bxox[abprs]-[A-Za-z0-9-]{10,}`), []string{"xox"}},
 		{"Google API key", regexp.MustCompile(`\bAIza[0-9A-Za-z_\-]{35}`), []string{"AIza"}},
@@ -118,14 +119,47 @@ var (
 		{"bearer token", regexp.MustCompile(`\b(Bearer|bearer|BEARER)\s+[A-Za-z0-9._~+/-]{16,}=*`), []string{"Bearer", "bearer", "BEARER"}},
 		{"Portcullis key", regexp.MustCompile(`\b(pcak_[A-Za-z0-9_-]{20,}|pcgw1\.[A-Za-z0-9_.-]{20,})`), []string{"pcak_", "pcgw1."}},
 	}
-	markerREs = []*regexp.Regexp{
-		regexp.MustCompile(`(?i)\b(ignore|disregard|forget|override)\b.{0,40}\b(previous|prior|above|earlier|all|other|system)\b.{0,40}\b(instructions?|prompts?|rules|messages?)\b`),
-		regexp.MustCompile(`(?i)<\s*/?\s*(important|system|instructions?|admin|hidden)\s*>`),
-		regexp.MustCompile(`(?i)\b(do not|don't|never)\b.{0,30}\b(tell|inform|mention|reveal|show|alert)\b.{0,30}\b(the )?(user|human)\b`),
-		regexp.MustCompile(`(?i)\b(new instructions|system prompt|you are now|developer mode)\b`),
-		regexp.MustCompile(`(?i)\b(you must|immediately|now)\b.{0,30}\b(call|invoke|use|run)\b.{0,40}\btools?\b`),
+	// Each marker pattern (all case-insensitive) with the words it cannot
+	// match without: one of each group, in the text as folded.
+	markers = []struct {
+		re   *regexp.Regexp
+		need [][]string
+	}{
+		{regexp.MustCompile(`(?i)\b(ignore|disregard|forget|override)\b.{0,40}\b(previous|prior|above|earlier|all|other|system)\b.{0,40}\b(instructions?|prompts?|rules|messages?)\b`),
+			[][]string{{"ignore", "disregard", "forget", "override"}, {"previous", "prior", "above", "earlier", "all", "other", "system"}, {"instruction", "prompt", "rules", "message"}}},
+		{regexp.MustCompile(`(?i)<\s*/?\s*(important|system|instructions?|admin|hidden)\s*>`),
+			[][]string{{"<"}, {">"}, {"important", "system", "instruction", "admin", "hidden"}}},
+		{regexp.MustCompile(`(?i)\b(do not|don't|never)\b.{0,30}\b(tell|inform|mention|reveal|show|alert)\b.{0,30}\b(the )?(user|human)\b`),
+			[][]string{{"do not", "don't", "never"}, {"tell", "inform", "mention", "reveal", "show", "alert"}, {"user", "human"}}},
+		{regexp.MustCompile(`(?i)\b(new instructions|system prompt|you are now|developer mode)\b`),
+			[][]string{{"new instructions", "system prompt", "you are now", "developer mode"}}},
+		{regexp.MustCompile(`(?i)\b(you must|immediately|now)\b.{0,30}\b(call|invoke|use|run)\b.{0,40}\btools?\b`),
+			[][]string{{"you must", "immediately", "now"}, {"call", "invoke", "use", "run"}, {"tool"}}},
 	}
 )
+
+// folded is s as a case-insensitive pattern sees it, for finding the words a
+// pattern needs: in lower case, the long s (ſ), which matches s, as s. (The
+// Kelvin sign, which matches k, is k in lower case already.) A text without
+// a needed word skips the pattern, which over a large text costs far more
+// than strings.Contains.
+func folded(s string) string {
+	s = strings.ToLower(s)
+	if strings.Contains(s, "ſ") {
+		s = strings.ReplaceAll(s, "ſ", "s")
+	}
+	return s
+}
+
+// containsAll reports whether f holds a word of every group.
+func containsAll(f string, groups [][]string) bool {
+	for _, g := range groups {
+		if !slices.ContainsFunc(g, func(w string) bool { return strings.Contains(f, w) }) {
+			return false
+		}
+	}
+	return true
+}
 
 func isHidden(r rune) bool {
 	switch {
@@ -198,12 +232,19 @@ func Text(s string, a Action, rep *Report) string {
 		s = ansiRE.ReplaceAllStringFunc(s, func(string) string { rep.Escapes++; return "" })
 	}
 	s = secrets(s, a, rep)
-	for _, re := range markerREs {
+	if len(rep.Markers) >= maxMarkers {
+		return s
+	}
+	f := folded(s)
+	for _, m := range markers {
 		if len(rep.Markers) >= maxMarkers {
 			break
 		}
-		if m := re.FindString(s); m != "" {
-			rep.Markers = append(rep.Markers, clip(m))
+		if !containsAll(f, m.need) {
+			continue
+		}
+		if x := m.re.FindString(s); x != "" {
+			rep.Markers = append(rep.Markers, clip(x))
 		}
 	}
 	return s
@@ -212,7 +253,11 @@ func Text(s string, a Action, rep *Report) string {
 // secrets finds (and per a, redacts) the secrets in s.
 func secrets(s string, a Action, rep *Report) string {
 	for _, sr := range secretREs {
-		if len(sr.need) > 0 && !slices.ContainsFunc(sr.need, func(lit string) bool { return strings.Contains(s, lit) }) {
+		in := s
+		if strings.HasPrefix(sr.re.String(), "(?i)") {
+			in = folded(s)
+		}
+		if !slices.ContainsFunc(sr.need, func(lit string) bool { return strings.Contains(in, lit) }) {
 			continue
 		}
 		if sr.re.FindStringIndex(s) == nil {
