@@ -950,30 +950,81 @@ func (p *Proxy) fastAnswer(w http.ResponseWriter, r *http.Request, l *link, m *r
 // errEventTooLarge is an upstream event larger than the limit.
 var errEventTooLarge = errors.New("upstream event too large")
 
-// Pools for readEvents: a bufio reader and an event's data, which f may
-// alias until it returns; buffers that grew past maxPooledEvent are dropped.
+// Pools for readEvents: a bufio reader, and blocks for an event's data.
 var (
 	eventReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
-	eventData    = sync.Pool{New: func() any { return new([]byte) }}
+	eventBlocks  = sync.Pool{New: func() any { b := make([]byte, 0, eventBlock); return &b }}
 )
 
-const maxPooledEvent = 4 << 20
+// eventBlock is the size of the blocks an event's data is gathered in.
+const eventBlock = 64 << 10
+
+// eventData is an event's data, gathered in pooled blocks: an event of one
+// block is handed on as it is, a larger one copied once into a slice of its
+// size (growing one slice as it came would allocate several times that).
+type eventData struct {
+	blocks []*[]byte
+	n      int
+}
+
+func (e *eventData) write(p []byte) {
+	e.n += len(p)
+	for len(p) > 0 {
+		if len(e.blocks) == 0 || len(*e.blocks[len(e.blocks)-1]) == eventBlock {
+			e.blocks = append(e.blocks, eventBlocks.Get().(*[]byte))
+		}
+		b := e.blocks[len(e.blocks)-1]
+		k := min(len(p), eventBlock-len(*b))
+		*b = append(*b, p[:k]...)
+		p = p[k:]
+	}
+}
+
+// trimEOL drops the line ends (CR, LF) the data ends with.
+func (e *eventData) trimEOL() {
+	for len(e.blocks) > 0 {
+		b := e.blocks[len(e.blocks)-1]
+		t := bytes.TrimRight(*b, "\r\n")
+		e.n -= len(*b) - len(t)
+		if *b = t; len(t) > 0 {
+			return
+		}
+		eventBlocks.Put(b)
+		e.blocks = e.blocks[:len(e.blocks)-1]
+	}
+}
+
+// bytes is the data, valid until reset.
+func (e *eventData) bytes() []byte {
+	if len(e.blocks) == 1 {
+		return *e.blocks[0]
+	}
+	out := make([]byte, 0, e.n)
+	for _, b := range e.blocks {
+		out = append(out, *b...)
+	}
+	return out
+}
+
+func (e *eventData) reset() {
+	for _, b := range e.blocks {
+		*b = (*b)[:0]
+		eventBlocks.Put(b)
+	}
+	e.blocks, e.n = e.blocks[:0], 0
+}
 
 // readEvents reads a server-sent event stream and calls f with the data of
 // each message event until f returns false or the stream ends; an event's
-// data is bounded by limit.
+// data is bounded by limit, and f may hold it only until it returns.
 func readEvents(r io.Reader, limit int, f func(data []byte) bool) error {
 	br := eventReaders.Get().(*bufio.Reader)
 	br.Reset(r)
-	bp := eventData.Get().(*[]byte)
-	data := (*bp)[:0]
+	var data eventData
 	defer func() {
 		br.Reset(nil)
 		eventReaders.Put(br)
-		if cap(data) <= maxPooledEvent {
-			*bp = data[:0]
-			eventData.Put(bp)
-		}
+		data.reset()
 	}()
 	name := ""
 	for {
@@ -984,21 +1035,21 @@ func readEvents(r io.Reader, limit int, f func(data []byte) bool) error {
 			if !bytes.HasPrefix(line, []byte("data:")) {
 				return fmt.Errorf("server-sent event line longer than %d bytes", br.Size())
 			}
-			if len(data) > 0 {
-				data = append(data, '\n')
+			if data.n > 0 {
+				data.write([]byte{'\n'})
 			}
 			line = bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))
 			for {
-				if len(data)+len(line) > limit {
+				if data.n+len(line) > limit {
 					return errEventTooLarge
 				}
-				data = append(data, line...)
+				data.write(line)
 				if !errors.Is(err, bufio.ErrBufferFull) {
 					break
 				}
 				line, err = br.ReadSlice('\n')
 			}
-			data = bytes.TrimRight(data, "\r\n")
+			data.trimEOL()
 			if err != nil {
 				return eventStreamEnd(err)
 			}
@@ -1010,12 +1061,13 @@ func readEvents(r io.Reader, limit int, f func(data []byte) bool) error {
 		line = bytes.TrimRight(line, "\r\n")
 		switch {
 		case len(line) == 0:
-			if len(data) > 0 && (name == "" || name == "message") {
-				if !f(data) {
+			if data.n > 0 && (name == "" || name == "message") {
+				if !f(data.bytes()) {
 					return nil
 				}
 			}
-			data, name = data[:0], ""
+			data.reset()
+			name = ""
 		case bytes.HasPrefix(line, []byte("event:")):
 			name = string(bytes.TrimSpace(bytes.TrimPrefix(line, []byte("event:"))))
 		}

@@ -199,6 +199,7 @@ func TestStandaloneStreamRelayed(t *testing.T) {
 
 func TestReadEvents(t *testing.T) {
 	long := strings.Repeat("x", 40<<10)
+	block := strings.Repeat("0123456789abcdef", 1<<12) // 64 KiB
 	for _, tc := range []struct {
 		name, in string
 		want     []string
@@ -209,6 +210,9 @@ func TestReadEvents(t *testing.T) {
 		{"lines joined", "data: a\ndata: b\n\n", []string{"a\nb"}, io.ErrUnexpectedEOF},
 		{"other events skipped", "event: ping\ndata: x\n\n: comment\ndata: y\n\n", []string{"y"}, io.ErrUnexpectedEOF},
 		{"longer than the buffer", "data: " + long + "\n\n", []string{long}, io.ErrUnexpectedEOF},
+		// Lines ending where a block of the gathered data does (64 KiB).
+		{"over several blocks", "data: " + block + "\r\ndata: " + strings.Repeat("y", 1<<16-1) + "\r\ndata:\r\n\r\ndata: z\n\n",
+			[]string{block + "\n" + strings.Repeat("y", 1<<16-1), "z"}, io.ErrUnexpectedEOF},
 		{"cut short", "data: a", nil, io.ErrUnexpectedEOF},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
