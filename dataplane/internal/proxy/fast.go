@@ -60,11 +60,59 @@ type fast struct {
 	// asking bounds the requests relayed from the upstreams' (standalone.go).
 	streaming atomic.Bool
 	asking    chan struct{}
-	// calls are the fast calls in flight by the client's request ID, to
+	// calls are the fast calls in flight, by the client's request ID, to
 	// cancel; asks are requests relayed to the client awaiting its answer.
+	// Both are made when needed and dropped once empty, so that an idle
+	// session holds neither; the first call in flight needs no map.
 	fmu   sync.Mutex
+	call  fastInFlight
 	calls map[string]context.CancelFunc
 	asks  map[string]*pendingAsk
+}
+
+// fastInFlight is a fast call in flight: the client's request ID, and what
+// cancels the call.
+type fastInFlight struct {
+	key    string
+	cancel context.CancelFunc
+}
+
+// addCall records a call in flight; false if one has its ID already.
+// The caller holds fmu.
+func (f *fast) addCall(key string, cancel context.CancelFunc) bool {
+	if f.cancelOf(key) != nil {
+		return false
+	}
+	if f.call.cancel == nil {
+		f.call = fastInFlight{key, cancel}
+		return true
+	}
+	if f.calls == nil {
+		f.calls = map[string]context.CancelFunc{}
+	}
+	f.calls[key] = cancel
+	return true
+}
+
+// cancelOf is what cancels the call in flight with the ID key (nil: none).
+// The caller holds fmu.
+func (f *fast) cancelOf(key string) context.CancelFunc {
+	if f.call.cancel != nil && f.call.key == key {
+		return f.call.cancel
+	}
+	return f.calls[key]
+}
+
+// dropCall forgets the call in flight with the ID key. The caller holds fmu.
+func (f *fast) dropCall(key string) {
+	if f.call.cancel != nil && f.call.key == key {
+		f.call = fastInFlight{}
+		return
+	}
+	delete(f.calls, key)
+	if len(f.calls) == 0 {
+		f.calls = nil
+	}
 }
 
 // pendingAsk is a request of the upstream relayed to the client.
@@ -93,9 +141,6 @@ func (l *link) serveFast() {
 	if l.ss.ID() == "" || l.on.Load() {
 		return
 	}
-	l.fmu.Lock()
-	l.calls, l.asks = map[string]context.CancelFunc{}, map[string]*pendingAsk{}
-	l.fmu.Unlock()
 	l.sdkSeen.Store(time.Now().UnixNano())
 	l.on.Store(true)
 }
@@ -164,7 +209,7 @@ func (p *Proxy) fast(w http.ResponseWriter, r *http.Request) bool {
 			return false
 		}
 		l.fmu.Lock()
-		cancel := l.calls[string(params.RequestID)]
+		cancel := l.cancelOf(string(params.RequestID))
 		l.fmu.Unlock()
 		if cancel == nil {
 			return false
@@ -476,17 +521,19 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, vsName
 		// The client's request ID, to cancel it by; one in flight at a time.
 		key := string(m.ID)
 		l.fmu.Lock()
-		if l.calls[key] != nil {
-			l.fmu.Unlock()
+		added := l.addCall(key, cancel)
+		l.fmu.Unlock()
+		if !added {
 			return false // the SDK path answers a duplicate ID
 		}
-		l.calls[key] = cancel
-		l.fmu.Unlock()
 		defer func() {
 			l.fmu.Lock()
-			delete(l.calls, key)
+			l.dropCall(key)
 			for _, id := range asked {
 				delete(l.asks, id)
+			}
+			if len(l.asks) == 0 {
+				l.asks = nil
 			}
 			l.fmu.Unlock()
 		}()
@@ -884,6 +931,9 @@ func (p *Proxy) fastAsk(ctx context.Context, l *link, c *upConn, upName string, 
 	l.fmu.Lock()
 	full := len(l.asks) >= maxPendingAsks
 	if !full {
+		if l.asks == nil {
+			l.asks = map[string]*pendingAsk{}
+		}
 		l.asks[id] = &pendingAsk{upID: bytes.Clone(um.ID), method: um.Method, c: c, ev: ev, start: start}
 	}
 	l.fmu.Unlock()
@@ -904,6 +954,9 @@ func (p *Proxy) fastAnswer(w http.ResponseWriter, r *http.Request, l *link, m *r
 	l.fmu.Lock()
 	pa := l.asks[id]
 	delete(l.asks, id)
+	if len(l.asks) == 0 {
+		l.asks = nil
+	}
 	l.fmu.Unlock()
 	if pa == nil {
 		return false

@@ -383,3 +383,38 @@ func TestFastPathSessionless(t *testing.T) {
 		t.Errorf("%v of 2 calls of a client without capabilities to a legacy upstream took the fast path", n)
 	}
 }
+
+// The fast calls in flight of a session: the first needs no map, more do,
+// and a session with none holds neither.
+func TestFastCallsInFlight(t *testing.T) {
+	var f fast
+	var got []string
+	cancel := func(key string) context.CancelFunc { return func() { got = append(got, key) } }
+	for _, k := range []string{"1", "2", "3"} {
+		if !f.addCall(k, cancel(k)) {
+			t.Fatalf("call %s refused", k)
+		}
+	}
+	if f.addCall("2", cancel("2 again")) {
+		t.Error("a duplicate ID was taken")
+	}
+	f.dropCall("1")
+	if f.cancelOf("1") != nil {
+		t.Error("a call dropped is still in flight")
+	}
+	f.cancelOf("2")()
+	f.cancelOf("3")()
+	if !f.addCall("1", cancel("1 again")) {
+		t.Error("an ID used before was refused")
+	}
+	f.cancelOf("1")()
+	if !slices.Equal(got, []string{"2", "3", "1 again"}) {
+		t.Errorf("cancelled %q", got)
+	}
+	for _, k := range []string{"2", "3", "1"} {
+		f.dropCall(k)
+	}
+	if f.call.cancel != nil || f.calls != nil {
+		t.Errorf("an idle session holds %+v, %v", f.call, f.calls)
+	}
+}
