@@ -17,16 +17,16 @@ import (
 // upstream is an ID and an HTTP client to the fast path (fast.go), which
 // makes its requests raw; the SDK's client for it (its structures, a
 // connection and the goroutine reading it: about 4.5 KiB, measured by
-// BenchmarkIdleSession) serves only the requests the fast path leaves to the
-// SDK (the SDK path). So the SDK client is
-// parked while no such request needs it: closed without telling the
-// upstream, whose session lives on, and taken up again — a new SDK client
-// on the same session — when a request needs it. An idle client session
-// thus holds no SDK client of its own upstream sessions.
+// BenchmarkIdleSession) serves only the requests the fast path leaves to
+// the SDK (the SDK path). So the SDK client is parked while no such request
+// needs it: closed without telling the upstream, whose session lives on,
+// and taken up again — a new SDK client on the same session — when a
+// request needs it. An idle client session thus holds no SDK client of its
+// own upstream sessions.
 
 // parkAfter is how long an SDK client no request used is kept before it is
 // parked.
-var parkAfter = 10 * time.Second
+const parkAfter = 10 * time.Second
 
 // resumable carries the requests of a link's SDK client with a Streamable
 // HTTP upstream. Parked, the SDK's DELETE on closing is not sent. Taking up
@@ -51,7 +51,7 @@ func (t *resumable) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.id == "" || req.Method != http.MethodPost || t.greeted.Load() || req.Body == nil {
 		return t.base.RoundTrip(req)
 	}
-	body, err := io.ReadAll(io.LimitReader(req.Body, 64<<10))
+	body, err := io.ReadAll(req.Body) // the SDK's own request
 	_ = req.Body.Close()
 	if err != nil {
 		return nil, err
