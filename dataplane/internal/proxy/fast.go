@@ -115,6 +115,14 @@ func (f *fast) dropCall(key string) {
 	}
 }
 
+// dropAsk forgets a request relayed to the client. The caller holds fmu.
+func (f *fast) dropAsk(id string) {
+	delete(f.asks, id)
+	if len(f.asks) == 0 {
+		f.asks = nil
+	}
+}
+
 // pendingAsk is a request of the upstream relayed to the client.
 type pendingAsk struct {
 	upID   json.RawMessage // the upstream's request ID
@@ -530,10 +538,7 @@ func (p *Proxy) fastCall(w http.ResponseWriter, r *http.Request, l *link, vsName
 			l.fmu.Lock()
 			l.dropCall(key)
 			for _, id := range asked {
-				delete(l.asks, id)
-			}
-			if len(l.asks) == 0 {
-				l.asks = nil
+				l.dropAsk(id)
 			}
 			l.fmu.Unlock()
 		}()
@@ -953,10 +958,7 @@ func (p *Proxy) fastAnswer(w http.ResponseWriter, r *http.Request, l *link, m *r
 	}
 	l.fmu.Lock()
 	pa := l.asks[id]
-	delete(l.asks, id)
-	if len(l.asks) == 0 {
-		l.asks = nil
-	}
+	l.dropAsk(id)
 	l.fmu.Unlock()
 	if pa == nil {
 		return false

@@ -264,7 +264,7 @@ func (l *link) conn(ctx context.Context, u *upstream, sdk bool) (*upConn, error)
 		if c.err == nil && rt != nil {
 			c.hc, _ = u.clientFor(l.principal)
 			c.id = c.cs.ID()
-			if shared := u.currentSession(); c.id == "" && shared != nil && modern(shared) && !modern(c.cs) {
+			if shared := u.currentSession(); c.id == "" && shared != nil && modern(shared) && !c.modern() {
 				u.noLegacySessions.Store(shared) // the next clients are pooled
 			}
 		}
