@@ -44,7 +44,9 @@ const (
 
 // benchRounds is how many times every path is measured, the paths taking
 // turns, so that a slow spell of this shared box falls on all of them; the
-// table shows medians.
+// table shows medians of calls/s and CPU, and percentiles of every call of
+// all rounds (a round's own p99 is its hundred slowest calls, which one
+// slow spell decides).
 const benchRounds = 3
 
 // BenchmarkToolsCall measures tools/call on the same upstream, in the same
@@ -176,7 +178,7 @@ func BenchmarkToolsCall(b *testing.B) {
 		}
 	}
 	// Printed, not logged: the table is what `make bench` is read for.
-	fmt.Printf("\nBenchmarkToolsCall, medians of %d alternating rounds, ratios to the reverse proxy in its own process (same run;"+
+	fmt.Printf("\nBenchmarkToolsCall, %d alternating rounds (calls/s and CPU: medians; p50 and p99: of every call), ratios to the reverse proxy in its own process (same run;"+
 		" a path ending in %s to the reverse proxy with the same session-less requests):\n%s",
 		benchRounds, statelessSuffix, results.table("reverse-proxy", 1, benchClients))
 }
@@ -185,7 +187,10 @@ func BenchmarkToolsCall(b *testing.B) {
 // process's CPU time per call in µs (0: not measured), rest this process's
 // (the clients, the upstream and the control plane with its telemetry
 // ingest), which shares the cores with the proxy.
-type loadResult struct{ callsPerSec, p50, p99, cpu, rest float64 }
+type loadResult struct {
+	callsPerSec, p50, p99, cpu, rest float64
+	lat                              []time.Duration // every call's, sorted
+}
 
 // cpuTicks is a process's user and system CPU time in clock ticks (Linux
 // /proc, USER_HZ 100), or -1 when it cannot be read.
@@ -227,9 +232,15 @@ func (r *benchResults) add(name string, c, round int, res loadResult) {
 	r.m[k][round] = res // the last run of a round counts (b.N grows)
 }
 
-// median is each measure's median over the rounds of name at c.
+// median is each measure's median over the rounds of name at c, but p50 and
+// p99, which are of the calls of all rounds together.
 func (r *benchResults) median(name string, c int) loadResult {
 	rounds := r.m[fmt.Sprintf("%s/%d", name, c)]
+	var all []time.Duration
+	for _, res := range rounds {
+		all = append(all, res.lat...)
+	}
+	slices.Sort(all)
 	med := func(f func(loadResult) float64) float64 {
 		var v []float64
 		for _, res := range rounds {
@@ -243,8 +254,8 @@ func (r *benchResults) median(name string, c int) loadResult {
 	}
 	return loadResult{
 		callsPerSec: med(func(l loadResult) float64 { return l.callsPerSec }),
-		p50:         med(func(l loadResult) float64 { return l.p50 }),
-		p99:         med(func(l loadResult) float64 { return l.p99 }),
+		p50:         percentile(all, 0.50),
+		p99:         percentile(all, 0.99),
 		cpu:         med(func(l loadResult) float64 { return l.cpu }),
 		rest:        med(func(l loadResult) float64 { return l.rest }),
 	}
@@ -373,8 +384,7 @@ func load(b *testing.B, endpoint, toolName, bearer, version string, clients, pid
 	}
 	all := slices.Concat(lat...)
 	slices.Sort(all)
-	pct := func(p float64) float64 { return float64(all[int(float64(len(all)-1)*p)].Microseconds()) }
-	res := loadResult{callsPerSec: float64(b.N) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}
+	res := loadResult{callsPerSec: float64(b.N) / elapsed.Seconds(), p50: percentile(all, 0.50), p99: percentile(all, 0.99), lat: all}
 	if self0 >= 0 {
 		res.rest = float64(cpuTicks(os.Getpid())-self0) * 1e4 / float64(b.N)
 		b.ReportMetric(res.rest, "rest-cpu-µs/call")
@@ -389,4 +399,12 @@ func load(b *testing.B, endpoint, toolName, bearer, version string, clients, pid
 	b.ReportMetric(res.p50, "p50-µs")
 	b.ReportMetric(res.p99, "p99-µs")
 	return res
+}
+
+// percentile is the p quantile of sorted latencies, in µs (0 for none).
+func percentile(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return float64(sorted[int(float64(len(sorted)-1)*p)].Microseconds())
 }
