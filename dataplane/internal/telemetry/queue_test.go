@@ -174,3 +174,121 @@ func TestSpoolRotatesFullSegments(t *testing.T) {
 		}
 	}
 }
+
+// Acknowledgements while calls keep adding events: the spool starts a new
+// segment and deletes spent ones outside the lock Add takes, ships every
+// event once and in order, deletes what was acknowledged and keeps what was
+// not.
+func TestSpoolAcksWhileCallsAdd(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	q, err := OpenQueue(dir, 100000, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 4<<10) // 64 events fill segmentBytes/16
+	const n = 3000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			q.Add(&agentv1.CallEvent{Id: fmt.Sprint(i), Reason: pad})
+		}
+	}()
+	acked := 0
+	for adding := true; adding || acked < n; {
+		select {
+		case <-done:
+			adding = false
+		default:
+		}
+		batch, _ := q.Take(50)
+		for _, e := range batch {
+			if e.GetId() != fmt.Sprint(acked) {
+				t.Fatalf("shipped %s, want %d", e.GetId(), acked)
+			}
+			acked++
+		}
+		q.Ack()
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "seg-*.log"))
+	var onDisk int64
+	for _, s := range segs {
+		if st, err := os.Stat(s); err == nil {
+			onDisk += st.Size()
+		}
+	}
+	if onDisk > segmentBytes/16+int64(len(pad)) {
+		t.Fatalf("everything acknowledged, yet %d bytes are left in %v", onDisk, segs)
+	}
+	for i := range 5 {
+		q.Add(&agentv1.CallEvent{Id: fmt.Sprint("late", i)})
+	}
+	_, _ = q.Take(2) // in flight when the gateway stops: not lost
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err = OpenQueue(dir, 100000, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if got, _ := q.Take(n); ids(got) != "late0late1late2late3late4" {
+		t.Fatalf("after restart: %q, want the five events not acknowledged", ids(got))
+	}
+}
+
+// An event added while an acknowledgement starts a new segment (outside the
+// lock Add takes) keeps the segment it was written to; when the current
+// segment was full, Add starts the next under the name the acknowledgement
+// chose, which is then neither emptied nor deleted.
+func TestSpoolKeepsASegmentWrittenWhileAcking(t *testing.T) {
+	pad := strings.Repeat("x", 4<<10)
+	for _, full := range []bool{false, true} {
+		t.Run(fmt.Sprintf("full=%v", full), func(t *testing.T) {
+			dir := t.TempDir()
+			q, err := OpenQueue(dir, 10000, 0, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			added := 0
+			cur := func() segment {
+				q.spool.mu.Lock()
+				defer q.spool.mu.Unlock()
+				return q.spool.segments[len(q.spool.segments)-1]
+			}
+			// Over segmentBytes/16, so that fully acknowledged it is started
+			// afresh; full: within two events of segmentBytes.
+			for cur().bytes < segmentBytes/16+1 || full && cur().bytes+2*int64(len(pad)+64) <= segmentBytes {
+				q.Add(&agentv1.CallEvent{Id: fmt.Sprint(added), Reason: pad})
+				added++
+			}
+			if n := len(q.spool.segments); n != 1 {
+				t.Fatalf("%d segments, want 1", n)
+			}
+			if got, _ := q.Take(added); len(got) != added {
+				t.Fatalf("took %d events of %d", len(got), added)
+			}
+			raced := false
+			q.spool.rotating = func() {
+				raced = true
+				q.Add(&agentv1.CallEvent{Id: "meanwhile", Reason: pad + pad}) // fills a full segment
+			}
+			q.Ack()
+			if !raced {
+				t.Fatal("the acknowledgement did not start a new segment")
+			}
+			if err := q.Close(); err != nil {
+				t.Fatal(err)
+			}
+			q, err = OpenQueue(dir, 10000, 0, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			if got, _ := q.Take(100); ids(got) != "meanwhile" {
+				t.Fatalf("after restart: %q, want the event added during the acknowledgement", ids(got))
+			}
+		})
+	}
+}

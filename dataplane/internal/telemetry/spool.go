@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,6 +59,8 @@ type spool struct {
 	stop     chan struct{}
 	done     chan struct{}
 	syncing  sync.WaitGroup // fsyncs of full segments (rotate)
+
+	rotating func() // tests: run by ack between making a new segment and starting it
 }
 
 // OpenQueue returns a Queue spooled to dir, bounded to max events and
@@ -158,6 +161,11 @@ func readSegment(name string) (segment, []entry, error) {
 // rotate closes the current segment, synced to disk when it is kept, and
 // starts one whose first record is first.
 func (s *spool) rotate(first uint64, keep bool) error {
+	path := s.segmentPath(first)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
 	if old := s.f; old != nil && keep {
 		// Written under the lock, fsynced and closed outside it: Add (every
 		// call) must not wait for the disk; Close waits for it.
@@ -176,14 +184,18 @@ func (s *spool) rotate(first uint64, keep bool) error {
 	} else if old != nil {
 		_ = old.Close()
 	}
-	path := filepath.Join(s.dir, fmt.Sprintf("seg-%020d.log", first))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
+	s.start(f, first, path)
+	return nil
+}
+
+// start makes f, at path, the segment written next, its first record first.
+func (s *spool) start(f *os.File, first uint64, path string) {
 	s.f, s.w = f, bufio.NewWriterSize(f, 64<<10)
 	s.segments = append(s.segments, segment{first: first, last: first - 1, path: path})
-	return nil
+}
+
+func (s *spool) segmentPath(first uint64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("seg-%020d.log", first))
 }
 
 // record is an event as the spool writes it.
@@ -228,8 +240,9 @@ func (s *spool) append(seq uint64, b []byte) bool {
 }
 
 // ack records that everything up to seq is stored and deletes spent segments.
-// The checkpoint is written and fsynced without holding the lock that Add
-// needs, so calls are not held up by the disk.
+// The checkpoint is written, and files are made and removed, without holding
+// the lock that Add (every call) needs: creating or unlinking a file can wait
+// for the filesystem's journal, and calls must not wait for the disk.
 func (s *spool) ack(seq uint64) {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
@@ -246,25 +259,58 @@ func (s *spool) ack(seq uint64) {
 		_ = os.Rename(tmp, filepath.Join(s.dir, checkpoint))
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.acked = seq
+	var spent []string
 	for len(s.segments) > 1 && s.segments[0].last <= seq {
-		_ = os.Remove(s.segments[0].path)
+		spent = append(spent, s.segments[0].path)
 		s.total -= s.segments[0].bytes
 		s.segments = s.segments[1:]
 	}
-	// The current segment fully acknowledged and of some size: start afresh
-	// so it can go too (unsynced: it is deleted).
-	if cur := s.segments[0]; len(s.segments) == 1 && cur.last >= cur.first && cur.last <= seq && cur.bytes >= segmentBytes/16 {
-		old := cur.path
-		s.segments = s.segments[:0]
-		if err := s.rotate(seq+1, false); err != nil {
-			s.log.Error("telemetry spool: rotating", "err", err)
-			return
-		}
-		_ = os.Remove(old)
-		s.total -= cur.bytes
+	cur := s.segments[0]
+	restart := len(s.segments) == 1 && cur.last >= cur.first && cur.last <= seq && cur.bytes >= segmentBytes/16
+	s.mu.Unlock()
+	for _, path := range spent {
+		_ = os.Remove(path)
 	}
+	if !restart {
+		return
+	}
+	// The current segment is fully acknowledged and of some size: start
+	// afresh so it can go too (unsynced: it is deleted). Made only if no
+	// file has the name: Add may have started a segment of that name (the
+	// current one was full) since the lock was let go.
+	path := s.segmentPath(seq + 1)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return
+	}
+	if err != nil {
+		s.log.Error("telemetry spool: rotating", "err", err)
+		return
+	}
+	if s.rotating != nil {
+		s.rotating()
+	}
+	s.mu.Lock()
+	if len(s.segments) != 1 || s.segments[0] != cur {
+		// Written to meanwhile: it holds events not yet acknowledged. The
+		// file made above is dropped unless Add started it as a segment.
+		inUse := slices.ContainsFunc(s.segments, func(g segment) bool { return g.path == path })
+		s.mu.Unlock()
+		_ = f.Close()
+		if !inUse {
+			_ = os.Remove(path)
+		}
+		return
+	}
+	old := s.f
+	s.segments = s.segments[:0]
+	s.total -= cur.bytes
+	s.dirty, s.unsynced = false, false
+	s.start(f, seq+1, path)
+	s.mu.Unlock()
+	_ = old.Close()
+	_ = os.Remove(cur.path)
 }
 
 func (s *spool) syncLocked() error {
