@@ -106,7 +106,7 @@ func OpenQueue(dir string, maxEvents int, maxBytes int64, log *slog.Logger) (*Qu
 	if len(q.events) > 0 {
 		log.Info("telemetry spool: events from a previous run queued again", "events", len(q.events))
 	}
-	if err := s.rotate(q.seq+1, true); err != nil {
+	if err := s.rotate(q.seq + 1); err != nil {
 		return nil, err
 	}
 	q.spool = s
@@ -158,20 +158,23 @@ func readSegment(name string) (segment, []entry, error) {
 	}
 }
 
-// rotate closes the current segment, synced to disk when it is kept, and
-// starts one whose first record is first.
-func (s *spool) rotate(first uint64, keep bool) error {
+// rotate closes the current segment, which is kept and so synced to disk,
+// and starts one whose first record is first. The current segment stays
+// the one written when the new one cannot be made.
+func (s *spool) rotate(first uint64) error {
+	if s.f != nil {
+		if err := s.w.Flush(); err != nil {
+			return err
+		}
+	}
 	path := s.segmentPath(first)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	if old := s.f; old != nil && keep {
+	if old := s.f; old != nil {
 		// Written under the lock, fsynced and closed outside it: Add (every
 		// call) must not wait for the disk; Close waits for it.
-		if err := s.w.Flush(); err != nil {
-			return err
-		}
 		s.dirty, s.unsynced = false, false
 		s.syncing.Add(1)
 		go func() {
@@ -181,8 +184,6 @@ func (s *spool) rotate(first uint64, keep bool) error {
 			}
 			_ = old.Close()
 		}()
-	} else if old != nil {
-		_ = old.Close()
 	}
 	s.start(f, first, path)
 	return nil
@@ -214,7 +215,7 @@ func (s *spool) append(seq uint64, b []byte) bool {
 	}
 	cur := &s.segments[len(s.segments)-1]
 	if cur.bytes+size > segmentBytes && cur.last >= cur.first {
-		if err := s.rotate(seq, true); err != nil {
+		if err := s.rotate(seq); err != nil {
 			s.log.Error("telemetry spool: rotating", "err", err)
 			return false
 		}
