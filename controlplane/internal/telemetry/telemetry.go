@@ -10,8 +10,10 @@ import (
 	"sort"
 	"time"
 
+	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/authz"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/bound"
@@ -83,6 +85,7 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 	defer sqlTx.Rollback()
 	db := ent.NewClient(ent.Driver(sql.NewDriver(s.drv.Dialect(), sql.Conn{ExecQuerier: sqlTx})))
 	rows := make([]any, 0, len(events)*len(callevent.Columns))
+	tenantID, gatewayID, agentID := s.uuidArg(agent.TenantID), s.uuidArg(agent.GatewayID), s.uuidArg(agent.ID)
 	roll := map[rollupKey]*rollupAgg{}
 	var conns []*agentv1.CallEvent
 	for _, e := range events {
@@ -100,7 +103,7 @@ func (s *Service) Ingest(ctx context.Context, agent *ent.Agent, events []*agentv
 		}
 		vs, up, tl := bound.String(e.GetVirtualServer(), 63), bound.String(e.GetUpstream(), 48), bound.String(e.GetTool(), 128)
 		// In the order of callevent.Columns.
-		rows = append(rows, e.GetId(), agent.TenantID, agent.GatewayID, agent.ID, t,
+		rows = append(rows, e.GetId(), tenantID, gatewayID, agentID, t,
 			bound.String(e.GetPrincipal(), 256), vs, up, bound.String(e.GetMethod(), 64), tl,
 			decision.String(), bound.String(e.GetReason(), 512), e.GetLatencyMicros(),
 			e.GetRequestBytes(), e.GetResponseBytes(), bound.String(e.GetError(), 1024), bound.String(e.GetUpstreamIdentity(), 256))
@@ -168,6 +171,18 @@ func (s *Service) recordConnections(ctx context.Context, agent *ent.Agent, evs [
 			s.log.Warn("recording a connection", "upstream", up, "principal", who, "err", err)
 		}
 	}
+}
+
+// uuidArg is u as a statement argument. PostgreSQL's driver encodes a
+// uuid.UUID through its driver.Valuer: the text form, after failing the
+// binary one with a formatted error, 20 allocations and ~2 µs a value, three
+// times an event. It encodes a pgtype.UUID directly. SQLite stores the text
+// form, as ent does.
+func (s *Service) uuidArg(u uuid.UUID) any {
+	if s.drv.Dialect() == dialect.Postgres {
+		return pgtype.UUID{Bytes: u, Valid: true}
+	}
+	return u
 }
 
 // eventsPerInsert is how many events one prepared INSERT stores. A batch is
