@@ -84,7 +84,7 @@ test: test-deps ## Install test dependencies and run every test
 
 .PHONY: bench
 bench: test-deps ## Benchmarks: tools/call direct vs reverse proxy vs gateway; approval to enforcement on 1,000 agents; 1,000 agents plus tools/call load with memory; telemetry ingest; dataplane hot paths
-	eval "$$(.ci/services)" && $(GO) test -run '^$$' -bench ToolsCall -benchtime 10000x -count 1 ./controlplane/internal/e2e/
+	eval "$$(.ci/services)" && $(GO) test -run '^$$' -bench ToolsCall -benchtime 10000x -count 1 -timeout 30m ./controlplane/internal/e2e/
 	eval "$$(.ci/services)" && $(GO) test -run '^$$' -bench ApprovalToEnforcement -benchtime 20x -count 1 ./controlplane/internal/e2e/
 	eval "$$(.ci/services)" && $(GO) test -run '^$$' -bench 'FleetUnderLoad/approval' -benchtime 20x -count 1 ./controlplane/internal/e2e/
 	eval "$$(.ci/services)" && $(GO) test -run '^$$' -bench 'FleetUnderLoad/tools' -benchtime 20000x -count 1 ./controlplane/internal/e2e/

@@ -26,6 +26,7 @@ import (
 
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/access"
 	"github.com/portcullis-mcp/portcullis/controlplane/internal/demoupstream"
+	"github.com/portcullis-mcp/portcullis/ent/callevent"
 	"github.com/portcullis-mcp/portcullis/ent/viewer"
 )
 
@@ -47,7 +48,7 @@ const (
 // table shows medians of calls/s and CPU, and percentiles of every call of
 // all rounds (a round's own p99 is its hundred slowest calls, which one
 // slow spell decides).
-const benchRounds = 3
+const benchRounds = 5
 
 // BenchmarkToolsCall measures tools/call on the same upstream, in the same
 // run: directly, through a plain httputil.ReverseProxy, and through the
@@ -65,8 +66,15 @@ func BenchmarkToolsCall(b *testing.B) {
 
 	work := b.TempDir()
 	rpp, rpPid := startReverseProxy(b, work, up.URL)
-	cp := startControlPlane(b, filepath.Join(work, "cp"), freeAddr(b))
-	defer cp.stop()
+	// The control plane runs elsewhere in production. Here it shares the
+	// box, in a process of its own at the lowest priority, on the embedded
+	// SQLite (with cp, a replica in this process for setup): its telemetry
+	// ingest, which only the gateway paths cause, takes what the proxies,
+	// the clients and the upstream leave of the cores, rather than a core
+	// of theirs for each batch. Its CPU per call is reported, and every
+	// call's event must be stored by the end.
+	cp, cpProc, agentAddr := startControlPlaneBinary(b, "sqlite://"+filepath.Join(work, "cp.db"), testRedisURL(b), 19)
+	cpPid = cpProc.Process.Pid
 	ten, err := cp.Tenants.CreateTenant(ctx, "Bench", "bench", uuid.Nil)
 	if err != nil {
 		b.Fatal(err)
@@ -95,7 +103,7 @@ func BenchmarkToolsCall(b *testing.B) {
 				b.Fatal(err)
 			}
 			addr := freeAddr(b)
-			g := startGateway(b, cp.AgentEndpoint(), filepath.Join(work, fmt.Sprintf("%s-%d", name, i)), addr, append(env, "PORTCULLIS_ENROLL_TOKEN="+token)...)
+			g := startGateway(b, agentAddr, filepath.Join(work, fmt.Sprintf("%s-%d", name, i)), addr, append(env, "PORTCULLIS_ENROLL_TOKEN="+token)...)
 			b.Cleanup(g.stop)
 			if i == 0 {
 				pinWhenDiscovered(b, cp, ten.ID, upstreamName, "echo")
@@ -168,15 +176,26 @@ func BenchmarkToolsCall(b *testing.B) {
 		{"gateway-redis-sessions", plain[1], "demo__echo", "", sessionProtocol, plainPids[1]},
 		{"gateway-all-checks", checked[0], "checked__echo", key, sessionProtocol, checkedPids[0]},
 	}
+	var throughGateways int // calls, each of which a gateway records
 	for round := range benchRounds {
 		for _, tc := range paths {
 			for _, c := range []int{1, benchClients} {
 				b.Run(fmt.Sprintf("%s/c=%d/round=%d", tc.name, c, round+1), func(b *testing.B) {
 					results.add(tc.name, c, round, load(b, tc.url, tc.tool, tc.bearer, tc.version, c, tc.pid))
+					if strings.HasPrefix(tc.name, "gateway") {
+						throughGateways += b.N
+					}
 				})
 			}
 		}
 	}
+	eventually(b, "the control plane storing every call's event", func() error {
+		n, err := cp.DB.CallEvent.Query().Where(callevent.Method("tools/call")).Count(ctx)
+		if err != nil || n != throughGateways {
+			return fmt.Errorf("%d stored of %d calls through gateways (%v)", n, throughGateways, err)
+		}
+		return nil
+	})
 	// Printed, not logged: the table is what `make bench` is read for.
 	fmt.Printf("\nBenchmarkToolsCall, %d alternating rounds (calls/s and CPU: medians; p50 and p99: of every call), ratios to the reverse proxy in its own process (same run;"+
 		" a path ending in %s to the reverse proxy with the same session-less requests):\n%s",
@@ -185,11 +204,11 @@ func BenchmarkToolsCall(b *testing.B) {
 
 // loadResult is one path's measurement at one concurrency; cpu is the proxy
 // process's CPU time per call in µs (0: not measured), rest this process's
-// (the clients, the upstream and the control plane with its telemetry
-// ingest), which shares the cores with the proxy.
+// (the clients and the upstream), which shares the cores with the proxy,
+// and cp the control plane's (its telemetry ingest).
 type loadResult struct {
-	callsPerSec, p50, p99, cpu, rest float64
-	lat                              []time.Duration // every call's, sorted
+	callsPerSec, p50, p99, cpu, rest, cp float64
+	lat                                  []time.Duration // every call's, sorted
 }
 
 // cpuTicks is a process's user and system CPU time in clock ticks (Linux
@@ -220,6 +239,9 @@ type benchResults struct {
 }
 
 var results = &benchResults{m: map[string]map[int]loadResult{}}
+
+// cpPid is the control plane's process in BenchmarkToolsCall (0: none).
+var cpPid int
 
 func (r *benchResults) add(name string, c, round int, res loadResult) {
 	if !slices.Contains(r.names, name) {
@@ -258,6 +280,7 @@ func (r *benchResults) median(name string, c int) loadResult {
 		p99:         percentile(all, 0.99),
 		cpu:         med(func(l loadResult) float64 { return l.cpu }),
 		rest:        med(func(l loadResult) float64 { return l.rest }),
+		cp:          med(func(l loadResult) float64 { return l.cp }),
 	}
 }
 
@@ -265,7 +288,7 @@ func (r *benchResults) table(floor string, cs ...int) string {
 	var sb strings.Builder
 	sb.WriteString("path")
 	for _, c := range cs {
-		fmt.Fprintf(&sb, " | c=%d calls/s (× %s) | c=%d p50 µs (+ over it) | c=%d p99 µs | c=%d proxy CPU µs/call | c=%d rest CPU µs/call", c, floor, c, c, c, c)
+		fmt.Fprintf(&sb, " | c=%d calls/s (× %s) | c=%d p50 µs (+ over it) | c=%d p99 µs | c=%d proxy CPU µs/call | c=%d rest CPU µs/call | c=%d control-plane CPU µs/call", c, floor, c, c, c, c, c)
 	}
 	sb.WriteString("\n")
 	for _, name := range r.names {
@@ -284,7 +307,7 @@ func (r *benchResults) table(floor string, cs ...int) string {
 			if res.cpu > 0 {
 				cpu = fmt.Sprintf("%.0f", res.cpu)
 			}
-			fmt.Fprintf(&sb, " | %.0f (%.2f×) | %.0f (%+.0f) | %.0f | %s | %.0f", res.callsPerSec, ratio, res.p50, res.p50-base.p50, res.p99, cpu, res.rest)
+			fmt.Fprintf(&sb, " | %.0f (%.2f×) | %.0f (%+.0f) | %.0f | %s | %.0f | %.0f", res.callsPerSec, ratio, res.p50, res.p50-base.p50, res.p99, cpu, res.rest, res.cp)
 		}
 		sb.WriteString("\n")
 	}
@@ -359,7 +382,7 @@ func load(b *testing.B, endpoint, toolName, bearer, version string, clients, pid
 	if pid > 0 {
 		ticks0 = cpuTicks(pid)
 	}
-	self0 := cpuTicks(os.Getpid())
+	self0, cp0 := cpuTicks(os.Getpid()), cpuTicks(cpPid)
 	start := time.Now()
 	for i, s := range sessions {
 		wg.Add(1)
@@ -388,6 +411,10 @@ func load(b *testing.B, endpoint, toolName, bearer, version string, clients, pid
 	if self0 >= 0 {
 		res.rest = float64(cpuTicks(os.Getpid())-self0) * 1e4 / float64(b.N)
 		b.ReportMetric(res.rest, "rest-cpu-µs/call")
+	}
+	if cp0 >= 0 {
+		res.cp = float64(cpuTicks(cpPid)-cp0) * 1e4 / float64(b.N)
+		b.ReportMetric(res.cp, "cp-cpu-µs/call")
 	}
 	if ticks0 >= 0 {
 		if t := cpuTicks(pid); t >= 0 {

@@ -67,23 +67,7 @@ func BenchmarkFleetUnderLoad(b *testing.B) {
 		b.Fatal("PostgreSQL and Redis are needed: run `make bench` (it starts them)")
 	}
 	sys := viewer.System(context.Background())
-	dbURL := testutil.StartPostgres(b)
-	caDir := b.TempDir()
-	caCert, caKey := filepath.Join(caDir, "ca.crt"), filepath.Join(caDir, "ca.key")
-	// An in-process replica for setup; the measured replica is the binary.
-	admin := runControlPlane(b, app.Config{DataDir: b.TempDir(), DatabaseURL: dbURL, RedisURL: redisURL, CACert: caCert, CAKey: caKey, GRPCListen: "127.0.0.1:0"})
-	defer admin.stop()
-	grpcAddr := freeAddr(b)
-	bin := controlPlaneBin(b)
-	proc := exec.Command(bin, "serve", "--data-dir", b.TempDir(), "--database-url", dbURL, "--redis-url", redisURL,
-		"--ca-cert", caCert, "--ca-key", caKey, "--grpc-listen", grpcAddr, "--http-listen", "127.0.0.1:0", "--log-level", "error")
-	proc.Env = append(os.Environ(), kekEnv())
-	proc.Stdout, proc.Stderr = io.Discard, io.Discard
-	if err := proc.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
-
+	admin, proc, grpcAddr := startControlPlaneBinary(b, testutil.StartPostgres(b), redisURL, 0)
 	ten, err := admin.Tenants.CreateTenant(sys, "Fleet", "fleet-"+uuid.NewString()[:8], uuid.Nil)
 	if err != nil {
 		b.Fatal(err)
@@ -101,13 +85,6 @@ func BenchmarkFleetUnderLoad(b *testing.B) {
 	}
 	caPool := x509.NewCertPool()
 	caPool.AddCert(admin.CA.Cert)
-	eventually(b, "the control plane binary listening", func() error {
-		c, err := net.DialTimeout("tcp", grpcAddr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
 	start := time.Now()
 	tgt := &atomic.Pointer[target]{}
 	ctx, cancel := context.WithCancel(sys)
@@ -162,4 +139,39 @@ func BenchmarkFleetUnderLoad(b *testing.B) {
 		b.ReportMetric(gpeak, "gw-peak-MiB")
 		b.ReportMetric(idleRSS, "cp-idle-rss-MiB")
 	})
+}
+
+// startControlPlaneBinary runs the built `portcullis serve` on the database
+// and Redis given, beside an in-process replica of it for setup (a change
+// made there reaches the agents the binary holds through Redis), and waits
+// until the binary listens for agents. It returns the replica, the
+// binary's process (killed when b ends) and its agent address. A niceness
+// above 0 runs the binary at that lower priority (nice(1)).
+func startControlPlaneBinary(b *testing.B, dbURL, redisURL string, niceness int) (*controlPlane, *exec.Cmd, string) {
+	b.Helper()
+	caDir := b.TempDir()
+	caCert, caKey := filepath.Join(caDir, "ca.crt"), filepath.Join(caDir, "ca.key")
+	admin := runControlPlane(b, app.Config{DataDir: b.TempDir(), DatabaseURL: dbURL, RedisURL: redisURL, CACert: caCert, CAKey: caKey, GRPCListen: "127.0.0.1:0"})
+	b.Cleanup(admin.stop)
+	grpcAddr := freeAddr(b)
+	args := []string{controlPlaneBin(b), "serve", "--data-dir", b.TempDir(), "--database-url", dbURL, "--redis-url", redisURL,
+		"--ca-cert", caCert, "--ca-key", caKey, "--grpc-listen", grpcAddr, "--http-listen", "127.0.0.1:0", "--log-level", "error"}
+	if niceness > 0 {
+		args = append([]string{"nice", "-n", strconv.Itoa(niceness)}, args...)
+	}
+	proc := exec.Command(args[0], args[1:]...)
+	proc.Env = append(os.Environ(), kekEnv())
+	proc.Stdout, proc.Stderr = io.Discard, io.Discard
+	if err := proc.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = proc.Process.Kill(); _ = proc.Wait() })
+	eventually(b, "the control plane binary listening", func() error {
+		c, err := net.DialTimeout("tcp", grpcAddr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	return admin, proc, grpcAddr
 }
