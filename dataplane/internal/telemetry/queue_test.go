@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 	"weak"
 
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
@@ -290,5 +292,76 @@ func TestSpoolKeepsASegmentWrittenWhileAcking(t *testing.T) {
 				t.Fatalf("after restart: %q, want the event added during the acknowledgement", ids(got))
 			}
 		})
+	}
+}
+
+// Add does not wait for the disk: while the flusher's write is stalled (as
+// a write waiting for a busy filesystem journal is), calls keep adding
+// events to memory. Once maxPending bytes wait, Add writes them itself,
+// after the stalled write; after a restart every event is there, in order.
+func TestSpoolAddDoesNotWaitForTheDisk(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	q, err := OpenQueue(dir, 100000, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalled, release, crossing := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var writes atomic.Int32
+	q.spool.mu.Lock()
+	q.spool.writing = func() {
+		switch writes.Add(1) {
+		case 1: // the flusher's
+			close(stalled)
+			<-release
+		case 2: // the Add past maxPending's
+			close(crossing)
+		}
+	}
+	q.spool.mu.Unlock()
+	pad := strings.Repeat("x", 1<<10)
+	add := func(from, to int) chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := from; i < to; i++ {
+				q.Add(&agentv1.CallEvent{Id: fmt.Sprintf("%05d", i), Reason: pad})
+			}
+		}()
+		return done
+	}
+	<-add(0, 1)
+	<-stalled // the flusher holds event 0's write
+	// Half of maxPending: added while the write stays stalled.
+	select {
+	case <-add(1, maxPending/len(pad)/2):
+	case <-time.After(time.Minute):
+		t.Fatal("Add waited for the stalled write")
+	}
+	// Past maxPending: the Add that crosses it writes after the stalled write.
+	const n = 3 * maxPending / (1 << 10)
+	more := add(maxPending/len(pad)/2, n)
+	<-crossing
+	close(release)
+	<-more
+	if got := q.Len(); got != n || q.Dropped() != 0 {
+		t.Fatalf("%d queued, %d dropped, want %d and none", got, q.Dropped(), n)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err = OpenQueue(dir, 100000, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	got, _ := q.Take(n + 1)
+	if len(got) != n {
+		t.Fatalf("after restart: %d events, want %d", len(got), n)
+	}
+	for i, e := range got {
+		if e.GetId() != fmt.Sprintf("%05d", i) {
+			t.Fatalf("after restart, event %d is %s", i, e.GetId())
+		}
 	}
 }

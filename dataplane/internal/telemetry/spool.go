@@ -24,14 +24,19 @@ import (
 // The spool is a journal of segment files ("seg-<first seq>.log", records of
 // uvarint seq, uvarint length, CallEvent) and a checkpoint file holding the
 // last sequence number the control plane stored. A segment is deleted once
-// every record in it is acknowledged. Writes are flushed and fsynced every
-// flushInterval (to the page cache: a crash of the process loses nothing),
-// fsynced every syncInterval (a crash of the host loses at most that much)
-// and on Close.
+// every record in it is acknowledged. Records are buffered in memory and
+// written every flushInterval by the flusher, without the lock Add (every
+// call) takes: a write can wait for the filesystem's journal, and calls must
+// not wait for the disk. Only when maxPending bytes wait (the disk has been
+// stalled that long) does Add write them itself. Written records reach the
+// page cache (a crash of the process loses at most a flushInterval's),
+// are fsynced every syncInterval (a crash of the host loses at most that
+// much) and on Close.
 const (
 	segmentBytes  = 4 << 20
 	flushInterval = 100 * time.Millisecond
 	syncInterval  = time.Second
+	maxPending    = 1 << 20
 	maxRecord     = 1 << 20
 	checkpoint    = "acked"
 )
@@ -51,16 +56,20 @@ type spool struct {
 	mu       sync.Mutex // guards the file state below; Queue.mu is held around append
 	segments []segment  // oldest first; the last one is being written
 	f        *os.File
-	w        *bufio.Writer
-	dirty    bool // written since the last flush
-	unsynced bool // flushed since the last fsync
-	total    int64
-	acked    uint64
-	stop     chan struct{}
-	done     chan struct{}
-	syncing  sync.WaitGroup // fsyncs of full segments (rotate)
+	pending  []byte // records of f not yet written to it
+	unsynced bool   // written since the last fsync
+	// wmu is held while f is written or closed, taken after mu: the
+	// flusher takes it before letting mu go and writes without mu, so what
+	// it writes lands before anything written after it.
+	wmu     sync.Mutex
+	total   int64
+	acked   uint64
+	stop    chan struct{}
+	done    chan struct{}
+	syncing sync.WaitGroup // fsyncs of full segments (rotate)
 
 	rotating func() // tests: run by ack between making a new segment and starting it
+	writing  func() // tests: run before a write, by the flusher holding wmu (not mu), by writeLocked before taking it
 }
 
 // OpenQueue returns a Queue spooled to dir, bounded to max events and
@@ -163,7 +172,7 @@ func readSegment(name string) (segment, []entry, error) {
 // the one written when the new one cannot be made.
 func (s *spool) rotate(first uint64) error {
 	if s.f != nil {
-		if err := s.w.Flush(); err != nil {
+		if err := s.writeLocked(); err != nil {
 			return err
 		}
 	}
@@ -175,7 +184,7 @@ func (s *spool) rotate(first uint64) error {
 	if old := s.f; old != nil {
 		// Written under the lock, fsynced and closed outside it: Add (every
 		// call) must not wait for the disk; Close waits for it.
-		s.dirty, s.unsynced = false, false
+		s.unsynced = false
 		s.syncing.Add(1)
 		go func() {
 			defer s.syncing.Done()
@@ -190,8 +199,9 @@ func (s *spool) rotate(first uint64) error {
 }
 
 // start makes f, at path, the segment written next, its first record first.
+// Records pending for the previous file are dropped: written or acknowledged.
 func (s *spool) start(f *os.File, first uint64, path string) {
-	s.f, s.w = f, bufio.NewWriterSize(f, 64<<10)
+	s.f, s.pending = f, s.pending[:0]
 	s.segments = append(s.segments, segment{first: first, last: first - 1, path: path})
 }
 
@@ -221,23 +231,43 @@ func (s *spool) append(seq uint64, b []byte) bool {
 		}
 		cur = &s.segments[len(s.segments)-1]
 	}
-	var hdr [2 * binary.MaxVarintLen64]byte
-	n := binary.PutUvarint(hdr[:], seq)
-	n += binary.PutUvarint(hdr[n:], uint64(len(b)))
-	if _, err := s.w.Write(hdr[:n]); err != nil {
-		s.log.Error("telemetry spool: writing", "err", err)
-		return false
+	if len(s.pending) >= maxPending {
+		// The flusher has not written for that long: write here rather
+		// than hold ever more in memory.
+		if err := s.writeLocked(); err != nil {
+			s.log.Error("telemetry spool: writing", "err", err)
+			return false
+		}
 	}
-	if _, err := s.w.Write(b); err != nil {
-		s.log.Error("telemetry spool: writing", "err", err)
-		return false
-	}
-	written := int64(n + len(b))
+	n := len(s.pending)
+	s.pending = binary.AppendUvarint(s.pending, seq)
+	s.pending = binary.AppendUvarint(s.pending, uint64(len(b)))
+	s.pending = append(s.pending, b...)
+	written := int64(len(s.pending) - n)
 	cur.bytes += written
 	cur.last = seq
 	s.total += written
-	s.dirty = true
 	return true
+}
+
+// writeLocked writes the pending records to the current segment, after
+// any write of the flusher's to it; s.mu is held.
+func (s *spool) writeLocked() error {
+	if s.writing != nil && len(s.pending) > 0 {
+		s.writing()
+	}
+	s.wmu.Lock()
+	var n int
+	var err error
+	if len(s.pending) > 0 {
+		n, err = s.f.Write(s.pending)
+	}
+	s.wmu.Unlock()
+	// What was written stays written, so that what follows it continues
+	// the file where it ends.
+	s.pending = s.pending[:copy(s.pending, s.pending[n:])]
+	s.unsynced = s.unsynced || n > 0
+	return err
 }
 
 // ack records that everything up to seq is stored and deletes spent segments.
@@ -307,21 +337,20 @@ func (s *spool) ack(seq uint64) {
 	old := s.f
 	s.segments = s.segments[:0]
 	s.total -= cur.bytes
-	s.dirty, s.unsynced = false, false
+	s.unsynced = false
 	s.start(f, seq+1, path)
 	s.mu.Unlock()
+	s.wmu.Lock() // after a write of the flusher's to it
 	_ = old.Close()
+	s.wmu.Unlock()
 	_ = os.Remove(cur.path)
 }
 
 func (s *spool) syncLocked() error {
-	if !s.dirty && !s.unsynced {
-		return nil
-	}
-	if err := s.w.Flush(); err != nil {
+	if err := s.writeLocked(); err != nil || !s.unsynced {
 		return err
 	}
-	s.dirty, s.unsynced = false, false
+	s.unsynced = false
 	return s.f.Sync()
 }
 
@@ -330,29 +359,39 @@ func (s *spool) flusher() {
 	t := time.NewTicker(flushInterval)
 	defer t.Stop()
 	var lastSync time.Time
+	var spare []byte // the buffer written last, Add's next
 	for {
 		select {
 		case <-s.stop:
 			return
 		case now := <-t.C:
-			// Written under the lock, fsynced outside it: Add (every call)
-			// must not wait for the disk. A segment rotated meanwhile was
-			// synced (or dropped) by rotate.
+			// Taken under the lock, written and fsynced outside it: Add
+			// (every call) must not wait for the disk. A segment rotated
+			// meanwhile was written and synced (or dropped) by rotate.
 			s.mu.Lock()
-			f, err := s.f, error(nil)
-			if s.dirty {
-				if err = s.w.Flush(); err == nil {
-					s.dirty = false
-					s.unsynced = true
-				}
+			f, chunk := s.f, s.pending
+			s.pending = spare[:0]
+			sync := (s.unsynced || len(chunk) > 0) && now.Sub(lastSync) >= syncInterval
+			s.unsynced = (s.unsynced || len(chunk) > 0) && !sync
+			if sync {
+				lastSync = now
 			}
-			if !s.unsynced || now.Sub(lastSync) < syncInterval {
-				f = nil
-			} else {
-				s.unsynced, lastSync = false, now
-			}
+			hook := s.writing
+			s.wmu.Lock()
 			s.mu.Unlock()
-			if err == nil && f != nil {
+			var err error
+			if len(chunk) > 0 && hook != nil {
+				hook()
+			}
+			if len(chunk) > 0 {
+				// A failed write loses the spooled copy of these records
+				// (the events still ship from memory) and tears the
+				// segment: a restart reads it up to the tear.
+				_, err = f.Write(chunk)
+			}
+			s.wmu.Unlock()
+			spare = chunk
+			if err == nil && sync {
 				if err = f.Sync(); errors.Is(err, os.ErrClosed) {
 					err = nil
 				}
