@@ -75,6 +75,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	// call's event must be stored by the end.
 	cp, cpProc, agentAddr := startControlPlaneBinary(b, "sqlite://"+filepath.Join(work, "cp.db"), testRedisURL(b), 19)
 	cpPid = cpProc.Process.Pid
+	b.Cleanup(func() { cpPid = 0 })
 	ten, err := cp.Tenants.CreateTenant(ctx, "Bench", "bench", uuid.Nil)
 	if err != nil {
 		b.Fatal(err)
@@ -197,7 +198,7 @@ func BenchmarkToolsCall(b *testing.B) {
 		return nil
 	})
 	// Printed, not logged: the table is what `make bench` is read for.
-	fmt.Printf("\nBenchmarkToolsCall, %d alternating rounds (calls/s and CPU: medians; p50 and p99: of every call), ratios to the reverse proxy in its own process (same run;"+
+	fmt.Printf("\nBenchmarkToolsCall, %d alternating rounds (calls/s and CPU: medians; p50 and p99: of every call; p99 ×: the median of the rounds' ratios), ratios to the reverse proxy in its own process (same run;"+
 		" a path ending in %s to the reverse proxy with the same session-less requests):\n%s",
 		benchRounds, statelessSuffix, results.table("reverse-proxy", 1, benchClients))
 }
