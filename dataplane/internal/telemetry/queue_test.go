@@ -24,6 +24,21 @@ func ids(evs []*agentv1.CallEvent) string {
 	return s
 }
 
+// restarted closes q, as a stopping gateway does, and opens the spool in
+// dir again, closed when t ends.
+func restarted(t *testing.T, q *Queue, dir string, maxEvents int) *Queue {
+	t.Helper()
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err := OpenQueue(dir, maxEvents, 0, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	return q
+}
+
 func TestQueueBoundsAndCountsDrops(t *testing.T) {
 	q := NewQueue(3)
 	for i := range 5 {
@@ -227,14 +242,7 @@ func TestSpoolAcksWhileCallsAdd(t *testing.T) {
 		q.Add(&agentv1.CallEvent{Id: fmt.Sprint("late", i)})
 	}
 	_, _ = q.Take(2) // in flight when the gateway stops: not lost
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	q, err = OpenQueue(dir, 100000, 0, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q = restarted(t, q, dir, 100000)
 	if got, _ := q.Take(n); ids(got) != "late0late1late2late3late4" {
 		t.Fatalf("after restart: %q, want the five events not acknowledged", ids(got))
 	}
@@ -280,14 +288,7 @@ func TestSpoolKeepsASegmentWrittenWhileAcking(t *testing.T) {
 			if !raced {
 				t.Fatal("the acknowledgement did not start a new segment")
 			}
-			if err := q.Close(); err != nil {
-				t.Fatal(err)
-			}
-			q, err = OpenQueue(dir, 10000, 0, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer q.Close()
+			q = restarted(t, q, dir, 10000)
 			if got, _ := q.Take(100); ids(got) != "meanwhile" {
 				t.Fatalf("after restart: %q, want the event added during the acknowledgement", ids(got))
 			}
@@ -347,14 +348,7 @@ func TestSpoolAddDoesNotWaitForTheDisk(t *testing.T) {
 	if got := q.Len(); got != n || q.Dropped() != 0 {
 		t.Fatalf("%d queued, %d dropped, want %d and none", got, q.Dropped(), n)
 	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	q, err = OpenQueue(dir, 100000, 0, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q = restarted(t, q, dir, 100000)
 	got, _ := q.Take(n + 1)
 	if len(got) != n {
 		t.Fatalf("after restart: %d events, want %d", len(got), n)

@@ -371,8 +371,9 @@ func (s *spool) flusher() {
 			s.mu.Lock()
 			f, chunk := s.f, s.pending
 			s.pending = spare[:0]
-			sync := (s.unsynced || len(chunk) > 0) && now.Sub(lastSync) >= syncInterval
-			s.unsynced = (s.unsynced || len(chunk) > 0) && !sync
+			written := s.unsynced || len(chunk) > 0 // since the last fsync
+			sync := written && now.Sub(lastSync) >= syncInterval
+			s.unsynced = written && !sync
 			if sync {
 				lastSync = now
 			}
