@@ -181,7 +181,7 @@ func BenchmarkToolsCall(b *testing.B) {
 	order := []string{"reverse-proxy", "gateway-all-checks", "gateway", "gateway-redis-sessions",
 		"reverse-proxy" + statelessSuffix, "gateway" + statelessSuffix, "direct", "reverse-proxy-in-process"}
 	for _, tc := range paths {
-		results.names = append(results.names, tc.name)
+		results.list(tc.name)
 	}
 	var throughGateways int // calls, each of which a gateway records
 	// stored waits until the control plane has stored every call's event,
@@ -266,10 +266,15 @@ var results = &benchResults{m: map[string]map[int]loadResult{}}
 // cpPid is the control plane's process in BenchmarkToolsCall (0: none).
 var cpPid int
 
-func (r *benchResults) add(name string, c, round int, res loadResult) {
+// list puts name in the table, after those listed before it.
+func (r *benchResults) list(name string) {
 	if !slices.Contains(r.names, name) {
 		r.names = append(r.names, name)
 	}
+}
+
+func (r *benchResults) add(name string, c, round int, res loadResult) {
+	r.list(name)
 	k := fmt.Sprintf("%s/%d", name, c)
 	if r.m[k] == nil {
 		r.m[k] = map[int]loadResult{}
