@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"path"
@@ -14,9 +13,11 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/interpreter"
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/segmentio/encoding/json"
 
 	agentv1 "github.com/portcullis-mcp/portcullis/proto/gen/portcullis/agent/v1"
 )
@@ -61,14 +62,15 @@ type accessIndex struct {
 	byPrincipal map[string][]int32
 }
 
-func indexRules(rules []accessRule, keys map[[32]byte]identity) *accessIndex {
+func indexRules(rules []accessRule, keys map[[32]byte]*auth.TokenInfo) *accessIndex {
 	ix := &accessIndex{rules: rules, byPrincipal: map[string][]int32{}}
 	for i, r := range rules {
 		if r.principal == "*" {
 			ix.anonymous = append(ix.anonymous, int32(i))
 		}
 	}
-	for _, id := range keys {
+	for _, ti := range keys {
+		id := identityOf(ti)
 		var l []int32
 		for i := range rules {
 			if rules[i].mayApplyTo(id) {
@@ -99,15 +101,17 @@ func condEnv() (*cel.Env, error) {
 }
 
 // compileAccess turns the bundle's client keys and rules into lookups; CEL
-// conditions are compiled once here, so a bad one refuses the bundle.
-func compileAccess(b *agentv1.PolicyBundle) (keys map[[32]byte]identity, rules []accessRule, err error) {
-	keys = map[[32]byte]identity{}
+// conditions are compiled once here, so a bad one refuses the bundle. A
+// key's TokenInfo is made here too and shared by every request that
+// presents it (nothing writes to a TokenInfo).
+func compileAccess(b *agentv1.PolicyBundle) (keys map[[32]byte]*auth.TokenInfo, rules []accessRule, err error) {
+	keys = map[[32]byte]*auth.TokenInfo{}
 	for _, k := range b.GetClientAuth().GetKeys() {
 		raw, err := hex.DecodeString(k.GetSha256())
 		if err != nil || len(raw) != 32 {
 			return nil, nil, fmt.Errorf("client key %q: bad hash", k.GetPrincipal())
 		}
-		keys[[32]byte(raw)] = identity{principal: k.GetPrincipal(), groups: k.GetGroups()}
+		keys[[32]byte(raw)] = &auth.TokenInfo{UserID: k.GetPrincipal(), Extra: map[string]any{"groups": k.GetGroups()}}
 	}
 	var env *cel.Env
 	for _, r := range b.GetAccessRules() {
@@ -191,7 +195,7 @@ func decide(ix *accessIndex, id identity, vs, tool string, rawArgs json.RawMessa
 			if args == nil {
 				args = decodeArgs(rawArgs)
 			}
-			out, _, err := r.cond.Eval(map[string]any{"args": args, "principal": id.principal, "tool": tool})
+			out, _, err := r.cond.Eval(&condVars{args: args, principal: id.principal, tool: tool})
 			holds := err == nil && out.Value() == true
 			if !holds && (err == nil || r.allow) { // an erroring deny condition still denies
 				return false
@@ -205,6 +209,27 @@ func decide(ix *accessIndex, id identity, vs, tool string, rawArgs json.RawMessa
 	}
 	return allowed, rule
 }
+
+// condVars are a condition's variables (as condEnv declares them) for one
+// call: looked up by name, with no map made per call.
+type condVars struct {
+	args            map[string]any
+	principal, tool string
+}
+
+func (v *condVars) ResolveName(name string) (any, bool) {
+	switch name {
+	case "args":
+		return v.args, true
+	case "principal":
+		return v.principal, true
+	case "tool":
+		return v.tool, true
+	}
+	return nil, false
+}
+
+func (v *condVars) Parent() interpreter.Activation { return nil }
 
 func decodeArgs(raw json.RawMessage) map[string]any {
 	args := map[string]any{}
@@ -250,8 +275,8 @@ func (p *Proxy) verifyToken(ctx context.Context, token string, r *http.Request) 
 	}
 	// Looked up by the hash of the presented key: the timing of a map lookup
 	// tells nothing about any stored key.
-	if id, ok := pol.keys[sha256.Sum256([]byte(token))]; ok {
-		return &auth.TokenInfo{UserID: id.principal, Extra: map[string]any{"groups": id.groups}}, nil
+	if ti, ok := pol.keys[sha256.Sum256([]byte(token))]; ok {
+		return ti, nil
 	}
 	return nil, fmt.Errorf("%w: unknown or revoked client key", auth.ErrInvalidToken)
 }

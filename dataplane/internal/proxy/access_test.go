@@ -40,6 +40,7 @@ func TestDecide(t *testing.T) {
 		rule("analysts", "group:analysts", "*", "db__read*", true, ""),
 		rule("no-shell", "*", "*", "shell__*", false, ""),
 		rule("small-queries", "group:analysts", "*", "db__query", true, `int(args.limit) <= 100`),
+		rule("people-read-notes", "*", "*", "notes__*", true, `tool == "notes__read" && principal.startsWith("user:")`),
 	)
 	ci := identity{principal: "apikey:ci"}
 	ann := identity{principal: "user:ann", groups: []string{"analysts"}}
@@ -62,6 +63,9 @@ func TestDecide(t *testing.T) {
 		{ann, "main", "db__query", `{"limit":5000}`, false, "", false, false},
 		{ann, "main", "db__query", `{}`, false, "", false, false}, // condition errors: not allowed
 		{anon, "main", "db__read_row", `{}`, false, "", true, false},
+		{ann, "main", "notes__read", `{}`, true, "people-read-notes", true, true},
+		{ann, "main", "notes__write", `{}`, false, "", false, false},
+		{ci, "main", "notes__read", `{}`, false, "", false, false},
 	} {
 		name := fmt.Sprintf("%s %s %s %s", tc.id.principal, tc.vs, tc.tool, tc.args)
 		ok, r := decide(rules, tc.id, tc.vs, tc.tool, []byte(tc.args))

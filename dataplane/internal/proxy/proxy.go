@@ -130,7 +130,7 @@ type policy struct {
 	results resultscan.Action
 	// Client authentication and access rules.
 	authRequired bool
-	keys         map[[32]byte]identity
+	keys         map[[32]byte]*auth.TokenInfo
 	access       *accessIndex
 	oidcIssuer   string
 	groupClaim   string
