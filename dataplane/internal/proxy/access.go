@@ -231,10 +231,13 @@ func (v *condVars) ResolveName(name string) (any, bool) {
 
 func (v *condVars) Parent() interpreter.Activation { return nil }
 
+// decodeArgs is what conditions see of a call's arguments: the object, or
+// an empty one when they are not one (the request's parse has checked that
+// they are valid JSON; an error here leaves no half-decoded object).
 func decodeArgs(raw json.RawMessage) map[string]any {
 	args := map[string]any{}
-	if len(raw) > 0 {
-		_ = json.Unmarshal(raw, &args) // the SDK validated it against the tool's schema
+	if len(raw) > 0 && json.Unmarshal(raw, &args) != nil {
+		return map[string]any{}
 	}
 	return args
 }

@@ -129,3 +129,21 @@ func BenchmarkDecideCondition(b *testing.B) {
 		}
 	}
 }
+
+// TestDecodeArgs: conditions see the arguments' object, and nothing of
+// arguments that are not one (not a half-decoded object).
+func TestDecodeArgs(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":"x","b":[1,{"c":null}]}`: `{"a":"x","b":[1,{"c":null}]}`,
+		"{\"a\":\"\xff\"}":             "{\"a\":\"\ufffd\"}", // invalid UTF-8, replaced as encoding/json does
+		``:                             `{}`,
+		`[1]`:                          `{}`,
+		`{"a":1,"b":01}`:               `{}`,
+		`{"a":1} {"b":2}`:              `{}`,
+	} {
+		got, err := json.Marshal(decodeArgs([]byte(in)))
+		if err != nil || string(got) != want {
+			t.Errorf("decodeArgs(%q) = %s (%v), want %s", in, got, err, want)
+		}
+	}
+}
