@@ -174,24 +174,38 @@ func BenchmarkToolsCall(b *testing.B) {
 		{"gateway-redis-sessions", plain[1], "demo__echo", "", sessionProtocol, plainPids[1]},
 		{"gateway-all-checks", checked[0], "checked__echo", key, sessionProtocol, checkedPids[0]},
 	}
-	// Measured in this order, at one concurrency after the other: each
-	// gateway path seconds after its floor, so that a slow spell of this
-	// shared box (they last seconds to tens of seconds) weighs on both; the
-	// table keeps the order above.
+	// Measured in this order, at one concurrency after the other; the table
+	// keeps the order above. Each gateway path takes turns with its floor
+	// (interleaveCalls calls each), so that a slow spell of this shared box
+	// (they last seconds to tens of seconds) weighs on both alike; its
+	// ratios are to the floor measured in those turns.
 	order := []string{"reverse-proxy", "gateway-all-checks", "gateway", "gateway-redis-sessions",
 		"reverse-proxy" + statelessSuffix, "gateway" + statelessSuffix, "direct", "reverse-proxy-in-process"}
+	pathNamed := func(name string) benchPath {
+		return paths[slices.IndexFunc(paths, func(p benchPath) bool { return p.name == name })]
+	}
+	floorOf := func(name string) string {
+		switch {
+		case !strings.HasPrefix(name, "gateway"):
+			return ""
+		case strings.HasSuffix(name, statelessSuffix):
+			return "reverse-proxy" + statelessSuffix
+		}
+		return "reverse-proxy"
+	}
 	for _, tc := range paths {
 		results.list(tc.name)
 	}
 	var throughGateways int // calls, each of which a gateway records
-	// stored waits until the control plane has stored every call's event,
-	// so that neither a floor nor a path is measured while it still ingests
-	// the path before.
-	stored := func() {
+	// stored waits until the control plane has stored the events of this
+	// many calls through gateways, so that no path is measured while it
+	// still ingests the path before, nor a floor's turn while it ingests
+	// the gateway path's turn before.
+	stored := func(calls int) {
 		eventually(b, "the control plane storing every call's event", func() error {
 			n, err := cp.DB.CallEvent.Query().Where(callevent.Method("tools/call")).Count(ctx)
-			if err != nil || n != throughGateways {
-				return fmt.Errorf("%d stored of %d calls through gateways (%v)", n, throughGateways, err)
+			if err != nil || n != calls {
+				return fmt.Errorf("%d stored of %d calls through gateways (%v)", n, calls, err)
 			}
 			return nil
 		})
@@ -199,22 +213,27 @@ func BenchmarkToolsCall(b *testing.B) {
 	for round := range benchRounds {
 		for _, c := range []int{1, benchClients} {
 			for _, name := range order {
-				tc := paths[slices.IndexFunc(paths, func(p benchPath) bool { return p.name == name })]
-				stored()
+				tc := pathNamed(name)
+				stored(throughGateways)
 				b.Run(fmt.Sprintf("%s/c=%d/round=%d", tc.name, c, round+1), func(b *testing.B) {
-					results.add(tc.name, c, round, load(b, tc.url, tc.tool, tc.bearer, tc.version, c, tc.pid))
-					if strings.HasPrefix(tc.name, "gateway") {
-						throughGateways += b.N
+					floor := floorOf(tc.name)
+					if floor == "" {
+						results.add(tc.name, c, round, loadPaths(b, c, nil, tc)[0])
+						return
 					}
+					res := loadPaths(b, c, func(made int) { stored(throughGateways + made) }, pathNamed(floor), tc)
+					results.addFloor(tc.name, c, round, res[0])
+					results.add(tc.name, c, round, res[1])
+					throughGateways += b.N
 				})
 			}
 		}
 	}
-	stored()
+	stored(throughGateways)
 	// Printed, not logged: the table is what `make bench` is read for.
-	fmt.Printf("\nBenchmarkToolsCall, %d alternating rounds (calls/s and CPU: medians; p50 and p99: of every call; ×: the median of the rounds' ratios, each path measured seconds after its floor), ratios to the reverse proxy in its own process (same run;"+
-		" a path ending in %s to the reverse proxy with the same session-less requests):\n%s",
-		benchRounds, statelessSuffix, results.table("reverse-proxy", 1, benchClients))
+	fmt.Printf("\nBenchmarkToolsCall, %d alternating rounds (calls/s and CPU: medians; p50 and p99: of every call; ×: the median of the rounds' ratios), ratios to the reverse proxy in its own process (same run;"+
+		" a gateway path to it as measured in turns of %d calls with the path; a path ending in %s to the reverse proxy with the same session-less requests):\n%s",
+		benchRounds, interleaveCalls, statelessSuffix, results.table("reverse-proxy", 1, benchClients))
 }
 
 // benchPath is a way to the upstream BenchmarkToolsCall measures; pid is
@@ -301,12 +320,24 @@ func (r *benchResults) list(name string) {
 
 func (r *benchResults) add(name string, c, round int, res loadResult) {
 	r.list(name)
+	r.put(name, c, round, res)
+}
+
+// addFloor keeps what name's floor measured in the turns it took with name.
+func (r *benchResults) addFloor(name string, c, round int, res loadResult) {
+	r.put(floorKey(name), c, round, res)
+}
+
+func (r *benchResults) put(name string, c, round int, res loadResult) {
 	k := fmt.Sprintf("%s/%d", name, c)
 	if r.m[k] == nil {
 		r.m[k] = map[int]loadResult{}
 	}
 	r.m[k][round] = res // the last run of a round counts (b.N grows)
 }
+
+// floorKey names the floor's results measured in turns with name's.
+func floorKey(name string) string { return name + " (its floor)" }
 
 // median is each measure's median over the rounds of name at c, but p50 and
 // p99, which are of the calls of all rounds together.
@@ -372,11 +403,14 @@ func (r *benchResults) table(floor string, cs ...int) string {
 			continue // not measured (-bench chose other paths)
 		}
 		sb.WriteString(name)
-		floor := floor
-		if strings.HasSuffix(name, statelessSuffix) && slices.Contains(r.names, floor+statelessSuffix) {
-			floor += statelessSuffix
-		}
 		for _, c := range cs {
+			floor := floor
+			switch {
+			case len(r.m[fmt.Sprintf("%s/%d", floorKey(name), c)]) > 0:
+				floor = floorKey(name) // measured in turns with name
+			case strings.HasSuffix(name, statelessSuffix) && slices.Contains(r.names, floor+statelessSuffix):
+				floor += statelessSuffix
+			}
 			res, base := r.median(name, c), r.median(floor, c)
 			ratio := r.ratio(name, floor, c, func(l loadResult) float64 { return l.callsPerSec })
 			cpu := "-"
@@ -438,78 +472,133 @@ func mcpConnectAs(ctx context.Context, endpoint, bearer, version string) (*mcp.C
 		&mcp.ClientSessionOptions{ProtocolVersion: version})
 }
 
-func load(b *testing.B, endpoint, toolName, bearer, version string, clients, pid int) loadResult {
-	ctx := viewer.System(context.Background())
-	sessions := make([]*mcp.ClientSession, clients)
-	for i := range sessions {
-		s, err := mcpConnectAs(ctx, endpoint, bearer, version)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		sessions[i] = s
-	}
+// interleaveCalls is how many calls a path makes at a time when paths are
+// measured together: they take turns (a fraction of a second each), so that
+// a slow spell of this shared box, seconds long, weighs on each alike.
+const interleaveCalls = 1000
+
+// pathLoad is one path's sessions and what its turns measured; the CPU
+// figures are sums over its turns, -1 when they cannot be read.
+type pathLoad struct {
+	p                   benchPath
+	sessions            []*mcp.ClientSession
+	lat                 [][]time.Duration
+	elapsed             time.Duration
+	cpu, rest, switches int64
+	failed              atomic.Int64
+}
+
+// turn makes n calls on pl's sessions, all of them calling at once.
+func (pl *pathLoad) turn(ctx context.Context, n int) {
+	cpu0, rest0, sw0 := cpuTicks(pl.p.pid), cpuTicks(os.Getpid()), contextSwitches(pl.p.pid)
 	var next atomic.Int64
-	var failed atomic.Int64
-	lat := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
-	b.ResetTimer()
-	var ticks0 int64 = -1
-	if pid > 0 {
-		ticks0 = cpuTicks(pid)
-	}
-	self0, cp0 := cpuTicks(os.Getpid()), cpuTicks(cpPid)
-	switches0 := contextSwitches(pid)
 	start := time.Now()
-	for i, s := range sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			params := &mcp.CallToolParams{Name: toolName, Arguments: map[string]any{"message": "benchmark payload"}}
-			for next.Add(1) <= int64(b.N) {
+	for i, s := range pl.sessions {
+		wg.Go(func() {
+			params := &mcp.CallToolParams{Name: pl.p.tool, Arguments: map[string]any{"message": "benchmark payload"}}
+			for next.Add(1) <= int64(n) {
 				t0 := time.Now()
 				res, err := s.CallTool(ctx, params)
-				lat[i] = append(lat[i], time.Since(t0))
+				pl.lat[i] = append(pl.lat[i], time.Since(t0))
 				if err != nil || res.IsError {
-					failed.Add(1)
+					pl.failed.Add(1)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	pl.elapsed += time.Since(start)
+	add := func(sum *int64, before, after int64) {
+		if *sum < 0 || before < 0 || after < 0 {
+			*sum = -1
+			return
+		}
+		*sum += after - before
+	}
+	add(&pl.cpu, cpu0, cpuTicks(pl.p.pid))
+	add(&pl.rest, rest0, cpuTicks(os.Getpid()))
+	add(&pl.switches, sw0, contextSwitches(pl.p.pid))
+}
+
+// loadPaths makes b.N calls on each path, clients at once, and returns what
+// each measured. Several paths take turns of interleaveCalls calls; settle
+// (if not nil) runs before each turn and after the last, told how many
+// calls the last path has made so far. The control plane's CPU is counted
+// from the first turn to the end of the last settle, and reported with the
+// last path, whose calls it records. The last path's figures are b's
+// metrics.
+func loadPaths(b *testing.B, clients int, settle func(made int), paths ...benchPath) []loadResult {
+	ctx := viewer.System(context.Background())
+	loads := make([]*pathLoad, len(paths))
+	for k, p := range paths {
+		pl := &pathLoad{p: p, lat: make([][]time.Duration, clients)}
+		for range clients {
+			s, err := mcpConnectAs(ctx, p.url, p.bearer, p.version)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			pl.sessions = append(pl.sessions, s)
+		}
+		loads[k] = pl
+	}
+	step := b.N
+	if len(loads) > 1 {
+		step = interleaveCalls
+	}
+	b.ResetTimer()
+	cp0 := cpuTicks(cpPid)
+	for done := 0; done < b.N; done += step {
+		for _, pl := range loads {
+			if settle != nil {
+				settle(done)
+			}
+			pl.turn(ctx, min(step, b.N-done))
+		}
+	}
+	if settle != nil {
+		settle(b.N)
+	}
+	cp := cpuTicks(cpPid)
 	b.StopTimer()
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d calls failed", n, b.N)
+	perCall := func(ticks int64) float64 { return float64(ticks) * 1e4 / float64(b.N) } // a tick is 10 ms
+	out := make([]loadResult, len(loads))
+	for k, pl := range loads {
+		if n := pl.failed.Load(); n > 0 {
+			b.Fatalf("%s: %d of %d calls failed", pl.p.name, n, b.N)
+		}
+		all := slices.Concat(pl.lat...)
+		slices.Sort(all)
+		res := loadResult{callsPerSec: float64(b.N) / pl.elapsed.Seconds(), p50: percentile(all, 0.50), p99: percentile(all, 0.99), lat: all}
+		if pl.cpu >= 0 {
+			res.cpu = perCall(pl.cpu)
+		}
+		if pl.rest >= 0 {
+			res.rest = perCall(pl.rest)
+		}
+		out[k] = res
 	}
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	res := loadResult{callsPerSec: float64(b.N) / elapsed.Seconds(), p50: percentile(all, 0.50), p99: percentile(all, 0.99), lat: all}
-	if self0 >= 0 {
-		res.rest = float64(cpuTicks(os.Getpid())-self0) * 1e4 / float64(b.N)
-		b.ReportMetric(res.rest, "rest-cpu-µs/call")
-	}
-	if cp0 >= 0 {
-		res.cp = float64(cpuTicks(cpPid)-cp0) * 1e4 / float64(b.N)
+	last, res := loads[len(loads)-1], &out[len(out)-1]
+	if cp0 >= 0 && cp >= 0 {
+		res.cp = perCall(cp - cp0)
 		b.ReportMetric(res.cp, "cp-cpu-µs/call")
 	}
-	if ticks0 >= 0 {
-		if t := cpuTicks(pid); t >= 0 {
-			res.cpu = float64(t-ticks0) * 1e4 / float64(b.N) // a tick is 10 ms
-			b.ReportMetric(res.cpu, "proxy-cpu-µs/call")
-		}
+	if last.cpu >= 0 {
+		b.ReportMetric(res.cpu, "proxy-cpu-µs/call")
 	}
-	if switches0 >= 0 {
-		if n := contextSwitches(pid); n >= 0 {
-			// On this virtual machine most of a proxy's CPU per call at c=1
-			// goes to putting its threads to sleep and waking them.
-			b.ReportMetric(float64(n-switches0)/float64(b.N), "proxy-switches/call")
-		}
+	if last.switches >= 0 {
+		// On this virtual machine most of a proxy's CPU per call at c=1
+		// goes to putting its threads to sleep and waking them.
+		b.ReportMetric(float64(last.switches)/float64(b.N), "proxy-switches/call")
+	}
+	if last.rest >= 0 {
+		b.ReportMetric(res.rest, "rest-cpu-µs/call")
 	}
 	b.ReportMetric(res.callsPerSec, "calls/s")
 	b.ReportMetric(res.p50, "p50-µs")
 	b.ReportMetric(res.p99, "p99-µs")
-	return res
+	return out
 }
 
 // percentile is the p quantile of sorted latencies, in µs (0 for none).

@@ -130,7 +130,7 @@ func BenchmarkFleetUnderLoad(b *testing.B) {
 	stopLoad()
 	loadDone.Wait()
 	b.Run(fmt.Sprintf("tools/call/agents=%d", agents), func(b *testing.B) {
-		load(b, gwURL, "demo__echo", "", sessionProtocol, benchClients, 0)
+		loadPaths(b, benchClients, nil, benchPath{name: "gateway", url: gwURL, tool: "demo__echo", version: sessionProtocol})
 		rss, peak := procMemory(proc.Process.Pid)
 		grss, gpeak := procMemory(g.cmd.Process.Pid)
 		b.ReportMetric(rss, "cp-rss-MiB")
