@@ -222,6 +222,8 @@ func BenchmarkToolsCall(b *testing.B) {
 						return
 					}
 					res := loadPaths(b, c, func(made int) { stored(throughGateways + made) }, pathNamed(floor), tc)
+					b.ReportMetric(res[0].callsPerSec, "floor-calls/s")
+					b.ReportMetric(res[0].p99, "floor-p99-µs")
 					results.addFloor(tc.name, c, round, res[0])
 					results.add(tc.name, c, round, res[1])
 					throughGateways += b.N
