@@ -372,9 +372,10 @@ func (r *benchResults) median(name string, c int) loadResult {
 }
 
 // ratio is the median over the rounds of name's measure f at c over
-// floor's in the same round: the two run seconds apart, so a slow spell of
-// the box weighs on both, where in medians (or the p99 of all rounds'
-// calls together) taken apart it weighs on whichever path it fell on.
+// floor's in the same round: the two run in turns or seconds apart, so a
+// slow spell of the box weighs on both, where in medians (or the p99 of all
+// rounds' calls together) taken apart it weighs on whichever path it fell
+// on.
 func (r *benchResults) ratio(name, floor string, c int, f func(loadResult) float64) float64 {
 	rounds, base := r.m[fmt.Sprintf("%s/%d", name, c)], r.m[fmt.Sprintf("%s/%d", floor, c)]
 	var v []float64
